@@ -1,0 +1,123 @@
+# xmesh: kernel-accelerated service-mesh node agent.
+# Targets: all (build/xmesh), test, demo, bench, vmtest, format, lint, clean.
+
+BUILD     ?= build
+CC        ?= gcc
+CLANG     ?= clang
+BPFTOOL   ?= bpftool
+ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+CFLAGS    ?= -O2 -g
+CFLAGS    += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD) \
+             -DXMESH_VERSION='"$(VERSION)"' -fno-strict-aliasing -MMD -MP
+LDLIBS    := -lbpf -lelf -lz -lyaml
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
+              -Wno-unused-parameter -Iinclude -Ibpf -I$(BUILD)
+
+BPF_SRCS   := $(wildcard bpf/*.bpf.c)
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
+SKELS      := $(patsubst bpf/%.bpf.c,$(BUILD)/skel/%.skel.h,$(BPF_SRCS))
+
+AGENT_SRCS := $(shell find agent -name '*.c' ! -name main.c | sort)
+AGENT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRCS))
+LIB        := $(BUILD)/libxmesh.a
+
+UNIT_SRCS  := $(wildcard tests/unit/*.c)
+UNIT_BIN   := $(BUILD)/tests/unit_tests
+BPFT_SRCS  := $(wildcard tests/bpf/*.c)
+BPFT_BIN   := $(BUILD)/tests/bpf_tests
+TOOL_SRCS  := $(wildcard tests/tools/*.c)
+TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+.PHONY: all deps test test-unit test-bpf test-e2e demo bench vmtest format lint clean tools
+.DELETE_ON_ERROR:
+
+all: $(BUILD)/xmesh
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/install-deps.sh
+	@scripts/install-deps.sh
+	@mkdir -p $(BUILD) && touch $@
+
+# CO-RE: vmlinux.h comes from the build machine's BTF; relocations make the objects run on other kernels.
+$(BUILD)/vmlinux.h: | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) $(wildcard include/xmesh/*.h) $(BUILD)/vmlinux.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/skel/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/%.o: %.c $(SKELS) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(AGENT_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/xmesh: $(BUILD)/obj/agent/main.o $(LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(UNIT_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRCS)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(BPFT_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BPFT_SRCS)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(BUILD)/tools/%: tests/tools/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lpthread
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lm
+
+tools: $(TOOL_BINS)
+
+test: all $(UNIT_BIN) $(BPFT_BIN) $(TOOL_BINS)
+	@scripts/run-tests.sh $(BUILD)
+
+test-unit: $(UNIT_BIN)
+	$(UNIT_BIN)
+
+test-bpf: $(BPFT_BIN)
+	$(BPFT_BIN)
+
+test-e2e: all $(TOOL_BINS)
+	@tests/e2e/run.sh $(BUILD)
+
+demo: all $(TOOL_BINS)
+	@scripts/demo.sh $(BUILD) $(ARGS)
+
+bench: all $(TOOL_BINS) $(BENCH_BINS)
+	@scripts/bench.sh $(BUILD) $(ARGS)
+
+vmtest: all $(BPFT_BIN)
+	@vmtests/run-matrix.sh $(BUILD)
+
+FORMAT_SRCS = $(shell find agent include bpf tests bench -name '*.[ch]' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_SRCS)
+
+lint: $(SKELS)
+	@clang-format --dry-run --Werror $(FORMAT_SRCS)
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
+		--inline-suppr --suppress=missingIncludeSystem -Iinclude -Iagent -D__x86_64__ \
+		$(AGENT_SRCS) agent/main.c $(UNIT_SRCS) $(BPFT_SRCS) $(TOOL_SRCS)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

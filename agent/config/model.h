@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The config model: the Kubernetes and Istio objects xmesh uses (DESIGN.md §4), as parsed from YAML.
+ * Produced by config_load(), consumed by compile/. Every object remembers where it came from (file:line:col).
+ */
+#ifndef XMESH_CONFIG_MODEL_H
+#define XMESH_CONFIG_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define XM_NAME_MAX 254 /* DNS subdomain names are at most 253 characters */
+#define XM_LABEL_MAX 320 /* label keys (prefix/name) and values */
+
+struct xm_loc {
+	const char *file; /* owned by the config (interned) */
+	int line;	  /* 1-based */
+	int col;	  /* 1-based */
+};
+
+struct xm_ip {
+	uint8_t family; /* 4 or 6 */
+	uint8_t bytes[16]; /* network order; IPv4 in bytes[0..3] */
+};
+
+struct xm_label {
+	char key[XM_LABEL_MAX];
+	char value[XM_LABEL_MAX];
+};
+
+struct xm_service_port {
+	char name[64];		      /* "" when the Service has a single unnamed port */
+	uint16_t port;
+	uint16_t target_port;	      /* 0 when the targetPort is a name */
+	char target_port_name[64];    /* a named targetPort (resolved through EndpointSlice ports) */
+	uint8_t proto;		      /* 6 TCP, 17 UDP, 132 SCTP */
+	struct xm_loc loc;
+};
+
+struct xm_service {
+	char ns[64];
+	char name[XM_NAME_MAX];
+	struct xm_ip *cluster_ips; /* spec.clusterIPs (or spec.clusterIP); "None" is headless: none here */
+	size_t n_cluster_ips;
+	bool headless;
+	struct xm_ip *external_ips; /* spec.externalIPs + status.loadBalancer.ingress[].ip */
+	size_t n_external_ips;
+	struct xm_service_port *ports;
+	size_t n_ports;
+	bool session_affinity_client_ip;
+	struct xm_loc loc;
+};
+
+struct xm_endpoint {
+	struct xm_ip *addrs;
+	size_t n_addrs;
+	bool ready; /* conditions.ready; absent means ready (Kubernetes' rule) */
+	char node_name[XM_NAME_MAX];
+	char target_ns[64]; /* targetRef of kind Pod, "" when absent */
+	char target_name[XM_NAME_MAX];
+	struct xm_loc loc;
+};
+
+struct xm_endpoint_port {
+	char name[64];
+	uint16_t port;
+	uint8_t proto;
+	struct xm_loc loc;
+};
+
+struct xm_endpoint_slice {
+	char ns[64];
+	char name[XM_NAME_MAX];
+	char service_name[XM_NAME_MAX]; /* label kubernetes.io/service-name */
+	uint8_t address_family;		/* 4, 6, or 0 for FQDN (ignored) */
+	struct xm_endpoint *endpoints;
+	size_t n_endpoints;
+	struct xm_endpoint_port *ports;
+	size_t n_ports;
+	struct xm_loc loc;
+};
+
+struct xm_pod {
+	char ns[64];
+	char name[XM_NAME_MAX];
+	struct xm_label *labels;
+	size_t n_labels;
+	char service_account[XM_NAME_MAX]; /* "default" when absent */
+	char node_name[XM_NAME_MAX];
+	struct xm_ip *ips; /* status.podIPs (or status.podIP) */
+	size_t n_ips;
+	struct xm_loc loc;
+};
+
+struct xm_node {
+	char name[XM_NAME_MAX];
+	struct xm_ip *internal_ips; /* status.addresses[type=InternalIP] */
+	size_t n_internal_ips;
+	struct xm_loc loc;
+};
+
+enum xm_dr_lb {
+	XM_DR_LB_UNSET = 0, /* no loadBalancer: Istio's default, LEAST_REQUEST */
+	XM_DR_LB_ROUND_ROBIN,
+	XM_DR_LB_LEAST_REQUEST,
+	XM_DR_LB_RANDOM,
+	XM_DR_LB_PASSTHROUGH,
+	XM_DR_LB_CONSISTENT_HASH,
+};
+
+enum xm_dr_hash_key {
+	XM_DR_HASH_NONE = 0,
+	XM_DR_HASH_SOURCE_IP,	    /* useSourceIp: true */
+	XM_DR_HASH_HTTP_HEADER,	    /* httpHeaderName (L7, later) */
+	XM_DR_HASH_HTTP_COOKIE,	    /* httpCookie (L7, later) */
+	XM_DR_HASH_QUERY_PARAMETER, /* httpQueryParameterName (L7, later) */
+};
+
+struct xm_load_balancer {
+	enum xm_dr_lb simple; /* or XM_DR_LB_CONSISTENT_HASH */
+	enum xm_dr_hash_key hash_key;
+	char hash_param[XM_NAME_MAX]; /* header/cookie/parameter name */
+	uint32_t maglev_table_size;   /* consistentHash.maglev.tableSize, 0 = unset */
+	bool set;
+};
+
+/* Istio's defaults are filled in when the field is absent (see config_outlier_defaults). */
+struct xm_outlier_detection {
+	uint32_t consecutive_5xx_errors;	    /* default 5 */
+	uint32_t consecutive_gateway_errors;	    /* default 0 (off) */
+	uint32_t consecutive_local_origin_failures; /* default 5 */
+	bool split_external_local_origin_errors;    /* default false */
+	uint64_t interval_ms;			    /* default 10s */
+	uint64_t base_ejection_time_ms;		    /* default 30s */
+	uint32_t max_ejection_percent;		    /* default 10 */
+	uint32_t min_health_percent;		    /* default 0 */
+	bool set;
+};
+
+struct xm_connection_pool {
+	uint32_t tcp_max_connections;	       /* 0 = unset */
+	uint64_t tcp_connect_timeout_ms;       /* 0 = unset */
+	uint32_t http1_max_pending_requests;   /* 0 = unset */
+	uint32_t http2_max_requests;	       /* 0 = unset */
+	uint32_t http_max_requests_per_conn;   /* 0 = unset */
+	uint32_t http_max_retries;	       /* 0 = unset */
+	uint64_t http_idle_timeout_ms;	       /* 0 = unset */
+	bool set;
+};
+
+enum xm_tls_mode {
+	XM_TLS_UNSET = 0,
+	XM_TLS_DISABLE,
+	XM_TLS_SIMPLE,
+	XM_TLS_MUTUAL,
+	XM_TLS_ISTIO_MUTUAL,
+};
+
+struct xm_traffic_policy {
+	struct xm_load_balancer lb;
+	struct xm_outlier_detection outlier;
+	struct xm_connection_pool pool;
+	enum xm_tls_mode tls_mode;
+};
+
+struct xm_subset {
+	char name[64];
+	struct xm_label *labels;
+	size_t n_labels;
+	struct xm_traffic_policy policy; /* subset-level override, fields unset when absent */
+	struct xm_loc loc;
+};
+
+struct xm_destination_rule {
+	char ns[64];
+	char name[XM_NAME_MAX];
+	char host[XM_NAME_MAX];	   /* as written */
+	char host_ns[64];	   /* resolved: the Service it names */
+	char host_name[XM_NAME_MAX];
+	struct xm_traffic_policy policy;
+	struct xm_subset *subsets;
+	size_t n_subsets;
+	struct xm_loc loc;
+	struct xm_loc host_loc;
+};
+
+struct xm_config {
+	struct xm_service *services;
+	size_t n_services;
+	struct xm_endpoint_slice *slices;
+	size_t n_slices;
+	struct xm_pod *pods;
+	size_t n_pods;
+	struct xm_node *nodes;
+	size_t n_nodes;
+	struct xm_destination_rule *rules;
+	size_t n_rules;
+	char **files; /* interned file names that xm_loc.file points into */
+	size_t n_files;
+};
+
+struct xm_diag {
+	struct xm_loc loc;
+	char msg[512]; /* "service default/reviews: port 9080: targetPort missing" */
+};
+
+struct xm_diags {
+	struct xm_diag *items;
+	size_t n;
+};
+
+/*
+ * Read every path (a YAML file, or a directory whose *.yaml/*.yml files are read in name order), parse
+ * the objects, validate them and their references. Returns 0 when there is no error, -EINVAL when diags
+ * holds at least one, another negative errno on I/O failure (also reported in diags).
+ */
+int config_load(const char *const *paths, size_t n_paths, struct xm_config *cfg, struct xm_diags *diags);
+
+/* Free everything config_load allocated; both may be passed zeroed. */
+void config_free(struct xm_config *cfg);
+void diags_free(struct xm_diags *diags);
+
+/* Print each diagnostic as "file:line:col: message" on one line. */
+void diags_print(const struct xm_diags *diags, void *stdio_file);
+
+/* Lookups used by compile/ and validation. NULL when absent. */
+const struct xm_service *config_find_service(const struct xm_config *cfg, const char *ns, const char *name);
+const struct xm_destination_rule *config_find_rule(const struct xm_config *cfg, const char *ns, const char *name);
+const struct xm_node *config_find_node(const struct xm_config *cfg, const char *name);
+const struct xm_pod *config_find_pod(const struct xm_config *cfg, const char *ns, const char *name);
+
+/* Istio's default outlier-detection values. */
+void config_outlier_defaults(struct xm_outlier_detection *od);
+
+/* "10s", "1m", "500ms", "1h", "1.5s", "100us" → milliseconds. Returns 0 or -EINVAL. */
+int config_parse_duration_ms(const char *s, uint64_t *ms);
+
+#endif

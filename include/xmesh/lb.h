@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ABI of the socket-level load balancer: keys and values of the maps that the agent writes and the
+ * cgroup/sockops programs read. Fixed-size types only; layouts are pinned by _Static_assert below.
+ */
+#ifndef XMESH_LB_H
+#define XMESH_LB_H
+
+#include "types.h"
+
+#define XM_FAMILY_V4 4
+#define XM_FAMILY_V6 6
+
+#define XM_PROTO_TCP 6
+#define XM_PROTO_UDP 17
+
+#define XM_MAX_SERVICES 65536	   /* service ports (VIP:port:proto) */
+#define XM_MAX_SVC_IDS 65536	   /* stable per-service-port ids, index of per-service arrays */
+#define XM_MAX_BACKENDS 65536	   /* backend ids are 1..XM_MAX_BACKENDS-1; 0 means "none" */
+#define XM_MAX_SLOTS 262144	   /* backend-list slots over all services, two generations */
+#define XM_MAX_MAGLEV_TABLES 4096  /* consistent-hash services, two generations */
+#define XM_MAX_SLOTS_PER_SVC 65535 /* ready backends one service port can list */
+#define XM_MAGLEV_DEFAULT_SIZE 16381
+#define XM_MAGLEV_MAX_SIZE 1048573
+
+/* Load-balancing algorithm of a service port (DestinationRule trafficPolicy.loadBalancer). */
+enum xm_lb_algo {
+	XM_LB_LEAST_REQUEST = 0, /* Istio's default */
+	XM_LB_ROUND_ROBIN = 1,
+	XM_LB_RANDOM = 2,
+	XM_LB_MAGLEV = 3, /* consistentHash.useSourceIp, sessionAffinity: ClientIP */
+};
+
+/* An IPv4 address lives in v4 (network order) with the other 12 bytes zero. */
+union xm_addr {
+	__u32 v4;
+	__u32 v6[4];
+	__u8 bytes[16];
+};
+XM_STATIC_ASSERT(sizeof(union xm_addr) == 16, "xm_addr size");
+
+/* xm_services key: a service VIP and port as the application dials it. */
+struct xm_svc_key {
+	union xm_addr vip;
+	__u16 port; /* network order */
+	__u8 proto; /* XM_PROTO_* */
+	__u8 family; /* XM_FAMILY_* */
+};
+XM_STATIC_ASSERT(sizeof(struct xm_svc_key) == 20, "xm_svc_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_svc_key, port) == 16, "xm_svc_key.port offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_svc_key, proto) == 18, "xm_svc_key.proto offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_svc_key, family) == 19, "xm_svc_key.family offset");
+
+/*
+ * xm_services value. A service's backend list is immutable once published: the agent writes a new list
+ * under a fresh table_id, then replaces this value in one map update, so a reader sees either the old
+ * (table_id, count) pair or the new one, never a mix.
+ */
+struct xm_svc_value {
+	__u32 table_id; /* key into xm_slots (list) or xm_maglev (table) */
+	__u32 count;	/* ready backends in the list, or the Maglev table size; 0 = refuse */
+	__u32 svc_id;	/* stable id of this service port, index of per-service arrays */
+	__u8 algo;	/* enum xm_lb_algo */
+	__u8 flags;	/* XM_SVC_F_* */
+	__u16 pad;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_svc_value) == 16, "xm_svc_value size");
+
+/* xm_slots key: slot'th backend of the list published under table_id. */
+struct xm_slot_key {
+	__u32 table_id;
+	__u32 slot;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_slot_key) == 8, "xm_slot_key size");
+
+struct xm_slot_value {
+	__u32 backend_id;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_slot_value) == 4, "xm_slot_value size");
+
+/* xm_backends value, keyed by __u32 backend id. A backend id's address never changes while it is in use. */
+struct xm_backend {
+	union xm_addr addr;
+	__u16 port; /* network order (the Service's targetPort resolved) */
+	__u8 family;
+	__u8 flags; /* XM_BACKEND_F_* */
+};
+XM_STATIC_ASSERT(sizeof(struct xm_backend) == 20, "xm_backend size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_backend, port) == 16, "xm_backend.port offset");
+
+#define XM_BACKEND_F_LOCAL 0x1 /* runs on this node */
+
+/* xm_backend_conns value, indexed by backend id: connections open to it from this node. */
+struct xm_backend_conns {
+	__s64 active;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_backend_conns) == 8, "xm_backend_conns size");
+
+/* xm_sock_state: per-socket storage written at connect/sendmsg, read by getpeername and sockops. */
+struct xm_sock_state {
+	union xm_addr vip;
+	__u32 backend_id;
+	__u16 vport; /* network order */
+	__u8 family;
+	__u8 flags; /* XM_SOCK_F_* */
+};
+XM_STATIC_ASSERT(sizeof(struct xm_sock_state) == 24, "xm_sock_state size");
+
+#define XM_SOCK_F_NATTED 0x1  /* connected through a VIP: getpeername answers the VIP */
+#define XM_SOCK_F_COUNTED 0x2 /* counted in xm_backend_conns, uncount on close */
+
+/* xm_udp_revnat: (socket, backend) → VIP, so recvmsg shows replies coming from the VIP. */
+struct xm_udp_revnat_key {
+	__u64 cookie;
+	union xm_addr backend;
+	__u16 port; /* backend port, network order */
+	__u8 family;
+	__u8 pad[5];
+};
+XM_STATIC_ASSERT(sizeof(struct xm_udp_revnat_key) == 32, "xm_udp_revnat_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_udp_revnat_key, backend) == 8, "revnat.backend offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_udp_revnat_key, port) == 24, "revnat.port offset");
+
+struct xm_udp_revnat_value {
+	union xm_addr vip;
+	__u16 vport;
+	__u8 pad[2];
+};
+XM_STATIC_ASSERT(sizeof(struct xm_udp_revnat_value) == 20, "xm_udp_revnat_value size");
+
+/* xm_sock_stats: per-CPU counters of the socket LB, indexed by enum xm_sock_stat. */
+enum xm_sock_stat {
+	XM_STAT_SOCK_LB_TCP = 0, /* connects rewritten */
+	XM_STAT_SOCK_LB_UDP,	 /* UDP connects/sendmsgs rewritten */
+	XM_STAT_SOCK_NO_BACKEND, /* refused: VIP with no ready backend */
+	XM_STAT_SOCK_LOOKUP_MISS, /* slot or backend missing (a race with an apply) */
+	XM_STAT_SOCK_REVNAT,	 /* getpeername/recvmsg answered with the VIP */
+	XM_STAT_SOCK_MAX,
+};
+
+struct xm_counter {
+	__u64 value;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_counter) == 8, "xm_counter size");
+
+#endif
