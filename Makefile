@@ -36,6 +36,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 .PHONY: all deps test test-unit test-bpf test-e2e demo bench vmtest format lint clean tools
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: $(BUILD)/xmesh
 

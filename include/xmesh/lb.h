@@ -20,7 +20,7 @@
 #define XM_MAX_SLOTS 262144	   /* backend-list slots over all services, two generations */
 #define XM_MAX_MAGLEV_TABLES 4096  /* consistent-hash services, two generations */
 #define XM_MAX_SLOTS_PER_SVC 65535 /* ready backends one service port can list */
-#define XM_MAGLEV_DEFAULT_SIZE 16381
+#define XM_MAGLEV_DEFAULT_SIZE 65537 /* Envoy's default: keeps disruption within 1/N + 1% */
 #define XM_MAGLEV_MAX_SIZE 1048573
 
 /* Load-balancing algorithm of a service port (DestinationRule trafficPolicy.loadBalancer). */

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+/* `xmesh agent`: flags per DESIGN.md §3, then the daemon. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "admin/admin.h"
+#include "cli/cli.h"
+#include "core/log.h"
+#include "daemon/daemon.h"
+#include "datapath/pins.h"
+#include "lb/maglev.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: xmesh agent --config PATH [--config PATH]... --cgroup DIR [--iface IFNAME]...\n"
+		   "                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
+		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n");
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },	  { "cgroup", required_argument, NULL, 'g' },
+		{ "iface", required_argument, NULL, 'i' },	  { "bpffs", required_argument, NULL, 'b' },
+		{ "node", required_argument, NULL, 'n' },	  { "metrics", required_argument, NULL, 'm' },
+		{ "admin", required_argument, NULL, 'a' },	  { "maglev-size", required_argument, NULL, 'M' },
+		{ "detach-on-exit", no_argument, NULL, 'D' },	  { "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },		  { 0 },
+	};
+	struct xm_agent_opts o = {
+		.bpffs = XM_DEFAULT_BPFFS,
+		.admin_path = XM_DEFAULT_ADMIN_SOCK,
+		.metrics_addr = "127.0.0.1:15090",
+		.maglev_size = XM_MAGLEV_DEFAULT_SIZE,
+	};
+	struct stat st;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (o.n_config_paths == XM_MAX_CONFIG_PATHS) {
+				fprintf(stderr, "xmesh agent: at most %d --config paths\n", XM_MAX_CONFIG_PATHS);
+				return 2;
+			}
+			o.config_paths[o.n_config_paths++] = optarg;
+			break;
+		case 'g':
+			o.cgroup = optarg;
+			break;
+		case 'i':
+			fprintf(stderr, "xmesh agent: --iface %s: the XDP/TC datapath is not built yet; only the socket "
+					"paths run\n",
+				optarg);
+			break;
+		case 'b':
+			o.bpffs = optarg;
+			break;
+		case 'n':
+			o.node_name = optarg;
+			break;
+		case 'm':
+			o.metrics_addr = optarg;
+			break;
+		case 'a':
+			o.admin_path = optarg;
+			break;
+		case 'M': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*end || !maglev_is_prime((uint32_t)v) || v > XM_MAGLEV_MAX_SIZE || v < 3) {
+				fprintf(stderr, "xmesh agent: --maglev-size %s: must be a prime between 3 and %u\n", optarg,
+					XM_MAGLEV_MAX_SIZE);
+				return 2;
+			}
+			o.maglev_size = (uint32_t)v;
+			break;
+		}
+		case 'D':
+			o.detach_on_exit = true;
+			break;
+		case 'l':
+			if (!strcmp(optarg, "debug"))
+				xm_log_set_level(XM_LOG_DEBUG);
+			else if (!strcmp(optarg, "info"))
+				xm_log_set_level(XM_LOG_INFO);
+			else if (!strcmp(optarg, "warn"))
+				xm_log_set_level(XM_LOG_WARN);
+			else if (!strcmp(optarg, "error"))
+				xm_log_set_level(XM_LOG_ERROR);
+			else {
+				fprintf(stderr, "xmesh agent: --log-level %s: debug, info, warn or error\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "xmesh agent: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (!o.n_config_paths || !o.cgroup) {
+		fprintf(stderr, "xmesh agent: --config and --cgroup are required\n");
+		usage(stderr);
+		return 2;
+	}
+	if (stat(o.cgroup, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "xmesh agent: --cgroup %s: %s\n", o.cgroup, errno ? strerror(errno) : "not a directory");
+		return 1;
+	}
+	return daemon_run(&o);
+}

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+/* `xmesh cleanup --bpffs DIR --cgroup DIR`: detaches xmesh's programs and removes its pins. */
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "datapath/datapath.h"
+#include "datapath/pins.h"
+
+/* Counts programs named xm_* still attached to the cgroup (links detach once their pin is gone). */
+static int count_ours_attached(const char *cgroup)
+{
+	static const enum bpf_attach_type types[] = {
+		BPF_CGROUP_INET4_CONNECT,     BPF_CGROUP_INET6_CONNECT,	    BPF_CGROUP_UDP4_SENDMSG,
+		BPF_CGROUP_UDP6_SENDMSG,      BPF_CGROUP_UDP4_RECVMSG,	    BPF_CGROUP_UDP6_RECVMSG,
+		BPF_CGROUP_INET4_GETPEERNAME, BPF_CGROUP_INET6_GETPEERNAME, BPF_CGROUP_SOCK_OPS,
+	};
+	int fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+	size_t t;
+
+	if (fd < 0)
+		return -errno;
+	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		__u32 ids[64], cnt = 64, i;
+
+		if (bpf_prog_query(fd, types[t], 0, NULL, ids, &cnt) < 0)
+			continue;
+		for (i = 0; i < cnt; i++) {
+			struct bpf_prog_info info;
+			__u32 len = sizeof(info);
+			int pfd = bpf_prog_get_fd_by_id(ids[i]);
+
+			if (pfd < 0)
+				continue;
+			memset(&info, 0, sizeof(info));
+			if (!bpf_obj_get_info_by_fd(pfd, &info, &len) && !strncmp(info.name, "xm_", 3))
+				n++;
+			close(pfd);
+		}
+	}
+	close(fd);
+	return n;
+}
+
+int cmd_cleanup(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bpffs", required_argument, NULL, 'b' },
+		{ "cgroup", required_argument, NULL, 'g' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *bpffs = XM_DEFAULT_BPFFS, *cgroup = NULL;
+	int c, err, left;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			bpffs = optarg;
+			break;
+		case 'g':
+			cgroup = optarg;
+			break;
+		case 'h':
+			printf("usage: xmesh cleanup [--bpffs DIR] [--cgroup DIR]\n");
+			return 0;
+		default:
+			fprintf(stderr, "usage: xmesh cleanup [--bpffs DIR] [--cgroup DIR]\n");
+			return 2;
+		}
+	}
+	err = datapath_remove(bpffs);
+	if (err) {
+		fprintf(stderr, "xmesh cleanup: %s: %s\n", bpffs, strerror(-err));
+		return 1;
+	}
+	if (cgroup) {
+		left = count_ours_attached(cgroup);
+		if (left > 0) {
+			fprintf(stderr, "xmesh cleanup: %d xmesh program(s) still attached to %s (held by a running "
+					"agent or an open link fd)\n",
+				left, cgroup);
+			return 1;
+		}
+	}
+	printf("removed xmesh links and maps under %s\n", bpffs);
+	return 0;
+}

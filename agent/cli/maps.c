@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: Apache-2.0
+/* `xmesh maps [NAME] [--json] [--bpffs DIR]`: decodes the pinned maps; works without the agent. */
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <xmesh/lb.h>
+
+#include "cli/cli.h"
+#include "compile/compile.h"
+#include "core/strbuf.h"
+#include "datapath/pins.h"
+
+/* Appends one entry as "field": value pairs (JSON members without braces). */
+typedef void (*decode_fn)(const void *key, const void *value, struct strbuf *out);
+
+struct map_desc {
+	const char *name;
+	const char *what;
+	decode_fn decode;
+	bool percpu;	/* value is per CPU: decode the sum */
+	bool skip_zero; /* arrays: hide entries whose value is all zero */
+};
+
+static void addr_str(const union xm_addr *a, uint8_t family, char *buf, size_t len)
+{
+	if (!inet_ntop(family == XM_FAMILY_V4 ? AF_INET : AF_INET6, a->bytes, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+}
+
+static void dec_services(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_svc_value *sv = v;
+	char key[80];
+
+	lb_format_key(k, key, sizeof(key));
+	sb_printf(out, "\"service\":\"%s\",\"table_id\":%u,\"count\":%u,\"svc_id\":%u,\"algo\":\"%s\",\"flags\":%u",
+		  key, sv->table_id, sv->count, sv->svc_id, lb_algo_name(sv->algo), sv->flags);
+}
+
+static void dec_slots(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_slot_key *sk = k;
+
+	sb_printf(out, "\"table_id\":%u,\"slot\":%u,\"backend_id\":%u", sk->table_id, sk->slot,
+		  ((const struct xm_slot_value *)v)->backend_id);
+}
+
+static void dec_backends(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_backend *b = v;
+	char ip[INET6_ADDRSTRLEN];
+
+	addr_str(&b->addr, b->family, ip, sizeof(ip));
+	sb_printf(out, "\"backend_id\":%u,\"address\":\"%s\",\"port\":%u,\"family\":%u,\"local\":%s", *(const __u32 *)k,
+		  ip, ntohs(b->port), b->family, b->flags & XM_BACKEND_F_LOCAL ? "true" : "false");
+}
+
+static void dec_conns(const void *k, const void *v, struct strbuf *out)
+{
+	sb_printf(out, "\"backend_id\":%u,\"active\":%lld", *(const __u32 *)k,
+		  (long long)((const struct xm_backend_conns *)v)->active);
+}
+
+static void dec_counter(const void *k, const void *v, struct strbuf *out)
+{
+	static const char *const names[] = { "sock_lb_tcp", "sock_lb_udp", "no_backend", "lookup_miss", "revnat" };
+	__u32 idx = *(const __u32 *)k;
+
+	sb_printf(out, "\"counter\":\"%s\",\"value\":%llu", idx < XM_STAT_SOCK_MAX ? names[idx] : "?",
+		  (unsigned long long)((const struct xm_counter *)v)->value);
+}
+
+static void dec_rr(const void *k, const void *v, struct strbuf *out)
+{
+	sb_printf(out, "\"svc_id\":%u,\"position\":%llu", *(const __u32 *)k,
+		  (unsigned long long)((const struct xm_counter *)v)->value);
+}
+
+static void dec_revnat(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_udp_revnat_key *rk = k;
+	const struct xm_udp_revnat_value *rv = v;
+	char b[INET6_ADDRSTRLEN], vip[INET6_ADDRSTRLEN];
+
+	addr_str(&rk->backend, rk->family, b, sizeof(b));
+	addr_str(&rv->vip, rk->family, vip, sizeof(vip));
+	sb_printf(out, "\"cookie\":%llu,\"backend\":\"%s\",\"backend_port\":%u,\"vip\":\"%s\",\"vip_port\":%u",
+		  (unsigned long long)rk->cookie, b, ntohs(rk->port), vip, ntohs(rv->vport));
+}
+
+static void dec_maglev(const void *k, const void *v, struct strbuf *out)
+{
+	__u32 inner_id = *(const __u32 *)v, size = 0;
+	int fd = bpf_map_get_fd_by_id(inner_id);
+
+	if (fd >= 0) {
+		struct bpf_map_info info;
+		__u32 len = sizeof(info);
+
+		memset(&info, 0, sizeof(info));
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			size = info.max_entries;
+		close(fd);
+	}
+	sb_printf(out, "\"table_id\":%u,\"inner_map_id\":%u,\"size\":%u", *(const __u32 *)k, inner_id, size);
+}
+
+static const struct map_desc maps[] = {
+	{ "xm_services", "service VIP:port → backend list", dec_services, false, false },
+	{ "xm_slots", "backend lists: (table, slot) → backend", dec_slots, false, false },
+	{ "xm_backends", "backend id → address", dec_backends, false, false },
+	{ "xm_backend_conns", "live connections per backend", dec_conns, false, true },
+	{ "xm_maglev", "Maglev tables of consistent-hash services", dec_maglev, false, false },
+	{ "xm_rr_state", "round-robin positions (summed over CPUs)", dec_rr, true, true },
+	{ "xm_udp_revnat", "UDP (socket, backend) → VIP", dec_revnat, false, false },
+	{ "xm_sock_stats", "socket LB counters (summed over CPUs)", dec_counter, true, false },
+};
+
+static bool all_zero(const void *p, size_t n)
+{
+	const unsigned char *c = p;
+
+	while (n--)
+		if (*c++)
+			return false;
+	return true;
+}
+
+/* Per-CPU values are 8-byte counters here: sum them into the first slot. */
+static void sum_percpu(void *value, size_t value_size, int ncpu)
+{
+	__u64 sum = 0;
+	size_t stride = (value_size + 7) & ~7ul;
+	int c;
+
+	for (c = 0; c < ncpu; c++)
+		sum += *(__u64 *)((char *)value + c * stride);
+	*(__u64 *)value = sum;
+}
+
+static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool first, struct strbuf *out)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	void *key = NULL, *next = NULL, *value = NULL;
+	int fd, err = 0, ncpu = libbpf_num_possible_cpus(), n = 0;
+	bool have_prev = false;
+
+	fd = pins_open(bpffs, d->name);
+	if (fd < 0)
+		return fd;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
+		err = -errno;
+		goto out;
+	}
+	key = calloc(1, info.key_size);
+	next = calloc(1, info.key_size);
+	value = calloc(d->percpu ? (size_t)ncpu : 1, (info.value_size + 7) & ~7u);
+	if (!key || !next || !value) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (json)
+		sb_printf(out, "%s\"%s\":[", first ? "" : ",", d->name);
+	else
+		sb_printf(out, "%s%s (%s), max %u entries\n", first ? "" : "\n", d->name, d->what, info.max_entries);
+	while (bpf_map_get_next_key(fd, have_prev ? key : NULL, next) == 0) {
+		memcpy(key, next, info.key_size);
+		have_prev = true;
+		if (bpf_map_lookup_elem(fd, key, value) < 0)
+			continue;
+		if (d->percpu)
+			sum_percpu(value, info.value_size, ncpu);
+		if (d->skip_zero && all_zero(value, info.value_size))
+			continue;
+		if (json) {
+			sb_puts(out, n ? ",{" : "{");
+			d->decode(key, value, out);
+			sb_puts(out, "}");
+		} else {
+			struct strbuf line = { 0 };
+
+			d->decode(key, value, &line);
+			/* Text form: the JSON members, without quotes around names. */
+			sb_puts(out, "  ");
+			for (const char *p = line.buf ? line.buf : ""; *p; p++)
+				if (*p != '"')
+					sb_printf(out, "%c", *p == ',' ? ' ' : *p == ':' ? '=' : *p);
+			sb_puts(out, "\n");
+			sb_free(&line);
+		}
+		n++;
+	}
+	if (json)
+		sb_puts(out, "]");
+	else if (!n)
+		sb_puts(out, "  (empty)\n");
+out:
+	free(key);
+	free(next);
+	free(value);
+	close(fd);
+	return err;
+}
+
+int cmd_maps(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "bpffs", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *bpffs = XM_DEFAULT_BPFFS, *only = NULL;
+	struct strbuf out = { 0 };
+	bool json = false, first = true;
+	int c, rc = 0;
+	size_t i;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'b':
+			bpffs = optarg;
+			break;
+		case 'h':
+			printf("usage: xmesh maps [NAME] [--json] [--bpffs DIR]\n");
+			return 0;
+		default:
+			fprintf(stderr, "usage: xmesh maps [NAME] [--json] [--bpffs DIR]\n");
+			return 2;
+		}
+	}
+	if (optind < argc)
+		only = argv[optind];
+	if (json)
+		sb_puts(&out, "{");
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		int err;
+
+		if (only && strcmp(only, maps[i].name))
+			continue;
+		err = dump_map(bpffs, &maps[i], json, first, &out);
+		if (err) {
+			fprintf(stderr, "xmesh maps: %s/%s: %s\n", bpffs, maps[i].name, strerror(-err));
+			rc = 1;
+			continue;
+		}
+		first = false;
+	}
+	if (only && first && !rc) {
+		fprintf(stderr, "xmesh maps: no map named %s (", only);
+		for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
+			fprintf(stderr, "%s%s", i ? ", " : "", maps[i].name);
+		fprintf(stderr, ")\n");
+		rc = 2;
+	}
+	if (json)
+		sb_puts(&out, "}\n");
+	if (out.buf)
+		fputs(out.buf, stdout);
+	sb_free(&out);
+	return rc;
+}

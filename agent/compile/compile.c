@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "compile/compile.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+const char *lb_algo_name(uint8_t algo)
+{
+	switch (algo) {
+	case XM_LB_ROUND_ROBIN:
+		return "ROUND_ROBIN";
+	case XM_LB_RANDOM:
+		return "RANDOM";
+	case XM_LB_MAGLEV:
+		return "MAGLEV";
+	default:
+		return "LEAST_REQUEST";
+	}
+}
+
+void lb_format_key(const struct xm_svc_key *key, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	const char *proto = key->proto == XM_PROTO_UDP ? "UDP" : "TCP";
+
+	if (key->family == XM_FAMILY_V4) {
+		inet_ntop(AF_INET, &key->vip.v4, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u/%s", ip, ntohs(key->port), proto);
+	} else {
+		inet_ntop(AF_INET6, key->vip.bytes, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u/%s", ip, ntohs(key->port), proto);
+	}
+}
+
+static void addr_from_ip(union xm_addr *a, const struct xm_ip *ip)
+{
+	memset(a, 0, sizeof(*a));
+	memcpy(a->bytes, ip->bytes, ip->family == 4 ? 4 : 16);
+}
+
+static const struct xm_destination_rule *rule_for(const struct xm_config *cfg, const struct xm_service *svc)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_rules; i++) {
+		const struct xm_destination_rule *r = &cfg->rules[i];
+
+		if (!strcmp(r->host_ns, svc->ns) && !strcmp(r->host_name, svc->name))
+			return r;
+	}
+	return NULL;
+}
+
+static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc,
+		      const struct xm_compile_opts *opts, struct xm_lb_service *out)
+{
+	const struct xm_destination_rule *rule = rule_for(cfg, svc);
+	const struct xm_load_balancer *lb = rule ? &rule->policy.lb : NULL;
+
+	out->algo = XM_LB_LEAST_REQUEST;
+	out->maglev_size = opts->maglev_size;
+	/* Client affinity is a correctness property for the application, so it wins over a DR's choice. */
+	if (svc->session_affinity_client_ip) {
+		out->algo = XM_LB_MAGLEV;
+	} else if (lb && lb->set) {
+		switch (lb->simple) {
+		case XM_DR_LB_ROUND_ROBIN:
+			out->algo = XM_LB_ROUND_ROBIN;
+			break;
+		case XM_DR_LB_RANDOM:
+			out->algo = XM_LB_RANDOM;
+			break;
+		case XM_DR_LB_CONSISTENT_HASH:
+			if (lb->hash_key == XM_DR_HASH_SOURCE_IP)
+				out->algo = XM_LB_MAGLEV;
+			else
+				log_warn("destinationrule %s/%s: consistentHash on an HTTP attribute needs the L7 "
+					 "proxy; service %s/%s balances by LEAST_REQUEST at L4",
+					 rule->ns, rule->name, svc->ns, svc->name);
+			break;
+		default:
+			break;
+		}
+	}
+	if (out->algo == XM_LB_MAGLEV && lb && lb->maglev_table_size)
+		out->maglev_size = lb->maglev_table_size;
+}
+
+/* The EndpointSlice port serving a Service port: same name (both may be ""), same protocol. */
+static const struct xm_endpoint_port *slice_port_for(const struct xm_endpoint_slice *sl,
+						      const struct xm_service_port *sp)
+{
+	size_t i;
+
+	for (i = 0; i < sl->n_ports; i++)
+		if (!strcmp(sl->ports[i].name, sp->name) && sl->ports[i].proto == sp->proto)
+			return &sl->ports[i];
+	return NULL;
+}
+
+static int backend_cmp(const void *a, const void *b)
+{
+	const struct xm_lb_backend *x = a, *y = b;
+
+	if (x->family != y->family)
+		return x->family - y->family;
+	int c = memcmp(x->addr.bytes, y->addr.bytes, 16);
+
+	return c ? c : (int)x->port - (int)y->port;
+}
+
+static int add_backend(struct xm_lb_service *out, size_t *cap, const struct xm_lb_backend *b)
+{
+	size_t i;
+
+	for (i = 0; i < out->n_backends; i++) {
+		if (!backend_cmp(&out->backends[i], b)) {
+			/* The same address in two slices: ready if either says so. */
+			if (b->ready && !out->backends[i].ready) {
+				out->backends[i].ready = true;
+				out->n_ready++;
+			}
+			return 0;
+		}
+	}
+	if (out->n_backends == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		void *p = realloc(out->backends, ncap * sizeof(*out->backends));
+
+		if (!p)
+			return -ENOMEM;
+		out->backends = p;
+		*cap = ncap;
+	}
+	out->backends[out->n_backends++] = *b;
+	if (b->ready)
+		out->n_ready++;
+	return 0;
+}
+
+static int collect_backends(const struct xm_config *cfg, const struct xm_service *svc,
+			    const struct xm_service_port *sp, uint8_t family, const struct xm_compile_opts *opts,
+			    struct xm_lb_service *out)
+{
+	size_t cap = 0, i, j;
+	int err;
+
+	for (i = 0; i < cfg->n_slices; i++) {
+		const struct xm_endpoint_slice *sl = &cfg->slices[i];
+		const struct xm_endpoint_port *ep;
+		uint16_t port;
+
+		if (strcmp(sl->ns, svc->ns) || strcmp(sl->service_name, svc->name) || sl->address_family != family)
+			continue;
+		ep = slice_port_for(sl, sp);
+		if (ep)
+			port = ep->port;
+		else if (sl->n_ports == 0 && sp->target_port)
+			port = sp->target_port;
+		else
+			continue;
+		for (j = 0; j < sl->n_endpoints; j++) {
+			const struct xm_endpoint *e = &sl->endpoints[j];
+			struct xm_lb_backend b;
+
+			/* Kubernetes: consumers use the first address of an endpoint. */
+			if (!e->n_addrs || e->addrs[0].family != family)
+				continue;
+			memset(&b, 0, sizeof(b));
+			addr_from_ip(&b.addr, &e->addrs[0]);
+			b.family = family;
+			b.port = port;
+			b.ready = e->ready;
+			b.local = opts->node_name && *e->node_name && !strcmp(opts->node_name, e->node_name);
+			snprintf(b.node, sizeof(b.node), "%s", e->node_name);
+			if (*e->target_name)
+				snprintf(b.pod, sizeof(b.pod), "%s/%s", e->target_ns, e->target_name);
+			err = add_backend(out, &cap, &b);
+			if (err)
+				return err;
+		}
+	}
+	if (out->n_backends > 1)
+		qsort(out->backends, out->n_backends, sizeof(*out->backends), backend_cmp);
+	return 0;
+}
+
+static int svc_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct xm_lb_service *)a)->key, &((const struct xm_lb_service *)b)->key,
+		      sizeof(struct xm_svc_key));
+}
+
+int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, struct xm_lb_state *out)
+{
+	size_t cap = 0, i, p, c;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < cfg->n_services; i++) {
+		const struct xm_service *svc = &cfg->services[i];
+
+		for (p = 0; p < svc->n_ports; p++) {
+			const struct xm_service_port *sp = &svc->ports[p];
+
+			if (sp->proto != XM_PROTO_TCP && sp->proto != XM_PROTO_UDP)
+				continue; /* SCTP is not balanced at the socket layer */
+			for (c = 0; c < svc->n_cluster_ips; c++) {
+				const struct xm_ip *ip = &svc->cluster_ips[c];
+				struct xm_lb_service *s;
+
+				if (out->n_services == cap) {
+					size_t ncap = cap ? cap * 2 : 16;
+					void *np = realloc(out->services, ncap * sizeof(*out->services));
+
+					if (!np) {
+						lb_state_free(out);
+						return -ENOMEM;
+					}
+					out->services = np;
+					cap = ncap;
+				}
+				s = &out->services[out->n_services++];
+				memset(s, 0, sizeof(*s));
+				snprintf(s->ns, sizeof(s->ns), "%s", svc->ns);
+				snprintf(s->name, sizeof(s->name), "%s", svc->name);
+				snprintf(s->port_name, sizeof(s->port_name), "%s", sp->name);
+				addr_from_ip(&s->key.vip, ip);
+				s->key.family = ip->family;
+				s->key.port = htons(sp->port);
+				s->key.proto = sp->proto;
+				pick_algo(cfg, svc, opts, s);
+				err = collect_backends(cfg, svc, sp, ip->family, opts, s);
+				if (err) {
+					lb_state_free(out);
+					return err;
+				}
+			}
+		}
+	}
+	if (out->n_services > 1)
+		qsort(out->services, out->n_services, sizeof(*out->services), svc_cmp);
+	return 0;
+}
+
+void lb_state_free(struct xm_lb_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_services; i++)
+		free(st->services[i].backends);
+	free(st->services);
+	memset(st, 0, sizeof(*st));
+}

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/watch.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+struct xm_watch {
+	struct xm_loop *loop;
+	int ifd;
+	int timer_fd;
+	xm_watch_cb cb;
+	void *ctx;
+};
+
+static void on_debounced(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct xm_watch *w = ctx;
+
+	(void)loop, (void)fd, (void)events;
+	w->cb(w->ctx);
+}
+
+static void on_inotify(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct xm_watch *w = ctx;
+	bool any = false;
+	ssize_t n;
+
+	(void)loop, (void)events;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		any = true;
+	/* Editors and kubelet write in several steps: act once things settle. */
+	if (any)
+		loop_arm_timer(w->timer_fd, XM_WATCH_DEBOUNCE_MS);
+}
+
+struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_t n, xm_watch_cb cb, void *ctx)
+{
+	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY;
+	struct xm_watch *w = calloc(1, sizeof(*w));
+	size_t i;
+
+	if (!w)
+		return NULL;
+	w->loop = loop;
+	w->cb = cb;
+	w->ctx = ctx;
+	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->ifd < 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		char copy[PATH_MAX];
+		const char *dir = paths[i];
+		struct stat st;
+
+		if (stat(paths[i], &st) == 0 && !S_ISDIR(st.st_mode)) {
+			snprintf(copy, sizeof(copy), "%s", paths[i]);
+			dir = dirname(copy);
+		}
+		if (inotify_add_watch(w->ifd, dir, mask) < 0)
+			log_warn("watch %s: %s (changes there are not picked up)", dir, strerror(errno));
+	}
+	w->timer_fd = loop_add_timer(loop, 3600 * 1000, 0, on_debounced, w);
+	if (w->timer_fd < 0)
+		goto fail;
+	/* Parked far away: on_inotify re-arms it to the debounce delay. */
+	if (loop_add_fd(loop, w->ifd, EPOLLIN, on_inotify, w) < 0)
+		goto fail;
+	return w;
+fail:
+	log_error("config watcher: %s", strerror(errno));
+	watch_free(w);
+	return NULL;
+}
+
+void watch_free(struct xm_watch *w)
+{
+	if (!w)
+		return;
+	if (w->ifd >= 0) {
+		loop_del_fd(w->loop, w->ifd);
+		close(w->ifd);
+	}
+	free(w);
+}

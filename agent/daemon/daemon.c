@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "admin/admin.h"
+#include "config/model.h"
+#include "core/log.h"
+#include "core/strbuf.h"
+#include "core/watch.h"
+#include "lbmap/lbmap.h"
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Load, validate, compile, publish. A config with any error changes nothing: the datapath keeps
+ * serving the last good one.
+ */
+static void agent_reload(struct xm_agent *a, const char *why)
+{
+	struct xm_compile_opts copts = { .node_name = a->opts.node_name, .maglev_size = a->opts.maglev_size };
+	struct xm_config cfg = { 0 };
+	struct xm_diags diags = { 0 };
+	struct xm_lbmap_stats stats;
+	struct xm_lb_state next;
+	size_t i;
+	int err;
+
+	a->last_apply = time(NULL);
+	err = config_load(a->opts.config_paths, a->opts.n_config_paths, &cfg, &diags);
+	if (err) {
+		for (i = 0; i < diags.n; i++)
+			log_error("config: %s:%d:%d: %s", diags.items[i].loc.file ? diags.items[i].loc.file : "?",
+				  diags.items[i].loc.line, diags.items[i].loc.col, diags.items[i].msg);
+		snprintf(a->last_error, sizeof(a->last_error), "%zu config error(s), first: %s", diags.n,
+			 diags.n ? diags.items[0].msg : strerror(-err));
+		log_error("config rejected (%s): %zu error(s); still serving the previous config", why, diags.n);
+		a->applies_failed++;
+		goto out;
+	}
+	err = compile_lb(&cfg, &copts, &next);
+	if (err) {
+		snprintf(a->last_error, sizeof(a->last_error), "compile: %s", strerror(-err));
+		log_error("config rejected (%s): compile: %s", why, strerror(-err));
+		a->applies_failed++;
+		goto out;
+	}
+	err = lbmap_apply(a->lbmap, &next, now_ms(), &stats);
+	lb_state_free(&a->served);
+	a->served = next;
+	a->have_config = true;
+	if (err) {
+		snprintf(a->last_error, sizeof(a->last_error), "%u service port(s) kept their previous state",
+			 stats.errors);
+		a->applies_failed++;
+	} else {
+		a->last_error[0] = '\0';
+		a->applies_ok++;
+	}
+	log_info("config applied (%s): %u service ports (%u changed, %u removed), %u backends%s", why,
+		 stats.services, stats.changed, stats.removed, stats.backends, err ? ", with errors" : "");
+out:
+	config_free(&cfg);
+	diags_free(&diags);
+}
+
+static void on_config_change(void *ctx)
+{
+	agent_reload(ctx, "config changed");
+}
+
+static void on_gc_tick(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct xm_agent *a = ctx;
+
+	(void)loop, (void)fd, (void)events;
+	lbmap_gc(a->lbmap, now_ms());
+}
+
+static void on_signal(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGHUP) {
+		agent_reload(ctx, "SIGHUP");
+		return;
+	}
+	log_info("signal %d: stopping", si.ssi_signo);
+	loop_stop(loop);
+}
+
+static void on_admin(const char *command, struct strbuf *out, void *ctx)
+{
+	struct xm_agent *a = ctx;
+
+	if (!strcmp(command, "status"))
+		daemon_render_status(a, false, out);
+	else if (!strcmp(command, "status json"))
+		daemon_render_status(a, true, out);
+	else if (!strcmp(command, "reload")) {
+		agent_reload(a, "admin reload");
+		sb_printf(out, "%s\n", a->last_error[0] ? a->last_error : "ok");
+	} else
+		sb_printf(out, "error: unknown command \"%s\" (status, status json, reload)\n", command);
+}
+
+static int setup_signals(struct xm_agent *a, int *sfd)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	*sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (*sfd < 0)
+		return -errno;
+	return loop_add_fd(a->loop, *sfd, EPOLLIN, on_signal, a);
+}
+
+int daemon_run(const struct xm_agent_opts *opts)
+{
+	static struct xm_agent agent; /* large (bpffs paths); one per process */
+	struct xm_agent *a = &agent;
+	struct xm_map_fds fds;
+	int sfd = -1, rc = 1, err;
+
+	memset(a, 0, sizeof(*a));
+	a->dp.cgroup_fd = -1;
+	a->opts = *opts;
+	a->loop = loop_new();
+	if (!a->loop) {
+		log_error("event loop: %s", strerror(errno));
+		return 1;
+	}
+	err = setup_signals(a, &sfd);
+	if (err) {
+		log_error("signals: %s", strerror(-err));
+		goto out;
+	}
+	if (datapath_open(&a->dp, opts->bpffs, opts->cgroup))
+		goto out;
+	datapath_map_fds(&a->dp, &fds);
+	a->lbmap = lbmap_open(&fds);
+	if (!a->lbmap)
+		goto out;
+	log_info("programs on cgroup %s: %d attached, %d adopted from %s", opts->cgroup, a->dp.n_attached,
+		 a->dp.n_adopted, opts->bpffs);
+
+	a->watch = watch_new(a->loop, opts->config_paths, opts->n_config_paths, on_config_change, a);
+	if (!a->watch)
+		goto out;
+	agent_reload(a, "start");
+	if (loop_add_timer(a->loop, 500, 500, on_gc_tick, a) < 0)
+		goto out;
+	a->admin = admin_listen(a->loop, opts->admin_path, on_admin, a);
+	if (!a->admin)
+		goto out;
+
+	log_info("ready%s", a->have_config ? "" : " (config has errors: serving what the pinned maps held)");
+	err = loop_run(a->loop);
+	rc = err ? 1 : 0;
+out:
+	admin_close(a->admin);
+	watch_free(a->watch);
+	lbmap_free(a->lbmap);
+	lb_state_free(&a->served);
+	if (a->dp.sock || a->dp.cgroup_fd >= 0)
+		datapath_close(&a->dp);
+	if (opts->detach_on_exit) {
+		if (datapath_remove(opts->bpffs) == 0)
+			log_info("detached: removed links and maps under %s", opts->bpffs);
+		else
+			rc = 1;
+	} else if (rc == 0) {
+		log_info("exiting; programs and maps stay pinned under %s", opts->bpffs);
+	}
+	loop_free(a->loop);
+	if (sfd >= 0)
+		close(sfd);
+	return rc;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The agent process: owns the control event loop and wires the modules together — datapath (BPF),
+ * config (watch, load, validate), compile, lbmap (publish), admin (status). Later modules (metrics, L7,
+ * mTLS) plug into the same loop.
+ */
+#ifndef XMESH_DAEMON_H
+#define XMESH_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "compile/compile.h"
+#include "core/loop.h"
+#include "datapath/datapath.h"
+
+#define XM_MAX_CONFIG_PATHS 32
+
+struct xm_agent_opts {
+	const char *config_paths[XM_MAX_CONFIG_PATHS];
+	size_t n_config_paths;
+	const char *cgroup;
+	const char *bpffs;
+	const char *node_name;
+	const char *admin_path;
+	const char *metrics_addr;
+	uint32_t maglev_size;
+	bool detach_on_exit;
+};
+
+struct xm_agent {
+	struct xm_agent_opts opts;
+	struct xm_loop *loop;
+	struct xm_datapath dp;
+	struct xm_lbmap *lbmap;
+	struct xm_watch *watch;
+	struct xm_admin *admin;
+	struct xm_lb_state served; /* what the maps serve now */
+	bool have_config;	   /* served came from a config that applied */
+	uint64_t applies_ok, applies_failed;
+	time_t last_apply; /* wall clock of the last attempt */
+	char last_error[1024];
+};
+
+/* Runs the agent until SIGTERM/SIGINT. Returns the process exit code. */
+int daemon_run(const struct xm_agent_opts *opts);
+
+/* Renders `xmesh status` (text, or JSON when json is true). */
+struct strbuf;
+void daemon_render_status(const struct xm_agent *a, bool json, struct strbuf *out);
+
+#endif

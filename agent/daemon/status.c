@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+/* `xmesh status`: what the agent serves, from its own state plus live counts from the maps. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/strbuf.h"
+#include "daemon/daemon.h"
+#include "lbmap/lbmap.h"
+
+static void format_backend(const struct xm_lb_backend *b, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(b->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, b->addr.bytes, ip, sizeof(ip));
+	snprintf(buf, len, b->family == XM_FAMILY_V4 ? "%s:%u" : "[%s]:%u", ip, b->port);
+}
+
+static void render_text(const struct xm_agent *a, struct strbuf *out)
+{
+	char when[32] = "never";
+	size_t i, j;
+
+	if (a->last_apply)
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&a->last_apply));
+	sb_printf(out, "agent: ready, node %s, cgroup %s, bpffs %s\n", a->opts.node_name ? a->opts.node_name : "-",
+		  a->opts.cgroup, a->opts.bpffs);
+	sb_printf(out, "programs: %d (%d attached now, %d adopted)\n", xm_n_sock_progs, a->dp.n_attached,
+		  a->dp.n_adopted);
+	sb_printf(out, "config: last apply %s, %llu ok, %llu rejected%s%s\n", when,
+		  (unsigned long long)a->applies_ok, (unsigned long long)a->applies_failed,
+		  a->last_error[0] ? "; last error: " : "", a->last_error);
+	sb_printf(out, "services: %zu ports\n", a->served.n_services);
+	for (i = 0; i < a->served.n_services; i++) {
+		const struct xm_lb_service *s = &a->served.services[i];
+		char key[80];
+
+		lb_format_key(&s->key, key, sizeof(key));
+		sb_printf(out, "\n%s/%s%s%s %s %s, %zu/%zu ready\n", s->ns, s->name, *s->port_name ? ":" : "",
+			  s->port_name, key, lb_algo_name(s->algo), s->n_ready, s->n_backends);
+		if (!s->n_ready)
+			sb_puts(out, "  (no ready endpoint: connects are refused)\n");
+		for (j = 0; j < s->n_backends; j++) {
+			const struct xm_lb_backend *b = &s->backends[j];
+			uint32_t id = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
+			char addr[80];
+
+			format_backend(b, addr, sizeof(addr));
+			sb_printf(out, "  %-28s %-9s id %-5u active %-5lld %s%s%s\n", addr,
+				  b->ready ? "ready" : "not-ready", id, (long long)lbmap_backend_active(a->lbmap, id),
+				  b->local ? "local " : "", *b->pod ? "pod " : "", b->pod);
+		}
+	}
+}
+
+static void render_json(const struct xm_agent *a, struct strbuf *out)
+{
+	size_t i, j;
+
+	sb_puts(out, "{\"agent\":{\"node\":");
+	sb_json_str(out, a->opts.node_name ? a->opts.node_name : "");
+	sb_puts(out, ",\"cgroup\":");
+	sb_json_str(out, a->opts.cgroup);
+	sb_puts(out, ",\"bpffs\":");
+	sb_json_str(out, a->opts.bpffs);
+	sb_printf(out, ",\"programs\":%d,\"attached\":%d,\"adopted\":%d}", xm_n_sock_progs, a->dp.n_attached,
+		  a->dp.n_adopted);
+	sb_printf(out, ",\"config\":{\"applies_ok\":%llu,\"applies_rejected\":%llu,\"last_apply\":%lld,\"last_error\":",
+		  (unsigned long long)a->applies_ok, (unsigned long long)a->applies_failed, (long long)a->last_apply);
+	sb_json_str(out, a->last_error);
+	sb_puts(out, "},\"services\":[");
+	for (i = 0; i < a->served.n_services; i++) {
+		const struct xm_lb_service *s = &a->served.services[i];
+		char key[80];
+
+		lb_format_key(&s->key, key, sizeof(key));
+		sb_puts(out, i ? ",{" : "{");
+		sb_puts(out, "\"namespace\":");
+		sb_json_str(out, s->ns);
+		sb_puts(out, ",\"name\":");
+		sb_json_str(out, s->name);
+		sb_puts(out, ",\"port_name\":");
+		sb_json_str(out, s->port_name);
+		sb_puts(out, ",\"vip\":");
+		sb_json_str(out, key);
+		sb_printf(out, ",\"algorithm\":\"%s\",\"ready\":%zu,\"backends\":[", lb_algo_name(s->algo), s->n_ready);
+		for (j = 0; j < s->n_backends; j++) {
+			const struct xm_lb_backend *b = &s->backends[j];
+			uint32_t id = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
+			char addr[80];
+
+			format_backend(b, addr, sizeof(addr));
+			sb_puts(out, j ? ",{\"address\":" : "{\"address\":");
+			sb_json_str(out, addr);
+			sb_printf(out, ",\"id\":%u,\"ready\":%s,\"local\":%s,\"active\":%lld,\"pod\":", id,
+				  b->ready ? "true" : "false", b->local ? "true" : "false",
+				  (long long)lbmap_backend_active(a->lbmap, id));
+			sb_json_str(out, b->pod);
+			sb_puts(out, "}");
+		}
+		sb_puts(out, "]}");
+	}
+	sb_puts(out, "]}\n");
+}
+
+void daemon_render_status(const struct xm_agent *a, bool json, struct strbuf *out)
+{
+	if (json)
+		render_json(a, out);
+	else
+		render_text(a, out);
+}

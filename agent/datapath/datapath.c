@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "datapath/datapath.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "datapath/pins.h"
+#include "skel/sock_lb.skel.h"
+
+const char *const xm_sock_prog_names[] = {
+	"xm_connect4",	   "xm_connect6",     "xm_sendmsg4", "xm_sendmsg6", "xm_recvmsg4",
+	"xm_recvmsg6",	   "xm_getpeername4", "xm_getpeername6", "xm_sockops",
+};
+const int xm_n_sock_progs = sizeof(xm_sock_prog_names) / sizeof(xm_sock_prog_names[0]);
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	size_t n;
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	if (level == LIBBPF_WARN)
+		log_warn("libbpf: %s", buf);
+	else
+		log_debug("libbpf: %s", buf);
+	return 0;
+}
+
+/* A pinned link may only be adopted if it is attached to the cgroup we serve. */
+static int link_check_cgroup(int link_fd, const char *cgroup, const char *name)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+	struct stat st;
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len) < 0)
+		return -errno;
+	if (stat(cgroup, &st) < 0)
+		return -errno;
+	if (info.type != BPF_LINK_TYPE_CGROUP || info.cgroup.cgroup_id != (__u64)st.st_ino) {
+		log_error("pinned link %s is attached elsewhere (cgroup id %llu, %s is %llu); run xmesh cleanup",
+			  name, (unsigned long long)info.cgroup.cgroup_id, cgroup, (unsigned long long)st.st_ino);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+static int attach_or_adopt(struct xm_datapath *dp, struct bpf_program *prog)
+{
+	const char *name = bpf_program__name(prog);
+	struct bpf_link *link;
+	char path[4096];
+	int fd, err;
+
+	err = pins_link_path(path, sizeof(path), dp->bpffs, name);
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		err = link_check_cgroup(fd, dp->cgroup, name);
+		/* Swapping the program inside the live link: no instant without a hook. */
+		if (!err && bpf_link_update(fd, bpf_program__fd(prog), NULL) < 0) {
+			err = -errno;
+			log_error("update pinned link %s: %s", path, strerror(errno));
+		}
+		close(fd);
+		if (!err)
+			dp->n_adopted++;
+		return err;
+	}
+	link = bpf_program__attach_cgroup(prog, dp->cgroup_fd);
+	if (!link) {
+		err = -errno;
+		log_error("attach %s to cgroup %s: %s", name, dp->cgroup, strerror(errno));
+		return err;
+	}
+	err = bpf_link__pin(link, path);
+	if (err) {
+		log_error("pin link %s: %s", path, strerror(-err));
+		bpf_link__destroy(link);
+		return err;
+	}
+	/* The pin keeps the link (and so the attachment) alive after we close our fd. */
+	bpf_link__disconnect(link);
+	bpf_link__destroy(link);
+	dp->n_attached++;
+	return 0;
+}
+
+int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	struct bpf_program *prog;
+	int err;
+
+	memset(dp, 0, sizeof(*dp));
+	dp->cgroup_fd = -1;
+	snprintf(dp->bpffs, sizeof(dp->bpffs), "%s", bpffs);
+	snprintf(dp->cgroup, sizeof(dp->cgroup), "%s", cgroup);
+	libbpf_set_print(libbpf_print);
+
+	dp->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dp->cgroup_fd < 0) {
+		err = -errno;
+		log_error("open cgroup %s: %s", cgroup, strerror(errno));
+		return err;
+	}
+	err = pins_prepare(bpffs);
+	if (err)
+		goto fail;
+
+	opts.pin_root_path = dp->bpffs;
+	dp->sock = sock_lb__open_opts(&opts);
+	if (!dp->sock) {
+		err = -errno;
+		log_error("open BPF object sock_lb: %s", strerror(errno));
+		goto fail;
+	}
+	err = sock_lb__load(dp->sock);
+	if (err) {
+		log_error("load BPF object sock_lb: %s (maps pinned under %s by an incompatible version? "
+			  "xmesh cleanup --bpffs %s --cgroup %s)",
+			  strerror(-err), bpffs, bpffs, cgroup);
+		goto fail;
+	}
+	bpf_object__for_each_program(prog, dp->sock->obj)
+	{
+		err = attach_or_adopt(dp, prog);
+		if (err)
+			goto fail;
+	}
+	return 0;
+fail:
+	datapath_close(dp);
+	return err;
+}
+
+void datapath_map_fds(const struct xm_datapath *dp, struct xm_map_fds *fds)
+{
+	fds->services = bpf_map__fd(dp->sock->maps.xm_services);
+	fds->slots = bpf_map__fd(dp->sock->maps.xm_slots);
+	fds->backends = bpf_map__fd(dp->sock->maps.xm_backends);
+	fds->backend_conns = bpf_map__fd(dp->sock->maps.xm_backend_conns);
+	fds->maglev = bpf_map__fd(dp->sock->maps.xm_maglev);
+	fds->rr_state = bpf_map__fd(dp->sock->maps.xm_rr_state);
+	fds->sock_stats = bpf_map__fd(dp->sock->maps.xm_sock_stats);
+}
+
+void datapath_close(struct xm_datapath *dp)
+{
+	/* Destroying the skeleton closes fds only: links were disconnected, maps are pinned. */
+	sock_lb__destroy(dp->sock);
+	dp->sock = NULL;
+	if (dp->cgroup_fd >= 0)
+		close(dp->cgroup_fd);
+	dp->cgroup_fd = -1;
+}
+
+int datapath_remove(const char *bpffs)
+{
+	return pins_remove_all(bpffs);
+}

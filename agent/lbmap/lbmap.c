@@ -1,0 +1,675 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "lbmap/lbmap.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "lb/maglev.h"
+
+#define BACKEND_BUCKETS (1u << 17)
+
+struct backend_entry {
+	struct xm_backend value; /* as in xm_backends */
+	uint32_t refs;		 /* service ports listing it in the last apply */
+	int32_t next;		 /* hash chain, -1 ends */
+	bool used;
+	bool in_gc;
+};
+
+/* A service port as it is in the maps now. */
+struct applied_svc {
+	struct xm_svc_key key;
+	struct xm_svc_value value;
+	uint32_t *ids; /* ready backend ids in list order; NULL when adopted (unknown) */
+	uint32_t n_ids;
+	uint32_t maglev_size;
+};
+
+struct garbage {
+	uint64_t deadline_ms;
+	uint32_t table_id;
+	uint32_t count;
+	bool maglev;
+	uint32_t backend_id; /* non-zero: a backend to delete instead of a table */
+};
+
+struct xm_lbmap {
+	struct xm_map_fds fds;
+	struct backend_entry *backends; /* indexed by id */
+	int32_t buckets[BACKEND_BUCKETS];
+	uint32_t next_backend_id;
+	uint32_t n_backends;
+	struct applied_svc *svcs; /* sorted by key */
+	size_t n_svcs;
+	uint8_t *svc_id_used;
+	uint32_t next_svc_id;
+	uint32_t next_table_id;
+	struct garbage *gc;
+	size_t n_gc, cap_gc;
+};
+
+static uint32_t backend_hash(const struct xm_backend *b)
+{
+	uint64_t h = maglev_key_of(b, offsetof(struct xm_backend, flags));
+
+	return (uint32_t)(h & (BACKEND_BUCKETS - 1));
+}
+
+static bool backend_same(const struct xm_backend *a, const struct xm_backend *b)
+{
+	return !memcmp(a, b, offsetof(struct xm_backend, flags));
+}
+
+static void backend_link(struct xm_lbmap *m, uint32_t id)
+{
+	uint32_t h = backend_hash(&m->backends[id].value);
+
+	m->backends[id].next = m->buckets[h];
+	m->buckets[h] = (int32_t)id;
+	m->backends[id].used = true;
+	m->n_backends++;
+}
+
+static void backend_unlink(struct xm_lbmap *m, uint32_t id)
+{
+	int32_t *pp = &m->buckets[backend_hash(&m->backends[id].value)];
+
+	while (*pp >= 0 && (uint32_t)*pp != id)
+		pp = &m->backends[*pp].next;
+	if (*pp >= 0)
+		*pp = m->backends[id].next;
+	memset(&m->backends[id], 0, sizeof(m->backends[id]));
+	m->backends[id].next = -1;
+	m->n_backends--;
+}
+
+static uint32_t backend_find(const struct xm_lbmap *m, const struct xm_backend *b)
+{
+	int32_t i;
+
+	for (i = m->buckets[backend_hash(b)]; i >= 0; i = m->backends[i].next)
+		if (backend_same(&m->backends[i].value, b))
+			return (uint32_t)i;
+	return 0;
+}
+
+int64_t lbmap_backend_active(const struct xm_lbmap *m, uint32_t backend_id)
+{
+	struct xm_backend_conns c = { 0 };
+
+	if (bpf_map_lookup_elem(m->fds.backend_conns, &backend_id, &c) < 0)
+		return 0;
+	return c.active;
+}
+
+uint32_t lbmap_backend_id(const struct xm_lbmap *m, const union xm_addr *addr, uint16_t port_be, uint8_t family)
+{
+	struct xm_backend b;
+
+	memset(&b, 0, sizeof(b));
+	b.addr = *addr;
+	b.port = port_be;
+	b.family = family;
+	return backend_find(m, &b);
+}
+
+/* Finds or creates the id of a backend and makes the map hold its current flags. 0 on failure. */
+static uint32_t backend_get(struct xm_lbmap *m, const struct xm_lb_backend *lb)
+{
+	struct xm_backend b;
+	uint32_t id, tries;
+
+	memset(&b, 0, sizeof(b));
+	b.addr = lb->addr;
+	b.port = htons(lb->port);
+	b.family = lb->family;
+	b.flags = lb->local ? XM_BACKEND_F_LOCAL : 0;
+	id = backend_find(m, &b);
+	if (id) {
+		if (m->backends[id].value.flags != b.flags) {
+			if (bpf_map_update_elem(m->fds.backends, &id, &b, BPF_ANY) < 0)
+				return 0;
+			m->backends[id].value.flags = b.flags;
+		}
+		return id;
+	}
+	/* Ids rotate rather than being reused at once, and never while connections still count on one. */
+	for (tries = 0; tries < XM_MAX_BACKENDS; tries++) {
+		id = m->next_backend_id++;
+		if (m->next_backend_id >= XM_MAX_BACKENDS)
+			m->next_backend_id = 1;
+		if (id && !m->backends[id].used && lbmap_backend_active(m, id) == 0)
+			break;
+		id = 0;
+	}
+	if (!id) {
+		log_error("backend table full (%u)", XM_MAX_BACKENDS - 1);
+		return 0;
+	}
+	if (bpf_map_update_elem(m->fds.backends, &id, &b, BPF_NOEXIST) < 0) {
+		log_error("xm_backends: add backend %u: %s", id, strerror(errno));
+		return 0;
+	}
+	m->backends[id].value = b;
+	backend_link(m, id);
+	return id;
+}
+
+static int key_cmp(const struct xm_svc_key *a, const struct xm_svc_key *b)
+{
+	return memcmp(a, b, sizeof(*a));
+}
+
+static struct applied_svc *svc_find(struct xm_lbmap *m, const struct xm_svc_key *key)
+{
+	size_t lo = 0, hi = m->n_svcs;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = key_cmp(&m->svcs[mid].key, key);
+
+		if (!c)
+			return &m->svcs[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int gc_push(struct xm_lbmap *m, const struct garbage *g)
+{
+	if (m->n_gc == m->cap_gc) {
+		size_t ncap = m->cap_gc ? m->cap_gc * 2 : 64;
+		void *p = realloc(m->gc, ncap * sizeof(*m->gc));
+
+		if (!p)
+			return -ENOMEM;
+		m->gc = p;
+		m->cap_gc = ncap;
+	}
+	m->gc[m->n_gc++] = *g;
+	return 0;
+}
+
+static void gc_table(struct xm_lbmap *m, const struct xm_svc_value *v, uint64_t deadline)
+{
+	struct garbage g = { .deadline_ms = deadline, .table_id = v->table_id, .count = v->count };
+
+	if (!v->table_id || !v->count)
+		return;
+	g.maglev = v->algo == XM_LB_MAGLEV;
+	if (gc_push(m, &g))
+		log_warn("out of memory: table %u leaks in the maps until restart", v->table_id);
+}
+
+static void delete_table(struct xm_lbmap *m, const struct garbage *g)
+{
+	uint32_t i;
+
+	if (g->maglev) {
+		bpf_map_delete_elem(m->fds.maglev, &g->table_id);
+		return;
+	}
+	for (i = 0; i < g->count; i++) {
+		struct xm_slot_key k = { .table_id = g->table_id, .slot = i };
+
+		bpf_map_delete_elem(m->fds.slots, &k);
+	}
+}
+
+bool lbmap_gc(struct xm_lbmap *m, uint64_t now_ms)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < m->n_gc; i++) {
+		struct garbage *g = &m->gc[i];
+
+		if (g->deadline_ms > now_ms) {
+			m->gc[kept++] = *g;
+			continue;
+		}
+		if (!g->backend_id) {
+			delete_table(m, g);
+			continue;
+		}
+		m->backends[g->backend_id].in_gc = false;
+		/* Listed again since it was queued: it stays. */
+		if (m->backends[g->backend_id].refs || !m->backends[g->backend_id].used)
+			continue;
+		bpf_map_delete_elem(m->fds.backends, &g->backend_id);
+		backend_unlink(m, g->backend_id);
+	}
+	m->n_gc = kept;
+	return kept > 0;
+}
+
+static int publish_maglev(struct xm_lbmap *m, const struct xm_lb_service *s, const uint32_t *ids, uint32_t n,
+			  uint32_t table_id)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
+	uint32_t size = s->maglev_size, i, *table = NULL, *keys = NULL;
+	struct xm_slot_value *vals = NULL;
+	uint64_t *hkeys = NULL;
+	int fd = -1, err = -ENOMEM;
+
+	if (!maglev_is_prime(size) || size <= n || size > XM_MAGLEV_MAX_SIZE) {
+		log_error("service %s/%s: Maglev table size %u must be a prime above %u and at most %u", s->ns,
+			  s->name, size, n, XM_MAGLEV_MAX_SIZE);
+		return -EINVAL;
+	}
+	table = calloc(size, sizeof(*table));
+	keys = calloc(size, sizeof(*keys));
+	vals = calloc(size, sizeof(*vals));
+	hkeys = calloc(n, sizeof(*hkeys));
+	if (!table || !keys || !vals || !hkeys)
+		goto out;
+	for (i = 0; i < n; i++) {
+		const struct xm_backend *b = &m->backends[ids[i]].value;
+
+		/* Canonical identity: family, address, port — the same on every node. */
+		hkeys[i] = maglev_key_of(b, offsetof(struct xm_backend, flags));
+	}
+	err = maglev_build_table(hkeys, n, table, size);
+	if (err)
+		goto out;
+	for (i = 0; i < size; i++) {
+		keys[i] = i;
+		vals[i].backend_id = ids[table[i]];
+	}
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "xm_maglev_tbl", sizeof(uint32_t), sizeof(struct xm_slot_value),
+			    size, &opts);
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	{
+		__u32 count = size;
+
+		if (bpf_map_update_batch(fd, keys, vals, &count, NULL) < 0) {
+			err = -errno;
+			goto out;
+		}
+	}
+	if (bpf_map_update_elem(m->fds.maglev, &table_id, &fd, BPF_ANY) < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = 0;
+out:
+	if (err)
+		log_error("service %s/%s: publish Maglev table: %s", s->ns, s->name, strerror(-err));
+	if (fd >= 0)
+		close(fd);
+	free(table);
+	free(keys);
+	free(vals);
+	free(hkeys);
+	return err;
+}
+
+static int publish_list(struct xm_lbmap *m, const uint32_t *ids, uint32_t n, uint32_t table_id)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		struct xm_slot_key k = { .table_id = table_id, .slot = i };
+		struct xm_slot_value v = { .backend_id = ids[i] };
+
+		if (bpf_map_update_elem(m->fds.slots, &k, &v, BPF_ANY) < 0) {
+			int err = -errno;
+			struct garbage g = { .table_id = table_id, .count = i };
+
+			delete_table(m, &g);
+			return err;
+		}
+	}
+	return 0;
+}
+
+static uint32_t svc_id_alloc(struct xm_lbmap *m)
+{
+	uint32_t tries;
+
+	for (tries = 0; tries < XM_MAX_SVC_IDS; tries++) {
+		uint32_t id = m->next_svc_id++ % XM_MAX_SVC_IDS;
+
+		if (id && !m->svc_id_used[id]) {
+			m->svc_id_used[id] = 1;
+			return id;
+		}
+	}
+	return 0;
+}
+
+static bool svc_unchanged(const struct applied_svc *old, const struct xm_lb_service *s, const uint32_t *ids,
+			  uint32_t n)
+{
+	if (!old || !old->ids || old->value.algo != s->algo || old->n_ids != n)
+		return false;
+	if (s->algo == XM_LB_MAGLEV && n && old->maglev_size != s->maglev_size)
+		return false;
+	return !memcmp(old->ids, ids, n * sizeof(*ids));
+}
+
+/* Switches one service port. On failure *out keeps the old state, if there was one. */
+static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct applied_svc *old,
+		     struct applied_svc *out, uint64_t deadline, bool *changed)
+{
+	struct xm_svc_value v;
+	uint32_t *ids, n = 0, i;
+	int err = 0;
+
+	*changed = false;
+	ids = calloc(s->n_ready ? s->n_ready : 1, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (i = 0; i < s->n_backends; i++) {
+		if (!s->backends[i].ready)
+			continue;
+		ids[n] = backend_get(m, &s->backends[i]);
+		if (!ids[n]) {
+			err = -ENOSPC;
+			goto fail;
+		}
+		n++;
+	}
+	if (n > XM_MAX_SLOTS_PER_SVC) {
+		log_error("service %s/%s: %u ready backends, at most %u per port", s->ns, s->name, n,
+			  XM_MAX_SLOTS_PER_SVC);
+		err = -E2BIG;
+		goto fail;
+	}
+	if (svc_unchanged(old, s, ids, n)) {
+		*out = *old;
+		old->ids = NULL;
+		free(ids);
+		return 0;
+	}
+
+	memset(&v, 0, sizeof(v));
+	v.algo = s->algo;
+	v.svc_id = old ? old->value.svc_id : svc_id_alloc(m);
+	if (!v.svc_id) {
+		err = -ENOSPC;
+		goto fail;
+	}
+	if (n) {
+		v.table_id = m->next_table_id++;
+		if (!m->next_table_id)
+			m->next_table_id = 1;
+		v.count = s->algo == XM_LB_MAGLEV ? s->maglev_size : n;
+		err = s->algo == XM_LB_MAGLEV ? publish_maglev(m, s, ids, n, v.table_id)
+					      : publish_list(m, ids, n, v.table_id);
+		if (err)
+			goto fail_id;
+	}
+	/* The switch: one update replaces (table_id, count, algo) together. */
+	if (bpf_map_update_elem(m->fds.services, &s->key, &v, BPF_ANY) < 0) {
+		struct garbage g = { .table_id = v.table_id, .count = v.count, .maglev = v.algo == XM_LB_MAGLEV };
+
+		err = -errno;
+		if (n)
+			delete_table(m, &g);
+		goto fail_id;
+	}
+	if (old)
+		gc_table(m, &old->value, deadline);
+	out->key = s->key;
+	out->value = v;
+	out->ids = ids;
+	out->n_ids = n;
+	out->maglev_size = s->maglev_size;
+	*changed = true;
+	return 0;
+
+fail_id:
+	if (!old && v.svc_id)
+		m->svc_id_used[v.svc_id] = 0;
+fail:
+	{
+		char k[80];
+
+		lb_format_key(&s->key, k, sizeof(k));
+		log_error("service %s/%s %s: not applied, previous state kept: %s", s->ns, s->name, k,
+			  strerror(-err));
+	}
+	free(ids);
+	if (old) {
+		*out = *old;
+		old->ids = NULL;
+		return err;
+	}
+	memset(out, 0, sizeof(*out));
+	return err;
+}
+
+int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_ms, struct xm_lbmap_stats *stats)
+{
+	uint64_t deadline = now_ms + XM_LBMAP_GRACE_MS;
+	struct applied_svc *next;
+	size_t i, n = 0, errors = 0;
+	uint32_t id;
+
+	memset(stats, 0, sizeof(*stats));
+	next = calloc(st->n_services ? st->n_services : 1, sizeof(*next));
+	if (!next)
+		return -ENOMEM;
+	for (i = 0; i < st->n_services; i++) {
+		const struct xm_lb_service *s = &st->services[i];
+		struct applied_svc *old = svc_find(m, &s->key);
+		bool changed;
+
+		if (i && !key_cmp(&st->services[i - 1].key, &s->key))
+			continue; /* two Services claim one VIP:port; validation reports it */
+		if (apply_one(m, s, old, &next[n], deadline, &changed))
+			errors++;
+		if (next[n].value.svc_id)
+			n++;
+		if (old)
+			old->value.svc_id = 0; /* consumed */
+		stats->changed += changed;
+	}
+	/* Service ports that are gone: unpublish, then their lists go after the grace period. */
+	for (i = 0; i < m->n_svcs; i++) {
+		struct applied_svc *old = &m->svcs[i];
+
+		if (!old->value.svc_id)
+			continue;
+		if (bpf_map_delete_elem(m->fds.services, &old->key) < 0 && errno != ENOENT) {
+			errors++;
+			next = realloc(next, (n + 1) * sizeof(*next)); /* keep it: still published */
+			if (next)
+				next[n++] = *old;
+			old->ids = NULL;
+			continue;
+		}
+		gc_table(m, &old->value, deadline);
+		m->svc_id_used[old->value.svc_id] = 0;
+		stats->removed++;
+	}
+	for (i = 0; i < m->n_svcs; i++)
+		free(m->svcs[i].ids);
+	free(m->svcs);
+	m->svcs = next;
+	m->n_svcs = n;
+	if (n > 1) {
+		/* Kept entries appended after a failed delete may break the order. */
+		for (i = 1; i < n && key_cmp(&next[i - 1].key, &next[i].key) < 0; i++)
+			;
+		if (i < n)
+			qsort(next, n, sizeof(*next), (int (*)(const void *, const void *))key_cmp);
+	}
+
+	/* Reference counts, then queue backends nobody lists any more. */
+	for (id = 1; id < XM_MAX_BACKENDS; id++)
+		m->backends[id].refs = 0;
+	for (i = 0; i < n; i++) {
+		uint32_t j;
+
+		if (!m->svcs[i].ids) {
+			/* Adopted and not re-applied: its list is unknown, keep every backend. */
+			for (id = 1; id < XM_MAX_BACKENDS; id++)
+				m->backends[id].refs += m->backends[id].used;
+			continue;
+		}
+		for (j = 0; j < m->svcs[i].n_ids; j++)
+			m->backends[m->svcs[i].ids[j]].refs++;
+	}
+	for (id = 1; id < XM_MAX_BACKENDS; id++) {
+		struct garbage g = { .deadline_ms = deadline, .backend_id = id };
+
+		if (!m->backends[id].used || m->backends[id].refs || m->backends[id].in_gc)
+			continue;
+		if (!gc_push(m, &g))
+			m->backends[id].in_gc = true;
+	}
+	stats->services = (uint32_t)n;
+	stats->backends = m->n_backends;
+	stats->errors = (uint32_t)errors;
+	return errors ? -EIO : 0;
+}
+
+static int adopt_backends(struct xm_lbmap *m)
+{
+	uint32_t key, next, *prev = NULL;
+	struct xm_backend b;
+
+	while (bpf_map_get_next_key(m->fds.backends, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (key == 0 || key >= XM_MAX_BACKENDS || bpf_map_lookup_elem(m->fds.backends, &key, &b) < 0)
+			continue;
+		m->backends[key].value = b;
+		backend_link(m, key);
+		if (key >= m->next_backend_id)
+			m->next_backend_id = key + 1 < XM_MAX_BACKENDS ? key + 1 : 1;
+	}
+	return 0;
+}
+
+static int svc_sort_cmp(const void *a, const void *b)
+{
+	return key_cmp(&((const struct applied_svc *)a)->key, &((const struct applied_svc *)b)->key);
+}
+
+static bool table_referenced(const struct xm_lbmap *m, uint32_t table_id)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_svcs; i++)
+		if (m->svcs[i].value.table_id == table_id)
+			return true;
+	return false;
+}
+
+/* Lists and tables that no service points at are unreachable: a crashed apply left them. */
+static void drop_orphans(struct xm_lbmap *m)
+{
+	struct xm_slot_key sk, snext, *sprev = NULL;
+	uint32_t tk, tnext, *tprev = NULL;
+
+	while (bpf_map_get_next_key(m->fds.slots, sprev, &snext) == 0) {
+		sk = snext;
+		if (!table_referenced(m, sk.table_id) && bpf_map_delete_elem(m->fds.slots, &sk) == 0) {
+			sprev = NULL; /* deleting the current key: restart the walk */
+			continue;
+		}
+		sprev = &sk;
+	}
+	while (bpf_map_get_next_key(m->fds.maglev, tprev, &tnext) == 0) {
+		tk = tnext;
+		if (!table_referenced(m, tk) && bpf_map_delete_elem(m->fds.maglev, &tk) == 0) {
+			tprev = NULL;
+			continue;
+		}
+		tprev = &tk;
+	}
+}
+
+static int adopt_services(struct xm_lbmap *m)
+{
+	struct xm_svc_key key, next, *prev = NULL;
+	struct xm_svc_value v;
+	size_t cap = 0;
+
+	while (bpf_map_get_next_key(m->fds.services, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(m->fds.services, &key, &v) < 0 || !v.svc_id || v.svc_id >= XM_MAX_SVC_IDS)
+			continue;
+		if (m->n_svcs == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			void *p = realloc(m->svcs, ncap * sizeof(*m->svcs));
+
+			if (!p)
+				return -ENOMEM;
+			m->svcs = p;
+			cap = ncap;
+		}
+		memset(&m->svcs[m->n_svcs], 0, sizeof(m->svcs[0]));
+		m->svcs[m->n_svcs].key = key;
+		m->svcs[m->n_svcs].value = v;
+		m->n_svcs++;
+		m->svc_id_used[v.svc_id] = 1;
+		if (v.svc_id >= m->next_svc_id)
+			m->next_svc_id = v.svc_id + 1;
+		if (v.table_id >= m->next_table_id)
+			m->next_table_id = v.table_id + 1;
+	}
+	if (m->n_svcs > 1)
+		qsort(m->svcs, m->n_svcs, sizeof(*m->svcs), svc_sort_cmp);
+	return 0;
+}
+
+struct xm_lbmap *lbmap_open(const struct xm_map_fds *fds)
+{
+	struct xm_lbmap *m = calloc(1, sizeof(*m));
+	uint32_t i;
+
+	if (!m)
+		return NULL;
+	m->fds = *fds;
+	m->backends = calloc(XM_MAX_BACKENDS, sizeof(*m->backends));
+	m->svc_id_used = calloc(XM_MAX_SVC_IDS, 1);
+	if (!m->backends || !m->svc_id_used)
+		goto fail;
+	for (i = 0; i < BACKEND_BUCKETS; i++)
+		m->buckets[i] = -1;
+	for (i = 0; i < XM_MAX_BACKENDS; i++)
+		m->backends[i].next = -1;
+	m->next_backend_id = 1;
+	m->next_svc_id = 1;
+	m->next_table_id = 1;
+	if (adopt_backends(m) || adopt_services(m))
+		goto fail;
+	drop_orphans(m);
+	if (m->n_svcs || m->n_backends)
+		log_info("adopted %zu service ports and %u backends from pinned maps", m->n_svcs, m->n_backends);
+	return m;
+fail:
+	log_error("adopt pinned load-balancer maps: out of memory");
+	lbmap_free(m);
+	return NULL;
+}
+
+void lbmap_free(struct xm_lbmap *m)
+{
+	size_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->n_svcs; i++)
+		free(m->svcs[i].ids);
+	free(m->svcs);
+	free(m->backends);
+	free(m->svc_id_used);
+	free(m->gc);
+	free(m);
+}

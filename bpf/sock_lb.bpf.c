@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Socket-level load balancing: a connect()/sendmsg() to a service VIP is rewritten to a backend before
+ * any packet exists, and getpeername()/recvmsg() show the VIP again. sockops keeps per-backend live
+ * connection counts for LEAST_REQUEST.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lib/hash.h"
+#include "lib/lb_select.h"
+
+#define ECONNREFUSED 111
+#define SYS_REJECT 0
+#define SYS_PROCEED 1
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* ::ffff:a.b.c.d, as a dual-stack socket dials an IPv4 service. */
+static __always_inline bool xm_is_v4_mapped(const __u32 ip6[4])
+{
+	return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline __u32 xm_client_hash(struct bpf_sock_addr *ctx, __u8 family)
+{
+	struct bpf_sock *sk = ctx->sk;
+	union xm_addr a;
+
+	__builtin_memset(&a, 0, sizeof(a));
+	/* A bound socket has a source address; an unbound one is identified by its pod's netns. */
+	if (family == XM_FAMILY_V4 && sk->src_ip4) {
+		a.v4 = sk->src_ip4;
+		return xm_hash_addr(&a);
+	}
+	if (family == XM_FAMILY_V6 && (sk->src_ip6[0] | sk->src_ip6[1] | sk->src_ip6[2] | sk->src_ip6[3])) {
+		a.v6[0] = sk->src_ip6[0];
+		a.v6[1] = sk->src_ip6[1];
+		a.v6[2] = sk->src_ip6[2];
+		a.v6[3] = sk->src_ip6[3];
+		return xm_hash_addr(&a);
+	}
+	return (__u32)xm_mix64(bpf_get_netns_cookie(ctx));
+}
+
+/*
+ * The verifier checks context accesses per attach type, so every function touching user_ip4/user_ip6
+ * takes the family as a compile-time constant (v6) and the other family's code is compiled out.
+ */
+static __always_inline void xm_key_from_ctx(struct bpf_sock_addr *ctx, struct xm_svc_key *key, bool *mapped,
+					    const bool v6)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->port = (__u16)ctx->user_port;
+	key->proto = (__u8)ctx->protocol;
+	*mapped = false;
+	if (!v6) {
+		key->family = XM_FAMILY_V4;
+		key->vip.v4 = ctx->user_ip4;
+		return;
+	}
+	key->vip.v6[0] = ctx->user_ip6[0];
+	key->vip.v6[1] = ctx->user_ip6[1];
+	key->vip.v6[2] = ctx->user_ip6[2];
+	key->vip.v6[3] = ctx->user_ip6[3];
+	key->family = XM_FAMILY_V6;
+	if (xm_is_v4_mapped(key->vip.v6)) {
+		key->vip.v4 = key->vip.v6[3];
+		key->vip.v6[1] = key->vip.v6[2] = key->vip.v6[3] = 0;
+		key->family = XM_FAMILY_V4;
+		*mapped = true;
+	}
+}
+
+/* Writes a backend address into the context, in the family the application dialed. */
+static __always_inline void xm_write_dest(struct bpf_sock_addr *ctx, const union xm_addr *a, __u16 port, bool mapped,
+					  const bool v6)
+{
+	if (!v6) {
+		ctx->user_ip4 = a->v4;
+	} else if (mapped) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+		ctx->user_ip6[3] = a->v4;
+	} else {
+		ctx->user_ip6[0] = a->v6[0];
+		ctx->user_ip6[1] = a->v6[1];
+		ctx->user_ip6[2] = a->v6[2];
+		ctx->user_ip6[3] = a->v6[3];
+	}
+	ctx->user_port = port;
+}
+
+
+static __always_inline void xm_remember_udp(struct bpf_sock_addr *ctx, const struct xm_svc_key *key,
+					    const struct xm_backend *be)
+{
+	struct xm_udp_revnat_key rk;
+	struct xm_udp_revnat_value rv;
+
+	__builtin_memset(&rk, 0, sizeof(rk));
+	__builtin_memset(&rv, 0, sizeof(rv));
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	rk.backend = be->addr;
+	rk.port = be->port;
+	rk.family = be->family;
+	rv.vip = key->vip;
+	rv.vport = key->port;
+	bpf_map_update_elem(&xm_udp_revnat, &rk, &rv, BPF_ANY);
+}
+
+/*
+ * Shared body of connect4/6 and sendmsg4/6: SYS_PROCEED, possibly with the destination rewritten, or
+ * SYS_REJECT with ECONNREFUSED when the VIP has no ready backend.
+ */
+static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool is_connect, const bool v6)
+{
+	struct xm_svc_value *svc;
+	struct xm_sock_state *st;
+	struct xm_backend *be;
+	struct xm_svc_key key;
+	__u32 backend_id;
+	bool mapped;
+
+	xm_key_from_ctx(ctx, &key, &mapped, v6);
+	if (key.proto != XM_PROTO_TCP && key.proto != XM_PROTO_UDP)
+		return SYS_PROCEED;
+
+	svc = bpf_map_lookup_elem(&xm_services, &key);
+	if (!svc) {
+		/* Re-connecting a socket elsewhere: getpeername must stop answering the old VIP. */
+		if (is_connect) {
+			st = bpf_sk_storage_get(&xm_sock_state, ctx->sk, 0, 0);
+			if (st)
+				st->flags &= ~XM_SOCK_F_NATTED;
+		}
+		return SYS_PROCEED;
+	}
+
+	backend_id = xm_select_backend(svc, svc->algo == XM_LB_MAGLEV ? xm_client_hash(ctx, key.family) : 0);
+	be = backend_id ? bpf_map_lookup_elem(&xm_backends, &backend_id) : NULL;
+	if (!be || be->family != key.family) {
+		xm_stat_inc(svc->count ? XM_STAT_SOCK_LOOKUP_MISS : XM_STAT_SOCK_NO_BACKEND);
+		bpf_set_retval(-ECONNREFUSED);
+		return SYS_REJECT;
+	}
+
+	xm_write_dest(ctx, &be->addr, be->port, mapped, v6);
+	if (key.proto == XM_PROTO_UDP) {
+		xm_remember_udp(ctx, &key, be);
+		xm_stat_inc(XM_STAT_SOCK_LB_UDP);
+	} else {
+		xm_stat_inc(XM_STAT_SOCK_LB_TCP);
+	}
+	if (!is_connect)
+		return SYS_PROCEED;
+
+	st = bpf_sk_storage_get(&xm_sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st) {
+		st->vip = key.vip;
+		st->vport = key.port;
+		st->family = key.family;
+		/* Once counted, the count belongs to that backend until the socket closes. */
+		if (!(st->flags & XM_SOCK_F_COUNTED))
+			st->backend_id = backend_id;
+		st->flags |= XM_SOCK_F_NATTED;
+	}
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/connect4")
+int xm_connect4(struct bpf_sock_addr *ctx)
+{
+	return xm_sock_balance(ctx, true, false);
+}
+
+SEC("cgroup/connect6")
+int xm_connect6(struct bpf_sock_addr *ctx)
+{
+	return xm_sock_balance(ctx, true, true);
+}
+
+SEC("cgroup/sendmsg4")
+int xm_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return xm_sock_balance(ctx, false, false);
+}
+
+SEC("cgroup/sendmsg6")
+int xm_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return xm_sock_balance(ctx, false, true);
+}
+
+/* getpeername on a socket connected through a VIP answers the VIP. */
+static __always_inline int xm_sock_getpeername(struct bpf_sock_addr *ctx, const bool v6)
+{
+	struct xm_sock_state *st;
+	struct xm_svc_key peer;
+	bool mapped;
+
+	st = bpf_sk_storage_get(&xm_sock_state, ctx->sk, 0, 0);
+	if (!st || !(st->flags & XM_SOCK_F_NATTED))
+		return SYS_PROCEED;
+	xm_key_from_ctx(ctx, &peer, &mapped, v6);
+	if (peer.family != st->family)
+		return SYS_PROCEED;
+	xm_write_dest(ctx, &st->vip, st->vport, mapped, v6);
+	xm_stat_inc(XM_STAT_SOCK_REVNAT);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/getpeername4")
+int xm_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return xm_sock_getpeername(ctx, false);
+}
+
+SEC("cgroup/getpeername6")
+int xm_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return xm_sock_getpeername(ctx, true);
+}
+
+/* A datagram from a backend this socket sent to through a VIP appears to come from the VIP. */
+static __always_inline int xm_sock_recvmsg(struct bpf_sock_addr *ctx, const bool v6)
+{
+	struct xm_udp_revnat_value *rv;
+	struct xm_udp_revnat_key rk;
+	bool mapped;
+	struct xm_svc_key k;
+
+	xm_key_from_ctx(ctx, &k, &mapped, v6);
+	__builtin_memset(&rk, 0, sizeof(rk));
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	rk.backend = k.vip;
+	rk.port = k.port;
+	rk.family = k.family;
+	rv = bpf_map_lookup_elem(&xm_udp_revnat, &rk);
+	if (!rv)
+		return SYS_PROCEED;
+	xm_write_dest(ctx, &rv->vip, rv->vport, mapped, v6);
+	xm_stat_inc(XM_STAT_SOCK_REVNAT);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/recvmsg4")
+int xm_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return xm_sock_recvmsg(ctx, false);
+}
+
+SEC("cgroup/recvmsg6")
+int xm_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return xm_sock_recvmsg(ctx, true);
+}
+
+static __always_inline void xm_backend_conns_add(__u32 backend_id, __s64 delta)
+{
+	struct xm_backend_conns *c = bpf_map_lookup_elem(&xm_backend_conns, &backend_id);
+
+	if (c)
+		__sync_fetch_and_add(&c->active, delta);
+}
+
+/* Live connection counts per backend: +1 when the SYN leaves, -1 when the socket reaches CLOSE. */
+SEC("sockops")
+int xm_sockops(struct bpf_sock_ops *skops)
+{
+	struct xm_sock_state *st;
+	struct bpf_sock *sk = skops->sk;
+
+	if (!sk)
+		return 1;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
+		if (!st || !st->backend_id || (st->flags & XM_SOCK_F_COUNTED))
+			break;
+		st->flags |= XM_SOCK_F_COUNTED;
+		xm_backend_conns_add(st->backend_id, 1);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] != BPF_TCP_CLOSE)
+			break;
+		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
+		if (!st || !(st->flags & XM_SOCK_F_COUNTED))
+			break;
+		st->flags &= ~XM_SOCK_F_COUNTED;
+		xm_backend_conns_add(st->backend_id, -1);
+		break;
+	}
+	return 1;
+}

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "sock_lb_fixture.h"
+
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "skel/sock_lb.skel.h"
+
+#define CGROUP_ROOT "/sys/fs/cgroup/unified"
+
+struct fx fx;
+
+static void write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	cr_assert(fd >= 0, "open %s: %s", path, strerror(errno));
+	cr_assert(write(fd, s, strlen(s)) == (ssize_t)strlen(s), "write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static void read_own_cgroup(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	char line[512];
+
+	snprintf(buf, len, "%s", CGROUP_ROOT);
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(buf, len, "%s%s", CGROUP_ROOT, line + 3);
+	}
+	fclose(f);
+}
+
+/* A private network namespace with only loopback: a VIP that is not rewritten goes nowhere. */
+static void enter_private_netns(void)
+{
+	struct ifreq ifr;
+	int fd;
+
+	cr_assert_eq(unshare(CLONE_NEWNET), 0, "unshare(CLONE_NEWNET): %s", strerror(errno));
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert(fd >= 0);
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	cr_assert_eq(ioctl(fd, SIOCGIFFLAGS, &ifr), 0);
+	ifr.ifr_flags |= IFF_UP;
+	cr_assert_eq(ioctl(fd, SIOCSIFFLAGS, &ifr), 0, "lo up: %s", strerror(errno));
+	close(fd);
+}
+
+void fx_setup(void)
+{
+	struct bpf_program *prog;
+	struct bpf_map *map;
+	char pid[32];
+	int cg_fd;
+
+	memset(&fx, 0, sizeof(fx));
+	if (geteuid() != 0 || access("/sys/kernel/btf/vmlinux", R_OK) || access(CGROUP_ROOT "/cgroup.procs", W_OK)) {
+		fx.skipped = true;
+		cr_skip_test("needs root, BTF and cgroup v2 at " CGROUP_ROOT);
+	}
+	enter_private_netns();
+	read_own_cgroup(fx.orig_cgroup, sizeof(fx.orig_cgroup));
+	snprintf(fx.cgroup, sizeof(fx.cgroup), CGROUP_ROOT "/xmesh-bpftest-%d", getpid());
+	cr_assert(mkdir(fx.cgroup, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", fx.cgroup, strerror(errno));
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	write_file(strcat(strcpy((char[600]){ 0 }, fx.cgroup), "/cgroup.procs"), pid);
+
+	fx.skel = sock_lb__open();
+	cr_assert(fx.skel, "open sock_lb: %s", strerror(errno));
+	/* Tests never pin: every map lives and dies with this process. */
+	bpf_object__for_each_map(map, fx.skel->obj) bpf_map__set_pin_path(map, NULL);
+	cr_assert_eq(sock_lb__load(fx.skel), 0, "load sock_lb (verifier)");
+
+	cg_fd = open(fx.cgroup, O_RDONLY | O_DIRECTORY);
+	cr_assert(cg_fd >= 0);
+	bpf_object__for_each_program(prog, fx.skel->obj)
+	{
+		struct bpf_link *l = bpf_program__attach_cgroup(prog, cg_fd);
+
+		cr_assert(l, "attach %s: %s", bpf_program__name(prog), strerror(errno));
+		fx.links[fx.n_links++] = l;
+	}
+	close(cg_fd);
+	datapath_map_fds(&(struct xm_datapath){ .sock = fx.skel }, &fx.fds);
+	fx.lbmap = lbmap_open(&fx.fds);
+	cr_assert(fx.lbmap);
+}
+
+void fx_teardown(void)
+{
+	char path[1100], pid[32];
+	int i;
+
+	if (fx.skipped)
+		return;
+	for (i = 0; i < fx.n_backends; i++)
+		close(fx.listen_fd[i]);
+	lbmap_free(fx.lbmap);
+	for (i = 0; i < fx.n_links; i++)
+		bpf_link__destroy(fx.links[i]);
+	sock_lb__destroy(fx.skel);
+	snprintf(path, sizeof(path), "%s/cgroup.procs", fx.orig_cgroup);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	write_file(path, pid);
+	rmdir(fx.cgroup);
+}
+
+void fx_listeners(int n, int type, bool v6)
+{
+	int i;
+
+	cr_assert(n <= FX_MAX_BACKENDS);
+	for (i = 0; i < n; i++) {
+		struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct sockaddr_storage got;
+		socklen_t len = sizeof(got);
+		int fd = socket(v6 ? AF_INET6 : AF_INET, type | SOCK_CLOEXEC, 0);
+
+		cr_assert(fd >= 0);
+		cr_assert_eq(v6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6)) : bind(fd, (struct sockaddr *)&a4, sizeof(a4)),
+			     0, "bind: %s", strerror(errno));
+		if (type == SOCK_STREAM)
+			cr_assert_eq(listen(fd, 1024), 0);
+		getsockname(fd, (struct sockaddr *)&got, &len);
+		fx.port[i] = ntohs(v6 ? ((struct sockaddr_in6 *)&got)->sin6_port : ((struct sockaddr_in *)&got)->sin_port);
+		fx.listen_fd[i] = fd;
+	}
+	fx.n_backends = n;
+}
+
+void fx_publish(const char *vip, uint16_t port, int proto, uint8_t algo, int n)
+{
+	static struct xm_lb_backend backends[FX_MAX_BACKENDS];
+	struct xm_lb_service svc;
+	struct xm_lb_state st = { .services = &svc, .n_services = 1 };
+	struct xm_lbmap_stats stats;
+	bool v6 = strchr(vip, ':') != NULL;
+	int i;
+
+	memset(&svc, 0, sizeof(svc));
+	snprintf(svc.ns, sizeof(svc.ns), "test");
+	snprintf(svc.name, sizeof(svc.name), "svc");
+	svc.key.family = v6 ? XM_FAMILY_V6 : XM_FAMILY_V4;
+	cr_assert_eq(inet_pton(v6 ? AF_INET6 : AF_INET, vip, svc.key.vip.bytes), 1);
+	svc.key.port = htons(port);
+	svc.key.proto = (uint8_t)proto;
+	svc.algo = algo;
+	svc.maglev_size = 65537;
+	for (i = 0; i < n; i++) {
+		memset(&backends[i], 0, sizeof(backends[i]));
+		backends[i].family = svc.key.family;
+		inet_pton(v6 ? AF_INET6 : AF_INET, v6 ? "::1" : "127.0.0.1", backends[i].addr.bytes);
+		backends[i].port = fx.port[i];
+		backends[i].ready = true;
+	}
+	svc.backends = backends;
+	svc.n_backends = (size_t)n;
+	svc.n_ready = (size_t)n;
+	cr_assert_eq(lbmap_apply(fx.lbmap, &st, 0, &stats), 0, "lbmap_apply");
+}
+
+int fx_accept_which(void)
+{
+	struct pollfd p[FX_MAX_BACKENDS];
+	int i, n;
+
+	for (i = 0; i < fx.n_backends; i++)
+		p[i] = (struct pollfd){ .fd = fx.listen_fd[i], .events = POLLIN };
+	n = poll(p, (nfds_t)fx.n_backends, 1000);
+	if (n <= 0)
+		return -1;
+	for (i = 0; i < fx.n_backends; i++) {
+		if (p[i].revents & POLLIN) {
+			int c = accept4(fx.listen_fd[i], NULL, NULL, SOCK_CLOEXEC);
+
+			if (c >= 0)
+				close(c);
+			return i;
+		}
+	}
+	return -1;
+}
+
+int fx_connect(const char *addr, uint16_t port)
+{
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port) };
+	bool v6 = strchr(addr, ':') != NULL;
+	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return -errno;
+	if (v6)
+		inet_pton(AF_INET6, addr, &a6.sin6_addr);
+	else
+		inet_pton(AF_INET, addr, &a4.sin_addr);
+	rc = v6 ? connect(fd, (struct sockaddr *)&a6, sizeof(a6)) : connect(fd, (struct sockaddr *)&a4, sizeof(a4));
+	if (rc < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}

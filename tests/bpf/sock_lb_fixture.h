@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Fixture for socket-LB tests: loads sock_lb (unpinned), attaches it to a child cgroup that this test
+ * process moves into, and publishes services through the agent's lbmap. Backends are loopback listeners.
+ * Criterion runs each test in its own process, so the cgroup move never leaks into other tests.
+ */
+#ifndef XMESH_TEST_SOCK_LB_FIXTURE_H
+#define XMESH_TEST_SOCK_LB_FIXTURE_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compile/compile.h"
+#include "lbmap/lbmap.h"
+
+#define FX_MAX_BACKENDS 8
+
+struct fx {
+	struct sock_lb *skel;
+	struct bpf_link *links[16];
+	int n_links;
+	char cgroup[512];
+	char orig_cgroup[1024];
+	struct xm_map_fds fds;
+	struct xm_lbmap *lbmap;
+	int listen_fd[FX_MAX_BACKENDS];
+	uint16_t port[FX_MAX_BACKENDS]; /* host order */
+	int n_backends;
+	bool skipped;
+};
+
+extern struct fx fx;
+
+void fx_setup(void);
+void fx_teardown(void);
+
+/* Starts n listeners (TCP or UDP) on 127.0.0.1 (or ::1 when v6). */
+void fx_listeners(int n, int type, bool v6);
+
+/* Publishes one service VIP:port with the first n listeners as its ready backends. */
+void fx_publish(const char *vip, uint16_t port, int proto, uint8_t algo, int n);
+
+/* Index of the listener that has a pending connection (accepting and closing it), -1 if none. */
+int fx_accept_which(void);
+
+/* A TCP socket connected to addr:port, or -errno. */
+int fx_connect(const char *addr, uint16_t port);
+
+#endif
