@@ -14,8 +14,15 @@
 
 #include "core/log.h"
 
+#define XM_WATCH_MAX 32
+
 struct xm_watch {
 	struct xm_loop *loop;
+	struct {
+		int wd;
+		char file[256]; /* a watched file's name in its directory; "" for a watched directory */
+	} watches[XM_WATCH_MAX];
+	size_t n_watches;
 	int ifd;
 	int timer_fd;
 	xm_watch_cb cb;
@@ -30,6 +37,35 @@ static void on_debounced(struct xm_loop *loop, int fd, uint32_t events, void *ct
 	w->cb(w->ctx);
 }
 
+static bool has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/*
+ * Only config files count: logs or sockets that share the directory must not trigger reloads. Names
+ * starting with ".." are the symlink swaps of a mounted ConfigMap.
+ */
+static bool event_matters(const struct xm_watch *w, const struct inotify_event *ev)
+{
+	size_t i;
+
+	if (!ev->len)
+		return true;
+	if (!strncmp(ev->name, "..", 2))
+		return true;
+	for (i = 0; i < w->n_watches; i++) {
+		if (w->watches[i].wd != ev->wd)
+			continue;
+		if (w->watches[i].file[0] ? !strcmp(ev->name, w->watches[i].file)
+					  : has_suffix(ev->name, ".yaml") || has_suffix(ev->name, ".yml"))
+			return true;
+	}
+	return false;
+}
+
 static void on_inotify(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 {
 	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -38,8 +74,14 @@ static void on_inotify(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	ssize_t n;
 
 	(void)loop, (void)events;
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		any = true;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+
+			any |= event_matters(w, ev);
+			p += sizeof(*ev) + ev->len;
+		}
+	}
 	/* Editors and kubelet write in several steps: act once things settle. */
 	if (any)
 		loop_arm_timer(w->timer_fd, XM_WATCH_DEBOUNCE_MS);
@@ -59,17 +101,25 @@ struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->ifd < 0)
 		goto fail;
-	for (i = 0; i < n; i++) {
-		char copy[PATH_MAX];
+	for (i = 0; i < n && i < XM_WATCH_MAX; i++) {
+		char copy[PATH_MAX], base[PATH_MAX];
 		const char *dir = paths[i];
 		struct stat st;
+		int wd;
 
+		w->watches[w->n_watches].file[0] = '\0';
 		if (stat(paths[i], &st) == 0 && !S_ISDIR(st.st_mode)) {
 			snprintf(copy, sizeof(copy), "%s", paths[i]);
+			snprintf(base, sizeof(base), "%s", paths[i]);
 			dir = dirname(copy);
+			snprintf(w->watches[w->n_watches].file, sizeof(w->watches[0].file), "%s", basename(base));
 		}
-		if (inotify_add_watch(w->ifd, dir, mask) < 0)
+		wd = inotify_add_watch(w->ifd, dir, mask);
+		if (wd < 0) {
 			log_warn("watch %s: %s (changes there are not picked up)", dir, strerror(errno));
+			continue;
+		}
+		w->watches[w->n_watches++].wd = wd;
 	}
 	w->timer_fd = loop_add_timer(loop, 3600 * 1000, 0, on_debounced, w);
 	if (w->timer_fd < 0)

@@ -23,6 +23,8 @@
 
 struct fx fx;
 
+static void leave_and_remove_cgroup(void);
+
 static void write_file(const char *path, const char *s)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -82,6 +84,7 @@ void fx_setup(void)
 	read_own_cgroup(fx.orig_cgroup, sizeof(fx.orig_cgroup));
 	snprintf(fx.cgroup, sizeof(fx.cgroup), CGROUP_ROOT "/xmesh-bpftest-%d", getpid());
 	cr_assert(mkdir(fx.cgroup, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", fx.cgroup, strerror(errno));
+	atexit(leave_and_remove_cgroup);
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	write_file(strcat(strcpy((char[600]){ 0 }, fx.cgroup), "/cgroup.procs"), pid);
 
@@ -106,9 +109,27 @@ void fx_setup(void)
 	cr_assert(fx.lbmap);
 }
 
-void fx_teardown(void)
+/* Also runs from atexit, so a setup that fails half-way leaves no cgroup behind. */
+static void leave_and_remove_cgroup(void)
 {
 	char path[1100], pid[32];
+	int fd;
+
+	if (!fx.cgroup[0])
+		return;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", fx.orig_cgroup);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)!write(fd, pid, strlen(pid));
+		close(fd);
+	}
+	rmdir(fx.cgroup);
+	fx.cgroup[0] = '\0';
+}
+
+void fx_teardown(void)
+{
 	int i;
 
 	if (fx.skipped)
@@ -119,10 +140,7 @@ void fx_teardown(void)
 	for (i = 0; i < fx.n_links; i++)
 		bpf_link__destroy(fx.links[i]);
 	sock_lb__destroy(fx.skel);
-	snprintf(path, sizeof(path), "%s/cgroup.procs", fx.orig_cgroup);
-	snprintf(pid, sizeof(pid), "%d", getpid());
-	write_file(path, pid);
-	rmdir(fx.cgroup);
+	leave_and_remove_cgroup();
 }
 
 void fx_listeners(int n, int type, bool v6)
