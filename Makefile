@@ -4,7 +4,7 @@
 BUILD     ?= build
 CC        ?= gcc
 CLANG     ?= clang
-BPFTOOL   ?= bpftool
+BPFTOOL   ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
 ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
@@ -58,7 +58,7 @@ $(BUILD)/skel/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	@mkdir -p $(dir $@)
 	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/obj/%.o: %.c $(SKELS) | $(DEPS_STAMP)
+$(BUILD)/obj/%.o: %.c | $(SKELS) $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -103,6 +103,20 @@ static const struct xm_endpoint_port *slice_port_for(const struct xm_endpoint_sl
 	return NULL;
 }
 
+static void node_addr_of(const struct xm_config *cfg, const char *node_name, uint8_t family, union xm_addr *out)
+{
+	const struct xm_node *node = *node_name ? config_find_node(cfg, node_name) : NULL;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; node && i < node->n_internal_ips; i++) {
+		if (node->internal_ips[i].family == family) {
+			addr_from_ip(out, &node->internal_ips[i]);
+			return;
+		}
+	}
+}
+
 static int backend_cmp(const void *a, const void *b)
 {
 	const struct xm_lb_backend *x = a, *y = b;
@@ -178,6 +192,7 @@ static int collect_backends(const struct xm_config *cfg, const struct xm_service
 			b.ready = e->ready;
 			b.local = opts->node_name && *e->node_name && !strcmp(opts->node_name, e->node_name);
 			snprintf(b.node, sizeof(b.node), "%s", e->node_name);
+			node_addr_of(cfg, e->node_name, family, &b.node_addr);
 			if (*e->target_name)
 				snprintf(b.pod, sizeof(b.pod), "%s/%s", e->target_ns, e->target_name);
 			err = add_backend(out, &cap, &b);
@@ -210,8 +225,11 @@ int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, 
 
 			if (sp->proto != XM_PROTO_TCP && sp->proto != XM_PROTO_UDP)
 				continue; /* SCTP is not balanced at the socket layer */
-			for (c = 0; c < svc->n_cluster_ips; c++) {
-				const struct xm_ip *ip = &svc->cluster_ips[c];
+			/* ClusterIPs first, then external VIPs (XDP's, always Maglev). */
+			for (c = 0; c < svc->n_cluster_ips + svc->n_external_ips; c++) {
+				bool external = c >= svc->n_cluster_ips;
+				const struct xm_ip *ip =
+					external ? &svc->external_ips[c - svc->n_cluster_ips] : &svc->cluster_ips[c];
 				struct xm_lb_service *s;
 
 				if (out->n_services == cap) {
@@ -235,6 +253,11 @@ int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, 
 				s->key.port = htons(sp->port);
 				s->key.proto = sp->proto;
 				pick_algo(cfg, svc, opts, s);
+				if (external) {
+					/* Every node must pick the same backend for a flow: Maglev. */
+					s->algo = XM_LB_MAGLEV;
+					s->flags = XM_SVC_F_EXTERNAL;
+				}
 				err = collect_backends(cfg, svc, sp, ip->family, opts, s);
 				if (err) {
 					lb_state_free(out);

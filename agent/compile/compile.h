@@ -20,6 +20,7 @@ struct xm_lb_backend {
 	uint8_t family;
 	bool ready;
 	bool local;		       /* EndpointSlice nodeName is this node */
+	union xm_addr node_addr;       /* the node's InternalIP of the backend's family; zero if unknown */
 	char pod[64 + XM_NAME_MAX + 1]; /* "ns/name" from targetRef, "" when absent */
 	char node[XM_NAME_MAX];
 };
@@ -30,6 +31,7 @@ struct xm_lb_service {
 	char port_name[64];
 	struct xm_svc_key key; /* network order, as the datapath keys it */
 	uint8_t algo;	       /* enum xm_lb_algo */
+	uint8_t flags;	       /* XM_SVC_F_* */
 	uint32_t maglev_size;  /* table size when algo is MAGLEV */
 	struct xm_lb_backend *backends; /* sorted by (family, addr, port); ready and not ready */
 	size_t n_backends;

@@ -129,12 +129,16 @@ static uint32_t backend_get(struct xm_lbmap *m, const struct xm_lb_backend *lb)
 	b.port = htons(lb->port);
 	b.family = lb->family;
 	b.flags = lb->local ? XM_BACKEND_F_LOCAL : 0;
+	b.node_addr = lb->node_addr;
 	id = backend_find(m, &b);
 	if (id) {
-		if (m->backends[id].value.flags != b.flags) {
+		struct xm_backend *cur = &m->backends[id].value;
+
+		/* Same identity, new placement facts: one update replaces the value whole. */
+		if (cur->flags != b.flags || memcmp(&cur->node_addr, &b.node_addr, sizeof(b.node_addr))) {
 			if (bpf_map_update_elem(m->fds.backends, &id, &b, BPF_ANY) < 0)
 				return 0;
-			m->backends[id].value.flags = b.flags;
+			*cur = b;
 		}
 		return id;
 	}
@@ -351,7 +355,7 @@ static uint32_t svc_id_alloc(struct xm_lbmap *m)
 static bool svc_unchanged(const struct applied_svc *old, const struct xm_lb_service *s, const uint32_t *ids,
 			  uint32_t n)
 {
-	if (!old || !old->ids || old->value.algo != s->algo || old->n_ids != n)
+	if (!old || !old->ids || old->value.algo != s->algo || old->value.flags != s->flags || old->n_ids != n)
 		return false;
 	if (s->algo == XM_LB_MAGLEV && n && old->maglev_size != s->maglev_size)
 		return false;
@@ -395,6 +399,7 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 
 	memset(&v, 0, sizeof(v));
 	v.algo = s->algo;
+	v.flags = s->flags;
 	v.svc_id = old ? old->value.svc_id : svc_id_alloc(m);
 	if (!v.svc_id) {
 		err = -ENOSPC;

@@ -66,6 +66,9 @@ struct xm_svc_value {
 };
 XM_STATIC_ASSERT(sizeof(struct xm_svc_value) == 16, "xm_svc_value size");
 
+/* An external VIP (spec.externalIPs, status.loadBalancer.ingress): XDP balances it, always by Maglev. */
+#define XM_SVC_F_EXTERNAL 0x1
+
 /* xm_slots key: slot'th backend of the list published under table_id. */
 struct xm_slot_key {
 	__u32 table_id;
@@ -83,10 +86,13 @@ struct xm_backend {
 	union xm_addr addr;
 	__u16 port; /* network order (the Service's targetPort resolved) */
 	__u8 family;
-	__u8 flags; /* XM_BACKEND_F_* */
+	__u8 flags;		 /* XM_BACKEND_F_* */
+	union xm_addr node_addr; /* InternalIP of the backend's node (same family), for IPIP; zero if unknown */
 };
-XM_STATIC_ASSERT(sizeof(struct xm_backend) == 20, "xm_backend size");
+XM_STATIC_ASSERT(sizeof(struct xm_backend) == 36, "xm_backend size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_backend, port) == 16, "xm_backend.port offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_backend, flags) == 19, "xm_backend.flags offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_backend, node_addr) == 20, "xm_backend.node_addr offset");
 
 #define XM_BACKEND_F_LOCAL 0x1 /* runs on this node */
 
