@@ -189,11 +189,20 @@ static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool
 			struct strbuf line = { 0 };
 
 			d->decode(key, value, &line);
-			/* Text form: the JSON members, without quotes around names. */
+			/* Text form: the JSON members as name=value, separators only outside strings. */
+			bool in_str = false;
+
 			sb_puts(out, "  ");
-			for (const char *p = line.buf ? line.buf : ""; *p; p++)
-				if (*p != '"')
-					sb_printf(out, "%c", *p == ',' ? ' ' : *p == ':' ? '=' : *p);
+			for (const char *p = line.buf ? line.buf : ""; *p; p++) {
+				if (*p == '"')
+					in_str = !in_str;
+				else if (!in_str && *p == ',')
+					sb_puts(out, " ");
+				else if (!in_str && *p == ':')
+					sb_puts(out, "=");
+				else
+					sb_printf(out, "%c", *p);
+			}
 			sb_puts(out, "\n");
 			sb_free(&line);
 		}

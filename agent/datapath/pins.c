@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <linux/magic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -82,7 +83,22 @@ int pins_link_path(char *buf, size_t len, const char *dir, const char *name)
 	return 0;
 }
 
-static int remove_files_in(const char *dir)
+/*
+ * Detaching first makes removal synchronous: an unpinned link is released only when the kernel drops its
+ * last reference, which can be after we return.
+ */
+static void detach_link(const char *path)
+{
+	int fd = bpf_obj_get(path);
+
+	if (fd < 0)
+		return;
+	if (bpf_link_detach(fd) < 0 && errno != EINVAL && errno != EOPNOTSUPP)
+		log_warn("detach link %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static int remove_files_in(const char *dir, bool links)
 {
 	char path[4096];
 	struct dirent *de;
@@ -96,6 +112,8 @@ static int remove_files_in(const char *dir)
 		if (de->d_type == DT_DIR)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (links)
+			detach_link(path);
 		if (unlink(path) < 0 && errno != ENOENT) {
 			err = -errno;
 			log_error("unpin %s: %s", path, strerror(errno));
@@ -111,10 +129,10 @@ int pins_remove_all(const char *dir)
 	int err, err2;
 
 	snprintf(links, sizeof(links), "%s/%s", dir, XM_LINKS_SUBDIR);
-	err = remove_files_in(links);
+	err = remove_files_in(links, true);
 	if (rmdir(links) < 0 && errno != ENOENT && !err)
 		err = -errno;
-	err2 = remove_files_in(dir);
+	err2 = remove_files_in(dir, false);
 	if (rmdir(dir) < 0 && errno != ENOENT && !err2)
 		err2 = -errno;
 	return err ? err : err2;

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# `make demo`: the main job on this machine. Builds a node namespace with three reviews pods and a client
+# pod, starts the agent on examples/demo/*.yaml, and shows 300 connections to the Service VIP spread over
+# the pods, getpeername() answering the VIP, and `xmesh status`. Removes everything before it exits.
+#
+#   scripts/demo.sh BUILD_DIR [--keep]     --keep: leave it running and print commands to explore it
+#   scripts/demo.sh [BUILD_DIR] --teardown remove a kept demo
+#
+# Fixed names (not per-PID as in the tests) so that --teardown finds a kept demo: namespaces xmdemo-*,
+# cgroup /sys/fs/cgroup/unified/xmesh-demo, pins /sys/fs/bpf/xmesh-demo, state in /run/xmesh-demo.
+# shellcheck disable=SC2119 # lib functions with optional arguments are called without
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=build keep_running=0 teardown=0
+for a in "$@"; do
+	case $a in
+	--keep) keep_running=1 ;;
+	--teardown) teardown=1 ;;
+	-h | --help)
+		sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*) build=$a ;;
+	esac
+done
+
+# shellcheck source=tests/e2e/lib.sh
+. "$root/tests/e2e/lib.sh"
+XMT_P=xmdemo-
+XMT_NODE=xmdemo-node
+XMT_CG="$XMT_CGROOT/xmesh-demo"
+XMT_PIN="$XMT_BPFFS/xmesh-demo"
+XMT_TMP=/run/xmesh-demo
+XMT_CONF="$root/examples/demo"
+XMT_ADMIN="$XMT_TMP/admin.sock"
+XMT_NODE_NAME=node1
+state="$XMT_TMP/state"
+xmt_log() { :; } # the narration below says what matters
+
+# Removes a demo, this run's or a kept one: the processes recorded in the state file (only if they are still
+# ours), the agent's programs and pins, the cgroup, the xmdemo-* namespaces, the state directory.
+demo_teardown() {
+	# shellcheck disable=SC2320 # the status the script exits with, as the trap starts
+	local rc=$? pid ns
+	XMT_PIDS=()
+	if [ -r "$state" ]; then
+		while read -r pid; do
+			# A PID is reused after its process ended: stop it only if it is still a demo process.
+			if grep -qa xmdemo- "/proc/$pid/cmdline" 2>/dev/null; then XMT_PIDS+=("$pid"); fi
+		done <"$state"
+	fi
+	XMT_AGENT_PID=""
+	XMT_NETNS=()
+	while read -r ns _; do
+		case $ns in xmdemo-*) XMT_NETNS+=("$ns") ;; esac
+	done < <(ip netns list 2>/dev/null)
+	XMT_CG_MADE=1
+	[ -x "$XMESH" ] || XMESH="$root/build/xmesh"
+	XMT_KEEP_LOGS=0
+	xmt_teardown "$rc"
+}
+
+XMT_BUILD=$(cd "$build" 2>/dev/null && pwd) || XMT_BUILD="$root/build"
+XMESH="$XMT_BUILD/xmesh"
+XM_SERVER="$XMT_BUILD/tools/xm-server"
+XM_CLIENT="$XMT_BUILD/tools/xm-client"
+
+if [ "$teardown" = 1 ]; then
+	[ "$(id -u)" -eq 0 ] || { echo "demo: --teardown needs root" >&2; exit 1; }
+	echo "demo: removing the kept demo"
+	trap demo_teardown EXIT
+	exit 0
+fi
+
+# The demo is not a test: a machine that cannot run it is an error, with the reason.
+xmt_skip() {
+	echo "demo: cannot run: $*" >&2
+	exit 1
+}
+xmt_require
+
+if [ -e "$XMT_CG" ] || [ -e "$XMT_PIN" ] || ip netns list | grep -q '^xmdemo-'; then
+	echo "demo: a previous demo is still there; removing it first"
+	(demo_teardown) || true
+fi
+mkdir -p "$XMT_TMP"
+: >"$state"
+trap demo_teardown EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+if [ "$keep_running" = 1 ]; then
+	XMT_BG_TIMEOUT=3600 # a kept demo still ends by itself, after an hour
+fi
+mkdir "$XMT_CG"
+
+say() { printf '%s\n' "$*"; }
+t0=$(date +%s%3N)
+
+say "== xmesh demo: Service default/reviews 10.96.0.10:80 -> pods reviews-v1..v3 :8080 (ROUND_ROBIN)"
+xmt_node_create
+for v in 1 2 3; do
+	xmt_pod_add "reviews-v$v" $((10 + v))
+	xmt_server "reviews-v$v"
+done
+xmt_pod_add productpage 101
+say "   topology: node namespace $XMT_NODE (no route out), 4 pods on its bridge, cgroup $XMT_CG"
+
+xmt_agent_start
+printf '%s\n' "${XMT_PIDS[@]}" "$XMT_AGENT_PID" >"$state"
+say "   agent: ready in the node namespace; config $XMT_CONF/*.yaml; pins $XMT_PIN"
+
+out="$XMT_TMP/spread"
+say ""
+say "== productpage (10.200.1.101) opens 300 TCP connections to 10.96.0.10:80, one after another"
+xmt_client productpage "$out" spread --addr 10.96.0.10:80 -n 300 || true
+ok=$(xmt_field "$out" ok)
+[ -n "$ok" ] || xmt_fail "the client printed nothing: $(cat "$out.err")"
+sort -k2 "$out" | awk '$1 == "id" { printf "   %-11s %4d  (%2d%%)  ", $2, $3, $3 * 100 / 300; for (i = 0; i < $3 / 5; i++) printf "#"; print "" }'
+errors=$(xmt_field "$out" errors)
+mism=$(xmt_field "$out" getpeername_mismatch)
+say "   $ok of 300 connected ($errors errors), slowest connect $(xmt_field "$out" max_connect_ms) ms"
+say "   getpeername() said 10.96.0.10:80 for $((ok - mism)) of $ok: the app sees the VIP; the kernel's connect"
+say "   hook picked a pod and rewrote the destination before the SYN, so no packet was NATed."
+
+say ""
+say "== xmesh status"
+xmt_xmesh status --admin "$XMT_ADMIN" 2>&1 | sed 's/^/   /' || say "   (xmesh status failed)"
+
+rc=0
+say ""
+if [ "$errors" != 0 ] || [ "$mism" != 0 ] || [ "$ok" != 300 ]; then
+	rc=1
+	say "== FAILED: $errors connects failed, $mism getpeername mismatches; first client errors:"
+	head -n 3 "$out.err" | sed 's/^/   /'
+	say "   agent log: $(tail -n 3 "$XMT_AGENT_LOG" | paste -sd '|')"
+fi
+if [ "$keep_running" = 1 ]; then
+	cat <<EOT
+== kept running (for at most an hour). Explore:
+   $XMESH status --admin $XMT_ADMIN
+   $XMESH maps --bpffs $XMT_PIN
+   bpftool map dump pinned $XMT_PIN/xm_backends
+   bpftool cgroup tree $XMT_CG
+   nsenter --net=/run/netns/xmdemo-productpage sh -c 'echo \$\$ >$XMT_CG/cgroup.procs && exec $XM_CLIENT spread --addr 10.96.0.10:80 -n 30'
+   edit $XMT_CONF/*.yaml and run the client again: the agent re-applies on change
+   agent log: $XMT_AGENT_LOG
+Tear down:
+   $root/scripts/demo.sh $XMT_BUILD --teardown
+EOT
+	trap - EXIT INT TERM
+	exit "$rc"
+fi
+say "== done in $(awk -v ms=$(($(date +%s%3N) - t0)) 'BEGIN { printf "%.1f", ms / 1000 }') s; removing the demo (scripts/demo.sh $build --keep leaves it running)"
+exit "$rc"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The inspection commands of the contract against a running agent: `xmesh status [--json]` over the admin
+# socket names the service and its endpoints, `xmesh maps [NAME] [--json] --bpffs DIR` decodes the pinned
+# maps (also with the agent stopped), `xmesh validate` accepts a good config, `xmesh version` answers.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+xmt_init "$@"
+xmt_topology 3 1
+xmt_config_std b1 b2 b3
+xmt_agent_start
+out="$XMT_TMP/out"
+
+run() { # WHAT CMD...: runs an xmesh command, fails the test on a non-zero exit
+	local what=$1 rc=0
+	shift
+	xmt_xmesh "$@" >"$out" 2>&1 || rc=$?
+	[ "$rc" = 0 ] || xmt_fail "$what: xmesh $* exited $rc: $(head -n 5 "$out")"
+}
+has() { # WHAT STRING...: the last command's output contains every STRING
+	local what=$1 s
+	shift
+	for s in "$@"; do
+		grep -qF -- "$s" "$out" || xmt_fail "$what: output lacks '$s': $(head -c 600 "$out")"
+	done
+}
+
+XMT_SUBTEST=status
+run status status --admin "$XMT_ADMIN"
+has status reviews "$XMT_VIP" "$(xmt_pod_ip b1)" "$(xmt_pod_ip b3)"
+run "status --json" status --json --admin "$XMT_ADMIN"
+jq -e . "$out" >/dev/null 2>&1 || xmt_fail "status --json is not JSON: $(head -c 300 "$out")"
+has "status --json" reviews "$XMT_VIP"
+
+XMT_SUBTEST=maps
+run maps maps --bpffs "$XMT_PIN"
+has maps "$XMT_VIP" "$(xmt_pod_ip b2)"
+run "maps xm_services --json" maps xm_services --json --bpffs "$XMT_PIN"
+jq -e . "$out" >/dev/null 2>&1 || xmt_fail "maps --json is not JSON: $(head -c 300 "$out")"
+has "maps xm_services --json" "$XMT_VIP"
+
+XMT_SUBTEST=validate
+run validate validate "$XMT_CONF/reviews.yaml"
+run version version
+
+XMT_SUBTEST="maps without agent"
+xmt_agent_stop || xmt_fail "the agent exited non-zero on SIGTERM"
+run "maps (agent stopped)" maps xm_backends --bpffs "$XMT_PIN"
+has "maps xm_backends (agent stopped)" "$(xmt_pod_ip b1)" "$(xmt_pod_ip b3)"
+XMT_SUBTEST=""
+xmt_pass "status, maps, validate, version"
