@@ -211,7 +211,7 @@ struct xm_diags {
 };
 
 /*
- * Read every path (a YAML file, or a directory whose *.yaml/*.yml files are read in name order), parse
+ * Read every path (a YAML file, or a directory whose .yaml and .yml files are read in name order), parse
  * the objects, validate them and their references. Returns 0 when there is no error, -EINVAL when diags
  * holds at least one, another negative errno on I/O failure (also reported in diags).
  */

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Istio trafficPolicy (DestinationRule and subsets): loadBalancer, outlierDetection with Istio's defaults,
+ * connectionPool, tls.mode. Ranges and rules follow Istio's own validation.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "config/fields.h"
+#include "config/objects.h"
+
+#define UINT32_FIELD_MAX 4294967295LL
+#define INT32_FIELD_MAX 2147483647LL
+#define MAGLEV_TABLE_MAX 5000011LL /* Envoy's upper bound for maglev.tableSize */
+
+void config_outlier_defaults(struct xm_outlier_detection *od)
+{
+	bool set = od->set;
+
+	memset(od, 0, sizeof(*od));
+	od->consecutive_5xx_errors = 5;
+	od->consecutive_local_origin_failures = 5;
+	od->interval_ms = 10 * 1000;
+	od->base_ejection_time_ms = 30 * 1000;
+	od->max_ejection_percent = 10;
+	od->min_health_percent = 0;
+	od->set = set;
+}
+
+static bool is_prime(long long n)
+{
+	if (n < 2)
+		return false;
+	for (long long d = 2; d * d <= n; d++) {
+		if (n % d == 0)
+			return false;
+	}
+	return true;
+}
+
+static void parse_hash_key(struct obj_ctx *c, const struct ynode *ch, const char *prefix, struct xm_load_balancer *lb)
+{
+	const struct ynode *cookie, *maglev;
+	char field[256];
+	unsigned keys = 0;
+	bool source_ip = false;
+	long long size;
+
+	char param[XM_NAME_MAX];
+
+	/* Each getter clears its buffer first: read into param, copy on success. */
+	if (get_str(c, ch, "httpHeaderName", field_name(field, sizeof(field), prefix, "httpHeaderName"), param,
+		    sizeof(param)) == FIELD_SET) {
+		lb->hash_key = XM_DR_HASH_HTTP_HEADER;
+		memcpy(lb->hash_param, param, sizeof(param));
+		keys++;
+	}
+	cookie = get_map(c, ch, "httpCookie", field_name(field, sizeof(field), prefix, "httpCookie"));
+	if (cookie) {
+		char cookie_prefix[256];
+		uint64_t ttl;
+
+		field_name(cookie_prefix, sizeof(cookie_prefix), prefix, "httpCookie");
+		keys++;
+		lb->hash_key = XM_DR_HASH_HTTP_COOKIE;
+		if (get_str(c, cookie, "name", field_name(field, sizeof(field), cookie_prefix, "name"), param,
+			    sizeof(param)) == FIELD_SET &&
+		    param[0])
+			memcpy(lb->hash_param, param, sizeof(param));
+		else
+			obj_error(c, cookie, "%s.name is required", cookie_prefix);
+		get_duration(c, cookie, "ttl", field_name(field, sizeof(field), cookie_prefix, "ttl"), 0, &ttl);
+	}
+	if (get_bool(c, ch, "useSourceIp", field_name(field, sizeof(field), prefix, "useSourceIp"), &source_ip) ==
+		    FIELD_SET &&
+	    source_ip) {
+		lb->hash_key = XM_DR_HASH_SOURCE_IP;
+		keys++;
+	}
+	if (get_str(c, ch, "httpQueryParameterName", field_name(field, sizeof(field), prefix, "httpQueryParameterName"),
+		    param, sizeof(param)) == FIELD_SET) {
+		lb->hash_key = XM_DR_HASH_QUERY_PARAMETER;
+		memcpy(lb->hash_param, param, sizeof(param));
+		keys++;
+	}
+	if (keys == 0)
+		obj_error(c, ch, "%s needs a hash key: useSourceIp, httpHeaderName, httpCookie or httpQueryParameterName",
+			  prefix);
+	else if (keys > 1)
+		obj_error(c, ch, "%s: set only one of useSourceIp, httpHeaderName, httpCookie, httpQueryParameterName",
+			  prefix);
+
+	maglev = get_map(c, ch, "maglev", field_name(field, sizeof(field), prefix, "maglev"));
+	field_name(field, sizeof(field), prefix, "maglev.tableSize");
+	if (get_int(c, maglev, "tableSize", field, 1, MAGLEV_TABLE_MAX, &size) == FIELD_SET) {
+		if (!is_prime(size))
+			obj_error(c, ymap_get(maglev, "tableSize", NULL), "%s %lld must be a prime number", field, size);
+		else
+			lb->maglev_table_size = (uint32_t)size;
+	}
+}
+
+static void parse_load_balancer(struct obj_ctx *c, const struct ynode *lbn, const char *prefix,
+				struct xm_load_balancer *lb)
+{
+	static const char *const names[] = { "UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM",
+					     "PASSTHROUGH" };
+	/* LEAST_CONN is Istio's deprecated alias of LEAST_REQUEST. */
+	static const enum xm_dr_lb values[] = { XM_DR_LB_UNSET,		XM_DR_LB_ROUND_ROBIN, XM_DR_LB_LEAST_REQUEST,
+						XM_DR_LB_LEAST_REQUEST, XM_DR_LB_RANDOM,      XM_DR_LB_PASSTHROUGH };
+	char field[256], ch_prefix[256];
+	const struct ynode *ch;
+	size_t idx = 0;
+	int r;
+
+	lb->set = true;
+	r = get_enum(c, lbn, "simple", field_name(field, sizeof(field), prefix, "simple"), names, 6, &idx);
+	if (r == FIELD_SET)
+		lb->simple = values[idx];
+	field_name(ch_prefix, sizeof(ch_prefix), prefix, "consistentHash");
+	ch = get_map(c, lbn, "consistentHash", ch_prefix);
+	if (!ch)
+		return;
+	if (r != FIELD_ABSENT)
+		obj_error(c, ch, "%s: set either simple or consistentHash, not both", prefix);
+	lb->simple = XM_DR_LB_CONSISTENT_HASH;
+	parse_hash_key(c, ch, ch_prefix, lb);
+}
+
+static void parse_outlier(struct obj_ctx *c, const struct ynode *odn, const char *prefix,
+			  struct xm_outlier_detection *od)
+{
+	char field[256];
+	long long v;
+
+	od->set = true;
+	if (get_int(c, odn, "consecutive5xxErrors", field_name(field, sizeof(field), prefix, "consecutive5xxErrors"), 0,
+		    UINT32_FIELD_MAX, &v) == FIELD_SET)
+		od->consecutive_5xx_errors = (uint32_t)v;
+	if (get_int(c, odn, "consecutiveGatewayErrors",
+		    field_name(field, sizeof(field), prefix, "consecutiveGatewayErrors"), 0, UINT32_FIELD_MAX,
+		    &v) == FIELD_SET)
+		od->consecutive_gateway_errors = (uint32_t)v;
+	if (get_int(c, odn, "consecutiveLocalOriginFailures",
+		    field_name(field, sizeof(field), prefix, "consecutiveLocalOriginFailures"), 0, UINT32_FIELD_MAX,
+		    &v) == FIELD_SET)
+		od->consecutive_local_origin_failures = (uint32_t)v;
+	get_bool(c, odn, "splitExternalLocalOriginErrors",
+		 field_name(field, sizeof(field), prefix, "splitExternalLocalOriginErrors"),
+		 &od->split_external_local_origin_errors);
+	get_duration(c, odn, "interval", field_name(field, sizeof(field), prefix, "interval"), 1, &od->interval_ms);
+	get_duration(c, odn, "baseEjectionTime", field_name(field, sizeof(field), prefix, "baseEjectionTime"), 1,
+		     &od->base_ejection_time_ms);
+	if (get_int(c, odn, "maxEjectionPercent", field_name(field, sizeof(field), prefix, "maxEjectionPercent"), 0,
+		    100, &v) == FIELD_SET)
+		od->max_ejection_percent = (uint32_t)v;
+	if (get_int(c, odn, "minHealthPercent", field_name(field, sizeof(field), prefix, "minHealthPercent"), 0, 100,
+		    &v) == FIELD_SET)
+		od->min_health_percent = (uint32_t)v;
+}
+
+static void pool_int(struct obj_ctx *c, const struct ynode *map, const char *prefix, const char *key,
+		     uint32_t *out)
+{
+	char field[256];
+	long long v;
+
+	if (get_int(c, map, key, field_name(field, sizeof(field), prefix, key), 0, INT32_FIELD_MAX, &v) == FIELD_SET)
+		*out = (uint32_t)v;
+}
+
+static void parse_pool(struct obj_ctx *c, const struct ynode *pool, const char *prefix, struct xm_connection_pool *p)
+{
+	char tcp_prefix[256], http_prefix[256], field[256];
+	const struct ynode *tcp, *http;
+
+	p->set = true;
+	field_name(tcp_prefix, sizeof(tcp_prefix), prefix, "tcp");
+	field_name(http_prefix, sizeof(http_prefix), prefix, "http");
+	tcp = get_map(c, pool, "tcp", tcp_prefix);
+	http = get_map(c, pool, "http", http_prefix);
+	pool_int(c, tcp, tcp_prefix, "maxConnections", &p->tcp_max_connections);
+	get_duration(c, tcp, "connectTimeout", field_name(field, sizeof(field), tcp_prefix, "connectTimeout"), 1,
+		     &p->tcp_connect_timeout_ms);
+	pool_int(c, http, http_prefix, "http1MaxPendingRequests", &p->http1_max_pending_requests);
+	pool_int(c, http, http_prefix, "http2MaxRequests", &p->http2_max_requests);
+	pool_int(c, http, http_prefix, "maxRequestsPerConnection", &p->http_max_requests_per_conn);
+	pool_int(c, http, http_prefix, "maxRetries", &p->http_max_retries);
+	get_duration(c, http, "idleTimeout", field_name(field, sizeof(field), http_prefix, "idleTimeout"), 0,
+		     &p->http_idle_timeout_ms);
+}
+
+void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix,
+			  struct xm_traffic_policy *out)
+{
+	static const char *const tls_modes[] = { "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL" };
+	static const enum xm_tls_mode tls_values[] = { XM_TLS_DISABLE, XM_TLS_SIMPLE, XM_TLS_MUTUAL,
+						       XM_TLS_ISTIO_MUTUAL };
+	char sub[256], field[256];
+	const struct ynode *n;
+	size_t idx;
+
+	memset(out, 0, sizeof(*out));
+	config_outlier_defaults(&out->outlier);
+	if (!tp)
+		return;
+	n = get_map(c, tp, "loadBalancer", field_name(sub, sizeof(sub), prefix, "loadBalancer"));
+	if (n)
+		parse_load_balancer(c, n, sub, &out->lb);
+	n = get_map(c, tp, "outlierDetection", field_name(sub, sizeof(sub), prefix, "outlierDetection"));
+	if (n)
+		parse_outlier(c, n, sub, &out->outlier);
+	n = get_map(c, tp, "connectionPool", field_name(sub, sizeof(sub), prefix, "connectionPool"));
+	if (n)
+		parse_pool(c, n, sub, &out->pool);
+	n = get_map(c, tp, "tls", field_name(sub, sizeof(sub), prefix, "tls"));
+	if (n && get_enum(c, n, "mode", field_name(field, sizeof(field), sub, "mode"), tls_modes, 4, &idx) == FIELD_SET)
+		out->tls_mode = tls_values[idx];
+}

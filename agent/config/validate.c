@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Validation across objects, once every file is read: order and duplicates (same kind, namespace, name),
+ * DestinationRule hosts → Services, Service port names → their EndpointSlices' port names.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/diag.h"
+#include "config/fields.h"
+#include "config/objects.h"
+
+#define NO_NS SIZE_MAX
+
+struct kind_layout {
+	const char *display;
+	size_t size;
+	size_t ns_off; /* NO_NS for cluster-scoped kinds */
+	size_t name_off;
+	size_t loc_off;
+	void (*free_one)(void *obj);
+};
+
+struct sort_entry {
+	const char *ns;
+	const char *name;
+	size_t idx;
+};
+
+static void free_service(void *o)
+{
+	service_free(o);
+}
+
+static void free_slice(void *o)
+{
+	slice_free(o);
+}
+
+static void free_pod(void *o)
+{
+	pod_free(o);
+}
+
+static void free_node(void *o)
+{
+	node_free(o);
+}
+
+static void free_rule(void *o)
+{
+	rule_free(o);
+}
+
+static const struct kind_layout service_layout = {
+	"service",
+	sizeof(struct xm_service),
+	offsetof(struct xm_service, ns),
+	offsetof(struct xm_service, name),
+	offsetof(struct xm_service, loc),
+	free_service,
+};
+static const struct kind_layout slice_layout = {
+	"endpointslice",
+	sizeof(struct xm_endpoint_slice),
+	offsetof(struct xm_endpoint_slice, ns),
+	offsetof(struct xm_endpoint_slice, name),
+	offsetof(struct xm_endpoint_slice, loc),
+	free_slice,
+};
+static const struct kind_layout pod_layout = {
+	"pod",
+	sizeof(struct xm_pod),
+	offsetof(struct xm_pod, ns),
+	offsetof(struct xm_pod, name),
+	offsetof(struct xm_pod, loc),
+	free_pod,
+};
+static const struct kind_layout node_layout = {
+	"node", sizeof(struct xm_node), NO_NS, offsetof(struct xm_node, name), offsetof(struct xm_node, loc), free_node,
+};
+static const struct kind_layout rule_layout = {
+	"destinationrule",
+	sizeof(struct xm_destination_rule),
+	offsetof(struct xm_destination_rule, ns),
+	offsetof(struct xm_destination_rule, name),
+	offsetof(struct xm_destination_rule, loc),
+	free_rule,
+};
+
+static int sort_entry_cmp(const void *a, const void *b)
+{
+	const struct sort_entry *x = a;
+	const struct sort_entry *y = b;
+	int r = strcmp(x->ns, y->ns);
+
+	if (!r)
+		r = strcmp(x->name, y->name);
+	if (!r)
+		r = x->idx < y->idx ? -1 : x->idx > y->idx;
+	return r;
+}
+
+static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *loc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *loc, const char *fmt, ...)
+{
+	char msg[sizeof(((struct xm_diag *)0)->msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	diags_add(diags, loc, "%s", msg);
+	(*n_errors)++;
+}
+
+/*
+ * Sort by namespace/name, keeping load order among equals; every object after the first of its name is
+ * reported and dropped. Sorting happens in place so the array keeps its (implicit) capacity.
+ */
+static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, struct xm_diags *diags,
+			   int *n_errors)
+{
+	struct sort_entry *order;
+	char *base = arr;
+	char *copy;
+	size_t out = 0;
+
+	if (*n == 0)
+		return;
+	order = calloc(*n, sizeof(*order));
+	copy = malloc(*n * k->size);
+	if (!order || !copy) {
+		free(order);
+		free(copy);
+		return; /* unsorted: lookups fall back to a linear scan */
+	}
+	memcpy(copy, base, *n * k->size);
+	for (size_t i = 0; i < *n; i++) {
+		const char *obj = copy + i * k->size;
+
+		order[i].ns = k->ns_off == NO_NS ? "" : obj + k->ns_off;
+		order[i].name = obj + k->name_off;
+		order[i].idx = i;
+	}
+	qsort(order, *n, sizeof(*order), sort_entry_cmp);
+	for (size_t i = 0; i < *n; i++) {
+		char *obj = copy + order[i].idx * k->size;
+
+		if (out && strcmp(order[i].ns, order[i - 1].ns) == 0 && strcmp(order[i].name, order[i - 1].name) == 0) {
+			const struct xm_loc *first = (const struct xm_loc *)(base + (out - 1) * k->size + k->loc_off);
+			const struct xm_loc *loc = (const struct xm_loc *)(obj + k->loc_off);
+
+			if (k->ns_off == NO_NS)
+				report(diags, n_errors, loc, "%s %s: defined twice (first at %s:%d:%d)", k->display,
+				       order[i].name, first->file, first->line, first->col);
+			else
+				report(diags, n_errors, loc, "%s %s/%s: defined twice (first at %s:%d:%d)",
+				       k->display, order[i].ns, order[i].name, first->file, first->line, first->col);
+			k->free_one(obj);
+			continue;
+		}
+		memcpy(base + out * k->size, obj, k->size);
+		out++;
+	}
+	/* Order entries point into copy, which is only freed here. */
+	*n = out;
+	free(order);
+	free(copy);
+}
+
+static bool namespace_in_use(const struct xm_config *cfg, const char *ns)
+{
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		if (strcmp(cfg->services[i].ns, ns) == 0)
+			return true;
+	}
+	for (size_t i = 0; i < cfg->n_slices; i++) {
+		if (strcmp(cfg->slices[i].ns, ns) == 0)
+			return true;
+	}
+	for (size_t i = 0; i < cfg->n_pods; i++) {
+		if (strcmp(cfg->pods[i].ns, ns) == 0)
+			return true;
+	}
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		if (strcmp(cfg->rules[i].ns, ns) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/*
+ * Split a host into Service name and namespace. Returns false for hosts outside the cluster: wildcards,
+ * and names that are neither "name", "name.ns" (of a namespace in use), "name.ns.svc" nor
+ * "name.ns.svc.cluster.local". Anything else under cluster.local is inside the cluster and must resolve.
+ */
+static bool split_host(const struct xm_config *cfg, const struct xm_destination_rule *dr, char *name, size_t name_size,
+		       char *ns, size_t ns_size, bool *internal)
+{
+	char host[XM_NAME_MAX];
+	const char *dot;
+	size_t len, dots = 0;
+
+	*internal = false;
+	if (strchr(dr->host, '*') || !dr->host[0])
+		return false;
+	snprintf(host, sizeof(host), "%s", dr->host);
+	len = strlen(host);
+	if (ends_with(host, ".svc.cluster.local")) {
+		host[len - strlen(".cluster.local")] = '\0';
+		*internal = true;
+	} else if (ends_with(host, ".cluster.local")) {
+		*internal = true;
+		return false;
+	}
+	len = strlen(host);
+	if (ends_with(host, ".svc")) {
+		host[len - 4] = '\0';
+		*internal = true;
+	}
+	for (const char *p = host; *p; p++)
+		dots += *p == '.';
+	dot = strchr(host, '.');
+	if (dots == 0 && !*internal) {
+		snprintf(name, name_size, "%s", host);
+		snprintf(ns, ns_size, "%s", dr->ns);
+		*internal = true;
+		return true;
+	}
+	if (dots != 1)
+		return false;
+	snprintf(name, name_size, "%.*s", (int)(dot - host), host);
+	snprintf(ns, ns_size, "%s", dot + 1);
+	if (!*internal)
+		*internal = namespace_in_use(cfg, ns);
+	return *internal;
+}
+
+static void resolve_hosts(struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
+{
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		struct xm_destination_rule *dr = &cfg->rules[i];
+		char name[XM_NAME_MAX], ns[64], q[QUOTE_BUF];
+		bool internal, cluster_form;
+
+		if (!dr->host[0])
+			continue;
+		cluster_form = split_host(cfg, dr, name, sizeof(name), ns, sizeof(ns), &internal);
+		if (cluster_form && config_find_service(cfg, ns, name)) {
+			snprintf(dr->host_ns, sizeof(dr->host_ns), "%s", ns);
+			snprintf(dr->host_name, sizeof(dr->host_name), "%s", name);
+			continue;
+		}
+		if (!internal)
+			continue; /* an external host (ServiceEntry, mesh-external): not ours to check */
+		if (cluster_form)
+			report(diags, n_errors, &dr->host_loc,
+			       "destinationrule %s/%s: host %s matches no Service (looked for %s/%.200s)", dr->ns,
+			       dr->name, quoted(q, dr->host), ns, name);
+		else
+			report(diags, n_errors, &dr->host_loc,
+			       "destinationrule %s/%s: host %s matches no Service (expected name, name.namespace, "
+			       "name.namespace.svc or name.namespace.svc.cluster.local)",
+			       dr->ns, dr->name, quoted(q, dr->host));
+	}
+}
+
+/* Append ", \"name\"" for each distinct port name of the Service's slices, for the message. */
+static void slice_port_names(const struct xm_config *cfg, const struct xm_service *svc, char *out, size_t size)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < cfg->n_slices; i++) {
+		const struct xm_endpoint_slice *sl = &cfg->slices[i];
+
+		if (strcmp(sl->ns, svc->ns) != 0 || strcmp(sl->service_name, svc->name) != 0)
+			continue;
+		for (size_t j = 0; j < sl->n_ports && used < size; j++) {
+			char q[QUOTE_BUF];
+
+			if (strstr(out, quoted(q, sl->ports[j].name)))
+				continue;
+			used += (size_t)snprintf(out + used, size - used, "%s%s", used ? ", " : "", q);
+		}
+	}
+}
+
+static void check_service_ports(const struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
+{
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		const struct xm_service *svc = &cfg->services[i];
+		bool has_ports = false;
+
+		for (size_t s = 0; s < cfg->n_slices && !has_ports; s++) {
+			const struct xm_endpoint_slice *sl = &cfg->slices[s];
+
+			has_ports = sl->n_ports && strcmp(sl->ns, svc->ns) == 0 && strcmp(sl->service_name, svc->name) == 0;
+		}
+		if (!has_ports)
+			continue;
+		for (size_t p = 0; p < svc->n_ports; p++) {
+			const struct xm_service_port *sp = &svc->ports[p];
+			char have[200], q[QUOTE_BUF];
+			bool found = false;
+
+			for (size_t s = 0; s < cfg->n_slices && !found; s++) {
+				const struct xm_endpoint_slice *sl = &cfg->slices[s];
+
+				if (strcmp(sl->ns, svc->ns) != 0 || strcmp(sl->service_name, svc->name) != 0)
+					continue;
+				for (size_t j = 0; j < sl->n_ports && !found; j++)
+					found = strcmp(sl->ports[j].name, sp->name) == 0;
+			}
+			if (found)
+				continue;
+			slice_port_names(cfg, svc, have, sizeof(have));
+			if (sp->name[0])
+				report(diags, n_errors, &sp->loc,
+				       "service %s/%s: port %s: no EndpointSlice of the Service has a port of that name "
+				       "(they have %s)",
+				       svc->ns, svc->name, quoted(q, sp->name), have);
+			else
+				report(diags, n_errors, &sp->loc,
+				       "service %s/%s: port %u: the port is unnamed, but the Service's EndpointSlices "
+				       "name theirs (%s)",
+				       svc->ns, svc->name, sp->port, have);
+		}
+	}
+}
+
+void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
+{
+	sort_and_dedup(cfg->services, &cfg->n_services, &service_layout, diags, n_errors);
+	sort_and_dedup(cfg->slices, &cfg->n_slices, &slice_layout, diags, n_errors);
+	sort_and_dedup(cfg->pods, &cfg->n_pods, &pod_layout, diags, n_errors);
+	sort_and_dedup(cfg->nodes, &cfg->n_nodes, &node_layout, diags, n_errors);
+	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, diags, n_errors);
+	resolve_hosts(cfg, diags, n_errors);
+	check_service_ports(cfg, diags, n_errors);
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the config reader's tests: fixture paths, loading, finding a diagnostic. */
+#ifndef XMESH_TEST_CONFIG_H
+#define XMESH_TEST_CONFIG_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "config/model.h"
+
+/* Fixtures live next to this file: tests/unit/fixtures/config/NAME (the runner starts in the repo root). */
+static inline const char *fixture(const char *name)
+{
+	static char paths[16][512];
+	static unsigned next;
+	char *buf = paths[next++ % 16];
+	const char *slash = strrchr(__FILE__, '/');
+	int dir_len = slash ? (int)(slash - __FILE__) : 1;
+
+	snprintf(buf, sizeof(paths[0]), "%.*s/fixtures/config/%s", dir_len, slash ? __FILE__ : ".", name);
+	return buf;
+}
+
+/* Write text to a fresh temporary .yaml file; the caller unlinks it. */
+static inline char *temp_yaml(const char *text)
+{
+	char *path = strdup("/tmp/xmesh-cfg-test-XXXXXX.yaml");
+	int fd;
+	FILE *f;
+
+	cr_assert_not_null(path);
+	fd = mkstemps(path, 5);
+	cr_assert_geq(fd, 0, "mkstemps failed");
+	f = fdopen(fd, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static inline void dump_diags(const struct xm_diags *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		cr_log_info("diag %zu: %s:%d:%d: %s", i, d->items[i].loc.file ? d->items[i].loc.file : "(null)",
+			    d->items[i].loc.line, d->items[i].loc.col, d->items[i].msg);
+}
+
+/* Load and require a clean result. */
+static inline void load_clean(const char *const *paths, size_t n, struct xm_config *cfg)
+{
+	struct xm_diags d = { 0 };
+	int r = config_load(paths, n, cfg, &d);
+
+	if (r || d.n) {
+		dump_diags(&d);
+		diags_print(&d, stderr);
+	}
+	cr_assert_eq(r, 0, "config_load returned %d with %zu diagnostics", r, d.n);
+	cr_assert_eq(d.n, 0);
+	diags_free(&d);
+}
+
+/* The diagnostic at file (suffix match) line:col whose message contains every given fragment; fails if none. */
+static inline const struct xm_diag *find_diag(const struct xm_diags *d, const char *file_suffix, int line, int col,
+					      const char *frag1, const char *frag2)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		const struct xm_diag *x = &d->items[i];
+		size_t fl = x->loc.file ? strlen(x->loc.file) : 0, sl = strlen(file_suffix);
+
+		if (!x->loc.file || fl < sl || strcmp(x->loc.file + fl - sl, file_suffix) != 0)
+			continue;
+		if (x->loc.line != line || x->loc.col != col)
+			continue;
+		if ((frag1 && !strstr(x->msg, frag1)) || (frag2 && !strstr(x->msg, frag2)))
+			continue;
+		return x;
+	}
+	dump_diags(d);
+	diags_print(d, stderr);
+	cr_assert_fail("no diagnostic %s:%d:%d containing \"%s\" and \"%s\"", file_suffix, line, col,
+		       frag1 ? frag1 : "", frag2 ? frag2 : "");
+	return NULL;
+}
+
+static inline bool ip_eq(const struct xm_ip *ip, const char *text)
+{
+	struct xm_ip want = { 0 };
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "%s", text);
+	if (strchr(text, ':')) {
+		want.family = 6;
+		cr_assert_eq(inet_pton(AF_INET6, buf, want.bytes), 1);
+	} else {
+		want.family = 4;
+		cr_assert_eq(inet_pton(AF_INET, buf, want.bytes), 1);
+	}
+	return ip->family == want.family && memcmp(ip->bytes, want.bytes, 16) == 0;
+}
+
+#define assert_ip(ip, text) cr_assert(ip_eq((ip), (text)), "IP is not %s (family %u)", (text), (ip)->family)
+
+#endif

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `xmesh validate`: exit codes and output format. */
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+
+#include "cli/cli.h"
+#include "test_config.h"
+
+static int run(int argc, const char **argv)
+{
+	int r;
+
+	fflush(stdout);
+	r = cmd_validate(argc, (char **)argv);
+	fflush(stdout);
+	return r;
+}
+
+Test(config_cli, clean_config_exits_0_silently, .init = cr_redirect_stdout)
+{
+	const char *argv[] = { "validate", fixture("services.yaml"), fixture("kubectl_bookinfo.yaml") };
+
+	cr_expect_eq(run(3, argv), 0);
+	cr_expect_stdout_eq_str("");
+}
+
+Test(config_cli, errors_exit_1_with_file_line_col, .init = cr_redirect_stdout)
+{
+	const char *argv[] = { "validate", fixture("errors/port_range.yaml") };
+	char want[1024];
+
+	snprintf(want, sizeof(want),
+		 "%s:11:17: service default/reviews: port \"http\": targetPort 70000 out of range 1-65535\n"
+		 "%s:13:11: service default/reviews: port \"admin\": port 0 out of range 1-65535\n",
+		 argv[1], argv[1]);
+	cr_expect_eq(run(2, argv), 1);
+	cr_expect_stdout_eq_str(want);
+}
+
+Test(config_cli, unreadable_path_exits_1, .init = cr_redirect_stdout)
+{
+	const char *argv[] = { "validate", "--", "/nonexistent-xmesh.yaml" };
+
+	cr_expect_eq(run(3, argv), 1);
+	cr_expect_stdout_eq_str("/nonexistent-xmesh.yaml: No such file or directory\n");
+}
+
+Test(config_cli, usage, .init = cr_redirect_stderr)
+{
+	const char *none[] = { "validate" };
+	const char *bad[] = { "validate", "--frobnicate", fixture("services.yaml") };
+	const char *help[] = { "validate", "--help" };
+
+	cr_expect_eq(run(1, none), 2);
+	cr_expect_eq(run(3, bad), 2);
+	cr_redirect_stdout();
+	cr_expect_eq(run(2, help), 0);
+	fflush(stdout);
+	cr_expect_stdout_neq_str("");
+}
