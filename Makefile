@@ -14,7 +14,7 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD) \
              -DXMESH_VERSION='"$(VERSION)"' -fno-strict-aliasing -MMD -MP
 LDLIBS    := -lbpf -lelf -lz -lyaml
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
               -Wno-unused-parameter -Iinclude -Ibpf -I$(BUILD)
 
 BPF_SRCS   := $(wildcard bpf/*.bpf.c)

@@ -163,8 +163,10 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 		st->vport = key.port;
 		st->family = key.family;
 		/* Once counted, the count belongs to that backend until the socket closes. */
-		if (!(st->flags & XM_SOCK_F_COUNTED))
+		if (!(st->flags & XM_SOCK_F_COUNTED)) {
 			st->backend_id = backend_id;
+			st->svc_id = svc->svc_id;
+		}
 		st->flags |= XM_SOCK_F_NATTED;
 	}
 	return SYS_PROCEED;
@@ -266,7 +268,20 @@ static __always_inline void xm_backend_conns_add(__u32 backend_id, __s64 delta)
 		__sync_fetch_and_add(&c->active, delta);
 }
 
-/* Live connection counts per backend: +1 when the SYN leaves, -1 when the socket reaches CLOSE. */
+/* A failed active open, reported once per socket to outlier detection. */
+static __always_inline void xm_report_failure(struct xm_sock_state *st)
+{
+	if (st->flags & XM_SOCK_F_FAILED)
+		return;
+	st->flags |= XM_SOCK_F_FAILED;
+	xm_outlier_local_failure(st->svc_id, st->backend_id, bpf_ktime_get_ns());
+}
+
+/*
+ * Per connection through a VIP: live counts per backend (+1 when the SYN leaves, -1 at CLOSE) for
+ * LEAST_REQUEST, and connect outcomes for outlier detection — a refused or reset SYN, or a SYN that had
+ * to be retransmitted, is a local-origin failure; an established connection is a success.
+ */
 SEC("sockops")
 int xm_sockops(struct bpf_sock_ops *skops)
 {
@@ -282,17 +297,68 @@ int xm_sockops(struct bpf_sock_ops *skops)
 			break;
 		st->flags |= XM_SOCK_F_COUNTED;
 		xm_backend_conns_add(st->backend_id, 1);
-		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
+							 BPF_SOCK_OPS_RTO_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
+		if (st && st->backend_id) {
+			xm_outlier_success(st->svc_id, st->backend_id);
+			/* Retransmission timeouts of an established connection are not connect failures. */
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTO_CB_FLAG);
+		}
+		break;
+	case BPF_SOCK_OPS_RTO_CB:
+		if (skops->state != BPF_TCP_SYN_SENT)
+			break;
+		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
+		if (st && st->backend_id)
+			xm_report_failure(st);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] != BPF_TCP_CLOSE)
 			break;
 		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
-		if (!st || !(st->flags & XM_SOCK_F_COUNTED))
+		if (!st)
+			break;
+		if (skops->args[0] == BPF_TCP_SYN_SENT && st->backend_id)
+			xm_report_failure(st);
+		if (!(st->flags & XM_SOCK_F_COUNTED))
 			break;
 		st->flags &= ~XM_SOCK_F_COUNTED;
 		xm_backend_conns_add(st->backend_id, -1);
 		break;
 	}
 	return 1;
+}
+
+/*
+ * The agent's door into outlier detection, run with BPF_PROG_TEST_RUN and never attached: the "packet"
+ * is an Ethernet-sized pad followed by struct xm_outlier_report_msg. L7 errors and agent-seen connect
+ * outcomes go through the same locked code as sockops' events, so the kernel and the agent never race
+ * on an endpoint's state. (An XDP program because tracing programs may not take bpf_spin_lock.)
+ */
+SEC("xdp")
+int xm_outlier_report(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct xm_outlier_report_msg *msg = data + XM_REPORT_PAD;
+	__u64 now = bpf_ktime_get_ns();
+
+	if ((void *)(msg + 1) > data_end)
+		return XDP_ABORTED;
+	switch (msg->kind) {
+	case XM_REPORT_LOCAL_FAILURE:
+		xm_outlier_local_failure(msg->svc_id, msg->backend_id, now);
+		break;
+	case XM_REPORT_SUCCESS:
+		xm_outlier_success(msg->svc_id, msg->backend_id);
+		break;
+	case XM_REPORT_HTTP:
+		xm_outlier_http(msg->svc_id, msg->backend_id, msg->http_status, now);
+		break;
+	case XM_REPORT_PROBE:
+		return xm_endpoint_ejected(msg->svc_id, msg->backend_id, now) ? XDP_DROP : XDP_PASS;
+	}
+	return XDP_PASS;
 }

@@ -37,6 +37,14 @@ void lb_format_key(const struct xm_svc_key *key, char *buf, size_t len)
 	}
 }
 
+void lb_format_backend(const struct xm_lb_backend *b, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(b->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, b->addr.bytes, ip, sizeof(ip));
+	snprintf(buf, len, b->family == XM_FAMILY_V4 ? "%s:%u" : "[%s]:%u", ip, b->port);
+}
+
 static void addr_from_ip(union xm_addr *a, const struct xm_ip *ip)
 {
 	memset(a, 0, sizeof(*a));
@@ -64,6 +72,11 @@ static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc,
 
 	out->algo = XM_LB_LEAST_REQUEST;
 	out->maglev_size = opts->maglev_size;
+	/* Like Istio, outlier detection runs only where a DestinationRule asks for it. */
+	if (rule && rule->policy.outlier.set) {
+		out->outlier_on = true;
+		out->outlier = rule->policy.outlier;
+	}
 	/* Client affinity is a correctness property for the application, so it wins over a DR's choice. */
 	if (svc->session_affinity_client_ip) {
 		out->algo = XM_LB_MAGLEV;

@@ -33,6 +33,8 @@ struct xm_lb_service {
 	uint8_t algo;	       /* enum xm_lb_algo */
 	uint8_t flags;	       /* XM_SVC_F_* */
 	uint32_t maglev_size;  /* table size when algo is MAGLEV */
+	bool outlier_on;       /* the DestinationRule has outlierDetection */
+	struct xm_outlier_detection outlier;
 	struct xm_lb_backend *backends; /* sorted by (family, addr, port); ready and not ready */
 	size_t n_backends;
 	size_t n_ready;
@@ -55,5 +57,7 @@ void lb_state_free(struct xm_lb_state *st);
 /* "10.96.0.10:80/TCP" or "[fd00::1]:80/UDP" */
 void lb_format_key(const struct xm_svc_key *key, char *buf, size_t len);
 const char *lb_algo_name(uint8_t algo);
+/* "10.200.1.2:8080" or "[fd00::2]:8080" */
+void lb_format_backend(const struct xm_lb_backend *b, char *buf, size_t len);
 
 #endif

@@ -45,7 +45,7 @@ const char *diag_quote(char *out, size_t size, const char *s, size_t max_chars)
 		return out;
 	}
 	out[o++] = '"';
-	for (i = 0; s[i] && i < max_chars; i++) {
+	for (i = 0; i < max_chars && s[i]; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		/* Worst case per byte is 4 output bytes; keep room for `..."` and the NUL. */

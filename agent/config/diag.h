@@ -12,7 +12,7 @@
 
 /* Append one diagnostic. Returns 0, or -ENOMEM when it could not be stored (the caller still counts it). */
 int diags_add(struct xm_diags *diags, const struct xm_loc *loc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * Copy s into out as a double-quoted string for a message, escaping control bytes, quotes and backslashes,

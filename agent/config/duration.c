@@ -10,7 +10,7 @@
 
 #include "config/model.h"
 
-#define NS_PER_MS 1000000ULL
+#define NS_PER_MS	1000000ULL
 #define DURATION_MAX_NS ((unsigned __int128)INT64_MAX) /* Go's limit: about 292 years */
 
 struct unit {

@@ -96,8 +96,7 @@ int node_str(struct obj_ctx *c, const struct ynode *n, const char *field, char *
 	return FIELD_SET;
 }
 
-int node_int(struct obj_ctx *c, const struct ynode *n, const char *field, long long min, long long max,
-	     long long *out)
+int node_int(struct obj_ctx *c, const struct ynode *n, const char *field, long long min, long long max, long long *out)
 {
 	const char *s;
 	const char *digits;
@@ -154,8 +153,7 @@ int node_ip(struct obj_ctx *c, const struct ynode *n, const char *field, struct 
 	return FIELD_ERR;
 }
 
-int get_str(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, char *buf,
-	    size_t size)
+int get_str(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, char *buf, size_t size)
 {
 	return node_str(c, map_value(c, map, key), field ? field : key, buf, size);
 }
@@ -214,8 +212,8 @@ int get_duration(struct obj_ctx *c, const struct ynode *map, const char *key, co
 	return FIELD_SET;
 }
 
-int get_enum(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field,
-	     const char *const *names, size_t n, size_t *idx)
+int get_enum(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, const char *const *names,
+	     size_t n, size_t *idx)
 {
 	const struct ynode *node = map_value(c, map, key);
 	char allowed[256] = "";
@@ -274,8 +272,8 @@ const struct ynode *get_seq(struct obj_ctx *c, const struct ynode *map, const ch
 	return n;
 }
 
-int get_labels(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field,
-	       struct xm_label **labels, size_t *n)
+int get_labels(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, struct xm_label **labels,
+	       size_t *n)
 {
 	const struct ynode *m = map_value(c, map, key);
 	char name[XM_LABEL_MAX + 64];
@@ -291,7 +289,7 @@ int get_labels(struct obj_ctx *c, const struct ynode *map, const char *key, cons
 	}
 	for (size_t i = 0; i + 1 < m->n; i += 2) {
 		const struct ynode *k = m->kids[i];
-		struct xm_label l;
+		struct xm_label l = { 0 };
 
 		int kr = node_str(c, k, field, l.key, sizeof(l.key));
 
@@ -322,7 +320,7 @@ int get_labels(struct obj_ctx *c, const struct ynode *map, const char *key, cons
 		*slot = l;
 		if (r == FIELD_ABSENT)
 			r = FIELD_SET;
-next:;
+	next:;
 	}
 	return r;
 }

@@ -47,15 +47,13 @@ const char *field_name(char *buf, size_t size, const char *prefix, const char *k
 
 /* Scalars. field is the name used in messages. */
 int node_str(struct obj_ctx *c, const struct ynode *n, const char *field, char *buf, size_t size);
-int node_int(struct obj_ctx *c, const struct ynode *n, const char *field, long long min, long long max,
-	     long long *out);
+int node_int(struct obj_ctx *c, const struct ynode *n, const char *field, long long min, long long max, long long *out);
 int node_ip(struct obj_ctx *c, const struct ynode *n, const char *field, struct xm_ip *ip);
 
 /* The value of key in map (reports a duplicate key), NULL when absent or null. */
 const struct ynode *map_value(struct obj_ctx *c, const struct ynode *map, const char *key);
 
-int get_str(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, char *buf,
-	    size_t size);
+int get_str(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, char *buf, size_t size);
 int get_int(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, long long min,
 	    long long max, long long *out);
 int get_bool(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, bool *out);
@@ -63,8 +61,8 @@ int get_bool(struct obj_ctx *c, const struct ynode *map, const char *key, const 
 int get_duration(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, uint64_t min_ms,
 		 uint64_t *ms);
 /* One of names[0..n-1]; *idx is its index. */
-int get_enum(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field,
-	     const char *const *names, size_t n, size_t *idx);
+int get_enum(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, const char *const *names,
+	     size_t n, size_t *idx);
 /* TCP (the default when absent), UDP or SCTP → 6, 17, 132. */
 int get_protocol(struct obj_ctx *c, const struct ynode *map, const char *field, uint8_t *proto);
 
@@ -73,8 +71,8 @@ const struct ynode *get_map(struct obj_ctx *c, const struct ynode *map, const ch
 const struct ynode *get_seq(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field);
 
 /* A map of string labels (metadata.labels, subsets[].labels). */
-int get_labels(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field,
-	       struct xm_label **labels, size_t *n);
+int get_labels(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, struct xm_label **labels,
+	       size_t *n);
 
 /* Name rules of Kubernetes: RFC 1123 label (namespaces, port names), RFC 1035 label (Service names),
  * RFC 1123 subdomain (most object names), IANA service name (named targetPorts). */

@@ -53,11 +53,15 @@ struct kind_desc {
 
 static const struct kind_desc kinds[] = {
 	{ "Service", "", { "v1" }, "service", true, true, KIND_SERVICE },
-	{ "EndpointSlice", "discovery.k8s.io", { "v1", "v1beta1" }, "endpointslice", true, false,
-	  KIND_ENDPOINT_SLICE },
+	{ "EndpointSlice", "discovery.k8s.io", { "v1", "v1beta1" }, "endpointslice", true, false, KIND_ENDPOINT_SLICE },
 	{ "Pod", "", { "v1" }, "pod", true, false, KIND_POD },
 	{ "Node", "", { "v1" }, "node", false, false, KIND_NODE },
-	{ "DestinationRule", "networking.istio.io", { "v1", "v1beta1", "v1alpha3" }, "destinationrule", true, false,
+	{ "DestinationRule",
+	  "networking.istio.io",
+	  { "v1", "v1beta1", "v1alpha3" },
+	  "destinationrule",
+	  true,
+	  false,
 	  KIND_DESTINATION_RULE },
 };
 
@@ -130,7 +134,8 @@ static bool read_metadata(struct obj_ctx *c, const struct kind_desc *k, const st
 		obj_error(c, name_node, "metadata.name %s is not a valid Service name (RFC 1035 label)",
 			  quoted(q, c->name));
 	else if (r == FIELD_SET && !k->dns1035_name && !is_dns1123_subdomain(c->name))
-		obj_error(c, name_node, "metadata.name %s is not a valid name (RFC 1123 subdomain)", quoted(q, c->name));
+		obj_error(c, name_node, "metadata.name %s is not a valid name (RFC 1123 subdomain)",
+			  quoted(q, c->name));
 	return true;
 }
 

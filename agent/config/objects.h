@@ -17,8 +17,7 @@ void parse_node(struct obj_ctx *c, const struct ynode *obj);
 void parse_destination_rule(struct obj_ctx *c, const struct ynode *obj);
 
 /* trafficPolicy (of a DestinationRule or of one of its subsets); prefix names it in messages. */
-void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix,
-			  struct xm_traffic_policy *out);
+void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix, struct xm_traffic_policy *out);
 
 /*
  * After every file is read: sort each kind by namespace/name (lookups are binary searches), report and drop

@@ -24,12 +24,14 @@ void parse_node(struct obj_ctx *c, const struct ynode *obj)
 		if (entry->kind != YNODE_MAP) {
 			char got[QUOTE_BUF + 16];
 
-			obj_error(c, entry, "%s: expected a mapping, got %s", field, ynode_describe(entry, got, sizeof(got)));
+			obj_error(c, entry, "%s: expected a mapping, got %s", field,
+				  ynode_describe(entry, got, sizeof(got)));
 			continue;
 		}
 		snprintf(field, sizeof(field), "status.addresses[%zu].type", i);
 		/* Hostname, ExternalIP, InternalDNS...: not where the tunnel goes. */
-		if (get_str(c, entry, "type", field, type, sizeof(type)) != FIELD_SET || strcmp(type, "InternalIP") != 0)
+		if (get_str(c, entry, "type", field, type, sizeof(type)) != FIELD_SET ||
+		    strcmp(type, "InternalIP") != 0)
 			continue;
 		snprintf(field, sizeof(field), "status.addresses[%zu].address", i);
 		if (node_ip(c, map_value(c, entry, "address"), field, &ip) != FIELD_SET) {

@@ -44,7 +44,8 @@ static void parse_pod_ips(struct obj_ctx *c, const struct ynode *status, struct 
 		if (entry->kind != YNODE_MAP) {
 			char got[QUOTE_BUF + 16];
 
-			obj_error(c, entry, "%s: expected a mapping, got %s", field, ynode_describe(entry, got, sizeof(got)));
+			obj_error(c, entry, "%s: expected a mapping, got %s", field,
+				  ynode_describe(entry, got, sizeof(got)));
 			continue;
 		}
 		snprintf(field, sizeof(field), "status.podIPs[%zu].ip", i);

@@ -48,8 +48,8 @@ static void parse_cluster_ips(struct obj_ctx *c, const struct ynode *spec, struc
 		if (cluster_ip(c, item, field, &ip, &none) == FIELD_SET) {
 			for (size_t j = 0; j < svc->n_cluster_ips; j++) {
 				if (svc->cluster_ips[j].family == ip.family) {
-					obj_error(c, item, "%s %s: a Service has at most one cluster IP per family", field,
-						  quoted(q, item->str));
+					obj_error(c, item, "%s %s: a Service has at most one cluster IP per family",
+						  field, quoted(q, item->str));
 					goto next;
 				}
 			}
@@ -61,7 +61,7 @@ static void parse_cluster_ips(struct obj_ctx *c, const struct ynode *spec, struc
 		} else if (ynode_is_null(item) || (item->kind == YNODE_SCALAR && item->len == 0)) {
 			obj_error(c, item, "%s is empty", field);
 		}
-next:;
+	next:;
 	}
 	if (single && single->kind == YNODE_SCALAR && single->len && list->n && list->kids[0]->kind == YNODE_SCALAR &&
 	    strcmp(single->str, list->kids[0]->str) != 0)
@@ -87,10 +87,11 @@ static void parse_target_port(struct obj_ctx *c, const struct ynode *port_map, s
 		return;
 	p->target_port = 0;
 	if (!is_iana_svc_name(p->target_port_name))
-		obj_error(c, n,
-			  "targetPort %s is neither a port number nor a port name (1-15 lowercase letters, digits, '-', "
-			  "at least one letter)",
-			  quoted(q, p->target_port_name));
+		obj_error(
+		    c, n,
+		    "targetPort %s is neither a port number nor a port name (1-15 lowercase letters, digits, '-', "
+		    "at least one letter)",
+		    quoted(q, p->target_port_name));
 }
 
 static void parse_port(struct obj_ctx *c, const struct ynode *item, size_t i, struct xm_service_port *p)
@@ -149,7 +150,10 @@ static void check_ports(struct obj_ctx *c, const struct ynode *ports, const stru
 			if (p->port && p->port == o->port && p->proto == o->proto) {
 				snprintf(c->sub, sizeof(c->sub), "port %u", p->port);
 				obj_error(c, at, "duplicate port %u/%s (also spec.ports[%zu])", p->port,
-					  p->proto == 17 ? "UDP" : p->proto == 132 ? "SCTP" : "TCP", j);
+					  p->proto == 17    ? "UDP"
+					  : p->proto == 132 ? "SCTP"
+							    : "TCP",
+					  j);
 				break;
 			}
 		}
@@ -163,7 +167,8 @@ static void parse_ports(struct obj_ctx *c, const struct ynode *spec, struct xm_s
 
 	if (!ports) {
 		if (!ports_optional && !map_value(c, spec, "ports"))
-			obj_error(c, spec, "spec.ports is required (only headless and ExternalName Services may omit it)");
+			obj_error(c, spec,
+				  "spec.ports is required (only headless and ExternalName Services may omit it)");
 		return;
 	}
 	for (size_t i = 0; i < ports->n; i++) {
@@ -200,7 +205,8 @@ static void parse_external_ips(struct obj_ctx *c, const struct ynode *spec, cons
 		if (entry->kind != YNODE_MAP) {
 			char got[QUOTE_BUF + 16];
 
-			obj_error(c, entry, "%s: expected a mapping, got %s", field, ynode_describe(entry, got, sizeof(got)));
+			obj_error(c, entry, "%s: expected a mapping, got %s", field,
+				  ynode_describe(entry, got, sizeof(got)));
 			continue;
 		}
 		/* Entries with only a hostname (cloud load balancers) carry no VIP for us. */

@@ -8,10 +8,11 @@
 
 #include "config/fields.h"
 #include "config/objects.h"
+#include <xmesh/lb.h>
 
 #define UINT32_FIELD_MAX 4294967295LL
-#define INT32_FIELD_MAX 2147483647LL
-#define MAGLEV_TABLE_MAX 5000011LL /* Envoy's upper bound for maglev.tableSize */
+#define INT32_FIELD_MAX	 2147483647LL
+#define MAGLEV_TABLE_MAX ((long long)XM_MAGLEV_MAX_SIZE) /* the datapath's bound (Envoy allows 5000011) */
 
 void config_outlier_defaults(struct xm_outlier_detection *od)
 {
@@ -72,7 +73,7 @@ static void parse_hash_key(struct obj_ctx *c, const struct ynode *ch, const char
 		get_duration(c, cookie, "ttl", field_name(field, sizeof(field), cookie_prefix, "ttl"), 0, &ttl);
 	}
 	if (get_bool(c, ch, "useSourceIp", field_name(field, sizeof(field), prefix, "useSourceIp"), &source_ip) ==
-		    FIELD_SET &&
+		FIELD_SET &&
 	    source_ip) {
 		lb->hash_key = XM_DR_HASH_SOURCE_IP;
 		keys++;
@@ -84,7 +85,8 @@ static void parse_hash_key(struct obj_ctx *c, const struct ynode *ch, const char
 		keys++;
 	}
 	if (keys == 0)
-		obj_error(c, ch, "%s needs a hash key: useSourceIp, httpHeaderName, httpCookie or httpQueryParameterName",
+		obj_error(c, ch,
+			  "%s needs a hash key: useSourceIp, httpHeaderName, httpCookie or httpQueryParameterName",
 			  prefix);
 	else if (keys > 1)
 		obj_error(c, ch, "%s: set only one of useSourceIp, httpHeaderName, httpCookie, httpQueryParameterName",
@@ -94,7 +96,8 @@ static void parse_hash_key(struct obj_ctx *c, const struct ynode *ch, const char
 	field_name(field, sizeof(field), prefix, "maglev.tableSize");
 	if (get_int(c, maglev, "tableSize", field, 1, MAGLEV_TABLE_MAX, &size) == FIELD_SET) {
 		if (!is_prime(size))
-			obj_error(c, ymap_get(maglev, "tableSize", NULL), "%s %lld must be a prime number", field, size);
+			obj_error(c, ymap_get(maglev, "tableSize", NULL), "%s %lld must be a prime number", field,
+				  size);
 		else
 			lb->maglev_table_size = (uint32_t)size;
 	}
@@ -103,8 +106,8 @@ static void parse_hash_key(struct obj_ctx *c, const struct ynode *ch, const char
 static void parse_load_balancer(struct obj_ctx *c, const struct ynode *lbn, const char *prefix,
 				struct xm_load_balancer *lb)
 {
-	static const char *const names[] = { "UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM",
-					     "PASSTHROUGH" };
+	static const char *const names[] = { "UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST",
+					     "LEAST_CONN",  "RANDOM",	   "PASSTHROUGH" };
 	/* LEAST_CONN is Istio's deprecated alias of LEAST_REQUEST. */
 	static const enum xm_dr_lb values[] = { XM_DR_LB_UNSET,		XM_DR_LB_ROUND_ROBIN, XM_DR_LB_LEAST_REQUEST,
 						XM_DR_LB_LEAST_REQUEST, XM_DR_LB_RANDOM,      XM_DR_LB_PASSTHROUGH };
@@ -159,8 +162,7 @@ static void parse_outlier(struct obj_ctx *c, const struct ynode *odn, const char
 		od->min_health_percent = (uint32_t)v;
 }
 
-static void pool_int(struct obj_ctx *c, const struct ynode *map, const char *prefix, const char *key,
-		     uint32_t *out)
+static void pool_int(struct obj_ctx *c, const struct ynode *map, const char *prefix, const char *key, uint32_t *out)
 {
 	char field[256];
 	long long v;
@@ -190,8 +192,7 @@ static void parse_pool(struct obj_ctx *c, const struct ynode *pool, const char *
 		     &p->http_idle_timeout_ms);
 }
 
-void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix,
-			  struct xm_traffic_policy *out)
+void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix, struct xm_traffic_policy *out)
 {
 	static const char *const tls_modes[] = { "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL" };
 	static const enum xm_tls_mode tls_values[] = { XM_TLS_DISABLE, XM_TLS_SIMPLE, XM_TLS_MUTUAL,

@@ -105,7 +105,7 @@ static int sort_entry_cmp(const void *a, const void *b)
 }
 
 static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *loc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *loc, const char *fmt, ...)
 {
@@ -123,8 +123,7 @@ static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *l
  * Sort by namespace/name, keeping load order among equals; every object after the first of its name is
  * reported and dropped. Sorting happens in place so the array keeps its (implicit) capacity.
  */
-static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, struct xm_diags *diags,
-			   int *n_errors)
+static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, struct xm_diags *diags, int *n_errors)
 {
 	struct sort_entry *order;
 	char *base = arr;
@@ -160,8 +159,8 @@ static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, st
 				report(diags, n_errors, loc, "%s %s: defined twice (first at %s:%d:%d)", k->display,
 				       order[i].name, first->file, first->line, first->col);
 			else
-				report(diags, n_errors, loc, "%s %s/%s: defined twice (first at %s:%d:%d)",
-				       k->display, order[i].ns, order[i].name, first->file, first->line, first->col);
+				report(diags, n_errors, loc, "%s %s/%s: defined twice (first at %s:%d:%d)", k->display,
+				       order[i].ns, order[i].name, first->file, first->line, first->col);
 			k->free_one(obj);
 			continue;
 		}
@@ -308,7 +307,8 @@ static void check_service_ports(const struct xm_config *cfg, struct xm_diags *di
 		for (size_t s = 0; s < cfg->n_slices && !has_ports; s++) {
 			const struct xm_endpoint_slice *sl = &cfg->slices[s];
 
-			has_ports = sl->n_ports && strcmp(sl->ns, svc->ns) == 0 && strcmp(sl->service_name, svc->name) == 0;
+			has_ports =
+			    sl->n_ports && strcmp(sl->ns, svc->ns) == 0 && strcmp(sl->service_name, svc->name) == 0;
 		}
 		if (!has_ports)
 			continue;
@@ -329,10 +329,11 @@ static void check_service_ports(const struct xm_config *cfg, struct xm_diags *di
 				continue;
 			slice_port_names(cfg, svc, have, sizeof(have));
 			if (sp->name[0])
-				report(diags, n_errors, &sp->loc,
-				       "service %s/%s: port %s: no EndpointSlice of the Service has a port of that name "
-				       "(they have %s)",
-				       svc->ns, svc->name, quoted(q, sp->name), have);
+				report(
+				    diags, n_errors, &sp->loc,
+				    "service %s/%s: port %s: no EndpointSlice of the Service has a port of that name "
+				    "(they have %s)",
+				    svc->ns, svc->name, quoted(q, sp->name), have);
 			else
 				report(diags, n_errors, &sp->loc,
 				       "service %s/%s: port %u: the port is unnamed, but the Service's EndpointSlices "

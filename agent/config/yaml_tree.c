@@ -227,7 +227,8 @@ static int on_collection_start(struct builder *b, const yaml_event_t *ev, enum y
 
 	if (b->depth == YTREE_MAX_DEPTH) {
 		/* Stop the whole stream: libyaml's own cost grows with the square of the flow nesting depth. */
-		report(b, &ev->start_mark, "YAML nesting deeper than %s levels; the rest of the file is not read", "128");
+		report(b, &ev->start_mark, "YAML nesting deeper than %s levels; the rest of the file is not read",
+		       "128");
 		fail_doc(b);
 		return -E2BIG;
 	}
@@ -422,8 +423,7 @@ void ytree_read_string(const char *text, size_t len, const char *file, struct xm
 	yaml_parser_delete(&parser);
 }
 
-static const struct ynode *map_get_depth(const struct ynode *map, const char *key, const struct ynode **dup,
-					 int depth)
+static const struct ynode *map_get_depth(const struct ynode *map, const char *key, const struct ynode **dup, int depth)
 {
 	const struct ynode *found = NULL;
 	const struct ynode *merge = NULL;
@@ -474,8 +474,8 @@ bool ynode_is_null(const struct ynode *n)
 		return true;
 	if (n->kind != YNODE_SCALAR || !n->plain)
 		return false;
-	return n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
-	       strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
+	return n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
+	       strcmp(n->str, "NULL") == 0;
 }
 
 const char *ynode_describe(const struct ynode *n, char *buf, size_t size)

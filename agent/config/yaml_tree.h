@@ -12,7 +12,7 @@
 
 #include "config/model.h"
 
-#define YTREE_MAX_DEPTH 128	      /* Kubernetes objects nest ~20 deep; managedFields a bit more */
+#define YTREE_MAX_DEPTH	      128	 /* Kubernetes objects nest ~20 deep; managedFields a bit more */
 #define YTREE_MAX_ALIAS_NODES (1u << 20) /* nodes that aliases may add to one document ("billion laughs") */
 
 enum ynode_kind {

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/daemon.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -15,6 +17,8 @@
 #include "core/strbuf.h"
 #include "core/watch.h"
 #include "lbmap/lbmap.h"
+#include "outlier/events.h"
+#include "outlier/outlier.h"
 
 static uint64_t now_ms(void)
 {
@@ -74,6 +78,74 @@ static void agent_reload(struct xm_agent *a, const char *why)
 out:
 	config_free(&cfg);
 	diags_free(&diags);
+}
+
+static void count_ejection(struct xm_agent *a, const struct xm_event *ev)
+{
+	struct xm_ejection_count *p;
+	size_t i;
+
+	for (i = 0; i < a->n_ejections; i++) {
+		p = &a->ejections[i];
+		if (p->svc_id == ev->svc_id && p->backend_id == ev->backend_id && p->reason == ev->reason) {
+			p->count++;
+			return;
+		}
+	}
+	p = realloc(a->ejections, (a->n_ejections + 1) * sizeof(*p));
+	if (!p)
+		return;
+	a->ejections = p;
+	a->ejections[a->n_ejections++] = (struct xm_ejection_count){ ev->svc_id, ev->backend_id, ev->reason, 1 };
+}
+
+/* "default/reviews 10.96.0.10:80/TCP" and "10.200.1.12:8080" for an event's ids. */
+static void describe_event(const struct xm_agent *a, const struct xm_event *ev, char *svc, size_t svc_len,
+			   char *be, size_t be_len)
+{
+	struct xm_svc_key key;
+	struct xm_backend b;
+	size_t i;
+
+	snprintf(svc, svc_len, "service id %u", ev->svc_id);
+	if (lbmap_svc_key(a->lbmap, ev->svc_id, &key)) {
+		char k[80];
+
+		lb_format_key(&key, k, sizeof(k));
+		snprintf(svc, svc_len, "%s", k);
+		for (i = 0; i < a->served.n_services; i++) {
+			const struct xm_lb_service *s = &a->served.services[i];
+
+			if (!memcmp(&s->key, &key, sizeof(key))) {
+				snprintf(svc, svc_len, "%s/%s %s", s->ns, s->name, k);
+				break;
+			}
+		}
+	}
+	snprintf(be, be_len, "backend %u", ev->backend_id);
+	if (lbmap_backend(a->lbmap, ev->backend_id, &b)) {
+		struct xm_lb_backend lb = { .addr = b.addr, .port = ntohs(b.port), .family = b.family };
+
+		lb_format_backend(&lb, be, be_len);
+	}
+}
+
+static void on_outlier_event(const struct xm_event *ev, void *ctx)
+{
+	struct xm_agent *a = ctx;
+	char svc[400], be[80];
+
+	describe_event(a, ev, svc, sizeof(svc), be, sizeof(be));
+	if (ev->type == XM_EV_EJECT) {
+		a->ejections_total++;
+		count_ejection(a, ev);
+		log_warn("outlier: ejected %s from %s: %s, for %llu ms (times ejected %llu)", be, svc,
+			 outlier_reason_name(ev->reason), (unsigned long long)ev->duration_ms,
+			 (unsigned long long)ev->times_ejected);
+	} else if (ev->type == XM_EV_RETURN) {
+		a->returns_total++;
+		log_info("outlier: %s returned to %s (times ejected %llu)", be, svc, (unsigned long long)ev->times_ejected);
+	}
 }
 
 static void on_config_change(void *ctx)
@@ -164,6 +236,9 @@ int daemon_run(const struct xm_agent_opts *opts)
 	log_info("programs on cgroup %s: %d attached, %d adopted from %s", opts->cgroup, a->dp.n_attached,
 		 a->dp.n_adopted, opts->bpffs);
 
+	a->outlier_events = outlier_events_open(a->loop, fds.events, on_outlier_event, a);
+	if (!a->outlier_events)
+		goto out;
 	a->watch = watch_new(a->loop, opts->config_paths, opts->n_config_paths, on_config_change, a);
 	if (!a->watch)
 		goto out;
@@ -180,6 +255,8 @@ int daemon_run(const struct xm_agent_opts *opts)
 out:
 	admin_close(a->admin);
 	watch_free(a->watch);
+	outlier_events_close(a->outlier_events);
+	free(a->ejections);
 	lbmap_free(a->lbmap);
 	lb_state_free(&a->served);
 	if (a->dp.sock || a->dp.cgroup_fd >= 0)

@@ -29,6 +29,11 @@ struct xm_agent_opts {
 	bool detach_on_exit;
 };
 
+struct xm_ejection_count {
+	uint32_t svc_id, backend_id, reason;
+	uint64_t count;
+};
+
 struct xm_agent {
 	struct xm_agent_opts opts;
 	struct xm_loop *loop;
@@ -36,6 +41,10 @@ struct xm_agent {
 	struct xm_lbmap *lbmap;
 	struct xm_watch *watch;
 	struct xm_admin *admin;
+	struct xm_outlier_events *outlier_events;
+	struct xm_ejection_count *ejections; /* per (service port, endpoint, reason), for metrics */
+	size_t n_ejections;
+	uint64_t ejections_total, returns_total;
 	struct xm_lb_state served; /* what the maps serve now */
 	bool have_config;	   /* served came from a config that applied */
 	uint64_t applies_ok, applies_failed;

@@ -7,13 +7,22 @@
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
 #include "lbmap/lbmap.h"
+#include "outlier/outlier.h"
 
-static void format_backend(const struct xm_lb_backend *b, char *buf, size_t len)
+#define format_backend lb_format_backend
+
+/* Outlier state of one endpoint of a service port, when that port has outlier detection on. */
+static void health_of(const struct xm_agent *a, const struct xm_lb_service *s, uint32_t id,
+		      struct xm_endpoint_health *h)
 {
-	char ip[INET6_ADDRSTRLEN] = "?";
+	struct xm_map_fds fds;
+	uint32_t svc_id = lbmap_svc_id(a->lbmap, &s->key);
 
-	inet_ntop(b->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, b->addr.bytes, ip, sizeof(ip));
-	snprintf(buf, len, b->family == XM_FAMILY_V4 ? "%s:%u" : "[%s]:%u", ip, b->port);
+	memset(h, 0, sizeof(*h));
+	if (!s->outlier_on || !svc_id || !id)
+		return;
+	datapath_map_fds(&a->dp, &fds);
+	outlier_read(fds.outlier, svc_id, id, h);
 }
 
 static void render_text(const struct xm_agent *a, struct strbuf *out)
@@ -36,8 +45,9 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 		char key[80];
 
 		lb_format_key(&s->key, key, sizeof(key));
-		sb_printf(out, "\n%s/%s%s%s %s %s, %zu/%zu ready\n", s->ns, s->name, *s->port_name ? ":" : "",
-			  s->port_name, key, lb_algo_name(s->algo), s->n_ready, s->n_backends);
+		sb_printf(out, "\n%s/%s%s%s %s %s%s%s, %zu/%zu ready\n", s->ns, s->name, *s->port_name ? ":" : "",
+			  s->port_name, key, lb_algo_name(s->algo), s->flags & XM_SVC_F_EXTERNAL ? ", external (XDP)" : "",
+			  s->outlier_on ? ", outlier detection" : "", s->n_ready, s->n_backends);
 		if (!s->n_ready)
 			sb_puts(out, "  (no ready endpoint: connects are refused)\n");
 		for (j = 0; j < s->n_backends; j++) {
@@ -45,10 +55,20 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 			uint32_t id = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
 			char addr[80];
 
+			struct xm_endpoint_health h;
+
 			format_backend(b, addr, sizeof(addr));
-			sb_printf(out, "  %-28s %-9s id %-5u active %-5lld %s%s%s\n", addr,
-				  b->ready ? "ready" : "not-ready", id, (long long)lbmap_backend_active(a->lbmap, id),
-				  b->local ? "local " : "", *b->pod ? "pod " : "", b->pod);
+			health_of(a, s, id, &h);
+			sb_printf(out, "  %-28s %-9s id %-5u active %-5lld %s%s%s", addr, b->ready ? "ready" : "not-ready",
+				  id, (long long)lbmap_backend_active(a->lbmap, id), b->local ? "local " : "",
+				  *b->pod ? "pod " : "", b->pod);
+			if (s->outlier_on && h.ejected)
+				sb_printf(out, " EJECTED for %llu ms (times ejected %llu)",
+					  (unsigned long long)h.ejected_for_ms, (unsigned long long)h.times_ejected);
+			else if (s->outlier_on)
+				sb_printf(out, " healthy (consecutive failures %u, times ejected %llu)",
+					  h.consecutive_local, (unsigned long long)h.times_ejected);
+			sb_puts(out, "\n");
 		}
 	}
 }
@@ -83,7 +103,9 @@ static void render_json(const struct xm_agent *a, struct strbuf *out)
 		sb_json_str(out, s->port_name);
 		sb_puts(out, ",\"vip\":");
 		sb_json_str(out, key);
-		sb_printf(out, ",\"algorithm\":\"%s\",\"ready\":%zu,\"backends\":[", lb_algo_name(s->algo), s->n_ready);
+		sb_printf(out, ",\"algorithm\":\"%s\",\"external\":%s,\"outlier_detection\":%s,\"ready\":%zu,\"backends\":[",
+			  lb_algo_name(s->algo), s->flags & XM_SVC_F_EXTERNAL ? "true" : "false",
+			  s->outlier_on ? "true" : "false", s->n_ready);
 		for (j = 0; j < s->n_backends; j++) {
 			const struct xm_lb_backend *b = &s->backends[j];
 			uint32_t id = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
@@ -92,9 +114,15 @@ static void render_json(const struct xm_agent *a, struct strbuf *out)
 			format_backend(b, addr, sizeof(addr));
 			sb_puts(out, j ? ",{\"address\":" : "{\"address\":");
 			sb_json_str(out, addr);
-			sb_printf(out, ",\"id\":%u,\"ready\":%s,\"local\":%s,\"active\":%lld,\"pod\":", id,
-				  b->ready ? "true" : "false", b->local ? "true" : "false",
-				  (long long)lbmap_backend_active(a->lbmap, id));
+			struct xm_endpoint_health h;
+
+			health_of(a, s, id, &h);
+			sb_printf(out, ",\"id\":%u,\"ready\":%s,\"local\":%s,\"active\":%lld,\"ejected\":%s,"
+				       "\"ejected_for_ms\":%llu,\"times_ejected\":%llu,\"consecutive_failures\":%u,\"pod\":",
+				  id, b->ready ? "true" : "false", b->local ? "true" : "false",
+				  (long long)lbmap_backend_active(a->lbmap, id), h.ejected ? "true" : "false",
+				  (unsigned long long)h.ejected_for_ms, (unsigned long long)h.times_ejected,
+				  h.consecutive_local);
 			sb_json_str(out, b->pod);
 			sb_puts(out, "}");
 		}

@@ -138,6 +138,9 @@ int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup)
 	}
 	bpf_object__for_each_program(prog, dp->sock->obj)
 	{
+		/* The outlier-report program is run on demand by the agent, never attached. */
+		if (bpf_program__type(prog) == BPF_PROG_TYPE_XDP)
+			continue;
 		err = attach_or_adopt(dp, prog);
 		if (err)
 			goto fail;
@@ -157,6 +160,11 @@ void datapath_map_fds(const struct xm_datapath *dp, struct xm_map_fds *fds)
 	fds->maglev = bpf_map__fd(dp->sock->maps.xm_maglev);
 	fds->rr_state = bpf_map__fd(dp->sock->maps.xm_rr_state);
 	fds->sock_stats = bpf_map__fd(dp->sock->maps.xm_sock_stats);
+	fds->outlier_cfg = bpf_map__fd(dp->sock->maps.xm_outlier_cfg);
+	fds->outlier = bpf_map__fd(dp->sock->maps.xm_outlier);
+	fds->outlier_svc = bpf_map__fd(dp->sock->maps.xm_outlier_svc);
+	fds->events = bpf_map__fd(dp->sock->maps.xm_events);
+	fds->outlier_report_prog = bpf_program__fd(dp->sock->progs.xm_outlier_report);
 }
 
 void datapath_close(struct xm_datapath *dp)

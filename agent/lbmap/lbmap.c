@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "lb/maglev.h"
+#include "outlier/outlier.h"
 
 #define BACKEND_BUCKETS (1u << 17)
 
@@ -28,6 +29,7 @@ struct applied_svc {
 	uint32_t *ids; /* ready backend ids in list order; NULL when adopted (unknown) */
 	uint32_t n_ids;
 	uint32_t maglev_size;
+	struct xm_outlier_cfg outlier; /* as published; all zero when off */
 };
 
 struct garbage {
@@ -187,6 +189,34 @@ static struct applied_svc *svc_find(struct xm_lbmap *m, const struct xm_svc_key 
 	return NULL;
 }
 
+uint32_t lbmap_svc_id(const struct xm_lbmap *m, const struct xm_svc_key *key)
+{
+	const struct applied_svc *a = svc_find((struct xm_lbmap *)m, key);
+
+	return a ? a->value.svc_id : 0;
+}
+
+bool lbmap_svc_key(const struct xm_lbmap *m, uint32_t svc_id, struct xm_svc_key *key)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_svcs; i++) {
+		if (m->svcs[i].value.svc_id == svc_id) {
+			*key = m->svcs[i].key;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool lbmap_backend(const struct xm_lbmap *m, uint32_t backend_id, struct xm_backend *out)
+{
+	if (!backend_id || backend_id >= XM_MAX_BACKENDS || !m->backends[backend_id].used)
+		return false;
+	*out = m->backends[backend_id].value;
+	return true;
+}
+
 static int gc_push(struct xm_lbmap *m, const struct garbage *g)
 {
 	if (m->n_gc == m->cap_gc) {
@@ -337,6 +367,24 @@ static int publish_list(struct xm_lbmap *m, const uint32_t *ids, uint32_t n, uin
 	return 0;
 }
 
+/* Outlier detection turned off for a service port, or the port is gone: drop its policy and state. */
+static void outlier_forget(struct xm_lbmap *m, uint32_t svc_id)
+{
+	struct xm_outlier_key k, next, *prev = NULL;
+	struct xm_outlier_svc zero = { 0 };
+
+	bpf_map_delete_elem(m->fds.outlier_cfg, &svc_id);
+	while (bpf_map_get_next_key(m->fds.outlier, prev, &next) == 0) {
+		k = next;
+		if (k.svc_id == svc_id && bpf_map_delete_elem(m->fds.outlier, &k) == 0) {
+			prev = NULL; /* restart the walk after deleting the current key */
+			continue;
+		}
+		prev = &k;
+	}
+	bpf_map_update_elem(m->fds.outlier_svc, &svc_id, &zero, BPF_ANY);
+}
+
 static uint32_t svc_id_alloc(struct xm_lbmap *m)
 {
 	uint32_t tries;
@@ -352,20 +400,78 @@ static uint32_t svc_id_alloc(struct xm_lbmap *m)
 	return 0;
 }
 
+static void outlier_cfg_of(const struct xm_lb_service *s, uint32_t n, struct xm_outlier_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	if (s->outlier_on)
+		outlier_cfg_from_policy(&s->outlier, n, cfg);
+}
+
+static uint8_t svc_flags(const struct xm_lb_service *s)
+{
+	return s->flags | (s->outlier_on ? XM_SVC_F_OUTLIER : 0);
+}
+
 static bool svc_unchanged(const struct applied_svc *old, const struct xm_lb_service *s, const uint32_t *ids,
 			  uint32_t n)
 {
-	if (!old || !old->ids || old->value.algo != s->algo || old->value.flags != s->flags || old->n_ids != n)
+	struct xm_outlier_cfg cfg;
+
+	if (!old || !old->ids || old->value.algo != s->algo || old->value.flags != svc_flags(s) || old->n_ids != n)
+		return false;
+	outlier_cfg_of(s, n, &cfg);
+	if (memcmp(&cfg, &old->outlier, sizeof(cfg)))
 		return false;
 	if (s->algo == XM_LB_MAGLEV && n && old->maglev_size != s->maglev_size)
 		return false;
 	return !memcmp(old->ids, ids, n * sizeof(*ids));
 }
 
+static bool id_listed(const uint32_t *ids, uint32_t n, uint32_t id)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/*
+ * After a service port's endpoint set changed: forget the state of endpoints it no longer lists, and
+ * recount its ejected endpoints. The kernel changes the count only at transitions it makes itself, so
+ * this is the one place userspace writes it; a transition racing with it is corrected by the next apply.
+ */
+static void outlier_reconcile(struct xm_lbmap *m, uint32_t svc_id, const struct applied_svc *old,
+			      const uint32_t *ids, uint32_t n)
+{
+	struct xm_outlier_svc count = { 0 };
+	uint64_t now = outlier_now_ns();
+	uint32_t i;
+
+	if (old && old->ids) {
+		for (i = 0; i < old->n_ids; i++) {
+			struct xm_outlier_key k = { .svc_id = svc_id, .backend_id = old->ids[i] };
+
+			if (!id_listed(ids, n, old->ids[i]))
+				bpf_map_delete_elem(m->fds.outlier, &k);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct xm_outlier_key k = { .svc_id = svc_id, .backend_id = ids[i] };
+		struct xm_outlier_state st;
+
+		if (!bpf_map_lookup_elem_flags(m->fds.outlier, &k, &st, BPF_F_LOCK) && st.ejected_until_ns > now)
+			count.ejected++;
+	}
+	bpf_map_update_elem(m->fds.outlier_svc, &svc_id, &count, BPF_ANY);
+}
+
 /* Switches one service port. On failure *out keeps the old state, if there was one. */
 static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct applied_svc *old,
 		     struct applied_svc *out, uint64_t deadline, bool *changed)
 {
+	struct xm_outlier_cfg ocfg;
 	struct xm_svc_value v;
 	uint32_t *ids, n = 0, i;
 	int err = 0;
@@ -399,11 +505,20 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 
 	memset(&v, 0, sizeof(v));
 	v.algo = s->algo;
-	v.flags = s->flags;
+	v.flags = svc_flags(s);
 	v.svc_id = old ? old->value.svc_id : svc_id_alloc(m);
 	if (!v.svc_id) {
 		err = -ENOSPC;
 		goto fail;
+	}
+	outlier_cfg_of(s, n, &ocfg);
+	/* The policy is in place before the service starts pointing selection at it. */
+	if (s->outlier_on) {
+		outlier_reconcile(m, v.svc_id, old, ids, n);
+		if (bpf_map_update_elem(m->fds.outlier_cfg, &v.svc_id, &ocfg, BPF_ANY) < 0) {
+			err = -errno;
+			goto fail_id;
+		}
 	}
 	if (n) {
 		v.table_id = m->next_table_id++;
@@ -426,11 +541,14 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 	}
 	if (old)
 		gc_table(m, &old->value, deadline);
+	if (!s->outlier_on && old && (old->value.flags & XM_SVC_F_OUTLIER))
+		outlier_forget(m, v.svc_id);
 	out->key = s->key;
 	out->value = v;
 	out->ids = ids;
 	out->n_ids = n;
 	out->maglev_size = s->maglev_size;
+	out->outlier = ocfg;
 	*changed = true;
 	return 0;
 
@@ -496,6 +614,8 @@ int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_m
 			continue;
 		}
 		gc_table(m, &old->value, deadline);
+		if (old->value.flags & XM_SVC_F_OUTLIER)
+			outlier_forget(m, old->value.svc_id);
 		m->svc_id_used[old->value.svc_id] = 0;
 		stats->removed++;
 	}

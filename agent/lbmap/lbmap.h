@@ -40,6 +40,11 @@ bool lbmap_gc(struct xm_lbmap *m, uint64_t now_ms);
 /* Backend id serving addr:port (network-order port), 0 if none. For status. */
 uint32_t lbmap_backend_id(const struct xm_lbmap *m, const union xm_addr *addr, uint16_t port_be, uint8_t family);
 
+/* svc_id of a published service port, 0 if none; and the reverse. For status, events and metrics. */
+uint32_t lbmap_svc_id(const struct xm_lbmap *m, const struct xm_svc_key *key);
+bool lbmap_svc_key(const struct xm_lbmap *m, uint32_t svc_id, struct xm_svc_key *key);
+bool lbmap_backend(const struct xm_lbmap *m, uint32_t backend_id, struct xm_backend *out);
+
 /* Live connections to a backend, from xm_backend_conns. */
 int64_t lbmap_backend_active(const struct xm_lbmap *m, uint32_t backend_id);
 

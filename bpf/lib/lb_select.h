@@ -1,18 +1,30 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Backend selection for a service port: one function per algorithm over the immutable list (or Maglev
- * table) that the service value points at. Shared by the socket hooks and, later, XDP.
+ * Backend selection for a service port: each algorithm picks a slot of the immutable list (or Maglev
+ * table) that the service value points at; with outlier detection on, ejected endpoints are skipped by
+ * probing the next slots. Shared by the socket hooks and XDP.
  */
 #ifndef XMESH_BPF_LB_SELECT_H
 #define XMESH_BPF_LB_SELECT_H
 
+#include "outlier.h"
 #include "sock_maps.h"
 
-static __always_inline __u32 xm_slot_backend(__u32 table_id, __u32 slot)
+/* Backend id in a slot of the service's list or Maglev table; 0 when missing. */
+static __always_inline __u32 xm_slot_backend(const struct xm_svc_value *svc, __u32 slot)
 {
-	struct xm_slot_key k = { .table_id = table_id, .slot = slot };
-	struct xm_slot_value *v = bpf_map_lookup_elem(&xm_slots, &k);
+	__u32 table_id = svc->table_id;
+	struct xm_slot_value *v;
 
+	if (svc->algo == XM_LB_MAGLEV) {
+		void *table = bpf_map_lookup_elem(&xm_maglev, &table_id);
+
+		v = table ? bpf_map_lookup_elem(table, &slot) : NULL;
+	} else {
+		struct xm_slot_key k = { .table_id = table_id, .slot = slot };
+
+		v = bpf_map_lookup_elem(&xm_slots, &k);
+	}
 	return v ? v->backend_id : 0;
 }
 
@@ -32,62 +44,69 @@ static __always_inline __u32 xm_pick_round_robin(const struct xm_svc_value *svc)
 	if (pos)
 		n = pos->value++;
 	/* Per-CPU positions start apart so that CPUs do not walk the list in lockstep. */
-	return xm_slot_backend(svc->table_id, (__u32)((n + bpf_get_smp_processor_id()) % svc->count));
-}
-
-static __always_inline __u32 xm_pick_random(const struct xm_svc_value *svc)
-{
-	return xm_slot_backend(svc->table_id, bpf_get_prandom_u32() % svc->count);
+	return (__u32)((n + bpf_get_smp_processor_id()) % svc->count);
 }
 
 /* Power of two choices over live connection counts: Envoy's LEAST_REQUEST for unweighted hosts. */
 static __always_inline __u32 xm_pick_least_request(const struct xm_svc_value *svc)
 {
-	__u32 a, b, ida, idb;
+	__u32 a, b;
 
 	if (svc->count == 1)
-		return xm_slot_backend(svc->table_id, 0);
+		return 0;
 	a = bpf_get_prandom_u32() % svc->count;
 	b = bpf_get_prandom_u32() % (svc->count - 1);
 	if (b >= a)
 		b++;
-	ida = xm_slot_backend(svc->table_id, a);
-	idb = xm_slot_backend(svc->table_id, b);
-	if (!ida)
-		return idb;
-	if (!idb)
-		return ida;
-	return xm_backend_active(idb) < xm_backend_active(ida) ? idb : ida;
+	return xm_backend_active(xm_slot_backend(svc, b)) < xm_backend_active(xm_slot_backend(svc, a)) ? b : a;
 }
 
-static __always_inline __u32 xm_pick_maglev(const struct xm_svc_value *svc, __u32 hash)
+static __always_inline __u32 xm_pick_slot(const struct xm_svc_value *svc, __u32 client_hash)
 {
-	__u32 table_id = svc->table_id, slot = hash % svc->count;
-	struct xm_slot_value *v;
-	void *table;
-
-	table = bpf_map_lookup_elem(&xm_maglev, &table_id);
-	if (!table)
-		return 0;
-	v = bpf_map_lookup_elem(table, &slot);
-	return v ? v->backend_id : 0;
-}
-
-/* Returns the chosen backend id, or 0 when the service has none that is ready. */
-static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, __u32 client_hash)
-{
-	if (!svc->count)
-		return 0;
 	switch (svc->algo) {
 	case XM_LB_ROUND_ROBIN:
 		return xm_pick_round_robin(svc);
 	case XM_LB_RANDOM:
-		return xm_pick_random(svc);
+		return bpf_get_prandom_u32() % svc->count;
 	case XM_LB_MAGLEV:
-		return xm_pick_maglev(svc, client_hash);
+		return client_hash % svc->count;
 	default:
 		return xm_pick_least_request(svc);
 	}
+}
+
+/*
+ * Returns the chosen backend id, or 0 when the service has none that is ready. When every probed
+ * endpoint is ejected, the first pick stands (Envoy's panic routing: some service beats none).
+ */
+static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, __u32 client_hash)
+{
+	__u32 slot, first, id, i;
+	__u64 now;
+
+	if (!svc->count)
+		return 0;
+	slot = xm_pick_slot(svc, client_hash);
+	first = xm_slot_backend(svc, slot);
+	if (!(svc->flags & XM_SVC_F_OUTLIER) || !first)
+		return first;
+	now = bpf_ktime_get_ns();
+	id = first;
+	for (i = 0; i < XM_OUTLIER_PROBES; i++) {
+		if (!xm_endpoint_ejected(svc->svc_id, id, now))
+			return id;
+		slot = slot + 1 >= svc->count ? 0 : slot + 1;
+		id = xm_slot_backend(svc, slot);
+		if (!id)
+			break;
+	}
+	return first;
+}
+
+/* Maglev pick for a flow hash, skipping ejected endpoints (the XDP path's new flows). */
+static __always_inline __u32 xm_pick_maglev(const struct xm_svc_value *svc, __u32 hash)
+{
+	return svc->algo == XM_LB_MAGLEV ? xm_select_backend(svc, hash) : 0;
 }
 
 #endif

@@ -68,6 +68,8 @@ XM_STATIC_ASSERT(sizeof(struct xm_svc_value) == 16, "xm_svc_value size");
 
 /* An external VIP (spec.externalIPs, status.loadBalancer.ingress): XDP balances it, always by Maglev. */
 #define XM_SVC_F_EXTERNAL 0x1
+/* Outlier detection is on for this service port: selection skips ejected endpoints. */
+#define XM_SVC_F_OUTLIER 0x2
 
 /* xm_slots key: slot'th backend of the list published under table_id. */
 struct xm_slot_key {
@@ -108,12 +110,15 @@ struct xm_sock_state {
 	__u32 backend_id;
 	__u16 vport; /* network order */
 	__u8 family;
-	__u8 flags; /* XM_SOCK_F_* */
+	__u8 flags;   /* XM_SOCK_F_* */
+	__u32 svc_id; /* the service port it was balanced for (outlier state is per service and endpoint) */
 };
-XM_STATIC_ASSERT(sizeof(struct xm_sock_state) == 24, "xm_sock_state size");
+XM_STATIC_ASSERT(sizeof(struct xm_sock_state) == 28, "xm_sock_state size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_sock_state, svc_id) == 24, "xm_sock_state.svc_id offset");
 
 #define XM_SOCK_F_NATTED 0x1  /* connected through a VIP: getpeername answers the VIP */
 #define XM_SOCK_F_COUNTED 0x2 /* counted in xm_backend_conns, uncount on close */
+#define XM_SOCK_F_FAILED 0x4  /* its failed open was already reported to outlier detection */
 
 /* xm_udp_revnat: (socket, backend) → VIP, so recvmsg shows replies coming from the VIP. */
 struct xm_udp_revnat_key {

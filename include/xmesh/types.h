@@ -4,6 +4,7 @@
 #define XMESH_TYPES_H
 
 #ifndef __VMLINUX_H__
+#include <linux/bpf.h> /* struct bpf_spin_lock in shared values */
 #include <linux/types.h>
 #endif
 

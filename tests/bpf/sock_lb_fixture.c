@@ -98,7 +98,11 @@ void fx_setup(void)
 	cr_assert(cg_fd >= 0);
 	bpf_object__for_each_program(prog, fx.skel->obj)
 	{
-		struct bpf_link *l = bpf_program__attach_cgroup(prog, cg_fd);
+		struct bpf_link *l;
+
+		if (bpf_program__type(prog) == BPF_PROG_TYPE_XDP)
+			continue; /* run on demand, never attached */
+		l = bpf_program__attach_cgroup(prog, cg_fd);
 
 		cr_assert(l, "attach %s: %s", bpf_program__name(prog), strerror(errno));
 		fx.links[fx.n_links++] = l;
@@ -169,6 +173,21 @@ void fx_listeners(int n, int type, bool v6)
 
 void fx_publish(const char *vip, uint16_t port, int proto, uint8_t algo, int n)
 {
+	fx_publish_od(vip, port, proto, algo, n, NULL);
+}
+
+uint32_t fx_backend_id(int i)
+{
+	union xm_addr a;
+
+	memset(&a, 0, sizeof(a));
+	inet_pton(AF_INET, "127.0.0.1", &a.v4);
+	return lbmap_backend_id(fx.lbmap, &a, htons(fx.port[i]), XM_FAMILY_V4);
+}
+
+uint32_t fx_publish_od(const char *vip, uint16_t port, int proto, uint8_t algo, int n,
+		       const struct xm_outlier_detection *od)
+{
 	static struct xm_lb_backend backends[FX_MAX_BACKENDS];
 	struct xm_lb_service svc;
 	struct xm_lb_state st = { .services = &svc, .n_services = 1 };
@@ -195,7 +214,12 @@ void fx_publish(const char *vip, uint16_t port, int proto, uint8_t algo, int n)
 	svc.backends = backends;
 	svc.n_backends = (size_t)n;
 	svc.n_ready = (size_t)n;
+	if (od) {
+		svc.outlier_on = true;
+		svc.outlier = *od;
+	}
 	cr_assert_eq(lbmap_apply(fx.lbmap, &st, 0, &stats), 0, "lbmap_apply");
+	return lbmap_svc_id(fx.lbmap, &svc.key);
 }
 
 int fx_accept_which(void)

@@ -41,6 +41,13 @@ void fx_listeners(int n, int type, bool v6);
 /* Publishes one service VIP:port with the first n listeners as its ready backends. */
 void fx_publish(const char *vip, uint16_t port, int proto, uint8_t algo, int n);
 
+/* The same with outlier detection (od NULL: off). Returns the service port's svc_id. */
+uint32_t fx_publish_od(const char *vip, uint16_t port, int proto, uint8_t algo, int n,
+		       const struct xm_outlier_detection *od);
+
+/* Backend id of listener i (IPv4 loopback). */
+uint32_t fx_backend_id(int i);
+
 /* Index of the listener that has a pending connection (accepting and closing it), -1 if none. */
 int fx_accept_which(void);
 

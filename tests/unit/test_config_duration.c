@@ -19,7 +19,7 @@ Test(config_duration, accepted)
 		{ "1.5s", 1500 },
 		{ "0s", 0 },
 		{ "0", 0 },
-		{ "100us", 1 },	      /* below a millisecond rounds up: 0 would mean "unset" */
+		{ "100us", 1 },	       /* below a millisecond rounds up: 0 would mean "unset" */
 		{ "100\xc2\xb5s", 1 }, /* micro sign */
 		{ "1ns", 1 },
 		{ "1000000ns", 1 },
@@ -47,9 +47,29 @@ Test(config_duration, accepted)
 Test(config_duration, rejected)
 {
 	static const char *const table[] = {
-		"",	 "10",	 "-1s",	  "+1s",     "s",     "1x",   "10 s",	  " 10s", "10s ", "1.5.s",
-		"1e3s", "1d",	 "1S",	  "1sec",    "ms",    ".s",   "10s10",	  "--1s", "0x10s", "1h-1m",
-		"9999999999999999999h", "2562048h", "99999999999999999999999999s",
+		"",
+		"10",
+		"-1s",
+		"+1s",
+		"s",
+		"1x",
+		"10 s",
+		" 10s",
+		"10s ",
+		"1.5.s",
+		"1e3s",
+		"1d",
+		"1S",
+		"1sec",
+		"ms",
+		".s",
+		"10s10",
+		"--1s",
+		"0x10s",
+		"1h-1m",
+		"9999999999999999999h",
+		"2562048h",
+		"99999999999999999999999999s",
 	};
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {

@@ -35,8 +35,8 @@ static void load_errors(const char *name, size_t n)
 Test(config_errors, bad_ip)
 {
 	load_errors("bad_ip.yaml", 1);
-	find_diag(&diags, "errors/bad_ip.yaml", 6, 14, "service default/reviews: ",
-		  "spec.clusterIP \"10.96.0.300\" is not a valid IP address");
+	find_diag(&diags, "errors/bad_ip.yaml", 6, 14,
+		  "service default/reviews: ", "spec.clusterIP \"10.96.0.300\" is not a valid IP address");
 	cr_expect_eq(cfg.n_services, 1, "the object is kept, without the bad field");
 	cr_expect_eq(cfg.services[0].n_cluster_ips, 0);
 }
@@ -44,35 +44,35 @@ Test(config_errors, bad_ip)
 Test(config_errors, port_out_of_range)
 {
 	load_errors("port_range.yaml", 2);
-	find_diag(&diags, "errors/port_range.yaml", 11, 17, "service default/reviews: port \"http\": ",
-		  "targetPort 70000 out of range 1-65535");
-	find_diag(&diags, "errors/port_range.yaml", 13, 11, "service default/reviews: port \"admin\": ",
-		  "port 0 out of range 1-65535");
+	find_diag(&diags, "errors/port_range.yaml", 11, 17,
+		  "service default/reviews: port \"http\": ", "targetPort 70000 out of range 1-65535");
+	find_diag(&diags, "errors/port_range.yaml", 13, 11,
+		  "service default/reviews: port \"admin\": ", "port 0 out of range 1-65535");
 }
 
 Test(config_errors, service_port_name_matches_no_slice_port)
 {
 	load_errors("port_name.yaml", 1);
-	find_diag(&diags, "errors/port_name.yaml", 10, 5, "service default/reviews: port \"metrics\": ",
-		  "(they have \"http\", \"grpc\")");
+	find_diag(&diags, "errors/port_name.yaml", 10, 5,
+		  "service default/reviews: port \"metrics\": ", "(they have \"http\", \"grpc\")");
 }
 
 Test(config_errors, bad_duration)
 {
 	load_errors("duration.yaml", 3);
-	find_diag(&diags, "errors/duration.yaml", 9, 17, "destinationrule default/reviews: ",
-		  "outlierDetection.interval \"10x\" is not a valid duration");
-	find_diag(&diags, "errors/duration.yaml", 10, 25, "destinationrule default/reviews: ",
-		  "baseEjectionTime \"-30s\" is not a valid duration");
-	find_diag(&diags, "errors/duration.yaml", 13, 25, "destinationrule default/reviews: ",
-		  "connectTimeout \"10\" is not a valid duration");
+	find_diag(&diags, "errors/duration.yaml", 9, 17,
+		  "destinationrule default/reviews: ", "outlierDetection.interval \"10x\" is not a valid duration");
+	find_diag(&diags, "errors/duration.yaml", 10, 25,
+		  "destinationrule default/reviews: ", "baseEjectionTime \"-30s\" is not a valid duration");
+	find_diag(&diags, "errors/duration.yaml", 13, 25,
+		  "destinationrule default/reviews: ", "connectTimeout \"10\" is not a valid duration");
 }
 
 Test(config_errors, destinationrule_host_matches_no_service)
 {
 	load_errors("dr_host.yaml", 2);
-	find_diag(&diags, "errors/dr_host.yaml", 7, 9, "destinationrule default/reviews: ",
-		  "host \"ratings\" matches no Service");
+	find_diag(&diags, "errors/dr_host.yaml", 7, 9,
+		  "destinationrule default/reviews: ", "host \"ratings\" matches no Service");
 	find_diag(&diags, "errors/dr_host.yaml", 15, 9, "destinationrule default/shop-reviews: ",
 		  "host \"reviews.shop.svc.cluster.local\" matches no Service (looked for shop/reviews)");
 	cr_expect_str_eq(cfg.rules[0].host_ns, "");
@@ -81,8 +81,8 @@ Test(config_errors, destinationrule_host_matches_no_service)
 Test(config_errors, yaml_syntax_error_keeps_earlier_documents)
 {
 	load_errors("syntax.yaml", 1);
-	find_diag(&diags, "errors/syntax.yaml", 15, 5, "YAML syntax error: ",
-		  "did not find expected ',' or '}' (while parsing a flow mapping at line 14)");
+	find_diag(&diags, "errors/syntax.yaml", 15, 5,
+		  "YAML syntax error: ", "did not find expected ',' or '}' (while parsing a flow mapping at line 14)");
 	cr_assert_eq(cfg.n_services, 1, "the document before the error is read");
 	cr_expect_str_eq(cfg.services[0].name, "good");
 }
@@ -90,12 +90,12 @@ Test(config_errors, yaml_syntax_error_keeps_earlier_documents)
 Test(config_errors, wrong_type)
 {
 	load_errors("wrong_type.yaml", 3);
-	find_diag(&diags, "errors/wrong_type.yaml", 8, 11, "service default/reviews: port \"http\": ",
-		  "port: expected an integer, got string \"9080\"");
-	find_diag(&diags, "errors/wrong_type.yaml", 11, 15, "service default/reviews: port \"grpc\": ",
-		  "protocol: expected a string, got a sequence");
-	find_diag(&diags, "errors/wrong_type.yaml", 12, 20, "service default/reviews: ",
-		  "spec.sessionAffinity: expected a string, got a mapping");
+	find_diag(&diags, "errors/wrong_type.yaml", 8, 11,
+		  "service default/reviews: port \"http\": ", "port: expected an integer, got string \"9080\"");
+	find_diag(&diags, "errors/wrong_type.yaml", 11, 15,
+		  "service default/reviews: port \"grpc\": ", "protocol: expected a string, got a sequence");
+	find_diag(&diags, "errors/wrong_type.yaml", 12, 20,
+		  "service default/reviews: ", "spec.sessionAffinity: expected a string, got a mapping");
 }
 
 Test(config_errors, bad_enum)
@@ -105,8 +105,8 @@ Test(config_errors, bad_enum)
 		  "spec.trafficPolicy.loadBalancer.simple \"FASTEST\" is not one of UNSPECIFIED, ROUND_ROBIN");
 	find_diag(&diags, "errors/bad_enum.yaml", 11, 13, "destinationrule default/reviews: ",
 		  "spec.trafficPolicy.tls.mode \"STRICT\" is not one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL");
-	find_diag(&diags, "errors/bad_enum.yaml", 20, 15, "service default/echo: port 7: ",
-		  "protocol \"ICMP\" is not one of TCP, UDP, SCTP");
+	find_diag(&diags, "errors/bad_enum.yaml", 20, 15,
+		  "service default/echo: port 7: ", "protocol \"ICMP\" is not one of TCP, UDP, SCTP");
 }
 
 Test(config_errors, duplicate_object_reported_at_the_second)
@@ -149,8 +149,9 @@ Test(config_errors, all_errors_of_a_file_in_order)
 		{ 12, 5, "service default/many: port \"http\": duplicate port name (also spec.ports[0])" },
 		{ 14, 15, "service default/many: port \"http\": protocol \"tcp\" is not one of TCP, UDP, SCTP" },
 		{ 15, 20, "service default/many: spec.sessionAffinity \"Sticky\" is not one of None, ClientIP" },
-		{ 25, 27, "destinationrule default/many: spec.trafficPolicy.outlierDetection.maxEjectionPercent 101 out "
-			  "of range 0-100" },
+		{ 25, 27,
+		  "destinationrule default/many: spec.trafficPolicy.outlierDetection.maxEjectionPercent 101 out "
+		  "of range 0-100" },
 		{ 26, 25, "outlierDetection.minHealthPercent -1 out of range 0-100" },
 		{ 27, 17, "outlierDetection.interval \"0s\" is shorter than 1ms" },
 		{ 28, 29, "outlierDetection.consecutive5xxErrors: expected an integer, got \"five\"" },
@@ -168,7 +169,8 @@ Test(config_errors, all_errors_of_a_file_in_order)
 
 Test(config_errors, unreadable_paths)
 {
-	const char *paths[] = { fixture("errors/no-such-file.yaml"), "/nonexistent-xmesh-dir/", fixture("services.yaml") };
+	const char *paths[] = { fixture("errors/no-such-file.yaml"), "/nonexistent-xmesh-dir/",
+				fixture("services.yaml") };
 	int r = config_load(paths, 3, &cfg, &diags);
 
 	cr_expect_eq(r, -ENOENT, "an I/O error is returned as its errno");

@@ -125,13 +125,18 @@ Test(config_hostile, wrong_shapes_everywhere)
 		"apiVersion: v1\nkind: Service\nmetadata: [x]\n",
 		"apiVersion: v1\nkind: Service\nmetadata: {name: [x]}\n",
 		"apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: {a: b}}\nspec: [1]\n",
-		"apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {clusterIPs: [[1]], ports: [1, [2], {port: {}}], "
+		"apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {clusterIPs: [[1]], ports: [1, [2], {port: "
+		"{}}], "
 		"externalIPs: {a: b}}\nstatus: {loadBalancer: {ingress: [1, {ip: [2]}]}}\n",
-		"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x, labels: [1]}\naddressType: [IPv4]\n",
-		"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x}\naddressType: IPv4\nendpoints: [1, "
-		"{addresses: 1}, {addresses: [[1]], conditions: [1], targetRef: 1}, {addresses: [], conditions: {ready: "
+		"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x, labels: [1]}\naddressType: "
+		"[IPv4]\n",
+		"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x}\naddressType: "
+		"IPv4\nendpoints: [1, "
+		"{addresses: 1}, {addresses: [[1]], conditions: [1], targetRef: 1}, {addresses: [], conditions: "
+		"{ready: "
 		"maybe}}]\nports: [1, {port: x}]\n",
-		"apiVersion: v1\nkind: Pod\nmetadata: {name: x, labels: {a: [1], [k]: v, \"\": 1}}\nspec: {nodeName: {}}\n"
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: x, labels: {a: [1], [k]: v, \"\": 1}}\nspec: {nodeName: "
+		"{}}\n"
 		"status: {podIPs: [1, {ip: 1.2.3}], podIP: {}}\n",
 		"apiVersion: v1\nkind: Node\nmetadata: {name: x}\nstatus: {addresses: [1, {type: InternalIP}, {type: "
 		"InternalIP, address: [1]}]}\n",

@@ -347,13 +347,13 @@ Test(config_parse, destinationrule_host_forms)
 	struct {
 		const char *ns, *name, *host_ns, *host_name;
 	} cases[] = {
-		{ "default", "reviews", "default", "reviews" },	 /* short name: the rule's namespace */
-		{ "shop", "ratings", "shop", "ratings" },	 /* name.ns.svc.cluster.local */
-		{ "default", "dns", "kube-system", "dns" },	 /* name.ns, from another namespace */
-		{ "shop", "db", "shop", "db" },			 /* name.ns.svc */
-		{ "default", "external", "", "" },		 /* wildcard: external */
-		{ "default", "google", "", "" },		 /* outside cluster.local */
-		{ "default", "api", "", "" },			 /* two labels, no such namespace: external */
+		{ "default", "reviews", "default", "reviews" }, /* short name: the rule's namespace */
+		{ "shop", "ratings", "shop", "ratings" },	/* name.ns.svc.cluster.local */
+		{ "default", "dns", "kube-system", "dns" },	/* name.ns, from another namespace */
+		{ "shop", "db", "shop", "db" },			/* name.ns.svc */
+		{ "default", "external", "", "" },		/* wildcard: external */
+		{ "default", "google", "", "" },		/* outside cluster.local */
+		{ "default", "api", "", "" },			/* two labels, no such namespace: external */
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
