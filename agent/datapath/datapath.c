@@ -32,9 +32,9 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	if (n && buf[n - 1] == '\n')
 		buf[n - 1] = '\0';
 	if (level == LIBBPF_WARN)
-		log_warn("libbpf: %s", buf);
+		log_warn("%s", buf);
 	else
-		log_debug("libbpf: %s", buf);
+		log_debug("%s", buf);
 	return 0;
 }
 

@@ -7,6 +7,7 @@
 #ifndef XMESH_BPF_LB_SELECT_H
 #define XMESH_BPF_LB_SELECT_H
 
+#include "hash.h"
 #include "outlier.h"
 #include "sock_maps.h"
 
@@ -95,7 +96,14 @@ static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, _
 	for (i = 0; i < XM_OUTLIER_PROBES; i++) {
 		if (!xm_endpoint_ejected(svc->svc_id, id, now))
 			return id;
-		slot = slot + 1 >= svc->count ? 0 : slot + 1;
+		/*
+		 * Re-pick uniformly, so an ejected endpoint's share spreads over all the others rather than
+		 * landing on its neighbour; Maglev re-picks from the client hash, so a client keeps its fallback.
+		 */
+		if (svc->algo == XM_LB_MAGLEV)
+			slot = (__u32)(xm_mix64((__u64)client_hash + i + 1) % svc->count);
+		else
+			slot = bpf_get_prandom_u32() % svc->count;
 		id = xm_slot_backend(svc, slot);
 		if (!id)
 			break;
