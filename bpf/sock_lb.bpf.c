@@ -268,6 +268,52 @@ static __always_inline void xm_backend_conns_add(__u32 backend_id, __s64 delta)
 		__sync_fetch_and_add(&c->active, delta);
 }
 
+/* This CPU's Istio TCP counters for the connection's (client, service port, backend). */
+static __always_inline struct xm_conn_metrics *xm_conn_metrics_of(struct bpf_sock_ops *skops,
+								  const struct xm_sock_state *st)
+{
+	struct xm_conn_metrics_key k;
+	struct xm_conn_metrics zero = {}, *m;
+
+	__builtin_memset(&k, 0, sizeof(k));
+	k.svc_id = st->svc_id;
+	k.backend_id = st->backend_id;
+	k.family = st->family;
+	if (st->family == XM_FAMILY_V4) {
+		k.client.v4 = skops->local_ip4;
+	} else {
+		k.client.v6[0] = skops->local_ip6[0];
+		k.client.v6[1] = skops->local_ip6[1];
+		k.client.v6[2] = skops->local_ip6[2];
+		k.client.v6[3] = skops->local_ip6[3];
+	}
+	m = bpf_map_lookup_elem(&xm_conn_metrics, &k);
+	if (m)
+		return m;
+	bpf_map_update_elem(&xm_conn_metrics, &k, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&xm_conn_metrics, &k);
+}
+
+/*
+ * TCP's byte counters include the sequence numbers that SYN and FIN consume; Istio counts application
+ * bytes. The state a socket closes from tells which FINs were exchanged: FIN_WAIT2 (entering TIME_WAIT
+ * on the peer's FIN), LAST_ACK and CLOSING mean both were; CLOSE_WAIT means only the peer's.
+ */
+static __always_inline __u64 xm_fin_acked(__u64 old_state)
+{
+	return old_state == BPF_TCP_FIN_WAIT2 || old_state == BPF_TCP_LAST_ACK || old_state == BPF_TCP_CLOSING;
+}
+
+static __always_inline __u64 xm_fin_received(__u64 old_state)
+{
+	return xm_fin_acked(old_state) || old_state == BPF_TCP_CLOSE_WAIT;
+}
+
+static __always_inline __u64 xm_app_bytes(__u64 seq_bytes, __u64 control)
+{
+	return seq_bytes > control ? seq_bytes - control : 0;
+}
+
 /* A failed active open, reported once per socket to outlier detection. */
 static __always_inline void xm_report_failure(struct xm_sock_state *st)
 {
@@ -303,6 +349,12 @@ int xm_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
 		if (st && st->backend_id) {
+			struct xm_conn_metrics *m = xm_conn_metrics_of(skops, st);
+
+			if (m) {
+				m->opened++;
+				st->flags |= XM_SOCK_F_OPENED;
+			}
 			xm_outlier_success(st->svc_id, st->backend_id);
 			/* Retransmission timeouts of an established connection are not connect failures. */
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTO_CB_FLAG);
@@ -323,6 +375,16 @@ int xm_sockops(struct bpf_sock_ops *skops)
 			break;
 		if (skops->args[0] == BPF_TCP_SYN_SENT && st->backend_id)
 			xm_report_failure(st);
+		if (st->flags & XM_SOCK_F_OPENED) {
+			struct xm_conn_metrics *m = xm_conn_metrics_of(skops, st);
+
+			st->flags &= ~XM_SOCK_F_OPENED;
+			if (m) {
+				m->closed++;
+				m->sent_bytes += xm_app_bytes(skops->bytes_acked, 1 + xm_fin_acked(skops->args[0]));
+				m->received_bytes += xm_app_bytes(skops->bytes_received, xm_fin_received(skops->args[0]));
+			}
+		}
 		if (!(st->flags & XM_SOCK_F_COUNTED))
 			break;
 		st->flags &= ~XM_SOCK_F_COUNTED;

@@ -23,7 +23,7 @@ struct xm_datapath {
 /* Fds of the maps that userspace reads and writes. */
 struct xm_map_fds {
 	int services, slots, backends, backend_conns, maglev, rr_state, sock_stats;
-	int outlier_cfg, outlier, outlier_svc, events;
+	int outlier_cfg, outlier, outlier_svc, events, conn_metrics;
 	int outlier_report_prog; /* xm_outlier_report, run with BPF_PROG_TEST_RUN */
 };
 

@@ -91,6 +91,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_sock_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct xm_conn_metrics_key);
+	__type(value, struct xm_conn_metrics);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_conn_metrics SEC(".maps");
+
 static __always_inline void xm_stat_inc(__u32 idx)
 {
 	struct xm_counter *c = bpf_map_lookup_elem(&xm_sock_stats, &idx);

@@ -119,6 +119,29 @@ XM_STATIC_ASSERT(__builtin_offsetof(struct xm_sock_state, svc_id) == 24, "xm_soc
 #define XM_SOCK_F_NATTED 0x1  /* connected through a VIP: getpeername answers the VIP */
 #define XM_SOCK_F_COUNTED 0x2 /* counted in xm_backend_conns, uncount on close */
 #define XM_SOCK_F_FAILED 0x4  /* its failed open was already reported to outlier detection */
+#define XM_SOCK_F_OPENED 0x8  /* established: counted as opened in xm_conn_metrics */
+
+/*
+ * xm_conn_metrics: Istio's TCP metrics counted in the kernel, per (client address, service port,
+ * backend), LRU per-CPU hash (a long-gone client's counters may be evicted under pressure).
+ */
+struct xm_conn_metrics_key {
+	union xm_addr client; /* the connecting socket's source address */
+	__u32 svc_id;
+	__u32 backend_id;
+	__u8 family;
+	__u8 pad[7];
+};
+XM_STATIC_ASSERT(sizeof(struct xm_conn_metrics_key) == 32, "xm_conn_metrics_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_conn_metrics_key, svc_id) == 16, "conn_metrics.svc_id offset");
+
+struct xm_conn_metrics {
+	__u64 opened;
+	__u64 closed;
+	__u64 sent_bytes;     /* acknowledged bytes the client sent */
+	__u64 received_bytes; /* bytes the client received */
+};
+XM_STATIC_ASSERT(sizeof(struct xm_conn_metrics) == 32, "xm_conn_metrics size");
 
 /* xm_udp_revnat: (socket, backend) → VIP, so recvmsg shows replies coming from the VIP. */
 struct xm_udp_revnat_key {

@@ -6,8 +6,10 @@
  */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -255,4 +257,66 @@ Test(sock_lb, removed_backend_gets_no_new_connections_and_old_list_is_collected)
 		slots++;
 	}
 	cr_assert_eq(slots, 2, "%d slots left in xm_slots, want the 2 of the current list", slots);
+}
+
+/* Istio's TCP metrics per (client, service port, backend), summed over CPUs. */
+static struct xm_conn_metrics conn_metrics_sum(void)
+{
+	struct xm_conn_metrics_key k, next;
+	struct xm_conn_metrics sum = { 0 }, *per_cpu;
+	int ncpu = libbpf_num_possible_cpus(), c;
+	void *prev = NULL;
+
+	per_cpu = calloc((size_t)ncpu, sizeof(*per_cpu));
+	cr_assert(per_cpu);
+	while (bpf_map_get_next_key(fx.fds.conn_metrics, prev, &next) == 0) {
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(fx.fds.conn_metrics, &k, per_cpu))
+			continue;
+		for (c = 0; c < ncpu; c++) {
+			sum.opened += per_cpu[c].opened;
+			sum.closed += per_cpu[c].closed;
+			sum.sent_bytes += per_cpu[c].sent_bytes;
+			sum.received_bytes += per_cpu[c].received_bytes;
+		}
+	}
+	free(per_cpu);
+	return sum;
+}
+
+Test(sock_lb, tcp_metrics_count_connections_and_bytes)
+{
+	char buf[4096];
+	struct xm_conn_metrics m;
+	int i, ms;
+
+	memset(buf, 'x', sizeof(buf));
+	fx_listeners(1, SOCK_STREAM, false);
+	fx_publish(VIP4, VPORT, IPPROTO_TCP, XM_LB_RANDOM, 1);
+	for (i = 0; i < 3; i++) {
+		int c = fx_connect(VIP4, VPORT), s;
+
+		cr_assert(c >= 0);
+		s = accept4(fx.listen_fd[0], NULL, NULL, SOCK_CLOEXEC);
+		cr_assert(s >= 0);
+		cr_assert_eq(write(c, buf, 1000), 1000);
+		cr_assert_eq(recv(s, buf, 1000, MSG_WAITALL), 1000);
+		cr_assert_eq(write(s, buf, 500), 500);
+		cr_assert_eq(recv(c, buf, 500, MSG_WAITALL), 500);
+		close(c);
+		close(s);
+	}
+	for (ms = 0; ms < 3000; ms += 10) {
+		m = conn_metrics_sum();
+		if (m.closed == 3)
+			break;
+		usleep(10000);
+	}
+	cr_log_info("opened %llu closed %llu sent %llu received %llu", (unsigned long long)m.opened,
+		    (unsigned long long)m.closed, (unsigned long long)m.sent_bytes, (unsigned long long)m.received_bytes);
+	cr_assert_eq(m.opened, 3, "opened %llu", (unsigned long long)m.opened);
+	cr_assert_eq(m.closed, 3, "closed %llu", (unsigned long long)m.closed);
+	cr_assert_eq(m.sent_bytes, 3000, "sent %llu", (unsigned long long)m.sent_bytes);
+	cr_assert_eq(m.received_bytes, 1500, "received %llu", (unsigned long long)m.received_bytes);
 }
