@@ -18,7 +18,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: xmesh agent --config PATH [--config PATH]... --cgroup DIR [--iface IFNAME]...\n"
 		   "                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
-		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n");
+		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
+		   "                   [--no-sockmap]\n");
 }
 
 int cmd_agent(int argc, char **argv)
@@ -29,6 +30,7 @@ int cmd_agent(int argc, char **argv)
 		{ "node", required_argument, NULL, 'n' },	  { "metrics", required_argument, NULL, 'm' },
 		{ "admin", required_argument, NULL, 'a' },	  { "maglev-size", required_argument, NULL, 'M' },
 		{ "detach-on-exit", no_argument, NULL, 'D' },	  { "log-level", required_argument, NULL, 'l' },
+		{ "no-sockmap", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },		  { 0 },
 	};
 	struct xm_agent_opts o = {
@@ -84,6 +86,9 @@ int cmd_agent(int argc, char **argv)
 		}
 		case 'D':
 			o.detach_on_exit = true;
+			break;
+		case 'S':
+			o.no_sockmap = true;
 			break;
 		case 'l':
 			if (!strcmp(optarg, "debug"))

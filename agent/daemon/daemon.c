@@ -62,6 +62,8 @@ static void agent_reload(struct xm_agent *a, const char *why)
 		goto out;
 	}
 	err = lbmap_apply(a->lbmap, &next, now_ms(), &stats);
+	if (a->sockmap.skel && sockmap_sync_local_ips(&a->sockmap, &cfg, a->opts.node_name))
+		log_warn("sockmap: local addresses not fully published; affected peers use plain TCP");
 	lb_state_free(&a->served);
 	a->served = next;
 	a->have_config = true;
@@ -184,11 +186,13 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 		daemon_render_status(a, false, out);
 	else if (!strcmp(command, "status json"))
 		daemon_render_status(a, true, out);
+	else if (!strncmp(command, "sockmap", 7) && (!command[7] || command[7] == ' '))
+		sockmap_admin(&a->sockmap, command[7] ? command + 8 : "", out);
 	else if (!strcmp(command, "reload")) {
 		agent_reload(a, "admin reload");
 		sb_printf(out, "%s\n", a->last_error[0] ? a->last_error : "ok");
 	} else
-		sb_printf(out, "error: unknown command \"%s\" (status, status json, reload)\n", command);
+		sb_printf(out, "error: unknown command \"%s\" (status, status json, reload, sockmap on|off|status)\n", command);
 }
 
 static int setup_signals(struct xm_agent *a, int *sfd)
@@ -229,6 +233,13 @@ int daemon_run(const struct xm_agent_opts *opts)
 	}
 	if (datapath_open(&a->dp, opts->bpffs, opts->cgroup))
 		goto out;
+	/* --no-sockmap still loads it: programs a previous agent left must see the switch go off. */
+	a->sockmap.cgroup_fd = -1;
+	if (sockmap_open(&a->sockmap, opts->bpffs, opts->cgroup, !opts->no_sockmap)) {
+		if (!opts->no_sockmap)
+			goto out;
+		log_warn("sockmap: not loaded; same-node redirection stays off");
+	}
 	datapath_map_fds(&a->dp, &fds);
 	a->lbmap = lbmap_open(&fds);
 	if (!a->lbmap)
@@ -259,6 +270,7 @@ out:
 	free(a->ejections);
 	lbmap_free(a->lbmap);
 	lb_state_free(&a->served);
+	sockmap_close(&a->sockmap);
 	if (a->dp.sock || a->dp.cgroup_fd >= 0)
 		datapath_close(&a->dp);
 	if (opts->detach_on_exit) {

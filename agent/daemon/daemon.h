@@ -14,6 +14,7 @@
 #include "compile/compile.h"
 #include "core/loop.h"
 #include "datapath/datapath.h"
+#include "datapath/sockmap.h"
 
 #define XM_MAX_CONFIG_PATHS 32
 
@@ -27,6 +28,7 @@ struct xm_agent_opts {
 	const char *metrics_addr;
 	uint32_t maglev_size;
 	bool detach_on_exit;
+	bool no_sockmap; /* --no-sockmap: same-node redirection off (switchable at runtime) */
 };
 
 struct xm_ejection_count {
@@ -38,6 +40,7 @@ struct xm_agent {
 	struct xm_agent_opts opts;
 	struct xm_loop *loop;
 	struct xm_datapath dp;
+	struct xm_sockmap sockmap;
 	struct xm_lbmap *lbmap;
 	struct xm_watch *watch;
 	struct xm_admin *admin;

@@ -1,0 +1,515 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "datapath/sockmap.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/model.h"
+#include "core/log.h"
+#include "core/strbuf.h"
+#include "datapath/pins.h"
+#include "skel/sockmap.skel.h"
+
+/* Not in the uapi header libbpf 1.1 ships with; the kernel's value since 6.10. */
+#define XM_BPF_LINK_TYPE_SOCKMAP 14
+
+static const char *const stat_names[XM_SMSTAT_MAX] = {
+	[XM_SMSTAT_REDIR_MSGS] = "redirected_msgs",
+	[XM_SMSTAT_REDIR_BYTES] = "redirected_bytes",
+	[XM_SMSTAT_FALLBACK_NO_PEER] = "fallback_no_peer",
+	[XM_SMSTAT_FALLBACK_ORDER] = "fallback_order",
+	[XM_SMSTAT_FALLBACK_OFF] = "fallback_off",
+	[XM_SMSTAT_FALLBACK_BYTES] = "fallback_bytes",
+	[XM_SMSTAT_FALLBACK_NO_STATE] = "fallback_no_state",
+	[XM_SMSTAT_INSERTED] = "sockets_inserted",
+	[XM_SMSTAT_INSERT_FAILED] = "insert_failed",
+	[XM_SMSTAT_NOT_LOCAL] = "peer_not_local",
+	[XM_SMSTAT_SKIPPED_OFF] = "skipped_off",
+	[XM_SMSTAT_CLOSED] = "sockets_closed",
+	[XM_SMSTAT_CLOSED_TX_BYTES] = "closed_tx_bytes",
+	[XM_SMSTAT_CLOSED_RX_BYTES] = "closed_rx_bytes",
+};
+
+const char *sockmap_stat_name(unsigned int idx)
+{
+	return idx < XM_SMSTAT_MAX ? stat_names[idx] : "?";
+}
+
+/* What the kernel says about a link; the sockmap member is read by offset (newer than our uapi header). */
+struct xm_link_info_raw {
+	__u32 type;
+	__u32 id;
+	__u32 prog_id;
+	__u32 pad;
+	union {
+		struct {
+			__u64 cgroup_id;
+			__u32 attach_type;
+		} cgroup;
+		struct {
+			__u32 map_id;
+			__u32 attach_type;
+		} sockmap;
+	};
+	__u8 rest[64];
+};
+
+static int map_id_of(int map_fd, __u32 *id)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(map_fd, &info, &len) < 0)
+		return -errno;
+	*id = info.id;
+	return 0;
+}
+
+/* A pinned link may be adopted only if it is attached where we would attach it ourselves. */
+static int link_check(int link_fd, const struct xm_sockmap *sm, const char *name, bool msg)
+{
+	struct xm_link_info_raw info;
+	__u32 len = sizeof(info), map_id = 0;
+	struct stat st;
+	int err;
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len) < 0)
+		return -errno;
+	if (msg) {
+		err = map_id_of(bpf_map__fd(sm->skel->maps.xm_sock_pairs), &map_id);
+		if (err)
+			return err;
+		if (info.type == XM_BPF_LINK_TYPE_SOCKMAP && info.sockmap.map_id == map_id)
+			return 0;
+		log_error("pinned link %s is attached elsewhere (type %u, map id %u, xm_sock_pairs is %u); run xmesh "
+			  "cleanup",
+			  name, info.type, info.sockmap.map_id, map_id);
+		return -EEXIST;
+	}
+	if (stat(sm->cgroup, &st) < 0)
+		return -errno;
+	if (info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == (__u64)st.st_ino)
+		return 0;
+	log_error("pinned link %s is attached elsewhere (cgroup id %llu, %s is %llu); run xmesh cleanup", name,
+		  (unsigned long long)info.cgroup.cgroup_id, sm->cgroup, (unsigned long long)st.st_ino);
+	return -EEXIST;
+}
+
+/* Swaps our program into a pinned link: 1 adopted, 0 no such pin, or a negative errno. */
+static int adopt(struct xm_sockmap *sm, const char *name, int prog_fd, bool msg)
+{
+	char path[4096];
+	int fd, err;
+
+	err = pins_link_path(path, sizeof(path), sm->bpffs, name);
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	err = link_check(fd, sm, name, msg);
+	if (!err && bpf_link_update(fd, prog_fd, NULL) < 0) {
+		err = -errno;
+		log_error("update pinned link %s: %s", path, strerror(errno));
+	}
+	close(fd);
+	if (err)
+		return err;
+	sm->n_adopted++;
+	return 1;
+}
+
+static int pin_link_fd(struct xm_sockmap *sm, const char *name, int link_fd)
+{
+	char path[4096];
+	int err;
+
+	err = pins_link_path(path, sizeof(path), sm->bpffs, name);
+	if (!err && bpf_obj_pin(link_fd, path) < 0) {
+		err = -errno;
+		log_error("pin link %s: %s", path, strerror(errno));
+	}
+	close(link_fd);
+	if (!err)
+		sm->n_attached++;
+	return err;
+}
+
+int sockmap_attach_msg(int prog_fd, int map_fd, int *link_fd)
+{
+	int fd;
+
+	*link_fd = -1;
+	fd = bpf_link_create(prog_fd, map_fd, BPF_SK_MSG_VERDICT, NULL);
+	if (fd >= 0) {
+		*link_fd = fd;
+		return 0;
+	}
+	/* Before 6.10 sockmap programs have no links: the attachment belongs to the map. */
+	if (bpf_prog_attach(prog_fd, map_fd, BPF_SK_MSG_VERDICT, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* sk_msg first: a socket that sockops inserts must already find the verdict program on the map. */
+static int attach_msg(struct xm_sockmap *sm)
+{
+	int prog_fd = bpf_program__fd(sm->skel->progs.xm_sockmap_msg);
+	int map_fd = bpf_map__fd(sm->skel->maps.xm_sock_pairs);
+	int err, link_fd;
+
+	err = adopt(sm, XM_SOCKMAP_MSG_LINK, prog_fd, true);
+	if (err) {
+		sm->msg_link = err > 0;
+		return err < 0 ? err : 0;
+	}
+	err = sockmap_attach_msg(prog_fd, map_fd, &link_fd);
+	if (err) {
+		log_error("attach sk_msg to xm_sock_pairs: %s", strerror(-err));
+		return err;
+	}
+	if (link_fd < 0) {
+		/* Re-attaching on restart replaces the program the map holds: no gap, nothing to pin. */
+		log_info("sockmap: kernel has no sockmap links (< 6.10): sk_msg attached to the map directly");
+		sm->n_attached++;
+		return 0;
+	}
+	sm->msg_link = true;
+	return pin_link_fd(sm, XM_SOCKMAP_MSG_LINK, link_fd);
+}
+
+static int attach_ops(struct xm_sockmap *sm)
+{
+	int prog_fd = bpf_program__fd(sm->skel->progs.xm_sockmap_ops);
+	int err, link_fd;
+
+	err = adopt(sm, XM_SOCKMAP_OPS_LINK, prog_fd, false);
+	if (err)
+		return err < 0 ? err : 0;
+	link_fd = bpf_link_create(prog_fd, sm->cgroup_fd, BPF_CGROUP_SOCK_OPS, NULL);
+	if (link_fd < 0) {
+		err = -errno;
+		log_error("attach sockops %s to cgroup %s: %s", XM_SOCKMAP_OPS_LINK, sm->cgroup, strerror(errno));
+		return err;
+	}
+	return pin_link_fd(sm, XM_SOCKMAP_OPS_LINK, link_fd);
+}
+
+int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	int err;
+
+	memset(sm, 0, sizeof(*sm));
+	sm->cgroup_fd = -1;
+	snprintf(sm->bpffs, sizeof(sm->bpffs), "%s", bpffs);
+	snprintf(sm->cgroup, sizeof(sm->cgroup), "%s", cgroup);
+	sm->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sm->cgroup_fd < 0) {
+		err = -errno;
+		log_error("open cgroup %s: %s", cgroup, strerror(errno));
+		return err;
+	}
+	err = pins_prepare(bpffs);
+	if (err)
+		goto fail;
+	opts.pin_root_path = sm->bpffs;
+	sm->skel = sockmap__open_opts(&opts);
+	if (!sm->skel) {
+		err = -errno;
+		log_error("open BPF object sockmap: %s", strerror(errno));
+		goto fail;
+	}
+	err = sockmap__load(sm->skel);
+	if (err) {
+		log_error("load BPF object sockmap: %s (kernel without sockhash/sk_msg support, or maps pinned under "
+			  "%s by an incompatible version? xmesh cleanup --bpffs %s --cgroup %s; or --no-sockmap)",
+			  strerror(-err), bpffs, bpffs, cgroup);
+		goto fail;
+	}
+	/* The switch is set before anything attaches, so a fresh attach never runs with a stale setting. */
+	err = sockmap_set_enabled(sm, enabled);
+	if (err)
+		goto fail;
+	err = attach_msg(sm);
+	if (err)
+		goto fail;
+	err = attach_ops(sm);
+	if (err)
+		goto fail;
+	log_info("sockmap: redirection %s; %d attached, %d adopted (sk_msg through %s)", enabled ? "on" : "off",
+		 sm->n_attached, sm->n_adopted, sm->msg_link ? "a pinned link" : "the map");
+	return 0;
+fail:
+	sockmap_close(sm);
+	return err;
+}
+
+void sockmap_close(struct xm_sockmap *sm)
+{
+	sockmap__destroy(sm->skel);
+	sm->skel = NULL;
+	if (sm->cgroup_fd >= 0)
+		close(sm->cgroup_fd);
+	sm->cgroup_fd = -1;
+}
+
+int sockmap_set_enabled(const struct xm_sockmap *sm, bool on)
+{
+	struct xm_sockmap_config cfg = { .enabled = on ? 1 : 0 };
+	__u32 zero = 0;
+
+	if (!sm->skel)
+		return -ENODEV;
+	if (bpf_map_update_elem(bpf_map__fd(sm->skel->maps.xm_sockmap_config), &zero, &cfg, BPF_ANY) < 0) {
+		log_error("sockmap: set switch %s: %s", on ? "on" : "off", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int sockmap_get_enabled(const struct xm_sockmap *sm)
+{
+	struct xm_sockmap_config cfg;
+	__u32 zero = 0;
+
+	if (!sm->skel)
+		return -ENODEV;
+	if (bpf_map_lookup_elem(bpf_map__fd(sm->skel->maps.xm_sockmap_config), &zero, &cfg) < 0)
+		return -errno;
+	return cfg.enabled ? 1 : 0;
+}
+
+struct local_set {
+	struct xm_local_ip_key *keys;
+	__u32 *flags;
+	size_t n, cap;
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct xm_local_ip_key));
+}
+
+static int local_set_add(struct local_set *s, const struct xm_ip *ip, __u32 flags)
+{
+	struct xm_local_ip_key k;
+
+	if (ip->family != XM_FAMILY_V4 && ip->family != XM_FAMILY_V6)
+		return 0;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		struct xm_local_ip_key *keys = realloc(s->keys, cap * sizeof(*keys));
+		__u32 *fl;
+
+		if (!keys)
+			return -ENOMEM;
+		s->keys = keys;
+		fl = realloc(s->flags, cap * sizeof(*fl));
+		if (!fl)
+			return -ENOMEM;
+		s->flags = fl;
+		s->cap = cap;
+	}
+	memset(&k, 0, sizeof(k));
+	memcpy(k.addr.bytes, ip->bytes, ip->family == XM_FAMILY_V4 ? 4 : 16);
+	k.family = ip->family;
+	s->keys[s->n] = k;
+	s->flags[s->n] = flags;
+	s->n++;
+	return 0;
+}
+
+static bool local_set_has(const struct local_set *s, const struct xm_local_ip_key *k)
+{
+	return bsearch(k, s->keys, s->n, sizeof(*k), key_cmp) != NULL;
+}
+
+static int collect_local(const struct xm_config *cfg, const char *node, struct local_set *s)
+{
+	size_t i, j, k;
+	int err = 0;
+
+	for (i = 0; !err && i < cfg->n_pods; i++) {
+		if (strcmp(cfg->pods[i].node_name, node))
+			continue;
+		for (j = 0; !err && j < cfg->pods[i].n_ips; j++)
+			err = local_set_add(s, &cfg->pods[i].ips[j], XM_LOCAL_IP_POD);
+	}
+	for (i = 0; !err && i < cfg->n_slices; i++) {
+		const struct xm_endpoint_slice *sl = &cfg->slices[i];
+
+		for (j = 0; !err && j < sl->n_endpoints; j++) {
+			if (strcmp(sl->endpoints[j].node_name, node))
+				continue;
+			for (k = 0; !err && k < sl->endpoints[j].n_addrs; k++)
+				err = local_set_add(s, &sl->endpoints[j].addrs[k], XM_LOCAL_IP_ENDPOINT);
+		}
+	}
+	for (i = 0; !err && i < cfg->n_nodes; i++) {
+		if (strcmp(cfg->nodes[i].name, node))
+			continue;
+		for (j = 0; !err && j < cfg->nodes[i].n_internal_ips; j++)
+			err = local_set_add(s, &cfg->nodes[i].internal_ips[j], XM_LOCAL_IP_NODE);
+	}
+	return err;
+}
+
+/* Sorts and merges duplicates (an address that is both a pod IP and an endpoint keeps both flags). */
+static void local_set_normalize(struct local_set *s)
+{
+	size_t i, out = 0;
+
+	/* Sort keys and flags together: sort indices through a temporary array of pairs. */
+	struct pair {
+		struct xm_local_ip_key k;
+		__u32 f;
+	} *p = malloc(s->n * sizeof(*p) + 1);
+
+	if (!p)
+		return;
+	for (i = 0; i < s->n; i++) {
+		p[i].k = s->keys[i];
+		p[i].f = s->flags[i];
+	}
+	qsort(p, s->n, sizeof(*p), key_cmp);
+	for (i = 0; i < s->n; i++) {
+		if (out && !key_cmp(&p[i].k, &s->keys[out - 1])) {
+			s->flags[out - 1] |= p[i].f;
+			continue;
+		}
+		s->keys[out] = p[i].k;
+		s->flags[out] = p[i].f;
+		out++;
+	}
+	s->n = out;
+	free(p);
+}
+
+int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_config *cfg, const char *node_name)
+{
+	struct local_set want = { 0 };
+	struct xm_local_ip_key cur, next, *stale = NULL;
+	size_t n_stale = 0, cap_stale = 0, i;
+	int fd, err = 0;
+	void *prev;
+
+	if (!sm->skel)
+		return -ENODEV;
+	fd = bpf_map__fd(sm->skel->maps.xm_local_ips);
+	if (node_name && *node_name)
+		err = collect_local(cfg, node_name, &want);
+	if (err)
+		goto out;
+	local_set_normalize(&want);
+
+	/* Add first: an address that stays local is never missing, not even for an instant. */
+	for (i = 0; i < want.n; i++) {
+		struct xm_local_ip v = { .flags = want.flags[i] };
+
+		if (bpf_map_update_elem(fd, &want.keys[i], &v, BPF_ANY) < 0) {
+			err = -errno;
+			log_error("sockmap: xm_local_ips: add address %zu of %zu: %s", i + 1, want.n, strerror(errno));
+			goto out;
+		}
+	}
+	for (prev = NULL; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &cur) {
+		cur = next;
+		if (local_set_has(&want, &cur))
+			continue;
+		if (n_stale == cap_stale) {
+			struct xm_local_ip_key *t;
+
+			cap_stale = cap_stale ? cap_stale * 2 : 64;
+			t = realloc(stale, cap_stale * sizeof(*t));
+			if (!t) {
+				err = -ENOMEM;
+				goto out;
+			}
+			stale = t;
+		}
+		stale[n_stale++] = cur;
+	}
+	for (i = 0; i < n_stale; i++)
+		if (bpf_map_delete_elem(fd, &stale[i]) < 0 && errno != ENOENT)
+			err = -errno;
+	sm->n_local_ips = want.n;
+	log_debug("sockmap: %zu local addresses (%zu removed)", want.n, n_stale);
+out:
+	free(stale);
+	free(want.keys);
+	free(want.flags);
+	return err;
+}
+
+int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct xm_counter *per_cpu;
+	__u32 idx;
+	int c;
+
+	memset(out, 0, sizeof(uint64_t) * XM_SMSTAT_MAX);
+	if (ncpu <= 0)
+		return ncpu ? ncpu : -EINVAL;
+	per_cpu = calloc((size_t)ncpu, sizeof(*per_cpu));
+	if (!per_cpu)
+		return -ENOMEM;
+	for (idx = 0; idx < XM_SMSTAT_MAX; idx++) {
+		if (bpf_map_lookup_elem(stats_fd, &idx, per_cpu) < 0) {
+			int err = -errno;
+
+			free(per_cpu);
+			return err;
+		}
+		for (c = 0; c < ncpu; c++)
+			out[idx] += per_cpu[c].value;
+	}
+	free(per_cpu);
+	return 0;
+}
+
+void sockmap_admin(struct xm_sockmap *sm, const char *args, struct strbuf *out)
+{
+	uint64_t st[XM_SMSTAT_MAX];
+	unsigned int i;
+	int on;
+
+	if (!sm->skel) {
+		sb_printf(out, "error: sockmap is not loaded\n");
+		return;
+	}
+	if (!strcmp(args, "on") || !strcmp(args, "off")) {
+		bool want = !strcmp(args, "on");
+
+		if (sockmap_set_enabled(sm, want)) {
+			sb_printf(out, "error: could not switch sockmap %s\n", args);
+			return;
+		}
+		log_info("sockmap: redirection switched %s (admin)", args);
+		sb_printf(out, "ok: sockmap %s\n", args);
+		return;
+	}
+	if (*args && strcmp(args, "status")) {
+		sb_printf(out, "error: sockmap on|off|status\n");
+		return;
+	}
+	on = sockmap_get_enabled(sm);
+	sb_printf(out, "sockmap: %s, %zu local addresses, sk_msg via %s\n",
+		  on < 0 ? "unknown"
+		  : on	 ? "on"
+			 : "off",
+		  sm->n_local_ips, sm->msg_link ? "link" : "map attach");
+	if (sockmap_read_stats(bpf_map__fd(sm->skel->maps.xm_sockmap_stats), st) == 0)
+		for (i = 0; i < XM_SMSTAT_MAX; i++)
+			sb_printf(out, "%s %llu\n", stat_names[i], (unsigned long long)st[i]);
+}

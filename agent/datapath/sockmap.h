@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Same-node socket acceleration as the agent sees it: loads bpf/sockmap.bpf.c (maps pinned by name next to
+ * the socket LB's), attaches sk_msg to the sockhash and sockops to the cgroup through pinned links (or
+ * adopts the links a previous agent left), and drives the runtime switch and the local-peer address map.
+ */
+#ifndef XMESH_DATAPATH_SOCKMAP_H
+#define XMESH_DATAPATH_SOCKMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xmesh/sockmap.h>
+
+struct sockmap;
+struct xm_config;
+struct strbuf;
+
+#define XM_SOCKMAP_OPS_LINK "xm_sockmap_ops"
+#define XM_SOCKMAP_MSG_LINK "xm_sockmap_msg"
+
+struct xm_sockmap {
+	struct sockmap *skel;
+	char bpffs[4096];
+	char cgroup[4096];
+	int cgroup_fd;
+	bool msg_link; /* sk_msg attached through a pinned bpf_link (kernel >= 6.10), else bpf_prog_attach */
+	int n_attached;
+	int n_adopted;
+	size_t n_local_ips; /* addresses published by the last sync */
+};
+
+/* Loads, attaches or adopts, and sets the switch to enabled. Returns 0 or a negative errno. */
+int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled);
+/* Closes fds; programs, links and maps stay through their pins. */
+void sockmap_close(struct xm_sockmap *sm);
+
+/* The runtime switch in xm_sockmap_config (see include/xmesh/sockmap.h). */
+int sockmap_set_enabled(const struct xm_sockmap *sm, bool on);
+/* 1 on, 0 off, or a negative errno. */
+int sockmap_get_enabled(const struct xm_sockmap *sm);
+
+/*
+ * Publishes the addresses that live on node_name: podIPs of Pods scheduled there, EndpointSlice endpoints
+ * with that nodeName, and the Node's InternalIPs. New ones are added before stale ones are removed.
+ */
+int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_config *cfg, const char *node_name);
+
+/*
+ * Attaches an sk_msg program to a sockhash: a bpf_link when the kernel has them (6.10+, *link_fd >= 0,
+ * to be pinned), else bpf_prog_attach (*link_fd = -1; the attachment lives as long as the map).
+ */
+int sockmap_attach_msg(int prog_fd, int map_fd, int *link_fd);
+
+/* Sums the per-CPU counters of xm_sockmap_stats (fd) into out[XM_SMSTAT_MAX]. */
+int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX]);
+/* Counter names, for status and `xmesh maps`. */
+const char *sockmap_stat_name(unsigned int idx);
+
+/* "sockmap on|off|status" of the admin socket: the answer goes to out. */
+void sockmap_admin(struct xm_sockmap *sm, const char *args, struct strbuf *out);
+
+#endif
