@@ -14,13 +14,30 @@ PACKAGES=(
 	clang-format cppcheck
 )
 
+# promtool (checks the metrics exposition in tests) ships only inside Debian's prometheus server package:
+# take the static binary out of the .deb rather than installing and starting a Prometheus server.
+install_promtool() {
+	command -v promtool >/dev/null && return 0
+	local tmp
+	tmp=$(mktemp -d)
+	(cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1) ||
+		{ apt-get update -q >/dev/null && (cd "$tmp" && apt-get download -q prometheus >/dev/null); }
+	dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+	install -m 0755 "$tmp/x/usr/bin/promtool" /usr/local/bin/promtool
+	rm -rf "$tmp"
+	echo "install-deps: installed promtool from Debian's prometheus package" >&2
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
 	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 	[ "$status" = "install ok installed" ] || missing+=("$p")
 done
 
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+	if [ "$(id -u)" -eq 0 ]; then install_promtool; fi
+	exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: missing packages: ${missing[*]}; run as root (or: sudo $0)" >&2
@@ -32,3 +49,4 @@ if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; t
 	apt-get update -q >/dev/null
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
+install_promtool

@@ -17,6 +17,7 @@
 #include "core/strbuf.h"
 #include "core/watch.h"
 #include "lbmap/lbmap.h"
+#include "metrics/metrics.h"
 #include "outlier/events.h"
 #include "outlier/outlier.h"
 
@@ -67,6 +68,8 @@ static void agent_reload(struct xm_agent *a, const char *why)
 	lb_state_free(&a->served);
 	a->served = next;
 	a->have_config = true;
+	if (identities_build(&cfg, &a->identities))
+		log_warn("metrics: out of memory for pod identities; labels keep the previous ones");
 	if (err) {
 		snprintf(a->last_error, sizeof(a->last_error), "%u service port(s) kept their previous state",
 			 stats.errors);
@@ -259,13 +262,20 @@ int daemon_run(const struct xm_agent_opts *opts)
 	a->admin = admin_listen(a->loop, opts->admin_path, on_admin, a);
 	if (!a->admin)
 		goto out;
+	a->metrics = metrics_listen(a->loop, opts->metrics_addr, daemon_render_metrics, a);
+	if (!a->metrics)
+		goto out;
+	log_info("metrics on http://%s/metrics", opts->metrics_addr);
 
+	metrics_set_ready(a->metrics, true);
 	log_info("ready%s", a->have_config ? "" : " (config has errors: serving what the pinned maps held)");
 	err = loop_run(a->loop);
 	rc = err ? 1 : 0;
 out:
+	metrics_close(a->metrics);
 	admin_close(a->admin);
 	watch_free(a->watch);
+	identities_free(&a->identities);
 	outlier_events_close(a->outlier_events);
 	free(a->ejections);
 	lbmap_free(a->lbmap);

@@ -14,6 +14,7 @@
 #include "compile/compile.h"
 #include "core/loop.h"
 #include "datapath/datapath.h"
+#include "daemon/identity.h"
 #include "datapath/sockmap.h"
 
 #define XM_MAX_CONFIG_PATHS 32
@@ -49,6 +50,8 @@ struct xm_agent {
 	size_t n_ejections;
 	uint64_t ejections_total, returns_total;
 	struct xm_lb_state served; /* what the maps serve now */
+	struct xm_identities identities; /* pod IPs of the served config, for metrics labels */
+	struct xm_metrics *metrics;
 	bool have_config;	   /* served came from a config that applied */
 	uint64_t applies_ok, applies_failed;
 	time_t last_apply; /* wall clock of the last attempt */
@@ -60,6 +63,8 @@ int daemon_run(const struct xm_agent_opts *opts);
 
 /* Renders `xmesh status` (text, or JSON when json is true). */
 struct strbuf;
+/* Renders the agent's metric families (a metrics source). */
+void daemon_render_metrics(struct strbuf *out, void *ctx);
 void daemon_render_status(const struct xm_agent *a, bool json, struct strbuf *out);
 
 #endif

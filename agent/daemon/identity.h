@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Who an address is: pod IP → namespace, workload (Istio's canonical name) and SPIFFE principal, built
+ * from the Pods of each applied config. Labels Istio's metrics on both ends of a connection.
+ */
+#ifndef XMESH_IDENTITY_H
+#define XMESH_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xmesh/lb.h>
+
+#include "config/model.h"
+
+struct xm_identity {
+	union xm_addr addr;
+	uint8_t family;
+	char ns[64];
+	char workload[XM_NAME_MAX];
+	char principal[64 + 2 * XM_NAME_MAX + 48]; /* spiffe://cluster.local/ns/NS/sa/SA */
+};
+
+struct xm_identities {
+	struct xm_identity *items; /* sorted by (family, addr) */
+	size_t n;
+};
+
+/* Replaces ids with the Pods of cfg. Returns 0 or -ENOMEM (ids unchanged then). */
+int identities_build(const struct xm_config *cfg, struct xm_identities *ids);
+void identities_free(struct xm_identities *ids);
+const struct xm_identity *identities_find(const struct xm_identities *ids, const union xm_addr *addr, uint8_t family);
+
+/* Istio's workload name of a pod: the canonical-name labels, else its name without the ReplicaSet suffixes. */
+void identity_workload_name(const struct xm_pod *pod, char *buf, size_t len);
+
+#endif

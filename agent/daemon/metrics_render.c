@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The agent's own figures for GET /metrics: config applies, Istio's TCP metrics counted by sockops
+ * (reporter="source": the socket path runs on the client's node), and outlier ejections.
+ */
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/strbuf.h"
+#include "daemon/daemon.h"
+#include "lbmap/lbmap.h"
+#include "metrics/percpu.h"
+#include "metrics/prom.h"
+#include "metrics/sock_lb_metrics.h"
+#include "outlier/outlier.h"
+
+#define TCP_LABELS 14
+
+static const char *const tcp_label_names[TCP_LABELS] = {
+	"reporter",
+	"source_workload",
+	"source_workload_namespace",
+	"source_principal",
+	"source_app",
+	"destination_service",
+	"destination_service_name",
+	"destination_service_namespace",
+	"destination_workload",
+	"destination_workload_namespace",
+	"destination_principal",
+	"request_protocol",
+	"connection_security_policy",
+	"response_flags",
+};
+
+struct tcp_series {
+	char labels[TCP_LABELS][640];
+	uint64_t v[4]; /* opened, closed, sent, received */
+};
+
+static const struct xm_lb_service *served_by_key(const struct xm_agent *a, const struct xm_svc_key *key)
+{
+	size_t i;
+
+	for (i = 0; i < a->served.n_services; i++)
+		if (!memcmp(&a->served.services[i].key, key, sizeof(*key)))
+			return &a->served.services[i];
+	return NULL;
+}
+
+static void set_identity(struct tcp_series *s, int workload, const struct xm_identity *id)
+{
+	snprintf(s->labels[workload], sizeof(s->labels[0]), "%s", id ? id->workload : "unknown");
+	snprintf(s->labels[workload + 1], sizeof(s->labels[0]), "%s", id ? id->ns : "unknown");
+	snprintf(s->labels[workload + 2], sizeof(s->labels[0]), "%s", id ? id->principal : "unknown");
+}
+
+static bool label_series(const struct xm_agent *a, const struct xm_conn_metrics_key *k, struct tcp_series *s)
+{
+	const struct xm_lb_service *svc;
+	struct xm_svc_key key;
+	struct xm_backend b;
+
+	memset(s->labels, 0, sizeof(s->labels));
+	if (!lbmap_svc_key(a->lbmap, k->svc_id, &key) || !(svc = served_by_key(a, &key)))
+		return false; /* a service port that is gone: its counters go with it */
+	snprintf(s->labels[0], sizeof(s->labels[0]), "source");
+	set_identity(s, 1, identities_find(&a->identities, &k->client, k->family));
+	snprintf(s->labels[4], sizeof(s->labels[0]), "%s", s->labels[1]);
+	snprintf(s->labels[5], sizeof(s->labels[0]), "%s.%s.svc.cluster.local", svc->name, svc->ns);
+	snprintf(s->labels[6], sizeof(s->labels[0]), "%s", svc->name);
+	snprintf(s->labels[7], sizeof(s->labels[0]), "%s", svc->ns);
+	if (lbmap_backend(a->lbmap, k->backend_id, &b))
+		set_identity(s, 8, identities_find(&a->identities, &b.addr, b.family));
+	else
+		set_identity(s, 8, NULL);
+	snprintf(s->labels[11], sizeof(s->labels[0]), "tcp");
+	snprintf(s->labels[12], sizeof(s->labels[0]), "unknown");
+	snprintf(s->labels[13], sizeof(s->labels[0]), "-");
+	return true;
+}
+
+static int series_cmp(const void *x, const void *y)
+{
+	return memcmp(((const struct tcp_series *)x)->labels, ((const struct tcp_series *)y)->labels,
+		      sizeof(((const struct tcp_series *)x)->labels));
+}
+
+static int key_cmp(const void *x, const void *y)
+{
+	return memcmp(x, y, sizeof(struct xm_conn_metrics_key));
+}
+
+/*
+ * The keys of an LRU hash, each once: a walk restarts from the first key when the previous one was evicted
+ * meanwhile, so keys are collected and deduplicated before any value is read.
+ */
+static size_t collect_keys(int map_fd, struct xm_conn_metrics_key **out)
+{
+	struct xm_conn_metrics_key k, next, *prev = NULL, *keys = NULL;
+	size_t n = 0, cap = 0, i, m;
+
+	while (bpf_map_get_next_key(map_fd, prev, &next) == 0 && n < 4 * 65536) {
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			void *p = realloc(keys, ncap * sizeof(*keys));
+
+			if (!p)
+				break;
+			keys = p;
+			cap = ncap;
+		}
+		keys[n++] = next;
+		k = next;
+		prev = &k;
+	}
+	if (n > 1)
+		qsort(keys, n, sizeof(*keys), key_cmp);
+	for (i = 0, m = 0; i < n; i++)
+		if (!m || key_cmp(&keys[m - 1], &keys[i]))
+			keys[m++] = keys[i];
+	*out = keys;
+	return m;
+}
+
+/* Connections from several addresses of one workload are one series: merge equal label sets. */
+static size_t collect_tcp(const struct xm_agent *a, int map_fd, struct tcp_series **out)
+{
+	struct xm_conn_metrics_key *keys = NULL;
+	size_t n_keys = collect_keys(map_fd, &keys), n = 0, i, m;
+	struct tcp_series *all = calloc(n_keys ? n_keys : 1, sizeof(*all));
+
+	for (i = 0; all && i < n_keys; i++) {
+		uint64_t sums[4];
+
+		if (percpu_lookup_sum(map_fd, &keys[i], 4, sums) || !label_series(a, &keys[i], &all[n]))
+			continue;
+		memcpy(all[n].v, sums, sizeof(sums));
+		n++;
+	}
+	free(keys);
+	if (n > 1)
+		qsort(all, n, sizeof(*all), series_cmp);
+	for (i = 0, m = 0; i < n; i++) {
+		if (m && !series_cmp(&all[m - 1], &all[i])) {
+			for (int f = 0; f < 4; f++)
+				all[m - 1].v[f] += all[i].v[f];
+			continue;
+		}
+		if (m != i)
+			all[m] = all[i];
+		m++;
+	}
+	*out = all;
+	return m;
+}
+
+static void render_istio_tcp(const struct xm_agent *a, int map_fd, struct strbuf *out)
+{
+	static const char *const names[4] = {
+		"istio_tcp_connections_opened_total",
+		"istio_tcp_connections_closed_total",
+		"istio_tcp_sent_bytes_total",
+		"istio_tcp_received_bytes_total",
+	};
+	static const char *const help[4] = {
+		"TCP connections opened, counted by the kernel at establishment.",
+		"TCP connections closed.",
+		"Bytes the client sent on closed connections.",
+		"Bytes the client received on closed connections.",
+	};
+	struct tcp_series *all = NULL;
+	size_t n = collect_tcp(a, map_fd, &all), i;
+	int f;
+
+	for (f = 0; f < 4; f++) {
+		prom_family(out, names[f], "counter", help[f]);
+		for (i = 0; i < n; i++) {
+			const char *values[TCP_LABELS];
+
+			for (int l = 0; l < TCP_LABELS; l++)
+				values[l] = all[i].labels[l];
+			prom_sample_u64(out, names[f], tcp_label_names, values, TCP_LABELS, all[i].v[f]);
+		}
+	}
+	free(all);
+}
+
+static void render_outlier(const struct xm_agent *a, int outlier_fd, struct strbuf *out)
+{
+	static const char *const ej_names[3] = { "destination_service", "endpoint", "reason" };
+	static const char *const g_names[2] = { "destination_service", "endpoint" };
+	size_t i, j;
+
+	prom_family(out, "xmesh_endpoint_ejections_total", "counter",
+		    "Outlier ejections of an endpoint, by reason, since the agent started.");
+	for (i = 0; i < a->n_ejections; i++) {
+		const struct xm_ejection_count *e = &a->ejections[i];
+		char svc[80] = "unknown", ep[80] = "unknown";
+		struct xm_svc_key key;
+		struct xm_backend b;
+		const char *values[3] = { svc, ep, outlier_reason_name(e->reason) };
+
+		if (lbmap_svc_key(a->lbmap, e->svc_id, &key))
+			lb_format_key(&key, svc, sizeof(svc));
+		if (lbmap_backend(a->lbmap, e->backend_id, &b)) {
+			struct xm_lb_backend lb = { .addr = b.addr, .port = ntohs(b.port), .family = b.family };
+
+			lb_format_backend(&lb, ep, sizeof(ep));
+		}
+		prom_sample_u64(out, "xmesh_endpoint_ejections_total", ej_names, values, 3, e->count);
+	}
+	prom_family(out, "xmesh_endpoint_ejected", "gauge", "1 while an endpoint is ejected by outlier detection.");
+	for (i = 0; i < a->served.n_services; i++) {
+		const struct xm_lb_service *s = &a->served.services[i];
+		uint32_t svc_id = lbmap_svc_id(a->lbmap, &s->key);
+		char svc[80];
+
+		if (!s->outlier_on || !svc_id)
+			continue;
+		lb_format_key(&s->key, svc, sizeof(svc));
+		for (j = 0; j < s->n_backends; j++) {
+			const struct xm_lb_backend *b = &s->backends[j];
+			uint32_t id = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
+			struct xm_endpoint_health h;
+			char ep[80];
+			const char *values[2] = { svc, ep };
+
+			if (!b->ready || !id)
+				continue;
+			lb_format_backend(b, ep, sizeof(ep));
+			outlier_read(outlier_fd, svc_id, id, &h);
+			prom_sample_u64(out, "xmesh_endpoint_ejected", g_names, values, 2, h.ejected);
+		}
+	}
+}
+
+void daemon_render_metrics(struct strbuf *out, void *ctx)
+{
+	static const char *const result[1] = { "result" };
+	const struct xm_agent *a = ctx;
+	const char *ok[1] = { "ok" }, *rejected[1] = { "rejected" };
+	struct xm_map_fds fds;
+
+	datapath_map_fds(&a->dp, &fds);
+	prom_family(out, "xmesh_config_applies_total", "counter", "Config applies, by result.");
+	prom_sample_u64(out, "xmesh_config_applies_total", result, ok, 1, a->applies_ok);
+	prom_sample_u64(out, "xmesh_config_applies_total", result, rejected, 1, a->applies_failed);
+	sock_lb_metrics_render(fds.sock_stats, out);
+	render_istio_tcp(a, fds.conn_metrics, out);
+	render_outlier(a, fds.outlier, out);
+}

@@ -1,0 +1,645 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * One request per connection, answered with `Connection: close`. Prometheus scrapes every 15 s or more, so
+ * keep-alive would save one loopback handshake per scrape while an idle kept-alive connection would hold one
+ * of the few slots; closing also leaves no pipelining state to get wrong. Sockets are edge-triggered for
+ * both directions, registered once: every callback reads or writes until EAGAIN, and a full socket buffer
+ * just waits for the next EPOLLOUT edge, so a slow client never stalls the loop.
+ */
+#include "metrics/http.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+/* ---- request parsing ---- */
+
+static bool is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* A byte no request head may hold anywhere: controls other than HT, CR and LF, and DEL. */
+static bool never_valid(unsigned char c)
+{
+	return (c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f;
+}
+
+/*
+ * The line starting at pos: *line_len excludes the CR LF (or bare LF); returns the offset past it, 0 if
+ * the line is not complete yet, or -1 for a CR inside the line.
+ */
+static size_t next_line(const char *buf, size_t len, size_t pos, size_t *line_len, bool *bad)
+{
+	const char *lf = memchr(buf + pos, '\n', len - pos);
+	size_t end;
+
+	*bad = false;
+	if (!lf)
+		return 0;
+	end = (size_t)(lf - buf);
+	*line_len = end - pos;
+	if (*line_len && buf[end - 1] == '\r')
+		(*line_len)--;
+	if (memchr(buf + pos, '\r', *line_len))
+		*bad = true;
+	return end + 1;
+}
+
+static int parse_request_line(const char *s, size_t n, struct mhttp_request *req)
+{
+	const char *end = s + n, *p = s, *target, *q;
+	size_t tlen;
+
+	while (p < end && is_tchar((unsigned char)*p))
+		p++;
+	if (p == s || p == end || *p != ' ')
+		return -400;
+	req->method = s;
+	req->method_len = (size_t)(p - s);
+	target = ++p;
+	while (p < end && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f)
+		p++;
+	if (p == target || p == end || *p != ' ')
+		return -400;
+	tlen = (size_t)(p - target);
+	p++;
+	if (end - p != 8 || memcmp(p, "HTTP/", 5) || p[6] != '.' || p[5] < '0' || p[5] > '9' || p[7] < '0' ||
+	    p[7] > '9')
+		return -400;
+	if (p[5] != '1')
+		return -505;
+	req->minor_version = p[7] - '0';
+
+	/* absolute-form (RFC 9112 §3.2.2): servers must accept it; only its path matters here. */
+	if (tlen > 7 && (!strncasecmp(target, "http://", 7) || !strncasecmp(target, "https://", 8))) {
+		const char *auth = target + (target[4] == ':' ? 7 : 8);
+
+		q = memchr(auth, '/', (size_t)(target + tlen - auth));
+		if (!q) {
+			req->path = "/";
+			req->path_len = 1;
+			return 0;
+		}
+		tlen -= (size_t)(q - target);
+		target = q;
+	} else if (*target != '/' && !(tlen == 1 && *target == '*')) {
+		return -400;
+	}
+	q = memchr(target, '?', tlen);
+	req->path = target;
+	req->path_len = q ? (size_t)(q - target) : tlen;
+	return 0;
+}
+
+static int parse_header(const char *s, size_t n, int *n_host)
+{
+	const char *end = s + n, *p = s;
+
+	if (*s == ' ' || *s == '\t') /* obs-fold: RFC 9112 §5.2 lets a server reject it */
+		return -400;
+	while (p < end && is_tchar((unsigned char)*p))
+		p++;
+	if (p == s || p == end || *p != ':') /* also "Name : value", which RFC 9112 §5.1 forbids */
+		return -400;
+	if (p - s == 4 && !strncasecmp(s, "host", 4))
+		(*n_host)++;
+	for (p++; p < end; p++)
+		if ((unsigned char)*p < 0x20 ? *p != '\t' : *p == 0x7f)
+			return -400;
+	return 0;
+}
+
+int mhttp_parse_request(const char *buf, size_t len, struct mhttp_request *req)
+{
+	size_t pos = 0, next, n = 0, i;
+	bool bad, have_line = false;
+	int n_host = 0, err;
+
+	memset(req, 0, sizeof(*req));
+	for (;;) {
+		next = next_line(buf, len, pos, &n, &bad);
+		if (!next)
+			break;
+		if (bad)
+			return -400;
+		if (!have_line) {
+			/* RFC 9112 §2.2: empty lines before the request line are ignored. */
+			if (n) {
+				err = parse_request_line(buf + pos, n, req);
+				if (err)
+					return err;
+				have_line = true;
+			}
+		} else if (!n) {
+			if (n_host > 1 || (req->minor_version >= 1 && n_host == 0))
+				return -400;
+			return (int)next;
+		} else {
+			err = parse_header(buf + pos, n, &n_host);
+			if (err)
+				return err;
+		}
+		pos = next;
+	}
+	/* Incomplete: wait for more, unless what is there can never become a request (TLS, binary junk). */
+	for (i = pos; i < len; i++)
+		if (never_valid((unsigned char)buf[i]) || (buf[i] == '\r' && i + 1 < len))
+			return -400;
+	return 0;
+}
+
+const char *mhttp_reason(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Unknown";
+	}
+}
+
+/* ---- addresses ---- */
+
+int mhttp_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[INET6_ADDRSTRLEN + 16];
+	const char *colon, *port;
+	size_t hlen;
+	int family;
+
+	if (!addr)
+		return -EINVAL;
+	if (addr[0] == '[') {
+		const char *rb = strchr(addr, ']');
+
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		hlen = (size_t)(rb - addr - 1);
+		memcpy(host, addr + 1, hlen < sizeof(host) ? hlen : 0);
+		family = AF_INET6;
+		port = rb + 2;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon || memchr(addr, ':', (size_t)(colon - addr)))
+			return -EINVAL;
+		hlen = (size_t)(colon - addr);
+		memcpy(host, addr, hlen < sizeof(host) ? hlen : 0);
+		family = AF_INET;
+		port = colon + 1;
+	}
+	if (!hlen || hlen >= sizeof(host) || !*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) ||
+	    atoi(port) > 65535)
+		return -EINVAL;
+	host[hlen] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	if (getaddrinfo(host, port, &hints, &res) || !res)
+		return -EINVAL;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* ---- server ---- */
+
+enum conn_state {
+	CONN_READ,  /* collecting the request head */
+	CONN_WRITE, /* sending the answer */
+	CONN_DRAIN, /* answer sent and write side shut: reading what the client still sends, until it closes */
+};
+
+struct mhttp_conn {
+	struct mhttp_server *srv;
+	struct mhttp_conn *prev, *next;
+	int fd;
+	enum conn_state state;
+	bool expired; /* deadline passed: shut down, the connection's own callback frees it */
+	uint64_t deadline_ms;
+	size_t in_len;
+	char head[512];
+	size_t head_len;
+	struct strbuf body; /* sent after head, unless the request was HEAD */
+	size_t body_len;    /* bytes of body to send: 0 for HEAD */
+	size_t sent;	    /* of head_len + body_len */
+	char in[];	    /* limits.max_request bytes */
+};
+
+struct mhttp_server {
+	struct xm_loop *loop;
+	int fd, timer_fd, port;
+	uint64_t timer_at; /* when the deadline timer fires, 0 when not armed */
+	struct mhttp_limits limits;
+	mhttp_handler handler;
+	void *ctx;
+	struct mhttp_conn *conns;
+	unsigned int n_conns;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Arms the one timer for the earliest deadline, unless it already fires before that. */
+static void rearm(struct mhttp_server *s)
+{
+	struct mhttp_conn *c;
+	uint64_t first = 0, now;
+
+	for (c = s->conns; c; c = c->next)
+		if (!c->expired && (!first || c->deadline_ms < first))
+			first = c->deadline_ms;
+	if (!first || (s->timer_at && s->timer_at <= first))
+		return;
+	now = now_ms();
+	if (loop_arm_timer(s->timer_fd, first > now ? first - now : 1) == 0)
+		s->timer_at = first;
+}
+
+static void conn_free(struct mhttp_conn *c)
+{
+	struct mhttp_server *s = c->srv;
+
+	loop_del_fd(s->loop, c->fd);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->n_conns--;
+	sb_free(&c->body);
+	free(c);
+}
+
+/* The status line and headers; extra is one more header line without its CRLF, or NULL. */
+static void format_head(struct mhttp_conn *c, int status, const char *content_type, size_t content_length,
+			const char *extra)
+{
+	char date[64];
+	struct tm tm;
+	time_t t = time(NULL);
+	int n;
+
+	if (!gmtime_r(&t, &tm) || !strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm))
+		date[0] = '\0';
+	n = snprintf(c->head, sizeof(c->head),
+		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s%sConnection: close\r\n\r\n",
+		     status, mhttp_reason(status), content_type ? content_type : "text/plain; charset=utf-8",
+		     content_length, date[0] ? "Date: " : "", date, date[0] ? "\r\n" : "", extra ? extra : "",
+		     extra ? "\r\n" : "");
+	c->head_len = n > 0 && (size_t)n < sizeof(c->head) ? (size_t)n : 0;
+	/* Only a handler's absurd content type can overflow; the plain head always fits. */
+	if (!c->head_len && (content_type || extra))
+		format_head(c, status, NULL, content_length, NULL);
+}
+
+static void answer_error(struct mhttp_conn *c, int status, const char *extra)
+{
+	sb_free(&c->body);
+	sb_printf(&c->body, "%d %s\n", status, mhttp_reason(status));
+	c->body_len = c->body.oom ? 0 : c->body.len;
+	format_head(c, status, NULL, c->body_len, extra);
+	c->state = CONN_WRITE;
+}
+
+static void answer(struct mhttp_conn *c, const struct mhttp_request *req)
+{
+	struct mhttp_response resp = { .status = 200 };
+	bool head = req->method_len == 4 && !memcmp(req->method, "HEAD", 4);
+
+	if (!head && !(req->method_len == 3 && !memcmp(req->method, "GET", 3))) {
+		answer_error(c, 405, "Allow: GET, HEAD");
+		return;
+	}
+	c->srv->handler(req, &resp, c->srv->ctx);
+	if (resp.body.oom) {
+		sb_free(&resp.body);
+		log_warn("metrics http: out of memory rendering %.*s", (int)req->path_len, req->path);
+		answer_error(c, 500, NULL);
+		return;
+	}
+	sb_free(&c->body);
+	c->body = resp.body;
+	format_head(c, resp.status, resp.content_type, c->body.len, NULL);
+	c->body_len = head ? 0 : c->body.len;
+	c->state = CONN_WRITE;
+}
+
+/* Reads until the head is complete, the buffer is full or the socket is drained; false: close. */
+static bool conn_read(struct mhttp_conn *c)
+{
+	size_t max = c->srv->limits.max_request;
+	struct mhttp_request req;
+	int r;
+
+	while (c->in_len < max) {
+		ssize_t n = recv(c->fd, c->in + c->in_len, max - c->in_len, 0);
+
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		if (n == 0) /* gone before a full request: nobody to answer */
+			return false;
+		c->in_len += (size_t)n;
+		r = mhttp_parse_request(c->in, c->in_len, &req);
+		if (r > 0) {
+			answer(c, &req);
+			return true;
+		}
+		if (r < 0) {
+			answer_error(c, -r, NULL);
+			return true;
+		}
+	}
+	/* Full and still no blank line: a request line that long is a 414, otherwise headers are too big. */
+	answer_error(c, memchr(c->in, '\n', c->in_len) ? 431 : 414, NULL);
+	return true;
+}
+
+/* Sends until done or EAGAIN; when done, shuts the write side and starts draining. false: close. */
+static bool conn_write(struct mhttp_conn *c)
+{
+	size_t total = c->head_len + c->body_len;
+
+	while (c->sent < total) {
+		struct iovec iov[2];
+		struct msghdr msg = { .msg_iov = iov };
+		ssize_t n;
+
+		if (c->sent < c->head_len) {
+			iov[0].iov_base = c->head + c->sent;
+			iov[0].iov_len = c->head_len - c->sent;
+			iov[1].iov_base = c->body.buf;
+			iov[1].iov_len = c->body_len;
+			msg.msg_iovlen = c->body_len ? 2 : 1;
+		} else {
+			iov[0].iov_base = c->body.buf + (c->sent - c->head_len);
+			iov[0].iov_len = total - c->sent;
+			msg.msg_iovlen = 1;
+		}
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		c->sent += (size_t)n;
+	}
+	/*
+	 * Closing with unread bytes in the receive queue (a request body, a pipelined request) would send an
+	 * RST that can destroy the answer in flight: shut our side, then read until the client closes.
+	 */
+	shutdown(c->fd, SHUT_WR);
+	sb_free(&c->body);
+	c->state = CONN_DRAIN;
+	if (c->deadline_ms > now_ms() + MHTTP_LINGER_MS)
+		c->deadline_ms = now_ms() + MHTTP_LINGER_MS;
+	return true;
+}
+
+/* Discards what the client sends after the answer; false once it has closed. A streaming client hits the deadline. */
+static bool conn_drain(struct mhttp_conn *c)
+{
+	char scratch[4096];
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		if (n == 0)
+			return false;
+	}
+	return true;
+}
+
+static void on_conn(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct mhttp_conn *c = ctx;
+	bool keep = true;
+
+	(void)loop, (void)fd;
+	if (c->expired || (events & EPOLLERR)) {
+		conn_free(c);
+		return;
+	}
+	if (c->state == CONN_READ)
+		keep = conn_read(c);
+	if (keep && c->state == CONN_WRITE)
+		keep = conn_write(c);
+	if (keep && c->state == CONN_DRAIN)
+		keep = conn_drain(c);
+	if (!keep) {
+		conn_free(c);
+		return;
+	}
+	rearm(c->srv);
+}
+
+/*
+ * Deadline passed: abort (RST on close, nothing left to retry in the kernel). Only shut down here — this
+ * may run in the same epoll batch as the connection's own event, so its callback is the one that frees it;
+ * the shutdown makes the socket report EPOLLHUP so that callback comes.
+ */
+static void conn_expire(struct mhttp_conn *c)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	c->expired = true;
+	if (c->state != CONN_DRAIN)
+		log_debug("metrics http: connection timed out %s", c->state == CONN_READ ? "reading" : "writing");
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+static void on_timer(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct mhttp_server *s = ctx;
+	struct mhttp_conn *c;
+	uint64_t now = now_ms();
+
+	(void)loop, (void)fd, (void)events;
+	s->timer_at = 0;
+	for (c = s->conns; c; c = c->next)
+		if (!c->expired && c->deadline_ms <= now)
+			conn_expire(c);
+	rearm(s);
+}
+
+/* Over the cap: a fixed 503 if the socket takes it at once, then close — never wait for this client. */
+static void reject(int cfd)
+{
+	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+	char scratch[512];
+	int i;
+
+	(void)!send(cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* A request already queued would turn the close into a RST that can overtake the 503. */
+	for (i = 0; i < 8 && recv(cfd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0; i++)
+		;
+	close(cfd);
+}
+
+static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct mhttp_server *s = ctx;
+	int i, cfd;
+
+	(void)events;
+	/* A bounded batch: a connect flood cannot keep the loop here; the listener stays readable. */
+	for (i = 0; i < 32; i++) {
+		struct mhttp_conn *c;
+
+		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("metrics http: accept: %s", strerror(errno));
+			return;
+		}
+		if (s->n_conns >= s->limits.max_conns) {
+			reject(cfd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c) + s->limits.max_request);
+		if (!c) {
+			reject(cfd);
+			continue;
+		}
+		c->srv = s;
+		c->fd = cfd;
+		c->deadline_ms = now_ms() + s->limits.timeout_ms;
+		if (loop_add_fd(loop, cfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn, c) < 0) {
+			free(c);
+			reject(cfd);
+			continue;
+		}
+		c->next = s->conns;
+		if (s->conns)
+			s->conns->prev = c;
+		s->conns = c;
+		s->n_conns++;
+		rearm(s);
+	}
+}
+
+struct mhttp_server *mhttp_listen(struct xm_loop *loop, const char *addr, const struct mhttp_limits *limits,
+				  mhttp_handler handler, void *ctx)
+{
+	struct mhttp_server *s = calloc(1, sizeof(*s));
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	int one = 1, err;
+
+	if (!s)
+		return NULL;
+	s->fd = s->timer_fd = -1;
+	s->loop = loop;
+	s->handler = handler;
+	s->ctx = ctx;
+	s->limits =
+	    (struct mhttp_limits){ MHTTP_MAX_REQUEST_DEFAULT, MHTTP_MAX_CONNS_DEFAULT, MHTTP_TIMEOUT_MS_DEFAULT };
+	if (limits) {
+		if (limits->max_request)
+			s->limits.max_request = limits->max_request;
+		if (limits->max_conns)
+			s->limits.max_conns = limits->max_conns;
+		if (limits->timeout_ms)
+			s->limits.timeout_ms = limits->timeout_ms;
+	}
+	err = mhttp_parse_addr(addr, &ss, &slen);
+	if (err) {
+		log_error("metrics listener \"%s\": not IPv4:PORT or [IPv6]:PORT", addr ? addr : "");
+		goto fail;
+	}
+	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->fd < 0)
+		goto fail_errno;
+	/* A restarted agent rebinds at once, whatever TIME_WAIT its predecessor left. */
+	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s->fd, (struct sockaddr *)&ss, slen) < 0 || listen(s->fd, 64) < 0)
+		goto fail_errno;
+	slen = sizeof(ss);
+	if (getsockname(s->fd, (struct sockaddr *)&ss, &slen) < 0)
+		goto fail_errno;
+	s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+						: ((struct sockaddr_in6 *)&ss)->sin6_port);
+	s->timer_fd = loop_add_timer(loop, s->limits.timeout_ms, 0, on_timer, s);
+	if (s->timer_fd < 0) {
+		errno = -s->timer_fd;
+		s->timer_fd = -1;
+		goto fail_errno;
+	}
+	s->timer_at = now_ms() + s->limits.timeout_ms;
+	if (loop_add_fd(loop, s->fd, EPOLLIN, on_accept, s) < 0)
+		goto fail_errno;
+	return s;
+fail_errno:
+	log_error("metrics listener %s: %s", addr, strerror(errno));
+fail:
+	if (s->timer_fd >= 0)
+		loop_del_fd(loop, s->timer_fd);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+	return NULL;
+}
+
+int mhttp_port(const struct mhttp_server *s)
+{
+	return s->port;
+}
+
+unsigned int mhttp_n_conns(const struct mhttp_server *s)
+{
+	return s->n_conns;
+}
+
+void mhttp_close(struct mhttp_server *s)
+{
+	if (!s)
+		return;
+	while (s->conns)
+		conn_free(s->conns);
+	loop_del_fd(s->loop, s->fd);
+	close(s->fd);
+	loop_del_fd(s->loop, s->timer_fd);
+	free(s);
+}

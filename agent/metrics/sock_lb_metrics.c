@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "metrics/sock_lb_metrics.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include <xmesh/lb.h>
+
+#include "core/log.h"
+#include "core/strbuf.h"
+#include "metrics/percpu.h"
+#include "metrics/prom.h"
+
+/* A new counter in enum xm_sock_stat needs a family (or a label value) here. */
+XM_STATIC_ASSERT(XM_STAT_SOCK_MAX == 5, "xm_sock_stat changed: update sock_lb_metrics_render");
+
+int sock_lb_metrics_render(int stats_fd, struct strbuf *out)
+{
+	static const char *const proto[] = { "protocol" }, *const reason[] = { "reason" };
+	static const char *const tcp[] = { "tcp" }, *const udp[] = { "udp" };
+	static const char *const no_backend[] = { "no_backend" }, *const lookup_miss[] = { "lookup_miss" };
+	static bool warned;
+	uint64_t v[XM_STAT_SOCK_MAX];
+	int err;
+
+	/* Read everything first: a scrape gets all three families or none of them. */
+	err = percpu_sum_u64(stats_fd, XM_STAT_SOCK_MAX, v);
+	if (err) {
+		if (!warned)
+			log_warn("metrics: xm_sock_stats: %s; xmesh_sock_lb_* left out of scrapes", strerror(-err));
+		warned = true;
+		return err;
+	}
+	prom_family(out, "xmesh_sock_lb_connects_total", "counter",
+		    "Sockets whose service VIP the socket LB rewrote to a backend: TCP connects, UDP connects and "
+		    "sendmsgs.");
+	prom_sample_u64(out, "xmesh_sock_lb_connects_total", proto, tcp, 1, v[XM_STAT_SOCK_LB_TCP]);
+	prom_sample_u64(out, "xmesh_sock_lb_connects_total", proto, udp, 1, v[XM_STAT_SOCK_LB_UDP]);
+	prom_family(out, "xmesh_sock_lb_refused_total", "counter",
+		    "Connects to a service VIP refused with ECONNREFUSED: no ready backend, or a backend lookup that "
+		    "missed while a config was being applied.");
+	prom_sample_u64(out, "xmesh_sock_lb_refused_total", reason, no_backend, 1, v[XM_STAT_SOCK_NO_BACKEND]);
+	prom_sample_u64(out, "xmesh_sock_lb_refused_total", reason, lookup_miss, 1, v[XM_STAT_SOCK_LOOKUP_MISS]);
+	prom_family(out, "xmesh_sock_lb_revnat_total", "counter",
+		    "getpeername and recvmsg calls answered with the service VIP instead of the backend address.");
+	prom_sample_u64(out, "xmesh_sock_lb_revnat_total", NULL, NULL, 0, v[XM_STAT_SOCK_REVNAT]);
+	return 0;
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Per-CPU counter maps summed for a scrape, and the socket LB's families (needs CAP_BPF, else skipped). */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <xmesh/lb.h>
+
+#include "core/strbuf.h"
+#include "metrics/percpu.h"
+#include "metrics/sock_lb_metrics.h"
+#include "test_metrics.h"
+
+/* A PERCPU_ARRAY like xm_sock_stats with key k on CPU c holding (k + 1) * (c + 1). */
+static int make_stats_map(int *ncpu)
+{
+	uint64_t *vals;
+	uint32_t k;
+	int fd, c;
+
+	*ncpu = libbpf_num_possible_cpus();
+	cr_assert_gt(*ncpu, 0);
+	fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "test_sock_stats", sizeof(uint32_t), sizeof(struct xm_counter),
+			    XM_STAT_SOCK_MAX, NULL);
+	if (fd < 0)
+		cr_skip_test("cannot create a BPF map here (%s): per-CPU reads not tested", strerror(errno));
+	vals = calloc((size_t)*ncpu, sizeof(*vals));
+	cr_assert_not_null(vals);
+	for (k = 0; k < XM_STAT_SOCK_MAX; k++) {
+		for (c = 0; c < *ncpu; c++)
+			vals[c] = (uint64_t)(k + 1) * (uint64_t)(c + 1);
+		cr_assert_eq(bpf_map_update_elem(fd, &k, vals, BPF_ANY), 0);
+	}
+	free(vals);
+	return fd;
+}
+
+static uint64_t expected(uint32_t k, int ncpu)
+{
+	return (uint64_t)(k + 1) * (uint64_t)ncpu * (uint64_t)(ncpu + 1) / 2;
+}
+
+Test(metrics_sock_lb, percpu_sums_every_cpu)
+{
+	uint64_t sums[XM_STAT_SOCK_MAX];
+	int ncpu, fd = make_stats_map(&ncpu);
+	uint32_t k;
+
+	cr_assert_eq(percpu_sum_u64(fd, XM_STAT_SOCK_MAX, sums), 0);
+	for (k = 0; k < XM_STAT_SOCK_MAX; k++)
+		cr_expect_eq(sums[k], expected(k, ncpu), "key %u: %llu, want %llu over %d CPUs", k,
+			     (unsigned long long)sums[k], (unsigned long long)expected(k, ncpu), ncpu);
+	cr_expect_eq(percpu_sum_u64(fd, XM_STAT_SOCK_MAX + 1, sums), -ENOENT, "key past max_entries");
+	close(fd);
+}
+
+/* A multi-field value in a per-CPU hash, as xm_conn_metrics (LRU_PERCPU_HASH of four __u64) holds. */
+Test(metrics_sock_lb, percpu_hash_multi_field)
+{
+	struct xm_conn_metrics_key key = { .svc_id = 7, .backend_id = 9, .family = XM_FAMILY_V4 }, absent = key;
+	struct xm_conn_metrics *vals;
+	uint64_t sums[4];
+	int ncpu = libbpf_num_possible_cpus(), fd, c;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_LRU_PERCPU_HASH, "test_conn_metrics", sizeof(key),
+			    sizeof(struct xm_conn_metrics), 16, NULL);
+	if (fd < 0)
+		cr_skip_test("cannot create a BPF map here (%s)", strerror(errno));
+	vals = calloc((size_t)ncpu, sizeof(*vals));
+	cr_assert_not_null(vals);
+	for (c = 0; c < ncpu; c++)
+		vals[c] = (struct xm_conn_metrics){
+			.opened = 1, .closed = (uint64_t)c, .sent_bytes = 1000, .received_bytes = 1ull << 40
+		};
+	cr_assert_eq(bpf_map_update_elem(fd, &key, vals, BPF_ANY), 0);
+	cr_assert_eq(percpu_lookup_sum(fd, &key, 4, sums), 0);
+	cr_expect_eq(sums[0], (uint64_t)ncpu);
+	cr_expect_eq(sums[1], (uint64_t)ncpu * (uint64_t)(ncpu - 1) / 2);
+	cr_expect_eq(sums[2], 1000ull * (uint64_t)ncpu);
+	cr_expect_eq(sums[3], (uint64_t)ncpu << 40);
+	absent.backend_id = 10;
+	cr_expect_eq(percpu_lookup_sum(fd, &absent, 4, sums), -ENOENT);
+	free(vals);
+	close(fd);
+}
+
+Test(metrics_sock_lb, renders_families)
+{
+	struct strbuf sb = { 0 };
+	char want[128], out[4096];
+	int ncpu, fd = make_stats_map(&ncpu);
+
+	cr_assert_eq(sock_lb_metrics_render(fd, &sb), 0);
+	snprintf(want, sizeof(want), "\nxmesh_sock_lb_connects_total{protocol=\"tcp\"} %llu\n",
+		 (unsigned long long)expected(XM_STAT_SOCK_LB_TCP, ncpu));
+	cr_expect(strstr(sb.buf, want), "want %s in:\n%s", want, sb.buf);
+	snprintf(want, sizeof(want), "\nxmesh_sock_lb_connects_total{protocol=\"udp\"} %llu\n",
+		 (unsigned long long)expected(XM_STAT_SOCK_LB_UDP, ncpu));
+	cr_expect(strstr(sb.buf, want), "want %s in:\n%s", want, sb.buf);
+	snprintf(want, sizeof(want), "\nxmesh_sock_lb_refused_total{reason=\"no_backend\"} %llu\n",
+		 (unsigned long long)expected(XM_STAT_SOCK_NO_BACKEND, ncpu));
+	cr_expect(strstr(sb.buf, want), "want %s in:\n%s", want, sb.buf);
+	snprintf(want, sizeof(want), "\nxmesh_sock_lb_refused_total{reason=\"lookup_miss\"} %llu\n",
+		 (unsigned long long)expected(XM_STAT_SOCK_LOOKUP_MISS, ncpu));
+	cr_expect(strstr(sb.buf, want), "want %s in:\n%s", want, sb.buf);
+	snprintf(want, sizeof(want), "\nxmesh_sock_lb_revnat_total %llu\n",
+		 (unsigned long long)expected(XM_STAT_SOCK_REVNAT, ncpu));
+	cr_expect(strstr(sb.buf, want), "want %s in:\n%s", want, sb.buf);
+	if (promtool_path())
+		cr_expect_eq(promtool_check(sb.buf, out, sizeof(out)), 0, "promtool: %s", out);
+	close(fd);
+	sb_free(&sb);
+}
+
+Test(metrics_sock_lb, unreadable_map_renders_nothing)
+{
+	struct strbuf sb = { 0 };
+
+	cr_expect_eq(sock_lb_metrics_render(-1, &sb), -EBADF);
+	cr_expect_eq(sb.len, 0);
+}
