@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on this machine. Builds a node namespace with three reviews pods and a client
 # pod, starts the agent on examples/demo/*.yaml, and shows 300 connections to the Service VIP spread over
-# the pods, getpeername() answering the VIP, and `xmesh status`. Removes everything before it exits.
+# the pods, getpeername() answering the VIP, `xmesh status`, a pod dying and being ejected by the kernel
+# and coming back, and an excerpt of the metrics. Removes everything before it exits.
 #
 #   scripts/demo.sh BUILD_DIR [--keep]     --keep: leave it running and print commands to explore it
 #   scripts/demo.sh [BUILD_DIR] --teardown remove a kept demo
@@ -128,6 +129,30 @@ say "== xmesh status"
 xmt_xmesh status --admin "$XMT_ADMIN" 2>&1 | sed 's/^/   /' || say "   (xmesh status failed)"
 
 rc=0
+say ""
+say "== reviews-v3 dies; outlier detection (consecutive5xxErrors 3) runs in the kernel, in sockops"
+xmt_bg_stop srv-reviews-v3 || true
+dead="$XMT_TMP/dead"
+xmt_client productpage "$dead" spread --addr 10.96.0.10:80 -n 30 || true
+failed=$(xmt_field "$dead" errors)
+say "   30 connects while it is dead: $failed refused, then the kernel ejected it ($(grep -o 'outlier: ejected.*' "$XMT_AGENT_LOG" | head -n 1))"
+xmt_client productpage "$dead" spread --addr 10.96.0.10:80 -n 100 || true
+after=$(xmt_field "$dead" errors)
+say "   next 100 connects: $after failed; spread $(xmt_ids "$dead")"
+[ "${failed:-9}" -le 3 ] && [ "${after:-1}" = 0 ] || rc=1
+xmt_server reviews-v3
+sleep 3.2
+xmt_client productpage "$dead" spread --addr 10.96.0.10:80 -n 90 || true
+say "   reviews-v3 restarted; after its 3 s ejection: spread $(xmt_ids "$dead") ($(xmt_field "$dead" errors) errors)"
+[ "$(xmt_id_count "$dead" reviews-v3)" -gt 0 ] || rc=1
+
+say ""
+say "== metrics (curl http://127.0.0.1:15090/metrics in the node namespace), an excerpt"
+nsenter --net="/run/netns/$XMT_NODE" -- curl -sf --max-time 5 http://127.0.0.1:15090/metrics >"$XMT_TMP/metrics" || true
+grep -E '^(istio_tcp_connections_opened_total|xmesh_endpoint_ejections_total|xmesh_sock_lb_connects_total)' \
+	"$XMT_TMP/metrics" | sed -E 's/(source_principal|destination_principal|source_app|request_protocol|connection_security_policy|response_flags|destination_service_name|destination_service_namespace|source_workload_namespace|destination_workload_namespace)="[^"]*",?//g; s/,}/}/' |
+	head -n 6 | sed 's/^/   /'
+[ -s "$XMT_TMP/metrics" ] || { say "   (no metrics answer)"; rc=1; }
 say ""
 if [ "$errors" != 0 ] || [ "$mism" != 0 ] || [ "$ok" != 300 ]; then
 	rc=1

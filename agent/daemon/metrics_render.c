@@ -189,6 +189,18 @@ static void render_istio_tcp(const struct xm_agent *a, int map_fd, struct strbuf
 	free(all);
 }
 
+/* "reviews.default.svc.cluster.local:80/TCP": Istio's destination_service, plus the port a VIP serves. */
+static void service_label(const struct xm_agent *a, const struct xm_svc_key *key, char *buf, size_t len)
+{
+	const struct xm_lb_service *s = served_by_key(a, key);
+
+	if (s)
+		snprintf(buf, len, "%s.%s.svc.cluster.local:%u/%s", s->name, s->ns, ntohs(key->port),
+			 key->proto == XM_PROTO_UDP ? "UDP" : "TCP");
+	else
+		lb_format_key(key, buf, len);
+}
+
 static void render_outlier(const struct xm_agent *a, int outlier_fd, struct strbuf *out)
 {
 	static const char *const ej_names[3] = { "destination_service", "endpoint", "reason" };
@@ -199,13 +211,13 @@ static void render_outlier(const struct xm_agent *a, int outlier_fd, struct strb
 		    "Outlier ejections of an endpoint, by reason, since the agent started.");
 	for (i = 0; i < a->n_ejections; i++) {
 		const struct xm_ejection_count *e = &a->ejections[i];
-		char svc[80] = "unknown", ep[80] = "unknown";
+		char svc[400] = "unknown", ep[80] = "unknown";
 		struct xm_svc_key key;
 		struct xm_backend b;
 		const char *values[3] = { svc, ep, outlier_reason_name(e->reason) };
 
 		if (lbmap_svc_key(a->lbmap, e->svc_id, &key))
-			lb_format_key(&key, svc, sizeof(svc));
+			service_label(a, &key, svc, sizeof(svc));
 		if (lbmap_backend(a->lbmap, e->backend_id, &b)) {
 			struct xm_lb_backend lb = { .addr = b.addr, .port = ntohs(b.port), .family = b.family };
 
@@ -217,11 +229,11 @@ static void render_outlier(const struct xm_agent *a, int outlier_fd, struct strb
 	for (i = 0; i < a->served.n_services; i++) {
 		const struct xm_lb_service *s = &a->served.services[i];
 		uint32_t svc_id = lbmap_svc_id(a->lbmap, &s->key);
-		char svc[80];
+		char svc[400];
 
 		if (!s->outlier_on || !svc_id)
 			continue;
-		lb_format_key(&s->key, svc, sizeof(svc));
+		service_label(a, &s->key, svc, sizeof(svc));
 		for (j = 0; j < s->n_backends; j++) {
 			const struct xm_lb_backend *b = &s->backends[j];
 			uint32_t id = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
