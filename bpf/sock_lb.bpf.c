@@ -122,6 +122,7 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 	struct xm_backend *be;
 	struct xm_svc_key key;
 	__u32 backend_id;
+	__u64 cookie;
 	bool mapped;
 
 	xm_key_from_ctx(ctx, &key, &mapped, v6);
@@ -130,9 +131,10 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 
 	svc = bpf_map_lookup_elem(&xm_services, &key);
 	if (!svc) {
-		/* Re-connecting a socket elsewhere: getpeername must stop answering the old VIP. */
-		if (is_connect) {
-			st = bpf_sk_storage_get(&xm_sock_state, ctx->sk, 0, 0);
+		/* A UDP socket re-connected elsewhere: getpeername must stop answering the old VIP. */
+		if (is_connect && key.proto == XM_PROTO_UDP) {
+			cookie = bpf_get_socket_cookie(ctx);
+			st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 			if (st)
 				st->flags &= ~XM_SOCK_F_NATTED;
 		}
@@ -157,17 +159,29 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 	if (!is_connect)
 		return SYS_PROCEED;
 
-	st = bpf_sk_storage_get(&xm_sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	cookie = bpf_get_socket_cookie(ctx);
+	st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 	if (st) {
+		/* connect() again (non-blocking retry, UDP re-connect): a counted socket keeps its backend. */
 		st->vip = key.vip;
 		st->vport = key.port;
 		st->family = key.family;
-		/* Once counted, the count belongs to that backend until the socket closes. */
 		if (!(st->flags & XM_SOCK_F_COUNTED)) {
 			st->backend_id = backend_id;
 			st->svc_id = svc->svc_id;
 		}
 		st->flags |= XM_SOCK_F_NATTED;
+	} else {
+		struct xm_sock_state fresh = {
+			.vip = key.vip,
+			.backend_id = backend_id,
+			.vport = key.port,
+			.family = key.family,
+			.flags = XM_SOCK_F_NATTED,
+			.svc_id = svc->svc_id,
+		};
+
+		bpf_map_update_elem(&xm_sock_state, &cookie, &fresh, BPF_ANY);
 	}
 	return SYS_PROCEED;
 }
@@ -201,9 +215,11 @@ static __always_inline int xm_sock_getpeername(struct bpf_sock_addr *ctx, const 
 {
 	struct xm_sock_state *st;
 	struct xm_svc_key peer;
+	__u64 cookie;
 	bool mapped;
 
-	st = bpf_sk_storage_get(&xm_sock_state, ctx->sk, 0, 0);
+	cookie = bpf_get_socket_cookie(ctx);
+	st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 	if (!st || !(st->flags & XM_SOCK_F_NATTED))
 		return SYS_PROCEED;
 	xm_key_from_ctx(ctx, &peer, &mapped, v6);
@@ -332,13 +348,12 @@ SEC("sockops")
 int xm_sockops(struct bpf_sock_ops *skops)
 {
 	struct xm_sock_state *st;
-	struct bpf_sock *sk = skops->sk;
+	__u64 cookie;
 
-	if (!sk)
-		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 		if (!st || !st->backend_id || (st->flags & XM_SOCK_F_COUNTED))
 			break;
 		st->flags |= XM_SOCK_F_COUNTED;
@@ -347,7 +362,8 @@ int xm_sockops(struct bpf_sock_ops *skops)
 							 BPF_SOCK_OPS_RTO_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 		if (st && st->backend_id) {
 			struct xm_conn_metrics *m = xm_conn_metrics_of(skops, st);
 
@@ -363,14 +379,16 @@ int xm_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_RTO_CB:
 		if (skops->state != BPF_TCP_SYN_SENT)
 			break;
-		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 		if (st && st->backend_id)
 			xm_report_failure(st);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] != BPF_TCP_CLOSE)
 			break;
-		st = bpf_sk_storage_get(&xm_sock_state, sk, 0, 0);
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 		if (!st)
 			break;
 		if (skops->args[0] == BPF_TCP_SYN_SENT && st->backend_id)
@@ -385,10 +403,10 @@ int xm_sockops(struct bpf_sock_ops *skops)
 				m->received_bytes += xm_app_bytes(skops->bytes_received, xm_fin_received(skops->args[0]));
 			}
 		}
-		if (!(st->flags & XM_SOCK_F_COUNTED))
-			break;
-		st->flags &= ~XM_SOCK_F_COUNTED;
-		xm_backend_conns_add(st->backend_id, -1);
+		if (st->flags & XM_SOCK_F_COUNTED)
+			xm_backend_conns_add(st->backend_id, -1);
+		/* The socket is done: its entry goes, so live entries are live connections. */
+		bpf_map_delete_elem(&xm_sock_state, &cookie);
 		break;
 	}
 	return 1;

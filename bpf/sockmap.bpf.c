@@ -128,6 +128,18 @@ static __always_inline void xm_sm_established(struct bpf_sock_ops *skops)
 	XM_SM_TUPLE_FROM_CTX(t, skops);
 	if (!xm_sm_self_key(&t, &key))
 		return;
+	/*
+	 * Decide before allocating anything: socket storage costs about a microsecond per connection, and
+	 * only sockets that enter the sockhash ever run the sk_msg program that reads it.
+	 */
+	if (!xm_sm_enabled()) {
+		xm_sm_stat_add(XM_SMSTAT_SKIPPED_OFF, 1);
+		return;
+	}
+	if (!xm_sm_peer_is_local(&key)) {
+		xm_sm_stat_add(XM_SMSTAT_NOT_LOCAL, 1);
+		return;
+	}
 	tp = bpf_skc_to_tcp_sock(sk);
 	st = bpf_sk_storage_get(&xm_sockmap_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!tp || !st)
@@ -138,15 +150,6 @@ static __always_inline void xm_sm_established(struct bpf_sock_ops *skops)
 		st->flags |= XM_SMSK_F_TCP_USED;
 	/* The other sockops program may have set flags too: keep them. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-
-	if (!xm_sm_enabled()) {
-		xm_sm_stat_add(XM_SMSTAT_SKIPPED_OFF, 1);
-		return;
-	}
-	if (!xm_sm_peer_is_local(&key)) {
-		xm_sm_stat_add(XM_SMSTAT_NOT_LOCAL, 1);
-		return;
-	}
 	if (xm_sm_is_loopback(&key.remote, key.family))
 		key.netns = bpf_get_netns_cookie(skops);
 	/* NOEXIST: never evict another live socket that happens to share the key. */

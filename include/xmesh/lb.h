@@ -20,6 +20,7 @@
 #define XM_MAX_SLOTS 262144	   /* backend-list slots over all services, two generations */
 #define XM_MAX_MAGLEV_TABLES 4096  /* consistent-hash services, two generations */
 #define XM_MAX_SLOTS_PER_SVC 65535 /* ready backends one service port can list */
+#define XM_MAX_SOCKS 262144	   /* live sockets connected through a VIP (xm_sock_state) */
 #define XM_MAGLEV_DEFAULT_SIZE 65537 /* Envoy's default: keeps disruption within 1/N + 1% */
 #define XM_MAGLEV_MAX_SIZE 1048573
 
@@ -104,7 +105,7 @@ struct xm_backend_conns {
 };
 XM_STATIC_ASSERT(sizeof(struct xm_backend_conns) == 8, "xm_backend_conns size");
 
-/* xm_sock_state: per-socket storage written at connect/sendmsg, read by getpeername and sockops. */
+/* xm_sock_state value, keyed by socket cookie: written at connect, read by getpeername and sockops. */
 struct xm_sock_state {
 	union xm_addr vip;
 	__u32 backend_id;

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmarks, one section each, never part of `make test`.
+#
+#   scripts/bench.sh BUILD_DIR [--only SECTION] [section options]
+#
+# Sections: socklb — connect()+close() through the socket LB vs direct vs kube-proxy-style iptables DNAT at
+# several service counts (bench/README.md). Options of socklb: --sizes 10,1000,10000 --iters 4000 (per case
+# and round) --rounds 30 --iptables nft|legacy (default: whichever `iptables` is) --endpoints 1..3 (of the
+# dialed service, default 3) --agent-args "ARGS" (extra agent options, e.g. --no-sockmap).
+# Results land in BUILD_DIR/bench/*.json.
+#
+# Everything lives in namespaces and a child cgroup this script creates (names carry its PID), nothing touches
+# the machine's interfaces, iptables or root cgroup, and one trap removes all of it, also on failure.
+set -euo pipefail
+
+BUILD=$(cd "${1:-build}" && pwd)
+shift || true
+cd "$(dirname "$0")/.."
+
+ONLY=""
+SIZES=10,1000,10000
+ITERS=4000
+ROUNDS=30
+IPT_BACKEND=""
+DIAL_EPS=3
+AGENT_ARGS=""
+WARMUP=200
+MAX_CASE_MS=600
+while [ $# -gt 0 ]; do
+	case $1 in
+	--only) ONLY=$2 ;;
+	--sizes) SIZES=$2 ;;
+	--iters) ITERS=$2 ;;
+	--rounds) ROUNDS=$2 ;;
+	--iptables) IPT_BACKEND=$2 ;;
+	--endpoints) DIAL_EPS=$2 ;;
+	--agent-args) AGENT_ARGS=$2 ;;
+	*)
+		echo "bench.sh: unknown option $1" >&2
+		exit 2
+		;;
+	esac
+	shift 2
+done
+
+log() { echo "# $(date +%T) $*"; }
+die() {
+	echo "bench.sh: $*" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Resources of this run, and the one teardown that removes them.
+
+P="xmb$$-"
+CGROOT=/sys/fs/cgroup/unified
+CG="$CGROOT/xmesh-bench-$$"
+PIN=/sys/fs/bpf/xmesh-bench-$$
+TMP=""
+NETNS=()
+PIDS=()
+CG_MADE=0
+
+stop_pid() { # SIGTERM, up to 5 s, then SIGKILL: only PIDs this script started
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+teardown() {
+	local rc=$? pid ns d i
+	set +e
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+	if [ -d "$PIN" ]; then
+		for d in "$PIN"/*/; do
+			[ -d "$d" ] || continue
+			d=${d%/}
+			timeout -k 5 30 "$BUILD/xmesh" cleanup --bpffs "$d" --cgroup "$CG/mesh-${d##*/}" \
+				>"$TMP/cleanup.log" 2>&1 ||
+				echo "teardown: xmesh cleanup of $d failed: $(tail -n 3 "$TMP/cleanup.log")" >&2
+		done
+	fi
+	if [ "$CG_MADE" = 1 ] && [ -d "$CG" ]; then
+		# Whatever still runs in our cgroups is ours (the bench client moves itself in); kill it, then rmdir.
+		echo 1 >"$CG/cgroup.kill" 2>/dev/null
+		for ((i = 0; i < 100; i++)); do
+			[ -n "$(cat "$CG/cgroup.procs" "$CG"/*/cgroup.procs 2>/dev/null)" ] || break
+			sleep 0.05
+		done
+		for d in "$CG"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+		rmdir "$CG" 2>/dev/null || echo "teardown: could not remove $CG" >&2
+	fi
+	case "$PIN" in /sys/fs/bpf/xmesh-bench-*) [ -e "$PIN" ] && rm -rf -- "$PIN" ;; esac
+	for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+	[ -n "$TMP" ] && [ -d "$TMP" ] && rm -rf -- "$TMP"
+	exit "$rc"
+}
+
+setup_common() {
+	[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, cgroups, BPF)"
+	[ "$(stat -f -c %T "$CGROOT" 2>/dev/null)" = cgroup2fs ] || die "cgroup v2 is not mounted at $CGROOT"
+	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+	trap teardown EXIT
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
+	TMP=$(mktemp -d "/tmp/xmesh-bench-$$.XXXXXX")
+	mkdir "$CG"
+	CG_MADE=1
+	mkdir -p "$PIN" "$BUILD/bench"
+	log "bench $$: netns ${P}*, cgroup $CG, pins $PIN, files $TMP"
+}
+
+netns_add() {
+	ip netns add "$P$1"
+	NETNS+=("$P$1")
+	ip -n "$P$1" link set lo up
+}
+
+# wait_line FILE REGEX SECONDS PID: polls until FILE has a matching line; fails early if PID died.
+wait_line() {
+	local file=$1 re=$2 secs=$3 pid=$4 deadline
+	deadline=$(($(date +%s) + secs))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		grep -qE -- "$re" "$file" 2>/dev/null && return 0
+		kill -0 "$pid" 2>/dev/null || { grep -qE -- "$re" "$file" 2>/dev/null && return 0 || return 2; }
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# socklb: connect()+close() through the socket LB, direct, and through kube-proxy-style iptables DNAT.
+#
+# node   br0 10.200.1.1/24 — the bridge joining everything, no route out
+# srv    10.200.1.11-13: one accept-and-close server on :8080 (CPU 1)
+# cli    10.200.1.101: the direct baseline (child cgroup "plain", nothing attached) and the socket LB (child
+#        cgroup mesh-N, one agent per size N, each agent on its own cgroup and pin directory)
+# ipt-N  10.200.1.(110+i): no agent, nat/filter rules of kube-proxy's iptables mode for N services
+# The client (CPU 0) moves itself between these namespaces and cgroups, round after round.
+
+SRV=bench/socklb
+
+socklb_server() { # socklb_server [--banner]: (re)starts the server; SRV_PID
+	if [ -n "${SRV_PID:-}" ]; then socklb_server_stop; fi
+	timeout -k 5 900 nsenter --net="/run/netns/${P}srv" -- "$BUILD/$SRV" serve --port 8080 --cpu 1 "$@" \
+		>"$TMP/server.log" 2>&1 &
+	SRV_PID=$!
+	PIDS+=("$SRV_PID")
+	wait_line "$TMP/server.log" ' ready$' 10 "$SRV_PID" || die "server did not start: $(cat "$TMP/server.log")"
+}
+
+socklb_server_stop() { # stops the server and forgets its PID (so the teardown never signals a reused PID)
+	local p keep=()
+	stop_pid "$SRV_PID"
+	for p in "${PIDS[@]}"; do [ "$p" = "$SRV_PID" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+	SRV_PID=""
+}
+
+probe() { # probe NETNS CGROUP ADDR EXPECT_PEER BACKEND...
+	local ns=$1 cg=$2 addr=$3 peer=$4 b args=()
+	shift 4
+	for b in "$@"; do args+=(--expect-backend "$b"); done
+	timeout -k 5 20 "$BUILD/$SRV" probe --netns "/run/netns/$P$ns" --cgroup "$cg" --addr "$addr" \
+		--expect-peer "$peer" "${args[@]}" | sed "s|^|  [$ns ${cg##*/}] |"
+	return "${PIPESTATUS[0]}"
+}
+
+section_socklb() {
+	local sizes n i ipt_ver ipt_restore cases=() vip vips=() backends=(10.200.1.11 10.200.1.12 10.200.1.13)
+	local dialed=("${backends[@]:0:$DIAL_EPS}") agent_extra=()
+	read -r -a agent_extra <<<"$AGENT_ARGS"
+	local agent_pids=() t0 ns
+	IFS=, read -r -a sizes <<<"$SIZES"
+	[ "${#sizes[@]}" -le 8 ] || die "at most 8 sizes"
+
+	ipt_ver=$(iptables --version)
+	if [ -z "$IPT_BACKEND" ]; then
+		case $ipt_ver in *nf_tables*) IPT_BACKEND=nft ;; *) IPT_BACKEND=legacy ;; esac
+	fi
+	ipt_restore="iptables-$IPT_BACKEND-restore"
+	command -v "$ipt_restore" >/dev/null || die "$ipt_restore not installed"
+	ipt_ver=$("iptables-$IPT_BACKEND" --version)
+	log "socklb: sizes ${sizes[*]}, $ITERS ops x $ROUNDS rounds per case, iptables: $ipt_ver"
+
+	netns_add node
+	ip -n "${P}node" link add br0 type bridge
+	ip -n "${P}node" addr add 10.200.1.1/24 dev br0
+	ip -n "${P}node" link set br0 up
+	attach() { # attach NS ADDR...: a veth from the node's bridge into NS, with the addresses
+		local name=$1 a
+		shift
+		netns_add "$name"
+		ip -n "${P}node" link add "v-$name" type veth peer name eth0 netns "$P$name"
+		ip -n "${P}node" link set "v-$name" master br0 up
+		for a in "$@"; do ip -n "$P$name" addr add "$a/24" dev eth0; done
+		ip -n "$P$name" link set eth0 up
+		ip -n "$P$name" route add 10.96.0.0/16 via 10.200.1.1
+		# Belt and braces next to SO_LINGER 0: reuse of TIME_WAIT ports should any appear.
+		ip netns exec "$P$name" sysctl -qw net.ipv4.tcp_tw_reuse=1
+	}
+	attach srv "${backends[@]}"
+	ip netns exec "${P}srv" sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
+	attach cli 10.200.1.101
+	mkdir "$CG/plain"
+
+	for i in "${!sizes[@]}"; do
+		n=${sizes[$i]}
+		vip=$("$BUILD/$SRV" gen --services "$n" --dial-endpoints "$DIAL_EPS" --yaml "$TMP/services-$n.yaml" --iptables "$TMP/iptables-$n.rules")
+		vip=${vip%% *}
+		vips+=("$vip")
+		attach "ipt-$n" "10.200.1.$((110 + i))"
+		t0=$(date +%s%N)
+		ip netns exec "${P}ipt-$n" "$ipt_restore" <"$TMP/iptables-$n.rules" ||
+			die "$ipt_restore failed for $n services"
+		log "ipt-$n: $(grep -c '^-A' "$TMP/iptables-$n.rules") rules loaded in" \
+			"$((($(date +%s%N) - t0) / 1000000)) ms ($ipt_restore)"
+		mkdir "$CG/mesh-$n"
+		timeout -k 5 900 nsenter --net="/run/netns/${P}node" -- "$BUILD/xmesh" agent \
+			--config "$TMP/services-$n.yaml" --cgroup "$CG/mesh-$n" --bpffs "$PIN/$n" --node node1 \
+			--metrics "127.0.0.1:$((15090 + i))" --admin "$TMP/admin-$n.sock" "${agent_extra[@]}" \
+			>"$TMP/agent-$n.log" 2>&1 &
+		agent_pids+=("$!")
+		PIDS+=("$!")
+	done
+	for i in "${!sizes[@]}"; do
+		n=${sizes[$i]}
+		wait_line "$TMP/agent-$n.log" 'ready' 180 "${agent_pids[$i]}" ||
+			die "agent for $n services not ready: $(tail -n 5 "$TMP/agent-$n.log")"
+		log "agent for $n services ready (pid ${agent_pids[$i]}), dialing ${vips[$i]}:80"
+	done
+
+	# Every path must really reach the server before anything is timed.
+	socklb_server --banner
+	log "probes (a banner server names the address each connection reached):"
+	probe cli "$CG/plain" 10.200.1.11:8080 10.200.1.11 10.200.1.11 || die "direct path broken"
+	cases+=("direct,0,/run/netns/${P}cli,$CG/plain,10.200.1.11:8080")
+	for i in "${!sizes[@]}"; do
+		n=${sizes[$i]}
+		vip=${vips[$i]}
+		probe cli "$CG/mesh-$n" "$vip:80" "$vip" "${dialed[@]}" || die "socket LB path broken ($n services)"
+		probe cli "$CG/mesh-$n" 10.200.1.11:8080 10.200.1.11 10.200.1.11 || die "mesh non-service path broken"
+		probe "ipt-$n" "$CG/plain" "$vip:80" "$vip" "${dialed[@]}" || die "iptables path broken ($n services)"
+		probe "ipt-$n" "$CG/plain" 10.200.1.11:8080 10.200.1.11 10.200.1.11 || die "iptables non-service broken"
+		cases+=("socklb,$n,/run/netns/${P}cli,$CG/mesh-$n,$vip:80"
+			"iptables,$n,/run/netns/${P}ipt-$n,$CG/plain,$vip:80"
+			"socklb_nonsvc,$n,/run/netns/${P}cli,$CG/mesh-$n,10.200.1.11:8080"
+			"iptables_nonsvc,$n,/run/netns/${P}ipt-$n,$CG/plain,10.200.1.11:8080")
+	done
+	# And the VIP works only through a mechanism: outside the mesh cgroup, the client netns cannot reach it.
+	if probe cli "$CG/plain" "${vips[0]}:80" "${vips[0]}" >/dev/null 2>&1; then
+		die "${vips[0]} answered from outside the mesh cgroup: the socket LB is not what is being measured"
+	fi
+	log "  [cli plain] ${vips[0]}:80 unreachable outside the mesh cgroup, as it should be"
+
+	socklb_server
+	log "timing: client on CPU 0, server on CPU 1 ($(nproc) CPUs)"
+	local run_args=()
+	for i in "${cases[@]}"; do run_args+=(--case "$i"); done
+	timeout -k 5 600 "$BUILD/$SRV" run "${run_args[@]}" --iters "$ITERS" --rounds "$ROUNDS" --warmup "$WARMUP" \
+		--max-case-ms "$MAX_CASE_MS" \
+		--cpu 0 --json "$BUILD/bench/socklb.json" \
+		--meta "iptables=$ipt_ver" --meta "iptables_restore=$ipt_restore" \
+		--meta "kernel=$(uname -r)" --meta "cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
+		--meta "nproc=$(nproc)" --meta "dialed_service_endpoints=$DIAL_EPS" --meta "agent_args=$AGENT_ARGS" \
+		--meta "lb_algorithm=agent default (no DestinationRule)" \
+		--meta "topology=client netns -> veth -> bridge -> veth -> server netns; client CPU 0, server CPU 1" \
+		--meta "xmesh=$("$BUILD/xmesh" version 2>/dev/null | head -n 1)" \
+		--meta "tree=$(git describe --always --dirty 2>/dev/null || echo unknown)"
+	for n in "${agent_pids[@]}"; do kill -0 "$n" 2>/dev/null || die "an agent died during the run"; done
+	socklb_server_stop
+	log "server: $(tail -n 1 "$TMP/server.log")"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+
+# Sections run in this order; each is a function section_NAME defined above the main loop at the end of the
+# file, so that a section added below still runs under the one setup and teardown.
+SECTIONS=(socklb sockmap xdp)
+
+# ---------------------------------------------------------------------------------------------------------
+# BEGIN section sockmap (owner: sockmap). Same-node pod-to-pod TCP, redirect on vs off, loopback TCP and a
+# unix socket pair as floors (bench/sockmap.c). Result: BUILD/bench/sockmap.json.
+#
+# node   br0 10.200.7.1/24, no route out; pods xms<PID>-a 10.200.7.11 (client), xms<PID>-b 10.200.7.12
+# (server) on veths. The bench process loads sockmap unpinned, attaches it to the child cgroup
+# $CG/sockmap, joins that cgroup, and runs its client/server threads inside the two pods' namespaces.
+# Options: SOCKMAP_RR_ITERS (default 20000), SOCKMAP_STREAM_SECS (default 3).
+
+section_sockmap() {
+	local sp="xms$$-" n
+	for n in node a b; do
+		ip netns add "$sp$n"
+		NETNS+=("$sp$n")
+		ip -n "$sp$n" link set lo up
+	done
+	ip -n "${sp}node" link add br0 type bridge
+	ip -n "${sp}node" addr add 10.200.7.1/24 dev br0
+	ip -n "${sp}node" link set br0 up
+	for n in a b; do
+		ip -n "${sp}node" link add "v-$n" type veth peer name eth0 netns "$sp$n"
+		ip -n "${sp}node" link set "v-$n" master br0 up
+		ip -n "$sp$n" link set eth0 up
+	done
+	ip -n "${sp}a" addr add 10.200.7.11/24 dev eth0
+	ip -n "${sp}b" addr add 10.200.7.12/24 dev eth0
+	mkdir -p "$CG/sockmap"
+	timeout -k 5 600 "$BUILD/bench/sockmap" --cgroup "$CG/sockmap" \
+		--client-ns "/run/netns/${sp}a" --server-ns "/run/netns/${sp}b" \
+		--client-ip 10.200.7.11 --server-ip 10.200.7.12 \
+		--rr-iters "${SOCKMAP_RR_ITERS:-20000}" --stream-secs "${SOCKMAP_STREAM_SECS:-3}" \
+		--out "$BUILD/bench/sockmap.json" || die "sockmap bench failed"
+	log "sockmap: $(tr -d '\n' <"$BUILD/bench/sockmap.json" | sed 's/.*"redirect_vs_tcp"/"redirect_vs_tcp"/')"
+}
+
+# END section sockmap
+
+# ---------------------------------------------------------------------------------------------------------
+# BEGIN section xdp (owner: xdp datapath). ns/packet of the XDP load balancer through BPF_PROG_TEST_RUN
+# (bench/xdp.c): connection-table hit, new flow, non-VIP pass and a bare XDP_PASS floor, method A (10^6
+# calls with repeat=1, mean of the kernel's duration) and method B (one call, repeat=10^6). No interface is
+# touched: the program runs in a private network namespace the bench process unshares. Options (env):
+# XDP_BENCH_CALLS (default 1000000), XDP_BENCH_REPEAT (default 1000000). Result: BUILD/bench/xdp.json.
+
+section_xdp() {
+	timeout -k 5 600 "$BUILD/bench/xdp" --calls "${XDP_BENCH_CALLS:-1000000}" \
+		--repeat "${XDP_BENCH_REPEAT:-1000000}" --cpu 0 --json "$BUILD/bench/xdp.json" ||
+		die "xdp bench failed"
+}
+# END section xdp
+
+# ---------------------------------------------------------------------------------------------------------
+# Main: after every section's definition.
+
+ran=0
+setup_common
+for s in "${SECTIONS[@]}"; do
+	[ -z "$ONLY" ] || [ "$ONLY" = "$s" ] || continue
+	echo "==> bench: $s"
+	"section_$s"
+	ran=1
+done
+[ "$ran" = 1 ] || die "no section named $ONLY (sections: ${SECTIONS[*]})"
