@@ -158,12 +158,43 @@ static void on_config_change(void *ctx)
 	agent_reload(ctx, "config changed");
 }
 
+/*
+ * Ends expired ejections even where no connection selects the endpoint (selection also ends them, lazily).
+ * The tick (500 ms) is at least as frequent as any interval Istio users set in practice (>= 1 s).
+ */
+static void sweep_ejections(struct xm_agent *a)
+{
+	struct xm_map_fds fds;
+	size_t i, j;
+
+	datapath_map_fds(&a->dp, &fds);
+	for (i = 0; i < a->served.n_services; i++) {
+		const struct xm_lb_service *s = &a->served.services[i];
+		uint32_t svc_id = lbmap_svc_id(a->lbmap, &s->key), ids[64];
+		size_t n = 0;
+
+		if (!s->outlier_on || !svc_id)
+			continue;
+		for (j = 0; j < s->n_backends; j++) {
+			const struct xm_lb_backend *b = &s->backends[j];
+
+			if (b->ready)
+				ids[n++] = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
+			if (n == sizeof(ids) / sizeof(ids[0]) || j + 1 == s->n_backends) {
+				outlier_sweep(fds.outlier, fds.outlier_report_prog, svc_id, ids, n);
+				n = 0;
+			}
+		}
+	}
+}
+
 static void on_gc_tick(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 {
 	struct xm_agent *a = ctx;
 
 	(void)loop, (void)fd, (void)events;
 	lbmap_gc(a->lbmap, now_ms());
+	sweep_ejections(a);
 }
 
 static void on_signal(struct xm_loop *loop, int fd, uint32_t events, void *ctx)

@@ -61,12 +61,28 @@ int outlier_read(int outlier_map_fd, uint32_t svc_id, uint32_t backend_id, struc
 		return errno == ENOENT ? 0 : -errno;
 	out->known = true;
 	out->ejected = st.ejected_until_ns > now;
+	out->expired = st.ejected_until_ns && st.ejected_until_ns <= now;
 	out->ejected_for_ms = out->ejected ? (st.ejected_until_ns - now) / 1000000 : 0;
 	out->times_ejected = st.times_ejected;
 	out->consecutive_local = st.consecutive_local;
 	out->consecutive_5xx = st.consecutive_5xx;
 	out->consecutive_gateway = st.consecutive_gateway;
 	return 0;
+}
+
+int outlier_sweep(int outlier_map_fd, int report_prog_fd, uint32_t svc_id, const uint32_t *ids, size_t n)
+{
+	struct xm_endpoint_health h;
+	int ended = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (outlier_read(outlier_map_fd, svc_id, ids[i], &h) || !h.expired)
+			continue;
+		if (outlier_report(report_prog_fd, svc_id, ids[i], XM_REPORT_PROBE, 0) == 0)
+			ended++;
+	}
+	return ended;
 }
 
 const char *outlier_reason_name(uint32_t reason)

@@ -30,12 +30,19 @@ int outlier_report(int report_prog_fd, uint32_t svc_id, uint32_t backend_id, enu
 struct xm_endpoint_health {
 	bool known; /* the kernel has state for it */
 	bool ejected;
+	bool expired;		 /* an ejection whose time is up, not yet ended by a selection */
 	uint64_t ejected_for_ms; /* remaining */
 	uint64_t times_ejected;
 	uint32_t consecutive_local, consecutive_5xx, consecutive_gateway;
 };
 
 int outlier_read(int outlier_map_fd, uint32_t svc_id, uint32_t backend_id, struct xm_endpoint_health *out);
+
+/*
+ * Ends the expired ejections of endpoints ids[0..n-1] of svc_id, through the kernel's own code path (so
+ * each return is counted once even if a selection ends it at the same moment). Returns how many ended.
+ */
+int outlier_sweep(int outlier_map_fd, int report_prog_fd, uint32_t svc_id, const uint32_t *ids, size_t n);
 
 /* CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns(). */
 uint64_t outlier_now_ns(void);

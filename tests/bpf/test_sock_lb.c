@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -319,4 +320,52 @@ Test(sock_lb, tcp_metrics_count_connections_and_bytes)
 	cr_assert_eq(m.closed, 3, "closed %llu", (unsigned long long)m.closed);
 	cr_assert_eq(m.sent_bytes, 3000, "sent %llu", (unsigned long long)m.sent_bytes);
 	cr_assert_eq(m.received_bytes, 1500, "received %llu", (unsigned long long)m.received_bytes);
+}
+
+struct flipper {
+	volatile bool stop;
+	int flips;
+};
+
+/* Switches the service between 3 backends and 1, as fast as the agent's publisher can. */
+static void *flip_backends(void *arg)
+{
+	struct flipper *f = arg;
+
+	while (!f->stop) {
+		fx_publish(VIP4, VPORT, IPPROTO_TCP, (f->flips & 2) ? XM_LB_ROUND_ROBIN : XM_LB_RANDOM,
+			   (f->flips & 1) ? 1 : 3);
+		lbmap_gc(fx.lbmap, UINT64_MAX); /* delete replaced lists at once: the harshest schedule */
+		f->flips++;
+	}
+	return NULL;
+}
+
+/*
+ * No connect() ever sees a half-applied service: while lists of different lengths and algorithms are
+ * swapped continuously, every connect reaches a backend of one of the lists, none is refused.
+ */
+Test(sock_lb, connects_never_see_a_half_applied_service)
+{
+	struct flipper f = { 0 };
+	pthread_t th;
+	int i, refused = 0;
+
+	fx_listeners(3, SOCK_STREAM, false);
+	fx_publish(VIP4, VPORT, IPPROTO_TCP, XM_LB_RANDOM, 3);
+	cr_assert_eq(pthread_create(&th, NULL, flip_backends, &f), 0);
+	for (i = 0; i < 2000; i++) {
+		int fd = fx_connect(VIP4, VPORT);
+
+		if (fd < 0) {
+			refused++;
+			continue;
+		}
+		cr_assert(fx_accept_which() >= 0, "connect %d reached no backend", i);
+		close(fd);
+	}
+	f.stop = true;
+	pthread_join(th, NULL);
+	cr_assert_eq(refused, 0, "%d of 2000 connects refused while %d switches happened", refused, f.flips);
+	cr_assert_gt(f.flips, 20, "only %d switches: the test did not overlap connects with switches", f.flips);
 }
