@@ -12,6 +12,8 @@ PACKAGES=(
 	libcriterion-dev iproute2 iptables
 	# lint and format
 	clang-format cppcheck
+	# vmtests: Debian kernels booted under QEMU
+	qemu-system-x86 busybox-static cpio xz-utils kmod
 )
 
 # promtool (checks the metrics exposition in tests) ships only inside Debian's prometheus server package:

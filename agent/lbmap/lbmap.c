@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,10 @@ struct xm_lbmap {
 	uint32_t next_table_id;
 	struct garbage *gc;
 	size_t n_gc, cap_gc;
+	/* BTF for Maglev tables: kernels before 6.2 refuse an inner map whose BTF-ness differs from the
+	 * template's, and the template has the object's BTF. -1 when unavailable. */
+	int maglev_btf_fd;
+	__u32 maglev_btf_key, maglev_btf_value;
 };
 
 static uint32_t backend_hash(const struct xm_backend *b)
@@ -284,6 +289,31 @@ bool lbmap_gc(struct xm_lbmap *m, uint64_t now_ms)
 	return kept > 0;
 }
 
+/* The object's BTF, found through a map of the same object (the outer map of maps has none). */
+static void maglev_btf_init(struct xm_lbmap *m)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	struct btf *btf;
+	int key, val;
+
+	m->maglev_btf_fd = -1;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(m->fds.services, &info, &len) || !info.btf_id)
+		return;
+	btf = btf__load_from_kernel_by_id(info.btf_id);
+	if (!btf)
+		return;
+	key = btf__find_by_name_kind(btf, "__u32", BTF_KIND_TYPEDEF);
+	val = btf__find_by_name_kind(btf, "xm_slot_value", BTF_KIND_STRUCT);
+	btf__free(btf);
+	if (key <= 0 || val <= 0)
+		return;
+	m->maglev_btf_fd = bpf_btf_get_fd_by_id(info.btf_id);
+	m->maglev_btf_key = (__u32)key;
+	m->maglev_btf_value = (__u32)val;
+}
+
 static int publish_maglev(struct xm_lbmap *m, const struct xm_lb_service *s, const uint32_t *ids, uint32_t n,
 			  uint32_t table_id)
 {
@@ -316,6 +346,11 @@ static int publish_maglev(struct xm_lbmap *m, const struct xm_lb_service *s, con
 	for (i = 0; i < size; i++) {
 		keys[i] = i;
 		vals[i].backend_id = ids[table[i]];
+	}
+	if (m->maglev_btf_fd >= 0) {
+		opts.btf_fd = m->maglev_btf_fd;
+		opts.btf_key_type_id = m->maglev_btf_key;
+		opts.btf_value_type_id = m->maglev_btf_value;
 	}
 	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "xm_maglev_tbl", sizeof(uint32_t), sizeof(struct xm_slot_value),
 			    size, &opts);
@@ -760,6 +795,7 @@ struct xm_lbmap *lbmap_open(const struct xm_map_fds *fds)
 
 	if (!m)
 		return NULL;
+	m->maglev_btf_fd = -1;
 	m->fds = *fds;
 	m->backends = calloc(XM_MAX_BACKENDS, sizeof(*m->backends));
 	m->svc_id_used = calloc(XM_MAX_SVC_IDS, 1);
@@ -772,6 +808,7 @@ struct xm_lbmap *lbmap_open(const struct xm_map_fds *fds)
 	m->next_backend_id = 1;
 	m->next_svc_id = 1;
 	m->next_table_id = 1;
+	maglev_btf_init(m);
 	if (adopt_backends(m) || adopt_services(m))
 		goto fail;
 	drop_orphans(m);
@@ -796,5 +833,7 @@ void lbmap_free(struct xm_lbmap *m)
 	free(m->backends);
 	free(m->svc_id_used);
 	free(m->gc);
+	if (m->maglev_btf_fd >= 0)
+		close(m->maglev_btf_fd);
 	free(m);
 }
