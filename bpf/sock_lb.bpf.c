@@ -12,8 +12,8 @@
 #include "lib/lb_select.h"
 
 #define ECONNREFUSED 111
-#define SYS_REJECT 0
-#define SYS_PROCEED 1
+#define SYS_REJECT   0
+#define SYS_PROCEED  1
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -92,7 +92,6 @@ static __always_inline void xm_write_dest(struct bpf_sock_addr *ctx, const union
 	}
 	ctx->user_port = port;
 }
-
 
 static __always_inline void xm_remember_udp(struct bpf_sock_addr *ctx, const struct xm_svc_key *key,
 					    const struct xm_backend *be)
@@ -359,7 +358,7 @@ int xm_sockops(struct bpf_sock_ops *skops)
 		st->flags |= XM_SOCK_F_COUNTED;
 		xm_backend_conns_add(st->backend_id, 1);
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
-							 BPF_SOCK_OPS_RTO_CB_FLAG);
+						     BPF_SOCK_OPS_RTO_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		cookie = bpf_get_socket_cookie(skops);
@@ -400,7 +399,8 @@ int xm_sockops(struct bpf_sock_ops *skops)
 			if (m) {
 				m->closed++;
 				m->sent_bytes += xm_app_bytes(skops->bytes_acked, 1 + xm_fin_acked(skops->args[0]));
-				m->received_bytes += xm_app_bytes(skops->bytes_received, xm_fin_received(skops->args[0]));
+				m->received_bytes +=
+				    xm_app_bytes(skops->bytes_received, xm_fin_received(skops->args[0]));
 			}
 		}
 		if (st->flags & XM_SOCK_F_COUNTED)

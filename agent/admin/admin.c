@@ -15,7 +15,7 @@
 
 #include "core/log.h"
 
-#define ADMIN_CMD_MAX 256
+#define ADMIN_CMD_MAX	    256
 #define ADMIN_IO_TIMEOUT_MS 2000
 
 struct xm_admin {

@@ -25,13 +25,19 @@ static void usage(FILE *f)
 int cmd_agent(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },	  { "cgroup", required_argument, NULL, 'g' },
-		{ "iface", required_argument, NULL, 'i' },	  { "bpffs", required_argument, NULL, 'b' },
-		{ "node", required_argument, NULL, 'n' },	  { "metrics", required_argument, NULL, 'm' },
-		{ "admin", required_argument, NULL, 'a' },	  { "maglev-size", required_argument, NULL, 'M' },
-		{ "detach-on-exit", no_argument, NULL, 'D' },	  { "log-level", required_argument, NULL, 'l' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "cgroup", required_argument, NULL, 'g' },
+		{ "iface", required_argument, NULL, 'i' },
+		{ "bpffs", required_argument, NULL, 'b' },
+		{ "node", required_argument, NULL, 'n' },
+		{ "metrics", required_argument, NULL, 'm' },
+		{ "admin", required_argument, NULL, 'a' },
+		{ "maglev-size", required_argument, NULL, 'M' },
+		{ "detach-on-exit", no_argument, NULL, 'D' },
+		{ "log-level", required_argument, NULL, 'l' },
 		{ "no-sockmap", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },		  { 0 },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	struct xm_agent_opts o = {
 		.bpffs = XM_DEFAULT_BPFFS,
@@ -56,8 +62,9 @@ int cmd_agent(int argc, char **argv)
 			o.cgroup = optarg;
 			break;
 		case 'i':
-			fprintf(stderr, "xmesh agent: --iface %s: the XDP/TC datapath is not built yet; only the socket "
-					"paths run\n",
+			fprintf(stderr,
+				"xmesh agent: --iface %s: the XDP/TC datapath is not built yet; only the socket "
+				"paths run\n",
 				optarg);
 			break;
 		case 'b':
@@ -77,8 +84,8 @@ int cmd_agent(int argc, char **argv)
 			unsigned long v = strtoul(optarg, &end, 10);
 
 			if (*end || !maglev_is_prime((uint32_t)v) || v > XM_MAGLEV_MAX_SIZE || v < 3) {
-				fprintf(stderr, "xmesh agent: --maglev-size %s: must be a prime between 3 and %u\n", optarg,
-					XM_MAGLEV_MAX_SIZE);
+				fprintf(stderr, "xmesh agent: --maglev-size %s: must be a prime between 3 and %u\n",
+					optarg, XM_MAGLEV_MAX_SIZE);
 				return 2;
 			}
 			o.maglev_size = (uint32_t)v;
@@ -123,7 +130,8 @@ int cmd_agent(int argc, char **argv)
 		return 2;
 	}
 	if (stat(o.cgroup, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "xmesh agent: --cgroup %s: %s\n", o.cgroup, errno ? strerror(errno) : "not a directory");
+		fprintf(stderr, "xmesh agent: --cgroup %s: %s\n", o.cgroup,
+			errno ? strerror(errno) : "not a directory");
 		return 1;
 	}
 	return daemon_run(&o);

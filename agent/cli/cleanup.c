@@ -83,8 +83,9 @@ int cmd_cleanup(int argc, char **argv)
 	if (cgroup) {
 		left = count_ours_attached(cgroup);
 		if (left > 0) {
-			fprintf(stderr, "xmesh cleanup: %d xmesh program(s) still attached to %s (held by a running "
-					"agent or an open link fd)\n",
+			fprintf(stderr,
+				"xmesh cleanup: %d xmesh program(s) still attached to %s (held by a running "
+				"agent or an open link fd)\n",
 				left, cgroup);
 			return 1;
 		}

@@ -39,8 +39,9 @@ int cmd_status(int argc, char **argv)
 	}
 	err = admin_request(admin, json ? "status json" : "status", &out);
 	if (err) {
-		fprintf(stderr, "xmesh status: agent not reachable at %s: %s (xmesh maps reads the pinned maps "
-				"without it)\n",
+		fprintf(stderr,
+			"xmesh status: agent not reachable at %s: %s (xmesh maps reads the pinned maps "
+			"without it)\n",
 			admin, strerror(-err));
 		sb_free(&out);
 		return 1;

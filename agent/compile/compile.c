@@ -64,8 +64,8 @@ static const struct xm_destination_rule *rule_for(const struct xm_config *cfg, c
 	return NULL;
 }
 
-static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc,
-		      const struct xm_compile_opts *opts, struct xm_lb_service *out)
+static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_compile_opts *opts,
+		      struct xm_lb_service *out)
 {
 	const struct xm_destination_rule *rule = rule_for(cfg, svc);
 	const struct xm_load_balancer *lb = rule ? &rule->policy.lb : NULL;
@@ -106,7 +106,7 @@ static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc,
 
 /* The EndpointSlice port serving a Service port: same name (both may be ""), same protocol. */
 static const struct xm_endpoint_port *slice_port_for(const struct xm_endpoint_slice *sl,
-						      const struct xm_service_port *sp)
+						     const struct xm_service_port *sp)
 {
 	size_t i;
 
@@ -170,9 +170,8 @@ static int add_backend(struct xm_lb_service *out, size_t *cap, const struct xm_l
 	return 0;
 }
 
-static int collect_backends(const struct xm_config *cfg, const struct xm_service *svc,
-			    const struct xm_service_port *sp, uint8_t family, const struct xm_compile_opts *opts,
-			    struct xm_lb_service *out)
+static int collect_backends(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_service_port *sp,
+			    uint8_t family, const struct xm_compile_opts *opts, struct xm_lb_service *out)
 {
 	size_t cap = 0, i, j;
 	int err;
@@ -242,7 +241,7 @@ int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, 
 			for (c = 0; c < svc->n_cluster_ips + svc->n_external_ips; c++) {
 				bool external = c >= svc->n_cluster_ips;
 				const struct xm_ip *ip =
-					external ? &svc->external_ips[c - svc->n_cluster_ips] : &svc->cluster_ips[c];
+				    external ? &svc->external_ips[c - svc->n_cluster_ips] : &svc->cluster_ips[c];
 				struct xm_lb_service *s;
 
 				if (out->n_services == cap) {

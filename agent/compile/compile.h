@@ -19,8 +19,8 @@ struct xm_lb_backend {
 	uint16_t port; /* host order */
 	uint8_t family;
 	bool ready;
-	bool local;		       /* EndpointSlice nodeName is this node */
-	union xm_addr node_addr;       /* the node's InternalIP of the backend's family; zero if unknown */
+	bool local;			/* EndpointSlice nodeName is this node */
+	union xm_addr node_addr;	/* the node's InternalIP of the backend's family; zero if unknown */
 	char pod[64 + XM_NAME_MAX + 1]; /* "ns/name" from targetRef, "" when absent */
 	char node[XM_NAME_MAX];
 };
@@ -46,8 +46,8 @@ struct xm_lb_state {
 };
 
 struct xm_compile_opts {
-	const char *node_name;	    /* --node; NULL: nothing is local */
-	uint32_t maglev_size;	    /* default Maglev table size (prime) */
+	const char *node_name; /* --node; NULL: nothing is local */
+	uint32_t maglev_size;  /* default Maglev table size (prime) */
 };
 
 /* Returns 0 or -ENOMEM. Problems that validation lets through are logged as warnings. */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define XM_NAME_MAX 254 /* DNS subdomain names are at most 253 characters */
+#define XM_NAME_MAX  254 /* DNS subdomain names are at most 253 characters */
 #define XM_LABEL_MAX 320 /* label keys (prefix/name) and values */
 
 struct xm_loc {
@@ -20,7 +20,7 @@ struct xm_loc {
 };
 
 struct xm_ip {
-	uint8_t family; /* 4 or 6 */
+	uint8_t family;	   /* 4 or 6 */
 	uint8_t bytes[16]; /* network order; IPv4 in bytes[0..3] */
 };
 
@@ -30,11 +30,11 @@ struct xm_label {
 };
 
 struct xm_service_port {
-	char name[64];		      /* "" when the Service has a single unnamed port */
+	char name[64]; /* "" when the Service has a single unnamed port */
 	uint16_t port;
-	uint16_t target_port;	      /* 0 when the targetPort is a name */
-	char target_port_name[64];    /* a named targetPort (resolved through EndpointSlice ports) */
-	uint8_t proto;		      /* 6 TCP, 17 UDP, 132 SCTP */
+	uint16_t target_port;	   /* 0 when the targetPort is a name */
+	char target_port_name[64]; /* a named targetPort (resolved through EndpointSlice ports) */
+	uint8_t proto;		   /* 6 TCP, 17 UDP, 132 SCTP */
 	struct xm_loc loc;
 };
 
@@ -139,13 +139,13 @@ struct xm_outlier_detection {
 };
 
 struct xm_connection_pool {
-	uint32_t tcp_max_connections;	       /* 0 = unset */
-	uint64_t tcp_connect_timeout_ms;       /* 0 = unset */
-	uint32_t http1_max_pending_requests;   /* 0 = unset */
-	uint32_t http2_max_requests;	       /* 0 = unset */
-	uint32_t http_max_requests_per_conn;   /* 0 = unset */
-	uint32_t http_max_retries;	       /* 0 = unset */
-	uint64_t http_idle_timeout_ms;	       /* 0 = unset */
+	uint32_t tcp_max_connections;	     /* 0 = unset */
+	uint64_t tcp_connect_timeout_ms;     /* 0 = unset */
+	uint32_t http1_max_pending_requests; /* 0 = unset */
+	uint32_t http2_max_requests;	     /* 0 = unset */
+	uint32_t http_max_requests_per_conn; /* 0 = unset */
+	uint32_t http_max_retries;	     /* 0 = unset */
+	uint64_t http_idle_timeout_ms;	     /* 0 = unset */
 	bool set;
 };
 
@@ -175,8 +175,8 @@ struct xm_subset {
 struct xm_destination_rule {
 	char ns[64];
 	char name[XM_NAME_MAX];
-	char host[XM_NAME_MAX];	   /* as written */
-	char host_ns[64];	   /* resolved: the Service it names */
+	char host[XM_NAME_MAX]; /* as written */
+	char host_ns[64];	/* resolved: the Service it names */
 	char host_name[XM_NAME_MAX];
 	struct xm_traffic_policy policy;
 	struct xm_subset *subsets;

@@ -78,8 +78,8 @@ static void agent_reload(struct xm_agent *a, const char *why)
 		a->last_error[0] = '\0';
 		a->applies_ok++;
 	}
-	log_info("config applied (%s): %u service ports (%u changed, %u removed), %u backends%s", why,
-		 stats.services, stats.changed, stats.removed, stats.backends, err ? ", with errors" : "");
+	log_info("config applied (%s): %u service ports (%u changed, %u removed), %u backends%s", why, stats.services,
+		 stats.changed, stats.removed, stats.backends, err ? ", with errors" : "");
 out:
 	config_free(&cfg);
 	diags_free(&diags);
@@ -105,8 +105,8 @@ static void count_ejection(struct xm_agent *a, const struct xm_event *ev)
 }
 
 /* "default/reviews 10.96.0.10:80/TCP" and "10.200.1.12:8080" for an event's ids. */
-static void describe_event(const struct xm_agent *a, const struct xm_event *ev, char *svc, size_t svc_len,
-			   char *be, size_t be_len)
+static void describe_event(const struct xm_agent *a, const struct xm_event *ev, char *svc, size_t svc_len, char *be,
+			   size_t be_len)
 {
 	struct xm_svc_key key;
 	struct xm_backend b;
@@ -149,7 +149,8 @@ static void on_outlier_event(const struct xm_event *ev, void *ctx)
 			 (unsigned long long)ev->times_ejected);
 	} else if (ev->type == XM_EV_RETURN) {
 		a->returns_total++;
-		log_info("outlier: %s returned to %s (times ejected %llu)", be, svc, (unsigned long long)ev->times_ejected);
+		log_info("outlier: %s returned to %s (times ejected %llu)", be, svc,
+			 (unsigned long long)ev->times_ejected);
 	}
 }
 
@@ -226,7 +227,8 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 		agent_reload(a, "admin reload");
 		sb_printf(out, "%s\n", a->last_error[0] ? a->last_error : "ok");
 	} else
-		sb_printf(out, "error: unknown command \"%s\" (status, status json, reload, sockmap on|off|status)\n", command);
+		sb_printf(out, "error: unknown command \"%s\" (status, status json, reload, sockmap on|off|status)\n",
+			  command);
 }
 
 static int setup_signals(struct xm_agent *a, int *sfd)

@@ -49,10 +49,10 @@ struct xm_agent {
 	struct xm_ejection_count *ejections; /* per (service port, endpoint, reason), for metrics */
 	size_t n_ejections;
 	uint64_t ejections_total, returns_total;
-	struct xm_lb_state served; /* what the maps serve now */
+	struct xm_lb_state served;	 /* what the maps serve now */
 	struct xm_identities identities; /* pod IPs of the served config, for metrics labels */
 	struct xm_metrics *metrics;
-	bool have_config;	   /* served came from a config that applied */
+	bool have_config; /* served came from a config that applied */
 	uint64_t applies_ok, applies_failed;
 	time_t last_apply; /* wall clock of the last attempt */
 	char last_error[1024];

@@ -36,9 +36,8 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 		  a->opts.cgroup, a->opts.bpffs);
 	sb_printf(out, "programs: %d (%d attached now, %d adopted)\n", xm_n_sock_progs, a->dp.n_attached,
 		  a->dp.n_adopted);
-	sb_printf(out, "config: last apply %s, %llu ok, %llu rejected%s%s\n", when,
-		  (unsigned long long)a->applies_ok, (unsigned long long)a->applies_failed,
-		  a->last_error[0] ? "; last error: " : "", a->last_error);
+	sb_printf(out, "config: last apply %s, %llu ok, %llu rejected%s%s\n", when, (unsigned long long)a->applies_ok,
+		  (unsigned long long)a->applies_failed, a->last_error[0] ? "; last error: " : "", a->last_error);
 	sb_printf(out, "services: %zu ports\n", a->served.n_services);
 	for (i = 0; i < a->served.n_services; i++) {
 		const struct xm_lb_service *s = &a->served.services[i];
@@ -46,7 +45,8 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 
 		lb_format_key(&s->key, key, sizeof(key));
 		sb_printf(out, "\n%s/%s%s%s %s %s%s%s, %zu/%zu ready\n", s->ns, s->name, *s->port_name ? ":" : "",
-			  s->port_name, key, lb_algo_name(s->algo), s->flags & XM_SVC_F_EXTERNAL ? ", external (XDP)" : "",
+			  s->port_name, key, lb_algo_name(s->algo),
+			  s->flags & XM_SVC_F_EXTERNAL ? ", external (XDP)" : "",
 			  s->outlier_on ? ", outlier detection" : "", s->n_ready, s->n_backends);
 		if (!s->n_ready)
 			sb_puts(out, "  (no ready endpoint: connects are refused)\n");
@@ -59,9 +59,9 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 
 			format_backend(b, addr, sizeof(addr));
 			health_of(a, s, id, &h);
-			sb_printf(out, "  %-28s %-9s id %-5u active %-5lld %s%s%s", addr, b->ready ? "ready" : "not-ready",
-				  id, (long long)lbmap_backend_active(a->lbmap, id), b->local ? "local " : "",
-				  *b->pod ? "pod " : "", b->pod);
+			sb_printf(out, "  %-28s %-9s id %-5u active %-5lld %s%s%s", addr,
+				  b->ready ? "ready" : "not-ready", id, (long long)lbmap_backend_active(a->lbmap, id),
+				  b->local ? "local " : "", *b->pod ? "pod " : "", b->pod);
 			if (s->outlier_on && h.ejected)
 				sb_printf(out, " EJECTED for %llu ms (times ejected %llu)",
 					  (unsigned long long)h.ejected_for_ms, (unsigned long long)h.times_ejected);
@@ -103,7 +103,8 @@ static void render_json(const struct xm_agent *a, struct strbuf *out)
 		sb_json_str(out, s->port_name);
 		sb_puts(out, ",\"vip\":");
 		sb_json_str(out, key);
-		sb_printf(out, ",\"algorithm\":\"%s\",\"external\":%s,\"outlier_detection\":%s,\"ready\":%zu,\"backends\":[",
+		sb_printf(out,
+			  ",\"algorithm\":\"%s\",\"external\":%s,\"outlier_detection\":%s,\"ready\":%zu,\"backends\":[",
 			  lb_algo_name(s->algo), s->flags & XM_SVC_F_EXTERNAL ? "true" : "false",
 			  s->outlier_on ? "true" : "false", s->n_ready);
 		for (j = 0; j < s->n_backends; j++) {
@@ -117,8 +118,9 @@ static void render_json(const struct xm_agent *a, struct strbuf *out)
 			struct xm_endpoint_health h;
 
 			health_of(a, s, id, &h);
-			sb_printf(out, ",\"id\":%u,\"ready\":%s,\"local\":%s,\"active\":%lld,\"ejected\":%s,"
-				       "\"ejected_for_ms\":%llu,\"times_ejected\":%llu,\"consecutive_failures\":%u,\"pod\":",
+			sb_printf(out,
+				  ",\"id\":%u,\"ready\":%s,\"local\":%s,\"active\":%lld,\"ejected\":%s,"
+				  "\"ejected_for_ms\":%llu,\"times_ejected\":%llu,\"consecutive_failures\":%u,\"pod\":",
 				  id, b->ready ? "true" : "false", b->local ? "true" : "false",
 				  (long long)lbmap_backend_active(a->lbmap, id), h.ejected ? "true" : "false",
 				  (unsigned long long)h.ejected_for_ms, (unsigned long long)h.times_ejected,

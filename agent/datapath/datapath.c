@@ -15,8 +15,8 @@
 #include "skel/sock_lb.skel.h"
 
 const char *const xm_sock_prog_names[] = {
-	"xm_connect4",	   "xm_connect6",     "xm_sendmsg4", "xm_sendmsg6", "xm_recvmsg4",
-	"xm_recvmsg6",	   "xm_getpeername4", "xm_getpeername6", "xm_sockops",
+	"xm_connect4", "xm_connect6",	  "xm_sendmsg4",     "xm_sendmsg6", "xm_recvmsg4",
+	"xm_recvmsg6", "xm_getpeername4", "xm_getpeername6", "xm_sockops",
 };
 const int xm_n_sock_progs = sizeof(xm_sock_prog_names) / sizeof(xm_sock_prog_names[0]);
 
@@ -51,8 +51,8 @@ static int link_check_cgroup(int link_fd, const char *cgroup, const char *name)
 	if (stat(cgroup, &st) < 0)
 		return -errno;
 	if (info.type != BPF_LINK_TYPE_CGROUP || info.cgroup.cgroup_id != (__u64)st.st_ino) {
-		log_error("pinned link %s is attached elsewhere (cgroup id %llu, %s is %llu); run xmesh cleanup",
-			  name, (unsigned long long)info.cgroup.cgroup_id, cgroup, (unsigned long long)st.st_ino);
+		log_error("pinned link %s is attached elsewhere (cgroup id %llu, %s is %llu); run xmesh cleanup", name,
+			  (unsigned long long)info.cgroup.cgroup_id, cgroup, (unsigned long long)st.st_ino);
 		return -EEXIST;
 	}
 	return 0;
@@ -136,8 +136,7 @@ int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup)
 			  strerror(-err), bpffs, bpffs, cgroup);
 		goto fail;
 	}
-	bpf_object__for_each_program(prog, dp->sock->obj)
-	{
+	bpf_object__for_each_program (prog, dp->sock->obj) {
 		/* The outlier-report program is run on demand by the agent, never attached. */
 		if (bpf_program__type(prog) == BPF_PROG_TYPE_XDP)
 			continue;

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #define XM_DEFAULT_BPFFS "/sys/fs/bpf/xmesh"
-#define XM_LINKS_SUBDIR "links"
+#define XM_LINKS_SUBDIR	 "links"
 
 /* Mounts bpffs on /sys/fs/bpf if dir lies there and it is not mounted yet; creates dir and dir/links. */
 int pins_prepare(const char *dir);

@@ -9,8 +9,8 @@
 
 /* Seeds of the two independent hashes of a key (paper: h1 → offset, h2 → skip). Part of the output. */
 #define MAGLEV_SEED_OFFSET 0x6d61676c65762d6fULL /* "maglev-o" */
-#define MAGLEV_SEED_SKIP 0x6d61676c65762d73ULL	 /* "maglev-s" */
-#define MAGLEV_SEED_KEY 0x786d6573682d6b65ULL	 /* "xmesh-ke" */
+#define MAGLEV_SEED_SKIP   0x6d61676c65762d73ULL /* "maglev-s" */
+#define MAGLEV_SEED_KEY	   0x786d6573682d6b65ULL /* "xmesh-ke" */
 
 #define MAGLEV_EMPTY UINT32_MAX /* never an index: n < m <= UINT32_MAX */
 

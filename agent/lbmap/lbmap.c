@@ -324,8 +324,8 @@ static int publish_maglev(struct xm_lbmap *m, const struct xm_lb_service *s, con
 	int fd = -1, err = -ENOMEM;
 
 	if (!maglev_is_prime(size) || size <= n || size > XM_MAGLEV_MAX_SIZE) {
-		log_error("service %s/%s: Maglev table size %u must be a prime above %u and at most %u", s->ns,
-			  s->name, size, n, XM_MAGLEV_MAX_SIZE);
+		log_error("service %s/%s: Maglev table size %u must be a prime above %u and at most %u", s->ns, s->name,
+			  size, n, XM_MAGLEV_MAX_SIZE);
 		return -EINVAL;
 	}
 	table = calloc(size, sizeof(*table));
@@ -352,8 +352,8 @@ static int publish_maglev(struct xm_lbmap *m, const struct xm_lb_service *s, con
 		opts.btf_key_type_id = m->maglev_btf_key;
 		opts.btf_value_type_id = m->maglev_btf_value;
 	}
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "xm_maglev_tbl", sizeof(uint32_t), sizeof(struct xm_slot_value),
-			    size, &opts);
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "xm_maglev_tbl", sizeof(uint32_t), sizeof(struct xm_slot_value), size,
+			    &opts);
 	if (fd < 0) {
 		err = -errno;
 		goto out;
@@ -447,8 +447,7 @@ static uint8_t svc_flags(const struct xm_lb_service *s)
 	return s->flags | (s->outlier_on ? XM_SVC_F_OUTLIER : 0);
 }
 
-static bool svc_unchanged(const struct applied_svc *old, const struct xm_lb_service *s, const uint32_t *ids,
-			  uint32_t n)
+static bool svc_unchanged(const struct applied_svc *old, const struct xm_lb_service *s, const uint32_t *ids, uint32_t n)
 {
 	struct xm_outlier_cfg cfg;
 
@@ -477,8 +476,8 @@ static bool id_listed(const uint32_t *ids, uint32_t n, uint32_t id)
  * recount its ejected endpoints. The kernel changes the count only at transitions it makes itself, so
  * this is the one place userspace writes it; a transition racing with it is corrected by the next apply.
  */
-static void outlier_reconcile(struct xm_lbmap *m, uint32_t svc_id, const struct applied_svc *old,
-			      const uint32_t *ids, uint32_t n)
+static void outlier_reconcile(struct xm_lbmap *m, uint32_t svc_id, const struct applied_svc *old, const uint32_t *ids,
+			      uint32_t n)
 {
 	struct xm_outlier_svc count = { 0 };
 	uint64_t now = outlier_now_ns();
@@ -590,14 +589,12 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 fail_id:
 	if (!old && v.svc_id)
 		m->svc_id_used[v.svc_id] = 0;
-fail:
-	{
-		char k[80];
+fail : {
+	char k[80];
 
-		lb_format_key(&s->key, k, sizeof(k));
-		log_error("service %s/%s %s: not applied, previous state kept: %s", s->ns, s->name, k,
-			  strerror(-err));
-	}
+	lb_format_key(&s->key, k, sizeof(k));
+	log_error("service %s/%s %s: not applied, previous state kept: %s", s->ns, s->name, k, strerror(-err));
+}
 	free(ids);
 	if (old) {
 		*out = *old;

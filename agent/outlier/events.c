@@ -36,8 +36,7 @@ static void on_readable(struct xm_loop *loop, int fd, uint32_t events, void *ctx
 		log_warn("outlier events: %s", strerror(errno));
 }
 
-struct xm_outlier_events *outlier_events_open(struct xm_loop *loop, int ringbuf_fd, xm_outlier_event_cb cb,
-					      void *ctx)
+struct xm_outlier_events *outlier_events_open(struct xm_loop *loop, int ringbuf_fd, xm_outlier_event_cb cb, void *ctx)
 {
 	struct xm_outlier_events *e = calloc(1, sizeof(*e));
 

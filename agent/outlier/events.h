@@ -11,8 +11,7 @@ typedef void (*xm_outlier_event_cb)(const struct xm_event *ev, void *ctx);
 
 struct xm_outlier_events;
 
-struct xm_outlier_events *outlier_events_open(struct xm_loop *loop, int ringbuf_fd, xm_outlier_event_cb cb,
-					      void *ctx);
+struct xm_outlier_events *outlier_events_open(struct xm_loop *loop, int ringbuf_fd, xm_outlier_event_cb cb, void *ctx);
 void outlier_events_close(struct xm_outlier_events *e);
 
 #endif

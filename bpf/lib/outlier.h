@@ -149,8 +149,8 @@ static __always_inline void xm_outlier_eject(__u32 svc_id, __u32 backend_id, str
 
 		duration_ms = (__u64)cfg->base_ejection_ms * backoff;
 		if (cfg->max_ejection_ms && duration_ms > cfg->max_ejection_ms)
-			duration_ms = cfg->base_ejection_ms > cfg->max_ejection_ms ? cfg->base_ejection_ms
-										     : cfg->max_ejection_ms;
+			duration_ms =
+			    cfg->base_ejection_ms > cfg->max_ejection_ms ? cfg->base_ejection_ms : cfg->max_ejection_ms;
 		st->backoff = backoff;
 		st->ejected_until_ns = now + duration_ms * 1000000ULL;
 		st->last_change_ns = now;

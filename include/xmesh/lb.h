@@ -14,15 +14,15 @@
 #define XM_PROTO_TCP 6
 #define XM_PROTO_UDP 17
 
-#define XM_MAX_SERVICES 65536	   /* service ports (VIP:port:proto) */
-#define XM_MAX_SVC_IDS 65536	   /* stable per-service-port ids, index of per-service arrays */
-#define XM_MAX_BACKENDS 65536	   /* backend ids are 1..XM_MAX_BACKENDS-1; 0 means "none" */
-#define XM_MAX_SLOTS 262144	   /* backend-list slots over all services, two generations */
-#define XM_MAX_MAGLEV_TABLES 4096  /* consistent-hash services, two generations */
-#define XM_MAX_SLOTS_PER_SVC 65535 /* ready backends one service port can list */
-#define XM_MAX_SOCKS 262144	   /* live sockets connected through a VIP (xm_sock_state) */
-#define XM_MAGLEV_DEFAULT_SIZE 65537 /* Envoy's default: keeps disruption within 1/N + 1% */
-#define XM_MAGLEV_MAX_SIZE 1048573
+#define XM_MAX_SERVICES	       65536  /* service ports (VIP:port:proto) */
+#define XM_MAX_SVC_IDS	       65536  /* stable per-service-port ids, index of per-service arrays */
+#define XM_MAX_BACKENDS	       65536  /* backend ids are 1..XM_MAX_BACKENDS-1; 0 means "none" */
+#define XM_MAX_SLOTS	       262144 /* backend-list slots over all services, two generations */
+#define XM_MAX_MAGLEV_TABLES   4096   /* consistent-hash services, two generations */
+#define XM_MAX_SLOTS_PER_SVC   65535  /* ready backends one service port can list */
+#define XM_MAX_SOCKS	       262144 /* live sockets connected through a VIP (xm_sock_state) */
+#define XM_MAGLEV_DEFAULT_SIZE 65537  /* Envoy's default: keeps disruption within 1/N + 1% */
+#define XM_MAGLEV_MAX_SIZE     1048573
 
 /* Load-balancing algorithm of a service port (DestinationRule trafficPolicy.loadBalancer). */
 enum xm_lb_algo {
@@ -43,8 +43,8 @@ XM_STATIC_ASSERT(sizeof(union xm_addr) == 16, "xm_addr size");
 /* xm_services key: a service VIP and port as the application dials it. */
 struct xm_svc_key {
 	union xm_addr vip;
-	__u16 port; /* network order */
-	__u8 proto; /* XM_PROTO_* */
+	__u16 port;  /* network order */
+	__u8 proto;  /* XM_PROTO_* */
 	__u8 family; /* XM_FAMILY_* */
 };
 XM_STATIC_ASSERT(sizeof(struct xm_svc_key) == 20, "xm_svc_key size");
@@ -117,10 +117,10 @@ struct xm_sock_state {
 XM_STATIC_ASSERT(sizeof(struct xm_sock_state) == 28, "xm_sock_state size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_sock_state, svc_id) == 24, "xm_sock_state.svc_id offset");
 
-#define XM_SOCK_F_NATTED 0x1  /* connected through a VIP: getpeername answers the VIP */
+#define XM_SOCK_F_NATTED  0x1 /* connected through a VIP: getpeername answers the VIP */
 #define XM_SOCK_F_COUNTED 0x2 /* counted in xm_backend_conns, uncount on close */
-#define XM_SOCK_F_FAILED 0x4  /* its failed open was already reported to outlier detection */
-#define XM_SOCK_F_OPENED 0x8  /* established: counted as opened in xm_conn_metrics */
+#define XM_SOCK_F_FAILED  0x4 /* its failed open was already reported to outlier detection */
+#define XM_SOCK_F_OPENED  0x8 /* established: counted as opened in xm_conn_metrics */
 
 /*
  * xm_conn_metrics: Istio's TCP metrics counted in the kernel, per (client address, service port,
@@ -165,11 +165,11 @@ XM_STATIC_ASSERT(sizeof(struct xm_udp_revnat_value) == 20, "xm_udp_revnat_value 
 
 /* xm_sock_stats: per-CPU counters of the socket LB, indexed by enum xm_sock_stat. */
 enum xm_sock_stat {
-	XM_STAT_SOCK_LB_TCP = 0, /* connects rewritten */
-	XM_STAT_SOCK_LB_UDP,	 /* UDP connects/sendmsgs rewritten */
-	XM_STAT_SOCK_NO_BACKEND, /* refused: VIP with no ready backend */
+	XM_STAT_SOCK_LB_TCP = 0,  /* connects rewritten */
+	XM_STAT_SOCK_LB_UDP,	  /* UDP connects/sendmsgs rewritten */
+	XM_STAT_SOCK_NO_BACKEND,  /* refused: VIP with no ready backend */
 	XM_STAT_SOCK_LOOKUP_MISS, /* slot or backend missing (a race with an apply) */
-	XM_STAT_SOCK_REVNAT,	 /* getpeername/recvmsg answered with the VIP */
+	XM_STAT_SOCK_REVNAT,	  /* getpeername/recvmsg answered with the VIP */
 	XM_STAT_SOCK_MAX,
 };
 

@@ -9,8 +9,8 @@
 
 #include "lb.h"
 
-#define XM_OUTLIER_MAX 131072	 /* (service port, endpoint) states */
-#define XM_OUTLIER_PROBES 8	 /* slots the selection tries past an ejected endpoint */
+#define XM_OUTLIER_MAX	     131072 /* (service port, endpoint) states */
+#define XM_OUTLIER_PROBES    8	    /* slots the selection tries past an ejected endpoint */
 #define XM_EVENTS_RING_BYTES (256 * 1024)
 
 /* xm_outlier_cfg value, keyed by svc_id. Replaced whole by the agent on every apply that changes it. */

@@ -91,13 +91,13 @@ void fx_setup(void)
 	fx.skel = sock_lb__open();
 	cr_assert(fx.skel, "open sock_lb: %s", strerror(errno));
 	/* Tests never pin: every map lives and dies with this process. */
-	bpf_object__for_each_map(map, fx.skel->obj) bpf_map__set_pin_path(map, NULL);
+	bpf_object__for_each_map (map, fx.skel->obj)
+		bpf_map__set_pin_path(map, NULL);
 	cr_assert_eq(sock_lb__load(fx.skel), 0, "load sock_lb (verifier)");
 
 	cg_fd = open(fx.cgroup, O_RDONLY | O_DIRECTORY);
 	cr_assert(cg_fd >= 0);
-	bpf_object__for_each_program(prog, fx.skel->obj)
-	{
+	bpf_object__for_each_program (prog, fx.skel->obj) {
 		struct bpf_link *l;
 
 		if (bpf_program__type(prog) == BPF_PROG_TYPE_XDP)
@@ -160,12 +160,14 @@ void fx_listeners(int n, int type, bool v6)
 		int fd = socket(v6 ? AF_INET6 : AF_INET, type | SOCK_CLOEXEC, 0);
 
 		cr_assert(fd >= 0);
-		cr_assert_eq(v6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6)) : bind(fd, (struct sockaddr *)&a4, sizeof(a4)),
+		cr_assert_eq(v6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6))
+				: bind(fd, (struct sockaddr *)&a4, sizeof(a4)),
 			     0, "bind: %s", strerror(errno));
 		if (type == SOCK_STREAM)
 			cr_assert_eq(listen(fd, 1024), 0);
 		getsockname(fd, (struct sockaddr *)&got, &len);
-		fx.port[i] = ntohs(v6 ? ((struct sockaddr_in6 *)&got)->sin6_port : ((struct sockaddr_in *)&got)->sin_port);
+		fx.port[i] =
+		    ntohs(v6 ? ((struct sockaddr_in6 *)&got)->sin6_port : ((struct sockaddr_in *)&got)->sin_port);
 		fx.listen_fd[i] = fd;
 	}
 	fx.n_backends = n;

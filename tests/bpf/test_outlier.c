@@ -16,7 +16,7 @@
 #include "outlier/outlier.h"
 #include "sock_lb_fixture.h"
 
-#define VIP4 "10.96.0.20"
+#define VIP4  "10.96.0.20"
 #define VPORT 80
 
 TestSuite(outlier, .init = fx_setup, .fini = fx_teardown, .timeout = 60);
@@ -262,5 +262,6 @@ Test(outlier, concurrent_failures_from_several_cpus_respect_the_cap)
 	for (i = 0; i < 8; i++)
 		n += ejected(svc, i);
 	cr_assert_eq(n, 4, "%d of 8 ejected under concurrent failures with maxEjectionPercent 50, want 4", n);
-	cr_assert_eq(svc_ejected_count(svc), 4, "service count %d disagrees with the endpoints", svc_ejected_count(svc));
+	cr_assert_eq(svc_ejected_count(svc), 4, "service count %d disagrees with the endpoints",
+		     svc_ejected_count(svc));
 }

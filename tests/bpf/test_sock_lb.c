@@ -19,8 +19,8 @@
 
 #include "sock_lb_fixture.h"
 
-#define VIP4 "10.96.0.10"
-#define VIP6 "fd00:96::10"
+#define VIP4  "10.96.0.10"
+#define VIP6  "fd00:96::10"
 #define VPORT 80
 
 TestSuite(sock_lb, .init = fx_setup, .fini = fx_teardown, .timeout = 30);
@@ -67,8 +67,8 @@ static void assert_spread(const int counts[], int nb, int n, double lo, double h
 	for (int b = 0; b < nb; b++) {
 		double share = (double)counts[b] / n;
 
-		cr_assert(share >= lo && share <= hi, "backend %d got %d of %d (%.1f%%), want %.0f–%.0f%%", b, counts[b],
-			  n, share * 100, lo * 100, hi * 100);
+		cr_assert(share >= lo && share <= hi, "backend %d got %d of %d (%.1f%%), want %.0f–%.0f%%", b,
+			  counts[b], n, share * 100, lo * 100, hi * 100);
 	}
 }
 
@@ -180,7 +180,8 @@ Test(sock_lb, udp_reply_comes_from_vip)
 	cr_assert_eq(sendto(fx.listen_fd[0], "pong", 4, 0, (struct sockaddr *)&peer, len), 4);
 	len = sizeof(from);
 	cr_assert_eq(recvfrom(c, buf, sizeof(buf), 0, (struct sockaddr *)&from, &len), 4);
-	cr_assert_eq(from.sin_addr.s_addr, vip.sin_addr.s_addr, "reply from %s, want the VIP", inet_ntoa(from.sin_addr));
+	cr_assert_eq(from.sin_addr.s_addr, vip.sin_addr.s_addr, "reply from %s, want the VIP",
+		     inet_ntoa(from.sin_addr));
 	cr_assert_eq(from.sin_port, vip.sin_port);
 	close(c);
 }
@@ -317,7 +318,8 @@ Test(sock_lb, tcp_metrics_count_connections_and_bytes)
 		usleep(10000);
 	}
 	cr_log_info("opened %llu closed %llu sent %llu received %llu", (unsigned long long)m.opened,
-		    (unsigned long long)m.closed, (unsigned long long)m.sent_bytes, (unsigned long long)m.received_bytes);
+		    (unsigned long long)m.closed, (unsigned long long)m.sent_bytes,
+		    (unsigned long long)m.received_bytes);
 	cr_assert_eq(m.opened, 3, "opened %llu", (unsigned long long)m.opened);
 	cr_assert_eq(m.closed, 3, "closed %llu", (unsigned long long)m.closed);
 	cr_assert_eq(m.sent_bytes, 3000, "sent %llu", (unsigned long long)m.sent_bytes);

@@ -246,7 +246,7 @@ static void tally_print(const struct tally *t)
 
 static void set_timeouts(int fd, long ms)
 {
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -336,7 +336,7 @@ static bool peer_is_dst(const struct opts *o, int fd)
 
 static void sleep_ms(long ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !g_stop)
 		;
@@ -588,17 +588,17 @@ static int mode_refuse(const struct opts *o)
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-	    {"addr", required_argument, NULL, 'a'},
-	    {"bind", required_argument, NULL, 'b'},
-	    {"duration-ms", required_argument, NULL, 'd'},
-	    {"interval-ms", required_argument, NULL, 'i'},
-	    {"ping-ms", required_argument, NULL, 'p'},
-	    {"timeout-ms", required_argument, NULL, 't'},
-	    {"trace", no_argument, NULL, 'T'},
-	    {"connect", no_argument, NULL, 'C'},
-	    {NULL, 0, NULL, 0},
+		{ "addr", required_argument, NULL, 'a' },
+		{ "bind", required_argument, NULL, 'b' },
+		{ "duration-ms", required_argument, NULL, 'd' },
+		{ "interval-ms", required_argument, NULL, 'i' },
+		{ "ping-ms", required_argument, NULL, 'p' },
+		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "trace", no_argument, NULL, 'T' },
+		{ "connect", no_argument, NULL, 'C' },
+		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = {.n = 100, .k = 10, .timeout_ms = 2000};
+	struct opts o = { .n = 100, .k = 10, .timeout_ms = 2000 };
 	struct sigaction sa;
 	bool have_dst = false;
 	int c;

@@ -151,7 +151,7 @@ static int conn_flush(struct conn *c)
 /* Interest follows the state: read only when nothing is pending, so a slow reader cannot grow memory. */
 static int conn_rearm(int ep, struct conn *c, bool want_out)
 {
-	struct epoll_event ev = {.events = want_out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+	struct epoll_event ev = { .events = want_out ? EPOLLOUT : EPOLLIN, .data.ptr = c };
 
 	return epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -230,13 +230,13 @@ static void udp_all(int ufd)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"id", required_argument, NULL, 'i'},
-	    {"port", required_argument, NULL, 'p'},
-	    {"bind", required_argument, NULL, 'b'},
-	    {"tcp-only", no_argument, NULL, 't'},
-	    {"udp-only", no_argument, NULL, 'u'},
-	    {"max-time", required_argument, NULL, 'm'},
-	    {NULL, 0, NULL, 0},
+		{ "id", required_argument, NULL, 'i' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "bind", required_argument, NULL, 'b' },
+		{ "tcp-only", no_argument, NULL, 't' },
+		{ "udp-only", no_argument, NULL, 'u' },
+		{ "max-time", required_argument, NULL, 'm' },
+		{ NULL, 0, NULL, 0 },
 	};
 	/* Tags that tell the listening sockets and the signalfd from connection pointers in epoll data. */
 	static char tag_tcp, tag_udp, tag_sig;

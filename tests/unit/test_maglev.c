@@ -13,7 +13,7 @@
 #include "xmesh/lb.h"
 
 #define SWEEP_M 131071 /* 2^17 - 1, prime, > 100 * 1000: one slot is < 1% of a backend's share */
-#define MAX_N 1000
+#define MAX_N	1000
 
 /* A pod-like backend 10.244.(i / 250).(i % 250 + 1):8080, serialized canonically: family, 16 bytes, port. */
 static uint64_t backend_key(uint32_t i)
@@ -81,15 +81,14 @@ static double check_balance(const uint32_t *table, size_t n, uint32_t m, double 
 	cr_assert_leq(n, MAX_N + 1);
 	memset(count, 0, sizeof(count[0]) * n);
 	for (uint32_t s = 0; s < m; s++) {
-		cr_assert_lt(table[s], n, "m=%u n=%zu: slot %u holds index %u, out of range", m, n, s,
-			     table[s]);
+		cr_assert_lt(table[s], n, "m=%u n=%zu: slot %u holds index %u, out of range", m, n, s, table[s]);
 		count[table[s]]++;
 	}
 	for (size_t i = 0; i < n; i++) {
 		double dev = (count[i] > ideal ? count[i] - ideal : ideal - count[i]) / ideal;
 
-		cr_assert_leq(dev, tol, "m=%u n=%zu: backend %zu has %u slots, ideal %.2f (%.3f%% off)", m, n,
-			      i, count[i], ideal, 100 * dev);
+		cr_assert_leq(dev, tol, "m=%u n=%zu: backend %zu has %u slots, ideal %.2f (%.3f%% off)", m, n, i,
+			      count[i], ideal, 100 * dev);
 		if (dev > worst)
 			worst = dev;
 		lo = count[i] < lo ? count[i] : lo;
@@ -173,8 +172,8 @@ static double check_removal(const uint64_t *keys, size_t n, size_t victim, uint3
 		if (keys[before[s]] != rest[after[s]])
 			changed++;
 	}
-	cr_assert_leq(changed, bound, "m=%u n=%zu, removing backend %zu: %u slots moved (%.3f%%), bound %.0f",
-		      m, n, victim, changed, 100.0 * changed / m, bound);
+	cr_assert_leq(changed, bound, "m=%u n=%zu, removing backend %zu: %u slots moved (%.3f%%), bound %.0f", m, n,
+		      victim, changed, 100.0 * changed / m, bound);
 	free(before);
 	free(after);
 	free(rest);
@@ -260,8 +259,7 @@ Test(maglev, duplicate_keys)
 	uint32_t dup = 0;
 
 	for (uint32_t s = 0; s < m; s++) {
-		cr_assert_eq(a[ta[s]], b[tb[s]], "slot %u: %" PRIu64 " vs %" PRIu64, s, a[ta[s]],
-			     b[tb[s]]);
+		cr_assert_eq(a[ta[s]], b[tb[s]], "slot %u: %" PRIu64 " vs %" PRIu64, s, a[ta[s]], b[tb[s]]);
 		dup += a[ta[s]] == 11;
 	}
 	cr_assert(dup == 504 || dup == 505, "key listed twice holds %u of %u slots, want ~m/2", dup, m);
@@ -351,10 +349,22 @@ Test(maglev, smallest_tables)
 
 Test(maglev, is_prime)
 {
-	static const uint32_t primes[] = { 2, 3, 5, 7, 13, 65521, 16381, 131071, 1048573, 2147483647U,
-					   4294967291U /* the largest 32-bit prime */ };
-	static const uint32_t composites[] = { 0, 1, 4, 9, 25, 49, 561 /* Carmichael */, 16383, 65536, 131073,
-					       4293001441U /* 65521^2 */, 4294967295U, 4294967293U };
+	static const uint32_t
+	    primes[] = { 2,	3,	5,	 7,	      13,	  65521,
+			 16381, 131071, 1048573, 2147483647U, 4294967291U /* the largest 32-bit prime */ };
+	static const uint32_t composites[] = { 0,
+					       1,
+					       4,
+					       9,
+					       25,
+					       49,
+					       561 /* Carmichael */,
+					       16383,
+					       65536,
+					       131073,
+					       4293001441U /* 65521^2 */,
+					       4294967295U,
+					       4294967293U };
 
 	for (size_t i = 0; i < sizeof(primes) / sizeof(primes[0]); i++)
 		cr_assert(maglev_is_prime(primes[i]), "%u is prime", primes[i]);
@@ -365,7 +375,9 @@ Test(maglev, is_prime)
 /* Against a sieve of Eratosthenes over the first 200k integers. */
 Test(maglev, is_prime_matches_sieve)
 {
-	enum { LIMIT = 200000 };
+	enum {
+		LIMIT = 200000
+	};
 	static bool composite[LIMIT];
 
 	composite[0] = composite[1] = true;
@@ -376,8 +388,7 @@ Test(maglev, is_prime_matches_sieve)
 		}
 	}
 	for (uint32_t i = 0; i < LIMIT; i++)
-		cr_assert_eq(maglev_is_prime(i), !composite[i], "maglev_is_prime(%u) = %d", i,
-			     maglev_is_prime(i));
+		cr_assert_eq(maglev_is_prime(i), !composite[i], "maglev_is_prime(%u) = %d", i, maglev_is_prime(i));
 }
 
 Test(maglev, errors)
