@@ -62,10 +62,11 @@ int cmd_agent(int argc, char **argv)
 			o.cgroup = optarg;
 			break;
 		case 'i':
-			fprintf(stderr,
-				"xmesh agent: --iface %s: the XDP/TC datapath is not built yet; only the socket "
-				"paths run\n",
-				optarg);
+			if (o.n_ifaces == XM_XDP_MAX_IFACES) {
+				fprintf(stderr, "xmesh agent: at most %d --iface\n", XM_XDP_MAX_IFACES);
+				return 2;
+			}
+			o.ifaces[o.n_ifaces++] = optarg;
 			break;
 		case 'b':
 			o.bpffs = optarg;

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "datapath/datapath.h"
 #include "datapath/pins.h"
+#include "datapath/xdp.h"
 
 /* Counts programs named xm_* still attached to the cgroup (links detach once their pin is gone). */
 static int count_ours_attached(const char *cgroup)
@@ -75,7 +76,9 @@ int cmd_cleanup(int argc, char **argv)
 			return 2;
 		}
 	}
-	err = datapath_remove(bpffs);
+	err = xdp_datapath_remove(bpffs); /* TC filters are not links: detach them before the pins go */
+	if (!err)
+		err = datapath_remove(bpffs);
 	if (err) {
 		fprintf(stderr, "xmesh cleanup: %s: %s\n", bpffs, strerror(-err));
 		return 1;

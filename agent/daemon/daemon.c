@@ -62,7 +62,11 @@ static void agent_reload(struct xm_agent *a, const char *why)
 		a->applies_failed++;
 		goto out;
 	}
+	if (a->xdp.skel)
+		xdp_datapath_sync(&a->xdp, &next, true); /* new VIPs pass the pre-filter before they are published */
 	err = lbmap_apply(a->lbmap, &next, now_ms(), &stats);
+	if (a->xdp.skel && xdp_datapath_sync(&a->xdp, &next, false))
+		log_warn("xdp: reverse-NAT table not fully updated");
 	if (a->sockmap.skel && sockmap_sync_local_ips(&a->sockmap, &cfg, a->opts.node_name))
 		log_warn("sockmap: local addresses not fully published; affected peers use plain TCP");
 	lb_state_free(&a->served);
@@ -276,6 +280,8 @@ int daemon_run(const struct xm_agent_opts *opts)
 			goto out;
 		log_warn("sockmap: not loaded; same-node redirection stays off");
 	}
+	if (opts->n_ifaces && xdp_datapath_open(&a->xdp, opts->bpffs, opts->ifaces, opts->n_ifaces))
+		goto out;
 	datapath_map_fds(&a->dp, &fds);
 	a->lbmap = lbmap_open(&fds);
 	if (!a->lbmap)
@@ -314,10 +320,11 @@ out:
 	lbmap_free(a->lbmap);
 	lb_state_free(&a->served);
 	sockmap_close(&a->sockmap);
+	xdp_datapath_close(&a->xdp);
 	if (a->dp.sock || a->dp.cgroup_fd >= 0)
 		datapath_close(&a->dp);
 	if (opts->detach_on_exit) {
-		if (datapath_remove(opts->bpffs) == 0)
+		if (xdp_datapath_remove(opts->bpffs) == 0 && datapath_remove(opts->bpffs) == 0)
 			log_info("detached: removed links and maps under %s", opts->bpffs);
 		else
 			rc = 1;

@@ -16,6 +16,7 @@
 #include "datapath/datapath.h"
 #include "daemon/identity.h"
 #include "datapath/sockmap.h"
+#include "datapath/xdp.h"
 
 #define XM_MAX_CONFIG_PATHS 32
 
@@ -29,6 +30,8 @@ struct xm_agent_opts {
 	const char *metrics_addr;
 	uint32_t maglev_size;
 	bool detach_on_exit;
+	const char *ifaces[XM_XDP_MAX_IFACES]; /* --iface: uplinks for XDP + TC */
+	size_t n_ifaces;
 	bool no_sockmap; /* --no-sockmap: same-node redirection off (switchable at runtime) */
 };
 
@@ -42,6 +45,7 @@ struct xm_agent {
 	struct xm_loop *loop;
 	struct xm_datapath dp;
 	struct xm_sockmap sockmap;
+	struct xm_xdp xdp; /* skel NULL without --iface */
 	struct xm_lbmap *lbmap;
 	struct xm_watch *watch;
 	struct xm_admin *admin;

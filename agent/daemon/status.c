@@ -38,6 +38,8 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 		  a->dp.n_adopted);
 	sb_printf(out, "config: last apply %s, %llu ok, %llu rejected%s%s\n", when, (unsigned long long)a->applies_ok,
 		  (unsigned long long)a->applies_failed, a->last_error[0] ? "; last error: " : "", a->last_error);
+	if (a->xdp.skel)
+		xdp_datapath_status(&a->xdp, &a->served, false, out);
 	sb_printf(out, "services: %zu ports\n", a->served.n_services);
 	for (i = 0; i < a->served.n_services; i++) {
 		const struct xm_lb_service *s = &a->served.services[i];
@@ -130,7 +132,9 @@ static void render_json(const struct xm_agent *a, struct strbuf *out)
 		}
 		sb_puts(out, "]}");
 	}
-	sb_puts(out, "]}\n");
+	sb_puts(out, "],\"xdp\":");
+	xdp_datapath_status(a->xdp.skel ? &a->xdp : NULL, &a->served, true, out);
+	sb_puts(out, "}\n");
 }
 
 void daemon_render_status(const struct xm_agent *a, bool json, struct strbuf *out)

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The north-south datapath as the agent sees it: loads xdp_lb next to the socket LB's pinned maps, attaches
+ * XDP to each uplink through a pinned bpf_link (adopted and swapped on restart) and TC egress through
+ * netlink (not a link: replaced in place by handle/priority), and keeps the VIP pre-filter, the reverse-NAT
+ * backend table and the uplink addresses in step with what the agent serves.
+ */
+#ifndef XMESH_DATAPATH_XDP_H
+#define XMESH_DATAPATH_XDP_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xmesh/xdp.h>
+
+#include "compile/compile.h"
+
+#define XM_TC_HANDLE   0x786d /* "xm" */
+#define XM_TC_PRIORITY 0x786d
+
+struct xdp_lb;
+struct strbuf;
+
+struct xm_xdp_uplink {
+	char name[IF_NAMESIZE];
+	int ifindex;
+	bool adopted; /* the XDP link was left by a previous agent */
+};
+
+struct xm_xdp {
+	struct xdp_lb *skel;
+	char bpffs[4096];
+	struct xm_xdp_uplink uplinks[XM_XDP_MAX_IFACES];
+	size_t n_uplinks;
+};
+
+/*
+ * Loads xdp_lb with its maps pinned under bpffs (after datapath_open: the socket LB's maps must be there),
+ * then for each interface (by name, in the caller's network namespace): records its addresses, attaches TC
+ * egress, then XDP (native where the driver has it). Returns 0 or -errno (logged); on failure nothing that
+ * this call attached stays attached.
+ */
+int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *ifaces, size_t n);
+
+/*
+ * Makes the pre-filter and xm_nat_backends serve st. before = true (call it before lbmap_apply) only adds,
+ * so new VIPs pass the filter by the time lbmap publishes them; after lbmap_apply, call it with false.
+ * Also asks the kernel to resolve the neighbours of remote backends' nodes (fib lookups need them).
+ */
+int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool before);
+
+/*
+ * "xdp: ..." status lines (or a JSON object when json): uplinks, connection-table fill, verdict counters,
+ * and per external VIP port of st (may be NULL) its packets by verdict, new flows and bytes.
+ */
+void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, bool json, struct strbuf *out);
+
+/* Closes fds; the links, TC filters and maps stay. */
+void xdp_datapath_close(struct xm_xdp *x);
+
+/*
+ * Detaches TC from the uplinks named in the pinned xm_xdp_ifaces (only our filters, in the caller's
+ * network namespace). Call before datapath_remove(), which unpins the XDP links (detaching XDP) and maps.
+ */
+int xdp_datapath_remove(const char *bpffs);
+
+/* Building blocks, shared with the tests. */
+void xdp_vip_filter_fill(__u64 *filter, const struct xm_lb_state *st, bool add_only);
+int xdp_nat_backends_sync(int map_fd, const struct xm_lb_state *st);
+
+#endif

@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The XDP load balancer for external VIPs, as one inline function over parse/conntrack/nat/encap so that
+ * the production program (bpf/xdp_lb.bpf.c) and the benchmark wrappers (bpf/xdp_bench.bpf.c) run the same
+ * code. Verdicts and the reasons for them are documented in docs/xdp.md.
+ */
+#ifndef XMESH_BPF_XDP_BALANCE_H
+#define XMESH_BPF_XDP_BALANCE_H
+
+#include "conntrack.h"
+#include "encap.h"
+#include "lb_select.h"
+#include "nat.h"
+
+/* Not ours: the caller passes the packet untouched. */
+#define XM_NOT_VIP -1
+
+static __always_inline bool xm_vip_maybe(const struct xm_pkt *p)
+{
+	__u32 fold, bit;
+
+	if (p->family == XM_FAMILY_V4) {
+		fold = ((const struct iphdr *)p->l3)->daddr;
+	} else {
+		const __u32 *d = (const __u32 *)&((const struct ipv6hdr *)p->l3)->daddr;
+
+		fold = d[0] ^ d[1] ^ d[2] ^ d[3];
+	}
+	bit = xm_vip_filter_bit(fold, xm_pkt_dport(p), p->proto);
+	return xm_vip_filter[(bit >> 6) & (XM_VIP_FILTER_BITS / 64 - 1)] & (1ULL << (bit & 63));
+}
+
+static __always_inline struct xm_backend *xm_backend_get(__u32 id, __u8 family)
+{
+	struct xm_backend *be = id ? bpf_map_lookup_elem(&xm_backends, &id) : NULL;
+
+	return be && be->family == family ? be : NULL;
+}
+
+struct xm_local_probe {
+	__u32 table_id;
+	__u32 count;
+	__u32 slot;
+	__u32 found;
+	__u8 family;
+};
+
+static long xm_local_probe_step(__u32 i, void *arg)
+{
+	struct xm_local_probe *c = arg;
+	__u32 table_id = c->table_id, slot = c->slot;
+	struct xm_slot_value *v;
+	struct xm_backend *be;
+	void *table;
+
+	table = bpf_map_lookup_elem(&xm_maglev, &table_id);
+	if (!table)
+		return 1;
+	v = bpf_map_lookup_elem(table, &slot);
+	if (v) {
+		be = xm_backend_get(v->backend_id, c->family);
+		if (be && (be->flags & XM_BACKEND_F_LOCAL)) {
+			c->found = v->backend_id;
+			return 1;
+		}
+	}
+	c->slot = slot + 1 < c->count ? slot + 1 : 0;
+	return 0;
+}
+
+/*
+ * A decapsulating node serves only local backends. Its table normally agrees with the sender's (same
+ * config, same Maglev), so the first slot is local. If not, it walks the table from the flow's slot until a
+ * local backend: deterministic for the flow, found whenever one exists, and expected 1/(local share) steps
+ * (Maglev spreads every backend over the whole table). New flows only: the connection table pins the result.
+ */
+static __always_inline __u32 xm_pick_local(const struct xm_svc_value *svc, __u32 hash, __u8 family)
+{
+	struct xm_local_probe c = {
+		.table_id = svc->table_id, .count = svc->count, .slot = hash % svc->count, .family = family
+	};
+
+	if (svc->count > XM_MAGLEV_MAX_SIZE)
+		return 0;
+	bpf_loop(svc->count, xm_local_probe_step, &c, 0);
+	return c.found;
+}
+
+/* Encapsulates towards the backend's node and transmits. Returns the XDP verdict. */
+static __always_inline int xm_xdp_encap(struct xdp_md *ctx, struct xm_pkt *p, const union xm_addr *node_addr,
+					__u32 hash, __u32 svc_id, bool new_flow)
+{
+	__u32 ifindex = ctx->ingress_ifindex, hdr_len, pkt_len;
+	struct xm_xdp_iface *ifc = bpf_map_lookup_elem(&xm_xdp_ifaces, &ifindex);
+	const union xm_addr *src;
+	struct bpf_fib_lookup fib;
+	int rc;
+
+	pkt_len = p->l2_len + p->l3_len; /* before the outer header; Ethernet padding not counted */
+	hdr_len = p->family == XM_FAMILY_V4 ? XM_IPV4_HLEN : XM_IPV6_HLEN;
+	src = ifc ? (p->family == XM_FAMILY_V4 ? &ifc->addr4 : &ifc->addr6) : NULL;
+	if (!src || !(node_addr->v6[0] | node_addr->v6[1] | node_addr->v6[2] | node_addr->v6[3]) ||
+	    !(src->v6[0] | src->v6[1] | src->v6[2] | src->v6[3])) {
+		xm_xdp_stat(XM_XDP_DROP_NO_ROUTE);
+		xm_vip_count(svc_id, XM_VIP_DROP, new_flow, 0);
+		return XDP_DROP;
+	}
+	rc = xm_fib_to_node(ctx, &fib, p->family, src, node_addr, p->l3_len + hdr_len);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		/* The kernel cannot forward it either, but the agent keeps managed neighbour entries for every
+		 * node, so this lasts until the kernel has resolved it; the client retransmits. */
+		xm_xdp_stat(XM_XDP_PASS_NO_NEIGH);
+		xm_vip_count(svc_id, XM_VIP_PASS, new_flow, 0);
+		return XDP_PASS;
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		xm_xdp_stat(rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? XM_XDP_DROP_TOO_BIG : XM_XDP_DROP_NO_ROUTE);
+		xm_vip_count(svc_id, XM_VIP_DROP, new_flow, 0);
+		return XDP_DROP;
+	}
+	if (p->family == XM_FAMILY_V4)
+		rc = xm_encap_ipip(ctx, p, src, node_addr, &fib);
+	else
+		rc = xm_encap_ip6ip6(ctx, p, src, node_addr, &fib, hash);
+	if (rc) {
+		xm_xdp_stat(XM_XDP_DROP_ERROR);
+		return XDP_DROP;
+	}
+	xm_xdp_stat(XM_XDP_TX_ENCAP);
+	xm_vip_count(svc_id, XM_VIP_REMOTE, new_flow, pkt_len);
+	if (fib.ifindex != ifindex)
+		return bpf_redirect(fib.ifindex, 0);
+	return XDP_TX;
+}
+
+/* Forwards a packet of a pinned flow: DNAT to a local backend, or encapsulation to its node. */
+static __always_inline int xm_xdp_forward(struct xdp_md *ctx, struct xm_pkt *p, const struct xm_ct_key *ck,
+					  const struct xm_ct_value *ct, bool new_flow)
+{
+	__u32 svc_id = ct->svc_id;
+
+	if (ct->flags & XM_BACKEND_F_LOCAL) {
+		xm_dnat(p, &ct->addr, ct->port);
+		xm_vip_count(svc_id, XM_VIP_LOCAL, new_flow, p->l2_len + p->l3_len);
+		return XDP_PASS;
+	}
+	return xm_xdp_encap(ctx, p, &ct->node_addr, xm_flow_hash(ck), svc_id, new_flow);
+}
+
+/*
+ * Balances a parsed TCP/UDP packet whose destination may be an external VIP. decapped: it came out of a
+ * tunnel from another node, so only a local backend may serve it. Returns an XDP verdict, or XM_NOT_VIP.
+ *
+ * Fast path: a known flow is forwarded from its connection-table snapshot, with no other lookup. A TCP SYN,
+ * a flow the table does not know, or (decapsulated) a flow pinned to a non-local backend takes the slow
+ * path: the service, then the pinned backend if it still exists, else Maglev.
+ */
+static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, const bool decapped)
+{
+	struct xm_svc_key sk;
+	struct xm_svc_value *svc;
+	struct xm_ct_value *ct, snap;
+	struct xm_backend *be = NULL;
+	struct xm_ct_key ck;
+	__u32 backend_id = 0, hash;
+
+	xm_ct_key_of(p, &ck);
+	ct = xm_ct_lookup(&ck);
+	if (ct && !(p->tcp_flags & XM_TCP_SYN) && (!decapped || (ct->flags & XM_BACKEND_F_LOCAL)))
+		return xm_xdp_forward(ctx, p, &ck, ct, false);
+
+	sk.vip = ck.daddr;
+	sk.port = ck.dport;
+	sk.proto = ck.proto;
+	sk.family = ck.family;
+	svc = bpf_map_lookup_elem(&xm_services, &sk);
+	if (!svc || !(svc->flags & XM_SVC_F_EXTERNAL))
+		return XM_NOT_VIP;
+
+	/* A pinned flow keeps its backend while that backend exists (and, decapsulated, is local). */
+	if (ct) {
+		backend_id = ct->backend_id;
+		be = xm_backend_get(backend_id, ck.family);
+		if (be && decapped && !(be->flags & XM_BACKEND_F_LOCAL))
+			be = NULL;
+		if (be && ct->flags == be->flags && ct->svc_id == svc->svc_id) {
+			xm_xdp_stat(XM_XDP_CT_HIT);
+			return xm_xdp_forward(ctx, p, &ck, ct, false);
+		}
+	}
+	if (!be) {
+		hash = xm_flow_hash(&ck);
+		backend_id = svc->count ? xm_pick_maglev(svc, hash) : 0;
+		be = xm_backend_get(backend_id, ck.family);
+		if (be && decapped && !(be->flags & XM_BACKEND_F_LOCAL)) {
+			backend_id = xm_pick_local(svc, hash, ck.family);
+			be = xm_backend_get(backend_id, ck.family);
+			if (!be) {
+				xm_xdp_stat(XM_XDP_DROP_NO_LOCAL);
+				xm_vip_count(svc->svc_id, XM_VIP_DROP, true, 0);
+				return XDP_DROP;
+			}
+		}
+		if (!be) {
+			xm_xdp_stat(XM_XDP_DROP_NO_BACKEND);
+			xm_vip_count(svc->svc_id, XM_VIP_DROP, true, 0);
+			return XDP_DROP;
+		}
+		xm_xdp_stat(XM_XDP_CT_NEW);
+		if (p->proto == IPPROTO_TCP && !(p->tcp_flags & XM_TCP_SYN))
+			xm_xdp_stat(XM_XDP_CT_NEW_NON_SYN);
+	}
+	xm_ct_insert(&ck, backend_id, svc->svc_id, be);
+	snap.addr = be->addr;
+	snap.node_addr = be->node_addr;
+	snap.backend_id = backend_id;
+	snap.svc_id = svc->svc_id;
+	snap.port = be->port;
+	snap.family = be->family;
+	snap.flags = be->flags;
+	if (be->flags & XM_BACKEND_F_LOCAL)
+		xm_xdp_stat(XM_XDP_DNAT_LOCAL);
+	return xm_xdp_forward(ctx, p, &ck, &snap, !ct);
+}
+
+/* IPIP / IP6IP6 addressed to this uplink: serve the inner packet locally, or pass the original untouched. */
+static __always_inline int xm_xdp_tunnel(struct xdp_md *ctx, struct xm_pkt *outer, void *end)
+{
+	__u32 ifindex = ctx->ingress_ifindex, l2_len = outer->l2_len, hdr_len = outer->l3_hlen;
+	struct xm_xdp_iface *ifc;
+	struct xm_pkt in;
+	int rc;
+
+	if (outer->family == XM_FAMILY_V4 ? outer->proto != XM_IPPROTO_IPIP : outer->proto != XM_IPPROTO_IPV6)
+		return XDP_PASS;
+	ifc = bpf_map_lookup_elem(&xm_xdp_ifaces, &ifindex);
+	if (!ifc)
+		return XDP_PASS;
+	if (outer->family == XM_FAMILY_V4) {
+		if (((struct iphdr *)outer->l3)->daddr != ifc->addr4.v4 || !ifc->addr4.v4)
+			return XDP_PASS;
+		rc = xm_parse_ipv4(&in, outer->l4, end, false);
+	} else {
+		const __u32 *d = (const __u32 *)&((const struct ipv6hdr *)outer->l3)->daddr;
+
+		if (((d[0] ^ ifc->addr6.v6[0]) | (d[1] ^ ifc->addr6.v6[1]) | (d[2] ^ ifc->addr6.v6[2]) |
+		     (d[3] ^ ifc->addr6.v6[3])) ||
+		    !ifc->addr6.v6[0])
+			return XDP_PASS;
+		rc = xm_parse_ipv6(&in, outer->l4, end, false);
+	}
+	if (rc != XM_PARSE_OK || in.l3_len > outer->l3_len - hdr_len || !xm_vip_maybe(&in))
+		return XDP_PASS;
+	in.l2_len = l2_len;
+	rc = xm_xdp_serve(ctx, &in, true);
+	if (rc == XM_NOT_VIP)
+		return XDP_PASS;
+	if (rc != XDP_PASS)
+		return rc; /* dropped: nothing local can serve it */
+	/* DNAT done in place: strip the outer header so the kernel sees client → pod. */
+	if (xm_decap(ctx, l2_len, hdr_len)) {
+		xm_xdp_stat(XM_XDP_DROP_ERROR);
+		return XDP_DROP;
+	}
+	xm_xdp_stat(XM_XDP_DECAP);
+	return XDP_PASS;
+}
+
+static __always_inline int xm_xdp_balance(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct xm_pkt p;
+	int rc;
+
+	rc = xm_parse(&p, data, end, false);
+	if (rc == XM_PARSE_OK) {
+		if (!xm_vip_maybe(&p))
+			return XDP_PASS; /* the fast path: not for a VIP */
+		rc = xm_xdp_serve(ctx, &p, false);
+		if (rc == XM_NOT_VIP) {
+			xm_xdp_stat(XM_XDP_PASS_NOT_VIP);
+			return XDP_PASS;
+		}
+		return rc;
+	}
+	switch (rc) {
+	case XM_PARSE_OTHER_L4:
+		return xm_xdp_tunnel(ctx, &p, end);
+	case XM_PARSE_MALFORMED:
+		xm_xdp_stat(XM_XDP_PASS_MALFORMED);
+		break;
+	case XM_PARSE_FRAGMENT:
+		xm_xdp_stat(XM_XDP_PASS_FRAGMENT);
+		break;
+	case XM_PARSE_EXT_HDR:
+		xm_xdp_stat(XM_XDP_PASS_IPV6_EXT);
+		break;
+	default:
+		xm_xdp_stat(XM_XDP_PASS_NOT_IP);
+		break;
+	}
+	return XDP_PASS;
+}
+
+#endif

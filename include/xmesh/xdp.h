@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ABI of the north-south load balancer (XDP on the uplinks, TC reverse NAT): keys and values of its maps,
+ * its counters, and the VIP pre-filter hash that the agent and the program must compute identically.
+ * Fixed-size types only; layouts are pinned by _Static_assert below.
+ */
+#ifndef XMESH_XDP_H
+#define XMESH_XDP_H
+
+#include "lb.h"
+
+#define XM_CT_MAX	    262144 /* connection-table entries (LRU, BPF_F_NO_COMMON_LRU) */
+#define XM_NAT_BACKENDS_MAX 65536
+#define XM_XDP_MAX_IFACES   64
+#define XM_VIP_FILTER_BITS  65536 /* 8 KiB bitmap in the program's .bss */
+
+/*
+ * xm_ct key: a flow as the client sent it (source side first). One entry per direction-less client flow
+ * towards a VIP; the value pins its backend.
+ */
+struct xm_ct_key {
+	union xm_addr saddr; /* client */
+	union xm_addr daddr; /* VIP */
+	__u16 sport;	     /* network order */
+	__u16 dport;	     /* network order */
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+XM_STATIC_ASSERT(sizeof(struct xm_ct_key) == 40, "xm_ct_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_key, daddr) == 16, "xm_ct_key.daddr offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_key, sport) == 32, "xm_ct_key.sport offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_key, proto) == 36, "xm_ct_key.proto offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_key, family) == 37, "xm_ct_key.family offset");
+
+/*
+ * The backend as it was when the flow was pinned: packets of a known flow are forwarded from this snapshot
+ * alone, without the service or backend lookups (a TCP SYN re-validates it against xm_backends).
+ */
+struct xm_ct_value {
+	union xm_addr addr;	 /* backend address */
+	union xm_addr node_addr; /* the backend's node (remote backends: IPIP/IP6IP6 destination) */
+	__u32 backend_id;	 /* key of xm_backends */
+	__u32 svc_id;		 /* the service port the flow was balanced for (per-VIP counters) */
+	__u16 port;		 /* backend port, network order */
+	__u8 family;
+	__u8 flags; /* XM_BACKEND_F_* at pinning time */
+};
+XM_STATIC_ASSERT(sizeof(struct xm_ct_value) == 44, "xm_ct_value size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, node_addr) == 16, "xm_ct_value.node_addr offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, backend_id) == 32, "xm_ct_value.backend_id offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, port) == 40, "xm_ct_value.port offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, flags) == 43, "xm_ct_value.flags offset");
+
+/*
+ * xm_nat_backends: for each local backend of an external VIP (written by the agent), the VIP:ports it
+ * serves. TC turns a reply backend:port -> client:cport into the connection-table key (client, cport, VIP,
+ * vport) for each candidate, and rewrites the source only when that flow is pinned to this backend: no
+ * per-flow reverse-NAT state has to be written on the XDP path.
+ */
+#define XM_NAT_MAX_VIPS 4
+
+struct xm_nat_backend_key {
+	union xm_addr addr;
+	__u16 port; /* network order */
+	__u8 proto;
+	__u8 family;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_nat_backend_key) == 20, "xm_nat_backend_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_nat_backend_key, port) == 16, "xm_nat_backend_key.port offset");
+
+struct xm_nat_vip {
+	union xm_addr vip;
+	__u16 vport; /* network order */
+	__u8 pad[2];
+};
+XM_STATIC_ASSERT(sizeof(struct xm_nat_vip) == 20, "xm_nat_vip size");
+
+struct xm_nat_backend_value {
+	__u32 count; /* used entries of vips */
+	struct xm_nat_vip vips[XM_NAT_MAX_VIPS];
+};
+XM_STATIC_ASSERT(sizeof(struct xm_nat_backend_value) == 84, "xm_nat_backend_value size");
+
+/*
+ * xm_xdp_ifaces, keyed by ifindex: the uplink's own addresses. They are the outer source of IPIP/IP6IP6
+ * packets this node sends, and the outer destination it decapsulates. Zero: that family is not served.
+ */
+struct xm_xdp_iface {
+	union xm_addr addr4;
+	union xm_addr addr6;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_xdp_iface) == 32, "xm_xdp_iface size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_xdp_iface, addr6) == 16, "xm_xdp_iface.addr6 offset");
+
+/* xm_xdp_stats: per-CPU counters of the XDP/TC programs, indexed by enum xm_xdp_stat. */
+enum xm_xdp_stat {
+	XM_XDP_PASS_NOT_IP = 0, /* not IPv4/IPv6 (ARP, LLDP, ...), or shorter than an Ethernet header */
+	XM_XDP_PASS_NOT_VIP,	/* IP, not for an external VIP (not counted on the fast path: derive it) */
+	XM_XDP_PASS_MALFORMED,	/* bad or truncated IP/L4 header: passed untouched, the kernel drops it */
+	XM_XDP_PASS_FRAGMENT,	/* IPv4 fragment or IPv6 fragment header: passed untouched */
+	XM_XDP_PASS_IPV6_EXT,	/* IPv6 extension header before L4: passed untouched */
+	XM_XDP_PASS_NO_NEIGH,	/* remote backend, next hop unresolved: original passed to the kernel */
+	XM_XDP_DNAT_LOCAL,	/* DNAT to a local backend, XDP_PASS (new or re-validated flows) */
+	XM_XDP_TX_ENCAP,	/* IPIP/IP6IP6 to the backend's node, XDP_TX (or XDP_REDIRECT) */
+	XM_XDP_CT_HIT,		/* known flow forwarded from its connection-table snapshot */
+	XM_XDP_DECAP,		/* IPIP/IP6IP6 from another node, stripped, then served locally */
+	XM_XDP_DROP_NO_BACKEND, /* VIP with no ready backend */
+	XM_XDP_DROP_NO_LOCAL,	/* decapsulated flow but no local ready backend (never re-encapsulated) */
+	XM_XDP_DROP_NO_ROUTE,	/* no route to the backend's node, or its node address is unknown */
+	XM_XDP_DROP_TOO_BIG,	/* encapsulated packet would exceed the route MTU */
+	XM_XDP_DROP_ERROR,	/* a helper failed (adjust_head) */
+	XM_XDP_CT_NEW,		/* connection-table insert (a new flow, or an unknown mid-flow packet) */
+	XM_XDP_CT_NEW_NON_SYN,	/* ... of which a TCP packet without SYN: balanced by Maglev like a SYN */
+	XM_TC_REV_NAT,		/* TC egress: reply source rewritten back to VIP:port */
+	XM_XDP_STAT_MAX,
+};
+
+/* xm_xdp_vip_stats: per-CPU counters per service port (index = svc_id). */
+enum xm_xdp_vip_verdict {
+	XM_VIP_LOCAL = 0, /* DNATed to a local backend */
+	XM_VIP_REMOTE,	  /* encapsulated to the backend's node */
+	XM_VIP_DROP,	  /* dropped: no (local) backend, no route, too big */
+	XM_VIP_PASS,	  /* passed to the kernel (unresolved neighbour) */
+	XM_VIP_NEW_FLOW,  /* of the above, connection-table misses */
+	XM_VIP_VERDICT_MAX,
+};
+
+struct xm_xdp_vip_counters {
+	__u64 packets[XM_VIP_VERDICT_MAX];
+	__u64 bytes; /* frame bytes of balanced packets (LOCAL + REMOTE) */
+};
+XM_STATIC_ASSERT(sizeof(struct xm_xdp_vip_counters) == 48, "xm_xdp_vip_counters size");
+
+/*
+ * The VIP pre-filter: one bit per hash of (destination address, port, protocol), set by the agent for every
+ * external VIP. A packet whose bit is clear is not for a VIP and passes after a few instructions, without
+ * a hash-map lookup; a set bit only means "look it up". addr_fold is the XOR of the address's 32-bit words
+ * as loaded from the packet (an IPv4 address is its one word), port in network order.
+ */
+static inline __u32 xm_vip_filter_bit(__u32 addr_fold, __u16 port_be, __u8 proto)
+{
+	__u32 h = (addr_fold ^ ((__u32)port_be << 16 | proto)) * 0x9E3779B1u;
+
+	return h >> 16; /* 0 .. XM_VIP_FILTER_BITS-1 */
+}
+XM_STATIC_ASSERT(XM_VIP_FILTER_BITS == 65536, "xm_vip_filter_bit returns 16 bits");
+
+#endif

@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+# Helpers of the XDP e2e tests (sourced after lib.sh, before xmx_init): uplinks, an `ext` client namespace,
+# a second node, agents started with --iface, and YAML for external VIPs. Everything lives in namespaces
+# named xmx<PID>-*; the only interfaces that get XDP or TC are veths inside them.
+
+XMT_P="xmx$$-"
+# shellcheck disable=SC2034 # read by lib.sh
+XMT_NODE="${XMT_P}node"
+XMX_AGENTS=() # PIDs of agents started by xmx_agent
+XMX_PINS=()   # their pin directories
+XMX_NS=()     # and network namespaces
+XMX_CGS=()    # child cgroups of XMT_CG they serve
+
+# Stops our agents, removes their pins (xmesh cleanup in the agent's namespace: TC filters live there) and
+# cgroups, then hands over to lib.sh's teardown. Installed over lib.sh's EXIT trap by xmx_init.
+xmx_teardown() {
+	local rc=$? pid i
+	set +e
+	trap - ERR
+	for pid in "${XMX_AGENTS[@]}"; do xmt_stop_pid "$pid"; done
+	for i in "${!XMX_PINS[@]}"; do
+		[ -d "${XMX_PINS[$i]}" ] || continue
+		timeout -k 5 20 nsenter --net="/run/netns/${XMX_NS[$i]}" -- "$XMESH" cleanup --bpffs "${XMX_PINS[$i]}" \
+			>/dev/null 2>&1 || echo "teardown: xmesh cleanup ${XMX_PINS[$i]} failed" >&2
+		case "${XMX_PINS[$i]}" in "$XMT_BPFFS"/xmesh-test-*) [ -e "${XMX_PINS[$i]}" ] && rm -rf -- "${XMX_PINS[$i]}" ;; esac
+	done
+	for i in "${XMX_CGS[@]}"; do
+		echo 1 >"$i/cgroup.kill" 2>/dev/null
+		for pid in 1 2 3 4 5 6 7 8 9 10; do
+			rmdir "$i" 2>/dev/null && break
+			sleep 0.1
+		done
+	done
+	xmt_teardown "$rc"
+}
+
+xmx_init() {
+	xmt_init "$@"
+	trap xmx_teardown EXIT
+	[ -r "$XMT_BUILD/bpf/xdp_pass.bpf.o" ] || xmt_skip "$XMT_BUILD/bpf/xdp_pass.bpf.o not built"
+	command -v python3 >/dev/null || xmt_skip "python3 not installed (turns veth checksum offload off)"
+	# The wiring of --iface lives in agent/daemon and agent/cli; an agent without it prints "not built yet".
+	grep -q "uplink %s (ifindex %d): XDP" "$XMESH" || xmt_skip "$XMESH does not attach XDP on --iface yet"
+}
+
+# xmx_sysctl NS KEY=VALUE...
+xmx_sysctl() {
+	local ns=$1
+	shift
+	xmt_nsrun "$ns" sysctl -qw "$@" >/dev/null
+}
+
+# xmx_tx_csum_off NS IFACE: full checksums in every packet IFACE sends (ethtool -K IFACE tx off, without
+# ethtool). A veth otherwise hands CHECKSUM_PARTIAL skbs around, whose L4 checksum field holds only the
+# pseudo-header sum: fine inside one host, wrong once XDP_TX turns the frame into bytes on a "wire".
+xmx_tx_csum_off() {
+	xmt_nsrun "$1" python3 -c '
+import ctypes, fcntl, socket, struct, sys
+ev = ctypes.create_string_buffer(struct.pack("II", 0x17, 0))  # ETHTOOL_STXCSUM, off
+ifr = struct.pack("16sP", sys.argv[1].encode(), ctypes.addressof(ev)).ljust(40, b"\0")
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+fcntl.ioctl(s.fileno(), 0x8946, ifr)  # SIOCETHTOOL
+' "$2"
+}
+
+# xmx_xdp_pass NS IFACE: the trivial XDP program on a veth that receives XDP_TX frames (a veth delivers
+# them only to a peer running native XDP).
+xmx_xdp_pass() {
+	ip -n "$XMT_P$1" link set dev "$2" xdpdrv obj "$XMT_BUILD/bpf/xdp_pass.bpf.o" sec xdp
+}
+
+# xmx_link NS_A IF_A NS_B IF_B: a veth pair between two of our namespaces, both ends up.
+xmx_link() {
+	ip -n "$XMT_P$1" link add "$2" type veth peer name "$4" netns "$XMT_P$3"
+	ip -n "$XMT_P$1" link set "$2" up
+	ip -n "$XMT_P$3" link set "$4" up
+}
+
+# xmx_node NS POD_SUBNET: a node namespace with a bridge br0 at POD_SUBNET.1/24 for its pods, forwarding on.
+xmx_node() {
+	xmt_netns_add "$1"
+	ip -n "$XMT_P$1" link add br0 type bridge
+	ip -n "$XMT_P$1" addr add "$2.1/24" dev br0
+	ip -n "$XMT_P$1" link set br0 up
+	xmx_sysctl "$1" net.ipv4.ip_forward=1
+}
+
+# xmx_pod NODE_NS NAME IP GW: a pod namespace on NODE_NS's br0 with IP/24, a default route via GW, and an
+# xm-server answering with NAME on 8080.
+xmx_pod() {
+	local node=$1 name=$2 ip=$3 gw=$4
+	xmt_netns_add "$name"
+	ip -n "$XMT_P$node" link add "v-$name" type veth peer name eth0 netns "$XMT_P$name"
+	ip -n "$XMT_P$node" link set "v-$name" master br0 up
+	ip -n "$XMT_P$name" addr add "$ip/24" dev eth0
+	ip -n "$XMT_P$name" link set eth0 up
+	ip -n "$XMT_P$name" route add default via "$gw"
+	xmt_server "$name"
+}
+
+# xmx_agent NAME NODE_NS NODE_NAME IFACE [ARGS...]: an agent in NODE_NS on its own child cgroup and pin
+# directory, with XDP on IFACE; waits for its "ready" line. Log: $XMT_TMP/agent-NAME.log.
+xmx_agent() {
+	local name=$1 ns=$2 node=$3 iface=$4 pin="$XMT_PIN-$1" cg="$XMT_CG/$1" pid r=0
+	shift 4
+	mkdir -p "$cg"
+	XMX_CGS+=("$cg")
+	XMX_PINS+=("$pin")
+	XMX_NS+=("$XMT_P$ns")
+	timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/$XMT_P$ns" -- \
+		"$XMESH" agent --config "$XMT_CONF" --cgroup "$cg" --bpffs "$pin" --node "$node" --iface "$iface" \
+		--metrics 127.0.0.1:15090 --admin "$XMT_TMP/admin-$name.sock" "$@" >"$XMT_TMP/agent-$name.log" 2>&1 &
+	pid=$!
+	XMX_AGENTS+=("$pid")
+	XMT_AGENT_LOG="$XMT_TMP/agent-$name.log"
+	xmt_wait_for "$XMT_AGENT_LOG" '\<ready\>' "$XMT_READY_TIMEOUT" "$pid" || r=$?
+	[ "$r" = 0 ] || xmt_fail "agent $name not ready: $(tail -n 5 "$XMT_AGENT_LOG")"
+	xmt_log "agent $name ready in $ns (pid $pid, --iface $iface)"
+}
+
+xmx_status() { timeout -k 5 20 "$XMESH" status --admin "$XMT_TMP/admin-$1.sock"; }
+
+# xmx_verdict AGENT NAME: one of the "xdp: verdicts" counters of `xmesh status` (0 when absent).
+xmx_verdict() {
+	xmx_status "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { v = $2 } END { print v + 0 }'
+}
+
+# xmx_ext_client NS OUT ARGS...: xm-client in a namespace outside any mesh cgroup (an external client).
+xmx_ext_client() {
+	local ns=$1 out=$2 rc=0
+	shift 2
+	xmt_nsrun "$ns" "$XM_CLIENT" "$@" >"$out" 2>"$out.err" || rc=$?
+	return "$rc"
+}
+
+# xmx_yaml_ext_service NAME VIP: a Service with external IP VIP, port 80 → 8080/TCP.
+xmx_yaml_ext_service() {
+	printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: $1" "  namespace: default" \
+		"spec:" "  type: LoadBalancer" "  clusterIP: 10.96.0.50" "  clusterIPs:" "  - 10.96.0.50" \
+		"  externalIPs:" "  - $2" "  ports:" "  - name: http" "    port: 80" "    protocol: TCP" \
+		"    targetPort: 8080"
+}
+
+# xmx_yaml_slice SERVICE NODE_NAME IP...: an EndpointSlice with ready endpoints on NODE_NAME.
+xmx_yaml_slice() {
+	local svc=$1 node=$2 ip
+	shift 2
+	printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" \
+		"  name: $svc-$node" "  namespace: default" "  labels:" "    kubernetes.io/service-name: $svc" \
+		"addressType: IPv4" "ports:" "- name: http" "  port: 8080" "  protocol: TCP"
+	[ $# -gt 0 ] || echo "endpoints: []"
+	[ $# -eq 0 ] || echo "endpoints:"
+	for ip in "$@"; do
+		printf '%s\n' "- addresses:" "  - \"$ip\"" "  conditions:" "    ready: true" "  nodeName: $node"
+	done
+}
+
+# xmx_yaml_node NAME INTERNAL_IP
+xmx_yaml_node() {
+	printf '%s\n' "---" "apiVersion: v1" "kind: Node" "metadata:" "  name: $1" "status:" "  addresses:" \
+		"  - type: InternalIP" "    address: $2"
+}
