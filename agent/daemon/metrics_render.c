@@ -264,4 +264,5 @@ void daemon_render_metrics(struct strbuf *out, void *ctx)
 	sock_lb_metrics_render(fds.sock_stats, out);
 	render_istio_tcp(a, fds.conn_metrics, out);
 	render_outlier(a, fds.outlier, out);
+	xdp_datapath_metrics(a->xdp.skel ? &a->xdp : NULL, &a->served, out);
 }

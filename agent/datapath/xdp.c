@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "core/strbuf.h"
+#include "metrics/prom.h"
 #include "datapath/pins.h"
 #include "skel/xdp_lb.skel.h"
 
@@ -568,5 +569,47 @@ void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, b
 			  (unsigned long long)c.packets[XM_VIP_REMOTE], (unsigned long long)c.packets[XM_VIP_DROP],
 			  (unsigned long long)c.packets[XM_VIP_PASS], (unsigned long long)c.packets[XM_VIP_NEW_FLOW],
 			  (unsigned long long)c.bytes);
+	}
+}
+
+/* Prometheus families of the XDP path: verdict counters, connection-table fill, per-VIP packets. */
+void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, struct strbuf *out)
+{
+	static const char *const action[1] = { "action" };
+	static const char *const vip_labels[3] = { "destination_service", "vip", "verdict" };
+	static const char *const verdicts[XM_VIP_VERDICT_MAX] = { "local", "remote", "drop", "pass", "new_flow" };
+	struct xm_xdp_vip_counters c;
+	int stats_fd;
+	size_t i, v;
+
+	if (!x || !x->skel)
+		return;
+	stats_fd = bpf_map__fd(x->skel->maps.xm_xdp_stats);
+	prom_family(out, "xmesh_xdp_packets_total", "counter", "Packets the XDP and TC programs handled, by action.");
+	for (i = 0; i < XM_XDP_STAT_MAX; i++) {
+		const char *value[1] = { stat_names[i] };
+
+		prom_sample_u64(out, "xmesh_xdp_packets_total", action, value, 1,
+				percpu_sum(stats_fd, (__u32)i, sizeof(struct xm_counter), 0));
+	}
+	prom_family(out, "xmesh_conntrack_entries", "gauge", "Flows in the XDP connection table.");
+	prom_sample_u64(out, "xmesh_conntrack_entries", NULL, NULL, 0, ct_entries(bpf_map__fd(x->skel->maps.xm_ct)));
+	prom_family(out, "xmesh_conntrack_capacity", "gauge", "Capacity of the XDP connection table.");
+	prom_sample_u64(out, "xmesh_conntrack_capacity", NULL, NULL, 0, XM_CT_MAX);
+	prom_family(out, "xmesh_xdp_vip_packets_total", "counter", "Packets to an external VIP, by verdict.");
+	for (i = 0; st && i < st->n_services; i++) {
+		const struct xm_lb_service *s = &st->services[i];
+		char svc[400], key[80];
+
+		if (!(s->flags & XM_SVC_F_EXTERNAL))
+			continue;
+		vip_counters(x, &s->key, &c);
+		snprintf(svc, sizeof(svc), "%s.%s.svc.cluster.local", s->name, s->ns);
+		lb_format_key(&s->key, key, sizeof(key));
+		for (v = 0; v < XM_VIP_VERDICT_MAX; v++) {
+			const char *values[3] = { svc, key, verdicts[v] };
+
+			prom_sample_u64(out, "xmesh_xdp_vip_packets_total", vip_labels, values, 3, c.packets[v]);
+		}
 	}
 }

@@ -59,6 +59,8 @@ void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, b
 
 /* Closes fds; the links, TC filters and maps stay. */
 void xdp_datapath_close(struct xm_xdp *x);
+/* Appends the XDP path's metric families (verdicts, connection-table fill, per-VIP packets). */
+void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, struct strbuf *out);
 
 /*
  * Detaches TC from the uplinks named in the pinned xm_xdp_ifaces (only our filters, in the caller's

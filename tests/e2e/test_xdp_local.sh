@@ -78,6 +78,20 @@ pings=$(xmt_field "$hold_log" pings)
 
 ctline=$(xmx_status a | grep conntrack | sed 's/^xdp: //')
 
+XMT_SUBTEST="metrics"
+m="$XMT_TMP/metrics"
+nsenter --net="/run/netns/${XMT_P}node" -- curl -sf --max-time 5 http://127.0.0.1:15090/metrics >"$m" ||
+	xmt_fail "GET /metrics failed"
+dnat=$(awk -F' ' '/^xmesh_xdp_packets_total\{action="dnat_local"\}/ { print $2 }' "$m")
+((${dnat:-0} >= 600)) || xmt_fail "xmesh_xdp_packets_total{action=dnat_local} = ${dnat:-none}, want >= 600 (one per new flow)"
+ct=$(awk '/^xmesh_conntrack_entries / { print $2 }' "$m")
+((${ct:-0} >= 600)) || xmt_fail "xmesh_conntrack_entries = ${ct:-none}, want >= 600"
+grep -q '^xmesh_conntrack_capacity ' "$m" || xmt_fail "xmesh_conntrack_capacity missing"
+grep -q '^xmesh_xdp_vip_packets_total{.*verdict="local"}' "$m" || xmt_fail "per-VIP packets missing"
+if command -v promtool >/dev/null; then
+	promtool check metrics <"$m" >"$XMT_TMP/promtool" 2>&1 || xmt_fail "promtool: $(head -n 5 "$XMT_TMP/promtool")"
+fi
+
 XMT_SUBTEST="restart"
 xmt_stop_pid "${XMX_AGENTS[0]}" || xmt_fail "the agent did not exit cleanly on SIGTERM"
 xmx_ext_client ext "$out" spread --addr "$VIP:80" -n 30 || true
@@ -89,5 +103,5 @@ xmt_assert_spread "$out" 30 5 80 "$held" b4 b5
 
 XMT_SUBTEST=""
 xmt_note "600 external connections: $spread; held connection on $held kept $pings pings through 2 changes;" \
-	"$ctline; restarted agent adopted the XDP link"
+	"$ctline; metrics dnat_local=$dnat conntrack=$ct; restarted agent adopted the XDP link"
 xmt_pass "XDP DNAT to local backends, TC reverse NAT, conntrack stickiness"
