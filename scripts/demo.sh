@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on this machine. Builds a node namespace with three reviews pods and a client
-# pod, starts the agent on examples/demo/*.yaml, and shows 300 connections to the Service VIP spread over
-# the pods, getpeername() answering the VIP, `xmesh status`, a pod dying and being ejected by the kernel
+# pod and an external host, starts the agent on examples/demo/*.yaml (XDP on the node's uplink), and shows
+# 300 connections to the Service VIP spread over the pods with getpeername() answering the VIP, 300 from
+# outside to the external VIP balanced by XDP, `xmesh status`, a pod dying and being ejected by the kernel
 # and coming back, and an excerpt of the metrics. Removes everything before it exits.
 #
 #   scripts/demo.sh BUILD_DIR [--keep]     --keep: leave it running and print commands to explore it
@@ -105,9 +106,20 @@ for v in 1 2 3; do
 	xmt_server "reviews-v$v"
 done
 xmt_pod_add productpage 101
-say "   topology: node namespace $XMT_NODE (no route out), 4 pods on its bridge, cgroup $XMT_CG"
+# North-south: an external host on the node's uplink (up0), pods answering it through the node.
+xmt_netns_add ext
+ip -n "$XMT_NODE" link add up0 type veth peer name eth0 netns "${XMT_P}ext"
+ip -n "$XMT_NODE" addr add 10.199.0.1/24 dev up0
+ip -n "$XMT_NODE" link set up0 up
+ip -n "${XMT_P}ext" addr add 10.199.0.100/24 dev eth0
+ip -n "${XMT_P}ext" link set eth0 up
+ip -n "${XMT_P}ext" route add 10.97.0.0/16 via 10.199.0.1
+xmt_nsrun node sysctl -qw net.ipv4.ip_forward=1 >/dev/null
+for v in 1 2 3; do ip -n "${XMT_P}reviews-v$v" route add default via "$XMT_SUBNET.1"; done
+say "   topology: node namespace $XMT_NODE (no route out), 4 pods on its bridge, cgroup $XMT_CG,"
+say "   and an external host (10.199.0.100) on the node's uplink up0"
 
-xmt_agent_start
+xmt_agent_start --iface up0
 printf '%s\n' "${XMT_PIDS[@]}" "$XMT_AGENT_PID" >"$state"
 say "   agent: ready in the node namespace; config $XMT_CONF/*.yaml; pins $XMT_PIN"
 
@@ -123,6 +135,15 @@ mism=$(xmt_field "$out" getpeername_mismatch)
 say "   $ok of 300 connected ($errors errors), slowest connect $(xmt_field "$out" max_connect_ms) ms"
 say "   getpeername() said 10.96.0.10:80 for $((ok - mism)) of $ok: the app sees the VIP; the kernel's connect"
 say "   hook picked a pod and rewrote the destination before the SYN, so no packet was NATed."
+
+say ""
+say "== the external host opens 300 TCP connections to 10.97.0.10:80 (an externalIP), through XDP on up0"
+ext="$XMT_TMP/ext"
+xmt_nsrun ext "$XM_CLIENT" spread --addr 10.97.0.10:80 -n 300 >"$ext" 2>"$ext.err" || true
+sort -k2 "$ext" | awk '$1 == "id" { printf "   %-11s %4d  (%2d%%)  ", $2, $3, $3 * 100 / 300; for (i = 0; i < $3 / 5; i++) printf "#"; print "" }'
+xok=$(xmt_field "$ext" ok)
+say "   ${xok:-0} of 300 connected ($(xmt_field "$ext" errors) errors); XDP picked a pod by Maglev, pinned the flow in"
+say "   its connection table and DNATed in the driver; TC on up0 rewrote every reply back to 10.97.0.10:80."
 
 say ""
 say "== xmesh status"
@@ -149,12 +170,12 @@ say "   reviews-v3 restarted; after its 3 s ejection: spread $(xmt_ids "$dead") 
 say ""
 say "== metrics (curl http://127.0.0.1:15090/metrics in the node namespace), an excerpt"
 nsenter --net="/run/netns/$XMT_NODE" -- curl -sf --max-time 5 http://127.0.0.1:15090/metrics >"$XMT_TMP/metrics" || true
-grep -E '^(istio_tcp_connections_opened_total|xmesh_endpoint_ejections_total|xmesh_sock_lb_connects_total)' \
+grep -E '^(istio_tcp_connections_opened_total|xmesh_endpoint_ejections_total|xmesh_sock_lb_connects_total|xmesh_xdp_packets_total\{action="(dnat_local|tc_rev_nat)"|xmesh_conntrack_entries)' \
 	"$XMT_TMP/metrics" | sed -E 's/(source_principal|destination_principal|source_app|request_protocol|connection_security_policy|response_flags|destination_service_name|destination_service_namespace|source_workload_namespace|destination_workload_namespace)="[^"]*",?//g; s/,}/}/' |
-	head -n 6 | sed 's/^/   /'
+	head -n 9 | sed 's/^/   /'
 [ -s "$XMT_TMP/metrics" ] || { say "   (no metrics answer)"; rc=1; }
 say ""
-if [ "$errors" != 0 ] || [ "$mism" != 0 ] || [ "$ok" != 300 ]; then
+if [ "$errors" != 0 ] || [ "$mism" != 0 ] || [ "$ok" != 300 ] || [ "${xok:-0}" != 300 ]; then
 	rc=1
 	say "== FAILED: $errors connects failed, $mism getpeername mismatches; first client errors:"
 	head -n 3 "$out.err" | sed 's/^/   /'
