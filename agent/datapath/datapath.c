@@ -87,17 +87,10 @@ static int attach_or_adopt(struct xm_datapath *dp, struct bpf_program *prog)
 		log_error("attach %s to cgroup %s: %s", name, dp->cgroup, strerror(errno));
 		return err;
 	}
-	err = bpf_link__pin(link, path);
-	if (err) {
-		log_error("pin link %s: %s", path, strerror(-err));
-		bpf_link__destroy(link);
-		return err;
-	}
-	/* The pin keeps the link (and so the attachment) alive after we close our fd. */
-	bpf_link__disconnect(link);
-	bpf_link__destroy(link);
-	dp->n_attached++;
-	return 0;
+	err = pins_keep_link(link, path);
+	if (!err)
+		dp->n_attached++;
+	return err;
 }
 
 int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup)

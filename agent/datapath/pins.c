@@ -2,6 +2,7 @@
 #include "datapath/pins.h"
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
 #include <linux/magic.h>
@@ -146,4 +147,18 @@ int pins_open(const char *dir, const char *name)
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = bpf_obj_get(path);
 	return fd < 0 ? -errno : fd;
+}
+
+int pins_keep_link(struct bpf_link *link, const char *path)
+{
+	int err = bpf_link__pin(link, path);
+
+	if (err) {
+		log_error("pin link %s: %s", path, strerror(-err));
+		bpf_link__destroy(link);
+		return err;
+	}
+	bpf_link__disconnect(link);
+	bpf_link__destroy(link);
+	return 0;
 }

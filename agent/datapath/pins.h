@@ -17,6 +17,14 @@ int pins_link_path(char *buf, size_t len, const char *dir, const char *name);
 /* Unpins links first (that detaches them), then maps, then removes the directories. */
 int pins_remove_all(const char *dir);
 
+struct bpf_link;
+
+/*
+ * Pins a new link at path and lets go of it: the pin keeps the attachment alive after the agent exits.
+ * The link object is destroyed either way; returns 0 or the pin error (logged, the link detached).
+ */
+int pins_keep_link(struct bpf_link *link, const char *path);
+
 /* Opens a pinned object; -ENOENT when it is not there. */
 int pins_open(const char *dir, const char *name);
 

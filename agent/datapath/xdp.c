@@ -308,15 +308,7 @@ static int attach_xdp(struct xm_xdp *x, struct xm_xdp_uplink *u)
 		log_error("attach XDP to %s: %s (another XDP program there?)", u->name, strerror(errno));
 		return err;
 	}
-	err = bpf_link__pin(link, path);
-	if (err) {
-		log_error("pin link %s: %s", path, strerror(-err));
-		bpf_link__destroy(link);
-		return err;
-	}
-	bpf_link__disconnect(link);
-	bpf_link__destroy(link);
-	return 0;
+	return pins_keep_link(link, path);
 }
 
 static int xdp_link_path(const struct xm_xdp *x, const struct xm_xdp_uplink *u, char *path, size_t len)

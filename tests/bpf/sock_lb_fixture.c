@@ -17,76 +17,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sandbox.h"
 #include "skel/sock_lb.skel.h"
 
-#define CGROUP_ROOT "/sys/fs/cgroup/unified"
-
 struct fx fx;
-
-static void leave_and_remove_cgroup(void);
-
-static void write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	cr_assert(fd >= 0, "open %s: %s", path, strerror(errno));
-	cr_assert(write(fd, s, strlen(s)) == (ssize_t)strlen(s), "write %s: %s", path, strerror(errno));
-	close(fd);
-}
-
-static void read_own_cgroup(char *buf, size_t len)
-{
-	FILE *f = fopen("/proc/self/cgroup", "r");
-	char line[512];
-
-	snprintf(buf, len, "%s", CGROUP_ROOT);
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "0::", 3))
-			continue;
-		line[strcspn(line, "\n")] = '\0';
-		snprintf(buf, len, "%s%s", CGROUP_ROOT, line + 3);
-	}
-	fclose(f);
-}
-
-/* A private network namespace with only loopback: a VIP that is not rewritten goes nowhere. */
-static void enter_private_netns(void)
-{
-	struct ifreq ifr;
-	int fd;
-
-	cr_assert_eq(unshare(CLONE_NEWNET), 0, "unshare(CLONE_NEWNET): %s", strerror(errno));
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	cr_assert(fd >= 0);
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	cr_assert_eq(ioctl(fd, SIOCGIFFLAGS, &ifr), 0);
-	ifr.ifr_flags |= IFF_UP;
-	cr_assert_eq(ioctl(fd, SIOCSIFFLAGS, &ifr), 0, "lo up: %s", strerror(errno));
-	close(fd);
-}
 
 void fx_setup(void)
 {
 	struct bpf_program *prog;
 	struct bpf_map *map;
-	char pid[32];
 	int cg_fd;
 
 	memset(&fx, 0, sizeof(fx));
-	if (geteuid() != 0 || access("/sys/kernel/btf/vmlinux", R_OK) || access(CGROUP_ROOT "/cgroup.procs", W_OK)) {
+	if (!sandbox_supported()) {
 		fx.skipped = true;
-		cr_skip_test("needs root, BTF and cgroup v2 at " CGROUP_ROOT);
+		cr_skip_test("needs root, BTF and cgroup v2 at " SANDBOX_CGROUP_ROOT);
 	}
-	enter_private_netns();
-	read_own_cgroup(fx.orig_cgroup, sizeof(fx.orig_cgroup));
-	snprintf(fx.cgroup, sizeof(fx.cgroup), CGROUP_ROOT "/xmesh-bpftest-%d", getpid());
-	cr_assert(mkdir(fx.cgroup, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", fx.cgroup, strerror(errno));
-	atexit(leave_and_remove_cgroup);
-	snprintf(pid, sizeof(pid), "%d", getpid());
-	write_file(strcat(strcpy((char[600]){ 0 }, fx.cgroup), "/cgroup.procs"), pid);
+	sandbox_enter("xmesh-bpftest", fx.cgroup, sizeof(fx.cgroup));
 
 	fx.skel = sock_lb__open();
 	cr_assert(fx.skel, "open sock_lb: %s", strerror(errno));
@@ -113,25 +60,6 @@ void fx_setup(void)
 	cr_assert(fx.lbmap);
 }
 
-/* Also runs from atexit, so a setup that fails half-way leaves no cgroup behind. */
-static void leave_and_remove_cgroup(void)
-{
-	char path[1100], pid[32];
-	int fd;
-
-	if (!fx.cgroup[0])
-		return;
-	snprintf(path, sizeof(path), "%s/cgroup.procs", fx.orig_cgroup);
-	snprintf(pid, sizeof(pid), "%d", getpid());
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		(void)!write(fd, pid, strlen(pid));
-		close(fd);
-	}
-	rmdir(fx.cgroup);
-	fx.cgroup[0] = '\0';
-}
-
 void fx_teardown(void)
 {
 	int i;
@@ -144,7 +72,7 @@ void fx_teardown(void)
 	for (i = 0; i < fx.n_links; i++)
 		bpf_link__destroy(fx.links[i]);
 	sock_lb__destroy(fx.skel);
-	leave_and_remove_cgroup();
+	sandbox_leave();
 }
 
 void fx_listeners(int n, int type, bool v6)

@@ -21,7 +21,6 @@ struct fx {
 	struct bpf_link *links[16];
 	int n_links;
 	char cgroup[512];
-	char orig_cgroup[1024];
 	struct xm_map_fds fds;
 	struct xm_lbmap *lbmap;
 	int listen_fd[FX_MAX_BACKENDS];

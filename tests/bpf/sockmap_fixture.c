@@ -21,39 +21,10 @@
 #include <unistd.h>
 
 #include "datapath/sockmap.h"
+#include "sandbox.h"
 #include "skel/sockmap.skel.h"
 
-#define CGROUP_ROOT "/sys/fs/cgroup/unified"
-
 struct smx smx;
-
-static void smx_leave_cgroup(void);
-
-static void smx_write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	cr_assert(fd >= 0, "open %s: %s", path, strerror(errno));
-	cr_assert(write(fd, s, strlen(s)) == (ssize_t)strlen(s), "write %s: %s", path, strerror(errno));
-	close(fd);
-}
-
-static void smx_read_own_cgroup(char *buf, size_t len)
-{
-	FILE *f = fopen("/proc/self/cgroup", "r");
-	char line[512];
-
-	snprintf(buf, len, "%s", CGROUP_ROOT);
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "0::", 3))
-			continue;
-		line[strcspn(line, "\n")] = '\0';
-		snprintf(buf, len, "%s%s", CGROUP_ROOT, line + 3);
-	}
-	fclose(f);
-}
 
 void smx_load(const char *cgroup)
 {
@@ -95,54 +66,15 @@ void smx_unload(void)
 
 void smx_setup(void)
 {
-	struct ifreq ifr;
-	char pid[32], path[600];
-	int fd;
-
 	memset(&smx, 0, sizeof(smx));
 	smx.msg_link_fd = -1;
-	if (geteuid() != 0 || access("/sys/kernel/btf/vmlinux", R_OK) || access(CGROUP_ROOT "/cgroup.procs", W_OK)) {
+	if (!sandbox_supported()) {
 		smx.skipped = true;
-		cr_skip_test("needs root, BTF and cgroup v2 at " CGROUP_ROOT);
+		cr_skip_test("needs root, BTF and cgroup v2 at " SANDBOX_CGROUP_ROOT);
 	}
-	cr_assert_eq(unshare(CLONE_NEWNET), 0, "unshare(CLONE_NEWNET): %s", strerror(errno));
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	cr_assert(fd >= 0);
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	cr_assert_eq(ioctl(fd, SIOCGIFFLAGS, &ifr), 0);
-	ifr.ifr_flags |= IFF_UP;
-	cr_assert_eq(ioctl(fd, SIOCSIFFLAGS, &ifr), 0, "lo up: %s", strerror(errno));
-	close(fd);
-
-	smx_read_own_cgroup(smx.orig_cgroup, sizeof(smx.orig_cgroup));
-	snprintf(smx.cgroup, sizeof(smx.cgroup), CGROUP_ROOT "/xmesh-smtest-%d", getpid());
-	cr_assert(mkdir(smx.cgroup, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", smx.cgroup, strerror(errno));
+	sandbox_enter("xmesh-smtest", smx.cgroup, sizeof(smx.cgroup));
 	smx.own_cgroup = true;
-	atexit(smx_leave_cgroup);
-	snprintf(pid, sizeof(pid), "%d", getpid());
-	snprintf(path, sizeof(path), "%s/cgroup.procs", smx.cgroup);
-	smx_write_file(path, pid);
 	smx_load(smx.cgroup);
-}
-
-/* Also runs from atexit, so a setup that fails half-way leaves no cgroup behind. */
-static void smx_leave_cgroup(void)
-{
-	char path[1100], pid[32];
-	int fd;
-
-	if (!smx.own_cgroup || !smx.cgroup[0])
-		return;
-	snprintf(path, sizeof(path), "%s/cgroup.procs", smx.orig_cgroup);
-	snprintf(pid, sizeof(pid), "%d", getpid());
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		(void)!write(fd, pid, strlen(pid));
-		close(fd);
-	}
-	rmdir(smx.cgroup);
-	smx.cgroup[0] = '\0';
 }
 
 void smx_teardown(void)
@@ -150,7 +82,7 @@ void smx_teardown(void)
 	if (smx.skipped)
 		return;
 	smx_unload();
-	smx_leave_cgroup();
+	sandbox_leave();
 }
 
 void smx_set_enabled(bool on)

@@ -19,7 +19,6 @@ struct smx {
 	int msg_link_fd; /* -1 when attached with bpf_prog_attach */
 	bool msg_attached;
 	char cgroup[512];
-	char orig_cgroup[1024];
 	bool own_cgroup; /* made by smx_setup (not by the sock_lb fixture) */
 	bool skipped;
 };
