@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <xmesh/lb.h>
+#include <xmesh/outlier.h>
+#include <xmesh/xdp.h>
 
 #include "cli/cli.h"
 #include "compile/compile.h"
@@ -24,8 +26,10 @@ struct map_desc {
 	const char *name;
 	const char *what;
 	decode_fn decode;
-	bool percpu;	/* value is per CPU: decode the sum */
+	bool percpu;	/* value is per CPU: decode the sum (of every 8-byte field) */
 	bool skip_zero; /* arrays: hide entries whose value is all zero */
+	bool locked;	/* value holds a bpf_spin_lock: read under it */
+	bool optional;	/* only there when the feature runs (XDP on --iface) */
 };
 
 static void addr_str(const union xm_addr *a, uint8_t family, char *buf, size_t len)
@@ -112,15 +116,86 @@ static void dec_maglev(const void *k, const void *v, struct strbuf *out)
 	sb_printf(out, "\"table_id\":%u,\"inner_map_id\":%u,\"size\":%u", *(const __u32 *)k, inner_id, size);
 }
 
+static void dec_ct(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_ct_key *ck = k;
+	const struct xm_ct_value *cv = v;
+	char c[INET6_ADDRSTRLEN], vip[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+
+	addr_str(&ck->saddr, ck->family, c, sizeof(c));
+	addr_str(&ck->daddr, ck->family, vip, sizeof(vip));
+	addr_str(&cv->addr, cv->family, b, sizeof(b));
+	sb_printf(out,
+		  "\"client\":\"%s:%u\",\"vip\":\"%s:%u\",\"proto\":%u,\"backend\":\"%s:%u\",\"backend_id\":%u,"
+		  "\"svc_id\":%u,\"local\":%s",
+		  c, ntohs(ck->sport), vip, ntohs(ck->dport), ck->proto, b, ntohs(cv->port), cv->backend_id, cv->svc_id,
+		  cv->flags & XM_BACKEND_F_LOCAL ? "true" : "false");
+}
+
+static void dec_outlier(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_outlier_key *ok = k;
+	const struct xm_outlier_state *st = v;
+
+	sb_printf(out,
+		  "\"svc_id\":%u,\"backend_id\":%u,\"consecutive_local\":%u,\"consecutive_5xx\":%u,"
+		  "\"consecutive_gateway\":%u,\"backoff\":%u,\"ejected_until_ns\":%llu,\"times_ejected\":%llu",
+		  ok->svc_id, ok->backend_id, st->consecutive_local, st->consecutive_5xx, st->consecutive_gateway,
+		  st->backoff, (unsigned long long)st->ejected_until_ns, (unsigned long long)st->times_ejected);
+}
+
+static void dec_outlier_cfg(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_outlier_cfg *c = v;
+
+	sb_printf(out,
+		  "\"svc_id\":%u,\"consecutive_5xx\":%u,\"consecutive_gateway\":%u,\"consecutive_local_origin\":%u,"
+		  "\"split\":%u,\"base_ejection_ms\":%u,\"interval_ms\":%u,\"max_ejection_pct\":%u,"
+		  "\"min_health_pct\":%u,\"endpoints\":%u",
+		  *(const __u32 *)k, c->consecutive_5xx, c->consecutive_gateway, c->consecutive_local_origin,
+		  c->split_local_origin, c->base_ejection_ms, c->interval_ms, c->max_ejection_pct, c->min_health_pct,
+		  c->n_endpoints);
+}
+
+static void dec_outlier_svc(const void *k, const void *v, struct strbuf *out)
+{
+	sb_printf(out, "\"svc_id\":%u,\"ejected\":%d", *(const __u32 *)k, ((const struct xm_outlier_svc *)v)->ejected);
+}
+
+static void dec_conn_metrics(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_conn_metrics_key *mk = k;
+	const struct xm_conn_metrics *m = v;
+	char c[INET6_ADDRSTRLEN];
+
+	addr_str(&mk->client, mk->family, c, sizeof(c));
+	sb_printf(out,
+		  "\"client\":\"%s\",\"svc_id\":%u,\"backend_id\":%u,\"opened\":%llu,\"closed\":%llu,"
+		  "\"sent_bytes\":%llu,\"received_bytes\":%llu",
+		  c, mk->svc_id, mk->backend_id, (unsigned long long)m->opened, (unsigned long long)m->closed,
+		  (unsigned long long)m->sent_bytes, (unsigned long long)m->received_bytes);
+}
+
+#define MAP(n, w, d, ...)                                                                                              \
+	{                                                                                                              \
+		.name = n, .what = w, .decode = d, __VA_ARGS__                                                         \
+	}
+
 static const struct map_desc maps[] = {
-	{ "xm_services", "service VIP:port → backend list", dec_services, false, false },
-	{ "xm_slots", "backend lists: (table, slot) → backend", dec_slots, false, false },
-	{ "xm_backends", "backend id → address", dec_backends, false, false },
-	{ "xm_backend_conns", "live connections per backend", dec_conns, false, true },
-	{ "xm_maglev", "Maglev tables of consistent-hash services", dec_maglev, false, false },
-	{ "xm_rr_state", "round-robin positions (summed over CPUs)", dec_rr, true, true },
-	{ "xm_udp_revnat", "UDP (socket, backend) → VIP", dec_revnat, false, false },
-	{ "xm_sock_stats", "socket LB counters (summed over CPUs)", dec_counter, true, false },
+	MAP("xm_services", "service VIP:port → backend list", dec_services),
+	MAP("xm_slots", "backend lists: (table, slot) → backend", dec_slots),
+	MAP("xm_backends", "backend id → address", dec_backends),
+	MAP("xm_backend_conns", "live connections per backend", dec_conns, .skip_zero = true),
+	MAP("xm_maglev", "Maglev tables of consistent-hash services", dec_maglev),
+	MAP("xm_rr_state", "round-robin positions (summed over CPUs)", dec_rr, .percpu = true, .skip_zero = true),
+	MAP("xm_udp_revnat", "UDP (socket, backend) → VIP", dec_revnat),
+	MAP("xm_sock_stats", "socket LB counters (summed over CPUs)", dec_counter, .percpu = true),
+	MAP("xm_conn_metrics", "Istio TCP counters per client, service port, backend (summed over CPUs)",
+	    dec_conn_metrics, .percpu = true),
+	MAP("xm_outlier_cfg", "outlier-detection policy per service port", dec_outlier_cfg),
+	MAP("xm_outlier", "outlier state per service port and endpoint", dec_outlier, .locked = true),
+	MAP("xm_outlier_svc", "ejected endpoints per service port", dec_outlier_svc, .skip_zero = true),
+	MAP("xm_ct", "XDP connection table: client flow → backend", dec_ct, .optional = true),
 };
 
 static bool all_zero(const void *p, size_t n)
@@ -133,16 +208,19 @@ static bool all_zero(const void *p, size_t n)
 	return true;
 }
 
-/* Per-CPU values are 8-byte counters here: sum them into the first slot. */
+/* Per-CPU values are made of 8-byte counters here: sum each over the CPUs into the first slot. */
 static void sum_percpu(void *value, size_t value_size, int ncpu)
 {
-	__u64 sum = 0;
-	size_t stride = (value_size + 7) & ~7ul;
+	size_t stride = (value_size + 7) & ~7ul, f;
 	int c;
 
-	for (c = 0; c < ncpu; c++)
-		sum += *(__u64 *)((char *)value + c * stride);
-	*(__u64 *)value = sum;
+	for (f = 0; f + 8 <= value_size; f += 8) {
+		__u64 sum = 0;
+
+		for (c = 0; c < ncpu; c++)
+			sum += *(__u64 *)((char *)value + c * stride + f);
+		*(__u64 *)((char *)value + f) = sum;
+	}
 }
 
 static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool first, struct strbuf *out)
@@ -175,7 +253,7 @@ static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool
 	while (bpf_map_get_next_key(fd, have_prev ? key : NULL, next) == 0) {
 		memcpy(key, next, info.key_size);
 		have_prev = true;
-		if (bpf_map_lookup_elem(fd, key, value) < 0)
+		if (bpf_map_lookup_elem_flags(fd, key, value, d->locked ? BPF_F_LOCK : 0) < 0)
 			continue;
 		if (d->percpu)
 			sum_percpu(value, info.value_size, ncpu);
@@ -261,6 +339,8 @@ int cmd_maps(int argc, char **argv)
 		if (only && strcmp(only, maps[i].name))
 			continue;
 		err = dump_map(bpffs, &maps[i], json, first, &out);
+		if (err == -ENOENT && maps[i].optional && !only)
+			continue;
 		if (err) {
 			fprintf(stderr, "xmesh maps: %s/%s: %s\n", bpffs, maps[i].name, strerror(-err));
 			rc = 1;
