@@ -78,7 +78,8 @@ static __always_inline __u32 xm_pick_slot(const struct xm_svc_value *svc, __u32 
 
 /*
  * Returns the chosen backend id, or 0 when the service has none that is ready. When every probed
- * endpoint is ejected, the first pick stands (Envoy's panic routing: some service beats none).
+ * endpoint is ejected (XM_OUTLIER_PROBES consecutive slots), the first pick stands (Envoy's panic
+ * routing: some service beats none).
  */
 static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, __u32 client_hash)
 {
@@ -92,21 +93,25 @@ static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, _
 	if (!(svc->flags & XM_SVC_F_OUTLIER) || !first)
 		return first;
 	now = bpf_ktime_get_ns();
-	id = first;
+	if (!xm_endpoint_ejected(svc->svc_id, first, now))
+		return first;
+	/*
+	 * Re-pick from a uniform start, so an ejected endpoint's share spreads over the others rather than
+	 * landing on its neighbour (Maglev starts from the client hash, so a client keeps its fallback), then
+	 * walk on from there: the walk cannot keep landing on the same ejected endpoint as repeated random
+	 * picks could.
+	 */
+	if (svc->algo == XM_LB_MAGLEV)
+		slot = (__u32)(xm_mix64((__u64)client_hash + 1) % svc->count);
+	else
+		slot = bpf_get_prandom_u32() % svc->count;
 	for (i = 0; i < XM_OUTLIER_PROBES; i++) {
-		if (!xm_endpoint_ejected(svc->svc_id, id, now))
-			return id;
-		/*
-		 * Re-pick uniformly, so an ejected endpoint's share spreads over all the others rather than
-		 * landing on its neighbour; Maglev re-picks from the client hash, so a client keeps its fallback.
-		 */
-		if (svc->algo == XM_LB_MAGLEV)
-			slot = (__u32)(xm_mix64((__u64)client_hash + i + 1) % svc->count);
-		else
-			slot = bpf_get_prandom_u32() % svc->count;
 		id = xm_slot_backend(svc, slot);
 		if (!id)
 			break;
+		if (!xm_endpoint_ejected(svc->svc_id, id, now))
+			return id;
+		slot = slot + 1 >= svc->count ? 0 : slot + 1;
 	}
 	return first;
 }
