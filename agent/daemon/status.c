@@ -34,8 +34,12 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&a->last_apply));
 	sb_printf(out, "agent: ready, node %s, cgroup %s, bpffs %s\n", a->opts.node_name ? a->opts.node_name : "-",
 		  a->opts.cgroup, a->opts.bpffs);
-	sb_printf(out, "programs: %d (%d attached now, %d adopted)\n", xm_n_sock_progs, a->dp.n_attached,
-		  a->dp.n_adopted);
+	sb_printf(out,
+		  "programs: socket LB %d (%d attached now, %d adopted); sockmap %s (%d attached now, %d adopted); "
+		  "xdp %s\n",
+		  xm_n_sock_progs, a->dp.n_attached, a->dp.n_adopted, a->sockmap.skel ? "loaded" : "off",
+		  a->sockmap.n_attached, a->sockmap.n_adopted,
+		  a->xdp.skel ? "on the uplinks below" : "off (no --iface)");
 	sb_printf(out, "config: last apply %s, %llu ok, %llu rejected%s%s\n", when, (unsigned long long)a->applies_ok,
 		  (unsigned long long)a->applies_failed, a->last_error[0] ? "; last error: " : "", a->last_error);
 	if (a->xdp.skel)
