@@ -2,6 +2,7 @@
 #include "daemon/daemon.h"
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -175,20 +176,19 @@ static void sweep_ejections(struct xm_agent *a)
 	datapath_map_fds(&a->dp, &fds);
 	for (i = 0; i < a->served.n_services; i++) {
 		const struct xm_lb_service *s = &a->served.services[i];
-		uint32_t svc_id = lbmap_svc_id(a->lbmap, &s->key), ids[64];
-		size_t n = 0;
+		uint32_t svc_id = lbmap_svc_id(a->lbmap, &s->key);
+		struct xm_outlier_svc count = { 0 };
 
-		if (!s->outlier_on || !svc_id)
+		/* One lookup per service port: only those with an ejection in force have endpoints to check. */
+		if (!s->outlier_on || !svc_id || bpf_map_lookup_elem(fds.outlier_svc, &svc_id, &count) ||
+		    count.ejected <= 0)
 			continue;
 		for (j = 0; j < s->n_backends; j++) {
 			const struct xm_lb_backend *b = &s->backends[j];
 
 			if (b->ready)
-				ids[n++] = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
-			if (n == sizeof(ids) / sizeof(ids[0]) || j + 1 == s->n_backends) {
-				outlier_sweep(fds.outlier, fds.outlier_report_prog, svc_id, ids, n);
-				n = 0;
-			}
+				outlier_sweep(fds.outlier, fds.outlier_report_prog, svc_id,
+					      lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family));
 		}
 	}
 }

@@ -9,8 +9,6 @@
 #include "lbmap/lbmap.h"
 #include "outlier/outlier.h"
 
-#define format_backend lb_format_backend
-
 /* Outlier state of one endpoint of a service port, when that port has outlier detection on. */
 static void health_of(const struct xm_agent *a, const struct xm_lb_service *s, uint32_t id,
 		      struct xm_endpoint_health *h)
@@ -63,7 +61,7 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 
 			struct xm_endpoint_health h;
 
-			format_backend(b, addr, sizeof(addr));
+			lb_format_backend(b, addr, sizeof(addr));
 			health_of(a, s, id, &h);
 			sb_printf(out, "  %-28s %-9s id %-5u active %-5lld %s%s%s", addr,
 				  b->ready ? "ready" : "not-ready", id, (long long)lbmap_backend_active(a->lbmap, id),
@@ -118,7 +116,7 @@ static void render_json(const struct xm_agent *a, struct strbuf *out)
 			uint32_t id = lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family);
 			char addr[80];
 
-			format_backend(b, addr, sizeof(addr));
+			lb_format_backend(b, addr, sizeof(addr));
 			sb_puts(out, j ? ",{\"address\":" : "{\"address\":");
 			sb_json_str(out, addr);
 			struct xm_endpoint_health h;

@@ -70,19 +70,13 @@ int outlier_read(int outlier_map_fd, uint32_t svc_id, uint32_t backend_id, struc
 	return 0;
 }
 
-int outlier_sweep(int outlier_map_fd, int report_prog_fd, uint32_t svc_id, const uint32_t *ids, size_t n)
+bool outlier_sweep(int outlier_map_fd, int report_prog_fd, uint32_t svc_id, uint32_t backend_id)
 {
 	struct xm_endpoint_health h;
-	int ended = 0;
-	size_t i;
 
-	for (i = 0; i < n; i++) {
-		if (outlier_read(outlier_map_fd, svc_id, ids[i], &h) || !h.expired)
-			continue;
-		if (outlier_report(report_prog_fd, svc_id, ids[i], XM_REPORT_PROBE, 0) == 0)
-			ended++;
-	}
-	return ended;
+	if (outlier_read(outlier_map_fd, svc_id, backend_id, &h) || !h.expired)
+		return false;
+	return outlier_report(report_prog_fd, svc_id, backend_id, XM_REPORT_PROBE, 0) == 0;
 }
 
 const char *outlier_reason_name(uint32_t reason)

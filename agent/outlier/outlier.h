@@ -39,10 +39,10 @@ struct xm_endpoint_health {
 int outlier_read(int outlier_map_fd, uint32_t svc_id, uint32_t backend_id, struct xm_endpoint_health *out);
 
 /*
- * Ends the expired ejections of endpoints ids[0..n-1] of svc_id, through the kernel's own code path (so
- * each return is counted once even if a selection ends it at the same moment). Returns how many ended.
+ * Ends the endpoint's ejection if its time is up, through the kernel's own code path (so the return is
+ * counted once even if a selection ends it at the same moment). True when this call ended it.
  */
-int outlier_sweep(int outlier_map_fd, int report_prog_fd, uint32_t svc_id, const uint32_t *ids, size_t n);
+bool outlier_sweep(int outlier_map_fd, int report_prog_fd, uint32_t svc_id, uint32_t backend_id);
 
 /* CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns(). */
 uint64_t outlier_now_ns(void);
