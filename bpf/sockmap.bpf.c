@@ -140,6 +140,11 @@ static __always_inline void xm_sm_established(struct bpf_sock_ops *skops)
 		xm_sm_stat_add(XM_SMSTAT_NOT_LOCAL, 1);
 		return;
 	}
+	/* Both ends check both ports, so neither socket of an excluded connection enters the map. */
+	if (xm_sm_port_excluded(key.local_port) || xm_sm_port_excluded(key.remote_port)) {
+		xm_sm_stat_add(XM_SMSTAT_SKIPPED_PORT, 1);
+		return;
+	}
 	tp = bpf_skc_to_tcp_sock(sk);
 	st = bpf_sk_storage_get(&xm_sockmap_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!tp || !st)
@@ -202,6 +207,31 @@ static __always_inline int xm_sm_fallback(struct xm_sockmap_sk *st, __u32 why, _
 	return SK_PASS;
 }
 
+/*
+ * TCP's memory accounting (tcp_mem, in pages) is global. Past the hard limit the kernel refuses to charge a
+ * redirected message to the receiver and sendmsg fails with ENOMEM, where TCP would make the writer wait.
+ * So at the pressure threshold, or once TCP has declared pressure (it keeps it until usage drops below
+ * tcp_mem[0]), messages take TCP instead. The pressure flag and tcp_mem sit behind plain pointers of
+ * struct proto, hence bpf_probe_read_kernel; the usage counter is BTF-typed and read directly.
+ */
+static __always_inline bool xm_sm_tcp_mem_tight(struct tcp_sock *tp, __u64 size)
+{
+	struct proto *prot = tp->inet_conn.icsk_inet.sk.__sk_common.skc_prot;
+	unsigned long pressure = 0;
+	long limits[3] = {};
+	long pages;
+
+	if (!prot)
+		return false;
+	if (!bpf_probe_read_kernel(&pressure, sizeof(pressure), prot->memory_pressure) && pressure)
+		return true;
+	if (bpf_probe_read_kernel(limits, sizeof(limits), prot->sysctl_mem) || !prot->memory_allocated)
+		return false;
+	/* Pages of 4 KiB: an over-estimate where pages are larger, which only makes the fallback earlier. */
+	pages = prot->memory_allocated->counter + (long)((size + 4095) >> 12);
+	return pages >= limits[1];
+}
+
 SEC("sk_msg")
 int xm_sockmap_msg(struct sk_msg_md *msg)
 {
@@ -225,6 +255,9 @@ int xm_sockmap_msg(struct sk_msg_md *msg)
 		st->flags |= XM_SMSK_F_TCP_USED;
 		return xm_sm_fallback(st, XM_SMSTAT_FALLBACK_ORDER, size);
 	}
+	/* Once this puts bytes on TCP, the write_seq check above keeps the direction there (ordering). */
+	if (xm_sm_tcp_mem_tight(tp, size))
+		return xm_sm_fallback(st, XM_SMSTAT_FALLBACK_MEM_PRESSURE, size);
 	XM_SM_TUPLE_FROM_CTX(t, msg);
 	if (!xm_sm_self_key(&t, &self))
 		return xm_sm_fallback(st, XM_SMSTAT_FALLBACK_NO_STATE, size);

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "daemon/daemon.h"
 #include "datapath/pins.h"
+#include "datapath/sockmap.h"
 #include "lb/maglev.h"
 
 static void usage(FILE *f)
@@ -19,25 +20,19 @@ static void usage(FILE *f)
 	fprintf(f, "usage: xmesh agent --config PATH [--config PATH]... --cgroup DIR [--iface IFNAME]...\n"
 		   "                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
 		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
-		   "                   [--no-sockmap]\n");
+		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n");
 }
 
 int cmd_agent(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "cgroup", required_argument, NULL, 'g' },
-		{ "iface", required_argument, NULL, 'i' },
-		{ "bpffs", required_argument, NULL, 'b' },
-		{ "node", required_argument, NULL, 'n' },
-		{ "metrics", required_argument, NULL, 'm' },
-		{ "admin", required_argument, NULL, 'a' },
-		{ "maglev-size", required_argument, NULL, 'M' },
-		{ "detach-on-exit", no_argument, NULL, 'D' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "no-sockmap", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{ "config", required_argument, NULL, 'c' },   { "cgroup", required_argument, NULL, 'g' },
+		{ "iface", required_argument, NULL, 'i' },    { "bpffs", required_argument, NULL, 'b' },
+		{ "node", required_argument, NULL, 'n' },     { "metrics", required_argument, NULL, 'm' },
+		{ "admin", required_argument, NULL, 'a' },    { "maglev-size", required_argument, NULL, 'M' },
+		{ "detach-on-exit", no_argument, NULL, 'D' }, { "log-level", required_argument, NULL, 'l' },
+		{ "no-sockmap", no_argument, NULL, 'S' },     { "sockmap-exclude-ports", required_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },	      { 0 },
 	};
 	struct xm_agent_opts o = {
 		.bpffs = XM_DEFAULT_BPFFS,
@@ -97,6 +92,16 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'S':
 			o.no_sockmap = true;
+			break;
+		case 'P':
+			if (sockmap_parse_ports(optarg, o.sockmap_excl_ports, XM_MAX_EXCLUDED_PORTS,
+						&o.n_sockmap_excl_ports)) {
+				fprintf(stderr,
+					"xmesh agent: --sockmap-exclude-ports %s: want ports 1-65535 separated by "
+					"commas, at most %d\n",
+					optarg, XM_MAX_EXCLUDED_PORTS);
+				return 2;
+			}
 			break;
 		case 'l':
 			if (!strcmp(optarg, "debug"))

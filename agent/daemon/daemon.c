@@ -275,7 +275,8 @@ int daemon_run(const struct xm_agent_opts *opts)
 		goto out;
 	/* --no-sockmap still loads it: programs a previous agent left must see the switch go off. */
 	a->sockmap.cgroup_fd = -1;
-	if (sockmap_open(&a->sockmap, opts->bpffs, opts->cgroup, !opts->no_sockmap)) {
+	if (sockmap_open(&a->sockmap, opts->bpffs, opts->cgroup, !opts->no_sockmap, opts->sockmap_excl_ports,
+			 opts->n_sockmap_excl_ports)) {
 		if (!opts->no_sockmap)
 			goto out;
 		log_warn("sockmap: not loaded; same-node redirection stays off");

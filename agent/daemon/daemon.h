@@ -33,6 +33,8 @@ struct xm_agent_opts {
 	const char *ifaces[XM_XDP_MAX_IFACES]; /* --iface: uplinks for XDP + TC */
 	size_t n_ifaces;
 	bool no_sockmap; /* --no-sockmap: same-node redirection off (switchable at runtime) */
+	uint16_t sockmap_excl_ports[XM_MAX_EXCLUDED_PORTS]; /* --sockmap-exclude-ports */
+	size_t n_sockmap_excl_ports;
 };
 
 struct xm_ejection_count {

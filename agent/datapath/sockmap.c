@@ -35,6 +35,8 @@ static const char *const stat_names[XM_SMSTAT_MAX] = {
 	[XM_SMSTAT_CLOSED] = "sockets_closed",
 	[XM_SMSTAT_CLOSED_TX_BYTES] = "closed_tx_bytes",
 	[XM_SMSTAT_CLOSED_RX_BYTES] = "closed_rx_bytes",
+	[XM_SMSTAT_FALLBACK_MEM_PRESSURE] = "fallback_mem_pressure",
+	[XM_SMSTAT_SKIPPED_PORT] = "skipped_excluded_port",
 };
 
 const char *sockmap_stat_name(unsigned int idx)
@@ -204,7 +206,8 @@ static int attach_ops(struct xm_sockmap *sm)
 	return pin_link_fd(sm, XM_SOCKMAP_OPS_LINK, link_fd);
 }
 
-int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled)
+int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled,
+		 const uint16_t *excluded_ports, size_t n_excluded)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts);
 	int err;
@@ -238,6 +241,9 @@ int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, b
 	}
 	/* The switch is set before anything attaches, so a fresh attach never runs with a stale setting. */
 	err = sockmap_set_enabled(sm, enabled);
+	if (!err)
+		err = sockmap_sync_excluded_ports(bpf_map__fd(sm->skel->maps.xm_sockmap_excl_ports), excluded_ports,
+						  n_excluded);
 	if (err)
 		goto fail;
 	err = attach_msg(sm);
@@ -248,6 +254,8 @@ int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, b
 		goto fail;
 	log_info("sockmap: redirection %s; %d attached, %d adopted (sk_msg through %s)", enabled ? "on" : "off",
 		 sm->n_attached, sm->n_adopted, sm->msg_link ? "a pinned link" : "the map");
+	if (n_excluded)
+		log_info("sockmap: %zu port(s) excluded from redirection", n_excluded);
 	return 0;
 fail:
 	sockmap_close(sm);
@@ -274,6 +282,67 @@ int sockmap_set_enabled(const struct xm_sockmap *sm, bool on)
 		log_error("sockmap: set switch %s: %s", on ? "on" : "off", strerror(errno));
 		return -errno;
 	}
+	return 0;
+}
+
+int sockmap_parse_ports(const char *list, uint16_t *ports, size_t cap, size_t *n)
+{
+	const char *p = list;
+	unsigned long v;
+	char *end;
+
+	*n = 0;
+	while (*p) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		v = strtoul(p, &end, 10);
+		if (v < 1 || v > 65535 || (*end && *end != ','))
+			return -EINVAL;
+		if (*n == cap)
+			return -E2BIG;
+		ports[(*n)++] = (uint16_t)v;
+		p = *end ? end + 1 : end;
+		if (*end && !*p)
+			return -EINVAL; /* trailing comma */
+	}
+	return *n ? 0 : -EINVAL;
+}
+
+static bool port_listed(uint16_t port, const uint16_t *ports, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (ports[i] == port)
+			return true;
+	return false;
+}
+
+int sockmap_sync_excluded_ports(int map_fd, const uint16_t *ports, size_t n)
+{
+	struct xm_sockmap_excl_port one = { .excluded = 1 };
+	__u32 key, next, stale[XM_MAX_EXCLUDED_PORTS];
+	size_t i, n_stale = 0;
+	void *prev = NULL;
+
+	if (n > XM_MAX_EXCLUDED_PORTS)
+		return -E2BIG;
+	for (i = 0; i < n; i++) {
+		key = ports[i];
+		if (bpf_map_update_elem(map_fd, &key, &one, BPF_ANY) < 0) {
+			log_error("sockmap: exclude port %u: %s", key, strerror(errno));
+			return -errno;
+		}
+	}
+	/* A previous agent's list may hold ports this one no longer excludes (at most the map's size). */
+	while (bpf_map_get_next_key(map_fd, prev, &next) == 0 && n_stale < XM_MAX_EXCLUDED_PORTS) {
+		key = next;
+		prev = &key;
+		if (!port_listed((uint16_t)key, ports, n))
+			stale[n_stale++] = key;
+	}
+	for (i = 0; i < n_stale; i++)
+		bpf_map_delete_elem(map_fd, &stale[i]);
 	return 0;
 }
 

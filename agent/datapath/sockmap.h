@@ -31,13 +31,25 @@ struct xm_sockmap {
 	size_t n_local_ips; /* addresses published by the last sync */
 };
 
-/* Loads, attaches or adopts, and sets the switch to enabled. Returns 0 or a negative errno. */
-int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled);
+/*
+ * Loads, attaches or adopts, sets the switch to enabled and the excluded ports (before sockops attaches).
+ * Returns 0 or a negative errno.
+ */
+int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled,
+		 const uint16_t *excluded_ports, size_t n_excluded);
 /* Closes fds; programs, links and maps stay through their pins. */
 void sockmap_close(struct xm_sockmap *sm);
 
 /* The runtime switch in xm_sockmap_config (see include/xmesh/sockmap.h). */
 int sockmap_set_enabled(const struct xm_sockmap *sm, bool on);
+/*
+ * --sockmap-exclude-ports: "5432,3306" into ports (1..65535, at most cap). -EINVAL on anything else
+ * (empty, a sign, a space, a trailing comma), -E2BIG over cap.
+ */
+int sockmap_parse_ports(const char *list, uint16_t *ports, size_t cap, size_t *n);
+/* Makes xm_sockmap_excl_ports (map_fd) hold exactly these ports: new ones first, then stale ones go. */
+int sockmap_sync_excluded_ports(int map_fd, const uint16_t *ports, size_t n);
+
 /* 1 on, 0 off, or a negative errno. */
 int sockmap_get_enabled(const struct xm_sockmap *sm);
 

@@ -35,6 +35,14 @@ struct {
 } xm_sockmap_config SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XM_MAX_EXCLUDED_PORTS);
+	__type(key, __u32);
+	__type(value, struct xm_sockmap_excl_port);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_sockmap_excl_ports SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
@@ -65,6 +73,13 @@ static __always_inline bool xm_sm_enabled(void)
 
 	cfg = bpf_map_lookup_elem(&xm_sockmap_config, &zero);
 	return cfg && cfg->enabled;
+}
+
+static __always_inline bool xm_sm_port_excluded(__u16 port)
+{
+	__u32 key = port;
+
+	return bpf_map_lookup_elem(&xm_sockmap_excl_ports, &key) != NULL;
 }
 
 #endif

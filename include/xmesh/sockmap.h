@@ -8,8 +8,9 @@
 
 #include "lb.h"
 
-#define XM_MAX_SOCK_PAIRS 131072 /* sockets (two per accelerated connection) */
-#define XM_MAX_LOCAL_IPS  65536
+#define XM_MAX_SOCK_PAIRS     131072 /* sockets (two per accelerated connection) */
+#define XM_MAX_LOCAL_IPS      65536
+#define XM_MAX_EXCLUDED_PORTS 64 /* --sockmap-exclude-ports */
 
 /*
  * xm_sock_pairs key: one established socket as it sees itself. A sender finds its peer by swapping
@@ -62,6 +63,16 @@ struct xm_sockmap_config {
 };
 XM_STATIC_ASSERT(sizeof(struct xm_sockmap_config) == 8, "xm_sockmap_config size");
 
+/*
+ * xm_sockmap_excl_ports: TCP ports (host order, key __u32) whose connections are never put into the
+ * sockhash, on either end: an escape hatch for applications that need what redirected sockets lack
+ * (recv(MSG_WAITALL) returning the full length, see docs/sockmap.md). Value: 1.
+ */
+struct xm_sockmap_excl_port {
+	__u32 excluded;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_sockmap_excl_port) == 4, "xm_sockmap_excl_port size");
+
 /* xm_sockmap_sk: per-socket storage written by sockops at establishment and by sk_msg on each send. */
 struct xm_sockmap_sk {
 	__u64 redir_bytes; /* sent to the peer through the sockhash */
@@ -78,20 +89,22 @@ XM_STATIC_ASSERT(__builtin_offsetof(struct xm_sockmap_sk, seq0) == 24, "xm_sockm
 
 /* xm_sockmap_stats: per-CPU counters, indexed by enum xm_sockmap_stat. */
 enum xm_sockmap_stat {
-	XM_SMSTAT_REDIR_MSGS = 0,    /* sk_msg: messages redirected to the peer's receive queue */
-	XM_SMSTAT_REDIR_BYTES,	     /* ... and their bytes */
-	XM_SMSTAT_FALLBACK_NO_PEER,  /* sk_msg: peer not in the sockhash (closed, not local, not yet in) */
-	XM_SMSTAT_FALLBACK_ORDER,    /* sk_msg: direction already used TCP, redirecting could reorder */
-	XM_SMSTAT_FALLBACK_OFF,	     /* sk_msg: switch off */
-	XM_SMSTAT_FALLBACK_BYTES,    /* bytes of all fallbacks */
-	XM_SMSTAT_FALLBACK_NO_STATE, /* sk_msg: socket without storage or not a TCP socket */
-	XM_SMSTAT_INSERTED,	     /* sockops: sockets put into the sockhash */
-	XM_SMSTAT_INSERT_FAILED,     /* sockops: sockhash update refused (full, duplicate key) */
-	XM_SMSTAT_NOT_LOCAL,	     /* sockops: established with a peer that is not on this node */
-	XM_SMSTAT_SKIPPED_OFF,	     /* sockops: established while the switch was off */
-	XM_SMSTAT_CLOSED,	     /* sockops: sockets seen by sockmap that reached CLOSE */
-	XM_SMSTAT_CLOSED_TX_BYTES,   /* ... their payload bytes sent, TCP (acked) + redirected */
-	XM_SMSTAT_CLOSED_RX_BYTES,   /* ... their payload bytes received through TCP */
+	XM_SMSTAT_REDIR_MSGS = 0,	 /* sk_msg: messages redirected to the peer's receive queue */
+	XM_SMSTAT_REDIR_BYTES,		 /* ... and their bytes */
+	XM_SMSTAT_FALLBACK_NO_PEER,	 /* sk_msg: peer not in the sockhash (closed, not local, not yet in) */
+	XM_SMSTAT_FALLBACK_ORDER,	 /* sk_msg: direction already used TCP, redirecting could reorder */
+	XM_SMSTAT_FALLBACK_OFF,		 /* sk_msg: switch off */
+	XM_SMSTAT_FALLBACK_BYTES,	 /* bytes of all fallbacks */
+	XM_SMSTAT_FALLBACK_NO_STATE,	 /* sk_msg: socket without storage or not a TCP socket */
+	XM_SMSTAT_INSERTED,		 /* sockops: sockets put into the sockhash */
+	XM_SMSTAT_INSERT_FAILED,	 /* sockops: sockhash update refused (full, duplicate key) */
+	XM_SMSTAT_NOT_LOCAL,		 /* sockops: established with a peer that is not on this node */
+	XM_SMSTAT_SKIPPED_OFF,		 /* sockops: established while the switch was off */
+	XM_SMSTAT_CLOSED,		 /* sockops: sockets seen by sockmap that reached CLOSE */
+	XM_SMSTAT_CLOSED_TX_BYTES,	 /* ... their payload bytes sent, TCP (acked) + redirected */
+	XM_SMSTAT_CLOSED_RX_BYTES,	 /* ... their payload bytes received through TCP */
+	XM_SMSTAT_FALLBACK_MEM_PRESSURE, /* sk_msg: TCP memory at pressure (tcp_mem[1]): TCP waits, a redirect fails */
+	XM_SMSTAT_SKIPPED_PORT,		 /* sockops: a local or remote port is in xm_sockmap_excl_ports */
 	XM_SMSTAT_MAX,
 };
 

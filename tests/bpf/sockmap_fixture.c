@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -26,11 +27,23 @@
 
 struct smx smx;
 
+/* Held until this test process exits (criterion runs each test in its own process). */
+static void smx_hold_mem_lock(void)
+{
+	if (smx.mem_locked)
+		return;
+	smx.mem_lock_fd = open(SMX_TCP_MEM_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert(smx.mem_lock_fd >= 0, "open %s: %s", SMX_TCP_MEM_LOCK, strerror(errno));
+	cr_assert_eq(flock(smx.mem_lock_fd, LOCK_SH), 0, "flock %s: %s", SMX_TCP_MEM_LOCK, strerror(errno));
+	smx.mem_locked = true;
+}
+
 void smx_load(const char *cgroup)
 {
 	struct bpf_map *map;
 	int cg_fd, err;
 
+	smx_hold_mem_lock();
 	smx.msg_link_fd = -1;
 	smx.skel = sockmap__open();
 	cr_assert(smx.skel, "open sockmap: %s", strerror(errno));

@@ -21,7 +21,16 @@ struct smx {
 	char cgroup[512];
 	bool own_cgroup; /* made by smx_setup (not by the sock_lb fixture) */
 	bool skipped;
+	int mem_lock_fd; /* SMX_TCP_MEM_LOCK, held shared while sockmap is loaded (valid if mem_locked) */
+	bool mem_locked;
 };
+
+/*
+ * The sockmap_mem tests lower the global tcp_mem for a moment, which would turn redirects into fallbacks
+ * in any sockmap test running alongside (criterion runs tests in parallel). Every sockmap test holds this
+ * lock shared; sockmap_mem takes it exclusively around its window.
+ */
+#define SMX_TCP_MEM_LOCK "/tmp/xmesh-smtest-tcp-mem.lock"
 
 extern struct smx smx;
 

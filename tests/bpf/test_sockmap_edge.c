@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "datapath/sockmap.h"
 #include "sock_lb_fixture.h"
 #include "sockmap_fixture.h"
 #include "skel/sock_lb.skel.h"
@@ -290,6 +292,82 @@ Test(sockmap_edge, msg_waitall_waits_for_all)
 		cr_skip_test("KERNEL LIMITATION: recv(MSG_WAITALL) on a redirected socket returned %zd of %zu bytes "
 			     "(tcp_bpf_recvmsg ignores MSG_WAITALL); data intact and in order",
 			     short_read, sizeof(buf));
+}
+
+/*
+ * The escape hatch for MSG_WAITALL: connections on an excluded port are never put into the sockhash, so
+ * their reads are plain TCP and complete; connections on other ports are still redirected.
+ */
+Test(sockmap_edge, excluded_port_is_plain_tcp_and_msg_waitall_completes)
+{
+	uint16_t excl_port, other_port;
+	struct slow_writer w;
+	uint8_t buf[10 * 1000];
+	struct smx_flow f;
+	pthread_t th;
+	int lfd_excl, lfd_other, c, s;
+	ssize_t r;
+
+	lfd_excl = smx_listen("127.0.0.1", 0, &excl_port);
+	lfd_other = smx_listen("127.0.0.1", 0, &other_port);
+	cr_assert_eq(sockmap_sync_excluded_ports(bpf_map__fd(smx.skel->maps.xm_sockmap_excl_ports), &excl_port, 1), 0);
+
+	smx_pair_on(lfd_excl, "127.0.0.1", excl_port, &c, &s);
+	cr_assert_eq(smx_pairs(), 0, "a socket of an excluded port entered the sockhash");
+	cr_assert_eq(smx_stat(XM_SMSTAT_SKIPPED_PORT), 2, "skipped %llu sockets, want both ends",
+		     (unsigned long long)smx_stat(XM_SMSTAT_SKIPPED_PORT));
+	w = (struct slow_writer){ .fd = c, .seed = 6, .pieces = 10, .piece = 1000 };
+	pthread_create(&th, NULL, slow_writer_thread, &w);
+	r = recv(s, buf, sizeof(buf), MSG_WAITALL);
+	pthread_join(th, NULL);
+	cr_assert_eq(r, (ssize_t)sizeof(buf), "recv(MSG_WAITALL) on an excluded port returned %zd of %zu", r,
+		     sizeof(buf));
+	for (int i = 0; i < (int)sizeof(buf); i++)
+		cr_assert_eq(buf[i], smx_pattern(6, (uint64_t)i));
+	cr_assert_eq(redirected(), 0, "an excluded connection was redirected");
+	close(c);
+	close(s);
+
+	smx_pair_on(lfd_other, "127.0.0.1", other_port, &c, &s);
+	cr_assert_eq(smx_pairs(), 2, "a connection on another port was not inserted");
+	smx_flow_init(&f, c, s, 100000, 1000, 8);
+	smx_pump(&f, 1, 5000);
+	smx_assert_flows(&f, 1);
+	cr_assert_eq(redirected(), 100000, "redirected %llu", (unsigned long long)redirected());
+	close(c);
+	close(s);
+
+	/* Removing the port from the list makes its new connections eligible again. */
+	cr_assert_eq(sockmap_sync_excluded_ports(bpf_map__fd(smx.skel->maps.xm_sockmap_excl_ports), NULL, 0), 0);
+	smx_pair_on(lfd_excl, "127.0.0.1", excl_port, &c, &s);
+	cr_assert_geq(smx_pairs(), 2, "the port is still excluded after the list was emptied");
+	close(c);
+	close(s);
+	close(lfd_excl);
+	close(lfd_other);
+}
+
+// cppcheck-suppress unknownMacro
+TestSuite(sockmap_ports);
+
+Test(sockmap_ports, exclude_list_parses_and_rejects_bad_input)
+{
+	static const char *const bad[] = {
+		"", ",", "0", "65536", "80,", ",80", "80,,81", "-1", "+80", " 80", "80 ", "8o", "99999999999999999999"
+	};
+	uint16_t ports[XM_MAX_EXCLUDED_PORTS + 1];
+	char many[XM_MAX_EXCLUDED_PORTS * 6 + 8] = "";
+	size_t n, i;
+
+	cr_assert_eq(sockmap_parse_ports("5432,3306,1,65535", ports, XM_MAX_EXCLUDED_PORTS, &n), 0);
+	cr_assert_eq(n, 4);
+	cr_assert(ports[0] == 5432 && ports[1] == 3306 && ports[2] == 1 && ports[3] == 65535);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(sockmap_parse_ports(bad[i], ports, XM_MAX_EXCLUDED_PORTS, &n), -EINVAL, "\"%s\" accepted",
+			     bad[i]);
+	for (i = 0; i <= XM_MAX_EXCLUDED_PORTS; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%zu", i ? "," : "", 1000 + i);
+	cr_assert_eq(sockmap_parse_ports(many, ports, XM_MAX_EXCLUDED_PORTS, &n), -E2BIG);
 }
 
 struct late_writer {
