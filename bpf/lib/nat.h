@@ -10,31 +10,36 @@
 #include "parse.h"
 #include "xdp_maps.h"
 
-/* Rewrites the destination of a parsed TCP/UDP packet to addr:port (network order). */
-static __always_inline void xm_dnat(struct xm_pkt *p, const union xm_addr *addr, __u16 port)
+/*
+ * Rewrites the destination of a parsed TCP/UDP packet to addr:port (network order). Returns -1 if the L4
+ * checksum lies beyond end: never after xm_parse, but the bound is checked again here because older
+ * verifiers (6.1) lose the TCP header's bound once p->proto is reloaded from the stack.
+ */
+static __always_inline int xm_dnat(struct xm_pkt *p, void *end, const union xm_addr *addr, __u16 port)
 {
 	struct udphdr *uh = p->l4;
-	struct tcphdr *th = p->l4;
+	bool tcp = p->proto == IPPROTO_TCP;
+	__u16 *check = tcp ? &((struct tcphdr *)p->l4)->check : &uh->check;
 	__u64 s;
 
+	if ((void *)(check + 1) > end)
+		return -1;
 	if (p->family == XM_FAMILY_V4) {
 		struct iphdr *iph = p->l3;
 		__u32 old = iph->daddr;
 
 		iph->check = xm_csum_finish(xm_csum_add32(xm_csum_start(iph->check), old, addr->v4));
 		iph->daddr = addr->v4;
-		if (p->proto == IPPROTO_TCP) {
-			s = xm_csum_add32(xm_csum_start(th->check), old, addr->v4);
-			th->check = xm_csum_finish(xm_csum_add16(s, th->dest, port));
-		} else if (uh->check) { /* IPv4 UDP without checksum stays without */
-			s = xm_csum_add32(xm_csum_start(uh->check), old, addr->v4);
-			uh->check = xm_csum_finish_udp(xm_csum_add16(s, uh->dest, port));
+		if (tcp || *check) { /* IPv4 UDP without checksum stays without */
+			s = xm_csum_add32(xm_csum_start(*check), old, addr->v4);
+			s = xm_csum_add16(s, uh->dest, port);
+			*check = tcp ? xm_csum_finish(s) : xm_csum_finish_udp(s);
 		}
 	} else {
 		struct ipv6hdr *ip6h = p->l3;
 		__u32 *d = (__u32 *)&ip6h->daddr;
 
-		s = xm_csum_start(p->proto == IPPROTO_TCP ? th->check : uh->check);
+		s = xm_csum_start(*check);
 		s = xm_csum_add32(s, d[0], addr->v6[0]);
 		s = xm_csum_add32(s, d[1], addr->v6[1]);
 		s = xm_csum_add32(s, d[2], addr->v6[2]);
@@ -44,12 +49,10 @@ static __always_inline void xm_dnat(struct xm_pkt *p, const union xm_addr *addr,
 		d[1] = addr->v6[1];
 		d[2] = addr->v6[2];
 		d[3] = addr->v6[3];
-		if (p->proto == IPPROTO_TCP)
-			th->check = xm_csum_finish(s);
-		else
-			uh->check = xm_csum_finish_udp(s);
+		*check = tcp ? xm_csum_finish(s) : xm_csum_finish_udp(s);
 	}
 	uh->dest = port; /* same offset in TCP and UDP */
+	return 0;
 }
 
 #endif

@@ -51,7 +51,7 @@ struct xm_pkt {
 	__u8 family;	/* XM_FAMILY_V4 / XM_FAMILY_V6 */
 	__u8 proto;	/* L4 protocol */
 	__u8 tcp_flags; /* 0 for UDP */
-	__u8 pad;
+	__u8 l4_hlen;	/* TCP: doff * 4; UDP: 8. Kept so later code need not re-read (and re-check) the header */
 };
 
 /* TCP/UDP header at l4, fully inside both the frame and the IP payload (l4_room bytes). */
@@ -67,6 +67,7 @@ static __always_inline int xm_parse_l4(struct xm_pkt *p, void *end, __u32 l4_roo
 		if (doff < sizeof(*th) || doff > l4_room)
 			return XM_PARSE_MALFORMED;
 		p->tcp_flags = ((__u8 *)th)[13];
+		p->l4_hlen = doff;
 		return XM_PARSE_OK;
 	}
 	if (p->proto == IPPROTO_UDP) {
@@ -79,6 +80,7 @@ static __always_inline int xm_parse_l4(struct xm_pkt *p, void *end, __u32 l4_roo
 		if (ulen < sizeof(*uh) || ulen > l4_room)
 			return XM_PARSE_MALFORMED;
 		p->tcp_flags = 0;
+		p->l4_hlen = sizeof(*uh);
 		return XM_PARSE_OK;
 	}
 	return XM_PARSE_OTHER_L4;

@@ -140,7 +140,10 @@ static __always_inline int xm_xdp_forward(struct xdp_md *ctx, struct xm_pkt *p, 
 	__u32 svc_id = ct->svc_id;
 
 	if (ct->flags & XM_BACKEND_F_LOCAL) {
-		xm_dnat(p, &ct->addr, ct->port);
+		if (xm_dnat(p, (void *)(long)ctx->data_end, &ct->addr, ct->port)) {
+			xm_xdp_stat(XM_XDP_DROP_ERROR);
+			return XDP_DROP;
+		}
 		xm_vip_count(svc_id, XM_VIP_LOCAL, new_flow, p->l2_len + p->l3_len);
 		return XDP_PASS;
 	}
