@@ -98,6 +98,34 @@ xmx_pod() {
 	xmt_server "$name"
 }
 
+# xmx_node6 NS POD_PREFIX6: xmx_node for IPv6 pods only: br0 at POD_PREFIX6::1/64 (e.g. fd00:200:1), IPv6
+# forwarding on (bpf_fib_lookup and the DNATed packets' way to the pods need it).
+xmx_node6() {
+	xmt_netns_add "$1"
+	ip -n "$XMT_P$1" link add br0 type bridge
+	ip -n "$XMT_P$1" addr add "$2::1/64" dev br0 nodad
+	ip -n "$XMT_P$1" link set br0 up
+	xmx_sysctl "$1" net.ipv6.conf.all.forwarding=1
+}
+
+# xmx_pod6 NODE_NS NAME IP6 GW6: xmx_pod with an IPv6 address only (/64, no DAD: usable at once).
+xmx_pod6() {
+	local node=$1 name=$2 ip=$3 gw=$4
+	xmt_netns_add "$name"
+	ip -n "$XMT_P$node" link add "v-$name" type veth peer name eth0 netns "$XMT_P$name"
+	ip -n "$XMT_P$node" link set "v-$name" master br0 up
+	ip -n "$XMT_P$name" addr add "$ip/64" dev eth0 nodad
+	ip -n "$XMT_P$name" link set eth0 up
+	ip -n "$XMT_P$name" -6 route add default via "$gw"
+	xmt_server "$name"
+}
+
+# xmx_addr6 NS IFACE ADDR6: an IPv6 address in a /64, without DAD (a tentative address cannot be used, and
+# the agent records its uplink's addresses once, at start).
+xmx_addr6() {
+	ip -n "$XMT_P$1" addr add "$3/64" dev "$2" nodad
+}
+
 # xmx_agent NAME NODE_NS NODE_NAME IFACE [ARGS...]: an agent in NODE_NS on its own child cgroup and pin
 # directory, with XDP on IFACE; waits for its "ready" line. Log: $XMT_TMP/agent-NAME.log.
 xmx_agent() {
@@ -133,21 +161,29 @@ xmx_ext_client() {
 	return "$rc"
 }
 
-# xmx_yaml_ext_service NAME VIP: a Service with external IP VIP, port 80 → 8080/TCP.
+# xmx_yaml_ext_service NAME VIP [CLUSTER_IP]: a Service with external IP VIP, port 80 → 8080/TCP. With
+# CLUSTER_IP (default 10.96.0.50) it also states its single family in ipFamilies (IPv6 for fd00::50).
 xmx_yaml_ext_service() {
+	local cip=${3:-10.96.0.50} fam
 	printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: $1" "  namespace: default" \
-		"spec:" "  type: LoadBalancer" "  clusterIP: 10.96.0.50" "  clusterIPs:" "  - 10.96.0.50" \
-		"  externalIPs:" "  - $2" "  ports:" "  - name: http" "    port: 80" "    protocol: TCP" \
+		"spec:" "  type: LoadBalancer" "  clusterIP: $cip" "  clusterIPs:" "  - $cip"
+	if [ $# -ge 3 ]; then
+		case $cip in *:*) fam=IPv6 ;; *) fam=IPv4 ;; esac
+		printf '%s\n' "  ipFamilyPolicy: SingleStack" "  ipFamilies:" "  - $fam"
+	fi
+	printf '%s\n' "  externalIPs:" "  - $2" "  ports:" "  - name: http" "    port: 80" "    protocol: TCP" \
 		"    targetPort: 8080"
 }
 
-# xmx_yaml_slice SERVICE NODE_NAME IP...: an EndpointSlice with ready endpoints on NODE_NAME.
+# xmx_yaml_slice SERVICE NODE_NAME IP...: an EndpointSlice with ready endpoints on NODE_NAME; addressType
+# IPv6 when the first IP is an IPv6 address, else IPv4.
 xmx_yaml_slice() {
-	local svc=$1 node=$2 ip
+	local svc=$1 node=$2 ip fam=IPv4
 	shift 2
+	case ${1:-} in *:*) fam=IPv6 ;; esac
 	printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" \
 		"  name: $svc-$node" "  namespace: default" "  labels:" "    kubernetes.io/service-name: $svc" \
-		"addressType: IPv4" "ports:" "- name: http" "  port: 8080" "  protocol: TCP"
+		"addressType: $fam" "ports:" "- name: http" "  port: 8080" "  protocol: TCP"
 	[ $# -gt 0 ] || echo "endpoints: []"
 	[ $# -eq 0 ] || echo "endpoints:"
 	for ip in "$@"; do
