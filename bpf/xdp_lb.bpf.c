@@ -23,10 +23,13 @@ int xm_xdp_lb(struct xdp_md *ctx)
 	return xm_xdp_balance(ctx);
 }
 
-/* The candidate VIP:port of a reply whose flow the connection table pins to this backend, or NULL. */
+/*
+ * The candidate VIP:port of a reply whose flow the connection table pins to this backend (and, in *flow,
+ * that flow's entry), or NULL.
+ */
 static __always_inline const struct xm_nat_vip *xm_reply_vip(const struct xm_nat_backend_value *nb,
 							     struct xm_ct_key *ck, const union xm_addr *backend,
-							     __u16 backend_port)
+							     __u16 backend_port, struct xm_ct_value **flow)
 {
 	for (__u32 i = 0; i < XM_NAT_MAX_VIPS; i++) {
 		const struct xm_nat_vip *c = &nb->vips[i];
@@ -39,8 +42,10 @@ static __always_inline const struct xm_nat_vip *xm_reply_vip(const struct xm_nat
 		ct = bpf_map_lookup_elem(&xm_ct, ck);
 		if (ct && (ct->flags & XM_BACKEND_F_LOCAL) && ct->port == backend_port &&
 		    !((ct->addr.v6[0] ^ backend->v6[0]) | (ct->addr.v6[1] ^ backend->v6[1]) |
-		      (ct->addr.v6[2] ^ backend->v6[2]) | (ct->addr.v6[3] ^ backend->v6[3])))
+		      (ct->addr.v6[2] ^ backend->v6[2]) | (ct->addr.v6[3] ^ backend->v6[3]))) {
+			*flow = ct;
 			return c;
+		}
 	}
 	return NULL;
 }
@@ -49,7 +54,8 @@ static __always_inline const struct xm_nat_vip *xm_reply_vip(const struct xm_nat
  * Replies of locally DNATed flows, pod → client, leaving through the uplink: the source becomes VIP:port
  * again. A reply is recognised by its backend (xm_nat_backends) and its flow in the connection table, so
  * traffic of the same pod that did not come through a VIP (east-west, its own connections) is untouched.
- * skb checksum helpers, so CHECKSUM_PARTIAL packets (the pod's stack offloads) stay correct.
+ * skb checksum helpers, so CHECKSUM_PARTIAL packets (the pod's stack offloads) stay correct. The reply
+ * also tells how the flow's handshake went, and counts as response bytes (bpf/lib/xdp_flow.h).
  */
 SEC("tc")
 int xm_tc_nat(struct __sk_buff *skb)
@@ -61,6 +67,7 @@ int xm_tc_nat(struct __sk_buff *skb)
 	__u32 l3_off, l4_off, csum_off, flags;
 	__u16 old_port, new_port;
 	union xm_addr backend;
+	struct xm_ct_value *flow = NULL;
 	struct xm_ct_key ck;
 	struct xm_pkt p;
 
@@ -79,12 +86,14 @@ int xm_tc_nat(struct __sk_buff *skb)
 	ck.family = p.family;
 	ck.pad[0] = ck.pad[1] = 0;
 	backend = bk.addr;
-	vip = xm_reply_vip(nb, &ck, &backend, bk.port);
-	if (!vip)
+	vip = xm_reply_vip(nb, &ck, &backend, bk.port, &flow);
+	if (!vip || !flow)
 		return XM_TC_ACT_OK;
 
 	l3_off = (__u32)(p.l3 - data);
 	l4_off = (__u32)(p.l4 - data);
+	/* Before the rewrite: the store helpers invalidate the packet pointers in p. */
+	xm_flow_from_backend(&p, flow, skb->len - l4_off);
 	csum_off = l4_off + (p.proto == IPPROTO_TCP ? __builtin_offsetof(struct tcphdr, check)
 						    : __builtin_offsetof(struct udphdr, check));
 	flags = p.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;

@@ -116,6 +116,22 @@ static void dec_maglev(const void *k, const void *v, struct strbuf *out)
 	sb_printf(out, "\"table_id\":%u,\"inner_map_id\":%u,\"size\":%u", *(const __u32 *)k, inner_id, size);
 }
 
+static const char *ct_state_name(uint32_t state)
+{
+	switch (state) {
+	case XM_CT_NONE:
+		return "none";
+	case XM_CT_OPEN:
+		return "open";
+	case XM_CT_SYN_SENT:
+		return "syn_sent";
+	case XM_CT_SYN_FAILED:
+		return "syn_failed";
+	default:
+		return "unknown";
+	}
+}
+
 static void dec_ct(const void *k, const void *v, struct strbuf *out)
 {
 	const struct xm_ct_key *ck = k;
@@ -127,9 +143,21 @@ static void dec_ct(const void *k, const void *v, struct strbuf *out)
 	addr_str(&cv->addr, cv->family, b, sizeof(b));
 	sb_printf(out,
 		  "\"client\":\"%s:%u\",\"vip\":\"%s:%u\",\"proto\":%u,\"backend\":\"%s:%u\",\"backend_id\":%u,"
-		  "\"svc_id\":%u,\"local\":%s",
+		  "\"svc_id\":%u,\"local\":%s,\"state\":\"%s\"",
 		  c, ntohs(ck->sport), vip, ntohs(ck->dport), ck->proto, b, ntohs(cv->port), cv->backend_id, cv->svc_id,
-		  cv->flags & XM_BACKEND_F_LOCAL ? "true" : "false");
+		  cv->flags & XM_BACKEND_F_LOCAL ? "true" : "false", ct_state_name(cv->state));
+}
+
+static void dec_xdp_tcp_metrics(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_xdp_tcp_key *mk = k;
+	const struct xm_xdp_tcp_metrics *m = v;
+
+	sb_printf(out,
+		  "\"svc_id\":%u,\"backend_id\":%u,\"opened\":%llu,\"closed\":%llu,\"sent_bytes\":%llu,"
+		  "\"received_bytes\":%llu",
+		  mk->svc_id, mk->backend_id, (unsigned long long)m->opened, (unsigned long long)m->closed,
+		  (unsigned long long)m->sent_bytes, (unsigned long long)m->received_bytes);
 }
 
 static void dec_outlier(const void *k, const void *v, struct strbuf *out)
@@ -196,6 +224,8 @@ static const struct map_desc maps[] = {
 	MAP("xm_outlier", "outlier state per service port and endpoint", dec_outlier, .locked = true),
 	MAP("xm_outlier_svc", "ejected endpoints per service port", dec_outlier_svc, .skip_zero = true),
 	MAP("xm_ct", "XDP connection table: client flow → backend", dec_ct, .optional = true),
+	MAP("xm_xdp_tcp_metrics", "Istio TCP counters of XDP flows per service port, backend (summed over CPUs)",
+	    dec_xdp_tcp_metrics, .percpu = true, .optional = true),
 };
 
 static bool all_zero(const void *p, size_t n)

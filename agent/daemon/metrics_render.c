@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The agent's own figures for GET /metrics: config applies, Istio's TCP metrics counted by sockops
- * (reporter="source": the socket path runs on the client's node), and outlier ejections.
+ * The agent's own figures for GET /metrics: config applies, Istio's TCP metrics counted in the kernel
+ * (reporter="source" from sockops, which runs on the client's node; reporter="destination" from XDP/TC,
+ * which run on the node that receives external clients), and outlier ejections.
  */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -16,6 +17,7 @@
 #include "metrics/prom.h"
 #include "metrics/sock_lb_metrics.h"
 #include "outlier/outlier.h"
+#include "skel/xdp_lb.skel.h"
 
 #define TCP_LABELS 14
 
@@ -58,22 +60,33 @@ static void set_identity(struct tcp_series *s, int workload, const struct xm_ide
 	snprintf(s->labels[workload + 2], sizeof(s->labels[0]), "%s", id ? id->principal : "unknown");
 }
 
-static bool label_series(const struct xm_agent *a, const struct xm_conn_metrics_key *k, struct tcp_series *s)
+/* Where a series' counts come from: sockops on the client's node, or XDP/TC on the destination's uplink. */
+enum tcp_origin {
+	TCP_FROM_SOCKETS,
+	TCP_FROM_XDP,
+};
+
+/*
+ * Labels of one (client, service port, backend) series. The socket path knows its client; XDP's clients
+ * are external addresses, reported as Istio reports an unknown source.
+ */
+static bool label_series(const struct xm_agent *a, uint32_t svc_id, uint32_t backend_id,
+			 const struct xm_identity *client, enum tcp_origin origin, struct tcp_series *s)
 {
 	const struct xm_lb_service *svc;
 	struct xm_svc_key key;
 	struct xm_backend b;
 
 	memset(s->labels, 0, sizeof(s->labels));
-	if (!lbmap_svc_key(a->lbmap, k->svc_id, &key) || !(svc = served_by_key(a, &key)))
+	if (!lbmap_svc_key(a->lbmap, svc_id, &key) || !(svc = served_by_key(a, &key)))
 		return false; /* a service port that is gone: its counters go with it */
-	snprintf(s->labels[0], sizeof(s->labels[0]), "source");
-	set_identity(s, 1, identities_find(&a->identities, &k->client, k->family));
+	snprintf(s->labels[0], sizeof(s->labels[0]), "%s", origin == TCP_FROM_XDP ? "destination" : "source");
+	set_identity(s, 1, client);
 	snprintf(s->labels[4], sizeof(s->labels[0]), "%s", s->labels[1]);
 	snprintf(s->labels[5], sizeof(s->labels[0]), "%s.%s.svc.cluster.local", svc->name, svc->ns);
 	snprintf(s->labels[6], sizeof(s->labels[0]), "%s", svc->name);
 	snprintf(s->labels[7], sizeof(s->labels[0]), "%s", svc->ns);
-	if (lbmap_backend(a->lbmap, k->backend_id, &b))
+	if (lbmap_backend(a->lbmap, backend_id, &b))
 		set_identity(s, 8, identities_find(&a->identities, &b.addr, b.family));
 	else
 		set_identity(s, 8, NULL);
@@ -89,59 +102,123 @@ static int series_cmp(const void *x, const void *y)
 		      sizeof(((const struct tcp_series *)x)->labels));
 }
 
+static size_t g_key_size; /* for key_cmp: qsort passes no context */
+
 static int key_cmp(const void *x, const void *y)
 {
-	return memcmp(x, y, sizeof(struct xm_conn_metrics_key));
+	return memcmp(x, y, g_key_size);
 }
 
 /*
- * The keys of an LRU hash, each once: a walk restarts from the first key when the previous one was evicted
- * meanwhile, so keys are collected and deduplicated before any value is read.
+ * The keys (key_size bytes each) of an LRU hash, each once: a walk restarts from the first key when the
+ * previous one was evicted meanwhile, so keys are collected and deduplicated before any value is read.
  */
-static size_t collect_keys(int map_fd, struct xm_conn_metrics_key **out)
+static size_t collect_keys(int map_fd, size_t key_size, unsigned char **out)
 {
-	struct xm_conn_metrics_key k, next, *prev = NULL, *keys = NULL;
+	unsigned char k[64], next[64], *prev = NULL, *keys = NULL;
 	size_t n = 0, cap = 0, i, m;
 
-	while (bpf_map_get_next_key(map_fd, prev, &next) == 0 && n < 4 * 65536) {
+	*out = NULL;
+	if (key_size > sizeof(k))
+		return 0;
+	while (bpf_map_get_next_key(map_fd, prev, next) == 0 && n < 4 * 65536) {
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 64;
-			void *p = realloc(keys, ncap * sizeof(*keys));
+			void *p = realloc(keys, ncap * key_size);
 
 			if (!p)
 				break;
 			keys = p;
 			cap = ncap;
 		}
-		keys[n++] = next;
-		k = next;
-		prev = &k;
+		memcpy(keys + n++ * key_size, next, key_size);
+		memcpy(k, next, key_size);
+		prev = k;
 	}
+	g_key_size = key_size;
 	if (n > 1)
-		qsort(keys, n, sizeof(*keys), key_cmp);
+		qsort(keys, n, key_size, key_cmp);
 	for (i = 0, m = 0; i < n; i++)
-		if (!m || key_cmp(&keys[m - 1], &keys[i]))
-			keys[m++] = keys[i];
+		if (!m || key_cmp(keys + (m - 1) * key_size, keys + i * key_size))
+			memmove(keys + m++ * key_size, keys + i * key_size, key_size);
 	*out = keys;
 	return m;
 }
 
-/* Connections from several addresses of one workload are one series: merge equal label sets. */
-static size_t collect_tcp(const struct xm_agent *a, int map_fd, struct tcp_series **out)
-{
-	struct xm_conn_metrics_key *keys = NULL;
-	size_t n_keys = collect_keys(map_fd, &keys), n = 0, i, m;
-	struct tcp_series *all = calloc(n_keys ? n_keys : 1, sizeof(*all));
+struct series_set {
+	struct tcp_series *v;
+	size_t n, cap;
+};
 
-	for (i = 0; all && i < n_keys; i++) {
+static struct tcp_series *series_add(struct series_set *set)
+{
+	if (set->n == set->cap) {
+		size_t ncap = set->cap ? set->cap * 2 : 16;
+		void *p = realloc(set->v, ncap * sizeof(*set->v));
+
+		if (!p)
+			return NULL;
+		set->v = p;
+		set->cap = ncap;
+	}
+	return &set->v[set->n];
+}
+
+/* The socket path's series (xm_conn_metrics, keyed by client address): reporter="source". */
+static void collect_socket_series(const struct xm_agent *a, int map_fd, struct series_set *set)
+{
+	unsigned char *keys = NULL;
+	size_t n = collect_keys(map_fd, sizeof(struct xm_conn_metrics_key), &keys), i;
+
+	for (i = 0; i < n; i++) {
+		const struct xm_conn_metrics_key *k = (const void *)(keys + i * sizeof(*k));
+		struct tcp_series *s = series_add(set);
 		uint64_t sums[4];
 
-		if (percpu_lookup_sum(map_fd, &keys[i], 4, sums) || !label_series(a, &keys[i], &all[n]))
+		if (!s || percpu_lookup_sum(map_fd, k, 4, sums) ||
+		    !label_series(a, k->svc_id, k->backend_id, identities_find(&a->identities, &k->client, k->family),
+				  TCP_FROM_SOCKETS, s))
 			continue;
-		memcpy(all[n].v, sums, sizeof(sums));
-		n++;
+		memcpy(s->v, sums, sizeof(sums));
+		set->n++;
 	}
 	free(keys);
+}
+
+/* The XDP path's series (xm_xdp_tcp_metrics, per service port and backend): reporter="destination". */
+static void collect_xdp_series(const struct xm_agent *a, int map_fd, struct series_set *set)
+{
+	unsigned char *keys = NULL;
+	size_t n = collect_keys(map_fd, sizeof(struct xm_xdp_tcp_key), &keys), i;
+
+	for (i = 0; i < n; i++) {
+		const struct xm_xdp_tcp_key *k = (const void *)(keys + i * sizeof(*k));
+		struct tcp_series *s = series_add(set);
+		struct xm_xdp_tcp_metrics m;
+		uint64_t sums[4];
+
+		if (!s || percpu_lookup_sum(map_fd, k, 4, sums))
+			continue;
+		if (!label_series(a, k->svc_id, k->backend_id, NULL, TCP_FROM_XDP, s)) {
+			bpf_map_delete_elem(map_fd, k); /* not LRU: room for the service ports to come */
+			continue;
+		}
+		memcpy(&m, sums, sizeof(m));
+		s->v[0] = m.opened;
+		s->v[1] = m.closed;
+		s->v[2] = m.sent_bytes;
+		s->v[3] = m.received_bytes;
+		set->n++;
+	}
+	free(keys);
+}
+
+/* Connections from several addresses of one workload are one series: merge equal label sets. */
+static size_t merge_series(struct series_set *set)
+{
+	struct tcp_series *all = set->v;
+	size_t n = set->n, i, m;
+
 	if (n > 1)
 		qsort(all, n, sizeof(*all), series_cmp);
 	for (i = 0, m = 0; i < n; i++) {
@@ -154,11 +231,11 @@ static size_t collect_tcp(const struct xm_agent *a, int map_fd, struct tcp_serie
 			all[m] = all[i];
 		m++;
 	}
-	*out = all;
 	return m;
 }
 
-static void render_istio_tcp(const struct xm_agent *a, int map_fd, struct strbuf *out)
+/* conn_fd: the socket path's xm_conn_metrics; xdp_fd: xm_xdp_tcp_metrics, or -1 without uplinks. */
+static void render_istio_tcp(const struct xm_agent *a, int conn_fd, int xdp_fd, struct strbuf *out)
 {
 	static const char *const names[4] = {
 		"istio_tcp_connections_opened_total",
@@ -169,12 +246,21 @@ static void render_istio_tcp(const struct xm_agent *a, int map_fd, struct strbuf
 	static const char *const help[4] = {
 		"TCP connections opened, counted by the kernel at establishment.",
 		"TCP connections closed.",
-		"Bytes the client sent on closed connections.",
-		"Bytes the client received on closed connections.",
+		"TCP payload bytes the reporter sent: the client on closed connections (reporter=source), or the "
+		"service as it answers (reporter=destination).",
+		"TCP payload bytes the reporter received: the client on closed connections (reporter=source), or "
+		"the service as it is sent requests (reporter=destination).",
 	};
-	struct tcp_series *all = NULL;
-	size_t n = collect_tcp(a, map_fd, &all), i;
+	struct series_set set = { NULL, 0, 0 };
+	struct tcp_series *all;
+	size_t n, i;
 	int f;
+
+	collect_socket_series(a, conn_fd, &set);
+	if (xdp_fd >= 0)
+		collect_xdp_series(a, xdp_fd, &set);
+	n = merge_series(&set);
+	all = set.v;
 
 	for (f = 0; f < 4; f++) {
 		prom_family(out, names[f], "counter", help[f]);
@@ -262,7 +348,8 @@ void daemon_render_metrics(struct strbuf *out, void *ctx)
 	prom_sample_u64(out, "xmesh_config_applies_total", result, ok, 1, a->applies_ok);
 	prom_sample_u64(out, "xmesh_config_applies_total", result, rejected, 1, a->applies_failed);
 	sock_lb_metrics_render(fds.sock_stats, out);
-	render_istio_tcp(a, fds.conn_metrics, out);
+	render_istio_tcp(a, fds.conn_metrics, a->xdp.skel ? bpf_map__fd(a->xdp.skel->maps.xm_xdp_tcp_metrics) : -1,
+			 out);
 	render_outlier(a, fds.outlier, out);
 	xdp_datapath_metrics(a->xdp.skel ? &a->xdp : NULL, &a->served, out);
 }

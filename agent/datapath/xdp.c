@@ -30,6 +30,7 @@ static const char *const stat_names[XM_XDP_STAT_MAX] = {
 	[XM_XDP_DROP_NO_ROUTE] = "drop_no_route",     [XM_XDP_DROP_TOO_BIG] = "drop_too_big",
 	[XM_XDP_DROP_ERROR] = "drop_error",	      [XM_XDP_CT_NEW] = "ct_new",
 	[XM_XDP_CT_NEW_NON_SYN] = "ct_new_non_syn",   [XM_TC_REV_NAT] = "tc_rev_nat",
+	[XM_XDP_TX_ICMP_TOO_BIG] = "tx_icmp_too_big",
 };
 
 static void set_bit(__u64 *f, const struct xm_svc_key *k)

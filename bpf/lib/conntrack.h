@@ -41,9 +41,12 @@ static __always_inline struct xm_ct_value *xm_ct_lookup(const struct xm_ct_key *
 	return bpf_map_lookup_elem(&xm_ct, k);
 }
 
-/* Pins the flow to a snapshot of the backend. No timestamp: a clock read costs as much as a lookup. */
+/*
+ * Pins the flow to a snapshot of the backend, in handshake state (enum xm_ct_state). No timestamp: a clock
+ * read costs as much as a lookup.
+ */
 static __always_inline void xm_ct_insert(const struct xm_ct_key *k, __u32 backend_id, __u32 svc_id,
-					 const struct xm_backend *be)
+					 const struct xm_backend *be, __u32 state)
 {
 	struct xm_ct_value v = {
 		.addr = be->addr,
@@ -53,6 +56,7 @@ static __always_inline void xm_ct_insert(const struct xm_ct_key *k, __u32 backen
 		.port = be->port,
 		.family = be->family,
 		.flags = be->flags,
+		.state = state,
 	};
 
 	bpf_map_update_elem(&xm_ct, k, &v, BPF_ANY);

@@ -76,6 +76,39 @@ static __always_inline __u32 xm_pick_slot(const struct xm_svc_value *svc, __u32 
 	}
 }
 
+/* Slots one step of the re-pick walk passes at most: a Maglev table's run of one backend is one step. */
+#define XM_SELECT_MAX_RUN 64
+
+struct xm_run_walk {
+	struct xm_svc_value svc;
+	__u32 slot;
+	__u32 id;
+};
+
+static long xm_run_walk_step(__u32 i, void *arg)
+{
+	struct xm_run_walk *w = arg;
+
+	w->slot = w->slot + 1 >= w->svc.count ? 0 : w->slot + 1;
+	return xm_slot_backend(&w->svc, w->slot) != w->id;
+}
+
+/*
+ * The first slot after slot that does not hold id. A list holds each backend once, but a Maglev table holds
+ * runs of one backend (10 and more slots): probing them one by one would run out of probes on one ejected
+ * endpoint. A bpf_loop keeps the verifier's work to one pass over the step; out of line (ejections only),
+ * so that its state stays off the callers' stack (XDP's frames share 512 bytes).
+ */
+static __noinline __u32 xm_skip_run(__u32 table_id, __u32 count, __u8 algo, __u32 slot, __u32 id)
+{
+	struct xm_run_walk w = { .svc = { .table_id = table_id, .count = count, .algo = algo },
+				 .slot = slot,
+				 .id = id };
+
+	bpf_loop(XM_SELECT_MAX_RUN, xm_run_walk_step, &w, 0);
+	return w.slot;
+}
+
 /*
  * Returns the chosen backend id, or 0 when the service has none that is ready. When every probed
  * endpoint is ejected (XM_OUTLIER_PROBES consecutive slots), the first pick stands (Envoy's panic
@@ -111,7 +144,7 @@ static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, _
 			break;
 		if (!xm_endpoint_ejected(svc->svc_id, id, now))
 			return id;
-		slot = slot + 1 >= svc->count ? 0 : slot + 1;
+		slot = xm_skip_run(svc->table_id, svc->count, svc->algo, slot, id);
 	}
 	return first;
 }

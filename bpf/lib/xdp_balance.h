@@ -9,8 +9,10 @@
 
 #include "conntrack.h"
 #include "encap.h"
+#include "icmp_reply.h"
 #include "lb_select.h"
 #include "nat.h"
+#include "xdp_flow.h"
 
 /* Not ours: the caller passes the packet untouched. */
 #define XM_NOT_VIP -1
@@ -113,8 +115,17 @@ static __always_inline int xm_xdp_encap(struct xdp_md *ctx, struct xm_pkt *p, co
 		xm_vip_count(svc_id, XM_VIP_PASS, new_flow, 0);
 		return XDP_PASS;
 	}
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		/* Tell the client (PMTU discovery) instead of black-holing it; never forwarded: a per-VIP drop. */
+		rc = xm_icmp_too_big(ctx, p, fib.mtu_result, hdr_len);
+		xm_xdp_stat(rc == XM_ICMP_SENT	     ? XM_XDP_TX_ICMP_TOO_BIG
+			    : rc == XM_ICMP_NOT_SENT ? XM_XDP_DROP_TOO_BIG
+						     : XM_XDP_DROP_ERROR);
+		xm_vip_count(svc_id, XM_VIP_DROP, new_flow, 0);
+		return rc == XM_ICMP_SENT ? XDP_TX : XDP_DROP;
+	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-		xm_xdp_stat(rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? XM_XDP_DROP_TOO_BIG : XM_XDP_DROP_NO_ROUTE);
+		xm_xdp_stat(XM_XDP_DROP_NO_ROUTE);
 		xm_vip_count(svc_id, XM_VIP_DROP, new_flow, 0);
 		return XDP_DROP;
 	}
@@ -165,12 +176,14 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 	struct xm_ct_value *ct, snap;
 	struct xm_backend *be = NULL;
 	struct xm_ct_key ck;
-	__u32 backend_id = 0, hash;
+	__u32 backend_id = 0, hash, state = XM_CT_NONE;
 
 	xm_ct_key_of(p, &ck);
 	ct = xm_ct_lookup(&ck);
-	if (ct && !(p->tcp_flags & XM_TCP_SYN) && (!decapped || (ct->flags & XM_BACKEND_F_LOCAL)))
+	if (ct && !(p->tcp_flags & XM_TCP_SYN) && (!decapped || (ct->flags & XM_BACKEND_F_LOCAL))) {
+		xm_flow_from_client(p, ct);
 		return xm_xdp_forward(ctx, p, &ck, ct, false);
+	}
 
 	sk.vip = ck.daddr;
 	sk.port = ck.dport;
@@ -180,12 +193,23 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 	if (!svc || !(svc->flags & XM_SVC_F_EXTERNAL))
 		return XM_NOT_VIP;
 
-	/* A pinned flow keeps its backend while that backend exists (and, decapsulated, is local). */
+	/*
+	 * A pinned flow keeps its backend while that backend exists (and, decapsulated, is local) and, for a
+	 * SYN (only SYNs of pinned flows get here), is not ejected: a retransmitted SYN may be the event that
+	 * ejects it, and then goes elsewhere at once.
+	 */
 	if (ct) {
 		backend_id = ct->backend_id;
+		state = ct->state;
 		be = xm_backend_get(backend_id, ck.family);
 		if (be && decapped && !(be->flags & XM_BACKEND_F_LOCAL))
 			be = NULL;
+		if (be && (p->tcp_flags & XM_TCP_SYN)) {
+			state = xm_flow_syn(ct);
+			if ((svc->flags & XM_SVC_F_OUTLIER) &&
+			    xm_endpoint_ejected(svc->svc_id, backend_id, bpf_ktime_get_ns()))
+				be = NULL;
+		}
 		if (be && ct->flags == be->flags && ct->svc_id == svc->svc_id) {
 			xm_xdp_stat(XM_XDP_CT_HIT);
 			return xm_xdp_forward(ctx, p, &ck, ct, false);
@@ -212,8 +236,9 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 		xm_xdp_stat(XM_XDP_CT_NEW);
 		if (p->proto == IPPROTO_TCP && !(p->tcp_flags & XM_TCP_SYN))
 			xm_xdp_stat(XM_XDP_CT_NEW_NON_SYN);
+		state = p->proto == IPPROTO_TCP && (p->tcp_flags & XM_TCP_SYN) ? XM_CT_SYN_SENT : XM_CT_NONE;
 	}
-	xm_ct_insert(&ck, backend_id, svc->svc_id, be);
+	xm_ct_insert(&ck, backend_id, svc->svc_id, be, state);
 	snap.addr = be->addr;
 	snap.node_addr = be->node_addr;
 	snap.backend_id = backend_id;
@@ -221,6 +246,9 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 	snap.port = be->port;
 	snap.family = be->family;
 	snap.flags = be->flags;
+	snap.state = state;
+	if (p->proto == IPPROTO_TCP && !(p->tcp_flags & XM_TCP_SYN))
+		xm_flow_count_request(p, &snap); /* a TCP flow first seen mid-stream: its bytes count */
 	if (be->flags & XM_BACKEND_F_LOCAL)
 		xm_xdp_stat(XM_XDP_DNAT_LOCAL);
 	return xm_xdp_forward(ctx, p, &ck, &snap, !ct);

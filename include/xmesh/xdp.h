@@ -44,13 +44,51 @@ struct xm_ct_value {
 	__u32 svc_id;		 /* the service port the flow was balanced for (per-VIP counters) */
 	__u16 port;		 /* backend port, network order */
 	__u8 family;
-	__u8 flags; /* XM_BACKEND_F_* at pinning time */
+	__u8 flags;  /* XM_BACKEND_F_* at pinning time */
+	__u32 state; /* enum xm_ct_state; 32 bits for compare-and-swap between XDP and TC */
 };
-XM_STATIC_ASSERT(sizeof(struct xm_ct_value) == 44, "xm_ct_value size");
+XM_STATIC_ASSERT(sizeof(struct xm_ct_value) == 48, "xm_ct_value size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, node_addr) == 16, "xm_ct_value.node_addr offset");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, backend_id) == 32, "xm_ct_value.backend_id offset");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, port) == 40, "xm_ct_value.port offset");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, flags) == 43, "xm_ct_value.flags offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_ct_value, state) == 44, "xm_ct_value.state offset");
+
+/*
+ * Where a TCP flow's handshake is, as far as this node sees it: what makes each connection report one
+ * outcome to outlier detection and count once as opened and once as closed. Every transition out of a
+ * state is a compare-and-swap, so XDP (client packets) and TC (local backends' replies) racing on two
+ * CPUs cannot both take it.
+ */
+enum xm_ct_state {
+	XM_CT_NONE = 0,	      /* nothing to watch: UDP, a TCP flow first seen mid-stream, or closed */
+	XM_CT_OPEN = 1,	      /* established and counted as opened; its first FIN or RST counts it closed */
+	XM_CT_SYN_SENT = 2,   /* SYN forwarded to the backend, no answer seen yet */
+	XM_CT_SYN_FAILED = 3, /* the same, with its failure already reported (a retransmitted SYN) */
+};
+
+/*
+ * xm_xdp_tcp_metrics: Istio's TCP metrics of the flows XDP balances, per (service port, backend); the
+ * client is an external address, so it is not part of the key (cardinality). A preallocated per-CPU hash,
+ * not LRU: an LRU lookup on every request packet costs the hit path a third more. The agent deletes the
+ * entries of service ports that are gone when it renders them.
+ */
+#define XM_XDP_TCP_METRICS_MAX 65536
+
+struct xm_xdp_tcp_key {
+	__u32 svc_id;
+	__u32 backend_id;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_xdp_tcp_key) == 8, "xm_xdp_tcp_key size");
+
+/* Istio's meanings: received = request bytes (client → service), sent = response bytes (service → client). */
+struct xm_xdp_tcp_metrics {
+	__u64 opened;	      /* handshakes completed (the client's ACK or a local backend's SYN-ACK) */
+	__u64 closed;	      /* opened connections whose first FIN or RST this node saw */
+	__u64 sent_bytes;     /* TCP payload of local backends' replies (TC egress) */
+	__u64 received_bytes; /* TCP payload of the client's packets (XDP) */
+};
+XM_STATIC_ASSERT(sizeof(struct xm_xdp_tcp_metrics) == 32, "xm_xdp_tcp_metrics size");
 
 /*
  * xm_nat_backends: for each local backend of an external VIP (written by the agent), the VIP:ports it
@@ -113,6 +151,7 @@ enum xm_xdp_stat {
 	XM_XDP_CT_NEW,		/* connection-table insert (a new flow, or an unknown mid-flow packet) */
 	XM_XDP_CT_NEW_NON_SYN,	/* ... of which a TCP packet without SYN: balanced by Maglev like a SYN */
 	XM_TC_REV_NAT,		/* TC egress: reply source rewritten back to VIP:port */
+	XM_XDP_TX_ICMP_TOO_BIG, /* would exceed the route MTU: ICMP frag. needed / ICMPv6 too big sent back, XDP_TX */
 	XM_XDP_STAT_MAX,
 };
 

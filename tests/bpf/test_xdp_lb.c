@@ -31,6 +31,18 @@
 #define POD6	    "fd00:200::11"
 #define POD4_B	    "10.200.2.21"
 #define POD6_B	    "fd00:200:2::21"
+/* Behind node C, reached over a route with a small locked MTU: what does not fit gets an ICMP reply. */
+#define VIP4_SMALL "10.97.0.40"
+#define VIP6_SMALL "fd00:97::40"
+#define VIP6_TINY  "fd00:97::50" /* node D: route MTU 1300, too small to report to IPv6 clients */
+#define POD4_C	   "10.200.3.31"
+#define POD6_C	   "fd00:200:3::31"
+#define NODE_C4	   "10.199.0.3"
+#define NODE_C6	   "fd00:199::3"
+#define NODE_D6	   "fd00:199::4"
+#define MTU4_C	   576
+#define MTU6_C	   1400
+#define MTU6_D	   1300
 
 static void setup(void)
 {
@@ -56,6 +68,34 @@ static void publish_golden_services(void)
 	xfx_publish(VIP4_EMPTY, 80, 6, &none, 1);
 }
 
+static const uint8_t node_c_mac[6] = { 0x02, 0x00, 0, 0, 0, 0x03 };
+
+/* Nodes C and D, each behind a host route with a locked MTU (bpf_fib_lookup reports it), and their VIPs. */
+static void publish_small_mtu_services(void)
+{
+	const struct xfx_backend c4 = { POD4_C, 8080, false, true, NODE_C4 },
+				 c6 = { POD6_C, 8080, false, true, NODE_C6 };
+	const struct xfx_backend c4u = { POD4_C, 5353, false, true, NODE_C4 };
+	const struct xfx_backend c6u = { POD6_C, 5353, false, true, NODE_C6 };
+	const struct xfx_backend d6 = { "fd00:200:4::41", 8080, false, true, NODE_D6 };
+	char cmd[200];
+
+	snprintf(cmd, sizeof(cmd), "route add " NODE_C4 "/32 dev xmx0 mtu lock %d", MTU4_C);
+	xfx_ip(cmd);
+	snprintf(cmd, sizeof(cmd), "-6 route add " NODE_C6 "/128 dev xmx0 mtu lock %d", MTU6_C);
+	xfx_ip(cmd);
+	snprintf(cmd, sizeof(cmd), "-6 route add " NODE_D6 "/128 dev xmx0 mtu lock %d", MTU6_D);
+	xfx_ip(cmd);
+	xfx_ip("neigh add " NODE_C4 " lladdr 02:00:00:00:00:03 dev xmx0 nud permanent");
+	xfx_ip("-6 neigh add " NODE_C6 " lladdr 02:00:00:00:00:03 dev xmx0 nud permanent");
+	xfx_ip("-6 neigh add " NODE_D6 " lladdr 02:00:00:00:00:04 dev xmx0 nud permanent");
+	xfx_publish(VIP4_SMALL, 80, 6, &c4, 1);
+	xfx_publish(VIP4_SMALL, 53, 17, &c4u, 1);
+	xfx_publish(VIP6_SMALL, 80, 6, &c6, 1);
+	xfx_publish(VIP6_SMALL, 53, 17, &c6u, 1);
+	xfx_publish(VIP6_TINY, 80, 6, &d6, 1);
+}
+
 /* The flow hash of bpf/lib/conntrack.h, recomputed: the IP6IP6 flow label carries its low 20 bits. */
 static uint32_t flow_hash(const struct xp_spec *s)
 {
@@ -76,11 +116,13 @@ static uint32_t flow_hash(const struct xp_spec *s)
 }
 
 enum want_kind {
-	SAME,	/* output = input, byte for byte */
-	FRAME,	/* output = xp_build(want) */
-	TUNNEL, /* output = want inside outer XFX_IF_ADDR → XFX_NODE_B, MACs from the neighbour table */
-	DECAP,	/* input = `in` inside outer XFX_NODE_B → XFX_IF_ADDR; output = xp_build(want) */
-	ANY,	/* verdict only (XDP_DROP) */
+	SAME,	  /* output = input, byte for byte */
+	FRAME,	  /* output = xp_build(want) */
+	TUNNEL,	  /* output = want inside outer XFX_IF_ADDR → XFX_NODE_B, MACs from the neighbour table */
+	TUNNEL_C, /* the same towards node C */
+	ICMP,	  /* output = ICMP frag. needed / ICMPv6 too big for `in`, built by icmp_too_big(), MTU of node C */
+	DECAP,	  /* input = `in` inside outer XFX_NODE_B → XFX_IF_ADDR; output = xp_build(want) */
+	ANY,	  /* verdict only (XDP_DROP) */
 };
 
 enum mutation {
@@ -96,6 +138,7 @@ enum mutation {
 	M_TCP_DOFF,    /* TCP data offset 4 */
 	M_UDP_LEN,     /* UDP length beyond the IP payload */
 	M_NOT_OURS,    /* tunnel to an address that is not this uplink's */
+	M_ETH_BCAST,   /* Ethernet destination ff:ff:ff:ff:ff:ff */
 };
 
 struct golden {
@@ -112,7 +155,9 @@ struct golden {
 #define UDP4(sp, d, dp) .family = 4, .proto = 17, .src = CLIENT4, .dst = d, .sport = sp, .dport = dp, .payload = 12
 #define TCP6(sp, d, dp) .family = 6, .proto = 6, .src = CLIENT6, .dst = d, .sport = sp, .dport = dp
 #define UDP6(sp, d, dp) .family = 6, .proto = 17, .src = CLIENT6, .dst = d, .sport = sp, .dport = dp, .payload = 12
-#define NONE		XM_XDP_STAT_MAX
+/* UDP with the payload size left to the row. */
+#define UDP_ANY(fam, s, sp, d, dp) .family = fam, .proto = 17, .src = s, .dst = d, .sport = sp, .dport = dp
+#define NONE			   XM_XDP_STAT_MAX
 
 static const struct golden golden[] = {
 	/* DNAT to a local backend: destination and both checksums rewritten, XDP_PASS. */
@@ -297,6 +342,109 @@ static const struct golden golden[] = {
 	  {},
 	  XM_XDP_PASS_IPV6_EXT },
 
+	/*
+	 * Remote backend behind node C's small route MTU: what fits is encapsulated, what does not gets
+	 * ICMP "fragmentation needed" (IPv4 with DF) or ICMPv6 "packet too big" from the VIP, XDP_TX.
+	 */
+	{ "ipip exactly at the route MTU: encapsulated",
+	  { TCP4(40060, VIP4_SMALL, 80), .frag_off = 0x4000, .payload = MTU4_C - 20 - 40 },
+	  M_NONE,
+	  XDP_TX,
+	  TUNNEL_C,
+	  { TCP4(40060, VIP4_SMALL, 80), .frag_off = 0x4000, .payload = MTU4_C - 20 - 40 },
+	  XM_XDP_TX_ENCAP },
+	{ "ipip one byte over the route MTU, DF: icmp fragmentation needed",
+	  { TCP4(40061, VIP4_SMALL, 80), .frag_off = 0x4000, .payload = MTU4_C - 20 - 40 + 1 },
+	  M_NONE,
+	  XDP_TX,
+	  ICMP,
+	  {},
+	  XM_XDP_TX_ICMP_TOO_BIG },
+	{ "ipip too big, DF, IP options: quoted with the options",
+	  { TCP4(40062, VIP4_SMALL, 80), .frag_off = 0x4000, .ip_opts = 40, .payload = 700 },
+	  M_NONE,
+	  XDP_TX,
+	  ICMP,
+	  {},
+	  XM_XDP_TX_ICMP_TOO_BIG },
+	{ "ipip too big, DF, udp, VLAN tag kept",
+	  { UDP_ANY(4, CLIENT4, 40063, VIP4_SMALL, 53), .frag_off = 0x4000, .vlan = true, .tos = 0x28,
+	    .payload = 1200 },
+	  M_NONE,
+	  XDP_TX,
+	  ICMP,
+	  {},
+	  XM_XDP_TX_ICMP_TOO_BIG },
+	{ "ipip too big without DF: dropped",
+	  { TCP4(40064, VIP4_SMALL, 80), .payload = 600 },
+	  M_NONE,
+	  XDP_DROP,
+	  ANY,
+	  {},
+	  XM_XDP_DROP_TOO_BIG },
+	{ "ipip too big, DF, multicast source: dropped",
+	  { .family = 4,
+	    .proto = 17,
+	    .src = "224.1.2.3",
+	    .dst = VIP4_SMALL,
+	    .sport = 40065,
+	    .dport = 53,
+	    .frag_off = 0x4000,
+	    .payload = 600 },
+	  M_NONE,
+	  XDP_DROP,
+	  ANY,
+	  {},
+	  XM_XDP_DROP_TOO_BIG },
+	{ "ipip too big, DF, Ethernet broadcast: dropped",
+	  { TCP4(40066, VIP4_SMALL, 80), .frag_off = 0x4000, .payload = 600 },
+	  M_ETH_BCAST,
+	  XDP_DROP,
+	  ANY,
+	  {},
+	  XM_XDP_DROP_TOO_BIG },
+	{ "ip6ip6 exactly at the route MTU: encapsulated",
+	  { TCP6(40070, VIP6_SMALL, 80), .payload = MTU6_C - 40 - 60 },
+	  M_NONE,
+	  XDP_TX,
+	  TUNNEL_C,
+	  { TCP6(40070, VIP6_SMALL, 80), .payload = MTU6_C - 40 - 60 },
+	  XM_XDP_TX_ENCAP },
+	{ "ip6ip6 one byte over the route MTU: icmpv6 packet too big",
+	  { TCP6(40071, VIP6_SMALL, 80), .payload = MTU6_C - 40 - 60 + 1 },
+	  M_NONE,
+	  XDP_TX,
+	  ICMP,
+	  {},
+	  XM_XDP_TX_ICMP_TOO_BIG },
+	{ "ip6ip6 too big, udp, VLAN tag kept",
+	  { UDP_ANY(6, CLIENT6, 40072, VIP6_SMALL, 53), .vlan = true, .tos = 0xb8, .payload = 1500 },
+	  M_NONE,
+	  XDP_TX,
+	  ICMP,
+	  {},
+	  XM_XDP_TX_ICMP_TOO_BIG },
+	{ "ip6ip6 too big, multicast source: dropped",
+	  { .family = 6,
+	    .proto = 6,
+	    .src = "ff0e::7",
+	    .dst = VIP6_SMALL,
+	    .sport = 40073,
+	    .dport = 80,
+	    .payload = 1400 },
+	  M_NONE,
+	  XDP_DROP,
+	  ANY,
+	  {},
+	  XM_XDP_DROP_TOO_BIG },
+	{ "ip6ip6 too big for a route MTU below 1280 + 40: dropped",
+	  { TCP6(40074, VIP6_TINY, 80), .payload = MTU6_D },
+	  M_NONE,
+	  XDP_DROP,
+	  ANY,
+	  {},
+	  XM_XDP_DROP_TOO_BIG },
+
 	/* A VIP without a ready backend. */
 	{ "vip without ready backend",
 	  { TCP4(40050, VIP4_EMPTY, 80) },
@@ -347,10 +495,105 @@ static size_t apply_mutation(enum mutation m, uint8_t *f, size_t len)
 	case M_UDP_LEN:
 		f[ip + hl + 4] = 0x01;
 		break;
+	case M_ETH_BCAST:
+		memset(f, 0xff, 6);
+		break;
 	default:
 		break;
 	}
 	return len;
+}
+
+static void put16(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+/* ICMPv6 checksum: over the pseudo-header (addresses of ip6, length, next header 58) and the message. */
+static uint16_t icmp6_csum(const uint8_t *ip6, const uint8_t *msg, size_t len)
+{
+	uint8_t buf[XP_MAX + 40];
+
+	memcpy(buf, ip6 + 8, 32);
+	memset(buf + 32, 0, 8);
+	put16(buf + 34, (uint32_t)len);
+	buf[39] = 58;
+	memcpy(buf + 40, msg, len);
+	return xp_csum(buf, 40 + len, 0);
+}
+
+/*
+ * The reply the balancer owes the client for `in` (which does not fit node C's route), written from the RFCs
+ * independently of the program: MACs swapped, VLAN tag kept, IP header from the VIP to the client (TTL 64,
+ * IPv4 DF and id 0), ICMP 3/4 with MTU - 20 quoting the IP header + 8 bytes (RFC 792), or ICMPv6 2/0 with
+ * MTU - 40 quoting as much as fits 1280 bytes (RFC 4443).
+ */
+static size_t icmp_too_big(const uint8_t *in, size_t in_len, uint8_t *out)
+{
+	size_t l2 = in[12] == 0x81 ? 18 : 14, quote;
+	const uint8_t *ip = in + l2;
+	uint8_t *o = out + l2, *icmp;
+
+	memset(out, 0, XP_MAX);
+	memcpy(out, in + 6, 6);
+	memcpy(out + 6, in, 6);
+	memcpy(out + 12, in + 12, l2 - 12);
+	if ((ip[0] >> 4) == 4) {
+		quote = (size_t)(ip[0] & 15) * 4 + 8;
+		icmp = o + 20;
+		o[0] = 0x45;
+		put16(o + 2, (uint32_t)(20 + 8 + quote));
+		o[6] = 0x40; /* DF */
+		o[8] = 64;
+		o[9] = 1;
+		memcpy(o + 12, ip + 16, 4);
+		memcpy(o + 16, ip + 12, 4);
+		put16(o + 10, xp_csum(o, 20, 0));
+		icmp[0] = 3;
+		icmp[1] = 4;
+		put16(icmp + 6, MTU4_C - 20);
+		memcpy(icmp + 8, ip, quote);
+		put16(icmp + 2, xp_csum(icmp, 8 + quote, 0));
+		return l2 + 20 + 8 + quote;
+	}
+	quote = 1280 - 40 - 8;
+	cr_assert(in_len >= l2 + quote, "IPv6 input shorter than the quote");
+	icmp = o + 40;
+	o[0] = 0x60;
+	put16(o + 4, (uint32_t)(8 + quote));
+	o[6] = 58;
+	o[7] = 64;
+	memcpy(o + 8, ip + 24, 16);
+	memcpy(o + 24, ip + 8, 16);
+	icmp[0] = 2;
+	put16(icmp + 6, MTU6_C - 40); /* a 32-bit field: the upper half stays 0 */
+	memcpy(icmp + 8, ip, quote);
+	put16(icmp + 2, icmp6_csum(o, icmp, 8 + quote));
+	return l2 + 40 + 8 + quote;
+}
+
+/* Recomputes the checksums of an ICMP reply frame; false (and why) if any is wrong. */
+static bool icmp_csums_ok(const uint8_t *f, size_t len, char *why, size_t why_len)
+{
+	size_t l2 = f[12] == 0x81 ? 18 : 14;
+	const uint8_t *ip = f + l2;
+
+	if ((ip[0] >> 4) == 4) {
+		size_t tot = (size_t)(ip[2] << 8 | ip[3]);
+
+		if (l2 + tot != len || xp_csum(ip, 20, 0) || xp_csum(ip + 20, tot - 20, 0)) {
+			snprintf(why, why_len, "IPv4 length %zu or checksums (ip 0x%02x%02x, icmp 0x%02x%02x) wrong",
+				 tot, ip[10], ip[11], ip[22], ip[23]);
+			return false;
+		}
+		return true;
+	}
+	if (l2 + 40 + (size_t)(ip[4] << 8 | ip[5]) != len || icmp6_csum(ip, ip + 40, len - l2 - 40)) {
+		snprintf(why, why_len, "IPv6 payload length or ICMPv6 checksum 0x%02x%02x wrong", ip[42], ip[43]);
+		return false;
+	}
+	return true;
 }
 
 static void run_golden(const struct golden *g)
@@ -381,11 +624,19 @@ static void run_golden(const struct golden *g)
 		want_len = xp_build(&g->want, want);
 		break;
 	case TUNNEL:
-		want_len = xp_build_tunnel(&g->want, g->want.family == 4 ? XFX_IF_ADDR4 : XFX_IF_ADDR6,
-					   g->want.family == 4 ? XFX_NODE_B4 : XFX_NODE_B6,
-					   flow_hash(&g->want) & 0xfffff, want);
-		memcpy(want, xfx_node_b_mac, 6);
+	case TUNNEL_C: {
+		bool c = g->kind == TUNNEL_C;
+
+		want_len =
+		    xp_build_tunnel(&g->want, g->want.family == 4 ? XFX_IF_ADDR4 : XFX_IF_ADDR6,
+				    g->want.family == 4 ? (c ? NODE_C4 : XFX_NODE_B4) : (c ? NODE_C6 : XFX_NODE_B6),
+				    flow_hash(&g->want) & 0xfffff, want);
+		memcpy(want, c ? node_c_mac : xfx_node_b_mac, 6);
 		memcpy(want + 6, xp_node_mac, 6);
+		break;
+	}
+	case ICMP:
+		want_len = icmp_too_big(in, in_len, want);
 		break;
 	case ANY:
 		break;
@@ -405,7 +656,9 @@ static void run_golden(const struct golden *g)
 	}
 	if (g->kind == FRAME || g->kind == DECAP)
 		cr_assert(xp_csums_ok(out, out_len, why, sizeof(why)), "[%s] %s", g->name, why);
-	if (g->kind == TUNNEL) {
+	if (g->kind == ICMP)
+		cr_assert(icmp_csums_ok(out, out_len, why, sizeof(why)), "[%s] %s", g->name, why);
+	if (g->kind == TUNNEL || g->kind == TUNNEL_C) {
 		size_t l2 = 14, oh = g->want.family == 4 ? 20 : 0;
 
 		if (oh)
@@ -421,8 +674,73 @@ Test(xdp_lb, golden_packets)
 	size_t i;
 
 	publish_golden_services();
+	publish_small_mtu_services();
 	for (i = 0; i < sizeof(golden) / sizeof(golden[0]); i++)
 		run_golden(&golden[i]);
+}
+
+/* The per-VIP counters of an IPv4 VIP:port/TCP, summed over CPUs. */
+static struct xm_xdp_vip_counters vip_counters(const char *vip, uint16_t port)
+{
+	int ncpu = libbpf_num_possible_cpus(), i, v;
+	struct xm_xdp_vip_counters per_cpu[ncpu], sum;
+	struct xm_svc_value svc;
+	struct xm_svc_key key;
+
+	memset(&key, 0, sizeof(key));
+	memset(&sum, 0, sizeof(sum));
+	cr_assert_eq(inet_pton(AF_INET, vip, key.vip.bytes), 1);
+	key.port = htons(port);
+	key.proto = 6;
+	key.family = XM_FAMILY_V4;
+	cr_assert_eq(bpf_map_lookup_elem(xfx.fds.services, &key, &svc), 0, "service %s:%u not published", vip, port);
+	cr_assert_eq(bpf_map__lookup_elem(xfx.skel->maps.xm_xdp_vip_stats, &svc.svc_id, sizeof(svc.svc_id), per_cpu,
+					  sizeof(per_cpu), 0),
+		     0);
+	for (i = 0; i < ncpu; i++) {
+		for (v = 0; v < XM_VIP_VERDICT_MAX; v++)
+			sum.packets[v] += per_cpu[i].packets[v];
+		sum.bytes += per_cpu[i].bytes;
+	}
+	return sum;
+}
+
+/*
+ * PMTU discovery end to end: the client's oversized packet is answered with the route's MTU minus the
+ * outer header, the same flow resent at exactly that size is encapsulated, and the per-VIP counters show
+ * the first as a drop (it never reached a backend) and the second as remote.
+ */
+Test(xdp_lb, too_big_answer_then_resend_at_reported_mtu_is_encapsulated)
+{
+	struct xp_spec big = { TCP4(40080, VIP4_SMALL, 80), .frag_off = 0x4000, .payload = 1000 };
+	uint8_t in[XP_MAX], out[XP_MAX];
+	struct xm_xdp_vip_counters c;
+	size_t len, out_len;
+	unsigned int mtu;
+
+	publish_golden_services();
+	publish_small_mtu_services();
+	len = xp_build(&big, in);
+	cr_assert_eq(xfx_run_xdp(in, len, out, &out_len), XDP_TX);
+	cr_assert(out[14 + 9] == 1 && out[34] == 3 && out[35] == 4, "not an ICMP fragmentation needed");
+	mtu = (unsigned int)(out[40] << 8 | out[41]);
+	cr_assert_eq(mtu, MTU4_C - 20, "reported MTU %u", mtu);
+
+	big.payload = (int)mtu - 40; /* the client's new segment size: IP + TCP headers + payload = mtu */
+	big.tcp_flags = 0x10;
+	len = xp_build(&big, in);
+	cr_assert_eq(len, 14 + mtu);
+	cr_assert_eq(xfx_run_xdp(in, len, out, &out_len), XDP_TX);
+	cr_assert_eq(out_len, len + 20, "not encapsulated");
+	cr_assert(out[14 + 9] == 4 && !memcmp(out, node_c_mac, 6), "not IPIP to node C");
+	cr_assert(!memcmp(out + 34, in + 14, len - 14), "inner packet changed");
+
+	c = vip_counters(VIP4_SMALL, 80);
+	cr_assert_eq(c.packets[XM_VIP_DROP], 1);
+	cr_assert_eq(c.packets[XM_VIP_REMOTE], 1);
+	cr_assert_eq(c.packets[XM_VIP_NEW_FLOW], 1, "the answered packet pinned the flow");
+	cr_assert_eq(xfx_stat(XM_XDP_TX_ICMP_TOO_BIG), 1);
+	cr_assert_eq(xfx_stat(XM_XDP_TX_ENCAP), 1);
 }
 
 /* Sends a SYN (or ACK) of CLIENT4:sport → vip:80 and returns the host part of the backend it was DNATed to. */

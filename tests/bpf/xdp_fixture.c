@@ -103,6 +103,10 @@ void xfx_setup(void)
 	xfx.fds.maglev = bpf_map__fd(xfx.skel->maps.xm_maglev);
 	xfx.fds.rr_state = bpf_map__fd(xfx.skel->maps.xm_rr_state);
 	xfx.fds.sock_stats = bpf_map__fd(xfx.skel->maps.xm_sock_stats);
+	xfx.fds.outlier_cfg = bpf_map__fd(xfx.skel->maps.xm_outlier_cfg);
+	xfx.fds.outlier = bpf_map__fd(xfx.skel->maps.xm_outlier);
+	xfx.fds.outlier_svc = bpf_map__fd(xfx.skel->maps.xm_outlier_svc);
+	xfx.fds.events = bpf_map__fd(xfx.skel->maps.xm_events);
 	xfx.lbmap = lbmap_open(&xfx.fds);
 	cr_assert(xfx.lbmap);
 }
@@ -122,6 +126,12 @@ static int svc_key_cmp(const void *a, const void *b)
 }
 
 void xfx_publish(const char *vip, uint16_t port, int proto, const struct xfx_backend *b, int n)
+{
+	xfx_publish_od(vip, port, proto, b, n, NULL);
+}
+
+void xfx_publish_od(const char *vip, uint16_t port, int proto, const struct xfx_backend *b, int n,
+		    const struct xm_outlier_detection *od)
 {
 	struct xm_lb_state st = { .services = NULL, .n_services = 0 };
 	struct xm_lb_service sorted[XFX_MAX_SVCS], *svc = NULL;
@@ -167,6 +177,10 @@ void xfx_publish(const char *vip, uint16_t port, int proto, const struct xfx_bac
 		svc->n_ready += b[i].ready;
 	}
 	svc->n_backends = (size_t)n;
+	if (od) {
+		svc->outlier_on = true;
+		svc->outlier = *od;
+	}
 	memcpy(sorted, svcs, n_svcs * sizeof(svcs[0]));
 	qsort(sorted, n_svcs, sizeof(sorted[0]), svc_key_cmp);
 	st.services = sorted;
@@ -199,6 +213,14 @@ int xfx_run_tc(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len)
 	cr_assert_eq(bpf_prog_test_run_opts(xfx.prog_tc, &o), 0, "test_run tc: %s", strerror(errno));
 	*out_len = o.data_size_out;
 	return (int)o.retval;
+}
+
+void xfx_ip(const char *args)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "%s %s", iproute2(), args);
+	sh(cmd);
 }
 
 uint64_t xfx_stat(enum xm_xdp_stat s)

@@ -49,12 +49,18 @@ void xfx_teardown(void);
 
 /* Publishes one external VIP service port (Maglev, XFX_MAGLEV slots) with these backends. */
 void xfx_publish(const char *vip, uint16_t port, int proto, const struct xfx_backend *b, int n);
+/* The same with outlier detection (od: the DestinationRule's outlierDetection, NULL: off). */
+void xfx_publish_od(const char *vip, uint16_t port, int proto, const struct xfx_backend *b, int n,
+		    const struct xm_outlier_detection *od);
 
 /* Runs the XDP program on in; returns the verdict, output in out/out_len. */
 int xfx_run_xdp(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len);
 
 /* Runs the TC program on in; returns its verdict, output in out/out_len. */
 int xfx_run_tc(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len);
+
+/* Runs iproute2 with these arguments in the fixture's namespace (a test's own routes and neighbours). */
+void xfx_ip(const char *args);
 
 uint64_t xfx_stat(enum xm_xdp_stat s);
 uint64_t xfx_ct_entries(void);

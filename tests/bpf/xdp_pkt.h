@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define XP_MAX 512
+#define XP_MAX 2048 /* room for IPv6 frames above the 1280-byte minimum MTU (ICMPv6 too big) */
 
 struct xp_spec {
 	int family; /* 4 or 6 */
