@@ -179,7 +179,12 @@ static void collect_socket_series(const struct xm_agent *a, int map_fd, struct s
 		    !label_series(a, k->svc_id, k->backend_id, identities_find(&a->identities, &k->client, k->family),
 				  TCP_FROM_SOCKETS, s))
 			continue;
-		memcpy(s->v, sums, sizeof(sums));
+		/* xm_conn_metrics counts from the client's side; Istio's sent bytes are the response's, its
+		 * received bytes the request's, whoever reports. */
+		s->v[0] = sums[0];
+		s->v[1] = sums[1];
+		s->v[2] = sums[3];
+		s->v[3] = sums[2];
 		set->n++;
 	}
 	free(keys);
@@ -246,10 +251,10 @@ static void render_istio_tcp(const struct xm_agent *a, int conn_fd, int xdp_fd, 
 	static const char *const help[4] = {
 		"TCP connections opened, counted by the kernel at establishment.",
 		"TCP connections closed.",
-		"TCP payload bytes the reporter sent: the client on closed connections (reporter=source), or the "
-		"service as it answers (reporter=destination).",
-		"TCP payload bytes the reporter received: the client on closed connections (reporter=source), or "
-		"the service as it is sent requests (reporter=destination).",
+		"TCP payload bytes sent during responses (server to client), as Istio counts them for either "
+		"reporter; the socket path counts closed connections.",
+		"TCP payload bytes received during requests (client to server), as Istio counts them for either "
+		"reporter; the socket path counts closed connections.",
 	};
 	struct series_set set = { NULL, 0, 0 };
 	struct tcp_series *all;

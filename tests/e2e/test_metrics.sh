@@ -36,6 +36,12 @@ opened=$(grep "^istio_tcp_connections_opened_total{$sel" "$m" | awk '{ s += $NF 
 closed=$(grep "^istio_tcp_connections_closed_total{$sel" "$m" | awk '{ s += $NF } END { print s + 0 }')
 [ "$opened" = 20 ] || xmt_fail "istio_tcp_connections_opened_total = $opened, want 20"
 [ "$closed" = 20 ] || xmt_fail "istio_tcp_connections_closed_total = $closed, want 20"
+# Each backend greets with "<id>\n" (3 bytes) and the client sends nothing: Istio counts the response as
+# sent bytes and the request as received bytes, for either reporter.
+sent=$(grep "^istio_tcp_sent_bytes_total{$sel" "$m" | awk '{ s += $NF } END { print s + 0 }')
+received=$(grep "^istio_tcp_received_bytes_total{$sel" "$m" | awk '{ s += $NF } END { print s + 0 }')
+[ "$sent" = 60 ] || xmt_fail "istio_tcp_sent_bytes_total = $sent, want 60 (20 greetings of 3 bytes)"
+[ "$received" = 0 ] || xmt_fail "istio_tcp_received_bytes_total = $received, want 0 (the client sent nothing)"
 grep -q 'destination_workload="reviews"' "$m" || xmt_fail "destination_workload label missing"
 grep -q '^xmesh_build_info{' "$m" || xmt_fail "xmesh_build_info missing"
 grep -q '^xmesh_config_applies_total{result="ok"} 1$' "$m" || xmt_fail "xmesh_config_applies_total{ok} is not 1"
@@ -43,5 +49,5 @@ if command -v promtool >/dev/null; then
 	promtool check metrics <"$m" >"$XMT_TMP/promtool" 2>&1 || xmt_fail "promtool: $(head -n 5 "$XMT_TMP/promtool")"
 fi
 XMT_SUBTEST=""
-xmt_note "opened=$opened closed=$closed for productpage -> reviews; promtool $(command -v promtool >/dev/null && echo clean || echo absent)"
+xmt_note "opened=$opened closed=$closed sent=$sent received=$received for productpage -> reviews; promtool $(command -v promtool >/dev/null && echo clean || echo absent)"
 xmt_pass "metrics"
