@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
@@ -66,10 +67,17 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 			sb_printf(out, "  %-28s %-9s id %-5u active %-5lld %s%s%s", addr,
 				  b->ready ? "ready" : "not-ready", id, (long long)lbmap_backend_active(a->lbmap, id),
 				  b->local ? "local " : "", *b->pod ? "pod " : "", b->pod);
-			if (s->outlier_on && h.ejected)
-				sb_printf(out, " EJECTED for %llu ms (times ejected %llu)",
-					  (unsigned long long)h.ejected_for_ms, (unsigned long long)h.times_ejected);
-			else if (s->outlier_on)
+			if (s->outlier_on && h.ejected) {
+				time_t until = time(NULL) + (time_t)((h.ejected_for_ms + 999) / 1000);
+				char until_s[32];
+
+				strftime(until_s, sizeof(until_s), "%H:%M:%SZ", gmtime(&until));
+				sb_printf(
+				    out,
+				    " EJECTED until %s (%llu ms left, times ejected %llu, consecutive failures %u)",
+				    until_s, (unsigned long long)h.ejected_for_ms, (unsigned long long)h.times_ejected,
+				    h.consecutive_local);
+			} else if (s->outlier_on)
 				sb_printf(out, " healthy (consecutive failures %u, times ejected %llu)",
 					  h.consecutive_local, (unsigned long long)h.times_ejected);
 			sb_puts(out, "\n");
