@@ -11,13 +11,7 @@ set -euo pipefail
 xmx_init "$@"
 
 VIP=10.97.0.10
-xmx_node node 10.200.1
-for i in 1 2 3 4; do xmx_pod node "b$i" "10.200.1.1$i" 10.200.1.1; done
-xmt_netns_add ext
-xmx_link node up0 ext eth0
-ip -n "${XMT_P}node" addr add 10.199.0.1/24 dev up0
-ip -n "${XMT_P}ext" addr add 10.199.0.100/24 dev eth0
-ip -n "${XMT_P}ext" route add 10.97.0.0/16 via 10.199.0.1
+xmx_single_node 4
 {
 	xmx_yaml_ext_service web "$VIP"
 	xmx_yaml_slice web node1 10.200.1.11 10.200.1.12 10.200.1.13 10.200.1.14

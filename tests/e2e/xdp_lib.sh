@@ -98,6 +98,19 @@ xmx_pod() {
 	xmt_server "$name"
 }
 
+# xmx_single_node N: the one-node topology: node 10.199.0.1 on uplink up0 with pods b1..bN (10.200.1.11..)
+# on its br0, and an external host ext 10.199.0.100 (eth0) routing the external VIPs 10.97.0.0/16 via up0.
+xmx_single_node() {
+	local i
+	xmx_node node 10.200.1
+	for i in $(seq 1 "$1"); do xmx_pod node "b$i" "10.200.1.1$i" 10.200.1.1; done
+	xmt_netns_add ext
+	xmx_link node up0 ext eth0
+	ip -n "${XMT_P}node" addr add 10.199.0.1/24 dev up0
+	ip -n "${XMT_P}ext" addr add 10.199.0.100/24 dev eth0
+	ip -n "${XMT_P}ext" route add 10.97.0.0/16 via 10.199.0.1
+}
+
 # xmx_node6 NS POD_PREFIX6: xmx_node for IPv6 pods only: br0 at POD_PREFIX6::1/64 (e.g. fd00:200:1), IPv6
 # forwarding on (bpf_fib_lookup and the DNATed packets' way to the pods need it).
 xmx_node6() {
