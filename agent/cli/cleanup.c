@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "datapath/datapath.h"
+#include "datapath/neigh.h"
 #include "datapath/pins.h"
 #include "datapath/xdp.h"
 
@@ -93,6 +94,9 @@ int cmd_cleanup(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* The managed neighbour entries the agent kept for remote nodes (this network namespace's). */
+	if (neigh_sync(NULL, 0))
+		fprintf(stderr, "xmesh cleanup: could not remove xmesh's neighbour entries (netlink)\n");
 	printf("removed xmesh links and maps under %s\n", bpffs);
 	return 0;
 }

@@ -200,6 +200,10 @@ static void on_gc_tick(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	(void)loop, (void)fd, (void)events;
 	lbmap_gc(a->lbmap, now_ms());
 	sweep_ejections(a);
+	if (a->xdp.skel && ++a->neigh_ticks >= XM_NEIGH_REFRESH_TICKS) {
+		a->neigh_ticks = 0;
+		xdp_datapath_neighbours(&a->served);
+	}
 }
 
 static void on_signal(struct xm_loop *loop, int fd, uint32_t events, void *ctx)

@@ -62,7 +62,11 @@ struct xm_agent {
 	uint64_t applies_ok, applies_failed;
 	time_t last_apply; /* wall clock of the last attempt */
 	char last_error[1024];
+	unsigned neigh_ticks; /* GC ticks since the remote nodes' neighbours were last refreshed */
 };
+
+/* Remote nodes' neighbour entries are refreshed every 30 s (60 ticks of 500 ms): routes change. */
+#define XM_NEIGH_REFRESH_TICKS 60
 
 /* Runs the agent until SIGTERM/SIGINT. Returns the process exit code. */
 int daemon_run(const struct xm_agent_opts *opts);

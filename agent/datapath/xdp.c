@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "metrics/prom.h"
+#include "datapath/neigh.h"
 #include "datapath/pins.h"
 #include "skel/xdp_lb.skel.h"
 
@@ -143,43 +144,61 @@ int xdp_nat_backends_sync(int fd, const struct xm_lb_state *st)
 	return err;
 }
 
-/* Kernel neighbour entries for the nodes of remote backends: the XDP FIB lookup only reads them. */
-static void resolve_nodes(const struct xm_lb_state *st)
+/* An empty datagram to the discard port: the kernel resolves the next hop to send it (kernels < 5.16). */
+static void prime_neighbour(const struct xm_neigh_node *n)
 {
-	union xm_addr seen[64];
-	size_t n_seen = 0, i, j, k;
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(9) };
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(9) };
+	bool v4 = n->family == XM_FAMILY_V4;
+	int fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return;
+	a4.sin_addr.s_addr = n->addr.v4;
+	memcpy(&a6.sin6_addr, n->addr.bytes, 16);
+	(void)!(v4 ? sendto(fd, "", 0, 0, (struct sockaddr *)&a4, sizeof(a4))
+		   : sendto(fd, "", 0, 0, (struct sockaddr *)&a6, sizeof(a6)));
+	close(fd);
+}
+
+void xdp_datapath_neighbours(const struct xm_lb_state *st)
+{
+	struct xm_neigh_node *nodes = NULL;
+	size_t n = 0, cap = 0, i, j, k;
 
 	for (i = 0; i < st->n_services; i++) {
 		const struct xm_lb_service *s = &st->services[i];
 
 		if (!(s->flags & XM_SVC_F_EXTERNAL))
 			continue;
-		for (j = 0; j < s->n_backends && n_seen < 64; j++) {
+		for (j = 0; j < s->n_backends; j++) {
 			const struct xm_lb_backend *b = &s->backends[j];
-			struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(9) };
-			struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(9) };
-			bool v4 = b->family == XM_FAMILY_V4;
-			int fd;
 
 			if (b->local || !b->ready ||
 			    !(b->node_addr.v6[0] | b->node_addr.v6[1] | b->node_addr.v6[2] | b->node_addr.v6[3]))
 				continue;
-			for (k = 0; k < n_seen && memcmp(&seen[k], &b->node_addr, sizeof(seen[k])); k++)
+			for (k = 0; k < n && memcmp(&nodes[k].addr, &b->node_addr, sizeof(b->node_addr)); k++)
 				;
-			if (k < n_seen)
+			if (k < n)
 				continue;
-			seen[n_seen++] = b->node_addr;
-			/* An empty datagram to the discard port: the kernel resolves the next hop to send it. */
-			fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-			if (fd < 0)
-				continue;
-			a4.sin_addr.s_addr = b->node_addr.v4;
-			memcpy(&a6.sin6_addr, b->node_addr.bytes, 16);
-			(void)!(v4 ? sendto(fd, "", 0, 0, (struct sockaddr *)&a4, sizeof(a4))
-				   : sendto(fd, "", 0, 0, (struct sockaddr *)&a6, sizeof(a6)));
-			close(fd);
+			if (n == cap) {
+				void *p = realloc(nodes, (cap = cap ? cap * 2 : 16) * sizeof(*nodes));
+
+				if (!p)
+					goto out;
+				nodes = p;
+			}
+			nodes[n++] = (struct xm_neigh_node){ .addr = b->node_addr, .family = b->family };
 		}
 	}
+	/* n = 0 too: removes the entries of nodes that no longer serve anything. */
+	if (neigh_sync(nodes, n))
+		log_warn("xdp: could not manage the neighbour entries of remote nodes; sending a datagram instead");
+	for (i = 0; i < n; i++)
+		if (!nodes[i].managed)
+			prime_neighbour(&nodes[i]);
+out:
+	free(nodes);
 }
 
 int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool before)
@@ -187,7 +206,7 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool befor
 	xdp_vip_filter_fill(x->skel->bss->xm_vip_filter, st, before);
 	if (before)
 		return 0;
-	resolve_nodes(st);
+	xdp_datapath_neighbours(st);
 	return xdp_nat_backends_sync(bpf_map__fd(x->skel->maps.xm_nat_backends), st);
 }
 

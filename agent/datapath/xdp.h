@@ -52,6 +52,13 @@ int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *if
 int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool before);
 
 /*
+ * Keeps the next hop of every remote node of st resolved for the XDP FIB lookup (agent/datapath/neigh.h):
+ * managed neighbour entries, or a datagram that makes the kernel resolve it where those are not available.
+ * Called by xdp_datapath_sync and periodically (routes change; a primed entry ages).
+ */
+void xdp_datapath_neighbours(const struct xm_lb_state *st);
+
+/*
  * "xdp: ..." status lines (or a JSON object when json): uplinks, connection-table fill, verdict counters,
  * and per external VIP port of st (may be NULL) its packets by verdict, new flows and bytes.
  */

@@ -67,7 +67,25 @@ fwd_after=$(xmt_nsrun nodea nstat -az IpForwDatagrams | awk '$1 == "IpForwDatagr
 [ "$(xmx_verdict b ct_new)" -ge "$N" ] || xmt_fail "node B pinned only $(xmx_verdict b ct_new) flows"
 [ "$(xmx_verdict b drop_no_local)" = 0 ] || xmt_fail "node B found no local backend for some flows"
 
+XMT_SUBTEST="managed neighbour"
+# XDP's FIB lookup only reads the neighbour table: node A's agent keeps node B resolved with a managed entry,
+# and removes it once no backend lives on node B.
+ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -qw managed ||
+	xmt_fail "node A has no managed neighbour entry for node B: $(ip -n "${XMT_P}nodea" neigh show dev up0)"
+{
+	xmx_yaml_ext_service web "$VIP"
+	xmx_yaml_slice web nodea 10.200.1.99
+	xmx_yaml_node nodea 10.199.0.1
+	xmx_yaml_node nodeb 10.199.0.2
+} | xmt_config_write web.yaml
+for _ in $(seq 1 50); do
+	ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -qw managed || break
+	sleep 0.1
+done
+! ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -qw managed ||
+	xmt_fail "node A kept its managed entry for node B after B's backends left"
+
 XMT_SUBTEST=""
 xmt_note "$N connections via IPIP: $spread; node A tx_encap=$encap, node B decap=$decap tc_rev_nat=$revnat," \
-	"node A forwarded 0"
+	"node A forwarded 0; node B's neighbour managed, then removed"
 xmt_pass "IPIP to the backend's node, decapsulation, direct server return"
