@@ -378,6 +378,7 @@ int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *if
 		}
 	}
 	x->n_uplinks = n;
+	i = 0; /* nothing attached yet: a failure before the uplinks' loop must not unpin their links */
 
 	opts.pin_root_path = x->bpffs;
 	x->skel = xdp_lb__open_opts(&opts);
