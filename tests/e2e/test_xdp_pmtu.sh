@@ -23,26 +23,13 @@ VIP4=10.97.0.10
 VIP6=fd00:97::10
 BYTES=2000000
 
-xmt_netns_add l2
-ip -n "${XMT_P}l2" link add br0 type bridge
-ip -n "${XMT_P}l2" link set br0 up
-xmt_netns_add nodea
-xmx_sysctl nodea net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-xmx_node nodeb 10.200.2
+xmx_two_nodes
+xmx_sysctl nodea net.ipv6.conf.all.forwarding=1
 xmx_sysctl nodeb net.ipv6.conf.all.forwarding=1
 ip -n "${XMT_P}nodeb" addr add fd00:200:2::1/64 dev br0 nodad
-xmt_netns_add ext
-xmx_link nodea up0 l2 a0
-xmx_link nodeb up0 l2 b0
-xmx_link ext eth0 l2 e0
-for p in a0 b0 e0; do ip -n "${XMT_P}l2" link set "$p" master br0; done
-ip -n "${XMT_P}nodea" addr add 10.199.0.1/24 dev up0
-ip -n "${XMT_P}nodeb" addr add 10.199.0.2/24 dev up0
-ip -n "${XMT_P}ext" addr add 10.199.0.100/24 dev eth0
 xmx_addr6 nodea up0 fd00:199::1
 xmx_addr6 nodeb up0 fd00:199::2
 xmx_addr6 ext eth0 fd00:199::100
-ip -n "${XMT_P}ext" route add 10.97.0.0/16 via 10.199.0.1
 ip -n "${XMT_P}ext" -6 route add fd00:97::/64 via fd00:199::1
 # As in test_xdp_two_nodes.sh: native XDP on the port that receives node A's XDP_TX frames (the IPIP packets
 # and the ICMP replies), and full checksums in the client's frames, which leave node A as bytes.

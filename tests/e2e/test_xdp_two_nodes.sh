@@ -16,21 +16,7 @@ xmx_init "$@"
 
 VIP=10.97.0.10
 N=200
-xmt_netns_add l2
-ip -n "${XMT_P}l2" link add br0 type bridge
-ip -n "${XMT_P}l2" link set br0 up
-xmt_netns_add nodea
-xmx_sysctl nodea net.ipv4.ip_forward=1
-xmx_node nodeb 10.200.2
-xmt_netns_add ext
-xmx_link nodea up0 l2 a0
-xmx_link nodeb up0 l2 b0
-xmx_link ext eth0 l2 e0
-for p in a0 b0 e0; do ip -n "${XMT_P}l2" link set "$p" master br0; done
-ip -n "${XMT_P}nodea" addr add 10.199.0.1/24 dev up0
-ip -n "${XMT_P}nodeb" addr add 10.199.0.2/24 dev up0
-ip -n "${XMT_P}ext" addr add 10.199.0.100/24 dev eth0
-ip -n "${XMT_P}ext" route add 10.97.0.0/16 via 10.199.0.1
+xmx_two_nodes
 # Node A sends XDP_TX frames into a0, which delivers them only with native XDP of its own; and the
 # client's frames leave as bytes on this "wire", so with full checksums (no CHECKSUM_PARTIAL).
 xmx_xdp_pass l2 a0

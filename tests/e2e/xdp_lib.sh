@@ -111,6 +111,28 @@ xmx_single_node() {
 	ip -n "${XMT_P}ext" route add 10.97.0.0/16 via 10.199.0.1
 }
 
+# xmx_two_nodes: nodes A (10.199.0.1, no pods) and B (10.199.0.2, pod bridge 10.200.2.1/24) and an external
+# host ext (10.199.0.100, routing the external VIPs 10.97.0.0/16 via A) on one L2 segment: a bridge in its
+# own namespace l2, ports a0, b0, e0.
+xmx_two_nodes() {
+	local p
+	xmt_netns_add l2
+	ip -n "${XMT_P}l2" link add br0 type bridge
+	ip -n "${XMT_P}l2" link set br0 up
+	xmt_netns_add nodea
+	xmx_sysctl nodea net.ipv4.ip_forward=1
+	xmx_node nodeb 10.200.2
+	xmt_netns_add ext
+	xmx_link nodea up0 l2 a0
+	xmx_link nodeb up0 l2 b0
+	xmx_link ext eth0 l2 e0
+	for p in a0 b0 e0; do ip -n "${XMT_P}l2" link set "$p" master br0; done
+	ip -n "${XMT_P}nodea" addr add 10.199.0.1/24 dev up0
+	ip -n "${XMT_P}nodeb" addr add 10.199.0.2/24 dev up0
+	ip -n "${XMT_P}ext" addr add 10.199.0.100/24 dev eth0
+	ip -n "${XMT_P}ext" route add 10.97.0.0/16 via 10.199.0.1
+}
+
 # xmx_node6 NS POD_PREFIX6: xmx_node for IPv6 pods only: br0 at POD_PREFIX6::1/64 (e.g. fd00:200:1), IPv6
 # forwarding on (bpf_fib_lookup and the DNATed packets' way to the pods need it).
 xmx_node6() {
