@@ -102,11 +102,9 @@ static int series_cmp(const void *x, const void *y)
 		      sizeof(((const struct tcp_series *)x)->labels));
 }
 
-static size_t g_key_size; /* for key_cmp: qsort passes no context */
-
-static int key_cmp(const void *x, const void *y)
+static int key_cmp(const void *x, const void *y, void *key_size)
 {
-	return memcmp(x, y, g_key_size);
+	return memcmp(x, y, *(const size_t *)key_size);
 }
 
 /*
@@ -135,11 +133,10 @@ static size_t collect_keys(int map_fd, size_t key_size, unsigned char **out)
 		memcpy(k, next, key_size);
 		prev = k;
 	}
-	g_key_size = key_size;
 	if (n > 1)
-		qsort(keys, n, key_size, key_cmp);
+		qsort_r(keys, n, key_size, key_cmp, &key_size);
 	for (i = 0, m = 0; i < n; i++)
-		if (!m || key_cmp(keys + (m - 1) * key_size, keys + i * key_size))
+		if (!m || memcmp(keys + (m - 1) * key_size, keys + i * key_size, key_size))
 			memmove(keys + m++ * key_size, keys + i * key_size, key_size);
 	*out = keys;
 	return m;
@@ -164,55 +161,42 @@ static struct tcp_series *series_add(struct series_set *set)
 	return &set->v[set->n];
 }
 
-/* The socket path's series (xm_conn_metrics, keyed by client address): reporter="source". */
-static void collect_socket_series(const struct xm_agent *a, int map_fd, struct series_set *set)
+/*
+ * The series of one metrics map: the socket path's xm_conn_metrics (per client, service port, backend;
+ * reporter="source") or XDP's xm_xdp_tcp_metrics (per service port, backend; reporter="destination").
+ */
+static void collect_series(const struct xm_agent *a, int map_fd, enum tcp_origin origin, struct series_set *set)
 {
+	size_t key_size = origin == TCP_FROM_XDP ? sizeof(struct xm_xdp_tcp_key) : sizeof(struct xm_conn_metrics_key);
 	unsigned char *keys = NULL;
-	size_t n = collect_keys(map_fd, sizeof(struct xm_conn_metrics_key), &keys), i;
+	size_t n = collect_keys(map_fd, key_size, &keys), i;
 
 	for (i = 0; i < n; i++) {
-		const struct xm_conn_metrics_key *k = (const void *)(keys + i * sizeof(*k));
+		const void *key = keys + i * key_size;
+		const struct xm_conn_metrics_key *ck = key;
+		const struct xm_xdp_tcp_key *xk = key;
 		struct tcp_series *s = series_add(set);
 		uint64_t sums[4];
+		bool labelled;
 
-		if (!s || percpu_lookup_sum(map_fd, k, 4, sums) ||
-		    !label_series(a, k->svc_id, k->backend_id, identities_find(&a->identities, &k->client, k->family),
-				  TCP_FROM_SOCKETS, s))
+		if (!s || percpu_lookup_sum(map_fd, key, 4, sums))
 			continue;
-		/* xm_conn_metrics counts from the client's side; Istio's sent bytes are the response's, its
-		 * received bytes the request's, whoever reports. */
-		s->v[0] = sums[0];
-		s->v[1] = sums[1];
-		s->v[2] = sums[3];
-		s->v[3] = sums[2];
-		set->n++;
-	}
-	free(keys);
-}
-
-/* The XDP path's series (xm_xdp_tcp_metrics, per service port and backend): reporter="destination". */
-static void collect_xdp_series(const struct xm_agent *a, int map_fd, struct series_set *set)
-{
-	unsigned char *keys = NULL;
-	size_t n = collect_keys(map_fd, sizeof(struct xm_xdp_tcp_key), &keys), i;
-
-	for (i = 0; i < n; i++) {
-		const struct xm_xdp_tcp_key *k = (const void *)(keys + i * sizeof(*k));
-		struct tcp_series *s = series_add(set);
-		struct xm_xdp_tcp_metrics m;
-		uint64_t sums[4];
-
-		if (!s || percpu_lookup_sum(map_fd, k, 4, sums))
-			continue;
-		if (!label_series(a, k->svc_id, k->backend_id, NULL, TCP_FROM_XDP, s)) {
-			bpf_map_delete_elem(map_fd, k); /* not LRU: room for the service ports to come */
+		if (origin == TCP_FROM_XDP)
+			labelled = label_series(a, xk->svc_id, xk->backend_id, NULL, origin, s);
+		else
+			labelled = label_series(a, ck->svc_id, ck->backend_id,
+						identities_find(&a->identities, &ck->client, ck->family), origin, s);
+		if (!labelled) {
+			if (origin == TCP_FROM_XDP)
+				bpf_map_delete_elem(map_fd, key); /* not LRU: room for the service ports to come */
 			continue;
 		}
-		memcpy(&m, sums, sizeof(m));
-		s->v[0] = m.opened;
-		s->v[1] = m.closed;
-		s->v[2] = m.sent_bytes;
-		s->v[3] = m.received_bytes;
+		s->v[0] = sums[0]; /* opened */
+		s->v[1] = sums[1]; /* closed */
+		/* Istio's sent bytes are the response's, its received bytes the request's, whoever reports:
+		 * xm_xdp_tcp_metrics counts them so, xm_conn_metrics from the client's side. */
+		s->v[2] = origin == TCP_FROM_XDP ? sums[2] : sums[3];
+		s->v[3] = origin == TCP_FROM_XDP ? sums[3] : sums[2];
 		set->n++;
 	}
 	free(keys);
@@ -261,9 +245,9 @@ static void render_istio_tcp(const struct xm_agent *a, int conn_fd, int xdp_fd, 
 	size_t n, i;
 	int f;
 
-	collect_socket_series(a, conn_fd, &set);
+	collect_series(a, conn_fd, TCP_FROM_SOCKETS, &set);
 	if (xdp_fd >= 0)
-		collect_xdp_series(a, xdp_fd, &set);
+		collect_series(a, xdp_fd, TCP_FROM_XDP, &set);
 	n = merge_series(&set);
 	all = set.v;
 

@@ -109,8 +109,8 @@ static __always_inline int xm_xdp_encap(struct xdp_md *ctx, struct xm_pkt *p, co
 	}
 	rc = xm_fib_to_node(ctx, &fib, p->family, src, node_addr, p->l3_len + hdr_len);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		/* XDP cannot queue it while ARP/ND runs. The agent makes the kernel resolve every remote node
-		 * after each apply (agent/datapath/xdp.c), so this is a transient; the client retransmits. */
+		/* XDP cannot queue it while ARP/ND runs. The agent keeps a managed neighbour entry for every
+		 * remote node's next hop (agent/datapath/neigh.c), so this is a transient; the client retransmits. */
 		xm_xdp_stat(XM_XDP_PASS_NO_NEIGH);
 		xm_vip_count(svc_id, XM_VIP_PASS, new_flow, 0);
 		return XDP_PASS;
