@@ -37,6 +37,7 @@
 #include <xmesh/xdp.h>
 
 #include "compile/compile.h"
+#include "datapath/tcp_counters.h"
 #include "lbmap/lbmap.h"
 #include "skel/xdp_bench.skel.h"
 #include "skel/xdp_lb.skel.h"
@@ -224,6 +225,9 @@ static void publish(struct xdp_lb *lb, struct xm_lbmap **lbmap_out, struct xm_sv
 	svcs[1] = svc;
 	if (lbmap_apply(m, &st, 0, &stats))
 		die("lbmap_apply failed");
+	/* As the agent does: the hit case's request bytes are counted, as in production. */
+	if (tcp_counters_sync(bpf_map__fd(lb->maps.xm_xdp_tcp_counters), m, &st))
+		die("tcp_counters_sync failed");
 	key[0] = svcs[0].key;
 	key[1] = svcs[1].key;
 	*lbmap_out = m;

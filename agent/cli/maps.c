@@ -26,10 +26,11 @@ struct map_desc {
 	const char *name;
 	const char *what;
 	decode_fn decode;
-	bool percpu;	/* value is per CPU: decode the sum (of every 8-byte field) */
-	bool skip_zero; /* arrays: hide entries whose value is all zero */
-	bool locked;	/* value holds a bpf_spin_lock: read under it */
-	bool optional;	/* only there when the feature runs (XDP on --iface) */
+	bool percpu;	       /* value is per CPU: decode the sum (of every 8-byte field) */
+	size_t percpu_sum_len; /* percpu: sum only the leading bytes (the rest is CPU 0's); 0: all */
+	bool skip_zero;	       /* arrays: hide entries whose value is all zero */
+	bool locked;	       /* value holds a bpf_spin_lock: read under it */
+	bool optional;	       /* only there when the feature runs (XDP on --iface) */
 };
 
 static void addr_str(const union xm_addr *a, uint8_t family, char *buf, size_t len)
@@ -148,16 +149,16 @@ static void dec_ct(const void *k, const void *v, struct strbuf *out)
 		  cv->flags & XM_BACKEND_F_LOCAL ? "true" : "false", ct_state_name(cv->state));
 }
 
-static void dec_xdp_tcp_metrics(const void *k, const void *v, struct strbuf *out)
+static void dec_xdp_tcp_counters(const void *k, const void *v, struct strbuf *out)
 {
-	const struct xm_xdp_tcp_key *mk = k;
 	const struct xm_xdp_tcp_metrics *m = v;
 
 	sb_printf(out,
-		  "\"svc_id\":%u,\"backend_id\":%u,\"opened\":%llu,\"closed\":%llu,\"sent_bytes\":%llu,"
-		  "\"received_bytes\":%llu",
-		  mk->svc_id, mk->backend_id, (unsigned long long)m->opened, (unsigned long long)m->closed,
-		  (unsigned long long)m->sent_bytes, (unsigned long long)m->received_bytes);
+		  "\"position\":%u,\"svc_id\":%u,\"backend_id\":%u,\"opened\":%llu,\"closed\":%llu,"
+		  "\"sent_bytes\":%llu,\"received_bytes\":%llu",
+		  *(const __u32 *)k, m->svc_id, m->backend_id, (unsigned long long)m->opened,
+		  (unsigned long long)m->closed, (unsigned long long)m->sent_bytes,
+		  (unsigned long long)m->received_bytes);
 }
 
 static void dec_outlier(const void *k, const void *v, struct strbuf *out)
@@ -224,8 +225,9 @@ static const struct map_desc maps[] = {
 	MAP("xm_outlier", "outlier state per service port and endpoint", dec_outlier, .locked = true),
 	MAP("xm_outlier_svc", "ejected endpoints per service port", dec_outlier_svc, .skip_zero = true),
 	MAP("xm_ct", "XDP connection table: client flow → backend", dec_ct, .optional = true),
-	MAP("xm_xdp_tcp_metrics", "Istio TCP counters of XDP flows per service port, backend (summed over CPUs)",
-	    dec_xdp_tcp_metrics, .percpu = true, .optional = true),
+	MAP("xm_xdp_tcp_counters", "Istio TCP counters of XDP flows per service port, local backend (summed over CPUs)",
+	    dec_xdp_tcp_counters, .percpu = true, .percpu_sum_len = XM_XDP_TCP_COUNTERS_LEN, .skip_zero = true,
+	    .optional = true),
 };
 
 static bool all_zero(const void *p, size_t n)
@@ -238,13 +240,13 @@ static bool all_zero(const void *p, size_t n)
 	return true;
 }
 
-/* Per-CPU values are made of 8-byte counters here: sum each over the CPUs into the first slot. */
-static void sum_percpu(void *value, size_t value_size, int ncpu)
+/* Per-CPU values lead with 8-byte counters (sum_len bytes): sum each over the CPUs into the first slot. */
+static void sum_percpu(void *value, size_t value_size, size_t sum_len, int ncpu)
 {
 	size_t stride = (value_size + 7) & ~7ul, f;
 	int c;
 
-	for (f = 0; f + 8 <= value_size; f += 8) {
+	for (f = 0; f + 8 <= sum_len; f += 8) {
 		__u64 sum = 0;
 
 		for (c = 0; c < ncpu; c++)
@@ -286,7 +288,8 @@ static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool
 		if (bpf_map_lookup_elem_flags(fd, key, value, d->locked ? BPF_F_LOCK : 0) < 0)
 			continue;
 		if (d->percpu)
-			sum_percpu(value, info.value_size, ncpu);
+			sum_percpu(value, info.value_size, d->percpu_sum_len ? d->percpu_sum_len : info.value_size,
+				   ncpu);
 		if (d->skip_zero && all_zero(value, info.value_size))
 			continue;
 		if (json) {

@@ -63,10 +63,11 @@ static void agent_reload(struct xm_agent *a, const char *why)
 		a->applies_failed++;
 		goto out;
 	}
+	/* New VIPs pass the pre-filter before they are published. */
 	if (a->xdp.skel)
-		xdp_datapath_sync(&a->xdp, &next, true); /* new VIPs pass the pre-filter before they are published */
+		xdp_datapath_sync(&a->xdp, a->lbmap, &next, true);
 	err = lbmap_apply(a->lbmap, &next, now_ms(), &stats);
-	if (a->xdp.skel && xdp_datapath_sync(&a->xdp, &next, false))
+	if (a->xdp.skel && xdp_datapath_sync(&a->xdp, a->lbmap, &next, false))
 		log_warn("xdp: reverse-NAT table not fully updated");
 	if (a->sockmap.skel && sockmap_sync_local_ips(&a->sockmap, &cfg, a->opts.node_name))
 		log_warn("sockmap: local addresses not fully published; affected peers use plain TCP");

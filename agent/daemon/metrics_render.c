@@ -12,6 +12,7 @@
 
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
+#include "datapath/tcp_counters.h"
 #include "lbmap/lbmap.h"
 #include "metrics/percpu.h"
 #include "metrics/prom.h"
@@ -162,44 +163,52 @@ static struct tcp_series *series_add(struct series_set *set)
 }
 
 /*
- * The series of one metrics map: the socket path's xm_conn_metrics (per client, service port, backend;
- * reporter="source") or XDP's xm_xdp_tcp_metrics (per service port, backend; reporter="destination").
+ * One series: opened, closed, sent and received as Istio means them (sent = response bytes, received =
+ * request bytes, whoever reports). Skipped when its service port is gone: its counters go with it.
  */
-static void collect_series(const struct xm_agent *a, int map_fd, enum tcp_origin origin, struct series_set *set)
+static void add_series(const struct xm_agent *a, struct series_set *set, uint32_t svc_id, uint32_t backend_id,
+		       const struct xm_identity *client, enum tcp_origin origin, const uint64_t v[4])
 {
-	size_t key_size = origin == TCP_FROM_XDP ? sizeof(struct xm_xdp_tcp_key) : sizeof(struct xm_conn_metrics_key);
+	struct tcp_series *s = series_add(set);
+
+	if (!s || !label_series(a, svc_id, backend_id, client, origin, s))
+		return;
+	memcpy(s->v, v, sizeof(s->v));
+	set->n++;
+}
+
+/* The socket path's xm_conn_metrics: per client, service port and backend (reporter="source"). */
+static void collect_socket_series(const struct xm_agent *a, int map_fd, struct series_set *set)
+{
 	unsigned char *keys = NULL;
-	size_t n = collect_keys(map_fd, key_size, &keys), i;
+	size_t n = collect_keys(map_fd, sizeof(struct xm_conn_metrics_key), &keys), i;
 
 	for (i = 0; i < n; i++) {
-		const void *key = keys + i * key_size;
-		const struct xm_conn_metrics_key *ck = key;
-		const struct xm_xdp_tcp_key *xk = key;
-		struct tcp_series *s = series_add(set);
+		const struct xm_conn_metrics_key *ck = (const void *)(keys + i * sizeof(*ck));
 		uint64_t sums[4];
-		bool labelled;
 
-		if (!s || percpu_lookup_sum(map_fd, key, 4, sums))
+		if (percpu_lookup_sum(map_fd, ck, 4, sums))
 			continue;
-		if (origin == TCP_FROM_XDP)
-			labelled = label_series(a, xk->svc_id, xk->backend_id, NULL, origin, s);
-		else
-			labelled = label_series(a, ck->svc_id, ck->backend_id,
-						identities_find(&a->identities, &ck->client, ck->family), origin, s);
-		if (!labelled) {
-			if (origin == TCP_FROM_XDP)
-				bpf_map_delete_elem(map_fd, key); /* not LRU: room for the service ports to come */
-			continue;
-		}
-		s->v[0] = sums[0]; /* opened */
-		s->v[1] = sums[1]; /* closed */
-		/* Istio's sent bytes are the response's, its received bytes the request's, whoever reports:
-		 * xm_xdp_tcp_metrics counts them so, xm_conn_metrics from the client's side. */
-		s->v[2] = origin == TCP_FROM_XDP ? sums[2] : sums[3];
-		s->v[3] = origin == TCP_FROM_XDP ? sums[3] : sums[2];
-		set->n++;
+		/* xm_conn_metrics counts from the client's side: its sent bytes are the request's. */
+		add_series(a, set, ck->svc_id, ck->backend_id, identities_find(&a->identities, &ck->client, ck->family),
+			   TCP_FROM_SOCKETS, (const uint64_t[4]){ sums[0], sums[1], sums[3], sums[2] });
 	}
 	free(keys);
+}
+
+/* XDP's xm_xdp_tcp_counters: per service port and local backend (reporter="destination"). */
+static void collect_xdp_series(const struct xm_agent *a, int map_fd, struct series_set *set)
+{
+	struct xm_xdp_tcp_metrics *pairs;
+	int n = tcp_counters_read(map_fd, &pairs);
+
+	for (int i = 0; i < n; i++) {
+		const struct xm_xdp_tcp_metrics *p = &pairs[i];
+
+		add_series(a, set, p->svc_id, p->backend_id, NULL, TCP_FROM_XDP,
+			   (const uint64_t[4]){ p->opened, p->closed, p->sent_bytes, p->received_bytes });
+	}
+	free(pairs);
 }
 
 /* Connections from several addresses of one workload are one series: merge equal label sets. */
@@ -223,7 +232,7 @@ static size_t merge_series(struct series_set *set)
 	return m;
 }
 
-/* conn_fd: the socket path's xm_conn_metrics; xdp_fd: xm_xdp_tcp_metrics, or -1 without uplinks. */
+/* conn_fd: the socket path's xm_conn_metrics; xdp_fd: xm_xdp_tcp_counters, or -1 without uplinks. */
 static void render_istio_tcp(const struct xm_agent *a, int conn_fd, int xdp_fd, struct strbuf *out)
 {
 	static const char *const names[4] = {
@@ -245,9 +254,9 @@ static void render_istio_tcp(const struct xm_agent *a, int conn_fd, int xdp_fd, 
 	size_t n, i;
 	int f;
 
-	collect_series(a, conn_fd, TCP_FROM_SOCKETS, &set);
+	collect_socket_series(a, conn_fd, &set);
 	if (xdp_fd >= 0)
-		collect_series(a, xdp_fd, TCP_FROM_XDP, &set);
+		collect_xdp_series(a, xdp_fd, &set);
 	n = merge_series(&set);
 	all = set.v;
 
@@ -337,7 +346,7 @@ void daemon_render_metrics(struct strbuf *out, void *ctx)
 	prom_sample_u64(out, "xmesh_config_applies_total", result, ok, 1, a->applies_ok);
 	prom_sample_u64(out, "xmesh_config_applies_total", result, rejected, 1, a->applies_failed);
 	sock_lb_metrics_render(fds.sock_stats, out);
-	render_istio_tcp(a, fds.conn_metrics, a->xdp.skel ? bpf_map__fd(a->xdp.skel->maps.xm_xdp_tcp_metrics) : -1,
+	render_istio_tcp(a, fds.conn_metrics, a->xdp.skel ? bpf_map__fd(a->xdp.skel->maps.xm_xdp_tcp_counters) : -1,
 			 out);
 	render_outlier(a, fds.outlier, out);
 	xdp_datapath_metrics(a->xdp.skel ? &a->xdp : NULL, &a->served, out);

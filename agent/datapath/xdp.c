@@ -19,6 +19,7 @@
 #include "metrics/prom.h"
 #include "datapath/neigh.h"
 #include "datapath/pins.h"
+#include "datapath/tcp_counters.h"
 #include "skel/xdp_lb.skel.h"
 
 static const char *const stat_names[XM_XDP_STAT_MAX] = {
@@ -201,13 +202,18 @@ out:
 	free(nodes);
 }
 
-int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool before)
+int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct xm_lb_state *st, bool before)
 {
+	int err;
+
 	xdp_vip_filter_fill(x->skel->bss->xm_vip_filter, st, before);
 	if (before)
 		return 0;
 	xdp_datapath_neighbours(st);
-	return xdp_nat_backends_sync(bpf_map__fd(x->skel->maps.xm_nat_backends), st);
+	err = xdp_nat_backends_sync(bpf_map__fd(x->skel->maps.xm_nat_backends), st);
+	/* Not counted (logged) is no reason to call the reverse NAT failed. */
+	tcp_counters_sync(bpf_map__fd(x->skel->maps.xm_xdp_tcp_counters), m, st);
+	return err;
 }
 
 /* The pre-filter of a freshly loaded program, from what the pinned maps already serve. */
@@ -355,6 +361,24 @@ static void detach_uplink(struct xm_xdp *x, const struct xm_xdp_uplink *u)
 	detach_tc(u->ifindex, u->name);
 }
 
+/*
+ * Maps of earlier versions that this one replaced under another name (so that loading never trips over
+ * them): nothing uses them any more once this version's object is loaded.
+ */
+static void retire_pins(const char *bpffs)
+{
+	static const char *const retired[] = {
+		"xm_xdp_tcp_metrics", /* a per-CPU hash until 2026-12: now xm_xdp_tcp_counters, an array */
+	};
+	char path[4200];
+
+	for (size_t i = 0; i < sizeof(retired) / sizeof(retired[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", bpffs, retired[i]);
+		if (unlink(path) == 0)
+			log_info("xdp: removed %s, a map an earlier version pinned", path);
+	}
+}
+
 int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *ifaces, size_t n)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts);
@@ -395,6 +419,7 @@ int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *if
 		goto fail;
 	}
 	filter_from_pinned(x);
+	retire_pins(x->bpffs);
 	for (i = 0; i < n; i++) {
 		struct xm_xdp_uplink *u = &x->uplinks[i];
 		struct xm_xdp_iface ifc;

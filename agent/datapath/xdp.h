@@ -22,6 +22,7 @@
 
 struct xdp_lb;
 struct strbuf;
+struct xm_lbmap;
 
 struct xm_xdp_uplink {
 	char name[IF_NAMESIZE];
@@ -46,10 +47,11 @@ int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *if
 
 /*
  * Makes the pre-filter and xm_nat_backends serve st. before = true (call it before lbmap_apply) only adds,
- * so new VIPs pass the filter by the time lbmap publishes them; after lbmap_apply, call it with false.
- * Also asks the kernel to resolve the neighbours of remote backends' nodes (fib lookups need them).
+ * so new VIPs pass the filter by the time lbmap publishes them; after lbmap_apply, call it with false: it
+ * also places the Istio TCP counters of the local backends (m has their ids) and asks the kernel to
+ * resolve the neighbours of remote backends' nodes (fib lookups need them).
  */
-int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool before);
+int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct xm_lb_state *st, bool before);
 
 /*
  * Keeps the next hop of every remote node of st resolved for the XDP FIB lookup (agent/datapath/neigh.h):

@@ -24,40 +24,34 @@
 #define XM_TCP_RST 0x04
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, XM_XDP_TCP_METRICS_MAX);
-	__type(key, struct xm_xdp_tcp_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XM_XDP_TCP_SLOTS);
+	__type(key, __u32);
 	__type(value, struct xm_xdp_tcp_metrics);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} xm_xdp_tcp_metrics SEC(".maps");
+} xm_xdp_tcp_counters SEC(".maps");
 
 /*
- * Creates a (service port, backend)'s counters: once per pair, so out of line, which keeps the zero value
- * off the calling program's stack (XDP's frames share 512 bytes).
- */
-static __noinline struct xm_xdp_tcp_metrics *xm_flow_metrics_new(const struct xm_xdp_tcp_key *key)
-{
-	struct xm_xdp_tcp_metrics zero = {};
-	struct xm_xdp_tcp_key k = *key;
-
-	bpf_map_update_elem(&xm_xdp_tcp_metrics, &k, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&xm_xdp_tcp_metrics, &k);
-}
-
-/*
- * This CPU's counters of the flow's (service port, backend), created on first use; NULL for a flow served
- * by another node: that node counts it (it decapsulates the flow, and its TC sees the replies), so a
+ * This CPU's counters of the flow's (service port, backend), at the position the agent gave the pair
+ * (include/xmesh/xdp.h); NULL for a pair it did not place (no room: not counted), and for a flow served by
+ * another node: that node counts it (it decapsulates the flow, and its TC sees the replies), so a
  * connection is counted once in the cluster.
  */
 static __always_inline struct xm_xdp_tcp_metrics *xm_flow_metrics(const struct xm_ct_value *ct)
 {
-	struct xm_xdp_tcp_key k = { .svc_id = ct->svc_id, .backend_id = ct->backend_id };
-	struct xm_xdp_tcp_metrics *m;
+	__u32 svc_id = ct->svc_id, backend_id = ct->backend_id, first = xm_xdp_tcp_slot(svc_id, backend_id);
 
 	if (!(ct->flags & XM_BACKEND_F_LOCAL))
 		return NULL;
-	m = bpf_map_lookup_elem(&xm_xdp_tcp_metrics, &k);
-	return m ? m : xm_flow_metrics_new(&k);
+#pragma unroll
+	for (__u32 i = 0; i < XM_XDP_TCP_PROBES; i++) {
+		__u32 pos = (first + i) & (XM_XDP_TCP_SLOTS - 1);
+		struct xm_xdp_tcp_metrics *m = bpf_map_lookup_elem(&xm_xdp_tcp_counters, &pos);
+
+		if (m && m->svc_id == svc_id && m->backend_id == backend_id)
+			return m;
+	}
+	return NULL;
 }
 
 /* TCP payload bytes of a segment whose L4 starts l4_len bytes before its end: what Istio counts. */
@@ -162,7 +156,7 @@ static __always_inline void xm_flow_count_request(const struct xm_pkt *p, const 
 /*
  * A non-SYN packet from the client of a pinned flow (XDP, before forwarding). The hit fast path: for an
  * established flow this adds a protocol compare and one load of the state, and one per-CPU map lookup
- * only when the packet carries payload.
+ * (inlined: an array) only when the packet carries payload.
  */
 static __always_inline void xm_flow_from_client(const struct xm_pkt *p, struct xm_ct_value *ct)
 {

@@ -9,10 +9,13 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <xmesh/outlier.h>
 
+#include "datapath/tcp_counters.h"
 #include "skel/xdp_lb.skel.h"
 #include "xdp_fixture.h"
 
@@ -119,22 +122,34 @@ static struct xm_outlier_state outlier_of(int pod)
 	return st;
 }
 
+/* The pair's counters as the agent reads them (summed over CPUs); all zero when the pair has no position. */
+static struct xm_xdp_tcp_metrics metrics_of_pair(uint32_t svc, uint32_t backend)
+{
+	struct xm_xdp_tcp_metrics *all, sum;
+	int n = tcp_counters_read(bpf_map__fd(xfx.skel->maps.xm_xdp_tcp_counters), &all), i;
+
+	cr_assert_geq(n, 0, "tcp_counters_read: %d", n);
+	memset(&sum, 0, sizeof(sum));
+	for (i = 0; i < n; i++)
+		if (all[i].svc_id == svc && all[i].backend_id == backend)
+			sum = all[i];
+	free(all);
+	return sum;
+}
+
 static struct xm_xdp_tcp_metrics metrics_of(int pod)
 {
-	int ncpu = libbpf_num_possible_cpus(), c;
-	struct xm_xdp_tcp_metrics per_cpu[ncpu], sum;
-	struct xm_xdp_tcp_key k = { .svc_id = svc_id(), .backend_id = backend_id(pod) };
+	return metrics_of_pair(svc_id(), backend_id(pod));
+}
 
-	memset(&sum, 0, sizeof(sum));
-	if (bpf_map_lookup_elem(bpf_map__fd(xfx.skel->maps.xm_xdp_tcp_metrics), &k, per_cpu))
-		return sum;
-	for (c = 0; c < ncpu; c++) {
-		sum.opened += per_cpu[c].opened;
-		sum.closed += per_cpu[c].closed;
-		sum.sent_bytes += per_cpu[c].sent_bytes;
-		sum.received_bytes += per_cpu[c].received_bytes;
-	}
-	return sum;
+/* How many pairs have a position. */
+static int placed_pairs(void)
+{
+	struct xm_xdp_tcp_metrics *all;
+	int n = tcp_counters_read(bpf_map__fd(xfx.skel->maps.xm_xdp_tcp_counters), &all);
+
+	free(all);
+	return n;
 }
 
 static uint32_t ct_state(uint16_t sport)
@@ -309,14 +324,67 @@ Test(xdp_flow, udp_flows_count_nothing)
 	struct xp_spec s = { .family = 4, .proto = 17, .src = CLIENT, .dst = VIP, .sport = 47000, .dport = 53 };
 	uint8_t in[XP_MAX], out[XP_MAX];
 	size_t len, out_len;
-	struct xm_xdp_tcp_key next;
 	int i;
 
 	xfx_publish(VIP, 53, 17, &b, 1);
+	cr_assert_eq(placed_pairs(), 0, "a UDP service port got TCP counters");
 	s.payload = 12;
 	len = xp_build(&s, in);
 	for (i = 0; i < 3; i++)
 		cr_assert_eq(xfx_run_xdp(in, len, out, &out_len), XDP_PASS);
-	cr_assert_neq(bpf_map_get_next_key(bpf_map__fd(xfx.skel->maps.xm_xdp_tcp_metrics), NULL, &next), 0,
-		      "UDP packets created TCP metrics");
+	cr_assert_eq(placed_pairs(), 0, "UDP packets created TCP counters");
+}
+
+/*
+ * The agent gives every (service port, local backend) pair a position and frees those of pairs that are
+ * gone; a flow still pinned to a gone backend counts nowhere, not even in a position given to another
+ * pair since (the owner check).
+ */
+Test(xdp_flow, counters_follow_the_backend_set)
+{
+	uint16_t next = 48000, p0, p1;
+	uint32_t gone;
+	struct xm_xdp_tcp_metrics m;
+
+	publish(N_PODS, 0);
+	cr_assert_eq(placed_pairs(), N_PODS);
+	p0 = port_for(0, &next);
+	p1 = port_for(1, &next);
+	client(p0, F_SYN, 0);
+	client(p1, F_SYN, 0);
+	client(p0, F_ACK, 10);
+	client(p1, F_ACK, 20);
+	cr_assert_eq(metrics_of(0).received_bytes, 10);
+	cr_assert_eq(metrics_of(1).received_bytes, 20);
+	gone = backend_id(1);
+
+	publish(1, 0); /* pods 1 and 2 leave the service */
+	cr_assert_eq(placed_pairs(), 1, "positions of gone pairs not freed");
+	m = metrics_of(0);
+	cr_assert_eq(m.received_bytes, 10, "a kept pair lost its counts: %llu", (unsigned long long)m.received_bytes);
+	cr_assert_eq(client(p1, F_ACK, 30), 1, "the pinned flow keeps its backend");
+	cr_assert_eq(metrics_of_pair(svc_id(), gone).received_bytes, 0);
+	cr_assert_eq(metrics_of(0).received_bytes, 10, "a gone pair's flow counted in another pair's position");
+	client(p0, F_ACK, 5);
+	cr_assert_eq(metrics_of(0).received_bytes, 15);
+}
+
+/* Many pairs (3 service ports x 60 local backends): every one gets a position, probing past taken ones. */
+Test(xdp_flow, counters_place_many_pairs)
+{
+	enum {
+		N = 60
+	};
+	static char addrs[N][INET_ADDRSTRLEN];
+	static const char *const vips[3] = { "10.97.0.41", "10.97.0.42", "10.97.0.43" };
+	struct xfx_backend b[N];
+	int i;
+
+	for (i = 0; i < N; i++) {
+		snprintf(addrs[i], sizeof(addrs[i]), "10.201.0.%d", 1 + i);
+		b[i] = (struct xfx_backend){ addrs[i], 8080, true, true, NULL };
+	}
+	for (i = 0; i < 3; i++)
+		xfx_publish(vips[i], 80, 6, b, N);
+	cr_assert_eq(placed_pairs(), 3 * N);
 }

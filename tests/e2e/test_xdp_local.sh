@@ -86,16 +86,42 @@ if command -v promtool >/dev/null; then
 	promtool check metrics <"$m" >"$XMT_TMP/promtool" 2>&1 || xmt_fail "promtool: $(head -n 5 "$XMT_TMP/promtool")"
 fi
 
+# The CLI decodes the per-pair counters: the owner once (not summed over CPUs), counters summed.
+"$XMESH" maps xm_xdp_tcp_counters --json --bpffs "$pin" >"$XMT_TMP/tcpc.json" || xmt_fail "xmesh maps xm_xdp_tcp_counters"
+python3 - "$XMT_TMP/tcpc.json" <<'PY' || xmt_fail "xmesh maps xm_xdp_tcp_counters: $(head -c 300 "$XMT_TMP/tcpc.json")"
+import json, sys
+rows = json.load(open(sys.argv[1]))["xm_xdp_tcp_counters"]
+assert rows and sum(r["opened"] for r in rows) > 0, rows
+assert all(0 < r["svc_id"] < 65536 and 0 < r["backend_id"] < 65536 for r in rows), rows
+PY
+
+# opened_total FILE: istio_tcp_connections_opened_total summed over its series.
+opened_total() {
+	awk '/^istio_tcp_connections_opened_total\{/ { s += $2 } END { print s + 0 }' "$1"
+}
+
 XMT_SUBTEST="restart"
+opened_before=$(opened_total "$m")
 xmt_stop_pid "${XMX_AGENTS[0]}" || xmt_fail "the agent did not exit cleanly on SIGTERM"
 xmx_ext_client ext "$out" spread --addr "$VIP:80" -n 30 || true
 xmt_assert_spread "$out" 30 5 80 "$held" b4 b5 # XDP stays attached without the agent
+# A map that an earlier version pinned and this one replaced: the new agent removes it.
+bpftool map create "$pin/xm_xdp_tcp_metrics" type percpu_hash key 8 value 32 entries 16 name xm_xdp_tcp_metrics ||
+	xmt_fail "bpftool map create"
 xmx_agent a2 node node1 up0 --bpffs "$pin" --cgroup "$XMT_CG/a"
 grep -q "uplink up0 .*XDP adopted" "$XMT_TMP/agent-a2.log" || xmt_fail "the restarted agent did not adopt the XDP link"
+[ ! -e "$pin/xm_xdp_tcp_metrics" ] || xmt_fail "the retired map xm_xdp_tcp_metrics is still pinned"
 xmx_ext_client ext "$out" spread --addr "$VIP:80" -n 30 || true
 xmt_assert_spread "$out" 30 5 80 "$held" b4 b5
+# The Istio counters live in pinned maps and keep their positions: nothing counted so far is lost.
+nsenter --net="/run/netns/${XMT_P}node" -- curl -sf --max-time 5 http://127.0.0.1:15090/metrics >"$m" ||
+	xmt_fail "GET /metrics failed after the restart"
+opened_after=$(opened_total "$m")
+((opened_after >= opened_before + 60)) ||
+	xmt_fail "istio_tcp_connections_opened_total $opened_before before the restart, $opened_after after 60 more connects"
 
 XMT_SUBTEST=""
 xmt_note "600 external connections: $spread; held connection on $held kept $pings pings through 2 changes;" \
-	"$ctline; metrics dnat_local=$dnat conntrack=$ct; restarted agent adopted the XDP link"
+	"$ctline; metrics dnat_local=$dnat conntrack=$ct; restarted agent adopted the XDP link;" \
+	"opened $opened_before -> $opened_after across the restart"
 xmt_pass "XDP DNAT to local backends, TC reverse NAT, conntrack stickiness"
