@@ -17,9 +17,16 @@
 /* Not ours: the caller passes the packet untouched. */
 #define XM_NOT_VIP -1
 
+static __always_inline bool xm_vip_filter_test(__u32 addr_fold, __u16 dport, __u8 proto)
+{
+	__u32 bit = xm_vip_filter_bit(addr_fold, dport, proto);
+
+	return xm_vip_filter[(bit >> 6) & (XM_VIP_FILTER_BITS / 64 - 1)] & (1ULL << (bit & 63));
+}
+
 static __always_inline bool xm_vip_maybe(const struct xm_pkt *p)
 {
-	__u32 fold, bit;
+	__u32 fold;
 
 	if (p->family == XM_FAMILY_V4) {
 		fold = ((const struct iphdr *)p->l3)->daddr;
@@ -28,8 +35,40 @@ static __always_inline bool xm_vip_maybe(const struct xm_pkt *p)
 
 		fold = d[0] ^ d[1] ^ d[2] ^ d[3];
 	}
-	bit = xm_vip_filter_bit(fold, xm_pkt_dport(p), p->proto);
-	return xm_vip_filter[(bit >> 6) & (XM_VIP_FILTER_BITS / 64 - 1)] & (1ULL << (bit & 63));
+	return xm_vip_filter_test(fold, xm_pkt_dport(p), p->proto);
+}
+
+/*
+ * True when the frame is plainly not for a VIP: untagged IPv4 without options and not a fragment, or
+ * untagged IPv6 without extension headers, carrying TCP or UDP to an address:port whose pre-filter bit is
+ * clear. Reads only fixed offsets, so most of the uplink's traffic leaves before the full parse (a third
+ * of the non-VIP cost). Anything else (VLAN, options, fragments, tunnels, short frames) takes the full
+ * parse, which validates it and counts it. A frame judged here is passed untouched, so what lies beyond
+ * its headers does not matter.
+ */
+static __always_inline bool xm_plainly_not_vip(void *data, void *end)
+{
+	const __u8 *b = data;
+
+	if (data + XM_ETH_HLEN + sizeof(struct ipv6hdr) + 4 <= end &&
+	    *(const __u16 *)(b + 12) == bpf_htons(XM_ETH_P_IPV6)) {
+		const struct ipv6hdr *ip6h = data + XM_ETH_HLEN;
+		const __u32 *d = (const __u32 *)&ip6h->daddr;
+		const __u16 *ports = (const __u16 *)(ip6h + 1);
+
+		return (ip6h->nexthdr == IPPROTO_TCP || ip6h->nexthdr == IPPROTO_UDP) &&
+		       !xm_vip_filter_test(d[0] ^ d[1] ^ d[2] ^ d[3], ports[1], ip6h->nexthdr);
+	}
+	if (data + XM_ETH_HLEN + sizeof(struct iphdr) + 4 <= end &&
+	    *(const __u16 *)(b + 12) == bpf_htons(XM_ETH_P_IP)) {
+		const struct iphdr *iph = data + XM_ETH_HLEN;
+		const __u16 *ports = (const __u16 *)(iph + 1);
+
+		return b[XM_ETH_HLEN] == 0x45 && !(iph->frag_off & bpf_htons(XM_IP_MF_OFFSET)) &&
+		       (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP) &&
+		       !xm_vip_filter_test(iph->daddr, ports[1], iph->protocol);
+	}
+	return false;
 }
 
 static __always_inline struct xm_backend *xm_backend_get(__u32 id, __u8 family)
@@ -303,10 +342,12 @@ static __always_inline int xm_xdp_balance(struct xdp_md *ctx)
 	struct xm_pkt p;
 	int rc;
 
+	if (xm_plainly_not_vip(data, end))
+		return XDP_PASS; /* the fast path: not for a VIP */
 	rc = xm_parse(&p, data, end, false);
 	if (rc == XM_PARSE_OK) {
 		if (!xm_vip_maybe(&p))
-			return XDP_PASS; /* the fast path: not for a VIP */
+			return XDP_PASS; /* not for a VIP (tagged, IPv4 options) */
 		rc = xm_xdp_serve(ctx, &p, false);
 		if (rc == XM_NOT_VIP) {
 			xm_xdp_stat(XM_XDP_PASS_NOT_VIP);
