@@ -122,6 +122,7 @@ int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup)
 		log_error("open BPF object sock_lb: %s", strerror(errno));
 		goto fail;
 	}
+	pins_replace_incompatible(dp->sock->obj);
 	err = sock_lb__load(dp->sock);
 	if (err) {
 		log_error("load BPF object sock_lb: %s (maps pinned under %s by an incompatible version? "

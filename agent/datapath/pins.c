@@ -2,6 +2,7 @@
 #include "datapath/pins.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
@@ -161,4 +162,93 @@ int pins_keep_link(struct bpf_link *link, const char *path)
 	bpf_link__disconnect(link);
 	bpf_link__destroy(link);
 	return 0;
+}
+
+bool pins_btf_layout_equal(const struct btf *a, unsigned int ida, const struct btf *b, unsigned int idb)
+{
+	const struct btf_type *ta, *tb;
+	const struct btf_member *ma, *mb;
+	int ra = btf__resolve_type(a, ida), rb = btf__resolve_type(b, idb);
+
+	if (ra < 0 || rb < 0)
+		return true; /* nothing to compare by: the sizes were */
+	ta = btf__type_by_id(a, (__u32)ra);
+	tb = btf__type_by_id(b, (__u32)rb);
+	if (!ta || !tb || btf_kind(ta) != btf_kind(tb) ||
+	    btf__resolve_size(a, (__u32)ra) != btf__resolve_size(b, (__u32)rb))
+		return false;
+	if (!btf_is_composite(ta))
+		return true;
+	if (btf_vlen(ta) != btf_vlen(tb))
+		return false;
+	ma = btf_members(ta);
+	mb = btf_members(tb);
+	for (int i = 0; i < btf_vlen(ta); i++, ma++, mb++) {
+		if (ma->offset != mb->offset ||
+		    strcmp(btf__name_by_offset(a, ma->name_off), btf__name_by_offset(b, mb->name_off)) ||
+		    btf__resolve_size(a, ma->type) != btf__resolve_size(b, mb->type))
+			return false;
+	}
+	return true;
+}
+
+/* Why the pinned map fd cannot serve as map (NULL when it can). */
+static const char *pin_mismatch(int fd, const struct bpf_map *map, const struct btf *obj_btf)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	const char *why = NULL;
+	struct btf *pinned;
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
+		return NULL; /* libbpf's own check will say what is wrong */
+	if (info.type != bpf_map__type(map))
+		return "type";
+	if (info.key_size != bpf_map__key_size(map) || info.value_size != bpf_map__value_size(map))
+		return "key or value size";
+	if (info.max_entries != bpf_map__max_entries(map))
+		return "max_entries";
+	if (info.map_flags != bpf_map__map_flags(map))
+		return "flags";
+	if (!obj_btf || !info.btf_id || !info.btf_value_type_id || !bpf_map__btf_value_type_id(map))
+		return NULL;
+	pinned = btf__load_from_kernel_by_id(info.btf_id);
+	if (!pinned)
+		return NULL;
+	if (!pins_btf_layout_equal(pinned, info.btf_value_type_id, obj_btf, bpf_map__btf_value_type_id(map)) ||
+	    (info.btf_key_type_id && bpf_map__btf_key_type_id(map) &&
+	     !pins_btf_layout_equal(pinned, info.btf_key_type_id, obj_btf, bpf_map__btf_key_type_id(map))))
+		why = "key or value layout";
+	btf__free(pinned);
+	return why;
+}
+
+int pins_replace_incompatible(struct bpf_object *obj)
+{
+	const struct btf *obj_btf = bpf_object__btf(obj);
+	struct bpf_map *map;
+	int replaced = 0;
+
+	bpf_object__for_each_map (map, obj) {
+		const char *path = bpf_map__pin_path(map), *why;
+		int fd;
+
+		if (!path || (fd = bpf_obj_get(path)) < 0)
+			continue;
+		why = pin_mismatch(fd, map, obj_btf);
+		close(fd);
+		if (!why)
+			continue;
+		if (unlink(path) < 0) {
+			log_warn("pinned map %s differs from this version's (%s) but cannot be removed: %s", path, why,
+				 strerror(errno));
+			continue;
+		}
+		log_warn("pinned map %s was made by another version (%s differs): replaced by an empty one; programs "
+			 "still attached keep the old one until they are replaced",
+			 path, why);
+		replaced++;
+	}
+	return replaced;
 }

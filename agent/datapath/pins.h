@@ -3,6 +3,7 @@
 #ifndef XMESH_PINS_H
 #define XMESH_PINS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define XM_DEFAULT_BPFFS "/sys/fs/bpf/xmesh"
@@ -24,6 +25,21 @@ struct bpf_link;
  * The link object is destroyed either way; returns 0 or the pin error (logged, the link detached).
  */
 int pins_keep_link(struct bpf_link *link, const char *path);
+
+struct bpf_object;
+
+/*
+ * For every map of obj (opened, not loaded) pinned by an earlier version with another type, size, flags or
+ * key/value layout (BTF: members by name, offset and size): unpins it, so that loading creates this
+ * version's map instead of failing. Its entries are lost (the connection table, counters; the agent
+ * rewrites what it publishes). Returns how many it replaced.
+ */
+int pins_replace_incompatible(struct bpf_object *obj);
+
+struct btf;
+
+/* Type ida of a and idb of b: same kind and size, and (struct/union) the same members by name, offset, size. */
+bool pins_btf_layout_equal(const struct btf *a, unsigned int ida, const struct btf *b, unsigned int idb);
 
 /* Opens a pinned object; -ENOENT when it is not there. */
 int pins_open(const char *dir, const char *name);

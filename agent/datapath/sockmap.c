@@ -232,6 +232,7 @@ int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, b
 		log_error("open BPF object sockmap: %s", strerror(errno));
 		goto fail;
 	}
+	pins_replace_incompatible(sm->skel->obj);
 	err = sockmap__load(sm->skel);
 	if (err) {
 		log_error("load BPF object sockmap: %s (kernel without sockhash/sk_msg support, or maps pinned under "

@@ -411,6 +411,7 @@ int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *if
 		log_error("open BPF object xdp_lb: %s", strerror(errno));
 		return err;
 	}
+	pins_replace_incompatible(x->skel->obj);
 	err = xdp_lb__load(x->skel);
 	if (err) {
 		log_error("load BPF object xdp_lb: %s (maps pinned under %s by an incompatible version? xmesh "
