@@ -329,11 +329,17 @@ section_sockmap() {
 # calls with repeat=1, mean of the kernel's duration) and method B (one call, repeat=10^6). No interface is
 # touched: the program runs in a private network namespace the bench process unshares. Options (env):
 # XDP_BENCH_CALLS (default 1000000), XDP_BENCH_REPEAT (default 1000000). Result: BUILD/bench/xdp.json.
+# Then bench/xdp_costs.c: what single primitives (a memory access, a per-CPU counter, hash and LRU lookups, an
+# LRU insert into a full table) cost by method A on this machine, next to the same floor; the ratios above
+# are sums of these. Result: BUILD/bench/xdp_costs.json.
 
 section_xdp() {
 	timeout -k 5 600 "$BUILD/bench/xdp" --calls "${XDP_BENCH_CALLS:-1000000}" \
 		--repeat "${XDP_BENCH_REPEAT:-1000000}" --cpu 0 --json "$BUILD/bench/xdp.json" ||
 		die "xdp bench failed"
+	echo
+	timeout -k 5 300 "$BUILD/bench/xdp_costs" --cpu 0 --json "$BUILD/bench/xdp_costs.json" ||
+		die "xdp_costs bench failed"
 }
 # END section xdp
 
