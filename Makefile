@@ -82,7 +82,7 @@ $(BUILD)/tools/%: tests/tools/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -lpthread
 
-$(BUILD)/bench/%: bench/%.c $(LIB) | $(SKELS)
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(LIB) | $(SKELS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lm
 

@@ -43,6 +43,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_NAME "socklb"
+#include "bench_util.h"
+
 #define MAX_CASES	  32
 #define MAX_META	  16
 #define MAX_EXPECT	  8
@@ -51,20 +54,6 @@
 #define SVC_PORT	  80
 #define TARGET_PORT	  8080
 #define CLUSTER_CIDR	  "10.200.0.0/16"
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "socklb: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
 
 static uint64_t now_ns(void)
 {

@@ -36,6 +36,8 @@
 
 #include <xmesh/xdp.h>
 
+#define BENCH_NAME "xdp bench"
+#include "bench_util.h"
 #include "compile/compile.h"
 #include "datapath/tcp_counters.h"
 #include "lbmap/lbmap.h"
@@ -57,20 +59,6 @@ static const double katran[N_CASES] = { 1.0, 1.6, 2.8, 8.2 };
 #define PKT_LEN	   74 /* Ethernet + IPv4 + TCP + 20 bytes of payload */
 #define VIP	   "10.97.0.10"
 #define VIP_REMOTE "10.97.0.20"
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "xdp bench: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
 
 static uint16_t csum(const uint8_t *p, size_t len, uint32_t s)
 {
@@ -286,19 +274,9 @@ int main(int argc, char **argv)
 	}
 	if (calls < rounds || rounds < 1 || repeat < 1)
 		die("--calls must be >= --rounds >= 1");
-	if (geteuid() != 0)
-		die("needs root");
-	if (unshare(CLONE_NEWNET) < 0)
-		die("unshare(CLONE_NEWNET): %s", strerror(errno));
+	bench_private_netns();
 	setup_uplink();
-	if (cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET((int)cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set) < 0)
-			die("sched_setaffinity(%ld): %s", cpu, strerror(errno));
-	}
+	bench_pin_cpu(cpu);
 	libbpf_set_print(NULL);
 
 	lb = xdp_lb__open();

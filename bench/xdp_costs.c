@@ -20,6 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define BENCH_NAME "xdp_costs"
+#include "bench_util.h"
 #include "skel/xdp_costs.skel.h"
 
 #define N_PROGS 9
@@ -32,20 +34,6 @@ struct key40 {
 struct val48 {
 	uint64_t w[6];
 };
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "xdp_costs: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
 
 static struct key40 key_of(uint32_t n)
 {
@@ -117,18 +105,8 @@ int main(int argc, char **argv)
 	}
 	if (rounds < 1 || calls < rounds)
 		die("--calls must be >= --rounds >= 1");
-	if (geteuid() != 0)
-		die("needs root");
-	if (unshare(CLONE_NEWNET) < 0)
-		die("unshare(CLONE_NEWNET): %s", strerror(errno));
-	if (cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET((int)cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set) < 0)
-			die("sched_setaffinity(%ld): %s", cpu, strerror(errno));
-	}
+	bench_private_netns();
+	bench_pin_cpu(cpu);
 	libbpf_set_print(NULL);
 	skel = xdp_costs__open_and_load();
 	if (!skel)

@@ -5,6 +5,7 @@
  */
 #include <bpf/btf.h>
 #include <criterion/criterion.h>
+#include <stdbool.h>
 
 #include "datapath/pins.h"
 
@@ -24,32 +25,30 @@ static struct btf *two_u32(const char *first, const char *second, int second_bit
 	return b;
 }
 
-Test(pins_layout, same_struct_is_equal)
+/* Struct (a_first, a_second) against (b_first, b_second of b_bits): the same layout? */
+static bool same_layout(const char *a_first, const char *a_second, const char *b_first, const char *b_second,
+			int b_bits)
 {
 	int ia, ib;
-	struct btf *a = two_u32("backend_id", "svc_id", 32, &ia), *b = two_u32("backend_id", "svc_id", 32, &ib);
+	struct btf *a = two_u32(a_first, a_second, 32, &ia), *b = two_u32(b_first, b_second, b_bits, &ib);
+	bool eq = pins_btf_layout_equal(a, (unsigned)ia, b, (unsigned)ib);
 
-	cr_assert(pins_btf_layout_equal(a, (unsigned)ia, b, (unsigned)ib));
 	btf__free(a);
 	btf__free(b);
+	return eq;
+}
+
+Test(pins_layout, same_struct_is_equal)
+{
+	cr_assert(same_layout("backend_id", "svc_id", "backend_id", "svc_id", 32));
 }
 
 Test(pins_layout, swapped_fields_of_the_same_size_differ)
 {
-	int ia, ib;
-	struct btf *a = two_u32("backend_id", "svc_id", 32, &ia), *b = two_u32("svc_id", "backend_id", 32, &ib);
-
-	cr_assert_not(pins_btf_layout_equal(a, (unsigned)ia, b, (unsigned)ib));
-	btf__free(a);
-	btf__free(b);
+	cr_assert_not(same_layout("backend_id", "svc_id", "svc_id", "backend_id", 32));
 }
 
 Test(pins_layout, a_wider_field_differs)
 {
-	int ia, ib;
-	struct btf *a = two_u32("backend_id", "svc_id", 32, &ia), *b = two_u32("backend_id", "svc_id", 64, &ib);
-
-	cr_assert_not(pins_btf_layout_equal(a, (unsigned)ia, b, (unsigned)ib));
-	btf__free(a);
-	btf__free(b);
+	cr_assert_not(same_layout("backend_id", "svc_id", "backend_id", "svc_id", 64));
 }
