@@ -143,12 +143,12 @@ static int wanted_pairs(const struct xm_lbmap *m, const struct xm_lb_state *st, 
 	return 0;
 }
 
-int tcp_counters_sync(int fd, const struct xm_lbmap *m, const struct xm_lb_state *st)
+int tcp_counters_sync(int fd, const struct xm_lbmap *m, const struct xm_lb_state *st, struct tcp_counters_fill *fill)
 {
 	struct xm_xdp_tcp_metrics *cur = calloc(XM_XDP_TCP_SLOTS, sizeof(*cur));
 	bool *keep = calloc(XM_XDP_TCP_SLOTS, sizeof(*keep));
 	struct pair *want = NULL;
-	size_t n_want = 0, unplaced = 0;
+	size_t n_want = 0, unplaced = 0, placed = 0;
 	int err = -ENOMEM, free_pos, pos;
 
 	if (!cur || !keep || (err = wanted_pairs(m, st, &want, &n_want)) || (err = read_all(fd, cur)))
@@ -177,6 +177,12 @@ int tcp_counters_sync(int fd, const struct xm_lbmap *m, const struct xm_lb_state
 			goto out;
 		cur[free_pos].svc_id = want[i].svc_id;
 		cur[free_pos].backend_id = want[i].backend_id;
+	}
+	for (pos = 0; pos < XM_XDP_TCP_SLOTS; pos++)
+		placed += cur[pos].svc_id != 0;
+	if (fill) {
+		fill->placed = placed;
+		fill->unplaced = unplaced;
 	}
 	if (unplaced) {
 		log_warn("xdp: %zu (service port, local backend) pairs found no free position in xm_xdp_tcp_counters "

@@ -204,6 +204,7 @@ out:
 
 int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct xm_lb_state *st, bool before)
 {
+	struct tcp_counters_fill fill = { x->tcp_pairs_placed, x->tcp_pairs_unplaced }; /* kept if sync fails */
 	int err;
 
 	xdp_vip_filter_fill(x->skel->bss->xm_vip_filter, st, before);
@@ -211,8 +212,10 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct x
 		return 0;
 	xdp_datapath_neighbours(st);
 	err = xdp_nat_backends_sync(bpf_map__fd(x->skel->maps.xm_nat_backends), st);
-	/* Not counted (logged) is no reason to call the reverse NAT failed. */
-	tcp_counters_sync(bpf_map__fd(x->skel->maps.xm_xdp_tcp_counters), m, st);
+	/* Not counted (logged, shown by status and metrics) is no reason to call the reverse NAT failed. */
+	tcp_counters_sync(bpf_map__fd(x->skel->maps.xm_xdp_tcp_counters), m, st, &fill);
+	x->tcp_pairs_placed = fill.placed;
+	x->tcp_pairs_unplaced = fill.unplaced;
 	return err;
 }
 
@@ -562,8 +565,11 @@ void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, b
 			sb_puts(out, i ? "," : "");
 			sb_json_str(out, x->uplinks[i].name);
 		}
-		sb_printf(out, "],\"conntrack\":{\"entries\":%llu,\"capacity\":%u},\"verdicts\":{",
-			  (unsigned long long)ct, XM_CT_MAX);
+		sb_printf(out,
+			  "],\"conntrack\":{\"entries\":%llu,\"capacity\":%u},\"tcp_counters\":{\"placed\":%zu,"
+			  "\"unplaced\":%zu,\"positions\":%d},\"verdicts\":{",
+			  (unsigned long long)ct, XM_CT_MAX, x->tcp_pairs_placed, x->tcp_pairs_unplaced,
+			  XM_XDP_TCP_SLOTS);
 		for (i = 0; i < XM_XDP_STAT_MAX; i++)
 			sb_printf(out, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				  (unsigned long long)percpu_sum(stats_fd, (__u32)i, sizeof(struct xm_counter), 0));
@@ -589,8 +595,13 @@ void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, b
 	sb_puts(out, "xdp: uplinks");
 	for (i = 0; i < x->n_uplinks; i++)
 		sb_printf(out, " %s%s", x->uplinks[i].name, x->uplinks[i].adopted ? " (adopted)" : "");
-	sb_printf(out, "\nxdp: conntrack %llu/%u entries (%.1f%%)\nxdp: verdicts", (unsigned long long)ct, XM_CT_MAX,
+	sb_printf(out, "\nxdp: conntrack %llu/%u entries (%.1f%%)\n", (unsigned long long)ct, XM_CT_MAX,
 		  100.0 * (double)ct / XM_CT_MAX);
+	sb_printf(out, "xdp: istio tcp counters for %zu (service port, local backend) pairs in %d positions",
+		  x->tcp_pairs_placed, XM_XDP_TCP_SLOTS);
+	if (x->tcp_pairs_unplaced)
+		sb_printf(out, "; %zu pairs found no room and are not counted", x->tcp_pairs_unplaced);
+	sb_puts(out, "\nxdp: verdicts");
 	for (i = 0; i < XM_XDP_STAT_MAX; i++) {
 		uint64_t v = percpu_sum(stats_fd, (__u32)i, sizeof(struct xm_counter), 0);
 
@@ -635,6 +646,16 @@ void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, 
 	prom_sample_u64(out, "xmesh_conntrack_entries", NULL, NULL, 0, ct_entries(bpf_map__fd(x->skel->maps.xm_ct)));
 	prom_family(out, "xmesh_conntrack_capacity", "gauge", "Capacity of the XDP connection table.");
 	prom_sample_u64(out, "xmesh_conntrack_capacity", NULL, NULL, 0, XM_CT_MAX);
+	prom_family(out, "xmesh_xdp_istio_tcp_pairs", "gauge",
+		    "(service port, local backend) pairs of external services whose Istio TCP metrics XDP counts "
+		    "(placed), and those that found no room (unplaced: not counted).");
+	{
+		static const char *const state[1] = { "state" };
+		const char *placed[1] = { "placed" }, *unplaced[1] = { "unplaced" };
+
+		prom_sample_u64(out, "xmesh_xdp_istio_tcp_pairs", state, placed, 1, x->tcp_pairs_placed);
+		prom_sample_u64(out, "xmesh_xdp_istio_tcp_pairs", state, unplaced, 1, x->tcp_pairs_unplaced);
+	}
 	prom_family(out, "xmesh_xdp_vip_packets_total", "counter", "Packets to an external VIP, by verdict.");
 	for (i = 0; st && i < st->n_services; i++) {
 		const struct xm_lb_service *s = &st->services[i];

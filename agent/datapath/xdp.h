@@ -32,6 +32,8 @@ struct xm_xdp_uplink {
 
 struct xm_xdp {
 	struct xdp_lb *skel;
+	size_t tcp_pairs_placed;   /* Istio TCP counters: (service port, local backend) pairs with a position */
+	size_t tcp_pairs_unplaced; /* and without one (no room: not counted) */
 	char bpffs[4096];
 	struct xm_xdp_uplink uplinks[XM_XDP_MAX_IFACES];
 	size_t n_uplinks;

@@ -82,6 +82,12 @@ ct=$(awk '/^xmesh_conntrack_entries / { print $2 }' "$m")
 ((${ct:-0} >= 600)) || xmt_fail "xmesh_conntrack_entries = ${ct:-none}, want >= 600"
 grep -q '^xmesh_conntrack_capacity ' "$m" || xmt_fail "xmesh_conntrack_capacity missing"
 grep -q '^xmesh_xdp_vip_packets_total{.*verdict="local"}' "$m" || xmt_fail "per-VIP packets missing"
+placed=$(awk '/^xmesh_xdp_istio_tcp_pairs\{state="placed"\}/ { print $2 }' "$m")
+unplaced=$(awk '/^xmesh_xdp_istio_tcp_pairs\{state="unplaced"\}/ { print $2 }' "$m")
+((${placed:-0} >= 3)) && [ "${unplaced:-x}" = 0 ] ||
+	xmt_fail "xmesh_xdp_istio_tcp_pairs placed=${placed:-none} unplaced=${unplaced:-none}, want >= 3 and 0"
+xmx_status a | grep -q "^xdp: istio tcp counters for $placed (service port, local backend) pairs" ||
+	xmt_fail "status shows no istio tcp counters line: $(xmx_status a | grep '^xdp:' | head -n 4)"
 if command -v promtool >/dev/null; then
 	promtool check metrics <"$m" >"$XMT_TMP/promtool" 2>&1 || xmt_fail "promtool: $(head -n 5 "$XMT_TMP/promtool")"
 fi
