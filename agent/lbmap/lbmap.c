@@ -50,7 +50,8 @@ struct xm_lbmap {
 	struct applied_svc *svcs; /* sorted by key */
 	size_t n_svcs;
 	uint8_t *svc_id_used;
-	uint32_t next_svc_id;
+	uint32_t next_svc_id;	  /* next id to try for a service port in [XM_MAX_EXT_SVC_IDS, XM_MAX_SVC_IDS) */
+	uint32_t next_ext_svc_id; /* and for an external VIP port, in [1, XM_MAX_EXT_SVC_IDS) */
 	uint32_t next_table_id;
 	struct garbage *gc;
 	size_t n_gc, cap_gc;
@@ -420,14 +421,25 @@ static void outlier_forget(struct xm_lbmap *m, uint32_t svc_id)
 	bpf_map_update_elem(m->fds.outlier_svc, &svc_id, &zero, BPF_ANY);
 }
 
-static uint32_t svc_id_alloc(struct xm_lbmap *m)
+static bool svc_id_in_range(uint32_t id, bool external)
 {
-	uint32_t tries;
+	return external ? id && id < XM_MAX_EXT_SVC_IDS : id >= XM_MAX_EXT_SVC_IDS && id < XM_MAX_SVC_IDS;
+}
 
-	for (tries = 0; tries < XM_MAX_SVC_IDS; tries++) {
-		uint32_t id = m->next_svc_id++ % XM_MAX_SVC_IDS;
+/*
+ * A free id in the service port's range (external VIP ports low, the rest high); 0 when the range is full.
+ * Ids rotate through the range rather than being reused at once: flows and sockets may still carry one.
+ */
+static uint32_t svc_id_alloc(struct xm_lbmap *m, bool external)
+{
+	uint32_t lo = external ? 1 : XM_MAX_EXT_SVC_IDS, span = (external ? XM_MAX_EXT_SVC_IDS : XM_MAX_SVC_IDS) - lo;
+	uint32_t *next = external ? &m->next_ext_svc_id : &m->next_svc_id;
 
-		if (id && !m->svc_id_used[id]) {
+	for (uint32_t tries = 0; tries < span; tries++) {
+		uint32_t id = lo + (*next - lo) % span;
+
+		*next = id + 1;
+		if (!m->svc_id_used[id]) {
 			m->svc_id_used[id] = 1;
 			return id;
 		}
@@ -508,6 +520,7 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 	struct xm_outlier_cfg ocfg;
 	struct xm_svc_value v;
 	uint32_t *ids, n = 0, i;
+	bool reid = false;
 	int err = 0;
 
 	*changed = false;
@@ -530,7 +543,9 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 		err = -E2BIG;
 		goto fail;
 	}
-	if (svc_unchanged(old, s, ids, n)) {
+	/* An id outside the port's range (pinned by a version before the ranges): this apply moves it. */
+	reid = old && !svc_id_in_range(old->value.svc_id, s->flags & XM_SVC_F_EXTERNAL);
+	if (!reid && svc_unchanged(old, s, ids, n)) {
 		*out = *old;
 		old->ids = NULL;
 		free(ids);
@@ -540,15 +555,17 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 	memset(&v, 0, sizeof(v));
 	v.algo = s->algo;
 	v.flags = svc_flags(s);
-	v.svc_id = old ? old->value.svc_id : svc_id_alloc(m);
+	v.svc_id = old && !reid ? old->value.svc_id : svc_id_alloc(m, s->flags & XM_SVC_F_EXTERNAL);
 	if (!v.svc_id) {
+		if (s->flags & XM_SVC_F_EXTERNAL)
+			log_error("at most %d external VIP ports", XM_MAX_EXT_SVC_IDS - 1);
 		err = -ENOSPC;
 		goto fail;
 	}
 	outlier_cfg_of(s, n, &ocfg);
 	/* The policy is in place before the service starts pointing selection at it. */
 	if (s->outlier_on) {
-		outlier_reconcile(m, v.svc_id, old, ids, n);
+		outlier_reconcile(m, v.svc_id, reid ? NULL : old, ids, n);
 		if (bpf_map_update_elem(m->fds.outlier_cfg, &v.svc_id, &ocfg, BPF_ANY) < 0) {
 			err = -errno;
 			goto fail_id;
@@ -577,6 +594,13 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 		gc_table(m, &old->value, deadline);
 	if (!s->outlier_on && old && (old->value.flags & XM_SVC_F_OUTLIER))
 		outlier_forget(m, v.svc_id);
+	if (reid) {
+		if (old->value.flags & XM_SVC_F_OUTLIER)
+			outlier_forget(m, old->value.svc_id);
+		m->svc_id_used[old->value.svc_id] = 0;
+		log_info("service %s/%s: id %u -> %u (external VIP ports take ids below %d)", s->ns, s->name,
+			 old->value.svc_id, v.svc_id, XM_MAX_EXT_SVC_IDS);
+	}
 	out->key = s->key;
 	out->value = v;
 	out->ids = ids;
@@ -587,7 +611,7 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 	return 0;
 
 fail_id:
-	if (!old && v.svc_id)
+	if ((!old || reid) && v.svc_id)
 		m->svc_id_used[v.svc_id] = 0;
 fail : {
 	char k[80];
@@ -775,8 +799,8 @@ static int adopt_services(struct xm_lbmap *m)
 		m->svcs[m->n_svcs].value = v;
 		m->n_svcs++;
 		m->svc_id_used[v.svc_id] = 1;
-		if (v.svc_id >= m->next_svc_id)
-			m->next_svc_id = v.svc_id + 1;
+		if (v.svc_id < XM_MAX_EXT_SVC_IDS ? v.svc_id >= m->next_ext_svc_id : v.svc_id >= m->next_svc_id)
+			*(v.svc_id < XM_MAX_EXT_SVC_IDS ? &m->next_ext_svc_id : &m->next_svc_id) = v.svc_id + 1;
 		if (v.table_id >= m->next_table_id)
 			m->next_table_id = v.table_id + 1;
 	}
@@ -803,7 +827,8 @@ struct xm_lbmap *lbmap_open(const struct xm_map_fds *fds)
 	for (i = 0; i < XM_MAX_BACKENDS; i++)
 		m->backends[i].next = -1;
 	m->next_backend_id = 1;
-	m->next_svc_id = 1;
+	m->next_svc_id = XM_MAX_EXT_SVC_IDS;
+	m->next_ext_svc_id = 1;
 	m->next_table_id = 1;
 	maglev_btf_init(m);
 	if (adopt_backends(m) || adopt_services(m))

@@ -51,8 +51,8 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XM_MAX_SVC_IDS);
-	__type(key, __u32); /* svc_id */
+	__uint(max_entries, XM_MAX_EXT_SVC_IDS); /* external VIP ports' ids are below it (48 B x 4096 per CPU) */
+	__type(key, __u32);			 /* svc_id */
 	__type(value, struct xm_xdp_vip_counters);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_xdp_vip_stats SEC(".maps");

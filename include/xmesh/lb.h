@@ -14,8 +14,11 @@
 #define XM_PROTO_TCP 6
 #define XM_PROTO_UDP 17
 
-#define XM_MAX_SERVICES	       65536  /* service ports (VIP:port:proto) */
-#define XM_MAX_SVC_IDS	       65536  /* stable per-service-port ids, index of per-service arrays */
+#define XM_MAX_SERVICES 65536 /* service ports (VIP:port:proto) */
+#define XM_MAX_SVC_IDS	65536 /* stable per-service-port ids, index of per-service arrays */
+/* External VIP ports (XDP) take ids in [1, XM_MAX_EXT_SVC_IDS), the others above: the per-VIP XDP counters
+ * (per CPU) are indexed by id and need only this many entries. */
+#define XM_MAX_EXT_SVC_IDS     4096
 #define XM_MAX_BACKENDS	       65536  /* backend ids are 1..XM_MAX_BACKENDS-1; 0 means "none" */
 #define XM_MAX_SLOTS	       262144 /* backend-list slots over all services, two generations */
 #define XM_MAX_MAGLEV_TABLES   4096   /* consistent-hash services, two generations */

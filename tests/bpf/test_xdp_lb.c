@@ -993,3 +993,53 @@ Test(xdp_lb, bpftool_dump_of_conntrack_has_named_fields)
 		      strstr(buf, "\"node_addr\""),
 		  "bpftool output lacks named fields:\n%s", buf);
 }
+
+static struct xm_svc_value published(const char *vip, uint16_t port)
+{
+	struct xm_svc_value v;
+	struct xm_svc_key key;
+
+	memset(&key, 0, sizeof(key));
+	inet_pton(AF_INET, vip, key.vip.bytes);
+	key.port = htons(port);
+	key.proto = 6;
+	key.family = XM_FAMILY_V4;
+	cr_assert_eq(bpf_map_lookup_elem(xfx.fds.services, &key, &v), 0, "service %s:%u not published", vip, port);
+	return v;
+}
+
+/*
+ * External VIP ports take ids below XM_MAX_EXT_SVC_IDS (the per-VIP counters have only that many
+ * entries). A service pinned with an id outside its range by an earlier version is adopted, then moved
+ * into the range by the next apply, and counts from there.
+ */
+Test(xdp_lb, external_ports_take_low_ids_and_old_ids_move)
+{
+	const struct xfx_backend b = { POD4, 8080, true, true, NULL };
+	struct xm_svc_value v;
+	struct xm_svc_key key;
+	uint32_t moved;
+
+	xfx_publish(VIP4, 80, 6, &b, 1);
+	v = published(VIP4, 80);
+	cr_assert(v.svc_id > 0 && v.svc_id < XM_MAX_EXT_SVC_IDS, "external port got id %u", v.svc_id);
+
+	/* What an earlier version left: the same service under a high id. The agent restarts (adopts). */
+	memset(&key, 0, sizeof(key));
+	inet_pton(AF_INET, VIP4, key.vip.bytes);
+	key.port = htons(80);
+	key.proto = 6;
+	key.family = XM_FAMILY_V4;
+	v.svc_id = 5000;
+	cr_assert_eq(bpf_map_update_elem(xfx.fds.services, &key, &v, BPF_ANY), 0);
+	lbmap_free(xfx.lbmap);
+	xfx.lbmap = lbmap_open(&xfx.fds);
+	cr_assert(xfx.lbmap);
+	cr_assert_eq(published(VIP4, 80).svc_id, 5000, "adoption changed the id");
+
+	xfx_publish(VIP4, 80, 6, &b, 1); /* the next apply, same config */
+	moved = published(VIP4, 80).svc_id;
+	cr_assert(moved > 0 && moved < XM_MAX_EXT_SVC_IDS, "id %u not moved into the external range", moved);
+	cr_assert_eq(backend_of(VIP4, 30000, 0x02), 11);
+	cr_assert_eq(vip_counters(VIP4, 80).packets[XM_VIP_NEW_FLOW], 1, "the moved id does not count");
+}
