@@ -283,7 +283,7 @@ static __always_inline void xm_backend_conns_add(__u32 backend_id, __s64 delta)
 		__sync_fetch_and_add(&c->active, delta);
 }
 
-/* This CPU's Istio TCP counters for the connection's (client, service port, backend). */
+/* The Istio TCP counters of the connection's (client, service port, backend), created on first use. */
 static __always_inline struct xm_conn_metrics *xm_conn_metrics_of(struct bpf_sock_ops *skops,
 								  const struct xm_sock_state *st)
 {
@@ -367,7 +367,7 @@ int xm_sockops(struct bpf_sock_ops *skops)
 			struct xm_conn_metrics *m = xm_conn_metrics_of(skops, st);
 
 			if (m) {
-				m->opened++;
+				__sync_fetch_and_add(&m->opened, 1);
 				st->flags |= XM_SOCK_F_OPENED;
 			}
 			xm_outlier_success(st->svc_id, st->backend_id);
@@ -397,10 +397,11 @@ int xm_sockops(struct bpf_sock_ops *skops)
 
 			st->flags &= ~XM_SOCK_F_OPENED;
 			if (m) {
-				m->closed++;
-				m->sent_bytes += xm_app_bytes(skops->bytes_acked, 1 + xm_fin_acked(skops->args[0]));
-				m->received_bytes +=
-				    xm_app_bytes(skops->bytes_received, xm_fin_received(skops->args[0]));
+				__sync_fetch_and_add(&m->closed, 1);
+				__sync_fetch_and_add(
+				    &m->sent_bytes, xm_app_bytes(skops->bytes_acked, 1 + xm_fin_acked(skops->args[0])));
+				__sync_fetch_and_add(&m->received_bytes, xm_app_bytes(skops->bytes_received,
+										      xm_fin_received(skops->args[0])));
 			}
 		}
 		if (st->flags & XM_SOCK_F_COUNTED)

@@ -185,13 +185,13 @@ static void collect_socket_series(const struct xm_agent *a, int map_fd, struct s
 
 	for (i = 0; i < n; i++) {
 		const struct xm_conn_metrics_key *ck = (const void *)(keys + i * sizeof(*ck));
-		uint64_t sums[4];
+		struct xm_conn_metrics c;
 
-		if (percpu_lookup_sum(map_fd, ck, 4, sums))
+		if (bpf_map_lookup_elem(map_fd, ck, &c))
 			continue;
 		/* xm_conn_metrics counts from the client's side: its sent bytes are the request's. */
 		add_series(a, set, ck->svc_id, ck->backend_id, identities_find(&a->identities, &ck->client, ck->family),
-			   TCP_FROM_SOCKETS, (const uint64_t[4]){ sums[0], sums[1], sums[3], sums[2] });
+			   TCP_FROM_SOCKETS, (const uint64_t[4]){ c.opened, c.closed, c.received_bytes, c.sent_bytes });
 	}
 	free(keys);
 }

@@ -11,7 +11,7 @@
 
 /*
  * For a per-CPU map (PERCPU_ARRAY, PERCPU_HASH, LRU_PERCPU_HASH) whose value is n_fields __u64 counters
- * (struct xm_counter, struct xm_conn_metrics …): sums[f] = Σ over possible CPUs of field f at key.
+ * (struct xm_counter, struct xm_xdp_vip_counters …): sums[f] = Σ over possible CPUs of field f at key.
  * Returns 0, -ENOENT when the key is absent, or another negative errno; sums is untouched on error.
  */
 int percpu_lookup_sum(int map_fd, const void *key, size_t n_fields, uint64_t *sums);

@@ -96,8 +96,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_sock_stats SEC(".maps");
 
+/*
+ * Istio's TCP counters per (client, service port, backend). Shared, not per CPU: they change twice per
+ * connection (established, closed; atomic adds), never per packet, and a per-CPU LRU hash of this size
+ * held 2 MiB per possible CPU.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct xm_conn_metrics_key);
 	__type(value, struct xm_conn_metrics);

@@ -58,7 +58,7 @@ Test(metrics_sock_lb, percpu_sums_every_cpu)
 	close(fd);
 }
 
-/* A multi-field value in a per-CPU hash, as xm_conn_metrics (LRU_PERCPU_HASH of four __u64) holds. */
+/* A multi-field value (four __u64) in a per-CPU LRU hash. */
 Test(metrics_sock_lb, percpu_hash_multi_field)
 {
 	struct xm_conn_metrics_key key = { .svc_id = 7, .backend_id = 9, .family = XM_FAMILY_V4 }, absent = key;
