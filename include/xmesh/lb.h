@@ -127,7 +127,8 @@ XM_STATIC_ASSERT(__builtin_offsetof(struct xm_sock_state, svc_id) == 24, "xm_soc
 
 /*
  * xm_conn_metrics: Istio's TCP metrics counted in the kernel, per (client address, service port,
- * backend), LRU per-CPU hash (a long-gone client's counters may be evicted under pressure).
+ * backend), a shared LRU hash updated with atomic adds at establishment and close (a long-gone client's
+ * counters may be evicted under pressure).
  */
 struct xm_conn_metrics_key {
 	union xm_addr client; /* the connecting socket's source address */
