@@ -13,6 +13,8 @@
 #include "config/fields.h"
 #include "config/objects.h"
 
+#include <xmesh/lb.h>
+
 #define NO_NS SIZE_MAX
 
 struct kind_layout {
@@ -343,6 +345,31 @@ static void check_service_ports(const struct xm_config *cfg, struct xm_diags *di
 	}
 }
 
+/*
+ * External VIP ports (each external or load-balancer IP × each TCP/UDP port) take service ids below
+ * XM_MAX_EXT_SVC_IDS, the index of the XDP per-VIP counters: a config with more cannot be served whole.
+ * Reported at the Service that crosses the limit.
+ */
+static void check_external_vip_ports(const struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
+{
+	size_t total = 0;
+
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		const struct xm_service *svc = &cfg->services[i];
+		size_t ports = 0;
+
+		for (size_t p = 0; p < svc->n_ports; p++)
+			ports += svc->ports[p].proto == XM_PROTO_TCP || svc->ports[p].proto == XM_PROTO_UDP;
+		if (total < XM_MAX_EXT_SVC_IDS && total + svc->n_external_ips * ports >= XM_MAX_EXT_SVC_IDS)
+			report(
+			    diags, n_errors, &svc->loc,
+			    "service %s/%s: its external IPs bring the external VIP ports (IP x port) of the config to "
+			    "%zu, more than the %d that XDP can serve",
+			    svc->ns, svc->name, total + svc->n_external_ips * ports, XM_MAX_EXT_SVC_IDS - 1);
+		total += svc->n_external_ips * ports;
+	}
+}
+
 void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
 	sort_and_dedup(cfg->services, &cfg->n_services, &service_layout, diags, n_errors);
@@ -352,4 +379,5 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, diags, n_errors);
 	resolve_hosts(cfg, diags, n_errors);
 	check_service_ports(cfg, diags, n_errors);
+	check_external_vip_ports(cfg, diags, n_errors);
 }

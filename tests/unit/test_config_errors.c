@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Config reader errors: each at the exact file:line:col of the offending node, naming the object. */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "config/model.h"
 #include "test_config.h"
@@ -237,4 +241,61 @@ Test(config_errors, object_shapes)
 	cr_expect_eq(diags.n, 5);
 	unlink(path);
 	free(path);
+}
+
+/*
+ * A config file with Services whose external IPs x ports add up to `total_ports` external VIP ports: the
+ * first Service carries 1,000 IPs x 2 ports, a second one the rest (even), in a temporary file.
+ */
+static const char *write_external_vips(char *path, size_t total_ports)
+{
+	size_t first = total_ports < 2000 ? total_ports / 2 : 1000, second = total_ports / 2 - first;
+	size_t counts[2] = { first, second };
+	int fd;
+	FILE *f;
+
+	snprintf(path, 64, "/tmp/xmesh-ext-vips-XXXXXX");
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	f = fdopen(fd, "w");
+	cr_assert_not_null(f);
+	for (int s = 0; s < 2; s++) {
+		if (!counts[s])
+			continue;
+		fprintf(f,
+			"---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web%d\n  namespace: default\nspec:\n"
+			"  clusterIP: 10.96.0.%d\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n"
+			"  - name: https\n    port: 443\n    targetPort: 8443\n  externalIPs:\n",
+			s, 50 + s);
+		for (size_t i = 0; i < counts[s]; i++)
+			fprintf(f, "  - 10.%d.%zu.%zu\n", 98 + s, i / 250, 1 + i % 250);
+	}
+	fclose(f);
+	return path;
+}
+
+Test(config_errors, external_vip_ports_over_the_xdp_limit)
+{
+	char path[64];
+	const char *paths[1] = { write_external_vips(path, 4200) };
+	int r = config_load(paths, 1, &cfg, &diags);
+
+	unlink(path);
+	cr_assert_eq(r, -EINVAL, "config_load returned %d", r);
+	cr_assert_eq(diags.n, 1, "%zu diagnostics", diags.n);
+	cr_assert(strstr(diags.items[0].msg, "service default/web1: its external IPs bring the external VIP ports") &&
+		      strstr(diags.items[0].msg, "to 4200, more than the 4095"),
+		  "%s", diags.items[0].msg);
+}
+
+Test(config_errors, external_vip_ports_at_the_xdp_limit)
+{
+	char path[64];
+	const char *paths[1] = { write_external_vips(path, 4094) };
+	int r = config_load(paths, 1, &cfg, &diags);
+
+	unlink(path);
+	if (diags.n)
+		dump_diags(&diags);
+	cr_assert_eq(r, 0, "config_load returned %d", r);
 }
