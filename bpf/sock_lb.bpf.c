@@ -5,6 +5,7 @@
  * connection counts for LEAST_REQUEST.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -319,9 +320,36 @@ static __always_inline __u64 xm_fin_acked(__u64 old_state)
 	return old_state == BPF_TCP_FIN_WAIT2 || old_state == BPF_TCP_LAST_ACK || old_state == BPF_TCP_CLOSING;
 }
 
-static __always_inline __u64 xm_fin_received(__u64 old_state)
+/* struct sock's flags: sk_flags until 6.x moved them into sock_common as skc_flags (CO-RE picks). */
+struct sock___flags_in_sock {
+	unsigned long sk_flags;
+} __attribute__((preserve_access_index));
+
+struct sock_common___flags_in_common {
+	unsigned long skc_flags;
+} __attribute__((preserve_access_index));
+
+static __always_inline unsigned long xm_sk_flags(struct sock *sk)
 {
-	return xm_fin_acked(old_state) || old_state == BPF_TCP_CLOSE_WAIT;
+	if (bpf_core_field_exists(((struct sock___flags_in_sock *)0)->sk_flags))
+		return ((struct sock___flags_in_sock *)sk)->sk_flags;
+	return ((struct sock_common___flags_in_common *)sk)->skc_flags;
+}
+
+/*
+ * Whether the peer's FIN (one sequence number in bytes_received) arrived before the close: tcp_fin() marks
+ * the socket SOCK_DONE. The old state alone cannot tell: an orphaned socket whose own FIN was acked leaves
+ * FIN_WAIT2 for a timewait socket before the peer's FIN comes (and sk_shutdown is set by close() too). The
+ * state is the fallback where the socket cannot be read.
+ */
+static __always_inline __u64 xm_fin_received(struct bpf_sock_ops *skops, __u64 old_state)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+
+	if (tp)
+		return (xm_sk_flags(&tp->inet_conn.icsk_inet.sk) >> SOCK_DONE) & 1;
+	return old_state == BPF_TCP_LAST_ACK || old_state == BPF_TCP_CLOSING || old_state == BPF_TCP_CLOSE_WAIT;
 }
 
 static __always_inline __u64 xm_app_bytes(__u64 seq_bytes, __u64 control)
@@ -400,8 +428,9 @@ int xm_sockops(struct bpf_sock_ops *skops)
 				__sync_fetch_and_add(&m->closed, 1);
 				__sync_fetch_and_add(
 				    &m->sent_bytes, xm_app_bytes(skops->bytes_acked, 1 + xm_fin_acked(skops->args[0])));
-				__sync_fetch_and_add(&m->received_bytes, xm_app_bytes(skops->bytes_received,
-										      xm_fin_received(skops->args[0])));
+				__sync_fetch_and_add(
+				    &m->received_bytes,
+				    xm_app_bytes(skops->bytes_received, xm_fin_received(skops, skops->args[0])));
 			}
 		}
 		if (st->flags & XM_SOCK_F_COUNTED)

@@ -263,29 +263,23 @@ Test(sock_lb, removed_backend_gets_no_new_connections_and_old_list_is_collected)
 	cr_assert_eq(slots, 2, "%d slots left in xm_slots, want the 2 of the current list", slots);
 }
 
-/* Istio's TCP metrics per (client, service port, backend), summed over CPUs. */
+/* Istio's TCP metrics per (client, service port, backend), summed over the keys. */
 static struct xm_conn_metrics conn_metrics_sum(void)
 {
 	struct xm_conn_metrics_key k, next;
-	struct xm_conn_metrics sum = { 0 }, *per_cpu;
-	int ncpu = libbpf_num_possible_cpus(), c;
+	struct xm_conn_metrics sum = { 0 }, v;
 	void *prev = NULL;
 
-	per_cpu = calloc((size_t)ncpu, sizeof(*per_cpu));
-	cr_assert(per_cpu);
 	while (bpf_map_get_next_key(fx.fds.conn_metrics, prev, &next) == 0) {
 		k = next;
 		prev = &k;
-		if (bpf_map_lookup_elem(fx.fds.conn_metrics, &k, per_cpu))
+		if (bpf_map_lookup_elem(fx.fds.conn_metrics, &k, &v))
 			continue;
-		for (c = 0; c < ncpu; c++) {
-			sum.opened += per_cpu[c].opened;
-			sum.closed += per_cpu[c].closed;
-			sum.sent_bytes += per_cpu[c].sent_bytes;
-			sum.received_bytes += per_cpu[c].received_bytes;
-		}
+		sum.opened += v.opened;
+		sum.closed += v.closed;
+		sum.sent_bytes += v.sent_bytes;
+		sum.received_bytes += v.received_bytes;
 	}
-	free(per_cpu);
 	return sum;
 }
 
@@ -309,6 +303,13 @@ Test(sock_lb, tcp_metrics_count_connections_and_bytes)
 		cr_assert_eq(write(s, buf, 500), 500);
 		cr_assert_eq(recv(c, buf, 500, MSG_WAITALL), 500);
 		close(c);
+		/*
+		 * The last one: the server closes only after the client's FIN was acked. The orphaned client
+		 * then closes from FIN_WAIT2 without the server's FIN, which bytes_received must not lose a
+		 * byte for.
+		 */
+		if (i == 2)
+			usleep(100000);
 		close(s);
 	}
 	for (ms = 0; ms < 3000; ms += 10) {
