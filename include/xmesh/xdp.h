@@ -90,6 +90,8 @@ struct xm_xdp_tcp_metrics {
 };
 XM_STATIC_ASSERT(sizeof(struct xm_xdp_tcp_metrics) == 40, "xm_xdp_tcp_metrics size");
 #define XM_XDP_TCP_COUNTERS_LEN 32 /* the per-CPU counters: the leading bytes, summed over CPUs */
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_xdp_tcp_metrics, svc_id) == XM_XDP_TCP_COUNTERS_LEN,
+		 "xm_xdp_tcp_metrics: the counters lead, the owner follows");
 
 /* First probe position of a (service port, backend) pair in xm_xdp_tcp_counters. */
 static inline __u32 xm_xdp_tcp_slot(__u32 svc_id, __u32 backend_id)

@@ -23,6 +23,8 @@ out="$XMT_TMP/out"
 # What an earlier version left: the connection table with a 44-byte value (before the handshake state),
 # and xm_backends (the socket LB's object) with a 32-byte value.
 pin="$XMT_PIN-a"
+XMX_PINS+=("$pin") # removed on exit even if the agent never starts
+XMX_NS+=("${XMT_P}node")
 mkdir -p "$pin"
 bpftool map create "$pin/xm_ct" type lru_hash key 40 value 44 entries 1024 name xm_ct ||
 	xmt_fail "bpftool map create xm_ct"
