@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datapath/pins.h"
 #include "lb/hash.h"
 #include "skel/xdp_lb.skel.h"
 #include "xdp_fixture.h"
@@ -978,7 +979,8 @@ Test(xdp_lb, bpftool_dump_of_conntrack_has_named_fields)
 	publish_golden_services();
 	backend_of(VIP4, 42000, 0x02);
 	snprintf(dir, sizeof(dir), "/sys/fs/bpf/xmx-bpftest-%d", getpid());
-	cr_assert(mkdir(dir, 0700) == 0 || errno == EEXIST, "mkdir %s: %s", dir, strerror(errno));
+	/* pins_prepare mounts bpffs first: on a freshly booted machine nothing has mounted it yet. */
+	cr_assert_eq(pins_prepare(dir), 0, "pins_prepare %s", dir);
 	snprintf(pin, sizeof(pin), "%s/xm_ct", dir);
 	cr_assert_eq(bpf_obj_pin(bpf_map__fd(xfx.skel->maps.xm_ct), pin), 0, "pin: %s", strerror(errno));
 	snprintf(cmd, sizeof(cmd), "bpftool map dump pinned %s 2>&1", pin);
@@ -988,6 +990,8 @@ Test(xdp_lb, bpftool_dump_of_conntrack_has_named_fields)
 		pclose(f);
 	buf[n] = '\0';
 	unlink(pin);
+	snprintf(pin, sizeof(pin), "%s/%s", dir, XM_LINKS_SUBDIR);
+	rmdir(pin);
 	rmdir(dir);
 	cr_assert(strstr(buf, "\"saddr\"") && strstr(buf, "\"sport\"") && strstr(buf, "\"backend_id\"") &&
 		      strstr(buf, "\"node_addr\""),
