@@ -214,7 +214,8 @@ static void publish(struct xdp_lb *lb, struct xm_lbmap **lbmap_out, struct xm_sv
 	if (lbmap_apply(m, &st, 0, &stats))
 		die("lbmap_apply failed");
 	/* As the agent does: the hit case's request bytes are counted, as in production. */
-	if (tcp_counters_sync(bpf_map__fd(lb->maps.xm_xdp_tcp_counters), m, &st, NULL))
+	lbmap_assign_ids(m, &st);
+	if (tcp_counters_sync(bpf_map__fd(lb->maps.xm_xdp_tcp_counters), &st, NULL))
 		die("tcp_counters_sync failed");
 	key[0] = svcs[0].key;
 	key[1] = svcs[1].key;

@@ -23,6 +23,7 @@ struct xm_lb_backend {
 	union xm_addr node_addr;	/* the node's InternalIP of the backend's family; zero if unknown */
 	char pod[64 + XM_NAME_MAX + 1]; /* "ns/name" from targetRef, "" when absent */
 	char node[XM_NAME_MAX];
+	uint32_t id; /* lbmap's backend id, assigned when the state is published; 0 before */
 };
 
 struct xm_lb_service {
@@ -30,6 +31,7 @@ struct xm_lb_service {
 	char name[XM_NAME_MAX];
 	char port_name[64];
 	struct xm_svc_key key; /* network order, as the datapath keys it */
+	uint32_t svc_id;       /* lbmap's id, assigned when the state is published; 0 before or if not served */
 	uint8_t algo;	       /* enum xm_lb_algo */
 	uint8_t flags;	       /* XM_SVC_F_* */
 	uint32_t maglev_size;  /* table size when algo is MAGLEV */

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/daemon.h"
 
-#include <arpa/inet.h>
-#include <bpf/bpf.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,14 +11,24 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "compile/snapshot.h"
 #include "config/model.h"
 #include "core/log.h"
+#include "core/loop.h"
 #include "core/strbuf.h"
 #include "core/watch.h"
-#include "lbmap/lbmap.h"
-#include "metrics/metrics.h"
-#include "outlier/events.h"
-#include "outlier/outlier.h"
+#include "daemon/agent.h"
+#include "datapath/datapath.h"
+#include "datapath/xdp.h"
+#include "metrics/registry.h"
+#include "metrics/thread.h"
+
+/* Initialised first to last, applied in this order, closed last to first (daemon/module.h). */
+static const struct xm_module *const module_order[XM_N_MODULES] = {
+	&xm_module_sock_lb, /* first: its maps are the ones the others load next to, and it assigns the ids */
+	&xm_module_sockmap,
+	&xm_module_xdp,
+};
 
 static uint64_t now_ms(void)
 {
@@ -30,134 +38,115 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+const struct xm_agent_opts *daemon_opts(const struct xm_agent *a)
+{
+	return &a->opts;
+}
+
+struct xm_loop *daemon_loop(const struct xm_agent *a)
+{
+	return a->loop;
+}
+
+const struct xm_snapshot *daemon_snapshot(const struct xm_agent *a)
+{
+	return a->snap;
+}
+
+struct xm_snapshot *daemon_snapshot_acquire(struct xm_agent *a)
+{
+	struct xm_snapshot *s;
+
+	pthread_mutex_lock(&a->snap_lock);
+	s = snapshot_get(a->snap);
+	pthread_mutex_unlock(&a->snap_lock);
+	return s;
+}
+
+/* Readers that hold the old snapshot keep it until they put it; the control loop lets go of it here. */
+static void publish_snapshot(struct xm_agent *a, struct xm_snapshot *next)
+{
+	struct xm_snapshot *old;
+
+	pthread_mutex_lock(&a->snap_lock);
+	old = a->snap;
+	a->snap = next;
+	pthread_mutex_unlock(&a->snap_lock);
+	snapshot_put(old);
+}
+
+static void log_diags(const struct xm_diags *diags)
+{
+	for (size_t i = 0; i < diags->n; i++)
+		log_error("config: %s:%d:%d: %s", diags->items[i].loc.file ? diags->items[i].loc.file : "?",
+			  diags->items[i].loc.line, diags->items[i].loc.col, diags->items[i].msg);
+}
+
+/* Every module serves next, in the daemon's order. Returns how many modules kept part of the old state. */
+static int apply_modules(struct xm_agent *a, struct xm_snapshot *next)
+{
+	int failed = 0;
+	size_t i;
+
+	/* Additions that must be in place before anything is published (XDP's VIP pre-filter). */
+	for (i = 0; i < a->n_inited; i++)
+		if (a->states[i] && a->modules[i]->prepare && a->modules[i]->prepare(a->states[i], next))
+			log_warn("%s: not prepared for the new config", a->modules[i]->name);
+	for (i = 0; i < a->n_inited; i++) {
+		if (!a->states[i] || !a->modules[i]->apply || !a->modules[i]->apply(a->states[i], next))
+			continue;
+		failed++;
+		log_warn("%s: the new config is only partly applied", a->modules[i]->name);
+	}
+	return failed;
+}
+
 /*
- * Load, validate, compile, publish. A config with any error changes nothing: the datapath keeps
- * serving the last good one.
+ * Load, validate, compile, apply. A config with any error changes nothing: the datapath keeps serving the
+ * last good one.
  */
 static void agent_reload(struct xm_agent *a, const char *why)
 {
 	struct xm_compile_opts copts = { .node_name = a->opts.node_name, .maglev_size = a->opts.maglev_size };
 	struct xm_config cfg = { 0 };
 	struct xm_diags diags = { 0 };
-	struct xm_lbmap_stats stats;
-	struct xm_lb_state next;
-	size_t i;
-	int err;
+	struct xm_snapshot *next = NULL;
+	int err, failed;
 
 	a->last_apply = time(NULL);
 	err = config_load(a->opts.config_paths, a->opts.n_config_paths, &cfg, &diags);
 	if (err) {
-		for (i = 0; i < diags.n; i++)
-			log_error("config: %s:%d:%d: %s", diags.items[i].loc.file ? diags.items[i].loc.file : "?",
-				  diags.items[i].loc.line, diags.items[i].loc.col, diags.items[i].msg);
+		log_diags(&diags);
 		snprintf(a->last_error, sizeof(a->last_error), "%zu config error(s), first: %s", diags.n,
 			 diags.n ? diags.items[0].msg : strerror(-err));
 		log_error("config rejected (%s): %zu error(s); still serving the previous config", why, diags.n);
 		a->applies_failed++;
 		goto out;
 	}
-	err = compile_lb(&cfg, &copts, &next);
-	if (err) {
+	next = snapshot_build(&cfg, &copts, &err);
+	if (!next) {
 		snprintf(a->last_error, sizeof(a->last_error), "compile: %s", strerror(-err));
 		log_error("config rejected (%s): compile: %s", why, strerror(-err));
 		a->applies_failed++;
 		goto out;
 	}
-	/* New VIPs pass the pre-filter before they are published. */
-	if (a->xdp.skel)
-		xdp_datapath_sync(&a->xdp, a->lbmap, &next, true);
-	err = lbmap_apply(a->lbmap, &next, now_ms(), &stats);
-	if (a->xdp.skel && xdp_datapath_sync(&a->xdp, a->lbmap, &next, false))
-		log_warn("xdp: reverse-NAT table not fully updated");
-	if (a->sockmap.skel && sockmap_sync_local_ips(&a->sockmap, &cfg, a->opts.node_name))
-		log_warn("sockmap: local addresses not fully published; affected peers use plain TCP");
-	lb_state_free(&a->served);
-	a->served = next;
+	next->generation = ++a->generation;
+	failed = apply_modules(a, next);
+	publish_snapshot(a, next);
 	a->have_config = true;
-	if (identities_build(&cfg, &a->identities))
-		log_warn("metrics: out of memory for pod identities; labels keep the previous ones");
-	if (err) {
-		snprintf(a->last_error, sizeof(a->last_error), "%u service port(s) kept their previous state",
-			 stats.errors);
+	if (failed) {
+		snprintf(a->last_error, sizeof(a->last_error), "%d module(s) kept part of their previous state",
+			 failed);
 		a->applies_failed++;
 	} else {
 		a->last_error[0] = '\0';
 		a->applies_ok++;
 	}
-	log_info("config applied (%s): %u service ports (%u changed, %u removed), %u backends%s", why, stats.services,
-		 stats.changed, stats.removed, stats.backends, err ? ", with errors" : "");
+	log_info("config applied (%s): generation %llu, %zu service ports%s", why, (unsigned long long)next->generation,
+		 next->lb.n_services, failed ? ", with errors" : "");
 out:
 	config_free(&cfg);
 	diags_free(&diags);
-}
-
-static void count_ejection(struct xm_agent *a, const struct xm_event *ev)
-{
-	struct xm_ejection_count *p;
-	size_t i;
-
-	for (i = 0; i < a->n_ejections; i++) {
-		p = &a->ejections[i];
-		if (p->svc_id == ev->svc_id && p->backend_id == ev->backend_id && p->reason == ev->reason) {
-			p->count++;
-			return;
-		}
-	}
-	p = realloc(a->ejections, (a->n_ejections + 1) * sizeof(*p));
-	if (!p)
-		return;
-	a->ejections = p;
-	a->ejections[a->n_ejections++] = (struct xm_ejection_count){ ev->svc_id, ev->backend_id, ev->reason, 1 };
-}
-
-/* "default/reviews 10.96.0.10:80/TCP" and "10.200.1.12:8080" for an event's ids. */
-static void describe_event(const struct xm_agent *a, const struct xm_event *ev, char *svc, size_t svc_len, char *be,
-			   size_t be_len)
-{
-	struct xm_svc_key key;
-	struct xm_backend b;
-	size_t i;
-
-	snprintf(svc, svc_len, "service id %u", ev->svc_id);
-	if (lbmap_svc_key(a->lbmap, ev->svc_id, &key)) {
-		char k[80];
-
-		lb_format_key(&key, k, sizeof(k));
-		snprintf(svc, svc_len, "%s", k);
-		for (i = 0; i < a->served.n_services; i++) {
-			const struct xm_lb_service *s = &a->served.services[i];
-
-			if (!memcmp(&s->key, &key, sizeof(key))) {
-				snprintf(svc, svc_len, "%s/%s %s", s->ns, s->name, k);
-				break;
-			}
-		}
-	}
-	snprintf(be, be_len, "backend %u", ev->backend_id);
-	if (lbmap_backend(a->lbmap, ev->backend_id, &b)) {
-		struct xm_lb_backend lb = { .addr = b.addr, .port = ntohs(b.port), .family = b.family };
-
-		lb_format_backend(&lb, be, be_len);
-	}
-}
-
-static void on_outlier_event(const struct xm_event *ev, void *ctx)
-{
-	struct xm_agent *a = ctx;
-	char svc[400], be[80];
-
-	describe_event(a, ev, svc, sizeof(svc), be, sizeof(be));
-	if (ev->type == XM_EV_EJECT) {
-		a->ejections_total++;
-		count_ejection(a, ev);
-		log_warn("outlier: ejected %s from %s: %s, for %llu ms (times ejected %llu)", be, svc,
-			 outlier_reason_name(ev->reason), (unsigned long long)ev->duration_ms,
-			 (unsigned long long)ev->times_ejected);
-	} else if (ev->type == XM_EV_RETURN) {
-		a->returns_total++;
-		log_info("outlier: %s returned to %s (times ejected %llu)", be, svc,
-			 (unsigned long long)ev->times_ejected);
-	}
 }
 
 static void on_config_change(void *ctx)
@@ -165,46 +154,16 @@ static void on_config_change(void *ctx)
 	agent_reload(ctx, "config changed");
 }
 
-/*
- * Ends expired ejections even where no connection selects the endpoint (selection also ends them, lazily).
- * The tick (500 ms) is at least as frequent as any interval Istio users set in practice (>= 1 s).
- */
-static void sweep_ejections(struct xm_agent *a)
-{
-	struct xm_map_fds fds;
-	size_t i, j;
-
-	datapath_map_fds(&a->dp, &fds);
-	for (i = 0; i < a->served.n_services; i++) {
-		const struct xm_lb_service *s = &a->served.services[i];
-		uint32_t svc_id = lbmap_svc_id(a->lbmap, &s->key);
-		struct xm_outlier_svc count = { 0 };
-
-		/* One lookup per service port: only those with an ejection in force have endpoints to check. */
-		if (!s->outlier_on || !svc_id || bpf_map_lookup_elem(fds.outlier_svc, &svc_id, &count) ||
-		    count.ejected <= 0)
-			continue;
-		for (j = 0; j < s->n_backends; j++) {
-			const struct xm_lb_backend *b = &s->backends[j];
-
-			if (b->ready)
-				outlier_sweep(fds.outlier, fds.outlier_report_prog, svc_id,
-					      lbmap_backend_id(a->lbmap, &b->addr, htons(b->port), b->family));
-		}
-	}
-}
-
-static void on_gc_tick(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+/* 500 ms: ejections that end without a connection to notice, garbage past its grace period, neighbours. */
+static void on_tick(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 {
 	struct xm_agent *a = ctx;
+	uint64_t now = now_ms();
 
 	(void)loop, (void)fd, (void)events;
-	lbmap_gc(a->lbmap, now_ms());
-	sweep_ejections(a);
-	if (a->xdp.skel && ++a->neigh_ticks >= XM_NEIGH_REFRESH_TICKS) {
-		a->neigh_ticks = 0;
-		xdp_datapath_neighbours(&a->served);
-	}
+	for (size_t i = 0; i < a->n_inited; i++)
+		if (a->states[i] && a->modules[i]->tick)
+			a->modules[i]->tick(a->states[i], a->snap, now);
 }
 
 static void on_signal(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
@@ -226,18 +185,45 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 {
 	struct xm_agent *a = ctx;
 
-	if (!strcmp(command, "status"))
+	if (!strcmp(command, "status")) {
 		daemon_render_status(a, false, out);
-	else if (!strcmp(command, "status json"))
+		return;
+	}
+	if (!strcmp(command, "status json")) {
 		daemon_render_status(a, true, out);
-	else if (!strncmp(command, "sockmap", 7) && (!command[7] || command[7] == ' '))
-		sockmap_admin(&a->sockmap, command[7] ? command + 8 : "", out);
-	else if (!strcmp(command, "reload")) {
+		return;
+	}
+	if (!strcmp(command, "reload")) {
 		agent_reload(a, "admin reload");
 		sb_printf(out, "%s\n", a->last_error[0] ? a->last_error : "ok");
-	} else
-		sb_printf(out, "error: unknown command \"%s\" (status, status json, reload, sockmap on|off|status)\n",
-			  command);
+		return;
+	}
+	for (size_t i = 0; i < a->n_inited; i++)
+		if (a->states[i] && a->modules[i]->admin && a->modules[i]->admin(a->states[i], command, out))
+			return;
+	sb_printf(out, "error: unknown command \"%s\" (status, status json, reload, sockmap on|off|status)\n", command);
+}
+
+/* The metrics thread: the daemon's own families, then each module's, all from one snapshot. */
+static void collect_metrics(struct xm_scrape *sc, void *ctx)
+{
+	static const char *const result[1] = { "result" };
+	const char *ok[1] = { "ok" }, *rejected[1] = { "rejected" };
+	struct xm_agent *a = ctx;
+	struct xm_scrape_family *f;
+	struct xm_snapshot *snap;
+
+	f = scrape_family(sc, "xmesh_config_applies_total", "counter", "Config applies, by result.");
+	scrape_u64(f, result, ok, 1, atomic_load(&a->applies_ok));
+	scrape_u64(f, result, rejected, 1, atomic_load(&a->applies_failed));
+	snap = daemon_snapshot_acquire(a);
+	if (!snap)
+		return;
+	/* n_inited and states are fixed before the metrics thread starts and until it stops. */
+	for (size_t i = 0; i < a->n_inited; i++)
+		if (a->states[i] && a->modules[i]->collect)
+			a->modules[i]->collect(a->states[i], snap, sc);
+	snapshot_put(snap);
 }
 
 static int setup_signals(struct xm_agent *a, int *sfd)
@@ -256,15 +242,42 @@ static int setup_signals(struct xm_agent *a, int *sfd)
 	return loop_add_fd(a->loop, *sfd, EPOLLIN, on_signal, a);
 }
 
+static int init_modules(struct xm_agent *a)
+{
+	for (size_t i = 0; i < XM_N_MODULES; i++) {
+		int err;
+
+		a->modules[i] = module_order[i];
+		err = a->modules[i]->init(a, &a->states[i]);
+		a->n_inited = i + 1;
+		if (err) {
+			a->states[i] = NULL;
+			log_error("%s: %s; stopping", a->modules[i]->name, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+static void close_modules(struct xm_agent *a)
+{
+	while (a->n_inited) {
+		size_t i = --a->n_inited;
+
+		if (a->states[i])
+			a->modules[i]->close(a->states[i]);
+		a->states[i] = NULL;
+	}
+}
+
 int daemon_run(const struct xm_agent_opts *opts)
 {
-	static struct xm_agent agent; /* large (bpffs paths); one per process */
+	static struct xm_agent agent; /* one per process */
 	struct xm_agent *a = &agent;
-	struct xm_map_fds fds;
 	int sfd = -1, rc = 1, err;
 
 	memset(a, 0, sizeof(*a));
-	a->dp.cgroup_fd = -1;
+	pthread_mutex_init(&a->snap_lock, NULL);
 	a->opts = *opts;
 	a->loop = loop_new();
 	if (!a->loop) {
@@ -276,59 +289,32 @@ int daemon_run(const struct xm_agent_opts *opts)
 		log_error("signals: %s", strerror(-err));
 		goto out;
 	}
-	if (datapath_open(&a->dp, opts->bpffs, opts->cgroup))
-		goto out;
-	/* --no-sockmap still loads it: programs a previous agent left must see the switch go off. */
-	a->sockmap.cgroup_fd = -1;
-	if (sockmap_open(&a->sockmap, opts->bpffs, opts->cgroup, !opts->no_sockmap, opts->sockmap_excl_ports,
-			 opts->n_sockmap_excl_ports)) {
-		if (!opts->no_sockmap)
-			goto out;
-		log_warn("sockmap: not loaded; same-node redirection stays off");
-	}
-	if (opts->n_ifaces && xdp_datapath_open(&a->xdp, opts->bpffs, opts->ifaces, opts->n_ifaces))
-		goto out;
-	datapath_map_fds(&a->dp, &fds);
-	a->lbmap = lbmap_open(&fds);
-	if (!a->lbmap)
-		goto out;
-	log_info("programs on cgroup %s: %d attached, %d adopted from %s", opts->cgroup, a->dp.n_attached,
-		 a->dp.n_adopted, opts->bpffs);
-
-	a->outlier_events = outlier_events_open(a->loop, fds.events, on_outlier_event, a);
-	if (!a->outlier_events)
+	if (init_modules(a))
 		goto out;
 	a->watch = watch_new(a->loop, opts->config_paths, opts->n_config_paths, on_config_change, a);
 	if (!a->watch)
 		goto out;
 	agent_reload(a, "start");
-	if (loop_add_timer(a->loop, 500, 500, on_gc_tick, a) < 0)
+	if (loop_add_timer(a->loop, 500, 500, on_tick, a) < 0)
 		goto out;
 	a->admin = admin_listen(a->loop, opts->admin_path, on_admin, a);
 	if (!a->admin)
 		goto out;
-	a->metrics = metrics_listen(a->loop, opts->metrics_addr, daemon_render_metrics, a);
+	a->metrics = metrics_thread_start(opts->metrics_addr, collect_metrics, a);
 	if (!a->metrics)
 		goto out;
 	log_info("metrics on http://%s/metrics", opts->metrics_addr);
 
-	metrics_set_ready(a->metrics, true);
+	metrics_thread_set_ready(a->metrics, true);
 	log_info("ready%s", a->have_config ? "" : " (config has errors: serving what the pinned maps held)");
 	err = loop_run(a->loop);
 	rc = err ? 1 : 0;
 out:
-	metrics_close(a->metrics);
+	metrics_thread_stop(a->metrics); /* first: it reads the modules' state */
 	admin_close(a->admin);
 	watch_free(a->watch);
-	identities_free(&a->identities);
-	outlier_events_close(a->outlier_events);
-	free(a->ejections);
-	lbmap_free(a->lbmap);
-	lb_state_free(&a->served);
-	sockmap_close(&a->sockmap);
-	xdp_datapath_close(&a->xdp);
-	if (a->dp.sock || a->dp.cgroup_fd >= 0)
-		datapath_close(&a->dp);
+	close_modules(a);
+	publish_snapshot(a, NULL);
 	if (opts->detach_on_exit) {
 		if (xdp_datapath_remove(opts->bpffs) == 0 && datapath_remove(opts->bpffs) == 0)
 			log_info("detached: removed links and maps under %s", opts->bpffs);
@@ -340,5 +326,6 @@ out:
 	loop_free(a->loop);
 	if (sfd >= 0)
 		close(sfd);
+	pthread_mutex_destroy(&a->snap_lock);
 	return rc;
 }

@@ -1,22 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The agent process: owns the control event loop and wires the modules together — datapath (BPF),
- * config (watch, load, validate), compile, lbmap (publish), admin (status). Later modules (metrics, L7,
- * mTLS) plug into the same loop.
+ * The agent process: the control event loop, the config pipeline (watch → load → validate → compile into
+ * an immutable snapshot → every module applies it), the admin socket, and the metrics listener on a thread
+ * of its own. The parts that touch the kernel are modules (daemon/module.h) in an order the daemon owns.
  */
 #ifndef XMESH_DAEMON_H
 #define XMESH_DAEMON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
-#include "compile/compile.h"
-#include "core/loop.h"
-#include "datapath/datapath.h"
-#include "daemon/identity.h"
-#include "datapath/sockmap.h"
-#include "datapath/xdp.h"
+#include <xmesh/sockmap.h>
+#include <xmesh/xdp.h>
 
 #define XM_MAX_CONFIG_PATHS 32
 
@@ -37,44 +33,19 @@ struct xm_agent_opts {
 	size_t n_sockmap_excl_ports;
 };
 
-struct xm_ejection_count {
-	uint32_t svc_id, backend_id, reason;
-	uint64_t count;
-};
-
-struct xm_agent {
-	struct xm_agent_opts opts;
-	struct xm_loop *loop;
-	struct xm_datapath dp;
-	struct xm_sockmap sockmap;
-	struct xm_xdp xdp; /* skel NULL without --iface */
-	struct xm_lbmap *lbmap;
-	struct xm_watch *watch;
-	struct xm_admin *admin;
-	struct xm_outlier_events *outlier_events;
-	struct xm_ejection_count *ejections; /* per (service port, endpoint, reason), for metrics */
-	size_t n_ejections;
-	uint64_t ejections_total, returns_total;
-	struct xm_lb_state served;	 /* what the maps serve now */
-	struct xm_identities identities; /* pod IPs of the served config, for metrics labels */
-	struct xm_metrics *metrics;
-	bool have_config; /* served came from a config that applied */
-	uint64_t applies_ok, applies_failed;
-	time_t last_apply; /* wall clock of the last attempt */
-	char last_error[1024];
-	unsigned neigh_ticks; /* GC ticks since the remote nodes' neighbours were last refreshed */
-};
-
-/* Remote nodes' neighbour entries are refreshed every 30 s (60 ticks of 500 ms): routes change. */
-#define XM_NEIGH_REFRESH_TICKS 60
+struct xm_agent;
+struct xm_loop;
+struct xm_snapshot;
 
 /* Runs the agent until SIGTERM/SIGINT. Returns the process exit code. */
 int daemon_run(const struct xm_agent_opts *opts);
 
-/* Renders `xmesh status` (text, or JSON when json is true). */
-struct strbuf;
-/* Renders the agent's metric families (a metrics source). */
-void daemon_render_metrics(struct strbuf *out, void *ctx);
-void daemon_render_status(const struct xm_agent *a, bool json, struct strbuf *out);
+/* What modules may ask of the daemon (daemon/module.h). */
+const struct xm_agent_opts *daemon_opts(const struct xm_agent *a);
+struct xm_loop *daemon_loop(const struct xm_agent *a);
+/* The snapshot in force, for the control loop (NULL before the first config applied); no reference taken. */
+const struct xm_snapshot *daemon_snapshot(const struct xm_agent *a);
+/* The snapshot in force with a reference (snapshot_put when done), from any thread; NULL before the first. */
+struct xm_snapshot *daemon_snapshot_acquire(struct xm_agent *a);
 
 #endif

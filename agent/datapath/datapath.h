@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 
+#include "datapath/map_fds.h"
+
 struct sock_lb;
 
 struct xm_datapath {
@@ -18,13 +20,6 @@ struct xm_datapath {
 	int cgroup_fd;
 	int n_attached; /* links made new */
 	int n_adopted;	/* links a previous agent left, now running our programs */
-};
-
-/* Fds of the maps that userspace reads and writes. */
-struct xm_map_fds {
-	int services, slots, backends, backend_conns, maglev, rr_state, sock_stats;
-	int outlier_cfg, outlier, outlier_svc, events, conn_metrics;
-	int outlier_report_prog; /* xm_outlier_report, run with BPF_PROG_TEST_RUN */
 };
 
 int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup);

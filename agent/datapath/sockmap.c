@@ -11,9 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config/model.h"
+#include "compile/local_addrs.h"
 #include "core/log.h"
-#include "core/strbuf.h"
 #include "datapath/pins.h"
 #include "skel/sockmap.skel.h"
 
@@ -359,115 +358,8 @@ int sockmap_get_enabled(const struct xm_sockmap *sm)
 	return cfg.enabled ? 1 : 0;
 }
 
-struct local_set {
-	struct xm_local_ip_key *keys;
-	__u32 *flags;
-	size_t n, cap;
-};
-
-static int key_cmp(const void *a, const void *b)
+int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *want)
 {
-	return memcmp(a, b, sizeof(struct xm_local_ip_key));
-}
-
-static int local_set_add(struct local_set *s, const struct xm_ip *ip, __u32 flags)
-{
-	struct xm_local_ip_key k;
-
-	if (ip->family != XM_FAMILY_V4 && ip->family != XM_FAMILY_V6)
-		return 0;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		struct xm_local_ip_key *keys = realloc(s->keys, cap * sizeof(*keys));
-		__u32 *fl;
-
-		if (!keys)
-			return -ENOMEM;
-		s->keys = keys;
-		fl = realloc(s->flags, cap * sizeof(*fl));
-		if (!fl)
-			return -ENOMEM;
-		s->flags = fl;
-		s->cap = cap;
-	}
-	memset(&k, 0, sizeof(k));
-	memcpy(k.addr.bytes, ip->bytes, ip->family == XM_FAMILY_V4 ? 4 : 16);
-	k.family = ip->family;
-	s->keys[s->n] = k;
-	s->flags[s->n] = flags;
-	s->n++;
-	return 0;
-}
-
-static bool local_set_has(const struct local_set *s, const struct xm_local_ip_key *k)
-{
-	return bsearch(k, s->keys, s->n, sizeof(*k), key_cmp) != NULL;
-}
-
-static int collect_local(const struct xm_config *cfg, const char *node, struct local_set *s)
-{
-	size_t i, j, k;
-	int err = 0;
-
-	for (i = 0; !err && i < cfg->n_pods; i++) {
-		if (strcmp(cfg->pods[i].node_name, node))
-			continue;
-		for (j = 0; !err && j < cfg->pods[i].n_ips; j++)
-			err = local_set_add(s, &cfg->pods[i].ips[j], XM_LOCAL_IP_POD);
-	}
-	for (i = 0; !err && i < cfg->n_slices; i++) {
-		const struct xm_endpoint_slice *sl = &cfg->slices[i];
-
-		for (j = 0; !err && j < sl->n_endpoints; j++) {
-			if (strcmp(sl->endpoints[j].node_name, node))
-				continue;
-			for (k = 0; !err && k < sl->endpoints[j].n_addrs; k++)
-				err = local_set_add(s, &sl->endpoints[j].addrs[k], XM_LOCAL_IP_ENDPOINT);
-		}
-	}
-	for (i = 0; !err && i < cfg->n_nodes; i++) {
-		if (strcmp(cfg->nodes[i].name, node))
-			continue;
-		for (j = 0; !err && j < cfg->nodes[i].n_internal_ips; j++)
-			err = local_set_add(s, &cfg->nodes[i].internal_ips[j], XM_LOCAL_IP_NODE);
-	}
-	return err;
-}
-
-/* Sorts and merges duplicates (an address that is both a pod IP and an endpoint keeps both flags). */
-static void local_set_normalize(struct local_set *s)
-{
-	size_t i, out = 0;
-
-	/* Sort keys and flags together: sort indices through a temporary array of pairs. */
-	struct pair {
-		struct xm_local_ip_key k;
-		__u32 f;
-	} *p = malloc(s->n * sizeof(*p) + 1);
-
-	if (!p)
-		return;
-	for (i = 0; i < s->n; i++) {
-		p[i].k = s->keys[i];
-		p[i].f = s->flags[i];
-	}
-	qsort(p, s->n, sizeof(*p), key_cmp);
-	for (i = 0; i < s->n; i++) {
-		if (out && !key_cmp(&p[i].k, &s->keys[out - 1])) {
-			s->flags[out - 1] |= p[i].f;
-			continue;
-		}
-		s->keys[out] = p[i].k;
-		s->flags[out] = p[i].f;
-		out++;
-	}
-	s->n = out;
-	free(p);
-}
-
-int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_config *cfg, const char *node_name)
-{
-	struct local_set want = { 0 };
 	struct xm_local_ip_key cur, next, *stale = NULL;
 	size_t n_stale = 0, cap_stale = 0, i;
 	int fd, err = 0;
@@ -476,25 +368,20 @@ int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_config *cfg, c
 	if (!sm->skel)
 		return -ENODEV;
 	fd = bpf_map__fd(sm->skel->maps.xm_local_ips);
-	if (node_name && *node_name)
-		err = collect_local(cfg, node_name, &want);
-	if (err)
-		goto out;
-	local_set_normalize(&want);
 
 	/* Add first: an address that stays local is never missing, not even for an instant. */
-	for (i = 0; i < want.n; i++) {
-		struct xm_local_ip v = { .flags = want.flags[i] };
+	for (i = 0; i < want->n; i++) {
+		struct xm_local_ip v = { .flags = want->flags[i] };
 
-		if (bpf_map_update_elem(fd, &want.keys[i], &v, BPF_ANY) < 0) {
+		if (bpf_map_update_elem(fd, &want->keys[i], &v, BPF_ANY) < 0) {
 			err = -errno;
-			log_error("sockmap: xm_local_ips: add address %zu of %zu: %s", i + 1, want.n, strerror(errno));
+			log_error("sockmap: xm_local_ips: add address %zu of %zu: %s", i + 1, want->n, strerror(-err));
 			goto out;
 		}
 	}
 	for (prev = NULL; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &cur) {
 		cur = next;
-		if (local_set_has(&want, &cur))
+		if (local_addrs_has(want, &cur))
 			continue;
 		if (n_stale == cap_stale) {
 			struct xm_local_ip_key *t;
@@ -512,12 +399,10 @@ int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_config *cfg, c
 	for (i = 0; i < n_stale; i++)
 		if (bpf_map_delete_elem(fd, &stale[i]) < 0 && errno != ENOENT)
 			err = -errno;
-	sm->n_local_ips = want.n;
-	log_debug("sockmap: %zu local addresses (%zu removed)", want.n, n_stale);
+	sm->n_local_ips = want->n;
+	log_debug("sockmap: %zu local addresses (%zu removed)", want->n, n_stale);
 out:
 	free(stale);
-	free(want.keys);
-	free(want.flags);
 	return err;
 }
 
@@ -548,38 +433,9 @@ int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX])
 	return 0;
 }
 
-void sockmap_admin(struct xm_sockmap *sm, const char *args, struct strbuf *out)
+int sockmap_stats(const struct xm_sockmap *sm, uint64_t out[XM_SMSTAT_MAX])
 {
-	uint64_t st[XM_SMSTAT_MAX];
-	unsigned int i;
-	int on;
-
-	if (!sm->skel) {
-		sb_printf(out, "error: sockmap is not loaded\n");
-		return;
-	}
-	if (!strcmp(args, "on") || !strcmp(args, "off")) {
-		bool want = !strcmp(args, "on");
-
-		if (sockmap_set_enabled(sm, want)) {
-			sb_printf(out, "error: could not switch sockmap %s\n", args);
-			return;
-		}
-		log_info("sockmap: redirection switched %s (admin)", args);
-		sb_printf(out, "ok: sockmap %s\n", args);
-		return;
-	}
-	if (*args && strcmp(args, "status")) {
-		sb_printf(out, "error: sockmap on|off|status\n");
-		return;
-	}
-	on = sockmap_get_enabled(sm);
-	sb_printf(out, "sockmap: %s, %zu local addresses, sk_msg via %s\n",
-		  on < 0 ? "unknown"
-		  : on	 ? "on"
-			 : "off",
-		  sm->n_local_ips, sm->msg_link ? "link" : "map attach");
-	if (sockmap_read_stats(bpf_map__fd(sm->skel->maps.xm_sockmap_stats), st) == 0)
-		for (i = 0; i < XM_SMSTAT_MAX; i++)
-			sb_printf(out, "%s %llu\n", stat_names[i], (unsigned long long)st[i]);
+	if (!sm->skel)
+		return -ENODEV;
+	return sockmap_read_stats(bpf_map__fd(sm->skel->maps.xm_sockmap_stats), out);
 }

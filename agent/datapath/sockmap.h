@@ -14,8 +14,7 @@
 #include <xmesh/sockmap.h>
 
 struct sockmap;
-struct xm_config;
-struct strbuf;
+struct xm_local_addrs;
 
 #define XM_SOCKMAP_OPS_LINK "xm_sockmap_ops"
 #define XM_SOCKMAP_MSG_LINK "xm_sockmap_msg"
@@ -54,10 +53,10 @@ int sockmap_sync_excluded_ports(int map_fd, const uint16_t *ports, size_t n);
 int sockmap_get_enabled(const struct xm_sockmap *sm);
 
 /*
- * Publishes the addresses that live on node_name: podIPs of Pods scheduled there, EndpointSlice endpoints
- * with that nodeName, and the Node's InternalIPs. New ones are added before stale ones are removed.
+ * Makes xm_local_ips hold exactly the addresses that live on this node (compile/local_addrs.h). New ones are
+ * added before stale ones are removed.
  */
-int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_config *cfg, const char *node_name);
+int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *want);
 
 /*
  * Attaches an sk_msg program to a sockhash: a bpf_link when the kernel has them (6.10+, *link_fd >= 0,
@@ -70,7 +69,7 @@ int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX]);
 /* Counter names, for status and `xmesh maps`. */
 const char *sockmap_stat_name(unsigned int idx);
 
-/* "sockmap on|off|status" of the admin socket: the answer goes to out. */
-void sockmap_admin(struct xm_sockmap *sm, const char *args, struct strbuf *out);
+/* The counters of a loaded sockmap, summed over CPUs. -ENODEV when it is not loaded. */
+int sockmap_stats(const struct xm_sockmap *sm, uint64_t out[XM_SMSTAT_MAX]);
 
 #endif

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "lbmap/lbmap.h"
 
 #define READ_CHUNK 512 /* positions per batch lookup: bounded memory on machines with many CPUs */
 
@@ -106,8 +105,8 @@ struct pair {
 	__u32 svc_id, backend_id;
 };
 
-/* The (service port, local backend) pairs of st's external services, by lbmap's ids. */
-static int wanted_pairs(const struct xm_lbmap *m, const struct xm_lb_state *st, struct pair **out, size_t *n_out)
+/* The (service port, local backend) pairs of st's external services, by the ids publishing assigned. */
+static int wanted_pairs(const struct xm_lb_state *st, struct pair **out, size_t *n_out)
 {
 	struct pair *v = NULL;
 	size_t n = 0, cap = 0;
@@ -116,15 +115,14 @@ static int wanted_pairs(const struct xm_lbmap *m, const struct xm_lb_state *st, 
 		const struct xm_lb_service *s = &st->services[i];
 		__u32 svc_id;
 
-		if (!(s->flags & XM_SVC_F_EXTERNAL) || s->key.proto != IPPROTO_TCP ||
-		    !(svc_id = lbmap_svc_id(m, &s->key)))
+		if (!(s->flags & XM_SVC_F_EXTERNAL) || s->key.proto != IPPROTO_TCP || !(svc_id = s->svc_id))
 			continue;
 		for (size_t j = 0; j < s->n_backends; j++) {
 			const struct xm_lb_backend *b = &s->backends[j];
 			__u32 backend_id;
 
 			/* Ready or not: an unready backend's pinned flows still count. */
-			if (!b->local || !(backend_id = lbmap_backend_id(m, &b->addr, htons(b->port), b->family)))
+			if (!b->local || !(backend_id = b->id))
 				continue;
 			if (n == cap) {
 				void *p = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
@@ -143,7 +141,7 @@ static int wanted_pairs(const struct xm_lbmap *m, const struct xm_lb_state *st, 
 	return 0;
 }
 
-int tcp_counters_sync(int fd, const struct xm_lbmap *m, const struct xm_lb_state *st, struct tcp_counters_fill *fill)
+int tcp_counters_sync(int fd, const struct xm_lb_state *st, struct tcp_counters_fill *fill)
 {
 	struct xm_xdp_tcp_metrics *cur = calloc(XM_XDP_TCP_SLOTS, sizeof(*cur));
 	bool *keep = calloc(XM_XDP_TCP_SLOTS, sizeof(*keep));
@@ -151,7 +149,7 @@ int tcp_counters_sync(int fd, const struct xm_lbmap *m, const struct xm_lb_state
 	size_t n_want = 0, unplaced = 0, placed = 0;
 	int err = -ENOMEM, free_pos, pos;
 
-	if (!cur || !keep || (err = wanted_pairs(m, st, &want, &n_want)) || (err = read_all(fd, cur)))
+	if (!cur || !keep || (err = wanted_pairs(st, &want, &n_want)) || (err = read_all(fd, cur)))
 		goto out;
 	for (size_t i = 0; i < n_want; i++) {
 		pos = probe(cur, want[i].svc_id, want[i].backend_id, &free_pos);

@@ -12,8 +12,6 @@
 
 #include "compile/compile.h"
 
-struct xm_lbmap;
-
 /* Where the last sync left the pairs (status and metrics). */
 struct tcp_counters_fill {
 	size_t placed;	 /* pairs with a position */
@@ -21,13 +19,12 @@ struct tcp_counters_fill {
 };
 
 /*
- * Gives every (service port, local backend) pair of st's external services a position (lbmap has the
- * ids: call after lbmap_apply), and frees the positions of pairs that are gone, with their counts. A pair
- * that keeps its position keeps its counts. Fills *fill (may be NULL). Returns 0, or -ENOSPC when a pair
+ * Gives every (service port, local backend) pair of st's external services a position (by the ids that
+ * publishing assigned in st: call after lbmap_apply), and frees the positions of pairs that are gone, with their
+ * counts. A pair that keeps its position keeps its counts. Fills *fill (may be NULL). Returns 0, or -ENOSPC when a pair
  * found no free position (it is not counted; logged), or -errno.
  */
-int tcp_counters_sync(int map_fd, const struct xm_lbmap *m, const struct xm_lb_state *st,
-		      struct tcp_counters_fill *fill);
+int tcp_counters_sync(int map_fd, const struct xm_lb_state *st, struct tcp_counters_fill *fill);
 
 /*
  * Every placed pair with its counters summed over the CPUs (owner fields as placed), in *out (malloc'd,

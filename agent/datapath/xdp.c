@@ -16,7 +16,7 @@
 
 #include "core/log.h"
 #include "core/strbuf.h"
-#include "metrics/prom.h"
+#include "metrics/registry.h"
 #include "datapath/neigh.h"
 #include "datapath/pins.h"
 #include "datapath/tcp_counters.h"
@@ -202,7 +202,12 @@ out:
 	free(nodes);
 }
 
-int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct xm_lb_state *st, bool before)
+int xdp_datapath_tcp_counters_fd(const struct xm_xdp *x)
+{
+	return x->skel ? bpf_map__fd(x->skel->maps.xm_xdp_tcp_counters) : -1;
+}
+
+int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool before)
 {
 	struct tcp_counters_fill fill = { x->tcp_pairs_placed, x->tcp_pairs_unplaced }; /* kept if sync fails */
 	int err;
@@ -213,7 +218,7 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct x
 	xdp_datapath_neighbours(st);
 	err = xdp_nat_backends_sync(bpf_map__fd(x->skel->maps.xm_nat_backends), st);
 	/* Not counted (logged, shown by status and metrics) is no reason to call the reverse NAT failed. */
-	tcp_counters_sync(bpf_map__fd(x->skel->maps.xm_xdp_tcp_counters), m, st, &fill);
+	tcp_counters_sync(bpf_map__fd(x->skel->maps.xm_xdp_tcp_counters), st, &fill);
 	x->tcp_pairs_placed = fill.placed;
 	x->tcp_pairs_unplaced = fill.unplaced;
 	return err;
@@ -623,40 +628,41 @@ void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, b
 }
 
 /* Prometheus families of the XDP path: verdict counters, connection-table fill, per-VIP packets. */
-void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, struct strbuf *out)
+void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, struct xm_scrape *sc)
 {
 	static const char *const action[1] = { "action" };
 	static const char *const vip_labels[3] = { "destination_service", "vip", "verdict" };
 	static const char *const verdicts[XM_VIP_VERDICT_MAX] = { "local", "remote", "drop", "pass", "new_flow" };
 	struct xm_xdp_vip_counters c;
+	struct xm_scrape_family *f;
 	int stats_fd;
 	size_t i, v;
 
 	if (!x || !x->skel)
 		return;
 	stats_fd = bpf_map__fd(x->skel->maps.xm_xdp_stats);
-	prom_family(out, "xmesh_xdp_packets_total", "counter", "Packets the XDP and TC programs handled, by action.");
+	f = scrape_family(sc, "xmesh_xdp_packets_total", "counter",
+			  "Packets the XDP and TC programs handled, by action.");
 	for (i = 0; i < XM_XDP_STAT_MAX; i++) {
 		const char *value[1] = { stat_names[i] };
 
-		prom_sample_u64(out, "xmesh_xdp_packets_total", action, value, 1,
-				percpu_sum(stats_fd, (__u32)i, sizeof(struct xm_counter), 0));
+		scrape_u64(f, action, value, 1, percpu_sum(stats_fd, (__u32)i, sizeof(struct xm_counter), 0));
 	}
-	prom_family(out, "xmesh_conntrack_entries", "gauge", "Flows in the XDP connection table.");
-	prom_sample_u64(out, "xmesh_conntrack_entries", NULL, NULL, 0, ct_entries(bpf_map__fd(x->skel->maps.xm_ct)));
-	prom_family(out, "xmesh_conntrack_capacity", "gauge", "Capacity of the XDP connection table.");
-	prom_sample_u64(out, "xmesh_conntrack_capacity", NULL, NULL, 0, XM_CT_MAX);
-	prom_family(out, "xmesh_xdp_istio_tcp_pairs", "gauge",
-		    "(service port, local backend) pairs of external services whose Istio TCP metrics XDP counts "
-		    "(placed), and those that found no room (unplaced: not counted).");
+	f = scrape_family(sc, "xmesh_conntrack_entries", "gauge", "Flows in the XDP connection table.");
+	scrape_u64(f, NULL, NULL, 0, ct_entries(bpf_map__fd(x->skel->maps.xm_ct)));
+	f = scrape_family(sc, "xmesh_conntrack_capacity", "gauge", "Capacity of the XDP connection table.");
+	scrape_u64(f, NULL, NULL, 0, XM_CT_MAX);
+	f = scrape_family(sc, "xmesh_xdp_istio_tcp_pairs", "gauge",
+			  "(service port, local backend) pairs of external services whose Istio TCP metrics XDP counts "
+			  "(placed), and those that found no room (unplaced: not counted).");
 	{
 		static const char *const state[1] = { "state" };
 		const char *placed[1] = { "placed" }, *unplaced[1] = { "unplaced" };
 
-		prom_sample_u64(out, "xmesh_xdp_istio_tcp_pairs", state, placed, 1, x->tcp_pairs_placed);
-		prom_sample_u64(out, "xmesh_xdp_istio_tcp_pairs", state, unplaced, 1, x->tcp_pairs_unplaced);
+		scrape_u64(f, state, placed, 1, x->tcp_pairs_placed);
+		scrape_u64(f, state, unplaced, 1, x->tcp_pairs_unplaced);
 	}
-	prom_family(out, "xmesh_xdp_vip_packets_total", "counter", "Packets to an external VIP, by verdict.");
+	f = scrape_family(sc, "xmesh_xdp_vip_packets_total", "counter", "Packets to an external VIP, by verdict.");
 	for (i = 0; st && i < st->n_services; i++) {
 		const struct xm_lb_service *s = &st->services[i];
 		char svc[400], key[80];
@@ -669,7 +675,7 @@ void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, 
 		for (v = 0; v < XM_VIP_VERDICT_MAX; v++) {
 			const char *values[3] = { svc, key, verdicts[v] };
 
-			prom_sample_u64(out, "xmesh_xdp_vip_packets_total", vip_labels, values, 3, c.packets[v]);
+			scrape_u64(f, vip_labels, values, 3, c.packets[v]);
 		}
 	}
 }

@@ -22,7 +22,7 @@
 
 struct xdp_lb;
 struct strbuf;
-struct xm_lbmap;
+struct xm_scrape;
 
 struct xm_xdp_uplink {
 	char name[IF_NAMESIZE];
@@ -50,10 +50,10 @@ int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *if
 /*
  * Makes the pre-filter and xm_nat_backends serve st. before = true (call it before lbmap_apply) only adds,
  * so new VIPs pass the filter by the time lbmap publishes them; after lbmap_apply, call it with false: it
- * also places the Istio TCP counters of the local backends (m has their ids) and asks the kernel to
+ * also places the Istio TCP counters of the local backends (by the ids lbmap_apply left in st) and asks the kernel to
  * resolve the neighbours of remote backends' nodes (fib lookups need them).
  */
-int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct xm_lb_state *st, bool before);
+int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool before);
 
 /*
  * Keeps the next hop of every remote node of st resolved for the XDP FIB lookup (agent/datapath/neigh.h):
@@ -70,8 +70,10 @@ void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, b
 
 /* Closes fds; the links, TC filters and maps stay. */
 void xdp_datapath_close(struct xm_xdp *x);
-/* Appends the XDP path's metric families (verdicts, connection-table fill, per-VIP packets). */
-void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, struct strbuf *out);
+/* Adds the XDP path's metric families (verdicts, connection-table fill, per-VIP packets). */
+void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, struct xm_scrape *sc);
+/* xm_xdp_tcp_counters (tcp_counters_read), or -1 when not loaded. */
+int xdp_datapath_tcp_counters_fd(const struct xm_xdp *x);
 
 /*
  * Detaches TC from the uplinks named in the pinned xm_xdp_ifaces (only our filters, in the caller's

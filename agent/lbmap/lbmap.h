@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "compile/compile.h"
-#include "datapath/datapath.h"
+#include "datapath/map_fds.h"
 
 #define XM_LBMAP_GRACE_MS 1000
 
@@ -33,6 +33,12 @@ void lbmap_free(struct xm_lbmap *m);
 
 /* Makes the maps serve st. Returns 0, or -EIO if some service ports kept their old state (logged). */
 int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_ms, struct xm_lbmap_stats *stats);
+
+/*
+ * Fills svc_id and every backend's id in st from what is published now (0 where nothing is): after
+ * lbmap_apply, so that readers of st (XDP sync, status, metrics) need no lbmap lookups of their own.
+ */
+void lbmap_assign_ids(const struct xm_lbmap *m, struct xm_lb_state *st);
 
 /* Deletes replaced tables and unused backends whose grace period ended. Returns true if work remains. */
 bool lbmap_gc(struct xm_lbmap *m, uint64_t now_ms);

@@ -200,6 +200,15 @@ static void write_series(struct strbuf *sb, const char *name, const char *suffix
 	sb_puts(sb, "}");
 }
 
+int prom_series(struct strbuf *sb, const char *name, const char *const *label_names, const char *const *label_values,
+		size_t n_labels)
+{
+	if (!prom_metric_name_valid(name) || check_labels(label_names, label_values, n_labels, NULL))
+		return -EINVAL;
+	write_series(sb, name, "", label_names, label_values, n_labels, NULL, NULL);
+	return 0;
+}
+
 int prom_sample_u64(struct strbuf *sb, const char *name, const char *const *label_names,
 		    const char *const *label_values, size_t n_labels, uint64_t value)
 {

@@ -39,6 +39,9 @@ int prom_family(struct strbuf *sb, const char *name, const char *type, const cha
 /* One sample line: name{l1="v1",…} value. n_labels may be 0 (then both arrays may be NULL). */
 int prom_sample_u64(struct strbuf *sb, const char *name, const char *const *label_names,
 		    const char *const *label_values, size_t n_labels, uint64_t value);
+/* The series part of a sample line, name{l1="v1",…}, without the value (the metrics registry keys on it). */
+int prom_series(struct strbuf *sb, const char *name, const char *const *label_names, const char *const *label_values,
+		size_t n_labels);
 /* As prom_sample_u64; NaN and ±Inf are written as Prometheus spells them. */
 int prom_sample(struct strbuf *sb, const char *name, const char *const *label_names, const char *const *label_values,
 		size_t n_labels, double value);

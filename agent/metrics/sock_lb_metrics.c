@@ -9,17 +9,18 @@
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "metrics/percpu.h"
-#include "metrics/prom.h"
+#include "metrics/registry.h"
 
 /* A new counter in enum xm_sock_stat needs a family (or a label value) here. */
-XM_STATIC_ASSERT(XM_STAT_SOCK_MAX == 5, "xm_sock_stat changed: update sock_lb_metrics_render");
+XM_STATIC_ASSERT(XM_STAT_SOCK_MAX == 5, "xm_sock_stat changed: update sock_lb_metrics_collect");
 
-int sock_lb_metrics_render(int stats_fd, struct strbuf *out)
+int sock_lb_metrics_collect(int stats_fd, struct xm_scrape *sc)
 {
 	static const char *const proto[] = { "protocol" }, *const reason[] = { "reason" };
 	static const char *const tcp[] = { "tcp" }, *const udp[] = { "udp" };
 	static const char *const no_backend[] = { "no_backend" }, *const lookup_miss[] = { "lookup_miss" };
 	static bool warned;
+	struct xm_scrape_family *f;
 	uint64_t v[XM_STAT_SOCK_MAX];
 	int err;
 
@@ -31,18 +32,21 @@ int sock_lb_metrics_render(int stats_fd, struct strbuf *out)
 		warned = true;
 		return err;
 	}
-	prom_family(out, "xmesh_sock_lb_connects_total", "counter",
-		    "Sockets whose service VIP the socket LB rewrote to a backend: TCP connects, UDP connects and "
-		    "sendmsgs.");
-	prom_sample_u64(out, "xmesh_sock_lb_connects_total", proto, tcp, 1, v[XM_STAT_SOCK_LB_TCP]);
-	prom_sample_u64(out, "xmesh_sock_lb_connects_total", proto, udp, 1, v[XM_STAT_SOCK_LB_UDP]);
-	prom_family(out, "xmesh_sock_lb_refused_total", "counter",
-		    "Connects to a service VIP refused with ECONNREFUSED: no ready backend, or a backend lookup that "
-		    "missed while a config was being applied.");
-	prom_sample_u64(out, "xmesh_sock_lb_refused_total", reason, no_backend, 1, v[XM_STAT_SOCK_NO_BACKEND]);
-	prom_sample_u64(out, "xmesh_sock_lb_refused_total", reason, lookup_miss, 1, v[XM_STAT_SOCK_LOOKUP_MISS]);
-	prom_family(out, "xmesh_sock_lb_revnat_total", "counter",
-		    "getpeername and recvmsg calls answered with the service VIP instead of the backend address.");
-	prom_sample_u64(out, "xmesh_sock_lb_revnat_total", NULL, NULL, 0, v[XM_STAT_SOCK_REVNAT]);
+	f = scrape_family(
+	    sc, "xmesh_sock_lb_connects_total", "counter",
+	    "Sockets whose service VIP the socket LB rewrote to a backend: TCP connects, UDP connects and "
+	    "sendmsgs.");
+	scrape_u64(f, proto, tcp, 1, v[XM_STAT_SOCK_LB_TCP]);
+	scrape_u64(f, proto, udp, 1, v[XM_STAT_SOCK_LB_UDP]);
+	f = scrape_family(
+	    sc, "xmesh_sock_lb_refused_total", "counter",
+	    "Connects to a service VIP refused with ECONNREFUSED: no ready backend, or a backend lookup that "
+	    "missed while a config was being applied.");
+	scrape_u64(f, reason, no_backend, 1, v[XM_STAT_SOCK_NO_BACKEND]);
+	scrape_u64(f, reason, lookup_miss, 1, v[XM_STAT_SOCK_LOOKUP_MISS]);
+	f = scrape_family(
+	    sc, "xmesh_sock_lb_revnat_total", "counter",
+	    "getpeername and recvmsg calls answered with the service VIP instead of the backend address.");
+	scrape_u64(f, NULL, NULL, 0, v[XM_STAT_SOCK_REVNAT]);
 	return 0;
 }

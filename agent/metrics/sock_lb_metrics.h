@@ -3,13 +3,13 @@
 #ifndef XMESH_SOCK_LB_METRICS_H
 #define XMESH_SOCK_LB_METRICS_H
 
-struct strbuf;
+struct xm_scrape;
 
 /*
- * Appends xmesh_sock_lb_connects_total{protocol}, xmesh_sock_lb_refused_total{reason} and
+ * Adds xmesh_sock_lb_connects_total{protocol}, xmesh_sock_lb_refused_total{reason} and
  * xmesh_sock_lb_revnat_total, summed over CPUs from stats_fd (xm_sock_stats). When the map cannot be read
- * it appends nothing, warns once per process, and returns the negative errno.
+ * it adds nothing, warns once per process, and returns the negative errno.
  */
-int sock_lb_metrics_render(int stats_fd, struct strbuf *out);
+int sock_lb_metrics_collect(int stats_fd, struct xm_scrape *sc);
 
 #endif

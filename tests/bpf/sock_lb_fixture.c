@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datapath/datapath.h"
 #include "sandbox.h"
 #include "skel/sock_lb.skel.h"
 

@@ -193,7 +193,8 @@ void xfx_publish_od(const char *vip, uint16_t port, int proto, const struct xfx_
 	/* What the agent does around every apply (agent/datapath/xdp.c). */
 	xdp_vip_filter_fill(xfx.skel->bss->xm_vip_filter, &st, false);
 	cr_assert_eq(xdp_nat_backends_sync(bpf_map__fd(xfx.skel->maps.xm_nat_backends), &st), 0);
-	cr_assert_eq(tcp_counters_sync(bpf_map__fd(xfx.skel->maps.xm_xdp_tcp_counters), xfx.lbmap, &st, NULL), 0);
+	lbmap_assign_ids(xfx.lbmap, &st);
+	cr_assert_eq(tcp_counters_sync(bpf_map__fd(xfx.skel->maps.xm_xdp_tcp_counters), &st, NULL), 0);
 }
 
 int xfx_run_xdp(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len)

@@ -42,7 +42,8 @@ const char *promtool_path(void);
 /* Runs `promtool check metrics` on text: its exit code, its output in out. */
 int promtool_check(const char *text, char *out, size_t out_len);
 
-/* A render callback with what the agent will serve: counters with labels full of quotes, a histogram… */
-void render_realistic(struct strbuf *out, void *ctx);
+struct xm_scrape;
+/* A collector with what the agent will serve: counters with labels full of quotes, a histogram… */
+void collect_realistic(struct xm_scrape *sc, void *ctx);
 
 #endif

@@ -11,6 +11,7 @@
 #include "core/strbuf.h"
 #include "metrics/metrics.h"
 #include "metrics/prom.h"
+#include "metrics/registry.h"
 #include "test_metrics.h"
 
 Test(metrics_prom, metric_names)
@@ -219,10 +220,14 @@ Test(metrics_prom, histogram_rejects)
 
 Test(metrics_prom, build_info)
 {
+	struct xm_scrape *sc = scrape_new();
 	struct strbuf sb = { 0 };
 	const char *line;
 
-	metrics_render_build_info(&sb);
+	cr_assert_not_null(sc);
+	metrics_collect_build_info(sc);
+	scrape_render(sc, &sb);
+	scrape_free(sc);
 	cr_assert_not_null(sb.buf);
 	cr_expect(strstr(sb.buf, "# TYPE xmesh_build_info gauge\n"), "%s", sb.buf);
 	/* Not compared with this file's XMESH_VERSION: make does not rebuild either object when it changes. */
@@ -241,8 +246,13 @@ Test(metrics_prom, promtool_accepts_realistic_scrape)
 
 	if (!promtool_path())
 		cr_skip_test("promtool not installed (Debian: prometheus package); exposition not checked by promtool");
-	metrics_render_build_info(&sb);
-	render_realistic(&sb, NULL);
+	struct xm_scrape *sc = scrape_new();
+
+	cr_assert_not_null(sc);
+	metrics_collect_build_info(sc);
+	collect_realistic(sc, NULL);
+	scrape_render(sc, &sb);
+	scrape_free(sc);
 	cr_assert(!sb.oom);
 	rc = promtool_check(sb.buf, out, sizeof(out));
 	cr_expect_eq(rc, 0, "promtool check metrics exited %d:\n%s\n--- scrape ---\n%s", rc, out, sb.buf);

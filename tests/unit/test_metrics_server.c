@@ -16,6 +16,7 @@
 
 #include "metrics/http.h"
 #include "metrics/metrics.h"
+#include "metrics/registry.h"
 #include "test_metrics.h"
 
 static struct loop_thread lt;
@@ -27,7 +28,7 @@ static const char get_metrics[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\
 static void setup(void)
 {
 	loop_thread_init(&lt);
-	m = metrics_listen(lt.loop, "127.0.0.1:0", render_realistic, NULL);
+	m = metrics_listen(lt.loop, "127.0.0.1:0", collect_realistic, NULL);
 	cr_assert_not_null(m);
 	port = metrics_port(m);
 	cr_assert_gt(port, 0);
@@ -272,12 +273,14 @@ Test(metrics_server, listen_failures)
 
 static int n_calls;
 
-static void count_source(struct strbuf *out, void *ctx)
+static void count_source(struct xm_scrape *sc, void *ctx)
 {
+	char name[32];
+
 	(void)ctx;
 	n_calls++;
-	sb_printf(out, "# HELP xmesh_test_%d x\n# TYPE xmesh_test_%d gauge\nxmesh_test_%d 1\n", n_calls, n_calls,
-		  n_calls);
+	snprintf(name, sizeof(name), "xmesh_test_%d", n_calls);
+	scrape_u64(scrape_family(sc, name, "gauge", "x"), NULL, NULL, 0, 1);
 }
 
 Test(metrics_server, sources_render_in_order)

@@ -12,6 +12,7 @@
 
 #include "core/strbuf.h"
 #include "metrics/percpu.h"
+#include "metrics/registry.h"
 #include "metrics/sock_lb_metrics.h"
 #include "test_metrics.h"
 
@@ -94,7 +95,12 @@ Test(metrics_sock_lb, renders_families)
 	char want[128], out[4096];
 	int ncpu, fd = make_stats_map(&ncpu);
 
-	cr_assert_eq(sock_lb_metrics_render(fd, &sb), 0);
+	struct xm_scrape *sc = scrape_new();
+
+	cr_assert_not_null(sc);
+	cr_assert_eq(sock_lb_metrics_collect(fd, sc), 0);
+	scrape_render(sc, &sb);
+	scrape_free(sc);
 	snprintf(want, sizeof(want), "\nxmesh_sock_lb_connects_total{protocol=\"tcp\"} %llu\n",
 		 (unsigned long long)expected(XM_STAT_SOCK_LB_TCP, ncpu));
 	cr_expect(strstr(sb.buf, want), "want %s in:\n%s", want, sb.buf);
@@ -118,8 +124,12 @@ Test(metrics_sock_lb, renders_families)
 
 Test(metrics_sock_lb, unreadable_map_renders_nothing)
 {
+	struct xm_scrape *sc = scrape_new();
 	struct strbuf sb = { 0 };
 
-	cr_expect_eq(sock_lb_metrics_render(-1, &sb), -EBADF);
+	cr_assert_not_null(sc);
+	cr_expect_eq(sock_lb_metrics_collect(-1, sc), -EBADF);
+	scrape_render(sc, &sb);
+	scrape_free(sc);
 	cr_expect_eq(sb.len, 0);
 }

@@ -19,6 +19,7 @@
 #include <criterion/criterion.h>
 
 #include "metrics/prom.h"
+#include "metrics/registry.h"
 #include "test_metrics.h"
 
 static void on_stop(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
@@ -213,7 +214,7 @@ int promtool_check(const char *text, char *out, size_t out_len)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-void render_realistic(struct strbuf *out, void *ctx)
+void collect_realistic(struct xm_scrape *sc, void *ctx)
 {
 	static const char *const result[] = { "result" }, *const ok[] = { "ok" }, *const rejected[] = { "rejected" };
 	static const char *const tcp_n[] = { "reporter", "source_workload", "destination_service",
@@ -226,18 +227,20 @@ void render_realistic(struct strbuf *out, void *ctx)
 	static const double bounds[] = { 0.001, 0.01, 0.1, 1, 10 };
 	static const uint64_t counts[] = { 3, 10, 12, 12, 13 };
 
+	struct xm_scrape_family *f;
+
 	(void)ctx;
-	prom_family(out, "xmesh_config_applies_total", "counter", "Config applies, by result (ok or rejected).");
-	prom_sample_u64(out, "xmesh_config_applies_total", result, ok, 1, 7);
-	prom_sample_u64(out, "xmesh_config_applies_total", result, rejected, 1, 2);
-	prom_family(out, "istio_tcp_connections_opened_total", "counter",
-		    "TCP connections opened, as Istio counts them (\"source\" reporter).");
-	prom_sample_u64(out, "istio_tcp_connections_opened_total", tcp_n, tcp_v1, 5, 1234);
-	prom_sample_u64(out, "istio_tcp_connections_opened_total", tcp_n, tcp_v2, 5, 1);
-	prom_family(out, "xmesh_backends", "gauge", "Ready backends per service port.");
-	prom_sample(out, "xmesh_backends", svc, svc_v, 1, 3);
-	prom_family(out, "xmesh_ejection_ratio", "gauge", "Share of endpoints ejected; NaN with no endpoints.");
-	prom_sample(out, "xmesh_ejection_ratio", NULL, NULL, 0, NAN);
-	prom_family(out, "xmesh_connect_duration_seconds", "histogram", "Time to pick a backend \\ connect.");
-	prom_histogram(out, "xmesh_connect_duration_seconds", svc, svc_v, 1, bounds, counts, 5, 0.75, 14);
+	f = scrape_family(sc, "xmesh_config_applies_total", "counter", "Config applies, by result (ok or rejected).");
+	scrape_u64(f, result, ok, 1, 7);
+	scrape_u64(f, result, rejected, 1, 2);
+	f = scrape_family(sc, "istio_tcp_connections_opened_total", "counter",
+			  "TCP connections opened, as Istio counts them (\"source\" reporter).");
+	scrape_u64(f, tcp_n, tcp_v1, 5, 1234);
+	scrape_u64(f, tcp_n, tcp_v2, 5, 1);
+	f = scrape_family(sc, "xmesh_backends", "gauge", "Ready backends per service port.");
+	scrape_double(f, svc, svc_v, 1, 3);
+	f = scrape_family(sc, "xmesh_ejection_ratio", "gauge", "Share of endpoints ejected; NaN with no endpoints.");
+	scrape_double(f, NULL, NULL, 0, NAN);
+	f = scrape_family(sc, "xmesh_connect_duration_seconds", "histogram", "Time to pick a backend \\ connect.");
+	scrape_histogram(f, svc, svc_v, 1, bounds, counts, 5, 0.75, 14);
 }

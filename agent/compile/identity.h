@@ -3,8 +3,8 @@
  * Who an address is: pod IP → namespace, workload (Istio's canonical name) and SPIFFE principal, built
  * from the Pods of each applied config. Labels Istio's metrics on both ends of a connection.
  */
-#ifndef XMESH_IDENTITY_H
-#define XMESH_IDENTITY_H
+#ifndef XMESH_COMPILE_IDENTITY_H
+#define XMESH_COMPILE_IDENTITY_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/identity.h"
+#include "compile/identity.h"
 
 #include <errno.h>
 #include <stdio.h>

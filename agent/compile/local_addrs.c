@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "compile/local_addrs.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/grow.h"
+
+static int key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct xm_local_ip_key));
+}
+
+static int local_addrs_add(struct xm_local_addrs *s, const struct xm_ip *ip, __u32 flags)
+{
+	struct xm_local_ip_key k;
+	size_t cap = s->cap;
+
+	if (ip->family != XM_FAMILY_V4 && ip->family != XM_FAMILY_V6)
+		return 0;
+	/* Both arrays grow to the same capacity; cap is committed only when both have it. */
+	if (xm_grow((void **)&s->keys, &cap, s->n + 1, sizeof(*s->keys)))
+		return -ENOMEM;
+	if (cap != s->cap) {
+		__u32 *fl = realloc(s->flags, cap * sizeof(*fl));
+
+		if (!fl)
+			return -ENOMEM;
+		s->flags = fl;
+		s->cap = cap;
+	}
+	memset(&k, 0, sizeof(k));
+	memcpy(k.addr.bytes, ip->bytes, ip->family == XM_FAMILY_V4 ? 4 : 16);
+	k.family = ip->family;
+	s->keys[s->n] = k;
+	s->flags[s->n] = flags;
+	s->n++;
+	return 0;
+}
+
+static int collect(const struct xm_config *cfg, const char *node, struct xm_local_addrs *s)
+{
+	size_t i, j, k;
+	int err = 0;
+
+	for (i = 0; !err && i < cfg->n_pods; i++) {
+		if (strcmp(cfg->pods[i].node_name, node))
+			continue;
+		for (j = 0; !err && j < cfg->pods[i].n_ips; j++)
+			err = local_addrs_add(s, &cfg->pods[i].ips[j], XM_LOCAL_IP_POD);
+	}
+	for (i = 0; !err && i < cfg->n_slices; i++) {
+		const struct xm_endpoint_slice *sl = &cfg->slices[i];
+
+		for (j = 0; !err && j < sl->n_endpoints; j++) {
+			if (strcmp(sl->endpoints[j].node_name, node))
+				continue;
+			for (k = 0; !err && k < sl->endpoints[j].n_addrs; k++)
+				err = local_addrs_add(s, &sl->endpoints[j].addrs[k], XM_LOCAL_IP_ENDPOINT);
+		}
+	}
+	for (i = 0; !err && i < cfg->n_nodes; i++) {
+		if (strcmp(cfg->nodes[i].name, node))
+			continue;
+		for (j = 0; !err && j < cfg->nodes[i].n_internal_ips; j++)
+			err = local_addrs_add(s, &cfg->nodes[i].internal_ips[j], XM_LOCAL_IP_NODE);
+	}
+	return err;
+}
+
+/* Sorts and merges duplicates (an address that is both a pod IP and an endpoint keeps both flags). */
+static int normalize(struct xm_local_addrs *s)
+{
+	struct pair {
+		struct xm_local_ip_key k;
+		__u32 f;
+	} *p = malloc(s->n * sizeof(*p) + 1);
+	size_t i, out = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (i = 0; i < s->n; i++) {
+		p[i].k = s->keys[i];
+		p[i].f = s->flags[i];
+	}
+	qsort(p, s->n, sizeof(*p), key_cmp);
+	for (i = 0; i < s->n; i++) {
+		if (out && !key_cmp(&p[i].k, &s->keys[out - 1])) {
+			s->flags[out - 1] |= p[i].f;
+			continue;
+		}
+		s->keys[out] = p[i].k;
+		s->flags[out] = p[i].f;
+		out++;
+	}
+	s->n = out;
+	free(p);
+	return 0;
+}
+
+int local_addrs_build(const struct xm_config *cfg, const char *node, struct xm_local_addrs *out)
+{
+	int err = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (node && *node)
+		err = collect(cfg, node, out);
+	if (!err)
+		err = normalize(out);
+	if (err)
+		local_addrs_free(out);
+	return err;
+}
+
+bool local_addrs_has(const struct xm_local_addrs *s, const struct xm_local_ip_key *k)
+{
+	return s->n && bsearch(k, s->keys, s->n, sizeof(*k), key_cmp) != NULL;
+}
+
+void local_addrs_free(struct xm_local_addrs *s)
+{
+	free(s->keys);
+	free(s->flags);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Everything one config means for this node, derived once per apply and then immutable: the service ports
+ * and their backends (with the ids publishing gave them), who each pod address is, and which addresses are
+ * local. Readers on other threads (the metrics scrape today, L7 workers next) hold a reference and never
+ * see it change; the control loop builds the next one and swaps it in.
+ */
+#ifndef XMESH_COMPILE_SNAPSHOT_H
+#define XMESH_COMPILE_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "compile/compile.h"
+#include "compile/identity.h"
+#include "compile/local_addrs.h"
+
+/* An id of the published state, resolved to where the snapshot holds it. */
+struct xm_snap_ref {
+	uint32_t id;
+	uint32_t svc, backend; /* indexes into lb.services and its backends */
+};
+
+struct xm_snapshot {
+	atomic_uint refs;
+	uint64_t generation; /* 1 for the first config applied, +1 each apply */
+	struct xm_lb_state lb;
+	struct xm_identities identities;
+	struct xm_local_addrs local;
+	/* Sorted by id, filled by snapshot_index() once publishing has assigned the ids. */
+	struct xm_snap_ref *by_svc_id, *by_backend_id;
+	size_t n_by_svc_id, n_by_backend_id;
+};
+
+/* Compiles cfg. Returns a snapshot with one reference, or NULL with *err = -ENOMEM. */
+struct xm_snapshot *snapshot_build(const struct xm_config *cfg, const struct xm_compile_opts *opts, int *err);
+
+/* After the ids are in lb (lbmap_assign_ids): the id indexes. Returns 0 or -ENOMEM (lookups then fail). */
+int snapshot_index(struct xm_snapshot *s);
+
+/* The service port with svc_id, the backend with backend_id (the first service listing it), or NULL. */
+const struct xm_lb_service *snapshot_service(const struct xm_snapshot *s, uint32_t svc_id);
+const struct xm_lb_backend *snapshot_backend(const struct xm_snapshot *s, uint32_t backend_id);
+/* The served service port with this key, or NULL. */
+const struct xm_lb_service *snapshot_service_by_key(const struct xm_snapshot *s, const struct xm_svc_key *key);
+
+struct xm_snapshot *snapshot_get(struct xm_snapshot *s);
+void snapshot_put(struct xm_snapshot *s);
+
+#endif

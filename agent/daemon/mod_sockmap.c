@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Same-node socket acceleration as a module: load/adopt, the local-address set per snapshot, the switch. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile/snapshot.h"
+#include "core/log.h"
+#include "core/strbuf.h"
+#include "daemon/daemon.h"
+#include "daemon/module.h"
+#include "datapath/sockmap.h"
+
+static int sockmap_mod_init(struct xm_agent *a, void **state)
+{
+	const struct xm_agent_opts *o = daemon_opts(a);
+	struct xm_sockmap *sm = calloc(1, sizeof(*sm));
+
+	*state = NULL;
+	if (!sm)
+		return -ENOMEM;
+	sm->cgroup_fd = -1;
+	/* --no-sockmap still loads it: programs a previous agent left must see the switch go off. */
+	if (sockmap_open(sm, o->bpffs, o->cgroup, !o->no_sockmap, o->sockmap_excl_ports, o->n_sockmap_excl_ports)) {
+		sockmap_close(sm);
+		free(sm);
+		if (!o->no_sockmap)
+			return -EIO;
+		log_warn("sockmap: not loaded; same-node redirection stays off");
+		return 0;
+	}
+	*state = sm;
+	return 0;
+}
+
+static int sockmap_mod_apply(void *state, struct xm_snapshot *next)
+{
+	int err = sockmap_sync_local_ips(state, &next->local);
+
+	if (err)
+		log_warn("sockmap: local addresses not fully published; affected peers use plain TCP");
+	return err;
+}
+
+static void sockmap_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)
+{
+	const struct xm_sockmap *sm = state;
+	int on = sockmap_get_enabled(sm);
+	const char *sw = on < 0 ? "unknown" : on ? "on" : "off";
+
+	(void)cur;
+	if (json)
+		sb_printf(
+		    out, ",\"sockmap\":{\"redirection\":\"%s\",\"attached\":%d,\"adopted\":%d,\"local_addresses\":%zu}",
+		    sw, sm->n_attached, sm->n_adopted, sm->n_local_ips);
+	else
+		sb_printf(
+		    out,
+		    "programs: sockmap loaded, redirection %s (%d attached now, %d adopted), %zu local addresses\n", sw,
+		    sm->n_attached, sm->n_adopted, sm->n_local_ips);
+}
+
+/* "sockmap on|off|status" on the admin socket. */
+static bool sockmap_mod_admin(void *state, const char *command, struct strbuf *out)
+{
+	struct xm_sockmap *sm = state;
+	const char *args;
+	uint64_t st[XM_SMSTAT_MAX];
+	int on;
+
+	if (strncmp(command, "sockmap", 7) || (command[7] && command[7] != ' '))
+		return false;
+	args = command[7] ? command + 8 : "";
+	if (!strcmp(args, "on") || !strcmp(args, "off")) {
+		bool want = !strcmp(args, "on");
+
+		if (sockmap_set_enabled(sm, want)) {
+			sb_printf(out, "error: could not switch sockmap %s\n", args);
+			return true;
+		}
+		log_info("sockmap: redirection switched %s (admin)", args);
+		sb_printf(out, "ok: sockmap %s\n", args);
+		return true;
+	}
+	if (*args && strcmp(args, "status")) {
+		sb_printf(out, "error: sockmap on|off|status\n");
+		return true;
+	}
+	on = sockmap_get_enabled(sm);
+	sb_printf(out, "sockmap: %s, %zu local addresses, sk_msg via %s\n",
+		  on < 0 ? "unknown"
+		  : on	 ? "on"
+			 : "off",
+		  sm->n_local_ips, sm->msg_link ? "link" : "map attach");
+	if (sockmap_stats(sm, st) == 0)
+		for (unsigned int i = 0; i < XM_SMSTAT_MAX; i++)
+			sb_printf(out, "%s %llu\n", sockmap_stat_name(i), (unsigned long long)st[i]);
+	return true;
+}
+
+static void sockmap_mod_close(void *state)
+{
+	sockmap_close(state);
+	free(state);
+}
+
+const struct xm_module xm_module_sockmap = {
+	.name = "sockmap",
+	.init = sockmap_mod_init,
+	.apply = sockmap_mod_apply,
+	.status = sockmap_mod_status,
+	.admin = sockmap_mod_admin,
+	.close = sockmap_mod_close,
+};

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The socket LB's map fds, as a plain struct: what lbmap, outlier and the renderers need from the datapath,
+ * without depending on how the datapath loads its objects (no include of datapath.h or skeletons).
+ */
+#ifndef XMESH_DATAPATH_MAP_FDS_H
+#define XMESH_DATAPATH_MAP_FDS_H
+
+/* Fds of the maps that userspace reads and writes. */
+struct xm_map_fds {
+	int services, slots, backends, backend_conns, maglev, rr_state, sock_stats;
+	int outlier_cfg, outlier, outlier_svc, events, conn_metrics;
+	int outlier_report_prog; /* xm_outlier_report, run with BPF_PROG_TEST_RUN */
+};
+
+#endif
