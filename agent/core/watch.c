@@ -92,6 +92,7 @@ struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_
 	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY;
 	struct xm_watch *w = calloc(1, sizeof(*w));
 	size_t i;
+	int err;
 
 	if (!w)
 		return NULL;
@@ -99,8 +100,10 @@ struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_
 	w->cb = cb;
 	w->ctx = ctx;
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (w->ifd < 0)
+	if (w->ifd < 0) {
+		err = -errno;
 		goto fail;
+	}
 	for (i = 0; i < n && i < XM_WATCH_MAX; i++) {
 		char copy[PATH_MAX], base[PATH_MAX];
 		const char *dir = paths[i];
@@ -122,14 +125,18 @@ struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_
 		w->watches[w->n_watches++].wd = wd;
 	}
 	w->timer_fd = loop_add_timer(loop, 3600 * 1000, 0, on_debounced, w);
-	if (w->timer_fd < 0)
+	if (w->timer_fd < 0) {
+		err = w->timer_fd;
 		goto fail;
+	}
 	/* Parked far away: on_inotify re-arms it to the debounce delay. */
-	if (loop_add_fd(loop, w->ifd, EPOLLIN, on_inotify, w) < 0)
+	err = loop_add_fd(loop, w->ifd, EPOLLIN, on_inotify, w);
+	if (err)
 		goto fail;
 	return w;
 fail:
-	log_error("config watcher: %s", strerror(errno));
+	/* The error of the call that failed: errno may still hold an inotify_add_watch failure logged above. */
+	log_error("config watcher: %s", strerror(-err));
 	watch_free(w);
 	return NULL;
 }
