@@ -601,18 +601,20 @@ struct mhttp_server *mhttp_listen(struct xm_loop *loop, const char *addr, const 
 		goto fail_errno;
 	s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 						: ((struct sockaddr_in6 *)&ss)->sin6_port);
-	s->timer_fd = loop_add_timer(loop, s->limits.timeout_ms, 0, on_timer, s);
-	if (s->timer_fd < 0) {
-		errno = -s->timer_fd;
-		s->timer_fd = -1;
-		goto fail_errno;
-	}
+	err = loop_add_timer(loop, s->limits.timeout_ms, 0, on_timer, s);
+	if (err < 0)
+		goto fail_log;
+	s->timer_fd = err;
 	s->timer_at = now_ms() + s->limits.timeout_ms;
-	if (loop_add_fd(loop, s->fd, EPOLLIN, on_accept, s) < 0)
-		goto fail_errno;
+	/* loop_add_fd returns the error; errno after it is whatever its cleanup (free) left. */
+	err = loop_add_fd(loop, s->fd, EPOLLIN, on_accept, s);
+	if (err)
+		goto fail_log;
 	return s;
 fail_errno:
-	log_error("metrics listener %s: %s", addr, strerror(errno));
+	err = -errno;
+fail_log:
+	log_error("metrics listener %s: %s", addr, strerror(-err));
 fail:
 	if (s->timer_fd >= 0)
 		loop_del_fd(loop, s->timer_fd);
