@@ -194,11 +194,11 @@ static void sweep_ejections(struct xm_agent *a)
 	}
 }
 
-static void on_gc_tick(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+static void on_gc_tick(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 {
 	struct xm_agent *a = ctx;
 
-	(void)loop, (void)fd, (void)events;
+	(void)loop, (void)timer;
 	lbmap_gc(a->lbmap, now_ms());
 	sweep_ejections(a);
 	if (a->xdp.skel && ++a->neigh_ticks >= XM_NEIGH_REFRESH_TICKS) {
@@ -302,7 +302,7 @@ int daemon_run(const struct xm_agent_opts *opts)
 	if (!a->watch)
 		goto out;
 	agent_reload(a, "start");
-	if (loop_add_timer(a->loop, 500, 500, on_gc_tick, a) < 0)
+	if (!loop_timer_add(a->loop, 500, 500, on_gc_tick, a))
 		goto out;
 	a->admin = admin_listen(a->loop, opts->admin_path, on_admin, a);
 	if (!a->admin)

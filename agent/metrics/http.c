@@ -248,7 +248,7 @@ struct mhttp_conn {
 	struct mhttp_conn *prev, *next;
 	int fd;
 	enum conn_state state;
-	bool expired; /* deadline passed: shut down, the connection's own callback frees it */
+	struct xm_timer *deadline;
 	uint64_t deadline_ms;
 	size_t in_len;
 	char head[512];
@@ -261,8 +261,7 @@ struct mhttp_conn {
 
 struct mhttp_server {
 	struct xm_loop *loop;
-	int fd, timer_fd, port;
-	uint64_t timer_at; /* when the deadline timer fires, 0 when not armed */
+	int fd, port;
 	struct mhttp_limits limits;
 	mhttp_handler handler;
 	void *ctx;
@@ -270,34 +269,11 @@ struct mhttp_server {
 	unsigned int n_conns;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Arms the one timer for the earliest deadline, unless it already fires before that. */
-static void rearm(struct mhttp_server *s)
-{
-	struct mhttp_conn *c;
-	uint64_t first = 0, now;
-
-	for (c = s->conns; c; c = c->next)
-		if (!c->expired && (!first || c->deadline_ms < first))
-			first = c->deadline_ms;
-	if (!first || (s->timer_at && s->timer_at <= first))
-		return;
-	now = now_ms();
-	if (loop_arm_timer(s->timer_fd, first > now ? first - now : 1) == 0)
-		s->timer_at = first;
-}
-
 static void conn_free(struct mhttp_conn *c)
 {
 	struct mhttp_server *s = c->srv;
 
+	loop_timer_cancel(s->loop, c->deadline);
 	loop_del_fd(s->loop, c->fd);
 	close(c->fd);
 	if (c->prev)
@@ -428,8 +404,10 @@ static bool conn_write(struct mhttp_conn *c)
 	shutdown(c->fd, SHUT_WR);
 	sb_free(&c->body);
 	c->state = CONN_DRAIN;
-	if (c->deadline_ms > now_ms() + MHTTP_LINGER_MS)
-		c->deadline_ms = now_ms() + MHTTP_LINGER_MS;
+	if (c->deadline_ms > loop_now_ms() + MHTTP_LINGER_MS) {
+		c->deadline_ms = loop_now_ms() + MHTTP_LINGER_MS;
+		loop_timer_arm(c->srv->loop, c->deadline, MHTTP_LINGER_MS);
+	}
 	return true;
 }
 
@@ -456,7 +434,7 @@ static void on_conn(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	bool keep = true;
 
 	(void)loop, (void)fd;
-	if (c->expired || (events & EPOLLERR)) {
+	if (events & EPOLLERR) {
 		conn_free(c);
 		return;
 	}
@@ -466,41 +444,24 @@ static void on_conn(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 		keep = conn_write(c);
 	if (keep && c->state == CONN_DRAIN)
 		keep = conn_drain(c);
-	if (!keep) {
+	if (!keep)
 		conn_free(c);
-		return;
-	}
-	rearm(c->srv);
 }
 
 /*
- * Deadline passed: abort (RST on close, nothing left to retry in the kernel). Only shut down here — this
- * may run in the same epoll batch as the connection's own event, so its callback is the one that frees it;
- * the shutdown makes the socket report EPOLLHUP so that callback comes.
+ * Deadline passed: abort (RST on close, nothing left to retry in the kernel). Freeing here is safe even
+ * when the connection's socket has an event in the same batch: the loop skips removed handlers.
  */
-static void conn_expire(struct mhttp_conn *c)
+static void on_deadline(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct mhttp_conn *c = ctx;
 
-	c->expired = true;
+	(void)loop, (void)timer;
 	if (c->state != CONN_DRAIN)
 		log_debug("metrics http: connection timed out %s", c->state == CONN_READ ? "reading" : "writing");
 	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	shutdown(c->fd, SHUT_RDWR);
-}
-
-static void on_timer(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
-{
-	struct mhttp_server *s = ctx;
-	struct mhttp_conn *c;
-	uint64_t now = now_ms();
-
-	(void)loop, (void)fd, (void)events;
-	s->timer_at = 0;
-	for (c = s->conns; c; c = c->next)
-		if (!c->expired && c->deadline_ms <= now)
-			conn_expire(c);
-	rearm(s);
+	conn_free(c);
 }
 
 /* Over the cap: a fixed 503 if the socket takes it at once, then close — never wait for this client. */
@@ -545,8 +506,10 @@ static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 		}
 		c->srv = s;
 		c->fd = cfd;
-		c->deadline_ms = now_ms() + s->limits.timeout_ms;
-		if (loop_add_fd(loop, cfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn, c) < 0) {
+		c->deadline_ms = loop_now_ms() + s->limits.timeout_ms;
+		c->deadline = loop_timer_add(loop, s->limits.timeout_ms, 0, on_deadline, c);
+		if (!c->deadline || loop_add_fd(loop, cfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn, c) < 0) {
+			loop_timer_cancel(loop, c->deadline);
 			free(c);
 			reject(cfd);
 			continue;
@@ -556,7 +519,6 @@ static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 			s->conns->prev = c;
 		s->conns = c;
 		s->n_conns++;
-		rearm(s);
 	}
 }
 
@@ -570,7 +532,7 @@ struct mhttp_server *mhttp_listen(struct xm_loop *loop, const char *addr, const 
 
 	if (!s)
 		return NULL;
-	s->fd = s->timer_fd = -1;
+	s->fd = -1;
 	s->loop = loop;
 	s->handler = handler;
 	s->ctx = ctx;
@@ -601,12 +563,7 @@ struct mhttp_server *mhttp_listen(struct xm_loop *loop, const char *addr, const 
 		goto fail_errno;
 	s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 						: ((struct sockaddr_in6 *)&ss)->sin6_port);
-	err = loop_add_timer(loop, s->limits.timeout_ms, 0, on_timer, s);
-	if (err < 0)
-		goto fail_log;
-	s->timer_fd = err;
-	s->timer_at = now_ms() + s->limits.timeout_ms;
-	/* loop_add_fd returns the error; errno after it is whatever its cleanup (free) left. */
+	/* loop_add_fd returns the error; errno after it is whatever its cleanup left. */
 	err = loop_add_fd(loop, s->fd, EPOLLIN, on_accept, s);
 	if (err)
 		goto fail_log;
@@ -616,8 +573,6 @@ fail_errno:
 fail_log:
 	log_error("metrics listener %s: %s", addr, strerror(-err));
 fail:
-	if (s->timer_fd >= 0)
-		loop_del_fd(loop, s->timer_fd);
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s);
@@ -642,6 +597,5 @@ void mhttp_close(struct mhttp_server *s)
 		conn_free(s->conns);
 	loop_del_fd(s->loop, s->fd);
 	close(s->fd);
-	loop_del_fd(s->loop, s->timer_fd);
 	free(s);
 }

@@ -61,7 +61,7 @@ struct mhttp_server *mhttp_listen(struct xm_loop *loop, const char *addr, const 
 int mhttp_port(const struct mhttp_server *s);
 /* Open connections right now (tests and status). */
 unsigned int mhttp_n_conns(const struct mhttp_server *s);
-/* Closes the listener and every connection. Not from inside one of the loop's callbacks. */
+/* Closes the listener and every connection. Not from inside its own handler (the connection it answers). */
 void mhttp_close(struct mhttp_server *s);
 
 /* "IPv4:PORT" or "[IPv6]:PORT" → sockaddr; -EINVAL when malformed. */
