@@ -179,8 +179,11 @@ static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 
 		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("admin: accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				return;
+			/* Out of fds (EMFILE …): the listener stays readable; retrying at once would spin the loop. */
+			log_warn("admin: accept: %s; not accepting for %d ms", strerror(errno), ADMIN_ACCEPT_PAUSE_MS);
+			loop_pause_fd(loop, fd, ADMIN_ACCEPT_PAUSE_MS);
 			return;
 		}
 		if (a->n_clients >= a->limits.max_clients) {

@@ -18,6 +18,7 @@ typedef void (*xm_admin_handler)(const char *command, struct strbuf *out, void *
 
 #define ADMIN_DEADLINE_MS_DEFAULT 5000 /* connect → answer sent, for one client */
 #define ADMIN_MAX_CLIENTS_DEFAULT 16   /* concurrent clients; more are refused with a one-line error */
+#define ADMIN_ACCEPT_PAUSE_MS	  500  /* after accept() fails for want of resources */
 
 struct admin_limits {
 	unsigned int deadline_ms; /* 0: keep the current one */

@@ -23,8 +23,10 @@
 struct xm_loop_handler {
 	int fd;
 	bool dead;
+	uint32_t events;
 	xm_loop_cb cb;
 	void *ctx;
+	struct xm_timer *resume; /* loop_pause_fd's, made on first use */
 	struct xm_loop_handler *next_dead;
 };
 
@@ -245,6 +247,7 @@ int loop_add_fd(struct xm_loop *loop, int fd, uint32_t events, xm_loop_cb cb, vo
 	if (!h)
 		return -ENOMEM;
 	h->fd = fd;
+	h->events = events;
 	h->cb = cb;
 	h->ctx = ctx;
 	ev.data.ptr = h;
@@ -271,6 +274,38 @@ int loop_mod_fd(struct xm_loop *loop, int fd, uint32_t events)
 	if (!h)
 		return -ENOENT;
 	ev.data.ptr = h;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	h->events = events;
+	loop_timer_cancel(loop, h->resume); /* the new events replace a pause */
+	h->resume = NULL;
+	return 0;
+}
+
+static void on_resume(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
+{
+	struct xm_loop_handler *h = ctx;
+	struct epoll_event ev = { .events = h->events, .data.ptr = h };
+
+	(void)timer;
+	epoll_ctl(loop->epfd, EPOLL_CTL_MOD, h->fd, &ev);
+}
+
+int loop_pause_fd(struct xm_loop *loop, int fd, uint64_t ms)
+{
+	struct xm_loop_handler *h = find_handler(loop, fd);
+	struct epoll_event ev = { .events = 0 };
+
+	if (!h)
+		return -ENOENT;
+	if (!h->resume) {
+		h->resume = loop_timer_add(loop, ms, 0, on_resume, h);
+		if (!h->resume)
+			return -ENOMEM;
+	} else {
+		loop_timer_arm(loop, h->resume, ms);
+	}
+	ev.data.ptr = h;
 	return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
@@ -281,6 +316,7 @@ int loop_del_fd(struct xm_loop *loop, int fd)
 	if (!h)
 		return -ENOENT;
 	loop->by_fd[fd] = NULL;
+	loop_timer_cancel(loop, h->resume);
 	/* Fails only when fd was closed first, which already removed it from the epoll set. */
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
 	if (!loop->in_batch) {

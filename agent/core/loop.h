@@ -34,6 +34,11 @@ void loop_free(struct xm_loop *loop);
 int loop_add_fd(struct xm_loop *loop, int fd, uint32_t events, xm_loop_cb cb, void *ctx);
 /* Change the events watched on fd. */
 int loop_mod_fd(struct xm_loop *loop, int fd, uint32_t events);
+/*
+ * Watch nothing on fd for ms, then its events again: a listener whose accept() fails for want of file
+ * descriptors stays readable, and would otherwise spin the loop.
+ */
+int loop_pause_fd(struct xm_loop *loop, int fd, uint64_t ms);
 /* Stop watching fd; its callback is not called again, not even for events of the current batch. */
 int loop_del_fd(struct xm_loop *loop, int fd);
 

@@ -352,8 +352,12 @@ static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 
 		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("metrics http: accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				return;
+			/* Out of fds (EMFILE …): the listener stays readable; retrying at once would spin the loop. */
+			log_warn("metrics http: accept: %s; not accepting for %d ms", strerror(errno),
+				 MHTTP_ACCEPT_PAUSE_MS);
+			loop_pause_fd(loop, fd, MHTTP_ACCEPT_PAUSE_MS);
 			return;
 		}
 		if (s->n_conns >= s->limits.max_conns) {

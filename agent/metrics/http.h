@@ -18,6 +18,7 @@
 #define MHTTP_MAX_CONNS_DEFAULT	  64	/* concurrent connections; more are answered 503 and closed */
 #define MHTTP_TIMEOUT_MS_DEFAULT  10000 /* accept → last byte sent; Prometheus' default scrape timeout */
 #define MHTTP_LINGER_MS		  1000	/* after the answer, how long we read what the client still sends */
+#define MHTTP_ACCEPT_PAUSE_MS	  500	/* after accept() fails for want of resources */
 
 /* A parsed request head; the pointers point into the caller's buffer. */
 struct mhttp_request {

@@ -225,6 +225,37 @@ Test(admin, client_cap, .init = setup, .fini = teardown, .timeout = 30)
 	close(idle[2]);
 }
 
+/* accept() failing with EMFILE leaves the listener readable: the admin socket must pause it, not spin. */
+Test(admin, out_of_descriptors_does_not_spin_the_loop, .init = setup, .fini = teardown)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	struct stderr_capture cap;
+	struct fd_squeeze sq;
+	struct strbuf log = { 0 }, got = { 0 };
+	int fd, failures;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	stderr_capture_begin(&cap);
+	fd_squeeze_begin(&sq);
+	/* The connection waits in the backlog; accept() finds no free descriptor. */
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(client_send(fd, "status\n", 7), 0);
+	usleep(400 * 1000);
+	fd_squeeze_end(&sq);
+	stderr_capture_end(&cap, &log);
+	failures = count_lines_with(log.buf, "accept: Too many open files");
+	cr_expect(failures >= 1 && failures <= 2, "accept() failed %d times in 400 ms", failures);
+	cr_expect_eq(client_read_all(fd, &got), 0);
+	cr_expect_str_eq(got.buf ? got.buf : "", "status: ok\n", "answered once descriptors are back");
+	sb_free(&log);
+	sb_free(&got);
+	close(fd);
+}
+
 Test(admin, line_forms, .init = setup, .fini = teardown)
 {
 	static const struct {

@@ -641,3 +641,50 @@ Test(loop, wake_from_another_thread)
 	cr_expect_eq(atomic_load(&woken_timer_fired), 1);
 	loop_free(r.loop);
 }
+
+/* A paused fd is not watched for the pause, then watched again; loop_mod_fd ends a pause early. */
+struct pausing {
+	int calls;
+	uint64_t at[4];
+};
+
+static void on_paused_readable(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct pausing *p = ctx;
+
+	(void)events;
+	p->at[p->calls++] = mono_ms();
+	/* Still readable (never drained): without the pause this would run again at once. */
+	if (p->calls == 1)
+		cr_assert_eq(loop_pause_fd(loop, fd, 40), 0);
+	else if (p->calls == 2)
+		cr_assert_eq(loop_pause_fd(loop, fd, 10000), 0);
+	else
+		loop_stop(loop);
+}
+
+static void on_unpause(struct xm_loop *loop, struct xm_timer *t, void *ctx)
+{
+	(void)t;
+	cr_assert_eq(loop_mod_fd(loop, *(int *)ctx, EPOLLIN), 0);
+}
+
+Test(loop, pause_fd)
+{
+	struct xm_loop *loop = loop_new();
+	struct pausing p = { 0 };
+	int fd = make_readable_fd();
+
+	cr_assert_eq(loop_add_fd(loop, fd, EPOLLIN, on_paused_readable, &p), 0);
+	cr_assert_not_null(loop_timer_add(loop, 100, 0, on_unpause, &fd));
+	cr_assert_eq(loop_run(loop), 0);
+	cr_assert_eq(p.calls, 3);
+	cr_expect_geq(p.at[1] - p.at[0], 40, "the pause lasted %llu ms", (unsigned long long)(p.at[1] - p.at[0]));
+	cr_expect_lt(p.at[2] - p.at[0], 5000, "loop_mod_fd ended the 10 s pause");
+	cr_expect_geq(p.at[2] - p.at[0], 100);
+	cr_assert_eq(loop_pause_fd(loop, fd, 10), 0);
+	cr_assert_eq(loop_del_fd(loop, fd), 0); /* with its resume timer: ASan sees no leak, no late callback */
+	cr_assert_eq(loop_pause_fd(loop, fd, 10), -ENOENT);
+	close(fd);
+	loop_free(loop);
+}
