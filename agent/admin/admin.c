@@ -101,6 +101,8 @@ static void client_answer(struct admin_client *c, const char *cmd, int parse_err
 	c->answering = true;
 	/* Readable no longer matters; level-triggered EPOLLOUT while the answer is pending. */
 	loop_mod_fd(a->loop, c->fd, EPOLLOUT);
+	/* A fresh deadline to take the answer: the time the handler took (a reload) is not the client's. */
+	loop_timer_arm(a->loop, c->deadline, a->limits.deadline_ms);
 }
 
 /* Reads what is there; answers once the line is complete. false: close the client. */

@@ -16,7 +16,7 @@
 /* Renders the answer to one command into out. */
 typedef void (*xm_admin_handler)(const char *command, struct strbuf *out, void *ctx);
 
-#define ADMIN_DEADLINE_MS_DEFAULT 5000 /* connect → answer sent, for one client */
+#define ADMIN_DEADLINE_MS_DEFAULT 5000 /* to send the command line, then again to take the answer */
 #define ADMIN_MAX_CLIENTS_DEFAULT 16   /* concurrent clients; more are refused with a one-line error */
 #define ADMIN_ACCEPT_PAUSE_MS	  500  /* after accept() fails for want of resources */
 

@@ -43,6 +43,18 @@ static void handler(const char *command, struct strbuf *out, void *ctx)
 		for (i = 0; i < BIG_ANSWER >> 20; i++)
 			sb_puts(out, chunk);
 		free(chunk);
+	} else if (!strcmp(command, "slow")) {
+		/* A handler that takes a while (a reload), then a 4 MiB answer the socket takes in many writes. */
+		char *chunk = malloc(1 << 20);
+		int i;
+
+		cr_assert_not_null(chunk);
+		usleep(1200 * 1000);
+		memset(chunk, 'y', (1 << 20) - 1);
+		chunk[(1 << 20) - 1] = '\0';
+		for (i = 0; i < 4; i++)
+			sb_puts(out, chunk);
+		free(chunk);
 	} else {
 		sb_printf(out, "unknown \"%s\"\n", command);
 	}
@@ -180,6 +192,21 @@ Test(admin, client_that_never_reads_its_answer, .init = setup, .fini = teardown,
 	cr_expect_lt(got.len, BIG_ANSWER, "cut short, not sent whole");
 	sb_free(&got);
 	close(fd);
+}
+
+Test(admin, slow_handler_does_not_eat_the_client_deadline, .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct admin_limits limits = { .deadline_ms = 1000 };
+	struct strbuf got = { 0 };
+	int err;
+
+	loop_thread_stop(&lt);
+	admin_set_limits(admin, &limits);
+	loop_thread_start(&lt);
+	err = admin_request(sock_path, "slow", &got);
+	cr_expect_eq(err, 0, "%s", strerror(-err));
+	cr_expect_eq(got.len, 4 * ((1u << 20) - 1), "a reading client got %zu bytes of its answer", got.len);
+	sb_free(&got);
 }
 
 Test(admin, idle_client_dropped_at_its_deadline, .init = setup, .fini = teardown, .timeout = 30)
