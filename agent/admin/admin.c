@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <libgen.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +12,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "admin/command.h"
 #include "core/log.h"
 
-#define ADMIN_CMD_MAX	    256
-#define ADMIN_IO_TIMEOUT_MS 2000
+struct admin_client {
+	struct xm_admin *admin;
+	struct admin_client *prev, *next;
+	int fd;
+	bool answering; /* the command was read: sending out */
+	struct xm_timer *deadline;
+	char in[ADMIN_CMD_MAX + 1]; /* the longest line and its CR; the LF may come in a later read */
+	size_t in_len;
+	struct strbuf out;
+	size_t sent;
+};
 
 struct xm_admin {
 	struct xm_loop *loop;
@@ -24,6 +33,9 @@ struct xm_admin {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	xm_admin_handler handler;
 	void *ctx;
+	struct admin_limits limits;
+	struct admin_client *clients;
+	unsigned int n_clients;
 };
 
 static int fill_addr(struct sockaddr_un *sa, const char *path)
@@ -36,73 +48,170 @@ static int fill_addr(struct sockaddr_un *sa, const char *path)
 	return 0;
 }
 
-/* Waits for fd to become ready; -ETIMEDOUT when the peer stalls. */
-static int wait_fd(int fd, short events)
+static void client_close(struct admin_client *c)
 {
-	struct pollfd p = { .fd = fd, .events = events };
-	int n = poll(&p, 1, ADMIN_IO_TIMEOUT_MS);
+	struct xm_admin *a = c->admin;
+	char scratch[512];
 
-	return n > 0 ? 0 : n == 0 ? -ETIMEDOUT : -errno;
+	/* Unread bytes (a second line) would turn the close into ECONNRESET at the client, after its answer. */
+	(void)!recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+	loop_timer_cancel(a->loop, c->deadline);
+	loop_del_fd(a->loop, c->fd);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		a->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	a->n_clients--;
+	sb_free(&c->out);
+	free(c);
 }
 
-static int write_all(int fd, const char *buf, size_t len)
+/* Sends until done or the socket is full; false when the client is finished with (done or gone). */
+static bool client_write(struct admin_client *c)
 {
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (c->sent < c->out.len) {
+		ssize_t n = send(c->fd, c->out.buf + c->sent, c->out.len - c->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			int err = wait_fd(fd, POLLOUT);
-
-			if (err)
-				return err;
-			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return true; /* EPOLLOUT brings us back */
+		if (n < 0) {
+			log_warn("admin: client went away before the answer was sent");
+			return false;
 		}
-		if (n < 0)
-			return -errno;
-		buf += n;
-		len -= (size_t)n;
+		c->sent += (size_t)n;
 	}
-	return 0;
+	return false;
 }
 
-/* A command is one short line; a client that sends nothing within the timeout is dropped. */
-static void serve_client(struct xm_admin *a, int cfd)
+static void client_answer(struct admin_client *c, const char *cmd, int parse_err)
+{
+	struct xm_admin *a = c->admin;
+
+	if (parse_err == -E2BIG)
+		sb_printf(&c->out, "error: command longer than %d bytes\n", ADMIN_CMD_MAX - 1);
+	else if (parse_err)
+		sb_puts(&c->out, "error: command holds control characters\n");
+	else
+		a->handler(cmd, &c->out, a->ctx);
+	if (c->out.oom)
+		sb_puts(&c->out, "\nerror: answer truncated (out of memory)\n");
+	c->answering = true;
+	/* Readable no longer matters; level-triggered EPOLLOUT while the answer is pending. */
+	loop_mod_fd(a->loop, c->fd, EPOLLOUT);
+	/* A fresh deadline to take the answer: the time the handler took (a reload) is not the client's. */
+	loop_timer_arm(a->loop, c->deadline, a->limits.deadline_ms);
+}
+
+/* Reads what is there; answers once the line is complete. false: close the client. */
+static bool client_read(struct admin_client *c)
 {
 	char cmd[ADMIN_CMD_MAX];
-	struct strbuf out = { 0 };
-	size_t len = 0;
+	bool eof = false;
+	int r;
 
-	while (len < sizeof(cmd) - 1) {
-		ssize_t n;
+	while (c->in_len < sizeof(c->in)) {
+		ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
 
-		if (wait_fd(cfd, POLLIN))
-			return;
-		n = recv(cfd, cmd + len, sizeof(cmd) - 1 - len, MSG_DONTWAIT);
-		if (n <= 0)
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
-		len += (size_t)n;
-		if (memchr(cmd, '\n', len))
+		if (n < 0)
+			return false;
+		if (n == 0) {
+			eof = true;
+			break;
+		}
+		c->in_len += (size_t)n;
+		if (memchr(c->in + c->in_len - n, '\n', (size_t)n))
 			break;
 	}
-	cmd[len] = '\0';
-	cmd[strcspn(cmd, "\r\n")] = '\0';
-	a->handler(cmd, &out, a->ctx);
-	if (out.oom)
-		sb_puts(&out, "\nerror: answer truncated (out of memory)\n");
-	if (out.buf && write_all(cfd, out.buf, out.len))
-		log_warn("admin: client went away before the answer was sent");
-	sb_free(&out);
+	r = admin_parse_command(c->in, c->in_len, eof, cmd, sizeof(cmd));
+	if (r == 0)
+		return true;
+	if (r == -ENODATA) /* connected and left: nothing to answer */
+		return false;
+	client_answer(c, cmd, r < 0 ? r : 0);
+	return client_write(c);
+}
+
+static void on_client(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct admin_client *c = ctx;
+	bool keep;
+
+	(void)loop, (void)fd;
+	if (!c->answering)
+		keep = !(events & EPOLLERR) && client_read(c);
+	else
+		keep = client_write(c);
+	if (!keep)
+		client_close(c);
+}
+
+static void on_deadline(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
+{
+	struct admin_client *c = ctx;
+
+	(void)loop, (void)timer;
+	log_warn("admin: client dropped after %u ms %s", c->admin->limits.deadline_ms,
+		 c->answering ? "without reading its answer" : "without sending a command line");
+	client_close(c);
+}
+
+/* Over the cap: a one-line refusal if the socket takes it at once, then close; never wait for this client. */
+static void refuse(int cfd)
+{
+	static const char msg[] = "error: too many admin clients, try again\n";
+
+	(void)!send(cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(cfd);
 }
 
 static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 {
 	struct xm_admin *a = ctx;
-	int cfd;
+	int i, cfd;
 
-	(void)loop, (void)events;
-	while ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		serve_client(a, cfd);
-		close(cfd);
+	(void)events;
+	/* A bounded batch: a connect flood cannot keep the loop here; the listener stays readable. */
+	for (i = 0; i < 16; i++) {
+		struct admin_client *c;
+
+		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				return;
+			/* Out of fds (EMFILE …): the listener stays readable; retrying at once would spin the loop. */
+			log_warn("admin: accept: %s; not accepting for %d ms", strerror(errno), ADMIN_ACCEPT_PAUSE_MS);
+			loop_pause_fd(loop, fd, ADMIN_ACCEPT_PAUSE_MS);
+			return;
+		}
+		if (a->n_clients >= a->limits.max_clients) {
+			log_warn("admin: %u clients already connected: refusing one more", a->n_clients);
+			refuse(cfd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			refuse(cfd);
+			continue;
+		}
+		c->admin = a;
+		c->fd = cfd;
+		c->deadline = loop_timer_add(loop, a->limits.deadline_ms, 0, on_deadline, c);
+		if (!c->deadline || loop_add_fd(loop, cfd, EPOLLIN | EPOLLRDHUP, on_client, c) < 0) {
+			loop_timer_cancel(loop, c->deadline);
+			free(c);
+			refuse(cfd);
+			continue;
+		}
+		c->next = a->clients;
+		if (a->clients)
+			a->clients->prev = c;
+		a->clients = c;
+		a->n_clients++;
 	}
 }
 
@@ -126,6 +235,7 @@ struct xm_admin *admin_listen(struct xm_loop *loop, const char *path, xm_admin_h
 		return NULL;
 	a->fd = -1;
 	a->loop = loop;
+	a->limits = (struct admin_limits){ ADMIN_DEADLINE_MS_DEFAULT, ADMIN_MAX_CLIENTS_DEFAULT };
 	a->handler = handler;
 	a->ctx = ctx;
 	err = fill_addr(&sa, path);
@@ -157,10 +267,25 @@ fail:
 	return NULL;
 }
 
+void admin_set_limits(struct xm_admin *a, const struct admin_limits *limits)
+{
+	if (limits->deadline_ms)
+		a->limits.deadline_ms = limits->deadline_ms;
+	if (limits->max_clients)
+		a->limits.max_clients = limits->max_clients;
+}
+
+unsigned int admin_n_clients(const struct xm_admin *a)
+{
+	return a->n_clients;
+}
+
 void admin_close(struct xm_admin *a)
 {
 	if (!a)
 		return;
+	while (a->clients)
+		client_close(a->clients);
 	if (a->fd >= 0) {
 		loop_del_fd(a->loop, a->fd);
 		close(a->fd);

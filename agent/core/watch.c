@@ -24,16 +24,16 @@ struct xm_watch {
 	} watches[XM_WATCH_MAX];
 	size_t n_watches;
 	int ifd;
-	int timer_fd;
+	struct xm_timer *debounce;
 	xm_watch_cb cb;
 	void *ctx;
 };
 
-static void on_debounced(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+static void on_debounced(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 {
 	struct xm_watch *w = ctx;
 
-	(void)loop, (void)fd, (void)events;
+	(void)loop, (void)timer;
 	w->cb(w->ctx);
 }
 
@@ -84,7 +84,7 @@ static void on_inotify(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	}
 	/* Editors and kubelet write in several steps: act once things settle. */
 	if (any)
-		loop_arm_timer(w->timer_fd, XM_WATCH_DEBOUNCE_MS);
+		loop_timer_arm(loop, w->debounce, XM_WATCH_DEBOUNCE_MS);
 }
 
 struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_t n, xm_watch_cb cb, void *ctx)
@@ -92,6 +92,7 @@ struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_
 	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY;
 	struct xm_watch *w = calloc(1, sizeof(*w));
 	size_t i;
+	int err;
 
 	if (!w)
 		return NULL;
@@ -99,8 +100,10 @@ struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_
 	w->cb = cb;
 	w->ctx = ctx;
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (w->ifd < 0)
+	if (w->ifd < 0) {
+		err = -errno;
 		goto fail;
+	}
 	for (i = 0; i < n && i < XM_WATCH_MAX; i++) {
 		char copy[PATH_MAX], base[PATH_MAX];
 		const char *dir = paths[i];
@@ -121,15 +124,20 @@ struct xm_watch *watch_new(struct xm_loop *loop, const char *const *paths, size_
 		}
 		w->watches[w->n_watches++].wd = wd;
 	}
-	w->timer_fd = loop_add_timer(loop, 3600 * 1000, 0, on_debounced, w);
-	if (w->timer_fd < 0)
+	w->debounce = loop_timer_add(loop, 0, 0, on_debounced, w);
+	if (!w->debounce) {
+		err = -ENOMEM;
 		goto fail;
-	/* Parked far away: on_inotify re-arms it to the debounce delay. */
-	if (loop_add_fd(loop, w->ifd, EPOLLIN, on_inotify, w) < 0)
+	}
+	/* Idle until on_inotify arms it to the debounce delay. */
+	loop_timer_disarm(loop, w->debounce);
+	err = loop_add_fd(loop, w->ifd, EPOLLIN, on_inotify, w);
+	if (err)
 		goto fail;
 	return w;
 fail:
-	log_error("config watcher: %s", strerror(errno));
+	/* The error of the call that failed: errno may still hold an inotify_add_watch failure logged above. */
+	log_error("config watcher: %s", strerror(-err));
 	watch_free(w);
 	return NULL;
 }
@@ -138,6 +146,7 @@ void watch_free(struct xm_watch *w)
 {
 	if (!w)
 		return;
+	loop_timer_cancel(w->loop, w->debounce);
 	if (w->ifd >= 0) {
 		loop_del_fd(w->loop, w->ifd);
 		close(w->ifd);

@@ -155,12 +155,12 @@ static void on_config_change(void *ctx)
 }
 
 /* 500 ms: ejections that end without a connection to notice, garbage past its grace period, neighbours. */
-static void on_tick(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+static void on_tick(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 {
 	struct xm_agent *a = ctx;
 	uint64_t now = now_ms();
 
-	(void)loop, (void)fd, (void)events;
+	(void)loop, (void)timer;
 	for (size_t i = 0; i < a->n_inited; i++)
 		if (a->states[i] && a->modules[i]->tick)
 			a->modules[i]->tick(a->states[i], a->snap, now);
@@ -295,7 +295,7 @@ int daemon_run(const struct xm_agent_opts *opts)
 	if (!a->watch)
 		goto out;
 	agent_reload(a, "start");
-	if (loop_add_timer(a->loop, 500, 500, on_tick, a) < 0)
+	if (!loop_timer_add(a->loop, 500, 500, on_tick, a))
 		goto out;
 	a->admin = admin_listen(a->loop, opts->admin_path, on_admin, a);
 	if (!a->admin)

@@ -15,151 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
-
-/* ---- request parsing ---- */
-
-static bool is_tchar(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-/* A byte no request head may hold anywhere: controls other than HT, CR and LF, and DEL. */
-static bool never_valid(unsigned char c)
-{
-	return (c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f;
-}
-
-/*
- * The line starting at pos: *line_len excludes the CR LF (or bare LF); returns the offset past it, 0 if
- * the line is not complete yet, or -1 for a CR inside the line.
- */
-static size_t next_line(const char *buf, size_t len, size_t pos, size_t *line_len, bool *bad)
-{
-	const char *lf = memchr(buf + pos, '\n', len - pos);
-	size_t end;
-
-	*bad = false;
-	if (!lf)
-		return 0;
-	end = (size_t)(lf - buf);
-	*line_len = end - pos;
-	if (*line_len && buf[end - 1] == '\r')
-		(*line_len)--;
-	if (memchr(buf + pos, '\r', *line_len))
-		*bad = true;
-	return end + 1;
-}
-
-static int parse_request_line(const char *s, size_t n, struct mhttp_request *req)
-{
-	const char *end = s + n, *p = s, *target, *q;
-	size_t tlen;
-
-	while (p < end && is_tchar((unsigned char)*p))
-		p++;
-	if (p == s || p == end || *p != ' ')
-		return -400;
-	req->method = s;
-	req->method_len = (size_t)(p - s);
-	target = ++p;
-	while (p < end && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f)
-		p++;
-	if (p == target || p == end || *p != ' ')
-		return -400;
-	tlen = (size_t)(p - target);
-	p++;
-	if (end - p != 8 || memcmp(p, "HTTP/", 5) || p[6] != '.' || p[5] < '0' || p[5] > '9' || p[7] < '0' ||
-	    p[7] > '9')
-		return -400;
-	if (p[5] != '1')
-		return -505;
-	req->minor_version = p[7] - '0';
-
-	/* absolute-form (RFC 9112 §3.2.2): servers must accept it; only its path matters here. */
-	if (tlen > 7 && (!strncasecmp(target, "http://", 7) || !strncasecmp(target, "https://", 8))) {
-		const char *auth = target + (target[4] == ':' ? 7 : 8);
-
-		q = memchr(auth, '/', (size_t)(target + tlen - auth));
-		if (!q) {
-			req->path = "/";
-			req->path_len = 1;
-			return 0;
-		}
-		tlen -= (size_t)(q - target);
-		target = q;
-	} else if (*target != '/' && !(tlen == 1 && *target == '*')) {
-		return -400;
-	}
-	q = memchr(target, '?', tlen);
-	req->path = target;
-	req->path_len = q ? (size_t)(q - target) : tlen;
-	return 0;
-}
-
-static int parse_header(const char *s, size_t n, int *n_host)
-{
-	const char *end = s + n, *p = s;
-
-	if (*s == ' ' || *s == '\t') /* obs-fold: RFC 9112 §5.2 lets a server reject it */
-		return -400;
-	while (p < end && is_tchar((unsigned char)*p))
-		p++;
-	if (p == s || p == end || *p != ':') /* also "Name : value", which RFC 9112 §5.1 forbids */
-		return -400;
-	if (p - s == 4 && !strncasecmp(s, "host", 4))
-		(*n_host)++;
-	for (p++; p < end; p++)
-		if ((unsigned char)*p < 0x20 ? *p != '\t' : *p == 0x7f)
-			return -400;
-	return 0;
-}
-
-int mhttp_parse_request(const char *buf, size_t len, struct mhttp_request *req)
-{
-	size_t pos = 0, next, n = 0, i;
-	bool bad, have_line = false;
-	int n_host = 0, err;
-
-	memset(req, 0, sizeof(*req));
-	for (;;) {
-		next = next_line(buf, len, pos, &n, &bad);
-		if (!next)
-			break;
-		if (bad)
-			return -400;
-		if (!have_line) {
-			/* RFC 9112 §2.2: empty lines before the request line are ignored. */
-			if (n) {
-				err = parse_request_line(buf + pos, n, req);
-				if (err)
-					return err;
-				have_line = true;
-			}
-		} else if (!n) {
-			if (n_host > 1 || (req->minor_version >= 1 && n_host == 0))
-				return -400;
-			return (int)next;
-		} else {
-			err = parse_header(buf + pos, n, &n_host);
-			if (err)
-				return err;
-		}
-		pos = next;
-	}
-	/* Incomplete: wait for more, unless what is there can never become a request (TLS, binary junk). */
-	for (i = pos; i < len; i++)
-		if (never_valid((unsigned char)buf[i]) || (buf[i] == '\r' && i + 1 < len))
-			return -400;
-	return 0;
-}
 
 const char *mhttp_reason(int status)
 {
@@ -248,7 +109,7 @@ struct mhttp_conn {
 	struct mhttp_conn *prev, *next;
 	int fd;
 	enum conn_state state;
-	bool expired; /* deadline passed: shut down, the connection's own callback frees it */
+	struct xm_timer *deadline;
 	uint64_t deadline_ms;
 	size_t in_len;
 	char head[512];
@@ -261,8 +122,7 @@ struct mhttp_conn {
 
 struct mhttp_server {
 	struct xm_loop *loop;
-	int fd, timer_fd, port;
-	uint64_t timer_at; /* when the deadline timer fires, 0 when not armed */
+	int fd, port;
 	struct mhttp_limits limits;
 	mhttp_handler handler;
 	void *ctx;
@@ -270,34 +130,11 @@ struct mhttp_server {
 	unsigned int n_conns;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Arms the one timer for the earliest deadline, unless it already fires before that. */
-static void rearm(struct mhttp_server *s)
-{
-	struct mhttp_conn *c;
-	uint64_t first = 0, now;
-
-	for (c = s->conns; c; c = c->next)
-		if (!c->expired && (!first || c->deadline_ms < first))
-			first = c->deadline_ms;
-	if (!first || (s->timer_at && s->timer_at <= first))
-		return;
-	now = now_ms();
-	if (loop_arm_timer(s->timer_fd, first > now ? first - now : 1) == 0)
-		s->timer_at = first;
-}
-
 static void conn_free(struct mhttp_conn *c)
 {
 	struct mhttp_server *s = c->srv;
 
+	loop_timer_cancel(s->loop, c->deadline);
 	loop_del_fd(s->loop, c->fd);
 	close(c->fd);
 	if (c->prev)
@@ -428,8 +265,10 @@ static bool conn_write(struct mhttp_conn *c)
 	shutdown(c->fd, SHUT_WR);
 	sb_free(&c->body);
 	c->state = CONN_DRAIN;
-	if (c->deadline_ms > now_ms() + MHTTP_LINGER_MS)
-		c->deadline_ms = now_ms() + MHTTP_LINGER_MS;
+	if (c->deadline_ms > loop_now_ms() + MHTTP_LINGER_MS) {
+		c->deadline_ms = loop_now_ms() + MHTTP_LINGER_MS;
+		loop_timer_arm(c->srv->loop, c->deadline, MHTTP_LINGER_MS);
+	}
 	return true;
 }
 
@@ -456,7 +295,7 @@ static void on_conn(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	bool keep = true;
 
 	(void)loop, (void)fd;
-	if (c->expired || (events & EPOLLERR)) {
+	if (events & EPOLLERR) {
 		conn_free(c);
 		return;
 	}
@@ -466,41 +305,24 @@ static void on_conn(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 		keep = conn_write(c);
 	if (keep && c->state == CONN_DRAIN)
 		keep = conn_drain(c);
-	if (!keep) {
+	if (!keep)
 		conn_free(c);
-		return;
-	}
-	rearm(c->srv);
 }
 
 /*
- * Deadline passed: abort (RST on close, nothing left to retry in the kernel). Only shut down here — this
- * may run in the same epoll batch as the connection's own event, so its callback is the one that frees it;
- * the shutdown makes the socket report EPOLLHUP so that callback comes.
+ * Deadline passed: abort (RST on close, nothing left to retry in the kernel). Freeing here is safe even
+ * when the connection's socket has an event in the same batch: the loop skips removed handlers.
  */
-static void conn_expire(struct mhttp_conn *c)
+static void on_deadline(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct mhttp_conn *c = ctx;
 
-	c->expired = true;
+	(void)loop, (void)timer;
 	if (c->state != CONN_DRAIN)
 		log_debug("metrics http: connection timed out %s", c->state == CONN_READ ? "reading" : "writing");
 	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	shutdown(c->fd, SHUT_RDWR);
-}
-
-static void on_timer(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
-{
-	struct mhttp_server *s = ctx;
-	struct mhttp_conn *c;
-	uint64_t now = now_ms();
-
-	(void)loop, (void)fd, (void)events;
-	s->timer_at = 0;
-	for (c = s->conns; c; c = c->next)
-		if (!c->expired && c->deadline_ms <= now)
-			conn_expire(c);
-	rearm(s);
+	conn_free(c);
 }
 
 /* Over the cap: a fixed 503 if the socket takes it at once, then close — never wait for this client. */
@@ -530,8 +352,12 @@ static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 
 		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("metrics http: accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				return;
+			/* Out of fds (EMFILE …): the listener stays readable; retrying at once would spin the loop. */
+			log_warn("metrics http: accept: %s; not accepting for %d ms", strerror(errno),
+				 MHTTP_ACCEPT_PAUSE_MS);
+			loop_pause_fd(loop, fd, MHTTP_ACCEPT_PAUSE_MS);
 			return;
 		}
 		if (s->n_conns >= s->limits.max_conns) {
@@ -545,8 +371,10 @@ static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 		}
 		c->srv = s;
 		c->fd = cfd;
-		c->deadline_ms = now_ms() + s->limits.timeout_ms;
-		if (loop_add_fd(loop, cfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn, c) < 0) {
+		c->deadline_ms = loop_now_ms() + s->limits.timeout_ms;
+		c->deadline = loop_timer_add(loop, s->limits.timeout_ms, 0, on_deadline, c);
+		if (!c->deadline || loop_add_fd(loop, cfd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn, c) < 0) {
+			loop_timer_cancel(loop, c->deadline);
 			free(c);
 			reject(cfd);
 			continue;
@@ -556,7 +384,6 @@ static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 			s->conns->prev = c;
 		s->conns = c;
 		s->n_conns++;
-		rearm(s);
 	}
 }
 
@@ -570,7 +397,7 @@ struct mhttp_server *mhttp_listen(struct xm_loop *loop, const char *addr, const 
 
 	if (!s)
 		return NULL;
-	s->fd = s->timer_fd = -1;
+	s->fd = -1;
 	s->loop = loop;
 	s->handler = handler;
 	s->ctx = ctx;
@@ -601,21 +428,16 @@ struct mhttp_server *mhttp_listen(struct xm_loop *loop, const char *addr, const 
 		goto fail_errno;
 	s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 						: ((struct sockaddr_in6 *)&ss)->sin6_port);
-	s->timer_fd = loop_add_timer(loop, s->limits.timeout_ms, 0, on_timer, s);
-	if (s->timer_fd < 0) {
-		errno = -s->timer_fd;
-		s->timer_fd = -1;
-		goto fail_errno;
-	}
-	s->timer_at = now_ms() + s->limits.timeout_ms;
-	if (loop_add_fd(loop, s->fd, EPOLLIN, on_accept, s) < 0)
-		goto fail_errno;
+	/* loop_add_fd returns the error; errno after it is whatever its cleanup left. */
+	err = loop_add_fd(loop, s->fd, EPOLLIN, on_accept, s);
+	if (err)
+		goto fail_log;
 	return s;
 fail_errno:
-	log_error("metrics listener %s: %s", addr, strerror(errno));
+	err = -errno;
+fail_log:
+	log_error("metrics listener %s: %s", addr, strerror(-err));
 fail:
-	if (s->timer_fd >= 0)
-		loop_del_fd(loop, s->timer_fd);
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s);
@@ -640,6 +462,5 @@ void mhttp_close(struct mhttp_server *s)
 		conn_free(s->conns);
 	loop_del_fd(s->loop, s->fd);
 	close(s->fd);
-	loop_del_fd(s->loop, s->timer_fd);
 	free(s);
 }

@@ -18,6 +18,7 @@
 #define MHTTP_MAX_CONNS_DEFAULT	  64	/* concurrent connections; more are answered 503 and closed */
 #define MHTTP_TIMEOUT_MS_DEFAULT  10000 /* accept → last byte sent; Prometheus' default scrape timeout */
 #define MHTTP_LINGER_MS		  1000	/* after the answer, how long we read what the client still sends */
+#define MHTTP_ACCEPT_PAUSE_MS	  500	/* after accept() fails for want of resources */
 
 /* A parsed request head; the pointers point into the caller's buffer. */
 struct mhttp_request {
@@ -61,7 +62,7 @@ struct mhttp_server *mhttp_listen(struct xm_loop *loop, const char *addr, const 
 int mhttp_port(const struct mhttp_server *s);
 /* Open connections right now (tests and status). */
 unsigned int mhttp_n_conns(const struct mhttp_server *s);
-/* Closes the listener and every connection. Not from inside one of the loop's callbacks. */
+/* Closes the listener and every connection. Not from inside its own handler (the connection it answers). */
 void mhttp_close(struct mhttp_server *s);
 
 /* "IPv4:PORT" or "[IPv6]:PORT" → sockaddr; -EINVAL when malformed. */

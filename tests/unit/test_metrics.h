@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
 
 #include "core/loop.h"
 #include "core/strbuf.h"
@@ -36,6 +38,26 @@ int http_exchange(int port, const char *req, struct strbuf *resp);
 int resp_status(const char *resp);
 const char *resp_header(const char *resp, const char *name, char *buf, size_t len);
 const char *resp_body(const char *resp);
+
+/*
+ * Lowers RLIMIT_NOFILE so that the next descriptor this process opens fails with EMFILE (the free numbers
+ * below the limit are taken by fillers); fd_squeeze_end restores the limit and closes the fillers.
+ */
+struct fd_squeeze {
+	struct rlimit old;
+	int fillers[256];
+	int n;
+};
+void fd_squeeze_begin(struct fd_squeeze *sq);
+void fd_squeeze_end(struct fd_squeeze *sq);
+/* Sends what the process writes to stderr (the agent's log) to a file until stderr_capture_end returns it. */
+struct stderr_capture {
+	int saved, fd;
+};
+void stderr_capture_begin(struct stderr_capture *cap);
+void stderr_capture_end(struct stderr_capture *cap, struct strbuf *out);
+/* How many lines of text hold needle. */
+int count_lines_with(const char *text, const char *needle);
 
 /* promtool's path, or NULL when it is not installed (the tests then skip). */
 const char *promtool_path(void);

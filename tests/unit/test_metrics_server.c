@@ -411,6 +411,42 @@ Test(metrics_server, connection_cap)
 	loop_thread_fini(&l);
 }
 
+/* accept() failing with EMFILE leaves the listener readable: the server must pause it, not spin on it. */
+Test(metrics_server, out_of_descriptors_does_not_spin_the_loop, .init = setup, .fini = teardown)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = 5 };
+	struct stderr_capture cap;
+	struct fd_squeeze sq;
+	struct strbuf log = { 0 }, r = { 0 };
+	int fd, err, failures;
+	uint64_t t0;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	stderr_capture_begin(&cap);
+	fd_squeeze_begin(&sq);
+	/* The kernel completes the connection in the backlog; accept() then finds no free descriptor. */
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(client_send(fd, get_metrics, sizeof(get_metrics) - 1), 0);
+	usleep(400 * 1000);
+	fd_squeeze_end(&sq);
+	stderr_capture_end(&cap, &log);
+	failures = count_lines_with(log.buf, "accept: Too many open files");
+	cr_expect(failures >= 1 && failures <= 2, "accept() failed %d times in 400 ms", failures);
+	/* Descriptors back: the waiting client is accepted after the pause and answered. */
+	t0 = mono_ms();
+	err = client_read_all(fd, &r);
+	cr_expect_eq(err, 0, "%s", strerror(-err));
+	cr_expect_eq(resp_status(r.buf), 200);
+	cr_expect_lt(mono_ms() - t0, MHTTP_ACCEPT_PAUSE_MS + 1000);
+	sb_free(&log);
+	sb_free(&r);
+	close(fd);
+}
+
 static int count_fds(void)
 {
 	int n = 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Shared helpers of the metrics tests (see test_metrics.h). */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -73,6 +74,88 @@ void loop_thread_fini(struct loop_thread *lt)
 	loop_del_fd(lt->loop, lt->stop_fd);
 	close(lt->stop_fd);
 	loop_free(lt->loop);
+}
+
+void fd_squeeze_begin(struct fd_squeeze *sq)
+{
+	struct rlimit lim;
+	struct dirent *e;
+	int top = 0, fd;
+	DIR *d;
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &sq->old), 0);
+	d = opendir("/proc/self/fd");
+	cr_assert_not_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && atoi(e->d_name) > top)
+			top = atoi(e->d_name);
+	closedir(d);
+	/* dup() takes the lowest free number: once it returns one above the top, every hole below is filled. */
+	sq->n = 0;
+	do {
+		cr_assert_lt(sq->n, (int)(sizeof(sq->fillers) / sizeof(sq->fillers[0])), "too many holes below fd %d",
+			     top);
+		fd = dup(0);
+		cr_assert_geq(fd, 0);
+		sq->fillers[sq->n++] = fd;
+	} while (fd <= top);
+	lim = sq->old;
+	lim.rlim_cur = (rlim_t)fd + 1;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	cr_assert_lt(dup(0), 0, "the descriptor table is not full");
+	cr_assert_eq(errno, EMFILE);
+}
+
+void fd_squeeze_end(struct fd_squeeze *sq)
+{
+	int i;
+
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &sq->old), 0);
+	for (i = 0; i < sq->n; i++)
+		close(sq->fillers[i]);
+	sq->n = 0;
+}
+
+void stderr_capture_begin(struct stderr_capture *cap)
+{
+	char path[] = "/tmp/xm-test-stderr.XXXXXX";
+
+	fflush(stderr);
+	cap->fd = mkstemp(path);
+	cr_assert_geq(cap->fd, 0);
+	unlink(path);
+	cap->saved = dup(2);
+	cr_assert_geq(cap->saved, 0);
+	cr_assert_eq(dup2(cap->fd, 2), 2);
+}
+
+void stderr_capture_end(struct stderr_capture *cap, struct strbuf *out)
+{
+	char buf[4096];
+	ssize_t n;
+	off_t off = 0;
+
+	fflush(stderr);
+	cr_assert_eq(dup2(cap->saved, 2), 2);
+	close(cap->saved);
+	while ((n = pread(cap->fd, buf, sizeof(buf) - 1, off)) > 0) {
+		buf[n] = '\0';
+		sb_puts(out, buf);
+		off += n;
+	}
+	close(cap->fd);
+}
+
+int count_lines_with(const char *text, const char *needle)
+{
+	const char *p = text;
+	int n = 0;
+
+	while (p && (p = strstr(p, needle))) {
+		n++;
+		p = strchr(p, '\n');
+	}
+	return n;
 }
 
 int client_connect(int port)
