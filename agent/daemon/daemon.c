@@ -14,6 +14,7 @@
 
 #include "admin/admin.h"
 #include "config/model.h"
+#include "core/grow.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "core/watch.h"
@@ -64,8 +65,8 @@ static void agent_reload(struct xm_agent *a, const char *why)
 		goto out;
 	}
 	/* New VIPs pass the pre-filter before they are published. */
-	if (a->xdp.skel)
-		xdp_datapath_sync(&a->xdp, a->lbmap, &next, true);
+	if (a->xdp.skel && xdp_datapath_sync(&a->xdp, a->lbmap, &next, true))
+		log_warn("xdp: VIP pre-filter not fully updated; new external VIPs may reach the kernel unbalanced");
 	err = lbmap_apply(a->lbmap, &next, now_ms(), &stats);
 	if (a->xdp.skel && xdp_datapath_sync(&a->xdp, a->lbmap, &next, false))
 		log_warn("xdp: reverse-NAT table not fully updated");
@@ -103,10 +104,12 @@ static void count_ejection(struct xm_agent *a, const struct xm_event *ev)
 			return;
 		}
 	}
-	p = realloc(a->ejections, (a->n_ejections + 1) * sizeof(*p));
-	if (!p)
+	if (XM_GROW(a->ejections, a->cap_ejections, a->n_ejections + 1)) {
+		if (!a->ejections_uncounted++)
+			log_warn("outlier: out of memory for ejection counts: this and later new (endpoint, reason) "
+				 "pairs are not counted (xmesh_endpoint_ejections_uncounted_total)");
 		return;
-	a->ejections = p;
+	}
 	a->ejections[a->n_ejections++] = (struct xm_ejection_count){ ev->svc_id, ev->backend_id, ev->reason, 1 };
 }
 

@@ -53,7 +53,8 @@ struct xm_agent {
 	struct xm_admin *admin;
 	struct xm_outlier_events *outlier_events;
 	struct xm_ejection_count *ejections; /* per (service port, endpoint, reason), for metrics */
-	size_t n_ejections;
+	size_t n_ejections, cap_ejections;
+	uint64_t ejections_uncounted; /* ejections not in ejections: no memory for a new pair */
 	uint64_t ejections_total, returns_total;
 	struct xm_lb_state served;	 /* what the maps serve now */
 	struct xm_identities identities; /* pod IPs of the served config, for metrics labels */

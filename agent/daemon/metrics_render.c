@@ -309,6 +309,9 @@ static void render_outlier(const struct xm_agent *a, int outlier_fd, struct strb
 		}
 		prom_sample_u64(out, "xmesh_endpoint_ejections_total", ej_names, values, 3, e->count);
 	}
+	prom_family(out, "xmesh_endpoint_ejections_uncounted_total", "counter",
+		    "Outlier ejections missing from xmesh_endpoint_ejections_total: no memory to count them.");
+	prom_sample_u64(out, "xmesh_endpoint_ejections_uncounted_total", NULL, NULL, 0, a->ejections_uncounted);
 	prom_family(out, "xmesh_endpoint_ejected", "gauge", "1 while an endpoint is ejected by outlier detection.");
 	for (i = 0; i < a->served.n_services; i++) {
 		const struct xm_lb_service *s = &a->served.services[i];
