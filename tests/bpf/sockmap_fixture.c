@@ -83,7 +83,7 @@ void smx_setup(void)
 	smx.msg_link_fd = -1;
 	if (!sandbox_supported()) {
 		smx.skipped = true;
-		cr_skip_test("needs root, BTF and cgroup v2 at " SANDBOX_CGROUP_ROOT);
+		sandbox_cannot_run(sandbox_unsupported());
 	}
 	sandbox_enter("xmesh-smtest", smx.cgroup, sizeof(smx.cgroup));
 	smx.own_cgroup = true;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lb/hash.h"
+#include "sandbox.h"
 #include "skel/xdp_lb.skel.h"
 #include "xdp_fixture.h"
 
@@ -974,7 +975,7 @@ Test(xdp_lb, bpftool_dump_of_conntrack_has_named_fields)
 	FILE *f;
 
 	if (system("command -v bpftool >/dev/null"))
-		cr_skip_test("bpftool not installed");
+		sandbox_cannot_run("bpftool not installed");
 	publish_golden_services();
 	backend_of(VIP4, 42000, 0x02);
 	snprintf(dir, sizeof(dir), "/sys/fs/bpf/xmx-bpftest-%d", getpid());

@@ -7,14 +7,13 @@ XMT_P="xms$$-"
 XMT_NODE="${XMT_P}node"
 XM_STREAM=""
 
-# xms_init BUILD: xmt_init, plus the checks the sockmap tests need (skip, never fail, when one is missing).
+# xms_init BUILD: xmt_init, plus what the sockmap tests need: their tools, and the kernel's sockmap types.
 xms_init() {
 	xmt_init "$@"
 	XM_STREAM="$XMT_BUILD/tools/xm-stream"
 	[ -x "$XM_STREAM" ] || xmt_skip "test tool $XM_STREAM not built (make tools)"
 	command -v python3 >/dev/null || xmt_skip "python3 (admin socket client) not installed"
-	"$XMESH" agent --help 2>&1 | grep -q -- --no-sockmap ||
-		xmt_skip "this xmesh agent has no sockmap support yet (--no-sockmap missing from agent --help)"
+	xmt_require_kernel "program_type sock_ops" "program_type sk_msg" "map_type sockhash" "map_type sk_storage"
 }
 
 # xms_admin COMMAND...: one admin request, the answer on stdout.
