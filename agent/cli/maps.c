@@ -17,6 +17,7 @@
 
 #include "cli/cli.h"
 #include "compile/compile.h"
+#include "core/percpu.h"
 #include "core/strbuf.h"
 #include "datapath/pins.h"
 
@@ -304,27 +305,12 @@ static bool all_zero(const void *p, size_t n)
 	return true;
 }
 
-/* Per-CPU values lead with 8-byte counters (sum_len bytes): sum each over the CPUs into the first slot. */
-static void sum_percpu(void *value, size_t value_size, size_t sum_len, int ncpu)
-{
-	size_t stride = (value_size + 7) & ~7ul, f;
-	int c;
-
-	for (f = 0; f + 8 <= sum_len; f += 8) {
-		__u64 sum = 0;
-
-		for (c = 0; c < ncpu; c++)
-			sum += *(__u64 *)((char *)value + c * stride + f);
-		*(__u64 *)((char *)value + f) = sum;
-	}
-}
-
 static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool first, struct strbuf *out)
 {
 	struct bpf_map_info info;
 	__u32 len = sizeof(info);
 	void *key = NULL, *next = NULL, *value = NULL;
-	int fd, err = 0, ncpu = libbpf_num_possible_cpus(), n = 0;
+	int fd, err = 0, n = 0;
 	bool have_prev = false;
 
 	fd = pins_open(bpffs, d->name);
@@ -337,7 +323,7 @@ static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool
 	}
 	key = calloc(1, info.key_size);
 	next = calloc(1, info.key_size);
-	value = calloc(d->percpu ? (size_t)ncpu : 1, (info.value_size + 7) & ~7u);
+	value = calloc(1, info.value_size);
 	if (!key || !next || !value) {
 		err = -ENOMEM;
 		goto out;
@@ -349,11 +335,10 @@ static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool
 	while (bpf_map_get_next_key(fd, have_prev ? key : NULL, next) == 0) {
 		memcpy(key, next, info.key_size);
 		have_prev = true;
-		if (bpf_map_lookup_elem_flags(fd, key, value, d->locked ? BPF_F_LOCK : 0) < 0)
+		if (d->percpu ? percpu_lookup_value(fd, key, info.value_size,
+						    d->percpu_sum_len ? d->percpu_sum_len : info.value_size, value)
+			      : bpf_map_lookup_elem_flags(fd, key, value, d->locked ? BPF_F_LOCK : 0) < 0)
 			continue;
-		if (d->percpu)
-			sum_percpu(value, info.value_size, d->percpu_sum_len ? d->percpu_sum_len : info.value_size,
-				   ncpu);
 		if (d->skip_zero && all_zero(value, info.value_size))
 			continue;
 		if (json) {

@@ -14,7 +14,6 @@
 #include "daemon/daemon.h"
 #include "datapath/tcp_counters.h"
 #include "lbmap/lbmap.h"
-#include "metrics/percpu.h"
 #include "metrics/prom.h"
 #include "metrics/sock_lb_metrics.h"
 #include "outlier/outlier.h"

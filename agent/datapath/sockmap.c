@@ -13,6 +13,7 @@
 
 #include "config/model.h"
 #include "core/log.h"
+#include "core/percpu.h"
 #include "core/strbuf.h"
 #include "datapath/pins.h"
 #include "skel/sockmap.skel.h"
@@ -523,29 +524,11 @@ out:
 
 int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX])
 {
-	int ncpu = libbpf_num_possible_cpus();
-	struct xm_counter *per_cpu;
-	__u32 idx;
-	int c;
+	int err = percpu_sum_u64(stats_fd, XM_SMSTAT_MAX, out);
 
-	memset(out, 0, sizeof(uint64_t) * XM_SMSTAT_MAX);
-	if (ncpu <= 0)
-		return ncpu ? ncpu : -EINVAL;
-	per_cpu = calloc((size_t)ncpu, sizeof(*per_cpu));
-	if (!per_cpu)
-		return -ENOMEM;
-	for (idx = 0; idx < XM_SMSTAT_MAX; idx++) {
-		if (bpf_map_lookup_elem(stats_fd, &idx, per_cpu) < 0) {
-			int err = -errno;
-
-			free(per_cpu);
-			return err;
-		}
-		for (c = 0; c < ncpu; c++)
-			out[idx] += per_cpu[c].value;
-	}
-	free(per_cpu);
-	return 0;
+	if (err)
+		memset(out, 0, sizeof(uint64_t) * XM_SMSTAT_MAX);
+	return err;
 }
 
 void sockmap_admin(struct xm_sockmap *sm, const char *args, struct strbuf *out)
