@@ -208,11 +208,22 @@ static __always_inline int xm_sm_fallback(struct xm_sockmap_sk *st, __u32 why, _
 }
 
 /*
+ * Pages one CPU charges before the global usage counter sees them (net.core.mem_pcpu_rsv, 1 MiB of 4 KiB
+ * pages by default; the agent sets the running value before load).
+ */
+const volatile long xm_mem_pcpu_rsv = 256;
+
+/*
  * TCP's memory accounting (tcp_mem, in pages) is global. Past the hard limit the kernel refuses to charge a
  * redirected message to the receiver and sendmsg fails with ENOMEM, where TCP would make the writer wait.
  * So at the pressure threshold, or once TCP has declared pressure (it keeps it until usage drops below
  * tcp_mem[0]), messages take TCP instead. The pressure flag and tcp_mem sit behind plain pointers of
  * struct proto, hence bpf_probe_read_kernel; the usage counter is BTF-typed and read directly.
+ *
+ * The counter lags: each CPU keeps up to xm_mem_pcpu_rsv pages of charges to itself and adds them to the
+ * counter only when its reserve is full, so the counter can read far below the real usage (even below
+ * zero) while the very charge of this message flushes the reserve and puts TCP over the threshold: the
+ * kernel then refuses the charge (ENOMEM). The margin is what one charge can add to the counter at most.
  */
 static __always_inline bool xm_sm_tcp_mem_tight(struct tcp_sock *tp, __u64 size)
 {
@@ -228,7 +239,7 @@ static __always_inline bool xm_sm_tcp_mem_tight(struct tcp_sock *tp, __u64 size)
 	if (bpf_probe_read_kernel(limits, sizeof(limits), prot->sysctl_mem) || !prot->memory_allocated)
 		return false;
 	/* Pages of 4 KiB: an over-estimate where pages are larger, which only makes the fallback earlier. */
-	pages = prot->memory_allocated->counter + (long)((size + 4095) >> 12);
+	pages = prot->memory_allocated->counter + xm_mem_pcpu_rsv + (long)((size + 4095) >> 12);
 	return pages >= limits[1];
 }
 
