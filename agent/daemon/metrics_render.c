@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/grow.h"
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
 #include "datapath/tcp_counters.h"
@@ -120,15 +121,8 @@ static size_t collect_keys(int map_fd, size_t key_size, unsigned char **out)
 	if (key_size > sizeof(k))
 		return 0;
 	while (bpf_map_get_next_key(map_fd, prev, next) == 0 && n < 4 * 65536) {
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			void *p = realloc(keys, ncap * key_size);
-
-			if (!p)
-				break;
-			keys = p;
-			cap = ncap;
-		}
+		if (xm_grow((void **)&keys, &cap, n + 1, key_size))
+			break;
 		memcpy(keys + n++ * key_size, next, key_size);
 		memcpy(k, next, key_size);
 		prev = k;
@@ -149,15 +143,8 @@ struct series_set {
 
 static struct tcp_series *series_add(struct series_set *set)
 {
-	if (set->n == set->cap) {
-		size_t ncap = set->cap ? set->cap * 2 : 16;
-		void *p = realloc(set->v, ncap * sizeof(*set->v));
-
-		if (!p)
-			return NULL;
-		set->v = p;
-		set->cap = ncap;
-	}
+	if (XM_GROW(set->v, set->cap, set->n + 1))
+		return NULL;
 	return &set->v[set->n];
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config/model.h"
+#include "core/grow.h"
 #include "core/log.h"
 #include "core/percpu.h"
 #include "core/strbuf.h"
@@ -364,7 +365,7 @@ int sockmap_get_enabled(const struct xm_sockmap *sm)
 struct local_set {
 	struct xm_local_ip_key *keys;
 	__u32 *flags;
-	size_t n, cap;
+	size_t n, cap_keys, cap_flags;
 };
 
 static int key_cmp(const void *a, const void *b)
@@ -378,20 +379,8 @@ static int local_set_add(struct local_set *s, const struct xm_ip *ip, __u32 flag
 
 	if (ip->family != XM_FAMILY_V4 && ip->family != XM_FAMILY_V6)
 		return 0;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		struct xm_local_ip_key *keys = realloc(s->keys, cap * sizeof(*keys));
-		__u32 *fl;
-
-		if (!keys)
-			return -ENOMEM;
-		s->keys = keys;
-		fl = realloc(s->flags, cap * sizeof(*fl));
-		if (!fl)
-			return -ENOMEM;
-		s->flags = fl;
-		s->cap = cap;
-	}
+	if (XM_GROW(s->keys, s->cap_keys, s->n + 1) || XM_GROW(s->flags, s->cap_flags, s->n + 1))
+		return -ENOMEM;
 	memset(&k, 0, sizeof(k));
 	memcpy(k.addr.bytes, ip->bytes, ip->family == XM_FAMILY_V4 ? 4 : 16);
 	k.family = ip->family;
@@ -498,16 +487,9 @@ int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_config *cfg, c
 		cur = next;
 		if (local_set_has(&want, &cur))
 			continue;
-		if (n_stale == cap_stale) {
-			struct xm_local_ip_key *t;
-
-			cap_stale = cap_stale ? cap_stale * 2 : 64;
-			t = realloc(stale, cap_stale * sizeof(*t));
-			if (!t) {
-				err = -ENOMEM;
-				goto out;
-			}
-			stale = t;
+		if (XM_GROW(stale, cap_stale, n_stale + 1)) {
+			err = -ENOMEM;
+			goto out;
 		}
 		stale[n_stale++] = cur;
 	}
