@@ -61,6 +61,16 @@ xms_config() {
 	} | xmt_config_write sockmap.yaml
 }
 
+# xms_pair: the usual pair on the node, server pod b1 (.11, xm-stream echo on $XMT_TARGET) and client pod
+# c1 (.101), both local, Service reviews -> b1. The agent is not started.
+xms_pair() {
+	xmt_node_create
+	xmt_pod_add b1 11
+	xmt_pod_add c1 101
+	xms_serve b1
+	xms_config b1 c1
+}
+
 # xms_echo POD OUT ARGS...: xm-stream echo in POD inside the mesh; returns its status.
 xms_echo() {
 	local pod=$1 out=$2 rc=0
