@@ -208,10 +208,11 @@ static __always_inline int xm_sm_fallback(struct xm_sockmap_sk *st, __u32 why, _
 }
 
 /*
- * Pages one CPU charges before the global usage counter sees them (net.core.mem_pcpu_rsv, 1 MiB of 4 KiB
- * pages by default; the agent sets the running value before load).
+ * Pages by which TCP's global usage count may lag: every CPU charges up to net.core.mem_pcpu_rsv pages
+ * (1 MiB of 4 KiB pages by default) before the count sees them. The loader sets it to that reserve times
+ * the possible CPUs (sockmap_tcp_mem_lag()); the default is one CPU's.
  */
-const volatile long xm_mem_pcpu_rsv = 256;
+const volatile long xm_tcp_mem_lag = 256;
 
 /*
  * TCP's memory accounting (tcp_mem, in pages) is global. Past the hard limit the kernel refuses to charge a
@@ -220,10 +221,10 @@ const volatile long xm_mem_pcpu_rsv = 256;
  * tcp_mem[0]), messages take TCP instead. The pressure flag and tcp_mem sit behind plain pointers of
  * struct proto, hence bpf_probe_read_kernel; the usage counter is BTF-typed and read directly.
  *
- * The counter lags: each CPU keeps up to xm_mem_pcpu_rsv pages of charges to itself and adds them to the
- * counter only when its reserve is full, so the counter can read far below the real usage (even below
- * zero) while the very charge of this message flushes the reserve and puts TCP over the threshold: the
- * kernel then refuses the charge (ENOMEM). The margin is what one charge can add to the counter at most.
+ * The count lags: each CPU keeps its charges to itself until its reserve is full, so the count can read
+ * far below the real usage (even below zero) while the charge of this very message, or another CPU's,
+ * flushes a reserve and puts TCP over tcp_mem[1]; under pressure the kernel may then refuse the charge
+ * (ENOMEM) long before tcp_mem[2]. Hence the margin of every CPU's reserve.
  */
 static __always_inline bool xm_sm_tcp_mem_tight(struct tcp_sock *tp, __u64 size)
 {
@@ -239,7 +240,7 @@ static __always_inline bool xm_sm_tcp_mem_tight(struct tcp_sock *tp, __u64 size)
 	if (bpf_probe_read_kernel(limits, sizeof(limits), prot->sysctl_mem) || !prot->memory_allocated)
 		return false;
 	/* Pages of 4 KiB: an over-estimate where pages are larger, which only makes the fallback earlier. */
-	pages = prot->memory_allocated->counter + xm_mem_pcpu_rsv + (long)((size + 4095) >> 12);
+	pages = prot->memory_allocated->counter + xm_tcp_mem_lag + (long)((size + 4095) >> 12);
 	return pages >= limits[1];
 }
 

@@ -235,7 +235,7 @@ int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, b
 		goto fail;
 	}
 	pins_replace_incompatible(sm->skel->obj);
-	sm->skel->rodata->xm_mem_pcpu_rsv = sockmap_mem_pcpu_rsv();
+	sm->skel->rodata->xm_tcp_mem_lag = sockmap_tcp_mem_lag();
 	err = sockmap__load(sm->skel);
 	if (err) {
 		log_error("load BPF object sockmap: %s (kernel without sockhash/sk_msg support, or maps pinned under "
@@ -505,17 +505,18 @@ out:
 	return err;
 }
 
-long sockmap_mem_pcpu_rsv(void)
+long sockmap_tcp_mem_lag(void)
 {
 	long pages = 256; /* the kernel default (SK_MEMORY_PCPU_RESERVE), fixed where there is no sysctl */
 	FILE *f = fopen("/proc/sys/net/core/mem_pcpu_rsv", "re");
+	int ncpu = libbpf_num_possible_cpus();
 
 	if (f) {
 		if (fscanf(f, "%ld", &pages) != 1 || pages < 0)
 			pages = 256;
 		fclose(f);
 	}
-	return pages;
+	return pages * (ncpu > 0 ? ncpu : 1);
 }
 
 int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX])
