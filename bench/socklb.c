@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <xmesh/hash.h>
+
 #define BENCH_NAME "socklb"
 #include "bench_util.h"
 
@@ -140,16 +142,6 @@ static int bench_socket(void)
 /* ------------------------------------------------------------------------------------------------------ */
 /* gen */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 /* kube-proxy names chains KUBE-SVC-/KUBE-SEP- + 16 base32 characters of a hash of the service port. */
 static void chain_name(char *out, size_t len, const char *prefix, const char *what)
 {
@@ -160,8 +152,8 @@ static void chain_name(char *out, size_t len, const char *prefix, const char *wh
 
 	for (const char *p = what; *p; p++)
 		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
-	h2 = mix64(h ^ 0x9e3779b97f4a7c15ULL);
-	h = mix64(h);
+	h2 = xm_mix64(h ^ 0x9e3779b97f4a7c15ULL);
+	h = xm_mix64(h);
 	for (i = 0; i < 16; i++) {
 		uint64_t src = i < 12 ? h : h2;
 

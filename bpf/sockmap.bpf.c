@@ -208,11 +208,23 @@ static __always_inline int xm_sm_fallback(struct xm_sockmap_sk *st, __u32 why, _
 }
 
 /*
+ * Pages by which TCP's global usage count may lag: every CPU charges up to net.core.mem_pcpu_rsv pages
+ * (1 MiB of 4 KiB pages by default) before the count sees them. The loader sets it to that reserve times
+ * the possible CPUs (sockmap_tcp_mem_lag()); the default is one CPU's.
+ */
+const volatile long xm_tcp_mem_lag = 256;
+
+/*
  * TCP's memory accounting (tcp_mem, in pages) is global. Past the hard limit the kernel refuses to charge a
  * redirected message to the receiver and sendmsg fails with ENOMEM, where TCP would make the writer wait.
  * So at the pressure threshold, or once TCP has declared pressure (it keeps it until usage drops below
  * tcp_mem[0]), messages take TCP instead. The pressure flag and tcp_mem sit behind plain pointers of
  * struct proto, hence bpf_probe_read_kernel; the usage counter is BTF-typed and read directly.
+ *
+ * The count lags: each CPU keeps its charges to itself until its reserve is full, so the count can read
+ * far below the real usage (even below zero) while the charge of this very message, or another CPU's,
+ * flushes a reserve and puts TCP over tcp_mem[1]; under pressure the kernel may then refuse the charge
+ * (ENOMEM) long before tcp_mem[2]. Hence the margin of every CPU's reserve.
  */
 static __always_inline bool xm_sm_tcp_mem_tight(struct tcp_sock *tp, __u64 size)
 {
@@ -228,7 +240,7 @@ static __always_inline bool xm_sm_tcp_mem_tight(struct tcp_sock *tp, __u64 size)
 	if (bpf_probe_read_kernel(limits, sizeof(limits), prot->sysctl_mem) || !prot->memory_allocated)
 		return false;
 	/* Pages of 4 KiB: an over-estimate where pages are larger, which only makes the fallback earlier. */
-	pages = prot->memory_allocated->counter + (long)((size + 4095) >> 12);
+	pages = prot->memory_allocated->counter + xm_tcp_mem_lag + (long)((size + 4095) >> 12);
 	return pages >= limits[1];
 }
 

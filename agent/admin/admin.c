@@ -2,7 +2,7 @@
 #include "admin/admin.h"
 
 #include <errno.h>
-#include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 
 #include "admin/command.h"
 #include "core/log.h"
+#include "core/mkdir_p.h"
 
 struct admin_client {
 	struct xm_admin *admin;
@@ -31,6 +32,9 @@ struct xm_admin {
 	struct xm_loop *loop;
 	int fd;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t dev; /* of the socket file we bound: only that one is ours to unlink */
+	ino_t ino;
+	bool bound;
 	xm_admin_handler handler;
 	void *ctx;
 	struct admin_limits limits;
@@ -215,14 +219,17 @@ static void on_accept(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	}
 }
 
-static int mkdir_parent(const char *path)
+/* Whether a process listens on the socket file (a stale file refuses the connection). */
+static bool socket_answers(const struct sockaddr_un *sa)
 {
-	char copy[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live;
 
-	snprintf(copy, sizeof(copy), "%s", path);
-	if (mkdir(dirname(copy), 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	if (fd < 0)
+		return false;
+	live = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(fd);
+	return live;
 }
 
 struct xm_admin *admin_listen(struct xm_loop *loop, const char *path, xm_admin_handler handler, void *ctx)
@@ -242,19 +249,30 @@ struct xm_admin *admin_listen(struct xm_loop *loop, const char *path, xm_admin_h
 	if (err)
 		goto fail;
 	snprintf(a->path, sizeof(a->path), "%s", path);
-	mkdir_parent(path);
+	err = xm_mkdir_parent(path, 0700);
+	if (err)
+		goto fail;
 	a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (a->fd < 0)
 		goto fail_errno;
-	/* A socket file left by a previous agent (we are its successor) is replaced. */
+	/* A socket file left by a previous agent (we are its successor) is replaced; a live one is not. */
+	if (socket_answers(&sa)) {
+		log_error("admin socket %s: another agent answers on it; not replacing it", path);
+		admin_close(a);
+		return NULL;
+	}
 	unlink(path);
 	{
 		mode_t old = umask(0177);
 		int rc = bind(a->fd, (struct sockaddr *)&sa, sizeof(sa));
+		struct stat st = { 0 };
 
 		umask(old);
 		if (rc < 0)
 			goto fail_errno;
+		a->bound = stat(path, &st) == 0;
+		a->dev = st.st_dev;
+		a->ino = st.st_ino;
 	}
 	if (listen(a->fd, 16) < 0 || loop_add_fd(loop, a->fd, EPOLLIN, on_accept, a) < 0)
 		goto fail_errno;
@@ -287,9 +305,12 @@ void admin_close(struct xm_admin *a)
 	while (a->clients)
 		client_close(a->clients);
 	if (a->fd >= 0) {
+		struct stat st;
+
 		loop_del_fd(a->loop, a->fd);
 		close(a->fd);
-		unlink(a->path);
+		if (a->bound && stat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
+			unlink(a->path);
 	}
 	free(a);
 }

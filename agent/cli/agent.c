@@ -5,12 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 #include "admin/admin.h"
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/mkdir_p.h"
 #include "daemon/daemon.h"
+#include "daemon/instance_lock.h"
 #include "datapath/pins.h"
 #include "datapath/sockmap.h"
 #include "lb/maglev.h"
@@ -21,6 +26,31 @@ static void usage(FILE *f)
 		   "                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
 		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
 		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n");
+}
+
+/* What would let an agent start and serve nothing: say so before it starts. */
+static int check_paths(const struct xm_agent_opts *o)
+{
+	struct statfs fs;
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < o->n_config_paths; i++) {
+		if (stat(o->config_paths[i], &st) < 0) {
+			fprintf(stderr, "xmesh agent: --config %s: %s\n", o->config_paths[i], strerror(errno));
+			return -1;
+		}
+	}
+	if (stat(o->cgroup, &st) < 0) {
+		fprintf(stderr, "xmesh agent: --cgroup %s: %s\n", o->cgroup, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode) || statfs(o->cgroup, &fs) < 0 || fs.f_type != CGROUP2_SUPER_MAGIC) {
+		fprintf(stderr, "xmesh agent: --cgroup %s: not a cgroup v2 directory (want one on a cgroup2 mount)\n",
+			o->cgroup);
+		return -1;
+	}
+	return 0;
 }
 
 int cmd_agent(int argc, char **argv)
@@ -40,8 +70,8 @@ int cmd_agent(int argc, char **argv)
 		.metrics_addr = "127.0.0.1:15090",
 		.maglev_size = XM_MAGLEV_DEFAULT_SIZE,
 	};
-	struct stat st;
-	int c;
+	int c, rc, err, lock_fd;
+	pid_t holder;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -135,10 +165,29 @@ int cmd_agent(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (stat(o.cgroup, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "xmesh agent: --cgroup %s: %s\n", o.cgroup,
-			errno ? strerror(errno) : "not a directory");
+	if (check_paths(&o))
+		return 1;
+	/* Before anything is loaded, bound or pinned: a second agent must not touch the first one's. */
+	if (pins_prepare(o.bpffs))
+		return 1;
+	lock_fd = instance_lock_take(o.bpffs, &holder);
+	if (lock_fd < 0) {
+		if (lock_fd == -EWOULDBLOCK && holder)
+			fprintf(stderr, "xmesh agent: another agent (pid %d) runs on %s; not starting\n", (int)holder,
+				o.bpffs);
+		else if (lock_fd == -EWOULDBLOCK)
+			fprintf(stderr, "xmesh agent: another agent runs on %s; not starting\n", o.bpffs);
+		else
+			fprintf(stderr, "xmesh agent: lock %s: %s\n", o.bpffs, strerror(-lock_fd));
 		return 1;
 	}
-	return daemon_run(&o);
+	err = xm_mkdir_parent(o.admin_path, 0700);
+	if (err) {
+		fprintf(stderr, "xmesh agent: --admin %s: create its directory: %s\n", o.admin_path, strerror(-err));
+		close(lock_fd);
+		return 1;
+	}
+	rc = daemon_run(&o);
+	close(lock_fd);
+	return rc;
 }

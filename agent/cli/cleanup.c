@@ -6,9 +6,11 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "daemon/instance_lock.h"
 #include "datapath/datapath.h"
 #include "datapath/neigh.h"
 #include "datapath/pins.h"
@@ -58,7 +60,9 @@ int cmd_cleanup(int argc, char **argv)
 		{ 0 },
 	};
 	const char *bpffs = XM_DEFAULT_BPFFS, *cgroup = NULL;
-	int c, err, left;
+	int c, err, left, lock_fd;
+	struct stat st = { 0 };
+	pid_t holder;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -77,9 +81,29 @@ int cmd_cleanup(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (stat(bpffs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "xmesh cleanup: nothing to remove: no xmesh pins under %s (%s)\n", bpffs,
+			S_ISDIR(st.st_mode) ? strerror(errno) : "not a directory");
+		return 1;
+	}
+	/* Held during the removal: an agent started meanwhile refuses instead of adopting half-removed pins. */
+	lock_fd = instance_lock_take(bpffs, &holder);
+	if (lock_fd == -EWOULDBLOCK) {
+		if (holder)
+			fprintf(stderr, "xmesh cleanup: an agent (pid %d) runs on %s: stop it first\n", (int)holder,
+				bpffs);
+		else
+			fprintf(stderr, "xmesh cleanup: an agent runs on %s: stop it first\n", bpffs);
+		return 1;
+	}
+	if (lock_fd < 0) {
+		fprintf(stderr, "xmesh cleanup: lock %s: %s\n", bpffs, strerror(-lock_fd));
+		return 1;
+	}
 	err = xdp_datapath_remove(bpffs); /* TC filters are not links: detach them before the pins go */
 	if (!err)
 		err = datapath_remove(bpffs);
+	close(lock_fd);
 	if (err) {
 		fprintf(stderr, "xmesh cleanup: %s: %s\n", bpffs, strerror(-err));
 		return 1;

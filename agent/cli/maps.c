@@ -12,10 +12,12 @@
 
 #include <xmesh/lb.h>
 #include <xmesh/outlier.h>
+#include <xmesh/sockmap.h>
 #include <xmesh/xdp.h>
 
 #include "cli/cli.h"
 #include "compile/compile.h"
+#include "core/percpu.h"
 #include "core/strbuf.h"
 #include "datapath/pins.h"
 
@@ -205,6 +207,64 @@ static void dec_conn_metrics(const void *k, const void *v, struct strbuf *out)
 		  (unsigned long long)m->sent_bytes, (unsigned long long)m->received_bytes);
 }
 
+static void dec_nat_backends(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_nat_backend_key *nk = k;
+	const struct xm_nat_backend_value *nv = v;
+	char b[INET6_ADDRSTRLEN], vip[INET6_ADDRSTRLEN];
+	__u32 i;
+
+	addr_str(&nk->addr, nk->family, b, sizeof(b));
+	sb_printf(out, "\"backend\":\"%s\",\"port\":%u,\"proto\":%u,\"family\":%u,\"vips\":[", b, ntohs(nk->port),
+		  nk->proto, nk->family);
+	for (i = 0; i < nv->count && i < XM_NAT_MAX_VIPS; i++) {
+		addr_str(&nv->vips[i].vip, nk->family, vip, sizeof(vip));
+		sb_printf(out, "%s\"%s%s%s:%u\"", i ? "," : "", nk->family == XM_FAMILY_V6 ? "[" : "", vip,
+			  nk->family == XM_FAMILY_V6 ? "]" : "", ntohs(nv->vips[i].vport));
+	}
+	sb_puts(out, "]");
+}
+
+static void dec_xdp_ifaces(const void *k, const void *v, struct strbuf *out)
+{
+	static const union xm_addr none;
+	const struct xm_xdp_iface *ifc = v;
+	char a4[INET6_ADDRSTRLEN] = "", a6[INET6_ADDRSTRLEN] = "";
+
+	if (memcmp(&ifc->addr4, &none, sizeof(none)))
+		addr_str(&ifc->addr4, XM_FAMILY_V4, a4, sizeof(a4));
+	if (memcmp(&ifc->addr6, &none, sizeof(none)))
+		addr_str(&ifc->addr6, XM_FAMILY_V6, a6, sizeof(a6));
+	sb_printf(out, "\"ifindex\":%u,\"addr4\":\"%s\",\"addr6\":\"%s\"", *(const __u32 *)k, a4, a6);
+}
+
+static void dec_local_ips(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_local_ip_key *lk = k;
+	__u32 flags = ((const struct xm_local_ip *)v)->flags;
+	char a[INET6_ADDRSTRLEN];
+
+	addr_str(&lk->addr, lk->family, a, sizeof(a));
+	sb_printf(out, "\"address\":\"%s\",\"pod\":%s,\"endpoint\":%s,\"node\":%s", a,
+		  flags & XM_LOCAL_IP_POD ? "true" : "false", flags & XM_LOCAL_IP_ENDPOINT ? "true" : "false",
+		  flags & XM_LOCAL_IP_NODE ? "true" : "false");
+}
+
+/* A sockhash's value read from user space is the socket's cookie. */
+static void dec_sock_pairs(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_sock_pair_key *sk = k;
+	char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN];
+
+	addr_str(&sk->local, sk->family, l, sizeof(l));
+	addr_str(&sk->remote, sk->family, r, sizeof(r));
+	sb_printf(out,
+		  "\"local\":\"%s\",\"local_port\":%u,\"remote\":\"%s\",\"remote_port\":%u,\"netns\":%llu,"
+		  "\"cookie\":%llu",
+		  l, sk->local_port, r, sk->remote_port, (unsigned long long)sk->netns,
+		  (unsigned long long)*(const __u64 *)v);
+}
+
 #define MAP(n, w, d, ...)                                                                                              \
 	{                                                                                                              \
 		.name = n, .what = w, .decode = d, __VA_ARGS__                                                         \
@@ -227,6 +287,12 @@ static const struct map_desc maps[] = {
 	MAP("xm_xdp_tcp_counters", "Istio TCP counters of XDP flows per service port, local backend (summed over CPUs)",
 	    dec_xdp_tcp_counters, .percpu = true, .percpu_sum_len = XM_XDP_TCP_COUNTERS_LEN, .skip_zero = true,
 	    .optional = true),
+	MAP("xm_nat_backends", "XDP reverse NAT: local backend → the external VIP:ports it serves", dec_nat_backends,
+	    .optional = true),
+	MAP("xm_xdp_ifaces", "XDP uplinks: ifindex → own addresses (IPIP outer source and destination)", dec_xdp_ifaces,
+	    .optional = true),
+	MAP("xm_local_ips", "addresses on this node (same-node socket redirection)", dec_local_ips, .optional = true),
+	MAP("xm_sock_pairs", "sockets redirected on this node: key → socket cookie", dec_sock_pairs, .optional = true),
 };
 
 static bool all_zero(const void *p, size_t n)
@@ -239,27 +305,12 @@ static bool all_zero(const void *p, size_t n)
 	return true;
 }
 
-/* Per-CPU values lead with 8-byte counters (sum_len bytes): sum each over the CPUs into the first slot. */
-static void sum_percpu(void *value, size_t value_size, size_t sum_len, int ncpu)
-{
-	size_t stride = (value_size + 7) & ~7ul, f;
-	int c;
-
-	for (f = 0; f + 8 <= sum_len; f += 8) {
-		__u64 sum = 0;
-
-		for (c = 0; c < ncpu; c++)
-			sum += *(__u64 *)((char *)value + c * stride + f);
-		*(__u64 *)((char *)value + f) = sum;
-	}
-}
-
 static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool first, struct strbuf *out)
 {
 	struct bpf_map_info info;
 	__u32 len = sizeof(info);
 	void *key = NULL, *next = NULL, *value = NULL;
-	int fd, err = 0, ncpu = libbpf_num_possible_cpus(), n = 0;
+	int fd, err = 0, n = 0;
 	bool have_prev = false;
 
 	fd = pins_open(bpffs, d->name);
@@ -272,7 +323,7 @@ static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool
 	}
 	key = calloc(1, info.key_size);
 	next = calloc(1, info.key_size);
-	value = calloc(d->percpu ? (size_t)ncpu : 1, (info.value_size + 7) & ~7u);
+	value = calloc(1, info.value_size);
 	if (!key || !next || !value) {
 		err = -ENOMEM;
 		goto out;
@@ -284,11 +335,10 @@ static int dump_map(const char *bpffs, const struct map_desc *d, bool json, bool
 	while (bpf_map_get_next_key(fd, have_prev ? key : NULL, next) == 0) {
 		memcpy(key, next, info.key_size);
 		have_prev = true;
-		if (bpf_map_lookup_elem_flags(fd, key, value, d->locked ? BPF_F_LOCK : 0) < 0)
+		if (d->percpu ? percpu_lookup_value(fd, key, info.value_size,
+						    d->percpu_sum_len ? d->percpu_sum_len : info.value_size, value)
+			      : bpf_map_lookup_elem_flags(fd, key, value, d->locked ? BPF_F_LOCK : 0) < 0)
 			continue;
-		if (d->percpu)
-			sum_percpu(value, info.value_size, d->percpu_sum_len ? d->percpu_sum_len : info.value_size,
-				   ncpu);
 		if (d->skip_zero && all_zero(value, info.value_size))
 			continue;
 		if (json) {
@@ -330,6 +380,20 @@ out:
 	return err;
 }
 
+/* Whether dir holds any of xmesh's maps: when none, one line says so instead of one error per map. */
+static bool any_pinned(const char *dir)
+{
+	char path[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, maps[i].name);
+		if (access(path, F_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
 int cmd_maps(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -363,6 +427,10 @@ int cmd_maps(int argc, char **argv)
 	}
 	if (optind < argc)
 		only = argv[optind];
+	if (!any_pinned(bpffs)) {
+		fprintf(stderr, "xmesh maps: no xmesh pins under %s\n", bpffs);
+		return 1;
+	}
 	if (json)
 		sb_puts(&out, "{");
 	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/strbuf.h"
+#include "core/grow.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,23 +9,12 @@
 
 static bool sb_reserve(struct strbuf *sb, size_t extra)
 {
-	size_t need = sb->len + extra + 1, ncap;
-	char *p;
-
 	if (sb->oom)
 		return false;
-	if (need <= sb->cap)
-		return true;
-	ncap = sb->cap ? sb->cap : 256;
-	while (ncap < need)
-		ncap *= 2;
-	p = realloc(sb->buf, ncap);
-	if (!p) {
+	if (XM_GROW(sb->buf, sb->cap, sb->len + extra + 1)) {
 		sb->oom = true;
 		return false;
 	}
-	sb->buf = p;
-	sb->cap = ncap;
 	return true;
 }
 

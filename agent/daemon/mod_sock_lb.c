@@ -104,7 +104,8 @@ static void count_ejection(struct sock_lb_mod *m, const struct xm_event *ev, con
 	if (xm_grow((void **)&m->ejections, &m->cap_ejections, m->n_ejections + 1, sizeof(*m->ejections))) {
 		/* The total still counts it; only its per-endpoint series misses one. */
 		if (!m->ejections_uncounted++)
-			log_warn("outlier: out of memory for per-endpoint ejection counts; ejections are still logged");
+			log_warn("outlier: out of memory for ejection counts: this and later new (endpoint, reason) "
+				 "pairs are not counted (xmesh_endpoint_ejections_uncounted_total)");
 		goto out;
 	}
 	p = &m->ejections[m->n_ejections++];
@@ -338,6 +339,7 @@ static void collect_outlier(struct sock_lb_mod *m, const struct xm_snapshot *cur
 	static const char *const ej_names[3] = { "destination_service", "endpoint", "reason" };
 	static const char *const g_names[2] = { "destination_service", "endpoint" };
 	struct xm_scrape_family *f;
+	uint64_t uncounted;
 
 	f = scrape_family(sc, "xmesh_endpoint_ejections_total", "counter",
 			  "Outlier ejections of an endpoint, by reason, since the agent started.");
@@ -348,7 +350,12 @@ static void collect_outlier(struct sock_lb_mod *m, const struct xm_snapshot *cur
 
 		scrape_u64(f, ej_names, values, 3, e->count);
 	}
+	uncounted = m->ejections_uncounted;
 	pthread_mutex_unlock(&m->lock);
+	scrape_u64(
+	    scrape_family(sc, "xmesh_endpoint_ejections_uncounted_total", "counter",
+			  "Outlier ejections missing from xmesh_endpoint_ejections_total: no memory to count them."),
+	    NULL, NULL, 0, uncounted);
 	f = scrape_family(sc, "xmesh_endpoint_ejected", "gauge",
 			  "1 while an endpoint is ejected by outlier detection.");
 	for (size_t i = 0; i < cur->lb.n_services; i++) {

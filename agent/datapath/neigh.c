@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/grow.h"
 #include "core/log.h"
 
 struct nexthop {
@@ -46,15 +47,8 @@ static int nexthops_add(struct nexthops *s, const struct nexthop *h)
 {
 	if (nexthops_has(s, h))
 		return 0;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		void *p = realloc(s->v, cap * sizeof(*s->v));
-
-		if (!p)
-			return -ENOMEM;
-		s->v = p;
-		s->cap = cap;
-	}
+	if (XM_GROW(s->v, s->cap, s->n + 1))
+		return -ENOMEM;
 	s->v[s->n++] = *h;
 	return 0;
 }

@@ -16,26 +16,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
-
-static int mkdir_p(const char *path)
-{
-	char tmp[4096];
-	char *p;
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
+#include "core/mkdir_p.h"
 
 static int ensure_bpffs_mounted(const char *dir)
 {
@@ -62,7 +43,7 @@ int pins_prepare(const char *dir)
 	err = ensure_bpffs_mounted(dir);
 	if (err)
 		return err;
-	err = mkdir_p(dir);
+	err = xm_mkdir_p(dir, 0700);
 	if (err) {
 		log_error("create pin directory %s: %s", dir, strerror(-err));
 		return err;
@@ -72,7 +53,7 @@ int pins_prepare(const char *dir)
 		return -EINVAL;
 	}
 	snprintf(links, sizeof(links), "%s/%s", dir, XM_LINKS_SUBDIR);
-	err = mkdir_p(links);
+	err = xm_mkdir_p(links, 0700);
 	if (err)
 		log_error("create %s: %s", links, strerror(-err));
 	return err;

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "compile/local_addrs.h"
+#include "core/grow.h"
 #include "core/log.h"
+#include "core/percpu.h"
 #include "datapath/pins.h"
 #include "skel/sockmap.skel.h"
 
@@ -232,6 +234,7 @@ int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, b
 		goto fail;
 	}
 	pins_replace_incompatible(sm->skel->obj);
+	sm->skel->rodata->xm_tcp_mem_lag = sockmap_tcp_mem_lag();
 	err = sockmap__load(sm->skel);
 	if (err) {
 		log_error("load BPF object sockmap: %s (kernel without sockhash/sk_msg support, or maps pinned under "
@@ -383,16 +386,9 @@ int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *w
 		cur = next;
 		if (local_addrs_has(want, &cur))
 			continue;
-		if (n_stale == cap_stale) {
-			struct xm_local_ip_key *t;
-
-			cap_stale = cap_stale ? cap_stale * 2 : 64;
-			t = realloc(stale, cap_stale * sizeof(*t));
-			if (!t) {
-				err = -ENOMEM;
-				goto out;
-			}
-			stale = t;
+		if (XM_GROW(stale, cap_stale, n_stale + 1)) {
+			err = -ENOMEM;
+			goto out;
 		}
 		stale[n_stale++] = cur;
 	}
@@ -406,31 +402,27 @@ out:
 	return err;
 }
 
+long sockmap_tcp_mem_lag(void)
+{
+	long pages = 256; /* the kernel default (SK_MEMORY_PCPU_RESERVE), fixed where there is no sysctl */
+	FILE *f = fopen("/proc/sys/net/core/mem_pcpu_rsv", "re");
+	int ncpu = libbpf_num_possible_cpus();
+
+	if (f) {
+		if (fscanf(f, "%ld", &pages) != 1 || pages < 0)
+			pages = 256;
+		fclose(f);
+	}
+	return pages * (ncpu > 0 ? ncpu : 1);
+}
+
 int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX])
 {
-	int ncpu = libbpf_num_possible_cpus();
-	struct xm_counter *per_cpu;
-	__u32 idx;
-	int c;
+	int err = percpu_sum_u64(stats_fd, XM_SMSTAT_MAX, out);
 
-	memset(out, 0, sizeof(uint64_t) * XM_SMSTAT_MAX);
-	if (ncpu <= 0)
-		return ncpu ? ncpu : -EINVAL;
-	per_cpu = calloc((size_t)ncpu, sizeof(*per_cpu));
-	if (!per_cpu)
-		return -ENOMEM;
-	for (idx = 0; idx < XM_SMSTAT_MAX; idx++) {
-		if (bpf_map_lookup_elem(stats_fd, &idx, per_cpu) < 0) {
-			int err = -errno;
-
-			free(per_cpu);
-			return err;
-		}
-		for (c = 0; c < ncpu; c++)
-			out[idx] += per_cpu[c].value;
-	}
-	free(per_cpu);
-	return 0;
+	if (err)
+		memset(out, 0, sizeof(uint64_t) * XM_SMSTAT_MAX);
+	return err;
 }
 
 int sockmap_stats(const struct xm_sockmap *sm, uint64_t out[XM_SMSTAT_MAX])

@@ -64,6 +64,12 @@ int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *w
  */
 int sockmap_attach_msg(int prog_fd, int map_fd, int *link_fd);
 
+/*
+ * Pages by which TCP's global memory count may lag the real usage: net.core.mem_pcpu_rsv (what a CPU charges
+ * before the count sees it) times the possible CPUs. sk_msg's margin below tcp_mem[1] (xm_tcp_mem_lag).
+ */
+long sockmap_tcp_mem_lag(void);
+
 /* Sums the per-CPU counters of xm_sockmap_stats (fd) into out[XM_SMSTAT_MAX]. */
 int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX]);
 /* Counter names, for status and `xmesh maps`. */

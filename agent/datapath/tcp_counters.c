@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/grow.h"
 #include "core/log.h"
 
 #define READ_CHUNK 512 /* positions per batch lookup: bounded memory on machines with many CPUs */
@@ -124,14 +125,9 @@ static int wanted_pairs(const struct xm_lb_state *st, struct pair **out, size_t 
 			/* Ready or not: an unready backend's pinned flows still count. */
 			if (!b->local || !(backend_id = b->id))
 				continue;
-			if (n == cap) {
-				void *p = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
-
-				if (!p) {
-					free(v);
-					return -ENOMEM;
-				}
-				v = p;
+			if (XM_GROW(v, cap, n + 1)) {
+				free(v);
+				return -ENOMEM;
 			}
 			v[n++] = (struct pair){ svc_id, backend_id };
 		}

@@ -14,23 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <xmesh/hash.h>
+
 #define XM_HASH_PRIME1 0x9e3779b185ebca87ULL /* the odd 64-bit primes of xxHash64 */
 #define XM_HASH_PRIME2 0xc2b2ae3d27d4eb4fULL
 #define XM_HASH_PRIME3 0x165667b19e3779f9ULL
-
-/*
- * murmur3's fmix64, a bijection with full avalanche: distinct words stay distinct after mixing. Named apart
- * from bpf/lib/hash.h's xm_mix64 (the same function) so that a test may include both headers.
- */
-static inline uint64_t xm_hash_mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
 
 static inline uint64_t xm_hash_rotl64(uint64_t x, unsigned int r)
 {
@@ -48,7 +36,7 @@ static inline uint64_t xm_hash_load_le(const uint8_t *p, size_t len)
 }
 
 /*
- * Each 8-byte word (the tail zero-padded) is mixed by fmix64 and folded into the state with an
+ * Each 8-byte word (the tail zero-padded) is mixed by fmix64 (xm_mix64) and folded into the state with an
  * xxHash-style rotate-multiply; the length is folded in first so that "ab" and "ab\0" differ.
  */
 static inline uint64_t xm_hash64(const void *data, size_t len, uint64_t seed)
@@ -57,16 +45,16 @@ static inline uint64_t xm_hash64(const void *data, size_t len, uint64_t seed)
 	uint64_t h = seed + XM_HASH_PRIME3 + (uint64_t)len * XM_HASH_PRIME1;
 
 	while (len >= 8) {
-		h ^= xm_hash_mix64(xm_hash_load_le(p, 8) + XM_HASH_PRIME2);
+		h ^= xm_mix64(xm_hash_load_le(p, 8) + XM_HASH_PRIME2);
 		h = xm_hash_rotl64(h, 27) * XM_HASH_PRIME1 + XM_HASH_PRIME3;
 		p += 8;
 		len -= 8;
 	}
 	if (len) {
-		h ^= xm_hash_mix64(xm_hash_load_le(p, len) + XM_HASH_PRIME2);
+		h ^= xm_mix64(xm_hash_load_le(p, len) + XM_HASH_PRIME2);
 		h = xm_hash_rotl64(h, 27) * XM_HASH_PRIME1 + XM_HASH_PRIME3;
 	}
-	return xm_hash_mix64(h);
+	return xm_mix64(h);
 }
 
 #endif

@@ -13,8 +13,8 @@
 /*
  * Fills table[0..m-1] with indices into backend_keys[0..n-1]. m must be prime and > n. Shares differ by
  * at most one slot, so m >= 100 * n keeps each within 1% of 1/n. Removing one backend moves its 1/n of
- * the slots plus an excess that shrinks as m/n grows: measured <= 0.76% at m = 131071 for n <= 1000, but
- * up to ~1.5% at XM_MAGLEV_DEFAULT_SIZE (16381) for n <= 100 (tests/unit/test_maglev.c).
+ * the slots plus an excess that shrinks as m/n grows: within 1% for n <= 1000 at m = 131071, and for
+ * n <= 100 at XM_MAGLEV_DEFAULT_SIZE (include/xmesh/lb.h says why that size; tests/unit/test_maglev.c).
  *
  * Each backend is identified by its stable key (maglev_key_of() over a canonical address:port), never by
  * its position: its preference list depends on the key only, and the population runs in key order, so

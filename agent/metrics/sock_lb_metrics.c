@@ -8,7 +8,7 @@
 
 #include "core/log.h"
 #include "core/strbuf.h"
-#include "metrics/percpu.h"
+#include "core/percpu.h"
 #include "metrics/registry.h"
 
 /* A new counter in enum xm_sock_stat needs a family (or a label value) here. */

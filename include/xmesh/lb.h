@@ -24,8 +24,13 @@
 #define XM_MAX_MAGLEV_TABLES   4096   /* consistent-hash services, two generations */
 #define XM_MAX_SLOTS_PER_SVC   65535  /* ready backends one service port can list */
 #define XM_MAX_SOCKS	       262144 /* live sockets connected through a VIP (xm_sock_state) */
-#define XM_MAGLEV_DEFAULT_SIZE 65537  /* Envoy's default: keeps disruption within 1/N + 1% */
+#define XM_MAGLEV_DEFAULT_SIZE 65537  /* the one default of the agent and the tests; why, below */
 #define XM_MAGLEV_MAX_SIZE     1048573
+/*
+ * The default Maglev table size is Envoy's, so a DestinationRule without tableSize spreads as it would under
+ * Istio; at 65537 slots, removing one of up to 100 backends moves at most 1/N + 1% of the flows
+ * (tests/unit/test_maglev.c, disruption_on_removal_default_size).
+ */
 
 /* Load-balancing algorithm of a service port (DestinationRule trafficPolicy.loadBalancer). */
 enum xm_lb_algo {

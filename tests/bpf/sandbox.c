@@ -17,10 +17,28 @@
 static char own_cgroup[512];
 static char orig_cgroup[1024];
 
+const char *sandbox_unsupported(void)
+{
+	if (geteuid() != 0)
+		return "needs root (BPF, cgroups, network namespaces)";
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		return SANDBOX_KERNEL_LIMITATION "no BTF (/sys/kernel/btf/vmlinux)";
+	if (access(SANDBOX_CGROUP_ROOT "/cgroup.procs", W_OK))
+		return "cgroup v2 is not mounted (writable) at " SANDBOX_CGROUP_ROOT;
+	return NULL;
+}
+
 bool sandbox_supported(void)
 {
-	return geteuid() == 0 && !access("/sys/kernel/btf/vmlinux", R_OK) &&
-	       !access(SANDBOX_CGROUP_ROOT "/cgroup.procs", W_OK);
+	return !sandbox_unsupported();
+}
+
+void sandbox_cannot_run(const char *reason)
+{
+	if (!strncmp(reason, SANDBOX_KERNEL_LIMITATION, strlen(SANDBOX_KERNEL_LIMITATION)))
+		cr_skip_test("%s", reason);
+	cr_assert_fail("cannot run here: %s (only a kernel limitation may skip a BPF test)", reason);
+	criterion_abort_test(); /* not reached: tells the compiler that cr_assert_fail does not return */
 }
 
 static void write_pid(const char *cgroup)

@@ -15,6 +15,19 @@
 /* True when this machine can run BPF tests (root, BTF, cgroup v2 at SANDBOX_CGROUP_ROOT). */
 bool sandbox_supported(void);
 
+/* The prefix of a skip that a kernel limitation excuses; test_sockmap_edge.c writes one by hand. */
+#define SANDBOX_KERNEL_LIMITATION "KERNEL LIMITATION: "
+
+/*
+ * Ends a test that cannot run here: skipped when reason starts with SANDBOX_KERNEL_LIMITATION, failed with
+ * reason otherwise. Only the kernel may excuse a BPF test: a missing tool, no root or no cgroup v2 mount
+ * means it did not run (tests/e2e/run.sh applies the same rule).
+ */
+void sandbox_cannot_run(const char *reason) __attribute__((noreturn));
+
+/* Why this machine cannot run the sandboxed BPF tests, or NULL; for sandbox_cannot_run(). */
+const char *sandbox_unsupported(void);
+
 /*
  * Enters a fresh netns and SANDBOX_CGROUP_ROOT/NAME-PID; fills cgroup (the path). Asserts on failure.
  * The cgroup is left and removed by sandbox_leave() or, failing that, at exit.

@@ -32,7 +32,7 @@ void fx_setup(void)
 	memset(&fx, 0, sizeof(fx));
 	if (!sandbox_supported()) {
 		fx.skipped = true;
-		cr_skip_test("needs root, BTF and cgroup v2 at " SANDBOX_CGROUP_ROOT);
+		sandbox_cannot_run(sandbox_unsupported());
 	}
 	sandbox_enter("xmesh-bpftest", fx.cgroup, sizeof(fx.cgroup));
 

@@ -49,6 +49,7 @@ void smx_load(const char *cgroup)
 	cr_assert(smx.skel, "open sockmap: %s", strerror(errno));
 	for (map = bpf_object__next_map(smx.skel->obj, NULL); map; map = bpf_object__next_map(smx.skel->obj, map))
 		bpf_map__set_pin_path(map, NULL);
+	smx.skel->rodata->xm_tcp_mem_lag = sockmap_tcp_mem_lag(); /* as the agent sets it */
 	cr_assert_eq(sockmap__load(smx.skel), 0, "load sockmap (verifier)");
 	err = sockmap_attach_msg(bpf_program__fd(smx.skel->progs.xm_sockmap_msg),
 				 bpf_map__fd(smx.skel->maps.xm_sock_pairs), &smx.msg_link_fd);
@@ -83,7 +84,7 @@ void smx_setup(void)
 	smx.msg_link_fd = -1;
 	if (!sandbox_supported()) {
 		smx.skipped = true;
-		cr_skip_test("needs root, BTF and cgroup v2 at " SANDBOX_CGROUP_ROOT);
+		sandbox_cannot_run(sandbox_unsupported());
 	}
 	sandbox_enter("xmesh-smtest", smx.cgroup, sizeof(smx.cgroup));
 	smx.own_cgroup = true;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "datapath/sockmap.h"
+#include "sandbox.h"
 #include "sock_lb_fixture.h"
 #include "sockmap_fixture.h"
 #include "skel/sock_lb.skel.h"
@@ -289,7 +290,8 @@ Test(sockmap_edge, msg_waitall_waits_for_all)
 	 * 6.18). No BPF program can change that: reported as a kernel limitation, not hidden (docs/sockmap.md).
 	 */
 	if (short_read < (ssize_t)sizeof(buf))
-		cr_skip_test("KERNEL LIMITATION: recv(MSG_WAITALL) on a redirected socket returned %zd of %zu bytes "
+		cr_skip_test(SANDBOX_KERNEL_LIMITATION
+			     "recv(MSG_WAITALL) on a redirected socket returned %zd of %zu bytes "
 			     "(tcp_bpf_recvmsg ignores MSG_WAITALL); data intact and in order",
 			     short_read, sizeof(buf));
 }

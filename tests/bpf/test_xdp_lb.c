@@ -18,6 +18,7 @@
 
 #include "datapath/pins.h"
 #include "lb/hash.h"
+#include "sandbox.h"
 #include "skel/xdp_lb.skel.h"
 #include "xdp_fixture.h"
 
@@ -108,11 +109,11 @@ static uint32_t flow_hash(const struct xp_spec *s)
 	memset(&da, 0, sizeof(da));
 	inet_pton(s->family == 4 ? AF_INET : AF_INET6, s->src, sa.bytes);
 	inet_pton(s->family == 4 ? AF_INET : AF_INET6, s->dst, da.bytes);
-	h = xm_hash_mix64(((uint64_t)da.v6[2] << 32 | da.v6[3]) ^
-			  ((uint64_t)sp << 48 | (uint64_t)dp << 32 | (uint32_t)s->proto << 8 | (uint32_t)s->family));
-	h = xm_hash_mix64(h ^ ((uint64_t)da.v6[0] << 32 | da.v6[1]));
-	h = xm_hash_mix64(h ^ ((uint64_t)sa.v6[2] << 32 | sa.v6[3]));
-	h = xm_hash_mix64(h ^ ((uint64_t)sa.v6[0] << 32 | sa.v6[1]));
+	h = xm_mix64(((uint64_t)da.v6[2] << 32 | da.v6[3]) ^
+		     ((uint64_t)sp << 48 | (uint64_t)dp << 32 | (uint32_t)s->proto << 8 | (uint32_t)s->family));
+	h = xm_mix64(h ^ ((uint64_t)da.v6[0] << 32 | da.v6[1]));
+	h = xm_mix64(h ^ ((uint64_t)sa.v6[2] << 32 | sa.v6[3]));
+	h = xm_mix64(h ^ ((uint64_t)sa.v6[0] << 32 | sa.v6[1]));
 	return (uint32_t)(h ^ (h >> 32));
 }
 
@@ -975,7 +976,7 @@ Test(xdp_lb, bpftool_dump_of_conntrack_has_named_fields)
 	FILE *f;
 
 	if (system("command -v bpftool >/dev/null"))
-		cr_skip_test("bpftool not installed");
+		sandbox_cannot_run("bpftool not installed");
 	publish_golden_services();
 	backend_of(VIP4, 42000, 0x02);
 	snprintf(dir, sizeof(dir), "/sys/fs/bpf/xmx-bpftest-%d", getpid());

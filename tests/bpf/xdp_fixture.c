@@ -15,6 +15,7 @@
 
 #include "datapath/tcp_counters.h"
 #include "datapath/xdp.h"
+#include "sandbox.h"
 #include "skel/xdp_lb.skel.h"
 
 struct xfx xfx;
@@ -64,8 +65,10 @@ void xfx_setup(void)
 	memset(&xfx, 0, sizeof(xfx));
 
 	if (geteuid() != 0 || access("/sys/kernel/btf/vmlinux", R_OK) || !ip) {
+		const char *why = geteuid() != 0 ? "needs root" : !ip ? "iproute2 (ip) not installed" : NULL;
+
 		xfx.skipped = true;
-		cr_skip_test("needs root, BTF and iproute2");
+		sandbox_cannot_run(why ? why : SANDBOX_KERNEL_LIMITATION "no BTF (/sys/kernel/btf/vmlinux)");
 	}
 	cr_assert_eq(unshare(CLONE_NEWNET), 0, "unshare(CLONE_NEWNET): %s", strerror(errno));
 	/* Forwarding first: bpf_fib_lookup refuses interfaces without it, and new ones inherit it. */

@@ -52,9 +52,26 @@ xmt_note() {
 	if [ -n "${XMT_NOTE_FILE:-}" ]; then echo "$*" >>"$XMT_NOTE_FILE"; fi
 }
 
+# A skip that tests/e2e/run.sh counts as one only when it is a kernel limitation (xmt_skip_kernel); any
+# other reason (a tool or build missing, no root) counts as a failure: the test did not run.
 xmt_skip() {
 	echo "SKIP: $*"
 	exit 77
+}
+
+xmt_skip_kernel() {
+	xmt_skip "KERNEL: $*"
+}
+
+# xmt_require_kernel "program_type xdp" "map_type sockhash"...: skips, as a kernel limitation, unless
+# `bpftool feature probe kernel` says each is available. The probe loads tiny programs and creates tiny
+# maps of each type: it reads the kernel, never the agent, so a broken agent still fails its tests.
+xmt_require_kernel() {
+	local f probe="$XMT_TMP/kernel-features"
+	[ -s "$probe" ] || bpftool feature probe kernel >"$probe" 2>/dev/null || true
+	for f in "$@"; do
+		grep -q "^eBPF $f is available" "$probe" || xmt_skip_kernel "eBPF $f is not available (bpftool feature probe kernel)"
+	done
 }
 
 # Fails the test with what differed, plus the agent's last words (most failures are explained there).
@@ -72,13 +89,14 @@ xmt_pass() {
 	exit 0
 }
 
-# Skips (never fails) on a machine that cannot run the tests, and says which requirement is missing.
+# Skips on a machine that cannot run the tests, and says which requirement is missing (run.sh counts every
+# skip but a kernel limitation as a failure).
 xmt_require() {
 	local c
 	[ "$(id -u)" -eq 0 ] || xmt_skip "needs root (network namespaces, cgroups, BPF)"
 	[ "$(stat -f -c %T "$XMT_CGROOT" 2>/dev/null)" = cgroup2fs ] ||
 		xmt_skip "cgroup v2 is not mounted at $XMT_CGROOT"
-	[ -r /sys/kernel/btf/vmlinux ] || xmt_skip "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+	[ -r /sys/kernel/btf/vmlinux ] || xmt_skip_kernel "kernel has no BTF (/sys/kernel/btf/vmlinux)"
 	for c in ip nsenter timeout bpftool; do
 		command -v "$c" >/dev/null || xmt_skip "command $c not installed"
 	done

@@ -5,8 +5,10 @@
 #   tests/e2e/run.sh BUILD_DIR [PATTERN...]
 #
 # One line per test: "PASS name (Ns) [notes]", "FAIL name (Ns)" followed by the tail of its log, or
-# "SKIP name: reason"; then exactly "e2e: N passed, N failed, N skipped". Exit 1 if any test failed.
-# A test exits 0 to pass, 77 to skip (its last "SKIP: reason" line says why), anything else fails.
+# "SKIP name: KERNEL: reason"; then exactly "e2e: N passed, N failed, N skipped". Exit 1 if any test failed.
+# A test exits 0 to pass, 77 to skip (its last "SKIP: reason" line says why), anything else fails. A skip
+# counts as one only when its reason is a kernel limitation ("SKIP: KERNEL: ...", xmt_skip_kernel); any
+# other skip (no root, a tool or a build missing) counts as a failure.
 # Env: XMT_TEST_TIMEOUT (seconds per test, default 120), XMT_LOG_DIR (keep every test's full log there).
 set -euo pipefail
 
@@ -47,9 +49,18 @@ for t in "$here"/test_*.sh; do
 		echo "PASS $name (${secs}s)${note:+ - $note}"
 		;;
 	77)
-		skipped=$((skipped + 1))
 		reason=$(sed -n 's/^SKIP: //p' "$log" | tail -n 1)
-		echo "SKIP $name: ${reason:-no reason given}"
+		case $reason in
+		"KERNEL: "*)
+			skipped=$((skipped + 1))
+			echo "SKIP $name: $reason"
+			;;
+		*)
+			# Only the kernel may excuse a test; a missing tool or build means it did not run.
+			failed=$((failed + 1))
+			echo "FAIL $name (${secs}s) - skipped for a reason that is no kernel limitation: ${reason:-none given}"
+			;;
+		esac
 		;;
 	*)
 		failed=$((failed + 1))

@@ -7,14 +7,13 @@ XMT_P="xms$$-"
 XMT_NODE="${XMT_P}node"
 XM_STREAM=""
 
-# xms_init BUILD: xmt_init, plus the checks the sockmap tests need (skip, never fail, when one is missing).
+# xms_init BUILD: xmt_init, plus what the sockmap tests need: their tools, and the kernel's sockmap types.
 xms_init() {
 	xmt_init "$@"
 	XM_STREAM="$XMT_BUILD/tools/xm-stream"
 	[ -x "$XM_STREAM" ] || xmt_skip "test tool $XM_STREAM not built (make tools)"
 	command -v python3 >/dev/null || xmt_skip "python3 (admin socket client) not installed"
-	"$XMESH" agent --help 2>&1 | grep -q -- --no-sockmap ||
-		xmt_skip "this xmesh agent has no sockmap support yet (--no-sockmap missing from agent --help)"
+	xmt_require_kernel "program_type sock_ops" "program_type sk_msg" "map_type sockhash" "map_type sk_storage"
 }
 
 # xms_admin COMMAND...: one admin request, the answer on stdout.
@@ -60,6 +59,16 @@ xms_config() {
 		xmt_yaml_service --name reviews --vip "$XMT_VIP"
 		xmt_yaml_slice --service reviews "$(xmt_pod_ip "$first")"
 	} | xmt_config_write sockmap.yaml
+}
+
+# xms_pair: the usual pair on the node, server pod b1 (.11, xm-stream echo on $XMT_TARGET) and client pod
+# c1 (.101), both local, Service reviews -> b1. The agent is not started.
+xms_pair() {
+	xmt_node_create
+	xmt_pod_add b1 11
+	xmt_pod_add c1 101
+	xms_serve b1
+	xms_config b1 c1
 }
 
 # xms_echo POD OUT ARGS...: xm-stream echo in POD inside the mesh; returns its status.

@@ -2,7 +2,8 @@
 # Inspection and removal. While the agent runs: every contract map is pinned under --bpffs, links under
 # links/, and `bpftool map dump pinned DIR/xm_backends` prints named fields (BTF). After SIGTERM the
 # programs stay attached; `xmesh cleanup --bpffs DIR --cgroup DIR` then removes pins and links, the child
-# cgroup has no program left (bpftool cgroup tree), and the VIP is no longer translated.
+# cgroup has no program left (bpftool cgroup tree), and the VIP is no longer translated. A second cleanup
+# finds nothing: it exits 1 and says so.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 xmt_init "$@"
@@ -47,6 +48,9 @@ xmt_client c1 "$out" refuse --addr "$XMT_VIP:$XMT_PORT" --timeout-ms 1000 || tru
 XMT_SUBTEST="cleanup again"
 rc=0
 xmt_xmesh cleanup --bpffs "$XMT_PIN" --cgroup "$XMT_CG" >"$out" 2>&1 || rc=$?
+[ "$rc" = 1 ] || xmt_fail "a second cleanup exited $rc, expected 1 (nothing left to remove): $(cat "$out")"
+grep -q "nothing to remove: no xmesh pins under $XMT_PIN" "$out" ||
+	xmt_fail "a second cleanup did not say that nothing was there: $(cat "$out")"
 XMT_SUBTEST=""
 xmt_note "$nlinks links, programs: $progs; second cleanup exit $rc"
 xmt_pass "pins with BTF; cleanup removes everything"

@@ -6,11 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/sockmap_lib.sh"
 xms_init "$@"
-xmt_node_create
-xmt_pod_add b1 11
-xmt_pod_add c1 101
-xms_serve b1
-xms_config b1 c1
+xms_pair
 xmt_agent_start
 out="$XMT_TMP/echo.out"
 MiB=$((1024 * 1024))

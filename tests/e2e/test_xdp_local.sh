@@ -101,6 +101,23 @@ assert rows and sum(r["opened"] for r in rows) > 0, rows
 assert all(0 < r["svc_id"] < 65536 and 0 < r["backend_id"] < 65536 for r in rows), rows
 PY
 
+XMT_SUBTEST="maps: reverse NAT and uplinks"
+# Each local backend of the VIP maps back to VIP:80; the uplink up0 carries the node's address.
+"$XMESH" maps xm_nat_backends --json --bpffs "$pin" >"$XMT_TMP/nat.json" || xmt_fail "xmesh maps xm_nat_backends"
+python3 - "$XMT_TMP/nat.json" "$VIP:80" 10.200.1.14 10.200.1.15 <<'PY' || xmt_fail "xmesh maps xm_nat_backends: $(head -c 400 "$XMT_TMP/nat.json")"
+import json, sys
+rows = {r["backend"]: r for r in json.load(open(sys.argv[1]))["xm_nat_backends"]}
+for b in sys.argv[3:]:
+    assert rows[b]["port"] == 8080 and rows[b]["proto"] == 6 and rows[b]["vips"] == [sys.argv[2]], rows
+PY
+"$XMESH" maps xm_nat_backends --bpffs "$pin" >"$XMT_TMP/nat.txt" || xmt_fail "xmesh maps xm_nat_backends (text)"
+grep -q "backend=10.200.1.14 port=8080 proto=6 family=4 vips=\[$VIP:80\]" "$XMT_TMP/nat.txt" ||
+	xmt_fail "xmesh maps xm_nat_backends (text): $(head -c 400 "$XMT_TMP/nat.txt")"
+ifindex=$(ip -n "${XMT_P}node" -o link show up0 | awk -F: '{ print $1 }')
+"$XMESH" maps xm_xdp_ifaces --bpffs "$pin" >"$XMT_TMP/ifaces.txt" || xmt_fail "xmesh maps xm_xdp_ifaces"
+grep -q "ifindex=$ifindex addr4=10.199.0.1 " "$XMT_TMP/ifaces.txt" ||
+	xmt_fail "xmesh maps xm_xdp_ifaces lacks up0 (ifindex $ifindex) with 10.199.0.1: $(head -c 400 "$XMT_TMP/ifaces.txt")"
+
 # opened_total FILE: istio_tcp_connections_opened_total summed over its series.
 opened_total() {
 	awk '/^istio_tcp_connections_opened_total\{/ { s += $2 } END { print s + 0 }' "$1"

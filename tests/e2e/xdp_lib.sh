@@ -39,8 +39,7 @@ xmx_init() {
 	trap xmx_teardown EXIT
 	[ -r "$XMT_BUILD/bpf/xdp_pass.bpf.o" ] || xmt_skip "$XMT_BUILD/bpf/xdp_pass.bpf.o not built"
 	command -v python3 >/dev/null || xmt_skip "python3 not installed (turns veth checksum offload off)"
-	# The wiring of --iface lives in agent/daemon and agent/cli; an agent without it prints "not built yet".
-	grep -q "uplink %s (ifindex %d): XDP" "$XMESH" || xmt_skip "$XMESH does not attach XDP on --iface yet"
+	xmt_require_kernel "program_type xdp" "program_type sched_cls" "map_type lru_hash"
 }
 
 # xmx_sysctl NS KEY=VALUE...

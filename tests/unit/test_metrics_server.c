@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -271,35 +272,54 @@ Test(metrics_server, listen_failures)
 	loop_thread_fini(&l);
 }
 
-static int n_calls;
+/* A source that writes the family named by its ctx, and counts its calls there. */
+struct named_source {
+	int id, calls;
+};
 
-static void count_source(struct xm_scrape *sc, void *ctx)
+static void named_source(struct xm_scrape *sc, void *ctx)
 {
+	struct named_source *src = ctx;
 	char name[32];
 
-	(void)ctx;
-	n_calls++;
-	snprintf(name, sizeof(name), "xmesh_test_%d", n_calls);
+	src->calls++;
+	snprintf(name, sizeof(name), "xmesh_test_%d", src->id);
 	scrape_u64(scrape_family(sc, name, "gauge", "x"), NULL, NULL, 0, 1);
 }
 
+/* Each source once per scrape, in the order they were added (registered in a shuffled id order). */
 Test(metrics_server, sources_render_in_order)
 {
+	struct named_source src[XM_METRICS_MAX_SOURCES];
 	struct loop_thread l;
 	struct xm_metrics *mm;
 	struct strbuf out = { 0 };
+	ptrdiff_t prev = -1;
 	int i;
 
+	for (i = 0; i < XM_METRICS_MAX_SOURCES; i++)
+		src[i] = (struct named_source){ .id = (i * 7) % XM_METRICS_MAX_SOURCES + 1 };
 	loop_thread_init(&l);
-	mm = metrics_listen(l.loop, "127.0.0.1:0", count_source, NULL);
+	mm = metrics_listen(l.loop, "127.0.0.1:0", named_source, &src[0]);
 	cr_assert_not_null(mm);
 	for (i = 1; i < XM_METRICS_MAX_SOURCES; i++)
-		cr_assert_eq(metrics_add_source(mm, count_source, NULL), 0);
-	cr_expect_eq(metrics_add_source(mm, count_source, NULL), -ENOSPC);
+		cr_assert_eq(metrics_add_source(mm, named_source, &src[i]), 0);
+	cr_expect_eq(metrics_add_source(mm, named_source, &src[0]), -ENOSPC);
 	cr_expect_eq(metrics_add_source(mm, NULL, NULL), -EINVAL);
 	metrics_render(mm, &out);
-	cr_expect_eq(n_calls, XM_METRICS_MAX_SOURCES);
-	cr_expect(strstr(out.buf, "xmesh_test_1 1\n") < strstr(out.buf, "xmesh_test_16 1\n"));
+	cr_assert_not_null(out.buf);
+	for (i = 0; i < XM_METRICS_MAX_SOURCES; i++) {
+		char want[48];
+		const char *at;
+
+		cr_expect_eq(src[i].calls, 1, "source %d rendered %d times", i, src[i].calls);
+		snprintf(want, sizeof(want), "\nxmesh_test_%d 1\n", src[i].id);
+		at = strstr(out.buf, want);
+		cr_assert_not_null(at, "source %d (xmesh_test_%d) missing:\n%s", i, src[i].id, out.buf);
+		cr_expect_gt(at - out.buf, prev, "source %d (xmesh_test_%d) rendered before source %d:\n%s", i,
+			     src[i].id, i - 1, out.buf);
+		prev = at - out.buf;
+	}
 	sb_free(&out);
 	metrics_close(mm);
 	loop_thread_fini(&l);

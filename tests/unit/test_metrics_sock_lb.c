@@ -9,9 +9,10 @@
 #include <unistd.h>
 
 #include <xmesh/lb.h>
+#include <xmesh/xdp.h>
 
 #include "core/strbuf.h"
-#include "metrics/percpu.h"
+#include "core/percpu.h"
 #include "metrics/registry.h"
 #include "metrics/sock_lb_metrics.h"
 #include "test_metrics.h"
@@ -59,32 +60,41 @@ Test(metrics_sock_lb, percpu_sums_every_cpu)
 	close(fd);
 }
 
-/* A multi-field value (four __u64) in a per-CPU LRU hash. */
-Test(metrics_sock_lb, percpu_hash_multi_field)
+/*
+ * The layout of xm_xdp_tcp_counters (what `xmesh maps` decodes): four counters summed over the CPUs, then
+ * the owner's ids, which every CPU holds alike and which are read, not summed.
+ */
+Test(metrics_sock_lb, percpu_value_sums_counters_keeps_owner)
 {
-	struct xm_conn_metrics_key key = { .svc_id = 7, .backend_id = 9, .family = XM_FAMILY_V4 }, absent = key;
-	struct xm_conn_metrics *vals;
-	uint64_t sums[4];
+	struct xm_xdp_tcp_metrics *vals, got;
+	uint32_t key = 5, past = 8;
+	uint64_t n;
 	int ncpu = libbpf_num_possible_cpus(), fd, c;
 
-	fd = bpf_map_create(BPF_MAP_TYPE_LRU_PERCPU_HASH, "test_conn_metrics", sizeof(key),
-			    sizeof(struct xm_conn_metrics), 16, NULL);
+	cr_assert_gt(ncpu, 0);
+	n = (uint64_t)ncpu;
+	fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "test_tcp_counters", sizeof(key), sizeof(*vals), 8, NULL);
 	if (fd < 0)
 		cr_skip_test("cannot create a BPF map here (%s)", strerror(errno));
 	vals = calloc((size_t)ncpu, sizeof(*vals));
 	cr_assert_not_null(vals);
 	for (c = 0; c < ncpu; c++)
-		vals[c] = (struct xm_conn_metrics){
-			.opened = 1, .closed = (uint64_t)c, .sent_bytes = 1000, .received_bytes = 1ull << 40
-		};
+		vals[c] = (struct xm_xdp_tcp_metrics){ .opened = 1,
+						       .closed = (uint64_t)c,
+						       .sent_bytes = 1000,
+						       .received_bytes = 1ull << 40,
+						       .svc_id = 7,
+						       .backend_id = 9 };
 	cr_assert_eq(bpf_map_update_elem(fd, &key, vals, BPF_ANY), 0);
-	cr_assert_eq(percpu_lookup_sum(fd, &key, 4, sums), 0);
-	cr_expect_eq(sums[0], (uint64_t)ncpu);
-	cr_expect_eq(sums[1], (uint64_t)ncpu * (uint64_t)(ncpu - 1) / 2);
-	cr_expect_eq(sums[2], 1000ull * (uint64_t)ncpu);
-	cr_expect_eq(sums[3], (uint64_t)ncpu << 40);
-	absent.backend_id = 10;
-	cr_expect_eq(percpu_lookup_sum(fd, &absent, 4, sums), -ENOENT);
+	cr_assert_eq(percpu_lookup_value(fd, &key, sizeof(got), XM_XDP_TCP_COUNTERS_LEN, &got), 0);
+	cr_expect_eq(got.opened, n);
+	cr_expect_eq(got.closed, n * (n - 1) / 2);
+	cr_expect_eq(got.sent_bytes, 1000 * n);
+	cr_expect_eq(got.received_bytes, n << 40);
+	cr_expect_eq(got.svc_id, 7, "owner summed over %d CPUs: svc_id %u", ncpu, got.svc_id);
+	cr_expect_eq(got.backend_id, 9, "owner summed over %d CPUs: backend_id %u", ncpu, got.backend_id);
+	cr_expect_eq(percpu_lookup_value(fd, &past, sizeof(got), XM_XDP_TCP_COUNTERS_LEN, &got), -ENOENT);
+	cr_expect_eq(percpu_lookup_value(fd, &key, sizeof(got), sizeof(got) + 8, &got), -EINVAL);
 	free(vals);
 	close(fd);
 }
