@@ -201,6 +201,7 @@ static void on_gc_tick(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	(void)loop, (void)fd, (void)events;
 	lbmap_gc(a->lbmap, now_ms());
 	sweep_ejections(a);
+	xdp_datapath_tick(&a->xdp, &a->served);
 	if (a->xdp.skel && ++a->neigh_ticks >= XM_NEIGH_REFRESH_TICKS) {
 		a->neigh_ticks = 0;
 		xdp_datapath_neighbours(&a->served);

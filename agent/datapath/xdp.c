@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -34,6 +35,14 @@ static const char *const stat_names[XM_XDP_STAT_MAX] = {
 	[XM_XDP_CT_NEW_NON_SYN] = "ct_new_non_syn",   [XM_TC_REV_NAT] = "tc_rev_nat",
 	[XM_XDP_TX_ICMP_TOO_BIG] = "tx_icmp_too_big",
 };
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void set_bit(__u64 *f, const struct xm_svc_key *k)
 {
@@ -60,89 +69,6 @@ void xdp_vip_filter_fill(__u64 *filter, const struct xm_lb_state *st, bool add_o
 		if (filter[i] != w)
 			filter[i] = w;
 	}
-}
-
-struct nat_entry {
-	struct xm_nat_backend_key key;
-	struct xm_nat_vip vip;
-};
-
-static int nat_entry_cmp(const void *a, const void *b)
-{
-	return memcmp(&((const struct nat_entry *)a)->key, &((const struct nat_entry *)b)->key,
-		      sizeof(struct xm_nat_backend_key));
-}
-
-int xdp_nat_backends_sync(int fd, const struct xm_lb_state *st)
-{
-	struct xm_nat_backend_key k, next_key, *prev = NULL;
-	struct nat_entry *e = NULL;
-	size_t n = 0, cap = 0, i, j;
-	int err = 0;
-
-	for (i = 0; i < st->n_services; i++) {
-		const struct xm_lb_service *s = &st->services[i];
-
-		if (!(s->flags & XM_SVC_F_EXTERNAL))
-			continue;
-		for (j = 0; j < s->n_backends; j++) {
-			const struct xm_lb_backend *b = &s->backends[j];
-
-			if (!b->ready || !b->local)
-				continue;
-			if (n == cap) {
-				void *p = realloc(e, (cap = cap ? cap * 2 : 64) * sizeof(*e));
-
-				if (!p) {
-					free(e);
-					return -ENOMEM;
-				}
-				e = p;
-			}
-			memset(&e[n], 0, sizeof(e[n]));
-			e[n].key.addr = b->addr;
-			e[n].key.port = htons(b->port);
-			e[n].key.proto = s->key.proto;
-			e[n].key.family = b->family;
-			e[n].vip.vip = s->key.vip;
-			e[n].vip.vport = s->key.port;
-			n++;
-		}
-	}
-	if (n > 1)
-		qsort(e, n, sizeof(*e), nat_entry_cmp);
-	for (i = 0; i < n; i = j) {
-		struct xm_nat_backend_value v;
-
-		memset(&v, 0, sizeof(v));
-		for (j = i; j < n && !nat_entry_cmp(&e[i], &e[j]); j++) {
-			if (v.count < XM_NAT_MAX_VIPS)
-				v.vips[v.count++] = e[j].vip;
-			else
-				log_warn("a local backend serves more than %d external VIP ports: replies of the "
-					 "others keep the pod's address",
-					 XM_NAT_MAX_VIPS);
-		}
-		if (bpf_map_update_elem(fd, &e[i].key, &v, BPF_ANY) < 0) {
-			err = -errno;
-			log_error("xm_nat_backends: update: %s", strerror(errno));
-		}
-	}
-	/* Backends that no longer serve an external VIP. */
-	while (bpf_map_get_next_key(fd, prev, &next_key) == 0) {
-		struct nat_entry probe;
-
-		k = next_key;
-		memset(&probe, 0, sizeof(probe));
-		probe.key = k;
-		if (!(n && bsearch(&probe, e, n, sizeof(*e), nat_entry_cmp)) && bpf_map_delete_elem(fd, &k) == 0) {
-			prev = NULL;
-			continue;
-		}
-		prev = &k;
-	}
-	free(e);
-	return err;
 }
 
 /* An empty datagram to the discard port: the kernel resolves the next hop to send it (kernels < 5.16). */
@@ -211,12 +137,24 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct x
 	if (before)
 		return 0;
 	xdp_datapath_neighbours(st);
-	err = xdp_nat_backends_sync(bpf_map__fd(x->skel->maps.xm_nat_backends), st);
+	err = xdp_nat_backends_sync(&x->nat_drain, bpf_map__fd(x->skel->maps.xm_nat_backends),
+				    bpf_map__fd(x->skel->maps.xm_ct), st, mono_ms());
 	/* Not counted (logged, shown by status and metrics) is no reason to call the reverse NAT failed. */
 	tcp_counters_sync(bpf_map__fd(x->skel->maps.xm_xdp_tcp_counters), m, st, &fill);
 	x->tcp_pairs_placed = fill.placed;
 	x->tcp_pairs_unplaced = fill.unplaced;
 	return err;
+}
+
+void xdp_datapath_tick(struct xm_xdp *x, const struct xm_lb_state *st)
+{
+	uint64_t now = mono_ms();
+
+	if (!x->skel || !xdp_nat_draining(&x->nat_drain) || now < x->nat_drain.next_check_ms)
+		return;
+	x->nat_drain.next_check_ms = now + XM_NAT_DRAIN_CHECK_MS;
+	xdp_nat_backends_sync(&x->nat_drain, bpf_map__fd(x->skel->maps.xm_nat_backends),
+			      bpf_map__fd(x->skel->maps.xm_ct), st, now);
 }
 
 /* The pre-filter of a freshly loaded program, from what the pinned maps already serve. */
@@ -463,6 +401,7 @@ fail:
 
 void xdp_datapath_close(struct xm_xdp *x)
 {
+	xdp_nat_drain_free(&x->nat_drain);
 	xdp_lb__destroy(x->skel);
 	x->skel = NULL;
 }

@@ -16,6 +16,7 @@
 #include <xmesh/xdp.h>
 
 #include "compile/compile.h"
+#include "datapath/xdp_nat.h"
 
 #define XM_TC_HANDLE   0x786d /* "xm" */
 #define XM_TC_PRIORITY 0x786d
@@ -32,8 +33,9 @@ struct xm_xdp_uplink {
 
 struct xm_xdp {
 	struct xdp_lb *skel;
-	size_t tcp_pairs_placed;   /* Istio TCP counters: (service port, local backend) pairs with a position */
-	size_t tcp_pairs_unplaced; /* and without one (no room: not counted) */
+	size_t tcp_pairs_placed;       /* Istio TCP counters: (service port, local backend) pairs with a position */
+	size_t tcp_pairs_unplaced;     /* and without one (no room: not counted) */
+	struct xm_nat_drain nat_drain; /* reverse NAT of backends no longer selected, kept for their flows */
 	char bpffs[4096];
 	struct xm_xdp_uplink uplinks[XM_XDP_MAX_IFACES];
 	size_t n_uplinks;
@@ -62,6 +64,9 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct x
  */
 void xdp_datapath_neighbours(const struct xm_lb_state *st);
 
+/* The GC tick: lets the reverse NAT of drained backends go (datapath/xdp_nat.h). st: what is served. */
+void xdp_datapath_tick(struct xm_xdp *x, const struct xm_lb_state *st);
+
 /*
  * "xdp: ..." status lines (or a JSON object when json): uplinks, connection-table fill, verdict counters,
  * and per external VIP port of st (may be NULL) its packets by verdict, new flows and bytes.
@@ -81,6 +86,5 @@ int xdp_datapath_remove(const char *bpffs);
 
 /* Building blocks, shared with the tests. */
 void xdp_vip_filter_fill(__u64 *filter, const struct xm_lb_state *st, bool add_only);
-int xdp_nat_backends_sync(int map_fd, const struct xm_lb_state *st);
 
 #endif
