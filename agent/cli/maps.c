@@ -149,6 +149,16 @@ static void dec_ct(const void *k, const void *v, struct strbuf *out)
 		  cv->flags & XM_BACKEND_F_LOCAL ? "true" : "false", ct_state_name(cv->state));
 }
 
+static void dec_node_addrs(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_node_addr_key *nk = k;
+	char a[INET6_ADDRSTRLEN];
+
+	(void)v;
+	addr_str(&nk->addr, nk->family, a, sizeof(a));
+	sb_printf(out, "\"node_address\":\"%s\",\"family\":%u", a, nk->family);
+}
+
 static void dec_xdp_tcp_counters(const void *k, const void *v, struct strbuf *out)
 {
 	const struct xm_xdp_tcp_metrics *m = v;
@@ -224,6 +234,7 @@ static const struct map_desc maps[] = {
 	MAP("xm_outlier", "outlier state per service port and endpoint", dec_outlier, .locked = true),
 	MAP("xm_outlier_svc", "ejected endpoints per service port", dec_outlier_svc, .skip_zero = true),
 	MAP("xm_ct", "XDP connection table: client flow → backend", dec_ct, .optional = true),
+	MAP("xm_node_addrs", "node addresses XDP decapsulates IPIP/IP6IP6 from", dec_node_addrs, .optional = true),
 	MAP("xm_xdp_tcp_counters", "Istio TCP counters of XDP flows per service port, local backend (summed over CPUs)",
 	    dec_xdp_tcp_counters, .percpu = true, .percpu_sum_len = XM_XDP_TCP_COUNTERS_LEN, .skip_zero = true,
 	    .optional = true),

@@ -69,6 +69,8 @@ static void agent_reload(struct xm_agent *a, const char *why)
 	err = lbmap_apply(a->lbmap, &next, now_ms(), &stats);
 	if (a->xdp.skel && xdp_datapath_sync(&a->xdp, a->lbmap, &next, false))
 		log_warn("xdp: reverse-NAT table not fully updated");
+	if (a->xdp.skel && xdp_datapath_sync_nodes(&a->xdp, &cfg))
+		log_warn("xdp: node addresses not fully published; IPIP/IP6IP6 from the missing ones is dropped");
 	if (a->sockmap.skel && sockmap_sync_local_ips(&a->sockmap, &cfg, a->opts.node_name))
 		log_warn("sockmap: local addresses not fully published; affected peers use plain TCP");
 	lb_state_free(&a->served);

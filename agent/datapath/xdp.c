@@ -21,6 +21,7 @@
 #include "datapath/neigh.h"
 #include "datapath/pins.h"
 #include "datapath/tcp_counters.h"
+#include "datapath/xdp_nodes.h"
 #include "skel/xdp_lb.skel.h"
 
 static const char *const stat_names[XM_XDP_STAT_MAX] = {
@@ -33,7 +34,7 @@ static const char *const stat_names[XM_XDP_STAT_MAX] = {
 	[XM_XDP_DROP_NO_ROUTE] = "drop_no_route",     [XM_XDP_DROP_TOO_BIG] = "drop_too_big",
 	[XM_XDP_DROP_ERROR] = "drop_error",	      [XM_XDP_CT_NEW] = "ct_new",
 	[XM_XDP_CT_NEW_NON_SYN] = "ct_new_non_syn",   [XM_TC_REV_NAT] = "tc_rev_nat",
-	[XM_XDP_TX_ICMP_TOO_BIG] = "tx_icmp_too_big",
+	[XM_XDP_TX_ICMP_TOO_BIG] = "tx_icmp_too_big", [XM_XDP_DROP_TUNNEL_SOURCE] = "drop_tunnel_source",
 };
 
 static uint64_t mono_ms(void)
@@ -143,6 +144,20 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct x
 	tcp_counters_sync(bpf_map__fd(x->skel->maps.xm_xdp_tcp_counters), m, st, &fill);
 	x->tcp_pairs_placed = fill.placed;
 	x->tcp_pairs_unplaced = fill.unplaced;
+	return err;
+}
+
+int xdp_datapath_sync_nodes(struct xm_xdp *x, const struct xm_config *cfg)
+{
+	struct xm_node_addrs na;
+	int err = compile_node_addrs(cfg, &na);
+
+	if (err) {
+		log_error("xm_node_addrs: %s; the previous node addresses stay", strerror(-err));
+		return err;
+	}
+	err = xdp_node_addrs_sync(bpf_map__fd(x->skel->maps.xm_node_addrs), &na);
+	node_addrs_free(&na);
 	return err;
 }
 

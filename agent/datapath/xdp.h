@@ -64,6 +64,12 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lbmap *m, const struct x
  */
 void xdp_datapath_neighbours(const struct xm_lb_state *st);
 
+/*
+ * Publishes the node addresses of cfg (its Nodes' InternalIPs) into xm_node_addrs: XDP decapsulates only
+ * what they send. Returns 0 or -errno (logged).
+ */
+int xdp_datapath_sync_nodes(struct xm_xdp *x, const struct xm_config *cfg);
+
 /* The GC tick: lets the reverse NAT of drained backends go (datapath/xdp_nat.h). st: what is served. */
 void xdp_datapath_tick(struct xm_xdp *x, const struct xm_lb_state *st);
 

@@ -15,6 +15,7 @@
 
 #include "datapath/tcp_counters.h"
 #include "datapath/xdp.h"
+#include "datapath/xdp_nodes.h"
 #include "skel/xdp_lb.skel.h"
 
 struct xfx xfx;
@@ -51,6 +52,22 @@ static void write_proc(const char *path, const char *value)
 
 	cr_assert(f, "open %s: %s", path, strerror(errno));
 	cr_assert(fputs(value, f) >= 0 && fclose(f) == 0, "write %s", path);
+}
+
+/* Node B is the cluster's other node: the only outer source XDP decapsulates from (compile/nodes.c). */
+static void publish_nodes(void)
+{
+	struct xm_ip ips[2] = { { .family = 4 }, { .family = 6 } };
+	struct xm_node node = { .name = "node-b", .internal_ips = ips, .n_internal_ips = 2 };
+	struct xm_config cfg = { .nodes = &node, .n_nodes = 1 };
+	struct xm_node_addrs na;
+
+	inet_pton(AF_INET, XFX_NODE_B4, ips[0].bytes);
+	inet_pton(AF_INET6, XFX_NODE_B6, ips[1].bytes);
+	cr_assert_eq(compile_node_addrs(&cfg, &na), 0);
+	cr_assert_eq(na.n, 2);
+	cr_assert_eq(xdp_node_addrs_sync(bpf_map__fd(xfx.skel->maps.xm_node_addrs), &na), 0);
+	node_addrs_free(&na);
 }
 
 void xfx_setup(void)
@@ -96,6 +113,8 @@ void xfx_setup(void)
 	inet_pton(AF_INET6, XFX_IF_ADDR6, ifc.addr6.bytes);
 	key = (uint32_t)xfx.ifindex;
 	cr_assert_eq(bpf_map__update_elem(xfx.skel->maps.xm_xdp_ifaces, &key, sizeof(key), &ifc, sizeof(ifc), 0), 0);
+
+	publish_nodes();
 
 	xfx.fds.services = bpf_map__fd(xfx.skel->maps.xm_services);
 	xfx.fds.slots = bpf_map__fd(xfx.skel->maps.xm_slots);
