@@ -16,6 +16,7 @@
 #include "lbmap/lbmap.h"
 #include "metrics/percpu.h"
 #include "metrics/prom.h"
+#include "metrics/map_errors.h"
 #include "metrics/sock_lb_metrics.h"
 #include "outlier/outlier.h"
 #include "skel/xdp_lb.skel.h"
@@ -346,6 +347,7 @@ void daemon_render_metrics(struct strbuf *out, void *ctx)
 	prom_sample_u64(out, "xmesh_config_applies_total", result, ok, 1, a->applies_ok);
 	prom_sample_u64(out, "xmesh_config_applies_total", result, rejected, 1, a->applies_failed);
 	sock_lb_metrics_render(fds.sock_stats, out);
+	map_errors_metrics_render(fds.map_errors, out);
 	render_istio_tcp(a, fds.conn_metrics, a->xdp.skel ? bpf_map__fd(a->xdp.skel->maps.xm_xdp_tcp_counters) : -1,
 			 out);
 	render_outlier(a, fds.outlier, out);

@@ -158,6 +158,7 @@ void datapath_map_fds(const struct xm_datapath *dp, struct xm_map_fds *fds)
 	fds->outlier_svc = bpf_map__fd(dp->sock->maps.xm_outlier_svc);
 	fds->events = bpf_map__fd(dp->sock->maps.xm_events);
 	fds->conn_metrics = bpf_map__fd(dp->sock->maps.xm_conn_metrics);
+	fds->map_errors = bpf_map__fd(dp->sock->maps.xm_map_errors);
 	fds->outlier_report_prog = bpf_program__fd(dp->sock->progs.xm_outlier_report);
 }
 
