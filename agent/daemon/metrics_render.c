@@ -12,6 +12,7 @@
 
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
+#include "daemon/xdp_render.h"
 #include "datapath/tcp_counters.h"
 #include "lbmap/lbmap.h"
 #include "metrics/percpu.h"
@@ -19,7 +20,6 @@
 #include "metrics/map_errors.h"
 #include "metrics/sock_lb_metrics.h"
 #include "outlier/outlier.h"
-#include "skel/xdp_lb.skel.h"
 
 #define TCP_LABELS 14
 
@@ -340,6 +340,7 @@ void daemon_render_metrics(struct strbuf *out, void *ctx)
 	static const char *const result[1] = { "result" };
 	const struct xm_agent *a = ctx;
 	const char *ok[1] = { "ok" }, *rejected[1] = { "rejected" };
+	struct xm_xdp_stats xs;
 	struct xm_map_fds fds;
 
 	datapath_map_fds(&a->dp, &fds);
@@ -348,8 +349,10 @@ void daemon_render_metrics(struct strbuf *out, void *ctx)
 	prom_sample_u64(out, "xmesh_config_applies_total", result, rejected, 1, a->applies_failed);
 	sock_lb_metrics_render(fds.sock_stats, out);
 	map_errors_metrics_render(fds.map_errors, out);
-	render_istio_tcp(a, fds.conn_metrics, a->xdp.skel ? bpf_map__fd(a->xdp.skel->maps.xm_xdp_tcp_counters) : -1,
-			 out);
+	render_istio_tcp(a, fds.conn_metrics, xdp_datapath_tcp_counters_fd(&a->xdp), out);
 	render_outlier(a, fds.outlier, out);
-	xdp_datapath_metrics(a->xdp.skel ? &a->xdp : NULL, &a->served, out);
+	if (a->xdp.skel && xdp_stats_read(&a->xdp, &a->served, &xs) == 0) {
+		xdp_render_metrics(&xs, out);
+		xdp_stats_free(&xs);
+	}
 }

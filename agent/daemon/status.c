@@ -7,6 +7,7 @@
 
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
+#include "daemon/xdp_render.h"
 #include "lbmap/lbmap.h"
 #include "outlier/outlier.h"
 
@@ -22,6 +23,19 @@ static void health_of(const struct xm_agent *a, const struct xm_lb_service *s, u
 		return;
 	datapath_map_fds(&a->dp, &fds);
 	outlier_read(fds.outlier, svc_id, id, h);
+}
+
+/* The XDP section, from one read of its counters. */
+static void render_xdp(const struct xm_agent *a, bool json, struct strbuf *out)
+{
+	struct xm_xdp_stats s;
+
+	if (!a->xdp.skel || xdp_stats_read(&a->xdp, &a->served, &s)) {
+		xdp_render_status(NULL, json, out);
+		return;
+	}
+	xdp_render_status(&s, json, out);
+	xdp_stats_free(&s);
 }
 
 static void render_text(const struct xm_agent *a, struct strbuf *out)
@@ -42,7 +56,7 @@ static void render_text(const struct xm_agent *a, struct strbuf *out)
 	sb_printf(out, "config: last apply %s, %llu ok, %llu rejected%s%s\n", when, (unsigned long long)a->applies_ok,
 		  (unsigned long long)a->applies_failed, a->last_error[0] ? "; last error: " : "", a->last_error);
 	if (a->xdp.skel)
-		xdp_datapath_status(&a->xdp, &a->served, false, out);
+		render_xdp(a, false, out);
 	sb_printf(out, "services: %zu ports\n", a->served.n_services);
 	for (i = 0; i < a->served.n_services; i++) {
 		const struct xm_lb_service *s = &a->served.services[i];
@@ -143,7 +157,7 @@ static void render_json(const struct xm_agent *a, struct strbuf *out)
 		sb_puts(out, "]}");
 	}
 	sb_puts(out, "],\"xdp\":");
-	xdp_datapath_status(a->xdp.skel ? &a->xdp : NULL, &a->served, true, out);
+	render_xdp(a, true, out);
 	sb_puts(out, "}\n");
 }
 

@@ -2,8 +2,10 @@
 /*
  * The north-south datapath as the agent sees it: loads xdp_lb next to the socket LB's pinned maps, attaches
  * XDP to each uplink through a pinned bpf_link (adopted and swapped on restart) and TC egress through
- * netlink (not a link: replaced in place by handle/priority), and keeps the VIP pre-filter, the reverse-NAT
- * backend table and the uplink addresses in step with what the agent serves.
+ * netlink (not a link: replaced in place by handle/priority) — xdp_load.c; keeps the VIP pre-filter, the
+ * reverse-NAT backend table, the node addresses and the uplink addresses in step with what the agent
+ * serves — xdp_sync.c, xdp_nat.c, xdp_nodes.c; and reads its counters as plain values — xdp_stats.h. It
+ * renders nothing: agent/daemon/xdp_render.c does.
  */
 #ifndef XMESH_DATAPATH_XDP_H
 #define XMESH_DATAPATH_XDP_H
@@ -22,7 +24,6 @@
 #define XM_TC_PRIORITY 0x786d
 
 struct xdp_lb;
-struct strbuf;
 struct xm_lbmap;
 
 struct xm_xdp_uplink {
@@ -73,17 +74,11 @@ int xdp_datapath_sync_nodes(struct xm_xdp *x, const struct xm_config *cfg);
 /* The GC tick: lets the reverse NAT of drained backends go (datapath/xdp_nat.h). st: what is served. */
 void xdp_datapath_tick(struct xm_xdp *x, const struct xm_lb_state *st);
 
-/*
- * "xdp: ..." status lines (or a JSON object when json): uplinks, connection-table fill, verdict counters,
- * and per external VIP port of st (may be NULL) its packets by verdict, new flows and bytes.
- */
-void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, bool json, struct strbuf *out);
+/* The fd of xm_xdp_tcp_counters (Istio TCP counters of XDP flows), or -1 when XDP is not loaded. */
+int xdp_datapath_tcp_counters_fd(const struct xm_xdp *x);
 
 /* Closes fds; the links, TC filters and maps stay. */
 void xdp_datapath_close(struct xm_xdp *x);
-/* Appends the XDP path's metric families (verdicts, connection-table fill, per-VIP packets). */
-void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, struct strbuf *out);
-
 /*
  * Detaches TC from the uplinks named in the pinned xm_xdp_ifaces (only our filters, in the caller's
  * network namespace). Call before datapath_remove(), which unpins the XDP links (detaching XDP) and maps.
@@ -92,5 +87,7 @@ int xdp_datapath_remove(const char *bpffs);
 
 /* Building blocks, shared with the tests. */
 void xdp_vip_filter_fill(__u64 *filter, const struct xm_lb_state *st, bool add_only);
+/* Sets k's bit in a pre-filter. */
+void xdp_vip_filter_set(__u64 *filter, const struct xm_svc_key *k);
 
 #endif
