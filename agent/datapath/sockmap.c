@@ -14,8 +14,11 @@
 #include "config/model.h"
 #include "core/log.h"
 #include "core/strbuf.h"
+#include "datapath/bpf_loader.h"
 #include "datapath/pins.h"
 #include "skel/sockmap.skel.h"
+
+XM_BPF_SKEL_OPS(sockmap);
 
 /* Not in the uapi header libbpf 1.1 ships with; the kernel's value since 6.10. */
 #define XM_BPF_LINK_TYPE_SOCKMAP 14
@@ -209,37 +212,23 @@ static int attach_ops(struct xm_sockmap *sm)
 int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled,
 		 const uint16_t *excluded_ports, size_t n_excluded)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	char hint[12700];
 	int err;
 
 	memset(sm, 0, sizeof(*sm));
 	sm->cgroup_fd = -1;
 	snprintf(sm->bpffs, sizeof(sm->bpffs), "%s", bpffs);
 	snprintf(sm->cgroup, sizeof(sm->cgroup), "%s", cgroup);
-	sm->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (sm->cgroup_fd < 0) {
-		err = -errno;
-		log_error("open cgroup %s: %s", cgroup, strerror(errno));
-		return err;
-	}
-	err = pins_prepare(bpffs);
-	if (err)
+	sm->cgroup_fd = bpf_loader_open_cgroup(cgroup);
+	if (sm->cgroup_fd < 0)
+		return sm->cgroup_fd;
+	snprintf(hint, sizeof(hint),
+		 "kernel without sockhash/sk_msg support, or maps pinned under %s by an incompatible version? xmesh "
+		 "cleanup --bpffs %s --cgroup %s; or --no-sockmap",
+		 bpffs, bpffs, cgroup);
+	sm->skel = bpf_loader_open(&sockmap_skel_ops, sm->bpffs, hint, &err);
+	if (!sm->skel)
 		goto fail;
-	opts.pin_root_path = sm->bpffs;
-	sm->skel = sockmap__open_opts(&opts);
-	if (!sm->skel) {
-		err = -errno;
-		log_error("open BPF object sockmap: %s", strerror(errno));
-		goto fail;
-	}
-	pins_replace_incompatible(sm->skel->obj);
-	err = sockmap__load(sm->skel);
-	if (err) {
-		log_error("load BPF object sockmap: %s (kernel without sockhash/sk_msg support, or maps pinned under "
-			  "%s by an incompatible version? xmesh cleanup --bpffs %s --cgroup %s; or --no-sockmap)",
-			  strerror(-err), bpffs, bpffs, cgroup);
-		goto fail;
-	}
 	/* The switch is set before anything attaches, so a fresh attach never runs with a stale setting. */
 	err = sockmap_set_enabled(sm, enabled);
 	if (!err)

@@ -13,9 +13,12 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "datapath/bpf_loader.h"
 #include "datapath/pins.h"
 #include "datapath/xdp.h"
 #include "skel/xdp_lb.skel.h"
+
+XM_BPF_SKEL_OPS(xdp_lb);
 
 /* The pre-filter of a freshly loaded program, from what the pinned maps already serve. */
 static void filter_from_pinned(struct xm_xdp *x)
@@ -60,8 +63,12 @@ static int attach_tc(struct xm_xdp *x, const struct xm_xdp_uplink *u)
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = u->ifindex, .attach_point = BPF_TC_EGRESS);
 	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = XM_TC_HANDLE, .priority = XM_TC_PRIORITY,
 			    .flags = BPF_TC_F_REPLACE, .prog_fd = bpf_program__fd(x->skel->progs.xm_tc_nat));
-	int err = bpf_tc_hook_create(&hook);
+	int err;
 
+	/* The qdisc of a previous agent (or someone else's) is fine: -EEXIST, whose kernel message is no warning. */
+	bpf_loader_expect("Exclusivity flag on");
+	err = bpf_tc_hook_create(&hook);
+	bpf_loader_expect(NULL);
 	if (err && err != -EEXIST) {
 		log_error("uplink %s: create clsact: %s", u->name, strerror(-err));
 		return err;
@@ -182,7 +189,7 @@ static void retire_pins(const char *bpffs)
 
 int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *ifaces, size_t n)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	char hint[4200];
 	size_t i;
 	int err;
 
@@ -205,21 +212,10 @@ int xdp_datapath_open(struct xm_xdp *x, const char *bpffs, const char *const *if
 	x->n_uplinks = n;
 	i = 0; /* nothing attached yet: a failure before the uplinks' loop must not unpin their links */
 
-	opts.pin_root_path = x->bpffs;
-	x->skel = xdp_lb__open_opts(&opts);
-	if (!x->skel) {
-		err = -errno;
-		log_error("open BPF object xdp_lb: %s", strerror(errno));
+	snprintf(hint, sizeof(hint), "maps pinned under %s by an incompatible version? xmesh cleanup", bpffs);
+	x->skel = bpf_loader_open(&xdp_lb_skel_ops, x->bpffs, hint, &err);
+	if (!x->skel)
 		return err;
-	}
-	pins_replace_incompatible(x->skel->obj);
-	err = xdp_lb__load(x->skel);
-	if (err) {
-		log_error("load BPF object xdp_lb: %s (maps pinned under %s by an incompatible version? xmesh "
-			  "cleanup)",
-			  strerror(-err), bpffs);
-		goto fail;
-	}
 	filter_from_pinned(x);
 	retire_pins(x->bpffs);
 	for (i = 0; i < n; i++) {
