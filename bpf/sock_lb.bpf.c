@@ -108,7 +108,8 @@ static __always_inline void xm_remember_udp(struct bpf_sock_addr *ctx, const str
 	rk.family = be->family;
 	rv.vip = key->vip;
 	rv.vport = key->port;
-	bpf_map_update_elem(&xm_udp_revnat, &rk, &rv, BPF_ANY);
+	if (bpf_map_update_elem(&xm_udp_revnat, &rk, &rv, BPF_ANY))
+		xm_map_error(XM_MAPERR_UDP_REVNAT);
 }
 
 /*
@@ -181,7 +182,8 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 			.svc_id = svc->svc_id,
 		};
 
-		bpf_map_update_elem(&xm_sock_state, &cookie, &fresh, BPF_ANY);
+		if (bpf_map_update_elem(&xm_sock_state, &cookie, &fresh, BPF_ANY))
+			xm_map_error(XM_MAPERR_SOCK_STATE);
 	}
 	return SYS_PROCEED;
 }

@@ -20,6 +20,7 @@
 #include "core/percpu.h"
 #include "core/strbuf.h"
 #include "datapath/pins.h"
+#include "metrics/map_errors.h"
 
 /* Appends one entry as "field": value pairs (JSON members without braces). */
 typedef void (*decode_fn)(const void *key, const void *value, struct strbuf *out);
@@ -151,6 +152,22 @@ static void dec_ct(const void *k, const void *v, struct strbuf *out)
 		  cv->flags & XM_BACKEND_F_LOCAL ? "true" : "false", ct_state_name(cv->state));
 }
 
+static void dec_map_errors(const void *k, const void *v, struct strbuf *out)
+{
+	sb_printf(out, "\"map\":\"%s\",\"update_errors\":%llu", map_error_name(*(const __u32 *)k),
+		  (unsigned long long)((const struct xm_counter *)v)->value);
+}
+
+static void dec_node_addrs(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_node_addr_key *nk = k;
+	char a[INET6_ADDRSTRLEN];
+
+	(void)v;
+	addr_str(&nk->addr, nk->family, a, sizeof(a));
+	sb_printf(out, "\"node_address\":\"%s\",\"family\":%u", a, nk->family);
+}
+
 static void dec_xdp_tcp_counters(const void *k, const void *v, struct strbuf *out)
 {
 	const struct xm_xdp_tcp_metrics *m = v;
@@ -279,11 +296,14 @@ static const struct map_desc maps[] = {
 	MAP("xm_rr_state", "round-robin positions (summed over CPUs)", dec_rr, .percpu = true, .skip_zero = true),
 	MAP("xm_udp_revnat", "UDP (socket, backend) → VIP", dec_revnat),
 	MAP("xm_sock_stats", "socket LB counters (summed over CPUs)", dec_counter, .percpu = true),
+	MAP("xm_map_errors", "failed map updates of the BPF programs (summed over CPUs)", dec_map_errors,
+	    .percpu = true),
 	MAP("xm_conn_metrics", "Istio TCP counters per client, service port, backend", dec_conn_metrics),
 	MAP("xm_outlier_cfg", "outlier-detection policy per service port", dec_outlier_cfg),
 	MAP("xm_outlier", "outlier state per service port and endpoint", dec_outlier, .locked = true),
 	MAP("xm_outlier_svc", "ejected endpoints per service port", dec_outlier_svc, .skip_zero = true),
 	MAP("xm_ct", "XDP connection table: client flow → backend", dec_ct, .optional = true),
+	MAP("xm_node_addrs", "node addresses XDP decapsulates IPIP/IP6IP6 from", dec_node_addrs, .optional = true),
 	MAP("xm_xdp_tcp_counters", "Istio TCP counters of XDP flows per service port, local backend (summed over CPUs)",
 	    dec_xdp_tcp_counters, .percpu = true, .percpu_sum_len = XM_XDP_TCP_COUNTERS_LEN, .skip_zero = true,
 	    .optional = true),

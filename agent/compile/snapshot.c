@@ -18,6 +18,8 @@ struct xm_snapshot *snapshot_build(const struct xm_config *cfg, const struct xm_
 		*err = identities_build(cfg, &s->identities);
 	if (!*err)
 		*err = local_addrs_build(cfg, opts->node_name, &s->local);
+	if (!*err)
+		*err = compile_node_addrs(cfg, &s->nodes);
 	if (*err) {
 		snapshot_put(s);
 		return NULL;
@@ -128,6 +130,7 @@ void snapshot_put(struct xm_snapshot *s)
 	lb_state_free(&s->lb);
 	identities_free(&s->identities);
 	local_addrs_free(&s->local);
+	node_addrs_free(&s->nodes);
 	free(s->by_svc_id);
 	free(s->by_backend_id);
 	free(s);

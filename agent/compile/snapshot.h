@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Everything one config means for this node, derived once per apply and then immutable: the service ports
- * and their backends (with the ids publishing gave them), who each pod address is, and which addresses are
- * local. Readers on other threads (the metrics scrape today, L7 workers next) hold a reference and never
- * see it change; the control loop builds the next one and swaps it in.
+ * and their backends (with the ids publishing gave them), who each pod address is, which addresses are
+ * local, and the cluster's node addresses. Readers on other threads (the metrics scrape today, L7 workers next) hold a
+ * reference and never see it change; the control loop builds the next one and swaps it in.
  */
 #ifndef XMESH_COMPILE_SNAPSHOT_H
 #define XMESH_COMPILE_SNAPSHOT_H
@@ -14,6 +14,7 @@
 #include "compile/compile.h"
 #include "compile/identity.h"
 #include "compile/local_addrs.h"
+#include "compile/nodes.h"
 
 /* An id of the published state, resolved to where the snapshot holds it. */
 struct xm_snap_ref {
@@ -27,6 +28,7 @@ struct xm_snapshot {
 	struct xm_lb_state lb;
 	struct xm_identities identities;
 	struct xm_local_addrs local;
+	struct xm_node_addrs nodes; /* every Node's InternalIPs: where IPIP may come from */
 	/* Sorted by id, filled by snapshot_index() once publishing has assigned the ids. */
 	struct xm_snap_ref *by_svc_id, *by_backend_id;
 	size_t n_by_svc_id, n_by_backend_id;

@@ -22,6 +22,7 @@
 #include "datapath/datapath.h"
 #include "lbmap/lbmap.h"
 #include "metrics/istio_tcp.h"
+#include "metrics/map_errors.h"
 #include "metrics/registry.h"
 #include "metrics/sock_lb_metrics.h"
 #include "outlier/events.h"
@@ -385,6 +386,7 @@ static void sock_lb_collect(void *state, const struct xm_snapshot *cur, struct x
 	struct sock_lb_mod *m = state;
 
 	sock_lb_metrics_collect(m->fds.sock_stats, sc);
+	map_errors_metrics_collect(m->fds.map_errors, sc);
 	istio_tcp_collect_sockets(sc, cur, m->fds.conn_metrics);
 	collect_outlier(m, cur, sc);
 }

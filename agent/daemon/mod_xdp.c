@@ -10,6 +10,8 @@
 #include "daemon/module.h"
 #include "datapath/tcp_counters.h"
 #include "datapath/xdp.h"
+#include "datapath/xdp_stats.h"
+#include "daemon/xdp_render.h"
 #include "metrics/istio_tcp.h"
 
 /* Remote nodes' neighbour entries are refreshed every 30 s (60 ticks of 500 ms): routes change. */
@@ -50,11 +52,14 @@ static int xdp_mod_prepare(void *state, const struct xm_snapshot *next)
 static int xdp_mod_apply(void *state, struct xm_snapshot *next)
 {
 	struct xdp_mod *m = state;
-	int err = xdp_datapath_sync(&m->xdp, &next->lb, false);
+	int err = xdp_datapath_sync(&m->xdp, &next->lb, false), nerr;
 
 	if (err)
 		log_warn("xdp: reverse-NAT table not fully updated");
-	return err;
+	nerr = xdp_datapath_sync_nodes(&m->xdp, &next->nodes);
+	if (nerr)
+		log_warn("xdp: node addresses not fully published; IPIP/IP6IP6 from the missing ones is dropped");
+	return err ? err : nerr;
 }
 
 static void xdp_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t now_ms)
@@ -62,19 +67,27 @@ static void xdp_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t no
 	struct xdp_mod *m = state;
 
 	(void)now_ms;
-	if (cur && ++m->neigh_ticks >= NEIGH_REFRESH_TICKS) {
+	if (!cur)
+		return;
+	xdp_datapath_tick(&m->xdp, &cur->lb);
+	if (++m->neigh_ticks >= NEIGH_REFRESH_TICKS) {
 		m->neigh_ticks = 0;
 		xdp_datapath_neighbours(&cur->lb);
 	}
 }
 
+/* The XDP section, from one read of its counters. */
 static void xdp_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)
 {
 	struct xdp_mod *m = state;
+	struct xm_xdp_stats s;
+	bool ok = !xdp_stats_read(&m->xdp, cur ? &cur->lb : NULL, &s);
 
 	if (json)
 		sb_puts(out, ",\"xdp\":");
-	xdp_datapath_status(&m->xdp, cur ? &cur->lb : NULL, json, out);
+	xdp_render_status(ok ? &s : NULL, json, out);
+	if (ok)
+		xdp_stats_free(&s);
 }
 
 /* XDP's Istio counters: per service port and local backend, reporter="destination". */
@@ -96,8 +109,13 @@ static void xdp_mod_collect(void *state, const struct xm_snapshot *cur, struct x
 {
 	struct xdp_mod *m = state;
 
+	struct xm_xdp_stats s;
+
 	collect_istio_tcp(m, cur, sc);
-	xdp_datapath_metrics(&m->xdp, &cur->lb, sc);
+	if (xdp_stats_read(&m->xdp, &cur->lb, &s))
+		return;
+	xdp_render_metrics(&s, sc);
+	xdp_stats_free(&s);
 }
 
 static void xdp_mod_close(void *state)

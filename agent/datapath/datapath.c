@@ -11,32 +11,17 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "datapath/bpf_loader.h"
 #include "datapath/pins.h"
 #include "skel/sock_lb.skel.h"
+
+XM_BPF_SKEL_OPS(sock_lb);
 
 const char *const xm_sock_prog_names[] = {
 	"xm_connect4", "xm_connect6",	  "xm_sendmsg4",     "xm_sendmsg6", "xm_recvmsg4",
 	"xm_recvmsg6", "xm_getpeername4", "xm_getpeername6", "xm_sockops",
 };
 const int xm_n_sock_progs = sizeof(xm_sock_prog_names) / sizeof(xm_sock_prog_names[0]);
-
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	char buf[1024];
-	size_t n;
-
-	if (level == LIBBPF_DEBUG)
-		return 0;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	n = strlen(buf);
-	if (n && buf[n - 1] == '\n')
-		buf[n - 1] = '\0';
-	if (level == LIBBPF_WARN)
-		log_warn("%s", buf);
-	else
-		log_debug("%s", buf);
-	return 0;
-}
 
 /* A pinned link may only be adopted if it is attached to the cgroup we serve. */
 static int link_check_cgroup(int link_fd, const char *cgroup, const char *name)
@@ -95,41 +80,23 @@ static int attach_or_adopt(struct xm_datapath *dp, struct bpf_program *prog)
 
 int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
 	struct bpf_program *prog;
+	char hint[12600];
 	int err;
 
 	memset(dp, 0, sizeof(*dp));
 	dp->cgroup_fd = -1;
 	snprintf(dp->bpffs, sizeof(dp->bpffs), "%s", bpffs);
 	snprintf(dp->cgroup, sizeof(dp->cgroup), "%s", cgroup);
-	libbpf_set_print(libbpf_print);
-
-	dp->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dp->cgroup_fd < 0) {
-		err = -errno;
-		log_error("open cgroup %s: %s", cgroup, strerror(errno));
-		return err;
-	}
-	err = pins_prepare(bpffs);
-	if (err)
+	dp->cgroup_fd = bpf_loader_open_cgroup(cgroup);
+	if (dp->cgroup_fd < 0)
+		return dp->cgroup_fd;
+	snprintf(hint, sizeof(hint),
+		 "maps pinned under %s by an incompatible version? xmesh cleanup --bpffs %s --cgroup %s", bpffs, bpffs,
+		 cgroup);
+	dp->sock = bpf_loader_open(&sock_lb_skel_ops, dp->bpffs, hint, &err);
+	if (!dp->sock)
 		goto fail;
-
-	opts.pin_root_path = dp->bpffs;
-	dp->sock = sock_lb__open_opts(&opts);
-	if (!dp->sock) {
-		err = -errno;
-		log_error("open BPF object sock_lb: %s", strerror(errno));
-		goto fail;
-	}
-	pins_replace_incompatible(dp->sock->obj);
-	err = sock_lb__load(dp->sock);
-	if (err) {
-		log_error("load BPF object sock_lb: %s (maps pinned under %s by an incompatible version? "
-			  "xmesh cleanup --bpffs %s --cgroup %s)",
-			  strerror(-err), bpffs, bpffs, cgroup);
-		goto fail;
-	}
 	bpf_object__for_each_program (prog, dp->sock->obj) {
 		/* The outlier-report program is run on demand by the agent, never attached. */
 		if (bpf_program__type(prog) == BPF_PROG_TYPE_XDP)
@@ -158,6 +125,7 @@ void datapath_map_fds(const struct xm_datapath *dp, struct xm_map_fds *fds)
 	fds->outlier_svc = bpf_map__fd(dp->sock->maps.xm_outlier_svc);
 	fds->events = bpf_map__fd(dp->sock->maps.xm_events);
 	fds->conn_metrics = bpf_map__fd(dp->sock->maps.xm_conn_metrics);
+	fds->map_errors = bpf_map__fd(dp->sock->maps.xm_map_errors);
 	fds->outlier_report_prog = bpf_program__fd(dp->sock->progs.xm_outlier_report);
 }
 

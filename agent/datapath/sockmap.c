@@ -15,8 +15,11 @@
 #include "core/grow.h"
 #include "core/log.h"
 #include "core/percpu.h"
+#include "datapath/bpf_loader.h"
 #include "datapath/pins.h"
 #include "skel/sockmap.skel.h"
+
+XM_BPF_SKEL_OPS(sockmap);
 
 /* Not in the uapi header libbpf 1.1 ships with; the kernel's value since 6.10. */
 #define XM_BPF_LINK_TYPE_SOCKMAP 14
@@ -207,41 +210,41 @@ static int attach_ops(struct xm_sockmap *sm)
 	return pin_link_fd(sm, XM_SOCKMAP_OPS_LINK, link_fd);
 }
 
+/* sk_msg's TCP-memory margin is a read-only global of the object: set between open and load. */
+static void sockmap_before_load(void *skel)
+{
+	((struct sockmap *)skel)->rodata->xm_tcp_mem_lag = sockmap_tcp_mem_lag();
+}
+
+static const struct xm_bpf_skel_ops sockmap_load_ops = {
+	.name = "sockmap",
+	.open = sockmap_skel_open,
+	.object = sockmap_skel_object,
+	.load = sockmap_skel_load,
+	.destroy = sockmap_skel_destroy,
+	.before_load = sockmap_before_load,
+};
+
 int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled,
 		 const uint16_t *excluded_ports, size_t n_excluded)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	char hint[12700];
 	int err;
 
 	memset(sm, 0, sizeof(*sm));
 	sm->cgroup_fd = -1;
 	snprintf(sm->bpffs, sizeof(sm->bpffs), "%s", bpffs);
 	snprintf(sm->cgroup, sizeof(sm->cgroup), "%s", cgroup);
-	sm->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (sm->cgroup_fd < 0) {
-		err = -errno;
-		log_error("open cgroup %s: %s", cgroup, strerror(errno));
-		return err;
-	}
-	err = pins_prepare(bpffs);
-	if (err)
+	sm->cgroup_fd = bpf_loader_open_cgroup(cgroup);
+	if (sm->cgroup_fd < 0)
+		return sm->cgroup_fd;
+	snprintf(hint, sizeof(hint),
+		 "kernel without sockhash/sk_msg support, or maps pinned under %s by an incompatible version? xmesh "
+		 "cleanup --bpffs %s --cgroup %s; or --no-sockmap",
+		 bpffs, bpffs, cgroup);
+	sm->skel = bpf_loader_open(&sockmap_load_ops, sm->bpffs, hint, &err);
+	if (!sm->skel)
 		goto fail;
-	opts.pin_root_path = sm->bpffs;
-	sm->skel = sockmap__open_opts(&opts);
-	if (!sm->skel) {
-		err = -errno;
-		log_error("open BPF object sockmap: %s", strerror(errno));
-		goto fail;
-	}
-	pins_replace_incompatible(sm->skel->obj);
-	sm->skel->rodata->xm_tcp_mem_lag = sockmap_tcp_mem_lag();
-	err = sockmap__load(sm->skel);
-	if (err) {
-		log_error("load BPF object sockmap: %s (kernel without sockhash/sk_msg support, or maps pinned under "
-			  "%s by an incompatible version? xmesh cleanup --bpffs %s --cgroup %s; or --no-sockmap)",
-			  strerror(-err), bpffs, bpffs, cgroup);
-		goto fail;
-	}
 	/* The switch is set before anything attaches, so a fresh attach never runs with a stale setting. */
 	err = sockmap_set_enabled(sm, enabled);
 	if (!err)

@@ -2,13 +2,16 @@
 /*
  * The north-south datapath as the agent sees it: loads xdp_lb next to the socket LB's pinned maps, attaches
  * XDP to each uplink through a pinned bpf_link (adopted and swapped on restart) and TC egress through
- * netlink (not a link: replaced in place by handle/priority), and keeps the VIP pre-filter, the reverse-NAT
- * backend table and the uplink addresses in step with what the agent serves.
+ * netlink (not a link: replaced in place by handle/priority) — xdp_load.c; keeps the VIP pre-filter, the
+ * reverse-NAT backend table, the node addresses and the uplink addresses in step with what the agent
+ * serves — xdp_sync.c, xdp_nat.c, xdp_nodes.c; and reads its counters as plain values — xdp_stats.h. It
+ * renders nothing: agent/daemon/xdp_render.c does.
  */
 #ifndef XMESH_DATAPATH_XDP_H
 #define XMESH_DATAPATH_XDP_H
 
 #include <net/if.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,13 +19,13 @@
 #include <xmesh/xdp.h>
 
 #include "compile/compile.h"
+#include "compile/nodes.h"
+#include "datapath/xdp_nat.h"
 
 #define XM_TC_HANDLE   0x786d /* "xm" */
 #define XM_TC_PRIORITY 0x786d
 
 struct xdp_lb;
-struct strbuf;
-struct xm_scrape;
 
 struct xm_xdp_uplink {
 	char name[IF_NAMESIZE];
@@ -32,8 +35,11 @@ struct xm_xdp_uplink {
 
 struct xm_xdp {
 	struct xdp_lb *skel;
-	size_t tcp_pairs_placed;   /* Istio TCP counters: (service port, local backend) pairs with a position */
-	size_t tcp_pairs_unplaced; /* and without one (no room: not counted) */
+	/* Written on the control loop, read by the metrics thread (xdp_stats_read): atomics. */
+	atomic_size_t tcp_pairs_placed;	  /* Istio TCP counters: (service port, local backend) pairs with a position */
+	atomic_size_t tcp_pairs_unplaced; /* and without one (no room: not counted) */
+	atomic_size_t nat_draining;	  /* xdp_nat_draining(&nat_drain) after the last sync */
+	struct xm_nat_drain nat_drain;	  /* control loop only: reverse NAT of backends no longer selected */
 	char bpffs[4096];
 	struct xm_xdp_uplink uplinks[XM_XDP_MAX_IFACES];
 	size_t n_uplinks;
@@ -63,18 +69,19 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool befor
 void xdp_datapath_neighbours(const struct xm_lb_state *st);
 
 /*
- * "xdp: ..." status lines (or a JSON object when json): uplinks, connection-table fill, verdict counters,
- * and per external VIP port of st (may be NULL) its packets by verdict, new flows and bytes.
+ * Publishes the cluster's node addresses (compile/nodes.h: the Nodes' InternalIPs) into xm_node_addrs: XDP
+ * decapsulates only what they send. Returns 0 or -errno (logged).
  */
-void xdp_datapath_status(const struct xm_xdp *x, const struct xm_lb_state *st, bool json, struct strbuf *out);
+int xdp_datapath_sync_nodes(struct xm_xdp *x, const struct xm_node_addrs *na);
+
+/* The GC tick: lets the reverse NAT of drained backends go (datapath/xdp_nat.h). st: what is served. */
+void xdp_datapath_tick(struct xm_xdp *x, const struct xm_lb_state *st);
+
+/* The fd of xm_xdp_tcp_counters (Istio TCP counters of XDP flows), or -1 when XDP is not loaded. */
+int xdp_datapath_tcp_counters_fd(const struct xm_xdp *x);
 
 /* Closes fds; the links, TC filters and maps stay. */
 void xdp_datapath_close(struct xm_xdp *x);
-/* Adds the XDP path's metric families (verdicts, connection-table fill, per-VIP packets). */
-void xdp_datapath_metrics(const struct xm_xdp *x, const struct xm_lb_state *st, struct xm_scrape *sc);
-/* xm_xdp_tcp_counters (tcp_counters_read), or -1 when not loaded. */
-int xdp_datapath_tcp_counters_fd(const struct xm_xdp *x);
-
 /*
  * Detaches TC from the uplinks named in the pinned xm_xdp_ifaces (only our filters, in the caller's
  * network namespace). Call before datapath_remove(), which unpins the XDP links (detaching XDP) and maps.
@@ -83,6 +90,7 @@ int xdp_datapath_remove(const char *bpffs);
 
 /* Building blocks, shared with the tests. */
 void xdp_vip_filter_fill(__u64 *filter, const struct xm_lb_state *st, bool add_only);
-int xdp_nat_backends_sync(int map_fd, const struct xm_lb_state *st);
+/* Sets k's bit in a pre-filter. */
+void xdp_vip_filter_set(__u64 *filter, const struct xm_svc_key *k);
 
 #endif

@@ -109,6 +109,23 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_conn_metrics SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XM_MAPERR_MAX);
+	__type(key, __u32);
+	__type(value, struct xm_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_map_errors SEC(".maps");
+
+/* A map update that failed (enum xm_map_error): counted, as nothing else reports it. */
+static __always_inline void xm_map_error(__u32 idx)
+{
+	struct xm_counter *c = bpf_map_lookup_elem(&xm_map_errors, &idx);
+
+	if (c)
+		c->value++;
+}
+
 static __always_inline void xm_stat_inc(__u32 idx)
 {
 	struct xm_counter *c = bpf_map_lookup_elem(&xm_sock_stats, &idx);

@@ -206,9 +206,10 @@ static __always_inline int xm_xdp_forward(struct xdp_md *ctx, struct xm_pkt *p, 
  *
  * Fast path: a known flow is forwarded from its connection-table snapshot, with no other lookup. A TCP SYN,
  * a flow the table does not know, or (decapsulated) a flow pinned to a non-local backend takes the slow
- * path: the service, then the pinned backend if it still exists, else Maglev.
+ * path: the service, then the pinned backend if it still exists, else Maglev. A decapsulated packet whose
+ * outer source is no node (!from_node) is dropped when it is for a VIP: it is nobody's to hand over.
  */
-static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, const bool decapped)
+static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, const bool decapped, bool from_node)
 {
 	struct xm_svc_key sk;
 	struct xm_svc_value *svc;
@@ -218,6 +219,18 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 	__u32 backend_id = 0, hash, state = XM_CT_NONE;
 
 	xm_ct_key_of(p, &ck);
+	if (decapped && !from_node) {
+		/* Before the connection table: a spoofed packet must neither use nor create a flow. */
+		sk.vip = ck.daddr;
+		sk.port = ck.dport;
+		sk.proto = ck.proto;
+		sk.family = ck.family;
+		svc = bpf_map_lookup_elem(&xm_services, &sk);
+		if (!svc || !(svc->flags & XM_SVC_F_EXTERNAL))
+			return XM_NOT_VIP;
+		xm_xdp_stat(XM_XDP_DROP_TUNNEL_SOURCE);
+		return XDP_DROP;
+	}
 	ct = xm_ct_lookup(&ck);
 	if (ct && !(p->tcp_flags & XM_TCP_SYN) && (!decapped || (ct->flags & XM_BACKEND_F_LOCAL))) {
 		xm_flow_from_client(p, ct);
@@ -293,6 +306,25 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 	return xm_xdp_forward(ctx, p, &ck, &snap, !ct);
 }
 
+/* The outer source of an encapsulated packet is one of the cluster's nodes (xm_node_addrs). */
+static __always_inline bool xm_from_node(const struct xm_pkt *outer)
+{
+	struct xm_node_addr_key nk = {};
+
+	if (outer->family == XM_FAMILY_V4) {
+		nk.addr.v4 = ((const struct iphdr *)outer->l3)->saddr;
+	} else {
+		const __u32 *s = (const __u32 *)&((const struct ipv6hdr *)outer->l3)->saddr;
+
+		nk.addr.v6[0] = s[0];
+		nk.addr.v6[1] = s[1];
+		nk.addr.v6[2] = s[2];
+		nk.addr.v6[3] = s[3];
+	}
+	nk.family = outer->family;
+	return bpf_map_lookup_elem(&xm_node_addrs, &nk) != NULL;
+}
+
 /* IPIP / IP6IP6 addressed to this uplink: serve the inner packet locally, or pass the original untouched. */
 static __always_inline int xm_xdp_tunnel(struct xdp_md *ctx, struct xm_pkt *outer, void *end)
 {
@@ -322,7 +354,7 @@ static __always_inline int xm_xdp_tunnel(struct xdp_md *ctx, struct xm_pkt *oute
 	if (rc != XM_PARSE_OK || in.l3_len > outer->l3_len - hdr_len || !xm_vip_maybe(&in))
 		return XDP_PASS;
 	in.l2_len = l2_len;
-	rc = xm_xdp_serve(ctx, &in, true);
+	rc = xm_xdp_serve(ctx, &in, true, xm_from_node(outer));
 	if (rc == XM_NOT_VIP)
 		return XDP_PASS;
 	if (rc != XDP_PASS)
@@ -348,7 +380,7 @@ static __always_inline int xm_xdp_balance(struct xdp_md *ctx)
 	if (rc == XM_PARSE_OK) {
 		if (!xm_vip_maybe(&p))
 			return XDP_PASS; /* not for a VIP (tagged, IPv4 options) */
-		rc = xm_xdp_serve(ctx, &p, false);
+		rc = xm_xdp_serve(ctx, &p, false, true);
 		if (rc == XM_NOT_VIP) {
 			xm_xdp_stat(XM_XDP_PASS_NOT_VIP);
 			return XDP_PASS;

@@ -41,6 +41,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_xdp_ifaces SEC(".maps");
 
+/* Nodes' addresses: the only outer sources XDP decapsulates from; written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XM_NODE_ADDRS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xm_node_addr_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_node_addrs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XM_XDP_STAT_MAX);

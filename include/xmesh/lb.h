@@ -187,4 +187,16 @@ struct xm_counter {
 };
 XM_STATIC_ASSERT(sizeof(struct xm_counter) == 8, "xm_counter size");
 
+/*
+ * xm_map_errors: per-CPU counts of map updates that a BPF program could not make, by map (Cilium counts
+ * its datapath's map errors the same way). Each is a degradation the program otherwise hides: the call
+ * goes ahead without the entry.
+ */
+enum xm_map_error {
+	XM_MAPERR_UDP_REVNAT = 0, /* a UDP socket's (backend → VIP) entry: its replies show the backend address */
+	XM_MAPERR_SOCK_STATE,	  /* a connected socket's state: getpeername shows the backend, no metrics or
+				     outlier reports for it */
+	XM_MAPERR_MAX,
+};
+
 #endif

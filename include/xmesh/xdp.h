@@ -142,6 +142,21 @@ struct xm_xdp_iface {
 XM_STATIC_ASSERT(sizeof(struct xm_xdp_iface) == 32, "xm_xdp_iface size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_xdp_iface, addr6) == 16, "xm_xdp_iface.addr6 offset");
 
+/*
+ * xm_node_addrs: the InternalIPs of the cluster's nodes (the config's Node objects), written by the agent.
+ * XDP decapsulates IPIP/IP6IP6 towards a VIP only from these outer sources: anyone else who reaches the
+ * uplink could otherwise hand local pods packets with any inner source. Value: 1.
+ */
+#define XM_NODE_ADDRS_MAX 16384
+
+struct xm_node_addr_key {
+	union xm_addr addr;
+	__u8 family;
+	__u8 pad[3];
+};
+XM_STATIC_ASSERT(sizeof(struct xm_node_addr_key) == 20, "xm_node_addr_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_node_addr_key, family) == 16, "xm_node_addr_key.family offset");
+
 /* xm_xdp_stats: per-CPU counters of the XDP/TC programs, indexed by enum xm_xdp_stat. */
 enum xm_xdp_stat {
 	XM_XDP_PASS_NOT_IP = 0, /* not IPv4/IPv6 (ARP, LLDP, ...), or shorter than an Ethernet header */
@@ -163,6 +178,7 @@ enum xm_xdp_stat {
 	XM_XDP_CT_NEW_NON_SYN,	/* ... of which a TCP packet without SYN: balanced by Maglev like a SYN */
 	XM_TC_REV_NAT,		/* TC egress: reply source rewritten back to VIP:port */
 	XM_XDP_TX_ICMP_TOO_BIG, /* would exceed the route MTU: ICMP frag. needed / ICMPv6 too big sent back, XDP_TX */
+	XM_XDP_DROP_TUNNEL_SOURCE, /* IPIP/IP6IP6 to a VIP from an outer source that is no node (xm_node_addrs) */
 	XM_XDP_STAT_MAX,
 };
 

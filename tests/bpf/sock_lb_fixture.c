@@ -22,6 +22,7 @@
 #include "skel/sock_lb.skel.h"
 
 struct fx fx;
+void (*fx_before_load)(struct sock_lb *skel);
 
 void fx_setup(void)
 {
@@ -41,6 +42,8 @@ void fx_setup(void)
 	/* Tests never pin: every map lives and dies with this process. */
 	bpf_object__for_each_map (map, fx.skel->obj)
 		bpf_map__set_pin_path(map, NULL);
+	if (fx_before_load)
+		fx_before_load(fx.skel);
 	cr_assert_eq(sock_lb__load(fx.skel), 0, "load sock_lb (verifier)");
 
 	cg_fd = open(fx.cgroup, O_RDONLY | O_DIRECTORY);
@@ -73,6 +76,7 @@ void fx_teardown(void)
 	for (i = 0; i < fx.n_links; i++)
 		bpf_link__destroy(fx.links[i]);
 	sock_lb__destroy(fx.skel);
+	fx_before_load = NULL;
 	sandbox_leave();
 }
 

@@ -16,6 +16,8 @@
 
 #define FX_MAX_BACKENDS 8
 
+struct sock_lb;
+
 struct fx {
 	struct sock_lb *skel;
 	struct bpf_link *links[16];
@@ -30,6 +32,9 @@ struct fx {
 };
 
 extern struct fx fx;
+
+/* Called by fx_setup between open and load when set (a test's own map shapes); reset by fx_teardown. */
+extern void (*fx_before_load)(struct sock_lb *skel);
 
 void fx_setup(void);
 void fx_teardown(void);

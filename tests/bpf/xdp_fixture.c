@@ -15,6 +15,7 @@
 
 #include "datapath/tcp_counters.h"
 #include "datapath/xdp.h"
+#include "datapath/xdp_nodes.h"
 #include "sandbox.h"
 #include "skel/xdp_lb.skel.h"
 
@@ -52,6 +53,22 @@ static void write_proc(const char *path, const char *value)
 
 	cr_assert(f, "open %s: %s", path, strerror(errno));
 	cr_assert(fputs(value, f) >= 0 && fclose(f) == 0, "write %s", path);
+}
+
+/* Node B is the cluster's other node: the only outer source XDP decapsulates from (compile/nodes.c). */
+static void publish_nodes(void)
+{
+	struct xm_ip ips[2] = { { .family = 4 }, { .family = 6 } };
+	struct xm_node node = { .name = "node-b", .internal_ips = ips, .n_internal_ips = 2 };
+	struct xm_config cfg = { .nodes = &node, .n_nodes = 1 };
+	struct xm_node_addrs na;
+
+	inet_pton(AF_INET, XFX_NODE_B4, ips[0].bytes);
+	inet_pton(AF_INET6, XFX_NODE_B6, ips[1].bytes);
+	cr_assert_eq(compile_node_addrs(&cfg, &na), 0);
+	cr_assert_eq(na.n, 2);
+	cr_assert_eq(xdp_node_addrs_sync(bpf_map__fd(xfx.skel->maps.xm_node_addrs), &na), 0);
+	node_addrs_free(&na);
 }
 
 void xfx_setup(void)
@@ -99,6 +116,8 @@ void xfx_setup(void)
 	inet_pton(AF_INET6, XFX_IF_ADDR6, ifc.addr6.bytes);
 	key = (uint32_t)xfx.ifindex;
 	cr_assert_eq(bpf_map__update_elem(xfx.skel->maps.xm_xdp_ifaces, &key, sizeof(key), &ifc, sizeof(ifc), 0), 0);
+
+	publish_nodes();
 
 	xfx.fds.services = bpf_map__fd(xfx.skel->maps.xm_services);
 	xfx.fds.slots = bpf_map__fd(xfx.skel->maps.xm_slots);
@@ -193,9 +212,9 @@ void xfx_publish_od(const char *vip, uint16_t port, int proto, const struct xfx_
 	now += 10000;
 	cr_assert_eq(lbmap_apply(xfx.lbmap, &st, now, &stats), 0, "lbmap_apply");
 	lbmap_gc(xfx.lbmap, now);
-	/* What the agent does around every apply (agent/datapath/xdp.c). */
+	/* What the agent does around every apply (agent/datapath/xdp_sync.c). */
 	xdp_vip_filter_fill(xfx.skel->bss->xm_vip_filter, &st, false);
-	cr_assert_eq(xdp_nat_backends_sync(bpf_map__fd(xfx.skel->maps.xm_nat_backends), &st), 0);
+	cr_assert_eq(xdp_nat_backends_sync(NULL, bpf_map__fd(xfx.skel->maps.xm_nat_backends), -1, &st, 0), 0);
 	lbmap_assign_ids(xfx.lbmap, &st);
 	cr_assert_eq(tcp_counters_sync(bpf_map__fd(xfx.skel->maps.xm_xdp_tcp_counters), &st, NULL), 0);
 }

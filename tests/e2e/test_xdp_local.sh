@@ -133,6 +133,9 @@ bpftool map create "$pin/xm_xdp_tcp_metrics" type percpu_hash key 8 value 32 ent
 	xmt_fail "bpftool map create"
 xmx_agent a2 node node1 up0 --bpffs "$pin" --cgroup "$XMT_CG/a"
 grep -q "uplink up0 .*XDP adopted" "$XMT_TMP/agent-a2.log" || xmt_fail "the restarted agent did not adopt the XDP link"
+# The clsact qdisc the first agent created is expected: no libbpf warning for it (real warnings stay).
+! grep -i "warn.*exclusivity" "$XMT_TMP/agent-a2.log" ||
+	xmt_fail "the restarted agent warned about the existing clsact qdisc"
 [ ! -e "$pin/xm_xdp_tcp_metrics" ] || xmt_fail "the retired map xm_xdp_tcp_metrics is still pinned"
 xmx_ext_client ext "$out" spread --addr "$VIP:80" -n 30 || true
 xmt_assert_spread "$out" 30 5 80 "$held" b4 b5

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two nodes on one L2 segment, the VIP routed to node A, its backends on node B: A's XDP encapsulates each
 # packet (IPIP to B's InternalIP, XDP_TX), B's XDP decapsulates and DNATs to its pod, and B's TC gives the
-# pod's reply the VIP as its source, so it goes from B straight to the client (direct server return).
+# pod's reply the VIP as its source, so it goes from B straight to the client (direct server return). IPIP
+# that the external host sends to B itself is dropped: only nodes may tunnel to a VIP.
 #
 #               l2: br0 (a bridge in its own namespace)
 #        a0 │            b0 │               e0 │
@@ -53,6 +54,34 @@ fwd_after=$(xmt_nsrun nodea nstat -az IpForwDatagrams | awk '$1 == "IpForwDatagr
 [ "$(xmx_verdict b ct_new)" -ge "$N" ] || xmt_fail "node B pinned only $(xmx_verdict b ct_new) flows"
 [ "$(xmx_verdict b drop_no_local)" = 0 ] || xmt_fail "node B found no local backend for some flows"
 
+XMT_SUBTEST="tunnel from a stranger"
+# The external host wraps TCP SYNs to the VIP in IPIP straight to node B (a raw IPPROTO_IPIP socket: the
+# kernel adds the outer header from 10.199.0.100). Not a node, so B's XDP drops them before the connection
+# table; before this check, B decapsulated them and its pods answered whoever the inner source claimed.
+decap_before=$(xmx_verdict b decap)
+dropped_before=$(xmx_verdict b drop_tunnel_source)
+xmt_nsrun ext python3 - "$VIP" <<'PY' || xmt_fail "could not send IPIP from the external host"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+src, dst = socket.inet_aton("10.199.0.100"), socket.inet_aton(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+for i in range(5):
+    tcp = struct.pack("!HHIIBBHHH", 41000 + i, 80, 1000, 0, 5 << 4, 0x02, 64240, 0, 0)
+    tcp = tcp[:16] + struct.pack("!H", csum(src + dst + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i, 0, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.sendto(ip + tcp, ("10.199.0.2", 0))
+PY
+sleep 0.5
+dropped=$(($(xmx_verdict b drop_tunnel_source) - dropped_before))
+decapped=$(($(xmx_verdict b decap) - decap_before))
+[ "$decapped" = 0 ] || xmt_fail "node B decapsulated $decapped IPIP packets from a host that is no node"
+[ "$dropped" = 5 ] || xmt_fail "node B counted $dropped drop_tunnel_source packets for 5 tunnelled SYNs"
+
 XMT_SUBTEST="managed neighbour"
 # XDP's FIB lookup only reads the neighbour table: node A's agent keeps node B resolved with a managed entry,
 # and removes it once no backend lives on node B.
@@ -73,5 +102,5 @@ done
 
 XMT_SUBTEST=""
 xmt_note "$N connections via IPIP: $spread; node A tx_encap=$encap, node B decap=$decap tc_rev_nat=$revnat," \
-	"node A forwarded 0; node B's neighbour managed, then removed"
+	"node A forwarded 0; a non-node's IPIP dropped ($dropped packets); node B's neighbour managed, then removed"
 xmt_pass "IPIP to the backend's node, decapsulation, direct server return"
