@@ -36,7 +36,7 @@ TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps test test-unit test-bpf test-e2e test-asan demo bench vmtest format lint clean tools
+.PHONY: all deps test test-unit test-bpf test-e2e test-asan fuzz fuzz-targets demo bench vmtest format lint clean tools
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -111,6 +111,26 @@ test-asan:
 		$(ASAN_BUILD)/tests/unit_tests $(ASAN_BUILD)/tests/bpf_tests
 	@scripts/run-asan.sh $(ASAN_BUILD)
 
+# libFuzzer: every tests/fuzz/fuzz_<name>.c is a target, seeded from tests/fuzz/corpus/<name>/, linked against
+# the agent library built by clang with ASan+UBSan in its own build directory. `make fuzz` runs each target
+# for FUZZ_SECONDS.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS  := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(LDLIBS)
+
+fuzz-targets: $(FUZZ_BINS)
+
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SAN_CFLAGS='$(FUZZ_CFLAGS)' fuzz-targets
+	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 demo: all $(TOOL_BINS)
 	@scripts/demo.sh $(BUILD) $(ARGS)
 
@@ -130,7 +150,7 @@ lint: $(SKELS)
 	cppcheck -j2 --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
 		--inline-suppr --suppress=missingIncludeSystem --suppress='*:/usr/include/*' \
 		-Iinclude -Iagent -I$(BUILD) -I/usr/include -D__x86_64__ -D__linux__ \
-		$(AGENT_SRCS) agent/main.c $(UNIT_SRCS) $(BPFT_SRCS) $(TOOL_SRCS) $(BENCH_SRCS)
+		$(AGENT_SRCS) agent/main.c $(UNIT_SRCS) $(BPFT_SRCS) $(TOOL_SRCS) $(BENCH_SRCS) $(FUZZ_SRCS)
 
 clean:
 	rm -rf $(BUILD)
