@@ -51,23 +51,10 @@ static void addr_from_ip(union xm_addr *a, const struct xm_ip *ip)
 	memcpy(a->bytes, ip->bytes, ip->family == 4 ? 4 : 16);
 }
 
-static const struct xm_destination_rule *rule_for(const struct xm_config *cfg, const struct xm_service *svc)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->n_rules; i++) {
-		const struct xm_destination_rule *r = &cfg->rules[i];
-
-		if (!strcmp(r->host_ns, svc->ns) && !strcmp(r->host_name, svc->name))
-			return r;
-	}
-	return NULL;
-}
-
 static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_compile_opts *opts,
 		      struct xm_lb_service *out)
 {
-	const struct xm_destination_rule *rule = rule_for(cfg, svc);
+	const struct xm_destination_rule *rule = config_rule_of(cfg, svc);
 	const struct xm_load_balancer *lb = rule ? &rule->policy.lb : NULL;
 
 	out->algo = XM_LB_LEAST_REQUEST;
@@ -173,10 +160,10 @@ static int add_backend(struct xm_lb_service *out, size_t *cap, const struct xm_l
 static int collect_backends(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_service_port *sp,
 			    uint8_t family, const struct xm_compile_opts *opts, struct xm_lb_service *out)
 {
-	size_t cap = 0, i, j;
+	size_t cap = 0, i, j, first, n_slices = config_slices_of(cfg, svc->ns, svc->name, &first);
 	int err;
 
-	for (i = 0; i < cfg->n_slices; i++) {
+	for (i = first; i < first + n_slices; i++) {
 		const struct xm_endpoint_slice *sl = &cfg->slices[i];
 		const struct xm_endpoint_port *ep;
 		uint16_t port;

@@ -108,6 +108,17 @@ static int sort_entry_cmp(const void *a, const void *b)
 	return r;
 }
 
+static int slice_by_service_cmp(const void *a, const void *b)
+{
+	const struct xm_endpoint_slice *x = a;
+	const struct xm_endpoint_slice *y = b;
+	int r = strcmp(x->ns, y->ns);
+
+	if (!r)
+		r = strcmp(x->service_name, y->service_name);
+	return r ? r : strcmp(x->name, y->name);
+}
+
 static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -127,7 +138,8 @@ static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *l
  * Sort by namespace/name, keeping load order among equals; every object after the first of its name is
  * reported and dropped. Sorting happens in place so the array keeps its (implicit) capacity.
  */
-static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, struct xm_diags *diags, int *n_errors)
+static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, bool borrowed, struct xm_diags *diags,
+			   int *n_errors)
 {
 	struct sort_entry *order;
 	char *base = arr;
@@ -155,8 +167,12 @@ static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, st
 	for (size_t i = 0; i < *n; i++) {
 		char *obj = copy + order[i].idx * k->size;
 
-		if (out && strcmp(order[i].ns, order[i - 1].ns) == 0 && strcmp(order[i].name, order[i - 1].name) == 0) {
-			const struct xm_loc *first = (const struct xm_loc *)(base + (out - 1) * k->size + k->loc_off);
+		/* Compared with the last object kept: a dropped one is freed (zeroed) and names nothing. */
+		const char *kept = out ? base + (out - 1) * k->size : NULL;
+
+		if (kept && strcmp(order[i].ns, k->ns_off == NO_NS ? "" : kept + k->ns_off) == 0 &&
+		    strcmp(order[i].name, kept + k->name_off) == 0) {
+			const struct xm_loc *first = (const struct xm_loc *)(kept + k->loc_off);
 			const struct xm_loc *loc = (const struct xm_loc *)(obj + k->loc_off);
 
 			if (k->ns_off == NO_NS)
@@ -165,7 +181,8 @@ static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, st
 			else
 				report(diags, n_errors, loc, "%s %s/%s: defined twice (first at %s:%d:%d)", k->display,
 				       order[i].ns, order[i].name, first->file, first->line, first->col);
-			k->free_one(obj);
+			if (!borrowed) /* a cached file's object stays the cache's */
+				k->free_one(obj);
 			continue;
 		}
 		memcpy(base + out * k->size, obj, k->size);
@@ -177,8 +194,49 @@ static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, st
 	free(copy);
 }
 
-static bool namespace_in_use(const struct xm_config *cfg, const char *ns)
+/* The namespaces that objects of the config live in, sorted: a DestinationRule host "name.ns" is in-cluster
+ * when ns is one of them. */
+struct ns_set {
+	const char **names;
+	size_t n;
+};
+
+static int str_ptr_cmp(const void *a, const void *b)
 {
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void ns_set_add(struct ns_set *set, const void *base, size_t n, size_t size, size_t ns_off)
+{
+	for (size_t i = 0; i < n; i++)
+		set->names[set->n++] = (const char *)base + i * size + ns_off;
+}
+
+/* NULL names (out of memory): namespace_in_use scans instead. */
+static void ns_set_build(const struct xm_config *cfg, struct ns_set *set)
+{
+	size_t total = cfg->n_services + cfg->n_slices + cfg->n_pods + cfg->n_rules, out = 0;
+
+	set->n = 0;
+	set->names = total ? malloc(total * sizeof(*set->names)) : NULL;
+	if (!set->names)
+		return;
+	ns_set_add(set, cfg->services, cfg->n_services, sizeof(*cfg->services), offsetof(struct xm_service, ns));
+	ns_set_add(set, cfg->slices, cfg->n_slices, sizeof(*cfg->slices), offsetof(struct xm_endpoint_slice, ns));
+	ns_set_add(set, cfg->pods, cfg->n_pods, sizeof(*cfg->pods), offsetof(struct xm_pod, ns));
+	ns_set_add(set, cfg->rules, cfg->n_rules, sizeof(*cfg->rules), offsetof(struct xm_destination_rule, ns));
+	qsort(set->names, set->n, sizeof(*set->names), str_ptr_cmp);
+	for (size_t i = 0; i < set->n; i++) {
+		if (!out || strcmp(set->names[out - 1], set->names[i]))
+			set->names[out++] = set->names[i];
+	}
+	set->n = out;
+}
+
+static bool namespace_in_use(const struct xm_config *cfg, const struct ns_set *set, const char *ns)
+{
+	if (set->names)
+		return bsearch(&ns, set->names, set->n, sizeof(*set->names), str_ptr_cmp) != NULL;
 	for (size_t i = 0; i < cfg->n_services; i++) {
 		if (strcmp(cfg->services[i].ns, ns) == 0)
 			return true;
@@ -210,8 +268,8 @@ static bool ends_with(const char *s, const char *suffix)
  * and names that are neither "name", "name.ns" (of a namespace in use), "name.ns.svc" nor
  * "name.ns.svc.cluster.local". Anything else under cluster.local is inside the cluster and must resolve.
  */
-static bool split_host(const struct xm_config *cfg, const struct xm_destination_rule *dr, char *name, size_t name_size,
-		       char *ns, size_t ns_size, bool *internal)
+static bool split_host(const struct xm_config *cfg, const struct ns_set *set, const struct xm_destination_rule *dr,
+		       char *name, size_t name_size, char *ns, size_t ns_size, bool *internal)
 {
 	char host[XM_NAME_MAX];
 	const char *dot;
@@ -248,23 +306,35 @@ static bool split_host(const struct xm_config *cfg, const struct xm_destination_
 	snprintf(name, name_size, "%.*s", (int)(dot - host), host);
 	snprintf(ns, ns_size, "%s", dot + 1);
 	if (!*internal)
-		*internal = namespace_in_use(cfg, ns);
+		*internal = namespace_in_use(cfg, set, ns);
 	return *internal;
 }
 
+/* Each rule's host → its Service; each Service → the first rule (namespace/name order) naming it. */
 static void resolve_hosts(struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
+	struct ns_set set;
+
+	ns_set_build(cfg, &set);
+	for (size_t i = 0; i < cfg->n_services; i++)
+		cfg->services[i].rule = NULL;
 	for (size_t i = 0; i < cfg->n_rules; i++) {
 		struct xm_destination_rule *dr = &cfg->rules[i];
 		char name[XM_NAME_MAX], ns[64], q[QUOTE_BUF];
+		const struct xm_service *svc;
 		bool internal, cluster_form;
 
 		if (!dr->host[0])
 			continue;
-		cluster_form = split_host(cfg, dr, name, sizeof(name), ns, sizeof(ns), &internal);
-		if (cluster_form && config_find_service(cfg, ns, name)) {
+		cluster_form = split_host(cfg, &set, dr, name, sizeof(name), ns, sizeof(ns), &internal);
+		svc = cluster_form ? config_find_service(cfg, ns, name) : NULL;
+		if (svc) {
+			struct xm_service *named = &cfg->services[svc - cfg->services];
+
 			snprintf(dr->host_ns, sizeof(dr->host_ns), "%s", ns);
 			snprintf(dr->host_name, sizeof(dr->host_name), "%s", name);
+			if (!named->rule)
+				named->rule = dr;
 			continue;
 		}
 		if (!internal)
@@ -279,6 +349,7 @@ static void resolve_hosts(struct xm_config *cfg, struct xm_diags *diags, int *n_
 			       "name.namespace.svc or name.namespace.svc.cluster.local)",
 			       dr->ns, dr->name, quoted(q, dr->host));
 	}
+	free(set.names);
 }
 
 /* Append ", \"name\"" for each distinct port name of the Service's slices, for the message. */
@@ -286,8 +357,10 @@ static void slice_port_names(const struct xm_config *cfg, const struct xm_servic
 {
 	size_t used = 0;
 
+	size_t first, n = config_slices_of(cfg, svc->ns, svc->name, &first);
+
 	out[0] = '\0';
-	for (size_t i = 0; i < cfg->n_slices; i++) {
+	for (size_t i = first; i < first + n; i++) {
 		const struct xm_endpoint_slice *sl = &cfg->slices[i];
 
 		if (strcmp(sl->ns, svc->ns) != 0 || strcmp(sl->service_name, svc->name) != 0)
@@ -306,9 +379,10 @@ static void check_service_ports(const struct xm_config *cfg, struct xm_diags *di
 {
 	for (size_t i = 0; i < cfg->n_services; i++) {
 		const struct xm_service *svc = &cfg->services[i];
+		size_t first, n_slices = config_slices_of(cfg, svc->ns, svc->name, &first);
 		bool has_ports = false;
 
-		for (size_t s = 0; s < cfg->n_slices && !has_ports; s++) {
+		for (size_t s = first; s < first + n_slices && !has_ports; s++) {
 			const struct xm_endpoint_slice *sl = &cfg->slices[s];
 
 			has_ports =
@@ -321,7 +395,7 @@ static void check_service_ports(const struct xm_config *cfg, struct xm_diags *di
 			char have[200], q[QUOTE_BUF];
 			bool found = false;
 
-			for (size_t s = 0; s < cfg->n_slices && !found; s++) {
+			for (size_t s = first; s < first + n_slices && !found; s++) {
 				const struct xm_endpoint_slice *sl = &cfg->slices[s];
 
 				if (strcmp(sl->ns, svc->ns) != 0 || strcmp(sl->service_name, svc->name) != 0)
@@ -472,12 +546,16 @@ static void check_vip_conflicts(const struct xm_config *cfg, struct xm_diags *di
 
 void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
-	sort_and_dedup(cfg->services, &cfg->n_services, &service_layout, diags, n_errors);
-	sort_and_dedup(cfg->slices, &cfg->n_slices, &slice_layout, diags, n_errors);
-	sort_and_dedup(cfg->pods, &cfg->n_pods, &pod_layout, diags, n_errors);
-	sort_and_dedup(cfg->nodes, &cfg->n_nodes, &node_layout, diags, n_errors);
-	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, diags, n_errors);
+	sort_and_dedup(cfg->services, &cfg->n_services, &service_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->slices, &cfg->n_slices, &slice_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->pods, &cfg->n_pods, &pod_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->nodes, &cfg->n_nodes, &node_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, cfg->borrowed, diags, n_errors);
+	/* A Service's slices next to each other: what validation and compile look up per Service. */
+	if (cfg->n_slices > 1)
+		qsort(cfg->slices, cfg->n_slices, sizeof(*cfg->slices), slice_by_service_cmp);
 	resolve_hosts(cfg, diags, n_errors);
+	cfg->indexed = true;
 	check_service_ports(cfg, diags, n_errors);
 	check_external_vip_ports(cfg, diags, n_errors);
 	check_vip_conflicts(cfg, diags, n_errors);
