@@ -119,6 +119,15 @@ static int slice_by_service_cmp(const void *a, const void *b)
 	return r ? r : strcmp(x->name, y->name);
 }
 
+static bool slices_by_service(const struct xm_config *cfg)
+{
+	for (size_t i = 1; i < cfg->n_slices; i++) {
+		if (slice_by_service_cmp(&cfg->slices[i - 1], &cfg->slices[i]) > 0)
+			return false;
+	}
+	return true;
+}
+
 static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -134,6 +143,23 @@ static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *l
 	(*n_errors)++;
 }
 
+/* Already in namespace/name order without duplicates (kubectl dumps, files of one namespace each)? */
+static bool strictly_sorted(const void *arr, size_t n, const struct kind_layout *k)
+{
+	const char *base = arr;
+
+	for (size_t i = 1; i < n; i++) {
+		const char *a = base + (i - 1) * k->size, *b = base + i * k->size;
+		int r = k->ns_off == NO_NS ? 0 : strcmp(a + k->ns_off, b + k->ns_off);
+
+		if (!r)
+			r = strcmp(a + k->name_off, b + k->name_off);
+		if (r >= 0)
+			return false;
+	}
+	return true;
+}
+
 /*
  * Sort by namespace/name, keeping load order among equals; every object after the first of its name is
  * reported and dropped. Sorting happens in place so the array keeps its (implicit) capacity.
@@ -146,7 +172,7 @@ static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, bo
 	char *copy;
 	size_t out = 0;
 
-	if (*n == 0)
+	if (*n == 0 || strictly_sorted(arr, *n, k))
 		return;
 	order = calloc(*n, sizeof(*order));
 	copy = malloc(*n * k->size);
@@ -552,7 +578,7 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 	sort_and_dedup(cfg->nodes, &cfg->n_nodes, &node_layout, cfg->borrowed, diags, n_errors);
 	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, cfg->borrowed, diags, n_errors);
 	/* A Service's slices next to each other: what validation and compile look up per Service. */
-	if (cfg->n_slices > 1)
+	if (cfg->n_slices > 1 && !slices_by_service(cfg))
 		qsort(cfg->slices, cfg->n_slices, sizeof(*cfg->slices), slice_by_service_cmp);
 	resolve_hosts(cfg, diags, n_errors);
 	cfg->indexed = true;

@@ -432,3 +432,42 @@ Test(compile, a_port_without_endpoints_is_served_with_none)
 	cr_expect_eq(port_of("10.96.0.10", 80, XM_PROTO_TCP)->n_backends, 0);
 	cr_expect_eq(port_of("10.96.0.10", 80, XM_PROTO_TCP)->n_ready, 0);
 }
+
+/* A config built by hand (not through validation) has no index: rules and slices are found by scanning. */
+Test(compile, a_config_built_by_hand_is_scanned)
+{
+	struct xm_compile_opts opts = { .maglev_size = 16381 };
+	struct xm_service_port port = { .name = "", .port = 80, .target_port = 8080, .proto = XM_PROTO_TCP };
+	struct xm_ip vip = { .family = 4, .bytes = { 10, 96, 0, 5 } },
+		     ep_ip = { .family = 4, .bytes = { 10, 1, 0, 1 } };
+	struct xm_endpoint ep = { .addrs = &ep_ip, .n_addrs = 1, .ready = true };
+	struct xm_endpoint_slice slices[2] = {
+		{ .ns = "default",
+		  .name = "web-1",
+		  .service_name = "web",
+		  .address_family = 4,
+		  .endpoints = &ep,
+		  .n_endpoints = 1 },
+		{ .ns = "default",
+		  .name = "other-1",
+		  .service_name = "other",
+		  .address_family = 4,
+		  .endpoints = &ep,
+		  .n_endpoints = 1 },
+	};
+	struct xm_destination_rule rule = { .ns = "default", .name = "web", .host_ns = "default", .host_name = "web" };
+	struct xm_service svc = {
+		.ns = "default", .name = "web", .cluster_ips = &vip, .n_cluster_ips = 1, .ports = &port, .n_ports = 1
+	};
+	struct xm_config hand = {
+		.services = &svc, .n_services = 1, .slices = slices, .n_slices = 2, .rules = &rule, .n_rules = 1
+	};
+
+	rule.policy.lb.set = true;
+	rule.policy.lb.simple = XM_DR_LB_RANDOM;
+	cr_assert_eq(compile_lb(&hand, &opts, &st), 0);
+	cr_assert_eq(st.n_services, 1);
+	cr_expect_eq(st.services[0].algo, XM_LB_RANDOM);
+	cr_expect_eq(st.services[0].n_backends, 1);
+	cr_expect_eq(st.services[0].backends[0].port, 8080);
+}
