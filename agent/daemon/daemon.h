@@ -50,6 +50,7 @@ struct xm_agent {
 	struct xm_xdp xdp; /* skel NULL without --iface */
 	struct xm_lbmap *lbmap;
 	struct xm_watch *watch;
+	struct xm_config_cache *config_cache; /* parsed objects per config file, across reloads */
 	struct xm_admin *admin;
 	struct xm_outlier_events *outlier_events;
 	struct xm_ejection_count *ejections; /* per (service port, endpoint, reason), for metrics */
