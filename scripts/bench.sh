@@ -399,16 +399,20 @@ worst = float(p["worst_ms"])
 res = {"services": n, "reloads": len(rows), "apply_ms": wall, "apply_cpu_ms": cpu,
        "apply_ms_median": statistics.median(wall), "apply_ms_max": max(wall),
        "apply_cpu_ms_median": statistics.median(cpu), "worst_stall_ms": worst, "probe_answers": int(p["answers"]),
-       "rss_kb": rss, "rss_growth_kb": rss[-1] - rss[1] if len(rss) > 2 else 0, "loadavg": load}
+       "rss_kb": rss, "rss_growth_kb": rss[-1] - rss[1] if len(rss) > 2 else 0,
+       "rss_growth_after_5_kb": rss[-1] - rss[min(5, len(rss) - 1)], "loadavg": load}
 json.dump(res, open(out, "w"), indent=2)
 print(f"  one changed EndpointSlice at {n} services, {len(rows)} reloads:")
 print(f"  apply loop time  median {res['apply_ms_median']:.1f} ms, max {res['apply_ms_max']:.1f} ms "
       f"(goal < 50 ms: {res['apply_ms_max'] / 50:.2f}x the goal)")
 print(f"  apply CPU time   median {res['apply_cpu_ms_median']:.1f} ms, max {max(cpu):.1f} ms")
 print(f"  worst loop stall {worst:.1f} ms over {p['answers']} readiness answers (goal < 100 ms: {worst / 100:.2f}x)")
+w = min(5, len(rss) - 1)
 print(f"  RSS {rss[0] / 1024:.1f} MB after the first apply, {rss[1] / 1024:.1f} MB after reload 1, "
-      f"{rss[-1] / 1024:.1f} MB after reload {len(rss) - 1} (growth after reload 1: "
-      f"{res['rss_growth_kb'] / 1024:.1f} MB; goal: flat)")
+      f"{rss[w] / 1024:.1f} MB after reload {w}, {rss[-1] / 1024:.1f} MB after reload {len(rss) - 1} "
+      f"(growth after reload 1: {res['rss_growth_kb'] / 1024:.1f} MB, after reload {w}: "
+      f"{(rss[-1] - rss[w]) / 1024:.1f} MB; goal: flat)")
+print("  RSS per reload (MB): " + " ".join(f"{x / 1024:.0f}" for x in rss))
 print(f"  (the loop time is wall clock: on a shared machine it includes waiting for a CPU; loadavg {load})")
 print(f"wrote {out}")
 PY

@@ -169,7 +169,7 @@ static int add_backend(struct xm_lb_service *out, size_t *cap, const struct xm_l
 static int collect_backends(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_service_port *sp,
 			    uint8_t family, const struct xm_compile_opts *opts, struct xm_lb_service *out)
 {
-	size_t cap = 0, i, j, first, n_slices = config_slices_of(cfg, svc->ns, svc->name, &first);
+	size_t cap = 0, i, j, first, n_slices = config_slices_of(cfg, svc, &first);
 	int err;
 
 	for (i = first; i < first + n_slices; i++) {
@@ -201,8 +201,14 @@ static int collect_backends(const struct xm_config *cfg, const struct xm_service
 			b.local = opts->node_name && *e->node_name && !strcmp(opts->node_name, e->node_name);
 			copy_str(b.node, sizeof(b.node), e->node_name);
 			node_addr_of(cfg, e->node_name, family, &b.node_addr);
-			if (*e->target_name)
-				snprintf(b.pod, sizeof(b.pod), "%s/%s", e->target_ns, e->target_name);
+			if (*e->target_name) {
+				size_t ns_len = strnlen(e->target_ns, sizeof(e->target_ns) - 1);
+
+				/* "ns/name": both bounded by their fields, and pod has room for both and '/'. */
+				memcpy(b.pod, e->target_ns, ns_len);
+				b.pod[ns_len] = '/';
+				copy_str(b.pod + ns_len + 1, sizeof(b.pod) - ns_len - 1, e->target_name);
+			}
 			err = add_backend(out, &cap, &b);
 			if (err)
 				return err;

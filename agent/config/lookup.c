@@ -101,14 +101,20 @@ static int slice_service_cmp(const char *ns, const char *service, const struct x
 	return r ? r : strcmp(service, sl->service_name);
 }
 
-size_t config_slices_of(const struct xm_config *cfg, const char *ns, const char *service, size_t *first)
+size_t config_slices_of(const struct xm_config *cfg, const struct xm_service *svc, size_t *first)
 {
-	size_t lo = 0, hi = cfg->n_slices, end;
-
 	if (!cfg->indexed) {
 		*first = 0;
 		return cfg->n_slices;
 	}
+	*first = svc->slices_first;
+	return svc->n_slices;
+}
+
+size_t config_slices_search(const struct xm_config *cfg, const char *ns, const char *service, size_t *first)
+{
+	size_t lo = 0, hi = cfg->n_slices, end;
+
 	while (lo < hi) { /* the first slice not below ns/service */
 		size_t mid = lo + (hi - lo) / 2;
 

@@ -50,8 +50,10 @@ struct xm_service {
 	size_t n_ports;
 	bool session_affinity_client_ip;
 	struct xm_loc loc;
-	/* Set by validation: the first DestinationRule (namespace/name order) whose host is this Service. */
+	/* Set by validation: the first DestinationRule (namespace/name order) whose host is this Service, and
+	 * where its EndpointSlices are (cfg->slices[slices_first .. slices_first + n_slices)). */
 	const struct xm_destination_rule *rule;
+	size_t slices_first, n_slices;
 };
 
 struct xm_endpoint {
@@ -251,10 +253,10 @@ const struct xm_node *config_find_node(const struct xm_config *cfg, const char *
 const struct xm_pod *config_find_pod(const struct xm_config *cfg, const char *ns, const char *name);
 
 /*
- * The EndpointSlices that may belong to Service ns/name: [*first, *first + return value). Of an indexed
- * config exactly those; otherwise every slice (callers check ns and service_name anyway).
+ * The EndpointSlices that may belong to svc: [*first, *first + return value). Of an indexed config exactly
+ * those; otherwise every slice (callers check ns and service_name anyway).
  */
-size_t config_slices_of(const struct xm_config *cfg, const char *ns, const char *service, size_t *first);
+size_t config_slices_of(const struct xm_config *cfg, const struct xm_service *svc, size_t *first);
 
 /* The DestinationRule whose host is svc, NULL when none. */
 const struct xm_destination_rule *config_rule_of(const struct xm_config *cfg, const struct xm_service *svc);

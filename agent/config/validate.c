@@ -383,7 +383,7 @@ static void slice_port_names(const struct xm_config *cfg, const struct xm_servic
 {
 	size_t used = 0;
 
-	size_t first, n = config_slices_of(cfg, svc->ns, svc->name, &first);
+	size_t first, n = config_slices_of(cfg, svc, &first);
 
 	out[0] = '\0';
 	for (size_t i = first; i < first + n; i++) {
@@ -405,7 +405,7 @@ static void check_service_ports(const struct xm_config *cfg, struct xm_diags *di
 {
 	for (size_t i = 0; i < cfg->n_services; i++) {
 		const struct xm_service *svc = &cfg->services[i];
-		size_t first, n_slices = config_slices_of(cfg, svc->ns, svc->name, &first);
+		size_t first, n_slices = config_slices_of(cfg, svc, &first);
 		bool has_ports = false;
 
 		for (size_t s = first; s < first + n_slices && !has_ports; s++) {
@@ -580,6 +580,11 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 	/* A Service's slices next to each other: what validation and compile look up per Service. */
 	if (cfg->n_slices > 1 && !slices_by_service(cfg))
 		qsort(cfg->slices, cfg->n_slices, sizeof(*cfg->slices), slice_by_service_cmp);
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		struct xm_service *svc = &cfg->services[i];
+
+		svc->n_slices = config_slices_search(cfg, svc->ns, svc->name, &svc->slices_first);
+	}
 	resolve_hosts(cfg, diags, n_errors);
 	cfg->indexed = true;
 	check_service_ports(cfg, diags, n_errors);
