@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config/diag.h"
 #include "config/fields.h"
@@ -61,6 +62,19 @@ struct cached_file *cache_lookup(struct xm_config_cache *c, const char *path, co
 	return cf;
 }
 
+/*
+ * Modified less than a second ago: another write of the same size within the file system's timestamp tick
+ * would leave the identity unchanged, so the file is read again next time (git's "racily clean" rule).
+ */
+static bool racy(const struct stat *st)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now.tv_sec - st->st_mtim.tv_sec < 1 ||
+	       (now.tv_sec - st->st_mtim.tv_sec == 1 && now.tv_nsec < st->st_mtim.tv_nsec);
+}
+
 struct cached_file *cache_fresh(struct xm_config_cache *c, const char *path, const char *name, const struct stat *st)
 {
 	struct cached_file *cf = find_path(c, path);
@@ -82,7 +96,7 @@ struct cached_file *cache_fresh(struct xm_config_cache *c, const char *path, con
 	cf->size = st->st_size;
 	cf->mtime = st->st_mtim;
 	cf->ctime = st->st_ctim;
-	cf->cacheable = S_ISREG(st->st_mode);
+	cf->cacheable = S_ISREG(st->st_mode) && !racy(st);
 	c->parsed++;
 	return cf;
 }

@@ -230,7 +230,8 @@ int config_load(const char *const *paths, size_t n_paths, struct xm_config *cfg,
 
 /*
  * The same, reusing the objects of files that did not change since the last call with this cache (same
- * path, device, inode, size, modification and change times): a reload parses only what changed. The
+ * path, device, inode, size, modification and change times; a file modified within the second before it
+ * was read is read again): a reload parses only what changed. The
  * result borrows those objects from the cache: free it (config_free) before the cache's next load.
  */
 struct xm_config_cache;

@@ -2,7 +2,8 @@
 /*
  * libFuzzer target: the config loader as `xmesh validate` and the agent's apply run it. YAML bytes in a
  * memfd (a regular file behind /proc/self/fd/N, read by config_load as any path) → model → validation →
- * compile_lb. Everything allocated is freed: LeakSanitizer runs at the end of the fuzzing run.
+ * compile_lb, then twice through the agent's per-file cache (a miss, then a hit). Everything allocated is
+ * freed (the cache lives for the run): LeakSanitizer runs at the end of the fuzzing run.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 static int config_fd = -1;
 static char config_path[64];
 static FILE *devnull;
+static struct xm_config_cache *cache;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,9 +28,10 @@ static int setup(void)
 		return -1;
 	snprintf(config_path, sizeof(config_path), "/proc/self/fd/%d", config_fd);
 	devnull = fopen("/dev/null", "we");
+	cache = config_cache_new();
 	/* compile_lb warns about what validation lets through: the fuzzer's output is no place for it. */
 	xm_log_set_level(XM_LOG_ERROR);
-	return devnull ? 0 : -1;
+	return devnull && cache ? 0 : -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -43,11 +46,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return -1;
 	if (ftruncate(config_fd, 0) || pwrite(config_fd, data, size, 0) != (ssize_t)size)
 		return -1;
-	/* As the agent applies: compile only a config without errors. */
+	/* As `xmesh validate` reads it; as the agent applies: compile only a config without errors. */
 	if (config_load(paths, 1, &cfg, &diags) == 0 && compile_lb(&cfg, &opts, &st) == 0)
 		lb_state_free(&st);
 	diags_print(&diags, devnull);
 	diags_free(&diags);
 	config_free(&cfg);
+	/* The agent's reloads: parsed into the cache (the file changed), then taken from it (it did not). */
+	for (int round = 0; round < 2; round++) {
+		if (config_load_cached(cache, paths, 1, &cfg, &diags) == 0 && compile_lb(&cfg, &opts, &st) == 0)
+			lb_state_free(&st);
+		diags_free(&diags);
+		config_free(&cfg);
+	}
 	return 0;
 }

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compile/compile.h"
@@ -38,10 +40,11 @@ static void teardown(void)
 
 TestSuite(config_cache, .init = setup, .fini = teardown);
 
-/* Writes DIR/name through a temporary file and a rename, as kubelet and editors do. */
-static void put(const char *name, const char *text)
+/* Writes DIR/name through a temporary file and a rename, as kubelet and editors do; modified `age` s ago. */
+static void put_aged(const char *name, const char *text, int age)
 {
 	char path[256], tmp[256];
+	struct timespec times[2];
 	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -50,7 +53,17 @@ static void put(const char *name, const char *text)
 	cr_assert_not_null(f);
 	fputs(text, f);
 	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(clock_gettime(CLOCK_REALTIME, &times[0]), 0);
+	times[0].tv_sec -= age;
+	times[1] = times[0];
+	cr_assert_eq(utimensat(AT_FDCWD, tmp, times, 0), 0);
 	cr_assert_eq(rename(tmp, path), 0);
+}
+
+/* Written a while ago: the cache may keep what it parsed. */
+static void put(const char *name, const char *text)
+{
+	put_aged(name, text, 10);
 }
 
 static void service_yaml(char *buf, size_t size, const char *name, const char *ip)
@@ -268,4 +281,22 @@ Test(config_cache, same_result_as_config_load_for_configs_with_errors)
 	const char *paths[] = { fixture("errors"), fixture("dir"), fixture("kubectl_bookinfo.yaml") };
 
 	same_as_uncached(paths, 3);
+}
+
+/* Another write of the same size in the same timestamp tick would look unchanged: not trusted yet. */
+Test(config_cache, a_file_modified_within_the_last_second_is_read_again)
+{
+	struct xm_config cfg;
+	struct xm_diags diags;
+	char a[512];
+
+	service_yaml(a, sizeof(a), "a", "10.96.0.1");
+	put_aged("a.yaml", a, 0);
+	for (int round = 0; round < 2; round++) {
+		cr_assert_eq(load(&cfg, &diags), 0);
+		config_free(&cfg);
+		diags_free(&diags);
+	}
+	cr_expect_eq(cache->parsed, 2);
+	cr_expect_eq(cache->reused, 0);
 }
