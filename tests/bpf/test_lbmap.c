@@ -109,3 +109,28 @@ Test(lbmap, failed_removal_keeps_the_port_in_view)
 	lbmap_free(m);
 	close(fds.services);
 }
+
+/* Adoption drops the lists no service points at (a crashed apply left them) and keeps the rest. */
+Test(lbmap, adoption_drops_orphan_lists_and_keeps_referenced_ones)
+{
+	struct xm_lb_service svc;
+	struct xm_lb_backend be;
+	struct xm_lb_state st = { .services = &svc, .n_services = 1 };
+	struct xm_lbmap_stats stats;
+	struct xm_svc_value v;
+	struct xm_slot_key live, orphan;
+	struct xm_slot_value sv = { .backend_id = 1 }, got;
+	struct xm_lbmap *m;
+
+	one_service(&svc, &be, NULL);
+	cr_assert_eq(lbmap_apply(fx.lbmap, &st, 0, &stats), 0);
+	cr_assert_eq(bpf_map_lookup_elem(fx.fds.services, &svc.key, &v), 0);
+	live = (struct xm_slot_key){ .table_id = v.table_id, .slot = 0 };
+	orphan = (struct xm_slot_key){ .table_id = v.table_id + 100, .slot = 0 };
+	cr_assert_eq(bpf_map_update_elem(fx.fds.slots, &orphan, &sv, BPF_ANY), 0);
+	m = lbmap_open(&fx.fds);
+	cr_assert(m);
+	cr_expect_neq(bpf_map_lookup_elem(fx.fds.slots, &orphan, &got), 0, "the orphan list is still there");
+	cr_expect_eq(bpf_map_lookup_elem(fx.fds.slots, &live, &got), 0, "the served list was dropped");
+	lbmap_free(m);
+}
