@@ -11,7 +11,8 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 CFLAGS    ?= -O2 -g
-CFLAGS    += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD) \
+SAN_CFLAGS ?=
+CFLAGS    += $(SAN_CFLAGS) -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD) \
              -DXMESH_VERSION='"$(VERSION)"' -fno-strict-aliasing -MMD -MP \
              -I/usr/include/libnl3
 LDLIBS    := -lbpf -lelf -lz -lyaml -lnl-3
@@ -35,7 +36,7 @@ TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps test test-unit test-bpf test-e2e demo bench vmtest format lint clean tools
+.PHONY: all deps test test-unit test-bpf test-e2e test-asan fuzz fuzz-targets demo bench vmtest format lint clean tools
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -100,6 +101,36 @@ test-bpf: $(BPFT_BIN)
 test-e2e: all $(TOOL_BINS)
 	@tests/e2e/run.sh $(BUILD)
 
+# The agent library and the unit and BPF tests again, with ASan and UBSan, in their own build directory.
+# The instrumentation hides value ranges from gcc's format-truncation check (false alarms); -O2 keeps it.
+ASAN_BUILD  ?= build-asan
+ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+               -Wno-format-truncation
+test-asan:
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SAN_CFLAGS='$(ASAN_CFLAGS)' \
+		$(ASAN_BUILD)/tests/unit_tests $(ASAN_BUILD)/tests/bpf_tests
+	@scripts/run-asan.sh $(ASAN_BUILD)
+
+# libFuzzer: every tests/fuzz/fuzz_<name>.c is a target, seeded from tests/fuzz/corpus/<name>/, linked against
+# the agent library built by clang with ASan+UBSan in its own build directory. `make fuzz` runs each target
+# for FUZZ_SECONDS.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS  := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(LDLIBS)
+
+fuzz-targets: $(FUZZ_BINS)
+
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SAN_CFLAGS='$(FUZZ_CFLAGS)' fuzz-targets
+	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 demo: all $(TOOL_BINS)
 	@scripts/demo.sh $(BUILD) $(ARGS)
 
@@ -119,7 +150,7 @@ lint: $(SKELS)
 	cppcheck -j2 --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
 		--inline-suppr --suppress=missingIncludeSystem --suppress='*:/usr/include/*' \
 		-Iinclude -Iagent -I$(BUILD) -I/usr/include -D__x86_64__ -D__linux__ \
-		$(AGENT_SRCS) agent/main.c $(UNIT_SRCS) $(BPFT_SRCS) $(TOOL_SRCS) $(BENCH_SRCS)
+		$(AGENT_SRCS) agent/main.c $(UNIT_SRCS) $(BPFT_SRCS) $(TOOL_SRCS) $(BENCH_SRCS) $(FUZZ_SRCS)
 
 clean:
 	rm -rf $(BUILD)

@@ -282,7 +282,7 @@ section_socklb() {
 
 # Sections run in this order; each is a function section_NAME defined above the main loop at the end of the
 # file, so that a section added below still runs under the one setup and teardown.
-SECTIONS=(socklb sockmap xdp)
+SECTIONS=(socklb sockmap xdp apply)
 
 # ---------------------------------------------------------------------------------------------------------
 # BEGIN section sockmap (owner: sockmap). Same-node pod-to-pod TCP, redirect on vs off, loopback TCP and a
@@ -342,6 +342,82 @@ section_xdp() {
 		die "xdp_costs bench failed"
 }
 # END section xdp
+
+# ---------------------------------------------------------------------------------------------------------
+# BEGIN section apply. The cost of one changed object at scale (bench/apply.c): APPLY_SERVICES (default
+# 10000) Services with their EndpointSlices in files of 100, an agent in its own netns, child cgroup and pin
+# directory; then APPLY_RELOADS (default 20) times one EndpointSlice changes (an endpoint added, the file
+# replaced by a rename). Measured: each apply's loop time and CPU time (the agent's "config applied ... in"
+# line), the worst wait of a readiness probe answered by the agent's loop during the applies, and the agent's
+# RSS after each reload. Goals (issue 12): apply < 50 ms, no stall > 100 ms, RSS flat over 20 reloads.
+# Result: BUILD/bench/apply.json.
+
+section_apply() {
+	local n=${APPLY_SERVICES:-10000} reloads=${APPLY_RELOADS:-20} dir="$TMP/apply-config" pid agent probe_pid r
+	local log="$TMP/apply-agent.log" ns="${P}apply" rss=() t0 times cpus
+	"$BUILD/bench/apply" gen --services "$n" --dir "$dir" >/dev/null
+	netns_add apply
+	mkdir "$CG/apply"
+	t0=$(date +%s%N)
+	timeout -k 5 1800 nsenter --net="/run/netns/$ns" -- "$BUILD/xmesh" agent --config "$dir" \
+		--cgroup "$CG/apply" --bpffs "$PIN/apply" --node node1 --metrics 127.0.0.1:15190 \
+		--admin "$TMP/apply-admin.sock" >"$log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait_line "$log" ' ready' 600 "$pid" || die "apply: agent not ready: $(tail -n 5 "$log")"
+	agent=$(pgrep -P "$pid" -x xmesh) || die "apply: no agent process under timeout $pid"
+	log "apply: $n services, agent ready in $((($(date +%s%N) - t0) / 1000000)) ms:" \
+		"$(grep -m1 'config applied' "$log" | sed 's/.*config applied/config applied/')"
+	rss+=("$(awk '/^VmRSS/ { print $2 }' "/proc/$agent/status")")
+	nsenter --net="/run/netns/$ns" -- "$BUILD/bench/apply" probe --metrics 127.0.0.1:15190 \
+		--seconds $((reloads + 5)) >"$TMP/apply-probe.txt" 2>&1 &
+	probe_pid=$!
+	PIDS+=("$probe_pid")
+	sleep 1
+	for ((r = 1; r <= reloads; r++)); do
+		"$BUILD/bench/apply" change --dir "$dir" --round "$r"
+		local deadline=$((SECONDS + 60))
+		while [ "$(grep -c 'config applied (config changed)' "$log")" -lt "$r" ]; do
+			[ "$SECONDS" -lt "$deadline" ] || die "apply: reload $r not applied in 60 s: $(tail -n 3 "$log")"
+			kill -0 "$pid" 2>/dev/null || die "apply: the agent died: $(tail -n 5 "$log")"
+			sleep 0.05
+		done
+		rss+=("$(awk '/^VmRSS/ { print $2 }' "/proc/$agent/status")")
+		sleep 0.3
+	done
+	wait "$probe_pid" || die "apply: probe failed: $(cat "$TMP/apply-probe.txt")"
+	times=$(grep 'config applied (config changed)' "$log" | sed -E 's/.* in ([0-9.]+) ms \(CPU ([0-9.]+) ms\)$/\1 \2/')
+	python3 - "$BUILD/bench/apply.json" "$n" "$(cat "$TMP/apply-probe.txt")" "${rss[*]}" "$(cat /proc/loadavg)" \
+		<<PY || die "apply: report"
+import json, statistics, sys
+out, n, probe, rss = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), [int(x) for x in sys.argv[4].split()]
+load = sys.argv[5]
+rows = [tuple(map(float, l.split())) for l in '''$times'''.strip().splitlines()]
+wall, cpu = [r[0] for r in rows], [r[1] for r in rows]
+p = dict(zip(probe[0::2], probe[1::2]))
+worst = float(p["worst_ms"])
+res = {"services": n, "reloads": len(rows), "apply_ms": wall, "apply_cpu_ms": cpu,
+       "apply_ms_median": statistics.median(wall), "apply_ms_max": max(wall),
+       "apply_cpu_ms_median": statistics.median(cpu), "worst_stall_ms": worst, "probe_answers": int(p["answers"]),
+       "rss_kb": rss, "rss_growth_kb": rss[-1] - rss[1] if len(rss) > 2 else 0,
+       "rss_growth_after_5_kb": rss[-1] - rss[min(5, len(rss) - 1)], "loadavg": load}
+json.dump(res, open(out, "w"), indent=2)
+print(f"  one changed EndpointSlice at {n} services, {len(rows)} reloads:")
+print(f"  apply loop time  median {res['apply_ms_median']:.1f} ms, max {res['apply_ms_max']:.1f} ms "
+      f"(goal < 50 ms: {res['apply_ms_max'] / 50:.2f}x the goal)")
+print(f"  apply CPU time   median {res['apply_cpu_ms_median']:.1f} ms, max {max(cpu):.1f} ms")
+print(f"  worst loop stall {worst:.1f} ms over {p['answers']} readiness answers (goal < 100 ms: {worst / 100:.2f}x)")
+w = min(5, len(rss) - 1)
+print(f"  RSS {rss[0] / 1024:.1f} MB after the first apply, {rss[1] / 1024:.1f} MB after reload 1, "
+      f"{rss[w] / 1024:.1f} MB after reload {w}, {rss[-1] / 1024:.1f} MB after reload {len(rss) - 1} "
+      f"(growth after reload 1: {res['rss_growth_kb'] / 1024:.1f} MB, after reload {w}: "
+      f"{(rss[-1] - rss[w]) / 1024:.1f} MB; goal: flat)")
+print("  RSS per reload (MB): " + " ".join(f"{x / 1024:.0f}" for x in rss))
+print(f"  (the loop time is wall clock: on a shared machine it includes waiting for a CPU; loadavg {load})")
+print(f"wrote {out}")
+PY
+}
+# END section apply
 
 # ---------------------------------------------------------------------------------------------------------
 # Main: after every section's definition.

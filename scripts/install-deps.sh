@@ -8,8 +8,9 @@ PACKAGES=(
 	clang llvm make gcc pkg-config libc6-dev
 	libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev libnl-3-dev libnl-route-3-dev
 	bpftool
-	# tests
+	# tests; fuzzing (libFuzzer and the sanitizer runtimes of clang 14, gcc's ASan/UBSan runtimes)
 	libcriterion-dev iproute2 iptables
+	libclang-rt-14-dev libasan8 libubsan1
 	# lint and format
 	clang-format cppcheck
 	# vmtests: Debian kernels booted under QEMU

@@ -45,29 +45,25 @@ void lb_format_backend(const struct xm_lb_backend *b, char *buf, size_t len)
 	snprintf(buf, len, b->family == XM_FAMILY_V4 ? "%s:%u" : "[%s]:%u", ip, b->port);
 }
 
+/* NUL-terminated src into dst[size], cut if longer: snprintf's result without its cost (run 10,000s of times). */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void addr_from_ip(union xm_addr *a, const struct xm_ip *ip)
 {
 	memset(a, 0, sizeof(*a));
 	memcpy(a->bytes, ip->bytes, ip->family == 4 ? 4 : 16);
 }
 
-static const struct xm_destination_rule *rule_for(const struct xm_config *cfg, const struct xm_service *svc)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->n_rules; i++) {
-		const struct xm_destination_rule *r = &cfg->rules[i];
-
-		if (!strcmp(r->host_ns, svc->ns) && !strcmp(r->host_name, svc->name))
-			return r;
-	}
-	return NULL;
-}
-
 static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_compile_opts *opts,
 		      struct xm_lb_service *out)
 {
-	const struct xm_destination_rule *rule = rule_for(cfg, svc);
+	const struct xm_destination_rule *rule = config_rule_of(cfg, svc);
 	const struct xm_load_balancer *lb = rule ? &rule->policy.lb : NULL;
 
 	out->algo = XM_LB_LEAST_REQUEST;
@@ -173,10 +169,10 @@ static int add_backend(struct xm_lb_service *out, size_t *cap, const struct xm_l
 static int collect_backends(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_service_port *sp,
 			    uint8_t family, const struct xm_compile_opts *opts, struct xm_lb_service *out)
 {
-	size_t cap = 0, i, j;
+	size_t cap = 0, i, j, first, n_slices = config_slices_of(cfg, svc, &first);
 	int err;
 
-	for (i = 0; i < cfg->n_slices; i++) {
+	for (i = first; i < first + n_slices; i++) {
 		const struct xm_endpoint_slice *sl = &cfg->slices[i];
 		const struct xm_endpoint_port *ep;
 		uint16_t port;
@@ -203,10 +199,16 @@ static int collect_backends(const struct xm_config *cfg, const struct xm_service
 			b.port = port;
 			b.ready = e->ready;
 			b.local = opts->node_name && *e->node_name && !strcmp(opts->node_name, e->node_name);
-			snprintf(b.node, sizeof(b.node), "%s", e->node_name);
+			copy_str(b.node, sizeof(b.node), e->node_name);
 			node_addr_of(cfg, e->node_name, family, &b.node_addr);
-			if (*e->target_name)
-				snprintf(b.pod, sizeof(b.pod), "%s/%s", e->target_ns, e->target_name);
+			if (*e->target_name) {
+				size_t ns_len = strnlen(e->target_ns, sizeof(e->target_ns) - 1);
+
+				/* "ns/name": both bounded by their fields, and pod has room for both and '/'. */
+				memcpy(b.pod, e->target_ns, ns_len);
+				b.pod[ns_len] = '/';
+				copy_str(b.pod + ns_len + 1, sizeof(b.pod) - ns_len - 1, e->target_name);
+			}
 			err = add_backend(out, &cap, &b);
 			if (err)
 				return err;
@@ -214,6 +216,13 @@ static int collect_backends(const struct xm_config *cfg, const struct xm_service
 	}
 	if (out->n_backends > 1)
 		qsort(out->backends, out->n_backends, sizeof(*out->backends), backend_cmp);
+	/* The state lives until the next apply: keep what it needs, not the growth's slack. */
+	if (out->n_backends && out->n_backends < cap) {
+		void *p = realloc(out->backends, out->n_backends * sizeof(*out->backends));
+
+		if (p)
+			out->backends = p;
+	}
 	return 0;
 }
 
@@ -229,6 +238,14 @@ int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, 
 	int err;
 
 	memset(out, 0, sizeof(*out));
+	/* Sized once: at 10,000 Services a doubling array would copy and strand megabytes on every apply. */
+	for (i = 0; i < cfg->n_services; i++)
+		cap += cfg->services[i].n_ports * (cfg->services[i].n_cluster_ips + cfg->services[i].n_external_ips);
+	if (cap) {
+		out->services = malloc(cap * sizeof(*out->services));
+		if (!out->services)
+			return -ENOMEM;
+	}
 	for (i = 0; i < cfg->n_services; i++) {
 		const struct xm_service *svc = &cfg->services[i];
 
@@ -244,22 +261,11 @@ int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, 
 				    external ? &svc->external_ips[c - svc->n_cluster_ips] : &svc->cluster_ips[c];
 				struct xm_lb_service *s;
 
-				if (out->n_services == cap) {
-					size_t ncap = cap ? cap * 2 : 16;
-					void *np = realloc(out->services, ncap * sizeof(*out->services));
-
-					if (!np) {
-						lb_state_free(out);
-						return -ENOMEM;
-					}
-					out->services = np;
-					cap = ncap;
-				}
 				s = &out->services[out->n_services++];
 				memset(s, 0, sizeof(*s));
-				snprintf(s->ns, sizeof(s->ns), "%s", svc->ns);
-				snprintf(s->name, sizeof(s->name), "%s", svc->name);
-				snprintf(s->port_name, sizeof(s->port_name), "%s", sp->name);
+				copy_str(s->ns, sizeof(s->ns), svc->ns);
+				copy_str(s->name, sizeof(s->name), svc->name);
+				copy_str(s->port_name, sizeof(s->port_name), sp->name);
 				addr_from_ip(&s->key.vip, ip);
 				s->key.family = ip->family;
 				s->key.port = htons(sp->port);

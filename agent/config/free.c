@@ -47,6 +47,8 @@ void config_free(struct xm_config *cfg)
 {
 	if (!cfg)
 		return;
+	if (cfg->borrowed)
+		goto arrays;
 	for (size_t i = 0; i < cfg->n_services; i++)
 		service_free(&cfg->services[i]);
 	for (size_t i = 0; i < cfg->n_slices; i++)
@@ -57,13 +59,14 @@ void config_free(struct xm_config *cfg)
 		node_free(&cfg->nodes[i]);
 	for (size_t i = 0; i < cfg->n_rules; i++)
 		rule_free(&cfg->rules[i]);
+	for (size_t i = 0; i < cfg->n_files; i++)
+		free(cfg->files[i]);
+arrays:
 	free(cfg->services);
 	free(cfg->slices);
 	free(cfg->pods);
 	free(cfg->nodes);
 	free(cfg->rules);
-	for (size_t i = 0; i < cfg->n_files; i++)
-		free(cfg->files[i]);
 	free(cfg->files);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config/cache.h"
 #include "config/diag.h"
 #include "config/fields.h"
 #include "config/model.h"
@@ -31,6 +32,7 @@ struct loader {
 	const char *file;
 	struct file_id *seen; /* files already read: a file named twice is read once */
 	size_t n_seen;
+	struct xm_config_cache *cache; /* config_load_cached: cfg borrows every object and file name */
 };
 
 enum kind_id {
@@ -65,16 +67,18 @@ static const struct kind_desc kinds[] = {
 	  KIND_DESTINATION_RULE },
 };
 
-static const char *intern_file(struct xm_config *cfg, const char *name)
+/* A file name that diagnostics point at, kept in cfg->files (in load order: diagnostics sort by it). */
+static const char *intern_file(struct loader *l, const char *name)
 {
-	char *copy = strdup(name);
+	char *copy = l->cache ? (char *)cache_intern(l->cache, name) : strdup(name);
 	char **slot;
 
 	if (!copy)
 		return NULL;
-	slot = array_push(&cfg->files, &cfg->n_files, sizeof(*cfg->files));
+	slot = array_push(&l->cfg->files, &l->cfg->n_files, sizeof(*l->cfg->files));
 	if (!slot) {
-		free(copy);
+		if (!l->cache)
+			free(copy);
 		return NULL;
 	}
 	*slot = copy;
@@ -277,12 +281,68 @@ static bool seen_before(struct loader *l, const struct stat *st)
 	return false;
 }
 
+/* Parses one file into its cache entry: the entry's objects, diagnostics and error count. */
+static void parse_into(struct loader *l, struct cached_file *cf, FILE *in)
+{
+	struct loader sub = { .cfg = &cf->objs, .diags = &cf->diags, .file = cf->objs.files[0] };
+
+	ytree_read_stream(in, sub.file, sub.diags, &sub.n_errors, on_document, &sub);
+	if (ferror(in)) {
+		io_error(&sub, sub.file, EIO);
+		cf->cacheable = false;
+		if (!l->io_err)
+			l->io_err = -EIO;
+	}
+	cf->n_errors = sub.n_errors;
+}
+
+/* load_file with a cache: a file whose identity did not change is not read again. */
+static void load_file_cached(struct loader *l, const char *path)
+{
+	const char *display = strcmp(path, "-") == 0 ? "<stdin>" : path;
+	FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
+	struct cached_file *cf = NULL;
+	struct stat st;
+	const char *file;
+	int err = 0;
+
+	if (!in || fstat(fileno(in), &st) != 0)
+		err = errno;
+	else if (S_ISDIR(st.st_mode))
+		err = EISDIR;
+	if (err) {
+		file = intern_file(l, display);
+		io_error(l, file ? file : path, err);
+	} else if (!S_ISREG(st.st_mode) || !seen_before(l, &st)) {
+		cf = cache_lookup(l->cache, path, &st);
+		if (!cf) {
+			cf = cache_fresh(l->cache, path, display, &st);
+			if (cf)
+				parse_into(l, cf, in);
+		}
+		file = cf ? cf->objs.files[0] : NULL;
+		if (!cf || cache_use(l->cache, cf) || !array_push(&l->cfg->files, &l->cfg->n_files, sizeof(char *)))
+			io_error(l, file ? file : path, ENOMEM);
+		else
+			l->cfg->files[l->cfg->n_files - 1] = (char *)file;
+	}
+	if (in && in != stdin)
+		fclose(in);
+	else if (in)
+		clearerr(stdin);
+}
+
 static void load_file(struct loader *l, const char *path)
 {
-	const char *file = intern_file(l->cfg, strcmp(path, "-") == 0 ? "<stdin>" : path);
+	const char *file;
 	FILE *in;
 	struct stat st;
 
+	if (l->cache) {
+		load_file_cached(l, path);
+		return;
+	}
+	file = intern_file(l, strcmp(path, "-") == 0 ? "<stdin>" : path);
 	if (!file) {
 		io_error(l, path, ENOMEM);
 		return;
@@ -331,7 +391,7 @@ static void load_dir(struct loader *l, const char *path)
 	DIR *dir = opendir(path);
 
 	if (!dir) {
-		const char *file = intern_file(l->cfg, path);
+		const char *file = intern_file(l, path);
 
 		io_error(l, file ? file : path, errno);
 		return;
@@ -380,25 +440,42 @@ static void load_path(struct loader *l, const char *path)
 		load_file(l, path);
 }
 
+static int load_all(struct loader *l, const char *const *paths, size_t n_paths)
+{
+	for (size_t i = 0; i < n_paths; i++) {
+		if (!paths[i] || !paths[i][0]) {
+			struct xm_loc loc = { .file = "<config>" };
+
+			diags_add(l->diags, &loc, "empty path");
+			l->n_errors++;
+			continue;
+		}
+		load_path(l, paths[i]);
+	}
+	if (l->cache && cache_merge(l->cache, l->cfg, l->diags, &l->n_errors))
+		io_error(l, "<config>", ENOMEM);
+	config_validate(l->cfg, l->diags, &l->n_errors);
+	diags_sort(l->diags, l->cfg->files, l->cfg->n_files);
+	free(l->seen);
+	if (l->io_err)
+		return l->io_err;
+	return l->n_errors ? -EINVAL : 0;
+}
+
 int config_load(const char *const *paths, size_t n_paths, struct xm_config *cfg, struct xm_diags *diags)
 {
 	struct loader l = { .cfg = cfg, .diags = diags };
 
 	memset(cfg, 0, sizeof(*cfg));
-	for (size_t i = 0; i < n_paths; i++) {
-		if (!paths[i] || !paths[i][0]) {
-			struct xm_loc loc = { .file = "<config>" };
+	return load_all(&l, paths, n_paths);
+}
 
-			diags_add(diags, &loc, "empty path");
-			l.n_errors++;
-			continue;
-		}
-		load_path(&l, paths[i]);
-	}
-	config_validate(cfg, diags, &l.n_errors);
-	diags_sort(diags, cfg->files, cfg->n_files);
-	free(l.seen);
-	if (l.io_err)
-		return l.io_err;
-	return l.n_errors ? -EINVAL : 0;
+int config_load_cached(struct xm_config_cache *cache, const char *const *paths, size_t n_paths, struct xm_config *cfg,
+		       struct xm_diags *diags)
+{
+	struct loader l = { .cfg = cfg, .diags = diags, .cache = cache };
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->borrowed = true;
+	return load_all(&l, paths, n_paths);
 }

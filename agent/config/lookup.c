@@ -93,3 +93,51 @@ const struct xm_node *config_find_node(const struct xm_config *cfg, const char *
 	}
 	return NULL;
 }
+
+static int slice_service_cmp(const char *ns, const char *service, const struct xm_endpoint_slice *sl)
+{
+	int r = strcmp(ns, sl->ns);
+
+	return r ? r : strcmp(service, sl->service_name);
+}
+
+size_t config_slices_of(const struct xm_config *cfg, const struct xm_service *svc, size_t *first)
+{
+	if (!cfg->indexed) {
+		*first = 0;
+		return cfg->n_slices;
+	}
+	*first = svc->slices_first;
+	return svc->n_slices;
+}
+
+size_t config_slices_search(const struct xm_config *cfg, const char *ns, const char *service, size_t *first)
+{
+	size_t lo = 0, hi = cfg->n_slices, end;
+
+	while (lo < hi) { /* the first slice not below ns/service */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (slice_service_cmp(ns, service, &cfg->slices[mid]) > 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (end = lo; end < cfg->n_slices && !slice_service_cmp(ns, service, &cfg->slices[end]); end++)
+		;
+	*first = lo;
+	return end - lo;
+}
+
+const struct xm_destination_rule *config_rule_of(const struct xm_config *cfg, const struct xm_service *svc)
+{
+	if (cfg->indexed)
+		return svc->rule;
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		const struct xm_destination_rule *r = &cfg->rules[i];
+
+		if (!strcmp(r->host_ns, svc->ns) && !strcmp(r->host_name, svc->name))
+			return r;
+	}
+	return NULL;
+}

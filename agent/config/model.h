@@ -50,6 +50,10 @@ struct xm_service {
 	size_t n_ports;
 	bool session_affinity_client_ip;
 	struct xm_loc loc;
+	/* Set by validation: the first DestinationRule (namespace/name order) whose host is this Service, and
+	 * where its EndpointSlices are (cfg->slices[slices_first .. slices_first + n_slices)). */
+	const struct xm_destination_rule *rule;
+	size_t slices_first, n_slices;
 };
 
 struct xm_endpoint {
@@ -198,6 +202,13 @@ struct xm_config {
 	size_t n_rules;
 	char **files; /* interned file names that xm_loc.file points into */
 	size_t n_files;
+	/*
+	 * Set by validation: slices are sorted by namespace, service name, name (config_slices_of finds a
+	 * Service's in O(log n)) and every Service's rule is resolved. Configs built by hand are scanned.
+	 */
+	bool indexed;
+	/* The objects' own arrays and the file names belong to a config cache: config_free leaves them. */
+	bool borrowed;
 };
 
 struct xm_diag {
@@ -217,6 +228,18 @@ struct xm_diags {
  */
 int config_load(const char *const *paths, size_t n_paths, struct xm_config *cfg, struct xm_diags *diags);
 
+/*
+ * The same, reusing the objects of files that did not change since the last call with this cache (same
+ * path, device, inode, size, modification and change times; a file modified within the second before it
+ * was read is read again): a reload parses only what changed. The
+ * result borrows those objects from the cache: free it (config_free) before the cache's next load.
+ */
+struct xm_config_cache;
+struct xm_config_cache *config_cache_new(void);
+void config_cache_free(struct xm_config_cache *cache);
+int config_load_cached(struct xm_config_cache *cache, const char *const *paths, size_t n_paths, struct xm_config *cfg,
+		       struct xm_diags *diags);
+
 /* Free everything config_load allocated; both may be passed zeroed. */
 void config_free(struct xm_config *cfg);
 void diags_free(struct xm_diags *diags);
@@ -229,6 +252,15 @@ const struct xm_service *config_find_service(const struct xm_config *cfg, const 
 const struct xm_destination_rule *config_find_rule(const struct xm_config *cfg, const char *ns, const char *name);
 const struct xm_node *config_find_node(const struct xm_config *cfg, const char *name);
 const struct xm_pod *config_find_pod(const struct xm_config *cfg, const char *ns, const char *name);
+
+/*
+ * The EndpointSlices that may belong to svc: [*first, *first + return value). Of an indexed config exactly
+ * those; otherwise every slice (callers check ns and service_name anyway).
+ */
+size_t config_slices_of(const struct xm_config *cfg, const struct xm_service *svc, size_t *first);
+
+/* The DestinationRule whose host is svc, NULL when none. */
+const struct xm_destination_rule *config_rule_of(const struct xm_config *cfg, const struct xm_service *svc);
 
 /* Istio's default outlier-detection values. */
 void config_outlier_defaults(struct xm_outlier_detection *od);

@@ -25,6 +25,9 @@ void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char 
  */
 void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_errors);
 
+/* The slices of Service ns/name in slices sorted by namespace, service name, name (validation's order). */
+size_t config_slices_search(const struct xm_config *cfg, const char *ns, const char *service, size_t *first);
+
 void service_free(struct xm_service *s);
 void slice_free(struct xm_endpoint_slice *s);
 void pod_free(struct xm_pod *p);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Validation across objects, once every file is read: order and duplicates (same kind, namespace, name),
- * DestinationRule hosts → Services, Service port names → their EndpointSlices' port names.
+ * DestinationRule hosts → Services, Service port names → their EndpointSlices' port names, VIP:port
+ * claimed by two Service ports.
  */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -106,6 +108,26 @@ static int sort_entry_cmp(const void *a, const void *b)
 	return r;
 }
 
+static int slice_by_service_cmp(const void *a, const void *b)
+{
+	const struct xm_endpoint_slice *x = a;
+	const struct xm_endpoint_slice *y = b;
+	int r = strcmp(x->ns, y->ns);
+
+	if (!r)
+		r = strcmp(x->service_name, y->service_name);
+	return r ? r : strcmp(x->name, y->name);
+}
+
+static bool slices_by_service(const struct xm_config *cfg)
+{
+	for (size_t i = 1; i < cfg->n_slices; i++) {
+		if (slice_by_service_cmp(&cfg->slices[i - 1], &cfg->slices[i]) > 0)
+			return false;
+	}
+	return true;
+}
+
 static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -121,18 +143,36 @@ static void report(struct xm_diags *diags, int *n_errors, const struct xm_loc *l
 	(*n_errors)++;
 }
 
+/* Already in namespace/name order without duplicates (kubectl dumps, files of one namespace each)? */
+static bool strictly_sorted(const void *arr, size_t n, const struct kind_layout *k)
+{
+	const char *base = arr;
+
+	for (size_t i = 1; i < n; i++) {
+		const char *a = base + (i - 1) * k->size, *b = base + i * k->size;
+		int r = k->ns_off == NO_NS ? 0 : strcmp(a + k->ns_off, b + k->ns_off);
+
+		if (!r)
+			r = strcmp(a + k->name_off, b + k->name_off);
+		if (r >= 0)
+			return false;
+	}
+	return true;
+}
+
 /*
  * Sort by namespace/name, keeping load order among equals; every object after the first of its name is
  * reported and dropped. Sorting happens in place so the array keeps its (implicit) capacity.
  */
-static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, struct xm_diags *diags, int *n_errors)
+static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, bool borrowed, struct xm_diags *diags,
+			   int *n_errors)
 {
 	struct sort_entry *order;
 	char *base = arr;
 	char *copy;
 	size_t out = 0;
 
-	if (*n == 0)
+	if (*n == 0 || strictly_sorted(arr, *n, k))
 		return;
 	order = calloc(*n, sizeof(*order));
 	copy = malloc(*n * k->size);
@@ -153,8 +193,12 @@ static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, st
 	for (size_t i = 0; i < *n; i++) {
 		char *obj = copy + order[i].idx * k->size;
 
-		if (out && strcmp(order[i].ns, order[i - 1].ns) == 0 && strcmp(order[i].name, order[i - 1].name) == 0) {
-			const struct xm_loc *first = (const struct xm_loc *)(base + (out - 1) * k->size + k->loc_off);
+		/* Compared with the last object kept: a dropped one is freed (zeroed) and names nothing. */
+		const char *kept = out ? base + (out - 1) * k->size : NULL;
+
+		if (kept && strcmp(order[i].ns, k->ns_off == NO_NS ? "" : kept + k->ns_off) == 0 &&
+		    strcmp(order[i].name, kept + k->name_off) == 0) {
+			const struct xm_loc *first = (const struct xm_loc *)(kept + k->loc_off);
 			const struct xm_loc *loc = (const struct xm_loc *)(obj + k->loc_off);
 
 			if (k->ns_off == NO_NS)
@@ -163,7 +207,8 @@ static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, st
 			else
 				report(diags, n_errors, loc, "%s %s/%s: defined twice (first at %s:%d:%d)", k->display,
 				       order[i].ns, order[i].name, first->file, first->line, first->col);
-			k->free_one(obj);
+			if (!borrowed) /* a cached file's object stays the cache's */
+				k->free_one(obj);
 			continue;
 		}
 		memcpy(base + out * k->size, obj, k->size);
@@ -175,8 +220,49 @@ static void sort_and_dedup(void *arr, size_t *n, const struct kind_layout *k, st
 	free(copy);
 }
 
-static bool namespace_in_use(const struct xm_config *cfg, const char *ns)
+/* The namespaces that objects of the config live in, sorted: a DestinationRule host "name.ns" is in-cluster
+ * when ns is one of them. */
+struct ns_set {
+	const char **names;
+	size_t n;
+};
+
+static int str_ptr_cmp(const void *a, const void *b)
 {
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void ns_set_add(struct ns_set *set, const void *base, size_t n, size_t size, size_t ns_off)
+{
+	for (size_t i = 0; i < n; i++)
+		set->names[set->n++] = (const char *)base + i * size + ns_off;
+}
+
+/* NULL names (out of memory): namespace_in_use scans instead. */
+static void ns_set_build(const struct xm_config *cfg, struct ns_set *set)
+{
+	size_t total = cfg->n_services + cfg->n_slices + cfg->n_pods + cfg->n_rules, out = 0;
+
+	set->n = 0;
+	set->names = total ? malloc(total * sizeof(*set->names)) : NULL;
+	if (!set->names)
+		return;
+	ns_set_add(set, cfg->services, cfg->n_services, sizeof(*cfg->services), offsetof(struct xm_service, ns));
+	ns_set_add(set, cfg->slices, cfg->n_slices, sizeof(*cfg->slices), offsetof(struct xm_endpoint_slice, ns));
+	ns_set_add(set, cfg->pods, cfg->n_pods, sizeof(*cfg->pods), offsetof(struct xm_pod, ns));
+	ns_set_add(set, cfg->rules, cfg->n_rules, sizeof(*cfg->rules), offsetof(struct xm_destination_rule, ns));
+	qsort(set->names, set->n, sizeof(*set->names), str_ptr_cmp);
+	for (size_t i = 0; i < set->n; i++) {
+		if (!out || strcmp(set->names[out - 1], set->names[i]))
+			set->names[out++] = set->names[i];
+	}
+	set->n = out;
+}
+
+static bool namespace_in_use(const struct xm_config *cfg, const struct ns_set *set, const char *ns)
+{
+	if (set->names)
+		return bsearch(&ns, set->names, set->n, sizeof(*set->names), str_ptr_cmp) != NULL;
 	for (size_t i = 0; i < cfg->n_services; i++) {
 		if (strcmp(cfg->services[i].ns, ns) == 0)
 			return true;
@@ -208,8 +294,8 @@ static bool ends_with(const char *s, const char *suffix)
  * and names that are neither "name", "name.ns" (of a namespace in use), "name.ns.svc" nor
  * "name.ns.svc.cluster.local". Anything else under cluster.local is inside the cluster and must resolve.
  */
-static bool split_host(const struct xm_config *cfg, const struct xm_destination_rule *dr, char *name, size_t name_size,
-		       char *ns, size_t ns_size, bool *internal)
+static bool split_host(const struct xm_config *cfg, const struct ns_set *set, const struct xm_destination_rule *dr,
+		       char *name, size_t name_size, char *ns, size_t ns_size, bool *internal)
 {
 	char host[XM_NAME_MAX];
 	const char *dot;
@@ -246,23 +332,35 @@ static bool split_host(const struct xm_config *cfg, const struct xm_destination_
 	snprintf(name, name_size, "%.*s", (int)(dot - host), host);
 	snprintf(ns, ns_size, "%s", dot + 1);
 	if (!*internal)
-		*internal = namespace_in_use(cfg, ns);
+		*internal = namespace_in_use(cfg, set, ns);
 	return *internal;
 }
 
+/* Each rule's host → its Service; each Service → the first rule (namespace/name order) naming it. */
 static void resolve_hosts(struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
+	struct ns_set set;
+
+	ns_set_build(cfg, &set);
+	for (size_t i = 0; i < cfg->n_services; i++)
+		cfg->services[i].rule = NULL;
 	for (size_t i = 0; i < cfg->n_rules; i++) {
 		struct xm_destination_rule *dr = &cfg->rules[i];
 		char name[XM_NAME_MAX], ns[64], q[QUOTE_BUF];
+		const struct xm_service *svc;
 		bool internal, cluster_form;
 
 		if (!dr->host[0])
 			continue;
-		cluster_form = split_host(cfg, dr, name, sizeof(name), ns, sizeof(ns), &internal);
-		if (cluster_form && config_find_service(cfg, ns, name)) {
+		cluster_form = split_host(cfg, &set, dr, name, sizeof(name), ns, sizeof(ns), &internal);
+		svc = cluster_form ? config_find_service(cfg, ns, name) : NULL;
+		if (svc) {
+			struct xm_service *named = &cfg->services[svc - cfg->services];
+
 			snprintf(dr->host_ns, sizeof(dr->host_ns), "%s", ns);
 			snprintf(dr->host_name, sizeof(dr->host_name), "%s", name);
+			if (!named->rule)
+				named->rule = dr;
 			continue;
 		}
 		if (!internal)
@@ -277,6 +375,7 @@ static void resolve_hosts(struct xm_config *cfg, struct xm_diags *diags, int *n_
 			       "name.namespace.svc or name.namespace.svc.cluster.local)",
 			       dr->ns, dr->name, quoted(q, dr->host));
 	}
+	free(set.names);
 }
 
 /* Append ", \"name\"" for each distinct port name of the Service's slices, for the message. */
@@ -284,8 +383,10 @@ static void slice_port_names(const struct xm_config *cfg, const struct xm_servic
 {
 	size_t used = 0;
 
+	size_t first, n = config_slices_of(cfg, svc, &first);
+
 	out[0] = '\0';
-	for (size_t i = 0; i < cfg->n_slices; i++) {
+	for (size_t i = first; i < first + n; i++) {
 		const struct xm_endpoint_slice *sl = &cfg->slices[i];
 
 		if (strcmp(sl->ns, svc->ns) != 0 || strcmp(sl->service_name, svc->name) != 0)
@@ -304,9 +405,10 @@ static void check_service_ports(const struct xm_config *cfg, struct xm_diags *di
 {
 	for (size_t i = 0; i < cfg->n_services; i++) {
 		const struct xm_service *svc = &cfg->services[i];
+		size_t first, n_slices = config_slices_of(cfg, svc, &first);
 		bool has_ports = false;
 
-		for (size_t s = 0; s < cfg->n_slices && !has_ports; s++) {
+		for (size_t s = first; s < first + n_slices && !has_ports; s++) {
 			const struct xm_endpoint_slice *sl = &cfg->slices[s];
 
 			has_ports =
@@ -319,7 +421,7 @@ static void check_service_ports(const struct xm_config *cfg, struct xm_diags *di
 			char have[200], q[QUOTE_BUF];
 			bool found = false;
 
-			for (size_t s = 0; s < cfg->n_slices && !found; s++) {
+			for (size_t s = first; s < first + n_slices && !found; s++) {
 				const struct xm_endpoint_slice *sl = &cfg->slices[s];
 
 				if (strcmp(sl->ns, svc->ns) != 0 || strcmp(sl->service_name, svc->name) != 0)
@@ -370,14 +472,122 @@ static void check_external_vip_ports(const struct xm_config *cfg, struct xm_diag
 	}
 }
 
+/* One VIP:port/protocol that a Service port claims: a ClusterIP or an external IP, with the port. */
+struct vip_claim {
+	uint8_t family;
+	uint8_t proto;
+	uint16_t port;
+	uint8_t addr[16];
+	const struct xm_service *svc;
+	const struct xm_service_port *sp;
+};
+
+static int vip_claim_cmp(const void *a, const void *b)
+{
+	const struct vip_claim *x = a;
+	const struct vip_claim *y = b;
+	int r = memcmp(x, y, offsetof(struct vip_claim, svc));
+
+	/* Ties keep the Services' order (sorted by namespace/name), so messages do not depend on qsort. */
+	if (!r)
+		r = x->svc < y->svc ? -1 : x->svc > y->svc;
+	if (!r)
+		r = x->sp < y->sp ? -1 : x->sp > y->sp;
+	return r;
+}
+
+static void format_vip(const struct vip_claim *c, char *buf, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	const char *proto = c->proto == XM_PROTO_TCP ? "TCP" : c->proto == XM_PROTO_UDP ? "UDP" : "SCTP";
+
+	inet_ntop(c->family == 4 ? AF_INET : AF_INET6, c->addr, ip, sizeof(ip));
+	snprintf(buf, size, c->family == 4 ? "%s:%u/%s" : "[%s]:%u/%s", ip, c->port, proto);
+}
+
+static int add_claims(struct vip_claim **claims, size_t *n, const struct xm_service *svc, const struct xm_ip *ips,
+		      size_t n_ips)
+{
+	for (size_t i = 0; i < n_ips; i++) {
+		for (size_t p = 0; p < svc->n_ports; p++) {
+			struct vip_claim *c = array_push(claims, n, sizeof(**claims));
+
+			if (!c)
+				return -1;
+			memset(c, 0, sizeof(*c));
+			c->family = ips[i].family;
+			c->proto = svc->ports[p].proto;
+			c->port = svc->ports[p].port;
+			memcpy(c->addr, ips[i].bytes, sizeof(c->addr));
+			c->svc = svc;
+			c->sp = &svc->ports[p];
+		}
+	}
+	return 0;
+}
+
+/*
+ * The datapath keys a service port by VIP:port/protocol, so two Service ports claiming the same one (two
+ * Services with one ClusterIP, an external IP shared on the same port) cannot both be served: each claim
+ * is reported at its own port, naming the other. Sorting keeps this O(n log n) at 10,000 Services.
+ */
+static void check_vip_conflicts(const struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
+{
+	struct vip_claim *claims = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		const struct xm_service *svc = &cfg->services[i];
+
+		if (add_claims(&claims, &n, svc, svc->cluster_ips, svc->n_cluster_ips) ||
+		    add_claims(&claims, &n, svc, svc->external_ips, svc->n_external_ips)) {
+			struct xm_loc loc = { .file = "<config>" };
+
+			report(diags, n_errors, &loc, "out of memory while checking VIP:port conflicts");
+			free(claims);
+			return;
+		}
+	}
+	if (n > 1)
+		qsort(claims, n, sizeof(*claims), vip_claim_cmp);
+	for (size_t i = 0; i < n;) {
+		size_t end = i + 1;
+
+		while (end < n && !memcmp(&claims[i], &claims[end], offsetof(struct vip_claim, svc)))
+			end++;
+		for (size_t k = i; end - i > 1 && k < end; k++) {
+			const struct vip_claim *other = &claims[k == i ? i + 1 : i];
+			char vip[INET6_ADDRSTRLEN + 16];
+
+			format_vip(&claims[k], vip, sizeof(vip));
+			report(diags, n_errors, &claims[k].sp->loc,
+			       "service %s/%s: %s is also claimed by service %s/%s (%s:%d:%d); only one can be served",
+			       claims[k].svc->ns, claims[k].svc->name, vip, other->svc->ns, other->svc->name,
+			       other->sp->loc.file, other->sp->loc.line, other->sp->loc.col);
+		}
+		i = end;
+	}
+	free(claims);
+}
+
 void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
-	sort_and_dedup(cfg->services, &cfg->n_services, &service_layout, diags, n_errors);
-	sort_and_dedup(cfg->slices, &cfg->n_slices, &slice_layout, diags, n_errors);
-	sort_and_dedup(cfg->pods, &cfg->n_pods, &pod_layout, diags, n_errors);
-	sort_and_dedup(cfg->nodes, &cfg->n_nodes, &node_layout, diags, n_errors);
-	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, diags, n_errors);
+	sort_and_dedup(cfg->services, &cfg->n_services, &service_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->slices, &cfg->n_slices, &slice_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->pods, &cfg->n_pods, &pod_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->nodes, &cfg->n_nodes, &node_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, cfg->borrowed, diags, n_errors);
+	/* A Service's slices next to each other: what validation and compile look up per Service. */
+	if (cfg->n_slices > 1 && !slices_by_service(cfg))
+		qsort(cfg->slices, cfg->n_slices, sizeof(*cfg->slices), slice_by_service_cmp);
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		struct xm_service *svc = &cfg->services[i];
+
+		svc->n_slices = config_slices_search(cfg, svc->ns, svc->name, &svc->slices_first);
+	}
 	resolve_hosts(cfg, diags, n_errors);
+	cfg->indexed = true;
 	check_service_ports(cfg, diags, n_errors);
 	check_external_vip_ports(cfg, diags, n_errors);
+	check_vip_conflicts(cfg, diags, n_errors);
 }

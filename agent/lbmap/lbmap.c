@@ -488,8 +488,8 @@ static bool id_listed(const uint32_t *ids, uint32_t n, uint32_t id)
  * recount its ejected endpoints. The kernel changes the count only at transitions it makes itself, so
  * this is the one place userspace writes it; a transition racing with it is corrected by the next apply.
  */
-static void outlier_reconcile(struct xm_lbmap *m, uint32_t svc_id, const struct applied_svc *old, const uint32_t *ids,
-			      uint32_t n)
+static int outlier_reconcile(struct xm_lbmap *m, uint32_t svc_id, const struct applied_svc *old, const uint32_t *ids,
+			     uint32_t n)
 {
 	struct xm_outlier_svc count = { 0 };
 	uint64_t now = outlier_now_ns();
@@ -510,7 +510,10 @@ static void outlier_reconcile(struct xm_lbmap *m, uint32_t svc_id, const struct 
 		if (!bpf_map_lookup_elem_flags(m->fds.outlier, &k, &st, BPF_F_LOCK) && st.ejected_until_ns > now)
 			count.ejected++;
 	}
-	bpf_map_update_elem(m->fds.outlier_svc, &svc_id, &count, BPF_ANY);
+	/* A stale count would let the kernel eject past maxEjectionPercent (or hold back): not applied. */
+	if (bpf_map_update_elem(m->fds.outlier_svc, &svc_id, &count, BPF_ANY) < 0)
+		return -errno;
+	return 0;
 }
 
 /* Switches one service port. On failure *out keeps the old state, if there was one. */
@@ -565,11 +568,11 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 	outlier_cfg_of(s, n, &ocfg);
 	/* The policy is in place before the service starts pointing selection at it. */
 	if (s->outlier_on) {
-		outlier_reconcile(m, v.svc_id, reid ? NULL : old, ids, n);
-		if (bpf_map_update_elem(m->fds.outlier_cfg, &v.svc_id, &ocfg, BPF_ANY) < 0) {
+		err = outlier_reconcile(m, v.svc_id, reid ? NULL : old, ids, n);
+		if (!err && bpf_map_update_elem(m->fds.outlier_cfg, &v.svc_id, &ocfg, BPF_ANY) < 0)
 			err = -errno;
+		if (err)
 			goto fail_id;
-		}
 	}
 	if (n) {
 		v.table_id = m->next_table_id++;
@@ -637,7 +640,8 @@ int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_m
 	uint32_t id;
 
 	memset(stats, 0, sizeof(*stats));
-	next = calloc(st->n_services ? st->n_services : 1, sizeof(*next));
+	/* Room for every new service port and every old one whose removal fails: nothing grows below. */
+	next = calloc(st->n_services + m->n_svcs + 1, sizeof(*next));
 	if (!next)
 		return -ENOMEM;
 	for (i = 0; i < st->n_services; i++) {
@@ -662,10 +666,13 @@ int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_m
 		if (!old->value.svc_id)
 			continue;
 		if (bpf_map_delete_elem(m->fds.services, &old->key) < 0 && errno != ENOENT) {
+			int e = errno;
+			char k[80];
+
+			lb_format_key(&old->key, k, sizeof(k));
+			log_error("service port %s: not removed, still served: %s", k, strerror(e));
 			errors++;
-			next = realloc(next, (n + 1) * sizeof(*next)); /* keep it: still published */
-			if (next)
-				next[n++] = *old;
+			next[n++] = *old; /* keep it: still published */
 			old->ids = NULL;
 			continue;
 		}
@@ -740,25 +747,48 @@ static int svc_sort_cmp(const void *a, const void *b)
 	return key_cmp(&((const struct applied_svc *)a)->key, &((const struct applied_svc *)b)->key);
 }
 
-static bool table_referenced(const struct xm_lbmap *m, uint32_t table_id)
+static int u32_cmp(const void *a, const void *b)
 {
-	size_t i;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
-	for (i = 0; i < m->n_svcs; i++)
+	return x < y ? -1 : x > y;
+}
+
+/* ids of the tables the adopted services point at, sorted; NULL when there are none (or out of memory). */
+static uint32_t *referenced_tables(const struct xm_lbmap *m)
+{
+	uint32_t *ids = m->n_svcs ? malloc(m->n_svcs * sizeof(*ids)) : NULL;
+
+	for (size_t i = 0; ids && i < m->n_svcs; i++)
+		ids[i] = m->svcs[i].value.table_id;
+	if (ids)
+		qsort(ids, m->n_svcs, sizeof(*ids), u32_cmp);
+	return ids;
+}
+
+static bool table_referenced(const struct xm_lbmap *m, const uint32_t *ids, uint32_t table_id)
+{
+	if (ids)
+		return bsearch(&table_id, ids, m->n_svcs, sizeof(*ids), u32_cmp) != NULL;
+	for (size_t i = 0; i < m->n_svcs; i++)
 		if (m->svcs[i].value.table_id == table_id)
 			return true;
 	return false;
 }
 
-/* Lists and tables that no service points at are unreachable: a crashed apply left them. */
+/*
+ * Lists and tables that no service points at are unreachable: a crashed apply left them. A sorted id list
+ * keeps this O(n log n): at 10,000 service ports the slots map has tens of thousands of keys.
+ */
 static void drop_orphans(struct xm_lbmap *m)
 {
 	struct xm_slot_key sk, snext, *sprev = NULL;
 	uint32_t tk, tnext, *tprev = NULL;
+	uint32_t *ids = referenced_tables(m);
 
 	while (bpf_map_get_next_key(m->fds.slots, sprev, &snext) == 0) {
 		sk = snext;
-		if (!table_referenced(m, sk.table_id) && bpf_map_delete_elem(m->fds.slots, &sk) == 0) {
+		if (!table_referenced(m, ids, sk.table_id) && bpf_map_delete_elem(m->fds.slots, &sk) == 0) {
 			sprev = NULL; /* deleting the current key: restart the walk */
 			continue;
 		}
@@ -766,12 +796,13 @@ static void drop_orphans(struct xm_lbmap *m)
 	}
 	while (bpf_map_get_next_key(m->fds.maglev, tprev, &tnext) == 0) {
 		tk = tnext;
-		if (!table_referenced(m, tk) && bpf_map_delete_elem(m->fds.maglev, &tk) == 0) {
+		if (!table_referenced(m, ids, tk) && bpf_map_delete_elem(m->fds.maglev, &tk) == 0) {
 			tprev = NULL;
 			continue;
 		}
 		tprev = &tk;
 	}
+	free(ids);
 }
 
 static int adopt_services(struct xm_lbmap *m)

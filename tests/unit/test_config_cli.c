@@ -58,3 +58,20 @@ Test(config_cli, usage, .init = cr_redirect_stderr)
 	fflush(stdout);
 	cr_expect_stdout_neq_str("");
 }
+
+Test(config_cli, two_services_on_one_vip_port_exit_1, .init = cr_redirect_stdout)
+{
+	const char *argv[] = { "validate", fixture("errors/vip_conflict.yaml") };
+	char want[256];
+
+	snprintf(want, sizeof(want), "%s:8:5: service default/reviews: 10.96.0.10:80/TCP is also claimed", argv[1]);
+	cr_expect_eq(run(2, argv), 1);
+	fflush(stdout);
+	{
+		FILE *f = cr_get_redirected_stdout();
+		char line[512] = "";
+
+		cr_assert(fgets(line, sizeof(line), f));
+		cr_expect(!strncmp(line, want, strlen(want)), "first line: %s", line);
+	}
+}

@@ -299,3 +299,40 @@ Test(config_errors, external_vip_ports_at_the_xdp_limit)
 		dump_diags(&diags);
 	cr_assert_eq(r, 0, "config_load returned %d", r);
 }
+
+/* The datapath keys service ports by VIP:port/protocol: two claims of one cannot both be served. */
+Test(config_errors, two_service_ports_claim_one_vip_port)
+{
+	load_errors("vip_conflict.yaml", 4);
+	find_diag(&diags, "errors/vip_conflict.yaml", 8, 5, "service default/reviews: 10.96.0.10:80/TCP ",
+		  "also claimed by service default/reviews-copy (");
+	find_diag(&diags, "errors/vip_conflict.yaml", 21, 5, "service default/reviews-copy: 10.96.0.10:80/TCP ",
+		  "also claimed by service default/reviews (");
+	find_diag(&diags, "errors/vip_conflict.yaml", 35, 5, "service shop/front: 192.0.2.10:443/TCP ",
+		  "also claimed by service web/edge (");
+	find_diag(&diags, "errors/vip_conflict.yaml", 56, 5, "service web/edge: 192.0.2.10:443/TCP ",
+		  "also claimed by service shop/front (");
+	cr_expect(strstr(diags.items[0].msg, "vip_conflict.yaml:21:5)"), "names the other's place: %s",
+		  diags.items[0].msg);
+}
+
+/* Found by the cache tests: a third definition was compared with the dropped second one and kept. */
+Test(config_errors, a_name_defined_three_times_keeps_only_the_first)
+{
+	char *path = temp_yaml("apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
+			       "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
+			       "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
+			       "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n");
+	const char *paths[] = { path };
+	int r = config_load(paths, 1, &cfg, &diags);
+
+	unlink(path);
+	cr_expect_eq(r, -EINVAL);
+	cr_expect_eq(cfg.n_nodes, 1, "%zu nodes named n1 kept", cfg.n_nodes);
+	cr_assert_eq(diags.n, 3);
+	for (size_t i = 0; i < diags.n; i++)
+		cr_expect(strstr(diags.items[i].msg, "defined twice (first at ") &&
+			      strstr(diags.items[i].msg, ":3:18)"),
+			  "diag %zu: %s", i, diags.items[i].msg);
+	free(path);
+}

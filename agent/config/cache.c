@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "config/cache.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/diag.h"
+#include "config/fields.h"
+
+struct xm_config_cache *config_cache_new(void)
+{
+	return calloc(1, sizeof(struct xm_config_cache));
+}
+
+static void cached_file_clear(struct cached_file *cf)
+{
+	free(cf->path);
+	config_free(&cf->objs);
+	diags_free(&cf->diags);
+	memset(cf, 0, sizeof(*cf));
+}
+
+void config_cache_free(struct xm_config_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n_files; i++)
+		cached_file_clear(&c->files[i]);
+	free(c->files);
+	for (size_t i = 0; i < c->n_names; i++)
+		free(c->names[i]);
+	free(c->names);
+	free(c->order);
+	free(c);
+}
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+static struct cached_file *find_path(struct xm_config_cache *c, const char *path)
+{
+	for (size_t i = 0; i < c->n_files; i++) {
+		if (c->files[i].path && !strcmp(c->files[i].path, path))
+			return &c->files[i];
+	}
+	return NULL;
+}
+
+struct cached_file *cache_lookup(struct xm_config_cache *c, const char *path, const struct stat *st)
+{
+	struct cached_file *cf = find_path(c, path);
+
+	/* The change time moves with every write, also one that keeps size and modification time. */
+	if (!cf || !cf->cacheable || !S_ISREG(st->st_mode) || cf->dev != st->st_dev || cf->ino != st->st_ino ||
+	    cf->size != st->st_size || !same_time(&cf->mtime, &st->st_mtim) || !same_time(&cf->ctime, &st->st_ctim))
+		return NULL;
+	c->reused++;
+	return cf;
+}
+
+/*
+ * Modified less than a second ago: another write of the same size within the file system's timestamp tick
+ * would leave the identity unchanged, so the file is read again next time (git's "racily clean" rule).
+ */
+static bool racy(const struct stat *st)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now.tv_sec - st->st_mtim.tv_sec < 1 ||
+	       (now.tv_sec - st->st_mtim.tv_sec == 1 && now.tv_nsec < st->st_mtim.tv_nsec);
+}
+
+struct cached_file *cache_fresh(struct xm_config_cache *c, const char *path, const char *name, const struct stat *st)
+{
+	struct cached_file *cf = find_path(c, path);
+	char **slot;
+
+	/* Entries are addressed by index (cache_use): files may move when it grows. */
+	if (cf)
+		cached_file_clear(cf);
+	else if (!(cf = array_push(&c->files, &c->n_files, sizeof(*c->files))))
+		return NULL;
+	cf->path = strdup(path);
+	slot = cf->path ? array_push(&cf->objs.files, &cf->objs.n_files, sizeof(char *)) : NULL;
+	if (!slot || !(*slot = strdup(name))) {
+		cached_file_clear(cf); /* a pathless entry is skipped, and dropped by the next merge */
+		return NULL;
+	}
+	cf->dev = st->st_dev;
+	cf->ino = st->st_ino;
+	cf->size = st->st_size;
+	cf->mtime = st->st_mtim;
+	cf->ctime = st->st_ctim;
+	cf->cacheable = S_ISREG(st->st_mode) && !racy(st);
+	c->parsed++;
+	return cf;
+}
+
+int cache_use(struct xm_config_cache *c, struct cached_file *cf)
+{
+	size_t *idx = array_push(&c->order, &c->n_order, sizeof(size_t));
+
+	if (!idx)
+		return -ENOMEM;
+	*idx = (size_t)(cf - c->files);
+	cf->used = true;
+	return 0;
+}
+
+const char *cache_intern(struct xm_config_cache *c, const char *name)
+{
+	char **slot;
+
+	for (size_t i = 0; i < c->n_names; i++) {
+		if (!strcmp(c->names[i], name))
+			return c->names[i];
+	}
+	slot = array_push(&c->names, &c->n_names, sizeof(*c->names));
+	if (!slot)
+		return NULL;
+	*slot = strdup(name);
+	if (!*slot) {
+		c->n_names--;
+		return NULL;
+	}
+	return *slot;
+}
+
+/* Appends n objects of size bytes from src to dst (sized for the whole merge) at *at. */
+static void append(void *dst, size_t *at, const void *src, size_t n, size_t size)
+{
+	if (n)
+		memcpy((char *)dst + *at * size, src, n * size);
+	*at += n;
+}
+
+/* An array of n objects of size bytes, or NULL for none; *failed on ENOMEM. */
+static void *alloc_objs(size_t n, size_t size, bool *failed)
+{
+	void *p = n ? malloc(n * size) : NULL;
+
+	if (n && !p)
+		*failed = true;
+	return p;
+}
+
+int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
+{
+	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, kept = 0;
+	bool failed = false;
+	int err = 0;
+
+	for (size_t i = 0; i < c->n_order; i++) {
+		const struct xm_config *o = &c->files[c->order[i]].objs;
+
+		n_svc += o->n_services;
+		n_sl += o->n_slices;
+		n_pod += o->n_pods;
+		n_node += o->n_nodes;
+		n_rule += o->n_rules;
+	}
+	cfg->borrowed = true;
+	cfg->services = alloc_objs(n_svc, sizeof(*cfg->services), &failed);
+	cfg->slices = alloc_objs(n_sl, sizeof(*cfg->slices), &failed);
+	cfg->pods = alloc_objs(n_pod, sizeof(*cfg->pods), &failed);
+	cfg->nodes = alloc_objs(n_node, sizeof(*cfg->nodes), &failed);
+	cfg->rules = alloc_objs(n_rule, sizeof(*cfg->rules), &failed);
+	if (failed) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < c->n_order; i++) {
+		const struct cached_file *cf = &c->files[c->order[i]];
+		const struct xm_config *o = &cf->objs;
+
+		append(cfg->services, &cfg->n_services, o->services, o->n_services, sizeof(*o->services));
+		append(cfg->slices, &cfg->n_slices, o->slices, o->n_slices, sizeof(*o->slices));
+		append(cfg->pods, &cfg->n_pods, o->pods, o->n_pods, sizeof(*o->pods));
+		append(cfg->nodes, &cfg->n_nodes, o->nodes, o->n_nodes, sizeof(*o->nodes));
+		append(cfg->rules, &cfg->n_rules, o->rules, o->n_rules, sizeof(*o->rules));
+		for (size_t d = 0; d < cf->diags.n; d++) {
+			if (diags_add(diags, &cf->diags.items[d].loc, "%s", cf->diags.items[d].msg))
+				err = -ENOMEM;
+		}
+		*n_errors += cf->n_errors;
+	}
+out:
+	/* Files no longer named are forgotten; the rest wait for the next load. */
+	for (size_t i = 0; i < c->n_files; i++) {
+		struct cached_file *cf = &c->files[i];
+
+		if (!cf->used || !cf->path) {
+			cached_file_clear(cf);
+			continue;
+		}
+		cf->used = false;
+		if (kept != i)
+			c->files[kept] = *cf;
+		kept++;
+	}
+	c->n_files = kept;
+	c->n_order = 0;
+	return err;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The per-file parse cache behind config_load_cached: each file's objects as parsed, kept while the file's
+ * identity (device, inode, size, modification and change times) stays the same, so that a reload parses only
+ * the files that changed. Validation and compile still see the whole config, merged from the files.
+ */
+#ifndef XMESH_CONFIG_CACHE_H
+#define XMESH_CONFIG_CACHE_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "config/model.h"
+
+struct cached_file {
+	char *path; /* as the loader was given it */
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+	bool cacheable;	       /* a regular file read without error: stdin and pipes are read every time */
+	struct xm_config objs; /* the file's objects, unvalidated; objs.files[0] is its interned name */
+	struct xm_diags diags; /* what parsing the file reported */
+	int n_errors;
+	bool used; /* named by the current load */
+};
+
+struct xm_config_cache {
+	struct cached_file *files;
+	size_t n_files;
+	char **names; /* interned names of paths that could not be read (their diagnostics point here) */
+	size_t n_names;
+	size_t *order; /* indexes in files of the current load's files, in load order */
+	size_t n_order;
+	unsigned long parsed, reused; /* files, over the cache's life */
+};
+
+/* The entry of path when it is cacheable and its identity matches st; NULL otherwise. */
+struct cached_file *cache_lookup(struct xm_config_cache *c, const char *path, const struct stat *st);
+
+/* A fresh entry for path (an older one of the same path is freed first) with st's identity; NULL on ENOMEM. */
+struct cached_file *cache_fresh(struct xm_config_cache *c, const char *path, const char *name, const struct stat *st);
+
+/* Marks cf as part of the current load (in order). Returns 0 or -ENOMEM. */
+int cache_use(struct xm_config_cache *c, struct cached_file *cf);
+
+/* name, interned for the cache's life. */
+const char *cache_intern(struct xm_config_cache *c, const char *name);
+
+/*
+ * The current load's files merged into cfg (objects copied shallowly: their arrays stay the cache's, which
+ * cfg->borrowed tells config_free), their diagnostics appended to diags and counted in *n_errors; entries
+ * the load did not name are dropped. Returns 0 or -ENOMEM.
+ */
+int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diags *diags, int *n_errors);
+
+#endif
