@@ -209,7 +209,7 @@ void xfx_publish_od(const char *vip, uint16_t port, int proto, const struct xfx_
 	now += 10000;
 	cr_assert_eq(lbmap_apply(xfx.lbmap, &st, now, &stats), 0, "lbmap_apply");
 	lbmap_gc(xfx.lbmap, now);
-	/* What the agent does around every apply (agent/datapath/xdp.c). */
+	/* What the agent does around every apply (agent/datapath/xdp_sync.c). */
 	xdp_vip_filter_fill(xfx.skel->bss->xm_vip_filter, &st, false);
 	cr_assert_eq(xdp_nat_backends_sync(NULL, bpf_map__fd(xfx.skel->maps.xm_nat_backends), -1, &st, 0), 0);
 	cr_assert_eq(tcp_counters_sync(bpf_map__fd(xfx.skel->maps.xm_xdp_tcp_counters), xfx.lbmap, &st, NULL), 0);
