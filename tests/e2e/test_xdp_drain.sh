@@ -49,6 +49,8 @@ out="$XMT_TMP/out"
 xmx_ext_client ext "$out" spread --addr "$VIP:80" -n 40 || true
 xmt_assert_spread "$out" 40 100 100 b2
 ! grep -q 'ping on connection' "$hold_log" || xmt_fail "a held connection broke: $(grep -m1 'ping on' "$hold_log")"
+drain=$(xmx_status a | grep '^xdp: reverse NAT kept' || true)
+grep -q 'kept for 1 (backend, VIP port) pairs' <<<"$drain" || xmt_fail "status does not show b1's draining pair: '$drain'"
 
 XMT_SUBTEST="removed"
 config "10.200.1.12"
