@@ -11,32 +11,41 @@
 #include "daemon/module.h"
 #include "datapath/sockmap.h"
 
+struct sockmap_mod {
+	struct xm_sockmap sm;
+	struct xm_snapshot *published; /* whose local addresses the map holds; NULL: unknown, sync it whole */
+};
+
 static int sockmap_mod_init(struct xm_agent *a, void **state)
 {
 	const struct xm_agent_opts *o = daemon_opts(a);
-	struct xm_sockmap *sm = calloc(1, sizeof(*sm));
+	struct sockmap_mod *m = calloc(1, sizeof(*m));
 
 	*state = NULL;
-	if (!sm)
+	if (!m)
 		return -ENOMEM;
-	sm->cgroup_fd = -1;
+	m->sm.cgroup_fd = -1;
 	/* --no-sockmap still loads it: programs a previous agent left must see the switch go off. */
-	if (sockmap_open(sm, o->bpffs, o->cgroup, !o->no_sockmap, o->sockmap_excl_ports, o->n_sockmap_excl_ports)) {
-		sockmap_close(sm);
-		free(sm);
+	if (sockmap_open(&m->sm, o->bpffs, o->cgroup, !o->no_sockmap, o->sockmap_excl_ports, o->n_sockmap_excl_ports)) {
+		sockmap_close(&m->sm);
+		free(m);
 		if (!o->no_sockmap)
 			return -EIO;
 		log_warn("sockmap: not loaded; same-node redirection stays off");
 		return 0;
 	}
-	*state = sm;
+	*state = m;
 	return 0;
 }
 
 static int sockmap_mod_apply(void *state, struct xm_snapshot *next)
 {
-	int err = sockmap_sync_local_ips(state, &next->local);
+	struct sockmap_mod *m = state;
+	int err = sockmap_sync_local_ips(&m->sm, m->published ? &m->published->local : NULL, &next->local);
 
+	/* After a failure the map's content is unknown: the next apply syncs it whole. */
+	snapshot_put(m->published);
+	m->published = err ? NULL : snapshot_get(next);
 	if (err)
 		log_warn("sockmap: local addresses not fully published; affected peers use plain TCP");
 	return err;
@@ -44,7 +53,7 @@ static int sockmap_mod_apply(void *state, struct xm_snapshot *next)
 
 static void sockmap_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)
 {
-	const struct xm_sockmap *sm = state;
+	const struct xm_sockmap *sm = &((const struct sockmap_mod *)state)->sm;
 	int on = sockmap_get_enabled(sm);
 	const char *sw = on < 0 ? "unknown" : on ? "on" : "off";
 
@@ -63,7 +72,7 @@ static void sockmap_mod_status(void *state, const struct xm_snapshot *cur, bool 
 /* "sockmap on|off|status" on the admin socket. */
 static bool sockmap_mod_admin(void *state, const char *command, struct strbuf *out)
 {
-	struct xm_sockmap *sm = state;
+	struct xm_sockmap *sm = &((struct sockmap_mod *)state)->sm;
 	const char *args;
 	uint64_t st[XM_SMSTAT_MAX];
 	int on;
@@ -100,8 +109,11 @@ static bool sockmap_mod_admin(void *state, const char *command, struct strbuf *o
 
 static void sockmap_mod_close(void *state)
 {
-	sockmap_close(state);
-	free(state);
+	struct sockmap_mod *m = state;
+
+	snapshot_put(m->published);
+	sockmap_close(&m->sm);
+	free(m);
 }
 
 const struct xm_module xm_module_sockmap = {

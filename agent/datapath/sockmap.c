@@ -364,16 +364,13 @@ int sockmap_get_enabled(const struct xm_sockmap *sm)
 	return cfg.enabled ? 1 : 0;
 }
 
-int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *want)
+/* The whole map against want: after a start, when the map may hold anything a previous agent left. */
+static int sync_local_ips_full(int fd, const struct xm_local_addrs *want)
 {
 	struct xm_local_ip_key cur, next, *stale = NULL;
 	size_t n_stale = 0, cap_stale = 0, i;
-	int fd, err = 0;
+	int err = 0;
 	void *prev;
-
-	if (!sm->skel)
-		return -ENODEV;
-	fd = bpf_map__fd(sm->skel->maps.xm_local_ips);
 
 	/* Add first: an address that stays local is never missing, not even for an instant. */
 	for (i = 0; i < want->n; i++) {
@@ -398,10 +395,65 @@ int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *w
 	for (i = 0; i < n_stale; i++)
 		if (bpf_map_delete_elem(fd, &stale[i]) < 0 && errno != ENOENT)
 			err = -errno;
-	sm->n_local_ips = want->n;
 	log_debug("sockmap: %zu local addresses (%zu removed)", want->n, n_stale);
 out:
 	free(stale);
+	return err;
+}
+
+/*
+ * Only what changed between two sorted sets: a one-object change at 10,000 services writes a few entries
+ * instead of rewriting (and walking) the whole map on every apply.
+ */
+static int sync_local_ips_diff(int fd, const struct xm_local_addrs *was, const struct xm_local_addrs *want)
+{
+	size_t i = 0, j = 0, added = 0, removed = 0;
+	int err = 0, c;
+
+	/* Add first (both walks in key order): an address that stays local is never missing. */
+	while (j < want->n) {
+		c = i < was->n ? memcmp(&was->keys[i], &want->keys[j], sizeof(want->keys[j])) : 1;
+		if (c < 0) {
+			i++;
+			continue;
+		}
+		if (c > 0 || was->flags[i] != want->flags[j]) {
+			struct xm_local_ip v = { .flags = want->flags[j] };
+
+			if (bpf_map_update_elem(fd, &want->keys[j], &v, BPF_ANY) < 0) {
+				err = -errno;
+				log_error("sockmap: xm_local_ips: add an address: %s", strerror(-err));
+				return err;
+			}
+			added++;
+		}
+		if (c == 0)
+			i++;
+		j++;
+	}
+	for (i = 0; i < was->n; i++) {
+		if (local_addrs_has(want, &was->keys[i]))
+			continue;
+		if (bpf_map_delete_elem(fd, &was->keys[i]) < 0 && errno != ENOENT)
+			err = -errno;
+		removed++;
+	}
+	log_debug("sockmap: %zu local addresses (%zu written, %zu removed)", want->n, added, removed);
+	return err;
+}
+
+int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *was, const struct xm_local_addrs *want)
+{
+	int err;
+
+	if (!sm->skel)
+		return -ENODEV;
+	if (was)
+		err = sync_local_ips_diff(bpf_map__fd(sm->skel->maps.xm_local_ips), was, want);
+	else
+		err = sync_local_ips_full(bpf_map__fd(sm->skel->maps.xm_local_ips), want);
+	if (!err)
+		sm->n_local_ips = want->n;
 	return err;
 }
 

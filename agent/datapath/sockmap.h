@@ -54,9 +54,10 @@ int sockmap_get_enabled(const struct xm_sockmap *sm);
 
 /*
  * Makes xm_local_ips hold exactly the addresses that live on this node (compile/local_addrs.h). New ones are
- * added before stale ones are removed.
+ * added before stale ones are removed. was: what the last successful sync published, so only the
+ * difference is written; NULL (after a start, or a failed sync) walks and rewrites the whole map.
  */
-int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *want);
+int sockmap_sync_local_ips(struct xm_sockmap *sm, const struct xm_local_addrs *was, const struct xm_local_addrs *want);
 
 /*
  * Attaches an sk_msg program to a sockhash: a bpf_link when the kernel has them (6.10+, *link_fd >= 0,

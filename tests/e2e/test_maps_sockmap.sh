@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `xmesh maps` decodes the same-node maps: xm_local_ips lists the pods of this node (as pods), and while a
+# `xmesh maps` decodes the same-node maps: xm_local_ips lists the pods of this node (as pods, also after a
+# pod leaves the config and comes back), and while a
 # redirected stream runs between c1 and b1, xm_sock_pairs holds both of its sockets (each end's local and
 # remote address and port, and a socket cookie), in text and in --json.
 set -euo pipefail
@@ -30,6 +31,21 @@ rows = {r["address"]: r for r in json.load(open(sys.argv[1]))["xm_local_ips"]}
 for a in sys.argv[2:]:
     assert rows[a]["pod"] is True, rows
 PY
+
+# Later applies write only what changed (the sockmap module diffs against the last published set): a pod that
+# leaves the config leaves the map, and comes back with it.
+XMT_SUBTEST="xm_local_ips after changes"
+xms_config b1
+xmt_settle
+maps xm_local_ips
+grep -q "address=$b1 pod=true" "$out" || xmt_fail "b1 went missing when only c1 left: $(head -c 600 "$out")"
+! grep -q "address=$c1 " "$out" || xmt_fail "c1 left the config but is still local: $(head -c 600 "$out")"
+xms_config b1 c1
+xmt_settle
+maps xm_local_ips
+for a in "$b1" "$c1"; do
+	grep -q "address=$a pod=true" "$out" || xmt_fail "$a is not local again: $(head -c 600 "$out")"
+done
 
 XMT_SUBTEST="xm_sock_pairs"
 # 4 MiB at 8 Mbit/s: about 4 s of a redirected stream to look at.
