@@ -11,10 +11,15 @@
  *   apply inproc --dir DIR [--reloads R]
  *       Without an agent or BPF: loads and compiles DIR R times, changing one object before each reload,
  *       and prints the time of each step (for profiling the config path alone).
- *   apply probe --metrics ADDR --seconds S [--path /healthz/ready]
- *       GETs http://ADDR/PATH every 5 ms for S seconds and prints the slowest answer's time in ms and the
- *       number of answers. The readiness answer costs the agent nothing: its delay is how long the event
- *       loop was busy elsewhere (an apply), the worst control-loop stall a client saw.
+ *   apply probe --admin SOCKET --seconds S [--interval-ms 5]
+ *       Sends "ping" to the agent's admin socket every 5 ms for S seconds and prints the slowest answer's
+ *       time in ms and the number of answers. The control loop answers "pong" at no cost: the delay is how
+ *       long the loop was busy elsewhere (an apply), the worst control-loop stall a client saw.
+ *   apply probe --metrics ADDR --seconds S [--path /metrics] [--interval-ms 5]
+ *       The same over HTTP: with /metrics, the time of whole scrapes (served on the agent's metrics thread).
+ *   apply fill --pin DIR --count N
+ *       Puts N entries into the pinned xm_conn_metrics (clients x the published service ports and backends),
+ *       as a busy node's socket-path Istio metrics would: what a scrape has to walk and label.
  */
 #define BENCH_NAME "apply"
 #include "bench_util.h"
@@ -24,8 +29,10 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <bpf/bpf.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "compile/compile.h"
@@ -230,26 +237,52 @@ static double scrape(const struct sockaddr_in *sa, const char *path)
 	return r == 0 ? now_ms() - t0 : -1;
 }
 
-static int cmd_probe(const char *addr, const char *path, double seconds)
+/* One "ping" over the admin socket; the time until the whole answer ("pong") arrived, or -1. */
+static double admin_ping(const struct sockaddr_un *sa)
+{
+	char buf[64];
+	double t0 = now_ms();
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ssize_t r, got = 0;
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) || write(fd, "ping\n", 5) != 5) {
+		close(fd);
+		return -1;
+	}
+	while ((r = read(fd, buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+		got += r;
+	close(fd);
+	buf[got] = '\0';
+	return r == 0 && !strcmp(buf, "pong\n") ? now_ms() - t0 : -1;
+}
+
+static int cmd_probe(const char *addr, const char *admin, const char *path, double seconds, int interval_ms)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_un su = { .sun_family = AF_UNIX };
 	char host[64];
 	const char *colon = addr ? strrchr(addr, ':') : NULL;
 	double end, worst = 0, sum = 0;
 	long n = 0, failed = 0;
 
-	if (!colon || colon - addr >= (long)sizeof(host) || seconds <= 0)
-		die("probe: need --metrics IP:PORT --seconds S");
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-		die("probe: %s is not IPv4:PORT", addr);
-	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	if (seconds <= 0 || (!admin && (!colon || colon - addr >= (long)sizeof(host))))
+		die("probe: need --admin SOCKET or --metrics IP:PORT, and --seconds S");
+	if (admin) {
+		snprintf(su.sun_path, sizeof(su.sun_path), "%s", admin);
+	} else {
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+		if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+			die("probe: %s is not IPv4:PORT", addr);
+		sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	}
 	end = now_ms() + seconds * 1e3;
 	while (now_ms() < end) {
-		double t = scrape(&sa, path);
+		double t = admin ? admin_ping(&su) : scrape(&sa, path);
 
 		/* 200 probes a second: a 100 ms stall is seen to within 5 ms, and the probe leaves the CPUs alone. */
-		usleep(5000);
+		usleep((useconds_t)interval_ms * 1000);
 		if (t < 0) {
 			failed++;
 			usleep(10000);
@@ -264,20 +297,95 @@ static int cmd_probe(const char *addr, const char *path, double seconds)
 	return n ? 0 : 1;
 }
 
+/* Every key of a pinned map (4-byte keys), up to max. */
+static size_t map_keys_u32(const char *path, uint32_t *out, size_t max)
+{
+	uint32_t k, next, *prev = NULL;
+	size_t n = 0;
+	int fd = bpf_obj_get(path);
+
+	if (fd < 0)
+		die("fill: %s: %s", path, strerror(errno));
+	while (n < max && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		out[n++] = next;
+		k = next;
+		prev = &k;
+	}
+	close(fd);
+	return n;
+}
+
+static int cmd_fill(const char *pin, long count)
+{
+	static uint32_t backends[65536];
+	struct xm_svc_key sk, snext, *sprev = NULL;
+	struct xm_svc_value sv;
+	uint32_t *svcs = malloc(65536 * sizeof(*svcs));
+	size_t n_svcs = 0, n_be;
+	char path[4096];
+	int svc_fd, fd;
+	long i;
+
+	if (!pin || count <= 0 || !svcs)
+		die("fill: need --pin DIR --count N");
+	snprintf(path, sizeof(path), "%s/xm_services", pin);
+	svc_fd = bpf_obj_get(path);
+	if (svc_fd < 0)
+		die("fill: %s: %s", path, strerror(errno));
+	while (n_svcs < 65536 && bpf_map_get_next_key(svc_fd, sprev, &snext) == 0) {
+		sk = snext;
+		sprev = &sk;
+		if (bpf_map_lookup_elem(svc_fd, &sk, &sv) == 0)
+			svcs[n_svcs++] = sv.svc_id;
+	}
+	close(svc_fd);
+	snprintf(path, sizeof(path), "%s/xm_backends", pin);
+	n_be = map_keys_u32(path, backends, 65536);
+	if (!n_svcs || !n_be)
+		die("fill: nothing published under %s", pin);
+	snprintf(path, sizeof(path), "%s/xm_conn_metrics", pin);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		die("fill: %s: %s", path, strerror(errno));
+	for (i = 0; i < count; i++) {
+		struct xm_conn_metrics_key k = { .family = XM_FAMILY_V4 };
+		struct xm_conn_metrics v = { 10, 9, 1000, 5000 };
+
+		/* Clients 10.240.x.y: several per series, as pods of one workload would be. */
+		k.client.v4 = htonl(0x0af00000u + (uint32_t)(i / 4));
+		k.svc_id = svcs[(size_t)i % n_svcs];
+		k.backend_id = backends[(size_t)(i / 3) % n_be];
+		if (bpf_map_update_elem(fd, &k, &v, BPF_ANY))
+			die("fill: entry %ld: %s", i, strerror(errno));
+	}
+	close(fd);
+	free(svcs);
+	printf("filled %ld xm_conn_metrics entries over %zu service ports and %zu backends\n", count, n_svcs, n_be);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "services", required_argument, NULL, 's' }, { "per-file", required_argument, NULL, 'p' },
-		{ "dir", required_argument, NULL, 'd' },      { "round", required_argument, NULL, 'r' },
-		{ "reloads", required_argument, NULL, 'R' },  { "metrics", required_argument, NULL, 'm' },
-		{ "seconds", required_argument, NULL, 'S' },  { NULL, 0, NULL, 0 }
-	};
-	int n = 0, per_file = 100, round = 1, reloads = 5, c;
-	const char *dir = NULL, *metrics = NULL, *path = "/healthz/ready";
+	static const struct option lo[] = { { "services", required_argument, NULL, 's' },
+					    { "per-file", required_argument, NULL, 'p' },
+					    { "dir", required_argument, NULL, 'd' },
+					    { "round", required_argument, NULL, 'r' },
+					    { "reloads", required_argument, NULL, 'R' },
+					    { "metrics", required_argument, NULL, 'm' },
+					    { "seconds", required_argument, NULL, 'S' },
+					    { "path", required_argument, NULL, 'P' },
+					    { "admin", required_argument, NULL, 'a' },
+					    { "interval-ms", required_argument, NULL, 'i' },
+					    { "pin", required_argument, NULL, 'b' },
+					    { "count", required_argument, NULL, 'c' },
+					    { NULL, 0, NULL, 0 } };
+	int n = 0, per_file = 100, round = 1, reloads = 5, interval_ms = 5, c;
+	const char *dir = NULL, *metrics = NULL, *path = "/metrics", *admin = NULL, *pin = NULL;
+	long count = 0;
 	double seconds = 0;
 
 	if (argc < 2)
-		die("usage: apply gen|change|inproc|probe ... (see the comment at the top of bench/apply.c)");
+		die("usage: apply gen|change|inproc|probe|fill ... (see the comment at the top of bench/apply.c)");
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -305,6 +413,18 @@ int main(int argc, char **argv)
 		case 'P':
 			path = optarg;
 			break;
+		case 'a':
+			admin = optarg;
+			break;
+		case 'i':
+			interval_ms = atoi(optarg);
+			break;
+		case 'b':
+			pin = optarg;
+			break;
+		case 'c':
+			count = atol(optarg);
+			break;
 		default:
 			die("unknown option");
 		}
@@ -323,6 +443,8 @@ int main(int argc, char **argv)
 		return cmd_inproc(dir, reloads);
 	}
 	if (!strcmp(argv[1], "probe"))
-		return cmd_probe(metrics, path, seconds);
+		return cmd_probe(metrics, admin, path, seconds, interval_ms > 0 ? interval_ms : 5);
+	if (!strcmp(argv[1], "fill"))
+		return cmd_fill(pin, count);
 	die("unknown command %s", argv[1]);
 }

@@ -2,11 +2,11 @@
 #include "metrics/istio_tcp.h"
 
 #include <bpf/bpf.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/grow.h"
 #include "metrics/registry.h"
 
 #define TCP_LABELS 14
@@ -51,12 +51,11 @@ static void set_identity(const char **labels, int first, const struct xm_identit
 	labels[first + 2] = id ? id->principal : "unknown";
 }
 
-void istio_tcp_add(struct xm_scrape *sc, const struct xm_snapshot *snap, enum istio_tcp_reporter reporter,
-		   uint32_t svc_id, uint32_t backend_id, const struct xm_identity *client,
-		   const struct istio_tcp_counts *c)
+static void add_series(struct xm_scrape *sc, const struct xm_snapshot *snap, enum istio_tcp_reporter reporter,
+		       uint32_t svc_id, const struct xm_identity *client, const struct xm_identity *backend,
+		       const struct istio_tcp_counts *c)
 {
 	const struct xm_lb_service *svc = snapshot_service(snap, svc_id);
-	const struct xm_lb_backend *b = snapshot_backend(snap, backend_id);
 	const uint64_t v[4] = { c->opened, c->closed, c->sent, c->received };
 	const char *labels[TCP_LABELS];
 	char fqdn[sizeof(svc->name) + sizeof(svc->ns) + 32];
@@ -70,7 +69,7 @@ void istio_tcp_add(struct xm_scrape *sc, const struct xm_snapshot *snap, enum is
 	labels[5] = fqdn;
 	labels[6] = svc->name;
 	labels[7] = svc->ns;
-	set_identity(labels, 8, b ? identities_find(&snap->identities, &b->addr, b->family) : NULL);
+	set_identity(labels, 8, backend);
 	labels[11] = "tcp";
 	labels[12] = "unknown";
 	labels[13] = "-";
@@ -79,53 +78,125 @@ void istio_tcp_add(struct xm_scrape *sc, const struct xm_snapshot *snap, enum is
 			   TCP_LABELS, v[f]);
 }
 
-static int key_cmp(const void *x, const void *y)
+void istio_tcp_add(struct xm_scrape *sc, const struct xm_snapshot *snap, enum istio_tcp_reporter reporter,
+		   uint32_t svc_id, uint32_t backend_id, const struct xm_identity *client,
+		   const struct istio_tcp_counts *c)
 {
-	return memcmp(x, y, sizeof(struct xm_conn_metrics_key));
+	const struct xm_lb_backend *b = snapshot_backend(snap, backend_id);
+
+	add_series(sc, snap, reporter, svc_id, client,
+		   b ? identities_find(&snap->identities, &b->addr, b->family) : NULL, c);
 }
 
 /*
- * The keys of the LRU hash, each once: a walk restarts from the first key when the previous one was
- * evicted meanwhile, so keys are collected and deduplicated before any value is read.
+ * Every entry of the LRU hash with its value, read in batches (a few syscalls for 65,536 entries instead of
+ * two per entry). A kernel without batch operations on this map type gets the key walk.
  */
-static size_t collect_keys(int map_fd, struct xm_conn_metrics_key **out)
+static size_t collect_entries(int map_fd, struct xm_conn_metrics_key **keys_out, struct xm_conn_metrics **vals_out)
 {
-	struct xm_conn_metrics_key k, next, *prev = NULL, *keys = NULL;
-	size_t n = 0, cap = 0, i, m;
+	enum {
+		BATCH = 4096,
+		max_entries = 65536
+	};
+	struct xm_conn_metrics_key *keys = calloc(max_entries, sizeof(*keys));
+	struct xm_conn_metrics *vals = calloc(max_entries, sizeof(*vals));
+	struct xm_conn_metrics_key k, next, *prev = NULL;
+	__u32 in_batch = 0, out_batch;
+	size_t n = 0;
+	int err = 0;
 
-	while (bpf_map_get_next_key(map_fd, prev, &next) == 0 && n < 4 * 65536) {
-		if (xm_grow((void **)&keys, &cap, n + 1, sizeof(*keys)))
+	*keys_out = keys;
+	*vals_out = vals;
+	if (!keys || !vals)
+		return 0;
+	while (!err && n < max_entries) {
+		__u32 count = (__u32)(max_entries - n < BATCH ? max_entries - n : BATCH);
+
+		err = bpf_map_lookup_batch(map_fd, n ? &in_batch : NULL, &out_batch, keys + n, vals + n, &count, NULL);
+		if (err && errno != ENOENT)
 			break;
-		keys[n++] = next;
+		n += count;
+		in_batch = out_batch;
+	}
+	if (!err || errno == ENOENT)
+		return n;
+	/* No batch operations here: walk the keys (a walk restarts when its key was evicted meanwhile). */
+	for (n = 0; n < max_entries && bpf_map_get_next_key(map_fd, prev, &next) == 0;) {
 		k = next;
 		prev = &k;
+		if (bpf_map_lookup_elem(map_fd, &k, &vals[n]) == 0)
+			keys[n++] = k;
 	}
-	if (n > 1)
-		qsort(keys, n, sizeof(*keys), key_cmp);
-	for (i = 0, m = 0; i < n; i++)
-		if (!m || key_cmp(&keys[m - 1], &keys[i]))
-			keys[m++] = keys[i];
-	*out = keys;
-	return m;
+	return n;
+}
+
+/* One (service port, client identity, backend identity) group of xm_conn_metrics entries. */
+struct socket_group {
+	uint32_t svc_id;
+	const struct xm_identity *client, *backend; /* into the snapshot: equal pointers, equal identity */
+	struct istio_tcp_counts c;
+};
+
+static int group_cmp(const void *x, const void *y)
+{
+	const struct socket_group *a = x, *b = y;
+
+	if (a->svc_id != b->svc_id)
+		return a->svc_id < b->svc_id ? -1 : 1;
+	if (a->client != b->client)
+		return (uintptr_t)a->client < (uintptr_t)b->client ? -1 : 1;
+	if (a->backend != b->backend)
+		return (uintptr_t)a->backend < (uintptr_t)b->backend ? -1 : 1;
+	return 0;
 }
 
 void istio_tcp_collect_sockets(struct xm_scrape *sc, const struct xm_snapshot *snap, int conn_metrics_fd)
 {
-	struct xm_conn_metrics_key *keys = NULL;
-	size_t n = collect_keys(conn_metrics_fd, &keys);
+	struct xm_conn_metrics_key *keys;
+	struct xm_conn_metrics *vals;
+	size_t n = collect_entries(conn_metrics_fd, &keys, &vals), m = 0;
+	struct socket_group *g = calloc(n ? n : 1, sizeof(*g));
 
 	/* Declared even when empty: a scrape always has the four families. */
 	for (int f = 0; f < 4; f++)
 		scrape_family(sc, family_names[f], "counter", family_help[f]);
+	if (!g)
+		goto out;
 	for (size_t i = 0; i < n; i++) {
-		struct xm_conn_metrics c;
+		const struct xm_lb_backend *b = snapshot_backend(snap, keys[i].backend_id);
+		const struct xm_conn_metrics c = vals[i];
 
-		if (bpf_map_lookup_elem(conn_metrics_fd, &keys[i], &c))
-			continue;
+		if (!snapshot_service(snap, keys[i].svc_id))
+			continue; /* a service port that is gone: its counters go with it */
 		/* xm_conn_metrics counts from the client's side: its sent bytes are the request's. */
-		istio_tcp_add(sc, snap, ISTIO_TCP_SOURCE, keys[i].svc_id, keys[i].backend_id,
-			      identities_find(&snap->identities, &keys[i].client, keys[i].family),
-			      &(struct istio_tcp_counts){ c.opened, c.closed, c.received_bytes, c.sent_bytes });
+		g[m++] = (struct socket_group){
+			.svc_id = keys[i].svc_id,
+			.client = identities_find(&snap->identities, &keys[i].client, keys[i].family),
+			.backend = b ? identities_find(&snap->identities, &b->addr, b->family) : NULL,
+			.c = { c.opened, c.closed, c.received_bytes, c.sent_bytes },
+		};
 	}
+	/*
+	 * Many entries are one series (a workload's pods, clients outside the mesh): sum them here, so a scrape
+	 * labels each series once instead of once per entry (65,536 entries at most).
+	 */
+	if (m > 1)
+		qsort(g, m, sizeof(*g), group_cmp);
+	for (size_t i = 0; i < m;) {
+		struct istio_tcp_counts sum = g[i].c;
+		size_t j = i + 1;
+
+		for (; j < m && !group_cmp(&g[i], &g[j]); j++) {
+			sum.opened += g[j].c.opened;
+			sum.closed += g[j].c.closed;
+			sum.sent += g[j].c.sent;
+			sum.received += g[j].c.received;
+		}
+		add_series(sc, snap, ISTIO_TCP_SOURCE, g[i].svc_id, g[i].client, g[i].backend, &sum);
+		i = j;
+	}
+out:
+	free(g);
 	free(keys);
+	free(vals);
 }
