@@ -20,7 +20,9 @@ struct xm_agent {
 	void *states[XM_N_MODULES]; /* NULL: the module is off (or not initialised) */
 	size_t n_inited;
 	struct xm_watch *watch;
-	struct xm_config_cache *config_cache; /* parsed objects per config file, across reloads */
+	struct xm_compile_opts copts;
+	struct config_thread *config; /* builds snapshots off the control loop */
+	uint64_t applied_seq;	      /* the newest build applied (or refused): older results are dropped */
 	struct xm_admin *admin;
 	struct xm_metrics_thread *metrics;
 	pthread_mutex_t snap_lock; /* guards the swap of snap against daemon_snapshot_acquire */

@@ -18,6 +18,7 @@
 #include "core/strbuf.h"
 #include "core/watch.h"
 #include "daemon/agent.h"
+#include "daemon/config_thread.h"
 #include "datapath/datapath.h"
 #include "datapath/xdp.h"
 #include "metrics/registry.h"
@@ -111,39 +112,38 @@ static double clock_ms(clockid_t id)
 }
 
 /*
- * Load, validate, compile, apply. A config with any error changes nothing: the datapath keeps serving the
- * last good one.
+ * Publishes a build (config_thread.h): every module serves its snapshot, then the daemon swaps it in. A
+ * refused config changes nothing: the datapath keeps serving the last good one. Control loop only.
  */
-static void agent_reload(struct xm_agent *a, const char *why)
+static void apply_build(struct xm_agent *a, struct config_build *b)
 {
-	struct xm_compile_opts copts = { .node_name = a->opts.node_name, .maglev_size = a->opts.maglev_size };
-	struct xm_config cfg = { 0 };
-	struct xm_diags diags = { 0 };
-	struct xm_snapshot *next = NULL;
 	double t0 = clock_ms(CLOCK_MONOTONIC), cpu0 = clock_ms(CLOCK_THREAD_CPUTIME_ID);
-	int err, failed;
+	struct xm_snapshot *next;
+	int failed;
 
+	if (b->seq <= a->applied_seq) {
+		log_debug("config: build %llu (%s) overtaken by build %llu; dropped", (unsigned long long)b->seq,
+			  b->why, (unsigned long long)a->applied_seq);
+		return;
+	}
+	a->applied_seq = b->seq;
 	a->last_apply = time(NULL);
-	if (!a->config_cache)
-		a->config_cache = config_cache_new(); /* NULL: every file is parsed */
-	err = a->config_cache
-		  ? config_load_cached(a->config_cache, a->opts.config_paths, a->opts.n_config_paths, &cfg, &diags)
-		  : config_load(a->opts.config_paths, a->opts.n_config_paths, &cfg, &diags);
-	if (err) {
-		log_diags(&diags);
-		snprintf(a->last_error, sizeof(a->last_error), "%zu config error(s), first: %s", diags.n,
-			 diags.n ? diags.items[0].msg : strerror(-err));
-		log_error("config rejected (%s): %zu error(s); still serving the previous config", why, diags.n);
+	if (!b->snap && b->diags.n) {
+		log_diags(&b->diags);
+		snprintf(a->last_error, sizeof(a->last_error), "%zu config error(s), first: %s", b->diags.n,
+			 b->diags.items[0].msg);
+		log_error("config rejected (%s): %zu error(s); still serving the previous config", b->why, b->diags.n);
 		a->applies_failed++;
-		goto out;
+		return;
 	}
-	next = snapshot_build(&cfg, &copts, &err);
-	if (!next) {
-		snprintf(a->last_error, sizeof(a->last_error), "compile: %s", strerror(-err));
-		log_error("config rejected (%s): compile: %s", why, strerror(-err));
+	if (!b->snap) {
+		snprintf(a->last_error, sizeof(a->last_error), "%s", strerror(-b->err));
+		log_error("config rejected (%s): %s; still serving the previous config", b->why, strerror(-b->err));
 		a->applies_failed++;
-		goto out;
+		return;
 	}
+	next = b->snap;
+	b->snap = NULL; /* the daemon's reference now */
 	next->generation = ++a->generation;
 	failed = apply_modules(a, next);
 	publish_snapshot(a, next);
@@ -156,17 +156,37 @@ static void agent_reload(struct xm_agent *a, const char *why)
 		a->last_error[0] = '\0';
 		a->applies_ok++;
 	}
-	log_info("config applied (%s): generation %llu, %zu service ports%s in %.1f ms (CPU %.1f ms)", why,
-		 (unsigned long long)next->generation, next->lb.n_services, failed ? ", with errors" : "",
-		 clock_ms(CLOCK_MONOTONIC) - t0, clock_ms(CLOCK_THREAD_CPUTIME_ID) - cpu0);
-out:
-	config_free(&cfg);
-	diags_free(&diags);
+	log_info("config applied (%s): generation %llu, %zu service ports%s in %.1f ms of the control loop (CPU %.1f "
+		 "ms), built in %.1f ms on the config thread (CPU %.1f ms)",
+		 b->why, (unsigned long long)next->generation, next->lb.n_services, failed ? ", with errors" : "",
+		 clock_ms(CLOCK_MONOTONIC) - t0, clock_ms(CLOCK_THREAD_CPUTIME_ID) - cpu0, b->ms, b->cpu_ms);
 }
 
+static void on_build(struct config_build *b, void *ctx)
+{
+	apply_build(ctx, b);
+	config_build_free(b);
+}
+
+/* The start and an admin reload wait for their build: what they answer depends on it. */
+static void agent_reload_now(struct xm_agent *a, const char *why)
+{
+	struct config_build *b = config_thread_build_now(a->config, why);
+
+	if (!b) {
+		log_error("config: out of memory for a build (%s); still serving the previous config", why);
+		a->applies_failed++;
+		return;
+	}
+	on_build(b, a);
+}
+
+/* The watcher and SIGHUP: built on the config thread, applied when it hands the result back. */
 static void on_config_change(void *ctx)
 {
-	agent_reload(ctx, "config changed");
+	struct xm_agent *a = ctx;
+
+	config_thread_request(a->config, "config changed");
 }
 
 /* 500 ms: ejections that end without a connection to notice, garbage past its grace period, neighbours. */
@@ -189,7 +209,7 @@ static void on_signal(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	if (read(fd, &si, sizeof(si)) != sizeof(si))
 		return;
 	if (si.ssi_signo == SIGHUP) {
-		agent_reload(ctx, "SIGHUP");
+		config_thread_request(((struct xm_agent *)ctx)->config, "SIGHUP");
 		return;
 	}
 	log_info("signal %d: stopping", si.ssi_signo);
@@ -214,7 +234,7 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 		return;
 	}
 	if (!strcmp(command, "reload")) {
-		agent_reload(a, "admin reload");
+		agent_reload_now(a, "admin reload");
 		sb_printf(out, "%s\n", a->last_error[0] ? a->last_error : "ok");
 		return;
 	}
@@ -300,6 +320,7 @@ int daemon_run(const struct xm_agent_opts *opts)
 	memset(a, 0, sizeof(*a));
 	pthread_mutex_init(&a->snap_lock, NULL);
 	a->opts = *opts;
+	a->copts = (struct xm_compile_opts){ .node_name = opts->node_name, .maglev_size = opts->maglev_size };
 	a->loop = loop_new();
 	if (!a->loop) {
 		log_error("event loop: %s", strerror(errno));
@@ -312,10 +333,13 @@ int daemon_run(const struct xm_agent_opts *opts)
 	}
 	if (init_modules(a))
 		goto out;
+	a->config = config_thread_start(a->loop, a->opts.config_paths, a->opts.n_config_paths, &a->copts, on_build, a);
+	if (!a->config)
+		goto out;
 	a->watch = watch_new(a->loop, opts->config_paths, opts->n_config_paths, on_config_change, a);
 	if (!a->watch)
 		goto out;
-	agent_reload(a, "start");
+	agent_reload_now(a, "start");
 	if (!loop_timer_add(a->loop, 500, 500, on_tick, a))
 		goto out;
 	a->admin = admin_listen(a->loop, opts->admin_path, on_admin, a);
@@ -334,9 +358,9 @@ out:
 	metrics_thread_stop(a->metrics); /* first: it reads the modules' state */
 	admin_close(a->admin);
 	watch_free(a->watch);
+	config_thread_stop(a->config); /* before the modules: a build in flight is dropped, never applied */
 	close_modules(a);
 	publish_snapshot(a, NULL);
-	config_cache_free(a->config_cache);
 	if (opts->detach_on_exit) {
 		if (xdp_datapath_remove(opts->bpffs) == 0 && datapath_remove(opts->bpffs) == 0)
 			log_info("detached: removed links and maps under %s", opts->bpffs);

@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/background.h"
 #include "core/log.h"
 #include "core/loop.h"
 
@@ -19,7 +21,10 @@ struct xm_metrics_thread {
 static void *run(void *arg)
 {
 	struct xm_metrics_thread *t = arg;
-	int err = loop_run(t->loop);
+	int err;
+
+	thread_set_background("metrics");
+	err = loop_run(t->loop);
 
 	if (err)
 		log_error("metrics: event loop: %s", strerror(-err));
