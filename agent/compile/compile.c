@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/grow.h"
 #include "core/log.h"
 
 const char *lb_algo_name(uint8_t algo)
@@ -151,15 +152,8 @@ static int add_backend(struct xm_lb_service *out, size_t *cap, const struct xm_l
 			return 0;
 		}
 	}
-	if (out->n_backends == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 8;
-		void *p = realloc(out->backends, ncap * sizeof(*out->backends));
-
-		if (!p)
-			return -ENOMEM;
-		out->backends = p;
-		*cap = ncap;
-	}
+	if (XM_GROW(out->backends, *cap, out->n_backends + 1))
+		return -ENOMEM;
 	out->backends[out->n_backends++] = *b;
 	if (b->ready)
 		out->n_ready++;

@@ -15,21 +15,11 @@ static int key_cmp(const void *a, const void *b)
 static int local_addrs_add(struct xm_local_addrs *s, const struct xm_ip *ip, __u32 flags)
 {
 	struct xm_local_ip_key k;
-	size_t cap = s->cap;
 
 	if (ip->family != XM_FAMILY_V4 && ip->family != XM_FAMILY_V6)
 		return 0;
-	/* Both arrays grow to the same capacity; cap is committed only when both have it. */
-	if (xm_grow((void **)&s->keys, &cap, s->n + 1, sizeof(*s->keys)))
+	if (XM_GROW(s->keys, s->cap_keys, s->n + 1) || XM_GROW(s->flags, s->cap_flags, s->n + 1))
 		return -ENOMEM;
-	if (cap != s->cap) {
-		__u32 *fl = realloc(s->flags, cap * sizeof(*fl));
-
-		if (!fl)
-			return -ENOMEM;
-		s->flags = fl;
-		s->cap = cap;
-	}
 	memset(&k, 0, sizeof(k));
 	memcpy(k.addr.bytes, ip->bytes, ip->family == XM_FAMILY_V4 ? 4 : 16);
 	k.family = ip->family;

@@ -17,7 +17,7 @@
 struct xm_local_addrs {
 	struct xm_local_ip_key *keys; /* sorted, unique */
 	__u32 *flags;		      /* XM_LOCAL_IP_*, merged for an address that is several things */
-	size_t n, cap;
+	size_t n, cap_keys, cap_flags;
 };
 
 /* Fills out from cfg for node (NULL or "": nothing is local). Returns 0 or -ENOMEM (out left empty). */

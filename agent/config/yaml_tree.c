@@ -9,6 +9,7 @@
 #include <yaml.h>
 
 #include "config/diag.h"
+#include "core/grow.h"
 
 #define MERGE_MAX_DEPTH 16 /* "<<" chains: plenty for hand-written YAML, bounded for hostile YAML */
 
@@ -140,15 +141,8 @@ static struct ynode *node_new(struct builder *b, enum ynode_kind kind, const yam
 {
 	struct ynode *n;
 
-	if (b->doc.n_all == b->doc.cap_all) {
-		size_t cap = b->doc.cap_all ? b->doc.cap_all * 2 : 64;
-		struct ynode **all = realloc(b->doc.all, cap * sizeof(*all));
-
-		if (!all)
-			return NULL;
-		b->doc.all = all;
-		b->doc.cap_all = cap;
-	}
+	if (XM_GROW(b->doc.all, b->doc.cap_all, b->doc.n_all + 1))
+		return NULL;
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
@@ -169,15 +163,8 @@ static int attach(struct builder *b, struct ynode *child)
 		return 0;
 	}
 	parent = b->stack[b->depth - 1];
-	if (parent->n == parent->cap) {
-		size_t cap = parent->cap ? parent->cap * 2 : 4;
-		struct ynode **kids = realloc(parent->kids, cap * sizeof(*kids));
-
-		if (!kids)
-			return -ENOMEM;
-		parent->kids = kids;
-		parent->cap = cap;
-	}
+	if (XM_GROW(parent->kids, parent->cap, parent->n + 1))
+		return -ENOMEM;
 	parent->kids[parent->n++] = child;
 	return 0;
 }

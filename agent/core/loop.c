@@ -5,6 +5,7 @@
  * when the batch is over, so an event of the same batch that still points at one finds it dead and skips.
  */
 #include "core/loop.h"
+#include "core/grow.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -232,14 +233,11 @@ int loop_add_fd(struct xm_loop *loop, int fd, uint32_t events, xm_loop_cb cb, vo
 	if (fd < 0)
 		return -EBADF;
 	if ((size_t)fd >= loop->n_by_fd) {
-		size_t n = (size_t)fd + 1 > 2 * loop->n_by_fd ? (size_t)fd + 1 : 2 * loop->n_by_fd;
-		struct xm_loop_handler **grown = realloc(loop->by_fd, n * sizeof(*grown));
+		size_t old = loop->n_by_fd;
 
-		if (!grown)
+		if (XM_GROW(loop->by_fd, loop->n_by_fd, (size_t)fd + 1))
 			return -ENOMEM;
-		memset(grown + loop->n_by_fd, 0, (n - loop->n_by_fd) * sizeof(*grown));
-		loop->by_fd = grown;
-		loop->n_by_fd = n;
+		memset(loop->by_fd + old, 0, (loop->n_by_fd - old) * sizeof(*loop->by_fd));
 	}
 	if (loop->by_fd[fd])
 		return -EEXIST;
@@ -336,15 +334,8 @@ struct xm_timer *loop_timer_add(struct xm_loop *loop, uint64_t first_ms, uint64_
 {
 	struct xm_timer *t;
 
-	if (loop->n_timers == loop->cap_heap) {
-		size_t cap = loop->cap_heap ? 2 * loop->cap_heap : 16;
-		struct xm_timer **grown = realloc(loop->heap, cap * sizeof(*grown));
-
-		if (!grown)
-			return NULL;
-		loop->heap = grown;
-		loop->cap_heap = cap;
-	}
+	if (XM_GROW(loop->heap, loop->cap_heap, loop->n_timers + 1))
+		return NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/grow.h"
 #include "core/log.h"
 
 struct pairs {
@@ -18,15 +19,8 @@ struct pairs {
 
 static int pairs_add(struct pairs *a, const struct xm_nat_backend_key *k, const struct xm_nat_vip *v)
 {
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 64;
-		void *p = realloc(a->p, cap * sizeof(*a->p));
-
-		if (!p)
-			return -ENOMEM;
-		a->p = p;
-		a->cap = cap;
-	}
+	if (XM_GROW(a->p, a->cap, a->n + 1))
+		return -ENOMEM;
 	memset(&a->p[a->n], 0, sizeof(a->p[a->n]));
 	a->p[a->n].key = *k;
 	a->p[a->n].vip = *v;

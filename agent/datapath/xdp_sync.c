@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/grow.h"
 #include "core/log.h"
 #include "datapath/neigh.h"
 #include "datapath/tcp_counters.h"
@@ -90,13 +91,8 @@ void xdp_datapath_neighbours(const struct xm_lb_state *st)
 				;
 			if (k < n)
 				continue;
-			if (n == cap) {
-				void *p = realloc(nodes, (cap = cap ? cap * 2 : 16) * sizeof(*nodes));
-
-				if (!p)
-					goto out;
-				nodes = p;
-			}
+			if (XM_GROW(nodes, cap, n + 1))
+				goto out;
 			nodes[n++] = (struct xm_neigh_node){ .addr = b->node_addr, .family = b->family };
 		}
 	}

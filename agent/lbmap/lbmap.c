@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/grow.h"
 #include "core/log.h"
 #include "lb/maglev.h"
 #include "outlier/outlier.h"
@@ -225,15 +226,8 @@ bool lbmap_backend(const struct xm_lbmap *m, uint32_t backend_id, struct xm_back
 
 static int gc_push(struct xm_lbmap *m, const struct garbage *g)
 {
-	if (m->n_gc == m->cap_gc) {
-		size_t ncap = m->cap_gc ? m->cap_gc * 2 : 64;
-		void *p = realloc(m->gc, ncap * sizeof(*m->gc));
-
-		if (!p)
-			return -ENOMEM;
-		m->gc = p;
-		m->cap_gc = ncap;
-	}
+	if (XM_GROW(m->gc, m->cap_gc, m->n_gc + 1))
+		return -ENOMEM;
 	m->gc[m->n_gc++] = *g;
 	return 0;
 }
@@ -816,15 +810,8 @@ static int adopt_services(struct xm_lbmap *m)
 		prev = &key;
 		if (bpf_map_lookup_elem(m->fds.services, &key, &v) < 0 || !v.svc_id || v.svc_id >= XM_MAX_SVC_IDS)
 			continue;
-		if (m->n_svcs == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			void *p = realloc(m->svcs, ncap * sizeof(*m->svcs));
-
-			if (!p)
-				return -ENOMEM;
-			m->svcs = p;
-			cap = ncap;
-		}
+		if (XM_GROW(m->svcs, cap, m->n_svcs + 1))
+			return -ENOMEM;
 		memset(&m->svcs[m->n_svcs], 0, sizeof(m->svcs[0]));
 		m->svcs[m->n_svcs].key = key;
 		m->svcs[m->n_svcs].value = v;
