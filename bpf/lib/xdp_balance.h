@@ -149,7 +149,7 @@ static __always_inline int xm_xdp_encap(struct xdp_md *ctx, struct xm_pkt *p, co
 	rc = xm_fib_to_node(ctx, &fib, p->family, src, node_addr, p->l3_len + hdr_len);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		/* XDP cannot queue it while ARP/ND runs, and the kernel cannot route a VIP: passed, it came back to
-		 * the client as ICMP unreachable (older kernels abort a connect on it). Dropped, the client
+		 * the client as ICMP unreachable, which aborts a connecting socket. Dropped, the client
 		 * retransmits while the kernel resolves the managed entry the agent keeps for each remote node. */
 		xm_xdp_stat(XM_XDP_DROP_NO_NEIGH);
 		xm_vip_count(svc_id, XM_VIP_DROP, new_flow, 0);
