@@ -3,9 +3,9 @@
 # only backend): XDP cannot send the SYN and the kernel cannot route a VIP. The SYN is dropped and counted
 # (drop_no_neigh), the client retransmits, and once the neighbour is resolved the connection completes.
 # Passed to node A's kernel, the SYN was answered with ICMP destination unreachable (no route), which
-# aborts a SYN_SENT socket with ENETUNREACH unless it arrives while connect() still holds the socket (on an
-# idle host it does; under load it comes later: the once-flaky IPv6 echo of test_xdp_pmtu.sh). As that
-# depends on timing, the test checks the cause: the client must see no unreachable (1000 bytes: no segment
+# aborts a SYN_SENT socket with ENETUNREACH unless it arrives while connect() still holds the socket (here
+# it always did; most likely it did not in the once-flaky IPv6 echo of test_xdp_pmtu.sh). As that depends
+# on timing, the test checks the cause: the client must see no unreachable (1000 bytes: no segment
 # is big enough for an ICMP fragmentation needed, which IPv4 counts as unreachable too). Both families.
 #
 #        a0 │ l2: br0 │ b0                    │ e0
