@@ -368,10 +368,37 @@ static __always_inline void xm_report_failure(struct xm_sock_state *st)
 	xm_outlier_local_failure(st->svc_id, st->backend_id, bpf_ktime_get_ns());
 }
 
+/* sk_shutdown's bits (include/net/sock.h): macros, so vmlinux.h has no copy. */
+#define XM_SHUTDOWN_MASK 3
+
 /*
- * Per connection through a VIP: live counts per backend (+1 when the SYN leaves, -1 at CLOSE) for
- * LEAST_REQUEST, and connect outcomes for outlier detection — a refused or reset SYN, or a SYN that had
- * to be retransmitted, is a local-origin failure; an established connection is a success.
+ * Whether the client is done with the connection: it can neither send nor receive on it (close(), or
+ * shutdown both ways). From then on the connection is no longer active for LEAST_REQUEST (Envoy counts the
+ * connections its own side holds): the socket may wait in FIN_WAIT1 until the server's kernel acks the FIN,
+ * which it delays until the server process closes, and a busy server must not make a backend look loaded
+ * to a client that has moved on. A half-closed socket (shutdown(SHUT_WR)) still awaits the reply: active.
+ */
+static __always_inline bool xm_client_done(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+
+	return tp && (tp->inet_conn.icsk_inet.sk.sk_shutdown & XM_SHUTDOWN_MASK) == XM_SHUTDOWN_MASK;
+}
+
+/* Takes a connection out of its backend's live count, once. */
+static __always_inline void xm_uncount(struct xm_sock_state *st)
+{
+	if (!(st->flags & XM_SOCK_F_COUNTED))
+		return;
+	st->flags &= ~XM_SOCK_F_COUNTED;
+	xm_backend_conns_add(st->backend_id, -1);
+}
+
+/*
+ * Per connection through a VIP: live counts per backend (+1 when the SYN leaves, -1 when the client is
+ * done with it or at the latest at CLOSE) for LEAST_REQUEST, and connect outcomes for outlier detection — a refused or
+ * reset SYN, or a SYN that had to be retransmitted, is a local-origin failure; an established connection is a success.
  */
 SEC("sockops")
 int xm_sockops(struct bpf_sock_ops *skops)
@@ -414,8 +441,15 @@ int xm_sockops(struct bpf_sock_ops *skops)
 			xm_report_failure(st);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] != BPF_TCP_CLOSE)
+		if (skops->args[1] != BPF_TCP_CLOSE) {
+			if (!xm_client_done(skops))
+				break;
+			cookie = bpf_get_socket_cookie(skops);
+			st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
+			if (st)
+				xm_uncount(st);
 			break;
+		}
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 		if (!st)
@@ -435,8 +469,7 @@ int xm_sockops(struct bpf_sock_ops *skops)
 				    xm_app_bytes(skops->bytes_received, xm_fin_received(skops, skops->args[0])));
 			}
 		}
-		if (st->flags & XM_SOCK_F_COUNTED)
-			xm_backend_conns_add(st->backend_id, -1);
+		xm_uncount(st);
 		/* The socket is done: its entry goes, so live entries are live connections. */
 		bpf_map_delete_elem(&xm_sock_state, &cookie);
 		break;

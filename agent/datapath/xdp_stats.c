@@ -14,7 +14,7 @@
 static const char *const stat_names[XM_XDP_STAT_MAX] = {
 	[XM_XDP_PASS_NOT_IP] = "pass_not_ip",	      [XM_XDP_PASS_NOT_VIP] = "pass_not_vip",
 	[XM_XDP_PASS_MALFORMED] = "pass_malformed",   [XM_XDP_PASS_FRAGMENT] = "pass_fragment",
-	[XM_XDP_PASS_IPV6_EXT] = "pass_ipv6_ext",     [XM_XDP_PASS_NO_NEIGH] = "pass_no_neigh",
+	[XM_XDP_PASS_IPV6_EXT] = "pass_ipv6_ext",     [XM_XDP_DROP_NO_NEIGH] = "drop_no_neigh",
 	[XM_XDP_DNAT_LOCAL] = "dnat_local",	      [XM_XDP_TX_ENCAP] = "tx_encap",
 	[XM_XDP_CT_HIT] = "ct_revalidated",	      [XM_XDP_DECAP] = "decap",
 	[XM_XDP_DROP_NO_BACKEND] = "drop_no_backend", [XM_XDP_DROP_NO_LOCAL] = "drop_no_local",

@@ -148,11 +148,12 @@ static __always_inline int xm_xdp_encap(struct xdp_md *ctx, struct xm_pkt *p, co
 	}
 	rc = xm_fib_to_node(ctx, &fib, p->family, src, node_addr, p->l3_len + hdr_len);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		/* XDP cannot queue it while ARP/ND runs. The agent keeps a managed neighbour entry for every
-		 * remote node's next hop (agent/datapath/neigh.c), so this is a transient; the client retransmits. */
-		xm_xdp_stat(XM_XDP_PASS_NO_NEIGH);
-		xm_vip_count(svc_id, XM_VIP_PASS, new_flow, 0);
-		return XDP_PASS;
+		/* XDP cannot queue it while ARP/ND runs, and the kernel cannot route a VIP: passed, it came back to
+		 * the client as ICMP unreachable, which aborts a connecting socket. Dropped, the client
+		 * retransmits while the kernel resolves the managed entry the agent keeps for each remote node. */
+		xm_xdp_stat(XM_XDP_DROP_NO_NEIGH);
+		xm_vip_count(svc_id, XM_VIP_DROP, new_flow, 0);
+		return XDP_DROP;
 	}
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		/* Tell the client (PMTU discovery) instead of black-holing it; never forwarded: a per-VIP drop. */

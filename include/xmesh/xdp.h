@@ -164,7 +164,7 @@ enum xm_xdp_stat {
 	XM_XDP_PASS_MALFORMED,	/* bad or truncated IP/L4 header: passed untouched, the kernel drops it */
 	XM_XDP_PASS_FRAGMENT,	/* IPv4 fragment or IPv6 fragment header: passed untouched */
 	XM_XDP_PASS_IPV6_EXT,	/* IPv6 extension header before L4: passed untouched */
-	XM_XDP_PASS_NO_NEIGH,	/* remote backend, next hop unresolved: original passed to the kernel */
+	XM_XDP_DROP_NO_NEIGH,	/* remote backend, next hop unresolved: dropped, the client retransmits */
 	XM_XDP_DNAT_LOCAL,	/* DNAT to a local backend, XDP_PASS (new or re-validated flows) */
 	XM_XDP_TX_ENCAP,	/* IPIP/IP6IP6 to the backend's node, XDP_TX (or XDP_REDIRECT) */
 	XM_XDP_CT_HIT,		/* known flow forwarded from its connection-table snapshot */

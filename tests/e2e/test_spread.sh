@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # 600 TCP connects to the VIP from a client pod in the mesh spread over all 3 backends (each 20-47%) and
-# getpeername() answers the VIP every time: for the default (LEAST_REQUEST), ROUND_ROBIN and RANDOM.
+# getpeername() answers the VIP every time: for the default (LEAST_REQUEST), ROUND_ROBIN and RANDOM; and
+# once the client has closed them, no backend counts a live connection.
 # The algorithm changes by rewriting the DestinationRule, which also exercises re-apply on change.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
@@ -25,6 +26,10 @@ for lb in default ROUND_ROBIN RANDOM LEAST_REQUEST; do
 	xmt_client c1 "$out" spread --addr "$XMT_VIP:$XMT_PORT" -n 600 || true
 	# shellcheck disable=SC2086
 	xmt_assert_spread "$out" 600 20 47 $backends
+	# The client has closed every connection, so none is live any more for LEAST_REQUEST: sockops takes a
+	# connection out of its backend's count at close(), not when the server gets round to closing its end.
+	live=$(xmt_xmesh maps xm_backend_conns --bpffs "$XMT_PIN" | grep 'active=' || true)
+	[ -z "$live" ] || xmt_fail "live connection counts after the client closed all: ${live//$'\n'/ }"
 	notes+=("$lb $(xmt_ids "$out") max_connect=$(xmt_field "$out" max_connect_ms)ms")
 	xmt_log "$lb: $(xmt_ids "$out")"
 done

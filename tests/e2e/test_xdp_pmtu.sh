@@ -66,7 +66,9 @@ xmx_agent b nodeb nodeb up0
 echo_through() {
 	local out="$XMT_TMP/echo$1"
 	xmt_nsrun ext "$XM_STREAM" echo --addr "$2" --bytes "$BYTES" --timeout-ms 15000 >"$out" 2>&1 ||
-		xmt_fail "IPv$1 echo of $BYTES bytes did not complete: $(tail -n 3 "$out")"
+		xmt_fail "IPv$1 echo of $BYTES bytes did not complete: $(tail -n 3 "$out")" \
+			"(node A: $(xmx_status a | tr '\n' ' '); node B: $(xmx_status b | tr '\n' ' ');" \
+			"node A's neighbours: $(ip -n "${XMT_P}nodea" neigh show dev up0 | tr '\n' ';'))"
 }
 
 # cached_pmtu ADDR: the path MTU ext's kernel learned for ADDR (empty if none).
