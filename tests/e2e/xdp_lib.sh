@@ -230,3 +230,49 @@ xmx_yaml_node() {
 	printf '%s\n' "---" "apiVersion: v1" "kind: Node" "metadata:" "  name: $1" "status:" "  addresses:" \
 		"  - type: InternalIP" "    address: $2"
 }
+
+# xmx_two_nodes_echo: xmx_two_nodes made dual-stack (uplinks 10.199.0.0/24 and fd00:199::/64, node B's pods
+# also on fd00:200:2::/64), one echo pod bs1 on node B (xm-stream serve on $XMT_TARGET, 10.200.2.11 and
+# fd00:200:2::11), external Services web4 (10.97.0.10) and web6 (fd00:97::10) with bs1 as their backend, the
+# Nodes' InternalIPs, and both agents started with XDP on up0. ext routes the VIPs through node A, which
+# encapsulates to node B. XM_STREAM must be set.
+xmx_two_nodes_echo() {
+	xmx_two_nodes
+	xmx_sysctl nodea net.ipv6.conf.all.forwarding=1
+	xmx_sysctl nodeb net.ipv6.conf.all.forwarding=1
+	ip -n "${XMT_P}nodeb" addr add fd00:200:2::1/64 dev br0 nodad
+	xmx_addr6 nodea up0 fd00:199::1
+	xmx_addr6 nodeb up0 fd00:199::2
+	xmx_addr6 ext eth0 fd00:199::100
+	ip -n "${XMT_P}ext" -6 route add fd00:97::/64 via fd00:199::1
+	# As in test_xdp_two_nodes.sh: native XDP on the port that receives node A's XDP_TX frames (the IPIP
+	# packets and the ICMP replies), and full checksums in the client's frames, which leave node A as bytes.
+	xmx_xdp_pass l2 a0
+	xmx_tx_csum_off ext eth0
+
+	# The backend: one dual-stack pod on node B echoing every byte (xm-stream), so clients send full segments.
+	xmt_netns_add bs1
+	ip -n "${XMT_P}nodeb" link add v-bs1 type veth peer name eth0 netns "${XMT_P}bs1"
+	ip -n "${XMT_P}nodeb" link set v-bs1 master br0 up
+	ip -n "${XMT_P}bs1" addr add 10.200.2.11/24 dev eth0
+	ip -n "${XMT_P}bs1" addr add fd00:200:2::11/64 dev eth0 nodad
+	ip -n "${XMT_P}bs1" link set eth0 up
+	ip -n "${XMT_P}bs1" route add default via 10.200.2.1
+	ip -n "${XMT_P}bs1" -6 route add default via fd00:200:2::1
+	xmt_bg echo-bs1 bs1 plain "$XM_STREAM" serve --port "$XMT_TARGET"
+	xmt_wait_for "$(xmt_bg_log echo-bs1)" 'ready' 5 "${XMT_BG[echo-bs1]}" ||
+		xmt_fail "xm-stream in bs1 did not start: $(cat "$(xmt_bg_log echo-bs1)")"
+
+	{
+		xmx_yaml_ext_service web4 10.97.0.10 10.96.0.50
+		xmx_yaml_slice web4 nodeb 10.200.2.11
+		xmx_yaml_ext_service web6 fd00:97::10 fd00:96::50
+		xmx_yaml_slice web6 nodeb fd00:200:2::11
+		printf '%s\n' "---" "apiVersion: v1" "kind: Node" "metadata:" "  name: nodea" "status:" "  addresses:" \
+			"  - type: InternalIP" "    address: 10.199.0.1" "  - type: InternalIP" "    address: fd00:199::1"
+		printf '%s\n' "---" "apiVersion: v1" "kind: Node" "metadata:" "  name: nodeb" "status:" "  addresses:" \
+			"  - type: InternalIP" "    address: 10.199.0.2" "  - type: InternalIP" "    address: fd00:199::2"
+	} | xmt_config_write web.yaml
+	xmx_agent a nodea nodea up0
+	xmx_agent b nodeb nodeb up0
+}
