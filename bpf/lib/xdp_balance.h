@@ -201,6 +201,20 @@ static __always_inline int xm_xdp_forward(struct xdp_md *ctx, struct xm_pkt *p, 
 	return xm_xdp_encap(ctx, p, &ct->node_addr, xm_flow_hash(ck), svc_id, new_flow);
 }
 
+/* The external service port a flow is addressed to, or NULL (not a VIP, or a ClusterIP-only port). */
+static __always_inline struct xm_svc_value *xm_ext_service(const struct xm_ct_key *ck)
+{
+	struct xm_svc_key sk;
+	struct xm_svc_value *svc;
+
+	sk.vip = ck->daddr;
+	sk.port = ck->dport;
+	sk.proto = ck->proto;
+	sk.family = ck->family;
+	svc = bpf_map_lookup_elem(&xm_services, &sk);
+	return svc && (svc->flags & XM_SVC_F_EXTERNAL) ? svc : NULL;
+}
+
 /*
  * Balances a parsed TCP/UDP packet whose destination may be an external VIP. decapped: it came out of a
  * tunnel from another node, so only a local backend may serve it. Returns an XDP verdict, or XM_NOT_VIP.
@@ -212,7 +226,6 @@ static __always_inline int xm_xdp_forward(struct xdp_md *ctx, struct xm_pkt *p, 
  */
 static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, const bool decapped, bool from_node)
 {
-	struct xm_svc_key sk;
 	struct xm_svc_value *svc;
 	struct xm_ct_value *ct, snap;
 	struct xm_backend *be = NULL;
@@ -222,12 +235,8 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 	xm_ct_key_of(p, &ck);
 	if (decapped && !from_node) {
 		/* Before the connection table: a spoofed packet must neither use nor create a flow. */
-		sk.vip = ck.daddr;
-		sk.port = ck.dport;
-		sk.proto = ck.proto;
-		sk.family = ck.family;
-		svc = bpf_map_lookup_elem(&xm_services, &sk);
-		if (!svc || !(svc->flags & XM_SVC_F_EXTERNAL))
+		svc = xm_ext_service(&ck);
+		if (!svc)
 			return XM_NOT_VIP;
 		xm_xdp_stat(XM_XDP_DROP_TUNNEL_SOURCE);
 		return XDP_DROP;
@@ -238,12 +247,8 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 		return xm_xdp_forward(ctx, p, &ck, ct, false);
 	}
 
-	sk.vip = ck.daddr;
-	sk.port = ck.dport;
-	sk.proto = ck.proto;
-	sk.family = ck.family;
-	svc = bpf_map_lookup_elem(&xm_services, &sk);
-	if (!svc || !(svc->flags & XM_SVC_F_EXTERNAL))
+	svc = xm_ext_service(&ck);
+	if (!svc)
 		return XM_NOT_VIP;
 
 	/*
