@@ -28,7 +28,6 @@ struct xm_agent {
 	pthread_mutex_t snap_lock; /* guards the swap of snap against daemon_snapshot_acquire */
 	struct xm_snapshot *snap;  /* in force; NULL until a config applied */
 	uint64_t generation;
-	bool have_config; /* snap came from a config that applied */
 	atomic_ullong applies_ok, applies_failed;
 	time_t last_apply; /* wall clock of the last attempt */
 	char last_error[1024];

@@ -147,7 +147,6 @@ static void apply_build(struct xm_agent *a, struct config_build *b)
 	next->generation = ++a->generation;
 	failed = apply_modules(a, next);
 	publish_snapshot(a, next);
-	a->have_config = true;
 	if (failed) {
 		snprintf(a->last_error, sizeof(a->last_error), "%d module(s) kept part of their previous state",
 			 failed);
@@ -351,7 +350,7 @@ int daemon_run(const struct xm_agent_opts *opts)
 	log_info("metrics on http://%s/metrics", opts->metrics_addr);
 
 	metrics_thread_set_ready(a->metrics, true);
-	log_info("ready%s", a->have_config ? "" : " (config has errors: serving what the pinned maps held)");
+	log_info("ready%s", a->snap ? "" : " (config has errors: serving what the pinned maps held)");
 	err = loop_run(a->loop);
 	rc = err ? 1 : 0;
 out:
