@@ -49,42 +49,130 @@ static int id_cmp(const void *a, const void *b)
 	return memcmp(x->addr.bytes, y->addr.bytes, 16);
 }
 
+static int label_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct xm_label *)a)->key, ((const struct xm_label *)b)->key);
+}
+
+/* The first of keys that pod has with a non-empty value, else dflt. */
+static const char *first_label(const struct xm_pod *pod, const char *const *keys, size_t n, const char *dflt)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const char *v = label_of(pod, keys[i]);
+
+		if (v && *v)
+			return v;
+	}
+	return dflt;
+}
+
+static int workload_fill(struct xm_workload *w, const struct xm_pod *pod)
+{
+	static const char *const service_keys[] = { "service.istio.io/canonical-name", "app.kubernetes.io/name",
+						    "app" };
+	static const char *const revision_keys[] = { "service.istio.io/canonical-revision",
+						     "app.kubernetes.io/version", "version" };
+	static const char *const app_key[] = { "app" }, *const version_key[] = { "version" };
+
+	snprintf(w->ns, sizeof(w->ns), "%s", pod->ns);
+	snprintf(w->pod, sizeof(w->pod), "%s", pod->name);
+	identity_workload_name(pod, w->name, sizeof(w->name));
+	snprintf(w->app, sizeof(w->app), "%s", first_label(pod, app_key, 1, "unknown"));
+	snprintf(w->version, sizeof(w->version), "%s", first_label(pod, version_key, 1, "unknown"));
+	snprintf(w->canonical_service, sizeof(w->canonical_service), "%s",
+		 first_label(pod, service_keys, 3, w->name));
+	snprintf(w->canonical_revision, sizeof(w->canonical_revision), "%s",
+		 first_label(pod, revision_keys, 3, "latest"));
+	snprintf(w->service_account, sizeof(w->service_account), "%s",
+		 pod->service_account[0] ? pod->service_account : "default");
+	snprintf(w->principal, sizeof(w->principal), "spiffe://cluster.local/ns/%s/sa/%s", pod->ns,
+		 w->service_account);
+	if (!pod->n_labels)
+		return 0;
+	w->labels = malloc(pod->n_labels * sizeof(*w->labels));
+	if (!w->labels)
+		return -ENOMEM;
+	memcpy(w->labels, pod->labels, pod->n_labels * sizeof(*w->labels));
+	w->n_labels = pod->n_labels;
+	qsort(w->labels, w->n_labels, sizeof(*w->labels), label_cmp);
+	return 0;
+}
+
+const char *workload_label(const struct xm_workload *w, const char *key)
+{
+	struct xm_label k;
+	const struct xm_label *hit;
+
+	if (!w->n_labels || strlen(key) >= sizeof(k.key))
+		return NULL;
+	snprintf(k.key, sizeof(k.key), "%s", key);
+	hit = bsearch(&k, w->labels, w->n_labels, sizeof(k), label_cmp);
+	return hit ? hit->value : NULL;
+}
+
+static void workloads_free(struct xm_workload *w, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(w[i].labels);
+	free(w);
+}
+
 int identities_build(const struct xm_config *cfg, struct xm_identities *ids)
 {
 	struct xm_identity *items;
+	struct xm_workload *wls;
 	size_t n = 0, cap = 0, i, j;
 
 	for (i = 0; i < cfg->n_pods; i++)
 		cap += cfg->pods[i].n_ips;
 	items = calloc(cap ? cap : 1, sizeof(*items));
-	if (!items)
-		return -ENOMEM;
+	wls = calloc(cfg->n_pods ? cfg->n_pods : 1, sizeof(*wls));
+	if (!items || !wls)
+		goto nomem;
 	for (i = 0; i < cfg->n_pods; i++) {
 		const struct xm_pod *pod = &cfg->pods[i];
+		struct xm_workload *w = &wls[i];
 
+		if (workload_fill(w, pod))
+			goto nomem;
 		for (j = 0; j < pod->n_ips; j++) {
 			struct xm_identity *id = &items[n++];
 
 			id->family = pod->ips[j].family;
 			memcpy(id->addr.bytes, pod->ips[j].bytes, id->family == 4 ? 4 : 16);
-			snprintf(id->ns, sizeof(id->ns), "%s", pod->ns);
-			identity_workload_name(pod, id->workload, sizeof(id->workload));
-			snprintf(id->principal, sizeof(id->principal), "spiffe://cluster.local/ns/%s/sa/%s", pod->ns,
-				 pod->service_account[0] ? pod->service_account : "default");
+			snprintf(id->ns, sizeof(id->ns), "%s", w->ns);
+			snprintf(id->workload, sizeof(id->workload), "%s", w->name);
+			snprintf(id->principal, sizeof(id->principal), "%s", w->principal);
+			id->wl = w;
 		}
 	}
 	qsort(items, n, sizeof(*items), id_cmp);
 	identities_free(ids);
 	ids->items = items;
 	ids->n = n;
+	ids->workloads = wls;
+	ids->n_workloads = cfg->n_pods;
 	return 0;
+nomem:
+	free(items);
+	if (wls)
+		workloads_free(wls, cfg->n_pods);
+	return -ENOMEM;
 }
 
 void identities_free(struct xm_identities *ids)
 {
 	free(ids->items);
+	if (ids->workloads)
+		workloads_free(ids->workloads, ids->n_workloads);
 	ids->items = NULL;
 	ids->n = 0;
+	ids->workloads = NULL;
+	ids->n_workloads = 0;
 }
 
 const struct xm_identity *identities_find(const struct xm_identities *ids, const union xm_addr *addr, uint8_t family)

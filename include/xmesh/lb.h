@@ -79,6 +79,9 @@ XM_STATIC_ASSERT(sizeof(struct xm_svc_value) == 16, "xm_svc_value size");
 #define XM_SVC_F_EXTERNAL 0x1
 /* Outlier detection is on for this service port: selection skips ejected endpoints. */
 #define XM_SVC_F_OUTLIER 0x2
+/* HTTP (Istio protocol selection or a VirtualService http route): the connect hook sends it to the agent's L7
+ * proxy; when no proxy is configured it is balanced at L4 like any other port. */
+#define XM_SVC_F_L7 0x4
 
 /* xm_slots key: slot'th backend of the list published under table_id. */
 struct xm_slot_key {

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Per-request load balancing over an L7 cluster's endpoints with the DestinationRule's algorithm (Envoy's
+ * semantics): ROUND_ROBIN, RANDOM, LEAST_REQUEST (power of two choices over active requests), and
+ * consistentHash on a header, a cookie (issued when absent), the source IP or a query parameter (ring hash
+ * by Maglev table, as Istio configures). Each worker owns one l7_balancer: no locks on the request path.
+ */
+#ifndef XMESH_L7_BALANCE_H
+#define XMESH_L7_BALANCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xmesh/lb.h>
+
+#include "l7/routes.h"
+
+/* Active requests per backend id, shared by every worker (atomic adds): LEAST_REQUEST's view. */
+void l7_active_add(uint32_t backend_id, int delta);
+uint32_t l7_active_get(uint32_t backend_id);
+
+/* Is this endpoint ejected right now (the kernel's outlier state)? Set by the proxy; NULL: never. */
+typedef bool (*l7_ejected_fn)(void *ctx, uint32_t svc_id, uint32_t backend_id);
+
+struct l7_balancer; /* per worker: round-robin cursors, random state, cached Maglev tables */
+
+struct l7_balancer *l7_balancer_new(uint64_t seed, l7_ejected_fn ejected, void *ejected_ctx);
+void l7_balancer_free(struct l7_balancer *b);
+/* A new snapshot is in force: drop state keyed by the old one's clusters. */
+void l7_balancer_reset(struct l7_balancer *b);
+
+struct l7_pick {
+	int index;		/* into cluster->endpoints, -1: none healthy (503 UH) */
+	char set_cookie[512];	/* a Set-Cookie header value to add to the response, "" when none */
+};
+
+/* Picks an endpoint for rq from c (client: the downstream address, for useSourceIp). */
+void l7_balance_pick(struct l7_balancer *b, const struct l7_cluster *c, const struct l7_request_view *rq,
+		     const union xm_addr *client, uint8_t family, struct l7_pick *out);
+
+#endif

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The compiled L7 route table: what VirtualServices and DestinationRules mean for HTTP traffic on this node,
+ * built once per config on the config thread, immutable afterwards and read by the proxy workers through the
+ * snapshot (snapshot->routes). What `xmesh routes` prints. Semantics follow Istio's networking API
+ * (VirtualService http[], DestinationRule subsets/trafficPolicy); docs/l7.md lists where they differ.
+ */
+#ifndef XMESH_L7_ROUTES_H
+#define XMESH_L7_ROUTES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xmesh/lb.h>
+
+#include "compile/compile.h"
+#include "compile/identity.h"
+#include "config/model.h"
+#include "http/h1.h"
+
+struct strbuf;
+
+/* A destination: a service port, optionally narrowed to a DestinationRule subset (Envoy's cluster). */
+struct l7_cluster {
+	char name[XM_NAME_MAX + 160]; /* Envoy's "outbound|9080|v1|reviews.default.svc.cluster.local" */
+	char host_fqdn[XM_NAME_MAX + 64]; /* "reviews.default.svc.cluster.local": destination_service */
+	char svc_name[XM_NAME_MAX];	  /* destination_service_name */
+	char svc_ns[64];		  /* destination_service_namespace */
+	char subset[64];		  /* "" for the whole service */
+	uint16_t port;			  /* service port (host order) */
+	const struct xm_lb_service *svc;  /* in the same snapshot; svc->svc_id is set once published */
+	/* Ready endpoints of the subset, pointers into svc->backends (their ids are set once published). */
+	const struct xm_lb_backend **endpoints;
+	const struct xm_workload **endpoint_wl; /* the pod of each endpoint, or NULL (destination_* labels) */
+	size_t n_endpoints;
+	struct xm_traffic_policy policy; /* the DestinationRule's, with the subset's fields laid over it */
+};
+
+enum l7_str_match_kind {
+	L7_MATCH_ANY = 0, /* the field was absent */
+	L7_MATCH_EXACT,
+	L7_MATCH_PREFIX,
+	L7_MATCH_REGEX, /* RE2 syntax, full match (Istio); compiled once per apply */
+};
+
+struct l7_str_match {
+	enum l7_str_match_kind kind;
+	char *value;  /* exact/prefix text, or the pattern */
+	void *regex;  /* compiled pattern (private to routes.c) */
+};
+
+struct l7_kv_match {
+	char *name; /* header name (lowercase) or query parameter */
+	struct l7_str_match m;
+};
+
+/* One HTTPMatchRequest: every field present must match (AND). */
+struct l7_match {
+	char *name;
+	struct l7_str_match uri, scheme, method, authority;
+	struct l7_kv_match *headers; /* must match */
+	size_t n_headers;
+	struct l7_kv_match *without_headers; /* must not match (absent counts as not matching) */
+	size_t n_without_headers;
+	struct l7_kv_match *query_params;
+	size_t n_query_params;
+	uint16_t port;		      /* 0: any */
+	struct xm_label *source_labels; /* the client pod must carry all of them */
+	size_t n_source_labels;
+	char *source_namespace; /* NULL: any */
+	bool ignore_uri_case;
+};
+
+struct l7_header_op {
+	char *name;
+	char *value; /* NULL for remove */
+};
+
+/* HTTPRoute headers: request and response, each set (replace), add (append), remove. */
+struct l7_headers {
+	struct l7_header_op *req_set, *req_add, *resp_set, *resp_add;
+	size_t n_req_set, n_req_add, n_resp_set, n_resp_add;
+	char **req_remove, **resp_remove;
+	size_t n_req_remove, n_resp_remove;
+};
+
+struct l7_destination {
+	const struct l7_cluster *cluster;
+	uint32_t weight; /* 0..100; all of a route's sum to 100 (validated), a single one is 100 */
+	struct l7_headers headers;
+};
+
+enum l7_action {
+	L7_ACTION_ROUTE = 0,
+	L7_ACTION_REDIRECT,
+	L7_ACTION_DIRECT_RESPONSE,
+};
+
+struct l7_route {
+	char *name;	     /* HTTPRoute.name, or "" */
+	char vs_ns[64];	     /* the VirtualService it came from ("" for a service's default route) */
+	char vs_name[XM_NAME_MAX];
+	struct l7_match *matches; /* OR; none means match everything */
+	size_t n_matches;
+	enum l7_action action;
+	struct l7_destination *dests;
+	size_t n_dests;
+	struct l7_headers headers;
+	char *rewrite_uri;	 /* replaces the matched prefix (prefix match) or the whole path; NULL: none */
+	char *rewrite_authority; /* NULL: none */
+	/* redirect */
+	char *redirect_uri, *redirect_authority;
+	uint16_t redirect_code; /* 301 default */
+	/* directResponse */
+	uint16_t direct_status;
+	char *direct_body; /* NULL: empty */
+	size_t direct_body_len;
+	/* mirror (fire-and-forget shadow copy) */
+	const struct l7_cluster *mirror;
+	double mirror_percent; /* 0..100; 100 when mirror is set without mirrorPercentage */
+	/* Filled later by the resilience work (#14): timeout, retries, fault. */
+	uint64_t timeout_ms; /* 0: none */
+	struct xm_loc loc;
+};
+
+/* The routes of one or more VirtualServices for one set of domains. */
+struct l7_vhost {
+	char **domains; /* "reviews", "reviews.default", "reviews.default.svc.cluster.local", "*.example.com", VIP */
+	size_t n_domains;
+	struct l7_route *routes; /* in order: the first match wins */
+	size_t n_routes;
+};
+
+/* A captured HTTP service port: where connections to key land. */
+struct l7_service {
+	struct xm_svc_key key;		 /* the VIP:port the client dialed */
+	const struct xm_lb_service *svc; /* in the same snapshot */
+	const struct l7_vhost *vhost;	 /* the vhost serving this VIP when Host names nothing else */
+};
+
+struct l7_route_table {
+	struct l7_service *services; /* sorted by key */
+	size_t n_services;
+	struct l7_vhost *vhosts;
+	size_t n_vhosts;
+	struct l7_cluster *clusters;
+	size_t n_clusters;
+};
+
+/* What the router looks at in a request. */
+struct l7_request_view {
+	struct h1_str method, path, query, host;
+	const struct h1_header *headers;
+	uint32_t n_headers;
+	uint16_t port;			  /* the service port dialed */
+	const struct xm_workload *source; /* the client pod, or NULL when unknown */
+};
+
+/*
+ * Builds the table for cfg over lb (the snapshot's compiled services). Returns 0 or -ENOMEM; everything a
+ * user can get wrong was reported by validation already.
+ */
+int l7_routes_build(const struct xm_config *cfg, const struct xm_lb_state *lb, const struct xm_identities *ids,
+		    struct l7_route_table *out);
+void l7_routes_free(struct l7_route_table *t);
+
+/* The captured service for a dialed VIP:port, or NULL (not HTTP). */
+const struct l7_service *l7_service_find(const struct l7_route_table *t, const struct xm_svc_key *key);
+
+/*
+ * The first route of the vhost that rq's Host selects (else the dialed service's) whose matches rq
+ * satisfies, or NULL (404, response flag NR).
+ */
+const struct l7_route *l7_route_select(const struct l7_route_table *t, const struct l7_service *svc,
+				       const struct l7_request_view *rq);
+
+/* Picks one of route's destinations by weight; r is uniform in [0, 100). */
+const struct l7_destination *l7_route_pick_destination(const struct l7_route *route, uint32_t r);
+
+/* `xmesh routes`: the table per service, as text or as a JSON document. */
+void l7_routes_render(const struct l7_route_table *t, bool json, struct strbuf *out);
+
+#endif

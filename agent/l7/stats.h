@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Istio's request metrics (reporter="source"): istio_requests_total, istio_request_duration_milliseconds,
+ * istio_request_bytes, istio_response_bytes, with Istio's full label set. Each worker records into its own
+ * shard (no lock shared with another worker); the metrics thread sums the shards at scrape time without ever
+ * making a worker wait. The number of series is bounded (docs/l7.md says how).
+ */
+#ifndef XMESH_L7_STATS_H
+#define XMESH_L7_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "l7/record.h"
+
+struct xm_scrape;
+struct l7_stats_shard;
+
+/* One shard per worker, created before the worker starts, freed after it stopped. */
+struct l7_stats_shard *l7_stats_shard_new(void);
+void l7_stats_shard_free(struct l7_stats_shard *s);
+
+/* Worker thread: counts one finished request. Never blocks, never allocates once the series exists. */
+void l7_stats_record(struct l7_stats_shard *s, const struct l7_record *r);
+
+/* Metrics thread: adds the four families, summed over shards[0..n). */
+void l7_stats_collect(struct l7_stats_shard *const *shards, size_t n, struct xm_scrape *sc);
+
+/* Requests per destination service (for `xmesh status`), summed over shards: calls fn per service. */
+void l7_stats_per_service(struct l7_stats_shard *const *shards, size_t n,
+			  void (*fn)(void *ctx, const char *service, uint64_t requests), void *ctx);
+
+#endif
