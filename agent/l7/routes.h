@@ -23,7 +23,7 @@ struct strbuf;
 
 /* A destination: a service port, optionally narrowed to a DestinationRule subset (Envoy's cluster). */
 struct l7_cluster {
-	char name[XM_NAME_MAX + 160]; /* Envoy's "outbound|9080|v1|reviews.default.svc.cluster.local" */
+	char name[XM_NAME_MAX + 160];	  /* Envoy's "outbound|9080|v1|reviews.default.svc.cluster.local" */
 	char host_fqdn[XM_NAME_MAX + 64]; /* "reviews.default.svc.cluster.local": destination_service */
 	char svc_name[XM_NAME_MAX];	  /* destination_service_name */
 	char svc_ns[64];		  /* destination_service_namespace */
@@ -46,8 +46,8 @@ enum l7_str_match_kind {
 
 struct l7_str_match {
 	enum l7_str_match_kind kind;
-	char *value;  /* exact/prefix text, or the pattern */
-	void *regex;  /* compiled pattern (private to routes.c) */
+	char *value; /* exact/prefix text, or the pattern */
+	void *regex; /* compiled pattern (private to routes.c) */
 };
 
 struct l7_kv_match {
@@ -65,7 +65,7 @@ struct l7_match {
 	size_t n_without_headers;
 	struct l7_kv_match *query_params;
 	size_t n_query_params;
-	uint16_t port;		      /* 0: any */
+	uint16_t port;			/* 0: any */
 	struct xm_label *source_labels; /* the client pod must carry all of them */
 	size_t n_source_labels;
 	char *source_namespace; /* NULL: any */
@@ -98,8 +98,8 @@ enum l7_action {
 };
 
 struct l7_route {
-	char *name;	     /* HTTPRoute.name, or "" */
-	char vs_ns[64];	     /* the VirtualService it came from ("" for a service's default route) */
+	char *name;	/* HTTPRoute.name, or "" */
+	char vs_ns[64]; /* the VirtualService it came from ("" for a service's default route) */
 	char vs_name[XM_NAME_MAX];
 	struct l7_match *matches; /* OR; none means match everything */
 	size_t n_matches;
