@@ -246,6 +246,16 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 		daemon_render_status(a, true, out);
 		return;
 	}
+	if (!strcmp(command, "routes") || !strcmp(command, "routes json")) {
+		const struct xm_snapshot *snap = daemon_snapshot(a);
+		bool json = command[6] != '\0';
+
+		if (snap)
+			l7_routes_render(&snap->routes, json, out);
+		else
+			sb_puts(out, json ? "{\"services\":[]}\n" : "no config applied yet\n");
+		return;
+	}
 	if (!strcmp(command, "reload")) {
 		agent_reload_now(a, "admin reload");
 		sb_printf(out, "%s\n", a->last_error[0] ? a->last_error : "ok");
@@ -254,7 +264,9 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 	for (size_t i = 0; i < a->n_inited; i++)
 		if (a->states[i] && a->modules[i]->admin && a->modules[i]->admin(a->states[i], command, out))
 			return;
-	sb_printf(out, "error: unknown command \"%s\" (status, status json, reload, ping, sockmap on|off|status)\n",
+	sb_printf(out,
+		  "error: unknown command \"%s\" (status, status json, routes, routes json, reload, ping, sockmap "
+		  "on|off|status)\n",
 		  command);
 }
 
