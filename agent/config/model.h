@@ -10,8 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define XM_NAME_MAX  254 /* DNS subdomain names are at most 253 characters */
-#define XM_LABEL_MAX 320 /* label keys (prefix/name) and values */
+#define XM_NAME_MAX	   254 /* DNS subdomain names are at most 253 characters */
+#define XM_COOKIE_PATH_MAX 160 /* httpCookie.path: a Set-Cookie with name, value, Max-Age and Path fits 512 bytes */
+#define XM_LABEL_MAX	   320 /* label keys (prefix/name) and values */
 
 struct xm_loc {
 	const char *file; /* owned by the config (interned) */
@@ -116,9 +117,9 @@ enum xm_dr_lb {
 enum xm_dr_hash_key {
 	XM_DR_HASH_NONE = 0,
 	XM_DR_HASH_SOURCE_IP,	    /* useSourceIp: true */
-	XM_DR_HASH_HTTP_HEADER,	    /* httpHeaderName (L7, later) */
-	XM_DR_HASH_HTTP_COOKIE,	    /* httpCookie (L7, later) */
-	XM_DR_HASH_QUERY_PARAMETER, /* httpQueryParameterName (L7, later) */
+	XM_DR_HASH_HTTP_HEADER,	    /* httpHeaderName (L7 only) */
+	XM_DR_HASH_HTTP_COOKIE,	    /* httpCookie (L7 only) */
+	XM_DR_HASH_QUERY_PARAMETER, /* httpQueryParameterName (L7 only) */
 };
 
 struct xm_load_balancer {
@@ -126,6 +127,11 @@ struct xm_load_balancer {
 	enum xm_dr_hash_key hash_key;
 	char hash_param[XM_NAME_MAX]; /* header/cookie/parameter name */
 	uint32_t maglev_table_size;   /* consistentHash.maglev.tableSize, 0 = unset */
+	/* httpCookie.path and .ttl: with a ttl, the proxy issues the cookie to a request that lacks it (a ttl of
+	 * 0 makes it a session cookie); without one, such a request is balanced at random (Envoy). */
+	char cookie_path[XM_COOKIE_PATH_MAX]; /* "" when absent */
+	uint64_t cookie_ttl_ms;
+	bool cookie_ttl_set;
 	bool set;
 };
 
