@@ -31,8 +31,8 @@ void l7_balancer_free(struct l7_balancer *b);
 void l7_balancer_reset(struct l7_balancer *b);
 
 struct l7_pick {
-	int index;		/* into cluster->endpoints, -1: none healthy (503 UH) */
-	char set_cookie[512];	/* a Set-Cookie header value to add to the response, "" when none */
+	int index;	      /* into cluster->endpoints, -1: none healthy (503 UH) */
+	char set_cookie[512]; /* a Set-Cookie header value to add to the response, "" when none */
 };
 
 /* Picks an endpoint for rq from c (client: the downstream address, for useSourceIp). */
