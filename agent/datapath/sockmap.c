@@ -480,6 +480,15 @@ int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX])
 	return err;
 }
 
+int sockmap_fds(const struct xm_sockmap *sm, struct xm_sockmap_fds *out)
+{
+	if (!sm->skel)
+		return -ENODEV;
+	out->pairs = bpf_map__fd(sm->skel->maps.xm_sock_pairs);
+	out->sk_storage = bpf_map__fd(sm->skel->maps.xm_sockmap_sk);
+	return 0;
+}
+
 int sockmap_stats(const struct xm_sockmap *sm, uint64_t out[XM_SMSTAT_MAX])
 {
 	if (!sm->skel)

@@ -76,6 +76,14 @@ int sockmap_read_stats(int stats_fd, uint64_t out[XM_SMSTAT_MAX]);
 /* Counter names, for status and `xmesh maps`. */
 const char *sockmap_stat_name(unsigned int idx);
 
+/* Fds a socket inserted from userspace needs (datapath/l7_capture.h): the sockhash and the per-socket storage. */
+struct xm_sockmap_fds {
+	int pairs;	/* xm_sock_pairs */
+	int sk_storage; /* xm_sockmap_sk */
+};
+/* -ENODEV when sockmap is not loaded. */
+int sockmap_fds(const struct xm_sockmap *sm, struct xm_sockmap_fds *out);
+
 /* The counters of a loaded sockmap, summed over CPUs. -ENODEV when it is not loaded. */
 int sockmap_stats(const struct xm_sockmap *sm, uint64_t out[XM_SMSTAT_MAX]);
 
