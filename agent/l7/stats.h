@@ -16,6 +16,13 @@
 struct xm_scrape;
 struct l7_stats_shard;
 
+/*
+ * Series one shard holds at most. A request whose labels would make one more is counted in the shard's
+ * overflow series (every label but reporter, request_protocol, connection_security_policy and
+ * grpc_response_status is "overflow") and in xmesh_l7_series_overflow_total.
+ */
+#define L7_STATS_SERIES_MAX 4096
+
 /* One shard per worker, created before the worker starts, freed after it stopped. */
 struct l7_stats_shard *l7_stats_shard_new(void);
 void l7_stats_shard_free(struct l7_stats_shard *s);
@@ -23,7 +30,10 @@ void l7_stats_shard_free(struct l7_stats_shard *s);
 /* Worker thread: counts one finished request. Never blocks, never allocates once the series exists. */
 void l7_stats_record(struct l7_stats_shard *s, const struct l7_record *r);
 
-/* Metrics thread: adds the four families, summed over shards[0..n). */
+/*
+ * Metrics thread: adds the four families (and xmesh_l7_series, xmesh_l7_series_overflow_total), summed over
+ * shards[0..n). Runs while the workers record; never makes one wait.
+ */
 void l7_stats_collect(struct l7_stats_shard *const *shards, size_t n, struct xm_scrape *sc);
 
 /* Requests per destination service (for `xmesh status`), summed over shards: calls fn per service. */

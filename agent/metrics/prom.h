@@ -13,7 +13,7 @@
 struct strbuf;
 
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
-#define PROM_MAX_LABELS	  16
+#define PROM_MAX_LABELS	  32 /* Istio's request metrics carry 25, a histogram bucket one more (le) */
 
 /*
  * Usage, once per scrape and per family (a family must not appear twice in one scrape, and its samples
