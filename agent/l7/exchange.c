@@ -13,7 +13,6 @@
 
 #include "compile/snapshot.h"
 #include "core/loop.h"
-#include "l7/access_log.h"
 #include "l7/record.h"
 #include "l7/rewrite.h"
 #include "l7/stats.h"
@@ -120,6 +119,34 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->downstream_addr = d->peer;
 	r->downstream_port = d->peer_port;
 	r->downstream_family = d->family;
+	r->request_head_bytes = x->req_head_bytes;
+	r->response_head_bytes = x->resp_head_bytes;
+	r->upstream_service_ns = x->upstream_service_ns;
+	r->forwarded_for = x->xff[0] ? x->xff : NULL;
+	r->details = x->details;
+	r->route = x->route;
+	r->downstream_local_addr = d->vip.vip;
+	r->downstream_local_port = ntohs(d->vip.port);
+	r->downstream_local_family = d->vip.family;
+	r->upstream_local_addr = x->up_local;
+	r->upstream_local_port = x->up_local_port;
+	r->upstream_local_family = x->up_local_family;
+}
+
+/* x-forwarded-for as l7_rewrite_request writes it: the values received, then the client. */
+static void forwarded_for(const struct h1_request *req, const char *client, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < req->n_headers; i++) {
+		const struct h1_header *h = &req->headers[i];
+
+		if (h1_name_eq(h->name, "x-forwarded-for") && h->value.len && n < cap)
+			n += (size_t)snprintf(buf + n, cap - n, "%.*s, ", (int)h->value.len, h->value.p);
+	}
+	if (n < cap)
+		snprintf(buf + n, cap - n, "%s", client);
 }
 
 void l7_exchange_finish(struct l7_down *d)
@@ -130,8 +157,8 @@ void l7_exchange_finish(struct l7_down *d)
 
 	fill_record(d, &r);
 	l7_stats_record(w->shard, &r);
-	if (w->proxy->opts.access_log)
-		l7_access_log_write(w->proxy->opts.access_log, w->index, &r);
+	if (w->proxy->opts.on_record)
+		w->proxy->opts.on_record(w->proxy->opts.record_ctx, w->index, &r);
 	if (x->counted_active)
 		l7_active_add(x->endpoint->id, -1);
 	x->counted_active = false;
@@ -184,6 +211,7 @@ void l7_exchange_local_reply(struct l7_down *d, uint16_t status, uint32_t flags,
 	x->status = status;
 	x->flags |= flags;
 	x->resp_bytes = body_len;
+	x->resp_head_bytes = (uint64_t)n - body_len;
 	x->resp_done = true;
 	x->local = true;
 	if (close)
@@ -201,30 +229,46 @@ void l7_exchange_bad_request(struct l7_down *d, enum h1_error err)
 	x->start_unix_ns = clock_ns(CLOCK_REALTIME);
 	snprintf(x->method, sizeof(x->method), "-");
 	snprintf(x->path, sizeof(x->path), "-");
+	x->details = h1_error_name(err);
 	d->state = L7_DOWN_EXCHANGE;
 	d->close_after = true;
 	l7_buf_consume(&d->in, l7_buf_len(&d->in));
-	l7_exchange_local_reply(d, 400, L7_RF_BAD_REQUEST, NULL, "Bad Request", 11);
+	if (err == H1_E_VERSION_NOT_SUPPORTED)
+		l7_exchange_local_reply(d, 505, L7_RF_BAD_REQUEST, NULL, NULL, 0);
+	else if (err == H1_E_TOO_LARGE || err == H1_E_TOO_MANY_HEADERS)
+		l7_exchange_local_reply(d, 431, L7_RF_BAD_REQUEST, NULL, NULL, 0);
+	else
+		l7_exchange_local_reply(d, 400, L7_RF_BAD_REQUEST, NULL, "Bad Request", 11);
 }
 
-/* "http://authority/path?query" for a redirect. */
+/* "scheme://authority[:port]/path?query" for a redirect (Istio's HTTPRedirect). */
 static void redirect_location(const struct h1_request *req, const struct l7_route *route, char *buf, size_t cap)
 {
-	char path[1024];
-	int n = 0;
+	const char *uri = route->redirect_uri;
+	struct h1_str host = req->host;
+	char path[1024], port[8] = "";
+	int host_len;
 
-	if (route->redirect_uri)
-		n = snprintf(path, sizeof(path), "%s%s%.*s", route->redirect_uri,
-			     req->query.len && !strchr(route->redirect_uri, '?') ? "?" : "",
-			     strchr(route->redirect_uri, '?') ? 0 : (int)req->query.len, req->query.p);
+	if (uri)
+		snprintf(path, sizeof(path), "%s%s%.*s", uri, req->query.len && !strchr(uri, '?') ? "?" : "",
+			 strchr(uri, '?') ? 0 : (int)req->query.len, req->query.p);
 	else
-		n = snprintf(path, sizeof(path), "%.*s%s%.*s", (int)req->path.len, req->path.p,
-			     req->query.len ? "?" : "", (int)req->query.len, req->query.p);
-	(void)n;
+		snprintf(path, sizeof(path), "%.*s%s%.*s", (int)req->path.len, req->path.p, req->query.len ? "?" : "",
+			 (int)req->query.len, req->query.p);
 	if (route->redirect_authority)
-		snprintf(buf, cap, "location: http://%s%s\r\n", route->redirect_authority, path);
-	else
-		snprintf(buf, cap, "location: http://%.*s%s\r\n", (int)req->host.len, req->host.p, path);
+		host = (struct h1_str){ route->redirect_authority, (uint32_t)strlen(route->redirect_authority) };
+	host_len = (int)host.len;
+	if (route->redirect_port) {
+		/* The port replaces the one in the authority ("[v6]:port" keeps its brackets). */
+		for (int i = host_len - 1; i >= 0 && host.p[i] != ']'; i--)
+			if (host.p[i] == ':') {
+				host_len = i;
+				break;
+			}
+		snprintf(port, sizeof(port), ":%u", route->redirect_port);
+	}
+	snprintf(buf, cap, "location: %s://%.*s%s%s\r\n", route->redirect_scheme ? route->redirect_scheme : "http",
+		 host_len, host.p, port, path);
 }
 
 static void endpoint_of(const struct xm_lb_backend *b, struct l7_endpoint *ep)
@@ -340,6 +384,7 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	}
 	memcpy(x->head, w->scratch, (size_t)n);
 	x->head_len = (uint32_t)n;
+	forwarded_for(req, d->peer_str, x->xff, sizeof(x->xff));
 	if (x->route->mirror && x->route->mirror->n_endpoints)
 		mirror_request(d, req, head_len, &view);
 	l7_buf_consume(&d->in, head_len);
@@ -369,6 +414,7 @@ void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t
 	x->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
 	x->start_unix_ns = clock_ns(CLOCK_REALTIME);
 	x->hold = l7_worker_hold(w);
+	x->req_head_bytes = head_len;
 	copy_span(x->method, sizeof(x->method), req->method);
 	copy_span(x->path, sizeof(x->path), req->target);
 	copy_span(x->authority, sizeof(x->authority), req->host);
@@ -488,6 +534,8 @@ static bool response_head_step(struct l7_down *d)
 	if (!l7_buf_append(&d->out, w->scratch, (uint32_t)k))
 		return false; /* parsed again once the client took what is queued */
 	l7_buf_consume(&up->in, (uint32_t)n);
+	x->resp_head_bytes = (uint64_t)k;
+	x->upstream_service_ns = clock_ns(CLOCK_MONOTONIC) - x->upstream_sent_ns;
 	free(x->head); /* an answer arrived: no resend any more */
 	x->head = NULL;
 	x->status = resp.status;
@@ -524,6 +572,10 @@ bool l7_exchange_step(struct l7_down *d)
 		if (!l7_buf_append(&up->out, x->head, x->head_len))
 			return false;
 		x->head_sent = true;
+		x->upstream_sent_ns = clock_ns(CLOCK_MONOTONIC);
+		x->up_local = up->local;
+		x->up_local_port = up->local_port;
+		x->up_local_family = up->local_family;
 		up->requests++;
 		moved = true;
 	}

@@ -169,6 +169,17 @@ int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_
 	return err;
 }
 
+bool l7_proxy_listening(struct l7_proxy *p, const struct l7_proxy_addr *a)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->n_listeners && !found; i++)
+		found = p->listeners[i].fds && same_addr(&p->listeners[i].addr, a);
+	pthread_mutex_unlock(&p->lock);
+	return found;
+}
+
 uint16_t l7_proxy_port(const struct l7_proxy *p)
 {
 	return p->port;

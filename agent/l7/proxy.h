@@ -18,7 +18,7 @@
 
 struct xm_scrape;
 struct xm_snapshot;
-struct l7_access_log;
+struct l7_record;
 struct l7_stats_shard;
 struct l7_proxy;
 
@@ -43,9 +43,11 @@ struct l7_proxy_opts {
 	void *resolve_ctx;
 	l7_ejected_fn ejected; /* the kernel's outlier state for the balancer; NULL: nothing is ejected */
 	void *ejected_ctx;
-	struct l7_access_log *access_log; /* NULL: no access log */
-	uint64_t idle_timeout_ms;	  /* idle downstream keep-alive connections; 0: 1 hour (Envoy's) */
-	uint64_t drain_timeout_ms;	  /* how long l7_proxy_free lets requests finish; 0: 10 s */
+	/* Every finished request, on the worker's thread (the access log): must not block. NULL: none. */
+	void (*on_record)(void *ctx, size_t worker, const struct l7_record *r);
+	void *record_ctx;
+	uint64_t idle_timeout_ms;  /* idle downstream keep-alive connections; 0: 1 hour (Envoy's) */
+	uint64_t drain_timeout_ms; /* how long l7_proxy_free lets requests finish; 0: 10 s */
 };
 
 /* Starts the workers (they serve nothing until listen and apply). NULL with *err = -errno. */
@@ -56,6 +58,8 @@ struct l7_proxy *l7_proxy_new(const struct l7_proxy_opts *opts, int *err);
  * already listened on keep their sockets. Returns 0 or -errno (the addresses that failed are logged).
  */
 int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_t n);
+/* Does the proxy listen on a now? */
+bool l7_proxy_listening(struct l7_proxy *p, const struct l7_proxy_addr *a);
 /* The port the listeners are bound to (opts->port, or the one the kernel picked for 0); 0 before listen. */
 uint16_t l7_proxy_port(const struct l7_proxy *p);
 size_t l7_proxy_workers(const struct l7_proxy *p);

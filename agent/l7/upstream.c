@@ -4,6 +4,7 @@
  * so the warmest connection is reused; closed after the cluster's idleTimeout or maxRequestsPerConnection),
  * and fire-and-forget mirror copies.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -203,6 +204,17 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 		up->connecting = false;
 		up->connect_failed = up->error = true;
 		atomic_fetch_add_explicit(&w->c.connect_failures, 1, memory_order_relaxed);
+	}
+	len = sizeof(ss);
+	if (!getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		up->local_family = ep->family;
+		if (ss.ss_family == AF_INET) {
+			memcpy(up->local.bytes, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+			up->local_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		} else {
+			memcpy(up->local.bytes, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+			up->local_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		}
 	}
 	up->events = up->connecting ? EPOLLOUT : EPOLLIN;
 	if (loop_add_fd(w->loop, fd, up->events, on_up_event, up)) {

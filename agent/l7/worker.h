@@ -60,6 +60,9 @@ struct l7_up {
 	uint32_t max_requests; /* maxRequestsPerConnection, 0: unlimited */
 	uint64_t idle_timeout_ms;
 	bool connecting, eof, error, connect_failed, pooled, dead;
+	union xm_addr local; /* the proxy's end (access log's upstream_local_address) */
+	uint16_t local_port;
+	uint8_t local_family;
 	struct h1_chunked shadow_chunk; /* shadow: response framing while it drains */
 	bool shadow_head_done;
 	enum h1_body shadow_body;
@@ -106,6 +109,13 @@ struct l7_exchange {
 	uint16_t status;
 	uint32_t flags; /* L7_RF_* */
 	uint64_t start_unix_ns, start_mono_ns;
+	uint64_t req_head_bytes, resp_head_bytes;
+	uint64_t upstream_sent_ns, upstream_service_ns; /* head queued upstream; → response head */
+	const char *details;				/* %RESPONSE_CODE_DETAILS%, NULL: derived */
+	char xff[320];					/* x-forwarded-for as sent upstream */
+	union xm_addr up_local;
+	uint16_t up_local_port;
+	uint8_t up_local_family;
 	char set_cookie[512];
 	char method[24], path[1024], authority[256], user_agent[256], request_id[40];
 };
