@@ -5,7 +5,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -414,7 +413,7 @@ static size_t maglev_entry(const struct cluster_state *s, uint32_t slot)
 /* A fresh cookie value: 16 hex digits, like Envoy's. */
 static void new_cookie_value(struct l7_balancer *b, char out[17])
 {
-	snprintf(out, 17, "%016" PRIx64, rng_next(b));
+	snprintf(out, 17, "%016llx", (unsigned long long)rng_next(b));
 }
 
 static int pick_consistent_hash(struct l7_balancer *b, const struct l7_cluster *c, const struct l7_request_view *rq,

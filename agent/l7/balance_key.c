@@ -4,7 +4,6 @@
  * request are hashed for httpHeaderName, httpCookie, useSourceIp and httpQueryParameterName.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -153,7 +152,7 @@ int l7_balance_set_cookie(const struct xm_load_balancer *lb, const char *value, 
 	int n;
 
 	if (max_age)
-		snprintf(age, sizeof(age), "; Max-Age=%" PRIu64, max_age);
+		snprintf(age, sizeof(age), "; Max-Age=%llu", (unsigned long long)max_age);
 	if (lb->cookie_path[0])
 		snprintf(path, sizeof(path), "; Path=%s", lb->cookie_path);
 	n = snprintf(out, size, "%s=\"%s\"%s%s; HttpOnly", lb->hash_param, value, age, path);
