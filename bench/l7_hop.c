@@ -6,7 +6,11 @@
  * sock_lb and sockmap unpinned, makes the proxy listener in the node netns outside the mesh cgroup (as the
  * agent's is), joins the cgroup, and runs the client in the pod's netns.
  *
- *   l7_hop --cgroup DIR --pod-ns PATH --node-ns PATH --proxy-ip IP --pod-ip IP [--rr-iters N] [--out FILE]
+ * A last case makes the listener with l7_capture_socket_in_cgroup in --proxy-cgroup, where only sockmap's
+ * sockops is attached: accepted sockets enter the sockhash at establishment, with no add and no race.
+ *
+ *   l7_hop --cgroup DIR --proxy-cgroup DIR --pod-ns PATH --node-ns PATH --proxy-ip IP --pod-ip IP
+ *          [--rr-iters N] [--conn-iters N] [--out FILE]
  */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -33,13 +37,15 @@
 
 #define RR_SIZES 3
 static const size_t rr_sizes[RR_SIZES] = { 64, 1024, 16384 };
-#define VIP	   "10.96.0.80"
-#define PROXY_PORT 15001
+#define VIP	      "10.96.0.80"
+#define PROXY_PORT    15001
+#define PROXY_CG_PORT 15002 /* the listener made in the proxy cgroup */
 
 enum mode {
 	M_TCP,		  /* sockmap off */
 	M_SOCKMAP,	  /* on; the client starts once the proxy has put its socket in */
 	M_SOCKMAP_RACING, /* on; the client writes at once, as an HTTP client does (its first bytes beat accept) */
+	M_PROXY_CGROUP,	  /* on; listener in the proxy cgroup (sockops inserts at establishment); client at once */
 };
 
 struct result {
@@ -51,12 +57,12 @@ struct result {
 };
 
 static struct {
-	const char *cgroup, *pod_ns, *node_ns, *proxy_ip, *pod_ip, *out;
+	const char *cgroup, *proxy_cgroup, *pod_ns, *node_ns, *proxy_ip, *pod_ip, *out;
 	int rr_iters, conn_iters;
 	struct sock_lb *lb;
 	struct sockmap *sm;
 	struct xm_map_fds fds;
-	int lfd;
+	int lfd, lfd_cg;
 } g = { .rr_iters = 20000, .conn_iters = 2000, .out = "build/bench/l7_hop.json" };
 
 static double now_us(void)
@@ -114,14 +120,14 @@ static int proxy_take(const struct hop *h)
 {
 	struct xm_svc_key vip;
 	uint32_t svc_id;
-	int fd = accept(g.lfd, NULL, NULL), err;
+	int fd = accept(h->mode == M_PROXY_CGROUP ? g.lfd_cg : g.lfd, NULL, NULL), err;
 
 	if (fd < 0)
 		die("accept: %s", strerror(errno));
 	err = l7_capture_lookup(g.fds.l7_origdst, fd, &vip, &svc_id);
 	if (err)
 		die("l7_capture_lookup: %s", strerror(-err));
-	if (h->mode != M_TCP) {
+	if (h->mode == M_SOCKMAP || h->mode == M_SOCKMAP_RACING) {
 		err = l7_capture_sockmap_add(bpf_map__fd(g.sm->maps.xm_sock_pairs),
 					     bpf_map__fd(g.sm->maps.xm_sockmap_sk), fd);
 		if (err)
@@ -251,6 +257,15 @@ static unsigned long long sockmap_stat(unsigned int idx)
 	return (unsigned long long)st[idx];
 }
 
+static void set_proxy_port(uint16_t port)
+{
+	struct l7_capture_proxy proxy = { .v4 = true, .port = port };
+
+	inet_pton(AF_INET, g.proxy_ip, &proxy.addr4.v4);
+	if (l7_capture_set_proxy(g.fds.l7_proxy, &proxy))
+		die("l7_capture_set_proxy");
+}
+
 static void run_case(const char *name, enum mode mode, struct result *res)
 {
 	struct case_arg arg = { .h = { .mode = mode, .rr = g.rr_iters } };
@@ -260,6 +275,7 @@ static void run_case(const char *name, enum mode mode, struct result *res)
 	if (pipe(arg.h.ready) < 0)
 		die("pipe: %s", strerror(errno));
 	set_switch(mode != M_TCP);
+	set_proxy_port(mode == M_PROXY_CGROUP ? PROXY_CG_PORT : PROXY_PORT);
 	r0 = sockmap_stat(XM_SMSTAT_REDIR_BYTES);
 	np0 = sockmap_stat(XM_SMSTAT_FALLBACK_NO_PEER);
 	arg.r.name = name;
@@ -302,16 +318,33 @@ static void publish_vip(void)
 	lbmap_free(m);
 }
 
+/* A listener on the proxy address and port, made in the node's netns by this thread (setns is per thread). */
+static int node_listener(uint16_t port, int cgroup_fd)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), fd, one = 1;
+
+	enter_ns(g.node_ns);
+	fd = cgroup_fd >= 0 ? l7_capture_socket_in_cgroup(cgroup_fd, AF_INET, SOCK_STREAM)
+			    : socket(AF_INET, SOCK_STREAM, 0);
+	if (self < 0 || setns(self, CLONE_NEWNET) < 0)
+		die("setns back");
+	close(self);
+	inet_pton(AF_INET, g.proxy_ip, &sa.sin_addr);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0)
+		die("proxy listener on port %u: %s", port, strerror(fd < 0 ? -fd : errno));
+	return fd;
+}
+
 static void setup(void)
 {
-	struct l7_capture_proxy proxy = { .v4 = true, .port = PROXY_PORT };
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(PROXY_PORT) };
 	struct xm_local_ip v = { .flags = XM_LOCAL_IP_NODE };
 	const char *local[2] = { g.proxy_ip, g.pod_ip };
 	struct xm_local_ip_key k;
 	struct bpf_program *prog;
 	struct bpf_map *map;
-	int cg, link_fd, self, one = 1, i;
+	int cg, pcg, link_fd, i;
 	char pid[32], path[4200];
 	FILE *f;
 
@@ -339,9 +372,6 @@ static void setup(void)
 		die("attach sockmap: %s", strerror(errno));
 	datapath_map_fds(&(struct xm_datapath){ .sock = g.lb }, &g.fds);
 	publish_vip();
-	inet_pton(AF_INET, g.proxy_ip, &proxy.addr4.v4);
-	if (l7_capture_set_proxy(g.fds.l7_proxy, &proxy))
-		die("l7_capture_set_proxy");
 	for (i = 0; i < 2; i++) {
 		memset(&k, 0, sizeof(k));
 		k.family = XM_FAMILY_V4;
@@ -349,17 +379,14 @@ static void setup(void)
 		    bpf_map_update_elem(bpf_map__fd(g.sm->maps.xm_local_ips), &k, &v, BPF_ANY))
 			die("local ip %s", local[i]);
 	}
-	/* The proxy's listener: in the node's netns, and made before joining the mesh cgroup (as the agent's). */
-	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	enter_ns(g.node_ns);
-	g.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (self < 0 || setns(self, CLONE_NEWNET) < 0)
-		die("setns back");
-	close(self);
-	inet_pton(AF_INET, g.proxy_ip, &sa.sin_addr);
-	setsockopt(g.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (g.lfd < 0 || bind(g.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(g.lfd, 128) < 0)
-		die("proxy listener: %s", strerror(errno));
+	/* The proxy's listeners, in the node's netns: one made before joining the mesh cgroup (as the agent's),
+	 * one in the proxy cgroup, where only sockmap's sockops runs. */
+	g.lfd = node_listener(PROXY_PORT, -1);
+	pcg = open(g.proxy_cgroup, O_RDONLY | O_DIRECTORY);
+	if (pcg < 0 || !bpf_program__attach_cgroup(g.sm->progs.xm_sockmap_ops, pcg))
+		die("attach sockops to %s: %s", g.proxy_cgroup, strerror(errno));
+	g.lfd_cg = node_listener(PROXY_CG_PORT, pcg);
+	close(pcg);
 	snprintf(path, sizeof(path), "%s/cgroup.procs", g.cgroup);
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	f = fopen(path, "w");
@@ -382,17 +409,13 @@ static void json_case(FILE *f, const struct result *r, bool last)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "cgroup", required_argument, NULL, 'g' },
-		{ "pod-ns", required_argument, NULL, 'p' },
-		{ "node-ns", required_argument, NULL, 'n' },
-		{ "proxy-ip", required_argument, NULL, 'P' },
-		{ "pod-ip", required_argument, NULL, 'C' },
-		{ "rr-iters", required_argument, NULL, 'i' },
-		{ "conn-iters", required_argument, NULL, 'c' },
-		{ "out", required_argument, NULL, 'o' },
-		{ 0 },
+		{ "cgroup", required_argument, NULL, 'g' },   { "proxy-cgroup", required_argument, NULL, 'G' },
+		{ "pod-ns", required_argument, NULL, 'p' },   { "node-ns", required_argument, NULL, 'n' },
+		{ "proxy-ip", required_argument, NULL, 'P' }, { "pod-ip", required_argument, NULL, 'C' },
+		{ "rr-iters", required_argument, NULL, 'i' }, { "conn-iters", required_argument, NULL, 'c' },
+		{ "out", required_argument, NULL, 'o' },      { 0 },
 	};
-	struct result r[3];
+	struct result r[4];
 	struct utsname u;
 	FILE *f;
 	int c, k;
@@ -401,6 +424,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'g':
 			g.cgroup = optarg;
+			break;
+		case 'G':
+			g.proxy_cgroup = optarg;
 			break;
 		case 'p':
 			g.pod_ns = optarg;
@@ -427,8 +453,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!g.cgroup || !g.pod_ns || !g.node_ns || !g.proxy_ip || !g.pod_ip || g.rr_iters < 100 || g.conn_iters < 10) {
-		fprintf(stderr, "usage: l7_hop --cgroup DIR --pod-ns PATH --node-ns PATH --proxy-ip IP --pod-ip IP "
+	if (!g.cgroup || !g.proxy_cgroup || !g.pod_ns || !g.node_ns || !g.proxy_ip || !g.pod_ip || g.rr_iters < 100 ||
+	    g.conn_iters < 10) {
+		fprintf(stderr, "usage: l7_hop --cgroup DIR --proxy-cgroup DIR --pod-ns PATH --node-ns PATH --proxy-ip "
+				"IP --pod-ip IP "
 				"[--rr-iters N>=100] [--conn-iters N>=10] [--out FILE]\n");
 		return 2;
 	}
@@ -436,6 +464,7 @@ int main(int argc, char **argv)
 	run_case("hop_tcp", M_TCP, &r[0]);
 	run_case("hop_sockmap", M_SOCKMAP, &r[1]);
 	run_case("hop_sockmap_racing", M_SOCKMAP_RACING, &r[2]);
+	run_case("hop_proxy_cgroup", M_PROXY_CGROUP, &r[3]);
 	if (r[0].redirected || !r[1].redirected)
 		die("redirect %s", r[0].redirected ? "happened while off" : "never happened");
 
@@ -446,8 +475,8 @@ int main(int argc, char **argv)
 	fprintf(f, "{\n  \"kernel\": \"%s\",\n  \"cpus\": %ld,\n  \"rr_iters\": %d,\n  \"conn_iters\": %d,\n",
 		u.release, sysconf(_SC_NPROCESSORS_ONLN), g.rr_iters, g.conn_iters);
 	fprintf(f, "  \"cases\": {\n");
-	for (k = 0; k < 3; k++)
-		json_case(f, &r[k], k == 2);
+	for (k = 0; k < 4; k++)
+		json_case(f, &r[k], k == 3);
 	fprintf(f, "  },\n  \"sockmap_vs_tcp\": {");
 	for (k = 0; k < RR_SIZES; k++)
 		fprintf(f, "\"rr_p50_ratio_%zu\": %.3f, ", rr_sizes[k], r[1].p50[k] / r[0].p50[k]);

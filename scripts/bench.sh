@@ -463,9 +463,9 @@ section_l7hop() {
 	ip -n "${sp}a" addr add 10.200.8.11/24 dev eth0
 	# The VIP routes to the node, as a pod's default route does (the socket LB rewrites it before routing).
 	ip -n "${sp}a" route add default via 10.200.8.1
-	mkdir -p "$CG/l7hop"
+	mkdir -p "$CG/l7hop" "$CG/l7hop-proxy"
 	# One CPU for both ends, as in section sockmap: cross-CPU wakeups on this VM cost more than the stack.
-	timeout -k 5 600 taskset -c 0 "$BUILD/bench/l7_hop" --cgroup "$CG/l7hop" \
+	timeout -k 5 600 taskset -c 0 "$BUILD/bench/l7_hop" --cgroup "$CG/l7hop" --proxy-cgroup "$CG/l7hop-proxy" \
 		--pod-ns "/run/netns/${sp}a" --node-ns "/run/netns/${sp}node" \
 		--proxy-ip 10.200.8.1 --pod-ip 10.200.8.11 \
 		--rr-iters "${L7HOP_RR_ITERS:-20000}" --conn-iters "${L7HOP_CONN_ITERS:-2000}" \

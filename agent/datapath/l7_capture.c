@@ -6,8 +6,12 @@
 #include <errno.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <xmesh/sockmap.h>
 
@@ -150,4 +154,74 @@ int l7_capture_sockmap_add(int sockhash_fd, int sk_storage_fd, int accepted_fd)
 		return err;
 	}
 	return 0;
+}
+
+/* struct clone_args of linux/sched.h up to .cgroup (that header clashes with glibc's sched.h). */
+struct xm_clone_args {
+	__u64 flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#define XM_CLONE_INTO_CGROUP 0x200000000ULL
+
+/* In the child: only system calls (async-signal-safe), then _exit. */
+static void child_send_socket(int chan, int domain, int type)
+{
+	char ctl[CMSG_SPACE(sizeof(int))] = { 0 }, one = 1;
+	struct iovec iov = { .iov_base = &one, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	int fd = socket(domain, type, 0);
+
+	if (fd < 0) {
+		one = (char)(errno & 0x7f);
+		mh.msg_control = NULL;
+		mh.msg_controllen = 0;
+		_exit(sendmsg(chan, &mh, 0) == 1 ? 0 : 1);
+	}
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(fd));
+	_exit(sendmsg(chan, &mh, 0) == 1 ? 0 : 1);
+}
+
+int l7_capture_socket_in_cgroup(int cgroup_fd, int domain, int type)
+{
+	struct xm_clone_args args = { .flags = XM_CLONE_INTO_CGROUP,
+				      .exit_signal = SIGCHLD,
+				      .cgroup = (__u64)cgroup_fd };
+	char ctl[CMSG_SPACE(sizeof(int))], byte = 0;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *cm;
+	int sp[2], fd = -1, err = 0, status;
+	pid_t pid;
+	ssize_t n;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+		return -errno;
+	pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0)
+		child_send_socket(sp[1], domain, type);
+	close(sp[1]);
+	if (pid < 0) {
+		err = -errno;
+		close(sp[0]);
+		return err;
+	}
+	do
+		n = recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		err = -errno;
+	close(sp[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (err)
+		return err;
+	cm = CMSG_FIRSTHDR(&mh);
+	if (n == 1 && cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+	if (fd < 0)
+		return n == 1 && byte != 1 ? -byte : -EIO;
+	return fd;
 }

@@ -42,4 +42,13 @@ int l7_capture_lookup(int origdst_fd, int accepted_fd, struct xm_svc_key *vip, u
  */
 int l7_capture_sockmap_add(int sockhash_fd, int sk_storage_fd, int accepted_fd);
 
+/*
+ * A new socket (socket(domain, type, 0)) that belongs to the cgroup cgroup_fd, made by a short-lived child
+ * started in that cgroup (clone3 CLONE_INTO_CGROUP, kernel 5.7+) and handed back over a unix socket; the
+ * agent itself never moves. A listener made this way in a cgroup where sockmap's sockops runs has its
+ * accepted sockets put in the sockhash at establishment, before a client can send (no race with accept, and
+ * no l7_capture_sockmap_add needed). Returns the fd or a negative errno.
+ */
+int l7_capture_socket_in_cgroup(int cgroup_fd, int domain, int type);
+
 #endif

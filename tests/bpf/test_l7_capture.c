@@ -8,6 +8,7 @@
 #include <bpf/libbpf.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xmesh/l7.h>
@@ -562,4 +564,115 @@ Test(l7_sockmap, refused_after_proxy_wrote)
 	cr_expect_eq(smx_pairs(), 1);
 	close(c);
 	close(s);
+}
+
+/*
+ * The alternative to the userspace add: the proxy's listener made (l7_capture_socket_in_cgroup) in a cgroup of
+ * its own where only sockmap's sockops runs; the agent and the test process stay where they are. Accepted
+ * sockets enter the sockhash at PASSIVE_ESTABLISHED, before the client can send, so even a request written
+ * right after connect() is redirected.
+ */
+static char proxy_cgroup[600];
+static struct bpf_link *proxy_ops_link;
+
+static void listener_in_cgroup_setup(void)
+{
+	fx_setup();
+	add_proxy_addresses();
+	memset(&smx, 0, sizeof(smx));
+	smx_load(fx.cgroup);
+	snprintf(proxy_cgroup, sizeof(proxy_cgroup), "%s-proxy", fx.cgroup);
+	cr_assert(mkdir(proxy_cgroup, 0755) == 0, "mkdir %s: %s", proxy_cgroup, strerror(errno));
+}
+
+static void listener_in_cgroup_teardown(void)
+{
+	if (proxy_lfd >= 0)
+		close(proxy_lfd);
+	proxy_lfd = -1;
+	bpf_link__destroy(proxy_ops_link);
+	proxy_ops_link = NULL;
+	/* No task is left in it (the child that made the socket has been reaped); sockets do not hold it. */
+	rmdir(proxy_cgroup);
+	sm_teardown();
+}
+
+TestSuite(l7_sockmap_inside, .init = listener_in_cgroup_setup, .fini = listener_in_cgroup_teardown, .timeout = 60);
+
+Test(l7_sockmap_inside, request_at_once_redirected)
+{
+	struct xm_local_ip_key k;
+	struct xm_local_ip v = { .flags = XM_LOCAL_IP_NODE };
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+	struct smx_flow f[2];
+	socklen_t len = sizeof(a);
+	char first[1000], got[1000];
+	int cg, c, s, off = 0, err, i;
+	uint32_t svc_id;
+
+	memset(&k, 0, sizeof(k));
+	k.family = XM_FAMILY_V4;
+	inet_pton(AF_INET, PROXY4, &k.addr.v4);
+	cr_assert_eq(bpf_map_update_elem(bpf_map__fd(smx.skel->maps.xm_local_ips), &k, &v, BPF_ANY), 0);
+	cg = open(proxy_cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert(cg >= 0);
+	proxy_ops_link = bpf_program__attach_cgroup(smx.skel->progs.xm_sockmap_ops, cg);
+	cr_assert(proxy_ops_link, "attach sockops to %s: %s", proxy_cgroup, strerror(errno));
+	proxy_lfd = l7_capture_socket_in_cgroup(cg, AF_INET6, SOCK_STREAM | SOCK_CLOEXEC);
+	close(cg);
+	cr_assert(proxy_lfd >= 0, "l7_capture_socket_in_cgroup: %s", strerror(-proxy_lfd));
+	cr_assert_eq(setsockopt(proxy_lfd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
+	cr_assert_eq(bind(proxy_lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(proxy_lfd, 64), 0);
+	cr_assert_eq(getsockname(proxy_lfd, (struct sockaddr *)&a, &len), 0);
+	proxy_port = ntohs(a.sin6_port);
+	proxy_on(true, true);
+	fx_listeners(1, SOCK_STREAM, false);
+	svc_id = fx_publish_flags(VIP4, 80, IPPROTO_TCP, XM_LB_LEAST_REQUEST, 1, XM_SVC_F_L7);
+	c = fx_connect(VIP4, 80);
+	cr_assert(c >= 0);
+	cr_assert_eq(smx_pairs(), 2, "both ends in the sockhash at establishment");
+	/* Written before the proxy even accepted: the accepted socket is already in, so it is redirected. */
+	for (i = 0; i < (int)sizeof(first); i++)
+		first[i] = (char)(i * 13);
+	cr_assert_eq(write(c, first, sizeof(first)), (ssize_t)sizeof(first));
+	s = proxy_accept();
+	cr_assert(s >= 0);
+	cr_assert_eq(recv(s, got, sizeof(got), MSG_WAITALL), (ssize_t)sizeof(got));
+	cr_assert_eq(memcmp(first, got, sizeof(got)), 0);
+	err = sm_add(s);
+	cr_expect_eq(err, -EEXIST, "sockops already put it in (%s)", strerror(-err));
+	smx_flow_init(&f[0], c, s, 256 << 10, 16384, 7);
+	smx_flow_init(&f[1], s, c, 256 << 10, 16384, 8);
+	smx_pump(f, 2, 5000);
+	smx_assert_flows(f, 2);
+	cr_expect_eq(smx_stat(XM_SMSTAT_REDIR_BYTES), (512u << 10) + sizeof(first));
+	cr_expect_eq(smx_stat(XM_SMSTAT_FALLBACK_BYTES), 0);
+	expect_lookup(s, VIP4, 80, svc_id);
+	close(c);
+	close(s);
+}
+
+/* The socket belongs to the cgroup asked for, not the caller's: the mesh's connect hook does not see it. */
+Test(l7_sockmap_inside, socket_belongs_to_the_cgroup_asked_for)
+{
+	struct sockaddr_in vip = { .sin_family = AF_INET, .sin_port = htons(80) };
+	int cg, fd, rc;
+
+	fx_listeners(1, SOCK_STREAM, false);
+	fx_publish(VIP4, 80, IPPROTO_TCP, XM_LB_LEAST_REQUEST, 1);
+	inet_pton(AF_INET, VIP4, &vip.sin_addr);
+	cg = open(proxy_cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert(cg >= 0);
+	fd = l7_capture_socket_in_cgroup(cg, AF_INET, SOCK_STREAM | SOCK_CLOEXEC);
+	close(cg);
+	cr_assert(fd >= 0, "l7_capture_socket_in_cgroup: %s", strerror(-fd));
+	rc = connect(fd, (struct sockaddr *)&vip, sizeof(vip));
+	cr_expect(rc < 0, "a socket of the proxy cgroup was balanced by the mesh cgroup's connect hook");
+	close(fd);
+	/* The same from the caller's own cgroup is balanced. */
+	fd = fx_connect(VIP4, 80);
+	cr_expect(fd >= 0, "connect from the mesh cgroup: %s", strerror(-fd));
+	if (fd >= 0)
+		close(fd);
 }
