@@ -155,8 +155,10 @@ held=$(ip netns exec "${XMT_P}b1" ss -Htn state established "( sport = :$XMT_TAR
 ((held >= 1000)) || xmt_fail "xm-http holds $held connections, expected 1000"
 xmt_bg_stop load || true
 out=$(xmt_bg_log load)
-[ "$(xmt_field "$out" ok)" = 5000 ] && [ "$(xmt_field "$out" failed)" = 0 ] &&
-	[ "$(xmt_field "$out" connects)" = 1000 ] || xmt_fail "load: $(tail -n 3 "$out")"
+if [ "$(xmt_field "$out" ok)" != 5000 ] || [ "$(xmt_field "$out" failed)" != 0 ] ||
+	[ "$(xmt_field "$out" connects)" != 1000 ]; then
+	xmt_fail "load: $(tail -n 3 "$out")"
+fi
 [ "$(xmt_id_count "$out" b1)" = 5000 ] || xmt_fail "load: x-backend counts: $(cat "$out")"
 grep -q '^holding 1000$' "$out" || xmt_fail "load: $(grep holding "$out")"
 
