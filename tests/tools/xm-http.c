@@ -865,7 +865,8 @@ static void conn_event(struct conn *c, uint32_t events)
 			} else if (n > 0) {
 				c->in_len += (size_t)n;
 			}
-		} else if (events & EPOLLERR) {
+		} else if (events & (EPOLLERR | EPOLLHUP)) {
+			/* reset, or closed both ways while input waits: nothing more can be answered */
 			conn_close(c);
 			return;
 		}
