@@ -703,7 +703,8 @@ section_l7() {
 			addr="$L7_VIP:80"
 			l7_agent
 			wait_line "$TMP/l7-agent.log" '\<ready\>' 60 "$L7_PROXY_PID" ||
-				err="agent not ready: $(tail -n 3 "$TMP/l7-agent.log")"
+				err="agent not ready: $(grep -m1 -iE 'error|unrecognized|unknown|invalid|fail' "$TMP/l7-agent.log" ||
+					tail -n 3 "$TMP/l7-agent.log")"
 			;;
 		*) die "l7: unknown target $name (L7_TARGETS)" ;;
 		esac
