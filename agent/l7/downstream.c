@@ -90,14 +90,15 @@ static bool head_step(struct l7_down *d)
 
 	if (l7_buf_len(&d->out))
 		return false; /* the previous response is still leaving: responses stay in order */
-	if (d->w->draining || d->close_after) {
-		d->state = L7_DOWN_CLOSING;
-		return true;
-	}
 	if (!len) {
 		if (d->eof) {
 			l7_down_close(d);
 			return false;
+		}
+		/* Draining: a connection that was served closes; one accepted just now gets its request answered. */
+		if ((d->w->draining || d->close_after) && d->requests) {
+			d->state = L7_DOWN_CLOSING;
+			return true;
 		}
 		l7_buf_trim(&d->in);
 		l7_buf_trim(&d->out);
@@ -116,6 +117,7 @@ static bool head_step(struct l7_down *d)
 		return false;
 	}
 	loop_timer_disarm(d->w->loop, d->timer);
+	d->requests++;
 	if (n < 0) {
 		l7_exchange_bad_request(d, err);
 		return true;
@@ -270,7 +272,7 @@ void l7_down_close(struct l7_down *d)
 void l7_down_drain(struct l7_down *d)
 {
 	d->close_after = true;
-	if (d->state == L7_DOWN_HEAD && !l7_buf_len(&d->in) && !l7_buf_len(&d->out))
+	if (d->state == L7_DOWN_HEAD && d->requests && !l7_buf_len(&d->in) && !l7_buf_len(&d->out))
 		l7_down_close(d);
 }
 

@@ -113,6 +113,9 @@ static void do_listen(struct xm_loop *loop, void *arg)
 		if (m->w->draining || loop_add_fd(loop, m->fd, EPOLLIN, on_accept, m->w))
 			log_warn("l7 worker %zu: not accepting on listener fd %d", m->w->index, m->fd);
 	} else {
+		/* Connections already in the accept queue are taken and served, not reset with the socket. */
+		if (!m->w->draining)
+			on_accept(loop, m->fd, EPOLLIN, m->w);
 		loop_del_fd(loop, m->fd);
 		close(m->fd);
 	}

@@ -134,6 +134,7 @@ struct l7_down {
 	struct xm_svc_key vip; /* what the client dialed */
 	uint32_t svc_id;
 	bool eof, error, close_after, dead;
+	uint32_t requests; /* heads parsed on this connection */
 	struct l7_exchange x;
 	struct l7_down *prev, *next; /* the worker's connections */
 	struct l7_down *next_dead;
