@@ -3,7 +3,9 @@
  * The upstream of the proxy tests. Per path: /echo... answers 200 with what it saw (x-conn: its connection
  * number, x-seen-path/-host/-xff/-rid/-added/-te) and echoes the body (Content-Length: same length; chunked:
  * the same chunks); /chunked?n=N sends N bytes chunked; /upgrade answers 101 and echoes raw bytes; /continue
- * sends 100 Continue when asked, then "got N"; /close answers without a length and closes; HEAD gets the head.
+ * sends 100 Continue when asked, then "got N"; /close answers without a length and closes; /arm-drop answers
+ * like /echo, then closes the connection when the next request arrives without answering it (a keep-alive
+ * server's idle close racing a request); HEAD gets the head. Every request's target and Host are remembered.
  */
 #include "l7_proxy_fixture.h"
 
@@ -51,7 +53,39 @@ static bool write_str(int fd, const char *s)
 	return write_all(fd, s, strlen(s));
 }
 
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
+static char seen[256][2][128]; /* target, host */
+static size_t n_seen;
+
+static void remember(struct h1_str target, struct h1_str host)
+{
+	pthread_mutex_lock(&seen_lock);
+	if (n_seen < 256) {
+		snprintf(seen[n_seen][0], 128, "%.*s", (int)target.len, target.p);
+		snprintf(seen[n_seen][1], 128, "%.*s", (int)host.len, host.p);
+		n_seen++;
+	}
+	pthread_mutex_unlock(&seen_lock);
+}
+
+bool upstream_saw(const char *path, const char *host)
+{
+	for (int i = 0; i < 200; i++) {
+		bool found = false;
+
+		pthread_mutex_lock(&seen_lock);
+		for (size_t j = 0; j < n_seen && !found; j++)
+			found = !strcmp(seen[j][0], path) && !strcmp(seen[j][1], host);
+		pthread_mutex_unlock(&seen_lock);
+		if (found)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
 struct conn {
+	bool drop_next;
 	int fd, id;
 	char *buf;
 	size_t len, cap;
@@ -192,7 +226,11 @@ static void *serve(void *arg)
 		memcpy(head, c->buf, (size_t)n);
 		h1_parse_request(head, (size_t)n, &req, &err);
 		conn_consume(c, (size_t)n);
+		remember(req.target, req.host);
+		if (c->drop_next)
+			goto out;
 		span(target, sizeof(target), req.target);
+		c->drop_next = !strcmp(target, "/arm-drop");
 		if (!strcmp(target, "/continue") && req.expect_continue)
 			write_str(c->fd, "HTTP/1.1 100 Continue\r\n\r\n");
 		if (!read_body(c, &req, &body, &len)) {

@@ -42,6 +42,9 @@ void response_free(struct response *r);
 /* The value of header name in r->head (case-insensitive), copied into buf; false when absent. */
 bool response_header(const struct response *r, const char *name, char *buf, size_t len);
 
+/* Requests the upstream saw: waits up to 2 s for one with this path and Host; false when none came. */
+bool upstream_saw(const char *path, const char *host);
+
 /* Records the proxy finished, as the on_record hook saw them. */
 struct seen_record {
 	uint16_t status;

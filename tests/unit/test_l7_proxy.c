@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "compile/snapshot.h"
+#include "core/strbuf.h"
 #include "l7/proxy.h"
 #include "l7_proxy_fixture.h"
 #include "test_config.h"
@@ -109,9 +110,21 @@ static const char config_fmt[] =
     "      request: {set: {x-added: \"yes\"}}\n"
     "      response: {add: {x-resp: r}}\n"
     "    route: [{destination: {host: web}}]\n"
+    "  - match: [{uri: {prefix: /mirrored}}]\n"
+    "    route: [{destination: {host: web}}]\n"
+    "    mirror: {host: web}\n"
+    "    mirrorPercentage: {value: 100}\n"
     "  - match: [{uri: {prefix: /echo}}, {uri: {prefix: /chunked}}, {uri: {prefix: /upgrade}},\n"
-    "            {uri: {prefix: /continue}}, {uri: {prefix: /close}}, {uri: {prefix: /p}}]\n"
-    "    route: [{destination: {host: web}}]\n";
+    "            {uri: {prefix: /continue}}, {uri: {prefix: /close}}, {uri: {prefix: /p}},\n"
+    "            {uri: {prefix: /arm-drop}}, {uri: {prefix: /conn}}]\n"
+    "    route: [{destination: {host: web}}]\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: DestinationRule\n"
+    "metadata: {name: web, namespace: default}\n"
+    "spec:\n"
+    "  host: web\n"
+    "  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 3}}}\n";
 
 static void start(size_t workers)
 {
@@ -139,6 +152,13 @@ static void start(size_t workers)
 	snap = snapshot_build(&cfg, &copts, &err);
 	cr_assert_not_null(snap, "snapshot_build: %d", err);
 	config_free(&cfg);
+	if (getenv("L7_DUMP")) {
+		struct strbuf sb = { 0 };
+
+		l7_routes_render(&snap->routes, false, &sb);
+		fprintf(stderr, "%s\n", sb.buf);
+		sb_free(&sb);
+	}
 	cr_assert_eq(snap->routes.n_services, 3, "three HTTP service ports, got %zu", snap->routes.n_services);
 	/* What publishing does: ids for the services and backends (LEAST_REQUEST counts per backend id). */
 	for (size_t i = 0; i < snap->lb.n_services; i++) {
@@ -230,7 +250,8 @@ Test(l7_proxy, keep_alive_reuses_the_upstream_connection)
 	get(&a, "/echo", &r);
 	cr_assert(response_header(&r, "x-conn", first, sizeof(first)));
 	response_free(&r);
-	for (int i = 0; i < 5; i++) {
+	/* Three requests in all: web's DestinationRule allows three per upstream connection. */
+	for (int i = 0; i < 1; i++) {
 		get(&a, "/echo", &r);
 		cr_assert(response_header(&r, "x-conn", v, sizeof(v)));
 		cr_expect_str_eq(v, first, "request %d went on upstream connection %s, not %s", i, v, first);
@@ -521,4 +542,58 @@ Test(l7_proxy, http10_client_without_keep_alive_is_closed_after_the_response)
 	response_free(&r);
 	cr_expect(hc_sees_close(&c));
 	hc_close(&c);
+}
+
+Test(l7_proxy, a_reused_connection_closed_under_a_request_is_resent_once)
+{
+	struct hclient c;
+	struct response r;
+	char first[16], second[16];
+
+	hc_open(&c, WEB, port);
+	get(&c, "/arm-drop", &r);
+	cr_assert_eq(r.status, 200, "%d\n%s%s", r.status, r.head, r.body);
+	cr_assert(response_header(&r, "x-conn", first, sizeof(first)));
+	response_free(&r);
+	/* The pooled connection is taken again; the server closes it when this request arrives. */
+	get(&c, "/echo", &r);
+	cr_expect_eq(r.status, 200, "a request lost to an idle close must be resent, got %d", r.status);
+	cr_assert(response_header(&r, "x-conn", second, sizeof(second)));
+	cr_expect_str_neq(second, first, "the resend goes on a fresh connection");
+	response_free(&r);
+	hc_close(&c);
+}
+
+Test(l7_proxy, mirror_gets_a_shadow_copy)
+{
+	struct hclient c;
+	struct response r;
+
+	hc_open(&c, WEB, port);
+	get(&c, "/mirrored/x", &r);
+	cr_expect_eq(r.status, 200, "%d\n%s%s", r.status, r.head, r.body);
+	response_free(&r);
+	hc_close(&c);
+	cr_expect(upstream_saw("/mirrored/x", "web"), "the primary request");
+	cr_expect(upstream_saw("/mirrored/x", "web-shadow"), "the shadow copy, Host suffixed -shadow");
+}
+
+/* web's DestinationRule: maxRequestsPerConnection 3, so requests 1-3 share a connection and 4 opens another. */
+Test(l7_proxy, max_requests_per_connection_closes_the_upstream_connection)
+{
+	struct hclient c;
+	struct response r;
+	char conn[4][16];
+
+	hc_open(&c, WEB, port);
+	for (int i = 0; i < 4; i++) {
+		get(&c, "/conn", &r);
+		cr_assert_eq(r.status, 200);
+		cr_assert(response_header(&r, "x-conn", conn[i], sizeof(conn[i])));
+		response_free(&r);
+	}
+	hc_close(&c);
+	cr_expect_str_eq(conn[1], conn[0]);
+	cr_expect_str_eq(conn[2], conn[0]);
+	cr_expect_str_neq(conn[3], conn[0], "the 4th request needs a new connection");
 }
