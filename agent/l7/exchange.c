@@ -32,7 +32,8 @@ static void copy_span(char *dst, size_t cap, struct h1_str s)
 {
 	size_t n = s.len < cap - 1 ? s.len : cap - 1;
 
-	memcpy(dst, s.p, n);
+	if (n)
+		memcpy(dst, s.p, n);
 	dst[n] = '\0';
 }
 
@@ -323,7 +324,7 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 		.method = req->method,
 		.path = req->path,
 		.query = req->query,
-		.host = req->host,
+		.host = req->host.len ? req->host : (struct h1_str){ "", 0 }, /* never a NULL span (HTTP/1.0) */
 		.headers = req->headers,
 		.n_headers = req->n_headers,
 		.port = ntohs(d->vip.port),

@@ -19,6 +19,8 @@ struct writer {
 
 static void put(struct writer *w, const char *s, size_t n)
 {
+	if (!n)
+		return;
 	if (w->overflow || n > w->cap - w->len) {
 		w->overflow = true;
 		return;
