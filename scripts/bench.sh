@@ -461,13 +461,15 @@ PY
 L7_NET=10.200.9
 L7_VIP=10.96.0.10
 
+# L7_EXEC=exec in a background subshell makes the subshell become timeout(1), so that its $! is the PID that
+# stop_pid must signal (a signalled bash would leave its child running).
 l7_in_cli() { # l7_in_cli CMD...: CMD in the client pod, pinned, bounded
-	timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- taskset -c "$L7_CPU_CLI" "$@"
+	${L7_EXEC:-} timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- taskset -c "$L7_CPU_CLI" "$@"
 }
 
 l7_in_mesh() { # l7_in_mesh CMD...: CMD in the client pod inside the agent's child cgroup, pinned, bounded
 	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-	timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- \
+	${L7_EXEC:-} timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- \
 		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/mesh-l7" taskset -c "$L7_CPU_CLI" "$@"
 }
 
@@ -521,7 +523,7 @@ l7_measure() {
 	done
 	[ -n "$pid" ] || return 0
 	echo "rss_base_kb=$(l7_rss_kb "$pid")" >>"$res"
-	$run "$BUILD/tools/xm-http-load" --addr "$addr" --conns "$idle" --requests 1 --hold 60 \
+	(L7_EXEC="exec" $run "$BUILD/tools/xm-http-load" --addr "$addr" --conns "$idle" --requests 1 --hold 60) \
 		>"$TMP/l7-$name-idle.txt" 2>&1 &
 	load_pid=$!
 	PIDS+=("$load_pid")
