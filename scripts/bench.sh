@@ -456,7 +456,8 @@ PY
 # Pinning: on 2 CPUs the proxy gets one CPU to itself and the client and backends share the other, so a proxy
 # cannot starve the client, and its CPU time is its own. Options (env): L7_SECS (seconds per wrk run, default
 # 5), L7_WORKERS (workers/threads of every proxy, default 1), L7_IDLE (idle connections, default 1000),
-# L7_TARGETS (default "direct haproxy nginx xmesh").
+# L7_TARGETS (default "direct haproxy nginx xmesh"), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
+# put everything on one CPU, which removes the cross-CPU wakeups that dominate -c1 latency on a VM).
 
 L7_NET=10.200.9
 L7_VIP=10.96.0.10
@@ -655,8 +656,8 @@ section_l7() {
 		command -v "$n" >/dev/null || die "l7: $n not installed (scripts/install-deps.sh)"
 	done
 	{ [ -x "$BUILD/tools/xm-http" ] && [ -x "$BUILD/tools/xm-http-load" ]; } || die "l7: test tools not built"
-	L7_CPU_CLI=0
-	L7_CPU_PROXY=$(($(nproc) > 1 ? 1 : 0))
+	L7_CPU_CLI=${L7_CPU_CLI:-0}
+	L7_CPU_PROXY=${L7_CPU_PROXY:-$(($(nproc) > 1 ? 1 : 0))}
 
 	netns_add node
 	ip -n "${P}node" link add br0 type bridge
