@@ -79,9 +79,13 @@ $(BPFT_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BPFT_SRCS)) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
+# Test tools link only what they name here (xm-http parses with Debian's libhttp-parser, never the agent's).
+TOOL_LDLIBS_xm-http      := -lhttp_parser -lcrypto
+TOOL_LDLIBS_xm-http-load := -lhttp_parser
+
 $(BUILD)/tools/%: tests/tools/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -lpthread
+	$(CC) $(CFLAGS) -o $@ $< -lpthread $(TOOL_LDLIBS_$*)
 
 $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(LIB) | $(SKELS)
 	@mkdir -p $(dir $@)

@@ -10,6 +10,9 @@ PACKAGES=(
 	bpftool
 	# tests; fuzzing (libFuzzer and the sanitizer runtimes of clang 14, gcc's ASan/UBSan runtimes)
 	libcriterion-dev iproute2 iptables
+	# L7 tests and bench: the test backend's HTTP parser (libhttp-parser, also the parser tests' oracle), curl,
+	# and wrk, HAProxy and nginx for `make bench` section l7 (run by the bench in namespaces, never as services)
+	libhttp-parser-dev curl wrk haproxy nginx
 	libclang-rt-14-dev libasan8 libubsan1
 	# lint and format
 	clang-format cppcheck
