@@ -492,18 +492,21 @@ section_l7hop() {
 # Pinning: on 2 CPUs the proxy gets one CPU to itself and the client and backends share the other, so a proxy
 # cannot starve the client, and its CPU time is its own. Options (env): L7_SECS (seconds per wrk run, default
 # 5), L7_WORKERS (workers/threads of every proxy, default 1), L7_IDLE (idle connections, default 1000),
-# L7_TARGETS (default "direct haproxy nginx xmesh").
+# L7_TARGETS (default "direct haproxy nginx xmesh"), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
+# put everything on one CPU, which removes the cross-CPU wakeups that dominate -c1 latency on a VM).
 
 L7_NET=10.200.9
 L7_VIP=10.96.0.10
 
+# L7_EXEC=exec in a background subshell makes the subshell become timeout(1), so that its $! is the PID that
+# stop_pid must signal (a signalled bash would leave its child running).
 l7_in_cli() { # l7_in_cli CMD...: CMD in the client pod, pinned, bounded
-	timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- taskset -c "$L7_CPU_CLI" "$@"
+	${L7_EXEC:-} timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- taskset -c "$L7_CPU_CLI" "$@"
 }
 
 l7_in_mesh() { # l7_in_mesh CMD...: CMD in the client pod inside the agent's child cgroup, pinned, bounded
 	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-	timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- \
+	${L7_EXEC:-} timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- \
 		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/mesh-l7" taskset -c "$L7_CPU_CLI" "$@"
 }
 
@@ -557,7 +560,7 @@ l7_measure() {
 	done
 	[ -n "$pid" ] || return 0
 	echo "rss_base_kb=$(l7_rss_kb "$pid")" >>"$res"
-	$run "$BUILD/tools/xm-http-load" --addr "$addr" --conns "$idle" --requests 1 --hold 60 \
+	(L7_EXEC="exec" $run "$BUILD/tools/xm-http-load" --addr "$addr" --conns "$idle" --requests 1 --hold 60) \
 		>"$TMP/l7-$name-idle.txt" 2>&1 &
 	load_pid=$!
 	PIDS+=("$load_pid")
@@ -689,8 +692,8 @@ section_l7() {
 		command -v "$n" >/dev/null || die "l7: $n not installed (scripts/install-deps.sh)"
 	done
 	{ [ -x "$BUILD/tools/xm-http" ] && [ -x "$BUILD/tools/xm-http-load" ]; } || die "l7: test tools not built"
-	L7_CPU_CLI=0
-	L7_CPU_PROXY=$(($(nproc) > 1 ? 1 : 0))
+	L7_CPU_CLI=${L7_CPU_CLI:-0}
+	L7_CPU_PROXY=${L7_CPU_PROXY:-$(($(nproc) > 1 ? 1 : 0))}
 
 	netns_add node
 	ip -n "${P}node" link add br0 type bridge

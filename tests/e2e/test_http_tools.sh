@@ -3,8 +3,9 @@
 # curl, raw sockets (python3) and xm-http-load, over IPv4 and IPv6. Every endpoint, bodies byte-exact by sha256
 # (a 10 MiB chunked download, a 10 MiB upload behind Expect: 100-continue, a chunked upload), HEAD, 204,
 # Connection: close, pipelined responses in order behind a slow one, a slow response that holds no one else up,
-# the Upgrade byte tunnel, a smuggling-shaped request rejected with 400, and 1,000 concurrent keep-alive
-# connections. The L7 proxy tests rely on these tools: a tool bug must show here, not there.
+# the Upgrade byte tunnel, a smuggling-shaped request rejected with 400, a server's idle close and the client's
+# reconnect, and 1,000 concurrent keep-alive connections. The L7 proxy tests rely on these tools: a tool bug
+# must show here, not there.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -146,6 +147,25 @@ d = read_all(s)
 assert statuses(d) == [400], d
 print("raw ok")
 PY
+
+XMT_SUBTEST="idle close"
+# A backend that closes keep-alive connections idle for 200 ms: the load tool fails the requests it could not
+# send without --reconnect-on-close, and reconnects and loses none with it.
+xmt_bg idle b1 plain "$XM_HTTP" --id b1-idle --port 8081 --idle-timeout-ms 200
+xmt_wait_for "$(xmt_bg_log idle)" ' ready$' 5 "${XMT_BG[idle]}" || xmt_fail "xm-http --idle-timeout-ms did not start"
+xmt_in_pod c1 "$XM_HTTP_LOAD" --addr "$ip:8081" --conns 10 --requests 4 --interval-ms 600 >"$t/idle1" 2>&1 &&
+	xmt_fail "no failure although the server closed idle connections: $(tail -n 1 "$t/idle1")"
+if [ "$(xmt_field "$t/idle1" ok)" != 10 ] || [ "$(xmt_field "$t/idle1" failed)" != 30 ]; then
+	xmt_fail "without --reconnect-on-close: $(tail -n 1 "$t/idle1"), expected ok=10 failed=30"
+fi
+xmt_in_pod c1 "$XM_HTTP_LOAD" --addr "$ip:8081" --conns 10 --requests 4 --interval-ms 600 --reconnect-on-close \
+	>"$t/idle2" 2>&1 || xmt_fail "with --reconnect-on-close: $(tail -n 1 "$t/idle2")"
+if [ "$(xmt_field "$t/idle2" ok)" != 40 ] || [ "$(xmt_field "$t/idle2" reconnects)" != 30 ]; then
+	xmt_fail "with --reconnect-on-close: $(tail -n 1 "$t/idle2"), expected ok=40 reconnects=30"
+fi
+xmt_bg_stop idle || true
+# 10 + 30 closes above; the client's own last close may count too when it was slow to exit
+[ "$(xmt_field "$(xmt_bg_log idle)" idle_closed)" -ge 40 ] || xmt_fail "idle closes: $(tail -n 1 "$(xmt_bg_log idle)")"
 
 XMT_SUBTEST="1000 keep-alive connections"
 xmt_bg load c1 plain "$XM_HTTP_LOAD" --addr "[$ip6]:$XMT_TARGET" --conns 1000 --requests 5 --hold 5

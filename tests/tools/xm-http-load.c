@@ -4,7 +4,8 @@
  * requests one after another and reading each response (parsed by Debian's libhttp-parser) before the next.
  *
  *   xm-http-load --addr HOST:PORT|[V6]:PORT [--conns N] [--requests M | --duration SEC] [--interval-ms MS]
- *                [--path /] [--host NAME] [--timeout-ms 10000] [--hold SEC] [--reconnect-on-close]
+ *                [--path /] [--host NAME] [--method GET] [--header 'NAME: VALUE']... [--timeout-ms 10000]
+ *                [--hold SEC] [--reconnect-on-close]
  *
  * A request succeeds when a whole response arrives (any status); it fails when the connection breaks or the
  * request times out first. A response with "Connection: close" is followed by a new connection, as HTTP says.
@@ -261,7 +262,8 @@ static void conn_broken(struct conn *c, bool timed_out)
 		conn_finish(c);
 		return;
 	}
-	g_reconnects++;
+	if (more_to_send(c))
+		g_reconnects++;
 	c->state = ST_IDLE;
 	conn_next(c);
 }
@@ -478,7 +480,8 @@ static int parse_addr(const char *s)
 static void usage(void)
 {
 	fprintf(stderr, "usage: xm-http-load --addr HOST:PORT [--conns N] [--requests M | --duration SEC] "
-			"[--interval-ms MS] [--path P] [--host NAME] [--timeout-ms MS] [--hold SEC] "
+			"[--interval-ms MS] [--path P] [--host NAME] [--method M] [--header 'N: V']... "
+			"[--timeout-ms MS] [--hold SEC] "
 			"[--reconnect-on-close]\n");
 	exit(2);
 }
@@ -492,6 +495,8 @@ int main(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "interval-ms", required_argument, NULL, 'i' },
 		{ "path", required_argument, NULL, 'p' },
+		{ "method", required_argument, NULL, 'M' },
+		{ "header", required_argument, NULL, 'e' },
 		{ "host", required_argument, NULL, 'H' },
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "hold", required_argument, NULL, 'h' },
@@ -499,7 +504,9 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static char tag_sig;
-	const char *addr = NULL, *path = "/", *host = NULL;
+	const char *addr = NULL, *path = "/", *host = NULL, *method = "GET";
+	char headers[1024] = "";
+	size_t headers_len = 0;
 	long nconns = 1, duration = 0, hold = 0, requests = 1;
 	bool holding = false;
 	int64_t hold_end = 0;
@@ -526,6 +533,16 @@ int main(int argc, char **argv)
 		case 'i':
 			g_interval_ms = strtoul(optarg, NULL, 10);
 			break;
+		case 'M':
+			method = optarg;
+			break;
+		case 'e':
+			if (strpbrk(optarg, "\r\n") || !strchr(optarg, ':') ||
+			    headers_len + strlen(optarg) + 2 >= sizeof(headers))
+				usage();
+			headers_len +=
+			    (size_t)snprintf(headers + headers_len, sizeof(headers) - headers_len, "%s\r\n", optarg);
+			break;
 		case 'p':
 			path = optarg;
 			break;
@@ -549,9 +566,13 @@ int main(int argc, char **argv)
 	    !g_timeout_ms || path[0] != '/' || strpbrk(path, " \r\n") || (host && strpbrk(host, "\r\n")))
 		usage();
 	g_requests = (unsigned long)requests;
-	g_request_len = (size_t)snprintf(g_request, sizeof(g_request),
-					 "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: xm-http-load\r\n\r\n", path,
-					 host ? host : addr);
+	/* a method that may carry a body says it has none; HEAD is not supported (its response has no body) */
+	if (!strcmp(method, "HEAD") || strpbrk(method, " \r\n/:") || !*method)
+		usage();
+	g_request_len = (size_t)snprintf(
+	    g_request, sizeof(g_request), "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: xm-http-load\r\n%s%s\r\n", method,
+	    path, host ? host : addr, headers,
+	    !strcmp(method, "POST") || !strcmp(method, "PUT") ? "Content-Length: 0\r\n" : "");
 	if (g_request_len >= sizeof(g_request))
 		usage();
 

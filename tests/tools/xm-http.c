@@ -3,7 +3,7 @@
  * xm-http: the HTTP/1.1 backend of the L7 e2e tests and benchmark, an independent peer of the agent's proxy:
  * requests are parsed by Debian's libhttp-parser, never by the agent's own parser. One epoll loop, non-blocking.
  *
- *   xm-http --id NAME [--port 8080] [--bind ADDR] [--max-time SEC]
+ *   xm-http --id NAME [--port 8080] [--bind ADDR] [--idle-timeout-ms MS] [--max-time SEC]
  *
  * Endpoints (every response carries "x-backend: NAME"; HEAD answers the same headers without a body):
  *   GET /               "NAME\n"
@@ -17,7 +17,9 @@
  * Keep-alive and pipelining (responses in request order), `Expect: 100-continue` (100 Continue at the end of
  * the header section), `Connection: close` and HTTP/1.0. A request the parser rejects gets 400 and a close.
  * The default bind address "::" with IPV6_V6ONLY off serves IPv4 and IPv6. Prints "xm-http NAME ready" once
- * listening, and "accepted=N requests=N" when it exits on SIGTERM, SIGINT or after --max-time seconds.
+ * listening, and "accepted=N requests=N idle_closed=N" when it exits on SIGTERM, SIGINT or after --max-time
+ * seconds. --idle-timeout-ms: a keep-alive connection idle between requests that long is closed without a word,
+ * as servers' keep-alive timeouts do (what a client or proxy must survive by reconnecting).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -76,6 +78,9 @@ struct conn {
 	bool waiting_slow;	    /* a /slow response is due at deadline_ms */
 	int64_t deadline_ms;	    /* of a /slow response, or of the linger; 0: none */
 	struct conn *tprev, *tnext; /* on g_timed while deadline_ms is set */
+	struct conn *prev, *next;   /* on g_conns */
+	bool in_message;	    /* a request has begun and is not complete */
+	int64_t active_ms;	    /* last read or write, for --idle-timeout-ms */
 	http_parser parser;
 	struct request req;
 	EVP_MD_CTX *sha;
@@ -92,6 +97,9 @@ struct conn {
 static char g_id[ID_MAX];
 static unsigned long g_accepted, g_requests;
 static struct conn *g_timed;
+static struct conn *g_conns; /* all connections, for the idle sweep */
+static long g_idle_timeout_ms;
+static unsigned long g_idle_closed;
 static int g_ep;
 static http_parser_settings g_settings;
 
@@ -286,6 +294,7 @@ static int on_message_begin(http_parser *p)
 	r->nheaders = 0;
 	r->body_len = 0;
 	r->sha_started = false;
+	conn_of(p)->in_message = true;
 	return 0;
 }
 
@@ -711,6 +720,7 @@ static void dispatch(struct conn *c)
 
 static int on_message_complete(http_parser *p)
 {
+	conn_of(p)->in_message = false;
 	dispatch(conn_of(p));
 	/* One request at a time: the next is parsed once this one's response is queued in full. */
 	http_parser_pause(p, 1);
@@ -722,6 +732,12 @@ static int on_message_complete(http_parser *p)
 static void conn_close(struct conn *c)
 {
 	timer_clear(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		g_conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	EVP_MD_CTX_free(c->sha);
@@ -796,6 +812,8 @@ static bool conn_idle(const struct conn *c)
 /* Moves the connection as far as it can go now; false once it is closed. */
 static bool conn_progress(struct conn *c)
 {
+	if (g_idle_timeout_ms) /* a keep-alive connection is idle from its last response on */
+		c->active_ms = now_ms();
 	for (;;) {
 		bool was_idle = conn_idle(c);
 		size_t before = c->in_len;
@@ -900,6 +918,21 @@ static void conn_timer(struct conn *c)
 	}
 }
 
+/* --idle-timeout-ms: closes keep-alive connections that have waited that long between requests. */
+static void idle_sweep(int64_t now)
+{
+	struct conn *c, *next;
+
+	for (c = g_conns; c; c = next) {
+		next = c->next;
+		if (c->mode == MODE_HTTP && !c->in_message && !c->in_len && conn_idle(c) && !c->close_after &&
+		    now - c->active_ms >= g_idle_timeout_ms) {
+			g_idle_closed++;
+			conn_close(c);
+		}
+	}
+}
+
 static void accept_all(int lfd)
 {
 	for (;;) {
@@ -915,6 +948,7 @@ static void accept_all(int lfd)
 		if (!c)
 			die_oom();
 		c->fd = fd;
+		c->active_ms = now_ms();
 		c->sha = EVP_MD_CTX_new();
 		if (!c->sha)
 			die_oom();
@@ -927,7 +961,12 @@ static void accept_all(int lfd)
 			close(fd);
 			EVP_MD_CTX_free(c->sha);
 			free(c);
+			continue;
 		}
+		c->next = g_conns;
+		if (g_conns)
+			g_conns->prev = c;
+		g_conns = c;
 	}
 }
 
@@ -969,7 +1008,7 @@ static int open_listener(const char *host, uint16_t port)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: xm-http --id NAME [--port N] [--bind ADDR] [--max-time SEC]\n");
+	fprintf(stderr, "usage: xm-http --id NAME [--port N] [--bind ADDR] [--idle-timeout-ms MS] [--max-time SEC]\n");
 	exit(2);
 }
 
@@ -980,12 +1019,13 @@ int main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "bind", required_argument, NULL, 'b' },
 		{ "max-time", required_argument, NULL, 'm' },
+		{ "idle-timeout-ms", required_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static char tag_listen, tag_sig; /* tell these descriptors from connections in epoll data */
 	const char *id = NULL, *host = "::";
 	long port = 8080, max_time = 0;
-	int64_t stop_at = 0;
+	int64_t stop_at = 0, next_sweep = 0;
 	struct epoll_event ev;
 	struct rlimit rl;
 	int opt, sfd, lfd;
@@ -1002,6 +1042,9 @@ int main(int argc, char **argv)
 		case 'b':
 			host = optarg;
 			break;
+		case 'I':
+			g_idle_timeout_ms = strtol(optarg, NULL, 10);
+			break;
 		case 'm':
 			max_time = strtol(optarg, NULL, 10);
 			break;
@@ -1009,7 +1052,8 @@ int main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (!id || strlen(id) >= ID_MAX - 1 || strpbrk(id, "\r\n\"\\") || port <= 0 || port > 65535 || max_time < 0)
+	if (!id || strlen(id) >= ID_MAX - 1 || strpbrk(id, "\r\n\"\\") || port <= 0 || port > 65535 || max_time < 0 ||
+	    g_idle_timeout_ms < 0)
 		usage();
 	snprintf(g_id, sizeof(g_id), "%s", id);
 
@@ -1044,10 +1088,12 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (max_time)
 		stop_at = now_ms() + max_time * 1000;
+	if (g_idle_timeout_ms)
+		next_sweep = now_ms() + 10;
 
 	for (;;) {
 		struct epoll_event events[MAX_EVENTS];
-		int64_t next = stop_at, now;
+		int64_t next = next_sweep ? next_sweep : stop_at, now;
 		struct conn *t, *tn;
 		int timeout = -1, n, i;
 
@@ -1077,6 +1123,10 @@ int main(int argc, char **argv)
 		now = now_ms();
 		if (stop_at && now >= stop_at)
 			break;
+		if (next_sweep && now >= next_sweep) {
+			idle_sweep(now);
+			next_sweep = now + (g_idle_timeout_ms >= 40 ? g_idle_timeout_ms / 4 : 10);
+		}
 		for (t = g_timed; t; t = tn) {
 			tn = t->tnext;
 			if (t->deadline_ms <= now) {
@@ -1086,6 +1136,6 @@ int main(int argc, char **argv)
 		}
 	}
 out:
-	printf("accepted=%lu requests=%lu\n", g_accepted, g_requests);
+	printf("accepted=%lu requests=%lu idle_closed=%lu\n", g_accepted, g_requests, g_idle_closed);
 	return 0;
 }
