@@ -5,6 +5,7 @@
  */
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,8 +22,12 @@
 #include "datapath/l7_capture.h"
 #include "datapath/pins.h"
 #include "l7/access_log.h"
+#include "l7/handover.h"
 #include "l7/proxy.h"
 #include "l7/stats.h"
+
+/* How long a stopped agent's listening sockets wait for the next one before HTTP goes back to L4. */
+#define HANDOVER_WAIT_S 10
 
 struct l7_mod {
 	struct l7_proxy *proxy;
@@ -31,6 +36,7 @@ struct l7_mod {
 	int outlier, outlier_svc;		   /* the kernel's ejections, read by the balancers */
 	struct l7_capture_proxy captured;	   /* what xm_l7_proxy holds now */
 	bool capturing;
+	char handover_path[4096]; /* next to the admin socket: where a restart's listening sockets wait */
 };
 
 static void close_fd(int *fd)
@@ -96,6 +102,24 @@ static void set_capture(struct l7_mod *m, const struct l7_capture_proxy *cp)
 		m->captured = *cp;
 	else
 		memset(&m->captured, 0, sizeof(m->captured));
+}
+
+/* The listening sockets a stopping agent left with its holder (l7/handover.h), if any. */
+static bool take_listeners(struct l7_mod *m)
+{
+	int fds[L7_HANDOVER_MAX_FDS];
+	size_t n = 0;
+	int err = l7_handover_receive(m->handover_path, fds, L7_HANDOVER_MAX_FDS, &n);
+
+	if (err) {
+		if (err != -ENOENT)
+			log_warn("l7: listening sockets of the previous agent at %s: %s", m->handover_path,
+				 strerror(-err));
+		return false;
+	}
+	log_info("l7: took over %zu listening sockets of the previous agent", n);
+	l7_proxy_adopt(m->proxy, fds, n);
+	return n > 0;
 }
 
 static void l7_mod_free(struct l7_mod *m)
@@ -187,8 +211,14 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 		l7_mod_free(m);
 		return err;
 	}
-	/* Until listeners are up, a captured connect would find nobody: L4 until the first apply. */
-	l7_capture_set_proxy(m->proxy_map, NULL);
+	snprintf(m->handover_path, sizeof(m->handover_path), "%s.l7", o->admin_path);
+	if (take_listeners(m)) {
+		/* A previous agent's sockets: connects keep queueing on them until the first apply serves them. */
+		m->capturing = true;
+	} else {
+		/* Until listeners are up, a captured connect would find nobody: L4 until the first apply. */
+		l7_capture_set_proxy(m->proxy_map, NULL);
+	}
 	log_info("l7: proxy with %zu workers, port %u", l7_proxy_workers(m->proxy), po.port);
 	*state = m;
 	return 0;
@@ -301,14 +331,17 @@ static void l7_mod_collect(void *state, const struct xm_snapshot *cur, struct xm
 }
 
 /*
- * New connects go back to L4 first (the kernel balances them while no proxy runs), then the workers finish
- * what they have: in-flight requests complete, keep-alive connections close after their next response.
+ * Restart: the listening sockets go to a holder that gives them to the next agent (connects queue meanwhile);
+ * if that fails, new connects go back to L4 (the kernel balances them while no proxy runs). Then the workers
+ * finish what they have: in-flight requests complete, keep-alive connections close after their next response.
  */
 static void l7_mod_close(void *state)
 {
 	struct l7_mod *m = state;
 
-	set_capture(m, NULL);
+	/* The capture keeps pointing at sockets a holder keeps for the next agent; without a holder, L4. */
+	if (!m->capturing || l7_proxy_handover(m->proxy, m->handover_path, m->proxy_map, HANDOVER_WAIT_S))
+		set_capture(m, NULL);
 	l7_mod_free(m);
 }
 

@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "metrics/registry.h"
+#include "l7/handover.h"
 #include "l7/stats.h"
 #include "l7/worker.h"
 
@@ -80,48 +81,138 @@ static bool same_addr(const struct l7_proxy_addr *a, const struct l7_proxy_addr 
 	return a->family == b->family && !memcmp(a->addr.bytes, b->addr.bytes, a->family == XM_FAMILY_V4 ? 4 : 16);
 }
 
+/* The address and port a listening socket is bound to; false when it is not a TCP socket we can use. */
+static bool bound_to(int fd, struct l7_proxy_addr *a, uint16_t *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	memset(a, 0, sizeof(*a));
+	if (getsockname(fd, (struct sockaddr *)&ss, &len))
+		return false;
+	if (ss.ss_family == AF_INET) {
+		a->family = XM_FAMILY_V4;
+		memcpy(a->addr.bytes, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		return true;
+	}
+	if (ss.ss_family == AF_INET6) {
+		a->family = XM_FAMILY_V6;
+		memcpy(a->addr.bytes, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+		*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		return true;
+	}
+	return false;
+}
+
+/* Adopted sockets (a previous agent's) bound to l->addr and our port move into l. */
+static int take_adopted(struct l7_proxy *p, struct l7_listener *l)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < p->n_adopted; i++) {
+		struct l7_proxy_addr a;
+		uint16_t port;
+
+		if (bound_to(p->adopted[i], &a, &port) && port == p->port && same_addr(&a, &l->addr)) {
+			l->fds[l->n_fds++] = p->adopted[i];
+			continue;
+		}
+		p->adopted[j++] = p->adopted[i];
+	}
+	p->n_adopted = j;
+	return 0;
+}
+
+/* Every worker gets at least one socket on l->addr: adopted ones first, new SO_REUSEPORT ones for the rest. */
 static int listener_open(struct l7_proxy *p, struct l7_listener *l)
 {
-	size_t i;
+	size_t cap = p->n_workers + p->n_adopted, i;
 	int fd;
 
-	l->fds = calloc(p->n_workers, sizeof(*l->fds));
+	l->fds = calloc(cap ? cap : 1, sizeof(*l->fds));
 	if (!l->fds)
 		return -ENOMEM;
-	for (i = 0; i < p->n_workers; i++) {
+	l->n_fds = 0;
+	take_adopted(p, l);
+	l->n_adopted = l->n_fds;
+	while (l->n_fds < p->n_workers) {
 		fd = open_listener(&l->addr, p->port, p->port ? NULL : &p->port);
-		if (fd < 0)
-			goto fail;
-		l->fds[i] = fd;
-	}
-	for (i = 0; i < p->n_workers; i++) {
-		if (l7_worker_post_listen(p->workers[i], l->fds[i], true)) {
-			fd = -ENOMEM;
-			/* the workers told already own theirs; close the rest */
-			for (size_t j = i; j < p->n_workers; j++)
-				close(l->fds[j]);
+		if (fd < 0) {
+			while (l->n_fds > l->n_adopted)
+				close(l->fds[--l->n_fds]);
+			/* adopted ones go back: another address may not fail */
+			while (l->n_fds)
+				p->adopted[p->n_adopted++] = l->fds[--l->n_fds];
 			free(l->fds);
 			l->fds = NULL;
 			return fd;
 		}
+		l->fds[l->n_fds++] = fd;
+	}
+	for (i = 0; i < l->n_fds; i++) {
+		if (l7_worker_post_listen(p->workers[i % p->n_workers], l->fds[i], L7_LISTEN_ADD)) {
+			/* the workers told already own theirs; close the rest */
+			for (size_t j = i; j < l->n_fds; j++)
+				close(l->fds[j]);
+			free(l->fds);
+			l->fds = NULL;
+			return -ENOMEM;
+		}
 	}
 	return 0;
-fail:
-	while (i--)
-		close(l->fds[i]);
-	free(l->fds);
-	l->fds = NULL;
-	return fd;
 }
 
 /* The workers close their sockets on their own threads (no accept runs on a closed fd). */
 static void listener_close(struct l7_proxy *p, struct l7_listener *l)
 {
-	for (size_t i = 0; l->fds && i < p->n_workers; i++)
-		if (l7_worker_post_listen(p->workers[i], l->fds[i], false))
+	enum l7_listen_op op = p->handed_over ? L7_LISTEN_LEAVE : L7_LISTEN_REMOVE;
+
+	for (size_t i = 0; l->fds && i < l->n_fds; i++)
+		if (l7_worker_post_listen(p->workers[i % p->n_workers], l->fds[i], op))
 			close(l->fds[i]); /* out of memory: the worker may still poll it; better than leaking */
 	free(l->fds);
 	l->fds = NULL;
+	l->n_fds = 0;
+}
+
+void l7_proxy_adopt(struct l7_proxy *p, const int *fds, size_t n)
+{
+	int *all = realloc(p->adopted, (p->n_adopted + n) * sizeof(*all));
+
+	if (!all) {
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
+		return;
+	}
+	p->adopted = all;
+	memcpy(all + p->n_adopted, fds, n * sizeof(*fds));
+	p->n_adopted += n;
+}
+
+int l7_proxy_handover(struct l7_proxy *p, const char *path, int capture_map_fd, unsigned int timeout_s)
+{
+	int fds[L7_HANDOVER_MAX_FDS];
+	size_t n = 0;
+	pid_t pid;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t j = 0; j < p->n_listeners; j++)
+		for (size_t i = 0; p->listeners[j].fds && i < p->listeners[j].n_fds && n < L7_HANDOVER_MAX_FDS; i++)
+			fds[n++] = p->listeners[j].fds[i];
+	if (!n) {
+		pthread_mutex_unlock(&p->lock);
+		return -ENOENT;
+	}
+	pid = l7_handover_spawn(path, fds, n, capture_map_fd, timeout_s);
+	if (pid > 0)
+		p->handed_over = true;
+	pthread_mutex_unlock(&p->lock);
+	if (pid < 0)
+		return (int)pid;
+	log_info("l7 proxy: %zu listening sockets held for the next agent by pid %d on %s (%u s)", n, (int)pid, path,
+		 timeout_s);
+	return 0;
 }
 
 int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_t n)
@@ -138,7 +229,7 @@ int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_
 		next[kept].addr = addrs[i];
 		for (j = 0; j < p->n_listeners; j++) {
 			if (p->listeners[j].fds && same_addr(&p->listeners[j].addr, &addrs[i])) {
-				next[kept].fds = p->listeners[j].fds;
+				next[kept] = p->listeners[j];
 				p->listeners[j].fds = NULL;
 				break;
 			}
@@ -151,7 +242,8 @@ int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_
 				err = e;
 				continue;
 			}
-			log_info("l7 proxy: listening on %s (%zu workers)", name, p->n_workers);
+			log_info("l7 proxy: listening on %s (%zu workers, %zu sockets taken over)", name, p->n_workers,
+				 next[kept].n_adopted);
 		}
 		kept++;
 	}
@@ -165,6 +257,12 @@ int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_
 	free(p->listeners);
 	p->listeners = next;
 	p->n_listeners = kept;
+	/* A previous agent's sockets on addresses we no longer serve: their queued connections are lost. */
+	if (p->n_adopted)
+		log_warn("l7 proxy: %zu taken-over listening sockets are not on a proxy address now; closed",
+			 p->n_adopted);
+	while (p->n_adopted)
+		close(p->adopted[--p->n_adopted]);
 	pthread_mutex_unlock(&p->lock);
 	return err;
 }
@@ -274,6 +372,9 @@ void l7_proxy_free(struct l7_proxy *p)
 	for (i = 0; p->shards && i < p->n_workers; i++)
 		l7_stats_shard_free(p->shards[i]);
 	free(p->listeners);
+	while (p->n_adopted)
+		close(p->adopted[--p->n_adopted]);
+	free(p->adopted);
 	free(p->workers);
 	free(p->shards);
 	pthread_mutex_destroy(&p->lock);

@@ -58,6 +58,17 @@ struct l7_proxy *l7_proxy_new(const struct l7_proxy_opts *opts, int *err);
  * already listened on keep their sockets. Returns 0 or -errno (the addresses that failed are logged).
  */
 int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_t n);
+/*
+ * Listening sockets a previous agent handed over (l7/handover.h): the proxy owns them now, and the next
+ * l7_proxy_listen serves each address with the ones bound to it (and our port) before opening new ones.
+ */
+void l7_proxy_adopt(struct l7_proxy *p, const int *fds, size_t n);
+/*
+ * Restart: a holder process keeps copies of every listening socket for the next agent (at path, at most
+ * timeout_s seconds, then it turns the capture off through capture_map_fd); from then on the proxy leaves
+ * their accept queues to it. Call before l7_proxy_free.
+ */
+int l7_proxy_handover(struct l7_proxy *p, const char *path, int capture_map_fd, unsigned int timeout_s);
 /* Does the proxy listen on a now? */
 bool l7_proxy_listening(struct l7_proxy *p, const struct l7_proxy_addr *a);
 /* The port the listeners are bound to (opts->port, or the one the kernel picked for 0); 0 before listen. */

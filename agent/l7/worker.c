@@ -102,19 +102,19 @@ static void on_accept(struct xm_loop *loop, int lfd, uint32_t events, void *ctx)
 struct listen_msg {
 	struct l7_worker *w;
 	int fd;
-	bool add;
+	enum l7_listen_op op;
 };
 
 static void do_listen(struct xm_loop *loop, void *arg)
 {
 	struct listen_msg *m = arg;
 
-	if (m->add) {
+	if (m->op == L7_LISTEN_ADD) {
 		if (m->w->draining || loop_add_fd(loop, m->fd, EPOLLIN, on_accept, m->w))
 			log_warn("l7 worker %zu: not accepting on listener fd %d", m->w->index, m->fd);
 	} else {
 		/* Connections already in the accept queue are taken and served, not reset with the socket. */
-		if (!m->w->draining)
+		if (m->op == L7_LISTEN_REMOVE && !m->w->draining)
 			on_accept(loop, m->fd, EPOLLIN, m->w);
 		loop_del_fd(loop, m->fd);
 		close(m->fd);
@@ -122,13 +122,13 @@ static void do_listen(struct xm_loop *loop, void *arg)
 	free(m);
 }
 
-int l7_worker_post_listen(struct l7_worker *w, int fd, bool add)
+int l7_worker_post_listen(struct l7_worker *w, int fd, enum l7_listen_op op)
 {
 	struct listen_msg *m = malloc(sizeof(*m));
 
 	if (!m)
 		return -ENOMEM;
-	*m = (struct listen_msg){ .w = w, .fd = fd, .add = add };
+	*m = (struct listen_msg){ .w = w, .fd = fd, .op = op };
 	if (loop_post(w->loop, do_listen, m)) {
 		free(m);
 		return -ENOMEM;

@@ -173,7 +173,14 @@ struct l7_worker {
 
 struct l7_listener {
 	struct l7_proxy_addr addr;
-	int *fds; /* one per worker */
+	int *fds; /* socket i is served by worker i % n_workers; at least one each */
+	size_t n_fds, n_adopted;
+};
+
+enum l7_listen_op {
+	L7_LISTEN_ADD = 0,
+	L7_LISTEN_REMOVE, /* accept what is queued, then close */
+	L7_LISTEN_LEAVE,  /* stop accepting and close our copy: a holder keeps the socket and its queue */
 };
 
 struct l7_proxy {
@@ -184,6 +191,9 @@ struct l7_proxy {
 	struct l7_listener *listeners;
 	size_t n_listeners;
 	uint16_t port;
+	int *adopted; /* a previous agent's listening sockets, until an address claims them */
+	size_t n_adopted;
+	bool handed_over;     /* a holder keeps our listening sockets: leave their queues alone */
 	pthread_mutex_t lock; /* listeners (control thread vs. free) */
 };
 
@@ -241,7 +251,7 @@ struct l7_worker *l7_worker_new(struct l7_proxy *p, size_t index, struct l7_stat
 void l7_worker_free(struct l7_worker *w);
 void *l7_worker_main(void *arg);
 /* Posted work: listen on fd / stop listening and close it / serve a snapshot / drain. */
-int l7_worker_post_listen(struct l7_worker *w, int fd, bool add);
+int l7_worker_post_listen(struct l7_worker *w, int fd, enum l7_listen_op op);
 int l7_worker_post_snapshot(struct l7_worker *w, struct xm_snapshot *snap, const struct l7_route_table *routes);
 int l7_worker_post_drain(struct l7_worker *w);
 

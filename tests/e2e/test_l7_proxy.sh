@@ -4,7 +4,7 @@
 # forwarding headers, per-request round robin on one keep-alive connection, directResponse, 10 MiB chunked
 # download and 100-continue upload byte-exact, a smuggling attempt refused with 400 while another client keeps
 # working, request metrics equal to the access-log lines, and an agent restart under keep-alive load without a
-# failed request.
+# failed request (the listening sockets handed from the old agent to the new one through the holder).
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -107,6 +107,11 @@ sleep 2
 xmt_agent_stop
 xmt_agent_start --access-log "$t/access2.log" --proxy-workers 2
 wait "${XMT_BG[load]}" || xmt_fail "requests failed across the restart: $(tail -n 4 "$(xmt_bg_log load)")"
+grep -q 'listening sockets held for the next agent' "$XMT_TMP/agent-1.log" ||
+	xmt_fail "the stopping agent handed nothing over: $(grep 'l7' "$XMT_TMP/agent-1.log" | tail -n 5)"
+grep -q 'took over [1-9][0-9]* listening sockets' "$XMT_AGENT_LOG" ||
+	xmt_fail "the new agent took no listening socket over: $(grep 'l7' "$XMT_AGENT_LOG" | head -n 5)"
+[ ! -e "$XMT_ADMIN.l7" ] || xmt_fail "the holder's socket $XMT_ADMIN.l7 is still there after the handover"
 summary=$(tail -n 1 "$(xmt_bg_log load)")
 xmt_note "restart: $summary"
 xmt_pass "proxy: routing, per-request RR, directResponse, 10 MiB both ways, 400 on smuggling, metrics = access log, restart: $summary"
