@@ -37,6 +37,7 @@ struct l7_mod {
 	struct l7_capture_proxy captured;	   /* what xm_l7_proxy holds now */
 	bool capturing;
 	char handover_path[4096]; /* next to the admin socket: where a restart's listening sockets wait */
+	bool detach_on_exit;	  /* the datapath goes with the agent: no capture to keep, nothing to hand over */
 };
 
 static void close_fd(int *fd)
@@ -212,6 +213,7 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 		return err;
 	}
 	snprintf(m->handover_path, sizeof(m->handover_path), "%s.l7", o->admin_path);
+	m->detach_on_exit = o->detach_on_exit;
 	if (take_listeners(m)) {
 		/* A previous agent's sockets: connects keep queueing on them until the first apply serves them. */
 		m->capturing = true;
@@ -340,7 +342,8 @@ static void l7_mod_close(void *state)
 	struct l7_mod *m = state;
 
 	/* The capture keeps pointing at sockets a holder keeps for the next agent; without a holder, L4. */
-	if (!m->capturing || l7_proxy_handover(m->proxy, m->handover_path, m->proxy_map, HANDOVER_WAIT_S))
+	if (!m->capturing || m->detach_on_exit ||
+	    l7_proxy_handover(m->proxy, m->handover_path, m->proxy_map, HANDOVER_WAIT_S))
 		set_capture(m, NULL);
 	l7_mod_free(m);
 }
