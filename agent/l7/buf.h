@@ -19,6 +19,17 @@ struct l7_buf {
 	uint32_t head, tail; /* bytes [head, tail) are queued */
 };
 
+/*
+ * Buffers a worker gave back, for its next connection: a keep-alive connection releases its buffers between
+ * requests, and malloc would otherwise hand the arena's top back to the kernel and fault it in again each
+ * time. Per thread, bounded (L7_BUF_CACHE); buf.c.
+ */
+#define L7_BUF_CACHE 16
+char *l7_buf_alloc(void);
+void l7_buf_release(char *data);
+/* Frees the calling thread's cached buffers (a worker that stops). */
+void l7_buf_cache_drain(void);
+
 static inline uint32_t l7_buf_len(const struct l7_buf *b)
 {
 	return b->tail - b->head;
@@ -33,7 +44,7 @@ static inline const char *l7_buf_peek(const struct l7_buf *b)
 static inline uint32_t l7_buf_room(struct l7_buf *b)
 {
 	if (!b->data) {
-		b->data = malloc(L7_BUF_CAP);
+		b->data = l7_buf_alloc();
 		if (!b->data)
 			return 0;
 	}
@@ -82,7 +93,7 @@ static inline bool l7_buf_append(struct l7_buf *b, const void *p, uint32_t n)
 static inline void l7_buf_trim(struct l7_buf *b)
 {
 	if (b->data && b->head == b->tail) {
-		free(b->data);
+		l7_buf_release(b->data);
 		b->data = NULL;
 		b->head = b->tail = 0;
 	}
@@ -90,7 +101,8 @@ static inline void l7_buf_trim(struct l7_buf *b)
 
 static inline void l7_buf_free(struct l7_buf *b)
 {
-	free(b->data);
+	if (b->data)
+		l7_buf_release(b->data);
 	b->data = NULL;
 	b->head = b->tail = 0;
 }

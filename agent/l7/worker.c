@@ -260,6 +260,7 @@ void *l7_worker_main(void *arg)
 		log_error("l7 worker %zu: event loop: %s", w->index, strerror(-err));
 	close_everything(w);
 	on_reap(w->loop, NULL, w);
+	l7_buf_cache_drain();
 	return NULL;
 }
 
@@ -271,6 +272,7 @@ void l7_worker_free(struct l7_worker *w)
 	if (w->loop) {
 		close_everything(w);
 		on_reap(w->loop, NULL, w);
+		l7_buf_cache_drain(); /* this thread's: what a worker that never ran released here */
 	}
 	if (w->hold) {
 		w->hold->retired = true;
