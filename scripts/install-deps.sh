@@ -10,6 +10,8 @@ PACKAGES=(
 	bpftool
 	# tests; fuzzing (libFuzzer and the sanitizer runtimes of clang 14, gcc's ASan/UBSan runtimes)
 	libcriterion-dev iproute2 iptables
+	# the HTTP/1 differential test's oracle (tests/unit/test_h1_differential.c)
+	libhttp-parser-dev
 	libclang-rt-14-dev libasan8 libubsan1
 	# lint and format
 	clang-format cppcheck
