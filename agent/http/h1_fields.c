@@ -69,7 +69,7 @@ static int note_field(struct h1_fields *f, struct h1_str name, struct h1_str val
 			*err = H1_E_MISSING_HOST;
 			return H1_ERROR;
 		}
-		if (!h1_authority_valid(value)) {
+		if (!h1_authority_valid(value, false, false)) {
 			*err = H1_E_BAD_HEADER_VALUE;
 			return H1_ERROR;
 		}
