@@ -139,6 +139,8 @@ static int finish(struct h1_request *req, const struct h1_fields *f, enum h1_err
 		return fail(err, H1_E_MISSING_HOST);
 	if (!req->host.p) /* origin-form or asterisk-form: the Host header names the origin */
 		req->host = f->host;
+	if (!req->host.p) /* none (HTTP/1.0): still a span of the buffer, for callers that compare it */
+		req->host = (struct h1_str){ req->target.p, 0 };
 	req->body = H1_BODY_NONE;
 	req->content_length = 0;
 	if (f->n_transfer_encoding) {

@@ -102,7 +102,7 @@ static void fuzz_head(int kind, bool head, bool connect, const char *buf, size_t
 
 		check(req.method.len > 0 && inside(req.method, buf, n) && inside(req.target, buf, n));
 		check(inside(req.path, buf, n) || (req.path.len == 1 && req.path.p[0] == '/'));
-		check(inside(req.query, buf, n) && (!req.host.len || inside(req.host, buf, n)));
+		check(inside(req.query, buf, n) && inside(req.host, buf, n));
 		check(req.minor_version <= 1 && req.body <= H1_BODY_CHUNKED);
 		check_headers(req.headers, req.n_headers, buf, n);
 	} else if (r > 0) {

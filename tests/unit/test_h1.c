@@ -206,8 +206,8 @@ static void check_str(const char *what, const char *name, struct h1_str got, con
 {
 	if (!want)
 		return;
-	cr_expect(got.len == strlen(want) && !memcmp(got.p, want, got.len), "%s: %s \"%.*s\", want \"%s\"", name, what,
-		  (int)got.len, got.p ? got.p : "", want);
+	cr_expect(got.p && got.len == strlen(want) && !memcmp(got.p, want, got.len), "%s: %s \"%.*s\", want \"%s\"",
+		  name, what, (int)got.len, got.p ? got.p : "", want);
 }
 
 /* A heap copy of exactly len bytes: ASan sees any read past what arrived. */
