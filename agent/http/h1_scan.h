@@ -71,6 +71,10 @@ static inline bool h1_list_next(struct h1_str s, uint32_t *pos, struct h1_str *e
 /* Past the run of token bytes starting at p. Tokens are short (methods, field names): a table walk. */
 static inline const char *h1_skip_token(const char *p, const char *end)
 {
+	/* Four bytes a round while they last: one branch instead of four. */
+	while (end - p >= 4 &&
+	       h1_tchar[(uint8_t)p[0]] & h1_tchar[(uint8_t)p[1]] & h1_tchar[(uint8_t)p[2]] & h1_tchar[(uint8_t)p[3]])
+		p += 4;
 	while (p < end && h1_tchar[(uint8_t)*p])
 		p++;
 	return p;
