@@ -308,6 +308,22 @@ Test(h1, header_fields_and_lookup)
 	cr_expect(!h1_is_hop_by_hop(NULL, 0, (struct h1_str){ "x-drop", 6 }));
 }
 
+/* Connection may come on several lines, its options in any case, with empty list elements. */
+Test(h1, hop_by_hop_from_several_connection_lines)
+{
+	static const char raw[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: , x-one ,,\r\nCONNECTION: X-TWO\r\n"
+				  "X-One: 1\r\nx-two: 2\r\nX-Three: 3\r\n\r\n";
+	static struct h1_request req;
+	enum h1_error err;
+
+	cr_assert_eq(h1_parse_request(raw, sizeof(raw) - 1, &req, &err), (int)sizeof(raw) - 1);
+	cr_expect(req.keep_alive);
+	cr_expect(h1_is_hop_by_hop(req.headers, req.n_headers, req.headers[3].name));
+	cr_expect(h1_is_hop_by_hop(req.headers, req.n_headers, req.headers[4].name));
+	cr_expect(!h1_is_hop_by_hop(req.headers, req.n_headers, req.headers[5].name));
+	cr_expect(!h1_is_hop_by_hop(req.headers, req.n_headers, (struct h1_str){ "x-on", 4 }));
+}
+
 /* The head ends at its blank line: a body or a pipelined request after it is not read. */
 Test(h1, bytes_after_head)
 {
