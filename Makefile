@@ -71,9 +71,10 @@ $(LIB): $(AGENT_OBJS)
 $(BUILD)/xmesh: $(BUILD)/obj/agent/main.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# libhttp-parser is the HTTP/1 differential test's oracle, linked into the unit tests only.
 $(UNIT_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRCS)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion -lhttp_parser
 
 $(BPFT_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BPFT_SRCS)) $(LIB)
 	@mkdir -p $(dir $@)

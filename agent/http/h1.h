@@ -94,7 +94,11 @@ struct h1_response {
 
 /*
  * Parses a request head from buf[0..len). Returns the head's length (> 0, the body starts there), 0 when
- * more bytes are needed (and len is still under the limits), or -1 with *err set.
+ * more bytes are needed (and len is still under the limits), or -1 with *err set. Errors are decided as soon
+ * as the bytes that decide them are in: a prefix of a head answers 0 or the whole's error, never another.
+ * Each call reads from the start (about 0.3 ns a byte); a head can only complete at a LF, so a caller fed a
+ * byte at a time may skip calls until the new bytes hold a '\n' (an error is then seen a line later).
+ * Empty lines (CR LF) before the request line are skipped (RFC 9112 §2.2) and count in the length.
  */
 int h1_parse_request(const char *buf, size_t len, struct h1_request *req, enum h1_error *err);
 

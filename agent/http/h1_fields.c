@@ -41,6 +41,23 @@ static void note_connection(struct h1_fields *f, struct h1_str v)
 	}
 }
 
+/*
+ * Whether a HT sits between the colon and the value or between the value and the CR: for framing fields,
+ * where not every implementation counts HT as whitespace (libhttp-parser refuses "Content-Length: 5<HT>").
+ */
+static bool tab_around(struct h1_str v)
+{
+	const char *p;
+
+	for (p = v.p; p[-1] == ' ' || p[-1] == '\t'; p--)
+		if (p[-1] == '\t')
+			return true;
+	for (p = v.p + v.len; *p == ' ' || *p == '\t'; p++)
+		if (*p == '\t')
+			return true;
+	return false;
+}
+
 /* A field that matters to framing or to the connection; others are only stored. */
 static int note_field(struct h1_fields *f, struct h1_str name, struct h1_str value, enum h1_error *err)
 {
@@ -52,7 +69,7 @@ static int note_field(struct h1_fields *f, struct h1_str name, struct h1_str val
 			*err = H1_E_MISSING_HOST;
 			return H1_ERROR;
 		}
-		if (!h1_authority_valid(value)) {
+		if (!h1_authority_valid(value, false, false)) {
 			*err = H1_E_BAD_HEADER_VALUE;
 			return H1_ERROR;
 		}
@@ -74,7 +91,8 @@ static int note_field(struct h1_fields *f, struct h1_str name, struct h1_str val
 		if (!h1_eq_lower(name.p, "content-length", 14))
 			break;
 		/* Even an equal duplicate: a recipient that takes the other line, or joins them, frames differently. */
-		if (++f->n_content_length > 1 || !parse_content_length(value, &f->content_length)) {
+		if (++f->n_content_length > 1 || !parse_content_length(value, &f->content_length) ||
+		    tab_around(value)) {
 			*err = H1_E_BAD_CONTENT_LENGTH;
 			return H1_ERROR;
 		}
@@ -82,7 +100,8 @@ static int note_field(struct h1_fields *f, struct h1_str name, struct h1_str val
 	case 17:
 		if (!h1_eq_lower(name.p, "transfer-encoding", 17))
 			break;
-		if (++f->n_transfer_encoding > 1) { /* one line only: nobody has to join lists to frame */
+		/* One line only (nobody has to join lists to frame), and no HT around the codings. */
+		if (++f->n_transfer_encoding > 1 || tab_around(value)) {
 			*err = H1_E_BAD_TRANSFER_ENCODING;
 			return H1_ERROR;
 		}

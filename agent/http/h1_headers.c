@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Looking at parsed header fields: case-insensitive names, the first field of a name, which fields are
- * hop-by-hop (RFC 9110 §7.6.1), and the short names of the parser's errors.
+ * hop-by-hop (RFC 9110 §7.6.1), authorities (Host, targets), and the short names of the parser's errors.
  */
+#include <ctype.h>
 #include <string.h>
 
 #include "http/h1_scan.h"
@@ -66,6 +67,33 @@ bool h1_is_hop_by_hop(const struct h1_header *all, uint32_t n, struct h1_str nam
 				return true;
 	}
 	return false;
+}
+
+bool h1_authority_valid(struct h1_str s, bool need_host, bool need_port)
+{
+	const char *p = s.p, *end = s.p + s.len, *host_end;
+
+	if (p < end && *p == '[') {
+		for (host_end = p + 1; host_end < end && *host_end != ']'; host_end++)
+			if (!isxdigit((unsigned char)*host_end) && *host_end != ':' && *host_end != '.')
+				return false;
+		if (host_end == end || host_end == p + 1)
+			return false;
+		host_end++;
+	} else {
+		for (host_end = p; host_end < end && h1_reg_name_char[(uint8_t)*host_end]; host_end++)
+			;
+		if (need_host && host_end == p)
+			return false;
+	}
+	if (host_end == end)
+		return !need_port;
+	if (*host_end != ':' || (need_port && host_end + 1 == end))
+		return false;
+	for (p = host_end + 1; p < end; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
 }
 
 const char *h1_error_name(enum h1_error e)

@@ -25,20 +25,6 @@ static void split_path_query(struct h1_request *req, const char *p, uint32_t len
 	req->query.len = q ? len - req->path.len - 1 : 0;
 }
 
-/* authority-form (CONNECT only): host ":" port, with a non-empty host and a numeric port. */
-static bool authority_form_valid(struct h1_str t)
-{
-	const char *colon = memrchr(t.p, ':', t.len);
-	const char *port, *end = t.p + t.len;
-
-	if (!colon || colon == t.p || colon + 1 == end || !h1_authority_valid(t) || memchr(t.p, '@', t.len))
-		return false;
-	for (port = colon + 1; port < end; port++)
-		if (*port < '0' || *port > '9')
-			return false;
-	return true;
-}
-
 /* absolute-form: "http" or "https" "://" authority [path] ["?" query]; sets host, path and query. */
 static bool absolute_form(struct h1_request *req)
 {
@@ -54,8 +40,8 @@ static bool absolute_form(struct h1_request *req)
 		;
 	req->host.p = auth;
 	req->host.len = (uint32_t)(auth_end - auth);
-	/* No userinfo (RFC 9110 §4.2.4 says to treat it as an error) and no empty host. */
-	if (!req->host.len || memchr(auth, '@', req->host.len) || !h1_authority_valid(req->host) || *auth == ':')
+	/* No userinfo (RFC 9110 §4.2.4 says to treat it as an error: '@' is no reg-name byte) and no empty host. */
+	if (!h1_authority_valid(req->host, true, false))
 		return false;
 	if (auth_end < end && *auth_end == '/') {
 		split_path_query(req, auth_end, (uint32_t)(end - auth_end));
@@ -74,7 +60,7 @@ static bool target_valid(struct h1_request *req)
 	struct h1_str t = req->target;
 
 	if (req->is_connect) {
-		if (!authority_form_valid(t))
+		if (!h1_authority_valid(t, true, true)) /* authority-form: host ":" port */
 			return false;
 		req->host = t;
 		req->path = (struct h1_str){ t.p + t.len, 0 };
@@ -153,6 +139,8 @@ static int finish(struct h1_request *req, const struct h1_fields *f, enum h1_err
 		return fail(err, H1_E_MISSING_HOST);
 	if (!req->host.p) /* origin-form or asterisk-form: the Host header names the origin */
 		req->host = f->host;
+	if (!req->host.p) /* none (HTTP/1.0): still a span of the buffer, for callers that compare it */
+		req->host = (struct h1_str){ req->target.p, 0 };
 	req->body = H1_BODY_NONE;
 	req->content_length = 0;
 	if (f->n_transfer_encoding) {

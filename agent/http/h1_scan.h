@@ -22,8 +22,8 @@ extern const uint8_t h1_value_stop[256];
 extern const uint8_t h1_target_stop[256];
 /* ASCII lower case of every byte (others unchanged). */
 extern const uint8_t h1_lower[256];
-/* 1 for the bytes of an RFC 3986 authority without userinfo: reg-name, IP-literal brackets, ':' and port. */
-extern const uint8_t h1_host_char[256];
+/* 1 for the bytes of an RFC 3986 reg-name: unreserved, '%' and sub-delims. */
+extern const uint8_t h1_reg_name_char[256];
 
 /* Whether the n bytes at p equal lit (lower case ASCII) case-insensitively. */
 static inline bool h1_eq_lower(const char *p, const char *lit, uint32_t n)
@@ -36,16 +36,11 @@ static inline bool h1_eq_lower(const char *p, const char *lit, uint32_t n)
 	return true;
 }
 
-/* Whether every byte of s may appear in an authority (Host value, absolute-form or CONNECT target). */
-static inline bool h1_authority_valid(struct h1_str s)
-{
-	uint32_t i;
-
-	for (i = 0; i < s.len; i++)
-		if (!h1_host_char[(uint8_t)s.p[i]])
-			return false;
-	return true;
-}
+/*
+ * Whether s is an RFC 3986 authority without userinfo: host [":" port], the host a reg-name or an IPv6
+ * literal in brackets. need_host: the host may not be empty; need_port: the port must be there.
+ */
+bool h1_authority_valid(struct h1_str s, bool need_host, bool need_port);
 
 /*
  * The next element of the comma-separated list s (RFC 9110 §5.6.1) from *pos on, without surrounding
@@ -76,6 +71,10 @@ static inline bool h1_list_next(struct h1_str s, uint32_t *pos, struct h1_str *e
 /* Past the run of token bytes starting at p. Tokens are short (methods, field names): a table walk. */
 static inline const char *h1_skip_token(const char *p, const char *end)
 {
+	/* Four bytes a round while they last: one branch instead of four. */
+	while (end - p >= 4 &&
+	       h1_tchar[(uint8_t)p[0]] & h1_tchar[(uint8_t)p[1]] & h1_tchar[(uint8_t)p[2]] & h1_tchar[(uint8_t)p[3]])
+		p += 4;
 	while (p < end && h1_tchar[(uint8_t)*p])
 		p++;
 	return p;

@@ -40,9 +40,9 @@ const uint8_t h1_lower[256] = {
 	0xfc, 0xfd, 0xfe, 0xff,
 };
 
-/* RFC 3986 reg-name, IP-literal and port bytes: what a Host value or an authority may hold. */
-const uint8_t h1_host_char[256] = {
-	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['!'] = 1,
-	['$'] = 1,	   ['&'] = 1,	      ['\''] = 1,	 ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1,
-	[';'] = 1,	   ['='] = 1,	      ['%'] = 1,	 [':'] = 1, ['['] = 1, [']'] = 1,
+/* RFC 3986 reg-name bytes (unreserved, pct-encoded, sub-delims): the host of a Host value or an authority. */
+const uint8_t h1_reg_name_char[256] = {
+	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, ['-'] = 1,  ['.'] = 1, ['_'] = 1, ['~'] = 1,
+	['!'] = 1,	   ['$'] = 1,	      ['&'] = 1,	 ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+	['+'] = 1,	   [','] = 1,	      [';'] = 1,	 ['='] = 1,  ['%'] = 1,
 };

@@ -38,8 +38,9 @@ int mhttp_parse_request(const char *buf, size_t len, struct mhttp_request *req)
 	if (r > 0) {
 		req->method = h.method.p;
 		req->method_len = h.method.len;
-		req->path = h.path.p;
-		req->path_len = h.path.len;
+		/* CONNECT's authority-form has no path: the target stands for it (answered 405 anyway). */
+		req->path = h.path.len ? h.path.p : h.target.p;
+		req->path_len = h.path.len ? h.path.len : h.target.len;
 		req->minor_version = h.minor_version;
 	}
 	return r;

@@ -50,6 +50,8 @@ static const struct req_case requests[] = {
 	OK("content-length zero", "POST /u HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\n\r\n", .body = H1_BODY_NONE),
 	OK("content-length leading zeros", "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n",
 	   .body = H1_BODY_LENGTH, .content_length = 7),
+	OK("content-length spaces", "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length:   7  \r\n\r\n",
+	   .body = H1_BODY_LENGTH, .content_length = 7),
 	OK("content-length max", "PUT /u HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
 	   .body = H1_BODY_LENGTH, .content_length = UINT64_MAX),
 	OK("chunked", "POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", .body = H1_BODY_CHUNKED),
@@ -80,6 +82,10 @@ static const struct req_case requests[] = {
 	OK("whitespace around values", "GET / HTTP/1.1\r\nHost:a\r\nX-A: \t b c \t \r\nX-E:\r\nX-F:   \r\n\r\n",
 	   .host = "a", .n_headers = 4),
 	OK("obs-text in value", "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\x80\xff\r\n\r\n"),
+	OK("host ipv6 and port", "GET / HTTP/1.1\r\nHost: [fe80::1]:8080\r\n\r\n", .host = "[fe80::1]:8080"),
+	OK("host empty port", "GET / HTTP/1.1\r\nHost: a:\r\n\r\n", .host = "a:"),
+	OK("absolute-form ipv6", "GET http://[::1]:80/x HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", .host = "[::1]:80",
+	   .path = "/x"),
 	OK("empty host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", .host = ""),
 	OK("tchar names", "GET / HTTP/1.1\r\nHost: a\r\n!#$%&'*+-.^_`|~09Az: v\r\n\r\n", .n_headers = 2),
 	OK("unusual target bytes", "GET /a|b{c}^\"<>\\ HTTP/1.1\r\nHost: a\r\n\r\n", .path = "/a|b{c}^\"<>\\"),
@@ -101,6 +107,9 @@ static const struct req_case requests[] = {
 	BAD("cl empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", H1_E_BAD_CONTENT_LENGTH),
 	BAD("cl overflow", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
 	    H1_E_BAD_CONTENT_LENGTH),
+	BAD("cl trailing tab", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\t\r\n\r\n", H1_E_BAD_CONTENT_LENGTH),
+	BAD("cl leading tab", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\t5\r\n\r\n", H1_E_BAD_CONTENT_LENGTH),
+	BAD("te tab", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n", H1_E_BAD_TRANSFER_ENCODING),
 	BAD("te not final chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
 	    H1_E_BAD_TRANSFER_ENCODING),
 	BAD("te chunked twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
@@ -148,6 +157,9 @@ static const struct req_case requests[] = {
 	BAD("esc in value", "GET / HTTP/1.1\r\nHost: a\r\nX: \x1b[31m\r\n\r\n", H1_E_BAD_HEADER_VALUE),
 	BAD("host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", H1_E_BAD_HEADER_VALUE),
 	BAD("host with slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", H1_E_BAD_HEADER_VALUE),
+	BAD("host two colons", "GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", H1_E_BAD_HEADER_VALUE),
+	BAD("host bad port", "GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n", H1_E_BAD_HEADER_VALUE),
+	BAD("host userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", H1_E_BAD_HEADER_VALUE),
 	BAD("missing host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", H1_E_MISSING_HOST),
 	BAD("duplicate host", "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", H1_E_MISSING_HOST),
 	BAD("duplicate host equal", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", H1_E_MISSING_HOST),
@@ -174,6 +186,9 @@ static const struct req_case requests[] = {
 	BAD("connect origin-form", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
 	BAD("connect no port", "CONNECT a.b HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
 	BAD("connect bad port", "CONNECT a.b:4x3 HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
+	BAD("connect empty host", "CONNECT :443 HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
+	BAD("connect colons", "CONNECT ::888 HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
+	BAD("connect open bracket", "CONNECT [::1:443 HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
 	BAD("connect userinfo", "CONNECT u@a.b:443 HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
 	BAD("absolute-form userinfo", "GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
 	BAD("absolute-form empty host", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", H1_E_BAD_TARGET),
@@ -191,8 +206,8 @@ static void check_str(const char *what, const char *name, struct h1_str got, con
 {
 	if (!want)
 		return;
-	cr_expect(got.len == strlen(want) && !memcmp(got.p, want, got.len), "%s: %s \"%.*s\", want \"%s\"", name, what,
-		  (int)got.len, got.p ? got.p : "", want);
+	cr_expect(got.p && got.len == strlen(want) && !memcmp(got.p, want, got.len), "%s: %s \"%.*s\", want \"%s\"",
+		  name, what, (int)got.len, got.p ? got.p : "", want);
 }
 
 /* A heap copy of exactly len bytes: ASan sees any read past what arrived. */
@@ -291,6 +306,22 @@ Test(h1, header_fields_and_lookup)
 	cr_expect(h1_is_hop_by_hop(NULL, 0, (struct h1_str){ "Transfer-Encoding", 17 }));
 	cr_expect(h1_is_hop_by_hop(NULL, 0, (struct h1_str){ "trailer", 7 }));
 	cr_expect(!h1_is_hop_by_hop(NULL, 0, (struct h1_str){ "x-drop", 6 }));
+}
+
+/* Connection may come on several lines, its options in any case, with empty list elements. */
+Test(h1, hop_by_hop_from_several_connection_lines)
+{
+	static const char raw[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: , x-one ,,\r\nCONNECTION: X-TWO\r\n"
+				  "X-One: 1\r\nx-two: 2\r\nX-Three: 3\r\n\r\n";
+	static struct h1_request req;
+	enum h1_error err;
+
+	cr_assert_eq(h1_parse_request(raw, sizeof(raw) - 1, &req, &err), (int)sizeof(raw) - 1);
+	cr_expect(req.keep_alive);
+	cr_expect(h1_is_hop_by_hop(req.headers, req.n_headers, req.headers[3].name));
+	cr_expect(h1_is_hop_by_hop(req.headers, req.n_headers, req.headers[4].name));
+	cr_expect(!h1_is_hop_by_hop(req.headers, req.n_headers, req.headers[5].name));
+	cr_expect(!h1_is_hop_by_hop(req.headers, req.n_headers, (struct h1_str){ "x-on", 4 }));
 }
 
 /* The head ends at its blank line: a body or a pipelined request after it is not read. */
