@@ -100,7 +100,7 @@ Test(compile, ready_not_ready_and_terminating_endpoints)
 	cr_expect(!backend_of(s, "10.200.1.4", 9080)->ready, "terminating and not ready: not selected");
 	cr_expect_eq(s->algo, XM_LB_LEAST_REQUEST, "Istio's default without a DestinationRule");
 	cr_expect(!s->outlier_on);
-	cr_expect_eq(s->flags, 0);
+	cr_expect_eq(s->flags, XM_SVC_F_L7, "a port named http is HTTP (Istio's protocol selection)");
 	for (size_t i = 1; i < s->n_backends; i++)
 		cr_expect_lt(memcmp(s->backends[i - 1].addr.bytes, s->backends[i].addr.bytes, 16), 0, "sorted");
 }
