@@ -632,6 +632,14 @@ static int http_ports(const struct builder *b, uint16_t **ports, size_t *n)
 	return 0;
 }
 
+static bool http_port(const struct xm_service *svc, uint16_t port)
+{
+	for (size_t p = 0; p < svc->n_ports; p++)
+		if (svc->ports[p].port == port && svc->ports[p].http)
+			return true;
+	return false;
+}
+
 /* One vhost per HTTP port that the VirtualService's hosts reach. */
 static int build_vs(struct builder *b, const struct xm_virtual_service *vs, const uint16_t *all_ports,
 		    size_t n_all_ports)
@@ -674,12 +682,16 @@ static int build_vs(struct builder *b, const struct xm_virtual_service *vs, cons
 			ports[n_ports++] = all_ports[p];
 	}
 	for (size_t p = 0; !err && p < n_ports && (n_svcs || n_others); p++) {
+		const struct xm_service *first = NULL;
 		char name[XM_NAME_MAX];
 		size_t idx;
 		struct l7_vhost *v;
 
-		if (n_svcs)
-			service_fqdn(svcs[0], name, sizeof(name));
+		/* A Service's names reach this vhost only on its own HTTP ports. */
+		for (size_t s = 0; !first && s < n_svcs; s++)
+			first = http_port(svcs[s], ports[p]) ? svcs[s] : NULL;
+		if (first)
+			service_fqdn(first, name, sizeof(name));
 		else
 			snprintf(name, sizeof(name), "%s", others[0]);
 		v = new_vhost(b, name, ports[p], &idx);
@@ -688,6 +700,8 @@ static int build_vs(struct builder *b, const struct xm_virtual_service *vs, cons
 			break;
 		}
 		for (size_t s = 0; !err && s < n_svcs; s++) {
+			if (!http_port(svcs[s], ports[p]))
+				continue;
 			err = add_service_domains(v, svcs[s]);
 			if (!err)
 				err = add_owner(b, svcs[s], ports[p], idx);
