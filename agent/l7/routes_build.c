@@ -758,7 +758,8 @@ static int build_defaults(struct builder *b)
 {
 	size_t n_vs_owners;
 
-	qsort(b->owners, b->n_owners, sizeof(*b->owners), owner_cmp);
+	if (b->n_owners > 1)
+		qsort(b->owners, b->n_owners, sizeof(*b->owners), owner_cmp);
 	n_vs_owners = b->n_owners;
 	/* by_name holds each (Service, port) adjacently: one default for its IPv4 and IPv6 entries. */
 	for (size_t i = 0; i < b->n_by_name; i++) {
@@ -780,7 +781,8 @@ static int build_defaults(struct builder *b)
 		if (err)
 			return err;
 	}
-	qsort(b->owners, b->n_owners, sizeof(*b->owners), owner_cmp);
+	if (b->n_owners > 1)
+		qsort(b->owners, b->n_owners, sizeof(*b->owners), owner_cmp);
 	return 0;
 }
 
