@@ -120,7 +120,7 @@ struct l7_route {
 	/* mirror (fire-and-forget shadow copy) */
 	const struct l7_cluster *mirror;
 	double mirror_percent; /* 0..100; 100 when mirror is set without mirrorPercentage */
-	/* Filled later by the resilience work (#14): timeout, retries, fault. */
+	/* VirtualService timeout; retries and fault come with the resilience work (#14). */
 	uint64_t timeout_ms; /* 0: none */
 	struct xm_loc loc;   /* loc.file points into the table's files */
 };

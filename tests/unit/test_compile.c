@@ -280,6 +280,22 @@ Test(compile, external_ips_are_maglev_and_flagged_whatever_the_rule_says)
 	cr_expect_eq(lb->flags, XM_SVC_F_EXTERNAL);
 }
 
+Test(compile, http_ports_are_flagged_l7_on_their_cluster_ips_only)
+{
+	compile_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+		     "spec:\n  clusterIP: 10.96.0.20\n  externalIPs: [192.0.2.10]\n"
+		     "  ports:\n  - {name: http-web, port: 80}\n  - {name: tcp-raw, port: 81}\n"
+		     "  - {name: api, port: 82, appProtocol: http}\n  - {name: grpc, port: 83}\n"
+		     "  - {name: http-dns, port: 84, protocol: UDP}\n",
+		     NULL);
+	cr_expect_eq(port_of("10.96.0.20", 80, XM_PROTO_TCP)->flags, XM_SVC_F_L7);
+	cr_expect_eq(port_of("192.0.2.10", 80, XM_PROTO_TCP)->flags, XM_SVC_F_EXTERNAL, "external VIPs stay XDP's");
+	cr_expect_eq(port_of("10.96.0.20", 81, XM_PROTO_TCP)->flags, 0);
+	cr_expect_eq(port_of("10.96.0.20", 82, XM_PROTO_TCP)->flags, XM_SVC_F_L7, "appProtocol http");
+	cr_expect_eq(port_of("10.96.0.20", 83, XM_PROTO_TCP)->flags, 0, "HTTP/2 is served at L4 for now");
+	cr_expect_eq(port_of("10.96.0.20", 84, XM_PROTO_UDP)->flags, 0, "only TCP ports can be HTTP");
+}
+
 /* The algorithm compiled for a DestinationRule trafficPolicy (YAML flow mapping) on service "web". */
 static uint8_t algo_for(const char *policy, const char *affinity, uint32_t *maglev_size)
 {
