@@ -145,6 +145,13 @@ struct l7_service {
 	const struct l7_vhost *vhost;	 /* the vhost serving this VIP when Host names nothing else */
 };
 
+/* A domain of a vhost on a port: the Host lookup's index. */
+struct l7_domain {
+	uint16_t port;
+	const char *name; /* lowercase; for a wildcard the suffix after '*' (".example.com", "" for "*") */
+	const struct l7_vhost *vhost;
+};
+
 struct l7_route_table {
 	struct l7_service *services; /* sorted by key */
 	size_t n_services;
@@ -154,6 +161,10 @@ struct l7_route_table {
 	size_t n_clusters;
 	char **files; /* the config file names route locations point at */
 	size_t n_files;
+	struct l7_domain *exact; /* sorted by (port, name); a domain on a port belongs to the first vhost */
+	size_t n_exact;
+	struct l7_domain *wildcards; /* by port, longest suffix first */
+	size_t n_wildcards;
 };
 
 /* What the router looks at in a request. */

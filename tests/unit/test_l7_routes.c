@@ -457,3 +457,63 @@ Test(l7_routes, an_empty_table_renders)
 	sb_free(&out);
 	l7_routes_free(&empty);
 }
+
+/* A table of its own: text is a whole config; the suite's table is replaced. */
+static void build_text(const char *text)
+{
+	struct xm_compile_opts opts = { .maglev_size = 251 };
+	struct xm_config cfg = { 0 };
+	char *path = temp_yaml(text);
+	const char *paths[] = { path };
+	int err;
+
+	load_clean(paths, 1, &cfg);
+	unlink(path);
+	free(path);
+	snapshot_put(snap);
+	snap = snapshot_build(&cfg, &opts, &err);
+	cr_assert_not_null(snap, "snapshot_build: %d", err);
+	config_free(&cfg);
+	t = &snap->routes;
+}
+
+#define VS(name, hosts, dest)                                                                                          \
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: " name "}\n"                  \
+	"spec:\n  hosts: " hosts "\n  http:\n  - name: " name "\n    route: [{destination: {host: " dest "}}]\n"
+
+Test(l7_routes, wildcards_longest_suffix_then_star_and_first_claim_wins)
+{
+	static const struct {
+		const char *host, *want_route;
+	} cases[] = {
+		{ "x.b.example.com", "deep" },
+		{ "X.B.Example.Com:80", "deep" },
+		{ "b.example.com", "shallow" },
+		{ "x.example.com", "shallow" },
+		{ "example.com", "any" },
+		{ "other.org", "any" },
+		{ "a", "a-first" },
+		{ "a.default.svc.cluster.local", "a-first" },
+		{ "b", "default" },
+		{ "10.96.0.2", "default" },
+	};
+
+	build_text("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  clusterIP: 10.96.0.1\n"
+		   "  ports: [{name: http, port: 80}]\n"
+		   "---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec:\n  clusterIP: 10.96.0.2\n"
+		   "  ports: [{name: http, port: 80}]\n" VS("any", "[\"*\"]", "a")
+		       VS("deep", "[\"*.b.example.com\"]", "a") VS("shallow", "[\"*.example.com\"]", "a")
+			   VS("a-first", "[a]", "a") VS("a-second", "[a.default]", "b"));
+	cr_expect_eq(t->n_vhosts, 5, "any, deep, shallow, a-first, b's default; a-second lost its only host");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct req r;
+
+		request(&r, "GET", "/", cases[i].host, NULL, 0);
+		r.v.port = 80;
+		/* Dialed b's VIP: short names are read in b's namespace (the client is unknown). */
+		const struct l7_route *route = l7_route_select(t, service("10.96.0.2", 80), &r.v);
+
+		cr_expect(route && !strcmp(route->name, cases[i].want_route), "Host %s: route %s, want %s",
+			  cases[i].host, route ? route->name : "(none)", cases[i].want_route);
+	}
+}
