@@ -172,7 +172,10 @@ static const struct xm_service_port *port_of(const char *ns, const char *name, u
 
 Test(config_virtualservice, protocol_selection_of_the_mesh)
 {
-	load_mesh();
+	load_with("mesh.yaml", 0);
+	cr_expect_eq(diags.n, 1);
+	find_diag(&diags, "vs/mesh.yaml", 181, 28,
+		  "virtualservice default/wild: host \"details\": ", "service default/details has no HTTP port");
 	cr_expect(port_of("default", "reviews", 9080)->http, "port name http");
 	cr_expect(port_of("default", "ratings", 9080)->http, "a VirtualService with http routes names it");
 	cr_expect(!port_of("default", "details", 9080)->http, "tcp-main says TCP, even though a VS names it");
