@@ -245,7 +245,7 @@ static void parse_http_route(struct obj_ctx *c, const struct ynode *item, size_t
 			  redirect ? "redirect" : "directResponse");
 	else if (redirect && direct)
 		obj_error(c, direct, "%s: redirect and directResponse cannot both be given", field);
-	else if (!r->n_route && !redirect && !direct)
+	else if (!r->n_route && !redirect && !direct && !map_value(c, item, "delegate"))
 		obj_error(c, item, "%s: one of route, redirect or directResponse is required", field);
 	rewrite = get_map(c, item, "rewrite", field_name(name, sizeof(name), field, "rewrite"));
 	if (rewrite) {

@@ -184,6 +184,27 @@ static void select_protocols(struct xm_config *cfg, const struct host_claim *cla
 	}
 }
 
+/* A mesh VirtualService host whose Service has no HTTP port: its http routes apply nowhere, say so. */
+static void warn_hosts_without_http(const struct host_claim *claims, size_t n, struct xm_diags *diags)
+{
+	char q[QUOTE_BUF];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct xm_service *svc = claims[i].svc;
+		bool http = false;
+
+		if (!svc)
+			continue;
+		for (size_t p = 0; p < svc->n_ports && !http; p++)
+			http = svc->ports[p].http;
+		if (!http)
+			diags_warn(diags, claims[i].loc,
+				   "virtualservice %s/%s: host %s: service %s/%s has no HTTP port (its ports' "
+				   "appProtocol or name say another protocol): the http routes do not apply to it",
+				   claims[i].vs->ns, claims[i].vs->name, quoted(q, claims[i].host), svc->ns, svc->name);
+	}
+}
+
 void validate_virtual_services(struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
 	struct host_claim *claims;
@@ -209,5 +230,6 @@ void validate_virtual_services(struct xm_config *cfg, struct xm_diags *diags, in
 	claims = collect_claims(cfg, &n_claims);
 	warn_duplicate_claims(claims, n_claims, diags);
 	select_protocols(cfg, claims, n_claims, diags);
+	warn_hosts_without_http(claims, n_claims, diags);
 	free(claims);
 }

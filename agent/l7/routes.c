@@ -117,6 +117,8 @@ void l7_routes_free(struct l7_route_table *t)
 	free(t->clusters);
 	free(t->services);
 	names_free(t->files, t->n_files);
+	free(t->exact);
+	free(t->wildcards);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -171,48 +173,55 @@ static bool expand_host(struct h1_str h, const char *ns, char *out, size_t size)
 	return n > 0 && (size_t)n < size;
 }
 
-/* Length of the suffix a wildcard domain "*.example.com" matches in h (longer is better), 0 for none. */
-static size_t wildcard_score(const char *d, struct h1_str h)
+static int domain_key_cmp(const void *key, const void *elem)
 {
-	size_t dl = strlen(d);
+	const struct l7_domain *k = key, *d = elem;
 
-	if (dl == 1 && d[0] == '*')
-		return 1; /* "*": the weakest match */
-	if (dl < 2 || d[0] != '*' || h.len < dl)
-		return 0;
-	return l7_ieq(h.p + h.len - (dl - 1), dl - 1, d + 1) ? dl : 0;
+	if (k->port != d->port)
+		return k->port < d->port ? -1 : 1;
+	return strcmp(k->name, d->name);
+}
+
+static const struct l7_vhost *exact_vhost(const struct l7_route_table *t, uint16_t port, const char *name)
+{
+	struct l7_domain key = { port, name, NULL };
+	const struct l7_domain *d =
+	    t->n_exact ? bsearch(&key, t->exact, t->n_exact, sizeof(*t->exact), domain_key_cmp) : NULL;
+
+	return d ? d->vhost : NULL;
 }
 
 const struct l7_vhost *l7_vhost_for_host(const struct l7_route_table *t, uint16_t port, struct h1_str host,
 					 const char *source_ns)
 {
 	struct h1_str h = strip_port(host);
-	char fqdn[320];
-	bool expanded = h.len && expand_host(h, source_ns, fqdn, sizeof(fqdn));
-	const struct l7_vhost *best = NULL;
-	size_t best_score = 0;
+	char lower[256], fqdn[320];
+	const struct l7_vhost *v;
+	size_t len;
 
-	if (!h.len)
+	if (!h.len || h.len >= sizeof(lower))
 		return NULL;
-	for (size_t i = 0; i < t->n_vhosts; i++) {
-		const struct l7_vhost *v = &t->vhosts[i];
-
-		if (v->port != port)
-			continue;
-		for (size_t d = 0; d < v->n_domains; d++) {
-			const char *dom = v->domains[d];
-			size_t score;
-
-			if (l7_ieq(h.p, h.len, dom) || (expanded && !strcasecmp(fqdn, dom)))
-				return v; /* an exact domain wins over any wildcard */
-			score = wildcard_score(dom, h);
-			if (score > best_score) {
-				best = v;
-				best_score = score;
-			}
-		}
+	for (uint32_t i = 0; i < h.len; i++)
+		lower[i] = (char)tolower((unsigned char)h.p[i]);
+	lower[h.len] = '\0';
+	h.p = lower;
+	v = exact_vhost(t, port, lower);
+	if (!v && expand_host(h, source_ns, fqdn, sizeof(fqdn))) {
+		for (char *c = fqdn; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		v = exact_vhost(t, port, fqdn);
 	}
-	return best;
+	if (v)
+		return v; /* an exact domain wins over any wildcard */
+	len = h.len;
+	for (size_t i = 0; i < t->n_wildcards; i++) {
+		const struct l7_domain *d = &t->wildcards[i];
+		size_t dl = strlen(d->name);
+
+		if (d->port == port && dl <= len && !memcmp(lower + len - dl, d->name, dl))
+			return d->vhost; /* the longest suffix comes first */
+	}
+	return NULL;
 }
 
 const struct l7_route *l7_route_select(const struct l7_route_table *t, const struct l7_service *svc,

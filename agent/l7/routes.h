@@ -120,7 +120,7 @@ struct l7_route {
 	/* mirror (fire-and-forget shadow copy) */
 	const struct l7_cluster *mirror;
 	double mirror_percent; /* 0..100; 100 when mirror is set without mirrorPercentage */
-	/* Filled later by the resilience work (#14): timeout, retries, fault. */
+	/* VirtualService timeout; retries and fault come with the resilience work (#14). */
 	uint64_t timeout_ms; /* 0: none */
 	struct xm_loc loc;   /* loc.file points into the table's files */
 };
@@ -145,6 +145,13 @@ struct l7_service {
 	const struct l7_vhost *vhost;	 /* the vhost serving this VIP when Host names nothing else */
 };
 
+/* A domain of a vhost on a port: the Host lookup's index. */
+struct l7_domain {
+	uint16_t port;
+	const char *name; /* lowercase; for a wildcard the suffix after '*' (".example.com", "" for "*") */
+	const struct l7_vhost *vhost;
+};
+
 struct l7_route_table {
 	struct l7_service *services; /* sorted by key */
 	size_t n_services;
@@ -154,6 +161,10 @@ struct l7_route_table {
 	size_t n_clusters;
 	char **files; /* the config file names route locations point at */
 	size_t n_files;
+	struct l7_domain *exact; /* sorted by (port, name); a domain on a port belongs to the first vhost */
+	size_t n_exact;
+	struct l7_domain *wildcards; /* by port, longest suffix first */
+	size_t n_wildcards;
 };
 
 /* What the router looks at in a request. */

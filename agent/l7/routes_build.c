@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,7 @@ struct builder {
 	const struct xm_workload **wl_by_pod; /* by ns, pod */
 	size_t n_wl;
 	/* Hosts already claimed by an earlier VirtualService (the first by namespace/name keeps a host). */
-	const struct xm_service **claimed_svcs;
+	const struct xm_service **claimed_svcs; /* open addressing, NULL when free */
 	size_t n_claimed_svcs, cap_claimed_svcs;
 	const char **claimed_hosts;
 	size_t n_claimed_hosts, cap_claimed_hosts;
@@ -584,20 +585,48 @@ static const struct vhost_owner *find_owner(const struct builder *b, const struc
 	return b->n_owners ? bsearch(&key, b->owners, b->n_owners, sizeof(key), owner_cmp) : NULL;
 }
 
+static const struct xm_service **claimed_slot(const struct xm_service **slots, size_t cap, const struct xm_service *svc)
+{
+	size_t i = ((uintptr_t)svc >> 4) * 11400714819323198485ull & (cap - 1);
+
+	while (slots[i] && slots[i] != svc)
+		i = (i + 1) & (cap - 1);
+	return &slots[i];
+}
+
+/* Adds svc to the claimed set (kept at most half full); *taken when it was there already. */
+static int claim_service(struct builder *b, const struct xm_service *svc, bool *taken)
+{
+	const struct xm_service **slot;
+
+	if (2 * (b->n_claimed_svcs + 1) > b->cap_claimed_svcs) {
+		size_t cap = b->cap_claimed_svcs ? b->cap_claimed_svcs * 2 : 64;
+		const struct xm_service **slots = calloc(cap, sizeof(*slots));
+
+		if (!slots)
+			return -ENOMEM;
+		for (size_t i = 0; i < b->cap_claimed_svcs; i++)
+			if (b->claimed_svcs[i])
+				*claimed_slot(slots, cap, b->claimed_svcs[i]) = b->claimed_svcs[i];
+		free(b->claimed_svcs);
+		b->claimed_svcs = slots;
+		b->cap_claimed_svcs = cap;
+	}
+	slot = claimed_slot(b->claimed_svcs, b->cap_claimed_svcs, svc);
+	*taken = *slot != NULL;
+	if (!*taken) {
+		*slot = svc;
+		b->n_claimed_svcs++;
+	}
+	return 0;
+}
+
 /* Claims host for vs unless an earlier VirtualService has it; false when it is taken. */
 static int claim(struct builder *b, const struct xm_service *svc, const char *host, bool *taken)
 {
 	*taken = false;
-	if (svc) {
-		for (size_t i = 0; i < b->n_claimed_svcs && !*taken; i++)
-			*taken = b->claimed_svcs[i] == svc;
-		if (*taken)
-			return 0;
-		if (XM_GROW(b->claimed_svcs, b->cap_claimed_svcs, b->n_claimed_svcs + 1))
-			return -ENOMEM;
-		b->claimed_svcs[b->n_claimed_svcs++] = svc;
-		return 0;
-	}
+	if (svc)
+		return claim_service(b, svc, taken);
 	for (size_t i = 0; i < b->n_claimed_hosts && !*taken; i++)
 		*taken = !strcasecmp(b->claimed_hosts[i], host);
 	if (*taken)
@@ -630,6 +659,14 @@ static int http_ports(const struct builder *b, uint16_t **ports, size_t *n)
 			(*ports)[(*n)++] = p;
 	}
 	return 0;
+}
+
+static bool http_port(const struct xm_service *svc, uint16_t port)
+{
+	for (size_t p = 0; p < svc->n_ports; p++)
+		if (svc->ports[p].port == port && svc->ports[p].http)
+			return true;
+	return false;
 }
 
 /* One vhost per HTTP port that the VirtualService's hosts reach. */
@@ -674,12 +711,16 @@ static int build_vs(struct builder *b, const struct xm_virtual_service *vs, cons
 			ports[n_ports++] = all_ports[p];
 	}
 	for (size_t p = 0; !err && p < n_ports && (n_svcs || n_others); p++) {
+		const struct xm_service *first = NULL;
 		char name[XM_NAME_MAX];
 		size_t idx;
 		struct l7_vhost *v;
 
-		if (n_svcs)
-			service_fqdn(svcs[0], name, sizeof(name));
+		/* A Service's names reach this vhost only on its own HTTP ports. */
+		for (size_t s = 0; !first && s < n_svcs; s++)
+			first = http_port(svcs[s], ports[p]) ? svcs[s] : NULL;
+		if (first)
+			service_fqdn(first, name, sizeof(name));
 		else
 			snprintf(name, sizeof(name), "%s", others[0]);
 		v = new_vhost(b, name, ports[p], &idx);
@@ -688,6 +729,8 @@ static int build_vs(struct builder *b, const struct xm_virtual_service *vs, cons
 			break;
 		}
 		for (size_t s = 0; !err && s < n_svcs; s++) {
+			if (!http_port(svcs[s], ports[p]))
+				continue;
 			err = add_service_domains(v, svcs[s]);
 			if (!err)
 				err = add_owner(b, svcs[s], ports[p], idx);
@@ -744,7 +787,8 @@ static int build_defaults(struct builder *b)
 {
 	size_t n_vs_owners;
 
-	qsort(b->owners, b->n_owners, sizeof(*b->owners), owner_cmp);
+	if (b->n_owners > 1)
+		qsort(b->owners, b->n_owners, sizeof(*b->owners), owner_cmp);
 	n_vs_owners = b->n_owners;
 	/* by_name holds each (Service, port) adjacently: one default for its IPv4 and IPv6 entries. */
 	for (size_t i = 0; i < b->n_by_name; i++) {
@@ -766,7 +810,8 @@ static int build_defaults(struct builder *b)
 		if (err)
 			return err;
 	}
-	qsort(b->owners, b->n_owners, sizeof(*b->owners), owner_cmp);
+	if (b->n_owners > 1)
+		qsort(b->owners, b->n_owners, sizeof(*b->owners), owner_cmp);
 	return 0;
 }
 
@@ -802,6 +847,67 @@ static int build_services(struct builder *b)
 	return 0;
 }
 
+static int domain_cmp(const void *a, const void *b)
+{
+	const struct l7_domain *x = a, *y = b;
+	int r;
+
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	r = strcmp(x->name, y->name);
+	if (r)
+		return r;
+	return x->vhost < y->vhost ? -1 : x->vhost > y->vhost; /* the first vhost keeps a domain */
+}
+
+/* Longest suffix first, so the first wildcard that matches is the best. */
+static int wildcard_cmp(const void *a, const void *b)
+{
+	const struct l7_domain *x = a, *y = b;
+	size_t lx = strlen(x->name), ly = strlen(y->name);
+
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	if (lx != ly)
+		return lx > ly ? -1 : 1;
+	return domain_cmp(a, b);
+}
+
+/* The Host lookup's index over the final vhosts array. */
+static int build_domain_index(struct l7_route_table *t)
+{
+	size_t n = 0, kept = 0;
+
+	for (size_t i = 0; i < t->n_vhosts; i++)
+		n += t->vhosts[i].n_domains;
+	t->exact = calloc(n + 1, sizeof(*t->exact));
+	t->wildcards = calloc(n + 1, sizeof(*t->wildcards));
+	if (!t->exact || !t->wildcards)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n_vhosts; i++) {
+		const struct l7_vhost *v = &t->vhosts[i];
+
+		for (size_t d = 0; d < v->n_domains; d++) {
+			const char *name = v->domains[d];
+
+			if (name[0] == '*')
+				t->wildcards[t->n_wildcards++] = (struct l7_domain){ v->port, name + 1, v };
+			else
+				t->exact[t->n_exact++] = (struct l7_domain){ v->port, name, v };
+		}
+	}
+	if (t->n_exact > 1)
+		qsort(t->exact, t->n_exact, sizeof(*t->exact), domain_cmp);
+	if (t->n_wildcards > 1)
+		qsort(t->wildcards, t->n_wildcards, sizeof(*t->wildcards), wildcard_cmp);
+	for (size_t i = 0; i < t->n_exact; i++)
+		if (!kept || t->exact[kept - 1].port != t->exact[i].port ||
+		    strcmp(t->exact[kept - 1].name, t->exact[i].name))
+			t->exact[kept++] = t->exact[i];
+	t->n_exact = kept;
+	return 0;
+}
+
 int l7_routes_build(const struct xm_config *cfg, const struct xm_lb_state *lb, const struct xm_identities *ids,
 		    struct l7_route_table *out)
 {
@@ -828,7 +934,9 @@ int l7_routes_build(const struct xm_config *cfg, const struct xm_lb_state *lb, c
 			out->services[i].vhost = &out->vhosts[(uintptr_t)out->services[i].vhost - 1];
 		for (size_t i = 0; i < b.n_fixups; i++)
 			*b.fixups[i].slot = &out->clusters[b.fixups[i].idx];
-	} else {
+		err = build_domain_index(out);
+	}
+	if (err) {
 		out->n_services = 0; /* their vhost fields hold indexes */
 		for (size_t i = 0; i < b.n_fixups; i++)
 			*b.fixups[i].slot = NULL;
