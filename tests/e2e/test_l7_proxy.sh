@@ -10,7 +10,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 xmt_init "$@"
 for c in curl python3 sha256sum; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-[ -x "$XM_HTTP" ] && [ -x "$XM_HTTP_LOAD" ] || xmt_skip "xm-http / xm-http-load not built (make tools)"
+if [ ! -x "$XM_HTTP" ] || [ ! -x "$XM_HTTP_LOAD" ]; then xmt_skip "xm-http / xm-http-load not built (make tools)"; fi
 xmt_node_create
 xmt_pod_add b1 11
 xmt_pod_add b2 12
@@ -49,12 +49,14 @@ XMT_SUBTEST="per-request round robin on one connection"
 curl_c1 -o "$t/rr" -H 'Host: reviews' "$vip/" -o "$t/rr2" "$vip/" -o "$t/rr3" "$vip/" -o "$t/rr4" "$vip/" \
 	-w '%{num_connects}\n' >"$t/conns"
 cat "$t/rr" "$t/rr2" "$t/rr3" "$t/rr4" >"$t/rr_all"
-grep -q b1 "$t/rr_all" && grep -q b2 "$t/rr_all" || xmt_fail "4 requests on one connection reached only: $(cat "$t/rr_all")"
+if ! grep -q b1 "$t/rr_all" || ! grep -q b2 "$t/rr_all"; then
+	xmt_fail "4 requests on one connection reached only: $(cat "$t/rr_all")"
+fi
 [ "$(awk '{ s += $1 } END { print s }' "$t/conns")" = 1 ] || xmt_fail "curl opened $(cat "$t/conns") connections"
 
 XMT_SUBTEST="local replies"
 code=$(curl_c1 -o "$t/b" -w '%{http_code}' -H 'Host: reviews' "$vip/teapot")
-[ "$code" = 418 ] && [ "$(cat "$t/b")" = "short and stout" ] || xmt_fail "directResponse: $code $(cat "$t/b")"
+if [ "$code" != 418 ] || [ "$(cat "$t/b")" != "short and stout" ]; then xmt_fail "directResponse: $code $(cat "$t/b")"; fi
 
 XMT_SUBTEST="10 MiB both ways"
 n=$((10 * 1024 * 1024))
