@@ -18,7 +18,14 @@
 #include "l7/stats.h"
 #include "l7/worker.h"
 
-#define DEFAULT_POOL_IDLE_MS 3600000 /* Istio's connectionPool.http.idleTimeout default: 1 h */
+#define DEFAULT_POOL_IDLE_MS	   3600000 /* Istio's connectionPool.http.idleTimeout default: 1 h */
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000   /* Istio's connectionPool.tcp.connectTimeout default: 10 s */
+
+static uint64_t connect_timeout(const struct l7_cluster *c)
+{
+	return c->policy.pool.tcp_connect_timeout_ms ? c->policy.pool.tcp_connect_timeout_ms
+						     : DEFAULT_CONNECT_TIMEOUT_MS;
+}
 
 static uint64_t clock_ns(clockid_t id)
 {
@@ -390,7 +397,7 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 		mirror_request(d, req, head_len, &view);
 	l7_buf_consume(&d->in, head_len);
 	endpoint_of(x->endpoint, &ep);
-	x->up = l7_up_get(w, &ep, false);
+	x->up = l7_up_get(w, &ep, false, connect_timeout(x->cluster));
 	if (!x->up) {
 		atomic_fetch_add_explicit(&w->c.connect_failures, 1, memory_order_relaxed);
 		l7_exchange_local_reply(d, 503, L7_RF_UF, NULL, "upstream connect error", 22);
@@ -452,7 +459,7 @@ static void upstream_lost(struct l7_down *d)
 		atomic_fetch_add_explicit(&d->w->c.resends, 1, memory_order_relaxed);
 		l7_up_close(up);
 		x->head_sent = false;
-		x->up = l7_up_get(d->w, &ep, true);
+		x->up = l7_up_get(d->w, &ep, true, connect_timeout(x->cluster));
 		if (x->up) {
 			x->up->down = d;
 			x->up->max_requests = x->cluster->policy.pool.http_max_requests_per_conn;

@@ -135,6 +135,8 @@ static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx
 			atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
 		}
 		up->connecting = false;
+		if (up->kind == L7_UP_PRIMARY)
+			loop_timer_disarm(up->w->loop, up->timer); /* the connect timeout */
 	}
 	if (!up->connect_failed && (events & EPOLLERR))
 		up->error = true;
@@ -157,11 +159,21 @@ static void on_up_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 	struct l7_up *up = ctx;
 
 	(void)loop, (void)timer;
-	if (up->pooled || up->kind == L7_UP_SHADOW)
+	if (up->pooled || up->kind == L7_UP_SHADOW) {
 		l7_up_close(up);
+		return;
+	}
+	if (up->connecting && up->down) {
+		/* connectTimeout: the exchange answers 503 UF as for a refused connect. */
+		up->connecting = false;
+		up->connect_failed = up->error = true;
+		atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
+		l7_down_progress(up->down);
+	}
 }
 
-static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, enum l7_up_kind kind)
+static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, enum l7_up_kind kind,
+				uint64_t connect_timeout_ms)
 {
 	struct l7_up *up = calloc(1, sizeof(*up));
 	struct sockaddr_storage ss;
@@ -222,6 +234,15 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 		free(up);
 		return NULL;
 	}
+	if (up->connecting) {
+		up->timer = loop_timer_add(w->loop, connect_timeout_ms, 0, on_up_timer, up);
+		if (!up->timer) {
+			loop_del_fd(w->loop, fd);
+			close(fd);
+			free(up);
+			return NULL;
+		}
+	}
 	up->all_next = w->ups;
 	if (w->ups)
 		w->ups->all_prev = up;
@@ -231,7 +252,7 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 	return up;
 }
 
-struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool fresh)
+struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool fresh, uint64_t connect_timeout_ms)
 {
 	struct l7_up *up;
 
@@ -242,7 +263,7 @@ struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool 
 		loop_timer_disarm(w->loop, up->timer);
 		return up;
 	}
-	return up_connect(w, ep, L7_UP_PRIMARY);
+	return up_connect(w, ep, L7_UP_PRIMARY, connect_timeout_ms);
 }
 
 void l7_up_release(struct l7_up *up, bool reusable)
@@ -301,11 +322,14 @@ void l7_up_close(struct l7_up *up)
 
 void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char *bytes, uint32_t len)
 {
-	struct l7_up *up = up_connect(w, ep, L7_UP_SHADOW);
+	struct l7_up *up = up_connect(w, ep, L7_UP_SHADOW, SHADOW_DEADLINE_MS);
 
 	if (!up)
 		return;
-	up->timer = loop_timer_add(w->loop, SHADOW_DEADLINE_MS, 0, on_up_timer, up);
+	if (up->timer)
+		loop_timer_arm(w->loop, up->timer, SHADOW_DEADLINE_MS); /* one deadline, the connect included */
+	else
+		up->timer = loop_timer_add(w->loop, SHADOW_DEADLINE_MS, 0, on_up_timer, up);
 	if (!up->timer || !l7_buf_append(&up->out, bytes, len)) {
 		l7_up_close(up);
 		return;

@@ -232,8 +232,11 @@ void l7_exchange_local_reply(struct l7_down *d, uint16_t status, uint32_t flags,
 			     size_t body_len);
 
 /* upstream.c */
-/* An idle pooled connection to ep, or a new one (connecting); NULL with errno when the socket failed. */
-struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool fresh);
+/*
+ * An idle pooled connection to ep, or a new one (connecting, failed after connect_timeout_ms); NULL when the
+ * socket failed.
+ */
+struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool fresh, uint64_t connect_timeout_ms);
 /* Returns up to its pool (keep-alive) or closes it. */
 void l7_up_release(struct l7_up *up, bool reusable);
 void l7_up_close(struct l7_up *up);

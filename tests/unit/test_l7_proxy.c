@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "compile/snapshot.h"
+#include "core/loop.h"
 #include "core/strbuf.h"
 #include "l7/proxy.h"
 #include "l7_proxy_fixture.h"
@@ -21,6 +22,7 @@
 #define WEB   "127.0.0.1" /* -> web: routed by the VirtualService below */
 #define EMPTY "127.0.0.2" /* -> empty: no endpoint (503 UH) */
 #define DEAD  "127.0.0.3" /* -> dead: an endpoint on a closed port (503 UF) */
+#define FULL  "127.0.0.4" /* -> full: an endpoint whose accept queue is full (connects time out: 503 UF) */
 
 static struct l7_proxy *proxy;
 static struct xm_snapshot *snap;
@@ -43,7 +45,7 @@ static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_k
 	vip->proto = XM_PROTO_TCP;
 	vip->family = XM_FAMILY_V4;
 	*svc_id = 0;
-	return last <= 3 ? 0 : -ENOENT;
+	return last <= 4 ? 0 : -ENOENT;
 }
 
 static uint16_t closed_port(void)
@@ -124,7 +126,48 @@ static const char config_fmt[] =
     "metadata: {name: web, namespace: default}\n"
     "spec:\n"
     "  host: web\n"
-    "  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 3}}}\n";
+    "  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 3}}}\n"
+    "---\n"
+    "apiVersion: v1\n"
+    "kind: Service\n"
+    "metadata: {name: full, namespace: default}\n"
+    "spec:\n"
+    "  clusterIP: 10.96.0.13\n"
+    "  ports: [{name: http, port: 80, targetPort: %u}]\n"
+    "---\n"
+    "apiVersion: discovery.k8s.io/v1\n"
+    "kind: EndpointSlice\n"
+    "metadata: {name: full-1, namespace: default, labels: {kubernetes.io/service-name: full}}\n"
+    "addressType: IPv4\n"
+    "endpoints: [{addresses: [\"127.0.0.1\"], conditions: {ready: true}}]\n"
+    "ports: [{name: http, port: %u}]\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: DestinationRule\n"
+    "metadata: {name: full, namespace: default}\n"
+    "spec:\n"
+    "  host: full\n"
+    "  trafficPolicy: {connectionPool: {tcp: {connectTimeout: 300ms}}}\n";
+
+/* A listener that never accepts, its queue filled: the next SYN to it is dropped, so a connect hangs. */
+static int full_fd = -1, fillers[4];
+
+static uint16_t full_listener(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+
+	full_fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(full_fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(full_fd, 0), 0);
+	getsockname(full_fd, (struct sockaddr *)&sin, &len);
+	for (int i = 0; i < 4; i++) {
+		fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		connect(fillers[i], (struct sockaddr *)&sin, sizeof(sin));
+	}
+	usleep(50000);
+	return ntohs(sin.sin_port);
+}
 
 static void start(size_t workers)
 {
@@ -133,17 +176,17 @@ static void start(size_t workers)
 		.resolve = resolve_by_listener,
 		.on_record = records_hook,
 	};
-	struct l7_proxy_addr addrs[3];
+	struct l7_proxy_addr addrs[4];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
 	struct xm_config cfg = { 0 };
-	uint16_t up = upstream_start(), dead = closed_port();
+	uint16_t up = upstream_start(), dead = closed_port(), full = full_listener();
 	char text[sizeof(config_fmt) + 64], *path;
 	const char *paths[1];
 	uint32_t id = 1;
 	int err;
 
 	cr_assert_neq(up, 0, "upstream did not start");
-	snprintf(text, sizeof(text), config_fmt, up, up, dead, dead);
+	snprintf(text, sizeof(text), config_fmt, up, up, dead, dead, full, full);
 	path = temp_yaml(text);
 	paths[0] = path;
 	load_clean(paths, 1, &cfg);
@@ -159,7 +202,7 @@ static void start(size_t workers)
 		fprintf(stderr, "%s\n", sb.buf);
 		sb_free(&sb);
 	}
-	cr_assert_eq(snap->routes.n_services, 3, "three HTTP service ports, got %zu", snap->routes.n_services);
+	cr_assert_eq(snap->routes.n_services, 4, "four HTTP service ports, got %zu", snap->routes.n_services);
 	/* What publishing does: ids for the services and backends (LEAST_REQUEST counts per backend id). */
 	for (size_t i = 0; i < snap->lb.n_services; i++) {
 		snap->lb.services[i].svc_id = id++;
@@ -169,12 +212,12 @@ static void start(size_t workers)
 	proxy = l7_proxy_new(&opts, &err);
 	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
 	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		memset(&addrs[i], 0, sizeof(addrs[i]));
 		addrs[i].family = XM_FAMILY_V4;
 		addrs[i].addr.v4 = htonl(0x7f000001 + (uint32_t)i);
 	}
-	cr_assert_eq(l7_proxy_listen(proxy, addrs, 3), 0);
+	cr_assert_eq(l7_proxy_listen(proxy, addrs, 4), 0);
 	port = l7_proxy_port(proxy);
 	cr_assert_neq(port, 0);
 }
@@ -188,6 +231,9 @@ static void teardown(void)
 {
 	l7_proxy_free(proxy);
 	snapshot_put(snap);
+	for (int i = 0; i < 4; i++)
+		close(fillers[i]);
+	close(full_fd);
 	upstream_stop();
 }
 
@@ -596,4 +642,21 @@ Test(l7_proxy, max_requests_per_connection_closes_the_upstream_connection)
 	cr_expect_str_eq(conn[1], conn[0]);
 	cr_expect_str_eq(conn[2], conn[0]);
 	cr_expect_str_neq(conn[3], conn[0], "the 4th request needs a new connection");
+}
+
+Test(l7_proxy, connect_timeout_is_503_uf)
+{
+	struct hclient c;
+	struct response r;
+	uint64_t t0 = loop_now_ms();
+
+	hc_open(&c, FULL, port);
+	get_host(&c, "full", "/", &r);
+	cr_expect_eq(r.status, 503);
+	cr_expect_geq(loop_now_ms() - t0, 250, "answered before the 300 ms connectTimeout");
+	cr_expect_lt(loop_now_ms() - t0, 3000, "connectTimeout 300ms not applied");
+	response_free(&r);
+	hc_close(&c);
+	cr_assert_geq(records_wait(1), 1);
+	cr_expect_eq(records_get(0).flags, L7_RF_UF);
 }
