@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,6 +106,21 @@ static void set_capture(struct l7_mod *m, const struct l7_capture_proxy *cp)
 		memset(&m->captured, 0, sizeof(m->captured));
 }
 
+/*
+ * Every proxied connection takes two descriptors (client and upstream): the usual soft limit of 1024 would
+ * cap the proxy near 500 connections. Raised to the hard limit, for the whole agent.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		log_warn("l7: could not raise the open-files limit to %llu", (unsigned long long)rl.rlim_max);
+}
+
 /* The listening sockets a stopping agent left with its holder (l7/handover.h), if any. */
 static bool take_listeners(struct l7_mod *m)
 {
@@ -194,6 +210,7 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 			return err;
 		}
 	}
+	raise_fd_limit();
 	po.n_workers = o->proxy_workers > 0 ? (size_t)o->proxy_workers : 0;
 	po.port = o->proxy_port ? o->proxy_port : L7_PROXY_DEFAULT_PORT;
 	po.resolve = resolve_captured;

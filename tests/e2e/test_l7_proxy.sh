@@ -3,7 +3,8 @@
 # to the agent's proxy on the node address, the proxy routes by VirtualService and balances per request. Checks:
 # forwarding headers, per-request round robin on one keep-alive connection, directResponse, 10 MiB chunked
 # download and 100-continue upload byte-exact, a smuggling attempt refused with 400 while another client keeps
-# working, request metrics equal to the access-log lines, and an agent restart under keep-alive load without a
+# working, request metrics equal to the access-log lines, 1,000 concurrent keep-alive connections, requests per
+# service in xmesh status, and an agent restart under keep-alive load without a
 # failed request (the listening sockets handed from the old agent to the new one through the holder).
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
@@ -101,6 +102,13 @@ total=$(awk '/^istio_requests_total\{/ { s += $NF } END { print s + 0 }' "$t/met
 lines=$(wc -l <"$t/access.log")
 [ "$total" -gt 10 ] || xmt_fail "istio_requests_total sums to $total"
 [ "$lines" = "$total" ] || xmt_fail "$lines access-log lines for $total requests in istio_requests_total"
+
+XMT_SUBTEST="1,000 concurrent keep-alive connections"
+xmt_in_pod c1 sh -c "ulimit -n 4096 && exec \"\$0\" \"\$@\"" "$XM_HTTP_LOAD" --addr "$XMT_VIP:$XMT_PORT" \
+	--host reviews --conns 1000 --requests 5 >"$t/k1000" 2>&1 || xmt_fail "1000 connections: $(tail -n 3 "$t/k1000")"
+grep -q '^ok=5000 failed=0 ' "$t/k1000" || xmt_fail "1000 connections: $(tail -n 1 "$t/k1000")"
+xmt_xmesh status --admin "$XMT_ADMIN" >"$t/status"
+grep -q '^http: .*reviews.*: [0-9]* requests' "$t/status" || xmt_fail "xmesh status shows no HTTP requests: $(cat "$t/status")"
 
 XMT_SUBTEST="restart under load"
 xmt_bg load c1 mesh "$XM_HTTP_LOAD" --addr "$XMT_VIP:$XMT_PORT" --host reviews --conns 20 --duration 8 \
