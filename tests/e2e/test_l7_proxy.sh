@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The L7 proxy in the agent, end to end: a client pod dials an HTTP service VIP, the kernel hands the connection
-# to the agent's proxy on the node address, the proxy routes by VirtualService and balances per request. Checks:
+# The L7 proxy in the agent, end to end: a client pod dials an HTTP service VIP (IPv4 or IPv6), the kernel hands
+# the connection to the agent's proxy on the node address, the proxy routes and balances per request. Checks:
 # forwarding headers, per-request round robin on one keep-alive connection, directResponse, 10 MiB chunked
 # download and 100-continue upload byte-exact, a smuggling attempt refused with 400 while another client keeps
 # working, request metrics equal to the access-log lines, 1,000 concurrent keep-alive connections, requests per
@@ -22,9 +22,12 @@ t="$XMT_TMP"
 vip="http://$XMT_VIP:$XMT_PORT"
 
 {
-	xmt_yaml_node
-	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
+	# This node's InternalIPs in both families: the proxy listens on both, the capture sends each family there.
+	printf '%s\n' '---' 'apiVersion: v1' 'kind: Node' "metadata: {name: $XMT_NODE_NAME}" 'status:' '  addresses:' \
+		"  - {type: InternalIP, address: $XMT_SUBNET.1}" "  - {type: InternalIP, address: \"${XMT_SUBNET6}:1\"}"
+	xmt_yaml_service --name reviews --vip "$XMT_VIP" --vip "$XMT_VIP6" --port-name http
 	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)" "$(xmt_pod_ip b2)"
+	xmt_yaml_slice --service reviews --family 6 --port-name http "$(xmt_pod_ip6 b1)" "$(xmt_pod_ip6 b2)"
 	xmt_yaml_dr --host reviews.default.svc.cluster.local --lb ROUND_ROBIN
 	printf '%s\n' '---' 'apiVersion: networking.istio.io/v1' 'kind: VirtualService' \
 		'metadata: {name: reviews, namespace: default}' 'spec:' '  hosts: [reviews]' '  http:' \
@@ -43,6 +46,15 @@ h = {k.lower(): v for k, v in e["headers"]}
 assert h.get("x-forwarded-for") == sys.argv[2], h
 assert h.get("x-forwarded-proto") == "http", h
 assert len(h.get("x-request-id", "")) == 36, h
+PY
+
+XMT_SUBTEST="IPv6"
+curl_c1 -g -o "$t/echo6.json" -H 'Host: reviews' "http://[$XMT_VIP6]:$XMT_PORT/echo"
+python3 - "$t/echo6.json" "$(xmt_pod_ip6 c1)" <<'PY' || xmt_fail "echo over IPv6: $(cat "$t/echo6.json")"
+import json, sys
+e = json.load(open(sys.argv[1]))
+h = {k.lower(): v for k, v in e["headers"]}
+assert h.get("x-forwarded-for") == sys.argv[2], h
 PY
 
 XMT_SUBTEST="per-request round robin on one connection"
