@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
 	# build
 	clang llvm make gcc pkg-config libc6-dev
-	libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev libnl-3-dev libnl-route-3-dev
+	libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev libnl-3-dev libnl-route-3-dev libpcre2-dev
 	bpftool
 	# tests; fuzzing (libFuzzer and the sanitizer runtimes of clang 14, gcc's ASan/UBSan runtimes)
 	libcriterion-dev iproute2 iptables
