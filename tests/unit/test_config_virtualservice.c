@@ -304,3 +304,21 @@ Test(config_virtualservice, host_forms_resolve_to_services)
 	cr_expect_null(config_host_service(&cfg, "*.example.com", "default"));
 	cr_expect_null(config_host_service(&cfg, "reviews.default.svc.example.com", "default"));
 }
+
+Test(config_virtualservice, warnings_stay_warnings_through_the_parse_cache)
+{
+	struct xm_config_cache *cache = config_cache_new();
+	const char *paths[] = { fixture("vs/warnings.yaml") };
+
+	cr_assert_not_null(cache);
+	for (int round = 0; round < 2; round++) {
+		cr_assert_eq(config_load_cached(cache, paths, 1, &cfg, &diags), 0, "round %d", round);
+		cr_expect_eq(diags.n, 15, "round %d", round);
+		cr_expect_eq(n_errors(&diags), 0, "round %d: a cached file's warnings are still warnings", round);
+		cr_expect(port_of("default", "reviews", 9080)->http);
+		cr_expect_eq(vs_named("default", "a-first")->n_http, 2);
+		diags_free(&diags);
+		config_free(&cfg);
+	}
+	config_cache_free(cache);
+}
