@@ -125,6 +125,20 @@ struct l7_series {
 	char text[]; /* the label values, NUL-separated */
 };
 
+/*
+ * The last series of a (snapshot generation, source, destination workload, cluster, flags, status): within
+ * one generation those pointers name immutable workloads and clusters, so equal pointers are equal labels
+ * and a request skips building, hashing and comparing 25 strings. Worker only.
+ */
+#define FAST_SLOTS 256
+struct fast_entry {
+	uint64_t generation;
+	const void *source, *upstream_wl, *cluster;
+	uint32_t flags;
+	uint16_t status;
+	struct l7_series *series;
+};
+
 struct l7_stats_shard {
 	struct l7_series *series[L7_STATS_SERIES_MAX]; /* [0, n_series) are published and immutable but counters */
 	_Atomic uint32_t n_series;
@@ -132,6 +146,7 @@ struct l7_stats_shard {
 	_Atomic uint64_t overflowed;
 	uint64_t seed;		     /* hash seed: a client cannot aim its Host headers at one index chain */
 	uint32_t index[INDEX_SLOTS]; /* worker only: series position + 1, 0 when empty */
+	struct fast_entry fast[FAST_SLOTS];
 };
 
 /* The label values of one request, pointing into the record or into the buffers here. */
@@ -353,13 +368,36 @@ static struct l7_series *series_get(struct l7_stats_shard *sh, const struct labe
 	return s;
 }
 
+static struct fast_entry *fast_slot(struct l7_stats_shard *sh, const struct l7_record *r)
+{
+	uint64_t h = r->snapshot_generation;
+
+	h = mix(h ^ (uintptr_t)r->source);
+	h = mix(h ^ (uintptr_t)r->upstream_wl);
+	h = mix(h ^ (uintptr_t)r->cluster);
+	h = mix(h ^ ((uint64_t)r->flags << 16 | r->status));
+	return &sh->fast[h & (FAST_SLOTS - 1)];
+}
+
 void l7_stats_record(struct l7_stats_shard *sh, const struct l7_record *r)
 {
+	/* Without a cluster, destination_service is the request's Host: only the strings tell. */
+	struct fast_entry *fe = r->snapshot_generation && r->cluster ? fast_slot(sh, r) : NULL;
 	struct label_set ls;
-	struct l7_series *s;
+	struct l7_series *s = NULL;
 
-	labels_of(r, &ls);
-	s = series_get(sh, &ls);
+	if (fe && fe->series && fe->generation == r->snapshot_generation && fe->source == r->source &&
+	    fe->upstream_wl == r->upstream_wl && fe->cluster == r->cluster && fe->flags == r->flags &&
+	    fe->status == r->status)
+		s = fe->series;
+	if (!s) {
+		labels_of(r, &ls);
+		s = series_get(sh, &ls);
+		if (s && fe)
+			*fe = (struct fast_entry){
+				r->snapshot_generation, r->source, r->upstream_wl, r->cluster, r->flags, r->status, s
+			};
+	}
 	if (!s) {
 		s = sh->overflow;
 		counter_add(&sh->overflowed, 1);

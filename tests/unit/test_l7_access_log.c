@@ -127,6 +127,19 @@ Test(l7_access_log, text_is_istio_default_format)
 			 "10.96.0.20:9080 10.1.0.7:51234 - reviews-v2\n");
 }
 
+Test(l7_access_log, ipv6_addresses_are_bracketed)
+{
+	struct l7_record r = full_record();
+
+	memset(&r.downstream_addr, 0, sizeof(r.downstream_addr));
+	cr_assert_eq(inet_pton(AF_INET6, "fd00::7", r.downstream_addr.bytes), 1);
+	r.downstream_family = XM_FAMILY_V6;
+	r.downstream_port = 443;
+	cr_expect_not_null(strstr(format(L7_LOG_TEXT, &r), " [fd00::7]:443 - reviews-v2\n"), "%s",
+			   format(L7_LOG_TEXT, &r));
+	cr_expect_not_null(strstr(format(L7_LOG_JSON, &r), "\"downstream_remote_address\":\"[fd00::7]:443\""));
+}
+
 Test(l7_access_log, absent_fields_are_dashes_and_nulls)
 {
 	/* A request the parser refused: no route, no upstream, no headers. */

@@ -278,6 +278,36 @@ Test(l7_stats, labels_outlive_the_snapshot)
 	l7_stats_shard_free(sh);
 }
 
+Test(l7_stats, a_new_snapshot_is_new_labels_at_the_same_addresses)
+{
+	struct l7_stats_shard *sh = l7_stats_shard_new();
+	struct xm_workload wl = reviews_v2;
+	struct strbuf out = { 0 };
+	struct l7_record r = request(200, 1, 0, 0);
+
+	cr_assert_not_null(sh);
+	r.upstream_wl = &wl;
+	r.snapshot_generation = 7;
+	l7_stats_record(sh, &r);
+	l7_stats_record(sh, &r);
+	/* Generation 8 put another pod's workload where reviews-v2's was. */
+	snprintf(wl.name, sizeof(wl.name), "reviews-v3");
+	r.snapshot_generation = 8;
+	l7_stats_record(sh, &r);
+	/* Without a generation the strings decide, every time. */
+	r.snapshot_generation = 0;
+	snprintf(wl.name, sizeof(wl.name), "reviews-v4");
+	l7_stats_record(sh, &r);
+	scrape_text(&sh, 1, &out);
+	cr_expect_not_null(strstr(out.buf, "destination_workload=\"reviews-v2\""), "%s", out.buf);
+	cr_expect_not_null(strstr(out.buf, "destination_workload=\"reviews-v3\""));
+	cr_expect_not_null(strstr(out.buf, "destination_workload=\"reviews-v4\""));
+	cr_expect_eq(requests_sum(out.buf), 4);
+	cr_expect_eq(sample(out.buf, "xmesh_l7_series"), 3);
+	sb_free(&out);
+	l7_stats_shard_free(sh);
+}
+
 Test(l7_stats, series_are_bounded_per_shard)
 {
 	struct l7_stats_shard *sh = l7_stats_shard_new();
