@@ -413,6 +413,32 @@ Test(l7_access_log, a_full_ring_drops_instead_of_blocking, .timeout = 60)
 	cr_expect_eq(pr.lines, lines, "%zu lines came out of %llu queued", pr.lines, (unsigned long long)lines);
 }
 
+Test(l7_access_log, close_gives_up_on_an_output_that_takes_nothing, .timeout = 60)
+{
+	struct l7_record r = full_record();
+	struct l7_access_log *log;
+	uint64_t t0;
+	double waited;
+	int fds[2], err;
+
+	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+	log = l7_access_log_open_fd(fds[1], L7_LOG_TEXT, 1, 64 * 1024, &err);
+	cr_assert_not_null(log, "%s", strerror(-err));
+	/* The ring fills, the writer moves it into the pipe until that is full and blocks, the ring fills again. */
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 2000; i++)
+			l7_access_log_write(log, 0, &r);
+		usleep(200000);
+	}
+	cr_assert_gt(scraped(log, "xmesh_access_log_dropped_total"), 0);
+	t0 = now_ns();
+	l7_access_log_close(log);
+	waited = (double)(now_ns() - t0) / 1e9;
+	cr_expect_geq(waited, L7_ACCESS_LOG_CLOSE_WAIT_MS / 1000.0 - 0.1, "close waited %.2f s", waited);
+	cr_expect_lt(waited, L7_ACCESS_LOG_CLOSE_WAIT_MS / 1000.0 + 5, "close waited %.2f s", waited);
+	close(fds[0]);
+}
+
 struct worker_arg {
 	struct l7_access_log *log;
 	size_t index;
