@@ -308,34 +308,78 @@ Test(l7_stats, a_new_snapshot_is_new_labels_at_the_same_addresses)
 	l7_stats_shard_free(sh);
 }
 
-Test(l7_stats, series_are_bounded_per_shard)
+/* A client inventing Host headers on a port with no route: one series each, until the bound. */
+static void record_hosts(struct l7_stats_shard *sh, unsigned n)
 {
-	struct l7_stats_shard *sh = l7_stats_shard_new();
-	struct strbuf out = { 0 };
 	struct l7_record r = request(404, 1, 0, 0);
 	char host[64];
-	const unsigned extra = 10, total = L7_STATS_SERIES_MAX + extra;
 
-	cr_assert_not_null(sh);
 	r.cluster = NULL;
 	r.flags = L7_RF_NR;
-	/* A client inventing Host headers on a port with no route: one series each, until the bound. */
-	for (unsigned i = 0; i < total; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		snprintf(host, sizeof(host), "h%u.example", i);
 		r.authority = host;
 		l7_stats_record(sh, &r);
 	}
+}
+
+Test(l7_stats, series_are_bounded_per_shard)
+{
+	struct l7_stats_shard *sh = l7_stats_shard_new_bounded(64);
+	struct strbuf out = { 0 };
+	const unsigned extra = 10;
+
+	cr_assert_not_null(sh);
+	record_hosts(sh, 64 + extra);
 	/* Known series keep counting once the shard is full. */
-	r.authority = "h0.example";
-	l7_stats_record(sh, &r);
+	record_hosts(sh, 1);
 	scrape_text(&sh, 1, &out);
 	cr_expect_eq(sample(out.buf, "xmesh_l7_series_overflow_total"), extra);
-	cr_expect_eq(sample(out.buf, "xmesh_l7_series"), L7_STATS_SERIES_MAX + 1, "the bound plus the overflow series");
-	cr_expect_eq(requests_sum(out.buf), total + 1, "every request is counted somewhere");
+	cr_expect_eq(sample(out.buf, "xmesh_l7_series"), 64 + 1, "the bound plus the overflow series");
+	cr_expect_eq(requests_sum(out.buf), 64 + extra + 1, "every request is counted somewhere");
 	cr_expect_not_null(strstr(out.buf, "destination_service=\"h0.example\""));
-	cr_expect_null(strstr(out.buf, "destination_service=\"h4100.example\""));
-	cr_expect_not_null(strstr(out.buf, "istio_requests_total{reporter=\"source\",source_workload=\"overflow\","));
+	cr_expect_not_null(strstr(out.buf, "destination_service=\"h63.example\""));
+	cr_expect_null(strstr(out.buf, "destination_service=\"h64.example\""));
+	cr_expect_eq(sample(out.buf, "istio_requests_total{reporter=\"source\",source_workload=\"overflow\","
+				     "source_workload_namespace=\"overflow\",source_principal=\"overflow\","
+				     "source_app=\"overflow\",source_version=\"overflow\","
+				     "source_canonical_service=\"overflow\",source_canonical_revision=\"overflow\","
+				     "source_cluster=\"overflow\",destination_workload=\"overflow\","
+				     "destination_workload_namespace=\"overflow\",destination_principal=\"overflow\","
+				     "destination_app=\"overflow\",destination_version=\"overflow\","
+				     "destination_canonical_service=\"overflow\","
+				     "destination_canonical_revision=\"overflow\",destination_cluster=\"overflow\","
+				     "destination_service=\"overflow\",destination_service_name=\"overflow\","
+				     "destination_service_namespace=\"overflow\",request_protocol=\"http\","
+				     "response_flags=\"overflow\",connection_security_policy=\"unknown\","
+				     "response_code=\"overflow\",grpc_response_status=\"\"}"),
+		     extra, "%s", out.buf);
+	expect_promtool_clean(out.buf);
 	sb_free(&out);
+	l7_stats_shard_free(sh);
+}
+
+static void count_services(void *ctx, const char *service, uint64_t requests)
+{
+	uint64_t *counts = ctx;
+
+	counts[0]++;
+	counts[1] += requests;
+	if (!strcmp(service, "overflow"))
+		counts[2] = requests;
+}
+
+Test(l7_stats, the_default_bound_is_4096)
+{
+	struct l7_stats_shard *sh = l7_stats_shard_new();
+	uint64_t counts[3] = { 0 }; /* services, requests, overflowed */
+
+	cr_assert_not_null(sh);
+	record_hosts(sh, L7_STATS_SERIES_MAX + 3);
+	l7_stats_per_service(&sh, 1, count_services, counts);
+	cr_expect_eq(counts[0], L7_STATS_SERIES_MAX + 1);
+	cr_expect_eq(counts[1], L7_STATS_SERIES_MAX + 3);
+	cr_expect_eq(counts[2], 3);
 	l7_stats_shard_free(sh);
 }
 
