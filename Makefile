@@ -15,7 +15,7 @@ SAN_CFLAGS ?=
 CFLAGS    += $(SAN_CFLAGS) -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD) \
              -DXMESH_VERSION='"$(VERSION)"' -fno-strict-aliasing -MMD -MP \
              -I/usr/include/libnl3
-LDLIBS    := -lbpf -lelf -lz -lyaml -lnl-3
+LDLIBS    := -lbpf -lelf -lz -lyaml -lnl-3 -lpcre2-8
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
               -Wno-unused-parameter -Iinclude -Ibpf -I$(BUILD)
 
@@ -71,17 +71,22 @@ $(LIB): $(AGENT_OBJS)
 $(BUILD)/xmesh: $(BUILD)/obj/agent/main.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# libhttp-parser is the HTTP/1 differential test's oracle, linked into the unit tests only.
 $(UNIT_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRCS)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion -lhttp_parser
 
 $(BPFT_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BPFT_SRCS)) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
+# Test tools link only what they name here (xm-http parses with Debian's libhttp-parser, never the agent's).
+TOOL_LDLIBS_xm-http      := -lhttp_parser -lcrypto
+TOOL_LDLIBS_xm-http-load := -lhttp_parser
+
 $(BUILD)/tools/%: tests/tools/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -lpthread
+	$(CC) $(CFLAGS) -o $@ $< -lpthread $(TOOL_LDLIBS_$*)
 
 $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(LIB) | $(SKELS)
 	@mkdir -p $(dir $@)

@@ -77,13 +77,13 @@ static void gen_service(FILE *f, int i, int extra_round)
 
 	fprintf(f,
 		"---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-%05d\n  namespace: ns-%03d\nspec:\n"
-		"  type: ClusterIP\n  clusterIP: 10.96.%d.%d\n  ports:\n  - name: http\n    port: 80\n"
+		"  type: ClusterIP\n  clusterIP: 10.96.%d.%d\n  ports:\n  - name: tcp\n    port: 80\n"
 		"    protocol: TCP\n    targetPort: 8080\n",
 		i, i / 100, i >> 8, i & 255);
 	fprintf(f,
 		"---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-%05d-abcde\n"
 		"  namespace: ns-%03d\n  labels:\n    kubernetes.io/service-name: svc-%05d\naddressType: IPv4\n"
-		"ports:\n- name: http\n  port: 8080\n  protocol: TCP\nendpoints:\n",
+		"ports:\n- name: tcp\n  port: 8080\n  protocol: TCP\nendpoints:\n",
 		i, i / 100, i);
 	for (int k = 0; k < neps; k++) {
 		int a = i * 3 + k;

@@ -196,12 +196,12 @@ static void gen_yaml(FILE *f, const struct gen_svc *s)
 	fprintf(f,
 		"---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s\n  namespace: bench\nspec:\n"
 		"  type: ClusterIP\n  clusterIP: %s\n  clusterIPs:\n  - %s\n  sessionAffinity: None\n  ports:\n"
-		"  - name: http\n    port: %d\n    protocol: TCP\n    targetPort: %d\n",
+		"  - name: tcp\n    port: %d\n    protocol: TCP\n    targetPort: %d\n",
 		s->name, s->vip, s->vip, SVC_PORT, TARGET_PORT);
 	fprintf(f,
 		"---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: %s-abcde\n"
 		"  namespace: bench\n  labels:\n    kubernetes.io/service-name: %s\naddressType: IPv4\nports:\n"
-		"- name: http\n  port: %d\n  protocol: TCP\nendpoints:\n",
+		"- name: tcp\n  port: %d\n  protocol: TCP\nendpoints:\n",
 		s->name, s->name, TARGET_PORT);
 	for (k = 0; k < s->neps; k++)
 		fprintf(f, "- addresses:\n  - \"%s\"\n  conditions:\n    ready: true\n  nodeName: node1\n", s->ep[k]);

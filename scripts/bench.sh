@@ -282,7 +282,7 @@ section_socklb() {
 
 # Sections run in this order; each is a function section_NAME defined above the main loop at the end of the
 # file, so that a section added below still runs under the one setup and teardown.
-SECTIONS=(socklb sockmap xdp apply)
+SECTIONS=(socklb sockmap xdp apply l7)
 
 # ---------------------------------------------------------------------------------------------------------
 # BEGIN section sockmap (owner: sockmap). Same-node pod-to-pod TCP, redirect on vs off, loopback TCP and a
@@ -437,6 +437,306 @@ print(f"wrote {out}")
 PY
 }
 # END section apply
+
+# ---------------------------------------------------------------------------------------------------------
+# BEGIN section l7 (issue 13). HTTP/1.1 keep-alive through a reverse proxy on the node: direct to one backend,
+# HAProxy 2.6 and nginx 1.22 (Debian's; round-robin over the same three backends, keep-alive to them, one worker
+# each), and the agent's L7 proxy (`xmesh agent --proxy-workers N`: the client dials the service VIP and the
+# kernel hands the connection to the proxy). Load from wrk in the client pod. Per target: requests/s, proxy CPU
+# time per request (utime+stime of all its threads from /proc/PID/stat, before/after, over wrk's request count),
+# p50/p99 latency at -c1 and -c32 (wrk --latency), and the proxy's VmRSS with 1,000 idle keep-alive connections
+# (xm-http-load --hold). Before timing, 30 requests on one keep-alive connection must reach b1, b2 and b3 ten
+# times each (direct: b1 only), which proves a per-request proxy is in the path. A target that fails (e.g. an
+# agent without the L7 proxy) is an error row; the others still print. Result: BUILD/bench/l7.json.
+#
+# node   br0 10.200.9.1/24, no route out; HAProxy :8001, nginx :8002, the agent (each pinned to CPU 1, one
+#        at a time)
+# b1-b3  10.200.9.11-13: xm-http on :8080, answering "bN\n" (3 bytes) with x-backend (pinned to CPU 0)
+# cli    10.200.9.101: wrk -t1 (pinned to CPU 0); inside the agent's child cgroup only for the xmesh target
+# Pinning: on 2 CPUs the proxy gets one CPU to itself and the client and backends share the other, so a proxy
+# cannot starve the client, and its CPU time is its own. Options (env): L7_SECS (seconds per wrk run, default
+# 5), L7_WORKERS (workers/threads of every proxy, default 1), L7_IDLE (idle connections, default 1000),
+# L7_TARGETS (default "direct haproxy nginx xmesh"), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
+# put everything on one CPU, which removes the cross-CPU wakeups that dominate -c1 latency on a VM).
+
+L7_NET=10.200.9
+L7_VIP=10.96.0.10
+
+# L7_EXEC=exec in a background subshell makes the subshell become timeout(1), so that its $! is the PID that
+# stop_pid must signal (a signalled bash would leave its child running).
+l7_in_cli() { # l7_in_cli CMD...: CMD in the client pod, pinned, bounded
+	${L7_EXEC:-} timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- taskset -c "$L7_CPU_CLI" "$@"
+}
+
+l7_in_mesh() { # l7_in_mesh CMD...: CMD in the client pod inside the agent's child cgroup, pinned, bounded
+	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
+	${L7_EXEC:-} timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- \
+		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG/mesh-l7" taskset -c "$L7_CPU_CLI" "$@"
+}
+
+l7_cpu_ticks() { # utime+stime of all threads of PID, in clock ticks
+	[ -r "/proc/$1/stat" ] || return 1
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+l7_rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# l7_measure NAME ADDR PID: the runs against ADDR (PID: the proxy process, empty for direct), into
+# $TMP/l7-NAME.res as key=value lines; returns nonzero with the reason on stderr when the target is broken.
+l7_measure() {
+	local name=$1 addr=$2 pid=$3 res="$TMP/l7-$1.res" run=l7_in_cli c t0="" t1 held load_pid i ids want
+	local secs=${L7_SECS:-5} idle=${L7_IDLE:-1000}
+	: >"$res"
+	[ "$name" = xmesh ] && run=l7_in_mesh
+	$run "$BUILD/tools/xm-http-load" --addr "$addr" --conns 1 --requests 30 --timeout-ms 3000 \
+		>"$TMP/l7-$name-probe.txt" 2>&1 || {
+		echo "probe of $addr failed: $(tr '\n' ' ' <"$TMP/l7-$name-probe.txt")" >&2
+		return 1
+	}
+	ids=$(awk '$1 == "id" { print $2 "=" $3 }' "$TMP/l7-$name-probe.txt" | sort | tr '\n' ' ')
+	if [ "$name" = direct ]; then
+		want="b1=30 "
+	else # round-robin gives 10 each; any per-request balancing gives each at least a few
+		want=$(awk '$1 == "id" && $2 ~ /^b[123]$/ && $3 >= 5 { n++ } END { print n == 3 ? "b1=* b2=* b3=* " : "" }' \
+			"$TMP/l7-$name-probe.txt")
+		[ -n "$want" ] && want=$ids
+	fi
+	if [ "$ids" != "${want:-none}" ]; then
+		echo "30 requests on one keep-alive connection to $addr reached ${ids:-nothing}, expected" \
+			"$([ "$name" = direct ] && echo b1 only || echo each of b1 b2 b3 at least 5 times)" >&2
+		return 1
+	fi
+	$run wrk -t1 -c32 -d1s "http://$addr/" >/dev/null 2>&1 || true # warm-up
+	for c in 1 32; do
+		if [ -n "$pid" ]; then t0=$(l7_cpu_ticks "$pid"); fi
+		$run wrk -t1 -c"$c" -d"${secs}s" --latency --timeout 5s "http://$addr/" >"$TMP/l7-$name-c$c.txt" 2>&1 || {
+			echo "wrk -c$c failed: $(tail -n 3 "$TMP/l7-$name-c$c.txt")" >&2
+			return 1
+		}
+		if [ -n "$pid" ]; then
+			t1=$(l7_cpu_ticks "$pid") || {
+				echo "the proxy (pid $pid) died during wrk -c$c" >&2
+				return 1
+			}
+			echo "cpu_ticks_c$c=$((t1 - t0))" >>"$res"
+		fi
+		echo "wrk_c$c=$TMP/l7-$name-c$c.txt" >>"$res"
+	done
+	[ -n "$pid" ] || return 0
+	echo "rss_base_kb=$(l7_rss_kb "$pid")" >>"$res"
+	(L7_EXEC="exec" $run "$BUILD/tools/xm-http-load" --addr "$addr" --conns "$idle" --requests 1 --hold 60) \
+		>"$TMP/l7-$name-idle.txt" 2>&1 &
+	load_pid=$!
+	PIDS+=("$load_pid")
+	for ((i = 0; i < 300; i++)); do
+		grep -q '^holding' "$TMP/l7-$name-idle.txt" 2>/dev/null && break
+		kill -0 "$load_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	held=$(awk '$1 == "holding" { print $2 }' "$TMP/l7-$name-idle.txt")
+	sleep 0.5
+	echo "rss_idle_kb=$(l7_rss_kb "$pid")" >>"$res"
+	echo "idle_held=${held:-0}" >>"$res"
+	stop_pid "$load_pid"
+	if [ "${held:-0}" != "$idle" ]; then
+		echo "only ${held:-0} of $idle idle connections held: $(tail -n 2 "$TMP/l7-$name-idle.txt" | tr '\n' ' ')" >&2
+		return 1
+	fi
+}
+
+l7_haproxy() { # writes HAProxy's config and starts it (foreground, one process); L7_PROXY_PID: its wrapper
+	local cfg="$TMP/haproxy.cfg" i
+	{
+		printf 'global\n  nbthread %s\n  maxconn 5000\n\n' "${L7_WORKERS:-1}"
+		printf 'defaults\n  mode http\n  option http-keep-alive\n  http-reuse always\n'
+		printf '  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n\n'
+		printf 'frontend fe\n  bind %s.1:8001\n  default_backend be\n\n' "$L7_NET"
+		printf 'backend be\n  balance roundrobin\n'
+		for i in 1 2 3; do printf '  server b%s %s.1%s:8080\n' "$i" "$L7_NET" "$i"; done
+	} >"$cfg"
+	timeout -k 5 900 nsenter --net="/run/netns/${P}node" -- taskset -c "$L7_CPU_PROXY" haproxy -db -f "$cfg" \
+		>"$TMP/haproxy.log" 2>&1 &
+	L7_PROXY_PID=$!
+	PIDS+=("$L7_PROXY_PID")
+}
+
+l7_nginx() { # writes nginx's config and starts it (no daemon, no master: one process); L7_PROXY_PID
+	local d="$TMP/nginx" i
+	mkdir -p "$d"
+	{
+		printf 'daemon off;\nmaster_process off;\nworker_processes %s;\nworker_rlimit_nofile 16384;\n' "${L7_WORKERS:-1}"
+		printf 'pid %s/nginx.pid;\nerror_log %s/error.log warn;\n' "$d" "$d"
+		printf 'events { worker_connections 5000; }\n'
+		printf 'http {\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 120s;\n'
+		printf '  client_body_temp_path %s/body;\n  proxy_temp_path %s/proxy;\n' "$d" "$d"
+		printf '  fastcgi_temp_path %s/fcgi;\n  uwsgi_temp_path %s/uwsgi;\n  scgi_temp_path %s/scgi;\n' "$d" "$d" "$d"
+		printf '  upstream be {\n'
+		for i in 1 2 3; do printf '    server %s.1%s:8080;\n' "$L7_NET" "$i"; done
+		printf '    keepalive 64;\n    keepalive_requests 100000000;\n  }\n'
+		printf '  server {\n    listen %s.1:8002 backlog=4096;\n' "$L7_NET"
+		printf '    location / {\n      proxy_pass http://be;\n      proxy_http_version 1.1;\n'
+		printf '      proxy_set_header Connection "";\n    }\n  }\n}\n'
+	} >"$d/nginx.conf"
+	# Several workers need the master; then the CPU time of the workers is not in the master's /proc/PID/stat.
+	[ "${L7_WORKERS:-1}" = 1 ] || die "l7: nginx is measured with one worker only (L7_WORKERS=1)"
+	timeout -k 5 900 nsenter --net="/run/netns/${P}node" -- taskset -c "$L7_CPU_PROXY" nginx -e "$d/error.log" \
+		-p "$d" -c "$d/nginx.conf" >"$TMP/nginx.log" 2>&1 &
+	L7_PROXY_PID=$!
+	PIDS+=("$L7_PROXY_PID")
+}
+
+l7_agent() { # the agent with its L7 proxy, on the child cgroup $CG/mesh-l7 (the teardown's cleanup expects mesh-NAME); L7_PROXY_PID
+	l7_config >"$TMP/l7-config.yaml"
+	timeout -k 5 900 nsenter --net="/run/netns/${P}node" -- taskset -c "$L7_CPU_PROXY" "$BUILD/xmesh" agent \
+		--config "$TMP/l7-config.yaml" --cgroup "$CG/mesh-l7" --bpffs "$PIN/l7" --node node1 \
+		--metrics 127.0.0.1:15290 --admin "$TMP/l7-admin.sock" --proxy-workers "${L7_WORKERS:-1}" \
+		>"$TMP/l7-agent.log" 2>&1 &
+	L7_PROXY_PID=$!
+	PIDS+=("$L7_PROXY_PID")
+}
+
+l7_config() { # the agent's config: Service reviews (port "http", appProtocol http) on b1-b3, the node, the pods
+	local i name
+	printf -- '---\napiVersion: v1\nkind: Node\nmetadata:\n  name: node1\nstatus:\n  addresses:\n'
+	printf '  - type: InternalIP\n    address: %s.1\n' "$L7_NET"
+	printf -- '---\napiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n'
+	printf '  type: ClusterIP\n  clusterIP: %s\n  clusterIPs:\n  - %s\n  ipFamilies:\n  - IPv4\n' "$L7_VIP" "$L7_VIP"
+	printf '  ports:\n  - name: http\n    appProtocol: http\n    port: 80\n    protocol: TCP\n    targetPort: 8080\n'
+	printf -- '---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: reviews-ipv4\n'
+	printf '  namespace: default\n  labels:\n    kubernetes.io/service-name: reviews\naddressType: IPv4\n'
+	printf 'ports:\n- name: http\n  port: 8080\n  protocol: TCP\nendpoints:\n'
+	for i in 1 2 3; do
+		printf -- '- addresses:\n  - "%s.1%s"\n  conditions:\n    ready: true\n  nodeName: node1\n' "$L7_NET" "$i"
+		printf '  targetRef:\n    kind: Pod\n    name: b%s\n    namespace: default\n' "$i"
+	done
+	# the same algorithm as HAProxy's and nginx's
+	printf -- '---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n  name: reviews\n'
+	printf '  namespace: default\nspec:\n  host: reviews.default.svc.cluster.local\n  trafficPolicy:\n'
+	printf '    loadBalancer:\n      simple: ROUND_ROBIN\n'
+	for i in b1:11 b2:12 b3:13 cli:101; do
+		name=${i%%:*}
+		printf -- '---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: default\n' "$name"
+		printf '  labels:\n    app: %s\nspec:\n  nodeName: node1\n  serviceAccountName: default\n' \
+			"$([ "$name" = cli ] && echo productpage || echo reviews)"
+		printf 'status:\n  phase: Running\n  podIP: %s.%s\n' "$L7_NET" "${i#*:}"
+	done
+}
+
+# l7_pid_under PID: the process at the end of a timeout -> nsenter -> taskset chain (nsenter forks once, taskset
+# execs), found by walking down single children.
+l7_pid_under() {
+	local p=$1 c i
+	for ((i = 0; i < 50; i++)); do
+		c=$(pgrep -P "$p" | head -n 1) || true
+		if [ -n "$c" ]; then
+			p=$c
+			i=0
+			c=$(pgrep -P "$p" | head -n 1) || true
+			[ -n "$c" ] || break
+			continue
+		fi
+		sleep 0.1
+	done
+	echo "$p"
+}
+
+# l7_wait_listen ADDR PORT: until something listens there in the node namespace (10 s)
+l7_wait_listen() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		ip netns exec "${P}node" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q "$1:$2" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+section_l7() {
+	local n name addr pid err rows="$TMP/l7-rows" keep
+	for n in wrk haproxy nginx python3; do
+		command -v "$n" >/dev/null || die "l7: $n not installed (scripts/install-deps.sh)"
+	done
+	{ [ -x "$BUILD/tools/xm-http" ] && [ -x "$BUILD/tools/xm-http-load" ]; } || die "l7: test tools not built"
+	L7_CPU_CLI=${L7_CPU_CLI:-0}
+	L7_CPU_PROXY=${L7_CPU_PROXY:-$(($(nproc) > 1 ? 1 : 0))}
+
+	netns_add node
+	ip -n "${P}node" link add br0 type bridge
+	ip -n "${P}node" addr add "$L7_NET.1/24" dev br0
+	ip -n "${P}node" link set br0 up
+	ip netns exec "${P}node" sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
+	for n in b1:11 b2:12 b3:13 cli:101; do
+		name=${n%%:*}
+		netns_add "$name"
+		ip -n "${P}node" link add "v-$name" type veth peer name eth0 netns "$P$name"
+		ip -n "${P}node" link set "v-$name" master br0 up
+		ip -n "$P$name" addr add "$L7_NET.${n#*:}/24" dev eth0
+		ip -n "$P$name" link set eth0 up
+		ip -n "$P$name" route add 10.96.0.0/16 via "$L7_NET.1"
+		ip netns exec "$P$name" sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
+	done
+	for n in 1 2 3; do
+		timeout -k 5 900 nsenter --net="/run/netns/${P}b$n" -- taskset -c "$L7_CPU_CLI" \
+			"$BUILD/tools/xm-http" --id "b$n" --port 8080 >"$TMP/l7-b$n.log" 2>&1 &
+		PIDS+=("$!")
+		wait_line "$TMP/l7-b$n.log" ' ready$' 10 "$!" || die "l7: xm-http b$n did not start: $(cat "$TMP/l7-b$n.log")"
+	done
+	mkdir -p "$CG/mesh-l7"
+	log "l7: wrk and backends on CPU $L7_CPU_CLI, the proxy on CPU $L7_CPU_PROXY; ${L7_SECS:-5} s per run," \
+		"${L7_WORKERS:-1} worker(s) per proxy"
+
+	: >"$rows"
+	for name in ${L7_TARGETS:-direct haproxy nginx xmesh}; do
+		err=""
+		pid=""
+		L7_PROXY_PID=""
+		case $name in
+		direct) addr="$L7_NET.11:8080" ;;
+		haproxy)
+			addr="$L7_NET.1:8001"
+			l7_haproxy
+			l7_wait_listen "$L7_NET.1" 8001 || err="HAProxy did not listen: $(tail -n 3 "$TMP/haproxy.log")"
+			;;
+		nginx)
+			addr="$L7_NET.1:8002"
+			l7_nginx
+			l7_wait_listen "$L7_NET.1" 8002 ||
+				err="nginx did not listen: $(tail -n 3 "$TMP/nginx.log" "$TMP/nginx/error.log" 2>/dev/null)"
+			;;
+		xmesh)
+			addr="$L7_VIP:80"
+			l7_agent
+			wait_line "$TMP/l7-agent.log" '\<ready\>' 60 "$L7_PROXY_PID" ||
+				err="agent not ready: $(grep -m1 -iE 'error|unrecognized|unknown|invalid|fail' "$TMP/l7-agent.log" ||
+					tail -n 3 "$TMP/l7-agent.log")"
+			;;
+		*) die "l7: unknown target $name (L7_TARGETS)" ;;
+		esac
+		[ -z "$L7_PROXY_PID" ] || pid=$(l7_pid_under "$L7_PROXY_PID")
+		if [ -z "$err" ]; then
+			log "l7: $name at $addr${pid:+ (proxy pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-60))}"
+			l7_measure "$name" "$addr" "$pid" 2>"$TMP/l7-$name.err" || err=$(cat "$TMP/l7-$name.err")
+		fi
+		err=${err//[$'\n\t']/ }
+		if [ -n "$err" ]; then
+			log "l7: $name: ERROR: $err"
+			printf '%s\terror\t%s\n' "$name" "$err" >>"$rows"
+		else
+			printf '%s\tok\t%s\t%s\n' "$name" "$TMP/l7-$name.res" "$addr" >>"$rows"
+		fi
+		if [ -n "$L7_PROXY_PID" ]; then # one proxy at a time on its CPU
+			stop_pid "$L7_PROXY_PID"
+			keep=()
+			for pid in "${PIDS[@]}"; do [ "$pid" = "$L7_PROXY_PID" ] || keep+=("$pid"); done
+			PIDS=("${keep[@]}")
+		fi
+	done
+	python3 - "$BUILD/bench/l7.json" "$rows" "$(getconf CLK_TCK)" "${L7_SECS:-5}" "${L7_WORKERS:-1}" \
+		"$(haproxy -v 2>/dev/null | head -n 1)" "$(nginx -v 2>&1)" "$(wrk -v 2>&1 | head -n 1)" \
+		"$(uname -r)" "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
+		"$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(cat /proc/loadavg)" \
+		"$L7_CPU_CLI" "$L7_CPU_PROXY" "${L7_IDLE:-1000}" <bench/l7_report.py || die "l7: report"
+}
+# END section l7
 
 # ---------------------------------------------------------------------------------------------------------
 # Main: after every section's definition.

@@ -6,10 +6,13 @@ set -euo pipefail
 PACKAGES=(
 	# build
 	clang llvm make gcc pkg-config libc6-dev
-	libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev libnl-3-dev libnl-route-3-dev
+	libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev libnl-3-dev libnl-route-3-dev libpcre2-dev
 	bpftool
 	# tests; fuzzing (libFuzzer and the sanitizer runtimes of clang 14, gcc's ASan/UBSan runtimes)
 	libcriterion-dev iproute2 iptables
+	# L7 tests and bench: the test backend's HTTP parser (libhttp-parser, also the parser tests' oracle), curl,
+	# and wrk, HAProxy and nginx for `make bench` section l7 (run by the bench in namespaces, never as services)
+	libhttp-parser-dev curl wrk haproxy nginx
 	libclang-rt-14-dev libasan8 libubsan1
 	# lint and format
 	clang-format cppcheck

@@ -269,6 +269,9 @@ int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, 
 					/* Every node must pick the same backend for a flow: Maglev. */
 					s->algo = XM_LB_MAGLEV;
 					s->flags = XM_SVC_F_EXTERNAL;
+				} else if (sp->http) {
+					/* Only ClusterIPs go to the L7 proxy: external VIPs stay XDP's. */
+					s->flags = XM_SVC_F_L7;
 				}
 				err = collect_backends(cfg, svc, sp, ip->family, opts, s);
 				if (err) {

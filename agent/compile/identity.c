@@ -72,8 +72,8 @@ static int workload_fill(struct xm_workload *w, const struct xm_pod *pod)
 {
 	static const char *const service_keys[] = { "service.istio.io/canonical-name", "app.kubernetes.io/name",
 						    "app" };
-	static const char *const revision_keys[] = { "service.istio.io/canonical-revision",
-						     "app.kubernetes.io/version", "version" };
+	static const char *const revision_keys[] = { "service.istio.io/canonical-revision", "app.kubernetes.io/version",
+						     "version" };
 	static const char *const app_key[] = { "app" }, *const version_key[] = { "version" };
 
 	snprintf(w->ns, sizeof(w->ns), "%s", pod->ns);
@@ -81,14 +81,12 @@ static int workload_fill(struct xm_workload *w, const struct xm_pod *pod)
 	identity_workload_name(pod, w->name, sizeof(w->name));
 	snprintf(w->app, sizeof(w->app), "%s", first_label(pod, app_key, 1, "unknown"));
 	snprintf(w->version, sizeof(w->version), "%s", first_label(pod, version_key, 1, "unknown"));
-	snprintf(w->canonical_service, sizeof(w->canonical_service), "%s",
-		 first_label(pod, service_keys, 3, w->name));
+	snprintf(w->canonical_service, sizeof(w->canonical_service), "%s", first_label(pod, service_keys, 3, w->name));
 	snprintf(w->canonical_revision, sizeof(w->canonical_revision), "%s",
 		 first_label(pod, revision_keys, 3, "latest"));
 	snprintf(w->service_account, sizeof(w->service_account), "%s",
 		 pod->service_account[0] ? pod->service_account : "default");
-	snprintf(w->principal, sizeof(w->principal), "spiffe://cluster.local/ns/%s/sa/%s", pod->ns,
-		 w->service_account);
+	snprintf(w->principal, sizeof(w->principal), "spiffe://cluster.local/ns/%s/sa/%s", pod->ns, w->service_account);
 	if (!pod->n_labels)
 		return 0;
 	w->labels = malloc(pod->n_labels * sizeof(*w->labels));

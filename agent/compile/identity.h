@@ -17,12 +17,13 @@
 struct xm_workload {
 	char ns[64];
 	char pod[XM_NAME_MAX];
-	char name[XM_NAME_MAX];		  /* Istio's workload name (identity_workload_name) */
-	char app[XM_LABEL_MAX];		  /* label app, "unknown" when absent (Istio's source_app) */
-	char version[XM_LABEL_MAX];	  /* label version, "unknown" when absent */
-	char canonical_service[XM_LABEL_MAX]; /* service.istio.io/canonical-name, app.kubernetes.io/name, app, workload */
-	char canonical_revision[XM_LABEL_MAX]; /* service.istio.io/canonical-revision, app.kubernetes.io/version, version,
-						  "latest" */
+	char name[XM_NAME_MAX];		       /* Istio's workload name (identity_workload_name) */
+	char app[XM_LABEL_MAX];		       /* label app, "unknown" when absent (Istio's source_app) */
+	char version[XM_LABEL_MAX];	       /* label version, "unknown" when absent */
+	char canonical_service[XM_LABEL_MAX];  /* service.istio.io/canonical-name, app.kubernetes.io/name, app, workload
+						*/
+	char canonical_revision[XM_LABEL_MAX]; /* service.istio.io/canonical-revision, app.kubernetes.io/version,
+						  version, "latest" */
 	char service_account[XM_NAME_MAX];
 	char principal[64 + 2 * XM_NAME_MAX + 48]; /* spiffe://cluster.local/ns/NS/sa/SA */
 	struct xm_label *labels;		   /* a copy of the Pod's labels, sorted by key */

@@ -20,6 +20,8 @@ struct xm_snapshot *snapshot_build(const struct xm_config *cfg, const struct xm_
 		*err = local_addrs_build(cfg, opts->node_name, &s->local);
 	if (!*err)
 		*err = compile_node_addrs(cfg, &s->nodes);
+	if (!*err)
+		*err = l7_routes_build(cfg, &s->lb, &s->identities, &s->routes);
 	if (*err) {
 		snapshot_put(s);
 		return NULL;
@@ -127,6 +129,7 @@ void snapshot_put(struct xm_snapshot *s)
 {
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	l7_routes_free(&s->routes); /* before lb: it points into it */
 	lb_state_free(&s->lb);
 	identities_free(&s->identities);
 	local_addrs_free(&s->local);

@@ -15,6 +15,7 @@
 #include "compile/identity.h"
 #include "compile/local_addrs.h"
 #include "compile/nodes.h"
+#include "l7/routes.h"
 
 /* An id of the published state, resolved to where the snapshot holds it. */
 struct xm_snap_ref {
@@ -29,6 +30,8 @@ struct xm_snapshot {
 	struct xm_identities identities;
 	struct xm_local_addrs local;
 	struct xm_node_addrs nodes; /* every Node's InternalIPs: where IPIP may come from */
+	/* The HTTP service ports and their routes; points into lb, whose arrays never move once built. */
+	struct l7_route_table routes;
 	/* Sorted by id, filled by snapshot_index() once publishing has assigned the ids. */
 	struct xm_snap_ref *by_svc_id, *by_backend_id;
 	size_t n_by_svc_id, n_by_backend_id;

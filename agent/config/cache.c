@@ -151,7 +151,7 @@ static void *alloc_objs(size_t n, size_t size, bool *failed)
 
 int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
-	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, kept = 0;
+	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, n_vs = 0, kept = 0;
 	bool failed = false;
 	int err = 0;
 
@@ -163,6 +163,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		n_pod += o->n_pods;
 		n_node += o->n_nodes;
 		n_rule += o->n_rules;
+		n_vs += o->n_virtual_services;
 	}
 	cfg->borrowed = true;
 	cfg->services = alloc_objs(n_svc, sizeof(*cfg->services), &failed);
@@ -170,6 +171,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 	cfg->pods = alloc_objs(n_pod, sizeof(*cfg->pods), &failed);
 	cfg->nodes = alloc_objs(n_node, sizeof(*cfg->nodes), &failed);
 	cfg->rules = alloc_objs(n_rule, sizeof(*cfg->rules), &failed);
+	cfg->virtual_services = alloc_objs(n_vs, sizeof(*cfg->virtual_services), &failed);
 	if (failed) {
 		err = -ENOMEM;
 		goto out;
@@ -183,8 +185,13 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		append(cfg->pods, &cfg->n_pods, o->pods, o->n_pods, sizeof(*o->pods));
 		append(cfg->nodes, &cfg->n_nodes, o->nodes, o->n_nodes, sizeof(*o->nodes));
 		append(cfg->rules, &cfg->n_rules, o->rules, o->n_rules, sizeof(*o->rules));
+		append(cfg->virtual_services, &cfg->n_virtual_services, o->virtual_services, o->n_virtual_services,
+		       sizeof(*o->virtual_services));
 		for (size_t d = 0; d < cf->diags.n; d++) {
-			if (diags_add(diags, &cf->diags.items[d].loc, "%s", cf->diags.items[d].msg))
+			const struct xm_diag *dg = &cf->diags.items[d];
+
+			if (dg->warning ? diags_warn(diags, &dg->loc, "%s", dg->msg)
+					: diags_add(diags, &dg->loc, "%s", dg->msg))
 				err = -ENOMEM;
 		}
 		*n_errors += cf->n_errors;

@@ -8,11 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int diags_add(struct xm_diags *diags, const struct xm_loc *loc, const char *fmt, ...)
+static struct xm_diag *diag_push(struct xm_diags *diags, const struct xm_loc *loc)
 {
 	struct xm_diag *items;
 	struct xm_diag *d;
-	va_list ap;
 
 	/* The capacity is implicit: 8, then doubled each time n reaches a power of two from 8 on. */
 	if (diags->n == 0 || (diags->n >= 8 && (diags->n & (diags->n - 1)) == 0)) {
@@ -20,13 +19,37 @@ int diags_add(struct xm_diags *diags, const struct xm_loc *loc, const char *fmt,
 
 		items = realloc(diags->items, cap * sizeof(*items));
 		if (!items)
-			return -ENOMEM;
+			return NULL;
 		diags->items = items;
 	}
 	d = &diags->items[diags->n++];
 	memset(d, 0, sizeof(*d));
 	if (loc)
 		d->loc = *loc;
+	return d;
+}
+
+int diags_add(struct xm_diags *diags, const struct xm_loc *loc, const char *fmt, ...)
+{
+	struct xm_diag *d = diag_push(diags, loc);
+	va_list ap;
+
+	if (!d)
+		return -ENOMEM;
+	va_start(ap, fmt);
+	vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+int diags_warn(struct xm_diags *diags, const struct xm_loc *loc, const char *fmt, ...)
+{
+	struct xm_diag *d = diag_push(diags, loc);
+	va_list ap;
+
+	if (!d)
+		return -ENOMEM;
+	d->warning = true;
 	va_start(ap, fmt);
 	vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
 	va_end(ap);
@@ -134,11 +157,12 @@ void diags_print(const struct xm_diags *diags, void *stdio_file)
 	for (i = 0; i < diags->n; i++) {
 		const struct xm_diag *d = &diags->items[i];
 		const char *file = d->loc.file ? d->loc.file : "<config>";
+		const char *kind = d->warning ? "warning: " : "";
 
 		if (d->loc.line > 0)
-			fprintf(out, "%s:%d:%d: %s\n", file, d->loc.line, d->loc.col, d->msg);
+			fprintf(out, "%s:%d:%d: %s%s\n", file, d->loc.line, d->loc.col, kind, d->msg);
 		else
-			fprintf(out, "%s: %s\n", file, d->msg);
+			fprintf(out, "%s: %s%s\n", file, kind, d->msg);
 	}
 	fflush(out);
 }

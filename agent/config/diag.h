@@ -14,6 +14,10 @@
 int diags_add(struct xm_diags *diags, const struct xm_loc *loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The same, as a warning (not an error: the config still applies). */
+int diags_warn(struct xm_diags *diags, const struct xm_loc *loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /*
  * Copy s into out as a double-quoted string for a message, escaping control bytes, quotes and backslashes,
  * and shortening it with "..." past max_chars: values come from untrusted YAML and end up on terminals.

@@ -40,6 +40,21 @@ void obj_error(struct obj_ctx *c, const struct ynode *at, const char *fmt, ...)
 	(*c->n_errors)++;
 }
 
+void obj_warn(struct obj_ctx *c, const struct ynode *at, const char *fmt, ...)
+{
+	struct xm_loc loc = obj_loc_of(c, at);
+	char msg[sizeof(((struct xm_diag *)0)->msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->sub[0])
+		diags_warn(c->diags, &loc, "%s: %s: %s", c->what, c->sub, msg);
+	else
+		diags_warn(c->diags, &loc, "%s: %s", c->what, msg);
+}
+
 const char *quoted(char buf[QUOTE_BUF], const char *s)
 {
 	return diag_quote(buf, QUOTE_BUF, s, 64);

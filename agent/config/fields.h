@@ -38,6 +38,9 @@ struct xm_loc obj_loc_of(const struct obj_ctx *c, const struct ynode *n);
 /* Report an error at node `at` (the object's location when NULL). */
 void obj_error(struct obj_ctx *c, const struct ynode *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Report a warning at node `at`: the config still applies. */
+void obj_warn(struct obj_ctx *c, const struct ynode *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Quote an untrusted value for a message (escaped, at most 64 characters shown). */
 #define QUOTE_BUF 300
 const char *quoted(char buf[QUOTE_BUF], const char *s);

@@ -41,6 +41,7 @@ enum kind_id {
 	KIND_POD,
 	KIND_NODE,
 	KIND_DESTINATION_RULE,
+	KIND_VIRTUAL_SERVICE,
 };
 
 struct kind_desc {
@@ -65,6 +66,13 @@ static const struct kind_desc kinds[] = {
 	  true,
 	  false,
 	  KIND_DESTINATION_RULE },
+	{ "VirtualService",
+	  "networking.istio.io",
+	  { "v1", "v1beta1", "v1alpha3" },
+	  "virtualservice",
+	  true,
+	  false,
+	  KIND_VIRTUAL_SERVICE },
 };
 
 /* A file name that diagnostics point at, kept in cfg->files (in load order: diagnostics sort by it). */
@@ -165,6 +173,9 @@ static void parse_object_of_kind(struct loader *l, const struct kind_desc *k, co
 		break;
 	case KIND_DESTINATION_RULE:
 		parse_destination_rule(&c, obj);
+		break;
+	case KIND_VIRTUAL_SERVICE:
+		parse_virtual_service(&c, obj);
 		break;
 	}
 }

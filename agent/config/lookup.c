@@ -4,6 +4,7 @@
  * search; a miss falls back to a scan, so configs built by hand (tests, compile/) need not be sorted.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config/model.h"
@@ -140,4 +141,26 @@ const struct xm_destination_rule *config_rule_of(const struct xm_config *cfg, co
 			return r;
 	}
 	return NULL;
+}
+
+const struct xm_service *config_host_service(const struct xm_config *cfg, const char *host, const char *ns)
+{
+	char name[XM_NAME_MAX], host_ns[64];
+	const char *dot, *rest;
+	size_t len = strlen(host);
+
+	if (!len || strchr(host, '*') || len >= XM_NAME_MAX)
+		return NULL;
+	dot = strchr(host, '.');
+	if (!dot)
+		return config_find_service(cfg, ns, host);
+	rest = strchr(dot + 1, '.');
+	/* "name.ns", "name.ns.svc", "name.ns.svc.cluster.local" */
+	if (rest && strcmp(rest, ".svc") != 0 && strcmp(rest, ".svc.cluster.local") != 0)
+		return NULL;
+	if ((size_t)(dot - host) >= sizeof(name))
+		return NULL;
+	snprintf(name, sizeof(name), "%.*s", (int)(dot - host), host);
+	snprintf(host_ns, sizeof(host_ns), "%.*s", (int)(rest ? rest - dot - 1 : (long)strlen(dot + 1)), dot + 1);
+	return config_find_service(cfg, host_ns, name);
 }

@@ -10,8 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define XM_NAME_MAX  254 /* DNS subdomain names are at most 253 characters */
-#define XM_LABEL_MAX 320 /* label keys (prefix/name) and values */
+#define XM_NAME_MAX	   254 /* DNS subdomain names are at most 253 characters */
+#define XM_COOKIE_PATH_MAX 160 /* httpCookie.path: a Set-Cookie with name, value, Max-Age and Path fits 512 bytes */
+#define XM_LABEL_MAX	   320 /* label keys (prefix/name) and values */
 
 struct xm_loc {
 	const char *file; /* owned by the config (interned) */
@@ -35,7 +36,11 @@ struct xm_service_port {
 	uint16_t target_port;	   /* 0 when the targetPort is a name */
 	char target_port_name[64]; /* a named targetPort (resolved through EndpointSlice ports) */
 	uint8_t proto;		   /* 6 TCP, 17 UDP, 132 SCTP */
+	char app_protocol[64];	   /* spec.ports[].appProtocol, "" when absent */
 	struct xm_loc loc;
+	struct xm_loc app_protocol_loc; /* the appProtocol value (loc when absent) */
+	/* Set by validation: served by the L7 proxy (Istio's protocol selection, config_port_protocol). */
+	bool http;
 };
 
 struct xm_service {
@@ -116,9 +121,9 @@ enum xm_dr_lb {
 enum xm_dr_hash_key {
 	XM_DR_HASH_NONE = 0,
 	XM_DR_HASH_SOURCE_IP,	    /* useSourceIp: true */
-	XM_DR_HASH_HTTP_HEADER,	    /* httpHeaderName (L7, later) */
-	XM_DR_HASH_HTTP_COOKIE,	    /* httpCookie (L7, later) */
-	XM_DR_HASH_QUERY_PARAMETER, /* httpQueryParameterName (L7, later) */
+	XM_DR_HASH_HTTP_HEADER,	    /* httpHeaderName (L7 only) */
+	XM_DR_HASH_HTTP_COOKIE,	    /* httpCookie (L7 only) */
+	XM_DR_HASH_QUERY_PARAMETER, /* httpQueryParameterName (L7 only) */
 };
 
 struct xm_load_balancer {
@@ -126,6 +131,11 @@ struct xm_load_balancer {
 	enum xm_dr_hash_key hash_key;
 	char hash_param[XM_NAME_MAX]; /* header/cookie/parameter name */
 	uint32_t maglev_table_size;   /* consistentHash.maglev.tableSize, 0 = unset */
+	/* httpCookie.path and .ttl: with a ttl, the proxy issues the cookie to a request that lacks it (a ttl of
+	 * 0 makes it a session cookie); without one, such a request is balanced at random (Envoy). */
+	char cookie_path[XM_COOKIE_PATH_MAX]; /* "" when absent */
+	uint64_t cookie_ttl_ms;
+	bool cookie_ttl_set;
 	bool set;
 };
 
@@ -189,6 +199,107 @@ struct xm_destination_rule {
 	struct xm_loc host_loc;
 };
 
+/* Istio's StringMatch (exact, prefix, regex); value is NULL when kind is NONE. */
+enum xm_match_kind {
+	XM_MATCH_NONE = 0, /* absent, or {} (a header's presence) */
+	XM_MATCH_EXACT,
+	XM_MATCH_PREFIX,
+	XM_MATCH_REGEX,
+};
+
+struct xm_string_match {
+	enum xm_match_kind kind;
+	char *value;
+	struct xm_loc loc; /* the value (the match's mapping when none) */
+};
+
+/* headers, withoutHeaders, queryParams: a name and its StringMatch. */
+struct xm_kv_match {
+	char *name; /* header names are lowercased */
+	struct xm_string_match m;
+	struct xm_loc loc;
+};
+
+/* One HTTPMatchRequest: every field given must match. */
+struct xm_http_match {
+	char *name;
+	struct xm_string_match uri, scheme, method, authority;
+	struct xm_kv_match *headers, *without_headers, *query_params;
+	size_t n_headers, n_without_headers, n_query_params;
+	uint16_t port; /* 0: any */
+	struct xm_label *source_labels;
+	size_t n_source_labels;
+	char *source_namespace; /* NULL: any */
+	bool ignore_uri_case;
+	struct xm_loc loc;
+};
+
+struct xm_header_op {
+	char *name;
+	char *value; /* NULL for remove */
+};
+
+/* Headers: request and response, each set/add/remove. */
+struct xm_http_headers {
+	struct xm_header_op *req_set, *req_add, *resp_set, *resp_add;
+	size_t n_req_set, n_req_add, n_resp_set, n_resp_add;
+	char **req_remove, **resp_remove;
+	size_t n_req_remove, n_resp_remove;
+};
+
+/* Destination: host (as written), subset, port.number. */
+struct xm_http_destination {
+	char host[XM_NAME_MAX];
+	char subset[64];
+	uint16_t port; /* 0: the Service's only port, or the port the client dialed */
+	struct xm_loc loc, host_loc, subset_loc;
+};
+
+struct xm_http_route_dest {
+	struct xm_http_destination dest;
+	int32_t weight; /* 0 when absent */
+	bool weight_set;
+	struct xm_http_headers headers;
+	struct xm_loc loc, weight_loc;
+};
+
+struct xm_http_route {
+	char *name;
+	struct xm_http_match *matches; /* OR; none matches everything */
+	size_t n_matches;
+	struct xm_http_route_dest *route;
+	size_t n_route;
+	bool has_redirect;
+	char *redirect_uri, *redirect_authority, *redirect_scheme; /* NULL: keep the request's */
+	uint16_t redirect_port;					   /* 0: keep */
+	uint16_t redirect_code;					   /* 301 when absent */
+	struct xm_loc redirect_loc, redirect_code_loc;
+	bool has_direct_response;
+	uint16_t direct_status;
+	char *direct_body; /* body.string, NULL: empty */
+	struct xm_loc direct_loc, direct_status_loc;
+	char *rewrite_uri, *rewrite_authority;
+	bool has_mirror;
+	struct xm_http_destination mirror;
+	double mirror_percent; /* 100 when mirror is set without mirrorPercentage/mirror_percent */
+	struct xm_http_headers headers;
+	uint64_t timeout_ms; /* 0: none */
+	struct xm_loc loc;
+};
+
+/* networking.istio.io VirtualService. */
+struct xm_virtual_service {
+	char ns[64];
+	char name[XM_NAME_MAX];
+	char **hosts; /* as written */
+	struct xm_loc *host_locs;
+	size_t n_hosts;
+	bool mesh; /* gateways absent or naming "mesh": the routes apply to sidecar (our) traffic */
+	struct xm_http_route *http;
+	size_t n_http;
+	struct xm_loc loc;
+};
+
 struct xm_config {
 	struct xm_service *services;
 	size_t n_services;
@@ -200,6 +311,8 @@ struct xm_config {
 	size_t n_nodes;
 	struct xm_destination_rule *rules;
 	size_t n_rules;
+	struct xm_virtual_service *virtual_services;
+	size_t n_virtual_services;
 	char **files; /* interned file names that xm_loc.file points into */
 	size_t n_files;
 	/*
@@ -213,6 +326,7 @@ struct xm_config {
 
 struct xm_diag {
 	struct xm_loc loc;
+	bool warning;  /* printed as "warning: ..." and not counted as an error */
 	char msg[512]; /* "service default/reviews: port 9080: targetPort missing" */
 };
 
@@ -244,7 +358,7 @@ int config_load_cached(struct xm_config_cache *cache, const char *const *paths, 
 void config_free(struct xm_config *cfg);
 void diags_free(struct xm_diags *diags);
 
-/* Print each diagnostic as "file:line:col: message" on one line. */
+/* Print each diagnostic as "file:line:col: message" (a warning: "file:line:col: warning: message"). */
 void diags_print(const struct xm_diags *diags, void *stdio_file);
 
 /* Lookups used by compile/ and validation. NULL when absent. */
@@ -261,6 +375,21 @@ size_t config_slices_of(const struct xm_config *cfg, const struct xm_service *sv
 
 /* The DestinationRule whose host is svc, NULL when none. */
 const struct xm_destination_rule *config_rule_of(const struct xm_config *cfg, const struct xm_service *svc);
+
+/*
+ * The Service a VirtualService/DestinationRule host names when read in namespace ns: "name" (in ns),
+ * "name.ns2", "name.ns2.svc", "name.ns2.svc.cluster.local". NULL for wildcards, other names, unknown Services.
+ */
+const struct xm_service *config_host_service(const struct xm_config *cfg, const char *host, const char *ns);
+
+/* Istio's protocol selection of a Service port from its appProtocol, else its name. */
+enum xm_port_protocol {
+	XM_PORT_PROTO_UNKNOWN = 0, /* neither says: TCP unless a VirtualService routes it as HTTP */
+	XM_PORT_PROTO_HTTP,	   /* http, http-* */
+	XM_PORT_PROTO_HTTP2,	   /* http2, grpc, grpc-web, kubernetes.io/h2c: served at L4 for now */
+	XM_PORT_PROTO_OTHER,	   /* tcp, https, tls, mongo, mysql, redis, udp, ...: never L7 */
+};
+enum xm_port_protocol config_port_protocol(const struct xm_service_port *sp);
 
 /* Istio's default outlier-detection values. */
 void config_outlier_defaults(struct xm_outlier_detection *od);

@@ -15,6 +15,7 @@ void parse_endpoint_slice(struct obj_ctx *c, const struct ynode *obj, const stru
 void parse_pod(struct obj_ctx *c, const struct ynode *obj, const struct ynode *metadata);
 void parse_node(struct obj_ctx *c, const struct ynode *obj);
 void parse_destination_rule(struct obj_ctx *c, const struct ynode *obj);
+void parse_virtual_service(struct obj_ctx *c, const struct ynode *obj);
 
 /* trafficPolicy (of a DestinationRule or of one of its subsets); prefix names it in messages. */
 void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix, struct xm_traffic_policy *out);
@@ -25,6 +26,12 @@ void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char 
  */
 void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_errors);
 
+/*
+ * VirtualServices against the rest (destination hosts and subsets, weights, regexes, host claims) and
+ * Istio's protocol selection of every Service port (xm_service_port.http). Part of config_validate.
+ */
+void validate_virtual_services(struct xm_config *cfg, struct xm_diags *diags, int *n_errors);
+
 /* The slices of Service ns/name in slices sorted by namespace, service name, name (validation's order). */
 size_t config_slices_search(const struct xm_config *cfg, const char *ns, const char *service, size_t *first);
 
@@ -33,5 +40,6 @@ void slice_free(struct xm_endpoint_slice *s);
 void pod_free(struct xm_pod *p);
 void node_free(struct xm_node *n);
 void rule_free(struct xm_destination_rule *r);
+void virtual_service_free(struct xm_virtual_service *vs);
 
 #endif

@@ -124,6 +124,9 @@ static void parse_port(struct obj_ctx *c, const struct ynode *item, size_t i, st
 	}
 	parse_target_port(c, item, p);
 	get_protocol(c, item, NULL, &p->proto);
+	p->app_protocol_loc = p->loc;
+	if (get_str(c, item, "appProtocol", NULL, p->app_protocol, sizeof(p->app_protocol)) == FIELD_SET)
+		p->app_protocol_loc = obj_loc_of(c, map_value(c, item, "appProtocol"));
 }
 
 /* Names are required and unique with several ports; port/protocol pairs are unique. */

@@ -3,6 +3,7 @@
  * Istio trafficPolicy (DestinationRule and subsets): loadBalancer, outlierDetection with Istio's defaults,
  * connectionPool, tls.mode. Ranges and rules follow Istio's own validation.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,6 +40,26 @@ static bool is_prime(long long n)
 	return true;
 }
 
+/* RFC 6265 cookie-name: an RFC 9110 token, since the proxy writes it into Set-Cookie. */
+static bool cookie_name_ok(const char *s)
+{
+	for (; *s; s++) {
+		if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+			return false;
+	}
+	return true;
+}
+
+/* RFC 6265 path-value: any CHAR except CTLs or ';'. */
+static bool cookie_path_ok(const char *s)
+{
+	for (; *s; s++) {
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f || *s == ';')
+			return false;
+	}
+	return true;
+}
+
 static void parse_hash_key(struct obj_ctx *c, const struct ynode *ch, const char *prefix, struct xm_load_balancer *lb)
 {
 	const struct ynode *cookie, *maglev;
@@ -47,7 +68,7 @@ static void parse_hash_key(struct obj_ctx *c, const struct ynode *ch, const char
 	bool source_ip = false;
 	long long size;
 
-	char param[XM_NAME_MAX];
+	char param[XM_NAME_MAX], path[XM_COOKIE_PATH_MAX], q[QUOTE_BUF];
 
 	/* Each getter clears its buffer first: read into param, copy on success. */
 	if (get_str(c, ch, "httpHeaderName", field_name(field, sizeof(field), prefix, "httpHeaderName"), param,
@@ -64,13 +85,30 @@ static void parse_hash_key(struct obj_ctx *c, const struct ynode *ch, const char
 		field_name(cookie_prefix, sizeof(cookie_prefix), prefix, "httpCookie");
 		keys++;
 		lb->hash_key = XM_DR_HASH_HTTP_COOKIE;
-		if (get_str(c, cookie, "name", field_name(field, sizeof(field), cookie_prefix, "name"), param,
-			    sizeof(param)) == FIELD_SET &&
-		    param[0])
-			memcpy(lb->hash_param, param, sizeof(param));
-		else
+		field_name(field, sizeof(field), cookie_prefix, "name");
+		if (get_str(c, cookie, "name", field, param, sizeof(param)) == FIELD_SET && param[0]) {
+			if (cookie_name_ok(param))
+				memcpy(lb->hash_param, param, sizeof(param));
+			else
+				obj_error(c, ymap_get(cookie, "name", NULL),
+					  "%s %s is not a cookie name (an HTTP token)", field, quoted(q, param));
+		} else {
 			obj_error(c, cookie, "%s.name is required", cookie_prefix);
-		get_duration(c, cookie, "ttl", field_name(field, sizeof(field), cookie_prefix, "ttl"), 0, &ttl);
+		}
+		field_name(field, sizeof(field), cookie_prefix, "path");
+		if (get_str(c, cookie, "path", field, path, sizeof(path)) == FIELD_SET) {
+			if (cookie_path_ok(path))
+				memcpy(lb->cookie_path, path, sizeof(path));
+			else
+				obj_error(c, ymap_get(cookie, "path", NULL),
+					  "%s %s may not hold control characters or ';' (RFC 6265 path-value)", field,
+					  quoted(q, path));
+		}
+		if (get_duration(c, cookie, "ttl", field_name(field, sizeof(field), cookie_prefix, "ttl"), 0, &ttl) ==
+		    FIELD_SET) {
+			lb->cookie_ttl_ms = ttl;
+			lb->cookie_ttl_set = true;
+		}
 	}
 	if (get_bool(c, ch, "useSourceIp", field_name(field, sizeof(field), prefix, "useSourceIp"), &source_ip) ==
 		FIELD_SET &&

@@ -59,6 +59,11 @@ static void free_rule(void *o)
 	rule_free(o);
 }
 
+static void free_virtual_service(void *o)
+{
+	virtual_service_free(o);
+}
+
 static const struct kind_layout service_layout = {
 	"service",
 	sizeof(struct xm_service),
@@ -93,6 +98,15 @@ static const struct kind_layout rule_layout = {
 	offsetof(struct xm_destination_rule, name),
 	offsetof(struct xm_destination_rule, loc),
 	free_rule,
+};
+
+static const struct kind_layout virtual_service_layout = {
+	"virtualservice",
+	sizeof(struct xm_virtual_service),
+	offsetof(struct xm_virtual_service, ns),
+	offsetof(struct xm_virtual_service, name),
+	offsetof(struct xm_virtual_service, loc),
+	free_virtual_service,
 };
 
 static int sort_entry_cmp(const void *a, const void *b)
@@ -577,6 +591,8 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 	sort_and_dedup(cfg->pods, &cfg->n_pods, &pod_layout, cfg->borrowed, diags, n_errors);
 	sort_and_dedup(cfg->nodes, &cfg->n_nodes, &node_layout, cfg->borrowed, diags, n_errors);
 	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->virtual_services, &cfg->n_virtual_services, &virtual_service_layout, cfg->borrowed, diags,
+		       n_errors);
 	/* A Service's slices next to each other: what validation and compile look up per Service. */
 	if (cfg->n_slices > 1 && !slices_by_service(cfg))
 		qsort(cfg->slices, cfg->n_slices, sizeof(*cfg->slices), slice_by_service_cmp);
@@ -590,4 +606,5 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 	check_service_ports(cfg, diags, n_errors);
 	check_external_vip_ports(cfg, diags, n_errors);
 	check_vip_conflicts(cfg, diags, n_errors);
+	validate_virtual_services(cfg, diags, n_errors);
 }

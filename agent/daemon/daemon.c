@@ -78,9 +78,16 @@ static void publish_snapshot(struct xm_agent *a, struct xm_snapshot *next)
 
 static void log_diags(const struct xm_diags *diags)
 {
-	for (size_t i = 0; i < diags->n; i++)
-		log_error("config: %s:%d:%d: %s", diags->items[i].loc.file ? diags->items[i].loc.file : "?",
-			  diags->items[i].loc.line, diags->items[i].loc.col, diags->items[i].msg);
+	for (size_t i = 0; i < diags->n; i++) {
+		const struct xm_diag *d = &diags->items[i];
+
+		if (d->warning)
+			log_warn("config: %s:%d:%d: warning: %s", d->loc.file ? d->loc.file : "?", d->loc.line,
+				 d->loc.col, d->msg);
+		else
+			log_error("config: %s:%d:%d: %s", d->loc.file ? d->loc.file : "?", d->loc.line, d->loc.col,
+				  d->msg);
+	}
 }
 
 /* Every module serves next, in the daemon's order. Returns how many modules kept part of the old state. */
@@ -130,9 +137,15 @@ static void apply_build(struct xm_agent *a, struct config_build *b)
 	a->last_apply = time(NULL);
 	if (!b->snap && b->diags.n) {
 		log_diags(&b->diags);
-		snprintf(a->last_error, sizeof(a->last_error), "%zu config error(s), first: %s", b->diags.n,
-			 b->diags.items[0].msg);
-		log_error("config rejected (%s): %zu error(s); still serving the previous config", b->why, b->diags.n);
+		const struct xm_diag *first = NULL;
+		size_t n_err = 0;
+
+		for (size_t i = 0; i < b->diags.n; i++)
+			if (!b->diags.items[i].warning && !n_err++)
+				first = &b->diags.items[i];
+		snprintf(a->last_error, sizeof(a->last_error), "%zu config error(s), first: %s", n_err,
+			 first ? first->msg : b->diags.items[0].msg);
+		log_error("config rejected (%s): %zu error(s); still serving the previous config", b->why, n_err);
 		a->applies_failed++;
 		return;
 	}
@@ -142,6 +155,7 @@ static void apply_build(struct xm_agent *a, struct config_build *b)
 		a->applies_failed++;
 		return;
 	}
+	log_diags(&b->diags); /* warnings only: the config applies */
 	next = b->snap;
 	b->snap = NULL; /* the daemon's reference now */
 	next->generation = ++a->generation;
@@ -232,6 +246,16 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 		daemon_render_status(a, true, out);
 		return;
 	}
+	if (!strcmp(command, "routes") || !strcmp(command, "routes json")) {
+		const struct xm_snapshot *snap = daemon_snapshot(a);
+		bool json = command[6] != '\0';
+
+		if (snap)
+			l7_routes_render(&snap->routes, json, out);
+		else
+			sb_puts(out, json ? "{\"services\":[]}\n" : "no config applied yet\n");
+		return;
+	}
 	if (!strcmp(command, "reload")) {
 		agent_reload_now(a, "admin reload");
 		sb_printf(out, "%s\n", a->last_error[0] ? a->last_error : "ok");
@@ -240,7 +264,9 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 	for (size_t i = 0; i < a->n_inited; i++)
 		if (a->states[i] && a->modules[i]->admin && a->modules[i]->admin(a->states[i], command, out))
 			return;
-	sb_printf(out, "error: unknown command \"%s\" (status, status json, reload, ping, sockmap on|off|status)\n",
+	sb_printf(out,
+		  "error: unknown command \"%s\" (status, status json, routes, routes json, reload, ping, sockmap "
+		  "on|off|status)\n",
 		  command);
 }
 

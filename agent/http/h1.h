@@ -16,7 +16,7 @@
 /* Limits (documented in docs/l7.md). A head over them is H1_E_TOO_LARGE / H1_E_TOO_MANY_HEADERS. */
 #define H1_MAX_HEAD_BYTES    (60 * 1024) /* request/status line plus header section: Envoy's 60 KiB default */
 #define H1_MAX_REQUEST_LINE  (16 * 1024)
-#define H1_MAX_HEADERS	     100 /* Envoy's default max_headers_count */
+#define H1_MAX_HEADERS	     100  /* Envoy's default max_headers_count */
 #define H1_MAX_CHUNK_LINE    1024 /* chunk-size line with extensions */
 #define H1_MAX_TRAILER_BYTES (16 * 1024)
 
@@ -27,7 +27,7 @@ struct h1_str {
 };
 
 struct h1_header {
-	struct h1_str name; /* as received (case kept); compare with h1_name_eq */
+	struct h1_str name;  /* as received (case kept); compare with h1_name_eq */
 	struct h1_str value; /* leading and trailing whitespace removed */
 };
 
@@ -43,11 +43,11 @@ enum h1_body {
 /* Why a head or a chunk was refused: each becomes a 400 (502 for an upstream response) and a counter. */
 enum h1_error {
 	H1_E_NONE = 0,
-	H1_E_TOO_LARGE,		    /* head or request line over the limit */
+	H1_E_TOO_LARGE, /* head or request line over the limit */
 	H1_E_TOO_MANY_HEADERS,
 	H1_E_BAD_METHOD,	    /* not a token */
 	H1_E_BAD_TARGET,	    /* not origin-form/absolute-form/authority-form(CONNECT)/asterisk-form(OPTIONS) */
-	H1_E_BAD_VERSION,	    /* not HTTP/1.0 or HTTP/1.1 */
+	H1_E_BAD_VERSION,	    /* not "HTTP/" DIGIT "." DIGIT */
 	H1_E_BAD_STATUS,	    /* status line: not three digits */
 	H1_E_BAD_HEADER_NAME,	    /* empty, not a token, or whitespace before the colon */
 	H1_E_BAD_HEADER_VALUE,	    /* a control character (NUL, bare CR, ...) in a value */
@@ -59,15 +59,16 @@ enum h1_error {
 	H1_E_BAD_TRANSFER_ENCODING, /* anything but a single final "chunked" (requests), or TE on HTTP/1.0 */
 	H1_E_MISSING_HOST,	    /* HTTP/1.1 request without exactly one Host */
 	H1_E_BAD_CHUNK,		    /* chunk size not hex, overflow, or missing CRLF after data */
+	H1_E_VERSION_NOT_SUPPORTED, /* HTTP/x.y other than 1.0 and 1.1: 505 */
 	H1_E_MAX,
 };
 
 struct h1_request {
 	struct h1_str method;
-	struct h1_str target; /* as received */
-	struct h1_str path;   /* target up to '?' (origin-form; absolute-form: the path part) */
-	struct h1_str query;  /* after '?', without it; len 0 when none */
-	struct h1_str host;   /* Host header (or the authority of an absolute-form target) */
+	struct h1_str target;  /* as received */
+	struct h1_str path;    /* target up to '?' (origin-form; absolute-form: the path part) */
+	struct h1_str query;   /* after '?', without it; len 0 when none */
+	struct h1_str host;    /* Host header (or the authority of an absolute-form target) */
 	uint8_t minor_version; /* HTTP/1.minor */
 	struct h1_header headers[H1_MAX_HEADERS];
 	uint32_t n_headers;
@@ -93,7 +94,11 @@ struct h1_response {
 
 /*
  * Parses a request head from buf[0..len). Returns the head's length (> 0, the body starts there), 0 when
- * more bytes are needed (and len is still under the limits), or -1 with *err set.
+ * more bytes are needed (and len is still under the limits), or -1 with *err set. Errors are decided as soon
+ * as the bytes that decide them are in: a prefix of a head answers 0 or the whole's error, never another.
+ * Each call reads from the start (about 0.3 ns a byte); a head can only complete at a LF, so a caller fed a
+ * byte at a time may skip calls until the new bytes hold a '\n' (an error is then seen a line later).
+ * Empty lines (CR LF) before the request line are skipped (RFC 9112 §2.2) and count in the length.
  */
 int h1_parse_request(const char *buf, size_t len, struct h1_request *req, enum h1_error *err);
 

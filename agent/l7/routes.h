@@ -23,7 +23,7 @@ struct strbuf;
 
 /* A destination: a service port, optionally narrowed to a DestinationRule subset (Envoy's cluster). */
 struct l7_cluster {
-	char name[XM_NAME_MAX + 160]; /* Envoy's "outbound|9080|v1|reviews.default.svc.cluster.local" */
+	char name[XM_NAME_MAX + 160];	  /* Envoy's "outbound|9080|v1|reviews.default.svc.cluster.local" */
 	char host_fqdn[XM_NAME_MAX + 64]; /* "reviews.default.svc.cluster.local": destination_service */
 	char svc_name[XM_NAME_MAX];	  /* destination_service_name */
 	char svc_ns[64];		  /* destination_service_namespace */
@@ -46,8 +46,8 @@ enum l7_str_match_kind {
 
 struct l7_str_match {
 	enum l7_str_match_kind kind;
-	char *value;  /* exact/prefix text, or the pattern */
-	void *regex;  /* compiled pattern (private to routes.c) */
+	char *value; /* exact/prefix text, or the pattern */
+	void *regex; /* compiled pattern (struct l7_regex, l7/regex.h) */
 };
 
 struct l7_kv_match {
@@ -65,7 +65,7 @@ struct l7_match {
 	size_t n_without_headers;
 	struct l7_kv_match *query_params;
 	size_t n_query_params;
-	uint16_t port;		      /* 0: any */
+	uint16_t port;			/* 0: any */
 	struct xm_label *source_labels; /* the client pod must carry all of them */
 	size_t n_source_labels;
 	char *source_namespace; /* NULL: any */
@@ -98,8 +98,8 @@ enum l7_action {
 };
 
 struct l7_route {
-	char *name;	     /* HTTPRoute.name, or "" */
-	char vs_ns[64];	     /* the VirtualService it came from ("" for a service's default route) */
+	char *name;	/* HTTPRoute.name, or "" */
+	char vs_ns[64]; /* the VirtualService it came from ("" for a service's default route) */
 	char vs_name[XM_NAME_MAX];
 	struct l7_match *matches; /* OR; none means match everything */
 	size_t n_matches;
@@ -107,11 +107,12 @@ struct l7_route {
 	struct l7_destination *dests;
 	size_t n_dests;
 	struct l7_headers headers;
-	char *rewrite_uri;	 /* replaces the matched prefix (prefix match) or the whole path; NULL: none */
-	char *rewrite_authority; /* NULL: none */
-	/* redirect */
+	char *rewrite_uri; /* replaces the matched prefix (prefix match) or the whole path; NULL: none */
+	char *rewrite_authority; /* NULL: none */ /* redirect */
 	char *redirect_uri, *redirect_authority;
 	uint16_t redirect_code; /* 301 default */
+	char *redirect_scheme;	/* NULL: the request's ("http") */
+	uint16_t redirect_port; /* 0: keep the request's */
 	/* directResponse */
 	uint16_t direct_status;
 	char *direct_body; /* NULL: empty */
@@ -119,13 +120,18 @@ struct l7_route {
 	/* mirror (fire-and-forget shadow copy) */
 	const struct l7_cluster *mirror;
 	double mirror_percent; /* 0..100; 100 when mirror is set without mirrorPercentage */
-	/* Filled later by the resilience work (#14): timeout, retries, fault. */
+	/* VirtualService timeout; retries and fault come with the resilience work (#14). */
 	uint64_t timeout_ms; /* 0: none */
-	struct xm_loc loc;
+	struct xm_loc loc;   /* loc.file points into the table's files */
 };
 
-/* The routes of one or more VirtualServices for one set of domains. */
+/*
+ * The routes of one VirtualService (or a Service's default route) for one set of domains on one service
+ * port, as Envoy's per-port route configurations have them.
+ */
 struct l7_vhost {
+	char name[XM_NAME_MAX + 16]; /* "reviews.default.svc.cluster.local:9080" (Envoy's vhost name) */
+	uint16_t port;		     /* the service port its domains are reached on */
 	char **domains; /* "reviews", "reviews.default", "reviews.default.svc.cluster.local", "*.example.com", VIP */
 	size_t n_domains;
 	struct l7_route *routes; /* in order: the first match wins */
@@ -139,6 +145,13 @@ struct l7_service {
 	const struct l7_vhost *vhost;	 /* the vhost serving this VIP when Host names nothing else */
 };
 
+/* A domain of a vhost on a port: the Host lookup's index. */
+struct l7_domain {
+	uint16_t port;
+	const char *name; /* lowercase; for a wildcard the suffix after '*' (".example.com", "" for "*") */
+	const struct l7_vhost *vhost;
+};
+
 struct l7_route_table {
 	struct l7_service *services; /* sorted by key */
 	size_t n_services;
@@ -146,6 +159,12 @@ struct l7_route_table {
 	size_t n_vhosts;
 	struct l7_cluster *clusters;
 	size_t n_clusters;
+	char **files; /* the config file names route locations point at */
+	size_t n_files;
+	struct l7_domain *exact; /* sorted by (port, name); a domain on a port belongs to the first vhost */
+	size_t n_exact;
+	struct l7_domain *wildcards; /* by port, longest suffix first */
+	size_t n_wildcards;
 };
 
 /* What the router looks at in a request. */
@@ -177,6 +196,16 @@ const struct l7_route *l7_route_select(const struct l7_route_table *t, const str
 
 /* Picks one of route's destinations by weight; r is uniform in [0, 100). */
 const struct l7_destination *l7_route_pick_destination(const struct l7_route *route, uint32_t r);
+
+/*
+ * The Host header's vhost among those of port: exact domain (case-insensitive, the port and a trailing dot
+ * stripped; Kubernetes short forms expanded in source_ns), else the longest wildcard suffix, else "*".
+ */
+const struct l7_vhost *l7_vhost_for_host(const struct l7_route_table *t, uint16_t port, struct h1_str host,
+					 const char *source_ns);
+
+/* Whether rq satisfies m (every field given). */
+bool l7_match_request(const struct l7_match *m, const struct l7_request_view *rq);
 
 /* `xmesh routes`: the table per service, as text or as a JSON document. */
 void l7_routes_render(const struct l7_route_table *t, bool json, struct strbuf *out);

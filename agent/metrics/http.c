@@ -21,6 +21,30 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "http/h1.h"
+
+int mhttp_parse_request(const char *buf, size_t len, struct mhttp_request *req)
+{
+	struct h1_request h;
+	enum h1_error err;
+	int r = h1_parse_request(buf, len, &h, &err);
+
+	memset(req, 0, sizeof(*req));
+	if (r < 0) {
+		if (err == H1_E_VERSION_NOT_SUPPORTED)
+			return -505;
+		return err == H1_E_TOO_LARGE || err == H1_E_TOO_MANY_HEADERS ? -431 : -400;
+	}
+	if (r > 0) {
+		req->method = h.method.p;
+		req->method_len = h.method.len;
+		/* CONNECT's authority-form has no path: the target stands for it (answered 405 anyway). */
+		req->path = h.path.len ? h.path.p : h.target.p;
+		req->path_len = h.path.len ? h.path.len : h.target.len;
+		req->minor_version = h.minor_version;
+	}
+	return r;
+}
 
 const char *mhttp_reason(int status)
 {

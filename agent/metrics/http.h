@@ -28,10 +28,11 @@ struct mhttp_request {
 };
 
 /*
- * Parses the request head in buf[0..len): returns its length (through the blank line) when complete, 0 when
- * more bytes are needed, or a negative HTTP status for a request that can never become valid:
- * -400 (syntax, header folding, missing or repeated Host in HTTP/1.1), -505 (not HTTP/1.x). The caller
- * answers 431 when its buffer fills first. Accepts bare LF line ends, as RFC 9112 §2.2 allows.
+ * The request head in buf[0..len), parsed by the project's HTTP/1 parser (http/h1.h): returns its length
+ * (through the blank line) when complete, 0 when more bytes are needed, or a negative HTTP status for a
+ * request that can never become valid: -400 (syntax, bare CR or LF, header folding, missing or repeated Host
+ * in HTTP/1.1, ...), -505 (not HTTP/1.0 or 1.1), -431 (over the parser's limits). The caller answers 431 when
+ * its buffer fills first.
  */
 int mhttp_parse_request(const char *buf, size_t len, struct mhttp_request *req);
 

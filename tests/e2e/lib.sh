@@ -33,6 +33,8 @@ XMT_BUILD=""
 XMESH=""
 XM_SERVER=""
 XM_CLIENT=""
+XM_HTTP=""	# the HTTP/1.1 backend of the L7 tests (tests/tools/xm-http.c)
+XM_HTTP_LOAD="" # the keep-alive HTTP load client (tests/tools/xm-http-load.c)
 XMT_NETNS=()
 XMT_PIDS=()
 XMT_AGENT_PID=""
@@ -103,7 +105,8 @@ xmt_require() {
 	if [ "${XMT_NEEDS_AGENT:-1}" = 1 ]; then
 		[ -x "$XMESH" ] || xmt_skip "agent binary $XMESH not built (make)"
 	fi
-	{ [ -x "$XM_SERVER" ] && [ -x "$XM_CLIENT" ]; } || xmt_skip "test tools not built (make tools)"
+	{ [ -x "$XM_SERVER" ] && [ -x "$XM_CLIENT" ] && [ -x "$XM_HTTP" ] && [ -x "$XM_HTTP_LOAD" ]; } ||
+		xmt_skip "test tools not built (make tools)"
 	if ! mountpoint -q "$XMT_BPFFS"; then
 		mount -t bpf bpf "$XMT_BPFFS" 2>/dev/null || xmt_skip "cannot mount bpffs at $XMT_BPFFS"
 	fi
@@ -116,6 +119,8 @@ xmt_init() {
 	XMESH="$XMT_BUILD/xmesh"
 	XM_SERVER="$XMT_BUILD/tools/xm-server"
 	XM_CLIENT="$XMT_BUILD/tools/xm-client"
+	XM_HTTP="$XMT_BUILD/tools/xm-http"
+	XM_HTTP_LOAD="$XMT_BUILD/tools/xm-http-load"
 	xmt_require
 	trap xmt_teardown EXIT
 	# set -e ends a test at the first unexpected failure; say where, instead of ending silently.
@@ -307,6 +312,16 @@ xmt_server() {
 	xmt_bg "srv-$pod" "$pod" plain "$XM_SERVER" --id "$id" --port "$XMT_TARGET" "$@"
 	xmt_wait_for "$(xmt_bg_log "srv-$pod")" ' ready$' 5 "${XMT_BG[srv-$pod]}" ||
 		xmt_fail "xm-server in $pod did not start: $(cat "$(xmt_bg_log "srv-$pod")")"
+}
+
+# xmt_http_server POD [ID] [extra args]: an xm-http (HTTP/1.1 backend) answering as ID (default: the pod's name)
+# on $XMT_TARGET, IPv4 and IPv6; its log is $(xmt_bg_log http-POD).
+xmt_http_server() {
+	local pod=$1 id=${2:-$1}
+	shift $(($# >= 2 ? 2 : 1))
+	xmt_bg "http-$pod" "$pod" plain "$XM_HTTP" --id "$id" --port "$XMT_TARGET" "$@"
+	xmt_wait_for "$(xmt_bg_log "http-$pod")" ' ready$' 5 "${XMT_BG[http-$pod]}" ||
+		xmt_fail "xm-http in $pod did not start: $(cat "$(xmt_bg_log "http-$pod")")"
 }
 
 # xmt_topology NB NC: the node, backend pods b1..bNB (.11, .12, ...) each running xm-server, and client

@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
 # The inspection commands of the contract against a running agent: `xmesh status [--json]` over the admin
-# socket names the service and its endpoints, `xmesh maps [NAME] [--json] --bpffs DIR` decodes the pinned
-# maps (also with the agent stopped), `xmesh validate` accepts a good config, `xmesh version` answers.
+# socket names the service and its endpoints, `xmesh routes [--json]` the HTTP service and its routes,
+# `xmesh maps [NAME] [--json] --bpffs DIR` decodes the pinned maps (also with the agent stopped),
+# `xmesh validate` accepts a good config, `xmesh version` answers.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 xmt_init "$@"
 xmt_topology 3 1
 xmt_config_std b1 b2 b3
+{
+	xmt_yaml_service --name web --vip 10.96.0.77 --port-name http
+	cat <<EOF
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  hosts: [web]
+  http:
+  - name: api
+    match: [{uri: {prefix: /api}}]
+    directResponse: {status: 204}
+  - route: [{destination: {host: web}}]
+EOF
+} | xmt_config_write web.yaml
 xmt_agent_start
 out="$XMT_TMP/out"
 
@@ -31,6 +48,15 @@ run "status --json" status --json --admin "$XMT_ADMIN"
 jq -e . "$out" >/dev/null 2>&1 || xmt_fail "status --json is not JSON: $(head -c 300 "$out")"
 has "status --json" reviews "$XMT_VIP"
 
+XMT_SUBTEST=routes
+run routes routes --admin "$XMT_ADMIN"
+has routes "10.96.0.77:80/TCP default/web" "route api (virtualservice default/web" 'match: uri prefix "/api"' \
+	"direct response 204" "-> outbound|80||web.default.svc.cluster.local weight 100"
+grep -qF "$XMT_VIP:" "$out" && xmt_fail "routes: reviews (port tcp) is not HTTP: $(head -c 600 "$out")"
+run "routes --json" routes --json --admin "$XMT_ADMIN"
+jq -e '.services[0].vhost.routes[0].name == "api"' "$out" >/dev/null 2>&1 ||
+	xmt_fail "routes --json: $(head -c 300 "$out")"
+
 XMT_SUBTEST=maps
 run maps maps --bpffs "$XMT_PIN"
 has maps "$XMT_VIP" "$(xmt_pod_ip b2)"
@@ -47,4 +73,4 @@ xmt_agent_stop || xmt_fail "the agent exited non-zero on SIGTERM"
 run "maps (agent stopped)" maps xm_backends --bpffs "$XMT_PIN"
 has "maps xm_backends (agent stopped)" "$(xmt_pod_ip b1)" "$(xmt_pod_ip b3)"
 XMT_SUBTEST=""
-xmt_pass "status, maps, validate, version"
+xmt_pass "status, routes, maps, validate, version"

@@ -23,7 +23,7 @@ config() {
 		if [ -n "${2:-}" ]; then
 			printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" \
 				"  name: web-node1-terminating" "  namespace: default" "  labels:" \
-				"    kubernetes.io/service-name: web" "addressType: IPv4" "ports:" "- name: http" \
+				"    kubernetes.io/service-name: web" "addressType: IPv4" "ports:" "- name: tcp" \
 				"  port: 8080" "  protocol: TCP" "endpoints:" "- addresses:" "  - \"$2\"" "  conditions:" \
 				"    ready: false" "    serving: true" "    terminating: true" "  nodeName: node1"
 		fi

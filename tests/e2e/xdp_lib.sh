@@ -205,7 +205,7 @@ xmx_yaml_ext_service() {
 		case $cip in *:*) fam=IPv6 ;; *) fam=IPv4 ;; esac
 		printf '%s\n' "  ipFamilyPolicy: SingleStack" "  ipFamilies:" "  - $fam"
 	fi
-	printf '%s\n' "  externalIPs:" "  - $2" "  ports:" "  - name: http" "    port: 80" "    protocol: TCP" \
+	printf '%s\n' "  externalIPs:" "  - $2" "  ports:" "  - name: tcp" "    port: 80" "    protocol: TCP" \
 		"    targetPort: 8080"
 }
 
@@ -217,7 +217,7 @@ xmx_yaml_slice() {
 	case ${1:-} in *:*) fam=IPv6 ;; esac
 	printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" \
 		"  name: $svc-$node" "  namespace: default" "  labels:" "    kubernetes.io/service-name: $svc" \
-		"addressType: $fam" "ports:" "- name: http" "  port: 8080" "  protocol: TCP"
+		"addressType: $fam" "ports:" "- name: tcp" "  port: 8080" "  protocol: TCP"
 	[ $# -gt 0 ] || echo "endpoints: []"
 	[ $# -eq 0 ] || echo "endpoints:"
 	for ip in "$@"; do

@@ -2,8 +2,9 @@
 /*
  * libFuzzer target: the config loader as `xmesh validate` and the agent's apply run it. YAML bytes in a
  * memfd (a regular file behind /proc/self/fd/N, read by config_load as any path) → model → validation →
- * compile_lb, then twice through the agent's per-file cache (a miss, then a hit). Everything allocated is
- * freed (the cache lives for the run): LeakSanitizer runs at the end of the fuzzing run.
+ * the snapshot (compile_lb, identities, the L7 route table, rendered as `xmesh routes` does), then twice through the
+ * agent's per-file cache (a miss, then a hit). Everything allocated is freed (the cache lives for the run):
+ * LeakSanitizer runs at the end of the fuzzing run.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 #include <unistd.h>
 
 #include "compile/compile.h"
+#include "compile/snapshot.h"
+#include "core/strbuf.h"
 #include "config/model.h"
 #include "core/log.h"
 
@@ -41,14 +44,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct xm_config cfg;
 	struct xm_diags diags = { 0 };
 	struct xm_lb_state st;
+	struct xm_snapshot *snap;
+	struct strbuf routes = { 0 };
+	int err;
 
 	if (config_fd < 0 && setup())
 		return -1;
 	if (ftruncate(config_fd, 0) || pwrite(config_fd, data, size, 0) != (ssize_t)size)
 		return -1;
 	/* As `xmesh validate` reads it; as the agent applies: compile only a config without errors. */
-	if (config_load(paths, 1, &cfg, &diags) == 0 && compile_lb(&cfg, &opts, &st) == 0)
-		lb_state_free(&st);
+	if (config_load(paths, 1, &cfg, &diags) == 0 && (snap = snapshot_build(&cfg, &opts, &err))) {
+		l7_routes_render(&snap->routes, false, &routes);
+		l7_routes_render(&snap->routes, true, &routes);
+		sb_free(&routes);
+		snapshot_put(snap);
+	}
 	diags_print(&diags, devnull);
 	diags_free(&diags);
 	config_free(&cfg);

@@ -2,7 +2,7 @@
 /*
  * libFuzzer target: the metrics listener's request head parser (mhttp_parse_request), on the bytes a client
  * may send. Beyond memory safety it checks what the server relies on: a complete head is a prefix of the
- * input that parses the same on its own, every pointer stays inside the buffer, errors are 400 or 505, and
+ * input that parses the same on its own, every pointer stays inside the buffer, errors are 400, 431 or 505, and
  * feeding the same bytes in two pieces never turns a complete head into an error.
  */
 #include <stdint.h>
@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(buf, data, size);
 	r = mhttp_parse_request(buf, size, &req);
-	if (r < 0 && r != -400 && r != -505)
+	if (r < 0 && r != -400 && r != -431 && r != -505)
 		abort();
 	if (r > 0) {
 		if ((size_t)r > size || !inside(req.method, req.method_len, buf, (size_t)r) || !req.method_len)

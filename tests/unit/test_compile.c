@@ -100,7 +100,7 @@ Test(compile, ready_not_ready_and_terminating_endpoints)
 	cr_expect(!backend_of(s, "10.200.1.4", 9080)->ready, "terminating and not ready: not selected");
 	cr_expect_eq(s->algo, XM_LB_LEAST_REQUEST, "Istio's default without a DestinationRule");
 	cr_expect(!s->outlier_on);
-	cr_expect_eq(s->flags, 0);
+	cr_expect_eq(s->flags, XM_SVC_F_L7, "a port named http is HTTP (Istio's protocol selection)");
 	for (size_t i = 1; i < s->n_backends; i++)
 		cr_expect_lt(memcmp(s->backends[i - 1].addr.bytes, s->backends[i].addr.bytes, 16), 0, "sorted");
 }
@@ -278,6 +278,22 @@ Test(compile, external_ips_are_maglev_and_flagged_whatever_the_rule_says)
 	cr_expect_eq(ext->flags, XM_SVC_F_EXTERNAL);
 	cr_expect_eq(lb->algo, XM_LB_MAGLEV, "load-balancer ingress IPs are external VIPs too");
 	cr_expect_eq(lb->flags, XM_SVC_F_EXTERNAL);
+}
+
+Test(compile, http_ports_are_flagged_l7_on_their_cluster_ips_only)
+{
+	compile_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+		     "spec:\n  clusterIP: 10.96.0.20\n  externalIPs: [192.0.2.10]\n"
+		     "  ports:\n  - {name: http-web, port: 80}\n  - {name: tcp-raw, port: 81}\n"
+		     "  - {name: api, port: 82, appProtocol: http}\n  - {name: grpc, port: 83}\n"
+		     "  - {name: http-dns, port: 84, protocol: UDP}\n",
+		     NULL);
+	cr_expect_eq(port_of("10.96.0.20", 80, XM_PROTO_TCP)->flags, XM_SVC_F_L7);
+	cr_expect_eq(port_of("192.0.2.10", 80, XM_PROTO_TCP)->flags, XM_SVC_F_EXTERNAL, "external VIPs stay XDP's");
+	cr_expect_eq(port_of("10.96.0.20", 81, XM_PROTO_TCP)->flags, 0);
+	cr_expect_eq(port_of("10.96.0.20", 82, XM_PROTO_TCP)->flags, XM_SVC_F_L7, "appProtocol http");
+	cr_expect_eq(port_of("10.96.0.20", 83, XM_PROTO_TCP)->flags, 0, "HTTP/2 is served at L4 for now");
+	cr_expect_eq(port_of("10.96.0.20", 84, XM_PROTO_UDP)->flags, 0, "only TCP ports can be HTTP");
 }
 
 /* The algorithm compiled for a DestinationRule trafficPolicy (YAML flow mapping) on service "web". */

@@ -18,10 +18,22 @@ static int run(int argc, const char **argv)
 
 Test(config_cli, clean_config_exits_0_silently, .init = cr_redirect_stdout)
 {
-	const char *argv[] = { "validate", fixture("services.yaml"), fixture("kubectl_bookinfo.yaml") };
+	const char *argv[] = { "validate", fixture("kubectl_bookinfo.yaml") };
 
-	cr_expect_eq(run(3, argv), 0);
+	cr_expect_eq(run(2, argv), 0);
 	cr_expect_stdout_eq_str("");
+}
+
+Test(config_cli, warnings_exit_0_and_say_warning, .init = cr_redirect_stdout)
+{
+	const char *argv[] = { "validate", fixture("services.yaml"), fixture("kubectl_bookinfo.yaml") };
+	char want[1024];
+
+	snprintf(want, sizeof(want),
+		 "%s:12:5: warning: service default/reviews: port 9090: HTTP/2 is not supported yet: served at L4\n",
+		 argv[1]);
+	cr_expect_eq(run(3, argv), 0);
+	cr_expect_stdout_eq_str(want);
 }
 
 Test(config_cli, errors_exit_1_with_file_line_col, .init = cr_redirect_stdout)

@@ -286,6 +286,9 @@ Test(config_parse, destinationrule_subsets)
 	cr_expect_eq(v2->policy.lb.simple, XM_DR_LB_CONSISTENT_HASH);
 	cr_expect_eq(v2->policy.lb.hash_key, XM_DR_HASH_HTTP_COOKIE);
 	cr_expect_str_eq(v2->policy.lb.hash_param, "session");
+	cr_expect(v2->policy.lb.cookie_ttl_set, "ttl: 0s is a ttl (a session cookie), not an absent one");
+	cr_expect_eq(v2->policy.lb.cookie_ttl_ms, 0);
+	cr_expect_str_eq(v2->policy.lb.cookie_path, "");
 	cr_expect_eq(v2->policy.lb.maglev_table_size, 65537);
 	cr_expect(v2->policy.outlier.set, "outlierDetection: {} enables detection with Istio's defaults");
 	cr_expect_eq(v2->policy.outlier.consecutive_5xx_errors, 5);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The metrics listener's request parser, byte by byte, and its address syntax. */
+/* The metrics listener's request parsing (the HTTP/1 parser's, mapped to statuses), byte by byte, and its address
+ * syntax. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -49,7 +50,6 @@ Test(metrics_http_parse, prometheus_scrape)
 
 Test(metrics_http_parse, variants)
 {
-	const char *lf = "GET /healthz/ready HTTP/1.1\nHost: x\n\n";
 	const char *http10 = "HEAD /metrics HTTP/1.0\r\n\r\n";
 	const char *query = "GET /metrics?name[]=x HTTP/1.1\r\nHost: x\r\n\r\n";
 	const char *absolute = "GET http://node:15090/metrics?q HTTP/1.1\r\nHost: node\r\n\r\n";
@@ -58,7 +58,6 @@ Test(metrics_http_parse, variants)
 	const char *ows = "GET / HTTP/1.1\r\nhOsT:x\r\nX-Empty:\r\nX-Tab:\tv\t\r\nX-Obs: caf\xc3\xa9\r\n\r\n";
 	const char *other_method = "DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
 
-	expect_parses_byte_by_byte(lf, strlen(lf), "GET", "/healthz/ready", 1);
 	expect_parses_byte_by_byte(http10, strlen(http10), "HEAD", "/metrics", 0);
 	expect_parses_byte_by_byte(query, strlen(query), "GET", "/metrics", 1);
 	expect_parses_byte_by_byte(absolute, strlen(absolute), "GET", "/metrics", 1);
@@ -111,6 +110,8 @@ Test(metrics_http_parse, malformed)
 	REJECT("GET /metrics HTTP/1.1\r\nX-A: b\r\n\r\n", 400);		    /* 1.1 without Host */
 	REJECT("GET /metrics HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400); /* two Hosts */
 	REJECT("GET /metrics HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400);
+	/* Bare LF line ends: the one HTTP/1 parser refuses them everywhere (request smuggling). */
+	REJECT("GET /healthz/ready HTTP/1.1\nHost: x\n\n", 400);
 	REJECT("GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n", 505);
 	REJECT("GET /metrics HTTP/0.9\r\nHost: x\r\n\r\n", 505);
 	REJECT("GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", 400); /* NUL in a value */
