@@ -676,3 +676,74 @@ Test(l7_sockmap_inside, socket_belongs_to_the_cgroup_asked_for)
 	if (fd >= 0)
 		close(fd);
 }
+
+/*
+ * Map errors: with a full one-entry origdst map the capture still happens, the failed insert is counted and
+ * the proxy finds no destination (it refuses); with a full socket-state map the connect is balanced at L4.
+ */
+static void one_entry_maps(struct sock_lb *skel)
+{
+	cr_assert_eq(bpf_map__set_type(skel->maps.xm_l7_origdst, BPF_MAP_TYPE_HASH), 0);
+	cr_assert_eq(bpf_map__set_max_entries(skel->maps.xm_l7_origdst, 1), 0);
+	cr_assert_eq(bpf_map__set_type(skel->maps.xm_sock_state, BPF_MAP_TYPE_HASH), 0);
+	cr_assert_eq(bpf_map__set_max_entries(skel->maps.xm_sock_state, 1), 0);
+}
+
+static void map_errors_setup(void)
+{
+	fx_before_load = one_entry_maps;
+	setup();
+}
+
+static uint64_t map_errors(unsigned int idx)
+{
+	uint64_t v[XM_MAPERR_MAX];
+
+	cr_assert_eq(percpu_sum_u64(fx.fds.map_errors, XM_MAPERR_MAX, v), 0);
+	return v[idx];
+}
+
+TestSuite(l7_capture_map_errors, .init = map_errors_setup, .fini = teardown, .timeout = 30);
+
+Test(l7_capture_map_errors, full_origdst_counted_and_refused)
+{
+	struct xm_l7_origdst_key k;
+	struct xm_l7_origdst v;
+	struct xm_svc_key got;
+	uint32_t id;
+	int c, s;
+
+	memset(&k, 0xee, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	cr_assert_eq(bpf_map_update_elem(fx.fds.l7_origdst, &k, &v, BPF_NOEXIST), 0);
+	fx_listeners(1, SOCK_STREAM, false);
+	fx_publish_flags(VIP4, 80, IPPROTO_TCP, XM_LB_LEAST_REQUEST, 1, XM_SVC_F_L7);
+	proxy_on(true, true);
+	c = fx_connect(VIP4, 80);
+	cr_assert(c >= 0, "connect: %s", strerror(-c));
+	s = proxy_accept();
+	cr_assert(s >= 0, "not captured");
+	cr_expect_eq(map_errors(XM_MAPERR_L7_ORIGDST), 1);
+	cr_expect_eq(l7_capture_lookup(fx.fds.l7_origdst, s, &got, &id), -ENOENT);
+	close(c);
+	close(s);
+}
+
+Test(l7_capture_map_errors, full_sock_state_balanced_at_l4)
+{
+	__u64 cookie = 0xeeeeeeeeULL;
+	struct xm_sock_state st;
+	int c;
+
+	memset(&st, 0, sizeof(st));
+	cr_assert_eq(bpf_map_update_elem(bpf_map__fd(fx.skel->maps.xm_sock_state), &cookie, &st, BPF_NOEXIST), 0);
+	fx_listeners(1, SOCK_STREAM, false);
+	fx_publish_flags(VIP4, 80, IPPROTO_TCP, XM_LB_LEAST_REQUEST, 1, XM_SVC_F_L7);
+	proxy_on(true, true);
+	c = fx_connect(VIP4, 80);
+	cr_assert(c >= 0, "connect: %s", strerror(-c));
+	cr_expect_eq(fx_accept_which(), 0, "without socket state the connect must reach a backend");
+	cr_expect_eq(map_errors(XM_MAPERR_SOCK_STATE), 1, "counted once");
+	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
+	close(c);
+}
