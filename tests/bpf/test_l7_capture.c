@@ -747,3 +747,17 @@ Test(l7_capture_map_errors, full_sock_state_balanced_at_l4)
 	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
 	close(c);
 }
+
+Test(l7_sockmap_inside, socket_in_cgroup_errors)
+{
+	int cg = open(proxy_cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+
+	cr_assert(cg >= 0);
+	cr_expect_eq(l7_capture_socket_in_cgroup(cg, AF_PACKET + 100, SOCK_STREAM), -EAFNOSUPPORT,
+		     "socket()'s error in the child comes back");
+	close(cg);
+	cg = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	rc = l7_capture_socket_in_cgroup(cg, AF_INET, SOCK_STREAM);
+	cr_expect(rc < 0, "a non-cgroup fd gave %d", rc);
+	close(cg);
+}
