@@ -10,6 +10,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "lib/hash.h"
+#include "lib/l7_capture.h"
 #include "lib/lb_select.h"
 
 #define ECONNREFUSED 111
@@ -113,6 +114,34 @@ static __always_inline void xm_remember_udp(struct bpf_sock_addr *ctx, const str
 }
 
 /*
+ * A TCP connect to an HTTP service port goes to the agent's L7 proxy: no backend is chosen or counted (the
+ * proxy balances per request and reports what it sees). The socket remembers the VIP for getpeername and for
+ * sockops, which records it under the connection's 4-tuple once the kernel has assigned one. Without that
+ * state the proxy could not learn the destination and would refuse: false, and the caller balances at L4.
+ */
+static __always_inline bool xm_l7_capture(struct bpf_sock_addr *ctx, const struct xm_svc_key *key,
+					  const struct xm_svc_value *svc, const struct xm_l7_proxy *proxy,
+					  struct xm_sock_state *st, bool mapped, const bool v6)
+{
+	struct xm_sock_state fresh = {
+		.vip = key->vip,
+		.vport = key->port,
+		.family = key->family,
+		.flags = XM_SOCK_F_NATTED | XM_SOCK_F_L7,
+		.svc_id = svc->svc_id,
+	};
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	if (st)
+		*st = fresh;
+	else if (bpf_map_update_elem(&xm_sock_state, &cookie, &fresh, BPF_ANY))
+		return false; /* counted once, by the L4 path's own insert */
+	xm_write_dest(ctx, key->family == XM_FAMILY_V4 ? &proxy->addr4 : &proxy->addr6, proxy->port, mapped, v6);
+	xm_stat_inc(XM_STAT_SOCK_L7_CAPTURE);
+	return true;
+}
+
+/*
  * Shared body of connect4/6 and sendmsg4/6: SYS_PROCEED, possibly with the destination rewritten, or
  * SYS_REJECT with ECONNREFUSED when the VIP has no ready backend.
  */
@@ -140,6 +169,20 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 				st->flags &= ~XM_SOCK_F_NATTED;
 		}
 		return SYS_PROCEED;
+	}
+
+	/* The sendmsg hooks see UDP only: is_connect is always true for TCP. */
+	if ((svc->flags & XM_SVC_F_L7) && key.proto == XM_PROTO_TCP && is_connect) {
+		const struct xm_l7_proxy *proxy = xm_l7_proxy_for(key.family);
+
+		cookie = bpf_get_socket_cookie(ctx);
+		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
+		/* A connect() again on a socket already counted for a backend keeps that backend (below). */
+		if (proxy && !(st && (st->flags & XM_SOCK_F_COUNTED)) &&
+		    xm_l7_capture(ctx, &key, svc, proxy, st, mapped, v6))
+			return SYS_PROCEED;
+		if (!proxy)
+			xm_stat_inc(XM_STAT_SOCK_L7_NO_PROXY);
 	}
 
 	backend_id = xm_select_backend(svc, svc->algo == XM_LB_MAGLEV ? xm_client_hash(ctx, key.family) : 0);
@@ -171,7 +214,8 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 			st->backend_id = backend_id;
 			st->svc_id = svc->svc_id;
 		}
-		st->flags |= XM_SOCK_F_NATTED;
+		/* Balanced here, so not (or no longer) the proxy's: sockops counts it for its backend. */
+		st->flags = (st->flags | XM_SOCK_F_NATTED) & ~XM_SOCK_F_L7;
 	} else {
 		struct xm_sock_state fresh = {
 			.vip = key.vip,
@@ -410,6 +454,12 @@ int xm_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
+		if (st && (st->flags & XM_SOCK_F_L7)) {
+			xm_l7_record_origdst(skops, st);
+			/* Only so that CLOSE removes the socket's state: a captured socket has no backend to count. */
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+			break;
+		}
 		if (!st || !st->backend_id || (st->flags & XM_SOCK_F_COUNTED))
 			break;
 		st->flags |= XM_SOCK_F_COUNTED;

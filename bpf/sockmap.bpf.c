@@ -262,6 +262,11 @@ int xm_sockmap_msg(struct sk_msg_md *msg)
 		return xm_sm_fallback(st, XM_SMSTAT_FALLBACK_NO_STATE, size);
 	if (!xm_sm_enabled())
 		return xm_sm_fallback(st, XM_SMSTAT_FALLBACK_OFF, size);
+	if (st->flags & XM_SMSK_F_SEQ_AT_FIRST_MSG) {
+		/* The inserter saw no payload queued or sent; this message is the first, so write_seq is the start. */
+		st->seq0 = tp->write_seq;
+		st->flags &= ~XM_SMSK_F_SEQ_AT_FIRST_MSG;
+	}
 	/* write_seq moves only with TCP payload: redirected bytes never touch it. */
 	if ((st->flags & XM_SMSK_F_TCP_USED) || tp->write_seq != st->seq0) {
 		st->flags |= XM_SMSK_F_TCP_USED;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xmesh/l7.h>
 #include <xmesh/lb.h>
 #include <xmesh/outlier.h>
 #include <xmesh/sockmap.h>
@@ -78,7 +79,8 @@ static void dec_conns(const void *k, const void *v, struct strbuf *out)
 
 static void dec_counter(const void *k, const void *v, struct strbuf *out)
 {
-	static const char *const names[] = { "sock_lb_tcp", "sock_lb_udp", "no_backend", "lookup_miss", "revnat" };
+	static const char *const names[] = { "sock_lb_tcp", "sock_lb_udp", "no_backend", "lookup_miss",
+					     "revnat",	    "l7_capture",  "l7_no_proxy" };
 	__u32 idx = *(const __u32 *)k;
 
 	sb_printf(out, "\"counter\":\"%s\",\"value\":%llu", idx < XM_STAT_SOCK_MAX ? names[idx] : "?",
@@ -282,6 +284,35 @@ static void dec_sock_pairs(const void *k, const void *v, struct strbuf *out)
 		  (unsigned long long)*(const __u64 *)v);
 }
 
+static void dec_l7_proxy(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_l7_proxy *p = v;
+	char a4[INET6_ADDRSTRLEN], a6[INET6_ADDRSTRLEN];
+
+	(void)k;
+	addr_str(&p->addr4, XM_FAMILY_V4, a4, sizeof(a4));
+	addr_str(&p->addr6, XM_FAMILY_V6, a6, sizeof(a6));
+	sb_printf(out, "\"address4\":\"%s\",\"address6\":\"%s\",\"port\":%u,\"v4\":%s,\"v6\":%s", a4, a6,
+		  ntohs(p->port), p->flags & XM_L7_PROXY_F_V4 ? "true" : "false",
+		  p->flags & XM_L7_PROXY_F_V6 ? "true" : "false");
+}
+
+static void dec_l7_origdst(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_l7_origdst_key *ok = k;
+	const struct xm_l7_origdst *o = v;
+	char c[INET6_ADDRSTRLEN], p[INET6_ADDRSTRLEN], vip[INET6_ADDRSTRLEN];
+
+	addr_str(&ok->client, ok->family, c, sizeof(c));
+	addr_str(&ok->proxy, ok->family, p, sizeof(p));
+	addr_str(&o->vip, o->family, vip, sizeof(vip));
+	sb_printf(out,
+		  "\"client\":\"%s\",\"client_port\":%u,\"proxy\":\"%s\",\"proxy_port\":%u,\"vip\":\"%s\","
+		  "\"vport\":%u,\"svc_id\":%u,\"netns\":%llu",
+		  c, ntohs(ok->client_port), p, ntohs(ok->proxy_port), vip, ntohs(o->vport), o->svc_id,
+		  (unsigned long long)o->netns);
+}
+
 #define MAP(n, w, d, ...)                                                                                              \
 	{                                                                                                              \
 		.name = n, .what = w, .decode = d, __VA_ARGS__                                                         \
@@ -302,6 +333,8 @@ static const struct map_desc maps[] = {
 	MAP("xm_outlier_cfg", "outlier-detection policy per service port", dec_outlier_cfg),
 	MAP("xm_outlier", "outlier state per service port and endpoint", dec_outlier, .locked = true),
 	MAP("xm_outlier_svc", "ejected endpoints per service port", dec_outlier_svc, .skip_zero = true),
+	MAP("xm_l7_proxy", "where the L7 proxy listens (captured HTTP connects go there)", dec_l7_proxy),
+	MAP("xm_l7_origdst", "captured connections not yet accepted: 4-tuple → service VIP:port", dec_l7_origdst),
 	MAP("xm_ct", "XDP connection table: client flow → backend", dec_ct, .optional = true),
 	MAP("xm_node_addrs", "node addresses XDP decapsulates IPIP/IP6IP6 from", dec_node_addrs, .optional = true),
 	MAP("xm_xdp_tcp_counters", "Istio TCP counters of XDP flows per service port, local backend (summed over CPUs)",

@@ -126,6 +126,8 @@ void datapath_map_fds(const struct xm_datapath *dp, struct xm_map_fds *fds)
 	fds->events = bpf_map__fd(dp->sock->maps.xm_events);
 	fds->conn_metrics = bpf_map__fd(dp->sock->maps.xm_conn_metrics);
 	fds->map_errors = bpf_map__fd(dp->sock->maps.xm_map_errors);
+	fds->l7_proxy = bpf_map__fd(dp->sock->maps.xm_l7_proxy);
+	fds->l7_origdst = bpf_map__fd(dp->sock->maps.xm_l7_origdst);
 	fds->outlier_report_prog = bpf_program__fd(dp->sock->progs.xm_outlier_report);
 }
 

@@ -11,6 +11,8 @@ struct xm_map_fds {
 	int services, slots, backends, backend_conns, maglev, rr_state, sock_stats;
 	int outlier_cfg, outlier, outlier_svc, events, conn_metrics;
 	int map_errors;		 /* xm_map_errors: failed map updates of the BPF programs */
+	int l7_proxy;		 /* xm_l7_proxy: where captured HTTP connects go (datapath/l7_capture.h) */
+	int l7_origdst;		 /* xm_l7_origdst: original destinations of captured connections */
 	int outlier_report_prog; /* xm_outlier_report, run with BPF_PROG_TEST_RUN */
 };
 

@@ -13,6 +13,7 @@
 static const char *const names[XM_MAPERR_MAX] = {
 	[XM_MAPERR_UDP_REVNAT] = "xm_udp_revnat",
 	[XM_MAPERR_SOCK_STATE] = "xm_sock_state",
+	[XM_MAPERR_L7_ORIGDST] = "xm_l7_origdst",
 };
 
 const char *map_error_name(unsigned int idx)

@@ -12,12 +12,13 @@
 #include "metrics/registry.h"
 
 /* A new counter in enum xm_sock_stat needs a family (or a label value) here. */
-XM_STATIC_ASSERT(XM_STAT_SOCK_MAX == 5, "xm_sock_stat changed: update sock_lb_metrics_collect");
+XM_STATIC_ASSERT(XM_STAT_SOCK_MAX == 7, "xm_sock_stat changed: update sock_lb_metrics_collect");
 
 int sock_lb_metrics_collect(int stats_fd, struct xm_scrape *sc)
 {
 	static const char *const proto[] = { "protocol" }, *const reason[] = { "reason" };
 	static const char *const tcp[] = { "tcp" }, *const udp[] = { "udp" };
+	static const char *const path[] = { "path" }, *const proxy[] = { "proxy" }, *const l4[] = { "l4_no_proxy" };
 	static const char *const no_backend[] = { "no_backend" }, *const lookup_miss[] = { "lookup_miss" };
 	static bool warned;
 	struct xm_scrape_family *f;
@@ -48,5 +49,10 @@ int sock_lb_metrics_collect(int stats_fd, struct xm_scrape *sc)
 	    sc, "xmesh_sock_lb_revnat_total", "counter",
 	    "getpeername and recvmsg calls answered with the service VIP instead of the backend address.");
 	scrape_u64(f, NULL, NULL, 0, v[XM_STAT_SOCK_REVNAT]);
+	f = scrape_family(sc, "xmesh_sock_lb_l7_connects_total", "counter",
+			  "TCP connects to an HTTP service port: sent to the agent's L7 proxy, or balanced at L4 "
+			  "because no proxy is configured for the address family.");
+	scrape_u64(f, path, proxy, 1, v[XM_STAT_SOCK_L7_CAPTURE]);
+	scrape_u64(f, path, l4, 1, v[XM_STAT_SOCK_L7_NO_PROXY]);
 	return 0;
 }

@@ -128,10 +128,11 @@ struct xm_sock_state {
 XM_STATIC_ASSERT(sizeof(struct xm_sock_state) == 28, "xm_sock_state size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_sock_state, svc_id) == 24, "xm_sock_state.svc_id offset");
 
-#define XM_SOCK_F_NATTED  0x1 /* connected through a VIP: getpeername answers the VIP */
-#define XM_SOCK_F_COUNTED 0x2 /* counted in xm_backend_conns, uncount on close */
-#define XM_SOCK_F_FAILED  0x4 /* its failed open was already reported to outlier detection */
-#define XM_SOCK_F_OPENED  0x8 /* established: counted as opened in xm_conn_metrics */
+#define XM_SOCK_F_NATTED  0x1  /* connected through a VIP: getpeername answers the VIP */
+#define XM_SOCK_F_COUNTED 0x2  /* counted in xm_backend_conns, uncount on close */
+#define XM_SOCK_F_FAILED  0x4  /* its failed open was already reported to outlier detection */
+#define XM_SOCK_F_OPENED  0x8  /* established: counted as opened in xm_conn_metrics */
+#define XM_SOCK_F_L7	  0x10 /* sent to the agent's L7 proxy (include/xmesh/l7.h): no backend, the proxy counts */
 
 /*
  * xm_conn_metrics: Istio's TCP metrics counted in the kernel, per (client address, service port,
@@ -182,6 +183,8 @@ enum xm_sock_stat {
 	XM_STAT_SOCK_NO_BACKEND,  /* refused: VIP with no ready backend */
 	XM_STAT_SOCK_LOOKUP_MISS, /* slot or backend missing (a race with an apply) */
 	XM_STAT_SOCK_REVNAT,	  /* getpeername/recvmsg answered with the VIP */
+	XM_STAT_SOCK_L7_CAPTURE,  /* TCP connects to an HTTP service port sent to the agent's L7 proxy */
+	XM_STAT_SOCK_L7_NO_PROXY, /* ... balanced at L4 instead: no proxy configured for the family */
 	XM_STAT_SOCK_MAX,
 };
 
@@ -199,6 +202,7 @@ enum xm_map_error {
 	XM_MAPERR_UDP_REVNAT = 0, /* a UDP socket's (backend → VIP) entry: its replies show the backend address */
 	XM_MAPERR_SOCK_STATE,	  /* a connected socket's state: getpeername shows the backend, no metrics or
 				     outlier reports for it */
+	XM_MAPERR_L7_ORIGDST,	  /* a captured connection's original destination: the proxy refuses it */
 	XM_MAPERR_MAX,
 };
 

@@ -86,6 +86,11 @@ XM_STATIC_ASSERT(__builtin_offsetof(struct xm_sockmap_sk, seq0) == 24, "xm_sockm
 
 #define XM_SMSK_F_INSERTED 0x1 /* put into xm_sock_pairs */
 #define XM_SMSK_F_TCP_USED 0x2 /* this direction carried TCP payload: never redirect it again (ordering) */
+/*
+ * Inserted by userspace (the L7 proxy's accepted sockets live in a cgroup without sockops), before the socket
+ * sent anything: sk_msg takes seq0 at the first message.
+ */
+#define XM_SMSK_F_SEQ_AT_FIRST_MSG 0x4
 
 /* xm_sockmap_stats: per-CPU counters, indexed by enum xm_sockmap_stat. */
 enum xm_sockmap_stat {

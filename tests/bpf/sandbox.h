@@ -35,4 +35,10 @@ const char *sandbox_unsupported(void);
 void sandbox_enter(const char *name, char *cgroup, size_t len);
 void sandbox_leave(void);
 
+/*
+ * A socket made in the cgroup this test process came from, where no test attaches programs: as the agent's
+ * own sockets (its proxy listener), which the mesh cgroup's programs never see. Asserts on failure.
+ */
+int sandbox_socket_outside(int domain, int type);
+
 #endif

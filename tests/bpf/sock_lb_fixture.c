@@ -120,8 +120,8 @@ uint32_t fx_backend_id(int i)
 	return lbmap_backend_id(fx.lbmap, &a, htons(fx.port[i]), XM_FAMILY_V4);
 }
 
-uint32_t fx_publish_od(const char *vip, uint16_t port, int proto, uint8_t algo, int n,
-		       const struct xm_outlier_detection *od)
+static uint32_t fx_publish_ex(const char *vip, uint16_t port, int proto, uint8_t algo, int n,
+			      const struct xm_outlier_detection *od, uint8_t flags)
 {
 	static struct xm_lb_backend backends[FX_MAX_BACKENDS];
 	struct xm_lb_service svc;
@@ -138,6 +138,7 @@ uint32_t fx_publish_od(const char *vip, uint16_t port, int proto, uint8_t algo, 
 	svc.key.port = htons(port);
 	svc.key.proto = (uint8_t)proto;
 	svc.algo = algo;
+	svc.flags = flags;
 	svc.maglev_size = 65537;
 	for (i = 0; i < n; i++) {
 		memset(&backends[i], 0, sizeof(backends[i]));
@@ -155,6 +156,17 @@ uint32_t fx_publish_od(const char *vip, uint16_t port, int proto, uint8_t algo, 
 	}
 	cr_assert_eq(lbmap_apply(fx.lbmap, &st, 0, &stats), 0, "lbmap_apply");
 	return lbmap_svc_id(fx.lbmap, &svc.key);
+}
+
+uint32_t fx_publish_od(const char *vip, uint16_t port, int proto, uint8_t algo, int n,
+		       const struct xm_outlier_detection *od)
+{
+	return fx_publish_ex(vip, port, proto, algo, n, od, 0);
+}
+
+uint32_t fx_publish_flags(const char *vip, uint16_t port, int proto, uint8_t algo, int n, uint8_t flags)
+{
+	return fx_publish_ex(vip, port, proto, algo, n, NULL, flags);
 }
 
 int fx_accept_which(void)

@@ -49,6 +49,9 @@ void fx_publish(const char *vip, uint16_t port, int proto, uint8_t algo, int n);
 uint32_t fx_publish_od(const char *vip, uint16_t port, int proto, uint8_t algo, int n,
 		       const struct xm_outlier_detection *od);
 
+/* The same with XM_SVC_F_* flags (e.g. XM_SVC_F_L7). Returns the service port's svc_id. */
+uint32_t fx_publish_flags(const char *vip, uint16_t port, int proto, uint8_t algo, int n, uint8_t flags);
+
 /* Backend id of listener i (IPv4 loopback). */
 uint32_t fx_backend_id(int i);
 
