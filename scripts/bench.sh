@@ -738,6 +738,7 @@ section_l7() {
 }
 # END section l7
 
+# ---------------------------------------------------------------------------------------------------------
 # BEGIN section l7hop (owner: L7 capture). The pod -> L7 proxy hop: a pod dials an HTTP service VIP, the
 # socket LB sends it to a listener on the node's address; request/response latency and new-connection cost
 # with TCP, with both ends on the sockmap, and with the client writing before the proxy added its socket
