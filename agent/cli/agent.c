@@ -18,14 +18,20 @@
 #include "daemon/instance_lock.h"
 #include "datapath/pins.h"
 #include "datapath/sockmap.h"
+#include "l7/access_log.h"
+#include "l7/proxy.h"
 #include "lb/maglev.h"
+
+#define XM_MAX_PROXY_WORKERS 256
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: xmesh agent --config PATH [--config PATH]... --cgroup DIR [--iface IFNAME]...\n"
 		   "                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
 		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
-		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n");
+		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
+		   "                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
+		   "                   [--access-log-format json|text]\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -56,19 +62,33 @@ static int check_paths(const struct xm_agent_opts *o)
 int cmd_agent(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },   { "cgroup", required_argument, NULL, 'g' },
-		{ "iface", required_argument, NULL, 'i' },    { "bpffs", required_argument, NULL, 'b' },
-		{ "node", required_argument, NULL, 'n' },     { "metrics", required_argument, NULL, 'm' },
-		{ "admin", required_argument, NULL, 'a' },    { "maglev-size", required_argument, NULL, 'M' },
-		{ "detach-on-exit", no_argument, NULL, 'D' }, { "log-level", required_argument, NULL, 'l' },
-		{ "no-sockmap", no_argument, NULL, 'S' },     { "sockmap-exclude-ports", required_argument, NULL, 'P' },
-		{ "help", no_argument, NULL, 'h' },	      { 0 },
+		{ "config", required_argument, NULL, 'c' },
+		{ "cgroup", required_argument, NULL, 'g' },
+		{ "iface", required_argument, NULL, 'i' },
+		{ "bpffs", required_argument, NULL, 'b' },
+		{ "node", required_argument, NULL, 'n' },
+		{ "metrics", required_argument, NULL, 'm' },
+		{ "admin", required_argument, NULL, 'a' },
+		{ "maglev-size", required_argument, NULL, 'M' },
+		{ "detach-on-exit", no_argument, NULL, 'D' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "no-sockmap", no_argument, NULL, 'S' },
+		{ "sockmap-exclude-ports", required_argument, NULL, 'P' },
+		{ "proxy-workers", required_argument, NULL, 'W' },
+		{ "proxy-port", required_argument, NULL, 'p' },
+		{ "access-log", required_argument, NULL, 'L' },
+		{ "access-log-format", required_argument, NULL, 'F' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	struct xm_agent_opts o = {
 		.bpffs = XM_DEFAULT_BPFFS,
 		.admin_path = XM_DEFAULT_ADMIN_SOCK,
 		.metrics_addr = "127.0.0.1:15090",
 		.maglev_size = XM_MAGLEV_DEFAULT_SIZE,
+		.proxy_workers = -1,
+		.proxy_port = L7_PROXY_DEFAULT_PORT,
+		.access_log_format = L7_LOG_JSON,
 	};
 	int c, rc, err, lock_fd;
 	pid_t holder;
@@ -130,6 +150,48 @@ int cmd_agent(int argc, char **argv)
 					"xmesh agent: --sockmap-exclude-ports %s: want ports 1-65535 separated by "
 					"commas, at most %d\n",
 					optarg, XM_MAX_EXCLUDED_PORTS);
+				return 2;
+			}
+			break;
+		case 'W': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (!*optarg || *end || v < 0 || v > XM_MAX_PROXY_WORKERS) {
+				fprintf(stderr,
+					"xmesh agent: --proxy-workers %s: want 0 (no L7 proxy: HTTP balanced at L4) to "
+					"%d\n",
+					optarg, XM_MAX_PROXY_WORKERS);
+				return 2;
+			}
+			o.proxy_workers = (int)v;
+			break;
+		}
+		case 'p': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (!*optarg || *end || v < 1 || v > 65535) {
+				fprintf(stderr, "xmesh agent: --proxy-port %s: want a port 1-65535\n", optarg);
+				return 2;
+			}
+			o.proxy_port = (uint16_t)v;
+			break;
+		}
+		case 'L':
+			if (!*optarg) {
+				fprintf(stderr, "xmesh agent: --access-log: want a file path, or - for stderr\n");
+				return 2;
+			}
+			o.access_log = optarg;
+			break;
+		case 'F':
+			if (!strcmp(optarg, "json")) {
+				o.access_log_format = L7_LOG_JSON;
+			} else if (!strcmp(optarg, "text")) {
+				o.access_log_format = L7_LOG_TEXT;
+			} else {
+				fprintf(stderr, "xmesh agent: --access-log-format %s: json or text\n", optarg);
 				return 2;
 			}
 			break;

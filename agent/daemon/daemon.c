@@ -29,6 +29,7 @@ static const struct xm_module *const module_order[XM_N_MODULES] = {
 	&xm_module_sock_lb, /* first: its maps are the ones the others load next to, and it assigns the ids */
 	&xm_module_sockmap,
 	&xm_module_xdp,
+	&xm_module_l7, /* last: the services it captures are published when it applies, and it drains first */
 };
 
 static uint64_t now_ms(void)

@@ -31,6 +31,10 @@ struct xm_agent_opts {
 	bool no_sockmap; /* --no-sockmap: same-node redirection off (switchable at runtime) */
 	uint16_t sockmap_excl_ports[XM_MAX_EXCLUDED_PORTS]; /* --sockmap-exclude-ports */
 	size_t n_sockmap_excl_ports;
+	int proxy_workers;	/* --proxy-workers: -1 one per CPU (default), 0 no L7 proxy (HTTP balanced at L4) */
+	uint16_t proxy_port;	/* --proxy-port */
+	const char *access_log; /* --access-log PATH|-; NULL: none */
+	int access_log_format;	/* --access-log-format: enum l7_log_format */
 };
 
 struct xm_agent;

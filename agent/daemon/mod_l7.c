@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The L7 proxy as a module: starts the workers, listens on this node's InternalIPs, points the kernel's
+ * capture at the listeners, hands each snapshot to the workers, reports requests and drains on the way out.
+ */
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xmesh/outlier.h>
+#include <xmesh/sockmap.h>
+
+#include "compile/snapshot.h"
+#include "core/log.h"
+#include "core/strbuf.h"
+#include "daemon/daemon.h"
+#include "daemon/module.h"
+#include "datapath/l7_capture.h"
+#include "datapath/pins.h"
+#include "l7/access_log.h"
+#include "l7/handover.h"
+#include "l7/proxy.h"
+#include "l7/stats.h"
+
+/* How long a stopped agent's listening sockets wait for the next one before HTTP goes back to L4. */
+#define HANDOVER_WAIT_S 10
+
+struct l7_mod {
+	struct l7_proxy *proxy;
+	struct l7_access_log *log;
+	int proxy_map, origdst, pairs, sk_storage; /* pinned maps; -1 when absent */
+	int outlier, outlier_svc;		   /* the kernel's ejections, read by the balancers */
+	struct l7_capture_proxy captured;	   /* what xm_l7_proxy holds now */
+	bool capturing;
+	char handover_path[4096]; /* next to the admin socket: where a restart's listening sockets wait */
+	bool detach_on_exit;	  /* the datapath goes with the agent: no capture to keep, nothing to hand over */
+};
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* The capture's original destination of an accepted connection; then the socket joins the sockmap. */
+static int resolve_captured(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
+{
+	struct l7_mod *m = ctx;
+	int err;
+
+	(void)listen_fd;
+	err = l7_capture_lookup(m->origdst, fd, vip, svc_id);
+	if (err)
+		return err;
+	/* Best effort: without it the pod <-> proxy hop takes the TCP/IP stack. */
+	if (m->pairs >= 0 && m->sk_storage >= 0)
+		(void)l7_capture_sockmap_add(m->pairs, m->sk_storage, fd);
+	return 0;
+}
+
+/*
+ * The kernel's outlier state, as the socket LB's selection sees it: asked by a worker's balancer only for
+ * services with outlier detection on. Two map lookups (the service's count first, usually zero).
+ */
+static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
+{
+	struct l7_mod *m = ctx;
+	struct xm_outlier_key key = { .svc_id = svc_id, .backend_id = backend_id };
+	struct xm_outlier_state st;
+	struct xm_outlier_svc svc;
+	struct timespec now;
+
+	if (bpf_map_lookup_elem(m->outlier_svc, &svc_id, &svc) || svc.ejected <= 0)
+		return false;
+	if (bpf_map_lookup_elem(m->outlier, &key, &st) || !st.ejected_until_ns)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return st.ejected_until_ns > (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+}
+
+static void write_access_log(void *ctx, size_t worker, const struct l7_record *r)
+{
+	l7_access_log_write(ctx, worker, r);
+}
+
+static void set_capture(struct l7_mod *m, const struct l7_capture_proxy *cp)
+{
+	bool on = cp && (cp->v4 || cp->v6);
+
+	if (on == m->capturing && (!on || !memcmp(cp, &m->captured, sizeof(*cp))))
+		return;
+	if (l7_capture_set_proxy(m->proxy_map, on ? cp : NULL)) {
+		log_warn("l7: could not point the capture at the proxy; HTTP services stay balanced at L4");
+		return;
+	}
+	m->capturing = on;
+	if (on)
+		m->captured = *cp;
+	else
+		memset(&m->captured, 0, sizeof(m->captured));
+}
+
+/*
+ * Every proxied connection takes two descriptors (client and upstream): the usual soft limit of 1024 would
+ * cap the proxy near 500 connections. Raised to the hard limit, for the whole agent.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		log_warn("l7: could not raise the open-files limit to %llu", (unsigned long long)rl.rlim_max);
+}
+
+/* The listening sockets a stopping agent left with its holder (l7/handover.h), if any. */
+static bool take_listeners(struct l7_mod *m)
+{
+	int fds[L7_HANDOVER_MAX_FDS];
+	size_t n = 0;
+	int err = l7_handover_receive(m->handover_path, fds, L7_HANDOVER_MAX_FDS, &n);
+
+	if (err) {
+		if (err != -ENOENT)
+			log_warn("l7: listening sockets of the previous agent at %s: %s", m->handover_path,
+				 strerror(-err));
+		return false;
+	}
+	log_info("l7: took over %zu listening sockets of the previous agent", n);
+	l7_proxy_adopt(m->proxy, fds, n);
+	return n > 0;
+}
+
+static void l7_mod_free(struct l7_mod *m)
+{
+	l7_proxy_free(m->proxy);
+	l7_access_log_close(m->log);
+	close_fd(&m->proxy_map);
+	close_fd(&m->origdst);
+	close_fd(&m->pairs);
+	close_fd(&m->sk_storage);
+	close_fd(&m->outlier);
+	close_fd(&m->outlier_svc);
+	free(m);
+}
+
+static int l7_mod_init(struct xm_agent *a, void **state)
+{
+	const struct xm_agent_opts *o = daemon_opts(a);
+	struct l7_mod *m = calloc(1, sizeof(*m));
+	struct l7_proxy_opts po = { 0 };
+	int err;
+
+	*state = NULL;
+	if (!m)
+		return -ENOMEM;
+	m->origdst = m->pairs = m->sk_storage = m->outlier = m->outlier_svc = -1;
+	m->proxy_map = pins_open(o->bpffs, "xm_l7_proxy");
+	if (m->proxy_map < 0) {
+		err = m->proxy_map;
+		log_error("l7: the capture's map xm_l7_proxy under %s: %s", o->bpffs, strerror(-err));
+		m->proxy_map = -1;
+		l7_mod_free(m);
+		return err;
+	}
+	if (o->proxy_workers == 0) {
+		/* An earlier agent's proxy may be pinned in the map: HTTP goes back to L4 now. */
+		l7_capture_set_proxy(m->proxy_map, NULL);
+		log_info("l7: proxy off (--proxy-workers 0): HTTP services are balanced at L4");
+		l7_mod_free(m);
+		return 0;
+	}
+	m->origdst = pins_open(o->bpffs, "xm_l7_origdst");
+	if (m->origdst < 0) {
+		err = m->origdst;
+		log_error("l7: the capture's map xm_l7_origdst under %s: %s", o->bpffs, strerror(-err));
+		m->origdst = -1;
+		l7_mod_free(m);
+		return err;
+	}
+	m->pairs = pins_open(o->bpffs, "xm_sock_pairs");
+	m->sk_storage = m->pairs >= 0 ? pins_open(o->bpffs, "xm_sockmap_sk") : -1;
+	if (m->pairs < 0 || m->sk_storage < 0) {
+		close_fd(&m->pairs);
+		m->sk_storage = -1;
+		log_info("l7: sockmap not loaded; the pod <-> proxy hop takes the TCP/IP stack");
+	}
+	m->outlier = pins_open(o->bpffs, "xm_outlier");
+	m->outlier_svc = m->outlier >= 0 ? pins_open(o->bpffs, "xm_outlier_svc") : -1;
+	if (m->outlier < 0 || m->outlier_svc < 0) {
+		close_fd(&m->outlier);
+		m->outlier_svc = -1;
+		log_warn("l7: outlier maps not found; the proxy's balancers see no ejection");
+	}
+	if (o->access_log) {
+		m->log = l7_access_log_open(
+		    o->access_log, (enum l7_log_format)o->access_log_format,
+		    o->proxy_workers > 0 ? (size_t)o->proxy_workers : (size_t)sysconf(_SC_NPROCESSORS_ONLN), &err);
+		if (!m->log) {
+			log_error("l7: --access-log %s: %s", o->access_log, strerror(-err));
+			l7_mod_free(m);
+			return err;
+		}
+	}
+	raise_fd_limit();
+	po.n_workers = o->proxy_workers > 0 ? (size_t)o->proxy_workers : 0;
+	po.port = o->proxy_port ? o->proxy_port : L7_PROXY_DEFAULT_PORT;
+	po.resolve = resolve_captured;
+	po.resolve_ctx = m;
+	if (m->outlier_svc >= 0) {
+		po.ejected = endpoint_ejected;
+		po.ejected_ctx = m;
+	}
+	if (m->log) {
+		po.on_record = write_access_log;
+		po.record_ctx = m->log;
+	}
+	m->proxy = l7_proxy_new(&po, &err);
+	if (!m->proxy) {
+		log_error("l7: proxy workers: %s", strerror(-err));
+		l7_mod_free(m);
+		return err;
+	}
+	snprintf(m->handover_path, sizeof(m->handover_path), "%s.l7", o->admin_path);
+	m->detach_on_exit = o->detach_on_exit;
+	if (take_listeners(m)) {
+		/* A previous agent's sockets: connects keep queueing on them until the first apply serves them. */
+		m->capturing = true;
+	} else {
+		/* Until listeners are up, a captured connect would find nobody: L4 until the first apply. */
+		l7_capture_set_proxy(m->proxy_map, NULL);
+	}
+	log_info("l7: proxy with %zu workers, port %u", l7_proxy_workers(m->proxy), po.port);
+	*state = m;
+	return 0;
+}
+
+/* This node's InternalIPs (the first of each family): where every pod can reach the proxy. */
+static size_t node_addresses(const struct xm_snapshot *s, struct l7_proxy_addr out[2])
+{
+	size_t n = 0;
+	bool v4 = false, v6 = false;
+
+	for (size_t i = 0; i < s->local.n && n < 2; i++) {
+		const struct xm_local_ip_key *k = &s->local.keys[i];
+
+		if (!(s->local.flags[i] & XM_LOCAL_IP_NODE))
+			continue;
+		if ((k->family == XM_FAMILY_V4 && v4) || (k->family == XM_FAMILY_V6 && v6))
+			continue;
+		out[n].addr = k->addr;
+		out[n].family = k->family;
+		v4 |= k->family == XM_FAMILY_V4;
+		v6 |= k->family == XM_FAMILY_V6;
+		n++;
+	}
+	return n;
+}
+
+static int l7_mod_apply(void *state, struct xm_snapshot *next)
+{
+	struct l7_mod *m = state;
+	struct l7_proxy_addr addrs[2];
+	struct l7_capture_proxy cp = { 0 };
+	size_t n = node_addresses(next, addrs);
+	int err;
+
+	/* Workers first: a connection captured for a new service finds its routes. */
+	err = l7_proxy_apply(m->proxy, next, &next->routes);
+	if (!n && next->routes.n_services)
+		log_warn("l7: no InternalIP of this node (--node) in the config: HTTP services stay at L4");
+	if (l7_proxy_listen(m->proxy, addrs, n))
+		err = -EIO;
+	/* Capture only the families whose listener is up. */
+	cp.port = l7_proxy_port(m->proxy);
+	for (size_t i = 0; i < n; i++) {
+		if (!l7_proxy_listening(m->proxy, &addrs[i]))
+			continue;
+		if (addrs[i].family == XM_FAMILY_V4) {
+			cp.addr4 = addrs[i].addr;
+			cp.v4 = true;
+		} else {
+			cp.addr6 = addrs[i].addr;
+			cp.v6 = true;
+		}
+	}
+	set_capture(m, &cp);
+	return err;
+}
+
+struct status_ctx {
+	struct strbuf *out;
+	bool json, first;
+};
+
+static void status_service(void *ctx, const char *service, uint64_t requests)
+{
+	struct status_ctx *c = ctx;
+
+	if (c->json) {
+		sb_puts(c->out, c->first ? "" : ",");
+		sb_json_str(c->out, service);
+		sb_printf(c->out, ":%llu", (unsigned long long)requests);
+	} else {
+		sb_printf(c->out, "http: %s: %llu requests\n", service, (unsigned long long)requests);
+	}
+	c->first = false;
+}
+
+static void l7_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)
+{
+	struct l7_mod *m = state;
+	struct status_ctx c = { .out = out, .json = json, .first = true };
+	struct l7_stats_shard *const *shards;
+	size_t n;
+
+	(void)cur;
+	shards = l7_proxy_shards(m->proxy, &n);
+	if (json)
+		sb_printf(out, ",\"l7\":{\"workers\":%zu,\"port\":%u,\"capturing\":%s,\"requests\":{",
+			  l7_proxy_workers(m->proxy), l7_proxy_port(m->proxy), m->capturing ? "true" : "false");
+	else
+		sb_printf(out, "l7 proxy: %zu workers, port %u, capture %s\n", l7_proxy_workers(m->proxy),
+			  l7_proxy_port(m->proxy), m->capturing ? "on" : "off (HTTP balanced at L4)");
+	l7_stats_per_service(shards, n, status_service, &c);
+	if (json)
+		sb_puts(out, "}}");
+}
+
+static void l7_mod_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)
+{
+	struct l7_mod *m = state;
+	struct l7_stats_shard *const *shards;
+	size_t n;
+
+	(void)cur;
+	shards = l7_proxy_shards(m->proxy, &n);
+	l7_stats_collect(shards, n, sc);
+	if (m->log)
+		l7_access_log_collect(m->log, sc);
+	l7_proxy_collect(m->proxy, sc);
+}
+
+/*
+ * Restart: the listening sockets go to a holder that gives them to the next agent (connects queue meanwhile);
+ * if that fails, new connects go back to L4 (the kernel balances them while no proxy runs). Then the workers
+ * finish what they have: in-flight requests complete, keep-alive connections close after their next response.
+ */
+static void l7_mod_close(void *state)
+{
+	struct l7_mod *m = state;
+
+	/* The capture keeps pointing at sockets a holder keeps for the next agent; without a holder, L4. */
+	if (!m->capturing || m->detach_on_exit ||
+	    l7_proxy_handover(m->proxy, m->handover_path, m->proxy_map, HANDOVER_WAIT_S))
+		set_capture(m, NULL);
+	l7_mod_free(m);
+}
+
+const struct xm_module xm_module_l7 = {
+	.name = "l7",
+	.init = l7_mod_init,
+	.apply = l7_mod_apply,
+	.status = l7_mod_status,
+	.collect = l7_mod_collect,
+	.close = l7_mod_close,
+};

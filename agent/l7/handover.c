@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The holder runs in a child forked from a multi-threaded process: between fork and _exit it only makes system
+ * calls (no allocation, no locks, no stdio). It keeps nothing but the sockets it holds: every other descriptor,
+ * the agent's instance lock among them, is closed first, so the next agent can start.
+ */
+#include "l7/handover.h"
+
+#include <xmesh/l7.h>
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static int unix_addr(const char *path, struct sockaddr_un *sun)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun->sun_path, path);
+	return 0;
+}
+
+static int send_fds(int conn, const int *fds, size_t n)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * L7_HANDOVER_MAX_FDS)];
+	uint32_t count = (uint32_t)n;
+	struct iovec iov = { .iov_base = &count, .iov_len = sizeof(count) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+
+	memset(cbuf, 0, sizeof(cbuf));
+	if (n) {
+		msg.msg_control = cbuf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+	}
+	return sendmsg(conn, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(count) ? 0 : -1;
+}
+
+/* No agent took the sockets: HTTP connects go to L4 from now on (xm_l7_proxy[0] zeroed: no family captured). */
+static void capture_off(int map_fd)
+{
+	struct xm_l7_proxy off;
+	uint32_t key = 0;
+
+	memset(&off, 0, sizeof(off));
+	if (map_fd >= 0)
+		bpf_map_update_elem(map_fd, &key, &off, BPF_ANY);
+}
+
+/* The child: descriptors 3..3+n-1 are the sockets, map_fd the capture map. Only system calls from here on. */
+static void hold(const char *path, size_t n, int map_fd, unsigned int timeout_s)
+{
+	bool taken = false;
+	int fds[L7_HANDOVER_MAX_FDS], lfd, conn;
+	struct sockaddr_un sun;
+	struct timespec start, now;
+
+	for (size_t i = 0; i < n; i++)
+		fds[i] = 3 + (int)i;
+	prctl(PR_SET_NAME, "xmesh-l7-hold");
+	if (unix_addr(path, &sun))
+		_exit(1);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		_exit(1);
+	unlink(path);
+	umask(077);
+	if (bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) || listen(lfd, 4))
+		_exit(1);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		long left;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = (long)timeout_s * 1000 -
+		       ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0 || poll(&p, 1, (int)left) < 0)
+			break;
+		if (!(p.revents & POLLIN))
+			continue;
+		conn = accept(lfd, NULL, NULL);
+		if (conn < 0)
+			continue;
+		if (!send_fds(conn, fds, n)) {
+			char b;
+
+			taken = true;
+
+			/* The taker closes when it has them: then our copies can go. */
+			struct timeval tv = { .tv_sec = 5 };
+			setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			(void)!read(conn, &b, 1);
+			break;
+		}
+		close(conn);
+	}
+	if (!taken)
+		capture_off(map_fd);
+	unlink(path);
+	_exit(0);
+}
+
+pid_t l7_handover_spawn(const char *path, const int *fds, size_t n, int capture_map_fd, unsigned int timeout_s)
+{
+	int map_hi = -1;
+	int hi[L7_HANDOVER_MAX_FDS];
+	struct sockaddr_un sun;
+	pid_t pid;
+
+	if (n > L7_HANDOVER_MAX_FDS)
+		return -E2BIG;
+	if (unix_addr(path, &sun))
+		return -ENAMETOOLONG;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		return pid;
+	/* Child. Not the agent's signals: a SIGTERM meant for the agent's group must not drop the sockets. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	/* Sockets to 3..3+n-1 (through copies above that range, so no move overwrites another), the rest closed. */
+	for (size_t i = 0; i < n; i++)
+		if ((hi[i] = fcntl(fds[i], F_DUPFD, 3 + (int)n)) < 0)
+			_exit(1);
+	if (capture_map_fd >= 0 && (map_hi = fcntl(capture_map_fd, F_DUPFD, 3 + (int)n)) < 0)
+		_exit(1);
+	for (size_t i = 0; i < n; i++)
+		if (dup2(hi[i], 3 + (int)i) < 0)
+			_exit(1);
+	if (map_hi >= 0 && dup2(map_hi, 3 + (int)n) < 0)
+		_exit(1);
+	close_range(3 + (unsigned int)n + (map_hi >= 0), ~0U, 0);
+	hold(path, n, map_hi >= 0 ? 3 + (int)n : -1, timeout_s);
+	_exit(0);
+}
+
+int l7_handover_receive(const char *path, int *fds, size_t max, size_t *n)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * L7_HANDOVER_MAX_FDS)];
+	struct timeval tv = { .tv_sec = 5 };
+	struct sockaddr_un sun;
+	uint32_t count = 0;
+	struct iovec iov = { .iov_base = &count, .iov_len = sizeof(count) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	int fd, err;
+
+	*n = 0;
+	err = unix_addr(path, &sun);
+	if (err)
+		return err;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		err = errno == ECONNREFUSED ? -ENOENT : -errno;
+		close(fd);
+		if (err == -ENOENT)
+			unlink(path); /* a holder that died left its path */
+		return err;
+	}
+	if (recvmsg(fd, &msg, MSG_CMSG_CLOEXEC) != (ssize_t)sizeof(count)) {
+		err = -EIO;
+		close(fd);
+		return err;
+	}
+	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		size_t k;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (*n < max)
+				fds[(*n)++] = got;
+			else
+				close(got);
+		}
+	}
+	close(fd); /* tells the holder it may go */
+	return 0;
+}

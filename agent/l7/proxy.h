@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The L7 proxy: N worker threads, each with its own event loop, SO_REUSEPORT listeners on the proxy
+ * addresses, downstream connections, upstream pools and request-metrics shard. Config reaches workers as
+ * snapshots posted to their loops; a request finishes on the snapshot it started with.
+ */
+#ifndef XMESH_L7_PROXY_H
+#define XMESH_L7_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <xmesh/lb.h>
+
+#include "l7/balance.h"
+#include "l7/routes.h"
+
+struct xm_scrape;
+struct xm_snapshot;
+struct l7_record;
+struct l7_stats_shard;
+struct l7_proxy;
+
+#define L7_PROXY_DEFAULT_PORT 15001
+
+/*
+ * Which service VIP:port the client of an accepted connection dialed (the capture's original destination).
+ * listen_fd is the listener it came from, fd the accepted socket. Returns 0, or -errno: the connection is
+ * closed and counted (xmesh_l7_unresolved_connections_total).
+ */
+typedef int (*l7_resolve_fn)(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id);
+
+struct l7_proxy_addr {
+	union xm_addr addr;
+	uint8_t family; /* XM_FAMILY_* */
+};
+
+struct l7_proxy_opts {
+	size_t n_workers;      /* 0: one per CPU */
+	uint16_t port;	       /* host order; 0: any (tests read it back with l7_proxy_port) */
+	l7_resolve_fn resolve; /* required */
+	void *resolve_ctx;
+	l7_ejected_fn ejected; /* the kernel's outlier state for the balancer; NULL: nothing is ejected */
+	void *ejected_ctx;
+	/* Every finished request, on the worker's thread (the access log): must not block. NULL: none. */
+	void (*on_record)(void *ctx, size_t worker, const struct l7_record *r);
+	void *record_ctx;
+	uint64_t idle_timeout_ms;  /* idle downstream keep-alive connections; 0: 1 hour (Envoy's) */
+	uint64_t drain_timeout_ms; /* how long l7_proxy_free lets requests finish; 0: 10 s */
+};
+
+/* Starts the workers (they serve nothing until listen and apply). NULL with *err = -errno. */
+struct l7_proxy *l7_proxy_new(const struct l7_proxy_opts *opts, int *err);
+
+/*
+ * Listens on exactly these addresses (opts->port), one SO_REUSEPORT socket per worker and address; addresses
+ * already listened on keep their sockets. Returns 0 or -errno (the addresses that failed are logged).
+ */
+int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_t n);
+/*
+ * Listening sockets a previous agent handed over (l7/handover.h): the proxy owns them now, and the next
+ * l7_proxy_listen serves each address with the ones bound to it (and our port) before opening new ones.
+ */
+void l7_proxy_adopt(struct l7_proxy *p, const int *fds, size_t n);
+/*
+ * Restart: a holder process keeps copies of every listening socket for the next agent (at path, at most
+ * timeout_s seconds, then it turns the capture off through capture_map_fd); from then on the proxy leaves
+ * their accept queues to it. Call before l7_proxy_free.
+ */
+int l7_proxy_handover(struct l7_proxy *p, const char *path, int capture_map_fd, unsigned int timeout_s);
+/* Does the proxy listen on a now? */
+bool l7_proxy_listening(struct l7_proxy *p, const struct l7_proxy_addr *a);
+/* The port the listeners are bound to (opts->port, or the one the kernel picked for 0); 0 before listen. */
+uint16_t l7_proxy_port(const struct l7_proxy *p);
+size_t l7_proxy_workers(const struct l7_proxy *p);
+
+/*
+ * Serves snap from now on; routes lives in snap (or as long as it). Each worker takes its own reference.
+ * Returns 0 or -ENOMEM (workers that could not be told keep the previous one).
+ */
+int l7_proxy_apply(struct l7_proxy *p, struct xm_snapshot *snap, const struct l7_route_table *routes);
+
+/* Stops accepting; keep-alive connections close after their current response; returns at once. */
+void l7_proxy_drain(struct l7_proxy *p);
+/* Drains, waits for in-flight requests (at most opts->drain_timeout_ms), stops the workers, frees. */
+void l7_proxy_free(struct l7_proxy *p);
+
+/* Metrics thread: the proxy's own counters (connections, parse errors, upstream failures). */
+void l7_proxy_collect(struct l7_proxy *p, struct xm_scrape *sc);
+/* The workers' request-metrics shards (for l7_stats_collect / l7_stats_per_service). */
+struct l7_stats_shard *const *l7_proxy_shards(const struct l7_proxy *p, size_t *n);
+
+#endif

@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Connections from a worker to endpoints: non-blocking connects, a per-worker idle pool per endpoint (LIFO,
+ * so the warmest connection is reused; closed after the cluster's idleTimeout or maxRequestsPerConnection),
+ * and fire-and-forget mirror copies.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/loop.h"
+#include "l7/worker.h"
+
+#define SHADOW_DEADLINE_MS 30000 /* a mirror's copy gets this long to be answered and closed */
+
+static size_t ep_bucket(const struct l7_endpoint *ep)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ ep->addr.bytes[i]) * 1099511628211ULL;
+	h = (h ^ ep->port) * 1099511628211ULL;
+	h = (h ^ ep->family) * 1099511628211ULL;
+	return (size_t)(h ^ (h >> 29)) & (L7_POOL_BUCKETS - 1);
+}
+
+static bool ep_eq(const struct l7_endpoint *a, const struct l7_endpoint *b)
+{
+	return a->port == b->port && a->family == b->family && !memcmp(a->addr.bytes, b->addr.bytes, 16);
+}
+
+static void pool_unlink(struct l7_up *up)
+{
+	struct l7_up **head = &up->w->pool[ep_bucket(&up->ep)];
+
+	if (up->pool_prev)
+		up->pool_prev->pool_next = up->pool_next;
+	else
+		*head = up->pool_next;
+	if (up->pool_next)
+		up->pool_next->pool_prev = up->pool_prev;
+	up->pool_next = up->pool_prev = NULL;
+	up->pooled = false;
+}
+
+static void up_read(struct l7_up *up)
+{
+	uint32_t room = l7_buf_room(&up->in);
+	ssize_t n;
+
+	if (!room)
+		return;
+	n = read(up->fd, l7_buf_end(&up->in), room);
+	if (n > 0)
+		l7_buf_commit(&up->in, (uint32_t)n);
+	else if (n == 0)
+		up->eof = true;
+	else if (errno != EAGAIN && errno != EINTR)
+		up->error = true;
+}
+
+bool l7_up_flush(struct l7_up *up)
+{
+	while (l7_buf_len(&up->out)) {
+		ssize_t n = send(up->fd, l7_buf_peek(&up->out), l7_buf_len(&up->out), MSG_NOSIGNAL);
+
+		if (n > 0) {
+			l7_buf_consume(&up->out, (uint32_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return true;
+		up->error = true;
+		return false;
+	}
+	return true;
+}
+
+void l7_up_update_events(struct l7_up *up)
+{
+	uint32_t want = 0;
+
+	if (up->dead)
+		return;
+	if (up->connecting) {
+		want = EPOLLOUT;
+	} else {
+		if (l7_buf_len(&up->out))
+			want |= EPOLLOUT;
+		if (!up->eof && !up->error && !l7_buf_full(&up->in))
+			want |= EPOLLIN;
+	}
+	if (want != up->events && !loop_mod_fd(up->w->loop, up->fd, want))
+		up->events = want;
+}
+
+/* A mirror's connection: write the copy, read and drop the answer until the server closes. */
+static void shadow_progress(struct l7_up *up)
+{
+	if (up->connect_failed || up->error) {
+		l7_up_close(up);
+		return;
+	}
+	if (up->connecting)
+		return;
+	if (!l7_up_flush(up)) {
+		l7_up_close(up);
+		return;
+	}
+	l7_buf_consume(&up->in, l7_buf_len(&up->in));
+	if (up->eof) {
+		l7_up_close(up);
+		return;
+	}
+	l7_up_update_events(up);
+}
+
+static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct l7_up *up = ctx;
+
+	(void)loop;
+	if (up->connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+		int soerr = 0;
+		socklen_t len = sizeof(soerr);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr || (events & EPOLLERR)) {
+			up->connect_failed = up->error = true;
+			atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
+		}
+		up->connecting = false;
+		if (up->kind == L7_UP_PRIMARY)
+			loop_timer_disarm(up->w->loop, up->timer); /* the connect timeout */
+	}
+	if (!up->connect_failed && (events & EPOLLERR))
+		up->error = true;
+	if (!up->error && !up->eof && (events & (EPOLLIN | EPOLLHUP)))
+		up_read(up);
+	if (up->kind == L7_UP_SHADOW) {
+		shadow_progress(up);
+		return;
+	}
+	if (up->down) {
+		l7_down_progress(up->down);
+		return;
+	}
+	/* Pooled and idle: the server closed it, or sent what no request asked for. */
+	l7_up_close(up);
+}
+
+static void on_up_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
+{
+	struct l7_up *up = ctx;
+
+	(void)loop, (void)timer;
+	if (up->pooled || up->kind == L7_UP_SHADOW) {
+		l7_up_close(up);
+		return;
+	}
+	if (up->connecting && up->down) {
+		/* connectTimeout: the exchange answers 503 UF as for a refused connect. */
+		up->connecting = false;
+		up->connect_failed = up->error = true;
+		atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
+		l7_down_progress(up->down);
+	}
+}
+
+static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, enum l7_up_kind kind,
+				uint64_t connect_timeout_ms)
+{
+	struct l7_up *up = calloc(1, sizeof(*up));
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1, fd;
+
+	if (!up)
+		return NULL;
+	memset(&ss, 0, sizeof(ss));
+	if (ep->family == XM_FAMILY_V4) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(ep->port);
+		memcpy(&sin->sin_addr, ep->addr.bytes, 4);
+		len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(ep->port);
+		memcpy(&sin6->sin6_addr, ep->addr.bytes, 16);
+		len = sizeof(*sin6);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		free(up);
+		return NULL;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	up->fd = fd;
+	up->w = w;
+	up->ep = *ep;
+	up->kind = kind;
+	up->connecting = true;
+	if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
+		up->connecting = false;
+	} else if (errno != EINPROGRESS) {
+		/* Refused at once: reported like an asynchronous failure, through the same path. */
+		up->connecting = false;
+		up->connect_failed = up->error = true;
+		atomic_fetch_add_explicit(&w->c.connect_failures, 1, memory_order_relaxed);
+	}
+	len = sizeof(ss);
+	if (!getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		up->local_family = ep->family;
+		if (ss.ss_family == AF_INET) {
+			memcpy(up->local.bytes, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+			up->local_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		} else {
+			memcpy(up->local.bytes, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+			up->local_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		}
+	}
+	up->events = up->connecting ? EPOLLOUT : EPOLLIN;
+	if (loop_add_fd(w->loop, fd, up->events, on_up_event, up)) {
+		close(fd);
+		free(up);
+		return NULL;
+	}
+	if (up->connecting) {
+		up->timer = loop_timer_add(w->loop, connect_timeout_ms, 0, on_up_timer, up);
+		if (!up->timer) {
+			loop_del_fd(w->loop, fd);
+			close(fd);
+			free(up);
+			return NULL;
+		}
+	}
+	up->all_next = w->ups;
+	if (w->ups)
+		w->ups->all_prev = up;
+	w->ups = up;
+	atomic_fetch_add_explicit(&w->c.upstream_total, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->c.upstream_active, 1, memory_order_relaxed);
+	return up;
+}
+
+struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool fresh, uint64_t connect_timeout_ms)
+{
+	struct l7_up *up;
+
+	for (up = fresh ? NULL : w->pool[ep_bucket(ep)]; up; up = up->pool_next) {
+		if (!ep_eq(&up->ep, ep))
+			continue;
+		pool_unlink(up);
+		loop_timer_disarm(w->loop, up->timer);
+		return up;
+	}
+	return up_connect(w, ep, L7_UP_PRIMARY, connect_timeout_ms);
+}
+
+void l7_up_release(struct l7_up *up, bool reusable)
+{
+	struct l7_worker *w = up->w;
+
+	up->down = NULL;
+	if (!reusable || w->draining || (up->max_requests && up->requests >= up->max_requests) || l7_buf_len(&up->in) ||
+	    l7_buf_len(&up->out) || up->eof || up->error) {
+		l7_up_close(up);
+		return;
+	}
+	l7_buf_trim(&up->in);
+	l7_buf_trim(&up->out);
+	if (!up->timer)
+		up->timer = loop_timer_add(w->loop, up->idle_timeout_ms, 0, on_up_timer, up);
+	else
+		loop_timer_arm(w->loop, up->timer, up->idle_timeout_ms);
+	if (!up->timer) {
+		l7_up_close(up);
+		return;
+	}
+	up->pooled = true;
+	up->pool_prev = NULL;
+	up->pool_next = w->pool[ep_bucket(&up->ep)];
+	if (up->pool_next)
+		up->pool_next->pool_prev = up;
+	w->pool[ep_bucket(&up->ep)] = up;
+	l7_up_update_events(up);
+}
+
+void l7_up_close(struct l7_up *up)
+{
+	struct l7_worker *w = up->w;
+
+	if (up->dead)
+		return;
+	up->dead = true;
+	if (up->pooled)
+		pool_unlink(up);
+	loop_del_fd(w->loop, up->fd);
+	close(up->fd);
+	loop_timer_cancel(w->loop, up->timer);
+	up->timer = NULL;
+	if (up->all_prev)
+		up->all_prev->all_next = up->all_next;
+	else
+		w->ups = up->all_next;
+	if (up->all_next)
+		up->all_next->all_prev = up->all_prev;
+	atomic_fetch_sub_explicit(&w->c.upstream_active, 1, memory_order_relaxed);
+	up->next_dead = w->dead_ups;
+	w->dead_ups = up;
+	l7_worker_reap_later(w);
+}
+
+void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char *bytes, uint32_t len)
+{
+	struct l7_up *up = up_connect(w, ep, L7_UP_SHADOW, SHADOW_DEADLINE_MS);
+
+	if (!up)
+		return;
+	if (up->timer)
+		loop_timer_arm(w->loop, up->timer, SHADOW_DEADLINE_MS); /* one deadline, the connect included */
+	else
+		up->timer = loop_timer_add(w->loop, SHADOW_DEADLINE_MS, 0, on_up_timer, up);
+	if (!up->timer || !l7_buf_append(&up->out, bytes, len)) {
+		l7_up_close(up);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->c.mirrors, 1, memory_order_relaxed);
+	shadow_progress(up);
+}
+
+void l7_up_free(struct l7_up *up)
+{
+	l7_buf_free(&up->in);
+	l7_buf_free(&up->out);
+	free(up);
+}
+
+void l7_pool_close_all(struct l7_worker *w)
+{
+	for (size_t i = 0; i < L7_POOL_BUCKETS; i++)
+		while (w->pool[i])
+			l7_up_close(w->pool[i]);
+}

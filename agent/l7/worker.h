@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The proxy's private structures: a worker (its loop, snapshot, pools, counters) and the connections it owns.
+ * Everything here is touched only by the worker's own thread, except the atomic counters the metrics thread
+ * reads. Shared by proxy.c, worker.c, downstream.c, exchange.c and upstream.c.
+ */
+#ifndef XMESH_L7_WORKER_H
+#define XMESH_L7_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http/h1.h"
+#include "l7/balance.h"
+#include "l7/buf.h"
+#include "l7/proxy.h"
+#include "l7/request_id.h"
+#include "l7/routes.h"
+
+struct xm_loop;
+struct xm_timer;
+struct xm_snapshot;
+
+/* A snapshot as one worker holds it: requests count themselves in users without atomics. */
+struct l7_snap_hold {
+	struct xm_snapshot *snap;
+	const struct l7_route_table *routes;
+	uint32_t users; /* exchanges running on it */
+	bool retired;	/* a newer one is in force: freed when users reaches 0 */
+};
+
+/* Upstream pool key: one endpoint address. */
+struct l7_endpoint {
+	union xm_addr addr;
+	uint16_t port; /* host order */
+	uint8_t family;
+};
+
+struct l7_down;
+
+enum l7_up_kind {
+	L7_UP_PRIMARY = 0, /* serves the exchange of down, or idles in its pool */
+	L7_UP_SHADOW,	   /* a mirror's copy: response read and dropped */
+};
+
+struct l7_up {
+	int fd;
+	struct l7_worker *w;
+	enum l7_up_kind kind;
+	struct l7_down *down; /* the exchange it serves; NULL while pooled */
+	struct l7_endpoint ep;
+	struct l7_up *pool_next, *pool_prev; /* in the worker's idle list for ep */
+	struct l7_up *all_next, *all_prev;   /* every live upstream connection of the worker */
+	struct xm_timer *timer;		     /* pool idle timeout / shadow deadline */
+	struct l7_buf in, out;
+	uint32_t events;
+	uint32_t requests;     /* sent on this connection so far */
+	uint32_t max_requests; /* maxRequestsPerConnection, 0: unlimited */
+	uint64_t idle_timeout_ms;
+	bool connecting, eof, error, connect_failed, pooled, dead;
+	union xm_addr local; /* the proxy's end (access log's upstream_local_address) */
+	uint16_t local_port;
+	uint8_t local_family;
+	struct h1_chunked shadow_chunk; /* shadow: response framing while it drains */
+	bool shadow_head_done;
+	enum h1_body shadow_body;
+	uint64_t shadow_remaining;
+	struct l7_up *next_dead;
+};
+
+enum l7_down_state {
+	L7_DOWN_HEAD = 0, /* waiting for (the rest of) a request head */
+	L7_DOWN_EXCHANGE, /* one request in flight */
+	L7_DOWN_TUNNEL,	  /* after 101: bytes both ways */
+	L7_DOWN_CLOSING,  /* flushing the last response, then linger */
+	L7_DOWN_LINGER,	  /* write side shut: read and drop until EOF or the linger timer */
+};
+
+/* The request in flight on a downstream connection. */
+struct l7_exchange {
+	struct l7_snap_hold *hold;
+	const struct l7_service *service;
+	const struct l7_route *route;
+	const struct l7_destination *dest;
+	const struct l7_cluster *cluster;
+	const struct xm_lb_backend *endpoint;
+	const struct xm_workload *endpoint_wl, *source;
+	struct l7_up *up;
+	bool counted_active; /* l7_active_add done for endpoint */
+	char *head;	     /* the rewritten request head, kept until a response byte arrives (one resend) */
+	uint32_t head_len;
+	bool head_sent, resent, local;
+	/* request */
+	enum h1_body req_body;
+	uint64_t req_remaining;
+	struct h1_chunked req_chunk;
+	bool req_done;
+	uint64_t req_bytes;
+	uint64_t req_body_sent; /* bytes of the body written upstream: a resend needs none yet */
+	bool is_head, is_connect, keep_alive, http10, expect_continue, upgrade;
+	/* response */
+	bool resp_started, resp_head_done, resp_done, resp_keep_alive;
+	enum h1_body resp_body;
+	uint64_t resp_remaining;
+	struct h1_chunked resp_chunk;
+	uint64_t resp_bytes;
+	uint16_t status;
+	uint32_t flags; /* L7_RF_* */
+	uint64_t start_unix_ns, start_mono_ns;
+	uint64_t req_head_bytes, resp_head_bytes;
+	uint64_t upstream_sent_ns, upstream_service_ns; /* head queued upstream; → response head */
+	const char *details;				/* %RESPONSE_CODE_DETAILS%, NULL: derived */
+	char xff[320];					/* x-forwarded-for as sent upstream */
+	union xm_addr up_local;
+	uint16_t up_local_port;
+	uint8_t up_local_family;
+	char set_cookie[512];
+	char method[24], path[1024], authority[256], user_agent[256], request_id[40];
+};
+
+struct l7_down {
+	int fd;
+	struct l7_worker *w;
+	enum l7_down_state state;
+	struct l7_buf in, out;
+	uint32_t events;
+	struct xm_timer *timer; /* idle keep-alive, then linger */
+	union xm_addr peer;
+	uint16_t peer_port;
+	uint8_t family;
+	char peer_str[48];
+	struct xm_svc_key vip; /* what the client dialed */
+	uint32_t svc_id;
+	bool eof, error, close_after, dead;
+	uint32_t requests; /* heads parsed on this connection */
+	struct l7_exchange x;
+	struct l7_down *prev, *next; /* the worker's connections */
+	struct l7_down *next_dead;
+};
+
+struct l7_worker_counters {
+	atomic_ullong downstream_total, downstream_active, unresolved, parse_errors[H1_E_MAX];
+	atomic_ullong upstream_total, upstream_active, connect_failures, resends, bad_responses, mirrors;
+	atomic_ullong upstream_resets;
+};
+
+#define L7_POOL_BUCKETS 256
+
+struct l7_worker {
+	struct l7_proxy *proxy;
+	size_t index;
+	pthread_t thread;
+	bool started;
+	struct xm_loop *loop;
+	struct l7_snap_hold *hold; /* in force; NULL before the first apply */
+	struct l7_balancer *balancer;
+	struct l7_stats_shard *shard;
+	struct l7_rng rng;
+	struct l7_down *conns; /* every live downstream connection */
+	size_t n_conns;
+	struct l7_up *pool[L7_POOL_BUCKETS]; /* idle upstream connections, by endpoint hash */
+	struct l7_up *ups;		     /* every live upstream connection */
+	struct l7_down *dead_downs;
+	struct l7_up *dead_ups;
+	struct xm_timer *reaper; /* frees dead connections once no callback can hold them */
+	struct xm_timer *drain_timer;
+	bool draining;
+	char scratch[L7_BUF_CAP]; /* heads are built here before they are queued */
+	struct l7_worker_counters c;
+};
+
+struct l7_listener {
+	struct l7_proxy_addr addr;
+	int *fds; /* socket i is served by worker i % n_workers; at least one each */
+	size_t n_fds, n_adopted;
+};
+
+enum l7_listen_op {
+	L7_LISTEN_ADD = 0,
+	L7_LISTEN_REMOVE, /* accept what is queued, then close */
+	L7_LISTEN_LEAVE,  /* stop accepting and close our copy: a holder keeps the socket and its queue */
+};
+
+struct l7_proxy {
+	struct l7_proxy_opts opts;
+	struct l7_worker **workers;
+	size_t n_workers;
+	struct l7_stats_shard **shards;
+	struct l7_listener *listeners;
+	size_t n_listeners;
+	uint16_t port;
+	int *adopted; /* a previous agent's listening sockets, until an address claims them */
+	size_t n_adopted;
+	bool handed_over;     /* a holder keeps our listening sockets: leave their queues alone */
+	pthread_mutex_t lock; /* listeners (control thread vs. free) */
+};
+
+/* worker.c */
+void l7_worker_reap_later(struct l7_worker *w);
+struct l7_snap_hold *l7_worker_hold(struct l7_worker *w);
+void l7_worker_release(struct l7_worker *w, struct l7_snap_hold *h);
+
+/* downstream.c */
+struct sockaddr_storage;
+void l7_down_accept(struct l7_worker *w, int fd, const struct sockaddr_storage *peer, const struct xm_svc_key *vip,
+		    uint32_t svc_id);
+/* Moves whatever can move on d (and its upstream), then updates what the loop watches. */
+void l7_down_progress(struct l7_down *d);
+/* Closes d now (and its exchange's upstream); freed later. */
+void l7_down_close(struct l7_down *d);
+/* Draining: closes d if it idles between requests, else marks its next response Connection: close. */
+void l7_down_drain(struct l7_down *d);
+void l7_down_free(struct l7_down *d);
+
+/* exchange.c */
+/* A complete request head is at the front of d->in: route it and start the exchange. */
+void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t head_len);
+/* Moves request and response bytes; true if anything moved or changed. */
+bool l7_exchange_step(struct l7_down *d);
+/* Ends the exchange (record, metrics, log), keeps or closes the upstream, releases the snapshot. */
+void l7_exchange_finish(struct l7_down *d);
+/* Ends the exchange now with flags (UC, DC): recorded, upstream closed; the caller closes d. */
+void l7_exchange_abort(struct l7_down *d, uint32_t flags);
+/* A request head the parser refused: 400, counted, recorded, connection closing. */
+void l7_exchange_bad_request(struct l7_down *d, enum h1_error err);
+/* Moves raw bytes both ways after a 101; true if anything moved. */
+bool l7_tunnel_step(struct l7_down *d);
+/* Queues a reply the proxy makes itself and ends the exchange with it. */
+void l7_exchange_local_reply(struct l7_down *d, uint16_t status, uint32_t flags, const char *extra, const char *body,
+			     size_t body_len);
+
+/* upstream.c */
+/*
+ * An idle pooled connection to ep, or a new one (connecting, failed after connect_timeout_ms); NULL when the
+ * socket failed.
+ */
+struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool fresh, uint64_t connect_timeout_ms);
+/* Returns up to its pool (keep-alive) or closes it. */
+void l7_up_release(struct l7_up *up, bool reusable);
+void l7_up_close(struct l7_up *up);
+void l7_up_update_events(struct l7_up *up);
+/* Writes what up->out holds; false on a write error (up->error set). */
+bool l7_up_flush(struct l7_up *up);
+/* A mirror copy of a complete request (head and body in bytes) to ep, response dropped. */
+void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char *bytes, uint32_t len);
+void l7_up_free(struct l7_up *up);
+/* Closes every pooled connection (drain). */
+void l7_pool_close_all(struct l7_worker *w);
+
+/* worker.c */
+struct l7_worker *l7_worker_new(struct l7_proxy *p, size_t index, struct l7_stats_shard *shard);
+void l7_worker_free(struct l7_worker *w);
+void *l7_worker_main(void *arg);
+/* Posted work: listen on fd / stop listening and close it / serve a snapshot / drain. */
+int l7_worker_post_listen(struct l7_worker *w, int fd, enum l7_listen_op op);
+int l7_worker_post_snapshot(struct l7_worker *w, struct xm_snapshot *snap, const struct l7_route_table *routes);
+int l7_worker_post_drain(struct l7_worker *w);
+
+#endif
