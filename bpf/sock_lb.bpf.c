@@ -116,11 +116,12 @@ static __always_inline void xm_remember_udp(struct bpf_sock_addr *ctx, const str
 /*
  * A TCP connect to an HTTP service port goes to the agent's L7 proxy: no backend is chosen or counted (the
  * proxy balances per request and reports what it sees). The socket remembers the VIP for getpeername and for
- * sockops, which records it under the connection's 4-tuple once the kernel has assigned one.
+ * sockops, which records it under the connection's 4-tuple once the kernel has assigned one. Without that
+ * state the proxy could not learn the destination and would refuse: false, and the caller balances at L4.
  */
-static __always_inline int xm_l7_capture(struct bpf_sock_addr *ctx, const struct xm_svc_key *key,
-					 const struct xm_svc_value *svc, const struct xm_l7_proxy *proxy,
-					 struct xm_sock_state *st, bool mapped, const bool v6)
+static __always_inline bool xm_l7_capture(struct bpf_sock_addr *ctx, const struct xm_svc_key *key,
+					  const struct xm_svc_value *svc, const struct xm_l7_proxy *proxy,
+					  struct xm_sock_state *st, bool mapped, const bool v6)
 {
 	struct xm_sock_state fresh = {
 		.vip = key->vip,
@@ -131,13 +132,13 @@ static __always_inline int xm_l7_capture(struct bpf_sock_addr *ctx, const struct
 	};
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 
-	xm_write_dest(ctx, key->family == XM_FAMILY_V4 ? &proxy->addr4 : &proxy->addr6, proxy->port, mapped, v6);
-	xm_stat_inc(XM_STAT_SOCK_L7_CAPTURE);
 	if (st)
 		*st = fresh;
 	else if (bpf_map_update_elem(&xm_sock_state, &cookie, &fresh, BPF_ANY))
-		xm_map_error(XM_MAPERR_SOCK_STATE);
-	return SYS_PROCEED;
+		return false; /* counted once, by the L4 path's own insert */
+	xm_write_dest(ctx, key->family == XM_FAMILY_V4 ? &proxy->addr4 : &proxy->addr6, proxy->port, mapped, v6);
+	xm_stat_inc(XM_STAT_SOCK_L7_CAPTURE);
+	return true;
 }
 
 /*
@@ -177,8 +178,9 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 		cookie = bpf_get_socket_cookie(ctx);
 		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 		/* A connect() again on a socket already counted for a backend keeps that backend (below). */
-		if (proxy && !(st && (st->flags & XM_SOCK_F_COUNTED)))
-			return xm_l7_capture(ctx, &key, svc, proxy, st, mapped, v6);
+		if (proxy && !(st && (st->flags & XM_SOCK_F_COUNTED)) &&
+		    xm_l7_capture(ctx, &key, svc, proxy, st, mapped, v6))
+			return SYS_PROCEED;
 		if (!proxy)
 			xm_stat_inc(XM_STAT_SOCK_L7_NO_PROXY);
 	}

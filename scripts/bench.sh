@@ -439,42 +439,6 @@ PY
 # END section apply
 
 # ---------------------------------------------------------------------------------------------------------
-# BEGIN section l7hop (owner: L7 capture). The pod -> L7 proxy hop: a pod dials an HTTP service VIP, the
-# socket LB sends it to a listener on the node's address; request/response latency and new-connection cost
-# with TCP, with both ends on the sockmap, and with the client writing before the proxy added its socket
-# (bench/l7_hop.c). Result: BUILD/bench/l7_hop.json.
-#
-# node   netns xml<PID>-node, br0 10.200.8.1/24 (the proxy's address, as a node InternalIP); pod xml<PID>-a
-# 10.200.8.11 on a veth. Options (env): L7HOP_RR_ITERS (default 20000), L7HOP_CONN_ITERS (default 2000).
-
-section_l7hop() {
-	local sp="xml$$-" n
-	for n in node a; do
-		ip netns add "$sp$n"
-		NETNS+=("$sp$n")
-		ip -n "$sp$n" link set lo up
-	done
-	ip -n "${sp}node" link add br0 type bridge
-	ip -n "${sp}node" addr add 10.200.8.1/24 dev br0
-	ip -n "${sp}node" link set br0 up
-	ip -n "${sp}node" link add v-a type veth peer name eth0 netns "${sp}a"
-	ip -n "${sp}node" link set v-a master br0 up
-	ip -n "${sp}a" link set eth0 up
-	ip -n "${sp}a" addr add 10.200.8.11/24 dev eth0
-	# The VIP routes to the node, as a pod's default route does (the socket LB rewrites it before routing).
-	ip -n "${sp}a" route add default via 10.200.8.1
-	mkdir -p "$CG/l7hop" "$CG/l7hop-proxy"
-	# One CPU for both ends, as in section sockmap: cross-CPU wakeups on this VM cost more than the stack.
-	timeout -k 5 600 taskset -c 0 "$BUILD/bench/l7_hop" --cgroup "$CG/l7hop" --proxy-cgroup "$CG/l7hop-proxy" \
-		--pod-ns "/run/netns/${sp}a" --node-ns "/run/netns/${sp}node" \
-		--proxy-ip 10.200.8.1 --pod-ip 10.200.8.11 \
-		--rr-iters "${L7HOP_RR_ITERS:-20000}" --conn-iters "${L7HOP_CONN_ITERS:-2000}" \
-		--out "$BUILD/bench/l7_hop.json" || die "l7hop bench failed"
-	log "l7hop: $(tr -d '\n' <"$BUILD/bench/l7_hop.json" | sed 's/.*"sockmap_vs_tcp"/"sockmap_vs_tcp"/')"
-}
-
-# END section l7hop
-
 # BEGIN section l7 (issue 13). HTTP/1.1 keep-alive through a reverse proxy on the node: direct to one backend,
 # HAProxy 2.6 and nginx 1.22 (Debian's; round-robin over the same three backends, keep-alive to them, one worker
 # each), and the agent's L7 proxy (`xmesh agent --proxy-workers N`: the client dials the service VIP and the
@@ -773,6 +737,43 @@ section_l7() {
 		"$L7_CPU_CLI" "$L7_CPU_PROXY" "${L7_IDLE:-1000}" <bench/l7_report.py || die "l7: report"
 }
 # END section l7
+
+# ---------------------------------------------------------------------------------------------------------
+# BEGIN section l7hop (owner: L7 capture). The pod -> L7 proxy hop: a pod dials an HTTP service VIP, the
+# socket LB sends it to a listener on the node's address; request/response latency and new-connection cost
+# with TCP, with both ends on the sockmap, and with the client writing before the proxy added its socket
+# (bench/l7_hop.c). Result: BUILD/bench/l7_hop.json.
+#
+# node   netns xml<PID>-node, br0 10.200.8.1/24 (the proxy's address, as a node InternalIP); pod xml<PID>-a
+# 10.200.8.11 on a veth. Options (env): L7HOP_RR_ITERS (default 20000), L7HOP_CONN_ITERS (default 2000).
+
+section_l7hop() {
+	local sp="xml$$-" n
+	for n in node a; do
+		ip netns add "$sp$n"
+		NETNS+=("$sp$n")
+		ip -n "$sp$n" link set lo up
+	done
+	ip -n "${sp}node" link add br0 type bridge
+	ip -n "${sp}node" addr add 10.200.8.1/24 dev br0
+	ip -n "${sp}node" link set br0 up
+	ip -n "${sp}node" link add v-a type veth peer name eth0 netns "${sp}a"
+	ip -n "${sp}node" link set v-a master br0 up
+	ip -n "${sp}a" link set eth0 up
+	ip -n "${sp}a" addr add 10.200.8.11/24 dev eth0
+	# The VIP routes to the node, as a pod's default route does (the socket LB rewrites it before routing).
+	ip -n "${sp}a" route add default via 10.200.8.1
+	mkdir -p "$CG/l7hop" "$CG/l7hop-proxy"
+	# One CPU for both ends, as in section sockmap: cross-CPU wakeups on this VM cost more than the stack.
+	timeout -k 5 600 taskset -c 0 "$BUILD/bench/l7_hop" --cgroup "$CG/l7hop" --proxy-cgroup "$CG/l7hop-proxy" \
+		--pod-ns "/run/netns/${sp}a" --node-ns "/run/netns/${sp}node" \
+		--proxy-ip 10.200.8.1 --pod-ip 10.200.8.11 \
+		--rr-iters "${L7HOP_RR_ITERS:-20000}" --conn-iters "${L7HOP_CONN_ITERS:-2000}" \
+		--out "$BUILD/bench/l7_hop.json" || die "l7hop bench failed"
+	log "l7hop: $(tr -d '\n' <"$BUILD/bench/l7_hop.json" | sed 's/.*"sockmap_vs_tcp"/"sockmap_vs_tcp"/')"
+}
+
+# END section l7hop
 
 # ---------------------------------------------------------------------------------------------------------
 # Main: after every section's definition.

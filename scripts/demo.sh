@@ -3,7 +3,8 @@
 # pod and an external host, starts the agent on examples/demo/*.yaml (XDP on the node's uplink), and shows
 # 300 connections to the Service VIP spread over the pods with getpeername() answering the VIP, 300 from
 # outside to the external VIP balanced by XDP, `xmesh status`, a pod dying and being ejected by the kernel
-# and coming back, and an excerpt of the metrics. Removes everything before it exits.
+# and coming back, HTTP requests routed per request by the agent's L7 proxy (a header match and an 80/20 canary),
+# and an excerpt of the metrics. Removes everything before it exits.
 #
 #   scripts/demo.sh BUILD_DIR [--keep]     --keep: leave it running and print commands to explore it
 #   scripts/demo.sh [BUILD_DIR] --teardown remove a kept demo
@@ -67,6 +68,8 @@ XMT_BUILD=$(cd "$build" 2>/dev/null && pwd) || XMT_BUILD="$root/build"
 XMESH="$XMT_BUILD/xmesh"
 XM_SERVER="$XMT_BUILD/tools/xm-server"
 XM_CLIENT="$XMT_BUILD/tools/xm-client"
+XM_HTTP="$XMT_BUILD/tools/xm-http"
+XM_HTTP_LOAD="$XMT_BUILD/tools/xm-http-load"
 
 if [ "$teardown" = 1 ]; then
 	[ "$(id -u)" -eq 0 ] || { echo "demo: --teardown needs root" >&2; exit 1; }
@@ -104,6 +107,7 @@ xmt_node_create
 for v in 1 2 3; do
 	xmt_pod_add "reviews-v$v" $((10 + v))
 	xmt_server "reviews-v$v"
+	xmt_http_server "reviews-v$v" "reviews-v$v" --port 9080
 done
 xmt_pod_add productpage 101
 # North-south: an external host on the node's uplink (up0), pods answering it through the node.
@@ -168,9 +172,25 @@ say "   reviews-v3 restarted; after its 3 s ejection: spread $(xmt_ids "$dead") 
 [ "$(xmt_id_count "$dead" reviews-v3)" -gt 0 ] || rc=1
 
 say ""
+say "== L7: reviews' port 9080 is HTTP; the kernel hands productpage's connections to the agent's proxy,"
+say "   which routes every request by virtualservice.yaml (one keep-alive connection each run)"
+l7="$XMT_TMP/l7"
+xmt_in_pod productpage "$XM_HTTP_LOAD" --addr 10.96.0.10:9080 --conns 1 --requests 100 --header 'end-user: jason' \
+	>"$l7.jason" 2>&1 || true
+say "   100 requests with 'end-user: jason' (route jason-to-v2): $(xmt_ids "$l7.jason") ($(xmt_field "$l7.jason" failed) failed)"
+xmt_in_pod productpage "$XM_HTTP_LOAD" --addr 10.96.0.10:9080 --conns 1 --requests 500 >"$l7.canary" 2>&1 || true
+say "   500 requests from anyone else (route canary, v1 80% / v3 20%):"
+sort -k2 "$l7.canary" | awk '$1 == "id" { printf "   %-11s %4d  (%2d%%)  ", $2, $3, $3 * 100 / 500; for (i = 0; i < $3 / 10; i++) printf "#"; print "" }'
+[ "$(xmt_id_count "$l7.jason" reviews-v2)" = 100 ] || rc=1
+v1=$(xmt_id_count "$l7.canary" reviews-v1) v3=$(xmt_id_count "$l7.canary" reviews-v3)
+{ [ $((v1 + v3)) = 500 ] && [ "$v3" -ge 50 ] && [ "$v3" -le 150 ]; } || rc=1
+say "   xmesh routes:"
+xmt_xmesh routes --admin "$XMT_ADMIN" 2>&1 | sed 's/^/     /' | head -n 20 || say "   (xmesh routes failed)"
+
+say ""
 say "== metrics (curl http://127.0.0.1:15090/metrics in the node namespace), an excerpt"
 nsenter --net="/run/netns/$XMT_NODE" -- curl -sf --max-time 5 http://127.0.0.1:15090/metrics >"$XMT_TMP/metrics" || true
-grep -E '^(istio_tcp_connections_opened_total|xmesh_endpoint_ejections_total|xmesh_sock_lb_connects_total|xmesh_xdp_packets_total\{action="(dnat_local|tc_rev_nat)"|xmesh_conntrack_entries)' \
+grep -E '^(istio_requests_total|istio_tcp_connections_opened_total|xmesh_endpoint_ejections_total|xmesh_sock_lb_connects_total|xmesh_xdp_packets_total\{action="(dnat_local|tc_rev_nat)"|xmesh_conntrack_entries)' \
 	"$XMT_TMP/metrics" | sed -E 's/(source_principal|destination_principal|source_app|request_protocol|connection_security_policy|response_flags|destination_service_name|destination_service_namespace|source_workload_namespace|destination_workload_namespace)="[^"]*",?//g; s/,}/}/' |
 	head -n 9 | sed 's/^/   /'
 [ -s "$XMT_TMP/metrics" ] || { say "   (no metrics answer)"; rc=1; }

@@ -165,23 +165,24 @@ struct xm_clone_args {
 /* In the child: only system calls (async-signal-safe), then _exit. */
 static void child_send_socket(int chan, int domain, int type)
 {
-	char ctl[CMSG_SPACE(sizeof(int))] = { 0 }, one = 1;
-	struct iovec iov = { .iov_base = &one, .iov_len = 1 };
+	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+	int code = 0; /* 0 with the fd attached, or socket()'s errno */
+	struct iovec iov = { .iov_base = &code, .iov_len = sizeof(code) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 	int fd = socket(domain, type, 0);
 
 	if (fd < 0) {
-		one = (char)(errno & 0x7f);
+		code = errno;
 		mh.msg_control = NULL;
 		mh.msg_controllen = 0;
-		_exit(sendmsg(chan, &mh, 0) == 1 ? 0 : 1);
+		_exit(sendmsg(chan, &mh, 0) == sizeof(code) ? 0 : 1);
 	}
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &fd, sizeof(fd));
-	_exit(sendmsg(chan, &mh, 0) == 1 ? 0 : 1);
+	_exit(sendmsg(chan, &mh, 0) == sizeof(code) ? 0 : 1);
 }
 
 int l7_capture_socket_in_cgroup(int cgroup_fd, int domain, int type)
@@ -189,8 +190,9 @@ int l7_capture_socket_in_cgroup(int cgroup_fd, int domain, int type)
 	struct xm_clone_args args = { .flags = XM_CLONE_INTO_CGROUP,
 				      .exit_signal = SIGCHLD,
 				      .cgroup = (__u64)cgroup_fd };
-	char ctl[CMSG_SPACE(sizeof(int))], byte = 0;
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	char ctl[CMSG_SPACE(sizeof(int))];
+	int code = EIO;
+	struct iovec iov = { .iov_base = &code, .iov_len = sizeof(code) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
 	struct cmsghdr *cm;
 	int sp[2], fd = -1, err = 0, status;
@@ -219,9 +221,10 @@ int l7_capture_socket_in_cgroup(int cgroup_fd, int domain, int type)
 	if (err)
 		return err;
 	cm = CMSG_FIRSTHDR(&mh);
-	if (n == 1 && cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+	if (n == sizeof(code) && cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
 		memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
-	if (fd < 0)
-		return n == 1 && byte != 1 ? -byte : -EIO;
-	return fd;
+	if (fd >= 0)
+		return fd;
+	/* The child died before answering (n 0), or socket() failed there. */
+	return n == sizeof(code) && code > 0 ? -code : -EIO;
 }

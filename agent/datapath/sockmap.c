@@ -79,8 +79,11 @@ static int map_id_of(int map_fd, __u32 *id)
 	return 0;
 }
 
-/* A pinned link may be adopted only if it is attached where we would attach it ourselves. */
-static int link_check(int link_fd, const struct xm_sockmap *sm, const char *name, bool msg)
+/*
+ * A pinned link may be adopted only if it is attached where we would attach it ourselves: sk_msg to our
+ * sockhash (cgroup NULL), sockops to this cgroup.
+ */
+static int link_check(int link_fd, const struct xm_sockmap *sm, const char *name, const char *cgroup)
 {
 	struct xm_link_info_raw info;
 	__u32 len = sizeof(info), map_id = 0;
@@ -90,7 +93,7 @@ static int link_check(int link_fd, const struct xm_sockmap *sm, const char *name
 	memset(&info, 0, sizeof(info));
 	if (bpf_obj_get_info_by_fd(link_fd, &info, &len) < 0)
 		return -errno;
-	if (msg) {
+	if (!cgroup) {
 		err = map_id_of(bpf_map__fd(sm->skel->maps.xm_sock_pairs), &map_id);
 		if (err)
 			return err;
@@ -101,17 +104,17 @@ static int link_check(int link_fd, const struct xm_sockmap *sm, const char *name
 			  name, info.type, info.sockmap.map_id, map_id);
 		return -EEXIST;
 	}
-	if (stat(sm->cgroup, &st) < 0)
+	if (stat(cgroup, &st) < 0)
 		return -errno;
 	if (info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == (__u64)st.st_ino)
 		return 0;
 	log_error("pinned link %s is attached elsewhere (cgroup id %llu, %s is %llu); run xmesh cleanup", name,
-		  (unsigned long long)info.cgroup.cgroup_id, sm->cgroup, (unsigned long long)st.st_ino);
+		  (unsigned long long)info.cgroup.cgroup_id, cgroup, (unsigned long long)st.st_ino);
 	return -EEXIST;
 }
 
-/* Swaps our program into a pinned link: 1 adopted, 0 no such pin, or a negative errno. */
-static int adopt(struct xm_sockmap *sm, const char *name, int prog_fd, bool msg)
+/* Swaps our program into a pinned link: 1 adopted, 0 no such pin, or a negative errno. cgroup: as link_check. */
+static int adopt(struct xm_sockmap *sm, const char *name, int prog_fd, const char *cgroup)
 {
 	char path[4096];
 	int fd, err;
@@ -122,7 +125,7 @@ static int adopt(struct xm_sockmap *sm, const char *name, int prog_fd, bool msg)
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	err = link_check(fd, sm, name, msg);
+	err = link_check(fd, sm, name, cgroup);
 	if (!err && bpf_link_update(fd, prog_fd, NULL) < 0) {
 		err = -errno;
 		log_error("update pinned link %s: %s", path, strerror(errno));
@@ -173,7 +176,7 @@ static int attach_msg(struct xm_sockmap *sm)
 	int map_fd = bpf_map__fd(sm->skel->maps.xm_sock_pairs);
 	int err, link_fd;
 
-	err = adopt(sm, XM_SOCKMAP_MSG_LINK, prog_fd, true);
+	err = adopt(sm, XM_SOCKMAP_MSG_LINK, prog_fd, NULL);
 	if (err) {
 		sm->msg_link = err > 0;
 		return err < 0 ? err : 0;
@@ -193,21 +196,40 @@ static int attach_msg(struct xm_sockmap *sm)
 	return pin_link_fd(sm, XM_SOCKMAP_MSG_LINK, link_fd);
 }
 
-static int attach_ops(struct xm_sockmap *sm)
+static int attach_ops_at(struct xm_sockmap *sm, const char *cgroup, int cgroup_fd, const char *link_name)
 {
 	int prog_fd = bpf_program__fd(sm->skel->progs.xm_sockmap_ops);
 	int err, link_fd;
 
-	err = adopt(sm, XM_SOCKMAP_OPS_LINK, prog_fd, false);
+	err = adopt(sm, link_name, prog_fd, cgroup);
 	if (err)
 		return err < 0 ? err : 0;
-	link_fd = bpf_link_create(prog_fd, sm->cgroup_fd, BPF_CGROUP_SOCK_OPS, NULL);
+	link_fd = bpf_link_create(prog_fd, cgroup_fd, BPF_CGROUP_SOCK_OPS, NULL);
 	if (link_fd < 0) {
 		err = -errno;
-		log_error("attach sockops %s to cgroup %s: %s", XM_SOCKMAP_OPS_LINK, sm->cgroup, strerror(errno));
+		log_error("attach sockops %s to cgroup %s: %s", link_name, cgroup, strerror(errno));
 		return err;
 	}
-	return pin_link_fd(sm, XM_SOCKMAP_OPS_LINK, link_fd);
+	return pin_link_fd(sm, link_name, link_fd);
+}
+
+static int attach_ops(struct xm_sockmap *sm)
+{
+	return attach_ops_at(sm, sm->cgroup, sm->cgroup_fd, XM_SOCKMAP_OPS_LINK);
+}
+
+int sockmap_attach_ops_cgroup(struct xm_sockmap *sm, const char *cgroup, const char *link_name)
+{
+	int fd, err;
+
+	if (!sm->skel)
+		return -ENODEV;
+	fd = bpf_loader_open_cgroup(cgroup);
+	if (fd < 0)
+		return fd;
+	err = attach_ops_at(sm, cgroup, fd, link_name);
+	close(fd);
+	return err;
 }
 
 /* sk_msg's TCP-memory margin is a read-only global of the object: set between open and load. */

@@ -18,6 +18,8 @@ struct xm_local_addrs;
 
 #define XM_SOCKMAP_OPS_LINK "xm_sockmap_ops"
 #define XM_SOCKMAP_MSG_LINK "xm_sockmap_msg"
+/* sockops on the L7 proxy's own cgroup (its listener's accepted sockets, datapath/l7_capture.h) */
+#define XM_SOCKMAP_L7_PROXY_OPS_LINK "xm_sockmap_ops_l7proxy"
 
 struct xm_sockmap {
 	struct sockmap *skel;
@@ -38,6 +40,13 @@ int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, b
 		 const uint16_t *excluded_ports, size_t n_excluded);
 /* Closes fds; programs, links and maps stay through their pins. */
 void sockmap_close(struct xm_sockmap *sm);
+
+/*
+ * Attaches sockops to one more cgroup (the L7 proxy's: l7_capture_socket_in_cgroup makes its listener there)
+ * through a link pinned as link_name, or adopts the one a previous agent left, so sockets of that cgroup enter
+ * the sockhash like the mesh's. Never the root cgroup. 0 or a negative errno; -ENODEV when not loaded.
+ */
+int sockmap_attach_ops_cgroup(struct xm_sockmap *sm, const char *cgroup, const char *link_name);
 
 /* The runtime switch in xm_sockmap_config (see include/xmesh/sockmap.h). */
 int sockmap_set_enabled(const struct xm_sockmap *sm, bool on);

@@ -119,7 +119,10 @@ static size_t drain(struct l7_access_log *log, struct ring *ring)
 
 	if (!len)
 		return 0;
+	/* Close may cancel the writer here, where it holds nothing, and nowhere else (see writer_main). */
+	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
 	w = writev(log->fd, iov, len > first ? 2 : 1);
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	if (w < 0) {
 		if (errno == EINTR || errno == EAGAIN)
 			return 0;
@@ -146,6 +149,7 @@ static void *writer_main(void *arg)
 	struct l7_access_log *log = arg;
 	sigset_t pipe_only;
 
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	thread_set_background("access log");
 	/* A reader that went away means EPIPE here, not a SIGPIPE that ends the agent. */
 	sigemptyset(&pipe_only);

@@ -102,12 +102,32 @@ static void put_escaped(struct out *o, const char *str, size_t cap, enum style s
 	for (size_t i = 0; i < n;) {
 		char esc[16];
 		const char *unit = esc;
-		size_t ulen, seq = utf8_len(s + i, n - i);
-		unsigned c = s[i];
-		/* The code point of a 2-byte sequence, to find C1 controls (U+0080..U+009F). */
-		unsigned cp2 = seq == 2 ? ((c & 0x1f) << 6) | (s[i + 1] & 0x3f) : 0;
-		bool control = (seq == 1 && (c < 0x20 || c == 0x7f)) || (seq == 2 && cp2 < 0xa0);
+		size_t ulen, seq, run = i;
+		unsigned c, cp2;
+		bool control;
 
+		/* Printable ASCII that needs nothing goes out as one run (most of every value). */
+		while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\' &&
+		       !(s[run] == ' ' && style == TEXT_UNQUOTED))
+			run++;
+		if (run > i) {
+			size_t take = run - i;
+
+			if (used + take > cap) {
+				put(o, str + i, cap - used);
+				puts_(o, TRUNCATED);
+				return;
+			}
+			put(o, str + i, take);
+			used += take;
+			i = run;
+			continue;
+		}
+		seq = utf8_len(s + i, n - i);
+		c = s[i];
+		/* The code point of a 2-byte sequence, to find C1 controls (U+0080..U+009F). */
+		cp2 = seq == 2 ? ((c & 0x1f) << 6) | (s[i + 1] & 0x3f) : 0;
+		control = (seq == 1 && (c < 0x20 || c == 0x7f)) || (seq == 2 && cp2 < 0xa0);
 		if (!seq) {
 			if (style == JSON)
 				unit = "\\ufffd", ulen = 6;
@@ -132,8 +152,8 @@ static void put_escaped(struct out *o, const char *str, size_t cap, enum style s
 					   ? (size_t)snprintf(esc, sizeof(esc), "\\x%c%c", hex[c >> 4], hex[c & 15])
 					   : (size_t)snprintf(esc, sizeof(esc), "\\x%c%c\\x%c%c", hex[c >> 4],
 							      hex[c & 15], hex[s[i + 1] >> 4], hex[s[i + 1] & 15]);
-		} else if (c == ' ' && style == TEXT_UNQUOTED) {
-			unit = "\\x20", ulen = 4;
+		} else if (c == ' ') {
+			unit = "\\x20", ulen = 4; /* only outside quotes: inside, the run above took it */
 		} else {
 			unit = (const char *)s + i, ulen = seq;
 		}
@@ -191,20 +211,49 @@ static void format_time(uint64_t unix_ns, char *buf, size_t len)
 	unsigned day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
 	uint64_t year = yoe + era * 400 + (month <= 2);
 
-	snprintf(buf, len, "%04llu-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned long long)year, month, day, sod / 3600,
-		 sod / 60 % 60, sod % 60, ms);
+	const unsigned parts[] = { (unsigned)(year % 10000), month, day, sod / 3600, sod / 60 % 60, sod % 60, ms };
+	static const char sep[] = "--T::.Z";
+	static const int width[] = { 4, 2, 2, 2, 2, 2, 3 };
+	char *p = buf;
+
+	/* By hand: snprintf costs more than the rest of a line. */
+	if (len < 25)
+		return;
+	for (int i = 0; i < 7; i++) {
+		for (unsigned v = parts[i], d = (unsigned)width[i]; d > 0; d--, v /= 10)
+			p[d - 1] = (char)('0' + v % 10);
+		p += width[i];
+		*p++ = sep[i];
+	}
+	*p = '\0';
 }
 
 /* "10.0.0.1:8080", "[fd00::1]:8080", or "" when family is 0. */
 static void format_addr(const union xm_addr *a, uint16_t port, uint8_t family, char *buf, size_t len)
 {
-	char ip[INET6_ADDRSTRLEN];
+	char digits[8];
+	size_t n = 0, d = 0;
 
 	buf[0] = '\0';
-	if (family == XM_FAMILY_V4 && inet_ntop(AF_INET, &a->v4, ip, sizeof(ip)))
-		snprintf(buf, len, "%s:%u", ip, port);
-	else if (family == XM_FAMILY_V6 && inet_ntop(AF_INET6, a->bytes, ip, sizeof(ip)))
-		snprintf(buf, len, "[%s]:%u", ip, port);
+	if (len < INET6_ADDRSTRLEN + 9 || (family != XM_FAMILY_V4 && family != XM_FAMILY_V6))
+		return;
+	if (family == XM_FAMILY_V6)
+		buf[n++] = '[';
+	if (!inet_ntop(family == XM_FAMILY_V4 ? AF_INET : AF_INET6, a->bytes, buf + n, INET6_ADDRSTRLEN)) {
+		buf[0] = '\0';
+		return;
+	}
+	n += strlen(buf + n);
+	if (family == XM_FAMILY_V6)
+		buf[n++] = ']';
+	buf[n++] = ':';
+	do {
+		digits[d++] = (char)('0' + port % 10);
+		port /= 10;
+	} while (port);
+	while (d)
+		buf[n++] = digits[--d];
+	buf[n] = '\0';
 }
 
 /* Envoy's %RESPONSE_CODE_DETAILS% when the proxy did not name one. */

@@ -62,6 +62,9 @@ struct l7_record {
 	union xm_addr upstream_local_addr;   /* the proxy's end of the upstream connection */
 	uint16_t upstream_local_port;	     /* host order */
 	uint8_t upstream_local_family;	     /* 0: no upstream connection */
+	/* xm_snapshot.generation of the snapshot source/cluster/upstream_wl point into; 0: unknown. Equal
+	 * pointers within one generation are equal labels: l7_stats_record skips hashing them. */
+	uint64_t snapshot_generation;
 };
 
 /* Longest l7_flags_format output with every flag set, NUL included. */

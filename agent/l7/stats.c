@@ -23,9 +23,8 @@
  * - The lookup index (label hash → series) is the worker's alone; the reader never touches it.
  */
 
-#define INDEX_SLOTS (2 * L7_STATS_SERIES_MAX) /* load factor ≤ 0.5: a probe always ends on an empty slot */
-#define N_BOUNDS    19
-#define N_BUCKETS   (N_BOUNDS + 1) /* the last one is +Inf */
+#define N_BOUNDS  19
+#define N_BUCKETS (N_BOUNDS + 1) /* the last one is +Inf */
 
 /* Envoy's default histogram buckets, which Istio's request histograms use. */
 static const double bucket_bounds[N_BOUNDS] = { 0.5,  1,    5,	   10,	  25,	 50,	 100,	 250,	  500,	  1000,
@@ -125,13 +124,32 @@ struct l7_series {
 	char text[]; /* the label values, NUL-separated */
 };
 
+/*
+ * The last series of a (snapshot generation, source, destination workload, cluster, flags, status): within
+ * one generation those pointers name immutable workloads and clusters, so equal pointers are equal labels
+ * and a request skips building, hashing and comparing 25 strings. Worker only.
+ */
+#define FAST_SLOTS 256
+struct fast_entry {
+	uint64_t generation;
+	const void *source, *upstream_wl, *cluster;
+	uint32_t flags;
+	uint16_t status;
+	struct l7_series *series;
+};
+
 struct l7_stats_shard {
-	struct l7_series *series[L7_STATS_SERIES_MAX]; /* [0, n_series) are published and immutable but counters */
+	struct l7_series **series; /* max_series slots: [0, n_series) are published, immutable but counters */
+	uint32_t max_series;
 	_Atomic uint32_t n_series;
 	struct l7_series *overflow; /* where requests go once series[] is full */
 	_Atomic uint64_t overflowed;
-	uint64_t seed;		     /* hash seed: a client cannot aim its Host headers at one index chain */
-	uint32_t index[INDEX_SLOTS]; /* worker only: series position + 1, 0 when empty */
+	uint64_t seed; /* hash seed: a client cannot aim its Host headers at one index chain */
+	/* Worker only: series position + 1, 0 when empty; a power of two ≥ 2 × max_series, so that a probe
+	 * always ends on an empty slot. */
+	uint32_t *index;
+	size_t index_mask;
+	struct fast_entry fast[FAST_SLOTS];
 };
 
 /* The label values of one request, pointing into the record or into the buffers here. */
@@ -295,13 +313,20 @@ static struct l7_series *series_new(const char *const *v, uint64_t hash)
 	return s;
 }
 
-struct l7_stats_shard *l7_stats_shard_new(void)
+struct l7_stats_shard *l7_stats_shard_new_bounded(uint32_t max_series)
 {
 	struct l7_stats_shard *sh = calloc(1, sizeof(*sh));
 	const char *v[N_LABELS];
+	size_t slots = 2;
 
 	if (!sh)
 		return NULL;
+	while (slots < 2 * (size_t)max_series)
+		slots <<= 1;
+	sh->max_series = max_series;
+	sh->index_mask = slots - 1;
+	sh->series = calloc(max_series ? max_series : 1, sizeof(*sh->series));
+	sh->index = calloc(slots, sizeof(*sh->index));
 	for (int l = 0; l < N_LABELS; l++)
 		v[l] = "overflow";
 	v[L_REPORTER] = "source";
@@ -309,13 +334,18 @@ struct l7_stats_shard *l7_stats_shard_new(void)
 	v[L_SECURITY] = UNKNOWN;
 	v[L_GRPC] = "";
 	sh->overflow = series_new(v, 0);
-	if (!sh->overflow) {
-		free(sh);
+	if (!sh->series || !sh->index || !sh->overflow) {
+		l7_stats_shard_free(sh);
 		return NULL;
 	}
 	if (getrandom(&sh->seed, sizeof(sh->seed), GRND_NONBLOCK) != sizeof(sh->seed))
 		sh->seed = (uint64_t)(uintptr_t)sh * 0x9e3779b97f4a7c15ULL; /* early boot: ASLR's entropy at least */
 	return sh;
+}
+
+struct l7_stats_shard *l7_stats_shard_new(void)
+{
+	return l7_stats_shard_new_bounded(L7_STATS_SERIES_MAX);
 }
 
 void l7_stats_shard_free(struct l7_stats_shard *sh)
@@ -324,6 +354,8 @@ void l7_stats_shard_free(struct l7_stats_shard *sh)
 		return;
 	for (uint32_t i = 0; i < atomic_load(&sh->n_series); i++)
 		free(sh->series[i]);
+	free(sh->series);
+	free(sh->index);
 	free(sh->overflow);
 	free(sh);
 }
@@ -336,12 +368,12 @@ static struct l7_series *series_get(struct l7_stats_shard *sh, const struct labe
 	struct l7_series *s;
 	size_t i;
 
-	for (i = hash & (INDEX_SLOTS - 1); sh->index[i]; i = (i + 1) & (INDEX_SLOTS - 1)) {
+	for (i = hash & sh->index_mask; sh->index[i]; i = (i + 1) & sh->index_mask) {
 		s = sh->series[sh->index[i] - 1];
 		if (s->hash == hash && labels_equal(s->labels, ls->v))
 			return s;
 	}
-	if (n >= L7_STATS_SERIES_MAX)
+	if (n >= sh->max_series)
 		return NULL;
 	s = series_new(ls->v, hash);
 	if (!s)
@@ -353,13 +385,36 @@ static struct l7_series *series_get(struct l7_stats_shard *sh, const struct labe
 	return s;
 }
 
+static struct fast_entry *fast_slot(struct l7_stats_shard *sh, const struct l7_record *r)
+{
+	uint64_t h = r->snapshot_generation;
+
+	h = mix(h ^ (uintptr_t)r->source);
+	h = mix(h ^ (uintptr_t)r->upstream_wl);
+	h = mix(h ^ (uintptr_t)r->cluster);
+	h = mix(h ^ ((uint64_t)r->flags << 16 | r->status));
+	return &sh->fast[h & (FAST_SLOTS - 1)];
+}
+
 void l7_stats_record(struct l7_stats_shard *sh, const struct l7_record *r)
 {
+	/* Without a cluster, destination_service is the request's Host: only the strings tell. */
+	struct fast_entry *fe = r->snapshot_generation && r->cluster ? fast_slot(sh, r) : NULL;
 	struct label_set ls;
-	struct l7_series *s;
+	struct l7_series *s = NULL;
 
-	labels_of(r, &ls);
-	s = series_get(sh, &ls);
+	if (fe && fe->series && fe->generation == r->snapshot_generation && fe->source == r->source &&
+	    fe->upstream_wl == r->upstream_wl && fe->cluster == r->cluster && fe->flags == r->flags &&
+	    fe->status == r->status)
+		s = fe->series;
+	if (!s) {
+		labels_of(r, &ls);
+		s = series_get(sh, &ls);
+		if (s && fe)
+			*fe = (struct fast_entry){
+				r->snapshot_generation, r->source, r->upstream_wl, r->cluster, r->flags, r->status, s
+			};
+	}
 	if (!s) {
 		s = sh->overflow;
 		counter_add(&sh->overflowed, 1);
@@ -480,7 +535,7 @@ void l7_stats_collect(struct l7_stats_shard *const *shards, size_t n, struct xm_
 		overflowed += counter_read(&shards[k]->overflowed);
 	scrape_u64(scrape_family(sc, "xmesh_l7_series_overflow_total", "counter",
 				 "HTTP requests counted in the overflow series because their worker already held "
-				 "the most request-metric series it may (L7_STATS_SERIES_MAX per worker)."),
+				 "the most request-metric series it may (4096 per worker by default)."),
 		   NULL, NULL, 0, overflowed);
 	scrape_u64(scrape_family(sc, "xmesh_l7_series", "gauge",
 				 "Distinct label sets of the Istio request metrics in this scrape."),

@@ -25,6 +25,8 @@ struct l7_stats_shard;
 
 /* One shard per worker, created before the worker starts, freed after it stopped. */
 struct l7_stats_shard *l7_stats_shard_new(void);
+/* The same, holding at most max_series series instead of L7_STATS_SERIES_MAX. */
+struct l7_stats_shard *l7_stats_shard_new_bounded(uint32_t max_series);
 void l7_stats_shard_free(struct l7_stats_shard *s);
 
 /* Worker thread: counts one finished request. Never blocks, never allocates once the series exists. */

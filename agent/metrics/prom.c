@@ -135,6 +135,11 @@ void prom_format_double(char *buf, size_t len, double v)
 		snprintf(buf, len, v > 0 ? "+Inf" : "-Inf");
 		return;
 	}
+	/* Whole numbers as Go's clients write them: a bucket bound 1000 is le="1000", never "1e+03". */
+	if (v == floor(v) && fabs(v) < 1e15) {
+		snprintf(buf, len, "%.0f", v);
+		return;
+	}
 	/* The shortest form that reads back as the same double: 0.1 stays "0.1", not 0.10000000000000001. */
 	for (prec = 1; prec < 17; prec++) {
 		snprintf(buf, len, "%.*g", prec, v);

@@ -23,6 +23,8 @@
 
 #include "core/percpu.h"
 #include "datapath/l7_capture.h"
+#include "datapath/pins.h"
+#include "datapath/sockmap.h"
 #include "sandbox.h"
 #include "skel/sock_lb.skel.h"
 #include "skel/sockmap.skel.h"
@@ -675,4 +677,182 @@ Test(l7_sockmap_inside, socket_belongs_to_the_cgroup_asked_for)
 	cr_expect(fd >= 0, "connect from the mesh cgroup: %s", strerror(-fd));
 	if (fd >= 0)
 		close(fd);
+}
+
+/*
+ * Map errors: with a full one-entry origdst map the capture still happens, the failed insert is counted and
+ * the proxy finds no destination (it refuses); with a full socket-state map the connect is balanced at L4.
+ */
+static void one_entry_maps(struct sock_lb *skel)
+{
+	cr_assert_eq(bpf_map__set_type(skel->maps.xm_l7_origdst, BPF_MAP_TYPE_HASH), 0);
+	cr_assert_eq(bpf_map__set_max_entries(skel->maps.xm_l7_origdst, 1), 0);
+	cr_assert_eq(bpf_map__set_type(skel->maps.xm_sock_state, BPF_MAP_TYPE_HASH), 0);
+	cr_assert_eq(bpf_map__set_max_entries(skel->maps.xm_sock_state, 1), 0);
+}
+
+static void map_errors_setup(void)
+{
+	fx_before_load = one_entry_maps;
+	setup();
+}
+
+static uint64_t map_errors(unsigned int idx)
+{
+	uint64_t v[XM_MAPERR_MAX];
+
+	cr_assert_eq(percpu_sum_u64(fx.fds.map_errors, XM_MAPERR_MAX, v), 0);
+	return v[idx];
+}
+
+TestSuite(l7_capture_map_errors, .init = map_errors_setup, .fini = teardown, .timeout = 30);
+
+Test(l7_capture_map_errors, full_origdst_counted_and_refused)
+{
+	struct xm_l7_origdst_key k;
+	struct xm_l7_origdst v;
+	struct xm_svc_key got;
+	uint32_t id;
+	int c, s;
+
+	memset(&k, 0xee, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	cr_assert_eq(bpf_map_update_elem(fx.fds.l7_origdst, &k, &v, BPF_NOEXIST), 0);
+	fx_listeners(1, SOCK_STREAM, false);
+	fx_publish_flags(VIP4, 80, IPPROTO_TCP, XM_LB_LEAST_REQUEST, 1, XM_SVC_F_L7);
+	proxy_on(true, true);
+	c = fx_connect(VIP4, 80);
+	cr_assert(c >= 0, "connect: %s", strerror(-c));
+	s = proxy_accept();
+	cr_assert(s >= 0, "not captured");
+	cr_expect_eq(map_errors(XM_MAPERR_L7_ORIGDST), 1);
+	cr_expect_eq(l7_capture_lookup(fx.fds.l7_origdst, s, &got, &id), -ENOENT);
+	close(c);
+	close(s);
+}
+
+Test(l7_capture_map_errors, full_sock_state_balanced_at_l4)
+{
+	__u64 cookie = 0xeeeeeeeeULL;
+	struct xm_sock_state st;
+	int c;
+
+	memset(&st, 0, sizeof(st));
+	cr_assert_eq(bpf_map_update_elem(bpf_map__fd(fx.skel->maps.xm_sock_state), &cookie, &st, BPF_NOEXIST), 0);
+	fx_listeners(1, SOCK_STREAM, false);
+	fx_publish_flags(VIP4, 80, IPPROTO_TCP, XM_LB_LEAST_REQUEST, 1, XM_SVC_F_L7);
+	proxy_on(true, true);
+	c = fx_connect(VIP4, 80);
+	cr_assert(c >= 0, "connect: %s", strerror(-c));
+	cr_expect_eq(fx_accept_which(), 0, "without socket state the connect must reach a backend");
+	cr_expect_eq(map_errors(XM_MAPERR_SOCK_STATE), 1, "counted once");
+	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
+	close(c);
+}
+
+Test(l7_sockmap_inside, socket_in_cgroup_errors)
+{
+	int cg = open(proxy_cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+
+	cr_assert(cg >= 0);
+	cr_expect_eq(l7_capture_socket_in_cgroup(cg, AF_PACKET + 100, SOCK_STREAM), -EAFNOSUPPORT,
+		     "socket()'s error in the child comes back");
+	close(cg);
+	cg = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	rc = l7_capture_socket_in_cgroup(cg, AF_INET, SOCK_STREAM);
+	cr_expect(rc < 0, "a non-cgroup fd gave %d", rc);
+	close(cg);
+}
+
+/*
+ * The agent's way: sockmap loaded with pins (sockmap_open), its sockops attached to the proxy's cgroup through a
+ * pinned link (sockmap_attach_ops_cgroup), adopted by the next agent, and removed by cleanup with the rest.
+ */
+static char pin_dir[128];
+
+static void pinned_setup(void)
+{
+	listener_in_cgroup_setup();
+	smx_unload(); /* the agent's own sockmap instead of the fixture's */
+	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/xmesh-l7test-%d", getpid());
+}
+
+static void pinned_teardown(void)
+{
+	if (proxy_lfd >= 0)
+		close(proxy_lfd);
+	proxy_lfd = -1;
+	pins_remove_all(pin_dir);
+	rmdir(proxy_cgroup);
+	teardown();
+}
+
+TestSuite(l7_sockmap_pinned, .init = pinned_setup, .fini = pinned_teardown, .timeout = 60);
+
+static int pairs_in(int map_fd)
+{
+	return map_entries(map_fd, sizeof(struct xm_sock_pair_key));
+}
+
+Test(l7_sockmap_pinned, proxy_cgroup_link_attached_adopted_and_used)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(0) };
+	struct xm_local_ip_key k;
+	struct xm_local_ip v = { .flags = XM_LOCAL_IP_NODE };
+	struct xm_sockmap sm;
+	struct xm_sockmap_fds fds;
+	uint64_t st[XM_SMSTAT_MAX];
+	char link[300];
+	socklen_t len = sizeof(a);
+	int cg, c, s;
+
+	cr_assert_eq(sockmap_open(&sm, pin_dir, fx.cgroup, true, NULL, 0), 0);
+	cr_assert_eq(sockmap_attach_ops_cgroup(&sm, proxy_cgroup, XM_SOCKMAP_L7_PROXY_OPS_LINK), 0);
+	cr_expect_eq(sm.n_attached, 3, "sk_msg, sockops on the mesh, sockops on the proxy cgroup");
+	snprintf(link, sizeof(link), "%s/links/%s", pin_dir, XM_SOCKMAP_L7_PROXY_OPS_LINK);
+	cr_expect_eq(access(link, F_OK), 0, "no pinned link %s", link);
+	sockmap_close(&sm);
+	/* The next agent adopts it; attaching it to another cgroup under the same name is refused. */
+	cr_assert_eq(sockmap_open(&sm, pin_dir, fx.cgroup, true, NULL, 0), 0);
+	cr_expect_eq(sockmap_attach_ops_cgroup(&sm, fx.cgroup, XM_SOCKMAP_L7_PROXY_OPS_LINK), -EEXIST);
+	cr_assert_eq(sockmap_attach_ops_cgroup(&sm, proxy_cgroup, XM_SOCKMAP_L7_PROXY_OPS_LINK), 0);
+	/* Both sockops links; sk_msg's too where the kernel has sockmap links (6.10+), else it is re-attached. */
+	cr_expect_eq(sm.n_adopted, sm.msg_link ? 3 : 2);
+	cr_assert_eq(sockmap_fds(&sm, &fds), 0);
+
+	memset(&k, 0, sizeof(k));
+	k.family = XM_FAMILY_V4;
+	inet_pton(AF_INET, PROXY4, &k.addr.v4);
+	cr_assert_eq(bpf_map_update_elem(bpf_map__fd(sm.skel->maps.xm_local_ips), &k, &v, BPF_ANY), 0);
+	cg = open(proxy_cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	proxy_lfd = l7_capture_socket_in_cgroup(cg, AF_INET, SOCK_STREAM | SOCK_CLOEXEC);
+	close(cg);
+	cr_assert(proxy_lfd >= 0);
+	inet_pton(AF_INET, PROXY4, &a.sin_addr);
+	cr_assert_eq(bind(proxy_lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(proxy_lfd, 8), 0);
+	cr_assert_eq(getsockname(proxy_lfd, (struct sockaddr *)&a, &len), 0);
+	proxy_port = ntohs(a.sin_port);
+	proxy_on(true, false);
+	fx_listeners(1, SOCK_STREAM, false);
+	fx_publish_flags(VIP4, 80, IPPROTO_TCP, XM_LB_LEAST_REQUEST, 1, XM_SVC_F_L7);
+	c = fx_connect(VIP4, 80);
+	cr_assert(c >= 0);
+	cr_expect_eq(pairs_in(fds.pairs), 2, "the pod's socket and the proxy's accepted one");
+	s = proxy_accept();
+	cr_assert(s >= 0);
+	cr_assert_eq(write(c, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	cr_assert_eq(write(s, "HTTP/1.1 204 No Content\r\n\r\n", 27), 27);
+	{
+		char buf[64];
+
+		cr_expect_eq(recv(s, buf, sizeof(buf), MSG_WAITALL), 18);
+		cr_expect_eq(recv(c, buf, 27, MSG_WAITALL), 27);
+	}
+	cr_assert_eq(sockmap_stats(&sm, st), 0);
+	cr_expect_eq(st[XM_SMSTAT_REDIR_BYTES], 18 + 27, "request and response both redirected");
+	cr_expect_eq(st[XM_SMSTAT_FALLBACK_BYTES], 0);
+	close(c);
+	close(s);
+	sockmap_close(&sm);
 }

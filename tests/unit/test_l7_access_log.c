@@ -127,6 +127,19 @@ Test(l7_access_log, text_is_istio_default_format)
 			 "10.96.0.20:9080 10.1.0.7:51234 - reviews-v2\n");
 }
 
+Test(l7_access_log, ipv6_addresses_are_bracketed)
+{
+	struct l7_record r = full_record();
+
+	memset(&r.downstream_addr, 0, sizeof(r.downstream_addr));
+	cr_assert_eq(inet_pton(AF_INET6, "fd00::7", r.downstream_addr.bytes), 1);
+	r.downstream_family = XM_FAMILY_V6;
+	r.downstream_port = 443;
+	cr_expect_not_null(strstr(format(L7_LOG_TEXT, &r), " [fd00::7]:443 - reviews-v2\n"), "%s",
+			   format(L7_LOG_TEXT, &r));
+	cr_expect_not_null(strstr(format(L7_LOG_JSON, &r), "\"downstream_remote_address\":\"[fd00::7]:443\""));
+}
+
 Test(l7_access_log, absent_fields_are_dashes_and_nulls)
 {
 	/* A request the parser refused: no route, no upstream, no headers. */
@@ -398,6 +411,32 @@ Test(l7_access_log, a_full_ring_drops_instead_of_blocking, .timeout = 60)
 	pthread_join(reader, NULL);
 	close(fds[0]);
 	cr_expect_eq(pr.lines, lines, "%zu lines came out of %llu queued", pr.lines, (unsigned long long)lines);
+}
+
+Test(l7_access_log, close_gives_up_on_an_output_that_takes_nothing, .timeout = 60)
+{
+	struct l7_record r = full_record();
+	struct l7_access_log *log;
+	uint64_t t0;
+	double waited;
+	int fds[2], err;
+
+	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+	log = l7_access_log_open_fd(fds[1], L7_LOG_TEXT, 1, 64 * 1024, &err);
+	cr_assert_not_null(log, "%s", strerror(-err));
+	/* The ring fills, the writer moves it into the pipe until that is full and blocks, the ring fills again. */
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 2000; i++)
+			l7_access_log_write(log, 0, &r);
+		usleep(200000);
+	}
+	cr_assert_gt(scraped(log, "xmesh_access_log_dropped_total"), 0);
+	t0 = now_ns();
+	l7_access_log_close(log);
+	waited = (double)(now_ns() - t0) / 1e9;
+	cr_expect_geq(waited, L7_ACCESS_LOG_CLOSE_WAIT_MS / 1000.0 - 0.1, "close waited %.2f s", waited);
+	cr_expect_lt(waited, L7_ACCESS_LOG_CLOSE_WAIT_MS / 1000.0 + 5, "close waited %.2f s", waited);
+	close(fds[0]);
 }
 
 struct worker_arg {

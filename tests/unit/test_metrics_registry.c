@@ -88,7 +88,7 @@ Test(metrics_registry, doubles_and_histograms_render_whole)
 	scrape_histogram(scrape_family(sc, "lat_ms", "histogram", "l"), NULL, NULL, 0, bounds, counts, 2, 12.5, 4);
 	render(sc, &out);
 	cr_expect(strstr(out.buf, "ratio NaN\n"), "%s", out.buf);
-	cr_expect(strstr(out.buf, "lat_ms_bucket{le=\"1e+01\"} 3\nlat_ms_bucket{le=\"+Inf\"} 4\nlat_ms_sum 12.5\n"
+	cr_expect(strstr(out.buf, "lat_ms_bucket{le=\"10\"} 3\nlat_ms_bucket{le=\"+Inf\"} 4\nlat_ms_sum 12.5\n"
 				  "lat_ms_count 4\n"),
 		  "%s", out.buf);
 	sb_free(&out);
