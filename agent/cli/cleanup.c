@@ -15,7 +15,6 @@
 #include "datapath/neigh.h"
 #include "datapath/pins.h"
 #include "datapath/xdp.h"
-#include "l7/proxy.h"
 
 /* Counts programs named xm_* still attached to the cgroup (links detach once their pin is gone). */
 static int count_ours_attached(const char *cgroup)
@@ -110,13 +109,6 @@ int cmd_cleanup(int argc, char **argv)
 		return 1;
 	}
 	if (cgroup) {
-		char proxy_cg[4096];
-
-		/* The L7 proxy's child cgroup: no process, only sockets, so it can go (and the mesh cgroup after it).
-		 */
-		snprintf(proxy_cg, sizeof(proxy_cg), "%s/%s", cgroup, L7_PROXY_CGROUP);
-		if (rmdir(proxy_cg) && errno != ENOENT)
-			fprintf(stderr, "xmesh cleanup: remove %s: %s\n", proxy_cg, strerror(errno));
 		left = count_ours_attached(cgroup);
 		if (left > 0) {
 			fprintf(stderr,

@@ -5,12 +5,10 @@
  */
 #include <bpf/bpf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,8 +39,6 @@ struct l7_mod {
 	bool capturing;
 	char handover_path[4096]; /* next to the admin socket: where a restart's listening sockets wait */
 	bool detach_on_exit;	  /* the datapath goes with the agent: no capture to keep, nothing to hand over */
-	int proxy_cgroup;	  /* where the listeners are made (sockmap's sockops runs there); -1: none */
-	char proxy_cgroup_path[4096];
 };
 
 static void close_fd(int *fd)
@@ -125,33 +121,6 @@ static void raise_fd_limit(void)
 		log_warn("l7: could not raise the open-files limit to %llu", (unsigned long long)rl.rlim_max);
 }
 
-/*
- * The proxy's own cgroup, a child of the mesh cgroup (L7_PROXY_CGROUP): its listeners are made there, so the
- * sockets they accept inherit the mesh's sockops and enter the sockhash at establishment, before a client's
- * first bytes (l7_capture_socket_in_cgroup). No process runs in it; `xmesh cleanup` removes it.
- */
-static void open_proxy_cgroup(struct l7_mod *m, const char *mesh_cgroup)
-{
-	snprintf(m->proxy_cgroup_path, sizeof(m->proxy_cgroup_path), "%s/%s", mesh_cgroup, L7_PROXY_CGROUP);
-	if (mkdir(m->proxy_cgroup_path, 0755) && errno != EEXIST) {
-		log_warn("l7: cgroup %s: %s; accepted sockets join the sockmap after accept instead",
-			 m->proxy_cgroup_path, strerror(errno));
-		return;
-	}
-	m->proxy_cgroup = open(m->proxy_cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-}
-
-static int socket_in_proxy_cgroup(void *ctx, int domain, int type)
-{
-	struct l7_mod *m = ctx;
-	int fd = l7_capture_socket_in_cgroup(m->proxy_cgroup, domain, type);
-
-	if (fd < 0)
-		log_warn("l7: a listener in cgroup %s: %s; made in the agent's own", m->proxy_cgroup_path,
-			 strerror(-fd));
-	return fd;
-}
-
 /* The listening sockets a stopping agent left with its holder (l7/handover.h), if any. */
 static bool take_listeners(struct l7_mod *m)
 {
@@ -180,7 +149,6 @@ static void l7_mod_free(struct l7_mod *m)
 	close_fd(&m->sk_storage);
 	close_fd(&m->outlier);
 	close_fd(&m->outlier_svc);
-	close_fd(&m->proxy_cgroup);
 	free(m);
 }
 
@@ -194,7 +162,7 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 	*state = NULL;
 	if (!m)
 		return -ENOMEM;
-	m->origdst = m->pairs = m->sk_storage = m->outlier = m->outlier_svc = m->proxy_cgroup = -1;
+	m->origdst = m->pairs = m->sk_storage = m->outlier = m->outlier_svc = -1;
 	m->proxy_map = pins_open(o->bpffs, "xm_l7_proxy");
 	if (m->proxy_map < 0) {
 		err = m->proxy_map;
@@ -247,11 +215,6 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 	po.port = o->proxy_port ? o->proxy_port : L7_PROXY_DEFAULT_PORT;
 	po.resolve = resolve_captured;
 	po.resolve_ctx = m;
-	open_proxy_cgroup(m, o->cgroup);
-	if (m->proxy_cgroup >= 0) {
-		po.make_socket = socket_in_proxy_cgroup;
-		po.socket_ctx = m;
-	}
 	if (m->outlier_svc >= 0) {
 		po.ejected = endpoint_ejected;
 		po.ejected_ctx = m;

@@ -7,7 +7,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <netinet/in.h>
@@ -32,22 +31,8 @@ static void format_addr(const struct l7_proxy_addr *a, uint16_t port, char *buf,
 	snprintf(buf, len, a->family == XM_FAMILY_V4 ? "%s:%u" : "[%s]:%u", ip, port);
 }
 
-/* A socket from the opts' factory (the proxy's cgroup, for the sockmap), else from socket(). */
-static int new_socket(const struct l7_proxy *p, int domain)
-{
-	int fd = p->opts.make_socket ? p->opts.make_socket(p->opts.socket_ctx, domain, SOCK_STREAM) : -1;
-
-	if (fd < 0)
-		return socket(domain, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) || fcntl(fd, F_SETFD, FD_CLOEXEC)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* One SO_REUSEPORT listening socket on a:port; returns the fd or -errno. */
-static int open_listener(const struct l7_proxy *p, const struct l7_proxy_addr *a, uint16_t port, uint16_t *bound_port)
+static int open_listener(const struct l7_proxy_addr *a, uint16_t port, uint16_t *bound_port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -69,7 +54,7 @@ static int open_listener(const struct l7_proxy *p, const struct l7_proxy_addr *a
 		memcpy(&sin6->sin6_addr, a->addr.bytes, 16);
 		len = sizeof(*sin6);
 	}
-	fd = new_socket(p, ss.ss_family);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
@@ -152,7 +137,7 @@ static int listener_open(struct l7_proxy *p, struct l7_listener *l)
 	take_adopted(p, l);
 	l->n_adopted = l->n_fds;
 	while (l->n_fds < p->n_workers) {
-		fd = open_listener(p, &l->addr, p->port, p->port ? NULL : &p->port);
+		fd = open_listener(&l->addr, p->port, p->port ? NULL : &p->port);
 		if (fd < 0) {
 			while (l->n_fds > l->n_adopted)
 				close(l->fds[--l->n_fds]);

@@ -23,8 +23,6 @@ struct l7_stats_shard;
 struct l7_proxy;
 
 #define L7_PROXY_DEFAULT_PORT 15001
-/* The child of the mesh cgroup the agent makes its listeners in (agent/daemon/mod_l7.c); `xmesh cleanup` removes it. */
-#define L7_PROXY_CGROUP "xmesh-l7-proxy"
 
 /*
  * Which service VIP:port the client of an accepted connection dialed (the capture's original destination).
@@ -50,9 +48,6 @@ struct l7_proxy_opts {
 	void *record_ctx;
 	uint64_t idle_timeout_ms;  /* idle downstream keep-alive connections; 0: 1 hour (Envoy's) */
 	uint64_t drain_timeout_ms; /* how long l7_proxy_free lets requests finish; 0: 10 s */
-	/* Makes the listening sockets (socket(domain, type, 0)); NULL or failing: socket() itself. */
-	int (*make_socket)(void *ctx, int domain, int type);
-	void *socket_ctx;
 };
 
 /* Starts the workers (they serve nothing until listen and apply). NULL with *err = -errno. */

@@ -2,13 +2,10 @@
 # Istio request metrics and the access log equal the traffic sent through the agent's proxy: a known number of
 # requests per status code from a labelled client pod, counted in istio_requests_total with the source and
 # destination workload labels, in the histograms' counts and sums of body bytes, and as one access-log line each;
-# promtool finds nothing but Istio's own millisecond name in the scrape, when it is installed; the pod <-> proxy
-# hop rides the sockmap.
+# promtool finds nothing but Istio's own millisecond name in the scrape, when it is installed.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
-# shellcheck source=tests/e2e/sockmap_lib.sh
-. "$(dirname "$0")/sockmap_lib.sh"
 xmt_init "$@"
 for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
 if [ ! -x "$XM_HTTP" ] || [ ! -x "$XM_HTTP_LOAD" ]; then xmt_skip "xm-http / xm-http-load not built (make tools)"; fi
@@ -34,14 +31,6 @@ xmt_in_pod c1 "$XM_HTTP_LOAD" --addr "$XMT_VIP:$XMT_PORT" --host reviews --path 
 	>"$t/bad" || xmt_fail "503s: $(tail -n 2 "$t/bad")"
 sleep 1
 xmt_nsrun node curl -sS --max-time 10 http://127.0.0.1:15090/metrics >"$t/metrics"
-
-XMT_SUBTEST="pod <-> proxy on the sockmap"
-# The proxy's listeners live in its own child of the mesh cgroup, so the sockets they accept join the sockhash
-# at establishment: the pod <-> proxy bytes skip TCP/IP (the proxy <-> backend hop is plain TCP).
-[ -d "$XMT_CG/xmesh-l7-proxy" ] || xmt_fail "no proxy cgroup $XMT_CG/xmesh-l7-proxy"
-redirected=$(xms_stat redirected_bytes)
-[ "$redirected" -ge 30000 ] || xmt_fail "sockmap redirected $redirected bytes; 30 responses of 1000 body bytes alone are 30000"
-xmt_note "sockmap redirected $redirected bytes between the pod and the proxy"
 
 XMT_SUBTEST="istio_requests_total"
 python3 - "$t/metrics" <<'PY' || xmt_fail "request metrics: $(grep '^istio_requests_total' "$t/metrics")"
