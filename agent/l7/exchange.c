@@ -55,14 +55,16 @@ static void copy_header(char *dst, size_t cap, const struct h1_request *req, con
 }
 
 /*
- * Moves body bytes from `from` to `to` (NULL: dropped) under the body's framing. Returns the bytes moved,
- * or -1 on a chunked-framing error. *done once the body ended (for CLOSE: at eof with nothing left).
+ * Moves body bytes from `from` to `to` (NULL: dropped) under the body's framing; a chunked body goes as it
+ * came, or only its payload when dechunk (then to is not NULL). Returns the bytes taken from `from`, or -1 on
+ * a chunked-framing error. *done once the body ended (for CLOSE: at eof with nothing left).
  */
 static long move_body(struct l7_buf *from, struct l7_buf *to, enum h1_body kind, uint64_t *remaining,
-		      struct h1_chunked *ck, bool eof, bool *done, uint64_t *bytes)
+		      struct h1_chunked *ck, bool dechunk, bool eof, bool *done, uint64_t *bytes)
 {
 	uint32_t avail = l7_buf_len(from), n;
 	enum h1_error err;
+	size_t payload;
 	long r;
 
 	if (kind == H1_BODY_NONE || (kind == H1_BODY_LENGTH && !*remaining)) {
@@ -82,6 +84,17 @@ static long move_body(struct l7_buf *from, struct l7_buf *to, enum h1_body kind,
 	case H1_BODY_CHUNKED:
 		if (!n)
 			break;
+		if (dechunk) {
+			/* The payload is never longer than the bytes that carry it: room for n is room enough. */
+			r = h1_chunked_decode(ck, l7_buf_peek(from), n, l7_buf_end(to), &payload, &err);
+			if (r < 0)
+				return -1;
+			l7_buf_commit(to, (uint32_t)payload);
+			l7_buf_consume(from, (uint32_t)r);
+			*bytes = ck->data_bytes;
+			*done = ck->done;
+			return r;
+		}
 		r = h1_chunked_scan(ck, l7_buf_peek(from), n, &err);
 		if (r < 0)
 			return -1;
@@ -492,7 +505,7 @@ static bool response_head_step(struct l7_down *d)
 	struct l7_resp_rewrite rw = { 0 };
 	enum h1_error err = H1_E_NONE;
 	uint32_t len = l7_buf_len(&up->in);
-	bool close;
+	bool close, dechunk;
 	int n, k;
 
 	if (!len) {
@@ -525,13 +538,17 @@ static bool response_head_step(struct l7_down *d)
 		l7_buf_consume(&up->in, (uint32_t)n);
 		return true;
 	}
-	close = d->close_after || !x->keep_alive || w->draining || !x->req_done || resp.body == H1_BODY_CLOSE || d->eof;
+	/* HTTP/1.0 has no chunked coding (RFC 9112 §6.1): such a client gets the payload, delimited by the close. */
+	dechunk = x->http10 && resp.body == H1_BODY_CHUNKED;
+	close = d->close_after || !x->keep_alive || w->draining || !x->req_done || resp.body == H1_BODY_CLOSE ||
+		d->eof || dechunk;
 	rw = (struct l7_resp_rewrite){
 		.route = x->route,
 		.dest = x->dest,
 		.set_cookie = x->set_cookie,
 		.close = close,
 		.keep_alive_10 = x->http10 && !close,
+		.dechunk = dechunk,
 	};
 	k = l7_rewrite_response(&resp, &rw, w->scratch, sizeof(w->scratch));
 	if (k < 0) {
@@ -551,6 +568,7 @@ static bool response_head_step(struct l7_down *d)
 	x->resp_body = resp.body;
 	x->resp_remaining = resp.content_length;
 	x->resp_keep_alive = resp.keep_alive;
+	x->resp_dechunk = dechunk;
 	h1_chunked_init(&x->resp_chunk);
 	if (close)
 		d->close_after = true;
@@ -588,8 +606,8 @@ bool l7_exchange_step(struct l7_down *d)
 		moved = true;
 	}
 	if (!x->req_done) {
-		n = move_body(&d->in, &up->out, x->req_body, &x->req_remaining, &x->req_chunk, d->eof, &x->req_done,
-			      &x->req_bytes);
+		n = move_body(&d->in, &up->out, x->req_body, &x->req_remaining, &x->req_chunk, false, d->eof,
+			      &x->req_done, &x->req_bytes);
 		if (n < 0) {
 			atomic_fetch_add_explicit(&d->w->c.parse_errors[H1_E_BAD_CHUNK], 1, memory_order_relaxed);
 			l7_exchange_abort(d, L7_RF_BAD_REQUEST);
@@ -607,8 +625,8 @@ bool l7_exchange_step(struct l7_down *d)
 	if (d->state == L7_DOWN_TUNNEL)
 		return true;
 	if (!x->resp_done) {
-		n = move_body(&up->in, &d->out, x->resp_body, &x->resp_remaining, &x->resp_chunk, up->eof,
-			      &x->resp_done, &x->resp_bytes);
+		n = move_body(&up->in, &d->out, x->resp_body, &x->resp_remaining, &x->resp_chunk, x->resp_dechunk,
+			      up->eof, &x->resp_done, &x->resp_bytes);
 		if (n < 0 || (!x->resp_done && (up->error || (up->eof && !l7_buf_len(&up->in))))) {
 			atomic_fetch_add_explicit(&d->w->c.upstream_resets, 1, memory_order_relaxed);
 			l7_exchange_abort(d, L7_RF_UC); /* cut short: the client sees the connection close */

@@ -278,7 +278,7 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 	}
 	if (rw->set_cookie && rw->set_cookie[0])
 		put_header(&w, "set-cookie", 10, rw->set_cookie, strlen(rw->set_cookie));
-	if (resp->body == H1_BODY_CHUNKED)
+	if (resp->body == H1_BODY_CHUNKED && !rw->dechunk)
 		put_str(&w, "transfer-encoding: chunked\r\n");
 	if (resp->status == 101) {
 		const struct h1_header *up = h1_find(resp->headers, resp->n_headers, "upgrade");

@@ -105,6 +105,7 @@ struct l7_exchange {
 	enum h1_body resp_body;
 	uint64_t resp_remaining;
 	struct h1_chunked resp_chunk;
+	bool resp_dechunk; /* a chunked response to an HTTP/1.0 client: its payload only, then close */
 	uint64_t resp_bytes;
 	uint16_t status;
 	uint32_t flags; /* L7_RF_* */
