@@ -52,13 +52,15 @@ static void down_read(struct l7_down *d)
 		d->error = true;
 }
 
-static bool down_flush(struct l7_down *d)
+/* Writes what d->out holds; false on a write error. Sets *sent when bytes left. */
+static bool down_flush_sent(struct l7_down *d, bool *sent)
 {
 	while (l7_buf_len(&d->out)) {
 		ssize_t n = send(d->fd, l7_buf_peek(&d->out), l7_buf_len(&d->out), MSG_NOSIGNAL);
 
 		if (n > 0) {
 			l7_buf_consume(&d->out, (uint32_t)n);
+			*sent = true;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -66,6 +68,15 @@ static bool down_flush(struct l7_down *d)
 		return false;
 	}
 	return true;
+}
+
+bool l7_down_flush(struct l7_down *d)
+{
+	bool sent = false;
+
+	if (!down_flush_sent(d, &sent))
+		d->error = true;
+	return !d->error;
 }
 
 static void down_update_events(struct l7_down *d)
@@ -144,40 +155,55 @@ static void linger_step(struct l7_down *d)
 		l7_down_close(d);
 }
 
+/* One pass of the connection's state machine; true if anything moved or changed. */
+static bool down_step(struct l7_down *d)
+{
+	switch (d->state) {
+	case L7_DOWN_HEAD:
+		return head_step(d);
+	case L7_DOWN_EXCHANGE:
+		return l7_exchange_step(d);
+	case L7_DOWN_TUNNEL:
+		return l7_tunnel_step(d);
+	case L7_DOWN_CLOSING:
+		return closing_step(d);
+	case L7_DOWN_LINGER:
+		linger_step(d);
+		return false;
+	}
+	return false;
+}
+
+/*
+ * The state machine runs until it is stuck, and only then are the buffers written: a response head and its
+ * body leave in one send (one segment, one wakeup of the client), not one send each. Writing makes room,
+ * which may unstick it (a body bigger than a buffer, the next pipelined request): then it runs again.
+ */
 void l7_down_progress(struct l7_down *d)
 {
-	bool moved = true;
+	for (;;) {
+		bool sent = false;
 
-	while (moved && !d->dead) {
-		moved = false;
-		if (!down_flush(d))
+		while (!d->dead && !d->error && down_step(d))
+			;
+		if (d->dead)
+			return;
+		if (!d->error && !down_flush_sent(d, &sent))
 			d->error = true;
-		if (d->x.up && !d->x.up->connecting && !d->x.up->error)
-			l7_up_flush(d->x.up);
+		if (d->x.up && !d->x.up->connecting && !d->x.up->error && l7_buf_len(&d->x.up->out)) {
+			uint32_t queued = l7_buf_len(&d->x.up->out);
+
+			/* Room made may move more body; an error is the exchange's to notice now. */
+			if (!l7_up_flush(d->x.up) || l7_buf_len(&d->x.up->out) < queued)
+				sent = true;
+		}
 		if (d->error) {
 			l7_down_close(d);
 			return;
 		}
-		switch (d->state) {
-		case L7_DOWN_HEAD:
-			moved = head_step(d);
+		if (!sent)
 			break;
-		case L7_DOWN_EXCHANGE:
-			moved = l7_exchange_step(d);
-			break;
-		case L7_DOWN_TUNNEL:
-			moved = l7_tunnel_step(d);
-			break;
-		case L7_DOWN_CLOSING:
-			moved = closing_step(d);
-			break;
-		case L7_DOWN_LINGER:
-			linger_step(d);
-			break;
-		}
 	}
-	if (d->dead)
-		return;
 	down_update_events(d);
 	if (d->x.up && !d->x.up->dead)
 		l7_up_update_events(d->x.up);

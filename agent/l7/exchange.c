@@ -139,6 +139,8 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->upstream_local_addr = x->up_local;
 	r->upstream_local_port = x->up_local_port;
 	r->upstream_local_family = x->up_local_family;
+	/* The hold is released after the record: its snapshot outlives it, and l7_stats_record's memo works. */
+	r->snapshot_generation = x->hold ? x->hold->snap->generation : 0;
 }
 
 /* x-forwarded-for as l7_rewrite_request writes it: the values received, then the client. */
@@ -617,6 +619,7 @@ bool l7_exchange_step(struct l7_down *d)
 		moved |= n > 0;
 	}
 	if (x->resp_done) {
+		l7_down_flush(d); /* the client has its response before the bookkeeping */
 		l7_exchange_finish(d);
 		return true;
 	}

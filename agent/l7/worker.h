@@ -208,6 +208,8 @@ void l7_down_accept(struct l7_worker *w, int fd, const struct sockaddr_storage *
 		    uint32_t svc_id);
 /* Moves whatever can move on d (and its upstream), then updates what the loop watches. */
 void l7_down_progress(struct l7_down *d);
+/* Writes what d->out holds now; false (d->error set) on a write error. */
+bool l7_down_flush(struct l7_down *d);
 /* Closes d now (and its exchange's upstream); freed later. */
 void l7_down_close(struct l7_down *d);
 /* Draining: closes d if it idles between requests, else marks its next response Connection: close. */
