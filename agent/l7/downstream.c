@@ -21,19 +21,40 @@
 #define LINGER_MS	2000	/* after our last byte: how long a client may keep sending before the close */
 #define DEFAULT_IDLE_MS 3600000 /* Envoy's idle_timeout for downstream connections */
 
-static void on_down_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
-{
-	struct l7_down *d = ctx;
-
-	(void)loop, (void)timer;
-	/* Idle between requests, or lingering: either way nothing is in flight. */
-	if (d->state == L7_DOWN_HEAD || d->state == L7_DOWN_LINGER)
-		l7_down_close(d);
-}
-
 static uint64_t idle_ms(const struct l7_down *d)
 {
 	return d->w->proxy->opts.idle_timeout_ms ? d->w->proxy->opts.idle_timeout_ms : DEFAULT_IDLE_MS;
+}
+
+/*
+ * The idle timer is not moved per request (a heap operation and a clock read each time): it stays armed
+ * and, when it fires, closes the connection only if it has idled idle_ms since idle_since_ms; otherwise it
+ * sets itself to when that would be. Lingering arms it exactly.
+ */
+static void on_down_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
+{
+	struct l7_down *d = ctx;
+	uint64_t now, due;
+
+	switch (d->state) {
+	case L7_DOWN_LINGER:
+		l7_down_close(d);
+		return;
+	case L7_DOWN_HEAD: /* between requests, or in the middle of a head */
+		if (l7_buf_len(&d->out))
+			break; /* the last response is still leaving */
+		now = loop_now_ms();
+		due = d->idle_since_ms + idle_ms(d);
+		if (due <= now)
+			l7_down_close(d);
+		else
+			loop_timer_arm(loop, timer, due - now);
+		return;
+	default:
+		break;
+	}
+	/* Busy: the idle time starts again when the exchange ends. */
+	loop_timer_arm(loop, timer, idle_ms(d));
 }
 
 static void down_read(struct l7_down *d)
@@ -113,6 +134,7 @@ static bool head_step(struct l7_down *d)
 		}
 		l7_buf_trim(&d->in);
 		l7_buf_trim(&d->out);
+		d->idle_since_ms = loop_batch_ms(d->w->loop);
 		if (!loop_timer_armed(d->timer))
 			loop_timer_arm(d->w->loop, d->timer, idle_ms(d));
 		return false;
@@ -127,7 +149,6 @@ static bool head_step(struct l7_down *d)
 			l7_down_close(d);
 		return false;
 	}
-	loop_timer_disarm(d->w->loop, d->timer);
 	d->requests++;
 	if (n < 0) {
 		l7_exchange_bad_request(d, err);
@@ -250,6 +271,7 @@ void l7_down_accept(struct l7_worker *w, int fd, const struct sockaddr_storage *
 	}
 	inet_ntop(d->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, d->peer.bytes, d->peer_str, sizeof(d->peer_str));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	d->idle_since_ms = loop_batch_ms(w->loop);
 	d->timer = loop_timer_add(w->loop, idle_ms(d), 0, on_down_timer, d);
 	if (!d->timer || loop_add_fd(w->loop, fd, EPOLLIN, on_down_event, d)) {
 		loop_timer_cancel(w->loop, d->timer);

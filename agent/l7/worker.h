@@ -51,9 +51,10 @@ struct l7_up {
 	enum l7_up_kind kind;
 	struct l7_down *down; /* the exchange it serves; NULL while pooled */
 	struct l7_endpoint ep;
-	struct l7_up *pool_next, *pool_prev; /* in the worker's idle list for ep */
-	struct l7_up *all_next, *all_prev;   /* every live upstream connection of the worker */
-	struct xm_timer *timer;		     /* pool idle timeout / shadow deadline */
+	struct l7_up *pool_next, *pool_prev;  /* in the worker's idle list for ep */
+	struct l7_up *all_next, *all_prev;    /* every live upstream connection of the worker */
+	struct xm_timer *timer;		      /* connect timeout, then pool idle timeout / shadow deadline */
+	uint64_t idle_since_ms, timer_due_ms; /* pooled at (loop_batch_ms()); when timer was last armed for */
 	struct l7_buf in, out;
 	uint32_t events;
 	uint32_t requests;     /* sent on this connection so far */
@@ -127,6 +128,7 @@ struct l7_down {
 	struct l7_buf in, out;
 	uint32_t events;
 	struct xm_timer *timer; /* idle keep-alive, then linger */
+	uint64_t idle_since_ms; /* loop_batch_ms() when it last had nothing to do */
 	union xm_addr peer;
 	uint16_t peer_port;
 	uint8_t family;
