@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -44,14 +45,22 @@ static void copy_span(char *dst, size_t cap, struct h1_str s)
 	dst[n] = '\0';
 }
 
-static void copy_header(char *dst, size_t cap, const struct h1_request *req, const char *name)
+/* user-agent and x-request-id (the first of each) for the record, in one pass over the fields. */
+static void copy_record_headers(struct l7_exchange *x, const struct h1_request *req)
 {
-	const struct h1_header *h = h1_find(req->headers, req->n_headers, name);
+	bool ua = false, id = false;
 
-	if (h)
-		copy_span(dst, cap, h->value);
-	else
-		dst[0] = '\0';
+	for (uint32_t i = 0; i < req->n_headers && !(ua && id); i++) {
+		const struct h1_header *h = &req->headers[i];
+
+		if (!ua && h->name.len == 10 && h1_name_eq(h->name, "user-agent")) {
+			copy_span(x->user_agent, sizeof(x->user_agent), h->value);
+			ua = true;
+		} else if (!id && h->name.len == 12 && h1_name_eq(h->name, "x-request-id")) {
+			copy_span(x->request_id, sizeof(x->request_id), h->value);
+			id = true;
+		}
+	}
 }
 
 /*
@@ -143,20 +152,27 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->snapshot_generation = x->hold ? x->hold->snap->generation : 0;
 }
 
-/* x-forwarded-for as l7_rewrite_request writes it: the values received, then the client. */
+/* x-forwarded-for as l7_rewrite_request writes it: the values received, then the client (cut to fit). */
 static void forwarded_for(const struct h1_request *req, const char *client, char *buf, size_t cap)
 {
-	size_t n = 0;
+	size_t n = 0, k;
 
-	buf[0] = '\0';
 	for (uint32_t i = 0; i < req->n_headers; i++) {
 		const struct h1_header *h = &req->headers[i];
 
-		if (h1_name_eq(h->name, "x-forwarded-for") && h->value.len && n < cap)
-			n += (size_t)snprintf(buf + n, cap - n, "%.*s, ", (int)h->value.len, h->value.p);
+		if (h->name.len != 15 || !h->value.len || !h1_name_eq(h->name, "x-forwarded-for"))
+			continue;
+		k = h->value.len < cap - 1 - n ? h->value.len : cap - 1 - n;
+		memcpy(buf + n, h->value.p, k);
+		n += k;
+		k = cap - 1 - n < 2 ? cap - 1 - n : 2;
+		memcpy(buf + n, ", ", k);
+		n += k;
 	}
-	if (n < cap)
-		snprintf(buf + n, cap - n, "%s", client);
+	k = strlen(client);
+	k = k < cap - 1 - n ? k : cap - 1 - n;
+	memcpy(buf + n, client, k);
+	buf[n + k] = '\0';
 }
 
 void l7_exchange_finish(struct l7_down *d)
@@ -345,7 +361,7 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	char extra[1400];
 	int n;
 
-	x->service = routes ? l7_service_find(routes, &d->vip) : NULL;
+	x->service = routes ? d->service : NULL;
 	x->route = x->service && !req->is_connect ? l7_route_select(routes, x->service, &view) : NULL;
 	if (!x->route) {
 		l7_buf_consume(&d->in, head_len);
@@ -377,7 +393,8 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	}
 	x->endpoint = x->cluster->endpoints[pick.index];
 	x->endpoint_wl = x->cluster->endpoint_wl ? x->cluster->endpoint_wl[pick.index] : NULL;
-	memcpy(x->set_cookie, pick.set_cookie, sizeof(x->set_cookie));
+	if (pick.set_cookie[0])
+		memcpy(x->set_cookie, pick.set_cookie, sizeof(x->set_cookie));
 	rw = (struct l7_req_rewrite){
 		.route = x->route,
 		.dest = x->dest,
@@ -410,17 +427,18 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	x->up->idle_timeout_ms = x->cluster->policy.pool.http_idle_timeout_ms
 				     ? x->cluster->policy.pool.http_idle_timeout_ms
 				     : DEFAULT_POOL_IDLE_MS;
-	l7_active_add(x->endpoint->id, 1);
-	x->counted_active = true;
+	if (l7_balance_counts_active(x->cluster)) {
+		l7_active_add(x->endpoint->id, 1);
+		x->counted_active = true;
+	}
 }
 
 void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t head_len)
 {
 	struct l7_exchange *x = &d->x;
 	struct l7_worker *w = d->w;
-	const struct xm_identity *id;
-
-	memset(x, 0, sizeof(*x));
+	memset(x, 0, offsetof(struct l7_exchange, xff));
+	x->xff[0] = x->set_cookie[0] = x->user_agent[0] = x->request_id[0] = '\0';
 	x->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
 	x->start_unix_ns = clock_ns(CLOCK_REALTIME);
 	x->hold = l7_worker_hold(w);
@@ -428,8 +446,7 @@ void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t
 	copy_span(x->method, sizeof(x->method), req->method);
 	copy_span(x->path, sizeof(x->path), req->target);
 	copy_span(x->authority, sizeof(x->authority), req->host);
-	copy_header(x->user_agent, sizeof(x->user_agent), req, "user-agent");
-	copy_header(x->request_id, sizeof(x->request_id), req, "x-request-id");
+	copy_record_headers(x, req);
 	if (!x->request_id[0])
 		l7_uuid4(&w->rng, x->request_id);
 	x->is_head = req->is_head;
@@ -442,8 +459,14 @@ void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t
 	x->req_remaining = req->content_length;
 	h1_chunked_init(&x->req_chunk);
 	x->req_done = req->body == H1_BODY_NONE || (req->body == H1_BODY_LENGTH && !req->content_length);
-	id = x->hold ? identities_find(&x->hold->snap->identities, &d->peer, d->family) : NULL;
-	x->source = id ? id->wl : NULL;
+	if (x->hold && d->lookup_epoch != x->hold->epoch) {
+		const struct xm_identity *id = identities_find(&x->hold->snap->identities, &d->peer, d->family);
+
+		d->source = id ? id->wl : NULL;
+		d->service = x->hold->routes ? l7_service_find(x->hold->routes, &d->vip) : NULL;
+		d->lookup_epoch = x->hold->epoch;
+	}
+	x->source = x->hold ? d->source : NULL;
 	route_request(d, req, head_len);
 }
 

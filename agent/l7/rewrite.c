@@ -227,10 +227,13 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 	const struct l7_headers *rh = route_headers(rw->route), *dh = dest_headers(rw->dest);
 	bool informational = resp->status < 200 && resp->status != 101;
 	struct writer w = { .p = buf, .cap = cap };
-	char line[48];
+	unsigned int st = resp->status % 1000; /* the parser takes three digits */
+	char line[13] = "HTTP/1.1 000 ";
 
-	snprintf(line, sizeof(line), "HTTP/1.1 %03u ", resp->status);
-	put_str(&w, line);
+	line[9] = (char)('0' + st / 100);
+	line[10] = (char)('0' + st / 10 % 10);
+	line[11] = (char)('0' + st % 10);
+	put(&w, line, sizeof(line));
 	if (resp->reason.len)
 		put_span(&w, resp->reason);
 	else

@@ -148,6 +148,7 @@ static void do_snapshot(struct xm_loop *loop, void *arg)
 	struct l7_snap_hold *old = w->hold;
 
 	(void)loop;
+	m->hold->epoch = ++w->epochs;
 	w->hold = m->hold;
 	l7_balancer_reset(w->balancer);
 	if (old) {

@@ -27,6 +27,7 @@ struct xm_snapshot;
 struct l7_snap_hold {
 	struct xm_snapshot *snap;
 	const struct l7_route_table *routes;
+	uint64_t epoch; /* the worker's count of snapshots, this one's: keys what connections cached of it */
 	uint32_t users; /* exchanges running on it */
 	bool retired;	/* a newer one is in force: freed when users reaches 0 */
 };
@@ -113,10 +114,11 @@ struct l7_exchange {
 	uint64_t req_head_bytes, resp_head_bytes;
 	uint64_t upstream_sent_ns, upstream_service_ns; /* head queued upstream; → response head */
 	const char *details;				/* %RESPONSE_CODE_DETAILS%, NULL: derived */
-	char xff[320];					/* x-forwarded-for as sent upstream */
 	union xm_addr up_local;
 	uint16_t up_local_port;
 	uint8_t up_local_family;
+	/* Text last: l7_exchange_start clears what precedes xff and empties these (2.4 KiB not written). */
+	char xff[320]; /* x-forwarded-for as sent upstream */
 	char set_cookie[512];
 	char method[24], path[1024], authority[256], user_agent[256], request_id[40];
 };
@@ -137,6 +139,10 @@ struct l7_down {
 	uint32_t svc_id;
 	bool eof, error, close_after, dead;
 	uint32_t requests; /* heads parsed on this connection */
+	/* What depends only on the peer, the VIP and the snapshot, looked up once per snapshot (epoch). */
+	uint64_t lookup_epoch; /* 0: nothing cached */
+	const struct xm_workload *source;
+	const struct l7_service *service;
 	struct l7_exchange x;
 	struct l7_down *prev, *next; /* the worker's connections */
 	struct l7_down *next_dead;
@@ -157,6 +163,7 @@ struct l7_worker {
 	bool started;
 	struct xm_loop *loop;
 	struct l7_snap_hold *hold; /* in force; NULL before the first apply */
+	uint64_t epochs;	   /* snapshots received (l7_snap_hold.epoch) */
 	struct l7_balancer *balancer;
 	struct l7_stats_shard *shard;
 	struct l7_rng rng;
