@@ -20,6 +20,7 @@
 #include "daemon/agent.h"
 #include "daemon/config_thread.h"
 #include "datapath/datapath.h"
+#include "datapath/l7_proxy_cgroup.h"
 #include "datapath/xdp.h"
 #include "metrics/registry.h"
 #include "metrics/thread.h"
@@ -27,8 +28,7 @@
 /* Initialised first to last, applied in this order, closed last to first (daemon/module.h). */
 static const struct xm_module *const module_order[XM_N_MODULES] = {
 	&xm_module_sock_lb, /* first: its maps are the ones the others load next to, and it assigns the ids */
-	&xm_module_sockmap,
-	&xm_module_xdp,
+	&xm_module_sockmap, &xm_module_xdp,
 	&xm_module_l7, /* last: the services it captures are published when it applies, and it drains first */
 };
 
@@ -392,6 +392,8 @@ out:
 			log_info("detached: removed links and maps under %s", opts->bpffs);
 		else
 			rc = 1;
+		if (opts->cgroup && l7_proxy_cgroup_remove(opts->cgroup))
+			log_warn("detached: could not remove the L7 proxy's cgroup next to %s", opts->cgroup);
 	} else if (rc == 0) {
 		log_info("exiting; programs and maps stay pinned under %s", opts->bpffs);
 	}

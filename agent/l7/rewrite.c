@@ -47,6 +47,22 @@ static void put_header(struct writer *w, const char *name, size_t name_len, cons
 	put(w, "\r\n", 2);
 }
 
+/*
+ * A head the proxy writes stays within the parser's limits, its own and the upstream's (Envoy's): a request
+ * whose added fields would pass H1_MAX_HEADERS or H1_MAX_HEAD_BYTES is answered 431 instead.
+ */
+static int finish_head(struct writer *w)
+{
+	uint32_t lines = 0;
+
+	if (w->overflow || w->len > H1_MAX_HEAD_BYTES)
+		return -ENOSPC;
+	for (const char *p = w->p, *end = w->p + w->len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+		lines++;
+	/* the start line and the empty line end the count */
+	return lines > H1_MAX_HEADERS + 2 ? -ENOSPC : (int)w->len;
+}
+
 static int finish(struct writer *w)
 {
 	return w->overflow || w->len > (size_t)INT32_MAX ? -ENOSPC : (int)w->len;
@@ -219,7 +235,7 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 		put_str(&w, "connection: close\r\n");
 	}
 	put(&w, "\r\n", 2);
-	return finish(&w);
+	return finish_head(&w);
 }
 
 int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rewrite *rw, char *buf, size_t cap)
@@ -253,7 +269,7 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 	}
 	if (informational) {
 		put(&w, "\r\n", 2);
-		return finish(&w);
+		return finish_head(&w);
 	}
 	if (rh) {
 		put_ops(&w, rh->resp_set, rh->n_resp_set);
@@ -282,7 +298,7 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 		put_str(&w, "connection: keep-alive\r\n");
 	}
 	put(&w, "\r\n", 2);
-	return finish(&w);
+	return finish_head(&w);
 }
 
 int l7_local_reply(uint16_t status, const char *extra, const char *body, size_t body_len, bool close, char *buf,

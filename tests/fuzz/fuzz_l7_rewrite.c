@@ -54,15 +54,23 @@ static struct l7_route route = {
 		     .n_resp_remove = 1 },
 };
 
-/* No hop-by-hop field of the input survives, except the framing the proxy writes itself. */
+/* Fields the proxy writes itself (framing, authority, Envoy's x-forwarded-*, the route's operations). */
+static bool written_by_proxy(struct h1_str name)
+{
+	static const char *const own[] = { "transfer-encoding", "connection",	"upgrade", "host",  "x-forwarded-for",
+					   "x-forwarded-proto", "x-request-id", "x-set",   "x-add", "set-cookie" };
+
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (h1_name_eq(name, own[i]))
+			return true;
+	return false;
+}
+
+/* No hop-by-hop field of the input survives (a client may name any field in Connection). */
 static void no_hop_by_hop(const struct h1_header *in, uint32_t n_in, const struct h1_header *h, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++) {
-		if (h1_name_eq(h[i].name, "transfer-encoding") || h1_name_eq(h[i].name, "connection") ||
-		    h1_name_eq(h[i].name, "upgrade"))
-			continue;
-		check(!h1_is_hop_by_hop(in, n_in, h[i].name));
-	}
+	for (uint32_t i = 0; i < n; i++)
+		check(written_by_proxy(h[i].name) || !h1_is_hop_by_hop(in, n_in, h[i].name));
 }
 
 static void check_request(const char *buf, size_t len)
