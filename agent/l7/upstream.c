@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <xmesh/hash.h>
+
 #include "core/loop.h"
 #include "l7/worker.h"
 
@@ -21,13 +23,11 @@
 
 static size_t ep_bucket(const struct l7_endpoint *ep)
 {
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t a, b;
 
-	for (int i = 0; i < 16; i++)
-		h = (h ^ ep->addr.bytes[i]) * 1099511628211ULL;
-	h = (h ^ ep->port) * 1099511628211ULL;
-	h = (h ^ ep->family) * 1099511628211ULL;
-	return (size_t)(h ^ (h >> 29)) & (L7_POOL_BUCKETS - 1);
+	memcpy(&a, ep->addr.bytes, 8);
+	memcpy(&b, ep->addr.bytes + 8, 8);
+	return (size_t)(xm_mix64(a ^ xm_mix64(b ^ ((uint64_t)ep->port << 8 | ep->family)))) & (L7_POOL_BUCKETS - 1);
 }
 
 static bool ep_eq(const struct l7_endpoint *a, const struct l7_endpoint *b)
