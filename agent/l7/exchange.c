@@ -54,10 +54,10 @@ static void copy_record_headers(struct l7_exchange *x, const struct h1_request *
 		const struct h1_header *h = &req->headers[i];
 
 		if (!ua && h->name.len == 10 && h1_name_eq(h->name, "user-agent")) {
-			copy_span(x->user_agent, sizeof(x->user_agent), h->value);
+			copy_span(x->t->user_agent, sizeof(x->t->user_agent), h->value);
 			ua = true;
 		} else if (!id && h->name.len == 12 && h1_name_eq(h->name, "x-request-id")) {
-			copy_span(x->request_id, sizeof(x->request_id), h->value);
+			copy_span(x->t->request_id, sizeof(x->t->request_id), h->value);
 			id = true;
 		}
 	}
@@ -114,7 +114,9 @@ static long move_body(struct l7_buf *from, struct l7_buf *to, enum h1_body kind,
 
 static void fill_record(struct l7_down *d, struct l7_record *r)
 {
+	static const struct l7_exchange_text none;
 	struct l7_exchange *x = &d->x;
+	const struct l7_exchange_text *t = x->t ? x->t : &none;
 
 	memset(r, 0, sizeof(*r));
 	r->start_unix_ns = x->start_unix_ns;
@@ -123,11 +125,11 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->flags = x->flags;
 	r->request_bytes = x->req_bytes;
 	r->response_bytes = x->resp_bytes;
-	r->method = x->method;
-	r->path = x->path;
-	r->authority = x->authority;
-	r->user_agent = x->user_agent;
-	memcpy(r->request_id, x->request_id, sizeof(r->request_id));
+	r->method = t->method;
+	r->path = t->path;
+	r->authority = t->authority;
+	r->user_agent = t->user_agent;
+	memcpy(r->request_id, t->request_id, sizeof(r->request_id));
 	r->protocol = x->http10 ? "HTTP/1.0" : "HTTP/1.1";
 	r->source = x->source;
 	r->cluster = x->cluster;
@@ -139,7 +141,7 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->request_head_bytes = x->req_head_bytes;
 	r->response_head_bytes = x->resp_head_bytes;
 	r->upstream_service_ns = x->upstream_service_ns;
-	r->forwarded_for = x->xff[0] ? x->xff : NULL;
+	r->forwarded_for = t->xff[0] ? t->xff : NULL;
 	r->details = x->details;
 	r->route = x->route;
 	r->downstream_local_addr = d->vip.vip;
@@ -199,6 +201,8 @@ void l7_exchange_finish(struct l7_down *d)
 	x->head = NULL;
 	l7_worker_release(w, x->hold);
 	x->hold = NULL;
+	l7_text_put(w, x->t);
+	x->t = NULL;
 	if (!x->keep_alive || !x->req_done)
 		d->close_after = true;
 	d->state = d->close_after ? L7_DOWN_CLOSING : L7_DOWN_HEAD;
@@ -253,8 +257,9 @@ void l7_exchange_bad_request(struct l7_down *d, enum h1_error err)
 	memset(x, 0, sizeof(*x));
 	x->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
 	x->start_unix_ns = clock_ns(CLOCK_REALTIME);
-	snprintf(x->method, sizeof(x->method), "-");
-	snprintf(x->path, sizeof(x->path), "-");
+	x->t = l7_text_get(d->w);
+	memcpy(x->t->method, "-", 2);
+	memcpy(x->t->path, "-", 2);
 	x->details = h1_error_name(err);
 	d->state = L7_DOWN_EXCHANGE;
 	d->close_after = true;
@@ -314,7 +319,7 @@ static void mirror_request(struct l7_down *d, const struct h1_request *req, uint
 	struct l7_req_rewrite rw = {
 		.route = route,
 		.client_addr = d->peer_str,
-		.request_id = d->x.request_id,
+		.request_id = d->x.t->request_id,
 		.host_suffix = "-shadow",
 		.default_authority = route->mirror->host_fqdn,
 		.close = true,
@@ -394,12 +399,12 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	x->endpoint = x->cluster->endpoints[pick.index];
 	x->endpoint_wl = x->cluster->endpoint_wl ? x->cluster->endpoint_wl[pick.index] : NULL;
 	if (pick.set_cookie[0])
-		memcpy(x->set_cookie, pick.set_cookie, sizeof(x->set_cookie));
+		memcpy(x->t->set_cookie, pick.set_cookie, sizeof(x->t->set_cookie));
 	rw = (struct l7_req_rewrite){
 		.route = x->route,
 		.dest = x->dest,
 		.client_addr = d->peer_str,
-		.request_id = x->request_id,
+		.request_id = x->t->request_id,
 		.default_authority = x->cluster->host_fqdn,
 	};
 	n = l7_rewrite_request(req, &rw, w->scratch, sizeof(w->scratch));
@@ -411,7 +416,7 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	}
 	memcpy(x->head, w->scratch, (size_t)n);
 	x->head_len = (uint32_t)n;
-	forwarded_for(req, d->peer_str, x->xff, sizeof(x->xff));
+	forwarded_for(req, d->peer_str, x->t->xff, sizeof(x->t->xff));
 	if (x->route->mirror && x->route->mirror->n_endpoints)
 		mirror_request(d, req, head_len, &view);
 	l7_buf_consume(&d->in, head_len);
@@ -437,18 +442,18 @@ void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t
 {
 	struct l7_exchange *x = &d->x;
 	struct l7_worker *w = d->w;
-	memset(x, 0, offsetof(struct l7_exchange, xff));
-	x->xff[0] = x->set_cookie[0] = x->user_agent[0] = x->request_id[0] = '\0';
+	memset(x, 0, sizeof(*x));
+	x->t = l7_text_get(w);
 	x->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
 	x->start_unix_ns = clock_ns(CLOCK_REALTIME);
 	x->hold = l7_worker_hold(w);
 	x->req_head_bytes = head_len;
-	copy_span(x->method, sizeof(x->method), req->method);
-	copy_span(x->path, sizeof(x->path), req->target);
-	copy_span(x->authority, sizeof(x->authority), req->host);
+	copy_span(x->t->method, sizeof(x->t->method), req->method);
+	copy_span(x->t->path, sizeof(x->t->path), req->target);
+	copy_span(x->t->authority, sizeof(x->t->authority), req->host);
 	copy_record_headers(x, req);
-	if (!x->request_id[0])
-		l7_uuid4(&w->rng, x->request_id);
+	if (!x->t->request_id[0])
+		l7_uuid4(&w->rng, x->t->request_id);
 	x->is_head = req->is_head;
 	x->is_connect = req->is_connect;
 	x->http10 = req->minor_version == 0;
@@ -554,7 +559,7 @@ static bool response_head_step(struct l7_down *d)
 	rw = (struct l7_resp_rewrite){
 		.route = x->route,
 		.dest = x->dest,
-		.set_cookie = x->set_cookie,
+		.set_cookie = x->t->set_cookie,
 		.close = close,
 		.keep_alive_10 = x->http10 && !close,
 	};

@@ -80,6 +80,17 @@ enum l7_down_state {
 	L7_DOWN_LINGER,	  /* write side shut: read and drop until EOF or the linger timer */
 };
 
+/*
+ * An exchange's copies for its record and rewrites (2.4 KiB), taken from the worker when a request starts and
+ * given back when it ends, so that an idle keep-alive connection does not carry them.
+ */
+struct l7_exchange_text {
+	char xff[320]; /* x-forwarded-for as sent upstream */
+	char set_cookie[512];
+	char method[24], path[1024], authority[256], user_agent[256], request_id[40];
+	struct l7_exchange_text *next_free;
+};
+
 /* The request in flight on a downstream connection. */
 struct l7_exchange {
 	struct l7_snap_hold *hold;
@@ -117,10 +128,7 @@ struct l7_exchange {
 	union xm_addr up_local;
 	uint16_t up_local_port;
 	uint8_t up_local_family;
-	/* Text last: l7_exchange_start clears what precedes xff and empties these (2.4 KiB not written). */
-	char xff[320]; /* x-forwarded-for as sent upstream */
-	char set_cookie[512];
-	char method[24], path[1024], authority[256], user_agent[256], request_id[40];
+	struct l7_exchange_text *t; /* while the exchange runs (l7_text_get) */
 };
 
 struct l7_down {
@@ -176,7 +184,10 @@ struct l7_worker {
 	struct xm_timer *reaper; /* frees dead connections once no callback can hold them */
 	struct xm_timer *drain_timer;
 	bool draining;
-	char scratch[L7_BUF_CAP]; /* heads are built here before they are queued */
+	char scratch[L7_BUF_CAP];	     /* heads are built here before they are queued */
+	struct l7_exchange_text *free_texts; /* given back, for the next exchanges (at most L7_TEXT_CACHE) */
+	uint32_t n_free_texts;
+	struct l7_exchange_text spare_text; /* when out of memory: shared, the records may mix, nothing breaks */
 	struct l7_worker_counters c;
 };
 
@@ -207,6 +218,10 @@ struct l7_proxy {
 };
 
 /* worker.c */
+#define L7_TEXT_CACHE 64
+/* Empty texts for an exchange (never NULL); give them back with l7_text_put. */
+struct l7_exchange_text *l7_text_get(struct l7_worker *w);
+void l7_text_put(struct l7_worker *w, struct l7_exchange_text *t);
 void l7_worker_reap_later(struct l7_worker *w);
 struct l7_snap_hold *l7_worker_hold(struct l7_worker *w);
 void l7_worker_release(struct l7_worker *w, struct l7_snap_hold *h);
