@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compile/snapshot.h"
@@ -169,12 +170,15 @@ static uint16_t full_listener(void)
 	return ntohs(sin.sin_port);
 }
 
+static uint64_t start_idle_ms; /* opts.idle_timeout_ms of the next start(); 0: the default */
+
 static void start(size_t workers)
 {
 	struct l7_proxy_opts opts = {
 		.n_workers = workers,
 		.resolve = resolve_by_listener,
 		.on_record = records_hook,
+		.idle_timeout_ms = start_idle_ms,
 	};
 	struct l7_proxy_addr addrs[4];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
@@ -742,4 +746,42 @@ Test(l7_proxy, connect_timeout_is_503_uf)
 	hc_close(&c);
 	cr_assert_geq(records_wait(1), 1);
 	cr_expect_eq(records_get(0).flags, L7_RF_UF);
+}
+
+static void setup_short_idle(void)
+{
+	start_idle_ms = 300;
+	start(1);
+	start_idle_ms = 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The idle timer is not moved per request: when it fires on a connection that was busy since, it waits on. */
+Test(l7_proxy_idle, a_keep_alive_connection_closes_after_the_idle_timeout_and_not_while_used, .init = setup_short_idle,
+     .fini = teardown, .timeout = 30)
+{
+	struct hclient c;
+	struct response r;
+	double idle_from, idle_for;
+
+	hc_open(&c, WEB, port);
+	for (int i = 0; i < 7; i++) { /* a request every 150 ms for a second: never idle 300 ms */
+		if (i)
+			usleep(150000);
+		get(&c, "/echo", &r);
+		cr_assert_eq(r.status, 200, "request %d after %d ms: status %d", i, i * 150, r.status);
+		response_free(&r);
+	}
+	idle_from = now_s();
+	cr_assert(hc_sees_close(&c), "an idle connection must be closed after idle_timeout_ms (300)");
+	idle_for = now_s() - idle_from;
+	cr_expect(idle_for >= 0.25 && idle_for < 1.5, "closed after %.3f s of idleness, want about 0.3", idle_for);
+	hc_close(&c);
 }
