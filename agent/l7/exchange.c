@@ -240,11 +240,20 @@ void l7_exchange_local_reply(struct l7_down *d, uint16_t status, uint32_t flags,
 	struct l7_exchange *x = &d->x;
 	struct l7_worker *w = d->w;
 	bool close = d->close_after || !x->keep_alive || !x->req_done || w->draining || d->eof;
+	char extra_10[1600];
 	int n;
 
 	if (x->up) {
 		l7_up_close(x->up);
 		x->up = NULL;
+	}
+	/* An HTTP/1.0 client that asked for keep-alive is told it keeps the connection, as on a relayed response. */
+	if (x->http10 && !close) {
+		n = snprintf(extra_10, sizeof(extra_10), "%sconnection: keep-alive\r\n", extra ? extra : "");
+		if (n > 0 && (size_t)n < sizeof(extra_10))
+			extra = extra_10;
+		else
+			close = true;
 	}
 	n = l7_local_reply(status, extra, body, body_len, close, w->scratch, sizeof(w->scratch));
 	if (n < 0 || !l7_buf_append(&d->out, w->scratch, (uint32_t)n)) {

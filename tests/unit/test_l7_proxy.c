@@ -647,6 +647,8 @@ Test(l7_proxy, http10_keep_alive_client_is_kept_when_the_length_is_known)
 {
 	static const char post[] = "POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello";
 	static const char get10[] = "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+	static const char get404[] = "GET /nothing-here HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+	static const char get_close[] = "GET /echo HTTP/1.0\r\n\r\n";
 	struct hclient c;
 	struct response r;
 	char conn[16], again[16];
@@ -668,8 +670,14 @@ Test(l7_proxy, http10_keep_alive_client_is_kept_when_the_length_is_known)
 	cr_assert(response_header(&r, "x-conn", again, sizeof(again)));
 	cr_expect_str_eq(again, conn, "the upstream connection was not reused");
 	response_free(&r);
+	/* A local reply (no route: 404) keeps it too, and says so. */
+	hc_send(&c, get404, sizeof(get404) - 1);
+	cr_assert(hc_read(&c, &r, false), "the connection was not kept");
+	cr_expect_eq(r.status, 404);
+	expect_header(&r, "connection", "keep-alive");
+	response_free(&r);
 	/* Without keep-alive, the last one is answered with close. */
-	hc_send(&c, "GET /echo HTTP/1.0\r\n\r\n", 22);
+	hc_send(&c, get_close, sizeof(get_close) - 1);
 	cr_assert(hc_read(&c, &r, false));
 	expect_header(&r, "connection", "close");
 	response_free(&r);
