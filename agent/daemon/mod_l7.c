@@ -75,23 +75,57 @@ static int resolve_captured(void *ctx, int listen_fd, int fd, struct xm_svc_key 
 }
 
 /*
+ * The kernel's answers, per worker thread, for EJECTED_TTL_NS: a balancer asks on every pick of a service with
+ * outlier detection on, and a map lookup is a system call (about 1 µs). An ejection (or its end) reaches the
+ * proxy's picks within the TTL, well inside the outlier detection's own interval (1 s at the least).
+ */
+#define EJECTED_TTL_NS 1000000ULL
+#define EJECTED_MEMO   256 /* direct-mapped, per thread */
+
+struct ejected_memo {
+	uint64_t key;	/* svc_id << 32 | backend_id + 1; 0: empty */
+	uint64_t at_ns; /* when asked */
+	uint64_t value; /* a service: 1 if any endpoint is ejected; an endpoint: ejected until (ns) */
+};
+
+static __thread struct ejected_memo svc_memo[EJECTED_MEMO], backend_memo[EJECTED_MEMO];
+
+static struct ejected_memo *memo_slot(struct ejected_memo *table, uint64_t key)
+{
+	return &table[(key * 0x9e3779b97f4a7c15ULL) >> 56];
+}
+
+/*
  * The kernel's outlier state, as the socket LB's selection sees it: asked by a worker's balancer only for
- * services with outlier detection on. Two map lookups (the service's count first, usually zero).
+ * services with outlier detection on. Two map lookups (the service's count first, usually zero), remembered
+ * for EJECTED_TTL_NS.
  */
 static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
 {
 	struct l7_mod *m = ctx;
 	struct xm_outlier_key key = { .svc_id = svc_id, .backend_id = backend_id };
+	uint64_t svc_key = (uint64_t)svc_id << 32 | 1, be_key = (uint64_t)svc_id << 32 | ((uint64_t)backend_id + 1);
+	struct ejected_memo *sm = memo_slot(svc_memo, svc_key), *bm;
 	struct xm_outlier_state st;
 	struct xm_outlier_svc svc;
-	struct timespec now;
+	struct timespec ts;
+	uint64_t now;
 
-	if (bpf_map_lookup_elem(m->outlier_svc, &svc_id, &svc) || svc.ejected <= 0)
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (sm->key != svc_key || now - sm->at_ns >= EJECTED_TTL_NS) {
+		*sm = (struct ejected_memo){ .key = svc_key, .at_ns = now };
+		sm->value = !bpf_map_lookup_elem(m->outlier_svc, &svc_id, &svc) && svc.ejected > 0;
+	}
+	if (!sm->value)
 		return false;
-	if (bpf_map_lookup_elem(m->outlier, &key, &st) || !st.ejected_until_ns)
-		return false;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return st.ejected_until_ns > (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	bm = memo_slot(backend_memo, be_key);
+	if (bm->key != be_key || now - bm->at_ns >= EJECTED_TTL_NS) {
+		*bm = (struct ejected_memo){ .key = be_key, .at_ns = now };
+		if (!bpf_map_lookup_elem(m->outlier, &key, &st))
+			bm->value = st.ejected_until_ns;
+	}
+	return bm->value > now;
 }
 
 /*

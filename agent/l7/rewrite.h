@@ -34,6 +34,7 @@ struct l7_resp_rewrite {
 	const char *set_cookie; /* the balancer's Set-Cookie value; NULL or "": none */
 	bool close;		/* the proxy closes the downstream connection after this response */
 	bool keep_alive_10;	/* an HTTP/1.0 client asked for keep-alive and keeps it */
+	bool dechunk;		/* the chunked body is relayed de-chunked (to HTTP/1.0): no Transfer-Encoding */
 };
 
 /* Writes the response head to relay (1xx included); returns its length or -ENOSPC (as above: 502). */
