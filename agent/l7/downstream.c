@@ -57,20 +57,31 @@ static void on_down_timer(struct xm_loop *loop, struct xm_timer *timer, void *ct
 	loop_timer_arm(loop, timer, idle_ms(d));
 }
 
-static void down_read(struct l7_down *d)
+/* Reads once if d may have bytes and its buffer room (not while closing); true if bytes came, EOF or an error. */
+static bool down_read(struct l7_down *d)
 {
-	uint32_t room = l7_buf_room(&d->in);
+	uint32_t room;
 	ssize_t n;
 
+	if (!d->readable || d->eof || d->error || d->state == L7_DOWN_CLOSING || l7_buf_full(&d->in))
+		return false;
+	room = l7_buf_room(&d->in);
 	if (!room)
-		return;
+		return false;
 	n = read(d->fd, l7_buf_end(&d->in), room);
-	if (n > 0)
+	if (n > 0) {
 		l7_buf_commit(&d->in, (uint32_t)n);
-	else if (n == 0)
+		d->readable = (uint32_t)n == room;
+		return true;
+	}
+	if (n < 0 && errno == EINTR)
+		return false;
+	d->readable = false;
+	if (n == 0)
 		d->eof = true;
-	else if (errno != EAGAIN && errno != EINTR)
+	else if (errno != EAGAIN)
 		d->error = true;
+	return n == 0 || d->error;
 }
 
 /* Writes what d->out holds; false on a write error. Sets *sent when bytes left. */
@@ -98,18 +109,6 @@ bool l7_down_flush(struct l7_down *d)
 	if (!down_flush_sent(d, &sent))
 		d->error = true;
 	return !d->error;
-}
-
-static void down_update_events(struct l7_down *d)
-{
-	uint32_t want = 0;
-
-	if (!d->eof && !d->error && d->state != L7_DOWN_CLOSING && !l7_buf_full(&d->in))
-		want |= EPOLLIN;
-	if (l7_buf_len(&d->out))
-		want |= EPOLLOUT;
-	if (want != d->events && !loop_mod_fd(d->w->loop, d->fd, want))
-		d->events = want;
 }
 
 /* Between requests: the next head, or idling. True if the state changed. */
@@ -169,11 +168,17 @@ static bool closing_step(struct l7_down *d)
 	return true;
 }
 
-static void linger_step(struct l7_down *d)
+/* Drops what the client still sends; true if anything was dropped (the socket may hold more). */
+static bool linger_step(struct l7_down *d)
 {
-	l7_buf_consume(&d->in, l7_buf_len(&d->in));
-	if (d->eof || d->error)
+	uint32_t n = l7_buf_len(&d->in);
+
+	l7_buf_consume(&d->in, n);
+	if (d->eof || d->error) {
 		l7_down_close(d);
+		return false;
+	}
+	return n > 0;
 }
 
 /* One pass of the connection's state machine; true if anything moved or changed. */
@@ -189,8 +194,7 @@ static bool down_step(struct l7_down *d)
 	case L7_DOWN_CLOSING:
 		return closing_step(d);
 	case L7_DOWN_LINGER:
-		linger_step(d);
-		return false;
+		return linger_step(d);
 	}
 	return false;
 }
@@ -205,8 +209,11 @@ void l7_down_progress(struct l7_down *d)
 	for (;;) {
 		bool sent = false;
 
-		while (!d->dead && !d->error && down_step(d))
-			;
+		do {
+			if (d->x.up && !d->x.up->dead && !d->x.up->connecting)
+				l7_up_read(d->x.up);
+			down_read(d);
+		} while (!d->dead && !d->error && down_step(d));
 		if (d->dead)
 			return;
 		if (!d->error && !down_flush_sent(d, &sent))
@@ -225,9 +232,6 @@ void l7_down_progress(struct l7_down *d)
 		if (!sent)
 			break;
 	}
-	down_update_events(d);
-	if (d->x.up && !d->x.up->dead)
-		l7_up_update_events(d->x.up);
 }
 
 static void on_down_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
@@ -237,8 +241,8 @@ static void on_down_event(struct xm_loop *loop, int fd, uint32_t events, void *c
 	(void)loop, (void)fd;
 	if (events & EPOLLERR)
 		d->error = true;
-	if ((events & (EPOLLIN | EPOLLHUP)) && !d->eof && !d->error)
-		down_read(d);
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+		d->readable = true;
 	l7_down_progress(d);
 }
 
@@ -273,13 +277,13 @@ void l7_down_accept(struct l7_worker *w, int fd, const struct sockaddr_storage *
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	d->idle_since_ms = loop_batch_ms(w->loop);
 	d->timer = loop_timer_add(w->loop, idle_ms(d), 0, on_down_timer, d);
-	if (!d->timer || loop_add_fd(w->loop, fd, EPOLLIN, on_down_event, d)) {
+	d->readable = true; /* the request may be there already */
+	if (!d->timer || loop_add_fd(w->loop, fd, L7_CONN_EVENTS, on_down_event, d)) {
 		loop_timer_cancel(w->loop, d->timer);
 		close(fd);
 		free(d);
 		return;
 	}
-	d->events = EPOLLIN;
 	d->next = w->conns;
 	if (w->conns)
 		w->conns->prev = d;

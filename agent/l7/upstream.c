@@ -49,20 +49,30 @@ static void pool_unlink(struct l7_up *up)
 	up->pooled = false;
 }
 
-static void up_read(struct l7_up *up)
+bool l7_up_read(struct l7_up *up)
 {
-	uint32_t room = l7_buf_room(&up->in);
+	uint32_t room;
 	ssize_t n;
 
+	if (!up->readable || up->eof || up->error || l7_buf_full(&up->in))
+		return false;
+	room = l7_buf_room(&up->in);
 	if (!room)
-		return;
+		return false;
 	n = read(up->fd, l7_buf_end(&up->in), room);
-	if (n > 0)
+	if (n > 0) {
 		l7_buf_commit(&up->in, (uint32_t)n);
-	else if (n == 0)
+		up->readable = (uint32_t)n == room;
+		return true;
+	}
+	if (n < 0 && errno == EINTR)
+		return false;
+	up->readable = false;
+	if (n == 0)
 		up->eof = true;
-	else if (errno != EAGAIN && errno != EINTR)
+	else if (errno != EAGAIN)
 		up->error = true;
+	return n == 0 || up->error;
 }
 
 bool l7_up_flush(struct l7_up *up)
@@ -82,24 +92,6 @@ bool l7_up_flush(struct l7_up *up)
 	return true;
 }
 
-void l7_up_update_events(struct l7_up *up)
-{
-	uint32_t want = 0;
-
-	if (up->dead)
-		return;
-	if (up->connecting) {
-		want = EPOLLOUT;
-	} else {
-		if (l7_buf_len(&up->out))
-			want |= EPOLLOUT;
-		if (!up->eof && !up->error && !l7_buf_full(&up->in))
-			want |= EPOLLIN;
-	}
-	if (want != up->events && !loop_mod_fd(up->w->loop, up->fd, want))
-		up->events = want;
-}
-
 /* A mirror's connection: write the copy, read and drop the answer until the server closes. */
 static void shadow_progress(struct l7_up *up)
 {
@@ -113,12 +105,11 @@ static void shadow_progress(struct l7_up *up)
 		l7_up_close(up);
 		return;
 	}
-	l7_buf_consume(&up->in, l7_buf_len(&up->in));
-	if (up->eof) {
+	do
+		l7_buf_consume(&up->in, l7_buf_len(&up->in));
+	while (l7_up_read(up));
+	if (up->eof || up->error)
 		l7_up_close(up);
-		return;
-	}
-	l7_up_update_events(up);
 }
 
 static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
@@ -140,8 +131,8 @@ static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx
 	}
 	if (!up->connect_failed && (events & EPOLLERR))
 		up->error = true;
-	if (!up->error && !up->eof && (events & (EPOLLIN | EPOLLHUP)))
-		up_read(up);
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+		up->readable = true;
 	if (up->kind == L7_UP_SHADOW) {
 		shadow_progress(up);
 		return;
@@ -150,8 +141,12 @@ static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx
 		l7_down_progress(up->down);
 		return;
 	}
-	/* Pooled and idle: the server closed it, or sent what no request asked for. */
-	l7_up_close(up);
+	/* Pooled and idle: closed if the server closed it or sent what no request asked for (an edge alone, such
+	 * as room to write, is no reason). */
+	if (up->error || l7_up_read(up) || up->eof)
+		l7_up_close(up);
+	else
+		l7_buf_trim(&up->in);
 }
 
 /* Arms up's timer for ms from now (creating it), remembering when it is due; false when out of memory. */
@@ -257,8 +252,7 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 			up->local_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 		}
 	}
-	up->events = up->connecting ? EPOLLOUT : EPOLLIN;
-	if (loop_add_fd(w->loop, fd, up->events, on_up_event, up)) {
+	if (loop_add_fd(w->loop, fd, L7_CONN_EVENTS, on_up_event, up)) {
 		close(fd);
 		free(up);
 		return NULL;
@@ -321,7 +315,6 @@ void l7_up_release(struct l7_up *up, bool reusable)
 	if (up->pool_next)
 		up->pool_next->pool_prev = up;
 	w->pool[ep_bucket(&up->ep)] = up;
-	l7_up_update_events(up);
 }
 
 void l7_up_close(struct l7_up *up)

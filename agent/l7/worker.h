@@ -57,7 +57,7 @@ struct l7_up {
 	struct xm_timer *timer;		      /* connect timeout, then pool idle timeout / shadow deadline */
 	uint64_t idle_since_ms, timer_due_ms; /* pooled at (loop_batch_ms()); when timer was last armed for */
 	struct l7_buf in, out;
-	uint32_t events;
+	bool readable;	       /* edge-triggered: bytes or EOF may wait in the socket (l7_up_read) */
 	uint32_t requests;     /* sent on this connection so far */
 	uint32_t max_requests; /* maxRequestsPerConnection, 0: unlimited */
 	uint64_t idle_timeout_ms;
@@ -137,7 +137,7 @@ struct l7_down {
 	struct l7_worker *w;
 	enum l7_down_state state;
 	struct l7_buf in, out;
-	uint32_t events;
+	bool readable;		/* edge-triggered: bytes or EOF may wait in the socket */
 	struct xm_timer *timer; /* idle keep-alive, then linger */
 	uint64_t idle_since_ms; /* loop_batch_ms() when it last had nothing to do */
 	union xm_addr peer;
@@ -164,6 +164,15 @@ struct l7_worker_counters {
 };
 
 #define L7_POOL_BUCKETS 256
+
+/*
+ * Connections are watched edge-triggered for everything, from first to last, with no epoll_ctl in between
+ * (level-triggered epoll polls each ready socket once more per event). An edge means "read": reads go on
+ * while the buffer has room and the last read filled it (a shorter read emptied the socket; bytes arriving
+ * later make a new edge), and a buffer that was full is read again as soon as it has room. Writes go on
+ * until EAGAIN; an EPOLLOUT edge follows when there is room again.
+ */
+#define L7_CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
 struct l7_worker {
 	struct l7_proxy *proxy;
@@ -267,7 +276,8 @@ struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool 
 /* Returns up to its pool (keep-alive) or closes it. */
 void l7_up_release(struct l7_up *up, bool reusable);
 void l7_up_close(struct l7_up *up);
-void l7_up_update_events(struct l7_up *up);
+/* Reads once if up may have bytes and its buffer room; true if bytes came or up reached EOF or an error. */
+bool l7_up_read(struct l7_up *up);
 /* Writes what up->out holds; false on a write error (up->error set). */
 bool l7_up_flush(struct l7_up *up);
 /* A mirror copy of a complete request (head and body in bytes) to ep, response dropped. */

@@ -127,7 +127,7 @@ static const char config_fmt[] =
     "metadata: {name: web, namespace: default}\n"
     "spec:\n"
     "  host: web\n"
-    "  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 3}}}\n"
+    "  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 3, idleTimeout: 300ms}}}\n"
     "---\n"
     "apiVersion: v1\n"
     "kind: Service\n"
@@ -791,5 +791,42 @@ Test(l7_proxy_idle, a_keep_alive_connection_closes_after_the_idle_timeout_and_no
 	cr_assert(hc_sees_close(&c), "an idle connection must be closed after idle_timeout_ms (300)");
 	idle_for = now_s() - idle_from;
 	cr_expect(idle_for >= 0.25 && idle_for < 1.5, "closed after %.3f s of idleness, want about 0.3", idle_for);
+	hc_close(&c);
+}
+
+static int conn_of(const struct response *r)
+{
+	char v[16] = "";
+
+	cr_assert(response_header(r, "x-conn", v, sizeof(v)), "no x-conn in\n%s", r->head);
+	return atoi(v);
+}
+
+/* web's DestinationRule: idleTimeout 300ms, maxRequestsPerConnection 3. The pool's timer is not moved per
+ * request: when it fires on a connection used since, it waits on. */
+Test(l7_proxy, a_pooled_connection_closes_after_the_idle_timeout_and_not_while_used)
+{
+	struct hclient c;
+	struct response r;
+	int first, second;
+
+	hc_open(&c, WEB, port);
+	get(&c, "/echo", &r);
+	first = conn_of(&r);
+	response_free(&r);
+	for (int i = 0; i < 2; i++) { /* 150 ms apart, the second past the first idle timeout */
+		usleep(150000);
+		get(&c, "/echo", &r);
+		cr_expect_eq(conn_of(&r), first, "request %d: a connection idle 150 ms must be reused", i + 2);
+		response_free(&r);
+	}
+	get(&c, "/echo", &r); /* the first one served its three: a new one */
+	second = conn_of(&r);
+	response_free(&r);
+	cr_expect_neq(second, first);
+	usleep(600000);
+	get(&c, "/echo", &r);
+	cr_expect_neq(conn_of(&r), second, "a connection idle 600 ms must have been closed (idleTimeout 300ms)");
+	response_free(&r);
 	hc_close(&c);
 }
