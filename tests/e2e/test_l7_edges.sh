@@ -169,6 +169,8 @@ case $cookie in
 *) xmt_fail "no Set-Cookie with the ttl on a request without the cookie: $(cat "$t/ch1")" ;;
 esac
 value=${cookie%%;*}
+! grep -q 'consistentHash on an HTTP attribute needs the L7' "$XMT_AGENT_LOG" ||
+	xmt_fail "the agent warns that sticky's HTTP port, served by the proxy, ignores the cookie at L4"
 first=$(awk -F': ' 'tolower($1) == "x-backend" { gsub("\r", "", $2); print $2 }' "$t/ch1")
 for i in $(seq 1 10); do
 	xmt_in_pod c1 curl -sS --max-time 30 -D "$t/ch2" -o /dev/null -H 'Host: sticky' -H "Cookie: $value" \
