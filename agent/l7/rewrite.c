@@ -187,7 +187,9 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 	for (uint32_t i = 0; i < req->n_headers; i++) {
 		const struct h1_header *h = &req->headers[i];
 
-		if (!h1_name_eq(h->name, "x-forwarded-for") || !h->value.len)
+		/* A client that names x-forwarded-for in Connection asked for it to go no further than us. */
+		if (!h1_name_eq(h->name, "x-forwarded-for") || !h->value.len ||
+		    h1_is_hop_by_hop(req->headers, req->n_headers, h->name))
 			continue;
 		if (!first_xff)
 			put(&w, ", ", 2);
