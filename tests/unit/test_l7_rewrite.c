@@ -78,3 +78,29 @@ Test(l7_rewrite, forwarding_fields_not_named_in_connection_are_extended)
 		adds += h1_name_eq(out.headers[i].name, "x-add");
 	cr_expect_eq(adds, 2, "add appends to the client's own x-add");
 }
+
+/* A peer naming Content-Length in Connection must not unframe the body the proxy streams after the head. */
+Test(l7_rewrite, content_length_stays_whatever_connection_names)
+{
+	static const char raw[] =
+	    "POST /x HTTP/1.1\r\nHost: web\r\nContent-Length: 38\r\nConnection: content-length\r\n\r\n";
+	static const char raw_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Content-Length, x-a\r\n"
+				       "x-a: 1\r\n\r\n";
+	struct l7_resp_rewrite rrw = { 0 };
+	struct h1_response resp, out_resp;
+	struct h1_request out;
+	enum h1_error err;
+	char buf[4096];
+	int k;
+
+	forward(raw, buf, sizeof(buf), &out);
+	cr_expect_eq(out.body, H1_BODY_LENGTH);
+	cr_expect_eq(out.content_length, 38);
+	cr_assert_gt(h1_parse_response(raw_resp, sizeof(raw_resp) - 1, false, false, &resp, &err), 0);
+	k = l7_rewrite_response(&resp, &rrw, buf, sizeof(buf));
+	cr_assert_gt(k, 0);
+	cr_assert_eq(h1_parse_response(buf, (size_t)k, false, false, &out_resp, &err), k);
+	cr_expect_eq(out_resp.body, H1_BODY_LENGTH, "the response is still delimited by its length:\n%.*s", k, buf);
+	cr_expect_eq(out_resp.content_length, 5);
+	cr_expect_null(h1_find(out_resp.headers, out_resp.n_headers, "x-a"));
+}
