@@ -4,7 +4,8 @@
 # answered in order on one connection; `Connection: close` answered and closed; a Content-Length named in
 # Connection still framing the body; a 10 MiB chunked upload byte-exact; LEAST_REQUEST per request on one
 # keep-alive connection (a slow request keeps one backend busy); consistentHash httpCookie issuing its cookie
-# when absent and keeping a client on one backend with it.
+# when absent and keeping a client on one backend with it; an upstream connection idle past the
+# DestinationRule's idleTimeout closed, one within it reused.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -14,12 +15,14 @@ xmt_node_create
 xmt_pod_add b1 11
 xmt_pod_add b2 12
 xmt_pod_add b3 13 # no server: connects to it are refused
+xmt_pod_add b4 14 # behind "idle" alone: its connection count is the proxy's pool's doing
 xmt_pod_add c1 101
 xmt_http_server b1
 xmt_http_server b2
+xmt_http_server b4
 t="$XMT_TMP"
 vip="http://$XMT_VIP:$XMT_PORT"
-NR_VIP=10.96.0.21 UH_VIP=10.96.0.22 UF_VIP=10.96.0.23 CH_VIP=10.96.0.24
+NR_VIP=10.96.0.21 UH_VIP=10.96.0.22 UF_VIP=10.96.0.23 CH_VIP=10.96.0.24 IDLE_VIP=10.96.0.25
 
 {
 	xmt_yaml_node
@@ -33,6 +36,8 @@ NR_VIP=10.96.0.21 UH_VIP=10.96.0.22 UF_VIP=10.96.0.23 CH_VIP=10.96.0.24
 	xmt_yaml_slice --service uf --port-name http "$(xmt_pod_ip b3)"
 	xmt_yaml_service --name sticky --vip "$CH_VIP" --port-name http
 	xmt_yaml_slice --service sticky --port-name http "$(xmt_pod_ip b1)" "$(xmt_pod_ip b2)"
+	xmt_yaml_service --name idle --vip "$IDLE_VIP" --port-name http
+	xmt_yaml_slice --service idle --port-name http "$(xmt_pod_ip b4)"
 	cat <<'YAML'
 ---
 apiVersion: networking.istio.io/v1
@@ -52,6 +57,13 @@ spec:
   trafficPolicy:
     loadBalancer:
       consistentHash: {httpCookie: {name: xm-session, ttl: 60s}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: idle, namespace: default}
+spec:
+  host: idle
+  trafficPolicy: {connectionPool: {http: {idleTimeout: 1s}}}
 YAML
 } | xmt_config_write edges.yaml
 xmt_agent_start --proxy-workers 2 --access-log "$t/access.log" --access-log-format json
@@ -211,6 +223,26 @@ for i in $(seq 1 10); do
 	b=$(awk -F': ' 'tolower($1) == "x-backend" { gsub("\r", "", $2); print $2 }' "$t/ch2")
 	[ "$b" = "$first" ] || xmt_fail "request $i with $value went to $b, the first to $first"
 done
+
+XMT_SUBTEST="upstream idleTimeout"
+# One client connection, so one worker and its pool: the 2nd request, 2 s later, finds its pooled upstream
+# connection closed by idleTimeout 1s and opens one; the 3rd, at once, reuses that. 2 connections at b4.
+xmt_in_pod c1 python3 - "$IDLE_VIP" 80 >"$t/idle" <<'PY' || xmt_fail "idleTimeout: $(cat "$t/idle")"
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+for pause in (0, 2, 0):
+    time.sleep(pause)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")
+    data = b""
+    while not data.endswith(b"b4\n"):
+        b = s.recv(4096)
+        assert b, "closed: %r" % data
+        data += b
+print("ok")
+PY
+xmt_bg_stop http-b4 || true
+grep -q 'accepted=2 ' "$(xmt_bg_log http-b4)" ||
+	xmt_fail "b4 accepted other than 2 connections for 3 requests: $(tail -n 1 "$(xmt_bg_log http-b4)")"
 
 XMT_SUBTEST="flags in metrics and the access log"
 sleep 1
