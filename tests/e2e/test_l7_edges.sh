@@ -5,7 +5,8 @@
 # Connection still framing the body; a 10 MiB chunked upload byte-exact; LEAST_REQUEST per request on one
 # keep-alive connection (a slow request keeps one backend busy); consistentHash httpCookie issuing its cookie
 # when absent and keeping a client on one backend with it; an upstream connection idle past the
-# DestinationRule's idleTimeout closed, one within it reused.
+# DestinationRule's idleTimeout closed, one within it reused; a request under way when the config changes
+# finishing on the config it started with.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -24,10 +25,10 @@ t="$XMT_TMP"
 vip="http://$XMT_VIP:$XMT_PORT"
 NR_VIP=10.96.0.21 UH_VIP=10.96.0.22 UF_VIP=10.96.0.23 CH_VIP=10.96.0.24 IDLE_VIP=10.96.0.25
 
-{
+config() { # the whole config, with ADDR... as reviews' endpoints
 	xmt_yaml_node
 	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
-	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)" "$(xmt_pod_ip b2)"
+	xmt_yaml_slice --service reviews --port-name http "$@"
 	xmt_yaml_dr --host reviews.default.svc.cluster.local --lb LEAST_REQUEST
 	xmt_yaml_service --name nr --vip "$NR_VIP" --port-name http
 	xmt_yaml_slice --service nr --port-name http "$(xmt_pod_ip b1)"
@@ -65,7 +66,8 @@ spec:
   host: idle
   trafficPolicy: {connectionPool: {http: {idleTimeout: 1s}}}
 YAML
-} | xmt_config_write edges.yaml
+}
+config "$(xmt_pod_ip b1)" "$(xmt_pod_ip b2)" | xmt_config_write edges.yaml
 xmt_agent_start --proxy-workers 2 --access-log "$t/access.log" --access-log-format json
 code_of() { xmt_in_pod c1 curl -sS --max-time 30 -o "$t/body" -w '%{http_code}' "$@"; }
 
@@ -259,4 +261,15 @@ flags = {(l["status"], l["response_flags"]) for l in lines}
 for want in [(404, "NR"), (503, "UH"), (503, "UF")]:
     assert want in flags, (want, flags)
 PY
-xmt_pass "404 NR, 503 UH, 503 UF; HEAD/204/304 pipelined in order; Connection: close; 10 MiB chunked upload; LEAST_REQUEST per request; cookie issued and sticky"
+XMT_SUBTEST="a request finishes on its snapshot"
+# A slow request is under way when reviews loses both endpoints: it completes where it was sent, and the next
+# request, on the new config, finds no endpoint.
+xmt_bg slow2 c1 mesh curl -sS --max-time 30 -o "$t/slow2" -w '%{http_code}\n' -H 'Host: reviews' "$vip/slow?ms=3000"
+sleep 1
+config | xmt_config_write edges.yaml
+xmt_wait_for "$XMT_AGENT_LOG" 'config applied .*generation 2' 5 || xmt_fail "the config without reviews' endpoints was not applied"
+expect_code 503 -H 'Host: reviews' "$vip/"
+wait "${XMT_BG[slow2]}" || xmt_fail "the slow request failed: $(cat "$(xmt_bg_log slow2)")"
+{ grep -qx 200 "$(xmt_bg_log slow2)" && grep -qx 'b[12]' "$t/slow2"; } ||
+	xmt_fail "the request under way when the config changed: $(cat "$(xmt_bg_log slow2)") $(cat "$t/slow2")"
+xmt_pass "404 NR, 503 UH, 503 UF; HEAD/204/304 pipelined in order; Connection: close; CL named in Connection; 10 MiB chunked upload; LEAST_REQUEST per request; cookie issued and sticky; idleTimeout; a request finishes on its snapshot"
