@@ -6,7 +6,7 @@
 # keep-alive connection (a slow request keeps one backend busy); consistentHash httpCookie issuing its cookie
 # when absent and keeping a client on one backend with it; an upstream connection idle past the
 # DestinationRule's idleTimeout closed, one within it reused; a request under way when the config changes
-# finishing on the config it started with.
+# finishing on the config it started with; xmesh status and a scrape answering while the workers are busy.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -261,6 +261,27 @@ flags = {(l["status"], l["response_flags"]) for l in lines}
 for want in [(404, "NR"), (503, "UH"), (503, "UF")]:
     assert want in flags, (want, flags)
 PY
+XMT_SUBTEST="the control loop under full proxy load"
+# Both workers busy with as many requests as 32 connections can send: xmesh status (the admin socket, on the
+# control loop) and a scrape (the metrics thread summing the workers' shards) still answer within a second.
+xmt_bg full c1 mesh "$XM_HTTP_LOAD" --addr "$XMT_VIP:$XMT_PORT" --host reviews --conns 32 --duration 4
+sleep 1
+worst=0
+for _ in 1 2 3; do
+	t0=$(date +%s%3N)
+	xmt_xmesh status --admin "$XMT_ADMIN" >"$t/status-load" || xmt_fail "xmesh status failed under load"
+	t1=$(date +%s%3N)
+	xmt_nsrun node curl -sS --max-time 5 -o "$t/metrics-load" http://127.0.0.1:15090/metrics ||
+		xmt_fail "scrape failed under load"
+	t2=$(date +%s%3N)
+	[ $((t1 - t0)) -lt 1000 ] || xmt_fail "xmesh status took $((t1 - t0)) ms under proxy load"
+	[ $((t2 - t1)) -lt 1000 ] || xmt_fail "a scrape took $((t2 - t1)) ms under proxy load"
+	worst=$((t1 - t0 > worst ? t1 - t0 : worst))
+	worst=$((t2 - t1 > worst ? t2 - t1 : worst))
+done
+xmt_note "status and scrape under proxy load: <= $worst ms"
+wait "${XMT_BG[full]}" || xmt_fail "the load failed: $(tail -n 2 "$(xmt_bg_log full)")"
+
 XMT_SUBTEST="a request finishes on its snapshot"
 # A slow request is under way when reviews loses both endpoints: it completes where it was sent, and the next
 # request, on the new config, finds no endpoint.
@@ -272,4 +293,4 @@ expect_code 503 -H 'Host: reviews' "$vip/"
 wait "${XMT_BG[slow2]}" || xmt_fail "the slow request failed: $(cat "$(xmt_bg_log slow2)")"
 { grep -qx 200 "$(xmt_bg_log slow2)" && grep -qx 'b[12]' "$t/slow2"; } ||
 	xmt_fail "the request under way when the config changed: $(cat "$(xmt_bg_log slow2)") $(cat "$t/slow2")"
-xmt_pass "404 NR, 503 UH, 503 UF; HEAD/204/304 pipelined in order; Connection: close; CL named in Connection; 10 MiB chunked upload; LEAST_REQUEST per request; cookie issued and sticky; idleTimeout; a request finishes on its snapshot"
+xmt_pass "404 NR, 503 UH, 503 UF; HEAD/204/304 pipelined in order; Connection: close; CL named in Connection; 10 MiB chunked upload; LEAST_REQUEST per request; cookie issued and sticky; idleTimeout; status and scrape under load; a request finishes on its snapshot"
