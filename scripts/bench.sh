@@ -456,7 +456,8 @@ PY
 # Pinning: on 2 CPUs the proxy gets one CPU to itself and the client and backends share the other, so a proxy
 # cannot starve the client, and its CPU time is its own. Options (env): L7_SECS (seconds per wrk run, default
 # 5), L7_WORKERS (workers/threads of every proxy, default 1), L7_IDLE (idle connections, default 1000),
-# L7_TARGETS (default "direct haproxy nginx xmesh"), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
+# L7_TARGETS (default "direct haproxy nginx xmesh"; also xmesh_tcp: the agent with --no-sockmap, so the
+# pod <-> proxy hop takes TCP/IP), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
 # put everything on one CPU, which removes the cross-CPU wakeups that dominate -c1 latency on a VM).
 
 L7_NET=10.200.9
@@ -487,7 +488,7 @@ l7_measure() {
 	local name=$1 addr=$2 pid=$3 res="$TMP/l7-$1.res" run=l7_in_cli c t0="" t1 held load_pid i ids want
 	local secs=${L7_SECS:-5} idle=${L7_IDLE:-1000}
 	: >"$res"
-	[ "$name" = xmesh ] && run=l7_in_mesh
+	case $name in xmesh | xmesh_tcp) run=l7_in_mesh ;; esac
 	$run "$BUILD/tools/xm-http-load" --addr "$addr" --conns 1 --requests 30 --timeout-ms 3000 \
 		>"$TMP/l7-$name-probe.txt" 2>&1 || {
 		echo "probe of $addr failed: $(tr '\n' ' ' <"$TMP/l7-$name-probe.txt")" >&2
@@ -586,10 +587,11 @@ l7_nginx() { # writes nginx's config and starts it (no daemon, no master: one pr
 }
 
 l7_agent() { # the agent with its L7 proxy, on the child cgroup $CG/mesh-l7 (the teardown's cleanup expects mesh-NAME); L7_PROXY_PID
+	# ARGS: extra agent options (--no-sockmap: the pod <-> proxy hop over TCP/IP)
 	l7_config >"$TMP/l7-config.yaml"
 	timeout -k 5 900 nsenter --net="/run/netns/${P}node" -- taskset -c "$L7_CPU_PROXY" "$BUILD/xmesh" agent \
 		--config "$TMP/l7-config.yaml" --cgroup "$CG/mesh-l7" --bpffs "$PIN/l7" --node node1 \
-		--metrics 127.0.0.1:15290 --admin "$TMP/l7-admin.sock" --proxy-workers "${L7_WORKERS:-1}" \
+		--metrics 127.0.0.1:15290 --admin "$TMP/l7-admin.sock" --proxy-workers "${L7_WORKERS:-1}" "$@" \
 		>"$TMP/l7-agent.log" 2>&1 &
 	L7_PROXY_PID=$!
 	PIDS+=("$L7_PROXY_PID")
@@ -702,9 +704,9 @@ section_l7() {
 			l7_wait_listen "$L7_NET.1" 8002 ||
 				err="nginx did not listen: $(tail -n 3 "$TMP/nginx.log" "$TMP/nginx/error.log" 2>/dev/null)"
 			;;
-		xmesh)
+		xmesh | xmesh_tcp) # xmesh_tcp: the pod <-> proxy hop over TCP/IP instead of the sockmap
 			addr="$L7_VIP:80"
-			l7_agent
+			if [ "$name" = xmesh ]; then l7_agent; else l7_agent --no-sockmap; fi
 			wait_line "$TMP/l7-agent.log" '\<ready\>' 60 "$L7_PROXY_PID" ||
 				err="agent not ready: $(grep -m1 -iE 'error|unrecognized|unknown|invalid|fail' "$TMP/l7-agent.log" ||
 					tail -n 3 "$TMP/l7-agent.log")"

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "daemon/instance_lock.h"
 #include "datapath/datapath.h"
+#include "datapath/l7_proxy_cgroup.h"
 #include "datapath/neigh.h"
 #include "datapath/pins.h"
 #include "datapath/xdp.h"
@@ -118,6 +119,9 @@ int cmd_cleanup(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* The L7 proxy's cgroup the agent made next to the served one (its sockops link went with the pins). */
+	if (cgroup && (err = l7_proxy_cgroup_remove(cgroup)))
+		fprintf(stderr, "xmesh cleanup: the L7 proxy's cgroup next to %s: %s\n", cgroup, strerror(-err));
 	/* The managed neighbour entries the agent kept for remote nodes (this network namespace's). */
 	if (neigh_sync(NULL, 0))
 		fprintf(stderr, "xmesh cleanup: could not remove xmesh's neighbour entries (netlink)\n");

@@ -52,6 +52,7 @@ struct xm_loop {
 	int epfd, wake_fd;
 	atomic_bool stop;
 	bool in_batch;
+	uint64_t batch_ms; /* loop_now_ms() when the batch began */
 
 	struct xm_loop_handler **by_fd; /* live handlers, indexed by fd */
 	size_t n_by_fd;
@@ -74,6 +75,11 @@ uint64_t loop_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t loop_batch_ms(const struct xm_loop *loop)
+{
+	return loop->in_batch ? loop->batch_ms : loop_now_ms();
 }
 
 /* ---- timer heap ---- */
@@ -496,6 +502,7 @@ int loop_run(struct xm_loop *loop)
 			return -errno;
 		}
 		loop->in_batch = true;
+		loop->batch_ms = loop_now_ms();
 		/* The whole batch runs even after a stop: edge-triggered events dropped here would be lost. */
 		for (i = 0; i < n; i++) {
 			struct xm_loop_handler *h = events[i].data.ptr;

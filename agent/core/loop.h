@@ -58,6 +58,11 @@ void loop_timer_cancel(struct xm_loop *loop, struct xm_timer *timer);
 
 /* CLOCK_MONOTONIC in ms, the clock timers run on. */
 uint64_t loop_now_ms(void);
+/*
+ * loop_now_ms() when the current batch of events began (read once per batch), or now outside loop_run: a
+ * timestamp for bookkeeping done per event, where the batch's own duration does not matter.
+ */
+uint64_t loop_batch_ms(const struct xm_loop *loop);
 
 /* Runs until loop_stop(); returns 0, or a negative errno if epoll itself failed. */
 int loop_run(struct xm_loop *loop);

@@ -20,6 +20,7 @@
 #include "daemon/agent.h"
 #include "daemon/config_thread.h"
 #include "datapath/datapath.h"
+#include "datapath/l7_proxy_cgroup.h"
 #include "datapath/xdp.h"
 #include "metrics/registry.h"
 #include "metrics/thread.h"
@@ -391,6 +392,8 @@ out:
 			log_info("detached: removed links and maps under %s", opts->bpffs);
 		else
 			rc = 1;
+		if (opts->cgroup && l7_proxy_cgroup_remove(opts->cgroup))
+			log_warn("detached: could not remove the L7 proxy's cgroup next to %s", opts->cgroup);
 	} else if (rc == 0) {
 		log_info("exiting; programs and maps stay pinned under %s", opts->bpffs);
 	}

@@ -5,10 +5,13 @@
  */
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,7 +24,9 @@
 #include "daemon/daemon.h"
 #include "daemon/module.h"
 #include "datapath/l7_capture.h"
+#include "datapath/l7_proxy_cgroup.h"
 #include "datapath/pins.h"
+#include "datapath/sockmap.h"
 #include "l7/access_log.h"
 #include "l7/handover.h"
 #include "l7/proxy.h"
@@ -35,7 +40,9 @@ struct l7_mod {
 	struct l7_access_log *log;
 	int proxy_map, origdst, pairs, sk_storage; /* pinned maps; -1 when absent */
 	int outlier, outlier_svc;		   /* the kernel's ejections, read by the balancers */
-	struct l7_capture_proxy captured;	   /* what xm_l7_proxy holds now */
+	int proxy_cgroup;	 /* where listeners are made, sockmap's sockops attached; -1: the agent's own cgroup */
+	int proxy_cgroup_unused; /* the proxy cgroup after making a socket there failed */
+	struct l7_capture_proxy captured; /* what xm_l7_proxy holds now */
 	bool capturing;
 	char handover_path[4096]; /* next to the admin socket: where a restart's listening sockets wait */
 	bool detach_on_exit;	  /* the datapath goes with the agent: no capture to keep, nothing to hand over */
@@ -58,30 +65,112 @@ static int resolve_captured(void *ctx, int listen_fd, int fd, struct xm_svc_key 
 	err = l7_capture_lookup(m->origdst, fd, vip, svc_id);
 	if (err)
 		return err;
-	/* Best effort: without it the pod <-> proxy hop takes the TCP/IP stack. */
-	if (m->pairs >= 0 && m->sk_storage >= 0)
+	/*
+	 * Best effort: without it the pod <-> proxy hop takes the TCP/IP stack. A listener in the proxy cgroup
+	 * had sockops insert the socket at setup already, before the client could send.
+	 */
+	if (__atomic_load_n(&m->proxy_cgroup, __ATOMIC_ACQUIRE) < 0 && m->pairs >= 0 && m->sk_storage >= 0)
 		(void)l7_capture_sockmap_add(m->pairs, m->sk_storage, fd);
 	return 0;
 }
 
 /*
+ * The kernel's answers, per worker thread, for EJECTED_TTL_NS: a balancer asks on every pick of a service with
+ * outlier detection on, and a map lookup is a system call (about 1 µs). An ejection (or its end) reaches the
+ * proxy's picks within the TTL, well inside the outlier detection's own interval (1 s at the least).
+ */
+#define EJECTED_TTL_NS 1000000ULL
+#define EJECTED_MEMO   256 /* direct-mapped, per thread */
+
+struct ejected_memo {
+	uint64_t key;	/* svc_id << 32 | backend_id + 1; 0: empty */
+	uint64_t at_ns; /* when asked */
+	uint64_t value; /* a service: 1 if any endpoint is ejected; an endpoint: ejected until (ns) */
+};
+
+static __thread struct ejected_memo svc_memo[EJECTED_MEMO], backend_memo[EJECTED_MEMO];
+
+static struct ejected_memo *memo_slot(struct ejected_memo *table, uint64_t key)
+{
+	return &table[(key * 0x9e3779b97f4a7c15ULL) >> 56];
+}
+
+/*
  * The kernel's outlier state, as the socket LB's selection sees it: asked by a worker's balancer only for
- * services with outlier detection on. Two map lookups (the service's count first, usually zero).
+ * services with outlier detection on. Two map lookups (the service's count first, usually zero), remembered
+ * for EJECTED_TTL_NS.
  */
 static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
 {
 	struct l7_mod *m = ctx;
 	struct xm_outlier_key key = { .svc_id = svc_id, .backend_id = backend_id };
+	uint64_t svc_key = (uint64_t)svc_id << 32 | 1, be_key = (uint64_t)svc_id << 32 | ((uint64_t)backend_id + 1);
+	struct ejected_memo *sm = memo_slot(svc_memo, svc_key), *bm;
 	struct xm_outlier_state st;
 	struct xm_outlier_svc svc;
-	struct timespec now;
+	struct timespec ts;
+	uint64_t now;
 
-	if (bpf_map_lookup_elem(m->outlier_svc, &svc_id, &svc) || svc.ejected <= 0)
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (sm->key != svc_key || now - sm->at_ns >= EJECTED_TTL_NS) {
+		*sm = (struct ejected_memo){ .key = svc_key, .at_ns = now };
+		sm->value = !bpf_map_lookup_elem(m->outlier_svc, &svc_id, &svc) && svc.ejected > 0;
+	}
+	if (!sm->value)
 		return false;
-	if (bpf_map_lookup_elem(m->outlier, &key, &st) || !st.ejected_until_ns)
-		return false;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return st.ejected_until_ns > (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	bm = memo_slot(backend_memo, be_key);
+	if (bm->key != be_key || now - bm->at_ns >= EJECTED_TTL_NS) {
+		*bm = (struct ejected_memo){ .key = be_key, .at_ns = now };
+		if (!bpf_map_lookup_elem(m->outlier, &key, &st))
+			bm->value = st.ejected_until_ns;
+	}
+	return bm->value > now;
+}
+
+/*
+ * A listening socket in the proxy cgroup. If the kernel refuses (clone3 into a cgroup needs 5.7), the socket
+ * is made here and the proxy goes back to adding accepted sockets to the sockmap itself.
+ */
+static int socket_in_proxy_cgroup(void *ctx, int domain, int type)
+{
+	struct l7_mod *m = ctx;
+	int cg = __atomic_load_n(&m->proxy_cgroup, __ATOMIC_ACQUIRE), fd = -EBADF;
+
+	if (cg >= 0)
+		fd = l7_capture_socket_in_cgroup(cg, domain, type);
+	if (fd >= 0)
+		return fd;
+	if (cg >= 0) {
+		log_warn("l7: listener in the proxy cgroup: %s; accepted sockets join the sockmap after accept",
+			 strerror(-fd));
+		/* closed with the module: a worker may be reading it in resolve_captured */
+		__atomic_store_n(&m->proxy_cgroup, -1, __ATOMIC_RELEASE);
+		m->proxy_cgroup_unused = cg;
+	}
+	fd = socket(domain, type, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * The proxy cgroup, if the sockmap module prepared it (attached sockops there, or the served cgroup's own
+ * sockops reaches it): listeners made there have their accepted sockets in the sockhash from the start.
+ */
+static void open_proxy_cgroup(struct l7_mod *m, const struct xm_agent_opts *o)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+
+	if (m->pairs < 0 || !o->cgroup || l7_proxy_cgroup_path(o->cgroup, path, sizeof(path)))
+		return;
+	snprintf(link, sizeof(link), "%s/links/%s", o->bpffs, XM_SOCKMAP_L7_PROXY_OPS_LINK);
+	if (!l7_proxy_cgroup_inherits(o->cgroup, path) && access(link, F_OK))
+		return;
+	m->proxy_cgroup = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (m->proxy_cgroup < 0)
+		log_warn("l7: proxy cgroup %s: %s; accepted sockets join the sockmap after accept", path,
+			 strerror(errno));
+	else
+		log_info("l7: listeners in cgroup %s (sockmap's sockops there)", path);
 }
 
 static void write_access_log(void *ctx, size_t worker, const struct l7_record *r)
@@ -149,6 +238,8 @@ static void l7_mod_free(struct l7_mod *m)
 	close_fd(&m->sk_storage);
 	close_fd(&m->outlier);
 	close_fd(&m->outlier_svc);
+	close_fd(&m->proxy_cgroup);
+	close_fd(&m->proxy_cgroup_unused);
 	free(m);
 }
 
@@ -162,7 +253,8 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 	*state = NULL;
 	if (!m)
 		return -ENOMEM;
-	m->origdst = m->pairs = m->sk_storage = m->outlier = m->outlier_svc = -1;
+	m->origdst = m->pairs = m->sk_storage = m->outlier = m->outlier_svc = m->proxy_cgroup = -1;
+	m->proxy_cgroup_unused = -1;
 	m->proxy_map = pins_open(o->bpffs, "xm_l7_proxy");
 	if (m->proxy_map < 0) {
 		err = m->proxy_map;
@@ -193,6 +285,7 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 		m->sk_storage = -1;
 		log_info("l7: sockmap not loaded; the pod <-> proxy hop takes the TCP/IP stack");
 	}
+	open_proxy_cgroup(m, o);
 	m->outlier = pins_open(o->bpffs, "xm_outlier");
 	m->outlier_svc = m->outlier >= 0 ? pins_open(o->bpffs, "xm_outlier_svc") : -1;
 	if (m->outlier < 0 || m->outlier_svc < 0) {
@@ -215,6 +308,10 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 	po.port = o->proxy_port ? o->proxy_port : L7_PROXY_DEFAULT_PORT;
 	po.resolve = resolve_captured;
 	po.resolve_ctx = m;
+	if (m->proxy_cgroup >= 0) {
+		po.make_socket = socket_in_proxy_cgroup;
+		po.socket_ctx = m;
+	}
 	if (m->outlier_svc >= 0) {
 		po.ejected = endpoint_ejected;
 		po.ejected_ctx = m;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Same-node socket acceleration as a module: load/adopt, the local-address set per snapshot, the switch. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,12 +10,31 @@
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
 #include "daemon/module.h"
+#include "datapath/l7_proxy_cgroup.h"
 #include "datapath/sockmap.h"
 
 struct sockmap_mod {
 	struct xm_sockmap sm;
 	struct xm_snapshot *published; /* whose local addresses the map holds; NULL: unknown, sync it whole */
 };
+
+/*
+ * The L7 proxy's cgroup (its listeners are made there, daemon/mod_l7.c) gets sockops too, so the pod <-> proxy
+ * hop joins the sockhash at connection setup. Without it the proxy makes its listeners where it runs.
+ */
+static void attach_proxy_cgroup(struct xm_sockmap *sm, const char *served)
+{
+	char path[PATH_MAX] = "";
+	int err = l7_proxy_cgroup_path(served, path, sizeof(path));
+
+	if (!err)
+		err = l7_proxy_cgroup_create(path);
+	if (!err && !l7_proxy_cgroup_inherits(served, path))
+		err = sockmap_attach_ops_cgroup(sm, path, XM_SOCKMAP_L7_PROXY_OPS_LINK);
+	if (err)
+		log_warn("sockmap: L7 proxy cgroup %s: %s; the pod <-> proxy hop takes the TCP/IP stack", path,
+			 strerror(-err));
+}
 
 static int sockmap_mod_init(struct xm_agent *a, void **state)
 {
@@ -34,6 +54,8 @@ static int sockmap_mod_init(struct xm_agent *a, void **state)
 		log_warn("sockmap: not loaded; same-node redirection stays off");
 		return 0;
 	}
+	if (o->proxy_workers != 0)
+		attach_proxy_cgroup(&m->sm, o->cgroup);
 	*state = m;
 	return 0;
 }

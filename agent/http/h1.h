@@ -129,6 +129,15 @@ void h1_chunked_init(struct h1_chunked *c);
  */
 long h1_chunked_scan(struct h1_chunked *c, const char *buf, size_t len, enum h1_error *err);
 
+/*
+ * The same scan, but the payload is copied out: the chunk data among src[0..len) goes to dst, in order and
+ * without the size lines, CRLFs, extensions or trailer (dropped), and *payload_len says how much. dst needs
+ * room for len bytes, and may be src (the payload is compacted in place: it only moves towards the front).
+ * Same return value, errors and limits as h1_chunked_scan (on -1, dst holds unspecified bytes).
+ */
+long h1_chunked_decode(struct h1_chunked *c, const char *src, size_t len, char *dst, size_t *payload_len,
+		       enum h1_error *err);
+
 /* Case-insensitive comparison of a header name (or any span) with a C string. */
 bool h1_name_eq(struct h1_str s, const char *name);
 /* The first header called name, or NULL. */

@@ -478,6 +478,18 @@ static int pick_consistent_hash(struct l7_balancer *b, const struct l7_cluster *
 	return -1;
 }
 
+bool l7_balance_counts_active(const struct l7_cluster *c)
+{
+	switch (c->policy.lb.simple) {
+	case XM_DR_LB_ROUND_ROBIN:
+	case XM_DR_LB_RANDOM:
+	case XM_DR_LB_CONSISTENT_HASH:
+		return false;
+	default: /* what l7_balance_pick treats as LEAST_REQUEST */
+		return true;
+	}
+}
+
 void l7_balance_pick(struct l7_balancer *b, const struct l7_cluster *c, const struct l7_request_view *rq,
 		     const union xm_addr *client, uint8_t family, struct l7_pick *out)
 {

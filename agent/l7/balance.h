@@ -20,6 +20,8 @@
 /* Active requests per backend id, shared by every worker (atomic adds): LEAST_REQUEST's view. */
 void l7_active_add(uint32_t backend_id, int delta);
 uint32_t l7_active_get(uint32_t backend_id);
+/* Whether picks in c read the active counts (LEAST_REQUEST, Istio's default): only then are they kept. */
+bool l7_balance_counts_active(const struct l7_cluster *c);
 
 /*
  * Is this endpoint ejected right now (the kernel's outlier state)? Set by the proxy; NULL: never. Asked only

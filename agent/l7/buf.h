@@ -24,7 +24,7 @@ struct l7_buf {
  * requests, and malloc would otherwise hand the arena's top back to the kernel and fault it in again each
  * time. Per thread, bounded (L7_BUF_CACHE); buf.c.
  */
-#define L7_BUF_CACHE 16
+#define L7_BUF_CACHE 64
 char *l7_buf_alloc(void);
 void l7_buf_release(char *data);
 /* Frees the calling thread's cached buffers (a worker that stops). */

@@ -21,19 +21,40 @@
 #define LINGER_MS	2000	/* after our last byte: how long a client may keep sending before the close */
 #define DEFAULT_IDLE_MS 3600000 /* Envoy's idle_timeout for downstream connections */
 
-static void on_down_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
-{
-	struct l7_down *d = ctx;
-
-	(void)loop, (void)timer;
-	/* Idle between requests, or lingering: either way nothing is in flight. */
-	if (d->state == L7_DOWN_HEAD || d->state == L7_DOWN_LINGER)
-		l7_down_close(d);
-}
-
 static uint64_t idle_ms(const struct l7_down *d)
 {
 	return d->w->proxy->opts.idle_timeout_ms ? d->w->proxy->opts.idle_timeout_ms : DEFAULT_IDLE_MS;
+}
+
+/*
+ * The idle timer is not moved per request (a heap operation and a clock read each time): it stays armed
+ * and, when it fires, closes the connection only if it has idled idle_ms since idle_since_ms; otherwise it
+ * sets itself to when that would be. Lingering arms it exactly.
+ */
+static void on_down_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
+{
+	struct l7_down *d = ctx;
+	uint64_t now, due;
+
+	switch (d->state) {
+	case L7_DOWN_LINGER:
+		l7_down_close(d);
+		return;
+	case L7_DOWN_HEAD: /* between requests, or in the middle of a head */
+		if (l7_buf_len(&d->out))
+			break; /* the last response is still leaving */
+		now = loop_now_ms();
+		due = d->idle_since_ms + idle_ms(d);
+		if (due <= now)
+			l7_down_close(d);
+		else
+			loop_timer_arm(loop, timer, due - now);
+		return;
+	default:
+		break;
+	}
+	/* Busy: the idle time starts again when the exchange ends. */
+	loop_timer_arm(loop, timer, idle_ms(d));
 }
 
 static void down_read(struct l7_down *d)
@@ -52,13 +73,15 @@ static void down_read(struct l7_down *d)
 		d->error = true;
 }
 
-static bool down_flush(struct l7_down *d)
+/* Writes what d->out holds; false on a write error. Sets *sent when bytes left. */
+static bool down_flush_sent(struct l7_down *d, bool *sent)
 {
 	while (l7_buf_len(&d->out)) {
 		ssize_t n = send(d->fd, l7_buf_peek(&d->out), l7_buf_len(&d->out), MSG_NOSIGNAL);
 
 		if (n > 0) {
 			l7_buf_consume(&d->out, (uint32_t)n);
+			*sent = true;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -66,6 +89,15 @@ static bool down_flush(struct l7_down *d)
 		return false;
 	}
 	return true;
+}
+
+bool l7_down_flush(struct l7_down *d)
+{
+	bool sent = false;
+
+	if (!down_flush_sent(d, &sent))
+		d->error = true;
+	return !d->error;
 }
 
 static void down_update_events(struct l7_down *d)
@@ -102,6 +134,7 @@ static bool head_step(struct l7_down *d)
 		}
 		l7_buf_trim(&d->in);
 		l7_buf_trim(&d->out);
+		d->idle_since_ms = loop_batch_ms(d->w->loop);
 		if (!loop_timer_armed(d->timer))
 			loop_timer_arm(d->w->loop, d->timer, idle_ms(d));
 		return false;
@@ -116,7 +149,6 @@ static bool head_step(struct l7_down *d)
 			l7_down_close(d);
 		return false;
 	}
-	loop_timer_disarm(d->w->loop, d->timer);
 	d->requests++;
 	if (n < 0) {
 		l7_exchange_bad_request(d, err);
@@ -144,40 +176,55 @@ static void linger_step(struct l7_down *d)
 		l7_down_close(d);
 }
 
+/* One pass of the connection's state machine; true if anything moved or changed. */
+static bool down_step(struct l7_down *d)
+{
+	switch (d->state) {
+	case L7_DOWN_HEAD:
+		return head_step(d);
+	case L7_DOWN_EXCHANGE:
+		return l7_exchange_step(d);
+	case L7_DOWN_TUNNEL:
+		return l7_tunnel_step(d);
+	case L7_DOWN_CLOSING:
+		return closing_step(d);
+	case L7_DOWN_LINGER:
+		linger_step(d);
+		return false;
+	}
+	return false;
+}
+
+/*
+ * The state machine runs until it is stuck, and only then are the buffers written: a response head and its
+ * body leave in one send (one segment, one wakeup of the client), not one send each. Writing makes room,
+ * which may unstick it (a body bigger than a buffer, the next pipelined request): then it runs again.
+ */
 void l7_down_progress(struct l7_down *d)
 {
-	bool moved = true;
+	for (;;) {
+		bool sent = false;
 
-	while (moved && !d->dead) {
-		moved = false;
-		if (!down_flush(d))
+		while (!d->dead && !d->error && down_step(d))
+			;
+		if (d->dead)
+			return;
+		if (!d->error && !down_flush_sent(d, &sent))
 			d->error = true;
-		if (d->x.up && !d->x.up->connecting && !d->x.up->error)
-			l7_up_flush(d->x.up);
+		if (d->x.up && !d->x.up->connecting && !d->x.up->error && l7_buf_len(&d->x.up->out)) {
+			uint32_t queued = l7_buf_len(&d->x.up->out);
+
+			/* Room made may move more body; an error is the exchange's to notice now. */
+			if (!l7_up_flush(d->x.up) || l7_buf_len(&d->x.up->out) < queued)
+				sent = true;
+		}
 		if (d->error) {
 			l7_down_close(d);
 			return;
 		}
-		switch (d->state) {
-		case L7_DOWN_HEAD:
-			moved = head_step(d);
+		if (!sent)
 			break;
-		case L7_DOWN_EXCHANGE:
-			moved = l7_exchange_step(d);
-			break;
-		case L7_DOWN_TUNNEL:
-			moved = l7_tunnel_step(d);
-			break;
-		case L7_DOWN_CLOSING:
-			moved = closing_step(d);
-			break;
-		case L7_DOWN_LINGER:
-			linger_step(d);
-			break;
-		}
 	}
-	if (d->dead)
-		return;
 	down_update_events(d);
 	if (d->x.up && !d->x.up->dead)
 		l7_up_update_events(d->x.up);
@@ -224,6 +271,7 @@ void l7_down_accept(struct l7_worker *w, int fd, const struct sockaddr_storage *
 	}
 	inet_ntop(d->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, d->peer.bytes, d->peer_str, sizeof(d->peer_str));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	d->idle_since_ms = loop_batch_ms(w->loop);
 	d->timer = loop_timer_add(w->loop, idle_ms(d), 0, on_down_timer, d);
 	if (!d->timer || loop_add_fd(w->loop, fd, EPOLLIN, on_down_event, d)) {
 		loop_timer_cancel(w->loop, d->timer);

@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -44,25 +45,35 @@ static void copy_span(char *dst, size_t cap, struct h1_str s)
 	dst[n] = '\0';
 }
 
-static void copy_header(char *dst, size_t cap, const struct h1_request *req, const char *name)
+/* user-agent and x-request-id (the first of each) for the record, in one pass over the fields. */
+static void copy_record_headers(struct l7_exchange *x, const struct h1_request *req)
 {
-	const struct h1_header *h = h1_find(req->headers, req->n_headers, name);
+	bool ua = false, id = false;
 
-	if (h)
-		copy_span(dst, cap, h->value);
-	else
-		dst[0] = '\0';
+	for (uint32_t i = 0; i < req->n_headers && !(ua && id); i++) {
+		const struct h1_header *h = &req->headers[i];
+
+		if (!ua && h->name.len == 10 && h1_name_eq(h->name, "user-agent")) {
+			copy_span(x->t->user_agent, sizeof(x->t->user_agent), h->value);
+			ua = true;
+		} else if (!id && h->name.len == 12 && h1_name_eq(h->name, "x-request-id")) {
+			copy_span(x->t->request_id, sizeof(x->t->request_id), h->value);
+			id = true;
+		}
+	}
 }
 
 /*
- * Moves body bytes from `from` to `to` (NULL: dropped) under the body's framing. Returns the bytes moved,
- * or -1 on a chunked-framing error. *done once the body ended (for CLOSE: at eof with nothing left).
+ * Moves body bytes from `from` to `to` (NULL: dropped) under the body's framing; a chunked body goes as it
+ * came, or only its payload when dechunk (then to is not NULL). Returns the bytes taken from `from`, or -1 on
+ * a chunked-framing error. *done once the body ended (for CLOSE: at eof with nothing left).
  */
 static long move_body(struct l7_buf *from, struct l7_buf *to, enum h1_body kind, uint64_t *remaining,
-		      struct h1_chunked *ck, bool eof, bool *done, uint64_t *bytes)
+		      struct h1_chunked *ck, bool dechunk, bool eof, bool *done, uint64_t *bytes)
 {
 	uint32_t avail = l7_buf_len(from), n;
 	enum h1_error err;
+	size_t payload;
 	long r;
 
 	if (kind == H1_BODY_NONE || (kind == H1_BODY_LENGTH && !*remaining)) {
@@ -82,6 +93,17 @@ static long move_body(struct l7_buf *from, struct l7_buf *to, enum h1_body kind,
 	case H1_BODY_CHUNKED:
 		if (!n)
 			break;
+		if (dechunk) {
+			/* The payload is never longer than the bytes that carry it: room for n is room enough. */
+			r = h1_chunked_decode(ck, l7_buf_peek(from), n, l7_buf_end(to), &payload, &err);
+			if (r < 0)
+				return -1;
+			l7_buf_commit(to, (uint32_t)payload);
+			l7_buf_consume(from, (uint32_t)r);
+			*bytes = ck->data_bytes;
+			*done = ck->done;
+			return r;
+		}
 		r = h1_chunked_scan(ck, l7_buf_peek(from), n, &err);
 		if (r < 0)
 			return -1;
@@ -105,7 +127,9 @@ static long move_body(struct l7_buf *from, struct l7_buf *to, enum h1_body kind,
 
 static void fill_record(struct l7_down *d, struct l7_record *r)
 {
+	static const struct l7_exchange_text none;
 	struct l7_exchange *x = &d->x;
+	const struct l7_exchange_text *t = x->t ? x->t : &none;
 
 	memset(r, 0, sizeof(*r));
 	r->start_unix_ns = x->start_unix_ns;
@@ -114,11 +138,11 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->flags = x->flags;
 	r->request_bytes = x->req_bytes;
 	r->response_bytes = x->resp_bytes;
-	r->method = x->method;
-	r->path = x->path;
-	r->authority = x->authority;
-	r->user_agent = x->user_agent;
-	memcpy(r->request_id, x->request_id, sizeof(r->request_id));
+	r->method = t->method;
+	r->path = t->path;
+	r->authority = t->authority;
+	r->user_agent = t->user_agent;
+	memcpy(r->request_id, t->request_id, sizeof(r->request_id));
 	r->protocol = x->http10 ? "HTTP/1.0" : "HTTP/1.1";
 	r->source = x->source;
 	r->cluster = x->cluster;
@@ -130,7 +154,7 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->request_head_bytes = x->req_head_bytes;
 	r->response_head_bytes = x->resp_head_bytes;
 	r->upstream_service_ns = x->upstream_service_ns;
-	r->forwarded_for = x->xff[0] ? x->xff : NULL;
+	r->forwarded_for = t->xff[0] ? t->xff : NULL;
 	r->details = x->details;
 	r->route = x->route;
 	r->downstream_local_addr = d->vip.vip;
@@ -139,22 +163,31 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->upstream_local_addr = x->up_local;
 	r->upstream_local_port = x->up_local_port;
 	r->upstream_local_family = x->up_local_family;
+	/* The hold is released after the record: its snapshot outlives it, and l7_stats_record's memo works. */
+	r->snapshot_generation = x->hold ? x->hold->snap->generation : 0;
 }
 
-/* x-forwarded-for as l7_rewrite_request writes it: the values received, then the client. */
+/* x-forwarded-for as l7_rewrite_request writes it: the values received, then the client (cut to fit). */
 static void forwarded_for(const struct h1_request *req, const char *client, char *buf, size_t cap)
 {
-	size_t n = 0;
+	size_t n = 0, k;
 
-	buf[0] = '\0';
 	for (uint32_t i = 0; i < req->n_headers; i++) {
 		const struct h1_header *h = &req->headers[i];
 
-		if (h1_name_eq(h->name, "x-forwarded-for") && h->value.len && n < cap)
-			n += (size_t)snprintf(buf + n, cap - n, "%.*s, ", (int)h->value.len, h->value.p);
+		if (h->name.len != 15 || !h->value.len || !h1_name_eq(h->name, "x-forwarded-for"))
+			continue;
+		k = h->value.len < cap - 1 - n ? h->value.len : cap - 1 - n;
+		memcpy(buf + n, h->value.p, k);
+		n += k;
+		k = cap - 1 - n < 2 ? cap - 1 - n : 2;
+		memcpy(buf + n, ", ", k);
+		n += k;
 	}
-	if (n < cap)
-		snprintf(buf + n, cap - n, "%s", client);
+	k = strlen(client);
+	k = k < cap - 1 - n ? k : cap - 1 - n;
+	memcpy(buf + n, client, k);
+	buf[n + k] = '\0';
 }
 
 void l7_exchange_finish(struct l7_down *d)
@@ -181,6 +214,8 @@ void l7_exchange_finish(struct l7_down *d)
 	x->head = NULL;
 	l7_worker_release(w, x->hold);
 	x->hold = NULL;
+	l7_text_put(w, x->t);
+	x->t = NULL;
 	if (!x->keep_alive || !x->req_done)
 		d->close_after = true;
 	d->state = d->close_after ? L7_DOWN_CLOSING : L7_DOWN_HEAD;
@@ -205,11 +240,20 @@ void l7_exchange_local_reply(struct l7_down *d, uint16_t status, uint32_t flags,
 	struct l7_exchange *x = &d->x;
 	struct l7_worker *w = d->w;
 	bool close = d->close_after || !x->keep_alive || !x->req_done || w->draining || d->eof;
+	char extra_10[1600];
 	int n;
 
 	if (x->up) {
 		l7_up_close(x->up);
 		x->up = NULL;
+	}
+	/* An HTTP/1.0 client that asked for keep-alive is told it keeps the connection, as on a relayed response. */
+	if (x->http10 && !close) {
+		n = snprintf(extra_10, sizeof(extra_10), "%sconnection: keep-alive\r\n", extra ? extra : "");
+		if (n > 0 && (size_t)n < sizeof(extra_10))
+			extra = extra_10;
+		else
+			close = true;
 	}
 	n = l7_local_reply(status, extra, body, body_len, close, w->scratch, sizeof(w->scratch));
 	if (n < 0 || !l7_buf_append(&d->out, w->scratch, (uint32_t)n)) {
@@ -235,8 +279,9 @@ void l7_exchange_bad_request(struct l7_down *d, enum h1_error err)
 	memset(x, 0, sizeof(*x));
 	x->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
 	x->start_unix_ns = clock_ns(CLOCK_REALTIME);
-	snprintf(x->method, sizeof(x->method), "-");
-	snprintf(x->path, sizeof(x->path), "-");
+	x->t = l7_text_get(d->w);
+	memcpy(x->t->method, "-", 2);
+	memcpy(x->t->path, "-", 2);
 	x->details = h1_error_name(err);
 	d->state = L7_DOWN_EXCHANGE;
 	d->close_after = true;
@@ -296,7 +341,7 @@ static void mirror_request(struct l7_down *d, const struct h1_request *req, uint
 	struct l7_req_rewrite rw = {
 		.route = route,
 		.client_addr = d->peer_str,
-		.request_id = d->x.request_id,
+		.request_id = d->x.t->request_id,
 		.host_suffix = "-shadow",
 		.default_authority = route->mirror->host_fqdn,
 		.close = true,
@@ -343,7 +388,7 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	char extra[1400];
 	int n;
 
-	x->service = routes ? l7_service_find(routes, &d->vip) : NULL;
+	x->service = routes ? d->service : NULL;
 	x->route = x->service && !req->is_connect ? l7_route_select(routes, x->service, &view) : NULL;
 	if (!x->route) {
 		l7_buf_consume(&d->in, head_len);
@@ -375,12 +420,13 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	}
 	x->endpoint = x->cluster->endpoints[pick.index];
 	x->endpoint_wl = x->cluster->endpoint_wl ? x->cluster->endpoint_wl[pick.index] : NULL;
-	memcpy(x->set_cookie, pick.set_cookie, sizeof(x->set_cookie));
+	if (pick.set_cookie[0])
+		memcpy(x->t->set_cookie, pick.set_cookie, sizeof(x->t->set_cookie));
 	rw = (struct l7_req_rewrite){
 		.route = x->route,
 		.dest = x->dest,
 		.client_addr = d->peer_str,
-		.request_id = x->request_id,
+		.request_id = x->t->request_id,
 		.default_authority = x->cluster->host_fqdn,
 	};
 	n = l7_rewrite_request(req, &rw, w->scratch, sizeof(w->scratch));
@@ -392,7 +438,7 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	}
 	memcpy(x->head, w->scratch, (size_t)n);
 	x->head_len = (uint32_t)n;
-	forwarded_for(req, d->peer_str, x->xff, sizeof(x->xff));
+	forwarded_for(req, d->peer_str, x->t->xff, sizeof(x->t->xff));
 	if (x->route->mirror && x->route->mirror->n_endpoints)
 		mirror_request(d, req, head_len, &view);
 	l7_buf_consume(&d->in, head_len);
@@ -408,28 +454,28 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 	x->up->idle_timeout_ms = x->cluster->policy.pool.http_idle_timeout_ms
 				     ? x->cluster->policy.pool.http_idle_timeout_ms
 				     : DEFAULT_POOL_IDLE_MS;
-	l7_active_add(x->endpoint->id, 1);
-	x->counted_active = true;
+	if (l7_balance_counts_active(x->cluster)) {
+		l7_active_add(x->endpoint->id, 1);
+		x->counted_active = true;
+	}
 }
 
 void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t head_len)
 {
 	struct l7_exchange *x = &d->x;
 	struct l7_worker *w = d->w;
-	const struct xm_identity *id;
-
 	memset(x, 0, sizeof(*x));
+	x->t = l7_text_get(w);
 	x->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
 	x->start_unix_ns = clock_ns(CLOCK_REALTIME);
 	x->hold = l7_worker_hold(w);
 	x->req_head_bytes = head_len;
-	copy_span(x->method, sizeof(x->method), req->method);
-	copy_span(x->path, sizeof(x->path), req->target);
-	copy_span(x->authority, sizeof(x->authority), req->host);
-	copy_header(x->user_agent, sizeof(x->user_agent), req, "user-agent");
-	copy_header(x->request_id, sizeof(x->request_id), req, "x-request-id");
-	if (!x->request_id[0])
-		l7_uuid4(&w->rng, x->request_id);
+	copy_span(x->t->method, sizeof(x->t->method), req->method);
+	copy_span(x->t->path, sizeof(x->t->path), req->target);
+	copy_span(x->t->authority, sizeof(x->t->authority), req->host);
+	copy_record_headers(x, req);
+	if (!x->t->request_id[0])
+		l7_uuid4(&w->rng, x->t->request_id);
 	x->is_head = req->is_head;
 	x->is_connect = req->is_connect;
 	x->http10 = req->minor_version == 0;
@@ -440,8 +486,14 @@ void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t
 	x->req_remaining = req->content_length;
 	h1_chunked_init(&x->req_chunk);
 	x->req_done = req->body == H1_BODY_NONE || (req->body == H1_BODY_LENGTH && !req->content_length);
-	id = x->hold ? identities_find(&x->hold->snap->identities, &d->peer, d->family) : NULL;
-	x->source = id ? id->wl : NULL;
+	if (x->hold && d->lookup_epoch != x->hold->epoch) {
+		const struct xm_identity *id = identities_find(&x->hold->snap->identities, &d->peer, d->family);
+
+		d->source = id ? id->wl : NULL;
+		d->service = x->hold->routes ? l7_service_find(x->hold->routes, &d->vip) : NULL;
+		d->lookup_epoch = x->hold->epoch;
+	}
+	x->source = x->hold ? d->source : NULL;
 	route_request(d, req, head_len);
 }
 
@@ -492,7 +544,7 @@ static bool response_head_step(struct l7_down *d)
 	struct l7_resp_rewrite rw = { 0 };
 	enum h1_error err = H1_E_NONE;
 	uint32_t len = l7_buf_len(&up->in);
-	bool close;
+	bool close, dechunk;
 	int n, k;
 
 	if (!len) {
@@ -525,13 +577,17 @@ static bool response_head_step(struct l7_down *d)
 		l7_buf_consume(&up->in, (uint32_t)n);
 		return true;
 	}
-	close = d->close_after || !x->keep_alive || w->draining || !x->req_done || resp.body == H1_BODY_CLOSE || d->eof;
+	/* HTTP/1.0 has no chunked coding (RFC 9112 §6.1): such a client gets the payload, delimited by the close. */
+	dechunk = x->http10 && resp.body == H1_BODY_CHUNKED;
+	close = d->close_after || !x->keep_alive || w->draining || !x->req_done || resp.body == H1_BODY_CLOSE ||
+		d->eof || dechunk;
 	rw = (struct l7_resp_rewrite){
 		.route = x->route,
 		.dest = x->dest,
-		.set_cookie = x->set_cookie,
+		.set_cookie = x->t->set_cookie,
 		.close = close,
 		.keep_alive_10 = x->http10 && !close,
+		.dechunk = dechunk,
 	};
 	k = l7_rewrite_response(&resp, &rw, w->scratch, sizeof(w->scratch));
 	if (k < 0) {
@@ -551,6 +607,7 @@ static bool response_head_step(struct l7_down *d)
 	x->resp_body = resp.body;
 	x->resp_remaining = resp.content_length;
 	x->resp_keep_alive = resp.keep_alive;
+	x->resp_dechunk = dechunk;
 	h1_chunked_init(&x->resp_chunk);
 	if (close)
 		d->close_after = true;
@@ -588,8 +645,8 @@ bool l7_exchange_step(struct l7_down *d)
 		moved = true;
 	}
 	if (!x->req_done) {
-		n = move_body(&d->in, &up->out, x->req_body, &x->req_remaining, &x->req_chunk, d->eof, &x->req_done,
-			      &x->req_bytes);
+		n = move_body(&d->in, &up->out, x->req_body, &x->req_remaining, &x->req_chunk, false, d->eof,
+			      &x->req_done, &x->req_bytes);
 		if (n < 0) {
 			atomic_fetch_add_explicit(&d->w->c.parse_errors[H1_E_BAD_CHUNK], 1, memory_order_relaxed);
 			l7_exchange_abort(d, L7_RF_BAD_REQUEST);
@@ -607,8 +664,8 @@ bool l7_exchange_step(struct l7_down *d)
 	if (d->state == L7_DOWN_TUNNEL)
 		return true;
 	if (!x->resp_done) {
-		n = move_body(&up->in, &d->out, x->resp_body, &x->resp_remaining, &x->resp_chunk, up->eof,
-			      &x->resp_done, &x->resp_bytes);
+		n = move_body(&up->in, &d->out, x->resp_body, &x->resp_remaining, &x->resp_chunk, x->resp_dechunk,
+			      up->eof, &x->resp_done, &x->resp_bytes);
 		if (n < 0 || (!x->resp_done && (up->error || (up->eof && !l7_buf_len(&up->in))))) {
 			atomic_fetch_add_explicit(&d->w->c.upstream_resets, 1, memory_order_relaxed);
 			l7_exchange_abort(d, L7_RF_UC); /* cut short: the client sees the connection close */
@@ -617,6 +674,7 @@ bool l7_exchange_step(struct l7_down *d)
 		moved |= n > 0;
 	}
 	if (x->resp_done) {
+		l7_down_flush(d); /* the client has its response before the bookkeeping */
 		l7_exchange_finish(d);
 		return true;
 	}

@@ -32,7 +32,8 @@ static void format_addr(const struct l7_proxy_addr *a, uint16_t port, char *buf,
 }
 
 /* One SO_REUSEPORT listening socket on a:port; returns the fd or -errno. */
-static int open_listener(const struct l7_proxy_addr *a, uint16_t port, uint16_t *bound_port)
+static int open_listener(const struct l7_proxy_opts *o, const struct l7_proxy_addr *a, uint16_t port,
+			 uint16_t *bound_port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -54,9 +55,15 @@ static int open_listener(const struct l7_proxy_addr *a, uint16_t port, uint16_t 
 		memcpy(&sin6->sin6_addr, a->addr.bytes, 16);
 		len = sizeof(*sin6);
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
+	if (o->make_socket) {
+		fd = o->make_socket(o->socket_ctx, ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return fd;
+	} else {
+		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
 	    (a->family == XM_FAMILY_V6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
@@ -137,7 +144,7 @@ static int listener_open(struct l7_proxy *p, struct l7_listener *l)
 	take_adopted(p, l);
 	l->n_adopted = l->n_fds;
 	while (l->n_fds < p->n_workers) {
-		fd = open_listener(&l->addr, p->port, p->port ? NULL : &p->port);
+		fd = open_listener(&p->opts, &l->addr, p->port, p->port ? NULL : &p->port);
 		if (fd < 0) {
 			while (l->n_fds > l->n_adopted)
 				close(l->fds[--l->n_fds]);

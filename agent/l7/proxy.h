@@ -48,6 +48,13 @@ struct l7_proxy_opts {
 	void *record_ctx;
 	uint64_t idle_timeout_ms;  /* idle downstream keep-alive connections; 0: 1 hour (Envoy's) */
 	uint64_t drain_timeout_ms; /* how long l7_proxy_free lets requests finish; 0: 10 s */
+	/*
+	 * Makes a listening socket (socket(2)'s domain and type): the module puts them in the proxy's own
+	 * cgroup, where sockmap's sockops runs (datapath/l7_proxy_cgroup.h). Returns the fd or -errno. NULL:
+	 * socket(2) in the agent's cgroup.
+	 */
+	int (*make_socket)(void *ctx, int domain, int type);
+	void *socket_ctx;
 };
 
 /* Starts the workers (they serve nothing until listen and apply). NULL with *err = -errno. */

@@ -34,6 +34,9 @@ static void put_str(struct writer *w, const char *s)
 	put(w, s, strlen(s));
 }
 
+/* A string literal, its length known at compile time. */
+#define put_lit(w, lit) put((w), "" lit, sizeof(lit) - 1)
+
 static void put_span(struct writer *w, struct h1_str s)
 {
 	put(w, s.p, s.len);
@@ -45,6 +48,22 @@ static void put_header(struct writer *w, const char *name, size_t name_len, cons
 	put(w, ": ", 2);
 	put(w, value, value_len);
 	put(w, "\r\n", 2);
+}
+
+/*
+ * A head the proxy writes stays within the parser's limits, its own and the upstream's (Envoy's): a request
+ * whose added fields would pass H1_MAX_HEADERS or H1_MAX_HEAD_BYTES is answered 431 instead.
+ */
+static int finish_head(struct writer *w)
+{
+	uint32_t lines = 0;
+
+	if (w->overflow || w->len > H1_MAX_HEAD_BYTES)
+		return -ENOSPC;
+	for (const char *p = w->p, *end = w->p + w->len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+		lines++;
+	/* the start line and the empty line end the count */
+	return lines > H1_MAX_HEADERS + 2 ? -ENOSPC : (int)w->len;
 }
 
 static int finish(struct writer *w)
@@ -165,7 +184,7 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 			return n;
 		w.len += (size_t)n;
 	}
-	put_str(&w, " HTTP/1.1\r\nhost: ");
+	put_lit(&w, " HTTP/1.1\r\nhost: ");
 	if (rw->route && rw->route->rewrite_authority)
 		put_str(&w, rw->route->rewrite_authority);
 	else if (req->host.len)
@@ -194,7 +213,7 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 		put_span(&w, h->value);
 		put(&w, "\r\n", 2);
 	}
-	put_str(&w, "x-forwarded-for: ");
+	put_lit(&w, "x-forwarded-for: ");
 	for (uint32_t i = 0; i < req->n_headers; i++) {
 		const struct h1_header *h = &req->headers[i];
 
@@ -210,7 +229,7 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 	if (!first_xff)
 		put(&w, ", ", 2);
 	put_str(&w, rw->client_addr ? rw->client_addr : "");
-	put_str(&w, "\r\nx-forwarded-proto: http\r\n");
+	put_lit(&w, "\r\nx-forwarded-proto: http\r\n");
 	if (!has_request_id && rw->request_id)
 		put_header(&w, "x-request-id", 12, rw->request_id, strlen(rw->request_id));
 	if (rh) {
@@ -222,17 +241,17 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 		put_ops(&w, dh->req_add, dh->n_req_add);
 	}
 	if (req->body == H1_BODY_CHUNKED)
-		put_str(&w, "transfer-encoding: chunked\r\n");
+		put_lit(&w, "transfer-encoding: chunked\r\n");
 	up = req->upgrade ? h1_find(req->headers, req->n_headers, "upgrade") : NULL;
 	if (up) {
-		put_str(&w, "connection: upgrade\r\nupgrade: ");
+		put_lit(&w, "connection: upgrade\r\nupgrade: ");
 		put_span(&w, up->value);
 		put(&w, "\r\n", 2);
 	} else if (rw->close) {
-		put_str(&w, "connection: close\r\n");
+		put_lit(&w, "connection: close\r\n");
 	}
 	put(&w, "\r\n", 2);
-	return finish(&w);
+	return finish_head(&w);
 }
 
 int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rewrite *rw, char *buf, size_t cap)
@@ -240,10 +259,13 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 	const struct l7_headers *rh = route_headers(rw->route), *dh = dest_headers(rw->dest);
 	bool informational = resp->status < 200 && resp->status != 101;
 	struct writer w = { .p = buf, .cap = cap };
-	char line[48];
+	unsigned int st = resp->status % 1000; /* the parser takes three digits */
+	char line[13] = "HTTP/1.1 000 ";
 
-	snprintf(line, sizeof(line), "HTTP/1.1 %03u ", resp->status);
-	put_str(&w, line);
+	line[9] = (char)('0' + st / 100);
+	line[10] = (char)('0' + st / 10 % 10);
+	line[11] = (char)('0' + st % 10);
+	put(&w, line, sizeof(line));
 	if (resp->reason.len)
 		put_span(&w, resp->reason);
 	else
@@ -263,7 +285,7 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 	}
 	if (informational) {
 		put(&w, "\r\n", 2);
-		return finish(&w);
+		return finish_head(&w);
 	}
 	if (rh) {
 		put_ops(&w, rh->resp_set, rh->n_resp_set);
@@ -275,24 +297,24 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 	}
 	if (rw->set_cookie && rw->set_cookie[0])
 		put_header(&w, "set-cookie", 10, rw->set_cookie, strlen(rw->set_cookie));
-	if (resp->body == H1_BODY_CHUNKED)
-		put_str(&w, "transfer-encoding: chunked\r\n");
+	if (resp->body == H1_BODY_CHUNKED && !rw->dechunk)
+		put_lit(&w, "transfer-encoding: chunked\r\n");
 	if (resp->status == 101) {
 		const struct h1_header *up = h1_find(resp->headers, resp->n_headers, "upgrade");
 
-		put_str(&w, "connection: upgrade\r\n");
+		put_lit(&w, "connection: upgrade\r\n");
 		if (up) {
-			put_str(&w, "upgrade: ");
+			put_lit(&w, "upgrade: ");
 			put_span(&w, up->value);
 			put(&w, "\r\n", 2);
 		}
 	} else if (rw->close) {
-		put_str(&w, "connection: close\r\n");
+		put_lit(&w, "connection: close\r\n");
 	} else if (rw->keep_alive_10) {
-		put_str(&w, "connection: keep-alive\r\n");
+		put_lit(&w, "connection: keep-alive\r\n");
 	}
 	put(&w, "\r\n", 2);
-	return finish(&w);
+	return finish_head(&w);
 }
 
 int l7_local_reply(uint16_t status, const char *extra, const char *body, size_t body_len, bool close, char *buf,
@@ -305,11 +327,11 @@ int l7_local_reply(uint16_t status, const char *extra, const char *body, size_t 
 		 body_len);
 	put_str(&w, line);
 	if (body_len)
-		put_str(&w, "content-type: text/plain\r\n");
+		put_lit(&w, "content-type: text/plain\r\n");
 	if (extra)
 		put_str(&w, extra);
 	if (close)
-		put_str(&w, "connection: close\r\n");
+		put_lit(&w, "connection: close\r\n");
 	put(&w, "\r\n", 2);
 	if (body_len)
 		put(&w, body, body_len);

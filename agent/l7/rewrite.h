@@ -24,7 +24,8 @@ struct l7_req_rewrite {
 	bool close;			   /* Connection: close (a mirror's copy: the server ends it) */
 };
 
-/* Writes the head to forward into buf; returns its length, or -ENOSPC when it does not fit in cap. */
+/* Writes the head to forward into buf; returns its length, or -ENOSPC when it does not fit in cap or would pass
+ * the parser's limits (H1_MAX_HEADERS, H1_MAX_HEAD_BYTES) with the fields the proxy adds: 431. */
 int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite *rw, char *buf, size_t cap);
 
 struct l7_resp_rewrite {
@@ -33,9 +34,10 @@ struct l7_resp_rewrite {
 	const char *set_cookie; /* the balancer's Set-Cookie value; NULL or "": none */
 	bool close;		/* the proxy closes the downstream connection after this response */
 	bool keep_alive_10;	/* an HTTP/1.0 client asked for keep-alive and keeps it */
+	bool dechunk;		/* the chunked body is relayed de-chunked (to HTTP/1.0): no Transfer-Encoding */
 };
 
-/* Writes the response head to relay (1xx included); returns its length or -ENOSPC. */
+/* Writes the response head to relay (1xx included); returns its length or -ENOSPC (as above: 502). */
 int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rewrite *rw, char *buf, size_t cap);
 
 /* A reply made by the proxy: status line, content-length, content-type text/plain when there is a body,

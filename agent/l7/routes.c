@@ -135,7 +135,9 @@ const struct l7_service *l7_service_find(const struct l7_route_table *t, const s
 /* host without ":port" (or "[v6]:port" without brackets and port) and without a trailing dot. */
 static struct h1_str strip_port(struct h1_str h)
 {
-	if (h.len && h.p[0] == '[') {
+	if (!h.len) /* an empty Host (HTTP/1.0) may come with a NULL pointer: memchr must not see it */
+		return h;
+	if (h.p[0] == '[') {
 		const char *end = memchr(h.p, ']', h.len);
 
 		if (end)

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <xmesh/hash.h>
+
 #include "core/loop.h"
 #include "l7/worker.h"
 
@@ -21,13 +23,11 @@
 
 static size_t ep_bucket(const struct l7_endpoint *ep)
 {
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t a, b;
 
-	for (int i = 0; i < 16; i++)
-		h = (h ^ ep->addr.bytes[i]) * 1099511628211ULL;
-	h = (h ^ ep->port) * 1099511628211ULL;
-	h = (h ^ ep->family) * 1099511628211ULL;
-	return (size_t)(h ^ (h >> 29)) & (L7_POOL_BUCKETS - 1);
+	memcpy(&a, ep->addr.bytes, 8);
+	memcpy(&b, ep->addr.bytes + 8, 8);
+	return (size_t)(xm_mix64(a ^ xm_mix64(b ^ ((uint64_t)ep->port << 8 | ep->family)))) & (L7_POOL_BUCKETS - 1);
 }
 
 static bool ep_eq(const struct l7_endpoint *a, const struct l7_endpoint *b)
@@ -154,13 +154,30 @@ static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx
 	l7_up_close(up);
 }
 
+/* Arms up's timer for ms from now (creating it), remembering when it is due; false when out of memory. */
+static bool up_timer_arm(struct l7_up *up, uint64_t ms);
+
+/*
+ * Pooled: the timer is not moved each time the connection is taken and given back (a heap operation and a
+ * clock read per request); when it fires it closes the connection only if it idled idle_timeout_ms since
+ * idle_since_ms, else it sets itself to when that would be. In use, a firing does nothing: giving the
+ * connection back arms it again.
+ */
 static void on_up_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 {
 	struct l7_up *up = ctx;
+	uint64_t now, due;
 
 	(void)loop, (void)timer;
-	if (up->pooled || up->kind == L7_UP_SHADOW) {
+	if (up->kind == L7_UP_SHADOW) {
 		l7_up_close(up);
+		return;
+	}
+	if (up->pooled) {
+		now = loop_now_ms();
+		due = up->idle_since_ms + up->idle_timeout_ms;
+		if (due <= now || !up_timer_arm(up, due - now))
+			l7_up_close(up);
 		return;
 	}
 	if (up->connecting && up->down) {
@@ -170,6 +187,18 @@ static void on_up_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 		atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
 		l7_down_progress(up->down);
 	}
+}
+
+static bool up_timer_arm(struct l7_up *up, uint64_t ms)
+{
+	struct xm_loop *loop = up->w->loop;
+
+	if (!up->timer)
+		up->timer = loop_timer_add(loop, ms, 0, on_up_timer, up);
+	else
+		loop_timer_arm(loop, up->timer, ms);
+	up->timer_due_ms = loop_batch_ms(loop) + ms;
+	return up->timer != NULL;
 }
 
 static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, enum l7_up_kind kind,
@@ -259,8 +288,7 @@ struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool 
 	for (up = fresh ? NULL : w->pool[ep_bucket(ep)]; up; up = up->pool_next) {
 		if (!ep_eq(&up->ep, ep))
 			continue;
-		pool_unlink(up);
-		loop_timer_disarm(w->loop, up->timer);
+		pool_unlink(up); /* its idle timer stays armed: see on_up_timer */
 		return up;
 	}
 	return up_connect(w, ep, L7_UP_PRIMARY, connect_timeout_ms);
@@ -278,11 +306,12 @@ void l7_up_release(struct l7_up *up, bool reusable)
 	}
 	l7_buf_trim(&up->in);
 	l7_buf_trim(&up->out);
-	if (!up->timer)
-		up->timer = loop_timer_add(w->loop, up->idle_timeout_ms, 0, on_up_timer, up);
-	else
-		loop_timer_arm(w->loop, up->timer, up->idle_timeout_ms);
-	if (!up->timer) {
+	up->idle_since_ms = loop_batch_ms(w->loop);
+	/* Armed from an earlier idle spell, it fires early and sets itself later; too late only if the
+	 * timeout shrank (a new snapshot). */
+	if ((!up->timer || !loop_timer_armed(up->timer) ||
+	     up->timer_due_ms > up->idle_since_ms + up->idle_timeout_ms) &&
+	    !up_timer_arm(up, up->idle_timeout_ms)) {
 		l7_up_close(up);
 		return;
 	}

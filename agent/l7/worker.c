@@ -47,6 +47,47 @@ void l7_worker_reap_later(struct l7_worker *w)
 		loop_timer_arm(w->loop, w->reaper, REAP_DELAY_MS);
 }
 
+struct l7_exchange_text *l7_text_get(struct l7_worker *w)
+{
+	struct l7_exchange_text *t = w->free_texts;
+
+	if (t) {
+		w->free_texts = t->next_free;
+		w->n_free_texts--;
+	} else {
+		t = malloc(sizeof(*t));
+		if (!t)
+			t = &w->spare_text;
+	}
+	t->xff[0] = t->set_cookie[0] = t->method[0] = t->path[0] = '\0';
+	t->authority[0] = t->user_agent[0] = t->request_id[0] = '\0';
+	return t;
+}
+
+void l7_text_put(struct l7_worker *w, struct l7_exchange_text *t)
+{
+	if (!t || t == &w->spare_text)
+		return;
+	if (w->n_free_texts >= L7_TEXT_CACHE) {
+		free(t);
+		return;
+	}
+	t->next_free = w->free_texts;
+	w->free_texts = t;
+	w->n_free_texts++;
+}
+
+static void free_texts(struct l7_worker *w)
+{
+	while (w->free_texts) {
+		struct l7_exchange_text *t = w->free_texts;
+
+		w->free_texts = t->next_free;
+		free(t);
+	}
+	w->n_free_texts = 0;
+}
+
 struct l7_snap_hold *l7_worker_hold(struct l7_worker *w)
 {
 	if (w->hold)
@@ -148,6 +189,7 @@ static void do_snapshot(struct xm_loop *loop, void *arg)
 	struct l7_snap_hold *old = w->hold;
 
 	(void)loop;
+	m->hold->epoch = ++w->epochs;
 	w->hold = m->hold;
 	l7_balancer_reset(w->balancer);
 	if (old) {
@@ -279,6 +321,7 @@ void l7_worker_free(struct l7_worker *w)
 		if (!w->hold->users)
 			hold_free(w->hold);
 	}
+	free_texts(w);
 	l7_balancer_free(w->balancer);
 	loop_free(w->loop);
 	free(w);

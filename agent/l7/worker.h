@@ -27,6 +27,7 @@ struct xm_snapshot;
 struct l7_snap_hold {
 	struct xm_snapshot *snap;
 	const struct l7_route_table *routes;
+	uint64_t epoch; /* the worker's count of snapshots, this one's: keys what connections cached of it */
 	uint32_t users; /* exchanges running on it */
 	bool retired;	/* a newer one is in force: freed when users reaches 0 */
 };
@@ -51,9 +52,10 @@ struct l7_up {
 	enum l7_up_kind kind;
 	struct l7_down *down; /* the exchange it serves; NULL while pooled */
 	struct l7_endpoint ep;
-	struct l7_up *pool_next, *pool_prev; /* in the worker's idle list for ep */
-	struct l7_up *all_next, *all_prev;   /* every live upstream connection of the worker */
-	struct xm_timer *timer;		     /* pool idle timeout / shadow deadline */
+	struct l7_up *pool_next, *pool_prev;  /* in the worker's idle list for ep */
+	struct l7_up *all_next, *all_prev;    /* every live upstream connection of the worker */
+	struct xm_timer *timer;		      /* connect timeout, then pool idle timeout / shadow deadline */
+	uint64_t idle_since_ms, timer_due_ms; /* pooled at (loop_batch_ms()); when timer was last armed for */
 	struct l7_buf in, out;
 	uint32_t events;
 	uint32_t requests;     /* sent on this connection so far */
@@ -76,6 +78,17 @@ enum l7_down_state {
 	L7_DOWN_TUNNEL,	  /* after 101: bytes both ways */
 	L7_DOWN_CLOSING,  /* flushing the last response, then linger */
 	L7_DOWN_LINGER,	  /* write side shut: read and drop until EOF or the linger timer */
+};
+
+/*
+ * An exchange's copies for its record and rewrites (2.4 KiB), taken from the worker when a request starts and
+ * given back when it ends, so that an idle keep-alive connection does not carry them.
+ */
+struct l7_exchange_text {
+	char xff[320]; /* x-forwarded-for as sent upstream */
+	char set_cookie[512];
+	char method[24], path[1024], authority[256], user_agent[256], request_id[40];
+	struct l7_exchange_text *next_free;
 };
 
 /* The request in flight on a downstream connection. */
@@ -105,6 +118,7 @@ struct l7_exchange {
 	enum h1_body resp_body;
 	uint64_t resp_remaining;
 	struct h1_chunked resp_chunk;
+	bool resp_dechunk; /* a chunked response to an HTTP/1.0 client: its payload only, then close */
 	uint64_t resp_bytes;
 	uint16_t status;
 	uint32_t flags; /* L7_RF_* */
@@ -112,12 +126,10 @@ struct l7_exchange {
 	uint64_t req_head_bytes, resp_head_bytes;
 	uint64_t upstream_sent_ns, upstream_service_ns; /* head queued upstream; → response head */
 	const char *details;				/* %RESPONSE_CODE_DETAILS%, NULL: derived */
-	char xff[320];					/* x-forwarded-for as sent upstream */
 	union xm_addr up_local;
 	uint16_t up_local_port;
 	uint8_t up_local_family;
-	char set_cookie[512];
-	char method[24], path[1024], authority[256], user_agent[256], request_id[40];
+	struct l7_exchange_text *t; /* while the exchange runs (l7_text_get) */
 };
 
 struct l7_down {
@@ -127,6 +139,7 @@ struct l7_down {
 	struct l7_buf in, out;
 	uint32_t events;
 	struct xm_timer *timer; /* idle keep-alive, then linger */
+	uint64_t idle_since_ms; /* loop_batch_ms() when it last had nothing to do */
 	union xm_addr peer;
 	uint16_t peer_port;
 	uint8_t family;
@@ -135,6 +148,10 @@ struct l7_down {
 	uint32_t svc_id;
 	bool eof, error, close_after, dead;
 	uint32_t requests; /* heads parsed on this connection */
+	/* What depends only on the peer, the VIP and the snapshot, looked up once per snapshot (epoch). */
+	uint64_t lookup_epoch; /* 0: nothing cached */
+	const struct xm_workload *source;
+	const struct l7_service *service;
 	struct l7_exchange x;
 	struct l7_down *prev, *next; /* the worker's connections */
 	struct l7_down *next_dead;
@@ -155,6 +172,7 @@ struct l7_worker {
 	bool started;
 	struct xm_loop *loop;
 	struct l7_snap_hold *hold; /* in force; NULL before the first apply */
+	uint64_t epochs;	   /* snapshots received (l7_snap_hold.epoch) */
 	struct l7_balancer *balancer;
 	struct l7_stats_shard *shard;
 	struct l7_rng rng;
@@ -167,7 +185,10 @@ struct l7_worker {
 	struct xm_timer *reaper; /* frees dead connections once no callback can hold them */
 	struct xm_timer *drain_timer;
 	bool draining;
-	char scratch[L7_BUF_CAP]; /* heads are built here before they are queued */
+	char scratch[L7_BUF_CAP];	     /* heads are built here before they are queued */
+	struct l7_exchange_text *free_texts; /* given back, for the next exchanges (at most L7_TEXT_CACHE) */
+	uint32_t n_free_texts;
+	struct l7_exchange_text spare_text; /* when out of memory: shared, the records may mix, nothing breaks */
 	struct l7_worker_counters c;
 };
 
@@ -198,6 +219,10 @@ struct l7_proxy {
 };
 
 /* worker.c */
+#define L7_TEXT_CACHE 64
+/* Empty texts for an exchange (never NULL); give them back with l7_text_put. */
+struct l7_exchange_text *l7_text_get(struct l7_worker *w);
+void l7_text_put(struct l7_worker *w, struct l7_exchange_text *t);
 void l7_worker_reap_later(struct l7_worker *w);
 struct l7_snap_hold *l7_worker_hold(struct l7_worker *w);
 void l7_worker_release(struct l7_worker *w, struct l7_snap_hold *h);
@@ -208,6 +233,8 @@ void l7_down_accept(struct l7_worker *w, int fd, const struct sockaddr_storage *
 		    uint32_t svc_id);
 /* Moves whatever can move on d (and its upstream), then updates what the loop watches. */
 void l7_down_progress(struct l7_down *d);
+/* Writes what d->out holds now; false (d->error set) on a write error. */
+bool l7_down_flush(struct l7_down *d);
 /* Closes d now (and its exchange's upstream); freed later. */
 void l7_down_close(struct l7_down *d);
 /* Draining: closes d if it idles between requests, else marks its next response Connection: close. */

@@ -172,6 +172,15 @@ xmt_teardown() {
 		done
 		[ "$i" = ok ] || echo "teardown: xmesh cleanup failed: $(tail -n 3 "$XMT_TMP/cleanup.log")" >&2
 	fi
+	# The L7 proxy's cgroup the agent makes next to the served one: cleanup removes it; this is the fallback.
+	# It holds only the proxy's sockets (no process), so rmdir succeeds once the agent is gone.
+	# Agents served on child cgroups of XMT_CG make theirs inside it.
+	if [ "$XMT_CG_MADE" = 1 ]; then
+		for i in "$XMT_CG-l7-proxy" "$XMT_CG"/*-l7-proxy; do
+			[ -d "$i" ] || continue
+			rmdir "$i" 2>/dev/null || echo "teardown: could not remove $i" >&2
+		done
+	fi
 	if [ "$XMT_CG_MADE" = 1 ] && [ -d "$XMT_CG" ]; then
 		# Kill whatever still runs in the child cgroup (never moving anything to the root), then remove it.
 		echo 1 >"$XMT_CG/cgroup.kill" 2>/dev/null

@@ -2,7 +2,8 @@
 # The L7 proxy in the agent, end to end: a client pod dials an HTTP service VIP (IPv4 or IPv6), the kernel hands
 # the connection to the agent's proxy on the node address, the proxy routes and balances per request. Checks:
 # forwarding headers, per-request round robin on one keep-alive connection, directResponse, 10 MiB chunked
-# download and 100-continue upload byte-exact, a smuggling attempt refused with 400 while another client keeps
+# download and 100-continue upload byte-exact, a chunked response to an HTTP/1.0 client de-chunked and
+# close-delimited (byte-exact against a direct fetch), a smuggling attempt refused with 400 while another client keeps
 # working, request metrics equal to the access-log lines, 1,000 concurrent keep-alive connections, requests per
 # service in xmesh status, and an agent restart under keep-alive load without a
 # failed request (the listening sockets handed from the old agent to the new one through the holder).
@@ -87,6 +88,20 @@ e = json.load(open(sys.argv[1]))
 assert e["body_sha256"] == sys.argv[2] and e["body_len"] == int(sys.argv[3]), e
 PY
 
+XMT_SUBTEST="HTTP/1.0 client of a chunked response"
+# RFC 9112 §6.1: no chunked to a 1.0 client. The proxy relays the payload alone and closes after it, as Envoy.
+n=1048576
+curl_c1 -o "$t/direct10" "http://$(xmt_pod_ip b1):$XMT_TARGET/bytes/$n?chunked=1"
+for ka in "" "Connection: keep-alive"; do
+	curl_c1 --http1.0 -D "$t/h10.head" -o "$t/h10" -H 'Host: reviews' ${ka:+-H "$ka"} "$vip/bytes/$n?chunked=1"
+	if grep -qi '^transfer-encoding:' "$t/h10.head" || ! grep -qi '^connection: close' "$t/h10.head"; then
+		xmt_fail "1.0 client (${ka:-no keep-alive}) got: $(tr -d '\r' <"$t/h10.head")"
+	fi
+	if [ "$(stat -c %s "$t/h10")" != "$n" ] || [ "$(sha256sum <"$t/h10")" != "$(sha256sum <"$t/direct10")" ]; then
+		xmt_fail "1.0 client (${ka:-no keep-alive}): $(stat -c %s "$t/h10") bytes, differ from the direct fetch"
+	fi
+done
+
 XMT_SUBTEST="smuggling refused, others unaffected"
 xmt_bg steady c1 mesh "$XM_HTTP_LOAD" --addr "$XMT_VIP:$XMT_PORT" --host reviews --conns 2 --duration 3 --interval-ms 20
 xmt_in_pod c1 python3 - "$XMT_VIP" "$XMT_PORT" >"$t/smuggle" <<'PY'
@@ -136,4 +151,4 @@ grep -q 'took over [1-9][0-9]* listening sockets' "$XMT_AGENT_LOG" ||
 [ ! -e "$XMT_ADMIN.l7" ] || xmt_fail "the holder's socket $XMT_ADMIN.l7 is still there after the handover"
 summary=$(tail -n 1 "$(xmt_bg_log load)")
 xmt_note "restart: $summary"
-xmt_pass "proxy: routing, per-request RR, directResponse, 10 MiB both ways, 400 on smuggling, metrics = access log, restart: $summary"
+xmt_pass "proxy: routing, per-request RR, directResponse, 10 MiB both ways, 1.0 de-chunked, 400 on smuggling, metrics = access log, restart: $summary"

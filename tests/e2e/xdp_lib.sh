@@ -25,6 +25,7 @@ xmx_teardown() {
 		case "${XMX_PINS[$i]}" in "$XMT_BPFFS"/xmesh-test-*) [ -e "${XMX_PINS[$i]}" ] && rm -rf -- "${XMX_PINS[$i]}" ;; esac
 	done
 	for i in "${XMX_CGS[@]}"; do
+		rmdir "$i-l7-proxy" 2>/dev/null # the agent's L7 proxy cgroup (cleanup ran without --cgroup)
 		echo 1 >"$i/cgroup.kill" 2>/dev/null
 		for pid in 1 2 3 4 5 6 7 8 9 10; do
 			rmdir "$i" 2>/dev/null && break

@@ -4,7 +4,8 @@
  * HEAD or CONNECT request or not) or a chunked body, the second where to cut the input in two; the rest is
  * the bytes. Beyond memory safety it checks what the proxy relies on: a head's length is within the input,
  * every span points into the head, the head alone parses the same, a prefix never answers differently from
- * the whole ("more", or the same error), and a chunked body scanned in pieces ends where it ends in one go.
+ * the whole ("more", or the same error), and a chunked body scanned in pieces ends where it ends in one go;
+ * decoded (in pieces, in place or not) it ends there too, with the payload the byte-wise scan counts.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -151,16 +152,94 @@ static struct scan_result scan(const char *buf, size_t len, size_t step)
 	return res;
 }
 
+/* Decodes buf in pieces of step bytes (0: one piece), in place when in_place (buf is then changed); the
+ * payload goes to out (room for len bytes). Same verdict as scan, and exactly data_bytes of payload. */
+static struct scan_result decode(char *buf, size_t len, size_t step, bool in_place, char *out, size_t *out_len)
+{
+	struct scan_result res = { 0, H1_E_NONE, false, 0 };
+	struct h1_chunked c;
+	size_t off = 0, total = 0;
+
+	h1_chunked_init(&c);
+	while (off < len && !c.done) {
+		size_t n = step && len - off > step ? step : len - off, got;
+		long r = h1_chunked_decode(&c, buf + off, n, in_place ? buf + off : out + total, &got, &res.err);
+
+		if (r < 0) {
+			res.consumed = -1;
+			return res;
+		}
+		check((size_t)r <= n && ((size_t)r == n || c.done) && got <= (size_t)r);
+		if (in_place)
+			memmove(out + total, buf + off, got);
+		total += got;
+		off += (size_t)r;
+	}
+	res.consumed = (long)off;
+	res.done = c.done;
+	res.data_bytes = c.data_bytes;
+	check(total == c.data_bytes);
+	*out_len = total;
+	return res;
+}
+
+static bool same(struct scan_result a, struct scan_result b)
+{
+	return a.consumed == b.consumed && a.err == b.err && a.done == b.done && a.data_bytes == b.data_bytes;
+}
+
+/* The payload as the scanner sees it a byte at a time: a byte is payload exactly when it moves data_bytes. */
+static size_t payload_by_scan(const char *buf, size_t len, char *out)
+{
+	struct h1_chunked c;
+	enum h1_error err;
+	size_t off = 0, n = 0;
+
+	h1_chunked_init(&c);
+	for (; off < len && !c.done; off++) {
+		uint64_t before = c.data_bytes;
+
+		if (h1_chunked_scan(&c, buf + off, 1, &err) < 0)
+			break;
+		if (c.data_bytes > before)
+			out[n++] = buf[off];
+	}
+	return n;
+}
+
 static void fuzz_chunked(const char *buf, size_t len, size_t cut)
 {
-	struct scan_result whole = scan(buf, len, 0), other[2];
+	struct scan_result whole = scan(buf, len, 0), other[2], dec[3];
+	char *work = malloc(len ? len : 1), *out[4];
+	size_t out_len[3] = { 0 }, ref_len;
 	int i;
 
 	other[0] = scan(buf, len, cut % 64 + 1);
 	other[1] = len <= 1024 ? scan(buf, len, 1) : whole;
 	for (i = 0; i < 2; i++)
-		check(other[i].consumed == whole.consumed && other[i].err == whole.err && other[i].done == whole.done &&
-		      other[i].data_bytes == whole.data_bytes);
+		check(same(other[i], whole));
+	for (i = 0; i < 4; i++)
+		out[i] = malloc(len ? len : 1);
+	if (!work || !out[0] || !out[1] || !out[2] || !out[3])
+		goto done;
+	memcpy(work, buf, len);
+	dec[0] = decode(work, len, 0, false, out[0], &out_len[0]);
+	dec[1] = decode(work, len, cut % 64 + 1, true, out[1], &out_len[1]); /* work is compacted from here */
+	memcpy(work, buf, len);
+	dec[2] = len <= 1024 ? decode(work, len, 1, false, out[2], &out_len[2]) : dec[0];
+	for (i = 0; i < 3; i++)
+		check(same(dec[i], whole));
+	if (whole.consumed >= 0) {
+		check(out_len[1] == out_len[0] && !memcmp(out[1], out[0], out_len[0]));
+		if (len <= 1024)
+			check(out_len[2] == out_len[0] && !memcmp(out[2], out[0], out_len[0]));
+		ref_len = payload_by_scan(buf, len, out[3]);
+		check(ref_len == out_len[0] && !memcmp(out[3], out[0], ref_len));
+	}
+done:
+	for (i = 0; i < 4; i++)
+		free(out[i]);
+	free(work);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -567,6 +567,96 @@ Test(h1, chunked_table)
 	}
 }
 
+/* Decodes raw in pieces of at most step bytes, each from an exact-size copy, into payload (in place when
+ * in_place: the piece's own buffer); returns the body length, or -1 with *err. */
+static long decode_in_steps(const char *raw, size_t len, size_t step, bool in_place, struct h1_chunked *c,
+			    char *payload, enum h1_error *err)
+{
+	size_t off = 0, out = 0;
+
+	h1_chunked_init(c);
+	while (off < len && !c->done) {
+		size_t n = len - off < step ? len - off : step, got = SIZE_MAX;
+		char *piece = exact_copy(raw + off, n);
+		char *dst = in_place ? piece : payload + out;
+		long r = h1_chunked_decode(c, piece, n, dst, &got, err);
+
+		if (r < 0) {
+			free(piece);
+			return -1;
+		}
+		cr_assert(r <= (long)n && (r == (long)n || c->done), "decode took %ld of %zu and is not done", r, n);
+		cr_assert(got <= (size_t)r, "%zu payload bytes out of %ld", got, r);
+		if (in_place)
+			memcpy(payload + out, piece, got);
+		free(piece);
+		out += got;
+		off += (size_t)r;
+	}
+	payload[out] = '\0';
+	cr_assert_eq(out, c->data_bytes);
+	return (long)off;
+}
+
+Test(h1, chunked_decode_table)
+{
+	static const size_t steps[] = { 1, 2, 3, 7, SIZE_MAX };
+	char payload[256];
+
+	for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+		const struct chunk_case *c = &chunks[i];
+
+		for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]) * 2; s++) {
+			size_t step = steps[s / 2];
+			bool in_place = s % 2;
+			struct h1_chunked st;
+			enum h1_error err = H1_E_NONE;
+			long r = decode_in_steps(c->raw, c->len, step, in_place, &st, payload, &err);
+
+			if (c->body_len < 0) {
+				cr_expect(r == -1 && err == c->err, "%s (step %zu): got %ld (%s), want %s", c->name,
+					  step, r, h1_error_name(err), h1_error_name(c->err));
+				continue;
+			}
+			cr_expect_eq(r, c->body_len, "%s (step %zu): body of %ld bytes, want %ld", c->name, step, r,
+				     c->body_len);
+			cr_expect_eq(st.done, c->done, "%s (step %zu): done %d", c->name, step, st.done);
+			cr_expect_str_eq(payload, c->payload, "%s (step %zu%s): payload \"%s\"", c->name, step,
+					 in_place ? ", in place" : "", payload);
+		}
+	}
+}
+
+/* Every cut of a body with extensions and trailers into two pieces decodes to the same payload. */
+Test(h1, chunked_decode_every_split)
+{
+	static const char raw[] = "4;a=b\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+	static const char want[] = "Wikipedia in\r\n\r\nchunks.";
+	const size_t len = sizeof(raw) - 1;
+	char buf[sizeof(raw)], out[sizeof(raw)];
+
+	for (size_t cut = 0; cut <= len; cut++) {
+		struct h1_chunked c;
+		enum h1_error err;
+		size_t a = 0, b = 0;
+		long r1, r2 = 0;
+
+		memcpy(buf, raw, len);
+		h1_chunked_init(&c);
+		r1 = h1_chunked_decode(&c, buf, cut, buf, &a, &err);
+		cr_assert_geq(r1, 0, "cut %zu: %s", cut, h1_error_name(err));
+		memcpy(out, buf, a);
+		if (!c.done) {
+			r2 = h1_chunked_decode(&c, buf + cut, len - cut, out + a, &b, &err);
+			cr_assert_geq(r2, 0, "cut %zu: %s", cut, h1_error_name(err));
+		}
+		cr_expect(c.done, "cut %zu", cut);
+		cr_expect_eq((size_t)(r1 + r2), len - 4, "cut %zu: body of %ld bytes", cut, r1 + r2);
+		cr_expect_eq(a + b, sizeof(want) - 1, "cut %zu: %zu payload bytes", cut, a + b);
+		cr_expect(!memcmp(out, want, sizeof(want) - 1), "cut %zu: payload %.*s", cut, (int)(a + b), out);
+	}
+}
+
 Test(h1, chunked_large_sizes)
 {
 	struct h1_chunked c;
@@ -606,6 +696,31 @@ Test(h1, chunked_limits)
 		n += (size_t)snprintf(trailer + n, sizeof(trailer) - n, "X-Trailer: abc\r\n");
 	h1_chunked_init(&c);
 	cr_expect_eq(h1_chunked_scan(&c, trailer, n, &err), -1);
+	cr_expect_eq(err, H1_E_TOO_LARGE);
+}
+
+Test(h1, chunked_decode_limits)
+{
+	static char line[H1_MAX_CHUNK_LINE + 8], trailer[H1_MAX_TRAILER_BYTES + 64], dst[H1_MAX_TRAILER_BYTES + 64];
+	struct h1_chunked c;
+	enum h1_error err;
+	size_t n, got;
+
+	memset(line, 'a', sizeof(line));
+	line[0] = '1';
+	line[1] = ';';
+	h1_chunked_init(&c);
+	cr_expect_eq(h1_chunked_decode(&c, line, sizeof(line), dst, &got, &err), -1);
+	cr_expect_eq(err, H1_E_TOO_LARGE);
+	h1_chunked_init(&c);
+	cr_expect_eq(h1_chunked_decode(&c, line, H1_MAX_CHUNK_LINE - 2, dst, &got, &err), H1_MAX_CHUNK_LINE - 2);
+	cr_expect_eq(got, 0);
+
+	n = (size_t)snprintf(trailer, sizeof(trailer), "0\r\n");
+	while (n + 16 < sizeof(trailer))
+		n += (size_t)snprintf(trailer + n, sizeof(trailer) - n, "X-Trailer: abc\r\n");
+	h1_chunked_init(&c);
+	cr_expect_eq(h1_chunked_decode(&c, trailer, n, dst, &got, &err), -1);
 	cr_expect_eq(err, H1_E_TOO_LARGE);
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compile/snapshot.h"
@@ -169,12 +170,15 @@ static uint16_t full_listener(void)
 	return ntohs(sin.sin_port);
 }
 
+static uint64_t start_idle_ms; /* opts.idle_timeout_ms of the next start(); 0: the default */
+
 static void start(size_t workers)
 {
 	struct l7_proxy_opts opts = {
 		.n_workers = workers,
 		.resolve = resolve_by_listener,
 		.on_record = records_hook,
+		.idle_timeout_ms = start_idle_ms,
 	};
 	struct l7_proxy_addr addrs[4];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
@@ -590,6 +594,97 @@ Test(l7_proxy, http10_client_without_keep_alive_is_closed_after_the_response)
 	hc_close(&c);
 }
 
+/* The fixture's /chunked?n=N payload: 8 KiB blocks of a..z. */
+static bool is_chunked_payload(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != (char)('a' + i % 8192 % 26))
+			return false;
+	return true;
+}
+
+/* An HTTP/1.0 client of a chunked upstream response: the payload alone (no chunk framing, no trailer),
+ * delimited by the close (RFC 9112 §6.1: no chunked to 1.0), whether it asked for keep-alive or not. */
+static void http10_gets_chunked_response_dechunked(const char *req)
+{
+	struct hclient c;
+	struct response r;
+	char v[64];
+	size_t n;
+
+	hc_open(&c, WEB, port);
+	hc_send(&c, req, strlen(req));
+	cr_assert(hc_read(&c, &r, false));
+	cr_expect_eq(r.status, 200, "status %d\n%s", r.status, r.head);
+	cr_expect(!r.chunked && !response_header(&r, "transfer-encoding", v, sizeof(v)), "chunked to 1.0:\n%s", r.head);
+	cr_expect(!response_header(&r, "content-length", v, sizeof(v)), "content-length: %s", v);
+	expect_header(&r, "connection", "close");
+	/* hc_read read up to the close: what came is the payload, exactly */
+	cr_expect_eq(r.body_len, 300000, "%zu payload bytes", r.body_len);
+	cr_expect(is_chunked_payload(r.body, r.body_len), "the payload differs");
+	response_free(&r);
+	cr_expect(hc_sees_close(&c));
+	hc_close(&c);
+	n = records_wait(1);
+	cr_assert_geq(n, 1);
+	cr_expect_eq(records_get(n - 1).status, 200);
+	cr_expect_eq(records_get(n - 1).flags, 0);
+	cr_expect_eq(records_get(n - 1).response_bytes, 300000);
+}
+
+Test(l7_proxy, http10_client_gets_a_chunked_response_dechunked_then_close)
+{
+	http10_gets_chunked_response_dechunked("GET /chunked?n=300000 HTTP/1.0\r\n\r\n");
+}
+
+Test(l7_proxy, http10_keep_alive_client_gets_a_chunked_response_dechunked_then_close)
+{
+	http10_gets_chunked_response_dechunked("GET /chunked?n=300000 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+}
+
+/* A 1.0 client that asks for keep-alive keeps it while the response has a length: told so, and served again. */
+Test(l7_proxy, http10_keep_alive_client_is_kept_when_the_length_is_known)
+{
+	static const char post[] = "POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello";
+	static const char get10[] = "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+	static const char get404[] = "GET /nothing-here HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+	static const char get_close[] = "GET /echo HTTP/1.0\r\n\r\n";
+	struct hclient c;
+	struct response r;
+	char conn[16], again[16];
+
+	hc_open(&c, WEB, port);
+	hc_send(&c, post, sizeof(post) - 1);
+	cr_assert(hc_read(&c, &r, false));
+	cr_expect_eq(r.status, 200);
+	expect_header(&r, "connection", "keep-alive");
+	expect_header(&r, "content-length", "5");
+	expect_header(&r, "x-seen-connection", "-"); /* the client's keep-alive is hop-by-hop */
+	cr_expect_str_eq(r.body, "hello");
+	cr_assert(response_header(&r, "x-conn", conn, sizeof(conn)));
+	response_free(&r);
+	hc_send(&c, get10, sizeof(get10) - 1);
+	cr_assert(hc_read(&c, &r, false), "the connection was not kept");
+	cr_expect_eq(r.status, 200);
+	expect_header(&r, "connection", "keep-alive");
+	cr_assert(response_header(&r, "x-conn", again, sizeof(again)));
+	cr_expect_str_eq(again, conn, "the upstream connection was not reused");
+	response_free(&r);
+	/* A local reply (no route: 404) keeps it too, and says so. */
+	hc_send(&c, get404, sizeof(get404) - 1);
+	cr_assert(hc_read(&c, &r, false), "the connection was not kept");
+	cr_expect_eq(r.status, 404);
+	expect_header(&r, "connection", "keep-alive");
+	response_free(&r);
+	/* Without keep-alive, the last one is answered with close. */
+	hc_send(&c, get_close, sizeof(get_close) - 1);
+	cr_assert(hc_read(&c, &r, false));
+	expect_header(&r, "connection", "close");
+	response_free(&r);
+	cr_expect(hc_sees_close(&c));
+	hc_close(&c);
+}
+
 Test(l7_proxy, a_reused_connection_closed_under_a_request_is_resent_once)
 {
 	struct hclient c;
@@ -659,4 +754,42 @@ Test(l7_proxy, connect_timeout_is_503_uf)
 	hc_close(&c);
 	cr_assert_geq(records_wait(1), 1);
 	cr_expect_eq(records_get(0).flags, L7_RF_UF);
+}
+
+static void setup_short_idle(void)
+{
+	start_idle_ms = 300;
+	start(1);
+	start_idle_ms = 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The idle timer is not moved per request: when it fires on a connection that was busy since, it waits on. */
+Test(l7_proxy_idle, a_keep_alive_connection_closes_after_the_idle_timeout_and_not_while_used, .init = setup_short_idle,
+     .fini = teardown, .timeout = 30)
+{
+	struct hclient c;
+	struct response r;
+	double idle_from, idle_for;
+
+	hc_open(&c, WEB, port);
+	for (int i = 0; i < 7; i++) { /* a request every 150 ms for a second: never idle 300 ms */
+		if (i)
+			usleep(150000);
+		get(&c, "/echo", &r);
+		cr_assert_eq(r.status, 200, "request %d after %d ms: status %d", i, i * 150, r.status);
+		response_free(&r);
+	}
+	idle_from = now_s();
+	cr_assert(hc_sees_close(&c), "an idle connection must be closed after idle_timeout_ms (300)");
+	idle_for = now_s() - idle_from;
+	cr_expect(idle_for >= 0.25 && idle_for < 1.5, "closed after %.3f s of idleness, want about 0.3", idle_for);
+	hc_close(&c);
 }
