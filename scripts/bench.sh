@@ -357,7 +357,7 @@ section_xdp() {
 section_apply() {
 	local n=${APPLY_SERVICES:-10000} reloads=${APPLY_RELOADS:-20} dir="$TMP/apply-config" pid agent probe_pid r
 	local scrape_pid
-	local log="$TMP/apply-agent.log" ns="${P}apply" rss=() t0 times cpus
+	local log="$TMP/apply-agent.log" ns="${P}apply" rss=() t0 times
 	"$BUILD/bench/apply" gen --services "$n" --dir "$dir" >/dev/null
 	netns_add apply
 	mkdir "$CG/apply"

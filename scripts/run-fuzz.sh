@@ -6,7 +6,7 @@ set -uo pipefail
 
 BUILD=${1:-build-fuzz}
 SECONDS_PER_TARGET=${2:-60}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 failed=()
 
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1

@@ -4,7 +4,7 @@
 set -uo pipefail
 
 BUILD=${1:-build}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 failed=()
 
 run() {

@@ -61,8 +61,9 @@ static void addr_from_ip(union xm_addr *a, const struct xm_ip *ip)
 	memcpy(a->bytes, ip->bytes, ip->family == 4 ? 4 : 16);
 }
 
+/* l7: this service port goes to the L7 proxy, which balances HTTP attributes itself. */
 static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_compile_opts *opts,
-		      struct xm_lb_service *out)
+		      bool l7, struct xm_lb_service *out)
 {
 	const struct xm_destination_rule *rule = config_rule_of(cfg, svc);
 	const struct xm_load_balancer *lb = rule ? &rule->policy.lb : NULL;
@@ -88,7 +89,7 @@ static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc,
 		case XM_DR_LB_CONSISTENT_HASH:
 			if (lb->hash_key == XM_DR_HASH_SOURCE_IP)
 				out->algo = XM_LB_MAGLEV;
-			else
+			else if (!l7)
 				log_warn("destinationrule %s/%s: consistentHash on an HTTP attribute needs the L7 "
 					 "proxy; service %s/%s balances by LEAST_REQUEST at L4",
 					 rule->ns, rule->name, svc->ns, svc->name);
@@ -264,7 +265,7 @@ int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, 
 				s->key.family = ip->family;
 				s->key.port = htons(sp->port);
 				s->key.proto = sp->proto;
-				pick_algo(cfg, svc, opts, s);
+				pick_algo(cfg, svc, opts, !external && sp->http, s);
 				if (external) {
 					/* Every node must pick the same backend for a flow: Maglev. */
 					s->algo = XM_LB_MAGLEV;

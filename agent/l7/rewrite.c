@@ -71,6 +71,17 @@ static int finish(struct writer *w)
 	return w->overflow || w->len > (size_t)INT32_MAX ? -ENOSPC : (int)w->len;
 }
 
+/*
+ * Hop-by-hop and so not forwarded (RFC 9110 §7.6.1), except Content-Length: the proxy streams the body as it came,
+ * so the length stays part of the head whatever the peer names in Connection. Dropping it would let the body be
+ * read as the next message by the other side (a request smuggled past the proxy, or a desynchronised response).
+ * Transfer-Encoding and Upgrade are hop-by-hop by name and written again by the proxy when it keeps them.
+ */
+static bool not_forwarded(const struct h1_header *all, uint32_t n, struct h1_str name)
+{
+	return h1_is_hop_by_hop(all, n, name) && !h1_name_eq(name, "content-length");
+}
+
 /* Headers a route may not set or add: the proxy owns the framing and the authority. */
 static bool reserved_name(const char *name)
 {
@@ -187,7 +198,7 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 	for (uint32_t i = 0; i < req->n_headers; i++) {
 		const struct h1_header *h = &req->headers[i];
 
-		if (h1_name_eq(h->name, "host") || h1_is_hop_by_hop(req->headers, req->n_headers, h->name) ||
+		if (h1_name_eq(h->name, "host") || not_forwarded(req->headers, req->n_headers, h->name) ||
 		    h1_name_eq(h->name, "x-forwarded-proto"))
 			continue;
 		if (h1_name_eq(h->name, "x-forwarded-for")) {
@@ -206,7 +217,9 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 	for (uint32_t i = 0; i < req->n_headers; i++) {
 		const struct h1_header *h = &req->headers[i];
 
-		if (!h1_name_eq(h->name, "x-forwarded-for") || !h->value.len)
+		/* A client that names x-forwarded-for in Connection asked for it to go no further than us. */
+		if (!h1_name_eq(h->name, "x-forwarded-for") || !h->value.len ||
+		    h1_is_hop_by_hop(req->headers, req->n_headers, h->name))
 			continue;
 		if (!first_xff)
 			put(&w, ", ", 2);
@@ -261,7 +274,7 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 	for (uint32_t i = 0; i < resp->n_headers; i++) {
 		const struct h1_header *h = &resp->headers[i];
 
-		if (h1_is_hop_by_hop(resp->headers, resp->n_headers, h->name))
+		if (not_forwarded(resp->headers, resp->n_headers, h->name))
 			continue;
 		if (!informational && (dropped_by(rh, h->name, false) || dropped_by(dh, h->name, false)))
 			continue;

@@ -2,7 +2,8 @@
 # The inspection commands of the contract against a running agent: `xmesh status [--json]` over the admin
 # socket names the service and its endpoints, `xmesh routes [--json]` the HTTP service and its routes,
 # `xmesh maps [NAME] [--json] --bpffs DIR` decodes the pinned maps (also with the agent stopped),
-# `xmesh validate` accepts a good config, `xmesh version` answers.
+# `xmesh validate` accepts a good config and warns about what is served at L4 for now (HTTP/2 ports, tcp: and
+# tls: routes) without failing, `xmesh version` answers.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 xmt_init "$@"
@@ -66,6 +67,32 @@ has "maps xm_services --json" "$XMT_VIP"
 
 XMT_SUBTEST=validate
 run validate validate "$XMT_CONF/reviews.yaml"
+# What xmesh serves at L4 for now is said, as a warning that does not fail validation: HTTP/2 ports (grpc,
+# h2c) and a VirtualService's tcp: and tls: routes.
+{
+	xmt_yaml_service --name api --vip 10.96.0.78 --port-name grpc-api
+	cat <<EOF
+---
+apiVersion: v1
+kind: Service
+metadata: {name: h2, namespace: default}
+spec:
+  clusterIP: 10.96.0.79
+  ports: [{name: web, port: 80, targetPort: 8080, appProtocol: kubernetes.io/h2c}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [web]
+  tcp: [{route: [{destination: {host: web}}]}]
+  tls: [{match: [{sniHosts: [web]}], route: [{destination: {host: web}}]}]
+EOF
+} >"$XMT_TMP/l4-for-now.yaml"
+run "validate (warnings)" validate "$XMT_TMP/l4-for-now.yaml"
+has "validate (warnings)" "l4-for-now.yaml:" "warning: service default/api: port $XMT_PORT: HTTP/2 is not supported yet" \
+	"warning: service default/h2: port 80: HTTP/2 is not supported yet" "spec.tcp routes are not supported yet" \
+	"spec.tls routes are not supported yet"
 run version version
 
 XMT_SUBTEST="maps without agent"

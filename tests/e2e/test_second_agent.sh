@@ -12,7 +12,7 @@ xmt_agent_start
 first_log=$XMT_AGENT_LOG
 out="$XMT_TMP/out"
 # timeout(1) -> nsenter, which execs xmesh: the agent is the wrapper's child.
-agent_pid=$(cat "/proc/$XMT_AGENT_PID/task/$XMT_AGENT_PID/children" | awk '{ print $1 }')
+agent_pid=$(awk '{ print $1 }' "/proc/$XMT_AGENT_PID/task/$XMT_AGENT_PID/children")
 [ -n "$agent_pid" ] || xmt_fail "cannot find the agent's PID under its wrapper $XMT_AGENT_PID"
 
 hold_log=$(xmt_bg_log hold)

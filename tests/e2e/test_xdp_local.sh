@@ -84,7 +84,7 @@ grep -q '^xmesh_conntrack_capacity ' "$m" || xmt_fail "xmesh_conntrack_capacity 
 grep -q '^xmesh_xdp_vip_packets_total{.*verdict="local"}' "$m" || xmt_fail "per-VIP packets missing"
 placed=$(awk '/^xmesh_xdp_istio_tcp_pairs\{state="placed"\}/ { print $2 }' "$m")
 unplaced=$(awk '/^xmesh_xdp_istio_tcp_pairs\{state="unplaced"\}/ { print $2 }' "$m")
-((${placed:-0} >= 3)) && [ "${unplaced:-x}" = 0 ] ||
+{ ((${placed:-0} >= 3)) && [ "${unplaced:-x}" = 0 ]; } ||
 	xmt_fail "xmesh_xdp_istio_tcp_pairs placed=${placed:-none} unplaced=${unplaced:-none}, want >= 3 and 0"
 xmx_status a | grep -q "^xdp: istio tcp counters for $placed (service port, local backend) pairs" ||
 	xmt_fail "status shows no istio tcp counters line: $(xmx_status a | grep '^xdp:' | head -n 4)"

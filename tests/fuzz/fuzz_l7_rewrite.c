@@ -58,7 +58,8 @@ static struct l7_route route = {
 static bool written_by_proxy(struct h1_str name)
 {
 	static const char *const own[] = { "transfer-encoding", "connection",	"upgrade", "host",  "x-forwarded-for",
-					   "x-forwarded-proto", "x-request-id", "x-set",   "x-add", "set-cookie" };
+					   "x-forwarded-proto", "x-request-id", "x-set",   "x-add", "set-cookie",
+					   "content-length" /* the framing of the body streamed after the head */ };
 
 	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
 		if (h1_name_eq(name, own[i]))
