@@ -146,5 +146,7 @@ const struct h1_header *h1_find(const struct h1_header *h, uint32_t n, const cha
  * Trailer, Proxy-Authenticate, Proxy-Authorization, and every name listed in Connection. */
 bool h1_is_hop_by_hop(const struct h1_header *all, uint32_t n, struct h1_str name);
 const char *h1_error_name(enum h1_error e); /* "cl_and_te": metric label and log text */
+/* "Not Found" for 404; "Unknown" for a status the agent never sends. */
+const char *h1_reason_phrase(unsigned status);
 
 #endif

@@ -269,7 +269,7 @@ int l7_rewrite_response(const struct h1_response *resp, const struct l7_resp_rew
 	if (resp->reason.len)
 		put_span(&w, resp->reason);
 	else
-		put_str(&w, l7_reason_phrase(resp->status));
+		put_str(&w, h1_reason_phrase(resp->status));
 	put(&w, "\r\n", 2);
 	for (uint32_t i = 0; i < resp->n_headers; i++) {
 		const struct h1_header *h = &resp->headers[i];
@@ -323,7 +323,7 @@ int l7_local_reply(uint16_t status, const char *extra, const char *body, size_t 
 	struct writer w = { .p = buf, .cap = cap };
 	char line[96];
 
-	snprintf(line, sizeof(line), "HTTP/1.1 %03u %s\r\ncontent-length: %zu\r\n", status, l7_reason_phrase(status),
+	snprintf(line, sizeof(line), "HTTP/1.1 %03u %s\r\ncontent-length: %zu\r\n", status, h1_reason_phrase(status),
 		 body_len);
 	put_str(&w, line);
 	if (body_len)
@@ -338,64 +338,3 @@ int l7_local_reply(uint16_t status, const char *extra, const char *body, size_t 
 	return finish(&w);
 }
 
-const char *l7_reason_phrase(uint16_t status)
-{
-	switch (status) {
-	case 100:
-		return "Continue";
-	case 101:
-		return "Switching Protocols";
-	case 200:
-		return "OK";
-	case 201:
-		return "Created";
-	case 202:
-		return "Accepted";
-	case 204:
-		return "No Content";
-	case 206:
-		return "Partial Content";
-	case 301:
-		return "Moved Permanently";
-	case 302:
-		return "Found";
-	case 303:
-		return "See Other";
-	case 304:
-		return "Not Modified";
-	case 307:
-		return "Temporary Redirect";
-	case 308:
-		return "Permanent Redirect";
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 408:
-		return "Request Timeout";
-	case 413:
-		return "Content Too Large";
-	case 429:
-		return "Too Many Requests";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 502:
-		return "Bad Gateway";
-	case 503:
-		return "Service Unavailable";
-	case 504:
-		return "Gateway Timeout";
-	default:
-		return "Unknown";
-	}
-}

@@ -48,7 +48,5 @@ int l7_local_reply(uint16_t status, const char *extra, const char *body, size_t 
 /* The request path as rewrite.uri makes it: a matched prefix replaced, else the whole path; query kept. */
 int l7_rewrite_path(const struct h1_request *req, const struct l7_route *route, char *buf, size_t cap);
 
-/* "OK", "Not Found", ...; "Unknown" for codes without a registered phrase. */
-const char *l7_reason_phrase(uint16_t status);
 
 #endif

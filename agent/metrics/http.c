@@ -46,33 +46,6 @@ int mhttp_parse_request(const char *buf, size_t len, struct mhttp_request *req)
 	return r;
 }
 
-const char *mhttp_reason(int status)
-{
-	switch (status) {
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 408:
-		return "Request Timeout";
-	case 414:
-		return "URI Too Long";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 503:
-		return "Service Unavailable";
-	case 505:
-		return "HTTP Version Not Supported";
-	default:
-		return "Unknown";
-	}
-}
 
 /* ---- addresses ---- */
 
@@ -185,7 +158,7 @@ static void format_head(struct mhttp_conn *c, int status, const char *content_ty
 		date[0] = '\0';
 	n = snprintf(c->head, sizeof(c->head),
 		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s%sConnection: close\r\n\r\n",
-		     status, mhttp_reason(status), content_type ? content_type : "text/plain; charset=utf-8",
+		     status, h1_reason_phrase((unsigned)status), content_type ? content_type : "text/plain; charset=utf-8",
 		     content_length, date[0] ? "Date: " : "", date, date[0] ? "\r\n" : "", extra ? extra : "",
 		     extra ? "\r\n" : "");
 	c->head_len = n > 0 && (size_t)n < sizeof(c->head) ? (size_t)n : 0;
@@ -197,7 +170,7 @@ static void format_head(struct mhttp_conn *c, int status, const char *content_ty
 static void answer_error(struct mhttp_conn *c, int status, const char *extra)
 {
 	sb_free(&c->body);
-	sb_printf(&c->body, "%d %s\n", status, mhttp_reason(status));
+	sb_printf(&c->body, "%d %s\n", status, h1_reason_phrase((unsigned)status));
 	c->body_len = c->body.oom ? 0 : c->body.len;
 	format_head(c, status, NULL, c->body_len, extra);
 	c->state = CONN_WRITE;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "http/h1.h"
 #include "metrics/http.h"
 
 /* Every proper prefix must ask for more; the whole must parse to head_len. */
@@ -131,9 +132,9 @@ Test(metrics_http_parse, junk_rejected_early)
 
 Test(metrics_http_parse, reasons)
 {
-	cr_expect_str_eq(mhttp_reason(200), "OK");
-	cr_expect_str_eq(mhttp_reason(431), "Request Header Fields Too Large");
-	cr_expect_str_eq(mhttp_reason(505), "HTTP Version Not Supported");
+	cr_expect_str_eq(h1_reason_phrase(200), "OK");
+	cr_expect_str_eq(h1_reason_phrase(431), "Request Header Fields Too Large");
+	cr_expect_str_eq(h1_reason_phrase(505), "HTTP Version Not Supported");
 }
 
 Test(metrics_http_parse, addresses)
