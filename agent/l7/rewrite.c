@@ -337,4 +337,3 @@ int l7_local_reply(uint16_t status, const char *extra, const char *body, size_t 
 		put(&w, body, body_len);
 	return finish(&w);
 }
-
