@@ -31,6 +31,7 @@
 #include "l7/handover.h"
 #include "l7/proxy.h"
 #include "l7/stats.h"
+#include "outlier/outlier.h"
 
 /* How long a stopped agent's listening sockets wait for the next one before HTTP goes back to L4. */
 #define HANDOVER_WAIT_S 10
@@ -40,6 +41,7 @@ struct l7_mod {
 	struct l7_access_log *log;
 	int proxy_map, origdst, pairs, sk_storage; /* pinned maps; -1 when absent */
 	int outlier, outlier_svc;		   /* the kernel's ejections, read by the balancers */
+	int outlier_report;			   /* xm_outlier_report: the proxy's connect outcomes go in */
 	int proxy_cgroup;	 /* where listeners are made, sockmap's sockops attached; -1: the agent's own cgroup */
 	int proxy_cgroup_unused; /* the proxy cgroup after making a socket there failed */
 	struct l7_capture_proxy captured; /* what xm_l7_proxy holds now */
@@ -126,6 +128,24 @@ static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
 			bm->value = st.ejected_until_ns;
 	}
 	return bm->value > now;
+}
+
+/*
+ * An upstream connect's outcome into the kernel's outlier state, through the program sockops' events take
+ * (outlier/outlier.h). This thread's next pick of the service asks the kernel again rather than its memo: the
+ * failure may just have ejected the endpoint, and the next request must not go there.
+ */
+static void report_connect(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome)
+{
+	struct l7_mod *m = ctx;
+	uint64_t svc_key = (uint64_t)svc_id << 32 | 1, be_key = (uint64_t)svc_id << 32 | ((uint64_t)backend_id + 1);
+	int err = outlier_report(m->outlier_report, svc_id, backend_id,
+				 outcome == L7_CONNECT_FAILED ? XM_REPORT_LOCAL_FAILURE : XM_REPORT_SUCCESS, 0);
+
+	if (err)
+		log_debug("l7: outlier report for service %u endpoint %u: %s", svc_id, backend_id, strerror(-err));
+	memo_slot(svc_memo, svc_key)->key = 0;
+	memo_slot(backend_memo, be_key)->key = 0;
 }
 
 /*
@@ -238,6 +258,7 @@ static void l7_mod_free(struct l7_mod *m)
 	close_fd(&m->sk_storage);
 	close_fd(&m->outlier);
 	close_fd(&m->outlier_svc);
+	close_fd(&m->outlier_report);
 	close_fd(&m->proxy_cgroup);
 	close_fd(&m->proxy_cgroup_unused);
 	free(m);
@@ -253,7 +274,7 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 	*state = NULL;
 	if (!m)
 		return -ENOMEM;
-	m->origdst = m->pairs = m->sk_storage = m->outlier = m->outlier_svc = m->proxy_cgroup = -1;
+	m->origdst = m->pairs = m->sk_storage = m->outlier = m->outlier_svc = m->outlier_report = m->proxy_cgroup = -1;
 	m->proxy_cgroup_unused = -1;
 	m->proxy_map = pins_open(o->bpffs, "xm_l7_proxy");
 	if (m->proxy_map < 0) {
@@ -293,6 +314,12 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 		m->outlier_svc = -1;
 		log_warn("l7: outlier maps not found; the proxy's balancers see no ejection");
 	}
+	m->outlier_report = pins_open(o->bpffs, XM_OUTLIER_REPORT_PIN);
+	if (m->outlier_report < 0) {
+		log_warn("l7: %s/%s: %s; the proxy's failed upstream connects eject nothing", o->bpffs,
+			 XM_OUTLIER_REPORT_PIN, strerror(-m->outlier_report));
+		m->outlier_report = -1;
+	}
 	if (o->access_log) {
 		m->log = l7_access_log_open(
 		    o->access_log, (enum l7_log_format)o->access_log_format,
@@ -315,6 +342,10 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 	if (m->outlier_svc >= 0) {
 		po.ejected = endpoint_ejected;
 		po.ejected_ctx = m;
+	}
+	if (m->outlier_report >= 0) {
+		po.report = report_connect;
+		po.report_ctx = m;
 	}
 	if (m->log) {
 		po.on_record = write_access_log;

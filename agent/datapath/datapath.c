@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xmesh/outlier.h>
+
 #include "core/log.h"
 #include "datapath/bpf_loader.h"
 #include "datapath/pins.h"
@@ -78,6 +80,27 @@ static int attach_or_adopt(struct xm_datapath *dp, struct bpf_program *prog)
 	return err;
 }
 
+/*
+ * Pins this agent's xm_outlier_report (replacing an earlier agent's), so that other modules (the L7 proxy's
+ * upstream connects) report into the same state without reaching into the skeleton.
+ */
+static int pin_report_prog(struct xm_datapath *dp)
+{
+	char path[4096];
+	int err;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dp->bpffs, XM_OUTLIER_REPORT_PIN) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if (unlink(path) < 0 && errno != ENOENT) {
+		log_error("unpin %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	err = bpf_program__pin(dp->sock->progs.xm_outlier_report, path);
+	if (err)
+		log_error("pin %s: %s", path, strerror(-err));
+	return err;
+}
+
 int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup)
 {
 	struct bpf_program *prog;
@@ -105,6 +128,9 @@ int datapath_open(struct xm_datapath *dp, const char *bpffs, const char *cgroup)
 		if (err)
 			goto fail;
 	}
+	err = pin_report_prog(dp);
+	if (err)
+		goto fail;
 	return 0;
 fail:
 	datapath_close(dp);

@@ -523,6 +523,9 @@ static void upstream_lost(struct l7_down *d)
 	}
 	if (up && !up->connect_failed)
 		atomic_fetch_add_explicit(&d->w->c.upstream_resets, 1, memory_order_relaxed);
+	/* Refused, timed out, or gone before a response byte: a local-origin failure, as sockops counts one. */
+	if (x->up)
+		l7_report_connect_failed(d->w, x);
 	if (up && up->connect_failed)
 		l7_exchange_local_reply(d, 503, L7_RF_UF, NULL,
 					"upstream connect error or disconnect/reset before headers. reset reason: "
@@ -641,6 +644,8 @@ bool l7_exchange_step(struct l7_down *d)
 		x->up_local = up->local;
 		x->up_local_port = up->local_port;
 		x->up_local_family = up->local_family;
+		if (!up->requests)
+			l7_report_connected(d->w, x); /* a fresh connection is up */
 		up->requests++;
 		moved = true;
 	}

@@ -164,6 +164,7 @@ struct l7_worker_counters {
 };
 
 #define L7_POOL_BUCKETS 256
+#define L7_FAILED_SET	64 /* endpoints a worker remembers reporting a failure for (then it forgets the oldest) */
 
 /*
  * Connections are watched edge-triggered for everything, from first to last, with no epoll_ctl in between
@@ -199,6 +200,9 @@ struct l7_worker {
 	uint32_t n_free_texts;
 	struct l7_exchange_text spare_text; /* when out of memory: shared, the records may mix, nothing breaks */
 	struct l7_worker_counters c;
+	/* Endpoints (svc_id << 32 | backend_id) with a connect failure reported since their last success. */
+	uint64_t failed[L7_FAILED_SET];
+	uint32_t n_failed, failed_next;
 };
 
 struct l7_listener {
@@ -285,6 +289,10 @@ void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char 
 void l7_up_free(struct l7_up *up);
 /* Closes every pooled connection (drain). */
 void l7_pool_close_all(struct l7_worker *w);
+
+/* Outlier detection (l7/outlier_report.c): the upstream connect of exchange x failed, or a fresh one succeeded. */
+void l7_report_connect_failed(struct l7_worker *w, const struct l7_exchange *x);
+void l7_report_connected(struct l7_worker *w, const struct l7_exchange *x);
 
 /* worker.c */
 struct l7_worker *l7_worker_new(struct l7_proxy *p, size_t index, struct l7_stats_shard *shard);

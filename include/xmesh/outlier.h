@@ -72,6 +72,8 @@ enum xm_outlier_report_kind {
 };
 
 #define XM_REPORT_PAD 14 /* test-run input starts with an Ethernet-header-sized pad */
+/* Where the agent pins xm_outlier_report under its bpffs directory, for the L7 module to open. */
+#define XM_OUTLIER_REPORT_PIN "xm_outlier_report"
 
 struct xm_outlier_report_msg {
 	__u32 svc_id;

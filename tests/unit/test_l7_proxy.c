@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,13 @@ static const char config_fmt[] =
     "ports: [{name: http, port: %u}]\n"
     "---\n"
     "apiVersion: networking.istio.io/v1\n"
+    "kind: DestinationRule\n"
+    "metadata: {name: dead, namespace: default}\n"
+    "spec:\n"
+    "  host: dead\n"
+    "  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 3}}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
     "kind: VirtualService\n"
     "metadata: {name: web, namespace: default}\n"
     "spec:\n"
@@ -171,6 +179,25 @@ static uint16_t full_listener(void)
 }
 
 static uint64_t start_idle_ms; /* opts.idle_timeout_ms of the next start(); 0: the default */
+static uint16_t dead_port;     /* dead's endpoint: nothing listens there unless a test does */
+
+/* The outcomes the proxy reported for outlier detection, in order (worker thread; read after records_wait). */
+struct seen_report {
+	uint32_t svc_id, backend_id;
+	enum l7_connect_outcome outcome;
+};
+static pthread_mutex_t reports_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct seen_report reports[16];
+static size_t n_reports;
+
+static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome)
+{
+	(void)ctx;
+	pthread_mutex_lock(&reports_lock);
+	if (n_reports < 16)
+		reports[n_reports++] = (struct seen_report){ svc_id, backend_id, outcome };
+	pthread_mutex_unlock(&reports_lock);
+}
 
 static void start(size_t workers)
 {
@@ -178,18 +205,20 @@ static void start(size_t workers)
 		.n_workers = workers,
 		.resolve = resolve_by_listener,
 		.on_record = records_hook,
+		.report = report_hook,
 		.idle_timeout_ms = start_idle_ms,
 	};
 	struct l7_proxy_addr addrs[4];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
 	struct xm_config cfg = { 0 };
-	uint16_t up = upstream_start(), dead = closed_port(), full = full_listener();
+	uint16_t up = upstream_start(), dead = dead_port = closed_port(), full = full_listener();
 	char text[sizeof(config_fmt) + 64], *path;
 	const char *paths[1];
 	uint32_t id = 1;
 	int err;
 
 	cr_assert_neq(up, 0, "upstream did not start");
+	n_reports = 0;
 	snprintf(text, sizeof(text), config_fmt, up, up, dead, dead, full, full);
 	path = temp_yaml(text);
 	paths[0] = path;
@@ -447,6 +476,92 @@ Test(l7_proxy, connect_failure_is_503_uf)
 	hc_close(&c);
 	cr_assert_geq(records_wait(1), 1);
 	cr_expect_eq(records_get(0).flags, L7_RF_UF);
+}
+
+/* Answers one request on dead's port with 200 and closes: the endpoint came back. */
+static void *answer_once(void *arg)
+{
+	int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
+	char buf[4096];
+	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+	if (fd >= 0) {
+		if (read(fd, buf, sizeof(buf)) > 0 && write(fd, ok, sizeof(ok) - 1) < 0)
+			(void)0;
+		close(fd);
+	}
+	return NULL;
+}
+
+static size_t reports_wait(size_t n)
+{
+	size_t k = 0;
+
+	for (int i = 0; i < 200; i++) {
+		pthread_mutex_lock(&reports_lock);
+		k = n_reports;
+		pthread_mutex_unlock(&reports_lock);
+		if (k >= n)
+			break;
+		usleep(10000);
+	}
+	return k;
+}
+
+/*
+ * Outlier detection: each refused connect of a service with outlierDetection is a local-origin failure for its
+ * (svc_id, endpoint id); the first successful connect after them is reported once; a service without
+ * outlierDetection (web) reports nothing.
+ */
+Test(l7_proxy, refused_connects_and_the_success_after_them_are_reported)
+{
+	const struct xm_lb_service *dead = NULL;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct hclient c;
+	struct response r;
+	pthread_t t;
+	int lfd, one = 1;
+
+	for (size_t i = 0; i < snap->lb.n_services; i++)
+		if (snap->lb.services[i].key.vip.v4 == htonl(0x0a60000c))
+			dead = &snap->lb.services[i];
+	cr_assert_not_null(dead);
+	cr_assert(dead->outlier_on);
+	hc_open(&c, WEB, port);
+	get(&c, "/echo", &r);
+	cr_expect_eq(r.status, 200);
+	response_free(&r);
+	hc_close(&c);
+	hc_open(&c, DEAD, port);
+	for (int i = 0; i < 2; i++) {
+		get_host(&c, "dead", "/", &r);
+		cr_expect_eq(r.status, 503);
+		response_free(&r);
+	}
+	cr_assert_eq(reports_wait(2), 2, "want 2 reports (web's request reports nothing), got %zu", n_reports);
+	for (int i = 0; i < 2; i++) {
+		cr_expect_eq(reports[i].svc_id, dead->svc_id);
+		cr_expect_eq(reports[i].backend_id, dead->backends[0].id);
+		cr_expect_eq(reports[i].outcome, L7_CONNECT_FAILED);
+	}
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sin.sin_port = htons(dead_port);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0, "dead's port was taken meanwhile");
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(pthread_create(&t, NULL, answer_once, &lfd), 0);
+	get_host(&c, "dead", "/", &r);
+	cr_expect_eq(r.status, 200);
+	response_free(&r);
+	hc_close(&c);
+	pthread_join(t, NULL);
+	close(lfd);
+	cr_assert_eq(reports_wait(3), 3);
+	cr_expect_eq(reports[2].svc_id, dead->svc_id);
+	cr_expect_eq(reports[2].backend_id, dead->backends[0].id);
+	cr_expect_eq(reports[2].outcome, L7_CONNECT_SUCCEEDED);
+	usleep(50000);
+	cr_expect_eq(n_reports, 3, "one success after the failures, nothing more");
 }
 
 Test(l7_proxy, smuggling_attempt_is_400_and_closed_while_others_work)
