@@ -48,5 +48,4 @@ int l7_local_reply(uint16_t status, const char *extra, const char *body, size_t 
 /* The request path as rewrite.uri makes it: a matched prefix replaced, else the whole path; query kept. */
 int l7_rewrite_path(const struct h1_request *req, const struct l7_route *route, char *buf, size_t cap);
 
-
 #endif

@@ -46,7 +46,6 @@ int mhttp_parse_request(const char *buf, size_t len, struct mhttp_request *req)
 	return r;
 }
 
-
 /* ---- addresses ---- */
 
 int mhttp_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
@@ -158,9 +157,9 @@ static void format_head(struct mhttp_conn *c, int status, const char *content_ty
 		date[0] = '\0';
 	n = snprintf(c->head, sizeof(c->head),
 		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s%sConnection: close\r\n\r\n",
-		     status, h1_reason_phrase((unsigned)status), content_type ? content_type : "text/plain; charset=utf-8",
-		     content_length, date[0] ? "Date: " : "", date, date[0] ? "\r\n" : "", extra ? extra : "",
-		     extra ? "\r\n" : "");
+		     status, h1_reason_phrase((unsigned)status),
+		     content_type ? content_type : "text/plain; charset=utf-8", content_length, date[0] ? "Date: " : "",
+		     date, date[0] ? "\r\n" : "", extra ? extra : "", extra ? "\r\n" : "");
 	c->head_len = n > 0 && (size_t)n < sizeof(c->head) ? (size_t)n : 0;
 	/* Only a handler's absurd content type can overflow; the plain head always fits. */
 	if (!c->head_len && (content_type || extra))

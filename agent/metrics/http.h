@@ -69,5 +69,4 @@ void mhttp_close(struct mhttp_server *s);
 /* "IPv4:PORT" or "[IPv6]:PORT" → sockaddr; -EINVAL when malformed. */
 int mhttp_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len);
 
-
 #endif
