@@ -21,7 +21,10 @@ run() {
 	fi
 }
 
-run "unit tests" "$BUILD/tests/unit_tests" --jobs 2
+# One job: with two, criterion's own runner leaks 48 bytes in its main process (calloc inside
+# criterion_run_all_tests, no frame of ours) when suites with .timeout run side by side (the l7_proxy
+# suites), and LeakSanitizer then fails a run whose every test passed.
+run "unit tests" "$BUILD/tests/unit_tests" --jobs 1
 if [ "$(id -u)" -ne 0 ]; then
 	echo "==> BPF tests: SKIPPED (need root for BPF and cgroups)"
 else
