@@ -185,17 +185,19 @@ static uint16_t dead_port;     /* dead's endpoint: nothing listens there unless 
 struct seen_report {
 	uint32_t svc_id, backend_id;
 	enum l7_connect_outcome outcome;
+	uint16_t status;
 };
 static pthread_mutex_t reports_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct seen_report reports[16];
 static size_t n_reports;
 
-static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome)
+static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,
+			uint16_t status)
 {
 	(void)ctx;
 	pthread_mutex_lock(&reports_lock);
 	if (n_reports < 16)
-		reports[n_reports++] = (struct seen_report){ svc_id, backend_id, outcome };
+		reports[n_reports++] = (struct seen_report){ svc_id, backend_id, outcome, status };
 	pthread_mutex_unlock(&reports_lock);
 }
 
