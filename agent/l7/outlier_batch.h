@@ -22,7 +22,6 @@ enum l7_ob_kind {
 /* The service's outlierDetection, as far as the batching needs it (0: that threshold is off). */
 struct l7_ob_policy {
 	uint32_t consecutive_5xx, consecutive_gateway;
-	bool split; /* splitExternalLocalOriginErrors: connect outcomes leave the HTTP runs alone */
 };
 
 struct l7_ob_seg {

@@ -110,7 +110,6 @@ void l7_report_response(struct l7_worker *w, const struct l7_exchange *x)
 	policy = (struct l7_ob_policy){
 		.consecutive_5xx = svc->outlier.consecutive_5xx_errors,
 		.consecutive_gateway = svc->outlier.consecutive_gateway_errors,
-		.split = svc->outlier.split_external_local_origin_errors,
 	};
 	if (l7_ob_note(w->outlier_batch, svc->svc_id, x->endpoint->id, &policy, x->status) &&
 	    !loop_timer_armed(w->outlier_timer))

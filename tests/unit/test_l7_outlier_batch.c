@@ -15,6 +15,7 @@ struct model {
 	uint32_t reason; /* 0 while not ejected: 1 local origin, 2 5xx, 3 gateway */
 	uint32_t reports;
 	struct l7_ob_policy p;
+	bool split; /* splitExternalLocalOriginErrors */
 };
 
 static void model_http(struct model *m, uint16_t status)
@@ -42,14 +43,14 @@ static void model_connect(struct model *m, bool failed)
 {
 	if (!failed) {
 		m->clocal = 0;
-		if (!m->p.split)
+		if (!m->split)
 			m->c5xx = m->cgw = 0;
 		return;
 	}
 	if (m->reason)
 		return;
 	m->clocal++;
-	if (!m->p.split) {
+	if (!m->split) {
 		m->c5xx++;
 		m->cgw++;
 		if ((m->p.consecutive_5xx && m->c5xx >= m->p.consecutive_5xx) ||
@@ -175,7 +176,7 @@ Test(l7_outlier_batch, unsplit_connect_failures_make_the_next_success_count)
 
 Test(l7_outlier_batch, split_connect_outcomes_leave_the_http_runs_alone)
 {
-	static const struct l7_ob_policy p = { .consecutive_5xx = 5, .split = true };
+	static const struct l7_ob_policy p = { .consecutive_5xx = 5 };
 
 	l7_ob_connect_outcome(&b, 7, 3, true, true);
 	l7_ob_note(&b, 7, 3, &p, 200);
@@ -208,13 +209,13 @@ static void random_equivalence(bool split, unsigned seed)
 		struct l7_ob_policy p = {
 			.consecutive_5xx = (uint32_t)(rand() % 6),
 			.consecutive_gateway = (uint32_t)(rand() % 4),
-			.split = split,
 		};
 		uint32_t events = 0;
 
 		memset(&direct, 0, sizeof(direct));
 		memset(&batched, 0, sizeof(batched));
 		direct.p = batched.p = p;
+		direct.split = batched.split = split;
 		l7_ob_init(&b, emit_to_model, &batched);
 		for (int i = 0; i < 60; i++) {
 			int r = rand() % 40;
