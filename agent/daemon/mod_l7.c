@@ -135,12 +135,17 @@ static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
  * (outlier/outlier.h). This thread's next pick of the service asks the kernel again rather than its memo: the
  * failure may just have ejected the endpoint, and the next request must not go there.
  */
-static void report_connect(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome)
+static void report_connect(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,
+			   uint16_t status)
 {
+	static const enum xm_outlier_report_kind kinds[] = {
+		[L7_CONNECT_FAILED] = XM_REPORT_LOCAL_FAILURE,
+		[L7_CONNECT_SUCCEEDED] = XM_REPORT_SUCCESS,
+		[L7_HTTP_STATUS] = XM_REPORT_HTTP,
+	};
 	struct l7_mod *m = ctx;
 	uint64_t svc_key = (uint64_t)svc_id << 32 | 1, be_key = (uint64_t)svc_id << 32 | ((uint64_t)backend_id + 1);
-	int err = outlier_report(m->outlier_report, svc_id, backend_id,
-				 outcome == L7_CONNECT_FAILED ? XM_REPORT_LOCAL_FAILURE : XM_REPORT_SUCCESS, 0);
+	int err = outlier_report(m->outlier_report, svc_id, backend_id, kinds[outcome], status);
 
 	if (err)
 		log_debug("l7: outlier report for service %u endpoint %u: %s", svc_id, backend_id, strerror(-err));

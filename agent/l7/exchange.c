@@ -607,6 +607,8 @@ static bool response_head_step(struct l7_down *d)
 	x->head = NULL;
 	x->status = resp.status;
 	x->resp_head_done = true;
+	if (x->cluster && x->cluster->svc && x->cluster->svc->outlier_on)
+		l7_report_response(w, x);
 	x->resp_body = resp.body;
 	x->resp_remaining = resp.content_length;
 	x->resp_keep_alive = resp.keep_alive;

@@ -31,18 +31,20 @@ struct l7_proxy;
  */
 typedef int (*l7_resolve_fn)(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id);
 
-/* What a worker saw of an upstream connect, for the kernel's outlier detection (local-origin events). */
+/* What a worker saw of an upstream, for the kernel's outlier detection. */
 enum l7_connect_outcome {
 	L7_CONNECT_FAILED = 0, /* refused, reset or closed before the first response byte, or connectTimeout */
 	L7_CONNECT_SUCCEEDED,  /* a connect to an endpoint that had a failure reported since its last success */
+	L7_HTTP_STATUS,	       /* an upstream response status (batched: 200, 500 or 503 stand for their class) */
 };
 
 /*
  * Reports an outcome for (svc_id, backend_id), the ids the socket LB uses, on the worker's thread. Called
  * only for services with outlier detection on, and only on failures and the success after them: it may
- * make a system call.
+ * make a system call. status is the HTTP status for L7_HTTP_STATUS, else 0.
  */
-typedef void (*l7_report_fn)(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome);
+typedef void (*l7_report_fn)(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,
+			     uint16_t status);
 
 struct l7_proxy_addr {
 	union xm_addr addr;
@@ -56,7 +58,7 @@ struct l7_proxy_opts {
 	void *resolve_ctx;
 	l7_ejected_fn ejected; /* the kernel's outlier state for the balancer; NULL: nothing is ejected */
 	void *ejected_ctx;
-	l7_report_fn report; /* upstream connect outcomes into the kernel's outlier state; NULL: none */
+	l7_report_fn report; /* upstream connect outcomes and statuses into the kernel's outlier state; NULL: none */
 	void *report_ctx;
 	/* Every finished request, on the worker's thread (the access log): must not block. NULL: none. */
 	void (*on_record)(void *ctx, size_t worker, const struct l7_record *r);

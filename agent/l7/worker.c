@@ -322,6 +322,7 @@ void l7_worker_free(struct l7_worker *w)
 			hold_free(w->hold);
 	}
 	free_texts(w);
+	l7_report_free(w);
 	l7_balancer_free(w->balancer);
 	loop_free(w->loop);
 	free(w);

@@ -15,6 +15,7 @@
 #include "http/h1.h"
 #include "l7/balance.h"
 #include "l7/buf.h"
+#include "l7/outlier_batch.h"
 #include "l7/proxy.h"
 #include "l7/request_id.h"
 #include "l7/routes.h"
@@ -203,6 +204,9 @@ struct l7_worker {
 	/* Endpoints (svc_id << 32 | backend_id) with a connect failure reported since their last success. */
 	uint64_t failed[L7_FAILED_SET];
 	uint32_t n_failed, failed_next;
+	/* Upstream HTTP statuses of outlier-detected services, until outlier_timer reports them (outlier_report.c). */
+	struct l7_outlier_batch *outlier_batch; /* NULL until the first one */
+	struct xm_timer *outlier_timer;
 };
 
 struct l7_listener {
@@ -293,6 +297,10 @@ void l7_pool_close_all(struct l7_worker *w);
 /* Outlier detection (l7/outlier_report.c): the upstream connect of exchange x failed, or a fresh one succeeded. */
 void l7_report_connect_failed(struct l7_worker *w, const struct l7_exchange *x);
 void l7_report_connected(struct l7_worker *w, const struct l7_exchange *x);
+/* The final response status of x, whose service has outlier detection on: batched, reported within 10 ms. */
+void l7_report_response(struct l7_worker *w, const struct l7_exchange *x);
+/* Reports what is batched and frees the batch (the worker is going away). */
+void l7_report_free(struct l7_worker *w);
 
 /* worker.c */
 struct l7_worker *l7_worker_new(struct l7_proxy *p, size_t index, struct l7_stats_shard *shard);

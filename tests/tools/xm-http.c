@@ -3,7 +3,7 @@
  * xm-http: the HTTP/1.1 backend of the L7 e2e tests and benchmark, an independent peer of the agent's proxy:
  * requests are parsed by Debian's libhttp-parser, never by the agent's own parser. One epoll loop, non-blocking.
  *
- *   xm-http --id NAME [--port 8080] [--bind ADDR] [--idle-timeout-ms MS] [--max-time SEC]
+ *   xm-http --id NAME [--port 8080] [--bind ADDR] [--idle-timeout-ms MS] [--max-time SEC] [--fail-status N]
  *
  * Endpoints (every response carries "x-backend: NAME"; HEAD answers the same headers without a body):
  *   GET /               "NAME\n"
@@ -14,6 +14,7 @@
  *   /status/N           status N (200..599); 204 and 304 without a body
  *   /slow?ms=N          "NAME\n" after N ms (a timer: other connections are served meanwhile)
  *   /upgrade            with an Upgrade header: 101 Switching Protocols, then echoes every byte back
+ * --fail-status N (500..599): every request is answered "NAME\n" with status N (a failing backend).
  * Keep-alive and pipelining (responses in request order), `Expect: 100-continue` (100 Continue at the end of
  * the header section), `Connection: close` and HTTP/1.0. A request the parser rejects gets 400 and a close.
  * The default bind address "::" with IPV6_V6ONLY off serves IPv4 and IPv6. Prints "xm-http NAME ready" once
@@ -99,6 +100,7 @@ static unsigned long g_accepted, g_requests;
 static struct conn *g_timed;
 static struct conn *g_conns; /* all connections, for the idle sweep */
 static long g_idle_timeout_ms;
+static long g_fail_status; /* --fail-status: 0, or the status every request gets */
 static unsigned long g_idle_closed;
 static int g_ep;
 static http_parser_settings g_settings;
@@ -695,7 +697,9 @@ static void dispatch(struct conn *c)
 	if (!http_should_keep_alive(p))
 		c->close_after = true;
 
-	if (p->upgrade && !strcmp(path, "/upgrade") && p->method != HTTP_CONNECT) {
+	if (g_fail_status) {
+		respond_id(c, (int)g_fail_status);
+	} else if (p->upgrade && !strcmp(path, "/upgrade") && p->method != HTTP_CONNECT) {
 		respond_upgrade(c);
 	} else if (!strcmp(path, "/")) {
 		respond_id(c, 200);
@@ -1008,7 +1012,8 @@ static int open_listener(const char *host, uint16_t port)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: xm-http --id NAME [--port N] [--bind ADDR] [--idle-timeout-ms MS] [--max-time SEC]\n");
+	fprintf(stderr, "usage: xm-http --id NAME [--port N] [--bind ADDR] [--idle-timeout-ms MS] [--max-time SEC]\n"
+			"              [--fail-status N]\n");
 	exit(2);
 }
 
@@ -1020,6 +1025,7 @@ int main(int argc, char **argv)
 		{ "bind", required_argument, NULL, 'b' },
 		{ "max-time", required_argument, NULL, 'm' },
 		{ "idle-timeout-ms", required_argument, NULL, 'I' },
+		{ "fail-status", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static char tag_listen, tag_sig; /* tell these descriptors from connections in epoll data */
@@ -1048,12 +1054,15 @@ int main(int argc, char **argv)
 		case 'm':
 			max_time = strtol(optarg, NULL, 10);
 			break;
+		case 'f':
+			g_fail_status = strtol(optarg, NULL, 10);
+			break;
 		default:
 			usage();
 		}
 	}
 	if (!id || strlen(id) >= ID_MAX - 1 || strpbrk(id, "\r\n\"\\") || port <= 0 || port > 65535 || max_time < 0 ||
-	    g_idle_timeout_ms < 0)
+	    g_idle_timeout_ms < 0 || (g_fail_status && (g_fail_status < 500 || g_fail_status > 599)))
 		usage();
 	snprintf(g_id, sizeof(g_id), "%s", id);
 

@@ -185,17 +185,19 @@ static uint16_t dead_port;     /* dead's endpoint: nothing listens there unless 
 struct seen_report {
 	uint32_t svc_id, backend_id;
 	enum l7_connect_outcome outcome;
+	uint16_t status;
 };
 static pthread_mutex_t reports_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct seen_report reports[16];
 static size_t n_reports;
 
-static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome)
+static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,
+			uint16_t status)
 {
 	(void)ctx;
 	pthread_mutex_lock(&reports_lock);
 	if (n_reports < 16)
-		reports[n_reports++] = (struct seen_report){ svc_id, backend_id, outcome };
+		reports[n_reports++] = (struct seen_report){ svc_id, backend_id, outcome, status };
 	pthread_mutex_unlock(&reports_lock);
 }
 
@@ -562,6 +564,70 @@ Test(l7_proxy, refused_connects_and_the_success_after_them_are_reported)
 	cr_expect_eq(reports[2].outcome, L7_CONNECT_SUCCEEDED);
 	usleep(50000);
 	cr_expect_eq(n_reports, 3, "one success after the failures, nothing more");
+}
+
+/* Answers the requests of one keep-alive connection on dead's port with the statuses in order, then closes. */
+static const uint16_t answer_statuses[] = { 500, 500, 200, 200, 200, 200, 503, 503, 503 };
+
+static void *answer_in_turn(void *arg)
+{
+	int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
+	char buf[4096], resp[128];
+
+	if (fd < 0)
+		return NULL;
+	for (size_t i = 0; i < sizeof(answer_statuses) / sizeof(answer_statuses[0]); i++) {
+		int n = snprintf(resp, sizeof(resp), "HTTP/1.1 %u X\r\nContent-Length: 0\r\n\r\n", answer_statuses[i]);
+
+		if (read(fd, buf, sizeof(buf)) <= 0 || write(fd, resp, (size_t)n) != n)
+			break;
+	}
+	close(fd);
+	return NULL;
+}
+
+/*
+ * Upstream statuses of a service with outlierDetection reach the report hook batched: two 500s, the 200 that
+ * ends their run (once, however many follow), and three 503s that reach consecutive5xxErrors (3) together.
+ */
+Test(l7_proxy, response_statuses_are_reported_batched)
+{
+	static const uint16_t want[] = { 500, 500, 200, 503, 503, 503 };
+	const struct xm_lb_service *dead = NULL;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct hclient c;
+	struct response r;
+	pthread_t t;
+	int lfd, one = 1;
+
+	for (size_t i = 0; i < snap->lb.n_services; i++)
+		if (snap->lb.services[i].key.vip.v4 == htonl(0x0a60000c))
+			dead = &snap->lb.services[i];
+	cr_assert_not_null(dead);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sin.sin_port = htons(dead_port);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0, "dead's port was taken meanwhile");
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(pthread_create(&t, NULL, answer_in_turn, &lfd), 0);
+	hc_open(&c, DEAD, port);
+	for (size_t i = 0; i < sizeof(answer_statuses) / sizeof(answer_statuses[0]); i++) {
+		get_host(&c, "dead", "/", &r);
+		cr_expect_eq(r.status, answer_statuses[i], "request %zu", i);
+		response_free(&r);
+	}
+	hc_close(&c);
+	pthread_join(t, NULL);
+	close(lfd);
+	cr_assert_eq(reports_wait(6), 6, "got %zu reports", n_reports);
+	usleep(50000); /* two flush periods: nothing more comes */
+	cr_assert_eq(n_reports, 6, "got %zu reports", n_reports);
+	for (size_t i = 0; i < 6; i++) {
+		cr_expect_eq(reports[i].svc_id, dead->svc_id);
+		cr_expect_eq(reports[i].backend_id, dead->backends[0].id);
+		cr_expect_eq(reports[i].outcome, L7_HTTP_STATUS, "report %zu", i);
+		cr_expect_eq(reports[i].status, want[i], "report %zu: %u, want %u", i, reports[i].status, want[i]);
+	}
 }
 
 Test(l7_proxy, smuggling_attempt_is_400_and_closed_while_others_work)
