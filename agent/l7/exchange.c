@@ -480,7 +480,6 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 		l7_exchange_local_reply(d, 404, L7_RF_NR, NULL, NULL, 0);
 		return;
 	}
-	l7_exchange_timeout_start(d); /* a fault delay counts against the route timeout */
 	if (l7_fault_delay(d, head_len))
 		return;
 	route_action(d, req, head_len);
@@ -671,6 +670,7 @@ bool l7_exchange_step(struct l7_down *d)
 		return l7_fault_delay_step(d);
 	if (!up)
 		return false;
+	l7_exchange_timeout_start(d);
 	if (up->connect_failed) {
 		upstream_lost(d);
 		return true;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Fault injection and the route timeout of an exchange, as Envoy's fault filter and router do them: a delay
- * holds the request on the worker's timer heap (flag DI), an abort answers locally (FI), and the route timeout
- * answers 504 UT before any response byte went downstream, else resets the client's connection.
+ * holds the request on the worker's timer heap (flag DI), an abort answers locally (FI), and the route timeout,
+ * counted from the end of the downstream request (after any delay), answers 504 UT before any response byte went
+ * downstream, else resets the client's connection.
  */
 #include "core/loop.h"
 #include "l7/record.h"
@@ -22,10 +23,6 @@ static void route_timeout(struct l7_down *d)
 {
 	struct l7_exchange *x = &d->x;
 
-	if (x->delayed) {
-		x->delayed = false;
-		l7_buf_consume(&d->in, x->delay_head_len); /* never routed: the head is not read again */
-	}
 	if (!x->resp_head_done && !x->resp_bytes) {
 		/* Nothing went downstream: Envoy's local 504; the upstream is closed, never pooled half-read. */
 		l7_exchange_local_reply(d, 504, L7_RF_UT, NULL, "upstream request timeout", 24);
@@ -89,7 +86,7 @@ void l7_exchange_timeout_start(struct l7_down *d)
 {
 	struct l7_exchange *x = &d->x;
 
-	if (!x->route || !x->route->timeout_ms || !ensure_timer(d))
+	if (x->deadline_ms || x->delayed || !x->req_done || !x->route || !x->route->timeout_ms || !ensure_timer(d))
 		return;
 	x->deadline_ms = loop_now_ms() + x->route->timeout_ms;
 	arm(d);

@@ -280,7 +280,10 @@ void l7_exchange_local_reply(struct l7_down *d, uint16_t status, uint32_t flags,
 void l7_exchange_resume(struct l7_down *d);
 
 /* fault.c */
-/* Starts the route timeout of d's exchange when its route has one (at routing, before any fault delay). */
+/*
+ * Starts the route timeout of d's forwarded exchange once its request is complete, as Envoy's router does (after
+ * any fault delay); a no-op when it runs already or the route has none.
+ */
 void l7_exchange_timeout_start(struct l7_down *d);
 /* Samples the route's delay: true when the request now waits on the timer (its head stays in d->in). */
 bool l7_fault_delay(struct l7_down *d, uint32_t head_len);
