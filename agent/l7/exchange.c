@@ -398,6 +398,7 @@ static void route_action(struct l7_down *d, const struct h1_request *req, uint32
 
 	abort_status = l7_fault_abort(d);
 	if (abort_status) {
+		x->details = "fault_filter_abort"; /* Envoy's %RESPONSE_CODE_DETAILS% */
 		l7_buf_consume(&d->in, head_len);
 		l7_exchange_local_reply(d, abort_status, L7_RF_FI, NULL, "fault filter abort", 18);
 		return;

@@ -23,6 +23,7 @@ static void route_timeout(struct l7_down *d)
 {
 	struct l7_exchange *x = &d->x;
 
+	x->details = "upstream_response_timeout"; /* Envoy's %RESPONSE_CODE_DETAILS% */
 	if (!x->resp_head_done && !x->resp_bytes) {
 		/* Nothing went downstream: Envoy's local 504; the upstream is closed, never pooled half-read. */
 		l7_exchange_local_reply(d, 504, L7_RF_UT, NULL, "upstream request timeout", 24);
