@@ -32,9 +32,11 @@ spec:
   http:
   - match: [{uri: {prefix: /half}}]
     fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
+    rewrite: {uri: /}
     route: [{destination: {host: reviews}}]
   - match: [{uri: {prefix: /delayed}}]
     fault: {delay: {fixedDelay: 500ms, percent: 100}}
+    rewrite: {uri: /}
     route: [{destination: {host: reviews}}]
   - match: [{uri: {prefix: /slow}}]
     timeout: 400ms
@@ -52,7 +54,7 @@ xmt_in_pod c1 "$XM_HTTP_LOAD" --addr "$XMT_VIP:$XMT_PORT" --host reviews --path 
 aborted=$(awk '$1 == "status" && $2 == "503" { print $3 }' "$t/half")
 passed=$(awk '$1 == "status" && $2 == "200" { print $3 }' "$t/half")
 aborted=${aborted:-0} passed=${passed:-0}
-[ $((aborted + passed)) = 400 ] || xmt_fail "400 requests, got 503=$aborted 200=$passed"
+[ $((aborted + passed)) = 400 ] || xmt_fail "400 requests, got 503=$aborted 200=$passed: $(tr "\n" " " <"$t/half")"
 if [ "$aborted" -lt 160 ] || [ "$aborted" -gt 240 ]; then xmt_fail "50% abort off by more than 10 points: $aborted/400"; fi
 xmt_note "abort 50%: $aborted/400 aborted"
 
