@@ -14,6 +14,7 @@
 
 #include "compile/snapshot.h"
 #include "core/loop.h"
+#include "core/strbuf.h"
 #include "l7/proxy.h"
 #include "l7_proxy_fixture.h"
 #include "test_config.h"
@@ -269,4 +270,20 @@ Test(l7_faults, client_gone_during_a_delay_ends_the_exchange)
 	cr_assert_geq(records_wait(1), 1);
 	cr_expect_lt(loop_now_ms() - t0, 250, "the exchange waited for its timer after the client left");
 	cr_expect_eq(records_get(0).flags, L7_RF_DC);
+}
+
+Test(l7_faults, routes_show_the_faults)
+{
+	struct strbuf sb = { 0 };
+
+	l7_routes_render(&snap->routes, false, &sb);
+	cr_expect(strstr(sb.buf, "fault abort 503 100%"), "%s", sb.buf);
+	cr_expect(strstr(sb.buf, "fault delay 200ms 100%"), "%s", sb.buf);
+	cr_expect(strstr(sb.buf, "fault abort 500 0%"), "%s", sb.buf);
+	sb_free(&sb);
+	l7_routes_render(&snap->routes, true, &sb);
+	cr_expect(strstr(sb.buf, "\"fault\":{\"delay\":{\"ms\":200,\"percent\":100},\"abort\":{\"status\":418,"
+				 "\"percent\":100}}"),
+		  "%s", sb.buf);
+	sb_free(&sb);
 }
