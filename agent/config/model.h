@@ -263,6 +263,15 @@ struct xm_http_route_dest {
 	struct xm_loc loc, weight_loc;
 };
 
+/* HTTPFaultInjection: a delay and/or an abort, each on a percentage of requests (100 when absent). */
+struct xm_http_fault {
+	bool has_delay, has_abort;
+	uint64_t delay_ms;     /* delay.fixedDelay */
+	double delay_percent;  /* delay.percentage.value, or the deprecated integer delay.percent */
+	uint16_t abort_status; /* abort.httpStatus, 200..599 */
+	double abort_percent;  /* abort.percentage.value, or the deprecated integer abort.percent */
+};
+
 struct xm_http_route {
 	char *name;
 	struct xm_http_match *matches; /* OR; none matches everything */
@@ -284,6 +293,7 @@ struct xm_http_route {
 	double mirror_percent; /* 100 when mirror is set without mirrorPercentage/mirror_percent */
 	struct xm_http_headers headers;
 	uint64_t timeout_ms; /* 0: none */
+	struct xm_http_fault fault;
 	struct xm_loc loc;
 };
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * networking.istio.io VirtualService: hosts, gateways (only the mesh), http[] routes with their matches and
- * actions. tcp[]/tls[] and the fields of later work (retries, fault, corsPolicy, delegate) are warned about.
+ * actions and fault injection. tcp[]/tls[] and the fields of later work (retries, corsPolicy, delegate) are warned
+ * about.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,10 +10,11 @@
 
 #include "config/http_fields.h"
 #include "config/objects.h"
+#include "config/parse_fault.h"
 
 /* Fields that change behaviour but are not implemented yet: never silently ignored. */
 static const char *const unsupported_route_fields[] = {
-	"retries", "fault", "corsPolicy", "delegate", "uriRegexRewrite", "mirrors",
+	"retries", "corsPolicy", "delegate", "uriRegexRewrite", "mirrors",
 };
 
 static void parse_hosts(struct obj_ctx *c, const struct ynode *spec, struct xm_virtual_service *vs)
@@ -259,6 +261,9 @@ static void parse_http_route(struct obj_ctx *c, const struct ynode *item, size_t
 	parse_http_headers(c, map_value(c, item, "headers"), field_name(name, sizeof(name), field, "headers"),
 			   &r->headers);
 	get_duration(c, item, "timeout", field_name(name, sizeof(name), field, "timeout"), 0, &r->timeout_ms);
+	if (map_value(c, item, "fault"))
+		parse_http_fault(c, map_value(c, item, "fault"), field_name(name, sizeof(name), field, "fault"),
+				 &r->fault);
 	for (size_t k = 0; k < sizeof(unsupported_route_fields) / sizeof(unsupported_route_fields[0]); k++) {
 		const struct ynode *v = map_value(c, item, unsupported_route_fields[k]);
 

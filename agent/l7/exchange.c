@@ -3,7 +3,8 @@
  * One request on a downstream connection, Envoy's router in small: route, pick a destination and an
  * endpoint, forward the rewritten head and stream the body both ways through bounded buffers (a full buffer
  * stops the reads that fill it), relay 1xx, switch to a tunnel after 101, answer locally when there is
- * nothing to forward to (404 NR, 503 UH/UF/UC, 502, redirect, directResponse), and record the result.
+ * nothing to forward to (404 NR, 503 UH/UF/UC, 502, redirect, directResponse, a fault's abort), and record the
+ * result. Fault delays and the route timeout run on the exchange's timer (fault.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -196,6 +197,7 @@ void l7_exchange_finish(struct l7_down *d)
 	struct l7_worker *w = d->w;
 	struct l7_record r;
 
+	l7_exchange_timer_stop(d);
 	fill_record(d, &r);
 	l7_stats_record(w->shard, &r);
 	if (w->proxy->opts.on_record)
@@ -367,12 +369,9 @@ static void mirror_request(struct l7_down *d, const struct h1_request *req, uint
 	l7_up_shadow(w, &ep, w->scratch, (uint32_t)(n + body));
 }
 
-static void route_request(struct l7_down *d, const struct h1_request *req, uint32_t head_len)
+static struct l7_request_view request_view(const struct l7_down *d, const struct h1_request *req)
 {
-	struct l7_exchange *x = &d->x;
-	struct l7_worker *w = d->w;
-	const struct l7_route_table *routes = x->hold ? x->hold->routes : NULL;
-	struct l7_request_view view = {
+	return (struct l7_request_view){
 		.method = req->method,
 		.path = req->path,
 		.query = req->query,
@@ -380,19 +379,28 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 		.headers = req->headers,
 		.n_headers = req->n_headers,
 		.port = ntohs(d->vip.port),
-		.source = x->source,
+		.source = d->x.source,
 	};
+}
+
+/* What the selected route does with the request, after any fault delay: abort, redirect, answer or forward. */
+static void route_action(struct l7_down *d, const struct h1_request *req, uint32_t head_len)
+{
+	struct l7_exchange *x = &d->x;
+	struct l7_worker *w = d->w;
+	struct l7_request_view view = request_view(d, req);
 	struct l7_req_rewrite rw;
 	struct l7_pick pick;
 	struct l7_endpoint ep;
 	char extra[1400];
+	uint16_t abort_status;
 	int n;
 
-	x->service = routes ? d->service : NULL;
-	x->route = x->service && !req->is_connect ? l7_route_select(routes, x->service, &view) : NULL;
-	if (!x->route) {
+	abort_status = l7_fault_abort(d);
+	if (abort_status) {
+		x->details = "fault_filter_abort"; /* Envoy's %RESPONSE_CODE_DETAILS% */
 		l7_buf_consume(&d->in, head_len);
-		l7_exchange_local_reply(d, 404, L7_RF_NR, NULL, NULL, 0);
+		l7_exchange_local_reply(d, abort_status, L7_RF_FI, NULL, "fault filter abort", 18);
 		return;
 	}
 	if (x->route->action == L7_ACTION_REDIRECT) {
@@ -458,6 +466,37 @@ static void route_request(struct l7_down *d, const struct h1_request *req, uint3
 		l7_active_add(x->endpoint->id, 1);
 		x->counted_active = true;
 	}
+}
+
+static void route_request(struct l7_down *d, const struct h1_request *req, uint32_t head_len)
+{
+	struct l7_exchange *x = &d->x;
+	const struct l7_route_table *routes = x->hold ? x->hold->routes : NULL;
+	struct l7_request_view view = request_view(d, req);
+
+	x->service = routes ? d->service : NULL;
+	x->route = x->service && !req->is_connect ? l7_route_select(routes, x->service, &view) : NULL;
+	if (!x->route) {
+		l7_buf_consume(&d->in, head_len);
+		l7_exchange_local_reply(d, 404, L7_RF_NR, NULL, NULL, 0);
+		return;
+	}
+	if (l7_fault_delay(d, head_len))
+		return;
+	route_action(d, req, head_len);
+}
+
+void l7_exchange_resume(struct l7_down *d)
+{
+	struct h1_request req;
+	enum h1_error err = H1_E_NONE;
+	int n = h1_parse_request(l7_buf_peek(&d->in), l7_buf_len(&d->in), &req, &err);
+
+	if (n != (int)d->x.delay_head_len) { /* the head parsed before: only a bug gets here */
+		l7_exchange_abort(d, 0);
+		return;
+	}
+	route_action(d, &req, (uint32_t)n);
 }
 
 void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t head_len)
@@ -630,8 +669,11 @@ bool l7_exchange_step(struct l7_down *d)
 	bool moved = false;
 	long n;
 
+	if (x->delayed)
+		return l7_fault_delay_step(d);
 	if (!up)
 		return false;
+	l7_exchange_timeout_start(d);
 	if (up->connect_failed) {
 		upstream_lost(d);
 		return true;

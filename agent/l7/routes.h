@@ -120,9 +120,15 @@ struct l7_route {
 	/* mirror (fire-and-forget shadow copy) */
 	const struct l7_cluster *mirror;
 	double mirror_percent; /* 0..100; 100 when mirror is set without mirrorPercentage */
-	/* VirtualService timeout; retries and fault come with the resilience work (#14). */
+	/* VirtualService timeout: from routing (a fault delay included) to the complete response; retries come
+	 * with the resilience work (#14). */
 	uint64_t timeout_ms; /* 0: none */
-	struct xm_loc loc;   /* loc.file points into the table's files */
+	/* fault injection (Envoy's fault filter): the delay first, then the abort, each sampled per request */
+	uint64_t fault_delay_ms;     /* 0: no delay */
+	double fault_delay_percent;  /* 0..100 */
+	uint16_t fault_abort_status; /* 0: no abort */
+	double fault_abort_percent;  /* 0..100 */
+	struct xm_loc loc;	     /* loc.file points into the table's files */
 };
 
 /*

@@ -507,6 +507,14 @@ static int compile_route(struct builder *b, const struct xm_virtual_service *vs,
 	out->direct_body = dup_or_null(in->direct_body, &err);
 	out->direct_body_len = in->direct_body ? strlen(in->direct_body) : 0;
 	out->timeout_ms = in->timeout_ms;
+	if (in->fault.has_delay) {
+		out->fault_delay_ms = in->fault.delay_ms;
+		out->fault_delay_percent = in->fault.delay_percent;
+	}
+	if (in->fault.has_abort) {
+		out->fault_abort_status = in->fault.abort_status;
+		out->fault_abort_percent = in->fault.abort_percent;
+	}
 	if (!err && in->has_mirror) {
 		out->mirror_percent = in->mirror_percent;
 		err = bind_destination(b, vs, &in->mirror, port, &out->mirror);

@@ -104,6 +104,11 @@ static void text_route(struct strbuf *out, const struct l7_route *r)
 		sb_printf(out, "      mirror %s %.4g%%\n", r->mirror->name, r->mirror_percent);
 	if (r->timeout_ms)
 		sb_printf(out, "      timeout %llums\n", (unsigned long long)r->timeout_ms);
+	if (r->fault_delay_ms)
+		sb_printf(out, "      fault delay %llums %.4g%%\n", (unsigned long long)r->fault_delay_ms,
+			  r->fault_delay_percent);
+	if (r->fault_abort_status)
+		sb_printf(out, "      fault abort %u %.4g%%\n", r->fault_abort_status, r->fault_abort_percent);
 }
 
 static void render_text(const struct l7_route_table *t, struct strbuf *out)
@@ -264,6 +269,17 @@ static void json_route(struct strbuf *out, const struct l7_route *r)
 	}
 	if (r->timeout_ms)
 		sb_printf(out, ",\"timeout_ms\":%llu", (unsigned long long)r->timeout_ms);
+	if (r->fault_delay_ms || r->fault_abort_status) {
+		sb_puts(out, ",\"fault\":{");
+		if (r->fault_delay_ms)
+			sb_printf(out, "\"delay\":{\"ms\":%llu,\"percent\":%.6g}%s",
+				  (unsigned long long)r->fault_delay_ms, r->fault_delay_percent,
+				  r->fault_abort_status ? "," : "");
+		if (r->fault_abort_status)
+			sb_printf(out, "\"abort\":{\"status\":%u,\"percent\":%.6g}", r->fault_abort_status,
+				  r->fault_abort_percent);
+		sb_puts(out, "}");
+	}
 	sb_puts(out, "}");
 }
 

@@ -131,6 +131,11 @@ struct l7_exchange {
 	uint16_t up_local_port;
 	uint8_t up_local_family;
 	struct l7_exchange_text *t; /* while the exchange runs (l7_text_get) */
+	/* fault delay and route timeout (l7/fault.c) */
+	struct xm_timer *timer;		    /* due at the sooner of delay_due_ms and deadline_ms */
+	uint64_t delay_due_ms, deadline_ms; /* loop_now_ms() clock; 0: none */
+	uint32_t delay_head_len;	    /* the head waiting in d->in while delayed */
+	bool delayed;
 };
 
 struct l7_down {
@@ -274,6 +279,24 @@ bool l7_tunnel_step(struct l7_down *d);
 /* Queues a reply the proxy makes itself and ends the exchange with it. */
 void l7_exchange_local_reply(struct l7_down *d, uint16_t status, uint32_t flags, const char *extra, const char *body,
 			     size_t body_len);
+
+/* exchange.c: the head of a delayed request (parsed again from d->in) goes on to its route's action. */
+void l7_exchange_resume(struct l7_down *d);
+
+/* fault.c */
+/*
+ * Starts the route timeout of d's forwarded exchange once its request is complete, as Envoy's router does (after
+ * any fault delay); a no-op when it runs already or the route has none.
+ */
+void l7_exchange_timeout_start(struct l7_down *d);
+/* Samples the route's delay: true when the request now waits on the timer (its head stays in d->in). */
+bool l7_fault_delay(struct l7_down *d, uint32_t head_len);
+/* Samples the route's abort: the status to answer with (flag FI), or 0 to go on. */
+uint16_t l7_fault_abort(struct l7_down *d);
+/* A delayed exchange's step: a client that went away ends it (DC) and its connection. */
+bool l7_fault_delay_step(struct l7_down *d);
+/* Cancels the exchange's timer (exchange end). */
+void l7_exchange_timer_stop(struct l7_down *d);
 
 /* upstream.c */
 /*

@@ -5,7 +5,9 @@
  * the same chunks); /chunked?n=N sends N bytes chunked; /upgrade answers 101 and echoes raw bytes; /continue
  * sends 100 Continue when asked, then "got N"; /close answers without a length and closes; /arm-drop answers
  * like /echo, then closes the connection when the next request arrives without answering it (a keep-alive
- * server's idle close racing a request); HEAD gets the head. Every request's target and Host are remembered.
+ * server's idle close racing a request); /slow?ms=N waits N ms, then answers like /echo; /slowbody?ms=N sends
+ * a head and half its body, waits N ms, then the rest; HEAD gets the head. Every request's target and Host are
+ * remembered.
  */
 #include "l7_proxy_fixture.h"
 
@@ -239,6 +241,13 @@ static void *serve(void *arg)
 		}
 		if (!strncmp(target, "/chunked?n=", 11)) {
 			serve_chunked(c, strtoul(target + 11, NULL, 10));
+		} else if (!strncmp(target, "/slowbody?ms=", 13)) {
+			write_str(c->fd, "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nha");
+			usleep((useconds_t)strtoul(target + 13, NULL, 10) * 1000);
+			write_str(c->fd, "lf");
+		} else if (!strncmp(target, "/slow?ms=", 9)) {
+			usleep((useconds_t)strtoul(target + 9, NULL, 10) * 1000);
+			serve_echo(c, &req, body, len);
 		} else if (!strcmp(target, "/upgrade")) {
 			char raw[4096];
 			ssize_t k;

@@ -273,7 +273,7 @@ Test(config_virtualservice, warnings_never_silence_and_do_not_fail)
 	find_diag(&diags, f, 18, 20, "virtualservice default/a-first: ",
 		  "gateway \"istio-system/ingress\" is not served by xmesh: ignored");
 	find_diag(&diags, f, 22, 14, "spec.http[0].retries ", "is not supported yet");
-	find_diag(&diags, f, 23, 12, "spec.http[0].fault ", "is not supported yet");
+	find_diag(&diags, f, 23, 14, "spec.http[0].mirrors ", "is not supported yet");
 	find_diag(&diags, f, 24, 17, "spec.http[0].corsPolicy ", "is not supported yet");
 	find_diag(&diags, f, 25, 15, "spec.http[1].delegate ", "is not supported yet");
 	find_diag(&diags, f, 27, 3, "spec.tcp routes ", "are not supported yet");
@@ -321,4 +321,41 @@ Test(config_virtualservice, warnings_stay_warnings_through_the_parse_cache)
 		config_free(&cfg);
 	}
 	config_cache_free(cache);
+}
+
+Test(config_virtualservice, fault_injection_percentages_default_to_100)
+{
+	const char *paths[] = { fixture("vs/faults.yaml") };
+	const struct xm_virtual_service *vs;
+
+	load_clean(paths, 1, &cfg);
+	vs = vs_named("default", "ratings");
+	cr_assert_eq(vs->n_http, 3);
+	cr_expect(vs->http[0].fault.has_delay);
+	cr_expect_eq(vs->http[0].fault.delay_ms, 7000);
+	cr_expect_float_eq(vs->http[0].fault.delay_percent, 0.1, 1e-9);
+	cr_expect(vs->http[0].fault.has_abort);
+	cr_expect_eq(vs->http[0].fault.abort_status, 500);
+	cr_expect_float_eq(vs->http[0].fault.abort_percent, 12.5, 1e-9);
+	cr_expect_eq(vs->http[0].timeout_ms, 10000);
+	cr_expect_eq(vs->http[1].fault.delay_ms, 250);
+	cr_expect_float_eq(vs->http[1].fault.delay_percent, 30, 1e-9, "the deprecated integer percent");
+	cr_expect_not(vs->http[1].fault.has_abort);
+	cr_expect_eq(vs->http[2].fault.abort_status, 418);
+	cr_expect_float_eq(vs->http[2].fault.abort_percent, 100, 1e-9, "absent percentage: every request");
+	cr_expect_not(vs->http[2].fault.has_delay);
+}
+
+Test(config_virtualservice, fault_errors_at_file_line_col)
+{
+	const char *f = "vs/fault_errors.yaml";
+
+	load_with("fault_errors.yaml", -EINVAL);
+	find_diag(&diags, f, 15, 33, "spec.http[0].fault.abort.httpStatus 700 ", "out of range 200-599");
+	find_diag(&diags, f, 17, 33, "spec.http[1].fault.delay.fixedDelay \"-1s\" ", "is not a valid duration");
+	find_diag(&diags, f, 19, 57, "spec.http[2].fault.delay.percentage.value: ", "expected a number from 0 to 100");
+	find_diag(&diags, f, 21, 12, "spec.http[3].fault: ", "one of delay or abort is required");
+	find_diag(&diags, f, 23, 47, "spec.http[4].fault.abort.percent -5 ", "out of range 0-100");
+	find_diag(&diags, f, 25, 20, "spec.http[5].fault.delay.fixedDelay ", "is required");
+	cr_expect_eq(n_errors(&diags), 6);
 }
