@@ -347,6 +347,7 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 		po.report = report_connect;
 		po.report_ctx = m;
 	}
+	po.trace_sampling_percent = o->trace_sampling_percent;
 	if (m->log) {
 		po.on_record = write_access_log;
 		po.record_ctx = m->log;
