@@ -19,6 +19,7 @@
 #include "datapath/pins.h"
 #include "datapath/sockmap.h"
 #include "l7/access_log.h"
+#include "l7/span_export.h"
 #include "l7/proxy.h"
 #include "lb/maglev.h"
 
@@ -32,7 +33,9 @@ static void usage(FILE *f)
 		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
 		   "                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
 		   "                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
-		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n");
+		   "                   [--trace-endpoint URL]\n"
+		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
+		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -80,6 +83,7 @@ int cmd_agent(int argc, char **argv)
 		{ "access-log", required_argument, NULL, 'L' },
 		{ "access-log-format", required_argument, NULL, 'F' },
 		{ "trace-sampling", required_argument, NULL, 'T' },
+		{ "trace-endpoint", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -199,6 +203,17 @@ int cmd_agent(int argc, char **argv)
 				return 2;
 			}
 			o.trace_sampling_percent = v;
+			break;
+		}
+		case 'E': {
+			char host[256], port[16], path[1024];
+
+			if (l7_span_parse_url(optarg, host, sizeof(host), port, sizeof(port), path, sizeof(path))) {
+				fprintf(stderr, "xmesh agent: --trace-endpoint %s: want http://HOST[:PORT]/PATH\n",
+					optarg);
+				return 2;
+			}
+			o.trace_endpoint = optarg;
 			break;
 		}
 		case 'F':

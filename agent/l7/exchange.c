@@ -143,8 +143,13 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->authority = t->authority;
 	r->user_agent = t->user_agent;
 	memcpy(r->request_id, t->request_id, sizeof(r->request_id));
-	if (t->trace.has_context)
+	if (t->trace.has_context) {
 		l7_trace_hex(t->trace.trace_id, sizeof(t->trace.trace_id), r->trace_id);
+		l7_trace_hex(t->trace.span_id, sizeof(t->trace.span_id), r->span_id);
+		if (t->trace.has_parent)
+			l7_trace_hex(t->trace.parent_id, sizeof(t->trace.parent_id), r->parent_span_id);
+		r->sampled = t->trace.sampled == L7_TRACE_SAMPLED;
+	}
 	r->protocol = x->http10 ? "HTTP/1.0" : "HTTP/1.1";
 	r->source = x->source;
 	r->cluster = x->cluster;

@@ -2,7 +2,8 @@
 # Trace propagation through the agent's proxy: a request forced by x-b3-sampled starts a trace whose ids the
 # backend sees the same in traceparent, b3 and x-b3-*; a request with a traceparent keeps its trace id and gets a
 # child span (parent = the caller's span, its decision and tracestate kept); invalid or duplicated trace headers
-# are replaced by one set; x-request-id is kept; the access log's trace_id is the trace the backend saw.
+# are replaced by one set; x-request-id is kept; the access log's trace_id is the trace the backend saw. The
+# sampled requests' client spans reach a Zipkin collector written here, with the ids the backend saw.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -23,8 +24,24 @@ vip="http://$XMT_VIP:$XMT_PORT"
 	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
 	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)"
 } | xmt_config_write reviews.yaml
+# A Zipkin collector in the node's namespace: each POST body (a JSON array of spans) one line of spans.jsonl.
+xmt_bg collector node plain python3 -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["content-length"]))
+        ok = self.path == "/api/v2/spans" and self.headers["content-type"] == "application/json"
+        with open(sys.argv[1], "ab") as f:
+            f.write(body.replace(b"\n", b" ") + b"\n")
+        self.send_response(202 if ok else 400)
+        self.send_header("content-length", "0")
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", 9411), H).serve_forever()
+' "$t/spans.jsonl"
+sleep 0.5
 # No new trace is sampled by rate: every sampled one below was forced by its caller.
-xmt_agent_start --proxy-workers 2 --access-log "$t/access.log" --access-log-format json --trace-sampling 0
+xmt_agent_start --proxy-workers 2 --access-log "$t/access.log" --access-log-format json --trace-sampling 0 \
+	--trace-endpoint http://127.0.0.1:9411/api/v2/spans
 curl_c1() { xmt_in_pod c1 curl -sS --max-time 30 -H 'Host: reviews' "$@"; }
 
 TID=4bf92f3577b34da6a3ce929d0e0e4736
@@ -89,4 +106,41 @@ for name in ("forced", "w3c", "unsampled", "invalid", "none"):
     got = lines["req-" + name]["trace_id"]
     assert got == h["x-b3-traceid"], (name, got, h["x-b3-traceid"])
 PY
-xmt_pass "trace headers propagated as one consistent set, trace ids kept, access log trace_id matches"
+XMT_SUBTEST="spans at the collector"
+# Two sampled requests: their spans are posted within the exporter's 1 s batching.
+for _ in $(seq 60); do
+	[ "$(python3 -c 'import json,sys; print(sum(len(json.loads(l)) for l in open(sys.argv[1])))' "$t/spans.jsonl" \
+		2>/dev/null)" = 2 ] && break
+	sleep 0.1
+done
+sleep 1.5 # and nothing more arrives
+python3 - "$t" "$TID" "$SID" "$(xmt_pod_ip b1)" <<'PY' || xmt_fail "spans: $(cat "$t/spans.jsonl" 2>&1)"
+import json, sys
+t, tid, sid, b1 = sys.argv[1:5]
+spans = [s for l in open(t + "/spans.jsonl") for s in json.loads(l)]
+assert len(spans) == 2, spans
+log = {l["request_id"]: l for l in map(json.loads, open(t + "/access.log"))}
+for name in ("forced", "w3c"):
+    h = {k.lower(): v for k, v in json.load(open("%s/%s.json" % (t, name)))["headers"]}
+    s = [s for s in spans if s["id"] == h["x-b3-spanid"]]
+    assert len(s) == 1, (name, h, spans)
+    s = s[0]
+    assert s["traceId"] == h["x-b3-traceid"] == log["req-" + name]["trace_id"], (name, s, h)
+    assert s.get("parentId") == h.get("x-b3-parentspanid"), (name, s, h)
+    assert s["kind"] == "CLIENT" and s["name"] == "reviews/echo", s
+    assert s["localEndpoint"]["serviceName"] == "productpage", s
+    assert s["remoteEndpoint"]["ipv4"] == b1 and s["timestamp"] > 1.7e15 and s["duration"] > 0, s
+    tags = s["tags"]
+    assert tags["http.method"] == "GET" and tags["http.status_code"] == "200" and tags["response_flags"] == "-", s
+    assert tags["http.url"] == "http://reviews/echo" and "reviews" in tags["upstream_cluster"], s
+    assert "error" not in tags, s
+w3c = [s for s in spans if s["traceId"] == tid]
+assert len(w3c) == 1 and w3c[0]["parentId"] == sid, spans
+PY
+xmt_nsrun node curl -sS --max-time 10 http://127.0.0.1:15090/metrics >"$t/metrics"
+grep -q '^xmesh_trace_spans_total{result="exported"} 2$' "$t/metrics" ||
+	xmt_fail "span counters: $(grep xmesh_trace_spans_total "$t/metrics")"
+grep -q '^xmesh_trace_spans_total{result="dropped"} 0$' "$t/metrics" ||
+	xmt_fail "span counters: $(grep xmesh_trace_spans_total "$t/metrics")"
+
+xmt_pass "trace headers propagated as one consistent set, trace ids kept, access log trace_id matches, sampled spans at the collector"
