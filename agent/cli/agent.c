@@ -19,6 +19,7 @@
 #include "datapath/pins.h"
 #include "datapath/sockmap.h"
 #include "l7/access_log.h"
+#include "l7/span_export.h"
 #include "l7/proxy.h"
 #include "lb/maglev.h"
 
@@ -31,7 +32,10 @@ static void usage(FILE *f)
 		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
 		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
 		   "                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
-		   "                   [--access-log-format json|text]\n");
+		   "                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
+		   "                   [--trace-endpoint URL]\n"
+		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
+		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -78,6 +82,8 @@ int cmd_agent(int argc, char **argv)
 		{ "proxy-port", required_argument, NULL, 'p' },
 		{ "access-log", required_argument, NULL, 'L' },
 		{ "access-log-format", required_argument, NULL, 'F' },
+		{ "trace-sampling", required_argument, NULL, 'T' },
+		{ "trace-endpoint", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -89,6 +95,7 @@ int cmd_agent(int argc, char **argv)
 		.proxy_workers = -1,
 		.proxy_port = L7_PROXY_DEFAULT_PORT,
 		.access_log_format = L7_LOG_JSON,
+		.trace_sampling_percent = 1.0,
 	};
 	int c, rc, err, lock_fd;
 	pid_t holder;
@@ -185,6 +192,30 @@ int cmd_agent(int argc, char **argv)
 			}
 			o.access_log = optarg;
 			break;
+		case 'T': {
+			char *end;
+			double v;
+
+			errno = 0;
+			v = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(v >= 0.0 && v <= 100.0)) {
+				fprintf(stderr, "xmesh agent: --trace-sampling %s: want a percentage 0-100\n", optarg);
+				return 2;
+			}
+			o.trace_sampling_percent = v;
+			break;
+		}
+		case 'E': {
+			char host[256], port[16], path[1024];
+
+			if (l7_span_parse_url(optarg, host, sizeof(host), port, sizeof(port), path, sizeof(path))) {
+				fprintf(stderr, "xmesh agent: --trace-endpoint %s: want http://HOST[:PORT]/PATH\n",
+					optarg);
+				return 2;
+			}
+			o.trace_endpoint = optarg;
+			break;
+		}
 		case 'F':
 			if (!strcmp(optarg, "json")) {
 				o.access_log_format = L7_LOG_JSON;

@@ -35,6 +35,8 @@ struct xm_agent_opts {
 	uint16_t proxy_port;	/* --proxy-port */
 	const char *access_log; /* --access-log PATH|-; NULL: none */
 	int access_log_format;	/* --access-log-format: enum l7_log_format */
+	double trace_sampling_percent; /* --trace-sampling: new traces sampled, 0..100 */
+	const char *trace_endpoint;    /* --trace-endpoint URL: Zipkin v2 collector; NULL: no export */
 };
 
 struct xm_agent;

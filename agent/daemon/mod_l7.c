@@ -28,6 +28,7 @@
 #include "datapath/pins.h"
 #include "datapath/sockmap.h"
 #include "l7/access_log.h"
+#include "l7/span_export.h"
 #include "l7/handover.h"
 #include "l7/proxy.h"
 #include "l7/stats.h"
@@ -39,6 +40,7 @@
 struct l7_mod {
 	struct l7_proxy *proxy;
 	struct l7_access_log *log;
+	struct l7_span_export *spans;		   /* --trace-endpoint; NULL: spans are not exported */
 	int proxy_map, origdst, pairs, sk_storage; /* pinned maps; -1 when absent */
 	int outlier, outlier_svc;		   /* the kernel's ejections, read by the balancers */
 	int outlier_report;			   /* xm_outlier_report: the proxy's connect outcomes go in */
@@ -198,9 +200,13 @@ static void open_proxy_cgroup(struct l7_mod *m, const struct xm_agent_opts *o)
 		log_info("l7: listeners in cgroup %s (sockmap's sockops there)", path);
 }
 
-static void write_access_log(void *ctx, size_t worker, const struct l7_record *r)
+/* Every finished request: its access-log line and its span, each queued without blocking. */
+static void on_record(void *ctx, size_t worker, const struct l7_record *r)
 {
-	l7_access_log_write(ctx, worker, r);
+	struct l7_mod *m = ctx;
+
+	l7_access_log_write(m->log, worker, r);
+	l7_span_export_record(m->spans, worker, r);
 }
 
 static void set_capture(struct l7_mod *m, const struct l7_capture_proxy *cp)
@@ -257,6 +263,7 @@ static void l7_mod_free(struct l7_mod *m)
 {
 	l7_proxy_free(m->proxy);
 	l7_access_log_close(m->log);
+	l7_span_export_close(m->spans);
 	close_fd(&m->proxy_map);
 	close_fd(&m->origdst);
 	close_fd(&m->pairs);
@@ -335,6 +342,17 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 			return err;
 		}
 	}
+	if (o->trace_endpoint) {
+		m->spans = l7_span_export_open(o->trace_endpoint, o->node_name ? o->node_name : "",
+					       o->proxy_workers > 0 ? (size_t)o->proxy_workers
+								    : (size_t)sysconf(_SC_NPROCESSORS_ONLN),
+					       L7_SPAN_RING_BYTES, &err);
+		if (!m->spans) {
+			log_error("l7: --trace-endpoint %s: %s", o->trace_endpoint, strerror(-err));
+			l7_mod_free(m);
+			return err;
+		}
+	}
 	raise_fd_limit();
 	po.n_workers = o->proxy_workers > 0 ? (size_t)o->proxy_workers : 0;
 	po.port = o->proxy_port ? o->proxy_port : L7_PROXY_DEFAULT_PORT;
@@ -352,9 +370,10 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 		po.report = report_connect;
 		po.report_ctx = m;
 	}
-	if (m->log) {
-		po.on_record = write_access_log;
-		po.record_ctx = m->log;
+	po.trace_sampling_percent = o->trace_sampling_percent;
+	if (m->log || m->spans) {
+		po.on_record = on_record;
+		po.record_ctx = m;
 	}
 	m->proxy = l7_proxy_new(&po, &err);
 	if (!m->proxy) {
@@ -479,6 +498,7 @@ static void l7_mod_collect(void *state, const struct xm_snapshot *cur, struct xm
 	l7_stats_collect(shards, n, sc);
 	if (m->log)
 		l7_access_log_collect(m->log, sc);
+	l7_span_export_collect(m->spans, sc);
 	l7_proxy_collect(m->proxy, sc);
 }
 

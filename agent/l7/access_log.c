@@ -20,22 +20,16 @@
 
 #include "core/background.h"
 #include "core/log.h"
+#include "core/spsc_ring.h"
 #include "metrics/registry.h"
 
 /* How long the writer sleeps when every ring is empty, unless a worker wakes it. */
 #define IDLE_POLL_MS 50
 
-/*
- * One worker's ring: bytes [tail, head) are queued lines, head and tail count bytes since the start (the
- * position is their value modulo size). The worker alone moves head (release, after copying the line), the
- * writer alone moves tail (release, after write() took the bytes); each reads the other's with acquire.
- */
+/* One worker's queue of lines: the worker produces, the writer consumes. */
 struct ring {
-	_Alignas(64) _Atomic uint64_t head;
-	uint64_t lines, dropped; /* worker only, read relaxed by the metrics thread */
-	_Alignas(64) _Atomic uint64_t tail;
-	_Alignas(64) char *buf;
-	size_t size;			   /* a power of two */
+	struct xm_spsc_ring q;
+	uint64_t lines, dropped;	   /* worker only, read relaxed by the metrics thread */
 	char line[L7_ACCESS_LOG_LINE_MAX]; /* the worker's formatting space */
 };
 
@@ -75,31 +69,23 @@ static void wake_writer(struct l7_access_log *log)
 void l7_access_log_write(struct l7_access_log *log, size_t worker, const struct l7_record *r)
 {
 	struct ring *ring;
-	uint64_t head, tail;
-	size_t n, off, first;
+	size_t n, queued;
 
 	if (!log || worker >= log->n_rings)
 		return;
 	ring = &log->rings[worker];
 	n = l7_access_log_format(log->fmt, r, ring->line, sizeof(ring->line));
-	head = atomic_load_explicit(&ring->head, memory_order_relaxed);
-	tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
-	if (n >= sizeof(ring->line) || head - tail + n > ring->size) {
+	if (n >= sizeof(ring->line) || !xm_spsc_ring_push(&ring->q, ring->line, n, &queued)) {
 		bump(&ring->dropped);
 		return;
 	}
-	off = head & (ring->size - 1);
-	first = n < ring->size - off ? n : ring->size - off;
-	memcpy(ring->buf + off, ring->line, first);
-	memcpy(ring->buf, ring->line + first, n - first);
-	atomic_store_explicit(&ring->head, head + n, memory_order_release);
 	bump(&ring->lines);
 	/*
 	 * An eighth full: the writer should not sleep out its timer. The fence orders the head store before the
 	 * flag's load, as the writer orders its flag store before its look at the heads: one of the two sees
 	 * the other, so no wake is lost. The eventfd write happens at most once per writer sleep.
 	 */
-	if (head - tail + n >= ring->size / 8) {
+	if (queued >= ring->q.size / 8) {
 		atomic_thread_fence(memory_order_seq_cst);
 		if (atomic_load_explicit(&log->sleeping, memory_order_relaxed) &&
 		    atomic_exchange_explicit(&log->sleeping, false, memory_order_relaxed))
@@ -110,18 +96,15 @@ void l7_access_log_write(struct l7_access_log *log, size_t worker, const struct 
 /* Writes what ring holds (one writev, as much as the file takes). Returns the bytes it moved on. */
 static size_t drain(struct l7_access_log *log, struct ring *ring)
 {
-	uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
-	uint64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
-	size_t len = (size_t)(head - tail), off = tail & (ring->size - 1);
-	size_t first = len < ring->size - off ? len : ring->size - off;
-	struct iovec iov[2] = { { ring->buf + off, first }, { ring->buf, len - first } };
+	struct iovec iov[2];
+	size_t len = xm_spsc_ring_peek(&ring->q, iov);
 	ssize_t w;
 
 	if (!len)
 		return 0;
 	/* Close may cancel the writer here, where it holds nothing, and nowhere else (see writer_main). */
 	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-	w = writev(log->fd, iov, len > first ? 2 : 1);
+	w = writev(log->fd, iov, iov[1].iov_len ? 2 : 1);
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	if (w < 0) {
 		if (errno == EINTR || errno == EAGAIN)
@@ -131,15 +114,14 @@ static size_t drain(struct l7_access_log *log, struct ring *ring)
 			log_warn("access log: write: %s; lines are dropped while it fails", strerror(errno));
 		w = (ssize_t)len;
 	}
-	atomic_store_explicit(&ring->tail, tail + (uint64_t)w, memory_order_release);
+	xm_spsc_ring_consume(&ring->q, (size_t)w);
 	return (size_t)w;
 }
 
 static bool rings_empty(struct l7_access_log *log)
 {
 	for (size_t i = 0; i < log->n_rings; i++)
-		if (atomic_load_explicit(&log->rings[i].head, memory_order_acquire) !=
-		    atomic_load_explicit(&log->rings[i].tail, memory_order_relaxed))
+		if (!xm_spsc_ring_empty(&log->rings[i].q))
 			return false;
 	return true;
 }
@@ -177,20 +159,11 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static size_t pow2_at_least(size_t n)
-{
-	size_t p = 4096;
-
-	while (p < n)
-		p <<= 1;
-	return p;
-}
-
 static void free_log(struct l7_access_log *log)
 {
 	if (log->rings)
 		for (size_t i = 0; i < log->n_rings; i++)
-			free(log->rings[i].buf);
+			xm_spsc_ring_free(&log->rings[i].q);
 	free(log->rings);
 	if (log->wake_fd >= 0)
 		close(log->wake_fd);
@@ -203,7 +176,6 @@ struct l7_access_log *l7_access_log_open_fd(int fd, enum l7_log_format fmt, size
 					    int *err)
 {
 	struct l7_access_log *log = calloc(1, sizeof(*log));
-	size_t size = pow2_at_least(ring_bytes);
 	int e;
 
 	if (!log) {
@@ -224,9 +196,7 @@ struct l7_access_log *l7_access_log_open_fd(int fd, enum l7_log_format fmt, size
 	}
 	memset(log->rings, 0, log->n_rings * sizeof(*log->rings));
 	for (size_t i = 0; i < log->n_rings; i++) {
-		log->rings[i].size = size;
-		log->rings[i].buf = malloc(size);
-		if (!log->rings[i].buf) {
+		if (xm_spsc_ring_init(&log->rings[i].q, ring_bytes)) {
 			*err = -ENOMEM;
 			free_log(log);
 			return NULL;

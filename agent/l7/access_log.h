@@ -55,6 +55,12 @@ void l7_access_log_write(struct l7_access_log *log, size_t worker, const struct 
  */
 size_t l7_access_log_format(enum l7_log_format fmt, const struct l7_record *r, char *buf, size_t len);
 
+/*
+ * value escaped for the inside of a JSON string (RFC 8259, control characters as \u00XX, invalid UTF-8 as
+ * U+FFFD), cut with "..." past cap escaped bytes. snprintf-like into buf: returns the length it needs.
+ */
+size_t l7_json_escape(const char *value, size_t cap, char *buf, size_t len);
+
 /* Metrics thread: xmesh_access_log_lines_total, xmesh_access_log_dropped_total, xmesh_access_log_write_errors_total. */
 void l7_access_log_collect(struct l7_access_log *log, struct xm_scrape *sc);
 

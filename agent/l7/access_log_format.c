@@ -167,6 +167,16 @@ static void put_escaped(struct out *o, const char *str, size_t cap, enum style s
 	}
 }
 
+size_t l7_json_escape(const char *value, size_t cap, char *buf, size_t len)
+{
+	struct out o = { .buf = buf, .cap = len ? len - 1 : 0 };
+
+	put_escaped(&o, value, cap, JSON);
+	if (len)
+		buf[o.len < len - 1 ? o.len : len - 1] = '\0';
+	return o.len;
+}
+
 /* A JSON member: ,"key":"value", or null when value is NULL or empty. */
 static void json_str(struct out *o, const char *key, const char *value, size_t cap)
 {

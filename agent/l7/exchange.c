@@ -144,6 +144,13 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->authority = t->authority;
 	r->user_agent = t->user_agent;
 	memcpy(r->request_id, t->request_id, sizeof(r->request_id));
+	if (t->trace.has_context) {
+		l7_trace_hex(t->trace.trace_id, sizeof(t->trace.trace_id), r->trace_id);
+		l7_trace_hex(t->trace.span_id, sizeof(t->trace.span_id), r->span_id);
+		if (t->trace.has_parent)
+			l7_trace_hex(t->trace.parent_id, sizeof(t->trace.parent_id), r->parent_span_id);
+		r->sampled = t->trace.sampled == L7_TRACE_SAMPLED;
+	}
 	r->protocol = x->http10 ? "HTTP/1.0" : "HTTP/1.1";
 	r->source = x->source;
 	r->cluster = x->cluster;
@@ -344,6 +351,7 @@ static void mirror_request(struct l7_down *d, const struct h1_request *req, uint
 		.route = route,
 		.client_addr = d->peer_str,
 		.request_id = d->x.t->request_id,
+		.trace_headers = d->x.t->trace_headers[0] ? d->x.t->trace_headers : NULL,
 		.host_suffix = "-shadow",
 		.default_authority = route->mirror->host_fqdn,
 		.close = true,
@@ -367,6 +375,17 @@ static void mirror_request(struct l7_down *d, const struct h1_request *req, uint
 	memcpy(w->scratch + n, l7_buf_peek(&d->in) + head_len, body);
 	endpoint_of(route->mirror->endpoints[pick.index], &ep);
 	l7_up_shadow(w, &ep, w->scratch, (uint32_t)(n + body));
+}
+
+/* The proxy's span for this request and the trace headers it forwards (docs/l7.md "Tracing"). */
+static void start_span(struct l7_exchange *x, struct l7_worker *w, const struct h1_request *req)
+{
+	struct l7_trace_ctx in;
+
+	l7_trace_from_headers(req->headers, req->n_headers, &in);
+	l7_trace_child(&in, &w->rng, w->proxy->opts.trace_sampling_percent, &x->t->trace);
+	if (l7_trace_write_headers(&x->t->trace, x->t->trace_headers, sizeof(x->t->trace_headers)) < 0)
+		x->t->trace_headers[0] = '\0';
 }
 
 static struct l7_request_view request_view(const struct l7_down *d, const struct h1_request *req)
@@ -435,6 +454,7 @@ static void route_action(struct l7_down *d, const struct h1_request *req, uint32
 		.dest = x->dest,
 		.client_addr = d->peer_str,
 		.request_id = x->t->request_id,
+		.trace_headers = x->t->trace_headers[0] ? x->t->trace_headers : NULL,
 		.default_authority = x->cluster->host_fqdn,
 	};
 	n = l7_rewrite_request(req, &rw, w->scratch, sizeof(w->scratch));
@@ -515,6 +535,7 @@ void l7_exchange_start(struct l7_down *d, const struct h1_request *req, uint32_t
 	copy_record_headers(x, req);
 	if (!x->t->request_id[0])
 		l7_uuid4(&w->rng, x->t->request_id);
+	start_span(x, w, req);
 	x->is_head = req->is_head;
 	x->is_connect = req->is_connect;
 	x->http10 = req->minor_version == 0;

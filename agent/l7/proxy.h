@@ -63,8 +63,9 @@ struct l7_proxy_opts {
 	/* Every finished request, on the worker's thread (the access log): must not block. NULL: none. */
 	void (*on_record)(void *ctx, size_t worker, const struct l7_record *r);
 	void *record_ctx;
-	uint64_t idle_timeout_ms;  /* idle downstream keep-alive connections; 0: 1 hour (Envoy's) */
-	uint64_t drain_timeout_ms; /* how long l7_proxy_free lets requests finish; 0: 10 s */
+	uint64_t idle_timeout_ms;      /* idle downstream keep-alive connections; 0: 1 hour (Envoy's) */
+	uint64_t drain_timeout_ms;     /* how long l7_proxy_free lets requests finish; 0: 10 s */
+	double trace_sampling_percent; /* new traces sampled, 0..100 (--trace-sampling; Istio's default is 1) */
 	/*
 	 * Makes a listening socket (socket(2)'s domain and type): the module puts them in the proxy's own
 	 * cgroup, where sockmap's sockops runs (datapath/l7_proxy_cgroup.h). Returns the fd or -errno. NULL:

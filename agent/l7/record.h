@@ -7,6 +7,7 @@
 #ifndef XMESH_L7_RECORD_H
 #define XMESH_L7_RECORD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,7 +41,9 @@ struct l7_record {
 	/* NUL-terminated copies owned by the caller; path is the original one, before any rewrite. */
 	const char *method, *path, *authority, *user_agent;
 	char request_id[40];
-	char trace_id[33];		      /* "" until tracing (#14) */
+	char trace_id[33];		      /* the request's trace (l7/trace.h), "" when none */
+	char span_id[17], parent_span_id[17]; /* the proxy's span and its parent, "" when none */
+	bool sampled;			      /* the span is to be exported */
 	const char *protocol;		      /* "HTTP/1.1" */
 	const struct xm_workload *source;     /* the client pod, NULL when unknown */
 	const struct l7_cluster *cluster;     /* NULL when no route */

@@ -6,6 +6,8 @@
  */
 #include "l7/rewrite.h"
 
+#include "l7/trace.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -206,6 +208,8 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 		}
 		if (dropped_by(rh, h->name, true) || dropped_by(dh, h->name, true))
 			continue;
+		if (rw->trace_headers && l7_trace_is_header(h->name))
+			continue; /* replaced by the proxy's span below */
 		if (h1_name_eq(h->name, "x-request-id"))
 			has_request_id = true;
 		put_span(&w, h->name);
@@ -232,6 +236,8 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 	put_lit(&w, "\r\nx-forwarded-proto: http\r\n");
 	if (!has_request_id && rw->request_id)
 		put_header(&w, "x-request-id", 12, rw->request_id, strlen(rw->request_id));
+	if (rw->trace_headers)
+		put_str(&w, rw->trace_headers);
 	if (rh) {
 		put_ops(&w, rh->req_set, rh->n_req_set);
 		put_ops(&w, rh->req_add, rh->n_req_add);

@@ -19,6 +19,7 @@ struct l7_req_rewrite {
 	const struct l7_destination *dest; /* the destination's header ops; NULL: none */
 	const char *client_addr;	   /* appended to x-forwarded-for */
 	const char *request_id;		   /* added as x-request-id when the request has none; NULL: nothing */
+	const char *trace_headers;	   /* l7_trace_write_headers lines replacing the request's own; NULL: kept */
 	const char *host_suffix;	   /* appended to the authority ("-shadow" for a mirror); NULL: none */
 	const char *default_authority;	   /* Host when the request has none (HTTP/1.0): the service's name */
 	bool close;			   /* Connection: close (a mirror's copy: the server ends it) */

@@ -61,6 +61,8 @@ struct l7_exchange_text *l7_text_get(struct l7_worker *w)
 	}
 	t->xff[0] = t->set_cookie[0] = t->method[0] = t->path[0] = '\0';
 	t->authority[0] = t->user_agent[0] = t->request_id[0] = '\0';
+	t->trace_headers[0] = '\0';
+	t->trace.has_context = false;
 	return t;
 }
 

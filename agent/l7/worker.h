@@ -18,6 +18,7 @@
 #include "l7/outlier_batch.h"
 #include "l7/proxy.h"
 #include "l7/request_id.h"
+#include "l7/trace.h"
 #include "l7/routes.h"
 
 struct xm_loop;
@@ -89,6 +90,8 @@ struct l7_exchange_text {
 	char xff[320]; /* x-forwarded-for as sent upstream */
 	char set_cookie[512];
 	char method[24], path[1024], authority[256], user_agent[256], request_id[40];
+	struct l7_trace_ctx trace;		  /* the proxy's span (l7/trace.h) */
+	char trace_headers[L7_TRACE_HEADERS_MAX]; /* its header lines, as forwarded */
 	struct l7_exchange_text *next_free;
 };
 
