@@ -421,7 +421,7 @@ static bool read_chunked(struct hclient *c, struct response *r)
 	}
 }
 
-bool hc_read(struct hclient *c, struct response *r, bool head_only)
+static bool read_response(struct hclient *c, struct response *r, bool head_only)
 {
 	struct h1_response resp;
 	enum h1_error err;
@@ -469,6 +469,15 @@ void response_free(struct response *r)
 {
 	free(r->body);
 	r->body = NULL;
+}
+
+/* A response that did not arrive whole leaves nothing to free: callers free only what they got. */
+bool hc_read(struct hclient *c, struct response *r, bool head_only)
+{
+	if (read_response(c, r, head_only))
+		return true;
+	response_free(r);
+	return false;
 }
 
 bool response_header(const struct response *r, const char *name, char *buf, size_t len)
