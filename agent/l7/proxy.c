@@ -297,8 +297,13 @@ size_t l7_proxy_workers(const struct l7_proxy *p)
 
 int l7_proxy_apply(struct l7_proxy *p, struct xm_snapshot *snap, const struct l7_route_table *routes)
 {
+	struct l7_route_table *t = (struct l7_route_table *)routes; /* not yet seen by any worker */
 	int err = 0;
 
+	/* Counts and buckets carry over from the table in force (l7/shared_state.h). */
+	for (size_t i = 0; t && i < t->n_clusters; i++)
+		l7_shared_adopt(p->shared, &t->clusters[i].load);
+	l7_shared_sweep(p->shared);
 	for (size_t i = 0; i < p->n_workers; i++)
 		if (l7_worker_post_snapshot(p->workers[i], snap, routes))
 			err = -ENOMEM;
@@ -338,7 +343,8 @@ struct l7_proxy *l7_proxy_new(const struct l7_proxy_opts *opts, int *err)
 	p->n_workers = opts->n_workers ? opts->n_workers : (cpus > 0 ? (size_t)cpus : 1);
 	p->workers = calloc(p->n_workers, sizeof(*p->workers));
 	p->shards = calloc(p->n_workers, sizeof(*p->shards));
-	if (!p->workers || !p->shards)
+	p->shared = l7_shared_registry_new();
+	if (!p->workers || !p->shards || !p->shared)
 		goto fail;
 	for (i = 0; i < p->n_workers; i++) {
 		p->shards[i] = l7_stats_shard_new();
@@ -384,6 +390,7 @@ void l7_proxy_free(struct l7_proxy *p)
 	free(p->adopted);
 	free(p->workers);
 	free(p->shards);
+	l7_shared_registry_free(p->shared); /* the workers are stopped: no reference moves now */
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

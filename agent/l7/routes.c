@@ -112,6 +112,7 @@ void l7_routes_free(struct l7_route_table *t)
 	free(t->vhosts);
 	for (size_t i = 0; i < t->n_clusters; i++) {
 		free(t->clusters[i].endpoints);
+		l7_shared_put(t->clusters[i].load);
 		free(t->clusters[i].endpoint_wl);
 	}
 	free(t->clusters);

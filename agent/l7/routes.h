@@ -18,6 +18,7 @@
 #include "compile/identity.h"
 #include "config/model.h"
 #include "http/h1.h"
+#include "l7/shared_state.h"
 
 struct strbuf;
 
@@ -35,6 +36,46 @@ struct l7_cluster {
 	const struct xm_workload **endpoint_wl; /* the pod of each endpoint, or NULL (destination_* labels) */
 	size_t n_endpoints;
 	struct xm_traffic_policy policy; /* the DestinationRule's, with the subset's fields laid over it */
+	/*
+	 * Circuit-breaker counts shared by every worker (Envoy's per-cluster resource manager), slots
+	 * L7_LOAD_*; never NULL in a built table. The one mutable thing the table points at: l7_proxy_apply
+	 * swaps it for the registry's object of the same name (l7/shared_state.h) before the workers see it.
+	 */
+	struct l7_shared *load;
+};
+
+/* The slots of l7_cluster.load: what is in use now, for connectionPool's limits. */
+enum l7_load_slot {
+	L7_LOAD_CONNECTIONS = 0, /* upstream connections open or opening (tcp.maxConnections) */
+	L7_LOAD_PENDING,	 /* requests waiting for a connection (http.http1MaxPendingRequests) */
+	L7_LOAD_REQUESTS,	 /* requests in flight (http.http2MaxRequests) */
+	L7_LOAD_RETRIES,	 /* retries in flight (http.maxRetries) */
+};
+
+/* retryOn conditions (Envoy's x-envoy-retry-on names, as Istio passes them through). */
+#define L7_RETRY_5XX		    0x001
+#define L7_RETRY_GATEWAY_ERROR	    0x002 /* 502, 503, 504 */
+#define L7_RETRY_RESET		    0x004 /* disconnect/reset/read timeout before a response head */
+#define L7_RETRY_CONNECT_FAILURE    0x008
+#define L7_RETRY_RETRIABLE_4XX	    0x010 /* 409 */
+#define L7_RETRY_REFUSED_STREAM	    0x020 /* HTTP/2 REFUSED_STREAM: never on HTTP/1.1 upstreams */
+#define L7_RETRY_RETRIABLE_STATUS   0x040 /* statuses[] (retriable-status-codes and bare codes) */
+#define L7_RETRY_UNAVAILABLE	    0x080 /* gRPC status 14 */
+#define L7_RETRY_CANCELLED	    0x100 /* gRPC status 1 */
+#define L7_RETRY_DEADLINE_EXCEEDED  0x200 /* gRPC status 4 */
+#define L7_RETRY_RESOURCE_EXHAUSTED 0x400 /* gRPC status 8 */
+#define L7_RETRY_INTERNAL	    0x800 /* gRPC status 13 */
+
+#define L7_RETRY_STATUSES_MAX 16
+
+/* A route's retry policy (VirtualService retries, or Istio's default when absent; docs/l7.md "Retries"). */
+struct l7_retry_policy {
+	uint32_t attempts;	     /* retries after the first try (Envoy's num_retries); 0: none */
+	uint64_t per_try_timeout_ms; /* 0: none (the route timeout still covers all tries) */
+	uint32_t retry_on;	     /* L7_RETRY_* */
+	uint16_t statuses[L7_RETRY_STATUSES_MAX];
+	uint8_t n_statuses;
+	bool retry_remote_localities;
 };
 
 enum l7_str_match_kind {
@@ -120,15 +161,16 @@ struct l7_route {
 	/* mirror (fire-and-forget shadow copy) */
 	const struct l7_cluster *mirror;
 	double mirror_percent; /* 0..100; 100 when mirror is set without mirrorPercentage */
-	/* VirtualService timeout: from routing (a fault delay included) to the complete response; retries come
-	 * with the resilience work (#14). */
+	/* VirtualService timeout: from the complete request (after a fault delay) to the complete response,
+	 * all retries included. */
 	uint64_t timeout_ms; /* 0: none */
 	/* fault injection (Envoy's fault filter): the delay first, then the abort, each sampled per request */
 	uint64_t fault_delay_ms;     /* 0: no delay */
 	double fault_delay_percent;  /* 0..100 */
 	uint16_t fault_abort_status; /* 0: no abort */
 	double fault_abort_percent;  /* 0..100 */
-	struct xm_loc loc;	     /* loc.file points into the table's files */
+	struct l7_retry_policy retry;
+	struct xm_loc loc; /* loc.file points into the table's files */
 };
 
 /*

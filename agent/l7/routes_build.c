@@ -289,6 +289,7 @@ static long cluster_index(struct builder *b, const struct xm_service *svc, const
 	struct l7_route_table *t = b->t;
 	char fqdn[sizeof(t->clusters[0].host_fqdn)];
 	char name[sizeof(t->clusters[0].name)];
+	char key[sizeof(t->clusters[0].name) + 8];
 	struct l7_cluster *c;
 	size_t *slot;
 	int err;
@@ -317,6 +318,10 @@ static long cluster_index(struct builder *b, const struct xm_service *svc, const
 		snprintf(c->svc_name, sizeof(c->svc_name), "%s", host);
 	}
 	c->port = port;
+	snprintf(key, sizeof(key), "cluster|%s", name);
+	c->load = l7_shared_new(key);
+	if (!c->load)
+		return -ENOMEM;
 	err = fill_cluster(b, c, svc);
 	return err ? err : (long)(t->n_clusters - 1);
 }

@@ -239,8 +239,9 @@ struct l7_proxy {
 	uint16_t port;
 	int *adopted; /* a previous agent's listening sockets, until an address claims them */
 	size_t n_adopted;
-	bool handed_over;     /* a holder keeps our listening sockets: leave their queues alone */
-	pthread_mutex_t lock; /* listeners (control thread vs. free) */
+	bool handed_over;		   /* a holder keeps our listening sockets: leave their queues alone */
+	pthread_mutex_t lock;		   /* listeners (control thread vs. free) */
+	struct l7_shared_registry *shared; /* circuit-breaker counts and buckets across snapshots (control thread) */
 };
 
 /* worker.c */
