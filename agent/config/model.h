@@ -418,10 +418,11 @@ enum xm_port_protocol config_port_protocol(const struct xm_service_port *sp);
 void config_outlier_defaults(struct xm_outlier_detection *od);
 
 /*
- * The policy in force on a service port, as Istio merges it (MergeSubsetTrafficPolicy): the DestinationRule's
- * trafficPolicy with its portLevelSettings entry for port laid over it, then the subset's trafficPolicy (each of
- * loadBalancer, outlierDetection, connectionPool, tls replaced whole when set) with the subset's own entry for port
- * laid over that. dr and ss may be NULL; out has no portLevelSettings of its own.
+ * The policy in force on a service port, as Istio merges it (GetPortLevelTrafficPolicy, MergeSubsetTrafficPolicy):
+ * the DestinationRule's portLevelSettings entry for port when it has one (alone: the rule's top-level parts are not
+ * inherited), else its trafficPolicy; then the subset's entry for port (replacing all four parts) or else the parts
+ * its trafficPolicy sets (loadBalancer, outlierDetection, connectionPool, tls, each whole). dr and ss may be NULL;
+ * out has no portLevelSettings of its own.
  */
 void config_policy_merge(struct xm_traffic_policy *out, const struct xm_traffic_policy *dr,
 			 const struct xm_traffic_policy *ss, uint16_t port);

@@ -329,6 +329,7 @@ void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char 
 	parse_port_level(c, tp, prefix, out);
 }
 
+/* tp's portLevelSettings entry for port, or NULL. */
 static const struct xm_traffic_policy *port_entry(const struct xm_traffic_policy *tp, uint16_t port)
 {
 	for (size_t i = 0; tp && i < tp->n_ports; i++)
@@ -340,8 +341,6 @@ static const struct xm_traffic_policy *port_entry(const struct xm_traffic_policy
 /* The parts of over that are set replace out's, whole (Istio replaces each message, never merges fields). */
 static void lay_over(struct xm_traffic_policy *out, const struct xm_traffic_policy *over)
 {
-	if (!over)
-		return;
 	if (over->lb.set)
 		out->lb = over->lb;
 	if (over->outlier.set)
@@ -352,15 +351,40 @@ static void lay_over(struct xm_traffic_policy *out, const struct xm_traffic_poli
 		out->tls_mode = over->tls_mode;
 }
 
+/* All four parts of over replace out's, the unset ones by Istio's defaults (a port entry inherits nothing). */
+static void replace_all(struct xm_traffic_policy *out, const struct xm_traffic_policy *over)
+{
+	out->lb = over->lb;
+	out->outlier = over->outlier; /* unset: Istio's defaults, set false (parse_port_level) */
+	out->pool = over->pool;
+	out->tls_mode = over->tls_mode;
+}
+
+/*
+ * Istio's GetPortLevelTrafficPolicy and MergeSubsetTrafficPolicy: a portLevelSettings entry for the port stands
+ * for its whole policy ("Traffic settings specified at the destination-level will not be inherited when
+ * overridden by port-level settings, i.e. default values will be applied to fields omitted in port-level traffic
+ * policies"); the subset's policy for the port then replaces the parts it sets, or all of them when it comes
+ * from the subset's own port entry.
+ */
 void config_policy_merge(struct xm_traffic_policy *out, const struct xm_traffic_policy *dr,
 			 const struct xm_traffic_policy *ss, uint16_t port)
 {
+	const struct xm_traffic_policy *entry;
+
 	memset(out, 0, sizeof(*out));
 	config_outlier_defaults(&out->outlier);
-	lay_over(out, dr);
-	lay_over(out, port_entry(dr, port));
-	lay_over(out, ss);
-	lay_over(out, port_entry(ss, port));
+	if (dr) {
+		entry = port_entry(dr, port);
+		lay_over(out, entry ? entry : dr);
+	}
+	if (ss) {
+		entry = port_entry(ss, port);
+		if (entry)
+			replace_all(out, entry);
+		else
+			lay_over(out, ss);
+	}
 	out->ports = NULL;
 	out->n_ports = 0;
 }

@@ -500,14 +500,13 @@ Test(compile, port_level_settings_apply_to_their_port_only)
 	    "spec:\n  host: web\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n"
 	    "    portLevelSettings:\n"
 	    "    - port: {number: 90}\n"
-	    "      loadBalancer: {simple: RANDOM}\n"
 	    "      outlierDetection: {consecutive5xxErrors: 2}\n",
 	    NULL);
 	http = port_of("10.96.0.20", 80, XM_PROTO_TCP);
 	admin = port_of("10.96.0.20", 90, XM_PROTO_TCP);
 	cr_expect_eq(http->algo, XM_LB_ROUND_ROBIN);
 	cr_expect(!http->outlier_on, "outlier detection is asked for on port 90 only");
-	cr_expect_eq(admin->algo, XM_LB_RANDOM);
+	cr_expect_eq(admin->algo, XM_LB_LEAST_REQUEST, "a port entry inherits nothing: Istio's default balancer");
 	cr_assert(admin->outlier_on);
 	cr_expect_eq(admin->outlier.consecutive_5xx_errors, 2);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * DestinationRule portLevelSettings and the connectionPool fields of #14: parsing, Istio's merge order (rule, its
- * port entry, subset, the subset's port entry; each part replaced whole), and the errors at their file:line:col.
+ * DestinationRule portLevelSettings and the connectionPool fields of #14: parsing, Istio's merge (a port entry
+ * stands alone for its port; a subset's parts replace the rule's), and the errors at their file:line:col.
  */
 #include <criterion/criterion.h>
 
@@ -51,7 +51,6 @@ static const char good[] = SERVICE "apiVersion: networking.istio.io/v1\n"
 				   "      http: {http1MaxPendingRequests: 5, http2MaxRequests: 50}\n"
 				   "    portLevelSettings:\n"
 				   "    - port: {number: 9090}\n"
-				   "      loadBalancer: {simple: RANDOM}\n"
 				   "      connectionPool: {http: {http2MaxRequests: 2}}\n"
 				   "      outlierDetection: {consecutive5xxErrors: 3}\n"
 				   "  subsets:\n"
@@ -77,8 +76,7 @@ Test(config_port_policy, parsed)
 	cr_assert_eq(r->policy.n_ports, 1);
 	cr_expect_eq(r->policy.ports[0].port, 9090);
 	cr_expect_eq(r->policy.ports[0].loc.line, 19);
-	cr_expect(r->policy.ports[0].policy.lb.set);
-	cr_expect_eq(r->policy.ports[0].policy.lb.simple, XM_DR_LB_RANDOM);
+	cr_expect_not(r->policy.ports[0].policy.lb.set);
 	cr_expect_eq(r->policy.ports[0].policy.pool.http2_max_requests, 2);
 	cr_expect(r->policy.ports[0].policy.outlier.set);
 	cr_expect_eq(r->policy.ports[0].policy.outlier.consecutive_5xx_errors, 3);
@@ -107,34 +105,37 @@ Test(config_port_policy, merge_order)
 	cr_expect_eq(p.n_ports, 0);
 	cr_expect_null(p.ports);
 
-	/* 9090: the port entry replaces loadBalancer, connectionPool (whole: maxConnections is gone) and outlier. */
+	/* 9090: the port entry alone; the rule's loadBalancer and the rest of its connectionPool are not inherited. */
 	config_policy_merge(&p, &r->policy, NULL, 9090);
-	cr_expect_eq(p.lb.simple, XM_DR_LB_RANDOM);
+	cr_expect_not(p.lb.set, "Istio: a port entry's omitted fields take the defaults, not the rule's");
 	cr_expect_eq(p.pool.http2_max_requests, 2);
-	cr_expect_eq(p.pool.tcp_max_connections, 0, "Istio replaces the connectionPool message, not its fields");
+	cr_expect_eq(p.pool.tcp_max_connections, 0);
 	cr_expect_eq(p.pool.tcp_max_connection_duration_ms, 0);
 	cr_expect(p.outlier.set);
 	cr_expect_eq(p.outlier.consecutive_5xx_errors, 3);
 
-	/* Subset v1 on 9080: its connectionPool over the rule's, then its port entry over that. */
+	/* Subset v1 on 9080: its own entry for 9080 replaces all four parts (the rule's loadBalancer too). */
 	config_policy_merge(&p, &r->policy, &r->subsets[0].policy, 9080);
-	cr_expect_eq(p.lb.simple, XM_DR_LB_ROUND_ROBIN, "the rule's, the subset sets none");
+	cr_expect_not(p.lb.set);
 	cr_expect_eq(p.pool.http1_max_pending_requests, 7);
 	cr_expect_eq(p.pool.tcp_max_connections, 0);
 	cr_expect_eq(p.tls_mode, XM_TLS_DISABLE);
 
-	/* Subset v1 on 9090: the rule's port entry, then the subset's connectionPool wins over it. */
+	/* Subset v1 on 9090: no entry of its own: its connectionPool over the rule's entry for 9090. */
 	config_policy_merge(&p, &r->policy, &r->subsets[0].policy, 9090);
-	cr_expect_eq(p.lb.simple, XM_DR_LB_RANDOM);
+	cr_expect_not(p.lb.set);
 	cr_expect_eq(p.pool.tcp_max_connections, 1);
 	cr_expect_eq(p.pool.http2_max_requests, 0);
-	cr_expect(p.outlier.set);
+	cr_expect(p.outlier.set, "the rule's entry for 9090");
 	cr_expect_eq(p.tls_mode, XM_TLS_UNSET);
 
-	/* Subset v2 sets nothing: the rule's with its port entry. */
+	/* Subset v2 sets nothing: the rule's entry for 9090; on 9080 the rule's top level. */
 	config_policy_merge(&p, &r->policy, &r->subsets[1].policy, 9090);
 	cr_expect_eq(p.pool.http2_max_requests, 2);
-	cr_expect_eq(p.lb.simple, XM_DR_LB_RANDOM);
+	cr_expect_not(p.lb.set);
+	config_policy_merge(&p, &r->policy, &r->subsets[1].policy, 9080);
+	cr_expect_eq(p.lb.simple, XM_DR_LB_ROUND_ROBIN);
+	cr_expect_eq(p.pool.tcp_max_connections, 10);
 
 	/* No rule: Istio's defaults (outlier detection off, nothing limited). */
 	config_policy_merge(&p, NULL, NULL, 9080);
