@@ -161,6 +161,7 @@ struct xm_connection_pool {
 	uint32_t http_max_retries;		 /* 0 = unset */
 	uint64_t http_idle_timeout_ms;		 /* 0 = unset */
 	uint64_t tcp_max_connection_duration_ms; /* 0 = unset (no limit) */
+	uint64_t tcp_idle_timeout_ms;		 /* 0 = unset; http.idleTimeout wins when both are set (Istio) */
 	bool set;
 };
 

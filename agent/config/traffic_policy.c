@@ -231,6 +231,8 @@ static void parse_pool(struct obj_ctx *c, const struct ynode *pool, const char *
 		     &p->http_idle_timeout_ms);
 	/* Istio requires at least 1 ms (a connection's age since it was established; Envoy's
 	 * common_http_protocol_options.max_connection_duration). */
+	get_duration(c, tcp, "idleTimeout", field_name(field, sizeof(field), tcp_prefix, "idleTimeout"), 0,
+		     &p->tcp_idle_timeout_ms);
 	get_duration(c, tcp, "maxConnectionDuration",
 		     field_name(field, sizeof(field), tcp_prefix, "maxConnectionDuration"), 1,
 		     &p->tcp_max_connection_duration_ms);

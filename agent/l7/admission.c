@@ -62,17 +62,26 @@ static void overflow(struct l7_down *d, enum overflow_kind kind)
 	l7_exchange_local_reply(d, 503, L7_RF_UO, NULL, body, sizeof(body) - 1);
 }
 
+void l7_up_apply_policy(struct l7_up *up, const struct l7_cluster *c)
+{
+	const struct xm_connection_pool *pool = &c->policy.pool;
+
+	up->max_requests = pool->http_max_requests_per_conn;
+	/* Istio: http.idleTimeout, else tcp.idleTimeout, else 1 h. */
+	up->idle_timeout_ms = pool->http_idle_timeout_ms  ? pool->http_idle_timeout_ms
+			      : pool->tcp_idle_timeout_ms ? pool->tcp_idle_timeout_ms
+							  : DEFAULT_POOL_IDLE_MS;
+	up->max_duration_ms = pool->tcp_max_connection_duration_ms;
+}
+
 /* x's request is attached to up (its pending count stays until up is connected: Envoy's pending request). */
 static void bind(struct l7_down *d, struct l7_up *up)
 {
 	struct l7_exchange *x = &d->x;
-	const struct xm_connection_pool *pool = &x->cluster->policy.pool;
 
 	x->up = up;
 	up->down = d;
-	up->max_requests = pool->http_max_requests_per_conn;
-	up->idle_timeout_ms = pool->http_idle_timeout_ms ? pool->http_idle_timeout_ms : DEFAULT_POOL_IDLE_MS;
-	up->max_duration_ms = pool->tcp_max_connection_duration_ms;
+	l7_up_apply_policy(up, x->cluster);
 	if (!up->connecting)
 		give(x->cluster->load, L7_LOAD_PENDING, &x->counted_pending);
 }

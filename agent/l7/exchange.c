@@ -20,8 +20,7 @@
 #include "l7/stats.h"
 #include "l7/worker.h"
 
-#define DEFAULT_POOL_IDLE_MS	   3600000 /* Istio's connectionPool.http.idleTimeout default: 1 h */
-#define DEFAULT_CONNECT_TIMEOUT_MS 10000   /* Istio's connectionPool.tcp.connectTimeout default: 10 s */
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000 /* Istio's connectionPool.tcp.connectTimeout default: 10 s */
 
 static uint64_t connect_timeout(const struct l7_cluster *c)
 {
@@ -566,11 +565,7 @@ static void upstream_lost(struct l7_down *d)
 		x->up = l7_up_get(d->w, &ep, x->cluster->load, true, connect_timeout(x->cluster));
 		if (x->up) {
 			x->up->down = d;
-			x->up->max_duration_ms = x->cluster->policy.pool.tcp_max_connection_duration_ms;
-			x->up->max_requests = x->cluster->policy.pool.http_max_requests_per_conn;
-			x->up->idle_timeout_ms = x->cluster->policy.pool.http_idle_timeout_ms
-						     ? x->cluster->policy.pool.http_idle_timeout_ms
-						     : DEFAULT_POOL_IDLE_MS;
+			l7_up_apply_policy(x->up, x->cluster);
 			return;
 		}
 	}

@@ -334,6 +334,8 @@ void l7_admit_connected(struct l7_down *d);
 /* A connection of w went back to its pool or closed: waiting exchanges look again (soon, from a timer). */
 void l7_admit_kick(struct l7_worker *w);
 void l7_admit_free(struct l7_worker *w);
+/* The cluster's per-connection settings on up: maxRequestsPerConnection, idle timeout, maxConnectionDuration. */
+void l7_up_apply_policy(struct l7_up *up, const struct l7_cluster *c);
 
 /* upstream.c */
 /*

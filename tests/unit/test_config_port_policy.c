@@ -47,7 +47,7 @@ static const char good[] = SERVICE "apiVersion: networking.istio.io/v1\n"
 				   "  trafficPolicy:\n"
 				   "    loadBalancer: {simple: ROUND_ROBIN}\n"
 				   "    connectionPool:\n"
-				   "      tcp: {maxConnections: 10, maxConnectionDuration: 90s}\n"
+				   "      tcp: {maxConnections: 10, maxConnectionDuration: 90s, idleTimeout: 5m}\n"
 				   "      http: {http1MaxPendingRequests: 5, http2MaxRequests: 50}\n"
 				   "    portLevelSettings:\n"
 				   "    - port: {number: 9090}\n"
@@ -73,6 +73,7 @@ Test(config_port_policy, parsed)
 	r = config_find_rule(&cfg, "default", "reviews");
 	cr_assert_not_null(r);
 	cr_expect_eq(r->policy.pool.tcp_max_connection_duration_ms, 90000);
+	cr_expect_eq(r->policy.pool.tcp_idle_timeout_ms, 300000);
 	cr_assert_eq(r->policy.n_ports, 1);
 	cr_expect_eq(r->policy.ports[0].port, 9090);
 	cr_expect_eq(r->policy.ports[0].loc.line, 19);
