@@ -210,6 +210,15 @@ static void pool_int(struct obj_ctx *c, const struct ynode *map, const char *pre
 		*out = (uint32_t)v;
 }
 
+static void unsupported(struct obj_ctx *c, const struct ynode *map, const char *prefix, const char *key,
+			const char *why)
+{
+	const struct ynode *v = map ? ymap_get(map, key, NULL) : NULL;
+
+	if (v && !ynode_is_null(v))
+		obj_warn(c, v, "%s.%s %s: ignored", prefix, key, why);
+}
+
 static void parse_pool(struct obj_ctx *c, const struct ynode *pool, const char *prefix, struct xm_connection_pool *p)
 {
 	char tcp_prefix[256], http_prefix[256], field[256];
@@ -231,6 +240,10 @@ static void parse_pool(struct obj_ctx *c, const struct ynode *pool, const char *
 		     &p->http_idle_timeout_ms);
 	/* Istio requires at least 1 ms (a connection's age since it was established; Envoy's
 	 * common_http_protocol_options.max_connection_duration). */
+	/* Parsed by Istio, not honoured here: said so rather than silently ignored. */
+	unsupported(c, tcp, tcp_prefix, "tcpKeepalive", "is not supported yet");
+	unsupported(c, http, http_prefix, "maxConcurrentStreams", "is not supported (no HTTP/2 upstreams)");
+	unsupported(c, http, http_prefix, "useClientProtocol", "is not supported (upstreams are HTTP/1.1)");
 	get_duration(c, tcp, "idleTimeout", field_name(field, sizeof(field), tcp_prefix, "idleTimeout"), 0,
 		     &p->tcp_idle_timeout_ms);
 	get_duration(c, tcp, "maxConnectionDuration",

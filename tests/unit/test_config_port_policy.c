@@ -193,3 +193,31 @@ Test(config_port_policy, errors_at_their_place)
 			  diags.items[i].msg);
 	}
 }
+
+Test(config_port_policy, unsupported_pool_fields_are_warned_about)
+{
+	static const char text[] = SERVICE "apiVersion: networking.istio.io/v1\n"
+					   "kind: DestinationRule\n"
+					   "metadata: {name: reviews, namespace: default}\n"
+					   "spec:\n"
+					   "  host: reviews\n"
+					   "  trafficPolicy:\n"
+					   "    connectionPool:\n"
+					   "      tcp: {maxConnections: 3, tcpKeepalive: {time: 10s}}\n"
+					   "      http: {maxConcurrentStreams: 10}\n";
+	bool keepalive = false, streams = false;
+
+	cr_assert_eq(load_text(text), 0, "a warning, not an error");
+	for (size_t i = 0; i < diags.n; i++) {
+		cr_expect(diags.items[i].warning, "%s", diags.items[i].msg);
+		if (strstr(diags.items[i].msg, "connectionPool.tcp.tcpKeepalive is not supported yet: ignored")) {
+			keepalive = true;
+			cr_expect_eq(diags.items[i].loc.line, 15);
+		}
+		streams |=
+		    strstr(diags.items[i].msg, "connectionPool.http.maxConcurrentStreams is not supported") != NULL;
+	}
+	cr_expect(keepalive && streams);
+	cr_assert_eq(cfg.n_rules, 1);
+	cr_expect_eq(cfg.rules[0].policy.pool.tcp_max_connections, 3);
+}
