@@ -187,8 +187,12 @@ bool l7_admit(struct l7_down *d, const struct l7_endpoint *ep)
 {
 	struct l7_exchange *x = &d->x;
 	struct l7_worker *w = d->w;
-	struct l7_shared *load = x->cluster->load;
-	struct l7_up *up = l7_up_pooled(w, ep, load);
+	struct l7_shared *load;
+	struct l7_up *up;
+
+	l7_admit_done(d); /* another attempt (a retry): the previous one's counts go back first */
+	load = x->cluster->load;
+	up = l7_up_pooled(w, ep, load);
 
 	if (up) {
 		if (!take(load, L7_LOAD_REQUESTS, x->cluster->policy.pool.http2_max_requests, &x->counted_request)) {

@@ -323,6 +323,8 @@ void l7_exchange_timer_stop(struct l7_down *d);
  * Gets d's exchange (destination and endpoint chosen, head consumed) a connection to ep: an idle pooled one, a new
  * one under tcp.maxConnections, or it waits on the worker (x->waiting) as a pending request. Returns true when the
  * exchange goes on (x->up set, or waiting); false when it ended with a local reply (503 UO on overflow, 503 UF).
+ * A retry calls it again for its attempt once x->up was given back or closed (x->up NULL): what the previous
+ * attempt counted is given back first.
  */
 bool l7_admit(struct l7_down *d, const struct l7_endpoint *ep);
 /* The exchange ends: gives back what it counted and leaves the wait list. */
