@@ -170,6 +170,7 @@ struct l7_worker_counters {
 	atomic_ullong downstream_total, downstream_active, unresolved, parse_errors[H1_E_MAX];
 	atomic_ullong upstream_total, upstream_active, connect_failures, resends, bad_responses, mirrors;
 	atomic_ullong upstream_resets;
+	atomic_ullong ratelimited, ratelimit_not_enforced; /* local rate limits (l7/ratelimit.c) */
 };
 
 #define L7_POOL_BUCKETS 256
