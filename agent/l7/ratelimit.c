@@ -219,17 +219,29 @@ static const struct l7_ratelimit *limit_of(struct rl_builder *b, const struct xm
 }
 
 /*
- * The inbound limit of pod wl on its port: the first EnvoyFilter (by namespace/name) that limits it; in it a
+ * Istio's order of EnvoyFilters for a workload: the config root namespace's, then the others (each set by
+ * namespace/name, the config's order). k runs over twice the filters: NULL when the k-th is not in its pass.
+ */
+static const struct xm_envoy_filter *nth_filter(const struct xm_config *cfg, size_t k)
+{
+	const struct xm_envoy_filter *ef = &cfg->envoy_filters[k % cfg->n_envoy_filters];
+	bool root = !strcmp(ef->ns, ROOT_NAMESPACE);
+
+	return (k < cfg->n_envoy_filters) == root ? ef : NULL;
+}
+
+/*
+ * The inbound limit of pod wl on its port: the first EnvoyFilter (in nth_filter's order) that limits it; in it a
  * per-route limit of that port (typed_per_filter_config overrides the filter's config) before the filter's.
  */
 static const struct xm_ef_ratelimit *inbound_limit(const struct xm_config *cfg, const struct xm_workload *wl,
 						   uint16_t port, const struct xm_envoy_filter **efp)
 {
-	for (size_t f = 0; f < cfg->n_envoy_filters; f++) {
-		const struct xm_envoy_filter *ef = &cfg->envoy_filters[f];
+	for (size_t k = 0; k < 2 * cfg->n_envoy_filters; k++) {
+		const struct xm_envoy_filter *ef = nth_filter(cfg, k);
 		const struct xm_ef_ratelimit *best = NULL;
 
-		if (!ef->n_limits || !selects(ef, wl))
+		if (!ef || !ef->n_limits || !selects(ef, wl))
 			continue;
 		for (size_t i = 0; i < ef->n_limits; i++) {
 			const struct xm_ef_ratelimit *l = &ef->limits[i];
@@ -288,10 +300,10 @@ int l7_ratelimit_build(const struct xm_config *cfg, const struct xm_identities *
 		const struct xm_workload *wl = &ids->workloads[w];
 		const struct l7_ratelimit *rl = NULL;
 
-		for (size_t f = 0; !rl && !err && f < cfg->n_envoy_filters; f++) {
-			const struct xm_envoy_filter *ef = &cfg->envoy_filters[f];
+		for (size_t k = 0; !rl && !err && k < 2 * cfg->n_envoy_filters; k++) {
+			const struct xm_envoy_filter *ef = nth_filter(cfg, k);
 
-			for (size_t i = 0; !rl && !err && i < ef->n_limits; i++) {
+			for (size_t i = 0; ef && !rl && !err && i < ef->n_limits; i++) {
 				const struct xm_ef_ratelimit *l = &ef->limits[i];
 
 				if (l->route || l->context == XM_EF_SIDECAR_INBOUND || !selects(ef, wl))

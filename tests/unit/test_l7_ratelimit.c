@@ -264,9 +264,9 @@ Test(ratelimit_bucket, a_clock_before_the_epoch_counts_as_the_epoch)
 
 /* --- the compiled table --- */
 
-static struct xm_snapshot *build(const char *extra)
+static struct xm_snapshot *build_path(const char *path)
 {
-	const char *paths[] = { fixture("ratelimit/mesh.yaml"), fixture(extra) };
+	const char *paths[] = { fixture("ratelimit/mesh.yaml"), path };
 	struct xm_compile_opts opts = { .maglev_size = 251 };
 	struct xm_config cfg = { 0 };
 	struct xm_snapshot *snap;
@@ -277,6 +277,11 @@ static struct xm_snapshot *build(const char *extra)
 	cr_assert_not_null(snap, "snapshot_build: %d", err);
 	config_free(&cfg);
 	return snap;
+}
+
+static struct xm_snapshot *build(const char *extra)
+{
+	return build_path(fixture(extra));
 }
 
 static const struct l7_cluster *cluster(const struct l7_route_table *t, const char *name)
@@ -379,4 +384,49 @@ Test(ratelimit_routes, a_bucket_survives_an_unrelated_apply)
 	l7_shared_sweep(r);
 	cr_assert_eq(l7_shared_registered(r), 0);
 	l7_shared_registry_free(r);
+}
+
+/* A filter-level limit of max_tokens n, in namespace ns, selecting labels sel ("" for no selector). */
+static void filter_yaml(FILE *f, const char *ns, const char *name, const char *sel, int n)
+{
+	fprintf(f,
+		"---\napiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\n"
+		"metadata: {name: %s, namespace: %s}\nspec:\n%s"
+		"  configPatches:\n  - applyTo: HTTP_FILTER\n    patch:\n      operation: INSERT_BEFORE\n"
+		"      value:\n        name: envoy.filters.http.local_ratelimit\n        typed_config:\n"
+		"          \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3."
+		"LocalRateLimit\n          stat_prefix: rl\n"
+		"          token_bucket: {max_tokens: %d, fill_interval: 1s}\n",
+		name, ns, sel, n);
+}
+
+Test(ratelimit_routes, namespace_scope_and_root_namespace_first)
+{
+	char *path = strdup("/tmp/xmesh-rl-test-XXXXXX.yaml");
+	struct xm_snapshot *snap;
+	const struct l7_route_table *t;
+	const struct l7_cluster *pp, *rv;
+	FILE *f;
+	int fd = mkstemps(path, 5);
+
+	cr_assert_geq(fd, 0);
+	f = fdopen(fd, "w");
+	/* in another namespace: selects nothing of default */
+	filter_yaml(f, "shop", "elsewhere", "  workloadSelector: {labels: {app: productpage}}\n", 1);
+	/* no selector in default: every pod of default, but the root namespace's comes first for productpage */
+	filter_yaml(f, "default", "a-all", "", 2);
+	filter_yaml(f, "istio-system", "z-root", "  workloadSelector: {labels: {app: productpage}}\n", 3);
+	fclose(f);
+	snap = build_path(path);
+	t = &snap->routes;
+	pp = cluster(t, "outbound|9080||productpage.default.svc.cluster.local");
+	rv = cluster(t, "outbound|9080||reviews.default.svc.cluster.local");
+	cr_assert_str_eq(pp->endpoint_rl[0]->filter, "istio-system/z-root");
+	cr_assert_eq(pp->endpoint_rl[0]->max_tokens, 3);
+	cr_assert_str_eq(rv->endpoint_rl[0]->filter, "default/a-all");
+	/* context absent: the outbound listeners of default's pods get it too (ratings is a client only) */
+	cr_assert_eq(t->n_rl_clients, 4);
+	snapshot_put(snap);
+	unlink(path);
+	free(path);
 }
