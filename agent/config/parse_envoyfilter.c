@@ -223,9 +223,18 @@ static int parse_local_ratelimit(struct obj_ctx *c, const struct ynode *m, const
 		WARN_UNKNOWN(c, m, field, "stat_prefix", "status", "token_bucket", "filter_enabled", "filter_enforced",
 			     "response_headers_to_add", "local_rate_limit_per_downstream_connection");
 	snprintf(sub, sizeof(sub), "%s.stat_prefix", field);
-	if (get_str(c, m, "stat_prefix", sub, prefix, sizeof(prefix)) != FIELD_SET || !prefix[0]) {
-		if (!map_value(c, m, "stat_prefix"))
-			obj_error(c, m, "%s is required (Envoy rejects the filter without it)", sub);
+	switch (get_str(c, m, "stat_prefix", sub, prefix, sizeof(prefix))) {
+	case FIELD_ABSENT:
+		obj_error(c, m, "%s is required (Envoy rejects the filter without it)", sub);
+		err = -1;
+		break;
+	case FIELD_SET:
+		if (!prefix[0]) {
+			obj_error(c, map_value(c, m, "stat_prefix"), "%s must not be empty", sub);
+			err = -1;
+		}
+		break;
+	default:
 		err = -1;
 	}
 	v = map_value(c, m, "local_rate_limit_per_downstream_connection");
@@ -236,8 +245,9 @@ static int parse_local_ratelimit(struct obj_ctx *c, const struct ynode *m, const
 			 field);
 	status = get_map(c, m, "status", NULL);
 	if (status) {
+		snprintf(sub, sizeof(sub), "%s.status", field);
+		WARN_UNKNOWN(c, status, sub, "code");
 		snprintf(sub, sizeof(sub), "%s.status.code", field);
-		WARN_UNKNOWN(c, status, "status", "code");
 		if (get_int(c, status, "code", sub, 0, 999, &num) == FIELD_ERR)
 			err = -1;
 		else if (map_value(c, status, "code") && num >= 400)
