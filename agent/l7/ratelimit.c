@@ -116,16 +116,18 @@ struct rl_builder {
 		const struct xm_workload *wl;
 		const struct xm_ef_ratelimit *lim;
 		enum l7_rl_role role;
+		uint16_t port;
 		size_t idx;
 	} * slots;
 	size_t n_slots;
 };
 
-static size_t slot_hash(const struct xm_workload *wl, const struct xm_ef_ratelimit *lim, enum l7_rl_role role)
+static size_t slot_hash(const struct xm_workload *wl, const struct xm_ef_ratelimit *lim, enum l7_rl_role role,
+			uint16_t port)
 {
 	uint64_t h = (uint64_t)(uintptr_t)wl * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)lim * 0xC2B2AE3D27D4EB4Full;
 
-	return (size_t)((h ^ (h >> 29)) + role);
+	return (size_t)((h ^ (h >> 29)) + role + 2u * port);
 }
 
 static int grow_slots(struct rl_builder *b)
@@ -146,7 +148,7 @@ static int grow_slots(struct rl_builder *b)
 
 		if (!old[i].idx)
 			continue;
-		for (j = slot_hash(old[i].wl, old[i].lim, old[i].role) & (n - 1); b->slots[j].idx;
+		for (j = slot_hash(old[i].wl, old[i].lim, old[i].role, old[i].port) & (n - 1); b->slots[j].idx;
 		     j = (j + 1) & (n - 1))
 			;
 		b->slots[j] = old[i];
@@ -170,10 +172,14 @@ static char *headers_extra(const struct xm_local_ratelimit *rl, bool *oom)
 	return sb.buf;
 }
 
-/* The limit object of (wl, lim, role), made on first use; NULL when out of memory. */
+/*
+ * The limit object of (wl, lim, role, port), made on first use; NULL when out of memory. Inbound, port is the
+ * pod's port: Istio gives each inbound port its own filter chain and HTTP connection manager, so each gets its
+ * own instance of the filter and its own bucket.
+ */
 static const struct l7_ratelimit *limit_of(struct rl_builder *b, const struct xm_envoy_filter *ef,
 					   const struct xm_ef_ratelimit *lim, const struct xm_workload *wl,
-					   enum l7_rl_role role)
+					   enum l7_rl_role role, uint16_t port)
 {
 	struct l7_route_table *t = b->t;
 	struct l7_ratelimit *rl;
@@ -183,8 +189,9 @@ static const struct l7_ratelimit *limit_of(struct rl_builder *b, const struct xm
 
 	if (grow_slots(b))
 		return NULL;
-	for (j = slot_hash(wl, lim, role) & (b->n_slots - 1); b->slots[j].idx; j = (j + 1) & (b->n_slots - 1))
-		if (b->slots[j].wl == wl && b->slots[j].lim == lim && b->slots[j].role == role)
+	for (j = slot_hash(wl, lim, role, port) & (b->n_slots - 1); b->slots[j].idx; j = (j + 1) & (b->n_slots - 1))
+		if (b->slots[j].wl == wl && b->slots[j].lim == lim && b->slots[j].role == role &&
+		    b->slots[j].port == port)
 			return t->ratelimits[b->slots[j].idx - 1];
 	if (XM_GROW(t->ratelimits, b->cap, t->n_ratelimits + 1) || !(rl = calloc(1, sizeof(*rl))))
 		return NULL;
@@ -192,7 +199,7 @@ static const struct l7_ratelimit *limit_of(struct rl_builder *b, const struct xm
 	snprintf(rl->pod, sizeof(rl->pod), "%s/%s", wl->ns, wl->pod);
 	rl->role = role;
 	rl->per_route = lim->route;
-	rl->port = lim->port;
+	rl->port = port;
 	rl->patch = lim->patch;
 	rl->max_tokens = lim->rl.max_tokens;
 	rl->tokens_per_fill = lim->rl.tokens_per_fill;
@@ -214,7 +221,7 @@ static const struct l7_ratelimit *limit_of(struct rl_builder *b, const struct xm
 	}
 	l7_bucket_init(rl->bucket, rl, b->now_ns);
 	t->ratelimits[t->n_ratelimits++] = rl;
-	b->slots[j] = (struct slot){ wl, lim, role, t->n_ratelimits };
+	b->slots[j] = (struct slot){ wl, lim, role, port, t->n_ratelimits };
 	return rl;
 }
 
@@ -291,7 +298,8 @@ int l7_ratelimit_build(const struct xm_config *cfg, const struct xm_identities *
 				continue;
 			if (!cl->endpoint_rl && !(cl->endpoint_rl = calloc(cl->n_endpoints, sizeof(*cl->endpoint_rl))))
 				err = -ENOMEM;
-			else if (!(cl->endpoint_rl[i] = limit_of(&b, ef, lim, cl->endpoint_wl[i], L7_RL_INBOUND)))
+			else if (!(cl->endpoint_rl[i] = limit_of(&b, ef, lim, cl->endpoint_wl[i], L7_RL_INBOUND,
+								 cl->endpoints[i]->port)))
 				err = -ENOMEM;
 		}
 	}
@@ -308,7 +316,7 @@ int l7_ratelimit_build(const struct xm_config *cfg, const struct xm_identities *
 
 				if (l->route || l->context == XM_EF_SIDECAR_INBOUND || !selects(ef, wl))
 					continue;
-				rl = limit_of(&b, ef, l, wl, L7_RL_OUTBOUND);
+				rl = limit_of(&b, ef, l, wl, L7_RL_OUTBOUND, l->port);
 				if (!rl)
 					err = -ENOMEM;
 			}

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Local rate limits (Envoy's envoy.filters.http.local_ratelimit, set up by Istio's EnvoyFilter recipe;
- * config/envoy_filter.h): one token bucket per (EnvoyFilter, selected pod), shared lock-free by every worker
- * and kept across applies (l7/shared_state.h). A destination pod's limit (SIDECAR_INBOUND) is checked after
- * the endpoint pick; a client pod's (SIDECAR_OUTBOUND) on each request it sends. docs/l7.md "Rate limiting".
+ * config/envoy_filter.h): one token bucket per (EnvoyFilter patch, selected pod, pod port), shared lock-free by every
+ * worker and kept across applies (l7/shared_state.h). A destination pod's limit (SIDECAR_INBOUND) is checked after the
+ * endpoint pick; a client pod's (SIDECAR_OUTBOUND) on each request it sends. docs/l7.md "Rate limiting".
  */
 #ifndef XMESH_L7_RATELIMIT_H
 #define XMESH_L7_RATELIMIT_H
@@ -38,7 +38,7 @@ struct l7_ratelimit {
 	char pod[64 + XM_NAME_MAX + 1];	   /* "default/productpage-v1-abc" */
 	enum l7_rl_role role;
 	bool per_route; /* from typed_per_filter_config (HTTP_ROUTE) */
-	uint16_t port;	/* 0: any; inbound: the pod's port; outbound: the service port dialed */
+	uint16_t port;	/* inbound: the pod's port (a bucket per port); outbound: the service port dialed, 0: any */
 	uint32_t max_tokens, tokens_per_fill;
 	uint64_t fill_interval_ns;
 	uint32_t enabled_ppm, enforced_ppm;
