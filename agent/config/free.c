@@ -146,6 +146,8 @@ void config_free(struct xm_config *cfg)
 		rule_free(&cfg->rules[i]);
 	for (size_t i = 0; i < cfg->n_virtual_services; i++)
 		virtual_service_free(&cfg->virtual_services[i]);
+	for (size_t i = 0; i < cfg->n_envoy_filters; i++)
+		envoy_filter_free(&cfg->envoy_filters[i]);
 	for (size_t i = 0; i < cfg->n_files; i++)
 		free(cfg->files[i]);
 arrays:
@@ -155,6 +157,7 @@ arrays:
 	free(cfg->nodes);
 	free(cfg->rules);
 	free(cfg->virtual_services);
+	free(cfg->envoy_filters);
 	free(cfg->files);
 	memset(cfg, 0, sizeof(*cfg));
 }

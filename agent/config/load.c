@@ -42,6 +42,7 @@ enum kind_id {
 	KIND_NODE,
 	KIND_DESTINATION_RULE,
 	KIND_VIRTUAL_SERVICE,
+	KIND_ENVOY_FILTER,
 };
 
 struct kind_desc {
@@ -73,6 +74,8 @@ static const struct kind_desc kinds[] = {
 	  true,
 	  false,
 	  KIND_VIRTUAL_SERVICE },
+	/* Istio serves EnvoyFilter as v1alpha3 only. */
+	{ "EnvoyFilter", "networking.istio.io", { "v1alpha3" }, "envoyfilter", true, false, KIND_ENVOY_FILTER },
 };
 
 /* A file name that diagnostics point at, kept in cfg->files (in load order: diagnostics sort by it). */
@@ -176,6 +179,9 @@ static void parse_object_of_kind(struct loader *l, const struct kind_desc *k, co
 		break;
 	case KIND_VIRTUAL_SERVICE:
 		parse_virtual_service(&c, obj);
+		break;
+	case KIND_ENVOY_FILTER:
+		parse_envoy_filter(&c, obj);
 		break;
 	}
 }

@@ -324,6 +324,8 @@ struct xm_virtual_service {
 	struct xm_loc loc;
 };
 
+struct xm_envoy_filter;
+
 struct xm_config {
 	struct xm_service *services;
 	size_t n_services;
@@ -337,6 +339,8 @@ struct xm_config {
 	size_t n_rules;
 	struct xm_virtual_service *virtual_services;
 	size_t n_virtual_services;
+	struct xm_envoy_filter *envoy_filters; /* config/envoy_filter.h */
+	size_t n_envoy_filters;
 	char **files; /* interned file names that xm_loc.file points into */
 	size_t n_files;
 	/*

@@ -6,6 +6,7 @@
 #ifndef XMESH_CONFIG_OBJECTS_H
 #define XMESH_CONFIG_OBJECTS_H
 
+#include "config/envoy_filter.h"
 #include "config/fields.h"
 #include "config/model.h"
 #include "config/yaml_tree.h"
@@ -16,6 +17,7 @@ void parse_pod(struct obj_ctx *c, const struct ynode *obj, const struct ynode *m
 void parse_node(struct obj_ctx *c, const struct ynode *obj);
 void parse_destination_rule(struct obj_ctx *c, const struct ynode *obj);
 void parse_virtual_service(struct obj_ctx *c, const struct ynode *obj);
+void parse_envoy_filter(struct obj_ctx *c, const struct ynode *obj);
 
 /* trafficPolicy (of a DestinationRule or of one of its subsets); prefix names it in messages. */
 void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix, struct xm_traffic_policy *out);

@@ -64,6 +64,11 @@ static void free_virtual_service(void *o)
 	virtual_service_free(o);
 }
 
+static void free_envoy_filter(void *o)
+{
+	envoy_filter_free(o);
+}
+
 static const struct kind_layout service_layout = {
 	"service",
 	sizeof(struct xm_service),
@@ -107,6 +112,15 @@ static const struct kind_layout virtual_service_layout = {
 	offsetof(struct xm_virtual_service, name),
 	offsetof(struct xm_virtual_service, loc),
 	free_virtual_service,
+};
+
+static const struct kind_layout envoy_filter_layout = {
+	"envoyfilter",
+	sizeof(struct xm_envoy_filter),
+	offsetof(struct xm_envoy_filter, ns),
+	offsetof(struct xm_envoy_filter, name),
+	offsetof(struct xm_envoy_filter, loc),
+	free_envoy_filter,
 };
 
 static int sort_entry_cmp(const void *a, const void *b)
@@ -593,6 +607,7 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, cfg->borrowed, diags, n_errors);
 	sort_and_dedup(cfg->virtual_services, &cfg->n_virtual_services, &virtual_service_layout, cfg->borrowed, diags,
 		       n_errors);
+	sort_and_dedup(cfg->envoy_filters, &cfg->n_envoy_filters, &envoy_filter_layout, cfg->borrowed, diags, n_errors);
 	/* A Service's slices next to each other: what validation and compile look up per Service. */
 	if (cfg->n_slices > 1 && !slices_by_service(cfg))
 		qsort(cfg->slices, cfg->n_slices, sizeof(*cfg->slices), slice_by_service_cmp);

@@ -15,6 +15,7 @@
 
 #include "compile/snapshot.h"
 #include "core/loop.h"
+#include "l7/ratelimit.h"
 #include "l7/record.h"
 #include "l7/rewrite.h"
 #include "l7/stats.h"
@@ -447,6 +448,10 @@ static void route_action(struct l7_down *d, const struct h1_request *req, uint32
 	}
 	x->endpoint = x->cluster->endpoints[pick.index];
 	x->endpoint_wl = x->cluster->endpoint_wl ? x->cluster->endpoint_wl[pick.index] : NULL;
+	if (l7_ratelimit_check(d, x->cluster, pick.index)) { /* 429 RL (l7/ratelimit.c) */
+		l7_buf_consume(&d->in, head_len);
+		return;
+	}
 	if (pick.set_cookie[0])
 		memcpy(x->t->set_cookie, pick.set_cookie, sizeof(x->t->set_cookie));
 	rw = (struct l7_req_rewrite){

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "metrics/registry.h"
 #include "l7/handover.h"
+#include "l7/ratelimit.h"
 #include "l7/stats.h"
 #include "l7/worker.h"
 
@@ -303,6 +304,8 @@ int l7_proxy_apply(struct l7_proxy *p, struct xm_snapshot *snap, const struct l7
 	/* Counts and buckets carry over from the table in force (l7/shared_state.h). */
 	for (size_t i = 0; t && i < t->n_clusters; i++)
 		l7_shared_adopt(p->shared, &t->clusters[i].load);
+	for (size_t i = 0; t && i < t->n_ratelimits; i++)
+		l7_shared_adopt(p->shared, &t->ratelimits[i]->bucket);
 	l7_shared_sweep(p->shared);
 	for (size_t i = 0; i < p->n_workers; i++)
 		if (l7_worker_post_snapshot(p->workers[i], snap, routes))
@@ -465,4 +468,10 @@ void l7_proxy_collect(struct l7_proxy *p, struct xm_scrape *sc)
 		for (int i = 0; i < 3; i++)
 			scrape_u64(f, kind_label, &kinds[i], 1, v[i]);
 	}
+	f = scrape_family(sc, "xmesh_l7_rate_limited_total", "counter",
+			  "Requests answered 429 by an EnvoyFilter local rate limit (response_flags RL).");
+	scrape_u64(f, NULL, NULL, 0, SUM(p, ratelimited));
+	f = scrape_family(sc, "xmesh_l7_rate_limit_not_enforced_total", "counter",
+			  "Requests over a local rate limit let through (filter enabled, not enforced).");
+	scrape_u64(f, NULL, NULL, 0, SUM(p, ratelimit_not_enforced));
 }

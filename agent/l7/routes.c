@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "l7/ratelimit.h"
 #include "l7/regex.h"
 #include "l7/routes.h"
 #include "l7/routes_internal.h"
@@ -110,6 +111,7 @@ void l7_routes_free(struct l7_route_table *t)
 		free(v->routes);
 	}
 	free(t->vhosts);
+	l7_ratelimit_free(t);
 	for (size_t i = 0; i < t->n_clusters; i++) {
 		free(t->clusters[i].endpoints);
 		l7_shared_put(t->clusters[i].load);

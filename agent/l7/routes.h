@@ -21,6 +21,8 @@
 #include "l7/shared_state.h"
 
 struct strbuf;
+struct l7_ratelimit;
+struct l7_rl_client;
 
 /* A destination: a service port, optionally narrowed to a DestinationRule subset (Envoy's cluster). */
 struct l7_cluster {
@@ -42,6 +44,9 @@ struct l7_cluster {
 	 * swaps it for the registry's object of the same name (l7/shared_state.h) before the workers see it.
 	 */
 	struct l7_shared *load;
+	/* The destination pod's local rate limit of each endpoint (l7/ratelimit.h), or NULL; the array is NULL
+	 * when none of the endpoints has one. */
+	const struct l7_ratelimit **endpoint_rl;
 };
 
 /* The slots of l7_cluster.load: what is in use now, for connectionPool's limits. */
@@ -213,6 +218,11 @@ struct l7_route_table {
 	size_t n_exact;
 	struct l7_domain *wildcards; /* by port, longest suffix first */
 	size_t n_wildcards;
+	/* EnvoyFilter local rate limits (l7/ratelimit.h): every limit, and the client pods' by pod (sorted) */
+	struct l7_ratelimit **ratelimits;
+	size_t n_ratelimits;
+	struct l7_rl_client *rl_clients;
+	size_t n_rl_clients;
 };
 
 /* What the router looks at in a request. */

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "core/grow.h"
+#include "l7/ratelimit.h"
 #include "l7/regex.h"
 #include "l7/routes.h"
 
@@ -930,6 +931,8 @@ int l7_routes_build(const struct xm_config *cfg, const struct xm_lb_state *lb, c
 			*b.fixups[i].slot = &out->clusters[b.fixups[i].idx];
 		err = build_domain_index(out);
 	}
+	if (!err)
+		err = l7_ratelimit_build(cfg, ids, out, l7_ratelimit_clock_ns());
 	if (err) {
 		out->n_services = 0; /* their vhost fields hold indexes */
 		for (size_t i = 0; i < b.n_fixups; i++)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "core/strbuf.h"
+#include "l7/ratelimit.h"
 #include "l7/routes.h"
 #include "l7/routes_internal.h"
 
@@ -129,6 +130,7 @@ static void render_text(const struct l7_route_table *t, struct strbuf *out)
 		for (size_t r = 0; r < v->n_routes; r++)
 			text_route(out, &v->routes[r]);
 	}
+	l7_ratelimit_render(t, false, out);
 }
 
 static void json_str_match(struct strbuf *out, const char *field, const struct l7_str_match *m, bool *first)
@@ -310,7 +312,9 @@ static void render_json(const struct l7_route_table *t, struct strbuf *out)
 		}
 		sb_puts(out, "]}}");
 	}
-	sb_puts(out, "]}\n");
+	sb_puts(out, "]");
+	l7_ratelimit_render(t, true, out);
+	sb_puts(out, "}\n");
 }
 
 void l7_routes_render(const struct l7_route_table *t, bool json, struct strbuf *out)

@@ -180,6 +180,7 @@ struct l7_worker_counters {
 	atomic_ullong upstream_resets;
 	/* connectionPool overflows (Envoy's upstream_cx_overflow, upstream_rq_pending_overflow, max requests) */
 	atomic_ullong overflow_connections, overflow_pending, overflow_requests;
+	atomic_ullong ratelimited, ratelimit_not_enforced; /* local rate limits (l7/ratelimit.c) */
 };
 
 #define L7_POOL_BUCKETS 256
