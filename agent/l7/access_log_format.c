@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/fixbuf.h"
+
 /* Output caps of the untrusted values (escaped bytes), so a line stays under L7_ACCESS_LOG_LINE_MAX. */
 #define CAP_PATH   4096
 #define CAP_HEADER 1024 /* authority, user agent, x-forwarded-for, request id, method */
@@ -19,39 +21,6 @@
 /* JSON, the longer format: one path, 7 header fields, 8 names, each perhaps cut, and under 900 bytes of the rest. */
 _Static_assert(CAP_PATH + 7 * CAP_HEADER + 8 * CAP_NAME + 16 * (sizeof(TRUNCATED) - 1) + 900 < L7_ACCESS_LOG_LINE_MAX,
 	       "the caps keep every line under L7_ACCESS_LOG_LINE_MAX");
-
-/* snprintf-like output: len counts everything, bytes past cap are not stored. */
-struct out {
-	char *buf;
-	size_t cap, len;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-	if (o->len < o->cap) {
-		size_t room = o->cap - o->len;
-
-		memcpy(o->buf + o->len, s, n < room ? n : room);
-	}
-	o->len += n;
-}
-
-static void puts_(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
-
-static void put_u64(struct out *o, uint64_t v)
-{
-	char tmp[24];
-	int n = 0;
-
-	do {
-		tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put(o, tmp + sizeof(tmp) - n, (size_t)n);
-}
 
 enum style {
 	JSON,	       /* inside a JSON string */
@@ -93,7 +62,7 @@ static size_t utf8_len(const unsigned char *s, size_t n)
  * control characters (C0, DEL, C1) as \u00XX, invalid UTF-8 as U+FFFD. Text: \" \\ and \xNN for control
  * characters and invalid UTF-8 (and spaces outside quotes); valid UTF-8 stays readable.
  */
-static void put_escaped(struct out *o, const char *str, size_t cap, enum style style)
+static void put_escaped(struct fixbuf *o, const char *str, size_t cap, enum style style)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t n = strlen(str), used = 0;
@@ -114,11 +83,11 @@ static void put_escaped(struct out *o, const char *str, size_t cap, enum style s
 			size_t take = run - i;
 
 			if (used + take > cap) {
-				put(o, str + i, cap - used);
-				puts_(o, TRUNCATED);
+				fb_put(o, str + i, cap - used);
+				fb_puts(o, TRUNCATED);
 				return;
 			}
-			put(o, str + i, take);
+			fb_put(o, str + i, take);
 			used += take;
 			i = run;
 			continue;
@@ -158,10 +127,10 @@ static void put_escaped(struct out *o, const char *str, size_t cap, enum style s
 			unit = (const char *)s + i, ulen = seq;
 		}
 		if (used + ulen > cap) {
-			puts_(o, TRUNCATED);
+			fb_puts(o, TRUNCATED);
 			return;
 		}
-		put(o, unit, ulen);
+		fb_put(o, unit, ulen);
 		used += ulen;
 		i += seq;
 	}
@@ -169,41 +138,40 @@ static void put_escaped(struct out *o, const char *str, size_t cap, enum style s
 
 size_t l7_json_escape(const char *value, size_t cap, char *buf, size_t len)
 {
-	struct out o = { .buf = buf, .cap = len ? len - 1 : 0 };
+	struct fixbuf o;
 
+	fb_init(&o, buf, len);
 	put_escaped(&o, value, cap, JSON);
-	if (len)
-		buf[o.len < len - 1 ? o.len : len - 1] = '\0';
-	return o.len;
+	return fb_finish(&o);
 }
 
 /* A JSON member: ,"key":"value", or null when value is NULL or empty. */
-static void json_str(struct out *o, const char *key, const char *value, size_t cap)
+static void json_str(struct fixbuf *o, const char *key, const char *value, size_t cap)
 {
-	put(o, ",\"", 2);
-	puts_(o, key);
+	fb_put(o, ",\"", 2);
+	fb_puts(o, key);
 	if (!value || !*value) {
-		puts_(o, "\":null");
+		fb_puts(o, "\":null");
 		return;
 	}
-	put(o, "\":\"", 3);
+	fb_put(o, "\":\"", 3);
 	put_escaped(o, value, cap, JSON);
-	put(o, "\"", 1);
+	fb_put(o, "\"", 1);
 }
 
-static void json_u64(struct out *o, const char *key, uint64_t v)
+static void json_u64(struct fixbuf *o, const char *key, uint64_t v)
 {
-	put(o, ",\"", 2);
-	puts_(o, key);
-	put(o, "\":", 2);
-	put_u64(o, v);
+	fb_put(o, ",\"", 2);
+	fb_puts(o, key);
+	fb_put(o, "\":", 2);
+	fb_put_u64(o, v);
 }
 
 /* A text field: the escaped value, or "-" when NULL or empty (Envoy's absent value). */
-static void text_str(struct out *o, const char *value, size_t cap, enum style style)
+static void text_str(struct fixbuf *o, const char *value, size_t cap, enum style style)
 {
 	if (!value || !*value)
-		put(o, "-", 1);
+		fb_put(o, "-", 1);
 	else
 		put_escaped(o, value, cap, style);
 }
@@ -312,11 +280,11 @@ static void fields_of(const struct l7_record *r, struct fields *f)
 		    sizeof(f->downstream_remote));
 }
 
-static void format_json(struct out *o, const struct l7_record *r, const struct fields *f)
+static void format_json(struct fixbuf *o, const struct l7_record *r, const struct fields *f)
 {
-	put(o, "{\"timestamp\":\"", 14);
-	puts_(o, f->start);
-	put(o, "\"", 1);
+	fb_put(o, "{\"timestamp\":\"", 14);
+	fb_puts(o, f->start);
+	fb_put(o, "\"", 1);
 	json_str(o, "method", r->method, CAP_HEADER);
 	json_str(o, "path", r->path, CAP_PATH);
 	json_str(o, "protocol", r->protocol, CAP_HEADER);
@@ -337,7 +305,7 @@ static void format_json(struct out *o, const struct l7_record *r, const struct f
 	json_str(o, "downstream_remote_address", f->downstream_remote, CAP_NAME);
 	json_str(o, "source_workload", r->source ? r->source->name : NULL, CAP_NAME);
 	json_str(o, "source_namespace", r->source ? r->source->ns : NULL, CAP_NAME);
-	put(o, "}\n", 2);
+	fb_put(o, "}\n", 2);
 }
 
 /*
@@ -350,67 +318,66 @@ static void format_json(struct out *o, const struct l7_record *r, const struct f
  * %ROUTE_NAME%
  * Plaintext HTTP/1 has no server name, transport failure reason or connection termination details: "-".
  */
-static void format_text(struct out *o, const struct l7_record *r, const struct fields *f)
+static void format_text(struct fixbuf *o, const struct l7_record *r, const struct fields *f)
 {
-	put(o, "[", 1);
-	puts_(o, f->start);
-	put(o, "] \"", 3);
+	fb_put(o, "[", 1);
+	fb_puts(o, f->start);
+	fb_put(o, "] \"", 3);
 	text_str(o, r->method, CAP_HEADER, TEXT_QUOTED);
-	put(o, " ", 1);
+	fb_put(o, " ", 1);
 	text_str(o, r->path, CAP_PATH, TEXT_QUOTED);
-	put(o, " ", 1);
+	fb_put(o, " ", 1);
 	text_str(o, r->protocol, CAP_HEADER, TEXT_QUOTED);
-	put(o, "\" ", 2);
-	put_u64(o, r->status);
-	put(o, " ", 1);
-	puts_(o, f->flags);
-	put(o, " ", 1);
+	fb_put(o, "\" ", 2);
+	fb_put_u64(o, r->status);
+	fb_put(o, " ", 1);
+	fb_puts(o, f->flags);
+	fb_put(o, " ", 1);
 	text_str(o, response_details(r), CAP_NAME, TEXT_UNQUOTED);
-	puts_(o, " - \"-\" ");
-	put_u64(o, r->request_bytes);
-	put(o, " ", 1);
-	put_u64(o, r->response_bytes);
-	put(o, " ", 1);
-	put_u64(o, r->duration_ns / 1000000);
-	put(o, " ", 1);
+	fb_puts(o, " - \"-\" ");
+	fb_put_u64(o, r->request_bytes);
+	fb_put(o, " ", 1);
+	fb_put_u64(o, r->response_bytes);
+	fb_put(o, " ", 1);
+	fb_put_u64(o, r->duration_ns / 1000000);
+	fb_put(o, " ", 1);
 	if (r->upstream_service_ns)
-		put_u64(o, r->upstream_service_ns / 1000000);
+		fb_put_u64(o, r->upstream_service_ns / 1000000);
 	else
-		put(o, "-", 1);
-	put(o, " \"", 2);
+		fb_put(o, "-", 1);
+	fb_put(o, " \"", 2);
 	text_str(o, r->forwarded_for, CAP_HEADER, TEXT_QUOTED);
-	put(o, "\" \"", 3);
+	fb_put(o, "\" \"", 3);
 	text_str(o, r->user_agent, CAP_HEADER, TEXT_QUOTED);
-	put(o, "\" \"", 3);
+	fb_put(o, "\" \"", 3);
 	text_str(o, r->request_id, CAP_HEADER, TEXT_QUOTED);
-	put(o, "\" \"", 3);
+	fb_put(o, "\" \"", 3);
 	text_str(o, r->authority, CAP_HEADER, TEXT_QUOTED);
-	put(o, "\" \"", 3);
+	fb_put(o, "\" \"", 3);
 	text_str(o, f->upstream_host, CAP_NAME, TEXT_QUOTED);
-	put(o, "\" ", 2);
+	fb_put(o, "\" ", 2);
 	text_str(o, r->cluster ? r->cluster->name : NULL, CAP_NAME, TEXT_UNQUOTED);
-	put(o, " ", 1);
+	fb_put(o, " ", 1);
 	text_str(o, f->upstream_local, CAP_NAME, TEXT_UNQUOTED);
-	put(o, " ", 1);
+	fb_put(o, " ", 1);
 	text_str(o, f->downstream_local, CAP_NAME, TEXT_UNQUOTED);
-	put(o, " ", 1);
+	fb_put(o, " ", 1);
 	text_str(o, f->downstream_remote, CAP_NAME, TEXT_UNQUOTED);
-	puts_(o, " - ");
+	fb_puts(o, " - ");
 	text_str(o, r->route ? r->route->name : NULL, CAP_NAME, TEXT_UNQUOTED);
-	put(o, "\n", 1);
+	fb_put(o, "\n", 1);
 }
 
 size_t l7_access_log_format(enum l7_log_format fmt, const struct l7_record *r, char *buf, size_t len)
 {
-	struct out o = { .buf = buf, .cap = len };
+	struct fixbuf o;
 	struct fields f;
 
+	fb_init(&o, buf, len);
 	fields_of(r, &f);
 	if (fmt == L7_LOG_TEXT)
 		format_text(&o, r, &f);
 	else
 		format_json(&o, r, &f);
-	if (len)
-		buf[o.len < len ? o.len : len - 1] = '\0';
-	return o.len;
+	return fb_finish(&o);
 }

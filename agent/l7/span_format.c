@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/fixbuf.h"
 #include "l7/access_log.h"
 
 /* Caps of escaped values, so a span stays under L7_SPAN_MAX. */
@@ -21,50 +22,30 @@
 _Static_assert(CAP_NAME + CAP_URL + CAP_METHOD + CAP_SERVICE + CAP_CLUSTER + CAP_NODE + 6 * 3 + 800 < L7_SPAN_MAX,
 	       "the caps keep every span under L7_SPAN_MAX");
 
-struct out {
-	char *buf;
-	size_t cap, len;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-	if (o->len < o->cap) {
-		size_t room = o->cap - o->len;
-
-		memcpy(o->buf + o->len, s, n < room ? n : room);
-	}
-	o->len += n;
-}
-
-static void put_str(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
-
 /* "value" escaped and capped. */
-static void put_json(struct out *o, const char *value, size_t cap)
+static void put_json(struct fixbuf *o, const char *value, size_t cap)
 {
 	char tmp[CAP_URL + 8];
 	size_t n = l7_json_escape(value ? value : "", cap, tmp, sizeof(tmp));
 
-	put(o, "\"", 1);
-	put(o, tmp, n < sizeof(tmp) ? n : sizeof(tmp) - 1);
-	put(o, "\"", 1);
+	fb_put(o, "\"", 1);
+	fb_put(o, tmp, n < sizeof(tmp) ? n : sizeof(tmp) - 1);
+	fb_put(o, "\"", 1);
 }
 
-static void put_fmt(struct out *o, const char *fmt, unsigned long long v)
+static void put_fmt(struct fixbuf *o, const char *fmt, unsigned long long v)
 {
 	char tmp[32];
 	int n = snprintf(tmp, sizeof(tmp), fmt, v);
 
-	put(o, tmp, (size_t)n);
+	fb_put(o, tmp, (size_t)n);
 }
 
 /*
  * The operation name: a VirtualService route's name when it has one (Envoy's route name), else authority and path
  * without the query (the service's implicit route is named "default", which says nothing).
  */
-static void put_name(struct out *o, const struct l7_record *r)
+static void put_name(struct fixbuf *o, const struct l7_record *r)
 {
 	char name[1024 + 256 + 1];
 	const char *path = r->path ? r->path : "";
@@ -78,61 +59,60 @@ static void put_name(struct out *o, const struct l7_record *r)
 	put_json(o, name, CAP_NAME);
 }
 
-static void put_remote(struct out *o, const struct xm_lb_backend *b)
+static void put_remote(struct fixbuf *o, const struct xm_lb_backend *b)
 {
 	char ip[INET6_ADDRSTRLEN];
 
 	if (!b || (b->family != XM_FAMILY_V4 && b->family != XM_FAMILY_V6) ||
 	    !inet_ntop(b->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, b->addr.bytes, ip, sizeof(ip)))
 		return;
-	put_str(o, b->family == XM_FAMILY_V4 ? ",\"remoteEndpoint\":{\"ipv4\":\"" : ",\"remoteEndpoint\":{\"ipv6\":\"");
-	put_str(o, ip);
+	fb_puts(o, b->family == XM_FAMILY_V4 ? ",\"remoteEndpoint\":{\"ipv4\":\"" : ",\"remoteEndpoint\":{\"ipv6\":\"");
+	fb_puts(o, ip);
 	put_fmt(o, "\",\"port\":%llu}", b->port);
 }
 
 size_t l7_span_format(const struct l7_record *r, const char *node_id, char *buf, size_t len)
 {
-	struct out o = { .buf = buf, .cap = len ? len - 1 : 0 };
+	struct fixbuf o;
 	char url[1024 + 256 + 16], flags[L7_FLAGS_MAX];
 	const char *service = r->source && r->source->canonical_service[0] ? r->source->canonical_service : "xmesh";
 
-	put_str(&o, "{\"traceId\":\"");
-	put_str(&o, r->trace_id);
-	put_str(&o, "\",\"id\":\"");
-	put_str(&o, r->span_id);
-	put_str(&o, "\"");
+	fb_init(&o, buf, len);
+	fb_puts(&o, "{\"traceId\":\"");
+	fb_puts(&o, r->trace_id);
+	fb_puts(&o, "\",\"id\":\"");
+	fb_puts(&o, r->span_id);
+	fb_puts(&o, "\"");
 	if (r->parent_span_id[0]) {
-		put_str(&o, ",\"parentId\":\"");
-		put_str(&o, r->parent_span_id);
-		put_str(&o, "\"");
+		fb_puts(&o, ",\"parentId\":\"");
+		fb_puts(&o, r->parent_span_id);
+		fb_puts(&o, "\"");
 	}
-	put_str(&o, ",\"kind\":\"CLIENT\",\"name\":");
+	fb_puts(&o, ",\"kind\":\"CLIENT\",\"name\":");
 	put_name(&o, r);
 	put_fmt(&o, ",\"timestamp\":%llu", r->start_unix_ns / 1000);
 	/* Zipkin drops a zero duration as "unknown": a request took at least a microsecond. */
 	put_fmt(&o, ",\"duration\":%llu", r->duration_ns / 1000 ? r->duration_ns / 1000 : 1);
-	put_str(&o, ",\"localEndpoint\":{\"serviceName\":");
+	fb_puts(&o, ",\"localEndpoint\":{\"serviceName\":");
 	put_json(&o, service, CAP_SERVICE);
-	put_str(&o, "}");
+	fb_puts(&o, "}");
 	put_remote(&o, r->upstream);
-	put_str(&o, ",\"tags\":{\"http.method\":");
+	fb_puts(&o, ",\"tags\":{\"http.method\":");
 	put_json(&o, r->method, CAP_METHOD);
 	snprintf(url, sizeof(url), "http://%s%s", r->authority ? r->authority : "", r->path ? r->path : "");
-	put_str(&o, ",\"http.url\":");
+	fb_puts(&o, ",\"http.url\":");
 	put_json(&o, url, CAP_URL);
 	put_fmt(&o, ",\"http.status_code\":\"%llu\"", r->status);
 	l7_flags_format(r->flags, flags, sizeof(flags));
-	put_str(&o, ",\"response_flags\":");
+	fb_puts(&o, ",\"response_flags\":");
 	put_json(&o, flags, CAP_METHOD);
-	put_str(&o, ",\"upstream_cluster\":");
+	fb_puts(&o, ",\"upstream_cluster\":");
 	put_json(&o, r->cluster ? r->cluster->name : "-", CAP_CLUSTER);
-	put_str(&o, ",\"node_id\":");
+	fb_puts(&o, ",\"node_id\":");
 	put_json(&o, node_id ? node_id : "", CAP_NODE);
 	/* Envoy tags a span error when the response is 5xx or there was none. */
 	if (r->status >= 500 || !r->status)
-		put_str(&o, ",\"error\":\"true\"");
-	put_str(&o, "}}");
-	if (len)
-		buf[o.len < len - 1 ? o.len : len - 1] = '\0';
-	return o.len;
+		fb_puts(&o, ",\"error\":\"true\"");
+	fb_puts(&o, "}}");
+	return fb_finish(&o);
 }

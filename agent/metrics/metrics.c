@@ -41,6 +41,11 @@ void metrics_render(const struct xm_metrics *m, struct strbuf *out)
 	metrics_collect_build_info(sc);
 	for (i = 0; i < m->n_sources; i++)
 		m->sources[i].collect(sc, m->sources[i].ctx);
+	/* Last, so that it counts what this scrape's collectors had refused. */
+	scrape_u64(scrape_family(sc, "xmesh_metrics_samples_rejected_total", "counter",
+				 "Samples left out of a scrape because the registry refused them (invalid names or "
+				 "labels, no memory); the agent logs the first one."),
+		   NULL, NULL, 0, scrape_rejected_total());
 	scrape_render(sc, out);
 	scrape_free(sc);
 }

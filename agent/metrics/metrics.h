@@ -41,7 +41,10 @@ int metrics_port(const struct xm_metrics *m);
 /* Closes the listener and its connections. Not from inside one of the loop's callbacks. */
 void metrics_close(struct xm_metrics *m);
 
-/* A whole scrape as GET /metrics serves it (build info, then each collector), for tests and `xmesh` commands. */
+/*
+ * A whole scrape as GET /metrics serves it (build info, each collector, then xmesh_metrics_samples_rejected_total),
+ * for tests and `xmesh` commands.
+ */
 void metrics_render(const struct xm_metrics *m, struct strbuf *out);
 
 /* xmesh_build_info{version="…"} 1: which agent build serves the scrape. */

@@ -2,12 +2,34 @@
 #include "metrics/registry.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/grow.h"
+#include "core/log.h"
 #include "core/strbuf.h"
 #include "metrics/prom.h"
+
+/* Samples (and families) left out of a scrape since the start: see scrape_rejected_total. */
+static _Atomic uint64_t rejected_total;
+static atomic_flag rejected_logged = ATOMIC_FLAG_INIT;
+
+/* A sample or family that will not be in the scrape: counted, and the first one logged. Returns err. */
+static int reject(const char *family, int err)
+{
+	atomic_fetch_add_explicit(&rejected_total, 1, memory_order_relaxed);
+	if (!atomic_flag_test_and_set(&rejected_logged))
+		log_warn("metrics: %s left out of a scrape: %s (counted in xmesh_metrics_samples_rejected_total, "
+			 "logged once)",
+			 family ? family : "(no name)", strerror(-err));
+	return err;
+}
+
+uint64_t scrape_rejected_total(void)
+{
+	return atomic_load_explicit(&rejected_total, memory_order_relaxed);
+}
 
 struct scrape_sample {
 	char *series; /* name{labels}, as the exposition writes it: the sort and merge key */
@@ -58,22 +80,33 @@ struct xm_scrape_family *scrape_family(struct xm_scrape *sc, const char *name, c
 {
 	struct xm_scrape_family *f;
 
-	if (!sc || !prom_metric_name_valid(name) ||
-	    (strcmp(type, "counter") && strcmp(type, "gauge") && strcmp(type, "histogram")))
+	if (!sc || !prom_metric_name_valid(name) || !type ||
+	    (strcmp(type, "counter") && strcmp(type, "gauge") && strcmp(type, "histogram"))) {
+		reject(name, -EINVAL);
 		return NULL;
+	}
 	for (size_t i = 0; i < sc->n; i++)
-		if (!strcmp(sc->families[i]->name, name))
-			return strcmp(sc->families[i]->type, type) ? NULL : sc->families[i];
-	if (xm_grow((void **)&sc->families, &sc->cap, sc->n + 1, sizeof(*sc->families)))
+		if (!strcmp(sc->families[i]->name, name)) {
+			if (!strcmp(sc->families[i]->type, type))
+				return sc->families[i];
+			reject(name, -EINVAL);
+			return NULL;
+		}
+	if (xm_grow((void **)&sc->families, &sc->cap, sc->n + 1, sizeof(*sc->families))) {
+		reject(name, -ENOMEM);
 		return NULL;
+	}
 	f = calloc(1, sizeof(*f));
-	if (!f)
+	if (!f) {
+		reject(name, -ENOMEM);
 		return NULL;
+	}
 	f->name = strdup(name);
 	f->type = strdup(type);
 	f->help = strdup(help ? help : "");
 	if (!f->name || !f->type || !f->help) {
 		family_free(f);
+		reject(name, -ENOMEM);
 		return NULL;
 	}
 	sc->families[sc->n++] = f;
@@ -93,7 +126,7 @@ static int add_sample(struct xm_scrape_family *f, struct strbuf *series, struct 
 		sb_free(series);
 		if (lines)
 			sb_free(lines);
-		return err;
+		return reject(f->name, err);
 	}
 	f->samples[f->n++] = (struct scrape_sample){ series->buf, v, lines ? lines->buf : NULL };
 	return 0;
@@ -108,11 +141,11 @@ int scrape_u64(struct xm_scrape_family *f, const char *const *label_names, const
 	if (!f)
 		return 0;
 	if (!strcmp(f->type, "histogram"))
-		return -EINVAL;
+		return reject(f->name, -EINVAL);
 	err = prom_series(&series, f->name, label_names, label_values, n);
 	if (err) {
 		sb_free(&series);
-		return err;
+		return reject(f->name, err);
 	}
 	return add_sample(f, &series, NULL, v);
 }
@@ -126,14 +159,14 @@ int scrape_double(struct xm_scrape_family *f, const char *const *label_names, co
 	if (!f)
 		return 0;
 	if (!strcmp(f->type, "histogram"))
-		return -EINVAL;
+		return reject(f->name, -EINVAL);
 	err = prom_series(&series, f->name, label_names, label_values, n);
 	if (!err)
 		err = prom_sample(&lines, f->name, label_names, label_values, n, v);
 	if (err) {
 		sb_free(&series);
 		sb_free(&lines);
-		return err;
+		return reject(f->name, err);
 	}
 	return add_sample(f, &series, &lines, 0);
 }
@@ -148,7 +181,7 @@ int scrape_histogram(struct xm_scrape_family *f, const char *const *label_names,
 	if (!f)
 		return 0;
 	if (strcmp(f->type, "histogram"))
-		return -EINVAL;
+		return reject(f->name, -EINVAL);
 	err = prom_series(&series, f->name, label_names, label_values, n);
 	if (!err)
 		err =
@@ -156,7 +189,7 @@ int scrape_histogram(struct xm_scrape_family *f, const char *const *label_names,
 	if (err) {
 		sb_free(&series);
 		sb_free(&lines);
-		return err;
+		return reject(f->name, err);
 	}
 	return add_sample(f, &series, &lines, 0);
 }

@@ -39,6 +39,14 @@ int scrape_histogram(struct xm_scrape_family *f, const char *const *label_names,
 		     size_t n, const double *bounds, const uint64_t *counts, size_t n_bounds, double sum,
 		     uint64_t count);
 
+/*
+ * Samples and family declarations refused since the agent started (the calls above that return an error or NULL:
+ * bad names or labels, a type clash, no memory). None is ever dropped unseen: each is counted here, the first
+ * one is logged, and metrics_render exposes the count as xmesh_metrics_samples_rejected_total. There is no
+ * length limit: a series with long label values is kept whole.
+ */
+uint64_t scrape_rejected_total(void);
+
 /* Appends the Prometheus text of every family. */
 void scrape_render(struct xm_scrape *sc, struct strbuf *out);
 

@@ -68,7 +68,7 @@ redirected() {
 XMT_SUBTEST="the proxy cgroup"
 [ -d "$pcg" ] || xmt_fail "no proxy cgroup $pcg"
 [ -e "$XMT_PIN/links/xm_sockmap_ops_l7proxy" ] || xmt_fail "no pinned link xm_sockmap_ops_l7proxy"
-bpftool cgroup show "$pcg" | grep -q sock_ops || xmt_fail "no sockops on $pcg: $(bpftool cgroup show "$pcg")"
+bpftool cgroup show "$pcg" | grep sock_ops >/dev/null || xmt_fail "no sockops on $pcg: $(bpftool cgroup show "$pcg")"
 grep -q "l7: listeners in cgroup $pcg" "$XMT_AGENT_LOG" || xmt_fail "listeners not in $pcg: $(grep l7 "$XMT_AGENT_LOG")"
 [ ! -s "$pcg/cgroup.procs" ] || xmt_fail "processes in the proxy cgroup: $(cat "$pcg/cgroup.procs")"
 
@@ -78,14 +78,14 @@ XMT_SUBTEST="10 MiB upload over the sockmap"
 redirected upload
 
 XMT_SUBTEST="switch off: the hop takes TCP/IP"
-xms_admin sockmap off | grep -q '^ok' || xmt_fail "sockmap off refused"
+xms_admin sockmap off | grep '^ok' >/dev/null || xmt_fail "sockmap off refused"
 r0=$(xms_stat redirected_bytes)
 v0=$(xms_veth_bytes c1)
 download
 upload
 [ "$(xms_stat redirected_bytes)" = "$r0" ] || xmt_fail "switched off, yet $(($(xms_stat redirected_bytes) - r0)) bytes redirected"
 (($(xms_veth_bytes c1) - v0 >= 2 * n)) || xmt_fail "switched off, yet c1's veth carried only $(($(xms_veth_bytes c1) - v0)) bytes"
-xms_admin sockmap on | grep -q '^ok' || xmt_fail "sockmap on refused"
+xms_admin sockmap on | grep '^ok' >/dev/null || xmt_fail "sockmap on refused"
 
 XMT_SUBTEST="restart: the handed-over listeners keep their cgroup"
 xmt_agent_stop

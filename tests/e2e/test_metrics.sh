@@ -30,7 +30,7 @@ for _ in $(seq 1 50); do
 	sleep 0.1
 done
 sel='reporter="source",source_workload="productpage",source_workload_namespace="default"'
-grep "^istio_tcp_connections_opened_total{$sel" "$m" | grep -q 'destination_service="reviews.default.svc.cluster.local"' ||
+grep -q "^istio_tcp_connections_opened_total{$sel.*destination_service=\"reviews.default.svc.cluster.local\"" "$m" ||
 	xmt_fail "no opened series for productpage → reviews: $(grep istio_tcp_connections_opened "$m" | head -3)"
 opened=$(grep "^istio_tcp_connections_opened_total{$sel" "$m" | awk '{ s += $NF } END { print s + 0 }')
 closed=$(grep "^istio_tcp_connections_closed_total{$sel" "$m" | awk '{ s += $NF } END { print s + 0 }')

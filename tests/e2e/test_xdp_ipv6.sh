@@ -105,7 +105,7 @@ fwd_after=$(ip6_forwarded nodea)
 [ "$revnat_b" -ge $((N * 2)) ] || xmt_fail "node B reverse-NATed only $revnat_b replies"
 # Node A's kernel forwarded nothing: requests left through XDP_TX, replies never came through A.
 [ "$fwd_after" = "$fwd_before" ] || xmt_fail "node A's kernel forwarded $((fwd_after - fwd_before)) IPv6 packets"
-ip -n "${XMT_P}nodea" -6 neigh show fd00:198::2 dev up0 | grep -qw managed ||
+ip -n "${XMT_P}nodea" -6 neigh show fd00:198::2 dev up0 | grep -w managed >/dev/null ||
 	xmt_fail "node A has no managed neighbour entry for node B: $(ip -n "${XMT_P}nodea" -6 neigh show dev up0)"
 [ "$(xmx_verdict a tc_rev_nat)" = 0 ] || xmt_fail "node A reverse-NATed replies: they went through A"
 [ "$(xmx_verdict b ct_new)" -ge "$N" ] || xmt_fail "node B pinned only $(xmx_verdict b ct_new) flows"

@@ -86,7 +86,7 @@ placed=$(awk '/^xmesh_xdp_istio_tcp_pairs\{state="placed"\}/ { print $2 }' "$m")
 unplaced=$(awk '/^xmesh_xdp_istio_tcp_pairs\{state="unplaced"\}/ { print $2 }' "$m")
 { ((${placed:-0} >= 3)) && [ "${unplaced:-x}" = 0 ]; } ||
 	xmt_fail "xmesh_xdp_istio_tcp_pairs placed=${placed:-none} unplaced=${unplaced:-none}, want >= 3 and 0"
-xmx_status a | grep -q "^xdp: istio tcp counters for $placed (service port, local backend) pairs" ||
+xmx_status a | grep "^xdp: istio tcp counters for $placed (service port, local backend) pairs" >/dev/null ||
 	xmt_fail "status shows no istio tcp counters line: $(xmx_status a | grep '^xdp:' | head -n 4)"
 if command -v promtool >/dev/null; then
 	promtool check metrics <"$m" >"$XMT_TMP/promtool" 2>&1 || xmt_fail "promtool: $(head -n 5 "$XMT_TMP/promtool")"

@@ -85,7 +85,7 @@ decapped=$(($(xmx_verdict b decap) - decap_before))
 XMT_SUBTEST="managed neighbour"
 # XDP's FIB lookup only reads the neighbour table: node A's agent keeps node B resolved with a managed entry,
 # and removes it once no backend lives on node B.
-ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -qw managed ||
+ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -w managed >/dev/null ||
 	xmt_fail "node A has no managed neighbour entry for node B: $(ip -n "${XMT_P}nodea" neigh show dev up0)"
 {
 	xmx_yaml_ext_service web "$VIP"
@@ -94,10 +94,10 @@ ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -qw managed ||
 	xmx_yaml_node nodeb 10.199.0.2
 } | xmt_config_write web.yaml
 for _ in $(seq 1 50); do
-	ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -qw managed || break
+	ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -w managed >/dev/null || break
 	sleep 0.1
 done
-! ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -qw managed ||
+! ip -n "${XMT_P}nodea" neigh show 10.199.0.2 dev up0 | grep -w managed >/dev/null ||
 	xmt_fail "node A kept its managed entry for node B after B's backends left"
 
 XMT_SUBTEST=""

@@ -543,3 +543,112 @@ Test(l7_stats, scrapes_never_stall_the_worker, .timeout = 300)
 	sb_free(&out);
 	l7_stats_shard_free(rc.shard);
 }
+
+/* Σ of the istio_requests_total samples whose line holds both a and b. */
+static unsigned long long requests_with(const char *text, const char *a, const char *b)
+{
+	unsigned long long sum = 0;
+
+	for (const char *p = text; (p = strstr(p, "\nistio_requests_total{")); p++) {
+		const char *end = strchr(p + 1, '\n'), *sp = p + 1, *ha = strstr(p + 1, a), *hb = strstr(p + 1, b);
+
+		while (strchr(sp, ' ') && strchr(sp, ' ') < end)
+			sp = strchr(sp, ' ') + 1; /* the value follows the line's last space */
+		if (ha && ha < end && hb && hb < end)
+			sum += strtoull(sp, NULL, 10);
+	}
+	return sum;
+}
+
+/*
+ * l7_edges' sequence (NR, UH, UF, then many 200s on other clusters), spread over two workers and two snapshot
+ * generations: every series is in the scrape with its own count, however the memo and the merge meet them.
+ */
+Test(l7_stats, every_series_of_several_workers_and_snapshots_is_scraped)
+{
+	struct l7_stats_shard *shards[2] = { l7_stats_shard_new(), l7_stats_shard_new() };
+	struct l7_cluster uh = ratings, uf = ratings, many[64];
+	struct strbuf out = { 0 };
+	struct l7_record r;
+	cr_assert(shards[0] && shards[1]);
+	snprintf(uh.host_fqdn, sizeof(uh.host_fqdn), "uh.default.svc.cluster.local");
+	snprintf(uf.host_fqdn, sizeof(uf.host_fqdn), "uf.default.svc.cluster.local");
+	for (int c = 0; c < 64; c++) {
+		many[c] = ratings;
+		snprintf(many[c].host_fqdn, sizeof(many[c].host_fqdn), "s%d.default.svc.cluster.local", c);
+	}
+	for (uint64_t gen = 1; gen <= 2; gen++) {
+		for (int w = 0; w < 2; w++) {
+			r = request(404, 1, 0, 0);
+			r.flags = L7_RF_NR;
+			r.cluster = NULL;
+			r.upstream_wl = NULL;
+			r.snapshot_generation = gen;
+			l7_stats_record(shards[w], &r);
+			r = request(503, 1, 0, 0);
+			r.flags = L7_RF_UH;
+			r.cluster = &uh;
+			r.upstream_wl = NULL;
+			r.snapshot_generation = gen;
+			l7_stats_record(shards[w], &r);
+			r.flags = L7_RF_UF;
+			r.cluster = &uf;
+			l7_stats_record(shards[w], &r);
+			/* The newest: many requests through the memo, on both clusters a flag was seen on. */
+			for (int i = 0; i < 50; i++) {
+				r = request(200, 1, 0, 0);
+				r.snapshot_generation = gen;
+				r.cluster = i % 2 ? &reviews : &ratings;
+				l7_stats_record(shards[(w + i) % 2], &r);
+			}
+		}
+	}
+	/* Enough keys that the memo's slots collide: 63 flag sets on one cluster, 64 clusters, each twice. */
+	for (int k = 0; k < 2; k++) {
+		for (uint32_t f = 1; f < 64; f++) {
+			r = request(599, 1, 0, 0);
+			r.flags = f;
+			r.snapshot_generation = 2;
+			l7_stats_record(shards[0], &r);
+		}
+		for (int c = 0; c < 64; c++) {
+			r = request(201, 1, 0, 0);
+			r.cluster = &many[c];
+			r.snapshot_generation = 2;
+			l7_stats_record(shards[1], &r);
+		}
+	}
+	scrape_text(shards, 2, &out);
+	cr_expect_eq(sample(out.buf, "istio_requests_total" PP_TO_REVIEWS("200", "-") "}"), 100, "%s", out.buf);
+	cr_expect_eq(sample(out.buf, "xmesh_l7_series"), 5 + 63 + 64, "NR, UH, UF, 200 to reviews and to ratings");
+	cr_expect_eq(requests_sum(out.buf), 4 * 53 + 2 * (63 + 64));
+	for (uint32_t f = 1; f < 64; f++) {
+		char flags[L7_FLAGS_MAX], want[128];
+
+		l7_flags_format(f, flags, sizeof(flags));
+		snprintf(want, sizeof(want),
+			 "response_flags=\"%s\",connection_security_policy=\"unknown\","
+			 "response_code=\"599\"",
+			 flags);
+		cr_expect_eq(requests_with(out.buf, "destination_service=\"reviews.", want), 2, "%s", want);
+	}
+	for (int c = 0; c < 64; c++) {
+		char want[128];
+
+		snprintf(want, sizeof(want), "destination_service=\"%s\"", many[c].host_fqdn);
+		cr_expect_eq(requests_with(out.buf, want, "response_code=\"201\""), 2, "%s", want);
+	}
+#define FLAGS_CODE(f, c) "response_flags=\"" f "\",connection_security_policy=\"unknown\",response_code=\"" c "\""
+	cr_expect_eq(requests_with(out.buf, "destination_service=\"reviews:9080\"", FLAGS_CODE("NR", "404")), 4,
+		     "NR: the Host is the service");
+	cr_expect_eq(
+	    requests_with(out.buf, "destination_service=\"uh.default.svc.cluster.local\"", FLAGS_CODE("UH", "503")), 4);
+	cr_expect_eq(
+	    requests_with(out.buf, "destination_service=\"uf.default.svc.cluster.local\"", FLAGS_CODE("UF", "503")), 4);
+	cr_expect_eq(
+	    requests_with(out.buf, "destination_service=\"ratings.default.svc.cluster.local\"", FLAGS_CODE("-", "200")),
+	    100);
+	sb_free(&out);
+	l7_stats_shard_free(shards[0]);
+	l7_stats_shard_free(shards[1]);
+}

@@ -3,7 +3,9 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/strbuf.h"
 #include "metrics/registry.h"
@@ -91,6 +93,94 @@ Test(metrics_registry, doubles_and_histograms_render_whole)
 	cr_expect(strstr(out.buf, "lat_ms_bucket{le=\"10\"} 3\nlat_ms_bucket{le=\"+Inf\"} 4\nlat_ms_sum 12.5\n"
 				  "lat_ms_count 4\n"),
 		  "%s", out.buf);
+	sb_free(&out);
+	scrape_free(sc);
+}
+
+/* What the stderr of this test process holds after fn ran (criterion runs each test in a process of its own). */
+static void capture_stderr(void (*fn)(void *), void *arg, char *buf, size_t len)
+{
+	FILE *tmp = tmpfile();
+	int saved = dup(2);
+	size_t n;
+
+	cr_assert(tmp && saved >= 0);
+	fflush(stderr);
+	cr_assert_eq(dup2(fileno(tmp), 2), 2);
+	fn(arg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(tmp);
+	n = fread(buf, 1, len - 1, tmp);
+	buf[n] = '\0';
+	fclose(tmp);
+}
+
+static void refuse_four(void *arg)
+{
+	struct xm_scrape *sc = arg;
+	struct xm_scrape_family *f = scrape_family(sc, "ok_total", "counter", "h");
+	const char *bad_names[] = { "__reserved" }, *v[] = { "x" };
+
+	scrape_family(sc, "bad name", "counter", "h");
+	scrape_family(sc, "ok_total", "gauge", "h");
+	scrape_u64(f, bad_names, v, 1, 1);
+	scrape_histogram(f, NULL, NULL, 0, NULL, NULL, 0, 0, 0);
+	scrape_u64(NULL, NULL, NULL, 0, 1); /* the family that failed: counted once, when it was declared */
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+Test(metrics_registry, a_refused_sample_is_counted_and_logged_once)
+{
+	struct xm_scrape *sc = scrape_new();
+	uint64_t before = scrape_rejected_total();
+	char log[4096];
+
+	capture_stderr(refuse_four, sc, log, sizeof(log));
+	cr_expect_eq(scrape_rejected_total() - before, 4);
+	cr_expect_eq(count(log, "left out of a scrape"), 1, "one log line for four refusals: %s", log);
+	cr_expect(strstr(log, "bad name left out of a scrape: Invalid argument"), "%s", log);
+	capture_stderr(refuse_four, sc, log, sizeof(log));
+	cr_expect_eq(scrape_rejected_total() - before, 8);
+	cr_expect_eq(count(log, "left out of a scrape"), 0, "logged once per process: %s", log);
+	scrape_free(sc);
+}
+
+/* Istio's 25 labels, each value 4 KiB: no length limit, the series renders whole and nothing is refused. */
+Test(metrics_registry, long_label_values_are_kept_whole)
+{
+	struct xm_scrape *sc = scrape_new();
+	struct xm_scrape_family *f = scrape_family(sc, "istio_requests_total", "counter", "h");
+	static char values[25][4096];
+	char names[25][16];
+	const char *n[25], *v[25];
+	uint64_t before = scrape_rejected_total();
+	struct strbuf out = { 0 };
+
+	for (int i = 0; i < 25; i++) {
+		snprintf(names[i], sizeof(names[i]), "label_%d", i);
+		memset(values[i], 'a' + i, sizeof(values[i]) - 1);
+		n[i] = names[i];
+		v[i] = values[i];
+	}
+	cr_assert_eq(scrape_u64(f, n, v, 25, 3), 0);
+	v[24] = "other";
+	cr_assert_eq(scrape_u64(f, n, v, 25, 4), 0);
+	render(sc, &out);
+	cr_expect_eq(scrape_rejected_total(), before);
+	cr_expect_eq(count(out.buf, "\nistio_requests_total{"), 2);
+	cr_expect(strstr(out.buf, values[24]), "the long value of the last label is there");
+	cr_expect(strstr(out.buf, "label_24=\"other\"} 4\n"));
+	cr_expect_gt(out.len, 49 * 4095, "both series whole: 49 long values");
 	sb_free(&out);
 	scrape_free(sc);
 }

@@ -325,6 +325,39 @@ Test(metrics_server, sources_render_in_order)
 	loop_thread_fini(&l);
 }
 
+static void refusing_source(struct xm_scrape *sc, void *ctx)
+{
+	static const char *const names[] = { "le" }, *const values[] = { "1" };
+
+	(void)ctx;
+	/* le is a histogram's own label: refused, and so counted. */
+	scrape_histogram(scrape_family(sc, "xmesh_test_ms", "histogram", "x"), names, values, 1, NULL, NULL, 0, 0, 0);
+}
+
+/* The scrape says how many samples were left out, after every collector ran. */
+Test(metrics_server, a_scrape_counts_refused_samples)
+{
+	struct loop_thread l;
+	struct xm_metrics *mm;
+	struct strbuf out = { 0 };
+
+	loop_thread_init(&l);
+	mm = metrics_listen(l.loop, "127.0.0.1:0", refusing_source, NULL);
+	cr_assert_not_null(mm);
+	metrics_render(mm, &out);
+	cr_assert_not_null(out.buf);
+	cr_expect(strstr(out.buf, "# TYPE xmesh_metrics_samples_rejected_total counter\n"
+				  "xmesh_metrics_samples_rejected_total 1\n"),
+		  "%s", out.buf);
+	cr_expect_null(strstr(out.buf, "xmesh_test_ms_bucket"));
+	sb_free(&out);
+	metrics_render(mm, &out);
+	cr_expect(strstr(out.buf, "\nxmesh_metrics_samples_rejected_total 2\n"), "a counter: %s", out.buf);
+	sb_free(&out);
+	metrics_close(mm);
+	loop_thread_fini(&l);
+}
+
 /* ---- limits: a small server driven through mhttp directly ---- */
 
 /* /big: 16 MiB, far more than the socket buffers hold; anything else: a short answer. */
