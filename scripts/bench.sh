@@ -456,8 +456,10 @@ PY
 # Pinning: on 2 CPUs the proxy gets one CPU to itself and the client and backends share the other, so a proxy
 # cannot starve the client, and its CPU time is its own. Options (env): L7_SECS (seconds per wrk run, default
 # 5), L7_WORKERS (workers/threads of every proxy, default 1), L7_IDLE (idle connections, default 1000),
-# L7_TARGETS (default "direct haproxy nginx xmesh"; also xmesh_tcp: the agent with --no-sockmap, so the
-# pod <-> proxy hop takes TCP/IP), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
+# L7_TARGETS (default "direct haproxy nginx xmesh xmesh_policy"; also xmesh_tcp: the agent with --no-sockmap, so
+# the pod <-> proxy hop takes TCP/IP; xmesh_policy: the same route with retries, a fault at 0%, outlier detection
+# and a connection pool, reported as ratios to xmesh), L7_ROUNDS (the target list run N times in turn, rows
+# NAME.2 ...; the xmesh_policy ratios are the median over rounds), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
 # put everything on one CPU, which removes the cross-CPU wakeups that dominate -c1 latency on a VM).
 
 L7_NET=10.200.9
@@ -616,16 +618,28 @@ l7_config() { # the agent's config: Service reviews (port "http", appProtocol ht
 	printf -- '---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n  name: reviews\n'
 	printf '  namespace: default\nspec:\n  host: reviews.default.svc.cluster.local\n  trafficPolicy:\n'
 	printf '    loadBalancer:\n      simple: ROUND_ROBIN\n'
-	if [ "${L7_POLICY:-0}" = 1 ]; then # xmesh_policy: everything configured, nothing firing
+	# xmesh_policy: everything configured, nothing firing. L7_POLICY_PARTS (default "retries fault outlier pool")
+	# picks the parts, to attribute a cost: the VirtualService route exists whenever retries or fault is chosen.
+	local parts=" ${L7_POLICY_PARTS:-retries fault outlier pool} "
+	[ "${L7_POLICY:-0}" = 1 ] || parts=""
+	if [[ $parts == *" outlier "* ]]; then
 		printf '    outlierDetection:\n      consecutive5xxErrors: 5\n      consecutiveGatewayErrors: 5\n'
 		printf '      interval: 10s\n      baseEjectionTime: 30s\n      maxEjectionPercent: 50\n'
+	fi
+	if [[ $parts == *" pool "* ]]; then
 		printf '    connectionPool:\n      tcp:\n        maxConnections: 100000\n        connectTimeout: 5s\n'
 		printf '      http:\n        http1MaxPendingRequests: 100000\n        http2MaxRequests: 100000\n'
 		printf '        maxRetries: 100000\n'
+	fi
+	if [[ $parts == *" retries "* || $parts == *" fault "* ]]; then
 		printf -- '---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n'
 		printf '  namespace: default\nspec:\n  hosts:\n  - reviews.default.svc.cluster.local\n  http:\n'
 		printf '  - name: policy\n    route:\n    - destination:\n        host: reviews.default.svc.cluster.local\n'
+	fi
+	if [[ $parts == *" retries "* ]]; then
 		printf '    retries:\n      attempts: 3\n      perTryTimeout: 2s\n      retryOn: 5xx,connect-failure\n'
+	fi
+	if [[ $parts == *" fault "* ]]; then
 		# percentage 0: the fault is compiled into the route and sampled on every request, never firing
 		printf '    fault:\n      delay:\n        fixedDelay: 2s\n        percentage:\n          value: 0\n'
 		printf '      abort:\n        httpStatus: 503\n        percentage:\n          value: 0\n'
