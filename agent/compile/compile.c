@@ -62,18 +62,25 @@ static void addr_from_ip(union xm_addr *a, const struct xm_ip *ip)
 }
 
 /* l7: this service port goes to the L7 proxy, which balances HTTP attributes itself. */
-static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc, const struct xm_compile_opts *opts,
-		      bool l7, struct xm_lb_service *out)
+static void pick_algo(const struct xm_config *cfg, const struct xm_service *svc, uint16_t port,
+		      const struct xm_compile_opts *opts, bool l7, struct xm_lb_service *out)
 {
 	const struct xm_destination_rule *rule = config_rule_of(cfg, svc);
-	const struct xm_load_balancer *lb = rule ? &rule->policy.lb : NULL;
+	struct xm_traffic_policy policy;
+	const struct xm_load_balancer *lb = NULL;
+
+	/* The rule's policy with its portLevelSettings for this port (subsets are the L7 proxy's). */
+	if (rule) {
+		config_policy_merge(&policy, &rule->policy, NULL, port);
+		lb = &policy.lb;
+	}
 
 	out->algo = XM_LB_LEAST_REQUEST;
 	out->maglev_size = opts->maglev_size;
 	/* Like Istio, outlier detection runs only where a DestinationRule asks for it. */
-	if (rule && rule->policy.outlier.set) {
+	if (rule && policy.outlier.set) {
 		out->outlier_on = true;
-		out->outlier = rule->policy.outlier;
+		out->outlier = policy.outlier;
 	}
 	/* Client affinity is a correctness property for the application, so it wins over a DR's choice. */
 	if (svc->session_affinity_client_ip) {
@@ -265,7 +272,7 @@ int compile_lb(const struct xm_config *cfg, const struct xm_compile_opts *opts, 
 				s->key.family = ip->family;
 				s->key.port = htons(sp->port);
 				s->key.proto = sp->proto;
-				pick_algo(cfg, svc, opts, !external && sp->http, s);
+				pick_algo(cfg, svc, sp->port, opts, !external && sp->http, s);
 				if (external) {
 					/* Every node must pick the same backend for a flow: Maglev. */
 					s->algo = XM_LB_MAGLEV;

@@ -37,8 +37,11 @@ void node_free(struct xm_node *n)
 
 void rule_free(struct xm_destination_rule *r)
 {
-	for (size_t i = 0; i < r->n_subsets; i++)
+	free(r->policy.ports);
+	for (size_t i = 0; i < r->n_subsets; i++) {
 		free(r->subsets[i].labels);
+		free(r->subsets[i].policy.ports);
+	}
 	free(r->subsets);
 	memset(r, 0, sizeof(*r));
 }

@@ -153,13 +153,15 @@ struct xm_outlier_detection {
 };
 
 struct xm_connection_pool {
-	uint32_t tcp_max_connections;	     /* 0 = unset */
-	uint64_t tcp_connect_timeout_ms;     /* 0 = unset */
-	uint32_t http1_max_pending_requests; /* 0 = unset */
-	uint32_t http2_max_requests;	     /* 0 = unset */
-	uint32_t http_max_requests_per_conn; /* 0 = unset */
-	uint32_t http_max_retries;	     /* 0 = unset */
-	uint64_t http_idle_timeout_ms;	     /* 0 = unset */
+	uint32_t tcp_max_connections;		 /* 0 = unset */
+	uint64_t tcp_connect_timeout_ms;	 /* 0 = unset */
+	uint32_t http1_max_pending_requests;	 /* 0 = unset */
+	uint32_t http2_max_requests;		 /* 0 = unset */
+	uint32_t http_max_requests_per_conn;	 /* 0 = unset */
+	uint32_t http_max_retries;		 /* 0 = unset */
+	uint64_t http_idle_timeout_ms;		 /* 0 = unset */
+	uint64_t tcp_max_connection_duration_ms; /* 0 = unset (no limit) */
+	uint64_t tcp_idle_timeout_ms;		 /* 0 = unset; http.idleTimeout wins when both are set (Istio) */
 	bool set;
 };
 
@@ -171,11 +173,23 @@ enum xm_tls_mode {
 	XM_TLS_ISTIO_MUTUAL,
 };
 
+struct xm_port_policy;
+
 struct xm_traffic_policy {
 	struct xm_load_balancer lb;
 	struct xm_outlier_detection outlier;
 	struct xm_connection_pool pool;
 	enum xm_tls_mode tls_mode;
+	/* portLevelSettings: owned by the DestinationRule (or subset) that parsed them; a merged copy has none. */
+	struct xm_port_policy *ports;
+	size_t n_ports;
+};
+
+/* One portLevelSettings entry: the parts it sets override the policy it belongs to, for that port. */
+struct xm_port_policy {
+	uint16_t port;			 /* port.number */
+	struct xm_traffic_policy policy; /* set parts only (lb.set, outlier.set, pool.set, tls_mode); no ports */
+	struct xm_loc loc;
 };
 
 struct xm_subset {
@@ -403,6 +417,16 @@ enum xm_port_protocol config_port_protocol(const struct xm_service_port *sp);
 
 /* Istio's default outlier-detection values. */
 void config_outlier_defaults(struct xm_outlier_detection *od);
+
+/*
+ * The policy in force on a service port, as Istio merges it (GetPortLevelTrafficPolicy, MergeSubsetTrafficPolicy):
+ * the DestinationRule's portLevelSettings entry for port when it has one (alone: the rule's top-level parts are not
+ * inherited), else its trafficPolicy; then the subset's entry for port (replacing all four parts) or else the parts
+ * its trafficPolicy sets (loadBalancer, outlierDetection, connectionPool, tls, each whole). dr and ss may be NULL;
+ * out has no portLevelSettings of its own.
+ */
+void config_policy_merge(struct xm_traffic_policy *out, const struct xm_traffic_policy *dr,
+			 const struct xm_traffic_policy *ss, uint16_t port);
 
 /* "10s", "1m", "500ms", "1h", "1.5s", "100us" → milliseconds. Returns 0 or -EINVAL. */
 int config_parse_duration_ms(const char *s, uint64_t *ms);

@@ -5,6 +5,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/fields.h"
@@ -209,6 +210,15 @@ static void pool_int(struct obj_ctx *c, const struct ynode *map, const char *pre
 		*out = (uint32_t)v;
 }
 
+static void unsupported(struct obj_ctx *c, const struct ynode *map, const char *prefix, const char *key,
+			const char *why)
+{
+	const struct ynode *v = map ? ymap_get(map, key, NULL) : NULL;
+
+	if (v && !ynode_is_null(v))
+		obj_warn(c, v, "%s.%s %s: ignored", prefix, key, why);
+}
+
 static void parse_pool(struct obj_ctx *c, const struct ynode *pool, const char *prefix, struct xm_connection_pool *p)
 {
 	char tcp_prefix[256], http_prefix[256], field[256];
@@ -228,9 +238,22 @@ static void parse_pool(struct obj_ctx *c, const struct ynode *pool, const char *
 	pool_int(c, http, http_prefix, "maxRetries", &p->http_max_retries);
 	get_duration(c, http, "idleTimeout", field_name(field, sizeof(field), http_prefix, "idleTimeout"), 0,
 		     &p->http_idle_timeout_ms);
+	/* Istio requires at least 1 ms (a connection's age since it was established; Envoy's
+	 * common_http_protocol_options.max_connection_duration). */
+	/* Parsed by Istio, not honoured here: said so rather than silently ignored. */
+	unsupported(c, tcp, tcp_prefix, "tcpKeepalive", "is not supported yet");
+	unsupported(c, http, http_prefix, "maxConcurrentStreams", "is not supported (no HTTP/2 upstreams)");
+	unsupported(c, http, http_prefix, "useClientProtocol", "is not supported (upstreams are HTTP/1.1)");
+	get_duration(c, tcp, "idleTimeout", field_name(field, sizeof(field), tcp_prefix, "idleTimeout"), 0,
+		     &p->tcp_idle_timeout_ms);
+	get_duration(c, tcp, "maxConnectionDuration",
+		     field_name(field, sizeof(field), tcp_prefix, "maxConnectionDuration"), 1,
+		     &p->tcp_max_connection_duration_ms);
 }
 
-void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix, struct xm_traffic_policy *out)
+/* loadBalancer, outlierDetection, connectionPool and tls of tp into out (set parts only); how many were present. */
+static int parse_policy_parts(struct obj_ctx *c, const struct ynode *tp, const char *prefix,
+			      struct xm_traffic_policy *out)
 {
 	static const char *const tls_modes[] = { "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL" };
 	static const enum xm_tls_mode tls_values[] = { XM_TLS_DISABLE, XM_TLS_SIMPLE, XM_TLS_MUTUAL,
@@ -238,21 +261,145 @@ void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char 
 	char sub[256], field[256];
 	const struct ynode *n;
 	size_t idx;
+	int parts = 0;
 
+	n = get_map(c, tp, "loadBalancer", field_name(sub, sizeof(sub), prefix, "loadBalancer"));
+	if (n) {
+		parse_load_balancer(c, n, sub, &out->lb);
+		parts++;
+	}
+	n = get_map(c, tp, "outlierDetection", field_name(sub, sizeof(sub), prefix, "outlierDetection"));
+	if (n) {
+		parse_outlier(c, n, sub, &out->outlier);
+		parts++;
+	}
+	n = get_map(c, tp, "connectionPool", field_name(sub, sizeof(sub), prefix, "connectionPool"));
+	if (n) {
+		parse_pool(c, n, sub, &out->pool);
+		parts++;
+	}
+	n = get_map(c, tp, "tls", field_name(sub, sizeof(sub), prefix, "tls"));
+	if (n) {
+		if (get_enum(c, n, "mode", field_name(field, sizeof(field), sub, "mode"), tls_modes, 4, &idx) ==
+		    FIELD_SET)
+			out->tls_mode = tls_values[idx];
+		parts++;
+	}
+	return parts;
+}
+
+/* portLevelSettings: port.number required (1-65535), once per port, and at least one setting (Istio's rules). */
+static void parse_port_level(struct obj_ctx *c, const struct ynode *tp, const char *prefix,
+			     struct xm_traffic_policy *out)
+{
+	char seq_prefix[256], item_prefix[280], field[320];
+	const struct ynode *seq = get_seq(c, tp, "portLevelSettings",
+					  field_name(seq_prefix, sizeof(seq_prefix), prefix, "portLevelSettings"));
+
+	for (size_t i = 0; seq && i < seq->n; i++) {
+		const struct ynode *item = seq->kids[i], *port;
+		struct xm_port_policy *pp;
+		long long number = 0;
+		char got[QUOTE_BUF + 16];
+
+		snprintf(item_prefix, sizeof(item_prefix), "%s[%zu]", seq_prefix, i);
+		if (!item || item->kind != YNODE_MAP) {
+			obj_error(c, item, "%s: expected a mapping, got %s", item_prefix,
+				  ynode_describe(item, got, sizeof(got)));
+			continue;
+		}
+		pp = array_push(&out->ports, &out->n_ports, sizeof(*out->ports));
+		if (!pp) {
+			obj_error(c, seq, "out of memory");
+			return;
+		}
+		pp->loc = obj_loc_of(c, item);
+		config_outlier_defaults(&pp->policy.outlier);
+		port = get_map(c, item, "port", field_name(field, sizeof(field), item_prefix, "port"));
+		if (!port || get_int(c, port, "number", field_name(field, sizeof(field), item_prefix, "port.number"), 1,
+				     65535, &number) == FIELD_ABSENT)
+			obj_error(c, port ? port : item, "%s.port.number is required", item_prefix);
+		pp->port = (uint16_t)number;
+		if (!parse_policy_parts(c, item, item_prefix, &pp->policy))
+			obj_error(c, item,
+				  "%s needs at least one of loadBalancer, connectionPool, outlierDetection, tls",
+				  item_prefix);
+		for (size_t j = 0; pp->port && j + 1 < out->n_ports; j++)
+			if (out->ports[j].port == pp->port) {
+				obj_error(c, ymap_get(port, "number", NULL),
+					  "%s: port %u has settings already (%s[%zu])", item_prefix, pp->port,
+					  seq_prefix, j);
+				break;
+			}
+	}
+}
+
+void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix, struct xm_traffic_policy *out)
+{
 	memset(out, 0, sizeof(*out));
 	config_outlier_defaults(&out->outlier);
 	if (!tp)
 		return;
-	n = get_map(c, tp, "loadBalancer", field_name(sub, sizeof(sub), prefix, "loadBalancer"));
-	if (n)
-		parse_load_balancer(c, n, sub, &out->lb);
-	n = get_map(c, tp, "outlierDetection", field_name(sub, sizeof(sub), prefix, "outlierDetection"));
-	if (n)
-		parse_outlier(c, n, sub, &out->outlier);
-	n = get_map(c, tp, "connectionPool", field_name(sub, sizeof(sub), prefix, "connectionPool"));
-	if (n)
-		parse_pool(c, n, sub, &out->pool);
-	n = get_map(c, tp, "tls", field_name(sub, sizeof(sub), prefix, "tls"));
-	if (n && get_enum(c, n, "mode", field_name(field, sizeof(field), sub, "mode"), tls_modes, 4, &idx) == FIELD_SET)
-		out->tls_mode = tls_values[idx];
+	parse_policy_parts(c, tp, prefix, out);
+	parse_port_level(c, tp, prefix, out);
+}
+
+/* tp's portLevelSettings entry for port, or NULL. */
+static const struct xm_traffic_policy *port_entry(const struct xm_traffic_policy *tp, uint16_t port)
+{
+	for (size_t i = 0; tp && i < tp->n_ports; i++)
+		if (tp->ports[i].port == port)
+			return &tp->ports[i].policy;
+	return NULL;
+}
+
+/* The parts of over that are set replace out's, whole (Istio replaces each message, never merges fields). */
+static void lay_over(struct xm_traffic_policy *out, const struct xm_traffic_policy *over)
+{
+	if (over->lb.set)
+		out->lb = over->lb;
+	if (over->outlier.set)
+		out->outlier = over->outlier;
+	if (over->pool.set)
+		out->pool = over->pool;
+	if (over->tls_mode != XM_TLS_UNSET)
+		out->tls_mode = over->tls_mode;
+}
+
+/* All four parts of over replace out's, the unset ones by Istio's defaults (a port entry inherits nothing). */
+static void replace_all(struct xm_traffic_policy *out, const struct xm_traffic_policy *over)
+{
+	out->lb = over->lb;
+	out->outlier = over->outlier; /* unset: Istio's defaults, set false (parse_port_level) */
+	out->pool = over->pool;
+	out->tls_mode = over->tls_mode;
+}
+
+/*
+ * Istio's GetPortLevelTrafficPolicy and MergeSubsetTrafficPolicy: a portLevelSettings entry for the port stands
+ * for its whole policy ("Traffic settings specified at the destination-level will not be inherited when
+ * overridden by port-level settings, i.e. default values will be applied to fields omitted in port-level traffic
+ * policies"); the subset's policy for the port then replaces the parts it sets, or all of them when it comes
+ * from the subset's own port entry.
+ */
+void config_policy_merge(struct xm_traffic_policy *out, const struct xm_traffic_policy *dr,
+			 const struct xm_traffic_policy *ss, uint16_t port)
+{
+	const struct xm_traffic_policy *entry;
+
+	memset(out, 0, sizeof(*out));
+	config_outlier_defaults(&out->outlier);
+	if (dr) {
+		entry = port_entry(dr, port);
+		lay_over(out, entry ? entry : dr);
+	}
+	if (ss) {
+		entry = port_entry(ss, port);
+		if (entry)
+			replace_all(out, entry);
+		else
+			lay_over(out, ss);
+	}
+	out->ports = NULL;
+	out->n_ports = 0;
 }

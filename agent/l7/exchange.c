@@ -20,8 +20,7 @@
 #include "l7/stats.h"
 #include "l7/worker.h"
 
-#define DEFAULT_POOL_IDLE_MS	   3600000 /* Istio's connectionPool.http.idleTimeout default: 1 h */
-#define DEFAULT_CONNECT_TIMEOUT_MS 10000   /* Istio's connectionPool.tcp.connectTimeout default: 10 s */
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000 /* Istio's connectionPool.tcp.connectTimeout default: 10 s */
 
 static uint64_t connect_timeout(const struct l7_cluster *c)
 {
@@ -205,6 +204,7 @@ void l7_exchange_finish(struct l7_down *d)
 	struct l7_record r;
 
 	l7_exchange_timer_stop(d);
+	l7_admit_done(d);
 	fill_record(d, &r);
 	l7_stats_record(w->shard, &r);
 	if (w->proxy->opts.on_record)
@@ -471,17 +471,8 @@ static void route_action(struct l7_down *d, const struct h1_request *req, uint32
 		mirror_request(d, req, head_len, &view);
 	l7_buf_consume(&d->in, head_len);
 	endpoint_of(x->endpoint, &ep);
-	x->up = l7_up_get(w, &ep, false, connect_timeout(x->cluster));
-	if (!x->up) {
-		atomic_fetch_add_explicit(&w->c.connect_failures, 1, memory_order_relaxed);
-		l7_exchange_local_reply(d, 503, L7_RF_UF, NULL, "upstream connect error", 22);
+	if (!l7_admit(d, &ep)) /* a connection, or a wait for one, under the connectionPool limits */
 		return;
-	}
-	x->up->down = d;
-	x->up->max_requests = x->cluster->policy.pool.http_max_requests_per_conn;
-	x->up->idle_timeout_ms = x->cluster->policy.pool.http_idle_timeout_ms
-				     ? x->cluster->policy.pool.http_idle_timeout_ms
-				     : DEFAULT_POOL_IDLE_MS;
 	if (l7_balance_counts_active(x->cluster)) {
 		l7_active_add(x->endpoint->id, 1);
 		x->counted_active = true;
@@ -571,13 +562,10 @@ static void upstream_lost(struct l7_down *d)
 		atomic_fetch_add_explicit(&d->w->c.resends, 1, memory_order_relaxed);
 		l7_up_close(up);
 		x->head_sent = false;
-		x->up = l7_up_get(d->w, &ep, true, connect_timeout(x->cluster));
+		x->up = l7_up_get(d->w, &ep, x->cluster->load, true, connect_timeout(x->cluster));
 		if (x->up) {
 			x->up->down = d;
-			x->up->max_requests = x->cluster->policy.pool.http_max_requests_per_conn;
-			x->up->idle_timeout_ms = x->cluster->policy.pool.http_idle_timeout_ms
-						     ? x->cluster->policy.pool.http_idle_timeout_ms
-						     : DEFAULT_POOL_IDLE_MS;
+			l7_up_apply_policy(x->up, x->cluster);
 			return;
 		}
 	}
@@ -693,7 +681,7 @@ bool l7_exchange_step(struct l7_down *d)
 	if (x->delayed)
 		return l7_fault_delay_step(d);
 	if (!up)
-		return false;
+		return x->waiting && l7_admit_wait_step(d);
 	l7_exchange_timeout_start(d);
 	if (up->connect_failed) {
 		upstream_lost(d);
@@ -701,6 +689,8 @@ bool l7_exchange_step(struct l7_down *d)
 	}
 	if (up->connecting)
 		return false;
+	if (x->counted_pending)
+		l7_admit_connected(d);
 	if (!x->head_sent) {
 		if (!l7_buf_append(&up->out, x->head, x->head_len))
 			return false;

@@ -452,4 +452,17 @@ void l7_proxy_collect(struct l7_proxy *p, struct xm_scrape *sc)
 	scrape_u64(f, NULL, NULL, 0, SUM(p, bad_responses));
 	f = scrape_family(sc, "xmesh_l7_mirrored_requests_total", "counter", "Shadow copies sent to mirror clusters.");
 	scrape_u64(f, NULL, NULL, 0, SUM(p, mirrors));
+	f = scrape_family(sc, "xmesh_l7_overflow_total", "counter",
+			  "connectionPool circuit-breaker overflows by kind: requests answered 503 UO (pending: "
+			  "http1MaxPendingRequests, requests: http2MaxRequests) and connections not opened at "
+			  "tcp.maxConnections (the request waited).");
+	{
+		static const char *const kind_label[1] = { "kind" };
+		static const char *const kinds[3] = { "connections", "pending", "requests" };
+		const uint64_t v[3] = { SUM(p, overflow_connections), SUM(p, overflow_pending),
+					SUM(p, overflow_requests) };
+
+		for (int i = 0; i < 3; i++)
+			scrape_u64(f, kind_label, &kinds[i], 1, v[i]);
+	}
 }

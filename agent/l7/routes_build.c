@@ -193,26 +193,6 @@ static bool labels_match(const struct xm_workload *wl, const struct xm_label *la
 	return true;
 }
 
-/* The DestinationRule's policy with the subset's set parts laid over it. */
-static void merge_policy(struct xm_traffic_policy *out, const struct xm_destination_rule *dr,
-			 const struct xm_subset *ss)
-{
-	memset(out, 0, sizeof(*out));
-	config_outlier_defaults(&out->outlier);
-	if (dr)
-		*out = dr->policy;
-	if (!ss)
-		return;
-	if (ss->policy.lb.set)
-		out->lb = ss->policy.lb;
-	if (ss->policy.outlier.set)
-		out->outlier = ss->policy.outlier;
-	if (ss->policy.pool.set)
-		out->pool = ss->policy.pool;
-	if (ss->policy.tls_mode != XM_TLS_UNSET)
-		out->tls_mode = ss->policy.tls_mode;
-}
-
 static int fill_cluster(struct builder *b, struct l7_cluster *c, const struct xm_service *svc)
 {
 	const struct xm_destination_rule *dr = svc ? config_rule_of(b->cfg, svc) : NULL;
@@ -222,7 +202,8 @@ static int fill_cluster(struct builder *b, struct l7_cluster *c, const struct xm
 	for (size_t i = 0; dr && c->subset[0] && i < dr->n_subsets; i++)
 		if (!strcmp(dr->subsets[i].name, c->subset))
 			ss = &dr->subsets[i];
-	merge_policy(&c->policy, dr, ss);
+	/* Istio's order: the rule, its portLevelSettings for the port, the subset, the subset's for the port. */
+	config_policy_merge(&c->policy, dr ? &dr->policy : NULL, ss ? &ss->policy : NULL, c->port);
 	lbs = svc ? lb_entry(b, svc->ns, svc->name, c->port) : NULL;
 	c->svc = lbs;
 	if (!lbs || (c->subset[0] && !ss))

@@ -80,7 +80,8 @@ void l7_shared_sweep(struct l7_shared_registry *r)
 		for (struct l7_shared **pp = &r->buckets[b]; *pp;) {
 			struct l7_shared *s = *pp;
 
-			/* 0 stays 0: only this thread takes references to a registered object. */
+			/* 0 stays 0: this thread takes references to a registered object, and a worker only through a
+			 * table that holds one (an upstream connection's, l7/upstream.c). */
 			if (atomic_load_explicit(&s->refs, memory_order_acquire)) {
 				pp = &s->next;
 				continue;

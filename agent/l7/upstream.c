@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Connections from a worker to endpoints: non-blocking connects, a per-worker idle pool per endpoint (LIFO,
- * so the warmest connection is reused; closed after the cluster's idleTimeout or maxRequestsPerConnection),
- * and fire-and-forget mirror copies.
+ * Connections from a worker to endpoints: non-blocking connects, a per-worker idle pool per endpoint and
+ * destination (LIFO, so the warmest connection is reused; closed after the cluster's idleTimeout,
+ * maxRequestsPerConnection or maxConnectionDuration), and fire-and-forget mirror copies. A destination's
+ * connection holds a reference on its cluster's load object and counts in its L7_LOAD_CONNECTIONS while open.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -152,6 +153,21 @@ static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx
 /* Arms up's timer for ms from now (creating it), remembering when it is due; false when out of memory. */
 static bool up_timer_arm(struct l7_up *up, uint64_t ms);
 
+/* When a pooled connection must close: idle for idle_timeout_ms, or maxConnectionDuration after its connect. */
+static uint64_t pooled_due(const struct l7_up *up)
+{
+	uint64_t due = up->idle_since_ms + up->idle_timeout_ms;
+
+	if (up->max_duration_ms && up->born_ms + up->max_duration_ms < due)
+		due = up->born_ms + up->max_duration_ms;
+	return due;
+}
+
+static bool too_old(const struct l7_up *up, uint64_t now)
+{
+	return up->max_duration_ms && now - up->born_ms >= up->max_duration_ms;
+}
+
 /*
  * Pooled: the timer is not moved each time the connection is taken and given back (a heap operation and a
  * clock read per request); when it fires it closes the connection only if it idled idle_timeout_ms since
@@ -170,7 +186,7 @@ static void on_up_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 	}
 	if (up->pooled) {
 		now = loop_now_ms();
-		due = up->idle_since_ms + up->idle_timeout_ms;
+		due = pooled_due(up);
 		if (due <= now || !up_timer_arm(up, due - now))
 			l7_up_close(up);
 		return;
@@ -196,8 +212,8 @@ static bool up_timer_arm(struct l7_up *up, uint64_t ms)
 	return up->timer != NULL;
 }
 
-static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, enum l7_up_kind kind,
-				uint64_t connect_timeout_ms)
+static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, struct l7_shared *load,
+				enum l7_up_kind kind, uint64_t connect_timeout_ms)
 {
 	struct l7_up *up = calloc(1, sizeof(*up));
 	struct sockaddr_storage ss;
@@ -270,22 +286,51 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 	if (w->ups)
 		w->ups->all_prev = up;
 	w->ups = up;
+	up->born_ms = loop_batch_ms(w->loop);
+	if (load) {
+		/* The caller's table holds a reference: this one keeps the counts alive after it (l7_up_close). */
+		atomic_fetch_add_explicit(&load->refs, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&load->v[L7_LOAD_CONNECTIONS], 1, memory_order_relaxed);
+		up->load = load;
+	}
 	atomic_fetch_add_explicit(&w->c.upstream_total, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->c.upstream_active, 1, memory_order_relaxed);
 	return up;
 }
 
-struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool fresh, uint64_t connect_timeout_ms)
+struct l7_up *l7_up_pooled(struct l7_worker *w, const struct l7_endpoint *ep, const struct l7_shared *load)
 {
-	struct l7_up *up;
+	uint64_t now = loop_batch_ms(w->loop);
+	struct l7_up *up, *next;
 
-	for (up = fresh ? NULL : w->pool[ep_bucket(ep)]; up; up = up->pool_next) {
-		if (!ep_eq(&up->ep, ep))
+	for (up = w->pool[ep_bucket(ep)]; up; up = next) {
+		next = up->pool_next;
+		if (!ep_eq(&up->ep, ep) || up->load != load)
 			continue;
+		if (too_old(up, now)) {
+			l7_up_close(up); /* its timer is a little late */
+			continue;
+		}
 		pool_unlink(up); /* its idle timer stays armed: see on_up_timer */
 		return up;
 	}
-	return up_connect(w, ep, L7_UP_PRIMARY, connect_timeout_ms);
+	return NULL;
+}
+
+bool l7_up_any(const struct l7_worker *w, const struct l7_endpoint *ep, const struct l7_shared *load)
+{
+	for (const struct l7_up *up = w->ups; up; up = up->all_next)
+		if (up->kind == L7_UP_PRIMARY && up->load == load && ep_eq(&up->ep, ep))
+			return true;
+	return false;
+}
+
+struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, struct l7_shared *load, bool fresh,
+			uint64_t connect_timeout_ms)
+{
+	struct l7_up *up = fresh ? NULL : l7_up_pooled(w, ep, load);
+
+	return up ? up : up_connect(w, ep, load, L7_UP_PRIMARY, connect_timeout_ms);
 }
 
 void l7_up_release(struct l7_up *up, bool reusable)
@@ -294,7 +339,7 @@ void l7_up_release(struct l7_up *up, bool reusable)
 
 	up->down = NULL;
 	if (!reusable || w->draining || (up->max_requests && up->requests >= up->max_requests) || l7_buf_len(&up->in) ||
-	    l7_buf_len(&up->out) || up->eof || up->error) {
+	    l7_buf_len(&up->out) || up->eof || up->error || too_old(up, loop_batch_ms(w->loop))) {
 		l7_up_close(up);
 		return;
 	}
@@ -303,9 +348,8 @@ void l7_up_release(struct l7_up *up, bool reusable)
 	up->idle_since_ms = loop_batch_ms(w->loop);
 	/* Armed from an earlier idle spell, it fires early and sets itself later; too late only if the
 	 * timeout shrank (a new snapshot). */
-	if ((!up->timer || !loop_timer_armed(up->timer) ||
-	     up->timer_due_ms > up->idle_since_ms + up->idle_timeout_ms) &&
-	    !up_timer_arm(up, up->idle_timeout_ms)) {
+	if ((!up->timer || !loop_timer_armed(up->timer) || up->timer_due_ms > pooled_due(up)) &&
+	    !up_timer_arm(up, pooled_due(up) - up->idle_since_ms)) {
 		l7_up_close(up);
 		return;
 	}
@@ -315,6 +359,8 @@ void l7_up_release(struct l7_up *up, bool reusable)
 	if (up->pool_next)
 		up->pool_next->pool_prev = up;
 	w->pool[ep_bucket(&up->ep)] = up;
+	if (w->n_waiting)
+		l7_admit_kick(w); /* a request waiting for a connection to its destination may take it */
 }
 
 void l7_up_close(struct l7_up *up)
@@ -337,6 +383,13 @@ void l7_up_close(struct l7_up *up)
 	if (up->all_next)
 		up->all_next->all_prev = up->all_prev;
 	atomic_fetch_sub_explicit(&w->c.upstream_active, 1, memory_order_relaxed);
+	if (up->load) {
+		atomic_fetch_sub_explicit(&up->load->v[L7_LOAD_CONNECTIONS], 1, memory_order_relaxed);
+		l7_shared_put(up->load);
+		up->load = NULL;
+	}
+	if (w->n_waiting)
+		l7_admit_kick(w); /* room under maxConnections, or no connection left to wait for */
 	up->next_dead = w->dead_ups;
 	w->dead_ups = up;
 	l7_worker_reap_later(w);
@@ -344,7 +397,7 @@ void l7_up_close(struct l7_up *up)
 
 void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char *bytes, uint32_t len)
 {
-	struct l7_up *up = up_connect(w, ep, L7_UP_SHADOW, SHADOW_DEADLINE_MS);
+	struct l7_up *up = up_connect(w, ep, NULL, L7_UP_SHADOW, SHADOW_DEADLINE_MS);
 
 	if (!up)
 		return;

@@ -325,6 +325,7 @@ void l7_worker_free(struct l7_worker *w)
 	}
 	free_texts(w);
 	l7_report_free(w);
+	l7_admit_free(w);
 	l7_balancer_free(w->balancer);
 	loop_free(w->loop);
 	free(w);

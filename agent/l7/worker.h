@@ -67,6 +67,9 @@ struct l7_up {
 	union xm_addr local; /* the proxy's end (access log's upstream_local_address) */
 	uint16_t local_port;
 	uint8_t local_family;
+	struct l7_shared *load;	  /* the destination's counts (a reference, L7_LOAD_CONNECTIONS); NULL: none */
+	uint64_t born_ms;	  /* opened at (loop_batch_ms()) */
+	uint64_t max_duration_ms; /* maxConnectionDuration: not reused, and closed when pooled, past it; 0: none */
 	struct h1_chunked shadow_chunk; /* shadow: response framing while it drains */
 	bool shadow_head_done;
 	enum h1_body shadow_body;
@@ -139,6 +142,11 @@ struct l7_exchange {
 	uint64_t delay_due_ms, deadline_ms; /* loop_now_ms() clock; 0: none */
 	uint32_t delay_head_len;	    /* the head waiting in d->in while delayed */
 	bool delayed;
+	/* connectionPool limits (l7/admission.c): what this exchange counts in its cluster's load */
+	bool waiting;			       /* queued on the worker for a connection to wait_ep */
+	bool counted_pending, counted_request; /* L7_LOAD_PENDING / L7_LOAD_REQUESTS taken */
+	struct l7_endpoint wait_ep;
+	struct l7_down *wait_next, *wait_prev;
 };
 
 struct l7_down {
@@ -170,6 +178,8 @@ struct l7_worker_counters {
 	atomic_ullong downstream_total, downstream_active, unresolved, parse_errors[H1_E_MAX];
 	atomic_ullong upstream_total, upstream_active, connect_failures, resends, bad_responses, mirrors;
 	atomic_ullong upstream_resets;
+	/* connectionPool overflows (Envoy's upstream_cx_overflow, upstream_rq_pending_overflow, max requests) */
+	atomic_ullong overflow_connections, overflow_pending, overflow_requests;
 };
 
 #define L7_POOL_BUCKETS 256
@@ -215,6 +225,10 @@ struct l7_worker {
 	/* Upstream HTTP statuses of outlier-detected services, until outlier_timer reports them (outlier_report.c). */
 	struct l7_outlier_batch *outlier_batch; /* NULL until the first one */
 	struct xm_timer *outlier_timer;
+	/* Exchanges waiting for an upstream connection (admission.c), oldest first, and their re-check timer. */
+	struct l7_down *wait_head, *wait_tail;
+	uint32_t n_waiting;
+	struct xm_timer *admit_timer;
 };
 
 struct l7_listener {
@@ -302,12 +316,40 @@ bool l7_fault_delay_step(struct l7_down *d);
 /* Cancels the exchange's timer (exchange end). */
 void l7_exchange_timer_stop(struct l7_down *d);
 
+/*
+ * admission.c: DestinationRule connectionPool limits per destination (Envoy's per-cluster circuit breakers,
+ * docs/l7.md "Circuit breaking").
+ *
+ * Gets d's exchange (destination and endpoint chosen, head consumed) a connection to ep: an idle pooled one, a new
+ * one under tcp.maxConnections, or it waits on the worker (x->waiting) as a pending request. Returns true when the
+ * exchange goes on (x->up set, or waiting); false when it ended with a local reply (503 UO on overflow, 503 UF).
+ * A retry calls it again for its attempt once x->up was given back or closed (x->up NULL): what the previous
+ * attempt counted is given back first.
+ */
+bool l7_admit(struct l7_down *d, const struct l7_endpoint *ep);
+/* The exchange ends: gives back what it counted and leaves the wait list. */
+void l7_admit_done(struct l7_down *d);
+/* A waiting exchange's step: starts the route timeout; a client that went away ends it (DC). */
+bool l7_admit_wait_step(struct l7_down *d);
+/* x's new connection is up: the request stops being pending. */
+void l7_admit_connected(struct l7_down *d);
+/* A connection of w went back to its pool or closed: waiting exchanges look again (soon, from a timer). */
+void l7_admit_kick(struct l7_worker *w);
+void l7_admit_free(struct l7_worker *w);
+/* The cluster's per-connection settings on up: maxRequestsPerConnection, idle timeout, maxConnectionDuration. */
+void l7_up_apply_policy(struct l7_up *up, const struct l7_cluster *c);
+
 /* upstream.c */
 /*
- * An idle pooled connection to ep, or a new one (connecting, failed after connect_timeout_ms); NULL when the
- * socket failed.
+ * An idle pooled connection to ep for load's destination (a connection serves one destination), or a new one
+ * (connecting, failed after connect_timeout_ms, counted in load); NULL when the socket failed.
  */
-struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, bool fresh, uint64_t connect_timeout_ms);
+struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, struct l7_shared *load, bool fresh,
+			uint64_t connect_timeout_ms);
+/* The idle pooled connection to ep for load's destination, taken from the pool, or NULL. */
+struct l7_up *l7_up_pooled(struct l7_worker *w, const struct l7_endpoint *ep, const struct l7_shared *load);
+/* Whether w has any connection (busy, idle or connecting) to ep for load's destination. */
+bool l7_up_any(const struct l7_worker *w, const struct l7_endpoint *ep, const struct l7_shared *load);
 /* Returns up to its pool (keep-alive) or closes it. */
 void l7_up_release(struct l7_up *up, bool reusable);
 void l7_up_close(struct l7_up *up);

@@ -487,3 +487,26 @@ Test(compile, a_config_built_by_hand_is_scanned)
 	cr_expect_eq(st.services[0].n_backends, 1);
 	cr_expect_eq(st.services[0].backends[0].port, 8080);
 }
+
+Test(compile, port_level_settings_apply_to_their_port_only)
+{
+	const struct xm_lb_service *http, *admin;
+
+	compile_text(
+	    "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+	    "spec:\n  clusterIP: 10.96.0.20\n  ports:\n  - {name: tcp-a, port: 80}\n  - {name: tcp-b, port: 90}\n"
+	    "---\n"
+	    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web}\n"
+	    "spec:\n  host: web\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n"
+	    "    portLevelSettings:\n"
+	    "    - port: {number: 90}\n"
+	    "      outlierDetection: {consecutive5xxErrors: 2}\n",
+	    NULL);
+	http = port_of("10.96.0.20", 80, XM_PROTO_TCP);
+	admin = port_of("10.96.0.20", 90, XM_PROTO_TCP);
+	cr_expect_eq(http->algo, XM_LB_ROUND_ROBIN);
+	cr_expect(!http->outlier_on, "outlier detection is asked for on port 90 only");
+	cr_expect_eq(admin->algo, XM_LB_LEAST_REQUEST, "a port entry inherits nothing: Istio's default balancer");
+	cr_assert(admin->outlier_on);
+	cr_expect_eq(admin->outlier.consecutive_5xx_errors, 2);
+}
