@@ -6,7 +6,8 @@
 # and coming back, HTTP requests routed per request by the agent's L7 proxy (a header match and an 80/20 canary),
 # and an excerpt of the metrics. Then three resilience scenes, each installing the Istio YAML of
 # examples/demo/scenes/NAME/ into the agent's config directory (a copy of examples/demo): a retry hiding a pod
-# that answers 503, a fault-injected 2 s delay, and a pod answering 500 ejected by outlierDetection on every path.
+# that answers 503, a fault-injected 2 s delay, and a pod answering 500 ejected by outlierDetection (the kernel
+# state the proxy and the socket LB read).
 # Removes everything before it exits.
 #
 #   scripts/demo.sh BUILD_DIR [--keep]     --keep: leave it running and print commands to explore it
@@ -24,7 +25,7 @@ for a in "$@"; do
 	--keep) keep_running=1 ;;
 	--teardown) teardown=1 ;;
 	-h | --help)
-		sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*) build=$a ;;
