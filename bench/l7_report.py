@@ -58,7 +58,7 @@ def get(name, c, k):
 ratios = {}
 if ok("haproxy"):
     for name in results:
-        if name in ("direct", "haproxy") or not ok(name):
+        if name in ("direct", "haproxy") or "." in name or not ok(name):
             continue
         r = {}
         for c in ("1", "32"):
@@ -73,10 +73,40 @@ if ok("haproxy"):
             r["rss_idle"] = results[name]["rss_idle_kb"] / results["haproxy"]["rss_idle_kb"]
         ratios[name] = r
 
+# xmesh_policy (issue 14): the same route with retries, a fault that never fires, outlier detection and a
+# connection pool, against the plain xmesh row of the same round (L7_ROUNDS: rows xmesh, xmesh.2, ...; the
+# two alternate, so each pair saw about the same load). Per figure: the median of the per-round ratios.
+# Goal: CPU per request within 5%.
+policy, policy_rounds = {}, []
+for rnd in range(1, 1000):
+    plain, pol = ("xmesh", "xmesh_policy") if rnd == 1 else (f"xmesh.{rnd}", f"xmesh_policy.{rnd}")
+    if plain not in results and pol not in results:
+        break
+    if not (ok(plain) and ok(pol)):
+        continue
+    r = {}
+    for c in ("1", "32"):
+        a, b = get(pol, c, "cpu_us_per_req"), get(plain, c, "cpu_us_per_req")
+        r["cpu_per_req_c" + c] = a / b if a is not None and b else None
+    for c in ("1", "32"):
+        for k in ("p50", "p99"):
+            b = get(plain, c, k + "_us")
+            r[k + "_c" + c] = get(pol, c, k + "_us") / b if b else None
+    for c in ("1", "32"):
+        r["rps_c" + c] = get(pol, c, "rps") / get(plain, c, "rps")
+    policy_rounds.append(r)
+if policy_rounds:
+    for k in policy_rounds[0]:
+        v = sorted(x[k] for x in policy_rounds if x[k] is not None)
+        policy[k] = (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2 if v else None
+
 doc = {
     "results": results,
     "vs_haproxy": ratios,
-    "goals": {"cpu_per_req_vs_haproxy_max": 0.8, "added_p50_vs_haproxy_max": 1.0, "rss_idle_mib_max": 20},
+    "policy_vs_xmesh": policy,
+    "policy_vs_xmesh_rounds": policy_rounds,
+    "goals": {"cpu_per_req_vs_haproxy_max": 0.8, "added_p50_vs_haproxy_max": 1.0, "rss_idle_mib_max": 20,
+              "policy_cpu_per_req_vs_xmesh_max": 1.05},
     "meta": {
         "seconds_per_run": secs, "workers_per_proxy": workers, "idle_conns": int(idle), "haproxy": hap_v,
         "nginx": ngx_v, "wrk": wrk_v, "kernel": kernel, "cpu": cpu, "nproc": int(nproc), "tree": tree,
@@ -93,22 +123,32 @@ def fmt(v, spec):
     return "-" if v is None else spec.format(v)
 
 
-print(f"  {'target':8} {'req/s c1':>9} {'req/s c32':>10} {'CPU/req c1':>11} {'CPU/req c32':>12} {'p50 c1':>8} "
+print(f"  {'target':12} {'req/s c1':>9} {'req/s c32':>10} {'CPU/req c1':>11} {'CPU/req c32':>12} {'p50 c1':>8} "
       f"{'p99 c1':>8} {'p50 c32':>8} {'p99 c32':>8} {'RSS ' + idle + ' idle':>14}")
 for name, r in results.items():
     if "error" in r:
-        print(f"  {name:8} ERROR: {r['error']}")
+        print(f"  {name:12} ERROR: {r['error']}")
         continue
     c1, c32 = r["c1"], r["c32"]
     rss = f"{r['rss_idle_kb'] / 1024:.1f} MiB" if "rss_idle_kb" in r else "-"
-    print(f"  {name:8} {c1['rps']:>9.0f} {c32['rps']:>10.0f} {fmt(c1.get('cpu_us_per_req'), '{:.1f} us'):>11} "
+    print(f"  {name:12} {c1['rps']:>9.0f} {c32['rps']:>10.0f} {fmt(c1.get('cpu_us_per_req'), '{:.1f} us'):>11} "
           f"{fmt(c32.get('cpu_us_per_req'), '{:.1f} us'):>12} {c1['p50_us']:>6.0f}us {c1['p99_us']:>6.0f}us "
           f"{c32['p50_us']:>6.0f}us {c32['p99_us']:>6.0f}us {rss:>14}")
     errs = [f"c{c}: {r['c' + c]['socket_errors']}" for c in ("1", "32") if r["c" + c]["socket_errors"]]
     errs += [f"c{c}: {r['c' + c]['non_2xx']} non-2xx" for c in ("1", "32") if r["c" + c]["non_2xx"]]
     if errs:
-        print(f"           wrk errors: {'; '.join(errs)}")
+        print(f"               wrk errors: {'; '.join(errs)}")
 for name, r in ratios.items():
     print(f"  {name} / HAProxy: " + ", ".join(f"{k} {fmt(v, '{:.2f}x')}" for k, v in r.items()))
+if len(policy_rounds) > 1:
+    for i, r in enumerate(policy_rounds):
+        print(f"  round {i + 1}: xmesh_policy / xmesh: cpu_per_req_c1 {fmt(r['cpu_per_req_c1'], '{:.3f}x')}, "
+              f"cpu_per_req_c32 {fmt(r['cpu_per_req_c32'], '{:.3f}x')}, p50_c1 {fmt(r['p50_c1'], '{:.3f}x')}, "
+              f"p50_c32 {fmt(r['p50_c32'], '{:.3f}x')}")
+if policy:
+    print(f"  xmesh_policy / xmesh (median of {len(policy_rounds)} round(s)): "
+          + ", ".join(f"{k} {fmt(v, '{:.3f}x')}" for k, v in policy.items()))
+    print("    (goal: cpu_per_req <= 1.05x; xmesh_policy = retries attempts 3 perTryTimeout 2s retryOn 5xx,"
+          " connect-failure + delay/abort at 0% + outlierDetection + connectionPool)")
 print(f"  (loadavg {load}; the machine may be shared: compare the rows of one run, not runs)")
 print(f"wrote {out}")

@@ -456,8 +456,10 @@ PY
 # Pinning: on 2 CPUs the proxy gets one CPU to itself and the client and backends share the other, so a proxy
 # cannot starve the client, and its CPU time is its own. Options (env): L7_SECS (seconds per wrk run, default
 # 5), L7_WORKERS (workers/threads of every proxy, default 1), L7_IDLE (idle connections, default 1000),
-# L7_TARGETS (default "direct haproxy nginx xmesh"; also xmesh_tcp: the agent with --no-sockmap, so the
-# pod <-> proxy hop takes TCP/IP), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
+# L7_TARGETS (default "direct haproxy nginx xmesh xmesh_policy"; also xmesh_tcp: the agent with --no-sockmap, so
+# the pod <-> proxy hop takes TCP/IP; xmesh_policy: the same route with retries, a fault at 0%, outlier detection
+# and a connection pool, reported as ratios to xmesh), L7_ROUNDS (the target list run N times in turn, rows
+# NAME.2 ...; the xmesh_policy ratios are the median over rounds), L7_CPU_CLI and L7_CPU_PROXY (default 0 and 1; equal values
 # put everything on one CPU, which removes the cross-CPU wakeups that dominate -c1 latency on a VM).
 
 L7_NET=10.200.9
@@ -488,14 +490,14 @@ l7_measure() {
 	local name=$1 addr=$2 pid=$3 res="$TMP/l7-$1.res" run=l7_in_cli c t0="" t1 held load_pid i ids want
 	local secs=${L7_SECS:-5} idle=${L7_IDLE:-1000}
 	: >"$res"
-	case $name in xmesh | xmesh_tcp) run=l7_in_mesh ;; esac
+	case $name in xmesh*) run=l7_in_mesh ;; esac
 	$run "$BUILD/tools/xm-http-load" --addr "$addr" --conns 1 --requests 30 --timeout-ms 3000 \
 		>"$TMP/l7-$name-probe.txt" 2>&1 || {
 		echo "probe of $addr failed: $(tr '\n' ' ' <"$TMP/l7-$name-probe.txt")" >&2
 		return 1
 	}
 	ids=$(awk '$1 == "id" { print $2 "=" $3 }' "$TMP/l7-$name-probe.txt" | sort | tr '\n' ' ')
-	if [ "$name" = direct ]; then
+	if [ "${name%%.*}" = direct ]; then
 		want="b1=30 "
 	else # round-robin gives 10 each; any per-request balancing gives each at least a few
 		want=$(awk '$1 == "id" && $2 ~ /^b[123]$/ && $3 >= 5 { n++ } END { print n == 3 ? "b1=* b2=* b3=* " : "" }' \
@@ -504,7 +506,7 @@ l7_measure() {
 	fi
 	if [ "$ids" != "${want:-none}" ]; then
 		echo "30 requests on one keep-alive connection to $addr reached ${ids:-nothing}, expected" \
-			"$([ "$name" = direct ] && echo b1 only || echo each of b1 b2 b3 at least 5 times)" >&2
+			"$([ "${name%%.*}" = direct ] && echo b1 only || echo each of b1 b2 b3 at least 5 times)" >&2
 		return 1
 	fi
 	$run wrk -t1 -c32 -d1s "http://$addr/" >/dev/null 2>&1 || true # warm-up
@@ -587,7 +589,8 @@ l7_nginx() { # writes nginx's config and starts it (no daemon, no master: one pr
 }
 
 l7_agent() { # the agent with its L7 proxy, on the child cgroup $CG/mesh-l7 (the teardown's cleanup expects mesh-NAME); L7_PROXY_PID
-	# ARGS: extra agent options (--no-sockmap: the pod <-> proxy hop over TCP/IP)
+	# ARGS: extra agent options (--no-sockmap: the pod <-> proxy hop over TCP/IP); L7_POLICY=1: l7_config's
+	# resilience policy on the route
 	l7_config >"$TMP/l7-config.yaml"
 	timeout -k 5 900 nsenter --net="/run/netns/${P}node" -- taskset -c "$L7_CPU_PROXY" "$BUILD/xmesh" agent \
 		--config "$TMP/l7-config.yaml" --cgroup "$CG/mesh-l7" --bpffs "$PIN/l7" --node node1 \
@@ -615,6 +618,32 @@ l7_config() { # the agent's config: Service reviews (port "http", appProtocol ht
 	printf -- '---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n  name: reviews\n'
 	printf '  namespace: default\nspec:\n  host: reviews.default.svc.cluster.local\n  trafficPolicy:\n'
 	printf '    loadBalancer:\n      simple: ROUND_ROBIN\n'
+	# xmesh_policy: everything configured, nothing firing. L7_POLICY_PARTS (default "retries fault outlier pool")
+	# picks the parts, to attribute a cost: the VirtualService route exists whenever retries or fault is chosen.
+	local parts=" ${L7_POLICY_PARTS:-retries fault outlier pool} "
+	[ "${L7_POLICY:-0}" = 1 ] || parts=""
+	if [[ $parts == *" outlier "* ]]; then
+		printf '    outlierDetection:\n      consecutive5xxErrors: 5\n      consecutiveGatewayErrors: 5\n'
+		printf '      interval: 10s\n      baseEjectionTime: 30s\n      maxEjectionPercent: 50\n'
+	fi
+	if [[ $parts == *" pool "* ]]; then
+		printf '    connectionPool:\n      tcp:\n        maxConnections: 100000\n        connectTimeout: 5s\n'
+		printf '      http:\n        http1MaxPendingRequests: 100000\n        http2MaxRequests: 100000\n'
+		printf '        maxRetries: 100000\n'
+	fi
+	if [[ $parts == *" retries "* || $parts == *" fault "* ]]; then
+		printf -- '---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n'
+		printf '  namespace: default\nspec:\n  hosts:\n  - reviews.default.svc.cluster.local\n  http:\n'
+		printf '  - name: policy\n    route:\n    - destination:\n        host: reviews.default.svc.cluster.local\n'
+	fi
+	if [[ $parts == *" retries "* ]]; then
+		printf '    retries:\n      attempts: 3\n      perTryTimeout: 2s\n      retryOn: 5xx,connect-failure\n'
+	fi
+	if [[ $parts == *" fault "* ]]; then
+		# percentage 0: the fault is compiled into the route and sampled on every request, never firing
+		printf '    fault:\n      delay:\n        fixedDelay: 2s\n        percentage:\n          value: 0\n'
+		printf '      abort:\n        httpStatus: 503\n        percentage:\n          value: 0\n'
+	fi
 	for i in b1:11 b2:12 b3:13 cli:101; do
 		name=${i%%:*}
 		printf -- '---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: default\n' "$name"
@@ -687,50 +716,59 @@ section_l7() {
 		"${L7_WORKERS:-1} worker(s) per proxy"
 
 	: >"$rows"
-	for name in ${L7_TARGETS:-direct haproxy nginx xmesh}; do
-		err=""
-		pid=""
-		L7_PROXY_PID=""
-		case $name in
-		direct) addr="$L7_NET.11:8080" ;;
-		haproxy)
-			addr="$L7_NET.1:8001"
-			l7_haproxy
-			l7_wait_listen "$L7_NET.1" 8001 || err="HAProxy did not listen: $(tail -n 3 "$TMP/haproxy.log")"
-			;;
-		nginx)
-			addr="$L7_NET.1:8002"
-			l7_nginx
-			l7_wait_listen "$L7_NET.1" 8002 ||
-				err="nginx did not listen: $(tail -n 3 "$TMP/nginx.log" "$TMP/nginx/error.log" 2>/dev/null)"
-			;;
-		xmesh | xmesh_tcp) # xmesh_tcp: the pod <-> proxy hop over TCP/IP instead of the sockmap
-			addr="$L7_VIP:80"
-			if [ "$name" = xmesh ]; then l7_agent; else l7_agent --no-sockmap; fi
-			wait_line "$TMP/l7-agent.log" '\<ready\>' 60 "$L7_PROXY_PID" ||
-				err="agent not ready: $(grep -m1 -iE 'error|unrecognized|unknown|invalid|fail' "$TMP/l7-agent.log" ||
-					tail -n 3 "$TMP/l7-agent.log")"
-			;;
-		*) die "l7: unknown target $name (L7_TARGETS)" ;;
-		esac
-		[ -z "$L7_PROXY_PID" ] || pid=$(l7_pid_under "$L7_PROXY_PID")
-		if [ -z "$err" ]; then
-			log "l7: $name at $addr${pid:+ (proxy pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-60))}"
-			l7_measure "$name" "$addr" "$pid" 2>"$TMP/l7-$name.err" || err=$(cat "$TMP/l7-$name.err")
-		fi
-		err=${err//[$'\n\t']/ }
-		if [ -n "$err" ]; then
-			log "l7: $name: ERROR: $err"
-			printf '%s\terror\t%s\n' "$name" "$err" >>"$rows"
-		else
-			printf '%s\tok\t%s\t%s\n' "$name" "$TMP/l7-$name.res" "$addr" >>"$rows"
-		fi
-		if [ -n "$L7_PROXY_PID" ]; then # one proxy at a time on its CPU
-			stop_pid "$L7_PROXY_PID"
-			keep=()
-			for pid in "${PIDS[@]}"; do [ "$pid" = "$L7_PROXY_PID" ] || keep+=("$pid"); done
-			PIDS=("${keep[@]}")
-		fi
+	for ((round = 1; round <= ${L7_ROUNDS:-1}; round++)); do
+		for target in ${L7_TARGETS:-direct haproxy nginx xmesh xmesh_policy}; do
+			name=$target
+			((round == 1)) || name="$target.$round" # a row per round: xmesh, xmesh.2, ...
+			err=""
+			pid=""
+			L7_PROXY_PID=""
+			case $target in
+			direct) addr="$L7_NET.11:8080" ;;
+			haproxy)
+				addr="$L7_NET.1:8001"
+				l7_haproxy
+				l7_wait_listen "$L7_NET.1" 8001 || err="HAProxy did not listen: $(tail -n 3 "$TMP/haproxy.log")"
+				;;
+			nginx)
+				addr="$L7_NET.1:8002"
+				l7_nginx
+				l7_wait_listen "$L7_NET.1" 8002 ||
+					err="nginx did not listen: $(tail -n 3 "$TMP/nginx.log" "$TMP/nginx/error.log" 2>/dev/null)"
+				;;
+			xmesh | xmesh_tcp | xmesh_policy) # xmesh_tcp: the pod <-> proxy hop over TCP/IP instead of the sockmap;
+				# xmesh_policy: retries, a fault that never fires, outlier detection and a connection pool on the route
+				addr="$L7_VIP:80"
+				case $target in
+				xmesh) l7_agent ;;
+				xmesh_tcp) l7_agent --no-sockmap ;;
+				xmesh_policy) L7_POLICY=1 l7_agent ;;
+				esac
+				wait_line "$TMP/l7-agent.log" '\<ready\>' 60 "$L7_PROXY_PID" ||
+					err="agent not ready: $(grep -m1 -iE 'error|unrecognized|unknown|invalid|fail' "$TMP/l7-agent.log" ||
+						tail -n 3 "$TMP/l7-agent.log")"
+				;;
+			*) die "l7: unknown target $target (L7_TARGETS)" ;;
+			esac
+			[ -z "$L7_PROXY_PID" ] || pid=$(l7_pid_under "$L7_PROXY_PID")
+			if [ -z "$err" ]; then
+				log "l7: $name at $addr${pid:+ (proxy pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-60))}"
+				l7_measure "$name" "$addr" "$pid" 2>"$TMP/l7-$name.err" || err=$(cat "$TMP/l7-$name.err")
+			fi
+			err=${err//[$'\n\t']/ }
+			if [ -n "$err" ]; then
+				log "l7: $name: ERROR: $err"
+				printf '%s\terror\t%s\n' "$name" "$err" >>"$rows"
+			else
+				printf '%s\tok\t%s\t%s\n' "$name" "$TMP/l7-$name.res" "$addr" >>"$rows"
+			fi
+			if [ -n "$L7_PROXY_PID" ]; then # one proxy at a time on its CPU
+				stop_pid "$L7_PROXY_PID"
+				keep=()
+				for pid in "${PIDS[@]}"; do [ "$pid" = "$L7_PROXY_PID" ] || keep+=("$pid"); done
+				PIDS=("${keep[@]}")
+			fi
+		done
 	done
 	python3 - "$BUILD/bench/l7.json" "$rows" "$(getconf CLK_TCK)" "${L7_SECS:-5}" "${L7_WORKERS:-1}" \
 		"$(haproxy -v 2>/dev/null | head -n 1)" "$(nginx -v 2>&1)" "$(wrk -v 2>&1 | head -n 1)" \
