@@ -86,6 +86,7 @@ static int workload_fill(struct xm_workload *w, const struct xm_pod *pod)
 		 first_label(pod, revision_keys, 3, "latest"));
 	snprintf(w->service_account, sizeof(w->service_account), "%s",
 		 pod->service_account[0] ? pod->service_account : "default");
+	snprintf(w->node, sizeof(w->node), "%s", pod->node_name);
 	snprintf(w->principal, sizeof(w->principal), "spiffe://cluster.local/ns/%s/sa/%s", pod->ns, w->service_account);
 	if (!pod->n_labels)
 		return 0;

@@ -25,6 +25,7 @@ struct xm_workload {
 	char canonical_revision[XM_LABEL_MAX]; /* service.istio.io/canonical-revision, app.kubernetes.io/version,
 						  version, "latest" */
 	char service_account[XM_NAME_MAX];
+	char node[XM_NAME_MAX]; /* spec.nodeName: the agent of that node mints this pod's certificate */
 	char principal[64 + 2 * XM_NAME_MAX + 48]; /* spiffe://cluster.local/ns/NS/sa/SA */
 	struct xm_label *labels;		   /* a copy of the Pod's labels, sorted by key */
 	size_t n_labels;
