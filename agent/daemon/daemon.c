@@ -346,7 +346,9 @@ int daemon_run(const struct xm_agent_opts *opts)
 	memset(a, 0, sizeof(*a));
 	pthread_mutex_init(&a->snap_lock, NULL);
 	a->opts = *opts;
-	a->copts = (struct xm_compile_opts){ .node_name = opts->node_name, .maglev_size = opts->maglev_size };
+	a->copts = (struct xm_compile_opts){ .node_name = opts->node_name,
+					     .maglev_size = opts->maglev_size,
+					     .trust_domain = opts->trust_domain };
 	a->loop = loop_new();
 	if (!a->loop) {
 		log_error("event loop: %s", strerror(errno));

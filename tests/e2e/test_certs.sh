@@ -2,7 +2,8 @@
 # Workload identities: with --cert-ttl 10s and two pods on this node (and one on another node), `xmesh certs
 # --json` lists exactly the two local identities, renews both after half-life (new serials), exports their
 # expiry as xmesh_cert_expiry_timestamp_seconds; the generated root's key file is 0600 and the same root is
-# used again after a restart; a pod that leaves loses its certificate; no key is ever printed.
+# used again after a restart (here with --trust-domain example.org); a pod that leaves loses its certificate;
+# no key is ever printed.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -97,11 +98,17 @@ while certs_json && [ "$(py 'len(ids)')" != 1 ]; do
 done
 [ "$(py 'sorted(ids)')" = "['$reviews']" ] || xmt_fail "identities: $(py 'sorted(ids)')"
 
-XMT_SUBTEST="restart reuses the root"
+XMT_SUBTEST="status"
+xmt_xmesh status --admin "$XMT_ADMIN" >"$t/status.txt"
+grep -q '^identity: 1 workload certificate' "$t/status.txt" || xmt_fail "status: $(grep -i ident "$t/status.txt")"
+
+XMT_SUBTEST="restart reuses the root, in another trust domain"
 xmt_agent_stop || xmt_fail "agent exited non-zero"
-xmt_agent_start --cert-ttl 10s
+xmt_agent_start --cert-ttl 10s --trust-domain example.org
 certs_json
 [ "$(py "c['roots'][0]['sha256']")" = "$fp" ] || xmt_fail "another root after the restart: $(py "c['roots']")"
+[ "$(py 'sorted(ids)')" = "['spiffe://example.org/ns/shop/sa/reviews']" ] ||
+	xmt_fail "identities in example.org: $(py 'sorted(ids)')"
 grep -q "identity: CA from generated root in $t/agent-state/ca" "$XMT_AGENT_LOG" ||
 	xmt_fail "the second start did not load the generated root: $(grep identity "$XMT_AGENT_LOG" | head -n 3)"
 [ "$(stat -c %a "$key")" = 600 ] || xmt_fail "$key has mode $(stat -c %a "$key") after the restart"
