@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/pem.h>
+
 #include "compile/snapshot.h"
 #include "core/log.h"
 #include "core/strbuf.h"
@@ -180,6 +182,24 @@ struct render_ctx {
 	bool json, first;
 };
 
+/* The leaf and its chain as PEM, a JSON string: public, what a peer receives (openssl verify can check it). */
+static void render_pem(struct strbuf *out, const struct xm_cert *c)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *data, *str;
+	long n;
+	bool ok;
+
+	ok = bio && PEM_write_bio_X509(bio, cert_leaf(c));
+	for (int i = 0; ok && i < sk_X509_num(cert_chain(c)); i++)
+		ok = PEM_write_bio_X509(bio, sk_X509_value(cert_chain(c), i));
+	n = ok ? BIO_get_mem_data(bio, &data) : 0;
+	str = n > 0 ? strndup(data, (size_t)n) : NULL;
+	sb_json_str(out, str ? str : "");
+	free(str);
+	BIO_free(bio);
+}
+
 static void render_cert(void *ctx, const struct xm_cert *c)
 {
 	struct render_ctx *r = ctx;
@@ -213,7 +233,13 @@ static void render_cert(void *ctx, const struct xm_cert *c)
 		}
 		first_pod = false;
 	}
-	sb_puts(r->out, r->json ? "]}" : "\n");
+	if (r->json) {
+		sb_puts(r->out, "],\"chain_pem\":");
+		render_pem(r->out, c);
+		sb_puts(r->out, "}");
+	} else {
+		sb_puts(r->out, "\n");
+	}
 }
 
 /* `xmesh certs`: the trust bundle, then each identity. Never any key. */

@@ -3,12 +3,12 @@
 # --json` lists exactly the two local identities, renews both after half-life (new serials), exports their
 # expiry as xmesh_cert_expiry_timestamp_seconds; the generated root's key file is 0600 and the same root is
 # used again after a restart (here with --trust-domain example.org); a pod that leaves loses its certificate;
-# no key is ever printed.
+# a plug-in CA made by the openssl CLI signs leaves that `openssl verify` accepts; no key is ever printed.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 xmt_init "$@"
-for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
+for c in curl python3 openssl; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
 xmt_node_create
 t="$XMT_TMP"
 key="$t/agent-state/ca/ca-key.pem"
@@ -113,9 +113,39 @@ grep -q "identity: CA from generated root in $t/agent-state/ca" "$XMT_AGENT_LOG"
 	xmt_fail "the second start did not load the generated root: $(grep identity "$XMT_AGENT_LOG" | head -n 3)"
 [ "$(stat -c %a "$key")" = 600 ] || xmt_fail "$key has mode $(stat -c %a "$key") after the restart"
 
+XMT_SUBTEST="plug-in CA (--ca-dir), checked by the openssl CLI"
+pki="$t/pki"
+mkdir -p "$pki"
+ossl() { openssl "$@" >>"$t/openssl.log" 2>&1 || xmt_fail "openssl $1 failed: $(tail -n 3 "$t/openssl.log")"; }
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/root-key.pem" \
+	-out "$pki/root-cert.pem" -subj "/O=test/CN=test root" -days 30 \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/ca-key.pem" -out "$pki/ca.csr" \
+	-subj "/O=test/CN=test intermediate"
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n' >"$pki/ext"
+ossl x509 -req -in "$pki/ca.csr" -CA "$pki/root-cert.pem" -CAkey "$pki/root-key.pem" -CAcreateserial -days 10 \
+	-extfile "$pki/ext" -out "$pki/ca-cert.pem"
+cp "$pki/ca-cert.pem" "$pki/cert-chain.pem"
+xmt_agent_stop || xmt_fail "agent exited non-zero"
+xmt_agent_start --ca-dir "$pki"
+certs_json
+[ "$(py "c['ca']")" = "--ca-dir $pki" ] || xmt_fail "CA: $(py "c['ca']")"
+want_fp=$(openssl x509 -in "$pki/root-cert.pem" -noout -fingerprint -sha256 | sed 's/.*=//')
+[ "$(py "c['roots'][0]['sha256']")" = "$want_fp" ] || xmt_fail "root $(py "c['roots'][0]['sha256']"), want $want_fp"
+[ "$(py "ids['$reviews']['chain_length']")" = 2 ] || xmt_fail "chain: $(py "ids['$reviews']['chain_length']")"
+py "ids['$reviews']['chain_pem']" >"$t/chain.pem"
+openssl verify -CAfile "$pki/root-cert.pem" -untrusted "$t/chain.pem" -purpose sslclient "$t/chain.pem" \
+	>"$t/verify.txt" 2>&1 || xmt_fail "openssl verify: $(cat "$t/verify.txt")"
+openssl verify -CAfile "$pki/root-cert.pem" -untrusted "$t/chain.pem" -purpose sslserver "$t/chain.pem" \
+	>"$t/verify.txt" 2>&1 || xmt_fail "openssl verify (server): $(cat "$t/verify.txt")"
+openssl x509 -in "$t/chain.pem" -noout -text >"$t/leaf.txt"
+grep -q "URI:$reviews\$" "$t/leaf.txt" || xmt_fail "leaf SAN: $(grep -A1 'Alternative' "$t/leaf.txt")"
+grep -q 'ASN1 OID: prime256v1' "$t/leaf.txt" || xmt_fail "leaf key is not P-256"
+grep -q 'TLS Web Server Authentication, TLS Web Client Authentication' "$t/leaf.txt" || xmt_fail "leaf EKU"
+
 XMT_SUBTEST="no key material"
-if grep -l 'PRIVATE KEY' "$t"/agent-*.log "$t/certs.json" "$t/certs.txt" "$t/metrics" 2>/dev/null; then
+if grep -l 'PRIVATE KEY' "$t"/agent-*.log "$t/certs.json" "$t/certs.txt" "$t/metrics" "$t/chain.pem" 2>/dev/null; then
 	xmt_fail "key material in the output"
 fi
 
-xmt_pass "two local identities minted, renewed after half-life, exported; root 0600 and reused"
+xmt_pass "two local identities minted, renewed after half-life, exported; root 0600 and reused; plug-in CA"
