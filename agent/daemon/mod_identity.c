@@ -22,6 +22,8 @@
 #include "identity/identity.h"
 #include "metrics/registry.h"
 
+#define MINT_RETRY_S 5
+
 /* A local pod and its identity, as the last apply saw them. */
 struct local_pod {
 	char uri[XM_SPIFFE_MAX + 1];
@@ -37,6 +39,7 @@ struct identity_mod {
 	struct local_pod *pods; /* sorted by uri */
 	size_t n_pods;
 	const char **uris; /* into pods, for identity_store_sync */
+	int64_t retry_at;  /* after a failed mint: when to try again (0: none pending) */
 	atomic_ullong minted, renewed, failed;
 };
 
@@ -105,6 +108,8 @@ static void sync_store(struct identity_mod *m, const char *why)
 		log_warn("identity: %s: %s; certificates unchanged", why, strerror(-err));
 		return;
 	}
+	/* A pod whose first mint failed has no certificate to renew: the tick tries again a little later. */
+	m->retry_at = r.failed ? wall_now() + MINT_RETRY_S : 0;
 	atomic_fetch_add(&m->minted, r.minted);
 	atomic_fetch_add(&m->renewed, r.renewed);
 	atomic_fetch_add(&m->failed, r.failed);
@@ -161,9 +166,10 @@ static int identity_mod_apply(void *state, struct xm_snapshot *next)
 static void identity_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t now_ms)
 {
 	struct identity_mod *m = state;
+	int64_t now = wall_now();
 
 	(void)cur, (void)now_ms;
-	if (wall_now() >= identity_store_next_renewal(m->store))
+	if (now >= identity_store_next_renewal(m->store) || (m->retry_at && now >= m->retry_at))
 		sync_store(m, "renewal");
 }
 
