@@ -8,9 +8,8 @@
  * store (identity_store_*) is written by the control loop only; any thread takes certificates from it with a
  * reference and keeps them as long as it likes (a renewal publishes a new object, never edits one).
  *
- * For a TLS user (the HBONE tunnel): cert_use(cert, ssl) presents a workload's certificate and chain; the
- * peer check is verify_peer() from an SSL_CTX_set_cert_verify_callback callback, with
- * X509_STORE_CTX_get0_cert() as the leaf and X509_STORE_CTX_get0_untrusted() as the chain it sent.
+ * For a TLS user (the HBONE tunnel): cert_use(cert, ssl) presents a workload's certificate and chain;
+ * verify_tls_callback checks the peer in the handshake, and verify_tls_peer(ssl) tells who it was.
  */
 #ifndef XMESH_IDENTITY_H
 #define XMESH_IDENTITY_H
@@ -124,6 +123,23 @@ enum xm_verify_reason verify_peer_bytes(const struct xm_trust_bundle *b, const u
 					struct xm_spiffe_id *out);
 /* Refusals counted since start, by reason (process-wide). */
 uint64_t verify_failures(enum xm_verify_reason r);
+
+/* ---- The same check in a TLS handshake (verify_tls.c) ---- */
+
+struct xm_tls_peer_policy {
+	const struct xm_trust_bundle *bundle; /* held by the caller while SSL objects use the policy */
+	const char *trust_domain;
+	enum xm_peer_role role;
+};
+
+/*
+ * SSL_CTX_set_cert_verify_callback(ctx, verify_tls_callback, &policy), with SSL_VERIFY_PEER (and, on a
+ * server, SSL_VERIFY_FAIL_IF_NO_PEER_CERT): verify_peer() at the real clock replaces OpenSSL's chain check,
+ * so a refused peer fails the handshake (its reason counted); an accepted one's ID is verify_tls_peer(ssl).
+ */
+int verify_tls_callback(X509_STORE_CTX *x, void *policy);
+/* The verified peer's SPIFFE ID after a handshake, owned by ssl; NULL when none was verified. */
+const struct xm_spiffe_id *verify_tls_peer(const SSL *ssl);
 
 /* ---- The CA (ca.c) ---- */
 

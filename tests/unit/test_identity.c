@@ -642,60 +642,100 @@ Test(identity_ca, store_mints_renews_and_forgets)
 	ca_free(ca);
 }
 
-/* The certificate works in a real TLS 1.3 handshake between two SSL objects over a socket pair. */
-Test(identity_ca, cert_use_in_tls)
+/* A TLS 1.3 handshake between two SSL objects over a BIO pair; true when both ends completed it. */
+static bool handshake(SSL_CTX *sctx, SSL_CTX *cctx, const struct xm_cert *srv, const struct xm_cert *cli, SSL **s,
+		      SSL **c)
+{
+	BIO *sb, *cb;
+	int rs = 0, rc = 0;
+
+	*s = SSL_new(sctx);
+	*c = SSL_new(cctx);
+	cr_assert(*s && *c);
+	cr_assert_eq(cert_use(srv, *s), 0);
+	if (cli)
+		cr_assert_eq(cert_use(cli, *c), 0);
+	cr_assert(BIO_new_bio_pair(&sb, 0, &cb, 0));
+	SSL_set_bio(*s, sb, sb);
+	SSL_set_bio(*c, cb, cb);
+	SSL_set_accept_state(*s);
+	SSL_set_connect_state(*c);
+	for (int i = 0; i < 20 && (rs != 1 || rc != 1); i++) {
+		if (rc != 1)
+			rc = SSL_do_handshake(*c);
+		if (rs != 1)
+			rs = SSL_do_handshake(*s);
+	}
+	/* TLS 1.3: the client finishes before the server has checked its certificate; a read tells. */
+	if (rc == 1 && rs == 1) {
+		char byte;
+
+		SSL_write(*s, "x", 1);
+		rc = SSL_read(*c, &byte, 1) == 1;
+	}
+	return rc == 1 && rs == 1;
+}
+
+/* The certificates and verify_tls_callback in real TLS 1.3 handshakes: both ends learn the other's ID; a
+ * client from another root, or without a certificate, is refused by the server. */
+Test(identity_ca, tls_handshake_with_spiffe_peers)
 {
 	int64_t now = time(NULL); /* the handshake checks validity by the real clock */
-	struct xm_ca *ca = open_generated_at(now);
-	struct xm_cert *srv, *cli;
+	struct xm_ca *ca = open_generated_at(now), *stranger_ca;
+	struct xm_ca_opts so;
+	struct xm_cert *srv, *cli, *stranger;
 	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method()), *cctx = SSL_CTX_new(TLS_client_method());
+	struct xm_tls_peer_policy sp = { ca_bundle(ca), TD, XM_PEER_CLIENT },
+				  cp = { ca_bundle(ca), TD, XM_PEER_SERVER };
+	char dir[300], err[512] = "";
+	uint64_t unknown;
 	SSL *s, *c;
-	BIO *sb, *cb;
-	int e, rs = 0, rc = 0;
-	struct xm_spiffe_id id;
+	int e;
 
 	srv = ca_mint(ca, "spiffe://cluster.local/ns/s/sa/server", now, 3600, &e);
 	cli = ca_mint(ca, "spiffe://cluster.local/ns/c/sa/client", now, 3600, &e);
 	cr_assert(srv && cli && sctx && cctx);
 	SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION);
 	SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION);
-	/* The chain is checked by verify_peer afterwards; the handshake only asks for a client certificate. */
 	SSL_CTX_set_verify(sctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_cert_store(sctx, X509_STORE_new());
-	X509_STORE_add_cert(SSL_CTX_get_cert_store(sctx), bundle_root(ca_bundle(ca), 0));
-	SSL_CTX_set_cert_store(cctx, X509_STORE_new());
-	X509_STORE_add_cert(SSL_CTX_get_cert_store(cctx), bundle_root(ca_bundle(ca), 0));
+	SSL_CTX_set_cert_verify_callback(sctx, verify_tls_callback, &sp);
 	SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
-	s = SSL_new(sctx);
-	c = SSL_new(cctx);
-	cr_assert_eq(cert_use(srv, s), 0);
-	cr_assert_eq(cert_use(cli, c), 0);
-	BIO_new_bio_pair(&sb, 0, &cb, 0);
-	SSL_set_bio(s, sb, sb);
-	SSL_set_bio(c, cb, cb);
-	SSL_set_accept_state(s);
-	SSL_set_connect_state(c);
-	for (int i = 0; i < 20 && (rs != 1 || rc != 1); i++) {
-		if (rc != 1)
-			rc = SSL_do_handshake(c);
-		if (rs != 1)
-			rs = SSL_do_handshake(s);
-	}
-	cr_assert_eq(rc, 1, "client handshake");
-	cr_assert_eq(rs, 1, "server handshake");
-	{
-		X509 *peer = SSL_get1_peer_certificate(s);
+	SSL_CTX_set_cert_verify_callback(cctx, verify_tls_callback, &cp);
 
-		cr_expect_eq(verify_peer(ca_bundle(ca), peer, SSL_get_peer_cert_chain(s), TD, now, XM_PEER_CLIENT, &id),
-			     XM_VERIFY_OK);
-		cr_expect_str_eq(id.uri, "spiffe://cluster.local/ns/c/sa/client");
-		X509_free(peer);
-	}
+	cr_assert(handshake(sctx, cctx, srv, cli, &s, &c), "handshake between two workloads of one root");
+	cr_assert_not_null(verify_tls_peer(s));
+	cr_expect_str_eq(verify_tls_peer(s)->uri, "spiffe://cluster.local/ns/c/sa/client");
+	cr_assert_not_null(verify_tls_peer(c));
+	cr_expect_str_eq(verify_tls_peer(c)->uri, "spiffe://cluster.local/ns/s/sa/server");
+	cr_expect_str_eq(verify_tls_peer(c)->sa, "server");
 	SSL_free(s);
 	SSL_free(c);
+
+	/* Another root's workload: the server refuses it, for that reason. */
+	snprintf(dir, sizeof(dir), "%s/other", tmpdir);
+	so = (struct xm_ca_opts){ .state_dir = dir };
+	stranger_ca = ca_open(&so, now, err, sizeof(err));
+	cr_assert_not_null(stranger_ca, "%s", err);
+	stranger = ca_mint(stranger_ca, "spiffe://cluster.local/ns/c/sa/client", now, 3600, &e);
+	cr_assert_not_null(stranger);
+	unknown = verify_failures(XM_VERIFY_UNKNOWN_CA);
+	cr_expect(!handshake(sctx, cctx, srv, stranger, &s, &c), "a client of another root got through");
+	cr_expect_null(verify_tls_peer(s));
+	cr_expect_eq(verify_failures(XM_VERIFY_UNKNOWN_CA), unknown + 1);
+	SSL_free(s);
+	SSL_free(c);
+
+	/* No client certificate at all. */
+	cr_expect(!handshake(sctx, cctx, srv, NULL, &s, &c), "a client without a certificate got through");
+	cr_expect_null(verify_tls_peer(s));
+	SSL_free(s);
+	SSL_free(c);
+
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
 	cert_put(srv);
 	cert_put(cli);
+	cert_put(stranger);
 	ca_free(ca);
+	ca_free(stranger_ca);
 }
