@@ -224,7 +224,7 @@ static void render_cert(void *ctx, const struct xm_cert *c)
 			  cert_serial(c), nb, na, renew, (long long)cert_not_before(c), (long long)cert_not_after(c),
 			  1 + sk_X509_num(cert_chain(c)));
 	} else {
-		sb_printf(r->out, "%s\n  serial %s\n  valid %s .. %s, renewed from %s\n  pods:", cert_spiffe(c),
+		sb_printf(r->out, "%s\n  serial %s\n  valid %s .. %s, renewal at %s\n  pods:", cert_spiffe(c),
 			  cert_serial(c), nb, na, renew);
 	}
 	r->first = false;
