@@ -128,6 +128,9 @@ static int identity_mod_apply(void *state, struct xm_snapshot *next)
 	size_t n = 0;
 	int rc = 0;
 
+	next->certs = m->store;
+	next->trust_bundle = ca_bundle(m->ca);
+	next->trust_domain = m->trust_domain;
 	pods = calloc(ids->n_workloads ? ids->n_workloads : 1, sizeof(*pods));
 	uris = calloc(ids->n_workloads ? ids->n_workloads : 1, sizeof(*uris));
 	if (!pods || !uris) {
