@@ -106,7 +106,8 @@ int identity_store_sync(struct xm_identity_store *s, struct xm_ca *ca, const cha
 		return -ENOMEM;
 	}
 	atomic_init(&t->refs, 1);
-	memcpy(sorted, uris, n * sizeof(*sorted));
+	if (n)
+		memcpy(sorted, uris, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), str_cmp);
 	for (size_t i = 0; i < n; i++) {
 		struct xm_cert *have, *fresh;
