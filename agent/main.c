@@ -13,6 +13,7 @@ static void usage(FILE *f)
 		   "  validate  check config files: xmesh validate PATH...\n"
 		   "  status    what the running agent serves: xmesh status [--json]\n"
 		   "  routes    the compiled L7 route table per HTTP service: xmesh routes [--json]\n"
+		   "  certs     this node's workload identities and trust bundle: xmesh certs [--json]\n"
 		   "  maps      decoded contents of the pinned maps: xmesh maps [NAME] [--json] [--bpffs DIR]\n"
 		   "  cleanup   detach and unpin everything: xmesh cleanup --bpffs DIR --cgroup DIR\n"
 		   "  version   print the version\n");
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 1, argv + 1);
 	if (!strcmp(cmd, "routes"))
 		return cmd_routes(argc - 1, argv + 1);
+	if (!strcmp(cmd, "certs"))
+		return cmd_certs(argc - 1, argv + 1);
 	if (!strcmp(cmd, "maps"))
 		return cmd_maps(argc - 1, argv + 1);
 	if (!strcmp(cmd, "cleanup"))

@@ -224,7 +224,7 @@ section_socklb() {
 		mkdir "$CG/mesh-$n"
 		timeout -k 5 900 nsenter --net="/run/netns/${P}node" -- "$BUILD/xmesh" agent \
 			--config "$TMP/services-$n.yaml" --cgroup "$CG/mesh-$n" --bpffs "$PIN/$n" --node node1 \
-			--metrics "127.0.0.1:$((15090 + i))" --admin "$TMP/admin-$n.sock" "${agent_extra[@]}" \
+			--metrics "127.0.0.1:$((15090 + i))" --admin "$TMP/admin-$n.sock" --state-dir "$TMP/agent-state" "${agent_extra[@]}" \
 			>"$TMP/agent-$n.log" 2>&1 &
 		agent_pids+=("$!")
 		PIDS+=("$!")
@@ -364,7 +364,7 @@ section_apply() {
 	t0=$(date +%s%N)
 	timeout -k 5 1800 nsenter --net="/run/netns/$ns" -- "$BUILD/xmesh" agent --config "$dir" \
 		--cgroup "$CG/apply" --bpffs "$PIN/apply" --node node1 --metrics 127.0.0.1:15190 \
-		--admin "$TMP/apply-admin.sock" >"$log" 2>&1 &
+		--admin "$TMP/apply-admin.sock" --state-dir "$TMP/agent-state" >"$log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")
 	wait_line "$log" ' ready' 600 "$pid" || die "apply: agent not ready: $(tail -n 5 "$log")"
@@ -594,7 +594,7 @@ l7_agent() { # the agent with its L7 proxy, on the child cgroup $CG/mesh-l7 (the
 	l7_config >"$TMP/l7-config.yaml"
 	timeout -k 5 900 nsenter --net="/run/netns/${P}node" -- taskset -c "$L7_CPU_PROXY" "$BUILD/xmesh" agent \
 		--config "$TMP/l7-config.yaml" --cgroup "$CG/mesh-l7" --bpffs "$PIN/l7" --node node1 \
-		--metrics 127.0.0.1:15290 --admin "$TMP/l7-admin.sock" --proxy-workers "${L7_WORKERS:-1}" "$@" \
+		--metrics 127.0.0.1:15290 --admin "$TMP/l7-admin.sock" --state-dir "$TMP/agent-state" --proxy-workers "${L7_WORKERS:-1}" "$@" \
 		>"$TMP/l7-agent.log" 2>&1 &
 	L7_PROXY_PID=$!
 	PIDS+=("$L7_PROXY_PID")

@@ -13,6 +13,8 @@ PACKAGES=(
 	# L7 tests and bench: the test backend's HTTP parser (libhttp-parser, also the parser tests' oracle), curl,
 	# and wrk, HAProxy and nginx for `make bench` section l7 (run by the bench in namespaces, never as services)
 	libhttp-parser-dev curl wrk haproxy nginx
+	# mTLS tests: the openssl CLI makes a plug-in CA and checks minted certificates independently
+	openssl
 	libclang-rt-14-dev libasan8 libubsan1
 	# lint and format
 	clang-format cppcheck

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The CLI commands that only ask the running agent (`xmesh status`, `xmesh routes`): `CMD [--json]
+ * The CLI commands that only ask the running agent (`xmesh status`, `xmesh routes`, `xmesh certs`): `CMD [--json]
  * [--admin SOCKET]` sends "CMD" or "CMD json" over the admin socket and prints the answer.
  */
 #include <getopt.h>
@@ -64,4 +64,10 @@ int cmd_status(int argc, char **argv)
 int cmd_routes(int argc, char **argv)
 {
 	return admin_query(argc, argv, "routes", "");
+}
+
+/* This node's workload identities, their certificates and the trust bundle (no key, ever). */
+int cmd_certs(int argc, char **argv)
+{
+	return admin_query(argc, argv, "certs", "");
 }

@@ -12,10 +12,12 @@
 
 #include "admin/admin.h"
 #include "cli/cli.h"
+#include "config/model.h"
 #include "core/log.h"
 #include "core/mkdir_p.h"
 #include "daemon/daemon.h"
 #include "daemon/instance_lock.h"
+#include "identity/identity.h"
 #include "datapath/pins.h"
 #include "datapath/sockmap.h"
 #include "l7/access_log.h"
@@ -33,9 +35,15 @@ static void usage(FILE *f)
 		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
 		   "                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
 		   "                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
-		   "                   [--trace-endpoint URL]\n"
+		   "                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
+		   "                   [--cert-ttl DURATION] [--state-dir DIR]\n"
 		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
-		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n");
+		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
+		   "  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
+		   "  --ca-dir          Istio plug-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem,\n"
+		   "                    cert-chain.pem); default: a root generated once in --state-dir/ca\n"
+		   "  --cert-ttl        workload certificate lifetime, 10s to 8760h (default 24h)\n"
+		   "  --state-dir       kept across restarts (default /var/lib/xmesh)\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -84,6 +92,10 @@ int cmd_agent(int argc, char **argv)
 		{ "access-log-format", required_argument, NULL, 'F' },
 		{ "trace-sampling", required_argument, NULL, 'T' },
 		{ "trace-endpoint", required_argument, NULL, 'E' },
+		{ "trust-domain", required_argument, NULL, 'd' },
+		{ "ca-dir", required_argument, NULL, 'C' },
+		{ "cert-ttl", required_argument, NULL, 't' },
+		{ "state-dir", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -96,6 +108,9 @@ int cmd_agent(int argc, char **argv)
 		.proxy_port = L7_PROXY_DEFAULT_PORT,
 		.access_log_format = L7_LOG_JSON,
 		.trace_sampling_percent = 1.0,
+		.trust_domain = XM_DEFAULT_TRUST_DOMAIN,
+		.cert_ttl_s = XM_DEFAULT_CERT_TTL_S,
+		.state_dir = XM_DEFAULT_STATE_DIR,
 	};
 	int c, rc, err, lock_fd;
 	pid_t holder;
@@ -214,6 +229,36 @@ int cmd_agent(int argc, char **argv)
 				return 2;
 			}
 			o.trace_endpoint = optarg;
+			break;
+		}
+		case 'd':
+			if (!spiffe_trust_domain_valid(optarg)) {
+				fprintf(stderr,
+					"xmesh agent: --trust-domain %s: want 1-255 characters of a-z 0-9 . - _\n",
+					optarg);
+				return 2;
+			}
+			o.trust_domain = optarg;
+			break;
+		case 'C':
+			o.ca_dir = optarg;
+			break;
+		case 's':
+			if (!*optarg) {
+				fprintf(stderr, "xmesh agent: --state-dir: want a directory\n");
+				return 2;
+			}
+			o.state_dir = optarg;
+			break;
+		case 't': {
+			uint64_t ms;
+
+			if (config_parse_duration_ms(optarg, &ms) || ms < 10000 || ms > 8760ULL * 3600 * 1000) {
+				fprintf(stderr, "xmesh agent: --cert-ttl %s: want a duration from 10s to 8760h\n",
+					optarg);
+				return 2;
+			}
+			o.cert_ttl_s = (uint32_t)(ms / 1000);
 			break;
 		}
 		case 'F':

@@ -7,6 +7,7 @@ int cmd_agent(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_routes(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
 int cmd_maps(int argc, char **argv);
 int cmd_cleanup(int argc, char **argv);
 

@@ -68,7 +68,7 @@ static const char *first_label(const struct xm_pod *pod, const char *const *keys
 	return dflt;
 }
 
-static int workload_fill(struct xm_workload *w, const struct xm_pod *pod)
+static int workload_fill(struct xm_workload *w, const struct xm_pod *pod, const char *trust_domain)
 {
 	static const char *const service_keys[] = { "service.istio.io/canonical-name", "app.kubernetes.io/name",
 						    "app" };
@@ -86,7 +86,9 @@ static int workload_fill(struct xm_workload *w, const struct xm_pod *pod)
 		 first_label(pod, revision_keys, 3, "latest"));
 	snprintf(w->service_account, sizeof(w->service_account), "%s",
 		 pod->service_account[0] ? pod->service_account : "default");
-	snprintf(w->principal, sizeof(w->principal), "spiffe://cluster.local/ns/%s/sa/%s", pod->ns, w->service_account);
+	snprintf(w->node, sizeof(w->node), "%s", pod->node_name);
+	snprintf(w->principal, sizeof(w->principal), "spiffe://%s/ns/%s/sa/%s", trust_domain, pod->ns,
+		 w->service_account);
 	if (!pod->n_labels)
 		return 0;
 	w->labels = malloc(pod->n_labels * sizeof(*w->labels));
@@ -119,7 +121,7 @@ static void workloads_free(struct xm_workload *w, size_t n)
 	free(w);
 }
 
-int identities_build(const struct xm_config *cfg, struct xm_identities *ids)
+int identities_build(const struct xm_config *cfg, const char *trust_domain, struct xm_identities *ids)
 {
 	struct xm_identity *items;
 	struct xm_workload *wls;
@@ -135,7 +137,7 @@ int identities_build(const struct xm_config *cfg, struct xm_identities *ids)
 		const struct xm_pod *pod = &cfg->pods[i];
 		struct xm_workload *w = &wls[i];
 
-		if (workload_fill(w, pod))
+		if (workload_fill(w, pod, trust_domain ? trust_domain : "cluster.local"))
 			goto nomem;
 		for (j = 0; j < pod->n_ips; j++) {
 			struct xm_identity *id = &items[n++];

@@ -25,8 +25,9 @@ struct xm_workload {
 	char canonical_revision[XM_LABEL_MAX]; /* service.istio.io/canonical-revision, app.kubernetes.io/version,
 						  version, "latest" */
 	char service_account[XM_NAME_MAX];
-	char principal[64 + 2 * XM_NAME_MAX + 48]; /* spiffe://cluster.local/ns/NS/sa/SA */
-	struct xm_label *labels;		   /* a copy of the Pod's labels, sorted by key */
+	char node[XM_NAME_MAX]; /* spec.nodeName: the agent of that node mints this pod's certificate */
+	char principal[64 + 2 * XM_NAME_MAX + 256]; /* spiffe://TRUST_DOMAIN/ns/NS/sa/SA */
+	struct xm_label *labels;		    /* a copy of the Pod's labels, sorted by key */
 	size_t n_labels;
 };
 
@@ -35,8 +36,8 @@ struct xm_identity {
 	uint8_t family;
 	char ns[64];
 	char workload[XM_NAME_MAX];
-	char principal[64 + 2 * XM_NAME_MAX + 48]; /* spiffe://cluster.local/ns/NS/sa/SA */
-	const struct xm_workload *wl;		   /* the pod this address belongs to */
+	char principal[64 + 2 * XM_NAME_MAX + 256]; /* spiffe://TRUST_DOMAIN/ns/NS/sa/SA */
+	const struct xm_workload *wl;		    /* the pod this address belongs to */
 };
 
 struct xm_identities {
@@ -46,8 +47,8 @@ struct xm_identities {
 	size_t n_workloads;
 };
 
-/* Replaces ids with the Pods of cfg. Returns 0 or -ENOMEM (ids unchanged then). */
-int identities_build(const struct xm_config *cfg, struct xm_identities *ids);
+/* Replaces ids with the Pods of cfg; principals in trust_domain (NULL: cluster.local). 0 or -ENOMEM (ids unchanged). */
+int identities_build(const struct xm_config *cfg, const char *trust_domain, struct xm_identities *ids);
 void identities_free(struct xm_identities *ids);
 const struct xm_identity *identities_find(const struct xm_identities *ids, const union xm_addr *addr, uint8_t family);
 

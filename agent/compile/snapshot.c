@@ -15,7 +15,7 @@ struct xm_snapshot *snapshot_build(const struct xm_config *cfg, const struct xm_
 	atomic_init(&s->refs, 1);
 	*err = compile_lb(cfg, opts, &s->lb);
 	if (!*err)
-		*err = identities_build(cfg, &s->identities);
+		*err = identities_build(cfg, opts->trust_domain, &s->identities);
 	if (!*err)
 		*err = local_addrs_build(cfg, opts->node_name, &s->local);
 	if (!*err)

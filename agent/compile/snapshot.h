@@ -17,6 +17,9 @@
 #include "compile/nodes.h"
 #include "l7/routes.h"
 
+struct xm_identity_store;
+struct xm_trust_bundle;
+
 /* An id of the published state, resolved to where the snapshot holds it. */
 struct xm_snap_ref {
 	uint32_t id;
@@ -32,6 +35,14 @@ struct xm_snapshot {
 	struct xm_node_addrs nodes; /* every Node's InternalIPs: where IPIP may come from */
 	/* The HTTP service ports and their routes; points into lb, whose arrays never move once built. */
 	struct l7_route_table routes;
+	/*
+	 * This node's workload certificates, the trust bundle and the trust domain (identity/identity.h): set by
+	 * the identity module when it applies, for the modules after it; not owned by the snapshot, and valid
+	 * until the identity module closes (after every module that follows it). NULL when it is off.
+	 */
+	struct xm_identity_store *certs;
+	const struct xm_trust_bundle *trust_bundle;
+	const char *trust_domain;
 	/* Sorted by id, filled by snapshot_index() once publishing has assigned the ids. */
 	struct xm_snap_ref *by_svc_id, *by_backend_id;
 	size_t n_by_svc_id, n_by_backend_id;

@@ -68,6 +68,15 @@ void parse_pod(struct obj_ctx *c, const struct ynode *obj, const struct ynode *m
 		    sizeof(pod.service_account)) == FIELD_ABSENT)
 		get_str(c, spec, "serviceAccount", "spec.serviceAccount", pod.service_account,
 			sizeof(pod.service_account));
+	/* The service account names the pod's SPIFFE identity: a Kubernetes name (RFC 1123 subdomain) or none. */
+	if (pod.service_account[0] && !is_dns1123_subdomain(pod.service_account)) {
+		const struct ynode *at = spec ? ymap_get(spec, "serviceAccountName", NULL) : NULL;
+
+		obj_error(c, at ? at : (spec ? ymap_get(spec, "serviceAccount", NULL) : NULL),
+			  "service account %s is not a valid name (RFC 1123 subdomain)",
+			  quoted((char[QUOTE_BUF]){ 0 }, pod.service_account));
+		pod.service_account[0] = '\0';
+	}
 	if (!pod.service_account[0])
 		snprintf(pod.service_account, sizeof(pod.service_account), "default");
 	get_str(c, spec, "nodeName", "spec.nodeName", pod.node_name, sizeof(pod.node_name));

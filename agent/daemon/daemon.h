@@ -37,6 +37,10 @@ struct xm_agent_opts {
 	int access_log_format;	/* --access-log-format: enum l7_log_format */
 	double trace_sampling_percent; /* --trace-sampling: new traces sampled, 0..100 */
 	const char *trace_endpoint;    /* --trace-endpoint URL: Zipkin v2 collector; NULL: no export */
+	const char *trust_domain;      /* --trust-domain: of every SPIFFE identity (default cluster.local) */
+	const char *ca_dir;	       /* --ca-dir: Istio's plug-in CA files; NULL: the root generated in state_dir */
+	uint32_t cert_ttl_s;	       /* --cert-ttl: workload certificates' lifetime (default 24 h) */
+	const char *state_dir;	       /* --state-dir: what the agent keeps across restarts (the generated root) */
 };
 
 struct xm_agent;

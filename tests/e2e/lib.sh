@@ -357,14 +357,15 @@ xmt_backends() { # the backend pod names of xmt_topology NB: "b1 b2 ... bNB"
 # Agent
 
 # xmt_agent_start [ARGS...]: starts the agent in the node namespace on the child cgroup and waits for its
-# "ready" line on stderr. Each start has its own log (agent-N.log); XMT_AGENT_LOG is the current one.
+# "ready" line on stderr. Each start has its own log (agent-N.log); XMT_AGENT_LOG is the current one. The
+# state directory (the generated root CA) is the test's own, kept across restarts of the test.
 xmt_agent_start() {
 	local r=0
 	XMT_AGENT_N=$((XMT_AGENT_N + 1))
 	XMT_AGENT_LOG="$XMT_TMP/agent-$XMT_AGENT_N.log"
 	timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/$XMT_NODE" -- \
 		"$XMESH" agent --config "$XMT_CONF" --cgroup "$XMT_CG" --bpffs "$XMT_PIN" --node "$XMT_NODE_NAME" \
-		--metrics 127.0.0.1:15090 --admin "$XMT_ADMIN" "$@" >"$XMT_AGENT_LOG" 2>&1 &
+		--metrics 127.0.0.1:15090 --admin "$XMT_ADMIN" --state-dir "$XMT_TMP/agent-state" "$@" >"$XMT_AGENT_LOG" 2>&1 &
 	XMT_AGENT_PID=$!
 	# The word only: "already attached" is no ready line.
 	xmt_wait_for "$XMT_AGENT_LOG" '\<ready\>' "$XMT_READY_TIMEOUT" "$XMT_AGENT_PID" || r=$?

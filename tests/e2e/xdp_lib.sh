@@ -172,7 +172,7 @@ xmx_agent() {
 	XMX_NS+=("$XMT_P$ns")
 	timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/$XMT_P$ns" -- \
 		"$XMESH" agent --config "$XMT_CONF" --cgroup "$cg" --bpffs "$pin" --node "$node" --iface "$iface" \
-		--metrics 127.0.0.1:15090 --admin "$XMT_TMP/admin-$name.sock" "$@" >"$XMT_TMP/agent-$name.log" 2>&1 &
+		--metrics 127.0.0.1:15090 --admin "$XMT_TMP/admin-$name.sock" --state-dir "$XMT_TMP/agent-state" "$@" >"$XMT_TMP/agent-$name.log" 2>&1 &
 	pid=$!
 	XMX_AGENTS+=("$pid")
 	XMT_AGENT_LOG="$XMT_TMP/agent-$name.log"

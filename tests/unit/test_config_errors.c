@@ -336,3 +336,11 @@ Test(config_errors, a_name_defined_three_times_keeps_only_the_first)
 			  "diag %zu: %s", i, diags.items[i].msg);
 	free(path);
 }
+
+/* A service account names a SPIFFE identity (spiffe://TD/ns/NS/sa/SA): only a Kubernetes name can be one. */
+Test(config_errors, pod_service_account_not_a_name)
+{
+	load_errors("pod_service_account.yaml", 1);
+	find_diag(&diags, "errors/pod_service_account.yaml", 6, 23, "pod shop/reviews-1: ",
+		  "service account \"reviews/../admin\" is not a valid name (RFC 1123 subdomain)");
+}
