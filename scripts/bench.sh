@@ -675,7 +675,7 @@ l7_pid_under() {
 l7_wait_listen() {
 	local i
 	for ((i = 0; i < 100; i++)); do
-		ip netns exec "${P}node" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q "$1:$2" && return 0
+		ip netns exec "${P}node" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep "$1:$2" >/dev/null && return 0
 		sleep 0.1
 	done
 	return 1

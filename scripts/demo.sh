@@ -89,7 +89,7 @@ xmt_skip() {
 }
 xmt_require
 
-if [ -e "$XMT_CG" ] || [ -e "$XMT_PIN" ] || ip netns list | grep -q '^xmdemo-'; then
+if [ -e "$XMT_CG" ] || [ -e "$XMT_PIN" ] || ip netns list | grep '^xmdemo-' >/dev/null; then
 	echo "demo: a previous demo is still there; removing it first"
 	(demo_teardown) || true
 fi
