@@ -13,6 +13,8 @@ PACKAGES=(
 	# L7 tests and bench: the test backend's HTTP parser (libhttp-parser, also the parser tests' oracle), curl,
 	# and wrk, HAProxy and nginx for `make bench` section l7 (run by the bench in namespaces, never as services)
 	libhttp-parser-dev curl wrk haproxy nginx
+	# mTLS tunnel (HBONE): HTTP/2 framing and flow control; the interop test's independent HTTP/2 peer
+	libnghttp2-dev python3-h2
 	libclang-rt-14-dev libasan8 libubsan1
 	# lint and format
 	clang-format cppcheck
