@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -817,4 +818,178 @@ Test(hbone, oversized_headers_reset)
 	cr_expect_eq(fx.admits, 0);
 	cr_expect_eq(hbone_server_connections(fx.srv), 1);
 	raw_end(&r);
+}
+
+/* ---- keep-alive, garbage and silence on the HBONE port ---- */
+
+static void setup_fast_pings(uint64_t interval, uint64_t timeout, uint64_t hs_timeout)
+{
+	struct hbone_server_config scfg = {
+		.verify = hbt_verify,
+		.cert = pick_cert,
+		.admit = admit,
+		.ping_interval_ms = interval,
+		.ping_timeout_ms = timeout,
+		.handshake_timeout_ms = hs_timeout,
+	};
+	struct hbone_client_config ccfg = {
+		.verify = hbt_verify,
+		.ping_interval_ms = interval,
+		.ping_timeout_ms = timeout,
+	};
+
+	setup_with(0);
+	hbone_server_free(fx.srv);
+	scfg.trust = ccfg.trust = fx.store;
+	fx.srv = hbone_server_new(fx.loop, fx.lfd, &scfg, &fx.ctr);
+	fx.cl = hbone_client_new(fx.loop, &ccfg, &fx.ctr);
+	cr_assert(fx.srv && fx.cl);
+}
+
+/* PINGs answered keep an idle stream's connection up across many intervals. */
+Test(hbone_limits, keepalive_pings_answered)
+{
+	struct pipe_t p;
+
+	setup_fast_pings(30, 60, 0);
+	open_pipe(&p, 11, 1000, &fx.echo_addr);
+	p.shut = true; /* send nothing yet */
+	p.total = 0;
+	cr_assert(hbt_run_until(fx.loop, opened, &p, 5000));
+	hbt_run_for(fx.loop, 400);
+	cr_expect_not(p.closed, "the connection died: %d", p.close_err);
+	cr_expect_eq(hbone_client_connections(fx.cl), 1);
+	cr_assert_eq(hbone_stream_write(p.s, "ping", 4), 4);
+	hbone_stream_shutdown(p.s);
+	p.seed = 0;
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_expect_eq(p.got, 4);
+	cr_expect_eq(p.close_err, 0);
+}
+
+/* A TLS peer that completes the handshake with ALPN h2, then never answers (not even PINGs). */
+struct silent {
+	struct sockaddr_storage addr;
+	int lfd;
+	atomic_bool stop;
+};
+
+static int alpn_h2(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+		   unsigned int inlen, void *arg)
+{
+	static const unsigned char h2[] = { 2, 'h', '2' };
+
+	(void)ssl, (void)arg;
+	return SSL_select_next_proto((unsigned char **)out, outlen, h2, sizeof(h2), in, inlen) == OPENSSL_NPN_NEGOTIATED
+		   ? SSL_TLSEXT_ERR_OK
+		   : SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static void *silent_server(void *arg)
+{
+	struct silent *sv = arg;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL *ssl = NULL;
+	int fd = -1;
+
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_use_certificate(ctx, fx.server_leaf.cert);
+	SSL_CTX_use_PrivateKey(ctx, fx.server_leaf.key);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_h2, NULL);
+	while (!atomic_load(&sv->stop) && fd < 0) {
+		fd = accept(sv->lfd, NULL, NULL);
+		if (fd < 0)
+			usleep(1000);
+	}
+	if (fd >= 0) {
+		int flags = 0;
+
+		ioctl(fd, FIONBIO, &flags); /* blocking, for the handshake */
+		ssl = SSL_new(ctx);
+		SSL_set_fd(ssl, fd);
+		SSL_accept(ssl);
+		while (!atomic_load(&sv->stop))
+			usleep(1000); /* reads nothing, answers nothing */
+		SSL_free(ssl);
+		close(fd);
+	}
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* An unanswered PING ends the connection after the timeout; its stream hears it. */
+Test(hbone_limits, keepalive_ping_timeout)
+{
+	struct silent sv = { 0 };
+	struct pipe_t p;
+	pthread_t t;
+	uint64_t t0;
+	struct hbone_open req = {
+		.src_id = SRC_ID,
+		.dst_id = DST_ID,
+		.dst = &sv.addr,
+		.target = &sv.addr,
+	};
+
+	setup_fast_pings(50, 100, 0);
+	req.cert = fx.client_leaf.cert;
+	req.key = fx.client_leaf.key;
+	sv.lfd = hbt_listen(&sv.addr);
+	cr_assert_eq(pthread_create(&t, NULL, silent_server, &sv), 0);
+	memset(&p, 0, sizeof(p));
+	t0 = loop_now_ms();
+	p.s = hbone_client_open(fx.cl, &req, &pipe_ops, &p);
+	cr_assert_not_null(p.s);
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000), "the connection outlived its unanswered PING");
+	atomic_store(&sv.stop, true);
+	pthread_join(t, NULL);
+	close(sv.lfd);
+	cr_expect_eq(p.status, -ETIMEDOUT, "status %d", p.status);
+	cr_expect_geq(loop_now_ms() - t0, 140);
+	cr_expect_eq(hbone_client_connections(fx.cl), 0);
+}
+
+static bool hs_failures(void *arg)
+{
+	return atomic_load(&fx.ctr.handshakes[HBONE_SIDE_SERVER][HBONE_HS_FAILURE]) >= (uint64_t)(uintptr_t)arg;
+}
+
+/* Plaintext on the HBONE port fails the handshake at once; a silent client fails it at the timeout. */
+Test(hbone_limits, plaintext_and_silence_on_hbone_port)
+{
+	struct pipe_t p;
+	int plain = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	uint64_t t0;
+
+	setup_fast_pings(0, 0, 200);
+	cr_assert_eq(connect(plain, (struct sockaddr *)&fx.hbone_addr, sizeof(struct sockaddr_in)), 0);
+	cr_assert_eq(write(plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27), 27);
+	cr_assert(hbt_run_until(fx.loop, hs_failures, (void *)1, 2000), "plaintext was not refused");
+	t0 = loop_now_ms();
+	cr_assert_eq(connect(silent, (struct sockaddr *)&fx.hbone_addr, sizeof(struct sockaddr_in)), 0);
+	cr_assert(hbt_run_until(fx.loop, hs_failures, (void *)2, 3000), "the silent client was not dropped");
+	cr_expect_geq(loop_now_ms() - t0, 150);
+	cr_expect_eq(hbone_server_connections(fx.srv), 0);
+	close(plain);
+	close(silent);
+	/* and the server goes on */
+	open_pipe(&p, 12, 3000, &fx.echo_addr);
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_expect_eq(p.got, 3000);
+}
+
+/* A stream closed before its connection is ready never calls back; the connection serves the next. */
+Test(hbone, close_before_open)
+{
+	struct pipe_t a, b;
+
+	open_pipe(&a, 1, 1000, &fx.echo_addr);
+	hbone_stream_close(a.s);
+	open_pipe(&b, 2, 1000, &fx.echo_addr);
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &b, 5000));
+	cr_expect_eq(b.got, 1000);
+	cr_expect_not(a.opened);
+	cr_expect_not(a.closed);
+	cr_expect_eq(fx.admits, 1);
 }
