@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -388,7 +389,15 @@ static void dispatch(struct hb_conn *c)
 static void close_socket(struct hb_conn *c)
 {
 	if (c->fd >= 0) {
+		uint8_t junk[4096];
+		size_t drained = 0;
+		ssize_t n;
+
 		loop_del_fd(c->loop, c->fd);
+		/* Unread input would turn the close into a reset, which can destroy the TLS alert or GOAWAY just
+		 * written before the peer reads it. */
+		while (drained < (64u << 10) && (n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+			drained += (size_t)n;
 		close(c->fd);
 		c->fd = -1;
 	}

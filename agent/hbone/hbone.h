@@ -91,6 +91,12 @@ typedef int (*hbone_verify_fn)(void *ctx, const char *expected, X509 *leaf, STAC
 
 /* ---- streams: a duplex byte pipe ---- */
 
+/*
+ * Callbacks run from the loop, never from inside another hbone_* call; from any of them a user may read,
+ * write, shut down or close any stream and open new ones (not free the client). on_close is the last call
+ * for a stream: the handle is gone when it returns. A stream that does not open gets on_open with its
+ * status (or a negative errno) and then on_close.
+ */
 struct hbone_stream;
 
 struct hbone_stream_ops {
