@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <linux/close_range.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +26,6 @@
 #define PYTHON "/usr/bin/python3" /* Debian's, where python3-h2 is */
 #define SRC_ID "spiffe://cluster.local/ns/a/sa/client"
 #define DST_ID "spiffe://cluster.local/ns/b/sa/server"
-
-extern char **environ;
 
 static struct {
 	struct xm_loop *loop;
@@ -117,12 +115,19 @@ static void teardown(void)
 	(void)!system(cmd);
 }
 
-TestSuite(hbone_interop, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(hbone_interop, .init = setup, .fini = teardown, .timeout = 60);
 
 static void spawn(char *const argv[])
 {
 	ix.child_done = false;
-	cr_assert_eq(posix_spawnp(&ix.child, argv[0], NULL, NULL, argv, environ), 0);
+	ix.child = fork();
+	cr_assert_geq(ix.child, 0);
+	if (ix.child == 0) {
+		/* nothing of the test runner's (its pipes to the worker) goes to the peer */
+		close_range(3, ~0u, 0);
+		execv(argv[0], argv);
+		_exit(127);
+	}
 }
 
 static bool child_exited(void *arg)
