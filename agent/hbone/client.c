@@ -56,6 +56,8 @@ static void submit(struct hb_conn *c, struct hbone_stream *s)
 	s->req_nv = NULL;
 	s->req_buf = NULL;
 	if (id < 0) {
+		if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE)
+			c->goaway = true; /* stream ids ran out: the pool opens another connection */
 		s->status = -EIO;
 		s->ev_open = true;
 		hb_stream_mark_closed(s, -EIO);

@@ -176,10 +176,21 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error_code,
 {
 	struct hbone_stream *s = stream_of(h2, id);
 
-	(void)ud;
+	struct hb_conn *c = ud;
+
 	if (!s)
 		return 0;
 	nghttp2_session_set_stream_user_data(h2, id, NULL);
+	if (c->side == HBONE_SIDE_CLIENT && !s->opened && !s->ev_open && s->status <= 0 && !s->detached) {
+		/* Closed before any answer: refused (beyond the server's stream limit, or after its GOAWAY:
+		 * nothing was done, the caller may retry) or reset. */
+		bool refused = error_code == NGHTTP2_REFUSED_STREAM;
+
+		s->status = refused ? -EAGAIN : -ECONNRESET;
+		s->ev_open = true;
+		hb_count(&c->ctr->streams_refused[refused ? HBONE_REFUSED_STREAM_LIMIT : HBONE_REFUSED_CONNECT_FAILED],
+			 1);
+	}
 	hb_stream_mark_closed(s, error_code == NGHTTP2_NO_ERROR ? 0 : -ECONNRESET);
 	return 0;
 }

@@ -995,3 +995,25 @@ Test(hbone, close_before_open)
 	cr_expect_not(a.closed);
 	cr_expect_eq(fx.admits, 1);
 }
+
+/* Streams sent before the server's SETTINGS arrived, beyond its limit: the excess is refused (-EAGAIN). */
+Test(hbone_limits, client_hears_refused_stream)
+{
+	static struct many m;
+	size_t i, ok = 0, refused = 0;
+
+	setup_with(10);
+	start_client(0, 0);
+	m.n = 11;
+	for (i = 0; i < m.n; i++)
+		open_pipe(&m.p[i], i, 100, &fx.echo_addr);
+	cr_assert(hbt_run_until(fx.loop, all_done, &m, 10000));
+	for (i = 0; i < m.n; i++) {
+		ok += m.p[i].status == 200 && m.p[i].got == 100;
+		refused += m.p[i].status == -EAGAIN;
+	}
+	cr_expect_eq(ok, 10);
+	cr_expect_eq(refused, 1);
+	cr_expect_eq(m.p[10].status, -EAGAIN, "the last opened is the one refused: %d", m.p[10].status);
+	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 2); /* server and client */
+}
