@@ -161,6 +161,22 @@ int hbt_listen(struct sockaddr_storage *addr)
 	return fd;
 }
 
+int hbt_listen6(struct sockaddr_storage *addr)
+{
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+	socklen_t len = sizeof(*in6);
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	memset(addr, 0, sizeof(*addr));
+	in6->sin6_family = AF_INET6;
+	in6->sin6_addr = in6addr_loopback;
+	cr_assert_eq(bind(fd, (struct sockaddr *)in6, sizeof(*in6)), 0);
+	cr_assert_eq(listen(fd, 512), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)in6, &len), 0);
+	return fd;
+}
+
 void hbt_closed_port(struct sockaddr_storage *addr)
 {
 	int fd = hbt_listen(addr);
@@ -263,15 +279,25 @@ static void on_echo_accept(struct xm_loop *loop, int lfd, uint32_t events, void 
 	}
 }
 
-struct hbt_echo *hbt_echo_start(struct xm_loop *loop, struct sockaddr_storage *addr)
+static struct hbt_echo *echo_start(struct xm_loop *loop, struct sockaddr_storage *addr, bool v6)
 {
 	struct hbt_echo *e = calloc(1, sizeof(*e));
 
 	cr_assert_not_null(e);
 	e->loop = loop;
-	e->lfd = hbt_listen(addr);
+	e->lfd = v6 ? hbt_listen6(addr) : hbt_listen(addr);
 	cr_assert_eq(loop_add_fd(loop, e->lfd, EPOLLIN, on_echo_accept, e), 0);
 	return e;
+}
+
+struct hbt_echo *hbt_echo_start(struct xm_loop *loop, struct sockaddr_storage *addr)
+{
+	return echo_start(loop, addr, false);
+}
+
+struct hbt_echo *hbt_echo_start6(struct xm_loop *loop, struct sockaddr_storage *addr)
+{
+	return echo_start(loop, addr, true);
 }
 
 void hbt_echo_stop(struct hbt_echo *e)

@@ -37,12 +37,16 @@ int hbt_verify(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509) * cha
 
 /* A listening non-blocking TCP socket on 127.0.0.1 (port 0 picks one); its address in *addr. */
 int hbt_listen(struct sockaddr_storage *addr);
+/* The same on [::1]. */
+int hbt_listen6(struct sockaddr_storage *addr);
 /* An address on 127.0.0.1 where nothing listens. */
 void hbt_closed_port(struct sockaddr_storage *addr);
 
 /* The echo backend on the loop: every byte received goes back, reading pauses while writing is blocked. */
 struct hbt_echo;
 struct hbt_echo *hbt_echo_start(struct xm_loop *loop, struct sockaddr_storage *addr);
+/* The same on [::1]. */
+struct hbt_echo *hbt_echo_start6(struct xm_loop *loop, struct sockaddr_storage *addr);
 void hbt_echo_stop(struct hbt_echo *e);
 size_t hbt_echo_connections(const struct hbt_echo *e);
 

@@ -1017,3 +1017,52 @@ Test(hbone_limits, client_hears_refused_stream)
 	cr_expect_eq(m.p[10].status, -EAGAIN, "the last opened is the one refused: %d", m.p[10].status);
 	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 2); /* server and client */
 }
+
+/* HBONE over IPv6: the TLS connection to [::1], :authority "[::1]:port", Forwarded with a bracketed address. */
+Test(hbone_limits, ipv6)
+{
+	struct hbone_server_config scfg = { .verify = hbt_verify, .cert = pick_cert, .admit = admit };
+	struct sockaddr_storage addr6, echo6, client;
+	struct sockaddr_in6 *c6 = (struct sockaddr_in6 *)&client;
+	struct hbt_echo *echo6_srv;
+	struct hbone_server *srv6;
+	int lfd6;
+	struct pipe_t p;
+	struct hbone_open req = {
+		.src_id = SRC_ID,
+		.dst_id = DST_ID,
+		.dst = &addr6,
+		.target = &echo6,
+		.client = &client,
+	};
+
+	setup_with(0);
+	start_client(0, 0);
+	scfg.trust = fx.store;
+	lfd6 = hbt_listen6(&addr6);
+	srv6 = hbone_server_new(fx.loop, lfd6, &scfg, &fx.ctr);
+	cr_assert_not_null(srv6);
+	echo6_srv = hbt_echo_start6(fx.loop, &echo6);
+	memset(&client, 0, sizeof(client));
+	c6->sin6_family = AF_INET6;
+	c6->sin6_port = htons(4000);
+	inet_pton(AF_INET6, "fd00::7", &c6->sin6_addr);
+	req.cert = fx.client_leaf.cert;
+	req.key = fx.client_leaf.key;
+	memset(&p, 0, sizeof(p));
+	p.seed = 77;
+	p.total = 1u << 20;
+	p.s = hbone_client_open(fx.cl, &req, &pipe_ops, &p);
+	cr_assert_not_null(p.s);
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 10000), "sent %lu got %lu", p.sent, p.got);
+	cr_expect_eq(p.status, 200);
+	cr_expect_eq(p.got, p.total);
+	cr_expect_not(p.mismatch);
+	cr_expect_str_eq(fx.last_forwarded, "for=\"[fd00::7]:4000\"");
+	hbone_client_free(fx.cl);
+	fx.cl = NULL;
+	hbone_server_free(srv6);
+	hbt_run_for(fx.loop, 5);
+	hbt_echo_stop(echo6_srv);
+	close(lfd6);
+}
