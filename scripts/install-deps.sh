@@ -15,6 +15,8 @@ PACKAGES=(
 	libhttp-parser-dev curl wrk haproxy nginx
 	# mTLS tests: the openssl CLI makes a plug-in CA and checks minted certificates independently
 	openssl
+	# mTLS tunnel (HBONE): HTTP/2 framing and flow control; the interop test's independent HTTP/2 peer
+	libnghttp2-dev python3-h2
 	libclang-rt-14-dev libasan8 libubsan1
 	# lint and format
 	clang-format cppcheck

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HBONE, the tunnel of Istio ambient's ztunnel: HTTP/2 CONNECT streams (nghttp2) inside mutual TLS 1.3
+ * (OpenSSL, ALPN "h2"), one stream per proxied TCP connection, many streams per TLS connection.
+ * docs/mtls.md "The tunnel (HBONE)" describes the wire protocol and where each figure comes from.
+ *
+ * Everything runs on one xm_loop's thread, never blocks and starts no thread. Certificates are the
+ * caller's (borrowed OpenSSL objects); so is every decision (which certificate to present, who the peer
+ * is, whether a target may be reached).
+ */
+#ifndef XMESH_HBONE_H
+#define XMESH_HBONE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+struct xm_loop;
+
+/* ztunnel's figures (src/config.rs, src/proxy/h2.rs); docs/mtls.md cites them. */
+#define HBONE_PORT		   15008
+#define HBONE_MAX_STREAMS	   100		   /* per TLS connection, both sides */
+#define HBONE_STREAM_WINDOW	   (4u << 20)	   /* HTTP/2 initial window of each stream */
+#define HBONE_CONN_WINDOW	   (16u << 20)	   /* HTTP/2 window of the whole connection */
+#define HBONE_FRAME_SIZE	   (1u << 20)	   /* SETTINGS_MAX_FRAME_SIZE we accept */
+#define HBONE_PING_INTERVAL_MS	   10000	   /* keep-alive PING every 10 s ... */
+#define HBONE_PING_TIMEOUT_MS	   20000	   /* ... the connection dies when one is unanswered 20 s */
+#define HBONE_POOL_IDLE_MS	   (5 * 60 * 1000) /* a pooled connection without streams closes after 5 min */
+#define HBONE_SERVER_HEADER_LIST   65536	   /* SETTINGS_MAX_HEADER_LIST_SIZE, server side */
+#define HBONE_CLIENT_HEADER_LIST   16384	   /* the same, client side */
+#define HBONE_HANDSHAKE_TIMEOUT_MS 10000
+#define HBONE_CONNECT_TIMEOUT_MS   10000
+#define HBONE_ID_MAX		   256 /* an identity (SPIFFE URI) and its NUL */
+
+/* ---- counters ---- */
+
+enum hbone_side {
+	HBONE_SIDE_SERVER,
+	HBONE_SIDE_CLIENT,
+	HBONE_SIDES
+};
+enum hbone_hs_result {
+	HBONE_HS_SUCCESS,
+	HBONE_HS_FAILURE,
+	HBONE_HS_RESULTS
+};
+
+/* Why a stream did not open (server: what it answered; client: what it was told or what failed). */
+enum hbone_refusal {
+	HBONE_REFUSED_BAD_REQUEST,    /* 400: not CONNECT, or an :authority that is not IP:port */
+	HBONE_REFUSED_NOT_LOCAL,      /* 400: the caller said the target is not one of its pods */
+	HBONE_REFUSED_DENIED,	      /* 401: the caller's policy denied it */
+	HBONE_REFUSED_TARGET,	      /* 503: the target refused the connection (or did not answer in time) */
+	HBONE_REFUSED_STREAM_LIMIT,   /* more concurrent streams than advertised: the connection is refused */
+	HBONE_REFUSED_HEADERS,	      /* a header list beyond the limit: the stream is reset */
+	HBONE_REFUSED_CONNECT_FAILED, /* client: no TLS connection to the peer (TCP, TLS or verification) */
+	HBONE_REFUSED_STATUS,	      /* client: the peer answered something else than 200 */
+	HBONE_REFUSALS
+};
+
+/*
+ * Written by the loop's thread with relaxed atomics, readable by any thread (a metrics collector sums
+ * them at scrape time). xmesh_tls_handshakes_total{side,result} is handshakes[side][result].
+ */
+struct hbone_counters {
+	atomic_ullong handshakes[HBONE_SIDES][HBONE_HS_RESULTS];
+	atomic_ullong connections_open[HBONE_SIDES]; /* a gauge: TLS connections alive now */
+	atomic_ullong streams_opened[HBONE_SIDES];
+	atomic_ullong streams_refused[HBONE_REFUSALS];
+	atomic_ullong bytes_sent[HBONE_SIDES];	   /* stream payload handed to HTTP/2 */
+	atomic_ullong bytes_received[HBONE_SIDES]; /* stream payload received from HTTP/2 */
+};
+
+const char *hbone_side_name(enum hbone_side side);
+const char *hbone_hs_result_name(enum hbone_hs_result r);
+const char *hbone_refusal_name(enum hbone_refusal r);
+
+/*
+ * Peer verification, called during the handshake once OpenSSL verified the chain against the trust store:
+ * leaf and chain are the peer's (borrowed). expected is the identity the client wants (NULL on the
+ * server). Writes the peer's identity (its SPIFFE URI) into peer_id and returns 0, or returns a negative
+ * errno to refuse the handshake.
+ */
+typedef int (*hbone_verify_fn)(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509) * chain, char *peer_id,
+			       size_t peer_id_len);
+
+/* ---- streams: a duplex byte pipe ---- */
+
+/*
+ * Callbacks run from the loop, never from inside another hbone_* call; from any of them a user may read,
+ * write, shut down or close any stream and open new ones (not free the client). on_close is the last call
+ * for a stream: the handle is gone when it returns. A stream that does not open gets on_open with its
+ * status (or a negative errno) and then on_close.
+ */
+struct hbone_stream;
+
+struct hbone_stream_ops {
+	/* The answer: 200 (the pipe is open), another HTTP status, or a negative errno (no connection). */
+	void (*on_open)(struct hbone_stream *s, void *ctx, int status);
+	/* Bytes (or the peer's end of data) are waiting for hbone_stream_read. */
+	void (*on_readable)(struct hbone_stream *s, void *ctx);
+	/* hbone_stream_write has room again after it returned -EAGAIN. */
+	void (*on_writable)(struct hbone_stream *s, void *ctx);
+	/* Last call: the stream is gone (0 when both sides ended it, else a negative errno). */
+	void (*on_close)(struct hbone_stream *s, void *ctx, int err);
+};
+
+/*
+ * Bytes read (consumed: the peer may send as much again), 0 at the peer's end of data, -EAGAIN when
+ * none is waiting (on_readable follows), -EPIPE when the stream is gone.
+ */
+ssize_t hbone_stream_read(struct hbone_stream *s, void *buf, size_t len);
+/* Bytes taken (at most what the stream buffers, HBONE_STREAM_BUFFER), or -EAGAIN (on_writable follows). */
+ssize_t hbone_stream_write(struct hbone_stream *s, const void *buf, size_t len);
+/* Ends our direction once the written bytes are sent (END_STREAM); reading goes on. */
+int hbone_stream_shutdown(struct hbone_stream *s);
+/* Aborts the stream (RST_STREAM CANCEL unless it ended); no callback is called for it any more. */
+void hbone_stream_close(struct hbone_stream *s);
+/* The peer identity of the stream's TLS connection ("" before the handshake). */
+const char *hbone_stream_peer_id(const struct hbone_stream *s);
+
+#define HBONE_STREAM_BUFFER (256u << 10) /* bytes a stream holds for sending before write says -EAGAIN */
+
+/* ---- server ---- */
+
+/* What hbone_admit_fn is asked about. */
+struct hbone_admit {
+	const char *peer_id;			       /* the client's verified identity */
+	const struct sockaddr_storage *target;	       /* :authority, parsed */
+	const struct sockaddr_storage *local;	       /* the TLS connection's local address (the pod IP:15008) */
+	const struct sockaddr_storage *peer;	       /* the TLS connection's remote address */
+	const char *forwarded, *baggage, *traceparent; /* the request's headers, "" when absent */
+};
+
+/* Returns 200 (connect to the target), 400 (not a local target) or 401 (denied). */
+typedef int (*hbone_admit_fn)(void *ctx, const struct hbone_admit *req);
+
+/*
+ * The certificate to present on a connection that arrived at local (borrowed, must live until the
+ * handshake is over): 0, or a negative errno to drop the connection.
+ */
+typedef int (*hbone_cert_fn)(void *ctx, const struct sockaddr_storage *local, X509 **cert, EVP_PKEY **key,
+			     STACK_OF(X509) * *chain);
+
+struct hbone_server_config {
+	X509_STORE *trust; /* the trust bundle (reference taken) */
+	hbone_verify_fn verify;
+	hbone_cert_fn cert;
+	hbone_admit_fn admit;
+	void *ctx;				    /* for the three callbacks */
+	uint32_t max_streams;			    /* 0: HBONE_MAX_STREAMS */
+	uint32_t max_header_list;		    /* 0: HBONE_SERVER_HEADER_LIST */
+	uint64_t handshake_timeout_ms;		    /* 0: HBONE_HANDSHAKE_TIMEOUT_MS */
+	uint64_t connect_timeout_ms;		    /* 0: HBONE_CONNECT_TIMEOUT_MS, then 503 */
+	uint64_t ping_interval_ms, ping_timeout_ms; /* 0: ztunnel's */
+	uint32_t target_mark;			    /* SO_MARK on connections to targets (0: none) */
+};
+
+struct hbone_server;
+
+/* Serves TLS connections accepted on listen_fd (non-blocking, listening; not owned). NULL on failure. */
+struct hbone_server *hbone_server_new(struct xm_loop *loop, int listen_fd, const struct hbone_server_config *cfg,
+				      struct hbone_counters *counters);
+/* Closes every connection and its streams' target connections. */
+void hbone_server_free(struct hbone_server *srv);
+size_t hbone_server_connections(const struct hbone_server *srv);
+
+/* ---- client ---- */
+
+struct hbone_client_config {
+	X509_STORE *trust; /* reference taken */
+	hbone_verify_fn verify;
+	void *ctx;
+	uint32_t max_streams_per_conn; /* 0: HBONE_MAX_STREAMS */
+	uint64_t idle_timeout_ms;      /* 0: HBONE_POOL_IDLE_MS */
+	uint64_t connect_timeout_ms;   /* 0: HBONE_CONNECT_TIMEOUT_MS (TCP and TLS) */
+	uint64_t ping_interval_ms, ping_timeout_ms;
+};
+
+/* One CONNECT request. The pool key is (src_id, dst_id, dst). */
+struct hbone_open {
+	const char *src_id;		    /* our identity: the certificate's */
+	const char *dst_id;		    /* the identity the server must prove */
+	const struct sockaddr_storage *dst; /* the destination pod's IP and HBONE_PORT */
+	X509 *cert;			    /* src_id's certificate, key and chain (borrowed until on_open) */
+	EVP_PKEY *key;
+	STACK_OF(X509) * chain;
+	const struct sockaddr_storage *target; /* :authority: the pod's IP and the application port */
+	const struct sockaddr_storage *client; /* Forwarded: for="ip:port" (NULL: no header) */
+	const char *forwarded_host;	       /* ;host= in Forwarded (the service's hostname), or NULL */
+	const char *baggage;		       /* NULL: no header */
+	const char *traceparent;	       /* NULL: a new W3C traceparent */
+};
+
+struct hbone_client;
+
+struct hbone_client *hbone_client_new(struct xm_loop *loop, const struct hbone_client_config *cfg,
+				      struct hbone_counters *counters);
+/* Closes every connection; open streams get on_close(-ECONNABORTED). Not from a stream callback. */
+void hbone_client_free(struct hbone_client *cl);
+/* A stream on a pooled connection (a new one when none has room); NULL when out of memory. */
+struct hbone_stream *hbone_client_open(struct hbone_client *cl, const struct hbone_open *req,
+				       const struct hbone_stream_ops *ops, void *ctx);
+/* TLS connections in the pool (connecting ones too). */
+size_t hbone_client_connections(const struct hbone_client *cl);
+
+/* ---- pieces with their own tests ---- */
+
+/* Parses "a.b.c.d:port" or "[v6]:port" (port 1..65535, nothing else): 0 or -EINVAL. */
+int hbone_parse_authority(const char *s, size_t len, struct sockaddr_storage *out);
+/* Formats ss as an authority ("10.0.0.1:80", "[fd00::1]:80"); returns the length or -ENOSPC. */
+int hbone_format_authority(const struct sockaddr_storage *ss, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""An independent HBONE peer for the interop tests: Python's ssl (TLS 1.3, ALPN h2, mutual certificates)
+and the h2 state machine (Debian's python3-h2), nothing shared with the C implementation.
+
+client: opens one CONNECT stream to --authority through the HBONE server at --connect, sends --bytes
+        random bytes, ends its side, expects them back byte-exact (the target is an echo server). With
+        --expect-refused, succeeds only when the TLS connection or the stream is refused.
+server: serves one TLS connection on 127.0.0.1 (its port written to --port-file), requires a client
+        certificate, answers each CONNECT whose :authority is --authority with 200 and echoes the stream's
+        bytes back on it (it is its own target); any other request gets 400. Exits 0 once the client
+        closed the connection after at least one echoed stream.
+"""
+import argparse
+import os
+import socket
+import ssl
+import sys
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+WINDOW = 4 << 20
+# Debian's h2 4.1 wants :scheme and :path on every request, CONNECT included (RFC 9113 §8.5 forbids them
+# there; fixed in h2 4.2): its header validation is off on the side that sends or receives a CONNECT.
+
+
+def tls_context(args, server):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(["h2"])
+    ctx.load_verify_locations(args.ca)
+    if args.cert:
+        ctx.load_cert_chain(args.cert, args.key)
+    if server:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.check_hostname = False  # SPIFFE identities are URI SANs, checked below
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def peer_uri(sock):
+    for kind, value in sock.getpeercert().get("subjectAltName", ()):
+        if kind == "URI":
+            return value
+    return None
+
+
+def pump_out(sock, conn):
+    data = conn.data_to_send()
+    if data:
+        sock.sendall(data)
+
+
+def run_client(args):
+    host, port = args.connect.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        sock = tls_context(args, False).wrap_socket(raw)
+        if sock.selected_alpn_protocol() != "h2":
+            print("no h2 from the server", file=sys.stderr)
+            return 1
+        if args.expect_id and peer_uri(sock) != args.expect_id:
+            print("server identity %r, expected %r" % (peer_uri(sock), args.expect_id), file=sys.stderr)
+            return 1
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
+        conn.local_settings = h2.settings.Settings(client=True, initial_values={
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
+        conn.initiate_connection()
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "CONNECT"), (":authority", args.authority),
+                                ("forwarded", 'for="127.0.0.1:40000"'),
+                                ("traceparent", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-00")])
+        pump_out(sock, conn)
+        payload = os.urandom(args.bytes)
+        sent = 0
+        got = bytearray()
+        status = None
+        ended = False
+        sock.settimeout(0.05)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if status == 200 and sent < len(payload):
+                room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(payload) - sent)
+                if room > 0:
+                    conn.send_data(sid, payload[sent:sent + room])
+                    sent += room
+            if status == 200 and sent == len(payload) and not ended:
+                conn.end_stream(sid)
+                ended = True
+            pump_out(sock, conn)
+            try:
+                data = sock.recv(65536)
+            except (socket.timeout, ssl.SSLWantReadError):
+                continue
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status = int(dict(ev.headers)[":status"])
+                    if status != 200:
+                        print("status %d" % status)
+                        return 0 if args.expect_refused else 1
+                elif isinstance(ev, h2.events.DataReceived):
+                    got += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    if bytes(got) != payload:
+                        print("echo differs: %d of %d bytes" % (len(got), len(payload)), file=sys.stderr)
+                        return 1
+                    print("echoed %d bytes" % len(got))
+                    conn.close_connection()
+                    pump_out(sock, conn)
+                    return 1 if args.expect_refused else 0
+                elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                    print("refused: %r" % ev)
+                    return 0 if args.expect_refused else 1
+            pump_out(sock, conn)
+        print("no answer", file=sys.stderr)
+        return 1
+    except (ssl.SSLError, ConnectionError, OSError) as e:
+        print("refused: %s" % e)
+        return 0 if args.expect_refused else 1
+
+
+def run_server(args):
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    tmp = args.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(lsock.getsockname()[1]))
+    os.rename(tmp, args.port_file)
+    lsock.settimeout(30)
+    raw, _ = lsock.accept()
+    sock = tls_context(args, True).wrap_socket(raw, server_side=True)
+    client_id = peer_uri(sock)
+    if args.expect_id and client_id != args.expect_id:
+        print("client identity %r, expected %r" % (client_id, args.expect_id), file=sys.stderr)
+        return 1
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8", validate_inbound_headers=False))
+    conn.local_settings = h2.settings.Settings(client=False, initial_values={
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100})
+    conn.initiate_connection()
+    pump_out(sock, conn)
+    pending = {}  # stream → bytes to echo
+    ended = set()
+    echoed = 0
+    sock.settimeout(0.05)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for sid in list(pending):
+            buf = pending[sid]
+            while buf:
+                try:
+                    room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(buf))
+                except h2.exceptions.StreamClosedError:
+                    buf = b""
+                    break
+                if room <= 0:
+                    break
+                conn.send_data(sid, buf[:room])
+                buf = buf[room:]
+            pending[sid] = buf
+            if not buf and sid in ended:
+                conn.end_stream(sid)
+                del pending[sid]
+                echoed += 1
+        pump_out(sock, conn)
+        try:
+            data = sock.recv(65536)
+        except (socket.timeout, ssl.SSLWantReadError):
+            continue
+        except (ssl.SSLError, ConnectionError):
+            break
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.RequestReceived):
+                h = dict(ev.headers)
+                ok = h.get(":method") == "CONNECT" and h.get(":authority") == args.authority
+                ok = ok and h.get("forwarded", "").startswith('for="') and len(h.get("traceparent", "")) == 55
+                print("request %r" % sorted(h.items()))
+                if ok:
+                    conn.send_headers(ev.stream_id, [(":status", "200")])
+                    pending[ev.stream_id] = b""
+                else:
+                    conn.send_headers(ev.stream_id, [(":status", "400")], end_stream=True)
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if ev.stream_id in pending:
+                    pending[ev.stream_id] += ev.data
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended.add(ev.stream_id)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                deadline = 0
+        pump_out(sock, conn)
+    print("echoed %d streams for %s" % (echoed, client_id))
+    return 0 if echoed > 0 else 1
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["client", "server"])
+    ap.add_argument("--ca", required=True)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--connect")
+    ap.add_argument("--authority", required=True)
+    ap.add_argument("--bytes", type=int, default=1 << 20)
+    ap.add_argument("--expect-id")
+    ap.add_argument("--expect-refused", action="store_true")
+    ap.add_argument("--port-file")
+    args = ap.parse_args()
+    return run_client(args) if args.mode == "client" else run_server(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
