@@ -12,6 +12,9 @@
 
 #include "l7/routes.h"
 
+/* Request body bytes kept for a retry: one buffer's worth (Envoy keeps up to its per-request buffer limit). */
+#define L7_RETRY_BODY_MAX (64 * 1024)
+
 /* How an attempt ended. */
 enum l7_retry_cause {
 	L7_RETRY_CAUSE_CONNECT_FAILURE = 0, /* refused, unreachable, connectTimeout */
