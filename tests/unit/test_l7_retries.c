@@ -400,6 +400,9 @@ static const char config_fmt[] =
     "endpoints: [{addresses: [\"127.0.0.2\"], conditions: {ready: true}}]\n"
     "ports: [{name: http, port: %u}]\n"
     "---\n"
+    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: default}\n"
+    "spec: {host: web, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}\n"
+    "---\n"
     "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: solo, namespace: default}\n"
     "spec: {host: solo, trafficPolicy: {connectionPool: {http: {maxRetries: 4}}}}\n"
     "---\n"
@@ -529,6 +532,8 @@ Test(l7_retries, a_failing_endpoint_is_hidden)
 		cr_expect_eq(r.status, 200, "request %d", i);
 		response_free(&r);
 		cr_expect_eq(last_record((size_t)i + 1).flags, 0);
+		/* ROUND_ROBIN: the first re-pick is the other endpoint (with random picks, Envoy's 5 selections can
+		 * all land on the endpoint tried already). */
 		cr_expect_leq(bad_requests() - before, 1,
 			      "a retry goes to the other endpoint, never twice to the bad one");
 		cr_expect_eq(last_record((size_t)i + 1).attempts, 1 + (bad_requests() - before));
@@ -587,10 +592,11 @@ Test(l7_retries, exhausted_retries_answer_the_upstreams_503_with_urx_after_jitte
 		cr_expect_eq(bad_attempt[k], 1);
 		cr_expect_eq(bad_attempt[k + 1], 2);
 		cr_expect_eq(bad_attempt[k + 2], 3);
-		/* Backoff: [0,25) ms before the first retry, [0,50) before the second, plus scheduling slack. */
-		cr_expect_lt(bad_at_ms[k + 1] - bad_at_ms[k], 25 + 15, "gap 1: %llu ms",
+		/* Backoff: [0,25) ms before the first retry, [0,50) before the second, plus slack for a machine
+		 * shared with other test runs (the e2e test checks tighter). */
+		cr_expect_lt(bad_at_ms[k + 1] - bad_at_ms[k], 25 + 60, "gap 1: %llu ms",
 			     (unsigned long long)(bad_at_ms[k + 1] - bad_at_ms[k]));
-		cr_expect_lt(bad_at_ms[k + 2] - bad_at_ms[k + 1], 50 + 15, "gap 2: %llu ms",
+		cr_expect_lt(bad_at_ms[k + 2] - bad_at_ms[k + 1], 50 + 60, "gap 2: %llu ms",
 			     (unsigned long long)(bad_at_ms[k + 2] - bad_at_ms[k + 1]));
 		if (bad_at_ms[k + 2] - bad_at_ms[k + 1] > max_gap2)
 			max_gap2 = bad_at_ms[k + 2] - bad_at_ms[k + 1];
