@@ -360,6 +360,15 @@ static int bad_requests(void)
 	return n;
 }
 
+/* The bad endpoint's count once it reached n (a try cut by a timeout may still be read after the answer), or
+ * after 1 s. */
+static int bad_wait(int n)
+{
+	for (int i = 0; i < 100 && bad_requests() < n; i++)
+		usleep(10000);
+	return bad_requests();
+}
+
 /* 127.0.0.1 → web (10.96.0.10: good and bad endpoints), 127.0.0.2 → solo (10.96.0.11: the bad one only). */
 static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
 {
@@ -580,6 +589,7 @@ Test(l7_retries, exhausted_retries_answer_the_upstreams_503_with_urx_after_jitte
 {
 	struct response r;
 	uint64_t max_gap2 = 0;
+	int in_range = 0;
 
 	for (int i = 0; i < 10; i++) {
 		int k = bad_requests();
@@ -592,17 +602,15 @@ Test(l7_retries, exhausted_retries_answer_the_upstreams_503_with_urx_after_jitte
 		cr_expect_eq(bad_attempt[k], 1);
 		cr_expect_eq(bad_attempt[k + 1], 2);
 		cr_expect_eq(bad_attempt[k + 2], 3);
-		/* Backoff: [0,25) ms before the first retry, [0,50) before the second, plus slack for a machine
-		 * shared with other test runs (the e2e test checks tighter). */
-		cr_expect_lt(bad_at_ms[k + 1] - bad_at_ms[k], 25 + 60, "gap 1: %llu ms",
-			     (unsigned long long)(bad_at_ms[k + 1] - bad_at_ms[k]));
-		cr_expect_lt(bad_at_ms[k + 2] - bad_at_ms[k + 1], 50 + 60, "gap 2: %llu ms",
-			     (unsigned long long)(bad_at_ms[k + 2] - bad_at_ms[k + 1]));
+		/* Backoff: [0,25) ms before the first retry, [0,50) before the second, plus slack for the round
+		 * trips (the e2e test checks each gap). A machine shared with other test runs may stall one. */
+		in_range += bad_at_ms[k + 1] - bad_at_ms[k] < 25 + 40 && bad_at_ms[k + 2] - bad_at_ms[k + 1] < 50 + 40;
 		if (bad_at_ms[k + 2] - bad_at_ms[k + 1] > max_gap2)
 			max_gap2 = bad_at_ms[k + 2] - bad_at_ms[k + 1];
 		cr_expect_eq(last_record((size_t)i + 1).flags, L7_RF_URX);
 		cr_expect_eq(last_record((size_t)i + 1).attempts, 3);
 	}
+	cr_expect_geq(in_range, 7, "only %d of 10 requests had both backoffs in range", in_range);
 	/* Ten second gaps all under 25 ms would mean the interval did not double (chance 1 in 1024). */
 	cr_expect_geq(max_gap2, 25, "the second backoff's range is [0,50): max seen %llu",
 		      (unsigned long long)max_gap2);
@@ -648,7 +656,7 @@ Test(l7_retries, the_last_per_try_timeout_is_504_ut)
 	cr_expect_geq(mono_ms() - t0, 195, "two tries of 100 ms");
 	cr_expect_lt(mono_ms() - t0, 1000);
 	response_free(&r);
-	cr_expect_eq(bad_requests(), 2);
+	cr_expect_eq(bad_wait(2), 2);
 	cr_expect_eq(last_record(1).flags, L7_RF_UT | L7_RF_URX);
 	cr_expect_str_eq(last_record(1).details, "upstream_per_try_timeout");
 }
