@@ -260,11 +260,15 @@ void l7_retry_try_timeout(struct l7_down *d)
 	x->try_deadline_ms = 0;
 	if (x->resp_head_done || !x->up)
 		return; /* the response started downstream: only the route timeout applies now (Envoy) */
-	/* A local-origin timeout: outlier detection sees a 504 from this endpoint, as Envoy's does. */
+	/* Envoy's LocalOriginTimeout: a local-origin failure when splitExternalLocalOriginErrors, else a 504. */
 	if (x->cluster && x->cluster->svc && x->cluster->svc->outlier_on) {
-		x->status = 504;
-		l7_report_response(d->w, x);
-		x->status = 0;
+		if (x->cluster->svc->outlier.split_external_local_origin_errors) {
+			l7_report_connect_failed(d->w, x);
+		} else {
+			x->status = 504;
+			l7_report_response(d->w, x);
+			x->status = 0;
+		}
 	}
 	if (l7_retry_failed(d, L7_RETRY_CAUSE_PER_TRY_TIMEOUT, 0))
 		return;
