@@ -369,6 +369,21 @@ static int bad_wait(int n)
 	return bad_requests();
 }
 
+/* Outlier reports (statuses of solo, whose DestinationRule has outlierDetection). */
+static pthread_mutex_t reports_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint16_t report_status[64];
+static int n_reports;
+
+static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,
+			uint16_t status)
+{
+	(void)ctx, (void)svc_id, (void)backend_id;
+	pthread_mutex_lock(&reports_lock);
+	if (outcome == L7_HTTP_STATUS && n_reports < 64)
+		report_status[n_reports++] = status;
+	pthread_mutex_unlock(&reports_lock);
+}
+
 /* 127.0.0.1 → web (10.96.0.10: good and bad endpoints), 127.0.0.2 → solo (10.96.0.11: the bad one only). */
 static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
 {
@@ -413,7 +428,8 @@ static const char config_fmt[] =
     "spec: {host: web, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}\n"
     "---\n"
     "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: solo, namespace: default}\n"
-    "spec: {host: solo, trafficPolicy: {connectionPool: {http: {maxRetries: 4}}}}\n"
+    "spec: {host: solo, trafficPolicy: {connectionPool: {http: {maxRetries: 4}},"
+    " outlierDetection: {consecutive5xxErrors: 1000}}}\n"
     "---\n"
     "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: default}\n"
     "spec:\n"
@@ -446,7 +462,9 @@ static const char config_fmt[] =
 
 static void setup(void)
 {
-	struct l7_proxy_opts opts = { .n_workers = 1, .resolve = resolve_by_listener, .on_record = records_hook };
+	struct l7_proxy_opts opts = {
+		.n_workers = 1, .resolve = resolve_by_listener, .on_record = records_hook, .report = report_hook
+	};
 	struct l7_proxy_addr addrs[2];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
@@ -711,4 +729,24 @@ Test(l7_retries, max_retries_in_flight_overflow_is_uo)
 	cr_expect_eq(bad_requests(), 4);
 	cr_expect_eq(last_record(2).flags, L7_RF_URX);
 	cr_expect_eq(atomic_load(&solo->load->v[L7_LOAD_RETRIES]), 3, "the retries' slot was given back");
+}
+
+/* Outlier detection sees every try's status, as Envoy's detector sees each upstream request. */
+Test(l7_retries, every_tries_status_is_reported)
+{
+	struct response r;
+	int n = 0;
+
+	request("127.0.0.2", "solo", "GET", "/x", 0, &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	for (int i = 0; i < 100 && n < 3; i++) {
+		usleep(10000);
+		pthread_mutex_lock(&reports_lock);
+		n = n_reports;
+		pthread_mutex_unlock(&reports_lock);
+	}
+	cr_assert_eq(n, 3, "one report per try, got %d", n);
+	for (int i = 0; i < 3; i++)
+		cr_expect_eq(report_status[i], 503);
 }
