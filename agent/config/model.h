@@ -286,6 +286,43 @@ struct xm_http_fault {
 	double abort_percent;  /* abort.percentage.value, or the deprecated integer abort.percent */
 };
 
+/*
+ * retryOn conditions (Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on names, as Istio passes them through);
+ * l7/routes.h names them L7_RETRY_*.
+ */
+#define XM_RETRY_ON_5XX			 0x0001
+#define XM_RETRY_ON_GATEWAY_ERROR	 0x0002
+#define XM_RETRY_ON_RESET		 0x0004
+#define XM_RETRY_ON_CONNECT_FAILURE	 0x0008
+#define XM_RETRY_ON_RETRIABLE_4XX	 0x0010
+#define XM_RETRY_ON_REFUSED_STREAM	 0x0020
+#define XM_RETRY_ON_RETRIABLE_STATUS	 0x0040
+#define XM_RETRY_ON_UNAVAILABLE		 0x0080
+#define XM_RETRY_ON_CANCELLED		 0x0100
+#define XM_RETRY_ON_DEADLINE_EXCEEDED	 0x0200
+#define XM_RETRY_ON_RESOURCE_EXHAUSTED	 0x0400
+#define XM_RETRY_ON_INTERNAL		 0x0800
+#define XM_RETRY_ON_RESET_BEFORE_REQUEST 0x1000
+#define XM_RETRY_ON_RETRIABLE_HEADERS	 0x2000 /* accepted; Istio cannot give the headers: never fires */
+#define XM_RETRY_ON_ENVOY_RATELIMITED	 0x4000 /* accepted; only Envoy's rate-limit service sets its header */
+#define XM_RETRY_ON_HTTP3_POST_CONNECT	 0x8000 /* accepted; no HTTP/3 here */
+#define XM_RETRY_STATUSES_MAX		 16
+
+/* VirtualService http[].retries (Istio's HTTPRetry) as written; Istio's conversion is l7/routes_build.c's. */
+struct xm_http_retry {
+	bool set;				  /* a retries block was given */
+	uint32_t attempts;			  /* 0: retries off */
+	uint64_t per_try_timeout_ms;		  /* 0: absent */
+	bool retry_on_set;			  /* a non-empty retryOn */
+	uint32_t retry_on;			  /* XM_RETRY_ON_* of its policy names */
+	uint16_t statuses[XM_RETRY_STATUSES_MAX]; /* its bare status codes */
+	uint8_t n_statuses;
+	bool retry_remote_localities;
+	bool ignore_previous_hosts_set, ignore_previous_hosts; /* retryIgnorePreviousHosts */
+	uint64_t backoff_ms;				       /* backoff (the base interval), 0: absent */
+	struct xm_loc loc;
+};
+
 struct xm_http_route {
 	char *name;
 	struct xm_http_match *matches; /* OR; none matches everything */
@@ -308,6 +345,7 @@ struct xm_http_route {
 	struct xm_http_headers headers;
 	uint64_t timeout_ms; /* 0: none */
 	struct xm_http_fault fault;
+	struct xm_http_retry retries;
 	struct xm_loc loc;
 };
 

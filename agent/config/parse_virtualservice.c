@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * networking.istio.io VirtualService: hosts, gateways (only the mesh), http[] routes with their matches and
- * actions and fault injection. tcp[]/tls[] and the fields of later work (retries, corsPolicy, delegate) are warned
+ * actions, fault injection and retries. tcp[]/tls[] and the fields of later work (corsPolicy, delegate) are warned
  * about.
  */
 #include <stdio.h>
@@ -11,10 +11,14 @@
 #include "config/http_fields.h"
 #include "config/objects.h"
 #include "config/parse_fault.h"
+#include "config/parse_retries.h"
 
 /* Fields that change behaviour but are not implemented yet: never silently ignored. */
 static const char *const unsupported_route_fields[] = {
-	"retries", "corsPolicy", "delegate", "uriRegexRewrite", "mirrors",
+	"corsPolicy",
+	"delegate",
+	"uriRegexRewrite",
+	"mirrors",
 };
 
 static void parse_hosts(struct obj_ctx *c, const struct ynode *spec, struct xm_virtual_service *vs)
@@ -264,6 +268,9 @@ static void parse_http_route(struct obj_ctx *c, const struct ynode *item, size_t
 	if (map_value(c, item, "fault"))
 		parse_http_fault(c, map_value(c, item, "fault"), field_name(name, sizeof(name), field, "fault"),
 				 &r->fault);
+	if (map_value(c, item, "retries"))
+		parse_http_retries(c, map_value(c, item, "retries"), field_name(name, sizeof(name), field, "retries"),
+				   &r->retries);
 	for (size_t k = 0; k < sizeof(unsupported_route_fields) / sizeof(unsupported_route_fields[0]); k++) {
 		const struct ynode *v = map_value(c, item, unsupported_route_fields[k]);
 

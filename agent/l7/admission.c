@@ -122,7 +122,10 @@ static enum attempt attempt(struct l7_down *d, const struct l7_endpoint *ep, boo
 			      pool->tcp_connect_timeout_ms ? pool->tcp_connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS);
 	if (!up) {
 		atomic_fetch_add_explicit(&w->c.connect_failures, 1, memory_order_relaxed);
-		l7_exchange_local_reply(d, 503, L7_RF_UF, NULL, "upstream connect error", 22);
+		/* No socket: a connect failure to retry (another try comes from the backoff timer), else 503 UF. */
+		l7_admit_done(d);
+		if (!l7_retry_failed(d, L7_RETRY_CAUSE_CONNECT_FAILURE, 0))
+			l7_exchange_local_reply(d, 503, L7_RF_UF, NULL, "upstream connect error", 22);
 		return ATTEMPT_REPLIED;
 	}
 	bind(d, up);

@@ -165,6 +165,7 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->forwarded_for = t->xff[0] ? t->xff : NULL;
 	r->details = x->details;
 	r->route = x->route;
+	r->attempts = x->attempt;
 	r->downstream_local_addr = d->vip.vip;
 	r->downstream_local_port = ntohs(d->vip.port);
 	r->downstream_local_family = d->vip.family;
@@ -206,6 +207,7 @@ void l7_exchange_finish(struct l7_down *d)
 
 	l7_exchange_timer_stop(d);
 	l7_admit_done(d);
+	l7_retry_end(d);
 	fill_record(d, &r);
 	l7_stats_record(w->shard, &r);
 	if (w->proxy->opts.on_record)
@@ -411,7 +413,6 @@ static void route_action(struct l7_down *d, const struct h1_request *req, uint32
 	struct l7_request_view view = request_view(d, req);
 	struct l7_req_rewrite rw;
 	struct l7_pick pick;
-	struct l7_endpoint ep;
 	char extra[1400];
 	uint16_t abort_status;
 	int n;
@@ -461,6 +462,7 @@ static void route_action(struct l7_down *d, const struct h1_request *req, uint32
 		.request_id = x->t->request_id,
 		.trace_headers = x->t->trace_headers[0] ? x->t->trace_headers : NULL,
 		.default_authority = x->cluster->host_fqdn,
+		.attempt_count = true,
 	};
 	n = l7_rewrite_request(req, &rw, w->scratch, sizeof(w->scratch));
 	x->head = n > 0 ? malloc((size_t)n) : NULL;
@@ -475,6 +477,15 @@ static void route_action(struct l7_down *d, const struct h1_request *req, uint32
 	if (x->route->mirror && x->route->mirror->n_endpoints)
 		mirror_request(d, req, head_len, &view);
 	l7_buf_consume(&d->in, head_len);
+	l7_retry_begin(d);
+	l7_exchange_connect(d);
+}
+
+void l7_exchange_connect(struct l7_down *d)
+{
+	struct l7_exchange *x = &d->x;
+	struct l7_endpoint ep;
+
 	endpoint_of(x->endpoint, &ep);
 	if (!l7_admit(d, &ep)) /* a connection, or a wait for one, under the connectionPool limits */
 		return;
@@ -579,6 +590,8 @@ static void upstream_lost(struct l7_down *d)
 	/* Refused, timed out, or gone before a response byte: a local-origin failure, as sockops counts one. */
 	if (x->up)
 		l7_report_connect_failed(d->w, x);
+	if (l7_retry_failed(d, up && up->connect_failed ? L7_RETRY_CAUSE_CONNECT_FAILURE : L7_RETRY_CAUSE_RESET, 0))
+		return;
 	if (up && up->connect_failed)
 		l7_exchange_local_reply(d, 503, L7_RF_UF, NULL,
 					"upstream connect error or disconnect/reset before headers. reset reason: "
@@ -600,13 +613,15 @@ static bool response_head_step(struct l7_down *d)
 	struct l7_resp_rewrite rw = { 0 };
 	enum h1_error err = H1_E_NONE;
 	uint32_t len = l7_buf_len(&up->in);
-	bool close, dechunk;
+	bool close, dechunk, reported = false;
 	int n, k;
 
 	if (!len) {
 		if (up->eof || up->error) {
 			if (x->resp_started) {
-				l7_exchange_local_reply(d, 503, L7_RF_UC, NULL, NULL, 0);
+				l7_report_connect_failed(w, x);
+				if (!l7_retry_failed(d, L7_RETRY_CAUSE_RESET, 0))
+					l7_exchange_local_reply(d, 503, L7_RF_UC, NULL, NULL, 0);
 				return true;
 			}
 			upstream_lost(d);
@@ -620,7 +635,9 @@ static bool response_head_step(struct l7_down *d)
 		return false;
 	if (n <= 0 || (resp.status == 101 && !x->upgrade)) {
 		atomic_fetch_add_explicit(&w->c.bad_responses, 1, memory_order_relaxed);
-		l7_exchange_local_reply(d, n == 0 ? 503 : 502, n == 0 ? L7_RF_UC : 0, NULL, NULL, 0);
+		/* Envoy resets the stream on an upstream protocol error: retried as a reset. */
+		if (!l7_retry_failed(d, L7_RETRY_CAUSE_RESET, 0))
+			l7_exchange_local_reply(d, n == 0 ? 503 : 502, n == 0 ? L7_RF_UC : 0, NULL, NULL, 0);
 		return true;
 	}
 	if (resp.status < 200 && resp.status != 101) {
@@ -632,6 +649,17 @@ static bool response_head_step(struct l7_down *d)
 		}
 		l7_buf_consume(&up->in, (uint32_t)n);
 		return true;
+	}
+	/* A final status the retry policy names: the response is dropped with its connection, the request tried
+	 * again (outlier detection sees this try's status first). */
+	if (x->attempt && x->route->retry.attempts &&
+	    l7_retry_wanted(&x->route->retry, L7_RETRY_CAUSE_STATUS, resp.status)) {
+		x->status = resp.status;
+		if (x->cluster->svc && x->cluster->svc->outlier_on)
+			l7_report_response(w, x);
+		if (l7_retry_failed(d, L7_RETRY_CAUSE_STATUS, resp.status))
+			return true;
+		reported = true;
 	}
 	/* HTTP/1.0 has no chunked coding (RFC 9112 §6.1): such a client gets the payload, delimited by the close. */
 	dechunk = x->http10 && resp.body == H1_BODY_CHUNKED;
@@ -660,7 +688,7 @@ static bool response_head_step(struct l7_down *d)
 	x->head = NULL;
 	x->status = resp.status;
 	x->resp_head_done = true;
-	if (x->cluster && x->cluster->svc && x->cluster->svc->outlier_on)
+	if (!reported && x->cluster && x->cluster->svc && x->cluster->svc->outlier_on)
 		l7_report_response(w, x);
 	x->resp_body = resp.body;
 	x->resp_remaining = resp.content_length;
@@ -683,11 +711,12 @@ bool l7_exchange_step(struct l7_down *d)
 	bool moved = false;
 	long n;
 
-	if (x->delayed)
-		return l7_fault_delay_step(d);
+	if (x->delayed || x->backing_off)
+		return l7_fault_delay_step(d); /* waiting on the timer: only a client that left ends it */
 	if (!up)
 		return x->waiting && l7_admit_wait_step(d);
 	l7_exchange_timeout_start(d);
+	l7_retry_try_timer_start(d);
 	if (up->connect_failed) {
 		upstream_lost(d);
 		return true;
@@ -697,7 +726,7 @@ bool l7_exchange_step(struct l7_down *d)
 	if (x->counted_pending)
 		l7_admit_connected(d);
 	if (!x->head_sent) {
-		if (!l7_buf_append(&up->out, x->head, x->head_len))
+		if (!l7_retry_queue_head(d))
 			return false;
 		x->head_sent = true;
 		x->upstream_sent_ns = clock_ns(CLOCK_MONOTONIC);
@@ -709,9 +738,18 @@ bool l7_exchange_step(struct l7_down *d)
 		up->requests++;
 		moved = true;
 	}
+	if (x->body_resent < x->body_len) {
+		bool pending;
+
+		moved |= l7_retry_body_resend(d, &pending); /* a retry sends the body kept so far first */
+		if (pending)
+			return response_head_step(d) || moved;
+	}
 	if (!x->req_done) {
 		n = move_body(&d->in, &up->out, x->req_body, &x->req_remaining, &x->req_chunk, false, d->eof,
 			      &x->req_done, &x->req_bytes);
+		if (n > 0 && x->keep_body)
+			l7_retry_body_sent(x, l7_buf_end(&up->out) - n, (uint32_t)n);
 		if (n < 0) {
 			atomic_fetch_add_explicit(&d->w->c.parse_errors[H1_E_BAD_CHUNK], 1, memory_order_relaxed);
 			l7_exchange_abort(d, L7_RF_BAD_REQUEST);

@@ -3,7 +3,8 @@
  * Fault injection and the route timeout of an exchange, as Envoy's fault filter and router do them: a delay
  * holds the request on the worker's timer heap (flag DI), an abort answers locally (FI), and the route timeout,
  * counted from the end of the downstream request (after any delay), answers 504 UT before any response byte went
- * downstream, else resets the client's connection.
+ * downstream, else resets the client's connection. The same timer runs the retries' per-try timeout and backoff
+ * (retry.c).
  */
 #include "core/loop.h"
 #include "l7/record.h"
@@ -41,6 +42,10 @@ static void arm(struct l7_down *d)
 
 	if (x->delayed && (!due || x->delay_due_ms < due))
 		due = x->delay_due_ms;
+	if (x->try_deadline_ms && (!due || x->try_deadline_ms < due))
+		due = x->try_deadline_ms;
+	if (x->backing_off && (!due || x->retry_due_ms < due))
+		due = x->retry_due_ms;
 	if (!due)
 		return;
 	loop_timer_arm(d->w->loop, x->timer, due > now ? due - now : 0);
@@ -57,6 +62,14 @@ static void on_exchange_timer(struct xm_loop *loop, struct xm_timer *timer, void
 		return;
 	if (x->deadline_ms && now >= x->deadline_ms) {
 		route_timeout(d);
+	} else if (x->try_deadline_ms && now >= x->try_deadline_ms) {
+		l7_retry_try_timeout(d);
+		if (!d->dead && d->state == L7_DOWN_EXCHANGE && x->timer == timer)
+			arm(d);
+	} else if (x->backing_off && now >= x->retry_due_ms) {
+		l7_retry_fire(d);
+		if (!d->dead && d->state == L7_DOWN_EXCHANGE && x->timer == timer)
+			arm(d);
 	} else if (x->delayed && now >= x->delay_due_ms) {
 		x->delayed = false;
 		x->flags |= L7_RF_DI;
@@ -81,6 +94,14 @@ static bool ensure_timer(struct l7_down *d)
 	if (x->timer)
 		loop_timer_disarm(d->w->loop, x->timer);
 	return x->timer != NULL;
+}
+
+bool l7_exchange_timer_arm(struct l7_down *d)
+{
+	if (!ensure_timer(d))
+		return false;
+	arm(d);
+	return true;
 }
 
 void l7_exchange_timeout_start(struct l7_down *d)
@@ -132,4 +153,6 @@ void l7_exchange_timer_stop(struct l7_down *d)
 	x->timer = NULL;
 	x->delayed = false;
 	x->deadline_ms = 0;
+	x->try_deadline_ms = 0;
+	x->backing_off = false;
 }

@@ -474,4 +474,16 @@ void l7_proxy_collect(struct l7_proxy *p, struct xm_scrape *sc)
 	f = scrape_family(sc, "xmesh_l7_rate_limit_not_enforced_total", "counter",
 			  "Requests over a local rate limit let through (filter enabled, not enforced).");
 	scrape_u64(f, NULL, NULL, 0, SUM(p, ratelimit_not_enforced));
+	f = scrape_family(sc, "xmesh_l7_upstream_retries_total", "counter",
+			  "Retries the L7 proxy made (VirtualService retries, or Istio's default policy).");
+	scrape_u64(f, NULL, NULL, 0, SUM(p, retries));
+	f = scrape_family(sc, "xmesh_l7_upstream_retry_overflows_total", "counter",
+			  "Retries not made because the destination's maxRetries were in flight (UO).");
+	scrape_u64(f, NULL, NULL, 0, SUM(p, retry_overflows));
+	f = scrape_family(sc, "xmesh_l7_upstream_retries_exhausted_total", "counter",
+			  "Requests answered with a retriable outcome after every retry was spent (URX).");
+	scrape_u64(f, NULL, NULL, 0, SUM(p, retries_exhausted));
+	f = scrape_family(sc, "xmesh_l7_upstream_retries_body_too_large_total", "counter",
+			  "Retries not made because the request body outgrew the retry buffer (64 KiB).");
+	scrape_u64(f, NULL, NULL, 0, SUM(p, retry_body_too_big));
 }

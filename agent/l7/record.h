@@ -59,6 +59,7 @@ struct l7_record {
 	const char *forwarded_for;    /* x-forwarded-for as sent upstream, NULL: none */
 	const char *details;	      /* Envoy's %RESPONSE_CODE_DETAILS% ("http1.invalid_header"), NULL: derived */
 	const struct l7_route *route; /* the route taken (%ROUTE_NAME%), NULL: none */
+	uint32_t attempts;	      /* upstream tries (%UPSTREAM_REQUEST_ATTEMPT_COUNT%), 0: none */
 	union xm_addr downstream_local_addr; /* what the client dialed: the VIP (%DOWNSTREAM_LOCAL_ADDRESS%) */
 	uint16_t downstream_local_port;	     /* host order */
 	uint8_t downstream_local_family;     /* 0: unknown */

@@ -210,6 +210,8 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 			continue;
 		if (rw->trace_headers && l7_trace_is_header(h->name))
 			continue; /* replaced by the proxy's span below */
+		if (rw->attempt_count && h->name.len == 21 && h1_name_eq(h->name, "x-envoy-attempt-count"))
+			continue; /* replaced below */
 		if (h1_name_eq(h->name, "x-request-id"))
 			has_request_id = true;
 		put_span(&w, h->name);
@@ -256,6 +258,8 @@ int l7_rewrite_request(const struct h1_request *req, const struct l7_req_rewrite
 	} else if (rw->close) {
 		put_lit(&w, "connection: close\r\n");
 	}
+	if (rw->attempt_count)
+		put_lit(&w, "x-envoy-attempt-count: 1\r\n");
 	put(&w, "\r\n", 2);
 	return finish_head(&w);
 }

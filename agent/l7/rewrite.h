@@ -23,6 +23,9 @@ struct l7_req_rewrite {
 	const char *host_suffix;	   /* appended to the authority ("-shadow" for a mirror); NULL: none */
 	const char *default_authority;	   /* Host when the request has none (HTTP/1.0): the service's name */
 	bool close;			   /* Connection: close (a mirror's copy: the server ends it) */
+	/* x-envoy-attempt-count: 1 as the last header line, the request's own dropped (Istio sets Envoy's
+	 * include_request_attempt_count on its virtual hosts); a retry rewrites the number (l7/retry.c). */
+	bool attempt_count;
 };
 
 /* Writes the head to forward into buf; returns its length, or -ENOSPC when it does not fit in cap or would pass

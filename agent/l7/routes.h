@@ -57,21 +57,22 @@ enum l7_load_slot {
 	L7_LOAD_RETRIES,	 /* retries in flight (http.maxRetries) */
 };
 
-/* retryOn conditions (Envoy's x-envoy-retry-on names, as Istio passes them through). */
-#define L7_RETRY_5XX		    0x001
-#define L7_RETRY_GATEWAY_ERROR	    0x002 /* 502, 503, 504 */
-#define L7_RETRY_RESET		    0x004 /* disconnect/reset/read timeout before a response head */
-#define L7_RETRY_CONNECT_FAILURE    0x008
-#define L7_RETRY_RETRIABLE_4XX	    0x010 /* 409 */
-#define L7_RETRY_REFUSED_STREAM	    0x020 /* HTTP/2 REFUSED_STREAM: never on HTTP/1.1 upstreams */
-#define L7_RETRY_RETRIABLE_STATUS   0x040 /* statuses[] (retriable-status-codes and bare codes) */
-#define L7_RETRY_UNAVAILABLE	    0x080 /* gRPC status 14 */
-#define L7_RETRY_CANCELLED	    0x100 /* gRPC status 1 */
-#define L7_RETRY_DEADLINE_EXCEEDED  0x200 /* gRPC status 4 */
-#define L7_RETRY_RESOURCE_EXHAUSTED 0x400 /* gRPC status 8 */
-#define L7_RETRY_INTERNAL	    0x800 /* gRPC status 13 */
+/* retryOn conditions (Envoy's x-envoy-retry-on names, as Istio passes them through; config/model.h). */
+#define L7_RETRY_5XX		      XM_RETRY_ON_5XX
+#define L7_RETRY_GATEWAY_ERROR	      XM_RETRY_ON_GATEWAY_ERROR /* 502, 503, 504 */
+#define L7_RETRY_RESET		      XM_RETRY_ON_RESET		/* disconnect/reset/timeout before a response head */
+#define L7_RETRY_CONNECT_FAILURE      XM_RETRY_ON_CONNECT_FAILURE
+#define L7_RETRY_RETRIABLE_4XX	      XM_RETRY_ON_RETRIABLE_4XX	       /* 409 */
+#define L7_RETRY_REFUSED_STREAM	      XM_RETRY_ON_REFUSED_STREAM       /* HTTP/2 REFUSED_STREAM: never on HTTP/1.1 */
+#define L7_RETRY_RETRIABLE_STATUS     XM_RETRY_ON_RETRIABLE_STATUS     /* statuses[] (bare codes turn it on) */
+#define L7_RETRY_UNAVAILABLE	      XM_RETRY_ON_UNAVAILABLE	       /* gRPC status 14 */
+#define L7_RETRY_CANCELLED	      XM_RETRY_ON_CANCELLED	       /* gRPC status 1 */
+#define L7_RETRY_DEADLINE_EXCEEDED    XM_RETRY_ON_DEADLINE_EXCEEDED    /* gRPC status 4 */
+#define L7_RETRY_RESOURCE_EXHAUSTED   XM_RETRY_ON_RESOURCE_EXHAUSTED   /* gRPC status 8 */
+#define L7_RETRY_INTERNAL	      XM_RETRY_ON_INTERNAL	       /* gRPC status 13 */
+#define L7_RETRY_RESET_BEFORE_REQUEST XM_RETRY_ON_RESET_BEFORE_REQUEST /* a reset before the request was sent */
 
-#define L7_RETRY_STATUSES_MAX 16
+#define L7_RETRY_STATUSES_MAX XM_RETRY_STATUSES_MAX
 
 /* A route's retry policy (VirtualService retries, or Istio's default when absent; docs/l7.md "Retries"). */
 struct l7_retry_policy {
@@ -81,7 +82,22 @@ struct l7_retry_policy {
 	uint16_t statuses[L7_RETRY_STATUSES_MAX];
 	uint8_t n_statuses;
 	bool retry_remote_localities;
+	/* Envoy's previous_hosts predicate (5 host selections): on unless retryIgnorePreviousHosts: false, or the
+	 * destination hashes (Istio's DefaultConsistentHashPolicy) and the field is absent. */
+	bool previous_hosts, previous_hosts_set;
+	uint32_t backoff_base_ms; /* retry backoff base interval (25 ms unless backoff is given); cap 10x */
 };
+
+/* Istio's default policy (retry.DefaultPolicy) and Envoy's backoff base (router filter, 25 ms; cap 10x). */
+#define L7_RETRY_DEFAULT_ATTEMPTS 2
+#define L7_RETRY_DEFAULT_ON                                                                                            \
+	(L7_RETRY_CONNECT_FAILURE | L7_RETRY_REFUSED_STREAM | L7_RETRY_UNAVAILABLE | L7_RETRY_CANCELLED |              \
+	 L7_RETRY_RETRIABLE_STATUS)
+#define L7_RETRY_BACKOFF_BASE_MS	 25
+#define L7_RETRY_HOST_SELECTION_ATTEMPTS 5
+
+/* A route's policy from its VirtualService retries (all zero: no retries block), as Istio converts it. */
+void l7_retry_policy_from(const struct xm_http_retry *in, struct l7_retry_policy *out);
 
 enum l7_str_match_kind {
 	L7_MATCH_ANY = 0, /* the field was absent */

@@ -502,11 +502,46 @@ static int compile_route(struct builder *b, const struct xm_virtual_service *vs,
 		out->fault_abort_status = in->fault.abort_status;
 		out->fault_abort_percent = in->fault.abort_percent;
 	}
+	l7_retry_policy_from(&in->retries, &out->retry);
 	if (!err && in->has_mirror) {
 		out->mirror_percent = in->mirror_percent;
 		err = bind_destination(b, vs, &in->mirror, port, &out->mirror);
 	}
 	return err;
+}
+
+/*
+ * Istio's retry.ConvertPolicy (pilot/pkg/networking/core/route/retry/retry.go): no retries block → the default
+ * policy (2 retries on connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes, no status
+ * codes: EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY is on by default); attempts 0 → none; otherwise the default with
+ * attempts, retryOn (bare codes turn on retriable-status-codes), perTryTimeout and the rest laid over it.
+ */
+void l7_retry_policy_from(const struct xm_http_retry *in, struct l7_retry_policy *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->backoff_base_ms = L7_RETRY_BACKOFF_BASE_MS;
+	out->previous_hosts = true;
+	if (in->set && !in->attempts)
+		return;
+	out->attempts = in->set ? in->attempts : L7_RETRY_DEFAULT_ATTEMPTS;
+	out->retry_on = L7_RETRY_DEFAULT_ON;
+	if (!in->set)
+		return;
+	if (in->retry_on_set) {
+		out->retry_on = in->retry_on;
+		memcpy(out->statuses, in->statuses, sizeof(out->statuses));
+		out->n_statuses = in->n_statuses;
+		if (in->n_statuses)
+			out->retry_on |= L7_RETRY_RETRIABLE_STATUS;
+	}
+	out->per_try_timeout_ms = in->per_try_timeout_ms;
+	out->retry_remote_localities = in->retry_remote_localities;
+	if (in->ignore_previous_hosts_set) {
+		out->previous_hosts = in->ignore_previous_hosts;
+		out->previous_hosts_set = true;
+	}
+	if (in->backoff_ms)
+		out->backoff_base_ms = in->backoff_ms > UINT32_MAX / 10 ? UINT32_MAX / 10 : (uint32_t)in->backoff_ms;
 }
 
 static struct l7_vhost *new_vhost(struct builder *b, const char *name, uint16_t port, size_t *idx)
@@ -774,6 +809,7 @@ static int build_default(struct builder *b, const struct xm_service *svc, uint16
 	r->n_dests = 1;
 	r->dests[0].weight = 100;
 	r->action = L7_ACTION_ROUTE;
+	l7_retry_policy_from(&(struct xm_http_retry){ 0 }, &r->retry); /* Istio's default route: its default policy */
 	return add_fixup(b, &r->dests[0].cluster, cluster_index(b, svc, NULL, port, ""));
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/strbuf.h"
 #include "l7/ratelimit.h"
+#include "l7/retry.h"
 #include "l7/routes.h"
 #include "l7/routes_internal.h"
 
@@ -56,6 +57,42 @@ static void text_match(struct strbuf *out, const struct l7_match *m)
 		sb_printf(out, " source_namespace %s", m->source_namespace);
 	if (out->len == start)
 		sb_puts(out, " any");
+}
+
+/* "retries 2 on connect-failure,... [per-try 1000ms] [backoff 25ms] [same-host] [remote-localities]". */
+static void render_retry_text(const struct l7_retry_policy *p, struct strbuf *out)
+{
+	char on[512];
+
+	if (!p->attempts) {
+		sb_puts(out, "      retries off\n");
+		return;
+	}
+	l7_retry_on_format(p, on, sizeof(on));
+	sb_printf(out, "      retries %u on %s", p->attempts, on[0] ? on : "-");
+	if (p->per_try_timeout_ms)
+		sb_printf(out, " per-try %llums", (unsigned long long)p->per_try_timeout_ms);
+	if (p->backoff_base_ms != L7_RETRY_BACKOFF_BASE_MS)
+		sb_printf(out, " backoff %ums", p->backoff_base_ms);
+	if (!p->previous_hosts)
+		sb_puts(out, " same-host");
+	if (p->retry_remote_localities)
+		sb_puts(out, " remote-localities");
+	sb_puts(out, "\n");
+}
+
+static void render_retry_json(const struct l7_retry_policy *p, struct strbuf *out)
+{
+	char on[512];
+
+	l7_retry_on_format(p, on, sizeof(on));
+	sb_printf(out, ",\"retries\":{\"attempts\":%u,\"retry_on\":", p->attempts);
+	sb_json_str(out, on);
+	sb_printf(out,
+		  ",\"per_try_timeout_ms\":%llu,\"backoff_base_ms\":%u,\"previous_hosts\":%s,"
+		  "\"retry_remote_localities\":%s}",
+		  (unsigned long long)p->per_try_timeout_ms, p->backoff_base_ms, p->previous_hosts ? "true" : "false",
+		  p->retry_remote_localities ? "true" : "false");
 }
 
 static void text_route(struct strbuf *out, const struct l7_route *r)
@@ -110,6 +147,8 @@ static void text_route(struct strbuf *out, const struct l7_route *r)
 			  r->fault_delay_percent);
 	if (r->fault_abort_status)
 		sb_printf(out, "      fault abort %u %.4g%%\n", r->fault_abort_status, r->fault_abort_percent);
+	if (r->action == L7_ACTION_ROUTE)
+		render_retry_text(&r->retry, out);
 }
 
 static void render_text(const struct l7_route_table *t, struct strbuf *out)
@@ -282,6 +321,8 @@ static void json_route(struct strbuf *out, const struct l7_route *r)
 				  r->fault_abort_percent);
 		sb_puts(out, "}");
 	}
+	if (r->action == L7_ACTION_ROUTE)
+		render_retry_json(&r->retry, out);
 	sb_puts(out, "}");
 }
 

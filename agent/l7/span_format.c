@@ -108,6 +108,10 @@ size_t l7_span_format(const struct l7_record *r, const char *node_id, char *buf,
 	put_json(&o, flags, CAP_METHOD);
 	fb_puts(&o, ",\"upstream_cluster\":");
 	put_json(&o, r->cluster ? r->cluster->name : "-", CAP_CLUSTER);
+	/* Envoy's router tags an upstream span retry.count when it was a retry: here one span covers every try,
+	 * and the tag says how many retries it took (docs/l7.md "Retries"). */
+	if (r->attempts > 1)
+		put_fmt(&o, ",\"retry.count\":\"%llu\"", r->attempts - 1);
 	fb_puts(&o, ",\"node_id\":");
 	put_json(&o, node_id ? node_id : "", CAP_NODE);
 	/* Envoy tags a span error when the response is 5xx or there was none. */

@@ -18,6 +18,7 @@
 #include "l7/outlier_batch.h"
 #include "l7/proxy.h"
 #include "l7/request_id.h"
+#include "l7/retry.h"
 #include "l7/trace.h"
 #include "l7/routes.h"
 
@@ -98,6 +99,10 @@ struct l7_exchange_text {
 	struct l7_exchange_text *next_free;
 };
 
+/* Request body bytes kept for a retry: one buffer's worth (Envoy keeps up to its per-request buffer limit). */
+#define L7_RETRY_BODY_MAX  (64 * 1024)
+#define L7_RETRY_TRIED_MAX 8
+
 /* The request in flight on a downstream connection. */
 struct l7_exchange {
 	struct l7_snap_hold *hold;
@@ -147,6 +152,17 @@ struct l7_exchange {
 	bool counted_pending, counted_request; /* L7_LOAD_PENDING / L7_LOAD_REQUESTS taken */
 	struct l7_endpoint wait_ep;
 	struct l7_down *wait_next, *wait_prev;
+	/* retries (l7/retry.c); the timer above also runs the per-try timeout and the backoff */
+	uint32_t attempt;		    /* this try's number: 1 for the first, 0 before one started */
+	uint32_t tried[L7_RETRY_TRIED_MAX]; /* backend ids tried (previous-hosts predicate) */
+	uint8_t n_tried;
+	bool keep_body;				  /* the policy may retry after body bytes left: copy them */
+	bool body_too_big;			  /* the body outgrew L7_RETRY_BODY_MAX: no retry */
+	bool backing_off;			  /* between tries: no upstream, waiting for retry_due_ms */
+	bool retry_slot;			  /* holds one of the cluster's L7_LOAD_RETRIES */
+	char *body;				  /* the body bytes sent so far (keep_body), NULL: none yet */
+	uint32_t body_len, body_cap, body_resent; /* kept; allocated; re-queued on this try */
+	uint64_t retry_due_ms, try_deadline_ms;	  /* loop_now_ms() clock; 0: none */
 };
 
 struct l7_down {
@@ -181,6 +197,7 @@ struct l7_worker_counters {
 	/* connectionPool overflows (Envoy's upstream_cx_overflow, upstream_rq_pending_overflow, max requests) */
 	atomic_ullong overflow_connections, overflow_pending, overflow_requests;
 	atomic_ullong ratelimited, ratelimit_not_enforced; /* local rate limits (l7/ratelimit.c) */
+	atomic_ullong retries, retry_overflows, retry_body_too_big, retries_exhausted;
 };
 
 #define L7_POOL_BUCKETS 256
@@ -339,6 +356,36 @@ void l7_admit_kick(struct l7_worker *w);
 void l7_admit_free(struct l7_worker *w);
 /* The cluster's per-connection settings on up: maxRequestsPerConnection, idle timeout, maxConnectionDuration. */
 void l7_up_apply_policy(struct l7_up *up, const struct l7_cluster *c);
+/* fault.c: (re)arms the exchange's timer for the soonest of its deadlines; false when out of memory. */
+bool l7_exchange_timer_arm(struct l7_down *d);
+
+/* exchange.c: x->endpoint's connection for the current try (pooled or new); a socket that failed counts as a
+ * connect failure (retried, or 503 UF). */
+void l7_exchange_connect(struct l7_down *d);
+
+/* retry.c (docs/l7.md "Retries") */
+/* A forwarded request's first try starts: the policy's bookkeeping. */
+void l7_retry_begin(struct l7_down *d);
+/*
+ * The current try failed this way (its outcome already reported to outlier detection). True: a retry is
+ * scheduled (the upstream closed, the exchange waits on its timer); false: answer as without retries (flags
+ * URX or UO, or the details, may now say why not).
+ */
+bool l7_retry_failed(struct l7_down *d, enum l7_retry_cause cause, uint16_t status);
+/* The backoff is over: the next try picks an endpoint and connects. */
+void l7_retry_fire(struct l7_down *d);
+/* The per-try timeout fired: the try is abandoned (504 UT if it is not retried). */
+void l7_retry_try_timeout(struct l7_down *d);
+/* Starts the per-try timeout once the request is complete (a no-op when running or none). */
+void l7_retry_try_timer_start(struct l7_down *d);
+/* body bytes of the request just queued upstream: kept for a retry while the policy may need them. */
+void l7_retry_body_sent(struct l7_exchange *x, const char *p, uint32_t n);
+/* Queues the kept body again after a retry's head; true if anything moved. *pending: bytes still to queue. */
+bool l7_retry_body_resend(struct l7_down *d, bool *pending);
+/* Queues the head of the current try (its x-envoy-attempt-count); false when up->out has no room. */
+bool l7_retry_queue_head(struct l7_down *d);
+/* The exchange ends: the retry slot and the kept body are given back. */
+void l7_retry_end(struct l7_down *d);
 
 /* upstream.c */
 /*

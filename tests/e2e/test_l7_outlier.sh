@@ -3,7 +3,8 @@
 # connects sockops never sees, so the proxy reports them itself. One of 3 xm-http backends dies: with
 # consecutive5xxErrors 3 (local-origin failures count toward it, unsplit) at most 3 requests get 503 UF, then
 # none of the next 60; the agent logs the ejection and status shows it. The backend comes back: after
-# baseEjectionTime it is picked again and answers.
+# baseEjectionTime it is picked again and answers. Retries are off (attempts: 0) so that each refused connect is
+# seen by a client.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -30,6 +31,17 @@ spec:
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
     outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 3s, maxEjectionPercent: 50}
+---
+# Istio's default retry policy would retry each refused connect on another endpoint (no request would see the
+# dead one): this test is about the ejection threshold, so retries are off.
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - retries: {attempts: 0}
+    route: [{destination: {host: reviews}}]
 YAML
 } | xmt_config_write reviews.yaml
 xmt_agent_start --proxy-workers 1

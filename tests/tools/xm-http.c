@@ -4,6 +4,7 @@
  * requests are parsed by Debian's libhttp-parser, never by the agent's own parser. One epoll loop, non-blocking.
  *
  *   xm-http --id NAME [--port 8080] [--bind ADDR] [--idle-timeout-ms MS] [--max-time SEC] [--fail-status N]
+ *           [--delay-ms N] [--log-requests]
  *
  * Endpoints (every response carries "x-backend: NAME"; HEAD answers the same headers without a body):
  *   GET /               "NAME\n"
@@ -15,6 +16,8 @@
  *   /slow?ms=N          "NAME\n" after N ms (a timer: other connections are served meanwhile)
  *   /upgrade            with an Upgrade header: 101 Switching Protocols, then echoes every byte back
  * --fail-status N (500..599): every request is answered "NAME\n" with status N (a failing backend).
+ * --delay-ms N: every request is answered as /slow?ms=N (a slow backend). --log-requests: prints
+ * "request MS METHOD PATH attempt=N" for each request (MS: CLOCK_MONOTONIC ms; N: x-envoy-attempt-count, "-").
  * Keep-alive and pipelining (responses in request order), `Expect: 100-continue` (100 Continue at the end of
  * the header section), `Connection: close` and HTTP/1.0. A request the parser rejects gets 400 and a close.
  * The default bind address "::" with IPV6_V6ONLY off serves IPv4 and IPv6. Prints "xm-http NAME ready" once
@@ -101,6 +104,8 @@ static struct conn *g_timed;
 static struct conn *g_conns; /* all connections, for the idle sweep */
 static long g_idle_timeout_ms;
 static long g_fail_status; /* --fail-status: 0, or the status every request gets */
+static long g_delay_ms;	   /* --delay-ms: 0, or how long every request waits (as /slow) */
+static bool g_log_requests;
 static unsigned long g_idle_closed;
 static int g_ep;
 static http_parser_settings g_settings;
@@ -696,6 +701,13 @@ static void dispatch(struct conn *c)
 	}
 	if (!http_should_keep_alive(p))
 		c->close_after = true;
+	if (g_log_requests) {
+		const char *attempt = req_header(&c->req, "x-envoy-attempt-count");
+
+		printf("request %" PRId64 " %s %s attempt=%s\n", now_ms(), http_method_str(p->method), path,
+		       attempt ? attempt : "-");
+		fflush(stdout);
+	}
 
 	if (g_fail_status) {
 		respond_id(c, (int)g_fail_status);
@@ -711,8 +723,9 @@ static void dispatch(struct conn *c)
 		respond_bytes(c, n, query && query_param(query, "chunked", val, sizeof(val)) && !strcmp(val, "1"));
 	} else if (!strncmp(path, "/status/", 8) && (n = parse_count(path + 8, 999)) >= 200 && n <= 599) {
 		respond_id(c, (int)n);
-	} else if (!strcmp(path, "/slow")) {
-		n = query && query_param(query, "ms", val, sizeof(val)) ? parse_count(val, 3600000) : 0;
+	} else if (g_delay_ms || !strcmp(path, "/slow")) {
+		n = g_delay_ms ? g_delay_ms
+			       : (query && query_param(query, "ms", val, sizeof(val)) ? parse_count(val, 3600000) : 0);
 		c->waiting_slow = true;
 		timer_set(c, now_ms() + (n > 0 ? n : 0));
 	} else if (!strcmp(path, "/upgrade")) {
@@ -1013,7 +1026,7 @@ static int open_listener(const char *host, uint16_t port)
 static void usage(void)
 {
 	fprintf(stderr, "usage: xm-http --id NAME [--port N] [--bind ADDR] [--idle-timeout-ms MS] [--max-time SEC]\n"
-			"              [--fail-status N]\n");
+			"              [--fail-status N] [--delay-ms N] [--log-requests]\n");
 	exit(2);
 }
 
@@ -1026,6 +1039,8 @@ int main(int argc, char **argv)
 		{ "max-time", required_argument, NULL, 'm' },
 		{ "idle-timeout-ms", required_argument, NULL, 'I' },
 		{ "fail-status", required_argument, NULL, 'f' },
+		{ "delay-ms", required_argument, NULL, 'd' },
+		{ "log-requests", no_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static char tag_listen, tag_sig; /* tell these descriptors from connections in epoll data */
@@ -1057,12 +1072,19 @@ int main(int argc, char **argv)
 		case 'f':
 			g_fail_status = strtol(optarg, NULL, 10);
 			break;
+		case 'd':
+			g_delay_ms = strtol(optarg, NULL, 10);
+			break;
+		case 'l':
+			g_log_requests = true;
+			break;
 		default:
 			usage();
 		}
 	}
 	if (!id || strlen(id) >= ID_MAX - 1 || strpbrk(id, "\r\n\"\\") || port <= 0 || port > 65535 || max_time < 0 ||
-	    g_idle_timeout_ms < 0 || (g_fail_status && (g_fail_status < 500 || g_fail_status > 599)))
+	    g_idle_timeout_ms < 0 || g_delay_ms < 0 || g_delay_ms > 3600000 ||
+	    (g_fail_status && (g_fail_status < 500 || g_fail_status > 599)))
 		usage();
 	snprintf(g_id, sizeof(g_id), "%s", id);
 

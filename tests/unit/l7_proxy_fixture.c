@@ -513,6 +513,8 @@ void records_hook(void *ctx, size_t worker, const struct l7_record *r)
 
 		s->status = r->status;
 		s->flags = r->flags;
+		s->attempts = r->attempts;
+		snprintf(s->details, sizeof(s->details), "%s", r->details ? r->details : "");
 		snprintf(s->path, sizeof(s->path), "%s", r->path ? r->path : "");
 		s->request_bytes = r->request_bytes;
 		s->response_bytes = r->response_bytes;

@@ -51,6 +51,8 @@ struct seen_record {
 	uint32_t flags;
 	char path[128];
 	uint64_t request_bytes, response_bytes;
+	uint32_t attempts;
+	char details[64];
 };
 void records_hook(void *ctx, size_t worker, const struct l7_record *r);
 /* Waits up to 2 s for at least n records; returns how many there are. */

@@ -261,7 +261,7 @@ Test(config_virtualservice, warnings_never_silence_and_do_not_fail)
 
 	load_with("warnings.yaml", 0);
 	cr_expect_eq(n_errors(&diags), 0);
-	cr_expect_eq(diags.n, 15);
+	cr_expect_eq(diags.n, 14);
 	for (size_t i = 0; i < diags.n; i++)
 		cr_expect(diags.items[i].warning, "%s", diags.items[i].msg);
 	d = find_diag(&diags, f, 8, 41,
@@ -272,7 +272,6 @@ Test(config_virtualservice, warnings_never_silence_and_do_not_fail)
 	find_diag(&diags, f, 11, 5, "port 9084: ", "HTTP/2 is not supported yet");
 	find_diag(&diags, f, 18, 20, "virtualservice default/a-first: ",
 		  "gateway \"istio-system/ingress\" is not served by xmesh: ignored");
-	find_diag(&diags, f, 22, 14, "spec.http[0].retries ", "is not supported yet");
 	find_diag(&diags, f, 23, 14, "spec.http[0].mirrors ", "is not supported yet");
 	find_diag(&diags, f, 24, 17, "spec.http[0].corsPolicy ", "is not supported yet");
 	find_diag(&diags, f, 25, 15, "spec.http[1].delegate ", "is not supported yet");
@@ -313,7 +312,7 @@ Test(config_virtualservice, warnings_stay_warnings_through_the_parse_cache)
 	cr_assert_not_null(cache);
 	for (int round = 0; round < 2; round++) {
 		cr_assert_eq(config_load_cached(cache, paths, 1, &cfg, &diags), 0, "round %d", round);
-		cr_expect_eq(diags.n, 15, "round %d", round);
+		cr_expect_eq(diags.n, 14, "round %d", round);
 		cr_expect_eq(n_errors(&diags), 0, "round %d: a cached file's warnings are still warnings", round);
 		cr_expect(port_of("default", "reviews", 9080)->http);
 		cr_expect_eq(vs_named("default", "a-first")->n_http, 2);

@@ -104,3 +104,27 @@ Test(l7_rewrite, content_length_stays_whatever_connection_names)
 	cr_expect_eq(out_resp.content_length, 5);
 	cr_expect_null(h1_find(out_resp.headers, out_resp.n_headers, "x-a"));
 }
+
+/* Istio's include_request_attempt_count: one x-envoy-attempt-count, 1, last (a retry rewrites the number), the
+ * client's own replaced. */
+Test(l7_rewrite, attempt_count_replaces_the_clients_and_ends_the_head)
+{
+	static const char raw[] = "GET /x HTTP/1.1\r\nHost: web\r\nx-envoy-attempt-count: 7\r\nx-kept: 2\r\n\r\n";
+	struct l7_req_rewrite rw = { .client_addr = "10.0.0.7", .attempt_count = true };
+	struct h1_request req, out;
+	enum h1_error err;
+	char buf[4096];
+	int k;
+
+	cr_assert_gt(h1_parse_request(raw, strlen(raw), &req, &err), 0);
+	k = l7_rewrite_request(&req, &rw, buf, sizeof(buf));
+	cr_assert_gt(k, 0);
+	cr_assert_eq(h1_parse_request(buf, (size_t)k, &out, &err), k);
+	expect_only(&out, "x-envoy-attempt-count", "1");
+	expect_only(&out, "x-kept", "2");
+	cr_expect(k > 30 && !memcmp(buf + k - 30, "\r\nx-envoy-attempt-count: 1\r\n\r\n", 30), "%.*s", k, buf);
+	rw.attempt_count = false;
+	k = l7_rewrite_request(&req, &rw, buf, sizeof(buf));
+	cr_assert_eq(h1_parse_request(buf, (size_t)k, &out, &err), k);
+	expect_only(&out, "x-envoy-attempt-count", "7"); /* without the option, the client's goes on */
+}

@@ -74,6 +74,7 @@ Test(l7_span_export, zipkin_v2_json)
 	cr_expect(!strchr(buf, '\n'), "a span is one line");
 	snprintf(body, sizeof(body), "[%s,", buf);
 	record(&r, "/x", 503);
+	r.attempts = 3; /* two retries */
 	r.route = &named_route;
 	r.source = NULL;
 	r.upstream = NULL;
@@ -98,7 +99,8 @@ Test(l7_span_export, zipkin_v2_json)
 		"assert t[\"upstream_cluster\"] == \"outbound|9080||reviews.default.svc.cluster.local\"\n"
 		"assert b[\"name\"] == \"reviews-v2\" and b[\"localEndpoint\"][\"serviceName\"] == \"xmesh\"\n"
 		"assert \"remoteEndpoint\" not in b and b[\"tags\"][\"error\"] == \"true\"\n"
-		"assert b[\"tags\"][\"response_flags\"] == \"UH\"\n"),
+		"assert b[\"tags\"][\"response_flags\"] == \"UH\"\n"
+		"assert b[\"tags\"][\"retry.count\"] == \"2\" and \"retry.count\" not in t\n"),
 	    "%s", body);
 	/* snprintf-like on a short buffer */
 	cr_expect_eq(l7_span_format(&r, "node-1", buf, 10), m);
