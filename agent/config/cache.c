@@ -151,7 +151,7 @@ static void *alloc_objs(size_t n, size_t size, bool *failed)
 
 int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
-	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, n_vs = 0, kept = 0;
+	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, n_vs = 0, n_pa = 0, kept = 0;
 	bool failed = false;
 	int err = 0;
 
@@ -164,6 +164,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		n_node += o->n_nodes;
 		n_rule += o->n_rules;
 		n_vs += o->n_virtual_services;
+		n_pa += o->n_peer_auths;
 	}
 	cfg->borrowed = true;
 	cfg->services = alloc_objs(n_svc, sizeof(*cfg->services), &failed);
@@ -172,6 +173,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 	cfg->nodes = alloc_objs(n_node, sizeof(*cfg->nodes), &failed);
 	cfg->rules = alloc_objs(n_rule, sizeof(*cfg->rules), &failed);
 	cfg->virtual_services = alloc_objs(n_vs, sizeof(*cfg->virtual_services), &failed);
+	cfg->peer_auths = alloc_objs(n_pa, sizeof(*cfg->peer_auths), &failed);
 	if (failed) {
 		err = -ENOMEM;
 		goto out;
@@ -187,6 +189,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		append(cfg->rules, &cfg->n_rules, o->rules, o->n_rules, sizeof(*o->rules));
 		append(cfg->virtual_services, &cfg->n_virtual_services, o->virtual_services, o->n_virtual_services,
 		       sizeof(*o->virtual_services));
+		append(cfg->peer_auths, &cfg->n_peer_auths, o->peer_auths, o->n_peer_auths, sizeof(*o->peer_auths));
 		for (size_t d = 0; d < cf->diags.n; d++) {
 			const struct xm_diag *dg = &cf->diags.items[d];
 

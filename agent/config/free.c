@@ -125,6 +125,13 @@ void virtual_service_free(struct xm_virtual_service *vs)
 	memset(vs, 0, sizeof(*vs));
 }
 
+void peer_authentication_free(struct xm_peer_authentication *pa)
+{
+	free(pa->selector);
+	free(pa->ports);
+	memset(pa, 0, sizeof(*pa));
+}
+
 void config_free(struct xm_config *cfg)
 {
 	if (!cfg)
@@ -143,6 +150,8 @@ void config_free(struct xm_config *cfg)
 		rule_free(&cfg->rules[i]);
 	for (size_t i = 0; i < cfg->n_virtual_services; i++)
 		virtual_service_free(&cfg->virtual_services[i]);
+	for (size_t i = 0; i < cfg->n_peer_auths; i++)
+		peer_authentication_free(&cfg->peer_auths[i]);
 	for (size_t i = 0; i < cfg->n_files; i++)
 		free(cfg->files[i]);
 arrays:
@@ -152,6 +161,7 @@ arrays:
 	free(cfg->nodes);
 	free(cfg->rules);
 	free(cfg->virtual_services);
+	free(cfg->peer_auths);
 	free(cfg->files);
 	memset(cfg, 0, sizeof(*cfg));
 }

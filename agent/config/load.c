@@ -42,6 +42,7 @@ enum kind_id {
 	KIND_NODE,
 	KIND_DESTINATION_RULE,
 	KIND_VIRTUAL_SERVICE,
+	KIND_PEER_AUTHENTICATION,
 };
 
 struct kind_desc {
@@ -73,6 +74,13 @@ static const struct kind_desc kinds[] = {
 	  true,
 	  false,
 	  KIND_VIRTUAL_SERVICE },
+	{ "PeerAuthentication",
+	  "security.istio.io",
+	  { "v1", "v1beta1" },
+	  "peerauthentication",
+	  true,
+	  false,
+	  KIND_PEER_AUTHENTICATION },
 };
 
 /* A file name that diagnostics point at, kept in cfg->files (in load order: diagnostics sort by it). */
@@ -176,6 +184,9 @@ static void parse_object_of_kind(struct loader *l, const struct kind_desc *k, co
 		break;
 	case KIND_VIRTUAL_SERVICE:
 		parse_virtual_service(&c, obj);
+		break;
+	case KIND_PEER_AUTHENTICATION:
+		parse_peer_authentication(&c, obj, metadata);
 		break;
 	}
 }

@@ -64,6 +64,11 @@ static void free_virtual_service(void *o)
 	virtual_service_free(o);
 }
 
+static void free_peer_authentication(void *o)
+{
+	peer_authentication_free(o);
+}
+
 static const struct kind_layout service_layout = {
 	"service",
 	sizeof(struct xm_service),
@@ -107,6 +112,15 @@ static const struct kind_layout virtual_service_layout = {
 	offsetof(struct xm_virtual_service, name),
 	offsetof(struct xm_virtual_service, loc),
 	free_virtual_service,
+};
+
+static const struct kind_layout peer_authentication_layout = {
+	"peerauthentication",
+	sizeof(struct xm_peer_authentication),
+	offsetof(struct xm_peer_authentication, ns),
+	offsetof(struct xm_peer_authentication, name),
+	offsetof(struct xm_peer_authentication, loc),
+	free_peer_authentication,
 };
 
 static int sort_entry_cmp(const void *a, const void *b)
@@ -592,6 +606,8 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 	sort_and_dedup(cfg->nodes, &cfg->n_nodes, &node_layout, cfg->borrowed, diags, n_errors);
 	sort_and_dedup(cfg->rules, &cfg->n_rules, &rule_layout, cfg->borrowed, diags, n_errors);
 	sort_and_dedup(cfg->virtual_services, &cfg->n_virtual_services, &virtual_service_layout, cfg->borrowed, diags,
+		       n_errors);
+	sort_and_dedup(cfg->peer_auths, &cfg->n_peer_auths, &peer_authentication_layout, cfg->borrowed, diags,
 		       n_errors);
 	/* A Service's slices next to each other: what validation and compile look up per Service. */
 	if (cfg->n_slices > 1 && !slices_by_service(cfg))
