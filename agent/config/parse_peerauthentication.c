@@ -86,6 +86,22 @@ static int port_cmp(const void *a, const void *b)
 	return (int)x->port - (int)y->port;
 }
 
+/* A decimal port number without sign or leading zero; -1 otherwise; values above 65535 as they are (to 999999). */
+static long parse_port_key(const char *s)
+{
+	long v = 0;
+	size_t n = strlen(s);
+
+	if (!n || n > 6 || (s[0] == '0' && n > 1))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
 static void parse_port_level(struct obj_ctx *c, const struct ynode *spec, struct xm_peer_authentication *pa)
 {
 	const struct ynode *plm = get_map(c, spec, "portLevelMtls", "spec.portLevelMtls");
@@ -106,18 +122,26 @@ static void parse_port_level(struct obj_ctx *c, const struct ynode *spec, struct
 		const struct ynode *k = plm->kids[i], *v = plm->kids[i + 1];
 		struct xm_port_mtls pm = { .loc = obj_loc_of(c, k) };
 		struct xm_port_mtls *slot;
+		char text[32], q[QUOTE_BUF];
 		size_t idx = 0;
-		long long port;
+		long port;
 		int r;
 
-		r = node_int(c, k, "spec.portLevelMtls key", 0, 65535, &port);
-		if (r != FIELD_SET) {
-			if (r == FIELD_ABSENT)
-				obj_error(c, k, "spec.portLevelMtls: a port number is required as the key");
+		/* kubectl prints the keys quoted ("8080":): JSON map keys are strings. Either spelling is a port. */
+		r = node_str(c, k, "spec.portLevelMtls key", text, sizeof(text));
+		if (r != FIELD_SET)
+			continue;
+		port = parse_port_key(text);
+		if (port < 0) {
+			obj_error(c, k, "spec.portLevelMtls: key %s is not a port number", quoted(q, text));
 			continue;
 		}
 		if (port == 0) {
 			obj_error(c, k, "spec.portLevelMtls: port cannot be 0");
+			continue;
+		}
+		if (port > 65535) {
+			obj_error(c, k, "spec.portLevelMtls: port %ld out of range 1-65535", port);
 			continue;
 		}
 		pm.port = (uint16_t)port;
