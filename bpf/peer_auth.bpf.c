@@ -3,7 +3,8 @@
  * PeerAuthentication STRICT in the kernel: TC egress on each local pod's host-side veth, where every packet
  * bound for the pod passes once (from the uplink, from other pods, from the node itself). A TCP SYN to a
  * STRICT (pod IP, port) is answered with a reset unless it carries the agent's mark (its tunnel termination,
- * XM_MTLS_AGENT_MARK); PERMISSIVE and DISABLE ports, and everything but TCP, pass untouched. docs/mtls.md.
+ * XM_MTLS_AGENT_MARK) or from a mesh pod of this node (same-node traffic stays on the sockmap path); PERMISSIVE
+ * and DISABLE ports, and everything but TCP, pass untouched. docs/mtls.md.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -56,7 +57,7 @@ int xm_peer_auth(struct __sk_buff *skb)
 	k.family = p.family;
 	dport = bpf_ntohs(xm_pkt_dport(&p));
 	pol = xm_mtls_lookup(&k, dport);
-	if (!pol || pol->mode != XM_MTLS_MODE_STRICT)
+	if (!pol || pol->mode != XM_MTLS_MODE_STRICT || xm_mtls_from_local_pod(skb, &saddr, p.family))
 		return XM_TC_ACT_OK;
 	xm_mtls_count(&k, dport, false);
 	return xm_mtls_reset(skb, &p, data, end);

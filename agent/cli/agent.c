@@ -33,9 +33,10 @@ static void usage(FILE *f)
 		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
 		   "                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
 		   "                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
-		   "                   [--trace-endpoint URL]\n"
+		   "                   [--trace-endpoint URL] [--root-namespace NS]\n"
 		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
-		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n");
+		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
+		   "  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -84,6 +85,7 @@ int cmd_agent(int argc, char **argv)
 		{ "access-log-format", required_argument, NULL, 'F' },
 		{ "trace-sampling", required_argument, NULL, 'T' },
 		{ "trace-endpoint", required_argument, NULL, 'E' },
+		{ "root-namespace", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -216,6 +218,13 @@ int cmd_agent(int argc, char **argv)
 			o.trace_endpoint = optarg;
 			break;
 		}
+		case 'R':
+			if (!optarg[0] || strlen(optarg) > 63) {
+				fprintf(stderr, "xmesh agent: --root-namespace %s: want a namespace name\n", optarg);
+				return 2;
+			}
+			o.root_namespace = optarg;
+			break;
 		case 'F':
 			if (!strcmp(optarg, "json")) {
 				o.access_log_format = L7_LOG_JSON;

@@ -48,9 +48,9 @@ struct xm_lb_state {
 };
 
 struct xm_compile_opts {
-	const char *node_name; /* --node; NULL: nothing is local */
+	const char *node_name;	    /* --node; NULL: nothing is local */
 	const char *root_namespace; /* --root-namespace: mesh-wide PeerAuthentication; NULL: istio-system */
-	uint32_t maglev_size;  /* default Maglev table size (prime) */
+	uint32_t maglev_size;	    /* default Maglev table size (prime) */
 };
 
 /* Returns 0 or -ENOMEM. Problems that validation lets through are logged as warnings. */

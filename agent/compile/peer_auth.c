@@ -44,7 +44,8 @@ static bool selects(const struct xm_peer_authentication *pa, const struct xm_lab
 		bool found = false;
 
 		for (size_t j = 0; j < n_labels && !found; j++)
-			found = !strcmp(pa->selector[i].key, labels[j].key) && !strcmp(pa->selector[i].value, labels[j].value);
+			found = !strcmp(pa->selector[i].key, labels[j].key) &&
+				!strcmp(pa->selector[i].value, labels[j].value);
 		if (!found)
 			return false;
 	}
@@ -106,8 +107,9 @@ enum xm_mtls_mode peer_auth_port_mode(const struct xm_pa_effective *e, uint16_t 
 
 static uint8_t kernel_mode(enum xm_mtls_mode m)
 {
-	return m == XM_MTLS_STRICT ? XM_MTLS_MODE_STRICT : m == XM_MTLS_DISABLE ? XM_MTLS_MODE_DISABLE
-										: XM_MTLS_MODE_PERMISSIVE;
+	return m == XM_MTLS_STRICT    ? XM_MTLS_MODE_STRICT
+	       : m == XM_MTLS_DISABLE ? XM_MTLS_MODE_DISABLE
+				      : XM_MTLS_MODE_PERMISSIVE;
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -186,8 +188,8 @@ int mtls_table_build(const struct xm_config *cfg, const char *node, const char *
 		out->n = j;
 	}
 	if (out->n > XM_MAX_MTLS_POLICIES) {
-		log_warn("peerauthentication: %zu pod port entries, the kernel holds %d: the rest are PERMISSIVE", out->n,
-			 XM_MAX_MTLS_POLICIES);
+		log_warn("peerauthentication: %zu pod port entries, the kernel holds %d: the rest are PERMISSIVE",
+			 out->n, XM_MAX_MTLS_POLICIES);
 		out->n = XM_MAX_MTLS_POLICIES;
 	}
 	return 0;

@@ -17,7 +17,7 @@
 #define XM_DEFAULT_ROOT_NAMESPACE "istio-system"
 
 struct xm_pa_effective {
-	enum xm_mtls_mode mode; /* the workload's, resolved: never UNSET */
+	enum xm_mtls_mode mode;		  /* the workload's, resolved: never UNSET */
 	const struct xm_port_mtls *ports; /* the workload policy's portLevelMtls (sorted; UNSET inherits mode) */
 	size_t n_ports;
 	/* The policies that applied at each level, NULL where none did. */

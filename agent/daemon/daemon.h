@@ -37,6 +37,7 @@ struct xm_agent_opts {
 	int access_log_format;	/* --access-log-format: enum l7_log_format */
 	double trace_sampling_percent; /* --trace-sampling: new traces sampled, 0..100 */
 	const char *trace_endpoint;    /* --trace-endpoint URL: Zipkin v2 collector; NULL: no export */
+	const char *root_namespace;    /* --root-namespace: mesh-wide PeerAuthentication; NULL: istio-system */
 };
 
 struct xm_agent;

@@ -43,9 +43,10 @@ struct xm_module {
 	void (*close)(void *state);
 };
 
-extern const struct xm_module xm_module_sock_lb; /* socket LB, lbmap, outlier detection */
-extern const struct xm_module xm_module_sockmap; /* same-node short-circuit */
-extern const struct xm_module xm_module_xdp;	 /* north-south XDP/TC on the uplinks */
-extern const struct xm_module xm_module_l7;	 /* the HTTP proxy and its capture */
+extern const struct xm_module xm_module_sock_lb;   /* socket LB, lbmap, outlier detection */
+extern const struct xm_module xm_module_sockmap;   /* same-node short-circuit */
+extern const struct xm_module xm_module_xdp;	   /* north-south XDP/TC on the uplinks */
+extern const struct xm_module xm_module_l7;	   /* the HTTP proxy and its capture */
+extern const struct xm_module xm_module_peer_auth; /* PeerAuthentication STRICT at the pods' veths */
 
 #endif

@@ -33,6 +33,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_mtls_rejected SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XM_MAX_MTLS_LOCAL_PODS);
+	__type(key, struct xm_mtls_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_mtls_local_pods SEC(".maps");
+
+/*
+ * Interfaces the agent attached the program to (ifindex → 1): the pods' veths. What `xmesh cleanup` detaches,
+ * and where same-node pod traffic enters the node.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_mtls_ifaces SEC(".maps");
+
+/* Same-node mesh traffic: a local mesh pod's address, received on a pod veth (not the uplink). */
+static __always_inline bool xm_mtls_from_local_pod(const struct __sk_buff *skb, const union xm_addr *saddr, __u8 family)
+{
+	struct xm_mtls_key k = { .addr = *saddr, .family = family };
+	__u32 ifindex = skb->ingress_ifindex;
+
+	return ifindex && bpf_map_lookup_elem(&xm_mtls_ifaces, &ifindex) &&
+	       bpf_map_lookup_elem(&xm_mtls_local_pods, &k);
+}
+
 /* The effective policy of (addr, port): its own entry, else the pod's (port 0), else NULL (PERMISSIVE). */
 static __always_inline const struct xm_mtls_policy *xm_mtls_lookup(struct xm_mtls_key *k, __u16 port)
 {

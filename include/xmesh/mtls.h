@@ -50,6 +50,13 @@ struct xm_mtls_policy {
 XM_STATIC_ASSERT(sizeof(struct xm_mtls_policy) == 4, "xm_mtls_policy size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_mtls_policy, flags) == 1, "xm_mtls_policy.flags offset");
 
+/*
+ * xm_mtls_local_pods: addresses of this node's mesh pods (key xm_mtls_key with port 0, value 1). A SYN from
+ * one of them that entered the node through a veth the program guards (xm_mtls_ifaces) is same-node mesh
+ * traffic and passes: see docs/mtls.md for why, and what it trusts.
+ */
+#define XM_MAX_MTLS_LOCAL_PODS 65536
+
 /* xm_mtls_rejected: per-CPU counts of refused connection attempts, key xm_mtls_key (the attempted port). */
 struct xm_mtls_rejected {
 	__u64 syns;	 /* SYNs answered with a reset */

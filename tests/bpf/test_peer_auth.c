@@ -92,9 +92,11 @@ static struct xm_mtls_rejected rejected(const char *ip, uint16_t port)
 	return sum;
 }
 
+static uint32_t ingress_ifindex; /* the interface the packet entered the node through, 0: none */
+
 static int run(const uint8_t *in, size_t len, uint32_t mark, uint8_t *out, size_t *out_len)
 {
-	struct __sk_buff ctx = { .mark = mark };
+	struct __sk_buff ctx = { .mark = mark, .ingress_ifindex = ingress_ifindex };
 	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = (uint32_t)len, .data_out = out,
 		    .data_size_out = XP_MAX, .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
 
@@ -397,4 +399,41 @@ Test(peer_auth, tcp_fragments_to_a_strict_pod_are_dropped)
 		.family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 40062, .dport = 80, .frag_off = 0x2000
 	};
 	assert_passes(&s, 0, "fragment to a pod without STRICT ports");
+}
+
+static void add_local_pod(const char *ip)
+{
+	struct xm_mtls_key k = key_of(ip, 0);
+	uint32_t one = 1;
+
+	cr_assert_eq(bpf_map__update_elem(skel->maps.xm_mtls_local_pods, &k, sizeof(k), &one, sizeof(one), 0), 0);
+}
+
+static void add_guarded_iface(uint32_t ifindex)
+{
+	uint32_t one = 1;
+
+	cr_assert_eq(bpf_map__update_elem(skel->maps.xm_mtls_ifaces, &ifindex, sizeof(ifindex), &one, sizeof(one), 0),
+		     0);
+}
+
+Test(peer_auth, same_node_mesh_pods_pass_others_do_not)
+{
+	struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = "10.200.2.12", .dst = POD4, .sport = 40070, .dport = 8080
+	};
+
+	set_policy(POD4, 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT);
+	add_local_pod("10.200.2.12");
+	add_guarded_iface(5);
+	ingress_ifindex = 5;
+	assert_passes(&syn, 0, "a mesh pod of this node, from its veth");
+	ingress_ifindex = 9;
+	assert_reset(&syn, 0, "a mesh pod's address arriving on the uplink (spoofed)");
+	ingress_ifindex = 0;
+	assert_reset(&syn, 0, "a mesh pod's address from the node itself");
+	ingress_ifindex = 5;
+	syn.src = "10.200.2.13";
+	assert_reset(&syn, 0, "a pod of this node that is not in the mesh");
+	cr_assert_eq(rejected(POD4, 8080).syns, 3);
 }

@@ -33,7 +33,7 @@ static char *load_bad(const char *text, struct xm_config *cfg, struct xm_diags *
 }
 
 #define PA(ns, name, extra)                                                                                            \
-	"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: " name                   \
+	"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: " name                    \
 	"\n  namespace: " ns "\n" extra
 
 Test(peer_auth_parse, fields_of_v1_and_v1beta1)
@@ -41,12 +41,13 @@ Test(peer_auth_parse, fields_of_v1_and_v1beta1)
 	struct xm_config cfg;
 	const struct xm_peer_authentication *pa;
 
-	load_text(PA("foo", "finance", "  creationTimestamp: \"2024-05-01T10:20:30Z\"\nspec:\n  selector:\n"
-				       "    matchLabels:\n      app: finance\n  mtls:\n    mode: STRICT\n"
-				       "  portLevelMtls:\n    \"9090\":\n      mode: PERMISSIVE\n    8080:\n      mode: DISABLE\n"
-				       "    7070: {}\n")
-		  "---\napiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata:\n  name: default\n"
-		  "  namespace: istio-system\nspec: {}\n",
+	load_text(PA("foo", "finance",
+		     "  creationTimestamp: \"2024-05-01T10:20:30Z\"\nspec:\n  selector:\n"
+		     "    matchLabels:\n      app: finance\n  mtls:\n    mode: STRICT\n"
+		     "  portLevelMtls:\n    \"9090\":\n      mode: PERMISSIVE\n    8080:\n      mode: DISABLE\n"
+		     "    7070: {}\n") "---\napiVersion: security.istio.io/v1beta1\nkind: "
+				       "PeerAuthentication\nmetadata:\n  name: default\n"
+				       "  namespace: istio-system\nspec: {}\n",
 		  &cfg);
 	cr_assert_eq(cfg.n_peer_auths, 2);
 	pa = &cfg.peer_auths[0]; /* sorted: foo/finance, istio-system/default */
@@ -95,10 +96,12 @@ static const struct bad_case bad_cases[] = {
 	  "out of range 1-65535" },
 	{ PA("foo", "portname", "spec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    http: {}\n"), 10, 5,
 	  "is not a port number" },
-	{ PA("foo", "mode", "spec:\n  mtls:\n    mode: strict\n"), 9, 11, "is not one of UNSET, DISABLE, PERMISSIVE, STRICT" },
+	{ PA("foo", "mode", "spec:\n  mtls:\n    mode: strict\n"), 9, 11,
+	  "is not one of UNSET, DISABLE, PERMISSIVE, STRICT" },
 	{ PA("foo", "pmode", "spec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    80: {mode: ON}\n"), 10,
 	  16, "spec.portLevelMtls[80].mode" },
-	{ PA("foo", "dup", "spec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    80: {}\n    \"80\": {}\n"),
+	{ PA("foo", "dup",
+	     "spec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    80: {}\n    \"80\": {}\n"),
 	  11, 5, "given twice" },
 	{ PA("foo", "wild", "spec:\n  selector:\n    matchLabels:\n      app: \"fin*\"\n"), 10, 7, "wildcard" },
 	{ PA("foo", "ts", "  creationTimestamp: \"2024-13-01\"\n"), 7, 22, "not an RFC 3339 time" },
@@ -130,11 +133,11 @@ Test(peer_auth_parse, errors_at_their_node)
 	PA("foo", "finance", "spec:\n  selector:\n    matchLabels:\n      app: finance\n  mtls:\n    mode: STRICT\n")
 #define FOO_FINANCE_8080_DISABLE                                                                                       \
 	PA("foo", "finance",                                                                                           \
-	   "spec:\n  selector:\n    matchLabels:\n      app: finance\n  mtls:\n    mode: STRICT\n"                        \
+	   "spec:\n  selector:\n    matchLabels:\n      app: finance\n  mtls:\n    mode: STRICT\n"                     \
 	   "  portLevelMtls:\n    8080:\n      mode: DISABLE\n")
 #define FOO_FINANCE_UNSET_8080_DISABLE                                                                                 \
 	PA("foo", "finance",                                                                                           \
-	   "spec:\n  selector:\n    matchLabels:\n      app: finance\n  mtls:\n    mode: UNSET\n"                         \
+	   "spec:\n  selector:\n    matchLabels:\n      app: finance\n  mtls:\n    mode: UNSET\n"                      \
 	   "  portLevelMtls:\n    8080:\n      mode: DISABLE\n")
 
 struct compose_case {
@@ -149,20 +152,45 @@ struct compose_case {
 static const struct compose_case compose_cases[] = {
 	{ "nothing applies: PERMISSIVE", { NULL }, "foo", "finance", 80, XM_MTLS_PERMISSIVE },
 	{ "mesh-wide STRICT", { MESH_STRICT }, "foo", "web", 80, XM_MTLS_STRICT },
-	{ "namespace PERMISSIVE over mesh STRICT", { MESH_STRICT, FOO_PERMISSIVE }, "foo", "web", 80, XM_MTLS_PERMISSIVE },
+	{ "namespace PERMISSIVE over mesh STRICT",
+	  { MESH_STRICT, FOO_PERMISSIVE },
+	  "foo",
+	  "web",
+	  80,
+	  XM_MTLS_PERMISSIVE },
 	{ "mesh STRICT in another namespace", { MESH_STRICT, FOO_PERMISSIVE }, "bar", "web", 80, XM_MTLS_STRICT },
-	{ "namespace PERMISSIVE, finance STRICT: finance", { FOO_PERMISSIVE, FOO_FINANCE_STRICT }, "foo", "finance", 80,
+	{ "namespace PERMISSIVE, finance STRICT: finance",
+	  { FOO_PERMISSIVE, FOO_FINANCE_STRICT },
+	  "foo",
+	  "finance",
+	  80,
 	  XM_MTLS_STRICT },
-	{ "namespace PERMISSIVE, finance STRICT: others", { FOO_PERMISSIVE, FOO_FINANCE_STRICT }, "foo", "web", 80,
+	{ "namespace PERMISSIVE, finance STRICT: others",
+	  { FOO_PERMISSIVE, FOO_FINANCE_STRICT },
+	  "foo",
+	  "web",
+	  80,
 	  XM_MTLS_PERMISSIVE },
 	{ "workload selector of another namespace", { FOO_FINANCE_STRICT }, "bar", "finance", 80, XM_MTLS_PERMISSIVE },
 	{ "STRICT but 8080 DISABLE: 8080", { FOO_FINANCE_8080_DISABLE }, "foo", "finance", 8080, XM_MTLS_DISABLE },
 	{ "STRICT but 8080 DISABLE: 9080", { FOO_FINANCE_8080_DISABLE }, "foo", "finance", 9080, XM_MTLS_STRICT },
-	{ "UNSET inherits the namespace: 9080", { FOO_PERMISSIVE, FOO_FINANCE_UNSET_8080_DISABLE }, "foo", "finance",
-	  9080, XM_MTLS_PERMISSIVE },
-	{ "UNSET inherits the mesh: 9080", { MESH_STRICT, FOO_FINANCE_UNSET_8080_DISABLE }, "foo", "finance", 9080,
+	{ "UNSET inherits the namespace: 9080",
+	  { FOO_PERMISSIVE, FOO_FINANCE_UNSET_8080_DISABLE },
+	  "foo",
+	  "finance",
+	  9080,
+	  XM_MTLS_PERMISSIVE },
+	{ "UNSET inherits the mesh: 9080",
+	  { MESH_STRICT, FOO_FINANCE_UNSET_8080_DISABLE },
+	  "foo",
+	  "finance",
+	  9080,
 	  XM_MTLS_STRICT },
-	{ "UNSET with 8080 DISABLE: 8080", { MESH_STRICT, FOO_FINANCE_UNSET_8080_DISABLE }, "foo", "finance", 8080,
+	{ "UNSET with 8080 DISABLE: 8080",
+	  { MESH_STRICT, FOO_FINANCE_UNSET_8080_DISABLE },
+	  "foo",
+	  "finance",
+	  8080,
 	  XM_MTLS_DISABLE },
 	{ "namespace UNSET inherits the mesh",
 	  { MESH_STRICT, PA("foo", "default", "spec:\n  mtls:\n    mode: UNSET\n") },
@@ -170,10 +198,16 @@ static const struct compose_case compose_cases[] = {
 	  "web",
 	  80,
 	  XM_MTLS_STRICT },
-	{ "mesh UNSET is PERMISSIVE", { PA("istio-system", "default", "spec: {}\n") }, "foo", "web", 80, XM_MTLS_PERMISSIVE },
+	{ "mesh UNSET is PERMISSIVE",
+	  { PA("istio-system", "default", "spec: {}\n") },
+	  "foo",
+	  "web",
+	  80,
+	  XM_MTLS_PERMISSIVE },
 	{ "a port UNSET takes the workload's",
-	  { PA("foo", "w", "spec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: DISABLE}\n"
-			   "  portLevelMtls:\n    80: {mode: UNSET}\n    81: {mode: STRICT}\n") },
+	  { PA("foo", "w",
+	       "spec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: DISABLE}\n"
+	       "  portLevelMtls:\n    80: {mode: UNSET}\n    81: {mode: STRICT}\n") },
 	  "foo",
 	  "web",
 	  80,
@@ -192,10 +226,12 @@ static const struct compose_case compose_cases[] = {
 	  80,
 	  XM_MTLS_DISABLE },
 	{ "the oldest workload policy wins, with its ports",
-	  { PA("foo", "a-new", "  creationTimestamp: \"2024-02-01T00:00:00Z\"\nspec:\n  selector: {matchLabels: {app: web}}\n"
-			       "  mtls: {mode: STRICT}\n"),
-	    PA("foo", "z-old", "  creationTimestamp: \"2024-01-01T00:00:00Z\"\nspec:\n  selector: {matchLabels: {app: web}}\n"
-			       "  mtls: {mode: STRICT}\n  portLevelMtls:\n    80: {mode: PERMISSIVE}\n") },
+	  { PA("foo", "a-new",
+	       "  creationTimestamp: \"2024-02-01T00:00:00Z\"\nspec:\n  selector: {matchLabels: {app: web}}\n"
+	       "  mtls: {mode: STRICT}\n"),
+	    PA("foo", "z-old",
+	       "  creationTimestamp: \"2024-01-01T00:00:00Z\"\nspec:\n  selector: {matchLabels: {app: web}}\n"
+	       "  mtls: {mode: STRICT}\n  portLevelMtls:\n    80: {mode: PERMISSIVE}\n") },
 	  "foo",
 	  "web",
 	  80,
@@ -305,7 +341,8 @@ Test(peer_auth_table, a_strict_port_under_a_permissive_workload)
 	int err;
 
 	snprintf(text, sizeof(text), "%s%s", pods,
-		 PA("foo", "web", "spec:\n  selector: {matchLabels: {app: web}}\n  portLevelMtls:\n    9000: {mode: STRICT}\n"));
+		 PA("foo", "web",
+		    "spec:\n  selector: {matchLabels: {app: web}}\n  portLevelMtls:\n    9000: {mode: STRICT}\n"));
 	load_text(text, &cfg);
 	cr_assert_eq(mtls_table_build(&cfg, "node-a", NULL, &t), 0);
 	cr_assert_eq(t.n, 2);
