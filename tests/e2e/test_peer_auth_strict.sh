@@ -118,6 +118,12 @@ wait_mode() {
 config STRICT
 xmx_agent b nodeb nodeb up0
 
+XMT_SUBTEST="xmesh maps"
+out=$(xmt_xmesh maps xm_mtls_policy --bpffs "$XMT_PIN-b")
+grep -q "address=$SA port=0 family=4 mode=STRICT any_strict=true" <<<"$out" ||
+	xmt_fail "xm_mtls_policy lacks sa's STRICT entry: $out"
+! grep -q "address=$PB" <<<"$out" || xmt_fail "xm_mtls_policy has the PERMISSIVE pod: $out"
+
 XMT_SUBTEST="STRICT refuses the external host"
 refused ext "$SA"
 refused ext "$SA"
@@ -139,6 +145,8 @@ XMT_SUBTEST="metrics"
 n=$(rejected sa 8080)
 [ "$n" = 4 ] || xmt_fail "xmesh_plaintext_rejected_total{pod=sa,port=8080} is $n, want 4 (2 external, 2 from the node)"
 [ "$(rejected pb 8080)" = 0 ] || xmt_fail "the PERMISSIVE pod has rejections"
+out=$(xmt_xmesh maps xm_mtls_rejected --bpffs "$XMT_PIN-b")
+grep -q "address=$SA port=8080 family=4 syns=4 fragments=0" <<<"$out" || xmt_fail "xm_mtls_rejected: $out"
 
 XMT_SUBTEST="mode changes"
 config PERMISSIVE
