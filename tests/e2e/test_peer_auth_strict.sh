@@ -4,12 +4,14 @@
 # counted in xmesh_plaintext_rejected_total; a PERMISSIVE pod accepts it; a connection the agent's tunnel
 # termination would open (SO_MARK XM_MTLS_AGENT_MARK, from the node's namespace) is accepted, an unmarked one
 # from the node is not; a mesh pod of the same node gets through (same-node traffic stays on the sockmap
-# path); changing the mode applies within 1 s, both ways.
+# path) and a pod of the other node does not (it must use the tunnel); changing the mode applies within 1 s.
 #
+# The two-node topology (xdp_lib.sh), the agent on node B:
 #               l2: br0
-#        b0 │                      e0 │
-#   nodeb up0 10.199.0.2          ext eth0 10.199.0.100 (10.200.2.0/24 via 10.199.0.2)
-#   br0 10.200.2.1 ── sa .11 (app=sa, STRICT), pb .12 (app=pb), pc .13 (a client pod of the mesh)
+#        a0 │            b0 │               e0 │
+#   nodea up0 10.199.0.1   nodeb up0 10.199.0.2   ext eth0 10.199.0.100 (10.200.2.0/24 via 10.199.0.2)
+#   br0 10.200.1.1         br0 10.200.2.1 ── sa .11 (app=sa, STRICT), pb .12 (app=pb), pc .13 (a mesh client)
+#    └─ pa .11 (a mesh pod of node A)
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -22,23 +24,21 @@ SA=10.200.2.11
 PB=10.200.2.12
 MARK=$((0x584d0015)) # XM_MTLS_AGENT_MARK (include/xmesh/mtls.h)
 
-xmt_netns_add l2
-ip -n "${XMT_P}l2" link add br0 type bridge
-ip -n "${XMT_P}l2" link set br0 up
-xmx_node nodeb 10.200.2
-xmt_netns_add ext
-xmx_link nodeb up0 l2 b0
-xmx_link ext eth0 l2 e0
-for p in b0 e0; do ip -n "${XMT_P}l2" link set "$p" master br0; done
-ip -n "${XMT_P}nodeb" addr add 10.199.0.2/24 dev up0
-ip -n "${XMT_P}ext" addr add 10.199.0.100/24 dev eth0
+xmx_two_nodes
 ip -n "${XMT_P}ext" route add 10.200.2.0/24 via 10.199.0.2
+# Node A gets a pod of its own: a mesh pod of another node, whose plaintext must take the tunnel.
+ip -n "${XMT_P}nodea" link add br0 type bridge
+ip -n "${XMT_P}nodea" addr add 10.200.1.1/24 dev br0
+ip -n "${XMT_P}nodea" link set br0 up
+ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
+ip -n "${XMT_P}nodeb" route add 10.200.1.0/24 via 10.199.0.1
 # The external host's frames cross a "wire": full checksums (the node's own SYNs keep CHECKSUM_PARTIAL, so
 # both kinds of reset are exercised).
 xmx_tx_csum_off ext eth0
 xmx_pod nodeb sa "$SA" 10.200.2.1
 xmx_pod nodeb pb "$PB" 10.200.2.1
 xmx_pod nodeb pc 10.200.2.13 10.200.2.1
+xmx_pod nodea pa 10.200.1.11 10.200.1.1
 
 pod_yaml() { # NAME IP APP
 	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: $1" "  namespace: default" "  labels:" \
@@ -51,6 +51,7 @@ config() {
 		pod_yaml sa "$SA" sa
 		pod_yaml pb "$PB" pb
 		pod_yaml pc 10.200.2.13 pc
+		pod_yaml pa 10.200.1.11 pa | sed 's/nodeName: nodeb/nodeName: nodea/'
 		printf '%s\n' "---" "apiVersion: security.istio.io/v1beta1" "kind: PeerAuthentication" "metadata:" \
 			"  name: default" "  namespace: istio-system" "spec:" "  mtls:" "    mode: PERMISSIVE"
 		printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
@@ -140,13 +141,17 @@ got=$(marked "$SA" $((MARK ^ 1)))
 
 XMT_SUBTEST="same-node mesh pod"
 accepted pc "$SA"
+XMT_SUBTEST="a mesh pod of another node, in plaintext"
+refused pa "$SA"
+accepted pa "$PB"
 
 XMT_SUBTEST="metrics"
 n=$(rejected sa 8080)
-[ "$n" = 4 ] || xmt_fail "xmesh_plaintext_rejected_total{pod=sa,port=8080} is $n, want 4 (2 external, 2 from the node)"
+[ "$n" = 5 ] ||
+	xmt_fail "xmesh_plaintext_rejected_total{pod=sa,port=8080} is $n, want 5 (2 external, 2 from node B, 1 from node A's pod)"
 [ "$(rejected pb 8080)" = 0 ] || xmt_fail "the PERMISSIVE pod has rejections"
 out=$(xmt_xmesh maps xm_mtls_rejected --bpffs "$XMT_PIN-b")
-grep -q "address=$SA port=8080 family=4 syns=4 fragments=0" <<<"$out" || xmt_fail "xm_mtls_rejected: $out"
+grep -q "address=$SA port=8080 family=4 syns=5 fragments=0" <<<"$out" || xmt_fail "xm_mtls_rejected: $out"
 
 XMT_SUBTEST="mode changes"
 config PERMISSIVE
