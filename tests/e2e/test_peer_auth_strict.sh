@@ -124,6 +124,11 @@ out=$(xmt_xmesh maps xm_mtls_policy --bpffs "$XMT_PIN-b")
 grep -q "address=$SA port=0 family=4 mode=STRICT any_strict=true" <<<"$out" ||
 	xmt_fail "xm_mtls_policy lacks sa's STRICT entry: $out"
 ! grep -q "address=$PB" <<<"$out" || xmt_fail "xm_mtls_policy has the PERMISSIVE pod: $out"
+XMT_SUBTEST="xmesh status"
+out=$(xmx_status b)
+# The pods' three veths; not the uplink up0 (--iface).
+grep -q "peerauthentication: 1 pod port entries with STRICT, TC egress on 3 veth(s)" <<<"$out" ||
+	xmt_fail "status: $(grep -i peerauth <<<"$out")"
 
 XMT_SUBTEST="STRICT refuses the external host"
 refused ext "$SA"
