@@ -36,14 +36,15 @@ static void usage(FILE *f)
 		   "                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
 		   "                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
 		   "                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
-		   "                   [--cert-ttl DURATION] [--state-dir DIR]\n"
+		   "                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS]\n"
 		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
 		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
 		   "  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
 		   "  --ca-dir          Istio plug-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem,\n"
 		   "                    cert-chain.pem); default: a root generated once in --state-dir/ca\n"
 		   "  --cert-ttl        workload certificate lifetime, 10s to 8760h (default 24h)\n"
-		   "  --state-dir       kept across restarts (default /var/lib/xmesh)\n");
+		   "  --state-dir       kept across restarts (default /var/lib/xmesh)\n"
+		   "  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -96,6 +97,7 @@ int cmd_agent(int argc, char **argv)
 		{ "ca-dir", required_argument, NULL, 'C' },
 		{ "cert-ttl", required_argument, NULL, 't' },
 		{ "state-dir", required_argument, NULL, 's' },
+		{ "root-namespace", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -261,6 +263,13 @@ int cmd_agent(int argc, char **argv)
 			o.cert_ttl_s = (uint32_t)(ms / 1000);
 			break;
 		}
+		case 'R':
+			if (!optarg[0] || strlen(optarg) > 63) {
+				fprintf(stderr, "xmesh agent: --root-namespace %s: want a namespace name\n", optarg);
+				return 2;
+			}
+			o.root_namespace = optarg;
+			break;
 		case 'F':
 			if (!strcmp(optarg, "json")) {
 				o.access_log_format = L7_LOG_JSON;

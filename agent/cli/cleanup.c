@@ -14,6 +14,7 @@
 #include "datapath/datapath.h"
 #include "datapath/l7_proxy_cgroup.h"
 #include "datapath/neigh.h"
+#include "datapath/peer_auth.h"
 #include "datapath/pins.h"
 #include "datapath/xdp.h"
 
@@ -102,6 +103,8 @@ int cmd_cleanup(int argc, char **argv)
 		return 1;
 	}
 	err = xdp_datapath_remove(bpffs); /* TC filters are not links: detach them before the pins go */
+	if (!err)
+		err = peer_auth_dp_remove(bpffs);
 	if (!err)
 		err = datapath_remove(bpffs);
 	close(lock_fd);

@@ -12,6 +12,7 @@
 
 #include <xmesh/l7.h>
 #include <xmesh/lb.h>
+#include <xmesh/mtls.h>
 #include <xmesh/outlier.h>
 #include <xmesh/sockmap.h>
 #include <xmesh/xdp.h>
@@ -168,6 +169,41 @@ static void dec_node_addrs(const void *k, const void *v, struct strbuf *out)
 	(void)v;
 	addr_str(&nk->addr, nk->family, a, sizeof(a));
 	sb_printf(out, "\"node_address\":\"%s\",\"family\":%u", a, nk->family);
+}
+
+static void dec_mtls_key(const struct xm_mtls_key *mk, struct strbuf *out)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	addr_str(&mk->addr, mk->family, a, sizeof(a));
+	sb_printf(out, "\"address\":\"%s\",\"port\":%u,\"family\":%u", a, mk->port, mk->family);
+}
+
+static void dec_mtls_policy(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_mtls_policy *p = v;
+
+	dec_mtls_key(k, out);
+	sb_printf(out, ",\"mode\":\"%s\",\"any_strict\":%s",
+		  p->mode == XM_MTLS_MODE_STRICT    ? "STRICT"
+		  : p->mode == XM_MTLS_MODE_DISABLE ? "DISABLE"
+						    : "PERMISSIVE",
+		  p->flags & XM_MTLS_F_ANY_STRICT ? "true" : "false");
+}
+
+static void dec_mtls_local_pod(const void *k, const void *v, struct strbuf *out)
+{
+	(void)v;
+	dec_mtls_key(k, out);
+}
+
+static void dec_mtls_rejected(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_mtls_rejected *r = v;
+
+	dec_mtls_key(k, out);
+	sb_printf(out, ",\"syns\":%llu,\"fragments\":%llu", (unsigned long long)r->syns,
+		  (unsigned long long)r->fragments);
 }
 
 static void dec_xdp_tcp_counters(const void *k, const void *v, struct strbuf *out)
@@ -346,6 +382,12 @@ static const struct map_desc maps[] = {
 	    .optional = true),
 	MAP("xm_local_ips", "addresses on this node (same-node socket redirection)", dec_local_ips, .optional = true),
 	MAP("xm_sock_pairs", "sockets redirected on this node: key → socket cookie", dec_sock_pairs, .optional = true),
+	MAP("xm_mtls_policy", "PeerAuthentication of local pods with a STRICT port: (pod IP, port) → mode",
+	    dec_mtls_policy, .optional = true),
+	MAP("xm_mtls_local_pods", "mesh pods of this node (same-node plaintext passes STRICT)", dec_mtls_local_pod,
+	    .optional = true),
+	MAP("xm_mtls_rejected", "plaintext refused under STRICT per pod port (summed over CPUs)", dec_mtls_rejected,
+	    .percpu = true, .optional = true),
 };
 
 static bool all_zero(const void *p, size_t n)

@@ -48,9 +48,10 @@ struct xm_lb_state {
 };
 
 struct xm_compile_opts {
-	const char *node_name;	  /* --node; NULL: nothing is local */
-	uint32_t maglev_size;	  /* default Maglev table size (prime) */
-	const char *trust_domain; /* --trust-domain of the principals in identities; NULL: cluster.local */
+	const char *node_name;	    /* --node; NULL: nothing is local */
+	uint32_t maglev_size;	    /* default Maglev table size (prime) */
+	const char *trust_domain;   /* --trust-domain of the principals in identities; NULL: cluster.local */
+	const char *root_namespace; /* --root-namespace: mesh-wide PeerAuthentication; NULL: istio-system */
 };
 
 /* Returns 0 or -ENOMEM. Problems that validation lets through are logged as warnings. */

@@ -21,6 +21,8 @@ struct xm_snapshot *snapshot_build(const struct xm_config *cfg, const struct xm_
 	if (!*err)
 		*err = compile_node_addrs(cfg, &s->nodes);
 	if (!*err)
+		*err = mtls_table_build(cfg, opts->node_name, opts->root_namespace, &s->mtls);
+	if (!*err)
 		*err = l7_routes_build(cfg, &s->lb, &s->identities, &s->routes);
 	if (*err) {
 		snapshot_put(s);
@@ -134,6 +136,7 @@ void snapshot_put(struct xm_snapshot *s)
 	identities_free(&s->identities);
 	local_addrs_free(&s->local);
 	node_addrs_free(&s->nodes);
+	mtls_table_free(&s->mtls);
 	free(s->by_svc_id);
 	free(s->by_backend_id);
 	free(s);

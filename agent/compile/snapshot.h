@@ -15,6 +15,7 @@
 #include "compile/identity.h"
 #include "compile/local_addrs.h"
 #include "compile/nodes.h"
+#include "compile/peer_auth.h"
 #include "l7/routes.h"
 
 struct xm_identity_store;
@@ -33,6 +34,7 @@ struct xm_snapshot {
 	struct xm_identities identities;
 	struct xm_local_addrs local;
 	struct xm_node_addrs nodes; /* every Node's InternalIPs: where IPIP may come from */
+	struct xm_mtls_table mtls;  /* PeerAuthentication of local pods with a STRICT port (xm_mtls_policy) */
 	/* The HTTP service ports and their routes; points into lb, whose arrays never move once built. */
 	struct l7_route_table routes;
 	/*

@@ -152,7 +152,7 @@ static void *alloc_objs(size_t n, size_t size, bool *failed)
 
 int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
-	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, n_vs = 0, n_ef = 0, kept = 0;
+	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, n_vs = 0, n_ef = 0, n_pa = 0, kept = 0;
 	bool failed = false;
 	int err = 0;
 
@@ -166,6 +166,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		n_rule += o->n_rules;
 		n_vs += o->n_virtual_services;
 		n_ef += o->n_envoy_filters;
+		n_pa += o->n_peer_auths;
 	}
 	cfg->borrowed = true;
 	cfg->services = alloc_objs(n_svc, sizeof(*cfg->services), &failed);
@@ -175,6 +176,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 	cfg->rules = alloc_objs(n_rule, sizeof(*cfg->rules), &failed);
 	cfg->virtual_services = alloc_objs(n_vs, sizeof(*cfg->virtual_services), &failed);
 	cfg->envoy_filters = alloc_objs(n_ef, sizeof(*cfg->envoy_filters), &failed);
+	cfg->peer_auths = alloc_objs(n_pa, sizeof(*cfg->peer_auths), &failed);
 	if (failed) {
 		err = -ENOMEM;
 		goto out;
@@ -192,6 +194,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		       sizeof(*o->virtual_services));
 		append(cfg->envoy_filters, &cfg->n_envoy_filters, o->envoy_filters, o->n_envoy_filters,
 		       sizeof(*o->envoy_filters));
+		append(cfg->peer_auths, &cfg->n_peer_auths, o->peer_auths, o->n_peer_auths, sizeof(*o->peer_auths));
 		for (size_t d = 0; d < cf->diags.n; d++) {
 			const struct xm_diag *dg = &cf->diags.items[d];
 

@@ -128,6 +128,13 @@ void virtual_service_free(struct xm_virtual_service *vs)
 	memset(vs, 0, sizeof(*vs));
 }
 
+void peer_authentication_free(struct xm_peer_authentication *pa)
+{
+	free(pa->selector);
+	free(pa->ports);
+	memset(pa, 0, sizeof(*pa));
+}
+
 void config_free(struct xm_config *cfg)
 {
 	if (!cfg)
@@ -148,6 +155,8 @@ void config_free(struct xm_config *cfg)
 		virtual_service_free(&cfg->virtual_services[i]);
 	for (size_t i = 0; i < cfg->n_envoy_filters; i++)
 		envoy_filter_free(&cfg->envoy_filters[i]);
+	for (size_t i = 0; i < cfg->n_peer_auths; i++)
+		peer_authentication_free(&cfg->peer_auths[i]);
 	for (size_t i = 0; i < cfg->n_files; i++)
 		free(cfg->files[i]);
 arrays:
@@ -158,6 +167,7 @@ arrays:
 	free(cfg->rules);
 	free(cfg->virtual_services);
 	free(cfg->envoy_filters);
+	free(cfg->peer_auths);
 	free(cfg->files);
 	memset(cfg, 0, sizeof(*cfg));
 }

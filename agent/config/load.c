@@ -43,6 +43,7 @@ enum kind_id {
 	KIND_DESTINATION_RULE,
 	KIND_VIRTUAL_SERVICE,
 	KIND_ENVOY_FILTER,
+	KIND_PEER_AUTHENTICATION,
 };
 
 struct kind_desc {
@@ -76,6 +77,13 @@ static const struct kind_desc kinds[] = {
 	  KIND_VIRTUAL_SERVICE },
 	/* Istio serves EnvoyFilter as v1alpha3 only. */
 	{ "EnvoyFilter", "networking.istio.io", { "v1alpha3" }, "envoyfilter", true, false, KIND_ENVOY_FILTER },
+	{ "PeerAuthentication",
+	  "security.istio.io",
+	  { "v1", "v1beta1" },
+	  "peerauthentication",
+	  true,
+	  false,
+	  KIND_PEER_AUTHENTICATION },
 };
 
 /* A file name that diagnostics point at, kept in cfg->files (in load order: diagnostics sort by it). */
@@ -182,6 +190,9 @@ static void parse_object_of_kind(struct loader *l, const struct kind_desc *k, co
 		break;
 	case KIND_ENVOY_FILTER:
 		parse_envoy_filter(&c, obj);
+		break;
+	case KIND_PEER_AUTHENTICATION:
+		parse_peer_authentication(&c, obj, metadata);
 		break;
 	}
 }

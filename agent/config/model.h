@@ -363,6 +363,31 @@ struct xm_virtual_service {
 };
 
 struct xm_envoy_filter;
+/* security.istio.io PeerAuthentication: mtls.mode of the policy and of its listed ports. */
+enum xm_mtls_mode {
+	XM_MTLS_UNSET = 0, /* absent or UNSET: inherit from the parent scope */
+	XM_MTLS_DISABLE,
+	XM_MTLS_PERMISSIVE,
+	XM_MTLS_STRICT,
+};
+
+struct xm_port_mtls {
+	uint16_t port; /* a container port of the selected workloads, 1-65535 */
+	enum xm_mtls_mode mode;
+	struct xm_loc loc;
+};
+
+struct xm_peer_authentication {
+	char ns[64];
+	char name[XM_NAME_MAX];
+	struct xm_label *selector; /* selector.matchLabels; none: namespace-wide (mesh-wide in the root ns) */
+	size_t n_selector;
+	enum xm_mtls_mode mode;	    /* mtls.mode */
+	struct xm_port_mtls *ports; /* portLevelMtls, sorted by port */
+	size_t n_ports;
+	int64_t created; /* metadata.creationTimestamp, Unix seconds; 0 when absent (sorts first, as Go's zero time) */
+	struct xm_loc loc;
+};
 
 struct xm_config {
 	struct xm_service *services;
@@ -379,6 +404,8 @@ struct xm_config {
 	size_t n_virtual_services;
 	struct xm_envoy_filter *envoy_filters; /* config/envoy_filter.h */
 	size_t n_envoy_filters;
+	struct xm_peer_authentication *peer_auths;
+	size_t n_peer_auths;
 	char **files; /* interned file names that xm_loc.file points into */
 	size_t n_files;
 	/*

@@ -18,6 +18,7 @@ void parse_node(struct obj_ctx *c, const struct ynode *obj);
 void parse_destination_rule(struct obj_ctx *c, const struct ynode *obj);
 void parse_virtual_service(struct obj_ctx *c, const struct ynode *obj);
 void parse_envoy_filter(struct obj_ctx *c, const struct ynode *obj);
+void parse_peer_authentication(struct obj_ctx *c, const struct ynode *obj, const struct ynode *metadata);
 
 /* trafficPolicy (of a DestinationRule or of one of its subsets); prefix names it in messages. */
 void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix, struct xm_traffic_policy *out);
@@ -43,5 +44,6 @@ void pod_free(struct xm_pod *p);
 void node_free(struct xm_node *n);
 void rule_free(struct xm_destination_rule *r);
 void virtual_service_free(struct xm_virtual_service *vs);
+void peer_authentication_free(struct xm_peer_authentication *pa);
 
 #endif

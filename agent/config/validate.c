@@ -69,6 +69,11 @@ static void free_envoy_filter(void *o)
 	envoy_filter_free(o);
 }
 
+static void free_peer_authentication(void *o)
+{
+	peer_authentication_free(o);
+}
+
 static const struct kind_layout service_layout = {
 	"service",
 	sizeof(struct xm_service),
@@ -121,6 +126,15 @@ static const struct kind_layout envoy_filter_layout = {
 	offsetof(struct xm_envoy_filter, name),
 	offsetof(struct xm_envoy_filter, loc),
 	free_envoy_filter,
+};
+
+static const struct kind_layout peer_authentication_layout = {
+	"peerauthentication",
+	sizeof(struct xm_peer_authentication),
+	offsetof(struct xm_peer_authentication, ns),
+	offsetof(struct xm_peer_authentication, name),
+	offsetof(struct xm_peer_authentication, loc),
+	free_peer_authentication,
 };
 
 static int sort_entry_cmp(const void *a, const void *b)
@@ -608,6 +622,8 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 	sort_and_dedup(cfg->virtual_services, &cfg->n_virtual_services, &virtual_service_layout, cfg->borrowed, diags,
 		       n_errors);
 	sort_and_dedup(cfg->envoy_filters, &cfg->n_envoy_filters, &envoy_filter_layout, cfg->borrowed, diags, n_errors);
+	sort_and_dedup(cfg->peer_auths, &cfg->n_peer_auths, &peer_authentication_layout, cfg->borrowed, diags,
+		       n_errors);
 	/* A Service's slices next to each other: what validation and compile look up per Service. */
 	if (cfg->n_slices > 1 && !slices_by_service(cfg))
 		qsort(cfg->slices, cfg->n_slices, sizeof(*cfg->slices), slice_by_service_cmp);

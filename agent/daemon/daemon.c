@@ -28,7 +28,10 @@
 /* Initialised first to last, applied in this order, closed last to first (daemon/module.h). */
 static const struct xm_module *const module_order[XM_N_MODULES] = {
 	&xm_module_sock_lb, /* first: its maps are the ones the others load next to, and it assigns the ids */
-	&xm_module_sockmap, &xm_module_xdp, &xm_module_identity, /* before the proxies that present its certificates */
+	&xm_module_sockmap,
+	&xm_module_xdp,
+	&xm_module_identity, /* before the proxies that present its certificates */
+	&xm_module_peer_auth,
 	&xm_module_l7, /* last: the services it captures are published when it applies, and it drains first */
 };
 
@@ -348,7 +351,8 @@ int daemon_run(const struct xm_agent_opts *opts)
 	a->opts = *opts;
 	a->copts = (struct xm_compile_opts){ .node_name = opts->node_name,
 					     .maglev_size = opts->maglev_size,
-					     .trust_domain = opts->trust_domain };
+					     .trust_domain = opts->trust_domain,
+					     .root_namespace = opts->root_namespace };
 	a->loop = loop_new();
 	if (!a->loop) {
 		log_error("event loop: %s", strerror(errno));

@@ -41,6 +41,7 @@ struct xm_agent_opts {
 	const char *ca_dir;	       /* --ca-dir: Istio's plug-in CA files; NULL: the root generated in state_dir */
 	uint32_t cert_ttl_s;	       /* --cert-ttl: workload certificates' lifetime (default 24 h) */
 	const char *state_dir;	       /* --state-dir: what the agent keeps across restarts (the generated root) */
+	const char *root_namespace;    /* --root-namespace: mesh-wide PeerAuthentication; NULL: istio-system */
 };
 
 struct xm_agent;

@@ -43,10 +43,11 @@ struct xm_module {
 	void (*close)(void *state);
 };
 
-extern const struct xm_module xm_module_sock_lb;  /* socket LB, lbmap, outlier detection */
-extern const struct xm_module xm_module_sockmap;  /* same-node short-circuit */
-extern const struct xm_module xm_module_xdp;	  /* north-south XDP/TC on the uplinks */
-extern const struct xm_module xm_module_identity; /* this node's workload certificates and the CA */
-extern const struct xm_module xm_module_l7;	  /* the HTTP proxy and its capture */
+extern const struct xm_module xm_module_sock_lb;   /* socket LB, lbmap, outlier detection */
+extern const struct xm_module xm_module_sockmap;   /* same-node short-circuit */
+extern const struct xm_module xm_module_xdp;	   /* north-south XDP/TC on the uplinks */
+extern const struct xm_module xm_module_identity;  /* this node's workload certificates and the CA */
+extern const struct xm_module xm_module_l7;	   /* the HTTP proxy and its capture */
+extern const struct xm_module xm_module_peer_auth; /* PeerAuthentication STRICT at the pods' veths */
 
 #endif

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * PeerAuthentication STRICT in the kernel as a module: the TC program on the pods' host-side veths (attached
+ * once the config has a STRICT pod port on this node, and to each veth that appears after), the policy map
+ * in step with each snapshot, and xmesh_plaintext_rejected_total.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile/snapshot.h"
+#include "core/log.h"
+#include "core/strbuf.h"
+#include "daemon/daemon.h"
+#include "daemon/module.h"
+#include "datapath/peer_auth.h"
+#include "metrics/peer_auth_metrics.h"
+
+struct peer_auth_mod {
+	struct xm_peer_auth_dp dp;
+	struct xm_snapshot *published; /* whose table the map holds; NULL: unknown, sync it whole */
+	bool enforcing;		       /* a STRICT port was seen: veths are watched from then on */
+};
+
+static int peer_auth_mod_init(struct xm_agent *a, void **state)
+{
+	const struct xm_agent_opts *o = daemon_opts(a);
+	struct peer_auth_mod *m = calloc(1, sizeof(*m));
+	int err;
+
+	*state = NULL;
+	if (!m)
+		return -ENOMEM;
+	err = peer_auth_dp_open(&m->dp, o->bpffs, o->ifaces, o->n_ifaces);
+	if (err) {
+		free(m);
+		return err;
+	}
+	*state = m;
+	return 0;
+}
+
+static void scan(struct peer_auth_mod *m)
+{
+	int n = peer_auth_dp_scan(&m->dp);
+
+	if (n < 0)
+		log_warn("peerauthentication: listing interfaces: %s", strerror(-n));
+	else if (n > 0)
+		log_info("peerauthentication: STRICT enforced on %d more veth(s), %zu in all", n, m->dp.n_attached);
+}
+
+static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
+{
+	struct peer_auth_mod *m = state;
+	int err;
+
+	/* Attach before the first STRICT entry is published: a STRICT port is never served unguarded. */
+	if (next->mtls.n && !m->enforcing) {
+		m->enforcing = true;
+		log_info("peerauthentication: a local pod port is STRICT: plaintext to it is refused in the kernel");
+	}
+	if (m->enforcing)
+		scan(m);
+	err = peer_auth_dp_sync_local(&m->dp, m->published ? &m->published->local : NULL, &next->local);
+	if (peer_auth_dp_sync(&m->dp, m->published ? &m->published->mtls : NULL, &next->mtls))
+		err = -EIO;
+	snapshot_put(m->published);
+	m->published = err ? NULL : snapshot_get(next);
+	return err;
+}
+
+static void peer_auth_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t now_ms)
+{
+	struct peer_auth_mod *m = state;
+
+	(void)cur;
+	(void)now_ms;
+	if (m->enforcing)
+		scan(m);
+}
+
+static void peer_auth_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)
+{
+	const struct peer_auth_mod *m = state;
+
+	(void)cur;
+	if (json)
+		sb_printf(out, ",\"peer_authentication\":{\"strict_entries\":%zu,\"veths\":%zu}", m->dp.n_entries,
+			  m->dp.n_attached);
+	else
+		sb_printf(out, "peerauthentication: %zu pod port entries with STRICT, TC egress on %zu veth(s)\n",
+			  m->dp.n_entries, m->dp.n_attached);
+}
+
+static void peer_auth_mod_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)
+{
+	const struct peer_auth_mod *m = state;
+
+	peer_auth_metrics_collect(peer_auth_dp_rejected_fd(&m->dp), cur, sc);
+}
+
+static void peer_auth_mod_close(void *state)
+{
+	struct peer_auth_mod *m = state;
+
+	snapshot_put(m->published);
+	peer_auth_dp_close(&m->dp);
+	free(m);
+}
+
+const struct xm_module xm_module_peer_auth = {
+	.name = "peerauthentication",
+	.init = peer_auth_mod_init,
+	.apply = peer_auth_mod_apply,
+	.tick = peer_auth_mod_tick,
+	.status = peer_auth_mod_status,
+	.collect = peer_auth_mod_collect,
+	.close = peer_auth_mod_close,
+};

@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "datapath/peer_auth.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "compile/local_addrs.h"
+#include "core/log.h"
+#include "datapath/bpf_loader.h"
+#include "datapath/pins.h"
+#include "skel/peer_auth.skel.h"
+
+XM_BPF_SKEL_OPS(peer_auth);
+
+int peer_auth_dp_open(struct xm_peer_auth_dp *d, const char *bpffs, const char *const *exclude, size_t n_exclude)
+{
+	int err;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->bpffs, sizeof(d->bpffs), "%s", bpffs);
+	for (size_t i = 0; i < n_exclude && d->n_exclude < sizeof(d->exclude) / sizeof(d->exclude[0]); i++)
+		snprintf(d->exclude[d->n_exclude++], IF_NAMESIZE, "%s", exclude[i]);
+	d->skel = bpf_loader_open(&peer_auth_skel_ops, bpffs, "PeerAuthentication STRICT needs TC BPF", &err);
+	return d->skel ? 0 : err;
+}
+
+static bool is_veth(int sock, const char *name)
+{
+	struct ethtool_drvinfo info = { .cmd = ETHTOOL_GDRVINFO };
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	ifr.ifr_data = (void *)&info;
+	return ioctl(sock, SIOCETHTOOL, &ifr) == 0 && !strcmp(info.driver, "veth");
+}
+
+static bool listed(const int *v, size_t n, int x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == x)
+			return true;
+	return false;
+}
+
+static int attach_tc(struct xm_peer_auth_dp *d, int ifindex, const char *name)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = XM_PA_TC_HANDLE, .priority = XM_PA_TC_PRIORITY,
+			    .flags = BPF_TC_F_REPLACE, .prog_fd = bpf_program__fd(d->skel->progs.xm_peer_auth));
+	int err;
+
+	bpf_loader_expect("Exclusivity flag on");
+	err = bpf_tc_hook_create(&hook);
+	bpf_loader_expect(NULL);
+	if (err && err != -EEXIST) {
+		log_warn("peerauthentication: %s: create clsact: %s", name, strerror(-err));
+		return err;
+	}
+	err = bpf_tc_attach(&hook, &opts);
+	if (err)
+		log_warn("peerauthentication: %s: attach TC egress: %s", name, strerror(-err));
+	return err;
+}
+
+/* Drops ifindexes that no longer exist (a pod gone takes its veth, and our filter, with it). */
+static void forget_gone(int *v, size_t *n, const struct if_nameindex *ifs, int record_fd)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < *n; i++) {
+		bool present = false;
+
+		for (const struct if_nameindex *p = ifs; p->if_index && !present; p++)
+			present = (int)p->if_index == v[i];
+		if (present) {
+			v[j++] = v[i];
+		} else if (record_fd >= 0) {
+			__u32 k = (__u32)v[i];
+
+			bpf_map_delete_elem(record_fd, &k);
+		}
+	}
+	*n = j;
+}
+
+int peer_auth_dp_scan(struct xm_peer_auth_dp *d)
+{
+	struct if_nameindex *ifs = if_nameindex();
+	int sock, n = 0;
+
+	if (!ifs)
+		return -errno;
+	sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sock < 0) {
+		if_freenameindex(ifs);
+		return -errno;
+	}
+	forget_gone(d->attached, &d->n_attached, ifs, bpf_map__fd(d->skel->maps.xm_mtls_ifaces));
+	forget_gone(d->skipped, &d->n_skipped, ifs, -1);
+	for (const struct if_nameindex *p = ifs; p->if_index; p++) {
+		int idx = (int)p->if_index;
+		bool excluded = false;
+
+		if (listed(d->attached, d->n_attached, idx) || listed(d->skipped, d->n_skipped, idx))
+			continue;
+		for (size_t i = 0; i < d->n_exclude && !excluded; i++)
+			excluded = !strcmp(d->exclude[i], p->if_name);
+		if (excluded || !is_veth(sock, p->if_name) || d->n_attached == XM_PA_MAX_IFACES) {
+			if (d->n_skipped < XM_PA_MAX_IFACES)
+				d->skipped[d->n_skipped++] = idx;
+			continue;
+		}
+		/* A veth that vanished meanwhile fails here; the next scan forgets it. */
+		if (attach_tc(d, idx, p->if_name))
+			continue;
+		d->attached[d->n_attached++] = idx;
+		{
+			__u32 k = (__u32)idx, one = 1;
+
+			bpf_map_update_elem(bpf_map__fd(d->skel->maps.xm_mtls_ifaces), &k, &one, BPF_ANY);
+		}
+		n++;
+		log_debug("peerauthentication: TC egress on %s", p->if_name);
+	}
+	close(sock);
+	if_freenameindex(ifs);
+	return n;
+}
+
+static int entry_cmp(const struct xm_mtls_entry *a, const struct xm_mtls_entry *b)
+{
+	return memcmp(&a->key, &b->key, sizeof(a->key));
+}
+
+int peer_auth_dp_sync(struct xm_peer_auth_dp *d, const struct xm_mtls_table *old, const struct xm_mtls_table *next)
+{
+	int fd = bpf_map__fd(d->skel->maps.xm_mtls_policy), err = 0;
+	struct xm_mtls_key k, *prev = NULL, nk;
+	size_t i, j;
+
+	/* New and changed entries. */
+	for (i = 0; i < next->n; i++) {
+		const struct xm_mtls_entry *e = &next->items[i];
+		const struct xm_mtls_entry *was = old ? mtls_table_find(old, &e->key) : NULL;
+
+		if (was && !memcmp(&was->val, &e->val, sizeof(e->val)))
+			continue;
+		if (bpf_map_update_elem(fd, &e->key, &e->val, BPF_ANY)) {
+			log_warn("peerauthentication: xm_mtls_policy update: %s", strerror(errno));
+			err = -EIO;
+		}
+	}
+	/* Then removals: a port that loses its own entry falls back to the pod's, already new. */
+	if (old) {
+		for (i = 0, j = 0; i < old->n; i++) {
+			while (j < next->n && entry_cmp(&next->items[j], &old->items[i]) < 0)
+				j++;
+			if (j < next->n && !entry_cmp(&next->items[j], &old->items[i]))
+				continue;
+			if (bpf_map_delete_elem(fd, &old->items[i].key) && errno != ENOENT) {
+				log_warn("peerauthentication: xm_mtls_policy delete: %s", strerror(errno));
+				err = -EIO;
+			}
+		}
+	} else {
+		while (bpf_map_get_next_key(fd, prev, &nk) == 0) {
+			k = nk;
+			prev = &k;
+			if (mtls_table_find(next, &k))
+				continue;
+			/* Deleting the current key restarts the walk from the first: prev must not name it. */
+			if (bpf_map_delete_elem(fd, &k) && errno != ENOENT)
+				err = -EIO;
+			prev = NULL;
+		}
+	}
+	d->n_entries = next->n;
+	return err;
+}
+
+static int lkey_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct xm_local_ip_key));
+}
+
+/* Is lk a pod address of s (keys sorted by memcmp, flags alongside)? */
+static bool has_pod(const struct xm_local_addrs *s, const struct xm_local_ip_key *lk)
+{
+	const struct xm_local_ip_key *at = s && s->n ? bsearch(lk, s->keys, s->n, sizeof(*lk), lkey_cmp) : NULL;
+
+	return at && (s->flags[at - s->keys] & XM_LOCAL_IP_POD);
+}
+
+int peer_auth_dp_sync_local(struct xm_peer_auth_dp *d, const struct xm_local_addrs *old,
+			    const struct xm_local_addrs *next)
+{
+	int fd = bpf_map__fd(d->skel->maps.xm_mtls_local_pods), err = 0;
+	struct xm_mtls_key k, nk, *prev = NULL;
+	__u32 one = 1;
+
+	for (size_t i = 0; i < next->n; i++) {
+		if (!(next->flags[i] & XM_LOCAL_IP_POD) || has_pod(old, &next->keys[i]))
+			continue;
+		memset(&k, 0, sizeof(k));
+		k.addr = next->keys[i].addr;
+		k.family = next->keys[i].family;
+		if (bpf_map_update_elem(fd, &k, &one, BPF_ANY))
+			err = -EIO;
+	}
+	/* Removals: walk the map (one key per local pod address). */
+	while (bpf_map_get_next_key(fd, prev, &nk) == 0) {
+		struct xm_local_ip_key lk;
+
+		k = nk;
+		prev = &k;
+		memset(&lk, 0, sizeof(lk));
+		lk.addr = k.addr;
+		lk.family = k.family;
+		if (has_pod(next, &lk))
+			continue;
+		if (bpf_map_delete_elem(fd, &k) && errno != ENOENT)
+			err = -EIO;
+		prev = NULL;
+	}
+	return err;
+}
+
+int peer_auth_dp_rejected_fd(const struct xm_peer_auth_dp *d)
+{
+	return d->skel ? bpf_map__fd(d->skel->maps.xm_mtls_rejected) : -1;
+}
+
+void peer_auth_dp_close(struct xm_peer_auth_dp *d)
+{
+	peer_auth__destroy(d->skel);
+	d->skel = NULL;
+}
+
+static int detach_tc(int ifindex, const char *name)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = XM_PA_TC_HANDLE, .priority = XM_PA_TC_PRIORITY);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, del, .handle = XM_PA_TC_HANDLE, .priority = XM_PA_TC_PRIORITY);
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+	int fd, err;
+
+	if (bpf_tc_query(&hook, &q))
+		return 0;
+	fd = bpf_prog_get_fd_by_id(q.prog_id);
+	if (fd < 0)
+		return 0;
+	memset(&info, 0, sizeof(info));
+	err = bpf_obj_get_info_by_fd(fd, &info, &len);
+	close(fd);
+	if (err || strcmp(info.name, "xm_peer_auth"))
+		return 0; /* someone else's filter at our handle */
+	err = bpf_tc_detach(&hook, &del);
+	if (err)
+		log_error("%s: detach PeerAuthentication TC egress: %s", name, strerror(-err));
+	return err;
+}
+
+int peer_auth_dp_remove(const char *bpffs)
+{
+	__u32 k, next, *prev = NULL;
+	int fd = pins_open(bpffs, "xm_mtls_ifaces"), err = 0;
+
+	if (fd < 0)
+		return fd == -ENOENT ? 0 : fd;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		char name[IF_NAMESIZE] = "?";
+
+		k = next;
+		prev = &k;
+		if (!if_indextoname(k, name))
+			continue; /* not in this namespace (or gone with it) */
+		if (detach_tc((int)k, name))
+			err = -EIO;
+	}
+	close(fd);
+	return err;
+}

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "metrics/peer_auth_metrics.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <stdio.h>
+
+#include <xmesh/mtls.h>
+
+#include "compile/snapshot.h"
+#include "core/percpu.h"
+#include "metrics/registry.h"
+
+int peer_auth_metrics_collect(int rejected_fd, const struct xm_snapshot *snap, struct xm_scrape *sc)
+{
+	static const char *const names[] = { "pod", "namespace", "port" };
+	struct xm_mtls_key k, *prev = NULL, next;
+	struct xm_scrape_family *f;
+
+	if (rejected_fd < 0)
+		return -EBADF;
+	f = scrape_family(sc, "xmesh_plaintext_rejected_total", "counter",
+			  "Plaintext TCP connection attempts the kernel refused because the pod port is STRICT "
+			  "(PeerAuthentication), by pod and port.");
+	while (bpf_map_get_next_key(rejected_fd, prev, &next) == 0) {
+		const struct xm_identity *id;
+		uint64_t v[2];
+		char port[8];
+
+		k = next;
+		prev = &k;
+		if (percpu_lookup_sum(rejected_fd, &k, 2, v))
+			continue;
+		id = snap ? identities_find(&snap->identities, &k.addr, k.family) : NULL;
+		snprintf(port, sizeof(port), "%u", k.port);
+		{
+			const char *values[] = { id && id->wl ? id->wl->pod : "unknown", id ? id->ns : "unknown",
+						 port };
+
+			scrape_u64(f, names, values, 3, v[0] + v[1]);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* xmesh_plaintext_rejected_total{pod,namespace,port}: plaintext refused by the kernel under STRICT. */
+#ifndef XMESH_METRICS_PEER_AUTH_H
+#define XMESH_METRICS_PEER_AUTH_H
+
+struct xm_scrape;
+struct xm_snapshot;
+
+/*
+ * Sums xm_mtls_rejected (rejected_fd) over CPUs and adds one series per pod port, named through the
+ * snapshot's identities (an address no Pod has any more: pod "unknown", namespace "unknown"). Refused SYNs
+ * and dropped fragments both count; fragments carry port "0" (their port is unknown). Returns 0 or -errno.
+ */
+int peer_auth_metrics_collect(int rejected_fd, const struct xm_snapshot *snap, struct xm_scrape *sc);
+
+#endif
