@@ -327,7 +327,7 @@ say "== a pod answering 500 is ejected: reviews-v3 now answers every request 500
 demo_scene outlier-5xx
 demo_http_restart reviews-v3 --fail-status 500
 say "   scenes/outlier-5xx: outlierDetection {consecutive5xxErrors: 3, baseEjectionTime: 30s}; no retries block,"
-say "   and Istio's default retry policy does not retry a 500 (only 503, connect failures, refused streams)"
+say "   and Istio's default retry policy does not retry a 500 (Istio no longer lists 503 there: only connect failures, refused streams and two gRPC statuses)"
 oc="$XMT_TMP/outlier"
 demo_load "$oc.1" 60
 n500=$(demo_status_count "$oc.1" 500)
