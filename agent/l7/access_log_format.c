@@ -297,6 +297,7 @@ static void format_json(struct fixbuf *o, const struct l7_record *r, const struc
 	json_str(o, "upstream_service", r->cluster ? r->cluster->host_fqdn : NULL, CAP_NAME);
 	json_str(o, "upstream_host", f->upstream_host, CAP_NAME);
 	json_str(o, "upstream_cluster", r->cluster ? r->cluster->name : NULL, CAP_NAME);
+	json_u64(o, "upstream_request_attempt_count", r->attempts); /* %UPSTREAM_REQUEST_ATTEMPT_COUNT%: retries + 1 */
 	json_str(o, "request_id", r->request_id, CAP_HEADER);
 	json_str(o, "trace_id", r->trace_id, CAP_HEADER);
 	json_str(o, "user_agent", r->user_agent, CAP_HEADER);

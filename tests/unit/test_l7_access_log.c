@@ -151,7 +151,8 @@ Test(l7_access_log, absent_fields_are_dashes_and_nulls)
 			 "{\"timestamp\":\"1970-01-01T00:00:00.000Z\",\"method\":null,\"path\":null,\"protocol\":null,"
 			 "\"status\":400,\"response_flags\":\"DPE\",\"response_code_details\":\"http1.codec_error\","
 			 "\"duration_ms\":0,\"bytes_received\":0,\"bytes_sent\":0,\"upstream_service\":null,"
-			 "\"upstream_host\":null,\"upstream_cluster\":null,\"request_id\":null,\"trace_id\":null,"
+			 "\"upstream_host\":null,\"upstream_cluster\":null,\"upstream_request_attempt_count\":0,"
+			 "\"request_id\":null,\"trace_id\":null,"
 			 "\"user_agent\":null,\"authority\":null,\"x_forwarded_for\":null,"
 			 "\"downstream_remote_address\":null,\"source_workload\":null,\"source_namespace\":null}\n");
 	r.flags = L7_RF_NR;
@@ -219,11 +220,15 @@ Test(l7_access_log, json_has_the_mesh_fields)
 {
 	struct l7_record r = full_record();
 	struct strbuf out = { 0 };
-	int rc = json_fields(format(L7_LOG_JSON, &r),
-			     "timestamp,method,path,protocol,status,response_flags,duration_ms,bytes_received,"
-			     "bytes_sent,upstream_service,upstream_host,request_id,trace_id,user_agent,authority,"
-			     "downstream_remote_address,source_workload,source_namespace,upstream_cluster",
-			     &out);
+	int rc;
+
+	r.attempts = 3; /* two retries */
+	rc = json_fields(format(L7_LOG_JSON, &r),
+			 "timestamp,method,path,protocol,status,response_flags,duration_ms,bytes_received,"
+			 "bytes_sent,upstream_service,upstream_host,request_id,trace_id,user_agent,authority,"
+			 "downstream_remote_address,source_workload,source_namespace,upstream_cluster,"
+			 "upstream_request_attempt_count",
+			 &out);
 
 	cr_assert_eq(rc, 0, "%s", out.buf);
 	cr_expect_str_eq(out.buf,
@@ -231,7 +236,7 @@ Test(l7_access_log, json_has_the_mesh_fields)
 			 "0\n295\n\"reviews.default.svc.cluster.local\"\n\"10.1.0.12:9080\"\n"
 			 "\"4f1a2b3c-5d6e-4f70-8a9b-0c1d2e3f4a5b\"\nnull\n\"curl/7.88.1\"\n\"reviews:9080\"\n"
 			 "\"10.1.0.7:51234\"\n\"productpage-v1\"\n\"default\"\n"
-			 "\"outbound|9080|v2|reviews.default.svc.cluster.local\"\n");
+			 "\"outbound|9080|v2|reviews.default.svc.cluster.local\"\n3\n");
 	sb_free(&out);
 }
 
