@@ -544,18 +544,22 @@ Test(l7_stats, scrapes_never_stall_the_worker, .timeout = 300)
 	l7_stats_shard_free(rc.shard);
 }
 
-/* Σ of the istio_requests_total samples whose line holds both a and b. */
+/* Σ of the istio_requests_total samples whose line holds both a and b (each line searched alone: linear). */
 static unsigned long long requests_with(const char *text, const char *a, const char *b)
 {
 	unsigned long long sum = 0;
+	size_t la = strlen(a), lb = strlen(b);
 
 	for (const char *p = text; (p = strstr(p, "\nistio_requests_total{")); p++) {
-		const char *end = strchr(p + 1, '\n'), *sp = p + 1, *ha = strstr(p + 1, a), *hb = strstr(p + 1, b);
+		const char *line = p + 1, *end = strchr(line, '\n'), *sp;
+		size_t n;
 
-		while (strchr(sp, ' ') && strchr(sp, ' ') < end)
-			sp = strchr(sp, ' ') + 1; /* the value follows the line's last space */
-		if (ha && ha < end && hb && hb < end)
-			sum += strtoull(sp, NULL, 10);
+		if (!end)
+			end = line + strlen(line);
+		n = (size_t)(end - line);
+		sp = memrchr(line, ' ', n); /* the value follows the line's last space */
+		if (sp && memmem(line, n, a, la) && memmem(line, n, b, lb))
+			sum += strtoull(sp + 1, NULL, 10);
 	}
 	return sum;
 }
