@@ -289,6 +289,10 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 
 			scrape_u64(f, sr, v, 2, atomic_load(&m->ctr.handshakes[s][r]));
 		}
+	f = scrape_family(sc, "xmesh_hbone_connections_dropped_total", "counter",
+			  "Connections to port 15008 closed before TLS: the address dialled is no pod of this node "
+			  "with a workload certificate.");
+	scrape_u64(f, NULL, NULL, 0, atomic_load(&m->no_cert));
 	f = scrape_family(sc, "xmesh_hbone_streams_refused_total", "counter",
 			  "HBONE CONNECT streams that did not open, by reason.");
 	for (int r = 0; r < HBONE_REFUSALS; r++) {

@@ -116,12 +116,20 @@ grep -q "status 400" <<<"$out" || xmt_fail "CONNECT to pb through sa's IP: $out"
 out=$(hbone remote --cert "$t/client.pem" --key "$t/client.key" --authority "$PA:8080" --bytes 1024 --expect-refused)
 grep -q "status 400" <<<"$out" || xmt_fail "CONNECT to node A's pod: $out"
 
+XMT_SUBTEST="15008 of an address that is no pod of node B: closed before TLS"
+out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect 10.199.0.2:15008 --cert "$t/client.pem" \
+	--key "$t/client.key" --authority "$SA:8080" --bytes 1024 --expect-refused 2>&1) || xmt_fail "node B's own IP: $out"
+out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect 10.200.2.99:15008 --cert "$t/client.pem" \
+	--key "$t/client.key" --authority "10.200.2.99:8080" --bytes 1024 --expect-refused 2>&1) || xmt_fail "no pod: $out"
+dropped=$(metric xmesh_hbone_connections_dropped_total)
+[ "$dropped" = 2 ] || xmt_fail "xmesh_hbone_connections_dropped_total is $dropped, want 2"
+
 XMT_SUBTEST="metrics"
 ok=$(metric 'xmesh_tls_handshakes_total{side="server",result="success"}')
 bad=$(metric 'xmesh_tls_handshakes_total{side="server",result="failure"}')
-# sa, pb and the two 400s succeeded; no certificate and another root's failed.
+# sa, pb and the two 400s succeeded; no certificate, another root's and the two dropped ones failed.
 [ "$ok" = 4 ] || xmt_fail "server handshakes succeeded: $ok, want 4"
-[ "$bad" = 2 ] || xmt_fail "server handshakes failed: $bad, want 2"
+[ "$bad" = 4 ] || xmt_fail "server handshakes failed: $bad, want 4"
 nl=$(metric 'xmesh_hbone_streams_refused_total{reason="not_local"}')
 [ "$nl" = 2 ] || xmt_fail "streams refused not_local: $nl, want 2"
 xmt_log "handshakes: $ok succeeded, $bad failed"
