@@ -51,6 +51,7 @@ struct hbone_mod {
 	struct hbone_server *srv;
 	pthread_t thread;
 	bool running;
+	bool warned;		    /* said once that there is no trust bundle */
 	struct xm_cert *presenting; /* the hbone thread's: the certificate handed to the last handshake */
 	struct hbone_counters ctr;
 	atomic_ullong no_cert; /* connections dropped: the local address is no pod of this node with a certificate */
@@ -253,7 +254,9 @@ static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 	if (m->running)
 		return 0;
 	if (!next->trust_bundle || !next->certs) {
-		log_warn("hbone: no trust bundle (the identity module is off): not serving");
+		if (!m->warned)
+			log_warn("hbone: no trust bundle (the identity module is off): not serving");
+		m->warned = true;
 		return 0;
 	}
 	return start(m, next);

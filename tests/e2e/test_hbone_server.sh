@@ -5,7 +5,8 @@
 # to the pod with the agent's mark. An independent HBONE client (tests/tools/hbone_peer.py: Python ssl + h2)
 # on node A, holding a certificate from the same root, reaches a STRICT pod of node B (1 MiB byte-exact echo)
 # while node A's plaintext connection to it is refused; without a client certificate, or with one from another
-# root, it is refused; a CONNECT to another pod than the one dialled, or to a pod of another node, gets 400.
+# root, it is refused; a CONNECT to another pod than the one dialled, or to a pod of another node, gets 400, to
+# a port the pod does not listen on 503; plaintext on 15008 and 15008 of an address that is no local pod are closed.
 #
 # The two-node topology (xdp_lib.sh), the agent on node B:
 #        a0 │            b0 │
@@ -116,6 +117,22 @@ grep -q "status 400" <<<"$out" || xmt_fail "CONNECT to pb through sa's IP: $out"
 out=$(hbone remote --cert "$t/client.pem" --key "$t/client.key" --authority "$PA:8080" --bytes 1024 --expect-refused)
 grep -q "status 400" <<<"$out" || xmt_fail "CONNECT to node A's pod: $out"
 
+XMT_SUBTEST="503: a port the pod does not listen on"
+out=$(hbone closed --cert "$t/client.pem" --key "$t/client.key" --authority "$SA:9999" --bytes 1024 --expect-refused)
+grep -q "status 503" <<<"$out" || xmt_fail "CONNECT to a closed port of sa: $out"
+
+XMT_SUBTEST="plaintext on 15008"
+out=$(xmt_nsrun nodea python3 -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], 15008), timeout=5)
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+try:
+    print("closed" if s.recv(4096) is not None else "")
+except OSError as e:
+    print("closed", e.errno)
+' "$SA" 2>&1) || xmt_fail "plaintext on 15008: $out"
+[[ "$out" == closed* ]] || xmt_fail "plaintext on 15008: $out"
+
 XMT_SUBTEST="15008 of an address that is no pod of node B: closed before TLS"
 out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect 10.199.0.2:15008 --cert "$t/client.pem" \
 	--key "$t/client.key" --authority "$SA:8080" --bytes 1024 --expect-refused 2>&1) || xmt_fail "node B's own IP: $out"
@@ -127,9 +144,12 @@ dropped=$(metric xmesh_hbone_connections_dropped_total)
 XMT_SUBTEST="metrics"
 ok=$(metric 'xmesh_tls_handshakes_total{side="server",result="success"}')
 bad=$(metric 'xmesh_tls_handshakes_total{side="server",result="failure"}')
-# sa, pb and the two 400s succeeded; no certificate, another root's and the two dropped ones failed.
-[ "$ok" = 4 ] || xmt_fail "server handshakes succeeded: $ok, want 4"
-[ "$bad" = 4 ] || xmt_fail "server handshakes failed: $bad, want 4"
+# sa, pb, the two 400s and the 503 succeeded; no certificate, another root's, the plaintext one and the two
+# dropped ones failed.
+[ "$ok" = 5 ] || xmt_fail "server handshakes succeeded: $ok, want 5"
+[ "$bad" = 5 ] || xmt_fail "server handshakes failed: $bad, want 5"
+tg=$(metric 'xmesh_hbone_streams_refused_total{reason="target_unreachable"}')
+[ "$tg" = 1 ] || xmt_fail "streams refused target_unreachable: $tg, want 1"
 nl=$(metric 'xmesh_hbone_streams_refused_total{reason="not_local"}')
 [ "$nl" = 2 ] || xmt_fail "streams refused not_local: $nl, want 2"
 xmt_log "handshakes: $ok succeeded, $bad failed"
@@ -141,4 +161,4 @@ XMX_AGENTS=()
 ! ip -n "${XMT_P}nodeb" rule show | grep -q "lookup 15008" || xmt_fail "the steering rule outlived the agent"
 [ -z "$(ip -n "${XMT_P}nodeb" route show table 15008)" ] || xmt_fail "table 15008 outlived the agent"
 
-xmt_pass "HBONE from node A reached node B's STRICT pod through 15008 (1 MiB), plaintext refused, bad certificates refused, 400 for foreign targets"
+xmt_pass "HBONE from node A reached node B's STRICT pod through 15008 (1 MiB), plaintext refused, bad certificates refused, 400 for foreign targets, 503 for a closed port"
