@@ -29,22 +29,25 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: xmesh agent --config PATH [--config PATH]... --cgroup DIR [--iface IFNAME]...\n"
-		   "                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
-		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
-		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
-		   "                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
-		   "                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
-		   "                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
-		   "                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS]\n"
-		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
-		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
-		   "  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
-		   "  --ca-dir          Istio plug-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem,\n"
-		   "                    cert-chain.pem); default: a root generated once in --state-dir/ca\n"
-		   "  --cert-ttl        workload certificate lifetime, 10s to 8760h (default 24h)\n"
-		   "  --state-dir       kept across restarts (default /var/lib/xmesh)\n"
-		   "  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n");
+	fprintf(f,
+		"usage: xmesh agent --config PATH [--config PATH]... --cgroup DIR [--iface IFNAME]...\n"
+		"                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
+		"                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
+		"                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
+		"                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
+		"                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
+		"                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
+		"                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS] [--hbone]\n"
+		"  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
+		"  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
+		"  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
+		"  --ca-dir          Istio plug-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem,\n"
+		"                    cert-chain.pem); default: a root generated once in --state-dir/ca\n"
+		"  --cert-ttl        workload certificate lifetime, 10s to 8760h (default 24h)\n"
+		"  --state-dir       kept across restarts (default /var/lib/xmesh)\n"
+		"  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n"
+		"  --hbone           serve HBONE (mTLS tunnel) on port 15008 for this node's pods: steers\n"
+		"                    pod-IP:15008 from the uplinks to the agent (server side only; off by default)\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -98,6 +101,7 @@ int cmd_agent(int argc, char **argv)
 		{ "cert-ttl", required_argument, NULL, 't' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "root-namespace", required_argument, NULL, 'R' },
+		{ "hbone", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -166,6 +170,9 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'S':
 			o.no_sockmap = true;
+			break;
+		case 'H':
+			o.hbone = true;
 			break;
 		case 'P':
 			if (sockmap_parse_ports(optarg, o.sockmap_excl_ports, XM_MAX_EXCLUDED_PORTS,

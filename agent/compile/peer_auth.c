@@ -142,6 +142,31 @@ static int push(struct xm_mtls_table *t, size_t *cap, const struct xm_ip *ip, ui
 	return 0;
 }
 
+/* Sorted, one entry per key (the first pod claiming an address keeps it), at most the kernel's size. */
+static void finish_table(struct xm_mtls_table *out)
+{
+	if (out->n > 1)
+		qsort(out->items, out->n, sizeof(*out->items), entry_cmp);
+	/* Two pods claiming one IP (a stale Pod object): the first keeps it. */
+	if (out->n > 1) {
+		size_t j = 1;
+
+		for (size_t i = 1; i < out->n; i++) {
+			if (!entry_cmp(&out->items[i], &out->items[j - 1]))
+				continue;
+			out->items[j++] = out->items[i];
+		}
+		if (j != out->n)
+			log_warn("peerauthentication: %zu duplicate pod address entries ignored", out->n - j);
+		out->n = j;
+	}
+	if (out->n > XM_MAX_MTLS_POLICIES) {
+		log_warn("peerauthentication: %zu pod port entries, the kernel holds %d: the rest are PERMISSIVE",
+			 out->n, XM_MAX_MTLS_POLICIES);
+		out->n = XM_MAX_MTLS_POLICIES;
+	}
+}
+
 int mtls_table_build(const struct xm_config *cfg, const char *node, const char *root_ns, struct xm_mtls_table *out)
 {
 	size_t cap = 0;
@@ -172,26 +197,36 @@ int mtls_table_build(const struct xm_config *cfg, const char *node, const char *
 					goto nomem;
 		}
 	}
-	if (out->n > 1)
-		qsort(out->items, out->n, sizeof(*out->items), entry_cmp);
-	/* Two pods claiming one IP (a stale Pod object): the first keeps it. */
-	if (out->n > 1) {
-		size_t j = 1;
+	finish_table(out);
+	return 0;
+nomem:
+	mtls_table_free(out);
+	return -ENOMEM;
+}
 
-		for (size_t i = 1; i < out->n; i++) {
-			if (!entry_cmp(&out->items[i], &out->items[j - 1]))
-				continue;
-			out->items[j++] = out->items[i];
+int mtls_remote_build(const struct xm_config *cfg, const char *node, const char *root_ns, struct xm_mtls_table *out)
+{
+	size_t cap = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < cfg->n_pods; i++) {
+		const struct xm_pod *pod = &cfg->pods[i];
+		struct xm_pa_effective e;
+
+		/* A pod of this node, or of no known node, is no tunnel destination. */
+		if (!pod->node_name[0] || (node && !strcmp(pod->node_name, node)))
+			continue;
+		peer_auth_resolve(cfg, root_ns, pod->ns, pod->labels, pod->n_labels, &e);
+		for (size_t a = 0; a < pod->n_ips; a++) {
+			if (push(out, &cap, &pod->ips[a], 0, kernel_mode(e.mode), 0))
+				goto nomem;
+			for (size_t p = 0; p < e.n_ports; p++)
+				if (push(out, &cap, &pod->ips[a], e.ports[p].port,
+					 kernel_mode(peer_auth_port_mode(&e, e.ports[p].port)), 0))
+					goto nomem;
 		}
-		if (j != out->n)
-			log_warn("peerauthentication: %zu duplicate pod address entries ignored", out->n - j);
-		out->n = j;
 	}
-	if (out->n > XM_MAX_MTLS_POLICIES) {
-		log_warn("peerauthentication: %zu pod port entries, the kernel holds %d: the rest are PERMISSIVE",
-			 out->n, XM_MAX_MTLS_POLICIES);
-		out->n = XM_MAX_MTLS_POLICIES;
-	}
+	finish_table(out);
 	return 0;
 nomem:
 	mtls_table_free(out);

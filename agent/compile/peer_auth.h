@@ -49,6 +49,14 @@ struct xm_mtls_table {
 
 /* Pods of node (NULL or "": none) in cfg. Returns 0 or -ENOMEM (out empty). */
 int mtls_table_build(const struct xm_config *cfg, const char *node, const char *root_ns, struct xm_mtls_table *out);
+/*
+ * The tunnel's client side: every address of every Pod on another node than node (spec.nodeName set and not
+ * node), with the pod's resolved mode on (addr, 0) and each portLevelMtls port's on (addr, port). A
+ * destination is tunnelled when its entry's mode is not DISABLE (Istio's auto-mTLS); an address without an
+ * entry is no pod of another node and stays plaintext. Same key, order and size limit as the table above.
+ * Returns 0 or -ENOMEM (out empty).
+ */
+int mtls_remote_build(const struct xm_config *cfg, const char *node, const char *root_ns, struct xm_mtls_table *out);
 void mtls_table_free(struct xm_mtls_table *t);
 /* The entry with key k, or NULL. */
 const struct xm_mtls_entry *mtls_table_find(const struct xm_mtls_table *t, const struct xm_mtls_key *k);

@@ -11,7 +11,7 @@
 #include "compile/snapshot.h"
 #include "daemon/module.h"
 
-#define XM_N_MODULES 6
+#define XM_N_MODULES 7
 
 struct xm_agent {
 	struct xm_agent_opts opts;

@@ -28,10 +28,9 @@
 /* Initialised first to last, applied in this order, closed last to first (daemon/module.h). */
 static const struct xm_module *const module_order[XM_N_MODULES] = {
 	&xm_module_sock_lb, /* first: its maps are the ones the others load next to, and it assigns the ids */
-	&xm_module_sockmap,
-	&xm_module_xdp,
-	&xm_module_identity, /* before the proxies that present its certificates */
-	&xm_module_peer_auth,
+	&xm_module_sockmap,   &xm_module_xdp,
+	&xm_module_identity,			/* before the proxies that present its certificates */
+	&xm_module_peer_auth, &xm_module_hbone, /* after identity: it presents its certificates */
 	&xm_module_l7, /* last: the services it captures are published when it applies, and it drains first */
 };
 

@@ -42,6 +42,7 @@ struct xm_agent_opts {
 	uint32_t cert_ttl_s;	       /* --cert-ttl: workload certificates' lifetime (default 24 h) */
 	const char *state_dir;	       /* --state-dir: what the agent keeps across restarts (the generated root) */
 	const char *root_namespace;    /* --root-namespace: mesh-wide PeerAuthentication; NULL: istio-system */
+	bool hbone;		       /* --hbone: serve HBONE on port 15008 for this node's pods (off by default) */
 };
 
 struct xm_agent;

@@ -49,5 +49,6 @@ extern const struct xm_module xm_module_xdp;	   /* north-south XDP/TC on the upl
 extern const struct xm_module xm_module_identity;  /* this node's workload certificates and the CA */
 extern const struct xm_module xm_module_l7;	   /* the HTTP proxy and its capture */
 extern const struct xm_module xm_module_peer_auth; /* PeerAuthentication STRICT at the pods' veths */
+extern const struct xm_module xm_module_hbone;	   /* the HBONE tunnel's server side (--hbone) */
 
 #endif

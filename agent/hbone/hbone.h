@@ -209,6 +209,22 @@ struct hbone_stream *hbone_client_open(struct hbone_client *cl, const struct hbo
 /* TLS connections in the pool (connecting ones too). */
 size_t hbone_client_connections(const struct hbone_client *cl);
 
+/* ---- splice: a TCP connection carried by a stream (splice.c) ---- */
+
+struct hbone_splice;
+/* Called once when the splice ends: 0 when both directions ended cleanly, else a negative errno. */
+typedef void (*hbone_splice_done_fn)(void *ctx, int err);
+
+/*
+ * Opens a CONNECT stream for req on cl and pipes fd (a connected non-blocking stream socket, owned from now on)
+ * through it both ways, with the stream's backpressure: bytes read from fd only once the stream opened (200),
+ * EOF on either side passed on as a half-close (END_STREAM, shutdown(SHUT_WR)), and a failure on either side
+ * (a refused stream, a reset, a socket error) ends both, fd with a reset (SO_LINGER 0). Frees itself after
+ * calling done. NULL when out of memory (fd closed, done not called).
+ */
+struct hbone_splice *hbone_splice_open(struct hbone_client *cl, struct xm_loop *loop, int fd,
+				       const struct hbone_open *req, hbone_splice_done_fn done, void *ctx);
+
 /* ---- pieces with their own tests ---- */
 
 /* Parses "a.b.c.d:port" or "[v6]:port" (port 1..65535, nothing else): 0 or -EINVAL. */

@@ -112,8 +112,9 @@ def run_client(args):
                     got += ev.data
                     conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, h2.events.StreamEnded):
-                    if bytes(got) != payload:
-                        print("echo differs: %d of %d bytes" % (len(got), len(payload)), file=sys.stderr)
+                    want = args.expect_prefix.encode() + payload
+                    if bytes(got) != want:
+                        print("echo differs: %d of %d bytes" % (len(got), len(want)), file=sys.stderr)
                         return 1
                     print("echoed %d bytes" % len(got))
                     conn.close_connection()
@@ -218,6 +219,8 @@ def main():
     ap.add_argument("--authority", required=True)
     ap.add_argument("--bytes", type=int, default=1 << 20)
     ap.add_argument("--expect-id")
+    ap.add_argument("--expect-prefix", default="",
+                    help="the target sends this before echoing (xm-server's id line)")
     ap.add_argument("--expect-refused", action="store_true")
     ap.add_argument("--port-file")
     args = ap.parse_args()

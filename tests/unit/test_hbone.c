@@ -17,6 +17,8 @@
 
 #include <openssl/err.h>
 
+#include <sys/epoll.h>
+
 #include "core/loop.h"
 #include "hbone/internal.h"
 #include "hbone_fixture.h"
@@ -1065,4 +1067,152 @@ Test(hbone_limits, ipv6)
 	hbt_run_for(fx.loop, 5);
 	hbt_echo_stop(echo6_srv);
 	close(lfd6);
+}
+
+/* ---- splice: a socket carried by a stream (hbone_splice_open) ---- */
+
+/* The application's end of a socketpair: writes a pattern, half-closes, reads the echo to EOF. */
+struct app {
+	int fd;
+	uint64_t seed, total, sent, got;
+	bool shut, eof, mismatch, splice_done;
+	int splice_err, read_err;
+};
+
+static void app_cb(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	struct app *a = ctx;
+	uint8_t buf[32768];
+
+	(void)events;
+	while (!a->shut && a->sent < a->total) {
+		size_t n = a->total - a->sent < sizeof(buf) ? (size_t)(a->total - a->sent) : sizeof(buf);
+		ssize_t w;
+
+		for (size_t i = 0; i < n; i++)
+			buf[i] = hbt_byte(a->seed, a->sent + i);
+		w = write(fd, buf, n);
+		if (w <= 0)
+			break;
+		a->sent += (uint64_t)w;
+	}
+	if (!a->shut && a->sent == a->total) {
+		a->shut = true;
+		shutdown(fd, SHUT_WR);
+		loop_mod_fd(loop, fd, EPOLLIN);
+	}
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+
+		if (r > 0) {
+			for (ssize_t i = 0; i < r; i++)
+				if (buf[i] != hbt_byte(a->seed, a->got + (uint64_t)i))
+					a->mismatch = true;
+			a->got += (uint64_t)r;
+			continue;
+		}
+		if (r == 0 || errno != EAGAIN) {
+			a->read_err = r == 0 ? 0 : errno;
+			a->eof = true;
+			loop_del_fd(loop, fd);
+		}
+		break;
+	}
+}
+
+static void app_splice_done(void *ctx, int err)
+{
+	struct app *a = ctx;
+
+	a->splice_done = true;
+	a->splice_err = err;
+}
+
+static void app_start(struct app *a, uint64_t seed, uint64_t total)
+{
+	int sv[2];
+	struct hbone_open req = {
+		.src_id = SRC_ID,
+		.dst_id = DST_ID,
+		.dst = &fx.hbone_addr,
+		.cert = fx.client_leaf.cert,
+		.key = fx.client_leaf.key,
+		.target = &fx.echo_addr,
+	};
+
+	memset(a, 0, sizeof(*a));
+	a->seed = seed;
+	a->total = total;
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	a->fd = sv[0];
+	cr_assert_eq(loop_add_fd(fx.loop, a->fd, EPOLLIN | EPOLLOUT, app_cb, a), 0);
+	cr_assert_not_null(hbone_splice_open(fx.cl, fx.loop, sv[1], &req, app_splice_done, a));
+}
+
+static bool app_done(void *arg)
+{
+	struct app *a = arg;
+
+	return a->eof && a->splice_done;
+}
+
+Test(hbone, splice_10mib_byte_exact)
+{
+	struct app a;
+
+	app_start(&a, 11, 10u << 20);
+	cr_assert(hbt_run_until(fx.loop, app_done, &a, 30000), "sent %lu got %lu eof %d done %d", a.sent, a.got, a.eof,
+		  a.splice_done);
+	cr_expect_eq(a.got, 10u << 20);
+	cr_expect_not(a.mismatch);
+	cr_expect_eq(a.read_err, 0);
+	cr_expect_eq(a.splice_err, 0);
+	close(a.fd);
+}
+
+struct apps {
+	struct app a[200];
+};
+
+static bool apps_done(void *arg)
+{
+	struct apps *m = arg;
+
+	for (size_t i = 0; i < 200; i++)
+		if (!app_done(&m->a[i]))
+			return false;
+	return true;
+}
+
+Test(hbone, splice_200_concurrent_share_two_tls_connections)
+{
+	struct apps *m = calloc(1, sizeof(*m));
+
+	cr_assert_not_null(m);
+	for (size_t i = 0; i < 200; i++)
+		app_start(&m->a[i], 100 + i, 65536);
+	cr_assert(hbt_run_until(fx.loop, apps_done, m, 30000));
+	for (size_t i = 0; i < 200; i++) {
+		cr_expect_eq(m->a[i].got, 65536, "app %zu", i);
+		cr_expect_not(m->a[i].mismatch, "app %zu", i);
+		cr_expect_eq(m->a[i].splice_err, 0, "app %zu", i);
+		close(m->a[i].fd);
+	}
+	/* 100 streams per TLS connection (HBONE_MAX_STREAMS): 200 at once need two, and no more handshakes. */
+	cr_expect_eq(hbone_client_connections(fx.cl), 2);
+	cr_expect_eq(atomic_load(&fx.ctr.handshakes[HBONE_SIDE_CLIENT][HBONE_HS_SUCCESS]), 2);
+	cr_expect_eq(atomic_load(&fx.ctr.streams_opened[HBONE_SIDE_SERVER]), 200);
+	free(m);
+}
+
+Test(hbone, splice_refused_stream_ends_the_socket)
+{
+	struct app a;
+
+	fx.verdict = 401;
+	app_start(&a, 12, 4096);
+	cr_assert(hbt_run_until(fx.loop, app_done, &a, 10000));
+	cr_expect_lt(a.splice_err, 0);
+	cr_expect_eq(a.got, 0);
+	close(a.fd);
 }

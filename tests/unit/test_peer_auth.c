@@ -356,3 +356,45 @@ Test(peer_auth_table, a_strict_port_under_a_permissive_workload)
 	snapshot_put(s);
 	config_free(&cfg);
 }
+
+/* --- the tunnel client's view: pods of other nodes --- */
+
+Test(peer_auth_table, remote_pods_every_mode)
+{
+	char text[4096];
+	struct xm_mtls_table t;
+	struct xm_config cfg;
+
+	snprintf(text, sizeof(text), "%s%s%s", pods, FOO_PERMISSIVE, FOO_FINANCE_8080_DISABLE);
+	load_text(text, &cfg);
+	/* From node-b: fin-1 (two addresses, STRICT with 8080 DISABLE) and web-1 (PERMISSIVE: an entry too, it
+	 * is tunnelled); fin-2 is local. */
+	cr_assert_eq(mtls_remote_build(&cfg, "node-b", NULL, &t), 0);
+	cr_assert_eq(t.n, 5);
+	assert_entry(&t, "10.200.1.11", 0, XM_MTLS_MODE_STRICT, 0);
+	assert_entry(&t, "10.200.1.11", 8080, XM_MTLS_MODE_DISABLE, 0);
+	assert_entry(&t, "fd00:200:1::11", 0, XM_MTLS_MODE_STRICT, 0);
+	assert_entry(&t, "fd00:200:1::11", 8080, XM_MTLS_MODE_DISABLE, 0);
+	assert_entry(&t, "10.200.1.12", 0, XM_MTLS_MODE_PERMISSIVE, 0);
+	mtls_table_free(&t);
+	/* From node-a: only fin-2. */
+	cr_assert_eq(mtls_remote_build(&cfg, "node-a", NULL, &t), 0);
+	cr_assert_eq(t.n, 2);
+	assert_entry(&t, "10.200.2.11", 0, XM_MTLS_MODE_STRICT, 0);
+	assert_entry(&t, "10.200.2.11", 8080, XM_MTLS_MODE_DISABLE, 0);
+	mtls_table_free(&t);
+	config_free(&cfg);
+}
+
+Test(peer_auth_table, remote_pods_without_any_policy_are_permissive)
+{
+	struct xm_mtls_table t;
+	struct xm_config cfg;
+
+	load_text(pods, &cfg);
+	cr_assert_eq(mtls_remote_build(&cfg, "node-a", NULL, &t), 0);
+	cr_assert_eq(t.n, 1);
+	assert_entry(&t, "10.200.2.11", 0, XM_MTLS_MODE_PERMISSIVE, 0);
+	mtls_table_free(&t);
+	config_free(&cfg);
+}

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The HBONE tunnel's server side (--hbone, off by default): the agent serves HBONE on port 15008 for the pod
+ * IPs of this node. Inbound TCP to <local pod IP>:15008 arriving on an uplink is steered to the agent's
+ * listener by policy routing (datapath/hbone_steer.h); the server presents the destination pod's workload
+ * certificate, verifies the client against the trust bundle and trust domain (verify_peer), admits
+ * CONNECTs whose :authority is a pod of this node at the address the client dialled, and connects to the pod
+ * with SO_MARK = XM_MTLS_AGENT_MARK so that a STRICT port lets it in.
+ *
+ * Threads: the tunnel runs on a loop thread of its own (the "hbone" thread), started at the first apply that
+ * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot in force
+ * through daemon_snapshot_acquire() and the identity store (any thread). The client side (capturing
+ * cross-node connections into the pool) is not wired yet: docs/mtls.md "Not done yet".
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xmesh/mtls.h>
+
+#include "compile/snapshot.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/strbuf.h"
+#include "daemon/daemon.h"
+#include "daemon/module.h"
+#include "datapath/hbone_steer.h"
+#include "hbone/hbone.h"
+#include "identity/identity.h"
+#include "metrics/registry.h"
+
+struct hbone_mod {
+	struct xm_agent *agent;
+	const char *const *ifaces;
+	size_t n_ifaces;
+	char node[256];
+	char trust_domain[XM_TRUST_DOMAIN_MAX + 1];
+	struct xm_trust_bundle *bundle; /* a reference, from the first snapshot that carries it */
+	int lfd;
+	bool steering;
+	struct xm_loop *loop;
+	struct hbone_server *srv;
+	pthread_t thread;
+	bool running;
+	bool warned;		    /* said once that there is no trust bundle */
+	struct xm_cert *presenting; /* the hbone thread's: the certificate handed to the last handshake */
+	struct hbone_counters ctr;
+	atomic_ullong no_cert; /* connections dropped: the local address is no pod of this node with a certificate */
+};
+
+/* The pod of this node at addr (IPv4), its SPIFFE URI in uri; false when addr is no such pod. */
+static bool local_pod(const struct hbone_mod *m, const struct xm_snapshot *s, const struct sockaddr_storage *addr,
+		      char *uri, size_t len)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+	union xm_addr a = { 0 };
+	const struct xm_identity *id;
+
+	if (!s || addr->ss_family != AF_INET)
+		return false;
+	a.v4 = sin->sin_addr.s_addr;
+	id = identities_find(&s->identities, &a, XM_FAMILY_V4);
+	if (!id || !id->wl || strcmp(id->wl->node, m->node))
+		return false;
+	return spiffe_format(uri, len, m->trust_domain, id->wl->ns, id->wl->service_account) == 0;
+}
+
+/* hbone thread: the certificate of the pod whose IP the client dialled. */
+static int hb_cert(void *ctx, const struct sockaddr_storage *local, X509 **cert, EVP_PKEY **key,
+		   STACK_OF(X509) * *chain)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_cert *c = NULL;
+	char uri[XM_SPIFFE_MAX + 1];
+
+	if (local_pod(m, s, local, uri, sizeof(uri)) && s->certs)
+		c = identity_store_get(s->certs, uri);
+	snapshot_put(s);
+	if (!c) {
+		atomic_fetch_add_explicit(&m->no_cert, 1, memory_order_relaxed);
+		return -ENOENT;
+	}
+	/* The server hands them to OpenSSL (which takes references) before the next connection comes. */
+	cert_put(m->presenting);
+	m->presenting = c;
+	*cert = cert_leaf(c);
+	*key = cert_key(c);
+	*chain = cert_chain(c);
+	return 0;
+}
+
+/* hbone thread: the client's chain (already verified by OpenSSL) through the agent's own peer check. */
+static int hb_verify(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509) * chain, char *peer_id,
+		     size_t peer_id_len)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_spiffe_id id;
+
+	(void)expected;
+	if (verify_peer(m->bundle, leaf, chain, m->trust_domain, (int64_t)time(NULL), XM_PEER_CLIENT, &id) !=
+	    XM_VERIFY_OK)
+		return -EACCES;
+	snprintf(peer_id, peer_id_len, "%s", id.uri);
+	return 0;
+}
+
+/*
+ * hbone thread: a CONNECT's target must be a pod of this node, at the address the client dialled (ztunnel's
+ * IPMismatch check). PeerAuthentication: a verified mTLS peer satisfies every mode (STRICT and PERMISSIVE
+ * accept mutual TLS; DISABLE only stops requiring it), so nothing here answers 401 yet; an
+ * AuthorizationPolicy would.
+ */
+static int hb_admit(void *ctx, const struct hbone_admit *req)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	const struct sockaddr_in *t = (const struct sockaddr_in *)req->target;
+	const struct sockaddr_in *l = (const struct sockaddr_in *)req->local;
+	char uri[XM_SPIFFE_MAX + 1];
+	int status = 200;
+
+	if (req->target->ss_family != AF_INET || req->local->ss_family != AF_INET ||
+	    t->sin_addr.s_addr != l->sin_addr.s_addr || !local_pod(m, s, req->target, uri, sizeof(uri)))
+		status = 400;
+	snapshot_put(s);
+	return status;
+}
+
+static void *hbone_thread(void *arg)
+{
+	struct hbone_mod *m = arg;
+	int err = loop_run(m->loop);
+
+	if (err)
+		log_error("hbone: event loop: %s", strerror(-err));
+	return NULL;
+}
+
+static int listen_hbone(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(HBONE_PORT) };
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	/*
+	 * IP_TRANSPARENT: the connections it accepts answer from a pod's IP, which is no address of this node;
+	 * without it the routing of the SYN-ACK refuses that source (IpOutNoRoutes). Needs CAP_NET_ADMIN.
+	 */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 1024)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int hbone_mod_init(struct xm_agent *a, void **state)
+{
+	const struct xm_agent_opts *o = daemon_opts(a);
+	struct hbone_mod *m;
+	int err;
+
+	*state = NULL;
+	if (!o->hbone)
+		return 0;
+	if (!o->n_ifaces) {
+		log_error("hbone: --hbone needs the uplinks (--iface): inbound HBONE is steered from them");
+		return -EINVAL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->agent = a;
+	m->ifaces = o->ifaces;
+	m->n_ifaces = o->n_ifaces;
+	m->lfd = -1;
+	snprintf(m->node, sizeof(m->node), "%s", o->node_name ? o->node_name : "");
+	snprintf(m->trust_domain, sizeof(m->trust_domain), "%s",
+		 o->trust_domain ? o->trust_domain : XM_DEFAULT_TRUST_DOMAIN);
+	m->lfd = listen_hbone();
+	if (m->lfd < 0) {
+		err = m->lfd;
+		log_error("hbone: listening on 0.0.0.0:%d: %s", HBONE_PORT, strerror(-err));
+		free(m);
+		return err;
+	}
+	m->loop = loop_new();
+	if (!m->loop) {
+		close(m->lfd);
+		free(m);
+		return -ENOMEM;
+	}
+	err = hbone_steer_install(m->ifaces, m->n_ifaces);
+	if (err) {
+		log_error("hbone: steering port %d to the agent (policy routing, table %d): %s", HBONE_PORT,
+			  XM_HBONE_STEER_TABLE, strerror(-err));
+		hbone_steer_remove(m->ifaces, m->n_ifaces);
+		loop_free(m->loop);
+		close(m->lfd);
+		free(m);
+		return err;
+	}
+	m->steering = true;
+	*state = m;
+	return 0;
+}
+
+static int start(struct hbone_mod *m, const struct xm_snapshot *next)
+{
+	struct hbone_server_config cfg = {
+		.verify = hb_verify,
+		.cert = hb_cert,
+		.admit = hb_admit,
+		.ctx = m,
+		.target_mark = XM_MTLS_AGENT_MARK,
+	};
+	int err;
+
+	m->bundle = bundle_get((struct xm_trust_bundle *)next->trust_bundle);
+	cfg.trust = bundle_store(m->bundle);
+	m->srv = hbone_server_new(m->loop, m->lfd, &cfg, &m->ctr);
+	if (!m->srv)
+		return -ENOMEM;
+	err = pthread_create(&m->thread, NULL, hbone_thread, m);
+	if (err) {
+		hbone_server_free(m->srv);
+		m->srv = NULL;
+		return -err;
+	}
+	m->running = true;
+	log_info("hbone: serving HBONE on port %d for this node's pods (TCP to a pod IP:%d from %zu uplink(s))",
+		 HBONE_PORT, HBONE_PORT, m->n_ifaces);
+	return 0;
+}
+
+static int hbone_mod_apply(void *state, struct xm_snapshot *next)
+{
+	struct hbone_mod *m = state;
+
+	if (m->running)
+		return 0;
+	if (!next->trust_bundle || !next->certs) {
+		if (!m->warned)
+			log_warn("hbone: no trust bundle (the identity module is off): not serving");
+		m->warned = true;
+		return 0;
+	}
+	return start(m, next);
+}
+
+static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)
+{
+	struct hbone_mod *m = state;
+	unsigned long long open = atomic_load(&m->ctr.connections_open[HBONE_SIDE_SERVER]),
+			   streams = atomic_load(&m->ctr.streams_opened[HBONE_SIDE_SERVER]);
+
+	(void)cur;
+	if (json)
+		sb_printf(out, ",\"hbone\":{\"server\":%s,\"connections\":%llu,\"streams\":%llu}",
+			  m->running ? "true" : "false", open, streams);
+	else
+		sb_printf(out, "hbone: server %s on port %d, %llu TLS connection(s) open, %llu stream(s) opened\n",
+			  m->running ? "serving" : "not started", HBONE_PORT, open, streams);
+}
+
+static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)
+{
+	static const char *const sr[2] = { "side", "result" }, *const rs[1] = { "reason" };
+	struct hbone_mod *m = state;
+	struct xm_scrape_family *f;
+
+	(void)cur;
+	f = scrape_family(sc, "xmesh_tls_handshakes_total", "counter",
+			  "TLS handshakes of the HBONE tunnel, by side (server, client) and result.");
+	for (int s = 0; s < HBONE_SIDES; s++)
+		for (int r = 0; r < HBONE_HS_RESULTS; r++) {
+			const char *v[2] = { hbone_side_name(s), hbone_hs_result_name(r) };
+
+			scrape_u64(f, sr, v, 2, atomic_load(&m->ctr.handshakes[s][r]));
+		}
+	f = scrape_family(sc, "xmesh_hbone_connections_dropped_total", "counter",
+			  "Connections to port 15008 closed before TLS: the address dialled is no pod of this node "
+			  "with a workload certificate.");
+	scrape_u64(f, NULL, NULL, 0, atomic_load(&m->no_cert));
+	f = scrape_family(sc, "xmesh_hbone_streams_refused_total", "counter",
+			  "HBONE CONNECT streams that did not open, by reason.");
+	for (int r = 0; r < HBONE_REFUSALS; r++) {
+		const char *v[1] = { hbone_refusal_name(r) };
+
+		scrape_u64(f, rs, v, 1, atomic_load(&m->ctr.streams_refused[r]));
+	}
+}
+
+static void hbone_mod_close(void *state)
+{
+	struct hbone_mod *m = state;
+
+	if (m->running) {
+		loop_stop(m->loop);
+		pthread_join(m->thread, NULL);
+	}
+	hbone_server_free(m->srv);
+	cert_put(m->presenting);
+	loop_free(m->loop);
+	if (m->steering)
+		hbone_steer_remove(m->ifaces, m->n_ifaces);
+	close(m->lfd);
+	bundle_put(m->bundle);
+	free(m);
+}
+
+const struct xm_module xm_module_hbone = {
+	.name = "hbone",
+	.init = hbone_mod_init,
+	.apply = hbone_mod_apply,
+	.status = hbone_mod_status,
+	.collect = hbone_mod_collect,
+	.close = hbone_mod_close,
+};

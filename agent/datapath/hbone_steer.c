@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Inbound HBONE steering: one routing rule per uplink and a local default route (datapath/hbone_steer.h). */
+#include "datapath/hbone_steer.h"
+
+#include <errno.h>
+#include <linux/fib_rules.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/socket.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define HBONE_DPORT 15008
+
+static int talk(struct nl_sock *sk, struct nl_msg *msg)
+{
+	int err = nl_send_auto(sk, msg);
+
+	nlmsg_free(msg);
+	if (err < 0)
+		return -EIO;
+	err = nl_wait_for_ack(sk);
+	if (err >= 0)
+		return 0;
+	return err == -NLE_EXIST ? -EEXIST : err == -NLE_OBJ_NOTFOUND ? -ENOENT : err == -NLE_PERM ? -EPERM : -EIO;
+}
+
+static int rule(struct nl_sock *sk, int type, int flags, const char *iface)
+{
+	struct fib_rule_hdr h = { .family = AF_INET, .action = FR_ACT_TO_TBL };
+	struct fib_rule_port_range dport = { .start = HBONE_DPORT, .end = HBONE_DPORT };
+	struct nl_msg *msg = nlmsg_alloc_simple(type, flags | NLM_F_REQUEST | NLM_F_ACK);
+
+	if (!msg)
+		return -ENOMEM;
+	if (nlmsg_append(msg, &h, sizeof(h), NLMSG_ALIGNTO) || nla_put_u32(msg, FRA_PRIORITY, XM_HBONE_STEER_PRIO) ||
+	    nla_put_u32(msg, FRA_TABLE, XM_HBONE_STEER_TABLE) || nla_put_string(msg, FRA_IFNAME, iface) ||
+	    nla_put_u8(msg, FRA_IP_PROTO, IPPROTO_TCP) || nla_put(msg, FRA_DPORT_RANGE, sizeof(dport), &dport)) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	return talk(sk, msg);
+}
+
+static int route(struct nl_sock *sk, int type, int flags)
+{
+	struct rtmsg r = { .rtm_family = AF_INET,
+			   .rtm_table = RT_TABLE_UNSPEC,
+			   .rtm_protocol = RTPROT_STATIC,
+			   .rtm_scope = RT_SCOPE_HOST,
+			   .rtm_type = RTN_LOCAL };
+	struct nl_msg *msg = nlmsg_alloc_simple(type, flags | NLM_F_REQUEST | NLM_F_ACK);
+	unsigned lo = if_nametoindex("lo");
+
+	if (!msg)
+		return -ENOMEM;
+	if (!lo || nlmsg_append(msg, &r, sizeof(r), NLMSG_ALIGNTO) ||
+	    nla_put_u32(msg, RTA_TABLE, XM_HBONE_STEER_TABLE) || nla_put_u32(msg, RTA_OIF, lo)) {
+		nlmsg_free(msg);
+		return lo ? -ENOMEM : -ENODEV;
+	}
+	return talk(sk, msg);
+}
+
+static struct nl_sock *open_rtnl(void)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+
+	if (sk && nl_connect(sk, NETLINK_ROUTE)) {
+		nl_socket_free(sk);
+		return NULL;
+	}
+	return sk;
+}
+
+int hbone_steer_install(const char *const *ifaces, size_t n)
+{
+	struct nl_sock *sk = open_rtnl();
+	int err;
+
+	if (!sk)
+		return -EIO;
+	err = route(sk, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
+	for (size_t i = 0; !err && i < n; i++) {
+		/* A rule left by a previous run is removed first: rules have no "replace". */
+		while (rule(sk, RTM_DELRULE, 0, ifaces[i]) == 0)
+			;
+		err = rule(sk, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, ifaces[i]);
+	}
+	nl_socket_free(sk);
+	return err;
+}
+
+void hbone_steer_remove(const char *const *ifaces, size_t n)
+{
+	struct nl_sock *sk = open_rtnl();
+
+	if (!sk)
+		return;
+	for (size_t i = 0; i < n; i++)
+		while (rule(sk, RTM_DELRULE, 0, ifaces[i]) == 0)
+			;
+	route(sk, RTM_DELROUTE, 0);
+	nl_socket_free(sk);
+}

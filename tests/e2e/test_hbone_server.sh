@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The HBONE tunnel's server side, wired (agent --hbone): TCP to <pod IP>:15008 arriving on node B's uplink is
+# steered to the agent (policy routing, no iptables), which presents the pod's workload certificate, verifies
+# the client against the trust bundle, admits a CONNECT to a pod of node B at the address dialled, and connects
+# to the pod with the agent's mark. An independent HBONE client (tests/tools/hbone_peer.py: Python ssl + h2)
+# on node A, holding a certificate from the same root, reaches a STRICT pod of node B (1 MiB byte-exact echo)
+# while node A's plaintext connection to it is refused; without a client certificate, or with one from another
+# root, it is refused; a CONNECT to another pod than the one dialled, or to a pod of another node, gets 400, to
+# a port the pod does not listen on 503; plaintext on 15008 and 15008 of an address that is no local pod are closed.
+#
+# The two-node topology (xdp_lib.sh), the agent on node B:
+#        a0 │            b0 │
+#   nodea up0 10.199.0.1   nodeb up0 10.199.0.2
+#   br0 10.200.1.1         br0 10.200.2.1 ── sa .11 (STRICT, serviceAccount web), pb .12 (PERMISSIVE)
+#    └─ pa .11 (a pod of node A)
+set -euo pipefail
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/e2e/xdp_lib.sh
+. "$(dirname "$0")/xdp_lib.sh"
+xmx_init "$@"
+xmt_require_kernel "program_type sched_cls"
+for c in openssl curl; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
+PY=/usr/bin/python3 # Debian's, where python3-h2 is (scripts/install-deps.sh)
+"$PY" -c 'import h2' 2>/dev/null || xmt_fail "python3-h2 missing (scripts/install-deps.sh installs it)"
+PEER="$(cd "$(dirname "$0")/../tools" && pwd)/hbone_peer.py"
+
+SA=10.200.2.11
+PB=10.200.2.12
+PA=10.200.1.11
+
+xmx_two_nodes
+ip -n "${XMT_P}nodea" link add br0 type bridge
+ip -n "${XMT_P}nodea" addr add 10.200.1.1/24 dev br0
+ip -n "${XMT_P}nodea" link set br0 up
+ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
+ip -n "${XMT_P}nodeb" route add 10.200.1.0/24 via 10.199.0.1
+xmx_pod nodeb sa "$SA" 10.200.2.1
+xmx_pod nodeb pb "$PB" 10.200.2.1
+xmx_pod nodea pa "$PA" 10.200.1.1
+
+pod_yaml() { # NAME IP NODE [SERVICEACCOUNT]
+	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: $1" "  namespace: default" "  labels:" \
+		"    app: $1" "spec:" "  nodeName: $3"
+	[ -z "${4:-}" ] || echo "  serviceAccountName: $4"
+	printf '%s\n' "status:" "  podIP: $2"
+}
+{
+	pod_yaml sa "$SA" nodeb web
+	pod_yaml pb "$PB" nodeb
+	pod_yaml pa "$PA" nodea
+	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
+		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
+		"  mtls:" "    mode: STRICT"
+} | xmt_config_write hbone.yaml
+
+xmx_agent b nodeb nodeb up0 --hbone
+xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server not started: $(tail -n 5 "$XMT_AGENT_LOG")"
+
+XMT_SUBTEST="steering in place"
+rules=$(ip -n "${XMT_P}nodeb" rule show)
+grep -q "15008:.*iif up0 ipproto tcp dport 15008 lookup 15008" <<<"$rules" || xmt_fail "no steering rule: $rules"
+ip -n "${XMT_P}nodeb" route show table 15008 | grep -q "^local default dev lo" ||
+	xmt_fail "no local route in table 15008: $(ip -n "${XMT_P}nodeb" route show table 15008)"
+
+# The client's certificates: one from the agent's root (generated under --state-dir), one from another root.
+t="$XMT_TMP/pki"
+mkdir -p "$t"
+ca="$XMT_TMP/agent-state/ca"
+ossl() { openssl "$@" >>"$t/openssl.log" 2>&1 || xmt_fail "openssl $1 failed: $(tail -n 3 "$t/openssl.log")"; }
+leaf() { # NAME CA_CERT CA_KEY: a SPIFFE client certificate for ns default, sa NAME
+	printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+		"extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$1" \
+		>"$t/$1.ext"
+	ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t/$1.key" -subj "/O=test" -out "$t/$1.csr"
+	ossl x509 -req -in "$t/$1.csr" -CA "$2" -CAkey "$3" -CAcreateserial -days 1 -extfile "$t/$1.ext" -out "$t/$1.pem"
+}
+leaf client "$ca/root-cert.pem" "$ca/ca-key.pem"
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t/other-root.key" -subj "/CN=other root" \
+	-days 1 -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+	-out "$t/other-root.pem"
+leaf intruder "$t/other-root.pem" "$t/other-root.key"
+
+# hbone NAME EXTRA...: the Python HBONE client on node A to SA:15008; prints its output.
+hbone() {
+	local name=$1
+	shift
+	xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect "$SA:15008" "$@" 2>&1
+}
+scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
+metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
+
+XMT_SUBTEST="tunnelled to a STRICT pod, 1 MiB byte-exact"
+out=$(hbone ok --cert "$t/client.pem" --key "$t/client.key" --authority "$SA:8080" --bytes $((1 << 20)) \
+	--expect-id spiffe://cluster.local/ns/default/sa/web --expect-prefix $'sa\n') ||
+	xmt_fail "tunnelled connection to sa failed: $out"
+grep -q "echoed $(((1 << 20) + 3)) bytes" <<<"$out" || xmt_fail "unexpected: $out"
+
+XMT_SUBTEST="plaintext from node A to the STRICT pod is refused"
+out=$(xmt_nsrun nodea "$XM_CLIENT" refuse --addr "$SA:8080" --timeout-ms 2000 2>&1) ||
+	xmt_fail "nodea -> $SA:8080 in plaintext was not refused: $out"
+
+XMT_SUBTEST="the PERMISSIVE pod, through its own IP"
+out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect "$PB:15008" --cert "$t/client.pem" \
+	--key "$t/client.key" --authority "$PB:8080" --bytes 65536 --expect-id spiffe://cluster.local/ns/default/sa/default \
+	--expect-prefix $'pb\n' 2>&1) || xmt_fail "tunnelled connection to pb failed: $out"
+
+XMT_SUBTEST="no client certificate"
+out=$(hbone nocert --authority "$SA:8080" --bytes 1024 --expect-refused) || xmt_fail "accepted without a certificate: $out"
+XMT_SUBTEST="a client certificate from another root"
+out=$(hbone other --cert "$t/intruder.pem" --key "$t/intruder.key" --authority "$SA:8080" --bytes 1024 \
+	--expect-refused) || xmt_fail "accepted another root's certificate: $out"
+
+XMT_SUBTEST="400: another pod than the one dialled, a pod of another node"
+out=$(hbone mismatch --cert "$t/client.pem" --key "$t/client.key" --authority "$PB:8080" --bytes 1024 --expect-refused)
+grep -q "status 400" <<<"$out" || xmt_fail "CONNECT to pb through sa's IP: $out"
+out=$(hbone remote --cert "$t/client.pem" --key "$t/client.key" --authority "$PA:8080" --bytes 1024 --expect-refused)
+grep -q "status 400" <<<"$out" || xmt_fail "CONNECT to node A's pod: $out"
+
+XMT_SUBTEST="503: a port the pod does not listen on"
+out=$(hbone closed --cert "$t/client.pem" --key "$t/client.key" --authority "$SA:9999" --bytes 1024 --expect-refused)
+grep -q "status 503" <<<"$out" || xmt_fail "CONNECT to a closed port of sa: $out"
+
+XMT_SUBTEST="plaintext on 15008"
+out=$(xmt_nsrun nodea python3 -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], 15008), timeout=5)
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+try:
+    print("closed" if s.recv(4096) is not None else "")
+except OSError as e:
+    print("closed", e.errno)
+' "$SA" 2>&1) || xmt_fail "plaintext on 15008: $out"
+[[ "$out" == closed* ]] || xmt_fail "plaintext on 15008: $out"
+
+XMT_SUBTEST="15008 of an address that is no pod of node B: closed before TLS"
+out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect 10.199.0.2:15008 --cert "$t/client.pem" \
+	--key "$t/client.key" --authority "$SA:8080" --bytes 1024 --expect-refused 2>&1) || xmt_fail "node B's own IP: $out"
+out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect 10.200.2.99:15008 --cert "$t/client.pem" \
+	--key "$t/client.key" --authority "10.200.2.99:8080" --bytes 1024 --expect-refused 2>&1) || xmt_fail "no pod: $out"
+dropped=$(metric xmesh_hbone_connections_dropped_total)
+[ "$dropped" = 2 ] || xmt_fail "xmesh_hbone_connections_dropped_total is $dropped, want 2"
+
+XMT_SUBTEST="metrics"
+ok=$(metric 'xmesh_tls_handshakes_total{side="server",result="success"}')
+bad=$(metric 'xmesh_tls_handshakes_total{side="server",result="failure"}')
+# sa, pb, the two 400s and the 503 succeeded; no certificate, another root's, the plaintext one and the two
+# dropped ones failed.
+[ "$ok" = 5 ] || xmt_fail "server handshakes succeeded: $ok, want 5"
+[ "$bad" = 5 ] || xmt_fail "server handshakes failed: $bad, want 5"
+tg=$(metric 'xmesh_hbone_streams_refused_total{reason="target_unreachable"}')
+[ "$tg" = 1 ] || xmt_fail "streams refused target_unreachable: $tg, want 1"
+nl=$(metric 'xmesh_hbone_streams_refused_total{reason="not_local"}')
+[ "$nl" = 2 ] || xmt_fail "streams refused not_local: $nl, want 2"
+xmt_log "handshakes: $ok succeeded, $bad failed"
+
+XMT_SUBTEST="status and stop"
+xmx_status b | grep -q "hbone: server serving on port 15008" || xmt_fail "status: $(xmx_status b | grep hbone)"
+xmt_stop_pid "${XMX_AGENTS[0]}" || xmt_fail "the agent did not exit cleanly on SIGTERM"
+XMX_AGENTS=()
+! ip -n "${XMT_P}nodeb" rule show | grep -q "lookup 15008" || xmt_fail "the steering rule outlived the agent"
+[ -z "$(ip -n "${XMT_P}nodeb" route show table 15008)" ] || xmt_fail "table 15008 outlived the agent"
+
+xmt_pass "HBONE from node A reached node B's STRICT pod through 15008 (1 MiB), plaintext refused, bad certificates refused, 400 for foreign targets, 503 for a closed port"
