@@ -29,22 +29,31 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: xmesh agent --config PATH [--config PATH]... --cgroup DIR [--iface IFNAME]...\n"
-		   "                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
-		   "                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
-		   "                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
-		   "                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
-		   "                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
-		   "                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
-		   "                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS]\n"
-		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
-		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
-		   "  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
-		   "  --ca-dir          Istio plug-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem,\n"
-		   "                    cert-chain.pem); default: a root generated once in --state-dir/ca\n"
-		   "  --cert-ttl        workload certificate lifetime, 10s to 8760h (default 24h)\n"
-		   "  --state-dir       kept across restarts (default /var/lib/xmesh)\n"
-		   "  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n");
+	fprintf(f,
+		"usage: xmesh agent --config PATH [--config PATH]... --cgroup DIR [--iface IFNAME]...\n"
+		"                   [--bpffs DIR] [--node NAME] [--metrics ADDR:PORT] [--admin SOCKET]\n"
+		"                   [--maglev-size PRIME] [--detach-on-exit] [--log-level debug|info|warn|error]\n"
+		"                   [--no-sockmap] [--sockmap-exclude-ports PORT[,PORT]...]\n"
+		"                   [--proxy-workers N] [--proxy-port PORT] [--access-log PATH|-]\n"
+		"                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
+		"                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
+		"                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS]\n"
+		"                   [--kubernetes | --kubeconfig PATH [--insecure]] [--kube-watch-timeout DURATION]\n"
+		"                   [--kube-backoff-max DURATION] [--kube-sync-wait DURATION]\n"
+		"  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
+		"  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
+		"  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
+		"  --ca-dir          Istio plug-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem,\n"
+		"                    cert-chain.pem); default: a root generated once in --state-dir/ca\n"
+		"  --cert-ttl        workload certificate lifetime, 10s to 8760h (default 24h)\n"
+		"  --state-dir       kept across restarts (default /var/lib/xmesh)\n"
+		"  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n"
+		"  --kubernetes      objects from the API server, in-cluster service account (docs/kubernetes.md)\n"
+		"  --kubeconfig      objects from the API server of the file's current context\n"
+		"  --insecure        accept the kubeconfig's insecure-skip-tls-verify (refused otherwise)\n"
+		"  --kube-watch-timeout  a watch silent this long is reopened (default 2m)\n"
+		"  --kube-backoff-max    cap of the reconnect backoff (default 30s)\n"
+		"  --kube-sync-wait      how long the start waits for the first lists (default 30s)\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -98,6 +107,12 @@ int cmd_agent(int argc, char **argv)
 		{ "cert-ttl", required_argument, NULL, 't' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "root-namespace", required_argument, NULL, 'R' },
+		{ "kubernetes", no_argument, NULL, 'K' },
+		{ "kubeconfig", required_argument, NULL, 'k' },
+		{ "insecure", no_argument, NULL, 'I' },
+		{ "kube-watch-timeout", required_argument, NULL, 'w' },
+		{ "kube-backoff-max", required_argument, NULL, 'B' },
+		{ "kube-sync-wait", required_argument, NULL, 'Y' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -263,6 +278,40 @@ int cmd_agent(int argc, char **argv)
 			o.cert_ttl_s = (uint32_t)(ms / 1000);
 			break;
 		}
+		case 'K':
+			o.kubernetes = true;
+			break;
+		case 'k':
+			o.kubeconfig = optarg;
+			break;
+		case 'I':
+			o.kube_insecure = true;
+			break;
+		case 'w':
+		case 'B':
+		case 'Y': {
+			uint64_t ms;
+			const char *flag = c == 'w'   ? "--kube-watch-timeout"
+					   : c == 'B' ? "--kube-backoff-max"
+						      : "--kube-sync-wait";
+
+			if (config_parse_duration_ms(optarg, &ms) || ms > 3600 * 1000 || (c == 'w' && ms < 1000) ||
+			    (c == 'B' && ms < 100)) {
+				fprintf(stderr, "xmesh agent: %s %s: want a duration up to 1h (at least %s)\n", flag,
+					optarg,
+					c == 'w'   ? "1s"
+					: c == 'B' ? "100ms"
+						   : "0s");
+				return 2;
+			}
+			if (c == 'w')
+				o.kube_watch_timeout_s = (uint32_t)(ms / 1000);
+			else if (c == 'B')
+				o.kube_backoff_max_ms = (uint32_t)ms;
+			else
+				o.kube_sync_wait_ms = ms ? (uint32_t)ms : 1;
+			break;
+		}
 		case 'R':
 			if (!optarg[0] || strlen(optarg) > 63) {
 				fprintf(stderr, "xmesh agent: --root-namespace %s: want a namespace name\n", optarg);
@@ -307,8 +356,13 @@ int cmd_agent(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!o.n_config_paths || !o.cgroup) {
-		fprintf(stderr, "xmesh agent: --config and --cgroup are required\n");
+	if (o.kubernetes && o.kubeconfig) {
+		fprintf(stderr, "xmesh agent: --kubernetes and --kubeconfig exclude each other\n");
+		return 2;
+	}
+	if ((!o.n_config_paths && !o.kubernetes && !o.kubeconfig) || !o.cgroup) {
+		fprintf(stderr, "xmesh agent: --cgroup and a source of config (--config, --kubernetes or --kubeconfig) "
+				"are required\n");
 		usage(stderr);
 		return 2;
 	}

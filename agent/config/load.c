@@ -507,3 +507,18 @@ int config_load_cached(struct xm_config_cache *cache, const char *const *paths, 
 	cfg->borrowed = true;
 	return load_all(&l, paths, n_paths);
 }
+
+int config_parse_object(const struct ynode *obj, const char *kind, const char *api_version, const char *name,
+			struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
+{
+	struct loader l = { .cfg = cfg, .diags = diags };
+
+	memset(cfg, 0, sizeof(*cfg));
+	l.file = intern_file(&l, name);
+	if (!l.file)
+		return -ENOMEM;
+	/* At the List depth limit: an API object named "...List" is never taken for a list of more. */
+	load_object(&l, obj, "object", kind, api_version, LIST_MAX_DEPTH);
+	*n_errors = l.n_errors;
+	return 0;
+}
