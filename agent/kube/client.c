@@ -149,6 +149,9 @@ struct watcher {
 	struct api_change *batch;
 	size_t n_batch, cap_batch;
 	bool need_relist, stream_failed;
+	bool watching, stalled, watch_ok; /* a watch is open; it went silent past watch_timeout_s */
+	curl_off_t last_dn;
+	double last_byte_ms;
 	bool listing, list_nomem; /* a list in progress collects the keys it returned in listed */
 	long http_code;
 	char err_body[ERROR_BODY_MAX + 1];
@@ -342,12 +345,29 @@ static void on_object(struct watcher *w, const struct ynode *obj, const char *ns
 
 /* --- HTTP --- */
 
+/*
+ * At least once a second during a transfer: the stop, and a watch's stall (no byte for watch_timeout_s; curl's
+ * own low-speed check averages over a window of seconds, this one is exact).
+ */
 static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	struct watcher *w = arg;
+	double now;
 
-	(void)dt, (void)dn, (void)ut, (void)un;
-	return atomic_load(&w->c->stopping) ? 1 : 0;
+	(void)dt, (void)ut, (void)un;
+	if (atomic_load(&w->c->stopping))
+		return 1;
+	if (!w->watching)
+		return 0;
+	now = mono_ms();
+	if (dn != w->last_dn) {
+		w->last_dn = dn;
+		w->last_byte_ms = now;
+	} else if (now - w->last_byte_ms > w->c->opts.watch_timeout_s * 1000.0) {
+		w->stalled = true;
+		return 1;
+	}
+	return 0;
 }
 
 /* The status of the response being received (curl knows it before the first body byte). */
@@ -410,6 +430,10 @@ static size_t on_watch_body(char *data, size_t size, size_t nmemb, void *arg)
 	if (status_now(w) != 200) {
 		keep_error_body(w, data, n);
 		return n;
+	}
+	if (!w->watch_ok) {
+		w->watch_ok = true; /* a watch answered: whatever failed before works again */
+		clear_error(w);
 	}
 	err = kube_stream_feed(&w->stream, data, n);
 	flush(w);	    /* the events of one read are one batch for the sink (which coalesces further) */
@@ -735,10 +759,13 @@ static enum watch_result watch_once(struct watcher *w)
 	w->need_relist = w->stream_failed = false;
 	curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, on_watch_body);
 	/* A stalled stream: no byte for watch_timeout_s (bookmarks and events keep a healthy one moving). */
-	curl_easy_setopt(w->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(w->curl, CURLOPT_LOW_SPEED_TIME, (long)w->c->opts.watch_timeout_s);
+	w->watching = true;
+	w->stalled = w->watch_ok = false;
+	w->last_dn = 0;
+	w->last_byte_ms = mono_ms();
 	bad_before = w->stream.bad_lines;
 	rc = curl_easy_perform(w->curl);
+	w->watching = false;
 	curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &w->http_code);
 	curl_slist_free_all(headers);
 	flush(w);
@@ -751,7 +778,12 @@ static enum watch_result watch_once(struct watcher *w)
 		return WATCH_RELIST;
 	if (w->stream_failed)
 		return WATCH_FAILED;
-	if (rc == CURLE_OPERATION_TIMEDOUT) {
+	if (kube_stream_partial(&w->stream) && (rc == CURLE_OK || rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR)) {
+		set_error(w, "watch: the stream ended in the middle of an event (%s); reopening",
+			  rc == CURLE_OK ? "at its end" : curl_easy_strerror(rc));
+		return WATCH_FAILED;
+	}
+	if (w->stalled) {
 		set_error(w, "watch: no data for %u s; reopening", w->c->opts.watch_timeout_s);
 		return WATCH_FAILED;
 	}
@@ -761,10 +793,6 @@ static enum watch_result watch_once(struct watcher *w)
 	}
 	if (w->http_code != 200) {
 		http_failure(w, "watch");
-		return WATCH_FAILED;
-	}
-	if (kube_stream_partial(&w->stream)) {
-		set_error(w, "watch: the stream ended in the middle of an event; reopening");
 		return WATCH_FAILED;
 	}
 	return WATCH_ENDED; /* the server's timeoutSeconds: reopened at once from the last resourceVersion */
@@ -855,6 +883,8 @@ static void *run(void *arg)
 			clear_error(w);
 			w->backoff_ms = 0;
 		}
+		double t0 = mono_ms();
+
 		switch (watch_once(w)) {
 		case WATCH_STOPPED:
 			goto out;
@@ -862,7 +892,13 @@ static void *run(void *arg)
 			listed = false;
 			break;
 		case WATCH_ENDED:
-			w->backoff_ms = 0;
+			/* A server that ends every watch at once would make a busy loop: that is a failure too. */
+			if (mono_ms() - t0 < 1000) {
+				if (!backoff(w))
+					goto out;
+			} else {
+				w->backoff_ms = 0;
+			}
 			break;
 		case WATCH_FAILED:
 			count(w, &w->st.reconnects);
