@@ -18,6 +18,7 @@
 #include "daemon/daemon.h"
 #include "daemon/instance_lock.h"
 #include "identity/identity.h"
+#include "kube/kubeconfig.h"
 #include "datapath/pins.h"
 #include "datapath/sockmap.h"
 #include "l7/access_log.h"
@@ -78,6 +79,36 @@ static int check_paths(const struct xm_agent_opts *o)
 			o->cgroup);
 		return -1;
 	}
+	return 0;
+}
+
+/* The API server's credentials, read once before anything starts: a broken kubeconfig is said at once. */
+static int check_kube(const struct xm_agent_opts *o)
+{
+	struct kube_endpoint ep;
+	char err[512];
+	int rc;
+
+	if (!o->kubernetes && !o->kubeconfig)
+		return 0;
+	rc = o->kubeconfig ? kubeconfig_load(o->kubeconfig, &ep, err, sizeof(err))
+			   : kube_in_cluster(getenv("XMESH_SERVICEACCOUNT_DIR"), &ep, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "xmesh agent: %s%s%s%s\n",
+			o->kubeconfig ? "--kubeconfig " : "--kubernetes: ", o->kubeconfig ? o->kubeconfig : "",
+			o->kubeconfig ? ": " : "", err);
+		return -1;
+	}
+	if (ep.insecure && !o->kube_insecure) {
+		fprintf(
+		    stderr,
+		    "xmesh agent: --kubeconfig %s: insecure-skip-tls-verify would leave the API server's certificate "
+		    "unchecked; refused without --insecure\n",
+		    o->kubeconfig);
+		kube_endpoint_free(&ep);
+		return -1;
+	}
+	kube_endpoint_free(&ep);
 	return 0;
 }
 
@@ -366,7 +397,7 @@ int cmd_agent(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (check_paths(&o))
+	if (check_paths(&o) || check_kube(&o))
 		return 1;
 	/* Before anything is loaded, bound or pinned: a second agent must not touch the first one's. */
 	if (pins_prepare(o.bpffs))

@@ -9,7 +9,7 @@ the test's CA; a bearer token (401 when wrong), 403 for resources the test forbi
 not (404, as with their CRDs absent).
 
 The test drives it over /_ctl/ (no token, same TLS port):
-  POST /_ctl/put?resource=R        the body is one object: ADDED or MODIFIED
+  POST /_ctl/put?resource=R        the body is one object or a JSON array of them: ADDED or MODIFIED
   POST /_ctl/delete?resource=R&namespace=NS&name=N
   POST /_ctl/expire                 every resourceVersion so far expires: open watches get ERROR 410
   POST /_ctl/cut                    open watches send half of an event line and drop the connection
@@ -140,7 +140,9 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         if u.path == "/_ctl/put":
-            STATE.put(q["resource"], json.loads(body))
+            objs = json.loads(body)
+            for obj in objs if isinstance(objs, list) else [objs]:
+                STATE.put(q["resource"], obj)
         elif u.path == "/_ctl/delete":
             if not STATE.delete(q["resource"], q.get("namespace", ""), q["name"]):
                 return self.send_json(404, status(404, "NotFound", "no such object"))
@@ -186,6 +188,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def list(self, resource, q):
         limit = int(q.get("limit", "0") or 0)
+        if ARGS.max_page and (not limit or limit > ARGS.max_page):
+            limit = ARGS.max_page  # a server may return fewer items than asked: the client follows continue
         with STATE.lock:
             STATE.count("list", resource)
             start, list_rv = 0, STATE.rv
@@ -279,6 +283,7 @@ def main():
     p.add_argument("--token", required=True)
     p.add_argument("--no-istio", action="store_true", help="serve no Istio kind (404: CRDs absent)")
     p.add_argument("--bookmark-interval", type=float, default=1.0)
+    p.add_argument("--max-page", type=int, default=0, help="at most this many items per list page")
     p.add_argument("--max-watch", type=float, default=60.0, help="cap of a watch's timeoutSeconds")
     ARGS = p.parse_args()
     STATE = State(ARGS.token, not ARGS.no_istio)
