@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # the check functions are called through kapi_wait_until
 # The agent fed by a Kubernetes API server (tests/tools/kube-apiserver.py over TLS with a bearer token, via
 # --kubeconfig): connections spread over the listed endpoints; an invalid Service is rejected alone (logged
 # with its namespace/name, counted in xmesh_config_rejected_objects) while the rest applies; an EndpointSlice

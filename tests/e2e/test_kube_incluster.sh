@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # the check functions are called through kapi_wait_until
 # `xmesh agent --kubernetes`: the in-cluster configuration (KUBERNETES_SERVICE_HOST/_PORT, the service
 # account's token and ca.crt; XMESH_SERVICEACCOUNT_DIR points at the test's copy). Lists follow `continue`
 # over pages (the server gives 2 items a page); the Istio kinds are not served (CRDs absent): skipped with one
