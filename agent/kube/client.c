@@ -24,13 +24,6 @@
 #define ERROR_BODY_MAX 4096
 #define BACKOFF_MIN_MS 100
 
-struct kube_kind {
-	const char *kind;
-	const char *group; /* "" for the core API */
-	const char *resource;
-	const char *versions[3]; /* tried in order: the first one the server serves is watched */
-};
-
 /* What xmesh reads (config/load.c's kinds), as the API serves them. */
 static const struct kube_kind kube_kinds[] = {
 	{ "Service", "", "services", { "v1" } },
@@ -43,6 +36,12 @@ static const struct kube_kind kube_kinds[] = {
 	{ "PeerAuthentication", "security.istio.io", "peerauthentications", { "v1", "v1beta1" } },
 };
 #define N_KINDS (sizeof(kube_kinds) / sizeof(kube_kinds[0]))
+
+const struct kube_kind *kube_watched_kinds(size_t *n)
+{
+	*n = N_KINDS;
+	return kube_kinds;
+}
 
 /* A sorted set of strings (object keys): at 10,000 objects a change costs a bsearch and a memmove. */
 struct strset {

@@ -22,6 +22,16 @@
 struct strbuf;
 struct api_change;
 
+struct kube_kind {
+	const char *kind;
+	const char *group; /* "" for the core API */
+	const char *resource;
+	const char *versions[3]; /* tried in order: the first one the server serves is watched */
+};
+
+/* The kinds the client watches (deploy/clusterrole.yaml grants exactly these: tests/unit/test_deploy.c). */
+const struct kube_kind *kube_watched_kinds(size_t *n);
+
 /* Takes the changes (config_thread_api_changes). */
 typedef int (*kube_sink_fn)(void *ctx, struct api_change *changes, size_t n);
 
