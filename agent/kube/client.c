@@ -43,7 +43,10 @@ const struct kube_kind *kube_watched_kinds(size_t *n)
 	return kube_kinds;
 }
 
-/* A sorted set of strings (object keys): at 10,000 objects a change costs a bsearch and a memmove. */
+/*
+ * A sorted set of object keys, each with a value (the object's resourceVersion): an entry is one allocation,
+ * "key\0value", so strcmp on it compares the key. At 10,000 objects a change costs a bsearch and a memmove.
+ */
 struct strset {
 	char **v;
 	size_t n, cap;
@@ -78,30 +81,53 @@ static bool set_has(const struct strset *s, const char *key)
 	return found;
 }
 
-static int set_add(struct strset *s, const char *key)
+/* The value kept with key, or NULL when key is not in the set. */
+static const char *set_value(const struct strset *s, const char *key)
 {
 	bool found;
 	size_t at = set_pos(s, key, &found);
-	char *copy;
 
-	if (found)
+	return found ? s->v[at] + strlen(s->v[at]) + 1 : NULL;
+}
+
+static int set_put(struct strset *s, const char *key, const char *value)
+{
+	bool found;
+	size_t at = set_pos(s, key, &found), klen = strlen(key), vlen = strlen(value);
+	char *entry;
+
+	if (found && !strcmp(s->v[at] + klen + 1, value))
 		return 0;
+	entry = malloc(klen + vlen + 2);
+	if (!entry)
+		return -ENOMEM;
+	memcpy(entry, key, klen + 1);
+	memcpy(entry + klen + 1, value, vlen + 1);
+	if (found) {
+		free(s->v[at]);
+		s->v[at] = entry;
+		return 0;
+	}
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 64;
 		char **v = realloc(s->v, cap * sizeof(*v));
 
-		if (!v)
+		if (!v) {
+			free(entry);
 			return -ENOMEM;
+		}
 		s->v = v;
 		s->cap = cap;
 	}
-	copy = strdup(key);
-	if (!copy)
-		return -ENOMEM;
 	memmove(s->v + at + 1, s->v + at, (s->n - at) * sizeof(*s->v));
-	s->v[at] = copy;
+	s->v[at] = entry;
 	s->n++;
 	return 0;
+}
+
+static int set_add(struct strset *s, const char *key)
+{
+	return set_put(s, key, "");
 }
 
 static void set_del(struct strset *s, const char *key)
@@ -142,7 +168,7 @@ struct watcher {
 	int version; /* index in k->versions; -1: not known yet */
 	char api_version[64];
 	char rv[64];
-	struct strset known;	/* keys of the objects the sink was told about (rejected ones too) */
+	struct strset known;	/* keys of the objects the sink was told about (rejected ones too), with their RV */
 	struct strset rejected; /* keys of the objects rejected now */
 	struct strset listed;	/* during a list: the keys it returned */
 	struct api_change *batch;
@@ -295,8 +321,10 @@ static void update_counts(struct watcher *w)
 }
 
 /* An object added, modified (deleted false) or deleted: parsed alone, handed to the sink as a change. */
-static void on_object(struct watcher *w, const struct ynode *obj, const char *ns, const char *name, bool deleted)
+static void on_object(struct watcher *w, const struct ynode *obj, const char *ns, const char *name, const char *rv,
+		      bool deleted)
 {
+	const char *known_rv;
 	struct xm_diags diags = { 0 };
 	struct xm_config *objs = NULL;
 	char key[400];
@@ -305,6 +333,10 @@ static void on_object(struct watcher *w, const struct ynode *obj, const char *ns
 	make_key(w, ns, name, key, sizeof(key));
 	if (w->listing && set_add(&w->listed, key))
 		w->list_nomem = true;
+	/* The same resourceVersion is the same object (a relist, a replayed event): nothing to parse or log. */
+	known_rv = deleted || !rv[0] ? NULL : set_value(&w->known, key);
+	if (known_rv && !strcmp(known_rv, rv))
+		return;
 	if (deleted) {
 		set_del(&w->known, key);
 		set_del(&w->rejected, key);
@@ -328,7 +360,8 @@ static void on_object(struct watcher *w, const struct ynode *obj, const char *ns
 			log_error("kubernetes: %s %s%s%s rejected: %s", w->k->kind, ns, ns[0] ? "/" : "", name, d->msg);
 	}
 	diags_free(&diags);
-	set_add(&w->known, key);
+	if (set_put(&w->known, key, rv))
+		set_put(&w->known, key, ""); /* no memory for the RV: parsed again next time */
 	if (n_errors) {
 		/* Left out, alone: what it was before goes too (the API holds it as it is now). */
 		config_free(objs);
@@ -603,12 +636,13 @@ static void on_page(void *arg, const struct ydoc *doc)
 	for (size_t i = 0; items && i < items->n; i++) {
 		const struct ynode *imd = ymap_get(items->kids[i], "metadata", NULL);
 		const char *name = ynode_str(imd, "name"), *ns = ynode_str(imd, "namespace");
+		const char *rv = ynode_str(imd, "resourceVersion");
 
 		if (!name) {
 			log_warn("kubernetes: %s: a listed item without metadata.name; skipped", w->k->resource);
 			continue;
 		}
-		on_object(w, items->kids[i], ns ? ns : "", name, false);
+		on_object(w, items->kids[i], ns ? ns : "", name, rv ? rv : "", false);
 	}
 }
 
@@ -715,7 +749,7 @@ static bool on_event(void *arg, const struct kube_event *ev)
 	case KUBE_EV_ADDED:
 	case KUBE_EV_MODIFIED:
 	case KUBE_EV_DELETED:
-		on_object(w, ev->object, ev->ns, ev->name, ev->type == KUBE_EV_DELETED);
+		on_object(w, ev->object, ev->ns, ev->name, ev->resource_version, ev->type == KUBE_EV_DELETED);
 		return true;
 	case KUBE_EV_BOOKMARK:
 		return true;
@@ -864,8 +898,11 @@ static void *run(void *arg)
 					break;
 				continue;
 			}
-			if (r == LIST_EXPIRED)
+			if (r == LIST_EXPIRED) { /* the continue token expired: a full list again, not in a busy loop */
+				if (!backoff(w))
+					break;
 				continue;
+			}
 			if (r == LIST_FAILED) {
 				count(w, &w->st.reconnects);
 				if (!backoff(w))
