@@ -3,7 +3,8 @@
 # `xmesh agent --kubernetes`: the in-cluster configuration (KUBERNETES_SERVICE_HOST/_PORT, the service
 # account's token and ca.crt; XMESH_SERVICEACCOUNT_DIR points at the test's copy). Lists follow `continue`
 # over pages (the server gives 2 items a page); the Istio kinds are not served (CRDs absent): skipped with one
-# log line each, shown as "not served", the rest applies; a rotated token is read again at the next request.
+# log line each, shown as "not served", the rest applies; a rotated token is read again at the next request;
+# a kind RBAC forbids (403) is reported with its name and retried while the others apply.
 # A kubeconfig with insecure-skip-tls-verify is refused without --insecure, with a message that says so.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -64,4 +65,17 @@ only_b2() {
 }
 kapi_wait_until 3 only_b2 || xmt_fail "a change after the token rotated did not arrive: $(xmt_ids "$out")"
 [ "$(kapi_stat "401 endpointslices")" = 0 ] || xmt_fail "the rotated token was not used: $(kapi_stats)"
+# RBAC refuses one kind: reported as 403 with the resource named, retried; the other kinds keep working.
+kapi_ctl "forbid?resource=pods" >/dev/null
+kapi_ctl cut >/dev/null
+kapi_wait_until 5 grep -q 'pods: watch: HTTP 403 Forbidden: the account may not list/watch pods (RBAC)' "$XMT_AGENT_LOG" ||
+	xmt_fail "the 403 was not reported: $(grep -m 3 'kubernetes: pods' "$XMT_AGENT_LOG")"
+kapi_slice reviews b3 | kapi_put endpointslices
+only_b3() {
+	xmt_client c1 "$out" spread --addr "$XMT_VIP:$XMT_PORT" -n 20 || true
+	[ "$(xmt_field "$out" ok)" = 20 ] && [ "$(xmt_id_count "$out" b3)" = 20 ]
+}
+kapi_wait_until 3 only_b3 || xmt_fail "other kinds stopped applying while pods were forbidden: $(xmt_ids "$out")"
+xmt_xmesh status --admin "$XMT_ADMIN" | grep -q '^  Pod .*last error: watch: HTTP 403' ||
+	xmt_fail "xmesh status does not show the Pod watch's 403: $(xmt_xmesh status --admin "$XMT_ADMIN" | grep Pod)"
 xmt_pass "in-cluster config: paged lists, absent CRDs skipped, a rotated token read again"
