@@ -280,17 +280,25 @@ static int push_change(struct watcher *w, const char *key, struct xm_config *obj
 		struct api_change *b = realloc(w->batch, cap * sizeof(*b));
 
 		if (!b)
-			return -ENOMEM;
+			goto nomem;
 		w->batch = b;
 		w->cap_batch = cap;
 	}
 	ch = &w->batch[w->n_batch];
 	ch->key = strdup(key);
 	if (!ch->key)
-		return -ENOMEM;
+		goto nomem;
 	ch->objs = objs;
 	w->n_batch++;
 	return 0;
+nomem:
+	/* The object keeps its previous state in the cache; the next change to it (or a relist) tries again. */
+	log_error("kubernetes: %s: out of memory; the change is dropped", key);
+	set_put(&w->known, key, "");
+	if (objs)
+		config_free(objs);
+	free(objs);
+	return -ENOMEM;
 }
 
 static void flush(struct watcher *w)
