@@ -54,6 +54,9 @@ kapi_wait_until 5 kapi_stat_above "list endpointslices" "$lists_before" ||
 	xmt_fail "no relist of endpointslices after the watches expired"
 kapi_slice reviews b1 | kapi_put endpointslices
 kapi_wait_until 2 only_b1 || xmt_fail "a change after the relist did not arrive: $(xmt_ids "$out")"
+# The relist brought the same objects: none was parsed again (the invalid one would be logged again).
+n=$(grep -c 'Service default/bad rejected' "$XMT_AGENT_LOG")
+[ "$n" = 1 ] || xmt_fail "the unchanged invalid Service was parsed again at the relist ($n reports)"
 relists=$(kapi_status_field EndpointSlice relists)
 [ "$relists" -ge 2 ] || xmt_fail "status counts $relists relists of EndpointSlice, expected >= 2"
 
