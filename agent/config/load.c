@@ -439,7 +439,8 @@ static void load_dir(struct loader *l, const char *path)
 	}
 	closedir(dir);
 	/* strcmp, not the locale's collation: the same order on every machine. */
-	qsort(names, n, sizeof(*names), cmp_names);
+	if (n) /* an empty directory has no array: qsort wants one all the same */
+		qsort(names, n, sizeof(*names), cmp_names);
 	for (size_t i = 0; i < n; i++) {
 		char *full = NULL;
 		struct stat st;
