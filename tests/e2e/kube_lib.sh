@@ -6,7 +6,8 @@
 KAPI_PORT=16443
 KAPI_TOKEN=test-token-1
 
-# kapi_start [SERVER ARGS...]: CA, server certificate for 127.0.0.1, the server, and $XMT_TMP/kubeconfig.
+# kapi_start [SERVER ARGS...]: CA, server certificate for 127.0.0.1, a client certificate (CN xmesh-agent) for
+# --client-ca, the server, and $XMT_TMP/kubeconfig.
 kapi_start() {
 	local d="$XMT_TMP/kapi"
 	mkdir -p "$d"
@@ -17,6 +18,11 @@ kapi_start() {
 	printf 'subjectAltName=IP:127.0.0.1\n' >"$d/ext"
 	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
 		-extfile "$d/ext" -out "$d/server.crt" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=xmesh-agent \
+		-keyout "$d/client.key" -out "$d/client.csr" 2>/dev/null
+	printf 'extendedKeyUsage=clientAuth\n' >"$d/client.ext"
+	openssl x509 -req -in "$d/client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+		-extfile "$d/client.ext" -out "$d/client.crt" 2>/dev/null
 	xmt_bg kapi node plain python3 "$(dirname "${BASH_SOURCE[0]}")/../tools/kube-apiserver.py" \
 		--port "$KAPI_PORT" --cert "$d/server.crt" --key "$d/server.key" --token "$KAPI_TOKEN" "$@"
 	xmt_wait_for "$(xmt_bg_log kapi)" ' ready$' 10 "${XMT_BG[kapi]}" ||

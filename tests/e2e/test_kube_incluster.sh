@@ -4,7 +4,8 @@
 # account's token and ca.crt; XMESH_SERVICEACCOUNT_DIR points at the test's copy). Lists follow `continue`
 # over pages (the server gives 2 items a page); the Istio kinds are not served (CRDs absent): skipped with one
 # log line each, shown as "not served", the rest applies; a rotated token is read again at the next request;
-# a kind RBAC forbids (403) is reported with its name and retried while the others apply.
+# a kind RBAC forbids (403) is reported with its name and retried while the others apply. Then a kubeconfig
+# with inline CA and client certificate/key (no token) authenticates by the certificate.
 # A kubeconfig with insecure-skip-tls-verify is refused without --insecure, with a message that says so.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -13,7 +14,7 @@ xmt_init "$@"
 command -v python3 >/dev/null || xmt_skip "python3 not installed"
 command -v openssl >/dev/null || xmt_skip "openssl not installed"
 xmt_topology 3 1
-kapi_start --no-istio --max-page 2
+kapi_start --no-istio --max-page 2 --client-ca "$XMT_TMP/kapi/ca.crt"
 
 # Five Services a page of two at a time: reviews, and four others with VIPs of their own.
 {
@@ -78,4 +79,23 @@ only_b3() {
 kapi_wait_until 3 only_b3 || xmt_fail "other kinds stopped applying while pods were forbidden: $(xmt_ids "$out")"
 xmt_xmesh status --admin "$XMT_ADMIN" | grep -q '^  Pod .*last error: watch: HTTP 403' ||
 	xmt_fail "xmesh status does not show the Pod watch's 403: $(xmt_xmesh status --admin "$XMT_ADMIN" | grep Pod)"
+# A kubeconfig with everything inline (certificate-authority-data, client-certificate-data, client-key-data)
+# and no token: the agent authenticates with the client certificate.
+xmt_agent_stop
+b64() { base64 -w0 "$1"; }
+cat >"$XMT_TMP/cert.kubeconfig" <<KC
+{"apiVersion": "v1", "kind": "Config", "current-context": "c",
+ "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:$KAPI_PORT",
+   "certificate-authority-data": "$(b64 "$XMT_TMP/kapi/ca.crt")"}}],
+ "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+ "users": [{"name": "u", "user": {"client-certificate-data": "$(b64 "$XMT_TMP/kapi/client.crt")",
+   "client-key-data": "$(b64 "$XMT_TMP/kapi/client.key")"}}]}
+KC
+kapi_ctl "forbid" >/dev/null
+kapi_ctl "token?value=no-token-works-now" >/dev/null
+unset KUBERNETES_SERVICE_HOST KUBERNETES_SERVICE_PORT XMESH_SERVICEACCOUNT_DIR
+xmt_agent_start --kubeconfig "$XMT_TMP/cert.kubeconfig"
+xmt_client c1 "$out" spread --addr "$XMT_VIP:$XMT_PORT" -n 20 || true
+xmt_assert_spread "$out" 20 100 100 b3
+[ "$(kapi_status_field Pod synced)" = True ] || xmt_fail "status: Pod not synced with the client certificate"
 xmt_pass "in-cluster config: paged lists, absent CRDs skipped, a rotated token read again"

@@ -5,7 +5,7 @@
 Lists with limit/continue and a resourceVersion; watches (watch=1) as a chunked stream of JSON events, one per
 line, with BOOKMARK events every --bookmark-interval seconds and the end at timeoutSeconds; an expired
 resourceVersion answered as an ERROR event with code 410 (or as HTTP 410 for a list's continue); TLS with
-the test's CA; a bearer token (401 when wrong), 403 for resources the test forbids; Istio kinds served or
+the test's CA; a bearer token (401 when wrong) or a client certificate (--client-ca), 403 for resources the test forbids; Istio kinds served or
 not (404, as with their CRDs absent).
 
 The test drives it over /_ctl/ (no token, same TLS port):
@@ -173,7 +173,7 @@ class Handler(BaseHTTPRequestHandler):
         resource, served = resource_of(u.path)
         auth = self.headers.get("Authorization", "")
         with STATE.lock:
-            if auth != "Bearer " + STATE.token:
+            if auth != "Bearer " + STATE.token and not self.client_cert_ok():
                 STATE.count("401", resource or u.path)
                 return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
             if resource in STATE.forbidden:
@@ -185,6 +185,14 @@ class Handler(BaseHTTPRequestHandler):
         if q.get("watch") in ("1", "true"):
             return self.watch(resource, q)
         return self.list(resource, q)
+
+    def client_cert_ok(self):
+        """A client certificate the test CA signed, for the user --client-cn (no token needed)."""
+        if not ARGS.client_ca:
+            return False
+        cert = self.connection.getpeercert() or {}
+        cns = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+        return ARGS.client_cn in cns
 
     def list(self, resource, q):
         limit = int(q.get("limit", "0") or 0)
@@ -281,6 +289,8 @@ def main():
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--token", required=True)
+    p.add_argument("--client-ca", help="accept client certificates this CA signed (in place of the token)")
+    p.add_argument("--client-cn", default="xmesh-agent", help="the client certificate's CN to accept")
     p.add_argument("--no-istio", action="store_true", help="serve no Istio kind (404: CRDs absent)")
     p.add_argument("--bookmark-interval", type=float, default=1.0)
     p.add_argument("--max-page", type=int, default=0, help="at most this many items per list page")
@@ -289,6 +299,9 @@ def main():
     STATE = State(ARGS.token, not ARGS.no_istio)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(ARGS.cert, ARGS.key)
+    if ARGS.client_ca:
+        ctx.load_verify_locations(ARGS.client_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
     srv = ThreadingHTTPServer((ARGS.addr, ARGS.port), Handler)
     srv.daemon_threads = True
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
