@@ -42,7 +42,7 @@ void api_changes_free(struct api_change *changes, size_t n)
 	}
 }
 
-static int api_key_cmp(const void *a, const void *b)
+int cache_api_key_cmp(const void *a, const void *b)
 {
 	return strcmp((*(struct api_entry *const *)a)->key, (*(struct api_entry *const *)b)->key);
 }
@@ -64,7 +64,7 @@ int cache_api_apply(struct xm_config_cache *c, struct api_change *changes, size_
 		struct api_change *ch = &changes[i];
 		struct api_entry **slot = sorted
 					      ? bsearch(&(struct api_entry *){ &(struct api_entry){ .key = ch->key } },
-							c->api, sorted, sizeof(*c->api), api_key_cmp)
+							c->api, sorted, sizeof(*c->api), cache_api_key_cmp)
 					      : NULL;
 		struct api_entry *e;
 
@@ -109,7 +109,7 @@ int cache_api_apply(struct xm_config_cache *c, struct api_change *changes, size_
 	}
 	c->n_api = kept;
 	if (added)
-		qsort(c->api, c->n_api, sizeof(*c->api), api_key_cmp);
+		qsort(c->api, c->n_api, sizeof(*c->api), cache_api_key_cmp);
 	return err;
 }
 
@@ -264,6 +264,8 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 	for (size_t i = 0; i < c->n_api; i++) {
 		const struct xm_config *o = &c->api[i]->objs;
 
+		if (c->api[i]->excluded)
+			continue;
 		n_svc += o->n_services;
 		n_sl += o->n_slices;
 		n_pod += o->n_pods;
@@ -289,6 +291,9 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 	for (size_t i = 0; i < c->n_order + c->n_api; i++) {
 		const struct cached_file *cf = i < c->n_order ? &c->files[c->order[i]] : NULL;
 		const struct xm_config *o = cf ? &cf->objs : &c->api[i - c->n_order]->objs;
+
+		if (!cf && c->api[i - c->n_order]->excluded)
+			continue;
 
 		append(cfg->services, &cfg->n_services, o->services, o->n_services, sizeof(*o->services));
 		append(cfg->slices, &cfg->n_slices, o->slices, o->n_slices, sizeof(*o->slices));

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,8 @@ struct config_thread {
 	struct config_build *mailbox;	 /* built, not yet delivered to ctrl */
 	struct api_change *pending;	 /* API changes for the next build */
 	size_t n_pending;
-	double due_ms; /* monotonic: when the requested build may start (API events coalesce until then) */
+	double due_ms;		    /* monotonic: when the requested build may start (API events coalesce until then) */
+	atomic_size_t api_excluded; /* API objects the last build left out (cross-object errors) */
 };
 
 static double clock_ms(clockid_t id)
@@ -54,6 +56,26 @@ void config_build_free(struct config_build *b)
 	diags_free(&b->diags);
 	snapshot_put(b->snap);
 	free(b);
+}
+
+/*
+ * API objects left out for errors that involve other objects (config/cache.h): logged when they start and
+ * stop being left out, not at every build. Under build_lock.
+ */
+static void report_excluded(struct config_thread *t)
+{
+	if (!t->cache)
+		return;
+	for (size_t i = 0; i < t->cache->n_api; i++) {
+		struct api_entry *e = t->cache->api[i];
+
+		if (e->excluded && !e->was_excluded)
+			log_error("kubernetes: %s rejected (the other objects apply): %s", e->key, e->why);
+		else if (!e->excluded && e->was_excluded)
+			log_info("kubernetes: %s applies again", e->key);
+		e->was_excluded = e->excluded;
+	}
+	atomic_store(&t->api_excluded, t->cache->n_excluded);
 }
 
 /* Load (unchanged files come from the cache), validate, compile. Under build_lock. */
@@ -87,6 +109,7 @@ static struct config_build *build(struct config_thread *t, const char *why)
 	if (!b->err)
 		b->snap = snapshot_build(&cfg, &t->opts, &b->err);
 	config_free(&cfg);
+	report_excluded(t);
 	pthread_mutex_unlock(&t->build_lock);
 	b->ms = clock_ms(CLOCK_MONOTONIC) - t0;
 	b->cpu_ms = clock_ms(CLOCK_THREAD_CPUTIME_ID) - c0;
@@ -273,4 +296,9 @@ void config_thread_stop(struct config_thread *t)
 	pthread_mutex_destroy(&t->lock);
 	pthread_mutex_destroy(&t->build_lock);
 	free(t);
+}
+
+size_t config_thread_api_excluded(struct config_thread *t)
+{
+	return t ? atomic_load(&t->api_excluded) : 0;
 }

@@ -51,6 +51,9 @@ void config_thread_request(struct config_thread *t, const char *why);
 struct api_change;
 int config_thread_api_changes(struct config_thread *t, struct api_change *changes, size_t n, unsigned delay_ms);
 
+/* API objects the last build left out because of errors involving other objects (logged by the thread). */
+size_t config_thread_api_excluded(struct config_thread *t);
+
 /*
  * Builds now, on the config thread, and waits for it (the start, an admin reload: their answers depend on
  * it). Returns the result, which the caller frees, or NULL without memory. A build in progress finishes

@@ -293,7 +293,7 @@ static void collect_metrics(struct xm_scrape *sc, void *ctx)
 		    sc, "xmesh_config_rejected_objects", "gauge",
 		    "Objects from the Kubernetes API left out because they have errors (logged with their "
 		    "namespace/name).");
-		scrape_u64(f, NULL, NULL, 0, kube_client_rejected(a->kube));
+		scrape_u64(f, NULL, NULL, 0, kube_client_rejected(a->kube) + config_thread_api_excluded(a->config));
 	}
 	snap = daemon_snapshot_acquire(a);
 	if (!snap)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317 # the check functions are called through kapi_wait_until
 # The agent fed by a Kubernetes API server (tests/tools/kube-apiserver.py over TLS with a bearer token, via
-# --kubeconfig): connections spread over the listed endpoints; an invalid Service is rejected alone (logged
-# with its namespace/name, counted in xmesh_config_rejected_objects) while the rest applies; an EndpointSlice
+# --kubeconfig): connections spread over the listed endpoints; an Istio kind served only as v1beta1 is found; an invalid Service is rejected alone (logged
+# with its namespace/name, counted in xmesh_config_rejected_objects) while the rest applies, and so is a
+# DestinationRule whose Service went (an error involving other objects) until the Service is back; an EndpointSlice
 # change applies within 1 s; a deleted Service stops being balanced; after the server expires every watch
 # (ERROR 410) the agent relists and later changes arrive; a stream cut mid-event and a stalled stream are
 # reopened; a wrong token is reported clearly (401) and retried until it works again.
@@ -13,10 +14,13 @@ xmt_init "$@"
 command -v python3 >/dev/null || xmt_skip "python3 not installed"
 command -v openssl >/dev/null || xmt_skip "openssl not installed"
 xmt_topology 3 1
-kapi_start --bookmark-interval 0.5
+kapi_start --bookmark-interval 0.5 --istio-version v1beta1
 
 kapi_service reviews "$XMT_VIP" | kapi_put services
 kapi_slice reviews b1 b2 b3 | kapi_put endpointslices
+# An Istio kind served as v1beta1 only (the agent tries v1 first).
+printf '{"metadata":{"name":"reviews","namespace":"default"},"spec":{"host":"reviews","trafficPolicy":{"loadBalancer":{"simple":"ROUND_ROBIN"}}}}\n' |
+	kapi_put destinationrules
 # Port 99999: invalid; the other objects apply all the same.
 kapi_service bad 10.96.0.99 99999 | kapi_put services
 
@@ -30,7 +34,9 @@ grep -q 'Service default/bad rejected' "$XMT_AGENT_LOG" ||
 rejected=$(xmt_nsrun node curl -sS --max-time 5 http://127.0.0.1:15090/metrics | awk '$1 == "xmesh_config_rejected_objects" { print $2 }')
 [ "$rejected" = 1 ] || xmt_fail "xmesh_config_rejected_objects is '$rejected', expected 1"
 [ "$(kapi_status_field Service synced)" = True ] || xmt_fail "status: Service not synced"
-[ "$(kapi_status_field DestinationRule version)" = v1 ] || xmt_fail "status: DestinationRule not watched as v1"
+[ "$(kapi_status_field DestinationRule version)" = v1beta1 ] || xmt_fail "status: DestinationRule not watched as v1beta1"
+[ "$(kapi_status_field DestinationRule objects)" = 1 ] || xmt_fail "status: the DestinationRule was not listed"
+[ "$(kapi_status_field DestinationRule rejected)" = 0 ] || xmt_fail "status: the DestinationRule was rejected"
 
 # b3 leaves the EndpointSlice: within 1 s no connection reaches it.
 b3_gone() {
@@ -87,6 +93,9 @@ svc_gone() {
 	[ "$(xmt_field "$out" ok)" = 0 ]
 }
 kapi_wait_until 2 svc_gone || xmt_fail "the deleted Service is still balanced: $(xmt_ids "$out")"
+# Its DestinationRule now matches no Service: that rule alone is left out, and said so.
+grep -q 'DestinationRule/default/reviews rejected (the other objects apply): .*matches no Service' "$XMT_AGENT_LOG" ||
+	xmt_fail "the DestinationRule left without its Service was not reported: $(grep -m 3 'rejected' "$XMT_AGENT_LOG")"
 
 # A wrong token: reported as 401 with what was sent, retried; the right one again: changes arrive.
 kapi_ctl "token?value=rotated-elsewhere" >/dev/null
@@ -104,6 +113,8 @@ only_b3() {
 	[ "$(xmt_field "$out" ok)" = 20 ] && [ "$(xmt_id_count "$out" b3)" = 20 ]
 }
 kapi_wait_until 4 only_b3 || xmt_fail "changes did not arrive after the token was right again: $(xmt_ids "$out")"
+grep -q 'DestinationRule/default/reviews applies again' "$XMT_AGENT_LOG" ||
+	xmt_fail "the DestinationRule did not apply again once its Service was back"
 [ "$(grep -c 'HTTP 401' "$XMT_AGENT_LOG")" -le 8 ] || xmt_fail "the 401 was logged at every retry (a log storm)"
 
 xmt_note "EndpointSlice change applied in ${t_slice} ms; relists=$(kapi_status_field EndpointSlice relists)" \

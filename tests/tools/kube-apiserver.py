@@ -292,10 +292,17 @@ def main():
     p.add_argument("--client-ca", help="accept client certificates this CA signed (in place of the token)")
     p.add_argument("--client-cn", default="xmesh-agent", help="the client certificate's CN to accept")
     p.add_argument("--no-istio", action="store_true", help="serve no Istio kind (404: CRDs absent)")
+    p.add_argument("--istio-version", default="v1", help="the version DestinationRule, VirtualService and "
+                   "PeerAuthentication are served as (v1 or v1beta1; the other one is 404)")
     p.add_argument("--bookmark-interval", type=float, default=1.0)
     p.add_argument("--max-page", type=int, default=0, help="at most this many items per list page")
     p.add_argument("--max-watch", type=float, default=60.0, help="cap of a watch's timeoutSeconds")
     ARGS = p.parse_args()
+    if ARGS.istio_version != "v1":
+        for group in ("networking.istio.io", "security.istio.io"):
+            GROUPS[(group, ARGS.istio_version)] = GROUPS.pop((group, "v1"))
+        for r in ("destinationrules", "virtualservices", "peerauthentications"):
+            KINDS[r] = (KINDS[r][0], KINDS[r][1].replace("/v1", "/" + ARGS.istio_version))
     STATE = State(ARGS.token, not ARGS.no_istio)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(ARGS.cert, ARGS.key)

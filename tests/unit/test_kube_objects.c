@@ -14,7 +14,7 @@
 #include "config/yaml_tree.h"
 
 struct one {
-	const char *kind, *api;
+	const char *kind, *api, *name;
 	struct xm_config *cfg;
 	struct xm_diags diags;
 	int n_errors;
@@ -24,13 +24,13 @@ static void on_doc(void *arg, const struct ydoc *doc)
 {
 	struct one *o = arg;
 
-	cr_assert_eq(config_parse_object(doc->root, o->kind, o->api, "key", o->cfg, &o->diags, &o->n_errors), 0);
+	cr_assert_eq(config_parse_object(doc->root, o->kind, o->api, o->name, o->cfg, &o->diags, &o->n_errors), 0);
 }
 
-/* The object in json parsed alone; NULL (and *n_errors set) when it has errors. */
-static struct xm_config *parse(const char *json, const char *kind, const char *api, int *n_errors)
+/* The object in json parsed alone, as the file `name`; NULL (and *n_errors set) when it has errors. */
+static struct xm_config *parse_as(const char *name, const char *json, const char *kind, const char *api, int *n_errors)
 {
-	struct one o = { .kind = kind, .api = api, .cfg = calloc(1, sizeof(struct xm_config)) };
+	struct one o = { .kind = kind, .api = api, .name = name, .cfg = calloc(1, sizeof(struct xm_config)) };
 	int yaml_errors = 0;
 
 	cr_assert_not_null(o.cfg);
@@ -46,13 +46,18 @@ static struct xm_config *parse(const char *json, const char *kind, const char *a
 	return o.cfg;
 }
 
+static struct xm_config *parse(const char *json, const char *kind, const char *api, int *n_errors)
+{
+	return parse_as("key", json, kind, api, n_errors);
+}
+
 static struct api_change change(const char *key, const char *json)
 {
 	struct api_change ch = { .key = strdup(key) };
 	int n_errors;
 
 	if (json) {
-		ch.objs = parse(json, "Service", "v1", &n_errors);
+		ch.objs = parse_as(key, json, "Service", "v1", &n_errors);
 		cr_assert_not_null(ch.objs);
 	}
 	return ch;
@@ -120,6 +125,41 @@ Test(kube_objects, many_objects_stay_sorted)
 	/* Every object is the same Service a/n: validation refuses the duplicates, which is not this test's. */
 	(void)cfg;
 	free(b);
+	config_cache_free(c);
+}
+
+static struct api_change dr_change(const char *host)
+{
+	char json[256];
+	struct api_change ch = { .key = strdup("DestinationRule/n/r") };
+	int n_errors;
+
+	snprintf(json, sizeof(json), "{\"metadata\":{\"name\":\"r\",\"namespace\":\"n\"},\"spec\":{\"host\":\"%s\"}}",
+		 host);
+	ch.objs = parse_as(ch.key, json, "DestinationRule", "networking.istio.io/v1", &n_errors);
+	cr_assert_not_null(ch.objs);
+	return ch;
+}
+
+Test(kube_objects, an_error_involving_other_objects_leaves_out_the_api_object_alone)
+{
+	struct xm_config_cache *c = config_cache_new();
+	struct api_change b1[] = { change("Service/n/a", svc_a), dr_change("b") }; /* no Service b */
+	struct api_change b2[] = { change("Service/n/b", svc_b) };
+	struct xm_config cfg;
+
+	cr_assert_eq(cache_api_apply(c, b1, 2), 0);
+	cr_assert_eq(load(c, &cfg), 1, "Service a applies");
+	cr_expect_eq(cfg.n_rules, 0);
+	cr_expect_eq(c->n_excluded, 1);
+	cr_expect_not_null(strstr(c->api[0]->why, "matches no Service"), "%s", c->api[0]->why);
+	config_free(&cfg);
+	/* Service b comes: the rule applies again. */
+	cr_assert_eq(cache_api_apply(c, b2, 1), 0);
+	cr_assert_eq(load(c, &cfg), 2);
+	cr_expect_eq(cfg.n_rules, 1);
+	cr_expect_eq(c->n_excluded, 0);
+	config_free(&cfg);
 	config_cache_free(c);
 }
 
