@@ -56,6 +56,9 @@ only_b3() {
 kapi_wait_until 3 only_b3 || xmt_fail "the changed EndpointSlice did not apply within 3 s: $(xmt_ids "$out")"
 t_change=$(($(date +%s%3N) - t0))
 [ "$t_change" -le 1000 ] || xmt_fail "the changed EndpointSlice took ${t_change} ms to reach the datapath"
+# The apply is logged just after the datapath has it: wait for the line.
+applied_since() { [ "$(grep -c 'config applied (API changes)' "$XMT_AGENT_LOG")" -gt "$applied_before" ]; }
+kapi_wait_until 2 applied_since || xmt_fail "no apply logged for the change"
 line=$(grep 'config applied (API changes)' "$XMT_AGENT_LOG" | tail -n +$((applied_before + 1)) | tail -n 1)
 [ -n "$line" ] || xmt_fail "no apply logged for the change"
 build_ms=$(sed -n 's/.*built in \([0-9.]*\) ms on the config thread.*/\1/p' <<<"$line")
