@@ -15,7 +15,7 @@ SAN_CFLAGS ?=
 CFLAGS    += $(SAN_CFLAGS) -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD) \
              -DXMESH_VERSION='"$(VERSION)"' -fno-strict-aliasing -MMD -MP \
              -I/usr/include/libnl3
-LDLIBS    := -lbpf -lelf -lz -lyaml -lnl-3 -lpcre2-8 -lnghttp2 -lssl -lcrypto
+LDLIBS    := -lbpf -lelf -lz -lyaml -lnl-3 -lpcre2-8 -lnghttp2 -lcurl -lssl -lcrypto
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
               -Wno-unused-parameter -Iinclude -Ibpf -I$(BUILD)
 

@@ -18,6 +18,7 @@
 #include "daemon/daemon.h"
 #include "daemon/instance_lock.h"
 #include "identity/identity.h"
+#include "kube/kubeconfig.h"
 #include "datapath/pins.h"
 #include "datapath/sockmap.h"
 #include "l7/access_log.h"
@@ -38,6 +39,8 @@ static void usage(FILE *f)
 		"                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
 		"                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
 		"                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS] [--hbone]\n"
+		"                   [--kubernetes | --kubeconfig PATH [--insecure]] [--kube-watch-timeout DURATION]\n"
+		"                   [--kube-backoff-max DURATION] [--kube-sync-wait DURATION]\n"
 		"  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
 		"  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
 		"  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
@@ -47,7 +50,13 @@ static void usage(FILE *f)
 		"  --state-dir       kept across restarts (default /var/lib/xmesh)\n"
 		"  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n"
 		"  --hbone           serve HBONE (mTLS tunnel) on port 15008 for this node's pods: steers\n"
-		"                    pod-IP:15008 from the uplinks to the agent (server side only; off by default)\n");
+		"                    pod-IP:15008 from the uplinks to the agent (server side only; off by default)\n"
+		"  --kubernetes      objects from the API server, in-cluster service account (docs/kubernetes.md)\n"
+		"  --kubeconfig      objects from the API server of the file's current context\n"
+		"  --insecure        accept the kubeconfig's insecure-skip-tls-verify (refused otherwise)\n"
+		"  --kube-watch-timeout  a watch silent this long is reopened (default 2m)\n"
+		"  --kube-backoff-max    cap of the reconnect backoff (default 30s)\n"
+		"  --kube-sync-wait      how long the start waits for the first lists (default 30s)\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -72,6 +81,36 @@ static int check_paths(const struct xm_agent_opts *o)
 			o->cgroup);
 		return -1;
 	}
+	return 0;
+}
+
+/* The API server's credentials, read once before anything starts: a broken kubeconfig is said at once. */
+static int check_kube(const struct xm_agent_opts *o)
+{
+	struct kube_endpoint ep;
+	char err[512];
+	int rc;
+
+	if (!o->kubernetes && !o->kubeconfig)
+		return 0;
+	rc = o->kubeconfig ? kubeconfig_load(o->kubeconfig, &ep, err, sizeof(err))
+			   : kube_in_cluster(getenv("XMESH_SERVICEACCOUNT_DIR"), &ep, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "xmesh agent: %s%s%s%s\n",
+			o->kubeconfig ? "--kubeconfig " : "--kubernetes: ", o->kubeconfig ? o->kubeconfig : "",
+			o->kubeconfig ? ": " : "", err);
+		return -1;
+	}
+	if (ep.insecure && !o->kube_insecure) {
+		fprintf(
+		    stderr,
+		    "xmesh agent: --kubeconfig %s: insecure-skip-tls-verify would leave the API server's certificate "
+		    "unchecked; refused without --insecure\n",
+		    o->kubeconfig);
+		kube_endpoint_free(&ep);
+		return -1;
+	}
+	kube_endpoint_free(&ep);
 	return 0;
 }
 
@@ -102,6 +141,12 @@ int cmd_agent(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "root-namespace", required_argument, NULL, 'R' },
 		{ "hbone", no_argument, NULL, 'H' },
+		{ "kubernetes", no_argument, NULL, 'K' },
+		{ "kubeconfig", required_argument, NULL, 'k' },
+		{ "insecure", no_argument, NULL, 'I' },
+		{ "kube-watch-timeout", required_argument, NULL, 'w' },
+		{ "kube-backoff-max", required_argument, NULL, 'B' },
+		{ "kube-sync-wait", required_argument, NULL, 'Y' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -270,6 +315,40 @@ int cmd_agent(int argc, char **argv)
 			o.cert_ttl_s = (uint32_t)(ms / 1000);
 			break;
 		}
+		case 'K':
+			o.kubernetes = true;
+			break;
+		case 'k':
+			o.kubeconfig = optarg;
+			break;
+		case 'I':
+			o.kube_insecure = true;
+			break;
+		case 'w':
+		case 'B':
+		case 'Y': {
+			uint64_t ms;
+			const char *flag = c == 'w'   ? "--kube-watch-timeout"
+					   : c == 'B' ? "--kube-backoff-max"
+						      : "--kube-sync-wait";
+
+			if (config_parse_duration_ms(optarg, &ms) || ms > 3600 * 1000 || (c == 'w' && ms < 1000) ||
+			    (c == 'B' && ms < 100)) {
+				fprintf(stderr, "xmesh agent: %s %s: want a duration up to 1h (at least %s)\n", flag,
+					optarg,
+					c == 'w'   ? "1s"
+					: c == 'B' ? "100ms"
+						   : "0s");
+				return 2;
+			}
+			if (c == 'w')
+				o.kube_watch_timeout_s = (uint32_t)(ms / 1000);
+			else if (c == 'B')
+				o.kube_backoff_max_ms = (uint32_t)ms;
+			else
+				o.kube_sync_wait_ms = ms ? (uint32_t)ms : 1;
+			break;
+		}
 		case 'R':
 			if (!optarg[0] || strlen(optarg) > 63) {
 				fprintf(stderr, "xmesh agent: --root-namespace %s: want a namespace name\n", optarg);
@@ -314,12 +393,17 @@ int cmd_agent(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!o.n_config_paths || !o.cgroup) {
-		fprintf(stderr, "xmesh agent: --config and --cgroup are required\n");
+	if (o.kubernetes && o.kubeconfig) {
+		fprintf(stderr, "xmesh agent: --kubernetes and --kubeconfig exclude each other\n");
+		return 2;
+	}
+	if ((!o.n_config_paths && !o.kubernetes && !o.kubeconfig) || !o.cgroup) {
+		fprintf(stderr, "xmesh agent: --cgroup and a source of config (--config, --kubernetes or --kubeconfig) "
+				"are required\n");
 		usage(stderr);
 		return 2;
 	}
-	if (check_paths(&o))
+	if (check_paths(&o) || check_kube(&o))
 		return 1;
 	/* Before anything is loaded, bound or pinned: a second agent must not touch the first one's. */
 	if (pins_prepare(o.bpffs))

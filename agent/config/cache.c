@@ -23,10 +23,103 @@ static void cached_file_clear(struct cached_file *cf)
 	memset(cf, 0, sizeof(*cf));
 }
 
+static void api_entry_free(struct api_entry *e)
+{
+	if (!e)
+		return;
+	free(e->key);
+	config_free(&e->objs);
+	free(e);
+}
+
+void api_changes_free(struct api_change *changes, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(changes[i].key);
+		if (changes[i].objs)
+			config_free(changes[i].objs);
+		free(changes[i].objs);
+	}
+}
+
+int cache_api_key_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct api_entry *const *)a)->key, (*(struct api_entry *const *)b)->key);
+}
+
+int cache_api_apply(struct xm_config_cache *c, struct api_change *changes, size_t n)
+{
+	size_t added = 0, kept = 0, sorted = c->n_api;
+	struct api_entry **grown;
+	int err = 0;
+
+	/* Room for every addition first. */
+	grown = realloc(c->api, (c->n_api + n + 1) * sizeof(*c->api));
+	if (!grown) {
+		api_changes_free(changes, n);
+		return -ENOMEM;
+	}
+	c->api = grown;
+	for (size_t i = 0; i < n; i++) {
+		struct api_change *ch = &changes[i];
+		struct api_entry **slot = sorted
+					      ? bsearch(&(struct api_entry *){ &(struct api_entry){ .key = ch->key } },
+							c->api, sorted, sizeof(*c->api), cache_api_key_cmp)
+					      : NULL;
+		struct api_entry *e;
+
+		/* An entry added in this batch is not sorted in yet: look among the additions too. */
+		for (size_t j = sorted; !slot && j < sorted + added; j++)
+			if (!strcmp(c->api[j]->key, ch->key))
+				slot = &c->api[j];
+		if (slot) {
+			e = *slot;
+			config_free(&e->objs);
+			memset(&e->objs, 0, sizeof(e->objs));
+			e->dead = !ch->objs;
+			if (ch->objs)
+				e->objs = *ch->objs;
+			free(ch->objs);
+			free(ch->key);
+			continue;
+		}
+		if (!ch->objs) {
+			free(ch->key);
+			continue;
+		}
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			err = -ENOMEM; /* the object stays as it was; the next change to it tries again */
+			free(ch->key);
+			config_free(ch->objs);
+			free(ch->objs);
+			continue;
+		}
+		e->key = ch->key;
+		e->objs = *ch->objs;
+		free(ch->objs);
+		c->api[sorted + added++] = e;
+	}
+	c->n_api += added;
+	for (size_t i = 0; i < c->n_api; i++) {
+		if (c->api[i]->dead)
+			api_entry_free(c->api[i]);
+		else
+			c->api[kept++] = c->api[i];
+	}
+	c->n_api = kept;
+	if (added)
+		qsort(c->api, c->n_api, sizeof(*c->api), cache_api_key_cmp);
+	return err;
+}
+
 void config_cache_free(struct xm_config_cache *c)
 {
 	if (!c)
 		return;
+	for (size_t i = 0; i < c->n_api; i++)
+		api_entry_free(c->api[i]);
+	free(c->api);
 	for (size_t i = 0; i < c->n_files; i++)
 		cached_file_clear(&c->files[i]);
 	free(c->files);
@@ -168,6 +261,20 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		n_ef += o->n_envoy_filters;
 		n_pa += o->n_peer_auths;
 	}
+	for (size_t i = 0; i < c->n_api; i++) {
+		const struct xm_config *o = &c->api[i]->objs;
+
+		if (c->api[i]->excluded)
+			continue;
+		n_svc += o->n_services;
+		n_sl += o->n_slices;
+		n_pod += o->n_pods;
+		n_node += o->n_nodes;
+		n_rule += o->n_rules;
+		n_vs += o->n_virtual_services;
+		n_ef += o->n_envoy_filters;
+		n_pa += o->n_peer_auths;
+	}
 	cfg->borrowed = true;
 	cfg->services = alloc_objs(n_svc, sizeof(*cfg->services), &failed);
 	cfg->slices = alloc_objs(n_sl, sizeof(*cfg->slices), &failed);
@@ -181,9 +288,12 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		err = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < c->n_order; i++) {
-		const struct cached_file *cf = &c->files[c->order[i]];
-		const struct xm_config *o = &cf->objs;
+	for (size_t i = 0; i < c->n_order + c->n_api; i++) {
+		const struct cached_file *cf = i < c->n_order ? &c->files[c->order[i]] : NULL;
+		const struct xm_config *o = cf ? &cf->objs : &c->api[i - c->n_order]->objs;
+
+		if (!cf && c->api[i - c->n_order]->excluded)
+			continue;
 
 		append(cfg->services, &cfg->n_services, o->services, o->n_services, sizeof(*o->services));
 		append(cfg->slices, &cfg->n_slices, o->slices, o->n_slices, sizeof(*o->slices));
@@ -195,6 +305,8 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		append(cfg->envoy_filters, &cfg->n_envoy_filters, o->envoy_filters, o->n_envoy_filters,
 		       sizeof(*o->envoy_filters));
 		append(cfg->peer_auths, &cfg->n_peer_auths, o->peer_auths, o->n_peer_auths, sizeof(*o->peer_auths));
+		if (!cf)
+			continue; /* API objects: only those without errors are kept, their warnings were logged */
 		for (size_t d = 0; d < cf->diags.n; d++) {
 			const struct xm_diag *dg = &cf->diags.items[d];
 

@@ -439,7 +439,8 @@ static void load_dir(struct loader *l, const char *path)
 	}
 	closedir(dir);
 	/* strcmp, not the locale's collation: the same order on every machine. */
-	qsort(names, n, sizeof(*names), cmp_names);
+	if (n) /* an empty directory has no array: qsort wants one all the same */
+		qsort(names, n, sizeof(*names), cmp_names);
 	for (size_t i = 0; i < n; i++) {
 		char *full = NULL;
 		struct stat st;
@@ -498,12 +499,77 @@ int config_load(const char *const *paths, size_t n_paths, struct xm_config *cfg,
 	return load_all(&l, paths, n_paths);
 }
 
+/*
+ * After a refused load: when every error is in an object from the API, those objects are marked excluded
+ * (each is rejected alone) and true is returned for another round; false when a file has errors too (the
+ * config is refused as a whole, as files always are).
+ */
+static bool exclude_api_errors(struct xm_config_cache *c, const struct xm_diags *diags)
+{
+	struct api_entry *hit[64];
+	size_t n_hit = 0;
+
+	for (size_t i = 0; i < diags->n; i++) {
+		const struct xm_diag *d = &diags->items[i];
+		struct api_entry **e;
+
+		if (d->warning)
+			continue;
+		if (!d->loc.file || !c->n_api)
+			return false;
+		e = bsearch(&(struct api_entry *){ &(struct api_entry){ .key = (char *)d->loc.file } }, c->api,
+			    c->n_api, sizeof(*c->api), cache_api_key_cmp);
+		if (!e || (*e)->excluded)
+			return false;
+		if (n_hit < sizeof(hit) / sizeof(hit[0]))
+			hit[n_hit++] = *e;
+		if (!(*e)->why[0])
+			snprintf((*e)->why, sizeof((*e)->why), "%s", d->msg);
+	}
+	for (size_t i = 0; i < n_hit; i++) {
+		if (!hit[i]->excluded)
+			c->n_excluded++;
+		hit[i]->excluded = true;
+	}
+	return n_hit > 0;
+}
+
 int config_load_cached(struct xm_config_cache *cache, const char *const *paths, size_t n_paths, struct xm_config *cfg,
 		       struct xm_diags *diags)
 {
-	struct loader l = { .cfg = cfg, .diags = diags, .cache = cache };
+	cache->n_excluded = 0;
+	for (size_t i = 0; i < cache->n_api; i++) {
+		cache->api[i]->excluded = false;
+		cache->api[i]->why[0] = '\0';
+	}
+	/* Each round leaves out the API objects the previous one found errors in (a few rounds: one may hide
+	 * another, e.g. a duplicate of an excluded object). */
+	for (int round = 0;; round++) {
+		struct loader l = { .cfg = cfg, .diags = diags, .cache = cache };
+		int err;
+
+		memset(cfg, 0, sizeof(*cfg));
+		cfg->borrowed = true;
+		err = load_all(&l, paths, n_paths);
+		if (err != -EINVAL || round == 4 || !exclude_api_errors(cache, diags))
+			return err;
+		config_free(cfg);
+		diags_free(diags);
+		memset(diags, 0, sizeof(*diags));
+	}
+}
+
+int config_parse_object(const struct ynode *obj, const char *kind, const char *api_version, const char *name,
+			struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
+{
+	struct loader l = { .cfg = cfg, .diags = diags };
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->borrowed = true;
-	return load_all(&l, paths, n_paths);
+	l.file = intern_file(&l, name);
+	if (!l.file)
+		return -ENOMEM;
+	/* At the List depth limit: an API object named "...List" is never taken for a list of more. */
+	load_object(&l, obj, "object", kind, api_version, LIST_MAX_DEPTH);
+	*n_errors = l.n_errors;
+	return 0;
 }

@@ -447,6 +447,15 @@ void config_cache_free(struct xm_config_cache *cache);
 int config_load_cached(struct xm_config_cache *cache, const char *const *paths, size_t n_paths, struct xm_config *cfg,
 		       struct xm_diags *diags);
 
+/*
+ * One object from the Kubernetes API (a list's item or a watch event's object) parsed into cfg (zeroed first)
+ * as a file named `name` would be: kind and apiVersion default to the given ones (list items carry neither).
+ * Its errors go to diags and are counted in *n_errors; no cross-object validation. 0 or -ENOMEM.
+ */
+struct ynode;
+int config_parse_object(const struct ynode *obj, const char *kind, const char *api_version, const char *name,
+			struct xm_config *cfg, struct xm_diags *diags, int *n_errors);
+
 /* Free everything config_load allocated; both may be passed zeroed. */
 void config_free(struct xm_config *cfg);
 void diags_free(struct xm_diags *diags);

@@ -22,6 +22,7 @@ struct xm_agent {
 	struct xm_watch *watch;
 	struct xm_compile_opts copts;
 	struct config_thread *config; /* builds snapshots off the control loop */
+	struct kube_client *kube;     /* --kubernetes / --kubeconfig: the API watchers; NULL without */
 	uint64_t applied_seq;	      /* the newest build applied (or refused): older results are dropped */
 	struct xm_admin *admin;
 	struct xm_metrics_thread *metrics;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 #include <unistd.h>
 
 #include "compile/snapshot.h"
+#include "config/cache.h"
+#include "config/fields.h"
 #include "core/background.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -32,6 +35,10 @@ struct config_thread {
 	char why[64], now_why[64];
 	struct config_build *now_result; /* for config_thread_build_now, which waits for it */
 	struct config_build *mailbox;	 /* built, not yet delivered to ctrl */
+	struct api_change *pending;	 /* API changes for the next build */
+	size_t n_pending;
+	double due_ms;		    /* monotonic: when the requested build may start (API events coalesce until then) */
+	atomic_size_t api_excluded; /* API objects the last build left out (cross-object errors) */
 };
 
 static double clock_ms(clockid_t id)
@@ -51,6 +58,26 @@ void config_build_free(struct config_build *b)
 	free(b);
 }
 
+/*
+ * API objects left out for errors that involve other objects (config/cache.h): logged when they start and
+ * stop being left out, not at every build. Under build_lock.
+ */
+static void report_excluded(struct config_thread *t)
+{
+	if (!t->cache)
+		return;
+	for (size_t i = 0; i < t->cache->n_api; i++) {
+		struct api_entry *e = t->cache->api[i];
+
+		if (e->excluded && !e->was_excluded)
+			log_error("kubernetes: %s rejected (the other objects apply): %s", e->key, e->why);
+		else if (!e->excluded && e->was_excluded)
+			log_info("kubernetes: %s applies again", e->key);
+		e->was_excluded = e->excluded;
+	}
+	atomic_store(&t->api_excluded, t->cache->n_excluded);
+}
+
 /* Load (unchanged files come from the cache), validate, compile. Under build_lock. */
 static struct config_build *build(struct config_thread *t, const char *why)
 {
@@ -65,11 +92,24 @@ static struct config_build *build(struct config_thread *t, const char *why)
 	snprintf(b->why, sizeof(b->why), "%s", why);
 	if (!t->cache)
 		t->cache = config_cache_new(); /* NULL: every file is parsed */
+	pthread_mutex_lock(&t->lock);
+	struct api_change *changes = t->pending;
+	size_t n_changes = t->n_pending;
+
+	t->pending = NULL;
+	t->n_pending = 0;
+	pthread_mutex_unlock(&t->lock);
+	if (n_changes && (!t->cache || cache_api_apply(t->cache, changes, n_changes)))
+		log_error("config: out of memory for objects from the API; some changes are not applied");
+	if (n_changes && !t->cache)
+		api_changes_free(changes, n_changes);
+	free(changes);
 	b->err = t->cache ? config_load_cached(t->cache, t->paths, t->n_paths, &cfg, &b->diags)
 			  : config_load(t->paths, t->n_paths, &cfg, &b->diags);
 	if (!b->err)
 		b->snap = snapshot_build(&cfg, &t->opts, &b->err);
 	config_free(&cfg);
+	report_excluded(t);
 	pthread_mutex_unlock(&t->build_lock);
 	b->ms = clock_ms(CLOCK_MONOTONIC) - t0;
 	b->cpu_ms = clock_ms(CLOCK_THREAD_CPUTIME_ID) - c0;
@@ -120,7 +160,17 @@ static void *run(void *arg)
 			pthread_mutex_unlock(&t->lock);
 			continue;
 		}
+		if (t->due_ms > clock_ms(CLOCK_MONOTONIC)) {
+			double due = t->due_ms;
+			struct timespec ts = { .tv_sec = (time_t)(due / 1e3),
+					       .tv_nsec = (long)((due - (double)(time_t)(due / 1e3) * 1e3) * 1e6) };
+
+			pthread_cond_timedwait(&t->wake, &t->lock, &ts);
+			pthread_mutex_unlock(&t->lock);
+			continue; /* woken early (a build_now, stop) or due: look again */
+		}
 		t->requested = false;
+		t->due_ms = 0;
 		memcpy(why, t->why, sizeof(why));
 		pthread_mutex_unlock(&t->lock);
 
@@ -153,7 +203,12 @@ struct config_thread *config_thread_start(struct xm_loop *ctrl, const char *cons
 	};
 	pthread_mutex_init(&t->build_lock, NULL);
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_cond_init(&t->wake, NULL);
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the coalescing deadline is monotonic */
+	pthread_cond_init(&t->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&t->built_now, NULL);
 	err = pthread_create(&t->thread, NULL, run, t);
 	if (err) {
@@ -176,6 +231,32 @@ void config_thread_request(struct config_thread *t, const char *why)
 	t->requested = true;
 	pthread_cond_signal(&t->wake);
 	pthread_mutex_unlock(&t->lock);
+}
+
+int config_thread_api_changes(struct config_thread *t, struct api_change *changes, size_t n, unsigned delay_ms)
+{
+	struct api_change *grown;
+
+	if (!n)
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	grown = realloc(t->pending, (t->n_pending + n) * sizeof(*t->pending));
+	if (!grown) {
+		pthread_mutex_unlock(&t->lock);
+		api_changes_free(changes, n);
+		return -ENOMEM;
+	}
+	t->pending = grown;
+	memcpy(t->pending + t->n_pending, changes, n * sizeof(*changes));
+	t->n_pending += n;
+	if (!t->requested) {
+		snprintf(t->why, sizeof(t->why), "%s", "API changes");
+		t->due_ms = clock_ms(CLOCK_MONOTONIC) + delay_ms;
+	}
+	t->requested = true;
+	pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
 }
 
 struct config_build *config_thread_build_now(struct config_thread *t, const char *why)
@@ -207,10 +288,17 @@ void config_thread_stop(struct config_thread *t)
 	pthread_join(t->thread, NULL);
 	/* A result posted but not delivered: the loop has stopped, its post is dropped with the loop. */
 	config_build_free(t->mailbox);
+	api_changes_free(t->pending, t->n_pending);
+	free(t->pending);
 	config_cache_free(t->cache);
 	pthread_cond_destroy(&t->wake);
 	pthread_cond_destroy(&t->built_now);
 	pthread_mutex_destroy(&t->lock);
 	pthread_mutex_destroy(&t->build_lock);
 	free(t);
+}
+
+size_t config_thread_api_excluded(struct config_thread *t)
+{
+	return t ? atomic_load(&t->api_excluded) : 0;
 }

@@ -44,6 +44,17 @@ struct config_thread *config_thread_start(struct xm_loop *ctrl, const char *cons
 void config_thread_request(struct config_thread *t, const char *why);
 
 /*
+ * Changes to the objects from the Kubernetes API (config/cache.h), taken (each change's key and objects) and
+ * applied to the parse cache at the start of the next build, which is asked for delay_ms after the first
+ * change not yet built (events arriving meanwhile join it). Returns at once; -ENOMEM drops the changes.
+ */
+struct api_change;
+int config_thread_api_changes(struct config_thread *t, struct api_change *changes, size_t n, unsigned delay_ms);
+
+/* API objects the last build left out because of errors involving other objects (logged by the thread). */
+size_t config_thread_api_excluded(struct config_thread *t);
+
+/*
  * Builds now, on the config thread, and waits for it (the start, an admin reload: their answers depend on
  * it). Returns the result, which the caller frees, or NULL without memory. A build in progress finishes
  * first.

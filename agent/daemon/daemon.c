@@ -22,6 +22,8 @@
 #include "datapath/datapath.h"
 #include "datapath/l7_proxy_cgroup.h"
 #include "datapath/xdp.h"
+#include "kube/client.h"
+#include "kube/kubeconfig.h"
 #include "metrics/registry.h"
 #include "metrics/thread.h"
 
@@ -285,6 +287,13 @@ static void collect_metrics(struct xm_scrape *sc, void *ctx)
 	f = scrape_family(sc, "xmesh_config_applies_total", "counter", "Config applies, by result.");
 	scrape_u64(f, result, ok, 1, atomic_load(&a->applies_ok));
 	scrape_u64(f, result, rejected, 1, atomic_load(&a->applies_failed));
+	if (a->kube) {
+		f = scrape_family(
+		    sc, "xmesh_config_rejected_objects", "gauge",
+		    "Objects from the Kubernetes API left out because they have errors (logged with their "
+		    "namespace/name).");
+		scrape_u64(f, NULL, NULL, 0, kube_client_rejected(a->kube) + config_thread_api_excluded(a->config));
+	}
 	snap = daemon_snapshot_acquire(a);
 	if (!snap)
 		return;
@@ -293,6 +302,48 @@ static void collect_metrics(struct xm_scrape *sc, void *ctx)
 		if (a->states[i] && a->modules[i]->collect)
 			a->modules[i]->collect(a->states[i], snap, sc);
 	snapshot_put(snap);
+}
+
+static int kube_sink(void *ctx, struct api_change *changes, size_t n)
+{
+	/* 100 ms: the events of a burst (a rollout's EndpointSlice updates) make one build. */
+	return config_thread_api_changes(ctx, changes, n, 100);
+}
+
+/* --kubernetes / --kubeconfig: the watchers, and a bounded wait for their first lists (the first apply of an
+ * empty config would withdraw every service a previous agent left pinned). */
+static int start_kube(struct xm_agent *a)
+{
+	const struct xm_agent_opts *o = &a->opts;
+	struct kube_client_opts ko = { .allow_insecure = o->kube_insecure,
+				       .watch_timeout_s = o->kube_watch_timeout_s,
+				       .backoff_max_ms = o->kube_backoff_max_ms };
+	struct kube_endpoint ep;
+	char err[512];
+	int rc;
+	uint64_t until;
+
+	if (!o->kubernetes && !o->kubeconfig)
+		return 0;
+	rc = o->kubeconfig ? kubeconfig_load(o->kubeconfig, &ep, err, sizeof(err))
+			   : kube_in_cluster(getenv("XMESH_SERVICEACCOUNT_DIR"), &ep, err, sizeof(err));
+	if (rc) {
+		log_error("kubernetes: %s%s%s", o->kubeconfig ? o->kubeconfig : "", o->kubeconfig ? ": " : "", err);
+		return rc;
+	}
+	a->kube = kube_client_start(&ep, &ko, kube_sink, a->config, err, sizeof(err));
+	if (!a->kube) {
+		log_error("kubernetes: %s", err);
+		return -EINVAL;
+	}
+	until = now_ms() + (o->kube_sync_wait_ms ? o->kube_sync_wait_ms : 30000);
+	while (!kube_client_synced(a->kube) && now_ms() < until)
+		usleep(20000);
+	if (kube_client_synced(a->kube))
+		log_info("kubernetes: every kind listed");
+	else
+		log_warn("kubernetes: not every kind listed yet (xmesh status says which); starting with what is");
+	return 0;
 }
 
 static int setup_signals(struct xm_agent *a, int *sfd)
@@ -367,6 +418,8 @@ int daemon_run(const struct xm_agent_opts *opts)
 	a->config = config_thread_start(a->loop, a->opts.config_paths, a->opts.n_config_paths, &a->copts, on_build, a);
 	if (!a->config)
 		goto out;
+	if (start_kube(a))
+		goto out;
 	a->watch = watch_new(a->loop, opts->config_paths, opts->n_config_paths, on_config_change, a);
 	if (!a->watch)
 		goto out;
@@ -389,6 +442,7 @@ out:
 	metrics_thread_stop(a->metrics); /* first: it reads the modules' state */
 	admin_close(a->admin);
 	watch_free(a->watch);
+	kube_client_stop(a->kube);     /* before the config thread it hands changes to */
 	config_thread_stop(a->config); /* before the modules: a build in flight is dropped, never applied */
 	close_modules(a);
 	publish_snapshot(a, NULL);

@@ -43,6 +43,12 @@ struct xm_agent_opts {
 	const char *state_dir;	       /* --state-dir: what the agent keeps across restarts (the generated root) */
 	const char *root_namespace;    /* --root-namespace: mesh-wide PeerAuthentication; NULL: istio-system */
 	bool hbone;		       /* --hbone: serve HBONE on port 15008 for this node's pods (off by default) */
+	bool kubernetes;	       /* --kubernetes: objects from the API server, in-cluster credentials */
+	const char *kubeconfig;	       /* --kubeconfig PATH: objects from the API server of its current context */
+	bool kube_insecure;	       /* --insecure: honour the kubeconfig's insecure-skip-tls-verify */
+	uint32_t kube_watch_timeout_s; /* --kube-watch-timeout: a silent watch is reopened after it (0: 120 s) */
+	uint32_t kube_backoff_max_ms;  /* --kube-backoff-max: reconnect backoff cap (0: 30 s) */
+	uint32_t kube_sync_wait_ms;    /* --kube-sync-wait: how long the start waits for the first lists */
 };
 
 struct xm_agent;

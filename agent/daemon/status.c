@@ -5,6 +5,7 @@
 
 #include "core/strbuf.h"
 #include "daemon/agent.h"
+#include "kube/client.h"
 
 static void render_text(struct xm_agent *a, struct strbuf *out)
 {
@@ -42,6 +43,8 @@ void daemon_render_status(struct xm_agent *a, bool json, struct strbuf *out)
 		render_json(a, out);
 	else
 		render_text(a, out);
+	if (a->kube)
+		kube_client_render_status(a->kube, json, out);
 	for (size_t i = 0; i < a->n_inited; i++)
 		if (a->states[i] && a->modules[i]->status)
 			a->modules[i]->status(a->states[i], a->snap, json, out);
