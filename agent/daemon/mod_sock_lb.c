@@ -202,12 +202,13 @@ static void sweep_ejections(struct sock_lb_mod *m, const struct xm_snapshot *cur
 		struct xm_outlier_svc count = { 0 };
 
 		/* One lookup per service port: only those with an ejection in force have endpoints to check. */
-		if (!s->outlier_on || !s->svc_id || bpf_map_lookup_elem(m->fds.outlier_svc, &s->svc_id, &count) ||
-		    count.ejected <= 0)
+		if (!s->outlier_on || !s->outlier_id ||
+		    bpf_map_lookup_elem(m->fds.outlier_svc, &s->outlier_id, &count) || count.ejected <= 0)
 			continue;
 		for (size_t j = 0; j < s->n_backends; j++)
 			if (s->backends[j].ready && s->backends[j].id)
-				outlier_sweep(m->fds.outlier, m->fds.outlier_report_prog, s->svc_id, s->backends[j].id);
+				outlier_sweep(m->fds.outlier, m->fds.outlier_report_prog, s->outlier_id,
+					      s->backends[j].id);
 	}
 }
 
@@ -225,8 +226,8 @@ static void health_of(const struct sock_lb_mod *m, const struct xm_lb_service *s
 		      struct xm_endpoint_health *h)
 {
 	memset(h, 0, sizeof(*h));
-	if (s->outlier_on && s->svc_id && b->id)
-		outlier_read(m->fds.outlier, s->svc_id, b->id, h);
+	if (s->outlier_on && s->outlier_id && b->id)
+		outlier_read(m->fds.outlier, s->outlier_id, b->id, h);
 }
 
 static void status_text(const struct sock_lb_mod *m, const struct xm_snapshot *cur, struct strbuf *out)
@@ -363,7 +364,7 @@ static void collect_outlier(struct sock_lb_mod *m, const struct xm_snapshot *cur
 		const struct xm_lb_service *s = &cur->lb.services[i];
 		char svc[400];
 
-		if (!s->outlier_on || !s->svc_id)
+		if (!s->outlier_on || !s->outlier_id)
 			continue;
 		service_label(s, &s->key, svc, sizeof(svc));
 		for (size_t j = 0; j < s->n_backends; j++) {
@@ -375,7 +376,7 @@ static void collect_outlier(struct sock_lb_mod *m, const struct xm_snapshot *cur
 			if (!b->ready || !b->id)
 				continue;
 			lb_format_backend(b, ep, sizeof(ep));
-			outlier_read(m->fds.outlier, s->svc_id, b->id, &h);
+			outlier_read(m->fds.outlier, s->outlier_id, b->id, &h);
 			scrape_u64(f, g_names, values, 2, h.ejected);
 		}
 	}
