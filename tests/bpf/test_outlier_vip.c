@@ -307,3 +307,63 @@ Test(outlier_vip, an_external_ip_added_later_joins_the_ports_state)
 	cr_assert_eq(n[0], 0, "%d of 300 flows to the new externalIP went to the ejected pod", n[0]);
 	cr_assert(n[1] > 60 && n[2] > 60, "new flows not spread over the others: %d/%d", n[1], n[2]);
 }
+
+/* A VIP of Service test/NAME port 80 over the pods, with outlier detection, as the compiler makes it. */
+static void service_of(struct xm_lb_service *s, struct xm_lb_backend *be, const char *name, const char *vip,
+		       bool external, const struct xm_outlier_detection *od)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->ns, sizeof(s->ns), "test");
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->key = key_of(vip);
+	s->algo = XM_LB_MAGLEV;
+	s->flags = external ? XM_SVC_F_EXTERNAL : 0;
+	s->maglev_size = XFX_MAGLEV;
+	s->outlier_on = true;
+	s->outlier = *od;
+	for (int i = 0; i < N_PODS; i++) {
+		memset(&be[i], 0, sizeof(be[i]));
+		be[i].family = XM_FAMILY_V4;
+		inet_pton(AF_INET, pods[i], be[i].addr.bytes);
+		be[i].port = 8080;
+		be[i].ready = true;
+		be[i].local = true;
+	}
+	s->backends = be;
+	s->n_backends = N_PODS;
+	s->n_ready = N_PODS;
+}
+
+Test(outlier_vip, the_cluster_ip_removed_the_external_ip_takes_over_with_a_fresh_state)
+{
+	struct xm_outlier_detection od = policy();
+	struct xm_lb_backend be[N_PODS];
+	struct xm_lb_service ext;
+	struct xm_lb_state st = { .services = &ext, .n_services = 1 };
+	struct xm_lbmap_stats stats;
+	struct xm_outlier_cfg cfg;
+	uint32_t cluster, ext_id, mapped = 0;
+	int n[N_PODS], i;
+
+	publish();
+	cluster = svc_id(CLUSTER_IP);
+	ext_id = svc_id(EXT_IP);
+	for (i = 0; i < 3; i++)
+		report(cluster, 1, XM_REPORT_HTTP, 500);
+	cr_assert_eq(report(ext_id, 1, XM_REPORT_PROBE, 0), 1, "three 500s did not eject pod 1");
+
+	/* Only the externalIP is left (the other Service goes too): its own id keys the port's state now. */
+	service_of(&ext, be, "web", EXT_IP, true, &od);
+	cr_assert_eq(lbmap_apply(xfx.lbmap, &st, 1000000, &stats), 0);
+	lbmap_assign_ids(xfx.lbmap, &st);
+	cr_assert_eq(ext.svc_id, ext_id, "the externalIP kept its svc_id");
+	cr_assert_eq(ext.outlier_id, ext_id, "the externalIP's outlier id is its own once the ClusterIP is gone");
+	cr_assert_eq(bpf_map_lookup_elem(xfx.fds.outlier_ids, &ext_id, &mapped), 0);
+	cr_assert_eq(mapped, ext_id, "xm_outlier_ids not updated before publishing");
+	cr_assert_eq(bpf_map_lookup_elem(xfx.fds.outlier_cfg, &ext_id, &cfg), 0, "no policy under the new id");
+	cr_assert_neq(bpf_map_lookup_elem(xfx.fds.outlier_cfg, &cluster, &cfg), 0, "the old id's policy stays");
+	cr_assert(!has_state(cluster, 1), "the old id's endpoint state stays");
+	cr_assert_eq(report(ext_id, 1, XM_REPORT_PROBE, 0), 0, "pod 1 still ejected under a fresh state");
+	spread(EXT_IP, 27000, 300, n);
+	cr_assert(n[1] > 40, "pod 1 gets no flows after the re-keying: %d/%d/%d", n[0], n[1], n[2]);
+}
