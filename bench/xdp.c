@@ -169,6 +169,7 @@ static void publish(struct xdp_lb *lb, struct xm_lbmap **lbmap_out, struct xm_sv
 		.maglev = bpf_map__fd(lb->maps.xm_maglev),
 		.rr_state = bpf_map__fd(lb->maps.xm_rr_state),
 		.sock_stats = bpf_map__fd(lb->maps.xm_sock_stats),
+		.outlier_ids = bpf_map__fd(lb->maps.xm_outlier_ids),
 	};
 	struct xm_lb_service svcs[2], svc;
 	struct xm_lb_state st = { .services = svcs, .n_services = 2 };

@@ -409,7 +409,7 @@ static __always_inline void xm_report_failure(struct xm_sock_state *st)
 	if (st->flags & XM_SOCK_F_FAILED)
 		return;
 	st->flags |= XM_SOCK_F_FAILED;
-	xm_outlier_local_failure(st->svc_id, st->backend_id, bpf_ktime_get_ns());
+	xm_outlier_local_failure(xm_outlier_id(st->svc_id), st->backend_id, bpf_ktime_get_ns());
 }
 
 /* sk_shutdown's bits (include/net/sock.h): macros, so vmlinux.h has no copy. */
@@ -477,7 +477,7 @@ int xm_sockops(struct bpf_sock_ops *skops)
 				__sync_fetch_and_add(&m->opened, 1);
 				st->flags |= XM_SOCK_F_OPENED;
 			}
-			xm_outlier_success(st->svc_id, st->backend_id);
+			xm_outlier_success(xm_outlier_id(st->svc_id), st->backend_id);
 			/* Retransmission timeouts of an established connection are not connect failures. */
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTO_CB_FLAG);
 		}
@@ -539,21 +539,23 @@ int xm_outlier_report(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct xm_outlier_report_msg *msg = data + XM_REPORT_PAD;
 	__u64 now = bpf_ktime_get_ns();
+	__u32 oid;
 
 	if ((void *)(msg + 1) > data_end)
 		return XDP_ABORTED;
+	oid = xm_outlier_id(msg->svc_id);
 	switch (msg->kind) {
 	case XM_REPORT_LOCAL_FAILURE:
-		xm_outlier_local_failure(msg->svc_id, msg->backend_id, now);
+		xm_outlier_local_failure(oid, msg->backend_id, now);
 		break;
 	case XM_REPORT_SUCCESS:
-		xm_outlier_success(msg->svc_id, msg->backend_id);
+		xm_outlier_success(oid, msg->backend_id);
 		break;
 	case XM_REPORT_HTTP:
-		xm_outlier_http(msg->svc_id, msg->backend_id, msg->http_status, now);
+		xm_outlier_http(oid, msg->backend_id, msg->http_status, now);
 		break;
 	case XM_REPORT_PROBE:
-		return xm_endpoint_ejected(msg->svc_id, msg->backend_id, now) ? XDP_DROP : XDP_PASS;
+		return xm_endpoint_ejected(oid, msg->backend_id, now) ? XDP_DROP : XDP_PASS;
 	}
 	return XDP_PASS;
 }

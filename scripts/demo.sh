@@ -7,7 +7,7 @@
 # and an excerpt of the metrics. Then three resilience scenes, each installing the Istio YAML of
 # examples/demo/scenes/NAME/ into the agent's config directory (a copy of examples/demo): a retry hiding a pod
 # that answers 503, a fault-injected 2 s delay, and a pod answering 500 ejected by outlierDetection (the kernel
-# state the proxy and the socket LB read).
+# state the proxy, the socket LB and XDP read, one per service port across its ClusterIP and externalIP).
 # Removes everything before it exits.
 #
 #   scripts/demo.sh BUILD_DIR [--keep]     --keep: leave it running and print commands to explore it
@@ -335,22 +335,23 @@ say "   60 requests: status $(demo_statuses "$oc.1"); the proxy reported the sta
 say "   and the third consecutive 500 ejected it: $(grep -o 'outlier: ejected.*' "$XMT_AGENT_LOG" | tail -n 1)"
 demo_load "$oc.2" 60
 say "   next 60 requests through the L7 proxy: status $(demo_statuses "$oc.2"); answered by $(xmt_ids "$oc.2")"
-say "   xmesh status: the kernel's outlier state; the entry of 10.96.0.10:9080 is what the proxy and the socket LB read:"
+say "   xmesh status: the kernel's outlier state, one per service port: its ClusterIP 10.96.0.10:9080 (the proxy and"
+say "   the socket LB) and its externalIP 10.97.0.10:9080 (XDP) read the same:"
 xmt_xmesh status --admin "$XMT_ADMIN" 2>&1 | grep -E '9080|EJECT' | head -n 8 | sed 's/^/     /' || true
 ejected=$({ xmt_xmesh status --json --admin "$XMT_ADMIN" 2>/dev/null || true; } | { grep -o '"ejected":true' || true; } | wc -l)
 oe="$XMT_TMP/outlier-ext"
 xmt_nsrun ext "$XM_HTTP_LOAD" --addr 10.97.0.10:9080 --conns 30 --requests 1 >"$oe" 2>&1 || true
 say "   the external host's 30 connections to 10.97.0.10:9080, balanced by XDP on up0 (no proxy): $(xmt_ids "$oe");"
-say "   NOT YET SHARED: the externalIP is its own entry in the kernel with its own outlier state (see xmesh status"
-say "   above), which the proxy's reports for the ClusterIP do not reach"
+say "   the externalIP shares the port's outlier state, so XDP skips the pod the proxy ejected, as Envoy would"
 ot="$XMT_TMP/outlier-tcp"
 xmt_client productpage "$ot" spread --addr 10.96.0.10:80 -n 30 || true
 say "   port 80 (plain TCP, another service port, v3's TCP server is fine): $(xmt_ids "$ot");"
 say "   outlier state is per service port, as Envoy's is per cluster"
 if [ "$n500" -lt 1 ] || [ "$n500" -gt 3 ] || [ "$(demo_status_count "$oc.2" 200)" != 60 ] ||
-	[ "$(xmt_id_count "$oc.2" reviews-v3)" != 0 ] || [ "$ejected" -lt 1 ] || [ "$(xmt_field "$oe" ok)" != 30 ]; then
+	[ "$(xmt_id_count "$oc.2" reviews-v3)" != 0 ] || [ "$ejected" -lt 1 ] || [ "$(xmt_field "$oe" ok)" != 30 ] ||
+	[ "$(xmt_id_count "$oe" reviews-v3)" != 0 ]; then
 	rc=1
-	say "   FAILED: expected 1-3 answers 500, then none from reviews-v3 through the proxy, and its ejection"
+	say "   FAILED: expected 1-3 answers 500, then none from reviews-v3 through the proxy or XDP, and its ejection"
 fi
 
 say ""

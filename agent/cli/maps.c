@@ -248,6 +248,11 @@ static void dec_outlier_svc(const void *k, const void *v, struct strbuf *out)
 	sb_printf(out, "\"svc_id\":%u,\"ejected\":%d", *(const __u32 *)k, ((const struct xm_outlier_svc *)v)->ejected);
 }
 
+static void dec_outlier_ids(const void *k, const void *v, struct strbuf *out)
+{
+	sb_printf(out, "\"svc_id\":%u,\"outlier_id\":%u", *(const __u32 *)k, *(const __u32 *)v);
+}
+
 static void dec_conn_metrics(const void *k, const void *v, struct strbuf *out)
 {
 	const struct xm_conn_metrics_key *mk = k;
@@ -369,6 +374,7 @@ static const struct map_desc maps[] = {
 	MAP("xm_outlier_cfg", "outlier-detection policy per service port", dec_outlier_cfg),
 	MAP("xm_outlier", "outlier state per service port and endpoint", dec_outlier, .locked = true),
 	MAP("xm_outlier_svc", "ejected endpoints per service port", dec_outlier_svc, .skip_zero = true),
+	MAP("xm_outlier_ids", "outlier id (key of the outlier maps) per VIP port", dec_outlier_ids, .skip_zero = true),
 	MAP("xm_l7_proxy", "where the L7 proxy listens (captured HTTP connects go there)", dec_l7_proxy),
 	MAP("xm_l7_origdst", "captured connections not yet accepted: 4-tuple → service VIP:port", dec_l7_origdst),
 	MAP("xm_ct", "XDP connection table: client flow → backend", dec_ct, .optional = true),

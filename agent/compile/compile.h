@@ -32,6 +32,7 @@ struct xm_lb_service {
 	char port_name[64];
 	struct xm_svc_key key; /* network order, as the datapath keys it */
 	uint32_t svc_id;       /* lbmap's id, assigned when the state is published; 0 before or if not served */
+	uint32_t outlier_id;   /* key of its outlier state, shared by the Service port's VIPs; assigned with svc_id */
 	uint8_t algo;	       /* enum xm_lb_algo */
 	uint8_t flags;	       /* XM_SVC_F_* */
 	uint32_t maglev_size;  /* table size when algo is MAGLEV */

@@ -43,6 +43,7 @@ struct l7_mod {
 	struct l7_span_export *spans;		   /* --trace-endpoint; NULL: spans are not exported */
 	int proxy_map, origdst, pairs, sk_storage; /* pinned maps; -1 when absent */
 	int outlier, outlier_svc;		   /* the kernel's ejections, read by the balancers */
+	int outlier_ids;			   /* xm_outlier_ids: where a VIP's service port keeps them */
 	int outlier_report;			   /* xm_outlier_report: the proxy's connect outcomes go in */
 	int proxy_cgroup;	 /* where listeners are made, sockmap's sockops attached; -1: the agent's own cgroup */
 	int proxy_cgroup_unused; /* the proxy cgroup after making a socket there failed */
@@ -90,6 +91,7 @@ struct ejected_memo {
 	uint64_t key;	/* svc_id << 32 | backend_id + 1; 0: empty */
 	uint64_t at_ns; /* when asked */
 	uint64_t value; /* a service: 1 if any endpoint is ejected; an endpoint: ejected until (ns) */
+	uint32_t oid;	/* a service: its outlier id (the key of its state, shared by its service port's VIPs) */
 };
 
 static __thread struct ejected_memo svc_memo[EJECTED_MEMO], backend_memo[EJECTED_MEMO];
@@ -118,11 +120,15 @@ static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	if (sm->key != svc_key || now - sm->at_ns >= EJECTED_TTL_NS) {
-		*sm = (struct ejected_memo){ .key = svc_key, .at_ns = now };
-		sm->value = !bpf_map_lookup_elem(m->outlier_svc, &svc_id, &svc) && svc.ejected > 0;
+		*sm = (struct ejected_memo){ .key = svc_key, .at_ns = now, .oid = svc_id };
+		/* 0 or unreadable: the VIP's own id, as the kernel's xm_outlier_id() reads it. */
+		if (bpf_map_lookup_elem(m->outlier_ids, &svc_id, &sm->oid) || !sm->oid)
+			sm->oid = svc_id;
+		sm->value = !bpf_map_lookup_elem(m->outlier_svc, &sm->oid, &svc) && svc.ejected > 0;
 	}
 	if (!sm->value)
 		return false;
+	key.svc_id = sm->oid;
 	bm = memo_slot(backend_memo, be_key);
 	if (bm->key != be_key || now - bm->at_ns >= EJECTED_TTL_NS) {
 		*bm = (struct ejected_memo){ .key = be_key, .at_ns = now };
@@ -270,6 +276,7 @@ static void l7_mod_free(struct l7_mod *m)
 	close_fd(&m->sk_storage);
 	close_fd(&m->outlier);
 	close_fd(&m->outlier_svc);
+	close_fd(&m->outlier_ids);
 	close_fd(&m->outlier_report);
 	close_fd(&m->proxy_cgroup);
 	close_fd(&m->proxy_cgroup_unused);
@@ -287,6 +294,7 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 	if (!m)
 		return -ENOMEM;
 	m->origdst = m->pairs = m->sk_storage = m->outlier = m->outlier_svc = m->outlier_report = m->proxy_cgroup = -1;
+	m->outlier_ids = -1;
 	m->proxy_cgroup_unused = -1;
 	m->proxy_map = pins_open(o->bpffs, "xm_l7_proxy");
 	if (m->proxy_map < 0) {
@@ -321,9 +329,11 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 	open_proxy_cgroup(m, o);
 	m->outlier = pins_open(o->bpffs, "xm_outlier");
 	m->outlier_svc = m->outlier >= 0 ? pins_open(o->bpffs, "xm_outlier_svc") : -1;
-	if (m->outlier < 0 || m->outlier_svc < 0) {
+	m->outlier_ids = m->outlier_svc >= 0 ? pins_open(o->bpffs, "xm_outlier_ids") : -1;
+	if (m->outlier < 0 || m->outlier_svc < 0 || m->outlier_ids < 0) {
 		close_fd(&m->outlier);
-		m->outlier_svc = -1;
+		close_fd(&m->outlier_svc);
+		m->outlier_ids = -1;
 		log_warn("l7: outlier maps not found; the proxy's balancers see no ejection");
 	}
 	m->outlier_report = pins_open(o->bpffs, XM_OUTLIER_REPORT_PIN);

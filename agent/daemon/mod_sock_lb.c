@@ -202,12 +202,13 @@ static void sweep_ejections(struct sock_lb_mod *m, const struct xm_snapshot *cur
 		struct xm_outlier_svc count = { 0 };
 
 		/* One lookup per service port: only those with an ejection in force have endpoints to check. */
-		if (!s->outlier_on || !s->svc_id || bpf_map_lookup_elem(m->fds.outlier_svc, &s->svc_id, &count) ||
-		    count.ejected <= 0)
+		if (!s->outlier_on || !s->outlier_id ||
+		    bpf_map_lookup_elem(m->fds.outlier_svc, &s->outlier_id, &count) || count.ejected <= 0)
 			continue;
 		for (size_t j = 0; j < s->n_backends; j++)
 			if (s->backends[j].ready && s->backends[j].id)
-				outlier_sweep(m->fds.outlier, m->fds.outlier_report_prog, s->svc_id, s->backends[j].id);
+				outlier_sweep(m->fds.outlier, m->fds.outlier_report_prog, s->outlier_id,
+					      s->backends[j].id);
 	}
 }
 
@@ -225,8 +226,8 @@ static void health_of(const struct sock_lb_mod *m, const struct xm_lb_service *s
 		      struct xm_endpoint_health *h)
 {
 	memset(h, 0, sizeof(*h));
-	if (s->outlier_on && s->svc_id && b->id)
-		outlier_read(m->fds.outlier, s->svc_id, b->id, h);
+	if (s->outlier_on && s->outlier_id && b->id)
+		outlier_read(m->fds.outlier, s->outlier_id, b->id, h);
 }
 
 static void status_text(const struct sock_lb_mod *m, const struct xm_snapshot *cur, struct strbuf *out)
@@ -341,6 +342,7 @@ static void collect_outlier(struct sock_lb_mod *m, const struct xm_snapshot *cur
 	static const char *const g_names[2] = { "destination_service", "endpoint" };
 	struct xm_scrape_family *f;
 	uint64_t uncounted;
+	uint8_t *seen;
 
 	f = scrape_family(sc, "xmesh_endpoint_ejections_total", "counter",
 			  "Outlier ejections of an endpoint, by reason, since the agent started.");
@@ -359,12 +361,16 @@ static void collect_outlier(struct sock_lb_mod *m, const struct xm_snapshot *cur
 	    NULL, NULL, 0, uncounted);
 	f = scrape_family(sc, "xmesh_endpoint_ejected", "gauge",
 			  "1 while an endpoint is ejected by outlier detection.");
-	for (size_t i = 0; i < cur->lb.n_services; i++) {
+	/* One series per service port and endpoint: its VIPs (ClusterIP, externalIPs) share the state and label. */
+	seen = calloc(XM_MAX_SVC_IDS / 8, 1);
+	for (size_t i = 0; seen && i < cur->lb.n_services; i++) {
 		const struct xm_lb_service *s = &cur->lb.services[i];
 		char svc[400];
 
-		if (!s->outlier_on || !s->svc_id)
+		if (!s->outlier_on || !s->outlier_id || s->outlier_id >= XM_MAX_SVC_IDS ||
+		    (seen[s->outlier_id / 8] & (1u << (s->outlier_id % 8))))
 			continue;
+		seen[s->outlier_id / 8] |= (uint8_t)(1u << (s->outlier_id % 8));
 		service_label(s, &s->key, svc, sizeof(svc));
 		for (size_t j = 0; j < s->n_backends; j++) {
 			const struct xm_lb_backend *b = &s->backends[j];
@@ -375,10 +381,11 @@ static void collect_outlier(struct sock_lb_mod *m, const struct xm_snapshot *cur
 			if (!b->ready || !b->id)
 				continue;
 			lb_format_backend(b, ep, sizeof(ep));
-			outlier_read(m->fds.outlier, s->svc_id, b->id, &h);
+			outlier_read(m->fds.outlier, s->outlier_id, b->id, &h);
 			scrape_u64(f, g_names, values, 2, h.ejected);
 		}
 	}
+	free(seen);
 }
 
 static void sock_lb_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)

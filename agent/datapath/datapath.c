@@ -149,6 +149,7 @@ void datapath_map_fds(const struct xm_datapath *dp, struct xm_map_fds *fds)
 	fds->outlier_cfg = bpf_map__fd(dp->sock->maps.xm_outlier_cfg);
 	fds->outlier = bpf_map__fd(dp->sock->maps.xm_outlier);
 	fds->outlier_svc = bpf_map__fd(dp->sock->maps.xm_outlier_svc);
+	fds->outlier_ids = bpf_map__fd(dp->sock->maps.xm_outlier_ids);
 	fds->events = bpf_map__fd(dp->sock->maps.xm_events);
 	fds->conn_metrics = bpf_map__fd(dp->sock->maps.xm_conn_metrics);
 	fds->map_errors = bpf_map__fd(dp->sock->maps.xm_map_errors);

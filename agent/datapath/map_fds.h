@@ -10,6 +10,7 @@
 struct xm_map_fds {
 	int services, slots, backends, backend_conns, maglev, rr_state, sock_stats;
 	int outlier_cfg, outlier, outlier_svc, events, conn_metrics;
+	int outlier_ids;	 /* xm_outlier_ids: svc_id -> the service port's outlier id */
 	int map_errors;		 /* xm_map_errors: failed map updates of the BPF programs */
 	int l7_proxy;		 /* xm_l7_proxy: where captured HTTP connects go (datapath/l7_capture.h) */
 	int l7_origdst;		 /* xm_l7_origdst: original destinations of captured connections */

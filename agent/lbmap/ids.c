@@ -10,6 +10,7 @@ void lbmap_assign_ids(const struct xm_lbmap *m, struct xm_lb_state *st)
 		struct xm_lb_service *s = &st->services[i];
 
 		s->svc_id = lbmap_svc_id(m, &s->key);
+		s->outlier_id = lbmap_outlier_id(m, &s->key);
 		for (size_t j = 0; j < s->n_backends; j++) {
 			struct xm_lb_backend *b = &s->backends[j];
 

@@ -32,6 +32,7 @@ struct applied_svc {
 	uint32_t n_ids;
 	uint32_t maglev_size;
 	struct xm_outlier_cfg outlier; /* as published; all zero when off */
+	uint32_t outlier_id;	       /* as in xm_outlier_ids: the svc_id of one VIP of the same Service port */
 };
 
 struct garbage {
@@ -42,6 +43,9 @@ struct garbage {
 	uint32_t backend_id; /* non-zero: a backend to delete instead of a table */
 };
 
+/* An id whose VIP failed to publish while its Service port's other VIPs use it as their outlier id. */
+#define SVC_ID_OUTLIER_ONLY 2
+
 struct xm_lbmap {
 	struct xm_map_fds fds;
 	struct backend_entry *backends; /* indexed by id */
@@ -50,7 +54,7 @@ struct xm_lbmap {
 	uint32_t n_backends;
 	struct applied_svc *svcs; /* sorted by key */
 	size_t n_svcs;
-	uint8_t *svc_id_used;
+	uint8_t *svc_id_used;	  /* 1: a VIP's; SVC_ID_OUTLIER_ONLY: only the outlier id of published VIPs */
 	uint32_t next_svc_id;	  /* next id to try for a service port in [XM_MAX_EXT_SVC_IDS, XM_MAX_SVC_IDS) */
 	uint32_t next_ext_svc_id; /* and for an external VIP port, in [1, XM_MAX_EXT_SVC_IDS) */
 	uint32_t next_table_id;
@@ -201,6 +205,13 @@ uint32_t lbmap_svc_id(const struct xm_lbmap *m, const struct xm_svc_key *key)
 	const struct applied_svc *a = svc_find((struct xm_lbmap *)m, key);
 
 	return a ? a->value.svc_id : 0;
+}
+
+uint32_t lbmap_outlier_id(const struct xm_lbmap *m, const struct xm_svc_key *key)
+{
+	const struct applied_svc *a = svc_find((struct xm_lbmap *)m, key);
+
+	return a ? a->outlier_id : 0;
 }
 
 bool lbmap_svc_key(const struct xm_lbmap *m, uint32_t svc_id, struct xm_svc_key *key)
@@ -453,11 +464,13 @@ static uint8_t svc_flags(const struct xm_lb_service *s)
 	return s->flags | (s->outlier_on ? XM_SVC_F_OUTLIER : 0);
 }
 
-static bool svc_unchanged(const struct applied_svc *old, const struct xm_lb_service *s, const uint32_t *ids, uint32_t n)
+static bool svc_unchanged(const struct applied_svc *old, const struct xm_lb_service *s, const uint32_t *ids, uint32_t n,
+			  uint32_t oid)
 {
 	struct xm_outlier_cfg cfg;
 
-	if (!old || !old->ids || old->value.algo != s->algo || old->value.flags != svc_flags(s) || old->n_ids != n)
+	if (!old || !old->ids || old->value.algo != s->algo || old->value.flags != svc_flags(s) || old->n_ids != n ||
+	    old->outlier_id != oid)
 		return false;
 	outlier_cfg_of(s, n, &cfg);
 	if (memcmp(&cfg, &old->outlier, sizeof(cfg)))
@@ -510,20 +523,26 @@ static int outlier_reconcile(struct xm_lbmap *m, uint32_t svc_id, const struct a
 	return 0;
 }
 
-/* Switches one service port. On failure *out keeps the old state, if there was one. */
+/*
+ * Switches one service port (one VIP) to svc_id (its old id, or one allocated for it: 0 when none was free)
+ * and the outlier id oid. On failure *out keeps the old state, if there was one.
+ */
 static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct applied_svc *old,
-		     struct applied_svc *out, uint64_t deadline, bool *changed)
+		     struct applied_svc *out, uint64_t deadline, bool *changed, uint32_t svc_id, uint32_t oid)
 {
 	struct xm_outlier_cfg ocfg;
 	struct xm_svc_value v;
 	uint32_t *ids, n = 0, i;
-	bool reid = false;
+	/* An id outside the port's range (pinned by a version before the ranges): this apply moves it. */
+	bool reid = old && !svc_id_in_range(old->value.svc_id, s->flags & XM_SVC_F_EXTERNAL);
 	int err = 0;
 
 	*changed = false;
 	ids = calloc(s->n_ready ? s->n_ready : 1, sizeof(*ids));
-	if (!ids)
-		return -ENOMEM;
+	if (!ids) {
+		err = -ENOMEM;
+		goto fail;
+	}
 	for (i = 0; i < s->n_backends; i++) {
 		if (!s->backends[i].ready)
 			continue;
@@ -540,9 +559,7 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 		err = -E2BIG;
 		goto fail;
 	}
-	/* An id outside the port's range (pinned by a version before the ranges): this apply moves it. */
-	reid = old && !svc_id_in_range(old->value.svc_id, s->flags & XM_SVC_F_EXTERNAL);
-	if (!reid && svc_unchanged(old, s, ids, n)) {
+	if (!reid && svc_unchanged(old, s, ids, n, oid)) {
 		*out = *old;
 		old->ids = NULL;
 		free(ids);
@@ -552,7 +569,7 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 	memset(&v, 0, sizeof(v));
 	v.algo = s->algo;
 	v.flags = svc_flags(s);
-	v.svc_id = old && !reid ? old->value.svc_id : svc_id_alloc(m, s->flags & XM_SVC_F_EXTERNAL);
+	v.svc_id = svc_id;
 	if (!v.svc_id) {
 		if (s->flags & XM_SVC_F_EXTERNAL)
 			log_error("at most %d external VIP ports", XM_MAX_EXT_SVC_IDS - 1);
@@ -560,13 +577,17 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 		goto fail;
 	}
 	outlier_cfg_of(s, n, &ocfg);
-	/* The policy is in place before the service starts pointing selection at it. */
+	/* The policy, and the VIP's way to it, are in place before the service points selection at them. */
+	if (bpf_map_update_elem(m->fds.outlier_ids, &v.svc_id, &oid, BPF_ANY) < 0) {
+		err = -errno;
+		goto fail;
+	}
 	if (s->outlier_on) {
-		err = outlier_reconcile(m, v.svc_id, reid ? NULL : old, ids, n);
-		if (!err && bpf_map_update_elem(m->fds.outlier_cfg, &v.svc_id, &ocfg, BPF_ANY) < 0)
+		err = outlier_reconcile(m, oid, reid || !old || old->outlier_id != oid ? NULL : old, ids, n);
+		if (!err && bpf_map_update_elem(m->fds.outlier_cfg, &oid, &ocfg, BPF_ANY) < 0)
 			err = -errno;
 		if (err)
-			goto fail_id;
+			goto fail;
 	}
 	if (n) {
 		v.table_id = m->next_table_id++;
@@ -576,7 +597,7 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 		err = s->algo == XM_LB_MAGLEV ? publish_maglev(m, s, ids, n, v.table_id)
 					      : publish_list(m, ids, n, v.table_id);
 		if (err)
-			goto fail_id;
+			goto fail;
 	}
 	/* The switch: one update replaces (table_id, count, algo) together. */
 	if (bpf_map_update_elem(m->fds.services, &s->key, &v, BPF_ANY) < 0) {
@@ -585,15 +606,12 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 		err = -errno;
 		if (n)
 			delete_table(m, &g);
-		goto fail_id;
+		goto fail;
 	}
 	if (old)
 		gc_table(m, &old->value, deadline);
-	if (!s->outlier_on && old && (old->value.flags & XM_SVC_F_OUTLIER))
-		outlier_forget(m, v.svc_id);
+	/* Outlier state nobody uses any more is forgotten once the whole apply is done (outlier_forget_unused). */
 	if (reid) {
-		if (old->value.flags & XM_SVC_F_OUTLIER)
-			outlier_forget(m, old->value.svc_id);
 		m->svc_id_used[old->value.svc_id] = 0;
 		log_info("service %s/%s: id %u -> %u (external VIP ports take ids below %d)", s->ns, s->name,
 			 old->value.svc_id, v.svc_id, XM_MAX_EXT_SVC_IDS);
@@ -604,18 +622,19 @@ static int apply_one(struct xm_lbmap *m, const struct xm_lb_service *s, struct a
 	out->n_ids = n;
 	out->maglev_size = s->maglev_size;
 	out->outlier = ocfg;
+	out->outlier_id = oid;
 	*changed = true;
 	return 0;
 
-fail_id:
-	if ((!old || reid) && v.svc_id)
-		m->svc_id_used[v.svc_id] = 0;
 fail : {
 	char k[80];
 
 	lb_format_key(&s->key, k, sizeof(k));
 	log_error("service %s/%s %s: not applied, previous state kept: %s", s->ns, s->name, k, strerror(-err));
 }
+	/* A new id goes back, unless the port's other VIPs take it as their outlier id: then it is kept for that. */
+	if ((!old || reid) && svc_id)
+		m->svc_id_used[svc_id] = svc_id == oid ? SVC_ID_OUTLIER_ONLY : 0;
 	free(ids);
 	if (old) {
 		*out = *old;
@@ -626,18 +645,131 @@ fail : {
 	return err;
 }
 
+/* Orders VIPs by Service port (namespace, name, port, protocol, family), its ClusterIPs first, then by key. */
+static int group_cmp(const void *pa, const void *pb, void *arg)
+{
+	const struct xm_lb_service *base = arg, *a = &base[*(const uint32_t *)pa], *b = &base[*(const uint32_t *)pb];
+	int c = strcmp(a->ns, b->ns);
+
+	if (!c)
+		c = strcmp(a->name, b->name);
+	if (!c)
+		c = (int)a->key.port - (int)b->key.port;
+	if (!c)
+		c = (int)a->key.proto - (int)b->key.proto;
+	if (!c)
+		c = (int)a->key.family - (int)b->key.family;
+	if (!c)
+		c = (int)(a->flags & XM_SVC_F_EXTERNAL) - (int)(b->flags & XM_SVC_F_EXTERNAL);
+	return c ? c : key_cmp(&a->key, &b->key);
+}
+
+static bool same_port(const struct xm_lb_service *a, const struct xm_lb_service *b)
+{
+	return !strcmp(a->ns, b->ns) && !strcmp(a->name, b->name) && a->key.port == b->key.port &&
+	       a->key.proto == b->key.proto && a->key.family == b->key.family;
+}
+
+/*
+ * The ids of this apply: each VIP's svc_id (its old one, or a new one; 0 for a duplicate key or when none is
+ * free) and its Service port's outlier id, the same for all its VIPs. The outlier id stays what it was while
+ * the VIP it came from remains (its state lives on); otherwise it is the first VIP's id, a ClusterIP's when
+ * the port has one. Returns -ENOMEM.
+ */
+static int plan_ids(struct xm_lbmap *m, const struct xm_lb_state *st, uint32_t *sid, uint32_t *oid)
+{
+	uint32_t *order = calloc(st->n_services + 1, sizeof(*order)), n = 0, i, j, k;
+
+	if (!order)
+		return -ENOMEM;
+	for (i = 0; i < st->n_services; i++) {
+		const struct xm_lb_service *s = &st->services[i];
+		const struct applied_svc *old = svc_find(m, &s->key);
+		bool ext = s->flags & XM_SVC_F_EXTERNAL;
+
+		if (i && !key_cmp(&st->services[i - 1].key, &s->key))
+			continue; /* two Services claim one VIP:port; validation reports it */
+		sid[i] = old && svc_id_in_range(old->value.svc_id, ext) ? old->value.svc_id : svc_id_alloc(m, ext);
+		order[n++] = i;
+	}
+	qsort_r(order, n, sizeof(*order), group_cmp, (void *)st->services);
+	for (i = 0; i < n; i = j) {
+		uint32_t anchor = 0;
+
+		for (j = i + 1; j < n && same_port(&st->services[order[i]], &st->services[order[j]]); j++)
+			;
+		for (k = i; k < j && !anchor; k++) {
+			const struct applied_svc *old = svc_find(m, &st->services[order[k]].key);
+			uint32_t l;
+
+			for (l = i; old && old->outlier_id && l < j && !anchor; l++)
+				if (sid[order[l]] == old->outlier_id)
+					anchor = old->outlier_id;
+		}
+		for (k = i; k < j && !anchor; k++)
+			anchor = sid[order[k]];
+		for (k = i; k < j; k++)
+			oid[order[k]] = anchor;
+	}
+	free(order);
+	return 0;
+}
+
+/*
+ * After an apply: the outlier state of Service ports none of whose VIPs has outlier detection any more is
+ * dropped, and ids kept only as an outlier id nobody uses now go back.
+ */
+static void outlier_forget_unused(struct xm_lbmap *m, const struct applied_svc *prev, size_t n_prev)
+{
+	uint8_t *live = calloc(XM_MAX_SVC_IDS, 1);
+	size_t i;
+
+	if (!live)
+		return; /* kept until a later apply: harmless */
+	for (i = 0; i < m->n_svcs; i++) {
+		if (m->svcs[i].outlier_id < XM_MAX_SVC_IDS)
+			live[m->svcs[i].outlier_id] |= 1 | ((m->svcs[i].value.flags & XM_SVC_F_OUTLIER) ? 2 : 0);
+	}
+	for (i = 0; i < n_prev; i++) {
+		uint32_t o = prev[i].outlier_id;
+
+		if ((prev[i].value.flags & XM_SVC_F_OUTLIER) && o && o < XM_MAX_SVC_IDS && !(live[o] & 2)) {
+			outlier_forget(m, o);
+			live[o] |= 2; /* once */
+		}
+	}
+	for (i = 1; i < XM_MAX_SVC_IDS; i++)
+		if (m->svc_id_used[i] == SVC_ID_OUTLIER_ONLY && !(live[i] & 1))
+			m->svc_id_used[i] = 0;
+	free(live);
+}
+
 int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_ms, struct xm_lbmap_stats *stats)
 {
 	uint64_t deadline = now_ms + XM_LBMAP_GRACE_MS;
-	struct applied_svc *next;
-	size_t i, n = 0, errors = 0;
+	struct applied_svc *next, *prev;
+	size_t i, n = 0, errors = 0, n_prev;
+	uint32_t *sid, *oid;
 	uint32_t id;
 
 	memset(stats, 0, sizeof(*stats));
 	/* Room for every new service port and every old one whose removal fails: nothing grows below. */
 	next = calloc(st->n_services + m->n_svcs + 1, sizeof(*next));
-	if (!next)
+	sid = calloc(st->n_services + 1, sizeof(*sid));
+	oid = calloc(st->n_services + 1, sizeof(*oid));
+	prev = calloc(m->n_svcs + 1, sizeof(*prev));
+	if (!next || !sid || !oid || !prev || plan_ids(m, st, sid, oid)) {
+		free(next);
+		free(sid);
+		free(oid);
+		free(prev);
 		return -ENOMEM;
+	}
+	for (i = 0; i < m->n_svcs; i++) {
+		prev[i] = m->svcs[i];
+		prev[i].ids = NULL;
+	}
+	n_prev = m->n_svcs;
 	for (i = 0; i < st->n_services; i++) {
 		const struct xm_lb_service *s = &st->services[i];
 		struct applied_svc *old = svc_find(m, &s->key);
@@ -645,7 +777,7 @@ int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_m
 
 		if (i && !key_cmp(&st->services[i - 1].key, &s->key))
 			continue; /* two Services claim one VIP:port; validation reports it */
-		if (apply_one(m, s, old, &next[n], deadline, &changed))
+		if (apply_one(m, s, old, &next[n], deadline, &changed, sid[i], oid[i]))
 			errors++;
 		if (next[n].value.svc_id)
 			n++;
@@ -671,8 +803,6 @@ int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_m
 			continue;
 		}
 		gc_table(m, &old->value, deadline);
-		if (old->value.flags & XM_SVC_F_OUTLIER)
-			outlier_forget(m, old->value.svc_id);
 		m->svc_id_used[old->value.svc_id] = 0;
 		stats->removed++;
 	}
@@ -681,6 +811,10 @@ int lbmap_apply(struct xm_lbmap *m, const struct xm_lb_state *st, uint64_t now_m
 	free(m->svcs);
 	m->svcs = next;
 	m->n_svcs = n;
+	outlier_forget_unused(m, prev, n_prev);
+	free(prev);
+	free(sid);
+	free(oid);
 	if (n > 1) {
 		/* Kept entries appended after a failed delete may break the order. */
 		for (i = 1; i < n && key_cmp(&next[i - 1].key, &next[i].key) < 0; i++)
@@ -815,6 +949,9 @@ static int adopt_services(struct xm_lbmap *m)
 		memset(&m->svcs[m->n_svcs], 0, sizeof(m->svcs[0]));
 		m->svcs[m->n_svcs].key = key;
 		m->svcs[m->n_svcs].value = v;
+		if (bpf_map_lookup_elem(m->fds.outlier_ids, &v.svc_id, &m->svcs[m->n_svcs].outlier_id) < 0 ||
+		    !m->svcs[m->n_svcs].outlier_id)
+			m->svcs[m->n_svcs].outlier_id = v.svc_id;
 		m->n_svcs++;
 		m->svc_id_used[v.svc_id] = 1;
 		if (v.svc_id < XM_MAX_EXT_SVC_IDS ? v.svc_id >= m->next_ext_svc_id : v.svc_id >= m->next_svc_id)

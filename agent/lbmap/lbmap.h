@@ -49,6 +49,11 @@ uint32_t lbmap_backend_id(const struct xm_lbmap *m, const union xm_addr *addr, u
 /* svc_id of a published service port, 0 if none; and the reverse. For status, events and metrics. */
 uint32_t lbmap_svc_id(const struct xm_lbmap *m, const struct xm_svc_key *key);
 bool lbmap_svc_key(const struct xm_lbmap *m, uint32_t svc_id, struct xm_svc_key *key);
+/*
+ * The outlier id of a published service port, 0 if none: the key of its outlier state, shared by every VIP
+ * of the same Service port (include/xmesh/outlier.h).
+ */
+uint32_t lbmap_outlier_id(const struct xm_lbmap *m, const struct xm_svc_key *key);
 bool lbmap_backend(const struct xm_lbmap *m, uint32_t backend_id, struct xm_backend *out);
 
 /* Live connections to a backend, from xm_backend_conns. */

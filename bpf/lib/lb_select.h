@@ -116,7 +116,7 @@ static __noinline __u32 xm_skip_run(__u32 table_id, __u32 count, __u8 algo, __u3
  */
 static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, __u32 client_hash)
 {
-	__u32 slot, first, id, i;
+	__u32 slot, first, id, i, oid;
 	__u64 now;
 
 	if (!svc->count)
@@ -126,7 +126,8 @@ static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, _
 	if (!(svc->flags & XM_SVC_F_OUTLIER) || !first)
 		return first;
 	now = bpf_ktime_get_ns();
-	if (!xm_endpoint_ejected(svc->svc_id, first, now))
+	oid = xm_outlier_id(svc->svc_id);
+	if (!xm_endpoint_ejected(oid, first, now))
 		return first;
 	/*
 	 * Re-pick from a uniform start, so an ejected endpoint's share spreads over the others rather than
@@ -142,7 +143,7 @@ static __always_inline __u32 xm_select_backend(const struct xm_svc_value *svc, _
 		id = xm_slot_backend(svc, slot);
 		if (!id)
 			break;
-		if (!xm_endpoint_ejected(svc->svc_id, id, now))
+		if (!xm_endpoint_ejected(oid, id, now))
 			return id;
 		slot = xm_skip_run(svc->table_id, svc->count, svc->algo, slot, id);
 	}

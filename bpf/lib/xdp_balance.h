@@ -265,7 +265,7 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 		if (be && (p->tcp_flags & XM_TCP_SYN)) {
 			state = xm_flow_syn(ct);
 			if ((svc->flags & XM_SVC_F_OUTLIER) &&
-			    xm_endpoint_ejected(svc->svc_id, backend_id, bpf_ktime_get_ns()))
+			    xm_endpoint_ejected(xm_outlier_id(svc->svc_id), backend_id, bpf_ktime_get_ns()))
 				be = NULL;
 		}
 		if (be && ct->flags == be->flags && ct->svc_id == svc->svc_id) {

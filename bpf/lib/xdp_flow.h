@@ -75,7 +75,7 @@ static __always_inline void xm_flow_opened(struct xm_ct_value *ct, __u32 from)
 
 	if (!xm_flow_move(ct, from, XM_CT_OPEN))
 		return;
-	xm_outlier_success(ct->svc_id, ct->backend_id);
+	xm_outlier_success(xm_outlier_id(ct->svc_id), ct->backend_id);
 	m = xm_flow_metrics(ct);
 	if (m)
 		m->opened++;
@@ -96,7 +96,7 @@ static __always_inline void xm_flow_closed(struct xm_ct_value *ct)
 static __always_inline void xm_flow_failed(struct xm_ct_value *ct, __u32 to)
 {
 	if (xm_flow_move(ct, XM_CT_SYN_SENT, to))
-		xm_outlier_local_failure(ct->svc_id, ct->backend_id, bpf_ktime_get_ns());
+		xm_outlier_local_failure(xm_outlier_id(ct->svc_id), ct->backend_id, bpf_ktime_get_ns());
 }
 
 static __always_inline bool xm_flow_pending(__u32 state)

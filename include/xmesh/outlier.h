@@ -13,7 +13,16 @@
 #define XM_OUTLIER_PROBES    8	    /* slots the selection tries past an ejected endpoint */
 #define XM_EVENTS_RING_BYTES (256 * 1024)
 
-/* xm_outlier_cfg value, keyed by svc_id. Replaced whole by the agent on every apply that changes it. */
+/*
+ * Outlier state belongs to a Service port, whatever address its clients use (Envoy and Istio keep it per
+ * cluster): the ClusterIP, each externalIP and load-balancer ingress of one Service port (same namespace,
+ * name, port, protocol and address family) share it. xm_outlier_ids maps each VIP's svc_id to the port's
+ * outlier id: the svc_id of one of its VIPs (the ClusterIP's when it has one, kept while that VIP stays),
+ * unique like svc_ids are. xm_outlier_cfg, xm_outlier and xm_outlier_svc are keyed by the outlier id, and
+ * every report and every selection translates its svc_id first. 0 in xm_outlier_ids: the svc_id itself.
+ */
+
+/* xm_outlier_cfg value, keyed by outlier id. Replaced whole by the agent on every apply that changes it. */
 struct xm_outlier_cfg {
 	__u32 consecutive_5xx;		/* 0: off */
 	__u32 consecutive_gateway;	/* 0: off */
@@ -30,7 +39,7 @@ struct xm_outlier_cfg {
 XM_STATIC_ASSERT(sizeof(struct xm_outlier_cfg) == 32, "xm_outlier_cfg size");
 
 struct xm_outlier_key {
-	__u32 svc_id;
+	__u32 svc_id; /* the service port's outlier id (xm_outlier_ids) */
 	__u32 backend_id;
 };
 XM_STATIC_ASSERT(sizeof(struct xm_outlier_key) == 8, "xm_outlier_key size");
@@ -50,7 +59,7 @@ struct xm_outlier_state {
 XM_STATIC_ASSERT(sizeof(struct xm_outlier_state) == 48, "xm_outlier_state size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_outlier_state, ejected_until_ns) == 24, "ejected_until offset");
 
-/* xm_outlier_svc value, indexed by svc_id: endpoints ejected now (shared atomic, changed per transition). */
+/* xm_outlier_svc value, indexed by outlier id: endpoints ejected now (shared atomic, changed per transition). */
 struct xm_outlier_svc {
 	__s32 ejected;
 	__u32 pad;
@@ -76,7 +85,7 @@ enum xm_outlier_report_kind {
 #define XM_OUTLIER_REPORT_PIN "xm_outlier_report"
 
 struct xm_outlier_report_msg {
-	__u32 svc_id;
+	__u32 svc_id; /* any VIP's svc_id of the service port: the program translates it */
 	__u32 backend_id;
 	__u32 kind; /* enum xm_outlier_report_kind */
 	__u32 http_status;
@@ -90,8 +99,8 @@ enum xm_event_type {
 
 /* xm_events ring-buffer record. */
 struct xm_event {
-	__u32 type; /* enum xm_event_type */
-	__u32 svc_id;
+	__u32 type;   /* enum xm_event_type */
+	__u32 svc_id; /* the outlier id: the svc_id of one VIP of the service port */
 	__u32 backend_id;
 	__u32 reason;	   /* enum xm_outlier_reason, for ejections */
 	__u64 duration_ms; /* how long the ejection lasts */

@@ -129,6 +129,7 @@ void xfx_setup(void)
 	xfx.fds.outlier_cfg = bpf_map__fd(xfx.skel->maps.xm_outlier_cfg);
 	xfx.fds.outlier = bpf_map__fd(xfx.skel->maps.xm_outlier);
 	xfx.fds.outlier_svc = bpf_map__fd(xfx.skel->maps.xm_outlier_svc);
+	xfx.fds.outlier_ids = bpf_map__fd(xfx.skel->maps.xm_outlier_ids);
 	xfx.fds.events = bpf_map__fd(xfx.skel->maps.xm_events);
 	xfx.lbmap = lbmap_open(&xfx.fds);
 	cr_assert(xfx.lbmap);
@@ -156,6 +157,15 @@ void xfx_publish(const char *vip, uint16_t port, int proto, const struct xfx_bac
 void xfx_publish_od(const char *vip, uint16_t port, int proto, const struct xfx_backend *b, int n,
 		    const struct xm_outlier_detection *od)
 {
+	char name[XM_NAME_MAX];
+
+	snprintf(name, sizeof(name), "ext-%s", vip); /* a Service of its own per VIP */
+	xfx_publish_svc(name, vip, true, port, proto, b, n, od);
+}
+
+void xfx_publish_svc(const char *name, const char *vip, bool external, uint16_t port, int proto,
+		     const struct xfx_backend *b, int n, const struct xm_outlier_detection *od)
+{
 	struct xm_lb_state st = { .services = NULL, .n_services = 0 };
 	struct xm_lb_service sorted[XFX_MAX_SVCS], *svc = NULL;
 	struct xm_lbmap_stats stats;
@@ -180,10 +190,10 @@ void xfx_publish_od(const char *vip, uint16_t port, int proto, const struct xfx_
 	}
 	memset(svc, 0, sizeof(*svc));
 	snprintf(svc->ns, sizeof(svc->ns), "test");
-	snprintf(svc->name, sizeof(svc->name), "ext");
+	snprintf(svc->name, sizeof(svc->name), "%s", name);
 	svc->key = key;
 	svc->algo = XM_LB_MAGLEV;
-	svc->flags = XM_SVC_F_EXTERNAL;
+	svc->flags = external ? XM_SVC_F_EXTERNAL : 0;
 	svc->maglev_size = XFX_MAGLEV;
 	svc->backends = svc_backends[svc - svcs];
 	for (i = 0; i < n; i++) {

@@ -53,6 +53,13 @@ void xfx_publish(const char *vip, uint16_t port, int proto, const struct xfx_bac
 void xfx_publish_od(const char *vip, uint16_t port, int proto, const struct xfx_backend *b, int n,
 		    const struct xm_outlier_detection *od);
 
+/*
+ * Publishes one VIP port of the Service test/name: an external VIP (XDP balances it) or a ClusterIP (only the
+ * socket LB does). Republishing a VIP replaces it; the other VIPs published stay.
+ */
+void xfx_publish_svc(const char *name, const char *vip, bool external, uint16_t port, int proto,
+		     const struct xfx_backend *b, int n, const struct xm_outlier_detection *od);
+
 /* Runs the XDP program on in; returns the verdict, output in out/out_len. */
 int xfx_run_xdp(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len);
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # maxEjectionPercent on the XDP path: 4 local backends of an external VIP, 3 die, maxEjectionPercent 50 →
-# exactly 2 ejected (by TC seeing the RSTs to the SYNs), and new flows keep reaching the survivor.
+# exactly 2 ejected (by TC seeing the RSTs to the SYNs), and new flows keep reaching the survivor. The state is
+# the service port's: xmesh status shows the same ejections under its ClusterIP and its externalIP.
 #
 #   ext 10.199.0.100 ── eth0 ═ up0 ── node 10.199.0.1 (XDP + TC on up0), br0 10.200.1.1 ── b1..b4 .11-.14
 set -euo pipefail
@@ -26,7 +27,10 @@ out="$XMT_TMP/out"
 
 for b in b2 b3 b4; do xmt_bg_stop "srv-$b" || true; done
 xmx_ext_client ext "$out" spread --addr "$VIP:80" -n 100 || true
-n=$(xmx_status a | grep -c ' EJECTED ' || true)
+# The Service's ClusterIP and externalIP share the port's state: each lists the same ejected endpoints.
+n=$(xmx_status a | awk '/ EJECTED / { print $1 }' | sort -u | wc -l)
+[ "$(xmx_status a | grep -c ' EJECTED ' || true)" = $((2 * n)) ] ||
+	xmt_fail "the ClusterIP and the externalIP show different ejections: $(xmx_status a | grep 10.200.1.1)"
 [ "$n" = 2 ] || xmt_fail "$n endpoints ejected, want exactly 2 (maxEjectionPercent 50 of 4): $(xmx_status a | grep 10.200.1.1)"
 ok=$(xmt_field "$out" ok)
 b1=$(xmt_ids "$out" | grep -o 'b1=[0-9]*' || true)
