@@ -60,7 +60,7 @@ xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server
 XMT_SUBTEST="steering in place"
 rules=$(ip -n "${XMT_P}nodeb" rule show)
 grep -q "15008:.*iif up0 ipproto tcp dport 15008 lookup 15008" <<<"$rules" || xmt_fail "no steering rule: $rules"
-ip -n "${XMT_P}nodeb" route show table 15008 | grep -q "^local default dev lo" ||
+ip -n "${XMT_P}nodeb" route show table 15008 | grep "^local default dev lo" >/dev/null ||
 	xmt_fail "no local route in table 15008: $(ip -n "${XMT_P}nodeb" route show table 15008)"
 
 # The client's certificates: one from the agent's root (generated under --state-dir), one from another root.
@@ -155,10 +155,10 @@ nl=$(metric 'xmesh_hbone_streams_refused_total{reason="not_local"}')
 xmt_log "handshakes: $ok succeeded, $bad failed"
 
 XMT_SUBTEST="status and stop"
-xmx_status b | grep -q "hbone: server serving on port 15008" || xmt_fail "status: $(xmx_status b | grep hbone)"
+xmx_status b | grep "hbone: server serving on port 15008" >/dev/null || xmt_fail "status: $(xmx_status b | grep hbone)"
 xmt_stop_pid "${XMX_AGENTS[0]}" || xmt_fail "the agent did not exit cleanly on SIGTERM"
 XMX_AGENTS=()
-! ip -n "${XMT_P}nodeb" rule show | grep -q "lookup 15008" || xmt_fail "the steering rule outlived the agent"
+! ip -n "${XMT_P}nodeb" rule show | grep "lookup 15008" >/dev/null || xmt_fail "the steering rule outlived the agent"
 [ -z "$(ip -n "${XMT_P}nodeb" route show table 15008)" ] || xmt_fail "table 15008 outlived the agent"
 
 xmt_pass "HBONE from node A reached node B's STRICT pod through 15008 (1 MiB), plaintext refused, bad certificates refused, 400 for foreign targets, 503 for a closed port"

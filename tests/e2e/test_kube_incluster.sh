@@ -52,7 +52,7 @@ for k in DestinationRule VirtualService EnvoyFilter PeerAuthentication; do
 done
 n=$(grep -c 'is not served (CRD not installed?)' "$XMT_AGENT_LOG")
 [ "$n" = 4 ] || xmt_fail "expected one 'not served' line per Istio kind, got $n"
-xmt_xmesh status --admin "$XMT_ADMIN" | grep -q 'Service .* synced' || xmt_fail "xmesh status shows no synced Service"
+xmt_xmesh status --admin "$XMT_ADMIN" | grep 'Service .* synced' >/dev/null || xmt_fail "xmesh status shows no synced Service"
 
 # The token rotates: the server takes only the new one, the agent reads the file again at its next request.
 kapi_ctl "token?value=rotated-2" >/dev/null
@@ -77,7 +77,7 @@ only_b3() {
 	[ "$(xmt_field "$out" ok)" = 20 ] && [ "$(xmt_id_count "$out" b3)" = 20 ]
 }
 kapi_wait_until 3 only_b3 || xmt_fail "other kinds stopped applying while pods were forbidden: $(xmt_ids "$out")"
-xmt_xmesh status --admin "$XMT_ADMIN" | grep -q '^  Pod .*last error: watch: HTTP 403' ||
+xmt_xmesh status --admin "$XMT_ADMIN" | grep '^  Pod .*last error: watch: HTTP 403' >/dev/null ||
 	xmt_fail "xmesh status does not show the Pod watch's 403: $(xmt_xmesh status --admin "$XMT_ADMIN" | grep Pod)"
 # A kubeconfig with everything inline (certificate-authority-data, client-certificate-data, client-key-data)
 # and no token: the agent authenticates with the client certificate.
