@@ -180,9 +180,9 @@ probe() { # probe NETNS CGROUP ADDR EXPECT_PEER BACKEND...
 # case run alone: "name runs/connect ns/connect ns/run". bpf_stats_enabled is on only for this and restored.
 prog_stats() { # prog_stats CGROUP: "id name cnt ns" for the cgroup's programs and any sk_msg program
 	local id
-	for id in $(bpftool -j cgroup show "$1" | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin)))') \
-		$(bpftool -j prog show | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if p.get("type")=="sk_msg" and p.get("name","").startswith("xm_")))'); do
-		bpftool -j prog show id "$id" | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p["id"], p["name"], p.get("run_cnt",0), p.get("run_time_ns",0))'
+	for id in $(bpftool -j cgroup show "$1" | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if "id" in p))' 2>/dev/null) \
+		$(bpftool -j prog show | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if p.get("type")=="sk_msg" and p.get("name","").startswith("xm_")))' 2>/dev/null); do
+		bpftool -j prog show id "$id" 2>/dev/null | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p["id"], p["name"], p.get("run_cnt",0), p.get("run_time_ns",0))' 2>/dev/null || true
 	done
 }
 
