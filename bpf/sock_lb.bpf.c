@@ -468,6 +468,9 @@ int xm_sockops(struct bpf_sock_ops *skops)
 						     BPF_SOCK_OPS_RTO_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		/* Only a counted socket has RTO callbacks (TCP_CONNECT_CB above): the others need no lookup. */
+		if (!(skops->bpf_sock_ops_cb_flags & BPF_SOCK_OPS_RTO_CB_FLAG))
+			break;
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 		if (st && st->backend_id) {

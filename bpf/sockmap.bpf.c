@@ -117,10 +117,8 @@ static __always_inline bool xm_sm_peer_is_local(const struct xm_sock_pair_key *k
 static __always_inline void xm_sm_established(struct bpf_sock_ops *skops)
 {
 	struct xm_sock_pair_key key;
-	struct xm_sockmap_sk *st;
 	struct xm_sm_tuple t;
 	struct bpf_sock *sk;
-	struct tcp_sock *tp;
 
 	sk = skops->sk;
 	if (!sk)
@@ -128,10 +126,6 @@ static __always_inline void xm_sm_established(struct bpf_sock_ops *skops)
 	XM_SM_TUPLE_FROM_CTX(t, skops);
 	if (!xm_sm_self_key(&t, &key))
 		return;
-	/*
-	 * Decide before allocating anything: socket storage costs about a microsecond per connection, and
-	 * only sockets that enter the sockhash ever run the sk_msg program that reads it.
-	 */
 	if (!xm_sm_enabled()) {
 		xm_sm_stat_add(XM_SMSTAT_SKIPPED_OFF, 1);
 		return;
@@ -145,16 +139,16 @@ static __always_inline void xm_sm_established(struct bpf_sock_ops *skops)
 		xm_sm_stat_add(XM_SMSTAT_SKIPPED_PORT, 1);
 		return;
 	}
-	tp = bpf_skc_to_tcp_sock(sk);
-	st = bpf_sk_storage_get(&xm_sockmap_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!tp || !st)
-		return;
-	st->seq0 = tp->write_seq;
-	/* Payload in the SYN (TCP Fast Open) is already on the TCP path. */
-	if (tp->bytes_sent)
-		st->flags |= XM_SMSK_F_TCP_USED;
-	/* The other sockops program may have set flags too: keep them. */
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	/*
+	 * No socket storage here: sk_msg creates it at the socket's first message (xm_sockmap_msg), so a
+	 * connection that closes without sending never pays for it (allocation, and its RCU free at close).
+	 * STATE_CB settles the counters at close. RETRANS_CB marks the socket as one this program took: the
+	 * close sees no storage for a socket that never sent and must still count it. The mark costs one
+	 * invocation per retransmitted segment, rare on a same-node path, where the program returns at once.
+	 * The other sockops program may have set flags too: keep them.
+	 */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
+					     BPF_SOCK_OPS_RETRANS_CB_FLAG);
 	if (xm_sm_is_loopback(&key.remote, key.family))
 		key.netns = bpf_get_netns_cookie(skops);
 	/* NOEXIST: never evict another live socket that happens to share the key. */
@@ -162,7 +156,6 @@ static __always_inline void xm_sm_established(struct bpf_sock_ops *skops)
 		xm_sm_stat_add(XM_SMSTAT_INSERT_FAILED, 1);
 		return;
 	}
-	st->flags |= XM_SMSK_F_INSERTED;
 	xm_sm_stat_add(XM_SMSTAT_INSERTED, 1);
 }
 
@@ -175,10 +168,11 @@ static __always_inline void xm_sm_closed(struct bpf_sock_ops *skops)
 	if (!sk)
 		return;
 	st = bpf_sk_storage_get(&xm_sockmap_sk, sk, 0, 0);
-	if (!st)
+	/* Taken by xm_sm_established (marked), or with state from an earlier agent's program or the agent. */
+	if (!st && !(skops->bpf_sock_ops_cb_flags & BPF_SOCK_OPS_RETRANS_CB_FLAG))
 		return;
 	xm_sm_stat_add(XM_SMSTAT_CLOSED, 1);
-	xm_sm_stat_add(XM_SMSTAT_CLOSED_TX_BYTES, skops->bytes_acked + st->redir_bytes);
+	xm_sm_stat_add(XM_SMSTAT_CLOSED_TX_BYTES, skops->bytes_acked + (st ? st->redir_bytes : 0));
 	xm_sm_stat_add(XM_SMSTAT_CLOSED_RX_BYTES, skops->bytes_received);
 }
 
@@ -256,10 +250,26 @@ int xm_sockmap_msg(struct sk_msg_md *msg)
 
 	if (!sk)
 		return xm_sm_fallback(NULL, XM_SMSTAT_FALLBACK_NO_STATE, size);
-	st = bpf_sk_storage_get(&xm_sockmap_sk, sk, 0, 0);
 	tp = bpf_skc_to_tcp_sock(sk);
-	if (!st || !tp)
-		return xm_sm_fallback(st, XM_SMSTAT_FALLBACK_NO_STATE, size);
+	if (!tp)
+		return xm_sm_fallback(NULL, XM_SMSTAT_FALLBACK_NO_STATE, size);
+	st = bpf_sk_storage_get(&xm_sockmap_sk, sk, 0, 0);
+	if (!st) {
+		/*
+		 * The socket's first message in the sockhash: its state starts here (xm_sm_established creates
+		 * none, so that connections that never send never pay for it). Every send of a socket in the
+		 * sockhash passes this program; payload that took TCP before it (in the SYN with TCP Fast Open,
+		 * or while the socket was out of the map) shows in bytes_sent, or as write_seq ahead of snd_nxt
+		 * while still queued: that direction stays on TCP (ordering).
+		 */
+		st = bpf_sk_storage_get(&xm_sockmap_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!st)
+			return xm_sm_fallback(NULL, XM_SMSTAT_FALLBACK_NO_STATE, size);
+		st->seq0 = tp->write_seq;
+		st->flags = XM_SMSK_F_INSERTED;
+		if (tp->bytes_sent || tp->write_seq != tp->snd_nxt)
+			st->flags |= XM_SMSK_F_TCP_USED;
+	}
 	if (!xm_sm_enabled())
 		return xm_sm_fallback(st, XM_SMSTAT_FALLBACK_OFF, size);
 	if (st->flags & XM_SMSK_F_SEQ_AT_FIRST_MSG) {

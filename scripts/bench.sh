@@ -24,6 +24,8 @@ ROUNDS=30
 IPT_BACKEND=""
 DIAL_EPS=3
 AGENT_ARGS=""
+BPF_STATS=0
+BPF_STATS_SAVED=""
 WARMUP=200
 MAX_CASE_MS=600
 while [ $# -gt 0 ]; do
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
 	--iptables) IPT_BACKEND=$2 ;;
 	--endpoints) DIAL_EPS=$2 ;;
 	--agent-args) AGENT_ARGS=$2 ;;
+	--bpf-stats) BPF_STATS=$2 ;;
 	*)
 		echo "bench.sh: unknown option $1" >&2
 		exit 2
@@ -76,6 +79,7 @@ teardown() {
 	local rc=$? pid ns d i
 	set +e
 	trap - EXIT INT TERM
+	[ -z "$BPF_STATS_SAVED" ] || sysctl -qw "kernel.bpf_stats_enabled=$BPF_STATS_SAVED"
 	for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
 	if [ -d "$PIN" ]; then
 		for d in "$PIN"/*/; do
@@ -170,6 +174,57 @@ probe() { # probe NETNS CGROUP ADDR EXPECT_PEER BACKEND...
 	timeout -k 5 20 "$BUILD/$SRV" probe --netns "/run/netns/$P$ns" --cgroup "$cg" --addr "$addr" \
 		--expect-peer "$peer" "${args[@]}" | sed "s|^|  [$ns ${cg##*/}] |"
 	return "${PIPESTATUS[0]}"
+}
+
+# Per attached program of the mesh cgroup (and sk_msg), run_cnt and run_time_ns over BPF_STATS connects of one
+# case run alone: "name runs/connect ns/connect ns/run". bpf_stats_enabled is on only for this and restored.
+prog_stats() { # prog_stats CGROUP: "id name cnt ns" for the cgroup's programs and any sk_msg program
+	local id
+	for id in $(bpftool -j cgroup show "$1" | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if "id" in p))' 2>/dev/null) \
+		$(bpftool -j prog show | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if p.get("type")=="sk_msg" and p.get("name","").startswith("xm_")))' 2>/dev/null); do
+		bpftool -j prog show id "$id" 2>/dev/null | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p["id"], p["name"], p.get("run_cnt",0), p.get("run_time_ns",0))' 2>/dev/null || true
+	done
+}
+
+socklb_bpf_stats() { # socklb_bpf_stats SIZE... -- VIP...
+	local sizes=() vips=() n i k c before after
+	while [ "$1" != -- ]; do sizes+=("$1"); shift; done
+	shift
+	vips=("$@")
+	BPF_STATS_SAVED=$(sysctl -n kernel.bpf_stats_enabled)
+	sysctl -qw kernel.bpf_stats_enabled=1
+	log "bpf_stats: $BPF_STATS connects per case alone (+ $WARMUP warm-up), per connect:"
+	for i in "${!sizes[@]}"; do
+		n=${sizes[$i]}
+		for k in "socklb,$n,/run/netns/${P}cli,$CG/mesh-$n,${vips[$i]}:80" \
+			"socklb_nonsvc,$n,/run/netns/${P}cli,$CG/mesh-$n,10.200.1.11:8080"; do
+			before=$(prog_stats "$CG/mesh-$n")
+			timeout -k 5 300 "$BUILD/$SRV" run --case "direct,0,/run/netns/${P}cli,$CG/plain,10.200.1.11:8080" \
+				--case "$k" --iters "$BPF_STATS" --rounds 1 --warmup "$WARMUP" --max-case-ms 600000 --cpu 0 \
+				>/dev/null 2>&1 || die "bpf_stats run of $k failed"
+			after=$(prog_stats "$CG/mesh-$n")
+			c=$((BPF_STATS + WARMUP))
+			python3 - "$c" "${k%%,/*}" "$before" "$after" <<'PY'
+import sys
+conns, case, before, after = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+b = {l.split()[0]: l.split() for l in before.splitlines() if l.strip()}
+tot = 0.0
+for l in after.splitlines():
+    if not l.strip():
+        continue
+    pid, name, cnt, ns = l.split()
+    pb = b.get(pid, [pid, name, "0", "0"])
+    dc, dn = int(cnt) - int(pb[2]), int(ns) - int(pb[3])
+    if dc <= 0:
+        continue
+    tot += dn / conns
+    print(f"  {case:<18} {name:<16} id {pid:<6} runs/conn {dc / conns:5.2f}  ns/conn {dn / conns:7.0f}  ns/run {dn / dc:6.0f}")
+print(f"  {case:<18} {'total':<16} {'':<9} {'':<16} ns/conn {tot:7.0f}")
+PY
+		done
+	done
+	sysctl -qw "kernel.bpf_stats_enabled=$BPF_STATS_SAVED"
+	BPF_STATS_SAVED=""
 }
 
 section_socklb() {
@@ -274,6 +329,7 @@ section_socklb() {
 		--meta "xmesh=$("$BUILD/xmesh" version 2>/dev/null | head -n 1)" \
 		--meta "tree=$(git describe --always --dirty 2>/dev/null || echo unknown)"
 	for n in "${agent_pids[@]}"; do kill -0 "$n" 2>/dev/null || die "an agent died during the run"; done
+	[ "$BPF_STATS" -gt 0 ] && socklb_bpf_stats "${sizes[@]}" -- "${vips[@]}"
 	socklb_server_stop
 	log "server: $(tail -n 1 "$TMP/server.log")"
 }

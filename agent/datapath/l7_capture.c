@@ -121,7 +121,7 @@ int l7_capture_sockmap_add(int sockhash_fd, int sk_storage_fd, int accepted_fd)
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 	uint16_t lport, rport;
-	__u64 value = (__u64)accepted_fd;
+	__u64 value = (__u64)accepted_fd, cookie;
 	int err;
 
 	memset(&key, 0, sizeof(key));
@@ -138,6 +138,10 @@ int l7_capture_sockmap_add(int sockhash_fd, int sk_storage_fd, int accepted_fd)
 		if (getsockopt(accepted_fd, SOL_SOCKET, SO_NETNS_COOKIE, &key.netns, &cl) < 0)
 			return -errno;
 	}
+	/* Inserted by sockops already (a listener in the proxy cgroup). It creates no socket storage: sk_msg
+	 * does at the first message, so the storage cannot tell, the sockhash can (its lookup answers a cookie). */
+	if (bpf_map_lookup_elem(sockhash_fd, &key, &cookie) == 0)
+		return -EEXIST;
 	memset(&ti, 0, sizeof(ti));
 	if (getsockopt(accepted_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 		return -errno;

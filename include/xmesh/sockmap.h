@@ -73,12 +73,12 @@ struct xm_sockmap_excl_port {
 };
 XM_STATIC_ASSERT(sizeof(struct xm_sockmap_excl_port) == 4, "xm_sockmap_excl_port size");
 
-/* xm_sockmap_sk: per-socket storage written by sockops at establishment and by sk_msg on each send. */
+/* xm_sockmap_sk: per-socket storage, created by sk_msg at the first send (or by the agent) and written on each. */
 struct xm_sockmap_sk {
 	__u64 redir_bytes; /* sent to the peer through the sockhash */
 	__u64 redir_msgs;
 	__u64 fallback_msgs; /* sent through TCP while the socket was in the sockhash */
-	__u32 seq0;	     /* write_seq at establishment: TCP payload sent since = seq0 != write_seq */
+	__u32 seq0;	     /* write_seq at the first send: TCP payload sent since = seq0 != write_seq */
 	__u32 flags;	     /* XM_SMSK_F_* */
 };
 XM_STATIC_ASSERT(sizeof(struct xm_sockmap_sk) == 32, "xm_sockmap_sk size");

@@ -211,6 +211,104 @@ Test(sockmap, direction_that_used_tcp_is_never_redirected_again)
 	close(s);
 }
 
+/* The key under which sockops put the socket fd (loopback: with its netns cookie). */
+static void self_key(int fd, struct xm_sock_pair_key *k)
+{
+	struct sockaddr_in l, r;
+	socklen_t len = sizeof(l);
+	socklen_t cl = sizeof(k->netns);
+
+	memset(k, 0, sizeof(*k));
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&l, &len), 0);
+	len = sizeof(r);
+	cr_assert_eq(getpeername(fd, (struct sockaddr *)&r, &len), 0);
+	k->family = XM_FAMILY_V4;
+	k->local.v4 = l.sin_addr.s_addr;
+	k->remote.v4 = r.sin_addr.s_addr;
+	k->local_port = ntohs(l.sin_port);
+	k->remote_port = ntohs(r.sin_port);
+	cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &k->netns, &cl), 0);
+}
+
+static bool has_storage(int fd, struct xm_sockmap_sk *st)
+{
+	int sfd = bpf_map__fd(smx.skel->maps.xm_sockmap_sk);
+
+	return bpf_map_lookup_elem(sfd, &fd, st) == 0;
+}
+
+/*
+ * Sockops takes a socket without socket storage: sk_msg creates it at the first message, so a connection
+ * that closes without sending never allocates it, and still counts as closed.
+ */
+Test(sockmap, socket_storage_starts_at_the_first_message)
+{
+	struct xm_sockmap_sk st;
+	char b = 'x';
+	int c, s;
+
+	smx_pair(&c, &s);
+	wait_pairs(2);
+	cr_assert_not(has_storage(c, &st), "the client has storage before sending");
+	cr_assert_not(has_storage(s, &st), "the server has storage before sending");
+	cr_assert_eq(write(c, &b, 1), 1);
+	cr_assert(has_storage(c, &st), "no storage after the first message");
+	cr_assert_eq(st.redir_msgs, 1);
+	cr_assert_eq(st.redir_bytes, 1);
+	cr_assert_eq(st.flags & XM_SMSK_F_TCP_USED, 0);
+	cr_assert_not(has_storage(s, &st), "receiving creates no storage");
+	cr_assert_eq(read(s, &b, 1), 1);
+	cr_assert_eq(b, 'x');
+	close(c);
+	close(s);
+	wait_pairs(0);
+	cr_assert_eq(smx_stat(XM_SMSTAT_CLOSED), 2, "closed %llu (the silent server must count too)",
+		     (unsigned long long)smx_stat(XM_SMSTAT_CLOSED));
+	/* TCP's bytes_acked of both (sequence space: SYN and FIN count) plus the client's redirected byte. */
+	cr_assert_geq(smx_stat(XM_SMSTAT_CLOSED_TX_BYTES), 1, "closed_tx_bytes %llu",
+		      (unsigned long long)smx_stat(XM_SMSTAT_CLOSED_TX_BYTES));
+}
+
+/*
+ * A socket whose first message in the map follows TCP payload it sent while out of the map (still unread by
+ * the peer): the state created at that message must see the TCP bytes and keep the direction on TCP.
+ */
+Test(sockmap, tcp_payload_before_the_first_message_in_the_map_keeps_tcp)
+{
+	struct xm_sock_pair_key k;
+	struct xm_sockmap_sk st;
+	char buf[4096];
+	__u64 cfd;
+	int fd, c, s;
+
+	smx_pair(&c, &s);
+	wait_pairs(2);
+	fd = bpf_map__fd(smx.skel->maps.xm_sock_pairs);
+	self_key(c, &k);
+	cr_assert_eq(bpf_map_delete_elem(fd, &k), 0, "delete client: %s", strerror(errno));
+	memset(buf, 'A', sizeof(buf));
+	cr_assert_eq(write(c, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	cr_assert_not(has_storage(c, &st), "a socket out of the map ran sk_msg");
+	cfd = (__u64)c;
+	cr_assert_eq(bpf_map_update_elem(fd, &k, &cfd, BPF_NOEXIST), 0, "re-insert client: %s", strerror(errno));
+	memset(buf, 'B', sizeof(buf));
+	cr_assert_eq(write(c, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	cr_assert(has_storage(c, &st));
+	cr_assert_neq(st.flags & XM_SMSK_F_TCP_USED, 0, "TCP payload before the first message went unseen");
+	cr_assert_eq(smx_stat(XM_SMSTAT_REDIR_BYTES), 0, "redirected after TCP bytes: could overtake them");
+	for (size_t got = 0; got < 2 * sizeof(buf);) {
+		ssize_t r = read(s, buf, sizeof(buf));
+
+		cr_assert_gt(r, 0, "read: %s", strerror(errno));
+		for (ssize_t i = 0; i < r; i++)
+			cr_assert_eq(buf[i], got + (size_t)i < sizeof(buf) ? 'A' : 'B', "byte %zu out of order",
+				     got + (size_t)i);
+		got += (size_t)r;
+	}
+	close(c);
+	close(s);
+}
+
 /* Switching off and on mid-stream: open connections keep working, nothing is lost or reordered. */
 Test(sockmap, runtime_switch_mid_stream)
 {
