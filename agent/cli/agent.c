@@ -37,6 +37,7 @@ static void usage(FILE *f)
 		   "                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
 		   "                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
 		   "                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS]\n"
+		   "                   [--neigh-sync SECONDS]\n"
 		   "  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
 		   "  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
 		   "  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
@@ -44,7 +45,8 @@ static void usage(FILE *f)
 		   "                    cert-chain.pem); default: a root generated once in --state-dir/ca\n"
 		   "  --cert-ttl        workload certificate lifetime, 10s to 8760h (default 24h)\n"
 		   "  --state-dir       kept across restarts (default /var/lib/xmesh)\n"
-		   "  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n");
+		   "  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n"
+		   "  --neigh-sync      period of the remote nodes' next-hop sync for XDP, 1..3600 (default 30)\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -98,6 +100,7 @@ int cmd_agent(int argc, char **argv)
 		{ "cert-ttl", required_argument, NULL, 't' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "root-namespace", required_argument, NULL, 'R' },
+		{ "neigh-sync", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -261,6 +264,17 @@ int cmd_agent(int argc, char **argv)
 				return 2;
 			}
 			o.cert_ttl_s = (uint32_t)(ms / 1000);
+			break;
+		}
+		case 'N': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (!optarg[0] || *end || v < 1 || v > 3600) {
+				fprintf(stderr, "xmesh agent: --neigh-sync %s: want seconds, 1 to 3600\n", optarg);
+				return 2;
+			}
+			o.neigh_sync_s = (uint32_t)v;
 			break;
 		}
 		case 'R':

@@ -42,6 +42,7 @@ struct xm_agent_opts {
 	uint32_t cert_ttl_s;	       /* --cert-ttl: workload certificates' lifetime (default 24 h) */
 	const char *state_dir;	       /* --state-dir: what the agent keeps across restarts (the generated root) */
 	const char *root_namespace;    /* --root-namespace: mesh-wide PeerAuthentication; NULL: istio-system */
+	uint32_t neigh_sync_s;	       /* --neigh-sync: remote nodes' next hops for XDP; 0: 30 s */
 };
 
 struct xm_agent;
