@@ -381,7 +381,7 @@ section_sockmap() {
 
 # ---------------------------------------------------------------------------------------------------------
 # BEGIN section xdp (owner: xdp datapath). ns/packet of the XDP load balancer through BPF_PROG_TEST_RUN
-# (bench/xdp.c): connection-table hit, new flow, non-VIP pass and a bare XDP_PASS floor, method A (10^6
+# (bench/xdp.c): connection-table hit (local, remote), new flow, non-VIP pass and a bare XDP_PASS floor, method A (10^6
 # calls with repeat=1, mean of the kernel's duration) and method B (one call, repeat=10^6). No interface is
 # touched: the program runs in a private network namespace the bench process unshares. Options (env):
 # XDP_BENCH_CALLS (default 1000000), XDP_BENCH_REPEAT (default 1000000). Result: BUILD/bench/xdp.json.

@@ -40,7 +40,7 @@ static void usage(FILE *f)
 		"                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
 		"                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS] [--hbone]\n"
 		"                   [--kubernetes | --kubeconfig PATH [--insecure]] [--kube-watch-timeout DURATION]\n"
-		"                   [--kube-backoff-max DURATION] [--kube-sync-wait DURATION]\n"
+		"                   [--kube-backoff-max DURATION] [--kube-sync-wait DURATION] [--neigh-sync SECONDS]\n"
 		"  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
 		"  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
 		"  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
@@ -56,7 +56,8 @@ static void usage(FILE *f)
 		"  --insecure        accept the kubeconfig's insecure-skip-tls-verify (refused otherwise)\n"
 		"  --kube-watch-timeout  a watch silent this long is reopened (default 2m)\n"
 		"  --kube-backoff-max    cap of the reconnect backoff (default 30s)\n"
-		"  --kube-sync-wait      how long the start waits for the first lists (default 30s)\n");
+		"  --kube-sync-wait      how long the start waits for the first lists (default 30s)\n"
+		"  --neigh-sync      period of the remote nodes' next-hop sync for XDP, 1..3600 (default 30)\n");
 }
 
 /* What would let an agent start and serve nothing: say so before it starts. */
@@ -147,6 +148,7 @@ int cmd_agent(int argc, char **argv)
 		{ "kube-watch-timeout", required_argument, NULL, 'w' },
 		{ "kube-backoff-max", required_argument, NULL, 'B' },
 		{ "kube-sync-wait", required_argument, NULL, 'Y' },
+		{ "neigh-sync", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -347,6 +349,17 @@ int cmd_agent(int argc, char **argv)
 				o.kube_backoff_max_ms = (uint32_t)ms;
 			else
 				o.kube_sync_wait_ms = ms ? (uint32_t)ms : 1;
+			break;
+		}
+		case 'N': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (!optarg[0] || *end || v < 1 || v > 3600) {
+				fprintf(stderr, "xmesh agent: --neigh-sync %s: want seconds, 1 to 3600\n", optarg);
+				return 2;
+			}
+			o.neigh_sync_s = (uint32_t)v;
 			break;
 		}
 		case 'R':

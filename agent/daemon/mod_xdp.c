@@ -14,12 +14,16 @@
 #include "daemon/xdp_render.h"
 #include "metrics/istio_tcp.h"
 
-/* Remote nodes' neighbour entries are refreshed every 30 s (60 ticks of 500 ms): routes change. */
-#define NEIGH_REFRESH_TICKS 60
+/*
+ * Remote nodes' neighbour entries, and the next hops XDP uses (xm_nexthops), are refreshed every
+ * --neigh-sync seconds (default 30; ticks of 500 ms): routes and neighbours change.
+ */
+#define NEIGH_SYNC_DEFAULT_S 30
 
 struct xdp_mod {
 	struct xm_xdp xdp;
-	unsigned neigh_ticks; /* ticks since the remote nodes' neighbours were last refreshed */
+	unsigned neigh_ticks;	   /* ticks since the remote nodes' neighbours were last refreshed */
+	unsigned neigh_sync_ticks; /* the period */
 };
 
 static int xdp_mod_init(struct xm_agent *a, void **state)
@@ -33,6 +37,7 @@ static int xdp_mod_init(struct xm_agent *a, void **state)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	m->neigh_sync_ticks = (o->neigh_sync_s ? o->neigh_sync_s : NEIGH_SYNC_DEFAULT_S) * 2;
 	if (xdp_datapath_open(&m->xdp, o->bpffs, o->ifaces, o->n_ifaces)) {
 		free(m);
 		return -EIO;
@@ -70,9 +75,9 @@ static void xdp_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t no
 	if (!cur)
 		return;
 	xdp_datapath_tick(&m->xdp, &cur->lb);
-	if (++m->neigh_ticks >= NEIGH_REFRESH_TICKS) {
+	if (++m->neigh_ticks >= m->neigh_sync_ticks) {
 		m->neigh_ticks = 0;
-		xdp_datapath_neighbours(&cur->lb);
+		xdp_datapath_neighbours(&m->xdp, &cur->lb);
 	}
 }
 

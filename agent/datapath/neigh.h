@@ -22,10 +22,17 @@ struct xm_neigh_node {
 	union xm_addr addr;
 	uint8_t family; /* XM_FAMILY_V4 / XM_FAMILY_V6 */
 	bool managed;	/* out: a managed entry now covers its next hop */
+	/* out: the next hop as the kernel had it resolved when the sync began (resolved: all of these are set) */
+	bool resolved;
+	int ifindex;	 /* egress interface of the route to the node */
+	uint32_t mtu;	 /* the route's MTU (its metric, a learned path MTU) or else the interface's */
+	uint8_t dmac[6]; /* the next hop's link-layer address (a valid neighbour entry) */
+	uint8_t smac[6]; /* the egress interface's */
 };
 
 /*
- * Keeps the next hop of each node resolved (managed entries; sets .managed) and deletes the agent's entries
+ * Keeps the next hop of each node resolved (managed entries; sets .managed), reports the next hop as resolved
+ * now (sets .resolved and the fields after it, read before the entries are touched), and deletes the agent's entries
  * for next hops none of them uses. n = 0 deletes them all. Returns 0, or -errno if netlink failed as a
  * whole; a node whose entry the kernel refused (older kernels: no managed entries) keeps .managed false and
  * the caller resolves it another way.

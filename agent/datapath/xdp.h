@@ -21,6 +21,7 @@
 #include "compile/compile.h"
 #include "compile/nodes.h"
 #include "datapath/xdp_nat.h"
+#include "datapath/xdp_nodes.h"
 
 #define XM_TC_HANDLE   0x786d /* "xm" */
 #define XM_TC_PRIORITY 0x786d
@@ -40,6 +41,7 @@ struct xm_xdp {
 	atomic_size_t tcp_pairs_unplaced; /* and without one (no room: not counted) */
 	atomic_size_t nat_draining;	  /* xdp_nat_draining(&nat_drain) after the last sync */
 	struct xm_nat_drain nat_drain;	  /* control loop only: reverse NAT of backends no longer selected */
+	struct xm_nexthop_table nexthops; /* control loop only: xm_nexthops as last written */
 	char bpffs[4096];
 	struct xm_xdp_uplink uplinks[XM_XDP_MAX_IFACES];
 	size_t n_uplinks;
@@ -63,10 +65,11 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool befor
 
 /*
  * Keeps the next hop of every remote node of st resolved for the XDP FIB lookup (agent/datapath/neigh.h):
- * managed neighbour entries, or a datagram that makes the kernel resolve it where those are not available.
- * Called by xdp_datapath_sync and periodically (routes change; a primed entry ages).
+ * managed neighbour entries, or a datagram that makes the kernel resolve it where those are not available;
+ * and hands XDP the next hops the kernel has resolved (xm_nexthops), so that it needs no FIB lookup for them.
+ * Called by xdp_datapath_sync and periodically (routes and neighbours change; a primed entry ages).
  */
-void xdp_datapath_neighbours(const struct xm_lb_state *st);
+void xdp_datapath_neighbours(struct xm_xdp *x, const struct xm_lb_state *st);
 
 /*
  * Publishes the cluster's node addresses (compile/nodes.h: the Nodes' InternalIPs) into xm_node_addrs: XDP

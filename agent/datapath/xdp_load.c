@@ -258,6 +258,7 @@ fail:
 void xdp_datapath_close(struct xm_xdp *x)
 {
 	xdp_nat_drain_free(&x->nat_drain);
+	xdp_nexthops_free(&x->nexthops);
 	xdp_lb__destroy(x->skel);
 	x->skel = NULL;
 }

@@ -71,7 +71,7 @@ static void prime_neighbour(const struct xm_neigh_node *n)
 	close(fd);
 }
 
-void xdp_datapath_neighbours(const struct xm_lb_state *st)
+void xdp_datapath_neighbours(struct xm_xdp *x, const struct xm_lb_state *st)
 {
 	struct xm_neigh_node *nodes = NULL;
 	size_t n = 0, cap = 0, i, j, k;
@@ -102,6 +102,9 @@ void xdp_datapath_neighbours(const struct xm_lb_state *st)
 	for (i = 0; i < n; i++)
 		if (!nodes[i].managed)
 			prime_neighbour(&nodes[i]);
+	if (x->skel)
+		xdp_nexthops_sync(&x->nexthops, bpf_map__fd(x->skel->maps.xm_nexthops),
+				  bpf_map__fd(x->skel->maps.xm_xdp_ifaces), nodes, n);
 out:
 	free(nodes);
 }
@@ -114,7 +117,7 @@ int xdp_datapath_sync(struct xm_xdp *x, const struct xm_lb_state *st, bool befor
 	xdp_vip_filter_fill(x->skel->bss->xm_vip_filter, st, before);
 	if (before)
 		return 0;
-	xdp_datapath_neighbours(st);
+	xdp_datapath_neighbours(x, st);
 	err = xdp_nat_backends_sync(&x->nat_drain, bpf_map__fd(x->skel->maps.xm_nat_backends),
 				    bpf_map__fd(x->skel->maps.xm_ct), st, mono_ms());
 	/* Not counted (logged, shown by status and metrics) is no reason to call the reverse NAT failed. */

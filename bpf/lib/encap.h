@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * IPIP / IP6IP6 for direct server return across nodes: encapsulation of the original packet towards the
- * backend's node (outer MACs from the kernel's FIB and neighbour table), and removal of the outer header
+ * backend's node (outer MACs from the agent's next-hop table or the kernel's FIB), and removal of the outer header
  * on the receiving node. The inner packet is never modified here.
  */
 #ifndef XMESH_BPF_ENCAP_H
@@ -45,8 +45,8 @@ static __always_inline int xm_fib_to_node(struct xdp_md *ctx, struct bpf_fib_loo
  * VLAN tag kept) and the inner packet, writing the new MACs. Returns a pointer to the outer header, NULL on
  * failure (the packet may then have grown: drop it).
  */
-static __always_inline void *xm_push_outer(struct xdp_md *ctx, __u32 l2_len, __u32 hdr_len,
-					   const struct bpf_fib_lookup *fib)
+static __always_inline void *xm_push_outer(struct xdp_md *ctx, __u32 l2_len, __u32 hdr_len, const __u8 *dmac,
+					   const __u8 *smac)
 {
 	void *data, *end;
 
@@ -60,19 +60,19 @@ static __always_inline void *xm_push_outer(struct xdp_md *ctx, __u32 l2_len, __u
 		__builtin_memcpy(data + 12, data + hdr_len + 12, XM_VLAN_HLEN + 2); /* tag + ethertype */
 	else
 		__builtin_memcpy(data + 12, data + hdr_len + 12, 2);
-	__builtin_memcpy(data, fib->dmac, 6);
-	__builtin_memcpy(data + 6, fib->smac, 6);
+	__builtin_memcpy(data, dmac, 6);
+	__builtin_memcpy(data + 6, smac, 6);
 	return data + l2_len;
 }
 
 /* IPIP: the original IPv4 packet (l3_len bytes, tos copied) inside src → dst. */
 static __always_inline int xm_encap_ipip(struct xdp_md *ctx, const struct xm_pkt *p, const union xm_addr *src,
-					 const union xm_addr *dst, const struct bpf_fib_lookup *fib)
+					 const union xm_addr *dst, const __u8 *dmac, const __u8 *smac)
 {
 	__u8 tos = ((const struct iphdr *)p->l3)->tos;
 	__u32 l2_len = p->l2_len, len = p->l3_len + XM_IPV4_HLEN;
 	void *end;
-	struct iphdr *o = xm_push_outer(ctx, l2_len, XM_IPV4_HLEN, fib);
+	struct iphdr *o = xm_push_outer(ctx, l2_len, XM_IPV4_HLEN, dmac, smac);
 
 	end = (void *)(long)ctx->data_end;
 	if (!o || (void *)(o + 1) > end)
@@ -94,13 +94,14 @@ static __always_inline int xm_encap_ipip(struct xdp_md *ctx, const struct xm_pkt
 
 /* IP6IP6: traffic class copied from the inner header, flow label from the flow hash (ECMP entropy). */
 static __always_inline int xm_encap_ip6ip6(struct xdp_md *ctx, const struct xm_pkt *p, const union xm_addr *src,
-					   const union xm_addr *dst, const struct bpf_fib_lookup *fib, __u32 flow_hash)
+					   const union xm_addr *dst, const __u8 *dmac, const __u8 *smac,
+					   __u32 flow_hash)
 {
 	const struct ipv6hdr *in = p->l3;
 	__u32 tc = (__u32)in->priority << 4 | in->flow_lbl[0] >> 4;
 	__u32 l2_len = p->l2_len, plen = p->l3_len;
 	__u32 vtf = 6u << 28 | tc << 20 | (flow_hash & 0xfffff);
-	struct ipv6hdr *o = xm_push_outer(ctx, l2_len, XM_IPV6_HLEN, fib);
+	struct ipv6hdr *o = xm_push_outer(ctx, l2_len, XM_IPV6_HLEN, dmac, smac);
 	void *end = (void *)(long)ctx->data_end;
 
 	if (!o || (void *)(o + 1) > end)

@@ -127,18 +127,62 @@ static __always_inline __u32 xm_pick_local(const struct xm_svc_value *svc, __u32
 	return c.found;
 }
 
+static __always_inline bool xm_nexthop_is(const struct xm_nexthop *nh, const union xm_addr *node, __u8 family)
+{
+	return nh->family == family && (nh->flags & XM_NEXTHOP_F_VALID) &&
+	       !((nh->node.v6[0] ^ node->v6[0]) | (nh->node.v6[1] ^ node->v6[1]) | (nh->node.v6[2] ^ node->v6[2]) |
+		 (nh->node.v6[3] ^ node->v6[3]));
+}
+
+/*
+ * The agent's resolved next hop towards the node (xm_nexthops) when it can carry this packet: received on
+ * the next hop's uplink (so XDP_TX, and the same outer source as the FIB path would take), outer packet
+ * within the route MTU. NULL: the FIB path decides (no entry, another uplink, too big: ICMP, no neighbour).
+ */
+static __always_inline const struct xm_nexthop *xm_nexthop_get(const union xm_addr *node, __u8 family, __u32 ifindex,
+							       __u32 outer_len)
+{
+	__u32 slot = xm_nexthop_slot(node, family);
+	const struct xm_nexthop *nh = bpf_map_lookup_elem(&xm_nexthops, &slot);
+
+	if (nh && !xm_nexthop_is(nh, node, family)) {
+		slot ^= 1;
+		nh = bpf_map_lookup_elem(&xm_nexthops, &slot);
+		if (nh && !xm_nexthop_is(nh, node, family))
+			nh = NULL;
+	}
+	return nh && nh->ifindex == ifindex && outer_len <= nh->mtu ? nh : NULL;
+}
+
 /* Encapsulates towards the backend's node and transmits. Returns the XDP verdict. */
 static __always_inline int xm_xdp_encap(struct xdp_md *ctx, struct xm_pkt *p, const union xm_addr *node_addr,
 					__u32 hash, __u32 svc_id, bool new_flow)
 {
 	__u32 ifindex = ctx->ingress_ifindex, hdr_len, pkt_len;
-	struct xm_xdp_iface *ifc = bpf_map_lookup_elem(&xm_xdp_ifaces, &ifindex);
+	const struct xm_nexthop *nh;
+	struct xm_xdp_iface *ifc;
 	const union xm_addr *src;
 	struct bpf_fib_lookup fib;
 	int rc;
 
 	pkt_len = p->l2_len + p->l3_len; /* before the outer header; Ethernet padding not counted */
 	hdr_len = p->family == XM_FAMILY_V4 ? XM_IPV4_HLEN : XM_IPV6_HLEN;
+	nh = xm_nexthop_get(node_addr, p->family, ifindex, p->l3_len + hdr_len);
+	if (nh) {
+		/* The fast path: no interface or FIB lookup. */
+		if (p->family == XM_FAMILY_V4)
+			rc = xm_encap_ipip(ctx, p, &nh->src, node_addr, nh->dmac, nh->smac);
+		else
+			rc = xm_encap_ip6ip6(ctx, p, &nh->src, node_addr, nh->dmac, nh->smac, hash);
+		if (rc) {
+			xm_xdp_stat(XM_XDP_DROP_ERROR);
+			return XDP_DROP;
+		}
+		xm_xdp_stat(XM_XDP_TX_ENCAP);
+		xm_vip_count(svc_id, XM_VIP_REMOTE, new_flow, pkt_len);
+		return XDP_TX;
+	}
+	ifc = bpf_map_lookup_elem(&xm_xdp_ifaces, &ifindex);
 	src = ifc ? (p->family == XM_FAMILY_V4 ? &ifc->addr4 : &ifc->addr6) : NULL;
 	if (!src || !(node_addr->v6[0] | node_addr->v6[1] | node_addr->v6[2] | node_addr->v6[3]) ||
 	    !(src->v6[0] | src->v6[1] | src->v6[2] | src->v6[3])) {
@@ -170,9 +214,9 @@ static __always_inline int xm_xdp_encap(struct xdp_md *ctx, struct xm_pkt *p, co
 		return XDP_DROP;
 	}
 	if (p->family == XM_FAMILY_V4)
-		rc = xm_encap_ipip(ctx, p, src, node_addr, &fib);
+		rc = xm_encap_ipip(ctx, p, src, node_addr, fib.dmac, fib.smac);
 	else
-		rc = xm_encap_ip6ip6(ctx, p, src, node_addr, &fib, hash);
+		rc = xm_encap_ip6ip6(ctx, p, src, node_addr, fib.dmac, fib.smac, hash);
 	if (rc) {
 		xm_xdp_stat(XM_XDP_DROP_ERROR);
 		return XDP_DROP;

@@ -51,6 +51,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_node_addrs SEC(".maps");
 
+/* Remote nodes' resolved next hops (include/xmesh/xdp.h): written by the agent, read by XDP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XM_NEXTHOP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xm_nexthop);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_nexthops SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XM_XDP_STAT_MAX);

@@ -157,6 +157,40 @@ struct xm_node_addr_key {
 XM_STATIC_ASSERT(sizeof(struct xm_node_addr_key) == 20, "xm_node_addr_key size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_node_addr_key, family) == 16, "xm_node_addr_key.family offset");
 
+/*
+ * xm_nexthops: the resolved next hop of each remote node, so that a packet encapsulated towards a node needs
+ * no bpf_fib_lookup (docs/xdp.md, "Next hops"). An array (the verifier inlines its lookup) used as a
+ * direct-mapped table with two probes: a node lives in slot xm_nexthop_slot() or the one next to it, and
+ * the entry names its node, so a node that found no room, or whose entry is missing or no longer valid, takes
+ * the FIB path. The agent writes the entries from the kernel's route and neighbour tables at every neighbour
+ * sync (after each apply and every 30 s) and clears those no node needs.
+ */
+#define XM_NEXTHOP_SLOTS   32768 /* a power of 2; at least twice XM_NODE_ADDRS_MAX */
+#define XM_NEXTHOP_F_VALID 1
+
+struct xm_nexthop {
+	union xm_addr node; /* the node this slot holds */
+	union xm_addr src;  /* outer source: the address of the egress uplink (xm_xdp_ifaces) */
+	__u32 ifindex;	    /* egress uplink; the entry serves only packets received on it (XDP_TX) */
+	__u16 mtu;	    /* route MTU: a larger outer packet takes the FIB path (which answers "too big") */
+	__u8 family;
+	__u8 flags; /* XM_NEXTHOP_F_VALID */
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u8 pad[12];
+};
+XM_STATIC_ASSERT(sizeof(struct xm_nexthop) == 64, "xm_nexthop size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_nexthop, ifindex) == 32, "xm_nexthop.ifindex offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_nexthop, dmac) == 40, "xm_nexthop.dmac offset");
+
+/* The node's first slot (the second is this one ^ 1). */
+static inline __u32 xm_nexthop_slot(const union xm_addr *a, __u8 family)
+{
+	__u32 fold = family == XM_FAMILY_V4 ? a->v4 : a->v6[0] ^ a->v6[1] ^ a->v6[2] ^ a->v6[3];
+
+	return ((fold ^ family) * 0x9E3779B1u) >> 17 & (XM_NEXTHOP_SLOTS - 1);
+}
+
 /* xm_xdp_stats: per-CPU counters of the XDP/TC programs, indexed by enum xm_xdp_stat. */
 enum xm_xdp_stat {
 	XM_XDP_PASS_NOT_IP = 0, /* not IPv4/IPv6 (ARP, LLDP, ...), or shorter than an Ethernet header */
