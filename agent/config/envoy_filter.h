@@ -28,6 +28,56 @@ struct xm_ef_header {
 	bool append; /* HeaderValueOption.append (default true in Envoy): add, else replace */
 };
 
+/* A descriptor entry (envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry). */
+struct xm_rl_entry {
+	char *key;
+	char *value;
+};
+
+/* LocalRateLimit.descriptors[]: entries that a request's generated descriptor must equal, and their bucket. */
+struct xm_rl_descriptor {
+	struct xm_rl_entry *entries;
+	size_t n_entries;
+	uint32_t max_tokens, tokens_per_fill;
+	uint64_t fill_interval_ms;
+};
+
+/* RouteAction.RateLimit.Action.HeaderValueMatch.headers[] (a HeaderMatcher). */
+enum xm_rl_hmatch_kind {
+	XM_RLH_EXACT = 0,
+	XM_RLH_PREFIX,
+	XM_RLH_PRESENT
+};
+struct xm_rl_hmatch {
+	char *name; /* lowercase */
+	enum xm_rl_hmatch_kind kind;
+	char *value;  /* exact / prefix */
+	bool present; /* present_match's value */
+	bool invert;  /* invert_match */
+};
+
+/* RouteAction.RateLimit.Action: the ones local rate limits are written with. */
+enum xm_rl_action_kind {
+	XM_RLA_REQUEST_HEADERS = 0,
+	XM_RLA_GENERIC_KEY,
+	XM_RLA_HEADER_VALUE_MATCH
+};
+struct xm_rl_action {
+	enum xm_rl_action_kind kind;
+	char *key;	     /* descriptor_key */
+	char *value;	     /* request_headers: header_name (lowercase); else descriptor_value */
+	bool skip_if_absent; /* request_headers */
+	bool expect_match;   /* header_value_match (default true) */
+	struct xm_rl_hmatch *headers;
+	size_t n_headers;
+};
+
+/* route.rate_limits[]: one descriptor per item, from its actions in order. */
+struct xm_rl_policy {
+	struct xm_rl_action *actions;
+	size_t n_actions;
+};
+
 /* One LocalRateLimit (envoy.extensions.filters.http.local_ratelimit.v3) with a token_bucket. */
 struct xm_local_ratelimit {
 	uint32_t max_tokens;
@@ -38,6 +88,9 @@ struct xm_local_ratelimit {
 	uint16_t status;	      /* status.code, 429 when absent or below 400 (Envoy) */
 	struct xm_ef_header *headers; /* response_headers_to_add */
 	size_t n_headers;
+	struct xm_rl_descriptor *descriptors; /* only in a per-route config (HTTP_ROUTE) */
+	size_t n_descriptors;
+	bool always_consume_default; /* always_consume_default_token_bucket (default true) */
 };
 
 /* A rate limit the EnvoyFilter sets up on the proxies it selects. */
@@ -46,6 +99,8 @@ struct xm_ef_ratelimit {
 	uint16_t port; /* 0: every port; else the pod's port (vhost "inbound|http|PORT", listener portNumber) */
 	bool route;    /* from an HTTP_ROUTE patch (typed_per_filter_config) */
 	struct xm_local_ratelimit rl;
+	struct xm_rl_policy *policies; /* the HTTP_ROUTE patch's route.rate_limits */
+	size_t n_policies;
 	size_t patch;	   /* its index in configPatches */
 	struct xm_loc loc; /* the patch */
 };
@@ -65,5 +120,9 @@ struct xm_envoy_filter {
 };
 
 void envoy_filter_free(struct xm_envoy_filter *ef);
+void xm_ef_ratelimit_clear(struct xm_ef_ratelimit *lim);
+/* A deep copy of n policies (NULL when n is 0 or out of memory: check n), and its release. */
+struct xm_rl_policy *xm_rl_policies_dup(const struct xm_rl_policy *p, size_t n);
+void xm_rl_policies_free(struct xm_rl_policy *p, size_t n);
 
 #endif

@@ -46,14 +46,8 @@ static void warn_unknown(struct obj_ctx *c, const struct ynode *map, const char 
 			found = strcmp(k->str, known[j]) == 0;
 		if (found)
 			continue;
-		if (!strcmp(k->str, "descriptors"))
-			obj_warn(c, k,
-				 "%s.descriptors are not supported by xmesh (they need the route's rate_limits "
-				 "actions): ignored, only the default token bucket applies",
-				 field);
-		else
-			obj_warn(c, k, "%s%s%s is not supported by xmesh: ignored", field, field[0] ? "." : "",
-				 plain_key(k->str) ? k->str : quoted(q, k->str));
+		obj_warn(c, k, "%s%s%s is not supported by xmesh: ignored", field, field[0] ? "." : "",
+			 plain_key(k->str) ? k->str : quoted(q, k->str));
 	}
 }
 
@@ -195,6 +189,174 @@ static int parse_fill_interval(struct obj_ctx *c, const struct ynode *tb, const 
 	return FIELD_SET;
 }
 
+/* The key node of key in map (for a warning about the key itself). */
+static const struct ynode *map_key(const struct ynode *map, const char *key)
+{
+	for (size_t i = 0; i + 1 < map->n; i += 2)
+		if (map->kids[i]->kind == YNODE_SCALAR && !strcmp(map->kids[i]->str, key))
+			return map->kids[i];
+	return map;
+}
+
+/* A string field into a fresh copy; FIELD_ERR when invalid or out of memory, FIELD_ABSENT when absent. */
+static int dup_str(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, char **out)
+{
+	char buf[1024];
+	int r = get_str(c, map, key, field, buf, sizeof(buf));
+
+	if (r != FIELD_SET)
+		return r;
+	if (!(*out = strdup(buf))) {
+		obj_error(c, map, "out of memory");
+		return FIELD_ERR;
+	}
+	return FIELD_SET;
+}
+
+/* A header name for matching: lowercase; a token, or one of the pseudo-headers :path :method :authority. */
+static int dup_header_name(struct obj_ctx *c, const struct ynode *map, const char *key, const char *field, char **out)
+{
+	char q[QUOTE_BUF];
+	int r = dup_str(c, map, key, field, out);
+	bool ok;
+
+	if (r == FIELD_ABSENT || (r == FIELD_SET && !**out)) {
+		obj_error(c, map, "%s is required", field);
+		return FIELD_ERR;
+	}
+	if (r != FIELD_SET)
+		return r;
+	for (char *p = *out; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	ok = !strcmp(*out, ":path") || !strcmp(*out, ":method") || !strcmp(*out, ":authority");
+	for (const char *p = *out; !ok && *p && is_tchar((unsigned char)*p); p++)
+		ok = !p[1];
+	if (!ok) {
+		obj_error(c, map_value(c, map, key), "%s %s is not a header name xmesh can match", field,
+			  quoted(q, *out));
+		free(*out);
+		*out = NULL;
+		return FIELD_ERR;
+	}
+	return FIELD_SET;
+}
+
+/* LocalRateLimit.descriptors[] (per-route config only). */
+static int parse_descriptors(struct obj_ctx *c, const struct ynode *seq, const char *field, uint64_t fill_ms,
+			     struct xm_local_ratelimit *rl)
+{
+	char sub[320];
+	long long num;
+	int err = 0;
+
+	for (size_t i = 0; i < seq->n; i++) {
+		const struct ynode *d = seq->kids[i], *ents, *tb;
+		struct xm_rl_descriptor *x = array_push(&rl->descriptors, &rl->n_descriptors, sizeof(*x));
+
+		snprintf(sub, sizeof(sub), "%s[%zu]", field, i);
+		if (!x) {
+			obj_error(c, d, "out of memory");
+			return FIELD_ERR;
+		}
+		if (!d || d->kind != YNODE_MAP) {
+			obj_error(c, d, "%s must be a mapping", sub);
+			err = -1;
+			continue;
+		}
+		WARN_UNKNOWN(c, d, sub, "entries", "token_bucket");
+		snprintf(sub, sizeof(sub), "%s[%zu].entries", field, i);
+		ents = get_seq(c, d, "entries", sub);
+		if (!ents || !ents->n) {
+			obj_error(c, ents ? ents : d, "%s is required (at least one entry)", sub);
+			err = -1;
+		}
+		for (size_t e = 0; ents && e < ents->n; e++) {
+			const struct ynode *en = ents->kids[e];
+			struct xm_rl_entry *y = array_push(&x->entries, &x->n_entries, sizeof(*y));
+
+			snprintf(sub, sizeof(sub), "%s[%zu].entries[%zu]", field, i, e);
+			if (!y) {
+				obj_error(c, en, "out of memory");
+				return FIELD_ERR;
+			}
+			if (!en || en->kind != YNODE_MAP) {
+				obj_error(c, en, "%s must be a mapping", sub);
+				err = -1;
+				continue;
+			}
+			WARN_UNKNOWN(c, en, sub, "key", "value");
+			snprintf(sub, sizeof(sub), "%s[%zu].entries[%zu].key", field, i, e);
+			if (dup_str(c, en, "key", sub, &y->key) != FIELD_SET || !y->key[0]) {
+				if (!y->key || !y->key[0])
+					obj_error(c, en, "%s is required", sub);
+				err = -1;
+			}
+			snprintf(sub, sizeof(sub), "%s[%zu].entries[%zu].value", field, i, e);
+			if (dup_str(c, en, "value", sub, &y->value) == FIELD_ERR)
+				err = -1;
+			else if (!y->value || !y->value[0]) {
+				/* Envoy 1.34+ reads an empty value as a wildcard with a bucket per value
+				 * (max_dynamic_descriptors): not implemented, so refused rather than misread. */
+				obj_error(c, en,
+					  "%s is required: xmesh does not implement Envoy's dynamic (wildcard) "
+					  "descriptors",
+					  sub);
+				err = -1;
+			}
+		}
+		snprintf(sub, sizeof(sub), "%s[%zu].token_bucket", field, i);
+		tb = get_map(c, d, "token_bucket", sub);
+		if (!tb) {
+			obj_error(c, d, "%s is required", sub);
+			err = -1;
+			continue;
+		}
+		WARN_UNKNOWN(c, tb, sub, "max_tokens", "tokens_per_fill", "fill_interval");
+		x->tokens_per_fill = 1;
+		snprintf(sub, sizeof(sub), "%s[%zu].token_bucket.max_tokens", field, i);
+		if (!map_value(c, tb, "max_tokens")) {
+			obj_error(c, tb, "%s is required", sub);
+			err = -1;
+		} else if (get_int(c, tb, "max_tokens", sub, 1, UINT32_MAX, &num) == FIELD_SET) {
+			x->max_tokens = (uint32_t)num;
+		} else {
+			err = -1;
+		}
+		snprintf(sub, sizeof(sub), "%s[%zu].token_bucket.tokens_per_fill", field, i);
+		if (get_int(c, tb, "tokens_per_fill", sub, 1, UINT32_MAX, &num) == FIELD_SET)
+			x->tokens_per_fill = (uint32_t)num;
+		else if (map_value(c, tb, "tokens_per_fill"))
+			err = -1;
+		snprintf(sub, sizeof(sub), "%s[%zu].token_bucket.fill_interval", field, i);
+		if (parse_fill_interval(c, tb, sub, &x->fill_interval_ms) == FIELD_ERR) {
+			err = -1;
+		} else if (fill_ms && x->fill_interval_ms % fill_ms) {
+			obj_error(c, map_value(c, tb, "fill_interval"),
+				  "%s is not a multiple of the token_bucket's fill_interval (Envoy: \"local rate "
+				  "descriptor limit is not a multiple of token bucket fill timer\")",
+				  sub);
+			err = -1;
+		}
+		for (size_t j = 0; j < i && x->n_entries; j++) {
+			const struct xm_rl_descriptor *o = &rl->descriptors[j];
+			bool same = o->n_entries == x->n_entries;
+
+			for (size_t e = 0; same && e < o->n_entries; e++)
+				same = o->entries[e].key && x->entries[e].key && o->entries[e].value &&
+				       x->entries[e].value && !strcmp(o->entries[e].key, x->entries[e].key) &&
+				       !strcmp(o->entries[e].value, x->entries[e].value);
+			if (same) {
+				obj_error(c, d, "%s[%zu] duplicates %s[%zu] (Envoy: \"duplicate descriptor\")", field,
+					  i, field, j);
+				err = -1;
+				break;
+			}
+		}
+	}
+	return err ? FIELD_ERR : FIELD_SET;
+}
+
 /*
  * The LocalRateLimit message (the TypedStruct's value, or the typed_config itself when it is of that type).
  * Returns FIELD_SET with a token bucket, FIELD_ABSENT without one (the filter is inserted but limits nothing
@@ -217,11 +379,16 @@ static int parse_local_ratelimit(struct obj_ctx *c, const struct ynode *m, const
 	}
 	if (typed)
 		WARN_UNKNOWN(c, m, field, "@type", "stat_prefix", "status", "token_bucket", "filter_enabled",
-			     "filter_enforced", "response_headers_to_add",
-			     "local_rate_limit_per_downstream_connection");
+			     "filter_enforced", "response_headers_to_add", "local_rate_limit_per_downstream_connection",
+			     "descriptors", "always_consume_default_token_bucket");
 	else
 		WARN_UNKNOWN(c, m, field, "stat_prefix", "status", "token_bucket", "filter_enabled", "filter_enforced",
-			     "response_headers_to_add", "local_rate_limit_per_downstream_connection");
+			     "response_headers_to_add", "local_rate_limit_per_downstream_connection", "descriptors",
+			     "always_consume_default_token_bucket");
+	rl->always_consume_default = true;
+	snprintf(sub, sizeof(sub), "%s.always_consume_default_token_bucket", field);
+	if (get_bool(c, m, "always_consume_default_token_bucket", sub, &rl->always_consume_default) == FIELD_ERR)
+		err = -1;
 	snprintf(sub, sizeof(sub), "%s.stat_prefix", field);
 	switch (get_str(c, m, "stat_prefix", sub, prefix, sizeof(prefix))) {
 	case FIELD_ABSENT:
@@ -305,6 +472,15 @@ static int parse_local_ratelimit(struct obj_ctx *c, const struct ynode *m, const
 		err = -1;
 	snprintf(sub, sizeof(sub), "%s.token_bucket.fill_interval", field);
 	if (parse_fill_interval(c, tb, sub, &rl->fill_interval_ms) == FIELD_ERR)
+		err = -1;
+	snprintf(sub, sizeof(sub), "%s.descriptors", field);
+	v = get_seq(c, m, "descriptors", sub);
+	if (v && !per_route)
+		obj_warn(c, map_key(m, "descriptors"),
+			 "%s are applied by xmesh only in an HTTP_ROUTE patch's typed_per_filter_config, with that "
+			 "patch's route.rate_limits: ignored, only the default token bucket applies",
+			 sub);
+	else if (v && parse_descriptors(c, v, sub, rl->fill_interval_ms, rl) == FIELD_ERR)
 		err = -1;
 	return err ? FIELD_ERR : FIELD_SET;
 }
@@ -464,6 +640,241 @@ static uint16_t inbound_vhost_port(const char *name)
 	return *end || v > 65535 ? 0 : (uint16_t)v;
 }
 
+static void policy_free(struct xm_rl_policy *p)
+{
+	for (size_t a = 0; a < p->n_actions; a++) {
+		struct xm_rl_action *x = &p->actions[a];
+
+		for (size_t h = 0; h < x->n_headers; h++) {
+			free(x->headers[h].name);
+			free(x->headers[h].value);
+		}
+		free(x->headers);
+		free(x->key);
+		free(x->value);
+	}
+	free(p->actions);
+	memset(p, 0, sizeof(*p));
+}
+
+/* HeaderValueMatch.headers[i] (a HeaderMatcher): FIELD_SET, FIELD_ABSENT (unsupported: warned), FIELD_ERR. */
+static int parse_hmatch(struct obj_ctx *c, const struct ynode *h, const char *field, struct xm_rl_hmatch *m)
+{
+	static const char *const kinds[] = { "exact_match", "prefix_match", "present_match", "string_match" };
+	const struct ynode *sm;
+	char sub[512], q[QUOTE_BUF];
+	size_t n_kinds = 0, kind = 0;
+
+	if (!h || h->kind != YNODE_MAP) {
+		obj_error(c, h, "%s must be a mapping", field);
+		return FIELD_ERR;
+	}
+	for (size_t i = 0; i + 1 < h->n; i += 2) {
+		const char *k = h->kids[i]->kind == YNODE_SCALAR ? h->kids[i]->str : "";
+		bool known = !strcmp(k, "name") || !strcmp(k, "invert_match");
+
+		for (size_t j = 0; j < 4 && !known; j++)
+			if (!strcmp(k, kinds[j])) {
+				known = true;
+				kind = j;
+				n_kinds++;
+			}
+		if (!known) {
+			obj_warn(c, h->kids[i], "%s.%s is not supported by xmesh: this rate_limits item is ignored",
+				 field, plain_key(k) ? k : quoted(q, k));
+			return FIELD_ABSENT;
+		}
+	}
+	snprintf(sub, sizeof(sub), "%s.name", field);
+	if (dup_header_name(c, h, "name", sub, &m->name) != FIELD_SET)
+		return FIELD_ERR;
+	snprintf(sub, sizeof(sub), "%s.invert_match", field);
+	if (get_bool(c, h, "invert_match", sub, &m->invert) == FIELD_ERR)
+		return FIELD_ERR;
+	if (n_kinds != 1) {
+		obj_error(c, h, "%s needs exactly one of exact_match, prefix_match, present_match, string_match",
+			  field);
+		return FIELD_ERR;
+	}
+	snprintf(sub, sizeof(sub), "%s.%s", field, kinds[kind]);
+	if (kind == 2) {
+		m->kind = XM_RLH_PRESENT;
+		return get_bool(c, h, "present_match", sub, &m->present) == FIELD_ERR ? FIELD_ERR : FIELD_SET;
+	}
+	if (kind < 2) {
+		m->kind = kind ? XM_RLH_PREFIX : XM_RLH_EXACT;
+		return dup_str(c, h, kinds[kind], sub, &m->value) == FIELD_SET ? FIELD_SET : FIELD_ERR;
+	}
+	sm = get_map(c, h, "string_match", sub);
+	if (!sm)
+		return FIELD_ERR;
+	for (size_t i = 0; i + 1 < sm->n; i += 2) {
+		const char *k = sm->kids[i]->kind == YNODE_SCALAR ? sm->kids[i]->str : "";
+
+		if (strcmp(k, "exact") && strcmp(k, "prefix")) {
+			obj_warn(c, sm->kids[i], "%s.%s is not supported by xmesh: this rate_limits item is ignored",
+				 sub, plain_key(k) ? k : quoted(q, k));
+			return FIELD_ABSENT;
+		}
+	}
+	m->kind = map_value(c, sm, "exact") ? XM_RLH_EXACT : XM_RLH_PREFIX;
+	strncat(sub, m->kind == XM_RLH_EXACT ? ".exact" : ".prefix", sizeof(sub) - strlen(sub) - 1);
+	if (sm->n != 2 || dup_str(c, sm, m->kind == XM_RLH_EXACT ? "exact" : "prefix", sub, &m->value) != FIELD_SET) {
+		obj_error(c, sm, "%s needs exactly one of exact, prefix", field);
+		return FIELD_ERR;
+	}
+	return FIELD_SET;
+}
+
+/* One action of route.rate_limits[i].actions: FIELD_SET, FIELD_ABSENT (unsupported: warned), FIELD_ERR. */
+static int parse_action(struct obj_ctx *c, const struct ynode *a, const char *field, struct xm_rl_action *x)
+{
+	const struct ynode *v, *hs;
+	char sub[400], q[QUOTE_BUF];
+	const char *k;
+
+	if (!a || a->kind != YNODE_MAP || a->n != 2) {
+		obj_error(c, a, "%s must be a mapping with one action", field);
+		return FIELD_ERR;
+	}
+	k = a->kids[0]->kind == YNODE_SCALAR ? a->kids[0]->str : "";
+	v = a->kids[1];
+	snprintf(sub, sizeof(sub), "%s.%s", field, plain_key(k) ? k : quoted(q, k));
+	if (strcmp(k, "request_headers") && strcmp(k, "generic_key") && strcmp(k, "header_value_match")) {
+		obj_warn(c, a->kids[0],
+			 "%s is not supported by xmesh (only request_headers, generic_key, header_value_match): this "
+			 "rate_limits item is ignored",
+			 sub);
+		return FIELD_ABSENT;
+	}
+	if (!v || v->kind != YNODE_MAP) {
+		obj_error(c, v ? v : a, "%s must be a mapping", sub);
+		return FIELD_ERR;
+	}
+	if (!strcmp(k, "request_headers")) {
+		char f[440];
+
+		x->kind = XM_RLA_REQUEST_HEADERS;
+		WARN_UNKNOWN(c, v, sub, "header_name", "descriptor_key", "skip_if_absent");
+		snprintf(f, sizeof(f), "%s.header_name", sub);
+		if (dup_header_name(c, v, "header_name", f, &x->value) != FIELD_SET)
+			return FIELD_ERR;
+		snprintf(f, sizeof(f), "%s.descriptor_key", sub);
+		if (dup_str(c, v, "descriptor_key", f, &x->key) != FIELD_SET || !x->key[0]) {
+			if (!x->key || !x->key[0])
+				obj_error(c, v, "%s is required", f);
+			return FIELD_ERR;
+		}
+		snprintf(f, sizeof(f), "%s.skip_if_absent", sub);
+		return get_bool(c, v, "skip_if_absent", f, &x->skip_if_absent) == FIELD_ERR ? FIELD_ERR : FIELD_SET;
+	}
+	if (!strcmp(k, "generic_key")) {
+		char f[440];
+
+		x->kind = XM_RLA_GENERIC_KEY;
+		WARN_UNKNOWN(c, v, sub, "descriptor_key", "descriptor_value");
+		snprintf(f, sizeof(f), "%s.descriptor_value", sub);
+		if (dup_str(c, v, "descriptor_value", f, &x->value) != FIELD_SET || !x->value[0]) {
+			if (!x->value || !x->value[0])
+				obj_error(c, v, "%s is required", f);
+			return FIELD_ERR;
+		}
+		snprintf(f, sizeof(f), "%s.descriptor_key", sub);
+		if (dup_str(c, v, "descriptor_key", f, &x->key) == FIELD_ERR)
+			return FIELD_ERR;
+		if (!x->key || !x->key[0]) {
+			free(x->key);
+			x->key = strdup("generic_key"); /* Envoy's default */
+		}
+		return x->key ? FIELD_SET : FIELD_ERR;
+	}
+	x->kind = XM_RLA_HEADER_VALUE_MATCH;
+	x->expect_match = true;
+	WARN_UNKNOWN(c, v, sub, "descriptor_key", "descriptor_value", "expect_match", "headers");
+	{
+		char f[440];
+		int r;
+
+		snprintf(f, sizeof(f), "%s.descriptor_value", sub);
+		if (dup_str(c, v, "descriptor_value", f, &x->value) != FIELD_SET || !x->value[0]) {
+			if (!x->value || !x->value[0])
+				obj_error(c, v, "%s is required", f);
+			return FIELD_ERR;
+		}
+		snprintf(f, sizeof(f), "%s.descriptor_key", sub);
+		if (dup_str(c, v, "descriptor_key", f, &x->key) == FIELD_ERR)
+			return FIELD_ERR;
+		if (!x->key || !x->key[0]) {
+			free(x->key);
+			if (!(x->key = strdup("header_match"))) /* Envoy's default */
+				return FIELD_ERR;
+		}
+		snprintf(f, sizeof(f), "%s.expect_match", sub);
+		if (get_bool(c, v, "expect_match", f, &x->expect_match) == FIELD_ERR)
+			return FIELD_ERR;
+		snprintf(f, sizeof(f), "%s.headers", sub);
+		hs = get_seq(c, v, "headers", f);
+		if (!hs || !hs->n) {
+			obj_error(c, hs ? hs : v, "%s is required (at least one)", f);
+			return FIELD_ERR;
+		}
+		for (size_t i = 0; i < hs->n; i++) {
+			struct xm_rl_hmatch *m = array_push(&x->headers, &x->n_headers, sizeof(*m));
+
+			snprintf(f, sizeof(f), "%s.headers[%zu]", sub, i);
+			if (!m)
+				return FIELD_ERR;
+			if ((r = parse_hmatch(c, hs->kids[i], f, m)) != FIELD_SET)
+				return r;
+		}
+	}
+	return FIELD_SET;
+}
+
+/* The HTTP_ROUTE patch's value.route: its rate_limits (the actions that make a request's descriptors). */
+static void parse_route_rate_limits(struct obj_ctx *c, const struct ynode *route, struct xm_ef_ratelimit *lim)
+{
+	const struct ynode *rls;
+	char sub[320];
+
+	WARN_UNKNOWN(c, route, "patch.value.route", "rate_limits");
+	rls = get_seq(c, route, "rate_limits", "patch.value.route.rate_limits");
+	for (size_t i = 0; rls && i < rls->n; i++) {
+		const struct ynode *item = rls->kids[i], *acts;
+		struct xm_rl_policy p = { 0 };
+		int r = FIELD_SET;
+
+		snprintf(sub, sizeof(sub), "patch.value.route.rate_limits[%zu]", i);
+		if (!item || item->kind != YNODE_MAP) {
+			obj_error(c, item, "%s must be a mapping", sub);
+			continue;
+		}
+		WARN_UNKNOWN(c, item, sub, "actions");
+		snprintf(sub, sizeof(sub), "patch.value.route.rate_limits[%zu].actions", i);
+		acts = get_seq(c, item, "actions", sub);
+		if (!acts || !acts->n) {
+			obj_error(c, acts ? acts : item, "%s is required (at least one)", sub);
+			continue;
+		}
+		for (size_t a = 0; r == FIELD_SET && a < acts->n; a++) {
+			struct xm_rl_action *x = array_push(&p.actions, &p.n_actions, sizeof(*x));
+
+			snprintf(sub, sizeof(sub), "patch.value.route.rate_limits[%zu].actions[%zu]", i, a);
+			r = x ? parse_action(c, acts->kids[a], sub, x) : FIELD_ERR;
+		}
+		if (r == FIELD_SET) {
+			struct xm_rl_policy *slot = array_push(&lim->policies, &lim->n_policies, sizeof(*slot));
+
+			if (slot) {
+				*slot = p;
+				continue;
+			}
+			obj_error(c, item, "out of memory");
+		}
+		policy_free(&p);
+	}
+}
+
 static void parse_http_route(struct obj_ctx *c, const struct ynode *match, const struct ynode *patch,
 			     struct xm_ef_ratelimit *lim, bool *have)
 {
@@ -535,10 +946,17 @@ static void parse_http_route(struct obj_ctx *c, const struct ynode *match, const
 		obj_error(c, patch, "patch.value is required");
 		return;
 	}
-	WARN_UNKNOWN(c, value, "patch.value", "typed_per_filter_config");
+	WARN_UNKNOWN(c, value, "patch.value", "typed_per_filter_config", "route");
+	if (get_map(c, value, "route", "patch.value.route"))
+		parse_route_rate_limits(c, map_value(c, value, "route"), lim);
 	tpfc = get_map(c, value, "typed_per_filter_config", "patch.value.typed_per_filter_config");
-	if (!tpfc)
+	if (!tpfc) {
+		if (lim->n_policies)
+			obj_warn(c, map_value(c, value, "route"),
+				 "patch.value.route.rate_limits without a typed_per_filter_config local rate limit in "
+				 "the same patch: ignored");
 		return;
+	}
 	WARN_UNKNOWN(c, tpfc, "patch.value.typed_per_filter_config", LOCAL_RATELIMIT);
 	if (!map_value(c, tpfc, LOCAL_RATELIMIT))
 		return;
@@ -611,16 +1029,12 @@ static void parse_patch(struct obj_ctx *c, const struct ynode *p, size_t idx, st
 
 		if (!slot) {
 			obj_error(c, p, "out of memory");
-			free(lim.rl.headers);
+			xm_ef_ratelimit_clear(&lim);
 			return;
 		}
 		*slot = lim;
 	} else {
-		for (size_t i = 0; i < lim.rl.n_headers; i++) {
-			free(lim.rl.headers[i].name);
-			free(lim.rl.headers[i].value);
-		}
-		free(lim.rl.headers);
+		xm_ef_ratelimit_clear(&lim);
 	}
 }
 
@@ -671,13 +1085,85 @@ void parse_envoy_filter(struct obj_ctx *c, const struct ynode *obj)
 void envoy_filter_free(struct xm_envoy_filter *ef)
 {
 	free(ef->labels);
-	for (size_t i = 0; i < ef->n_limits; i++) {
-		for (size_t h = 0; h < ef->limits[i].rl.n_headers; h++) {
-			free(ef->limits[i].rl.headers[h].name);
-			free(ef->limits[i].rl.headers[h].value);
-		}
-		free(ef->limits[i].rl.headers);
-	}
+	for (size_t i = 0; i < ef->n_limits; i++)
+		xm_ef_ratelimit_clear(&ef->limits[i]);
 	free(ef->limits);
 	memset(ef, 0, sizeof(*ef));
+}
+
+void xm_ef_ratelimit_clear(struct xm_ef_ratelimit *lim)
+{
+	for (size_t h = 0; h < lim->rl.n_headers; h++) {
+		free(lim->rl.headers[h].name);
+		free(lim->rl.headers[h].value);
+	}
+	free(lim->rl.headers);
+	for (size_t d = 0; d < lim->rl.n_descriptors; d++) {
+		for (size_t e = 0; e < lim->rl.descriptors[d].n_entries; e++) {
+			free(lim->rl.descriptors[d].entries[e].key);
+			free(lim->rl.descriptors[d].entries[e].value);
+		}
+		free(lim->rl.descriptors[d].entries);
+	}
+	free(lim->rl.descriptors);
+	for (size_t p = 0; p < lim->n_policies; p++)
+		policy_free(&lim->policies[p]);
+	free(lim->policies);
+	memset(lim, 0, sizeof(*lim));
+}
+
+void xm_rl_policies_free(struct xm_rl_policy *p, size_t n)
+{
+	for (size_t i = 0; p && i < n; i++)
+		policy_free(&p[i]);
+	free(p);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+	char *d = s ? strdup(s) : NULL;
+
+	if (s && !d)
+		*oom = true;
+	return d;
+}
+
+struct xm_rl_policy *xm_rl_policies_dup(const struct xm_rl_policy *p, size_t n)
+{
+	struct xm_rl_policy *out = n ? calloc(n, sizeof(*out)) : NULL;
+	bool oom = !out;
+
+	for (size_t i = 0; !oom && i < n; i++) {
+		out[i].actions = calloc(p[i].n_actions ? p[i].n_actions : 1, sizeof(*out[i].actions));
+		if (!out[i].actions) {
+			oom = true;
+			break;
+		}
+		out[i].n_actions = p[i].n_actions;
+		for (size_t a = 0; !oom && a < p[i].n_actions; a++) {
+			const struct xm_rl_action *s = &p[i].actions[a];
+			struct xm_rl_action *d = &out[i].actions[a];
+
+			*d = *s;
+			d->headers = NULL;
+			d->n_headers = 0;
+			d->key = dup_or_null(s->key, &oom);
+			d->value = dup_or_null(s->value, &oom);
+			if (s->n_headers && !(d->headers = calloc(s->n_headers, sizeof(*d->headers)))) {
+				oom = true;
+				break;
+			}
+			d->n_headers = s->n_headers;
+			for (size_t h = 0; h < s->n_headers; h++) {
+				d->headers[h] = s->headers[h];
+				d->headers[h].name = dup_or_null(s->headers[h].name, &oom);
+				d->headers[h].value = dup_or_null(s->headers[h].value, &oom);
+			}
+		}
+	}
+	if (oom && out) {
+		xm_rl_policies_free(out, n);
+		out = NULL;
+	}
+	return out;
 }

@@ -449,7 +449,7 @@ static void route_action(struct l7_down *d, const struct h1_request *req, uint32
 	}
 	x->endpoint = x->cluster->endpoints[pick.index];
 	x->endpoint_wl = x->cluster->endpoint_wl ? x->cluster->endpoint_wl[pick.index] : NULL;
-	if (l7_ratelimit_check(d, x->cluster, pick.index)) { /* 429 RL (l7/ratelimit.c) */
+	if (l7_ratelimit_check(d, req, x->cluster, pick.index)) { /* 429 RL (l7/ratelimit.c) */
 		l7_buf_consume(&d->in, head_len);
 		return;
 	}

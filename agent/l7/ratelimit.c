@@ -17,6 +17,7 @@
 #include "config/envoy_filter.h"
 #include "core/grow.h"
 #include "core/strbuf.h"
+#include "http/h1.h"
 #include "l7/ratelimit.h"
 #include "l7/record.h"
 #include "l7/request_id.h"
@@ -172,6 +173,74 @@ static char *headers_extra(const struct xm_local_ratelimit *rl, bool *oom)
 	return sb.buf;
 }
 
+static double fill_rate(const struct l7_ratelimit *rl)
+{
+	return (double)rl->tokens_per_fill / (double)rl->fill_interval_ns;
+}
+
+/* One object per descriptor of lim, in t->ratelimits too, keyed by the parent's key and the entries. */
+static int add_descriptors(struct rl_builder *b, const struct xm_ef_ratelimit *lim, struct l7_ratelimit *rl,
+			   const char *parent_key)
+{
+	struct l7_route_table *t = b->t;
+
+	if (!(rl->descs = calloc(lim->rl.n_descriptors, sizeof(*rl->descs))))
+		return -ENOMEM;
+	if (lim->n_policies && !(rl->policies = xm_rl_policies_dup(lim->policies, lim->n_policies)))
+		return -ENOMEM;
+	rl->n_policies = lim->n_policies;
+	for (size_t i = 0; i < lim->rl.n_descriptors; i++) {
+		const struct xm_rl_descriptor *x = &lim->rl.descriptors[i];
+		struct l7_ratelimit *d;
+		struct strbuf key = { 0 };
+		size_t k;
+
+		if (XM_GROW(t->ratelimits, b->cap, t->n_ratelimits + 1) || !(d = calloc(1, sizeof(*d))))
+			return -ENOMEM;
+		t->ratelimits[t->n_ratelimits++] = d; /* freed with the table from here on */
+		memcpy(d->filter, rl->filter, sizeof(d->filter));
+		memcpy(d->pod, rl->pod, sizeof(d->pod));
+		d->role = rl->role;
+		d->per_route = rl->per_route;
+		d->port = rl->port;
+		d->patch = rl->patch;
+		d->enabled_ppm = rl->enabled_ppm;
+		d->enforced_ppm = rl->enforced_ppm;
+		d->status = rl->status;
+		d->parent = rl;
+		d->max_tokens = x->max_tokens;
+		d->tokens_per_fill = x->tokens_per_fill;
+		d->fill_interval_ns = x->fill_interval_ms * 1000000ull;
+		if (!(d->kv = calloc(2 * x->n_entries + 1, sizeof(*d->kv))))
+			return -ENOMEM;
+		d->n_entries = x->n_entries;
+		sb_printf(&key, "%s|desc", parent_key);
+		for (size_t e = 0; e < x->n_entries; e++) {
+			if (!(d->kv[2 * e] = strdup(x->entries[e].key)) ||
+			    !(d->kv[2 * e + 1] = strdup(x->entries[e].value))) {
+				sb_free(&key);
+				return -ENOMEM;
+			}
+			/* lengths first: no separator in a key or value can make two descriptors one key */
+			sb_printf(&key, "|%zu:%s=%zu:%s", strlen(x->entries[e].key), x->entries[e].key,
+				  strlen(x->entries[e].value), x->entries[e].value);
+		}
+		sb_printf(&key, "|%u|%u|%llu", d->max_tokens, d->tokens_per_fill,
+			  (unsigned long long)d->fill_interval_ns);
+		d->bucket = key.oom ? NULL : l7_shared_new(key.buf);
+		sb_free(&key);
+		if (!d->bucket)
+			return -ENOMEM;
+		l7_bucket_init(d->bucket, d, b->now_ns);
+		/* Envoy consumes the matched descriptors' buckets slowest fill rate first (insertion, stable) */
+		for (k = rl->n_descs; k > 0 && fill_rate(rl->descs[k - 1]) > fill_rate(d); k--)
+			rl->descs[k] = rl->descs[k - 1];
+		rl->descs[k] = d;
+		rl->n_descs++;
+	}
+	return 0;
+}
+
 /*
  * The limit object of (wl, lim, role, port), made on first use; NULL when out of memory. Inbound, port is the
  * pod's port: Istio gives each inbound port its own filter chain and HTTP connection manager, so each gets its
@@ -222,6 +291,9 @@ static const struct l7_ratelimit *limit_of(struct rl_builder *b, const struct xm
 	l7_bucket_init(rl->bucket, rl, b->now_ns);
 	t->ratelimits[t->n_ratelimits++] = rl;
 	b->slots[j] = (struct slot){ wl, lim, role, port, t->n_ratelimits };
+	rl->always_consume_default = lim->rl.always_consume_default;
+	if (lim->rl.n_descriptors && add_descriptors(b, lim, rl, key))
+		return NULL; /* rl is in the table: freed with it */
 	return rl;
 }
 
@@ -339,9 +411,16 @@ void l7_ratelimit_free(struct l7_route_table *t)
 		t->clusters[i].endpoint_rl = NULL;
 	}
 	for (size_t i = 0; i < t->n_ratelimits; i++) {
-		l7_shared_put(t->ratelimits[i]->bucket);
-		free(t->ratelimits[i]->extra);
-		free(t->ratelimits[i]);
+		struct l7_ratelimit *rl = t->ratelimits[i];
+
+		l7_shared_put(rl->bucket);
+		free(rl->extra);
+		xm_rl_policies_free(rl->policies, rl->n_policies);
+		free(rl->descs);
+		for (size_t e = 0; rl->kv && e < 2 * rl->n_entries; e++)
+			free(rl->kv[e]);
+		free(rl->kv);
+		free(rl);
 	}
 	free(t->ratelimits);
 	free(t->rl_clients);
@@ -365,23 +444,130 @@ static bool sampled(struct l7_worker *w, uint32_t ppm)
 	return ppm >= 1000000 || (ppm && l7_rng_below(&w->rng, 1000000) < ppm);
 }
 
+/* A request header's value (the first of that name), or the pseudo-headers :path, :method, :authority. */
+static bool header_of(const struct h1_request *req, const char *name, struct h1_str *v)
+{
+	const struct h1_header *h;
+
+	if (!req)
+		return false;
+	if (name[0] == ':') {
+		*v = !strcmp(name, ":path") ? req->target : !strcmp(name, ":method") ? req->method : req->host;
+		return v->len > 0;
+	}
+	h = h1_find(req->headers, req->n_headers, name);
+	if (h)
+		*v = h->value;
+	return h != NULL;
+}
+
+static bool str_eq(struct h1_str a, const char *b)
+{
+	size_t n = strlen(b);
+
+	return a.len == n && !memcmp(a.p, b, n);
+}
+
+/* Envoy's HeaderUtility::matchHeaders for one matcher. */
+static bool hmatch(const struct xm_rl_hmatch *m, const struct h1_request *req)
+{
+	struct h1_str v;
+	bool present = header_of(req, m->name, &v), r;
+
+	if (m->kind == XM_RLH_PRESENT)
+		r = present == m->present;
+	else if (!present)
+		r = false;
+	else if (m->kind == XM_RLH_EXACT)
+		r = str_eq(v, m->value);
+	else
+		r = v.len >= strlen(m->value) && !memcmp(v.p, m->value, strlen(m->value));
+	return m->invert ? !r : r;
+}
+
+/*
+ * Whether the descriptor that policy p makes for req (Envoy: each action appends an entry; an action that cannot
+ * makes no descriptor, request_headers with skip_if_absent only skips its entry) equals d's entries.
+ */
+static bool policy_makes(const struct xm_rl_policy *p, const struct h1_request *req, const struct l7_ratelimit *d)
+{
+	size_t e = 0;
+
+	for (size_t a = 0; a < p->n_actions; a++) {
+		const struct xm_rl_action *x = &p->actions[a];
+		struct h1_str v = { 0 };
+		bool ok = true;
+
+		switch (x->kind) {
+		case XM_RLA_REQUEST_HEADERS:
+			if (!header_of(req, x->value, &v)) {
+				if (x->skip_if_absent)
+					continue;
+				return false;
+			}
+			ok = e < d->n_entries && !strcmp(d->kv[2 * e], x->key) && str_eq(v, d->kv[2 * e + 1]);
+			break;
+		case XM_RLA_GENERIC_KEY:
+			ok = e < d->n_entries && !strcmp(d->kv[2 * e], x->key) && !strcmp(d->kv[2 * e + 1], x->value);
+			break;
+		case XM_RLA_HEADER_VALUE_MATCH: {
+			bool all = true;
+
+			for (size_t h = 0; all && h < x->n_headers; h++)
+				all = hmatch(&x->headers[h], req);
+			if (all != x->expect_match)
+				return false;
+			ok = e < d->n_entries && !strcmp(d->kv[2 * e], x->key) && !strcmp(d->kv[2 * e + 1], x->value);
+			break;
+		}
+		}
+		if (!ok)
+			return false;
+		e++;
+	}
+	return e == d->n_entries;
+}
+
+const struct l7_ratelimit *l7_ratelimit_take(const struct l7_ratelimit *rl, const struct h1_request *req,
+					     uint64_t now_ns)
+{
+	bool matched = false;
+
+	for (size_t i = 0; i < rl->n_descs; i++) {
+		const struct l7_ratelimit *d = rl->descs[i];
+
+		for (size_t p = 0; p < rl->n_policies; p++) {
+			if (!policy_makes(&rl->policies[p], req, d))
+				continue;
+			matched = true;
+			if (!l7_bucket_take(d->bucket, d, now_ns))
+				return d;
+		}
+	}
+	if ((!matched || rl->always_consume_default) && !l7_bucket_take(rl->bucket, rl, now_ns))
+		return rl;
+	return NULL;
+}
+
 /* Envoy's filter for one limit: true when it answered the request. */
-static bool apply_one(struct l7_down *d, const struct l7_ratelimit *rl, uint64_t *now)
+static bool apply_one(struct l7_down *d, const struct h1_request *req, const struct l7_ratelimit *rl, uint64_t *now)
 {
 	struct l7_worker *w = d->w;
+	const struct l7_ratelimit *by;
 
 	if (!sampled(w, rl->enabled_ppm))
 		return false;
 	if (!*now)
 		*now = mono_ns();
-	if (l7_bucket_take(rl->bucket, rl, *now))
+	by = l7_ratelimit_take(rl, req, *now);
+	if (!by)
 		return false;
 	if (!sampled(w, rl->enforced_ppm)) {
-		atomic_fetch_add_explicit(&rl->bucket->v[L7_RL_NOT_ENFORCED], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&by->bucket->v[L7_RL_NOT_ENFORCED], 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&w->c.ratelimit_not_enforced, 1, memory_order_relaxed);
 		return false;
 	}
-	atomic_fetch_add_explicit(&rl->bucket->v[L7_RL_LIMITED], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&by->bucket->v[L7_RL_LIMITED], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->c.ratelimited, 1, memory_order_relaxed);
 	d->x.details = "local_rate_limited"; /* Envoy's %RESPONSE_CODE_DETAILS% */
 	l7_exchange_local_reply(d, rl->status, L7_RF_RL, rl->extra, "local_rate_limited", 18);
@@ -399,7 +585,7 @@ static const struct l7_ratelimit *client_limit(const struct l7_route_table *t, c
 	return hit ? hit->rl : NULL;
 }
 
-bool l7_ratelimit_check(struct l7_down *d, const struct l7_cluster *cluster, int idx)
+bool l7_ratelimit_check(struct l7_down *d, const struct h1_request *req, const struct l7_cluster *cluster, int idx)
 {
 	const struct l7_route_table *t = d->x.hold ? d->x.hold->routes : NULL;
 	const struct l7_ratelimit *out = t ? client_limit(t, d->x.source) : NULL;
@@ -408,7 +594,7 @@ bool l7_ratelimit_check(struct l7_down *d, const struct l7_cluster *cluster, int
 
 	if (out && out->port && out->port != ntohs(d->vip.port))
 		out = NULL;
-	return (out && apply_one(d, out, &now)) || (in && apply_one(d, in, &now));
+	return (out && apply_one(d, req, out, &now)) || (in && apply_one(d, req, in, &now));
 }
 
 /* --- `xmesh routes` --- */
@@ -427,6 +613,13 @@ static void render_one(const struct l7_route_table *t, const struct l7_ratelimit
 		sb_json_str(out, rl->filter);
 		sb_printf(out, ",\"patch\":%zu,\"pod\":", rl->patch);
 		sb_json_str(out, rl->pod);
+		for (size_t e = 0; rl->parent && e < rl->n_entries; e++) {
+			sb_puts(out, e ? ",{\"key\":" : ",\"descriptor\":[{\"key\":");
+			sb_json_str(out, rl->kv[2 * e]);
+			sb_puts(out, ",\"value\":");
+			sb_json_str(out, rl->kv[2 * e + 1]);
+			sb_puts(out, e + 1 == rl->n_entries ? "}]" : "}");
+		}
 		sb_printf(out,
 			  ",\"direction\":\"%s\",\"perRoute\":%s,\"port\":%u,\"maxTokens\":%u,\"tokensPerFill\":%u,"
 			  "\"fillIntervalMs\":%llu,\"enabledPercent\":%.4g,\"enforcedPercent\":%.4g,\"status\":%u,"
@@ -438,6 +631,9 @@ static void render_one(const struct l7_route_table *t, const struct l7_ratelimit
 		sb_printf(out, "  %s %s pod %s", role, rl->filter, rl->pod);
 		if (rl->port)
 			sb_printf(out, " port %u", rl->port);
+		for (size_t e = 0; rl->parent && e < rl->n_entries; e++)
+			sb_printf(out, "%s%s=%s%s", e ? ", " : " descriptor [", rl->kv[2 * e], rl->kv[2 * e + 1],
+				  e + 1 == rl->n_entries ? "]" : "");
 		sb_printf(out,
 			  "%s: %u tokens, %u per %llums, enabled %.4g%% enforced %.4g%%, status %u; now %.2f tokens, "
 			  "%llu limited, %llu not enforced\n",

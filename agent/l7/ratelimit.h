@@ -19,6 +19,8 @@ struct l7_route_table;
 struct l7_cluster;
 struct l7_down;
 struct strbuf;
+struct h1_request;
+struct xm_rl_policy;
 
 enum l7_rl_role {
 	L7_RL_INBOUND = 0, /* the pod's inbound sidecar: requests to it */
@@ -46,6 +48,20 @@ struct l7_ratelimit {
 	char *extra; /* response_headers_to_add as "name: value\r\n" lines */
 	size_t patch;
 	struct l7_shared *bucket; /* never NULL in a built table; swapped by l7_proxy_apply */
+	/*
+	 * Descriptors (per-route config): the route's rate_limits make a request's descriptors; each of the limit's
+	 * descriptors whose entries equal one of them consumes from its own bucket. descs are also in
+	 * t->ratelimits (their buckets carried over as the default one), sorted by fill rate (Envoy's order).
+	 */
+	struct xm_rl_policy *policies; /* owned */
+	size_t n_policies;
+	struct l7_ratelimit **descs;
+	size_t n_descs;
+	bool always_consume_default; /* always_consume_default_token_bucket */
+	/* In a descriptor's own object: its parent limit and its entries ("key", "value", ...). */
+	const struct l7_ratelimit *parent;
+	char **kv;
+	size_t n_entries;
 };
 
 /* A client pod's outbound limit. */
@@ -68,11 +84,19 @@ bool l7_bucket_take(struct l7_shared *b, const struct l7_ratelimit *rl, uint64_t
 double l7_bucket_tokens(const struct l7_shared *b, const struct l7_ratelimit *rl, uint64_t now_ns);
 
 /*
+ * Envoy's LocalRateLimiterImpl::requestAllowed for limit rl and request req (NULL: no headers) at now_ns: the
+ * matched descriptors' buckets in fill-rate order, then the default bucket when none matched or
+ * always_consume_default. NULL when allowed, else the limit (rl or one of its descs) whose bucket had no token.
+ */
+const struct l7_ratelimit *l7_ratelimit_take(const struct l7_ratelimit *rl, const struct h1_request *req,
+					     uint64_t now_ns);
+
+/*
  * The limits that apply to the exchange of d forwarded to cluster's endpoint idx, in Envoy's order (the
  * client's outbound filter, then the destination's inbound one). true when the request was answered (429,
  * RL) and the caller must stop; counts requests over the limit that are let through.
  */
-bool l7_ratelimit_check(struct l7_down *d, const struct l7_cluster *cluster, int idx);
+bool l7_ratelimit_check(struct l7_down *d, const struct h1_request *req, const struct l7_cluster *cluster, int idx);
 
 /* CLOCK_MONOTONIC in ns: what the workers' buckets run on. */
 uint64_t l7_ratelimit_clock_ns(void);

@@ -155,7 +155,7 @@ Test(ratelimit_config, what_is_not_honoured_is_a_warning_with_its_position)
 	cr_assert(find_diag(&d, "warnings.yaml", 33, 16, "context GATEWAY", "patch ignored")->warning);
 	cr_assert(
 	    find_diag(&d, "warnings.yaml", 51, 11, "request_headers_to_add_when_not_enforced", "ignored")->warning);
-	cr_assert(find_diag(&d, "warnings.yaml", 52, 11, "descriptors are not supported", NULL)->warning);
+	cr_assert(find_diag(&d, "warnings.yaml", 52, 11, "descriptors are applied by xmesh only", "ignored")->warning);
 	cr_assert(find_diag(&d, "warnings.yaml", 57, 16, "SIDECAR_OUTBOUND", "patch ignored")->warning);
 	cr_assert(find_diag(&d, "warnings.yaml", 71, 23, "not an inbound vhost", "patch ignored")->warning);
 	/* EnvoyFilter is served as v1alpha3 only */
