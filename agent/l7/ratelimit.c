@@ -452,7 +452,11 @@ static bool header_of(const struct h1_request *req, const char *name, struct h1_
 	if (!req)
 		return false;
 	if (name[0] == ':') {
-		*v = !strcmp(name, ":path") ? req->target : !strcmp(name, ":method") ? req->method : req->host;
+		/* :path is origin-form (path and query); of an absolute-form target, its path */
+		if (!strcmp(name, ":path"))
+			*v = req->target.len && req->target.p[0] == '/' ? req->target : req->path;
+		else
+			*v = !strcmp(name, ":method") ? req->method : req->host;
 		return v->len > 0;
 	}
 	h = h1_find(req->headers, req->n_headers, name);

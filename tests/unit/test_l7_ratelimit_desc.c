@@ -7,7 +7,9 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "compile/snapshot.h"
 #include "config/envoy_filter.h"
@@ -110,9 +112,9 @@ Test(ratelimit_desc, filter_level_descriptors_are_a_warning)
 	config_free(&cfg);
 }
 
-static struct xm_snapshot *build_recipe(void)
+static struct xm_snapshot *build_path(const char *path)
 {
-	const char *paths[] = { fixture("ratelimit/mesh.yaml"), fixture("ratelimit/recipe_descriptors.yaml") };
+	const char *paths[] = { fixture("ratelimit/mesh.yaml"), path };
 	struct xm_compile_opts opts = { .maglev_size = 251 };
 	struct xm_config cfg = { 0 };
 	struct xm_snapshot *snap;
@@ -123,6 +125,11 @@ static struct xm_snapshot *build_recipe(void)
 	cr_assert_not_null(snap, "snapshot_build: %d", err);
 	config_free(&cfg);
 	return snap;
+}
+
+static struct xm_snapshot *build_recipe(void)
+{
+	return build_path(fixture("ratelimit/recipe_descriptors.yaml"));
 }
 
 static const struct l7_ratelimit *pod_limit(const struct l7_route_table *t)
@@ -191,4 +198,73 @@ Test(ratelimit_desc, the_default_bucket_limits_matched_requests_too)
 	cr_assert_eq(l7_ratelimit_take(rl, &none, t0), rl);
 	cr_assert_eq(l7_ratelimit_take(rl, &free_req, t0), rl, "the descriptor had a token, the default none");
 	snapshot_put(snap);
+}
+
+Test(ratelimit_desc, skip_if_absent_expect_match_false_and_no_default_consumption)
+{
+	char *path = temp_yaml(
+	    "apiVersion: networking.istio.io/v1alpha3\n"
+	    "kind: EnvoyFilter\n"
+	    "metadata: {name: actions, namespace: default}\n"
+	    "spec:\n"
+	    "  workloadSelector: {labels: {app: productpage}}\n"
+	    "  configPatches:\n"
+	    "  - applyTo: HTTP_FILTER\n"
+	    "    patch: {operation: INSERT_BEFORE, value: {name: envoy.filters.http.local_ratelimit, typed_config: "
+	    "{\"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit, "
+	    "stat_prefix: rl}}}\n"
+	    "  - applyTo: HTTP_ROUTE\n"
+	    "    match: {routeConfiguration: {vhost: {name: \"inbound|http|9080\"}}}\n"
+	    "    patch:\n"
+	    "      operation: MERGE\n"
+	    "      value:\n"
+	    "        route:\n"
+	    "          rate_limits:\n"
+	    "          - actions:\n"
+	    "            - request_headers: {header_name: x-user, descriptor_key: user, skip_if_absent: true}\n"
+	    "            - generic_key: {descriptor_value: g}\n"
+	    "          - actions:\n"
+	    "            - header_value_match: {descriptor_value: nonget, expect_match: false, headers: [{name: "
+	    "\":method\", string_match: {exact: GET}}]}\n"
+	    "        typed_per_filter_config:\n"
+	    "          envoy.filters.http.local_ratelimit:\n"
+	    "            \"@type\": "
+	    "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit\n"
+	    "            stat_prefix: rl\n"
+	    "            filter_enabled: {default_value: {numerator: 100}}\n"
+	    "            filter_enforced: {default_value: {numerator: 100}}\n"
+	    "            always_consume_default_token_bucket: false\n"
+	    "            token_bucket: {max_tokens: 1, fill_interval: 60s}\n"
+	    "            descriptors:\n"
+	    "            - entries: [{key: generic_key, value: g}]\n"
+	    "              token_bucket: {max_tokens: 1, fill_interval: 60s}\n"
+	    "            - entries: [{key: user, value: u1}, {key: generic_key, value: g}]\n"
+	    "              token_bucket: {max_tokens: 1, fill_interval: 60s}\n"
+	    "            - entries: [{key: header_match, value: nonget}]\n"
+	    "              token_bucket: {max_tokens: 1, fill_interval: 60s}\n");
+	struct xm_snapshot *snap = build_path(path);
+	const struct l7_ratelimit *rl = pod_limit(&snap->routes);
+	struct h1_request anon = request("/", NULL, NULL), u1 = request("/", "x-user", "u1");
+	struct h1_request post = request("/", "x-user", "u2"), other = request("/", "x-user", "u2");
+	uint64_t t0 = l7_ratelimit_clock_ns() + SEC;
+
+	post.method = S("POST");
+	cr_assert_eq(rl->n_descs, 3);
+	cr_assert_not(rl->always_consume_default);
+	/* no x-user: skip_if_absent drops the entry, (generic_key, g) is left → the first descriptor */
+	cr_assert_null(l7_ratelimit_take(rl, &anon, t0));
+	cr_assert_not_null(l7_ratelimit_take(rl, &anon, t0));
+	cr_assert_str_eq(l7_ratelimit_take(rl, &anon, t0)->kv[1], "g");
+	/* x-user: u1 → (user, u1), (generic_key, g): the two-entry descriptor, not the one-entry one */
+	cr_assert_null(l7_ratelimit_take(rl, &u1, t0));
+	cr_assert_eq(l7_ratelimit_take(rl, &u1, t0)->n_entries, 2);
+	/* POST: the method does not match GET and expect_match is false → (header_match, nonget) */
+	cr_assert_null(l7_ratelimit_take(rl, &post, t0));
+	cr_assert_str_eq(l7_ratelimit_take(rl, &post, t0)->kv[1], "nonget");
+	/* GET with x-user: u2 matches no descriptor: the default bucket, untouched so far (not always consumed) */
+	cr_assert_null(l7_ratelimit_take(rl, &other, t0));
+	cr_assert_eq(l7_ratelimit_take(rl, &other, t0), rl);
+	snapshot_put(snap);
+	unlink(path);
+	free(path);
 }
