@@ -7,6 +7,7 @@
 #ifndef XMESH_COMPILE_PEER_AUTH_H
 #define XMESH_COMPILE_PEER_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,13 @@ int mtls_table_build(const struct xm_config *cfg, const char *node, const char *
  */
 int mtls_remote_build(const struct xm_config *cfg, const char *node, const char *root_ns, struct xm_mtls_table *out);
 void mtls_table_free(struct xm_mtls_table *t);
+/*
+ * Whether a TCP connection to addr:port (port host order) goes through the HBONE tunnel, by remote
+ * (mtls_remote_build): the address is a pod of another node and its mode for the port is not DISABLE —
+ * the same decision as the connect hook's (include/xmesh/hbone.h). Port 15008 never is.
+ */
+bool mtls_remote_tunnelled(const struct xm_mtls_table *remote, const union xm_addr *addr, uint8_t family,
+			   uint16_t port);
 /* The entry with key k, or NULL. */
 const struct xm_mtls_entry *mtls_table_find(const struct xm_mtls_table *t, const struct xm_mtls_key *k);
 

@@ -23,6 +23,8 @@ struct xm_snapshot *snapshot_build(const struct xm_config *cfg, const struct xm_
 	if (!*err)
 		*err = mtls_table_build(cfg, opts->node_name, opts->root_namespace, &s->mtls);
 	if (!*err)
+		*err = mtls_remote_build(cfg, opts->node_name, opts->root_namespace, &s->mtls_remote);
+	if (!*err)
 		*err = l7_routes_build(cfg, &s->lb, &s->identities, &s->routes);
 	if (*err) {
 		snapshot_put(s);
@@ -137,6 +139,7 @@ void snapshot_put(struct xm_snapshot *s)
 	local_addrs_free(&s->local);
 	node_addrs_free(&s->nodes);
 	mtls_table_free(&s->mtls);
+	mtls_table_free(&s->mtls_remote);
 	free(s->by_svc_id);
 	free(s->by_backend_id);
 	free(s);

@@ -35,6 +35,8 @@ struct xm_snapshot {
 	struct xm_local_addrs local;
 	struct xm_node_addrs nodes; /* every Node's InternalIPs: where IPIP may come from */
 	struct xm_mtls_table mtls;  /* PeerAuthentication of local pods with a STRICT port (xm_mtls_policy) */
+	/* Every address of every pod of another node with its resolved mode: what the HBONE client tunnels. */
+	struct xm_mtls_table mtls_remote;
 	/* The HTTP service ports and their routes; points into lb, whose arrays never move once built. */
 	struct l7_route_table routes;
 	/*

@@ -69,6 +69,14 @@ struct xm_snapshot *daemon_snapshot_acquire(struct xm_agent *a)
 	return s;
 }
 
+void *daemon_module_state(const struct xm_agent *a, const struct xm_module *m)
+{
+	for (size_t i = 0; i < a->n_inited; i++)
+		if (a->modules[i] == m)
+			return a->states[i];
+	return NULL;
+}
+
 /* Readers that hold the old snapshot keep it until they put it; the control loop lets go of it here. */
 static void publish_snapshot(struct xm_agent *a, struct xm_snapshot *next)
 {

@@ -66,5 +66,11 @@ struct xm_loop *daemon_loop(const struct xm_agent *a);
 const struct xm_snapshot *daemon_snapshot(const struct xm_agent *a);
 /* The snapshot in force with a reference (snapshot_put when done), from any thread; NULL before the first. */
 struct xm_snapshot *daemon_snapshot_acquire(struct xm_agent *a);
+/*
+ * The state of module m once it is initialised (NULL when it is off or not initialised yet); states never
+ * change afterwards, so any thread may read them. For a module's own small API (daemon/tunnel.h).
+ */
+struct xm_module;
+void *daemon_module_state(const struct xm_agent *a, const struct xm_module *m);
 
 #endif
