@@ -246,8 +246,7 @@ const struct xm_mtls_entry *mtls_table_find(const struct xm_mtls_table *t, const
 	return t->n ? bsearch(&key, t->items, t->n, sizeof(*t->items), entry_cmp) : NULL;
 }
 
-bool mtls_remote_tunnelled(const struct xm_mtls_table *remote, const union xm_addr *addr, uint8_t family,
-			   uint16_t port)
+bool mtls_remote_tunnelled(const struct xm_mtls_table *remote, const union xm_addr *addr, uint8_t family, uint16_t port)
 {
 	struct xm_mtls_key k = { .addr = *addr, .port = port, .family = family };
 	const struct xm_mtls_entry *e;

@@ -398,3 +398,30 @@ Test(peer_auth_table, remote_pods_without_any_policy_are_permissive)
 	mtls_table_free(&t);
 	config_free(&cfg);
 }
+
+/* The agent's decision for its own upstreams must be the connect hook's: port-level first, then the pod's. */
+static bool tunnelled(const struct xm_mtls_table *t, const char *ip, uint16_t port)
+{
+	struct xm_mtls_key k = key(ip, port);
+
+	return mtls_remote_tunnelled(t, &k.addr, k.family, port);
+}
+
+Test(peer_auth_table, remote_tunnelled_decision)
+{
+	char text[4096];
+	struct xm_mtls_table t;
+	struct xm_config cfg;
+
+	snprintf(text, sizeof(text), "%s%s%s", pods, FOO_PERMISSIVE, FOO_FINANCE_8080_DISABLE);
+	load_text(text, &cfg);
+	cr_assert_eq(mtls_remote_build(&cfg, "node-b", NULL, &t), 0);
+	cr_assert(tunnelled(&t, "10.200.1.11", 9090), "STRICT pod, a port without its own mode");
+	cr_assert_not(tunnelled(&t, "10.200.1.11", 8080), "its DISABLE port");
+	cr_assert_not(tunnelled(&t, "10.200.1.11", 15008), "HBONE itself is never tunnelled");
+	cr_assert(tunnelled(&t, "10.200.1.12", 80), "PERMISSIVE: auto-mTLS");
+	cr_assert_not(tunnelled(&t, "10.200.2.11", 80), "a pod of this node");
+	cr_assert_not(tunnelled(&t, "10.9.9.9", 80), "no pod");
+	mtls_table_free(&t);
+	config_free(&cfg);
+}
