@@ -43,6 +43,7 @@ xmx_pod nodeb sa "$SA" 10.200.2.1
 xmt_bg stream-sa sa plain "$XM_STREAM" serve --port 9000
 xmt_wait_for "$(xmt_bg_log stream-sa)" 'ready' 5 || xmt_fail "xm-stream in sa did not start"
 xmx_pod nodea pa "$PA" 10.200.1.1
+xmx_pod nodea px 10.200.1.12 10.200.1.1 # in agent a's cgroup, but no Pod of the config
 
 # config MODE: sa's PeerAuthentication mode; the rest never changes.
 config() {
@@ -204,9 +205,29 @@ ms=$(wait_captured yes)
 xmt_log "DISABLE -> STRICT: tunnelled after $ms ms"
 [ "$ms" -le 1000 ] || xmt_fail "STRICT took $ms ms to apply"
 
-XMT_SUBTEST="refusals and stop"
-[ "$(metric nodea 'xmesh_hbone_outbound_refused_total{reason="no_origdst"}')" = 0 ] ||
-	xmt_fail "refusals: $(scrape nodea | grep outbound_refused)"
+XMT_SUBTEST="refusals: no original destination, a client that is no pod of node A"
+refused() { metric nodea "xmesh_hbone_outbound_refused_total{reason=\"$1\"}"; }
+[ "$(refused no_origdst)" = 0 ] && [ "$(refused not_local_pod)" = 0 ] ||
+	xmt_fail "refusals before any was provoked: $(scrape nodea | grep outbound_refused)"
+# The node itself dials the outbound listener: nothing was captured, so there is no original destination.
+out=$(xmt_nsrun nodea python3 -c '
+import socket
+try:
+    s = socket.create_connection(("10.199.0.1", 15002), timeout=5)
+    print("closed" if s.recv(16) == b"" else "data")
+except ConnectionResetError:
+    print("reset")
+' 2>&1) || xmt_fail "node A to its outbound listener: $out"
+[ "$out" = reset ] || xmt_fail "an uncaptured connection to the outbound listener: $out, want reset"
+[ "$(refused no_origdst)" = 1 ] || xmt_fail "no_origdst: $(refused no_origdst), want 1"
+# px is in the mesh cgroup but no Pod of the config: captured, then reset (no identity to present).
+out=$(in_pod px "$XM_CLIENT" spread --addr "$SA:8080" -n 1 2>&1) && xmt_fail "px was carried: $out"
+grep "errors=1" <<<"$out" >/dev/null || xmt_fail "px: $out"
+[ "$(refused not_local_pod)" = 1 ] || xmt_fail "not_local_pod: $(refused not_local_pod), want 1"
+st=$(xmx_status a)
+grep "refused no_origdst=1 not_local_pod=1" <<<"$st" >/dev/null || xmt_fail "status: $(grep 'hbone: client' <<<"$st")"
+
+XMT_SUBTEST="stop"
 xmt_stop_pid "${XMX_AGENTS[0]}" || xmt_fail "agent a did not exit cleanly on SIGTERM"
 XMX_AGENTS=("${XMX_AGENTS[1]}")
 # Its programs stay attached, but the capture is off: no pod connection is sent to a listener that is gone.
