@@ -11,8 +11,6 @@
 
 #include "l7_capture.h"
 
-#define XM_HBONE_PORT 15008 /* the inbound HBONE port: a connection to it is already a tunnel */
-
 /* Same layout as xm_l7_proxy; zero (a fresh map) captures nothing. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -61,7 +59,7 @@ static __always_inline bool xm_hbone_tunnelled(__u32 a, __u16 port)
 	const struct xm_mtls_policy *pol;
 	struct xm_mtls_key k;
 
-	if (port == bpf_htons(XM_HBONE_PORT))
+	if (port == bpf_htons(XM_HBONE_INBOUND_PORT))
 		return false;
 	__builtin_memset(&k, 0, sizeof(k));
 	k.addr.v4 = a;

@@ -13,6 +13,7 @@
 
 /* The agent's outbound tunnel listener on a node address (15001 is the L7 proxy's, 15008 inbound HBONE). */
 #define XM_HBONE_OUTBOUND_PORT 15002
+#define XM_HBONE_INBOUND_PORT  15008 /* HBONE itself (agent/hbone/hbone.h HBONE_PORT): never captured */
 #define XM_MAX_HBONE_DSTS      65536 /* (remote pod IP, port) entries */
 #define XM_MAX_HBONE_ORIGDST   65536 /* captured connections the agent has not accepted yet (LRU) */
 
