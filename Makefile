@@ -29,7 +29,7 @@ LIB        := $(BUILD)/libxmesh.a
 
 UNIT_SRCS  := $(wildcard tests/unit/*.c)
 UNIT_BIN   := $(BUILD)/tests/unit_tests
-BPFT_SRCS  := $(wildcard tests/bpf/*.c)
+BPFT_SRCS  := $(wildcard tests/bpf/*.c) tests/unit/hbone_fixture.c # the HBONE world of the in-process tunnel test
 BPFT_BIN   := $(BUILD)/tests/bpf_tests
 TOOL_SRCS  := $(wildcard tests/tools/*.c)
 TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))

@@ -147,11 +147,19 @@ static __always_inline bool xm_l7_capture(struct bpf_sock_addr *ctx, const struc
  * another node goes to the agent's outbound tunnel listener instead. The listener is looked up first (one
  * array lookup while capture is off), the destination only when it is set.
  */
-static __always_inline const struct xm_l7_proxy *xm_hbone_want(__u32 dest, __u16 port)
+static __always_inline const struct xm_l7_proxy *xm_hbone_want(struct bpf_sock_addr *ctx, __u32 dest, __u16 port)
 {
 	const struct xm_l7_proxy *proxy = xm_hbone_proxy_v4();
 
-	return proxy && xm_hbone_tunnelled(dest, port) ? proxy : NULL;
+	if (!proxy)
+		return NULL;
+	/*
+	 * The agent's own connections for a verified peer carry its mark: never captured again, even when the
+	 * agent lives in the cgroup it serves (a DaemonSet given the host's root cgroup).
+	 */
+	if (ctx->sk->mark == XM_MTLS_AGENT_MARK)
+		return NULL;
+	return xm_hbone_tunnelled(dest, port) ? proxy : NULL;
 }
 
 /*
@@ -162,7 +170,7 @@ static __always_inline const struct xm_l7_proxy *xm_hbone_want(__u32 dest, __u16
 static __always_inline void xm_hbone_direct(struct bpf_sock_addr *ctx, const struct xm_svc_key *key, bool mapped,
 					    const bool v6)
 {
-	const struct xm_l7_proxy *proxy = xm_hbone_want(key->vip.v4, key->port);
+	const struct xm_l7_proxy *proxy = xm_hbone_want(ctx, key->vip.v4, key->port);
 	struct xm_sock_state fresh = {
 		.vip = key->vip,
 		.vport = key->port,
@@ -257,7 +265,8 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 	}
 
 	/* The backend chosen is a pod of another node to tunnel: the connect goes to the listener instead. */
-	hbone = key.proto == XM_PROTO_TCP && key.family == XM_FAMILY_V4 ? xm_hbone_want(be->addr.v4, be->port) : NULL;
+	hbone =
+	    key.proto == XM_PROTO_TCP && key.family == XM_FAMILY_V4 ? xm_hbone_want(ctx, be->addr.v4, be->port) : NULL;
 	cookie = bpf_get_socket_cookie(ctx);
 	st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 	if (st) {
