@@ -8,7 +8,8 @@
 # examples/demo/scenes/NAME/ into the agent's config directory (a copy of examples/demo): a retry hiding a pod
 # that answers 503, a fault-injected 2 s delay, and a pod answering 500 ejected by outlierDetection (the kernel
 # state the proxy, the socket LB and XDP read, one per service port across its ClusterIP and externalIP).
-# Removes everything before it exits.
+# Last, the mTLS scene (scripts/demo-mtls.sh, two nodes of its own): a cross-node call in mutual TLS with the
+# SPIFFE identities, and a plaintext attempt refused under STRICT. Removes everything before it exits.
 #
 #   scripts/demo.sh BUILD_DIR [--keep]     --keep: leave it running and print commands to explore it
 #   scripts/demo.sh [BUILD_DIR] --teardown remove a kept demo
@@ -352,6 +353,11 @@ if [ "$n500" -lt 1 ] || [ "$n500" -gt 3 ] || [ "$(demo_status_count "$oc.2" 200)
 	[ "$(xmt_id_count "$oe" reviews-v3)" != 0 ]; then
 	rc=1
 	say "   FAILED: expected 1-3 answers 500, then none from reviews-v3 through the proxy or XDP, and its ejection"
+fi
+
+# The mTLS scene needs two nodes: a topology of its own, removed when it ends.
+if [ "$keep_running" = 0 ]; then
+	"$root/scripts/demo-mtls.sh" "$XMT_BUILD" || rc=1
 fi
 
 say ""
