@@ -1,5 +1,5 @@
 # xmesh: kernel-accelerated service-mesh node agent.
-# Targets: all (build/xmesh), test, demo, bench, vmtest, format, lint, clean.
+# Targets: all (build/xmesh), test, demo, bench, vmtest, image, format, lint, clean.
 
 BUILD     ?= build
 CC        ?= gcc
@@ -7,6 +7,8 @@ CLANG     ?= clang
 BPFTOOL   ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
 ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+# `make image`'s name:tag; deploy/daemonset.yaml runs this one (tests/e2e/test_image.sh checks).
+IMAGE     ?= xmesh:latest
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
@@ -36,7 +38,7 @@ TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps test test-unit test-bpf test-e2e test-asan fuzz fuzz-targets demo bench vmtest format lint clean tools
+.PHONY: all deps test test-unit test-bpf test-e2e test-asan fuzz fuzz-targets demo bench vmtest image format lint clean tools
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -144,6 +146,10 @@ bench: all $(TOOL_BINS) $(BENCH_BINS)
 
 vmtest: all $(BPFT_BIN)
 	@vmtests/run-matrix.sh $(BUILD)
+
+# The agent's OCI image from Debian packages only: build/xmesh-image.tar (docs/kubernetes.md, "Image").
+image: all $(DEPS_STAMP)
+	@scripts/build-image.sh $(BUILD) $(IMAGE)
 
 FORMAT_SRCS = $(shell find agent include bpf tests bench -name '*.[ch]' 2>/dev/null)
 format:

@@ -22,6 +22,9 @@ PACKAGES=(
 	# the Kubernetes API client (--kubernetes, --kubeconfig): HTTP, TLS and the chunked watch streams
 	libcurl4-openssl-dev
 	libclang-rt-14-dev libasan8 libubsan1
+	# `make image`: a Debian root filesystem (mmdebstrap) packed as an OCI image (umoci); its test reads it
+	# back with skopeo and runs it with podman (runc: crun refuses hosts with cgroup v1 and v2 mounted)
+	mmdebstrap umoci skopeo podman runc
 	# lint and format
 	clang-format cppcheck
 	# vmtests: Debian kernels booted under QEMU
