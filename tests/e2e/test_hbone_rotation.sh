@@ -5,7 +5,9 @@
 # (tests/tools/hbone_peer.py) on node A keeps one CONNECT stream to node B's STRICT pod open for 13 s and echoes
 # 4 KiB byte-exact every second across two renewals (and past the expiry of the certificate its TLS connection
 # began with); meanwhile a new connection after each renewal sees the serial that `xmesh certs --json` shows
-# then, a new one each time.
+# then, a new one each time. TLS session resumption with the agent: a second connection of Python's ssl
+# offering the first one's ticket resumes; one offering a ticket made before a renewal does not (the server
+# accepts a ticket only under the certificate it presented then) and sees the new certificate.
 #
 #        a0 │            b0 │
 #   nodea up0 10.199.0.1   nodeb up0 10.199.0.2
@@ -94,7 +96,39 @@ seen0=$(seen)
 s1=$(next_serial "$s0")
 seen1=$(seen)
 [ "$seen1" = "$s1" ] || xmt_fail "after the first renewal a new connection saw $seen1, want $s1 (before: $s0)"
+
+XMT_SUBTEST="TLS session resumption with the agent (Python's ssl as the client)"
+again() { # EXTRA...: two connections, the second offering the first one's session ticket
+	xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect "$SA:15008" --cert "$t/client.pem" \
+		--key "$t/client.key" --authority "$SA:8080" --bytes 1024 --expect-id "$WEB" --expect-prefix $'sa\n' \
+		--print-cert --again "$@" 2>&1
+}
+out=$(again) || xmt_fail "two connections: $out"
+[ "$(grep -c '^echoed 1027 bytes' <<<"$out")" = 2 ] || xmt_fail "two connections: $out"
+[ "$(grep '^resumed=' <<<"$out" | tr '\n' ' ')" = "resumed=False resumed=True " ] ||
+	xmt_fail "the second connection did not resume: $out"
+# a ticket made under the certificate the server presents no more is refused: a full handshake, the new one
+rm -f "$t/renewed"
+again --again-wait-file "$t/renewed" >"$t/again.out" &
+again_pid=$!
+xmt_wait_for "$t/again.out" '^echoed' 5 || xmt_fail "first connection: $(cat "$t/again.out")"
 s2=$(next_serial "$s1")
+touch "$t/renewed"
+r=0
+wait "$again_pid" || r=$?
+[ "$r" = 0 ] || xmt_fail "the connection after the renewal failed: $(cat "$t/again.out")"
+[ "$(grep '^resumed=' "$t/again.out" | tr '\n' ' ')" = "resumed=False resumed=False " ] ||
+	xmt_fail "a ticket of the renewed certificate resumed: $(cat "$t/again.out")"
+after=$(sed -n 's/^server-cert serial=\([0-9A-Fa-f]*\) .*/\1/p' "$t/again.out" | tail -n 1 | tr a-f A-F | sed 's/^0*//')
+[ "$after" = "$s2" ] || xmt_fail "after the renewal the ticket's connection saw $after, want $s2"
+scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
+metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
+resumed=$(metric 'xmesh_tls_resumptions_total{side="server"}')
+rejected=$(metric 'xmesh_tls_tickets_rejected_total{side="server"}')
+[ "$resumed" = 1 ] || xmt_fail "xmesh_tls_resumptions_total{side=\"server\"} is $resumed, want 1"
+[ "$rejected" = 1 ] || xmt_fail "xmesh_tls_tickets_rejected_total{side=\"server\"} is $rejected, want 1"
+
+XMT_SUBTEST="new connections present the current certificate (second renewal)"
 seen2=$(seen)
 [ "$seen2" = "$s2" ] || xmt_fail "after the second renewal a new connection saw $seen2, want $s2 (before: $s1)"
 xmt_log "serials: $s0 -> $s1 -> $s2; the held connection began with $first (notAfter $first_na)"

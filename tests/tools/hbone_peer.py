@@ -8,7 +8,9 @@ client: opens one CONNECT stream to --authority through the HBONE server at --co
         --expect-refused, succeeds only when the TLS connection or the stream is refused. With
         --rounds-seconds T, keeps the stream open instead and echoes --round-bytes random bytes every
         --round-interval seconds until T seconds passed, each round byte-exact, then ends it. With
-        --print-cert, prints the serial and notAfter of the certificate the server presented.
+        --print-cert, prints the serial and notAfter of the certificate the server presented. With --again,
+        then opens a second connection offering the first one's TLS session (ticket) and prints
+        resumed=True|False for each.
 server: serves one TLS connection on 127.0.0.1 (its port written to --port-file), requires a client
         certificate, answers each CONNECT whose :authority is --authority with 200 and echoes the stream's
         bytes back on it (it is its own target); any other request gets 400. Exits 0 once the client
@@ -62,10 +64,32 @@ def pump_out(sock, conn):
 
 
 def run_client(args):
+    """One connection, or with --again a second one offering the first one's TLS session (ticket)."""
+    ctx = tls_context(args, False)
+    kept = {}
+    rc = client_once(args, ctx, None, kept)
+    if rc or not args.again:
+        return rc
+    if args.again_wait_file:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(args.again_wait_file):
+            if time.monotonic() > deadline:
+                print("no %s within 30 s" % args.again_wait_file, file=sys.stderr)
+                return 1
+            time.sleep(0.05)
+    if kept.get("session") is None:
+        print("no session ticket from the first connection", file=sys.stderr)
+        return 1
+    return client_once(args, ctx, kept["session"], {})
+
+
+def client_once(args, ctx, session, kept):
     host, port = args.connect.rsplit(":", 1)
     raw = socket.create_connection((host, int(port)), timeout=10)
     try:
-        sock = tls_context(args, False).wrap_socket(raw)
+        sock = ctx.wrap_socket(raw, session=session)
+        if args.again:
+            print("resumed=%s" % sock.session_reused, flush=True)
         if sock.selected_alpn_protocol() != "h2":
             print("no h2 from the server", file=sys.stderr)
             return 1
@@ -127,6 +151,13 @@ def run_client(args):
                     print("echoed %d bytes" % len(got))
                     conn.close_connection()
                     pump_out(sock, conn)
+                    # the ticket came after the handshake; close_notify keeps OpenSSL from voiding the session
+                    kept["session"] = sock.session
+                    try:
+                        sock.settimeout(1)
+                        sock.unwrap()
+                    except (ssl.SSLError, OSError):
+                        pass
                     return 1 if args.expect_refused else 0
                 elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
                     print("refused: %r" % ev)
@@ -308,6 +339,9 @@ def main():
                     help="client: keep the stream open this long, echoing a round every --round-interval")
     ap.add_argument("--round-bytes", type=int, default=4096)
     ap.add_argument("--round-interval", type=float, default=1.0)
+    ap.add_argument("--again", action="store_true",
+                    help="client: then a second connection that offers the first one's session ticket")
+    ap.add_argument("--again-wait-file", help="client: before the second connection, wait for this file")
     ap.add_argument("--print-cert", action="store_true",
                     help="client: print the serial and notAfter of the server's certificate")
     args = ap.parse_args()
