@@ -105,9 +105,11 @@ def client_once(args, ctx, session, kept):
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
         conn.initiate_connection()
         sid = conn.get_next_available_stream_id()
-        conn.send_headers(sid, [(":method", "CONNECT"), (":authority", args.authority),
-                                ("forwarded", 'for="127.0.0.1:40000"'),
-                                ("traceparent", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-00")])
+        headers = [(":method", "CONNECT"), (":authority", args.authority)]
+        if args.forwarded:
+            headers.append(("forwarded", args.forwarded))
+        headers.append(("traceparent", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-00"))
+        conn.send_headers(sid, headers)
         pump_out(sock, conn)
         payload = os.urandom(args.bytes)
         sent = 0
@@ -334,6 +336,8 @@ def main():
     ap.add_argument("--expect-prefix", default="",
                     help="the target sends this before echoing (xm-server's id line)")
     ap.add_argument("--expect-refused", action="store_true")
+    ap.add_argument("--forwarded", default='for="127.0.0.1:40000"',
+                    help="the client's Forwarded header (\"\": none)")
     ap.add_argument("--port-file")
     ap.add_argument("--rounds-seconds", type=float, default=0,
                     help="client: keep the stream open this long, echoing a round every --round-interval")
