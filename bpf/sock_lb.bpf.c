@@ -417,6 +417,7 @@ static __always_inline struct xm_conn_metrics *xm_conn_metrics_of(struct bpf_soc
 	k.svc_id = st->svc_id;
 	k.backend_id = st->backend_id;
 	k.family = st->family;
+	k.flags = (st->flags & XM_SOCK_F_HBONE) ? XM_CONN_F_MTLS : 0;
 	if (st->family == XM_FAMILY_V4) {
 		k.client.v4 = skops->local_ip4;
 	} else {
@@ -538,12 +539,19 @@ int xm_sockops(struct bpf_sock_ops *skops)
 		}
 		if (st && (st->flags & XM_SOCK_F_HBONE)) {
 			xm_hbone_record_origdst(skops, st);
-			/* Counted for its backend (LEAST_REQUEST) like any connection; the hop to the local listener
-			 * says nothing of the backend's health: no RTO callbacks, no outlier reports, no TCP metrics.
+			/*
+			 * Counted for its backend (LEAST_REQUEST) and in Istio's TCP metrics (marked mutual_tls) like
+			 * any connection through a VIP; the hop to the local listener says nothing of the backend's
+			 * health, so no outlier report comes from it. RTO callbacks only so that establishment is
+			 * seen (the RTO and SYN_SENT cases below skip tunnelled sockets).
 			 */
 			if (st->backend_id && !(st->flags & XM_SOCK_F_COUNTED)) {
 				st->flags |= XM_SOCK_F_COUNTED;
 				xm_backend_conns_add(st->backend_id, 1);
+				bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+								     BPF_SOCK_OPS_STATE_CB_FLAG |
+								     BPF_SOCK_OPS_RTO_CB_FLAG);
+				break;
 			}
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 			break;
@@ -568,7 +576,8 @@ int xm_sockops(struct bpf_sock_ops *skops)
 				__sync_fetch_and_add(&m->opened, 1);
 				st->flags |= XM_SOCK_F_OPENED;
 			}
-			xm_outlier_success(xm_outlier_id(st->svc_id), st->backend_id);
+			if (!(st->flags & XM_SOCK_F_HBONE))
+				xm_outlier_success(xm_outlier_id(st->svc_id), st->backend_id);
 			/* Retransmission timeouts of an established connection are not connect failures. */
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTO_CB_FLAG);
 		}
@@ -578,7 +587,7 @@ int xm_sockops(struct bpf_sock_ops *skops)
 			break;
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
-		if (st && st->backend_id)
+		if (st && st->backend_id && !(st->flags & XM_SOCK_F_HBONE))
 			xm_report_failure(st);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:

@@ -262,10 +262,11 @@ static void dec_conn_metrics(const void *k, const void *v, struct strbuf *out)
 
 	addr_str(&mk->client, mk->family, c, sizeof(c));
 	sb_printf(out,
-		  "\"client\":\"%s\",\"svc_id\":%u,\"backend_id\":%u,\"opened\":%llu,\"closed\":%llu,"
+		  "\"client\":\"%s\",\"svc_id\":%u,\"backend_id\":%u,\"mtls\":%s,\"opened\":%llu,\"closed\":%llu,"
 		  "\"sent_bytes\":%llu,\"received_bytes\":%llu",
-		  c, mk->svc_id, mk->backend_id, (unsigned long long)m->opened, (unsigned long long)m->closed,
-		  (unsigned long long)m->sent_bytes, (unsigned long long)m->received_bytes);
+		  c, mk->svc_id, mk->backend_id, (mk->flags & XM_CONN_F_MTLS) ? "true" : "false",
+		  (unsigned long long)m->opened, (unsigned long long)m->closed, (unsigned long long)m->sent_bytes,
+		  (unsigned long long)m->received_bytes);
 }
 
 static void dec_nat_backends(const void *k, const void *v, struct strbuf *out)

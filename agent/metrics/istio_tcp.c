@@ -86,15 +86,19 @@ void istio_tcp_render(struct xm_scrape *sc, const struct istio_tcp_series *s, co
 }
 
 static void add_series(struct xm_scrape *sc, const struct xm_snapshot *snap, enum istio_tcp_reporter reporter,
-		       uint32_t svc_id, const struct xm_identity *client, const struct xm_identity *backend,
+		       uint32_t svc_id, const struct xm_identity *client, const struct xm_identity *backend, bool mtls,
 		       const struct istio_tcp_counts *c)
 {
 	const struct xm_lb_service *svc = snapshot_service(snap, svc_id);
-	struct istio_tcp_series s = { .reporter = reporter };
+	struct istio_tcp_series s = { .reporter = reporter, .security_policy = mtls ? "mutual_tls" : NULL };
 
 	if (!svc)
 		return;
-	/* The kernel's paths know no peer certificate: security policy and principals as the config says. */
+	/*
+	 * The kernel's paths know no peer certificate: principals as the config says. A connection the HBONE
+	 * tunnel carried (XM_CONN_F_MTLS) went in mutual TLS to the backend's identity (its certificate was
+	 * verified against it), as ztunnel's source reporter labels it.
+	 */
 	if (client) {
 		s.source_workload = client->workload;
 		s.source_workload_namespace = client->ns;
@@ -118,7 +122,7 @@ void istio_tcp_add(struct xm_scrape *sc, const struct xm_snapshot *snap, enum is
 	const struct xm_lb_backend *b = snapshot_backend(snap, backend_id);
 
 	add_series(sc, snap, reporter, svc_id, client,
-		   b ? identities_find(&snap->identities, &b->addr, b->family) : NULL, c);
+		   b ? identities_find(&snap->identities, &b->addr, b->family) : NULL, false, c);
 }
 
 /*
@@ -166,6 +170,7 @@ static size_t collect_entries(int map_fd, struct xm_conn_metrics_key **keys_out,
 /* One (service port, client identity, backend identity) group of xm_conn_metrics entries. */
 struct socket_group {
 	uint32_t svc_id;
+	bool mtls;				    /* XM_CONN_F_MTLS */
 	const struct xm_identity *client, *backend; /* into the snapshot: equal pointers, equal identity */
 	struct istio_tcp_counts c;
 };
@@ -176,6 +181,8 @@ static int group_cmp(const void *x, const void *y)
 
 	if (a->svc_id != b->svc_id)
 		return a->svc_id < b->svc_id ? -1 : 1;
+	if (a->mtls != b->mtls)
+		return a->mtls < b->mtls ? -1 : 1;
 	if (a->client != b->client)
 		return (uintptr_t)a->client < (uintptr_t)b->client ? -1 : 1;
 	if (a->backend != b->backend)
@@ -203,6 +210,7 @@ void istio_tcp_collect_sockets(struct xm_scrape *sc, const struct xm_snapshot *s
 		/* xm_conn_metrics counts from the client's side: its sent bytes are the request's. */
 		g[m++] = (struct socket_group){
 			.svc_id = keys[i].svc_id,
+			.mtls = keys[i].flags & XM_CONN_F_MTLS,
 			.client = identities_find(&snap->identities, &keys[i].client, keys[i].family),
 			.backend = b ? identities_find(&snap->identities, &b->addr, b->family) : NULL,
 			.c = { c.opened, c.closed, c.received_bytes, c.sent_bytes },
@@ -224,7 +232,7 @@ void istio_tcp_collect_sockets(struct xm_scrape *sc, const struct xm_snapshot *s
 			sum.sent += g[j].c.sent;
 			sum.received += g[j].c.received;
 		}
-		add_series(sc, snap, ISTIO_TCP_SOURCE, g[i].svc_id, g[i].client, g[i].backend, &sum);
+		add_series(sc, snap, ISTIO_TCP_SOURCE, g[i].svc_id, g[i].client, g[i].backend, g[i].mtls, &sum);
 		i = j;
 	}
 out:

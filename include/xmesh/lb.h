@@ -145,9 +145,13 @@ struct xm_conn_metrics_key {
 	__u32 svc_id;
 	__u32 backend_id;
 	__u8 family;
-	__u8 pad[7];
+	__u8 flags; /* XM_CONN_F_*: connections counted apart by how they travel */
+	__u8 pad[6];
 };
 XM_STATIC_ASSERT(sizeof(struct xm_conn_metrics_key) == 32, "xm_conn_metrics_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_conn_metrics_key, flags) == 25, "conn_metrics.flags offset");
+
+#define XM_CONN_F_MTLS 0x1 /* carried by the HBONE tunnel: connection_security_policy="mutual_tls" */
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_conn_metrics_key, svc_id) == 16, "conn_metrics.svc_id offset");
 
 struct xm_conn_metrics {

@@ -276,8 +276,22 @@ Test(hbone_capture, vip_dial_tunnels_the_chosen_backend)
 	close(c);
 	close(s);
 	wait_closed();
-	cr_expect_eq(fx_map_entries(fx.fds.conn_metrics, sizeof(struct xm_conn_metrics_key)), 0,
-		     "no TCP metrics for the hop to the local listener");
+	/* Istio's TCP metrics count both, per backend, marked as carried in mutual TLS. */
+	cr_expect_eq(fx_map_entries(fx.fds.conn_metrics, sizeof(struct xm_conn_metrics_key)), 2);
+	{
+		struct xm_conn_metrics_key k, next, *prev = NULL;
+		struct xm_conn_metrics m;
+
+		while (bpf_map_get_next_key(fx.fds.conn_metrics, prev, &next) == 0) {
+			k = next;
+			prev = &k;
+			cr_assert_eq(bpf_map_lookup_elem(fx.fds.conn_metrics, &k, &m), 0);
+			cr_expect_eq(k.flags, XM_CONN_F_MTLS, "a tunnelled connection's metrics are marked mutual TLS");
+			cr_expect_eq(k.svc_id, svc_id);
+			cr_expect(m.opened == 1 && m.closed == 1, "opened %llu closed %llu",
+				  (unsigned long long)m.opened, (unsigned long long)m.closed);
+		}
+	}
 }
 
 /*

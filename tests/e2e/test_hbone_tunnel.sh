@@ -169,6 +169,11 @@ grep "total=5 ok=5 errors=0 getpeername_mismatch=0" <<<"$out" >/dev/null || xmt_
 grep -E "^id sa 5$" <<<"$out" >/dev/null || xmt_fail "through the VIP: $out"
 n=$(($(captured) - n0))
 [ "$n" = 5 ] || xmt_fail "$n of 5 connections to the VIP went through the tunnel"
+# Node A's kernel counted them for Istio's TCP metrics (reporter source), marked as carried in mutual TLS.
+src=$(scrape nodea | grep '^istio_tcp_connections_opened_total{reporter="source"' | grep 'destination_service="web.default.svc.cluster.local"')
+grep 'connection_security_policy="mutual_tls"' <<<"$src" | grep 'source_principal="spiffe://cluster.local/ns/default/sa/default"' |
+	grep 'destination_principal="spiffe://cluster.local/ns/default/sa/web"' | grep ' 5$' >/dev/null ||
+	xmt_fail "node A's source-side TCP metrics of the tunnelled VIP connections: $src"
 
 # wait_captured yes|no: writes the mode change's effect time: polls a fresh connection from pa every 50 ms
 # until agent a's capture counter moves (yes) or stays (no) for it; prints the milliseconds since $start.
