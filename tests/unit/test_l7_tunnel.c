@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compile/snapshot.h"
@@ -52,11 +53,16 @@ static struct call calls[CALLS_MAX];
 static int n_calls;
 static atomic_int live_splices;
 
-/* 10.99.0.5: spliced to the upstream; 10.99.0.6: reset after 30 ms (the head unread); 10.99.0.7: closed at once. */
+/*
+ * 10.99.0.5: spliced to the upstream; 10.99.0.6: reset after 30 ms (the head unread); 10.99.0.7: closed at once;
+ * 10.99.0.8: never opens (neither reads nor closes for 1 s); 10.99.0.9: opens (reads the head), then closes.
+ */
 enum fake_mode {
 	FAKE_SPLICE,
 	FAKE_RESET,
-	FAKE_CLOSE
+	FAKE_CLOSE,
+	FAKE_HANG,
+	FAKE_DROP
 };
 
 struct splice_arg {
@@ -100,6 +106,15 @@ static void *fake_thread(void *arg)
 
 	if (sa->mode == FAKE_RESET) {
 		usleep(30000); /* the CONNECT's round trip: the proxy's head waits unread, then the 503 */
+	} else if (sa->mode == FAKE_HANG) {
+		usleep(1000000);
+	} else if (sa->mode == FAKE_DROP) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char buf[4096];
+
+		/* 200, then the head is read; the remote pod closes before answering. */
+		if (poll(&p, 1, 2000) == 1 && read(fd, buf, sizeof(buf)) > 0)
+			usleep(20000);
 	} else {
 		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(up_port) };
 		int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -138,7 +153,22 @@ static int fake_tunnel(void *ctx, int fd, const struct l7_tunnel_req *req)
 				  c->client, sizeof(c->client));
 		c->traceparent = req->traceparent && strlen(req->traceparent) == 55;
 	}
-	mode = req->addr.bytes[3] == 5 ? FAKE_SPLICE : req->addr.bytes[3] == 6 ? FAKE_RESET : FAKE_CLOSE;
+	switch (req->addr.bytes[3]) {
+	case 5:
+		mode = FAKE_SPLICE;
+		break;
+	case 6:
+		mode = FAKE_RESET;
+		break;
+	case 8:
+		mode = FAKE_HANG;
+		break;
+	case 9:
+		mode = FAKE_DROP;
+		break;
+	default:
+		mode = FAKE_CLOSE;
+	}
 	if (mode == FAKE_CLOSE) {
 		close(fd); /* refused before the proxy wrote anything */
 		return 0;
@@ -231,10 +261,10 @@ static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7
 
 /* ---- the proxy ---- */
 
-/* The listener's address picks the service: 127.0.0.1 web, .4 plain, .5 refused, .6 closed. */
+/* The listener's address picks the service: 127.0.0.1 web, .4 plain, .5 refused, .6 closed, .7 hang, .8 drop. */
 static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
 {
-	static const uint8_t last_of_vip[8] = { [1] = 10, [4] = 11, [5] = 12, [6] = 13 };
+	static const uint8_t last_of_vip[16] = { [1] = 10, [4] = 11, [5] = 12, [6] = 13, [7] = 14, [8] = 15 };
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
 	uint8_t last;
@@ -243,7 +273,7 @@ static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_k
 	if (getsockname(fd, (struct sockaddr *)&sin, &len))
 		return -1;
 	last = ((uint8_t *)&sin.sin_addr)[3];
-	if (last >= 8 || !last_of_vip[last])
+	if (last >= 16 || !last_of_vip[last])
 		return -ENOENT;
 	memset(vip, 0, sizeof(*vip));
 	vip->vip.v4 = htonl(0x0a600000 | last_of_vip[last]);
@@ -269,24 +299,36 @@ static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_k
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: " name ", namespace: default, labels: {app: " name "}}\n"         \
 	"spec: {nodeName: " node ", serviceAccountName: " sa "}\nstatus: {podIP: " ip "}\n---\n"
 
-static const char config_fmt[] = SVC("web", "10.96.0.10", "10.99.0.5", "8080")
-    SVC("plain", "10.96.0.11", "127.0.0.1", "%u") SVC("refused", "10.96.0.12", "10.99.0.6",
-						      "8080") SVC("closed", "10.96.0.13", "10.99.0.7", "8080")
-	POD("client-a", "sleep", "node-a", "127.0.0.1") POD("client-b", "other", "node-a", "127.0.0.3")
-	    POD("web-0", "web", "node-b", "10.99.0.5") POD("refused-0", "web", "node-b", "10.99.0.6") POD(
-		"closed-0", "web", "node-b",
-		"10.99.0.7") "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, "
-			     "namespace: default}\n"
-			     "spec: {mtls: {mode: STRICT}}\n"
-			     "---\n"
-			     "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: refused, "
-			     "namespace: default}\n"
-			     "spec: {host: refused, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1000}}}\n"
-			     "---\n"
-			     "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: closed, "
-			     "namespace: default}\n"
-			     "spec: {hosts: [closed], http: [{retries: {attempts: 0}, route: [{destination: {host: "
-			     "closed}}]}]}\n";
+/* clang-format off */
+static const char config_fmt[] =
+	SVC("web", "10.96.0.10", "10.99.0.5", "8080")
+	SVC("plain", "10.96.0.11", "127.0.0.1", "%u")
+	SVC("refused", "10.96.0.12", "10.99.0.6", "8080")
+	SVC("closed", "10.96.0.13", "10.99.0.7", "8080")
+	SVC("hang", "10.96.0.14", "10.99.0.8", "8080")
+	SVC("drop", "10.96.0.15", "10.99.0.9", "8080")
+	POD("client-a", "sleep", "node-a", "127.0.0.1")
+	POD("client-b", "other", "node-a", "127.0.0.3")
+	POD("web-0", "web", "node-b", "10.99.0.5")
+	POD("refused-0", "web", "node-b", "10.99.0.6")
+	POD("closed-0", "web", "node-b", "10.99.0.7")
+	POD("hang-0", "web", "node-b", "10.99.0.8")
+	POD("drop-0", "web", "node-b", "10.99.0.9")
+	"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: default}\n"
+	"spec: {mtls: {mode: STRICT}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: refused, namespace: default}\n"
+	"spec: {host: refused, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1000}}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: closed, namespace: default}\n"
+	"spec: {hosts: [closed], http: [{retries: {attempts: 0}, route: [{destination: {host: closed}}]}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: hang, namespace: default}\n"
+	"spec: {host: hang, trafficPolicy: {connectionPool: {tcp: {connectTimeout: 200ms}}}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hang, namespace: default}\n"
+	"spec: {hosts: [hang], http: [{retries: {attempts: 0}, route: [{destination: {host: hang}}]}]}\n";
+/* clang-format on */
 
 static void setup(void)
 {
@@ -297,8 +339,8 @@ static void setup(void)
 		.report = report_hook,
 		.tunnel = fake_tunnel,
 	};
-	static const uint8_t lasts[4] = { 1, 4, 5, 6 };
-	struct l7_proxy_addr addrs[4];
+	static const uint8_t lasts[6] = { 1, 4, 5, 6, 7, 8 };
+	struct l7_proxy_addr addrs[6];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
 	struct xm_config c = { 0 };
 	char text[sizeof(config_fmt) + 64], *path;
@@ -325,12 +367,12 @@ static void setup(void)
 	proxy = l7_proxy_new(&opts, &err);
 	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
 	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 6; i++) {
 		memset(&addrs[i], 0, sizeof(addrs[i]));
 		addrs[i].family = XM_FAMILY_V4;
 		addrs[i].addr.v4 = htonl(0x7f000000 | lasts[i]);
 	}
-	cr_assert_eq(l7_proxy_listen(proxy, addrs, 4), 0);
+	cr_assert_eq(l7_proxy_listen(proxy, addrs, 6), 0);
 	port = l7_proxy_port(proxy);
 	cr_assert_neq(port, 0);
 }
@@ -534,4 +576,42 @@ Test(l7_tunnel, a_client_that_is_no_pod_is_refused_never_plaintext)
 	scrape_free(sc);
 	cr_expect_not_null(strstr(out.buf, "xmesh_l7_tunnel_refused_total{reason=\"no_identity\"} 3\n"), "%s", out.buf);
 	free(out.buf);
+}
+
+Test(l7_tunnel, connect_timeout_covers_the_tunnels_opening)
+{
+	struct timespec t0, t1;
+	struct hclient a;
+	struct response r;
+	struct rec x;
+	long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	hc_open(&a, "127.0.0.7", port);
+	get(&a, "hang", "/echo/h", &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	cr_expect(ms >= 190 && ms < 900, "answered after %ld ms, connectTimeout 200ms", ms);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
+}
+
+Test(l7_tunnel, a_close_after_the_tunnel_opened_is_a_reset)
+{
+	struct hclient a;
+	struct response r;
+	struct rec x;
+
+	hc_open(&a, "127.0.0.8", port);
+	get(&a, "drop", "/echo/d", &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UC, "flags %#x: the tunnel had read the head", x.flags);
+	cr_expect(!(x.flags & L7_RF_UF), "flags %#x", x.flags);
+	cr_expect_eq(calls_count(), 1, "a reset is not retried by Istio's default policy");
 }
