@@ -43,8 +43,8 @@ static bool ep_eq(const struct l7_endpoint *a, const struct l7_endpoint *b)
 }
 
 /*
- * A tunnelled connection opened: the tunnel took the bytes we wrote (it reads none before its CONNECT stream
- * got 200; SIOCOUTQ of an AF_UNIX socket counts what the peer has not read yet), or a response byte came.
+ * A tunnelled connection opened: the tunnel read bytes we wrote (it reads none before its CONNECT stream got
+ * 200), or a response byte came.
  */
 static void tunnel_opened(struct l7_up *up)
 {
@@ -64,12 +64,34 @@ static void tunnel_failed(struct l7_up *up)
 	atomic_fetch_add_explicit(&up->w->c.tunnel_failures, 1, memory_order_relaxed);
 }
 
+/*
+ * While opening, after an event without an error: SIOCOUTQ of an AF_UNIX socket counts what we wrote and the
+ * peer has not read yet (in buffer units, only our writes raise it): below what it was after our last write,
+ * or zero, the tunnel read (a large body may never let it reach zero before the response). A peer that closed
+ * with our bytes unread also empties it, but leaves ECONNRESET pending: SO_ERROR tells the two apart.
+ */
 static void tunnel_check(struct l7_up *up)
+{
+	int queued = 0, soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	if (!up->tunnel_sent || up->error || ioctl(up->fd, SIOCOUTQ, &queued))
+		return;
+	if (queued && (uint32_t)queued >= up->tunnel_outq)
+		return; /* nothing read yet */
+	if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr)
+		tunnel_failed(up);
+	else
+		tunnel_opened(up);
+}
+
+/* After our writes while opening: what the tunnel has yet to read, for tunnel_check. */
+static void tunnel_note_queued(struct l7_up *up)
 {
 	int queued = 0;
 
-	if (up->tunnel_sent && !up->error && !ioctl(up->fd, SIOCOUTQ, &queued) && queued == 0)
-		tunnel_opened(up);
+	if (!ioctl(up->fd, SIOCOUTQ, &queued))
+		up->tunnel_outq = (uint32_t)queued;
 }
 
 static void pool_unlink(struct l7_up *up)
@@ -124,20 +146,26 @@ bool l7_up_read(struct l7_up *up)
 
 bool l7_up_flush(struct l7_up *up)
 {
+	bool sent = false;
+
 	while (l7_buf_len(&up->out)) {
 		ssize_t n = send(up->fd, l7_buf_peek(&up->out), l7_buf_len(&up->out), MSG_NOSIGNAL);
 
 		if (n > 0) {
 			l7_buf_consume(&up->out, (uint32_t)n);
-			up->tunnel_sent = true;
+			sent = true;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return true;
+			break;
 		up->error = true;
 		if (up->ep.tunnel && !up->tunnel_open && !up->connect_failed)
 			tunnel_failed(up);
 		return false;
+	}
+	if (sent && up->ep.tunnel && !up->tunnel_open) {
+		up->tunnel_sent = true;
+		tunnel_note_queued(up);
 	}
 	return true;
 }

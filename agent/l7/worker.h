@@ -77,11 +77,12 @@ struct l7_up {
 	uint64_t born_ms;	  /* opened at (loop_batch_ms()) */
 	uint64_t max_duration_ms; /* maxConnectionDuration: not reused, and closed when pooled, past it; 0: none */
 	/*
-	 * Tunnelled (ep.tunnel): fd is a socketpair's end, the other one is the tunnel's. Until the tunnel took our
-	 * first bytes (it reads none before its CONNECT stream opened) or a response byte came, it is opening:
+	 * Tunnelled (ep.tunnel): fd is a socketpair's end, the other one is the tunnel's. Until the tunnel read
+	 * bytes we wrote (it reads none before its CONNECT stream opened) or a response byte came, it is opening:
 	 * a reset or EOF then is a connect failure (UF), as a refused TCP connect.
 	 */
 	bool tunnel_open, tunnel_sent;
+	uint32_t tunnel_outq;		/* SIOCOUTQ after our last write while opening */
 	char *tunnel_id;		/* ep.src_id's copy (ep.src_id points here) */
 	struct h1_chunked shadow_chunk; /* shadow: response framing while it drains */
 	bool shadow_head_done;

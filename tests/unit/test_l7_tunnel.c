@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -55,14 +56,16 @@ static atomic_int live_splices;
 
 /*
  * 10.99.0.5: spliced to the upstream; 10.99.0.6: reset after 30 ms (the head unread); 10.99.0.7: closed at once;
- * 10.99.0.8: never opens (neither reads nor closes for 1 s); 10.99.0.9: opens (reads the head), then closes.
+ * 10.99.0.8: never opens (neither reads nor closes for 1 s); 10.99.0.9: opens (reads the head), then closes;
+ * 10.99.0.10: spliced, reading the proxy's bytes slowly (4 KiB each 2 ms: a stream window that lags).
  */
 enum fake_mode {
 	FAKE_SPLICE,
 	FAKE_RESET,
 	FAKE_CLOSE,
 	FAKE_HANG,
-	FAKE_DROP
+	FAKE_DROP,
+	FAKE_SLOW
 };
 
 struct splice_arg {
@@ -70,7 +73,7 @@ struct splice_arg {
 	enum fake_mode mode;
 };
 
-static void splice_loop(int a, int b)
+static void splice_loop(int a, int b, bool slow)
 {
 	char buf[16384];
 
@@ -85,9 +88,11 @@ static void splice_loop(int a, int b)
 
 			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
-			n = read(from, buf, sizeof(buf));
+			n = read(from, buf, slow && !i ? 4096 : sizeof(buf));
 			if (n <= 0)
 				return;
+			if (slow && !i)
+				usleep(2000);
 			for (ssize_t off = 0; off < n;) {
 				ssize_t k = write(to, buf + off, (size_t)(n - off));
 
@@ -120,9 +125,10 @@ static void *fake_thread(void *arg)
 		int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		/* The blocking mode of the far end is the tunnel's business: this one polls. */
+		/* The far end comes non-blocking (both ends of the pair are): the tunnel sets the mode it wants. */
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 		if (up >= 0 && !connect(up, (struct sockaddr *)&sin, sizeof(sin)))
-			splice_loop(fd, up);
+			splice_loop(fd, up, sa->mode == FAKE_SLOW);
 		if (up >= 0)
 			close(up);
 	}
@@ -165,6 +171,9 @@ static int fake_tunnel(void *ctx, int fd, const struct l7_tunnel_req *req)
 		break;
 	case 9:
 		mode = FAKE_DROP;
+		break;
+	case 10:
+		mode = FAKE_SLOW;
 		break;
 	default:
 		mode = FAKE_CLOSE;
@@ -261,10 +270,11 @@ static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7
 
 /* ---- the proxy ---- */
 
-/* The listener's address picks the service: 127.0.0.1 web, .4 plain, .5 refused, .6 closed, .7 hang, .8 drop. */
+/* The listener's address picks the service: 127.0.0.1 web, .4 plain, .5 refused, .6 closed, .7 hang, .8 drop,
+ * .9 slow. */
 static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
 {
-	static const uint8_t last_of_vip[16] = { [1] = 10, [4] = 11, [5] = 12, [6] = 13, [7] = 14, [8] = 15 };
+	static const uint8_t last_of_vip[16] = { [1] = 10, [4] = 11, [5] = 12, [6] = 13, [7] = 14, [8] = 15, [9] = 16 };
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
 	uint8_t last;
@@ -307,6 +317,7 @@ static const char config_fmt[] =
 	SVC("closed", "10.96.0.13", "10.99.0.7", "8080")
 	SVC("hang", "10.96.0.14", "10.99.0.8", "8080")
 	SVC("drop", "10.96.0.15", "10.99.0.9", "8080")
+	SVC("slow", "10.96.0.16", "10.99.0.10", "8080")
 	POD("client-a", "sleep", "node-a", "127.0.0.1")
 	POD("client-b", "other", "node-a", "127.0.0.3")
 	POD("web-0", "web", "node-b", "10.99.0.5")
@@ -314,6 +325,7 @@ static const char config_fmt[] =
 	POD("closed-0", "web", "node-b", "10.99.0.7")
 	POD("hang-0", "web", "node-b", "10.99.0.8")
 	POD("drop-0", "web", "node-b", "10.99.0.9")
+	POD("slow-0", "web", "node-b", "10.99.0.10")
 	"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: default}\n"
 	"spec: {mtls: {mode: STRICT}}\n"
 	"---\n"
@@ -327,7 +339,13 @@ static const char config_fmt[] =
 	"spec: {host: hang, trafficPolicy: {connectionPool: {tcp: {connectTimeout: 200ms}}}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hang, namespace: default}\n"
-	"spec: {hosts: [hang], http: [{retries: {attempts: 0}, route: [{destination: {host: hang}}]}]}\n";
+	"spec: {hosts: [hang], http: [{retries: {attempts: 0}, route: [{destination: {host: hang}}]}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: slow, namespace: default}\n"
+	"spec: {host: slow, trafficPolicy: {connectionPool: {tcp: {connectTimeout: 200ms}}}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: slow, namespace: default}\n"
+	"spec: {hosts: [slow], http: [{retries: {attempts: 0}, route: [{destination: {host: slow}}]}]}\n";
 /* clang-format on */
 
 static void setup(void)
@@ -339,8 +357,8 @@ static void setup(void)
 		.report = report_hook,
 		.tunnel = fake_tunnel,
 	};
-	static const uint8_t lasts[6] = { 1, 4, 5, 6, 7, 8 };
-	struct l7_proxy_addr addrs[6];
+	static const uint8_t lasts[7] = { 1, 4, 5, 6, 7, 8, 9 };
+	struct l7_proxy_addr addrs[7];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
 	struct xm_config c = { 0 };
 	char text[sizeof(config_fmt) + 64], *path;
@@ -367,12 +385,12 @@ static void setup(void)
 	proxy = l7_proxy_new(&opts, &err);
 	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
 	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 7; i++) {
 		memset(&addrs[i], 0, sizeof(addrs[i]));
 		addrs[i].family = XM_FAMILY_V4;
 		addrs[i].addr.v4 = htonl(0x7f000000 | lasts[i]);
 	}
-	cr_assert_eq(l7_proxy_listen(proxy, addrs, 6), 0);
+	cr_assert_eq(l7_proxy_listen(proxy, addrs, 7), 0);
 	port = l7_proxy_port(proxy);
 	cr_assert_neq(port, 0);
 }
@@ -614,4 +632,31 @@ Test(l7_tunnel, a_close_after_the_tunnel_opened_is_a_reset)
 	cr_expect(x.flags & L7_RF_UC, "flags %#x: the tunnel had read the head", x.flags);
 	cr_expect(!(x.flags & L7_RF_UF), "flags %#x", x.flags);
 	cr_expect_eq(calls_count(), 1, "a reset is not retried by Istio's default policy");
+}
+
+/* A body larger than the socketpair holds, read slowly by the tunnel: what it has yet to read never reaches
+ * zero before the body is all written (past connectTimeout), but it shrank: the tunnel opened. */
+Test(l7_tunnel, a_slow_reader_opened_the_tunnel)
+{
+	const size_t body = 1024 * 1024;
+	char head[256], *payload = malloc(body);
+	struct hclient a;
+	struct response r;
+	struct rec x;
+	int n;
+
+	cr_assert_not_null(payload);
+	memset(payload, 'b', body);
+	hc_open(&a, "127.0.0.9", port);
+	n = snprintf(head, sizeof(head), "POST /echo/slow HTTP/1.1\r\nHost: slow\r\ncontent-length: %zu\r\n\r\n", body);
+	hc_send(&a, head, (size_t)n);
+	hc_send(&a, payload, body);
+	cr_assert(hc_read(&a, &r, false));
+	cr_expect_eq(r.status, 200);
+	cr_expect_eq(r.body_len, body);
+	response_free(&r);
+	hc_close(&a);
+	free(payload);
+	x = rec_wait(0);
+	cr_expect_eq(x.flags, 0, "flags %#x", x.flags);
 }
