@@ -6,6 +6,7 @@
 #   - 200 from sa, which saw the proxy's x-forwarded-for naming pa;
 #   - node A's request metric says connection_security_policy="mutual_tls", with pa's and sa's SPIFFE ids;
 #     the access log line says mutual_tls too; the connection was handed to the tunnel, not captured;
+#   - 400 keep-alive requests on 4 client connections ride at most 4 more tunnelled connections (pooled);
 #   - a client in the mesh cgroup that is no pod (node A's own namespace) gets 503 UF: no identity to present;
 #   - node A's own plaintext to sa's port is refused (STRICT in node B's kernel).
 #
@@ -21,7 +22,7 @@ set -euo pipefail
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-[ -x "$XM_HTTP" ] || xmt_skip "xm-http not built (make tools)"
+if [ ! -x "$XM_HTTP" ] || [ ! -x "$XM_HTTP_LOAD" ]; then xmt_skip "xm-http / xm-http-load not built (make tools)"; fi
 
 SA=10.200.2.11
 PA=10.200.1.11
@@ -38,24 +39,28 @@ xmt_bg http-sa sa plain "$XM_HTTP" --id sa --port 9080
 xmt_wait_for "$(xmt_bg_log http-sa)" ' ready$' 5 "${XMT_BG[http-sa]}" || xmt_fail "xm-http in sa did not start"
 xmx_pod nodea pa "$PA" 10.200.1.1
 
-{
-	xmx_yaml_node nodea 10.199.0.1
-	xmx_yaml_node nodeb 10.199.0.2
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: sa" "  namespace: default" "  labels:" \
-		"    app: web" "spec:" "  nodeName: nodeb" "  serviceAccountName: web" "status:" "  podIP: $SA"
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: pa" "  namespace: default" "  labels:" \
-		"    app: sleep" "spec:" "  nodeName: nodea" "  serviceAccountName: sleep" "status:" "  podIP: $PA"
-	printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: web" "  namespace: default" \
-		"spec:" "  clusterIP: $VIP" "  clusterIPs:" "  - $VIP" "  ports:" "  - name: http" "    port: 80" \
-		"    protocol: TCP" "    targetPort: 9080"
-	printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" "  name: web-nodeb" \
-		"  namespace: default" "  labels:" "    kubernetes.io/service-name: web" "addressType: IPv4" "ports:" \
-		"- name: http" "  port: 9080" "  protocol: TCP" "endpoints:" "- addresses:" "  - \"$SA\"" \
-		"  conditions:" "    ready: true" "  nodeName: nodeb"
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: web-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: web" \
-		"  mtls:" "    mode: STRICT"
-} | xmt_config_write mesh.yaml
+# config MODE: the web pod's PeerAuthentication mode; the rest never changes.
+config() {
+	{
+		xmx_yaml_node nodea 10.199.0.1
+		xmx_yaml_node nodeb 10.199.0.2
+		printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: sa" "  namespace: default" "  labels:" \
+			"    app: web" "spec:" "  nodeName: nodeb" "  serviceAccountName: web" "status:" "  podIP: $SA"
+		printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: pa" "  namespace: default" "  labels:" \
+			"    app: sleep" "spec:" "  nodeName: nodea" "  serviceAccountName: sleep" "status:" "  podIP: $PA"
+		printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: web" "  namespace: default" \
+			"spec:" "  clusterIP: $VIP" "  clusterIPs:" "  - $VIP" "  ports:" "  - name: http" "    port: 80" \
+			"    protocol: TCP" "    targetPort: 9080"
+		printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" "  name: web-nodeb" \
+			"  namespace: default" "  labels:" "    kubernetes.io/service-name: web" "addressType: IPv4" "ports:" \
+			"- name: http" "  port: 9080" "  protocol: TCP" "endpoints:" "- addresses:" "  - \"$SA\"" \
+			"  conditions:" "    ready: true" "  nodeName: nodeb"
+		printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
+			"  name: web-mode" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: web" \
+			"  mtls:" "    mode: $1"
+	} | xmt_config_write mesh.yaml
+}
+config STRICT
 
 # Agent a first: it generates the root under the shared --state-dir, which agent b then loads.
 xmx_agent a nodea nodea up0 --hbone --proxy-workers 1 --access-log "$XMT_TMP/access-a.log" --access-log-format json
@@ -127,6 +132,16 @@ capture=$(awk '$1 == "xmesh_hbone_outbound_connections_total{source=\"capture\"}
 [ "${capture:-0}" = 0 ] || xmt_fail "the kernel captured $capture connection(s): the request bypassed the proxy"
 xmt_log "node A: $n tunnelled upstream connection(s) for 5 requests, all handed to the tunnel"
 
+XMT_SUBTEST="400 keep-alive requests on 4 connections reuse the pooled tunnelled connections"
+t0=$(date +%s%3N)
+out=$(in_pod pa "$XM_HTTP_LOAD" --addr "$VIP:80" --host web --path / --conns 4 --requests 100 2>&1) ||
+	xmt_fail "load through the tunnel: $out"
+ms=$(($(date +%s%3N) - t0))
+grep -E "^status 200 400$" <<<"$out" >/dev/null || xmt_fail "load through the tunnel: $out"
+n2=$(metric nodea xmesh_l7_tunnel_upstream_connections_total)
+[ "$n2" -le $((n + 4)) ] || xmt_fail "$((n2 - n)) new tunnelled connections for 4 client connections"
+xmt_log "400 requests (4 connections) through the tunnel in $ms ms, $((n2 - n)) new tunnelled connection(s); $(tail -n 1 <<<"$out")"
+
 XMT_SUBTEST="a client that is no pod gets 503 UF, never plaintext"
 # A process of node A's own namespace inside agent a's mesh cgroup: captured by the proxy, but no identity.
 code=$(in_pod nodea curl -sS -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: web' "http://$VIP/" || true)
@@ -138,4 +153,23 @@ XMT_SUBTEST="node A's plaintext to sa is refused (STRICT)"
 out=$(xmt_nsrun nodea "$XM_CLIENT" refuse --addr "$SA:9080" --timeout-ms 2000 2>&1) ||
 	xmt_fail "node A's plaintext to the STRICT pod was not refused: $out"
 
-xmt_pass "L7 upstream through the tunnel: 200, mutual_tls with both principals on node A, plaintext refused"
+XMT_SUBTEST="DISABLE: the proxy's upstream is plaintext again"
+config DISABLE
+ok=0
+for _ in $(seq 1 30); do
+	sleep 0.1
+	before=$(metric nodea xmesh_l7_tunnel_upstream_connections_total)
+	in_pod pa curl -sS -o /dev/null --max-time 5 -H 'Host: web' -H 'Connection: close' "http://$VIP/" || true
+	if [ "$(metric nodea xmesh_l7_tunnel_upstream_connections_total)" = "$before" ] &&
+		scrape nodea | grep -E '^istio_requests_total\{.*destination_service_name="web".*connection_security_policy="unknown",response_code="200"' >/dev/null; then
+		ok=1
+		break
+	fi
+done
+[ "$ok" = 1 ] || xmt_fail "under DISABLE the proxy still tunnels: $(scrape nodea | grep -E '^istio_requests_total.*web' | head -n 3)"
+t0=$(date +%s%3N)
+out=$(in_pod pa "$XM_HTTP_LOAD" --addr "$VIP:80" --host web --path / --conns 4 --requests 100 2>&1) ||
+	xmt_fail "plaintext load: $out"
+xmt_log "400 requests (4 connections) in plaintext in $(($(date +%s%3N) - t0)) ms; $(tail -n 1 <<<"$out")"
+
+xmt_pass "L7 upstream through the tunnel: 200, mutual_tls with both principals on node A, plaintext refused, DISABLE plaintext"
