@@ -138,6 +138,9 @@ static void *fake_thread(void *arg)
 	return NULL;
 }
 
+/* Set: the fake answers as tunnel_submit before the HBONE client runs. */
+static atomic_bool fake_unavailable;
+
 static int fake_tunnel(void *ctx, int fd, const struct l7_tunnel_req *req)
 {
 	struct splice_arg *sa;
@@ -146,6 +149,10 @@ static int fake_tunnel(void *ctx, int fd, const struct l7_tunnel_req *req)
 	pthread_t t;
 
 	(void)ctx;
+	if (atomic_load(&fake_unavailable)) {
+		close(fd);
+		return -ENOTCONN;
+	}
 	pthread_mutex_lock(&lock);
 	if (n_calls < CALLS_MAX)
 		c = &calls[n_calls++];
@@ -207,6 +214,47 @@ static int calls_count(void)
 	n = n_calls;
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+/* ---- a plaintext trap: pod trap-0 of node-b (127.0.0.11) listens in plaintext; nothing may reach it ---- */
+
+static int trap_fd = -1;
+static uint16_t trap_port;
+static pthread_t trap_thread;
+static atomic_bool trap_stop;
+static atomic_int trap_conns;
+
+static void *trap_accept(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&trap_stop)) {
+		struct pollfd p = { .fd = trap_fd, .events = POLLIN };
+		int fd;
+
+		if (poll(&p, 1, 20) <= 0)
+			continue;
+		fd = accept(trap_fd, NULL, NULL);
+		if (fd >= 0) {
+			atomic_fetch_add(&trap_conns, 1);
+			close(fd);
+		}
+	}
+	return NULL;
+}
+
+static void trap_start(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+
+	trap_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(trap_fd, 0);
+	sin.sin_addr.s_addr = htonl(0x7f00000b);
+	cr_assert_eq(bind(trap_fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(trap_fd, 16), 0);
+	cr_assert_eq(getsockname(trap_fd, (struct sockaddr *)&sin, &len), 0);
+	trap_port = ntohs(sin.sin_port);
+	cr_assert_eq(pthread_create(&trap_thread, NULL, trap_accept, NULL), 0);
 }
 
 /* ---- records and outlier reports ---- */
@@ -271,10 +319,12 @@ static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7
 /* ---- the proxy ---- */
 
 /* The listener's address picks the service: 127.0.0.1 web, .4 plain, .5 refused, .6 closed, .7 hang, .8 drop,
- * .9 slow. */
+ * .9 slow, .10 trap. */
 static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
 {
-	static const uint8_t last_of_vip[16] = { [1] = 10, [4] = 11, [5] = 12, [6] = 13, [7] = 14, [8] = 15, [9] = 16 };
+	static const uint8_t last_of_vip[16] = {
+		[1] = 10, [4] = 11, [5] = 12, [6] = 13, [7] = 14, [8] = 15, [9] = 16, [10] = 17
+	};
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
 	uint8_t last;
@@ -318,6 +368,7 @@ static const char config_fmt[] =
 	SVC("hang", "10.96.0.14", "10.99.0.8", "8080")
 	SVC("drop", "10.96.0.15", "10.99.0.9", "8080")
 	SVC("slow", "10.96.0.16", "10.99.0.10", "8080")
+	SVC("trap", "10.96.0.17", "127.0.0.11", "%u")
 	POD("client-a", "sleep", "node-a", "127.0.0.1")
 	POD("client-b", "other", "node-a", "127.0.0.3")
 	POD("web-0", "web", "node-b", "10.99.0.5")
@@ -326,6 +377,7 @@ static const char config_fmt[] =
 	POD("hang-0", "web", "node-b", "10.99.0.8")
 	POD("drop-0", "web", "node-b", "10.99.0.9")
 	POD("slow-0", "web", "node-b", "10.99.0.10")
+	POD("trap-0", "web", "node-b", "127.0.0.11")
 	"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: default}\n"
 	"spec: {mtls: {mode: STRICT}}\n"
 	"---\n"
@@ -344,6 +396,9 @@ static const char config_fmt[] =
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: slow, namespace: default}\n"
 	"spec: {host: slow, trafficPolicy: {connectionPool: {tcp: {connectTimeout: 200ms}}}}\n"
 	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: trap, namespace: default}\n"
+	"spec: {host: trap, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1000}}}\n"
+	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: slow, namespace: default}\n"
 	"spec: {hosts: [slow], http: [{retries: {attempts: 0}, route: [{destination: {host: slow}}]}]}\n";
 /* clang-format on */
@@ -357,8 +412,8 @@ static void setup(void)
 		.report = report_hook,
 		.tunnel = fake_tunnel,
 	};
-	static const uint8_t lasts[7] = { 1, 4, 5, 6, 7, 8, 9 };
-	struct l7_proxy_addr addrs[7];
+	static const uint8_t lasts[8] = { 1, 4, 5, 6, 7, 8, 9, 10 };
+	struct l7_proxy_addr addrs[8];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
 	struct xm_config c = { 0 };
 	char text[sizeof(config_fmt) + 64], *path;
@@ -368,7 +423,8 @@ static void setup(void)
 
 	up_port = upstream_start();
 	cr_assert_neq(up_port, 0, "upstream did not start");
-	snprintf(text, sizeof(text), config_fmt, up_port, up_port);
+	trap_start();
+	snprintf(text, sizeof(text), config_fmt, up_port, up_port, trap_port, trap_port);
 	path = temp_yaml(text);
 	paths[0] = path;
 	load_clean(paths, 1, &c);
@@ -385,12 +441,12 @@ static void setup(void)
 	proxy = l7_proxy_new(&opts, &err);
 	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
 	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < 8; i++) {
 		memset(&addrs[i], 0, sizeof(addrs[i]));
 		addrs[i].family = XM_FAMILY_V4;
 		addrs[i].addr.v4 = htonl(0x7f000000 | lasts[i]);
 	}
-	cr_assert_eq(l7_proxy_listen(proxy, addrs, 7), 0);
+	cr_assert_eq(l7_proxy_listen(proxy, addrs, 8), 0);
 	port = l7_proxy_port(proxy);
 	cr_assert_neq(port, 0);
 }
@@ -402,6 +458,9 @@ static void teardown(void)
 	for (int i = 0; i < 300 && atomic_load(&live_splices); i++)
 		usleep(10000);
 	upstream_stop();
+	atomic_store(&trap_stop, true);
+	pthread_join(trap_thread, NULL);
+	close(trap_fd);
 }
 
 TestSuite(l7_tunnel, .init = setup, .fini = teardown, .timeout = 30);
@@ -570,9 +629,10 @@ Test(l7_tunnel, a_client_that_is_no_pod_is_refused_never_plaintext)
 	struct xm_scrape *sc;
 	size_t n;
 
-	hc_open_from(&a, "127.0.0.2", "127.0.0.1", port);
+	/* The trap's endpoint is a pod of node-b: tunnelled, and reachable in plaintext if the proxy fell back. */
+	hc_open_from(&a, "127.0.0.2", "127.0.0.10", port);
 	cr_assert_geq(a.fd, 0);
-	get(&a, "web", "/echo/n", &r);
+	get(&a, "trap", "/echo/n", &r);
 	cr_expect_eq(r.status, 503);
 	response_free(&r);
 	hc_close(&a);
@@ -581,7 +641,7 @@ Test(l7_tunnel, a_client_that_is_no_pod_is_refused_never_plaintext)
 	cr_expect_str_eq(x.details,
 			 "upstream_reset_before_response_started{connection_failure,tunnel:no_client_identity}");
 	cr_expect_eq(calls_count(), 0, "no tunnel without an identity");
-	cr_expect(!upstream_saw("/echo/n", "web"), "never sent in plaintext");
+	cr_expect_eq(atomic_load(&trap_conns), 0, "never sent in plaintext");
 	pthread_mutex_lock(&lock);
 	cr_expect_eq(connect_failed_reports, 0, "not held against the endpoint");
 	pthread_mutex_unlock(&lock);
@@ -659,4 +719,35 @@ Test(l7_tunnel, a_slow_reader_opened_the_tunnel)
 	free(payload);
 	x = rec_wait(0);
 	cr_expect_eq(x.flags, 0, "flags %#x", x.flags);
+}
+
+Test(l7_tunnel, no_tunnel_running_is_503_never_plaintext)
+{
+	struct xm_scrape *sc;
+	struct strbuf out = { 0 };
+	struct hclient a;
+	struct response r;
+	struct rec x;
+
+	atomic_store(&fake_unavailable, true);
+	hc_open(&a, "127.0.0.10", port);
+	get(&a, "trap", "/echo/u", &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
+	cr_expect_str_eq(x.details, "upstream_reset_before_response_started{connection_failure,tunnel:unavailable}");
+	cr_expect_eq(atomic_load(&trap_conns), 0, "never sent in plaintext");
+	pthread_mutex_lock(&lock);
+	cr_expect_eq(connect_failed_reports, 0, "not held against the endpoint");
+	pthread_mutex_unlock(&lock);
+	sc = scrape_new();
+	cr_assert_not_null(sc);
+	l7_proxy_collect(proxy, sc);
+	scrape_render(sc, &out);
+	scrape_free(sc);
+	cr_expect_not_null(strstr(out.buf, "xmesh_l7_tunnel_refused_total{reason=\"unavailable\"} 3\n"), "%s", out.buf);
+	free(out.buf);
+	atomic_store(&fake_unavailable, false);
 }
