@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
 #include "daemon/module.h"
+#include "daemon/tunnel.h"
 #include "datapath/l7_capture.h"
 #include "datapath/l7_proxy_cgroup.h"
 #include "datapath/pins.h"
@@ -143,6 +145,48 @@ static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
  * (outlier/outlier.h). This thread's next pick of the service asks the kernel again rather than its memo: the
  * failure may just have ejected the endpoint, and the next request must not go there.
  */
+/*
+ * The proxy's upstreams to pods of other nodes (docs/l7.md "Upstreams through the tunnel"): the far end of
+ * the proxy's socketpair goes to the node's HBONE client, presenting the client pod's certificate. IPv4 only,
+ * as the tunnel (an IPv6 endpoint is refused, a connect failure).
+ */
+static int tunnel_upstream(void *ctx, int fd, const struct l7_tunnel_req *t)
+{
+	struct xm_agent *a = ctx;
+	struct xm_tunnel_req req;
+	struct sockaddr_in *sin;
+
+	if (!tunnel_available(a)) {
+		close(fd);
+		return -ENOTCONN;
+	}
+	memset(&req, 0, sizeof(req));
+	if (t->family != XM_FAMILY_V4 || strlen(t->src_id) >= sizeof(req.src_id)) {
+		close(fd);
+		return -EINVAL;
+	}
+	sin = (struct sockaddr_in *)&req.target;
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(t->port);
+	memcpy(&sin->sin_addr, t->addr.bytes, 4);
+	if (t->client_family == XM_FAMILY_V4) {
+		sin = (struct sockaddr_in *)&req.client;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(t->client_port);
+		memcpy(&sin->sin_addr, t->client_addr.bytes, 4);
+	} else if (t->client_family == XM_FAMILY_V6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&req.client;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(t->client_port);
+		memcpy(&sin6->sin6_addr, t->client_addr.bytes, 16);
+	}
+	memcpy(req.src_id, t->src_id, strlen(t->src_id) + 1);
+	if (t->traceparent && strlen(t->traceparent) < sizeof(req.traceparent))
+		memcpy(req.traceparent, t->traceparent, strlen(t->traceparent) + 1);
+	return tunnel_submit(a, fd, &req);
+}
+
 static void report_connect(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,
 			   uint16_t status)
 {
@@ -381,6 +425,12 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 		po.report_ctx = m;
 	}
 	po.trace_sampling_percent = o->trace_sampling_percent;
+	if (o->hbone) {
+		/* Never plaintext to a pod of another node that the tunnel carries: without the tunnel's client
+		 * (no trust bundle yet) such a request is answered 503 UF. */
+		po.tunnel = tunnel_upstream;
+		po.tunnel_ctx = a;
+	}
 	if (m->log || m->spans) {
 		po.on_record = on_record;
 		po.record_ctx = m;

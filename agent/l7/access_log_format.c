@@ -18,7 +18,8 @@
 #define CAP_NAME   512	/* names from the config: clusters, services, workloads, routes */
 #define TRUNCATED  "..."
 
-/* JSON, the longer format: one path, 7 header fields, 8 names, each perhaps cut, and under 900 bytes of the rest. */
+/* JSON, the longer format: one path, 7 header fields, 8 names, each perhaps cut, and under 900 bytes of the rest
+ * (connection_security_policy is a constant). */
 _Static_assert(CAP_PATH + 7 * CAP_HEADER + 8 * CAP_NAME + 16 * (sizeof(TRUNCATED) - 1) + 900 < L7_ACCESS_LOG_LINE_MAX,
 	       "the caps keep every line under L7_ACCESS_LOG_LINE_MAX");
 
@@ -306,6 +307,8 @@ static void format_json(struct fixbuf *o, const struct l7_record *r, const struc
 	json_str(o, "downstream_remote_address", f->downstream_remote, CAP_NAME);
 	json_str(o, "source_workload", r->source ? r->source->name : NULL, CAP_NAME);
 	json_str(o, "source_namespace", r->source ? r->source->ns : NULL, CAP_NAME);
+	/* The request metric's label: the upstream went through the node's mTLS tunnel, or not (unknown). */
+	json_str(o, "connection_security_policy", r->tunnelled ? "mutual_tls" : "unknown", CAP_NAME);
 	fb_put(o, "}\n", 2);
 }
 

@@ -16,6 +16,8 @@
  * request is served when a connection of its destination frees on its worker (given back to the pool, or closed:
  * l7_admit_kick), and looks again every RECHECK_MS for room freed by another worker's connections.
  */
+#include <errno.h>
+
 #include "core/loop.h"
 #include "l7/record.h"
 #include "l7/worker.h"
@@ -116,16 +118,29 @@ static enum attempt attempt(struct l7_down *d, const struct l7_endpoint *ep, boo
 		overflow(d, OVERFLOW_REQUESTS);
 		return ATTEMPT_REPLIED;
 	}
-	if (!up)
-		up =
-		    l7_up_get(w, ep, load, true,
-			      pool->tcp_connect_timeout_ms ? pool->tcp_connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS);
 	if (!up) {
-		atomic_fetch_add_explicit(&w->c.connect_failures, 1, memory_order_relaxed);
+		struct l7_tunnel_req origin;
+		char traceparent[64];
+
+		l7_exchange_tunnel_origin(d, &origin, traceparent);
+		up = l7_up_get(w, ep, load, true,
+			       pool->tcp_connect_timeout_ms ? pool->tcp_connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS,
+			       &origin);
+	}
+	if (!up) {
+		/* A tunnelled endpoint the client cannot reach in mTLS (no identity, no tunnel) is never sent
+		 * plaintext: 503 UF as a failed connect, counted apart, not held against the endpoint. */
+		const char *refused = l7_tunnel_refused(d, errno);
+
+		if (!refused)
+			atomic_fetch_add_explicit(&w->c.connect_failures, 1, memory_order_relaxed);
 		/* No socket: a connect failure to retry (another try comes from the backoff timer), else 503 UF. */
 		l7_admit_done(d);
-		if (!l7_retry_failed(d, L7_RETRY_CAUSE_CONNECT_FAILURE, 0))
+		if (!l7_retry_failed(d, L7_RETRY_CAUSE_CONNECT_FAILURE, 0)) {
+			if (refused)
+				d->x.details = refused;
 			l7_exchange_local_reply(d, 503, L7_RF_UF, NULL, "upstream connect error", 22);
+		}
 		return ATTEMPT_REPLIED;
 	}
 	bind(d, up);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "compile/peer_auth.h"
 #include "compile/snapshot.h"
 #include "core/loop.h"
 #include "l7/ratelimit.h"
@@ -172,6 +173,7 @@ static void fill_record(struct l7_down *d, struct l7_record *r)
 	r->upstream_local_addr = x->up_local;
 	r->upstream_local_port = x->up_local_port;
 	r->upstream_local_family = x->up_local_family;
+	r->tunnelled = x->tunnelled;
 	/* The hold is released after the record: its snapshot outlives it, and l7_stats_record's memo works. */
 	r->snapshot_generation = x->hold ? x->hold->snap->generation : 0;
 }
@@ -344,6 +346,52 @@ static void endpoint_of(const struct xm_lb_backend *b, struct l7_endpoint *ep)
 	ep->family = b->family;
 }
 
+void l7_exchange_endpoint(const struct l7_down *d, const struct xm_lb_backend *b, struct l7_endpoint *ep)
+{
+	const struct l7_exchange *x = &d->x;
+
+	endpoint_of(b, ep);
+	if (!d->w->proxy->opts.tunnel || !x->hold ||
+	    !mtls_remote_tunnelled(&x->hold->snap->mtls_remote, &ep->addr, ep->family, ep->port))
+		return;
+	ep->tunnel = true;
+	/* The agent connects for the client pod and presents its certificate: a client that is no pod has none. */
+	ep->src_id = x->source && x->source->principal[0] ? x->source->principal : NULL;
+}
+
+void l7_exchange_tunnel_origin(const struct l7_down *d, struct l7_tunnel_req *o, char *traceparent)
+{
+	const struct l7_trace_ctx *tc = d->x.t ? &d->x.t->trace : NULL;
+	char trace[33], span[17];
+
+	memset(o, 0, sizeof(*o));
+	o->client_addr = d->peer;
+	o->client_port = d->peer_port;
+	o->client_family = d->family;
+	traceparent[0] = '\0';
+	if (tc && tc->has_context) {
+		l7_trace_hex(tc->trace_id, sizeof(tc->trace_id), trace);
+		l7_trace_hex(tc->span_id, sizeof(tc->span_id), span);
+		snprintf(traceparent, 64, "00-%s-%s-%s", trace, span, tc->sampled == L7_TRACE_SAMPLED ? "01" : "00");
+	}
+	o->traceparent = traceparent;
+}
+
+const char *l7_tunnel_refused(struct l7_down *d, int err)
+{
+	struct l7_worker *w = d->w;
+
+	if (err == ENOENT) {
+		atomic_fetch_add_explicit(&w->c.tunnel_no_identity, 1, memory_order_relaxed);
+		return "upstream_reset_before_response_started{connection_failure,tunnel:no_client_identity}";
+	}
+	if (err == ENOTCONN) {
+		atomic_fetch_add_explicit(&w->c.tunnel_unavailable, 1, memory_order_relaxed);
+		return "upstream_reset_before_response_started{connection_failure,tunnel:unavailable}";
+	}
+	return NULL;
+}
+
 /* A shadow copy when the route mirrors and the sample says so; only requests whose body is already here. */
 static void mirror_request(struct l7_down *d, const struct h1_request *req, uint32_t head_len,
 			   const struct l7_request_view *view)
@@ -360,6 +408,8 @@ static void mirror_request(struct l7_down *d, const struct h1_request *req, uint
 		.close = true,
 	};
 	uint64_t body = req->body == H1_BODY_LENGTH ? req->content_length : 0;
+	struct l7_tunnel_req origin;
+	char traceparent[64];
 	struct l7_pick pick;
 	struct l7_endpoint ep;
 	int n;
@@ -376,8 +426,9 @@ static void mirror_request(struct l7_down *d, const struct h1_request *req, uint
 	if (n < 0 || (uint64_t)n + body > sizeof(w->scratch))
 		return;
 	memcpy(w->scratch + n, l7_buf_peek(&d->in) + head_len, body);
-	endpoint_of(route->mirror->endpoints[pick.index], &ep);
-	l7_up_shadow(w, &ep, w->scratch, (uint32_t)(n + body));
+	l7_exchange_endpoint(d, route->mirror->endpoints[pick.index], &ep);
+	l7_exchange_tunnel_origin(d, &origin, traceparent);
+	l7_up_shadow(w, &ep, w->scratch, (uint32_t)(n + body), &origin);
 }
 
 /* The proxy's span for this request and the trace headers it forwards (docs/l7.md "Tracing"). */
@@ -486,7 +537,7 @@ void l7_exchange_connect(struct l7_down *d)
 	struct l7_exchange *x = &d->x;
 	struct l7_endpoint ep;
 
-	endpoint_of(x->endpoint, &ep);
+	l7_exchange_endpoint(d, x->endpoint, &ep);
 	if (!l7_admit(d, &ep)) /* a connection, or a wait for one, under the connectionPool limits */
 		return;
 	if (l7_balance_counts_active(x->cluster)) {
@@ -570,7 +621,9 @@ static void upstream_lost(struct l7_down *d)
 {
 	struct l7_exchange *x = &d->x;
 	struct l7_up *up = x->up;
-	struct l7_endpoint ep = up->ep;
+	struct l7_endpoint ep;
+	struct l7_tunnel_req origin;
+	char traceparent[64];
 	bool reused = up->requests > 1 || (up->requests == 1 && !x->head_sent);
 
 	if (!up->connect_failed && reused && x->head && !x->resent && !x->req_body_sent) {
@@ -578,7 +631,9 @@ static void upstream_lost(struct l7_down *d)
 		atomic_fetch_add_explicit(&d->w->c.resends, 1, memory_order_relaxed);
 		l7_up_close(up);
 		x->head_sent = false;
-		x->up = l7_up_get(d->w, &ep, x->cluster->load, true, connect_timeout(x->cluster));
+		l7_exchange_endpoint(d, x->endpoint, &ep);
+		l7_exchange_tunnel_origin(d, &origin, traceparent);
+		x->up = l7_up_get(d->w, &ep, x->cluster->load, true, connect_timeout(x->cluster), &origin);
 		if (x->up) {
 			x->up->down = d;
 			l7_up_apply_policy(x->up, x->cluster);
@@ -733,8 +788,9 @@ bool l7_exchange_step(struct l7_down *d)
 		x->up_local = up->local;
 		x->up_local_port = up->local_port;
 		x->up_local_family = up->local_family;
-		if (!up->requests)
-			l7_report_connected(d->w, x); /* a fresh connection is up */
+		x->tunnelled = up->ep.tunnel;
+		if (!up->requests && !up->ep.tunnel)
+			l7_report_connected(d->w, x); /* a fresh connection is up (a tunnelled one: once it opened) */
 		up->requests++;
 		moved = true;
 	}

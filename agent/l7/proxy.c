@@ -483,6 +483,24 @@ void l7_proxy_collect(struct l7_proxy *p, struct xm_scrape *sc)
 	f = scrape_family(sc, "xmesh_l7_upstream_retries_exhausted_total", "counter",
 			  "Requests answered with a retriable outcome after every retry was spent (URX).");
 	scrape_u64(f, NULL, NULL, 0, SUM(p, retries_exhausted));
+	f = scrape_family(
+	    sc, "xmesh_l7_tunnel_upstream_connections_total", "counter",
+	    "Upstream connections the L7 proxy opened through the node's mTLS tunnel (pods of other nodes).");
+	scrape_u64(f, NULL, NULL, 0, SUM(p, tunnel_total));
+	f = scrape_family(
+	    sc, "xmesh_l7_tunnel_refused_total", "counter",
+	    "Upstream connections through the tunnel that failed (503 UF) by reason: refused by the tunnel "
+	    "before it opened (connect), or not attempted: the client is no local pod with an identity "
+	    "(no_identity), the tunnel is not running (unavailable). Never sent in plaintext.");
+	{
+		static const char *const reason_label[1] = { "reason" };
+		static const char *const reasons[3] = { "connect", "no_identity", "unavailable" };
+		const uint64_t v[3] = { SUM(p, tunnel_failures), SUM(p, tunnel_no_identity),
+					SUM(p, tunnel_unavailable) };
+
+		for (int i = 0; i < 3; i++)
+			scrape_u64(f, reason_label, &reasons[i], 1, v[i]);
+	}
 	f = scrape_family(sc, "xmesh_l7_upstream_retries_body_too_large_total", "counter",
 			  "Retries not made because the request body outgrew the retry buffer (64 KiB).");
 	scrape_u64(f, NULL, NULL, 0, SUM(p, retry_body_too_big));

@@ -46,6 +46,30 @@ enum l7_connect_outcome {
 typedef void (*l7_report_fn)(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,
 			     uint16_t status);
 
+/*
+ * An upstream connection through the node's mTLS tunnel (docs/l7.md "Upstreams through the tunnel"): the
+ * endpoint, the downstream client (HBONE's Forwarded: for=) and the workload whose certificate is presented.
+ * Strings live as long as the call.
+ */
+struct l7_tunnel_req {
+	union xm_addr addr; /* the endpoint (a pod of another node) */
+	uint16_t port;	    /* host order */
+	uint8_t family;	    /* XM_FAMILY_* */
+	union xm_addr client_addr;
+	uint16_t client_port;	 /* host order */
+	uint8_t client_family;	 /* 0: none */
+	const char *src_id;	 /* the client pod's SPIFFE id */
+	const char *traceparent; /* "": none */
+};
+
+/*
+ * Carries fd (one end of a connected AF_UNIX stream socketpair, owned from now on, also on failure) to req's
+ * endpoint through the tunnel, on any thread; it must read nothing from fd before the tunnel's stream opened,
+ * and reset it (close with what is unread) when the stream is refused or fails. Returns 0, -ENOTCONN when the
+ * tunnel is not available, -ENOENT when src_id has no certificate on this node, or another -errno.
+ */
+typedef int (*l7_tunnel_fn)(void *ctx, int fd, const struct l7_tunnel_req *req);
+
 struct l7_proxy_addr {
 	union xm_addr addr;
 	uint8_t family; /* XM_FAMILY_* */
@@ -73,6 +97,12 @@ struct l7_proxy_opts {
 	 */
 	int (*make_socket)(void *ctx, int domain, int type);
 	void *socket_ctx;
+	/*
+	 * The node's tunnel for endpoints the snapshot's mtls_remote says are tunnelled (pods of other nodes not
+	 * in DISABLE). NULL: no tunnel (no --hbone): every upstream is a TCP connect.
+	 */
+	l7_tunnel_fn tunnel;
+	void *tunnel_ctx;
 };
 
 /* Starts the workers (they serve nothing until listen and apply). NULL with *err = -errno. */

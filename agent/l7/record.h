@@ -65,7 +65,8 @@ struct l7_record {
 	uint8_t downstream_local_family;     /* 0: unknown */
 	union xm_addr upstream_local_addr;   /* the proxy's end of the upstream connection */
 	uint16_t upstream_local_port;	     /* host order */
-	uint8_t upstream_local_family;	     /* 0: no upstream connection */
+	uint8_t upstream_local_family;	     /* 0: no upstream connection (or a tunnelled one) */
+	bool tunnelled; /* the upstream went through the node's mTLS tunnel: connection_security_policy mutual_tls */
 	/* xm_snapshot.generation of the snapshot source/cluster/upstream_wl point into; 0: unknown. Equal
 	 * pointers within one generation are equal labels: l7_stats_record skips hashing them. */
 	uint64_t snapshot_generation;

@@ -112,6 +112,9 @@ size_t l7_span_format(const struct l7_record *r, const char *node_id, char *buf,
 	 * and the tag says how many retries it took (docs/l7.md "Retries"). */
 	if (r->attempts > 1)
 		put_fmt(&o, ",\"retry.count\":\"%llu\"", r->attempts - 1);
+	/* The upstream went through the node's mTLS tunnel (the request metric's connection_security_policy). */
+	if (r->tunnelled)
+		fb_puts(&o, ",\"connection_security_policy\":\"mutual_tls\"");
 	fb_puts(&o, ",\"node_id\":");
 	put_json(&o, node_id ? node_id : "", CAP_NODE);
 	/* Envoy tags a span error when the response is 5xx or there was none. */

@@ -135,6 +135,7 @@ struct fast_entry {
 	const void *source, *upstream_wl, *cluster;
 	uint32_t flags;
 	uint16_t status;
+	bool tunnelled;
 	struct l7_series *series;
 };
 
@@ -251,7 +252,9 @@ static void labels_of(const struct l7_record *r, struct label_set *ls)
 	ls->v[L_PROTOCOL] = "http";
 	l7_flags_format(r->flags, ls->flags, sizeof(ls->flags));
 	ls->v[L_FLAGS] = ls->flags;
-	ls->v[L_SECURITY] = UNKNOWN; /* plaintext from the source's side, as Istio reports it */
+	/* ztunnel's source reporter: mutual_tls when the connection went through HBONE, else unknown
+	 * (istio/ztunnel src/proxy/outbound.rs, conn_metrics_from_request). */
+	ls->v[L_SECURITY] = r->tunnelled ? "mutual_tls" : UNKNOWN;
 	format_code(ls->code, r->status);
 	ls->v[L_CODE] = ls->code;
 	ls->v[L_GRPC] = "";
@@ -392,7 +395,7 @@ static struct fast_entry *fast_slot(struct l7_stats_shard *sh, const struct l7_r
 	h = mix(h ^ (uintptr_t)r->source);
 	h = mix(h ^ (uintptr_t)r->upstream_wl);
 	h = mix(h ^ (uintptr_t)r->cluster);
-	h = mix(h ^ ((uint64_t)r->flags << 16 | r->status));
+	h = mix(h ^ ((uint64_t)r->tunnelled << 48 | (uint64_t)r->flags << 16 | r->status));
 	return &sh->fast[h & (FAST_SLOTS - 1)];
 }
 
@@ -405,14 +408,15 @@ void l7_stats_record(struct l7_stats_shard *sh, const struct l7_record *r)
 
 	if (fe && fe->series && fe->generation == r->snapshot_generation && fe->source == r->source &&
 	    fe->upstream_wl == r->upstream_wl && fe->cluster == r->cluster && fe->flags == r->flags &&
-	    fe->status == r->status)
+	    fe->status == r->status && fe->tunnelled == r->tunnelled)
 		s = fe->series;
 	if (!s) {
 		labels_of(r, &ls);
 		s = series_get(sh, &ls);
 		if (s && fe)
 			*fe = (struct fast_entry){
-				r->snapshot_generation, r->source, r->upstream_wl, r->cluster, r->flags, r->status, s
+				r->snapshot_generation, r->source, r->upstream_wl, r->cluster, r->flags, r->status,
+				r->tunnelled,		s
 			};
 	}
 	if (!s) {

@@ -8,10 +8,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,9 +33,65 @@ static size_t ep_bucket(const struct l7_endpoint *ep)
 	return (size_t)(xm_mix64(a ^ xm_mix64(b ^ ((uint64_t)ep->port << 8 | ep->family)))) & (L7_POOL_BUCKETS - 1);
 }
 
+/* Same address and same way there: a plain connection never serves a tunnelled key, nor one client's another's. */
 static bool ep_eq(const struct l7_endpoint *a, const struct l7_endpoint *b)
 {
-	return a->port == b->port && a->family == b->family && !memcmp(a->addr.bytes, b->addr.bytes, 16);
+	if (a->port != b->port || a->family != b->family || memcmp(a->addr.bytes, b->addr.bytes, 16) ||
+	    a->tunnel != b->tunnel)
+		return false;
+	return !a->tunnel || (a->src_id && b->src_id && !strcmp(a->src_id, b->src_id));
+}
+
+/*
+ * A tunnelled connection opened: the tunnel read bytes we wrote (it reads none before its CONNECT stream got
+ * 200), or a response byte came.
+ */
+static void tunnel_opened(struct l7_up *up)
+{
+	up->tunnel_open = true;
+	if (up->kind != L7_UP_PRIMARY)
+		return;
+	loop_timer_disarm(up->w->loop, up->timer); /* the connect timeout */
+	if (up->down)
+		l7_report_connected(up->w, &up->down->x);
+}
+
+/* A tunnelled connection failed before it opened: a connect failure (refused stream, TLS failure, timeout). */
+static void tunnel_failed(struct l7_up *up)
+{
+	up->connect_failed = up->error = true;
+	atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&up->w->c.tunnel_failures, 1, memory_order_relaxed);
+}
+
+/*
+ * While opening, after an event without an error: SIOCOUTQ of an AF_UNIX socket counts what we wrote and the
+ * peer has not read yet (in buffer units, only our writes raise it): below what it was after our last write,
+ * or zero, the tunnel read (a large body may never let it reach zero before the response). A peer that closed
+ * with our bytes unread also empties it, but leaves ECONNRESET pending: SO_ERROR tells the two apart.
+ */
+static void tunnel_check(struct l7_up *up)
+{
+	int queued = 0, soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	if (!up->tunnel_sent || up->error || ioctl(up->fd, SIOCOUTQ, &queued))
+		return;
+	if (queued && (uint32_t)queued >= up->tunnel_outq)
+		return; /* nothing read yet */
+	if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr)
+		tunnel_failed(up);
+	else
+		tunnel_opened(up);
+}
+
+/* After our writes while opening: what the tunnel has yet to read, for tunnel_check. */
+static void tunnel_note_queued(struct l7_up *up)
+{
+	int queued = 0;
+
+	if (!ioctl(up->fd, SIOCOUTQ, &queued))
+		up->tunnel_outq = (uint32_t)queued;
 }
 
 static void pool_unlink(struct l7_up *up)
@@ -64,6 +122,8 @@ bool l7_up_read(struct l7_up *up)
 	if (n > 0) {
 		l7_buf_commit(&up->in, (uint32_t)n);
 		up->readable = (uint32_t)n == room;
+		if (up->ep.tunnel && !up->tunnel_open)
+			tunnel_opened(up);
 		return true;
 	}
 	if (n < 0 && errno == EINTR)
@@ -73,22 +133,39 @@ bool l7_up_read(struct l7_up *up)
 		up->eof = true;
 	else if (errno != EAGAIN)
 		up->error = true;
+	if ((up->eof || up->error) && up->ep.tunnel && !up->tunnel_open && !up->connect_failed) {
+		/* A reset (the tunnel closed with our bytes unread: ECONNRESET) or a close before we wrote is a
+		 * refusal; a clean EOF after bytes we wrote means the tunnel read them: it opened, then closed. */
+		if (up->error || !up->tunnel_sent)
+			tunnel_failed(up);
+		else
+			tunnel_opened(up);
+	}
 	return n == 0 || up->error;
 }
 
 bool l7_up_flush(struct l7_up *up)
 {
+	bool sent = false;
+
 	while (l7_buf_len(&up->out)) {
 		ssize_t n = send(up->fd, l7_buf_peek(&up->out), l7_buf_len(&up->out), MSG_NOSIGNAL);
 
 		if (n > 0) {
 			l7_buf_consume(&up->out, (uint32_t)n);
+			sent = true;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return true;
+			break;
 		up->error = true;
+		if (up->ep.tunnel && !up->tunnel_open && !up->connect_failed)
+			tunnel_failed(up);
 		return false;
+	}
+	if (sent && up->ep.tunnel && !up->tunnel_open) {
+		up->tunnel_sent = true;
+		tunnel_note_queued(up);
 	}
 	return true;
 }
@@ -129,6 +206,15 @@ static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx
 		up->connecting = false;
 		if (up->kind == L7_UP_PRIMARY)
 			loop_timer_disarm(up->w->loop, up->timer); /* the connect timeout */
+	}
+	if (up->ep.tunnel && !up->tunnel_open && !up->connect_failed) {
+		/* The same rule as in l7_up_read: reset, or closed before we wrote, is a refusal. */
+		if ((events & EPOLLERR) || ((events & EPOLLHUP) && !up->tunnel_sent))
+			tunnel_failed(up);
+		else if (events & EPOLLHUP)
+			tunnel_opened(up);
+		else
+			tunnel_check(up);
 	}
 	if (!up->connect_failed && (events & EPOLLERR))
 		up->error = true;
@@ -197,6 +283,9 @@ static void on_up_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 		up->connect_failed = up->error = true;
 		atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
 		l7_down_progress(up->down);
+	} else if (up->ep.tunnel && !up->tunnel_open && !up->connect_failed && up->down) {
+		tunnel_failed(up); /* connectTimeout over the tunnel's handshake and CONNECT */
+		l7_down_progress(up->down);
 	}
 }
 
@@ -212,16 +301,13 @@ static bool up_timer_arm(struct l7_up *up, uint64_t ms)
 	return up->timer != NULL;
 }
 
-static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, struct l7_shared *load,
-				enum l7_up_kind kind, uint64_t connect_timeout_ms)
+/* The socket of a TCP connect to ep (started: up->connecting or failed), or -1. */
+static int tcp_connect(struct l7_up *up, const struct l7_endpoint *ep)
 {
-	struct l7_up *up = calloc(1, sizeof(*up));
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int one = 1, fd;
 
-	if (!up)
-		return NULL;
 	memset(&ss, 0, sizeof(ss));
 	if (ep->family == XM_FAMILY_V4) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
@@ -239,15 +325,9 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 		len = sizeof(*sin6);
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		free(up);
-		return NULL;
-	}
+	if (fd < 0)
+		return -1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	up->fd = fd;
-	up->w = w;
-	up->ep = *ep;
-	up->kind = kind;
 	up->connecting = true;
 	if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
 		up->connecting = false;
@@ -255,7 +335,7 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 		/* Refused at once: reported like an asynchronous failure, through the same path. */
 		up->connecting = false;
 		up->connect_failed = up->error = true;
-		atomic_fetch_add_explicit(&w->c.connect_failures, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
 	}
 	len = sizeof(ss);
 	if (!getsockname(fd, (struct sockaddr *)&ss, &len)) {
@@ -268,19 +348,85 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 			up->local_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 		}
 	}
-	if (loop_add_fd(w->loop, fd, L7_CONN_EVENTS, on_up_event, up)) {
-		close(fd);
-		free(up);
+	return fd;
+}
+
+/*
+ * Hands the far end of a socketpair to the tunnel for ep (up->fd is the near one, registered already); the
+ * connection is then opening (tunnel_open false) until the tunnel takes our first bytes. -errno when the
+ * tunnel refused at once (ENOENT: no identity, ENOTCONN: no tunnel).
+ */
+static int tunnel_submit(struct l7_up *up, int far, const struct l7_endpoint *ep, const struct l7_tunnel_req *origin)
+{
+	const struct l7_proxy_opts *o = &up->w->proxy->opts;
+	struct l7_tunnel_req req = { 0 };
+
+	if (origin)
+		req = *origin;
+	req.addr = ep->addr;
+	req.port = ep->port;
+	req.family = ep->family;
+	req.src_id = up->tunnel_id;
+	if (!req.traceparent)
+		req.traceparent = "";
+	return o->tunnel(o->tunnel_ctx, far, &req); /* owns far from now on */
+}
+
+static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, struct l7_shared *load,
+				enum l7_up_kind kind, uint64_t connect_timeout_ms, const struct l7_tunnel_req *origin)
+{
+	struct l7_up *up;
+	int fd, sv[2] = { -1, -1 }, err;
+
+	/* Never plaintext to an endpoint the snapshot tunnels: without a tunnel or an identity, no connection. */
+	if (ep->tunnel && (!w->proxy->opts.tunnel || !ep->src_id)) {
+		errno = ep->src_id ? ENOTCONN : ENOENT;
 		return NULL;
 	}
-	if (up->connecting) {
-		up->timer = loop_timer_add(w->loop, connect_timeout_ms, 0, on_up_timer, up);
-		if (!up->timer) {
-			loop_del_fd(w->loop, fd);
-			close(fd);
+	up = calloc(1, sizeof(*up));
+	if (!up)
+		return NULL;
+	up->w = w;
+	up->ep = *ep;
+	up->kind = kind;
+	if (ep->tunnel) {
+		up->tunnel_id = strdup(ep->src_id);
+		up->ep.src_id = up->tunnel_id;
+		if (!up->tunnel_id || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)) {
+			free(up->tunnel_id);
 			free(up);
 			return NULL;
 		}
+		fd = sv[0];
+	} else {
+		fd = tcp_connect(up, ep);
+		if (fd < 0) {
+			free(up);
+			return NULL;
+		}
+	}
+	up->fd = fd;
+	if (loop_add_fd(w->loop, fd, L7_CONN_EVENTS, on_up_event, up)) {
+		err = errno;
+		goto fail;
+	}
+	if (up->connecting || up->ep.tunnel) {
+		up->timer = loop_timer_add(w->loop, connect_timeout_ms, 0, on_up_timer, up);
+		if (!up->timer) {
+			err = ENOMEM;
+			loop_del_fd(w->loop, fd);
+			goto fail;
+		}
+	}
+	if (up->ep.tunnel) {
+		err = -tunnel_submit(up, sv[1], ep, origin);
+		sv[1] = -1;
+		if (err) {
+			loop_timer_cancel(w->loop, up->timer);
+			loop_del_fd(w->loop, fd);
+			goto fail;
+		}
+		atomic_fetch_add_explicit(&w->c.tunnel_total, 1, memory_order_relaxed);
 	}
 	up->all_next = w->ups;
 	if (w->ups)
@@ -296,6 +442,14 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 	atomic_fetch_add_explicit(&w->c.upstream_total, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->c.upstream_active, 1, memory_order_relaxed);
 	return up;
+fail:
+	close(fd);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	free(up->tunnel_id);
+	free(up);
+	errno = err;
+	return NULL;
 }
 
 struct l7_up *l7_up_pooled(struct l7_worker *w, const struct l7_endpoint *ep, const struct l7_shared *load)
@@ -326,11 +480,11 @@ bool l7_up_any(const struct l7_worker *w, const struct l7_endpoint *ep, const st
 }
 
 struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, struct l7_shared *load, bool fresh,
-			uint64_t connect_timeout_ms)
+			uint64_t connect_timeout_ms, const struct l7_tunnel_req *origin)
 {
 	struct l7_up *up = fresh ? NULL : l7_up_pooled(w, ep, load);
 
-	return up ? up : up_connect(w, ep, load, L7_UP_PRIMARY, connect_timeout_ms);
+	return up ? up : up_connect(w, ep, load, L7_UP_PRIMARY, connect_timeout_ms, origin);
 }
 
 void l7_up_release(struct l7_up *up, bool reusable)
@@ -395,9 +549,10 @@ void l7_up_close(struct l7_up *up)
 	l7_worker_reap_later(w);
 }
 
-void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char *bytes, uint32_t len)
+void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char *bytes, uint32_t len,
+		  const struct l7_tunnel_req *origin)
 {
-	struct l7_up *up = up_connect(w, ep, NULL, L7_UP_SHADOW, SHADOW_DEADLINE_MS);
+	struct l7_up *up = up_connect(w, ep, NULL, L7_UP_SHADOW, SHADOW_DEADLINE_MS, origin);
 
 	if (!up)
 		return;
@@ -415,6 +570,7 @@ void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char 
 
 void l7_up_free(struct l7_up *up)
 {
+	free(up->tunnel_id);
 	l7_buf_free(&up->in);
 	l7_buf_free(&up->out);
 	free(up);

@@ -35,11 +35,16 @@ struct l7_snap_hold {
 	bool retired;	/* a newer one is in force: freed when users reaches 0 */
 };
 
-/* Upstream pool key: one endpoint address. */
+/*
+ * Upstream pool key: one endpoint address, and how it is reached: a TCP connect, or the node's tunnel for one
+ * client workload (its certificate is presented: a tunnelled connection serves only that workload's requests).
+ */
 struct l7_endpoint {
 	union xm_addr addr;
 	uint16_t port; /* host order */
 	uint8_t family;
+	bool tunnel;	    /* through opts.tunnel */
+	const char *src_id; /* tunnel: the client workload's SPIFFE id (NULL: none, refused locally) */
 };
 
 struct l7_down;
@@ -71,6 +76,14 @@ struct l7_up {
 	struct l7_shared *load;	  /* the destination's counts (a reference, L7_LOAD_CONNECTIONS); NULL: none */
 	uint64_t born_ms;	  /* opened at (loop_batch_ms()) */
 	uint64_t max_duration_ms; /* maxConnectionDuration: not reused, and closed when pooled, past it; 0: none */
+	/*
+	 * Tunnelled (ep.tunnel): fd is a socketpair's end, the other one is the tunnel's. Until the tunnel read
+	 * bytes we wrote (it reads none before its CONNECT stream opened) or a response byte came, it is opening:
+	 * a reset or EOF then is a connect failure (UF), as a refused TCP connect.
+	 */
+	bool tunnel_open, tunnel_sent;
+	uint32_t tunnel_outq;		/* SIOCOUTQ after our last write while opening */
+	char *tunnel_id;		/* ep.src_id's copy (ep.src_id points here) */
 	struct h1_chunked shadow_chunk; /* shadow: response framing while it drains */
 	bool shadow_head_done;
 	enum h1_body shadow_body;
@@ -117,6 +130,7 @@ struct l7_exchange {
 	char *head;	     /* the rewritten request head, kept until a response byte arrives (one resend) */
 	uint32_t head_len;
 	bool head_sent, resent, local;
+	bool tunnelled; /* the current try's upstream goes through the tunnel (connection_security_policy) */
 	/* request */
 	enum h1_body req_body;
 	uint64_t req_remaining;
@@ -198,6 +212,9 @@ struct l7_worker_counters {
 	atomic_ullong overflow_connections, overflow_pending, overflow_requests;
 	atomic_ullong ratelimited, ratelimit_not_enforced; /* local rate limits (l7/ratelimit.c) */
 	atomic_ullong retries, retry_overflows, retry_body_too_big, retries_exhausted;
+	/* upstreams through the tunnel: opened, refused before any byte (UF), refused locally (no client
+	 * certificate, no tunnel) */
+	atomic_ullong tunnel_total, tunnel_failures, tunnel_no_identity, tunnel_unavailable;
 };
 
 #define L7_POOL_BUCKETS 256
@@ -359,6 +376,22 @@ void l7_up_apply_policy(struct l7_up *up, const struct l7_cluster *c);
 /* fault.c: (re)arms the exchange's timer for the soonest of its deadlines; false when out of memory. */
 bool l7_exchange_timer_arm(struct l7_down *d);
 
+/*
+ * exchange.c: the pool key of d's current endpoint (x->endpoint): tunnelled when the proxy has a tunnel and
+ * the snapshot's mtls_remote says so, for d's client workload (src_id NULL when it has no identity).
+ */
+void l7_exchange_endpoint(const struct l7_down *d, const struct xm_lb_backend *b, struct l7_endpoint *ep);
+/*
+ * What a new tunnelled connection for d tells the tunnel besides the endpoint: the downstream client and the
+ * request's trace (traceparent is the caller's buffer, at least 64 bytes).
+ */
+void l7_exchange_tunnel_origin(const struct l7_down *d, struct l7_tunnel_req *o, char *traceparent);
+/*
+ * l7_up_get returned NULL with errno err: ENOENT (the client has no identity the tunnel can present) and
+ * ENOTCONN (no tunnel) are local refusals: counted, and the record's details for them returned; NULL otherwise.
+ */
+const char *l7_tunnel_refused(struct l7_down *d, int err);
+
 /* exchange.c: x->endpoint's connection for the current try (pooled or new); a socket that failed counts as a
  * connect failure (retried, or 503 UF). */
 void l7_exchange_connect(struct l7_down *d);
@@ -393,7 +426,7 @@ void l7_retry_end(struct l7_down *d);
  * (connecting, failed after connect_timeout_ms, counted in load); NULL when the socket failed.
  */
 struct l7_up *l7_up_get(struct l7_worker *w, const struct l7_endpoint *ep, struct l7_shared *load, bool fresh,
-			uint64_t connect_timeout_ms);
+			uint64_t connect_timeout_ms, const struct l7_tunnel_req *origin);
 /* The idle pooled connection to ep for load's destination, taken from the pool, or NULL. */
 struct l7_up *l7_up_pooled(struct l7_worker *w, const struct l7_endpoint *ep, const struct l7_shared *load);
 /* Whether w has any connection (busy, idle or connecting) to ep for load's destination. */
@@ -406,7 +439,8 @@ bool l7_up_read(struct l7_up *up);
 /* Writes what up->out holds; false on a write error (up->error set). */
 bool l7_up_flush(struct l7_up *up);
 /* A mirror copy of a complete request (head and body in bytes) to ep, response dropped. */
-void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char *bytes, uint32_t len);
+void l7_up_shadow(struct l7_worker *w, const struct l7_endpoint *ep, const char *bytes, uint32_t len,
+		  const struct l7_tunnel_req *origin);
 void l7_up_free(struct l7_up *up);
 /* Closes every pooled connection (drain). */
 void l7_pool_close_all(struct l7_worker *w);

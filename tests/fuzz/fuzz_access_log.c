@@ -173,8 +173,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r.forwarded_for = fields[3];
 	r.method = fields[4];
 	r.details = fields[5];
-	if (size)
+	if (size) {
 		r.flags = data[0] | (uint32_t)data[size - 1] << 4;
+		r.tunnelled = data[size - 1] & 0x80; /* connection_security_policy mutual_tls */
+	}
 	check(L7_LOG_JSON, &r);
 	check(L7_LOG_TEXT, &r);
 out:

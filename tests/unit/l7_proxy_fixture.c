@@ -337,7 +337,13 @@ void upstream_stop(void)
 
 void hc_open(struct hclient *c, const char *ip, uint16_t port)
 {
+	hc_open_from(c, NULL, ip, port);
+}
+
+void hc_open_from(struct hclient *c, const char *src, const char *ip, uint16_t port)
+{
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in from = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = 5 };
 
 	memset(c, 0, sizeof(*c));
@@ -345,6 +351,12 @@ void hc_open(struct hclient *c, const char *ip, uint16_t port)
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (src &&
+	    (inet_pton(AF_INET, src, &from.sin_addr) != 1 || bind(c->fd, (struct sockaddr *)&from, sizeof(from)))) {
+		close(c->fd);
+		c->fd = -1;
+		return;
+	}
 	if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin))) {
 		close(c->fd);
 		c->fd = -1;

@@ -32,6 +32,8 @@ struct response {
 
 /* Connects to ip:port (5 s timeouts). */
 void hc_open(struct hclient *c, const char *ip, uint16_t port);
+/* The same from source address src (a loopback address other than 127.0.0.1: another client). */
+void hc_open_from(struct hclient *c, const char *src, const char *ip, uint16_t port);
 void hc_close(struct hclient *c);
 void hc_send(struct hclient *c, const void *p, size_t n);
 /* Reads one response (head only for HEAD/1xx, or until close when neither CL nor chunked). false: EOF. */

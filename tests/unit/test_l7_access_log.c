@@ -154,7 +154,8 @@ Test(l7_access_log, absent_fields_are_dashes_and_nulls)
 			 "\"upstream_host\":null,\"upstream_cluster\":null,\"upstream_request_attempt_count\":0,"
 			 "\"request_id\":null,\"trace_id\":null,"
 			 "\"user_agent\":null,\"authority\":null,\"x_forwarded_for\":null,"
-			 "\"downstream_remote_address\":null,\"source_workload\":null,\"source_namespace\":null}\n");
+			 "\"downstream_remote_address\":null,\"source_workload\":null,\"source_namespace\":null,"
+			 "\"connection_security_policy\":\"unknown\"}\n");
 	r.flags = L7_RF_NR;
 	r.status = 404;
 	cr_expect_not_null(strstr(format(L7_LOG_TEXT, &r), "\" 404 NR route_not_found - "));
@@ -227,7 +228,7 @@ Test(l7_access_log, json_has_the_mesh_fields)
 			 "timestamp,method,path,protocol,status,response_flags,duration_ms,bytes_received,"
 			 "bytes_sent,upstream_service,upstream_host,request_id,trace_id,user_agent,authority,"
 			 "downstream_remote_address,source_workload,source_namespace,upstream_cluster,"
-			 "upstream_request_attempt_count",
+			 "upstream_request_attempt_count,connection_security_policy",
 			 &out);
 
 	cr_assert_eq(rc, 0, "%s", out.buf);
@@ -236,7 +237,12 @@ Test(l7_access_log, json_has_the_mesh_fields)
 			 "0\n295\n\"reviews.default.svc.cluster.local\"\n\"10.1.0.12:9080\"\n"
 			 "\"4f1a2b3c-5d6e-4f70-8a9b-0c1d2e3f4a5b\"\nnull\n\"curl/7.88.1\"\n\"reviews:9080\"\n"
 			 "\"10.1.0.7:51234\"\n\"productpage-v1\"\n\"default\"\n"
-			 "\"outbound|9080|v2|reviews.default.svc.cluster.local\"\n3\n");
+			 "\"outbound|9080|v2|reviews.default.svc.cluster.local\"\n3\n\"unknown\"\n");
+	sb_free(&out);
+	r.tunnelled = true;
+	rc = json_fields(format(L7_LOG_JSON, &r), "connection_security_policy", &out);
+	cr_assert_eq(rc, 0, "%s", out.buf);
+	cr_expect_str_eq(out.buf, "\"mutual_tls\"\n");
 	sb_free(&out);
 }
 

@@ -75,6 +75,7 @@ Test(l7_span_export, zipkin_v2_json)
 	snprintf(body, sizeof(body), "[%s,", buf);
 	record(&r, "/x", 503);
 	r.attempts = 3; /* two retries */
+	r.tunnelled = true;
 	r.route = &named_route;
 	r.source = NULL;
 	r.upstream = NULL;
@@ -100,7 +101,9 @@ Test(l7_span_export, zipkin_v2_json)
 		"assert b[\"name\"] == \"reviews-v2\" and b[\"localEndpoint\"][\"serviceName\"] == \"xmesh\"\n"
 		"assert \"remoteEndpoint\" not in b and b[\"tags\"][\"error\"] == \"true\"\n"
 		"assert b[\"tags\"][\"response_flags\"] == \"UH\"\n"
-		"assert b[\"tags\"][\"retry.count\"] == \"2\" and \"retry.count\" not in t\n"),
+		"assert b[\"tags\"][\"retry.count\"] == \"2\" and \"retry.count\" not in t\n"
+		"assert b[\"tags\"][\"connection_security_policy\"] == \"mutual_tls\"\n"
+		"assert \"connection_security_policy\" not in t\n"),
 	    "%s", body);
 	/* snprintf-like on a short buffer */
 	cr_expect_eq(l7_span_format(&r, "node-1", buf, 10), m);

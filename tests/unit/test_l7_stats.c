@@ -296,6 +296,37 @@ Test(l7_stats, a_new_snapshot_is_new_labels_at_the_same_addresses)
 	l7_stats_shard_free(sh);
 }
 
+/* An upstream through the node's tunnel: connection_security_policy mutual_tls (ztunnel's source reporter), a
+ * series apart from the same request in plaintext, also on the fast path (same snapshot and pointers). */
+Test(l7_stats, a_tunnelled_upstream_is_mutual_tls)
+{
+	struct l7_stats_shard *sh = l7_stats_shard_new();
+	struct strbuf out = { 0 };
+	struct l7_record r = request(200, 1, 0, 0);
+
+	cr_assert_not_null(sh);
+	r.snapshot_generation = 3;
+	l7_stats_record(sh, &r);
+	r.tunnelled = true;
+	l7_stats_record(sh, &r);
+	l7_stats_record(sh, &r);
+	scrape_text(&sh, 1, &out);
+	cr_expect_eq(sample(out.buf, "istio_requests_total" PP_TO_REVIEWS("200", "-") "}"), 1, "%s", out.buf);
+	{
+		char want[4096];
+		const char *plain = "istio_requests_total" PP_TO_REVIEWS("200", "-") "}";
+		const char *at = strstr(plain, "connection_security_policy=\"unknown\"");
+
+		cr_assert_not_null(at);
+		snprintf(want, sizeof(want), "%.*sconnection_security_policy=\"mutual_tls\"%s", (int)(at - plain),
+			 plain, at + strlen("connection_security_policy=\"unknown\""));
+		cr_expect_eq(sample(out.buf, want), 2, "%s", out.buf);
+	}
+	cr_expect_eq(sample(out.buf, "xmesh_l7_series"), 2);
+	sb_free(&out);
+	l7_stats_shard_free(sh);
+}
+
 /* A client inventing Host headers on a port with no route: one series each, until the bound. */
 static void record_hosts(struct l7_stats_shard *sh, unsigned n)
 {

@@ -1,0 +1,753 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The L7 proxy's upstreams through the node's mTLS tunnel (docs/l7.md "Upstreams through the tunnel"), with a
+ * fake tunnel function: endpoints that are pods of another node (node-b) are reached through a socketpair
+ * whose far end the fake splices to the fixture's HTTP upstream (as the HBONE client would after its CONNECT
+ * got 200), or resets (a refused stream) or closes at once. Checked: the request goes through the tunnel with
+ * the client pod's SPIFFE id, the connection is pooled per client identity and never mixed with plain ones,
+ * a refusal is a connect failure to retries and outlier detection (503 UF), a client that is no pod is refused
+ * without a tunnel call and never sent in plaintext, and the request metric says mutual_tls with both
+ * principals.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compile/snapshot.h"
+#include "core/strbuf.h"
+#include "l7/proxy.h"
+#include "l7/record.h"
+#include "l7/stats.h"
+#include "l7_proxy_fixture.h"
+#include "metrics/registry.h"
+#include "test_config.h"
+
+static struct l7_proxy *proxy;
+static struct xm_snapshot *snap;
+static uint16_t port, up_port;
+
+/* ---- the fake tunnel ---- */
+
+#define CALLS_MAX 32
+
+struct call {
+	char addr[INET6_ADDRSTRLEN];
+	uint16_t port;
+	char src_id[256];
+	char client[INET6_ADDRSTRLEN];
+	bool traceparent;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct call calls[CALLS_MAX];
+static int n_calls;
+static atomic_int live_splices;
+
+/*
+ * 10.99.0.5: spliced to the upstream; 10.99.0.6: reset after 30 ms (the head unread); 10.99.0.7: closed at once;
+ * 10.99.0.8: never opens (neither reads nor closes for 1 s); 10.99.0.9: opens (reads the head), then closes;
+ * 10.99.0.10: spliced, reading the proxy's bytes slowly (4 KiB each 2 ms: a stream window that lags).
+ */
+enum fake_mode {
+	FAKE_SPLICE,
+	FAKE_RESET,
+	FAKE_CLOSE,
+	FAKE_HANG,
+	FAKE_DROP,
+	FAKE_SLOW
+};
+
+struct splice_arg {
+	int fd;
+	enum fake_mode mode;
+};
+
+static void splice_loop(int a, int b, bool slow)
+{
+	char buf[16384];
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
+
+		if (poll(p, 2, 5000) <= 0)
+			return;
+		for (int i = 0; i < 2; i++) {
+			int from = i ? b : a, to = i ? a : b;
+			ssize_t n;
+
+			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(from, buf, slow && !i ? 4096 : sizeof(buf));
+			if (n <= 0)
+				return;
+			if (slow && !i)
+				usleep(2000);
+			for (ssize_t off = 0; off < n;) {
+				ssize_t k = write(to, buf + off, (size_t)(n - off));
+
+				if (k <= 0)
+					return;
+				off += k;
+			}
+		}
+	}
+}
+
+static void *fake_thread(void *arg)
+{
+	struct splice_arg *sa = arg;
+	int fd = sa->fd;
+
+	if (sa->mode == FAKE_RESET) {
+		usleep(30000); /* the CONNECT's round trip: the proxy's head waits unread, then the 503 */
+	} else if (sa->mode == FAKE_HANG) {
+		usleep(1000000);
+	} else if (sa->mode == FAKE_DROP) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char buf[4096];
+
+		/* 200, then the head is read; the remote pod closes before answering. */
+		if (poll(&p, 1, 2000) == 1 && read(fd, buf, sizeof(buf)) > 0)
+			usleep(20000);
+	} else {
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(up_port) };
+		int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		/* The far end comes non-blocking (both ends of the pair are): the tunnel sets the mode it wants. */
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		if (up >= 0 && !connect(up, (struct sockaddr *)&sin, sizeof(sin)))
+			splice_loop(fd, up, sa->mode == FAKE_SLOW);
+		if (up >= 0)
+			close(up);
+	}
+	close(fd);
+	atomic_fetch_sub(&live_splices, 1);
+	free(sa);
+	return NULL;
+}
+
+/* Set: the fake answers as tunnel_submit before the HBONE client runs. */
+static atomic_bool fake_unavailable;
+
+static int fake_tunnel(void *ctx, int fd, const struct l7_tunnel_req *req)
+{
+	struct splice_arg *sa;
+	struct call *c = NULL;
+	enum fake_mode mode;
+	pthread_t t;
+
+	(void)ctx;
+	if (atomic_load(&fake_unavailable)) {
+		close(fd);
+		return -ENOTCONN;
+	}
+	pthread_mutex_lock(&lock);
+	if (n_calls < CALLS_MAX)
+		c = &calls[n_calls++];
+	pthread_mutex_unlock(&lock);
+	if (c) {
+		inet_ntop(req->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, req->addr.bytes, c->addr, sizeof(c->addr));
+		c->port = req->port;
+		snprintf(c->src_id, sizeof(c->src_id), "%s", req->src_id);
+		if (req->client_family)
+			inet_ntop(req->client_family == XM_FAMILY_V4 ? AF_INET : AF_INET6, req->client_addr.bytes,
+				  c->client, sizeof(c->client));
+		c->traceparent = req->traceparent && strlen(req->traceparent) == 55;
+	}
+	switch (req->addr.bytes[3]) {
+	case 5:
+		mode = FAKE_SPLICE;
+		break;
+	case 6:
+		mode = FAKE_RESET;
+		break;
+	case 8:
+		mode = FAKE_HANG;
+		break;
+	case 9:
+		mode = FAKE_DROP;
+		break;
+	case 10:
+		mode = FAKE_SLOW;
+		break;
+	default:
+		mode = FAKE_CLOSE;
+	}
+	if (mode == FAKE_CLOSE) {
+		close(fd); /* refused before the proxy wrote anything */
+		return 0;
+	}
+	sa = malloc(sizeof(*sa));
+	if (!sa) {
+		close(fd);
+		return -ENOMEM;
+	}
+	*sa = (struct splice_arg){ fd, mode };
+	atomic_fetch_add(&live_splices, 1);
+	if (pthread_create(&t, NULL, fake_thread, sa)) {
+		atomic_fetch_sub(&live_splices, 1);
+		free(sa);
+		close(fd);
+		return -EAGAIN;
+	}
+	pthread_detach(t);
+	return 0;
+}
+
+static int calls_count(void)
+{
+	int n;
+
+	pthread_mutex_lock(&lock);
+	n = n_calls;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+/* ---- a plaintext trap: pod trap-0 of node-b (127.0.0.11) listens in plaintext; nothing may reach it ---- */
+
+static int trap_fd = -1;
+static uint16_t trap_port;
+static pthread_t trap_thread;
+static atomic_bool trap_stop;
+static atomic_int trap_conns;
+
+static void *trap_accept(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&trap_stop)) {
+		struct pollfd p = { .fd = trap_fd, .events = POLLIN };
+		int fd;
+
+		if (poll(&p, 1, 20) <= 0)
+			continue;
+		fd = accept(trap_fd, NULL, NULL);
+		if (fd >= 0) {
+			atomic_fetch_add(&trap_conns, 1);
+			close(fd);
+		}
+	}
+	return NULL;
+}
+
+static void trap_start(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+
+	trap_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(trap_fd, 0);
+	sin.sin_addr.s_addr = htonl(0x7f00000b);
+	cr_assert_eq(bind(trap_fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(trap_fd, 16), 0);
+	cr_assert_eq(getsockname(trap_fd, (struct sockaddr *)&sin, &len), 0);
+	trap_port = ntohs(sin.sin_port);
+	cr_assert_eq(pthread_create(&trap_thread, NULL, trap_accept, NULL), 0);
+}
+
+/* ---- records and outlier reports ---- */
+
+struct rec {
+	uint16_t status;
+	uint32_t flags;
+	bool tunnelled;
+	char src_principal[1024], dst_principal[1024], details[128];
+};
+
+static struct rec recs[64];
+static int n_recs;
+static int connect_failed_reports;
+
+static void on_record(void *ctx, size_t worker, const struct l7_record *r)
+{
+	(void)ctx, (void)worker;
+	pthread_mutex_lock(&lock);
+	if (n_recs < 64) {
+		struct rec *x = &recs[n_recs++];
+
+		x->status = r->status;
+		x->flags = r->flags;
+		x->tunnelled = r->tunnelled;
+		snprintf(x->src_principal, sizeof(x->src_principal), "%s", r->source ? r->source->principal : "");
+		snprintf(x->dst_principal, sizeof(x->dst_principal), "%s",
+			 r->upstream_wl ? r->upstream_wl->principal : "");
+		snprintf(x->details, sizeof(x->details), "%s", r->details ? r->details : "");
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+static struct rec rec_wait(int i)
+{
+	struct rec r;
+
+	for (int k = 0; k < 200; k++) {
+		pthread_mutex_lock(&lock);
+		if (n_recs > i) {
+			r = recs[i];
+			pthread_mutex_unlock(&lock);
+			return r;
+		}
+		pthread_mutex_unlock(&lock);
+		usleep(10000);
+	}
+	cr_assert_fail("record %d never came", i);
+	return r;
+}
+
+static void report_hook(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,
+			uint16_t status)
+{
+	(void)ctx, (void)svc_id, (void)backend_id, (void)status;
+	pthread_mutex_lock(&lock);
+	if (outcome == L7_CONNECT_FAILED)
+		connect_failed_reports++;
+	pthread_mutex_unlock(&lock);
+}
+
+/* ---- the proxy ---- */
+
+/* The listener's address picks the service: 127.0.0.1 web, .4 plain, .5 refused, .6 closed, .7 hang, .8 drop,
+ * .9 slow, .10 trap. */
+static int resolve_by_listener(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
+{
+	static const uint8_t last_of_vip[16] = {
+		[1] = 10, [4] = 11, [5] = 12, [6] = 13, [7] = 14, [8] = 15, [9] = 16, [10] = 17
+	};
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	uint8_t last;
+
+	(void)ctx, (void)listen_fd;
+	if (getsockname(fd, (struct sockaddr *)&sin, &len))
+		return -1;
+	last = ((uint8_t *)&sin.sin_addr)[3];
+	if (last >= 16 || !last_of_vip[last])
+		return -ENOENT;
+	memset(vip, 0, sizeof(*vip));
+	vip->vip.v4 = htonl(0x0a600000 | last_of_vip[last]);
+	vip->port = htons(80);
+	vip->proto = XM_PROTO_TCP;
+	vip->family = XM_FAMILY_V4;
+	*svc_id = 0;
+	return 0;
+}
+
+#define SVC(name, ip, ep, target)                                                                                      \
+	"apiVersion: v1\nkind: Service\nmetadata: {name: " name ", namespace: default}\n"                              \
+	"spec: {clusterIP: " ip ", ports: [{name: http, port: 80, targetPort: " target "}]}\n"                         \
+	"---\n"                                                                                                        \
+	"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"                                                       \
+	"metadata: {name: " name "-1, namespace: default, labels: {kubernetes.io/service-name: " name "}}\n"           \
+	"addressType: IPv4\n"                                                                                          \
+	"endpoints: [{addresses: [\"" ep "\"], conditions: {ready: true}}]\n"                                          \
+	"ports: [{name: http, port: " target "}]\n"                                                                    \
+	"---\n"
+
+#define POD(name, sa, node, ip)                                                                                        \
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: " name ", namespace: default, labels: {app: " name "}}\n"         \
+	"spec: {nodeName: " node ", serviceAccountName: " sa "}\nstatus: {podIP: " ip "}\n---\n"
+
+/* clang-format off */
+static const char config_fmt[] =
+	SVC("web", "10.96.0.10", "10.99.0.5", "8080")
+	SVC("plain", "10.96.0.11", "127.0.0.1", "%u")
+	SVC("refused", "10.96.0.12", "10.99.0.6", "8080")
+	SVC("closed", "10.96.0.13", "10.99.0.7", "8080")
+	SVC("hang", "10.96.0.14", "10.99.0.8", "8080")
+	SVC("drop", "10.96.0.15", "10.99.0.9", "8080")
+	SVC("slow", "10.96.0.16", "10.99.0.10", "8080")
+	SVC("trap", "10.96.0.17", "127.0.0.11", "%u")
+	POD("client-a", "sleep", "node-a", "127.0.0.1")
+	POD("client-b", "other", "node-a", "127.0.0.3")
+	POD("web-0", "web", "node-b", "10.99.0.5")
+	POD("refused-0", "web", "node-b", "10.99.0.6")
+	POD("closed-0", "web", "node-b", "10.99.0.7")
+	POD("hang-0", "web", "node-b", "10.99.0.8")
+	POD("drop-0", "web", "node-b", "10.99.0.9")
+	POD("slow-0", "web", "node-b", "10.99.0.10")
+	POD("trap-0", "web", "node-b", "127.0.0.11")
+	"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: default}\n"
+	"spec: {mtls: {mode: STRICT}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: refused, namespace: default}\n"
+	"spec: {host: refused, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1000}}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: closed, namespace: default}\n"
+	"spec: {hosts: [closed], http: [{retries: {attempts: 0}, route: [{destination: {host: closed}}]}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: hang, namespace: default}\n"
+	"spec: {host: hang, trafficPolicy: {connectionPool: {tcp: {connectTimeout: 200ms}}}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hang, namespace: default}\n"
+	"spec: {hosts: [hang], http: [{retries: {attempts: 0}, route: [{destination: {host: hang}}]}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: slow, namespace: default}\n"
+	"spec: {host: slow, trafficPolicy: {connectionPool: {tcp: {connectTimeout: 200ms}}}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: trap, namespace: default}\n"
+	"spec: {host: trap, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1000}}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: slow, namespace: default}\n"
+	"spec: {hosts: [slow], http: [{retries: {attempts: 0}, route: [{destination: {host: slow}}]}]}\n";
+/* clang-format on */
+
+static void setup(void)
+{
+	struct l7_proxy_opts opts = {
+		.n_workers = 1,
+		.resolve = resolve_by_listener,
+		.on_record = on_record,
+		.report = report_hook,
+		.tunnel = fake_tunnel,
+	};
+	static const uint8_t lasts[8] = { 1, 4, 5, 6, 7, 8, 9, 10 };
+	struct l7_proxy_addr addrs[8];
+	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
+	struct xm_config c = { 0 };
+	char text[sizeof(config_fmt) + 64], *path;
+	const char *paths[1];
+	uint32_t id = 1;
+	int err;
+
+	up_port = upstream_start();
+	cr_assert_neq(up_port, 0, "upstream did not start");
+	trap_start();
+	snprintf(text, sizeof(text), config_fmt, up_port, up_port, trap_port, trap_port);
+	path = temp_yaml(text);
+	paths[0] = path;
+	load_clean(paths, 1, &c);
+	unlink(path);
+	free(path);
+	snap = snapshot_build(&c, &copts, &err);
+	cr_assert_not_null(snap, "snapshot_build: %d", err);
+	config_free(&c);
+	for (size_t i = 0; i < snap->lb.n_services; i++) {
+		snap->lb.services[i].svc_id = id++;
+		for (size_t j = 0; j < snap->lb.services[i].n_backends; j++)
+			snap->lb.services[i].backends[j].id = id++;
+	}
+	proxy = l7_proxy_new(&opts, &err);
+	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
+	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
+	for (int i = 0; i < 8; i++) {
+		memset(&addrs[i], 0, sizeof(addrs[i]));
+		addrs[i].family = XM_FAMILY_V4;
+		addrs[i].addr.v4 = htonl(0x7f000000 | lasts[i]);
+	}
+	cr_assert_eq(l7_proxy_listen(proxy, addrs, 8), 0);
+	port = l7_proxy_port(proxy);
+	cr_assert_neq(port, 0);
+}
+
+static void teardown(void)
+{
+	l7_proxy_free(proxy);
+	snapshot_put(snap);
+	for (int i = 0; i < 300 && atomic_load(&live_splices); i++)
+		usleep(10000);
+	upstream_stop();
+	atomic_store(&trap_stop, true);
+	pthread_join(trap_thread, NULL);
+	close(trap_fd);
+}
+
+TestSuite(l7_tunnel, .init = setup, .fini = teardown, .timeout = 30);
+
+static void get(struct hclient *c, const char *host, const char *path, struct response *r)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head), "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host);
+
+	hc_send(c, head, (size_t)n);
+	cr_assert(hc_read(c, r, false), "no response to %s", path);
+}
+
+Test(l7_tunnel, through_the_tunnel_as_the_client_pod_pooled_per_identity)
+{
+	struct hclient a, b;
+	struct response r;
+	char conn1[16], conn2[16], conn3[16];
+	struct rec x;
+
+	hc_open(&a, "127.0.0.1", port);
+	cr_assert_geq(a.fd, 0);
+	get(&a, "web", "/echo/1", &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert(response_header(&r, "x-conn", conn1, sizeof(conn1)));
+	response_free(&r);
+	get(&a, "web", "/echo/2", &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert(response_header(&r, "x-conn", conn2, sizeof(conn2)));
+	response_free(&r);
+	cr_expect_str_eq(conn1, conn2, "the tunnelled connection is reused by the same client");
+	cr_assert_eq(calls_count(), 1);
+	cr_expect_str_eq(calls[0].addr, "10.99.0.5");
+	cr_expect_eq(calls[0].port, 8080);
+	cr_expect_str_eq(calls[0].src_id, "spiffe://cluster.local/ns/default/sa/sleep");
+	cr_expect_str_eq(calls[0].client, "127.0.0.1");
+	cr_expect(calls[0].traceparent, "the request's trace goes to the tunnel's CONNECT");
+
+	/* Another client pod: its own tunnelled connection, presenting its own identity. */
+	hc_open_from(&b, "127.0.0.3", "127.0.0.1", port);
+	cr_assert_geq(b.fd, 0);
+	get(&b, "web", "/echo/3", &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert(response_header(&r, "x-conn", conn3, sizeof(conn3)));
+	response_free(&r);
+	cr_expect_str_neq(conn3, conn1);
+	cr_assert_eq(calls_count(), 2);
+	cr_expect_str_eq(calls[1].src_id, "spiffe://cluster.local/ns/default/sa/other");
+	hc_close(&b);
+	hc_close(&a);
+
+	/* A plain endpoint (127.0.0.1 is a pod of this node) is a TCP connect: no tunnel call. */
+	hc_open(&a, "127.0.0.4", port);
+	get(&a, "plain", "/echo/4", &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	hc_close(&a);
+	cr_expect_eq(calls_count(), 2);
+
+	x = rec_wait(0);
+	cr_expect(x.tunnelled);
+	cr_expect_str_eq(x.src_principal, "spiffe://cluster.local/ns/default/sa/sleep");
+	cr_expect_str_eq(x.dst_principal, "spiffe://cluster.local/ns/default/sa/web");
+	x = rec_wait(3);
+	cr_expect(!x.tunnelled, "the plain request");
+}
+
+Test(l7_tunnel, request_metric_says_mutual_tls)
+{
+	struct l7_stats_shard *const *shards;
+	struct hclient a;
+	struct response r;
+	struct strbuf out = { 0 };
+	struct xm_scrape *sc;
+	size_t n;
+
+	hc_open(&a, "127.0.0.1", port);
+	get(&a, "web", "/echo/m", &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	hc_close(&a);
+	hc_open(&a, "127.0.0.4", port);
+	get(&a, "plain", "/echo/p", &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	hc_close(&a);
+	rec_wait(1);
+	shards = l7_proxy_shards(proxy, &n);
+	sc = scrape_new();
+	cr_assert_not_null(sc);
+	l7_stats_collect(shards, n, sc);
+	l7_proxy_collect(proxy, sc);
+	scrape_render(sc, &out);
+	scrape_free(sc);
+	cr_assert(!out.oom);
+	cr_expect_not_null(strstr(out.buf, "source_principal=\"spiffe://cluster.local/ns/default/sa/sleep\""));
+	cr_expect_not_null(strstr(out.buf, "destination_principal=\"spiffe://cluster.local/ns/default/sa/web\""));
+	cr_expect_not_null(strstr(out.buf, "destination_service=\"web.default.svc.cluster.local\","));
+	/* One series each way: the tunnelled one mutual_tls, the plain one unknown. */
+	{
+		const char *t = strstr(out.buf, "istio_requests_total{reporter=\"source\"");
+		int mtls = 0, plain = 0;
+
+		cr_assert_not_null(t);
+		for (const char *p = t; (p = strstr(p, "istio_requests_total{")); p++) {
+			const char *end = strchr(p, '}');
+			bool web = strstr(p, "destination_service_name=\"web\"") &&
+				   strstr(p, "destination_service_name=\"web\"") < end;
+			bool is_mtls = strstr(p, "connection_security_policy=\"mutual_tls\"") &&
+				       strstr(p, "connection_security_policy=\"mutual_tls\"") < end;
+
+			mtls += web && is_mtls;
+			plain += !web && !is_mtls;
+		}
+		cr_expect_eq(mtls, 1, "%s", out.buf);
+		cr_expect_eq(plain, 1, "%s", out.buf);
+	}
+	cr_expect_not_null(strstr(out.buf, "xmesh_l7_tunnel_upstream_connections_total 1\n"), "%s", out.buf);
+	free(out.buf);
+}
+
+Test(l7_tunnel, a_refused_stream_is_a_connect_failure)
+{
+	struct hclient a;
+	struct response r;
+	struct rec x;
+
+	/* Istio's default retries (2, connect-failure among them) try the only endpoint three times. */
+	hc_open(&a, "127.0.0.5", port);
+	get(&a, "refused", "/echo/r", &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
+	cr_expect(!(x.flags & L7_RF_UC), "flags %#x: a refusal is no reset after connect", x.flags);
+	cr_expect_eq(calls_count(), 3, "retried as a connect failure");
+	pthread_mutex_lock(&lock);
+	cr_expect_eq(connect_failed_reports, 3, "each try reported to outlier detection as a connect failure");
+	pthread_mutex_unlock(&lock);
+}
+
+Test(l7_tunnel, closed_before_a_byte_is_a_connect_failure)
+{
+	struct hclient a;
+	struct response r;
+	struct rec x;
+
+	hc_open(&a, "127.0.0.6", port);
+	get(&a, "closed", "/echo/c", &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
+	cr_expect_eq(calls_count(), 1, "attempts: 0");
+}
+
+Test(l7_tunnel, a_client_that_is_no_pod_is_refused_never_plaintext)
+{
+	struct l7_stats_shard *const *shards;
+	struct hclient a;
+	struct response r;
+	struct rec x;
+	struct strbuf out = { 0 };
+	struct xm_scrape *sc;
+	size_t n;
+
+	/* The trap's endpoint is a pod of node-b: tunnelled, and reachable in plaintext if the proxy fell back. */
+	hc_open_from(&a, "127.0.0.2", "127.0.0.10", port);
+	cr_assert_geq(a.fd, 0);
+	get(&a, "trap", "/echo/n", &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
+	cr_expect_str_eq(x.details,
+			 "upstream_reset_before_response_started{connection_failure,tunnel:no_client_identity}");
+	cr_expect_eq(calls_count(), 0, "no tunnel without an identity");
+	cr_expect_eq(atomic_load(&trap_conns), 0, "never sent in plaintext");
+	pthread_mutex_lock(&lock);
+	cr_expect_eq(connect_failed_reports, 0, "not held against the endpoint");
+	pthread_mutex_unlock(&lock);
+	shards = l7_proxy_shards(proxy, &n);
+	(void)shards;
+	sc = scrape_new();
+	cr_assert_not_null(sc);
+	l7_proxy_collect(proxy, sc);
+	scrape_render(sc, &out);
+	scrape_free(sc);
+	cr_expect_not_null(strstr(out.buf, "xmesh_l7_tunnel_refused_total{reason=\"no_identity\"} 3\n"), "%s", out.buf);
+	free(out.buf);
+}
+
+Test(l7_tunnel, connect_timeout_covers_the_tunnels_opening)
+{
+	struct timespec t0, t1;
+	struct hclient a;
+	struct response r;
+	struct rec x;
+	long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	hc_open(&a, "127.0.0.7", port);
+	get(&a, "hang", "/echo/h", &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	cr_expect(ms >= 190 && ms < 900, "answered after %ld ms, connectTimeout 200ms", ms);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
+}
+
+Test(l7_tunnel, a_close_after_the_tunnel_opened_is_a_reset)
+{
+	struct hclient a;
+	struct response r;
+	struct rec x;
+
+	hc_open(&a, "127.0.0.8", port);
+	get(&a, "drop", "/echo/d", &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UC, "flags %#x: the tunnel had read the head", x.flags);
+	cr_expect(!(x.flags & L7_RF_UF), "flags %#x", x.flags);
+	cr_expect_eq(calls_count(), 1, "a reset is not retried by Istio's default policy");
+}
+
+/* A body larger than the socketpair holds, read slowly by the tunnel: what it has yet to read never reaches
+ * zero before the body is all written (past connectTimeout), but it shrank: the tunnel opened. */
+Test(l7_tunnel, a_slow_reader_opened_the_tunnel)
+{
+	const size_t body = 1024 * 1024;
+	char head[256], *payload = malloc(body);
+	struct hclient a;
+	struct response r;
+	struct rec x;
+	int n;
+
+	cr_assert_not_null(payload);
+	memset(payload, 'b', body);
+	hc_open(&a, "127.0.0.9", port);
+	n = snprintf(head, sizeof(head), "POST /echo/slow HTTP/1.1\r\nHost: slow\r\ncontent-length: %zu\r\n\r\n", body);
+	hc_send(&a, head, (size_t)n);
+	hc_send(&a, payload, body);
+	cr_assert(hc_read(&a, &r, false));
+	cr_expect_eq(r.status, 200);
+	cr_expect_eq(r.body_len, body);
+	response_free(&r);
+	hc_close(&a);
+	free(payload);
+	x = rec_wait(0);
+	cr_expect_eq(x.flags, 0, "flags %#x", x.flags);
+}
+
+Test(l7_tunnel, no_tunnel_running_is_503_never_plaintext)
+{
+	struct xm_scrape *sc;
+	struct strbuf out = { 0 };
+	struct hclient a;
+	struct response r;
+	struct rec x;
+
+	atomic_store(&fake_unavailable, true);
+	hc_open(&a, "127.0.0.10", port);
+	get(&a, "trap", "/echo/u", &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	x = rec_wait(0);
+	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
+	cr_expect_str_eq(x.details, "upstream_reset_before_response_started{connection_failure,tunnel:unavailable}");
+	cr_expect_eq(atomic_load(&trap_conns), 0, "never sent in plaintext");
+	pthread_mutex_lock(&lock);
+	cr_expect_eq(connect_failed_reports, 0, "not held against the endpoint");
+	pthread_mutex_unlock(&lock);
+	sc = scrape_new();
+	cr_assert_not_null(sc);
+	l7_proxy_collect(proxy, sc);
+	scrape_render(sc, &out);
+	scrape_free(sc);
+	cr_expect_not_null(strstr(out.buf, "xmesh_l7_tunnel_refused_total{reason=\"unavailable\"} 3\n"), "%s", out.buf);
+	free(out.buf);
+	atomic_store(&fake_unavailable, false);
+}
