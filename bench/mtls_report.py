@@ -1,0 +1,120 @@
+# SPDX-License-Identifier: Apache-2.0
+# The report of `make bench` section mtls (scripts/bench.sh): reads the runs the section measured (bench/mtls
+# JSON lines, the tunnels' CPU ticks, agent A's client handshakes, openssl s_time against each server), writes
+# BUILD/bench/mtls.json and prints the table with the ratios against issue 15's goals.
+import json
+import re
+import sys
+
+out, rows_file, hs_file, tck = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+suite, group, hap_v, ossl_v, kernel, cpu, nproc, tree, load, cpu_app, cpu_tun, secs = sys.argv[5:17]
+
+results = {}
+for line in open(rows_file):
+    f = line.rstrip("\n").split("\t")
+    if f[1] == "error":
+        results[f[0]] = {"error": f[2]}
+        continue
+    r = {}
+    for kv in open(f[2]):
+        k, v = kv.rstrip("\n").split("=", 1)
+        r[k] = json.loads(v) if v.startswith("{") else int(v)
+    # tunnel CPU (both ends) per GB streamed and per new connection; none for plaintext
+    r["tunnel_cpu_ms"] = {k: r[k + "_tunnel_ticks"] * 1000.0 / tck for k in ("stream", "rr", "conns")}
+    r["tunnel_cpu_us_per_mb"] = r["tunnel_cpu_ms"]["stream"] * 1000.0 / (r["stream"]["bytes"] / 1e6)
+    r["tunnel_cpu_us_per_conn"] = r["tunnel_cpu_ms"]["conns"] * 1000.0 / r["conns"]["count"]
+    results[f[0]] = r
+
+
+def base(name):
+    return name.split(".")[0]
+
+
+def ok(name):
+    return name in results and "error" not in results[name]
+
+
+# Handshakes: the server's CPU per handshake from /proc (agent B, HAProxy B), the client's from getrusage.
+handshakes = []
+for line in open(hs_file):
+    h = json.loads(line)
+    r = h["run"]
+    if "error" not in r:
+        h["server_cpu_us_per_handshake"] = h["server_ticks"] * 1e6 / tck / r["count"]
+        h["resumed_share"] = r["resumed"] / r["count"]
+    handshakes.append(h)
+
+print()
+print("  target          Mbit/s   RR p50   RR p99  conn p50  conn p99   conn/s  tunnel CPU/MB  tunnel CPU/conn  new TLS/conn")
+for name, r in results.items():
+    if "error" in r:
+        print("  %-12s  ERROR: %s" % (name, r["error"]))
+        continue
+    tun = base(name) != "plain"
+    share = ""
+    if base(name) == "xmesh":
+        share = "%.4f" % (r["conns_client_handshakes"] / r["conns"]["count"])
+        if r["conns_server_streams"] < r["conns"]["count"]:
+            share += " (only %d of %d tunnelled)" % (r["conns_server_streams"], r["conns"]["count"])
+    print("  %-12s %9.0f %7.0fus %7.0fus %8.0fus %8.0fus %8.0f %12s %16s %13s" % (
+        name, r["stream"]["mbps"], r["rr"]["p50_us"], r["rr"]["p99_us"], r["conns"]["p50_us"],
+        r["conns"]["p99_us"], r["conns"]["per_sec"],
+        "%.0f us" % r["tunnel_cpu_us_per_mb"] if tun else "-",
+        "%.0f us" % r["tunnel_cpu_us_per_conn"] if tun else "-", share or "-"))
+
+# Goals of issue 15, per round (plain, haproxy, xmesh of the same round).
+goals = {}
+rounds = sorted({name[len(base(name)):] for name in results})
+for sfx in rounds:
+    p, hp, x = "plain" + sfx, "haproxy" + sfx, "xmesh" + sfx
+    g = {}
+    if ok(x) and ok(p):
+        g["throughput_vs_plain"] = results[x]["stream"]["mbps"] / results[p]["stream"]["mbps"]
+    if ok(x) and ok(hp):
+        g["throughput_vs_haproxy"] = results[x]["stream"]["mbps"] / results[hp]["stream"]["mbps"]
+    if ok(x) and ok(hp) and ok(p):
+        xa = results[x]["rr"]["p50_us"] - results[p]["rr"]["p50_us"]
+        ha = results[hp]["rr"]["p50_us"] - results[p]["rr"]["p50_us"]
+        g["added_rr_p50_us"] = {"xmesh": xa, "haproxy": ha}
+        g["added_rr_p50_vs_haproxy"] = xa / ha if ha > 0 else None
+    if ok(x) and results[x]["conns_server_streams"] >= results[x]["conns"]["count"]:
+        # every new connection was a stream on node B; those that needed no client handshake on node A
+        c = results[x]["conns"]["count"]
+        g["new_conns_without_handshake"] = 1 - results[x]["conns_client_handshakes"] / c
+    goals[sfx or "1"] = g
+
+print()
+for sfx, g in goals.items():
+    want = [("throughput_vs_plain", ">= 0.6"), ("throughput_vs_haproxy", ">= 1.2"),
+            ("added_rr_p50_vs_haproxy", "<= 1.0"), ("new_conns_without_handshake", ">= 0.95")]
+    parts = []
+    for k, w in want:
+        v = g.get(k)
+        if v is None:
+            parts.append("%s n/a (goal %s)" % (k, w))
+            continue
+        met = v >= float(w[3:]) if w.startswith(">=") else v <= float(w[3:])
+        parts.append("%s %.2f%s (goal %s: %s)" % (k, v, "" if k.startswith("new") else "x", w,
+                                                   "met" if met else "NOT met"))
+    print("  round %s: %s" % (sfx.lstrip(".") or "1", "; ".join(parts)))
+    if "added_rr_p50_us" in g:
+        print("           added RR p50 over plaintext: xmesh %.0f us, HAProxy %.0f us" % (
+            g["added_rr_p50_us"]["xmesh"], g["added_rr_p50_us"]["haproxy"]))
+
+print()
+print("  handshakes from node A   count  resumed  server CPU/handshake  client CPU/handshake")
+for h in handshakes:
+    r = h["run"]
+    if "error" in r:
+        print("  %-8s %-8s ERROR: %s" % (h["server"], h["kind"], r["error"]))
+        continue
+    print("  %-8s %-8s %13d %8d %18.0f us %18.0f us" % (
+        h["server"], h["kind"], r["count"], r["resumed"], h["server_cpu_us_per_handshake"], r["client_cpu_us"]))
+
+json.dump({"targets": results, "goals": goals, "handshakes": handshakes,
+           "tls": {"ciphersuite": suite, "group": group},
+           "env": {"haproxy": hap_v, "openssl": ossl_v, "kernel": kernel, "cpu": cpu, "nproc": int(nproc),
+                   "tree": tree, "loadavg": load, "cpu_app": int(cpu_app), "cpu_tunnel": int(cpu_tun),
+                   "stream_secs": float(secs)}},
+          open(out, "w"), indent=1)
+print("\n  %s" % out)
