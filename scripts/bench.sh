@@ -1068,7 +1068,7 @@ mtls_hs() {
 	out=$(timeout -k 5 120 nsenter --net="/run/netns/${P}nodea" -- taskset -c "$MTLS_CPU_APP" "$BUILD/bench/mtls" \
 		handshake --addr "$addr" --count "${MTLS_HS:-500}" --cert "$d/hs-client.crt" --key "$d/hs-client.key" \
 		--ca "$TMP/mtls-state/ca/root-cert.pem" "${resume[@]}" 2>&1) ||
-		out="{\"error\": \"$(tr -d '"\\\n' <<<"$out" | cut -c1-300)\"}"
+		out=$(python3 -c 'import json, sys; print(json.dumps({"error": " ".join(sys.argv[1].split())[:300]}))' "$out")
 	t1=$(l7_cpu_ticks "$pid")
 	printf '{"server":"%s","kind":"%s","server_ticks":%s,"run":%s}\n' "$name" "$mode" "$((t1 - t0))" "$out" \
 		>>"$TMP/mtls-hs.res"
