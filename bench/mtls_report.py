@@ -20,7 +20,7 @@ for line in open(rows_file):
         k, v = kv.rstrip("\n").split("=", 1)
         r[k] = json.loads(v) if v.startswith("{") else int(v)
     # tunnel CPU (both ends) per GB streamed and per new connection; none for plaintext
-    r["tunnel_cpu_ms"] = {k: r[k + "_tunnel_ticks"] * 1000.0 / tck for k in ("stream", "rr", "conns")}
+    r["tunnel_cpu_ms"] = {k: r[k + "_tunnel_ticks"] * 1000.0 / tck for k in ("stream", "rr", "rr1", "conns")}
     r["tunnel_cpu_us_per_mb"] = r["tunnel_cpu_ms"]["stream"] * 1000.0 / (r["stream"]["bytes"] / 1e6)
     r["tunnel_cpu_us_per_conn"] = r["tunnel_cpu_ms"]["conns"] * 1000.0 / r["conns"]["count"]
     results[f[0]] = r
@@ -45,7 +45,7 @@ for line in open(hs_file):
     handshakes.append(h)
 
 print()
-print("  target          Mbit/s   RR p50   RR p99  conn p50  conn p99   conn/s  tunnel CPU/MB  tunnel CPU/conn  new TLS/conn")
+print("  target          Mbit/s   RR p50   RR p99  1-CPU RR p50/p99  conn p50  conn p99   conn/s  tunnel CPU/MB  tunnel CPU/conn  new TLS/conn")
 for name, r in results.items():
     if "error" in r:
         print("  %-12s  ERROR: %s" % (name, r["error"]))
@@ -56,8 +56,9 @@ for name, r in results.items():
         share = "%.4f" % (r["conns_client_handshakes"] / r["conns"]["count"])
         if r["conns_server_streams"] < r["conns"]["count"]:
             share += " (only %d of %d tunnelled)" % (r["conns_server_streams"], r["conns"]["count"])
-    print("  %-12s %9.0f %7.0fus %7.0fus %8.0fus %8.0fus %8.0f %12s %16s %13s" % (
-        name, r["stream"]["mbps"], r["rr"]["p50_us"], r["rr"]["p99_us"], r["conns"]["p50_us"],
+    print("  %-12s %9.0f %7.0fus %7.0fus %8.0fus %6.0fus %8.0fus %8.0fus %8.0f %12s %16s %13s" % (
+        name, r["stream"]["mbps"], r["rr"]["p50_us"], r["rr"]["p99_us"], r["rr1"]["p50_us"], r["rr1"]["p99_us"],
+        r["conns"]["p50_us"],
         r["conns"]["p99_us"], r["conns"]["per_sec"],
         "%.0f us" % r["tunnel_cpu_us_per_mb"] if tun else "-",
         "%.0f us" % r["tunnel_cpu_us_per_conn"] if tun else "-", share or "-"))
@@ -77,6 +78,10 @@ for sfx in rounds:
         ha = results[hp]["rr"]["p50_us"] - results[p]["rr"]["p50_us"]
         g["added_rr_p50_us"] = {"xmesh": xa, "haproxy": ha}
         g["added_rr_p50_vs_haproxy"] = xa / ha if ha > 0 else None
+        xa1 = results[x]["rr1"]["p50_us"] - results[p]["rr1"]["p50_us"]
+        ha1 = results[hp]["rr1"]["p50_us"] - results[p]["rr1"]["p50_us"]
+        g["added_rr_p50_us_one_cpu"] = {"xmesh": xa1, "haproxy": ha1}
+        g["added_rr_p50_one_cpu_vs_haproxy"] = xa1 / ha1 if ha1 > 0 else None
     if ok(x) and results[x]["conns_server_streams"] >= results[x]["conns"]["count"]:
         # every new connection was a stream on node B; those that needed no client handshake on node A
         c = results[x]["conns"]["count"]
@@ -98,8 +103,21 @@ for sfx, g in goals.items():
                                                    "met" if met else "NOT met"))
     print("  round %s: %s" % (sfx.lstrip(".") or "1", "; ".join(parts)))
     if "added_rr_p50_us" in g:
-        print("           added RR p50 over plaintext: xmesh %.0f us, HAProxy %.0f us" % (
-            g["added_rr_p50_us"]["xmesh"], g["added_rr_p50_us"]["haproxy"]))
+        print("           added RR p50 over plaintext: xmesh %.0f us, HAProxy %.0f us; with the tunnel on the"
+              " application's CPU: xmesh %.0f us, HAProxy %.0f us (%.2fx)" % (
+                  g["added_rr_p50_us"]["xmesh"], g["added_rr_p50_us"]["haproxy"],
+                  g["added_rr_p50_us_one_cpu"]["xmesh"], g["added_rr_p50_us_one_cpu"]["haproxy"],
+                  g["added_rr_p50_one_cpu_vs_haproxy"] or 0))
+
+if len(goals) > 1:  # the median over rounds of each ratio (each round's targets ran back to back)
+    med = {}
+    for k in ("throughput_vs_plain", "throughput_vs_haproxy", "added_rr_p50_vs_haproxy",
+              "added_rr_p50_one_cpu_vs_haproxy", "new_conns_without_handshake"):
+        v = sorted(g[k] for g in goals.values() if g.get(k) is not None)
+        if v:
+            med[k] = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    goals["median"] = med
+    print("  median over %d rounds: %s" % (len(goals) - 1, "; ".join("%s %.2f" % kv for kv in med.items())))
 
 print()
 print("  handshakes from node A   count  resumed  server CPU/handshake  client CPU/handshake")

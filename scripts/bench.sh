@@ -889,8 +889,9 @@ section_l7hop() {
 #   HAProxy A 10.200.5.1:9001 (plain in, TLS out), agent A (capture, HBONE client)
 #    └─ cli 10.200.5.11: bench/mtls clients; inside agent A's cgroup ($CG/mesh-a) for the xmesh target only
 # Pinning (2 CPUs): clients and the server pod on CPU MTLS_CPU_APP (0), both ends of each tunnel (the agents,
-# the HAProxies) on MTLS_CPU_TUNNEL (1). Options (env): MTLS_SECS (3), MTLS_RR (10000), MTLS_CONNS (2000),
-# MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (1), MTLS_HS (500 handshakes per server and kind).
+# the HAProxies) on MTLS_CPU_TUNNEL (1); for one more request/response run (rr1) the tunnel's processes are moved
+# to CPU MTLS_CPU_APP (taskset -a -p) and back. Options (env): MTLS_SECS (3), MTLS_RR (10000), MTLS_CONNS (2000),
+# MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_HS (500 handshakes per server and kind).
 
 MTLS_A=10.200.5
 MTLS_B=10.200.6
@@ -996,6 +997,12 @@ EOC
 	done
 }
 
+mtls_pin() { # mtls_pin CPU PID...: every thread of each PID onto CPU
+	local cpu=$1 p
+	shift
+	for p in "$@"; do taskset -a -p -c "$cpu" "$p" >/dev/null || true; done
+}
+
 mtls_wait_listen() { # mtls_wait_listen NS PORT: until something listens on PORT in NS (10 s)
 	local i
 	for ((i = 0; i < 100; i++)); do
@@ -1034,18 +1041,23 @@ mtls_measure() {
 			return 1
 		}
 	fi
-	for k in stream rr conns; do
+	for k in stream rr rr1 conns; do
+		# rr1: the same exchanges with the tunnel's processes moved to the application's CPU for the run (no
+		# cross-CPU wakeup: what the tunnel's own processing adds, rather than the VM's IPI latency)
+		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_APP" "$@"
 		t0=$(mtls_ticks "$@")
 		hs0=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 		st0=$(mtls_b_streams)
 		case $k in
 		stream) mtls_in_cli "$cg" "$BUILD/bench/mtls" stream --addr "$addr" --secs "${MTLS_SECS:-3}" ;;
-		rr) mtls_in_cli "$cg" "$BUILD/bench/mtls" rr --addr "$addr" --count "${MTLS_RR:-10000}" ;;
+		rr | rr1) mtls_in_cli "$cg" "$BUILD/bench/mtls" rr --addr "$addr" --count "${MTLS_RR:-10000}" ;;
 		conns) mtls_in_cli "$cg" "$BUILD/bench/mtls" conns --addr "$addr" --count "${MTLS_CONNS:-2000}" --parallel 4 ;;
 		esac >"$TMP/mtls-$name-$k.json" 2>"$TMP/mtls-$name-$k.err" || {
+			[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_TUNNEL" "$@"
 			echo "$k: $(tr '\n' ' ' <"$TMP/mtls-$name-$k.err")" >&2
 			return 1
 		}
+		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_TUNNEL" "$@"
 		t1=$(mtls_ticks "$@")
 		hs1=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 		st1=$(mtls_b_streams)
@@ -1154,7 +1166,7 @@ section_mtls() {
 		"agents ${MTLS_PID[agent-a]} ${MTLS_PID[agent-b]}, HAProxies ${MTLS_PID[hap-a]} ${MTLS_PID[hap-b]}"
 
 	: >"$rows"
-	for ((round = 1; round <= ${MTLS_ROUNDS:-1}; round++)); do
+	for ((round = 1; round <= ${MTLS_ROUNDS:-3}; round++)); do
 		for target in ${MTLS_TARGETS:-plain haproxy xmesh}; do
 			name=$target
 			((round == 1)) || name="$target.$round"
