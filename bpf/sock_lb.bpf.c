@@ -10,6 +10,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "lib/hash.h"
+#include "lib/hbone_capture.h"
 #include "lib/l7_capture.h"
 #include "lib/lb_select.h"
 
@@ -142,11 +143,59 @@ static __always_inline bool xm_l7_capture(struct bpf_sock_addr *ctx, const struc
 }
 
 /*
+ * HBONE capture (include/xmesh/hbone.h): a TCP connect whose final IPv4 destination is a tunnelled pod of
+ * another node goes to the agent's outbound tunnel listener instead. The listener is looked up first (one
+ * array lookup while capture is off), the destination only when it is set.
+ */
+static __always_inline const struct xm_l7_proxy *xm_hbone_want(__u32 dest, __u16 port)
+{
+	const struct xm_l7_proxy *proxy = xm_hbone_proxy_v4();
+
+	return proxy && xm_hbone_tunnelled(dest, port) ? proxy : NULL;
+}
+
+/*
+ * A pod IP dialed directly (no service): the socket remembers it for getpeername and for sockops, which
+ * records it as both target and dialed address under the connection's 4-tuple. Without that state the agent
+ * could not learn the destination: the connect then goes out as dialed (plaintext), counted as a map error.
+ */
+static __always_inline void xm_hbone_direct(struct bpf_sock_addr *ctx, const struct xm_svc_key *key, bool mapped,
+					    const bool v6)
+{
+	const struct xm_l7_proxy *proxy = xm_hbone_want(key->vip.v4, key->port);
+	struct xm_sock_state fresh = {
+		.vip = key->vip,
+		.vport = key->port,
+		.family = XM_FAMILY_V4,
+		.flags = XM_SOCK_F_NATTED | XM_SOCK_F_HBONE,
+	};
+	struct xm_sock_state *st;
+	__u64 cookie;
+
+	if (!proxy)
+		return;
+	cookie = bpf_get_socket_cookie(ctx);
+	st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
+	/* connect() again on a socket still counted for a backend: left as the first connect made it. */
+	if (st && (st->flags & XM_SOCK_F_COUNTED))
+		return;
+	if (st) {
+		*st = fresh;
+	} else if (bpf_map_update_elem(&xm_sock_state, &cookie, &fresh, BPF_ANY)) {
+		xm_map_error(XM_MAPERR_SOCK_STATE);
+		return;
+	}
+	xm_write_dest(ctx, &proxy->addr4, proxy->port, mapped, v6);
+	xm_stat_inc(XM_STAT_SOCK_HBONE_CAPTURE);
+}
+
+/*
  * Shared body of connect4/6 and sendmsg4/6: SYS_PROCEED, possibly with the destination rewritten, or
  * SYS_REJECT with ECONNREFUSED when the VIP has no ready backend.
  */
 static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool is_connect, const bool v6)
 {
+	const struct xm_l7_proxy *hbone;
 	struct xm_svc_value *svc;
 	struct xm_sock_state *st;
 	struct xm_backend *be;
@@ -161,6 +210,9 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 
 	svc = bpf_map_lookup_elem(&xm_services, &key);
 	if (!svc) {
+		/* Not a service: a pod of another node dialed directly may go through the tunnel (IPv4 only). */
+		if (is_connect && key.proto == XM_PROTO_TCP && key.family == XM_FAMILY_V4)
+			xm_hbone_direct(ctx, &key, mapped, v6);
 		/* A UDP socket re-connected elsewhere: getpeername must stop answering the old VIP. */
 		if (is_connect && key.proto == XM_PROTO_UDP) {
 			cookie = bpf_get_socket_cookie(ctx);
@@ -193,16 +245,19 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 		return SYS_REJECT;
 	}
 
-	xm_write_dest(ctx, &be->addr, be->port, mapped, v6);
 	if (key.proto == XM_PROTO_UDP) {
 		xm_remember_udp(ctx, &key, be);
 		xm_stat_inc(XM_STAT_SOCK_LB_UDP);
 	} else {
 		xm_stat_inc(XM_STAT_SOCK_LB_TCP);
 	}
-	if (!is_connect)
+	if (!is_connect) {
+		xm_write_dest(ctx, &be->addr, be->port, mapped, v6);
 		return SYS_PROCEED;
+	}
 
+	/* The backend chosen is a pod of another node to tunnel: the connect goes to the listener instead. */
+	hbone = key.proto == XM_PROTO_TCP && key.family == XM_FAMILY_V4 ? xm_hbone_want(be->addr.v4, be->port) : NULL;
 	cookie = bpf_get_socket_cookie(ctx);
 	st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 	if (st) {
@@ -213,21 +268,33 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 		if (!(st->flags & XM_SOCK_F_COUNTED)) {
 			st->backend_id = backend_id;
 			st->svc_id = svc->svc_id;
+		} else {
+			hbone = NULL; /* its origdst would name the backend it keeps, not the one chosen now */
 		}
 		/* Balanced here, so not (or no longer) the proxy's: sockops counts it for its backend. */
-		st->flags = (st->flags | XM_SOCK_F_NATTED) & ~XM_SOCK_F_L7;
+		st->flags = (st->flags | XM_SOCK_F_NATTED) & ~(XM_SOCK_F_L7 | XM_SOCK_F_HBONE);
+		if (hbone)
+			st->flags |= XM_SOCK_F_HBONE;
 	} else {
 		struct xm_sock_state fresh = {
 			.vip = key.vip,
 			.backend_id = backend_id,
 			.vport = key.port,
 			.family = key.family,
-			.flags = XM_SOCK_F_NATTED,
+			.flags = XM_SOCK_F_NATTED | (hbone ? XM_SOCK_F_HBONE : 0),
 			.svc_id = svc->svc_id,
 		};
 
-		if (bpf_map_update_elem(&xm_sock_state, &cookie, &fresh, BPF_ANY))
+		if (bpf_map_update_elem(&xm_sock_state, &cookie, &fresh, BPF_ANY)) {
 			xm_map_error(XM_MAPERR_SOCK_STATE);
+			hbone = NULL; /* without state sockops cannot tell the agent where it goes: straight there */
+		}
+	}
+	if (hbone) {
+		xm_write_dest(ctx, &hbone->addr4, hbone->port, mapped, v6);
+		xm_stat_inc(XM_STAT_SOCK_HBONE_CAPTURE);
+	} else {
+		xm_write_dest(ctx, &be->addr, be->port, mapped, v6);
 	}
 	return SYS_PROCEED;
 }
@@ -460,6 +527,18 @@ int xm_sockops(struct bpf_sock_ops *skops)
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 			break;
 		}
+		if (st && (st->flags & XM_SOCK_F_HBONE)) {
+			xm_hbone_record_origdst(skops, st);
+			/* Counted for its backend (LEAST_REQUEST) like any connection; the hop to the local listener
+			 * says nothing of the backend's health: no RTO callbacks, no outlier reports, no TCP metrics.
+			 */
+			if (st->backend_id && !(st->flags & XM_SOCK_F_COUNTED)) {
+				st->flags |= XM_SOCK_F_COUNTED;
+				xm_backend_conns_add(st->backend_id, 1);
+			}
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+			break;
+		}
 		if (!st || !st->backend_id || (st->flags & XM_SOCK_F_COUNTED))
 			break;
 		st->flags |= XM_SOCK_F_COUNTED;
@@ -507,7 +586,7 @@ int xm_sockops(struct bpf_sock_ops *skops)
 		st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 		if (!st)
 			break;
-		if (skops->args[0] == BPF_TCP_SYN_SENT && st->backend_id)
+		if (skops->args[0] == BPF_TCP_SYN_SENT && st->backend_id && !(st->flags & XM_SOCK_F_HBONE))
 			xm_report_failure(st);
 		if (st->flags & XM_SOCK_F_OPENED) {
 			struct xm_conn_metrics *m = xm_conn_metrics_of(skops, st);

@@ -17,6 +17,8 @@ PACKAGES=(
 	openssl
 	# mTLS tunnel (HBONE): HTTP/2 framing and flow control; the interop test's independent HTTP/2 peer
 	libnghttp2-dev python3-h2
+	# mTLS tunnel e2e: a capture on the link between the nodes must never show a pod's plaintext
+	tcpdump
 	# the Kubernetes API client (--kubernetes, --kubeconfig): HTTP, TLS and the chunked watch streams
 	libcurl4-openssl-dev
 	libclang-rt-14-dev libasan8 libubsan1

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xmesh/hbone.h>
 #include <xmesh/l7.h>
 #include <xmesh/lb.h>
 #include <xmesh/mtls.h>
@@ -80,8 +81,8 @@ static void dec_conns(const void *k, const void *v, struct strbuf *out)
 
 static void dec_counter(const void *k, const void *v, struct strbuf *out)
 {
-	static const char *const names[] = { "sock_lb_tcp", "sock_lb_udp", "no_backend", "lookup_miss",
-					     "revnat",	    "l7_capture",  "l7_no_proxy" };
+	static const char *const names[] = { "sock_lb_tcp", "sock_lb_udp", "no_backend",  "lookup_miss",
+					     "revnat",	    "l7_capture",  "l7_no_proxy", "hbone_capture" };
 	__u32 idx = *(const __u32 *)k;
 
 	sb_printf(out, "\"counter\":\"%s\",\"value\":%llu", idx < XM_STAT_SOCK_MAX ? names[idx] : "?",
@@ -354,6 +355,23 @@ static void dec_l7_origdst(const void *k, const void *v, struct strbuf *out)
 		  (unsigned long long)o->netns);
 }
 
+static void dec_hbone_origdst(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_l7_origdst_key *ok = k;
+	const struct xm_hbone_origdst *o = v;
+	char c[INET6_ADDRSTRLEN], l[INET6_ADDRSTRLEN], t[INET6_ADDRSTRLEN], vip[INET6_ADDRSTRLEN];
+
+	addr_str(&ok->client, ok->family, c, sizeof(c));
+	addr_str(&ok->proxy, ok->family, l, sizeof(l));
+	addr_str(&o->target, o->family, t, sizeof(t));
+	addr_str(&o->vip, o->family, vip, sizeof(vip));
+	sb_printf(out,
+		  "\"client\":\"%s\",\"client_port\":%u,\"listener\":\"%s\",\"listener_port\":%u,\"target\":\"%s\","
+		  "\"target_port\":%u,\"dialed\":\"%s\",\"dialed_port\":%u,\"svc_id\":%u,\"netns\":%llu",
+		  c, ntohs(ok->client_port), l, ntohs(ok->proxy_port), t, ntohs(o->tport), vip, ntohs(o->vport),
+		  o->svc_id, (unsigned long long)o->netns);
+}
+
 #define MAP(n, w, d, ...)                                                                                              \
 	{                                                                                                              \
 		.name = n, .what = w, .decode = d, __VA_ARGS__                                                         \
@@ -377,6 +395,10 @@ static const struct map_desc maps[] = {
 	MAP("xm_outlier_ids", "outlier id (key of the outlier maps) per VIP port", dec_outlier_ids, .skip_zero = true),
 	MAP("xm_l7_proxy", "where the L7 proxy listens (captured HTTP connects go there)", dec_l7_proxy),
 	MAP("xm_l7_origdst", "captured connections not yet accepted: 4-tuple → service VIP:port", dec_l7_origdst),
+	MAP("xm_hbone_proxy", "where the HBONE tunnel listens (connects to tunnelled pods go there)", dec_l7_proxy),
+	MAP("xm_hbone_dsts", "pods of other nodes: (pod IP, port) → mode (tunnelled unless DISABLE)", dec_mtls_policy),
+	MAP("xm_hbone_origdst", "tunnelled connections not yet accepted: 4-tuple → pod IP:port, dialed address",
+	    dec_hbone_origdst),
 	MAP("xm_ct", "XDP connection table: client flow → backend", dec_ct, .optional = true),
 	MAP("xm_node_addrs", "node addresses XDP decapsulates IPIP/IP6IP6 from", dec_node_addrs, .optional = true),
 	MAP("xm_xdp_tcp_counters", "Istio TCP counters of XDP flows per service port, local backend (summed over CPUs)",

@@ -9,8 +9,12 @@
  *
  * Threads: the tunnel runs on a loop thread of its own (the "hbone" thread), started at the first apply that
  * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot in force
- * through daemon_snapshot_acquire() and the identity store (any thread). The client side (capturing
- * cross-node connections into the pool) is not wired yet: docs/mtls.md "Not done yet".
+ * through daemon_snapshot_acquire() and the identity store (any thread).
+ *
+ * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listener on this
+ * node's InternalIP at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook sends this node's pods' connections
+ * to pods of other nodes to (xm_hbone_proxy, kept pointing at it; xm_hbone_dsts, kept in step with
+ * snapshot->mtls_remote at each apply), and the hand-off of other modules' sockets (daemon/tunnel.h).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <xmesh/hbone.h>
 #include <xmesh/mtls.h>
 
 #include "compile/snapshot.h"
@@ -32,8 +37,12 @@
 #include "core/loop.h"
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
+#include "daemon/hbone_outbound.h"
 #include "daemon/module.h"
+#include "daemon/tunnel.h"
+#include "datapath/hbone_capture.h"
 #include "datapath/hbone_steer.h"
+#include "datapath/pins.h"
 #include "hbone/hbone.h"
 #include "identity/identity.h"
 #include "metrics/registry.h"
@@ -55,6 +64,15 @@ struct hbone_mod {
 	struct xm_cert *presenting; /* the hbone thread's: the certificate handed to the last handshake */
 	struct hbone_counters ctr;
 	atomic_ullong no_cert; /* connections dropped: the local address is no pod of this node with a certificate */
+	/* The client side (hbone_outbound.h). */
+	int proxy_map, dsts_map, origdst_map; /* xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst */
+	struct hbone_outbound *ob;
+	_Atomic(struct hbone_outbound *) ob_pub; /* ob, for other threads (tunnel_submit, metrics) */
+	struct xm_mtls_table dsts;		 /* what xm_hbone_dsts holds (a copy) */
+	bool dsts_known;			 /* false: unknown, the next sync clears the map first */
+	struct sockaddr_in listening;		 /* where the outbound listener is (port 0: none) */
+	bool capturing;				 /* xm_hbone_proxy points at it */
+	bool warned_no_node;
 };
 
 /* The pod of this node at addr (IPv4), its SPIFFE URI in uri; false when addr is no such pod. */
@@ -106,12 +124,55 @@ static int hb_verify(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509)
 	struct hbone_mod *m = ctx;
 	struct xm_spiffe_id id;
 
-	(void)expected;
-	if (verify_peer(m->bundle, leaf, chain, m->trust_domain, (int64_t)time(NULL), XM_PEER_CLIENT, &id) !=
-	    XM_VERIFY_OK)
+	if (verify_peer(m->bundle, leaf, chain, m->trust_domain, (int64_t)time(NULL),
+			expected ? XM_PEER_SERVER : XM_PEER_CLIENT, &id) != XM_VERIFY_OK)
+		return -EACCES;
+	/* The client side: the server must be the destination pod's workload (ztunnel's identity check). */
+	if (expected && strcmp(id.uri, expected))
 		return -EACCES;
 	snprintf(peer_id, peer_id_len, "%s", id.uri);
 	return 0;
+}
+
+/* hbone thread: the workload of this node at addr (a captured connection's client). */
+static int ob_local_workload(void *ctx, const struct sockaddr_storage *addr, char *id, size_t len)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	bool ok = local_pod(m, s, addr, id, len);
+
+	snapshot_put(s);
+	return ok ? 0 : -ENOENT;
+}
+
+/* Any thread: the certificate of a workload of this node. */
+static struct xm_cert *ob_certificate(void *ctx, const char *id)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_cert *c = s && s->certs ? identity_store_get(s->certs, id) : NULL;
+
+	snapshot_put(s);
+	return c;
+}
+
+/* hbone thread: the identity a destination pod (of any node) proves, as its node's agent mints it. */
+static int ob_peer_identity(void *ctx, const struct sockaddr_storage *target, char *id, size_t len)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	union xm_addr a = { 0 };
+	const struct xm_identity *pod;
+	int err = -ENOENT;
+
+	if (s && target->ss_family == AF_INET) {
+		a.v4 = ((const struct sockaddr_in *)target)->sin_addr.s_addr;
+		pod = identities_find(&s->identities, &a, XM_FAMILY_V4);
+		if (pod && pod->wl && !spiffe_format(id, len, m->trust_domain, pod->wl->ns, pod->wl->service_account))
+			err = 0;
+	}
+	snapshot_put(s);
+	return err;
 }
 
 /*
@@ -168,6 +229,17 @@ static int listen_hbone(void)
 	return fd;
 }
 
+static void close_maps(struct hbone_mod *m)
+{
+	int *fds[] = { &m->proxy_map, &m->dsts_map, &m->origdst_map };
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
 static int hbone_mod_init(struct xm_agent *a, void **state)
 {
 	const struct xm_agent_opts *o = daemon_opts(a);
@@ -175,8 +247,16 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	int err;
 
 	*state = NULL;
-	if (!o->hbone)
+	if (!o->hbone) {
+		/* A previous agent's capture may still point at its listener: pods' connections go direct again. */
+		int fd = pins_open(o->bpffs, "xm_hbone_proxy");
+
+		if (fd >= 0) {
+			hbone_capture_set_proxy(fd, NULL);
+			close(fd);
+		}
 		return 0;
+	}
 	if (!o->n_ifaces) {
 		log_error("hbone: --hbone needs the uplinks (--iface): inbound HBONE is steered from them");
 		return -EINVAL;
@@ -188,6 +268,19 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
 	m->lfd = -1;
+	m->proxy_map = pins_open(o->bpffs, "xm_hbone_proxy");
+	m->dsts_map = pins_open(o->bpffs, "xm_hbone_dsts");
+	m->origdst_map = pins_open(o->bpffs, "xm_hbone_origdst");
+	if (m->proxy_map < 0 || m->dsts_map < 0 || m->origdst_map < 0) {
+		err = m->proxy_map < 0 ? m->proxy_map : m->dsts_map < 0 ? m->dsts_map : m->origdst_map;
+		log_error("hbone: the capture's maps (xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst) under %s: %s",
+			  o->bpffs, strerror(-err));
+		close_maps(m);
+		free(m);
+		return err;
+	}
+	/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
+	hbone_capture_set_proxy(m->proxy_map, NULL);
 	snprintf(m->node, sizeof(m->node), "%s", o->node_name ? o->node_name : "");
 	snprintf(m->trust_domain, sizeof(m->trust_domain), "%s",
 		 o->trust_domain ? o->trust_domain : XM_DEFAULT_TRUST_DOMAIN);
@@ -195,12 +288,14 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	if (m->lfd < 0) {
 		err = m->lfd;
 		log_error("hbone: listening on 0.0.0.0:%d: %s", HBONE_PORT, strerror(-err));
+		close_maps(m);
 		free(m);
 		return err;
 	}
 	m->loop = loop_new();
 	if (!m->loop) {
 		close(m->lfd);
+		close_maps(m);
 		free(m);
 		return -ENOMEM;
 	}
@@ -211,6 +306,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
 		loop_free(m->loop);
 		close(m->lfd);
+		close_maps(m);
 		free(m);
 		return err;
 	}
@@ -228,38 +324,169 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 		.ctx = m,
 		.target_mark = XM_MTLS_AGENT_MARK,
 	};
+	struct hbone_outbound_config oc = {
+		.loop = m->loop,
+		.verify = hb_verify,
+		.verify_ctx = m,
+		.ops = { .local_workload = ob_local_workload,
+			 .certificate = ob_certificate,
+			 .peer_identity = ob_peer_identity,
+			 .ctx = m },
+		.origdst_fd = m->origdst_map,
+	};
 	int err;
 
-	m->bundle = bundle_get((struct xm_trust_bundle *)next->trust_bundle);
-	cfg.trust = bundle_store(m->bundle);
+	if (!m->bundle)
+		m->bundle = bundle_get((struct xm_trust_bundle *)next->trust_bundle);
+	cfg.trust = oc.trust = bundle_store(m->bundle);
 	m->srv = hbone_server_new(m->loop, m->lfd, &cfg, &m->ctr);
-	if (!m->srv)
+	m->ob = m->srv ? hbone_outbound_new(&oc, &m->ctr) : NULL;
+	if (!m->ob) {
+		hbone_server_free(m->srv);
+		m->srv = NULL;
 		return -ENOMEM;
+	}
 	err = pthread_create(&m->thread, NULL, hbone_thread, m);
 	if (err) {
+		hbone_outbound_free(m->ob);
+		m->ob = NULL;
 		hbone_server_free(m->srv);
 		m->srv = NULL;
 		return -err;
 	}
 	m->running = true;
+	atomic_store_explicit(&m->ob_pub, m->ob, memory_order_release);
 	log_info("hbone: serving HBONE on port %d for this node's pods (TCP to a pod IP:%d from %zu uplink(s))",
 		 HBONE_PORT, HBONE_PORT, m->n_ifaces);
 	return 0;
 }
 
+/* This node's first IPv4 InternalIP (as the L7 proxy's listeners find it): where every pod reaches the agent. */
+static bool node_ipv4(const struct xm_snapshot *s, struct in_addr *out)
+{
+	for (size_t i = 0; i < s->local.n; i++)
+		if ((s->local.flags[i] & XM_LOCAL_IP_NODE) && s->local.keys[i].family == XM_FAMILY_V4) {
+			out->s_addr = s->local.keys[i].addr.v4;
+			return true;
+		}
+	return false;
+}
+
+static int copy_table(struct xm_mtls_table *dst, const struct xm_mtls_table *src)
+{
+	struct xm_mtls_entry *items = NULL;
+
+	if (src->n) {
+		items = malloc(src->n * sizeof(*items));
+		if (!items)
+			return -ENOMEM;
+		memcpy(items, src->items, src->n * sizeof(*items));
+	}
+	mtls_table_free(dst);
+	dst->items = items;
+	dst->n = src->n;
+	return 0;
+}
+
+static void set_capture(struct hbone_mod *m, bool on)
+{
+	struct l7_capture_proxy cp = {
+		.addr4.v4 = m->listening.sin_addr.s_addr,
+		.v4 = true,
+		.port = ntohs(m->listening.sin_port),
+	};
+
+	if (on == m->capturing)
+		return;
+	if (hbone_capture_set_proxy(m->proxy_map, on ? &cp : NULL)) {
+		log_warn("hbone: could not %s the capture (xm_hbone_proxy)", on ? "turn on" : "turn off");
+		return;
+	}
+	m->capturing = on;
+	if (on)
+		log_info("hbone: capturing this node's pods' connections to tunnelled pods of other nodes at %s:%d",
+			 inet_ntoa(m->listening.sin_addr), XM_HBONE_OUTBOUND_PORT);
+}
+
+/*
+ * The client side's part of an apply: the destinations first (a pod that turns DISABLE stops being captured
+ * with this apply, one that turns tunnelled starts), then the listener on this node's InternalIP, then the
+ * capture pointed at it once it listens.
+ */
+static int outbound_apply(struct hbone_mod *m, const struct xm_snapshot *next)
+{
+	struct sockaddr_in want = { .sin_family = AF_INET, .sin_port = htons(XM_HBONE_OUTBOUND_PORT) };
+	bool have = node_ipv4(next, &want.sin_addr);
+	int err = 0, r;
+
+	r = hbone_capture_sync(m->dsts_map, m->dsts_known ? &m->dsts : NULL, &next->mtls_remote);
+	if (r) {
+		log_warn("hbone: updating the tunnelled destinations (xm_hbone_dsts): %s", strerror(-r));
+		m->dsts_known = false;
+		err = r;
+	} else {
+		m->dsts_known = copy_table(&m->dsts, &next->mtls_remote) == 0;
+	}
+	if (!have) {
+		if (!m->warned_no_node)
+			log_warn("hbone: no IPv4 InternalIP of this node (--node) in the config: pods' connections to "
+				 "other nodes are not tunnelled");
+		m->warned_no_node = true;
+		set_capture(m, false);
+		return err;
+	}
+	m->warned_no_node = false;
+	if (m->listening.sin_addr.s_addr != want.sin_addr.s_addr || !m->listening.sin_port) {
+		set_capture(m, false); /* not at the old address while the new one is not there */
+		r = hbone_outbound_listen(m->ob, &want);
+		if (r) {
+			log_error("hbone: the outbound listener on %s:%d: %s", inet_ntoa(want.sin_addr),
+				  XM_HBONE_OUTBOUND_PORT, strerror(-r));
+			memset(&m->listening, 0, sizeof(m->listening));
+			return r;
+		}
+		m->listening = want;
+	}
+	set_capture(m, true);
+	return err;
+}
+
 static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 {
 	struct hbone_mod *m = state;
+	int err;
 
-	if (m->running)
-		return 0;
-	if (!next->trust_bundle || !next->certs) {
-		if (!m->warned)
-			log_warn("hbone: no trust bundle (the identity module is off): not serving");
-		m->warned = true;
-		return 0;
+	if (!m->running) {
+		if (!next->trust_bundle || !next->certs) {
+			if (!m->warned)
+				log_warn("hbone: no trust bundle (the identity module is off): not serving");
+			m->warned = true;
+			return 0;
+		}
+		err = start(m, next);
+		if (err)
+			return err;
 	}
-	return start(m, next);
+	return outbound_apply(m, next);
+}
+
+bool tunnel_available(struct xm_agent *a)
+{
+	struct hbone_mod *m = daemon_module_state(a, &xm_module_hbone);
+
+	return m && hbone_outbound_available(atomic_load_explicit(&m->ob_pub, memory_order_acquire));
+}
+
+int tunnel_submit(struct xm_agent *a, int fd, const struct xm_tunnel_req *req)
+{
+	struct hbone_mod *m = daemon_module_state(a, &xm_module_hbone);
+	struct hbone_outbound *ob = m ? atomic_load_explicit(&m->ob_pub, memory_order_acquire) : NULL;
+
+	if (!ob) {
+		close(fd);
+		return -ENOTCONN;
+	}
+	return hbone_outbound_submit(ob, fd, req);
 }
 
 static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)
@@ -269,12 +496,25 @@ static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool js
 			   streams = atomic_load(&m->ctr.streams_opened[HBONE_SIDE_SERVER]);
 
 	(void)cur;
-	if (json)
-		sb_printf(out, ",\"hbone\":{\"server\":%s,\"connections\":%llu,\"streams\":%llu}",
+	if (json) {
+		sb_printf(out, ",\"hbone\":{\"server\":%s,\"connections\":%llu,\"streams\":%llu",
 			  m->running ? "true" : "false", open, streams);
+		sb_printf(out, ",\"client\":{\"running\":%s,\"capturing\":%s", m->ob ? "true" : "false",
+			  m->capturing ? "true" : "false");
+		if (m->ob) {
+			sb_puts(out, ",");
+			hbone_outbound_status(m->ob, &m->ctr, true, out);
+		}
+		sb_puts(out, "}}");
+		return;
+	}
+	sb_printf(out, "hbone: server %s on port %d, %llu TLS connection(s) open, %llu stream(s) opened\n",
+		  m->running ? "serving" : "not started", HBONE_PORT, open, streams);
+	if (m->ob)
+		hbone_outbound_status(m->ob, &m->ctr, false, out);
 	else
-		sb_printf(out, "hbone: server %s on port %d, %llu TLS connection(s) open, %llu stream(s) opened\n",
-			  m->running ? "serving" : "not started", HBONE_PORT, open, streams);
+		sb_puts(out, "hbone: client not started (no trust bundle)\n");
+	sb_printf(out, "hbone: capture %s\n", m->capturing ? "on" : "off (pods' connections to other nodes go direct)");
 }
 
 static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)
@@ -303,16 +543,24 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 
 		scrape_u64(f, rs, v, 1, atomic_load(&m->ctr.streams_refused[r]));
 	}
+	hbone_outbound_collect(atomic_load_explicit(&m->ob_pub, memory_order_acquire), &m->ctr, sc);
 }
 
 static void hbone_mod_close(void *state)
 {
 	struct hbone_mod *m = state;
 
+	/* Capture off first: new connects go direct, not to a listener about to close. */
+	set_capture(m, false);
+	hbone_outbound_stop(m->ob);
 	if (m->running) {
 		loop_stop(m->loop);
 		pthread_join(m->thread, NULL);
 	}
+	atomic_store(&m->ob_pub, NULL);
+	hbone_outbound_free(m->ob);
+	mtls_table_free(&m->dsts);
+	close_maps(m);
 	hbone_server_free(m->srv);
 	cert_put(m->presenting);
 	loop_free(m->loop);

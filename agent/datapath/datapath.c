@@ -155,6 +155,9 @@ void datapath_map_fds(const struct xm_datapath *dp, struct xm_map_fds *fds)
 	fds->map_errors = bpf_map__fd(dp->sock->maps.xm_map_errors);
 	fds->l7_proxy = bpf_map__fd(dp->sock->maps.xm_l7_proxy);
 	fds->l7_origdst = bpf_map__fd(dp->sock->maps.xm_l7_origdst);
+	fds->hbone_proxy = bpf_map__fd(dp->sock->maps.xm_hbone_proxy);
+	fds->hbone_dsts = bpf_map__fd(dp->sock->maps.xm_hbone_dsts);
+	fds->hbone_origdst = bpf_map__fd(dp->sock->maps.xm_hbone_origdst);
 	fds->outlier_report_prog = bpf_program__fd(dp->sock->progs.xm_outlier_report);
 }
 

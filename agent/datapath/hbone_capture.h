@@ -20,9 +20,11 @@
 int hbone_capture_set_proxy(int proxy_map_fd, const struct l7_capture_proxy *listener);
 
 /*
- * Brings xm_hbone_dsts from old (what the map holds, NULL when unknown: the map is then cleared first) to next
- * (mtls_remote_build's table, snapshot->mtls_remote): upserts changed entries, then deletes gone ones, so a
- * destination never disappears in between. Returns 0 or a negative errno (the map may then be half way).
+ * Brings xm_hbone_dsts from old (what the map holds; NULL when unknown, e.g. at start or after a failed sync)
+ * to next (mtls_remote_build's table, snapshot->mtls_remote): upserts new and changed entries, then deletes
+ * gone ones, so a destination never disappears in between. With old NULL every entry of next is written and
+ * every other key in the map deleted (the map is never emptied first). Returns 0 or -EIO (logged; the map may
+ * be half way: pass NULL as old next time).
  */
 int hbone_capture_sync(int dsts_map_fd, const struct xm_mtls_table *old, const struct xm_mtls_table *next);
 

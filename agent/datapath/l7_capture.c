@@ -15,6 +15,8 @@
 
 #include <xmesh/sockmap.h>
 
+#include "datapath/sock_ends.h"
+
 int l7_capture_set_proxy(int proxy_map_fd, const struct l7_capture_proxy *proxy)
 {
 	struct xm_l7_proxy v;
@@ -35,54 +37,6 @@ int l7_capture_set_proxy(int proxy_map_fd, const struct l7_capture_proxy *proxy)
 	return 0;
 }
 
-/* A socket address as the BPF side keys it: IPv4 (also v4-mapped) in .v4, the port in network order. */
-static int addr_of(const struct sockaddr_storage *ss, union xm_addr *a, uint16_t *port, uint8_t *family)
-{
-	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-
-	memset(a, 0, sizeof(*a));
-	if (ss->ss_family == AF_INET) {
-		a->v4 = s4->sin_addr.s_addr;
-		*port = s4->sin_port;
-		*family = XM_FAMILY_V4;
-		return 0;
-	}
-	if (ss->ss_family != AF_INET6)
-		return -EAFNOSUPPORT;
-	*port = s6->sin6_port;
-	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-		memcpy(&a->v4, &s6->sin6_addr.s6_addr[12], 4);
-		*family = XM_FAMILY_V4;
-		return 0;
-	}
-	memcpy(a->bytes, s6->sin6_addr.s6_addr, 16);
-	*family = XM_FAMILY_V6;
-	return 0;
-}
-
-/* The accepted socket's two ends: local (the proxy) and remote (the client). */
-static int ends_of(int fd, union xm_addr *local, uint16_t *lport, union xm_addr *remote, uint16_t *rport,
-		   uint8_t *family)
-{
-	struct sockaddr_storage l, r;
-	socklen_t ll = sizeof(l), rl = sizeof(r);
-	uint8_t lf, rf;
-	int err;
-
-	if (getsockname(fd, (struct sockaddr *)&l, &ll) < 0 || getpeername(fd, (struct sockaddr *)&r, &rl) < 0)
-		return -errno;
-	err = addr_of(&l, local, lport, &lf);
-	if (!err)
-		err = addr_of(&r, remote, rport, &rf);
-	if (err)
-		return err;
-	if (lf != rf)
-		return -EAFNOSUPPORT;
-	*family = lf;
-	return 0;
-}
-
 int l7_capture_lookup(int origdst_fd, int accepted_fd, struct xm_svc_key *vip, uint32_t *svc_id)
 {
 	struct xm_l7_origdst_key k;
@@ -90,7 +44,7 @@ int l7_capture_lookup(int origdst_fd, int accepted_fd, struct xm_svc_key *vip, u
 	int err;
 
 	memset(&k, 0, sizeof(k));
-	err = ends_of(accepted_fd, &k.proxy, &k.proxy_port, &k.client, &k.client_port, &k.family);
+	err = sock_ends_of(accepted_fd, &k.proxy, &k.proxy_port, &k.client, &k.client_port, &k.family);
 	if (err)
 		return err;
 	/* Taken out in the same call: each entry answers exactly one accepted connection. */
@@ -125,7 +79,7 @@ int l7_capture_sockmap_add(int sockhash_fd, int sk_storage_fd, int accepted_fd)
 	int err;
 
 	memset(&key, 0, sizeof(key));
-	err = ends_of(accepted_fd, &key.local, &lport, &key.remote, &rport, &key.family);
+	err = sock_ends_of(accepted_fd, &key.local, &lport, &key.remote, &rport, &key.family);
 	if (err)
 		return err;
 	/* sockops' keys carry host-order ports. */

@@ -14,6 +14,9 @@ struct xm_map_fds {
 	int map_errors;		 /* xm_map_errors: failed map updates of the BPF programs */
 	int l7_proxy;		 /* xm_l7_proxy: where captured HTTP connects go (datapath/l7_capture.h) */
 	int l7_origdst;		 /* xm_l7_origdst: original destinations of captured connections */
+	int hbone_proxy;	 /* xm_hbone_proxy: the HBONE tunnel's outbound listener (datapath/hbone_capture.h) */
+	int hbone_dsts;		 /* xm_hbone_dsts: remote pod addresses that go through the tunnel */
+	int hbone_origdst;	 /* xm_hbone_origdst: real destinations of tunnelled connections */
 	int outlier_report_prog; /* xm_outlier_report, run with BPF_PROG_TEST_RUN */
 };
 

@@ -501,6 +501,18 @@ static void handshake(struct hb_conn *c)
 		c->ops->on_ready(c, true, 0);
 }
 
+/* Whether dispatch would call back a stream now. */
+static bool events_pending(const struct hb_conn *c)
+{
+	for (const struct hbone_stream *s = c->streams; s; s = s->next) {
+		if (s->detached)
+			continue;
+		if (s->ev_open || s->ev_readable || s->ev_writable || (s->ev_close && (s->rx.len == 0 || s->close_err)))
+			return true;
+	}
+	return false;
+}
+
 void hb_conn_progress(struct hb_conn *c)
 {
 	int err = 0;
@@ -542,6 +554,13 @@ void hb_conn_progress(struct hb_conn *c)
 		dispatch(c);
 		if ((err = flush(c)))
 			break;
+		/*
+		 * Sending can raise events (nghttp2 took bytes out of a full stream buffer: on_writable; a stream
+		 * closed as its last frame went): dispatch them now, or they wait for the next socket event, which
+		 * may be the next PING 10 s later (seen in test_hbone_tunnel: a 10 MiB echo stalled there).
+		 */
+		if (events_pending(c))
+			c->again = true;
 		if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
 		    c->out_off == c->out_len) {
 			err = c->goaway ? 0 : -ECONNRESET;

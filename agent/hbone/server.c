@@ -107,6 +107,9 @@ static void pump_from_target(struct hbone_stream *s)
 
 		if (!room)
 			break;
+		/* Never beyond HBONE_STREAM_BUFFER, whatever room the block has. */
+		if (room > HBONE_STREAM_BUFFER - s->tx.len)
+			room = HBONE_STREAM_BUFFER - s->tx.len;
 		r = read(s->target_fd, p, room);
 		if (r > 0) {
 			hb_bufq_commit(&s->tx, (size_t)r);

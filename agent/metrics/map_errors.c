@@ -14,6 +14,7 @@ static const char *const names[XM_MAPERR_MAX] = {
 	[XM_MAPERR_UDP_REVNAT] = "xm_udp_revnat",
 	[XM_MAPERR_SOCK_STATE] = "xm_sock_state",
 	[XM_MAPERR_L7_ORIGDST] = "xm_l7_origdst",
+	[XM_MAPERR_HBONE_ORIGDST] = "xm_hbone_origdst",
 };
 
 const char *map_error_name(unsigned int idx)

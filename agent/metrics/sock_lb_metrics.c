@@ -12,7 +12,7 @@
 #include "metrics/registry.h"
 
 /* A new counter in enum xm_sock_stat needs a family (or a label value) here. */
-XM_STATIC_ASSERT(XM_STAT_SOCK_MAX == 7, "xm_sock_stat changed: update sock_lb_metrics_collect");
+XM_STATIC_ASSERT(XM_STAT_SOCK_MAX == 8, "xm_sock_stat changed: update sock_lb_metrics_collect");
 
 int sock_lb_metrics_collect(int stats_fd, struct xm_scrape *sc)
 {
@@ -54,5 +54,9 @@ int sock_lb_metrics_collect(int stats_fd, struct xm_scrape *sc)
 			  "because no proxy is configured for the address family.");
 	scrape_u64(f, path, proxy, 1, v[XM_STAT_SOCK_L7_CAPTURE]);
 	scrape_u64(f, path, l4, 1, v[XM_STAT_SOCK_L7_NO_PROXY]);
+	f = scrape_family(sc, "xmesh_sock_lb_hbone_connects_total", "counter",
+			  "TCP connects to a pod of another node (dialed, or the backend chosen for a service VIP) "
+			  "sent to the agent's HBONE tunnel listener.");
+	scrape_u64(f, NULL, NULL, 0, v[XM_STAT_SOCK_HBONE_CAPTURE]);
 	return 0;
 }

@@ -13,6 +13,7 @@
 
 /* The agent's outbound tunnel listener on a node address (15001 is the L7 proxy's, 15008 inbound HBONE). */
 #define XM_HBONE_OUTBOUND_PORT 15002
+#define XM_HBONE_INBOUND_PORT  15008 /* HBONE itself (agent/hbone/hbone.h HBONE_PORT): never captured */
 #define XM_MAX_HBONE_DSTS      65536 /* (remote pod IP, port) entries */
 #define XM_MAX_HBONE_ORIGDST   65536 /* captured connections the agent has not accepted yet (LRU) */
 
@@ -41,12 +42,14 @@ struct xm_hbone_origdst {
 	__u8 family;	      /* XM_FAMILY_V4 */
 	__u8 pad[3];
 	__u32 svc_id; /* the service port balanced for, 0 for a pod dialed directly */
+	__u32 pad2;   /* netns is 8-byte aligned */
 	__u64 netns;  /* network-namespace cookie of the client socket */
 };
-XM_STATIC_ASSERT(sizeof(struct xm_hbone_origdst) == 48, "xm_hbone_origdst size");
+XM_STATIC_ASSERT(sizeof(struct xm_hbone_origdst) == 56, "xm_hbone_origdst size");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_hbone_origdst, vip) == 16, "xm_hbone_origdst.vip offset");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_hbone_origdst, tport) == 32, "xm_hbone_origdst.tport offset");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_hbone_origdst, family) == 36, "xm_hbone_origdst.family offset");
 XM_STATIC_ASSERT(__builtin_offsetof(struct xm_hbone_origdst, svc_id) == 40, "xm_hbone_origdst.svc_id offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_hbone_origdst, netns) == 48, "xm_hbone_origdst.netns offset");
 
 #endif

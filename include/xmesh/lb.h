@@ -133,6 +133,7 @@ XM_STATIC_ASSERT(__builtin_offsetof(struct xm_sock_state, svc_id) == 24, "xm_soc
 #define XM_SOCK_F_FAILED  0x4  /* its failed open was already reported to outlier detection */
 #define XM_SOCK_F_OPENED  0x8  /* established: counted as opened in xm_conn_metrics */
 #define XM_SOCK_F_L7	  0x10 /* sent to the agent's L7 proxy (include/xmesh/l7.h): no backend, the proxy counts */
+#define XM_SOCK_F_HBONE	  0x20 /* sent to the HBONE tunnel listener (xmesh/hbone.h): backend counted, no metrics */
 
 /*
  * xm_conn_metrics: Istio's TCP metrics counted in the kernel, per (client address, service port,
@@ -178,13 +179,14 @@ XM_STATIC_ASSERT(sizeof(struct xm_udp_revnat_value) == 20, "xm_udp_revnat_value 
 
 /* xm_sock_stats: per-CPU counters of the socket LB, indexed by enum xm_sock_stat. */
 enum xm_sock_stat {
-	XM_STAT_SOCK_LB_TCP = 0,  /* connects rewritten */
-	XM_STAT_SOCK_LB_UDP,	  /* UDP connects/sendmsgs rewritten */
-	XM_STAT_SOCK_NO_BACKEND,  /* refused: VIP with no ready backend */
-	XM_STAT_SOCK_LOOKUP_MISS, /* slot or backend missing (a race with an apply) */
-	XM_STAT_SOCK_REVNAT,	  /* getpeername/recvmsg answered with the VIP */
-	XM_STAT_SOCK_L7_CAPTURE,  /* TCP connects to an HTTP service port sent to the agent's L7 proxy */
-	XM_STAT_SOCK_L7_NO_PROXY, /* ... balanced at L4 instead: no proxy configured for the family */
+	XM_STAT_SOCK_LB_TCP = 0,    /* connects rewritten */
+	XM_STAT_SOCK_LB_UDP,	    /* UDP connects/sendmsgs rewritten */
+	XM_STAT_SOCK_NO_BACKEND,    /* refused: VIP with no ready backend */
+	XM_STAT_SOCK_LOOKUP_MISS,   /* slot or backend missing (a race with an apply) */
+	XM_STAT_SOCK_REVNAT,	    /* getpeername/recvmsg answered with the VIP */
+	XM_STAT_SOCK_L7_CAPTURE,    /* TCP connects to an HTTP service port sent to the agent's L7 proxy */
+	XM_STAT_SOCK_L7_NO_PROXY,   /* ... balanced at L4 instead: no proxy configured for the family */
+	XM_STAT_SOCK_HBONE_CAPTURE, /* TCP connects to a pod of another node sent to the HBONE tunnel listener */
 	XM_STAT_SOCK_MAX,
 };
 
@@ -203,6 +205,7 @@ enum xm_map_error {
 	XM_MAPERR_SOCK_STATE,	  /* a connected socket's state: getpeername shows the backend, no metrics or
 				     outlier reports for it */
 	XM_MAPERR_L7_ORIGDST,	  /* a captured connection's original destination: the proxy refuses it */
+	XM_MAPERR_HBONE_ORIGDST,  /* a tunnelled connection's destination: the tunnel listener refuses it */
 	XM_MAPERR_MAX,
 };
 

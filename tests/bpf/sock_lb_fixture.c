@@ -2,6 +2,7 @@
 #include "sock_lb_fixture.h"
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/percpu.h"
 #include "datapath/datapath.h"
 #include "sandbox.h"
 #include "skel/sock_lb.skel.h"
@@ -189,6 +191,97 @@ int fx_accept_which(void)
 		}
 	}
 	return -1;
+}
+
+bool fx_backend_pending(void)
+{
+	struct pollfd p[FX_MAX_BACKENDS];
+	int i;
+
+	for (i = 0; i < fx.n_backends; i++)
+		p[i] = (struct pollfd){ .fd = fx.listen_fd[i], .events = POLLIN };
+	return poll(p, (nfds_t)fx.n_backends, 0) > 0;
+}
+
+void fx_peer_str(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+	uint16_t port;
+
+	cr_assert_eq(getpeername(fd, (struct sockaddr *)&ss, &sl), 0);
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	} else {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	snprintf(buf, len, "%s %u", ip, port);
+}
+
+uint64_t fx_sock_stat(unsigned int idx)
+{
+	uint64_t v[XM_STAT_SOCK_MAX];
+
+	cr_assert_eq(percpu_sum_u64(fx.fds.sock_stats, XM_STAT_SOCK_MAX, v), 0);
+	return v[idx];
+}
+
+uint64_t fx_map_error(unsigned int idx)
+{
+	uint64_t v[XM_MAPERR_MAX];
+
+	cr_assert_eq(percpu_sum_u64(fx.fds.map_errors, XM_MAPERR_MAX, v), 0);
+	return v[idx];
+}
+
+int fx_map_entries(int fd, size_t key_size)
+{
+	unsigned char cur[64], next[64];
+	void *prev = NULL;
+	int n = 0;
+
+	cr_assert_leq(key_size, sizeof(cur));
+	while (bpf_map_get_next_key(fd, prev, next) == 0 && n < 1000000) {
+		memcpy(cur, next, key_size);
+		prev = cur;
+		n++;
+	}
+	return n;
+}
+
+int64_t fx_backend_conns_total(void)
+{
+	struct xm_backend_conns bc;
+	int64_t sum = 0;
+	__u32 id;
+
+	for (id = 1; id < 64; id++)
+		if (bpf_map_lookup_elem(fx.fds.backend_conns, &id, &bc) == 0)
+			sum += bc.active;
+	return sum;
+}
+
+void fx_add_addr4(const char *addr)
+{
+	struct sockaddr_in a4 = { .sin_family = AF_INET };
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	static int n_added;
+
+	cr_assert(fd >= 0);
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo:%d", ++n_added);
+	cr_assert_eq(inet_pton(AF_INET, addr, &a4.sin_addr), 1);
+	memcpy(&ifr.ifr_addr, &a4, sizeof(a4));
+	cr_assert_eq(ioctl(fd, SIOCSIFADDR, &ifr), 0, "add %s: %s", addr, strerror(errno));
+	/* A /32: the class-A default would route the VIPs to loopback too. */
+	inet_pton(AF_INET, "255.255.255.255", &a4.sin_addr);
+	memcpy(&ifr.ifr_netmask, &a4, sizeof(a4));
+	cr_assert_eq(ioctl(fd, SIOCSIFNETMASK, &ifr), 0, "netmask %s: %s", addr, strerror(errno));
+	close(fd);
 }
 
 int fx_connect(const char *addr, uint16_t port)

@@ -58,6 +58,25 @@ uint32_t fx_backend_id(int i);
 /* Index of the listener that has a pending connection (accepting and closing it), -1 if none. */
 int fx_accept_which(void);
 
+/* Whether any backend listener has a connection waiting (a SYN over loopback has arrived by now). */
+bool fx_backend_pending(void);
+
+/* "addr port" of a socket's peer (getpeername: what the application sees). */
+void fx_peer_str(int fd, char *buf, size_t len);
+
+/* Counters of the socket LB (enum xm_sock_stat) and its map errors (enum xm_map_error), summed over CPUs. */
+uint64_t fx_sock_stat(unsigned int idx);
+uint64_t fx_map_error(unsigned int idx);
+
+/* Entries in a hash map. */
+int fx_map_entries(int fd, size_t key_size);
+
+/* Live connections counted over the first backend ids (the fixture's backends get small ids). */
+int64_t fx_backend_conns_total(void);
+
+/* Adds the IPv4 address addr/32 to the sandbox's loopback (a node address in the e2e topology). */
+void fx_add_addr4(const char *addr);
+
 /* A TCP socket connected to addr:port, or -errno. */
 int fx_connect(const char *addr, uint16_t port);
 

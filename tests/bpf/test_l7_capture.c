@@ -50,24 +50,13 @@ struct xm_in6_ifreq {
 
 static void add_proxy_addresses(void)
 {
-	struct sockaddr_in a4 = { .sin_family = AF_INET };
 	struct xm_in6_ifreq r6 = { .prefixlen = 128, .ifindex = (int)if_nametoindex("lo") };
-	struct ifreq ifr;
-	int fd4 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), fd6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int fd6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
-	cr_assert(fd4 >= 0 && fd6 >= 0);
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo:1");
-	inet_pton(AF_INET, PROXY4, &a4.sin_addr);
-	memcpy(&ifr.ifr_addr, &a4, sizeof(a4));
-	cr_assert_eq(ioctl(fd4, SIOCSIFADDR, &ifr), 0, "add " PROXY4 ": %s", strerror(errno));
-	/* A /32: the class-A default would route the VIPs to loopback too. */
-	inet_pton(AF_INET, "255.255.255.255", &a4.sin_addr);
-	memcpy(&ifr.ifr_netmask, &a4, sizeof(a4));
-	cr_assert_eq(ioctl(fd4, SIOCSIFNETMASK, &ifr), 0, "netmask " PROXY4 ": %s", strerror(errno));
+	cr_assert(fd6 >= 0);
+	fx_add_addr4(PROXY4);
 	inet_pton(AF_INET6, PROXY6, &r6.addr);
 	cr_assert_eq(ioctl(fd6, SIOCSIFADDR, &r6), 0, "add " PROXY6 ": %s", strerror(errno));
-	close(fd4);
 	close(fd6);
 }
 
@@ -122,72 +111,6 @@ static int proxy_accept(void)
 	return accept4(proxy_lfd, NULL, NULL, SOCK_CLOEXEC);
 }
 
-/* Whether any backend listener has a connection waiting (a SYN over loopback has arrived by now). */
-static bool backend_got_connection(void)
-{
-	struct pollfd p[FX_MAX_BACKENDS];
-	int i;
-
-	for (i = 0; i < fx.n_backends; i++)
-		p[i] = (struct pollfd){ .fd = fx.listen_fd[i], .events = POLLIN };
-	return poll(p, (nfds_t)fx.n_backends, 0) > 0;
-}
-
-/* "addr port" of a socket's peer (getpeername: what the application sees). */
-static void peer_str(int fd, char *buf, size_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN];
-	uint16_t port;
-
-	cr_assert_eq(getpeername(fd, (struct sockaddr *)&ss, &sl), 0);
-	if (ss.ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	} else {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	}
-	snprintf(buf, len, "%s %u", ip, port);
-}
-
-static uint64_t sock_stat(unsigned int idx)
-{
-	uint64_t v[XM_STAT_SOCK_MAX];
-
-	cr_assert_eq(percpu_sum_u64(fx.fds.sock_stats, XM_STAT_SOCK_MAX, v), 0);
-	return v[idx];
-}
-
-static int map_entries(int fd, size_t key_size)
-{
-	unsigned char cur[64], next[64];
-	void *prev = NULL;
-	int n = 0;
-
-	cr_assert_leq(key_size, sizeof(cur));
-	while (bpf_map_get_next_key(fd, prev, next) == 0 && n < 1000000) {
-		memcpy(cur, next, key_size);
-		prev = cur;
-		n++;
-	}
-	return n;
-}
-
-/* Live connections counted over the first backend ids (the fixture's backends get small ids). */
-static int64_t backend_conns_total(void)
-{
-	struct xm_backend_conns bc;
-	int64_t sum = 0;
-	__u32 id;
-
-	for (id = 1; id < 64; id++)
-		if (bpf_map_lookup_elem(fx.fds.backend_conns, &id, &bc) == 0)
-			sum += bc.active;
-	return sum;
-}
-
 static struct xm_svc_key svc_key(const char *vip, uint16_t port)
 {
 	struct xm_svc_key k;
@@ -228,22 +151,22 @@ static void captured_once(const char *dial, const char *vip, const char *seen)
 	cr_assert(c >= 0, "connect %s: %s", dial, strerror(-c));
 	s = proxy_accept();
 	cr_assert(s >= 0, "the proxy's listener got no connection");
-	cr_expect_not(backend_got_connection(), "a backend got the captured connection");
-	peer_str(c, peer, sizeof(peer));
+	cr_expect_not(fx_backend_pending(), "a backend got the captured connection");
+	fx_peer_str(c, peer, sizeof(peer));
 	snprintf(want, sizeof(want), "%s 80", seen);
 	cr_expect_str_eq(peer, want, "getpeername on the client");
 	expect_lookup(s, vip, 80, svc_id);
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_CAPTURE), 1);
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_LB_TCP), 0);
-	cr_expect_eq(backend_conns_total(), 0, "a captured socket counted for a backend");
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_L7_CAPTURE), 1);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_LB_TCP), 0);
+	cr_expect_eq(fx_backend_conns_total(), 0, "a captured socket counted for a backend");
 	close(c);
 	close(s);
 	/* CLOSE removes the socket's state; a captured socket never gets TCP connection metrics. */
-	for (i = 0; i < 100 && map_entries(bpf_map__fd(fx.skel->maps.xm_sock_state), sizeof(__u64)); i++)
+	for (i = 0; i < 100 && fx_map_entries(bpf_map__fd(fx.skel->maps.xm_sock_state), sizeof(__u64)); i++)
 		usleep(10000);
-	cr_expect_eq(map_entries(bpf_map__fd(fx.skel->maps.xm_sock_state), sizeof(__u64)), 0);
-	cr_expect_eq(map_entries(fx.fds.conn_metrics, sizeof(struct xm_conn_metrics_key)), 0);
-	cr_expect_eq(backend_conns_total(), 0);
+	cr_expect_eq(fx_map_entries(bpf_map__fd(fx.skel->maps.xm_sock_state), sizeof(__u64)), 0);
+	cr_expect_eq(fx_map_entries(fx.fds.conn_metrics, sizeof(struct xm_conn_metrics_key)), 0);
+	cr_expect_eq(fx_backend_conns_total(), 0);
 }
 
 // cppcheck-suppress unknownMacro
@@ -278,15 +201,15 @@ Test(l7_capture, without_proxy_balanced_at_l4)
 		}
 		c = fx_connect(VIP4, 80);
 		cr_assert(c >= 0, "connect: %s", strerror(-c));
-		cr_expect_eq(backend_conns_total(), 1, "an L4-balanced connection is counted for its backend");
+		cr_expect_eq(fx_backend_conns_total(), 1, "an L4-balanced connection is counted for its backend");
 		cr_expect_eq(fx_accept_which(), 0, "the backend did not get the connection");
 		close(c);
-		for (int w = 0; w < 100 && backend_conns_total(); w++)
+		for (int w = 0; w < 100 && fx_backend_conns_total(); w++)
 			usleep(10000);
 	}
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_NO_PROXY), 2);
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_LB_TCP), 2);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_L7_NO_PROXY), 2);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_LB_TCP), 2);
 }
 
 Test(l7_capture, family_without_proxy_balanced_at_l4)
@@ -299,7 +222,7 @@ Test(l7_capture, family_without_proxy_balanced_at_l4)
 	c = fx_connect(VIP6, 80);
 	cr_assert(c >= 0, "connect: %s", strerror(-c));
 	cr_expect_eq(fx_accept_which(), 0, "the IPv6 service went elsewhere with only an IPv4 proxy");
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_NO_PROXY), 1);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_L7_NO_PROXY), 1);
 	close(c);
 }
 
@@ -313,8 +236,8 @@ Test(l7_capture, other_service_untouched)
 	c = fx_connect(VIP4, 80);
 	cr_assert(c >= 0, "connect: %s", strerror(-c));
 	cr_expect_eq(fx_accept_which(), 0, "a TCP service port went to the proxy");
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
-	cr_expect_eq(map_entries(fx.fds.l7_origdst, sizeof(struct xm_l7_origdst_key)), 0);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
+	cr_expect_eq(fx_map_entries(fx.fds.l7_origdst, sizeof(struct xm_l7_origdst_key)), 0);
 	close(c);
 }
 
@@ -332,7 +255,7 @@ Test(l7_capture, udp_to_http_port_balanced_at_l4)
 	cr_assert_eq(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
 	cr_assert_eq(send(c, "ping", 4, 0), 4);
 	cr_expect_eq(recv(fx.listen_fd[0], buf, sizeof(buf), MSG_DONTWAIT), 4, "the UDP backend got nothing");
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
 	close(c);
 }
 
@@ -697,14 +620,6 @@ static void map_errors_setup(void)
 	setup();
 }
 
-static uint64_t map_errors(unsigned int idx)
-{
-	uint64_t v[XM_MAPERR_MAX];
-
-	cr_assert_eq(percpu_sum_u64(fx.fds.map_errors, XM_MAPERR_MAX, v), 0);
-	return v[idx];
-}
-
 TestSuite(l7_capture_map_errors, .init = map_errors_setup, .fini = teardown, .timeout = 30);
 
 Test(l7_capture_map_errors, full_origdst_counted_and_refused)
@@ -725,7 +640,7 @@ Test(l7_capture_map_errors, full_origdst_counted_and_refused)
 	cr_assert(c >= 0, "connect: %s", strerror(-c));
 	s = proxy_accept();
 	cr_assert(s >= 0, "not captured");
-	cr_expect_eq(map_errors(XM_MAPERR_L7_ORIGDST), 1);
+	cr_expect_eq(fx_map_error(XM_MAPERR_L7_ORIGDST), 1);
 	cr_expect_eq(l7_capture_lookup(fx.fds.l7_origdst, s, &got, &id), -ENOENT);
 	close(c);
 	close(s);
@@ -745,8 +660,8 @@ Test(l7_capture_map_errors, full_sock_state_balanced_at_l4)
 	c = fx_connect(VIP4, 80);
 	cr_assert(c >= 0, "connect: %s", strerror(-c));
 	cr_expect_eq(fx_accept_which(), 0, "without socket state the connect must reach a backend");
-	cr_expect_eq(map_errors(XM_MAPERR_SOCK_STATE), 1, "counted once");
-	cr_expect_eq(sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
+	cr_expect_eq(fx_map_error(XM_MAPERR_SOCK_STATE), 1, "counted once");
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_L7_CAPTURE), 0);
 	close(c);
 }
 
@@ -791,7 +706,7 @@ TestSuite(l7_sockmap_pinned, .init = pinned_setup, .fini = pinned_teardown, .tim
 
 static int pairs_in(int map_fd)
 {
-	return map_entries(map_fd, sizeof(struct xm_sock_pair_key));
+	return fx_map_entries(map_fd, sizeof(struct xm_sock_pair_key));
 }
 
 Test(l7_sockmap_pinned, proxy_cgroup_link_attached_adopted_and_used)

@@ -16,6 +16,7 @@
 #include "compile/local_addrs.h"
 #include "datapath/peer_auth.h"
 #include "datapath/pins.h"
+#include "mtls_table_fixture.h"
 #include "sandbox.h"
 #include "skel/peer_auth.skel.h"
 
@@ -41,65 +42,25 @@ static void teardown(void)
 
 TestSuite(peer_auth_sync, .init = setup, .fini = teardown, .timeout = 30);
 
-static struct xm_mtls_entry entry(const char *ip, uint16_t port, uint8_t mode, uint8_t flags)
-{
-	struct xm_mtls_entry e;
-
-	memset(&e, 0, sizeof(e));
-	e.key.family = strchr(ip, ':') ? XM_FAMILY_V6 : XM_FAMILY_V4;
-	cr_assert_eq(inet_pton(e.key.family == XM_FAMILY_V6 ? AF_INET6 : AF_INET, ip, e.key.addr.bytes), 1);
-	e.key.port = port;
-	e.val.mode = mode;
-	e.val.flags = flags;
-	return e;
-}
-
-static int entry_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, sizeof(struct xm_mtls_key));
-}
-
-static struct xm_mtls_table table(struct xm_mtls_entry *items, size_t n)
-{
-	qsort(items, n, sizeof(*items), entry_cmp);
-	return (struct xm_mtls_table){ .items = items, .n = n };
-}
-
 /* The map holds exactly t. */
 static void assert_map_is(const struct xm_mtls_table *t)
 {
-	int fd = bpf_map__fd(dp.skel->maps.xm_mtls_policy);
-	struct xm_mtls_key k, *prev = NULL, next;
-	size_t n = 0;
-
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		const struct xm_mtls_entry *want = mtls_table_find(t, &next);
-		struct xm_mtls_policy v;
-
-		k = next;
-		prev = &k;
-		n++;
-		cr_assert_not_null(want, "the map holds a key (port %u) the table does not", k.port);
-		cr_assert_eq(bpf_map_lookup_elem(fd, &k, &v), 0);
-		cr_assert(!memcmp(&v, &want->val, sizeof(v)), "port %u: mode %u flags %u, want %u %u", k.port, v.mode,
-			  v.flags, want->val.mode, want->val.flags);
-	}
-	cr_assert_eq(n, t->n, "the map holds %zu entries, want %zu", n, t->n);
+	mtx_assert_map_is(bpf_map__fd(dp.skel->maps.xm_mtls_policy), t);
 }
 
 Test(peer_auth_sync, entries_follow_each_table)
 {
 	struct xm_mtls_entry a[] = {
-		entry("10.200.1.11", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
-		entry("10.200.1.11", 8080, XM_MTLS_MODE_DISABLE, 0),
-		entry("fd00:200:1::11", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
+		mtx_entry("10.200.1.11", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
+		mtx_entry("10.200.1.11", 8080, XM_MTLS_MODE_DISABLE, 0),
+		mtx_entry("fd00:200:1::11", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
 	};
 	struct xm_mtls_entry b[] = {
-		entry("10.200.1.11", 0, XM_MTLS_MODE_PERMISSIVE, XM_MTLS_F_ANY_STRICT),
-		entry("10.200.1.11", 9090, XM_MTLS_MODE_STRICT, 0),
-		entry("10.200.1.12", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
+		mtx_entry("10.200.1.11", 0, XM_MTLS_MODE_PERMISSIVE, XM_MTLS_F_ANY_STRICT),
+		mtx_entry("10.200.1.11", 9090, XM_MTLS_MODE_STRICT, 0),
+		mtx_entry("10.200.1.12", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
 	};
-	struct xm_mtls_table ta = table(a, 3), tb = table(b, 3), empty = { 0 };
+	struct xm_mtls_table ta = mtx_table(a, 3), tb = mtx_table(b, 3), empty = { 0 };
 
 	cr_assert_eq(peer_auth_dp_sync(&dp, NULL, &ta), 0);
 	assert_map_is(&ta);
@@ -113,12 +74,12 @@ Test(peer_auth_sync, entries_follow_each_table)
 Test(peer_auth_sync, a_restart_finds_the_pins_and_drops_what_is_stale)
 {
 	struct xm_mtls_entry a[] = {
-		entry("10.200.1.11", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
-		entry("10.200.1.21", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
-		entry("10.200.1.21", 80, XM_MTLS_MODE_PERMISSIVE, 0),
+		mtx_entry("10.200.1.11", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
+		mtx_entry("10.200.1.21", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT),
+		mtx_entry("10.200.1.21", 80, XM_MTLS_MODE_PERMISSIVE, 0),
 	};
-	struct xm_mtls_entry b[] = { entry("10.200.1.11", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT) };
-	struct xm_mtls_table ta = table(a, 3), tb = table(b, 1);
+	struct xm_mtls_entry b[] = { mtx_entry("10.200.1.11", 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT) };
+	struct xm_mtls_table ta = mtx_table(a, 3), tb = mtx_table(b, 1);
 
 	cr_assert_eq(peer_auth_dp_sync(&dp, NULL, &ta), 0);
 	/* The next agent: the same pins, nothing known about their content. */

@@ -57,6 +57,7 @@ Test(metrics_map_errors, renders_each_map_summed_over_cpus)
 	}
 	cr_expect_str_eq(map_error_name(XM_MAPERR_UDP_REVNAT), "xm_udp_revnat");
 	cr_expect_str_eq(map_error_name(XM_MAPERR_SOCK_STATE), "xm_sock_state");
+	cr_expect_str_eq(map_error_name(XM_MAPERR_HBONE_ORIGDST), "xm_hbone_origdst");
 	if (promtool_path())
 		cr_expect_eq(promtool_check(sb.buf, out, sizeof(out)), 0, "promtool: %s", out);
 	free(vals);

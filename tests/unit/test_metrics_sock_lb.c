@@ -132,6 +132,9 @@ Test(metrics_sock_lb, renders_families)
 	snprintf(want, sizeof(want), "\nxmesh_sock_lb_l7_connects_total{path=\"l4_no_proxy\"} %llu\n",
 		 (unsigned long long)expected(XM_STAT_SOCK_L7_NO_PROXY, ncpu));
 	cr_expect(strstr(sb.buf, want), "want %s in:\n%s", want, sb.buf);
+	snprintf(want, sizeof(want), "\nxmesh_sock_lb_hbone_connects_total %llu\n",
+		 (unsigned long long)expected(XM_STAT_SOCK_HBONE_CAPTURE, ncpu));
+	cr_expect(strstr(sb.buf, want), "want %s in:\n%s", want, sb.buf);
 	if (promtool_path())
 		cr_expect_eq(promtool_check(sb.buf, out, sizeof(out)), 0, "promtool: %s", out);
 	close(fd);
