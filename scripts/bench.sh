@@ -6,7 +6,9 @@
 # Sections: socklb — connect()+close() through the socket LB vs direct vs kube-proxy-style iptables DNAT at
 # several service counts (bench/README.md). Options of socklb: --sizes 10,1000,10000 --iters 4000 (per case
 # and round) --rounds 30 --iptables nft|legacy (default: whichever `iptables` is) --endpoints 1..3 (of the
-# dialed service, default 3) --agent-args "ARGS" (extra agent options, e.g. --no-sockmap).
+# dialed service, default 3) --agent-args "ARGS" (extra agent options, e.g. --no-sockmap) --hbone-listener 0|1
+# (1: the HBONE capture's listener set in every agent's xm_hbone_proxy, with one tunnelled address nobody dials,
+# so that each connect pays the capture's checks without being captured).
 # Results land in BUILD_DIR/bench/*.json.
 #
 # Everything lives in namespaces and a child cgroup this script creates (names carry its PID), nothing touches
@@ -25,6 +27,7 @@ IPT_BACKEND=""
 DIAL_EPS=3
 AGENT_ARGS=""
 BPF_STATS=0
+HBONE_LISTENER=0
 BPF_STATS_SAVED=""
 WARMUP=200
 MAX_CASE_MS=600
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
 	--endpoints) DIAL_EPS=$2 ;;
 	--agent-args) AGENT_ARGS=$2 ;;
 	--bpf-stats) BPF_STATS=$2 ;;
+	--hbone-listener) HBONE_LISTENER=$2 ;;
 	*)
 		echo "bench.sh: unknown option $1" >&2
 		exit 2
@@ -227,6 +231,16 @@ PY
 	BPF_STATS_SAVED=""
 }
 
+# The HBONE capture switched on in the pinned maps under DIR: listener 10.200.1.1:15002 (IPv4), and one
+# remote pod 10.244.0.1 (STRICT) that no case dials. Connects then pay the listener lookup and the two
+# destination lookups, (addr, port) then (addr, 0), and are not captured.
+hbone_listener_on() { # hbone_listener_on PIN_DIR
+	bpftool map update pinned "$1/xm_hbone_proxy" key 0 0 0 0 value hex \
+		0a c8 01 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 3a 9a 01 00
+	bpftool map update pinned "$1/xm_hbone_dsts" key hex \
+		0a f4 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 04 00 value hex 02 00 00 00
+}
+
 section_socklb() {
 	local sizes n i ipt_ver ipt_restore cases=() vip vips=() backends=(10.200.1.11 10.200.1.12 10.200.1.13)
 	local dialed=("${backends[@]:0:$DIAL_EPS}") agent_extra=()
@@ -289,6 +303,10 @@ section_socklb() {
 		wait_line "$TMP/agent-$n.log" 'ready' 180 "${agent_pids[$i]}" ||
 			die "agent for $n services not ready: $(tail -n 5 "$TMP/agent-$n.log")"
 		log "agent for $n services ready (pid ${agent_pids[$i]}), dialing ${vips[$i]}:80"
+		if [ "$HBONE_LISTENER" = 1 ]; then
+			hbone_listener_on "$PIN/$n" || die "cannot set the HBONE listener in $PIN/$n"
+			log "agent for $n services: HBONE capture listener set (10.200.1.1:15002), one remote pod"
+		fi
 	done
 
 	# Every path must really reach the server before anything is timed.
@@ -323,7 +341,7 @@ section_socklb() {
 		--cpu 0 --json "$BUILD/bench/socklb.json" \
 		--meta "iptables=$ipt_ver" --meta "iptables_restore=$ipt_restore" \
 		--meta "kernel=$(uname -r)" --meta "cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
-		--meta "nproc=$(nproc)" --meta "dialed_service_endpoints=$DIAL_EPS" --meta "agent_args=$AGENT_ARGS" \
+		--meta "nproc=$(nproc)" --meta "dialed_service_endpoints=$DIAL_EPS" --meta "agent_args=$AGENT_ARGS" --meta "hbone_listener=$HBONE_LISTENER" \
 		--meta "lb_algorithm=agent default (no DestinationRule)" \
 		--meta "topology=client netns -> veth -> bridge -> veth -> server netns; client CPU 0, server CPU 1" \
 		--meta "xmesh=$("$BUILD/xmesh" version 2>/dev/null | head -n 1)" \
