@@ -532,6 +532,21 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 
 			scrape_u64(f, sr, v, 2, atomic_load(&m->ctr.handshakes[s][r]));
 		}
+	f = scrape_family(sc, "xmesh_tls_resumptions_total", "counter",
+			  "TLS handshakes of the HBONE tunnel that resumed a session (also counted as successes).");
+	for (int s = 0; s < HBONE_SIDES; s++) {
+		const char *v[1] = { hbone_side_name(s) };
+
+		scrape_u64(f, sr, v, 1, atomic_load(&m->ctr.resumed[s]));
+	}
+	f = scrape_family(sc, "xmesh_tls_tickets_rejected_total", "counter",
+			  "Session tickets not offered (client) or not accepted (server) because a check failed: a "
+			  "full handshake followed.");
+	for (int s = 0; s < HBONE_SIDES; s++) {
+		const char *v[1] = { hbone_side_name(s) };
+
+		scrape_u64(f, sr, v, 1, atomic_load(&m->ctr.tickets_rejected[s]));
+	}
 	f = scrape_family(sc, "xmesh_hbone_connections_dropped_total", "counter",
 			  "Connections to port 15008 closed before TLS: the address dialled is no pod of this node "
 			  "with a workload certificate.");

@@ -4,6 +4,11 @@
  * source identity, destination identities, destination address), each carrying up to max_streams CONNECT
  * streams; a request finds a connection of its key with room or opens another. A connection without
  * streams closes after the idle timeout (ztunnel's pool_unused_release_timeout).
+ *
+ * Resumption: the newest TLS 1.3 session ticket of each pool key is kept (at most HBONE_TICKET_CACHE_MAX
+ * keys, the least recently stored dropped first) and offered on that key's next connection, only while the
+ * request presents the certificate the session began with and after the server's certificate of the session
+ * passed the full handshake's checks again (tls.c hb_tls_recheck). A ticket that fails either is dropped.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -11,12 +16,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
 
 #include "core/loop.h"
 #include "hbone/internal.h"
+
+/* The newest session of one pool key. */
+struct hb_ticket {
+	struct hb_ticket *prev, *next; /* most recently stored first */
+	char src_id[HBONE_ID_MAX], dst_id[HBONE_ID_MAX];
+	struct sockaddr_storage dst;
+	SSL_SESSION *sess;
+	X509 *own;		     /* the certificate we presented when the session began */
+	X509 *peer;		     /* the server's certificate, as verified then */
+	STACK_OF(X509) * peer_chain; /* what the server sent with it */
+};
 
 struct hbone_client {
 	struct xm_loop *loop;
@@ -26,6 +43,8 @@ struct hbone_client {
 	struct hb_verify verify;
 	struct hb_conn *conns;
 	size_t n_conns;
+	struct hb_ticket *tickets, *tickets_tail;
+	size_t n_tickets;
 };
 
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -66,11 +85,149 @@ static void submit(struct hb_conn *c, struct hbone_stream *s)
 	s->id = id;
 }
 
+/* ---- session tickets ---- */
+
+static struct hb_ticket *ticket_find(struct hbone_client *cl, const char *src_id, const char *dst_id,
+				     const struct sockaddr_storage *dst)
+{
+	struct hb_ticket *t;
+
+	for (t = cl->tickets; t; t = t->next)
+		if (!strcmp(t->src_id, src_id) && !strcmp(t->dst_id, dst_id) && same_addr(&t->dst, dst))
+			return t;
+	return NULL;
+}
+
+static void ticket_unlink(struct hbone_client *cl, struct hb_ticket *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		cl->tickets = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	else
+		cl->tickets_tail = t->prev;
+	t->prev = t->next = NULL;
+}
+
+static void ticket_push(struct hbone_client *cl, struct hb_ticket *t)
+{
+	t->prev = NULL;
+	t->next = cl->tickets;
+	if (cl->tickets)
+		cl->tickets->prev = t;
+	else
+		cl->tickets_tail = t;
+	cl->tickets = t;
+}
+
+static void ticket_clear(struct hb_ticket *t)
+{
+	SSL_SESSION_free(t->sess);
+	X509_free(t->own);
+	X509_free(t->peer);
+	sk_X509_pop_free(t->peer_chain, X509_free);
+	t->sess = NULL;
+	t->own = t->peer = NULL;
+	t->peer_chain = NULL;
+}
+
+static void ticket_drop(struct hbone_client *cl, struct hb_ticket *t)
+{
+	ticket_unlink(cl, t);
+	ticket_clear(t);
+	free(t);
+	cl->n_tickets--;
+}
+
+int hb_client_ticket_new(struct hb_conn *c, SSL_SESSION *sess)
+{
+	struct hbone_client *cl = c->owner;
+	X509 *own = c->ssl ? SSL_get_certificate(c->ssl) : NULL;
+	struct hb_ticket *t;
+
+	/* only a session whose server certificate we verified (or re-checked) on this connection */
+	if (!cl || cl->cfg.no_resumption || !own || !c->peer_leaf || !c->peer_id[0] || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	/*
+	 * A copy: the connection's own session object is marked not resumable by OpenSSL when the connection ends
+	 * without close_notify (ssl_clear_bad_session), which says nothing about a TLS 1.3 ticket.
+	 */
+	sess = SSL_SESSION_dup(sess);
+	if (!sess)
+		return 0;
+	t = ticket_find(cl, c->src_id, c->dst_id, &c->dst);
+	if (t) {
+		ticket_unlink(cl, t);
+		ticket_clear(t);
+	} else {
+		if (cl->n_tickets >= HBONE_TICKET_CACHE_MAX)
+			ticket_drop(cl, cl->tickets_tail);
+		t = calloc(1, sizeof(*t));
+		if (!t) {
+			SSL_SESSION_free(sess);
+			return 0;
+		}
+		memcpy(t->src_id, c->src_id, sizeof(t->src_id));
+		memcpy(t->dst_id, c->dst_id, sizeof(t->dst_id));
+		t->dst = c->dst;
+		cl->n_tickets++;
+	}
+	t->sess = sess;
+	t->own = X509_up_ref(own) ? own : NULL;
+	t->peer = X509_up_ref(c->peer_leaf) ? c->peer_leaf : NULL;
+	t->peer_chain = c->peer_chain ? X509_chain_up_ref(c->peer_chain) : NULL;
+	ticket_push(cl, t);
+	if (!t->own || !t->peer)
+		ticket_drop(cl, t);
+	return 0; /* OpenSSL's reference stays OpenSSL's */
+}
+
+/*
+ * Offers the key's ticket on c when it may be: the request presents the certificate the session began with
+ * (after a renewal the new certificate makes a full handshake), the session has not expired, and the server
+ * certificate of the session passes the checks of a full handshake again now. Otherwise it is dropped.
+ */
+static void ticket_offer(struct hbone_client *cl, struct hb_conn *c, const struct hbone_open *req)
+{
+	struct hb_ticket *t = ticket_find(cl, req->src_id, req->dst_id, req->dst);
+	int64_t now = (int64_t)time(NULL), life;
+	SSL_SESSION *offer = NULL;
+
+	if (!t)
+		return;
+	/* the lifetime the server gave the ticket (OpenSSL's client keeps it apart from the session's timeout) */
+	life = (int64_t)SSL_SESSION_get_ticket_lifetime_hint(t->sess);
+	if (!req->cert || X509_cmp(t->own, req->cert) || now >= (int64_t)SSL_SESSION_get_time(t->sess) + life ||
+	    !SSL_SESSION_is_resumable(t->sess) ||
+	    hb_tls_recheck(c->ssl, &cl->verify, c, t->peer, t->peer_chain, c->resumed_id, sizeof(c->resumed_id)) ||
+	    !(offer = SSL_SESSION_dup(t->sess)) || !SSL_set_session(c->ssl, offer)) {
+		SSL_SESSION_free(offer);
+		c->resumed_id[0] = '\0';
+		hb_count(&cl->ctr->tickets_rejected[HBONE_SIDE_CLIENT], 1);
+		ticket_drop(cl, t);
+		return;
+	}
+	SSL_SESSION_free(offer); /* c->ssl holds it */
+	hb_conn_set_peer(c, t->peer, t->peer_chain);
+	c->ticket_offered = true;
+}
+
 static void cl_ready(struct hb_conn *c, bool ok, int err)
 {
 	struct hbone_stream *s, *last = NULL;
 
 	(void)err;
+	if (c->ticket_offered && (!ok || !SSL_session_reused(c->ssl))) {
+		struct hbone_client *cl = c->owner;
+		struct hb_ticket *t;
+
+		/* the server declined the key's ticket, or the handshake failed: it is not offered again (a ticket
+		 * of this connection's session replaces it once the server sends one) */
+		if (cl && (t = ticket_find(cl, c->src_id, c->dst_id, &c->dst)))
+			ticket_drop(cl, t);
+	}
 	if (!ok)
 		return;
 	/* in the order they were opened (the list is newest first) */
@@ -154,6 +311,8 @@ static struct hb_conn *pool_connect(struct hbone_client *cl, const struct hbone_
 	c->ssl = hb_tls_new(cl->tls, c);
 	if (!c->ssl || hb_tls_use_cert(c->ssl, req->cert, req->key, req->chain))
 		goto fail;
+	if (!cl->cfg.no_resumption)
+		ticket_offer(cl, c, req);
 	c->state = HB_TCP_CONNECTING;
 	if (hb_conn_attach(c))
 		goto fail;
@@ -305,6 +464,8 @@ void hbone_client_free(struct hbone_client *cl)
 		return;
 	while (cl->conns)
 		hb_conn_fail(cl->conns, -ECONNABORTED);
+	while (cl->tickets)
+		ticket_drop(cl, cl->tickets);
 	SSL_CTX_free(cl->tls);
 	free(cl);
 }
@@ -312,4 +473,17 @@ void hbone_client_free(struct hbone_client *cl)
 size_t hbone_client_connections(const struct hbone_client *cl)
 {
 	return cl->n_conns;
+}
+
+size_t hbone_client_tickets(const struct hbone_client *cl)
+{
+	return cl->n_tickets;
+}
+
+SSL_SESSION *hb_client_ticket_session(struct hbone_client *cl, const char *src_id, const char *dst_id,
+				      const struct sockaddr_storage *dst)
+{
+	struct hb_ticket *t = ticket_find(cl, src_id, dst_id, dst);
+
+	return t ? t->sess : NULL;
 }

@@ -480,6 +480,11 @@ static void handshake(struct hb_conn *c)
 		hb_conn_fail(c, -EACCES);
 		return;
 	}
+	if (SSL_session_reused(c->ssl)) {
+		/* No certificate came: the peer is the one of the session, checked again before it resumed
+		 * (tls.c). A resumption without that check (resumed_id empty) is refused. */
+		memcpy(c->peer_id, c->resumed_id, sizeof(c->peer_id));
+	}
 	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
 	if (alpn_len != 2 || memcmp(alpn, "h2", 2) || !c->peer_id[0]) {
 		hb_count(&c->ctr->handshakes[c->side][HBONE_HS_FAILURE], 1);
@@ -489,6 +494,8 @@ static void handshake(struct hb_conn *c)
 		return;
 	}
 	hb_count(&c->ctr->handshakes[c->side][HBONE_HS_SUCCESS], 1);
+	if (SSL_session_reused(c->ssl))
+		hb_count(&c->ctr->resumed[c->side], 1);
 	loop_timer_cancel(c->loop, c->hs_timer);
 	c->hs_timer = NULL;
 	c->state = HB_READY;
@@ -731,5 +738,6 @@ void hb_conn_destroy(struct hb_conn *c)
 		atomic_fetch_sub_explicit(&c->ctr->connections_open[c->side], 1, memory_order_relaxed);
 	nghttp2_session_del(c->h2);
 	SSL_free(c->ssl);
+	hb_conn_set_peer(c, NULL, NULL);
 	free(c);
 }

@@ -12,6 +12,7 @@
 #define XMESH_HBONE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -36,6 +37,11 @@ struct xm_loop;
 #define HBONE_HANDSHAKE_TIMEOUT_MS 10000
 #define HBONE_CONNECT_TIMEOUT_MS   10000
 #define HBONE_ID_MAX		   256 /* an identity (SPIFFE URI) and its NUL */
+
+/* TLS 1.3 session resumption (docs/mtls.md "Resumption"). */
+#define HBONE_TICKET_LIFETIME_S	  3600 /* at most; never beyond either certificate's notAfter */
+#define HBONE_TICKET_KEY_ROTATE_S 3600 /* the server's ticket key changes this often; the previous still decrypts */
+#define HBONE_TICKET_CACHE_MAX	  4096 /* client: pool keys with a stored ticket (the oldest goes first) */
 
 /* ---- counters ---- */
 
@@ -65,7 +71,11 @@ enum hbone_refusal {
 
 /*
  * Written by the loop's thread with relaxed atomics, readable by any thread (a metrics collector sums
- * them at scrape time). xmesh_tls_handshakes_total{side,result} is handshakes[side][result].
+ * them at scrape time). xmesh_tls_handshakes_total{side,result} is handshakes[side][result]; a resumed
+ * handshake counts there as a success and also in resumed[side] (xmesh_tls_resumptions_total{side}).
+ * tickets_rejected[side] (xmesh_tls_tickets_rejected_total{side}): a stored ticket that the client did not
+ * offer, or that the server did not accept, because a check failed (the peer's certificate no longer valid or
+ * trusted, our own certificate renewed, the ticket expired or its key rotated out): a full handshake followed.
  */
 struct hbone_counters {
 	atomic_ullong handshakes[HBONE_SIDES][HBONE_HS_RESULTS];
@@ -74,6 +84,8 @@ struct hbone_counters {
 	atomic_ullong streams_refused[HBONE_REFUSALS];
 	atomic_ullong bytes_sent[HBONE_SIDES];	   /* stream payload handed to HTTP/2 */
 	atomic_ullong bytes_received[HBONE_SIDES]; /* stream payload received from HTTP/2 */
+	atomic_ullong resumed[HBONE_SIDES];	   /* handshakes that resumed a session (also successes) */
+	atomic_ullong tickets_rejected[HBONE_SIDES];
 };
 
 const char *hbone_side_name(enum hbone_side side);
@@ -84,7 +96,9 @@ const char *hbone_refusal_name(enum hbone_refusal r);
  * Peer verification, called during the handshake once OpenSSL verified the chain against the trust store:
  * leaf and chain are the peer's (borrowed). expected is the identity the client wants (NULL on the
  * server). Writes the peer's identity (its SPIFFE URI) into peer_id and returns 0, or returns a negative
- * errno to refuse the handshake.
+ * errno to refuse the handshake. Also called, after the same chain check at the current time, for the peer
+ * certificate a session ticket carries, before a session is resumed (the client: before offering it; the
+ * server: before accepting it): a refusal there means a full handshake instead.
  */
 typedef int (*hbone_verify_fn)(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509) * chain, char *peer_id,
 			       size_t peer_id_len);
@@ -180,9 +194,14 @@ struct hbone_client_config {
 	uint64_t idle_timeout_ms;      /* 0: HBONE_POOL_IDLE_MS */
 	uint64_t connect_timeout_ms;   /* 0: HBONE_CONNECT_TIMEOUT_MS (TCP and TLS) */
 	uint64_t ping_interval_ms, ping_timeout_ms;
+	bool no_resumption; /* never offer a session ticket: every connection makes a full handshake */
 };
 
-/* One CONNECT request. The pool key is (src_id, dst_id, dst). */
+/*
+ * One CONNECT request. The pool key is (src_id, dst_id, dst); the client keeps the newest session ticket of
+ * each key and offers it on the key's next TLS connection only, only while cert is the certificate presented
+ * when the ticket's session began, and only after checking the server's certificate from that session again.
+ */
 struct hbone_open {
 	const char *src_id;		    /* our identity: the certificate's */
 	const char *dst_id;		    /* the identity the server must prove */
@@ -208,6 +227,8 @@ struct hbone_stream *hbone_client_open(struct hbone_client *cl, const struct hbo
 				       const struct hbone_stream_ops *ops, void *ctx);
 /* TLS connections in the pool (connecting ones too). */
 size_t hbone_client_connections(const struct hbone_client *cl);
+/* Pool keys with a stored session ticket. */
+size_t hbone_client_tickets(const struct hbone_client *cl);
 
 /* ---- splice: a TCP connection carried by a stream (splice.c) ---- */
 

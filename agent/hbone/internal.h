@@ -144,6 +144,12 @@ struct hb_conn {
 	bool ping_outstanding;
 	char peer_id[HBONE_ID_MAX];
 	struct sockaddr_storage local, peer;
+	/* resumption (tls.c): the peer's certificate and what it sent with it, from the full handshake's verify
+	 * or from a re-checked ticket (carried into the next ticket); the identity a re-checked ticket gave */
+	X509 *peer_leaf;
+	STACK_OF(X509) * peer_chain;
+	char resumed_id[HBONE_ID_MAX];
+	bool ticket_offered; /* client: SSL_set_session was called */
 	/* client pool */
 	struct hb_conn *pool_next, *pool_prev;
 	char src_id[HBONE_ID_MAX], dst_id[HBONE_ID_MAX];
@@ -175,8 +181,40 @@ struct hb_verify {
 	void *ctx;
 };
 
-/* A TLS 1.3-only context with ALPN h2, verifying peers against trust with v (which must outlive it). */
+/*
+ * A TLS 1.3-only context with ALPN h2, verifying peers against trust with v (which must outlive it). A server
+ * context issues one stateless session ticket per handshake, under keys of its own that rotate every
+ * HBONE_TICKET_KEY_ROTATE_S; a client context hands each ticket it receives to hb_client_ticket_new.
+ */
 SSL_CTX *hb_tls_ctx_new(bool server, X509_STORE *trust, const struct hb_verify *v);
+/*
+ * The check of a full handshake, again, for a peer certificate kept with a session: the chain (leaf through
+ * untrusted) against the context's trust store at the current time with the purpose of the peer's role, then
+ * v->fn (with c->dst_id expected on a client). 0 with the identity in peer_id, or -EACCES.
+ */
+int hb_tls_recheck(SSL *ssl, const struct hb_verify *v, struct hb_conn *c, X509 *leaf, STACK_OF(X509) * untrusted,
+		   char *peer_id, size_t peer_id_len);
+/* Keeps (references) the peer's certificate and chain on c for the tickets of its session. */
+void hb_conn_set_peer(struct hb_conn *c, X509 *leaf, STACK_OF(X509) * chain);
+/* Server: starts a new ticket key now (the current one only decrypts from now on). For tests. */
+void hb_tls_rotate_ticket_key(SSL_CTX *ctx);
+/* Client (client.c): a session ticket arrived on c. 1 when kept (the reference is taken), else 0. */
+int hb_client_ticket_new(struct hb_conn *c, SSL_SESSION *sess);
+/* The session stored for a pool key (borrowed), or NULL. For tests. */
+SSL_SESSION *hb_client_ticket_session(struct hbone_client *cl, const char *src_id, const char *dst_id,
+				      const struct sockaddr_storage *dst);
+
+/*
+ * What a server ticket carries besides OpenSSL's session (its appdata, encrypted and authenticated with the
+ * ticket key): a version, the SHA-256 of the certificate the server presented, and the certificates the client
+ * sent after its leaf (the leaf is the session's peer). Encode: the length, or -ENOSPC. Parse: 0 with *chain
+ * (a new stack, maybe empty) or -EINVAL.
+ */
+#define HB_TICKET_APPDATA_MAX	8192
+#define HB_TICKET_APPDATA_CERTS 8
+int hb_ticket_appdata_encode(uint8_t *buf, size_t cap, const uint8_t own_sha256[32], X509 *leaf,
+			     STACK_OF(X509) * chain);
+int hb_ticket_appdata_parse(const uint8_t *data, size_t len, uint8_t own_sha256[32], STACK_OF(X509) * *chain);
 /* A new SSL on c->fd for c (the verify glue finds c through it; a client expects c->dst_id). */
 SSL *hb_tls_new(SSL_CTX *ctx, struct hb_conn *c);
 int hb_tls_use_cert(SSL *ssl, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain);
@@ -187,6 +225,8 @@ int hb_tls_use_cert(SSL *ssl, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain)
 struct hb_conn *hb_server_conn_mem(struct hbone_server *srv, const char *peer_id);
 /* The server's connections (a list through pool_next), for tests. */
 struct hb_conn *hb_server_conns(struct hbone_server *srv);
+/* The server's TLS context, for tests. */
+SSL_CTX *hb_server_tls(struct hbone_server *srv);
 void hb_conn_destroy(struct hb_conn *c);
 
 static inline void hb_count(atomic_ullong *c, uint64_t n)

@@ -510,3 +510,8 @@ struct hb_conn *hb_server_conns(struct hbone_server *srv)
 {
 	return srv->conns;
 }
+
+SSL_CTX *hb_server_tls(struct hbone_server *srv)
+{
+	return srv->tls;
+}
