@@ -426,34 +426,30 @@ static double cpu_s(void)
 
 /*
  * One handshake on a new connection, offering the last ticket when resume; then reads until the server's new
- * ticket arrived (or 200 ms passed): the server sends it after its side of the handshake, so the server's work
- * is done when the connection closes.
+ * ticket or its first application bytes (the agent's HTTP/2 SETTINGS) arrived, 200 ms at most: either comes
+ * once the server's side of the handshake is done. A server that issues no ticket on a resumed connection
+ * (the agent) leaves the previous ticket in use, as the agent's own client keeps it.
  */
 static int one_handshake(SSL_CTX *ctx, bool resume, bool *resumed)
 {
 	static const unsigned char alpn[] = { 2, 'h', '2' };
-	SSL_SESSION *offer = resume ? g_ticket : NULL; /* SSL_set_session takes its own reference */
-	SSL *ssl;
+	SSL_SESSION *prev = g_ticket; /* ours now; SSL_set_session takes a reference of its own */
+	SSL *ssl = NULL;
 	int fd = dial(), r = -1;
 	char buf[4096];
 
+	g_ticket = NULL;
 	if (fd < 0)
-		return -1;
+		goto out;
 	ssl = SSL_new(ctx);
 	if (!ssl || !SSL_set_fd(ssl, fd) || SSL_set_alpn_protos(ssl, alpn, sizeof(alpn)) ||
-	    (offer && !SSL_set_session(ssl, offer)))
+	    (resume && prev && !SSL_set_session(ssl, prev)))
 		goto out;
-	if (g_ticket) { /* wait for this connection's own ticket: the server sends it once its handshake is done */
-		SSL_SESSION_free(g_ticket);
-		g_ticket = NULL;
-		offer = NULL;
-	}
 	if (SSL_connect(ssl) != 1) {
 		ERR_print_errors_fp(stderr);
 		goto out;
 	}
 	*resumed = SSL_session_reused(ssl);
-	/* the tickets come after the handshake: read (non-blocking) until one is in, 200 ms at most */
 	fcntl_nonblock(fd);
 	for (double end = now_s() + 0.2; !g_ticket && now_s() < end;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -462,7 +458,7 @@ static int one_handshake(SSL_CTX *ctx, bool resume, bool *resumed)
 		if (poll(&p, 1, 20) <= 0)
 			continue;
 		n = SSL_read(ssl, buf, sizeof(buf));
-		if (n <= 0 && SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ)
+		if (n > 0 || SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ)
 			break;
 	}
 	/* a close_notify: SSL_free of a connection not shut down marks its session (the ticket) not resumable */
@@ -471,7 +467,12 @@ static int one_handshake(SSL_CTX *ctx, bool resume, bool *resumed)
 out:
 	if (ssl)
 		SSL_free(ssl);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
+	if (!g_ticket)
+		g_ticket = prev;
+	else if (prev)
+		SSL_SESSION_free(prev);
 	return r;
 }
 

@@ -6,8 +6,9 @@ import json
 import re
 import sys
 
-out, rows_file, hs_file, tck = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-suite, group, hap_v, ossl_v, kernel, cpu, nproc, tree, load, cpu_app, cpu_tun, secs = sys.argv[5:17]
+out, rows_file, hs_file, hbhs_file, tck = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+suite, group, hap_v, ossl_v, kernel, cpu, nproc, tree, load, cpu_app, cpu_tun, secs = sys.argv[6:18]
+hbone_hs = json.load(open(hbhs_file))
 
 results = {}
 for line in open(rows_file):
@@ -126,10 +127,19 @@ for h in handshakes:
     if "error" in r:
         print("  %-8s %-8s ERROR: %s" % (h["server"], h["kind"], r["error"]))
         continue
-    print("  %-8s %-8s %13d %8d %18.0f us %18.0f us" % (
-        h["server"], h["kind"], r["count"], r["resumed"], h["server_cpu_us_per_handshake"], r["client_cpu_us"]))
+    print("  %-8s %-8s %13d %8d %18.0f us %18.0f us%s" % (
+        h["server"], h["kind"], r["count"], r["resumed"], h["server_cpu_us_per_handshake"], r["client_cpu_us"],
+        "   (agent B: %d resumptions, %d tickets rejected)" % (h["agent_b_resumptions"], h["agent_b_tickets_rejected"])
+        if h["server"] == "xmesh" else ""))
 
-json.dump({"targets": results, "goals": goals, "handshakes": handshakes,
+if hbone_hs:
+    f, r = hbone_hs["full"], hbone_hs["resumed"]
+    print("  bench/hbone_handshake (the agent's tunnel code on loopback, %d each): full client %.0f us + server"
+          " %.0f us, resumed client %.0f us + server %.0f us (resumed/full %.2f)" % (
+              hbone_hs["n"], f["client_us"], f["server_us"], r["client_us"], r["server_us"],
+              (r["client_us"] + r["server_us"]) / (f["client_us"] + f["server_us"])))
+
+json.dump({"targets": results, "goals": goals, "handshakes": handshakes, "hbone_handshake": hbone_hs,
            "tls": {"ciphersuite": suite, "group": group},
            "env": {"haproxy": hap_v, "openssl": ossl_v, "kernel": kernel, "cpu": cpu, "nproc": int(nproc),
                    "tree": tree, "loadavg": load, "cpu_app": int(cpu_app), "cpu_tunnel": int(cpu_tun),

@@ -899,7 +899,8 @@ section_l7hop() {
 # run (/proc/PID/stat of both ends) and, for xmesh, agent A's client handshakes over the new connections (the
 # share that rode an existing TLS connection). Then handshake CPU: bench/mtls handshake (full, then resumed
 # with the previous connection's ticket) from node A against agent B's 15008 and HAProxy B's 9443: each server's
-# CPU time per handshake (/proc), the client's (getrusage). Result: BUILD/bench/mtls.json.
+# CPU time per handshake (/proc), the client's (getrusage); and bench/hbone_handshake (the agent's tunnel code,
+# both sides, per-thread CPU, full and resumed connections). Result: BUILD/bench/mtls.json.
 #
 #        a0 │ (l2: br0)  b0 │
 #   nodea up0 10.199.0.1   nodeb up0 10.199.0.2 ── HAProxy B :9443 (TLS in, plain out); agent B (HBONE :15008)
@@ -1092,16 +1093,20 @@ mtls_measure() {
 # client certificate; resumed: each offers the previous connection's ticket), with the server's CPU ticks
 # around them; one JSON line appended to $TMP/mtls-hs.res
 mtls_hs() {
-	local name=$1 addr=$2 mode=$3 pid=$4 d=$TMP/mtls-pki t0 t1 out resume=()
+	local name=$1 addr=$2 mode=$3 pid=$4 d=$TMP/mtls-pki t0 t1 r0 r1 j0 j1 out resume=()
 	[ "$mode" = full ] || resume=(--resume)
 	t0=$(l7_cpu_ticks "$pid")
+	r0=$(mtls_metric nodeb 'xmesh_tls_resumptions_total{side="server"}')
+	j0=$(mtls_metric nodeb 'xmesh_tls_tickets_rejected_total{side="server"}')
 	out=$(timeout -k 5 120 nsenter --net="/run/netns/${P}nodea" -- taskset -c "$MTLS_CPU_APP" "$BUILD/bench/mtls" \
 		handshake --addr "$addr" --count "${MTLS_HS:-500}" --cert "$d/hs-client.crt" --key "$d/hs-client.key" \
 		--ca "$TMP/mtls-state/ca/root-cert.pem" "${resume[@]}" 2>&1) ||
 		out=$(python3 -c 'import json, sys; print(json.dumps({"error": " ".join(sys.argv[1].split())[:300]}))' "$out")
 	t1=$(l7_cpu_ticks "$pid")
-	printf '{"server":"%s","kind":"%s","server_ticks":%s,"run":%s}\n' "$name" "$mode" "$((t1 - t0))" "$out" \
-		>>"$TMP/mtls-hs.res"
+	r1=$(mtls_metric nodeb 'xmesh_tls_resumptions_total{side="server"}')
+	j1=$(mtls_metric nodeb 'xmesh_tls_tickets_rejected_total{side="server"}')
+	printf '{"server":"%s","kind":"%s","server_ticks":%s,"agent_b_resumptions":%s,"agent_b_tickets_rejected":%s,"run":%s}\n' \
+		"$name" "$mode" "$((t1 - t0))" "$((r1 - r0))" "$((j1 - j0))" "$out" >>"$TMP/mtls-hs.res"
 }
 
 mtls_b_streams() { # HBONE streams agent B opened to its pods so far (xmesh status --json)
@@ -1213,8 +1218,16 @@ section_mtls() {
 		mtls_hs xmesh "$MTLS_B.11:15008" "$n" "${MTLS_PID[agent-b]}"
 		mtls_hs haproxy 10.199.0.2:9443 "$n" "${MTLS_PID[hap-b]}"
 	done
+	# Both sides of the agent's own tunnel code (bench/hbone_handshake: library, CA, peer check; per-thread CPU).
+	echo '{}' >"$TMP/mtls-hbone-hs.json"
+	if [ -x "$BUILD/bench/hbone_handshake" ]; then
+		timeout -k 5 120 taskset -c "$MTLS_CPU_TUNNEL" "$BUILD/bench/hbone_handshake" -n "${MTLS_HS:-500}" \
+			--json "$TMP/mtls-hbone-hs.json" >"$TMP/mtls-hbone-hs.txt" 2>&1 ||
+			log "mtls: hbone_handshake failed: $(tail -n 3 "$TMP/mtls-hbone-hs.txt")"
+	fi
 
-	python3 - "$BUILD/bench/mtls.json" "$rows" "$TMP/mtls-hs.res" "$(getconf CLK_TCK)" "$suite" "$group" \
+	python3 - "$BUILD/bench/mtls.json" "$rows" "$TMP/mtls-hs.res" "$TMP/mtls-hbone-hs.json" "$(getconf CLK_TCK)" \
+		"$suite" "$group" \
 		"$(haproxy -v 2>/dev/null | head -n 1)" "$(openssl version)" "$(uname -r)" \
 		"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
 		"$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(cat /proc/loadavg)" \
