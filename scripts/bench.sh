@@ -910,7 +910,8 @@ section_l7hop() {
 # Pinning (2 CPUs): clients and the server pod on CPU MTLS_CPU_APP (0), both ends of each tunnel (the agents,
 # the HAProxies) on MTLS_CPU_TUNNEL (1); for one more request/response run (rr1) the tunnel's processes are moved
 # to CPU MTLS_CPU_APP (taskset -a -p) and back. Options (env): MTLS_SECS (3), MTLS_RR (10000), MTLS_CONNS (2000),
-# MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_HS (500 handshakes per server and kind).
+# MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_HS (500 handshakes per server and kind), MTLS_PERF
+# (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt}).
 
 MTLS_A=10.200.5
 MTLS_B=10.200.6
@@ -1040,7 +1041,7 @@ mtls_ticks() { # CPU ticks (utime+stime, all threads) of the PIDs given, summed
 # mtls_measure NAME ADDR CG TUNNEL_PIDS...: the three runs of one target into $TMP/mtls-NAME.res (key=value);
 # returns nonzero with the reason on stderr when the target is broken.
 mtls_measure() {
-	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 hs0 hs1 st0 st1 k
+	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 hs0 hs1 st0 st1 k perf_pid
 	shift 3
 	: >"$res"
 	# Probe: 20 exchanges; for xmesh, agent A must have opened a client TLS connection, i.e. the capture works.
@@ -1064,6 +1065,16 @@ mtls_measure() {
 		# rr1: the same exchanges with the tunnel's processes moved to the application's CPU for the run (no
 		# cross-CPU wakeup: what the tunnel's own processing adds, rather than the VM's IPI latency)
 		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_APP" "$@"
+		perf_pid=""
+		if [ -n "${MTLS_PERF:-}" ] && [ "$k" = stream ] && [ $# -gt 0 ]; then # where the tunnel's CPU goes
+			perf record -q -g -o "$BUILD/bench/mtls-perf-$name.data" -p "$(
+				IFS=,
+				echo "$*"
+			)" >/dev/null 2>&1 &
+			perf_pid=$!
+			PIDS+=("$perf_pid")
+			sleep 0.5
+		fi
 		t0=$(mtls_ticks "$@")
 		hs0=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 		st0=$(mtls_b_streams)
@@ -1078,6 +1089,12 @@ mtls_measure() {
 		}
 		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_TUNNEL" "$@"
 		t1=$(mtls_ticks "$@")
+		if [ -n "$perf_pid" ]; then
+			kill -INT "$perf_pid" 2>/dev/null
+			wait "$perf_pid" 2>/dev/null || true
+			perf report -i "$BUILD/bench/mtls-perf-$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+				grep -v '^$' | grep -v '^#' | grep -E '^ +[0-9.]+%' | head -n 40 >"$BUILD/bench/mtls-perf-$name.txt" || true
+		fi
 		hs1=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 		st1=$(mtls_b_streams)
 		{
