@@ -46,6 +46,7 @@
 #include "hbone/hbone.h"
 #include "identity/identity.h"
 #include "metrics/registry.h"
+#include "metrics/tunnel_tcp.h"
 
 struct hbone_mod {
 	struct xm_agent *agent;
@@ -64,6 +65,7 @@ struct hbone_mod {
 	struct xm_cert *presenting; /* the hbone thread's: the certificate handed to the last handshake */
 	struct hbone_counters ctr;
 	atomic_ullong no_cert; /* connections dropped: the local address is no pod of this node with a certificate */
+	struct tunnel_tcp_table *tcp; /* istio_tcp_* of tunnelled streams: the hbone thread adds, the scrape reads */
 	/* The client side (hbone_outbound.h). */
 	int proxy_map, dsts_map, origdst_map; /* xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst */
 	struct hbone_outbound *ob;
@@ -197,6 +199,18 @@ static int hb_admit(void *ctx, const struct hbone_admit *req)
 	return status;
 }
 
+/* hbone thread: the istio_tcp_* series (reporter destination, mutual_tls) a stream about to open counts in. */
+static struct hbone_stream_counts *hb_account(void *ctx, const struct hbone_admit *req)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct tunnel_tcp_labels l;
+
+	tunnel_tcp_resolve(s, req->peer_id, req->target, req->forwarded, &l);
+	snapshot_put(s);
+	return tunnel_tcp_series(m->tcp, &l);
+}
+
 static void *hbone_thread(void *arg)
 {
 	struct hbone_mod *m = arg;
@@ -262,8 +276,10 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		return -EINVAL;
 	}
 	m = calloc(1, sizeof(*m));
-	if (!m)
+	if (!m || !(m->tcp = tunnel_tcp_new(0))) {
+		free(m);
 		return -ENOMEM;
+	}
 	m->agent = a;
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
@@ -276,6 +292,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		log_error("hbone: the capture's maps (xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst) under %s: %s",
 			  o->bpffs, strerror(-err));
 		close_maps(m);
+		tunnel_tcp_free(m->tcp);
 		free(m);
 		return err;
 	}
@@ -288,6 +305,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	if (m->lfd < 0) {
 		err = m->lfd;
 		log_error("hbone: listening on 0.0.0.0:%d: %s", HBONE_PORT, strerror(-err));
+		tunnel_tcp_free(m->tcp);
 		close_maps(m);
 		free(m);
 		return err;
@@ -295,6 +313,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->loop = loop_new();
 	if (!m->loop) {
 		close(m->lfd);
+		tunnel_tcp_free(m->tcp);
 		close_maps(m);
 		free(m);
 		return -ENOMEM;
@@ -306,6 +325,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
 		loop_free(m->loop);
 		close(m->lfd);
+		tunnel_tcp_free(m->tcp);
 		close_maps(m);
 		free(m);
 		return err;
@@ -321,6 +341,7 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 		.verify = hb_verify,
 		.cert = hb_cert,
 		.admit = hb_admit,
+		.account = hb_account,
 		.ctx = m,
 		.target_mark = XM_MTLS_AGENT_MARK,
 	};
@@ -558,6 +579,7 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 
 		scrape_u64(f, rs, v, 1, atomic_load(&m->ctr.streams_refused[r]));
 	}
+	tunnel_tcp_collect(m->tcp, sc);
 	hbone_outbound_collect(atomic_load_explicit(&m->ob_pub, memory_order_acquire), &m->ctr, sc);
 }
 
@@ -583,6 +605,7 @@ static void hbone_mod_close(void *state)
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
 	close(m->lfd);
 	bundle_put(m->bundle);
+	tunnel_tcp_free(m->tcp);
 	free(m);
 }
 

@@ -155,6 +155,24 @@ struct hbone_admit {
 typedef int (*hbone_admit_fn)(void *ctx, const struct hbone_admit *req);
 
 /*
+ * Per-stream accounting for the server's caller (Istio's istio_tcp_* of reporter "destination"): relaxed atomics
+ * that the loop's thread adds to, readable by any thread. One object counts every stream its caller maps to it.
+ */
+struct hbone_stream_counts {
+	atomic_ullong opened;	/* streams answered 200 */
+	atomic_ullong closed;	/* of those, streams that ended (and were freed) */
+	atomic_ullong sent;	/* bytes read from the target, sent back to the client (the response's) */
+	atomic_ullong received; /* bytes from the client written to the target (the request's) */
+};
+
+/*
+ * Optional: called once per admitted stream whose target accepted the connection, just before the 200, with
+ * the request admit saw (target: the :authority). Returns the counts the stream adds to (they must outlive the
+ * server), or NULL for none.
+ */
+typedef struct hbone_stream_counts *(*hbone_account_fn)(void *ctx, const struct hbone_admit *req);
+
+/*
  * The certificate to present on a connection that arrived at local (borrowed, must live until the
  * handshake is over): 0, or a negative errno to drop the connection.
  */
@@ -166,7 +184,8 @@ struct hbone_server_config {
 	hbone_verify_fn verify;
 	hbone_cert_fn cert;
 	hbone_admit_fn admit;
-	void *ctx;				    /* for the three callbacks */
+	hbone_account_fn account;		    /* NULL: no per-stream accounting */
+	void *ctx;				    /* for the callbacks */
 	uint32_t max_streams;			    /* 0: HBONE_MAX_STREAMS */
 	uint32_t max_header_list;		    /* 0: HBONE_SERVER_HEADER_LIST */
 	uint64_t handshake_timeout_ms;		    /* 0: HBONE_HANDSHAKE_TIMEOUT_MS */
@@ -250,6 +269,15 @@ struct hbone_splice *hbone_splice_open(struct hbone_client *cl, struct xm_loop *
 
 /* Parses "a.b.c.d:port" or "[v6]:port" (port 1..65535, nothing else): 0 or -EINVAL. */
 int hbone_parse_authority(const char *s, size_t len, struct sockaddr_storage *out);
+/* The Forwarded header (RFC 7239) of a CONNECT: its first element's for= and host= (forwarded.c). */
+#define HBONE_FORWARDED_VALUE_MAX 256
+struct hbone_forwarded {
+	bool has_for;			      /* for= named an address (not "unknown", not obfuscated) */
+	struct sockaddr_storage for_addr;     /* that address, its port 0 when it had none */
+	char host[HBONE_FORWARDED_VALUE_MAX]; /* host=, "" when absent */
+};
+/* 0 (out filled, possibly with neither), or -EINVAL on a malformed header (out cleared). */
+int hbone_parse_forwarded(const char *s, size_t len, struct hbone_forwarded *out);
 /* Formats ss as an authority ("10.0.0.1:80", "[fd00::1]:80"); returns the length or -ENOSPC. */
 int hbone_format_authority(const struct sockaddr_storage *ss, char *buf, size_t len);
 

@@ -68,6 +68,8 @@ struct hbone_stream {
 	bool is_connect, bad_header, too_large, requested;
 	char authority[64];
 	char forwarded[256], baggage[512], traceparent[64];
+	struct sockaddr_storage target;	    /* the :authority, parsed */
+	struct hbone_stream_counts *counts; /* the caller's accounting (hbone_account_fn), set at the 200 */
 	int target_fd;
 	bool target_connecting, target_readable, target_writable, target_eof, target_wr_shut;
 	struct xm_timer *target_timer;

@@ -32,6 +32,20 @@ struct hbone_server {
 	size_t n_conns;
 };
 
+/* What the admit and account callbacks are asked about: the stream's request on its connection. */
+static struct hbone_admit admit_req(const struct hb_conn *c, const struct hbone_stream *s)
+{
+	return (struct hbone_admit){
+		.peer_id = c->peer_id,
+		.target = &s->target,
+		.local = &c->local,
+		.peer = &c->peer,
+		.forwarded = s->forwarded,
+		.baggage = s->baggage,
+		.traceparent = s->traceparent,
+	};
+}
+
 /* ---- responses ---- */
 
 static void respond(struct hbone_stream *s, int status, int refusal)
@@ -44,9 +58,18 @@ static void respond(struct hbone_stream *s, int status, int refusal)
 	snprintf(code, sizeof(code), "%03d", status);
 	s->status = status;
 	if (status == 200) {
+		struct hbone_server *srv = c->owner;
+
 		prd.source.ptr = s;
 		s->opened = true;
 		hb_count(&c->ctr->streams_opened[HBONE_SIDE_SERVER], 1);
+		if (srv && srv->cfg.account) {
+			struct hbone_admit a = admit_req(c, s);
+
+			s->counts = srv->cfg.account(srv->cfg.ctx, &a);
+			if (s->counts)
+				hb_count(&s->counts->opened, 1);
+		}
 		nghttp2_submit_response(c->h2, s->id, &nv, 1, &prd);
 		return;
 	}
@@ -74,6 +97,8 @@ static void pump_to_target(struct hbone_stream *s)
 		ssize_t w = send(s->target_fd, p, n, MSG_NOSIGNAL);
 
 		if (w > 0) {
+			if (s->counts)
+				hb_count(&s->counts->received, (uint64_t)w);
 			hb_bufq_consume(&s->rx, (size_t)w);
 			hb_stream_consumed(s, (size_t)w);
 			continue;
@@ -112,6 +137,8 @@ static void pump_from_target(struct hbone_stream *s)
 			room = HBONE_STREAM_BUFFER - s->tx.len;
 		r = read(s->target_fd, p, room);
 		if (r > 0) {
+			if (s->counts)
+				hb_count(&s->counts->sent, (uint64_t)r);
 			hb_bufq_commit(&s->tx, (size_t)r);
 			grew = true;
 			continue;
@@ -310,29 +337,20 @@ static int srv_header(struct hb_conn *c, struct hbone_stream *s, const uint8_t *
 static int srv_request(struct hb_conn *c, struct hbone_stream *s)
 {
 	struct hbone_server *srv = c->owner;
-	struct sockaddr_storage target;
 	struct hbone_admit a;
 	int verdict;
 
 	if (s->requested)
 		return 0;
 	s->requested = true;
-	if (!s->is_connect || s->bad_header || hbone_parse_authority(s->authority, strlen(s->authority), &target)) {
+	if (!s->is_connect || s->bad_header || hbone_parse_authority(s->authority, strlen(s->authority), &s->target)) {
 		respond(s, 400, HBONE_REFUSED_BAD_REQUEST);
 		return 0;
 	}
-	a = (struct hbone_admit){
-		.peer_id = c->peer_id,
-		.target = &target,
-		.local = &c->local,
-		.peer = &c->peer,
-		.forwarded = s->forwarded,
-		.baggage = s->baggage,
-		.traceparent = s->traceparent,
-	};
+	a = admit_req(c, s);
 	verdict = srv->cfg.admit(srv->cfg.ctx, &a);
 	if (verdict == 200)
-		connect_target(srv, s, &target);
+		connect_target(srv, s, &s->target);
 	else if (verdict == 400)
 		respond(s, 400, HBONE_REFUSED_NOT_LOCAL);
 	else

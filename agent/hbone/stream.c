@@ -93,6 +93,8 @@ void hb_stream_free(struct hbone_stream *s)
 {
 	struct hb_conn *c = s->conn;
 
+	if (s->counts)
+		hb_count(&s->counts->closed, 1);
 	if (s->rx.len && c && c->state != HB_DEAD)
 		hb_stream_consumed(s, s->rx.len);
 	hb_bufq_free(&s->rx);

@@ -3,6 +3,7 @@
 
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,11 +45,44 @@ static const char *const family_help[4] = {
 	"reporter; the socket path counts closed connections.",
 };
 
-static void set_identity(const char **labels, int first, const struct xm_identity *id)
+static const char *or_unknown(const char *v)
 {
-	labels[first] = id ? id->workload : "unknown";
-	labels[first + 1] = id ? id->ns : "unknown";
-	labels[first + 2] = id ? id->principal : "unknown";
+	return v && v[0] ? v : "unknown";
+}
+
+void istio_tcp_declare(struct xm_scrape *sc)
+{
+	for (int f = 0; f < 4; f++)
+		scrape_family(sc, family_names[f], "counter", family_help[f]);
+}
+
+void istio_tcp_render(struct xm_scrape *sc, const struct istio_tcp_series *s, const struct istio_tcp_counts *c)
+{
+	const uint64_t v[4] = { c->opened, c->closed, c->sent, c->received };
+	const char *labels[TCP_LABELS];
+	char fqdn[XM_NAME_MAX + 64 + 32];
+	bool svc = s->service_name && s->service_name[0];
+
+	if (svc)
+		snprintf(fqdn, sizeof(fqdn), "%s.%s.svc.cluster.local", s->service_name,
+			 or_unknown(s->service_namespace));
+	labels[0] = s->reporter == ISTIO_TCP_DESTINATION ? "destination" : "source";
+	labels[1] = or_unknown(s->source_workload);
+	labels[2] = or_unknown(s->source_workload_namespace);
+	labels[3] = or_unknown(s->source_principal);
+	labels[4] = or_unknown(s->source_app);
+	labels[5] = svc ? fqdn : "unknown";
+	labels[6] = svc ? s->service_name : "unknown";
+	labels[7] = svc ? or_unknown(s->service_namespace) : "unknown";
+	labels[8] = or_unknown(s->destination_workload);
+	labels[9] = or_unknown(s->destination_workload_namespace);
+	labels[10] = or_unknown(s->destination_principal);
+	labels[11] = "tcp";
+	labels[12] = or_unknown(s->security_policy);
+	labels[13] = "-";
+	for (int f = 0; f < 4; f++)
+		scrape_u64(scrape_family(sc, family_names[f], "counter", family_help[f]), tcp_label_names, labels,
+			   TCP_LABELS, v[f]);
 }
 
 static void add_series(struct xm_scrape *sc, const struct xm_snapshot *snap, enum istio_tcp_reporter reporter,
@@ -56,26 +90,25 @@ static void add_series(struct xm_scrape *sc, const struct xm_snapshot *snap, enu
 		       const struct istio_tcp_counts *c)
 {
 	const struct xm_lb_service *svc = snapshot_service(snap, svc_id);
-	const uint64_t v[4] = { c->opened, c->closed, c->sent, c->received };
-	const char *labels[TCP_LABELS];
-	char fqdn[sizeof(svc->name) + sizeof(svc->ns) + 32];
+	struct istio_tcp_series s = { .reporter = reporter };
 
 	if (!svc)
 		return;
-	snprintf(fqdn, sizeof(fqdn), "%s.%s.svc.cluster.local", svc->name, svc->ns);
-	labels[0] = reporter == ISTIO_TCP_DESTINATION ? "destination" : "source";
-	set_identity(labels, 1, client);
-	labels[4] = labels[1];
-	labels[5] = fqdn;
-	labels[6] = svc->name;
-	labels[7] = svc->ns;
-	set_identity(labels, 8, backend);
-	labels[11] = "tcp";
-	labels[12] = "unknown";
-	labels[13] = "-";
-	for (int f = 0; f < 4; f++)
-		scrape_u64(scrape_family(sc, family_names[f], "counter", family_help[f]), tcp_label_names, labels,
-			   TCP_LABELS, v[f]);
+	/* The kernel's paths know no peer certificate: security policy and principals as the config says. */
+	if (client) {
+		s.source_workload = client->workload;
+		s.source_workload_namespace = client->ns;
+		s.source_principal = client->principal;
+		s.source_app = client->workload;
+	}
+	s.service_name = svc->name;
+	s.service_namespace = svc->ns;
+	if (backend) {
+		s.destination_workload = backend->workload;
+		s.destination_workload_namespace = backend->ns;
+		s.destination_principal = backend->principal;
+	}
+	istio_tcp_render(sc, &s, c);
 }
 
 void istio_tcp_add(struct xm_scrape *sc, const struct xm_snapshot *snap, enum istio_tcp_reporter reporter,
@@ -158,8 +191,7 @@ void istio_tcp_collect_sockets(struct xm_scrape *sc, const struct xm_snapshot *s
 	struct socket_group *g = calloc(n ? n : 1, sizeof(*g));
 
 	/* Declared even when empty: a scrape always has the four families. */
-	for (int f = 0; f < 4; f++)
-		scrape_family(sc, family_names[f], "counter", family_help[f]);
+	istio_tcp_declare(sc);
 	if (!g)
 		goto out;
 	for (size_t i = 0; i < n; i++) {

@@ -5,7 +5,12 @@ and the h2 state machine (Debian's python3-h2), nothing shared with the C implem
 
 client: opens one CONNECT stream to --authority through the HBONE server at --connect, sends --bytes
         random bytes, ends its side, expects them back byte-exact (the target is an echo server). With
-        --expect-refused, succeeds only when the TLS connection or the stream is refused.
+        --expect-refused, succeeds only when the TLS connection or the stream is refused. With
+        --rounds-seconds T, keeps the stream open instead and echoes --round-bytes random bytes every
+        --round-interval seconds until T seconds passed, each round byte-exact, then ends it. With
+        --print-cert, prints the serial and notAfter of the certificate the server presented. With --again,
+        then opens a second connection offering the first one's TLS session (ticket) and prints
+        resumed=True|False for each.
 server: serves one TLS connection on 127.0.0.1 (its port written to --port-file), requires a client
         certificate, answers each CONNECT whose :authority is --authority with 200 and echoes the stream's
         bytes back on it (it is its own target); any other request gets 400. Exits 0 once the client
@@ -59,25 +64,52 @@ def pump_out(sock, conn):
 
 
 def run_client(args):
+    """One connection, or with --again a second one offering the first one's TLS session (ticket)."""
+    ctx = tls_context(args, False)
+    kept = {}
+    rc = client_once(args, ctx, None, kept)
+    if rc or not args.again:
+        return rc
+    if args.again_wait_file:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(args.again_wait_file):
+            if time.monotonic() > deadline:
+                print("no %s within 30 s" % args.again_wait_file, file=sys.stderr)
+                return 1
+            time.sleep(0.05)
+    if kept.get("session") is None:
+        print("no session ticket from the first connection", file=sys.stderr)
+        return 1
+    return client_once(args, ctx, kept["session"], {})
+
+
+def client_once(args, ctx, session, kept):
     host, port = args.connect.rsplit(":", 1)
     raw = socket.create_connection((host, int(port)), timeout=10)
     try:
-        sock = tls_context(args, False).wrap_socket(raw)
+        sock = ctx.wrap_socket(raw, session=session)
+        if args.again:
+            print("resumed=%s" % sock.session_reused, flush=True)
         if sock.selected_alpn_protocol() != "h2":
             print("no h2 from the server", file=sys.stderr)
             return 1
         if args.expect_id and peer_uri(sock) != args.expect_id:
             print("server identity %r, expected %r" % (peer_uri(sock), args.expect_id), file=sys.stderr)
             return 1
+        if args.print_cert:
+            cert = sock.getpeercert()
+            print("server-cert serial=%s notAfter=%s" % (cert["serialNumber"], cert["notAfter"]), flush=True)
         conn = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
         conn.local_settings = h2.settings.Settings(client=True, initial_values={
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
         conn.initiate_connection()
         sid = conn.get_next_available_stream_id()
-        conn.send_headers(sid, [(":method", "CONNECT"), (":authority", args.authority),
-                                ("forwarded", 'for="127.0.0.1:40000"'),
-                                ("traceparent", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-00")])
+        headers = [(":method", "CONNECT"), (":authority", args.authority)]
+        if args.forwarded:
+            headers.append(("forwarded", args.forwarded))
+        headers.append(("traceparent", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-00"))
+        conn.send_headers(sid, headers)
         pump_out(sock, conn)
         payload = os.urandom(args.bytes)
         sent = 0
@@ -87,6 +119,8 @@ def run_client(args):
         sock.settimeout(0.05)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if status == 200 and args.rounds_seconds:
+                return run_rounds(sock, conn, sid, args, got)
             if status == 200 and sent < len(payload):
                 room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(payload) - sent)
                 if room > 0:
@@ -119,6 +153,13 @@ def run_client(args):
                     print("echoed %d bytes" % len(got))
                     conn.close_connection()
                     pump_out(sock, conn)
+                    # the ticket came after the handshake; close_notify keeps OpenSSL from voiding the session
+                    kept["session"] = sock.session
+                    try:
+                        sock.settimeout(1)
+                        sock.unwrap()
+                    except (ssl.SSLError, OSError):
+                        pass
                     return 1 if args.expect_refused else 0
                 elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
                     print("refused: %r" % ev)
@@ -129,6 +170,79 @@ def run_client(args):
     except (ssl.SSLError, ConnectionError, OSError) as e:
         print("refused: %s" % e)
         return 0 if args.expect_refused else 1
+
+
+def run_rounds(sock, conn, sid, args, got):
+    """The stream is open (200): a round every --round-interval s until --rounds-seconds passed, each
+    --round-bytes random bytes echoed back byte-exact (after --expect-prefix, once); then END_STREAM, and
+    the target's end with nothing more."""
+    prefix = args.expect_prefix.encode()
+    start = time.monotonic()
+    rounds = 0
+    want = bytearray(prefix)
+    ended = False
+
+    def wait(pred, until):
+        # pumps the connection (PINGs are answered) until pred() or the time is over
+        nonlocal ended
+        while not pred():
+            if time.monotonic() >= until:
+                return False
+            pump_out(sock, conn)
+            try:
+                data = sock.recv(65536)
+            except (socket.timeout, ssl.SSLWantReadError):
+                continue
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived):
+                    got.extend(ev.data)
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended = True
+                elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                    raise ConnectionError("stream ended: %r" % ev)
+            pump_out(sock, conn)
+        return True
+
+    try:
+        while True:
+            payload = os.urandom(args.round_bytes)
+            want += payload
+            conn.send_data(sid, payload)
+            pump_out(sock, conn)
+            if not wait(lambda: len(got) >= len(want) or ended, time.monotonic() + 5):
+                print("round %d: %d of %d bytes after 5 s" % (rounds + 1, len(got), len(want)), file=sys.stderr)
+                return 1
+            if bytes(got) != bytes(want):
+                print("round %d: echo differs (%d bytes, want %d)" % (rounds + 1, len(got), len(want)),
+                      file=sys.stderr)
+                return 1
+            rounds += 1
+            print("round %d byte-exact at %.1f s" % (rounds, time.monotonic() - start), flush=True)
+            if time.monotonic() - start >= args.rounds_seconds:
+                break
+            nxt = start + rounds * args.round_interval
+            wait(lambda: ended, nxt)
+            if ended:
+                print("the target ended the stream after %d rounds" % rounds, file=sys.stderr)
+                return 1
+        conn.end_stream(sid)
+        pump_out(sock, conn)
+        if not wait(lambda: ended, time.monotonic() + 5):
+            print("no end of stream from the target", file=sys.stderr)
+            return 1
+        if bytes(got) != bytes(want):
+            print("bytes after the last round", file=sys.stderr)
+            return 1
+        print("rounds %d byte-exact over %.1f s" % (rounds, time.monotonic() - start), flush=True)
+        conn.close_connection()
+        pump_out(sock, conn)
+        return 0
+    except (ssl.SSLError, ConnectionError, OSError) as e:
+        print("after %d rounds: %s" % (rounds, e), file=sys.stderr)
+        return 1
 
 
 def run_server(args):
@@ -222,7 +336,18 @@ def main():
     ap.add_argument("--expect-prefix", default="",
                     help="the target sends this before echoing (xm-server's id line)")
     ap.add_argument("--expect-refused", action="store_true")
+    ap.add_argument("--forwarded", default='for="127.0.0.1:40000"',
+                    help="the client's Forwarded header (\"\": none)")
     ap.add_argument("--port-file")
+    ap.add_argument("--rounds-seconds", type=float, default=0,
+                    help="client: keep the stream open this long, echoing a round every --round-interval")
+    ap.add_argument("--round-bytes", type=int, default=4096)
+    ap.add_argument("--round-interval", type=float, default=1.0)
+    ap.add_argument("--again", action="store_true",
+                    help="client: then a second connection that offers the first one's session ticket")
+    ap.add_argument("--again-wait-file", help="client: before the second connection, wait for this file")
+    ap.add_argument("--print-cert", action="store_true",
+                    help="client: print the serial and notAfter of the server's certificate")
     args = ap.parse_args()
     return run_client(args) if args.mode == "client" else run_server(args)
 
