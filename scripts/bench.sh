@@ -356,7 +356,7 @@ section_socklb() {
 
 # Sections run in this order; each is a function section_NAME defined above the main loop at the end of the
 # file, so that a section added below still runs under the one setup and teardown.
-SECTIONS=(socklb sockmap xdp apply l7hop l7)
+SECTIONS=(socklb sockmap xdp apply l7hop l7 mtls)
 
 # ---------------------------------------------------------------------------------------------------------
 # BEGIN section sockmap (owner: sockmap). Same-node pod-to-pod TCP, redirect on vs off, loopback TCP and a
@@ -888,6 +888,369 @@ section_l7hop() {
 }
 
 # END section l7hop
+
+# ---------------------------------------------------------------------------------------------------------
+# BEGIN section mtls (owner: mTLS bench, issue 15). Cross-node pod-to-pod TCP in plaintext, through the xmesh
+# HBONE tunnel (both agents --hbone, the client pod's connection captured into the tunnel on node A), and through
+# HAProxy as a TLS 1.3 TCP tunnel (plain in on node A, TLS between the nodes, plain out on node B) with the
+# ciphersuite the xmesh tunnel negotiates (checked with openssl s_client against agent B). Per target: stream
+# throughput (64 KiB writes, MTLS_SECS), 64-byte request/response p50/p99 on one connection (MTLS_RR), and
+# MTLS_CONNS new connections (4 at a time) each with one 64-byte exchange, with the tunnels' CPU time over each
+# run (/proc/PID/stat of both ends) and, for xmesh, agent A's client handshakes over the new connections (the
+# share that rode an existing TLS connection). Then handshake CPU: bench/mtls handshake (full, then resumed
+# with the previous connection's ticket) from node A against agent B's 15008 and HAProxy B's 9443: each server's
+# CPU time per handshake (/proc), the client's (getrusage); and bench/hbone_handshake (the agent's tunnel code,
+# both sides, per-thread CPU, full and resumed connections). Result: BUILD/bench/mtls.json.
+#
+#        a0 │ (l2: br0)  b0 │
+#   nodea up0 10.199.0.1   nodeb up0 10.199.0.2 ── HAProxy B :9443 (TLS in, plain out); agent B (HBONE :15008)
+#   br0 10.200.5.1         br0 10.200.6.1 ── srv 10.200.6.11: bench/mtls serve :8080
+#   HAProxy A 10.200.5.1:9001 (plain in, TLS out), agent A (capture, HBONE client)
+#    └─ cli 10.200.5.11: bench/mtls clients; inside agent A's cgroup ($CG/mesh-a) for the xmesh target only
+# Pinning (2 CPUs): clients and the server pod on CPU MTLS_CPU_APP (0), both ends of each tunnel (the agents,
+# the HAProxies) on MTLS_CPU_TUNNEL (1); for one more request/response run (rr1) the tunnel's processes are moved
+# to CPU MTLS_CPU_APP (taskset -a -p) and back. Options (env): MTLS_SECS (3), MTLS_RR (10000), MTLS_CONNS (2000),
+# MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_HS (500 handshakes per server and kind), MTLS_PERF
+# (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt}).
+
+MTLS_A=10.200.5
+MTLS_B=10.200.6
+MTLS_SRV=10.200.6.11:8080
+declare -A MTLS_PID=() # agent-a, agent-b, hap-a, hap-b: the processes whose CPU time is measured
+
+mtls_in_cli() { # mtls_in_cli CG|- CMD...: CMD in the client pod (in cgroup CG unless -), pinned, bounded
+	local cg=$1
+	shift
+	if [ "$cg" = - ]; then
+		timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- taskset -c "$MTLS_CPU_APP" "$@"
+	else
+		# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
+		timeout -k 5 120 nsenter --net="/run/netns/${P}cli" -- \
+			sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg" taskset -c "$MTLS_CPU_APP" "$@"
+	fi
+}
+
+mtls_config() { # pods cli (node A) and srv (node B), the Nodes, a mesh-wide PERMISSIVE PeerAuthentication
+	local n name node ip sa
+	for n in nodea:10.199.0.1 nodeb:10.199.0.2; do
+		printf -- '---\napiVersion: v1\nkind: Node\nmetadata:\n  name: %s\nstatus:\n  addresses:\n' "${n%%:*}"
+		printf '  - type: InternalIP\n    address: %s\n' "${n#*:}"
+	done
+	for n in cli:nodea:$MTLS_A.11:client srv:nodeb:$MTLS_B.11:server; do
+		IFS=: read -r name node ip sa <<<"$n"
+		printf -- '---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: default\n' "$name"
+		printf '  labels:\n    app: %s\nspec:\n  nodeName: %s\n  serviceAccountName: %s\n' "$name" "$node" "$sa"
+		printf 'status:\n  phase: Running\n  podIP: %s\n' "$ip"
+	done
+	# PERMISSIVE: the plaintext and HAProxy targets reach srv as they are; the tunnel is used for mesh pods
+	printf -- '---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n'
+	printf '  namespace: istio-system\nspec:\n  mtls:\n    mode: PERMISSIVE\n'
+}
+
+mtls_agent() { # mtls_agent a|b NODE_NS NODE_NAME: an agent with --hbone on up0; MTLS_PID[agent-a|b] = its PID
+	local n=$1 pid
+	mkdir -p "$CG/mesh-$n"
+	timeout -k 5 900 nsenter --net="/run/netns/$P$2" -- taskset -c "$MTLS_CPU_TUNNEL" "$BUILD/xmesh" agent \
+		--config "$TMP/mtls-config.yaml" --cgroup "$CG/mesh-$n" --bpffs "$PIN/$n" --node "$3" --iface up0 --hbone \
+		--metrics 127.0.0.1:15090 --admin "$TMP/mtls-admin-$n.sock" --state-dir "$TMP/mtls-state" \
+		>"$TMP/mtls-agent-$n.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait_line "$TMP/mtls-agent-$n.log" '\<ready\>' 60 "$pid" ||
+		die "mtls: agent $n not ready: $(tail -n 5 "$TMP/mtls-agent-$n.log")"
+	MTLS_PID[agent-$n]=$(l7_pid_under "$pid")
+}
+
+mtls_metric() { # mtls_metric NODE_NS SERIES: a value of that agent's /metrics (0 when absent)
+	ip netns exec "$P$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics 2>/dev/null |
+		awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'
+}
+
+mtls_leaf() { # mtls_leaf NAME SPIFFE_SA: an ECDSA P-256 leaf from the agents' root, as the agent mints them
+	local d=$TMP/mtls-pki ca=$TMP/mtls-state/ca
+	printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+		"extendedKeyUsage=serverAuth,clientAuth" \
+		"subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$2" >"$d/$1.ext"
+	if ! openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/$1.key" -subj "/O=bench" \
+		-out "$d/$1.csr" >>"$d/openssl.log" 2>&1 ||
+		! openssl x509 -req -in "$d/$1.csr" -CA "$ca/root-cert.pem" -CAkey "$ca/ca-key.pem" -CAcreateserial \
+			-days 1 -extfile "$d/$1.ext" -out "$d/$1.crt" >>"$d/openssl.log" 2>&1; then
+		die "mtls: openssl: $(tail -n 3 "$d/openssl.log")"
+	fi
+	cat "$d/$1.crt" "$d/$1.key" >"$d/$1.pem"
+}
+
+mtls_haproxy() { # both HAProxies (one thread each, on the tunnel CPU); MTLS_PID[hap-a|b] = their PIDs
+	local d=$TMP/mtls-pki s=$1 side pid
+	cat >"$d/hap-a.cfg" <<EOC
+global
+	nbthread 1
+	maxconn 4000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+listen out
+	bind $MTLS_A.1:9001
+	server b 10.199.0.2:9443 ssl verify required ca-file $TMP/mtls-state/ca/root-cert.pem crt $d/hap-client.pem ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3 ciphersuites $s
+EOC
+	cat >"$d/hap-b.cfg" <<EOC
+global
+	nbthread 1
+	maxconn 4000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+listen in
+	bind 10.199.0.2:9443 ssl crt $d/hap-server.pem ca-file $TMP/mtls-state/ca/root-cert.pem verify required ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3 ciphersuites $s curves X25519
+	server srv $MTLS_SRV
+EOC
+	for side in a b; do
+		timeout -k 5 900 nsenter --net="/run/netns/${P}node$side" -- taskset -c "$MTLS_CPU_TUNNEL" \
+			haproxy -db -f "$d/hap-$side.cfg" >"$TMP/mtls-haproxy-$side.log" 2>&1 &
+		pid=$!
+		PIDS+=("$pid")
+		MTLS_PID[hap-$side]=$(l7_pid_under "$pid")
+	done
+}
+
+mtls_pin() { # mtls_pin CPU PID...: every thread of each PID onto CPU
+	local cpu=$1 p
+	shift
+	for p in "$@"; do taskset -a -p -c "$cpu" "$p" >/dev/null || true; done
+}
+
+mtls_wait_listen() { # mtls_wait_listen NS PORT: until something listens on PORT in NS (10 s)
+	local i
+	for ((i = 0; i < 100; i++)); do
+		ip netns exec "$P$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep ":$2" >/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+mtls_ticks() { # CPU ticks (utime+stime, all threads) of the PIDs given, summed
+	local p t=0
+	for p in "$@"; do t=$((t + $(l7_cpu_ticks "$p"))); done
+	echo "$t"
+}
+
+# mtls_measure NAME ADDR CG TUNNEL_PIDS...: the three runs of one target into $TMP/mtls-NAME.res (key=value);
+# returns nonzero with the reason on stderr when the target is broken.
+mtls_measure() {
+	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 hs0 hs1 st0 st1 k perf_pid
+	shift 3
+	: >"$res"
+	# Probe: 20 exchanges; for xmesh, agent A must have opened a client TLS connection, i.e. the capture works.
+	hs0=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
+	st0=$(mtls_b_streams)
+	mtls_in_cli "$cg" "$BUILD/bench/mtls" rr --addr "$addr" --count 20 --warmup 0 --timeout-ms 5000 \
+		>"$TMP/mtls-$name-probe.txt" 2>&1 || {
+		echo "probe of $addr failed: $(tr '\n' ' ' <"$TMP/mtls-$name-probe.txt")" >&2
+		return 1
+	}
+	if [ "${name%%.*}" = xmesh ]; then
+		st1=$(mtls_b_streams)
+		[ "$st1" -gt "$st0" ] || {
+			echo "not tunnelled: the probe reached $addr, but agent B opened no HBONE stream for it (agent A's" \
+				"client handshakes $hs0 -> $(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}');" \
+				"no client-side capture in this build?)" >&2
+			return 1
+		}
+	fi
+	for k in stream rr rr1 conns; do
+		# rr1: the same exchanges with the tunnel's processes moved to the application's CPU for the run (no
+		# cross-CPU wakeup: what the tunnel's own processing adds, rather than the VM's IPI latency)
+		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_APP" "$@"
+		perf_pid=""
+		if [ -n "${MTLS_PERF:-}" ] && [ "$k" = stream ] && [ $# -gt 0 ]; then # where the tunnel's CPU goes
+			perf record -q -g -o "$BUILD/bench/mtls-perf-$name.data" -p "$(
+				IFS=,
+				echo "$*"
+			)" >/dev/null 2>&1 &
+			perf_pid=$!
+			PIDS+=("$perf_pid")
+			sleep 0.5
+		fi
+		t0=$(mtls_ticks "$@")
+		hs0=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
+		st0=$(mtls_b_streams)
+		case $k in
+		stream) mtls_in_cli "$cg" "$BUILD/bench/mtls" stream --addr "$addr" --secs "${MTLS_SECS:-3}" ;;
+		rr | rr1) mtls_in_cli "$cg" "$BUILD/bench/mtls" rr --addr "$addr" --count "${MTLS_RR:-10000}" ;;
+		conns) mtls_in_cli "$cg" "$BUILD/bench/mtls" conns --addr "$addr" --count "${MTLS_CONNS:-2000}" --parallel 4 ;;
+		esac >"$TMP/mtls-$name-$k.json" 2>"$TMP/mtls-$name-$k.err" || {
+			[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_TUNNEL" "$@"
+			echo "$k: $(tr '\n' ' ' <"$TMP/mtls-$name-$k.err")" >&2
+			return 1
+		}
+		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_TUNNEL" "$@"
+		t1=$(mtls_ticks "$@")
+		if [ -n "$perf_pid" ]; then
+			kill -INT "$perf_pid" 2>/dev/null
+			wait "$perf_pid" 2>/dev/null || true
+			perf report -i "$BUILD/bench/mtls-perf-$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+				grep -v '^$' | grep -v '^#' | grep -E '^ +[0-9.]+%' | head -n 40 >"$BUILD/bench/mtls-perf-$name.txt" || true
+		fi
+		hs1=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
+		st1=$(mtls_b_streams)
+		{
+			echo "$k=$(cat "$TMP/mtls-$name-$k.json")"
+			echo "${k}_tunnel_ticks=$((t1 - t0))"
+			echo "${k}_client_handshakes=$((hs1 - hs0))"
+			echo "${k}_server_streams=$((st1 - st0))"
+		} >>"$res"
+	done
+}
+
+# mtls_hs NAME ADDR full|resumed SERVER_PID: MTLS_HS handshakes from node A (bench/mtls handshake: ALPN h2, the
+# client certificate; resumed: each offers the previous connection's ticket), with the server's CPU ticks
+# around them; one JSON line appended to $TMP/mtls-hs.res
+mtls_hs() {
+	local name=$1 addr=$2 mode=$3 pid=$4 d=$TMP/mtls-pki t0 t1 r0 r1 j0 j1 out resume=()
+	[ "$mode" = full ] || resume=(--resume)
+	t0=$(l7_cpu_ticks "$pid")
+	r0=$(mtls_metric nodeb 'xmesh_tls_resumptions_total{side="server"}')
+	j0=$(mtls_metric nodeb 'xmesh_tls_tickets_rejected_total{side="server"}')
+	out=$(timeout -k 5 120 nsenter --net="/run/netns/${P}nodea" -- taskset -c "$MTLS_CPU_APP" "$BUILD/bench/mtls" \
+		handshake --addr "$addr" --count "${MTLS_HS:-500}" --cert "$d/hs-client.crt" --key "$d/hs-client.key" \
+		--ca "$TMP/mtls-state/ca/root-cert.pem" "${resume[@]}" 2>&1) ||
+		out=$(python3 -c 'import json, sys; print(json.dumps({"error": " ".join(sys.argv[1].split())[:300]}))' "$out")
+	t1=$(l7_cpu_ticks "$pid")
+	r1=$(mtls_metric nodeb 'xmesh_tls_resumptions_total{side="server"}')
+	j1=$(mtls_metric nodeb 'xmesh_tls_tickets_rejected_total{side="server"}')
+	printf '{"server":"%s","kind":"%s","server_ticks":%s,"agent_b_resumptions":%s,"agent_b_tickets_rejected":%s,"run":%s}\n' \
+		"$name" "$mode" "$((t1 - t0))" "$((r1 - r0))" "$((j1 - j0))" "$out" >>"$TMP/mtls-hs.res"
+}
+
+mtls_b_streams() { # HBONE streams agent B opened to its pods so far (xmesh status --json)
+	timeout -k 5 20 "$BUILD/xmesh" status --json --admin "$TMP/mtls-admin-b.sock" 2>/dev/null |
+		python3 -c 'import json, sys; print(json.load(sys.stdin).get("hbone", {}).get("streams", 0))' 2>/dev/null ||
+		echo 0
+}
+
+section_mtls() {
+	local n name target round addr cg pids err rows="$TMP/mtls-rows" suite group
+	for n in haproxy openssl curl python3; do
+		command -v "$n" >/dev/null || die "mtls: $n not installed (scripts/install-deps.sh)"
+	done
+	[ -x "$BUILD/bench/mtls" ] || die "mtls: build/bench/mtls not built"
+	MTLS_CPU_APP=${MTLS_CPU_APP:-0}
+	MTLS_CPU_TUNNEL=${MTLS_CPU_TUNNEL:-$(($(nproc) > 1 ? 1 : 0))}
+
+	# The two-node topology of tests/e2e (xdp_lib.sh xmx_two_nodes), with a pod on each node.
+	netns_add l2
+	ip -n "${P}l2" link add br0 type bridge
+	ip -n "${P}l2" link set br0 up
+	for n in a:5 b:6; do
+		name=node${n%%:*}
+		netns_add "$name"
+		ip netns exec "$P$name" sysctl -qw net.ipv4.ip_forward=1 net.core.somaxconn=65535
+		ip -n "$P$name" link add br0 type bridge
+		ip -n "$P$name" addr add "10.200.${n#*:}.1/24" dev br0
+		ip -n "$P$name" link set br0 up
+		ip -n "$P$name" link add up0 type veth peer name "${n%%:*}0" netns "${P}l2"
+		ip -n "$P$name" link set up0 up
+		ip -n "${P}l2" link set "${n%%:*}0" master br0 up
+	done
+	ip -n "${P}nodea" addr add 10.199.0.1/24 dev up0
+	ip -n "${P}nodeb" addr add 10.199.0.2/24 dev up0
+	ip -n "${P}nodea" route add "$MTLS_B.0/24" via 10.199.0.2
+	ip -n "${P}nodeb" route add "$MTLS_A.0/24" via 10.199.0.1
+	for n in cli:nodea:$MTLS_A srv:nodeb:$MTLS_B; do
+		IFS=: read -r name node net <<<"$n"
+		netns_add "$name"
+		ip -n "$P$node" link add "v-$name" type veth peer name eth0 netns "$P$name"
+		ip -n "$P$node" link set "v-$name" master br0 up
+		ip -n "$P$name" addr add "$net.11/24" dev eth0
+		ip -n "$P$name" link set eth0 up
+		ip -n "$P$name" route add default via "$net.1"
+		ip netns exec "$P$name" sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
+	done
+	timeout -k 5 900 nsenter --net="/run/netns/${P}srv" -- taskset -c "$MTLS_CPU_APP" "$BUILD/bench/mtls" serve \
+		--port 8080 >"$TMP/mtls-srv.log" 2>&1 &
+	PIDS+=("$!")
+	wait_line "$TMP/mtls-srv.log" '^ready$' 10 "$!" || die "mtls: server did not start: $(cat "$TMP/mtls-srv.log")"
+
+	# Agents: A first (it generates the root under the shared state directory), then B with the same root.
+	mtls_config >"$TMP/mtls-config.yaml"
+	mtls_agent a nodea nodea
+	mtls_agent b nodeb nodeb
+	wait_line "$TMP/mtls-agent-b.log" 'hbone: serving HBONE' 10 "${MTLS_PID[agent-b]}" ||
+		die "mtls: agent B's HBONE server did not start: $(tail -n 5 "$TMP/mtls-agent-b.log")"
+	mkdir -p "$TMP/mtls-pki"
+	mtls_leaf hap-client client
+	mtls_leaf hap-server server
+	mtls_leaf hs-client client
+
+	# The suite and group the xmesh tunnel negotiates: OpenSSL's default TLS 1.3 offer (what agent A sends) to
+	# agent B, as s_client sees it. HAProxy is then configured with exactly that suite.
+	n=$(timeout -k 5 20 nsenter --net="/run/netns/${P}nodea" -- openssl s_client -connect "$MTLS_B.11:15008" \
+		-alpn h2 -cert "$TMP/mtls-pki/hs-client.crt" -key "$TMP/mtls-pki/hs-client.key" \
+		-CAfile "$TMP/mtls-state/ca/root-cert.pem" -brief </dev/null 2>&1 | tr -d '\0') || true
+	suite=$(awk -F': ' '/^Ciphersuite/ { print $2 }' <<<"$n")
+	group=$(awk -F': ' '/^Server Temp Key|^Peer Temp Key|^Negotiated TLS1.3 group/ { print $2 }' <<<"$n" | head -n 1)
+	[ -n "$suite" ] || die "mtls: no TLS 1.3 handshake with agent B on $MTLS_B.11:15008: $(tr '\n' ' ' <<<"$n")"
+	log "mtls: the xmesh tunnel negotiates $suite ($group); HAProxy is configured with it"
+	mtls_haproxy "$suite"
+	mtls_wait_listen nodea 9001 || die "mtls: HAProxy A did not listen: $(tail -n 3 "$TMP/mtls-haproxy-a.log")"
+	mtls_wait_listen nodeb 9443 || die "mtls: HAProxy B did not listen: $(tail -n 3 "$TMP/mtls-haproxy-b.log")"
+	n=$(timeout -k 5 20 nsenter --net="/run/netns/${P}nodea" -- openssl s_client -connect 10.199.0.2:9443 \
+		-cert "$TMP/mtls-pki/hs-client.crt" -key "$TMP/mtls-pki/hs-client.key" \
+		-CAfile "$TMP/mtls-state/ca/root-cert.pem" -brief </dev/null 2>&1 | tr -d '\0') || true
+	log "mtls: HAProxy B negotiates $(awk -F': ' '/^Ciphersuite/ { print $2 }' <<<"$n")"
+	log "mtls: clients and server on CPU $MTLS_CPU_APP, both ends of each tunnel on CPU $MTLS_CPU_TUNNEL;" \
+		"agents ${MTLS_PID[agent-a]} ${MTLS_PID[agent-b]}, HAProxies ${MTLS_PID[hap-a]} ${MTLS_PID[hap-b]}"
+
+	: >"$rows"
+	for ((round = 1; round <= ${MTLS_ROUNDS:-3}; round++)); do
+		for target in ${MTLS_TARGETS:-plain haproxy xmesh}; do
+			name=$target
+			((round == 1)) || name="$target.$round"
+			case $target in
+			plain) addr=$MTLS_SRV cg=- pids=() ;;
+			haproxy) addr=$MTLS_A.1:9001 cg=- pids=("${MTLS_PID[hap-a]}" "${MTLS_PID[hap-b]}") ;;
+			xmesh) addr=$MTLS_SRV cg=$CG/mesh-a pids=("${MTLS_PID[agent-a]}" "${MTLS_PID[agent-b]}") ;;
+			*) die "mtls: unknown target $target (MTLS_TARGETS)" ;;
+			esac
+			log "mtls: $name at $addr"
+			err=""
+			mtls_measure "$name" "$addr" "$cg" "${pids[@]}" 2>"$TMP/mtls-$name.err" || err=$(cat "$TMP/mtls-$name.err")
+			err=${err//[$'\n\t']/ }
+			if [ -n "$err" ]; then
+				log "mtls: $name: ERROR: $err"
+				printf '%s\terror\t%s\n' "$name" "$err" >>"$rows"
+			else
+				printf '%s\tok\t%s\n' "$name" "$TMP/mtls-$name.res" >>"$rows"
+			fi
+		done
+	done
+
+	# Handshake CPU: MTLS_HS handshakes from node A against each server, full then resumed.
+	: >"$TMP/mtls-hs.res"
+	for n in full resumed; do
+		mtls_hs xmesh "$MTLS_B.11:15008" "$n" "${MTLS_PID[agent-b]}"
+		mtls_hs haproxy 10.199.0.2:9443 "$n" "${MTLS_PID[hap-b]}"
+	done
+	# Both sides of the agent's own tunnel code (bench/hbone_handshake: library, CA, peer check; per-thread CPU).
+	echo '{}' >"$TMP/mtls-hbone-hs.json"
+	if [ -x "$BUILD/bench/hbone_handshake" ]; then
+		timeout -k 5 120 taskset -c "$MTLS_CPU_TUNNEL" "$BUILD/bench/hbone_handshake" -n "${MTLS_HS:-500}" \
+			--json "$TMP/mtls-hbone-hs.json" >"$TMP/mtls-hbone-hs.txt" 2>&1 ||
+			log "mtls: hbone_handshake failed: $(tail -n 3 "$TMP/mtls-hbone-hs.txt")"
+	fi
+
+	python3 - "$BUILD/bench/mtls.json" "$rows" "$TMP/mtls-hs.res" "$TMP/mtls-hbone-hs.json" "$(getconf CLK_TCK)" \
+		"$suite" "$group" \
+		"$(haproxy -v 2>/dev/null | head -n 1)" "$(openssl version)" "$(uname -r)" \
+		"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
+		"$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(cat /proc/loadavg)" \
+		"$MTLS_CPU_APP" "$MTLS_CPU_TUNNEL" "${MTLS_SECS:-3}" <bench/mtls_report.py || die "mtls: report"
+}
+# END section mtls
 
 # ---------------------------------------------------------------------------------------------------------
 # Main: after every section's definition.
