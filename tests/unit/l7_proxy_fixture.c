@@ -25,7 +25,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "compile/snapshot.h"
 #include "http/h1.h"
+#include "test_config.h"
 
 static int listen_fd = -1;
 static pthread_t accept_thread;
@@ -557,4 +559,27 @@ struct seen_record records_get(size_t i)
 	s = records[i];
 	pthread_mutex_unlock(&records_lock);
 	return s;
+}
+
+struct xm_snapshot *fixture_snapshot(const char *yaml, const struct xm_compile_opts *copts)
+{
+	struct xm_config cfg = { 0 };
+	struct xm_snapshot *snap;
+	char *path = temp_yaml(yaml);
+	const char *paths[1] = { path };
+	uint32_t id = 1;
+	int err;
+
+	load_clean(paths, 1, &cfg);
+	unlink(path);
+	free(path);
+	snap = snapshot_build(&cfg, copts, &err);
+	cr_assert_not_null(snap, "snapshot_build: %d", err);
+	config_free(&cfg);
+	for (size_t i = 0; i < snap->lb.n_services; i++) {
+		snap->lb.services[i].svc_id = id++;
+		for (size_t j = 0; j < snap->lb.services[i].n_backends; j++)
+			snap->lb.services[i].backends[j].id = id++;
+	}
+	return snap;
 }

@@ -12,6 +12,15 @@
 
 #include "l7/record.h"
 
+struct xm_compile_opts;
+struct xm_snapshot;
+
+/*
+ * What the agent does between a YAML text and the proxy: loads it (asserting it is clean), compiles it into
+ * a snapshot and numbers the service ports and backends 1, 2, ... as publishing would.
+ */
+struct xm_snapshot *fixture_snapshot(const char *yaml, const struct xm_compile_opts *copts);
+
 /* The upstream: serves until upstream_stop. Paths: see l7_proxy_fixture.c. */
 uint16_t upstream_start(void);
 void upstream_stop(void);

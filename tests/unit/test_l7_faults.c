@@ -83,28 +83,13 @@ static void setup(void)
 	struct l7_proxy_opts opts = { .n_workers = 1, .resolve = resolve_web, .on_record = records_hook };
 	struct l7_proxy_addr addr = { .family = XM_FAMILY_V4, .addr.v4 = htonl(0x7f000001) };
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
-	struct xm_config cfg = { 0 };
 	uint16_t up = upstream_start();
-	char text[sizeof(config_fmt) + 32], *path;
-	const char *paths[1];
-	uint32_t id = 1;
+	char text[sizeof(config_fmt) + 32];
 	int err;
 
 	cr_assert_neq(up, 0, "upstream did not start");
 	snprintf(text, sizeof(text), config_fmt, up, up);
-	path = temp_yaml(text);
-	paths[0] = path;
-	load_clean(paths, 1, &cfg);
-	unlink(path);
-	free(path);
-	snap = snapshot_build(&cfg, &copts, &err);
-	cr_assert_not_null(snap, "snapshot_build: %d", err);
-	config_free(&cfg);
-	for (size_t i = 0; i < snap->lb.n_services; i++) {
-		snap->lb.services[i].svc_id = id++;
-		for (size_t j = 0; j < snap->lb.services[i].n_backends; j++)
-			snap->lb.services[i].backends[j].id = id++;
-	}
+	snap = fixture_snapshot(text, &copts);
 	proxy = l7_proxy_new(&opts, &err);
 	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
 	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);

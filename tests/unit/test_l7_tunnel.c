@@ -415,29 +415,14 @@ static void setup(void)
 	static const uint8_t lasts[8] = { 1, 4, 5, 6, 7, 8, 9, 10 };
 	struct l7_proxy_addr addrs[8];
 	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
-	struct xm_config c = { 0 };
-	char text[sizeof(config_fmt) + 64], *path;
-	const char *paths[1];
-	uint32_t id = 1;
+	char text[sizeof(config_fmt) + 64];
 	int err;
 
 	up_port = upstream_start();
 	cr_assert_neq(up_port, 0, "upstream did not start");
 	trap_start();
 	snprintf(text, sizeof(text), config_fmt, up_port, up_port, trap_port, trap_port);
-	path = temp_yaml(text);
-	paths[0] = path;
-	load_clean(paths, 1, &c);
-	unlink(path);
-	free(path);
-	snap = snapshot_build(&c, &copts, &err);
-	cr_assert_not_null(snap, "snapshot_build: %d", err);
-	config_free(&c);
-	for (size_t i = 0; i < snap->lb.n_services; i++) {
-		snap->lb.services[i].svc_id = id++;
-		for (size_t j = 0; j < snap->lb.services[i].n_backends; j++)
-			snap->lb.services[i].backends[j].id = id++;
-	}
+	snap = fixture_snapshot(text, &copts);
 	proxy = l7_proxy_new(&opts, &err);
 	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
 	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
