@@ -30,12 +30,7 @@ TD=cluster.local
 say ""
 say "== mTLS between nodes: node A (10.199.0.1) runs productpage, node B (10.199.0.2) runs reviews;"
 say "   Service reviews $VIP:80 -> reviews:8080 on node B, PeerAuthentication STRICT on reviews"
-xmx_two_nodes
-ip -n "${XMT_P}nodea" link add br0 type bridge
-ip -n "${XMT_P}nodea" addr add 10.200.1.1/24 dev br0
-ip -n "${XMT_P}nodea" link set br0 up
-ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
-ip -n "${XMT_P}nodeb" route add 10.200.1.0/24 via 10.199.0.1
+xmx_two_nodes_pods
 ip -n "${XMT_P}ext" route add 10.200.2.0/24 via 10.199.0.2
 xmx_pod nodeb reviews "$SA" 10.200.2.1
 xmx_pod nodea productpage "$PA" 10.200.1.1
@@ -64,11 +59,7 @@ xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent 
 say "   agents: node A and node B, both --hbone; one root CA shared through the state directory"
 
 in_pod() { # POD CMD...: CMD in POD's namespace, inside agent a's mesh cgroup
-	local ns="$XMT_P$1"
-	shift
-	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-	timeout -k 5 "$XMT_CMD_TIMEOUT" nsenter --net="/run/netns/$ns" -- \
-		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$XMT_CG/a" "$@"
+	XMT_POD_CG="$XMT_CG/a" xmt_in_pod "$@"
 }
 scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
 

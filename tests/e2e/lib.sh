@@ -260,14 +260,15 @@ xmt_pod_add_addr() {
 	esac
 }
 
-# xmt_in_pod POD CMD...: runs CMD in the pod's namespace and inside the mesh cgroup, bounded in time.
+# xmt_in_pod POD CMD...: runs CMD in the pod's namespace and inside the mesh cgroup (XMT_POD_CG when set: the
+# cgroup of one of several agents), bounded in time.
 # The shell moves itself into the cgroup before exec, so every socket CMD opens belongs to the cgroup.
 xmt_in_pod() {
 	local ns="$XMT_P$1"
 	shift
 	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
 	timeout -k 5 "$XMT_CMD_TIMEOUT" nsenter --net="/run/netns/$ns" -- \
-		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$XMT_CG" "$@"
+		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "${XMT_POD_CG:-$XMT_CG}" "$@"
 }
 
 # xmt_bg NAME POD mesh|plain CMD...: starts CMD in the background in POD (inside the mesh cgroup or not),

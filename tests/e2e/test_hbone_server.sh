@@ -29,12 +29,7 @@ SA=10.200.2.11
 PB=10.200.2.12
 PA=10.200.1.11
 
-xmx_two_nodes
-ip -n "${XMT_P}nodea" link add br0 type bridge
-ip -n "${XMT_P}nodea" addr add 10.200.1.1/24 dev br0
-ip -n "${XMT_P}nodea" link set br0 up
-ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
-ip -n "${XMT_P}nodeb" route add 10.200.1.0/24 via 10.199.0.1
+xmx_two_nodes_pods
 xmx_pod nodeb sa "$SA" 10.200.2.1
 xmx_pod nodeb pb "$PB" 10.200.2.1
 xmx_pod nodea pa "$PA" 10.200.1.1

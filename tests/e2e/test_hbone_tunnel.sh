@@ -32,12 +32,7 @@ PA=10.200.1.11
 VIP=10.96.0.60
 MARK="xmesh-marker-$$-$RANDOM-plaintext"
 
-xmx_two_nodes
-ip -n "${XMT_P}nodea" link add br0 type bridge
-ip -n "${XMT_P}nodea" addr add 10.200.1.1/24 dev br0
-ip -n "${XMT_P}nodea" link set br0 up
-ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
-ip -n "${XMT_P}nodeb" route add 10.200.1.0/24 via 10.199.0.1
+xmx_two_nodes_pods
 ip -n "${XMT_P}ext" route add 10.200.2.0/24 via 10.199.0.2
 xmx_pod nodeb sa "$SA" 10.200.2.1
 xmt_bg stream-sa sa plain "$XM_STREAM" serve --port 9000
@@ -71,13 +66,9 @@ xmt_wait_for "$XMT_TMP/agent-a.log" 'hbone: capturing' 5 || xmt_fail "agent a do
 xmx_agent b nodeb nodeb up0 --hbone
 xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$XMT_TMP/agent-b.log")"
 
-# in_pod POD CMD...: CMD in POD's namespace, inside agent a's mesh cgroup (xmt_in_pod serves XMT_CG itself).
+# in_pod POD CMD...: CMD in POD's namespace, inside agent a's mesh cgroup.
 in_pod() {
-	local ns="$XMT_P$1"
-	shift
-	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-	timeout -k 5 "$XMT_CMD_TIMEOUT" nsenter --net="/run/netns/$ns" -- \
-		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$XMT_CG/a" "$@"
+	XMT_POD_CG="$XMT_CG/a" xmt_in_pod "$@"
 }
 # marker ADDR PORT TEXT: reads the server's id line, sends TEXT, expects it echoed; prints "ID PEER".
 marker() {

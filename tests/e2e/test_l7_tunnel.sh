@@ -28,12 +28,7 @@ SA=10.200.2.11
 PA=10.200.1.11
 VIP=10.96.0.70
 
-xmx_two_nodes
-ip -n "${XMT_P}nodea" link add br0 type bridge
-ip -n "${XMT_P}nodea" addr add 10.200.1.1/24 dev br0
-ip -n "${XMT_P}nodea" link set br0 up
-ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
-ip -n "${XMT_P}nodeb" route add 10.200.1.0/24 via 10.199.0.1
+xmx_two_nodes_pods
 xmx_pod nodeb sa "$SA" 10.200.2.1
 xmt_bg http-sa sa plain "$XM_HTTP" --id sa --port 9080
 xmt_wait_for "$(xmt_bg_log http-sa)" ' ready$' 5 "${XMT_BG[http-sa]}" || xmt_fail "xm-http in sa did not start"
@@ -68,11 +63,7 @@ xmx_agent b nodeb nodeb up0 --hbone --proxy-workers 1
 xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$XMT_TMP/agent-b.log")"
 
 in_pod() { # POD CMD...: CMD in POD's namespace, inside agent a's mesh cgroup
-	local ns="$XMT_P$1"
-	shift
-	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-	timeout -k 5 "$XMT_CMD_TIMEOUT" nsenter --net="/run/netns/$ns" -- \
-		sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$XMT_CG/a" "$@"
+	XMT_POD_CG="$XMT_CG/a" xmt_in_pod "$@"
 }
 scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
 metric() { scrape "$1" | awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'; }

@@ -133,6 +133,17 @@ xmx_two_nodes() {
 	ip -n "${XMT_P}ext" route add 10.97.0.0/16 via 10.199.0.1
 }
 
+# xmx_two_nodes_pods: xmx_two_nodes with a pod bridge on node A too (br0 10.200.1.1/24) and each node routing
+# the other's pod subnet through it: the mesh pods of two nodes (the mTLS tests' topology).
+xmx_two_nodes_pods() {
+	xmx_two_nodes
+	ip -n "${XMT_P}nodea" link add br0 type bridge
+	ip -n "${XMT_P}nodea" addr add 10.200.1.1/24 dev br0
+	ip -n "${XMT_P}nodea" link set br0 up
+	ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
+	ip -n "${XMT_P}nodeb" route add 10.200.1.0/24 via 10.199.0.1
+}
+
 # xmx_node6 NS POD_PREFIX6: xmx_node for IPv6 pods only: br0 at POD_PREFIX6::1/64 (e.g. fd00:200:1), IPv6
 # forwarding on (bpf_fib_lookup and the DNATed packets' way to the pods need it).
 xmx_node6() {
