@@ -34,6 +34,9 @@ static const struct kube_kind kube_kinds[] = {
 	{ "VirtualService", "networking.istio.io", "virtualservices", { "v1", "v1beta1" } },
 	{ "EnvoyFilter", "networking.istio.io", "envoyfilters", { "v1alpha3" } },
 	{ "PeerAuthentication", "security.istio.io", "peerauthentications", { "v1", "v1beta1" } },
+	/* Watched, cached and counted; not enforced yet (config/load.c parses their metadata only). */
+	{ "AuthorizationPolicy", "security.istio.io", "authorizationpolicies", { "v1", "v1beta1" } },
+	{ "RequestAuthentication", "security.istio.io", "requestauthentications", { "v1", "v1beta1" } },
 };
 #define N_KINDS (sizeof(kube_kinds) / sizeof(kube_kinds[0]))
 
@@ -1112,7 +1115,7 @@ void kube_client_render_status(struct kube_client *c, bool json, struct strbuf *
 		} else {
 			sb_printf(
 			    out,
-			    "  %-18s %-10s %-10s objects %zu, rejected %zu, last event %s, reconnects %lu, relists "
+			    "  %-21s %-10s %-10s objects %zu, rejected %zu, last event %s, reconnects %lu, relists "
 			    "%lu%s%s\n",
 			    c->w[i].k->kind, s->version ? s->version : "-", state, s->objects, s->rejected, when,
 			    s->reconnects, s->relists, s->last_error[0] ? "; last error: " : "", s->last_error);

@@ -47,11 +47,11 @@ xmt_client c1 "$out" spread --addr "$XMT_VIP:$XMT_PORT" -n 300 || true
 xmt_assert_spread "$out" 300 20 47 b1 b2 b3
 [ "$(kapi_stat "list services")" -ge 3 ] || xmt_fail "5 Services in pages of 2 took $(kapi_stat "list services") list requests"
 [ "$(kapi_status_field Service objects)" = 5 ] || xmt_fail "status: $(kapi_status_field Service objects) Services, expected 5"
-for k in DestinationRule VirtualService EnvoyFilter PeerAuthentication; do
+for k in DestinationRule VirtualService EnvoyFilter PeerAuthentication AuthorizationPolicy RequestAuthentication; do
 	[ "$(kapi_status_field "$k" served)" = False ] || xmt_fail "status: $k is not shown as not served"
 done
 n=$(grep -c 'is not served (CRD not installed?)' "$XMT_AGENT_LOG")
-[ "$n" = 4 ] || xmt_fail "expected one 'not served' line per Istio kind, got $n"
+[ "$n" = 6 ] || xmt_fail "expected one 'not served' line per Istio kind, got $n"
 xmt_xmesh status --admin "$XMT_ADMIN" | grep 'Service .* synced' >/dev/null || xmt_fail "xmesh status shows no synced Service"
 
 # The token rotates: the server takes only the new one, the agent reads the file again at its next request.
