@@ -6,7 +6,8 @@
 # synced with its 403, AuthorizationPolicy synced with its object, RequestAuthentication not served) —, a
 # reload is refused, and nothing is applied. Once Services are allowed the wait ends and the config applies;
 # the AuthorizationPolicy is counted and deleted like any object and never fails a build. RequestAuthentication
-# (its CRD absent: 404) is logged once, asked for again (--kube-absent-retry 1s), and listed once served.
+# (its CRD absent: 404) is logged once, asked for again (--kube-absent-retry 1s), and listed once served. A
+# Service from a --config file applies beside the API's.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/kube_lib.sh"
@@ -23,6 +24,11 @@ printf '{"metadata":{"name":"allow-all","namespace":"default"},"spec":{"action":
 printf '{"metadata":{"name":"jwt","namespace":"default"},"spec":{"jwtRules":[{"issuer":"https://issuer.example"}]}}\n' |
 	kapi_put requestauthentications
 kapi_ctl "forbid?resource=services" >/dev/null
+# --config beside the API: a Service only in a file.
+{
+	xmt_yaml_service --name ratings --vip 10.96.7.7
+	xmt_yaml_slice --service ratings "$(xmt_pod_ip b1)"
+} | xmt_config_write ratings.yaml
 
 # As xmt_agent_start, without waiting for "ready": the start is what is looked at.
 XMT_AGENT_N=$((XMT_AGENT_N + 1))
@@ -64,6 +70,8 @@ grep 'kubernetes: every kind listed' "$XMT_AGENT_LOG" >/dev/null || xmt_fail "th
 out="$XMT_TMP/out"
 xmt_client c1 "$out" spread --addr "$XMT_VIP:$XMT_PORT" -n 300 || true
 xmt_assert_spread "$out" 300 20 47 b1 b2 b3
+xmt_client c1 "$out" spread --addr "10.96.7.7:$XMT_PORT" -n 20 || true
+[ "$(xmt_id_count "$out" b1)" = 20 ] || xmt_fail "the Service from the --config file is not balanced: $(xmt_ids "$out")"
 xmt_xmesh status --admin "$XMT_ADMIN" | grep '^agent: ready' >/dev/null || xmt_fail "status still says starting"
 
 # AuthorizationPolicy: cached and counted, never rejected, never in the way of a build.

@@ -12,6 +12,7 @@ The test drives it over /_ctl/ (no token, same TLS port):
   POST /_ctl/put?resource=R        the body is one object or a JSON array of them: ADDED or MODIFIED
   POST /_ctl/delete?resource=R&namespace=NS&name=N
   POST /_ctl/expire                 every resourceVersion so far expires: open watches get ERROR 410
+  POST /_ctl/expire-continue?resource=R  the next list continue of R is answered HTTP 410 (once)
   POST /_ctl/cut                    open watches send half of an event line and drop the connection
   POST /_ctl/stall                  open watches go silent (no bookmark, no event) until the client leaves
   POST /_ctl/token?value=T          the token accepted from now on
@@ -61,6 +62,7 @@ class State:
         self.rv = 100
         self.token = token
         self.absent = set(absent)  # resources answered 404 (their CRD not installed)
+        self.expire_continue = set()  # resources whose next list continue is answered 410
         self.forbidden = set()
         self.objects = {r: {} for r in KINDS}  # resource -> (ns, name) -> obj
         self.events = {r: [] for r in KINDS}  # resource -> [(rv, type, obj)]
@@ -160,6 +162,9 @@ class Handler(BaseHTTPRequestHandler):
         elif u.path == "/_ctl/token":
             with STATE.lock:
                 STATE.token = q["value"]
+        elif u.path == "/_ctl/expire-continue":
+            with STATE.lock:
+                STATE.expire_continue.add(q["resource"])
         elif u.path == "/_ctl/serve":
             with STATE.lock:
                 STATE.absent.discard(q["resource"])
@@ -211,6 +216,10 @@ class Handler(BaseHTTPRequestHandler):
             if q.get("continue"):
                 tok = json.loads(base64.b64decode(q["continue"]))
                 start, list_rv = tok["start"], tok["rv"]
+                if resource in STATE.expire_continue:
+                    STATE.expire_continue.discard(resource)
+                    STATE.count("410", resource)
+                    return self.send_json(410, status(410, "Expired", "The provided continue parameter is too old"))
                 if list_rv < STATE.compacted:
                     return self.send_json(410, status(410, "Expired", "The provided continue parameter is too old"))
             items = [STATE.objects[resource][k] for k in sorted(STATE.objects[resource])]
