@@ -7,7 +7,7 @@
 # reload is refused, and nothing is applied. Once Services are allowed the wait ends and the config applies;
 # the AuthorizationPolicy is counted and deleted like any object and never fails a build. RequestAuthentication
 # (its CRD absent: 404) is logged once, asked for again (--kube-absent-retry 1s), and listed once served. A
-# Service from a --config file applies beside the API's.
+# Service from a --config file applies beside the API's. SIGTERM during the wait stops the agent at once.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/kube_lib.sh"
@@ -31,14 +31,17 @@ kapi_ctl "forbid?resource=services" >/dev/null
 } | xmt_config_write ratings.yaml
 
 # As xmt_agent_start, without waiting for "ready": the start is what is looked at.
-XMT_AGENT_N=$((XMT_AGENT_N + 1))
-XMT_AGENT_LOG="$XMT_TMP/agent-$XMT_AGENT_N.log"
-timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/$XMT_NODE" -- \
-	"$XMESH" agent --config "$XMT_CONF" --cgroup "$XMT_CG" --bpffs "$XMT_PIN" --node "$XMT_NODE_NAME" \
-	--metrics 127.0.0.1:15090 --admin "$XMT_ADMIN" --state-dir "$XMT_TMP/agent-state" \
-	--kubeconfig "$XMT_TMP/kubeconfig" --kube-sync-wait 25s --kube-backoff-max 300ms --kube-absent-retry 1s \
-	>"$XMT_AGENT_LOG" 2>&1 &
-XMT_AGENT_PID=$!
+start_agent() {
+	XMT_AGENT_N=$((XMT_AGENT_N + 1))
+	XMT_AGENT_LOG="$XMT_TMP/agent-$XMT_AGENT_N.log"
+	timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/$XMT_NODE" -- \
+		"$XMESH" agent --config "$XMT_CONF" --cgroup "$XMT_CG" --bpffs "$XMT_PIN" --node "$XMT_NODE_NAME" \
+		--metrics 127.0.0.1:15090 --admin "$XMT_ADMIN" --state-dir "$XMT_TMP/agent-state" \
+		--kubeconfig "$XMT_TMP/kubeconfig" --kube-sync-wait 25s --kube-backoff-max 300ms --kube-absent-retry 1s \
+		>"$XMT_AGENT_LOG" 2>&1 &
+	XMT_AGENT_PID=$!
+}
+start_agent
 
 status_starting() { xmt_xmesh status --admin "$XMT_ADMIN" 2>/dev/null | grep '^agent: starting: waiting for the first lists' >/dev/null; }
 kapi_wait_until 10 status_starting ||
@@ -98,5 +101,18 @@ kapi_ctl "serve?resource=requestauthentications" >/dev/null
 ra_listed() { [ "$(kapi_status_field RequestAuthentication synced)" = True ] && [ "$(kapi_status_field RequestAuthentication objects)" = 1 ]; }
 kapi_wait_until 4 ra_listed || xmt_fail "RequestAuthentication not listed after its CRD appeared: $(xmt_xmesh status --admin "$XMT_ADMIN")"
 [ "$(kapi_status_field RequestAuthentication version)" = v1 ] || xmt_fail "RequestAuthentication not watched as v1"
+grep 'kubernetes: requestauthentications.security.istio.io is served now (security.istio.io/v1)' "$XMT_AGENT_LOG" >/dev/null ||
+	xmt_fail "the kind's arrival was not logged"
 xmt_agent_stop || xmt_fail "the agent did not exit cleanly"
+
+# SIGTERM during the wait stops the agent at once (the wait runs the loop, which reads the signal).
+kapi_ctl "forbid?resource=services" >/dev/null
+start_agent
+kapi_wait_until 10 status_starting || xmt_fail "the second agent's status did not answer during the wait"
+t0=$(date +%s%3N)
+xmt_agent_stop || xmt_fail "SIGTERM during the wait: the agent did not exit cleanly: $(tail -n 3 "$XMT_AGENT_LOG")"
+t_stop=$(($(date +%s%3N) - t0))
+[ "$t_stop" -le 2000 ] || xmt_fail "SIGTERM during the wait took ${t_stop} ms to stop the agent"
+grep 'signal 15: stopping' "$XMT_AGENT_LOG" >/dev/null || xmt_fail "no stop logged: $(tail -n 3 "$XMT_AGENT_LOG")"
+! grep 'config applied' "$XMT_AGENT_LOG" >/dev/null || xmt_fail "a config applied after SIGTERM during the wait"
 xmt_pass "status answers during the wait for the first lists; AuthorizationPolicy and RequestAuthentication watched, a 404 retried"
