@@ -262,16 +262,17 @@ static void clear_error(struct watcher *w)
 	pthread_mutex_unlock(&w->c->lock);
 }
 
-/* Jittered exponential backoff (full jitter over the upper half): 100 ms doubling to the cap. */
+unsigned kube_backoff_next(unsigned *step_ms, unsigned cap_ms, unsigned *seed)
+{
+	*step_ms = *step_ms ? *step_ms * 2 : BACKOFF_MIN_MS;
+	if (*step_ms > cap_ms)
+		*step_ms = cap_ms;
+	return *step_ms / 2 + (unsigned)rand_r(seed) % (*step_ms / 2 + 1);
+}
+
 static bool backoff(struct watcher *w)
 {
-	unsigned cap = w->c->opts.backoff_max_ms, ms;
-
-	w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
-	if (w->backoff_ms > cap)
-		w->backoff_ms = cap;
-	ms = w->backoff_ms / 2 + (unsigned)rand_r(&w->seed) % (w->backoff_ms / 2 + 1);
-	return nap(w->c, ms);
+	return nap(w->c, kube_backoff_next(&w->backoff_ms, w->c->opts.backoff_max_ms, &w->seed));
 }
 
 static int push_change(struct watcher *w, const char *key, struct xm_config *objs)
