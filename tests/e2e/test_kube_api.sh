@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317 # the check functions are called through kapi_wait_until
 # The agent fed by a Kubernetes API server (tests/tools/kube-apiserver.py over TLS with a bearer token, via
-# --kubeconfig): connections spread over the listed endpoints; an Istio kind served only as v1beta1 is found; an invalid Service is rejected alone (logged
-# with its namespace/name, counted in xmesh_config_rejected_objects) while the rest applies, and so is a
-# DestinationRule whose Service went (an error involving other objects) until the Service is back; an EndpointSlice
-# change applies within 1 s; a deleted Service stops being balanced; after the server expires every watch
-# (ERROR 410) the agent relists and later changes arrive; a stream cut mid-event and a stalled stream are
-# reopened; a wrong token is reported clearly (401) and retried until it works again.
+# --kubeconfig): connections spread over the listed endpoints; an Istio kind served only as v1beta1 is found; an
+# invalid Service is rejected alone (logged with its namespace/name, counted in xmesh_config_rejected_objects)
+# while the rest applies, and so is a DestinationRule whose Service went (an error involving other objects)
+# until the Service is back; an EndpointSlice change applies within 1 s; a deleted Service stops being balanced;
+# after the server expires every watch (ERROR 410, or HTTP 410 at a watch's reopening) the agent relists and
+# later changes arrive; a stream cut mid-event and a stalled stream are reopened; a wrong token is reported
+# clearly (401) and retried until it works again.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/kube_lib.sh"
@@ -70,6 +71,13 @@ n=$(grep -c 'Service default/bad rejected' "$XMT_AGENT_LOG")
 [ "$n" = 1 ] || xmt_fail "the unchanged invalid Service was parsed again at the relist ($n reports)"
 relists=$(kapi_status_field EndpointSlice relists)
 [ "$relists" -ge 2 ] || xmt_fail "status counts $relists relists of EndpointSlice, expected >= 2"
+
+# The same expiry answered as HTTP 410 when a cut watch is reopened from its old resourceVersion: relist too.
+lists_before=$(kapi_stat "list endpointslices")
+kapi_ctl "expire?http=1" >/dev/null
+kapi_wait_until 5 kapi_stat_above "list endpointslices" "$lists_before" ||
+	xmt_fail "no relist of endpointslices after an HTTP 410: $(kapi_stats)"
+[ "$(kapi_stat "410 endpointslices")" -ge 1 ] || xmt_fail "the watch was not reopened from the expired version: $(kapi_stats)"
 
 # A stream cut in the middle of an event: reopened, later changes arrive.
 reconnects=$(kapi_status_field EndpointSlice reconnects)

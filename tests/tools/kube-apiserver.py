@@ -12,6 +12,7 @@ The test drives it over /_ctl/ (no token, same TLS port):
   POST /_ctl/put?resource=R        the body is one object or a JSON array of them: ADDED or MODIFIED
   POST /_ctl/delete?resource=R&namespace=NS&name=N
   POST /_ctl/expire                 every resourceVersion so far expires: open watches get ERROR 410
+  POST /_ctl/expire?http=1          the same, but open watches are cut and their reopening gets HTTP 410
   POST /_ctl/expire-continue?resource=R  the next list continue of R is answered HTTP 410 (once)
   POST /_ctl/cut                    open watches send half of an event line and drop the connection
   POST /_ctl/stall                  open watches go silent (no bookmark, no event) until the client leaves
@@ -63,6 +64,7 @@ class State:
         self.token = token
         self.absent = set(absent)  # resources answered 404 (their CRD not installed)
         self.expire_continue = set()  # resources whose next list continue is answered 410
+        self.http410 = False  # a watch from an expired resourceVersion: HTTP 410 (else an ERROR event)
         self.forbidden = set()
         self.objects = {r: {} for r in KINDS}  # resource -> (ns, name) -> obj
         self.events = {r: [] for r in KINDS}  # resource -> [(rv, type, obj)]
@@ -156,7 +158,12 @@ class Handler(BaseHTTPRequestHandler):
             what = u.path[len("/_ctl/"):]
             with STATE.lock:
                 if what == "expire":
+                    STATE.http410 = q.get("http") == "1"
+                    if STATE.http410:
+                        STATE.rv += 1  # the newest version expires too: every watch has to relist
                     STATE.compacted = STATE.rv
+                    if STATE.http410:
+                        what = "cut"  # the streams drop; their reopening is answered HTTP 410
                 STATE.generation[what] += 1
                 STATE.lock.notify_all()
         elif u.path == "/_ctl/token":
@@ -241,6 +248,9 @@ class Handler(BaseHTTPRequestHandler):
             STATE.count("watch", resource)
             gen = dict(STATE.generation)
             expired = rv < STATE.compacted
+            if expired and STATE.http410:
+                STATE.count("410", resource)
+                return self.send_json(410, status(410, "Expired", "too old resource version: %d" % rv))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
