@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317 # the check functions are called through kapi_wait_until
 # The start's wait for the first lists (--kube-sync-wait) and the security.istio.io kinds watched but not
-# enforced yet. RBAC forbids Services at the start, so their first list cannot finish: during the wait the
-# admin socket answers — `xmesh status` says the agent is starting and shows each kind's state (Service not
-# synced with its 403, AuthorizationPolicy synced with its object, RequestAuthentication not served) —, a
-# reload is refused, and nothing is applied. Once Services are allowed the wait ends and the config applies;
-# the AuthorizationPolicy is counted and deleted like any object and never fails a build. RequestAuthentication
-# (its CRD absent: 404) is logged once, asked for again (--kube-absent-retry 1s), and listed once served. A
-# Service from a --config file applies beside the API's. SIGTERM during the wait stops the agent at once.
+# enforced yet. RBAC forbids Services at the start, so their first list cannot finish: during the wait the admin
+# socket answers — `xmesh status` says the agent is starting and shows each kind's state (Service not synced
+# with its 403, AuthorizationPolicy synced with its object, RequestAuthentication not served) —, a reload is
+# refused, and nothing is applied. Once Services are allowed the wait ends and the config applies; the
+# AuthorizationPolicy is counted and deleted like any object and never fails a build. RequestAuthentication (its
+# CRD absent: 404) is logged once, asked for again (--kube-absent-retry 1s), and listed once served. A Service
+# from a --config file applies beside the API's. Watches the server ends are reopened at once. SIGTERM during
+# the wait stops the agent at once.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/kube_lib.sh"
@@ -15,7 +16,8 @@ xmt_init "$@"
 command -v python3 >/dev/null || xmt_skip "python3 not installed"
 command -v openssl >/dev/null || xmt_skip "openssl not installed"
 xmt_topology 3 1
-kapi_start --absent requestauthentications
+# Watches end after 1.5 s (the server's cap of timeoutSeconds).
+kapi_start --absent requestauthentications --max-watch 1.5
 
 kapi_service reviews "$XMT_VIP" | kapi_put services
 kapi_slice reviews b1 b2 b3 | kapi_put endpointslices
@@ -101,6 +103,10 @@ kapi_ctl "serve?resource=requestauthentications" >/dev/null
 ra_listed() { [ "$(kapi_status_field RequestAuthentication synced)" = True ] && [ "$(kapi_status_field RequestAuthentication objects)" = 1 ]; }
 kapi_wait_until 4 ra_listed || xmt_fail "RequestAuthentication not listed after its CRD appeared: $(xmt_xmesh status --admin "$XMT_ADMIN")"
 [ "$(kapi_status_field RequestAuthentication version)" = v1 ] || xmt_fail "RequestAuthentication not watched as v1"
+# Watches the server ended (timeoutSeconds) were reopened at once from their version, not counted as failures.
+[ "$(kapi_stat "watch endpointslices")" -ge 4 ] || xmt_fail "the watches the server ended were not reopened: $(kapi_stats)"
+[ "$(kapi_status_field EndpointSlice reconnects)" = 0 ] || xmt_fail "a watch the server ended counted as a reconnect"
+[ "$(kapi_status_field EndpointSlice relists)" = 1 ] || xmt_fail "a watch the server ended led to a relist"
 grep 'kubernetes: requestauthentications.security.istio.io is served now (security.istio.io/v1)' "$XMT_AGENT_LOG" >/dev/null ||
 	xmt_fail "the kind's arrival was not logged"
 xmt_agent_stop || xmt_fail "the agent did not exit cleanly"
