@@ -40,7 +40,8 @@ static void usage(FILE *f)
 		"                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
 		"                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS] [--hbone]\n"
 		"                   [--kubernetes | --kubeconfig PATH [--insecure]] [--kube-watch-timeout DURATION]\n"
-		"                   [--kube-backoff-max DURATION] [--kube-sync-wait DURATION] [--neigh-sync SECONDS]\n"
+		"                   [--kube-backoff-max DURATION] [--kube-sync-wait DURATION]\n"
+		"                   [--kube-absent-retry DURATION] [--neigh-sync SECONDS]\n"
 		"  --trace-sampling  share of new traces sampled, 0..100 with decimals (default 1, Istio's)\n"
 		"  --trace-endpoint  Zipkin v2 collector for sampled spans, http://HOST:PORT/api/v2/spans\n"
 		"  --trust-domain    of the SPIFFE identities (default cluster.local)\n"
@@ -57,6 +58,8 @@ static void usage(FILE *f)
 		"  --kube-watch-timeout  a watch silent this long is reopened (default 2m)\n"
 		"  --kube-backoff-max    cap of the reconnect backoff (default 30s)\n"
 		"  --kube-sync-wait      how long the start waits for the first lists (default 30s)\n"
+		"  --kube-absent-retry   a kind the server does not serve (CRD absent) is asked for again after this\n"
+		"                        (default 60s)\n"
 		"  --neigh-sync      period of the remote nodes' next-hop sync for XDP, 1..3600 (default 30)\n");
 }
 
@@ -148,6 +151,7 @@ int cmd_agent(int argc, char **argv)
 		{ "kube-watch-timeout", required_argument, NULL, 'w' },
 		{ "kube-backoff-max", required_argument, NULL, 'B' },
 		{ "kube-sync-wait", required_argument, NULL, 'Y' },
+		{ "kube-absent-retry", required_argument, NULL, 'A' },
 		{ "neigh-sync", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -328,23 +332,27 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'w':
 		case 'B':
-		case 'Y': {
+		case 'Y':
+		case 'A': {
 			uint64_t ms;
 			const char *flag = c == 'w'   ? "--kube-watch-timeout"
 					   : c == 'B' ? "--kube-backoff-max"
+					   : c == 'A' ? "--kube-absent-retry"
 						      : "--kube-sync-wait";
 
-			if (config_parse_duration_ms(optarg, &ms) || ms > 3600 * 1000 || (c == 'w' && ms < 1000) ||
-			    (c == 'B' && ms < 100)) {
+			if (config_parse_duration_ms(optarg, &ms) || ms > 3600 * 1000 ||
+			    ((c == 'w' || c == 'A') && ms < 1000) || (c == 'B' && ms < 100)) {
 				fprintf(stderr, "xmesh agent: %s %s: want a duration up to 1h (at least %s)\n", flag,
 					optarg,
-					c == 'w'   ? "1s"
-					: c == 'B' ? "100ms"
-						   : "0s");
+					c == 'w' || c == 'A' ? "1s"
+					: c == 'B'	     ? "100ms"
+							     : "0s");
 				return 2;
 			}
 			if (c == 'w')
 				o.kube_watch_timeout_s = (uint32_t)(ms / 1000);
+			else if (c == 'A')
+				o.kube_absent_retry_s = (uint32_t)(ms / 1000);
 			else if (c == 'B')
 				o.kube_backoff_max_ms = (uint32_t)ms;
 			else

@@ -23,7 +23,10 @@ struct xm_agent {
 	struct xm_compile_opts copts;
 	struct config_thread *config; /* builds snapshots off the control loop */
 	struct kube_client *kube;     /* --kubernetes / --kubeconfig: the API watchers; NULL without */
-	uint64_t applied_seq;	      /* the newest build applied (or refused): older results are dropped */
+	bool kube_syncing;	  /* the start waits for the first lists: the admin socket answers, no build applies */
+	uint64_t kube_sync_until; /* monotonic ms: the end of that wait */
+	bool stopping;		  /* SIGTERM/SIGINT: loop_run returned to stop (also during the wait) */
+	uint64_t applied_seq;	  /* the newest build applied (or refused): older results are dropped */
 	struct xm_admin *admin;
 	struct xm_metrics_thread *metrics;
 	pthread_mutex_t snap_lock; /* guards the swap of snap against daemon_snapshot_acquire */

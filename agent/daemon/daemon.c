@@ -190,7 +190,14 @@ static void apply_build(struct xm_agent *a, struct config_build *b)
 
 static void on_build(struct config_build *b, void *ctx)
 {
-	apply_build(ctx, b);
+	struct xm_agent *a = ctx;
+
+	/* Built from half the lists: the start's build, after the wait, has all of it (and a later seq). */
+	if (a->kube_syncing)
+		log_debug("config: build %llu (%s) during the wait for the first lists; dropped",
+			  (unsigned long long)b->seq, b->why);
+	else
+		apply_build(a, b);
 	config_build_free(b);
 }
 
@@ -239,6 +246,7 @@ static void on_signal(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 		return;
 	}
 	log_info("signal %d: stopping", si.ssi_signo);
+	((struct xm_agent *)ctx)->stopping = true;
 	loop_stop(loop);
 }
 
@@ -270,6 +278,11 @@ static void on_admin(const char *command, struct strbuf *out, void *ctx)
 		return;
 	}
 	if (!strcmp(command, "reload")) {
+		if (a->kube_syncing) {
+			sb_puts(out, "error: the agent is starting: it waits for the first lists of the Kubernetes API "
+				     "(xmesh status shows which kinds); the first build follows\n");
+			return;
+		}
 		agent_reload_now(a, "admin reload");
 		sb_printf(out, "%s\n", a->last_error[0] ? a->last_error : "ok");
 		return;
@@ -325,11 +338,11 @@ static int start_kube(struct xm_agent *a)
 	const struct xm_agent_opts *o = &a->opts;
 	struct kube_client_opts ko = { .allow_insecure = o->kube_insecure,
 				       .watch_timeout_s = o->kube_watch_timeout_s,
-				       .backoff_max_ms = o->kube_backoff_max_ms };
+				       .backoff_max_ms = o->kube_backoff_max_ms,
+				       .absent_retry_s = o->kube_absent_retry_s };
 	struct kube_endpoint ep;
 	char err[512];
 	int rc;
-	uint64_t until;
 
 	if (!o->kubernetes && !o->kubeconfig)
 		return 0;
@@ -344,9 +357,42 @@ static int start_kube(struct xm_agent *a)
 		log_error("kubernetes: %s", err);
 		return -EINVAL;
 	}
-	until = now_ms() + (o->kube_sync_wait_ms ? o->kube_sync_wait_ms : 30000);
-	while (!kube_client_synced(a->kube) && now_ms() < until)
-		usleep(20000);
+	a->kube_sync_until = now_ms() + (o->kube_sync_wait_ms ? o->kube_sync_wait_ms : 30000);
+	return 0;
+}
+
+static void on_sync_poll(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
+{
+	struct xm_agent *a = ctx;
+
+	(void)timer;
+	if (kube_client_synced(a->kube) || now_ms() >= a->kube_sync_until)
+		loop_stop(loop);
+}
+
+/*
+ * The wait for the first lists (at most --kube-sync-wait) runs the control loop: `xmesh status` answers with
+ * each kind's state, which is when a user needs it; builds the config thread makes meanwhile are dropped
+ * (on_build) and a reload is refused. Returns -EINTR when a signal stopped the agent during the wait.
+ */
+static int wait_kube_sync(struct xm_agent *a)
+{
+	struct xm_timer *poll;
+	int err;
+
+	if (!a->kube)
+		return 0;
+	poll = loop_timer_add(a->loop, 0, 20, on_sync_poll, a);
+	if (!poll)
+		return -ENOMEM;
+	a->kube_syncing = true;
+	err = loop_run(a->loop);
+	a->kube_syncing = false;
+	loop_timer_cancel(a->loop, poll);
+	if (err)
+		return err;
+	if (a->stopping)
+		return -EINTR;
 	if (kube_client_synced(a->kube))
 		log_info("kubernetes: every kind listed");
 	else
@@ -431,11 +477,21 @@ int daemon_run(const struct xm_agent_opts *opts)
 	a->watch = watch_new(a->loop, opts->config_paths, opts->n_config_paths, on_config_change, a);
 	if (!a->watch)
 		goto out;
-	agent_reload_now(a, "start");
-	if (!loop_timer_add(a->loop, 500, 500, on_tick, a))
-		goto out;
+	/* Before the wait for the API: answers from then on (a client that connects earlier waits). */
 	a->admin = admin_listen(a->loop, opts->admin_path, on_admin, a);
 	if (!a->admin)
+		goto out;
+	err = wait_kube_sync(a);
+	if (err == -EINTR) {
+		rc = 0;
+		goto out;
+	}
+	if (err) {
+		log_error("kubernetes: the wait for the first lists: %s", strerror(-err));
+		goto out;
+	}
+	agent_reload_now(a, "start");
+	if (!loop_timer_add(a->loop, 500, 500, on_tick, a))
 		goto out;
 	a->metrics = metrics_thread_start(opts->metrics_addr, collect_metrics, a);
 	if (!a->metrics)

@@ -49,6 +49,7 @@ struct xm_agent_opts {
 	uint32_t kube_watch_timeout_s; /* --kube-watch-timeout: a silent watch is reopened after it (0: 120 s) */
 	uint32_t kube_backoff_max_ms;  /* --kube-backoff-max: reconnect backoff cap (0: 30 s) */
 	uint32_t kube_sync_wait_ms;    /* --kube-sync-wait: how long the start waits for the first lists */
+	uint32_t kube_absent_retry_s;  /* --kube-absent-retry: a kind not served is asked for again (0: 60 s) */
 	uint32_t neigh_sync_s;	       /* --neigh-sync: remote nodes' next hops for XDP; 0: 30 s */
 };
 

@@ -34,6 +34,9 @@ static const struct kube_kind kube_kinds[] = {
 	{ "VirtualService", "networking.istio.io", "virtualservices", { "v1", "v1beta1" } },
 	{ "EnvoyFilter", "networking.istio.io", "envoyfilters", { "v1alpha3" } },
 	{ "PeerAuthentication", "security.istio.io", "peerauthentications", { "v1", "v1beta1" } },
+	/* Watched, cached and counted; not enforced yet (config/load.c parses their metadata only). */
+	{ "AuthorizationPolicy", "security.istio.io", "authorizationpolicies", { "v1", "v1beta1" } },
+	{ "RequestAuthentication", "security.istio.io", "requestauthentications", { "v1", "v1beta1" } },
 };
 #define N_KINDS (sizeof(kube_kinds) / sizeof(kube_kinds[0]))
 
@@ -259,16 +262,17 @@ static void clear_error(struct watcher *w)
 	pthread_mutex_unlock(&w->c->lock);
 }
 
-/* Jittered exponential backoff (full jitter over the upper half): 100 ms doubling to the cap. */
+unsigned kube_backoff_next(unsigned *step_ms, unsigned cap_ms, unsigned *seed)
+{
+	*step_ms = *step_ms ? *step_ms * 2 : BACKOFF_MIN_MS;
+	if (*step_ms > cap_ms)
+		*step_ms = cap_ms;
+	return *step_ms / 2 + (unsigned)rand_r(seed) % (*step_ms / 2 + 1);
+}
+
 static bool backoff(struct watcher *w)
 {
-	unsigned cap = w->c->opts.backoff_max_ms, ms;
-
-	w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
-	if (w->backoff_ms > cap)
-		w->backoff_ms = cap;
-	ms = w->backoff_ms / 2 + (unsigned)rand_r(&w->seed) % (w->backoff_ms / 2 + 1);
-	return nap(w->c, ms);
+	return nap(w->c, kube_backoff_next(&w->backoff_ms, w->c->opts.backoff_max_ms, &w->seed));
 }
 
 static int push_change(struct watcher *w, const char *key, struct xm_config *objs)
@@ -1112,7 +1116,7 @@ void kube_client_render_status(struct kube_client *c, bool json, struct strbuf *
 		} else {
 			sb_printf(
 			    out,
-			    "  %-18s %-10s %-10s objects %zu, rejected %zu, last event %s, reconnects %lu, relists "
+			    "  %-21s %-10s %-10s objects %zu, rejected %zu, last event %s, reconnects %lu, relists "
 			    "%lu%s%s\n",
 			    c->w[i].k->kind, s->version ? s->version : "-", state, s->objects, s->rejected, when,
 			    s->reconnects, s->relists, s->last_error[0] ? "; last error: " : "", s->last_error);

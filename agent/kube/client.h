@@ -32,6 +32,13 @@ struct kube_kind {
 /* The kinds the client watches (deploy/clusterrole.yaml grants exactly these: tests/unit/test_deploy.c). */
 const struct kube_kind *kube_watched_kinds(size_t *n);
 
+/*
+ * The reconnect backoff, jittered exponential: *step_ms (0 after a success) doubles from 100 ms up to cap_ms
+ * (at least 100 ms), and the wait is drawn uniformly from [step/2, step] (so restarted API servers are not
+ * hit by every node at once). Returns the wait in ms.
+ */
+unsigned kube_backoff_next(unsigned *step_ms, unsigned cap_ms, unsigned *seed);
+
 /* Takes the changes (config_thread_api_changes). */
 typedef int (*kube_sink_fn)(void *ctx, struct api_change *changes, size_t n);
 

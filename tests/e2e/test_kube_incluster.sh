@@ -2,10 +2,11 @@
 # shellcheck disable=SC2317 # the check functions are called through kapi_wait_until
 # `xmesh agent --kubernetes`: the in-cluster configuration (KUBERNETES_SERVICE_HOST/_PORT, the service
 # account's token and ca.crt; XMESH_SERVICEACCOUNT_DIR points at the test's copy). Lists follow `continue`
-# over pages (the server gives 2 items a page); the Istio kinds are not served (CRDs absent): skipped with one
-# log line each, shown as "not served", the rest applies; a rotated token is read again at the next request;
-# a kind RBAC forbids (403) is reported with its name and retried while the others apply. Then a kubeconfig
-# with inline CA and client certificate/key (no token) authenticates by the certificate.
+# over pages (the server gives 2 items a page), and an expired continue (HTTP 410) starts the list again; the
+# Istio kinds are not served (CRDs absent): skipped with one log line each, shown as "not served", the rest
+# applies; a rotated token is read again at the next request; a kind RBAC forbids (403) is reported with its
+# name and retried while the others apply. Then a kubeconfig with inline CA and client certificate/key (no
+# token) authenticates by the certificate.
 # A kubeconfig with insecure-skip-tls-verify is refused without --insecure, with a message that says so.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -40,18 +41,22 @@ xmt_xmesh agent --kubeconfig "$XMT_TMP/insecure.kubeconfig" --cgroup "$XMT_CG" -
 grep -q 'insecure-skip-tls-verify.*refused without --insecure' "$XMT_TMP/insecure.out" ||
 	xmt_fail "the refusal does not say why: $(cat "$XMT_TMP/insecure.out")"
 
+# The first list's continue token expires (HTTP 410): the list starts again from the first page.
+kapi_ctl "expire-continue?resource=services" >/dev/null
 xmt_agent_start --kubernetes --kube-backoff-max 300ms
 
 out="$XMT_TMP/out"
 xmt_client c1 "$out" spread --addr "$XMT_VIP:$XMT_PORT" -n 300 || true
 xmt_assert_spread "$out" 300 20 47 b1 b2 b3
 [ "$(kapi_stat "list services")" -ge 3 ] || xmt_fail "5 Services in pages of 2 took $(kapi_stat "list services") list requests"
+[ "$(kapi_stat "410 services")" = 1 ] || xmt_fail "the expired continue was not asked for: $(kapi_stats)"
+[ "$(kapi_stat "list services")" -ge 5 ] || xmt_fail "the list did not start again after the expired continue: $(kapi_stats)"
 [ "$(kapi_status_field Service objects)" = 5 ] || xmt_fail "status: $(kapi_status_field Service objects) Services, expected 5"
-for k in DestinationRule VirtualService EnvoyFilter PeerAuthentication; do
+for k in DestinationRule VirtualService EnvoyFilter PeerAuthentication AuthorizationPolicy RequestAuthentication; do
 	[ "$(kapi_status_field "$k" served)" = False ] || xmt_fail "status: $k is not shown as not served"
 done
 n=$(grep -c 'is not served (CRD not installed?)' "$XMT_AGENT_LOG")
-[ "$n" = 4 ] || xmt_fail "expected one 'not served' line per Istio kind, got $n"
+[ "$n" = 6 ] || xmt_fail "expected one 'not served' line per Istio kind, got $n"
 xmt_xmesh status --admin "$XMT_ADMIN" | grep 'Service .* synced' >/dev/null || xmt_fail "xmesh status shows no synced Service"
 
 # The token rotates: the server takes only the new one, the agent reads the file again at its next request.

@@ -12,10 +12,13 @@ The test drives it over /_ctl/ (no token, same TLS port):
   POST /_ctl/put?resource=R        the body is one object or a JSON array of them: ADDED or MODIFIED
   POST /_ctl/delete?resource=R&namespace=NS&name=N
   POST /_ctl/expire                 every resourceVersion so far expires: open watches get ERROR 410
+  POST /_ctl/expire?http=1          the same, but open watches are cut and their reopening gets HTTP 410
+  POST /_ctl/expire-continue?resource=R  the next list continue of R is answered HTTP 410 (once)
   POST /_ctl/cut                    open watches send half of an event line and drop the connection
   POST /_ctl/stall                  open watches go silent (no bookmark, no event) until the client leaves
   POST /_ctl/token?value=T          the token accepted from now on
   POST /_ctl/forbid?resource=R      403 for R from now on (no resource: none forbidden)
+  POST /_ctl/serve?resource=R       R is served from now on (its CRD installed; --absent, --no-istio)
   GET  /_ctl/stats                  JSON: requests by kind (list, watch, 401, 403, 404) and resource
 Python 3 standard library only.
 """
@@ -36,7 +39,7 @@ GROUPS = {
     ("discovery.k8s.io", "v1"): ["endpointslices"],
     ("networking.istio.io", "v1"): ["destinationrules", "virtualservices"],
     ("networking.istio.io", "v1alpha3"): ["envoyfilters"],
-    ("security.istio.io", "v1"): ["peerauthentications"],
+    ("security.istio.io", "v1"): ["peerauthentications", "authorizationpolicies", "requestauthentications"],
 }
 KINDS = {
     "services": ("Service", "v1"),
@@ -47,16 +50,21 @@ KINDS = {
     "virtualservices": ("VirtualService", "networking.istio.io/v1"),
     "envoyfilters": ("EnvoyFilter", "networking.istio.io/v1alpha3"),
     "peerauthentications": ("PeerAuthentication", "security.istio.io/v1"),
+    "authorizationpolicies": ("AuthorizationPolicy", "security.istio.io/v1"),
+    "requestauthentications": ("RequestAuthentication", "security.istio.io/v1"),
 }
-ISTIO = {"destinationrules", "virtualservices", "envoyfilters", "peerauthentications"}
+ISTIO = {"destinationrules", "virtualservices", "envoyfilters", "peerauthentications", "authorizationpolicies",
+         "requestauthentications"}
 
 
 class State:
-    def __init__(self, token, istio):
+    def __init__(self, token, absent):
         self.lock = threading.Condition()
         self.rv = 100
         self.token = token
-        self.istio = istio
+        self.absent = set(absent)  # resources answered 404 (their CRD not installed)
+        self.expire_continue = set()  # resources whose next list continue is answered 410
+        self.http410 = False  # a watch from an expired resourceVersion: HTTP 410 (else an ERROR event)
         self.forbidden = set()
         self.objects = {r: {} for r in KINDS}  # resource -> (ns, name) -> obj
         self.events = {r: [] for r in KINDS}  # resource -> [(rv, type, obj)]
@@ -111,7 +119,7 @@ def resource_of(path):
     if len(parts) == 4 and parts[0] == "apis":
         names = GROUPS.get((parts[1], parts[2]), [])
         if parts[3] in names:
-            return parts[3], not (parts[3] in ISTIO and not STATE.istio)
+            return parts[3], parts[3] not in STATE.absent
     return None, False
 
 
@@ -150,12 +158,23 @@ class Handler(BaseHTTPRequestHandler):
             what = u.path[len("/_ctl/"):]
             with STATE.lock:
                 if what == "expire":
+                    STATE.http410 = q.get("http") == "1"
+                    if STATE.http410:
+                        STATE.rv += 1  # the newest version expires too: every watch has to relist
                     STATE.compacted = STATE.rv
+                    if STATE.http410:
+                        what = "cut"  # the streams drop; their reopening is answered HTTP 410
                 STATE.generation[what] += 1
                 STATE.lock.notify_all()
         elif u.path == "/_ctl/token":
             with STATE.lock:
                 STATE.token = q["value"]
+        elif u.path == "/_ctl/expire-continue":
+            with STATE.lock:
+                STATE.expire_continue.add(q["resource"])
+        elif u.path == "/_ctl/serve":
+            with STATE.lock:
+                STATE.absent.discard(q["resource"])
         elif u.path == "/_ctl/forbid":
             with STATE.lock:
                 STATE.forbidden = {q["resource"]} if "resource" in q else set()
@@ -204,6 +223,10 @@ class Handler(BaseHTTPRequestHandler):
             if q.get("continue"):
                 tok = json.loads(base64.b64decode(q["continue"]))
                 start, list_rv = tok["start"], tok["rv"]
+                if resource in STATE.expire_continue:
+                    STATE.expire_continue.discard(resource)
+                    STATE.count("410", resource)
+                    return self.send_json(410, status(410, "Expired", "The provided continue parameter is too old"))
                 if list_rv < STATE.compacted:
                     return self.send_json(410, status(410, "Expired", "The provided continue parameter is too old"))
             items = [STATE.objects[resource][k] for k in sorted(STATE.objects[resource])]
@@ -225,6 +248,9 @@ class Handler(BaseHTTPRequestHandler):
             STATE.count("watch", resource)
             gen = dict(STATE.generation)
             expired = rv < STATE.compacted
+            if expired and STATE.http410:
+                STATE.count("410", resource)
+                return self.send_json(410, status(410, "Expired", "too old resource version: %d" % rv))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -292,8 +318,10 @@ def main():
     p.add_argument("--client-ca", help="accept client certificates this CA signed (in place of the token)")
     p.add_argument("--client-cn", default="xmesh-agent", help="the client certificate's CN to accept")
     p.add_argument("--no-istio", action="store_true", help="serve no Istio kind (404: CRDs absent)")
+    p.add_argument("--absent", action="append", default=[], help="a resource not served (404), e.g. "
+                   "requestauthentications; /_ctl/serve installs it")
     p.add_argument("--istio-version", default="v1", help="the version DestinationRule, VirtualService and "
-                   "PeerAuthentication are served as (v1 or v1beta1; the other one is 404)")
+                   "the security.istio.io kinds are served as (v1 or v1beta1; the other one is 404)")
     p.add_argument("--bookmark-interval", type=float, default=1.0)
     p.add_argument("--max-page", type=int, default=0, help="at most this many items per list page")
     p.add_argument("--max-watch", type=float, default=60.0, help="cap of a watch's timeoutSeconds")
@@ -301,9 +329,10 @@ def main():
     if ARGS.istio_version != "v1":
         for group in ("networking.istio.io", "security.istio.io"):
             GROUPS[(group, ARGS.istio_version)] = GROUPS.pop((group, "v1"))
-        for r in ("destinationrules", "virtualservices", "peerauthentications"):
+        for r in ("destinationrules", "virtualservices", "peerauthentications", "authorizationpolicies",
+                  "requestauthentications"):
             KINDS[r] = (KINDS[r][0], KINDS[r][1].replace("/v1", "/" + ARGS.istio_version))
-    STATE = State(ARGS.token, not ARGS.no_istio)
+    STATE = State(ARGS.token, (ISTIO if ARGS.no_istio else set()) | set(ARGS.absent))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(ARGS.cert, ARGS.key)
     if ARGS.client_ca:

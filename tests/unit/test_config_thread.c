@@ -4,9 +4,13 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compile/snapshot.h"
+#include "config/cache.h"
+#include "config/model.h"
 #include "core/loop.h"
 #include "daemon/config_thread.h"
 #include "test_config.h"
@@ -119,4 +123,68 @@ Test(config_thread, stop_with_a_build_in_flight)
 	loop_free(loop);
 	unlink(path);
 	free(path);
+}
+
+struct counted {
+	int n;
+	struct config_build *last;
+	double first_ms; /* monotonic: the first delivery */
+};
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void count_done(struct config_build *b, void *ctx)
+{
+	struct counted *c = ctx;
+
+	if (!c->n++)
+		c->first_ms = mono_ms();
+	config_build_free(c->last);
+	c->last = b;
+}
+
+static void stop_now(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
+{
+	(void)timer, (void)ctx;
+	loop_stop(loop);
+}
+
+/* API events arriving within the delay join one build (a rollout's EndpointSlice updates make one apply). */
+Test(config_thread, api_changes_within_the_delay_make_one_build)
+{
+	struct xm_compile_opts opts = { .node_name = "node1", .maglev_size = 251 };
+	struct xm_loop *loop = loop_new();
+	struct counted c = { 0 };
+	struct config_thread *t;
+	double t0;
+
+	cr_assert_not_null(loop);
+	t = config_thread_start(loop, NULL, 0, &opts, count_done, &c);
+	cr_assert_not_null(t);
+	t0 = mono_ms();
+	for (int i = 0; i < 5; i++) {
+		struct api_change ch = { .key = NULL, .objs = calloc(1, sizeof(struct xm_config)) };
+		char key[32];
+
+		snprintf(key, sizeof(key), "Service/n/s%d", i);
+		ch.key = strdup(key);
+		cr_assert(ch.key && ch.objs);
+		cr_assert_eq(config_thread_api_changes(t, &ch, 1, 200), 0);
+		usleep(10000); /* 5 batches over ~50 ms, all within the 200 ms */
+	}
+	cr_assert_not_null(loop_timer_add(loop, 600, 0, stop_now, NULL));
+	loop_run(loop);
+	cr_expect_eq(c.n, 1, "%d builds for 5 batches within the delay", c.n);
+	cr_assert_not_null(c.last);
+	cr_expect_str_eq(c.last->why, "API changes");
+	cr_expect_geq(c.first_ms - t0, 200.0, "built %.0f ms after the first change", c.first_ms - t0);
+	config_build_free(c.last);
+	config_thread_stop(t);
+	loop_free(loop);
 }

@@ -191,3 +191,32 @@ Test(kube_objects, list_items_take_the_list_kind_and_an_object_of_another_group_
 	config_free(cfg);
 	free(cfg);
 }
+
+/* Watched, not enforced yet: an AuthorizationPolicy or RequestAuthentication (any spec) parses without error to
+ * no object of the model, is kept by key like any other, and a build with it loads. */
+Test(kube_objects, the_security_kinds_not_enforced_are_kept_and_never_fail_a_build)
+{
+	static const char ap[] = "{\"metadata\":{\"name\":\"deny\",\"namespace\":\"n\"},\"spec\":{\"action\":\"DENY\","
+				 "\"rules\":[{\"from\":[{\"source\":{\"principals\":[\"x\"]}}]}],\"bogus\":1}}";
+	static const char ra[] = "{\"metadata\":{\"name\":\"jwt\",\"namespace\":\"n\"},\"spec\":{\"jwtRules\":7}}";
+	struct xm_config_cache *c = config_cache_new();
+	struct api_change batch[3] = { change("Service/n/a", svc_a) };
+	struct xm_config cfg;
+	int n_errors = -1;
+
+	cr_assert_not_null(c);
+	batch[1] = (struct api_change){ .key = strdup("AuthorizationPolicy/n/deny"),
+					.objs = parse(ap, "AuthorizationPolicy", "security.istio.io/v1", &n_errors) };
+	cr_assert_not_null(batch[1].objs);
+	cr_expect_eq(n_errors, 0);
+	batch[2] =
+	    (struct api_change){ .key = strdup("RequestAuthentication/n/jwt"),
+				 .objs = parse(ra, "RequestAuthentication", "security.istio.io/v1beta1", &n_errors) };
+	cr_assert_not_null(batch[2].objs);
+	cr_expect_eq(n_errors, 0);
+	cr_assert_eq(cache_api_apply(c, batch, 3), 0);
+	cr_assert_eq(c->n_api, 3);
+	cr_assert_eq(load(c, &cfg), 1);
+	config_free(&cfg);
+	config_cache_free(c);
+}
