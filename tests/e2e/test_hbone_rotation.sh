@@ -114,6 +114,9 @@ chain=$(again --chain 4) || xmt_fail "a chain of four connections: $chain"
 declined=$(awk '/^resumed=/ { r = $1 } /^server-cert serial=/ { n++; if (n > 1 && r != "resumed=True") {
 	if ($2 == prev) bad = 1; else d++ } prev = $2 } END { if (n != 4 || bad) print "bad"; else print d + 0 }' <<<"$chain")
 [ "$declined" != bad ] || xmt_fail "a chain of four connections did not resume after the first: $chain"
+# and each brought a ticket of its own (a client that uses a ticket once needs that to go on resuming)
+[ "$(grep '^session-id=' <<<"$chain" | sort -u | wc -l)" = 4 ] ||
+	xmt_fail "a resumed connection brought no new ticket: $chain"
 # a ticket made under the certificate the server presents no more is refused: a full handshake, the new one
 rm -f "$t/renewed"
 again --again-wait-file "$t/renewed" >"$t/again.out" &

@@ -161,6 +161,9 @@ def client_once(args, ctx, session, kept):
                     pump_out(sock, conn)
                     # the ticket came after the handshake; close_notify keeps OpenSSL from voiding the session
                     kept["session"] = sock.session
+                    if args.again and kept["session"] is not None:
+                        # a ticket's session id is the SHA-256 of the ticket (OpenSSL): a new ticket, a new id
+                        print("session-id=%s" % kept["session"].id.hex(), flush=True)
                     try:
                         sock.settimeout(1)
                         sock.unwrap()
