@@ -227,6 +227,9 @@ static void cl_ready(struct hb_conn *c, bool ok, int err)
 		 * of this connection's session replaces it once the server sends one) */
 		if (cl && (t = ticket_find(cl, c->src_id, c->dst_id, &c->dst)))
 			ticket_drop(cl, t);
+		/* declined: a full handshake instead (also a ticket the server cannot know any more, e.g. spent) */
+		if (cl && ok)
+			hb_count(&cl->ctr->tickets_rejected[HBONE_SIDE_CLIENT], 1);
 	}
 	if (!ok)
 		return;
@@ -473,6 +476,11 @@ void hbone_client_free(struct hbone_client *cl)
 size_t hbone_client_connections(const struct hbone_client *cl)
 {
 	return cl->n_conns;
+}
+
+SSL_CTX *hb_client_tls(struct hbone_client *cl)
+{
+	return cl->tls;
 }
 
 size_t hbone_client_tickets(const struct hbone_client *cl)

@@ -98,7 +98,9 @@ const char *hbone_refusal_name(enum hbone_refusal r);
  * server). Writes the peer's identity (its SPIFFE URI) into peer_id and returns 0, or returns a negative
  * errno to refuse the handshake. Also called, after the same chain check at the current time, for the peer
  * certificate a session ticket carries, before a session is resumed (the client: before offering it; the
- * server: before accepting it): a refusal there means a full handshake instead.
+ * server: before accepting it): a refusal there means a full handshake instead. For that call the library's
+ * chain check may be one it made before for the same certificates and store, still within their validity
+ * periods (docs/mtls.md "Resumption"): the store must not change while the server or client lives.
  */
 typedef int (*hbone_verify_fn)(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509) * chain, char *peer_id,
 			       size_t peer_id_len);

@@ -196,12 +196,16 @@ SSL_CTX *hb_tls_ctx_new(bool server, X509_STORE *trust, const struct hb_verify *
  */
 int hb_tls_recheck(SSL *ssl, const struct hb_verify *v, struct hb_conn *c, X509 *leaf, STACK_OF(X509) * untrusted,
 		   char *peer_id, size_t peer_id_len);
+/* How often a re-check found the chain verified before by ctx's store (tls.c memo_get). For tests. */
+unsigned long long hb_tls_memo_hits(SSL_CTX *ctx);
 /* Keeps (references) the peer's certificate and chain on c for the tickets of its session. */
 void hb_conn_set_peer(struct hb_conn *c, X509 *leaf, STACK_OF(X509) * chain);
 /* Server: starts a new ticket key now (the current one only decrypts from now on). For tests. */
 void hb_tls_rotate_ticket_key(SSL_CTX *ctx);
 /* Client (client.c): a session ticket arrived on c. 1 when kept (the reference is taken), else 0. */
 int hb_client_ticket_new(struct hb_conn *c, SSL_SESSION *sess);
+/* The client's TLS context, for tests. */
+SSL_CTX *hb_client_tls(struct hbone_client *cl);
 /* The session stored for a pool key (borrowed), or NULL. For tests. */
 SSL_SESSION *hb_client_ticket_session(struct hbone_client *cl, const char *src_id, const char *dst_id,
 				      const struct sockaddr_storage *dst);

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -38,6 +39,182 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/*
+ * ---- the chain checks this context's trust store passed, kept (docs/mtls.md "Resumption") ----
+ *
+ * A resumed handshake checks the peer's certificate from the session again (hb_tls_recheck): the chain against
+ * the context's store, then the caller's callback. The first part depends only on the certificates, the store
+ * (which the caller does not change while the context lives: the agent makes a new one per trust bundle) and
+ * the time; so a chain this store verified (in a full handshake or a re-check) is kept with the chain that
+ * X509_verify_cert built, and for HBONE_TICKET_LIFETIME_S it is not verified again: only the validity periods of
+ * that chain are compared with the verification time. The callback runs every time.
+ */
+#define MEMO_MAX 256
+
+struct memo {
+	uint8_t key[32];	       /* SHA-256 over the SHA-256 of the leaf and of each other certificate sent */
+	X509_STORE *store;	       /* referenced */
+	STACK_OF(X509) * chain;	       /* what X509_verify_cert built, leaf first */
+	int64_t not_before, not_after; /* the latest notBefore and the earliest notAfter of chain */
+	uint64_t until_ms;	       /* kept until then (monotonic); 0: free */
+};
+
+struct memos {
+	pthread_mutex_t mu;
+	struct memo e[MEMO_MAX];
+	unsigned next; /* the slot replaced next when none is free */
+	atomic_ullong hits;
+};
+
+static int memo_idx = -1;
+static pthread_once_t memo_once = PTHREAD_ONCE_INIT;
+
+static void memo_clear(struct memo *m)
+{
+	X509_STORE_free(m->store);
+	sk_X509_pop_free(m->chain, X509_free);
+	memset(m, 0, sizeof(*m));
+}
+
+static void memos_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct memos *ms = ptr;
+
+	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	if (!ms)
+		return;
+	for (int i = 0; i < MEMO_MAX; i++)
+		memo_clear(&ms->e[i]);
+	pthread_mutex_destroy(&ms->mu);
+	OPENSSL_free(ms);
+}
+
+static void memo_index(void)
+{
+	memo_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, memos_free);
+}
+
+/* The memo key of leaf with the other certificates in untrusted (the leaf, when there too, counts once). */
+static int memo_key(X509 *leaf, STACK_OF(X509) * untrusted, uint8_t key[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) && X509_digest(leaf, EVP_sha256(), d, &n) &&
+		 EVP_DigestUpdate(md, d, n);
+
+	for (int i = 0; ok && untrusted && i < sk_X509_num(untrusted); i++) {
+		X509 *x = sk_X509_value(untrusted, i);
+
+		if (!X509_cmp(x, leaf))
+			continue;
+		ok = X509_digest(x, EVP_sha256(), d, &n) && EVP_DigestUpdate(md, d, n);
+	}
+	ok = ok && EVP_DigestFinal_ex(md, key, &n) && n == 32;
+	EVP_MD_CTX_free(md);
+	return ok;
+}
+
+static int64_t asn1_unix(const ASN1_TIME *t, int64_t fail)
+{
+	struct tm tm;
+
+	return t && ASN1_TIME_to_tm(t, &tm) ? (int64_t)timegm(&tm) : fail;
+}
+
+/* The verification time of xs: the one its parameters set, or now. */
+static int64_t check_time(X509_STORE_CTX *xs)
+{
+	const X509_VERIFY_PARAM *p = X509_STORE_CTX_get0_param(xs);
+
+	if (X509_VERIFY_PARAM_get_flags(p) & X509_V_FLAG_USE_CHECK_TIME)
+		return (int64_t)X509_VERIFY_PARAM_get_time(p);
+	return (int64_t)time(NULL);
+}
+
+/* Keeps the chain xs built for leaf (after X509_verify_cert succeeded on it). */
+static void memo_put(SSL_CTX *ctx, X509 *leaf, STACK_OF(X509) * untrusted, X509_STORE_CTX *xs)
+{
+	struct memos *ms = memo_idx >= 0 ? SSL_CTX_get_ex_data(ctx, memo_idx) : NULL;
+	X509_STORE *store = X509_STORE_CTX_get0_store(xs);
+	STACK_OF(X509) *built = X509_STORE_CTX_get0_chain(xs);
+	struct memo m = { .not_before = INT64_MIN, .not_after = INT64_MAX };
+	uint64_t now = loop_now_ms();
+	struct memo *slot = NULL;
+
+	if (!ms || !store || !built || !memo_key(leaf, untrusted, m.key))
+		return;
+	for (int i = 0; i < sk_X509_num(built); i++) {
+		X509 *x = sk_X509_value(built, i);
+		int64_t nb = asn1_unix(X509_get0_notBefore(x), INT64_MAX),
+			na = asn1_unix(X509_get0_notAfter(x), INT64_MIN);
+
+		if (nb > m.not_before)
+			m.not_before = nb;
+		if (na < m.not_after)
+			m.not_after = na;
+	}
+	if (m.not_before >= m.not_after || !X509_STORE_up_ref(store))
+		return;
+	m.store = store;
+	m.chain = X509_chain_up_ref(built);
+	if (!m.chain) {
+		X509_STORE_free(store);
+		return;
+	}
+	m.until_ms = now + (uint64_t)HBONE_TICKET_LIFETIME_S * 1000;
+	pthread_mutex_lock(&ms->mu);
+	for (int i = 0; i < MEMO_MAX && !slot; i++) {
+		struct memo *e = &ms->e[i];
+
+		if (e->until_ms && !memcmp(e->key, m.key, 32) && e->store == store)
+			slot = e; /* the same chain again: the newer check replaces it */
+	}
+	for (int i = 0; i < MEMO_MAX && !slot; i++)
+		if (ms->e[i].until_ms <= now)
+			slot = &ms->e[i];
+	if (!slot) {
+		slot = &ms->e[ms->next];
+		ms->next = (ms->next + 1) % MEMO_MAX;
+	}
+	memo_clear(slot);
+	*slot = m;
+	pthread_mutex_unlock(&ms->mu);
+}
+
+/* The chain the store built for leaf before (referenced, for the caller to free) when it is still valid at t. */
+static STACK_OF(X509) * memo_get(SSL_CTX *ctx, X509_STORE *store, X509 *leaf, STACK_OF(X509) * untrusted, int64_t t)
+{
+	struct memos *ms = memo_idx >= 0 ? SSL_CTX_get_ex_data(ctx, memo_idx) : NULL;
+	STACK_OF(X509) *chain = NULL;
+	uint64_t now = loop_now_ms();
+	uint8_t key[32];
+
+	if (!ms || !memo_key(leaf, untrusted, key))
+		return NULL;
+	pthread_mutex_lock(&ms->mu);
+	for (int i = 0; i < MEMO_MAX; i++) {
+		struct memo *e = &ms->e[i];
+
+		if (!e->until_ms || memcmp(e->key, key, 32) || e->store != store)
+			continue;
+		if (e->until_ms > now && t >= e->not_before && t < e->not_after)
+			chain = X509_chain_up_ref(e->chain);
+		break;
+	}
+	pthread_mutex_unlock(&ms->mu);
+	if (chain)
+		atomic_fetch_add(&ms->hits, 1);
+	return chain;
+}
+
+unsigned long long hb_tls_memo_hits(SSL_CTX *ctx)
+{
+	struct memos *ms = memo_idx >= 0 ? SSL_CTX_get_ex_data(ctx, memo_idx) : NULL;
+
+	return ms ? atomic_load(&ms->hits) : 0;
+}
+
 static int verify_chain(X509_STORE_CTX *xs, void *arg)
 {
 	const struct hb_verify *v = arg;
@@ -47,6 +224,7 @@ static int verify_chain(X509_STORE_CTX *xs, void *arg)
 
 	if (!c || !leaf || X509_verify_cert(xs) <= 0)
 		return 0;
+	memo_put(SSL_get_SSL_CTX(ssl), leaf, X509_STORE_CTX_get0_untrusted(xs), xs);
 	if (v->fn(v->ctx, c->side == HBONE_SIDE_CLIENT ? c->dst_id : NULL, leaf, X509_STORE_CTX_get0_chain(xs),
 		  c->peer_id, sizeof(c->peer_id)) < 0) {
 		c->peer_id[0] = '\0';
@@ -72,8 +250,10 @@ void hb_conn_set_peer(struct hb_conn *c, X509 *leaf, STACK_OF(X509) * chain)
 int hb_tls_recheck(SSL *ssl, const struct hb_verify *v, struct hb_conn *c, X509 *leaf, STACK_OF(X509) * untrusted,
 		   char *peer_id, size_t peer_id_len)
 {
-	X509_STORE *store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
 	X509_STORE_CTX *xs = X509_STORE_CTX_new();
+	STACK_OF(X509) *kept = NULL;
 	int rc = -EACCES;
 
 	peer_id[0] = '\0';
@@ -84,20 +264,26 @@ int hb_tls_recheck(SSL *ssl, const struct hb_verify *v, struct hb_conn *c, X509 
 	    !X509_STORE_CTX_set_default(xs, SSL_is_server(ssl) ? "ssl_client" : "ssl_server") ||
 	    !X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_get0_param(ssl)))
 		goto out;
-	ERR_set_mark();
-	if (X509_verify_cert(xs) <= 0) {
+	/* a chain this store verified before and still valid now is not verified again (see memo_put) */
+	kept = memo_get(ctx, store, leaf, untrusted, check_time(xs));
+	if (!kept) {
+		ERR_set_mark();
+		if (X509_verify_cert(xs) <= 0) {
+			ERR_pop_to_mark();
+			goto out;
+		}
 		ERR_pop_to_mark();
-		goto out;
+		memo_put(ctx, leaf, untrusted, xs);
 	}
-	ERR_pop_to_mark();
-	if (v->fn(v->ctx, c->side == HBONE_SIDE_CLIENT ? c->dst_id : NULL, leaf, X509_STORE_CTX_get0_chain(xs), peer_id,
-		  peer_id_len) < 0 ||
+	if (v->fn(v->ctx, c->side == HBONE_SIDE_CLIENT ? c->dst_id : NULL, leaf,
+		  kept ? kept : X509_STORE_CTX_get0_chain(xs), peer_id, peer_id_len) < 0 ||
 	    !peer_id[0]) {
 		peer_id[0] = '\0';
 		goto out;
 	}
 	rc = 0;
 out:
+	sk_X509_pop_free(kept, X509_free);
 	X509_STORE_CTX_free(xs);
 	return rc;
 }
@@ -374,7 +560,7 @@ static SSL_TICKET_RETURN ticket_dec(SSL *ssl, SSL_SESSION *ss, const unsigned ch
 		sk_X509_free(full);
 	}
 	sk_X509_pop_free(chain, X509_free);
-	return status == SSL_TICKET_SUCCESS_RENEW ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+	return SSL_TICKET_RETURN_USE_RENEW;
 }
 
 /* Client: a NewSessionTicket arrived. */
@@ -391,8 +577,20 @@ SSL_CTX *hb_tls_ctx_new(bool server, X509_STORE *trust, const struct hb_verify *
 {
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 
+	struct memos *ms;
+
 	if (!ctx)
 		return NULL;
+	pthread_once(&memo_once, memo_index);
+	ms = OPENSSL_zalloc(sizeof(*ms));
+	if (!ms || memo_idx < 0 || pthread_mutex_init(&ms->mu, NULL)) {
+		OPENSSL_free(ms);
+		goto fail;
+	}
+	if (!SSL_CTX_set_ex_data(ctx, memo_idx, ms)) {
+		memos_free(NULL, ms, NULL, 0, 0, NULL);
+		goto fail;
+	}
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) || !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION))
 		goto fail;
 	SSL_CTX_set1_cert_store(ctx, trust);

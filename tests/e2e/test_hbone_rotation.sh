@@ -6,7 +6,8 @@
 # 4 KiB byte-exact every second across two renewals (and past the expiry of the certificate its TLS connection
 # began with); meanwhile a new connection after each renewal sees the serial that `xmesh certs --json` shows
 # then, a new one each time. TLS session resumption with the agent: a second connection of Python's ssl
-# offering the first one's ticket resumes; one offering a ticket made before a renewal does not (the server
+# offering the first one's ticket resumes, and so does each of a chain of four after the first (each offering
+# the ticket the previous connection brought: the agent sends a new one on a resumed connection); one offering a ticket made before a renewal does not (the server
 # accepts a ticket only under the certificate it presented then) and sees the new certificate.
 #
 #        a0 │            b0 │
@@ -107,6 +108,15 @@ out=$(again) || xmt_fail "two connections: $out"
 [ "$(grep -c '^echoed 1027 bytes' <<<"$out")" = 2 ] || xmt_fail "two connections: $out"
 [ "$(grep '^resumed=' <<<"$out" | tr '\n' ' ')" = "resumed=False resumed=True " ] ||
 	xmt_fail "the second connection did not resume: $out"
+# a chain: each connection offers the ticket the previous one brought (a resumed one brings a new one), so
+# all resume after the first; one that follows a renewal (a new server serial) may not
+chain=$(again --chain 4) || xmt_fail "a chain of four connections: $chain"
+declined=$(awk '/^resumed=/ { r = $1 } /^server-cert serial=/ { n++; if (n > 1 && r != "resumed=True") {
+	if ($2 == prev) bad = 1; else d++ } prev = $2 } END { if (n != 4 || bad) print "bad"; else print d + 0 }' <<<"$chain")
+[ "$declined" != bad ] || xmt_fail "a chain of four connections did not resume after the first: $chain"
+# and each brought a ticket of its own (a client that uses a ticket once needs that to go on resuming)
+[ "$(grep '^session-id=' <<<"$chain" | sort -u | wc -l)" = 4 ] ||
+	xmt_fail "a resumed connection brought no new ticket: $chain"
 # a ticket made under the certificate the server presents no more is refused: a full handshake, the new one
 rm -f "$t/renewed"
 again --again-wait-file "$t/renewed" >"$t/again.out" &
@@ -125,8 +135,10 @@ scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics
 metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
 resumed=$(metric 'xmesh_tls_resumptions_total{side="server"}')
 rejected=$(metric 'xmesh_tls_tickets_rejected_total{side="server"}')
-[ "$resumed" = 1 ] || xmt_fail "xmesh_tls_resumptions_total{side=\"server\"} is $resumed, want 1"
-[ "$rejected" = 1 ] || xmt_fail "xmesh_tls_tickets_rejected_total{side=\"server\"} is $rejected, want 1"
+[ "$resumed" = $((4 - declined)) ] ||
+	xmt_fail "xmesh_tls_resumptions_total{side=\"server\"} is $resumed, want $((4 - declined))"
+[ "$rejected" = $((1 + declined)) ] ||
+	xmt_fail "xmesh_tls_tickets_rejected_total{side=\"server\"} is $rejected, want $((1 + declined))"
 
 XMT_SUBTEST="new connections present the current certificate (second renewal)"
 seen2=$(seen)

@@ -77,10 +77,16 @@ def run_client(args):
                 print("no %s within 30 s" % args.again_wait_file, file=sys.stderr)
                 return 1
             time.sleep(0.05)
-    if kept.get("session") is None:
-        print("no session ticket from the first connection", file=sys.stderr)
-        return 1
-    return client_once(args, ctx, kept["session"], {})
+    # --chain N: N connections in all, each offering the session (ticket) the previous one brought
+    for i in range(1, max(args.chain, 2)):
+        if kept.get("session") is None:
+            print("no session ticket from connection %d" % i, file=sys.stderr)
+            return 1
+        session, kept = kept["session"], {}
+        rc = client_once(args, ctx, session, kept)
+        if rc:
+            return rc
+    return 0
 
 
 def client_once(args, ctx, session, kept):
@@ -155,6 +161,9 @@ def client_once(args, ctx, session, kept):
                     pump_out(sock, conn)
                     # the ticket came after the handshake; close_notify keeps OpenSSL from voiding the session
                     kept["session"] = sock.session
+                    if args.again and kept["session"] is not None:
+                        # a ticket's session id is the SHA-256 of the ticket (OpenSSL): a new ticket, a new id
+                        print("session-id=%s" % kept["session"].id.hex(), flush=True)
                     try:
                         sock.settimeout(1)
                         sock.unwrap()
@@ -345,6 +354,8 @@ def main():
     ap.add_argument("--round-interval", type=float, default=1.0)
     ap.add_argument("--again", action="store_true",
                     help="client: then a second connection that offers the first one's session ticket")
+    ap.add_argument("--chain", type=int, default=2,
+                    help="client, with --again: this many connections, each offering the previous one's ticket")
     ap.add_argument("--again-wait-file", help="client: before the second connection, wait for this file")
     ap.add_argument("--print-cert", action="store_true",
                     help="client: print the serial and notAfter of the server's certificate")

@@ -311,6 +311,81 @@ Test(hbone_resume, second_connection_same_key_resumes)
 	cr_expect_eq(hbone_client_tickets(rx.cl), 1);
 }
 
+/* The ticket stored for the test's key: a copy of its bytes into buf, the length (0: none). */
+static size_t stored_ticket(uint8_t *buf, size_t cap)
+{
+	SSL_SESSION *sess = hb_client_ticket_session(rx.cl, SRC_ID, DST_ID, &rx.addr);
+	const unsigned char *tick = NULL;
+	size_t len = 0;
+
+	if (!sess)
+		return 0;
+	SSL_SESSION_get0_ticket(sess, &tick, &len);
+	cr_assert(len > 0 && len <= cap, "ticket of %zu bytes", len);
+	memcpy(buf, tick, len);
+	return len;
+}
+
+/*
+ * A chain of new connections on one key: every one after the first resumes, each with the ticket the previous
+ * connection brought, and no ticket is offered twice (clients such as OpenSSL's cache or rustls use a TLS 1.3
+ * ticket once: a server that gave no new ticket on a resumed connection would resume only every second one).
+ * The chain check of each re-check is the one kept from before (only the callback runs again).
+ */
+Test(hbone_resume, chain_of_connections_all_resume)
+{
+	enum {
+		N = 5
+	};
+	static uint8_t seen[N][4096];
+	size_t seen_len[N];
+	struct xchg x;
+	int i, j;
+
+	for (i = 0; i < N; i++) {
+		x = exchange(&rx.client_leaf);
+		cr_assert_eq(x.status, 200);
+		cr_expect_eq(x.reused, i > 0, "connection %d: reused %d", i + 1, x.reused);
+		cr_expect_eq(x.offered, i > 0);
+		cr_expect_eq(x.got, 6);
+		seen_len[i] = stored_ticket(seen[i], sizeof(seen[i]));
+		cr_assert_gt(seen_len[i], 0, "connection %d left no ticket", i + 1);
+		for (j = 0; j < i; j++)
+			cr_expect(seen_len[j] != seen_len[i] || memcmp(seen[j], seen[i], seen_len[i]),
+				  "connection %d brought no new ticket (the one of connection %d is kept)", i + 1,
+				  j + 1);
+	}
+	cr_expect_eq(ctr(&rx.ctr.resumed[C]), N - 1);
+	cr_expect_eq(ctr(&rx.ctr.resumed[S]), N - 1);
+	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[C]), 0);
+	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[S]), 0);
+	/* the callback checked the peer on every connection, the store's chain check was kept from the first */
+	cr_expect_eq(rx.ct.calls, N);
+	cr_expect_eq(rx.st.calls, N);
+	cr_expect_eq(hb_tls_memo_hits(hb_client_tls(rx.cl)), N - 1);
+	cr_expect_eq(hb_tls_memo_hits(hb_server_tls(rx.srv)), N - 1);
+}
+
+/* A ticket the server no longer knows (a restarted server: keys of its own) counts on both sides. */
+Test(hbone_resume, unknown_ticket_counted_on_both_sides)
+{
+	struct xchg x;
+
+	cr_assert_eq(exchange(&rx.client_leaf).status, 200);
+	hbone_server_free(rx.srv);
+	rx.srv = server_new(rx.lfd);
+	x = exchange(&rx.client_leaf);
+	cr_assert_eq(x.status, 200);
+	cr_expect(x.offered);
+	cr_expect_not(x.reused);
+	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[S]), 1);
+	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[C]), 1);
+	/* the full handshake brought a ticket of the new server */
+	x = exchange(&rx.client_leaf);
+	cr_expect(x.reused);
+	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[C]), 1);
+}
+
 Test(hbone_resume, another_key_does_not_resume)
 {
 	struct sockaddr_storage addr2;
@@ -373,7 +448,8 @@ Test(hbone_resume, expired_client_refused_with_ticket)
 	X509_VERIFY_PARAM_set_time(X509_STORE_get0_param(rx.sstore), time(NULL) + 2 * HOUR);
 	x = exchange(&rx.client_leaf);
 	cr_expect_lt(x.status, 0, "status %d", x.status);
-	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[C]), 0);
+	/* the client offered its ticket and saw the server decline it (TLS 1.3: before the server's refusal) */
+	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[C]), 1);
 	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[S]), 1, "the server accepted the ticket unchecked");
 	cr_expect_eq(ctr(&rx.ctr.resumed[S]), 0);
 	cr_expect_eq(ctr(&rx.ctr.handshakes[S][FAILED]), 1);
@@ -492,6 +568,7 @@ Test(hbone_resume, ticket_key_rotation)
 	cr_expect(x.offered);
 	cr_expect_not(x.reused);
 	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[S]), 1);
+	cr_expect_eq(ctr(&rx.ctr.tickets_rejected[C]), 1, "the client did not count the declined ticket");
 	x = exchange(&rx.client_leaf);
 	cr_expect(x.reused);
 }
