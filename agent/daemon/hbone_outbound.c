@@ -44,8 +44,6 @@ struct hbone_outbound {
 	struct hbone_outbound_ops ops;
 	int origdst_fd;
 	uint16_t hbone_port;
-	int (*make_socket)(void *ctx, int domain, int type);
-	void *socket_ctx;
 	struct hbone_outbound_stats st;
 	int lfd; /* the loop's: the listener it accepts on */
 
@@ -298,8 +296,6 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 	ob->loop = cfg->loop;
 	ob->ops = cfg->ops;
 	ob->origdst_fd = cfg->origdst_fd;
-	ob->make_socket = cfg->make_socket;
-	ob->socket_ctx = cfg->socket_ctx;
 	ob->hbone_port = cfg->hbone_port ? cfg->hbone_port : HBONE_PORT;
 	ob->lfd = ob->next_lfd = -1;
 	ob->tail = &ob->head;
@@ -317,17 +313,10 @@ int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *a
 {
 	struct sockaddr_in bound;
 	socklen_t len = sizeof(bound);
-	int one = 1, err, fd;
+	int one = 1, err, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
-	if (ob->make_socket) {
-		fd = ob->make_socket(ob->socket_ctx, AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			return fd;
-	} else {
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-	}
+	if (fd < 0)
+		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) || listen(fd, 1024) ||
 	    getsockname(fd, (struct sockaddr *)&bound, &len)) {

@@ -58,13 +58,6 @@ struct hbone_outbound_config {
 	struct hbone_outbound_ops ops;
 	int origdst_fd;	     /* xm_hbone_origdst (not owned); -1: the listener accepts nothing it can carry */
 	uint16_t hbone_port; /* where peers serve HBONE; 0: HBONE_PORT (tests use another) */
-	/*
-	 * Makes the outbound listener's socket (socket(domain, type, 0)'s contract: the fd or -errno); NULL: a
-	 * plain socket(). The daemon makes it in the cgroup where sockmap's sockops runs, so that each captured
-	 * connection's pod <-> agent hop is in the sockhash from its establishment and skips TCP/IP.
-	 */
-	int (*make_socket)(void *ctx, int domain, int type);
-	void *socket_ctx;
 };
 
 struct hbone_outbound_stats {

@@ -19,7 +19,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -43,10 +42,7 @@
 #include "daemon/tunnel.h"
 #include "datapath/hbone_capture.h"
 #include "datapath/hbone_steer.h"
-#include "datapath/l7_capture.h"
-#include "datapath/l7_proxy_cgroup.h"
 #include "datapath/pins.h"
-#include "datapath/sockmap.h"
 #include "hbone/hbone.h"
 #include "identity/identity.h"
 #include "metrics/registry.h"
@@ -79,7 +75,6 @@ struct hbone_mod {
 	struct sockaddr_in listening;		 /* where the outbound listener is (port 0: none) */
 	bool capturing;				 /* xm_hbone_proxy points at it */
 	bool warned_no_node;
-	int proxy_cgroup; /* the L7 proxy's cgroup (sockmap's sockops there), for the outbound listener; -1: none */
 };
 
 /* The pod of this node at addr (IPv4), its SPIFFE URI in uri; false when addr is no such pod. */
@@ -250,50 +245,13 @@ static int listen_hbone(void)
 
 static void close_maps(struct hbone_mod *m)
 {
-	int *fds[] = { &m->proxy_map, &m->dsts_map, &m->origdst_map, &m->proxy_cgroup };
+	int *fds[] = { &m->proxy_map, &m->dsts_map, &m->origdst_map };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
 		if (*fds[i] >= 0)
 			close(*fds[i]);
 		*fds[i] = -1;
 	}
-}
-
-/*
- * The cgroup where the sockmap module runs sockops for the L7 proxy's listeners (datapath/l7_proxy_cgroup.h),
- * when it did: the outbound listener made there has each accepted socket put in the sockhash at establishment,
- * so the captured pod's socket and the agent's are paired and the pod <-> agent hop skips TCP/IP (sk_msg).
- */
-static void open_proxy_cgroup(struct hbone_mod *m, const struct xm_agent_opts *o)
-{
-	char path[PATH_MAX], link[PATH_MAX];
-
-	if (!o->cgroup || l7_proxy_cgroup_path(o->cgroup, path, sizeof(path)))
-		return;
-	snprintf(link, sizeof(link), "%s/links/%s", o->bpffs, XM_SOCKMAP_L7_PROXY_OPS_LINK);
-	if (!l7_proxy_cgroup_inherits(o->cgroup, path) && access(link, F_OK))
-		return; /* no sockmap (--no-sockmap): a plain listener */
-	m->proxy_cgroup = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (m->proxy_cgroup < 0)
-		log_warn("hbone: cgroup %s: %s; the pod <-> agent hop of tunnelled connections takes TCP/IP", path,
-			 strerror(errno));
-}
-
-/* The outbound listener's socket: in the sockops cgroup when there is one, else a plain one. */
-static int outbound_socket(void *ctx, int domain, int type)
-{
-	struct hbone_mod *m = ctx;
-	int fd;
-
-	if (m->proxy_cgroup >= 0) {
-		fd = l7_capture_socket_in_cgroup(m->proxy_cgroup, domain, type);
-		if (fd >= 0)
-			return fd;
-		log_warn("hbone: the outbound listener in the sockops cgroup: %s; the pod <-> agent hop takes TCP/IP",
-			 strerror(-fd));
-	}
-	fd = socket(domain, type, 0);
-	return fd < 0 ? -errno : fd;
 }
 
 static int hbone_mod_init(struct xm_agent *a, void **state)
@@ -326,7 +284,6 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
 	m->lfd = -1;
-	m->proxy_cgroup = -1;
 	m->proxy_map = pins_open(o->bpffs, "xm_hbone_proxy");
 	m->dsts_map = pins_open(o->bpffs, "xm_hbone_dsts");
 	m->origdst_map = pins_open(o->bpffs, "xm_hbone_origdst");
@@ -341,7 +298,6 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	}
 	/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
 	hbone_capture_set_proxy(m->proxy_map, NULL);
-	open_proxy_cgroup(m, o);
 	snprintf(m->node, sizeof(m->node), "%s", o->node_name ? o->node_name : "");
 	snprintf(m->trust_domain, sizeof(m->trust_domain), "%s",
 		 o->trust_domain ? o->trust_domain : XM_DEFAULT_TRUST_DOMAIN);
@@ -398,8 +354,6 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 			 .peer_identity = ob_peer_identity,
 			 .ctx = m },
 		.origdst_fd = m->origdst_map,
-		.make_socket = outbound_socket,
-		.socket_ctx = m,
 	};
 	int err;
 
