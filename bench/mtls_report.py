@@ -125,6 +125,13 @@ for sfx, g in goals.items():
                   g["added_rr_p50_us_one_cpu"]["xmesh"], g["added_rr_p50_us_one_cpu"]["haproxy"],
                   g["added_rr_p50_one_cpu_vs_haproxy"] or 0))
 
+# The same-node hops through the sockmap (sk_msg redirected bytes on each node during the stream run): node A's
+# is the client pod <-> agent A hop, node B's the agent B <-> server pod hop; 0 means that hop took TCP/IP.
+for name, r in results.items():
+    if base(name) == "xmesh" and "error" not in r and "stream_sockmap_bytes_a" in r:
+        print("  %s stream: %.0f MB redirected by node A's sockmap, %.0f MB by node B's (%.0f MB streamed)" % (
+            name, r["stream_sockmap_bytes_a"] / 1e6, r["stream_sockmap_bytes_b"] / 1e6, r["stream"]["bytes"] / 1e6))
+
 if len(goals) > 1:  # the median over rounds of each ratio (each round's targets ran back to back)
     med = {}
     for k in ("throughput_vs_plain", "throughput_vs_haproxy", "added_rr_p50_vs_haproxy",

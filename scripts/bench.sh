@@ -1041,7 +1041,7 @@ mtls_ticks() { # CPU ticks (utime+stime, all threads) of the PIDs given, summed
 # mtls_measure NAME ADDR CG TUNNEL_PIDS...: the three runs of one target into $TMP/mtls-NAME.res (key=value);
 # returns nonzero with the reason on stderr when the target is broken.
 mtls_measure() {
-	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 hs0 hs1 st0 st1 k perf_pid
+	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 hs0 hs1 st0 st1 rd0 rd1 k perf_pid
 	shift 3
 	: >"$res"
 	# Probe: 20 exchanges; for xmesh, agent A must have opened a client TLS connection, i.e. the capture works.
@@ -1076,6 +1076,7 @@ mtls_measure() {
 			sleep 0.5
 		fi
 		t0=$(mtls_ticks "$@")
+		rd0="$(mtls_redirected a) $(mtls_redirected b)"
 		hs0=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 		st0=$(mtls_b_streams)
 		case $k in
@@ -1097,11 +1098,15 @@ mtls_measure() {
 		fi
 		hs1=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 		st1=$(mtls_b_streams)
+		rd1="$(mtls_redirected a) $(mtls_redirected b)"
 		{
 			echo "$k=$(cat "$TMP/mtls-$name-$k.json")"
 			echo "${k}_tunnel_ticks=$((t1 - t0))"
 			echo "${k}_client_handshakes=$((hs1 - hs0))"
 			echo "${k}_server_streams=$((st1 - st0))"
+			# same-node hops through the sockmap on node A and node B (sk_msg redirected bytes)
+			echo "${k}_sockmap_bytes_a=$((${rd1% *} - ${rd0% *}))"
+			echo "${k}_sockmap_bytes_b=$((${rd1#* } - ${rd0#* }))"
 		} >>"$res"
 	done
 }
@@ -1124,6 +1129,23 @@ mtls_hs() {
 	j1=$(mtls_metric nodeb 'xmesh_tls_tickets_rejected_total{side="server"}')
 	printf '{"server":"%s","kind":"%s","server_ticks":%s,"agent_b_resumptions":%s,"agent_b_tickets_rejected":%s,"run":%s}\n' \
 		"$name" "$mode" "$((t1 - t0))" "$((r1 - r0))" "$((j1 - j0))" "$out" >>"$TMP/mtls-hs.res"
+}
+
+mtls_redirected() { # mtls_redirected a|b: bytes that agent's sockmap redirected so far (sk_msg, "sockmap status")
+	timeout -k 2 10 python3 - "$TMP/mtls-admin-$1.sock" <<'PY' 2>/dev/null || echo 0
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(b"sockmap status\n")
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+v = [l.split()[1] for l in out.decode().splitlines() if l.startswith("redirected_bytes ")]
+print(v[0] if v else 0)
+PY
 }
 
 mtls_b_streams() { # HBONE streams agent B opened to its pods so far (xmesh status --json)
