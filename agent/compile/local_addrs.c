@@ -114,3 +114,13 @@ void local_addrs_free(struct xm_local_addrs *s)
 	free(s->flags);
 	memset(s, 0, sizeof(*s));
 }
+
+bool local_addrs_node_ip(const struct xm_local_addrs *s, uint8_t family, union xm_addr *out)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if ((s->flags[i] & XM_LOCAL_IP_NODE) && s->keys[i].family == family) {
+			*out = s->keys[i].addr;
+			return true;
+		}
+	return false;
+}

@@ -23,6 +23,8 @@ struct xm_local_addrs {
 /* Fills out from cfg for node (NULL or "": nothing is local). Returns 0 or -ENOMEM (out left empty). */
 int local_addrs_build(const struct xm_config *cfg, const char *node, struct xm_local_addrs *out);
 bool local_addrs_has(const struct xm_local_addrs *s, const struct xm_local_ip_key *k);
+/* This node's first InternalIP of family (XM_LOCAL_IP_NODE) into out: where every pod reaches the agent. */
+bool local_addrs_node_ip(const struct xm_local_addrs *s, uint8_t family, union xm_addr *out);
 void local_addrs_free(struct xm_local_addrs *s);
 
 #endif

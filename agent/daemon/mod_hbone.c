@@ -70,8 +70,7 @@ struct hbone_mod {
 	int proxy_map, dsts_map, origdst_map; /* xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst */
 	struct hbone_outbound *ob;
 	_Atomic(struct hbone_outbound *) ob_pub; /* ob, for other threads (tunnel_submit, metrics) */
-	struct xm_mtls_table dsts;		 /* what xm_hbone_dsts holds (a copy) */
-	bool dsts_known;			 /* false: unknown, the next sync clears the map first */
+	struct xm_snapshot *published;		 /* whose mtls_remote xm_hbone_dsts holds; NULL: unknown */
 	struct sockaddr_in listening;		 /* where the outbound listener is (port 0: none) */
 	bool capturing;				 /* xm_hbone_proxy points at it */
 	bool warned_no_node;
@@ -382,33 +381,6 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 	return 0;
 }
 
-/* This node's first IPv4 InternalIP (as the L7 proxy's listeners find it): where every pod reaches the agent. */
-static bool node_ipv4(const struct xm_snapshot *s, struct in_addr *out)
-{
-	for (size_t i = 0; i < s->local.n; i++)
-		if ((s->local.flags[i] & XM_LOCAL_IP_NODE) && s->local.keys[i].family == XM_FAMILY_V4) {
-			out->s_addr = s->local.keys[i].addr.v4;
-			return true;
-		}
-	return false;
-}
-
-static int copy_table(struct xm_mtls_table *dst, const struct xm_mtls_table *src)
-{
-	struct xm_mtls_entry *items = NULL;
-
-	if (src->n) {
-		items = malloc(src->n * sizeof(*items));
-		if (!items)
-			return -ENOMEM;
-		memcpy(items, src->items, src->n * sizeof(*items));
-	}
-	mtls_table_free(dst);
-	dst->items = items;
-	dst->n = src->n;
-	return 0;
-}
-
 static void set_capture(struct hbone_mod *m, bool on)
 {
 	struct l7_capture_proxy cp = {
@@ -434,20 +406,21 @@ static void set_capture(struct hbone_mod *m, bool on)
  * with this apply, one that turns tunnelled starts), then the listener on this node's InternalIP, then the
  * capture pointed at it once it listens.
  */
-static int outbound_apply(struct hbone_mod *m, const struct xm_snapshot *next)
+static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 {
 	struct sockaddr_in want = { .sin_family = AF_INET, .sin_port = htons(XM_HBONE_OUTBOUND_PORT) };
-	bool have = node_ipv4(next, &want.sin_addr);
+	union xm_addr node;
+	bool have = local_addrs_node_ip(&next->local, XM_FAMILY_V4, &node);
 	int err = 0, r;
 
-	r = hbone_capture_sync(m->dsts_map, m->dsts_known ? &m->dsts : NULL, &next->mtls_remote);
+	want.sin_addr.s_addr = node.v4;
+	r = hbone_capture_sync(m->dsts_map, m->published ? &m->published->mtls_remote : NULL, &next->mtls_remote);
 	if (r) {
 		log_warn("hbone: updating the tunnelled destinations (xm_hbone_dsts): %s", strerror(-r));
-		m->dsts_known = false;
 		err = r;
-	} else {
-		m->dsts_known = copy_table(&m->dsts, &next->mtls_remote) == 0;
 	}
+	snapshot_put(m->published);
+	m->published = r ? NULL : snapshot_get(next);
 	if (!have) {
 		if (!m->warned_no_node)
 			log_warn("hbone: no IPv4 InternalIP of this node (--node) in the config: pods' connections to "
@@ -596,7 +569,7 @@ static void hbone_mod_close(void *state)
 	}
 	atomic_store(&m->ob_pub, NULL);
 	hbone_outbound_free(m->ob);
-	mtls_table_free(&m->dsts);
+	snapshot_put(m->published);
 	close_maps(m);
 	hbone_server_free(m->srv);
 	cert_put(m->presenting);

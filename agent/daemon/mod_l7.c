@@ -458,22 +458,12 @@ static int l7_mod_init(struct xm_agent *a, void **state)
 /* This node's InternalIPs (the first of each family): where every pod can reach the proxy. */
 static size_t node_addresses(const struct xm_snapshot *s, struct l7_proxy_addr out[2])
 {
+	static const uint8_t families[2] = { XM_FAMILY_V4, XM_FAMILY_V6 };
 	size_t n = 0;
-	bool v4 = false, v6 = false;
 
-	for (size_t i = 0; i < s->local.n && n < 2; i++) {
-		const struct xm_local_ip_key *k = &s->local.keys[i];
-
-		if (!(s->local.flags[i] & XM_LOCAL_IP_NODE))
-			continue;
-		if ((k->family == XM_FAMILY_V4 && v4) || (k->family == XM_FAMILY_V6 && v6))
-			continue;
-		out[n].addr = k->addr;
-		out[n].family = k->family;
-		v4 |= k->family == XM_FAMILY_V4;
-		v6 |= k->family == XM_FAMILY_V6;
-		n++;
-	}
+	for (size_t f = 0; f < 2; f++)
+		if (local_addrs_node_ip(&s->local, families[f], &out[n].addr))
+			out[n++].family = families[f];
 	return n;
 }
 
