@@ -33,15 +33,11 @@ xmx_two_nodes_pods
 xmx_pod nodeb sa "$SA" 10.200.2.1
 xmx_pod nodeb pb "$PB" 10.200.2.1
 
-pod_yaml() { # NAME IP NODE SERVICEACCOUNT
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: $1" "  namespace: default" "  labels:" \
-		"    app: $1" "spec:" "  nodeName: $3" "  serviceAccountName: $4" "status:" "  podIP: $2"
-}
 {
-	pod_yaml sa "$SA" nodeb web
-	pod_yaml pb "$PB" nodeb default
-	pod_yaml pa "$PA" nodea client
-	pod_yaml pc "$PC" nodea other
+	xmx_yaml_pod sa "$SA" nodeb web
+	xmx_yaml_pod pb "$PB" nodeb default
+	xmx_yaml_pod pa "$PA" nodea client
+	xmx_yaml_pod pc "$PC" nodea other
 	xmt_yaml_service --name web --vip 10.96.0.80
 	XMT_NODE_NAME=nodeb xmt_yaml_slice --service web "$SA"
 	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \

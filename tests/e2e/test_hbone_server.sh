@@ -34,16 +34,10 @@ xmx_pod nodeb sa "$SA" 10.200.2.1
 xmx_pod nodeb pb "$PB" 10.200.2.1
 xmx_pod nodea pa "$PA" 10.200.1.1
 
-pod_yaml() { # NAME IP NODE [SERVICEACCOUNT]
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: $1" "  namespace: default" "  labels:" \
-		"    app: $1" "spec:" "  nodeName: $3"
-	[ -z "${4:-}" ] || echo "  serviceAccountName: $4"
-	printf '%s\n' "status:" "  podIP: $2"
-}
 {
-	pod_yaml sa "$SA" nodeb web
-	pod_yaml pb "$PB" nodeb
-	pod_yaml pa "$PA" nodea
+	xmx_yaml_pod sa "$SA" nodeb web
+	xmx_yaml_pod pb "$PB" nodeb
+	xmx_yaml_pod pa "$PA" nodea
 	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
 		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
 		"  mtls:" "    mode: STRICT"

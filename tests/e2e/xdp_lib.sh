@@ -237,6 +237,14 @@ xmx_yaml_slice() {
 	done
 }
 
+# xmx_yaml_pod NAME IP NODE [SERVICEACCOUNT]: a Pod of namespace default labelled app=NAME on NODE.
+xmx_yaml_pod() {
+	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: $1" "  namespace: default" "  labels:" \
+		"    app: $1" "spec:" "  nodeName: $3"
+	[ -z "${4:-}" ] || echo "  serviceAccountName: $4"
+	printf '%s\n' "status:" "  podIP: $2"
+}
+
 # xmx_yaml_node NAME INTERNAL_IP
 xmx_yaml_node() {
 	printf '%s\n' "---" "apiVersion: v1" "kind: Node" "metadata:" "  name: $1" "status:" "  addresses:" \
