@@ -30,6 +30,7 @@
 #include "metrics/registry.h"
 
 #define ACCEPT_BATCH 64 /* connections accepted per wake-up: the listener stays readable for the rest */
+#define OB_FAMILIES  2	/* one outbound listener per family: [0] IPv4, [1] IPv6 (the node's InternalIPs) */
 
 struct ob_sub {
 	struct ob_sub *next;
@@ -45,14 +46,15 @@ struct hbone_outbound {
 	int origdst_fd;
 	uint16_t hbone_port;
 	struct hbone_outbound_stats st;
-	int lfd; /* the loop's: the listener it accepts on */
+	int lfd[OB_FAMILIES]; /* the loop's: the listeners it accepts on, per family */
 
 	pthread_mutex_t mu; /* what follows */
 	struct ob_sub *head, **tail;
-	int next_lfd; /* made by the control thread, not taken over by the loop yet; -1: none */
+	int next_lfd[OB_FAMILIES]; /* made by the control thread, not taken over by the loop yet; -1: none */
 	bool kick_posted;
 	bool stopped;
-	struct sockaddr_in addr; /* where the newest listener is */
+	struct sockaddr_in addr;   /* where the newest IPv4 listener is */
+	struct sockaddr_in6 addr6; /* where the newest IPv6 listener is */
 };
 
 static const char *const refusal_names[HBONE_OB_REFUSALS] = {
@@ -179,24 +181,28 @@ static void kick(struct xm_loop *loop, void *arg)
 {
 	struct hbone_outbound *ob = arg;
 	struct ob_sub *list;
-	int lfd;
+	int lfd[OB_FAMILIES];
 
 	pthread_mutex_lock(&ob->mu);
 	list = ob->head;
 	ob->head = NULL;
 	ob->tail = &ob->head;
-	lfd = ob->next_lfd;
-	ob->next_lfd = -1;
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		lfd[f] = ob->next_lfd[f];
+		ob->next_lfd[f] = -1;
+	}
 	ob->kick_posted = false;
 	pthread_mutex_unlock(&ob->mu);
 
-	if (lfd >= 0) {
-		if (ob->lfd >= 0) {
-			loop_del_fd(loop, ob->lfd);
-			close(ob->lfd);
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		if (lfd[f] < 0)
+			continue;
+		if (ob->lfd[f] >= 0) {
+			loop_del_fd(loop, ob->lfd[f]);
+			close(ob->lfd[f]);
 		}
-		ob->lfd = lfd;
-		if (loop_add_fd(loop, lfd, EPOLLIN, on_listener, ob))
+		ob->lfd[f] = lfd[f];
+		if (loop_add_fd(loop, lfd[f], EPOLLIN, on_listener, ob))
 			log_error("hbone: the outbound listener cannot be watched: captured connections wait");
 	}
 	while (list) {
@@ -232,8 +238,8 @@ int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tun
 		return -ENOTCONN;
 	}
 	count(&ob->st.submitted);
-	if (req->target.ss_family != AF_INET || !req->src_id[0] || !memchr(req->src_id, 0, sizeof(req->src_id)) ||
-	    !memchr(req->traceparent, 0, sizeof(req->traceparent)) ||
+	if ((req->target.ss_family != AF_INET && req->target.ss_family != AF_INET6) || !req->src_id[0] ||
+	    !memchr(req->src_id, 0, sizeof(req->src_id)) || !memchr(req->traceparent, 0, sizeof(req->traceparent)) ||
 	    (req->client.ss_family && req->client.ss_family != AF_INET && req->client.ss_family != AF_INET6)) {
 		refuse(ob, fd, HBONE_OB_BAD_REQUEST);
 		return -EINVAL;
@@ -297,7 +303,8 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 	ob->ops = cfg->ops;
 	ob->origdst_fd = cfg->origdst_fd;
 	ob->hbone_port = cfg->hbone_port ? cfg->hbone_port : HBONE_PORT;
-	ob->lfd = ob->next_lfd = -1;
+	for (int f = 0; f < OB_FAMILIES; f++)
+		ob->lfd[f] = ob->next_lfd[f] = -1;
 	ob->tail = &ob->head;
 	pthread_mutex_init(&ob->mu, NULL);
 	ob->cl = hbone_client_new(cfg->loop, &cc, counters);
@@ -309,17 +316,20 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 	return ob;
 }
 
-int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr)
+/* A listener at addr (len bytes: IPv4 or IPv6) handed to the loop as its family's, replacing the previous. */
+static int listen_family(struct hbone_outbound *ob, const struct sockaddr *addr, socklen_t len)
 {
-	struct sockaddr_in bound;
-	socklen_t len = sizeof(bound);
-	int one = 1, err, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	int f = addr->sa_family == AF_INET6 ? 1 : 0;
+	int one = 1, err, fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -errno;
+	/* IPV6_V6ONLY: the IPv6 node address only, however the host's bindv6only is set. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) || listen(fd, 1024) ||
-	    getsockname(fd, (struct sockaddr *)&bound, &len)) {
+	    (f == 1 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) || bind(fd, addr, len) ||
+	    listen(fd, 1024) || getsockname(fd, (struct sockaddr *)&bound, &blen)) {
 		err = -errno;
 		close(fd);
 		return err;
@@ -327,15 +337,28 @@ int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *a
 	pthread_mutex_lock(&ob->mu);
 	err = kick_locked(ob);
 	if (!err) {
-		if (ob->next_lfd >= 0)
-			close(ob->next_lfd);
-		ob->next_lfd = fd;
-		ob->addr = bound;
+		if (ob->next_lfd[f] >= 0)
+			close(ob->next_lfd[f]);
+		ob->next_lfd[f] = fd;
+		if (f == 1)
+			memcpy(&ob->addr6, &bound, sizeof(ob->addr6));
+		else
+			memcpy(&ob->addr, &bound, sizeof(ob->addr));
 	}
 	pthread_mutex_unlock(&ob->mu);
 	if (err)
 		close(fd);
 	return err;
+}
+
+int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr)
+{
+	return listen_family(ob, (const struct sockaddr *)addr, sizeof(*addr));
+}
+
+int hbone_outbound_listen6(struct hbone_outbound *ob, const struct sockaddr_in6 *addr)
+{
+	return listen_family(ob, (const struct sockaddr *)addr, sizeof(*addr));
 }
 
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob)
@@ -344,6 +367,16 @@ struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob)
 
 	pthread_mutex_lock((pthread_mutex_t *)&ob->mu);
 	a = ob->addr;
+	pthread_mutex_unlock((pthread_mutex_t *)&ob->mu);
+	return a;
+}
+
+struct sockaddr_in6 hbone_outbound_address6(const struct hbone_outbound *ob)
+{
+	struct sockaddr_in6 a;
+
+	pthread_mutex_lock((pthread_mutex_t *)&ob->mu);
+	a = ob->addr6;
 	pthread_mutex_unlock((pthread_mutex_t *)&ob->mu);
 	return a;
 }
@@ -370,11 +403,13 @@ void hbone_outbound_free(struct hbone_outbound *ob)
 		reset_fd(s->fd);
 		free(s);
 	}
-	if (ob->next_lfd >= 0)
-		close(ob->next_lfd);
-	if (ob->lfd >= 0) {
-		loop_del_fd(ob->loop, ob->lfd);
-		close(ob->lfd);
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		if (ob->next_lfd[f] >= 0)
+			close(ob->next_lfd[f]);
+		if (ob->lfd[f] >= 0) {
+			loop_del_fd(ob->loop, ob->lfd[f]);
+			close(ob->lfd[f]);
+		}
 	}
 	hbone_client_free(ob->cl); /* open streams end, their sockets reset */
 	pthread_mutex_destroy(&ob->mu);
@@ -390,7 +425,8 @@ void hbone_outbound_status(const struct hbone_outbound *ob, const struct hbone_c
 			   struct strbuf *out)
 {
 	struct sockaddr_in a = hbone_outbound_address(ob);
-	char ip[INET_ADDRSTRLEN] = "";
+	struct sockaddr_in6 a6 = hbone_outbound_address6(ob);
+	char ip[INET_ADDRSTRLEN] = "", ip6[INET6_ADDRSTRLEN] = "";
 	unsigned long long conns = atomic_load(&ctr->connections_open[HBONE_SIDE_CLIENT]),
 			   streams = atomic_load(&ctr->streams_opened[HBONE_SIDE_CLIENT]),
 			   hs = atomic_load(&ctr->handshakes[HBONE_SIDE_CLIENT][HBONE_HS_SUCCESS]),
@@ -399,13 +435,15 @@ void hbone_outbound_status(const struct hbone_outbound *ob, const struct hbone_c
 
 	if (a.sin_port)
 		inet_ntop(AF_INET, &a.sin_addr, ip, sizeof(ip));
+	if (a6.sin6_port)
+		inet_ntop(AF_INET6, &a6.sin6_addr, ip6, sizeof(ip6));
 	for (int r = 0; r < HBONE_OB_REFUSALS; r++)
 		refused += atomic_load(&ob->st.refused[r]);
 	if (json) {
 		sb_printf(out,
-			  "\"listener\":\"%s:%u\",\"connections\":%llu,\"handshakes\":%llu,\"streams\":%llu,"
-			  "\"captured\":%llu,\"submitted\":%llu,\"refused\":{",
-			  ip, ntohs(a.sin_port), conns, hs, streams, captured, submitted);
+			  "\"listener\":\"%s:%u\",\"listener6\":\"[%s]:%u\",\"connections\":%llu,\"handshakes\":%llu,"
+			  "\"streams\":%llu,\"captured\":%llu,\"submitted\":%llu,\"refused\":{",
+			  ip, ntohs(a.sin_port), ip6, ntohs(a6.sin6_port), conns, hs, streams, captured, submitted);
 		for (int r = 0; r < HBONE_OB_REFUSALS; r++)
 			sb_printf(out, "%s\"%s\":%llu", r ? "," : "", refusal_names[r],
 				  (unsigned long long)atomic_load(&ob->st.refused[r]));
@@ -423,9 +461,12 @@ void hbone_outbound_status(const struct hbone_outbound *ob, const struct hbone_c
 			sb_printf(out, " %s=%llu", refusal_names[r], v);
 	}
 	if (a.sin_port)
-		sb_printf(out, "; outbound listener %s:%u\n", ip, ntohs(a.sin_port));
-	else
-		sb_puts(out, "; no outbound listener (no InternalIP of this node)\n");
+		sb_printf(out, "; outbound listener %s:%u", ip, ntohs(a.sin_port));
+	if (a6.sin6_port)
+		sb_printf(out, "%s [%s]:%u", a.sin_port ? " and" : "; outbound listener", ip6, ntohs(a6.sin6_port));
+	if (!a.sin_port && !a6.sin6_port)
+		sb_puts(out, "; no outbound listener (no InternalIP of this node)");
+	sb_puts(out, "\n");
 }
 
 void hbone_outbound_collect(const struct hbone_outbound *ob, const struct hbone_counters *ctr, struct xm_scrape *sc)

@@ -76,8 +76,11 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
  * (the previous listener is kept).
  */
 int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr);
+/* The same for the IPv6 listener (the node's IPv6 InternalIP; IPV6_V6ONLY): each family has its own. */
+int hbone_outbound_listen6(struct hbone_outbound *ob, const struct sockaddr_in6 *addr);
 /* Where it listens (port 0: nowhere yet). */
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob);
+struct sockaddr_in6 hbone_outbound_address6(const struct hbone_outbound *ob);
 /* Control thread: from now on hbone_outbound_submit refuses (-ENOTCONN); before the loop stops. */
 void hbone_outbound_stop(struct hbone_outbound *ob);
 /* Control thread, with the loop stopped: resets what was handed over and not started, closes everything. */
