@@ -11,10 +11,11 @@
  * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot in force
  * through daemon_snapshot_acquire() and the identity store (any thread).
  *
- * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listener on this
- * node's InternalIP at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook sends this node's pods' connections
- * to pods of other nodes to (xm_hbone_proxy, kept pointing at it; xm_hbone_dsts, kept in step with
- * snapshot->mtls_remote at each apply), and the hand-off of other modules' sockets (daemon/tunnel.h).
+ * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listeners on this
+ * node's InternalIPs (one per family the node has) at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook
+ * sends this node's pods' connections to pods of other nodes to (xm_hbone_proxy, kept pointing at them;
+ * xm_hbone_dsts, kept in step with snapshot->mtls_remote at each apply), and the hand-off of other modules'
+ * sockets (daemon/tunnel.h).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,6 +44,7 @@
 #include "datapath/hbone_capture.h"
 #include "datapath/hbone_steer.h"
 #include "datapath/pins.h"
+#include "datapath/sock_ends.h"
 #include "hbone/hbone.h"
 #include "identity/identity.h"
 #include "metrics/registry.h"
@@ -72,22 +74,33 @@ struct hbone_mod {
 	_Atomic(struct hbone_outbound *) ob_pub; /* ob, for other threads (tunnel_submit, metrics) */
 	struct xm_snapshot *published;		 /* whose mtls_remote xm_hbone_dsts holds; NULL: unknown */
 	struct sockaddr_in listening;		 /* where the outbound listener is (port 0: none) */
-	bool capturing;				 /* xm_hbone_proxy points at it */
+	struct sockaddr_in6 listening6;		 /* where the IPv6 one is (port 0: none) */
+	bool capturing, capturing6;		 /* xm_hbone_proxy points at each */
 	bool warned_no_node;
 };
 
-/* The pod of this node at addr (IPv4), its SPIFFE URI in uri; false when addr is no such pod. */
+/*
+ * addr's IP as the snapshot keys it: IPv4 (also v4-mapped, as the dual-stack 15008 listener sees IPv4) or
+ * IPv6; false for any other family.
+ */
+static bool ip_of(const struct sockaddr_storage *addr, union xm_addr *a, uint8_t *family)
+{
+	uint16_t port;
+
+	return sock_ends_addr_of(addr, a, &port, family) == 0;
+}
+
+/* The pod of this node at addr (IPv4 or IPv6), its SPIFFE URI in uri; false when addr is no such pod. */
 static bool local_pod(const struct hbone_mod *m, const struct xm_snapshot *s, const struct sockaddr_storage *addr,
 		      char *uri, size_t len)
 {
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
-	union xm_addr a = { 0 };
 	const struct xm_identity *id;
+	union xm_addr a;
+	uint8_t family;
 
-	if (!s || addr->ss_family != AF_INET)
+	if (!s || !ip_of(addr, &a, &family))
 		return false;
-	a.v4 = sin->sin_addr.s_addr;
-	id = identities_find(&s->identities, &a, XM_FAMILY_V4);
+	id = identities_find(&s->identities, &a, family);
 	if (!id || !id->wl || strcmp(id->wl->node, m->node))
 		return false;
 	return spiffe_format(uri, len, m->trust_domain, id->wl->ns, id->wl->service_account) == 0;
@@ -162,13 +175,13 @@ static int ob_peer_identity(void *ctx, const struct sockaddr_storage *target, ch
 {
 	struct hbone_mod *m = ctx;
 	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
-	union xm_addr a = { 0 };
+	union xm_addr a;
 	const struct xm_identity *pod;
+	uint8_t family;
 	int err = -ENOENT;
 
-	if (s && target->ss_family == AF_INET) {
-		a.v4 = ((const struct sockaddr_in *)target)->sin_addr.s_addr;
-		pod = identities_find(&s->identities, &a, XM_FAMILY_V4);
+	if (s && ip_of(target, &a, &family)) {
+		pod = identities_find(&s->identities, &a, family);
 		if (pod && pod->wl && !spiffe_format(id, len, m->trust_domain, pod->wl->ns, pod->wl->service_account))
 			err = 0;
 	}
@@ -186,13 +199,14 @@ static int hb_admit(void *ctx, const struct hbone_admit *req)
 {
 	struct hbone_mod *m = ctx;
 	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
-	const struct sockaddr_in *t = (const struct sockaddr_in *)req->target;
-	const struct sockaddr_in *l = (const struct sockaddr_in *)req->local;
 	char uri[XM_SPIFFE_MAX + 1];
+	union xm_addr t, l;
+	uint8_t tf, lf;
 	int status = 200;
 
-	if (req->target->ss_family != AF_INET || req->local->ss_family != AF_INET ||
-	    t->sin_addr.s_addr != l->sin_addr.s_addr || !local_pod(m, s, req->target, uri, sizeof(uri)))
+	/* The local address of an IPv4 connection is v4-mapped (the listener is dual-stack): compared as IPv4. */
+	if (!ip_of(req->target, &t, &tf) || !ip_of(req->local, &l, &lf) || tf != lf || memcmp(&t, &l, sizeof(t)) ||
+	    !local_pod(m, s, req->target, uri, sizeof(uri)))
 		status = 400;
 	snapshot_put(s);
 	return status;
@@ -220,20 +234,33 @@ static void *hbone_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * [::]:15008, dual-stack (IPv4 arrives v4-mapped), or 0.0.0.0:15008 where the host has no IPv6. One socket
+ * for both families: one listener to serve, hand over and drain.
+ */
 static int listen_hbone(void)
 {
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(HBONE_PORT) };
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(HBONE_PORT) };
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, off = 0, fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	bool v6 = fd >= 0;
 
+	if (!v6 && errno == EAFNOSUPPORT)
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	/*
-	 * IP_TRANSPARENT: the connections it accepts answer from a pod's IP, which is no address of this node;
-	 * without it the routing of the SYN-ACK refuses that source (IpOutNoRoutes). Needs CAP_NET_ADMIN.
+	 * IP(V6)_TRANSPARENT: the connections it accepts answer from a pod's IP, which is no address of this node;
+	 * without it the routing of the SYN-ACK refuses that source (IpOutNoRoutes). Needs CAP_NET_ADMIN. The
+	 * IPv6 option sets the socket's one flag, which the IPv4 (v4-mapped) connections use too.
 	 */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 1024)) {
+	    (v6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) ||
+		      setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) ||
+		      bind(fd, (struct sockaddr *)&sin6, sizeof(sin6))
+		: setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) ||
+		      bind(fd, (struct sockaddr *)&sin, sizeof(sin))) ||
+	    listen(fd, 1024)) {
 		int err = -errno;
 
 		close(fd);
@@ -303,7 +330,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->lfd = listen_hbone();
 	if (m->lfd < 0) {
 		err = m->lfd;
-		log_error("hbone: listening on 0.0.0.0:%d: %s", HBONE_PORT, strerror(-err));
+		log_error("hbone: listening on [::]:%d: %s", HBONE_PORT, strerror(-err));
 		tunnel_tcp_free(m->tcp);
 		close_maps(m);
 		free(m);
@@ -381,39 +408,90 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 	return 0;
 }
 
-static void set_capture(struct hbone_mod *m, bool on)
+/* xm_hbone_proxy to the listeners of the families asked (both false: capture off). */
+static void set_capture(struct hbone_mod *m, bool v4, bool v6)
 {
 	struct l7_capture_proxy cp = {
 		.addr4.v4 = m->listening.sin_addr.s_addr,
-		.v4 = true,
-		.port = ntohs(m->listening.sin_port),
+		.v4 = v4,
+		.v6 = v6,
+		.port = XM_HBONE_OUTBOUND_PORT,
 	};
+	char ip6[INET6_ADDRSTRLEN];
 
-	if (on == m->capturing)
+	if (v4 == m->capturing && v6 == m->capturing6)
 		return;
-	if (hbone_capture_set_proxy(m->proxy_map, on ? &cp : NULL)) {
-		log_warn("hbone: could not %s the capture (xm_hbone_proxy)", on ? "turn on" : "turn off");
+	memcpy(cp.addr6.bytes, &m->listening6.sin6_addr, sizeof(cp.addr6.bytes));
+	if (hbone_capture_set_proxy(m->proxy_map, v4 || v6 ? &cp : NULL)) {
+		log_warn("hbone: could not %s the capture (xm_hbone_proxy)", v4 || v6 ? "turn on" : "turn off");
 		return;
 	}
-	m->capturing = on;
-	if (on)
+	m->capturing = v4;
+	m->capturing6 = v6;
+	if (v4)
 		log_info("hbone: capturing this node's pods' connections to tunnelled pods of other nodes at %s:%d",
 			 inet_ntoa(m->listening.sin_addr), XM_HBONE_OUTBOUND_PORT);
+	if (v6)
+		log_info("hbone: capturing this node's pods' IPv6 connections to tunnelled pods of other nodes at "
+			 "[%s]:%d",
+			 inet_ntop(AF_INET6, &m->listening6.sin6_addr, ip6, sizeof(ip6)), XM_HBONE_OUTBOUND_PORT);
+}
+
+/*
+ * The outbound listener of one family on this node's InternalIP of that family: made (again) when the address
+ * is new; true when it listens there. A family the node has no InternalIP of is not captured.
+ */
+static bool outbound_listener(struct hbone_mod *m, const struct xm_snapshot *next, uint8_t family, int *err)
+{
+	union xm_addr node;
+	char ip[INET6_ADDRSTRLEN];
+	int r;
+
+	if (!local_addrs_node_ip(&next->local, family, &node))
+		return false;
+	if (family == XM_FAMILY_V4) {
+		struct sockaddr_in want = { .sin_family = AF_INET, .sin_port = htons(XM_HBONE_OUTBOUND_PORT) };
+
+		want.sin_addr.s_addr = node.v4;
+		if (m->listening.sin_port && m->listening.sin_addr.s_addr == want.sin_addr.s_addr)
+			return true;
+		set_capture(m, false, m->capturing6); /* not at the old address while the new one is not there */
+		r = hbone_outbound_listen(m->ob, &want);
+		memset(&m->listening, 0, sizeof(m->listening));
+		if (!r)
+			m->listening = want;
+	} else {
+		struct sockaddr_in6 want = { .sin6_family = AF_INET6, .sin6_port = htons(XM_HBONE_OUTBOUND_PORT) };
+
+		memcpy(&want.sin6_addr, node.v6, sizeof(want.sin6_addr));
+		if (m->listening6.sin6_port &&
+		    !memcmp(&m->listening6.sin6_addr, &want.sin6_addr, sizeof(want.sin6_addr)))
+			return true;
+		set_capture(m, m->capturing, false);
+		r = hbone_outbound_listen6(m->ob, &want);
+		memset(&m->listening6, 0, sizeof(m->listening6));
+		if (!r)
+			m->listening6 = want;
+	}
+	if (r) {
+		inet_ntop(family == XM_FAMILY_V4 ? AF_INET : AF_INET6, node.bytes, ip, sizeof(ip));
+		log_error("hbone: the outbound listener on %s port %d: %s", ip, XM_HBONE_OUTBOUND_PORT, strerror(-r));
+		*err = r;
+		return false;
+	}
+	return true;
 }
 
 /*
  * The client side's part of an apply: the destinations first (a pod that turns DISABLE stops being captured
- * with this apply, one that turns tunnelled starts), then the listener on this node's InternalIP, then the
- * capture pointed at it once it listens.
+ * with this apply, one that turns tunnelled starts), then a listener on each InternalIP of this node (IPv4,
+ * IPv6), then the capture pointed at those that listen.
  */
 static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 {
-	struct sockaddr_in want = { .sin_family = AF_INET, .sin_port = htons(XM_HBONE_OUTBOUND_PORT) };
-	union xm_addr node;
-	bool have = local_addrs_node_ip(&next->local, XM_FAMILY_V4, &node);
 	int err = 0, r;
+	bool v4, v6;
 
-	want.sin_addr.s_addr = node.v4;
 	r = hbone_capture_sync(m->dsts_map, m->published ? &m->published->mtls_remote : NULL, &next->mtls_remote);
 	if (r) {
 		log_warn("hbone: updating the tunnelled destinations (xm_hbone_dsts): %s", strerror(-r));
@@ -421,27 +499,17 @@ static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 	}
 	snapshot_put(m->published);
 	m->published = r ? NULL : snapshot_get(next);
-	if (!have) {
+	v4 = outbound_listener(m, next, XM_FAMILY_V4, &err);
+	v6 = outbound_listener(m, next, XM_FAMILY_V6, &err);
+	if (!v4 && !v6 && !err) {
 		if (!m->warned_no_node)
-			log_warn("hbone: no IPv4 InternalIP of this node (--node) in the config: pods' connections to "
+			log_warn("hbone: no InternalIP of this node (--node) in the config: pods' connections to "
 				 "other nodes are not tunnelled");
 		m->warned_no_node = true;
-		set_capture(m, false);
-		return err;
+	} else {
+		m->warned_no_node = false;
 	}
-	m->warned_no_node = false;
-	if (m->listening.sin_addr.s_addr != want.sin_addr.s_addr || !m->listening.sin_port) {
-		set_capture(m, false); /* not at the old address while the new one is not there */
-		r = hbone_outbound_listen(m->ob, &want);
-		if (r) {
-			log_error("hbone: the outbound listener on %s:%d: %s", inet_ntoa(want.sin_addr),
-				  XM_HBONE_OUTBOUND_PORT, strerror(-r));
-			memset(&m->listening, 0, sizeof(m->listening));
-			return r;
-		}
-		m->listening = want;
-	}
-	set_capture(m, true);
+	set_capture(m, v4, v6);
 	return err;
 }
 
@@ -493,8 +561,8 @@ static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool js
 	if (json) {
 		sb_printf(out, ",\"hbone\":{\"server\":%s,\"connections\":%llu,\"streams\":%llu",
 			  m->running ? "true" : "false", open, streams);
-		sb_printf(out, ",\"client\":{\"running\":%s,\"capturing\":%s", m->ob ? "true" : "false",
-			  m->capturing ? "true" : "false");
+		sb_printf(out, ",\"client\":{\"running\":%s,\"capturing\":%s,\"capturing6\":%s",
+			  m->ob ? "true" : "false", m->capturing ? "true" : "false", m->capturing6 ? "true" : "false");
 		if (m->ob) {
 			sb_puts(out, ",");
 			hbone_outbound_status(m->ob, &m->ctr, true, out);
@@ -508,7 +576,11 @@ static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool js
 		hbone_outbound_status(m->ob, &m->ctr, false, out);
 	else
 		sb_puts(out, "hbone: client not started (no trust bundle)\n");
-	sb_printf(out, "hbone: capture %s\n", m->capturing ? "on" : "off (pods' connections to other nodes go direct)");
+	if (m->capturing || m->capturing6)
+		sb_printf(out, "hbone: capture on (%s%s%s)\n", m->capturing ? "IPv4" : "",
+			  m->capturing && m->capturing6 ? ", " : "", m->capturing6 ? "IPv6" : "");
+	else
+		sb_puts(out, "hbone: capture off (pods' connections to other nodes go direct)\n");
 }
 
 static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)
@@ -561,7 +633,7 @@ static void hbone_mod_close(void *state)
 	struct hbone_mod *m = state;
 
 	/* Capture off first: new connects go direct, not to a listener about to close. */
-	set_capture(m, false);
+	set_capture(m, false, false);
 	hbone_outbound_stop(m->ob);
 	if (m->running) {
 		loop_stop(m->loop);

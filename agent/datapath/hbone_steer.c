@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Inbound HBONE steering: one routing rule per uplink and a local default route (datapath/hbone_steer.h). */
+/*
+ * Inbound HBONE steering: one routing rule per uplink and a local default route, for IPv4 and IPv6
+ * (datapath/hbone_steer.h).
+ */
 #include "datapath/hbone_steer.h"
 
 #include <errno.h>
@@ -25,12 +28,16 @@ static int talk(struct nl_sock *sk, struct nl_msg *msg)
 	err = nl_wait_for_ack(sk);
 	if (err >= 0)
 		return 0;
-	return err == -NLE_EXIST ? -EEXIST : err == -NLE_OBJ_NOTFOUND ? -ENOENT : err == -NLE_PERM ? -EPERM : -EIO;
+	return err == -NLE_EXIST	  ? -EEXIST
+	       : err == -NLE_OBJ_NOTFOUND ? -ENOENT
+	       : err == -NLE_PERM	  ? -EPERM
+	       : err == -NLE_AF_NOSUPPORT ? -EAFNOSUPPORT
+					  : -EIO;
 }
 
-static int rule(struct nl_sock *sk, int type, int flags, const char *iface)
+static int rule(struct nl_sock *sk, int family, int type, int flags, const char *iface)
 {
-	struct fib_rule_hdr h = { .family = AF_INET, .action = FR_ACT_TO_TBL };
+	struct fib_rule_hdr h = { .family = (uint8_t)family, .action = FR_ACT_TO_TBL };
 	struct fib_rule_port_range dport = { .start = HBONE_DPORT, .end = HBONE_DPORT };
 	struct nl_msg *msg = nlmsg_alloc_simple(type, flags | NLM_F_REQUEST | NLM_F_ACK);
 
@@ -45,9 +52,10 @@ static int rule(struct nl_sock *sk, int type, int flags, const char *iface)
 	return talk(sk, msg);
 }
 
-static int route(struct nl_sock *sk, int type, int flags)
+/* "local 0.0.0.0/0 dev lo" (IPv4) or "local ::/0 dev lo" (IPv6) in the steering table. */
+static int route(struct nl_sock *sk, int family, int type, int flags)
 {
-	struct rtmsg r = { .rtm_family = AF_INET,
+	struct rtmsg r = { .rtm_family = (unsigned char)family,
 			   .rtm_table = RT_TABLE_UNSPEC,
 			   .rtm_protocol = RTPROT_STATIC,
 			   .rtm_scope = RT_SCOPE_HOST,
@@ -76,6 +84,28 @@ static struct nl_sock *open_rtnl(void)
 	return sk;
 }
 
+/* The route and the rules of one family, replacing what a previous run left. */
+static int install_family(struct nl_sock *sk, int family, const char *const *ifaces, size_t n)
+{
+	int err = route(sk, family, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
+
+	for (size_t i = 0; !err && i < n; i++) {
+		/* A rule left by a previous run is removed first: rules have no "replace". */
+		while (rule(sk, family, RTM_DELRULE, 0, ifaces[i]) == 0)
+			;
+		err = rule(sk, family, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, ifaces[i]);
+	}
+	return err;
+}
+
+static void remove_family(struct nl_sock *sk, int family, const char *const *ifaces, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		while (rule(sk, family, RTM_DELRULE, 0, ifaces[i]) == 0)
+			;
+	route(sk, family, RTM_DELROUTE, 0);
+}
+
 int hbone_steer_install(const char *const *ifaces, size_t n)
 {
 	struct nl_sock *sk = open_rtnl();
@@ -83,12 +113,12 @@ int hbone_steer_install(const char *const *ifaces, size_t n)
 
 	if (!sk)
 		return -EIO;
-	err = route(sk, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
-	for (size_t i = 0; !err && i < n; i++) {
-		/* A rule left by a previous run is removed first: rules have no "replace". */
-		while (rule(sk, RTM_DELRULE, 0, ifaces[i]) == 0)
-			;
-		err = rule(sk, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, ifaces[i]);
+	err = install_family(sk, AF_INET, ifaces, n);
+	if (!err) {
+		err = install_family(sk, AF_INET6, ifaces, n);
+		/* A host without IPv6 (ipv6.disable=1) has no IPv6 pods to serve. */
+		if (err == -EAFNOSUPPORT)
+			err = 0;
 	}
 	nl_socket_free(sk);
 	return err;
@@ -100,9 +130,7 @@ void hbone_steer_remove(const char *const *ifaces, size_t n)
 
 	if (!sk)
 		return;
-	for (size_t i = 0; i < n; i++)
-		while (rule(sk, RTM_DELRULE, 0, ifaces[i]) == 0)
-			;
-	route(sk, RTM_DELROUTE, 0);
+	remove_family(sk, AF_INET, ifaces, n);
+	remove_family(sk, AF_INET6, ifaces, n);
 	nl_socket_free(sk);
 }

@@ -2,8 +2,9 @@
 /*
  * Steering of inbound HBONE (TCP port 15008 to a pod IP of this node) to the agent's listener, in the kernel
  * and without iptables: a policy routing rule "iif UPLINK ipproto tcp dport 15008 lookup 15008" and, in
- * table 15008, "local 0.0.0.0/0 dev lo". Such a packet is delivered locally instead of being forwarded to the
- * pod, and the agent's socket listening on 0.0.0.0:15008 accepts it with the pod's IP as its local address.
+ * table 15008, "local 0.0.0.0/0 dev lo"; the same for IPv6 ("ip -6 rule", "local ::/0 dev lo"). Such a packet
+ * is delivered locally instead of being forwarded to the pod, and the agent's socket listening on [::]:15008
+ * (dual-stack) accepts it with the pod's IP as its local address.
  * docs/mtls.md "Wiring: the server side" says why this hook and not sk_lookup or bpf_sk_assign alone.
  */
 #ifndef XMESH_DATAPATH_HBONE_STEER_H
@@ -14,7 +15,10 @@
 #define XM_HBONE_STEER_TABLE 15008 /* the routing table holding the local default route */
 #define XM_HBONE_STEER_PRIO  15008 /* the rule's priority: before "main" (32766) */
 
-/* Installs the route and one rule per uplink (replacing what a previous run left). 0 or a negative errno. */
+/*
+ * Installs the routes and one rule per uplink and family (replacing what a previous run left); a host without
+ * IPv6 gets the IPv4 ones only. 0 or a negative errno.
+ */
 int hbone_steer_install(const char *const *ifaces, size_t n);
 /* Removes them (what is already gone is fine). */
 void hbone_steer_remove(const char *const *ifaces, size_t n);
