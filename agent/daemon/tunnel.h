@@ -16,7 +16,7 @@
 struct xm_agent;
 
 struct xm_tunnel_req {
-	struct sockaddr_storage target; /* the remote pod's IP and the application port (AF_INET) */
+	struct sockaddr_storage target; /* the remote pod's IP and the application port (AF_INET, AF_INET6) */
 	struct sockaddr_storage client; /* Forwarded: for= (the downstream client); ss_family 0: no header */
 	char src_id[HBONE_ID_MAX]; /* the local workload the connection is made for: its certificate is presented */
 	char traceparent[64];	   /* "" : a new one */
