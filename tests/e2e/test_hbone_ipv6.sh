@@ -8,7 +8,8 @@
 #   - 10 MiB byte-exact; the VIP's connections are tunnelled and getpeername answers the VIP;
 #   - STRICT: the external host's IPv6 plaintext to sa is refused by agent B's kernel program (peer_auth);
 #     PERMISSIVE: still tunnelled, the external plaintext gets through; DISABLE: the marker is on the wire;
-#   - IPv4 keeps working next to it (the same pods' IPv4 addresses are tunnelled too).
+#   - IPv4 keeps working next to it (the same pods' IPv4 addresses are tunnelled too);
+#   - an HTTP Service's IPv6 VIP: agent A's L7 proxy hands its upstream to sa's IPv6 address to the tunnel.
 #
 #        a0 │                          b0 │                          e0 │
 #   nodea up0 10.199.0.1 fd00:199::1  nodeb up0 10.199.0.2 fd00:199::2  ext 10.199.0.100 fd00:199::100
@@ -25,6 +26,7 @@ command -v tcpdump >/dev/null || xmt_fail "tcpdump missing (scripts/install-deps
 command -v curl >/dev/null || xmt_skip "command curl not installed"
 XM_STREAM="$XMT_BUILD/tools/xm-stream"
 [ -x "$XM_STREAM" ] || xmt_skip "test tool $XM_STREAM not built (make tools)"
+[ -x "$XM_HTTP" ] || xmt_skip "xm-http not built (make tools)"
 
 SA=10.200.2.11
 SA6=fd00:200:2::11
@@ -32,6 +34,7 @@ PA=10.200.1.11
 PA6=fd00:200:1::11
 VIP=10.96.0.60
 VIP6=fd00:96::60
+HVIP6=fd00:96::61 # the HTTP Service (L7 proxy), IPv6 only
 MARK="xmesh-marker6-$$-$RANDOM-plaintext"
 
 # The IPv4 two-node topology, made dual-stack: uplinks, pod bridges, routes, pods (addresses without DAD).
@@ -55,6 +58,8 @@ dual_pod() {
 dual_pod nodeb sa "$SA" "$SA6" 10.200.2.1 fd00:200:2::1
 xmt_bg stream-sa sa plain "$XM_STREAM" serve --port 9000
 xmt_wait_for "$(xmt_bg_log stream-sa)" 'ready' 5 || xmt_fail "xm-stream in sa did not start"
+xmt_bg http-sa sa plain "$XM_HTTP" --id sa --port 9080
+xmt_wait_for "$(xmt_bg_log http-sa)" ' ready$' 5 "${XMT_BG[http-sa]}" || xmt_fail "xm-http in sa did not start"
 dual_pod nodea pa "$PA" "$PA6" 10.200.1.1 fd00:200:1::1
 
 # node NAME IP IP6: a Node with both InternalIPs.
@@ -69,11 +74,17 @@ pod() {
 	[ -z "${5:-}" ] || echo "  serviceAccountName: $5"
 	printf '%s\n' "status:" "  podIP: $3" "  podIPs:" "  - ip: $3" "  - ip: $4"
 }
-# slice NAME FAMILY IP: one EndpointSlice of Service web with sa at IP.
+# service NAME VIP VIP6 PORT_NAME TARGET_PORT: a dual-stack Service, port 80.
+service() {
+	printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: $1" "  namespace: default" \
+		"spec:" "  clusterIP: $2" "  clusterIPs:" "  - $2" "  - $3" "  ipFamilies:" "  - IPv4" "  - IPv6" \
+		"  ports:" "  - name: $4" "    port: 80" "    protocol: TCP" "    targetPort: $5"
+}
+# slice SERVICE FAMILY IP PORT_NAME PORT: one EndpointSlice of SERVICE with sa at IP.
 slice() {
-	printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" "  name: $1" \
-		"  namespace: default" "  labels:" "    kubernetes.io/service-name: web" "addressType: $2" "ports:" \
-		"- name: tcp" "  port: 8080" "  protocol: TCP" "endpoints:" "- addresses:" "  - \"$3\"" "  conditions:" \
+	printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" "  name: $1-${2,,}" \
+		"  namespace: default" "  labels:" "    kubernetes.io/service-name: $1" "addressType: $2" "ports:" \
+		"- name: $4" "  port: $5" "  protocol: TCP" "endpoints:" "- addresses:" "  - \"$3\"" "  conditions:" \
 		"    ready: true" "  nodeName: nodeb"
 }
 # config MODE: sa's PeerAuthentication mode; the rest never changes.
@@ -83,11 +94,14 @@ config() {
 		node nodeb 10.199.0.2 fd00:199::2
 		pod sa nodeb "$SA" "$SA6" web
 		pod pa nodea "$PA" "$PA6"
-		printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: web" "  namespace: default" \
-			"spec:" "  clusterIP: $VIP" "  clusterIPs:" "  - $VIP" "  - $VIP6" "  ipFamilies:" "  - IPv4" \
-			"  - IPv6" "  ports:" "  - name: tcp" "    port: 80" "    protocol: TCP" "    targetPort: 8080"
-		slice web-v4 IPv4 "$SA"
-		slice web-v6 IPv6 "$SA6"
+		service web "$VIP" "$VIP6" tcp 8080
+		slice web IPv4 "$SA" tcp 8080
+		slice web IPv6 "$SA6" tcp 8080
+		# IPv6 single-stack: the proxy has no IPv4 endpoint to fall back to.
+		printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: webh" "  namespace: default" \
+			"spec:" "  clusterIP: $HVIP6" "  clusterIPs:" "  - $HVIP6" "  ipFamilies:" "  - IPv6" "  ports:" \
+			"  - name: http" "    port: 80" "    protocol: TCP" "    targetPort: 9080"
+		slice webh IPv6 "$SA6" http 9080
 		printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
 			"  name: sa-mode" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
 			"  mtls:" "    mode: $1"
@@ -95,7 +109,7 @@ config() {
 }
 config STRICT
 
-xmx_agent a nodea nodea up0 --hbone
+xmx_agent a nodea nodea up0 --hbone --proxy-workers 1
 xmt_wait_for "$XMT_TMP/agent-a.log" 'hbone: capturing .* IPv6 connections' 5 ||
 	xmt_fail "agent a does not capture IPv6: $(tail -n 5 "$XMT_TMP/agent-a.log")"
 xmx_agent b nodeb nodeb up0 --hbone
@@ -192,6 +206,21 @@ out=$(in_pod pa "$XM_CLIENT" spread --addr "$VIP:80" -n 3 2>&1) || xmt_fail "IPv
 grep "total=3 ok=3 errors=0 getpeername_mismatch=0" <<<"$out" >/dev/null || xmt_fail "IPv4 VIP: $out"
 n=$(($(captured) - n0))
 [ "$n" = 4 ] || xmt_fail "$n of 4 IPv4 connections went through the tunnel"
+
+XMT_SUBTEST="IPv6 HTTP Service: the L7 proxy's upstream to sa's IPv6 address rides the tunnel"
+h0=$(metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
+code=$(in_pod pa curl -g -sS -o "$XMT_TMP/echo6.json" -w '%{http_code}' --max-time 5 -H 'Host: webh' "http://[$HVIP6]/echo" 2>&1) ||
+	xmt_fail "pa -> [$HVIP6]: $code"
+[ "$code" = 200 ] || xmt_fail "pa -> [$HVIP6]: $code; $(tail -n 3 "$XMT_TMP/agent-a.log")"
+python3 - "$XMT_TMP/echo6.json" "$PA6" <<'PY' || xmt_fail "sa's view: $(cat "$XMT_TMP/echo6.json")"
+import json, sys
+e = json.load(open(sys.argv[1]))
+assert e["id"] == "sa", e
+h = {k.lower(): v for k, v in e["headers"]}
+assert h.get("x-forwarded-for") == sys.argv[2], h  # through agent a's proxy: pa is the client
+PY
+h=$(($(metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}') - h0))
+[ "$h" -ge 1 ] || xmt_fail "the proxy's IPv6 upstream was not handed to the tunnel ($h)"
 
 # wait_captured yes|no: a fresh IPv6 connection from pa every 50 ms until agent a's capture counter moves (yes)
 # or stays (no) for it, within 3 s.
