@@ -404,3 +404,40 @@ Test(hbone_outbound, listener_moves)
 	cr_expect_neq(connect(c, (struct sockaddr *)&first, sizeof(first)), 0);
 	close(c);
 }
+
+/* One listener per family: the IPv6 one moves on its own, the IPv4 one stays, both are served. */
+Test(hbone_outbound, ipv6_listener_next_to_ipv4)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in v4;
+	struct sockaddr_in6 first, second;
+	int c;
+
+	start_loop();
+	cr_expect_eq(hbone_outbound_address6(fx.ob).sin6_port, 0, "no IPv6 listener yet");
+	cr_assert_eq(hbone_outbound_listen(fx.ob, &a), 0);
+	cr_assert_eq(hbone_outbound_listen6(fx.ob, &a6), 0);
+	first = hbone_outbound_address6(fx.ob);
+	cr_assert_eq(first.sin6_family, AF_INET6);
+	cr_assert_neq(first.sin6_port, 0);
+	cr_assert_eq(hbone_outbound_listen6(fx.ob, &a6), 0);
+	second = hbone_outbound_address6(fx.ob);
+	cr_assert_neq(second.sin6_port, first.sin6_port);
+	v4 = hbone_outbound_address(fx.ob);
+	cr_assert_neq(v4.sin_port, 0, "the IPv4 listener stays");
+	/* Each family's listener in force accepts (no original destination: reset). */
+	c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(connect(c, (struct sockaddr *)&second, sizeof(second)), 0);
+	cr_expect(ended(c, 2000));
+	close(c);
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(connect(c, (struct sockaddr *)&v4, sizeof(v4)), 0);
+	cr_expect(ended(c, 2000));
+	close(c);
+	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob)->refused[HBONE_OB_NO_ORIGDST]), 2);
+	/* The first IPv6 one was closed when the loop took the second over. */
+	c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_expect_neq(connect(c, (struct sockaddr *)&first, sizeof(first)), 0);
+	close(c);
+}
