@@ -105,7 +105,10 @@ static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const
 		.traceparent = traceparent && traceparent[0] ? traceparent : NULL,
 	};
 
-	((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
+	if (dst.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&dst)->sin6_port = htons(ob->hbone_port);
+	else
+		((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
 	/* A new TLS connection takes its own references to the certificate before this returns. */
 	if (!hbone_splice_open(ob->cl, ob->loop, fd, &req, NULL, NULL)) {
 		count(&ob->st.refused[HBONE_OB_OUT_OF_MEMORY]); /* fd closed by splice_open */
