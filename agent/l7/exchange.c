@@ -789,8 +789,8 @@ bool l7_exchange_step(struct l7_down *d)
 		x->up_local_port = up->local_port;
 		x->up_local_family = up->local_family;
 		x->tunnelled = up->ep.tunnel;
-		if (!up->requests && !up->ep.tunnel)
-			l7_report_connected(d->w, x); /* a fresh connection is up (a tunnelled one: once it opened) */
+		if (!up->requests)
+			l7_report_connected(d->w, x); /* a fresh connection is up (tunnelled: its stream opened) */
 		up->requests++;
 		moved = true;
 	}
