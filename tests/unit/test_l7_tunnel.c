@@ -139,9 +139,15 @@ static void *fake_thread(void *arg)
 		reset_close(fd);
 		fd = -1;
 	} else if (sa->mode == FAKE_REFUSE_CLEAN) {
+		char buf[4096];
+
 		usleep(30000);
 		answer(&sa->done, XM_TUNNEL_REFUSED, 401, 0);
-		shutdown(fd, SHUT_RDWR); /* EOF, nothing unread: a socket alone would look like "opened, then closed" */
+		/* Whatever the proxy wrote is taken (nothing, it waits for the answer), then a clean EOF: by the
+		 * socket alone (the SIOCOUTQ heuristic this replaced) "opened, then closed", UC, not retried. */
+		while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+			;
+		shutdown(fd, SHUT_RDWR);
 	} else if (sa->mode == FAKE_HANG) {
 		usleep(1000000);
 		answer(&sa->done, XM_TUNNEL_TIMED_OUT, 0, -ETIMEDOUT); /* long after connectTimeout closed it */
