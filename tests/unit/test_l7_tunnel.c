@@ -682,6 +682,7 @@ Test(l7_tunnel, a_refused_stream_is_a_connect_failure)
 	x = rec_wait(0);
 	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
 	cr_expect(!(x.flags & L7_RF_UC), "flags %#x: a refusal is no reset after connect", x.flags);
+	cr_expect(x.flags & L7_RF_URX, "flags %#x: retries exhausted, as for a refused TCP connect", x.flags);
 	cr_expect_eq(calls_count(), 3, "retried as a connect failure");
 	pthread_mutex_lock(&lock);
 	cr_expect_eq(connect_failed_reports, 3, "each try reported to outlier detection as a connect failure");
@@ -702,6 +703,7 @@ Test(l7_tunnel, a_refusal_with_a_clean_close_is_a_connect_failure)
 	hc_open(&a, "127.0.0.13", port);
 	get(&a, "refclean", "/echo/rc", &r);
 	cr_expect_eq(r.status, 503);
+	cr_expect_eq(r.body_len, 91, "Envoy's body, byte-exact: %zu bytes", r.body_len);
 	cr_expect_str_eq(r.body, "upstream connect error or disconnect/reset before headers. reset reason: connection "
 				 "failure");
 	response_free(&r);
@@ -709,6 +711,7 @@ Test(l7_tunnel, a_refusal_with_a_clean_close_is_a_connect_failure)
 	x = rec_wait(0);
 	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
 	cr_expect(!(x.flags & L7_RF_UC), "flags %#x", x.flags);
+	cr_expect(x.flags & L7_RF_URX, "flags %#x", x.flags);
 	cr_expect_eq(calls_count(), 3, "retried as a connect failure (Istio's default retryOn)");
 	pthread_mutex_lock(&lock);
 	cr_expect_eq(connect_failed_reports, 3, "each try reported to outlier detection");
