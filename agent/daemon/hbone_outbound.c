@@ -24,7 +24,9 @@
 
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/post_gate.h"
 #include "core/strbuf.h"
+#include "core/tunnel_done.h"
 #include "datapath/hbone_capture.h"
 #include "identity/identity.h"
 #include "metrics/registry.h"
@@ -37,6 +39,13 @@ struct ob_sub {
 	int fd;
 	struct xm_cert *cert;
 	struct xm_tunnel_req req;
+	struct xm_tunnel_done done; /* gate NULL: the submitter wants no answer */
+};
+
+/* Loop thread: a handed-over stream whose submitter waits for its answer (tunnel_done_post, once). */
+struct ob_wait {
+	struct xm_tunnel_done done;
+	bool told;
 };
 
 struct hbone_outbound {
@@ -88,10 +97,41 @@ static void refuse(struct hbone_outbound *ob, int fd, enum hbone_ob_refusal why)
 	reset_fd(fd);
 }
 
-/* Loop thread: one stream for fd, presenting cert (src_id's), requiring dst_id at target's IP. */
-static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const char *src_id, const char *dst_id,
-		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, const char *traceparent)
+static void tell(const struct xm_tunnel_done *done, struct xm_tunnel_result r)
 {
+	if (done && done->gate)
+		tunnel_done_post(done, &r);
+}
+
+/* The stream's answer: the submitter hears it now, before the socket is reset on a refusal. */
+static void wait_opened(void *ctx, int status)
+{
+	struct ob_wait *wt = ctx;
+
+	wt->told = true;
+	tell(&wt->done, tunnel_result_of(status));
+}
+
+/* The splice ended: without an answer first (the socket reset, the client freed), that is the answer. */
+static void wait_done(void *ctx, int err)
+{
+	struct ob_wait *wt = ctx;
+
+	if (!wt->told)
+		tell(&wt->done, tunnel_result_of(err ? err : -ECONNRESET));
+	free(wt);
+}
+
+/*
+ * Loop thread: one stream for fd, presenting cert (src_id's), requiring dst_id at target's IP; done (NULL or
+ * no gate: none) hears how its opening ended.
+ */
+static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const char *src_id, const char *dst_id,
+		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, const char *traceparent,
+		  const struct xm_tunnel_done *done)
+{
+	struct ob_wait *wt = NULL;
+	struct hbone_splice *sp;
 	struct sockaddr_storage dst = *target;
 	struct hbone_open req = {
 		.src_id = src_id,
@@ -109,9 +149,24 @@ static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const
 		((struct sockaddr_in6 *)&dst)->sin6_port = htons(ob->hbone_port);
 	else
 		((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
+	if (done && done->gate) {
+		wt = calloc(1, sizeof(*wt));
+		if (!wt) {
+			cert_put(cert);
+			refuse(ob, fd, HBONE_OB_OUT_OF_MEMORY);
+			tell(done, tunnel_result_of(-ENOMEM));
+			return;
+		}
+		wt->done = *done;
+	}
 	/* A new TLS connection takes its own references to the certificate before this returns. */
-	if (!hbone_splice_open(ob->cl, ob->loop, fd, &req, NULL, NULL)) {
-		count(&ob->st.refused[HBONE_OB_OUT_OF_MEMORY]); /* fd closed by splice_open */
+	sp = hbone_splice_open(ob->cl, ob->loop, fd, &req, wt ? wait_done : NULL, wt);
+	if (!sp) {
+		count(&ob->st.refused[HBONE_OB_OUT_OF_MEMORY]); /* fd closed by splice_open, wait_done not called */
+		free(wt);
+		tell(done, tunnel_result_of(-ENOMEM));
+	} else if (wt) {
+		hbone_splice_on_open(sp, wait_opened);
 	}
 	cert_put(cert);
 }
@@ -141,7 +196,7 @@ static void captured(struct hbone_outbound *ob, int fd)
 		refuse(ob, fd, HBONE_OB_NO_CERTIFICATE);
 		return;
 	}
-	carry(ob, fd, cert, src_id, dst_id, &cap.target, &cap.client, NULL);
+	carry(ob, fd, cert, src_id, dst_id, &cap.target, &cap.client, NULL, NULL);
 }
 
 static void on_listener(struct xm_loop *loop, int lfd, uint32_t events, void *ctx)
@@ -174,10 +229,11 @@ static void submitted(struct hbone_outbound *ob, struct ob_sub *s)
 	if (ob->ops.peer_identity(ob->ops.ctx, &s->req.target, dst_id, sizeof(dst_id))) {
 		cert_put(s->cert);
 		refuse(ob, s->fd, HBONE_OB_UNKNOWN_TARGET);
+		tell(&s->done, tunnel_result_of(-ENOENT));
 		return;
 	}
 	carry(ob, s->fd, s->cert, s->req.src_id, dst_id, &s->req.target,
-	      s->req.client.ss_family ? &s->req.client : NULL, s->req.traceparent);
+	      s->req.client.ss_family ? &s->req.client : NULL, s->req.traceparent, &s->done);
 }
 
 static void kick(struct xm_loop *loop, void *arg)
@@ -230,7 +286,8 @@ static int kick_locked(struct hbone_outbound *ob)
 	return err;
 }
 
-int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tunnel_req *req)
+int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tunnel_req *req,
+			  const struct xm_tunnel_done *done)
 {
 	struct ob_sub *s;
 	struct xm_cert *cert;
@@ -264,6 +321,10 @@ int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tun
 	s->fd = fd;
 	s->cert = cert;
 	s->req = *req;
+	if (done && done->gate) {
+		s->done = *done;
+		post_gate_get(done->gate); /* dropped by the answer's post */
+	}
 	pthread_mutex_lock(&ob->mu);
 	err = ob->stopped ? -ENOTCONN : kick_locked(ob);
 	if (!err) {
@@ -272,6 +333,7 @@ int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tun
 	}
 	pthread_mutex_unlock(&ob->mu);
 	if (err) {
+		post_gate_put(s->done.gate); /* no answer comes: the caller hears err */
 		free(s);
 		cert_put(cert);
 		close(fd);
@@ -404,6 +466,7 @@ void hbone_outbound_free(struct hbone_outbound *ob)
 		ob->head = s->next;
 		cert_put(s->cert);
 		reset_fd(s->fd);
+		tell(&s->done, tunnel_result_of(-ENOTCONN));
 		free(s);
 	}
 	for (int f = 0; f < OB_FAMILIES; f++) {

@@ -89,7 +89,8 @@ void hbone_outbound_free(struct hbone_outbound *ob);
 /* Any thread: whether hbone_outbound_submit would take a socket. */
 bool hbone_outbound_available(const struct hbone_outbound *ob);
 /* Any thread: tunnel_submit's contract (daemon/tunnel.h), fd owned from now on. */
-int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tunnel_req *req);
+int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tunnel_req *req,
+			  const struct xm_tunnel_done *done);
 
 const struct hbone_outbound_stats *hbone_outbound_stats(const struct hbone_outbound *ob);
 /* `xmesh status`: the text line(s), or the members of the "client" JSON object; and the metric families. */

@@ -539,7 +539,7 @@ bool tunnel_available(struct xm_agent *a)
 	return m && hbone_outbound_available(atomic_load_explicit(&m->ob_pub, memory_order_acquire));
 }
 
-int tunnel_submit(struct xm_agent *a, int fd, const struct xm_tunnel_req *req)
+int tunnel_submit(struct xm_agent *a, int fd, const struct xm_tunnel_req *req, const struct xm_tunnel_done *done)
 {
 	struct hbone_mod *m = daemon_module_state(a, &xm_module_hbone);
 	struct hbone_outbound *ob = m ? atomic_load_explicit(&m->ob_pub, memory_order_acquire) : NULL;
@@ -548,7 +548,7 @@ int tunnel_submit(struct xm_agent *a, int fd, const struct xm_tunnel_req *req)
 		close(fd);
 		return -ENOTCONN;
 	}
-	return hbone_outbound_submit(ob, fd, req);
+	return hbone_outbound_submit(ob, fd, req, done);
 }
 
 static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)

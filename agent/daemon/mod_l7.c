@@ -150,7 +150,7 @@ static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
  * the proxy's socketpair goes to the node's HBONE client, presenting the client pod's certificate. IPv4 and
  * IPv6 endpoints, as the tunnel.
  */
-static int tunnel_upstream(void *ctx, int fd, const struct l7_tunnel_req *t)
+static int tunnel_upstream(void *ctx, int fd, const struct l7_tunnel_req *t, const struct xm_tunnel_done *done)
 {
 	struct xm_agent *a = ctx;
 	struct xm_tunnel_req req;
@@ -192,7 +192,7 @@ static int tunnel_upstream(void *ctx, int fd, const struct l7_tunnel_req *t)
 	memcpy(req.src_id, t->src_id, strlen(t->src_id) + 1);
 	if (t->traceparent && strlen(t->traceparent) < sizeof(req.traceparent))
 		memcpy(req.traceparent, t->traceparent, strlen(t->traceparent) + 1);
-	return tunnel_submit(a, fd, &req);
+	return tunnel_submit(a, fd, &req, done);
 }
 
 static void report_connect(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,

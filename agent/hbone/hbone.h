@@ -266,6 +266,14 @@ typedef void (*hbone_splice_done_fn)(void *ctx, int err);
  */
 struct hbone_splice *hbone_splice_open(struct hbone_client *cl, struct xm_loop *loop, int fd,
 				       const struct hbone_open *req, hbone_splice_done_fn done, void *ctx);
+/* Called once with the stream's answer (hbone_stream_ops.on_open's status), before done when it failed. */
+typedef void (*hbone_splice_opened_fn)(void *ctx, int status);
+/*
+ * Right after hbone_splice_open (no callback can come in between): opened(ctx, status) is called when the
+ * stream's answer comes. A splice that ends without one (the socket reset first, the client freed) calls
+ * done only.
+ */
+void hbone_splice_on_open(struct hbone_splice *sp, hbone_splice_opened_fn opened);
 
 /* ---- pieces with their own tests ---- */
 

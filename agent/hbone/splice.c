@@ -24,6 +24,7 @@ struct hbone_splice {
 	int fd;
 	struct hbone_stream *s; /* NULL once its on_close ran (or we closed it) */
 	hbone_splice_done_fn done;
+	hbone_splice_opened_fn opened_fn;
 	void *ctx;
 	bool opened, tcp_eof, stream_eof, down_shut, up_blocked, finishing;
 	size_t up_len, up_off, down_len, down_off;
@@ -163,6 +164,8 @@ static void on_open(struct hbone_stream *s, void *ctx, int status)
 	struct hbone_splice *sp = ctx;
 
 	(void)s;
+	if (sp->opened_fn)
+		sp->opened_fn(sp->ctx, status);
 	if (status != 200) {
 		finish(sp, status < 0 ? status : -ECONNREFUSED);
 		return;
@@ -236,4 +239,9 @@ struct hbone_splice *hbone_splice_open(struct hbone_client *cl, struct xm_loop *
 		return NULL;
 	}
 	return sp;
+}
+
+void hbone_splice_on_open(struct hbone_splice *sp, hbone_splice_opened_fn opened)
+{
+	sp->opened_fn = opened;
 }

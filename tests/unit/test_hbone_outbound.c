@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "core/loop.h"
+#include "core/post_gate.h"
+#include "core/tunnel_done.h"
 #include "daemon/hbone_outbound.h"
 #include "hbone_fixture.h"
 #include "identity/identity.h"
@@ -43,6 +45,9 @@ static struct {
 	struct hbone_outbound *ob;
 	pthread_mutex_t mu;
 	char last_forwarded[256], last_peer[HBONE_ID_MAX];
+	/* targets for the answers test: a port nothing listens on, one the server denies (401), one whose pod
+	 * must prove another identity than the server's certificate */
+	uint16_t closed_port, denied_port, impostor_port;
 } fx;
 
 static int admit(void *ctx, const struct hbone_admit *a)
@@ -52,6 +57,8 @@ static int admit(void *ctx, const struct hbone_admit *a)
 	snprintf(fx.last_forwarded, sizeof(fx.last_forwarded), "%s", a->forwarded);
 	snprintf(fx.last_peer, sizeof(fx.last_peer), "%s", a->peer_id);
 	pthread_mutex_unlock(&fx.mu);
+	if (fx.denied_port && ((const struct sockaddr_in *)a->target)->sin_port == htons(fx.denied_port))
+		return 401;
 	return 200;
 }
 
@@ -77,11 +84,18 @@ static struct xm_cert *certificate(void *ctx, const char *id)
 	return strcmp(id, SRC_ID) ? NULL : cert_get(fx.src);
 }
 
-/* The echo pod is the only known one. */
+/* The echo pod is the only known one (and the answers test's targets, on its address). */
 static int peer_identity(void *ctx, const struct sockaddr_storage *target, char *id, size_t len)
 {
+	uint16_t port = ntohs(((const struct sockaddr_in *)target)->sin_port);
+
 	(void)ctx;
-	if (((const struct sockaddr_in *)target)->sin_port != ((const struct sockaddr_in *)&fx.echo_addr)->sin_port)
+	if (fx.impostor_port && port == fx.impostor_port) {
+		snprintf(id, len, "spiffe://cluster.local/ns/default/sa/someone-else");
+		return 0;
+	}
+	if (port != ntohs(((const struct sockaddr_in *)&fx.echo_addr)->sin_port) &&
+	    (!fx.closed_port || port != fx.closed_port) && (!fx.denied_port || port != fx.denied_port))
 		return -ENOENT;
 	snprintf(id, len, "%s", DST_ID);
 	return 0;
@@ -257,7 +271,7 @@ Test(hbone_outbound, submit_from_another_thread_4mib_byte_exact)
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	/* The hbone side gets a blocking socket: the hand-off makes it non-blocking. */
 	cr_assert_eq(fcntl(sv[1], F_SETFL, 0), 0);
-	cr_assert_eq(hbone_outbound_submit(fx.ob, sv[1], &r), 0);
+	cr_assert_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), 0);
 	cr_expect_eq(echo_through(sv[0], 7, 4u << 20, 20000), 4u << 20);
 	close(sv[0]);
 	cr_expect_eq(atomic_load(&fx.ctr.handshakes[HBONE_SIDE_CLIENT][HBONE_HS_SUCCESS]), 1);
@@ -290,7 +304,7 @@ static void *worker(void *arg)
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
 			return NULL;
 		fds[i] = sv[0];
-		if (hbone_outbound_submit(fx.ob, sv[1], &r))
+		if (hbone_outbound_submit(fx.ob, sv[1], &r, NULL))
 			return NULL;
 	}
 	for (int i = 0; i < PER_THREAD; i++) {
@@ -331,7 +345,7 @@ Test(hbone_outbound, refusals)
 	/* No certificate for the source workload: -ENOENT at once, the socket closed. */
 	snprintf(r.src_id, sizeof(r.src_id), "spiffe://cluster.local/ns/default/sa/nobody");
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), -ENOENT);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), -ENOENT);
 	cr_expect(ended(sv[0], 1000));
 	close(sv[0]);
 	cr_expect_eq(atomic_load(&st->refused[HBONE_OB_NO_CERTIFICATE]), 1);
@@ -340,7 +354,7 @@ Test(hbone_outbound, refusals)
 	r = request(0);
 	r.target.ss_family = AF_UNIX;
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), -EINVAL);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), -EINVAL);
 	cr_expect(ended(sv[0], 1000));
 	close(sv[0]);
 	cr_expect_eq(atomic_load(&st->refused[HBONE_OB_BAD_REQUEST]), 1);
@@ -348,7 +362,7 @@ Test(hbone_outbound, refusals)
 	/* A target that is no known pod: taken (0), then reset on the hbone thread. */
 	r = request(9);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), 0);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), 0);
 	cr_expect(ended(sv[0], 2000));
 	close(sv[0]);
 	cr_expect_eq(atomic_load(&st->refused[HBONE_OB_UNKNOWN_TARGET]), 1);
@@ -359,7 +373,7 @@ Test(hbone_outbound, refusals)
 	cr_expect_not(hbone_outbound_available(fx.ob));
 	r = request(0);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), -ENOTCONN);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), -ENOTCONN);
 	cr_expect(ended(sv[0], 1000));
 	close(sv[0]);
 	cr_expect_not(hbone_outbound_available(NULL));
@@ -372,7 +386,7 @@ Test(hbone_outbound, queued_when_the_loop_stopped_are_closed_by_free)
 
 	/* The loop never runs: the socket waits in the queue, then free resets it. */
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), 0);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), 0);
 	cr_expect_not(ended(sv[0], 50));
 	hbone_outbound_free(fx.ob);
 	fx.ob = NULL;
@@ -440,4 +454,167 @@ Test(hbone_outbound, ipv6_listener_next_to_ipv4)
 	c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	cr_expect_neq(connect(c, (struct sockaddr *)&first, sizeof(first)), 0);
 	close(c);
+}
+
+/* ---- the answers (core/tunnel_done.h): posted to the submitter's loop, here one the test thread drains ---- */
+
+#define ANSWERS_MAX 8
+
+static struct {
+	struct xm_tunnel_result r[ANSWERS_MAX];
+	uint64_t handle[ANSWERS_MAX];
+	int n;
+	bool data_before; /* a byte came on the socket before its answer */
+} ans;
+
+static void on_answer(void *arg, uint64_t handle, const struct xm_tunnel_result *r)
+{
+	cr_assert_eq(arg, &ans);
+	if (ans.n < ANSWERS_MAX) {
+		ans.r[ans.n] = *r;
+		ans.handle[ans.n++] = handle;
+	}
+}
+
+/* Runs what was posted to loop until the answer for handle came (its index), or -1 after timeout_ms. */
+static int answer_wait(struct xm_loop *loop, uint64_t handle, uint64_t timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+
+	do {
+		tunnel_done_flush(loop);
+		for (int i = 0; i < ans.n; i++)
+			if (ans.handle[i] == handle)
+				return i;
+		usleep(2000);
+	} while (now_ms() < deadline);
+	return -1;
+}
+
+/* A port of 127.0.0.1 nothing listens on (bound, then closed). */
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Submits a socketpair's end for target_port with an answer to gate under handle; returns the near end. */
+static int submit_answered(struct xm_post_gate *gate, uint16_t target_port, uint64_t handle)
+{
+	struct xm_tunnel_req r = request(target_port);
+	struct xm_tunnel_done d = { .gate = gate, .fn = on_answer, .arg = &ans, .handle = handle };
+	int sv[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(hbone_outbound_submit(fx.ob, sv[1], &r, &d), 0);
+	return sv[0];
+}
+
+Test(hbone_outbound, answers_reach_the_submitters_loop)
+{
+	struct xm_loop *mine = loop_new();
+	struct xm_post_gate *gate = mine ? post_gate_new(mine) : NULL;
+	struct xm_tunnel_req bad = request(0);
+	struct xm_tunnel_done d;
+	int fd, i, sv[2];
+	char c;
+
+	cr_assert_not_null(gate);
+	memset(&ans, 0, sizeof(ans));
+	fx.closed_port = free_port();
+	fx.denied_port = 9;
+	fx.impostor_port = 10;
+	start_loop();
+
+	/* Opened: the answer comes before any byte can, then bytes flow byte-exact. */
+	fd = submit_answered(gate, 0, 1);
+	i = answer_wait(mine, 1, 5000);
+	cr_assert_geq(i, 0, "no answer for an open stream");
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_OPENED);
+	cr_expect_eq(ans.r[i].status, 200);
+	cr_expect_eq(echo_through(fd, 3, 256 << 10, 10000), 256 << 10);
+	close(fd);
+
+	/* The pod's port is closed: the peer answers 503, then the socket is reset. */
+	fd = submit_answered(gate, fx.closed_port, 2);
+	i = answer_wait(mine, 2, 5000);
+	cr_assert_geq(i, 0, "no answer for a closed port");
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_REFUSED);
+	cr_expect_eq(ans.r[i].status, 503);
+	cr_expect(ended(fd, 2000));
+	close(fd);
+
+	/* Denied by the peer's policy: 401. */
+	fd = submit_answered(gate, fx.denied_port, 3);
+	i = answer_wait(mine, 3, 5000);
+	cr_assert_geq(i, 0);
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_REFUSED);
+	cr_expect_eq(ans.r[i].status, 401);
+	cr_expect(ended(fd, 2000));
+	close(fd);
+
+	/* The peer proves another identity than the target pod's: no stream (a TLS failure). */
+	fd = submit_answered(gate, fx.impostor_port, 4);
+	i = answer_wait(mine, 4, 5000);
+	cr_assert_geq(i, 0);
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_FAILED);
+	cr_expect_lt(ans.r[i].err, 0);
+	cr_expect(ended(fd, 2000));
+	close(fd);
+
+	/* No known pod at the target: failed on the hbone thread (-ENOENT). */
+	fd = submit_answered(gate, 11, 5);
+	i = answer_wait(mine, 5, 5000);
+	cr_assert_geq(i, 0);
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_FAILED);
+	cr_expect_eq(ans.r[i].err, -ENOENT);
+	close(fd);
+
+	/* Refused at once (no certificate): an error, and no answer ever. */
+	snprintf(bad.src_id, sizeof(bad.src_id), "spiffe://cluster.local/ns/default/sa/nobody");
+	d = (struct xm_tunnel_done){ .gate = gate, .fn = on_answer, .arg = &ans, .handle = 6 };
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &bad, &d), -ENOENT);
+	close(sv[0]);
+	cr_expect_eq(answer_wait(mine, 6, 100), -1);
+	cr_expect_eq(ans.n, 5, "one answer per accepted submission");
+
+	/* The submitter went away (its gate closed) before the answer: dropped, nothing touched. */
+	fd = submit_answered(gate, 0, 7);
+	post_gate_close(gate); /* the hbone side still holds the reference for 7 */
+	usleep(300000);
+	tunnel_done_flush(mine);
+	cr_expect_eq(ans.n, 5, "no answer through a closed gate");
+	errno = 0;
+	cr_expect(read(fd, &c, 1) == -1 && errno == EAGAIN, "the stream opened: the socket lives on (%d)", errno);
+	close(fd);
+	loop_free(mine);
+}
+
+Test(hbone_outbound, queued_at_free_are_answered_failed)
+{
+	struct xm_loop *mine = loop_new();
+	struct xm_post_gate *gate = mine ? post_gate_new(mine) : NULL;
+	int fd, i;
+
+	cr_assert_not_null(gate);
+	memset(&ans, 0, sizeof(ans));
+	fd = submit_answered(gate, 0, 1); /* the hbone loop never runs */
+	hbone_outbound_free(fx.ob);
+	fx.ob = NULL;
+	i = answer_wait(mine, 1, 1000);
+	cr_assert_geq(i, 0);
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_FAILED);
+	cr_expect_eq(ans.r[i].err, -ENOTCONN);
+	cr_expect(ended(fd, 1000));
+	close(fd);
+	post_gate_close(gate);
+	loop_free(mine);
 }
