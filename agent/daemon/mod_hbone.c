@@ -54,7 +54,15 @@ struct hbone_mod {
 	size_t n_ifaces;
 	char node[256];
 	char trust_domain[XM_TRUST_DOMAIN_MAX + 1];
-	struct xm_trust_bundle *bundle; /* a reference, from the first snapshot that carries it */
+	struct xm_trust_bundle *bundle; /* the hbone thread's reference: the roots verify_peer checks against */
+	/*
+	 * After a CA reload (identity_store_bundle): the TLS contexts' store gains the new roots (it only grows,
+	 * so the chains it already passed stay passed) and bundle, which every handshake's hb_verify checks
+	 * last, becomes the new one, so a root that left root-cert.pem is refused from then on.
+	 */
+	X509_STORE *tls_trust;
+	struct xm_trust_bundle *offered;	    /* control loop: the last bundle handed to the hbone thread */
+	_Atomic(struct xm_trust_bundle *) incoming; /* handed over, for the hbone thread to take */
 	int lfd;
 	bool steering;
 	struct xm_loop *loop;
@@ -358,7 +366,11 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 
 	if (!m->bundle)
 		m->bundle = bundle_get((struct xm_trust_bundle *)next->trust_bundle);
-	cfg.trust = oc.trust = bundle_store(m->bundle);
+	if (!m->tls_trust)
+		m->tls_trust = X509_STORE_new();
+	if (!m->tls_trust || bundle_add_roots(m->bundle, m->tls_trust))
+		return -ENOMEM;
+	cfg.trust = oc.trust = m->tls_trust;
 	m->srv = hbone_server_new(m->loop, m->lfd, &cfg, &m->ctr);
 	m->ob = m->srv ? hbone_outbound_new(&oc, &m->ctr) : NULL;
 	if (!m->ob) {
@@ -443,6 +455,46 @@ static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 	}
 	set_capture(m, true);
 	return err;
+}
+
+/* hbone thread: the bundle of a reloaded CA replaces the one handshakes are checked against. */
+static void take_bundle(struct xm_loop *loop, void *arg)
+{
+	struct hbone_mod *m = arg;
+	struct xm_trust_bundle *b = atomic_exchange(&m->incoming, NULL), *old = m->bundle;
+
+	(void)loop;
+	if (!b)
+		return;
+	if (bundle_add_roots(b, m->tls_trust)) {
+		log_warn("hbone: out of memory adding the new trusted roots; the previous bundle stays");
+		bundle_put(b);
+		return;
+	}
+	m->bundle = b;
+	bundle_put(old);
+	log_info("hbone: peers are verified against the reloaded trust bundle (%zu root(s))", bundle_n_roots(b));
+}
+
+/* Control loop: a reloaded CA publishes its bundle in the store; hand it to the hbone thread. */
+static void hbone_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t now_ms)
+{
+	struct hbone_mod *m = state;
+	struct xm_trust_bundle *b;
+
+	(void)now_ms;
+	if (!m->running || !cur || !cur->certs)
+		return;
+	b = identity_store_bundle(cur->certs);
+	if (!b || b == m->offered || (!m->offered && b == m->bundle)) {
+		bundle_put(b);
+		return;
+	}
+	bundle_put(m->offered);
+	m->offered = bundle_get(b);
+	bundle_put(atomic_exchange(&m->incoming, b)); /* one not taken yet is superseded */
+	if (loop_post(m->loop, take_bundle, m))
+		log_warn("hbone: out of memory; the reloaded trust bundle is taken at the next change");
 }
 
 static int hbone_mod_apply(void *state, struct xm_snapshot *next)
@@ -578,6 +630,9 @@ static void hbone_mod_close(void *state)
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
 	close(m->lfd);
 	bundle_put(m->bundle);
+	bundle_put(m->offered);
+	bundle_put(atomic_load(&m->incoming));
+	X509_STORE_free(m->tls_trust);
 	tunnel_tcp_free(m->tcp);
 	free(m);
 }
@@ -586,6 +641,7 @@ const struct xm_module xm_module_hbone = {
 	.name = "hbone",
 	.init = hbone_mod_init,
 	.apply = hbone_mod_apply,
+	.tick = hbone_mod_tick,
 	.status = hbone_mod_status,
 	.collect = hbone_mod_collect,
 	.close = hbone_mod_close,
