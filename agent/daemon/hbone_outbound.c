@@ -86,11 +86,16 @@ static void refuse(struct hbone_outbound *ob, int fd, enum hbone_ob_refusal why)
 	reset_fd(fd);
 }
 
-/* Loop thread: one stream for fd, presenting cert (src_id's), requiring dst_id at target's IP. */
+/*
+ * Loop thread: one stream for fd, presenting cert (src_id's), requiring dst_id at target's IP; the request's
+ * headers as ztunnel's: Forwarded for= the client (;host= the Service dialled, svc_id), baggage of the client.
+ */
 static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const char *src_id, const char *dst_id,
-		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, const char *traceparent)
+		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, uint32_t svc_id,
+		  const char *traceparent)
 {
 	struct sockaddr_storage dst = *target;
+	char baggage[HBONE_BAGGAGE_MAX] = "", host[HBONE_FORWARDED_VALUE_MAX] = "";
 	struct hbone_open req = {
 		.src_id = src_id,
 		.dst_id = dst_id,
@@ -103,6 +108,11 @@ static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const
 		.traceparent = traceparent && traceparent[0] ? traceparent : NULL,
 	};
 
+	if (client && ob->ops.request_meta) {
+		ob->ops.request_meta(ob->ops.ctx, client, svc_id, baggage, sizeof(baggage), host, sizeof(host));
+		req.baggage = baggage[0] ? baggage : NULL;
+		req.forwarded_host = host[0] ? host : NULL;
+	}
 	((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
 	/* A new TLS connection takes its own references to the certificate before this returns. */
 	if (!hbone_splice_open(ob->cl, ob->loop, fd, &req, NULL, NULL)) {
@@ -136,7 +146,7 @@ static void captured(struct hbone_outbound *ob, int fd)
 		refuse(ob, fd, HBONE_OB_NO_CERTIFICATE);
 		return;
 	}
-	carry(ob, fd, cert, src_id, dst_id, &cap.target, &cap.client, NULL);
+	carry(ob, fd, cert, src_id, dst_id, &cap.target, &cap.client, cap.svc_id, NULL);
 }
 
 static void on_listener(struct xm_loop *loop, int lfd, uint32_t events, void *ctx)
@@ -172,7 +182,7 @@ static void submitted(struct hbone_outbound *ob, struct ob_sub *s)
 		return;
 	}
 	carry(ob, s->fd, s->cert, s->req.src_id, dst_id, &s->req.target,
-	      s->req.client.ss_family ? &s->req.client : NULL, s->req.traceparent);
+	      s->req.client.ss_family ? &s->req.client : NULL, 0, s->req.traceparent);
 }
 
 static void kick(struct xm_loop *loop, void *arg)

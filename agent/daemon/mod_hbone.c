@@ -37,6 +37,7 @@
 #include "core/loop.h"
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
+#include "daemon/hbone_baggage.h"
 #include "daemon/hbone_outbound.h"
 #include "daemon/module.h"
 #include "daemon/tunnel.h"
@@ -54,6 +55,7 @@ struct hbone_mod {
 	size_t n_ifaces;
 	char node[256];
 	char trust_domain[XM_TRUST_DOMAIN_MAX + 1];
+	const char *cluster_id;		/* --cluster-id, in the baggage of CONNECTs */
 	struct xm_trust_bundle *bundle; /* the hbone thread's reference: the roots verify_peer checks against */
 	/*
 	 * After a CA reload (identity_store_bundle): the TLS contexts' store gains the new roots (it only grows,
@@ -184,6 +186,28 @@ static int ob_peer_identity(void *ctx, const struct sockaddr_storage *target, ch
 	return err;
 }
 
+/* hbone thread: the baggage of the local pod at client and the hostname of the Service it dialled. */
+static void ob_request_meta(void *ctx, const struct sockaddr_storage *client, uint32_t svc_id, char *baggage,
+			    size_t baggage_len, char *host, size_t host_len)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	const struct xm_lb_service *svc = s && svc_id ? snapshot_service(s, svc_id) : NULL;
+	const struct xm_identity *id = NULL;
+	union xm_addr a = { 0 };
+
+	if (s && client->ss_family == AF_INET) {
+		a.v4 = ((const struct sockaddr_in *)client)->sin_addr.s_addr;
+		id = identities_find(&s->identities, &a, XM_FAMILY_V4);
+	}
+	if (!id || !id->wl || strcmp(id->wl->node, m->node) ||
+	    workload_baggage(id->wl, m->cluster_id, baggage, baggage_len) < 0)
+		baggage[0] = '\0';
+	if (!svc || service_hostname(svc, host, host_len) < 0)
+		host[0] = '\0';
+	snapshot_put(s);
+}
+
 /*
  * hbone thread: a CONNECT's target must be a pod of this node, at the address the client dialled (ztunnel's
  * IPMismatch check). PeerAuthentication: a verified mTLS peer satisfies every mode (STRICT and PERMISSIVE
@@ -305,6 +329,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	}
 	/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
 	hbone_capture_set_proxy(m->proxy_map, NULL);
+	m->cluster_id = o->cluster_id ? o->cluster_id : XM_DEFAULT_CLUSTER_ID;
 	snprintf(m->node, sizeof(m->node), "%s", o->node_name ? o->node_name : "");
 	snprintf(m->trust_domain, sizeof(m->trust_domain), "%s",
 		 o->trust_domain ? o->trust_domain : XM_DEFAULT_TRUST_DOMAIN);
@@ -359,6 +384,7 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 		.ops = { .local_workload = ob_local_workload,
 			 .certificate = ob_certificate,
 			 .peer_identity = ob_peer_identity,
+			 .request_meta = ob_request_meta,
 			 .ctx = m },
 		.origdst_fd = m->origdst_map,
 	};

@@ -951,6 +951,7 @@ Test(identity_ca, files_stamp_sees_writes_and_symlink_swaps)
 	pki_make(&p, "plugin");
 	a = ca_files_stamp(p.dir);
 	cr_expect_eq(ca_files_stamp(p.dir), a, "nothing written, the same stamp");
+	usleep(20000); /* past the file system's timestamp granularity (a jiffy) */
 	write_pem(p.dir, "root-cert.pem", &p.root, 1, NULL); /* the same bytes, written again */
 	b = ca_files_stamp(p.dir);
 	cr_expect_neq(b, a);
