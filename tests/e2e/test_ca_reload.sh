@@ -12,6 +12,7 @@
 #     holds root1 and root2: both agents switch, trust both roots; new connections from the independent client
 #     and new tunnelled connections through a new agent-to-agent handshake (100 more streams than the pool's
 #     first connection carries) work; no peer check failed on either node;
+#   - root1 removed from root-cert.pem: the independent client's certificate of int1 is refused (unknown_ca);
 #   - the connection held from the start echoed every ping; no key in any log or output.
 #
 #   nodea up0 10.199.0.1 ── pa .11 (10.200.1.0/24)     nodeb up0 10.199.0.2 ── sa .11 (serviceAccount web, STRICT)
@@ -219,6 +220,23 @@ for n in nodea nodeb; do
 	[ "$f" = 0 ] || xmt_fail "$n refused $f peer certificate(s): $(scrape $n | grep '^xmesh_cert_verify_failures_total' | grep -v ' 0$')"
 	[ "$(metric $n 'xmesh_ca_reload_total{result="ok"}')" = 2 ] || xmt_fail "$n: $(scrape $n | grep ca_reload)"
 done
+
+XMT_SUBTEST="root1 removed from root-cert.pem: a certificate of it is refused from then on"
+version ..v3 int3 root2
+ln -s ..v3 "$ca/..data_tmp" && mv -T "$ca/..data_tmp" "$ca/..data"
+t0=$(date +%s%3N)
+# the third bundle reached agent b's tunnel (the signer is the same: no re-mint)
+until [ "$(grep -c 'peers are verified against the reloaded trust bundle' "$XMT_TMP/agent-b.log")" = 3 ]; do
+	[ $(($(date +%s%3N) - t0)) -lt 5000 ] || xmt_fail "agent b's tunnel did not take the bundle without root1"
+	sleep 0.1
+done
+[ "$(certs b "len(c['roots'])")" = 1 ] || xmt_fail "agent b trusts $(certs b "len(c['roots'])") root(s), want 1"
+# the independent client's certificate is of int1 (root1): its TLS store still has root1, the peer check not
+out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$t/root2.pem" --connect "$SA:15008" --cert "$t/client.pem" \
+	--key "$t/client.key" --authority "$SA:8080" --bytes 1024 --expect-refused 2>&1) ||
+	xmt_fail "a certificate of the removed root was accepted: $out"
+n=$(metric nodeb 'xmesh_cert_verify_failures_total{reason="unknown_ca"}')
+[ "$n" = 1 ] || xmt_fail "node B counted $n unknown_ca refusals, want 1"
 
 XMT_SUBTEST="the connection held from the start echoed every ping"
 r=0
