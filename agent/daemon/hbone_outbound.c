@@ -123,16 +123,18 @@ static void wait_done(void *ctx, int err)
 }
 
 /*
- * Loop thread: one stream for fd, presenting cert (src_id's), requiring dst_id at target's IP; done (NULL or
- * no gate: none) hears how its opening ended.
+ * Loop thread: one stream for fd, presenting cert (src_id's), requiring dst_id at target's IP; the request's
+ * headers as ztunnel's: Forwarded for= the client (;host= the Service dialled, svc_id), baggage of the client.
+ * done (NULL or no gate: none) hears how its opening ended.
  */
 static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const char *src_id, const char *dst_id,
-		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, const char *traceparent,
-		  const struct xm_tunnel_done *done)
+		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, uint32_t svc_id,
+		  const char *traceparent, const struct xm_tunnel_done *done)
 {
 	struct ob_wait *wt = NULL;
 	struct hbone_splice *sp;
 	struct sockaddr_storage dst = *target;
+	char baggage[HBONE_BAGGAGE_MAX] = "", host[HBONE_FORWARDED_VALUE_MAX] = "";
 	struct hbone_open req = {
 		.src_id = src_id,
 		.dst_id = dst_id,
@@ -145,6 +147,11 @@ static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const
 		.traceparent = traceparent && traceparent[0] ? traceparent : NULL,
 	};
 
+	if (client && ob->ops.request_meta) {
+		ob->ops.request_meta(ob->ops.ctx, client, svc_id, baggage, sizeof(baggage), host, sizeof(host));
+		req.baggage = baggage[0] ? baggage : NULL;
+		req.forwarded_host = host[0] ? host : NULL;
+	}
 	if (dst.ss_family == AF_INET6)
 		((struct sockaddr_in6 *)&dst)->sin6_port = htons(ob->hbone_port);
 	else
@@ -196,7 +203,7 @@ static void captured(struct hbone_outbound *ob, int fd)
 		refuse(ob, fd, HBONE_OB_NO_CERTIFICATE);
 		return;
 	}
-	carry(ob, fd, cert, src_id, dst_id, &cap.target, &cap.client, NULL, NULL);
+	carry(ob, fd, cert, src_id, dst_id, &cap.target, &cap.client, cap.svc_id, NULL, NULL);
 }
 
 static void on_listener(struct xm_loop *loop, int lfd, uint32_t events, void *ctx)
@@ -233,7 +240,7 @@ static void submitted(struct hbone_outbound *ob, struct ob_sub *s)
 		return;
 	}
 	carry(ob, s->fd, s->cert, s->req.src_id, dst_id, &s->req.target,
-	      s->req.client.ss_family ? &s->req.client : NULL, s->req.traceparent, &s->done);
+	      s->req.client.ss_family ? &s->req.client : NULL, 0, s->req.traceparent, &s->done);
 }
 
 static void kick(struct xm_loop *loop, void *arg)

@@ -47,6 +47,13 @@ struct hbone_outbound_ops {
 	struct xm_cert *(*certificate)(void *ctx, const char *id);
 	/* The identity the pod at target (IP and port) must prove: 0, or -ENOENT when it is no known pod. */
 	int (*peer_identity)(void *ctx, const struct sockaddr_storage *target, char *id, size_t len);
+	/*
+	 * Optional, loop thread: what else ztunnel's CONNECT says about the source. The baggage of the workload
+	 * at client (a pod of this node) into baggage, and, when the application dialled a Service (svc_id; 0: a
+	 * pod directly), its hostname into host, for Forwarded's ;host=. Each "" when unknown (no header, no host=).
+	 */
+	void (*request_meta)(void *ctx, const struct sockaddr_storage *client, uint32_t svc_id, char *baggage,
+			     size_t baggage_len, char *host, size_t host_len);
 	void *ctx;
 };
 

@@ -38,6 +38,7 @@
 #include "core/loop.h"
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
+#include "daemon/hbone_baggage.h"
 #include "daemon/hbone_outbound.h"
 #include "daemon/module.h"
 #include "daemon/tunnel.h"
@@ -56,7 +57,16 @@ struct hbone_mod {
 	size_t n_ifaces;
 	char node[256];
 	char trust_domain[XM_TRUST_DOMAIN_MAX + 1];
-	struct xm_trust_bundle *bundle; /* a reference, from the first snapshot that carries it */
+	const char *cluster_id;		/* --cluster-id, in the baggage of CONNECTs */
+	struct xm_trust_bundle *bundle; /* the hbone thread's reference: the roots verify_peer checks against */
+	/*
+	 * After a CA reload (identity_store_bundle): the TLS contexts' store gains the new roots (it only grows,
+	 * so the chains it already passed stay passed) and bundle, which every handshake's hb_verify checks
+	 * last, becomes the new one, so a root that left root-cert.pem is refused from then on.
+	 */
+	X509_STORE *tls_trust;
+	struct xm_trust_bundle *offered;	    /* control loop: the last bundle handed to the hbone thread */
+	_Atomic(struct xm_trust_bundle *) incoming; /* handed over, for the hbone thread to take */
 	int lfd;
 	bool steering;
 	struct xm_loop *loop;
@@ -187,6 +197,28 @@ static int ob_peer_identity(void *ctx, const struct sockaddr_storage *target, ch
 	}
 	snapshot_put(s);
 	return err;
+}
+
+/* hbone thread: the baggage of the local pod at client and the hostname of the Service it dialled. */
+static void ob_request_meta(void *ctx, const struct sockaddr_storage *client, uint32_t svc_id, char *baggage,
+			    size_t baggage_len, char *host, size_t host_len)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	const struct xm_lb_service *svc = s && svc_id ? snapshot_service(s, svc_id) : NULL;
+	const struct xm_identity *id = NULL;
+	union xm_addr a = { 0 };
+
+	if (s && client->ss_family == AF_INET) {
+		a.v4 = ((const struct sockaddr_in *)client)->sin_addr.s_addr;
+		id = identities_find(&s->identities, &a, XM_FAMILY_V4);
+	}
+	if (!id || !id->wl || strcmp(id->wl->node, m->node) ||
+	    workload_baggage(id->wl, m->cluster_id, baggage, baggage_len) < 0)
+		baggage[0] = '\0';
+	if (!svc || service_hostname(svc, host, host_len) < 0)
+		host[0] = '\0';
+	snapshot_put(s);
 }
 
 /*
@@ -324,6 +356,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	}
 	/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
 	hbone_capture_set_proxy(m->proxy_map, NULL);
+	m->cluster_id = o->cluster_id ? o->cluster_id : XM_DEFAULT_CLUSTER_ID;
 	snprintf(m->node, sizeof(m->node), "%s", o->node_name ? o->node_name : "");
 	snprintf(m->trust_domain, sizeof(m->trust_domain), "%s",
 		 o->trust_domain ? o->trust_domain : XM_DEFAULT_TRUST_DOMAIN);
@@ -378,6 +411,7 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 		.ops = { .local_workload = ob_local_workload,
 			 .certificate = ob_certificate,
 			 .peer_identity = ob_peer_identity,
+			 .request_meta = ob_request_meta,
 			 .ctx = m },
 		.origdst_fd = m->origdst_map,
 	};
@@ -385,7 +419,11 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 
 	if (!m->bundle)
 		m->bundle = bundle_get((struct xm_trust_bundle *)next->trust_bundle);
-	cfg.trust = oc.trust = bundle_store(m->bundle);
+	if (!m->tls_trust)
+		m->tls_trust = X509_STORE_new();
+	if (!m->tls_trust || bundle_add_roots(m->bundle, m->tls_trust))
+		return -ENOMEM;
+	cfg.trust = oc.trust = m->tls_trust;
 	m->srv = hbone_server_new(m->loop, m->lfd, &cfg, &m->ctr);
 	m->ob = m->srv ? hbone_outbound_new(&oc, &m->ctr) : NULL;
 	if (!m->ob) {
@@ -511,6 +549,46 @@ static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 	}
 	set_capture(m, v4, v6);
 	return err;
+}
+
+/* hbone thread: the bundle of a reloaded CA replaces the one handshakes are checked against. */
+static void take_bundle(struct xm_loop *loop, void *arg)
+{
+	struct hbone_mod *m = arg;
+	struct xm_trust_bundle *b = atomic_exchange(&m->incoming, NULL), *old = m->bundle;
+
+	(void)loop;
+	if (!b)
+		return;
+	if (bundle_add_roots(b, m->tls_trust)) {
+		log_warn("hbone: out of memory adding the new trusted roots; the previous bundle stays");
+		bundle_put(b);
+		return;
+	}
+	m->bundle = b;
+	bundle_put(old);
+	log_info("hbone: peers are verified against the reloaded trust bundle (%zu root(s))", bundle_n_roots(b));
+}
+
+/* Control loop: a reloaded CA publishes its bundle in the store; hand it to the hbone thread. */
+static void hbone_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t now_ms)
+{
+	struct hbone_mod *m = state;
+	struct xm_trust_bundle *b;
+
+	(void)now_ms;
+	if (!m->running || !cur || !cur->certs)
+		return;
+	b = identity_store_bundle(cur->certs);
+	if (!b || b == m->offered || (!m->offered && b == m->bundle)) {
+		bundle_put(b);
+		return;
+	}
+	bundle_put(m->offered);
+	m->offered = bundle_get(b);
+	bundle_put(atomic_exchange(&m->incoming, b)); /* one not taken yet is superseded */
+	if (loop_post(m->loop, take_bundle, m))
+		log_warn("hbone: out of memory; the reloaded trust bundle is taken at the next change");
 }
 
 static int hbone_mod_apply(void *state, struct xm_snapshot *next)
@@ -650,6 +728,9 @@ static void hbone_mod_close(void *state)
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
 	close(m->lfd);
 	bundle_put(m->bundle);
+	bundle_put(m->offered);
+	bundle_put(atomic_load(&m->incoming));
+	X509_STORE_free(m->tls_trust);
 	tunnel_tcp_free(m->tcp);
 	free(m);
 }
@@ -658,6 +739,7 @@ const struct xm_module xm_module_hbone = {
 	.name = "hbone",
 	.init = hbone_mod_init,
 	.apply = hbone_mod_apply,
+	.tick = hbone_mod_tick,
 	.status = hbone_mod_status,
 	.collect = hbone_mod_collect,
 	.close = hbone_mod_close,

@@ -279,6 +279,25 @@ void hbone_splice_on_open(struct hbone_splice *sp, hbone_splice_opened_fn opened
 
 /* Parses "a.b.c.d:port" or "[v6]:port" (port 1..65535, nothing else): 0 or -EINVAL. */
 int hbone_parse_authority(const char *s, size_t len, struct sockaddr_storage *out);
+/* The baggage header of a CONNECT as ztunnel sends it (baggage.c): the source workload's metadata. */
+#define HBONE_BAGGAGE_MAX 512 /* what the server keeps of it (hbone_admit.baggage) */
+struct hbone_baggage {
+	const char *cluster;	   /* ztunnel's CLUSTER_ID ("Kubernetes" by default) */
+	const char *ns;		   /* the namespace */
+	const char *workload_kind; /* "deployment", "job", "cronjob", "pod": the key k8s.<kind>.name */
+	const char *workload_name; /* the Deployment's, Job's, CronJob's or Pod's name */
+	const char *service;	   /* canonical service (service.name) */
+	const char *version;	   /* canonical revision (service.version) */
+	const char *region, *zone; /* locality; "" when unknown, as ztunnel sends it then */
+};
+/*
+ * "k8s.cluster.name=C,k8s.namespace.name=NS,k8s.KIND.name=W,service.name=S,service.version=V,cloud.region=R,
+ * cloud.availability_zone=Z" into buf. Returns its length; -EINVAL when a value holds a byte a baggage value
+ * cannot hold unencoded (or the kind is no lower-case word), -ENAMETOOLONG when it does not fit; buf is ""
+ * then.
+ */
+int hbone_format_baggage(char *buf, size_t len, const struct hbone_baggage *b);
+
 /* The Forwarded header (RFC 7239) of a CONNECT: its first element's for= and host= (forwarded.c). */
 #define HBONE_FORWARDED_VALUE_MAX 256
 struct hbone_forwarded {

@@ -44,7 +44,7 @@ static struct {
 	struct hbone_server *srv;
 	struct hbone_outbound *ob;
 	pthread_mutex_t mu;
-	char last_forwarded[256], last_peer[HBONE_ID_MAX];
+	char last_forwarded[256], last_baggage[512], last_peer[HBONE_ID_MAX];
 	/* targets for the answers test: a port nothing listens on, one the server denies (401), one whose pod
 	 * must prove another identity than the server's certificate */
 	uint16_t closed_port, denied_port, impostor_port;
@@ -55,6 +55,7 @@ static int admit(void *ctx, const struct hbone_admit *a)
 	(void)ctx;
 	pthread_mutex_lock(&fx.mu);
 	snprintf(fx.last_forwarded, sizeof(fx.last_forwarded), "%s", a->forwarded);
+	snprintf(fx.last_baggage, sizeof(fx.last_baggage), "%s", a->baggage);
 	snprintf(fx.last_peer, sizeof(fx.last_peer), "%s", a->peer_id);
 	pthread_mutex_unlock(&fx.mu);
 	if (fx.denied_port && ((const struct sockaddr_in *)a->target)->sin_port == htons(fx.denied_port))
@@ -101,6 +102,22 @@ static int peer_identity(void *ctx, const struct sockaddr_storage *target, char 
 	return 0;
 }
 
+#define BAGGAGE                                                                                                        \
+	"k8s.cluster.name=Kubernetes,k8s.namespace.name=default,k8s.deployment.name=client,service.name=client,"       \
+	"service.version=v1,cloud.region=,cloud.availability_zone="
+
+/* The client pod of the requests: its baggage, and a Service hostname for Forwarded's host=. */
+static void request_meta(void *ctx, const struct sockaddr_storage *client, uint32_t svc_id, char *baggage,
+			 size_t baggage_len, char *host, size_t host_len)
+{
+	(void)ctx, (void)svc_id;
+	if (client->ss_family != AF_INET ||
+	    ((const struct sockaddr_in *)client)->sin_addr.s_addr != inet_addr("10.200.11.11"))
+		return;
+	snprintf(baggage, baggage_len, "%s", BAGGAGE);
+	snprintf(host, host_len, "web.default.svc.cluster.local");
+}
+
 static void *loop_thread(void *arg)
 {
 	(void)arg;
@@ -142,7 +159,10 @@ static void setup(void)
 		.loop = fx.loop,
 		.trust = bundle_store(ca_bundle(fx.ca)),
 		.verify = hbt_verify,
-		.ops = { .local_workload = local_workload, .certificate = certificate, .peer_identity = peer_identity },
+		.ops = { .local_workload = local_workload,
+			 .certificate = certificate,
+			 .peer_identity = peer_identity,
+			 .request_meta = request_meta },
 		.origdst_fd = -1,
 		.hbone_port = ntohs(((struct sockaddr_in *)&fx.hbone_addr)->sin_port),
 	};
@@ -278,7 +298,9 @@ Test(hbone_outbound, submit_from_another_thread_4mib_byte_exact)
 	cr_expect_eq(atomic_load(&fx.ctr.streams_opened[HBONE_SIDE_CLIENT]), 1);
 	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob)->submitted), 1);
 	pthread_mutex_lock(&fx.mu);
-	cr_expect_str_eq(fx.last_forwarded, "for=\"10.200.11.11:40000\"");
+	/* the request's headers on the wire, as ztunnel's create_hbone_request writes them */
+	cr_expect_str_eq(fx.last_forwarded, "for=\"10.200.11.11:40000\";host=web.default.svc.cluster.local");
+	cr_expect_str_eq(fx.last_baggage, BAGGAGE);
 	cr_expect_str_eq(fx.last_peer, SRC_ID); /* the server saw the source workload's certificate */
 	pthread_mutex_unlock(&fx.mu);
 }
