@@ -9,9 +9,9 @@
  *       YAML and as the iptables-restore input kube-proxy's iptables mode would write for them. The last
  *       service (the one the bench dials, last in KUBE-SERVICES) has K (default 3) of the real backends
  *       10.200.1.11-13.
- *   socklb serve --port P [--banner] [--cpu C] [--max-time S]
+ *   socklb serve --port P [--banner] [--rr] [--cpu C] [--max-time S]
  *       Accepts and closes, nothing else (a backlog of 65535). --banner first writes "xmb-server ADDR:PORT\n"
- *       (the address the connection reached), for probes only.
+ *       (the address the connection reached), for probes only. --rr first reads 64 bytes and writes them back.
  *   socklb probe --netns PATH --cgroup DIR --addr IP:PORT [--expect-peer IP] [--expect-backend IP]...
  *       One connect from that netns and cgroup to a --banner server; prints the peer and the banner and exits
  *       non-zero unless getpeername() is --expect-peer and the banner names one of the --expect-backend.
@@ -19,6 +19,9 @@
  *              [--max-case-ms MS] [--cpu C] [--json FILE] [--meta KEY=VALUE]...
  *       Every round runs every case once (in a different order each round), each case as W untimed then N
  *       timed connect()+close() pairs, or fewer if MS ran out. Prints the table and writes the JSON.
+ *       KIND: direct, socklb, iptables, socklb_nonsvc, iptables_nonsvc; and for what a user pays (issue 16):
+ *       direct_ext / socklb_ext (a server that is no pod of this node), direct_rr / socklb_rr /
+ *       socklb_nonsvc_rr (connect + one 64-byte request/response + close against a `serve --rr`).
  *
  * A case switches this process's network namespace (setns) and cgroup (writing cgroup.procs) before its
  * loop: cgroup programs and the namespace apply to a socket by where its creator was at socket().
@@ -55,6 +58,10 @@
 #define CONNECT_TIMEOUT_S 3
 #define SVC_PORT	  80
 #define TARGET_PORT	  8080
+#define RR_SVC_PORT	  81   /* the dialed service's second port: to the request/response server */
+#define RR_TARGET_PORT	  8081 /* that server, in the mesh cgroup (bench.sh) */
+#define RR_BYTES	  64
+#define CLIENT_POD_IP	  "10.200.1.101"
 #define CLUSTER_CIDR	  "10.200.0.0/16"
 
 static uint64_t now_ns(void)
@@ -139,6 +146,40 @@ static int bench_socket(void)
 	return fd;
 }
 
+/* Reads exactly n bytes (a redirected message may arrive in pieces); 0, or -1 on error or EOF. */
+static int read_full(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = recv(fd, buf + got, n - got, 0);
+
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/* One 64-byte request/response: the client writes then reads, the server reads then writes it back. */
+static int rr_exchange(int fd, bool client)
+{
+	char buf[RR_BYTES];
+
+	if (client) {
+		memset(buf, 'q', sizeof(buf));
+		if (send(fd, buf, sizeof(buf), MSG_NOSIGNAL) != (ssize_t)sizeof(buf))
+			return -1;
+		return read_full(fd, buf, sizeof(buf));
+	}
+	if (read_full(fd, buf, sizeof(buf)))
+		return -1;
+	return send(fd, buf, sizeof(buf), MSG_NOSIGNAL) == (ssize_t)sizeof(buf) ? 0 : -1;
+}
+
 /* ------------------------------------------------------------------------------------------------------ */
 /* gen */
 
@@ -189,7 +230,8 @@ static void gen_service(struct gen_svc *s, int i, int n, int dial_eps, int *fake
 		snprintf(s->ep[k], sizeof(s->ep[k]), "10.200.%d.%d", 2 + (*fake / 250) % 250, 1 + *fake % 250);
 }
 
-static void gen_yaml(FILE *f, const struct gen_svc *s)
+/* rr: the dialed service's second port, 81 -> 8081, to the request/response server (bench.sh). */
+static void gen_yaml(FILE *f, const struct gen_svc *s, bool rr)
 {
 	int k;
 
@@ -198,13 +240,28 @@ static void gen_yaml(FILE *f, const struct gen_svc *s)
 		"  type: ClusterIP\n  clusterIP: %s\n  clusterIPs:\n  - %s\n  sessionAffinity: None\n  ports:\n"
 		"  - name: tcp\n    port: %d\n    protocol: TCP\n    targetPort: %d\n",
 		s->name, s->vip, s->vip, SVC_PORT, TARGET_PORT);
+	if (rr)
+		fprintf(f, "  - name: rr\n    port: %d\n    protocol: TCP\n    targetPort: %d\n", RR_SVC_PORT,
+			RR_TARGET_PORT);
 	fprintf(f,
 		"---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: %s-abcde\n"
 		"  namespace: bench\n  labels:\n    kubernetes.io/service-name: %s\naddressType: IPv4\nports:\n"
-		"- name: tcp\n  port: %d\n  protocol: TCP\nendpoints:\n",
+		"- name: tcp\n  port: %d\n  protocol: TCP\n",
 		s->name, s->name, TARGET_PORT);
+	if (rr)
+		fprintf(f, "- name: rr\n  port: %d\n  protocol: TCP\n", RR_TARGET_PORT);
+	fputs("endpoints:\n", f);
 	for (k = 0; k < s->neps; k++)
 		fprintf(f, "- addresses:\n  - \"%s\"\n  conditions:\n    ready: true\n  nodeName: node1\n", s->ep[k]);
+}
+
+/* The client as a Pod of this node: its address in xm_local_ips lets the server's side enter the sockhash. */
+static void gen_yaml_client_pod(FILE *f)
+{
+	fprintf(f,
+		"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: client\n  namespace: bench\nspec:\n"
+		"  nodeName: node1\nstatus:\n  phase: Running\n  podIP: %s\n  podIPs:\n  - ip: %s\n",
+		CLIENT_POD_IP, CLIENT_POD_IP);
 }
 
 /*
@@ -347,7 +404,8 @@ static int cmd_gen(int argc, char **argv)
 		die("gen: cannot write %s / %s: %s", yaml, ipt, strerror(errno));
 	fprintf(fy, "# %d services generated by socklb gen; the bench dials the last one.\n", n);
 	for (i = 0; i < n; i++)
-		gen_yaml(fy, &svcs[i]);
+		gen_yaml(fy, &svcs[i], i == n - 1);
+	gen_yaml_client_pod(fy);
 	gen_iptables(fi, svcs, n);
 	if (fclose(fy) || fclose(fi))
 		die("gen: write failed: %s", strerror(errno));
@@ -369,16 +427,16 @@ static void on_signal(int sig)
 
 static int cmd_serve(int argc, char **argv)
 {
-	static const struct option lo[] = { { "port", required_argument, NULL, 'p' },
-					    { "banner", no_argument, NULL, 'b' },
-					    { "cpu", required_argument, NULL, 'c' },
-					    { "max-time", required_argument, NULL, 't' },
-					    { NULL, 0, NULL, 0 } };
+	static const struct option lo[] = {
+		{ "port", required_argument, NULL, 'p' }, { "banner", no_argument, NULL, 'b' },
+		{ "cpu", required_argument, NULL, 'c' },  { "max-time", required_argument, NULL, 't' },
+		{ "rr", no_argument, NULL, 'r' },	  { NULL, 0, NULL, 0 }
+	};
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct sigaction sa = { .sa_handler = on_signal };
 	int port = TARGET_PORT, cpu = -1, max_time = 600, one = 1, c, lfd;
-	unsigned long accepted = 0;
-	bool banner = false;
+	unsigned long accepted = 0, rr_failed = 0;
+	bool banner = false, rr = false;
 
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -393,6 +451,9 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		case 't':
 			max_time = atoi(optarg);
+			break;
+		case 'r':
+			rr = true;
 			break;
 		default:
 			return 2;
@@ -434,9 +495,13 @@ static int cmd_serve(int argc, char **argv)
 			if (send(fd, line, (size_t)n, MSG_NOSIGNAL) < 0)
 				fprintf(stderr, "socklb-server: send: %s\n", strerror(errno));
 		}
+		if (rr && rr_exchange(fd, false) < 0)
+			rr_failed++;
 		close(fd);
 	}
-	printf("accepted=%lu\n", accepted);
+	printf("accepted=%lu%s", accepted, rr ? "" : "\n");
+	if (rr)
+		printf(" rr_failed=%lu\n", rr_failed);
 	return 0;
 }
 
@@ -536,10 +601,29 @@ enum kind {
 	K_IPTABLES,	   /* ClusterIP, from a netns with the kube-proxy rules */
 	K_SOCKLB_NONSVC,   /* the backend IP from the agent's cgroup: the hooks run, no service matches */
 	K_IPTABLES_NONSVC, /* the backend IP from the iptables netns: conntrack + a full KUBE-SERVICES walk */
+	/* What a user pays (issue 16): */
+	K_DIRECT_EXT,	    /* a server that is no pod of this node (not in xm_local_ips), from the plain cgroup */
+	K_SOCKLB_EXT,	    /* the same from the mesh cgroup: the hooks run, nothing matches, nothing is inserted */
+	K_DIRECT_RR,	    /* connect + one 64-byte request/response + close, both ends outside the mesh */
+	K_SOCKLB_RR,	    /* the same through the service's second port, both ends in the mesh cgroup */
+	K_SOCKLB_NONSVC_RR, /* the same to the pod IP, both ends in the mesh cgroup */
 	K_COUNT,
 };
 
-static const char *const kind_names[K_COUNT] = { "direct", "socklb", "iptables", "socklb_nonsvc", "iptables_nonsvc" };
+static const char *const kind_names[K_COUNT] = { "direct",	    "socklb",	       "iptables",   "socklb_nonsvc",
+						 "iptables_nonsvc", "direct_ext",      "socklb_ext", "direct_rr",
+						 "socklb_rr",	    "socklb_nonsvc_rr" };
+
+/* The baselines: one per run, whatever SERVICES says. */
+static bool kind_is_direct(enum kind k)
+{
+	return k == K_DIRECT || k == K_DIRECT_EXT || k == K_DIRECT_RR;
+}
+
+static bool kind_is_rr(enum kind k)
+{
+	return k == K_DIRECT_RR || k == K_SOCKLB_RR || k == K_SOCKLB_NONSVC_RR;
+}
 
 struct bench_case {
 	enum kind kind;
@@ -612,6 +696,13 @@ static uint64_t one_op(struct bench_case *c)
 	if (connect(fd, (struct sockaddr *)&c->addr, sizeof(c->addr)) < 0) {
 		if (!c->first_errno)
 			c->first_errno = errno;
+		c->errors++;
+		close(fd);
+		return 0;
+	}
+	if (kind_is_rr(c->kind) && rr_exchange(fd, true) < 0) {
+		if (!c->first_errno)
+			c->first_errno = errno ? errno : EPROTO;
 		c->errors++;
 		close(fd);
 		return 0;
@@ -696,7 +787,7 @@ static struct bench_case *find_case(struct run_opts *o, enum kind k, int service
 	int i;
 
 	for (i = 0; i < o->ncases; i++)
-		if (o->cases[i].kind == k && (k == K_DIRECT || o->cases[i].services == services))
+		if (o->cases[i].kind == k && (kind_is_direct(k) || o->cases[i].services == services))
 			return &o->cases[i];
 	return NULL;
 }
@@ -708,7 +799,8 @@ static int sizes_of(struct run_opts *o, int *sizes)
 	for (i = 0; i < o->ncases; i++) {
 		int s = o->cases[i].services;
 
-		if (o->cases[i].kind == K_DIRECT)
+		if (kind_is_direct(o->cases[i].kind) || kind_is_rr(o->cases[i].kind) ||
+		    o->cases[i].kind == K_SOCKLB_EXT)
 			continue;
 		for (j = 0; j < n && sizes[j] != s; j++)
 			;
@@ -774,6 +866,67 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+static const char *met(double v, double goal)
+{
+	return isnan(v) ? "n/a" : v <= goal ? "MET" : "NOT MET";
+}
+
+/*
+ * What a user pays (issue 16), paired by round: connects to a service, to a pod of this node (which sockmap
+ * inserts), to an address outside the node (nothing inserted: the pure tax), and connections that carry one
+ * 64-byte request/response, both ends in the mesh vs neither. Printed, or as JSON rows into json.
+ */
+#define GOAL_SVC_NS    1500.0
+#define GOAL_NONSVC_NS 500.0
+
+static void user_cost(struct run_opts *o, const int *sizes, int nsizes, FILE *json)
+{
+	struct bench_case *direct = find_case(o, K_DIRECT, 0), *dext = find_case(o, K_DIRECT_EXT, 0);
+	struct bench_case *drr = find_case(o, K_DIRECT_RR, 0);
+	int i, rows = 0;
+
+	if (!json)
+		printf("\nwhat a user pays, paired by round (goals: service <= +%.0f ns, non-service <= +%.0f ns over "
+		       "direct):\n",
+		       GOAL_SVC_NS, GOAL_NONSVC_NS);
+	for (i = 0; i < nsizes; i++) {
+		struct bench_case *lb = find_case(o, K_SOCKLB, sizes[i]), *ln = find_case(o, K_SOCKLB_NONSVC, sizes[i]);
+		struct bench_case *le = find_case(o, K_SOCKLB_EXT, sizes[i]),
+				  *lrr = find_case(o, K_SOCKLB_RR, sizes[i]);
+		struct bench_case *lnrr = find_case(o, K_SOCKLB_NONSVC_RR, sizes[i]);
+		double svc = paired_diff(lb, direct, o->rounds), loc = paired_diff(ln, direct, o->rounds);
+		double ext = paired_diff(le, dext, o->rounds), rr = paired_diff(lrr, drr, o->rounds);
+		double nrr = paired_diff(lnrr, drr, o->rounds), base_rr = STAT(drr, median);
+
+		if (json) {
+			fprintf(json, "%s    {\"services\": %d, ", rows++ ? ",\n" : "", sizes[i]);
+			json_num(json, "service_minus_direct_paired_ns", svc, true);
+			json_num(json, "nonsvc_local_minus_direct_paired_ns", loc, true);
+			json_num(json, "nonsvc_external_minus_direct_paired_ns", ext, true);
+			json_num(json, "rr_direct_ns", base_rr, true);
+			json_num(json, "rr_service_ns", STAT(lrr, median), true);
+			json_num(json, "rr_service_minus_direct_paired_ns", rr, true);
+			json_ratio(json, "rr_service_over_direct", STAT(lrr, median) / base_rr, true);
+			json_num(json, "rr_nonsvc_ns", STAT(lnrr, median), true);
+			json_num(json, "rr_nonsvc_minus_direct_paired_ns", nrr, true);
+			json_ratio(json, "rr_nonsvc_over_direct", STAT(lnrr, median) / base_rr, false);
+			fputs("}", json);
+			continue;
+		}
+		printf("%9d services: service connect %+.0f ns (%s); non-service to a pod of this node %+.0f ns (%s; "
+		       "sockhash insertion); to an address outside the node %+.0f ns (%s)\n",
+		       sizes[i], svc, met(svc, GOAL_SVC_NS), loc, met(loc, GOAL_NONSVC_NS), ext,
+		       met(ext, GOAL_NONSVC_NS));
+		if (lrr || lnrr)
+			printf("%9s           connect + one %d-byte request/response + close, both ends in the mesh vs "
+			       "neither (%.0f ns): service %.0f ns (%+.0f, %.2fx), pod IP %.0f ns (%+.0f, %.2fx)\n",
+			       "", RR_BYTES, base_rr, STAT(lrr, median), rr, STAT(lrr, median) / base_rr,
+			       STAT(lnrr, median), nrr, STAT(lnrr, median) / base_rr);
+	}
+	if (json && rows)
+		fputs("\n", json);
+}
+
 static void report(struct run_opts *o, double elapsed_s)
 {
 	int sizes[MAX_CASES], nsizes = sizes_of(o, sizes), i, j;
@@ -829,6 +982,7 @@ static void report(struct run_opts *o, double elapsed_s)
 		       paired_diff(find_case(o, K_IPTABLES, sizes[i]), direct, o->rounds),
 		       paired_diff(find_case(o, K_SOCKLB_NONSVC, sizes[i]), direct, o->rounds),
 		       paired_diff(find_case(o, K_IPTABLES_NONSVC, sizes[i]), direct, o->rounds));
+	user_cost(o, sizes, nsizes, NULL);
 	printf("\nround-to-round spread of the medians (min..max ns):\n");
 	for (i = 0; i < o->ncases; i++) {
 		struct bench_case *c = &o->cases[i];
@@ -901,6 +1055,8 @@ static void report(struct run_opts *o, double elapsed_s)
 		json_num(f, "iptables_nonsvc_ns", STAT(tn, median), false);
 		fprintf(f, "}%s\n", i + 1 < nsizes ? "," : "");
 	}
+	fprintf(f, "  ],\n  \"user_cost\": [\n");
+	user_cost(o, sizes, nsizes, f);
 	fprintf(f, "  ],\n  \"goals\": {\"socklb_minus_direct_max_ns\": 1000, \"socklb_over_direct_met\": %s, ",
 		goal_over ? "true" : "false");
 	json_ratio(f, "socklb_largest_over_smallest", flat, true);
