@@ -9,19 +9,21 @@
  *       YAML and as the iptables-restore input kube-proxy's iptables mode would write for them. The last
  *       service (the one the bench dials, last in KUBE-SERVICES) has K (default 3) of the real backends
  *       10.200.1.11-13.
- *   socklb serve --port P [--banner] [--rr] [--cpu C] [--max-time S]
+ *   socklb serve --port P [--banner] [--cpu C] [--max-time S]
  *       Accepts and closes, nothing else (a backlog of 65535). --banner first writes "xmb-server ADDR:PORT\n"
- *       (the address the connection reached), for probes only. --rr first reads 64 bytes and writes them back.
+ *       (the address the connection reached), for probes only.
  *   socklb probe --netns PATH --cgroup DIR --addr IP:PORT [--expect-peer IP] [--expect-backend IP]...
  *       One connect from that netns and cgroup to a --banner server; prints the peer and the banner and exits
  *       non-zero unless getpeername() is --expect-peer and the banner names one of the --expect-backend.
- *   socklb run --case KIND,SERVICES,NETNS,CGROUP,IP:PORT ... [--iters N] [--rounds R] [--warmup W]
+ *   socklb run --case KIND,SERVICES,NETNS,CGROUP,IP:PORT[,SRV_NETNS,SRV_CGROUP,SRV_PORT] ... [--iters N]
+ *              [--rounds R] [--warmup W]
  *              [--max-case-ms MS] [--cpu C] [--json FILE] [--meta KEY=VALUE]...
  *       Every round runs every case once (in a different order each round), each case as W untimed then N
  *       timed connect()+close() pairs, or fewer if MS ran out. Prints the table and writes the JSON.
  *       KIND: direct, socklb, iptables, socklb_nonsvc, iptables_nonsvc; and for what a user pays (issue 16):
  *       direct_ext / socklb_ext (a server that is no pod of this node), direct_rr / socklb_rr /
- *       socklb_nonsvc_rr (connect + one 64-byte request/response + close against a `serve --rr`).
+ *       socklb_nonsvc_rr (connect + one 64-byte request/response + close; the server's end is a listener of
+ *       this process made in SRV_NETNS and SRV_CGROUP on SRV_PORT, accepted and answered in the timed part).
  *
  * A case switches this process's network namespace (setns) and cgroup (writing cgroup.procs) before its
  * loop: cgroup programs and the namespace apply to a socket by where its creator was at socket().
@@ -164,14 +166,19 @@ static int read_full(int fd, char *buf, size_t n)
 	return 0;
 }
 
-/* One 64-byte request/response: the client writes then reads, the server reads then writes it back. */
-static int rr_exchange(int fd, bool client)
+/*
+ * One 64-byte request/response: the client writes then reads, the server reads then writes it back. srv >= 0
+ * (client only): the server's end is this thread's too, served between the client's write and read.
+ */
+static int rr_exchange(int fd, bool client, int srv)
 {
 	char buf[RR_BYTES];
 
 	if (client) {
 		memset(buf, 'q', sizeof(buf));
 		if (send(fd, buf, sizeof(buf), MSG_NOSIGNAL) != (ssize_t)sizeof(buf))
+			return -1;
+		if (srv >= 0 && rr_exchange(srv, false, -1))
 			return -1;
 		return read_full(fd, buf, sizeof(buf));
 	}
@@ -427,16 +434,16 @@ static void on_signal(int sig)
 
 static int cmd_serve(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "port", required_argument, NULL, 'p' }, { "banner", no_argument, NULL, 'b' },
-		{ "cpu", required_argument, NULL, 'c' },  { "max-time", required_argument, NULL, 't' },
-		{ "rr", no_argument, NULL, 'r' },	  { NULL, 0, NULL, 0 }
-	};
+	static const struct option lo[] = { { "port", required_argument, NULL, 'p' },
+					    { "banner", no_argument, NULL, 'b' },
+					    { "cpu", required_argument, NULL, 'c' },
+					    { "max-time", required_argument, NULL, 't' },
+					    { NULL, 0, NULL, 0 } };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct sigaction sa = { .sa_handler = on_signal };
 	int port = TARGET_PORT, cpu = -1, max_time = 600, one = 1, c, lfd;
-	unsigned long accepted = 0, rr_failed = 0;
-	bool banner = false, rr = false;
+	unsigned long accepted = 0;
+	bool banner = false;
 
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -451,9 +458,6 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		case 't':
 			max_time = atoi(optarg);
-			break;
-		case 'r':
-			rr = true;
 			break;
 		default:
 			return 2;
@@ -495,13 +499,9 @@ static int cmd_serve(int argc, char **argv)
 			if (send(fd, line, (size_t)n, MSG_NOSIGNAL) < 0)
 				fprintf(stderr, "socklb-server: send: %s\n", strerror(errno));
 		}
-		if (rr && rr_exchange(fd, false) < 0)
-			rr_failed++;
 		close(fd);
 	}
-	printf("accepted=%lu%s", accepted, rr ? "" : "\n");
-	if (rr)
-		printf(" rr_failed=%lu\n", rr_failed);
+	printf("accepted=%lu\n", accepted);
 	return 0;
 }
 
@@ -632,6 +632,11 @@ struct bench_case {
 	char cgroup[256];
 	char addr_str[64];
 	struct sockaddr_in addr;
+	/* request/response kinds: the server's end, a listener of this process in its own netns and cgroup */
+	char srv_netns[256];
+	char srv_cgroup[256];
+	int srv_port;
+	int lfd; /* made at the case's first round */
 	/* results */
 	uint32_t *ns; /* every timed op of every round */
 	size_t nops;  /* filled entries of ns */
@@ -663,11 +668,15 @@ static void parse_case(struct run_opts *o, char *spec)
 		die("too many cases (max %d)", MAX_CASES);
 	c = &o->cases[o->ncases++];
 	memset(c, 0, sizeof(*c));
+	char *g[3];
+
 	for (i = 0; i < 5; i++) {
 		f[i] = strtok_r(i ? NULL : spec, ",", &save);
 		if (!f[i])
-			die("bad case (want KIND,SERVICES,NETNS,CGROUP,IP:PORT)");
+			die("bad case (want KIND,SERVICES,NETNS,CGROUP,IP:PORT[,SRV_NETNS,SRV_CGROUP,SRV_PORT])");
 	}
+	for (i = 0; i < 3; i++)
+		g[i] = strtok_r(NULL, ",", &save);
 	for (i = 0; i < K_COUNT && strcmp(f[0], kind_names[i]) != 0; i++)
 		;
 	if (i == K_COUNT)
@@ -678,6 +687,47 @@ static void parse_case(struct run_opts *o, char *spec)
 	snprintf(c->cgroup, sizeof(c->cgroup), "%s", f[3]);
 	snprintf(c->addr_str, sizeof(c->addr_str), "%s", f[4]);
 	parse_addr(f[4], &c->addr);
+	c->lfd = -1;
+	if (!kind_is_rr(c->kind))
+		return;
+	if (!g[0] || !g[1] || !g[2])
+		die("%s: want ...,SRV_NETNS,SRV_CGROUP,SRV_PORT (the server's end, in this process)", f[0]);
+	snprintf(c->srv_netns, sizeof(c->srv_netns), "%s", g[0]);
+	snprintf(c->srv_cgroup, sizeof(c->srv_cgroup), "%s", g[1]);
+	c->srv_port = atoi(g[2]);
+}
+
+/*
+ * The server's end of a request/response case, in this process: a listener made in the server's netns and
+ * cgroup (a socket keeps both; accepted sockets inherit the listener's cgroup, so sockops runs for them as
+ * for a server pod in that cgroup). Both ends in one thread: the measure is the kernel's work for the
+ * connection, not the wake-up of a server process on a busy CPU. SO_LINGER 0 is inherited: RST, no TIME_WAIT.
+ */
+static void rr_listen(struct bench_case *c)
+{
+	struct sockaddr_in any = { .sin_family = AF_INET, .sin_port = htons((uint16_t)c->srv_port) };
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	int one = 1;
+
+	enter_netns(c->srv_netns);
+	enter_cgroup(c->srv_cgroup);
+	c->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->lfd < 0 || setsockopt(c->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(c->lfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0 ||
+	    bind(c->lfd, (struct sockaddr *)&any, sizeof(any)) < 0 || listen(c->lfd, 4096) < 0)
+		die("%s: listener on :%d in %s: %s", kind_names[c->kind], c->srv_port, c->srv_netns, strerror(errno));
+}
+
+/* Accepts the connection just made and answers one request on it: 0, or -1 (errno set). */
+static int rr_serve_one(struct bench_case *c, int cfd)
+{
+	int s = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC), err;
+
+	if (s < 0)
+		return -1;
+	err = rr_exchange(cfd, true, s);
+	close(s);
+	return err;
 }
 
 /* One connect()+close(), socket() and setsockopt() outside the timed part; the time, or 0 on failure. */
@@ -700,7 +750,7 @@ static uint64_t one_op(struct bench_case *c)
 		close(fd);
 		return 0;
 	}
-	if (kind_is_rr(c->kind) && rr_exchange(fd, true) < 0) {
+	if (kind_is_rr(c->kind) && rr_serve_one(c, fd) < 0) {
 		if (!c->first_errno)
 			c->first_errno = errno ? errno : EPROTO;
 		c->errors++;
@@ -734,6 +784,8 @@ static void run_case_round(struct bench_case *c, const struct run_opts *o, long 
 	double sum = 0;
 	long i;
 
+	if (kind_is_rr(c->kind) && c->lfd < 0)
+		rr_listen(c);
 	enter_netns(c->netns);
 	enter_cgroup(c->cgroup);
 	for (i = 0; i < o->warmup; i++)

@@ -171,8 +171,8 @@ socklb_server_stop() { # stops the server and forgets its PID (so the teardown n
 	SRV_PID=""
 }
 
-# socklb_extra_server NAME NETNS CGROUP PORT [serve options]: one more server (CPU 1) in NETNS and CGROUP, for
-# the cases of what a user pays: outside the node (ext), and request/response with both ends in a cgroup (rr).
+# socklb_extra_server NAME NETNS CGROUP PORT [serve options]: one more server (CPU 1) in NETNS and CGROUP: the
+# one outside the node (case socklb_ext).
 socklb_extra_server() {
 	local name=$1 ns=$2 cg=$3 port=$4 pid
 	shift 4
@@ -365,15 +365,14 @@ section_socklb() {
 	fi
 	log "  [cli plain] ${vips[0]}:80 unreachable outside the mesh cgroup, as it should be"
 
-	# What a user pays: an address outside the node, and one request/response per connection (first size
-	# only: its server must live in that agent's cgroup so that both ends are in the mesh).
+	# What a user pays: an address outside the node, and one request/response per connection. The server's
+	# end of those is a listener of the bench process itself in the server netns and, for the mesh, in the
+	# first size's agent cgroup (both ends in the mesh); the plain cgroup for the direct baseline.
 	socklb_extra_server ext ext "$CG/plain" 8080
-	socklb_extra_server rr-plain srv "$CG/plain" 8082 --rr
-	socklb_extra_server rr-mesh srv "$CG/mesh-${sizes[0]}" 8081 --rr
 	cases+=("direct_ext,0,/run/netns/${P}cli,$CG/plain,10.200.1.50:8080"
-		"direct_rr,0,/run/netns/${P}cli,$CG/plain,10.200.1.11:8082"
-		"socklb_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},${vips[0]}:81"
-		"socklb_nonsvc_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},10.200.1.11:8081")
+		"direct_rr,0,/run/netns/${P}cli,$CG/plain,10.200.1.11:8082,/run/netns/${P}srv,$CG/plain,8082"
+		"socklb_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},${vips[0]}:81,/run/netns/${P}srv,$CG/mesh-${sizes[0]},8081"
+		"socklb_nonsvc_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},10.200.1.11:8081,/run/netns/${P}srv,$CG/mesh-${sizes[0]},8081")
 	for i in "${!sizes[@]}"; do
 		cases+=("socklb_ext,${sizes[$i]},/run/netns/${P}cli,$CG/mesh-${sizes[$i]},10.200.1.50:8080")
 	done
