@@ -372,7 +372,7 @@ section_socklb() {
 	cases+=("direct_ext,0,/run/netns/${P}cli,$CG/plain,10.200.1.50:8080"
 		"direct_rr,0,/run/netns/${P}cli,$CG/plain,10.200.1.11:8082,/run/netns/${P}srv,$CG/plain,8082"
 		"socklb_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},${vips[0]}:81,/run/netns/${P}srv,$CG/mesh-${sizes[0]},8081"
-		"socklb_nonsvc_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},10.200.1.11:8081,/run/netns/${P}srv,$CG/mesh-${sizes[0]},8081")
+		"socklb_nonsvc_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},10.200.1.11:8083,/run/netns/${P}srv,$CG/mesh-${sizes[0]},8083")
 	for i in "${!sizes[@]}"; do
 		cases+=("socklb_ext,${sizes[$i]},/run/netns/${P}cli,$CG/mesh-${sizes[$i]},10.200.1.50:8080")
 	done
