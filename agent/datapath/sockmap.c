@@ -219,11 +219,11 @@ static int attach_ops_at(struct xm_sockmap *sm, const char *cgroup, int cgroup_f
 /*
  * The mesh cgroup's one sockops program (bpf/mesh_ops.bpf.c: the socket LB's part and ours in one run per
  * callback) swapped into the socket LB's pinned link. 1 when it took the link, 0 when there is no such link
- * or the program could not be loaded (our own program then attaches next to the LB's), or a negative errno.
+ * (our own program then attaches next to whatever runs there), or a negative errno.
  */
 static int take_lb_link(struct xm_sockmap *sm)
 {
-	char path[4096], hint[200];
+	char path[4096];
 	int fd, err;
 
 	err = pins_link_path(path, sizeof(path), sm->bpffs, XM_SOCK_LB_OPS_LINK);
@@ -233,13 +233,10 @@ static int take_lb_link(struct xm_sockmap *sm)
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	err = link_check(fd, sm, XM_SOCK_LB_OPS_LINK, sm->cgroup);
-	if (!err) {
-		snprintf(hint, sizeof(hint), "the socket LB and sockmap keep one sockops program each");
-		sm->mesh = bpf_loader_open(&mesh_ops_skel_ops, sm->bpffs, hint, &err);
-		if (!sm->mesh) {
-			close(fd);
-			return 0;
-		}
+	if (!err)
+		sm->mesh = bpf_loader_open(&mesh_ops_skel_ops, sm->bpffs,
+					   "run xmesh cleanup, or start with --no-sockmap", &err);
+	if (sm->mesh) {
 		if (bpf_link_update(fd, bpf_program__fd(sm->mesh->progs.xm_mesh_ops), NULL) < 0) {
 			err = -errno;
 			log_error("update pinned link %s: %s", path, strerror(errno));
