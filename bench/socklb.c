@@ -15,10 +15,15 @@
  *   socklb probe --netns PATH --cgroup DIR --addr IP:PORT [--expect-peer IP] [--expect-backend IP]...
  *       One connect from that netns and cgroup to a --banner server; prints the peer and the banner and exits
  *       non-zero unless getpeername() is --expect-peer and the banner names one of the --expect-backend.
- *   socklb run --case KIND,SERVICES,NETNS,CGROUP,IP:PORT ... [--iters N] [--rounds R] [--warmup W]
+ *   socklb run --case KIND,SERVICES,NETNS,CGROUP,IP:PORT[,SRV_NETNS,SRV_CGROUP,SRV_PORT] ... [--iters N]
+ *              [--rounds R] [--warmup W]
  *              [--max-case-ms MS] [--cpu C] [--json FILE] [--meta KEY=VALUE]...
  *       Every round runs every case once (in a different order each round), each case as W untimed then N
  *       timed connect()+close() pairs, or fewer if MS ran out. Prints the table and writes the JSON.
+ *       KIND: direct, socklb, iptables, socklb_nonsvc, iptables_nonsvc; and for what a user pays (issue 16):
+ *       direct_ext / socklb_ext (a server that is no pod of this node), direct_rr / socklb_rr /
+ *       socklb_nonsvc_rr (connect + one 64-byte request/response + close; the server's end is a listener of
+ *       this process made in SRV_NETNS and SRV_CGROUP on SRV_PORT, accepted and answered in the timed part).
  *
  * A case switches this process's network namespace (setns) and cgroup (writing cgroup.procs) before its
  * loop: cgroup programs and the namespace apply to a socket by where its creator was at socket().
@@ -55,6 +60,10 @@
 #define CONNECT_TIMEOUT_S 3
 #define SVC_PORT	  80
 #define TARGET_PORT	  8080
+#define RR_SVC_PORT	  81   /* the dialed service's second port: to the request/response server */
+#define RR_TARGET_PORT	  8081 /* that server, in the mesh cgroup (bench.sh) */
+#define RR_BYTES	  64
+#define CLIENT_POD_IP	  "10.200.1.101"
 #define CLUSTER_CIDR	  "10.200.0.0/16"
 
 static uint64_t now_ns(void)
@@ -139,6 +148,45 @@ static int bench_socket(void)
 	return fd;
 }
 
+/* Reads exactly n bytes (a redirected message may arrive in pieces); 0, or -1 on error or EOF. */
+static int read_full(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = recv(fd, buf + got, n - got, 0);
+
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/*
+ * One 64-byte request/response: the client writes then reads, the server reads then writes it back. srv >= 0
+ * (client only): the server's end is this thread's too, served between the client's write and read.
+ */
+static int rr_exchange(int fd, bool client, int srv)
+{
+	char buf[RR_BYTES];
+
+	if (client) {
+		memset(buf, 'q', sizeof(buf));
+		if (send(fd, buf, sizeof(buf), MSG_NOSIGNAL) != (ssize_t)sizeof(buf))
+			return -1;
+		if (srv >= 0 && rr_exchange(srv, false, -1))
+			return -1;
+		return read_full(fd, buf, sizeof(buf));
+	}
+	if (read_full(fd, buf, sizeof(buf)))
+		return -1;
+	return send(fd, buf, sizeof(buf), MSG_NOSIGNAL) == (ssize_t)sizeof(buf) ? 0 : -1;
+}
+
 /* ------------------------------------------------------------------------------------------------------ */
 /* gen */
 
@@ -189,7 +237,8 @@ static void gen_service(struct gen_svc *s, int i, int n, int dial_eps, int *fake
 		snprintf(s->ep[k], sizeof(s->ep[k]), "10.200.%d.%d", 2 + (*fake / 250) % 250, 1 + *fake % 250);
 }
 
-static void gen_yaml(FILE *f, const struct gen_svc *s)
+/* rr: the dialed service's second port, 81 -> 8081, to the request/response server (bench.sh). */
+static void gen_yaml(FILE *f, const struct gen_svc *s, bool rr)
 {
 	int k;
 
@@ -198,13 +247,28 @@ static void gen_yaml(FILE *f, const struct gen_svc *s)
 		"  type: ClusterIP\n  clusterIP: %s\n  clusterIPs:\n  - %s\n  sessionAffinity: None\n  ports:\n"
 		"  - name: tcp\n    port: %d\n    protocol: TCP\n    targetPort: %d\n",
 		s->name, s->vip, s->vip, SVC_PORT, TARGET_PORT);
+	if (rr)
+		fprintf(f, "  - name: rr\n    port: %d\n    protocol: TCP\n    targetPort: %d\n", RR_SVC_PORT,
+			RR_TARGET_PORT);
 	fprintf(f,
 		"---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: %s-abcde\n"
 		"  namespace: bench\n  labels:\n    kubernetes.io/service-name: %s\naddressType: IPv4\nports:\n"
-		"- name: tcp\n  port: %d\n  protocol: TCP\nendpoints:\n",
+		"- name: tcp\n  port: %d\n  protocol: TCP\n",
 		s->name, s->name, TARGET_PORT);
+	if (rr)
+		fprintf(f, "- name: rr\n  port: %d\n  protocol: TCP\n", RR_TARGET_PORT);
+	fputs("endpoints:\n", f);
 	for (k = 0; k < s->neps; k++)
 		fprintf(f, "- addresses:\n  - \"%s\"\n  conditions:\n    ready: true\n  nodeName: node1\n", s->ep[k]);
+}
+
+/* The client as a Pod of this node: its address in xm_local_ips lets the server's side enter the sockhash. */
+static void gen_yaml_client_pod(FILE *f)
+{
+	fprintf(f,
+		"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: client\n  namespace: bench\nspec:\n"
+		"  nodeName: node1\nstatus:\n  phase: Running\n  podIP: %s\n  podIPs:\n  - ip: %s\n",
+		CLIENT_POD_IP, CLIENT_POD_IP);
 }
 
 /*
@@ -347,7 +411,8 @@ static int cmd_gen(int argc, char **argv)
 		die("gen: cannot write %s / %s: %s", yaml, ipt, strerror(errno));
 	fprintf(fy, "# %d services generated by socklb gen; the bench dials the last one.\n", n);
 	for (i = 0; i < n; i++)
-		gen_yaml(fy, &svcs[i]);
+		gen_yaml(fy, &svcs[i], i == n - 1);
+	gen_yaml_client_pod(fy);
 	gen_iptables(fi, svcs, n);
 	if (fclose(fy) || fclose(fi))
 		die("gen: write failed: %s", strerror(errno));
@@ -536,10 +601,29 @@ enum kind {
 	K_IPTABLES,	   /* ClusterIP, from a netns with the kube-proxy rules */
 	K_SOCKLB_NONSVC,   /* the backend IP from the agent's cgroup: the hooks run, no service matches */
 	K_IPTABLES_NONSVC, /* the backend IP from the iptables netns: conntrack + a full KUBE-SERVICES walk */
+	/* What a user pays (issue 16): */
+	K_DIRECT_EXT,	    /* a server that is no pod of this node (not in xm_local_ips), from the plain cgroup */
+	K_SOCKLB_EXT,	    /* the same from the mesh cgroup: the hooks run, nothing matches, nothing is inserted */
+	K_DIRECT_RR,	    /* connect + one 64-byte request/response + close, both ends outside the mesh */
+	K_SOCKLB_RR,	    /* the same through the service's second port, both ends in the mesh cgroup */
+	K_SOCKLB_NONSVC_RR, /* the same to the pod IP, both ends in the mesh cgroup */
 	K_COUNT,
 };
 
-static const char *const kind_names[K_COUNT] = { "direct", "socklb", "iptables", "socklb_nonsvc", "iptables_nonsvc" };
+static const char *const kind_names[K_COUNT] = { "direct",	    "socklb",	       "iptables",   "socklb_nonsvc",
+						 "iptables_nonsvc", "direct_ext",      "socklb_ext", "direct_rr",
+						 "socklb_rr",	    "socklb_nonsvc_rr" };
+
+/* The baselines: one per run, whatever SERVICES says. */
+static bool kind_is_direct(enum kind k)
+{
+	return k == K_DIRECT || k == K_DIRECT_EXT || k == K_DIRECT_RR;
+}
+
+static bool kind_is_rr(enum kind k)
+{
+	return k == K_DIRECT_RR || k == K_SOCKLB_RR || k == K_SOCKLB_NONSVC_RR;
+}
 
 struct bench_case {
 	enum kind kind;
@@ -548,6 +632,11 @@ struct bench_case {
 	char cgroup[256];
 	char addr_str[64];
 	struct sockaddr_in addr;
+	/* request/response kinds: the server's end, a listener of this process in its own netns and cgroup */
+	char srv_netns[256];
+	char srv_cgroup[256];
+	int srv_port;
+	int lfd; /* made at the case's first round */
 	/* results */
 	uint32_t *ns; /* every timed op of every round */
 	size_t nops;  /* filled entries of ns */
@@ -579,11 +668,15 @@ static void parse_case(struct run_opts *o, char *spec)
 		die("too many cases (max %d)", MAX_CASES);
 	c = &o->cases[o->ncases++];
 	memset(c, 0, sizeof(*c));
+	char *g[3];
+
 	for (i = 0; i < 5; i++) {
 		f[i] = strtok_r(i ? NULL : spec, ",", &save);
 		if (!f[i])
-			die("bad case (want KIND,SERVICES,NETNS,CGROUP,IP:PORT)");
+			die("bad case (want KIND,SERVICES,NETNS,CGROUP,IP:PORT[,SRV_NETNS,SRV_CGROUP,SRV_PORT])");
 	}
+	for (i = 0; i < 3; i++)
+		g[i] = strtok_r(NULL, ",", &save);
 	for (i = 0; i < K_COUNT && strcmp(f[0], kind_names[i]) != 0; i++)
 		;
 	if (i == K_COUNT)
@@ -594,6 +687,47 @@ static void parse_case(struct run_opts *o, char *spec)
 	snprintf(c->cgroup, sizeof(c->cgroup), "%s", f[3]);
 	snprintf(c->addr_str, sizeof(c->addr_str), "%s", f[4]);
 	parse_addr(f[4], &c->addr);
+	c->lfd = -1;
+	if (!kind_is_rr(c->kind))
+		return;
+	if (!g[0] || !g[1] || !g[2])
+		die("%s: want ...,SRV_NETNS,SRV_CGROUP,SRV_PORT (the server's end, in this process)", f[0]);
+	snprintf(c->srv_netns, sizeof(c->srv_netns), "%s", g[0]);
+	snprintf(c->srv_cgroup, sizeof(c->srv_cgroup), "%s", g[1]);
+	c->srv_port = atoi(g[2]);
+}
+
+/*
+ * The server's end of a request/response case, in this process: a listener made in the server's netns and
+ * cgroup (a socket keeps both; accepted sockets inherit the listener's cgroup, so sockops runs for them as
+ * for a server pod in that cgroup). Both ends in one thread: the measure is the kernel's work for the
+ * connection, not the wake-up of a server process on a busy CPU. SO_LINGER 0 is inherited: RST, no TIME_WAIT.
+ */
+static void rr_listen(struct bench_case *c)
+{
+	struct sockaddr_in any = { .sin_family = AF_INET, .sin_port = htons((uint16_t)c->srv_port) };
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	int one = 1;
+
+	enter_netns(c->srv_netns);
+	enter_cgroup(c->srv_cgroup);
+	c->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->lfd < 0 || setsockopt(c->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(c->lfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0 ||
+	    bind(c->lfd, (struct sockaddr *)&any, sizeof(any)) < 0 || listen(c->lfd, 4096) < 0)
+		die("%s: listener on :%d in %s: %s", kind_names[c->kind], c->srv_port, c->srv_netns, strerror(errno));
+}
+
+/* Accepts the connection just made and answers one request on it: 0, or -1 (errno set). */
+static int rr_serve_one(struct bench_case *c, int cfd)
+{
+	int s = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC), err;
+
+	if (s < 0)
+		return -1;
+	err = rr_exchange(cfd, true, s);
+	close(s);
+	return err;
 }
 
 /* One connect()+close(), socket() and setsockopt() outside the timed part; the time, or 0 on failure. */
@@ -612,6 +746,13 @@ static uint64_t one_op(struct bench_case *c)
 	if (connect(fd, (struct sockaddr *)&c->addr, sizeof(c->addr)) < 0) {
 		if (!c->first_errno)
 			c->first_errno = errno;
+		c->errors++;
+		close(fd);
+		return 0;
+	}
+	if (kind_is_rr(c->kind) && rr_serve_one(c, fd) < 0) {
+		if (!c->first_errno)
+			c->first_errno = errno ? errno : EPROTO;
 		c->errors++;
 		close(fd);
 		return 0;
@@ -643,6 +784,8 @@ static void run_case_round(struct bench_case *c, const struct run_opts *o, long 
 	double sum = 0;
 	long i;
 
+	if (kind_is_rr(c->kind) && c->lfd < 0)
+		rr_listen(c);
 	enter_netns(c->netns);
 	enter_cgroup(c->cgroup);
 	for (i = 0; i < o->warmup; i++)
@@ -696,7 +839,7 @@ static struct bench_case *find_case(struct run_opts *o, enum kind k, int service
 	int i;
 
 	for (i = 0; i < o->ncases; i++)
-		if (o->cases[i].kind == k && (k == K_DIRECT || o->cases[i].services == services))
+		if (o->cases[i].kind == k && (kind_is_direct(k) || o->cases[i].services == services))
 			return &o->cases[i];
 	return NULL;
 }
@@ -708,7 +851,8 @@ static int sizes_of(struct run_opts *o, int *sizes)
 	for (i = 0; i < o->ncases; i++) {
 		int s = o->cases[i].services;
 
-		if (o->cases[i].kind == K_DIRECT)
+		if (kind_is_direct(o->cases[i].kind) || kind_is_rr(o->cases[i].kind) ||
+		    o->cases[i].kind == K_SOCKLB_EXT)
 			continue;
 		for (j = 0; j < n && sizes[j] != s; j++)
 			;
@@ -774,6 +918,67 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+static const char *met(double v, double goal)
+{
+	return isnan(v) ? "n/a" : v <= goal ? "MET" : "NOT MET";
+}
+
+/*
+ * What a user pays (issue 16), paired by round: connects to a service, to a pod of this node (which sockmap
+ * inserts), to an address outside the node (nothing inserted: the pure tax), and connections that carry one
+ * 64-byte request/response, both ends in the mesh vs neither. Printed, or as JSON rows into json.
+ */
+#define GOAL_SVC_NS    1500.0
+#define GOAL_NONSVC_NS 500.0
+
+static void user_cost(struct run_opts *o, const int *sizes, int nsizes, FILE *json)
+{
+	struct bench_case *direct = find_case(o, K_DIRECT, 0), *dext = find_case(o, K_DIRECT_EXT, 0);
+	struct bench_case *drr = find_case(o, K_DIRECT_RR, 0);
+	int i, rows = 0;
+
+	if (!json)
+		printf("\nwhat a user pays, paired by round (goals: service <= +%.0f ns, non-service <= +%.0f ns over "
+		       "direct):\n",
+		       GOAL_SVC_NS, GOAL_NONSVC_NS);
+	for (i = 0; i < nsizes; i++) {
+		struct bench_case *lb = find_case(o, K_SOCKLB, sizes[i]), *ln = find_case(o, K_SOCKLB_NONSVC, sizes[i]);
+		struct bench_case *le = find_case(o, K_SOCKLB_EXT, sizes[i]),
+				  *lrr = find_case(o, K_SOCKLB_RR, sizes[i]);
+		struct bench_case *lnrr = find_case(o, K_SOCKLB_NONSVC_RR, sizes[i]);
+		double svc = paired_diff(lb, direct, o->rounds), loc = paired_diff(ln, direct, o->rounds);
+		double ext = paired_diff(le, dext, o->rounds), rr = paired_diff(lrr, drr, o->rounds);
+		double nrr = paired_diff(lnrr, drr, o->rounds), base_rr = STAT(drr, median);
+
+		if (json) {
+			fprintf(json, "%s    {\"services\": %d, ", rows++ ? ",\n" : "", sizes[i]);
+			json_num(json, "service_minus_direct_paired_ns", svc, true);
+			json_num(json, "nonsvc_local_minus_direct_paired_ns", loc, true);
+			json_num(json, "nonsvc_external_minus_direct_paired_ns", ext, true);
+			json_num(json, "rr_direct_ns", base_rr, true);
+			json_num(json, "rr_service_ns", STAT(lrr, median), true);
+			json_num(json, "rr_service_minus_direct_paired_ns", rr, true);
+			json_ratio(json, "rr_service_over_direct", STAT(lrr, median) / base_rr, true);
+			json_num(json, "rr_nonsvc_ns", STAT(lnrr, median), true);
+			json_num(json, "rr_nonsvc_minus_direct_paired_ns", nrr, true);
+			json_ratio(json, "rr_nonsvc_over_direct", STAT(lnrr, median) / base_rr, false);
+			fputs("}", json);
+			continue;
+		}
+		printf("%9d services: service connect %+.0f ns (%s); non-service to a pod of this node %+.0f ns (%s; "
+		       "sockhash insertion); to an address outside the node %+.0f ns (%s)\n",
+		       sizes[i], svc, met(svc, GOAL_SVC_NS), loc, met(loc, GOAL_NONSVC_NS), ext,
+		       met(ext, GOAL_NONSVC_NS));
+		if (lrr || lnrr)
+			printf("%9s           connect + one %d-byte request/response + close, both ends in the mesh vs "
+			       "neither (%.0f ns): service %.0f ns (%+.0f, %.2fx), pod IP %.0f ns (%+.0f, %.2fx)\n",
+			       "", RR_BYTES, base_rr, STAT(lrr, median), rr, STAT(lrr, median) / base_rr,
+			       STAT(lnrr, median), nrr, STAT(lnrr, median) / base_rr);
+	}
+	if (json && rows)
+		fputs("\n", json);
+}
+
 static void report(struct run_opts *o, double elapsed_s)
 {
 	int sizes[MAX_CASES], nsizes = sizes_of(o, sizes), i, j;
@@ -829,6 +1034,7 @@ static void report(struct run_opts *o, double elapsed_s)
 		       paired_diff(find_case(o, K_IPTABLES, sizes[i]), direct, o->rounds),
 		       paired_diff(find_case(o, K_SOCKLB_NONSVC, sizes[i]), direct, o->rounds),
 		       paired_diff(find_case(o, K_IPTABLES_NONSVC, sizes[i]), direct, o->rounds));
+	user_cost(o, sizes, nsizes, NULL);
 	printf("\nround-to-round spread of the medians (min..max ns):\n");
 	for (i = 0; i < o->ncases; i++) {
 		struct bench_case *c = &o->cases[i];
@@ -901,6 +1107,8 @@ static void report(struct run_opts *o, double elapsed_s)
 		json_num(f, "iptables_nonsvc_ns", STAT(tn, median), false);
 		fprintf(f, "}%s\n", i + 1 < nsizes ? "," : "");
 	}
+	fprintf(f, "  ],\n  \"user_cost\": [\n");
+	user_cost(o, sizes, nsizes, f);
 	fprintf(f, "  ],\n  \"goals\": {\"socklb_minus_direct_max_ns\": 1000, \"socklb_over_direct_met\": %s, ",
 		goal_over ? "true" : "false");
 	json_ratio(f, "socklb_largest_over_smallest", flat, true);

@@ -171,6 +171,35 @@ socklb_server_stop() { # stops the server and forgets its PID (so the teardown n
 	SRV_PID=""
 }
 
+# socklb_extra_server NAME NETNS CGROUP PORT [serve options]: one more server (CPU 1) in NETNS and CGROUP: the
+# one outside the node (case socklb_ext).
+socklb_extra_server() {
+	local name=$1 ns=$2 cg=$3 port=$4 pid
+	shift 4
+	timeout -k 5 900 sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' _ "$cg" \
+		nsenter --net="/run/netns/$P$ns" -- "$BUILD/$SRV" serve --port "$port" --cpu 1 "$@" \
+		>"$TMP/server-$name.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait_line "$TMP/server-$name.log" ' ready$' 10 "$pid" || die "server $name did not start: $(cat "$TMP/server-$name.log")"
+}
+
+admin_query() { # admin_query SOCKET COMMAND...: an agent's answer on its admin socket
+	timeout -k 2 10 python3 - "$1" "${*:2}" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode(errors="replace"))
+PY
+}
+
 probe() { # probe NETNS CGROUP ADDR EXPECT_PEER BACKEND...
 	local ns=$1 cg=$2 addr=$3 peer=$4 b args=()
 	shift 4
@@ -182,10 +211,11 @@ probe() { # probe NETNS CGROUP ADDR EXPECT_PEER BACKEND...
 
 # Per attached program of the mesh cgroup (and sk_msg), run_cnt and run_time_ns over BPF_STATS connects of one
 # case run alone: "name runs/connect ns/connect ns/run". bpf_stats_enabled is on only for this and restored.
-prog_stats() { # prog_stats CGROUP: "id name cnt ns" for the cgroup's programs and any sk_msg program
-	local id
+prog_stats() { # prog_stats CGROUP PIN_DIR: "id name cnt ns" for the cgroup's programs and the sk_msg on PIN_DIR's sockhash
+	local id map
+	map=$(bpftool -j map show pinned "$2/xm_sock_pairs" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null || echo none)
 	for id in $(bpftool -j cgroup show "$1" | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if "id" in p))' 2>/dev/null) \
-		$(bpftool -j prog show | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if p.get("type")=="sk_msg" and p.get("name","").startswith("xm_")))' 2>/dev/null); do
+		$(bpftool -j prog show | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if p.get("type")=="sk_msg" and str(sys.argv[1]) in map(str, p.get("map_ids",[]))))' "$map" 2>/dev/null); do
 		bpftool -j prog show id "$id" 2>/dev/null | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p["id"], p["name"], p.get("run_cnt",0), p.get("run_time_ns",0))' 2>/dev/null || true
 	done
 }
@@ -201,12 +231,13 @@ socklb_bpf_stats() { # socklb_bpf_stats SIZE... -- VIP...
 	for i in "${!sizes[@]}"; do
 		n=${sizes[$i]}
 		for k in "socklb,$n,/run/netns/${P}cli,$CG/mesh-$n,${vips[$i]}:80" \
-			"socklb_nonsvc,$n,/run/netns/${P}cli,$CG/mesh-$n,10.200.1.11:8080"; do
-			before=$(prog_stats "$CG/mesh-$n")
+			"socklb_nonsvc,$n,/run/netns/${P}cli,$CG/mesh-$n,10.200.1.11:8080" \
+			"socklb_ext,$n,/run/netns/${P}cli,$CG/mesh-$n,10.200.1.50:8080"; do
+			before=$(prog_stats "$CG/mesh-$n" "$PIN/$n")
 			timeout -k 5 300 "$BUILD/$SRV" run --case "direct,0,/run/netns/${P}cli,$CG/plain,10.200.1.11:8080" \
 				--case "$k" --iters "$BPF_STATS" --rounds 1 --warmup "$WARMUP" --max-case-ms 600000 --cpu 0 \
 				>/dev/null 2>&1 || die "bpf_stats run of $k failed"
-			after=$(prog_stats "$CG/mesh-$n")
+			after=$(prog_stats "$CG/mesh-$n" "$PIN/$n")
 			c=$((BPF_STATS + WARMUP))
 			python3 - "$c" "${k%%,/*}" "$before" "$after" <<'PY'
 import sys
@@ -277,6 +308,8 @@ section_socklb() {
 	attach srv "${backends[@]}"
 	ip netns exec "${P}srv" sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
 	attach cli 10.200.1.101
+	# A server that is no pod of this node (in no EndpointSlice, no Pod, no Node address): not in xm_local_ips.
+	attach ext 10.200.1.50
 	mkdir "$CG/plain"
 
 	for i in "${!sizes[@]}"; do
@@ -332,6 +365,18 @@ section_socklb() {
 	fi
 	log "  [cli plain] ${vips[0]}:80 unreachable outside the mesh cgroup, as it should be"
 
+	# What a user pays: an address outside the node, and one request/response per connection. The server's
+	# end of those is a listener of the bench process itself in the server netns and, for the mesh, in the
+	# first size's agent cgroup (both ends in the mesh); the plain cgroup for the direct baseline.
+	socklb_extra_server ext ext "$CG/plain" 8080
+	cases+=("direct_ext,0,/run/netns/${P}cli,$CG/plain,10.200.1.50:8080"
+		"direct_rr,0,/run/netns/${P}cli,$CG/plain,10.200.1.11:8082,/run/netns/${P}srv,$CG/plain,8082"
+		"socklb_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},${vips[0]}:81,/run/netns/${P}srv,$CG/mesh-${sizes[0]},8081"
+		"socklb_nonsvc_rr,${sizes[0]},/run/netns/${P}cli,$CG/mesh-${sizes[0]},10.200.1.11:8083,/run/netns/${P}srv,$CG/mesh-${sizes[0]},8083")
+	for i in "${!sizes[@]}"; do
+		cases+=("socklb_ext,${sizes[$i]},/run/netns/${P}cli,$CG/mesh-${sizes[$i]},10.200.1.50:8080")
+	done
+
 	socklb_server
 	log "timing: client on CPU 0, server on CPU 1 ($(nproc) CPUs)"
 	local run_args=()
@@ -347,6 +392,9 @@ section_socklb() {
 		--meta "xmesh=$("$BUILD/xmesh" version 2>/dev/null | head -n 1)" \
 		--meta "tree=$(git describe --always --dirty 2>/dev/null || echo unknown)"
 	for n in "${agent_pids[@]}"; do kill -0 "$n" 2>/dev/null || die "an agent died during the run"; done
+	log "sockmap of the agent for ${sizes[0]} services (the request/response cases): $(admin_query \
+		"$TMP/admin-${sizes[0]}.sock" sockmap status | grep -E '^(redirected_msgs|fallback_no_peer|sockets_inserted|peer_not_local) ' |
+		tr -s ' \n' ' ')"
 	[ "$BPF_STATS" -gt 0 ] && socklb_bpf_stats "${sizes[@]}" -- "${vips[@]}"
 	socklb_server_stop
 	log "server: $(tail -n 1 "$TMP/server.log")"

@@ -45,6 +45,32 @@ static int link_check_cgroup(int link_fd, const char *cgroup, const char *name)
 	return 0;
 }
 
+/*
+ * Whether the link runs the mesh cgroup's one sockops program (the socket LB's part and sockmap's): sockmap,
+ * loaded next, swaps in its own; putting the LB's alone back for that moment would leave new connections out
+ * of the sockhash.
+ */
+static bool link_runs_mesh_ops(int link_fd)
+{
+	struct bpf_link_info info;
+	struct bpf_prog_info prog;
+	__u32 len = sizeof(info);
+	int fd;
+	bool yes;
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len) < 0)
+		return false;
+	fd = bpf_prog_get_fd_by_id(info.prog_id);
+	if (fd < 0)
+		return false;
+	memset(&prog, 0, sizeof(prog));
+	len = sizeof(prog);
+	yes = bpf_obj_get_info_by_fd(fd, &prog, &len) == 0 && !strcmp(prog.name, XM_MESH_OPS_PROG);
+	close(fd);
+	return yes;
+}
+
 static int attach_or_adopt(struct xm_datapath *dp, struct bpf_program *prog)
 {
 	const char *name = bpf_program__name(prog);
@@ -59,7 +85,10 @@ static int attach_or_adopt(struct xm_datapath *dp, struct bpf_program *prog)
 	if (fd >= 0) {
 		err = link_check_cgroup(fd, dp->cgroup, name);
 		/* Swapping the program inside the live link: no instant without a hook. */
-		if (!err && bpf_link_update(fd, bpf_program__fd(prog), NULL) < 0) {
+		if (!err && !strcmp(name, XM_SOCK_LB_OPS_LINK) && link_runs_mesh_ops(fd))
+			log_info("%s: the mesh cgroup's one sockops program stays until sockmap swaps in its own",
+				 path);
+		else if (!err && bpf_link_update(fd, bpf_program__fd(prog), NULL) < 0) {
 			err = -errno;
 			log_error("update pinned link %s: %s", path, strerror(errno));
 		}

@@ -13,6 +13,13 @@
 
 struct sock_lb;
 
+/*
+ * The socket LB's sockops link (links/NAME under bpffs). sockmap (datapath/sockmap.h) swaps the mesh cgroup's
+ * one program into it (bpf/mesh_ops.bpf.c), which the LB then leaves in place when it adopts the link.
+ */
+#define XM_SOCK_LB_OPS_LINK "xm_sockops"
+#define XM_MESH_OPS_PROG    "xm_mesh_ops"
+
 struct xm_datapath {
 	struct sock_lb *sock;
 	char bpffs[4096];

@@ -16,10 +16,13 @@
 #include "core/log.h"
 #include "core/percpu.h"
 #include "datapath/bpf_loader.h"
+#include "datapath/datapath.h"
 #include "datapath/pins.h"
+#include "skel/mesh_ops.skel.h"
 #include "skel/sockmap.skel.h"
 
 XM_BPF_SKEL_OPS(sockmap);
+XM_BPF_SKEL_OPS(mesh_ops);
 
 /* Not in the uapi header libbpf 1.1 ships with; the kernel's value since 6.10. */
 #define XM_BPF_LINK_TYPE_SOCKMAP 14
@@ -213,8 +216,60 @@ static int attach_ops_at(struct xm_sockmap *sm, const char *cgroup, int cgroup_f
 	return pin_link_fd(sm, link_name, link_fd);
 }
 
+/*
+ * The mesh cgroup's one sockops program (bpf/mesh_ops.bpf.c: the socket LB's part and ours in one run per
+ * callback) swapped into the socket LB's pinned link. 1 when it took the link, 0 when there is no such link
+ * (our own program then attaches next to whatever runs there), or a negative errno.
+ */
+static int take_lb_link(struct xm_sockmap *sm)
+{
+	char path[4096];
+	int fd, err;
+
+	err = pins_link_path(path, sizeof(path), sm->bpffs, XM_SOCK_LB_OPS_LINK);
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	err = link_check(fd, sm, XM_SOCK_LB_OPS_LINK, sm->cgroup);
+	if (!err)
+		sm->mesh = bpf_loader_open(&mesh_ops_skel_ops, sm->bpffs,
+					   "run xmesh cleanup, or start with --no-sockmap", &err);
+	if (sm->mesh) {
+		if (bpf_link_update(fd, bpf_program__fd(sm->mesh->progs.xm_mesh_ops), NULL) < 0) {
+			err = -errno;
+			log_error("update pinned link %s: %s", path, strerror(errno));
+		}
+	}
+	close(fd);
+	return err ? err : 1;
+}
+
+/* An earlier agent's separate sockops link on the mesh cgroup: our part now runs in the LB's link. */
+static int remove_separate_ops_link(struct xm_sockmap *sm)
+{
+	char path[4096];
+	int err = pins_link_path(path, sizeof(path), sm->bpffs, XM_SOCKMAP_OPS_LINK);
+
+	if (err)
+		return err;
+	if (unlink(path) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	log_info("sockmap: removed the separate sockops link an earlier agent left (%s)", path);
+	return 0;
+}
+
 static int attach_ops(struct xm_sockmap *sm)
 {
+	int err = take_lb_link(sm);
+
+	if (err < 0)
+		return err;
+	if (err > 0) {
+		sm->n_adopted++;
+		return remove_separate_ops_link(sm);
+	}
 	return attach_ops_at(sm, sm->cgroup, sm->cgroup_fd, XM_SOCKMAP_OPS_LINK);
 }
 
@@ -280,8 +335,9 @@ int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, b
 	err = attach_ops(sm);
 	if (err)
 		goto fail;
-	log_info("sockmap: redirection %s; %d attached, %d adopted (sk_msg through %s)", enabled ? "on" : "off",
-		 sm->n_attached, sm->n_adopted, sm->msg_link ? "a pinned link" : "the map");
+	log_info("sockmap: redirection %s; %d attached, %d adopted (sk_msg through %s; sockops %s)",
+		 enabled ? "on" : "off", sm->n_attached, sm->n_adopted, sm->msg_link ? "a pinned link" : "the map",
+		 sm->mesh ? "in one program with the socket LB's" : "a program of its own");
 	if (n_excluded)
 		log_info("sockmap: %zu port(s) excluded from redirection", n_excluded);
 	return 0;
@@ -292,6 +348,8 @@ fail:
 
 void sockmap_close(struct xm_sockmap *sm)
 {
+	mesh_ops__destroy(sm->mesh);
+	sm->mesh = NULL;
 	sockmap__destroy(sm->skel);
 	sm->skel = NULL;
 	if (sm->cgroup_fd >= 0)

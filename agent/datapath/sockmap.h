@@ -13,6 +13,7 @@
 
 #include <xmesh/sockmap.h>
 
+struct mesh_ops;
 struct sockmap;
 struct xm_local_addrs;
 
@@ -23,6 +24,11 @@ struct xm_local_addrs;
 
 struct xm_sockmap {
 	struct sockmap *skel;
+	/*
+	 * The mesh cgroup's one sockops program (bpf/mesh_ops.bpf.c), in the socket LB's pinned link; NULL where
+	 * there is no such link (our own xm_sockmap_ops then runs next to the LB's).
+	 */
+	struct mesh_ops *mesh;
 	char bpffs[4096];
 	char cgroup[4096];
 	int cgroup_fd;
@@ -34,7 +40,9 @@ struct xm_sockmap {
 
 /*
  * Loads, attaches or adopts, sets the switch to enabled and the excluded ports (before sockops attaches).
- * Returns 0 or a negative errno.
+ * sockops: where the socket LB's link is pinned under bpffs for this cgroup, one program doing both parts
+ * replaces the LB's in that link (and an earlier agent's separate link goes); else xm_sockmap_ops attaches
+ * through a link of its own. Returns 0 or a negative errno.
  */
 int sockmap_open(struct xm_sockmap *sm, const char *bpffs, const char *cgroup, bool enabled,
 		 const uint16_t *excluded_ports, size_t n_excluded);

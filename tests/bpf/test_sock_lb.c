@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sock_lb_fixture.h"
+#include "skel/sock_lb.skel.h"
 
 #define VIP4  "10.96.0.10"
 #define VIP6  "fd00:96::10"
@@ -183,6 +184,41 @@ Test(sock_lb, udp_reply_comes_from_vip)
 	cr_assert_eq(from.sin_addr.s_addr, vip.sin_addr.s_addr, "reply from %s, want the VIP",
 		     inet_ntoa(from.sin_addr));
 	cr_assert_eq(from.sin_port, vip.sin_port);
+	close(c);
+}
+
+/*
+ * A socket that has state already (here: UDP connected to the VIP, then elsewhere, then to the VIP again)
+ * takes the path that updates it: getpeername follows each connect.
+ */
+Test(sock_lb, udp_reconnect_updates_the_socket_state)
+{
+	struct sockaddr_in vip = { .sin_family = AF_INET, .sin_port = htons(VPORT) }, other, peer;
+	struct sockaddr_in lo = { .sin_family = AF_INET,
+				  .sin_port = htons(9),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len;
+	int c;
+
+	fx_listeners(1, SOCK_DGRAM, false);
+	fx_publish(VIP4, VPORT, IPPROTO_UDP, XM_LB_RANDOM, 1);
+	inet_pton(AF_INET, VIP4, &vip.sin_addr);
+	c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert(c >= 0);
+	for (int round = 0; round < 2; round++) {
+		cr_assert_eq(connect(c, (struct sockaddr *)&vip, sizeof(vip)), 0, "connect VIP: %s", strerror(errno));
+		len = sizeof(peer);
+		cr_assert_eq(getpeername(c, (struct sockaddr *)&peer, &len), 0);
+		cr_expect_eq(peer.sin_addr.s_addr, vip.sin_addr.s_addr, "round %d: peer %s, want the VIP", round,
+			     inet_ntoa(peer.sin_addr));
+		cr_assert_eq(connect(c, (struct sockaddr *)&lo, sizeof(lo)), 0);
+		len = sizeof(other);
+		cr_assert_eq(getpeername(c, (struct sockaddr *)&other, &len), 0);
+		cr_expect_eq(other.sin_addr.s_addr, lo.sin_addr.s_addr, "round %d: not a service, peer %s", round,
+			     inet_ntoa(other.sin_addr));
+	}
+	cr_expect_eq(fx_map_entries(bpf_map__fd(fx.skel->maps.xm_sock_state), sizeof(__u64)), 1,
+		     "one state entry per socket");
 	close(c);
 }
 

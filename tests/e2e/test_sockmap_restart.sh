@@ -21,6 +21,14 @@ xmt_bg early c2 mesh "$XM_STREAM" echo --addr "$b1:$XMT_TARGET" --bytes $((24 * 
 sleep 0.3
 xmt_agent_start
 progs=$(xmt_cg_progs | sort | paste -sd ' ')
+# The mesh cgroup runs one sockops program, the socket LB's and sockmap's parts together (docs/sockmap.md).
+one_sockops() {
+	local got
+	got=$({ bpftool cgroup show "$XMT_CG" 2>/dev/null || true; } | awk '$2 == "cgroup_sock_ops" { print $NF }' |
+		paste -sd ' ')
+	[ "$got" = xm_mesh_ops ] || xmt_fail "$1: sockops on the mesh cgroup: '$got', want the one program xm_mesh_ops"
+}
+one_sockops "after the start"
 
 XMT_SUBTEST="stream across a restart"
 v0=$(xms_veth_bytes c1)
@@ -32,6 +40,7 @@ sleep 1
 xmt_agent_start
 [ "$(xmt_cg_progs | sort | paste -sd ' ')" = "$progs" ] ||
 	xmt_fail "programs after restart: '$(xmt_cg_progs | sort | paste -sd ' ')', before: '$progs'"
+one_sockops "after the restart"
 for n in early mid; do
 	xmt_wait_for "$(xmt_bg_log "$n")" '^bytes=' 20 "${XMT_BG[$n]}" || xmt_fail "$n: stream did not finish"
 	xmt_bg_stop "$n" || xmt_fail "$n: stream broken: $(cat "$(xmt_bg_log "$n")")"
