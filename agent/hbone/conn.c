@@ -300,7 +300,8 @@ static int read_tls(struct hb_conn *c)
 	return 0;
 }
 
-static int flush(struct hb_conn *c)
+/* Frames from nghttp2 through c->out into TLS records (into the TLS write buffer, or the memory sink). */
+static int write_frames(struct hb_conn *c)
 {
 	for (;;) {
 		int n, e;
@@ -328,6 +329,21 @@ static int flush(struct hb_conn *c)
 			return 0;
 		return -EIO;
 	}
+}
+
+/* Writes what nghttp2 has, then sends the records buffered (tls.c hb_tls_flush) with one send. */
+static int flush(struct hb_conn *c)
+{
+	int err = write_frames(c);
+
+	if (err || c->mem || !c->ssl || !c->writable)
+		return err;
+	err = hb_tls_flush(c->ssl);
+	if (err == -EAGAIN) {
+		c->writable = false; /* EPOLLOUT sends the rest */
+		return 0;
+	}
+	return err;
 }
 
 /* Delivers queued stream events, then frees the streams that are over. */
@@ -569,7 +585,7 @@ void hb_conn_progress(struct hb_conn *c)
 		if (events_pending(c))
 			c->again = true;
 		if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-		    c->out_off == c->out_len) {
+		    c->out_off == c->out_len && !hb_tls_wpending(c->ssl)) {
 			err = c->goaway ? 0 : -ECONNRESET;
 			c->in_progress = false;
 			hb_conn_fail(c, err);

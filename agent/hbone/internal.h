@@ -221,8 +221,15 @@ SSL_SESSION *hb_client_ticket_session(struct hbone_client *cl, const char *src_i
 int hb_ticket_appdata_encode(uint8_t *buf, size_t cap, const uint8_t own_sha256[32], X509 *leaf,
 			     STACK_OF(X509) * chain);
 int hb_ticket_appdata_parse(const uint8_t *data, size_t len, uint8_t own_sha256[32], STACK_OF(X509) * *chain);
-/* A new SSL on c->fd for c (the verify glue finds c through it; a client expects c->dst_id). */
+/* A new SSL on c->fd for c (the verify glue finds c through it; a client expects c->dst_id). Its records are
+ * written into a buffer of HB_TLS_WBUF bytes that hb_tls_flush sends, and read through one of HB_TLS_RBUF. */
+#define HB_TLS_WBUF (128u << 10)
+#define HB_TLS_RBUF (128u << 10)
 SSL *hb_tls_new(SSL_CTX *ctx, struct hb_conn *c);
+/* Sends what the write buffer holds: 0 when it is empty, -EAGAIN when the socket is full, -EIO. */
+int hb_tls_flush(SSL *ssl);
+/* Whether the write buffer holds bytes not yet sent. */
+bool hb_tls_wpending(SSL *ssl);
 int hb_tls_use_cert(SSL *ssl, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain);
 
 /* ---- server internals with a fuzz target ---- */
