@@ -89,6 +89,8 @@ void hb_stream_mark_closed(struct hbone_stream *s, int err);
 void hb_stream_consumed(struct hbone_stream *s, size_t n);
 /* Tells nghttp2 that s->tx has bytes (or its end) again. */
 void hb_stream_tx_ready(struct hbone_stream *s);
+/* Bytes left s->tx for nghttp2: the writer hears on_writable once half the buffer is free. */
+void hb_stream_tx_taken(struct hbone_stream *s);
 /* Frees a stream (unlinked). */
 void hb_stream_free(struct hbone_stream *s);
 
@@ -116,6 +118,11 @@ struct hb_conn_ops {
 };
 
 #define HB_OUT_CAP (64u << 10)
+/* A DATA frame's payload goes from the stream's buffer into c->out (no copy by nghttp2) when c->out has room
+ * for at least this much of it. */
+#define HB_DATA_NO_COPY_MIN 4096u
+/* Contiguous room at the end of c->out (a short unsent tail moved to the front first). */
+size_t hb_conn_out_room(struct hb_conn *c);
 
 struct hb_conn {
 	enum hbone_side side;
