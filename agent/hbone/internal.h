@@ -8,6 +8,7 @@
 
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
+#include <sys/uio.h>
 
 #include "hbone/hbone.h"
 
@@ -32,6 +33,8 @@ int hb_bufq_append(struct hb_bufq *q, const void *data, size_t len);
 /* Contiguous bytes at the front (0 when empty). */
 size_t hb_bufq_peek(const struct hb_bufq *q, const uint8_t **p);
 void hb_bufq_consume(struct hb_bufq *q, size_t n);
+/* The blocks at the front, at most max of them, as iovecs (for one sendmsg): how many. */
+size_t hb_bufq_iov(const struct hb_bufq *q, struct iovec *iov, size_t max);
 /* Room at the back to write into directly (allocating a block when needed): its length, or 0 (ENOMEM). */
 size_t hb_bufq_reserve(struct hb_bufq *q, uint8_t **p);
 void hb_bufq_commit(struct hb_bufq *q, size_t n);
