@@ -959,7 +959,9 @@ section_l7hop() {
 # the HAProxies) on MTLS_CPU_TUNNEL (1); for one more request/response run (rr1) the tunnel's processes are moved
 # to CPU MTLS_CPU_APP (taskset -a -p) and back. Options (env): MTLS_SECS (3), MTLS_RR (10000), MTLS_CONNS (2000),
 # MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_HS (500 handshakes per server and kind), MTLS_PERF
-# (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt}).
+# (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt}),
+# MTLS_STRACE (set: strace -c -f of both tunnel ends during each stream run, BUILD/bench/mtls-strace-NAME.txt;
+# it slows the tunnel: for system calls per MB, not for throughput).
 
 MTLS_A=10.200.5
 MTLS_B=10.200.6
@@ -1089,7 +1091,7 @@ mtls_ticks() { # CPU ticks (utime+stime, all threads) of the PIDs given, summed
 # mtls_measure NAME ADDR CG TUNNEL_PIDS...: the three runs of one target into $TMP/mtls-NAME.res (key=value);
 # returns nonzero with the reason on stderr when the target is broken.
 mtls_measure() {
-	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 hs0 hs1 st0 st1 rd0 rd1 k perf_pid
+	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 hs0 hs1 st0 st1 rd0 rd1 k perf_pid strace_pid
 	shift 3
 	: >"$res"
 	# Probe: 20 exchanges; for xmesh, agent A must have opened a client TLS connection, i.e. the capture works.
@@ -1123,6 +1125,14 @@ mtls_measure() {
 			PIDS+=("$perf_pid")
 			sleep 0.5
 		fi
+		strace_pid=""
+		if [ -n "${MTLS_STRACE:-}" ] && [ "$k" = stream ] && [ $# -gt 0 ]; then # system calls of the tunnel
+			# shellcheck disable=SC2046 # one -p per PID
+			timeout -k 5 60 strace -c -f -qq -o "$BUILD/bench/mtls-strace-$name.txt" $(printf -- '-p %s ' "$@") &
+			strace_pid=$!
+			PIDS+=("$strace_pid")
+			sleep 0.5
+		fi
 		t0=$(mtls_ticks "$@")
 		rd0="$(mtls_redirected a) $(mtls_redirected b)"
 		hs0=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
@@ -1138,6 +1148,10 @@ mtls_measure() {
 		}
 		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_TUNNEL" "$@"
 		t1=$(mtls_ticks "$@")
+		if [ -n "$strace_pid" ]; then
+			kill -INT "$strace_pid" 2>/dev/null
+			wait "$strace_pid" 2>/dev/null || true
+		fi
 		if [ -n "$perf_pid" ]; then
 			kill -INT "$perf_pid" 2>/dev/null
 			wait "$perf_pid" 2>/dev/null || true

@@ -60,6 +60,20 @@ size_t hb_bufq_peek(const struct hb_bufq *q, const uint8_t **p)
 	return q->head->end - q->head->start;
 }
 
+size_t hb_bufq_iov(const struct hb_bufq *q, struct iovec *iov, size_t max)
+{
+	size_t n = 0;
+
+	for (const struct hb_block *b = q->head; b && n < max; b = b->next) {
+		if (b->end == b->start)
+			continue;
+		iov[n].iov_base = (void *)(b->data + b->start);
+		iov[n].iov_len = b->end - b->start;
+		n++;
+	}
+	return n;
+}
+
 void hb_bufq_consume(struct hb_bufq *q, size_t n)
 {
 	while (n && q->head) {

@@ -65,6 +65,70 @@ static struct hbone_stream *stream_of(nghttp2_session *h2, int32_t id)
 	return nghttp2_session_get_stream_user_data(h2, id);
 }
 
+size_t hb_conn_out_room(struct hb_conn *c)
+{
+	if (c->mem)
+		return SIZE_MAX;
+	if (c->out_off == c->out_len) {
+		c->out_off = c->out_len = 0;
+	} else if (c->out_off && c->out_len - c->out_off <= HB_OUT_CAP / 4 &&
+		   HB_OUT_CAP - c->out_len < HB_DATA_NO_COPY_MIN + 9) {
+		/* a short tail: moved to the front, so that the next frame is whole */
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	return HB_OUT_CAP - c->out_len;
+}
+
+static void out_put(struct hb_conn *c, const uint8_t *data, size_t len)
+{
+	if (c->mem) {
+		c->mem_out += len;
+		if (c->mem_sink)
+			c->mem_sink(c->mem_arg, data, len);
+		return;
+	}
+	memcpy(c->out + c->out_len, data, len);
+	c->out_len += len;
+}
+
+/* A DATA frame whose payload stream.c left in the stream's buffer (NGHTTP2_DATA_FLAG_NO_COPY): the header and
+ * the payload go straight into c->out, which provider_read made sure has room for both. */
+static int send_data_cb(nghttp2_session *h2, nghttp2_frame *f, const uint8_t *framehd, size_t length,
+			nghttp2_data_source *source, void *ud)
+{
+	struct hb_conn *c = ud;
+	struct hbone_stream *s = stream_of(h2, f->hd.stream_id);
+	size_t pad = f->data.padlen;
+
+	(void)source; /* s, unless the stream closed in between (it did not: the frame goes as it is made) */
+	if (!s || s->tx.len < length)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (hb_conn_out_room(c) < 9 + pad + length)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	out_put(c, framehd, 9);
+	if (pad) {
+		uint8_t b = (uint8_t)(pad - 1);
+
+		out_put(c, &b, 1);
+	}
+	while (length) {
+		const uint8_t *p;
+		size_t n = hb_bufq_peek(&s->tx, &p);
+
+		if (n > length)
+			n = length;
+		out_put(c, p, n);
+		hb_bufq_consume(&s->tx, n);
+		length -= n;
+	}
+	for (; pad > 1; pad--)
+		out_put(c, (const uint8_t *)"", 1);
+	hb_stream_tx_taken(s);
+	return 0;
+}
+
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
 {
 	struct hb_conn *c = ud;
@@ -236,6 +300,7 @@ int hb_conn_start_h2(struct hb_conn *c)
 		return -ENOMEM;
 	}
 	nghttp2_session_callbacks_set_send_callback(cb, send_cb);
+	nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
@@ -300,7 +365,8 @@ static int read_tls(struct hb_conn *c)
 	return 0;
 }
 
-static int flush(struct hb_conn *c)
+/* Frames from nghttp2 through c->out into TLS records (into the TLS write buffer, or the memory sink). */
+static int write_frames(struct hb_conn *c)
 {
 	for (;;) {
 		int n, e;
@@ -328,6 +394,21 @@ static int flush(struct hb_conn *c)
 			return 0;
 		return -EIO;
 	}
+}
+
+/* Writes what nghttp2 has, then sends the records buffered (tls.c hb_tls_flush) with one send. */
+static int flush(struct hb_conn *c)
+{
+	int err = write_frames(c);
+
+	if (err || c->mem || !c->ssl || !c->writable)
+		return err;
+	err = hb_tls_flush(c->ssl);
+	if (err == -EAGAIN) {
+		c->writable = false; /* EPOLLOUT sends the rest */
+		return 0;
+	}
+	return err;
 }
 
 /* Delivers queued stream events, then frees the streams that are over. */
@@ -569,7 +650,7 @@ void hb_conn_progress(struct hb_conn *c)
 		if (events_pending(c))
 			c->again = true;
 		if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-		    c->out_off == c->out_len) {
+		    c->out_off == c->out_len && !hb_tls_wpending(c->ssl)) {
 			err = c->goaway ? 0 : -ECONNRESET;
 			c->in_progress = false;
 			hb_conn_fail(c, err);

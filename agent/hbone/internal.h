@@ -8,6 +8,7 @@
 
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
+#include <sys/uio.h>
 
 #include "hbone/hbone.h"
 
@@ -32,6 +33,8 @@ int hb_bufq_append(struct hb_bufq *q, const void *data, size_t len);
 /* Contiguous bytes at the front (0 when empty). */
 size_t hb_bufq_peek(const struct hb_bufq *q, const uint8_t **p);
 void hb_bufq_consume(struct hb_bufq *q, size_t n);
+/* The blocks at the front, at most max of them, as iovecs (for one sendmsg): how many. */
+size_t hb_bufq_iov(const struct hb_bufq *q, struct iovec *iov, size_t max);
 /* Room at the back to write into directly (allocating a block when needed): its length, or 0 (ENOMEM). */
 size_t hb_bufq_reserve(struct hb_bufq *q, uint8_t **p);
 void hb_bufq_commit(struct hb_bufq *q, size_t n);
@@ -89,6 +92,8 @@ void hb_stream_mark_closed(struct hbone_stream *s, int err);
 void hb_stream_consumed(struct hbone_stream *s, size_t n);
 /* Tells nghttp2 that s->tx has bytes (or its end) again. */
 void hb_stream_tx_ready(struct hbone_stream *s);
+/* Bytes left s->tx for nghttp2: the writer hears on_writable once half the buffer is free. */
+void hb_stream_tx_taken(struct hbone_stream *s);
 /* Frees a stream (unlinked). */
 void hb_stream_free(struct hbone_stream *s);
 
@@ -116,6 +121,11 @@ struct hb_conn_ops {
 };
 
 #define HB_OUT_CAP (64u << 10)
+/* A DATA frame's payload goes from the stream's buffer into c->out (no copy by nghttp2) when c->out has room
+ * for at least this much of it. */
+#define HB_DATA_NO_COPY_MIN 4096u
+/* Contiguous room at the end of c->out (a short unsent tail moved to the front first). */
+size_t hb_conn_out_room(struct hb_conn *c);
 
 struct hb_conn {
 	enum hbone_side side;
@@ -221,8 +231,15 @@ SSL_SESSION *hb_client_ticket_session(struct hbone_client *cl, const char *src_i
 int hb_ticket_appdata_encode(uint8_t *buf, size_t cap, const uint8_t own_sha256[32], X509 *leaf,
 			     STACK_OF(X509) * chain);
 int hb_ticket_appdata_parse(const uint8_t *data, size_t len, uint8_t own_sha256[32], STACK_OF(X509) * *chain);
-/* A new SSL on c->fd for c (the verify glue finds c through it; a client expects c->dst_id). */
+/* A new SSL on c->fd for c (the verify glue finds c through it; a client expects c->dst_id). Its records are
+ * written into a buffer of HB_TLS_WBUF bytes that hb_tls_flush sends, and read through one of HB_TLS_RBUF. */
+#define HB_TLS_WBUF (128u << 10)
+#define HB_TLS_RBUF (128u << 10)
 SSL *hb_tls_new(SSL_CTX *ctx, struct hb_conn *c);
+/* Sends what the write buffer holds: 0 when it is empty, -EAGAIN when the socket is full, -EIO. */
+int hb_tls_flush(SSL *ssl);
+/* Whether the write buffer holds bytes not yet sent. */
+bool hb_tls_wpending(SSL *ssl);
 int hb_tls_use_cert(SSL *ssl, X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain);
 
 /* ---- server internals with a fuzz target ---- */

@@ -88,13 +88,15 @@ static void reset_stream(struct hbone_stream *s, uint32_t code)
 		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, code);
 }
 
-/* rx → target */
+/* rx → target: what rx holds in one sendmsg (up to HB_TARGET_IOV blocks), not one send per 16 KiB block */
+#define HB_TARGET_IOV 16
+
 static void pump_to_target(struct hbone_stream *s)
 {
 	while (s->rx.len && s->target_writable) {
-		const uint8_t *p;
-		size_t n = hb_bufq_peek(&s->rx, &p);
-		ssize_t w = send(s->target_fd, p, n, MSG_NOSIGNAL);
+		struct iovec iov[HB_TARGET_IOV];
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = hb_bufq_iov(&s->rx, iov, HB_TARGET_IOV) };
+		ssize_t w = sendmsg(s->target_fd, &mh, MSG_NOSIGNAL);
 
 		if (w > 0) {
 			if (s->counts)

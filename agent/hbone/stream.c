@@ -55,12 +55,25 @@ void hb_stream_tx_ready(struct hbone_stream *s)
 	}
 }
 
+void hb_stream_tx_taken(struct hbone_stream *s)
+{
+	if (s->want_writable && s->tx.len <= HBONE_STREAM_BUFFER / 2) {
+		s->want_writable = false;
+		s->ev_writable = true;
+	}
+}
+
+/*
+ * The bytes of the next DATA frame. They stay in s->tx and conn.c's send_data_cb copies them once, into the
+ * connection's output buffer (NGHTTP2_DATA_FLAG_NO_COPY), when that buffer has room for the whole frame, which is
+ * nearly always; else nghttp2 takes a copy and sends it as the buffer drains.
+ */
 static ssize_t provider_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
 			     nghttp2_data_source *source, void *ud)
 {
 	struct hbone_stream *s = source->ptr;
 	struct hb_conn *c = ud;
-	size_t n;
+	size_t n, room, left;
 
 	(void)h2, (void)id;
 	/* A CONNECT's bytes go once the 200 came back, as ztunnel's do. */
@@ -68,15 +81,23 @@ static ssize_t provider_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size
 		s->tx_deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
-	n = hb_bufq_copy_out(&s->tx, buf, length);
-	if (n) {
-		hb_count(&c->ctr->bytes_sent[c->side], n);
-		if (s->want_writable && s->tx.len <= HBONE_STREAM_BUFFER / 2) {
-			s->want_writable = false;
-			s->ev_writable = true;
+	n = s->tx.len < length ? s->tx.len : length;
+	room = hb_conn_out_room(c);
+	if (n && room >= 9 + HB_DATA_NO_COPY_MIN) {
+		if (n > room - 9)
+			n = room - 9;
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_COPY; /* send_data_cb takes them out of s->tx */
+		left = s->tx.len - n;
+	} else {
+		if (n) {
+			n = hb_bufq_copy_out(&s->tx, buf, n);
+			hb_stream_tx_taken(s);
 		}
+		left = s->tx.len;
 	}
-	if (s->tx.len == 0 && s->tx_eof) {
+	if (n)
+		hb_count(&c->ctr->bytes_sent[c->side], n);
+	if (left == 0 && s->tx_eof) {
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 		return (ssize_t)n;
 	}
