@@ -48,7 +48,9 @@ static X509 *cert_new(EVP_PKEY *key, const char *cn, X509 *issuer)
 	X509_set_version(x, 2);
 	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
 	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	/* Past the ticket lifetime (HBONE_TICKET_LIFETIME_S) with room: a ticket issued a second later is still capped
+	 * by the lifetime, not by this certificate. */
+	X509_gmtime_adj(X509_getm_notAfter(x), 2 * 3600);
 	X509_set_pubkey(x, key);
 	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
 	X509_set_subject_name(x, name);
