@@ -52,6 +52,7 @@ struct hbone_outbound {
 	int next_lfd; /* made by the control thread, not taken over by the loop yet; -1: none */
 	bool kick_posted;
 	bool stopped;
+	bool draining; /* the loop accepts no more: a listener handed in later is only kept */
 	struct sockaddr_in addr; /* where the newest listener is */
 };
 
@@ -196,7 +197,9 @@ static void kick(struct xm_loop *loop, void *arg)
 			close(ob->lfd);
 		}
 		ob->lfd = lfd;
-		if (loop_add_fd(loop, lfd, EPOLLIN, on_listener, ob))
+		if (ob->draining)
+			; /* kept for hbone_outbound_drain's caller, not accepted on */
+		else if (loop_add_fd(loop, lfd, EPOLLIN, on_listener, ob))
 			log_error("hbone: the outbound listener cannot be watched: captured connections wait");
 	}
 	while (list) {
@@ -309,18 +312,15 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 	return ob;
 }
 
-int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr)
+/* Hands the listening fd to the loop (owned from now on). */
+static int install_listener(struct hbone_outbound *ob, int fd)
 {
 	struct sockaddr_in bound;
 	socklen_t len = sizeof(bound);
-	int one = 1, err, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int err;
 
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) || listen(fd, 1024) ||
-	    getsockname(fd, (struct sockaddr *)&bound, &len)) {
-		err = -errno;
+	if (getsockname(fd, (struct sockaddr *)&bound, &len) || bound.sin_family != AF_INET) {
+		err = errno ? -errno : -EAFNOSUPPORT;
 		close(fd);
 		return err;
 	}
@@ -336,6 +336,56 @@ int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *a
 	if (err)
 		close(fd);
 	return err;
+}
+
+int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr)
+{
+	int one = 1, err, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) || listen(fd, 1024)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return install_listener(ob, fd);
+}
+
+int hbone_outbound_adopt(struct hbone_outbound *ob, int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	/* The accept loop expects a non-blocking socket (the previous agent's was; the flag is the socket's). */
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return install_listener(ob, fd);
+}
+
+int hbone_outbound_drain(struct hbone_outbound *ob)
+{
+	int lfd;
+
+	pthread_mutex_lock(&ob->mu);
+	ob->stopped = true;
+	ob->draining = true;
+	lfd = ob->next_lfd; /* a listener the loop has not taken yet is the newest */
+	ob->next_lfd = -1;
+	pthread_mutex_unlock(&ob->mu);
+	if (ob->lfd >= 0)
+		loop_del_fd(ob->loop, ob->lfd);
+	if (lfd >= 0) {
+		if (ob->lfd >= 0)
+			close(ob->lfd);
+		ob->lfd = lfd;
+	}
+	hbone_client_drain(ob->cl);
+	return ob->lfd;
 }
 
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob)

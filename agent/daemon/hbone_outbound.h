@@ -76,6 +76,17 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
  * (the previous listener is kept).
  */
 int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr);
+/*
+ * Control thread: the same with a listening socket a previous agent handed over (daemon/listen_handover.h),
+ * owned from now on; its queued connections are accepted as captured ones. 0 or -errno (fd closed).
+ */
+int hbone_outbound_adopt(struct hbone_outbound *ob, int fd);
+/*
+ * Loop thread, draining (an agent restart): accepts no more (the listener's queue waits for the next agent),
+ * hbone_outbound_submit refuses, the pool opens no new stream and its connections close once their streams
+ * ended (hbone_client_drain). Returns the listening socket (still ob's, closed by _free) or -1 when none.
+ */
+int hbone_outbound_drain(struct hbone_outbound *ob);
 /* Where it listens (port 0: nowhere yet). */
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob);
 /* Control thread: from now on hbone_outbound_submit refuses (-ENOTCONN); before the loop stops. */

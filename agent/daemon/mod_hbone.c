@@ -38,6 +38,7 @@
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
 #include "daemon/hbone_outbound.h"
+#include "daemon/listen_handover.h"
 #include "daemon/module.h"
 #include "daemon/tunnel.h"
 #include "datapath/hbone_capture.h"
@@ -47,6 +48,11 @@
 #include "identity/identity.h"
 #include "metrics/registry.h"
 #include "metrics/tunnel_tcp.h"
+
+/* How long a stopping agent splices open streams: the L7 proxy's drain (l7/proxy.h drain_timeout_ms). */
+#define HBONE_DRAIN_TIMEOUT_MS 10000
+/* How long the listening sockets wait for the next agent before the capture is turned off (as the L7's). */
+#define HBONE_HANDOVER_WAIT_S 10
 
 struct hbone_mod {
 	struct xm_agent *agent;
@@ -74,6 +80,12 @@ struct hbone_mod {
 	struct sockaddr_in listening;		 /* where the outbound listener is (port 0: none) */
 	bool capturing;				 /* xm_hbone_proxy points at it */
 	bool warned_no_node;
+	/* Restart. */
+	char handover_path[4096]; /* <admin>.hbone: where the listening sockets wait across a restart */
+	bool detach_on_exit;	  /* the datapath goes with the agent: nothing to hand over */
+	int taken_ob;		  /* the outbound listener a previous agent handed over, until start adopts it */
+	struct sockaddr_in taken_ob_addr;
+	atomic_int drained_ob; /* set by the hbone thread's drain: its outbound listener (-1: none), or -2 */
 };
 
 /* The pod of this node at addr (IPv4), its SPIFFE URI in uri; false when addr is no such pod. */
@@ -242,6 +254,42 @@ static int listen_hbone(void)
 	return fd;
 }
 
+/*
+ * The listening sockets a stopping agent left with its holder: the 15008 one becomes lfd (-1 when none), the
+ * outbound one waits in m->taken_ob for start. Others (none expected) are closed.
+ */
+static int take_listeners(struct hbone_mod *m)
+{
+	int fds[LISTEN_HANDOVER_MAX_FDS], lfd = -1;
+	size_t n = 0;
+	int err = listen_handover_receive(m->handover_path, fds, LISTEN_HANDOVER_MAX_FDS, &n);
+
+	if (err) {
+		if (err != -ENOENT)
+			log_warn("hbone: listening sockets of the previous agent at %s: %s", m->handover_path,
+				 strerror(-err));
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct sockaddr_in a;
+		socklen_t len = sizeof(a);
+
+		if (getsockname(fds[i], (struct sockaddr *)&a, &len) || a.sin_family != AF_INET) {
+			close(fds[i]);
+		} else if (ntohs(a.sin_port) == HBONE_PORT && lfd < 0) {
+			lfd = fds[i];
+		} else if (ntohs(a.sin_port) == XM_HBONE_OUTBOUND_PORT && m->taken_ob < 0) {
+			m->taken_ob = fds[i];
+			m->taken_ob_addr = a;
+		} else {
+			close(fds[i]);
+		}
+	}
+	log_info("hbone: took over %s%s of the previous agent", lfd >= 0 ? "the 15008 listener" : "no 15008 listener",
+		 m->taken_ob >= 0 ? " and the outbound listener" : "");
+	return lfd;
+}
+
 static void close_maps(struct hbone_mod *m)
 {
 	int *fds[] = { &m->proxy_map, &m->dsts_map, &m->origdst_map };
@@ -283,6 +331,10 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
 	m->lfd = -1;
+	m->taken_ob = -1;
+	atomic_init(&m->drained_ob, -2);
+	snprintf(m->handover_path, sizeof(m->handover_path), "%s.hbone", o->admin_path ? o->admin_path : "");
+	m->detach_on_exit = o->detach_on_exit;
 	m->proxy_map = pins_open(o->bpffs, "xm_hbone_proxy");
 	m->dsts_map = pins_open(o->bpffs, "xm_hbone_dsts");
 	m->origdst_map = pins_open(o->bpffs, "xm_hbone_origdst");
@@ -295,15 +347,26 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		free(m);
 		return err;
 	}
-	/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
-	hbone_capture_set_proxy(m->proxy_map, NULL);
 	snprintf(m->node, sizeof(m->node), "%s", o->node_name ? o->node_name : "");
 	snprintf(m->trust_domain, sizeof(m->trust_domain), "%s",
 		 o->trust_domain ? o->trust_domain : XM_DEFAULT_TRUST_DOMAIN);
-	m->lfd = listen_hbone();
+	m->lfd = o->admin_path ? take_listeners(m) : -1;
+	if (m->taken_ob >= 0) {
+		/* The capture points at the listener we hold: connects queue there until start adopts it. */
+		m->capturing = true;
+	} else {
+		/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
+		hbone_capture_set_proxy(m->proxy_map, NULL);
+	}
+	if (m->lfd < 0)
+		m->lfd = listen_hbone();
 	if (m->lfd < 0) {
 		err = m->lfd;
 		log_error("hbone: listening on 0.0.0.0:%d: %s", HBONE_PORT, strerror(-err));
+		if (m->taken_ob >= 0) {
+			hbone_capture_set_proxy(m->proxy_map, NULL);
+			close(m->taken_ob);
+		}
 		tunnel_tcp_free(m->tcp);
 		close_maps(m);
 		free(m);
@@ -311,6 +374,10 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	}
 	m->loop = loop_new();
 	if (!m->loop) {
+		if (m->taken_ob >= 0) {
+			hbone_capture_set_proxy(m->proxy_map, NULL);
+			close(m->taken_ob);
+		}
 		close(m->lfd);
 		tunnel_tcp_free(m->tcp);
 		close_maps(m);
@@ -322,6 +389,10 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		log_error("hbone: steering port %d to the agent (policy routing, table %d): %s", HBONE_PORT,
 			  XM_HBONE_STEER_TABLE, strerror(-err));
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
+		if (m->taken_ob >= 0) {
+			hbone_capture_set_proxy(m->proxy_map, NULL);
+			close(m->taken_ob);
+		}
 		loop_free(m->loop);
 		close(m->lfd);
 		tunnel_tcp_free(m->tcp);
@@ -365,6 +436,15 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 		hbone_server_free(m->srv);
 		m->srv = NULL;
 		return -ENOMEM;
+	}
+	if (m->taken_ob >= 0) {
+		/* The previous agent's listener, with what queued there during the restart. */
+		err = hbone_outbound_adopt(m->ob, m->taken_ob);
+		m->taken_ob = -1;
+		if (err)
+			log_warn("hbone: the outbound listener handed over: %s; listening anew", strerror(-err));
+		else
+			m->listening = m->taken_ob_addr;
 	}
 	err = pthread_create(&m->thread, NULL, hbone_thread, m);
 	if (err) {
@@ -455,6 +535,8 @@ static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 			if (!m->warned)
 				log_warn("hbone: no trust bundle (the identity module is off): not serving");
 			m->warned = true;
+			/* A listener taken over would never be served: connects go direct instead. */
+			set_capture(m, false);
 			return 0;
 		}
 		err = start(m, next);
@@ -556,17 +638,97 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 	hbone_outbound_collect(atomic_load_explicit(&m->ob_pub, memory_order_acquire), &m->ctr, sc);
 }
 
+/* hbone thread: stop accepting, refuse new streams, let the open ones run (hbone_server_drain, _outbound_drain). */
+static void drain_on_loop(struct xm_loop *loop, void *arg)
+{
+	struct hbone_mod *m = arg;
+
+	(void)loop;
+	hbone_server_drain(m->srv);
+	atomic_store(&m->drained_ob, hbone_outbound_drain(m->ob));
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static unsigned long long tls_open(struct hbone_mod *m)
+{
+	return atomic_load(&m->ctr.connections_open[HBONE_SIDE_SERVER]) +
+	       atomic_load(&m->ctr.connections_open[HBONE_SIDE_CLIENT]);
+}
+
+/*
+ * Restart, control thread: the hbone thread drains; the listening sockets go to a holder for the next agent
+ * (unless the datapath goes with us); then the open streams get until the deadline to end. Returns whether a
+ * holder keeps the sockets (then the capture and the steering stay).
+ */
+static bool drain_and_hand_over(struct hbone_mod *m)
+{
+	uint64_t start = now_ms(), deadline = start + HBONE_DRAIN_TIMEOUT_MS;
+	int fds[2], ob_fd;
+	size_t n = 0;
+	bool held = false;
+	pid_t pid;
+
+	if (loop_post(m->loop, drain_on_loop, m)) {
+		log_warn("hbone: could not post the drain: open streams are reset");
+		return false;
+	}
+	while ((ob_fd = atomic_load(&m->drained_ob)) == -2 && now_ms() < start + 1000)
+		usleep(1000);
+	if (ob_fd == -2) {
+		log_warn("hbone: the tunnel's thread did not drain in 1 s: open streams are reset");
+		return false;
+	}
+	if (!m->detach_on_exit) {
+		fds[n++] = m->lfd;
+		if (ob_fd >= 0 && m->capturing)
+			fds[n++] = ob_fd;
+		pid = listen_handover_spawn(m->handover_path, fds, n, m->proxy_map, HBONE_HANDOVER_WAIT_S,
+					    "xmesh-hbone-hold");
+		if (pid > 0) {
+			held = true;
+			log_info("hbone: %zu listening sockets held for the next agent by pid %d on %s (%u s)", n,
+				 (int)pid, m->handover_path, HBONE_HANDOVER_WAIT_S);
+		} else {
+			log_warn("hbone: handing the listening sockets over: %s; pods' connections go direct",
+				 strerror(-(int)pid));
+		}
+	}
+	if (!held)
+		set_capture(m, false);
+	log_info("hbone: draining %llu TLS connection(s) (at most %d ms)", tls_open(m), HBONE_DRAIN_TIMEOUT_MS);
+	while (tls_open(m) && now_ms() < deadline)
+		usleep(10000);
+	if (tls_open(m))
+		log_warn("hbone: %llu TLS connection(s) still open after the drain deadline: their streams are reset",
+			 tls_open(m));
+	else
+		log_info("hbone: drained in %llu ms", (unsigned long long)(now_ms() - start));
+	return held;
+}
+
 static void hbone_mod_close(void *state)
 {
 	struct hbone_mod *m = state;
+	bool held = false;
 
-	/* Capture off first: new connects go direct, not to a listener about to close. */
-	set_capture(m, false);
-	hbone_outbound_stop(m->ob);
+	hbone_outbound_stop(m->ob); /* tunnel_submit refuses from now on */
 	if (m->running) {
+		held = drain_and_hand_over(m);
 		loop_stop(m->loop);
 		pthread_join(m->thread, NULL);
 	}
+	/* Without a holder, capture off: new connects go direct, not to a listener about to close. */
+	if (!held)
+		set_capture(m, false);
+	if (m->taken_ob >= 0)
+		close(m->taken_ob);
 	atomic_store(&m->ob_pub, NULL);
 	hbone_outbound_free(m->ob);
 	snapshot_put(m->published);
@@ -574,7 +736,8 @@ static void hbone_mod_close(void *state)
 	hbone_server_free(m->srv);
 	cert_put(m->presenting);
 	loop_free(m->loop);
-	if (m->steering)
+	/* Kept while a holder has the 15008 listener: a peer's connect waits there instead of meeting the pod. */
+	if (m->steering && !held)
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
 	close(m->lfd);
 	bundle_put(m->bundle);

@@ -85,10 +85,13 @@ int hbone_steer_install(const char *const *ifaces, size_t n)
 		return -EIO;
 	err = route(sk, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
 	for (size_t i = 0; !err && i < n; i++) {
-		/* A rule left by a previous run is removed first: rules have no "replace". */
-		while (rule(sk, RTM_DELRULE, 0, ifaces[i]) == 0)
-			;
+		/*
+		 * A rule a previous agent left (kept across a restart: its holder has the listener) stays as it is:
+		 * removing and adding it again would forward a peer's SYN to the pod in between.
+		 */
 		err = rule(sk, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, ifaces[i]);
+		if (err == -EEXIST)
+			err = 0;
 	}
 	nl_socket_free(sk);
 	return err;

@@ -14,7 +14,7 @@
 #define XM_HBONE_STEER_TABLE 15008 /* the routing table holding the local default route */
 #define XM_HBONE_STEER_PRIO  15008 /* the rule's priority: before "main" (32766) */
 
-/* Installs the route and one rule per uplink (replacing what a previous run left). 0 or a negative errno. */
+/* Installs the route and one rule per uplink (keeping what a previous run left). 0 or a negative errno. */
 int hbone_steer_install(const char *const *ifaces, size_t n);
 /* Removes them (what is already gone is fine). */
 void hbone_steer_remove(const char *const *ifaces, size_t n);

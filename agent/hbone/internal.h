@@ -158,6 +158,8 @@ struct hb_conn {
 	struct sockaddr_storage dst;
 	bool goaway;
 	int fail_err;
+	/* draining (hbone_server_drain, hbone_client_drain): the GOAWAY notice went out, then the final one */
+	bool drain_noticed, drain_final;
 };
 
 /* Creates the nghttp2 session, sends our SETTINGS, starts keep-alive. 0 or negative errno. */

@@ -4,9 +4,9 @@
  * calls (no allocation, no locks, no stdio). It keeps nothing but the sockets it holds: every other descriptor,
  * the agent's instance lock among them, is closed first, so the next agent can start.
  */
-#include "l7/handover.h"
+#include "daemon/listen_handover.h"
 
-#include <xmesh/l7.h>
+#include <linux/bpf.h>
 
 #include <bpf/bpf.h>
 #include <errno.h>
@@ -36,7 +36,7 @@ static int unix_addr(const char *path, struct sockaddr_un *sun)
 
 static int send_fds(int conn, const int *fds, size_t n)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * L7_HANDOVER_MAX_FDS)];
+	char cbuf[CMSG_SPACE(sizeof(int) * LISTEN_HANDOVER_MAX_FDS)];
 	uint32_t count = (uint32_t)n;
 	struct iovec iov = { .iov_base = &count, .iov_len = sizeof(count) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -55,28 +55,36 @@ static int send_fds(int conn, const int *fds, size_t n)
 	return sendmsg(conn, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(count) ? 0 : -1;
 }
 
-/* No agent took the sockets: HTTP connects go to L4 from now on (xm_l7_proxy[0] zeroed: no family captured). */
+#define CAPTURE_VALUE_MAX 512 /* the largest capture entry zeroed (xm_l7_proxy, xm_hbone_proxy: 40 bytes) */
+
+/* No agent took the sockets: the capture's entry 0 zeroed (no family captured). System calls only. */
 static void capture_off(int map_fd)
 {
-	struct xm_l7_proxy off;
+	uint8_t off[CAPTURE_VALUE_MAX];
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
 	uint32_t key = 0;
 
-	memset(&off, 0, sizeof(off));
-	if (map_fd >= 0)
-		bpf_map_update_elem(map_fd, &key, &off, BPF_ANY);
+	if (map_fd < 0)
+		return;
+	memset(&info, 0, sizeof(info));
+	memset(off, 0, sizeof(off));
+	if (bpf_obj_get_info_by_fd(map_fd, &info, &len) || info.value_size > sizeof(off))
+		return;
+	bpf_map_update_elem(map_fd, &key, off, BPF_ANY);
 }
 
 /* The child: descriptors 3..3+n-1 are the sockets, map_fd the capture map. Only system calls from here on. */
-static void hold(const char *path, size_t n, int map_fd, unsigned int timeout_s)
+static void hold(const char *path, size_t n, int map_fd, unsigned int timeout_s, const char *name)
 {
 	bool taken = false;
-	int fds[L7_HANDOVER_MAX_FDS], lfd, conn;
+	int fds[LISTEN_HANDOVER_MAX_FDS], lfd, conn;
 	struct sockaddr_un sun;
 	struct timespec start, now;
 
 	for (size_t i = 0; i < n; i++)
 		fds[i] = 3 + (int)i;
-	prctl(PR_SET_NAME, "xmesh-l7-hold");
+	prctl(PR_SET_NAME, name);
 	if (unix_addr(path, &sun))
 		_exit(1);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -120,14 +128,15 @@ static void hold(const char *path, size_t n, int map_fd, unsigned int timeout_s)
 	_exit(0);
 }
 
-pid_t l7_handover_spawn(const char *path, const int *fds, size_t n, int capture_map_fd, unsigned int timeout_s)
+pid_t listen_handover_spawn(const char *path, const int *fds, size_t n, int capture_map_fd, unsigned int timeout_s,
+			    const char *name)
 {
 	int map_hi = -1;
-	int hi[L7_HANDOVER_MAX_FDS];
+	int hi[LISTEN_HANDOVER_MAX_FDS];
 	struct sockaddr_un sun;
 	pid_t pid;
 
-	if (n > L7_HANDOVER_MAX_FDS)
+	if (n > LISTEN_HANDOVER_MAX_FDS)
 		return -E2BIG;
 	if (unix_addr(path, &sun))
 		return -ENAMETOOLONG;
@@ -152,13 +161,13 @@ pid_t l7_handover_spawn(const char *path, const int *fds, size_t n, int capture_
 	if (map_hi >= 0 && dup2(map_hi, 3 + (int)n) < 0)
 		_exit(1);
 	close_range(3 + (unsigned int)n + (map_hi >= 0), ~0U, 0);
-	hold(path, n, map_hi >= 0 ? 3 + (int)n : -1, timeout_s);
+	hold(path, n, map_hi >= 0 ? 3 + (int)n : -1, timeout_s, name);
 	_exit(0);
 }
 
-int l7_handover_receive(const char *path, int *fds, size_t max, size_t *n)
+int listen_handover_receive(const char *path, int *fds, size_t max, size_t *n)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * L7_HANDOVER_MAX_FDS)];
+	char cbuf[CMSG_SPACE(sizeof(int) * LISTEN_HANDOVER_MAX_FDS)];
 	struct timeval tv = { .tv_sec = 5 };
 	struct sockaddr_un sun;
 	uint32_t count = 0;
