@@ -15,11 +15,11 @@
 
 /*
  * Forks the holder (process name: name, at most 15 characters shown): it keeps fds[0..n), listens on path
- * (mode 0600), gives them to the first process that connects, and exits. After timeout_s seconds without a
- * taker no agent is coming back: it turns the capture off and exits (the sockets close). The capture is
- * capture_map_fd (-1: none), an array whose entry 0 all zeroes means "off" (xm_l7_proxy: HTTP is balanced at
- * L4; xm_hbone_proxy: pods' connections go direct). The caller keeps its own copies. Returns the holder's
- * pid or -errno.
+ * (mode 0600), gives them to the first process that connects, and exits. timeout_s seconds after the calling
+ * process exited (its drain may take a while first) without a taker, no agent is coming back: it turns the
+ * capture off and exits (the sockets close). The capture is capture_map_fd (-1: none), an array whose entry 0
+ * all zeroes means "off" (xm_l7_proxy: HTTP is balanced at L4; xm_hbone_proxy: pods' connections go direct).
+ * The caller keeps its own copies. Returns the holder's pid or -errno.
  */
 pid_t listen_handover_spawn(const char *path, const int *fds, size_t n, int capture_map_fd, unsigned int timeout_s,
 			    const char *name);

@@ -8,8 +8,10 @@
  * with SO_MARK = XM_MTLS_AGENT_MARK so that a STRICT port lets it in.
  *
  * Threads: the tunnel runs on a loop thread of its own (the "hbone" thread), started at the first apply that
- * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot in force
- * through daemon_snapshot_acquire() and the identity store (any thread).
+ * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot this module
+ * applied last (serving(): from the start of its apply, not from the daemon's publication after every module
+ * applied, so that a connection accepted during the apply that starts the listeners, e.g. one queued while
+ * the agent restarted, finds its pod) and the identity store (any thread).
  *
  * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listener on this
  * node's InternalIP at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook sends this node's pods' connections
@@ -86,7 +88,20 @@ struct hbone_mod {
 	int taken_ob;		  /* the outbound listener a previous agent handed over, until start adopts it */
 	struct sockaddr_in taken_ob_addr;
 	atomic_int drained_ob; /* set by the hbone thread's drain: its outbound listener (-1: none), or -2 */
+	pthread_mutex_t snap_mu;
+	struct xm_snapshot *snap; /* the snapshot being applied or in force, for the hbone thread's callbacks */
 };
+
+/* Any thread: the snapshot this module serves, with a reference (snapshot_put); NULL before the first apply. */
+static struct xm_snapshot *serving(struct hbone_mod *m)
+{
+	struct xm_snapshot *s;
+
+	pthread_mutex_lock(&m->snap_mu);
+	s = snapshot_get(m->snap);
+	pthread_mutex_unlock(&m->snap_mu);
+	return s;
+}
 
 /* The pod of this node at addr (IPv4), its SPIFFE URI in uri; false when addr is no such pod. */
 static bool local_pod(const struct hbone_mod *m, const struct xm_snapshot *s, const struct sockaddr_storage *addr,
@@ -110,7 +125,7 @@ static int hb_cert(void *ctx, const struct sockaddr_storage *local, X509 **cert,
 		   STACK_OF(X509) * *chain)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	struct xm_cert *c = NULL;
 	char uri[XM_SPIFFE_MAX + 1];
 
@@ -151,7 +166,7 @@ static int hb_verify(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509)
 static int ob_local_workload(void *ctx, const struct sockaddr_storage *addr, char *id, size_t len)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	bool ok = local_pod(m, s, addr, id, len);
 
 	snapshot_put(s);
@@ -162,7 +177,7 @@ static int ob_local_workload(void *ctx, const struct sockaddr_storage *addr, cha
 static struct xm_cert *ob_certificate(void *ctx, const char *id)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	struct xm_cert *c = s && s->certs ? identity_store_get(s->certs, id) : NULL;
 
 	snapshot_put(s);
@@ -173,7 +188,7 @@ static struct xm_cert *ob_certificate(void *ctx, const char *id)
 static int ob_peer_identity(void *ctx, const struct sockaddr_storage *target, char *id, size_t len)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	union xm_addr a = { 0 };
 	const struct xm_identity *pod;
 	int err = -ENOENT;
@@ -197,7 +212,7 @@ static int ob_peer_identity(void *ctx, const struct sockaddr_storage *target, ch
 static int hb_admit(void *ctx, const struct hbone_admit *req)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	const struct sockaddr_in *t = (const struct sockaddr_in *)req->target;
 	const struct sockaddr_in *l = (const struct sockaddr_in *)req->local;
 	char uri[XM_SPIFFE_MAX + 1];
@@ -214,7 +229,7 @@ static int hb_admit(void *ctx, const struct hbone_admit *req)
 static struct hbone_stream_counts *hb_account(void *ctx, const struct hbone_admit *req)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	struct tunnel_tcp_labels l;
 
 	tunnel_tcp_resolve(s, req->peer_id, req->target, req->forwarded, &l);
@@ -333,6 +348,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->lfd = -1;
 	m->taken_ob = -1;
 	atomic_init(&m->drained_ob, -2);
+	pthread_mutex_init(&m->snap_mu, NULL);
 	snprintf(m->handover_path, sizeof(m->handover_path), "%s.hbone", o->admin_path ? o->admin_path : "");
 	m->detach_on_exit = o->detach_on_exit;
 	m->proxy_map = pins_open(o->bpffs, "xm_hbone_proxy");
@@ -528,7 +544,14 @@ static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 {
 	struct hbone_mod *m = state;
+	struct xm_snapshot *old;
 	int err;
+
+	pthread_mutex_lock(&m->snap_mu);
+	old = m->snap;
+	m->snap = snapshot_get(next);
+	pthread_mutex_unlock(&m->snap_mu);
+	snapshot_put(old);
 
 	if (!m->running) {
 		if (!next->trust_bundle || !next->certs) {
@@ -732,6 +755,8 @@ static void hbone_mod_close(void *state)
 	atomic_store(&m->ob_pub, NULL);
 	hbone_outbound_free(m->ob);
 	snapshot_put(m->published);
+	snapshot_put(m->snap);
+	pthread_mutex_destroy(&m->snap_mu);
 	close_maps(m);
 	hbone_server_free(m->srv);
 	cert_put(m->presenting);

@@ -4,11 +4,13 @@
 #include <bpf/bpf.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/listen_handover.h"
@@ -85,11 +87,21 @@ Test(listen_handover, nobody_to_take_over_from)
 	cr_expect_eq(n, 0);
 }
 
+/* ms since a CLOCK_MONOTONIC start. */
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
 /*
- * Nobody comes back: the holder turns the capture off by zeroing entry 0 of the map it was given, whatever its
- * value size (the L7 proxy's xm_l7_proxy, the tunnel's xm_hbone_proxy), and lets the sockets go.
+ * Nobody comes back: timeout_s after the spawning process exited (not before: its drain may take longer), the
+ * holder turns the capture off by zeroing entry 0 of the map it was given, whatever its value size (the L7
+ * proxy's xm_l7_proxy, the tunnel's xm_hbone_proxy), and lets the sockets go.
  */
-Test(listen_handover, no_taker_turns_the_capture_off)
+Test(listen_handover, no_taker_turns_the_capture_off_after_the_owner_exited)
 {
 	static const uint32_t sizes[] = { 40, 24 };
 
@@ -97,25 +109,51 @@ Test(listen_handover, no_taker_turns_the_capture_off)
 		uint8_t val[64], got[64], zero[64] = { 0 };
 		uint32_t key = 0;
 		uint16_t port;
-		int lfd = listener(&port), status;
+		int lfd = listener(&port), status, pp[2];
 		int map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "hold_test", 4, sizes[k], 1, NULL);
+		struct timespec t0;
 		char path[64];
-		pid_t holder;
+		pid_t owner, holder = 0;
+		long gone_ms = -1;
 
 		cr_assert_geq(map, 0, "bpf_map_create: %s", strerror(errno));
 		memset(val, 0xab, sizeof(val));
 		cr_assert_eq(bpf_map_update_elem(map, &key, val, BPF_ANY), 0);
 		snprintf(path, sizeof(path), "/tmp/xmesh-handover-off-%d-%zu.sock", getpid(), k);
-		holder = listen_handover_spawn(path, &lfd, 1, map, 1, "xmesh-test-hold");
-		cr_assert_gt(holder, 0, "spawn: %d", holder);
+		cr_assert_eq(pipe(pp), 0);
+		/* The owner (an agent) spawns the holder, then takes 1.5 s (its drain) before it exits. */
+		owner = fork();
+		cr_assert_geq(owner, 0);
+		if (owner == 0) {
+			pid_t h = listen_handover_spawn(path, &lfd, 1, map, 1, "xmesh-test-hold");
+
+			(void)!write(pp[1], &h, sizeof(h));
+			usleep(1500 * 1000);
+			_exit(0);
+		}
 		close(lfd);
+		cr_assert_eq(read(pp[0], &holder, sizeof(holder)), (ssize_t)sizeof(holder));
+		cr_assert_gt(holder, 0, "spawn: %d", holder);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		usleep(1200 * 1000);
 		cr_assert_eq(bpf_map_lookup_elem(map, &key, got), 0);
-		cr_expect_eq(memcmp(got, val, sizes[k]), 0, "the capture stays on while the holder waits");
-		cr_assert_eq(waitpid(holder, &status, 0), holder);
+		cr_expect_eq(memcmp(got, val, sizes[k]), 0, "the countdown started before the owner exited");
+		cr_assert_eq(waitpid(owner, &status, 0), owner);
+		while (ms_since(&t0) < 6000) {
+			if (!access(path, F_OK) || kill(holder, 0) == 0) {
+				usleep(20000);
+				continue;
+			}
+			gone_ms = ms_since(&t0);
+			break;
+		}
+		cr_assert_geq(gone_ms, 0, "the holder did not exit after its timeout");
+		cr_expect_geq(gone_ms, 2300, "the holder gave up %ld ms after the spawn: before owner exit + 1 s", gone_ms);
 		cr_assert_eq(bpf_map_lookup_elem(map, &key, got), 0);
 		cr_expect_eq(memcmp(got, zero, sizes[k]), 0, "value size %u: entry 0 not zeroed after the timeout",
 			     sizes[k]);
-		cr_expect_neq(access(path, F_OK), 0, "the holder removes its socket");
+		close(pp[0]);
+		close(pp[1]);
 		close(map);
 	}
 }
