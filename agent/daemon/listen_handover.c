@@ -7,6 +7,7 @@
 #include "daemon/listen_handover.h"
 
 #include <linux/bpf.h>
+#include <linux/netlink.h>
 
 #include <bpf/bpf.h>
 #include <errno.h>
@@ -74,6 +75,21 @@ static void capture_off(int map_fd)
 	bpf_map_update_elem(map_fd, &key, off, BPF_ANY);
 }
 
+/* No agent took the sockets: rtnetlink requests (e.g. a routing rule's removal), answers not read. */
+static void netlink_send(const void *buf, size_t len)
+{
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	int fd;
+
+	if (!buf || !len)
+		return;
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0)
+		return;
+	(void)!sendto(fd, buf, len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
+	close(fd);
+}
+
 /* Milliseconds from a to b. */
 static long ms_between(const struct timespec *a, const struct timespec *b)
 {
@@ -84,7 +100,8 @@ static long ms_between(const struct timespec *a, const struct timespec *b)
  * The child: descriptors 3..3+n-1 are the sockets, map_fd the capture map, life_fd the read end of a pipe whose
  * write end only the spawning process has (it hangs up when that process is gone). Only system calls here.
  */
-static void hold(const char *path, size_t n, int map_fd, int life_fd, unsigned int timeout_s, const char *name)
+static void hold(const char *path, size_t n, int map_fd, int life_fd, const struct listen_handover_undo *undo,
+		 unsigned int timeout_s, const char *name)
 {
 	bool taken = false, owner_gone = false;
 	int fds[LISTEN_HANDOVER_MAX_FDS], lfd, conn;
@@ -142,15 +159,19 @@ static void hold(const char *path, size_t n, int map_fd, int life_fd, unsigned i
 		}
 		close(conn);
 	}
-	if (!taken)
+	if (!taken) {
 		capture_off(map_fd);
+		if (undo)
+			netlink_send(undo->netlink, undo->netlink_len);
+	}
 	unlink(path);
 	_exit(0);
 }
 
-pid_t listen_handover_spawn(const char *path, const int *fds, size_t n, int capture_map_fd, unsigned int timeout_s,
-			    const char *name)
+pid_t listen_handover_spawn(const char *path, const int *fds, size_t n, const struct listen_handover_undo *undo,
+			    unsigned int timeout_s, const char *name)
 {
+	int capture_map_fd = undo ? undo->capture_map_fd : -1;
 	int map_hi = -1, life_hi, life[2], next;
 	int hi[LISTEN_HANDOVER_MAX_FDS];
 	struct sockaddr_un sun;
@@ -160,6 +181,8 @@ pid_t listen_handover_spawn(const char *path, const int *fds, size_t n, int capt
 		return -E2BIG;
 	if (unix_addr(path, &sun))
 		return -ENAMETOOLONG;
+	if (undo && undo->netlink_len > LISTEN_HANDOVER_NETLINK_MAX)
+		return -E2BIG;
 	if (pipe2(life, O_CLOEXEC))
 		return -errno;
 	pid = fork();
@@ -199,7 +222,7 @@ pid_t listen_handover_spawn(const char *path, const int *fds, size_t n, int capt
 	if (dup2(life_hi, next++) < 0)
 		_exit(1);
 	close_range((unsigned int)next, ~0U, 0);
-	hold(path, n, map_hi >= 0 ? 3 + (int)n : -1, next - 1, timeout_s, name);
+	hold(path, n, map_hi >= 0 ? 3 + (int)n : -1, next - 1, undo, timeout_s, name);
 	_exit(0);
 }
 

@@ -712,8 +712,19 @@ static bool drain_and_hand_over(struct hbone_mod *m)
 		fds[n++] = m->lfd;
 		if (ob_fd >= 0 && m->capturing)
 			fds[n++] = ob_fd;
-		pid = listen_handover_spawn(m->handover_path, fds, n, m->proxy_map, HBONE_HANDOVER_WAIT_S,
-					    "xmesh-hbone-hold");
+		/* Nobody coming back: capture off, and the steering goes as it would have at our exit. */
+		struct listen_handover_undo undo = { .capture_map_fd = m->proxy_map };
+		uint8_t nl[LISTEN_HANDOVER_NETLINK_MAX];
+		int nl_len = m->steering ? hbone_steer_removal(m->ifaces, m->n_ifaces, nl, sizeof(nl)) : 0;
+
+		if (nl_len > 0) {
+			undo.netlink = nl;
+			undo.netlink_len = (size_t)nl_len;
+		} else if (nl_len < 0) {
+			log_warn("hbone: the steering's removal for the holder: %s; it stays if no agent comes back",
+				 strerror(-nl_len));
+		}
+		pid = listen_handover_spawn(m->handover_path, fds, n, &undo, HBONE_HANDOVER_WAIT_S, "xmesh-hbone-hold");
 		if (pid > 0) {
 			held = true;
 			log_info("hbone: %zu listening sockets held for the next agent by pid %d on %s (%u s)", n,

@@ -10,6 +10,7 @@
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -28,41 +29,93 @@ static int talk(struct nl_sock *sk, struct nl_msg *msg)
 	return err == -NLE_EXIST ? -EEXIST : err == -NLE_OBJ_NOTFOUND ? -ENOENT : err == -NLE_PERM ? -EPERM : -EIO;
 }
 
-static int rule(struct nl_sock *sk, int type, int flags, const char *iface)
+static struct nl_msg *rule_msg(int type, int flags, const char *iface)
 {
 	struct fib_rule_hdr h = { .family = AF_INET, .action = FR_ACT_TO_TBL };
 	struct fib_rule_port_range dport = { .start = HBONE_DPORT, .end = HBONE_DPORT };
-	struct nl_msg *msg = nlmsg_alloc_simple(type, flags | NLM_F_REQUEST | NLM_F_ACK);
+	struct nl_msg *msg = nlmsg_alloc_simple(type, flags | NLM_F_REQUEST);
 
 	if (!msg)
-		return -ENOMEM;
+		return NULL;
 	if (nlmsg_append(msg, &h, sizeof(h), NLMSG_ALIGNTO) || nla_put_u32(msg, FRA_PRIORITY, XM_HBONE_STEER_PRIO) ||
 	    nla_put_u32(msg, FRA_TABLE, XM_HBONE_STEER_TABLE) || nla_put_string(msg, FRA_IFNAME, iface) ||
 	    nla_put_u8(msg, FRA_IP_PROTO, IPPROTO_TCP) || nla_put(msg, FRA_DPORT_RANGE, sizeof(dport), &dport)) {
 		nlmsg_free(msg);
-		return -ENOMEM;
+		return NULL;
 	}
-	return talk(sk, msg);
+	return msg;
 }
 
-static int route(struct nl_sock *sk, int type, int flags)
+static int rule(struct nl_sock *sk, int type, int flags, const char *iface)
+{
+	struct nl_msg *msg = rule_msg(type, flags | NLM_F_ACK, iface);
+
+	return msg ? talk(sk, msg) : -ENOMEM;
+}
+
+static struct nl_msg *route_msg(int type, int flags, int *err)
 {
 	struct rtmsg r = { .rtm_family = AF_INET,
 			   .rtm_table = RT_TABLE_UNSPEC,
 			   .rtm_protocol = RTPROT_STATIC,
 			   .rtm_scope = RT_SCOPE_HOST,
 			   .rtm_type = RTN_LOCAL };
-	struct nl_msg *msg = nlmsg_alloc_simple(type, flags | NLM_F_REQUEST | NLM_F_ACK);
+	struct nl_msg *msg = nlmsg_alloc_simple(type, flags | NLM_F_REQUEST);
 	unsigned lo = if_nametoindex("lo");
 
+	*err = -ENOMEM;
 	if (!msg)
-		return -ENOMEM;
+		return NULL;
 	if (!lo || nlmsg_append(msg, &r, sizeof(r), NLMSG_ALIGNTO) ||
 	    nla_put_u32(msg, RTA_TABLE, XM_HBONE_STEER_TABLE) || nla_put_u32(msg, RTA_OIF, lo)) {
 		nlmsg_free(msg);
-		return lo ? -ENOMEM : -ENODEV;
+		*err = lo ? -ENOMEM : -ENODEV;
+		return NULL;
 	}
-	return talk(sk, msg);
+	return msg;
+}
+
+static int route(struct nl_sock *sk, int type, int flags)
+{
+	int err;
+	struct nl_msg *msg = route_msg(type, flags | NLM_F_ACK, &err);
+
+	return msg ? talk(sk, msg) : err;
+}
+
+/* Appends msg's bytes to buf (freeing msg): 0 or -ENOSPC. */
+static int append(struct nl_msg *msg, uint8_t *buf, size_t cap, size_t *len)
+{
+	struct nlmsghdr *h = nlmsg_hdr(msg);
+	size_t n = NLMSG_ALIGN(h->nlmsg_len);
+	int err = 0;
+
+	if (n > cap - *len)
+		err = -ENOSPC;
+	else
+		memcpy(buf + *len, h, h->nlmsg_len);
+	if (!err)
+		*len += n;
+	nlmsg_free(msg);
+	return err;
+}
+
+int hbone_steer_removal(const char *const *ifaces, size_t n, void *buf, size_t cap)
+{
+	size_t len = 0;
+	struct nl_msg *msg;
+	int err = 0;
+
+	memset(buf, 0, cap);
+	for (size_t i = 0; !err && i < n; i++) {
+		msg = rule_msg(RTM_DELRULE, 0, ifaces[i]);
+		err = msg ? append(msg, buf, cap, &len) : -ENOMEM;
+	}
+	if (!err) {
+		msg = route_msg(RTM_DELROUTE, 0, &err);
+		err = msg ? append(msg, buf, cap, &len) : err;
+	}
+	return err ? err : (int)len;
 }
 
 static struct nl_sock *open_rtnl(void)

@@ -18,5 +18,10 @@
 int hbone_steer_install(const char *const *ifaces, size_t n);
 /* Removes them (what is already gone is fine). */
 void hbone_steer_remove(const char *const *ifaces, size_t n);
+/*
+ * The same removal as rtnetlink requests (no ACK asked) written back to back into buf, for a process that may
+ * only make system calls (a listener holder, daemon/listen_handover.h). Returns their length or -ENOSPC/-ENOMEM.
+ */
+int hbone_steer_removal(const char *const *ifaces, size_t n, void *buf, size_t cap);
 
 #endif

@@ -200,6 +200,7 @@ void l7_proxy_adopt(struct l7_proxy *p, const int *fds, size_t n)
 
 int l7_proxy_handover(struct l7_proxy *p, const char *path, int capture_map_fd, unsigned int timeout_s)
 {
+	struct listen_handover_undo undo = { .capture_map_fd = capture_map_fd };
 	int fds[LISTEN_HANDOVER_MAX_FDS];
 	size_t n = 0;
 	pid_t pid;
@@ -212,7 +213,7 @@ int l7_proxy_handover(struct l7_proxy *p, const char *path, int capture_map_fd, 
 		pthread_mutex_unlock(&p->lock);
 		return -ENOENT;
 	}
-	pid = listen_handover_spawn(path, fds, n, capture_map_fd, timeout_s, "xmesh-l7-hold");
+	pid = listen_handover_spawn(path, fds, n, &undo, timeout_s, "xmesh-l7-hold");
 	if (pid > 0)
 		p->handed_over = true;
 	pthread_mutex_unlock(&p->lock);

@@ -8,7 +8,8 @@
 #       corrupted (connects made while no agent runs wait in the listener's queue);
 #   (c) the listening sockets went through the holder (<admin>.hbone) to the next agent, and the stopping
 #       agent drained before its deadline; the holder's socket is gone afterwards.
-# Then, with no agent coming back on node A, the holder turns the capture off after its 10 s.
+# Then, with no agent coming back on node A, the holder turns the capture off and removes the steering 10 s
+# after the agent exited.
 # Topology as test_hbone_tunnel.sh:
 #   nodea up0 10.199.0.1 ── pa 10.200.1.11        nodeb up0 10.199.0.2 ── sa 10.200.2.11 (xm-stream 9000)
 set -euo pipefail
@@ -134,6 +135,8 @@ restart() {
 	kill -0 "$pid" 2>/dev/null && xmt_fail "agent $name still running 15 s after SIGTERM"
 	wait "$pid" || xmt_fail "agent $name exited with status $? on SIGTERM"
 	EXIT_MS=$(date +%s%3N)
+	# No agent runs now: the 15008 steering must still be there (a peer's connect waits in the held listener).
+	ip -n "$XMT_P$node" rule show | grep "lookup 15008" >/dev/null || xmt_fail "the steering rule went with agent $name"
 	mv "$XMT_TMP/agent-$name.log" "$XMT_TMP/agent-$name-old.log"
 	xmx_agent "$name" "$node" "$node" up0 --hbone
 	READY_MS=$(date +%s%3N)
@@ -172,7 +175,7 @@ SUMMARY=""
 across a nodea 0
 across b nodeb 1
 
-XMT_SUBTEST="no agent comes back: the holder turns the capture off"
+XMT_SUBTEST="no agent comes back: the holder turns the capture off, removes the steering"
 kill -TERM "${XMX_AGENTS[0]}"
 for ((i = 0; i < 300; i++)); do
 	kill -0 "${XMX_AGENTS[0]}" 2>/dev/null || break
@@ -192,5 +195,6 @@ for ((i = 0; i < 150; i++)); do
 done
 hbone_proxy_set && xmt_fail "xm_hbone_proxy still set 15 s after agent a stopped with nobody taking over"
 [ ! -e "$XMT_TMP/admin-a.sock.hbone" ] || xmt_fail "the holder left its socket behind"
+! ip -n "${XMT_P}nodea" rule show | grep "lookup 15008" >/dev/null || xmt_fail "the steering rule outlived agent a's holder"
 
 xmt_pass "restart: $SUMMARY"

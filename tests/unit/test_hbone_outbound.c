@@ -39,7 +39,8 @@ static struct {
 	int lfd;
 	struct sockaddr_storage hbone_addr, echo_addr;
 	struct hbt_echo *echo;
-	struct hbone_server *srv;
+	struct hbone_server *srv, *srv2; /* srv2: the "next agent's" server on the same listener (drain tests) */
+	struct hbone_server_config scfg;
 	struct hbone_outbound *ob;
 	pthread_mutex_t mu;
 	char last_forwarded[256], last_peer[HBONE_ID_MAX];
@@ -122,6 +123,7 @@ static void setup(void)
 		.cert = server_cert,
 		.admit = admit,
 	};
+	fx.scfg = scfg;
 	fx.srv = hbone_server_new(fx.loop, fx.lfd, &scfg, &fx.ctr);
 	cr_assert_not_null(fx.srv);
 	struct hbone_outbound_config ocfg = {
@@ -151,6 +153,7 @@ static void teardown(void)
 	}
 	hbone_outbound_free(fx.ob);
 	hbone_server_free(fx.srv);
+	hbone_server_free(fx.srv2);
 	hbt_echo_stop(fx.echo);
 	close(fx.lfd);
 	loop_free(fx.loop);
@@ -403,4 +406,158 @@ Test(hbone_outbound, listener_moves)
 	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	cr_expect_neq(connect(c, (struct sockaddr *)&first, sizeof(first)), 0);
 	close(c);
+}
+
+/* ---- draining (an agent restart, docs/mtls.md "Restart") ---- */
+
+struct posted {
+	void (*fn)(void);
+	atomic_bool done;
+};
+
+static void run_posted(struct xm_loop *loop, void *arg)
+{
+	struct posted *p = arg;
+
+	(void)loop;
+	p->fn();
+	atomic_store(&p->done, true);
+}
+
+/* Runs fn on the loop's thread and waits for it. */
+static void on_loop(void (*fn)(void))
+{
+	struct posted p = { .fn = fn };
+
+	cr_assert_eq(loop_post(fx.loop, run_posted, &p), 0);
+	while (!atomic_load(&p.done))
+		usleep(1000);
+}
+
+static void drain_server(void)
+{
+	hbone_server_drain(fx.srv);
+}
+
+static void drain_both(void)
+{
+	hbone_server_drain(fx.srv);
+	cr_assert_geq(hbone_outbound_drain(fx.ob), -1);
+}
+
+static void next_server(void)
+{
+	fx.srv2 = hbone_server_new(fx.loop, fx.lfd, &fx.scfg, &fx.ctr);
+}
+
+/* Writes n pattern bytes (from offset off) into fd and reads the same n back: whether all came back equal. */
+static bool exchange(int fd, uint64_t seed, uint64_t off, size_t n)
+{
+	uint8_t buf[4096];
+	size_t sent = 0, got = 0;
+	uint64_t deadline = now_ms() + 10000;
+
+	while (got < n && now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN | (sent < n ? POLLOUT : 0) };
+
+		if (poll(&p, 1, 100) < 0)
+			return false;
+		if (sent < n && (p.revents & POLLOUT)) {
+			size_t k = n - sent < sizeof(buf) ? n - sent : sizeof(buf);
+			ssize_t w;
+
+			for (size_t i = 0; i < k; i++)
+				buf[i] = hbt_byte(seed, off + sent + i);
+			w = write(fd, buf, k);
+			if (w > 0)
+				sent += (size_t)w;
+			else if (w < 0 && errno != EAGAIN)
+				return false;
+		}
+		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t r = read(fd, buf, sizeof(buf));
+
+			if (r == 0 || (r < 0 && errno != EAGAIN))
+				return false;
+			for (ssize_t i = 0; r > 0 && i < r; i++)
+				if (buf[i] != hbt_byte(seed, off + got + (uint64_t)i))
+					return false;
+			if (r > 0)
+				got += (size_t)r;
+		}
+	}
+	return got == n;
+}
+
+static int submit_pair(int *app)
+{
+	int sv[2];
+	struct xm_tunnel_req r = request(0);
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	*app = sv[0];
+	return hbone_outbound_submit(fx.ob, sv[1], &r);
+}
+
+static unsigned long long tls_open(void)
+{
+	return atomic_load(&fx.ctr.connections_open[HBONE_SIDE_SERVER]) +
+	       atomic_load(&fx.ctr.connections_open[HBONE_SIDE_CLIENT]);
+}
+
+/*
+ * Both sides drain (the agent stops): a stream open before goes on, byte-exact, through both GOAWAYs; a new
+ * hand-off is refused; once the stream ends both TLS connections close (not after the pool's 5 min idle).
+ */
+Test(hbone_outbound, drain_keeps_open_streams_and_closes_when_they_end)
+{
+	int app, app2;
+	uint64_t t0;
+
+	start_loop();
+	cr_assert_eq(submit_pair(&app), 0);
+	cr_assert(exchange(app, 3, 0, 65536), "before the drain");
+	cr_assert_eq(tls_open(), 2);
+	on_loop(drain_both);
+	usleep(3 * HBONE_DRAIN_NOTICE_MS * 1000); /* the notice, then the final GOAWAY went out */
+	cr_expect(exchange(app, 3, 65536, 65536), "the open stream after both GOAWAYs");
+	cr_expect_eq(tls_open(), 2, "a connection with an open stream closed");
+	cr_expect_eq(submit_pair(&app2), -ENOTCONN, "a hand-off while draining");
+	close(app2);
+	shutdown(app, SHUT_WR);
+	cr_expect(ended(app, 5000), "the stream did not end");
+	t0 = now_ms();
+	while (tls_open() && now_ms() - t0 < 3000)
+		usleep(10000);
+	cr_expect_eq(tls_open(), 0, "TLS connections still open %llu ms after their last stream ended",
+		     (unsigned long long)(now_ms() - t0));
+	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 0);
+	close(app);
+}
+
+/*
+ * The server drains (the peer node's agent stops) and the next server takes its listener: the client's stream on
+ * the draining connection goes on, and a new stream goes to a new TLS connection, which the next server
+ * serves; no stream is refused.
+ */
+Test(hbone_outbound, server_drain_moves_new_streams_to_the_next_server)
+{
+	int app, app2;
+
+	start_loop();
+	cr_assert_eq(submit_pair(&app), 0);
+	cr_assert(exchange(app, 5, 0, 65536), "before the drain");
+	on_loop(drain_server);
+	usleep(3 * HBONE_DRAIN_NOTICE_MS * 1000);
+	on_loop(next_server);
+	cr_assert_not_null(fx.srv2);
+	cr_assert_eq(submit_pair(&app2), 0);
+	cr_expect(exchange(app2, 6, 0, 65536), "a new stream after the server's GOAWAY");
+	cr_expect(exchange(app, 5, 65536, 65536), "the stream open before the drain");
+	cr_expect_eq(atomic_load(&fx.ctr.handshakes[HBONE_SIDE_CLIENT][HBONE_HS_SUCCESS]), 2,
+		     "the new stream took a new TLS connection");
+	for (int r = 0; r < HBONE_REFUSALS; r++)
+		cr_expect_eq(atomic_load(&fx.ctr.streams_refused[r]), 0, "refused: %s", hbone_refusal_name(r));
+	close(app);
+	close(app2);
 }

@@ -57,7 +57,7 @@ Test(listen_handover, queued_connections_survive_the_owner)
 	pid_t holder;
 
 	snprintf(path, sizeof(path), "/tmp/xmesh-handover-test-%d.sock", getpid());
-	holder = listen_handover_spawn(path, fds, 2, -1, 10, "xmesh-test-hold");
+	holder = listen_handover_spawn(path, fds, 2, NULL, 10, "xmesh-test-hold");
 	cr_assert_gt(holder, 0, "spawn: %d", holder);
 	/* The owner lets go: only the holder keeps the sockets; a connect now waits in the accept queue. */
 	close(fds[0]);
@@ -125,7 +125,8 @@ Test(listen_handover, no_taker_turns_the_capture_off_after_the_owner_exited)
 		owner = fork();
 		cr_assert_geq(owner, 0);
 		if (owner == 0) {
-			pid_t h = listen_handover_spawn(path, &lfd, 1, map, 1, "xmesh-test-hold");
+			struct listen_handover_undo undo = { .capture_map_fd = map };
+			pid_t h = listen_handover_spawn(path, &lfd, 1, &undo, 1, "xmesh-test-hold");
 
 			(void)!write(pp[1], &h, sizeof(h));
 			usleep(1500 * 1000);
