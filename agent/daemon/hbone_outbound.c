@@ -30,6 +30,12 @@
 #include "metrics/registry.h"
 
 #define ACCEPT_BATCH 64 /* connections accepted per wake-up: the listener stays readable for the rest */
+/*
+ * Once TCP is connected, how long the TLS handshake may wait: a peer agent that restarts leaves our connect in
+ * its held listener's queue for its drain (at most 10 s) plus its start (seconds), so ztunnel's 10 s for TCP and
+ * TLS together would reset streams a restart should only delay. A dead peer still fails at the TCP connect.
+ */
+#define HBONE_OB_HANDSHAKE_WAIT_MS 30000
 
 struct ob_sub {
 	struct ob_sub *next;
@@ -52,7 +58,7 @@ struct hbone_outbound {
 	int next_lfd; /* made by the control thread, not taken over by the loop yet; -1: none */
 	bool kick_posted;
 	bool stopped;
-	bool draining; /* the loop accepts no more: a listener handed in later is only kept */
+	bool draining;		 /* the loop accepts no more: a listener handed in later is only kept */
 	struct sockaddr_in addr; /* where the newest listener is */
 };
 
@@ -292,6 +298,7 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 		.trust = cfg->trust,
 		.verify = cfg->verify,
 		.ctx = cfg->verify_ctx,
+		.handshake_timeout_ms = HBONE_OB_HANDSHAKE_WAIT_MS,
 	};
 
 	if (!ob)

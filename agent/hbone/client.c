@@ -319,6 +319,7 @@ static struct hb_conn *pool_connect(struct hbone_client *cl, const struct hbone_
 	c->max_streams = cl->cfg.max_streams_per_conn;
 	c->idle_timeout_ms = cl->cfg.idle_timeout_ms;
 	c->hs_timeout_ms = cl->cfg.connect_timeout_ms;
+	c->tls_wait_ms = cl->cfg.handshake_timeout_ms;
 	c->ping_interval_ms = cl->cfg.ping_interval_ms;
 	c->ping_timeout_ms = cl->cfg.ping_timeout_ms;
 	c->fd = socket(req->dst->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

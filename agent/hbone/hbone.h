@@ -222,6 +222,7 @@ struct hbone_client_config {
 	uint32_t max_streams_per_conn; /* 0: HBONE_MAX_STREAMS */
 	uint64_t idle_timeout_ms;      /* 0: HBONE_POOL_IDLE_MS */
 	uint64_t connect_timeout_ms;   /* 0: HBONE_CONNECT_TIMEOUT_MS (TCP and TLS) */
+	uint64_t handshake_timeout_ms; /* once TCP connected, the TLS handshake's own limit (0: connect_timeout_ms) */
 	uint64_t ping_interval_ms, ping_timeout_ms;
 	bool no_resumption; /* never offer a session ticket: every connection makes a full handshake */
 };

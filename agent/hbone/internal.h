@@ -142,6 +142,7 @@ struct hb_conn {
 	uint32_t max_header_list;
 	struct xm_timer *hs_timer, *ping_timer, *idle_timer;
 	uint64_t ping_interval_ms, ping_timeout_ms, idle_timeout_ms, hs_timeout_ms;
+	uint64_t tls_wait_ms; /* client: from TCP connected, how long TLS may take (0: hs_timeout_ms from the start) */
 	uint64_t ping_sent_ms;
 	bool ping_outstanding;
 	char peer_id[HBONE_ID_MAX];

@@ -561,3 +561,35 @@ Test(hbone_outbound, server_drain_moves_new_streams_to_the_next_server)
 	close(app);
 	close(app2);
 }
+
+static void drain_client(void)
+{
+	cr_assert_geq(hbone_outbound_drain(fx.ob), -1);
+}
+
+/*
+ * Only the client drains (this node's agent stops, the peer's runs on): its pooled connection takes no new
+ * stream, the open one goes on, and the connection closes once that stream ended (its GOAWAY), not after the
+ * pool's idle timeout.
+ */
+Test(hbone_outbound, client_drain_closes_its_pool_when_streams_end)
+{
+	int app;
+	uint64_t t0;
+
+	start_loop();
+	cr_assert_eq(submit_pair(&app), 0);
+	cr_assert(exchange(app, 9, 0, 65536), "before the drain");
+	on_loop(drain_client);
+	usleep(200 * 1000);
+	cr_expect(exchange(app, 9, 65536, 65536), "the open stream after the client's GOAWAY");
+	cr_expect_eq(tls_open(), 2, "a connection with an open stream closed");
+	shutdown(app, SHUT_WR);
+	cr_expect(ended(app, 5000), "the stream did not end");
+	t0 = now_ms();
+	while (tls_open() && now_ms() - t0 < 3000)
+		usleep(10000);
+	cr_expect_eq(tls_open(), 0, "TLS connections still open %llu ms after their last stream ended",
+		     (unsigned long long)(now_ms() - t0));
+	close(app);
+}

@@ -149,7 +149,8 @@ Test(listen_handover, no_taker_turns_the_capture_off_after_the_owner_exited)
 			break;
 		}
 		cr_assert_geq(gone_ms, 0, "the holder did not exit after its timeout");
-		cr_expect_geq(gone_ms, 2300, "the holder gave up %ld ms after the spawn: before owner exit + 1 s", gone_ms);
+		cr_expect_geq(gone_ms, 2300, "the holder gave up %ld ms after the spawn: before owner exit + 1 s",
+			      gone_ms);
 		cr_assert_eq(bpf_map_lookup_elem(map, &key, got), 0);
 		cr_expect_eq(memcmp(got, zero, sizes[k]), 0, "value size %u: entry 0 not zeroed after the timeout",
 			     sizes[k]);
