@@ -93,29 +93,94 @@ static void refuse(struct hbone_outbound *ob, int fd, enum hbone_ob_refusal why)
 	reset_fd(fd);
 }
 
-/* Loop thread: one stream for fd, presenting cert (src_id's), requiring dst_id at target's IP. */
-static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const char *src_id, const char *dst_id,
-		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, const char *traceparent)
+/* What a carried connection asked for: kept while it is carried, to carry it again after a refusal. */
+struct ob_carried {
+	struct hbone_outbound *ob;
+	char src_id[HBONE_ID_MAX], dst_id[HBONE_ID_MAX];
+	struct sockaddr_storage target, client;
+	bool has_client;
+	char traceparent[sizeof(((struct xm_tunnel_req *)0)->traceparent)];
+	int refusals;
+};
+
+#define CARRY_TRIES 3 /* refused streams carried again on another connection before the reset */
+
+static void carried_done(void *ctx, int err)
 {
-	struct sockaddr_storage dst = *target;
+	(void)err;
+	free(ctx);
+}
+
+static void carry_again(void *ctx, int fd);
+
+/* Loop thread: one stream for fd, presenting cert (src_id's, our reference taken), requiring dst_id. */
+static void carry_as(struct hbone_outbound *ob, int fd, struct xm_cert *cert, struct ob_carried *k)
+{
+	struct sockaddr_storage dst = k->target;
 	struct hbone_open req = {
-		.src_id = src_id,
-		.dst_id = dst_id,
+		.src_id = k->src_id,
+		.dst_id = k->dst_id,
 		.dst = &dst,
 		.cert = cert_leaf(cert),
 		.key = cert_key(cert),
 		.chain = cert_chain(cert),
-		.target = target,
-		.client = client,
-		.traceparent = traceparent && traceparent[0] ? traceparent : NULL,
+		.target = &k->target,
+		.client = k->has_client ? &k->client : NULL,
+		.traceparent = k->traceparent[0] ? k->traceparent : NULL,
 	};
+	struct hbone_splice *sp;
 
 	((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
 	/* A new TLS connection takes its own references to the certificate before this returns. */
-	if (!hbone_splice_open(ob->cl, ob->loop, fd, &req, NULL, NULL)) {
+	sp = hbone_splice_open(ob->cl, ob->loop, fd, &req, carried_done, k);
+	if (sp) {
+		hbone_splice_on_refused(sp, carry_again);
+	} else {
 		count(&ob->st.refused[HBONE_OB_OUT_OF_MEMORY]); /* fd closed by splice_open */
+		free(k);
 	}
 	cert_put(cert);
+}
+
+/*
+ * Loop thread: the stream was refused before the peer processed it (a GOAWAY crossing it as the peer's agent
+ * drains, or its stream limit): nothing was read from fd, so it goes again, on a connection with room.
+ */
+static void carry_again(void *ctx, int fd)
+{
+	struct ob_carried *k = ctx;
+	struct hbone_outbound *ob = k->ob;
+	struct xm_cert *cert = ++k->refusals < CARRY_TRIES ? ob->ops.certificate(ob->ops.ctx, k->src_id) : NULL;
+
+	if (!cert) {
+		free(k);
+		reset_fd(fd); /* as a refused stream always was */
+		return;
+	}
+	carry_as(ob, fd, cert, k);
+}
+
+static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const char *src_id, const char *dst_id,
+		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, const char *traceparent)
+{
+	struct ob_carried *k = calloc(1, sizeof(*k));
+
+	if (!k) {
+		cert_put(cert);
+		refuse(ob, fd, HBONE_OB_OUT_OF_MEMORY);
+		return;
+	}
+	k->ob = ob;
+	snprintf(k->src_id, sizeof(k->src_id), "%s", src_id);
+	snprintf(k->dst_id, sizeof(k->dst_id), "%s", dst_id);
+	k->target = *target;
+	if (client) {
+		k->client = *client;
+		k->has_client = true;
+	}
+	if (traceparent)
+		snprintf(k->traceparent, sizeof(k->traceparent), "%s", traceparent);
+	carry_as(ob, fd, cert, k);
 }
 
 /* Loop thread: a connection the kernel sent to the outbound listener. */

@@ -280,6 +280,14 @@ typedef void (*hbone_splice_done_fn)(void *ctx, int err);
  */
 struct hbone_splice *hbone_splice_open(struct hbone_client *cl, struct xm_loop *loop, int fd,
 				       const struct hbone_open *req, hbone_splice_done_fn done, void *ctx);
+/*
+ * Optional, right after hbone_splice_open: a stream refused before the server processed it (REFUSED_STREAM: a
+ * GOAWAY that arrived as it was sent, as when the peer drains, or the peer's stream limit) hands fd back to fn
+ * (with the splice's ctx; nothing was read from it, the splice is gone, done is not called) instead of a reset,
+ * so the caller can carry it again.
+ */
+typedef void (*hbone_splice_refused_fn)(void *ctx, int fd);
+void hbone_splice_on_refused(struct hbone_splice *sp, hbone_splice_refused_fn fn);
 
 /* ---- pieces with their own tests ---- */
 

@@ -434,6 +434,13 @@ static void on_loop(void (*fn)(void))
 		usleep(1000);
 }
 
+/* Runs fn before the loop's thread starts (the test's thread owns the loop then). */
+static void on_loop_before_start(void (*fn)(void))
+{
+	cr_assert_not(fx.running);
+	fn();
+}
+
 static void drain_server(void)
 {
 	hbone_server_drain(fx.srv);
@@ -592,4 +599,35 @@ Test(hbone_outbound, client_drain_closes_its_pool_when_streams_end)
 	cr_expect_eq(tls_open(), 0, "TLS connections still open %llu ms after their last stream ended",
 		     (unsigned long long)(now_ms() - t0));
 	close(app);
+}
+
+static void small_server(void)
+{
+	struct hbone_server_config scfg = fx.scfg;
+
+	hbone_server_free(fx.srv);
+	scfg.max_streams = 2;
+	fx.srv = hbone_server_new(fx.loop, fx.lfd, &scfg, &fx.ctr);
+}
+
+/*
+ * Streams the server refuses unprocessed (REFUSED_STREAM: here beyond its limit of 2, sent before its SETTINGS
+ * arrived; in a restart, a GOAWAY crossing them) are carried again on another connection, not reset.
+ */
+Test(hbone_outbound, refused_streams_are_carried_again)
+{
+	int app[5];
+
+	on_loop_before_start(small_server);
+	cr_assert_not_null(fx.srv);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(submit_pair(&app[i]), 0);
+	start_loop();
+	for (int i = 0; i < 5; i++) {
+		cr_expect(exchange(app[i], 40 + (uint64_t)i, 0, 16384), "connection %d", i);
+		close(app[i]);
+	}
+	cr_expect_geq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 1,
+		      "nothing was refused: the test did not test the retry");
+	cr_expect_eq(atomic_load(&fx.ctr.streams_opened[HBONE_SIDE_CLIENT]), 5);
 }
