@@ -156,7 +156,7 @@ across() {
 	wait "${XMT_BG[loop-$name]}" || xmt_fail "(b) new tunnelled connections failed across the restart of agent $name: $(tail -n 1 "$XMT_TMP/loop-$name.log")"
 	# (b) the loop really connected while no agent served: from the SIGTERM until the next agent was ready.
 	during=$(awk -v a="$STOP_MS" -v b="$READY_MS" '$1 == "conn" && $2 >= a && $2 <= b { n++ } END { print n + 0 }' "$XMT_TMP/loop-$name.log")
-	[ "$during" -ge 4 ] || xmt_fail "(b) only $during connections were made during the restart of agent $name"
+	[ "$during" -ge 3 ] || xmt_fail "(b) only $during connections were made during the restart of agent $name"
 	# (a) the drain: the stopping agent spliced until the connection ended, well within its 10 s.
 	grep -q 'hbone: drained in' "$XMT_TMP/agent-$name-old.log" ||
 		xmt_fail "(a) agent $name did not drain: $(grep 'hbone' "$XMT_TMP/agent-$name-old.log" | tail -n 4)"
