@@ -143,13 +143,14 @@ static __always_inline bool xm_l7_capture(struct bpf_sock_addr *ctx, const struc
 }
 
 /*
- * HBONE capture (include/xmesh/hbone.h): a TCP connect whose final IPv4 destination is a tunnelled pod of
- * another node goes to the agent's outbound tunnel listener instead. The listener is looked up first (one
- * array lookup while capture is off), the destination only when it is set.
+ * HBONE capture (include/xmesh/hbone.h): a TCP connect whose final destination (IPv4, v4-mapped or IPv6) is
+ * a tunnelled pod of another node goes to the agent's outbound tunnel listener of that family instead. The
+ * listener is looked up first (one array lookup while capture is off), the destination only when it is set.
  */
-static __always_inline const struct xm_l7_proxy *xm_hbone_want(struct bpf_sock_addr *ctx, __u32 dest, __u16 port)
+static __always_inline const struct xm_l7_proxy *xm_hbone_want(struct bpf_sock_addr *ctx, const union xm_addr *dest,
+							       __u8 family, __u16 port)
 {
-	const struct xm_l7_proxy *proxy = xm_hbone_proxy_v4();
+	const struct xm_l7_proxy *proxy = xm_hbone_proxy_for(family);
 
 	if (!proxy)
 		return NULL;
@@ -159,7 +160,7 @@ static __always_inline const struct xm_l7_proxy *xm_hbone_want(struct bpf_sock_a
 	 */
 	if (ctx->sk->mark == XM_MTLS_AGENT_MARK)
 		return NULL;
-	return xm_hbone_tunnelled(dest, port) ? proxy : NULL;
+	return xm_hbone_tunnelled(dest, family, port) ? proxy : NULL;
 }
 
 /*
@@ -170,11 +171,11 @@ static __always_inline const struct xm_l7_proxy *xm_hbone_want(struct bpf_sock_a
 static __always_inline void xm_hbone_direct(struct bpf_sock_addr *ctx, const struct xm_svc_key *key, bool mapped,
 					    const bool v6)
 {
-	const struct xm_l7_proxy *proxy = xm_hbone_want(ctx, key->vip.v4, key->port);
+	const struct xm_l7_proxy *proxy = xm_hbone_want(ctx, &key->vip, key->family, key->port);
 	struct xm_sock_state fresh = {
 		.vip = key->vip,
 		.vport = key->port,
-		.family = XM_FAMILY_V4,
+		.family = key->family,
 		.flags = XM_SOCK_F_NATTED | XM_SOCK_F_HBONE,
 	};
 	struct xm_sock_state *st;
@@ -193,7 +194,7 @@ static __always_inline void xm_hbone_direct(struct bpf_sock_addr *ctx, const str
 		xm_map_error(XM_MAPERR_SOCK_STATE);
 		return;
 	}
-	xm_write_dest(ctx, &proxy->addr4, proxy->port, mapped, v6);
+	xm_write_dest(ctx, key->family == XM_FAMILY_V4 ? &proxy->addr4 : &proxy->addr6, proxy->port, mapped, v6);
 	xm_stat_inc(XM_STAT_SOCK_HBONE_CAPTURE);
 }
 
@@ -218,8 +219,8 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 
 	svc = bpf_map_lookup_elem(&xm_services, &key);
 	if (!svc) {
-		/* Not a service: a pod of another node dialed directly may go through the tunnel (IPv4 only). */
-		if (is_connect && key.proto == XM_PROTO_TCP && key.family == XM_FAMILY_V4)
+		/* Not a service: a pod of another node dialed directly may go through the tunnel. */
+		if (is_connect && key.proto == XM_PROTO_TCP)
 			xm_hbone_direct(ctx, &key, mapped, v6);
 		/* A UDP socket re-connected elsewhere: getpeername must stop answering the old VIP. */
 		if (is_connect && key.proto == XM_PROTO_UDP) {
@@ -265,8 +266,7 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 	}
 
 	/* The backend chosen is a pod of another node to tunnel: the connect goes to the listener instead. */
-	hbone =
-	    key.proto == XM_PROTO_TCP && key.family == XM_FAMILY_V4 ? xm_hbone_want(ctx, be->addr.v4, be->port) : NULL;
+	hbone = key.proto == XM_PROTO_TCP ? xm_hbone_want(ctx, &be->addr, key.family, be->port) : NULL;
 	cookie = bpf_get_socket_cookie(ctx);
 	st = bpf_map_lookup_elem(&xm_sock_state, &cookie);
 	if (st) {
@@ -300,7 +300,7 @@ static __always_inline int xm_sock_balance(struct bpf_sock_addr *ctx, const bool
 		}
 	}
 	if (hbone) {
-		xm_write_dest(ctx, &hbone->addr4, hbone->port, mapped, v6);
+		xm_write_dest(ctx, key.family == XM_FAMILY_V4 ? &hbone->addr4 : &hbone->addr6, hbone->port, mapped, v6);
 		xm_stat_inc(XM_STAT_SOCK_HBONE_CAPTURE);
 	} else {
 		xm_write_dest(ctx, &be->addr, be->port, mapped, v6);

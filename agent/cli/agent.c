@@ -39,6 +39,7 @@ static void usage(FILE *f)
 		"                   [--access-log-format json|text] [--trace-sampling PERCENT]\n"
 		"                   [--trace-endpoint URL] [--trust-domain NAME] [--ca-dir DIR]\n"
 		"                   [--cert-ttl DURATION] [--state-dir DIR] [--root-namespace NS] [--hbone]\n"
+		"                   [--cluster-id NAME]\n"
 		"                   [--kubernetes | --kubeconfig PATH [--insecure]] [--kube-watch-timeout DURATION]\n"
 		"                   [--kube-backoff-max DURATION] [--kube-sync-wait DURATION]\n"
 		"                   [--kube-absent-retry DURATION] [--neigh-sync SECONDS]\n"
@@ -52,6 +53,8 @@ static void usage(FILE *f)
 		"  --root-namespace  namespace of the mesh-wide PeerAuthentication (default istio-system)\n"
 		"  --hbone           serve HBONE (mTLS tunnel) on port 15008 for this node's pods: steers\n"
 		"                    pod-IP:15008 from the uplinks to the agent (server side only; off by default)\n"
+		"  --cluster-id      the cluster's name in the tunnel's baggage header, as Istio's CLUSTER_ID\n"
+		"                    (default Kubernetes)\n"
 		"  --kubernetes      objects from the API server, in-cluster service account (docs/kubernetes.md)\n"
 		"  --kubeconfig      objects from the API server of the file's current context\n"
 		"  --insecure        accept the kubeconfig's insecure-skip-tls-verify (refused otherwise)\n"
@@ -145,6 +148,7 @@ int cmd_agent(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "root-namespace", required_argument, NULL, 'R' },
 		{ "hbone", no_argument, NULL, 'H' },
+		{ "cluster-id", required_argument, NULL, 'u' },
 		{ "kubernetes", no_argument, NULL, 'K' },
 		{ "kubeconfig", required_argument, NULL, 'k' },
 		{ "insecure", no_argument, NULL, 'I' },
@@ -302,6 +306,18 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'C':
 			o.ca_dir = optarg;
+			break;
+		case 'u':
+			/* a baggage value as it is sent, unencoded; Istio's cluster IDs are names */
+			if (!*optarg || strlen(optarg) > 253 ||
+			    strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+				strlen(optarg)) {
+				fprintf(stderr,
+					"xmesh agent: --cluster-id %s: want 1-253 characters of a-z A-Z 0-9 . - _\n",
+					optarg);
+				return 2;
+			}
+			o.cluster_id = optarg;
 			break;
 		case 's':
 			if (!*optarg) {

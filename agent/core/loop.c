@@ -469,23 +469,53 @@ int loop_post(struct xm_loop *loop, xm_loop_work_fn fn, void *arg)
 	return 0;
 }
 
-/* Runs the work posted so far; work posted meanwhile wrote the eventfd again and waits for the next batch. */
-static void on_wake(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+/* All of it (fn NULL), or only fn's. */
+static void run_posted(struct xm_loop *loop, xm_loop_work_fn fn)
 {
-	struct work *w, *next;
-	uint64_t count;
+	struct work *w, *next, *keep = NULL, *keep_last = NULL;
 
-	(void)events, (void)ctx;
-	(void)!read(fd, &count, sizeof(count));
 	pthread_mutex_lock(&loop->work_lock);
 	w = loop->work_head;
 	loop->work_head = loop->work_tail = NULL;
 	pthread_mutex_unlock(&loop->work_lock);
 	for (; w; w = next) {
 		next = w->next;
+		if (fn && w->fn != fn) {
+			w->next = NULL;
+			if (keep_last)
+				keep_last->next = w;
+			else
+				keep = w;
+			keep_last = w;
+			continue;
+		}
 		w->fn(loop, w->arg);
 		free(w);
 	}
+	if (!keep)
+		return;
+	/* Back in front of what was posted meanwhile, in their order. */
+	pthread_mutex_lock(&loop->work_lock);
+	keep_last->next = loop->work_head;
+	if (!loop->work_head)
+		loop->work_tail = keep_last;
+	loop->work_head = keep;
+	pthread_mutex_unlock(&loop->work_lock);
+}
+
+void loop_run_posted(struct xm_loop *loop, xm_loop_work_fn fn)
+{
+	run_posted(loop, fn);
+}
+
+/* Runs the work posted so far; work posted meanwhile wrote the eventfd again and waits for the next batch. */
+static void on_wake(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
+{
+	uint64_t count;
+
+	(void)events, (void)ctx;
+	(void)!read(fd, &count, sizeof(count));
+	run_posted(loop, NULL);
 }
 
 int loop_run(struct xm_loop *loop)

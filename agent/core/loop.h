@@ -78,5 +78,11 @@ void loop_wake(struct xm_loop *loop);
  * handler: it allocates). Returns 0 or -ENOMEM.
  */
 int loop_post(struct xm_loop *loop, xm_loop_work_fn fn, void *arg);
+/*
+ * The loop's thread, outside loop_run (after it returned): runs the work posted so far whose function is fn
+ * now, keeping the rest queued: completions that carry memory, before the loop is freed (loop_free drops
+ * posted work without calling it).
+ */
+void loop_run_posted(struct xm_loop *loop, xm_loop_work_fn fn);
 
 #endif

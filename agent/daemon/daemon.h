@@ -39,6 +39,7 @@ struct xm_agent_opts {
 	const char *trace_endpoint;    /* --trace-endpoint URL: Zipkin v2 collector; NULL: no export */
 	const char *trust_domain;      /* --trust-domain: of every SPIFFE identity (default cluster.local) */
 	const char *ca_dir;	       /* --ca-dir: Istio's plug-in CA files; NULL: the root generated in state_dir */
+	const char *cluster_id;	       /* --cluster-id: in the tunnel's baggage; NULL: "Kubernetes" */
 	uint32_t cert_ttl_s;	       /* --cert-ttl: workload certificates' lifetime (default 24 h) */
 	const char *state_dir;	       /* --state-dir: what the agent keeps across restarts (the generated root) */
 	const char *root_namespace;    /* --root-namespace: mesh-wide PeerAuthentication; NULL: istio-system */

@@ -24,12 +24,15 @@
 
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/post_gate.h"
 #include "core/strbuf.h"
+#include "core/tunnel_done.h"
 #include "datapath/hbone_capture.h"
 #include "identity/identity.h"
 #include "metrics/registry.h"
 
 #define ACCEPT_BATCH 64 /* connections accepted per wake-up: the listener stays readable for the rest */
+#define OB_FAMILIES  HBONE_OB_FAMILIES
 /*
  * Once TCP is connected, how long the TLS handshake may wait: a peer agent that restarts leaves our connect in
  * its held listener's queue for its drain (at most 10 s) plus its start (seconds), so ztunnel's 10 s for TCP and
@@ -42,6 +45,7 @@ struct ob_sub {
 	int fd;
 	struct xm_cert *cert;
 	struct xm_tunnel_req req;
+	struct xm_tunnel_done done; /* gate NULL: the submitter wants no answer */
 };
 
 struct hbone_outbound {
@@ -51,15 +55,16 @@ struct hbone_outbound {
 	int origdst_fd;
 	uint16_t hbone_port;
 	struct hbone_outbound_stats st;
-	int lfd; /* the loop's: the listener it accepts on */
+	int lfd[OB_FAMILIES]; /* the loop's: the listeners it accepts on, per family */
 
 	pthread_mutex_t mu; /* what follows */
 	struct ob_sub *head, **tail;
-	int next_lfd; /* made by the control thread, not taken over by the loop yet; -1: none */
+	int next_lfd[OB_FAMILIES]; /* made by the control thread, not taken over by the loop yet; -1: none */
 	bool kick_posted;
 	bool stopped;
-	bool draining;		 /* the loop accepts no more: a listener handed in later is only kept */
-	struct sockaddr_in addr; /* where the newest listener is */
+	bool draining;		   /* the loop accepts no more: a listener handed in later is only kept */
+	struct sockaddr_in addr;   /* where the newest IPv4 listener is */
+	struct sockaddr_in6 addr6; /* where the newest IPv6 listener is */
 };
 
 static const char *const refusal_names[HBONE_OB_REFUSALS] = {
@@ -93,22 +98,52 @@ static void refuse(struct hbone_outbound *ob, int fd, enum hbone_ob_refusal why)
 	reset_fd(fd);
 }
 
-/* What a carried connection asked for: kept while it is carried, to carry it again after a refusal. */
+static void tell(const struct xm_tunnel_done *done, struct xm_tunnel_result r)
+{
+	if (done && done->gate)
+		tunnel_done_post(done, &r);
+}
+
+/*
+ * Loop thread: what a carried connection asked for, kept while it is carried, to carry it again after a
+ * refusal with the same request (headers included) and to tell its submitter how it ended once, at the end.
+ */
 struct ob_carried {
 	struct hbone_outbound *ob;
 	char src_id[HBONE_ID_MAX], dst_id[HBONE_ID_MAX];
 	struct sockaddr_storage target, client;
 	bool has_client;
 	char traceparent[sizeof(((struct xm_tunnel_req *)0)->traceparent)];
+	char baggage[HBONE_BAGGAGE_MAX], host[HBONE_FORWARDED_VALUE_MAX]; /* request_meta's, asked once */
 	int refusals;
+	struct xm_tunnel_done done; /* gate NULL: the submitter wants no answer */
+	bool told;		    /* done's one answer went out (tunnel_done_post drops the gate's reference) */
 };
 
 #define CARRY_TRIES 3 /* refused streams carried again on another connection before the reset */
 
+/* The submitter hears how the opening ended: once, at the final outcome (a refusal carried again is none). */
+static void answer(struct ob_carried *k, int status)
+{
+	if (k->told)
+		return;
+	k->told = true;
+	tell(&k->done, tunnel_result_of(status));
+}
+
+/* The stream's answer: the submitter hears it now, before the socket is reset on a refusal. */
+static void carried_opened(void *ctx, int status)
+{
+	answer(ctx, status);
+}
+
+/* The splice ended: without an answer first (the socket reset, the client freed), that is the answer. */
 static void carried_done(void *ctx, int err)
 {
-	(void)err;
-	free(ctx);
+	struct ob_carried *k = ctx;
+
+	answer(k, err ? err : -ECONNRESET);
+	free(k);
 }
 
 static void carry_again(void *ctx, int fd);
@@ -127,16 +162,24 @@ static void carry_as(struct hbone_outbound *ob, int fd, struct xm_cert *cert, st
 		.target = &k->target,
 		.client = k->has_client ? &k->client : NULL,
 		.traceparent = k->traceparent[0] ? k->traceparent : NULL,
+		.baggage = k->baggage[0] ? k->baggage : NULL,
+		.forwarded_host = k->host[0] ? k->host : NULL,
 	};
 	struct hbone_splice *sp;
 
-	((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
+	if (dst.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&dst)->sin6_port = htons(ob->hbone_port);
+	else
+		((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
 	/* A new TLS connection takes its own references to the certificate before this returns. */
 	sp = hbone_splice_open(ob->cl, ob->loop, fd, &req, carried_done, k);
 	if (sp) {
+		hbone_splice_on_open(sp, carried_opened);
 		hbone_splice_on_refused(sp, carry_again);
 	} else {
-		count(&ob->st.refused[HBONE_OB_OUT_OF_MEMORY]); /* fd closed by splice_open */
+		/* fd closed by splice_open, carried_done not called; a draining pool opens nothing new */
+		count(&ob->st.refused[HBONE_OB_OUT_OF_MEMORY]);
+		answer(k, ob->draining ? -ENOTCONN : -ENOMEM);
 		free(k);
 	}
 	cert_put(cert);
@@ -144,7 +187,8 @@ static void carry_as(struct hbone_outbound *ob, int fd, struct xm_cert *cert, st
 
 /*
  * Loop thread: the stream was refused before the peer processed it (a GOAWAY crossing it as the peer's agent
- * drains, or its stream limit): nothing was read from fd, so it goes again, on a connection with room.
+ * drains, or its stream limit): nothing was read from fd, so it goes again, on a connection with room. The
+ * submitter has heard nothing yet: it hears the outcome of the last try.
  */
 static void carry_again(void *ctx, int fd)
 {
@@ -153,21 +197,29 @@ static void carry_again(void *ctx, int fd)
 	struct xm_cert *cert = ++k->refusals < CARRY_TRIES ? ob->ops.certificate(ob->ops.ctx, k->src_id) : NULL;
 
 	if (!cert) {
-		free(k);
 		reset_fd(fd); /* as a refused stream always was */
+		answer(k, -EAGAIN);
+		free(k);
 		return;
 	}
 	carry_as(ob, fd, cert, k);
 }
 
+/*
+ * Loop thread: one stream for fd, presenting cert (src_id's), requiring dst_id at target's IP; the request's
+ * headers as ztunnel's: Forwarded for= the client (;host= the Service dialled, svc_id), baggage of the client.
+ * done (NULL or no gate: none) hears how its opening ended.
+ */
 static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const char *src_id, const char *dst_id,
-		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, const char *traceparent)
+		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, uint32_t svc_id,
+		  const char *traceparent, const struct xm_tunnel_done *done)
 {
 	struct ob_carried *k = calloc(1, sizeof(*k));
 
 	if (!k) {
 		cert_put(cert);
 		refuse(ob, fd, HBONE_OB_OUT_OF_MEMORY);
+		tell(done, tunnel_result_of(-ENOMEM));
 		return;
 	}
 	k->ob = ob;
@@ -177,9 +229,14 @@ static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const
 	if (client) {
 		k->client = *client;
 		k->has_client = true;
+		if (ob->ops.request_meta)
+			ob->ops.request_meta(ob->ops.ctx, client, svc_id, k->baggage, sizeof(k->baggage), k->host,
+					     sizeof(k->host));
 	}
 	if (traceparent)
 		snprintf(k->traceparent, sizeof(k->traceparent), "%s", traceparent);
+	if (done)
+		k->done = *done;
 	carry_as(ob, fd, cert, k);
 }
 
@@ -208,7 +265,7 @@ static void captured(struct hbone_outbound *ob, int fd)
 		refuse(ob, fd, HBONE_OB_NO_CERTIFICATE);
 		return;
 	}
-	carry(ob, fd, cert, src_id, dst_id, &cap.target, &cap.client, NULL);
+	carry(ob, fd, cert, src_id, dst_id, &cap.target, &cap.client, cap.svc_id, NULL, NULL);
 }
 
 static void on_listener(struct xm_loop *loop, int lfd, uint32_t events, void *ctx)
@@ -241,36 +298,41 @@ static void submitted(struct hbone_outbound *ob, struct ob_sub *s)
 	if (ob->ops.peer_identity(ob->ops.ctx, &s->req.target, dst_id, sizeof(dst_id))) {
 		cert_put(s->cert);
 		refuse(ob, s->fd, HBONE_OB_UNKNOWN_TARGET);
+		tell(&s->done, tunnel_result_of(-ENOENT));
 		return;
 	}
 	carry(ob, s->fd, s->cert, s->req.src_id, dst_id, &s->req.target,
-	      s->req.client.ss_family ? &s->req.client : NULL, s->req.traceparent);
+	      s->req.client.ss_family ? &s->req.client : NULL, 0, s->req.traceparent, &s->done);
 }
 
 static void kick(struct xm_loop *loop, void *arg)
 {
 	struct hbone_outbound *ob = arg;
 	struct ob_sub *list;
-	int lfd;
+	int lfd[OB_FAMILIES];
 
 	pthread_mutex_lock(&ob->mu);
 	list = ob->head;
 	ob->head = NULL;
 	ob->tail = &ob->head;
-	lfd = ob->next_lfd;
-	ob->next_lfd = -1;
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		lfd[f] = ob->next_lfd[f];
+		ob->next_lfd[f] = -1;
+	}
 	ob->kick_posted = false;
 	pthread_mutex_unlock(&ob->mu);
 
-	if (lfd >= 0) {
-		if (ob->lfd >= 0) {
-			loop_del_fd(loop, ob->lfd);
-			close(ob->lfd);
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		if (lfd[f] < 0)
+			continue;
+		if (ob->lfd[f] >= 0) {
+			loop_del_fd(loop, ob->lfd[f]);
+			close(ob->lfd[f]);
 		}
-		ob->lfd = lfd;
+		ob->lfd[f] = lfd[f];
 		if (ob->draining)
 			; /* kept for hbone_outbound_drain's caller, not accepted on */
-		else if (loop_add_fd(loop, lfd, EPOLLIN, on_listener, ob))
+		else if (loop_add_fd(loop, lfd[f], EPOLLIN, on_listener, ob))
 			log_error("hbone: the outbound listener cannot be watched: captured connections wait");
 	}
 	while (list) {
@@ -295,7 +357,8 @@ static int kick_locked(struct hbone_outbound *ob)
 	return err;
 }
 
-int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tunnel_req *req)
+int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tunnel_req *req,
+			  const struct xm_tunnel_done *done)
 {
 	struct ob_sub *s;
 	struct xm_cert *cert;
@@ -306,8 +369,8 @@ int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tun
 		return -ENOTCONN;
 	}
 	count(&ob->st.submitted);
-	if (req->target.ss_family != AF_INET || !req->src_id[0] || !memchr(req->src_id, 0, sizeof(req->src_id)) ||
-	    !memchr(req->traceparent, 0, sizeof(req->traceparent)) ||
+	if ((req->target.ss_family != AF_INET && req->target.ss_family != AF_INET6) || !req->src_id[0] ||
+	    !memchr(req->src_id, 0, sizeof(req->src_id)) || !memchr(req->traceparent, 0, sizeof(req->traceparent)) ||
 	    (req->client.ss_family && req->client.ss_family != AF_INET && req->client.ss_family != AF_INET6)) {
 		refuse(ob, fd, HBONE_OB_BAD_REQUEST);
 		return -EINVAL;
@@ -329,6 +392,10 @@ int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tun
 	s->fd = fd;
 	s->cert = cert;
 	s->req = *req;
+	if (done && done->gate) {
+		s->done = *done;
+		post_gate_get(done->gate); /* dropped by the answer's post */
+	}
 	pthread_mutex_lock(&ob->mu);
 	err = ob->stopped ? -ENOTCONN : kick_locked(ob);
 	if (!err) {
@@ -337,6 +404,7 @@ int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tun
 	}
 	pthread_mutex_unlock(&ob->mu);
 	if (err) {
+		post_gate_put(s->done.gate); /* no answer comes: the caller hears err */
 		free(s);
 		cert_put(cert);
 		close(fd);
@@ -372,7 +440,8 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 	ob->ops = cfg->ops;
 	ob->origdst_fd = cfg->origdst_fd;
 	ob->hbone_port = cfg->hbone_port ? cfg->hbone_port : HBONE_PORT;
-	ob->lfd = ob->next_lfd = -1;
+	for (int f = 0; f < OB_FAMILIES; f++)
+		ob->lfd[f] = ob->next_lfd[f] = -1;
 	ob->tail = &ob->head;
 	pthread_mutex_init(&ob->mu, NULL);
 	ob->cl = hbone_client_new(cfg->loop, &cc, counters);
@@ -384,25 +453,34 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 	return ob;
 }
 
-/* Hands the listening fd to the loop (owned from now on). */
+/* Hands the listening fd (IPv4 or IPv6) to the loop as its family's listener, replacing the previous one. */
 static int install_listener(struct hbone_outbound *ob, int fd)
 {
-	struct sockaddr_in bound;
-	socklen_t len = sizeof(bound);
-	int err;
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	int f, err;
 
-	if (getsockname(fd, (struct sockaddr *)&bound, &len) || bound.sin_family != AF_INET) {
-		err = errno ? -errno : -EAFNOSUPPORT;
+	if (getsockname(fd, (struct sockaddr *)&bound, &blen))
+		err = -errno;
+	else if (bound.ss_family != AF_INET && bound.ss_family != AF_INET6)
+		err = -EAFNOSUPPORT;
+	else
+		err = 0;
+	if (err) {
 		close(fd);
 		return err;
 	}
+	f = bound.ss_family == AF_INET6 ? 1 : 0;
 	pthread_mutex_lock(&ob->mu);
 	err = kick_locked(ob);
 	if (!err) {
-		if (ob->next_lfd >= 0)
-			close(ob->next_lfd);
-		ob->next_lfd = fd;
-		ob->addr = bound;
+		if (ob->next_lfd[f] >= 0)
+			close(ob->next_lfd[f]);
+		ob->next_lfd[f] = fd;
+		if (f == 1)
+			memcpy(&ob->addr6, &bound, sizeof(ob->addr6));
+		else
+			memcpy(&ob->addr, &bound, sizeof(ob->addr));
 	}
 	pthread_mutex_unlock(&ob->mu);
 	if (err)
@@ -410,19 +488,32 @@ static int install_listener(struct hbone_outbound *ob, int fd)
 	return err;
 }
 
-int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr)
+/* A listener at addr (len bytes: IPv4 or IPv6) handed to the loop as its family's. */
+static int listen_family(struct hbone_outbound *ob, const struct sockaddr *addr, socklen_t len)
 {
-	int one = 1, err, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, err, fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -errno;
+	/* IPV6_V6ONLY: the IPv6 node address only, however the host's bindv6only is set. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) || listen(fd, 1024)) {
+	    (addr->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
+	    bind(fd, addr, len) || listen(fd, 1024)) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
 	return install_listener(ob, fd);
+}
+
+int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr)
+{
+	return listen_family(ob, (const struct sockaddr *)addr, sizeof(*addr));
+}
+
+int hbone_outbound_listen6(struct hbone_outbound *ob, const struct sockaddr_in6 *addr)
+{
+	return listen_family(ob, (const struct sockaddr *)addr, sizeof(*addr));
 }
 
 int hbone_outbound_adopt(struct hbone_outbound *ob, int fd)
@@ -439,25 +530,31 @@ int hbone_outbound_adopt(struct hbone_outbound *ob, int fd)
 	return install_listener(ob, fd);
 }
 
-int hbone_outbound_drain(struct hbone_outbound *ob)
+int hbone_outbound_drain(struct hbone_outbound *ob, int lfds[HBONE_OB_FAMILIES])
 {
-	int lfd;
+	int next[OB_FAMILIES], n = 0;
 
 	pthread_mutex_lock(&ob->mu);
 	ob->stopped = true;
 	ob->draining = true;
-	lfd = ob->next_lfd; /* a listener the loop has not taken yet is the newest */
-	ob->next_lfd = -1;
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		next[f] = ob->next_lfd[f]; /* a listener the loop has not taken yet is the newest */
+		ob->next_lfd[f] = -1;
+	}
 	pthread_mutex_unlock(&ob->mu);
-	if (ob->lfd >= 0)
-		loop_del_fd(ob->loop, ob->lfd);
-	if (lfd >= 0) {
-		if (ob->lfd >= 0)
-			close(ob->lfd);
-		ob->lfd = lfd;
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		if (ob->lfd[f] >= 0)
+			loop_del_fd(ob->loop, ob->lfd[f]);
+		if (next[f] >= 0) {
+			if (ob->lfd[f] >= 0)
+				close(ob->lfd[f]);
+			ob->lfd[f] = next[f];
+		}
+		lfds[f] = ob->lfd[f];
+		n += ob->lfd[f] >= 0;
 	}
 	hbone_client_drain(ob->cl);
-	return ob->lfd;
+	return n;
 }
 
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob)
@@ -466,6 +563,16 @@ struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob)
 
 	pthread_mutex_lock((pthread_mutex_t *)&ob->mu);
 	a = ob->addr;
+	pthread_mutex_unlock((pthread_mutex_t *)&ob->mu);
+	return a;
+}
+
+struct sockaddr_in6 hbone_outbound_address6(const struct hbone_outbound *ob)
+{
+	struct sockaddr_in6 a;
+
+	pthread_mutex_lock((pthread_mutex_t *)&ob->mu);
+	a = ob->addr6;
 	pthread_mutex_unlock((pthread_mutex_t *)&ob->mu);
 	return a;
 }
@@ -490,13 +597,16 @@ void hbone_outbound_free(struct hbone_outbound *ob)
 		ob->head = s->next;
 		cert_put(s->cert);
 		reset_fd(s->fd);
+		tell(&s->done, tunnel_result_of(-ENOTCONN));
 		free(s);
 	}
-	if (ob->next_lfd >= 0)
-		close(ob->next_lfd);
-	if (ob->lfd >= 0) {
-		loop_del_fd(ob->loop, ob->lfd);
-		close(ob->lfd);
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		if (ob->next_lfd[f] >= 0)
+			close(ob->next_lfd[f]);
+		if (ob->lfd[f] >= 0) {
+			loop_del_fd(ob->loop, ob->lfd[f]);
+			close(ob->lfd[f]);
+		}
 	}
 	hbone_client_free(ob->cl); /* open streams end, their sockets reset */
 	pthread_mutex_destroy(&ob->mu);
@@ -512,7 +622,8 @@ void hbone_outbound_status(const struct hbone_outbound *ob, const struct hbone_c
 			   struct strbuf *out)
 {
 	struct sockaddr_in a = hbone_outbound_address(ob);
-	char ip[INET_ADDRSTRLEN] = "";
+	struct sockaddr_in6 a6 = hbone_outbound_address6(ob);
+	char ip[INET_ADDRSTRLEN] = "", ip6[INET6_ADDRSTRLEN] = "";
 	unsigned long long conns = atomic_load(&ctr->connections_open[HBONE_SIDE_CLIENT]),
 			   streams = atomic_load(&ctr->streams_opened[HBONE_SIDE_CLIENT]),
 			   hs = atomic_load(&ctr->handshakes[HBONE_SIDE_CLIENT][HBONE_HS_SUCCESS]),
@@ -521,13 +632,15 @@ void hbone_outbound_status(const struct hbone_outbound *ob, const struct hbone_c
 
 	if (a.sin_port)
 		inet_ntop(AF_INET, &a.sin_addr, ip, sizeof(ip));
+	if (a6.sin6_port)
+		inet_ntop(AF_INET6, &a6.sin6_addr, ip6, sizeof(ip6));
 	for (int r = 0; r < HBONE_OB_REFUSALS; r++)
 		refused += atomic_load(&ob->st.refused[r]);
 	if (json) {
 		sb_printf(out,
-			  "\"listener\":\"%s:%u\",\"connections\":%llu,\"handshakes\":%llu,\"streams\":%llu,"
-			  "\"captured\":%llu,\"submitted\":%llu,\"refused\":{",
-			  ip, ntohs(a.sin_port), conns, hs, streams, captured, submitted);
+			  "\"listener\":\"%s:%u\",\"listener6\":\"[%s]:%u\",\"connections\":%llu,\"handshakes\":%llu,"
+			  "\"streams\":%llu,\"captured\":%llu,\"submitted\":%llu,\"refused\":{",
+			  ip, ntohs(a.sin_port), ip6, ntohs(a6.sin6_port), conns, hs, streams, captured, submitted);
 		for (int r = 0; r < HBONE_OB_REFUSALS; r++)
 			sb_printf(out, "%s\"%s\":%llu", r ? "," : "", refusal_names[r],
 				  (unsigned long long)atomic_load(&ob->st.refused[r]));
@@ -545,9 +658,12 @@ void hbone_outbound_status(const struct hbone_outbound *ob, const struct hbone_c
 			sb_printf(out, " %s=%llu", refusal_names[r], v);
 	}
 	if (a.sin_port)
-		sb_printf(out, "; outbound listener %s:%u\n", ip, ntohs(a.sin_port));
-	else
-		sb_puts(out, "; no outbound listener (no InternalIP of this node)\n");
+		sb_printf(out, "; outbound listener %s:%u", ip, ntohs(a.sin_port));
+	if (a6.sin6_port)
+		sb_printf(out, "%s [%s]:%u", a.sin_port ? " and" : "; outbound listener", ip6, ntohs(a6.sin6_port));
+	if (!a.sin_port && !a6.sin6_port)
+		sb_puts(out, "; no outbound listener (no InternalIP of this node)");
+	sb_puts(out, "\n");
 }
 
 void hbone_outbound_collect(const struct hbone_outbound *ob, const struct hbone_counters *ctr, struct xm_scrape *sc)

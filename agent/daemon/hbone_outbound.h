@@ -7,7 +7,7 @@
  * workload's certificate and requiring the target pod's identity.
  *
  * Who is who comes from the owner (mod_hbone.c) through hbone_outbound_ops, so that this part runs in a test
- * without an agent. Threads: hbone_outbound_new, _listen, _stop and _free on the control thread;
+ * without an agent. Threads: hbone_outbound_new, _listen, _listen6, _adopt, _stop and _free on the control thread;
  * hbone_outbound_available and _submit from any thread; everything else on the loop's thread.
  */
 #ifndef XMESH_DAEMON_HBONE_OUTBOUND_H
@@ -47,6 +47,13 @@ struct hbone_outbound_ops {
 	struct xm_cert *(*certificate)(void *ctx, const char *id);
 	/* The identity the pod at target (IP and port) must prove: 0, or -ENOENT when it is no known pod. */
 	int (*peer_identity)(void *ctx, const struct sockaddr_storage *target, char *id, size_t len);
+	/*
+	 * Optional, loop thread: what else ztunnel's CONNECT says about the source. The baggage of the workload
+	 * at client (a pod of this node) into baggage, and, when the application dialled a Service (svc_id; 0: a
+	 * pod directly), its hostname into host, for Forwarded's ;host=. Each "" when unknown (no header, no host=).
+	 */
+	void (*request_meta)(void *ctx, const struct sockaddr_storage *client, uint32_t svc_id, char *baggage,
+			     size_t baggage_len, char *host, size_t host_len);
 	void *ctx;
 };
 
@@ -68,6 +75,8 @@ struct hbone_outbound_stats {
 
 struct hbone_outbound;
 
+#define HBONE_OB_FAMILIES 2 /* one outbound listener per family: [0] IPv4, [1] IPv6 (the node's InternalIPs) */
+
 /* The client (pool) on cfg->loop, counting into counters. NULL when out of memory. */
 struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cfg, struct hbone_counters *counters);
 /*
@@ -76,19 +85,24 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
  * (the previous listener is kept).
  */
 int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr);
+/* The same for the IPv6 listener (the node's IPv6 InternalIP; IPV6_V6ONLY): each family has its own. */
+int hbone_outbound_listen6(struct hbone_outbound *ob, const struct sockaddr_in6 *addr);
 /*
  * Control thread: the same with a listening socket a previous agent handed over (daemon/listen_handover.h),
- * owned from now on; its queued connections are accepted as captured ones. 0 or -errno (fd closed).
+ * owned from now on, as the listener of its family (IPv4 or IPv6); its queued connections are accepted as
+ * captured ones. 0 or -errno (fd closed).
  */
 int hbone_outbound_adopt(struct hbone_outbound *ob, int fd);
 /*
- * Loop thread, draining (an agent restart): accepts no more (the listener's queue waits for the next agent),
+ * Loop thread, draining (an agent restart): accepts no more (the listeners' queues wait for the next agent),
  * hbone_outbound_submit refuses, the pool opens no new stream and its connections close once their streams
- * ended (hbone_client_drain). Returns the listening socket (still ob's, closed by _free) or -1 when none.
+ * ended (hbone_client_drain). Fills lfds with the listening sockets, [0] IPv4 and [1] IPv6 (still ob's, closed
+ * by _free; -1: none of that family), and returns how many there are.
  */
-int hbone_outbound_drain(struct hbone_outbound *ob);
+int hbone_outbound_drain(struct hbone_outbound *ob, int lfds[HBONE_OB_FAMILIES]);
 /* Where it listens (port 0: nowhere yet). */
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob);
+struct sockaddr_in6 hbone_outbound_address6(const struct hbone_outbound *ob);
 /* Control thread: from now on hbone_outbound_submit refuses (-ENOTCONN); before the loop stops. */
 void hbone_outbound_stop(struct hbone_outbound *ob);
 /* Control thread, with the loop stopped: resets what was handed over and not started, closes everything. */
@@ -97,7 +111,8 @@ void hbone_outbound_free(struct hbone_outbound *ob);
 /* Any thread: whether hbone_outbound_submit would take a socket. */
 bool hbone_outbound_available(const struct hbone_outbound *ob);
 /* Any thread: tunnel_submit's contract (daemon/tunnel.h), fd owned from now on. */
-int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tunnel_req *req);
+int hbone_outbound_submit(struct hbone_outbound *ob, int fd, const struct xm_tunnel_req *req,
+			  const struct xm_tunnel_done *done);
 
 const struct hbone_outbound_stats *hbone_outbound_stats(const struct hbone_outbound *ob);
 /* `xmesh status`: the text line(s), or the members of the "client" JSON object; and the metric families. */

@@ -13,10 +13,11 @@
  * applied, so that a connection accepted during the apply that starts the listeners, e.g. one queued while
  * the agent restarted, finds its pod) and the identity store (any thread).
  *
- * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listener on this
- * node's InternalIP at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook sends this node's pods' connections
- * to pods of other nodes to (xm_hbone_proxy, kept pointing at it; xm_hbone_dsts, kept in step with
- * snapshot->mtls_remote at each apply), and the hand-off of other modules' sockets (daemon/tunnel.h).
+ * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listeners on this
+ * node's InternalIPs (one per family the node has) at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook
+ * sends this node's pods' connections to pods of other nodes to (xm_hbone_proxy, kept pointing at them;
+ * xm_hbone_dsts, kept in step with snapshot->mtls_remote at each apply), and the hand-off of other modules'
+ * sockets (daemon/tunnel.h).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,6 +40,7 @@
 #include "core/loop.h"
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
+#include "daemon/hbone_baggage.h"
 #include "daemon/hbone_outbound.h"
 #include "daemon/listen_handover.h"
 #include "daemon/module.h"
@@ -46,6 +48,7 @@
 #include "datapath/hbone_capture.h"
 #include "datapath/hbone_steer.h"
 #include "datapath/pins.h"
+#include "datapath/sock_ends.h"
 #include "hbone/hbone.h"
 #include "identity/identity.h"
 #include "metrics/registry.h"
@@ -62,7 +65,16 @@ struct hbone_mod {
 	size_t n_ifaces;
 	char node[256];
 	char trust_domain[XM_TRUST_DOMAIN_MAX + 1];
-	struct xm_trust_bundle *bundle; /* a reference, from the first snapshot that carries it */
+	const char *cluster_id;		/* --cluster-id, in the baggage of CONNECTs */
+	struct xm_trust_bundle *bundle; /* the hbone thread's reference: the roots verify_peer checks against */
+	/*
+	 * After a CA reload (identity_store_bundle): the TLS contexts' store gains the new roots (it only grows,
+	 * so the chains it already passed stay passed) and bundle, which every handshake's hb_verify checks
+	 * last, becomes the new one, so a root that left root-cert.pem is refused from then on.
+	 */
+	X509_STORE *tls_trust;
+	struct xm_trust_bundle *offered;	    /* control loop: the last bundle handed to the hbone thread */
+	_Atomic(struct xm_trust_bundle *) incoming; /* handed over, for the hbone thread to take */
 	int lfd;
 	bool steering;
 	struct xm_loop *loop;
@@ -80,14 +92,18 @@ struct hbone_mod {
 	_Atomic(struct hbone_outbound *) ob_pub; /* ob, for other threads (tunnel_submit, metrics) */
 	struct xm_snapshot *published;		 /* whose mtls_remote xm_hbone_dsts holds; NULL: unknown */
 	struct sockaddr_in listening;		 /* where the outbound listener is (port 0: none) */
-	bool capturing;				 /* xm_hbone_proxy points at it */
+	struct sockaddr_in6 listening6;		 /* where the IPv6 one is (port 0: none) */
+	bool capturing, capturing6;		 /* xm_hbone_proxy points at each */
 	bool warned_no_node;
 	/* Restart. */
-	char handover_path[4096]; /* <admin>.hbone: where the listening sockets wait across a restart */
-	bool detach_on_exit;	  /* the datapath goes with the agent: nothing to hand over */
-	int taken_ob;		  /* the outbound listener a previous agent handed over, until start adopts it */
-	struct sockaddr_in taken_ob_addr;
-	atomic_int drained_ob; /* set by the hbone thread's drain: its outbound listener (-1: none), or -2 */
+	char handover_path[4096];	    /* <admin>.hbone: where the listening sockets wait across a restart */
+	bool detach_on_exit;		    /* the datapath goes with the agent: nothing to hand over */
+	int taken_ob[HBONE_OB_FAMILIES];    /* outbound listeners handed over: [0] IPv4, [1] IPv6 (-1: none) */
+	struct sockaddr_in taken_ob_addr;   /* where the IPv4 one listens, until start adopts it */
+	struct sockaddr_in6 taken_ob_addr6; /* where the IPv6 one listens */
+	/* The hbone thread's drain: its outbound listeners per family (-1: none), valid once drained is set. */
+	int drained_ob[HBONE_OB_FAMILIES];
+	atomic_bool drained;
 	pthread_mutex_t snap_mu;
 	struct xm_snapshot *snap; /* the snapshot being applied or in force, for the hbone thread's callbacks */
 };
@@ -103,18 +119,28 @@ static struct xm_snapshot *serving(struct hbone_mod *m)
 	return s;
 }
 
-/* The pod of this node at addr (IPv4), its SPIFFE URI in uri; false when addr is no such pod. */
+/*
+ * addr's IP as the snapshot keys it: IPv4 (also v4-mapped, as the dual-stack 15008 listener sees IPv4) or
+ * IPv6; false for any other family.
+ */
+static bool ip_of(const struct sockaddr_storage *addr, union xm_addr *a, uint8_t *family)
+{
+	uint16_t port;
+
+	return sock_ends_addr_of(addr, a, &port, family) == 0;
+}
+
+/* The pod of this node at addr (IPv4 or IPv6), its SPIFFE URI in uri; false when addr is no such pod. */
 static bool local_pod(const struct hbone_mod *m, const struct xm_snapshot *s, const struct sockaddr_storage *addr,
 		      char *uri, size_t len)
 {
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
-	union xm_addr a = { 0 };
 	const struct xm_identity *id;
+	union xm_addr a;
+	uint8_t family;
 
-	if (!s || addr->ss_family != AF_INET)
+	if (!s || !ip_of(addr, &a, &family))
 		return false;
-	a.v4 = sin->sin_addr.s_addr;
-	id = identities_find(&s->identities, &a, XM_FAMILY_V4);
+	id = identities_find(&s->identities, &a, family);
 	if (!id || !id->wl || strcmp(id->wl->node, m->node))
 		return false;
 	return spiffe_format(uri, len, m->trust_domain, id->wl->ns, id->wl->service_account) == 0;
@@ -189,18 +215,39 @@ static int ob_peer_identity(void *ctx, const struct sockaddr_storage *target, ch
 {
 	struct hbone_mod *m = ctx;
 	struct xm_snapshot *s = serving(m);
-	union xm_addr a = { 0 };
+	union xm_addr a;
 	const struct xm_identity *pod;
+	uint8_t family;
 	int err = -ENOENT;
 
-	if (s && target->ss_family == AF_INET) {
-		a.v4 = ((const struct sockaddr_in *)target)->sin_addr.s_addr;
-		pod = identities_find(&s->identities, &a, XM_FAMILY_V4);
+	if (s && ip_of(target, &a, &family)) {
+		pod = identities_find(&s->identities, &a, family);
 		if (pod && pod->wl && !spiffe_format(id, len, m->trust_domain, pod->wl->ns, pod->wl->service_account))
 			err = 0;
 	}
 	snapshot_put(s);
 	return err;
+}
+
+/* hbone thread: the baggage of the local pod at client and the hostname of the Service it dialled. */
+static void ob_request_meta(void *ctx, const struct sockaddr_storage *client, uint32_t svc_id, char *baggage,
+			    size_t baggage_len, char *host, size_t host_len)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = serving(m);
+	const struct xm_lb_service *svc = s && svc_id ? snapshot_service(s, svc_id) : NULL;
+	const struct xm_identity *id = NULL;
+	union xm_addr a;
+	uint8_t family;
+
+	if (s && ip_of(client, &a, &family))
+		id = identities_find(&s->identities, &a, family);
+	if (!id || !id->wl || strcmp(id->wl->node, m->node) ||
+	    workload_baggage(id->wl, m->cluster_id, baggage, baggage_len) < 0)
+		baggage[0] = '\0';
+	if (!svc || service_hostname(svc, host, host_len) < 0)
+		host[0] = '\0';
+	snapshot_put(s);
 }
 
 /*
@@ -213,13 +260,14 @@ static int hb_admit(void *ctx, const struct hbone_admit *req)
 {
 	struct hbone_mod *m = ctx;
 	struct xm_snapshot *s = serving(m);
-	const struct sockaddr_in *t = (const struct sockaddr_in *)req->target;
-	const struct sockaddr_in *l = (const struct sockaddr_in *)req->local;
 	char uri[XM_SPIFFE_MAX + 1];
+	union xm_addr t, l;
+	uint8_t tf, lf;
 	int status = 200;
 
-	if (req->target->ss_family != AF_INET || req->local->ss_family != AF_INET ||
-	    t->sin_addr.s_addr != l->sin_addr.s_addr || !local_pod(m, s, req->target, uri, sizeof(uri)))
+	/* The local address of an IPv4 connection is v4-mapped (the listener is dual-stack): compared as IPv4. */
+	if (!ip_of(req->target, &t, &tf) || !ip_of(req->local, &l, &lf) || tf != lf || memcmp(&t, &l, sizeof(t)) ||
+	    !local_pod(m, s, req->target, uri, sizeof(uri)))
 		status = 400;
 	snapshot_put(s);
 	return status;
@@ -247,20 +295,33 @@ static void *hbone_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * [::]:15008, dual-stack (IPv4 arrives v4-mapped), or 0.0.0.0:15008 where the host has no IPv6. One socket
+ * for both families: one listener to serve, hand over and drain.
+ */
 static int listen_hbone(void)
 {
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(HBONE_PORT) };
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(HBONE_PORT) };
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, off = 0, fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	bool v6 = fd >= 0;
 
+	if (!v6 && errno == EAFNOSUPPORT)
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	/*
-	 * IP_TRANSPARENT: the connections it accepts answer from a pod's IP, which is no address of this node;
-	 * without it the routing of the SYN-ACK refuses that source (IpOutNoRoutes). Needs CAP_NET_ADMIN.
+	 * IP(V6)_TRANSPARENT: the connections it accepts answer from a pod's IP, which is no address of this node;
+	 * without it the routing of the SYN-ACK refuses that source (IpOutNoRoutes). Needs CAP_NET_ADMIN. The
+	 * IPv6 option sets the socket's one flag, which the IPv4 (v4-mapped) connections use too.
 	 */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 1024)) {
+	    (v6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) ||
+		      setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) ||
+		      bind(fd, (struct sockaddr *)&sin6, sizeof(sin6))
+		: setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) ||
+		      bind(fd, (struct sockaddr *)&sin, sizeof(sin))) ||
+	    listen(fd, 1024)) {
 		int err = -errno;
 
 		close(fd);
@@ -270,8 +331,9 @@ static int listen_hbone(void)
 }
 
 /*
- * The listening sockets a stopping agent left with its holder: the 15008 one becomes lfd (-1 when none), the
- * outbound one waits in m->taken_ob for start. Others (none expected) are closed.
+ * The listening sockets a stopping agent left with its holder: the 15008 one (dual-stack, or IPv4 only on a
+ * host without IPv6) becomes lfd (-1 when none), the outbound ones wait in m->taken_ob[family] for start.
+ * Others (none expected) are closed.
  */
 static int take_listeners(struct hbone_mod *m)
 {
@@ -286,23 +348,48 @@ static int take_listeners(struct hbone_mod *m)
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct sockaddr_in a;
+		struct sockaddr_storage a;
 		socklen_t len = sizeof(a);
+		uint16_t port = 0;
+		int f = -1;
 
-		if (getsockname(fds[i], (struct sockaddr *)&a, &len) || a.sin_family != AF_INET) {
-			close(fds[i]);
-		} else if (ntohs(a.sin_port) == HBONE_PORT && lfd < 0) {
+		if (getsockname(fds[i], (struct sockaddr *)&a, &len) == 0 &&
+		    (a.ss_family == AF_INET || a.ss_family == AF_INET6)) {
+			f = a.ss_family == AF_INET6 ? 1 : 0;
+			port = ntohs(f ? ((struct sockaddr_in6 *)&a)->sin6_port : ((struct sockaddr_in *)&a)->sin_port);
+		}
+		if (f >= 0 && port == HBONE_PORT && lfd < 0) {
 			lfd = fds[i];
-		} else if (ntohs(a.sin_port) == XM_HBONE_OUTBOUND_PORT && m->taken_ob < 0) {
-			m->taken_ob = fds[i];
-			m->taken_ob_addr = a;
+		} else if (f >= 0 && port == XM_HBONE_OUTBOUND_PORT && m->taken_ob[f] < 0) {
+			m->taken_ob[f] = fds[i];
+			if (f)
+				memcpy(&m->taken_ob_addr6, &a, sizeof(m->taken_ob_addr6));
+			else
+				memcpy(&m->taken_ob_addr, &a, sizeof(m->taken_ob_addr));
 		} else {
 			close(fds[i]);
 		}
 	}
-	log_info("hbone: took over %s%s of the previous agent", lfd >= 0 ? "the 15008 listener" : "no 15008 listener",
-		 m->taken_ob >= 0 ? " and the outbound listener" : "");
+	log_info("hbone: took over %s%s%s of the previous agent", lfd >= 0 ? "the 15008 listener" : "no 15008 listener",
+		 m->taken_ob[0] >= 0 ? ", the IPv4 outbound listener" : "",
+		 m->taken_ob[1] >= 0 ? ", the IPv6 outbound listener" : "");
 	return lfd;
+}
+
+/* Init failed: the outbound listeners taken over are closed, and the capture that pointed at them is off. */
+static void drop_taken(struct hbone_mod *m)
+{
+	bool any = false;
+
+	for (int f = 0; f < HBONE_OB_FAMILIES; f++) {
+		if (m->taken_ob[f] >= 0) {
+			close(m->taken_ob[f]);
+			any = true;
+		}
+		m->taken_ob[f] = -1;
+	}
+	if (any)
+		hbone_capture_set_proxy(m->proxy_map, NULL);
 }
 
 static void close_maps(struct hbone_mod *m)
@@ -346,8 +433,8 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
 	m->lfd = -1;
-	m->taken_ob = -1;
-	atomic_init(&m->drained_ob, -2);
+	m->taken_ob[0] = m->taken_ob[1] = -1;
+	atomic_init(&m->drained, false);
 	pthread_mutex_init(&m->snap_mu, NULL);
 	snprintf(m->handover_path, sizeof(m->handover_path), "%s.hbone", o->admin_path ? o->admin_path : "");
 	m->detach_on_exit = o->detach_on_exit;
@@ -363,13 +450,16 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		free(m);
 		return err;
 	}
+	m->cluster_id = o->cluster_id ? o->cluster_id : XM_DEFAULT_CLUSTER_ID;
 	snprintf(m->node, sizeof(m->node), "%s", o->node_name ? o->node_name : "");
 	snprintf(m->trust_domain, sizeof(m->trust_domain), "%s",
 		 o->trust_domain ? o->trust_domain : XM_DEFAULT_TRUST_DOMAIN);
 	m->lfd = o->admin_path ? take_listeners(m) : -1;
-	if (m->taken_ob >= 0) {
-		/* The capture points at the listener we hold: connects queue there until start adopts it. */
-		m->capturing = true;
+	if (m->taken_ob[0] >= 0 || m->taken_ob[1] >= 0) {
+		/* The capture points at the listeners we hold (the previous agent's families): connects queue
+		 * there until start adopts them. */
+		m->capturing = m->taken_ob[0] >= 0;
+		m->capturing6 = m->taken_ob[1] >= 0;
 	} else {
 		/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
 		hbone_capture_set_proxy(m->proxy_map, NULL);
@@ -378,11 +468,8 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		m->lfd = listen_hbone();
 	if (m->lfd < 0) {
 		err = m->lfd;
-		log_error("hbone: listening on 0.0.0.0:%d: %s", HBONE_PORT, strerror(-err));
-		if (m->taken_ob >= 0) {
-			hbone_capture_set_proxy(m->proxy_map, NULL);
-			close(m->taken_ob);
-		}
+		log_error("hbone: listening on [::]:%d: %s", HBONE_PORT, strerror(-err));
+		drop_taken(m);
 		tunnel_tcp_free(m->tcp);
 		close_maps(m);
 		free(m);
@@ -390,10 +477,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	}
 	m->loop = loop_new();
 	if (!m->loop) {
-		if (m->taken_ob >= 0) {
-			hbone_capture_set_proxy(m->proxy_map, NULL);
-			close(m->taken_ob);
-		}
+		drop_taken(m);
 		close(m->lfd);
 		tunnel_tcp_free(m->tcp);
 		close_maps(m);
@@ -405,10 +489,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		log_error("hbone: steering port %d to the agent (policy routing, table %d): %s", HBONE_PORT,
 			  XM_HBONE_STEER_TABLE, strerror(-err));
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
-		if (m->taken_ob >= 0) {
-			hbone_capture_set_proxy(m->proxy_map, NULL);
-			close(m->taken_ob);
-		}
+		drop_taken(m);
 		loop_free(m->loop);
 		close(m->lfd);
 		tunnel_tcp_free(m->tcp);
@@ -438,6 +519,7 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 		.ops = { .local_workload = ob_local_workload,
 			 .certificate = ob_certificate,
 			 .peer_identity = ob_peer_identity,
+			 .request_meta = ob_request_meta,
 			 .ctx = m },
 		.origdst_fd = m->origdst_map,
 	};
@@ -445,7 +527,11 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 
 	if (!m->bundle)
 		m->bundle = bundle_get((struct xm_trust_bundle *)next->trust_bundle);
-	cfg.trust = oc.trust = bundle_store(m->bundle);
+	if (!m->tls_trust)
+		m->tls_trust = X509_STORE_new();
+	if (!m->tls_trust || bundle_add_roots(m->bundle, m->tls_trust))
+		return -ENOMEM;
+	cfg.trust = oc.trust = m->tls_trust;
 	m->srv = hbone_server_new(m->loop, m->lfd, &cfg, &m->ctr);
 	m->ob = m->srv ? hbone_outbound_new(&oc, &m->ctr) : NULL;
 	if (!m->ob) {
@@ -453,12 +539,17 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 		m->srv = NULL;
 		return -ENOMEM;
 	}
-	if (m->taken_ob >= 0) {
-		/* The previous agent's listener, with what queued there during the restart. */
-		err = hbone_outbound_adopt(m->ob, m->taken_ob);
-		m->taken_ob = -1;
+	for (int f = 0; f < HBONE_OB_FAMILIES; f++) {
+		if (m->taken_ob[f] < 0)
+			continue;
+		/* The previous agent's listener, with what queued there during the restart, in its family's slot. */
+		err = hbone_outbound_adopt(m->ob, m->taken_ob[f]);
+		m->taken_ob[f] = -1;
 		if (err)
-			log_warn("hbone: the outbound listener handed over: %s; listening anew", strerror(-err));
+			log_warn("hbone: the %s outbound listener handed over: %s; listening anew", f ? "IPv6" : "IPv4",
+				 strerror(-err));
+		else if (f)
+			m->listening6 = m->taken_ob_addr6;
 		else
 			m->listening = m->taken_ob_addr;
 	}
@@ -477,39 +568,90 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 	return 0;
 }
 
-static void set_capture(struct hbone_mod *m, bool on)
+/* xm_hbone_proxy to the listeners of the families asked (both false: capture off). */
+static void set_capture(struct hbone_mod *m, bool v4, bool v6)
 {
 	struct l7_capture_proxy cp = {
 		.addr4.v4 = m->listening.sin_addr.s_addr,
-		.v4 = true,
-		.port = ntohs(m->listening.sin_port),
+		.v4 = v4,
+		.v6 = v6,
+		.port = XM_HBONE_OUTBOUND_PORT,
 	};
+	char ip6[INET6_ADDRSTRLEN];
 
-	if (on == m->capturing)
+	if (v4 == m->capturing && v6 == m->capturing6)
 		return;
-	if (hbone_capture_set_proxy(m->proxy_map, on ? &cp : NULL)) {
-		log_warn("hbone: could not %s the capture (xm_hbone_proxy)", on ? "turn on" : "turn off");
+	memcpy(cp.addr6.bytes, &m->listening6.sin6_addr, sizeof(cp.addr6.bytes));
+	if (hbone_capture_set_proxy(m->proxy_map, v4 || v6 ? &cp : NULL)) {
+		log_warn("hbone: could not %s the capture (xm_hbone_proxy)", v4 || v6 ? "turn on" : "turn off");
 		return;
 	}
-	m->capturing = on;
-	if (on)
+	m->capturing = v4;
+	m->capturing6 = v6;
+	if (v4)
 		log_info("hbone: capturing this node's pods' connections to tunnelled pods of other nodes at %s:%d",
 			 inet_ntoa(m->listening.sin_addr), XM_HBONE_OUTBOUND_PORT);
+	if (v6)
+		log_info("hbone: capturing this node's pods' IPv6 connections to tunnelled pods of other nodes at "
+			 "[%s]:%d",
+			 inet_ntop(AF_INET6, &m->listening6.sin6_addr, ip6, sizeof(ip6)), XM_HBONE_OUTBOUND_PORT);
+}
+
+/*
+ * The outbound listener of one family on this node's InternalIP of that family: made (again) when the address
+ * is new; true when it listens there. A family the node has no InternalIP of is not captured.
+ */
+static bool outbound_listener(struct hbone_mod *m, const struct xm_snapshot *next, uint8_t family, int *err)
+{
+	union xm_addr node;
+	char ip[INET6_ADDRSTRLEN];
+	int r;
+
+	if (!local_addrs_node_ip(&next->local, family, &node))
+		return false;
+	if (family == XM_FAMILY_V4) {
+		struct sockaddr_in want = { .sin_family = AF_INET, .sin_port = htons(XM_HBONE_OUTBOUND_PORT) };
+
+		want.sin_addr.s_addr = node.v4;
+		if (m->listening.sin_port && m->listening.sin_addr.s_addr == want.sin_addr.s_addr)
+			return true;
+		set_capture(m, false, m->capturing6); /* not at the old address while the new one is not there */
+		r = hbone_outbound_listen(m->ob, &want);
+		memset(&m->listening, 0, sizeof(m->listening));
+		if (!r)
+			m->listening = want;
+	} else {
+		struct sockaddr_in6 want = { .sin6_family = AF_INET6, .sin6_port = htons(XM_HBONE_OUTBOUND_PORT) };
+
+		memcpy(&want.sin6_addr, node.v6, sizeof(want.sin6_addr));
+		if (m->listening6.sin6_port &&
+		    !memcmp(&m->listening6.sin6_addr, &want.sin6_addr, sizeof(want.sin6_addr)))
+			return true;
+		set_capture(m, m->capturing, false);
+		r = hbone_outbound_listen6(m->ob, &want);
+		memset(&m->listening6, 0, sizeof(m->listening6));
+		if (!r)
+			m->listening6 = want;
+	}
+	if (r) {
+		inet_ntop(family == XM_FAMILY_V4 ? AF_INET : AF_INET6, node.bytes, ip, sizeof(ip));
+		log_error("hbone: the outbound listener on %s port %d: %s", ip, XM_HBONE_OUTBOUND_PORT, strerror(-r));
+		*err = r;
+		return false;
+	}
+	return true;
 }
 
 /*
  * The client side's part of an apply: the destinations first (a pod that turns DISABLE stops being captured
- * with this apply, one that turns tunnelled starts), then the listener on this node's InternalIP, then the
- * capture pointed at it once it listens.
+ * with this apply, one that turns tunnelled starts), then a listener on each InternalIP of this node (IPv4,
+ * IPv6), then the capture pointed at those that listen.
  */
 static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 {
-	struct sockaddr_in want = { .sin_family = AF_INET, .sin_port = htons(XM_HBONE_OUTBOUND_PORT) };
-	union xm_addr node;
-	bool have = local_addrs_node_ip(&next->local, XM_FAMILY_V4, &node);
 	int err = 0, r;
+	bool v4, v6;
 
-	want.sin_addr.s_addr = node.v4;
 	r = hbone_capture_sync(m->dsts_map, m->published ? &m->published->mtls_remote : NULL, &next->mtls_remote);
 	if (r) {
 		log_warn("hbone: updating the tunnelled destinations (xm_hbone_dsts): %s", strerror(-r));
@@ -517,28 +659,58 @@ static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 	}
 	snapshot_put(m->published);
 	m->published = r ? NULL : snapshot_get(next);
-	if (!have) {
+	v4 = outbound_listener(m, next, XM_FAMILY_V4, &err);
+	v6 = outbound_listener(m, next, XM_FAMILY_V6, &err);
+	if (!v4 && !v6 && !err) {
 		if (!m->warned_no_node)
-			log_warn("hbone: no IPv4 InternalIP of this node (--node) in the config: pods' connections to "
+			log_warn("hbone: no InternalIP of this node (--node) in the config: pods' connections to "
 				 "other nodes are not tunnelled");
 		m->warned_no_node = true;
-		set_capture(m, false);
-		return err;
+	} else {
+		m->warned_no_node = false;
 	}
-	m->warned_no_node = false;
-	if (m->listening.sin_addr.s_addr != want.sin_addr.s_addr || !m->listening.sin_port) {
-		set_capture(m, false); /* not at the old address while the new one is not there */
-		r = hbone_outbound_listen(m->ob, &want);
-		if (r) {
-			log_error("hbone: the outbound listener on %s:%d: %s", inet_ntoa(want.sin_addr),
-				  XM_HBONE_OUTBOUND_PORT, strerror(-r));
-			memset(&m->listening, 0, sizeof(m->listening));
-			return r;
-		}
-		m->listening = want;
-	}
-	set_capture(m, true);
+	set_capture(m, v4, v6);
 	return err;
+}
+
+/* hbone thread: the bundle of a reloaded CA replaces the one handshakes are checked against. */
+static void take_bundle(struct xm_loop *loop, void *arg)
+{
+	struct hbone_mod *m = arg;
+	struct xm_trust_bundle *b = atomic_exchange(&m->incoming, NULL), *old = m->bundle;
+
+	(void)loop;
+	if (!b)
+		return;
+	if (bundle_add_roots(b, m->tls_trust)) {
+		log_warn("hbone: out of memory adding the new trusted roots; the previous bundle stays");
+		bundle_put(b);
+		return;
+	}
+	m->bundle = b;
+	bundle_put(old);
+	log_info("hbone: peers are verified against the reloaded trust bundle (%zu root(s))", bundle_n_roots(b));
+}
+
+/* Control loop: a reloaded CA publishes its bundle in the store; hand it to the hbone thread. */
+static void hbone_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t now_ms)
+{
+	struct hbone_mod *m = state;
+	struct xm_trust_bundle *b;
+
+	(void)now_ms;
+	if (!m->running || !cur || !cur->certs)
+		return;
+	b = identity_store_bundle(cur->certs);
+	if (!b || b == m->offered || (!m->offered && b == m->bundle)) {
+		bundle_put(b);
+		return;
+	}
+	bundle_put(m->offered);
+	m->offered = bundle_get(b);
+	bundle_put(atomic_exchange(&m->incoming, b)); /* one not taken yet is superseded */
+	if (loop_post(m->loop, take_bundle, m))
+		log_warn("hbone: out of memory; the reloaded trust bundle is taken at the next change");
 }
 
 static int hbone_mod_apply(void *state, struct xm_snapshot *next)
@@ -559,7 +731,7 @@ static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 				log_warn("hbone: no trust bundle (the identity module is off): not serving");
 			m->warned = true;
 			/* A listener taken over would never be served: connects go direct instead. */
-			set_capture(m, false);
+			set_capture(m, false, false);
 			return 0;
 		}
 		err = start(m, next);
@@ -576,7 +748,7 @@ bool tunnel_available(struct xm_agent *a)
 	return m && hbone_outbound_available(atomic_load_explicit(&m->ob_pub, memory_order_acquire));
 }
 
-int tunnel_submit(struct xm_agent *a, int fd, const struct xm_tunnel_req *req)
+int tunnel_submit(struct xm_agent *a, int fd, const struct xm_tunnel_req *req, const struct xm_tunnel_done *done)
 {
 	struct hbone_mod *m = daemon_module_state(a, &xm_module_hbone);
 	struct hbone_outbound *ob = m ? atomic_load_explicit(&m->ob_pub, memory_order_acquire) : NULL;
@@ -585,7 +757,7 @@ int tunnel_submit(struct xm_agent *a, int fd, const struct xm_tunnel_req *req)
 		close(fd);
 		return -ENOTCONN;
 	}
-	return hbone_outbound_submit(ob, fd, req);
+	return hbone_outbound_submit(ob, fd, req, done);
 }
 
 static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool json, struct strbuf *out)
@@ -598,8 +770,8 @@ static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool js
 	if (json) {
 		sb_printf(out, ",\"hbone\":{\"server\":%s,\"connections\":%llu,\"streams\":%llu",
 			  m->running ? "true" : "false", open, streams);
-		sb_printf(out, ",\"client\":{\"running\":%s,\"capturing\":%s", m->ob ? "true" : "false",
-			  m->capturing ? "true" : "false");
+		sb_printf(out, ",\"client\":{\"running\":%s,\"capturing\":%s,\"capturing6\":%s",
+			  m->ob ? "true" : "false", m->capturing ? "true" : "false", m->capturing6 ? "true" : "false");
 		if (m->ob) {
 			sb_puts(out, ",");
 			hbone_outbound_status(m->ob, &m->ctr, true, out);
@@ -613,7 +785,11 @@ static void hbone_mod_status(void *state, const struct xm_snapshot *cur, bool js
 		hbone_outbound_status(m->ob, &m->ctr, false, out);
 	else
 		sb_puts(out, "hbone: client not started (no trust bundle)\n");
-	sb_printf(out, "hbone: capture %s\n", m->capturing ? "on" : "off (pods' connections to other nodes go direct)");
+	if (m->capturing || m->capturing6)
+		sb_printf(out, "hbone: capture on (%s%s%s)\n", m->capturing ? "IPv4" : "",
+			  m->capturing && m->capturing6 ? ", " : "", m->capturing6 ? "IPv6" : "");
+	else
+		sb_puts(out, "hbone: capture off (pods' connections to other nodes go direct)\n");
 }
 
 static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)
@@ -668,7 +844,8 @@ static void drain_on_loop(struct xm_loop *loop, void *arg)
 
 	(void)loop;
 	hbone_server_drain(m->srv);
-	atomic_store(&m->drained_ob, hbone_outbound_drain(m->ob));
+	hbone_outbound_drain(m->ob, m->drained_ob);
+	atomic_store(&m->drained, true); /* drained_ob is read after this (sequentially consistent) */
 }
 
 static uint64_t now_ms(void)
@@ -693,7 +870,7 @@ static unsigned long long tls_open(struct hbone_mod *m)
 static bool drain_and_hand_over(struct hbone_mod *m)
 {
 	uint64_t start = now_ms(), deadline = start + HBONE_DRAIN_TIMEOUT_MS;
-	int fds[2], ob_fd;
+	int fds[1 + HBONE_OB_FAMILIES];
 	size_t n = 0;
 	bool held = false;
 	pid_t pid;
@@ -702,17 +879,21 @@ static bool drain_and_hand_over(struct hbone_mod *m)
 		log_warn("hbone: could not post the drain: open streams are reset");
 		return false;
 	}
-	while ((ob_fd = atomic_load(&m->drained_ob)) == -2 && now_ms() < start + 1000)
+	while (!atomic_load(&m->drained) && now_ms() < start + 1000)
 		usleep(1000);
-	if (ob_fd == -2) {
+	if (!atomic_load(&m->drained)) {
 		log_warn("hbone: the tunnel's thread did not drain in 1 s: open streams are reset");
 		return false;
 	}
 	if (!m->detach_on_exit) {
+		/* 15008 (both families on one socket), and the outbound listener of each family captured. */
 		fds[n++] = m->lfd;
-		if (ob_fd >= 0 && m->capturing)
-			fds[n++] = ob_fd;
-		/* Nobody coming back: capture off, and the steering goes as it would have at our exit. */
+		if (m->drained_ob[0] >= 0 && m->capturing)
+			fds[n++] = m->drained_ob[0];
+		if (m->drained_ob[1] >= 0 && m->capturing6)
+			fds[n++] = m->drained_ob[1];
+		/* Nobody coming back: capture off (both families), and the steering (IPv4 and IPv6 rules and routes)
+		 * goes as it would have at our exit. */
 		struct listen_handover_undo undo = { .capture_map_fd = m->proxy_map };
 		uint8_t nl[LISTEN_HANDOVER_NETLINK_MAX];
 		int nl_len = m->steering ? hbone_steer_removal(m->ifaces, m->n_ifaces, nl, sizeof(nl)) : 0;
@@ -735,7 +916,7 @@ static bool drain_and_hand_over(struct hbone_mod *m)
 		}
 	}
 	if (!held)
-		set_capture(m, false);
+		set_capture(m, false, false);
 	log_info("hbone: draining %llu TLS connection(s) (at most %d ms)", tls_open(m), HBONE_DRAIN_TIMEOUT_MS);
 	while (tls_open(m) && now_ms() < deadline)
 		usleep(10000);
@@ -760,9 +941,10 @@ static void hbone_mod_close(void *state)
 	}
 	/* Without a holder, capture off: new connects go direct, not to a listener about to close. */
 	if (!held)
-		set_capture(m, false);
-	if (m->taken_ob >= 0)
-		close(m->taken_ob);
+		set_capture(m, false, false);
+	for (int f = 0; f < HBONE_OB_FAMILIES; f++)
+		if (m->taken_ob[f] >= 0)
+			close(m->taken_ob[f]);
 	atomic_store(&m->ob_pub, NULL);
 	hbone_outbound_free(m->ob);
 	snapshot_put(m->published);
@@ -777,6 +959,9 @@ static void hbone_mod_close(void *state)
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
 	close(m->lfd);
 	bundle_put(m->bundle);
+	bundle_put(m->offered);
+	bundle_put(atomic_load(&m->incoming));
+	X509_STORE_free(m->tls_trust);
 	tunnel_tcp_free(m->tcp);
 	free(m);
 }
@@ -785,6 +970,7 @@ const struct xm_module xm_module_hbone = {
 	.name = "hbone",
 	.init = hbone_mod_init,
 	.apply = hbone_mod_apply,
+	.tick = hbone_mod_tick,
 	.status = hbone_mod_status,
 	.collect = hbone_mod_collect,
 	.close = hbone_mod_close,

@@ -41,6 +41,13 @@ struct identity_mod {
 	const char **uris; /* into pods, for identity_store_sync */
 	int64_t retry_at;  /* after a failed mint: when to try again (0: none pending) */
 	atomic_ullong minted, renewed, failed;
+	/* Reloading --ca-dir (docs/mtls.md "Reloading the plug-in CA"). */
+	char *ca_dir;	    /* NULL: the generated root, never reloaded */
+	uint64_t ca_stamp;  /* ca_files_stamp of the files the CA in use was read from (or last refused) */
+	uint64_t new_stamp; /* a change seen at the previous tick; loaded once a tick passes without another */
+	struct xm_trust_bundle **retired; /* earlier CAs' bundles: snapshots still point at them */
+	size_t n_retired;
+	atomic_ullong reload_ok, reload_error;
 };
 
 static int64_t wall_now(void)
@@ -52,6 +59,10 @@ static void identity_mod_free(struct identity_mod *m)
 {
 	identity_store_free(m->store);
 	ca_free(m->ca);
+	for (size_t i = 0; i < m->n_retired; i++)
+		bundle_put(m->retired[i]);
+	free(m->retired);
+	free(m->ca_dir);
 	free(m->pods);
 	free(m->uris);
 	free(m);
@@ -80,10 +91,15 @@ static int identity_mod_init(struct xm_agent *a, void **state)
 		return -EINVAL;
 	}
 	m->store = identity_store_new();
-	if (!m->store) {
+	m->ca_dir = o->ca_dir ? strdup(o->ca_dir) : NULL;
+	if (!m->store || (o->ca_dir && !m->ca_dir)) {
 		identity_mod_free(m);
 		return -ENOMEM;
 	}
+	identity_store_set_bundle(m->store, ca_bundle(m->ca));
+	/* Read after the load: a change made while it read is seen again, and read again, at the first tick. */
+	if (m->ca_dir)
+		m->ca_stamp = m->new_stamp = ca_files_stamp(m->ca_dir);
 	log_info("identity: CA from %s, %zu trusted root(s), first sha256 %s; trust domain %s, certificates for %u s",
 		 ca_source(m->ca), bundle_n_roots(ca_bundle(m->ca)), bundle_root_fingerprint(ca_bundle(m->ca), 0),
 		 m->trust_domain, m->ttl_s);
@@ -114,8 +130,9 @@ static void sync_store(struct identity_mod *m, const char *why)
 	atomic_fetch_add(&m->renewed, r.renewed);
 	atomic_fetch_add(&m->failed, r.failed);
 	if (r.minted || r.renewed || r.dropped || r.failed)
-		log_info("identity: %s: %zu certificate(s) minted, %zu renewed, %zu dropped, %zu failed", why, r.minted,
-			 r.renewed, r.dropped, r.failed);
+		log_info("identity: %s: %zu certificate(s) minted, %zu renewed (%zu of another issuer), %zu dropped, "
+			 "%zu failed",
+			 why, r.minted, r.renewed, r.reissued, r.dropped, r.failed);
 }
 
 /* The pods on this node (spec.nodeName = --node) and their identities; the store follows them. */
@@ -166,12 +183,68 @@ static int identity_mod_apply(void *state, struct xm_snapshot *next)
 	return rc;
 }
 
+/*
+ * The new files, checked as at start (ca_open); only a whole, valid set replaces the CA. Certificates of the
+ * old issuer are minted again right away; the old CA's bundle stays referenced for the snapshots that still
+ * point at it. The message of a refusal names the file and the reason, never key material.
+ */
+static void reload_ca(struct identity_mod *m)
+{
+	struct xm_ca_opts co = { .ca_dir = m->ca_dir };
+	struct xm_trust_bundle **r;
+	struct xm_ca *next, *old = m->ca;
+	char err[1024];
+	bool new_signer;
+
+	next = ca_open(&co, wall_now(), err, sizeof(err));
+	r = next ? realloc(m->retired, (m->n_retired + 1) * sizeof(*r)) : NULL;
+	if (!r) {
+		atomic_fetch_add(&m->reload_error, 1);
+		log_error("identity: the CA files in %s changed but are not used, the CA stays as it was: %s",
+			  m->ca_dir, next ? "out of memory" : err);
+		ca_free(next);
+		return;
+	}
+	m->retired = r;
+	m->retired[m->n_retired++] = bundle_get(ca_bundle(old));
+	new_signer = !ca_same_signer(old, next);
+	m->ca = next;
+	identity_store_set_bundle(m->store, ca_bundle(next));
+	ca_free(old);
+	atomic_fetch_add(&m->reload_ok, 1);
+	log_info("identity: CA reloaded from %s: %s signing certificate, %zu trusted root(s), first sha256 %s",
+		 m->ca_dir, new_signer ? "a new" : "the same", bundle_n_roots(ca_bundle(next)),
+		 bundle_root_fingerprint(ca_bundle(next), 0));
+	if (new_signer)
+		sync_store(m, "CA reloaded");
+}
+
+/* A change of the files is loaded once it held still for a tick (500 ms): cp of four files is not atomic. */
+static void watch_ca_dir(struct identity_mod *m)
+{
+	uint64_t stamp = ca_files_stamp(m->ca_dir);
+
+	if (stamp == m->ca_stamp) {
+		m->new_stamp = stamp;
+		return;
+	}
+	if (stamp != m->new_stamp) {
+		m->new_stamp = stamp;
+		return;
+	}
+	m->ca_stamp = stamp; /* a refused set is not tried again until the files change again */
+	reload_ca(m);
+}
+
 static void identity_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t now_ms)
 {
 	struct identity_mod *m = state;
-	int64_t now = wall_now();
+	int64_t now;
 
 	(void)cur, (void)now_ms;
+	if (m->ca_dir)
+		watch_ca_dir(m);
+	now = wall_now();
 	if (now >= identity_store_next_renewal(m->store) || (m->retry_at && now >= m->retry_at))
 		sync_store(m, "renewal");
 }
@@ -183,6 +256,13 @@ static void fmt_time(int64_t t, char *buf, size_t len)
 
 	if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
 		snprintf(buf, len, "%lld", (long long)t);
+}
+
+/* "AB:CD:…" of a 32-byte CA id (ca_id, cert_issuer_id): the SHA-256 fingerprint of the signing certificate. */
+static void fmt_id(const uint8_t *id, char buf[XM_FINGERPRINT_LEN])
+{
+	for (int i = 0; i < 32; i++)
+		snprintf(buf + 3 * i, 4, "%02X%s", id[i], i < 31 ? ":" : "");
 }
 
 struct render_ctx {
@@ -213,8 +293,10 @@ static void render_cert(void *ctx, const struct xm_cert *c)
 {
 	struct render_ctx *r = ctx;
 	char nb[32], na[32], renew[32];
+	char issuer[XM_FINGERPRINT_LEN];
 	bool first_pod = true;
 
+	fmt_id(cert_issuer_id(c), issuer);
 	fmt_time(cert_not_before(c), nb, sizeof(nb));
 	fmt_time(cert_not_after(c), na, sizeof(na));
 	fmt_time(cert_renew_at(c), renew, sizeof(renew));
@@ -222,10 +304,11 @@ static void render_cert(void *ctx, const struct xm_cert *c)
 		sb_puts(r->out, r->first ? "{\"identity\":" : ",{\"identity\":");
 		sb_json_str(r->out, cert_spiffe(c));
 		sb_printf(r->out,
-			  ",\"serial\":\"%s\",\"not_before\":\"%s\",\"not_after\":\"%s\",\"renew_at\":\"%s\","
-			  "\"not_before_unix\":%lld,\"not_after_unix\":%lld,\"chain_length\":%d,\"pods\":[",
-			  cert_serial(c), nb, na, renew, (long long)cert_not_before(c), (long long)cert_not_after(c),
-			  1 + sk_X509_num(cert_chain(c)));
+			  ",\"serial\":\"%s\",\"issuer_sha256\":\"%s\",\"not_before\":\"%s\",\"not_after\":\"%s\","
+			  "\"renew_at\":\"%s\",\"not_before_unix\":%lld,\"not_after_unix\":%lld,\"chain_length\":%d,"
+			  "\"pods\":[",
+			  cert_serial(c), issuer, nb, na, renew, (long long)cert_not_before(c),
+			  (long long)cert_not_after(c), 1 + sk_X509_num(cert_chain(c)));
 	} else {
 		sb_printf(r->out, "%s\n  serial %s\n  valid %s .. %s, renewal at %s\n  pods:", cert_spiffe(c),
 			  cert_serial(c), nb, na, renew);
@@ -256,16 +339,21 @@ static void render_certs(struct identity_mod *m, bool json, struct strbuf *out)
 {
 	const struct xm_trust_bundle *b = ca_bundle(m->ca);
 	struct render_ctx r = { .m = m, .out = out, .json = json, .first = true };
+	char ca_fp[XM_FINGERPRINT_LEN];
 
+	fmt_id(ca_id(m->ca), ca_fp);
 	if (json) {
 		sb_puts(out, "{\"trust_domain\":");
 		sb_json_str(out, m->trust_domain);
 		sb_puts(out, ",\"ca\":");
 		sb_json_str(out, ca_source(m->ca));
-		sb_printf(out, ",\"cert_ttl_seconds\":%u,\"roots\":[", m->ttl_s);
+		sb_printf(out, ",\"ca_sha256\":\"%s\",\"ca_reloads\":%llu,\"cert_ttl_seconds\":%u,\"roots\":[", ca_fp,
+			  atomic_load(&m->reload_ok), m->ttl_s);
 	} else {
-		sb_printf(out, "trust domain %s, CA: %s, certificates for %u s\ntrust bundle:\n", m->trust_domain,
-			  ca_source(m->ca), m->ttl_s);
+		sb_printf(out,
+			  "trust domain %s, CA: %s (signing certificate sha256 %s), certificates for %u s\n"
+			  "trust bundle:\n",
+			  m->trust_domain, ca_source(m->ca), ca_fp, m->ttl_s);
 	}
 	for (size_t i = 0; i < bundle_n_roots(b); i++) {
 		X509 *x = bundle_root(b, i);
@@ -364,6 +452,16 @@ static void identity_mod_collect(void *state, const struct xm_snapshot *cur, str
 		scrape_u64(f, kind, nv, 1, atomic_load(&m->minted));
 		scrape_u64(f, kind, rv, 1, atomic_load(&m->renewed));
 		scrape_u64(f, kind, fv, 1, atomic_load(&m->failed));
+	}
+	f = scrape_family(sc, "xmesh_ca_reload_total", "counter",
+			  "Changes of the --ca-dir files, by result: ok (the CA switched) or error (refused, the "
+			  "previous CA stays).");
+	{
+		static const char *const result[1] = { "result" };
+		const char *ok[1] = { "ok" }, *bad[1] = { "error" };
+
+		scrape_u64(f, result, ok, 1, atomic_load(&m->reload_ok));
+		scrape_u64(f, result, bad, 1, atomic_load(&m->reload_error));
 	}
 }
 

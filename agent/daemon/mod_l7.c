@@ -147,10 +147,10 @@ static bool endpoint_ejected(void *ctx, uint32_t svc_id, uint32_t backend_id)
  */
 /*
  * The proxy's upstreams to pods of other nodes (docs/l7.md "Upstreams through the tunnel"): the far end of
- * the proxy's socketpair goes to the node's HBONE client, presenting the client pod's certificate. IPv4 only,
- * as the tunnel (an IPv6 endpoint is refused, a connect failure).
+ * the proxy's socketpair goes to the node's HBONE client, presenting the client pod's certificate. IPv4 and
+ * IPv6 endpoints, as the tunnel.
  */
-static int tunnel_upstream(void *ctx, int fd, const struct l7_tunnel_req *t)
+static int tunnel_upstream(void *ctx, int fd, const struct l7_tunnel_req *t, const struct xm_tunnel_done *done)
 {
 	struct xm_agent *a = ctx;
 	struct xm_tunnel_req req;
@@ -161,14 +161,22 @@ static int tunnel_upstream(void *ctx, int fd, const struct l7_tunnel_req *t)
 		return -ENOTCONN;
 	}
 	memset(&req, 0, sizeof(req));
-	if (t->family != XM_FAMILY_V4 || strlen(t->src_id) >= sizeof(req.src_id)) {
+	if ((t->family != XM_FAMILY_V4 && t->family != XM_FAMILY_V6) || strlen(t->src_id) >= sizeof(req.src_id)) {
 		close(fd);
 		return -EINVAL;
 	}
-	sin = (struct sockaddr_in *)&req.target;
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(t->port);
-	memcpy(&sin->sin_addr, t->addr.bytes, 4);
+	if (t->family == XM_FAMILY_V4) {
+		sin = (struct sockaddr_in *)&req.target;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(t->port);
+		memcpy(&sin->sin_addr, t->addr.bytes, 4);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&req.target;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(t->port);
+		memcpy(&sin6->sin6_addr, t->addr.bytes, 16);
+	}
 	if (t->client_family == XM_FAMILY_V4) {
 		sin = (struct sockaddr_in *)&req.client;
 		sin->sin_family = AF_INET;
@@ -184,7 +192,7 @@ static int tunnel_upstream(void *ctx, int fd, const struct l7_tunnel_req *t)
 	memcpy(req.src_id, t->src_id, strlen(t->src_id) + 1);
 	if (t->traceparent && strlen(t->traceparent) < sizeof(req.traceparent))
 		memcpy(req.traceparent, t->traceparent, strlen(t->traceparent) + 1);
-	return tunnel_submit(a, fd, &req);
+	return tunnel_submit(a, fd, &req, done);
 }
 
 static void report_connect(void *ctx, uint32_t svc_id, uint32_t backend_id, enum l7_connect_outcome outcome,

@@ -30,7 +30,7 @@ int hbone_capture_sync(int dsts_map_fd, const struct xm_mtls_table *old, const s
 
 /* What a captured connection was for. */
 struct hbone_captured {
-	struct sockaddr_storage target; /* the destination pod IP and port (AF_INET) */
+	struct sockaddr_storage target; /* the destination pod IP and port (AF_INET or AF_INET6) */
 	struct sockaddr_storage dialed; /* what the application dialed: a Service VIP and port, or the target */
 	struct sockaddr_storage client; /* the client pod's address and port (the accepted socket's peer) */
 	uint32_t svc_id;		/* 0: the pod was dialed directly */

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Inbound HBONE steering: one routing rule per uplink and a local default route (datapath/hbone_steer.h). */
+/*
+ * Inbound HBONE steering: one routing rule per uplink and a local default route, for IPv4 and IPv6
+ * (datapath/hbone_steer.h).
+ */
 #include "datapath/hbone_steer.h"
 
 #include <errno.h>
@@ -26,12 +29,16 @@ static int talk(struct nl_sock *sk, struct nl_msg *msg)
 	err = nl_wait_for_ack(sk);
 	if (err >= 0)
 		return 0;
-	return err == -NLE_EXIST ? -EEXIST : err == -NLE_OBJ_NOTFOUND ? -ENOENT : err == -NLE_PERM ? -EPERM : -EIO;
+	return err == -NLE_EXIST	  ? -EEXIST
+	       : err == -NLE_OBJ_NOTFOUND ? -ENOENT
+	       : err == -NLE_PERM	  ? -EPERM
+	       : err == -NLE_AF_NOSUPPORT ? -EAFNOSUPPORT
+					  : -EIO;
 }
 
-static struct nl_msg *rule_msg(int type, int flags, const char *iface)
+static struct nl_msg *rule_msg(int family, int type, int flags, const char *iface)
 {
-	struct fib_rule_hdr h = { .family = AF_INET, .action = FR_ACT_TO_TBL };
+	struct fib_rule_hdr h = { .family = (uint8_t)family, .action = FR_ACT_TO_TBL };
 	struct fib_rule_port_range dport = { .start = HBONE_DPORT, .end = HBONE_DPORT };
 	struct nl_msg *msg = nlmsg_alloc_simple(type, flags | NLM_F_REQUEST);
 
@@ -46,16 +53,17 @@ static struct nl_msg *rule_msg(int type, int flags, const char *iface)
 	return msg;
 }
 
-static int rule(struct nl_sock *sk, int type, int flags, const char *iface)
+static int rule(struct nl_sock *sk, int family, int type, int flags, const char *iface)
 {
-	struct nl_msg *msg = rule_msg(type, flags | NLM_F_ACK, iface);
+	struct nl_msg *msg = rule_msg(family, type, flags | NLM_F_ACK, iface);
 
 	return msg ? talk(sk, msg) : -ENOMEM;
 }
 
-static struct nl_msg *route_msg(int type, int flags, int *err)
+/* "local 0.0.0.0/0 dev lo" (IPv4) or "local ::/0 dev lo" (IPv6) in the steering table. */
+static struct nl_msg *route_msg(int family, int type, int flags, int *err)
 {
-	struct rtmsg r = { .rtm_family = AF_INET,
+	struct rtmsg r = { .rtm_family = (unsigned char)family,
 			   .rtm_table = RT_TABLE_UNSPEC,
 			   .rtm_protocol = RTPROT_STATIC,
 			   .rtm_scope = RT_SCOPE_HOST,
@@ -75,10 +83,10 @@ static struct nl_msg *route_msg(int type, int flags, int *err)
 	return msg;
 }
 
-static int route(struct nl_sock *sk, int type, int flags)
+static int route(struct nl_sock *sk, int family, int type, int flags)
 {
 	int err;
-	struct nl_msg *msg = route_msg(type, flags | NLM_F_ACK, &err);
+	struct nl_msg *msg = route_msg(family, type, flags | NLM_F_ACK, &err);
 
 	return msg ? talk(sk, msg) : err;
 }
@@ -107,13 +115,18 @@ int hbone_steer_removal(const char *const *ifaces, size_t n, void *buf, size_t c
 	int err = 0;
 
 	memset(buf, 0, cap);
-	for (size_t i = 0; !err && i < n; i++) {
-		msg = rule_msg(RTM_DELRULE, 0, ifaces[i]);
-		err = msg ? append(msg, buf, cap, &len) : -ENOMEM;
-	}
-	if (!err) {
-		msg = route_msg(RTM_DELROUTE, 0, &err);
-		err = msg ? append(msg, buf, cap, &len) : err;
+	/* Both families: on a host without IPv6 the kernel answers those with an error nobody reads. */
+	for (size_t f = 0; !err && f < 2; f++) {
+		int family = f ? AF_INET6 : AF_INET;
+
+		for (size_t i = 0; !err && i < n; i++) {
+			msg = rule_msg(family, RTM_DELRULE, 0, ifaces[i]);
+			err = msg ? append(msg, buf, cap, &len) : -ENOMEM;
+		}
+		if (!err) {
+			msg = route_msg(family, RTM_DELROUTE, 0, &err);
+			err = msg ? append(msg, buf, cap, &len) : err;
+		}
 	}
 	return err ? err : (int)len;
 }
@@ -129,6 +142,31 @@ static struct nl_sock *open_rtnl(void)
 	return sk;
 }
 
+/* The route and the rules of one family, keeping what a previous run left. */
+static int install_family(struct nl_sock *sk, int family, const char *const *ifaces, size_t n)
+{
+	int err = route(sk, family, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
+
+	for (size_t i = 0; !err && i < n; i++) {
+		/*
+		 * A rule a previous agent left (kept across a restart: its holder has the listener) stays as it is:
+		 * removing and adding it again would forward a peer's SYN to the pod in between.
+		 */
+		err = rule(sk, family, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, ifaces[i]);
+		if (err == -EEXIST)
+			err = 0;
+	}
+	return err;
+}
+
+static void remove_family(struct nl_sock *sk, int family, const char *const *ifaces, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		while (rule(sk, family, RTM_DELRULE, 0, ifaces[i]) == 0)
+			;
+	route(sk, family, RTM_DELROUTE, 0);
+}
+
 int hbone_steer_install(const char *const *ifaces, size_t n)
 {
 	struct nl_sock *sk = open_rtnl();
@@ -136,14 +174,11 @@ int hbone_steer_install(const char *const *ifaces, size_t n)
 
 	if (!sk)
 		return -EIO;
-	err = route(sk, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
-	for (size_t i = 0; !err && i < n; i++) {
-		/*
-		 * A rule a previous agent left (kept across a restart: its holder has the listener) stays as it is:
-		 * removing and adding it again would forward a peer's SYN to the pod in between.
-		 */
-		err = rule(sk, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, ifaces[i]);
-		if (err == -EEXIST)
+	err = install_family(sk, AF_INET, ifaces, n);
+	if (!err) {
+		err = install_family(sk, AF_INET6, ifaces, n);
+		/* A host without IPv6 (ipv6.disable=1) has no IPv6 pods to serve. */
+		if (err == -EAFNOSUPPORT)
 			err = 0;
 	}
 	nl_socket_free(sk);
@@ -156,9 +191,7 @@ void hbone_steer_remove(const char *const *ifaces, size_t n)
 
 	if (!sk)
 		return;
-	for (size_t i = 0; i < n; i++)
-		while (rule(sk, RTM_DELRULE, 0, ifaces[i]) == 0)
-			;
-	route(sk, RTM_DELROUTE, 0);
+	remove_family(sk, AF_INET, ifaces, n);
+	remove_family(sk, AF_INET6, ifaces, n);
 	nl_socket_free(sk);
 }

@@ -280,11 +280,19 @@ typedef void (*hbone_splice_done_fn)(void *ctx, int err);
  */
 struct hbone_splice *hbone_splice_open(struct hbone_client *cl, struct xm_loop *loop, int fd,
 				       const struct hbone_open *req, hbone_splice_done_fn done, void *ctx);
+/* Called once with the stream's answer (hbone_stream_ops.on_open's status), before done when it failed. */
+typedef void (*hbone_splice_opened_fn)(void *ctx, int status);
 /*
- * Optional, right after hbone_splice_open: a stream refused before the server processed it (REFUSED_STREAM: a
- * GOAWAY that arrived as it was sent, as when the peer drains, or the peer's stream limit) hands fd back to fn
- * (with the splice's ctx; nothing was read from it, the splice is gone, done is not called) instead of a reset,
- * so the caller can carry it again.
+ * Right after hbone_splice_open (no callback can come in between): opened(ctx, status) is called when the
+ * stream's answer comes. A splice that ends without one (the socket reset first, the client freed) calls
+ * done only.
+ */
+void hbone_splice_on_open(struct hbone_splice *sp, hbone_splice_opened_fn opened);
+/*
+ * Optional, right after hbone_splice_open (with or without hbone_splice_on_open): a stream refused before the
+ * server processed it (REFUSED_STREAM: a GOAWAY that arrived as it was sent, as when the peer drains, or the
+ * peer's stream limit) hands fd back to fn (with the splice's ctx; nothing was read from it, the splice is
+ * gone, neither opened nor done is called) instead of a reset, so the caller can carry it again.
  */
 typedef void (*hbone_splice_refused_fn)(void *ctx, int fd);
 void hbone_splice_on_refused(struct hbone_splice *sp, hbone_splice_refused_fn fn);
@@ -293,6 +301,25 @@ void hbone_splice_on_refused(struct hbone_splice *sp, hbone_splice_refused_fn fn
 
 /* Parses "a.b.c.d:port" or "[v6]:port" (port 1..65535, nothing else): 0 or -EINVAL. */
 int hbone_parse_authority(const char *s, size_t len, struct sockaddr_storage *out);
+/* The baggage header of a CONNECT as ztunnel sends it (baggage.c): the source workload's metadata. */
+#define HBONE_BAGGAGE_MAX 512 /* what the server keeps of it (hbone_admit.baggage) */
+struct hbone_baggage {
+	const char *cluster;	   /* ztunnel's CLUSTER_ID ("Kubernetes" by default) */
+	const char *ns;		   /* the namespace */
+	const char *workload_kind; /* "deployment", "job", "cronjob", "pod": the key k8s.<kind>.name */
+	const char *workload_name; /* the Deployment's, Job's, CronJob's or Pod's name */
+	const char *service;	   /* canonical service (service.name) */
+	const char *version;	   /* canonical revision (service.version) */
+	const char *region, *zone; /* locality; "" when unknown, as ztunnel sends it then */
+};
+/*
+ * "k8s.cluster.name=C,k8s.namespace.name=NS,k8s.KIND.name=W,service.name=S,service.version=V,cloud.region=R,
+ * cloud.availability_zone=Z" into buf. Returns its length; -EINVAL when a value holds a byte a baggage value
+ * cannot hold unencoded (or the kind is no lower-case word), -ENAMETOOLONG when it does not fit; buf is ""
+ * then.
+ */
+int hbone_format_baggage(char *buf, size_t len, const struct hbone_baggage *b);
+
 /* The Forwarded header (RFC 7239) of a CONNECT: its first element's for= and host= (forwarded.c). */
 #define HBONE_FORWARDED_VALUE_MAX 256
 struct hbone_forwarded {

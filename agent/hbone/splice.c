@@ -24,6 +24,7 @@ struct hbone_splice {
 	int fd;
 	struct hbone_stream *s; /* NULL once its on_close ran (or we closed it) */
 	hbone_splice_done_fn done;
+	hbone_splice_opened_fn opened_fn;
 	void *ctx;
 	hbone_splice_refused_fn refused; /* hbone_splice_on_refused: the fd goes back instead of a reset */
 	bool opened, tcp_eof, stream_eof, down_shut, up_blocked, finishing;
@@ -177,6 +178,8 @@ static void on_open(struct hbone_stream *s, void *ctx, int status)
 		fn(c, fd);
 		return;
 	}
+	if (sp->opened_fn)
+		sp->opened_fn(sp->ctx, status);
 	if (status != 200) {
 		finish(sp, status < 0 ? status : -ECONNREFUSED);
 		return;
@@ -250,6 +253,11 @@ struct hbone_splice *hbone_splice_open(struct hbone_client *cl, struct xm_loop *
 		return NULL;
 	}
 	return sp;
+}
+
+void hbone_splice_on_open(struct hbone_splice *sp, hbone_splice_opened_fn opened)
+{
+	sp->opened_fn = opened;
 }
 
 void hbone_splice_on_refused(struct hbone_splice *sp, hbone_splice_refused_fn fn)

@@ -34,6 +34,7 @@ struct xm_ca {
 	STACK_OF(X509) * chain; /* sent after each leaf: ca-cert.pem and intermediates, no self-signed root */
 	struct xm_trust_bundle *bundle;
 	int64_t not_after;
+	uint8_t id[32]; /* SHA-256 of cert's DER: which CA minted a certificate (ca_issued) */
 	char source[4200];
 };
 
@@ -127,6 +128,21 @@ int64_t ca_not_after(const struct xm_ca *ca)
 	return ca->not_after;
 }
 
+const uint8_t *ca_id(const struct xm_ca *ca)
+{
+	return ca->id;
+}
+
+bool ca_issued(const struct xm_ca *ca, const struct xm_cert *c)
+{
+	return !memcmp(ca->id, c->issuer, sizeof(ca->id));
+}
+
+bool ca_same_signer(const struct xm_ca *a, const struct xm_ca *b)
+{
+	return !memcmp(a->id, b->id, sizeof(a->id));
+}
+
 /* Does ca->cert, with ca->chain, reach the bundle's roots at now? */
 static int check_signing_cert(struct xm_ca *ca, int64_t now, char *err, size_t errlen)
 {
@@ -179,6 +195,10 @@ static int load_dir(struct xm_ca *ca, const char *dir, int64_t now, char *err, s
 		return -EINVAL;
 	}
 	ca->not_after = asn1_time_unix(X509_get0_notAfter(ca->cert));
+	if (!X509_digest(ca->cert, EVP_sha256(), ca->id, NULL)) {
+		snprintf(err, errlen, "%s: cannot hash the certificate", path);
+		return -EINVAL;
+	}
 
 	snprintf(path, sizeof(path), "%.4000s/ca-key.pem", dir);
 	if ((rc = read_file(path, &buf, &len))) {
@@ -561,6 +581,7 @@ struct xm_cert *ca_mint(struct xm_ca *ca, const char *spiffe_uri, int64_t now, u
 	c = cert_new(key, x, chain, id.uri, now);
 	if (!c)
 		goto fail;
+	memcpy(c->issuer, ca->id, sizeof(c->issuer));
 	ERR_clear_error();
 	*err = 0;
 	return c;

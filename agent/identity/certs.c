@@ -108,6 +108,11 @@ int64_t cert_renew_at(const struct xm_cert *c)
 	return c->renew_at;
 }
 
+const uint8_t *cert_issuer_id(const struct xm_cert *c)
+{
+	return c->issuer;
+}
+
 int cert_use(const struct xm_cert *c, SSL *ssl)
 {
 	/* SSL_use_* take their own references: the SSL outlives nothing of c it needs. */

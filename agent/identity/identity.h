@@ -63,6 +63,8 @@ const char *cert_serial(const struct xm_cert *c); /* hex, upper case */
 int64_t cert_not_before(const struct xm_cert *c); /* Unix seconds */
 int64_t cert_not_after(const struct xm_cert *c);
 int64_t cert_renew_at(const struct xm_cert *c); /* half-way from its issue to not_after */
+/* ca_id of the CA that minted it (32 bytes). */
+const uint8_t *cert_issuer_id(const struct xm_cert *c);
 /* Presents c on ssl (certificate, key, chain). Returns 0 or -EINVAL. */
 int cert_use(const struct xm_cert *c, SSL *ssl);
 /* "AB:CD:…" SHA-256 of x's DER; buf holds at least XM_FINGERPRINT_LEN bytes. */
@@ -82,6 +84,8 @@ size_t bundle_n_roots(const struct xm_trust_bundle *b);
 X509 *bundle_root(const struct xm_trust_bundle *b, size_t i);
 const char *bundle_root_fingerprint(const struct xm_trust_bundle *b, size_t i);
 X509_STORE *bundle_store(const struct xm_trust_bundle *b);
+/* Adds b's roots to st (those already there stay once). 0 or -ENOMEM. */
+int bundle_add_roots(const struct xm_trust_bundle *b, X509_STORE *st);
 
 enum xm_verify_reason {
 	XM_VERIFY_OK = 0,
@@ -163,6 +167,12 @@ struct xm_trust_bundle *ca_bundle(const struct xm_ca *ca);
 /* Where the CA came from ("--ca-dir /x" or "generated root in /var/lib/xmesh/ca"), for logs and status. */
 const char *ca_source(const struct xm_ca *ca);
 int64_t ca_not_after(const struct xm_ca *ca);
+/* SHA-256 of the signing certificate's DER (32 bytes), the same as cert_issuer_id of what it mints. */
+const uint8_t *ca_id(const struct xm_ca *ca);
+/* Did ca (its signing certificate, not merely its key or name) mint c? */
+bool ca_issued(const struct xm_ca *ca, const struct xm_cert *c);
+/* Do a and b sign with the same certificate? */
+bool ca_same_signer(const struct xm_ca *a, const struct xm_ca *b);
 
 /*
  * A new certificate for spiffe_uri: a fresh ECDSA P-256 key, one URI SAN, digitalSignature and
@@ -170,6 +180,16 @@ int64_t ca_not_after(const struct xm_ca *ca);
  * from a little before now for ttl_s seconds (never beyond the CA's own expiry). NULL with *err set.
  */
 struct xm_cert *ca_mint(struct xm_ca *ca, const char *spiffe_uri, int64_t now, uint32_t ttl_s, int *err);
+
+/* ---- Watching the plug-in CA's files (ca_watch.c) ---- */
+
+/*
+ * What stat() says of the four files of dir (device, inode, size, change and modification times, following
+ * symlinks, so Kubernetes' atomic ..data swap of a mounted secret changes it too), folded into one value; an
+ * absent file counts too. Equal stamps: nothing was written in between (to the resolution of the file
+ * system's timestamps: nanoseconds on ext4, xfs, tmpfs).
+ */
+uint64_t ca_files_stamp(const char *dir);
 
 /* ---- This node's identities (store.c) ---- */
 
@@ -180,11 +200,13 @@ void identity_store_free(struct xm_identity_store *s);
 
 struct xm_store_sync_result {
 	size_t minted, renewed, dropped, failed;
+	size_t reissued; /* of renewed: because their issuer is no longer the CA */
 };
 
 /*
  * Control loop: the store holds exactly the identities uris[0..n) (duplicates allowed) from now on: mints
- * missing ones, renews those whose renew time has come, forgets the others. A failed mint keeps the old
+ * missing ones, renews those whose renew time has come or that another CA minted (after a CA reload: counted
+ * in renewed, and in reissued), forgets the others. A failed mint keeps the old
  * certificate (if any) and is retried next time. Returns 0 or -ENOMEM (the store unchanged then).
  */
 int identity_store_sync(struct xm_identity_store *s, struct xm_ca *ca, const char *const *uris, size_t n, int64_t now,
@@ -196,5 +218,12 @@ struct xm_cert *identity_store_get(struct xm_identity_store *s, const char *uri)
 /* Every certificate, sorted by identity, from one consistent table. Any thread. */
 void identity_store_each(struct xm_identity_store *s, void (*fn)(void *ctx, const struct xm_cert *c), void *ctx);
 size_t identity_store_count(struct xm_identity_store *s);
+/*
+ * The trust bundle that goes with the store's certificates: the CA's root-cert.pem, replaced when the CA is
+ * reloaded (control loop), so that the tunnel learns of a new root without a new config. get: a reference
+ * (bundle_put when done), or NULL before the first set. Any thread.
+ */
+void identity_store_set_bundle(struct xm_identity_store *s, struct xm_trust_bundle *b);
+struct xm_trust_bundle *identity_store_bundle(struct xm_identity_store *s);
 
 #endif

@@ -15,6 +15,7 @@ struct xm_cert {
 	int64_t not_before, not_after, renew_at;
 	char serial[2 * 20 + 1];
 	char spiffe[XM_SPIFFE_MAX + 1];
+	uint8_t issuer[32]; /* SHA-256 of the signing CA certificate's DER (ca_issued) */
 };
 
 /* Takes key, leaf and chain (each with one reference the certificate now owns). NULL: nothing was taken. */

@@ -20,8 +20,9 @@ struct cert_table {
 };
 
 struct xm_identity_store {
-	pthread_mutex_t lock; /* guards cur against the swap */
+	pthread_mutex_t lock; /* guards cur and bundle against the swap */
 	struct cert_table *cur;
+	struct xm_trust_bundle *bundle; /* a reference */
 };
 
 static void table_put(struct cert_table *t)
@@ -60,6 +61,7 @@ void identity_store_free(struct xm_identity_store *s)
 	if (!s)
 		return;
 	table_put(s->cur);
+	bundle_put(s->bundle);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -115,8 +117,12 @@ int identity_store_sync(struct xm_identity_store *s, struct xm_ca *ca, const cha
 
 		if (i && !strcmp(sorted[i], sorted[i - 1]))
 			continue;
+		bool reissue;
+
 		have = table_find(old, sorted[i]);
-		if (have && now < have->renew_at) {
+		/* After a CA reload, not at half-life: peers may stop trusting the old issuer any time now. */
+		reissue = have && !ca_issued(ca, have);
+		if (have && now < have->renew_at && !reissue) {
 			t->certs[t->n++] = cert_get(have);
 			continue;
 		}
@@ -131,7 +137,9 @@ int identity_store_sync(struct xm_identity_store *s, struct xm_ca *ca, const cha
 		}
 		if (have)
 			r.renewed++;
-		else
+		if (have && reissue)
+			r.reissued++;
+		if (!have)
 			r.minted++;
 		changed = true;
 		t->certs[t->n++] = fresh;
@@ -179,6 +187,28 @@ void identity_store_each(struct xm_identity_store *s, void (*fn)(void *ctx, cons
 	for (size_t i = 0; t && i < t->n; i++)
 		fn(ctx, t->certs[i]);
 	table_put(t);
+}
+
+void identity_store_set_bundle(struct xm_identity_store *s, struct xm_trust_bundle *b)
+{
+	struct xm_trust_bundle *old;
+
+	bundle_get(b);
+	pthread_mutex_lock(&s->lock);
+	old = s->bundle;
+	s->bundle = b;
+	pthread_mutex_unlock(&s->lock);
+	bundle_put(old);
+}
+
+struct xm_trust_bundle *identity_store_bundle(struct xm_identity_store *s)
+{
+	struct xm_trust_bundle *b;
+
+	pthread_mutex_lock(&s->lock);
+	b = s->bundle ? bundle_get(s->bundle) : NULL;
+	pthread_mutex_unlock(&s->lock);
+	return b;
 }
 
 size_t identity_store_count(struct xm_identity_store *s)

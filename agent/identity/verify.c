@@ -129,6 +129,16 @@ void bundle_put(struct xm_trust_bundle *b)
 		bundle_free(b);
 }
 
+int bundle_add_roots(const struct xm_trust_bundle *b, X509_STORE *st)
+{
+	for (int i = 0; i < sk_X509_num(b->roots); i++)
+		if (!X509_STORE_add_cert(st, sk_X509_value(b->roots, i))) { /* a duplicate is no failure (OpenSSL 3) */
+			ERR_clear_error();
+			return -ENOMEM;
+		}
+	return 0;
+}
+
 size_t bundle_n_roots(const struct xm_trust_bundle *b)
 {
 	return (size_t)sk_X509_num(b->roots);

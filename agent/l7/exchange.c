@@ -647,16 +647,16 @@ static void upstream_lost(struct l7_down *d)
 		l7_report_connect_failed(d->w, x);
 	if (l7_retry_failed(d, up && up->connect_failed ? L7_RETRY_CAUSE_CONNECT_FAILURE : L7_RETRY_CAUSE_RESET, 0))
 		return;
+	/* Envoy's bodies, byte for byte (no terminating NUL: the lengths were once one too many). */
+	static const char failure[] = "upstream connect error or disconnect/reset before headers. reset reason: "
+				      "connection failure",
+			  termination[] = "upstream connect error or disconnect/reset before headers. reset reason: "
+					  "connection termination";
+
 	if (up && up->connect_failed)
-		l7_exchange_local_reply(d, 503, L7_RF_UF, NULL,
-					"upstream connect error or disconnect/reset before headers. reset reason: "
-					"connection failure",
-					92);
+		l7_exchange_local_reply(d, 503, L7_RF_UF, NULL, failure, sizeof(failure) - 1);
 	else
-		l7_exchange_local_reply(d, 503, L7_RF_UC, NULL,
-					"upstream connect error or disconnect/reset before headers. reset reason: "
-					"connection termination",
-					96);
+		l7_exchange_local_reply(d, 503, L7_RF_UC, NULL, termination, sizeof(termination) - 1);
 }
 
 static bool response_head_step(struct l7_down *d)
@@ -789,8 +789,8 @@ bool l7_exchange_step(struct l7_down *d)
 		x->up_local_port = up->local_port;
 		x->up_local_family = up->local_family;
 		x->tunnelled = up->ep.tunnel;
-		if (!up->requests && !up->ep.tunnel)
-			l7_report_connected(d->w, x); /* a fresh connection is up (a tunnelled one: once it opened) */
+		if (!up->requests)
+			l7_report_connected(d->w, x); /* a fresh connection is up (tunnelled: its stream opened) */
 		up->requests++;
 		moved = true;
 	}

@@ -490,9 +490,10 @@ void l7_proxy_collect(struct l7_proxy *p, struct xm_scrape *sc)
 	scrape_u64(f, NULL, NULL, 0, SUM(p, tunnel_total));
 	f = scrape_family(
 	    sc, "xmesh_l7_tunnel_refused_total", "counter",
-	    "Upstream connections through the tunnel that failed (503 UF) by reason: refused by the tunnel "
-	    "before it opened (connect), or not attempted: the client is no local pod with an identity "
-	    "(no_identity), the tunnel is not running (unavailable). Never sent in plaintext.");
+	    "Upstream connections through the tunnel that failed (503 UF) by reason: the tunnel answered "
+	    "refused, failed or timed out, or connectTimeout came first (connect); or not attempted: the client "
+	    "is no local pod with an identity (no_identity), the tunnel is not running (unavailable). Never sent "
+	    "in plaintext.");
 	{
 		static const char *const reason_label[1] = { "reason" };
 		static const char *const reasons[3] = { "connect", "no_identity", "unavailable" };
@@ -502,6 +503,28 @@ void l7_proxy_collect(struct l7_proxy *p, struct xm_scrape *sc)
 		for (int i = 0; i < 3; i++)
 			scrape_u64(f, reason_label, &reasons[i], 1, v[i]);
 	}
+	f = scrape_family(
+	    sc, "xmesh_l7_tunnel_answers_total", "counter",
+	    "The tunnel's answers to the L7 proxy's upstream connections, by outcome: opened (CONNECT "
+	    "200), refused (another :status), failed (no route, TLS, peer identity), timed_out (TCP/TLS).");
+	{
+		static const char *const outcome_label[1] = { "outcome" };
+		static const char *const outcomes[XM_TUNNEL_OUTCOMES] = {
+			[XM_TUNNEL_OPENED] = "opened",
+			[XM_TUNNEL_REFUSED] = "refused",
+			[XM_TUNNEL_FAILED] = "failed",
+			[XM_TUNNEL_TIMED_OUT] = "timed_out",
+		};
+
+		for (int i = 0; i < XM_TUNNEL_OUTCOMES; i++)
+			scrape_u64(f, outcome_label, &outcomes[i], 1,
+				   sum(p, offsetof(struct l7_worker_counters, tunnel_outcomes) +
+					      (size_t)i * sizeof(atomic_ullong)));
+	}
+	f = scrape_family(sc, "xmesh_l7_tunnel_answers_late_total", "counter",
+			  "The tunnel's answers that came after the connection was closed (connectTimeout, the client "
+			  "left): dropped.");
+	scrape_u64(f, NULL, NULL, 0, SUM(p, tunnel_late));
 	f = scrape_family(sc, "xmesh_l7_upstream_retries_body_too_large_total", "counter",
 			  "Retries not made because the request body outgrew the retry buffer (64 KiB).");
 	scrape_u64(f, NULL, NULL, 0, SUM(p, retry_body_too_big));

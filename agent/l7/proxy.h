@@ -13,6 +13,7 @@
 
 #include <xmesh/lb.h>
 
+#include "core/tunnel_done.h"
 #include "l7/balance.h"
 #include "l7/routes.h"
 
@@ -65,10 +66,12 @@ struct l7_tunnel_req {
 /*
  * Carries fd (one end of a connected AF_UNIX stream socketpair, owned from now on, also on failure) to req's
  * endpoint through the tunnel, on any thread; it must read nothing from fd before the tunnel's stream opened,
- * and reset it (close with what is unread) when the stream is refused or fails. Returns 0, -ENOTCONN when the
- * tunnel is not available, -ENOENT when src_id has no certificate on this node, or another -errno.
+ * and reset it when the stream is refused or fails. Returns 0, -ENOTCONN when the tunnel is not available,
+ * -ENOENT when src_id has no certificate on this node, or another -errno. When it returns 0, the outcome of
+ * the opening is posted once to done (core/tunnel_done.h; its gate's reference taken here), before any reset
+ * of fd: the connection counts as connecting until then, as a TCP connect.
  */
-typedef int (*l7_tunnel_fn)(void *ctx, int fd, const struct l7_tunnel_req *req);
+typedef int (*l7_tunnel_fn)(void *ctx, int fd, const struct l7_tunnel_req *req, const struct xm_tunnel_done *done);
 
 struct l7_proxy_addr {
 	union xm_addr addr;

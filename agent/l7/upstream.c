@@ -8,12 +8,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,56 +40,69 @@ static bool ep_eq(const struct l7_endpoint *a, const struct l7_endpoint *b)
 	return !a->tunnel || (a->src_id && b->src_id && !strcmp(a->src_id, b->src_id));
 }
 
-/*
- * A tunnelled connection opened: the tunnel read bytes we wrote (it reads none before its CONNECT stream got
- * 200), or a response byte came.
- */
-static void tunnel_opened(struct l7_up *up)
+static void opening_unlink(struct l7_up *up)
 {
-	up->tunnel_open = true;
-	if (up->kind != L7_UP_PRIMARY)
+	if (!up->tunnel_handle)
 		return;
-	loop_timer_disarm(up->w->loop, up->timer); /* the connect timeout */
-	if (up->down)
-		l7_report_connected(up->w, &up->down->x);
+	if (up->opening_prev)
+		up->opening_prev->opening_next = up->opening_next;
+	else
+		up->w->tunnels_opening = up->opening_next;
+	if (up->opening_next)
+		up->opening_next->opening_prev = up->opening_prev;
+	up->opening_next = up->opening_prev = NULL;
+	up->tunnel_handle = 0;
 }
 
-/* A tunnelled connection failed before it opened: a connect failure (refused stream, TLS failure, timeout). */
-static void tunnel_failed(struct l7_up *up)
+/* A connect failure, as a refused TCP connect: the exchange answers 503 UF, retries, outlier detection. */
+static void connect_failed(struct l7_up *up)
 {
+	up->connecting = false;
 	up->connect_failed = up->error = true;
 	atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&up->w->c.tunnel_failures, 1, memory_order_relaxed);
+	if (up->ep.tunnel)
+		atomic_fetch_add_explicit(&up->w->c.tunnel_failures, 1, memory_order_relaxed);
 }
+
+/* After up's connect ended (either way): whoever waits on it moves. */
+static void connect_settled(struct l7_up *up)
+{
+	if (up->kind == L7_UP_PRIMARY)
+		loop_timer_disarm(up->w->loop, up->timer); /* the connect timeout */
+}
+
+static void shadow_progress(struct l7_up *up);
 
 /*
- * While opening, after an event without an error: SIOCOUTQ of an AF_UNIX socket counts what we wrote and the
- * peer has not read yet (in buffer units, only our writes raise it): below what it was after our last write,
- * or zero, the tunnel read (a large body may never let it reach zero before the response). A peer that closed
- * with our bytes unread also empties it, but leaves ECONNRESET pending: SO_ERROR tells the two apart.
+ * The tunnel's answer, on the worker's thread (posted through w->gate). handle, not a pointer: the connection
+ * may have been closed meanwhile (connectTimeout, the client left, draining), and then it is no longer among
+ * the opening ones and the answer is dropped. The list holds only connections still waiting, which are few
+ * (an opening takes a round trip or two), so the walk is short.
  */
-static void tunnel_check(struct l7_up *up)
+static void l7_up_tunnel_done(void *arg, uint64_t handle, const struct xm_tunnel_result *r)
 {
-	int queued = 0, soerr = 0;
-	socklen_t len = sizeof(soerr);
+	struct l7_worker *w = arg;
+	struct l7_up *up;
 
-	if (!up->tunnel_sent || up->error || ioctl(up->fd, SIOCOUTQ, &queued))
+	if (r->outcome < XM_TUNNEL_OUTCOMES)
+		atomic_fetch_add_explicit(&w->c.tunnel_outcomes[r->outcome], 1, memory_order_relaxed);
+	for (up = w->tunnels_opening; up && up->tunnel_handle != handle; up = up->opening_next)
+		;
+	if (!up) {
+		atomic_fetch_add_explicit(&w->c.tunnel_late, 1, memory_order_relaxed);
 		return;
-	if (queued && (uint32_t)queued >= up->tunnel_outq)
-		return; /* nothing read yet */
-	if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr)
-		tunnel_failed(up);
+	}
+	opening_unlink(up);
+	if (r->outcome == XM_TUNNEL_OPENED)
+		up->connecting = false;
 	else
-		tunnel_opened(up);
-}
-
-/* After our writes while opening: what the tunnel has yet to read, for tunnel_check. */
-static void tunnel_note_queued(struct l7_up *up)
-{
-	int queued = 0;
-
-	if (!ioctl(up->fd, SIOCOUTQ, &queued))
-		up->tunnel_outq = (uint32_t)queued;
+		connect_failed(up);
+	connect_settled(up);
+	up->readable = true; /* edges that came while connecting were not read */
+	if (up->kind == L7_UP_SHADOW)
+		shadow_progress(up);
+	else if (up->down)
+		l7_down_progress(up->down);
 }
 
 static void pool_unlink(struct l7_up *up)
@@ -122,8 +133,6 @@ bool l7_up_read(struct l7_up *up)
 	if (n > 0) {
 		l7_buf_commit(&up->in, (uint32_t)n);
 		up->readable = (uint32_t)n == room;
-		if (up->ep.tunnel && !up->tunnel_open)
-			tunnel_opened(up);
 		return true;
 	}
 	if (n < 0 && errno == EINTR)
@@ -133,39 +142,22 @@ bool l7_up_read(struct l7_up *up)
 		up->eof = true;
 	else if (errno != EAGAIN)
 		up->error = true;
-	if ((up->eof || up->error) && up->ep.tunnel && !up->tunnel_open && !up->connect_failed) {
-		/* A reset (the tunnel closed with our bytes unread: ECONNRESET) or a close before we wrote is a
-		 * refusal; a clean EOF after bytes we wrote means the tunnel read them: it opened, then closed. */
-		if (up->error || !up->tunnel_sent)
-			tunnel_failed(up);
-		else
-			tunnel_opened(up);
-	}
 	return n == 0 || up->error;
 }
 
 bool l7_up_flush(struct l7_up *up)
 {
-	bool sent = false;
-
 	while (l7_buf_len(&up->out)) {
 		ssize_t n = send(up->fd, l7_buf_peek(&up->out), l7_buf_len(&up->out), MSG_NOSIGNAL);
 
 		if (n > 0) {
 			l7_buf_consume(&up->out, (uint32_t)n);
-			sent = true;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		up->error = true;
-		if (up->ep.tunnel && !up->tunnel_open && !up->connect_failed)
-			tunnel_failed(up);
 		return false;
-	}
-	if (sent && up->ep.tunnel && !up->tunnel_open) {
-		up->tunnel_sent = true;
-		tunnel_note_queued(up);
 	}
 	return true;
 }
@@ -195,26 +187,20 @@ static void on_up_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx
 	struct l7_up *up = ctx;
 
 	(void)loop;
+	if (up->connecting && up->ep.tunnel) {
+		/* The tunnel's answer decides (l7_up_tunnel_done), and comes before any reset of the socket. */
+		if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+			up->readable = true;
+		return;
+	}
 	if (up->connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
 		int soerr = 0;
 		socklen_t len = sizeof(soerr);
 
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr || (events & EPOLLERR)) {
-			up->connect_failed = up->error = true;
-			atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
-		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr || (events & EPOLLERR))
+			connect_failed(up);
 		up->connecting = false;
-		if (up->kind == L7_UP_PRIMARY)
-			loop_timer_disarm(up->w->loop, up->timer); /* the connect timeout */
-	}
-	if (up->ep.tunnel && !up->tunnel_open && !up->connect_failed) {
-		/* The same rule as in l7_up_read: reset, or closed before we wrote, is a refusal. */
-		if ((events & EPOLLERR) || ((events & EPOLLHUP) && !up->tunnel_sent))
-			tunnel_failed(up);
-		else if (events & EPOLLHUP)
-			tunnel_opened(up);
-		else
-			tunnel_check(up);
+		connect_settled(up);
 	}
 	if (!up->connect_failed && (events & EPOLLERR))
 		up->error = true;
@@ -278,13 +264,10 @@ static void on_up_timer(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 		return;
 	}
 	if (up->connecting && up->down) {
-		/* connectTimeout: the exchange answers 503 UF as for a refused connect. */
-		up->connecting = false;
-		up->connect_failed = up->error = true;
-		atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
-		l7_down_progress(up->down);
-	} else if (up->ep.tunnel && !up->tunnel_open && !up->connect_failed && up->down) {
-		tunnel_failed(up); /* connectTimeout over the tunnel's handshake and CONNECT */
+		/* connectTimeout (for a tunnel: over its handshake and CONNECT): 503 UF as for a refused connect. A
+		 * tunnel's answer that comes later finds the connection no longer waiting. */
+		opening_unlink(up);
+		connect_failed(up);
 		l7_down_progress(up->down);
 	}
 }
@@ -329,14 +312,10 @@ static int tcp_connect(struct l7_up *up, const struct l7_endpoint *ep)
 		return -1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	up->connecting = true;
-	if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
+	if (connect(fd, (struct sockaddr *)&ss, len) == 0)
 		up->connecting = false;
-	} else if (errno != EINPROGRESS) {
-		/* Refused at once: reported like an asynchronous failure, through the same path. */
-		up->connecting = false;
-		up->connect_failed = up->error = true;
-		atomic_fetch_add_explicit(&up->w->c.connect_failures, 1, memory_order_relaxed);
-	}
+	else if (errno != EINPROGRESS)
+		connect_failed(up); /* refused at once: reported like an asynchronous failure, through the same path */
 	len = sizeof(ss);
 	if (!getsockname(fd, (struct sockaddr *)&ss, &len)) {
 		up->local_family = ep->family;
@@ -353,13 +332,17 @@ static int tcp_connect(struct l7_up *up, const struct l7_endpoint *ep)
 
 /*
  * Hands the far end of a socketpair to the tunnel for ep (up->fd is the near one, registered already); the
- * connection is then opening (tunnel_open false) until the tunnel takes our first bytes. -errno when the
- * tunnel refused at once (ENOENT: no identity, ENOTCONN: no tunnel).
+ * connection is then connecting, among the worker's tunnels_opening under a new handle, until the tunnel's
+ * answer (l7_up_tunnel_done). -errno when the tunnel refused at once (ENOENT: no identity, ENOTCONN: no
+ * tunnel), and then no answer comes.
  */
 static int tunnel_submit(struct l7_up *up, int far, const struct l7_endpoint *ep, const struct l7_tunnel_req *origin)
 {
-	const struct l7_proxy_opts *o = &up->w->proxy->opts;
+	struct l7_worker *w = up->w;
+	const struct l7_proxy_opts *o = &w->proxy->opts;
 	struct l7_tunnel_req req = { 0 };
+	struct xm_tunnel_done done = { .gate = w->gate, .fn = l7_up_tunnel_done, .arg = w };
+	int err;
 
 	if (origin)
 		req = *origin;
@@ -369,7 +352,18 @@ static int tunnel_submit(struct l7_up *up, int far, const struct l7_endpoint *ep
 	req.src_id = up->tunnel_id;
 	if (!req.traceparent)
 		req.traceparent = "";
-	return o->tunnel(o->tunnel_ctx, far, &req); /* owns far from now on */
+	up->tunnel_handle = done.handle = ++w->tunnel_handles;
+	up->opening_next = w->tunnels_opening;
+	if (up->opening_next)
+		up->opening_next->opening_prev = up;
+	w->tunnels_opening = up;
+	up->connecting = true;
+	err = o->tunnel(o->tunnel_ctx, far, &req, &done); /* owns far from now on */
+	if (err) {
+		opening_unlink(up);
+		up->connecting = false;
+	}
+	return err;
 }
 
 static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *ep, struct l7_shared *load,
@@ -410,7 +404,7 @@ static struct l7_up *up_connect(struct l7_worker *w, const struct l7_endpoint *e
 		err = errno;
 		goto fail;
 	}
-	if (up->connecting || up->ep.tunnel) {
+	if (up->connecting || up->ep.tunnel) { /* a tunnel is connecting from tunnel_submit on */
 		up->timer = loop_timer_add(w->loop, connect_timeout_ms, 0, on_up_timer, up);
 		if (!up->timer) {
 			err = ENOMEM;
@@ -524,6 +518,7 @@ void l7_up_close(struct l7_up *up)
 	if (up->dead)
 		return;
 	up->dead = true;
+	opening_unlink(up); /* a tunnel's answer still to come is dropped */
 	if (up->pooled)
 		pool_unlink(up);
 	loop_del_fd(w->loop, up->fd);

@@ -14,6 +14,8 @@
 #include "compile/snapshot.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/post_gate.h"
+#include "core/tunnel_done.h"
 #include "l7/stats.h"
 #include "l7/worker.h"
 
@@ -231,6 +233,20 @@ static void close_everything(struct l7_worker *w)
 		l7_up_close(w->ups);
 }
 
+/*
+ * The loop's thread (or any, the loop never ran), its loop stopped and every connection closed: the tunnel's
+ * answers stop coming (the hbone thread outlives the workers), and those already posted run now, finding no
+ * connection (loop_free would leak their memory).
+ */
+static void close_gate(struct l7_worker *w)
+{
+	if (!w->gate)
+		return;
+	post_gate_close(w->gate);
+	w->gate = NULL;
+	tunnel_done_flush(w->loop);
+}
+
 static void on_drain_deadline(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 {
 	struct l7_worker *w = ctx;
@@ -283,7 +299,8 @@ struct l7_worker *l7_worker_new(struct l7_proxy *p, size_t index, struct l7_stat
 	l7_rng_seed(&w->rng);
 	w->loop = loop_new();
 	w->balancer = l7_balancer_new(l7_rng_next(&w->rng), p->opts.ejected, p->opts.ejected_ctx);
-	if (!w->loop || !w->balancer)
+	w->gate = w->loop ? post_gate_new(w->loop) : NULL;
+	if (!w->loop || !w->balancer || !w->gate)
 		goto fail;
 	w->reaper = loop_timer_add(w->loop, REAP_DELAY_MS, 0, on_reap, w);
 	if (!w->reaper)
@@ -303,6 +320,7 @@ void *l7_worker_main(void *arg)
 	if (err)
 		log_error("l7 worker %zu: event loop: %s", w->index, strerror(-err));
 	close_everything(w);
+	close_gate(w);
 	on_reap(w->loop, NULL, w);
 	l7_buf_cache_drain();
 	return NULL;
@@ -315,6 +333,7 @@ void l7_worker_free(struct l7_worker *w)
 		return;
 	if (w->loop) {
 		close_everything(w);
+		close_gate(w);
 		on_reap(w->loop, NULL, w);
 		l7_buf_cache_drain(); /* this thread's: what a worker that never ran released here */
 	}

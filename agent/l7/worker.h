@@ -77,14 +77,14 @@ struct l7_up {
 	uint64_t born_ms;	  /* opened at (loop_batch_ms()) */
 	uint64_t max_duration_ms; /* maxConnectionDuration: not reused, and closed when pooled, past it; 0: none */
 	/*
-	 * Tunnelled (ep.tunnel): fd is a socketpair's end, the other one is the tunnel's. Until the tunnel read
-	 * bytes we wrote (it reads none before its CONNECT stream opened) or a response byte came, it is opening:
-	 * a reset or EOF then is a connect failure (UF), as a refused TCP connect.
+	 * Tunnelled (ep.tunnel): fd is a socketpair's end, the other one is the tunnel's. It is connecting until
+	 * the tunnel's answer (l7_up_tunnel_done, found by tunnel_handle among the worker's tunnels_opening):
+	 * opened, or refused/failed/timed out, which is a connect failure (UF), as a refused TCP connect.
 	 */
-	bool tunnel_open, tunnel_sent;
-	uint32_t tunnel_outq;		/* SIOCOUTQ after our last write while opening */
-	char *tunnel_id;		/* ep.src_id's copy (ep.src_id points here) */
-	struct h1_chunked shadow_chunk; /* shadow: response framing while it drains */
+	uint64_t tunnel_handle;			   /* 0: not waiting for an answer */
+	struct l7_up *opening_next, *opening_prev; /* in the worker's tunnels_opening while waiting */
+	char *tunnel_id;			   /* ep.src_id's copy (ep.src_id points here) */
+	struct h1_chunked shadow_chunk;		   /* shadow: response framing while it drains */
 	bool shadow_head_done;
 	enum h1_body shadow_body;
 	uint64_t shadow_remaining;
@@ -215,6 +215,8 @@ struct l7_worker_counters {
 	/* upstreams through the tunnel: opened, refused before any byte (UF), refused locally (no client
 	 * certificate, no tunnel) */
 	atomic_ullong tunnel_total, tunnel_failures, tunnel_no_identity, tunnel_unavailable;
+	/* the tunnel's answers, by outcome; late: answers for a connection closed meanwhile (connectTimeout) */
+	atomic_ullong tunnel_outcomes[XM_TUNNEL_OUTCOMES], tunnel_late;
 };
 
 #define L7_POOL_BUCKETS 256
@@ -244,6 +246,11 @@ struct l7_worker {
 	size_t n_conns;
 	struct l7_up *pool[L7_POOL_BUCKETS]; /* idle upstream connections, by endpoint hash */
 	struct l7_up *ups;		     /* every live upstream connection */
+	/* Tunnelled connections waiting for the tunnel's answer, which comes through gate (closed when the loop
+	 * stops: the hbone thread outlives the workers) naming the connection by handle (never a pointer). */
+	struct l7_up *tunnels_opening;
+	uint64_t tunnel_handles; /* the last handle given */
+	struct xm_post_gate *gate;
 	struct l7_down *dead_downs;
 	struct l7_up *dead_ups;
 	struct xm_timer *reaper; /* frees dead connections once no callback can hold them */

@@ -38,23 +38,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_hbone_origdst SEC(".maps");
 
-/* The outbound listener when one is set for IPv4 (the only family captured), else NULL. One array lookup. */
-static __always_inline const struct xm_l7_proxy *xm_hbone_proxy_v4(void)
+/* The outbound listener when one is set for this family, else NULL. One array lookup. */
+static __always_inline const struct xm_l7_proxy *xm_hbone_proxy_for(__u8 family)
 {
 	const struct xm_l7_proxy *p;
 	__u32 zero = 0;
 
 	p = bpf_map_lookup_elem(&xm_hbone_proxy, &zero);
-	if (!p || !p->port || !(p->flags & XM_L7_PROXY_F_V4))
+	if (!p || !p->port)
 		return NULL;
-	return p;
+	if (family == XM_FAMILY_V4 && (p->flags & XM_L7_PROXY_F_V4))
+		return p;
+	if (family == XM_FAMILY_V6 && (p->flags & XM_L7_PROXY_F_V6))
+		return p;
+	return NULL;
 }
 
 /*
- * Whether a TCP connection to the IPv4 address a, port (network order) goes through the tunnel: the address
- * is a pod of another node ((a, port), else (a, 0) in xm_hbone_dsts) whose mode is not DISABLE. 15008 never.
+ * Whether a TCP connection to address a of this family, port (network order) goes through the tunnel: the
+ * address is a pod of another node ((a, port), else (a, 0) in xm_hbone_dsts) whose mode is not DISABLE.
+ * 15008 never.
  */
-static __always_inline bool xm_hbone_tunnelled(__u32 a, __u16 port)
+static __always_inline bool xm_hbone_tunnelled(const union xm_addr *a, __u8 family, __u16 port)
 {
 	const struct xm_mtls_policy *pol;
 	struct xm_mtls_key k;
@@ -62,8 +67,8 @@ static __always_inline bool xm_hbone_tunnelled(__u32 a, __u16 port)
 	if (port == bpf_htons(XM_HBONE_INBOUND_PORT))
 		return false;
 	__builtin_memset(&k, 0, sizeof(k));
-	k.addr.v4 = a;
-	k.family = XM_FAMILY_V4;
+	k.addr = *a;
+	k.family = family;
 	k.port = bpf_ntohs(port);
 	pol = bpf_map_lookup_elem(&xm_hbone_dsts, &k);
 	if (!pol) {
@@ -82,7 +87,8 @@ static __always_inline void xm_hbone_record_origdst(struct bpf_sock_ops *skops, 
 	struct xm_l7_origdst_key k;
 	struct xm_hbone_origdst v;
 
-	if (!xm_l7_key_of(skops, &k) || k.family != XM_FAMILY_V4) {
+	/* The 4-tuple's family is the dial's (a v4-mapped dial is IPv4 both on the wire and in st). */
+	if (!xm_l7_key_of(skops, &k) || k.family != st->family) {
 		xm_map_error(XM_MAPERR_HBONE_ORIGDST);
 		return;
 	}
@@ -92,19 +98,19 @@ static __always_inline void xm_hbone_record_origdst(struct bpf_sock_ops *skops, 
 		const struct xm_backend *be = bpf_map_lookup_elem(&xm_backends, &id);
 
 		/* Gone between connect and here (an apply removed it): no destination, the agent refuses. */
-		if (!be || be->family != XM_FAMILY_V4) {
+		if (!be || be->family != st->family) {
 			xm_map_error(XM_MAPERR_HBONE_ORIGDST);
 			return;
 		}
-		v.target.v4 = be->addr.v4;
+		v.target = be->addr;
 		v.tport = be->port;
 	} else {
-		v.target.v4 = st->vip.v4;
+		v.target = st->vip;
 		v.tport = st->vport;
 	}
-	v.vip.v4 = st->vip.v4;
+	v.vip = st->vip;
 	v.vport = st->vport;
-	v.family = XM_FAMILY_V4;
+	v.family = st->family;
 	v.svc_id = st->svc_id;
 	v.netns = bpf_get_netns_cookie(skops);
 	/* BPF_ANY: a 4-tuple is unique among live connections, so an entry under it is a closed one's leftover. */

@@ -19,8 +19,8 @@
 
 /*
  * xm_hbone_proxy[0]: the outbound listener, the same layout as xm_l7_proxy (include/xmesh/l7.h): addr4/addr6,
- * port in network order, XM_L7_PROXY_F_V4/V6 in flags. Zero (a fresh map) captures nothing. Only IPv4 is
- * captured today (the server side serves IPv4 pods).
+ * port in network order, XM_L7_PROXY_F_V4/V6 in flags: a family whose flag is set is captured (IPv4 and
+ * v4-mapped dials to addr4, IPv6 to addr6, the node's InternalIPs). Zero (a fresh map) captures nothing.
  */
 
 /*
@@ -39,7 +39,7 @@ struct xm_hbone_origdst {
 	union xm_addr vip;    /* what the application dialed (a Service VIP, or the pod IP itself) */
 	__u16 tport;	      /* target port, network order */
 	__u16 vport;	      /* dialed port, network order */
-	__u8 family;	      /* XM_FAMILY_V4 */
+	__u8 family;	      /* XM_FAMILY_*: of target, vip and the key's 4-tuple */
 	__u8 pad[3];
 	__u32 svc_id; /* the service port balanced for, 0 for a pod dialed directly */
 	__u32 pad2;   /* netns is 8-byte aligned */

@@ -4,17 +4,20 @@
  * a connect to a tunnelled pod of another node — dialed, or the backend chosen for a VIP — lands on the agent's
  * outbound listener at a node address, the application still sees what it dialed, and the listener learns the
  * real destination from the kernel's 4-tuple. The "remote pods" are the fixture's loopback backends: their
- * address has an xm_hbone_dsts entry as a pod of another node would.
+ * address has an xm_hbone_dsts entry as a pod of another node would. IPv6 (ipv6_* tests) goes to the listener
+ * on the node's IPv6 address, the same way.
  */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,53 +30,85 @@
 #include "skel/sock_lb.skel.h"
 #include "sock_lb_fixture.h"
 
-#define NODE4 "10.200.1.1" /* the node's InternalIP: where the outbound listener is */
-#define POD   "127.0.0.1"  /* the fixture's backends: a pod of another node for these tests */
+#define NODE4 "10.200.1.1"  /* the node's InternalIP: where the outbound listener is */
+#define NODE6 "fd00:200::1" /* the node's IPv6 InternalIP: where the IPv6 outbound listener is */
+#define POD   "127.0.0.1"   /* the fixture's backends: a pod of another node for these tests */
+#define POD6  "::1"	    /* the fixture's IPv6 backends */
 #define VIP4  "10.96.0.10"
+#define VIP6  "fd00:96::10"
 
 static int tl_fd = -1;	 /* the tunnel's outbound listener, made outside the mesh cgroup as the agent's */
+static int tl6_fd = -1;	 /* its IPv6 twin on NODE6, at the same port (as the agent's) */
 static uint16_t tl_port; /* host order */
 static int l7_fd = -1;	 /* the L7 proxy's listener, for the test that has one */
 static uint16_t l7_port; /* host order */
 
+/* A listener at addr (IPv4 or IPv6) and *port (0: any, set to the port taken). */
 static int listen_on(const char *addr, uint16_t *port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = sandbox_socket_outside(AF_INET, SOCK_STREAM | SOCK_CLOEXEC);
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(*port) };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(*port) };
+	bool v6 = strchr(addr, ':') != NULL;
+	struct sockaddr *sa = v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a;
+	socklen_t len = v6 ? sizeof(a6) : sizeof(a);
+	int fd = sandbox_socket_outside(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC);
 
 	cr_assert(fd >= 0);
-	cr_assert_eq(inet_pton(AF_INET, addr, &a.sin_addr), 1);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind %s: %s", addr, strerror(errno));
+	cr_assert_eq(inet_pton(v6 ? AF_INET6 : AF_INET, addr, v6 ? (void *)&a6.sin6_addr : (void *)&a.sin_addr), 1);
+	cr_assert_eq(bind(fd, sa, len), 0, "bind %s: %s", addr, strerror(errno));
 	cr_assert_eq(listen(fd, 64), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	*port = ntohs(a.sin_port);
+	cr_assert_eq(getsockname(fd, sa, &len), 0);
+	*port = ntohs(v6 ? a6.sin6_port : a.sin_port);
 	return fd;
+}
+
+/* struct in6_ifreq of linux/ipv6.h, which clashes with netinet/in.h. */
+struct xm_in6_ifreq {
+	struct in6_addr addr;
+	uint32_t prefixlen;
+	int ifindex;
+};
+
+static void add_addr6(const char *addr)
+{
+	struct xm_in6_ifreq r6 = { .prefixlen = 128, .ifindex = (int)if_nametoindex("lo") };
+	int fd6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	cr_assert(fd6 >= 0);
+	cr_assert_eq(inet_pton(AF_INET6, addr, &r6.addr), 1);
+	cr_assert_eq(ioctl(fd6, SIOCSIFADDR, &r6), 0, "add %s: %s", addr, strerror(errno));
+	close(fd6);
 }
 
 static void setup(void)
 {
 	fx_setup();
 	fx_add_addr4(NODE4);
+	add_addr6(NODE6);
+	tl_port = 0;
 	tl_fd = listen_on(NODE4, &tl_port);
+	tl6_fd = listen_on(NODE6, &tl_port);
 }
 
 static void teardown(void)
 {
 	if (tl_fd >= 0)
 		close(tl_fd);
+	if (tl6_fd >= 0)
+		close(tl6_fd);
 	if (l7_fd >= 0)
 		close(l7_fd);
-	tl_fd = l7_fd = -1;
+	tl_fd = tl6_fd = l7_fd = -1;
 	fx_teardown();
 }
 
-/* The listener in xm_hbone_proxy for the families asked. */
+/* The listeners in xm_hbone_proxy for the families asked. */
 static void listener_on(bool v4, bool v6)
 {
 	struct l7_capture_proxy p = { .v4 = v4, .v6 = v6, .port = tl_port };
 
 	inet_pton(AF_INET, NODE4, &p.addr4.v4);
+	inet_pton(AF_INET6, NODE6, p.addr6.bytes);
 	cr_assert_eq(hbone_capture_set_proxy(fx.fds.hbone_proxy, &p), 0);
 }
 
@@ -93,6 +128,13 @@ static void tunnel_pod(uint16_t port, uint8_t mode)
 	tunnelled(&e, 1);
 }
 
+static void tunnel_pod6(uint16_t port, uint8_t mode)
+{
+	struct xm_mtls_entry e = mtx_entry(POD6, port, mode, 0);
+
+	tunnelled(&e, 1);
+}
+
 /* The next connection a listener has, or -1 after 2 s (wait) or at once. */
 static int accept_on(int lfd, int wait_ms)
 {
@@ -105,10 +147,16 @@ static int accept_on(int lfd, int wait_ms)
 
 static void sa_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-	char ip[INET_ADDRSTRLEN] = "?";
+	char ip[INET6_ADDRSTRLEN] = "?";
 
-	cr_assert_eq(ss->ss_family, AF_INET, "not AF_INET: %u", ss->ss_family);
+	cr_assert(ss->ss_family == AF_INET || ss->ss_family == AF_INET6, "not AF_INET(6): %u", ss->ss_family);
+	if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s %u", ip, ntohs(s6->sin6_port));
+		return;
+	}
 	inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
 	snprintf(buf, len, "%s %u", ip, ntohs(s4->sin_port));
 }
@@ -346,6 +394,7 @@ static void expect_plain(const char *dial, uint16_t port)
 	cr_assert(c >= 0, "connect %s %u: %s", dial, port, strerror(-c));
 	cr_expect_eq(fx_accept_which(), 0, "the pod did not get the connection");
 	cr_expect_eq(accept_on(tl_fd, 0), -1, "the tunnel listener got it");
+	cr_expect_eq(accept_on(tl6_fd, 0), -1, "the IPv6 tunnel listener got it");
 	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_HBONE_CAPTURE), 0);
 	cr_expect_eq(fx_map_entries(fx.fds.hbone_origdst, sizeof(struct xm_l7_origdst_key)), 0);
 	close(c);
@@ -565,6 +614,134 @@ Test(hbone_capture, sync_follows_each_table)
 	cr_assert_eq(hbone_capture_sync(fx.fds.hbone_dsts, &tb, &empty), 0);
 	mtx_assert_map_is(fx.fds.hbone_dsts, &empty);
 	cr_expect_eq(hbone_capture_sync(-1, NULL, &ta), -EIO, "a bad map fd is an error");
+}
+
+/* IPv6: a pod of another node dialed directly lands on the IPv6 listener; its entry names the IPv6 pod. */
+Test(hbone_capture, ipv6_direct_dial_lands_on_v6_listener)
+{
+	char peer[80], want[80];
+	int c, s;
+
+	fx_listeners(1, SOCK_STREAM, true);
+	tunnel_pod6(0, XM_MTLS_MODE_STRICT);
+	listener_on(true, true);
+	c = fx_connect(POD6, fx.port[0]);
+	cr_assert(c >= 0, "connect: %s", strerror(-c));
+	s = accept_on(tl6_fd, 2000);
+	cr_assert(s >= 0, "the IPv6 tunnel listener got no connection");
+	cr_expect_eq(accept_on(tl_fd, 0), -1, "the IPv4 listener got an IPv6 connect");
+	cr_expect_not(fx_backend_pending(), "the pod got the connection in plaintext");
+	local_str(s, peer, sizeof(peer));
+	snprintf(want, sizeof(want), NODE6 " %u", tl_port);
+	cr_expect_str_eq(peer, want, "rewritten to the IPv6 listener");
+	snprintf(want, sizeof(want), POD6 " %u", fx.port[0]);
+	fx_peer_str(c, peer, sizeof(peer));
+	cr_expect_str_eq(peer, want, "getpeername answers the pod dialed");
+	expect_captured(c, s, want, want, 0);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_HBONE_CAPTURE), 1);
+	cr_expect_eq(fx_backend_conns_total(), 0, "a pod dialed directly has no backend to count");
+	close(c);
+	close(s);
+	wait_closed();
+}
+
+/* IPv6 VIP: the socket LB's backend is tunnelled: target = that IPv6 backend, dialed = the VIP, counted. */
+Test(hbone_capture, ipv6_vip_dial_tunnels_the_chosen_backend)
+{
+	char peer[80], want[80];
+	uint32_t svc_id;
+	int c, s;
+
+	fx_listeners(1, SOCK_STREAM, true);
+	svc_id = fx_publish_flags(VIP6, 80, IPPROTO_TCP, XM_LB_LEAST_REQUEST, 1, 0);
+	tunnel_pod6(0, XM_MTLS_MODE_PERMISSIVE);
+	listener_on(true, true);
+	c = fx_connect(VIP6, 80);
+	cr_assert(c >= 0, "connect: %s", strerror(-c));
+	s = accept_on(tl6_fd, 2000);
+	cr_assert(s >= 0, "the IPv6 tunnel listener got no connection");
+	cr_expect_not(fx_backend_pending(), "the backend got the connection in plaintext");
+	fx_peer_str(c, peer, sizeof(peer));
+	cr_expect_str_eq(peer, VIP6 " 80", "getpeername answers the VIP");
+	snprintf(want, sizeof(want), POD6 " %u", fx.port[0]);
+	expect_captured(c, s, want, VIP6 " 80", svc_id);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_HBONE_CAPTURE), 1);
+	cr_expect_eq(fx_sock_stat(XM_STAT_SOCK_LB_TCP), 1, "balanced by the socket LB first");
+	cr_expect_eq(fx_backend_conns_total(), 1, "the backend counts the tunnelled connection");
+	close(c);
+	close(s);
+	wait_closed();
+	cr_expect_eq(fx_map_entries(fx.fds.conn_metrics, sizeof(struct xm_conn_metrics_key)), 1);
+	{
+		struct xm_conn_metrics_key k;
+
+		cr_assert_eq(bpf_map_get_next_key(fx.fds.conn_metrics, NULL, &k), 0);
+		cr_expect_eq(k.family, XM_FAMILY_V6);
+		cr_expect_eq(k.flags, XM_CONN_F_MTLS, "marked mutual TLS");
+	}
+}
+
+/* Each family has its own listener flag: IPv6 is not captured without its own (an IPv6-only one: above). */
+Test(hbone_capture, ipv6_needs_the_v6_listener)
+{
+	int c, s;
+
+	fx_listeners(1, SOCK_STREAM, true);
+	tunnel_pod6(0, XM_MTLS_MODE_STRICT);
+	expect_plain(POD6, fx.port[0]); /* a fresh map */
+	listener_on(true, false);
+	expect_plain(POD6, fx.port[0]);
+	listener_on(false, true);
+	c = fx_connect(POD6, fx.port[0]);
+	cr_assert(c >= 0);
+	s = accept_on(tl6_fd, 2000);
+	cr_expect(s >= 0, "the IPv6 pod was not captured by the IPv6-only listener");
+	close(c);
+	if (s >= 0)
+		close(s);
+}
+
+/* The same verdicts as IPv4: DISABLE, no entry, a DISABLE port of a STRICT pod, 15008 stay plaintext. */
+Test(hbone_capture, ipv6_plaintext_verdicts)
+{
+	struct xm_mtls_entry e[2];
+	int c, s;
+
+	fx_listeners(2, SOCK_STREAM, true);
+	listener_on(true, true);
+	tunnel_pod6(0, XM_MTLS_MODE_DISABLE);
+	expect_plain(POD6, fx.port[0]);
+	e[0] = mtx_entry("fd00:244::9", 0, XM_MTLS_MODE_STRICT, 0);
+	tunnelled(e, 1);
+	expect_plain(POD6, fx.port[0]);
+	e[0] = mtx_entry(POD6, 0, XM_MTLS_MODE_STRICT, 0);
+	e[1] = mtx_entry(POD6, fx.port[0], XM_MTLS_MODE_DISABLE, 0);
+	tunnelled(e, 2);
+	expect_plain(POD6, fx.port[0]);
+	c = fx_connect(POD6, fx.port[1]);
+	cr_assert(c >= 0);
+	s = accept_on(tl6_fd, 2000);
+	cr_expect(s >= 0, "the STRICT pod's other port was not tunnelled");
+	close(c);
+	if (s >= 0)
+		close(s);
+}
+
+Test(hbone_capture, ipv6_port_15008_is_not_captured)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(XM_HBONE_INBOUND_PORT) };
+
+	fx_listeners(0, SOCK_STREAM, true);
+	fx.listen_fd[0] = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert(fx.listen_fd[0] >= 0);
+	inet_pton(AF_INET6, POD6, &a.sin6_addr);
+	cr_assert_eq(bind(fx.listen_fd[0], (struct sockaddr *)&a, sizeof(a)), 0, "bind 15008: %s", strerror(errno));
+	cr_assert_eq(listen(fx.listen_fd[0], 8), 0);
+	fx.port[0] = XM_HBONE_INBOUND_PORT;
+	fx.n_backends = 1;
+	tunnel_pod6(0, XM_MTLS_MODE_STRICT);
+	listener_on(true, true);
+	expect_plain(POD6, XM_HBONE_INBOUND_PORT);
 }
 
 /*

@@ -437,3 +437,26 @@ Test(peer_auth, same_node_mesh_pods_pass_others_do_not)
 	assert_reset(&syn, 0, "a pod of this node that is not in the mesh");
 	cr_assert_eq(rejected(POD4, 8080).syns, 3);
 }
+
+/* The same over IPv6 (a dual-stack node's mesh pods reach a STRICT pod's IPv6 address in plaintext). */
+Test(peer_auth, same_node_mesh_pods_pass_others_do_not_v6)
+{
+	struct xp_spec syn = {
+		.family = 6, .proto = 6, .src = "fd00:200:2::12", .dst = POD6, .sport = 40071, .dport = 8080
+	};
+
+	set_policy(POD6, 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT);
+	add_local_pod("fd00:200:2::12");
+	add_local_pod("10.200.2.12"); /* its IPv4 address: no answer for the IPv6 one */
+	add_guarded_iface(5);
+	ingress_ifindex = 5;
+	assert_passes(&syn, 0, "a mesh pod of this node, from its veth");
+	ingress_ifindex = 9;
+	assert_reset(&syn, 0, "a mesh pod's address arriving on the uplink (spoofed)");
+	ingress_ifindex = 5;
+	syn.src = "fd00:200:2::13";
+	assert_reset(&syn, 0, "a pod of this node that is not in the mesh");
+	syn.src = "::ffff:10.200.2.12";
+	assert_reset(&syn, 0, "the IPv4 mesh pod's address, v4-mapped in an IPv6 packet");
+	cr_assert_eq(rejected(POD6, 8080).syns, 3);
+}

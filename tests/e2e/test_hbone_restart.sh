@@ -163,7 +163,7 @@ across() {
 	# (c) the sockets went through the holder.
 	grep -q 'hbone: 2 listening sockets held for the next agent' "$XMT_TMP/agent-$name-old.log" ||
 		xmt_fail "(c) agent $name handed nothing over: $(grep 'hbone' "$XMT_TMP/agent-$name-old.log" | tail -n 4)"
-	grep -q 'hbone: took over the 15008 listener and the outbound listener' "$XMT_TMP/agent-$name.log" ||
+	grep -q 'hbone: took over the 15008 listener, the IPv4 outbound listener' "$XMT_TMP/agent-$name.log" ||
 		xmt_fail "(c) the new agent $name took nothing over: $(grep 'hbone' "$XMT_TMP/agent-$name.log" | head -n 4)"
 	[ ! -e "$XMT_TMP/admin-$name.sock.hbone" ] || xmt_fail "(c) the holder's socket is still there after the handover"
 	out="$(tail -n 1 "$XMT_TMP/rr-$name.log"); $(tail -n 1 "$XMT_TMP/loop-$name.log" | cut -d' ' -f1-3), $during during the restart; exit $((EXIT_MS - STOP_MS)) ms after SIGTERM, ready $((READY_MS - EXIT_MS)) ms later; $(grep -o 'drained in [0-9]* ms' "$XMT_TMP/agent-$name-old.log")"

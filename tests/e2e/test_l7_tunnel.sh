@@ -7,6 +7,9 @@
 #   - node A's request metric says connection_security_policy="mutual_tls", with pa's and sa's SPIFFE ids;
 #     the access log line says mutual_tls too; the connection was handed to the tunnel, not captured;
 #   - 400 keep-alive requests on 4 client connections ride at most 4 more tunnelled connections (pooled);
+#   - a Service whose endpoint is sa on a port nothing listens on: node B's tunnel answers 503, agent A's proxy
+#     hears "refused" from its tunnel (xmesh_l7_tunnel_answers_total) and answers 503 UF,URX after the
+#     VirtualService's 2 retries (3 tunnel CONNECTs), byte-exact Envoy body, as for a refused TCP connect;
 #   - a client in the mesh cgroup that is no pod (node A's own namespace) gets 503 UF: no identity to present;
 #   - node A's own plaintext to sa's port is refused (STRICT in node B's kernel).
 #
@@ -27,6 +30,7 @@ if [ ! -x "$XM_HTTP" ] || [ ! -x "$XM_HTTP_LOAD" ]; then xmt_skip "xm-http / xm-
 SA=10.200.2.11
 PA=10.200.1.11
 VIP=10.96.0.70
+VIP_GONE=10.96.0.71
 
 xmx_two_nodes_pods
 xmx_pod nodeb sa "$SA" 10.200.2.1
@@ -50,6 +54,17 @@ config() {
 			"  namespace: default" "  labels:" "    kubernetes.io/service-name: web" "addressType: IPv4" "ports:" \
 			"- name: http" "  port: 9080" "  protocol: TCP" "endpoints:" "- addresses:" "  - \"$SA\"" \
 			"  conditions:" "    ready: true" "  nodeName: nodeb"
+		# "gone": sa's port 9091, where nothing listens; 2 retries on connect-failure.
+		printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: gone" "  namespace: default" \
+			"spec:" "  clusterIP: $VIP_GONE" "  clusterIPs:" "  - $VIP_GONE" "  ports:" "  - name: http" "    port: 80" \
+			"    protocol: TCP" "    targetPort: 9091"
+		printf '%s\n' "---" "apiVersion: discovery.k8s.io/v1" "kind: EndpointSlice" "metadata:" "  name: gone-nodeb" \
+			"  namespace: default" "  labels:" "    kubernetes.io/service-name: gone" "addressType: IPv4" "ports:" \
+			"- name: http" "  port: 9091" "  protocol: TCP" "endpoints:" "- addresses:" "  - \"$SA\"" \
+			"  conditions:" "    ready: true" "  nodeName: nodeb"
+		printf '%s\n' "---" "apiVersion: networking.istio.io/v1" "kind: VirtualService" "metadata:" "  name: gone" \
+			"  namespace: default" "spec:" "  hosts: [gone]" "  http:" "  - retries:" "      attempts: 2" \
+			"      retryOn: connect-failure" "    route:" "    - destination:" "        host: gone"
 		printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
 			"  name: web-mode" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: web" \
 			"  mtls:" "    mode: $1"
@@ -132,6 +147,31 @@ grep -E "^status 200 400$" <<<"$out" >/dev/null || xmt_fail "load through the tu
 n2=$(metric nodea xmesh_l7_tunnel_upstream_connections_total)
 [ "$n2" -le $((n + 4)) ] || xmt_fail "$((n2 - n)) new tunnelled connections for 4 client connections"
 xmt_log "400 requests (4 connections) through the tunnel in $ms ms, $((n2 - n)) new tunnelled connection(s); $(tail -n 1 <<<"$out")"
+
+XMT_SUBTEST="a closed port on the remote pod: the tunnel's answer is refused, 503 UF,URX after 2 retries"
+opened=$(metric nodea 'xmesh_l7_tunnel_answers_total{outcome="opened"}')
+[ "$opened" -ge 1 ] || xmt_fail "the proxy heard no 'opened' answer for its tunnelled connections: $opened"
+refused0=$(metric nodea 'xmesh_l7_tunnel_answers_total{outcome="refused"}')
+hand0=$(metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
+code=$(in_pod pa curl -sS -o "$XMT_TMP/gone.body" -w '%{http_code}' --max-time 10 -H 'Host: gone' "http://$VIP_GONE/" ||
+	true)
+[ "$code" = 503 ] || xmt_fail "pa -> gone: $code, not 503"
+printf '%s' "upstream connect error or disconnect/reset before headers. reset reason: connection failure" |
+	cmp -s - "$XMT_TMP/gone.body" || xmt_fail "pa -> gone: body $(cat "$XMT_TMP/gone.body")"
+refused=$(metric nodea 'xmesh_l7_tunnel_answers_total{outcome="refused"}')
+hand=$(metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
+[ $((refused - refused0)) = 3 ] || xmt_fail "answers refused: $((refused - refused0)), want 3 (1 try + 2 retries)"
+[ $((hand - hand0)) = 3 ] || xmt_fail "hand-offs to the tunnel: $((hand - hand0)), want 3"
+python3 - "$XMT_TMP/access-a.log" <<'PY' || xmt_fail "access log: $(grep -F '"gone' "$XMT_TMP/access-a.log" | tail -n 1)"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+gone = [l for l in lines if l.get("authority") == "gone"]
+assert len(gone) == 1, gone
+assert gone[0]["status"] == 503, gone[0]
+flags = set(gone[0]["response_flags"].split(","))
+assert flags == {"UF", "URX"}, gone[0]
+PY
+xmt_log "a closed remote port: 503 UF,URX after 3 tunnel CONNECTs, each answered refused"
 
 XMT_SUBTEST="a client that is no pod gets 503 UF, never plaintext"
 # A process of node A's own namespace inside agent a's mesh cgroup: captured by the proxy, but no identity.

@@ -13,7 +13,8 @@ client: opens one CONNECT stream to --authority through the HBONE server at --co
         resumed=True|False for each.
 server: serves one TLS connection on 127.0.0.1 (its port written to --port-file), requires a client
         certificate, answers each CONNECT whose :authority is --authority with 200 and echoes the stream's
-        bytes back on it (it is its own target); any other request gets 400. Exits 0 once the client
+        bytes back on it (it is its own target); any other request (or one without an --expect-header
+        NAME=VALUE exactly) gets 400. Exits 0 once the client
         closed the connection after at least one echoed stream.
 """
 import argparse
@@ -313,6 +314,9 @@ def run_server(args):
                 h = dict(ev.headers)
                 ok = h.get(":method") == "CONNECT" and h.get(":authority") == args.authority
                 ok = ok and h.get("forwarded", "").startswith('for="') and len(h.get("traceparent", "")) == 55
+                for nv in args.expect_header:
+                    name, _, value = nv.partition("=")
+                    ok = ok and h.get(name) == value
                 print("request %r" % sorted(h.items()))
                 if ok:
                     conn.send_headers(ev.stream_id, [(":status", "200")])
@@ -342,6 +346,8 @@ def main():
     ap.add_argument("--authority", required=True)
     ap.add_argument("--bytes", type=int, default=1 << 20)
     ap.add_argument("--expect-id")
+    ap.add_argument("--expect-header", action="append", default=[],
+                    help="server: NAME=VALUE that each CONNECT must carry exactly (else 400)")
     ap.add_argument("--expect-prefix", default="",
                     help="the target sends this before echoing (xm-server's id line)")
     ap.add_argument("--expect-refused", action="store_true")

@@ -282,6 +282,53 @@ Test(hbone, authority)
 	}
 }
 
+/*
+ * IPv6 as RFC 3986 (IP-literal = "[" IPv6address "]") and ztunnel (a Rust SocketAddrV6 printed) write it:
+ * hex in either case, embedded IPv4; no zone (pod IPs have none), no IPvFuture, nothing outside the brackets.
+ */
+Test(hbone, authority_ipv6)
+{
+	static const struct {
+		const char *s, *canonical; /* NULL: refused */
+	} cases[] = {
+		{ "[FD00:200:2::11]:8080", "[fd00:200:2::11]:8080" },
+		{ "[fd00:200:2:0:0:0:0:11]:80", "[fd00:200:2::11]:80" },
+		{ "[::ffff:10.0.0.1]:80", "[::ffff:10.0.0.1]:80" },
+		{ "[2001:db8::1.2.3.4]:1", "[2001:db8::102:304]:1" },
+		{ "[::]:65535", "[::]:65535" },
+		{ "[fe80::1%eth0]:80", NULL },
+		{ "[fe80::1%25eth0]:80", NULL },
+		{ "[v1.fe]:80", NULL },
+		{ "[]:80", NULL },
+		{ "[fd00::1]:", NULL },
+		{ "[fd00::1]:0", NULL },
+		{ "[fd00::1]:65536", NULL },
+		{ "[fd00::1]:+80", NULL },
+		{ "[fd00::1]]:80", NULL },
+		{ "[[fd00::1]]:80", NULL },
+		{ "[fd00::1:80", NULL },
+		{ "fd00::1]:80", NULL },
+		{ "[fd00::g]:80", NULL },
+		{ "[fd00:0:0:0:0:0:0:0:1]:80", NULL },
+		{ "[ fd00::1]:80", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage ss;
+		char back[64];
+		int rc = hbone_parse_authority(cases[i].s, strlen(cases[i].s), &ss);
+
+		cr_expect_eq(rc == 0, cases[i].canonical != NULL, "%s: %d", cases[i].s, rc);
+		if (rc || !cases[i].canonical)
+			continue;
+		cr_expect_eq(ss.ss_family, AF_INET6, "%s", cases[i].s);
+		cr_assert_gt(hbone_format_authority(&ss, back, sizeof(back)), 0);
+		cr_expect_str_eq(back, cases[i].canonical);
+	}
+	/* The length given is the authority: a longer buffer's tail is not read. */
+	cr_expect_eq(hbone_parse_authority("[fd00::1]:80xyz", 12, &(struct sockaddr_storage){ 0 }), 0);
+}
+
 Test(hbone, echo_10mib_byte_exact)
 {
 	struct pipe_t p;

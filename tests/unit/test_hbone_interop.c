@@ -282,12 +282,34 @@ static bool ec_done(void *arg)
 	return ((struct echo_check *)arg)->closed;
 }
 
+#define BAGGAGE                                                                                                        \
+	"k8s.cluster.name=Kubernetes,k8s.namespace.name=a,k8s.deployment.name=client,service.name=client,"             \
+	"service.version=v1,cloud.region=,cloud.availability_zone="
+
+/* The request headers as ztunnel sends them, checked byte for byte by the independent server's HPACK decoder. */
 Test(hbone_interop, c_client_to_python_server)
 {
-	char ca[128], crt[128], key[128], port_file[128];
-	char *argv[] = { PYTHON,	PEER,	       "server", "--ca",	ca,	   "--cert",
-			 crt,		"--key",       key,	 "--port-file", port_file, "--authority",
-			 "10.9.8.7:80", "--expect-id", SRC_ID,	 NULL };
+	char ca[128], crt[128], key[128], port_file[128], client[64], fwd[160];
+	char *argv[] = { PYTHON,
+			 PEER,
+			 "server",
+			 "--ca",
+			 ca,
+			 "--cert",
+			 crt,
+			 "--key",
+			 key,
+			 "--port-file",
+			 port_file,
+			 "--authority",
+			 "10.9.8.7:80",
+			 "--expect-id",
+			 SRC_ID,
+			 "--expect-header",
+			 fwd,
+			 "--expect-header",
+			 "baggage=" BAGGAGE,
+			 NULL };
 	struct sockaddr_storage dst, target;
 	struct sockaddr_in *in = (struct sockaddr_in *)&dst;
 	struct echo_check e = { .total = 1u << 20 };
@@ -299,10 +321,14 @@ Test(hbone_interop, c_client_to_python_server)
 		.key = ix.client_leaf.key,
 		.target = &target,
 		.client = &ix.echo_addr,
+		.forwarded_host = "web.a.svc.cluster.local",
+		.baggage = BAGGAGE,
 	};
 	FILE *f;
 	int port = 0;
 
+	cr_assert_gt(hbone_format_authority(&ix.echo_addr, client, sizeof(client)), 0);
+	snprintf(fwd, sizeof(fwd), "forwarded=for=\"%s\";host=web.a.svc.cluster.local", client);
 	snprintf(ca, sizeof(ca), "%s/root.pem", ix.dir);
 	snprintf(crt, sizeof(crt), "%s/server.pem", ix.dir);
 	snprintf(key, sizeof(key), "%s/server.key", ix.dir);

@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "core/loop.h"
+#include "core/post_gate.h"
+#include "core/tunnel_done.h"
 #include "daemon/hbone_outbound.h"
 #include "hbone_fixture.h"
 #include "identity/identity.h"
@@ -41,18 +43,34 @@ static struct {
 	struct hbt_echo *echo;
 	struct hbone_server *srv, *srv2; /* srv2: the "next agent's" server on the same listener (drain tests) */
 	struct hbone_server_config scfg;
-	struct hbone_outbound *ob;
+	struct hbone_outbound *ob, *ob2; /* ob2: the "next agent's" client side (drain tests) */
 	pthread_mutex_t mu;
-	char last_forwarded[256], last_peer[HBONE_ID_MAX];
+	char last_forwarded[256], last_baggage[512], last_peer[HBONE_ID_MAX];
+	int admitted, admitted_without_meta; /* streams admitted, those without the client's Forwarded/baggage */
+	/* targets for the answers test: a port nothing listens on, one the server denies (401), one whose pod
+	 * must prove another identity than the server's certificate */
+	uint16_t closed_port, denied_port, impostor_port;
 } fx;
+
+#define BAGGAGE                                                                                                        \
+	"k8s.cluster.name=Kubernetes,k8s.namespace.name=default,k8s.deployment.name=client,service.name=client,"       \
+	"service.version=v1,cloud.region=,cloud.availability_zone="
+/* What request() makes Forwarded say: the client pod, and the Service request_meta names. */
+#define FORWARDED "for=\"10.200.11.11:40000\";host=web.default.svc.cluster.local"
 
 static int admit(void *ctx, const struct hbone_admit *a)
 {
 	(void)ctx;
 	pthread_mutex_lock(&fx.mu);
 	snprintf(fx.last_forwarded, sizeof(fx.last_forwarded), "%s", a->forwarded);
+	snprintf(fx.last_baggage, sizeof(fx.last_baggage), "%s", a->baggage);
 	snprintf(fx.last_peer, sizeof(fx.last_peer), "%s", a->peer_id);
+	fx.admitted++;
+	if (strcmp(a->forwarded, FORWARDED) || strcmp(a->baggage, BAGGAGE))
+		fx.admitted_without_meta++;
 	pthread_mutex_unlock(&fx.mu);
+	if (fx.denied_port && ((const struct sockaddr_in *)a->target)->sin_port == htons(fx.denied_port))
+		return 401;
 	return 200;
 }
 
@@ -78,14 +96,33 @@ static struct xm_cert *certificate(void *ctx, const char *id)
 	return strcmp(id, SRC_ID) ? NULL : cert_get(fx.src);
 }
 
-/* The echo pod is the only known one. */
+/* The echo pod is the only known one (and the answers test's targets, on its address). */
 static int peer_identity(void *ctx, const struct sockaddr_storage *target, char *id, size_t len)
 {
+	uint16_t port = ntohs(((const struct sockaddr_in *)target)->sin_port);
+
 	(void)ctx;
-	if (((const struct sockaddr_in *)target)->sin_port != ((const struct sockaddr_in *)&fx.echo_addr)->sin_port)
+	if (fx.impostor_port && port == fx.impostor_port) {
+		snprintf(id, len, "spiffe://cluster.local/ns/default/sa/someone-else");
+		return 0;
+	}
+	if (port != ntohs(((const struct sockaddr_in *)&fx.echo_addr)->sin_port) &&
+	    (!fx.closed_port || port != fx.closed_port) && (!fx.denied_port || port != fx.denied_port))
 		return -ENOENT;
 	snprintf(id, len, "%s", DST_ID);
 	return 0;
+}
+
+/* The client pod of the requests: its baggage, and a Service hostname for Forwarded's host=. */
+static void request_meta(void *ctx, const struct sockaddr_storage *client, uint32_t svc_id, char *baggage,
+			 size_t baggage_len, char *host, size_t host_len)
+{
+	(void)ctx, (void)svc_id;
+	if (client->ss_family != AF_INET ||
+	    ((const struct sockaddr_in *)client)->sin_addr.s_addr != inet_addr("10.200.11.11"))
+		return;
+	snprintf(baggage, baggage_len, "%s", BAGGAGE);
+	snprintf(host, host_len, "web.default.svc.cluster.local");
 }
 
 static void *loop_thread(void *arg)
@@ -130,7 +167,10 @@ static void setup(void)
 		.loop = fx.loop,
 		.trust = bundle_store(ca_bundle(fx.ca)),
 		.verify = hbt_verify,
-		.ops = { .local_workload = local_workload, .certificate = certificate, .peer_identity = peer_identity },
+		.ops = { .local_workload = local_workload,
+			 .certificate = certificate,
+			 .peer_identity = peer_identity,
+			 .request_meta = request_meta },
 		.origdst_fd = -1,
 		.hbone_port = ntohs(((struct sockaddr_in *)&fx.hbone_addr)->sin_port),
 	};
@@ -152,6 +192,7 @@ static void teardown(void)
 		pthread_join(fx.thread, NULL);
 	}
 	hbone_outbound_free(fx.ob);
+	hbone_outbound_free(fx.ob2);
 	hbone_server_free(fx.srv);
 	hbone_server_free(fx.srv2);
 	hbt_echo_stop(fx.echo);
@@ -260,14 +301,16 @@ Test(hbone_outbound, submit_from_another_thread_4mib_byte_exact)
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	/* The hbone side gets a blocking socket: the hand-off makes it non-blocking. */
 	cr_assert_eq(fcntl(sv[1], F_SETFL, 0), 0);
-	cr_assert_eq(hbone_outbound_submit(fx.ob, sv[1], &r), 0);
+	cr_assert_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), 0);
 	cr_expect_eq(echo_through(sv[0], 7, 4u << 20, 20000), 4u << 20);
 	close(sv[0]);
 	cr_expect_eq(atomic_load(&fx.ctr.handshakes[HBONE_SIDE_CLIENT][HBONE_HS_SUCCESS]), 1);
 	cr_expect_eq(atomic_load(&fx.ctr.streams_opened[HBONE_SIDE_CLIENT]), 1);
 	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob)->submitted), 1);
 	pthread_mutex_lock(&fx.mu);
-	cr_expect_str_eq(fx.last_forwarded, "for=\"10.200.11.11:40000\"");
+	/* the request's headers on the wire, as ztunnel's create_hbone_request writes them */
+	cr_expect_str_eq(fx.last_forwarded, FORWARDED);
+	cr_expect_str_eq(fx.last_baggage, BAGGAGE);
 	cr_expect_str_eq(fx.last_peer, SRC_ID); /* the server saw the source workload's certificate */
 	pthread_mutex_unlock(&fx.mu);
 }
@@ -293,7 +336,7 @@ static void *worker(void *arg)
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
 			return NULL;
 		fds[i] = sv[0];
-		if (hbone_outbound_submit(fx.ob, sv[1], &r))
+		if (hbone_outbound_submit(fx.ob, sv[1], &r, NULL))
 			return NULL;
 	}
 	for (int i = 0; i < PER_THREAD; i++) {
@@ -334,16 +377,16 @@ Test(hbone_outbound, refusals)
 	/* No certificate for the source workload: -ENOENT at once, the socket closed. */
 	snprintf(r.src_id, sizeof(r.src_id), "spiffe://cluster.local/ns/default/sa/nobody");
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), -ENOENT);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), -ENOENT);
 	cr_expect(ended(sv[0], 1000));
 	close(sv[0]);
 	cr_expect_eq(atomic_load(&st->refused[HBONE_OB_NO_CERTIFICATE]), 1);
 
-	/* Not IPv4. */
+	/* Not IP (IPv4 and IPv6 are both carried). */
 	r = request(0);
-	r.target.ss_family = AF_INET6;
+	r.target.ss_family = AF_UNIX;
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), -EINVAL);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), -EINVAL);
 	cr_expect(ended(sv[0], 1000));
 	close(sv[0]);
 	cr_expect_eq(atomic_load(&st->refused[HBONE_OB_BAD_REQUEST]), 1);
@@ -351,7 +394,7 @@ Test(hbone_outbound, refusals)
 	/* A target that is no known pod: taken (0), then reset on the hbone thread. */
 	r = request(9);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), 0);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), 0);
 	cr_expect(ended(sv[0], 2000));
 	close(sv[0]);
 	cr_expect_eq(atomic_load(&st->refused[HBONE_OB_UNKNOWN_TARGET]), 1);
@@ -362,7 +405,7 @@ Test(hbone_outbound, refusals)
 	cr_expect_not(hbone_outbound_available(fx.ob));
 	r = request(0);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), -ENOTCONN);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), -ENOTCONN);
 	cr_expect(ended(sv[0], 1000));
 	close(sv[0]);
 	cr_expect_not(hbone_outbound_available(NULL));
@@ -375,7 +418,7 @@ Test(hbone_outbound, queued_when_the_loop_stopped_are_closed_by_free)
 
 	/* The loop never runs: the socket waits in the queue, then free resets it. */
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r), 0);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &r, NULL), 0);
 	cr_expect_not(ended(sv[0], 50));
 	hbone_outbound_free(fx.ob);
 	fx.ob = NULL;
@@ -406,6 +449,206 @@ Test(hbone_outbound, listener_moves)
 	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	cr_expect_neq(connect(c, (struct sockaddr *)&first, sizeof(first)), 0);
 	close(c);
+}
+
+/* One listener per family: the IPv6 one moves on its own, the IPv4 one stays, both are served. */
+Test(hbone_outbound, ipv6_listener_next_to_ipv4)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in v4;
+	struct sockaddr_in6 first, second;
+	int c;
+
+	start_loop();
+	cr_expect_eq(hbone_outbound_address6(fx.ob).sin6_port, 0, "no IPv6 listener yet");
+	cr_assert_eq(hbone_outbound_listen(fx.ob, &a), 0);
+	cr_assert_eq(hbone_outbound_listen6(fx.ob, &a6), 0);
+	first = hbone_outbound_address6(fx.ob);
+	cr_assert_eq(first.sin6_family, AF_INET6);
+	cr_assert_neq(first.sin6_port, 0);
+	cr_assert_eq(hbone_outbound_listen6(fx.ob, &a6), 0);
+	second = hbone_outbound_address6(fx.ob);
+	cr_assert_neq(second.sin6_port, first.sin6_port);
+	v4 = hbone_outbound_address(fx.ob);
+	cr_assert_neq(v4.sin_port, 0, "the IPv4 listener stays");
+	/* Each family's listener in force accepts (no original destination: reset). */
+	c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(connect(c, (struct sockaddr *)&second, sizeof(second)), 0);
+	cr_expect(ended(c, 2000));
+	close(c);
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(connect(c, (struct sockaddr *)&v4, sizeof(v4)), 0);
+	cr_expect(ended(c, 2000));
+	close(c);
+	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob)->refused[HBONE_OB_NO_ORIGDST]), 2);
+	/* The first IPv6 one was closed when the loop took the second over. */
+	c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_expect_neq(connect(c, (struct sockaddr *)&first, sizeof(first)), 0);
+	close(c);
+}
+
+/* ---- the answers (core/tunnel_done.h): posted to the submitter's loop, here one the test thread drains ---- */
+
+#define ANSWERS_MAX 8
+
+static struct {
+	struct xm_tunnel_result r[ANSWERS_MAX];
+	uint64_t handle[ANSWERS_MAX];
+	int n;
+	bool data_before; /* a byte came on the socket before its answer */
+} ans;
+
+static void on_answer(void *arg, uint64_t handle, const struct xm_tunnel_result *r)
+{
+	cr_assert_eq(arg, &ans);
+	if (ans.n < ANSWERS_MAX) {
+		ans.r[ans.n] = *r;
+		ans.handle[ans.n++] = handle;
+	}
+}
+
+/* Runs what was posted to loop until the answer for handle came (its index), or -1 after timeout_ms. */
+static int answer_wait(struct xm_loop *loop, uint64_t handle, uint64_t timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+
+	do {
+		tunnel_done_flush(loop);
+		for (int i = 0; i < ans.n; i++)
+			if (ans.handle[i] == handle)
+				return i;
+		usleep(2000);
+	} while (now_ms() < deadline);
+	return -1;
+}
+
+/* A port of 127.0.0.1 nothing listens on (bound, then closed). */
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Submits a socketpair's end for target_port with an answer to gate under handle; returns the near end. */
+static int submit_answered(struct xm_post_gate *gate, uint16_t target_port, uint64_t handle)
+{
+	struct xm_tunnel_req r = request(target_port);
+	struct xm_tunnel_done d = { .gate = gate, .fn = on_answer, .arg = &ans, .handle = handle };
+	int sv[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(hbone_outbound_submit(fx.ob, sv[1], &r, &d), 0);
+	return sv[0];
+}
+
+Test(hbone_outbound, answers_reach_the_submitters_loop)
+{
+	struct xm_loop *mine = loop_new();
+	struct xm_post_gate *gate = mine ? post_gate_new(mine) : NULL;
+	struct xm_tunnel_req bad = request(0);
+	struct xm_tunnel_done d;
+	int fd, i, sv[2];
+	char c;
+
+	cr_assert_not_null(gate);
+	memset(&ans, 0, sizeof(ans));
+	fx.closed_port = free_port();
+	fx.denied_port = 9;
+	fx.impostor_port = 10;
+	start_loop();
+
+	/* Opened: the answer comes before any byte can, then bytes flow byte-exact. */
+	fd = submit_answered(gate, 0, 1);
+	i = answer_wait(mine, 1, 5000);
+	cr_assert_geq(i, 0, "no answer for an open stream");
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_OPENED);
+	cr_expect_eq(ans.r[i].status, 200);
+	cr_expect_eq(echo_through(fd, 3, 256 << 10, 10000), 256 << 10);
+	close(fd);
+
+	/* The pod's port is closed: the peer answers 503, then the socket is reset. */
+	fd = submit_answered(gate, fx.closed_port, 2);
+	i = answer_wait(mine, 2, 5000);
+	cr_assert_geq(i, 0, "no answer for a closed port");
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_REFUSED);
+	cr_expect_eq(ans.r[i].status, 503);
+	cr_expect(ended(fd, 2000));
+	close(fd);
+
+	/* Denied by the peer's policy: 401. */
+	fd = submit_answered(gate, fx.denied_port, 3);
+	i = answer_wait(mine, 3, 5000);
+	cr_assert_geq(i, 0);
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_REFUSED);
+	cr_expect_eq(ans.r[i].status, 401);
+	cr_expect(ended(fd, 2000));
+	close(fd);
+
+	/* The peer proves another identity than the target pod's: no stream (a TLS failure). */
+	fd = submit_answered(gate, fx.impostor_port, 4);
+	i = answer_wait(mine, 4, 5000);
+	cr_assert_geq(i, 0);
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_FAILED);
+	cr_expect_lt(ans.r[i].err, 0);
+	cr_expect(ended(fd, 2000));
+	close(fd);
+
+	/* No known pod at the target: failed on the hbone thread (-ENOENT). */
+	fd = submit_answered(gate, 11, 5);
+	i = answer_wait(mine, 5, 5000);
+	cr_assert_geq(i, 0);
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_FAILED);
+	cr_expect_eq(ans.r[i].err, -ENOENT);
+	close(fd);
+
+	/* Refused at once (no certificate): an error, and no answer ever. */
+	snprintf(bad.src_id, sizeof(bad.src_id), "spiffe://cluster.local/ns/default/sa/nobody");
+	d = (struct xm_tunnel_done){ .gate = gate, .fn = on_answer, .arg = &ans, .handle = 6 };
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_expect_eq(hbone_outbound_submit(fx.ob, sv[1], &bad, &d), -ENOENT);
+	close(sv[0]);
+	cr_expect_eq(answer_wait(mine, 6, 100), -1);
+	cr_expect_eq(ans.n, 5, "one answer per accepted submission");
+
+	/* The submitter went away (its gate closed) before the answer: dropped, nothing touched. */
+	fd = submit_answered(gate, 0, 7);
+	post_gate_close(gate); /* the hbone side still holds the reference for 7 */
+	usleep(300000);
+	tunnel_done_flush(mine);
+	cr_expect_eq(ans.n, 5, "no answer through a closed gate");
+	errno = 0;
+	cr_expect(read(fd, &c, 1) == -1 && errno == EAGAIN, "the stream opened: the socket lives on (%d)", errno);
+	close(fd);
+	loop_free(mine);
+}
+
+Test(hbone_outbound, queued_at_free_are_answered_failed)
+{
+	struct xm_loop *mine = loop_new();
+	struct xm_post_gate *gate = mine ? post_gate_new(mine) : NULL;
+	int fd, i;
+
+	cr_assert_not_null(gate);
+	memset(&ans, 0, sizeof(ans));
+	fd = submit_answered(gate, 0, 1); /* the hbone loop never runs */
+	hbone_outbound_free(fx.ob);
+	fx.ob = NULL;
+	i = answer_wait(mine, 1, 1000);
+	cr_assert_geq(i, 0);
+	cr_expect_eq(ans.r[i].outcome, XM_TUNNEL_FAILED);
+	cr_expect_eq(ans.r[i].err, -ENOTCONN);
+	cr_expect(ended(fd, 1000));
+	close(fd);
+	post_gate_close(gate);
+	loop_free(mine);
 }
 
 /* ---- draining (an agent restart, docs/mtls.md "Restart") ---- */
@@ -448,8 +691,11 @@ static void drain_server(void)
 
 static void drain_both(void)
 {
+	int lfds[HBONE_OB_FAMILIES];
+
 	hbone_server_drain(fx.srv);
-	cr_assert_geq(hbone_outbound_drain(fx.ob), -1);
+	cr_assert_eq(hbone_outbound_drain(fx.ob, lfds), 0, "no outbound listener here");
+	cr_assert(lfds[0] == -1 && lfds[1] == -1);
 }
 
 static void next_server(void)
@@ -503,7 +749,7 @@ static int submit_pair(int *app)
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	*app = sv[0];
-	return hbone_outbound_submit(fx.ob, sv[1], &r);
+	return hbone_outbound_submit(fx.ob, sv[1], &r, NULL);
 }
 
 static unsigned long long tls_open(void)
@@ -571,7 +817,9 @@ Test(hbone_outbound, server_drain_moves_new_streams_to_the_next_server)
 
 static void drain_client(void)
 {
-	cr_assert_geq(hbone_outbound_drain(fx.ob), -1);
+	int lfds[HBONE_OB_FAMILIES];
+
+	cr_assert_eq(hbone_outbound_drain(fx.ob, lfds), 0);
 }
 
 /*
@@ -630,4 +878,110 @@ Test(hbone_outbound, refused_streams_are_carried_again)
 	cr_expect_geq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 1,
 		      "nothing was refused: the test did not test the retry");
 	cr_expect_eq(atomic_load(&fx.ctr.streams_opened[HBONE_SIDE_CLIENT]), 5);
+}
+
+/*
+ * The same with answers wanted (tunnel_done): a stream carried again keeps its request (Forwarded with the
+ * Service's host=, baggage) and its submitter hears one answer, the final one (opened), not the refusal.
+ */
+Test(hbone_outbound, refused_streams_carried_again_keep_headers_and_answer_once)
+{
+	struct xm_loop *mine = loop_new();
+	struct xm_post_gate *gate = mine ? post_gate_new(mine) : NULL;
+	int app[5], i;
+
+	cr_assert_not_null(gate);
+	memset(&ans, 0, sizeof(ans));
+	on_loop_before_start(small_server);
+	cr_assert_not_null(fx.srv);
+	for (i = 0; i < 5; i++)
+		app[i] = submit_answered(gate, 0, 100 + (uint64_t)i);
+	start_loop();
+	for (i = 0; i < 5; i++) {
+		int k = answer_wait(mine, 100 + (uint64_t)i, 10000);
+
+		cr_assert_geq(k, 0, "no answer for connection %d", i);
+		cr_expect_eq(ans.r[k].outcome, XM_TUNNEL_OPENED, "connection %d: outcome %d err %d", i,
+			     ans.r[k].outcome, ans.r[k].err);
+		cr_expect(exchange(app[i], 60 + (uint64_t)i, 0, 16384), "connection %d", i);
+		close(app[i]);
+	}
+	usleep(200000);
+	tunnel_done_flush(mine);
+	cr_expect_eq(ans.n, 5, "one answer per submission (%d)", ans.n);
+	cr_expect_geq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 1,
+		      "nothing was refused: the test did not test the retry");
+	pthread_mutex_lock(&fx.mu);
+	cr_expect_eq(fx.admitted, 5);
+	cr_expect_eq(fx.admitted_without_meta, 0, "a stream carried again lost its Forwarded or baggage");
+	pthread_mutex_unlock(&fx.mu);
+	post_gate_close(gate);
+	tunnel_done_flush(mine);
+	loop_free(mine);
+}
+
+static int drained_lfds[HBONE_OB_FAMILIES], drained_n;
+
+static void drain_listeners(void)
+{
+	drained_n = hbone_outbound_drain(fx.ob, drained_lfds);
+}
+
+/* The next agent's client side on the same loop (the test's listeners are the handed-over ones). */
+static struct hbone_outbound *next_outbound(void)
+{
+	struct hbone_outbound_config ocfg = {
+		.loop = fx.loop,
+		.trust = bundle_store(ca_bundle(fx.ca)),
+		.verify = hbt_verify,
+		.ops = { .local_workload = local_workload, .certificate = certificate, .peer_identity = peer_identity },
+		.origdst_fd = -1,
+	};
+
+	return hbone_outbound_new(&ocfg, &fx.ctr);
+}
+
+/*
+ * A restart with both families: the drain stops accepting on the IPv4 and the IPv6 outbound listener and
+ * hands both back; connections made meanwhile wait in their queues; the next agent adopts each into its
+ * family's slot and accepts what queued (here, with no original destination, reset).
+ */
+Test(hbone_outbound, drain_hands_both_families_listeners_to_the_next_agent)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+	int c4, c6;
+
+	start_loop();
+	cr_assert_eq(hbone_outbound_listen(fx.ob, &a), 0);
+	cr_assert_eq(hbone_outbound_listen6(fx.ob, &a6), 0);
+	v4 = hbone_outbound_address(fx.ob);
+	v6 = hbone_outbound_address6(fx.ob);
+	on_loop(drain_listeners);
+	cr_assert_eq(drained_n, 2);
+	cr_assert_geq(drained_lfds[0], 0);
+	cr_assert_geq(drained_lfds[1], 0);
+	/* Made while no agent accepts: they wait in the queues, nobody resets them. */
+	c4 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(connect(c4, (struct sockaddr *)&v4, sizeof(v4)), 0);
+	cr_assert_eq(connect(c6, (struct sockaddr *)&v6, sizeof(v6)), 0);
+	cr_expect_not(ended(c4, 300), "the drained IPv4 listener accepted");
+	cr_expect_not(ended(c6, 50), "the drained IPv6 listener accepted");
+	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob)->captured), 0);
+	/* The holder's copies go to the next agent, IPv6 first: each lands in its family's slot. */
+	fx.ob2 = next_outbound();
+	cr_assert_not_null(fx.ob2);
+	cr_assert_eq(hbone_outbound_adopt(fx.ob2, dup(drained_lfds[1])), 0);
+	cr_assert_eq(hbone_outbound_adopt(fx.ob2, dup(drained_lfds[0])), 0);
+	cr_expect_eq(hbone_outbound_address(fx.ob2).sin_port, v4.sin_port);
+	cr_expect_eq(hbone_outbound_address6(fx.ob2).sin6_port, v6.sin6_port);
+	cr_expect(ended(c4, 2000), "the IPv4 connection that queued was not accepted");
+	cr_expect(ended(c6, 2000), "the IPv6 connection that queued was not accepted");
+	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob2)->captured), 2);
+	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob2)->refused[HBONE_OB_NO_ORIGDST]), 2);
+	close(c4);
+	close(c6);
 }

@@ -739,3 +739,276 @@ Test(identity_ca, tls_handshake_with_spiffe_peers)
 	ca_free(ca);
 	ca_free(stranger_ca);
 }
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Reloading the plug-in CA: what a new set must pass, what switching does to the store */
+
+#define ID_A "spiffe://cluster.local/ns/a/sa/x"
+
+/* A new intermediate of p's root, written over p's ca-cert.pem, ca-key.pem and cert-chain.pem. */
+static void pki_new_intermediate(struct pki *p)
+{
+	X509_free(p->ca);
+	EVP_PKEY_free(p->ca_key);
+	p->ca_key = EVP_EC_gen("P-256");
+	p->ca =
+	    make_cert(p->ca_key, p->root, p->root_key, "test intermediate", true, NOW - 3600, NOW + 30 * 86400, NULL);
+	write_pem(p->dir, "ca-cert.pem", &p->ca, 1, NULL);
+	write_pem(p->dir, "ca-key.pem", NULL, 0, p->ca_key);
+	write_pem(p->dir, "cert-chain.pem", (X509 *[]){ p->ca, p->root }, 2, NULL);
+}
+
+static struct xm_ca *open_dir(const char *dir, char *err, size_t errlen)
+{
+	struct xm_ca_opts o = { .ca_dir = dir };
+
+	err[0] = '\0';
+	return ca_open(&o, NOW, err, errlen);
+}
+
+Test(identity_ca, reload_new_intermediate_reissues_at_once)
+{
+	struct pki p;
+	struct xm_ca *ca, *next;
+	struct xm_identity_store *s = identity_store_new();
+	struct xm_store_sync_result r;
+	struct xm_cert *held, *fresh;
+	const char *ids[] = { ID_A };
+	char err[512];
+
+	pki_make(&p, "plugin");
+	ca = open_dir(p.dir, err, sizeof(err));
+	cr_assert_not_null(ca, "%s", err);
+	cr_assert_eq(identity_store_sync(s, ca, ids, 1, NOW, 3600, &r), 0);
+	held = identity_store_get(s, ID_A);
+	cr_assert_not_null(held);
+	cr_expect(ca_issued(ca, held));
+
+	/* The same files again: the same signer, nothing to mint. */
+	next = open_dir(p.dir, err, sizeof(err));
+	cr_assert_not_null(next, "%s", err);
+	cr_expect(ca_same_signer(ca, next));
+	cr_assert_eq(identity_store_sync(s, next, ids, 1, NOW + 1, 3600, &r), 0);
+	cr_expect_eq(r.renewed + r.minted + r.reissued, 0);
+	ca_free(next);
+
+	/* A new intermediate under the same root (same subject name): minted again long before half-life. */
+	pki_new_intermediate(&p);
+	next = open_dir(p.dir, err, sizeof(err));
+	cr_assert_not_null(next, "%s", err);
+	cr_expect_not(ca_same_signer(ca, next));
+	cr_expect_not(ca_issued(next, held));
+	cr_assert_eq(identity_store_sync(s, next, ids, 1, NOW + 2, 3600, &r), 0);
+	cr_expect_eq(r.renewed, 1);
+	cr_expect_eq(r.reissued, 1);
+	fresh = identity_store_get(s, ID_A);
+	cr_assert_not_null(fresh);
+	cr_expect_neq(fresh, held);
+	cr_expect(ca_issued(next, fresh));
+	cr_expect_eq(memcmp(cert_issuer_id(fresh), ca_id(next), 32), 0);
+	cr_expect_eq(X509_cmp(sk_X509_value(cert_chain(fresh), 0), p.ca), 0, "sent with the new intermediate");
+	cr_expect_eq(verify_cert(ca_bundle(next), fresh, NOW + 2, NULL), XM_VERIFY_OK);
+	/* The holder of the old one keeps a certificate that still verifies (same root). */
+	cr_expect_eq(verify_cert(ca_bundle(next), held, NOW + 2, NULL), XM_VERIFY_OK);
+
+	/* Once reissued, the next sync before half-life leaves it alone. */
+	cr_assert_eq(identity_store_sync(s, next, ids, 1, NOW + 3, 3600, &r), 0);
+	cr_expect_eq(r.renewed, 0);
+	cert_put(held);
+	cert_put(fresh);
+	identity_store_free(s);
+	ca_free(ca);
+	ca_free(next);
+	pki_free(&p);
+}
+
+Test(identity_ca, reload_new_root_with_both_roots_in_the_bundle)
+{
+	struct pki p, q;
+	struct xm_ca *ca, *next;
+	struct xm_cert *old_leaf, *new_leaf;
+	char err[512];
+	int e;
+
+	pki_make(&p, "plugin");
+	pki_make(&q, "newroot");
+	ca = open_dir(p.dir, err, sizeof(err));
+	cr_assert_not_null(ca, "%s", err);
+	old_leaf = ca_mint(ca, ID_A, NOW, 3600, &e);
+	cr_assert_not_null(old_leaf);
+
+	/* Istio's root rotation: the new intermediate of the new root signs, root-cert.pem holds both roots. */
+	write_pem(p.dir, "ca-cert.pem", &q.ca, 1, NULL);
+	write_pem(p.dir, "ca-key.pem", NULL, 0, q.ca_key);
+	write_pem(p.dir, "cert-chain.pem", (X509 *[]){ q.ca, q.root }, 2, NULL);
+	write_pem(p.dir, "root-cert.pem", (X509 *[]){ p.root, q.root }, 2, NULL);
+	next = open_dir(p.dir, err, sizeof(err));
+	cr_assert_not_null(next, "%s", err);
+	cr_expect_eq(bundle_n_roots(ca_bundle(next)), 2);
+	new_leaf = ca_mint(next, ID_A, NOW, 3600, &e);
+	cr_assert_not_null(new_leaf);
+	/* The new bundle trusts both generations; the old one only its own. */
+	cr_expect_eq(verify_cert(ca_bundle(next), old_leaf, NOW, NULL), XM_VERIFY_OK);
+	cr_expect_eq(verify_cert(ca_bundle(next), new_leaf, NOW, NULL), XM_VERIFY_OK);
+	cr_expect_eq(verify_cert(ca_bundle(ca), new_leaf, NOW, NULL), XM_VERIFY_UNKNOWN_CA);
+	cert_put(old_leaf);
+	cert_put(new_leaf);
+	ca_free(ca);
+	ca_free(next);
+	pki_free(&p);
+	pki_free(&q);
+}
+
+/* Writes the first len bytes (or all when len < 0) of a PEM of x or key to dir/name. */
+static void write_cut(const char *dir, const char *name, X509 *x, EVP_PKEY *key, long cut)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char path[512], *data;
+	long n;
+	FILE *f;
+
+	cr_assert(x ? PEM_write_bio_X509(b, x) : PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL));
+	n = BIO_get_mem_data(b, &data);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(data, 1, (size_t)(cut < n ? cut : n), f), (size_t)(cut < n ? cut : n));
+	fclose(f);
+	BIO_free(b);
+}
+
+/* Each bad set is refused with the file and the reason in the message; none of them leaks the key's PEM. */
+Test(identity_ca, reload_refuses_bad_sets)
+{
+	struct pki p, other;
+	EVP_PKEY *leaf_key = EVP_EC_gen("P-256");
+	X509 *leaf, *expired;
+	char err[512];
+
+	pki_make(&p, "plugin");
+	pki_make(&other, "other");
+
+	/* A new certificate with the old key (the key not written yet). */
+	write_pem(p.dir, "ca-cert.pem", &other.ca, 1, NULL);
+	cr_expect_null(open_dir(p.dir, err, sizeof(err)));
+	cr_expect(strstr(err, "ca-key.pem is not the key of ca-cert.pem") != NULL, "%s", err);
+	write_pem(p.dir, "ca-cert.pem", &p.ca, 1, NULL);
+
+	/* A certificate that is no CA. */
+	leaf = make_cert(p.ca_key, p.root, p.root_key, "not a ca", false, NOW - 60, NOW + 86400,
+			 "URI:spiffe://cluster.local/ns/a/sa/b");
+	write_pem(p.dir, "ca-cert.pem", &leaf, 1, NULL);
+	cr_expect_null(open_dir(p.dir, err, sizeof(err)));
+	cr_expect(strstr(err, "ca-cert.pem: not a CA certificate") != NULL, "%s", err);
+
+	/* An intermediate that expired yesterday. */
+	expired = make_cert(p.ca_key, p.root, p.root_key, "old", true, NOW - 10 * 86400, NOW - 86400, NULL);
+	write_pem(p.dir, "ca-cert.pem", &expired, 1, NULL);
+	cr_expect_null(open_dir(p.dir, err, sizeof(err)));
+	cr_expect(strstr(err, "ca-cert.pem does not chain to root-cert.pem: certificate has expired") != NULL, "%s",
+		  err);
+
+	/* Half-written files: a certificate, then a key, cut in the middle. */
+	write_cut(p.dir, "ca-cert.pem", p.ca, NULL, 300);
+	cr_expect_null(open_dir(p.dir, err, sizeof(err)));
+	cr_expect(strstr(err, "ca-cert.pem: no PEM certificate") != NULL, "%s", err);
+	write_pem(p.dir, "ca-cert.pem", &p.ca, 1, NULL);
+	write_cut(p.dir, "ca-key.pem", NULL, p.ca_key, 120);
+	cr_expect_null(open_dir(p.dir, err, sizeof(err)));
+	cr_expect(strstr(err, "ca-key.pem: no PEM private key") != NULL, "%s", err);
+	cr_expect(strstr(err, "PRIVATE KEY") == NULL && strstr(err, "MII") == NULL, "%s", err);
+	write_pem(p.dir, "ca-key.pem", NULL, 0, p.ca_key);
+	write_cut(p.dir, "root-cert.pem", p.root, NULL, 200);
+	cr_expect_null(open_dir(p.dir, err, sizeof(err)));
+	cr_expect(strstr(err, "root-cert.pem: no PEM certificate") != NULL, "%s", err);
+
+	/* A chain to a root that root-cert.pem does not hold. */
+	write_pem(p.dir, "root-cert.pem", &other.root, 1, NULL);
+	cr_expect_null(open_dir(p.dir, err, sizeof(err)));
+	cr_expect(strstr(err, "ca-cert.pem does not chain to root-cert.pem") != NULL, "%s", err);
+
+	/* Put right again: accepted. */
+	write_pem(p.dir, "root-cert.pem", &p.root, 1, NULL);
+	{
+		struct xm_ca *ok = open_dir(p.dir, err, sizeof(err));
+
+		cr_expect_not_null(ok, "%s", err);
+		ca_free(ok);
+	}
+	X509_free(leaf);
+	X509_free(expired);
+	EVP_PKEY_free(leaf_key);
+	pki_free(&p);
+	pki_free(&other);
+}
+
+Test(identity_ca, files_stamp_sees_writes_and_symlink_swaps)
+{
+	struct pki p;
+	char data[300], link[400], target[400];
+	uint64_t a, b, c;
+
+	pki_make(&p, "plugin");
+	a = ca_files_stamp(p.dir);
+	cr_expect_eq(ca_files_stamp(p.dir), a, "nothing written, the same stamp");
+	usleep(20000); /* past the file system's timestamp granularity (a jiffy) */
+	write_pem(p.dir, "root-cert.pem", &p.root, 1, NULL); /* the same bytes, written again */
+	b = ca_files_stamp(p.dir);
+	cr_expect_neq(b, a);
+
+	/* Kubernetes' layout: name -> ..data/name, ..data -> ..<timestamp>; the update swaps ..data. */
+	snprintf(data, sizeof(data), "%s/k8s", tmpdir);
+	cr_assert_eq(mkdir(data, 0700), 0);
+	snprintf(target, sizeof(target), "%s/..v1", data);
+	cr_assert_eq(rename(p.dir, target), 0);
+	snprintf(link, sizeof(link), "%s/..data", data);
+	cr_assert_eq(symlink("..v1", link), 0);
+	{
+		static const char *const names[] = { "ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem" };
+		char l[500], t[100];
+
+		for (int i = 0; i < 4; i++) {
+			snprintf(l, sizeof(l), "%s/%s", data, names[i]);
+			snprintf(t, sizeof(t), "..data/%s", names[i]);
+			cr_assert_eq(symlink(t, l), 0);
+		}
+	}
+	c = ca_files_stamp(data);
+	cr_expect_eq(ca_files_stamp(data), c);
+	/* A copy of the set under a new timestamped directory, then the atomic swap of ..data. */
+	{
+		char cmd[1200], tmp_link[420];
+
+		snprintf(cmd, sizeof(cmd), "cp -a '%s/..v1' '%s/..v2'", data, data);
+		cr_assert_eq(system(cmd), 0);
+		cr_expect_eq(ca_files_stamp(data), c, "a new directory alone changes nothing");
+		snprintf(tmp_link, sizeof(tmp_link), "%s/..data_tmp", data);
+		cr_assert_eq(symlink("..v2", tmp_link), 0);
+		cr_assert_eq(rename(tmp_link, link), 0);
+	}
+	cr_expect_neq(ca_files_stamp(data), c, "the swap is seen");
+	{
+		char err[512];
+		struct xm_ca *ca = open_dir(data, err, sizeof(err));
+
+		cr_expect_not_null(ca, "%s", err);
+		ca_free(ca);
+	}
+	pki_free(&p);
+}
+
+Test(identity_ca, store_publishes_the_bundle)
+{
+	struct xm_ca *ca = open_generated();
+	struct xm_identity_store *s = identity_store_new();
+	struct xm_trust_bundle *b;
+
+	cr_expect_null(identity_store_bundle(s));
+	identity_store_set_bundle(s, ca_bundle(ca));
+	ca_free(ca); /* the store keeps its own reference */
+	b = identity_store_bundle(s);
+	cr_assert_not_null(b);
+	cr_expect_eq(bundle_n_roots(b), 1);
+	bundle_put(b);
+	identity_store_free(s);
+}

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/loop.h"
+#include "core/post_gate.h"
 
 /* ---- handlers removed inside a batch ---- */
 
@@ -686,5 +687,64 @@ Test(loop, pause_fd)
 	cr_assert_eq(loop_del_fd(loop, fd), 0); /* with its resume timer: ASan sees no leak, no late callback */
 	cr_assert_eq(loop_pause_fd(loop, fd, 10), -ENOENT);
 	close(fd);
+	loop_free(loop);
+}
+
+static int run_order[8], n_run;
+
+static void run_a(struct xm_loop *loop, void *arg)
+{
+	(void)loop;
+	run_order[n_run++] = (int)(intptr_t)arg;
+}
+
+static void run_b(struct xm_loop *loop, void *arg)
+{
+	(void)loop;
+	run_order[n_run++] = 100 + (int)(intptr_t)arg;
+}
+
+/* After the loop stopped: only fn's work runs now; the rest stays queued, in order, for the next run. */
+Test(loop, run_posted_runs_only_fns_work)
+{
+	struct xm_loop *loop = loop_new();
+
+	cr_assert_not_null(loop);
+	n_run = 0;
+	cr_assert_eq(loop_post(loop, run_a, (void *)1), 0);
+	cr_assert_eq(loop_post(loop, run_b, (void *)2), 0);
+	cr_assert_eq(loop_post(loop, run_a, (void *)3), 0);
+	cr_assert_eq(loop_post(loop, run_b, (void *)4), 0);
+	loop_run_posted(loop, run_a);
+	cr_assert_eq(n_run, 2);
+	cr_expect_eq(run_order[0], 1);
+	cr_expect_eq(run_order[1], 3);
+	cr_assert_eq(loop_post(loop, run_a, (void *)5), 0);
+	loop_run_posted(loop, run_b);
+	cr_assert_eq(n_run, 4);
+	cr_expect_eq(run_order[2], 102);
+	cr_expect_eq(run_order[3], 104);
+	loop_run_posted(loop, run_a);
+	cr_assert_eq(n_run, 5, "kept work stays queued with what came after");
+	cr_expect_eq(run_order[4], 5);
+	loop_free(loop);
+}
+
+/* A closed gate drops posts (fn never runs); the gate lives while a poster holds a reference. */
+Test(loop, post_gate_drops_after_close)
+{
+	struct xm_loop *loop = loop_new();
+	struct xm_post_gate *g = loop ? post_gate_new(loop) : NULL;
+
+	cr_assert_not_null(g);
+	n_run = 0;
+	post_gate_get(g); /* a poster's */
+	cr_assert_eq(post_gate_post(g, run_a, (void *)1), 0);
+	post_gate_close(g); /* the owner's reference goes; the poster's keeps it */
+	cr_expect_eq(post_gate_post(g, run_a, (void *)2), -ESHUTDOWN);
+	post_gate_put(g);
+	loop_run_posted(loop, run_a);
+	cr_expect_eq(n_run, 1);
+	cr_expect_eq(run_order[0], 1);
 	loop_free(loop);
 }

@@ -69,6 +69,25 @@ Test(hbone_forwarded, what_ztunnel_sends_and_rfc7239)
 	expect_for("", NULL, 0, "");
 }
 
+/* RFC 7239 §6: an IPv6 node is bracketed, and quoted (":" and "[" are no token characters). */
+Test(hbone_forwarded, ipv6_nodes)
+{
+	struct hbone_forwarded f;
+
+	expect_for("for=\"[fd00:200:1::11]:40000\"", "fd00:200:1::11", 40000, "");
+	expect_for("for=\"[FD00::7]:1\";host=web", "fd00::7", 1, "web");
+	expect_for("for=\"[::ffff:10.0.0.1]:5\"", "::ffff:10.0.0.1", 5, "");
+	expect_for("for=\"[fd00::1]:_p\"", NULL, 0, "");
+	expect_for("for=\"[fd00::1]:\"", NULL, 0, "");
+	expect_for("for=\"[fe80::1%eth0]:80\"", NULL, 0, "");
+	expect_for("for=\"[fd00::1]x\"", NULL, 0, "");
+	expect_for("for=\"[]:80\"", NULL, 0, "");
+	expect_for("for=\"fd00::1\"", NULL, 0, "");
+	/* Unquoted, the value is no token: the header is malformed, not merely addressless. */
+	cr_expect_eq(hbone_parse_forwarded("for=[fd00::1]:80", 16, &f), -EINVAL);
+	cr_expect_not(f.has_for);
+}
+
 Test(hbone_forwarded, malformed_is_refused_whole)
 {
 	static const char *const bad[] = {
