@@ -32,7 +32,13 @@
 #include "metrics/registry.h"
 
 #define ACCEPT_BATCH 64 /* connections accepted per wake-up: the listener stays readable for the rest */
-#define OB_FAMILIES  2	/* one outbound listener per family: [0] IPv4, [1] IPv6 (the node's InternalIPs) */
+#define OB_FAMILIES  HBONE_OB_FAMILIES
+/*
+ * Once TCP is connected, how long the TLS handshake may wait: a peer agent that restarts leaves our connect in
+ * its held listener's queue for its drain (at most 10 s) plus its start (seconds), so ztunnel's 10 s for TCP and
+ * TLS together would reset streams a restart should only delay. A dead peer still fails at the TCP connect.
+ */
+#define HBONE_OB_HANDSHAKE_WAIT_MS 30000
 
 struct ob_sub {
 	struct ob_sub *next;
@@ -40,12 +46,6 @@ struct ob_sub {
 	struct xm_cert *cert;
 	struct xm_tunnel_req req;
 	struct xm_tunnel_done done; /* gate NULL: the submitter wants no answer */
-};
-
-/* Loop thread: a handed-over stream whose submitter waits for its answer (tunnel_done_post, once). */
-struct ob_wait {
-	struct xm_tunnel_done done;
-	bool told;
 };
 
 struct hbone_outbound {
@@ -62,6 +62,7 @@ struct hbone_outbound {
 	int next_lfd[OB_FAMILIES]; /* made by the control thread, not taken over by the loop yet; -1: none */
 	bool kick_posted;
 	bool stopped;
+	bool draining;		   /* the loop accepts no more: a listener handed in later is only kept */
 	struct sockaddr_in addr;   /* where the newest IPv4 listener is */
 	struct sockaddr_in6 addr6; /* where the newest IPv6 listener is */
 };
@@ -103,23 +104,105 @@ static void tell(const struct xm_tunnel_done *done, struct xm_tunnel_result r)
 		tunnel_done_post(done, &r);
 }
 
-/* The stream's answer: the submitter hears it now, before the socket is reset on a refusal. */
-static void wait_opened(void *ctx, int status)
-{
-	struct ob_wait *wt = ctx;
+/*
+ * Loop thread: what a carried connection asked for, kept while it is carried, to carry it again after a
+ * refusal with the same request (headers included) and to tell its submitter how it ended once, at the end.
+ */
+struct ob_carried {
+	struct hbone_outbound *ob;
+	char src_id[HBONE_ID_MAX], dst_id[HBONE_ID_MAX];
+	struct sockaddr_storage target, client;
+	bool has_client;
+	char traceparent[sizeof(((struct xm_tunnel_req *)0)->traceparent)];
+	char baggage[HBONE_BAGGAGE_MAX], host[HBONE_FORWARDED_VALUE_MAX]; /* request_meta's, asked once */
+	int refusals;
+	struct xm_tunnel_done done; /* gate NULL: the submitter wants no answer */
+	bool told;		    /* done's one answer went out (tunnel_done_post drops the gate's reference) */
+};
 
-	wt->told = true;
-	tell(&wt->done, tunnel_result_of(status));
+#define CARRY_TRIES 3 /* refused streams carried again on another connection before the reset */
+
+/* The submitter hears how the opening ended: once, at the final outcome (a refusal carried again is none). */
+static void answer(struct ob_carried *k, int status)
+{
+	if (k->told)
+		return;
+	k->told = true;
+	tell(&k->done, tunnel_result_of(status));
+}
+
+/* The stream's answer: the submitter hears it now, before the socket is reset on a refusal. */
+static void carried_opened(void *ctx, int status)
+{
+	answer(ctx, status);
 }
 
 /* The splice ended: without an answer first (the socket reset, the client freed), that is the answer. */
-static void wait_done(void *ctx, int err)
+static void carried_done(void *ctx, int err)
 {
-	struct ob_wait *wt = ctx;
+	struct ob_carried *k = ctx;
 
-	if (!wt->told)
-		tell(&wt->done, tunnel_result_of(err ? err : -ECONNRESET));
-	free(wt);
+	answer(k, err ? err : -ECONNRESET);
+	free(k);
+}
+
+static void carry_again(void *ctx, int fd);
+
+/* Loop thread: one stream for fd, presenting cert (src_id's, our reference taken), requiring dst_id. */
+static void carry_as(struct hbone_outbound *ob, int fd, struct xm_cert *cert, struct ob_carried *k)
+{
+	struct sockaddr_storage dst = k->target;
+	struct hbone_open req = {
+		.src_id = k->src_id,
+		.dst_id = k->dst_id,
+		.dst = &dst,
+		.cert = cert_leaf(cert),
+		.key = cert_key(cert),
+		.chain = cert_chain(cert),
+		.target = &k->target,
+		.client = k->has_client ? &k->client : NULL,
+		.traceparent = k->traceparent[0] ? k->traceparent : NULL,
+		.baggage = k->baggage[0] ? k->baggage : NULL,
+		.forwarded_host = k->host[0] ? k->host : NULL,
+	};
+	struct hbone_splice *sp;
+
+	if (dst.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&dst)->sin6_port = htons(ob->hbone_port);
+	else
+		((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
+	/* A new TLS connection takes its own references to the certificate before this returns. */
+	sp = hbone_splice_open(ob->cl, ob->loop, fd, &req, carried_done, k);
+	if (sp) {
+		hbone_splice_on_open(sp, carried_opened);
+		hbone_splice_on_refused(sp, carry_again);
+	} else {
+		/* fd closed by splice_open, carried_done not called; a draining pool opens nothing new */
+		count(&ob->st.refused[HBONE_OB_OUT_OF_MEMORY]);
+		answer(k, ob->draining ? -ENOTCONN : -ENOMEM);
+		free(k);
+	}
+	cert_put(cert);
+}
+
+/*
+ * Loop thread: the stream was refused before the peer processed it (a GOAWAY crossing it as the peer's agent
+ * drains, or its stream limit): nothing was read from fd, so it goes again, on a connection with room. The
+ * submitter has heard nothing yet: it hears the outcome of the last try.
+ */
+static void carry_again(void *ctx, int fd)
+{
+	struct ob_carried *k = ctx;
+	struct hbone_outbound *ob = k->ob;
+	struct xm_cert *cert = ++k->refusals < CARRY_TRIES ? ob->ops.certificate(ob->ops.ctx, k->src_id) : NULL;
+
+	if (!cert) {
+		reset_fd(fd); /* as a refused stream always was */
+		answer(k, -EAGAIN);
+		free(k);
+		return;
+	}
+	carry_as(ob, fd, cert, k);
 }
 
 /*
@@ -131,51 +214,30 @@ static void carry(struct hbone_outbound *ob, int fd, struct xm_cert *cert, const
 		  const struct sockaddr_storage *target, const struct sockaddr_storage *client, uint32_t svc_id,
 		  const char *traceparent, const struct xm_tunnel_done *done)
 {
-	struct ob_wait *wt = NULL;
-	struct hbone_splice *sp;
-	struct sockaddr_storage dst = *target;
-	char baggage[HBONE_BAGGAGE_MAX] = "", host[HBONE_FORWARDED_VALUE_MAX] = "";
-	struct hbone_open req = {
-		.src_id = src_id,
-		.dst_id = dst_id,
-		.dst = &dst,
-		.cert = cert_leaf(cert),
-		.key = cert_key(cert),
-		.chain = cert_chain(cert),
-		.target = target,
-		.client = client,
-		.traceparent = traceparent && traceparent[0] ? traceparent : NULL,
-	};
+	struct ob_carried *k = calloc(1, sizeof(*k));
 
-	if (client && ob->ops.request_meta) {
-		ob->ops.request_meta(ob->ops.ctx, client, svc_id, baggage, sizeof(baggage), host, sizeof(host));
-		req.baggage = baggage[0] ? baggage : NULL;
-		req.forwarded_host = host[0] ? host : NULL;
-	}
-	if (dst.ss_family == AF_INET6)
-		((struct sockaddr_in6 *)&dst)->sin6_port = htons(ob->hbone_port);
-	else
-		((struct sockaddr_in *)&dst)->sin_port = htons(ob->hbone_port);
-	if (done && done->gate) {
-		wt = calloc(1, sizeof(*wt));
-		if (!wt) {
-			cert_put(cert);
-			refuse(ob, fd, HBONE_OB_OUT_OF_MEMORY);
-			tell(done, tunnel_result_of(-ENOMEM));
-			return;
-		}
-		wt->done = *done;
-	}
-	/* A new TLS connection takes its own references to the certificate before this returns. */
-	sp = hbone_splice_open(ob->cl, ob->loop, fd, &req, wt ? wait_done : NULL, wt);
-	if (!sp) {
-		count(&ob->st.refused[HBONE_OB_OUT_OF_MEMORY]); /* fd closed by splice_open, wait_done not called */
-		free(wt);
+	if (!k) {
+		cert_put(cert);
+		refuse(ob, fd, HBONE_OB_OUT_OF_MEMORY);
 		tell(done, tunnel_result_of(-ENOMEM));
-	} else if (wt) {
-		hbone_splice_on_open(sp, wait_opened);
+		return;
 	}
-	cert_put(cert);
+	k->ob = ob;
+	snprintf(k->src_id, sizeof(k->src_id), "%s", src_id);
+	snprintf(k->dst_id, sizeof(k->dst_id), "%s", dst_id);
+	k->target = *target;
+	if (client) {
+		k->client = *client;
+		k->has_client = true;
+		if (ob->ops.request_meta)
+			ob->ops.request_meta(ob->ops.ctx, client, svc_id, k->baggage, sizeof(k->baggage), k->host,
+					     sizeof(k->host));
+	}
+	if (traceparent)
+		snprintf(k->traceparent, sizeof(k->traceparent), "%s", traceparent);
+	if (done)
+		k->done = *done;
+	carry_as(ob, fd, cert, k);
 }
 
 /* Loop thread: a connection the kernel sent to the outbound listener. */
@@ -268,7 +330,9 @@ static void kick(struct xm_loop *loop, void *arg)
 			close(ob->lfd[f]);
 		}
 		ob->lfd[f] = lfd[f];
-		if (loop_add_fd(loop, lfd[f], EPOLLIN, on_listener, ob))
+		if (ob->draining)
+			; /* kept for hbone_outbound_drain's caller, not accepted on */
+		else if (loop_add_fd(loop, lfd[f], EPOLLIN, on_listener, ob))
 			log_error("hbone: the outbound listener cannot be watched: captured connections wait");
 	}
 	while (list) {
@@ -367,6 +431,7 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 		.trust = cfg->trust,
 		.verify = cfg->verify,
 		.ctx = cfg->verify_ctx,
+		.handshake_timeout_ms = HBONE_OB_HANDSHAKE_WAIT_MS,
 	};
 
 	if (!ob)
@@ -388,24 +453,24 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 	return ob;
 }
 
-/* A listener at addr (len bytes: IPv4 or IPv6) handed to the loop as its family's, replacing the previous. */
-static int listen_family(struct hbone_outbound *ob, const struct sockaddr *addr, socklen_t len)
+/* Hands the listening fd (IPv4 or IPv6) to the loop as its family's listener, replacing the previous one. */
+static int install_listener(struct hbone_outbound *ob, int fd)
 {
 	struct sockaddr_storage bound;
 	socklen_t blen = sizeof(bound);
-	int f = addr->sa_family == AF_INET6 ? 1 : 0;
-	int one = 1, err, fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int f, err;
 
-	if (fd < 0)
-		return -errno;
-	/* IPV6_V6ONLY: the IPv6 node address only, however the host's bindv6only is set. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    (f == 1 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) || bind(fd, addr, len) ||
-	    listen(fd, 1024) || getsockname(fd, (struct sockaddr *)&bound, &blen)) {
+	if (getsockname(fd, (struct sockaddr *)&bound, &blen))
 		err = -errno;
+	else if (bound.ss_family != AF_INET && bound.ss_family != AF_INET6)
+		err = -EAFNOSUPPORT;
+	else
+		err = 0;
+	if (err) {
 		close(fd);
 		return err;
 	}
+	f = bound.ss_family == AF_INET6 ? 1 : 0;
 	pthread_mutex_lock(&ob->mu);
 	err = kick_locked(ob);
 	if (!err) {
@@ -423,6 +488,24 @@ static int listen_family(struct hbone_outbound *ob, const struct sockaddr *addr,
 	return err;
 }
 
+/* A listener at addr (len bytes: IPv4 or IPv6) handed to the loop as its family's. */
+static int listen_family(struct hbone_outbound *ob, const struct sockaddr *addr, socklen_t len)
+{
+	int one = 1, err, fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	/* IPV6_V6ONLY: the IPv6 node address only, however the host's bindv6only is set. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    (addr->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
+	    bind(fd, addr, len) || listen(fd, 1024)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return install_listener(ob, fd);
+}
+
 int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr)
 {
 	return listen_family(ob, (const struct sockaddr *)addr, sizeof(*addr));
@@ -431,6 +514,47 @@ int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *a
 int hbone_outbound_listen6(struct hbone_outbound *ob, const struct sockaddr_in6 *addr)
 {
 	return listen_family(ob, (const struct sockaddr *)addr, sizeof(*addr));
+}
+
+int hbone_outbound_adopt(struct hbone_outbound *ob, int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	/* The accept loop expects a non-blocking socket (the previous agent's was; the flag is the socket's). */
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return install_listener(ob, fd);
+}
+
+int hbone_outbound_drain(struct hbone_outbound *ob, int lfds[HBONE_OB_FAMILIES])
+{
+	int next[OB_FAMILIES], n = 0;
+
+	pthread_mutex_lock(&ob->mu);
+	ob->stopped = true;
+	ob->draining = true;
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		next[f] = ob->next_lfd[f]; /* a listener the loop has not taken yet is the newest */
+		ob->next_lfd[f] = -1;
+	}
+	pthread_mutex_unlock(&ob->mu);
+	for (int f = 0; f < OB_FAMILIES; f++) {
+		if (ob->lfd[f] >= 0)
+			loop_del_fd(ob->loop, ob->lfd[f]);
+		if (next[f] >= 0) {
+			if (ob->lfd[f] >= 0)
+				close(ob->lfd[f]);
+			ob->lfd[f] = next[f];
+		}
+		lfds[f] = ob->lfd[f];
+		n += ob->lfd[f] >= 0;
+	}
+	hbone_client_drain(ob->cl);
+	return n;
 }
 
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob)

@@ -7,7 +7,7 @@
  * workload's certificate and requiring the target pod's identity.
  *
  * Who is who comes from the owner (mod_hbone.c) through hbone_outbound_ops, so that this part runs in a test
- * without an agent. Threads: hbone_outbound_new, _listen, _stop and _free on the control thread;
+ * without an agent. Threads: hbone_outbound_new, _listen, _listen6, _adopt, _stop and _free on the control thread;
  * hbone_outbound_available and _submit from any thread; everything else on the loop's thread.
  */
 #ifndef XMESH_DAEMON_HBONE_OUTBOUND_H
@@ -75,6 +75,8 @@ struct hbone_outbound_stats {
 
 struct hbone_outbound;
 
+#define HBONE_OB_FAMILIES 2 /* one outbound listener per family: [0] IPv4, [1] IPv6 (the node's InternalIPs) */
+
 /* The client (pool) on cfg->loop, counting into counters. NULL when out of memory. */
 struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cfg, struct hbone_counters *counters);
 /*
@@ -85,6 +87,19 @@ struct hbone_outbound *hbone_outbound_new(const struct hbone_outbound_config *cf
 int hbone_outbound_listen(struct hbone_outbound *ob, const struct sockaddr_in *addr);
 /* The same for the IPv6 listener (the node's IPv6 InternalIP; IPV6_V6ONLY): each family has its own. */
 int hbone_outbound_listen6(struct hbone_outbound *ob, const struct sockaddr_in6 *addr);
+/*
+ * Control thread: the same with a listening socket a previous agent handed over (daemon/listen_handover.h),
+ * owned from now on, as the listener of its family (IPv4 or IPv6); its queued connections are accepted as
+ * captured ones. 0 or -errno (fd closed).
+ */
+int hbone_outbound_adopt(struct hbone_outbound *ob, int fd);
+/*
+ * Loop thread, draining (an agent restart): accepts no more (the listeners' queues wait for the next agent),
+ * hbone_outbound_submit refuses, the pool opens no new stream and its connections close once their streams
+ * ended (hbone_client_drain). Fills lfds with the listening sockets, [0] IPv4 and [1] IPv6 (still ob's, closed
+ * by _free; -1: none of that family), and returns how many there are.
+ */
+int hbone_outbound_drain(struct hbone_outbound *ob, int lfds[HBONE_OB_FAMILIES]);
 /* Where it listens (port 0: nowhere yet). */
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob);
 struct sockaddr_in6 hbone_outbound_address6(const struct hbone_outbound *ob);

@@ -8,8 +8,10 @@
  * with SO_MARK = XM_MTLS_AGENT_MARK so that a STRICT port lets it in.
  *
  * Threads: the tunnel runs on a loop thread of its own (the "hbone" thread), started at the first apply that
- * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot in force
- * through daemon_snapshot_acquire() and the identity store (any thread).
+ * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot this module
+ * applied last (serving(): from the start of its apply, not from the daemon's publication after every module
+ * applied, so that a connection accepted during the apply that starts the listeners, e.g. one queued while
+ * the agent restarted, finds its pod) and the identity store (any thread).
  *
  * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listeners on this
  * node's InternalIPs (one per family the node has) at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook
@@ -40,6 +42,7 @@
 #include "daemon/daemon.h"
 #include "daemon/hbone_baggage.h"
 #include "daemon/hbone_outbound.h"
+#include "daemon/listen_handover.h"
 #include "daemon/module.h"
 #include "daemon/tunnel.h"
 #include "datapath/hbone_capture.h"
@@ -50,6 +53,11 @@
 #include "identity/identity.h"
 #include "metrics/registry.h"
 #include "metrics/tunnel_tcp.h"
+
+/* How long a stopping agent splices open streams: the L7 proxy's drain (l7/proxy.h drain_timeout_ms). */
+#define HBONE_DRAIN_TIMEOUT_MS 10000
+/* How long the listening sockets wait for the next agent before the capture is turned off (as the L7's). */
+#define HBONE_HANDOVER_WAIT_S 10
 
 struct hbone_mod {
 	struct xm_agent *agent;
@@ -87,7 +95,29 @@ struct hbone_mod {
 	struct sockaddr_in6 listening6;		 /* where the IPv6 one is (port 0: none) */
 	bool capturing, capturing6;		 /* xm_hbone_proxy points at each */
 	bool warned_no_node;
+	/* Restart. */
+	char handover_path[4096];	    /* <admin>.hbone: where the listening sockets wait across a restart */
+	bool detach_on_exit;		    /* the datapath goes with the agent: nothing to hand over */
+	int taken_ob[HBONE_OB_FAMILIES];    /* outbound listeners handed over: [0] IPv4, [1] IPv6 (-1: none) */
+	struct sockaddr_in taken_ob_addr;   /* where the IPv4 one listens, until start adopts it */
+	struct sockaddr_in6 taken_ob_addr6; /* where the IPv6 one listens */
+	/* The hbone thread's drain: its outbound listeners per family (-1: none), valid once drained is set. */
+	int drained_ob[HBONE_OB_FAMILIES];
+	atomic_bool drained;
+	pthread_mutex_t snap_mu;
+	struct xm_snapshot *snap; /* the snapshot being applied or in force, for the hbone thread's callbacks */
 };
+
+/* Any thread: the snapshot this module serves, with a reference (snapshot_put); NULL before the first apply. */
+static struct xm_snapshot *serving(struct hbone_mod *m)
+{
+	struct xm_snapshot *s;
+
+	pthread_mutex_lock(&m->snap_mu);
+	s = snapshot_get(m->snap);
+	pthread_mutex_unlock(&m->snap_mu);
+	return s;
+}
 
 /*
  * addr's IP as the snapshot keys it: IPv4 (also v4-mapped, as the dual-stack 15008 listener sees IPv4) or
@@ -121,7 +151,7 @@ static int hb_cert(void *ctx, const struct sockaddr_storage *local, X509 **cert,
 		   STACK_OF(X509) * *chain)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	struct xm_cert *c = NULL;
 	char uri[XM_SPIFFE_MAX + 1];
 
@@ -162,7 +192,7 @@ static int hb_verify(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509)
 static int ob_local_workload(void *ctx, const struct sockaddr_storage *addr, char *id, size_t len)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	bool ok = local_pod(m, s, addr, id, len);
 
 	snapshot_put(s);
@@ -173,7 +203,7 @@ static int ob_local_workload(void *ctx, const struct sockaddr_storage *addr, cha
 static struct xm_cert *ob_certificate(void *ctx, const char *id)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	struct xm_cert *c = s && s->certs ? identity_store_get(s->certs, id) : NULL;
 
 	snapshot_put(s);
@@ -184,7 +214,7 @@ static struct xm_cert *ob_certificate(void *ctx, const char *id)
 static int ob_peer_identity(void *ctx, const struct sockaddr_storage *target, char *id, size_t len)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	union xm_addr a;
 	const struct xm_identity *pod;
 	uint8_t family;
@@ -204,15 +234,14 @@ static void ob_request_meta(void *ctx, const struct sockaddr_storage *client, ui
 			    size_t baggage_len, char *host, size_t host_len)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	const struct xm_lb_service *svc = s && svc_id ? snapshot_service(s, svc_id) : NULL;
 	const struct xm_identity *id = NULL;
-	union xm_addr a = { 0 };
+	union xm_addr a;
+	uint8_t family;
 
-	if (s && client->ss_family == AF_INET) {
-		a.v4 = ((const struct sockaddr_in *)client)->sin_addr.s_addr;
-		id = identities_find(&s->identities, &a, XM_FAMILY_V4);
-	}
+	if (s && ip_of(client, &a, &family))
+		id = identities_find(&s->identities, &a, family);
 	if (!id || !id->wl || strcmp(id->wl->node, m->node) ||
 	    workload_baggage(id->wl, m->cluster_id, baggage, baggage_len) < 0)
 		baggage[0] = '\0';
@@ -230,7 +259,7 @@ static void ob_request_meta(void *ctx, const struct sockaddr_storage *client, ui
 static int hb_admit(void *ctx, const struct hbone_admit *req)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	char uri[XM_SPIFFE_MAX + 1];
 	union xm_addr t, l;
 	uint8_t tf, lf;
@@ -248,7 +277,7 @@ static int hb_admit(void *ctx, const struct hbone_admit *req)
 static struct hbone_stream_counts *hb_account(void *ctx, const struct hbone_admit *req)
 {
 	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = daemon_snapshot_acquire(m->agent);
+	struct xm_snapshot *s = serving(m);
 	struct tunnel_tcp_labels l;
 
 	tunnel_tcp_resolve(s, req->peer_id, req->target, req->forwarded, &l);
@@ -301,6 +330,68 @@ static int listen_hbone(void)
 	return fd;
 }
 
+/*
+ * The listening sockets a stopping agent left with its holder: the 15008 one (dual-stack, or IPv4 only on a
+ * host without IPv6) becomes lfd (-1 when none), the outbound ones wait in m->taken_ob[family] for start.
+ * Others (none expected) are closed.
+ */
+static int take_listeners(struct hbone_mod *m)
+{
+	int fds[LISTEN_HANDOVER_MAX_FDS], lfd = -1;
+	size_t n = 0;
+	int err = listen_handover_receive(m->handover_path, fds, LISTEN_HANDOVER_MAX_FDS, &n);
+
+	if (err) {
+		if (err != -ENOENT)
+			log_warn("hbone: listening sockets of the previous agent at %s: %s", m->handover_path,
+				 strerror(-err));
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct sockaddr_storage a;
+		socklen_t len = sizeof(a);
+		uint16_t port = 0;
+		int f = -1;
+
+		if (getsockname(fds[i], (struct sockaddr *)&a, &len) == 0 &&
+		    (a.ss_family == AF_INET || a.ss_family == AF_INET6)) {
+			f = a.ss_family == AF_INET6 ? 1 : 0;
+			port = ntohs(f ? ((struct sockaddr_in6 *)&a)->sin6_port : ((struct sockaddr_in *)&a)->sin_port);
+		}
+		if (f >= 0 && port == HBONE_PORT && lfd < 0) {
+			lfd = fds[i];
+		} else if (f >= 0 && port == XM_HBONE_OUTBOUND_PORT && m->taken_ob[f] < 0) {
+			m->taken_ob[f] = fds[i];
+			if (f)
+				memcpy(&m->taken_ob_addr6, &a, sizeof(m->taken_ob_addr6));
+			else
+				memcpy(&m->taken_ob_addr, &a, sizeof(m->taken_ob_addr));
+		} else {
+			close(fds[i]);
+		}
+	}
+	log_info("hbone: took over %s%s%s of the previous agent", lfd >= 0 ? "the 15008 listener" : "no 15008 listener",
+		 m->taken_ob[0] >= 0 ? ", the IPv4 outbound listener" : "",
+		 m->taken_ob[1] >= 0 ? ", the IPv6 outbound listener" : "");
+	return lfd;
+}
+
+/* Init failed: the outbound listeners taken over are closed, and the capture that pointed at them is off. */
+static void drop_taken(struct hbone_mod *m)
+{
+	bool any = false;
+
+	for (int f = 0; f < HBONE_OB_FAMILIES; f++) {
+		if (m->taken_ob[f] >= 0) {
+			close(m->taken_ob[f]);
+			any = true;
+		}
+		m->taken_ob[f] = -1;
+	}
+	if (any)
+		hbone_capture_set_proxy(m->proxy_map, NULL);
+}
+
 static void close_maps(struct hbone_mod *m)
 {
 	int *fds[] = { &m->proxy_map, &m->dsts_map, &m->origdst_map };
@@ -342,6 +433,11 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
 	m->lfd = -1;
+	m->taken_ob[0] = m->taken_ob[1] = -1;
+	atomic_init(&m->drained, false);
+	pthread_mutex_init(&m->snap_mu, NULL);
+	snprintf(m->handover_path, sizeof(m->handover_path), "%s.hbone", o->admin_path ? o->admin_path : "");
+	m->detach_on_exit = o->detach_on_exit;
 	m->proxy_map = pins_open(o->bpffs, "xm_hbone_proxy");
 	m->dsts_map = pins_open(o->bpffs, "xm_hbone_dsts");
 	m->origdst_map = pins_open(o->bpffs, "xm_hbone_origdst");
@@ -354,16 +450,26 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		free(m);
 		return err;
 	}
-	/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
-	hbone_capture_set_proxy(m->proxy_map, NULL);
 	m->cluster_id = o->cluster_id ? o->cluster_id : XM_DEFAULT_CLUSTER_ID;
 	snprintf(m->node, sizeof(m->node), "%s", o->node_name ? o->node_name : "");
 	snprintf(m->trust_domain, sizeof(m->trust_domain), "%s",
 		 o->trust_domain ? o->trust_domain : XM_DEFAULT_TRUST_DOMAIN);
-	m->lfd = listen_hbone();
+	m->lfd = o->admin_path ? take_listeners(m) : -1;
+	if (m->taken_ob[0] >= 0 || m->taken_ob[1] >= 0) {
+		/* The capture points at the listeners we hold (the previous agent's families): connects queue
+		 * there until start adopts them. */
+		m->capturing = m->taken_ob[0] >= 0;
+		m->capturing6 = m->taken_ob[1] >= 0;
+	} else {
+		/* Nobody listens until the client starts: connects go direct meanwhile (a STRICT pod refuses them). */
+		hbone_capture_set_proxy(m->proxy_map, NULL);
+	}
+	if (m->lfd < 0)
+		m->lfd = listen_hbone();
 	if (m->lfd < 0) {
 		err = m->lfd;
 		log_error("hbone: listening on [::]:%d: %s", HBONE_PORT, strerror(-err));
+		drop_taken(m);
 		tunnel_tcp_free(m->tcp);
 		close_maps(m);
 		free(m);
@@ -371,6 +477,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	}
 	m->loop = loop_new();
 	if (!m->loop) {
+		drop_taken(m);
 		close(m->lfd);
 		tunnel_tcp_free(m->tcp);
 		close_maps(m);
@@ -382,6 +489,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		log_error("hbone: steering port %d to the agent (policy routing, table %d): %s", HBONE_PORT,
 			  XM_HBONE_STEER_TABLE, strerror(-err));
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
+		drop_taken(m);
 		loop_free(m->loop);
 		close(m->lfd);
 		tunnel_tcp_free(m->tcp);
@@ -430,6 +538,20 @@ static int start(struct hbone_mod *m, const struct xm_snapshot *next)
 		hbone_server_free(m->srv);
 		m->srv = NULL;
 		return -ENOMEM;
+	}
+	for (int f = 0; f < HBONE_OB_FAMILIES; f++) {
+		if (m->taken_ob[f] < 0)
+			continue;
+		/* The previous agent's listener, with what queued there during the restart, in its family's slot. */
+		err = hbone_outbound_adopt(m->ob, m->taken_ob[f]);
+		m->taken_ob[f] = -1;
+		if (err)
+			log_warn("hbone: the %s outbound listener handed over: %s; listening anew", f ? "IPv6" : "IPv4",
+				 strerror(-err));
+		else if (f)
+			m->listening6 = m->taken_ob_addr6;
+		else
+			m->listening = m->taken_ob_addr;
 	}
 	err = pthread_create(&m->thread, NULL, hbone_thread, m);
 	if (err) {
@@ -594,13 +716,22 @@ static void hbone_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t 
 static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 {
 	struct hbone_mod *m = state;
+	struct xm_snapshot *old;
 	int err;
+
+	pthread_mutex_lock(&m->snap_mu);
+	old = m->snap;
+	m->snap = snapshot_get(next);
+	pthread_mutex_unlock(&m->snap_mu);
+	snapshot_put(old);
 
 	if (!m->running) {
 		if (!next->trust_bundle || !next->certs) {
 			if (!m->warned)
 				log_warn("hbone: no trust bundle (the identity module is off): not serving");
 			m->warned = true;
+			/* A listener taken over would never be served: connects go direct instead. */
+			set_capture(m, false, false);
 			return 0;
 		}
 		err = start(m, next);
@@ -706,25 +837,125 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 	hbone_outbound_collect(atomic_load_explicit(&m->ob_pub, memory_order_acquire), &m->ctr, sc);
 }
 
+/* hbone thread: stop accepting, refuse new streams, let the open ones run (hbone_server_drain, _outbound_drain). */
+static void drain_on_loop(struct xm_loop *loop, void *arg)
+{
+	struct hbone_mod *m = arg;
+
+	(void)loop;
+	hbone_server_drain(m->srv);
+	hbone_outbound_drain(m->ob, m->drained_ob);
+	atomic_store(&m->drained, true); /* drained_ob is read after this (sequentially consistent) */
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static unsigned long long tls_open(struct hbone_mod *m)
+{
+	return atomic_load(&m->ctr.connections_open[HBONE_SIDE_SERVER]) +
+	       atomic_load(&m->ctr.connections_open[HBONE_SIDE_CLIENT]);
+}
+
+/*
+ * Restart, control thread: the hbone thread drains; the listening sockets go to a holder for the next agent
+ * (unless the datapath goes with us); then the open streams get until the deadline to end. Returns whether a
+ * holder keeps the sockets (then the capture and the steering stay).
+ */
+static bool drain_and_hand_over(struct hbone_mod *m)
+{
+	uint64_t start = now_ms(), deadline = start + HBONE_DRAIN_TIMEOUT_MS;
+	int fds[1 + HBONE_OB_FAMILIES];
+	size_t n = 0;
+	bool held = false;
+	pid_t pid;
+
+	if (loop_post(m->loop, drain_on_loop, m)) {
+		log_warn("hbone: could not post the drain: open streams are reset");
+		return false;
+	}
+	while (!atomic_load(&m->drained) && now_ms() < start + 1000)
+		usleep(1000);
+	if (!atomic_load(&m->drained)) {
+		log_warn("hbone: the tunnel's thread did not drain in 1 s: open streams are reset");
+		return false;
+	}
+	if (!m->detach_on_exit) {
+		/* 15008 (both families on one socket), and the outbound listener of each family captured. */
+		fds[n++] = m->lfd;
+		if (m->drained_ob[0] >= 0 && m->capturing)
+			fds[n++] = m->drained_ob[0];
+		if (m->drained_ob[1] >= 0 && m->capturing6)
+			fds[n++] = m->drained_ob[1];
+		/* Nobody coming back: capture off (both families), and the steering (IPv4 and IPv6 rules and routes)
+		 * goes as it would have at our exit. */
+		struct listen_handover_undo undo = { .capture_map_fd = m->proxy_map };
+		uint8_t nl[LISTEN_HANDOVER_NETLINK_MAX];
+		int nl_len = m->steering ? hbone_steer_removal(m->ifaces, m->n_ifaces, nl, sizeof(nl)) : 0;
+
+		if (nl_len > 0) {
+			undo.netlink = nl;
+			undo.netlink_len = (size_t)nl_len;
+		} else if (nl_len < 0) {
+			log_warn("hbone: the steering's removal for the holder: %s; it stays if no agent comes back",
+				 strerror(-nl_len));
+		}
+		pid = listen_handover_spawn(m->handover_path, fds, n, &undo, HBONE_HANDOVER_WAIT_S, "xmesh-hbone-hold");
+		if (pid > 0) {
+			held = true;
+			log_info("hbone: %zu listening sockets held for the next agent by pid %d on %s (%u s)", n,
+				 (int)pid, m->handover_path, HBONE_HANDOVER_WAIT_S);
+		} else {
+			log_warn("hbone: handing the listening sockets over: %s; pods' connections go direct",
+				 strerror(-(int)pid));
+		}
+	}
+	if (!held)
+		set_capture(m, false, false);
+	log_info("hbone: draining %llu TLS connection(s) (at most %d ms)", tls_open(m), HBONE_DRAIN_TIMEOUT_MS);
+	while (tls_open(m) && now_ms() < deadline)
+		usleep(10000);
+	if (tls_open(m))
+		log_warn("hbone: %llu TLS connection(s) still open after the drain deadline: their streams are reset",
+			 tls_open(m));
+	else
+		log_info("hbone: drained in %llu ms", (unsigned long long)(now_ms() - start));
+	return held;
+}
+
 static void hbone_mod_close(void *state)
 {
 	struct hbone_mod *m = state;
+	bool held = false;
 
-	/* Capture off first: new connects go direct, not to a listener about to close. */
-	set_capture(m, false, false);
-	hbone_outbound_stop(m->ob);
+	hbone_outbound_stop(m->ob); /* tunnel_submit refuses from now on */
 	if (m->running) {
+		held = drain_and_hand_over(m);
 		loop_stop(m->loop);
 		pthread_join(m->thread, NULL);
 	}
+	/* Without a holder, capture off: new connects go direct, not to a listener about to close. */
+	if (!held)
+		set_capture(m, false, false);
+	for (int f = 0; f < HBONE_OB_FAMILIES; f++)
+		if (m->taken_ob[f] >= 0)
+			close(m->taken_ob[f]);
 	atomic_store(&m->ob_pub, NULL);
 	hbone_outbound_free(m->ob);
 	snapshot_put(m->published);
+	snapshot_put(m->snap);
+	pthread_mutex_destroy(&m->snap_mu);
 	close_maps(m);
 	hbone_server_free(m->srv);
 	cert_put(m->presenting);
 	loop_free(m->loop);
-	if (m->steering)
+	/* Kept while a holder has the 15008 listener: a peer's connect waits there instead of meeting the pod. */
+	if (m->steering && !held)
 		hbone_steer_remove(m->ifaces, m->n_ifaces);
 	close(m->lfd);
 	bundle_put(m->bundle);

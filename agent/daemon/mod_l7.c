@@ -31,7 +31,7 @@
 #include "datapath/sockmap.h"
 #include "l7/access_log.h"
 #include "l7/span_export.h"
-#include "l7/handover.h"
+#include "daemon/listen_handover.h"
 #include "l7/proxy.h"
 #include "l7/stats.h"
 #include "outlier/outlier.h"
@@ -299,12 +299,12 @@ static void raise_fd_limit(void)
 		log_warn("l7: could not raise the open-files limit to %llu", (unsigned long long)rl.rlim_max);
 }
 
-/* The listening sockets a stopping agent left with its holder (l7/handover.h), if any. */
+/* The listening sockets a stopping agent left with its holder (daemon/listen_handover.h), if any. */
 static bool take_listeners(struct l7_mod *m)
 {
-	int fds[L7_HANDOVER_MAX_FDS];
+	int fds[LISTEN_HANDOVER_MAX_FDS];
 	size_t n = 0;
-	int err = l7_handover_receive(m->handover_path, fds, L7_HANDOVER_MAX_FDS, &n);
+	int err = listen_handover_receive(m->handover_path, fds, LISTEN_HANDOVER_MAX_FDS, &n);
 
 	if (err) {
 		if (err != -ENOENT)

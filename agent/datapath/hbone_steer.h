@@ -16,11 +16,17 @@
 #define XM_HBONE_STEER_PRIO  15008 /* the rule's priority: before "main" (32766) */
 
 /*
- * Installs the routes and one rule per uplink and family (replacing what a previous run left); a host without
- * IPv6 gets the IPv4 ones only. 0 or a negative errno.
+ * Installs the routes and one rule per uplink and family, keeping a rule a previous run left (no moment
+ * without it across a restart); a host without IPv6 gets the IPv4 ones only. 0 or a negative errno.
  */
 int hbone_steer_install(const char *const *ifaces, size_t n);
 /* Removes them (what is already gone is fine). */
 void hbone_steer_remove(const char *const *ifaces, size_t n);
+/*
+ * The same removal, both families, as rtnetlink requests (no ACK asked) written back to back into buf, for a
+ * process that may only make system calls (a listener holder, daemon/listen_handover.h). Returns their length
+ * or -ENOSPC/-ENOMEM.
+ */
+int hbone_steer_removal(const char *const *ifaces, size_t n, void *buf, size_t cap);
 
 #endif

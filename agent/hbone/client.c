@@ -45,6 +45,7 @@ struct hbone_client {
 	size_t n_conns;
 	struct hb_ticket *tickets, *tickets_tail;
 	size_t n_tickets;
+	bool draining; /* hbone_client_drain: no new stream */
 };
 
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -214,6 +215,19 @@ static void ticket_offer(struct hbone_client *cl, struct hb_conn *c, const struc
 	c->ticket_offered = true;
 }
 
+/* Draining: the streams it has go on, then it closes (nghttp2 wants no more I/O after a GOAWAY and its last
+ * stream). */
+static void goaway_draining(struct hb_conn *c)
+{
+	c->goaway = true; /* never chosen for a new stream again */
+	if (c->state != HB_READY || !c->h2 || c->drain_final)
+		return;
+	nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2),
+			      NGHTTP2_NO_ERROR, NULL, 0);
+	c->drain_final = true;
+	hb_conn_kick(c);
+}
+
 static void cl_ready(struct hb_conn *c, bool ok, int err)
 {
 	struct hbone_stream *s, *last = NULL;
@@ -239,6 +253,8 @@ static void cl_ready(struct hb_conn *c, bool ok, int err)
 	for (s = last; s; s = s->prev)
 		if (s->id == 0 && !s->h2_closed && !s->detached)
 			submit(c, s);
+	if (c->owner && ((struct hbone_client *)c->owner)->draining)
+		goaway_draining(c);
 }
 
 static void cl_conn_gone(struct hb_conn *c)
@@ -303,6 +319,7 @@ static struct hb_conn *pool_connect(struct hbone_client *cl, const struct hbone_
 	c->max_streams = cl->cfg.max_streams_per_conn;
 	c->idle_timeout_ms = cl->cfg.idle_timeout_ms;
 	c->hs_timeout_ms = cl->cfg.connect_timeout_ms;
+	c->tls_wait_ms = cl->cfg.handshake_timeout_ms;
 	c->ping_interval_ms = cl->cfg.ping_interval_ms;
 	c->ping_timeout_ms = cl->cfg.ping_timeout_ms;
 	c->fd = socket(req->dst->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -405,6 +422,10 @@ struct hbone_stream *hbone_client_open(struct hbone_client *cl, const struct hbo
 	struct hbone_stream *s = calloc(1, sizeof(*s));
 	struct hb_conn *c;
 
+	if (cl->draining) {
+		free(s);
+		return NULL;
+	}
 	if (!s)
 		return NULL;
 	s->target_fd = -1;
@@ -471,6 +492,15 @@ void hbone_client_free(struct hbone_client *cl)
 		ticket_drop(cl, cl->tickets);
 	SSL_CTX_free(cl->tls);
 	free(cl);
+}
+
+void hbone_client_drain(struct hbone_client *cl)
+{
+	if (!cl)
+		return;
+	cl->draining = true;
+	for (struct hb_conn *c = cl->conns; c; c = c->pool_next)
+		goaway_draining(c);
 }
 
 size_t hbone_client_connections(const struct hbone_client *cl)

@@ -625,6 +625,8 @@ void hb_conn_progress(struct hb_conn *c)
 				break;
 			}
 			c->state = HB_HANDSHAKING;
+			if (c->tls_wait_ms && c->hs_timer)
+				loop_timer_arm(c->loop, c->hs_timer, c->tls_wait_ms);
 		}
 		if (c->state == HB_HANDSHAKING) {
 			c->in_progress = false; /* handshake failures end in hb_conn_fail */

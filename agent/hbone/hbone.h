@@ -203,6 +203,14 @@ struct hbone_server *hbone_server_new(struct xm_loop *loop, int listen_fd, const
 				      struct hbone_counters *counters);
 /* Closes every connection and its streams' target connections. */
 void hbone_server_free(struct hbone_server *srv);
+/*
+ * Draining (an agent restart; ztunnel's drain): stops accepting (listen_fd stays open, its queue for whoever
+ * takes it next) and tells every client to open no new stream on its connection: a GOAWAY notice (last stream
+ * 2^31-1) at once, then, HBONE_DRAIN_NOTICE_MS later (a round trip's margin), the final GOAWAY naming the last
+ * stream it took, so no request in flight is refused. Open streams go on; a connection closes once they ended.
+ */
+void hbone_server_drain(struct hbone_server *srv);
+#define HBONE_DRAIN_NOTICE_MS 500
 size_t hbone_server_connections(const struct hbone_server *srv);
 
 /* ---- client ---- */
@@ -214,6 +222,7 @@ struct hbone_client_config {
 	uint32_t max_streams_per_conn; /* 0: HBONE_MAX_STREAMS */
 	uint64_t idle_timeout_ms;      /* 0: HBONE_POOL_IDLE_MS */
 	uint64_t connect_timeout_ms;   /* 0: HBONE_CONNECT_TIMEOUT_MS (TCP and TLS) */
+	uint64_t handshake_timeout_ms; /* once TCP connected, the TLS handshake's own limit (0: connect_timeout_ms) */
 	uint64_t ping_interval_ms, ping_timeout_ms;
 	bool no_resumption; /* never offer a session ticket: every connection makes a full handshake */
 };
@@ -243,7 +252,12 @@ struct hbone_client *hbone_client_new(struct xm_loop *loop, const struct hbone_c
 				      struct hbone_counters *counters);
 /* Closes every connection; open streams get on_close(-ECONNABORTED). Not from a stream callback. */
 void hbone_client_free(struct hbone_client *cl);
-/* A stream on a pooled connection (a new one when none has room); NULL when out of memory. */
+/*
+ * Draining: no new stream from now on (hbone_client_open returns NULL); every pooled connection says GOAWAY
+ * (once ready) and closes when its open streams ended, which go on until then.
+ */
+void hbone_client_drain(struct hbone_client *cl);
+/* A stream on a pooled connection (a new one when none has room); NULL when out of memory or draining. */
 struct hbone_stream *hbone_client_open(struct hbone_client *cl, const struct hbone_open *req,
 				       const struct hbone_stream_ops *ops, void *ctx);
 /* TLS connections in the pool (connecting ones too). */
@@ -274,6 +288,14 @@ typedef void (*hbone_splice_opened_fn)(void *ctx, int status);
  * done only.
  */
 void hbone_splice_on_open(struct hbone_splice *sp, hbone_splice_opened_fn opened);
+/*
+ * Optional, right after hbone_splice_open (with or without hbone_splice_on_open): a stream refused before the
+ * server processed it (REFUSED_STREAM: a GOAWAY that arrived as it was sent, as when the peer drains, or the
+ * peer's stream limit) hands fd back to fn (with the splice's ctx; nothing was read from it, the splice is
+ * gone, neither opened nor done is called) instead of a reset, so the caller can carry it again.
+ */
+typedef void (*hbone_splice_refused_fn)(void *ctx, int fd);
+void hbone_splice_on_refused(struct hbone_splice *sp, hbone_splice_refused_fn fn);
 
 /* ---- pieces with their own tests ---- */
 

@@ -152,6 +152,7 @@ struct hb_conn {
 	uint32_t max_header_list;
 	struct xm_timer *hs_timer, *ping_timer, *idle_timer;
 	uint64_t ping_interval_ms, ping_timeout_ms, idle_timeout_ms, hs_timeout_ms;
+	uint64_t tls_wait_ms; /* client: from TCP connected, how long TLS may take (0: hs_timeout_ms from the start) */
 	uint64_t ping_sent_ms;
 	bool ping_outstanding;
 	char peer_id[HBONE_ID_MAX];
@@ -168,6 +169,8 @@ struct hb_conn {
 	struct sockaddr_storage dst;
 	bool goaway;
 	int fail_err;
+	/* draining (hbone_server_drain, hbone_client_drain): the GOAWAY notice went out, then the final one */
+	bool drain_noticed, drain_final;
 };
 
 /* Creates the nghttp2 session, sends our SETTINGS, starts keep-alive. 0 or negative errno. */

@@ -30,6 +30,7 @@ struct hbone_server {
 	struct hb_verify verify;
 	struct hb_conn *conns;
 	size_t n_conns;
+	struct xm_timer *drain_timer; /* hbone_server_drain: each tick moves every connection one GOAWAY on */
 };
 
 /* What the admit and account callbacks are asked about: the stream's request on its connection. */
@@ -493,10 +494,43 @@ struct hbone_server *hbone_server_new(struct xm_loop *loop, int listen_fd, const
 	return srv;
 }
 
+/* Drain tick: a ready connection gets the GOAWAY notice, and on the next tick the final GOAWAY. */
+static void drain_tick(struct xm_loop *loop, struct xm_timer *t, void *ctx)
+{
+	struct hbone_server *srv = ctx;
+
+	(void)loop, (void)t;
+	for (struct hb_conn *c = srv->conns; c; c = c->pool_next) {
+		if (c->state != HB_READY || !c->h2 || c->drain_final)
+			continue;
+		if (!c->drain_noticed) {
+			nghttp2_submit_shutdown_notice(c->h2);
+			c->drain_noticed = true;
+		} else {
+			nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2),
+					      NGHTTP2_NO_ERROR, NULL, 0);
+			c->drain_final = true;
+			c->goaway = true; /* its end, once the streams ended, is a clean one */
+		}
+		hb_conn_kick(c);
+	}
+}
+
+void hbone_server_drain(struct hbone_server *srv)
+{
+	if (!srv || srv->drain_timer)
+		return;
+	if (srv->listen_fd >= 0)
+		loop_del_fd(srv->loop, srv->listen_fd);
+	srv->listen_fd = -1;
+	srv->drain_timer = loop_timer_add(srv->loop, 0, HBONE_DRAIN_NOTICE_MS, drain_tick, srv);
+}
+
 void hbone_server_free(struct hbone_server *srv)
 {
 	if (!srv)
 		return;
+	loop_timer_cancel(srv->loop, srv->drain_timer);
 	while (srv->conns)
 		hb_conn_fail(srv->conns, -ECONNABORTED);
 	if (srv->listen_fd >= 0)

@@ -26,6 +26,7 @@ struct hbone_splice {
 	hbone_splice_done_fn done;
 	hbone_splice_opened_fn opened_fn;
 	void *ctx;
+	hbone_splice_refused_fn refused; /* hbone_splice_on_refused: the fd goes back instead of a reset */
 	bool opened, tcp_eof, stream_eof, down_shut, up_blocked, finishing;
 	size_t up_len, up_off, down_len, down_off;
 	uint8_t up[SPLICE_BUF], down[SPLICE_BUF];
@@ -164,6 +165,19 @@ static void on_open(struct hbone_stream *s, void *ctx, int status)
 	struct hbone_splice *sp = ctx;
 
 	(void)s;
+	if (status == -EAGAIN && sp->refused) {
+		/* Refused before the server processed it (its GOAWAY, its stream limit): no byte was read from fd
+		 * (reading starts at the 200), so the caller may carry it again, on another connection. */
+		hbone_splice_refused_fn fn = sp->refused;
+		int fd = sp->fd;
+		void *c = sp->ctx;
+
+		hbone_stream_close(sp->s);
+		loop_del_fd(sp->loop, fd);
+		free(sp);
+		fn(c, fd);
+		return;
+	}
 	if (sp->opened_fn)
 		sp->opened_fn(sp->ctx, status);
 	if (status != 200) {
@@ -244,4 +258,9 @@ struct hbone_splice *hbone_splice_open(struct hbone_client *cl, struct xm_loop *
 void hbone_splice_on_open(struct hbone_splice *sp, hbone_splice_opened_fn opened)
 {
 	sp->opened_fn = opened;
+}
+
+void hbone_splice_on_refused(struct hbone_splice *sp, hbone_splice_refused_fn fn)
+{
+	sp->refused = fn;
 }

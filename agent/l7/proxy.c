@@ -17,7 +17,7 @@
 
 #include "core/log.h"
 #include "metrics/registry.h"
-#include "l7/handover.h"
+#include "daemon/listen_handover.h"
 #include "l7/ratelimit.h"
 #include "l7/stats.h"
 #include "l7/worker.h"
@@ -200,19 +200,20 @@ void l7_proxy_adopt(struct l7_proxy *p, const int *fds, size_t n)
 
 int l7_proxy_handover(struct l7_proxy *p, const char *path, int capture_map_fd, unsigned int timeout_s)
 {
-	int fds[L7_HANDOVER_MAX_FDS];
+	struct listen_handover_undo undo = { .capture_map_fd = capture_map_fd };
+	int fds[LISTEN_HANDOVER_MAX_FDS];
 	size_t n = 0;
 	pid_t pid;
 
 	pthread_mutex_lock(&p->lock);
 	for (size_t j = 0; j < p->n_listeners; j++)
-		for (size_t i = 0; p->listeners[j].fds && i < p->listeners[j].n_fds && n < L7_HANDOVER_MAX_FDS; i++)
+		for (size_t i = 0; p->listeners[j].fds && i < p->listeners[j].n_fds && n < LISTEN_HANDOVER_MAX_FDS; i++)
 			fds[n++] = p->listeners[j].fds[i];
 	if (!n) {
 		pthread_mutex_unlock(&p->lock);
 		return -ENOENT;
 	}
-	pid = l7_handover_spawn(path, fds, n, capture_map_fd, timeout_s);
+	pid = listen_handover_spawn(path, fds, n, &undo, timeout_s, "xmesh-l7-hold");
 	if (pid > 0)
 		p->handed_over = true;
 	pthread_mutex_unlock(&p->lock);

@@ -117,7 +117,7 @@ struct l7_proxy *l7_proxy_new(const struct l7_proxy_opts *opts, int *err);
  */
 int l7_proxy_listen(struct l7_proxy *p, const struct l7_proxy_addr *addrs, size_t n);
 /*
- * Listening sockets a previous agent handed over (l7/handover.h): the proxy owns them now, and the next
+ * Listening sockets a previous agent handed over (daemon/listen_handover.h): the proxy owns them now, and the next
  * l7_proxy_listen serves each address with the ones bound to it (and our port) before opening new ones.
  */
 void l7_proxy_adopt(struct l7_proxy *p, const int *fds, size_t n);

@@ -9,7 +9,10 @@
 #   - STRICT: the external host's IPv6 plaintext to sa is refused by agent B's kernel program (peer_auth);
 #     PERMISSIVE: still tunnelled, the external plaintext gets through; DISABLE: the marker is on the wire;
 #   - IPv4 keeps working next to it (the same pods' IPv4 addresses are tunnelled too);
-#   - an HTTP Service's IPv6 VIP: agent A's L7 proxy hands its upstream to sa's IPv6 address to the tunnel.
+#   - an HTTP Service's IPv6 VIP: agent A's L7 proxy hands its upstream to sa's IPv6 address to the tunnel;
+#   - a restart of agent A (docs/mtls.md "Restart"): an IPv6 tunnelled connection lives on, new IPv6 connections
+#     made meanwhile wait in the held IPv6 outbound listener; agent B's stop leaves both families' steering to
+#     its holder, which removes it 10 s later.
 #
 #        a0 │                          b0 │                          e0 │
 #   nodea up0 10.199.0.1 fd00:199::1  nodeb up0 10.199.0.2 fd00:199::2  ext 10.199.0.100 fd00:199::100
@@ -262,10 +265,116 @@ out=$(marker "$SA6" 8080 "$MARK") || xmt_fail "plaintext marker: $out"
 capture_stop plain
 pcap_has plain "ip6 and tcp dst port 8080" "$MARK" || xmt_fail "under DISABLE the marker is not on the wire in plaintext"
 
-XMT_SUBTEST="stop: node B's IPv6 steering goes with its agent"
-xmt_stop_pid "${XMX_AGENTS[1]}" || xmt_fail "agent b did not exit cleanly on SIGTERM"
-XMX_AGENTS=("${XMX_AGENTS[0]}")
-! ip -n "${XMT_P}nodeb" -6 rule show | grep "lookup 15008" >/dev/null || xmt_fail "the IPv6 steering rule outlived the agent"
-[ -z "$(ip -n "${XMT_P}nodeb" -6 route show table 15008 2>/dev/null)" ] || xmt_fail "the IPv6 steering route outlived the agent"
+XMT_SUBTEST="restart of agent a: an IPv6 tunnelled connection lives on, both outbound listeners handed over"
+config STRICT
+wait_captured yes
+# rr ADDR PORT SECONDS: one connection, request/response with random payloads (each reply compared), clean end.
+RR='
+import os, random, socket, sys, time
+end = time.monotonic() + float(sys.argv[3])
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+n = 0
+while time.monotonic() < end:
+    m = os.urandom(random.randint(1, 8192))
+    s.sendall(m)
+    got = bytearray()
+    while len(got) < len(m):
+        b = s.recv(len(m) - len(got))
+        if not b:
+            sys.exit("rr: EOF after %d exchanges" % n)
+        got += b
+    if bytes(got) != m:
+        sys.exit("rr: reply %d differs" % n)
+    n += 1
+    time.sleep(0.005)
+s.shutdown(socket.SHUT_WR)
+if s.recv(1) != b"":
+    sys.exit("rr: data after the end")
+print("rr ok exchanges=%d" % n)
+'
+# conns ADDR PORT SECONDS: new connections one after another, one exchange each; "conn START_MS" per success.
+CONNS='
+import os, socket, sys, time
+end = time.monotonic() + float(sys.argv[3])
+ok = 0
+while time.monotonic() < end:
+    t0 = time.time()
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+    s.settimeout(30)
+    m = os.urandom(512)
+    s.sendall(m)
+    got = bytearray()
+    while len(got) < len(m):
+        b = s.recv(len(m) - len(got))
+        if not b:
+            sys.exit("conns: EOF after %d connections" % ok)
+        got += b
+    if bytes(got) != m:
+        sys.exit("conns: reply differs")
+    s.close()
+    ok += 1
+    print("conn %d" % (t0 * 1000), flush=True)
+    time.sleep(0.02)
+print("conns ok=%d" % ok)
+'
+# bg_pa NAME SCRIPT ARGS...: python3 in pa, inside agent a's mesh cgroup, in the background.
+bg_pa() {
+	local name=$1 script=$2
+	shift 2
+	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
+	timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/${XMT_P}pa" -- sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' \
+		"$XMT_CG/a" python3 -c "$script" "$@" >"$XMT_TMP/$name.log" 2>&1 &
+	XMT_BG[$name]=$!
+	XMT_PIDS+=("$!")
+}
+# stop_agent PID: SIGTERM, then up to 15 s for its exit (its drain takes up to 10 s); fails on a non-zero status.
+stop_agent() {
+	local pid=$1 i
+	kill -TERM "$pid"
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -0 "$pid" 2>/dev/null && xmt_fail "agent pid $pid still running 15 s after SIGTERM"
+	wait "$pid" || xmt_fail "agent pid $pid exited with status $? on SIGTERM"
+}
+bg_pa rr6 "$RR" "$SA6" 9000 4
+bg_pa conns6 "$CONNS" "$SA6" 9000 9
+sleep 1
+stop_ms=$(date +%s%3N)
+stop_agent "${XMX_AGENTS[0]}"
+mv "$XMT_TMP/agent-a.log" "$XMT_TMP/agent-a-old.log"
+XMX_AGENTS=("${XMX_AGENTS[1]}")
+xmx_agent a nodea nodea up0 --hbone --proxy-workers 1
+ready_ms=$(date +%s%3N)
+wait "${XMT_BG[rr6]}" || xmt_fail "the IPv6 tunnelled connection broke across the restart: $(tail -n 3 "$XMT_TMP/rr6.log")"
+wait "${XMT_BG[conns6]}" || xmt_fail "new IPv6 tunnelled connections failed across the restart: $(tail -n 2 "$XMT_TMP/conns6.log")"
+during=$(awk -v a="$stop_ms" -v b="$ready_ms" '$1 == "conn" && $2 >= a && $2 <= b { n++ } END { print n + 0 }' "$XMT_TMP/conns6.log")
+[ "$during" -ge 1 ] || xmt_fail "no IPv6 connection was made while agent a restarted"
+grep 'hbone: 3 listening sockets held for the next agent' "$XMT_TMP/agent-a-old.log" >/dev/null ||
+	xmt_fail "agent a did not hand 15008 and both outbound listeners over: $(grep 'hbone' "$XMT_TMP/agent-a-old.log" | tail -n 4)"
+grep 'hbone: took over the 15008 listener, the IPv4 outbound listener, the IPv6 outbound listener' "$XMT_TMP/agent-a.log" >/dev/null ||
+	xmt_fail "the new agent a did not take both outbound listeners: $(grep 'hbone' "$XMT_TMP/agent-a.log" | head -n 4)"
+st=$(xmx_status a)
+grep -F "outbound listener 10.199.0.1:15002 and [fd00:199::1]:15002" <<<"$st" >/dev/null ||
+	xmt_fail "status a after the restart: $(grep 'hbone' <<<"$st")"
+grep -F "hbone: capture on (IPv4, IPv6)" <<<"$st" >/dev/null || xmt_fail "status a after the restart: $(grep 'hbone' <<<"$st")"
+out=$(marker "$SA6" 8080 "$MARK") || xmt_fail "marker after the restart: $out"
+xmt_log "restart of agent a over IPv6: $(tail -n 1 "$XMT_TMP/rr6.log"), $(tail -n 1 "$XMT_TMP/conns6.log"), $during during the restart"
 
-xmt_pass "tunnel over IPv6: marker never on node A's uplink, TLS on [pod]:15008, 10 MiB exact, IPv6 VIP tunnelled, STRICT refused by the kernel, PERMISSIVE tunnelled, DISABLE plaintext; IPv4 alongside"
+XMT_SUBTEST="stop: node B's IPv4 and IPv6 steering stay with its holder, then go"
+stop_agent "${XMX_AGENTS[0]}"
+XMX_AGENTS=("${XMX_AGENTS[1]}")
+# The holder keeps the dual-stack 15008 listener for a next agent: both families' rules stay meanwhile.
+ip -n "${XMT_P}nodeb" -6 rule show | grep "lookup 15008" >/dev/null || xmt_fail "the IPv6 steering rule went with the agent although its listener is held"
+ip -n "${XMT_P}nodeb" rule show | grep "lookup 15008" >/dev/null || xmt_fail "the IPv4 steering rule went with the agent although its listener is held"
+for ((i = 0; i < 150; i++)); do
+	ip -n "${XMT_P}nodeb" -6 rule show | grep "lookup 15008" >/dev/null || break
+	sleep 0.1
+done
+! ip -n "${XMT_P}nodeb" -6 rule show | grep "lookup 15008" >/dev/null || xmt_fail "the IPv6 steering rule outlived the agent's holder"
+! ip -n "${XMT_P}nodeb" rule show | grep "lookup 15008" >/dev/null || xmt_fail "the IPv4 steering rule outlived the agent's holder"
+[ -z "$(ip -n "${XMT_P}nodeb" -6 route show table 15008 2>/dev/null)" ] || xmt_fail "the IPv6 steering route outlived the agent's holder"
+[ -z "$(ip -n "${XMT_P}nodeb" route show table 15008 2>/dev/null)" ] || xmt_fail "the IPv4 steering route outlived the agent's holder"
+
+xmt_pass "tunnel over IPv6: marker never on node A's uplink, TLS on [pod]:15008, 10 MiB exact, IPv6 VIP tunnelled, STRICT refused by the kernel, PERMISSIVE tunnelled, DISABLE plaintext; IPv4 alongside; an IPv6 connection across agent a's restart"

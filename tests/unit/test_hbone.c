@@ -1263,3 +1263,50 @@ Test(hbone, splice_refused_stream_ends_the_socket)
 	cr_expect_eq(a.got, 0);
 	close(a.fd);
 }
+
+/* ---- a listener whose server comes later (a peer agent that restarts, docs/mtls.md "Restart") ---- */
+
+/*
+ * The TCP connect completes at once (the listener's queue), then nobody answers TLS until the "next agent"
+ * serves the listener, later than the connect timeout: with handshake_timeout_ms the stream waits and is
+ * carried; without it, it fails at the connect timeout.
+ */
+static void late_server(uint64_t handshake_timeout_ms, bool want_carried)
+{
+	struct hbone_server_config scfg = { .verify = hbt_verify, .cert = pick_cert, .admit = admit };
+	struct hbone_client_config ccfg = {
+		.verify = hbt_verify,
+		.connect_timeout_ms = 200,
+		.handshake_timeout_ms = handshake_timeout_ms,
+	};
+	struct pipe_t p;
+
+	setup_with(0);
+	hbone_server_free(fx.srv); /* the stopped agent: the listener stays, connects queue */
+	fx.srv = NULL;
+	ccfg.trust = scfg.trust = fx.store;
+	fx.cl = hbone_client_new(fx.loop, &ccfg, &fx.ctr);
+	cr_assert_not_null(fx.cl);
+	open_pipe(&p, 21, 4000, &fx.echo_addr);
+	hbt_run_for(fx.loop, 600);
+	if (!want_carried) {
+		cr_expect(p.closed && p.status < 0, "the stream outlived the connect timeout (status %d)", p.status);
+		return;
+	}
+	cr_expect_not(p.closed, "the stream failed while the listener waited for its server (status %d)", p.status);
+	fx.srv = hbone_server_new(fx.loop, fx.lfd, &scfg, &fx.ctr);
+	cr_assert_not_null(fx.srv);
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000), "not carried once the server came");
+	cr_expect_eq(p.got, 4000);
+	cr_expect_not(p.mismatch);
+}
+
+Test(hbone_limits, handshake_waits_for_a_late_server)
+{
+	late_server(3000, true);
+}
+
+Test(hbone_limits, without_a_handshake_limit_the_connect_timeout_ends_it)
+{
+	late_server(0, false);
+}

@@ -41,14 +41,22 @@ static struct {
 	int lfd;
 	struct sockaddr_storage hbone_addr, echo_addr;
 	struct hbt_echo *echo;
-	struct hbone_server *srv;
-	struct hbone_outbound *ob;
+	struct hbone_server *srv, *srv2; /* srv2: the "next agent's" server on the same listener (drain tests) */
+	struct hbone_server_config scfg;
+	struct hbone_outbound *ob, *ob2; /* ob2: the "next agent's" client side (drain tests) */
 	pthread_mutex_t mu;
 	char last_forwarded[256], last_baggage[512], last_peer[HBONE_ID_MAX];
+	int admitted, admitted_without_meta; /* streams admitted, those without the client's Forwarded/baggage */
 	/* targets for the answers test: a port nothing listens on, one the server denies (401), one whose pod
 	 * must prove another identity than the server's certificate */
 	uint16_t closed_port, denied_port, impostor_port;
 } fx;
+
+#define BAGGAGE                                                                                                        \
+	"k8s.cluster.name=Kubernetes,k8s.namespace.name=default,k8s.deployment.name=client,service.name=client,"       \
+	"service.version=v1,cloud.region=,cloud.availability_zone="
+/* What request() makes Forwarded say: the client pod, and the Service request_meta names. */
+#define FORWARDED "for=\"10.200.11.11:40000\";host=web.default.svc.cluster.local"
 
 static int admit(void *ctx, const struct hbone_admit *a)
 {
@@ -57,6 +65,9 @@ static int admit(void *ctx, const struct hbone_admit *a)
 	snprintf(fx.last_forwarded, sizeof(fx.last_forwarded), "%s", a->forwarded);
 	snprintf(fx.last_baggage, sizeof(fx.last_baggage), "%s", a->baggage);
 	snprintf(fx.last_peer, sizeof(fx.last_peer), "%s", a->peer_id);
+	fx.admitted++;
+	if (strcmp(a->forwarded, FORWARDED) || strcmp(a->baggage, BAGGAGE))
+		fx.admitted_without_meta++;
 	pthread_mutex_unlock(&fx.mu);
 	if (fx.denied_port && ((const struct sockaddr_in *)a->target)->sin_port == htons(fx.denied_port))
 		return 401;
@@ -101,10 +112,6 @@ static int peer_identity(void *ctx, const struct sockaddr_storage *target, char 
 	snprintf(id, len, "%s", DST_ID);
 	return 0;
 }
-
-#define BAGGAGE                                                                                                        \
-	"k8s.cluster.name=Kubernetes,k8s.namespace.name=default,k8s.deployment.name=client,service.name=client,"       \
-	"service.version=v1,cloud.region=,cloud.availability_zone="
 
 /* The client pod of the requests: its baggage, and a Service hostname for Forwarded's host=. */
 static void request_meta(void *ctx, const struct sockaddr_storage *client, uint32_t svc_id, char *baggage,
@@ -153,6 +160,7 @@ static void setup(void)
 		.cert = server_cert,
 		.admit = admit,
 	};
+	fx.scfg = scfg;
 	fx.srv = hbone_server_new(fx.loop, fx.lfd, &scfg, &fx.ctr);
 	cr_assert_not_null(fx.srv);
 	struct hbone_outbound_config ocfg = {
@@ -184,7 +192,9 @@ static void teardown(void)
 		pthread_join(fx.thread, NULL);
 	}
 	hbone_outbound_free(fx.ob);
+	hbone_outbound_free(fx.ob2);
 	hbone_server_free(fx.srv);
+	hbone_server_free(fx.srv2);
 	hbt_echo_stop(fx.echo);
 	close(fx.lfd);
 	loop_free(fx.loop);
@@ -299,7 +309,7 @@ Test(hbone_outbound, submit_from_another_thread_4mib_byte_exact)
 	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob)->submitted), 1);
 	pthread_mutex_lock(&fx.mu);
 	/* the request's headers on the wire, as ztunnel's create_hbone_request writes them */
-	cr_expect_str_eq(fx.last_forwarded, "for=\"10.200.11.11:40000\";host=web.default.svc.cluster.local");
+	cr_expect_str_eq(fx.last_forwarded, FORWARDED);
 	cr_expect_str_eq(fx.last_baggage, BAGGAGE);
 	cr_expect_str_eq(fx.last_peer, SRC_ID); /* the server saw the source workload's certificate */
 	pthread_mutex_unlock(&fx.mu);
@@ -639,4 +649,339 @@ Test(hbone_outbound, queued_at_free_are_answered_failed)
 	close(fd);
 	post_gate_close(gate);
 	loop_free(mine);
+}
+
+/* ---- draining (an agent restart, docs/mtls.md "Restart") ---- */
+
+struct posted {
+	void (*fn)(void);
+	atomic_bool done;
+};
+
+static void run_posted(struct xm_loop *loop, void *arg)
+{
+	struct posted *p = arg;
+
+	(void)loop;
+	p->fn();
+	atomic_store(&p->done, true);
+}
+
+/* Runs fn on the loop's thread and waits for it. */
+static void on_loop(void (*fn)(void))
+{
+	struct posted p = { .fn = fn };
+
+	cr_assert_eq(loop_post(fx.loop, run_posted, &p), 0);
+	while (!atomic_load(&p.done))
+		usleep(1000);
+}
+
+/* Runs fn before the loop's thread starts (the test's thread owns the loop then). */
+static void on_loop_before_start(void (*fn)(void))
+{
+	cr_assert_not(fx.running);
+	fn();
+}
+
+static void drain_server(void)
+{
+	hbone_server_drain(fx.srv);
+}
+
+static void drain_both(void)
+{
+	int lfds[HBONE_OB_FAMILIES];
+
+	hbone_server_drain(fx.srv);
+	cr_assert_eq(hbone_outbound_drain(fx.ob, lfds), 0, "no outbound listener here");
+	cr_assert(lfds[0] == -1 && lfds[1] == -1);
+}
+
+static void next_server(void)
+{
+	fx.srv2 = hbone_server_new(fx.loop, fx.lfd, &fx.scfg, &fx.ctr);
+}
+
+/* Writes n pattern bytes (from offset off) into fd and reads the same n back: whether all came back equal. */
+static bool exchange(int fd, uint64_t seed, uint64_t off, size_t n)
+{
+	uint8_t buf[4096];
+	size_t sent = 0, got = 0;
+	uint64_t deadline = now_ms() + 10000;
+
+	while (got < n && now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN | (sent < n ? POLLOUT : 0) };
+
+		if (poll(&p, 1, 100) < 0)
+			return false;
+		if (sent < n && (p.revents & POLLOUT)) {
+			size_t k = n - sent < sizeof(buf) ? n - sent : sizeof(buf);
+			ssize_t w;
+
+			for (size_t i = 0; i < k; i++)
+				buf[i] = hbt_byte(seed, off + sent + i);
+			w = write(fd, buf, k);
+			if (w > 0)
+				sent += (size_t)w;
+			else if (w < 0 && errno != EAGAIN)
+				return false;
+		}
+		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t r = read(fd, buf, sizeof(buf));
+
+			if (r == 0 || (r < 0 && errno != EAGAIN))
+				return false;
+			for (ssize_t i = 0; r > 0 && i < r; i++)
+				if (buf[i] != hbt_byte(seed, off + got + (uint64_t)i))
+					return false;
+			if (r > 0)
+				got += (size_t)r;
+		}
+	}
+	return got == n;
+}
+
+static int submit_pair(int *app)
+{
+	int sv[2];
+	struct xm_tunnel_req r = request(0);
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	*app = sv[0];
+	return hbone_outbound_submit(fx.ob, sv[1], &r, NULL);
+}
+
+static unsigned long long tls_open(void)
+{
+	return atomic_load(&fx.ctr.connections_open[HBONE_SIDE_SERVER]) +
+	       atomic_load(&fx.ctr.connections_open[HBONE_SIDE_CLIENT]);
+}
+
+/*
+ * Both sides drain (the agent stops): a stream open before goes on, byte-exact, through both GOAWAYs; a new
+ * hand-off is refused; once the stream ends both TLS connections close (not after the pool's 5 min idle).
+ */
+Test(hbone_outbound, drain_keeps_open_streams_and_closes_when_they_end)
+{
+	int app, app2;
+	uint64_t t0;
+
+	start_loop();
+	cr_assert_eq(submit_pair(&app), 0);
+	cr_assert(exchange(app, 3, 0, 65536), "before the drain");
+	cr_assert_eq(tls_open(), 2);
+	on_loop(drain_both);
+	usleep(3 * HBONE_DRAIN_NOTICE_MS * 1000); /* the notice, then the final GOAWAY went out */
+	cr_expect(exchange(app, 3, 65536, 65536), "the open stream after both GOAWAYs");
+	cr_expect_eq(tls_open(), 2, "a connection with an open stream closed");
+	cr_expect_eq(submit_pair(&app2), -ENOTCONN, "a hand-off while draining");
+	close(app2);
+	shutdown(app, SHUT_WR);
+	cr_expect(ended(app, 5000), "the stream did not end");
+	t0 = now_ms();
+	while (tls_open() && now_ms() - t0 < 3000)
+		usleep(10000);
+	cr_expect_eq(tls_open(), 0, "TLS connections still open %llu ms after their last stream ended",
+		     (unsigned long long)(now_ms() - t0));
+	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 0);
+	close(app);
+}
+
+/*
+ * The server drains (the peer node's agent stops) and the next server takes its listener: the client's stream on
+ * the draining connection goes on, and a new stream goes to a new TLS connection, which the next server
+ * serves; no stream is refused.
+ */
+Test(hbone_outbound, server_drain_moves_new_streams_to_the_next_server)
+{
+	int app, app2;
+
+	start_loop();
+	cr_assert_eq(submit_pair(&app), 0);
+	cr_assert(exchange(app, 5, 0, 65536), "before the drain");
+	on_loop(drain_server);
+	usleep(3 * HBONE_DRAIN_NOTICE_MS * 1000);
+	on_loop(next_server);
+	cr_assert_not_null(fx.srv2);
+	cr_assert_eq(submit_pair(&app2), 0);
+	cr_expect(exchange(app2, 6, 0, 65536), "a new stream after the server's GOAWAY");
+	cr_expect(exchange(app, 5, 65536, 65536), "the stream open before the drain");
+	cr_expect_eq(atomic_load(&fx.ctr.handshakes[HBONE_SIDE_CLIENT][HBONE_HS_SUCCESS]), 2,
+		     "the new stream took a new TLS connection");
+	for (int r = 0; r < HBONE_REFUSALS; r++)
+		cr_expect_eq(atomic_load(&fx.ctr.streams_refused[r]), 0, "refused: %s", hbone_refusal_name(r));
+	close(app);
+	close(app2);
+}
+
+static void drain_client(void)
+{
+	int lfds[HBONE_OB_FAMILIES];
+
+	cr_assert_eq(hbone_outbound_drain(fx.ob, lfds), 0);
+}
+
+/*
+ * Only the client drains (this node's agent stops, the peer's runs on): its pooled connection takes no new
+ * stream, the open one goes on, and the connection closes once that stream ended (its GOAWAY), not after the
+ * pool's idle timeout.
+ */
+Test(hbone_outbound, client_drain_closes_its_pool_when_streams_end)
+{
+	int app;
+	uint64_t t0;
+
+	start_loop();
+	cr_assert_eq(submit_pair(&app), 0);
+	cr_assert(exchange(app, 9, 0, 65536), "before the drain");
+	on_loop(drain_client);
+	usleep(200 * 1000);
+	cr_expect(exchange(app, 9, 65536, 65536), "the open stream after the client's GOAWAY");
+	cr_expect_eq(tls_open(), 2, "a connection with an open stream closed");
+	shutdown(app, SHUT_WR);
+	cr_expect(ended(app, 5000), "the stream did not end");
+	t0 = now_ms();
+	while (tls_open() && now_ms() - t0 < 3000)
+		usleep(10000);
+	cr_expect_eq(tls_open(), 0, "TLS connections still open %llu ms after their last stream ended",
+		     (unsigned long long)(now_ms() - t0));
+	close(app);
+}
+
+static void small_server(void)
+{
+	struct hbone_server_config scfg = fx.scfg;
+
+	hbone_server_free(fx.srv);
+	scfg.max_streams = 2;
+	fx.srv = hbone_server_new(fx.loop, fx.lfd, &scfg, &fx.ctr);
+}
+
+/*
+ * Streams the server refuses unprocessed (REFUSED_STREAM: here beyond its limit of 2, sent before its SETTINGS
+ * arrived; in a restart, a GOAWAY crossing them) are carried again on another connection, not reset.
+ */
+Test(hbone_outbound, refused_streams_are_carried_again)
+{
+	int app[5];
+
+	on_loop_before_start(small_server);
+	cr_assert_not_null(fx.srv);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(submit_pair(&app[i]), 0);
+	start_loop();
+	for (int i = 0; i < 5; i++) {
+		cr_expect(exchange(app[i], 40 + (uint64_t)i, 0, 16384), "connection %d", i);
+		close(app[i]);
+	}
+	cr_expect_geq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 1,
+		      "nothing was refused: the test did not test the retry");
+	cr_expect_eq(atomic_load(&fx.ctr.streams_opened[HBONE_SIDE_CLIENT]), 5);
+}
+
+/*
+ * The same with answers wanted (tunnel_done): a stream carried again keeps its request (Forwarded with the
+ * Service's host=, baggage) and its submitter hears one answer, the final one (opened), not the refusal.
+ */
+Test(hbone_outbound, refused_streams_carried_again_keep_headers_and_answer_once)
+{
+	struct xm_loop *mine = loop_new();
+	struct xm_post_gate *gate = mine ? post_gate_new(mine) : NULL;
+	int app[5], i;
+
+	cr_assert_not_null(gate);
+	memset(&ans, 0, sizeof(ans));
+	on_loop_before_start(small_server);
+	cr_assert_not_null(fx.srv);
+	for (i = 0; i < 5; i++)
+		app[i] = submit_answered(gate, 0, 100 + (uint64_t)i);
+	start_loop();
+	for (i = 0; i < 5; i++) {
+		int k = answer_wait(mine, 100 + (uint64_t)i, 10000);
+
+		cr_assert_geq(k, 0, "no answer for connection %d", i);
+		cr_expect_eq(ans.r[k].outcome, XM_TUNNEL_OPENED, "connection %d: outcome %d err %d", i,
+			     ans.r[k].outcome, ans.r[k].err);
+		cr_expect(exchange(app[i], 60 + (uint64_t)i, 0, 16384), "connection %d", i);
+		close(app[i]);
+	}
+	usleep(200000);
+	tunnel_done_flush(mine);
+	cr_expect_eq(ans.n, 5, "one answer per submission (%d)", ans.n);
+	cr_expect_geq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STREAM_LIMIT]), 1,
+		      "nothing was refused: the test did not test the retry");
+	pthread_mutex_lock(&fx.mu);
+	cr_expect_eq(fx.admitted, 5);
+	cr_expect_eq(fx.admitted_without_meta, 0, "a stream carried again lost its Forwarded or baggage");
+	pthread_mutex_unlock(&fx.mu);
+	post_gate_close(gate);
+	tunnel_done_flush(mine);
+	loop_free(mine);
+}
+
+static int drained_lfds[HBONE_OB_FAMILIES], drained_n;
+
+static void drain_listeners(void)
+{
+	drained_n = hbone_outbound_drain(fx.ob, drained_lfds);
+}
+
+/* The next agent's client side on the same loop (the test's listeners are the handed-over ones). */
+static struct hbone_outbound *next_outbound(void)
+{
+	struct hbone_outbound_config ocfg = {
+		.loop = fx.loop,
+		.trust = bundle_store(ca_bundle(fx.ca)),
+		.verify = hbt_verify,
+		.ops = { .local_workload = local_workload, .certificate = certificate, .peer_identity = peer_identity },
+		.origdst_fd = -1,
+	};
+
+	return hbone_outbound_new(&ocfg, &fx.ctr);
+}
+
+/*
+ * A restart with both families: the drain stops accepting on the IPv4 and the IPv6 outbound listener and
+ * hands both back; connections made meanwhile wait in their queues; the next agent adopts each into its
+ * family's slot and accepts what queued (here, with no original destination, reset).
+ */
+Test(hbone_outbound, drain_hands_both_families_listeners_to_the_next_agent)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+	int c4, c6;
+
+	start_loop();
+	cr_assert_eq(hbone_outbound_listen(fx.ob, &a), 0);
+	cr_assert_eq(hbone_outbound_listen6(fx.ob, &a6), 0);
+	v4 = hbone_outbound_address(fx.ob);
+	v6 = hbone_outbound_address6(fx.ob);
+	on_loop(drain_listeners);
+	cr_assert_eq(drained_n, 2);
+	cr_assert_geq(drained_lfds[0], 0);
+	cr_assert_geq(drained_lfds[1], 0);
+	/* Made while no agent accepts: they wait in the queues, nobody resets them. */
+	c4 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(connect(c4, (struct sockaddr *)&v4, sizeof(v4)), 0);
+	cr_assert_eq(connect(c6, (struct sockaddr *)&v6, sizeof(v6)), 0);
+	cr_expect_not(ended(c4, 300), "the drained IPv4 listener accepted");
+	cr_expect_not(ended(c6, 50), "the drained IPv6 listener accepted");
+	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob)->captured), 0);
+	/* The holder's copies go to the next agent, IPv6 first: each lands in its family's slot. */
+	fx.ob2 = next_outbound();
+	cr_assert_not_null(fx.ob2);
+	cr_assert_eq(hbone_outbound_adopt(fx.ob2, dup(drained_lfds[1])), 0);
+	cr_assert_eq(hbone_outbound_adopt(fx.ob2, dup(drained_lfds[0])), 0);
+	cr_expect_eq(hbone_outbound_address(fx.ob2).sin_port, v4.sin_port);
+	cr_expect_eq(hbone_outbound_address6(fx.ob2).sin6_port, v6.sin6_port);
+	cr_expect(ended(c4, 2000), "the IPv4 connection that queued was not accepted");
+	cr_expect(ended(c6, 2000), "the IPv6 connection that queued was not accepted");
+	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob2)->captured), 2);
+	cr_expect_eq(atomic_load(&hbone_outbound_stats(fx.ob2)->refused[HBONE_OB_NO_ORIGDST]), 2);
+	close(c4);
+	close(c6);
 }
