@@ -78,6 +78,22 @@ static void add_addr6(const char *addr)
 	cr_assert_eq(inet_pton(AF_INET6, addr, &r6.addr), 1);
 	cr_assert_eq(ioctl(fd6, SIOCSIFADDR, &r6), 0, "add %s: %s", addr, strerror(errno));
 	close(fd6);
+	/*
+	 * The address is tentative until the kernel's DAD work runs (at once on lo, but from a workqueue): a bind
+	 * before that fails with EADDRNOTAVAIL, as it did under load. Wait for it to be usable, at most 2 s.
+	 */
+	for (int i = 0; i < 200; i++) {
+		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = r6.addr };
+		int probe = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		int ok = probe >= 0 && bind(probe, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+		if (probe >= 0)
+			close(probe);
+		if (ok)
+			return;
+		usleep(10000);
+	}
+	cr_assert_fail("%s stayed unusable (tentative) for 2 s", addr);
 }
 
 static void setup(void)
