@@ -57,6 +57,7 @@ int authz_policy_copy(struct xm_authz_policy *dst, const struct xm_authz_policy 
 	bool failed = false;
 
 	*dst = *src;
+	dst->loc.file = NULL; /* the config's file names go with it; the copy outlives them */
 	dst->selector = dup_array(src->selector, src->n_selector, sizeof(*src->selector), &failed);
 	dst->rules = dup_array(src->rules, src->n_rules, sizeof(*src->rules), &failed);
 	if (failed) {

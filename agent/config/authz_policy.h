@@ -70,7 +70,7 @@ struct xm_authz_policy {
 };
 
 void authz_policy_free(struct xm_authz_policy *p);
-/* A deep copy (loc.file shared). 0 or -ENOMEM (dst freed and zeroed). */
+/* A deep copy, without loc.file (it may outlive the config). 0 or -ENOMEM (dst freed and zeroed). */
 int authz_policy_copy(struct xm_authz_policy *dst, const struct xm_authz_policy *src);
 
 /*
