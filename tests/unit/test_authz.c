@@ -2,12 +2,17 @@
 /*
  * AuthorizationPolicy: parsing and Istio's validation (config/parse_authorizationpolicy.c), the snapshot's copy,
  * and the evaluation of a CONNECT (compile/authz.c) on Istio's documented examples (istio.io, reference/config/
- * security/authorization-policy and the authorization tasks) and ztunnel's matching (src/rbac.rs).
+ * security/authorization-policy and the authorization tasks) and ztunnel's matching (src/rbac.rs), and the HBONE
+ * server's check (daemon/hbone_authz.c): which client address the policies see, the denial counter.
  */
 #include "test_config.h"
 
 #include "compile/authz.h"
+#include "compile/snapshot.h"
 #include "config/authz_policy.h"
+#include "core/strbuf.h"
+#include "daemon/hbone_authz.h"
+#include "metrics/registry.h"
 
 static void load_text(const char *text, struct xm_config *cfg)
 {
@@ -387,4 +392,77 @@ Test(authz_eval, string_match)
 		snprintf(peer, sizeof(peer), "spiffe://cluster.local/ns/%s/sa/s", cases[i].ns);
 		cr_expect_eq(authz_policy_matches(&p, &req), cases[i].match, "%s vs %s", cases[i].pattern, cases[i].ns);
 	}
+}
+
+/* --- the HBONE server's check (daemon/hbone_authz.c): which client address the policies see --- */
+
+static struct sockaddr_storage sin4(const char *ip, uint16_t port)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *s = (struct sockaddr_in *)&ss;
+
+	s->sin_family = AF_INET;
+	s->sin_port = htons(port);
+	cr_assert_eq(inet_pton(AF_INET, ip, &s->sin_addr), 1);
+	return ss;
+}
+
+#define POD(name, ns, sa, ip)                                                                                          \
+	"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: " name "\n  namespace: " ns "\n  labels:\n    app: " name  \
+	"\nspec:\n  nodeName: n\n  serviceAccountName: " sa "\nstatus:\n  podIP: " ip "\n"
+
+Test(authz_hbone, the_forwarded_address_counts_when_its_pod_is_the_peer)
+{
+	struct xm_config cfg;
+	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
+	struct xm_snapshot *s;
+	struct authz_denied d = { 0 };
+	struct sockaddr_storage target = sin4("10.1.0.5", 8080), node = sin4("10.99.0.1", 40000),
+				sleep_pod = sin4("10.2.0.9", 40000);
+	struct hbone_admit req = { .target = &target, .local = &target, .baggage = "", .traceparent = "" };
+	struct xm_scrape *sc;
+	struct strbuf text = { 0 };
+	int err;
+
+	load_text(POD("web", "foo", "web", "10.1.0.5") POD("sleep", "default", "sleep",
+							   "10.2.0.9") POD("other", "default", "other", "10.2.0.10")
+		      AP("foo", "from-sleep-ip", "  rules:\n  - from:\n    - source:\n        ipBlocks: [10.2.0.9]\n"),
+		  &cfg);
+	s = snapshot_build(&cfg, &opts, &err);
+	config_free(&cfg);
+	cr_assert_not_null(s);
+	pthread_mutex_init(&d.lock, NULL);
+
+	/* the source node connects from its own address; Forwarded names the client pod, which is the peer */
+	req.peer_id = "spiffe://cluster.local/ns/default/sa/sleep";
+	req.peer = &node;
+	req.forwarded = "for=\"10.2.0.9:51000\"";
+	cr_expect_eq(hbone_authz_check(s, "cluster.local", &req, &d), 200);
+	/* another identity claiming sleep's address: the connection's address is used, and denied */
+	req.peer_id = "spiffe://cluster.local/ns/default/sa/other";
+	cr_expect_eq(hbone_authz_check(s, "cluster.local", &req, &d), 401);
+	/* no Forwarded: the connection's address */
+	req.peer_id = "spiffe://cluster.local/ns/default/sa/sleep";
+	req.forwarded = "";
+	cr_expect_eq(hbone_authz_check(s, "cluster.local", &req, &d), 401);
+	req.peer = &sleep_pod;
+	cr_expect_eq(hbone_authz_check(s, "cluster.local", &req, &d), 200);
+	/* a malformed Forwarded is ignored whole */
+	req.peer = &node;
+	req.forwarded = "for=\"10.2.0.9:51000";
+	cr_expect_eq(hbone_authz_check(s, "cluster.local", &req, &d), 401);
+
+	cr_expect_eq(authz_denied_total(&d), 3);
+	sc = scrape_new();
+	cr_assert_not_null(sc);
+	authz_denied_collect(&d, sc);
+	scrape_render(sc, &text);
+	cr_expect(text.buf &&
+		      strstr(text.buf, "xmesh_authz_denied_total{namespace=\"foo\",pod=\"web\",policy=\"allow-not-"
+				       "matched\"} 3\n"),
+		  "%s", text.buf ? text.buf : "");
+	sb_free(&text);
+	scrape_free(sc);
+	authz_denied_fini(&d);
+	snapshot_put(s);
 }
