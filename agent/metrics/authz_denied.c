@@ -19,6 +19,7 @@ struct denied_series {
 
 void authz_denied_fini(struct authz_denied *d)
 {
+	pthread_mutex_destroy(&d->lock);
 	free(d->items);
 	d->items = NULL;
 	d->n = d->cap = 0;

@@ -27,6 +27,7 @@ struct authz_denied {
 	uint64_t overflow, total;
 };
 
+/* After the last add and collect: frees the series, destroys the lock. */
 void authz_denied_fini(struct authz_denied *d);
 /*
  * One denial. Returns true when the series is new (the caller logs the first denial of each). Beyond
