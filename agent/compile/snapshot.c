@@ -25,6 +25,8 @@ struct xm_snapshot *snapshot_build(const struct xm_config *cfg, const struct xm_
 	if (!*err)
 		*err = mtls_remote_build(cfg, opts->node_name, opts->root_namespace, &s->mtls_remote);
 	if (!*err)
+		*err = authz_table_build(cfg, opts->root_namespace, &s->authz);
+	if (!*err)
 		*err = l7_routes_build(cfg, &s->lb, &s->identities, &s->routes);
 	if (*err) {
 		snapshot_put(s);
@@ -140,6 +142,7 @@ void snapshot_put(struct xm_snapshot *s)
 	node_addrs_free(&s->nodes);
 	mtls_table_free(&s->mtls);
 	mtls_table_free(&s->mtls_remote);
+	authz_table_free(&s->authz);
 	free(s->by_svc_id);
 	free(s->by_backend_id);
 	free(s);

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "compile/authz.h"
 #include "compile/compile.h"
 #include "compile/identity.h"
 #include "compile/local_addrs.h"
@@ -37,6 +38,7 @@ struct xm_snapshot {
 	struct xm_mtls_table mtls;  /* PeerAuthentication of local pods with a STRICT port (xm_mtls_policy) */
 	/* Every address of every pod of another node with its resolved mode: what the HBONE client tunnels. */
 	struct xm_mtls_table mtls_remote;
+	struct xm_authz_table authz; /* AuthorizationPolicy: what the HBONE server checks each CONNECT against */
 	/* The HTTP service ports and their routes; points into lb, whose arrays never move once built. */
 	struct l7_route_table routes;
 	/*

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config/authz_policy.h"
 #include "config/diag.h"
 #include "config/envoy_filter.h"
 #include "config/fields.h"
@@ -245,7 +246,7 @@ static void *alloc_objs(size_t n, size_t size, bool *failed)
 
 int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
-	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, n_vs = 0, n_ef = 0, n_pa = 0, kept = 0;
+	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, n_vs = 0, n_ef = 0, n_pa = 0, n_az = 0, kept = 0;
 	bool failed = false;
 	int err = 0;
 
@@ -260,6 +261,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		n_vs += o->n_virtual_services;
 		n_ef += o->n_envoy_filters;
 		n_pa += o->n_peer_auths;
+		n_az += o->n_authz_policies;
 	}
 	for (size_t i = 0; i < c->n_api; i++) {
 		const struct xm_config *o = &c->api[i]->objs;
@@ -274,6 +276,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		n_vs += o->n_virtual_services;
 		n_ef += o->n_envoy_filters;
 		n_pa += o->n_peer_auths;
+		n_az += o->n_authz_policies;
 	}
 	cfg->borrowed = true;
 	cfg->services = alloc_objs(n_svc, sizeof(*cfg->services), &failed);
@@ -284,6 +287,7 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 	cfg->virtual_services = alloc_objs(n_vs, sizeof(*cfg->virtual_services), &failed);
 	cfg->envoy_filters = alloc_objs(n_ef, sizeof(*cfg->envoy_filters), &failed);
 	cfg->peer_auths = alloc_objs(n_pa, sizeof(*cfg->peer_auths), &failed);
+	cfg->authz_policies = alloc_objs(n_az, sizeof(*cfg->authz_policies), &failed);
 	if (failed) {
 		err = -ENOMEM;
 		goto out;
@@ -305,6 +309,8 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 		append(cfg->envoy_filters, &cfg->n_envoy_filters, o->envoy_filters, o->n_envoy_filters,
 		       sizeof(*o->envoy_filters));
 		append(cfg->peer_auths, &cfg->n_peer_auths, o->peer_auths, o->n_peer_auths, sizeof(*o->peer_auths));
+		append(cfg->authz_policies, &cfg->n_authz_policies, o->authz_policies, o->n_authz_policies,
+		       sizeof(*o->authz_policies));
 		if (!cf)
 			continue; /* API objects: only those without errors are kept, their warnings were logged */
 		for (size_t d = 0; d < cf->diags.n; d++) {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/authz_policy.h"
 #include "config/objects.h"
 
 void service_free(struct xm_service *s)
@@ -157,6 +158,8 @@ void config_free(struct xm_config *cfg)
 		envoy_filter_free(&cfg->envoy_filters[i]);
 	for (size_t i = 0; i < cfg->n_peer_auths; i++)
 		peer_authentication_free(&cfg->peer_auths[i]);
+	for (size_t i = 0; i < cfg->n_authz_policies; i++)
+		authz_policy_free(&cfg->authz_policies[i]);
 	for (size_t i = 0; i < cfg->n_files; i++)
 		free(cfg->files[i]);
 arrays:
@@ -168,6 +171,7 @@ arrays:
 	free(cfg->virtual_services);
 	free(cfg->envoy_filters);
 	free(cfg->peer_auths);
+	free(cfg->authz_policies);
 	free(cfg->files);
 	memset(cfg, 0, sizeof(*cfg));
 }

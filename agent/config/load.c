@@ -44,6 +44,7 @@ enum kind_id {
 	KIND_VIRTUAL_SERVICE,
 	KIND_ENVOY_FILTER,
 	KIND_PEER_AUTHENTICATION,
+	KIND_AUTHORIZATION_POLICY,
 };
 
 struct kind_desc {
@@ -84,6 +85,13 @@ static const struct kind_desc kinds[] = {
 	  true,
 	  false,
 	  KIND_PEER_AUTHENTICATION },
+	{ "AuthorizationPolicy",
+	  "security.istio.io",
+	  { "v1", "v1beta1" },
+	  "authorizationpolicy",
+	  true,
+	  false,
+	  KIND_AUTHORIZATION_POLICY },
 };
 
 /* A file name that diagnostics point at, kept in cfg->files (in load order: diagnostics sort by it). */
@@ -193,6 +201,9 @@ static void parse_object_of_kind(struct loader *l, const struct kind_desc *k, co
 		break;
 	case KIND_PEER_AUTHENTICATION:
 		parse_peer_authentication(&c, obj, metadata);
+		break;
+	case KIND_AUTHORIZATION_POLICY:
+		parse_authorization_policy(&c, obj);
 		break;
 	}
 }

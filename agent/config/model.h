@@ -363,6 +363,7 @@ struct xm_virtual_service {
 };
 
 struct xm_envoy_filter;
+struct xm_authz_policy;
 /* security.istio.io PeerAuthentication: mtls.mode of the policy and of its listed ports. */
 enum xm_mtls_mode {
 	XM_MTLS_UNSET = 0, /* absent or UNSET: inherit from the parent scope */
@@ -406,6 +407,8 @@ struct xm_config {
 	size_t n_envoy_filters;
 	struct xm_peer_authentication *peer_auths;
 	size_t n_peer_auths;
+	struct xm_authz_policy *authz_policies; /* config/authz_policy.h */
+	size_t n_authz_policies;
 	char **files; /* interned file names that xm_loc.file points into */
 	size_t n_files;
 	/*

@@ -19,6 +19,7 @@ void parse_destination_rule(struct obj_ctx *c, const struct ynode *obj);
 void parse_virtual_service(struct obj_ctx *c, const struct ynode *obj);
 void parse_envoy_filter(struct obj_ctx *c, const struct ynode *obj);
 void parse_peer_authentication(struct obj_ctx *c, const struct ynode *obj, const struct ynode *metadata);
+void parse_authorization_policy(struct obj_ctx *c, const struct ynode *obj);
 
 /* trafficPolicy (of a DestinationRule or of one of its subsets); prefix names it in messages. */
 void parse_traffic_policy(struct obj_ctx *c, const struct ynode *tp, const char *prefix, struct xm_traffic_policy *out);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/authz_policy.h"
 #include "config/diag.h"
 #include "config/fields.h"
 #include "config/objects.h"
@@ -126,6 +127,20 @@ static const struct kind_layout envoy_filter_layout = {
 	offsetof(struct xm_envoy_filter, name),
 	offsetof(struct xm_envoy_filter, loc),
 	free_envoy_filter,
+};
+
+static void free_authz_policy(void *o)
+{
+	authz_policy_free(o);
+}
+
+static const struct kind_layout authz_policy_layout = {
+	"authorizationpolicy",
+	sizeof(struct xm_authz_policy),
+	offsetof(struct xm_authz_policy, ns),
+	offsetof(struct xm_authz_policy, name),
+	offsetof(struct xm_authz_policy, loc),
+	free_authz_policy,
 };
 
 static const struct kind_layout peer_authentication_layout = {
@@ -623,6 +638,8 @@ void config_validate(struct xm_config *cfg, struct xm_diags *diags, int *n_error
 		       n_errors);
 	sort_and_dedup(cfg->envoy_filters, &cfg->n_envoy_filters, &envoy_filter_layout, cfg->borrowed, diags, n_errors);
 	sort_and_dedup(cfg->peer_auths, &cfg->n_peer_auths, &peer_authentication_layout, cfg->borrowed, diags,
+		       n_errors);
+	sort_and_dedup(cfg->authz_policies, &cfg->n_authz_policies, &authz_policy_layout, cfg->borrowed, diags,
 		       n_errors);
 	/* A Service's slices next to each other: what validation and compile look up per Service. */
 	if (cfg->n_slices > 1 && !slices_by_service(cfg))

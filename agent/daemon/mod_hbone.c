@@ -40,6 +40,7 @@
 #include "core/loop.h"
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
+#include "daemon/hbone_authz.h"
 #include "daemon/hbone_baggage.h"
 #include "daemon/hbone_outbound.h"
 #include "daemon/listen_handover.h"
@@ -51,6 +52,7 @@
 #include "datapath/sock_ends.h"
 #include "hbone/hbone.h"
 #include "identity/identity.h"
+#include "metrics/authz_denied.h"
 #include "metrics/registry.h"
 #include "metrics/tunnel_tcp.h"
 
@@ -86,6 +88,7 @@ struct hbone_mod {
 	struct hbone_counters ctr;
 	atomic_ullong no_cert; /* connections dropped: the local address is no pod of this node with a certificate */
 	struct tunnel_tcp_table *tcp; /* istio_tcp_* of tunnelled streams: the hbone thread adds, the scrape reads */
+	struct authz_denied denied;   /* xmesh_authz_denied_total: the hbone thread adds, the scrape reads */
 	/* The client side (hbone_outbound.h). */
 	int proxy_map, dsts_map, origdst_map; /* xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst */
 	struct hbone_outbound *ob;
@@ -253,8 +256,7 @@ static void ob_request_meta(void *ctx, const struct sockaddr_storage *client, ui
 /*
  * hbone thread: a CONNECT's target must be a pod of this node, at the address the client dialled (ztunnel's
  * IPMismatch check). PeerAuthentication: a verified mTLS peer satisfies every mode (STRICT and PERMISSIVE
- * accept mutual TLS; DISABLE only stops requiring it), so nothing here answers 401 yet; an
- * AuthorizationPolicy would.
+ * accept mutual TLS; DISABLE only stops requiring it). Then AuthorizationPolicy: 401 when it denies.
  */
 static int hb_admit(void *ctx, const struct hbone_admit *req)
 {
@@ -269,6 +271,8 @@ static int hb_admit(void *ctx, const struct hbone_admit *req)
 	if (!ip_of(req->target, &t, &tf) || !ip_of(req->local, &l, &lf) || tf != lf || memcmp(&t, &l, sizeof(t)) ||
 	    !local_pod(m, s, req->target, uri, sizeof(uri)))
 		status = 400;
+	else
+		status = hbone_authz_check(s, m->trust_domain, req, &m->denied);
 	snapshot_put(s);
 	return status;
 }
@@ -430,6 +434,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 		return -ENOMEM;
 	}
 	m->agent = a;
+	pthread_mutex_init(&m->denied.lock, NULL);
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
 	m->lfd = -1;
@@ -834,6 +839,7 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 		scrape_u64(f, rs, v, 1, atomic_load(&m->ctr.streams_refused[r]));
 	}
 	tunnel_tcp_collect(m->tcp, sc);
+	authz_denied_collect(&m->denied, sc);
 	hbone_outbound_collect(atomic_load_explicit(&m->ob_pub, memory_order_acquire), &m->ctr, sc);
 }
 
@@ -963,6 +969,7 @@ static void hbone_mod_close(void *state)
 	bundle_put(atomic_load(&m->incoming));
 	X509_STORE_free(m->tls_trust);
 	tunnel_tcp_free(m->tcp);
+	authz_denied_fini(&m->denied);
 	free(m);
 }
 

@@ -3,7 +3,8 @@
  * libFuzzer target: the config loader as `xmesh validate` and the agent's apply run it. YAML bytes in a
  * memfd (a regular file behind /proc/self/fd/N, read by config_load as any path) → model → validation →
  * the snapshot (compile_lb, identities, the L7 route table, rendered as `xmesh routes` does), then twice through the
- * agent's per-file cache (a miss, then a hit). Everything allocated is freed (the cache lives for the run):
+ * agent's per-file cache (a miss, then a hit). The snapshot's AuthorizationPolicies judge a few CONNECTs to every
+ * workload (compile/authz.c). Everything allocated is freed (the cache lives for the run):
  * LeakSanitizer runs at the end of the fuzzing run.
  */
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "compile/authz.h"
 #include "compile/compile.h"
 #include "compile/snapshot.h"
 #include "core/strbuf.h"
@@ -37,6 +39,29 @@ static int setup(void)
 	return devnull && cache ? 0 : -1;
 }
 
+/* Each workload against requests with and without an identity, IPv4 and IPv6, from the policies' own ports. */
+static void judge(const struct xm_snapshot *snap)
+{
+	static const char *const peers[] = { "spiffe://cluster.local/ns/default/sa/sleep",
+					     "spiffe://example.org/ns/foo/sa/a", "", NULL };
+	struct xm_ip v4 = { .family = 4, .bytes = { 10, 1, 2, 3 } }, v6 = { .family = 6, .bytes = { 0xfd, 0, 9 } };
+	struct xm_authz_verdict v;
+
+	for (size_t w = 0; w < snap->identities.n_workloads; w++) {
+		const struct xm_workload *wl = &snap->identities.workloads[w];
+
+		for (size_t p = 0; p < sizeof(peers) / sizeof(peers[0]); p++) {
+			struct xm_authz_request req = { .peer_id = peers[p],
+							.trust_domain = "example.org",
+							.src = p % 2 ? &v6 : &v4,
+							.dst = p % 2 ? &v6 : &v4,
+							.dport = (uint16_t)(p * 4000) };
+
+			authz_evaluate(&snap->authz, wl->ns, wl->labels, wl->n_labels, &req, &v);
+		}
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct xm_compile_opts opts = { .node_name = "node-a", .maglev_size = 16381 };
@@ -57,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		l7_routes_render(&snap->routes, false, &routes);
 		l7_routes_render(&snap->routes, true, &routes);
 		sb_free(&routes);
+		judge(snap);
 		snapshot_put(snap);
 	}
 	diags_print(&diags, devnull);

@@ -192,9 +192,9 @@ Test(kube_objects, list_items_take_the_list_kind_and_an_object_of_another_group_
 	free(cfg);
 }
 
-/* Watched, not enforced yet: an AuthorizationPolicy or RequestAuthentication (any spec) parses without error to
- * no object of the model, is kept by key like any other, and a build with it loads. */
-Test(kube_objects, the_security_kinds_not_enforced_are_kept_and_never_fail_a_build)
+/* An AuthorizationPolicy parses into the model (unknown fields ignored); RequestAuthentication, watched and not
+ * enforced, parses (any spec) without error to no object. Both are kept by key and a build with them loads. */
+Test(kube_objects, the_security_kinds_are_kept_and_never_fail_a_build)
 {
 	static const char ap[] = "{\"metadata\":{\"name\":\"deny\",\"namespace\":\"n\"},\"spec\":{\"action\":\"DENY\","
 				 "\"rules\":[{\"from\":[{\"source\":{\"principals\":[\"x\"]}}]}],\"bogus\":1}}";
@@ -217,6 +217,7 @@ Test(kube_objects, the_security_kinds_not_enforced_are_kept_and_never_fail_a_bui
 	cr_assert_eq(cache_api_apply(c, batch, 3), 0);
 	cr_assert_eq(c->n_api, 3);
 	cr_assert_eq(load(c, &cfg), 1);
+	cr_expect_eq(cfg.n_authz_policies, 1);
 	config_free(&cfg);
 	config_cache_free(c);
 }

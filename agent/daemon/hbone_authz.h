@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HBONE server's AuthorizationPolicy check of one CONNECT already known to target a pod of this node
+ * (docs/mtls.md "AuthorizationPolicy"): the request as the policies see it, Istio's evaluation (compile/authz.h),
+ * and a denial counted and logged once per pod and policy.
+ */
+#ifndef XMESH_DAEMON_HBONE_AUTHZ_H
+#define XMESH_DAEMON_HBONE_AUTHZ_H
+
+#include "compile/snapshot.h"
+#include "hbone/hbone.h"
+#include "metrics/authz_denied.h"
+
+/*
+ * 200 (allowed) or 401 (denied, counted in denied). The client's address is the Forwarded for= address when
+ * the pod there has the verified peer's identity (the source node connects from its own address), else the
+ * TLS connection's remote address.
+ */
+int hbone_authz_check(const struct xm_snapshot *s, const char *trust_domain, const struct hbone_admit *req,
+		      struct authz_denied *denied);
+
+#endif

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# AuthorizationPolicy in the HBONE server (agent --hbone): node B's agent checks each CONNECT to its STRICT pod
+# sa (label app: sa) against the policies, with an independent client (tests/tools/hbone_streams.py: Python ssl +
+# h2) on node A holding certificates of the agent's root for three service accounts: sleep, other, stranger.
+#   allow-listed (ALLOW, selector app: sa): principals sleep and other
+#   deny-other   (DENY, namespace default):  principals */sa/other; and port 9999 for anyone
+# sleep gets 200; other 401 though an ALLOW lists it (DENY first); stranger 401 (no ALLOW rule matches); on one
+# TLS connection of sleep, a stream to port 9999 gets 401 while the open stream to 8080 keeps echoing; then
+# deny-sleep is added and a new stream on the same connection gets 401 within 1 s of the file's change.
+# xmesh_authz_denied_total counts each denial by pod and policy. Topology: test_hbone_server.sh's.
+set -euo pipefail
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/e2e/xdp_lib.sh
+. "$(dirname "$0")/xdp_lib.sh"
+xmx_init "$@"
+xmt_require_kernel "program_type sched_cls"
+for c in openssl curl; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
+PY=/usr/bin/python3 # Debian's, where python3-h2 is (scripts/install-deps.sh)
+"$PY" -c 'import h2' 2>/dev/null || xmt_fail "python3-h2 missing (scripts/install-deps.sh installs it)"
+STREAMS="$(cd "$(dirname "$0")/../tools" && pwd)/hbone_streams.py"
+
+SA=10.200.2.11
+PA=10.200.1.11
+
+xmx_two_nodes_pods
+xmx_pod nodeb sa "$SA" 10.200.2.1
+xmx_pod nodea pa "$PA" 10.200.1.1
+
+ap() { # NAME ACTION SPEC_LINES...: an AuthorizationPolicy of namespace default
+	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: AuthorizationPolicy" "metadata:" "  name: $1" \
+		"  namespace: default" "spec:" "  action: $2"
+	shift 2
+	printf '%s\n' "$@"
+}
+config() { # [with-deny-sleep]
+	xmx_yaml_pod sa "$SA" nodeb web
+	xmx_yaml_pod pa "$PA" nodea
+	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
+		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
+		"  mtls:" "    mode: STRICT"
+	ap allow-listed ALLOW "  selector:" "    matchLabels:" "      app: sa" "  rules:" "  - from:" "    - source:" \
+		"        principals: [cluster.local/ns/default/sa/sleep, cluster.local/ns/default/sa/other]"
+	ap deny-other DENY "  rules:" "  - from:" "    - source:" "        principals: ['*/sa/other']" \
+		"  - to:" "    - operation:" "        ports: ['9999']"
+	[ "${1:-}" != with-deny-sleep ] ||
+		ap deny-sleep DENY "  rules:" "  - from:" "    - source:" "        principals: ['*/sa/sleep']"
+}
+config | xmt_config_write hbone.yaml
+
+xmx_agent b nodeb nodeb up0 --hbone
+xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server not started: $(tail -n 5 "$XMT_AGENT_LOG")"
+
+t="$XMT_TMP/pki"
+mkdir -p "$t"
+ca="$XMT_TMP/agent-state/ca"
+ossl() { openssl "$@" >>"$t/openssl.log" 2>&1 || xmt_fail "openssl $1 failed: $(tail -n 3 "$t/openssl.log")"; }
+leaf() { # NAME: a SPIFFE client certificate of the agent's root for ns default, sa NAME
+	printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+		"extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$1" \
+		>"$t/$1.ext"
+	ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t/$1.key" -subj "/O=test" -out "$t/$1.csr"
+	ossl x509 -req -in "$t/$1.csr" -CA "$ca/root-cert.pem" -CAkey "$ca/ca-key.pem" -CAcreateserial -days 1 \
+		-extfile "$t/$1.ext" -out "$t/$1.pem"
+}
+for n in sleep other stranger; do leaf "$n"; done
+
+streams() { # SA_NAME STEPS...: one TLS connection from node A to sa:15008 as SA_NAME
+	local who=$1
+	shift
+	xmt_nsrun nodea "$PY" "$STREAMS" --ca "$ca/root-cert.pem" --cert "$t/$who.pem" --key "$t/$who.key" \
+		--connect "$SA:15008" --forwarded "for=\"$PA:40000\"" --expect-prefix $'sa\n' "$@" 2>&1
+}
+scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
+metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
+denied() { metric "xmesh_authz_denied_total{namespace=\"default\",pod=\"sa\",policy=\"$1\"}"; }
+
+XMT_SUBTEST="200: an allowed principal"
+out=$(streams sleep "open:a:$SA:8080:200" "echo:a:65536" "close:a") || xmt_fail "sleep: $out"
+
+XMT_SUBTEST="401: DENY before a matching ALLOW"
+out=$(streams other "open:a:$SA:8080:401") || xmt_fail "other: $out"
+
+XMT_SUBTEST="401: no ALLOW rule matches"
+out=$(streams stranger "open:a:$SA:8080:401") || xmt_fail "stranger: $out"
+
+XMT_SUBTEST="a denied stream leaves the other streams of its TLS connection alone; a policy change within 1 s"
+rm -f "$XMT_TMP/changed"
+streams sleep "open:a:$SA:8080:200" "echo:a:4096" "open:b:$SA:9999:401" "echo:a:4096" "open:c:$SA:8080:200" \
+	"echo:c:1024" "close:c" "wait:$XMT_TMP/changed" "until:d:$SA:8080:401:1.0" "close:a" \
+	>"$XMT_TMP/streams.out" 2>&1 &
+spid=$!
+xmt_wait_for "$XMT_TMP/streams.out" '^close c: ended' 10 "$spid" || {
+	kill "$spid" 2>/dev/null
+	xmt_fail "before the change: $(cat "$XMT_TMP/streams.out")"
+}
+config with-deny-sleep | xmt_config_write hbone.yaml
+touch "$XMT_TMP/changed"
+wait "$spid" || xmt_fail "one TLS connection of sleep: $(cat "$XMT_TMP/streams.out")"
+xmt_log "$(grep -E '^until' "$XMT_TMP/streams.out")"
+
+XMT_SUBTEST="xmesh_authz_denied_total"
+[ "$(denied default/deny-other)" = 2 ] || xmt_fail "deny-other denials: $(denied default/deny-other), want 2 (other, port 9999)"
+[ "$(denied allow-not-matched)" = 1 ] || xmt_fail "allow-not-matched denials: $(denied allow-not-matched), want 1"
+[ "$(denied default/deny-sleep)" = 1 ] || xmt_fail "deny-sleep denials: $(denied default/deny-sleep), want 1"
+dn=$(metric 'xmesh_hbone_streams_refused_total{reason="denied"}')
+[ "$dn" = 4 ] || xmt_fail "streams refused denied: $dn, want 4"
+grep -q "AuthorizationPolicy denied spiffe://cluster.local/ns/default/sa/other to default/sa port 8080" "$XMT_AGENT_LOG" ||
+	xmt_fail "no log line of the first denial: $(grep -i authorization "$XMT_AGENT_LOG" | head -n 5)"
+
+xmt_pass "AuthorizationPolicy on HBONE: 200 allowed, 401 for DENY (before ALLOW) and for no matching ALLOW, a denied stream beside a live one, a change applied within $(grep -oE 'after [0-9.]+ s' "$XMT_TMP/streams.out" | head -n 1 | cut -d" " -f2) s"
