@@ -67,6 +67,11 @@ struct xm_loop {
 
 	pthread_mutex_t work_lock;
 	struct work *work_head, *work_tail;
+
+	/* loop_defer's queue: only the loop's thread inside loop_run touches it (no lock, no eventfd) */
+	struct work *defer_head, *defer_tail;
+	pthread_t runner;	 /* the thread in loop_run, while running */
+	atomic_bool running;
 };
 
 uint64_t loop_now_ms(void)
@@ -176,6 +181,7 @@ struct xm_loop *loop_new(void)
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wake_fd, &ev) < 0)
 		goto fail;
 	atomic_init(&loop->stop, false);
+	atomic_init(&loop->running, false);
 	pthread_mutex_init(&loop->work_lock, NULL);
 	return loop;
 fail:
@@ -508,6 +514,55 @@ void loop_run_posted(struct xm_loop *loop, xm_loop_work_fn fn)
 	run_posted(loop, fn);
 }
 
+int loop_defer(struct xm_loop *loop, xm_loop_work_fn fn, void *arg)
+{
+	struct work *w;
+
+	if (!atomic_load_explicit(&loop->running, memory_order_acquire) || !pthread_equal(loop->runner, pthread_self()))
+		return loop_post(loop, fn, arg);
+	w = malloc(sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fn = fn;
+	w->arg = arg;
+	w->next = NULL;
+	if (loop->defer_tail)
+		loop->defer_tail->next = w;
+	else
+		loop->defer_head = w;
+	loop->defer_tail = w;
+	return 0;
+}
+
+/* The work deferred so far; what it defers in turn runs after the next (non-blocking) epoll_wait. */
+static void run_deferred(struct xm_loop *loop)
+{
+	struct work *w = loop->defer_head, *next;
+
+	loop->defer_head = loop->defer_tail = NULL;
+	for (; w; w = next) {
+		next = w->next;
+		w->fn(loop, w->arg);
+		free(w);
+	}
+}
+
+/* loop_run returns: deferred work left becomes posted work (loop_run_posted, the next loop_run, loop_free). */
+static void defer_to_posted(struct xm_loop *loop)
+{
+	if (!loop->defer_head)
+		return;
+	pthread_mutex_lock(&loop->work_lock);
+	if (loop->work_tail)
+		loop->work_tail->next = loop->defer_head;
+	else
+		loop->work_head = loop->defer_head;
+	loop->work_tail = loop->defer_tail;
+	pthread_mutex_unlock(&loop->work_lock);
+	loop->defer_head = loop->defer_tail = NULL;
+	loop_wake(loop);
+}
+
 /* Runs the work posted so far; work posted meanwhile wrote the eventfd again and waits for the next batch. */
 static void on_wake(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 {
@@ -523,12 +578,17 @@ int loop_run(struct xm_loop *loop)
 	struct epoll_event events[LOOP_BATCH];
 	int n, i;
 
+	loop->runner = pthread_self();
+	atomic_store_explicit(&loop->running, true, memory_order_release);
 	/* The stop request is consumed: a later loop_run runs again. */
 	while (!atomic_exchange(&loop->stop, false)) {
-		n = epoll_wait(loop->epfd, events, LOOP_BATCH, next_timeout(loop));
+		/* Deferred work waiting: look at the sockets without sleeping, then run it. */
+		n = epoll_wait(loop->epfd, events, LOOP_BATCH, loop->defer_head ? 0 : next_timeout(loop));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			atomic_store_explicit(&loop->running, false, memory_order_relaxed);
+			defer_to_posted(loop);
 			return -errno;
 		}
 		loop->in_batch = true;
@@ -540,9 +600,12 @@ int loop_run(struct xm_loop *loop)
 			if (!h->dead)
 				h->cb(loop, h->fd, events[i].events, h->ctx);
 		}
+		run_deferred(loop);
 		run_timers(loop);
 		loop->in_batch = false;
 		free_dead(loop);
 	}
+	atomic_store_explicit(&loop->running, false, memory_order_relaxed);
+	defer_to_posted(loop);
 	return 0;
 }

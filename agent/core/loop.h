@@ -79,6 +79,13 @@ void loop_wake(struct xm_loop *loop);
  */
 int loop_post(struct xm_loop *loop, xm_loop_work_fn fn, void *arg);
 /*
+ * loop_post for the loop's own thread inside loop_run: fn(loop, arg) runs once the current batch of events has
+ * been handled, before the next epoll_wait sleeps, without the lock and the eventfd write and wake-up a post
+ * costs (one system call and one epoll round trip per use on a hot path). Called from any other thread, or
+ * outside loop_run, it is loop_post. Returns 0 or -ENOMEM.
+ */
+int loop_defer(struct xm_loop *loop, xm_loop_work_fn fn, void *arg);
+/*
  * The loop's thread, outside loop_run (after it returned): runs the work posted so far whose function is fn
  * now, keeping the rest queued: completions that carry memory, before the loop is freed (loop_free drops
  * posted work without calling it).

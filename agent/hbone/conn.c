@@ -691,7 +691,8 @@ void hb_conn_kick(struct hb_conn *c)
 	}
 	if (c->kick_posted || c->state == HB_DEAD)
 		return;
-	if (loop_post(c->loop, kick_work, c) == 0) {
+	/* After the current batch: data several streams queued in it goes out in one flush. */
+	if (loop_defer(c->loop, kick_work, c) == 0) {
 		c->kick_posted = true;
 		c->refs++;
 	}

@@ -748,3 +748,93 @@ Test(loop, post_gate_drops_after_close)
 	cr_expect_eq(run_order[0], 1);
 	loop_free(loop);
 }
+
+/* ---- loop_defer: after the batch, on the loop's thread, without a wake-up ---- */
+
+struct deferring {
+	pthread_t loop_thread;
+	int order[8], n;
+	bool wrong_thread;
+};
+
+static struct deferring dfr;
+
+static void defer_note(int tag)
+{
+	if (!pthread_equal(pthread_self(), dfr.loop_thread))
+		dfr.wrong_thread = true;
+	if (dfr.n < 8)
+		dfr.order[dfr.n++] = tag;
+}
+
+static void on_deferred_last(struct xm_loop *loop, void *arg)
+{
+	(void)loop, (void)arg;
+	defer_note(3);
+}
+
+static void on_deferred_stop(struct xm_loop *loop, void *arg)
+{
+	(void)arg;
+	defer_note(2);
+	/* Deferred as the loop stops: left over, it becomes posted work (loop_run_posted below runs it). */
+	cr_assert_eq(loop_defer(loop, on_deferred_last, NULL), 0);
+	loop_stop(loop);
+}
+
+static void on_deferred_first(struct xm_loop *loop, void *arg)
+{
+	(void)arg;
+	defer_note(1);
+	/* Deferred from deferred work: runs after a non-blocking look at the sockets, with nothing to wake it. */
+	cr_assert_eq(loop_defer(loop, on_deferred_stop, NULL), 0);
+}
+
+static void on_defer_timer(struct xm_loop *loop, struct xm_timer *t, void *ctx)
+{
+	(void)t, (void)ctx;
+	dfr.loop_thread = pthread_self();
+	cr_assert_eq(loop_defer(loop, on_deferred_first, NULL), 0);
+	defer_note(0); /* the deferred work waits for the batch to end */
+}
+
+Test(loop, defer_runs_after_the_batch_and_keeps_the_loop_awake)
+{
+	struct runner r;
+
+	memset(&dfr, 0, sizeof(dfr));
+	r.loop = loop_new();
+	cr_assert_not_null(r.loop);
+	atomic_init(&r.returned, 0);
+	/* No other timer and no fd: epoll_wait would sleep for ever if deferred work did not keep it awake. */
+	cr_assert_not_null(loop_timer_add(r.loop, 5, 0, on_defer_timer, NULL));
+	cr_assert_eq(pthread_create(&r.thread, NULL, run_it, &r), 0);
+	cr_assert(join_within(&r, 2000), "the deferred chain ran and stopped the loop");
+	cr_expect_eq(dfr.n, 3);
+	cr_expect_eq(dfr.order[0], 0);
+	cr_expect_eq(dfr.order[1], 1);
+	cr_expect_eq(dfr.order[2], 2);
+	cr_expect(!dfr.wrong_thread);
+	/* The leftover went to the posted queue and woke the eventfd for a later loop_run. */
+	loop_run_posted(r.loop, on_deferred_last);
+	cr_expect_eq(dfr.n, 4);
+	cr_expect_eq(dfr.order[3], 3);
+	loop_free(r.loop);
+}
+
+Test(loop, defer_from_another_thread_is_a_post)
+{
+	struct runner r;
+
+	start_runner(&r);
+	posted.loop_thread = r.thread;
+	usleep(20 * 1000);
+	atomic_init(&posted.n, 0);
+	posted.wrong_thread = false;
+	cr_assert_eq(loop_defer(r.loop, on_posted, (void *)(intptr_t)0), 0);
+	cr_assert_eq(loop_defer(r.loop, on_posted_stop, NULL), 0);
+	cr_assert(join_within(&r, 2000), "work deferred from another thread was posted and ran");
+	cr_expect_eq(atomic_load(&posted.n), 1);
+	cr_expect(!posted.wrong_thread);
+	loop_free(r.loop);
+}
