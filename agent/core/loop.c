@@ -70,7 +70,7 @@ struct xm_loop {
 
 	/* loop_defer's queue: only the loop's thread inside loop_run touches it (no lock, no eventfd) */
 	struct work *defer_head, *defer_tail;
-	pthread_t runner;	 /* the thread in loop_run, while running */
+	pthread_t runner; /* the thread in loop_run, while running */
 	atomic_bool running;
 };
 
