@@ -251,9 +251,20 @@ static int remove_separate_ops_link(struct xm_sockmap *sm)
 {
 	char path[4096];
 	int err = pins_link_path(path, sizeof(path), sm->bpffs, XM_SOCKMAP_OPS_LINK);
+	int fd;
 
 	if (err)
 		return err;
+	/*
+	 * Detached here, not only unpinned: the kernel releases an unpinned link from a workqueue, so the program
+	 * would keep running next to xm_mesh_ops (the sockmap half twice per callback) for a moment after this.
+	 */
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		if (bpf_link_detach(fd))
+			log_warn("sockmap: detaching %s: %s (it goes when its pin does)", path, strerror(errno));
+		close(fd);
+	}
 	if (unlink(path) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	log_info("sockmap: removed the separate sockops link an earlier agent left (%s)", path);
