@@ -4,7 +4,7 @@
 #
 #   vmtests/run-matrix.sh [BUILD_DIR] [PACKAGE...]     (packages given here replace vmtests/kernels.txt)
 #
-# Environment: VMTEST_TIMEOUT (seconds per kernel, default 1200), VMTEST_JOBS (kernels booted at once,
+# Environment: VMTEST_TIMEOUT (seconds per kernel, default 3000), VMTEST_JOBS (kernels booted at once,
 # default: the number of host CPUs), VMTEST_ARGS (extra vmtests/run options, e.g. "--mem 2048").
 # Exits non-zero if any kernel failed, timed out, panicked or could not be prepared. A package the apt
 # registry does not offer is listed as "not available" and does not fail the run.
@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 shift || true
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-TIMEOUT=${VMTEST_TIMEOUT:-1200}
+TIMEOUT=${VMTEST_TIMEOUT:-3000}
 JOBS=${VMTEST_JOBS:-$(nproc)}
 LOGDIR="$BUILD/vmtests/logs"
 read -r -a EXTRA <<<"${VMTEST_ARGS:-}"
