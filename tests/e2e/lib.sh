@@ -61,6 +61,13 @@ xmt_skip() {
 	exit 77
 }
 
+# xmt_require_py_h2: PY = Debian's python3 with python3-h2 (the independent HTTP/2 peer of the HBONE tests;
+# scripts/install-deps.sh installs it), or the test fails: a missing test dependency is no skip.
+xmt_require_py_h2() {
+	PY=/usr/bin/python3
+	"$PY" -c 'import h2' 2>/dev/null || xmt_fail "python3-h2 missing (scripts/install-deps.sh installs it)"
+}
+
 xmt_skip_kernel() {
 	xmt_skip "KERNEL: $*"
 }

@@ -25,8 +25,7 @@ xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 command -v openssl >/dev/null || xmt_skip "command openssl not installed"
 command -v curl >/dev/null || xmt_skip "command curl not installed"
-PY=/usr/bin/python3 # Debian's, where python3-h2 is (scripts/install-deps.sh)
-"$PY" -c 'import h2' 2>/dev/null || xmt_fail "python3-h2 missing (scripts/install-deps.sh installs it)"
+xmt_require_py_h2
 PEER="$(cd "$(dirname "$0")/../tools" && pwd)/hbone_peer.py"
 SA=10.200.2.11
 PA=10.200.1.11

@@ -21,8 +21,7 @@ set -euo pipefail
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls"
 command -v openssl >/dev/null || xmt_skip "command openssl not installed"
-PY=/usr/bin/python3 # Debian's, where python3-h2 is (scripts/install-deps.sh)
-"$PY" -c 'import h2' 2>/dev/null || xmt_fail "python3-h2 missing (scripts/install-deps.sh installs it)"
+xmt_require_py_h2
 PEER="$(cd "$(dirname "$0")/../tools" && pwd)/hbone_peer.py"
 SA=10.200.2.11
 WEB=spiffe://cluster.local/ns/default/sa/web
