@@ -60,7 +60,7 @@ static void teardown(void)
 	xfx_teardown();
 }
 
-TestSuite(outlier_vip, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(outlier_vip, .init = setup, .fini = teardown, .timeout = XFX_SUITE_TIMEOUT);
 
 static struct xm_outlier_detection policy(void)
 {

@@ -35,7 +35,7 @@ static void setup(void)
 	xfx_setup();
 }
 
-TestSuite(xdp_flow, .init = setup, .fini = xfx_teardown, .timeout = 60);
+TestSuite(xdp_flow, .init = setup, .fini = xfx_teardown, .timeout = XFX_SUITE_TIMEOUT);
 
 /* The VIP over the first n local pods; with c5xx > 0, outlier detection (maxEjectionPercent 100). */
 static void publish(int n, uint32_t c5xx)

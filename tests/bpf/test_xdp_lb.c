@@ -53,7 +53,7 @@ static void setup(void)
 	xfx_setup();
 }
 
-TestSuite(xdp_lb, .init = setup, .fini = xfx_teardown, .timeout = 60);
+TestSuite(xdp_lb, .init = setup, .fini = xfx_teardown, .timeout = XFX_SUITE_TIMEOUT);
 
 static void publish_golden_services(void)
 {

@@ -36,7 +36,7 @@ static void fini(void)
 	xfx_teardown();
 }
 
-TestSuite(xdp_nexthop, .init = xfx_setup, .fini = fini, .timeout = 30);
+TestSuite(xdp_nexthop, .init = xfx_setup, .fini = fini, .timeout = XFX_SUITE_TIMEOUT);
 
 static const uint8_t mac_new[6] = { 0x02, 0x00, 0, 0, 0, 0x09 };
 static const uint8_t uplink_mac[6] = { 0x02, 0x00, 0, 0, 0, 0x01 };

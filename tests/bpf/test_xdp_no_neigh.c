@@ -16,7 +16,7 @@
 #define POD4_B	    "10.200.2.21"
 #define POD6_B	    "fd00:200:2::21"
 
-TestSuite(xdp_no_neigh, .init = xfx_setup, .fini = xfx_teardown, .timeout = 30);
+TestSuite(xdp_no_neigh, .init = xfx_setup, .fini = xfx_teardown, .timeout = XFX_SUITE_TIMEOUT);
 
 static void syn_waits_for_neighbour(const struct xp_spec *syn, const char *del_neigh, const char *add_neigh)
 {
