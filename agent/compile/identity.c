@@ -68,6 +68,38 @@ static const char *first_label(const struct xm_pod *pod, const char *const *keys
 	return dflt;
 }
 
+static int node_name_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct xm_node *const *)a)->name, (*(const struct xm_node *const *)b)->name);
+}
+
+/*
+ * istiod's locality of a pod: the label istio-locality ("region.zone.subzone", dots because a label value
+ * cannot hold '/'), else its Node's topology labels. nodes is sorted by name.
+ */
+static void workload_locality(struct xm_workload *w, const struct xm_pod *pod, const struct xm_node *const *nodes,
+			      size_t n_nodes)
+{
+	const char *loc = label_of(pod, "istio-locality");
+	struct xm_node key, *kp = &key;
+	const struct xm_node *const *hit;
+
+	if (loc && *loc) {
+		size_t r = strcspn(loc, ".");
+
+		snprintf(w->region, sizeof(w->region), "%.*s", (int)r, loc);
+		if (loc[r])
+			snprintf(w->zone, sizeof(w->zone), "%.*s", (int)strcspn(loc + r + 1, "."), loc + r + 1);
+		return;
+	}
+	snprintf(key.name, sizeof(key.name), "%s", pod->node_name);
+	hit = n_nodes ? bsearch(&kp, nodes, n_nodes, sizeof(*nodes), node_name_cmp) : NULL;
+	if (hit) {
+		snprintf(w->region, sizeof(w->region), "%s", (*hit)->region);
+		snprintf(w->zone, sizeof(w->zone), "%s", (*hit)->zone);
+	}
+}
+
 static int workload_fill(struct xm_workload *w, const struct xm_pod *pod, const char *trust_domain)
 {
 	static const char *const service_keys[] = { "service.istio.io/canonical-name", "app.kubernetes.io/name",
@@ -125,20 +157,26 @@ int identities_build(const struct xm_config *cfg, const char *trust_domain, stru
 {
 	struct xm_identity *items;
 	struct xm_workload *wls;
+	const struct xm_node **nodes;
 	size_t n = 0, cap = 0, i, j;
 
 	for (i = 0; i < cfg->n_pods; i++)
 		cap += cfg->pods[i].n_ips;
 	items = calloc(cap ? cap : 1, sizeof(*items));
 	wls = calloc(cfg->n_pods ? cfg->n_pods : 1, sizeof(*wls));
-	if (!items || !wls)
+	nodes = calloc(cfg->n_nodes ? cfg->n_nodes : 1, sizeof(*nodes));
+	if (!items || !wls || !nodes)
 		goto nomem;
+	for (i = 0; i < cfg->n_nodes; i++)
+		nodes[i] = &cfg->nodes[i];
+	qsort(nodes, cfg->n_nodes, sizeof(*nodes), node_name_cmp);
 	for (i = 0; i < cfg->n_pods; i++) {
 		const struct xm_pod *pod = &cfg->pods[i];
 		struct xm_workload *w = &wls[i];
 
 		if (workload_fill(w, pod, trust_domain ? trust_domain : "cluster.local"))
 			goto nomem;
+		workload_locality(w, pod, nodes, cfg->n_nodes);
 		for (j = 0; j < pod->n_ips; j++) {
 			struct xm_identity *id = &items[n++];
 
@@ -150,6 +188,7 @@ int identities_build(const struct xm_config *cfg, const char *trust_domain, stru
 			id->wl = w;
 		}
 	}
+	free(nodes);
 	qsort(items, n, sizeof(*items), id_cmp);
 	identities_free(ids);
 	ids->items = items;
@@ -159,6 +198,7 @@ int identities_build(const struct xm_config *cfg, const char *trust_domain, stru
 	return 0;
 nomem:
 	free(items);
+	free(nodes);
 	if (wls)
 		workloads_free(wls, cfg->n_pods);
 	return -ENOMEM;

@@ -25,7 +25,9 @@ struct xm_workload {
 	char canonical_revision[XM_LABEL_MAX]; /* service.istio.io/canonical-revision, app.kubernetes.io/version,
 						  version, "latest" */
 	char service_account[XM_NAME_MAX];
-	char node[XM_NAME_MAX]; /* spec.nodeName: the agent of that node mints this pod's certificate */
+	char node[XM_NAME_MAX];	   /* spec.nodeName: the agent of that node mints this pod's certificate */
+	char region[XM_LABEL_MAX]; /* locality: label istio-locality, else its Node's topology labels; "" unknown */
+	char zone[XM_LABEL_MAX];
 	char principal[64 + 2 * XM_NAME_MAX + 256]; /* spiffe://TRUST_DOMAIN/ns/NS/sa/SA */
 	struct xm_label *labels;		    /* a copy of the Pod's labels, sorted by key */
 	size_t n_labels;

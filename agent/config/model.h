@@ -106,6 +106,9 @@ struct xm_node {
 	char name[XM_NAME_MAX];
 	struct xm_ip *internal_ips; /* status.addresses[type=InternalIP] */
 	size_t n_internal_ips;
+	/* Locality, as istiod reads it: labels topology.kubernetes.io/region and /zone; "" when absent. */
+	char region[XM_LABEL_MAX];
+	char zone[XM_LABEL_MAX];
 	struct xm_loc loc;
 };
 

@@ -1,10 +1,34 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* v1 Node: its InternalIP addresses, where IPIP-encapsulated traffic for its pods goes. */
+/*
+ * v1 Node: its InternalIP addresses, where IPIP-encapsulated traffic for its pods goes, and its locality (the
+ * topology labels), which its pods carry in the HBONE baggage.
+ */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/fields.h"
 #include "config/objects.h"
+
+static void copy_label(const struct xm_label *labels, size_t n, const char *key, char *out, size_t len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(labels[i].key, key)) {
+			snprintf(out, len, "%s", labels[i].value);
+			return;
+		}
+}
+
+static void parse_locality(struct obj_ctx *c, const struct ynode *obj, struct xm_node *node)
+{
+	struct xm_label *labels = NULL;
+	size_t n = 0;
+
+	get_labels(c, get_map(c, obj, "metadata", NULL), "labels", "metadata.labels", &labels, &n);
+	copy_label(labels, n, "topology.kubernetes.io/region", node->region, sizeof(node->region));
+	copy_label(labels, n, "topology.kubernetes.io/zone", node->zone, sizeof(node->zone));
+	free(labels);
+}
 
 void parse_node(struct obj_ctx *c, const struct ynode *obj)
 {
@@ -15,6 +39,7 @@ void parse_node(struct obj_ctx *c, const struct ynode *obj)
 	char field[64];
 
 	snprintf(node.name, sizeof(node.name), "%s", c->name);
+	parse_locality(c, obj, &node);
 	for (size_t i = 0; addrs && i < addrs->n; i++) {
 		const struct ynode *entry = addrs->kids[i];
 		struct xm_ip ip, *ip_slot;

@@ -65,8 +65,8 @@ int workload_baggage(const struct xm_workload *w, const char *cluster, char *buf
 		.cluster = cluster,
 		.ns = w->ns,
 		.version = w->canonical_revision,
-		.region = "",
-		.zone = "",
+		.region = w->region,
+		.zone = w->zone,
 	};
 
 	b.workload_kind = workload_kind_name(w, name, sizeof(name));
