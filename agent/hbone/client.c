@@ -290,8 +290,16 @@ static const struct hb_conn_ops client_ops = {
  */
 static void retire(struct hbone_client *cl, struct hb_conn *c, enum hbone_retire_reason why)
 {
+	X509 *own = c->ssl ? SSL_get_certificate(c->ssl) : NULL;
+	struct hb_ticket *t;
+
 	if (c->goaway || c->state == HB_DEAD)
 		return;
+	/* the key's ticket of the same certificate (ours, or the untrusted server's) would only be refused later */
+	t = ticket_find(cl, c->src_id, c->dst_id, &c->dst);
+	if (t && (why == HBONE_RETIRED_OWN_CERT ? own && !X509_cmp(t->own, own)
+						: c->peer_leaf && !X509_cmp(t->peer, c->peer_leaf)))
+		ticket_drop(cl, t);
 	c->retired = true;
 	hb_count(&cl->ctr->retired[why], 1);
 	goaway_draining(c);

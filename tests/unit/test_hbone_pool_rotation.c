@@ -287,7 +287,9 @@ Test(hbone_pool_rotation, recheck_retires_a_connection_whose_server_is_untrusted
 
 	open_held(&old, 1, &fx.client_old);
 	echo(&old, 1000);
+	cr_expect_eq(hbone_client_tickets(fx.cl), 1, "no session ticket yet");
 	cr_assert_eq(hbone_client_recheck(fx.cl, untrusted_peer, &asked), 1);
+	cr_expect_eq(hbone_client_tickets(fx.cl), 0, "the ticket of the untrusted server was kept");
 	cr_expect_eq(asked, 1);
 	cr_expect(old.s->conn->goaway && old.s->conn->retired);
 	cr_expect_eq(atomic_load(&fx.ctr.retired[HBONE_RETIRED_PEER_UNTRUSTED]), 1);
