@@ -12,6 +12,11 @@ void xm_log_set_level(enum xm_log_level level)
 	min_level = level;
 }
 
+bool xm_log_enabled(enum xm_log_level level)
+{
+	return level >= min_level;
+}
+
 void xm_log(enum xm_log_level level, const char *fmt, ...)
 {
 	static const char *const names[] = { "debug", "info", "warn", "error" };

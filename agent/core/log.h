@@ -3,6 +3,8 @@
 #ifndef XMESH_LOG_H
 #define XMESH_LOG_H
 
+#include <stdbool.h>
+
 enum xm_log_level {
 	XM_LOG_DEBUG,
 	XM_LOG_INFO,
@@ -11,6 +13,8 @@ enum xm_log_level {
 };
 
 void xm_log_set_level(enum xm_log_level level);
+/* Whether a line of level would be written (to skip preparing a debug line nobody reads). */
+bool xm_log_enabled(enum xm_log_level level);
 void xm_log(enum xm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) xm_log(XM_LOG_DEBUG, __VA_ARGS__)

@@ -557,6 +557,11 @@ int hbone_outbound_drain(struct hbone_outbound *ob, int lfds[HBONE_OB_FAMILIES])
 	return n;
 }
 
+size_t hbone_outbound_recheck(struct hbone_outbound *ob, hbone_stale_fn stale, void *ctx)
+{
+	return ob->draining ? 0 : hbone_client_recheck(ob->cl, stale, ctx);
+}
+
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob)
 {
 	struct sockaddr_in a;
@@ -684,6 +689,16 @@ void hbone_outbound_collect(const struct hbone_outbound *ob, const struct hbone_
 
 		scrape_u64(f, sn, cap, 1, ob ? atomic_load(&ob->st.captured) : 0);
 		scrape_u64(f, sn, hand, 1, ob ? atomic_load(&ob->st.submitted) : 0);
+	}
+	f = scrape_family(
+	    sc, "xmesh_hbone_client_connections_retired_total", "counter",
+	    "Pooled HBONE client connections that took no new stream from then on (their open streams went "
+	    "on), by reason: the certificate they presented was replaced (own_certificate_replaced), or "
+	    "the server's certificate failed the check against a reloaded trust bundle (peer_untrusted).");
+	for (int r = 0; r < HBONE_RETIRE_REASONS; r++) {
+		const char *v[1] = { hbone_retire_reason_name(r) };
+
+		scrape_u64(f, rs, v, 1, ctr ? atomic_load(&ctr->retired[r]) : 0);
 	}
 	f = scrape_family(sc, "xmesh_hbone_outbound_refused_total", "counter",
 			  "Connections the HBONE client reset instead of carrying, by reason.");

@@ -100,6 +100,8 @@ int hbone_outbound_adopt(struct hbone_outbound *ob, int fd);
  * by _free; -1: none of that family), and returns how many there are.
  */
 int hbone_outbound_drain(struct hbone_outbound *ob, int lfds[HBONE_OB_FAMILIES]);
+/* Loop thread: hbone_client_recheck on the pool (nothing while draining). How many connections it retired. */
+size_t hbone_outbound_recheck(struct hbone_outbound *ob, hbone_stale_fn stale, void *ctx);
 /* Where it listens (port 0: nowhere yet). */
 struct sockaddr_in hbone_outbound_address(const struct hbone_outbound *ob);
 struct sockaddr_in6 hbone_outbound_address6(const struct hbone_outbound *ob);

@@ -76,6 +76,8 @@ struct hbone_mod {
 	 */
 	X509_STORE *tls_trust;
 	struct xm_trust_bundle *offered;	    /* control loop: the last bundle handed to the hbone thread */
+	uint64_t certs_seen;			    /* control loop: the store's generation the pool was rechecked at */
+	atomic_bool recheck_posted;		    /* a recheck_certs is on its way to the hbone thread */
 	_Atomic(struct xm_trust_bundle *) incoming; /* handed over, for the hbone thread to take */
 	int lfd;
 	bool steering;
@@ -174,11 +176,10 @@ static int hb_cert(void *ctx, const struct sockaddr_storage *local, X509 **cert,
 	return 0;
 }
 
-/* hbone thread: the client's chain (already verified by OpenSSL) through the agent's own peer check. */
-static int hb_verify(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509) * chain, char *peer_id,
-		     size_t peer_id_len)
+/* hbone thread: a peer's chain through the agent's own peer check, against the bundle in force now. */
+static int check_peer(struct hbone_mod *m, const char *expected, X509 *leaf, STACK_OF(X509) * chain, char *peer_id,
+		      size_t peer_id_len)
 {
-	struct hbone_mod *m = ctx;
 	struct xm_spiffe_id id;
 
 	if (verify_peer(m->bundle, leaf, chain, m->trust_domain, (int64_t)time(NULL),
@@ -188,6 +189,26 @@ static int hb_verify(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509)
 	if (expected && strcmp(id.uri, expected))
 		return -EACCES;
 	snprintf(peer_id, peer_id_len, "%s", id.uri);
+	return 0;
+}
+
+/* hbone thread: the peer's chain (already verified by OpenSSL) in a handshake or before a resumption. */
+static int hb_verify(void *ctx, const char *expected, X509 *leaf, STACK_OF(X509) * chain, char *peer_id,
+		     size_t peer_id_len)
+{
+	int err = check_peer(ctx, expected, leaf, chain, peer_id, peer_id_len);
+	BIGNUM *bn;
+	char *hex;
+
+	/* which certificate each peer presented (tests/e2e/test_hbone_pool_rotation.sh reads it) */
+	if (err || !xm_log_enabled(XM_LOG_DEBUG))
+		return err;
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
+	hex = bn ? BN_bn2hex(bn) : NULL;
+	log_debug("hbone: %s %s verified, certificate serial %s", expected ? "server" : "client", peer_id,
+		  hex ? hex : "?");
+	OPENSSL_free(hex);
+	BN_free(bn);
 	return 0;
 }
 
@@ -440,6 +461,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->lfd = -1;
 	m->taken_ob[0] = m->taken_ob[1] = -1;
 	atomic_init(&m->drained, false);
+	atomic_init(&m->recheck_posted, false);
 	pthread_mutex_init(&m->snap_mu, NULL);
 	snprintf(m->handover_path, sizeof(m->handover_path), "%s.hbone", o->admin_path ? o->admin_path : "");
 	m->detach_on_exit = o->detach_on_exit;
@@ -678,6 +700,56 @@ static int outbound_apply(struct hbone_mod *m, struct xm_snapshot *next)
 	return err;
 }
 
+/* hbone thread: what recheck_pool asks of each pooled connection. */
+struct pool_check {
+	struct hbone_mod *m;
+	bool peers; /* the trust bundle changed: check the servers too */
+};
+
+/*
+ * hbone thread: a pooled connection that presented a certificate the store has replaced since (a renewal, a
+ * re-mint after a CA reload), or, after a bundle reload, whose server fails the check a new handshake would make.
+ */
+static bool pooled_stale(void *ctx, const struct hbone_pooled *p, enum hbone_retire_reason *why)
+{
+	struct pool_check *pc = ctx;
+	struct xm_cert *cur = ob_certificate(pc->m, p->src_id);
+	bool replaced = cur && X509_cmp(cert_leaf(cur), p->own);
+	char id[HBONE_ID_MAX];
+
+	cert_put(cur);
+	if (replaced) {
+		*why = HBONE_RETIRED_OWN_CERT;
+		return true;
+	}
+	if (pc->peers && p->peer && check_peer(pc->m, p->dst_id, p->peer, p->peer_chain, id, sizeof(id))) {
+		*why = HBONE_RETIRED_PEER_UNTRUSTED;
+		return true;
+	}
+	return false;
+}
+
+/* hbone thread: pooled connections made with what changed take no new stream (hbone_client_recheck). */
+static void recheck_pool(struct hbone_mod *m, bool peers)
+{
+	struct pool_check pc = { .m = m, .peers = peers };
+	size_t n = m->ob ? hbone_outbound_recheck(m->ob, pooled_stale, &pc) : 0;
+
+	if (n)
+		log_info("hbone: %zu pooled connection(s) retired (%s): new streams go on new connections", n,
+			 peers ? "certificates or trust bundle changed" : "certificates renewed");
+}
+
+/* hbone thread: the store's certificates changed (a mint, a renewal, a CA reload's re-mint). */
+static void recheck_certs(struct xm_loop *loop, void *arg)
+{
+	struct hbone_mod *m = arg;
+
+	(void)loop;
+	atomic_store(&m->recheck_posted, false);
+	recheck_pool(m, false);
+}
+
 /* hbone thread: the bundle of a reloaded CA replaces the one handshakes are checked against. */
 static void take_bundle(struct xm_loop *loop, void *arg)
 {
@@ -695,6 +767,7 @@ static void take_bundle(struct xm_loop *loop, void *arg)
 	m->bundle = b;
 	bundle_put(old);
 	log_info("hbone: peers are verified against the reloaded trust bundle (%zu root(s))", bundle_n_roots(b));
+	recheck_pool(m, true);
 }
 
 /* Control loop: a reloaded CA publishes its bundle in the store; hand it to the hbone thread. */
@@ -702,10 +775,18 @@ static void hbone_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t 
 {
 	struct hbone_mod *m = state;
 	struct xm_trust_bundle *b;
+	uint64_t gen;
 
 	(void)now_ms;
 	if (!m->running || !cur || !cur->certs)
 		return;
+	gen = identity_store_generation(cur->certs);
+	if (gen != m->certs_seen && !atomic_exchange(&m->recheck_posted, true)) {
+		if (loop_post(m->loop, recheck_certs, m))
+			atomic_store(&m->recheck_posted, false); /* out of memory: tried again at the next tick */
+		else
+			m->certs_seen = gen;
+	}
 	b = identity_store_bundle(cur->certs);
 	if (!b || b == m->offered || (!m->offered && b == m->bundle)) {
 		bundle_put(b);

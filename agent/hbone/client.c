@@ -5,6 +5,11 @@
  * streams; a request finds a connection of its key with room or opens another. A connection without
  * streams closes after the idle timeout (ztunnel's pool_unused_release_timeout).
  *
+ * Retiring: a connection that presented an older certificate than a request's (a renewal, a CA reload's re-mint),
+ * or one that hbone_client_recheck's caller names (its server no longer trusted), takes no new stream; its open
+ * streams go on, it sends GOAWAY as a draining client does and closes once they ended. ztunnel keys its pool by
+ * identity and makes new connections with the new certificate; the same here, without cutting a stream.
+ *
  * Resumption: the newest TLS 1.3 session ticket of each pool key is kept (at most HBONE_TICKET_CACHE_MAX
  * keys, the least recently stored dropped first) and offered on that key's next connection, only while the
  * request presents the certificate the session began with and after the server's certificate of the session
@@ -253,7 +258,7 @@ static void cl_ready(struct hb_conn *c, bool ok, int err)
 	for (s = last; s; s = s->prev)
 		if (s->id == 0 && !s->h2_closed && !s->detached)
 			submit(c, s);
-	if (c->owner && ((struct hbone_client *)c->owner)->draining)
+	if (c->retired || (c->owner && ((struct hbone_client *)c->owner)->draining))
 		goaway_draining(c);
 }
 
@@ -279,12 +284,62 @@ static const struct hb_conn_ops client_ops = {
 	.on_free = cl_conn_gone,
 };
 
+/*
+ * Retiring: no new stream on c from now on (the pool opens another), its open streams go on, then it closes: a
+ * GOAWAY as a draining client sends, at once or once the handshake is over (cl_ready).
+ */
+static void retire(struct hbone_client *cl, struct hb_conn *c, enum hbone_retire_reason why)
+{
+	X509 *own = c->ssl ? SSL_get_certificate(c->ssl) : NULL;
+	struct hb_ticket *t;
+
+	if (c->goaway || c->state == HB_DEAD)
+		return;
+	/* the key's ticket of the same certificate (ours, or the untrusted server's) would only be refused later */
+	t = ticket_find(cl, c->src_id, c->dst_id, &c->dst);
+	if (t && (why == HBONE_RETIRED_OWN_CERT ? own && !X509_cmp(t->own, own)
+						: c->peer_leaf && !X509_cmp(t->peer, c->peer_leaf)))
+		ticket_drop(cl, t);
+	c->retired = true;
+	hb_count(&cl->ctr->retired[why], 1);
+	goaway_draining(c);
+}
+
+/* Is a strictly older than b? (notBefore: a renewed or re-minted certificate begins later.) */
+static bool cert_older(X509 *a, X509 *b)
+{
+	int day, sec;
+
+	if (!ASN1_TIME_diff(&day, &sec, X509_get0_notBefore(a), X509_get0_notBefore(b)))
+		return false;
+	return day > 0 || (day == 0 && sec > 0);
+}
+
+/*
+ * Whether c, of req's pool key, may carry req: it presented req's certificate, or a newer one of the same
+ * identity (a request that took its certificate just before a renewal). One that presented an older certificate
+ * is retired: the stream goes on a new connection presenting the current one.
+ */
+static bool own_cert_current(struct hbone_client *cl, struct hb_conn *c, const struct hbone_open *req)
+{
+	X509 *own = c->ssl ? SSL_get_certificate(c->ssl) : NULL;
+
+	if (!own || !req->cert || own == req->cert || !X509_cmp(own, req->cert))
+		return true;
+	if (cert_older(req->cert, own))
+		return true;
+	retire(cl, c, HBONE_RETIRED_OWN_CERT);
+	return false;
+}
+
 static struct hb_conn *pool_find(struct hbone_client *cl, const struct hbone_open *req)
 {
-	struct hb_conn *c;
+	struct hb_conn *c, *next;
 
-	for (c = cl->conns; c; c = c->pool_next) {
+	for (c = cl->conns; c; c = next) {
 		uint32_t limit = c->max_streams;
+
+		next = c->pool_next; /* retire may end c (a connection without streams closes) */
 
 		/* ztunnel: min(its own limit, what the server advertises) */
 		if (c->h2) {
@@ -296,7 +351,8 @@ static struct hb_conn *pool_find(struct hbone_client *cl, const struct hbone_ope
 		}
 		if (c->state == HB_DEAD || c->goaway || c->n_streams >= limit)
 			continue;
-		if (!strcmp(c->src_id, req->src_id) && !strcmp(c->dst_id, req->dst_id) && same_addr(&c->dst, req->dst))
+		if (!strcmp(c->src_id, req->src_id) && !strcmp(c->dst_id, req->dst_id) &&
+		    same_addr(&c->dst, req->dst) && own_cert_current(cl, c, req))
 			return c;
 	}
 	return NULL;
@@ -501,6 +557,31 @@ void hbone_client_drain(struct hbone_client *cl)
 	cl->draining = true;
 	for (struct hb_conn *c = cl->conns; c; c = c->pool_next)
 		goaway_draining(c);
+}
+
+size_t hbone_client_recheck(struct hbone_client *cl, hbone_stale_fn stale, void *ctx)
+{
+	struct hb_conn *c, *next;
+	size_t n = 0;
+
+	for (c = cl->conns; c; c = next) {
+		struct hbone_pooled p = {
+			.src_id = c->src_id,
+			.dst_id = c->dst_id,
+			.own = c->ssl ? SSL_get_certificate(c->ssl) : NULL,
+			.peer = c->state == HB_READY ? c->peer_leaf : NULL,
+			.peer_chain = c->state == HB_READY ? c->peer_chain : NULL,
+		};
+		enum hbone_retire_reason why = HBONE_RETIRED_OWN_CERT;
+
+		next = c->pool_next;
+		if (c->goaway || c->state == HB_DEAD || !p.own || !stale(ctx, &p, &why) ||
+		    (unsigned)why >= HBONE_RETIRE_REASONS)
+			continue;
+		retire(cl, c, why);
+		n++;
+	}
+	return n;
 }
 
 size_t hbone_client_connections(const struct hbone_client *cl)

@@ -27,3 +27,13 @@ const char *hbone_refusal_name(enum hbone_refusal r)
 
 	return (unsigned)r < HBONE_REFUSALS ? names[r] : "unknown";
 }
+
+const char *hbone_retire_reason_name(enum hbone_retire_reason r)
+{
+	static const char *const names[HBONE_RETIRE_REASONS] = {
+		[HBONE_RETIRED_OWN_CERT] = "own_certificate_replaced",
+		[HBONE_RETIRED_PEER_UNTRUSTED] = "peer_untrusted",
+	};
+
+	return (unsigned)r < HBONE_RETIRE_REASONS ? names[r] : "unknown";
+}

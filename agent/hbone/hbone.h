@@ -70,6 +70,16 @@ enum hbone_refusal {
 };
 
 /*
+ * Why the client retired a pooled connection: it takes no new stream from then on, its open streams go on, and it
+ * closes once they ended (as after a GOAWAY). A request for the same pool key opens a new connection.
+ */
+enum hbone_retire_reason {
+	HBONE_RETIRED_OWN_CERT,	      /* the certificate it presented was replaced (renewal, CA reload) */
+	HBONE_RETIRED_PEER_UNTRUSTED, /* the server's certificate fails the check now (a reloaded trust bundle) */
+	HBONE_RETIRE_REASONS
+};
+
+/*
  * Written by the loop's thread with relaxed atomics, readable by any thread (a metrics collector sums
  * them at scrape time). xmesh_tls_handshakes_total{side,result} is handshakes[side][result]; a resumed
  * handshake counts there as a success and also in resumed[side] (xmesh_tls_resumptions_total{side}).
@@ -86,11 +96,13 @@ struct hbone_counters {
 	atomic_ullong bytes_received[HBONE_SIDES]; /* stream payload received from HTTP/2 */
 	atomic_ullong resumed[HBONE_SIDES];	   /* handshakes that resumed a session (also successes) */
 	atomic_ullong tickets_rejected[HBONE_SIDES];
+	atomic_ullong retired[HBONE_RETIRE_REASONS]; /* client: pooled connections retired (hbone_client_recheck) */
 };
 
 const char *hbone_side_name(enum hbone_side side);
 const char *hbone_hs_result_name(enum hbone_hs_result r);
 const char *hbone_refusal_name(enum hbone_refusal r);
+const char *hbone_retire_reason_name(enum hbone_retire_reason r);
 
 /*
  * Peer verification, called during the handshake once OpenSSL verified the chain against the trust store:
@@ -228,7 +240,10 @@ struct hbone_client_config {
 };
 
 /*
- * One CONNECT request. The pool key is (src_id, dst_id, dst); the client keeps the newest session ticket of
+ * One CONNECT request. The pool key is (src_id, dst_id, dst). A connection of the key that presented another
+ * certificate than cert is used only when its certificate is the newer one (notBefore); one that presented an
+ * older certificate is retired (HBONE_RETIRED_OWN_CERT) and the stream goes on a new connection with cert, so a
+ * renewed or re-minted certificate is presented from the next stream on. The client keeps the newest session ticket of
  * each key and offers it on the key's next TLS connection only, only while cert is the certificate presented
  * when the ticket's session began, and only after checking the server's certificate from that session again.
  */
@@ -260,6 +275,21 @@ void hbone_client_drain(struct hbone_client *cl);
 /* A stream on a pooled connection (a new one when none has room); NULL when out of memory or draining. */
 struct hbone_stream *hbone_client_open(struct hbone_client *cl, const struct hbone_open *req,
 				       const struct hbone_stream_ops *ops, void *ctx);
+/* What hbone_client_recheck asks about a pooled connection (borrowed for the call). */
+struct hbone_pooled {
+	const char *src_id, *dst_id;
+	X509 *own;		     /* the certificate we presented */
+	X509 *peer;		     /* the server's, NULL until it was verified */
+	STACK_OF(X509) * peer_chain; /* what the server sent with it (its leaf first), or NULL */
+};
+/* true (with *why) when p must take no new stream any more. */
+typedef bool (*hbone_stale_fn)(void *ctx, const struct hbone_pooled *p, enum hbone_retire_reason *why);
+/*
+ * After a change of what pooled connections were made with (our certificates renewed, the trust bundle
+ * reloaded): asks stale about every connection not retired yet and retires those it names (counted in
+ * retired[why]). Returns how many it retired. From the loop's thread, not from a stream callback.
+ */
+size_t hbone_client_recheck(struct hbone_client *cl, hbone_stale_fn stale, void *ctx);
 /* TLS connections in the pool (connecting ones too). */
 size_t hbone_client_connections(const struct hbone_client *cl);
 /* Pool keys with a stored session ticket. */

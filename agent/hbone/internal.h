@@ -168,6 +168,7 @@ struct hb_conn {
 	char src_id[HBONE_ID_MAX], dst_id[HBONE_ID_MAX];
 	struct sockaddr_storage dst;
 	bool goaway;
+	bool retired; /* client: hbone_client_recheck or a newer certificate retired it (a GOAWAY once ready) */
 	int fail_err;
 	/* draining (hbone_server_drain, hbone_client_drain): the GOAWAY notice went out, then the final one */
 	bool drain_noticed, drain_final;

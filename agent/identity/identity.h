@@ -211,6 +211,8 @@ struct xm_store_sync_result {
  */
 int identity_store_sync(struct xm_identity_store *s, struct xm_ca *ca, const char *const *uris, size_t n, int64_t now,
 			uint32_t ttl_s, struct xm_store_sync_result *res);
+/* Grows with every change of the store's certificates (a mint, a renewal, a drop): a poll for changes. Any thread. */
+uint64_t identity_store_generation(struct xm_identity_store *s);
 /* The earliest renew time in the store (INT64_MAX when empty). Control loop. */
 int64_t identity_store_next_renewal(const struct xm_identity_store *s);
 /* The current certificate of uri with a reference (cert_put when done), or NULL. Any thread. */

@@ -23,6 +23,7 @@ struct xm_identity_store {
 	pthread_mutex_t lock; /* guards cur and bundle against the swap */
 	struct cert_table *cur;
 	struct xm_trust_bundle *bundle; /* a reference */
+	atomic_ullong generation;	/* tables swapped in: a certificate was minted, renewed or dropped */
 };
 
 static void table_put(struct cert_table *t)
@@ -154,11 +155,17 @@ int identity_store_sync(struct xm_identity_store *s, struct xm_ca *ca, const cha
 		pthread_mutex_lock(&s->lock);
 		s->cur = t;
 		pthread_mutex_unlock(&s->lock);
+		atomic_fetch_add_explicit(&s->generation, 1, memory_order_release);
 		table_put(old); /* a certificate someone still holds lives on through its own reference */
 	}
 	if (res)
 		*res = r;
 	return 0;
+}
+
+uint64_t identity_store_generation(struct xm_identity_store *s)
+{
+	return atomic_load_explicit(&s->generation, memory_order_acquire);
 }
 
 int64_t identity_store_next_renewal(const struct xm_identity_store *s)

@@ -599,8 +599,10 @@ Test(identity_ca, store_mints_renews_and_forgets)
 	char serial[64];
 
 	cr_assert_not_null(s);
+	cr_expect_eq(identity_store_generation(s), 0);
 	cr_assert_eq(identity_store_sync(s, ca, two, 3, NOW, 60, &r), 0);
 	cr_expect_eq(r.minted, 2);
+	cr_expect_eq(identity_store_generation(s), 1); /* the tunnel's pool rechecks at each change */
 	cr_expect_eq(identity_store_count(s), 2);
 	cr_expect_eq(identity_store_next_renewal(s), NOW + 30);
 	held = identity_store_get(s, two[0]);
@@ -610,6 +612,7 @@ Test(identity_ca, store_mints_renews_and_forgets)
 	/* Before half-life: nothing changes, the same object. */
 	cr_assert_eq(identity_store_sync(s, ca, two, 2, NOW + 29, 60, &r), 0);
 	cr_expect_eq(r.minted + r.renewed + r.dropped, 0);
+	cr_expect_eq(identity_store_generation(s), 1);
 	again = identity_store_get(s, two[0]);
 	cr_expect_eq(again, held);
 	cert_put(again);
@@ -617,6 +620,7 @@ Test(identity_ca, store_mints_renews_and_forgets)
 	/* At half-life: a new certificate; the holder's stays whole and valid until its own expiry. */
 	cr_assert_eq(identity_store_sync(s, ca, two, 2, NOW + 30, 60, &r), 0);
 	cr_expect_eq(r.renewed, 2);
+	cr_expect_eq(identity_store_generation(s), 2);
 	fresh = identity_store_get(s, two[0]);
 	cr_assert_not_null(fresh);
 	cr_expect_neq(fresh, held);
@@ -630,6 +634,7 @@ Test(identity_ca, store_mints_renews_and_forgets)
 	/* A pod that left: forgotten; a holder still has it. */
 	cr_assert_eq(identity_store_sync(s, ca, two + 1, 1, NOW + 31, 60, &r), 0);
 	cr_expect_eq(r.dropped, 1);
+	cr_expect_eq(identity_store_generation(s), 3);
 	cr_expect_null(identity_store_get(s, two[0]));
 	cr_expect_str_eq(cert_spiffe(held), two[0]);
 	cert_put(held);
