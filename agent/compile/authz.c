@@ -41,6 +41,61 @@ void authz_table_free(struct xm_authz_table *t)
 	t->n = 0;
 }
 
+static bool cond_equal(const struct xm_authz_cond *a, const struct xm_authz_cond *b)
+{
+	if (a->attr != b->attr || a->negated != b->negated || a->n_values != b->n_values)
+		return false;
+	for (size_t i = 0; i < a->n_values; i++)
+		if (strcmp(a->values[i], b->values[i]))
+			return false;
+	return true;
+}
+
+static bool clause_equal(const struct xm_authz_clause *a, const struct xm_authz_clause *b)
+{
+	if (a->n_alts != b->n_alts)
+		return false;
+	for (size_t i = 0; i < a->n_alts; i++) {
+		if (a->alts[i].n_conds != b->alts[i].n_conds)
+			return false;
+		for (size_t k = 0; k < a->alts[i].n_conds; k++)
+			if (!cond_equal(&a->alts[i].conds[k], &b->alts[i].conds[k]))
+				return false;
+	}
+	return true;
+}
+
+static bool policy_equal(const struct xm_authz_policy *a, const struct xm_authz_policy *b)
+{
+	if (strcmp(a->ns, b->ns) || strcmp(a->name, b->name) || a->action != b->action ||
+	    a->n_selector != b->n_selector || a->n_rules != b->n_rules)
+		return false;
+	for (size_t i = 0; i < a->n_selector; i++)
+		if (strcmp(a->selector[i].key, b->selector[i].key) ||
+		    strcmp(a->selector[i].value, b->selector[i].value))
+			return false;
+	for (size_t r = 0; r < a->n_rules; r++) {
+		const struct xm_authz_rule *x = &a->rules[r], *y = &b->rules[r];
+
+		if (x->never != y->never || x->n_clauses != y->n_clauses)
+			return false;
+		for (size_t c = 0; c < x->n_clauses; c++)
+			if (!clause_equal(&x->clauses[c], &y->clauses[c]))
+				return false;
+	}
+	return true;
+}
+
+bool authz_table_equal(const struct xm_authz_table *a, const struct xm_authz_table *b)
+{
+	if (a->n != b->n || strcmp(a->root_ns, b->root_ns))
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!policy_equal(&a->items[i], &b->items[i]))
+			return false;
+	return true;
+}
+
 bool authz_policy_applies(const struct xm_authz_table *t, const struct xm_authz_policy *p, const char *ns,
 			  const struct xm_label *labels, size_t n_labels)
 {

@@ -27,6 +27,8 @@ struct xm_authz_table {
 /* root_ns NULL: istio-system. 0, or -ENOMEM (out empty). */
 int authz_table_build(const struct xm_config *cfg, const char *root_ns, struct xm_authz_table *out);
 void authz_table_free(struct xm_authz_table *t);
+/* Whether a and b enforce the same policies (loc aside): when not, admitted streams are checked again. */
+bool authz_table_equal(const struct xm_authz_table *a, const struct xm_authz_table *b);
 
 /* One CONNECT as the policies see it. */
 struct xm_authz_request {

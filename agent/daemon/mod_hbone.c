@@ -89,6 +89,8 @@ struct hbone_mod {
 	atomic_ullong no_cert; /* connections dropped: the local address is no pod of this node with a certificate */
 	struct tunnel_tcp_table *tcp; /* istio_tcp_* of tunnelled streams: the hbone thread adds, the scrape reads */
 	struct authz_denied denied;   /* xmesh_authz_denied_total: the hbone thread adds, the scrape reads */
+	struct authz_denied closed;   /* xmesh_authz_closed_total: streams a policy change ended (the same) */
+	atomic_bool recheck_posted;   /* a policy change's recheck waits on the hbone thread: one is enough */
 	/* The client side (hbone_outbound.h). */
 	int proxy_map, dsts_map, origdst_map; /* xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst */
 	struct hbone_outbound *ob;
@@ -289,6 +291,35 @@ static struct hbone_stream_counts *hb_account(void *ctx, const struct hbone_admi
 	return tunnel_tcp_series(m->tcp, &l);
 }
 
+/* hbone thread: a stream admitted before a policy change, against the policies in force now. */
+static int hb_recheck(void *ctx, const struct hbone_admit *req)
+{
+	struct hbone_mod *m = ctx;
+	struct xm_snapshot *s = serving(m);
+	int status = hbone_authz_recheck(s, m->trust_domain, req, &m->closed);
+
+	snapshot_put(s);
+	return status;
+}
+
+/*
+ * hbone thread: the AuthorizationPolicy set changed; every admitted stream is checked against the snapshot
+ * served now (the newest: changes that came meanwhile are covered by this one walk) and the denied ones end.
+ */
+static void recheck_on_loop(struct xm_loop *loop, void *arg)
+{
+	struct hbone_mod *m = arg;
+	size_t ended;
+
+	(void)loop;
+	atomic_store(&m->recheck_posted, false); /* a change applied from now on posts again */
+	if (!m->srv)
+		return;
+	ended = hbone_server_recheck(m->srv, hb_recheck, m);
+	if (ended)
+		log_info("hbone: AuthorizationPolicy changed: %zu stream(s) no longer allowed were closed", ended);
+}
+
 static void *hbone_thread(void *arg)
 {
 	struct hbone_mod *m = arg;
@@ -435,6 +466,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	}
 	m->agent = a;
 	pthread_mutex_init(&m->denied.lock, NULL);
+	pthread_mutex_init(&m->closed.lock, NULL);
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
 	m->lfd = -1;
@@ -728,6 +760,13 @@ static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 	old = m->snap;
 	m->snap = snapshot_get(next);
 	pthread_mutex_unlock(&m->snap_mu);
+	/* The hbone thread owns the streams: it walks them (ztunnel closes what a policy change denies). */
+	if (m->running && old && !authz_table_equal(&old->authz, &next->authz) &&
+	    !atomic_exchange(&m->recheck_posted, true) && loop_post(m->loop, recheck_on_loop, m)) {
+		atomic_store(&m->recheck_posted, false);
+		log_warn("hbone: out of memory; open streams are checked against the new AuthorizationPolicies at "
+			 "the next change");
+	}
 	snapshot_put(old);
 
 	if (!m->running) {
@@ -840,6 +879,7 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 	}
 	tunnel_tcp_collect(m->tcp, sc);
 	authz_denied_collect(&m->denied, sc);
+	authz_closed_collect(&m->closed, sc);
 	hbone_outbound_collect(atomic_load_explicit(&m->ob_pub, memory_order_acquire), &m->ctr, sc);
 }
 
@@ -970,6 +1010,7 @@ static void hbone_mod_close(void *state)
 	X509_STORE_free(m->tls_trust);
 	tunnel_tcp_free(m->tcp);
 	authz_denied_fini(&m->denied);
+	authz_denied_fini(&m->closed);
 	free(m);
 }
 

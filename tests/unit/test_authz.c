@@ -466,3 +466,97 @@ Test(authz_hbone, the_forwarded_address_counts_when_its_pod_is_the_peer)
 	authz_denied_fini(&d);
 	snapshot_put(s);
 }
+
+/* --- a policy change (hbone_server_recheck's decision, daemon/hbone_authz.c) --- */
+
+static struct xm_snapshot *snapshot_of(const char *text)
+{
+	struct xm_config cfg;
+	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
+	struct xm_snapshot *s;
+	int err;
+
+	load_text(text, &cfg);
+	s = snapshot_build(&cfg, &opts, &err);
+	config_free(&cfg);
+	cr_assert_not_null(s);
+	return s;
+}
+
+#define PODS	   POD("web", "foo", "web", "10.1.0.5") POD("sleep", "default", "sleep", "10.2.0.9")
+#define FROM_SLEEP "  rules:\n  - from:\n    - source:\n        principals: [cluster.local/ns/default/sa/sleep]\n"
+
+Test(authz_recheck, the_table_differs_exactly_when_an_enforced_policy_does)
+{
+	struct xm_snapshot *a = snapshot_of(PODS AP("foo", "allow", FROM_SLEEP));
+	struct xm_snapshot *same = snapshot_of(PODS POD("x", "foo", "x", "10.1.0.6") AP("foo", "allow", FROM_SLEEP));
+	struct xm_snapshot *value = snapshot_of(
+	    PODS AP("foo", "allow",
+		    "  rules:\n  - from:\n    - source:\n        principals: [cluster.local/ns/default/sa/x]\n"));
+	struct xm_snapshot *action = snapshot_of(PODS AP("foo", "allow", "  action: DENY\n" FROM_SLEEP));
+	struct xm_snapshot *more = snapshot_of(PODS AP("foo", "allow", FROM_SLEEP) AP("foo", "b", FROM_SLEEP));
+	struct xm_snapshot *audit =
+	    snapshot_of(PODS AP("foo", "allow", FROM_SLEEP) AP("foo", "b", "  action: AUDIT\n" FROM_SLEEP));
+
+	/* a pod more is no policy change; an AUDIT policy is never enforced */
+	cr_expect(authz_table_equal(&a->authz, &same->authz));
+	cr_expect(authz_table_equal(&a->authz, &audit->authz));
+	cr_expect_not(authz_table_equal(&a->authz, &value->authz));
+	cr_expect_not(authz_table_equal(&a->authz, &action->authz));
+	cr_expect_not(authz_table_equal(&a->authz, &more->authz));
+	cr_expect_not(authz_table_equal(&more->authz, &a->authz));
+	snapshot_put(a);
+	snapshot_put(same);
+	snapshot_put(value);
+	snapshot_put(action);
+	snapshot_put(more);
+	snapshot_put(audit);
+}
+
+Test(authz_recheck, a_stream_denied_after_a_change_counts_as_closed)
+{
+	struct xm_snapshot *before = snapshot_of(PODS AP("foo", "allow", FROM_SLEEP));
+	struct xm_snapshot *after =
+	    snapshot_of(PODS AP("foo", "allow", FROM_SLEEP) AP("foo", "no-sleep", "  action: DENY\n" FROM_SLEEP));
+	struct xm_snapshot *gone = snapshot_of(POD("sleep", "default", "sleep", "10.2.0.9")
+						   AP("foo", "no-sleep", "  action: DENY\n" FROM_SLEEP));
+	struct authz_denied denied = { 0 }, closed = { 0 };
+	struct sockaddr_storage target = sin4("10.1.0.5", 8080), peer = sin4("10.2.0.9", 40000);
+	struct hbone_admit req = { .peer_id = "spiffe://cluster.local/ns/default/sa/sleep",
+				   .target = &target,
+				   .local = &target,
+				   .peer = &peer,
+				   .forwarded = "",
+				   .baggage = "",
+				   .traceparent = "" };
+	struct xm_scrape *sc;
+	struct strbuf text = { 0 };
+
+	pthread_mutex_init(&denied.lock, NULL);
+	pthread_mutex_init(&closed.lock, NULL);
+	cr_expect_eq(hbone_authz_check(before, "cluster.local", &req, &denied), 200);
+	cr_expect_eq(hbone_authz_recheck(before, "cluster.local", &req, &closed), 200);
+	cr_expect_eq(hbone_authz_recheck(after, "cluster.local", &req, &closed), 401);
+	/* the destination pod left the node: no policy decision, the stream stays (admit would say 401) */
+	cr_expect_eq(hbone_authz_recheck(gone, "cluster.local", &req, &closed), 200);
+	cr_expect_eq(hbone_authz_check(gone, "cluster.local", &req, &denied), 401);
+	cr_expect_eq(authz_denied_total(&closed), 1);
+	cr_expect_eq(authz_denied_total(&denied), 0);
+
+	sc = scrape_new();
+	cr_assert_not_null(sc);
+	authz_closed_collect(&closed, sc);
+	authz_denied_collect(&denied, sc);
+	scrape_render(sc, &text);
+	cr_expect(text.buf && strstr(text.buf, "xmesh_authz_closed_total{namespace=\"foo\",pod=\"web\",policy=\"foo/"
+					       "no-sleep\"} 1\n"),
+		  "%s", text.buf ? text.buf : "");
+	cr_expect(text.buf && !strstr(text.buf, "xmesh_authz_denied_total{"), "%s", text.buf ? text.buf : "");
+	sb_free(&text);
+	scrape_free(sc);
+	authz_denied_fini(&denied);
+	authz_denied_fini(&closed);
+	snapshot_put(before);
+	snapshot_put(after);
+	snapshot_put(gone);
+}
