@@ -46,6 +46,8 @@ struct xm_authz_verdict {
 	size_t n_applied; /* policies that applied to the workload */
 };
 
+/* Pre-parses value v of attribute attr (authz_table_build does it for every value it copies). */
+void authz_match_compile(enum xm_authz_attr attr, const char *v, struct xm_authz_match *m);
 /* Whether p applies to a workload of namespace ns with these labels. */
 bool authz_policy_applies(const struct xm_authz_table *t, const struct xm_authz_policy *p, const char *ns,
 			  const struct xm_label *labels, size_t n_labels);
