@@ -648,6 +648,45 @@ Test(hbone, recheck_skips_the_streams_being_reset)
 	cr_assert(hbt_run_until(fx.loop, echo_idle, fx.echo, 5000));
 }
 
+static bool refused_denied(void *arg)
+{
+	(void)arg;
+	return atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_DENIED]) > 0;
+}
+
+/* A stream still connecting to its pod when the policy changes answers 401, not the 200 it was admitted for. */
+Test(hbone, recheck_answers_401_to_a_stream_still_connecting)
+{
+	struct sockaddr_storage slow;
+	struct sockaddr_in *si = (struct sockaddr_in *)&slow;
+	socklen_t len = sizeof(*si);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+	    filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct recheck_ctx r = { 0 };
+	struct pipe_t p;
+
+	/* A listener whose accept queue is full: the kernel drops the next SYN, that connect stays in progress. */
+	memset(&slow, 0, sizeof(slow));
+	si->sin_family = AF_INET;
+	si->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(lfd >= 0 && filler >= 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)si, sizeof(*si)), 0);
+	cr_assert_eq(listen(lfd, 0), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)si, &len), 0);
+	cr_assert_eq(connect(filler, (struct sockaddr *)si, sizeof(*si)), 0);
+	r.deny_port = si->sin_port;
+	open_pipe(&p, 4, 100, &slow);
+	hbt_run_for(fx.loop, 300);
+	cr_assert_not(p.opened, "the target connection was not left in progress (status %d)", p.status);
+	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 1);
+	cr_expect_eq(r.asked, 1);
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_expect_eq(p.status, 401);
+	cr_expect(refused_denied(NULL));
+	close(filler);
+	close(lfd);
+}
+
 static void open_with(struct pipe_t *p, const struct hbt_cert *cert, const char *dst_id)
 {
 	struct hbone_open req = {
