@@ -11,7 +11,8 @@
  * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot this module
  * applied last (serving(): from the start of its apply, not from the daemon's publication after every module
  * applied, so that a connection accepted during the apply that starts the listeners, e.g. one queued while
- * the agent restarted, finds its pod) and the identity store (any thread).
+ * the agent restarted, finds its pod) and the identity store (any thread). An apply whose AuthorizationPolicies
+ * differ posts one walk (recheck_on_loop) to the hbone thread, which owns the streams: it ends those now denied.
  *
  * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listeners on this
  * node's InternalIPs (one per family the node has) at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook
@@ -291,15 +292,18 @@ static struct hbone_stream_counts *hb_account(void *ctx, const struct hbone_admi
 	return tunnel_tcp_series(m->tcp, &l);
 }
 
+/* hbone thread: one walk of hbone_server_recheck, with the snapshot taken once for all its streams. */
+struct recheck_walk {
+	struct hbone_mod *m;
+	const struct xm_snapshot *s;
+};
+
 /* hbone thread: a stream admitted before a policy change, against the policies in force now. */
 static int hb_recheck(void *ctx, const struct hbone_admit *req)
 {
-	struct hbone_mod *m = ctx;
-	struct xm_snapshot *s = serving(m);
-	int status = hbone_authz_recheck(s, m->trust_domain, req, &m->closed);
+	struct recheck_walk *w = ctx;
 
-	snapshot_put(s);
-	return status;
+	return hbone_authz_recheck(w->s, w->m->trust_domain, req, &w->m->closed);
 }
 
 /*
@@ -309,13 +313,18 @@ static int hb_recheck(void *ctx, const struct hbone_admit *req)
 static void recheck_on_loop(struct xm_loop *loop, void *arg)
 {
 	struct hbone_mod *m = arg;
+	struct xm_snapshot *s;
+	struct recheck_walk w = { .m = m };
 	size_t ended;
 
 	(void)loop;
 	atomic_store(&m->recheck_posted, false); /* a change applied from now on posts again */
 	if (!m->srv)
 		return;
-	ended = hbone_server_recheck(m->srv, hb_recheck, m);
+	s = serving(m);
+	w.s = s;
+	ended = hbone_server_recheck(m->srv, hb_recheck, &w);
+	snapshot_put(s);
 	if (ended)
 		log_info("hbone: AuthorizationPolicy changed: %zu stream(s) no longer allowed were closed", ended);
 }

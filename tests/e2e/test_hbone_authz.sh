@@ -104,8 +104,10 @@ XMT_SUBTEST="xmesh_authz_denied_total"
 [ "$(denied default/deny-other)" = 2 ] || xmt_fail "deny-other denials: $(denied default/deny-other), want 2 (other, port 9999)"
 [ "$(denied allow-not-matched)" = 1 ] || xmt_fail "allow-not-matched denials: $(denied allow-not-matched), want 1"
 [ "$(denied default/deny-sleep)" = 1 ] || xmt_fail "deny-sleep denials: $(denied default/deny-sleep), want 1"
+# Stream a, and any stream of `until` that got its 200 just before the change and was still ending when the
+# re-check ran (test_hbone_authz_change.sh counts exactly).
 closed=$(metric 'xmesh_authz_closed_total{namespace="default",pod="sa",policy="default/deny-sleep"}')
-[ "$closed" = 1 ] || xmt_fail "streams closed by deny-sleep: $closed, want 1 (stream a)"
+[ "$closed" -ge 1 ] || xmt_fail "streams closed by deny-sleep: $closed, want at least 1 (stream a)"
 dn=$(metric 'xmesh_hbone_streams_refused_total{reason="denied"}')
 [ "$dn" = 4 ] || xmt_fail "streams refused denied: $dn, want 4"
 grep -q "AuthorizationPolicy denied spiffe://cluster.local/ns/default/sa/other to default/sa port 8080" "$XMT_AGENT_LOG" ||
