@@ -404,7 +404,7 @@ section_socklb() {
 
 # Sections run in this order; each is a function section_NAME defined above the main loop at the end of the
 # file, so that a section added below still runs under the one setup and teardown.
-SECTIONS=(socklb sockmap xdp apply l7hop l7 mtls)
+SECTIONS=(socklb sockmap xdp apply l7hop l7 mtls authz)
 
 # ---------------------------------------------------------------------------------------------------------
 # BEGIN section sockmap (owner: sockmap). Same-node pod-to-pod TCP, redirect on vs off, loopback TCP and a
@@ -1335,6 +1335,13 @@ section_mtls() {
 		"$MTLS_CPU_APP" "$MTLS_CPU_TUNNEL" "${MTLS_SECS:-3}" <bench/mtls_report.py || die "mtls: report"
 }
 # END section mtls
+
+# ---------------------------------------------------------------------------------------------------------
+# BEGIN section authz: ns per CONNECT of the AuthorizationPolicy check (bench/authz_eval.c; no root needed).
+section_authz() {
+	timeout -k 5 300 "$BUILD/bench/authz_eval" || die "authz: authz_eval failed"
+}
+# END section authz
 
 # ---------------------------------------------------------------------------------------------------------
 # Main: after every section's definition.

@@ -27,6 +27,8 @@ struct xm_authz_table {
 /* root_ns NULL: istio-system. 0, or -ENOMEM (out empty). */
 int authz_table_build(const struct xm_config *cfg, const char *root_ns, struct xm_authz_table *out);
 void authz_table_free(struct xm_authz_table *t);
+/* Whether a and b enforce the same policies (loc aside): when not, admitted streams are checked again. */
+bool authz_table_equal(const struct xm_authz_table *a, const struct xm_authz_table *b);
 
 /* One CONNECT as the policies see it. */
 struct xm_authz_request {
@@ -44,6 +46,8 @@ struct xm_authz_verdict {
 	size_t n_applied; /* policies that applied to the workload */
 };
 
+/* Pre-parses value v of attribute attr (authz_table_build does it for every value it copies). */
+void authz_match_compile(enum xm_authz_attr attr, const char *v, struct xm_authz_match *m);
 /* Whether p applies to a workload of namespace ns with these labels. */
 bool authz_policy_applies(const struct xm_authz_table *t, const struct xm_authz_policy *p, const char *ns,
 			  const struct xm_label *labels, size_t n_labels);

@@ -23,8 +23,10 @@ void authz_policy_free(struct xm_authz_policy *p)
 			struct xm_authz_clause *cl = &rule->clauses[c];
 
 			for (size_t a = 0; a < cl->n_alts; a++) {
-				for (size_t k = 0; k < cl->alts[a].n_conds; k++)
+				for (size_t k = 0; k < cl->alts[a].n_conds; k++) {
 					strs_free(cl->alts[a].conds[k].values, cl->alts[a].conds[k].n_values);
+					free(cl->alts[a].conds[k].match);
+				}
 				free(cl->alts[a].conds);
 			}
 			free(cl->alts);
@@ -90,6 +92,7 @@ int authz_policy_copy(struct xm_authz_policy *dst, const struct xm_authz_policy 
 					char **v = cd->values;
 					size_t n = cd->n_values;
 
+					cd->match = NULL; /* compiled by the copy's owner (compile/authz.c) */
 					cd->values = n ? calloc(n, sizeof(*v)) : NULL;
 					cd->n_values = cd->values ? n : 0;
 					failed |= n && !cd->values;

@@ -31,11 +31,36 @@ enum xm_authz_attr {
 	XM_AUTHZ_DEST_PORT,	  /* ports, destination.port: a decimal port */
 };
 
+/*
+ * A value as the per-CONNECT check compares it (compile/authz.c authz_match_compile): an address block, a port
+ * or a string matcher by Istio's rules, parsed once. A value that cannot match (a port or CIDR that does not
+ * parse) is XM_AUTHZ_NEVER.
+ */
+enum xm_authz_match_kind {
+	XM_AUTHZ_NEVER,
+	XM_AUTHZ_ANY,	 /* "*": any non-empty string */
+	XM_AUTHZ_EXACT,	 /* s[0..len) */
+	XM_AUTHZ_PREFIX, /* "s*" */
+	XM_AUTHZ_SUFFIX, /* "*s" */
+	XM_AUTHZ_CIDR,
+	XM_AUTHZ_PORT,
+};
+
+struct xm_authz_match {
+	uint8_t kind; /* enum xm_authz_match_kind */
+	uint8_t bits; /* CIDR: the prefix length */
+	uint16_t port;
+	uint32_t len;  /* string: bytes of s compared */
+	const char *s; /* string: into the value it was compiled from */
+	struct xm_ip ip;
+};
+
 struct xm_authz_cond {
 	enum xm_authz_attr attr;
 	bool negated; /* notPrincipals, notValues, ...: holds when no value matches */
 	char **values;
 	size_t n_values;
+	struct xm_authz_match *match; /* values[i] compiled (a snapshot's copy; NULL in a config: compiled per use) */
 };
 
 /* All conditions must hold; none (an entry that named only HTTP attributes, in a DENY policy) always holds. */

@@ -40,8 +40,8 @@ static bool client_ip(const struct xm_snapshot *s, const struct hbone_admit *req
 	return ip_port_of(req->peer, ip, &a, &port);
 }
 
-int hbone_authz_check(const struct xm_snapshot *s, const char *trust_domain, const struct hbone_admit *req,
-		      struct authz_denied *denied)
+static int decide(const struct xm_snapshot *s, const char *trust_domain, const struct hbone_admit *req,
+		  struct authz_denied *denied, bool open_stream)
 {
 	struct xm_authz_request ar = { .peer_id = req->peer_id, .trust_domain = trust_domain };
 	struct xm_authz_verdict v;
@@ -56,7 +56,8 @@ int hbone_authz_check(const struct xm_snapshot *s, const char *trust_domain, con
 		return 401;
 	dst = identities_find(&s->identities, &a, dst_ip.family);
 	if (!dst || !dst->wl)
-		return 401; /* admit checked it is a pod of this node: unreachable, fail closed */
+		return open_stream ? 200 : 401; /* admit checked it is a pod of this node: unreachable, fail closed;
+						 * a pod gone since is no policy decision: its stream stays */
 	ar.dst = &dst_ip;
 	if (client_ip(s, req, &src))
 		ar.src = &src;
@@ -68,8 +69,21 @@ int hbone_authz_check(const struct xm_snapshot *s, const char *trust_domain, con
 	else
 		snprintf(policy, sizeof(policy), "%s", AUTHZ_DENIED_NO_ALLOW);
 	if (authz_denied_add(denied, dst->wl->ns, dst->wl->pod, policy))
-		log_info("hbone: AuthorizationPolicy denied %s to %s/%s port %u (%s; logged once per pod and policy)",
+		log_info("hbone: AuthorizationPolicy %s %s to %s/%s port %u (%s; logged once per pod and policy)",
+			 open_stream ? "changed: closed a stream of" : "denied",
 			 req->peer_id ? req->peer_id : "(no identity)", dst->wl->ns, dst->wl->pod, ar.dport,
 			 v.policy ? policy : "no ALLOW policy matched");
 	return 401;
+}
+
+int hbone_authz_check(const struct xm_snapshot *s, const char *trust_domain, const struct hbone_admit *req,
+		      struct authz_denied *denied)
+{
+	return decide(s, trust_domain, req, denied, false);
+}
+
+int hbone_authz_recheck(const struct xm_snapshot *s, const char *trust_domain, const struct hbone_admit *req,
+			struct authz_denied *closed)
+{
+	return decide(s, trust_domain, req, closed, true);
 }

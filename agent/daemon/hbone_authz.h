@@ -18,5 +18,11 @@
  */
 int hbone_authz_check(const struct xm_snapshot *s, const char *trust_domain, const struct hbone_admit *req,
 		      struct authz_denied *denied);
+/*
+ * The same decision for a stream admitted before a policy change (hbone_server_recheck): 200 keeps it, 401
+ * closes it, counted in closed (xmesh_authz_closed_total) and logged once per pod and policy.
+ */
+int hbone_authz_recheck(const struct xm_snapshot *s, const char *trust_domain, const struct hbone_admit *req,
+			struct authz_denied *closed);
 
 #endif

@@ -11,7 +11,8 @@
  * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot this module
  * applied last (serving(): from the start of its apply, not from the daemon's publication after every module
  * applied, so that a connection accepted during the apply that starts the listeners, e.g. one queued while
- * the agent restarted, finds its pod) and the identity store (any thread).
+ * the agent restarted, finds its pod) and the identity store (any thread). An apply whose AuthorizationPolicies
+ * differ posts one walk (recheck_on_loop) to the hbone thread, which owns the streams: it ends those now denied.
  *
  * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listeners on this
  * node's InternalIPs (one per family the node has) at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook
@@ -91,6 +92,8 @@ struct hbone_mod {
 	atomic_ullong no_cert; /* connections dropped: the local address is no pod of this node with a certificate */
 	struct tunnel_tcp_table *tcp; /* istio_tcp_* of tunnelled streams: the hbone thread adds, the scrape reads */
 	struct authz_denied denied;   /* xmesh_authz_denied_total: the hbone thread adds, the scrape reads */
+	struct authz_denied closed;   /* xmesh_authz_closed_total: streams a policy change ended (the same) */
+	atomic_bool recheck_posted;   /* a policy change's recheck waits on the hbone thread: one is enough */
 	/* The client side (hbone_outbound.h). */
 	int proxy_map, dsts_map, origdst_map; /* xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst */
 	struct hbone_outbound *ob;
@@ -310,6 +313,43 @@ static struct hbone_stream_counts *hb_account(void *ctx, const struct hbone_admi
 	return tunnel_tcp_series(m->tcp, &l);
 }
 
+/* hbone thread: one walk of hbone_server_recheck, with the snapshot taken once for all its streams. */
+struct recheck_walk {
+	struct hbone_mod *m;
+	const struct xm_snapshot *s;
+};
+
+/* hbone thread: a stream admitted before a policy change, against the policies in force now. */
+static int hb_recheck(void *ctx, const struct hbone_admit *req)
+{
+	struct recheck_walk *w = ctx;
+
+	return hbone_authz_recheck(w->s, w->m->trust_domain, req, &w->m->closed);
+}
+
+/*
+ * hbone thread: the AuthorizationPolicy set changed; every admitted stream is checked against the snapshot
+ * served now (the newest: changes that came meanwhile are covered by this one walk) and the denied ones end.
+ */
+static void recheck_on_loop(struct xm_loop *loop, void *arg)
+{
+	struct hbone_mod *m = arg;
+	struct xm_snapshot *s;
+	struct recheck_walk w = { .m = m };
+	size_t ended;
+
+	(void)loop;
+	atomic_store(&m->recheck_posted, false); /* a change applied from now on posts again */
+	if (!m->srv)
+		return;
+	s = serving(m);
+	w.s = s;
+	ended = hbone_server_recheck(m->srv, hb_recheck, &w);
+	snapshot_put(s);
+	if (ended)
+		log_info("hbone: AuthorizationPolicy changed: %zu stream(s) no longer allowed were closed", ended);
+}
+
 static void *hbone_thread(void *arg)
 {
 	struct hbone_mod *m = arg;
@@ -456,6 +496,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	}
 	m->agent = a;
 	pthread_mutex_init(&m->denied.lock, NULL);
+	pthread_mutex_init(&m->closed.lock, NULL);
 	m->ifaces = o->ifaces;
 	m->n_ifaces = o->n_ifaces;
 	m->lfd = -1;
@@ -809,6 +850,13 @@ static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 	old = m->snap;
 	m->snap = snapshot_get(next);
 	pthread_mutex_unlock(&m->snap_mu);
+	/* The hbone thread owns the streams: it walks them (ztunnel closes what a policy change denies). */
+	if (m->running && old && !authz_table_equal(&old->authz, &next->authz) &&
+	    !atomic_exchange(&m->recheck_posted, true) && loop_post(m->loop, recheck_on_loop, m)) {
+		atomic_store(&m->recheck_posted, false);
+		log_warn("hbone: out of memory; open streams are checked against the new AuthorizationPolicies at "
+			 "the next change");
+	}
 	snapshot_put(old);
 
 	if (!m->running) {
@@ -921,6 +969,7 @@ static void hbone_mod_collect(void *state, const struct xm_snapshot *cur, struct
 	}
 	tunnel_tcp_collect(m->tcp, sc);
 	authz_denied_collect(&m->denied, sc);
+	authz_closed_collect(&m->closed, sc);
 	hbone_outbound_collect(atomic_load_explicit(&m->ob_pub, memory_order_acquire), &m->ctr, sc);
 }
 
@@ -1051,6 +1100,7 @@ static void hbone_mod_close(void *state)
 	X509_STORE_free(m->tls_trust);
 	tunnel_tcp_free(m->tcp);
 	authz_denied_fini(&m->denied);
+	authz_denied_fini(&m->closed);
 	free(m);
 }
 

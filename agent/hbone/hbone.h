@@ -224,6 +224,14 @@ void hbone_server_free(struct hbone_server *srv);
 void hbone_server_drain(struct hbone_server *srv);
 #define HBONE_DRAIN_NOTICE_MS 500
 size_t hbone_server_connections(const struct hbone_server *srv);
+/*
+ * Re-admission after a policy change (ztunnel's PolicyWatcher): asks recheck (admit's contract; 200 keeps the
+ * stream) about every stream admitted so far that is still open or still connecting to its target, and ends
+ * the ones refused: an open stream is reset (RST_STREAM CONNECT_ERROR, as a reset target connection is) and
+ * its target connection reset (SO_LINGER 0); one still connecting answers 401 instead of 200. Streams it
+ * refused are never asked again. The loop's thread only. Returns how many it ended.
+ */
+size_t hbone_server_recheck(struct hbone_server *srv, hbone_admit_fn recheck, void *ctx);
 
 /* ---- client ---- */
 

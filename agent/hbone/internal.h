@@ -69,6 +69,7 @@ struct hbone_stream {
 	/* server: the request and the target connection */
 	uint32_t header_bytes;
 	bool is_connect, bad_header, too_large, requested;
+	bool revoked; /* hbone_server_recheck refused it: being reset */
 	char authority[64];
 	char forwarded[256], baggage[512], traceparent[64];
 	struct sockaddr_storage target;	    /* the :authority, parsed */

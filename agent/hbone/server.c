@@ -544,6 +544,66 @@ size_t hbone_server_connections(const struct hbone_server *srv)
 	return srv->n_conns;
 }
 
+/* ---- re-admission (hbone_server_recheck) ---- */
+
+/* The target connection goes with a reset (SO_LINGER 0), as a denied client's splice resets its socket. */
+static void reset_target(struct hbone_stream *s)
+{
+	struct hb_conn *c = s->conn;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	if (s->target_fd < 0)
+		return;
+	loop_timer_cancel(c->loop, s->target_timer);
+	s->target_timer = NULL;
+	loop_del_fd(c->loop, s->target_fd);
+	setsockopt(s->target_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(s->target_fd);
+	s->target_fd = -1;
+	s->target_connecting = false;
+}
+
+/* Whether recheck is to be asked about s: admitted, and neither refused nor over yet. */
+static bool recheckable(const struct hbone_stream *s)
+{
+	return !s->revoked && !s->h2_closed && s->target_fd >= 0 && (s->opened || s->target_connecting);
+}
+
+size_t hbone_server_recheck(struct hbone_server *srv, hbone_admit_fn recheck, void *ctx)
+{
+	size_t ended = 0;
+
+	for (struct hb_conn *c = srv->conns; c; c = c->pool_next) {
+		size_t before = ended;
+
+		if (c->state != HB_READY)
+			continue;
+		for (struct hbone_stream *s = c->streams; s; s = s->next) {
+			struct hbone_admit a;
+			bool connecting;
+
+			if (!recheckable(s))
+				continue;
+			a = admit_req(c, s);
+			if (recheck(ctx, &a) == 200)
+				continue;
+			connecting = s->target_connecting;
+			s->revoked = true;
+			reset_target(s);
+			if (connecting) {
+				respond(s, 401, HBONE_REFUSED_DENIED); /* the 200 had not gone out yet */
+			} else {
+				/* Queued bytes of either direction are dropped with the stream. */
+				reset_stream(s, NGHTTP2_CONNECT_ERROR);
+			}
+			ended++;
+		}
+		if (ended != before)
+			hb_conn_kick(c);
+	}
+	return ended;
+}
+
 struct hb_conn *hb_server_conn_mem(struct hbone_server *srv, const char *peer_id)
 {
 	struct hb_conn *c = srv_conn_new(srv);

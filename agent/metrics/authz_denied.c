@@ -81,13 +81,10 @@ uint64_t authz_denied_total(struct authz_denied *d)
 	return t;
 }
 
-void authz_denied_collect(struct authz_denied *d, struct xm_scrape *sc)
+static void collect_as(struct authz_denied *d, struct xm_scrape *sc, const char *name, const char *help)
 {
 	static const char *const names[3] = { "namespace", "pod", "policy" };
-	struct xm_scrape_family *f = scrape_family(
-	    sc, "xmesh_authz_denied_total", "counter",
-	    "HBONE CONNECTs answered 401 by AuthorizationPolicy, by destination pod and by the policy that denied "
-	    "(NS/NAME of a DENY policy, or allow-not-matched).");
+	struct xm_scrape_family *f = scrape_family(sc, name, "counter", help);
 
 	pthread_mutex_lock(&d->lock);
 	for (size_t i = 0; i < d->n; i++) {
@@ -101,4 +98,19 @@ void authz_denied_collect(struct authz_denied *d, struct xm_scrape *sc)
 		scrape_u64(f, names, v, 3, d->overflow);
 	}
 	pthread_mutex_unlock(&d->lock);
+}
+
+void authz_denied_collect(struct authz_denied *d, struct xm_scrape *sc)
+{
+	collect_as(
+	    d, sc, "xmesh_authz_denied_total",
+	    "HBONE CONNECTs answered 401 by AuthorizationPolicy, by destination pod and by the policy that denied "
+	    "(NS/NAME of a DENY policy, or allow-not-matched).");
+}
+
+void authz_closed_collect(struct authz_denied *d, struct xm_scrape *sc)
+{
+	collect_as(d, sc, "xmesh_authz_closed_total",
+		   "Admitted HBONE streams closed because an AuthorizationPolicy change denied them (reset, with their "
+		   "connection to the pod), by destination pod and by the policy that denied.");
 }

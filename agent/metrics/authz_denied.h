@@ -4,6 +4,10 @@
  * destination pod and by the policy that denied ("NS/NAME" of a DENY policy, or "allow-not-matched" when ALLOW
  * policies applied and none matched: no k8s name holds a '/', so the two never clash). Written by the hbone
  * thread, read by the scrape; a mutex, since a denial is rare next to what it costs the client anyway.
+ *
+ * The same table, collected as xmesh_authz_closed_total{namespace,pod,policy}, counts the streams that were open
+ * (or connecting to their pod) when an AuthorizationPolicy change denied them, and that were closed for it
+ * (hbone_server_recheck): a CONNECT is counted in one family or the other, never both.
  */
 #ifndef XMESH_METRICS_AUTHZ_DENIED_H
 #define XMESH_METRICS_AUTHZ_DENIED_H
@@ -35,6 +39,9 @@ void authz_denied_fini(struct authz_denied *d);
  */
 bool authz_denied_add(struct authz_denied *d, const char *ns, const char *pod, const char *policy);
 uint64_t authz_denied_total(struct authz_denied *d);
+/* As xmesh_authz_denied_total. */
 void authz_denied_collect(struct authz_denied *d, struct xm_scrape *sc);
+/* As xmesh_authz_closed_total. */
+void authz_closed_collect(struct authz_denied *d, struct xm_scrape *sc);
 
 #endif

@@ -6,8 +6,10 @@
 #   deny-other   (DENY, namespace default):  principals */sa/other; and port 9999 for anyone
 # sleep gets 200; other 401 though an ALLOW lists it (DENY first); stranger 401 (no ALLOW rule matches); on one
 # TLS connection of sleep, a stream to port 9999 gets 401 while the open stream to 8080 keeps echoing; then
-# deny-sleep is added and a new stream on the same connection gets 401 within 1 s of the file's change.
-# xmesh_authz_denied_total counts each denial by pod and policy. Topology: test_hbone_server.sh's.
+# deny-sleep is added and a new stream on the same connection gets 401 within 1 s of the file's change, while
+# the open stream to 8080, now denied, is reset (RST_STREAM CONNECT_ERROR) within 2 s.
+# xmesh_authz_denied_total counts each denial by pod and policy, xmesh_authz_closed_total the reset stream.
+# Topology: test_hbone_server.sh's.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -86,7 +88,7 @@ out=$(streams stranger "open:a:$SA:8080:401") || xmt_fail "stranger: $out"
 XMT_SUBTEST="a denied stream leaves the other streams of its TLS connection alone; a policy change within 1 s"
 rm -f "$XMT_TMP/changed"
 streams sleep "open:a:$SA:8080:200" "echo:a:4096" "open:b:$SA:9999:401" "echo:a:4096" "open:c:$SA:8080:200" \
-	"echo:c:1024" "close:c" "wait:$XMT_TMP/changed" "until:d:$SA:8080:401:1.0" "close:a" \
+	"echo:c:1024" "close:c" "wait:$XMT_TMP/changed" "until:d:$SA:8080:401:1.0" "reset:a:0xa:2.0" \
 	>"$XMT_TMP/streams.out" 2>&1 &
 spid=$!
 xmt_wait_for "$XMT_TMP/streams.out" '^close c: ended' 10 "$spid" || {
@@ -96,12 +98,16 @@ xmt_wait_for "$XMT_TMP/streams.out" '^close c: ended' 10 "$spid" || {
 config with-deny-sleep | xmt_config_write hbone.yaml
 touch "$XMT_TMP/changed"
 wait "$spid" || xmt_fail "one TLS connection of sleep: $(cat "$XMT_TMP/streams.out")"
-xmt_log "$(grep -E '^until' "$XMT_TMP/streams.out")"
+xmt_log "$(grep -E '^(until|reset)' "$XMT_TMP/streams.out")"
 
 XMT_SUBTEST="xmesh_authz_denied_total"
 [ "$(denied default/deny-other)" = 2 ] || xmt_fail "deny-other denials: $(denied default/deny-other), want 2 (other, port 9999)"
 [ "$(denied allow-not-matched)" = 1 ] || xmt_fail "allow-not-matched denials: $(denied allow-not-matched), want 1"
 [ "$(denied default/deny-sleep)" = 1 ] || xmt_fail "deny-sleep denials: $(denied default/deny-sleep), want 1"
+# Stream a, and any stream of `until` that got its 200 just before the change and was still ending when the
+# re-check ran (test_hbone_authz_change.sh counts exactly).
+closed=$(metric 'xmesh_authz_closed_total{namespace="default",pod="sa",policy="default/deny-sleep"}')
+[ "$closed" -ge 1 ] || xmt_fail "streams closed by deny-sleep: $closed, want at least 1 (stream a)"
 dn=$(metric 'xmesh_hbone_streams_refused_total{reason="denied"}')
 [ "$dn" = 4 ] || xmt_fail "streams refused denied: $dn, want 4"
 grep -q "AuthorizationPolicy denied spiffe://cluster.local/ns/default/sa/other to default/sa port 8080" "$XMT_AGENT_LOG" ||

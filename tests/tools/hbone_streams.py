@@ -10,6 +10,8 @@ by steps given on the command line, in order:
   until:NAME:AUTHORITY:STATUS:SEC  open a stream every 50 ms until one answers STATUS, within SEC seconds of the
                                    last `wait` (each other answer's stream is closed)
   close:NAME                       end an open stream and require the target's end
+  reset:NAME:CODE:SEC              require the server's RST_STREAM with error CODE on an open stream within SEC
+                                   seconds of the last `wait` (bytes before it are dropped)
 
 Prints one line per step; exits 1 at the first step that fails."""
 
@@ -80,6 +82,7 @@ class Conn:
                     st["ended"] = True
                 elif isinstance(ev, h2.events.StreamReset):
                     st["reset"] = True
+                    st["code"] = int(ev.error_code)
             self.flush()
         return True
 
@@ -157,13 +160,25 @@ def main():
                         print("until %s: status %s after %.3f s (%d streams)" %
                               (name, got, time.monotonic() - mark, tries), flush=True)
                         break
-                    if got == 200:
+                    # a 200 the server reset since (a policy change re-checks open streams) needs no end
+                    if got == 200 and not c.streams[sid]["reset"]:
                         c.h2.end_stream(sid)
                     if time.monotonic() - mark > float(seconds):
                         print("until %s: still status %s after %.3f s" % (name, got, time.monotonic() - mark),
                               flush=True)
                         return 1
                     c.pump(lambda: False, 0.05)
+            elif kind == "reset":
+                name, code, seconds = rest.split(":")
+                st = c.streams[names[name]]
+                c.pump(lambda: st["reset"] or st["ended"], max(0.0, mark + float(seconds) - time.monotonic()))
+                if not st["reset"]:
+                    print("reset %s: none within %s s (ended %s)" % (name, seconds, st["ended"]), flush=True)
+                    return 1
+                print("reset %s: error code %d after %.3f s" % (name, st["code"], time.monotonic() - mark),
+                      flush=True)
+                if st["code"] != int(code, 0):
+                    return 1
             elif kind == "close":
                 st = c.streams[names[rest]]
                 c.h2.end_stream(names[rest])

@@ -466,3 +466,188 @@ Test(authz_hbone, the_forwarded_address_counts_when_its_pod_is_the_peer)
 	authz_denied_fini(&d);
 	snapshot_put(s);
 }
+
+/* --- a policy change (hbone_server_recheck's decision, daemon/hbone_authz.c) --- */
+
+static struct xm_snapshot *snapshot_of(const char *text)
+{
+	struct xm_config cfg;
+	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
+	struct xm_snapshot *s;
+	int err;
+
+	load_text(text, &cfg);
+	s = snapshot_build(&cfg, &opts, &err);
+	config_free(&cfg);
+	cr_assert_not_null(s);
+	return s;
+}
+
+#define PODS	   POD("web", "foo", "web", "10.1.0.5") POD("sleep", "default", "sleep", "10.2.0.9")
+#define FROM_SLEEP "  rules:\n  - from:\n    - source:\n        principals: [cluster.local/ns/default/sa/sleep]\n"
+
+Test(authz_recheck, the_table_differs_exactly_when_an_enforced_policy_does)
+{
+	struct xm_snapshot *a = snapshot_of(PODS AP("foo", "allow", FROM_SLEEP));
+	struct xm_snapshot *same = snapshot_of(PODS POD("x", "foo", "x", "10.1.0.6") AP("foo", "allow", FROM_SLEEP));
+	struct xm_snapshot *value = snapshot_of(
+	    PODS AP("foo", "allow",
+		    "  rules:\n  - from:\n    - source:\n        principals: [cluster.local/ns/default/sa/x]\n"));
+	struct xm_snapshot *action = snapshot_of(PODS AP("foo", "allow", "  action: DENY\n" FROM_SLEEP));
+	struct xm_snapshot *more = snapshot_of(PODS AP("foo", "allow", FROM_SLEEP) AP("foo", "b", FROM_SLEEP));
+	struct xm_snapshot *audit =
+	    snapshot_of(PODS AP("foo", "allow", FROM_SLEEP) AP("foo", "b", "  action: AUDIT\n" FROM_SLEEP));
+
+	/* a pod more is no policy change; an AUDIT policy is never enforced */
+	cr_expect(authz_table_equal(&a->authz, &same->authz));
+	cr_expect(authz_table_equal(&a->authz, &audit->authz));
+	cr_expect_not(authz_table_equal(&a->authz, &value->authz));
+	cr_expect_not(authz_table_equal(&a->authz, &action->authz));
+	cr_expect_not(authz_table_equal(&a->authz, &more->authz));
+	cr_expect_not(authz_table_equal(&more->authz, &a->authz));
+	snapshot_put(a);
+	snapshot_put(same);
+	snapshot_put(value);
+	snapshot_put(action);
+	snapshot_put(more);
+	snapshot_put(audit);
+}
+
+Test(authz_recheck, a_stream_denied_after_a_change_counts_as_closed)
+{
+	struct xm_snapshot *before = snapshot_of(PODS AP("foo", "allow", FROM_SLEEP));
+	struct xm_snapshot *after =
+	    snapshot_of(PODS AP("foo", "allow", FROM_SLEEP) AP("foo", "no-sleep", "  action: DENY\n" FROM_SLEEP));
+	struct xm_snapshot *gone = snapshot_of(POD("sleep", "default", "sleep", "10.2.0.9")
+						   AP("foo", "no-sleep", "  action: DENY\n" FROM_SLEEP));
+	struct authz_denied denied = { 0 }, closed = { 0 };
+	struct sockaddr_storage target = sin4("10.1.0.5", 8080), peer = sin4("10.2.0.9", 40000);
+	struct hbone_admit req = { .peer_id = "spiffe://cluster.local/ns/default/sa/sleep",
+				   .target = &target,
+				   .local = &target,
+				   .peer = &peer,
+				   .forwarded = "",
+				   .baggage = "",
+				   .traceparent = "" };
+	struct xm_scrape *sc;
+	struct strbuf text = { 0 };
+
+	pthread_mutex_init(&denied.lock, NULL);
+	pthread_mutex_init(&closed.lock, NULL);
+	cr_expect_eq(hbone_authz_check(before, "cluster.local", &req, &denied), 200);
+	cr_expect_eq(hbone_authz_recheck(before, "cluster.local", &req, &closed), 200);
+	cr_expect_eq(hbone_authz_recheck(after, "cluster.local", &req, &closed), 401);
+	/* the destination pod left the node: no policy decision, the stream stays (admit would say 401) */
+	cr_expect_eq(hbone_authz_recheck(gone, "cluster.local", &req, &closed), 200);
+	cr_expect_eq(hbone_authz_check(gone, "cluster.local", &req, &denied), 401);
+	cr_expect_eq(authz_denied_total(&closed), 1);
+	cr_expect_eq(authz_denied_total(&denied), 0);
+
+	sc = scrape_new();
+	cr_assert_not_null(sc);
+	authz_closed_collect(&closed, sc);
+	authz_denied_collect(&denied, sc);
+	scrape_render(sc, &text);
+	cr_expect(text.buf && strstr(text.buf, "xmesh_authz_closed_total{namespace=\"foo\",pod=\"web\",policy=\"foo/"
+					       "no-sleep\"} 1\n"),
+		  "%s", text.buf ? text.buf : "");
+	cr_expect(text.buf && !strstr(text.buf, "xmesh_authz_denied_total{"), "%s", text.buf ? text.buf : "");
+	sb_free(&text);
+	scrape_free(sc);
+	authz_denied_fini(&denied);
+	authz_denied_fini(&closed);
+	snapshot_put(before);
+	snapshot_put(after);
+	snapshot_put(gone);
+}
+
+/* --- values pre-parsed at build (authz_match_compile): what the per-CONNECT check compares --- */
+
+Test(authz_compile, each_value_parsed_once_by_its_attribute)
+{
+	struct xm_authz_match m;
+	struct xm_ip v4 = { .family = 4, .bytes = { 10, 1, 0, 0 } };
+
+	authz_match_compile(XM_AUTHZ_PRINCIPAL, "*", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_ANY);
+	authz_match_compile(XM_AUTHZ_PRINCIPAL, "*/sa/admin", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_SUFFIX);
+	cr_expect_eq(m.len, 9);
+	cr_expect(!strncmp(m.s, "/sa/admin", m.len));
+	authz_match_compile(XM_AUTHZ_NAMESPACE, "prod*", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_PREFIX);
+	cr_expect_eq(m.len, 4);
+	authz_match_compile(XM_AUTHZ_NAMESPACE, "", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_EXACT);
+	cr_expect_eq(m.len, 0);
+	/* serviceAccounts compare as written: a '*' there is no wildcard */
+	authz_match_compile(XM_AUTHZ_SERVICE_ACCOUNT, "ns/*", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_EXACT);
+	cr_expect_eq(m.len, 4);
+	authz_match_compile(XM_AUTHZ_SOURCE_IP, "10.1.2.3/16", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_CIDR);
+	cr_expect_eq(m.bits, 16);
+	cr_expect(authz_cidr_contains(&m.ip, m.bits, &v4));
+	authz_match_compile(XM_AUTHZ_DEST_IP, "fd00::/64", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_CIDR);
+	cr_expect_eq(m.ip.family, 6);
+	cr_expect_not(authz_cidr_contains(&m.ip, m.bits, &v4));
+	authz_match_compile(XM_AUTHZ_DEST_PORT, "8080", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_PORT);
+	cr_expect_eq(m.port, 8080);
+	/* what cannot match never does */
+	authz_match_compile(XM_AUTHZ_DEST_PORT, "65536", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_NEVER);
+	authz_match_compile(XM_AUTHZ_SOURCE_IP, "10.0.0.0/33", &m);
+	cr_expect_eq(m.kind, XM_AUTHZ_NEVER);
+}
+
+/* The snapshot's copy (compiled at build) and the config's policy (compiled per use) decide alike. */
+Test(authz_compile, the_table_decides_as_the_config_policy)
+{
+	static const char *const peers[] = { "spiffe://cluster.local/ns/default/sa/sleep",
+					     "spiffe://example.org/ns/prod/sa/admin",
+					     "spiffe://cluster.local/ns/x/sa/y", "", "spiffe://cluster.local/other" };
+	static const char *const srcs[] = { "10.2.0.9", "10.9.1.1", "fd00::5" };
+	static const uint16_t ports[] = { 8080, 9090, 443 };
+	struct xm_config cfg;
+	struct xm_authz_table t;
+	size_t checked = 0;
+
+	load_text(
+	    AP("foo", "a",
+	       "  rules:\n  - from:\n    - source:\n        principals: [\"*/sa/admin\", \"cluster.local/ns/def*\"]\n"
+	       "    - source:\n        ipBlocks: [10.9.0.0/16, \"fd00::/64\"]\n        notNamespaces: [x]\n"
+	       "    to:\n    - operation:\n        ports: [\"9090\", \"443\"]\n"
+	       "  - from:\n    - source:\n        serviceAccounts: [sleep, prod/admin]\n"
+	       "    when:\n    - key: destination.ip\n      values: [10.1.0.0/16]\n")
+		AP("foo", "b",
+		   "  action: DENY\n  rules:\n  - from:\n    - source:\n        notPrincipals: [\"*\"]\n"
+		   "  - to:\n    - operation:\n        notPorts: [\"8080\", \"9090\"]\n"),
+	    &cfg);
+	cr_assert_eq(authz_table_build(&cfg, NULL, &t), 0);
+	cr_assert_eq(t.n, 2);
+	for (size_t p = 0; p < t.n; p++)
+		for (size_t a = 0; a < sizeof(peers) / sizeof(peers[0]); a++)
+			for (size_t s = 0; s < sizeof(srcs) / sizeof(srcs[0]); s++)
+				for (size_t k = 0; k < sizeof(ports) / sizeof(ports[0]); k++) {
+					struct xm_ip src, dst;
+					uint8_t bits;
+					struct xm_authz_request req = { .peer_id = peers[a],
+									.trust_domain = "example.org",
+									.src = &src,
+									.dst = &dst,
+									.dport = ports[k] };
+
+					cr_assert_eq(authz_cidr_parse(srcs[s], &src, &bits), 0);
+					cr_assert_eq(authz_cidr_parse("10.1.0.5", &dst, &bits), 0);
+					cr_expect_eq(authz_policy_matches(&t.items[p], &req),
+						     authz_policy_matches(&cfg.authz_policies[p], &req),
+						     "policy %zu peer %s src %s port %u", p, peers[a], srcs[s],
+						     ports[k]);
+					checked++;
+				}
+	cr_expect_eq(checked, 90);
+	authz_table_free(&t);
+	config_free(&cfg);
+}

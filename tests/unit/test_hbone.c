@@ -130,6 +130,7 @@ struct pipe_t {
 	uint64_t seed, total; /* bytes to send */
 	uint64_t sent, got;
 	bool shut, paused_reader;
+	bool hold; /* never shut down: a long-lived stream */
 	int status, close_err;
 	bool opened, closed, mismatch;
 };
@@ -150,7 +151,7 @@ static void pipe_pump(struct pipe_t *p)
 			return;
 		p->sent += (uint64_t)w;
 	}
-	if (!p->shut) {
+	if (!p->shut && !p->hold) {
 		p->shut = true;
 		hbone_stream_shutdown(p->s);
 	}
@@ -547,6 +548,143 @@ Test(hbone, target_refuses_503)
 	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
 	cr_expect_eq(p.status, 503);
 	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_TARGET]), 1);
+}
+
+/* ---- re-admission after a policy change (hbone_server_recheck) ---- */
+
+struct recheck_ctx {
+	uint16_t deny_port; /* network order */
+	int asked;
+	char peer[HBONE_ID_MAX], forwarded[256];
+};
+
+static int recheck_port(void *ctx, const struct hbone_admit *a)
+{
+	struct recheck_ctx *r = ctx;
+
+	r->asked++;
+	snprintf(r->peer, sizeof(r->peer), "%s", a->peer_id);
+	snprintf(r->forwarded, sizeof(r->forwarded), "%s", a->forwarded);
+	return ((const struct sockaddr_in *)a->target)->sin_port == r->deny_port ? 401 : 200;
+}
+
+static bool got_all(void *arg)
+{
+	struct pipe_t *p = arg;
+
+	return p->got >= p->total;
+}
+
+static bool both_got_all(void *arg)
+{
+	struct pipe_t *p = arg;
+
+	return got_all(&p[0]) && got_all(&p[1]);
+}
+
+static bool echo_idle(void *arg)
+{
+	return hbt_echo_connections(arg) == 0;
+}
+
+Test(hbone, recheck_resets_the_denied_stream_and_its_target_only)
+{
+	struct sockaddr_storage other_addr;
+	struct hbt_echo *other = hbt_echo_start(fx.loop, &other_addr);
+	struct pipe_t p[2]; /* [0] stays allowed, [1] (to other) is denied by the change */
+	struct recheck_ctx r = { .deny_port = ((struct sockaddr_in *)&other_addr)->sin_port };
+	uint64_t admits = 0;
+
+	cr_assert_not_null(other);
+	open_pipe(&p[0], 1, 5000, &fx.echo_addr);
+	open_pipe(&p[1], 2, 5000, &other_addr);
+	p[0].hold = p[1].hold = true;
+	cr_assert(hbt_run_until(fx.loop, both_got_all, p, 5000));
+	cr_expect_eq(hbt_echo_connections(fx.echo), 1);
+	cr_expect_eq(hbt_echo_connections(other), 1);
+	admits = (uint64_t)fx.admits;
+
+	/* each admitted stream is asked once, with the request it was admitted with; only the denied one ends */
+	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 1);
+	cr_expect_eq(r.asked, 2);
+	cr_expect_str_eq(r.peer, SRC_ID);
+	cr_expect_str_eq(r.forwarded, "for=\"10.1.2.3:40000\"");
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p[1], 5000), "the denied stream was not closed");
+	cr_expect_eq(p[1].close_err, -ECONNRESET);
+	cr_assert(hbt_run_until(fx.loop, echo_idle, other, 5000), "the denied stream's target connection stayed");
+
+	/* the allowed stream is untouched: it still echoes, on the same TLS connection */
+	p[0].total += 70000;
+	pipe_pump(&p[0]);
+	cr_assert(hbt_run_until(fx.loop, got_all, &p[0], 5000));
+	cr_expect_not(p[0].closed);
+	cr_expect_not(p[0].mismatch);
+	cr_expect_eq(hbt_echo_connections(fx.echo), 1);
+	cr_expect_eq(hbone_client_connections(fx.cl), 1);
+	/* nothing is refused at open, admit is not called again; a second walk finds only the allowed stream */
+	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_DENIED]), 0);
+	cr_expect_eq((uint64_t)fx.admits, admits);
+	r.asked = 0;
+	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 0);
+	cr_expect_eq(r.asked, 1);
+	/* a new stream to the denied target is still the admit callback's business (it says 200 here) */
+	hbt_echo_stop(other);
+}
+
+Test(hbone, recheck_skips_the_streams_being_reset)
+{
+	struct pipe_t p;
+	struct recheck_ctx r = { .deny_port = ((struct sockaddr_in *)&fx.echo_addr)->sin_port };
+
+	open_pipe(&p, 3, 1000, &fx.echo_addr);
+	p.hold = true;
+	cr_assert(hbt_run_until(fx.loop, got_all, &p, 5000));
+	/* two changes before the loop ran again: the stream is reset once, asked once */
+	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 1);
+	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 0);
+	cr_expect_eq(r.asked, 1);
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_expect_eq(p.close_err, -ECONNRESET);
+	cr_assert(hbt_run_until(fx.loop, echo_idle, fx.echo, 5000));
+}
+
+static bool refused_denied(void *arg)
+{
+	(void)arg;
+	return atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_DENIED]) > 0;
+}
+
+/* A stream still connecting to its pod when the policy changes answers 401, not the 200 it was admitted for. */
+Test(hbone, recheck_answers_401_to_a_stream_still_connecting)
+{
+	struct sockaddr_storage slow;
+	struct sockaddr_in *si = (struct sockaddr_in *)&slow;
+	socklen_t len = sizeof(*si);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+	    filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct recheck_ctx r = { 0 };
+	struct pipe_t p;
+
+	/* A listener whose accept queue is full: the kernel drops the next SYN, that connect stays in progress. */
+	memset(&slow, 0, sizeof(slow));
+	si->sin_family = AF_INET;
+	si->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(lfd >= 0 && filler >= 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)si, sizeof(*si)), 0);
+	cr_assert_eq(listen(lfd, 0), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)si, &len), 0);
+	cr_assert_eq(connect(filler, (struct sockaddr *)si, sizeof(*si)), 0);
+	r.deny_port = si->sin_port;
+	open_pipe(&p, 4, 100, &slow);
+	hbt_run_for(fx.loop, 300);
+	cr_assert_not(p.opened, "the target connection was not left in progress (status %d)", p.status);
+	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 1);
+	cr_expect_eq(r.asked, 1);
+	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_expect_eq(p.status, 401);
+	cr_expect(refused_denied(NULL));
+	close(filler);
+	close(lfd);
 }
 
 static void open_with(struct pipe_t *p, const struct hbt_cert *cert, const char *dst_id)
