@@ -78,7 +78,7 @@ struct hbone_mod {
 	X509_STORE *tls_trust;
 	struct xm_trust_bundle *offered;	    /* control loop: the last bundle handed to the hbone thread */
 	uint64_t certs_seen;			    /* control loop: the store's generation the pool was rechecked at */
-	atomic_bool recheck_posted;		    /* a recheck_certs is on its way to the hbone thread */
+	atomic_bool certs_recheck_posted;	    /* a recheck_certs is on its way to the hbone thread */
 	_Atomic(struct xm_trust_bundle *) incoming; /* handed over, for the hbone thread to take */
 	int lfd;
 	bool steering;
@@ -93,7 +93,7 @@ struct hbone_mod {
 	struct tunnel_tcp_table *tcp; /* istio_tcp_* of tunnelled streams: the hbone thread adds, the scrape reads */
 	struct authz_denied denied;   /* xmesh_authz_denied_total: the hbone thread adds, the scrape reads */
 	struct authz_denied closed;   /* xmesh_authz_closed_total: streams a policy change ended (the same) */
-	atomic_bool recheck_posted;   /* a policy change's recheck waits on the hbone thread: one is enough */
+	atomic_bool authz_recheck_posted; /* a policy change's recheck waits on the hbone thread: one is enough */
 	/* The client side (hbone_outbound.h). */
 	int proxy_map, dsts_map, origdst_map; /* xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst */
 	struct hbone_outbound *ob;
@@ -339,7 +339,7 @@ static void recheck_on_loop(struct xm_loop *loop, void *arg)
 	size_t ended;
 
 	(void)loop;
-	atomic_store(&m->recheck_posted, false); /* a change applied from now on posts again */
+	atomic_store(&m->authz_recheck_posted, false); /* a change applied from now on posts again */
 	if (!m->srv)
 		return;
 	s = serving(m);
@@ -502,7 +502,8 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->lfd = -1;
 	m->taken_ob[0] = m->taken_ob[1] = -1;
 	atomic_init(&m->drained, false);
-	atomic_init(&m->recheck_posted, false);
+	atomic_init(&m->authz_recheck_posted, false);
+	atomic_init(&m->certs_recheck_posted, false);
 	pthread_mutex_init(&m->snap_mu, NULL);
 	snprintf(m->handover_path, sizeof(m->handover_path), "%s.hbone", o->admin_path ? o->admin_path : "");
 	m->detach_on_exit = o->detach_on_exit;
@@ -787,7 +788,7 @@ static void recheck_certs(struct xm_loop *loop, void *arg)
 	struct hbone_mod *m = arg;
 
 	(void)loop;
-	atomic_store(&m->recheck_posted, false);
+	atomic_store(&m->certs_recheck_posted, false);
 	recheck_pool(m, false);
 }
 
@@ -822,9 +823,9 @@ static void hbone_mod_tick(void *state, const struct xm_snapshot *cur, uint64_t 
 	if (!m->running || !cur || !cur->certs)
 		return;
 	gen = identity_store_generation(cur->certs);
-	if (gen != m->certs_seen && !atomic_exchange(&m->recheck_posted, true)) {
+	if (gen != m->certs_seen && !atomic_exchange(&m->certs_recheck_posted, true)) {
 		if (loop_post(m->loop, recheck_certs, m))
-			atomic_store(&m->recheck_posted, false); /* out of memory: tried again at the next tick */
+			atomic_store(&m->certs_recheck_posted, false); /* out of memory: tried again at the next tick */
 		else
 			m->certs_seen = gen;
 	}
@@ -852,8 +853,8 @@ static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 	pthread_mutex_unlock(&m->snap_mu);
 	/* The hbone thread owns the streams: it walks them (ztunnel closes what a policy change denies). */
 	if (m->running && old && !authz_table_equal(&old->authz, &next->authz) &&
-	    !atomic_exchange(&m->recheck_posted, true) && loop_post(m->loop, recheck_on_loop, m)) {
-		atomic_store(&m->recheck_posted, false);
+	    !atomic_exchange(&m->authz_recheck_posted, true) && loop_post(m->loop, recheck_on_loop, m)) {
+		atomic_store(&m->authz_recheck_posted, false);
 		log_warn("hbone: out of memory; open streams are checked against the new AuthorizationPolicies at "
 			 "the next change");
 	}
