@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# The set-up of the AuthorizationPolicy e2e tests (test_hbone_authz*.sh), sourced after lib.sh, xdp_lib.sh and
+# xmx_init: node B's agent (--hbone) serves its STRICT pod sa (label app: sa), allow-listed (ALLOW, selector
+# app: sa) lets principals sleep and other in; an independent client (tests/tools/hbone_streams.py: Python ssl +
+# h2) on node A holds certificates of the agent's root for each service account of $AUTHZ_CLIENTS.
+# The sourcing test defines extra_policies (more AuthorizationPolicies, printed with ap) before it sources this.
+# Defines: config [with-deny-sleep] (deny-sleep: DENY principals */sa/sleep), streams, scrape, metric.
+STREAMS="$(cd "$(dirname "$0")/../tools" && pwd)/hbone_streams.py"
+
+SA=10.200.2.11
+PA=10.200.1.11
+
+xmx_two_nodes_pods
+xmx_pod nodeb sa "$SA" 10.200.2.1
+xmx_pod nodea pa "$PA" 10.200.1.1
+
+ap() { # NAME ACTION SPEC_LINES...: an AuthorizationPolicy of namespace default
+	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: AuthorizationPolicy" "metadata:" "  name: $1" \
+		"  namespace: default" "spec:" "  action: $2"
+	shift 2
+	printf '%s\n' "$@"
+}
+# shellcheck disable=SC2120 # the sourcing test passes with-deny-sleep
+config() { # [with-deny-sleep]
+	xmx_yaml_pod sa "$SA" nodeb web
+	xmx_yaml_pod pa "$PA" nodea
+	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
+		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
+		"  mtls:" "    mode: STRICT"
+	ap allow-listed ALLOW "  selector:" "    matchLabels:" "      app: sa" "  rules:" "  - from:" "    - source:" \
+		"        principals: [cluster.local/ns/default/sa/sleep, cluster.local/ns/default/sa/other]"
+	extra_policies
+	[ "${1:-}" != with-deny-sleep ] ||
+		ap deny-sleep DENY "  rules:" "  - from:" "    - source:" "        principals: ['*/sa/sleep']"
+}
+config | xmt_config_write hbone.yaml
+
+xmx_agent b nodeb nodeb up0 --hbone
+xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server not started: $(tail -n 5 "$XMT_AGENT_LOG")"
+
+t="$XMT_TMP/pki"
+mkdir -p "$t"
+ca="$XMT_TMP/agent-state/ca"
+ossl() { openssl "$@" >>"$t/openssl.log" 2>&1 || xmt_fail "openssl $1 failed: $(tail -n 3 "$t/openssl.log")"; }
+leaf() { # NAME: a SPIFFE client certificate of the agent's root for ns default, sa NAME
+	printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+		"extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$1" \
+		>"$t/$1.ext"
+	ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t/$1.key" -subj "/O=test" -out "$t/$1.csr"
+	ossl x509 -req -in "$t/$1.csr" -CA "$ca/root-cert.pem" -CAkey "$ca/ca-key.pem" -CAcreateserial -days 1 \
+		-extfile "$t/$1.ext" -out "$t/$1.pem"
+}
+for n in $AUTHZ_CLIENTS; do leaf "$n"; done
+
+streams() { # SA_NAME STEPS...: one TLS connection from node A to sa:15008 as SA_NAME
+	local who=$1
+	shift
+	xmt_nsrun nodea "$PY" "$STREAMS" --ca "$ca/root-cert.pem" --cert "$t/$who.pem" --key "$t/$who.key" \
+		--connect "$SA:15008" --forwarded "for=\"$PA:40000\"" --expect-prefix $'sa\n' "$@" 2>&1
+}
+scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
+metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
