@@ -231,21 +231,5 @@ static int detach_tc(int ifindex, const char *name)
 
 int peer_auth_dp_remove(const char *bpffs)
 {
-	__u32 k, next, *prev = NULL;
-	int fd = pins_open(bpffs, "xm_mtls_ifaces"), err = 0;
-
-	if (fd < 0)
-		return fd == -ENOENT ? 0 : fd;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		char name[IF_NAMESIZE] = "?";
-
-		k = next;
-		prev = &k;
-		if (!if_indextoname(k, name))
-			continue; /* not in this namespace (or gone with it) */
-		if (detach_tc((int)k, name))
-			err = -EIO;
-	}
-	close(fd);
-	return err;
+	return pins_each_iface(bpffs, "xm_mtls_ifaces", detach_tc);
 }

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <linux/magic.h>
+#include <net/if.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -129,6 +130,27 @@ int pins_open(const char *dir, const char *name)
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = bpf_obj_get(path);
 	return fd < 0 ? -errno : fd;
+}
+
+int pins_each_iface(const char *dir, const char *map, int (*fn)(int ifindex, const char *name))
+{
+	__u32 k, next, *prev = NULL;
+	int fd = pins_open(dir, map), err = 0;
+
+	if (fd < 0)
+		return fd == -ENOENT ? 0 : fd;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		char name[IF_NAMESIZE] = "?";
+
+		k = next;
+		prev = &k;
+		if (!if_indextoname(k, name))
+			continue; /* not in this namespace (or gone with it) */
+		if (fn((int)k, name))
+			err = -EIO;
+	}
+	close(fd);
+	return err;
 }
 
 int pins_keep_link(struct bpf_link *link, const char *path)

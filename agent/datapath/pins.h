@@ -44,4 +44,10 @@ bool pins_btf_layout_equal(const struct btf *a, unsigned int ida, const struct b
 /* Opens a pinned object; -ENOENT when it is not there. */
 int pins_open(const char *dir, const char *name);
 
+/*
+ * For each key of the pinned map dir/map (a __u32 ifindex) naming an interface of this network namespace:
+ * fn(ifindex, its name). 0 when the map is not pinned; -EIO when fn failed for any.
+ */
+int pins_each_iface(const char *dir, const char *map, int (*fn)(int ifindex, const char *name));
+
 #endif

@@ -265,23 +265,7 @@ void xdp_datapath_close(struct xm_xdp *x)
 
 int xdp_datapath_remove(const char *bpffs)
 {
-	__u32 k, next, *prev = NULL;
-	int fd = pins_open(bpffs, "xm_xdp_ifaces"), err = 0;
-
-	if (fd < 0)
-		return fd == -ENOENT ? 0 : fd;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		char name[IF_NAMESIZE] = "?";
-
-		k = next;
-		prev = &k;
-		if (!if_indextoname(k, name))
-			continue; /* not in this namespace (or gone with it) */
-		if (detach_tc((int)k, name))
-			err = -EIO;
-	}
-	close(fd);
-	return err;
+	return pins_each_iface(bpffs, "xm_xdp_ifaces", detach_tc);
 }
 
 int xdp_datapath_tcp_counters_fd(const struct xm_xdp *x)

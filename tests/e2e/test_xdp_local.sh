@@ -146,8 +146,20 @@ opened_after=$(opened_total "$m")
 ((opened_after >= opened_before + 60)) ||
 	xmt_fail "istio_tcp_connections_opened_total $opened_before before the restart, $opened_after after 60 more connects"
 
+XMT_SUBTEST="xmesh cleanup detaches XDP and the TC filters"
+tc_filters() { nsenter --net="/run/netns/${XMT_P}node" -- tc filter show dev up0 "$1"; }
+grep -q "xm_tc_nat" <<<"$(tc_filters egress)" || xmt_fail "no xm_tc_nat filter on up0 egress: $(tc_filters egress)"
+xmt_stop_pid "${XMX_AGENTS[1]}" || xmt_fail "the restarted agent did not exit cleanly on SIGTERM"
+nsenter --net="/run/netns/${XMT_P}node" -- "$XMESH" cleanup --bpffs "$pin" >"$XMT_TMP/cleanup.out" 2>&1 ||
+	xmt_fail "xmesh cleanup: $(cat "$XMT_TMP/cleanup.out")"
+for dir in ingress egress; do
+	! grep -q "xm_" <<<"$(tc_filters $dir)" || xmt_fail "a filter of ours is left on up0 $dir: $(tc_filters $dir)"
+done
+! nsenter --net="/run/netns/${XMT_P}node" -- ip -d link show up0 | grep -q "prog/xdp" ||
+	xmt_fail "XDP is still attached to up0 after cleanup"
+
 XMT_SUBTEST=""
 xmt_note "600 external connections: $spread; held connection on $held kept $pings pings through 2 changes;" \
 	"$ctline; metrics dnat_local=$dnat conntrack=$ct; restarted agent adopted the XDP link;" \
-	"opened $opened_before -> $opened_after across the restart"
+	"opened $opened_before -> $opened_after across the restart; cleanup left no XDP or TC program"
 xmt_pass "XDP DNAT to local backends, TC reverse NAT, conntrack stickiness"
