@@ -155,7 +155,7 @@ nsenter --net="/run/netns/${XMT_P}node" -- "$XMESH" cleanup --bpffs "$pin" >"$XM
 for dir in ingress egress; do
 	! grep -q "xm_" <<<"$(tc_filters $dir)" || xmt_fail "a filter of ours is left on up0 $dir: $(tc_filters $dir)"
 done
-! nsenter --net="/run/netns/${XMT_P}node" -- ip -d link show up0 | grep -q "prog/xdp" ||
+! nsenter --net="/run/netns/${XMT_P}node" -- ip -d link show up0 | grep "prog/xdp" >/dev/null ||
 	xmt_fail "XDP is still attached to up0 after cleanup"
 
 XMT_SUBTEST=""
