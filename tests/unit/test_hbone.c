@@ -591,7 +591,8 @@ Test(hbone, recheck_resets_the_denied_stream_and_its_target_only)
 {
 	struct sockaddr_storage other_addr;
 	struct hbt_echo *other = hbt_echo_start(fx.loop, &other_addr);
-	struct pipe_t p[2]; /* [0] stays allowed, [1] (to other) is denied by the change */
+	/* [0] stays allowed, [1] (to other) is denied; static: teardown closes [0]'s stream after the return */
+	static struct pipe_t p[2];
 	struct recheck_ctx r = { .deny_port = ((struct sockaddr_in *)&other_addr)->sin_port };
 	uint64_t admits = 0;
 
