@@ -186,20 +186,37 @@ static const struct hbone_stream_ops splice_ops = {
 	.on_writable = splice_on_writable,
 };
 
-static void target_connected(struct hbone_stream *s, int err)
+/*
+ * Ends the stream's target connection: with a reset (SO_LINGER 0) when a re-check denied it, as a denied
+ * client's splice resets its socket; plainly after a failed connect.
+ */
+static void close_target(struct hbone_stream *s, bool reset)
 {
 	struct hb_conn *c = s->conn;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
-	s->target_connecting = false;
 	loop_timer_cancel(c->loop, s->target_timer);
 	s->target_timer = NULL;
+	s->target_connecting = false;
+	if (s->target_fd < 0)
+		return;
+	loop_del_fd(c->loop, s->target_fd);
+	if (reset)
+		setsockopt(s->target_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(s->target_fd);
+	s->target_fd = -1;
+}
+
+static void target_connected(struct hbone_stream *s, int err)
+{
 	if (err) {
-		loop_del_fd(c->loop, s->target_fd);
-		close(s->target_fd);
-		s->target_fd = -1;
+		close_target(s, false);
 		respond(s, 503, HBONE_REFUSED_TARGET);
 		return;
 	}
+	s->target_connecting = false;
+	loop_timer_cancel(s->conn->loop, s->target_timer);
+	s->target_timer = NULL;
 	respond(s, 200, -1);
 	pump_from_target(s);
 	pump_to_target(s);
@@ -546,23 +563,6 @@ size_t hbone_server_connections(const struct hbone_server *srv)
 
 /* ---- re-admission (hbone_server_recheck) ---- */
 
-/* The target connection goes with a reset (SO_LINGER 0), as a denied client's splice resets its socket. */
-static void reset_target(struct hbone_stream *s)
-{
-	struct hb_conn *c = s->conn;
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
-	if (s->target_fd < 0)
-		return;
-	loop_timer_cancel(c->loop, s->target_timer);
-	s->target_timer = NULL;
-	loop_del_fd(c->loop, s->target_fd);
-	setsockopt(s->target_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(s->target_fd);
-	s->target_fd = -1;
-	s->target_connecting = false;
-}
-
 /* Whether recheck is to be asked about s: admitted, and neither refused nor over yet. */
 static bool recheckable(const struct hbone_stream *s)
 {
@@ -589,7 +589,7 @@ size_t hbone_server_recheck(struct hbone_server *srv, hbone_admit_fn recheck, vo
 				continue;
 			connecting = s->target_connecting;
 			s->revoked = true;
-			reset_target(s);
+			close_target(s, true);
 			if (connecting) {
 				respond(s, 401, HBONE_REFUSED_DENIED); /* the 200 had not gone out yet */
 			} else {
