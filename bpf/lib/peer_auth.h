@@ -42,6 +42,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_mtls_local_pods SEC(".maps");
 
+/* AuthorizationPolicy for plaintext clients: include/xmesh/mtls.h, docs/mtls.md. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XM_MAX_AUTHZ_PLAIN);
+	__type(key, struct xm_authz_plain_key);
+	__type(value, struct xm_authz_plain_verdict);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_authz_plain SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, XM_MAX_AUTHZ_PLAIN_DENIED);
+	__type(key, struct xm_authz_plain_count_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xm_authz_plain_denied SEC(".maps");
+
 /*
  * Interfaces the agent attached the program to (ifindex → 1): the pods' veths. What `xmesh cleanup` detaches,
  * and where same-node pod traffic enters the node.

@@ -64,4 +64,57 @@ struct xm_mtls_rejected {
 };
 XM_STATIC_ASSERT(sizeof(struct xm_mtls_rejected) == 16, "xm_mtls_rejected size");
 
+/*
+ * AuthorizationPolicy for plaintext connections to local pods (docs/mtls.md "Plaintext: the kernel"): what
+ * ztunnel's inbound passthrough decides for a connection without a peer identity, compiled by the agent per
+ * (local pod address, port class, client prefix) and looked up by the TC program on a plaintext SYN (not the
+ * agent's mark, not sent by the node itself). xm_authz_plain is an LPM trie: the first
+ * XM_AUTHZ_PLAIN_FIXED_BITS of the key (family, port, pod address) always match in full, the client's address
+ * by prefix. Port 0 is every port that no applying policy names; a (pod, port) without entries of its own
+ * falls back to it, a pod without entries is allowed (no policy applies, or none can deny plaintext).
+ */
+#define XM_MAX_AUTHZ_PLAIN	  65536
+#define XM_MAX_AUTHZ_PLAIN_DENIED 16384
+#define XM_AUTHZ_PLAIN_FIXED_BITS 160 /* family 8, pad 8, port 16, dst 128 */
+#define XM_AUTHZ_POLICY_NO_ALLOW  0   /* policy id of "ALLOW policies applied and none matched" */
+
+struct xm_authz_plain_key {
+	__u32 prefixlen; /* XM_AUTHZ_PLAIN_FIXED_BITS + the client prefix's length */
+	__u8 family;	 /* XM_FAMILY_* of both addresses */
+	__u8 pad;
+	__u16 port;	   /* host order; 0: a port no applying policy names */
+	union xm_addr dst; /* the local pod's address */
+	union xm_addr src; /* the client's address (prefix) */
+};
+XM_STATIC_ASSERT(sizeof(struct xm_authz_plain_key) == 40, "xm_authz_plain_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_authz_plain_key, port) == 6, "xm_authz_plain_key.port offset");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_authz_plain_key, src) == 24, "xm_authz_plain_key.src offset");
+
+/*
+ * The decision for clients in the key's prefix: deny/policy for a client without an identity; deny_local/
+ * policy_local when the SYN came from a mesh pod of this node through its own veth (xm_mtls_local_pods and
+ * xm_mtls_ifaces), whose identity the node knows (a /32 or /128 entry per such pod; elsewhere equal to
+ * deny/policy). policy: the id of the DENY policy that matched (authz_policy_id), or XM_AUTHZ_POLICY_NO_ALLOW.
+ */
+struct xm_authz_plain_verdict {
+	__u8 deny;
+	__u8 deny_local;
+	__u8 pad[2];
+	__u32 policy;
+	__u32 policy_local;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_authz_plain_verdict) == 12, "xm_authz_plain_verdict size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_authz_plain_verdict, policy) == 4, "xm_authz_plain_verdict.policy");
+
+/* xm_authz_plain_denied: per-CPU count of refused SYNs (__u64) by pod address, attempted port and policy. */
+struct xm_authz_plain_count_key {
+	union xm_addr addr;
+	__u8 family;
+	__u8 pad;
+	__u16 port; /* host order, the attempted port */
+	__u32 policy;
+};
+XM_STATIC_ASSERT(sizeof(struct xm_authz_plain_count_key) == 24, "xm_authz_plain_count_key size");
+XM_STATIC_ASSERT(__builtin_offsetof(struct xm_authz_plain_count_key, policy) == 20, "xm_authz_plain_count_key.policy");
+
 #endif
