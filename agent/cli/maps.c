@@ -207,6 +207,32 @@ static void dec_mtls_rejected(const void *k, const void *v, struct strbuf *out)
 		  (unsigned long long)r->fragments);
 }
 
+static void dec_authz_plain(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_authz_plain_key *ak = k;
+	const struct xm_authz_plain_verdict *p = v;
+	char d[INET6_ADDRSTRLEN], s[INET6_ADDRSTRLEN];
+
+	addr_str(&ak->dst, ak->family, d, sizeof(d));
+	addr_str(&ak->src, ak->family, s, sizeof(s));
+	sb_printf(out,
+		  "\"pod\":\"%s\",\"port\":%u,\"family\":%u,\"client\":\"%s/%u\",\"deny\":%s,\"policy\":%u,"
+		  "\"deny_local\":%s,\"policy_local\":%u",
+		  d, ak->port, ak->family, s,
+		  ak->prefixlen > XM_AUTHZ_PLAIN_FIXED_BITS ? ak->prefixlen - XM_AUTHZ_PLAIN_FIXED_BITS : 0,
+		  p->deny ? "true" : "false", p->policy, p->deny_local ? "true" : "false", p->policy_local);
+}
+
+static void dec_authz_plain_denied(const void *k, const void *v, struct strbuf *out)
+{
+	const struct xm_authz_plain_count_key *ck = k;
+	char a[INET6_ADDRSTRLEN];
+
+	addr_str(&ck->addr, ck->family, a, sizeof(a));
+	sb_printf(out, "\"address\":\"%s\",\"port\":%u,\"family\":%u,\"policy\":%u,\"syns\":%llu", a, ck->port,
+		  ck->family, ck->policy, (unsigned long long)*(const __u64 *)v);
+}
+
 static void dec_xdp_tcp_counters(const void *k, const void *v, struct strbuf *out)
 {
 	const struct xm_xdp_tcp_metrics *m = v;
@@ -417,6 +443,10 @@ static const struct map_desc maps[] = {
 	    .optional = true),
 	MAP("xm_mtls_rejected", "plaintext refused under STRICT per pod port (summed over CPUs)", dec_mtls_rejected,
 	    .percpu = true, .optional = true),
+	MAP("xm_authz_plain", "AuthorizationPolicy for plaintext clients: (pod IP, port, client prefix) → verdict",
+	    dec_authz_plain, .optional = true),
+	MAP("xm_authz_plain_denied", "plaintext denied by AuthorizationPolicy per pod port and policy (summed over CPUs)",
+	    dec_authz_plain_denied, .percpu = true, .optional = true),
 };
 
 static bool all_zero(const void *p, size_t n)

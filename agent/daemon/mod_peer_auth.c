@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * PeerAuthentication STRICT in the kernel as a module: the TC program on the pods' host-side veths (attached
- * once the config has a STRICT pod port on this node, and to each veth that appears after), the policy map
- * in step with each snapshot, and xmesh_plaintext_rejected_total.
+ * PeerAuthentication STRICT and AuthorizationPolicy for plaintext clients in the kernel as a module: the TC
+ * program on the pods' host-side veths (attached once the config has a STRICT pod port or a pod whose
+ * policies deny some plaintext client on this node, and to each veth that appears after), the policy maps in
+ * step with each snapshot, xmesh_plaintext_rejected_total and xmesh_authz_plaintext_denied_total.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 struct peer_auth_mod {
 	struct xm_peer_auth_dp dp;
 	struct xm_snapshot *published; /* whose table the map holds; NULL: unknown, sync it whole */
-	bool enforcing;		       /* a STRICT port was seen: veths are watched from then on */
+	bool enforcing;		       /* a STRICT port or a plaintext denial was seen: veths are watched from then on */
 };
 
 static int peer_auth_mod_init(struct xm_agent *a, void **state)
@@ -55,15 +56,18 @@ static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
 	struct peer_auth_mod *m = state;
 	int err;
 
-	/* Attach before the first STRICT entry is published: a STRICT port is never served unguarded. */
-	if (next->mtls.n && !m->enforcing) {
+	/* Attach before the first entry is published: a STRICT port or a denied client is never served unguarded. */
+	if ((next->mtls.n || next->authz_plain.n) && !m->enforcing) {
 		m->enforcing = true;
-		log_info("peerauthentication: a local pod port is STRICT: plaintext to it is refused in the kernel");
+		log_info("peerauthentication: %s: plaintext is judged in the kernel",
+			 next->mtls.n ? "a local pod port is STRICT" : "AuthorizationPolicy denies plaintext to a local pod");
 	}
 	if (m->enforcing)
 		scan(m);
 	err = peer_auth_dp_sync_local(&m->dp, m->published ? &m->published->local : NULL, &next->local);
 	if (peer_auth_dp_sync(&m->dp, m->published ? &m->published->mtls : NULL, &next->mtls))
+		err = -EIO;
+	if (peer_auth_dp_sync_authz(&m->dp, m->published ? &m->published->authz_plain : NULL, &next->authz_plain))
 		err = -EIO;
 	snapshot_put(m->published);
 	m->published = err ? NULL : snapshot_get(next);
@@ -86,11 +90,15 @@ static void peer_auth_mod_status(void *state, const struct xm_snapshot *cur, boo
 
 	(void)cur;
 	if (json)
-		sb_printf(out, ",\"peer_authentication\":{\"strict_entries\":%zu,\"veths\":%zu}", m->dp.n_entries,
-			  m->dp.n_attached);
+		sb_printf(out,
+			  ",\"peer_authentication\":{\"strict_entries\":%zu,\"authz_plaintext_entries\":%zu,"
+			  "\"veths\":%zu}",
+			  m->dp.n_entries, m->dp.n_authz_entries, m->dp.n_attached);
 	else
-		sb_printf(out, "peerauthentication: %zu pod port entries with STRICT, TC egress on %zu veth(s)\n",
-			  m->dp.n_entries, m->dp.n_attached);
+		sb_printf(out,
+			  "peerauthentication: %zu pod port entries with STRICT, %zu AuthorizationPolicy entries for "
+			  "plaintext, TC egress on %zu veth(s)\n",
+			  m->dp.n_entries, m->dp.n_authz_entries, m->dp.n_attached);
 }
 
 static void peer_auth_mod_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)
@@ -98,6 +106,7 @@ static void peer_auth_mod_collect(void *state, const struct xm_snapshot *cur, st
 	const struct peer_auth_mod *m = state;
 
 	peer_auth_metrics_collect(peer_auth_dp_rejected_fd(&m->dp), cur, sc);
+	authz_plain_metrics_collect(peer_auth_dp_authz_denied_fd(&m->dp), cur, sc);
 }
 
 static void peer_auth_mod_close(void *state)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "compile/local_addrs.h"
 #include "core/log.h"
 #include "datapath/bpf_loader.h"
+#include "datapath/map_sync.h"
 #include "datapath/mtls_map.h"
 #include "datapath/pins.h"
 #include "skel/peer_auth.skel.h"
@@ -191,6 +193,31 @@ int peer_auth_dp_sync_local(struct xm_peer_auth_dp *d, const struct xm_local_add
 		prev = NULL;
 	}
 	return err;
+}
+
+static struct map_sync_table authz_view(const struct xm_authz_plain_table *t)
+{
+	return (struct map_sync_table){ .items = t->items,
+					.n = t->n,
+					.stride = sizeof(struct xm_authz_plain_entry),
+					.key_len = sizeof(struct xm_authz_plain_key),
+					.val_off = offsetof(struct xm_authz_plain_entry, val),
+					.val_len = sizeof(struct xm_authz_plain_verdict) };
+}
+
+int peer_auth_dp_sync_authz(struct xm_peer_auth_dp *d, const struct xm_authz_plain_table *old,
+			    const struct xm_authz_plain_table *next)
+{
+	struct map_sync_table o = old ? authz_view(old) : (struct map_sync_table){ 0 }, n = authz_view(next);
+	int err = map_sync(bpf_map__fd(d->skel->maps.xm_authz_plain), "xm_authz_plain", old ? &o : NULL, &n);
+
+	d->n_authz_entries = next->n;
+	return err;
+}
+
+int peer_auth_dp_authz_denied_fd(const struct xm_peer_auth_dp *d)
+{
+	return d->skel ? bpf_map__fd(d->skel->maps.xm_authz_plain_denied) : -1;
 }
 
 int peer_auth_dp_rejected_fd(const struct xm_peer_auth_dp *d)

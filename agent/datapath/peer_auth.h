@@ -15,6 +15,7 @@
 
 #include <xmesh/mtls.h>
 
+#include "compile/authz_plain.h"
 #include "compile/peer_auth.h"
 
 #define XM_PA_TC_HANDLE	  0x786e
@@ -32,7 +33,8 @@ struct xm_peer_auth_dp {
 	size_t n_attached;
 	int skipped[XM_PA_MAX_IFACES]; /* ifindexes looked at that are not veths (or excluded) */
 	size_t n_skipped;
-	size_t n_entries; /* entries in xm_mtls_policy after the last sync */
+	size_t n_entries;	/* entries in xm_mtls_policy after the last sync */
+	size_t n_authz_entries; /* entries in xm_authz_plain after the last sync */
 };
 
 /* Loads and pins; attaches nothing yet (peer_auth_dp_scan). Returns 0 or -errno (logged). */
@@ -56,8 +58,18 @@ struct xm_local_addrs;
 int peer_auth_dp_sync_local(struct xm_peer_auth_dp *d, const struct xm_local_addrs *old,
 			    const struct xm_local_addrs *next);
 
+/*
+ * Makes xm_authz_plain hold next (AuthorizationPolicy for plaintext clients), in the same order as
+ * peer_auth_dp_sync. old NULL: unknown content. Returns 0 or -EIO (logged; the next sync must be whole).
+ */
+int peer_auth_dp_sync_authz(struct xm_peer_auth_dp *d, const struct xm_authz_plain_table *old,
+			    const struct xm_authz_plain_table *next);
+
 /* The fd of xm_mtls_rejected, or -1. */
 int peer_auth_dp_rejected_fd(const struct xm_peer_auth_dp *d);
+
+/* The fd of xm_authz_plain_denied, or -1. */
+int peer_auth_dp_authz_denied_fd(const struct xm_peer_auth_dp *d);
 
 void peer_auth_dp_close(struct xm_peer_auth_dp *d);
 

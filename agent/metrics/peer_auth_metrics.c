@@ -7,6 +7,7 @@
 
 #include <xmesh/mtls.h>
 
+#include "compile/authz_plain.h"
 #include "compile/snapshot.h"
 #include "core/percpu.h"
 #include "metrics/registry.h"
@@ -38,6 +39,40 @@ int peer_auth_metrics_collect(int rejected_fd, const struct xm_snapshot *snap, s
 						 port };
 
 			scrape_u64(f, names, values, 3, v[0] + v[1]);
+		}
+	}
+	return 0;
+}
+
+int authz_plain_metrics_collect(int denied_fd, const struct xm_snapshot *snap, struct xm_scrape *sc)
+{
+	static const char *const names[] = { "namespace", "pod", "port", "policy" };
+	struct xm_authz_plain_count_key k, *prev = NULL, next;
+	struct xm_scrape_family *f;
+
+	if (denied_fd < 0)
+		return -EBADF;
+	f = scrape_family(sc, "xmesh_authz_plaintext_denied_total", "counter",
+			  "Plaintext TCP connection attempts to local pods that AuthorizationPolicy denies, refused by "
+			  "the kernel, by pod, port and the policy that denied.");
+	while (bpf_map_get_next_key(denied_fd, prev, &next) == 0) {
+		const struct xm_identity *id;
+		char port[8], policy[64 + XM_NAME_MAX + 1];
+		uint64_t v;
+
+		k = next;
+		prev = &k;
+		if (percpu_lookup_sum(denied_fd, &k, 1, &v))
+			continue;
+		id = snap ? identities_find(&snap->identities, &k.addr, k.family) : NULL;
+		snprintf(port, sizeof(port), "%u", k.port);
+		if (!snap || !authz_plain_policy_name(&snap->authz, k.policy, policy, sizeof(policy)))
+			snprintf(policy, sizeof(policy), "unknown");
+		{
+			const char *values[] = { id ? id->ns : "unknown", id && id->wl ? id->wl->pod : "unknown", port,
+						 policy };
+
+			scrape_u64(f, names, values, 4, v);
 		}
 	}
 	return 0;
