@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * PeerAuthentication STRICT in the kernel: TC egress on each local pod's host-side veth, where every packet
- * bound for the pod passes once (from the uplink, from other pods, from the node itself). A TCP SYN to a
- * STRICT (pod IP, port) is answered with a reset unless it carries the agent's mark (its tunnel termination,
- * XM_MTLS_AGENT_MARK) or from a mesh pod of this node (same-node traffic stays on the sockmap path); PERMISSIVE
- * and DISABLE ports, and everything but TCP, pass untouched. docs/mtls.md.
+ * PeerAuthentication STRICT and plaintext AuthorizationPolicy in the kernel: TC egress on each local pod's
+ * host-side veth, where every packet bound for the pod passes once (from the uplink, from other pods, from the
+ * node itself). Only a TCP SYN (without ACK) is judged, and never one carrying the agent's mark (its tunnel
+ * termination, XM_MTLS_AGENT_MARK: the tunnel checked the peer's identity and the policies):
+ *   1. STRICT: a SYN to a STRICT (pod IP, port) is answered with a reset unless it comes from a mesh pod of
+ *      this node (same-node traffic stays on the sockmap path); counted in xm_mtls_rejected.
+ *   2. AuthorizationPolicy, as ztunnel's inbound passthrough judges a client without an identity: a SYN that
+ *      STRICT let through, not sent by the node itself, is looked up in xm_authz_plain by (pod, port, client);
+ *      a denying entry answers it with the same reset, counted in xm_authz_plain_denied by policy.
+ * PERMISSIVE and DISABLE ports without denying entries, and everything but TCP, pass untouched. docs/mtls.md.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -35,12 +40,13 @@ SEC("tc")
 int xm_peer_auth(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	const struct xm_authz_plain_verdict *v;
 	const struct xm_mtls_policy *pol;
 	struct xm_mtls_key k = {};
 	union xm_addr saddr = {};
 	struct xm_pkt p = {};
+	int res, local = -1; /* from a mesh pod of this node: -1 until asked */
 	__u16 dport;
-	int res;
 
 	if (skb->mark == XM_MTLS_AGENT_MARK)
 		return XM_TC_ACT_OK;
@@ -57,8 +63,32 @@ int xm_peer_auth(struct __sk_buff *skb)
 	k.family = p.family;
 	dport = bpf_ntohs(xm_pkt_dport(&p));
 	pol = xm_mtls_lookup(&k, dport);
-	if (!pol || pol->mode != XM_MTLS_MODE_STRICT || xm_mtls_from_local_pod(skb, &saddr, p.family))
+	/*
+	 * STRICT first, the policies after: a SYN both would refuse gets the same reset and counts as STRICT's
+	 * (xm_mtls_rejected), the more basic reason (plaintext at all). istiod hands STRICT to ztunnel as one more
+	 * DENY policy, so ztunnel has no order between them. A same-node mesh pod passes STRICT; the policies still
+	 * judge it (deny_local).
+	 */
+	if (pol && pol->mode == XM_MTLS_MODE_STRICT) {
+		local = xm_mtls_from_local_pod(skb, &saddr, p.family);
+		if (!local) {
+			xm_mtls_count(&k, dport, false);
+			return xm_mtls_reset(skb, &p, data, end);
+		}
+	}
+	/*
+	 * Sent by the node itself (its processes, hostNetwork pods): no ingress interface. Istio ambient leaves
+	 * host-originated traffic (kubelet's probes) out of ztunnel, so no AuthorizationPolicy judges it.
+	 */
+	if (!skb->ingress_ifindex)
 		return XM_TC_ACT_OK;
-	xm_mtls_count(&k, dport, false);
+	v = xm_authz_plain_lookup(&saddr, &k.addr, p.family, dport);
+	if (!v)
+		return XM_TC_ACT_OK;
+	if (local < 0)
+		local = xm_mtls_from_local_pod(skb, &saddr, p.family);
+	if (!(local ? v->deny_local : v->deny))
+		return XM_TC_ACT_OK;
+	xm_authz_plain_count(&k.addr, p.family, dport, local ? v->policy_local : v->policy);
 	return xm_mtls_reset(skb, &p, data, end);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * PeerAuthentication STRICT at the pod's host-side veth (TC egress, towards the pod): the maps, the policy
- * lookup, and the TCP reset that answers a refused SYN. See docs/mtls.md.
+ * PeerAuthentication STRICT and plaintext AuthorizationPolicy at the pod's host-side veth (TC egress, towards
+ * the pod): the maps, the lookups, the counters, and the TCP reset that answers a refused SYN. See docs/mtls.md.
  */
 #ifndef XMESH_BPF_PEER_AUTH_H
 #define XMESH_BPF_PEER_AUTH_H
@@ -112,6 +112,44 @@ static __always_inline void xm_mtls_count(struct xm_mtls_key *k, __u16 port, boo
 		r->fragments++;
 	else
 		r->syns++;
+}
+
+/*
+ * The plaintext AuthorizationPolicy verdict for a client at saddr reaching (daddr, port): the longest client
+ * prefix of the port's own entries, else of the pod's port-0 entries, else NULL (no policy can deny it).
+ */
+static __always_inline const struct xm_authz_plain_verdict *
+xm_authz_plain_lookup(const union xm_addr *saddr, const union xm_addr *daddr, __u8 family, __u16 port)
+{
+	struct xm_authz_plain_key k = {}; /* every byte set: the trie compares the pad and a v4 address's zeros */
+	const struct xm_authz_plain_verdict *v;
+
+	k.prefixlen = XM_AUTHZ_PLAIN_FIXED_BITS + (family == XM_FAMILY_V4 ? 32 : 128);
+	k.family = family;
+	k.port = port;
+	k.dst = *daddr;
+	k.src = *saddr;
+	v = bpf_map_lookup_elem(&xm_authz_plain, &k);
+	if (v)
+		return v;
+	k.port = 0;
+	return bpf_map_lookup_elem(&xm_authz_plain, &k);
+}
+
+static __always_inline void xm_authz_plain_count(const union xm_addr *daddr, __u8 family, __u16 port, __u32 policy)
+{
+	struct xm_authz_plain_count_key k = { .addr = *daddr, .family = family, .port = port, .policy = policy };
+	__u64 *n, zero = 0;
+
+	n = bpf_map_lookup_elem(&xm_authz_plain_denied, &k);
+	if (!n) {
+		/* Full: the attempt is still refused, only not counted. */
+		bpf_map_update_elem(&xm_authz_plain_denied, &k, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&xm_authz_plain_denied, &k);
+		if (!n)
+			return;
+	}
+	(*n)++;
 }
 
 /* Sum of the n_words 16-bit words at w (a stack buffer), as they sit in memory. */

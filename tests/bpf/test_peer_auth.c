@@ -3,7 +3,8 @@
  * PeerAuthentication STRICT at the pod's host-side veth (bpf/peer_auth.bpf.c) through BPF_PROG_TEST_RUN: a
  * plaintext SYN to a STRICT pod port comes back as the pod's RST|ACK (bytes and checksums checked against a
  * reply built here), counted per pod port; PERMISSIVE and DISABLE ports, the agent's marked SYNs, later
- * segments and non-TCP packets pass unchanged; TCP fragments that hide their header are dropped.
+ * segments and non-TCP packets pass unchanged; TCP fragments that hide their header are dropped. Then the
+ * plaintext AuthorizationPolicy verdicts (authz_*): the same reset for a denied client, counted per policy.
  */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -459,4 +460,325 @@ Test(peer_auth, same_node_mesh_pods_pass_others_do_not_v6)
 	syn.src = "::ffff:10.200.2.12";
 	assert_reset(&syn, 0, "the IPv4 mesh pod's address, v4-mapped in an IPv6 packet");
 	cr_assert_eq(rejected(POD6, 8080).syns, 3);
+}
+
+/*
+ * AuthorizationPolicy for plaintext clients (xm_authz_plain): the agent's verdicts by (pod, port, client prefix);
+ * a denied SYN gets the same reset as STRICT's and counts in xm_authz_plain_denied by policy.
+ */
+#define UPLINK	 9 /* an interface the program does not guard (the node's uplink) */
+#define POD_VETH 5 /* a guarded pod veth */
+
+struct authz_verdict {
+	uint8_t deny, deny_local;
+	uint32_t policy, policy_local;
+};
+
+static void set_authz(const char *pod, uint16_t port, const char *client, uint32_t plen, struct authz_verdict d)
+{
+	struct xm_mtls_key dst = key_of(pod, 0), src = key_of(client, 0);
+	struct xm_authz_plain_key k;
+	struct xm_authz_plain_verdict v;
+
+	cr_assert_eq(dst.family, src.family);
+	memset(&k, 0, sizeof(k));
+	k.prefixlen = XM_AUTHZ_PLAIN_FIXED_BITS + plen;
+	k.family = dst.family;
+	k.port = port;
+	k.dst = dst.addr;
+	k.src = src.addr;
+	memset(&v, 0, sizeof(v));
+	v.deny = d.deny;
+	v.deny_local = d.deny_local;
+	v.policy = d.policy;
+	v.policy_local = d.policy_local;
+	cr_assert_eq(bpf_map__update_elem(skel->maps.xm_authz_plain, &k, sizeof(k), &v, sizeof(v), 0), 0);
+}
+
+/* The same verdict for every client of the prefix, local pod or not. */
+static struct authz_verdict deny_by(uint32_t policy)
+{
+	return (struct authz_verdict){ .deny = 1, .deny_local = 1, .policy = policy, .policy_local = policy };
+}
+
+static const struct authz_verdict allow = { 0 };
+
+static struct xm_authz_plain_count_key count_key(const char *pod, uint16_t port, uint32_t policy)
+{
+	struct xm_mtls_key m = key_of(pod, 0);
+	struct xm_authz_plain_count_key k;
+
+	memset(&k, 0, sizeof(k));
+	k.addr = m.addr;
+	k.family = m.family;
+	k.port = port;
+	k.policy = policy;
+	return k;
+}
+
+/* Denied SYNs to (pod, port) by policy, summed over CPUs. */
+static uint64_t denied(const char *pod, uint16_t port, uint32_t policy)
+{
+	int n = libbpf_num_possible_cpus();
+	struct xm_authz_plain_count_key k = count_key(pod, port, policy);
+	uint64_t per[n], sum = 0;
+
+	if (bpf_map__lookup_elem(skel->maps.xm_authz_plain_denied, &k, sizeof(k), per, sizeof(per), 0))
+		return 0;
+	for (int i = 0; i < n; i++)
+		sum += per[i];
+	return sum;
+}
+
+/* Entries in the denial counter (each (pod, port, policy) that was counted). */
+static int denied_entries(void)
+{
+	struct xm_authz_plain_count_key k, next;
+	int fd = bpf_map__fd(skel->maps.xm_authz_plain_denied), n = 0;
+
+	for (int err = bpf_map_get_next_key(fd, NULL, &next); !err; err = bpf_map_get_next_key(fd, &k, &next)) {
+		k = next;
+		n++;
+	}
+	return n;
+}
+
+Test(peer_auth, authz_deny_answers_an_external_client_with_a_reset_and_counts_the_policy)
+{
+	const struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41000, .dport = 8080
+	};
+
+	set_authz(POD4, 8080, "0.0.0.0", 0, deny_by(7));
+	ingress_ifindex = UPLINK;
+	assert_reset(&syn, 0, "denied for every client");
+	assert_reset(&syn, 0, "denied, retransmitted");
+	cr_assert_eq(denied(POD4, 8080, 7), 2);
+	cr_assert_eq(denied_entries(), 1, "one counter: (pod, port, policy)");
+	cr_assert_eq(rejected(POD4, 8080).syns, 0, "not a STRICT refusal");
+}
+
+Test(peer_auth, authz_allow_passes_untouched)
+{
+	const struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41010, .dport = 8080
+	};
+
+	set_authz(POD4, 8080, "0.0.0.0", 0, allow);
+	ingress_ifindex = UPLINK;
+	assert_passes(&syn, 0, "allowed for every client");
+	cr_assert_eq(denied_entries(), 0);
+}
+
+Test(peer_auth, authz_the_longest_client_prefix_decides)
+{
+	struct xp_spec syn = { .family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41020, .dport = 8080 };
+
+	ingress_ifindex = UPLINK;
+	/* 8080: denied to all but 10.199.0.0/16, and inside it denied again to one /32. */
+	set_authz(POD4, 8080, "0.0.0.0", 0, deny_by(1));
+	set_authz(POD4, 8080, "10.199.0.0", 16, allow);
+	set_authz(POD4, 8080, "10.199.0.7", 32, deny_by(2));
+	assert_passes(&syn, 0, "10.199.0.100 inside the allowed /16");
+	syn.src = "10.198.255.1";
+	assert_reset(&syn, 0, "10.198.255.1 outside it");
+	syn.src = "10.199.0.7";
+	assert_reset(&syn, 0, "the /32 denied inside the /16");
+	cr_assert_eq(denied(POD4, 8080, 1), 1);
+	cr_assert_eq(denied(POD4, 8080, 2), 1);
+
+	/* 9090, the reverse: allowed to all but 10.199.0.0/16. */
+	set_authz(POD4, 9090, "0.0.0.0", 0, allow);
+	set_authz(POD4, 9090, "10.199.0.0", 16, deny_by(3));
+	syn.dport = 9090;
+	syn.src = CLIENT4;
+	assert_reset(&syn, 0, "10.199.0.100 inside the denied /16");
+	syn.src = "10.198.255.1";
+	assert_passes(&syn, 0, "10.198.255.1 outside it");
+	cr_assert_eq(denied(POD4, 9090, 3), 1);
+	cr_assert_eq(denied_entries(), 3);
+}
+
+Test(peer_auth, authz_a_port_without_entries_falls_back_to_port_0)
+{
+	struct xp_spec syn = { .family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41030, .dport = 9090 };
+
+	ingress_ifindex = UPLINK;
+	set_authz(POD4, 0, "0.0.0.0", 0, deny_by(4));
+	set_authz(POD4, 8080, "0.0.0.0", 0, allow);
+	set_authz(POD4, 7070, "0.0.0.0", 0, deny_by(5));
+	set_authz(POD4, 6060, "0.0.0.0", 0, allow);
+	assert_reset(&syn, 0, "9090: no entry of its own, the pod's port 0 denies");
+	syn.dport = 8080;
+	assert_passes(&syn, 0, "8080: its own entry allows");
+	syn.dport = 7070;
+	assert_reset(&syn, 0, "7070: its own entry denies");
+	cr_assert_eq(denied(POD4, 9090, 4), 1, "counted under the attempted port");
+	cr_assert_eq(denied(POD4, 0, 4), 0);
+	cr_assert_eq(denied(POD4, 7070, 5), 1);
+
+	/* A pod allowed on port 0, one port denied. */
+	set_authz(POD4, 0, "0.0.0.0", 0, allow);
+	syn.dport = 9090;
+	assert_passes(&syn, 0, "9090 under the pod's allowing port 0");
+	syn.dport = 7070;
+	assert_reset(&syn, 0, "7070 still denied by its own entry");
+	syn.dport = 6060;
+	assert_passes(&syn, 0, "6060 allowed by its own entry");
+	cr_assert_eq(denied(POD4, 7070, 5), 2);
+	cr_assert_eq(denied_entries(), 2);
+}
+
+Test(peer_auth, authz_no_entry_passes)
+{
+	struct xp_spec syn = { .family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41040, .dport = 8080 };
+
+	ingress_ifindex = UPLINK;
+	assert_passes(&syn, 0, "no entries at all");
+	set_authz("10.200.2.12", 0, "0.0.0.0", 0, deny_by(1)); /* another pod of the same subnet */
+	set_authz(POD6, 0, "::", 0, deny_by(1));	       /* the pod's IPv6 address */
+	set_authz(POD4, 9090, "0.0.0.0", 0, deny_by(1));       /* another port, no port 0 */
+	assert_passes(&syn, 0, "entries for another pod, family and port only");
+	cr_assert_eq(denied_entries(), 0);
+}
+
+Test(peer_auth, authz_the_agents_mark_passes_a_denied_client)
+{
+	const struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41050, .dport = 8080
+	};
+
+	set_authz(POD4, 0, "0.0.0.0", 0, deny_by(1));
+	ingress_ifindex = UPLINK;
+	assert_passes(&syn, XM_MTLS_AGENT_MARK, "the agent's tunnel termination (the tunnel judged it)");
+	ingress_ifindex = 0;
+	assert_passes(&syn, XM_MTLS_AGENT_MARK, "the agent's mark, no ingress interface");
+	ingress_ifindex = UPLINK;
+	assert_reset(&syn, XM_MTLS_AGENT_MARK | 0x80000000u, "the mark with another bit set");
+	cr_assert_eq(denied(POD4, 8080, 1), 1);
+}
+
+Test(peer_auth, authz_the_node_itself_is_not_judged)
+{
+	struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = "10.200.2.1", .dst = POD4, .sport = 41060, .dport = 8080
+	};
+
+	set_authz(POD4, 0, "0.0.0.0", 0, deny_by(1));
+	ingress_ifindex = 0;
+	assert_passes(&syn, 0, "sent by the node (kubelet's probe from the bridge address)");
+	syn.src = CLIENT4;
+	assert_passes(&syn, 0, "sent by the node (a hostNetwork pod, any source address)");
+	ingress_ifindex = UPLINK;
+	assert_reset(&syn, 0, "the same SYN from the uplink");
+	cr_assert_eq(denied(POD4, 8080, 1), 1);
+}
+
+Test(peer_auth, authz_a_local_mesh_pod_gets_deny_local_from_its_veth_only)
+{
+	struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = "10.200.2.12", .dst = POD4, .sport = 41070, .dport = 8080
+	};
+
+	add_local_pod("10.200.2.12");
+	add_guarded_iface(POD_VETH);
+	/* Its identity is allowed, clients without one are not (policy 6). */
+	set_authz(POD4, 0, "0.0.0.0", 0, deny_by(6));
+	set_authz(POD4, 0, "10.200.2.12", 32, (struct authz_verdict){ .deny = 1, .policy = 6, .deny_local = 0 });
+	ingress_ifindex = POD_VETH;
+	assert_passes(&syn, 0, "the mesh pod, from its veth: deny_local");
+	ingress_ifindex = UPLINK;
+	assert_reset(&syn, 0, "its address from the uplink: deny");
+	cr_assert_eq(denied(POD4, 8080, 6), 1);
+
+	/* The reverse: its identity is denied (policy 8), a plaintext client of that address is not. */
+	set_authz(POD4, 0, "10.200.2.12", 32,
+		  (struct authz_verdict){ .deny = 0, .deny_local = 1, .policy = 0, .policy_local = 8 });
+	assert_passes(&syn, 0, "its address from the uplink: deny (allowed)");
+	ingress_ifindex = POD_VETH;
+	assert_reset(&syn, 0, "the mesh pod, from its veth: deny_local (denied)");
+	cr_assert_eq(denied(POD4, 8080, 8), 1, "counted with policy_local");
+
+	/* A STRICT port: the mesh pod passes STRICT, then its policy refuses it (counted there, not as STRICT). */
+	set_policy(POD4, 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT);
+	assert_reset(&syn, 0, "STRICT passed, deny_local refused");
+	cr_assert_eq(denied(POD4, 8080, 8), 2);
+	cr_assert_eq(rejected(POD4, 8080).syns, 0);
+}
+
+Test(peer_auth, authz_v6)
+{
+	struct xp_spec syn = { .family = 6, .proto = 6, .src = CLIENT6, .dst = POD6, .sport = 41080, .dport = 8080 };
+
+	ingress_ifindex = UPLINK;
+	set_authz(POD6, 0, "::", 0, deny_by(9));
+	set_authz(POD6, 0, "fd00:199::", 32, allow);
+	set_authz(POD6, 0, "fd00:199::7", 128, deny_by(10)); /* decided by the address's last bits */
+	set_authz(POD4, 0, "0.0.0.0", 0, allow);	     /* the pod's IPv4 address: no answer for IPv6 */
+	assert_passes(&syn, 0, "fd00:199::100 inside the allowed /32");
+	syn.src = "fd00:198::100";
+	assert_reset(&syn, 0, "fd00:198::100 outside it");
+	syn.src = "::ffff:10.199.0.100";
+	assert_reset(&syn, 0, "a v4-mapped client");
+	syn.src = "fd00:199::7";
+	assert_reset(&syn, 0, "the /128 denied inside the /32");
+	cr_assert_eq(denied(POD6, 8080, 9), 2);
+	cr_assert_eq(denied(POD6, 8080, 10), 1);
+	cr_assert_eq(denied_entries(), 2);
+}
+
+Test(peer_auth, authz_only_the_first_segment_is_judged)
+{
+	struct xp_spec s = { .family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41090, .dport = 8080 };
+
+	set_authz(POD4, 0, "0.0.0.0", 0, deny_by(1));
+	ingress_ifindex = UPLINK;
+	s.tcp_flags = 0x10;
+	assert_passes(&s, 0, "ACK of an established connection");
+	s.tcp_flags = 0x12;
+	assert_passes(&s, 0, "SYN-ACK");
+	s.tcp_flags = 0x18;
+	s.payload = 100;
+	assert_passes(&s, 0, "data");
+	s = (struct xp_spec){
+		.family = 4, .proto = 17, .src = CLIENT4, .dst = POD4, .sport = 41091, .dport = 8080, .payload = 32
+	};
+	assert_passes(&s, 0, "UDP");
+	cr_assert_eq(denied_entries(), 0);
+}
+
+Test(peer_auth, authz_strict_refusal_wins_and_counts_as_strict)
+{
+	const struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41100, .dport = 8080
+	};
+
+	set_policy(POD4, 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT);
+	set_authz(POD4, 0, "0.0.0.0", 0, deny_by(1));
+	ingress_ifindex = UPLINK;
+	assert_reset(&syn, 0, "both refuse");
+	cr_assert_eq(rejected(POD4, 8080).syns, 1);
+	cr_assert_eq(denied_entries(), 0, "not counted by the policies");
+}
+
+Test(peer_auth, authz_a_full_counter_still_refuses)
+{
+	const struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 41110, .dport = 8080
+	};
+	int n = libbpf_num_possible_cpus();
+	uint64_t zero[n];
+
+	memset(zero, 0, sizeof(zero));
+	for (uint32_t i = 0; i < XM_MAX_AUTHZ_PLAIN_DENIED; i++) {
+		struct xm_authz_plain_count_key k = count_key("10.200.2.99", 1, 1000 + i);
+
+		cr_assert_eq(bpf_map__update_elem(skel->maps.xm_authz_plain_denied, &k, sizeof(k), zero, sizeof(zero),
+						  BPF_NOEXIST),
+			     0, "fill %u", i);
+	}
+	set_authz(POD4, 0, "0.0.0.0", 0, deny_by(1));
+	ingress_ifindex = UPLINK;
+	assert_reset(&syn, 0, "denied with the counter full");
+	cr_assert_eq(denied(POD4, 8080, 1), 0, "not counted");
 }
