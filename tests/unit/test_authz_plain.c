@@ -35,10 +35,13 @@ static void load_text(const char *text, struct xm_config *cfg)
 /* A pod of this node ("n") with one address. */
 #define POD(name, ns, sa, ip) POD_ON("n", name, ns, sa, "[{ip: \"" ip "\"}]")
 
+/* The agent's --trust-domain of the snapshot under test (NULL: cluster.local). */
+static const char *trust_domain;
+
 static struct xm_snapshot *snapshot_of(const char *text)
 {
 	struct xm_config cfg;
-	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
+	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251, .trust_domain = trust_domain };
 	struct xm_snapshot *s;
 	int err;
 
@@ -223,7 +226,7 @@ static void expect_same(const struct xm_snapshot *s, const struct xm_workload *w
 			uint16_t port, const struct xm_ip *src, const char *peer_id, size_t *compared)
 {
 	struct xm_authz_request req = {
-		.peer_id = peer_id, .trust_domain = s->trust_domain, .src = src, .dst = dst, .dport = port
+		.peer_id = peer_id, .trust_domain = trust_domain, .src = src, .dst = dst, .dport = port
 	};
 	struct xm_authz_verdict v;
 	uint32_t policy = 0xdeadbeef;
@@ -336,6 +339,21 @@ Test(authz_plain, allow_by_principal_denies_plaintext_but_from_that_pod)
 	/* the local sleep pod is known through its veth, not when its address comes from elsewhere */
 	cr_expect_not(denies(s, "10.1.0.5", 8080, "10.1.0.9", true, &policy));
 	cr_expect(denies(s, "10.1.0.5", 8080, "10.1.0.9", false, &policy));
+	snapshot_put(s);
+}
+
+Test(authz_plain, a_local_pod_of_another_trust_domain_matches_cluster_local_principals)
+{
+	struct xm_snapshot *s;
+	uint32_t policy = 1;
+
+	trust_domain = "td.example";
+	s = snapshot_of(POD("web", "foo", "web", "10.1.0.5") POD("sleep", "default", "sleep", "10.1.0.9")
+			    AP("foo", "allow-sleep", SLEEP_ONLY));
+	oracle(s);
+	cr_expect_str_eq(s->identities.items[0].principal, "spiffe://td.example/ns/foo/sa/web");
+	cr_expect_not(denies(s, "10.1.0.5", 80, "10.1.0.9", true, &policy), "cluster.local/... names td.example's");
+	cr_expect(denies(s, "10.1.0.5", 80, "10.1.0.9", false, &policy));
 	snapshot_put(s);
 }
 
