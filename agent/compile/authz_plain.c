@@ -159,7 +159,8 @@ static int collect_values(struct pod_plan *pl, const struct xm_authz_table *t, b
 					}
 			}
 	}
-	qsort(pl->ports, pl->n_ports, sizeof(*pl->ports), port_cmp);
+	if (pl->n_ports) /* ports is NULL until one is named */
+		qsort(pl->ports, pl->n_ports, sizeof(*pl->ports), port_cmp);
 	qsort(pl->cidrs, pl->n_cidrs, sizeof(*pl->cidrs), cidr_cmp);
 	size_t n = 0;
 
@@ -442,7 +443,8 @@ int authz_plain_build(const struct xm_identities *ids, const struct xm_authz_tab
 		authz_plain_free(&t);
 		return err;
 	}
-	qsort(t.items, t.n, sizeof(*t.items), entry_cmp);
+	if (t.n)
+		qsort(t.items, t.n, sizeof(*t.items), entry_cmp);
 	*out = t;
 	return 0;
 }
