@@ -26,6 +26,12 @@ struct xm_snapshot *snapshot_build(const struct xm_config *cfg, const struct xm_
 		*err = mtls_remote_build(cfg, opts->node_name, opts->root_namespace, &s->mtls_remote);
 	if (!*err)
 		*err = authz_table_build(cfg, opts->root_namespace, &s->authz);
+	if (!*err) {
+		s->authz_plain_err =
+		    authz_plain_build(&s->identities, &s->authz, opts->node_name, opts->trust_domain, &s->authz_plain);
+		if (s->authz_plain_err == -ENOMEM)
+			*err = -ENOMEM;
+	}
 	if (!*err)
 		*err = l7_routes_build(cfg, &s->lb, &s->identities, &s->routes);
 	if (*err) {
@@ -143,6 +149,7 @@ void snapshot_put(struct xm_snapshot *s)
 	mtls_table_free(&s->mtls);
 	mtls_table_free(&s->mtls_remote);
 	authz_table_free(&s->authz);
+	authz_plain_free(&s->authz_plain);
 	free(s->by_svc_id);
 	free(s->by_backend_id);
 	free(s);

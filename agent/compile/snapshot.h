@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "compile/authz.h"
+#include "compile/authz_plain.h"
 #include "compile/compile.h"
 #include "compile/identity.h"
 #include "compile/local_addrs.h"
@@ -39,6 +40,12 @@ struct xm_snapshot {
 	/* Every address of every pod of another node with its resolved mode: what the HBONE client tunnels. */
 	struct xm_mtls_table mtls_remote;
 	struct xm_authz_table authz; /* AuthorizationPolicy: what the HBONE server checks each CONNECT against */
+	/*
+	 * The same for plaintext connections to local pods, as the kernel's xm_authz_plain holds it. authz_plain_err
+	 * -E2BIG: it did not fit (empty then); whoever loads it keeps the previous one.
+	 */
+	struct xm_authz_plain_table authz_plain;
+	int authz_plain_err;
 	/* The HTTP service ports and their routes; points into lb, whose arrays never move once built. */
 	struct l7_route_table routes;
 	/*
