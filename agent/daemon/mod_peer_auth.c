@@ -20,6 +20,8 @@
 struct peer_auth_mod {
 	struct xm_peer_auth_dp dp;
 	struct xm_snapshot *published; /* whose table the map holds; NULL: unknown, sync it whole */
+	/* Whose plaintext AuthorizationPolicy table xm_authz_plain holds (a table too big keeps the one before). */
+	struct xm_snapshot *published_authz;
 	bool enforcing;		       /* a STRICT port or a plaintext denial was seen: veths are watched from then on */
 };
 
@@ -67,10 +69,18 @@ static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
 	err = peer_auth_dp_sync_local(&m->dp, m->published ? &m->published->local : NULL, &next->local);
 	if (peer_auth_dp_sync(&m->dp, m->published ? &m->published->mtls : NULL, &next->mtls))
 		err = -EIO;
-	if (peer_auth_dp_sync_authz(&m->dp, m->published ? &m->published->authz_plain : NULL, &next->authz_plain))
-		err = -EIO;
 	snapshot_put(m->published);
 	m->published = err ? NULL : snapshot_get(next);
+	if (next->authz_plain_err) /* logged by the build; the kernel keeps judging by the previous table */
+		return err;
+	if (peer_auth_dp_sync_authz(&m->dp, m->published_authz ? &m->published_authz->authz_plain : NULL,
+				    &next->authz_plain)) {
+		snapshot_put(m->published_authz);
+		m->published_authz = NULL;
+		return -EIO;
+	}
+	snapshot_put(m->published_authz);
+	m->published_authz = snapshot_get(next);
 	return err;
 }
 
@@ -114,6 +124,7 @@ static void peer_auth_mod_close(void *state)
 	struct peer_auth_mod *m = state;
 
 	snapshot_put(m->published);
+	snapshot_put(m->published_authz);
 	peer_auth_dp_close(&m->dp);
 	free(m);
 }

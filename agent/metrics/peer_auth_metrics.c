@@ -57,7 +57,8 @@ int authz_plain_metrics_collect(int denied_fd, const struct xm_snapshot *snap, s
 			  "the kernel, by pod, port and the policy that denied.");
 	while (bpf_map_get_next_key(denied_fd, prev, &next) == 0) {
 		const struct xm_identity *id;
-		char port[8], policy[64 + XM_NAME_MAX + 1];
+		char port[8], buf[64 + XM_NAME_MAX + 1];
+		const char *policy;
 		uint64_t v;
 
 		k = next;
@@ -66,11 +67,10 @@ int authz_plain_metrics_collect(int denied_fd, const struct xm_snapshot *snap, s
 			continue;
 		id = snap ? identities_find(&snap->identities, &k.addr, k.family) : NULL;
 		snprintf(port, sizeof(port), "%u", k.port);
-		if (!snap || !authz_plain_policy_name(&snap->authz, k.policy, policy, sizeof(policy)))
-			snprintf(policy, sizeof(policy), "unknown");
+		policy = snap ? authz_plain_policy_name(&snap->authz, k.policy, buf, sizeof(buf)) : NULL;
 		{
 			const char *values[] = { id ? id->ns : "unknown", id && id->wl ? id->wl->pod : "unknown", port,
-						 policy };
+						 policy ? policy : "unknown" };
 
 			scrape_u64(f, names, values, 4, v);
 		}

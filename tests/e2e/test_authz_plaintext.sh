@@ -30,6 +30,10 @@ xmx_pod nodeb sa "$SA" 10.200.2.1
 xmx_pod nodeb pb "$PB" 10.200.2.1
 xmx_pod nodeb pc 10.200.2.13 10.200.2.1
 xmx_pod nodeb pd 10.200.2.14 10.200.2.1
+# pb serves 8081 too: the port its DENY does not name.
+xmt_bg srv-pb-8081 pb plain "$XM_SERVER" --id pb --port 8081
+xmt_wait_for "$(xmt_bg_log srv-pb-8081)" ' ready$' 5 "${XMT_BG[srv-pb-8081]}" ||
+	xmt_fail "xm-server on pb:8081 did not start: $(cat "$(xmt_bg_log srv-pb-8081)")"
 
 pod_yaml() { # NAME IP APP SERVICEACCOUNT
 	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: $1" "  namespace: default" "  labels:" \
