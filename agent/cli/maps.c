@@ -445,7 +445,8 @@ static const struct map_desc maps[] = {
 	    .percpu = true, .optional = true),
 	MAP("xm_authz_plain", "AuthorizationPolicy for plaintext clients: (pod IP, port, client prefix) → verdict",
 	    dec_authz_plain, .optional = true),
-	MAP("xm_authz_plain_denied", "plaintext denied by AuthorizationPolicy per pod port and policy (summed over CPUs)",
+	MAP("xm_authz_plain_denied",
+	    "plaintext denied by AuthorizationPolicy per pod port and policy (summed over CPUs)",
 	    dec_authz_plain_denied, .percpu = true, .optional = true),
 };
 

@@ -22,7 +22,7 @@ struct peer_auth_mod {
 	struct xm_snapshot *published; /* whose table the map holds; NULL: unknown, sync it whole */
 	/* Whose plaintext AuthorizationPolicy table xm_authz_plain holds (a table too big keeps the one before). */
 	struct xm_snapshot *published_authz;
-	bool enforcing;		       /* a STRICT port or a plaintext denial was seen: veths are watched from then on */
+	bool enforcing; /* a STRICT port or a plaintext denial was seen: veths are watched from then on */
 };
 
 static int peer_auth_mod_init(struct xm_agent *a, void **state)
@@ -62,7 +62,8 @@ static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
 	if ((next->mtls.n || next->authz_plain.n) && !m->enforcing) {
 		m->enforcing = true;
 		log_info("peerauthentication: %s: plaintext is judged in the kernel",
-			 next->mtls.n ? "a local pod port is STRICT" : "AuthorizationPolicy denies plaintext to a local pod");
+			 next->mtls.n ? "a local pod port is STRICT"
+				      : "AuthorizationPolicy denies plaintext to a local pod");
 	}
 	if (m->enforcing)
 		scan(m);
