@@ -127,7 +127,7 @@ grep -q "address=$SA port=0 family=4 mode=STRICT any_strict=true" <<<"$out" ||
 XMT_SUBTEST="xmesh status"
 out=$(xmx_status b)
 # The pods' three veths; not the uplink up0 (--iface).
-grep -q "peerauthentication: 1 pod port entries with STRICT, TC egress on 3 veth(s)" <<<"$out" ||
+grep -q "peerauthentication: 1 pod port entries with STRICT, 0 AuthorizationPolicy entries for plaintext, TC egress on 3 veth(s)" <<<"$out" ||
 	xmt_fail "status: $(grep -i peerauth <<<"$out")"
 
 XMT_SUBTEST="STRICT refuses the external host"
