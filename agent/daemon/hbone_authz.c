@@ -70,7 +70,7 @@ static int decide(const struct xm_snapshot *s, const char *trust_domain, const s
 		snprintf(policy, sizeof(policy), "%s", AUTHZ_DENIED_NO_ALLOW);
 	if (authz_denied_add(denied, dst->wl->ns, dst->wl->pod, policy))
 		log_info("hbone: AuthorizationPolicy %s %s to %s/%s port %u (%s; logged once per pod and policy)",
-			 open_stream ? "changed: closed a stream of" : "denied",
+			 open_stream ? "re-checked: closed a stream of" : "denied",
 			 req->peer_id ? req->peer_id : "(no identity)", dst->wl->ns, dst->wl->pod, ar.dport,
 			 v.policy ? policy : "no ALLOW policy matched");
 	return 401;

@@ -11,8 +11,9 @@
  * carries the trust bundle; the control loop never waits for it. Its callbacks read the snapshot this module
  * applied last (serving(): from the start of its apply, not from the daemon's publication after every module
  * applied, so that a connection accepted during the apply that starts the listeners, e.g. one queued while
- * the agent restarted, finds its pod) and the identity store (any thread). An apply whose AuthorizationPolicies
- * differ posts one walk (recheck_on_loop) to the hbone thread, which owns the streams: it ends those now denied.
+ * the agent restarted, finds its pod) and the identity store (any thread). An apply whose AuthorizationPolicies,
+ * or what they read of the pods (labels, namespace, principal at an address), differ posts one walk
+ * (recheck_on_loop) to the hbone thread, which owns the streams: it ends those now denied.
  *
  * The client side (daemon/hbone_outbound.c) runs on the same thread: the pool, the outbound listeners on this
  * node's InternalIPs (one per family the node has) at XM_HBONE_OUTBOUND_PORT that the kernel's connect hook
@@ -36,6 +37,7 @@
 #include <xmesh/hbone.h>
 #include <xmesh/mtls.h>
 
+#include "compile/authz_change.h"
 #include "compile/snapshot.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -328,8 +330,9 @@ static int hb_recheck(void *ctx, const struct hbone_admit *req)
 }
 
 /*
- * hbone thread: the AuthorizationPolicy set changed; every admitted stream is checked against the snapshot
- * served now (the newest: changes that came meanwhile are covered by this one walk) and the denied ones end.
+ * hbone thread: the AuthorizationPolicy set or what it reads of the pods changed; every admitted stream is
+ * checked against the snapshot served now (the newest: changes that came meanwhile are covered by this one
+ * walk) and the denied ones end.
  */
 static void recheck_on_loop(struct xm_loop *loop, void *arg)
 {
@@ -347,7 +350,7 @@ static void recheck_on_loop(struct xm_loop *loop, void *arg)
 	ended = hbone_server_recheck(m->srv, hb_recheck, &w);
 	snapshot_put(s);
 	if (ended)
-		log_info("hbone: AuthorizationPolicy changed: %zu stream(s) no longer allowed were closed", ended);
+		log_info("hbone: AuthorizationPolicy re-checked: %zu stream(s) no longer allowed were closed", ended);
 }
 
 static void *hbone_thread(void *arg)
@@ -851,9 +854,12 @@ static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 	old = m->snap;
 	m->snap = snapshot_get(next);
 	pthread_mutex_unlock(&m->snap_mu);
-	/* The hbone thread owns the streams: it walks them (ztunnel closes what a policy change denies). */
-	if (m->running && old && !authz_table_equal(&old->authz, &next->authz) &&
-	    !atomic_exchange(&m->authz_recheck_posted, true) && loop_post(m->loop, recheck_on_loop, m)) {
+	/*
+	 * The hbone thread owns the streams: it walks them (ztunnel closes what a policy change denies; here also
+	 * what a pod's labels, namespace or principal change denies under the same policies).
+	 */
+	if (m->running && old && authz_recheck_needed(old, next) && !atomic_exchange(&m->authz_recheck_posted, true) &&
+	    loop_post(m->loop, recheck_on_loop, m)) {
 		atomic_store(&m->authz_recheck_posted, false);
 		log_warn("hbone: out of memory; open streams are checked against the new AuthorizationPolicies at "
 			 "the next change");

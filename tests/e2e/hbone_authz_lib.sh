@@ -4,7 +4,8 @@
 # app: sa) lets principals sleep and other in; an independent client (tests/tools/hbone_streams.py: Python ssl +
 # h2) on node A holds certificates of the agent's root for each service account of $AUTHZ_CLIENTS.
 # The sourcing test defines extra_policies (more AuthorizationPolicies, printed with ap) before it sources this.
-# Defines: config [with-deny-sleep] (deny-sleep: DENY principals */sa/sleep), streams, scrape, metric.
+# Defines: config [with-deny-sleep] (deny-sleep: DENY principals */sa/sleep; $SA_LABEL, "key: value": one more
+# label of sa), streams, scrape, metric.
 STREAMS="$(cd "$(dirname "$0")/../tools" && pwd)/hbone_streams.py"
 
 SA=10.200.2.11
@@ -22,7 +23,8 @@ ap() { # NAME ACTION SPEC_LINES...: an AuthorizationPolicy of namespace default
 }
 # shellcheck disable=SC2120 # the sourcing test passes with-deny-sleep
 config() { # [with-deny-sleep]
-	xmx_yaml_pod sa "$SA" nodeb web
+	xmx_yaml_pod sa "$SA" nodeb web |
+		awk -v more="${SA_LABEL:-}" '{ print } $0 == "    app: sa" && more != "" { print "    " more }'
 	xmx_yaml_pod pa "$PA" nodea
 	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
 		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \

@@ -69,7 +69,7 @@ closed=$(metric 'xmesh_authz_closed_total{namespace="default",pod="sa",policy="d
 [ "$closed" = 1 ] || xmt_fail "streams closed by deny-sleep: $closed, want 1"
 denied_after=$(scrape | awk '$1 ~ /^xmesh_authz_denied_total/ { s += $2 } END { print s + 0 }')
 [ "$denied_after" = "$denied_before" ] || xmt_fail "xmesh_authz_denied_total moved: $denied_before -> $denied_after"
-grep -q "AuthorizationPolicy changed: closed a stream of spiffe://cluster.local/ns/default/sa/sleep to default/sa" \
+grep -q "AuthorizationPolicy re-checked: closed a stream of spiffe://cluster.local/ns/default/sa/sleep to default/sa" \
 	"$XMT_AGENT_LOG" || xmt_fail "no log line of the closed stream: $(grep -i authorization "$XMT_AGENT_LOG" | head -n 5)"
 
 xmt_pass "a policy change resets the open stream it denies ($(grep -oE 'after [0-9.]+ s' "$XMT_TMP/sleep.out" | head -n 1)) and its upstream TCP connection, the allowed one echoes on"
