@@ -2,8 +2,10 @@
 /*
  * PeerAuthentication STRICT and plaintext AuthorizationPolicy in the kernel: TC egress on each local pod's
  * host-side veth, where every packet bound for the pod passes once (from the uplink, from other pods, from the
- * node itself). Only a TCP SYN (without ACK) is judged, and never one carrying the agent's mark (its tunnel
- * termination, XM_MTLS_AGENT_MARK: the tunnel checked the peer's identity and the policies):
+ * node itself). Only a TCP SYN (without ACK) is judged, never one carrying the agent's mark (its tunnel
+ * termination, XM_MTLS_AGENT_MARK: the tunnel checked the peer's identity and the policies), and nothing the
+ * node itself sent (its processes, the kubelet's probes, hostNetwork pods: Istio ambient leaves host traffic
+ * out of ztunnel, for STRICT and the policies alike):
  *   1. STRICT: a SYN to a STRICT (pod IP, port) is answered with a reset unless it comes from a mesh pod of
  *      this node (same-node traffic stays on the sockmap path); counted in xm_mtls_rejected.
  *   2. AuthorizationPolicy, as ztunnel's inbound passthrough judges a client without an identity: a SYN that
@@ -48,7 +50,13 @@ int xm_peer_auth(struct __sk_buff *skb)
 	int res, local = -1; /* from a mesh pod of this node: -1 until asked */
 	__u16 dport;
 
-	if (skb->mark == XM_MTLS_AGENT_MARK)
+	/*
+	 * Sent by the node itself: no ingress interface (a forwarded packet keeps the one it arrived on). Istio
+	 * ambient's CNI lets the host's traffic to pods bypass ztunnel (kubelet's probes must reach a STRICT pod),
+	 * so neither STRICT nor AuthorizationPolicy judges it. The agent's own connections are among these; its
+	 * mark is checked as well, first, for the same verdict.
+	 */
+	if (skb->mark == XM_MTLS_AGENT_MARK || !skb->ingress_ifindex)
 		return XM_TC_ACT_OK;
 	res = xm_parse(&p, data, end, true);
 	if (res == XM_PARSE_FRAGMENT || res == XM_PARSE_EXT_HDR) {
@@ -76,12 +84,6 @@ int xm_peer_auth(struct __sk_buff *skb)
 			return xm_mtls_reset(skb, &p, data, end);
 		}
 	}
-	/*
-	 * Sent by the node itself (its processes, hostNetwork pods): no ingress interface. Istio ambient leaves
-	 * host-originated traffic (kubelet's probes) out of ztunnel, so no AuthorizationPolicy judges it.
-	 */
-	if (!skb->ingress_ifindex)
-		return XM_TC_ACT_OK;
 	v = xm_authz_plain_lookup(&saddr, &k.addr, p.family, dport);
 	if (!v)
 		return XM_TC_ACT_OK;

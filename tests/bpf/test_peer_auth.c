@@ -93,7 +93,11 @@ static struct xm_mtls_rejected rejected(const char *ip, uint16_t port)
 	return sum;
 }
 
-static uint32_t ingress_ifindex; /* the interface the packet entered the node through, 0: none */
+#define UPLINK	 9 /* an interface the program does not guard (the node's uplink) */
+#define POD_VETH 5 /* a guarded pod veth */
+
+/* The interface the packet entered the node through (0: sent by the node itself); each test starts on the uplink. */
+static uint32_t ingress_ifindex = UPLINK;
 
 static int run(const uint8_t *in, size_t len, uint32_t mark, uint8_t *out, size_t *out_len)
 {
@@ -329,6 +333,29 @@ Test(peer_auth, the_agents_mark_is_accepted_and_only_it)
 	cr_assert_eq(rejected(POD4, 8080).syns, 3);
 }
 
+/* The node's own connections (kubelet's probes, hostNetwork pods) pass STRICT, as ambient lets host traffic bypass ztunnel. */
+Test(peer_auth, the_node_itself_passes_strict)
+{
+	uint8_t in[XP_MAX], out[XP_MAX];
+	struct xp_spec syn = {
+		.family = 4, .proto = 6, .src = "10.200.2.1", .dst = POD4, .sport = 40032, .dport = 8080
+	};
+	size_t len, out_len;
+
+	set_policy(POD4, 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT);
+	assert_reset(&syn, 0, "the node's address, forwarded from the uplink");
+	ingress_ifindex = 0;
+	assert_passes(&syn, 0, "sent by the node itself, unmarked");
+	syn.frag_off = 0x2000;
+	len = xp_build(&syn, in);
+	cr_assert_eq(run(in, len, 0, out, &out_len), TC_ACT_OK_, "the node's fragment");
+	syn = (struct xp_spec){ .family = 6, .proto = 6, .src = CLIENT6, .dst = POD6, .sport = 40033, .dport = 8080 };
+	set_policy(POD6, 0, XM_MTLS_MODE_STRICT, XM_MTLS_F_ANY_STRICT);
+	assert_passes(&syn, 0, "sent by the node itself, IPv6");
+	cr_assert_eq(rejected(POD4, 8080).syns, 1);
+	cr_assert_eq(rejected(POD4, 0).fragments, 0);
+}
+
 Test(peer_auth, only_the_first_segment_is_judged)
 {
 	struct xp_spec s = { .family = 4, .proto = 6, .src = CLIENT4, .dst = POD4, .sport = 40040, .dport = 8080 };
@@ -431,12 +458,10 @@ Test(peer_auth, same_node_mesh_pods_pass_others_do_not)
 	assert_passes(&syn, 0, "a mesh pod of this node, from its veth");
 	ingress_ifindex = 9;
 	assert_reset(&syn, 0, "a mesh pod's address arriving on the uplink (spoofed)");
-	ingress_ifindex = 0;
-	assert_reset(&syn, 0, "a mesh pod's address from the node itself");
 	ingress_ifindex = 5;
 	syn.src = "10.200.2.13";
 	assert_reset(&syn, 0, "a pod of this node that is not in the mesh");
-	cr_assert_eq(rejected(POD4, 8080).syns, 3);
+	cr_assert_eq(rejected(POD4, 8080).syns, 2);
 }
 
 /* The same over IPv6 (a dual-stack node's mesh pods reach a STRICT pod's IPv6 address in plaintext). */
@@ -466,8 +491,6 @@ Test(peer_auth, same_node_mesh_pods_pass_others_do_not_v6)
  * AuthorizationPolicy for plaintext clients (xm_authz_plain): the agent's verdicts by (pod, port, client prefix);
  * a denied SYN gets the same reset as STRICT's and counts in xm_authz_plain_denied by policy.
  */
-#define UPLINK	 9 /* an interface the program does not guard (the node's uplink) */
-#define POD_VETH 5 /* a guarded pod veth */
 
 struct authz_verdict {
 	uint8_t deny, deny_local;
