@@ -94,7 +94,8 @@ XM_STATIC_ASSERT(__builtin_offsetof(struct xm_authz_plain_key, src) == 24, "xm_a
  * The decision for clients in the key's prefix: deny/policy for a client without an identity; deny_local/
  * policy_local when the SYN came from a mesh pod of this node through its own veth (xm_mtls_local_pods and
  * xm_mtls_ifaces), whose identity the node knows (such a pod has a /32 or /128 entry of its own where its
- * identity changes the decision; elsewhere equal to deny/policy). policy: the id of the DENY policy that matched (authz_policy_id), or XM_AUTHZ_POLICY_NO_ALLOW.
+ * identity changes the decision; elsewhere equal to deny/policy). policy: the id of the DENY policy that matched
+ * (authz_policy_id), or XM_AUTHZ_POLICY_NO_ALLOW.
  */
 struct xm_authz_plain_verdict {
 	__u8 deny;

@@ -333,7 +333,8 @@ Test(peer_auth, the_agents_mark_is_accepted_and_only_it)
 	cr_assert_eq(rejected(POD4, 8080).syns, 3);
 }
 
-/* The node's own connections (kubelet's probes, hostNetwork pods) pass STRICT, as ambient lets host traffic bypass ztunnel. */
+/* The node's own connections (kubelet's probes, hostNetwork pods) pass STRICT, as ambient lets host traffic bypass
+ * ztunnel. */
 Test(peer_auth, the_node_itself_passes_strict)
 {
 	uint8_t in[XP_MAX], out[XP_MAX];
