@@ -4,8 +4,9 @@
  * memfd (a regular file behind /proc/self/fd/N, read by config_load as any path) → model → validation →
  * the snapshot (compile_lb, identities, the L7 route table, rendered as `xmesh routes` does), then twice through the
  * agent's per-file cache (a miss, then a hit). The snapshot's AuthorizationPolicies judge a few CONNECTs to every
- * workload (compile/authz.c). Everything allocated is freed (the cache lives for the run):
- * LeakSanitizer runs at the end of the fuzzing run.
+ * workload (compile/authz.c), and the snapshot compiles their plaintext table for the pods of node-a
+ * (compile/authz_plain.c; seed corpus/config/authz_plaintext.yaml). Everything allocated is freed (the cache lives for
+ * the run): LeakSanitizer runs at the end of the fuzzing run.
  */
 #include <stdint.h>
 #include <stdio.h>
