@@ -62,3 +62,23 @@ streams() { # SA_NAME STEPS...: one TLS connection from node A to sa:15008 as SA
 }
 scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
 metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
+
+# two_long_streams: sleep's and other's long-lived allowed streams to sa, each echoing 4 KiB, then waiting:
+# sleep's for $XMT_TMP/changed and then a reset within 2 s, other's for $XMT_TMP/after and then 64 KiB more
+# echoed and a clean close. Sets sleep_pid and other_pid; output in $XMT_TMP/{sleep,other}.out.
+two_long_streams() {
+	streams sleep "open:a:$SA:$XMT_TARGET:200" "echo:a:4096" "wait:$XMT_TMP/changed" "reset:a:0xa:2.0" \
+		>"$XMT_TMP/sleep.out" 2>&1 &
+	sleep_pid=$!
+	streams other "open:a:$SA:$XMT_TARGET:200" "echo:a:4096" "wait:$XMT_TMP/after" "echo:a:65536" "close:a" \
+		>"$XMT_TMP/other.out" 2>&1 &
+	other_pid=$!
+	for w in sleep other; do
+		pid=$sleep_pid
+		[ $w = sleep ] || pid=$other_pid
+		xmt_wait_for "$XMT_TMP/$w.out" '^echo a: ' 10 "$pid" || {
+			kill "$sleep_pid" "$other_pid" 2>/dev/null
+			xmt_fail "$w before the change: $(cat "$XMT_TMP/$w.out")"
+		}
+	done
+}

@@ -27,20 +27,7 @@ extra_policies() {
 . "$(dirname "$0")/hbone_authz_lib.sh"
 
 XMT_SUBTEST="two long-lived allowed streams"
-streams sleep "open:a:$SA:$XMT_TARGET:200" "echo:a:4096" "wait:$XMT_TMP/changed" "reset:a:0xa:2.0" \
-	>"$XMT_TMP/sleep.out" 2>&1 &
-sleep_pid=$!
-streams other "open:a:$SA:$XMT_TARGET:200" "echo:a:4096" "wait:$XMT_TMP/after" "echo:a:65536" "close:a" \
-	>"$XMT_TMP/other.out" 2>&1 &
-other_pid=$!
-for w in sleep other; do
-	pid=$sleep_pid
-	[ $w = sleep ] || pid=$other_pid
-	xmt_wait_for "$XMT_TMP/$w.out" '^echo a: ' 10 "$pid" || {
-		kill "$sleep_pid" "$other_pid" 2>/dev/null
-		xmt_fail "$w before the change: $(cat "$XMT_TMP/$w.out")"
-	}
-done
+two_long_streams
 denied_before=$(scrape | awk '$1 ~ /^xmesh_authz_denied_total/ { s += $2 } END { print s + 0 }')
 
 XMT_SUBTEST="sa labelled locked: sleep's stream reset within 2 s"
