@@ -106,10 +106,13 @@ struct pod_plan {
 	struct xm_authz_plain_entry *buf; /* D's entries */
 	size_t n_buf, cap_buf;
 	bool any_deny;
+	bool identity_matters; /* an applying policy names principals, namespaces or service accounts */
 };
 
 static int add_value(struct pod_plan *pl, enum xm_authz_attr attr, const struct xm_authz_match *m)
 {
+	if (attr == XM_AUTHZ_PRINCIPAL || attr == XM_AUTHZ_NAMESPACE || attr == XM_AUTHZ_SERVICE_ACCOUNT)
+		pl->identity_matters = true;
 	if (attr == XM_AUTHZ_DEST_PORT && m->kind == XM_AUTHZ_PORT && m->port) { /* port 0 is never dialed */
 		if (XM_GROW(pl->ports, pl->cap_ports, pl->n_ports + 1))
 			return -ENOMEM;
@@ -251,6 +254,25 @@ static struct xm_authz_plain_entry *entry_add(struct pod_plan *pl, uint16_t port
 	return e;
 }
 
+/* A local pod's verdicts, kept for the next pod of the same CIDR and principal. */
+struct seen_verdict {
+	size_t cidr;
+	const char *principal;
+	struct xm_authz_plain_verdict v;
+};
+
+static bool known_verdict(const struct seen_verdict *seen, size_t n, size_t cidr, const char *principal,
+			  struct xm_authz_plain_verdict *v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (seen[i].cidr == cidr && !strcmp(seen[i].principal, principal)) {
+			v->deny_local = seen[i].v.deny_local;
+			v->policy_local = seen[i].v.policy_local;
+			return true;
+		}
+	return false;
+}
+
 /*
  * The entries of one port class (port: the key's, eval_port: the port evaluated): one per live CIDR, and one
  * per local pod whose identity or address changes the answer of the CIDR entry that would hold it.
@@ -258,11 +280,15 @@ static struct xm_authz_plain_entry *entry_add(struct pod_plan *pl, uint16_t port
 static int class_build(const struct xm_authz_table *t, const struct local *locals, size_t n_locals, const char *td,
 		       struct pod_plan *pl, uint16_t port, uint16_t eval_port)
 {
-	size_t first = pl->n_buf;
+	size_t first = pl->n_buf, n_seen = 0;
 	size_t *at = calloc(pl->n_cidrs, sizeof(*at)); /* each live CIDR's entry, by offset from first */
+	struct seen_verdict *seen = calloc(n_locals ? n_locals : 1, sizeof(*seen));
 
-	if (!at)
+	if (!at || !seen) {
+		free(at);
+		free(seen);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < pl->n_cidrs; i++) {
 		struct xm_authz_plain_entry *e;
 
@@ -279,16 +305,27 @@ static int class_build(const struct xm_authz_table *t, const struct local *local
 	}
 	for (size_t k = 0; k < n_locals; k++) {
 		const struct local *p = &locals[k];
+		size_t r = pl->pod_cidr[k];
 		struct xm_authz_plain_verdict v = { 0 };
 		struct xm_authz_plain_entry *c, *e;
 
 		if (p->ip.family != pl->dst.family)
 			continue;
-		judge(t, pl, &p->ip, eval_port, NULL, td, &v.deny, &v.policy);
-		judge(t, pl, &p->ip, eval_port, p->id->principal, td, &v.deny_local, &v.policy_local);
+		/*
+		 * Without an identity the client's address counts only through the CIDRs holding it: its CIDR
+		 * entry's answer. With one, the answer depends on (that CIDR, the principal): asked once per pair.
+		 */
+		c = &pl->buf[first + at[r]];
+		v.deny = c->val.deny;
+		v.policy = c->val.policy;
+		v.deny_local = v.deny;
+		v.policy_local = v.policy;
+		if (pl->identity_matters && !known_verdict(seen, n_seen, r, p->id->principal, &v)) {
+			judge(t, pl, &p->ip, eval_port, p->id->principal, td, &v.deny_local, &v.policy_local);
+			seen[n_seen++] = (struct seen_verdict){ .cidr = r, .principal = p->id->principal, .v = v };
+		}
 		pl->any_deny |= v.deny | v.deny_local;
-		c = &pl->buf[first + at[pl->pod_cidr[k]]];
-		if (pl->cidrs[pl->pod_cidr[k]].bits == full_bits(p->ip.family)) {
+		if (pl->cidrs[r].bits == full_bits(p->ip.family)) {
 			c->val = v; /* the CIDR is this pod's address: one entry, with what its identity changes */
 			continue;
 		}
@@ -299,10 +336,12 @@ static int class_build(const struct xm_authz_table *t, const struct local *local
 			goto nomem;
 		e->val = v;
 	}
+	free(seen);
 	free(at);
 	return 0;
 nomem:
 	free(at);
+	free(seen);
 	return -ENOMEM;
 }
 

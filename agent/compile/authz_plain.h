@@ -22,7 +22,10 @@
  *
  * Bound: at most XM_MAX_AUTHZ_PLAIN entries. Past it authz_plain_build returns -E2BIG (and logs how many were
  * needed): the caller keeps enforcing the previous table rather than a truncated one. The build costs
- * pods * (named ports + 1) * (CIDRs + 1 + 2 * local pods) authz_evaluate calls.
+ * pods * (named ports + 1) * (CIDRs + 1 + distinct (CIDR, principal) pairs of local pods) authz_evaluate calls:
+ * a local pod's answer without identity is its CIDR's, and with one it is asked once per (CIDR, principal),
+ * never when no applying policy names principals, namespaces or service accounts. 100 local pods of 7 service
+ * accounts, 10 policies, 5 CIDRs, 4 ports: 8,800 entries in ~17 ms (80-130 ms asking every pod twice).
  */
 #ifndef XMESH_COMPILE_AUTHZ_PLAIN_H
 #define XMESH_COMPILE_AUTHZ_PLAIN_H
