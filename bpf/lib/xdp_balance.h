@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The XDP load balancer for external VIPs, as one inline function over parse/conntrack/nat/encap so that
- * the production program (bpf/xdp_lb.bpf.c) and the benchmark wrappers (bpf/xdp_bench.bpf.c) run the same
- * code. Verdicts and the reasons for them are documented in docs/xdp.md.
+ * The XDP load balancer for external VIPs over parse/conntrack/nat/encap, so that the production program
+ * (bpf/xdp_lb.bpf.c) and the benchmark wrappers (bpf/xdp_bench.bpf.c) run the same code: an inline entry
+ * with the connection-table hit, and two global functions for the rest (docs/xdp.md "Verifier cost").
+ * Verdicts and the reasons for them are documented in docs/xdp.md.
  */
 #ifndef XMESH_BPF_XDP_BALANCE_H
 #define XMESH_BPF_XDP_BALANCE_H
@@ -277,6 +278,7 @@ static __always_inline struct xm_svc_value *xm_ext_service(const struct xm_ct_ke
 
 #define XM_SERVE_DECAPPED  1
 #define XM_SERVE_FROM_NODE 2
+#define XM_SERVE_NO_FLOW   4 /* the caller's lookup found no entry: not looked up again (new flows) */
 
 /* xm_xdp_serve_slow's answers (not XDP verdicts): forward as its scratch says, a new flow or a pinned one. */
 #define XM_FORWARD_NEW	  -2
@@ -321,7 +323,7 @@ __noinline int xm_xdp_serve_slow(struct xdp_md *ctx, const struct xm_pkt_loc *lo
 		xm_xdp_stat(XM_XDP_DROP_TUNNEL_SOURCE);
 		return XDP_DROP;
 	}
-	ct = xm_ct_lookup(ck);
+	ct = how & XM_SERVE_NO_FLOW ? NULL : xm_ct_lookup(ck);
 	svc = xm_ext_service(ck);
 	if (!svc)
 		return XM_NOT_VIP;
@@ -407,9 +409,10 @@ __noinline int xm_xdp_forward_slow(struct xdp_md *ctx, const struct xm_pkt_loc *
  */
 static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, const bool decapped, bool from_node)
 {
+	struct xm_ct_value *ct = NULL;
 	struct xm_pkt_loc loc;
-	struct xm_ct_value *ct;
 	struct xm_ct_key ck;
+	__u32 how;
 	int rc;
 
 	if (!decapped || from_node) {
@@ -427,7 +430,8 @@ static __always_inline int xm_xdp_serve(struct xdp_md *ctx, struct xm_pkt *p, co
 		}
 	}
 	xm_pkt_loc_of(p, (void *)(long)ctx->data, &loc);
-	rc = xm_xdp_serve_slow(ctx, &loc, (decapped ? XM_SERVE_DECAPPED : 0) | (from_node ? XM_SERVE_FROM_NODE : 0));
+	how = (ct ? 0 : XM_SERVE_NO_FLOW) | (decapped ? XM_SERVE_DECAPPED : 0) | (from_node ? XM_SERVE_FROM_NODE : 0);
+	rc = xm_xdp_serve_slow(ctx, &loc, how);
 	if (rc == XM_FORWARD_NEW || rc == XM_FORWARD_PINNED)
 		return xm_xdp_forward_slow(ctx, &loc, rc == XM_FORWARD_NEW);
 	return rc;
