@@ -42,24 +42,23 @@ static __always_inline struct xm_ct_value *xm_ct_lookup(const struct xm_ct_key *
 }
 
 /*
- * Pins the flow to a snapshot of the backend, in handshake state (enum xm_ct_state). No timestamp: a clock
- * read costs as much as a lookup.
+ * Pins the flow to a snapshot of the backend, in handshake state (enum xm_ct_state), and leaves that entry
+ * in *v (which the caller forwards from: one struct on the stack, not two). No timestamp: a clock read costs
+ * as much as a lookup.
  */
 static __always_inline void xm_ct_insert(const struct xm_ct_key *k, __u32 backend_id, __u32 svc_id,
-					 const struct xm_backend *be, __u32 state)
+					 const struct xm_backend *be, __u32 state, struct xm_ct_value *v)
 {
-	struct xm_ct_value v = {
-		.addr = be->addr,
-		.node_addr = be->node_addr,
-		.backend_id = backend_id,
-		.svc_id = svc_id,
-		.port = be->port,
-		.family = be->family,
-		.flags = be->flags,
-		.state = state,
-	};
-
-	bpf_map_update_elem(&xm_ct, k, &v, BPF_ANY);
+	/* Every field (no padding): nothing uninitialised reaches the map. */
+	v->addr = be->addr;
+	v->node_addr = be->node_addr;
+	v->backend_id = backend_id;
+	v->svc_id = svc_id;
+	v->port = be->port;
+	v->family = be->family;
+	v->flags = be->flags;
+	v->state = state;
+	bpf_map_update_elem(&xm_ct, k, v, BPF_ANY);
 }
 
 #endif

@@ -87,6 +87,23 @@ static __always_inline void xm_xdp_stat(__u32 idx)
 		c->value++;
 }
 
+/*
+ * xm_xdp_serve_slow's working structs, off the BPF stack: with the entry's frame they would pass its 512
+ * bytes. Per CPU, one slot; not pinned (nothing outside one call reads it).
+ */
+struct xm_xdp_scratch {
+	struct bpf_fib_lookup fib;
+	struct xm_ct_key ck;
+	struct xm_ct_value snap;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xm_xdp_scratch);
+} xm_xdp_scratch SEC(".maps");
+
 static __always_inline void xm_vip_count(__u32 svc_id, __u32 verdict, bool new_flow, __u64 bytes)
 {
 	struct xm_xdp_vip_counters *c = bpf_map_lookup_elem(&xm_xdp_vip_stats, &svc_id);
