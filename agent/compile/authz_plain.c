@@ -452,7 +452,7 @@ int authz_plain_build(const struct xm_identities *ids, const struct xm_authz_tab
 		pl.wl = locals[d].id->wl;
 		pl.dst = locals[d].ip;
 		pl.n_ports = pl.n_cidrs = pl.n_buf = 0;
-		pl.any_deny = false;
+		pl.any_deny = pl.identity_matters = false;
 		err = pod_build(authz, locals, n_locals, trust_domain, &pl);
 		if (err)
 			break;

@@ -25,7 +25,8 @@
  * pods * (named ports + 1) * (CIDRs + 1 + distinct (CIDR, principal) pairs of local pods) authz_evaluate calls:
  * a local pod's answer without identity is its CIDR's, and with one it is asked once per (CIDR, principal),
  * never when no applying policy names principals, namespaces or service accounts. 100 local pods of 7 service
- * accounts, 10 policies, 5 CIDRs, 4 ports: 8,800 entries in ~17 ms (80-130 ms asking every pod twice).
+ * accounts, 10 policies, 5 CIDRs, 4 ports: 8,800 entries in 6-11 ms, against 47-83 ms asking every pod twice
+ * (unit authz_plain/build_time_*, both builds alternating in one session).
  */
 #ifndef XMESH_COMPILE_AUTHZ_PLAIN_H
 #define XMESH_COMPILE_AUTHZ_PLAIN_H
