@@ -705,8 +705,12 @@ static void on_event(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	struct hb_conn *c = ctx;
 
 	(void)loop, (void)fd;
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR)) {
 		c->readable = true;
+		c->edge.drained = false;
+	}
+	if (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+		c->edge.closing = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		c->writable = true;
 	hb_conn_progress(c);

@@ -76,6 +76,7 @@ struct hbone_stream {
 	struct hbone_stream_counts *counts; /* the caller's accounting (hbone_account_fn), set at the 200 */
 	int target_fd;
 	bool target_connecting, target_readable, target_writable, target_eof, target_wr_shut;
+	bool target_closing; /* a FIN, hang-up or error was reported: no read is skipped after a short one */
 	struct xm_timer *target_timer;
 	/* client: the request to submit once the connection is ready */
 	nghttp2_nv *req_nv;
@@ -128,6 +129,14 @@ struct hb_conn_ops {
 /* Contiguous room at the end of c->out (a short unsent tail moved to the front first). */
 size_t hb_conn_out_room(struct hb_conn *c);
 
+/*
+ * What the read side's edge filter (tls_edge.c) knows of the socket: the last read emptied it (cleared by the
+ * next EPOLLIN), and whether a FIN, hang-up or error was reported (sticky: reads then always happen).
+ */
+struct hb_edge {
+	bool drained, closing;
+};
+
 struct hb_conn {
 	enum hbone_side side;
 	enum hb_state state;
@@ -139,6 +148,7 @@ struct hb_conn {
 	SSL *ssl;
 	nghttp2_session *h2;
 	bool readable, writable, in_progress, again, kick_posted, counted_open;
+	struct hb_edge edge; /* the TLS read side's, set by on_event */
 	int refs; /* posted work that still points here */
 	uint8_t out[HB_OUT_CAP];
 	size_t out_off, out_len;
@@ -241,6 +251,8 @@ int hb_ticket_appdata_parse(const uint8_t *data, size_t len, uint8_t own_sha256[
 #define HB_TLS_WBUF (128u << 10)
 #define HB_TLS_RBUF (128u << 10)
 SSL *hb_tls_new(SSL_CTX *ctx, struct hb_conn *c);
+/* A filter BIO passing reads and writes to the next one, skipping the read that would return EAGAIN (e). */
+BIO *hb_edge_bio(struct hb_edge *e);
 /* Sends what the write buffer holds: 0 when it is empty, -EAGAIN when the socket is full, -EIO. */
 int hb_tls_flush(SSL *ssl);
 /* Whether the write buffer holds bytes not yet sent. */

@@ -144,6 +144,11 @@ static void pump_from_target(struct hbone_stream *s)
 				hb_count(&s->counts->sent, (uint64_t)r);
 			hb_bufq_commit(&s->tx, (size_t)r);
 			grew = true;
+			/* Short: the socket is empty, the next EPOLLIN says more came (tls_edge.c has the why). */
+			if ((size_t)r < room && !s->target_closing) {
+				s->target_readable = false;
+				break;
+			}
 			continue;
 		}
 		if (r < 0 && errno == EINTR)
@@ -230,6 +235,8 @@ static void on_target_event(struct xm_loop *loop, int fd, uint32_t events, void 
 	(void)loop;
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))
 		s->target_readable = true;
+	if (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+		s->target_closing = true; /* reads go on until 0 or the error */
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		s->target_writable = true;
 	if (s->target_connecting) {

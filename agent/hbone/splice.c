@@ -28,6 +28,9 @@ struct hbone_splice {
 	void *ctx;
 	hbone_splice_refused_fn refused; /* hbone_splice_on_refused: the fd goes back instead of a reset */
 	bool opened, tcp_eof, stream_eof, down_shut, up_blocked, finishing;
+	/* The last read emptied the socket (cleared by the next EPOLLIN), and a FIN, hang-up or error was reported
+	 * (sticky): as the TLS side's edge filter (tls_edge.c), the read that would return EAGAIN is skipped. */
+	bool up_drained, up_closing;
 	size_t up_len, up_off, down_len, down_off;
 	uint8_t up[SPLICE_BUF], down[SPLICE_BUF];
 };
@@ -81,11 +84,14 @@ static void pump_up(struct hbone_splice *sp)
 			sp->up_off += (size_t)w;
 			continue;
 		}
+		if (sp->up_drained && !sp->up_closing)
+			return; /* the next EPOLLIN resumes */
 		ssize_t n = read(sp->fd, sp->up, sizeof(sp->up));
 
 		if (n > 0) {
 			sp->up_len = (size_t)n;
 			sp->up_off = 0;
+			sp->up_drained = (size_t)n < sizeof(sp->up);
 		} else if (n == 0) {
 			sp->tcp_eof = true;
 			hbone_stream_shutdown(sp->s);
@@ -148,6 +154,10 @@ static void on_fd(struct xm_loop *loop, int fd, uint32_t events, void *ctx)
 	struct hbone_splice *sp = ctx;
 
 	(void)loop, (void)fd;
+	if (events & EPOLLIN)
+		sp->up_drained = false;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		sp->up_closing = true;
 	if ((events & EPOLLOUT) && !pump_down(sp))
 		return;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {

@@ -650,20 +650,25 @@ fail:
  * read-ahead OpenSSL reads a record's header and then its body, two reads per record; the read buffer takes
  * what the socket has in one read and OpenSSL parses the records out of it.
  */
-static bool tls_buffer(SSL *ssl, BIO *sock, bool write)
+static bool tls_buffer(SSL *ssl, BIO *sock, bool write, struct hb_edge *edge)
 {
 	BIO *buf = BIO_new(BIO_f_buffer());
+	BIO *under = write ? sock : hb_edge_bio(edge); /* reads: buffer -> edge filter (tls_edge.c) -> socket */
 
-	if (!buf || !BIO_up_ref(sock)) {
+	if (!buf || !under || !BIO_up_ref(sock)) {
 		BIO_free(buf);
+		if (under != sock)
+			BIO_free(under);
 		return false;
 	}
+	if (under != sock)
+		BIO_push(under, sock); /* the filter holds the reference taken above */
 	if ((write ? BIO_set_write_buffer_size(buf, HB_TLS_WBUF) : BIO_set_read_buffer_size(buf, HB_TLS_RBUF)) <= 0) {
-		BIO_free(sock);
+		BIO_free_all(under);
 		BIO_free(buf);
 		return false;
 	}
-	BIO_push(buf, sock); /* the chain holds the reference taken above */
+	BIO_push(buf, under); /* the chain holds the reference taken above */
 	/* each drops that side's reference to sock, which SSL_set_fd took */
 	if (write)
 		SSL_set0_wbio(ssl, buf);
@@ -672,11 +677,11 @@ static bool tls_buffer(SSL *ssl, BIO *sock, bool write)
 	return true;
 }
 
-static bool tls_buffers(SSL *ssl)
+static bool tls_buffers(SSL *ssl, struct hb_conn *c)
 {
 	BIO *sock = SSL_get_rbio(ssl);
 
-	return tls_buffer(ssl, sock, true) && tls_buffer(ssl, sock, false);
+	return tls_buffer(ssl, sock, true, NULL) && tls_buffer(ssl, sock, false, &c->edge);
 }
 
 int hb_tls_flush(SSL *ssl)
@@ -701,7 +706,7 @@ SSL *hb_tls_new(SSL_CTX *ctx, struct hb_conn *c)
 
 	if (!ssl)
 		return NULL;
-	if (!SSL_set_fd(ssl, c->fd) || !tls_buffers(ssl)) {
+	if (!SSL_set_fd(ssl, c->fd) || !tls_buffers(ssl, c)) {
 		SSL_free(ssl);
 		return NULL;
 	}
