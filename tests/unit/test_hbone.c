@@ -1356,6 +1356,46 @@ Test(hbone, splice_10mib_byte_exact)
 	close(a.fd);
 }
 
+static bool splice_done(void *arg)
+{
+	return ((struct app *)arg)->splice_done;
+}
+
+/*
+ * A short message and its FIN in one go, the application not reading (so nothing else wakes the splice's
+ * socket): the read after a short one is skipped (agent/hbone/tls_edge.c), never once the FIN was reported,
+ * or the end would never be read and the splice would never finish.
+ */
+Test(hbone, splice_short_message_with_its_fin_ends)
+{
+	static const size_t sizes[] = { 1, 100, 60000 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint8_t buf[65536];
+		struct app a;
+		size_t got = 0;
+		ssize_t r;
+
+		app_start(&a, 20 + i, 0);
+		loop_del_fd(fx.loop, a.fd); /* the test writes and reads itself */
+		for (size_t k = 0; k < sizes[i]; k++)
+			buf[k] = hbt_byte(a.seed, k);
+		cr_assert_eq(write(a.fd, buf, sizes[i]), (ssize_t)sizes[i]);
+		shutdown(a.fd, SHUT_WR);
+		cr_assert(hbt_run_until(fx.loop, splice_done, &a, 5000), "%zu bytes and a FIN: the splice never ended",
+			  sizes[i]);
+		cr_expect_eq(a.splice_err, 0);
+		while ((r = read(a.fd, buf + got, sizeof(buf) - got)) > 0)
+			got += (size_t)r;
+		cr_expect_eq(r, 0, "the echo ends with the FIN passed on");
+		cr_expect_eq(got, sizes[i]);
+		for (size_t k = 0; k < got; k++)
+			if (buf[k] != hbt_byte(a.seed, k))
+				cr_assert_fail("byte %zu", k);
+		close(a.fd);
+	}
+}
+
 struct apps {
 	struct app a[200];
 };
