@@ -961,7 +961,8 @@ section_l7hop() {
 # MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_HS (500 handshakes per server and kind), MTLS_PERF
 # (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt}),
 # MTLS_STRACE (set: strace -c -f of both tunnel ends during each stream run, BUILD/bench/mtls-strace-NAME.txt;
-# it slows the tunnel: for system calls per MB, not for throughput).
+# "rr": during the request/response run instead, for system calls per exchange; it slows the tunnel: for
+# system calls, not for throughput or latency).
 
 MTLS_A=10.200.5
 MTLS_B=10.200.6
@@ -1126,7 +1127,9 @@ mtls_measure() {
 			sleep 0.5
 		fi
 		strace_pid=""
-		if [ -n "${MTLS_STRACE:-}" ] && [ "$k" = stream ] && [ $# -gt 0 ]; then # system calls of the tunnel
+		# system calls of the tunnel: during the stream run, or the request/response run with MTLS_STRACE=rr
+		if [ -n "${MTLS_STRACE:-}" ] && [ "$k" = "$([ "$MTLS_STRACE" = rr ] && echo rr || echo stream)" ] &&
+			[ $# -gt 0 ]; then
 			# shellcheck disable=SC2046 # one -p per PID
 			timeout -k 5 60 strace -c -f -qq -o "$BUILD/bench/mtls-strace-$name.txt" $(printf -- '-p %s ' "$@") &
 			strace_pid=$!
