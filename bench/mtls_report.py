@@ -8,6 +8,7 @@ import sys
 
 out, rows_file, hs_file, hbhs_file, tck = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 suite, group, hap_v, ossl_v, kernel, cpu, nproc, tree, load, cpu_app, cpu_tun, secs = sys.argv[6:18]
+slices_file = sys.argv[18]
 hbone_hs = json.load(open(hbhs_file))
 
 results = {}
@@ -29,6 +30,11 @@ for line in open(rows_file):
 
 def base(name):
     return name.split(".")[0]
+
+
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
 def ok(name):
@@ -138,9 +144,44 @@ if len(goals) > 1:  # the median over rounds of each ratio (each round's targets
               "added_rr_p50_one_cpu_vs_haproxy", "new_conns_without_handshake"):
         v = sorted(g[k] for g in goals.values() if g.get(k) is not None)
         if v:
-            med[k] = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+            med[k] = median(v)
     goals["median"] = med
     print("  median over %d rounds: %s" % (len(goals) - 1, "; ".join("%s %.2f" % kv for kv in med.items())))
+
+
+
+# Request/response in interleaved slices (scripts/bench.sh mtls_rr_slices): per slice the added p50 of each
+# tunnel over plaintext's p50 of the same slice; the ratio per slice, its median, and the ratio of the medians.
+slices = {}
+for line in open(slices_file):
+    j = json.loads(line)
+    slices.setdefault(j["slice"], {})[j["target"]] = j["run"]
+rr_slices = None
+ratios, added = [], {"xmesh": [], "haproxy": []}
+for i, sl in sorted(slices.items()):
+    if all(t in sl and "error" not in sl[t] for t in ("plain", "haproxy", "xmesh")):
+        xa = sl["xmesh"]["p50_us"] - sl["plain"]["p50_us"]
+        ha = sl["haproxy"]["p50_us"] - sl["plain"]["p50_us"]
+        added["xmesh"].append(xa)
+        added["haproxy"].append(ha)
+        if ha > 0:
+            ratios.append(xa / ha)
+if ratios:
+    rr_slices = {"slices": len(ratios), "exchanges_per_slice": slices[min(slices)]["plain"].get("count"),
+                 "ratio_per_slice": ratios, "added_rr_p50_vs_haproxy_median_of_slices": median(ratios),
+                 "added_rr_p50_us_median": {k: median(v) for k, v in added.items()},
+                 "slices_at_or_below_1": sum(r <= 1.0 for r in ratios)}
+    rr_slices["added_rr_p50_vs_haproxy_of_medians"] = (rr_slices["added_rr_p50_us_median"]["xmesh"] /
+                                                       rr_slices["added_rr_p50_us_median"]["haproxy"])
+    print("  interleaved request/response, %d slices of %s exchanges: added RR p50 over plaintext, medians xmesh"
+          " %.0f us, HAProxy %.0f us: %.2fx (goal <= 1.0: %s); per slice %s (median %.2fx, %d of %d <= 1.0)" % (
+              len(ratios), rr_slices["exchanges_per_slice"], rr_slices["added_rr_p50_us_median"]["xmesh"],
+              rr_slices["added_rr_p50_us_median"]["haproxy"], rr_slices["added_rr_p50_vs_haproxy_of_medians"],
+              "met" if rr_slices["added_rr_p50_vs_haproxy_of_medians"] <= 1.0 else "NOT met",
+              ", ".join("%.2f" % r for r in ratios), rr_slices["added_rr_p50_vs_haproxy_median_of_slices"],
+              rr_slices["slices_at_or_below_1"], len(ratios)))
+elif slices:
+    print("  interleaved request/response: no complete slice (%s)" % json.dumps(slices)[:300])
 
 print()
 print("  handshakes from node A   count  resumed  server CPU/handshake  client CPU/handshake")
@@ -165,7 +206,8 @@ if hbone_hs:
               hbone_hs["n"], f["client_us"], f["server_us"], r["client_us"], r["server_us"],
               (r["client_us"] + r["server_us"]) / (f["client_us"] + f["server_us"])))
 
-json.dump({"targets": results, "goals": goals, "handshakes": handshakes, "hbone_handshake": hbone_hs,
+json.dump({"targets": results, "goals": goals, "rr_interleaved": rr_slices, "handshakes": handshakes,
+           "hbone_handshake": hbone_hs,
            "tls": {"ciphersuite": suite, "group": group},
            "env": {"haproxy": hap_v, "openssl": ossl_v, "kernel": kernel, "cpu": cpu, "nproc": int(nproc),
                    "tree": tree, "loadavg": load, "cpu_app": int(cpu_app), "cpu_tunnel": int(cpu_tun),

@@ -958,7 +958,8 @@ section_l7hop() {
 # Pinning (2 CPUs): clients and the server pod on CPU MTLS_CPU_APP (0), both ends of each tunnel (the agents,
 # the HAProxies) on MTLS_CPU_TUNNEL (1); for one more request/response run (rr1) the tunnel's processes are moved
 # to CPU MTLS_CPU_APP (taskset -a -p) and back. Options (env): MTLS_SECS (3), MTLS_RR (10000), MTLS_CONNS (2000),
-# MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_HS (500 handshakes per server and kind), MTLS_PERF
+# MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_RR_SLICES (10) of MTLS_RR_SLICE (1000) exchanges
+# (request/response with the three targets interleaved, after the rounds; 0: none), MTLS_HS (500 handshakes per server and kind), MTLS_PERF
 # (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt}),
 # MTLS_STRACE (set: strace -c -f of both tunnel ends during each stream run, BUILD/bench/mtls-strace-NAME.txt;
 # "rr": during the request/response run instead, for system calls per exchange; it slows the tunnel: for
@@ -1219,6 +1220,25 @@ mtls_b_streams() { # HBONE streams agent B opened to its pods so far (xmesh stat
 		echo 0
 }
 
+mtls_rr_slices() { # one JSON line per (slice, target): {"slice":I,"target":T,"run":RR_JSON}
+	local i t order out
+	for ((i = 1; i <= ${MTLS_RR_SLICES:-10}; i++)); do
+		order="plain haproxy xmesh"
+		((i % 2)) || order="xmesh haproxy plain"
+		for t in $order; do
+			case $t in
+			plain) out=$(mtls_in_cli - "$BUILD/bench/mtls" rr --addr "$MTLS_SRV" --count "${MTLS_RR_SLICE:-1000}" \
+				--warmup 100 2>&1) ;;
+			haproxy) out=$(mtls_in_cli - "$BUILD/bench/mtls" rr --addr "$MTLS_A.1:9001" \
+				--count "${MTLS_RR_SLICE:-1000}" --warmup 100 2>&1) ;;
+			xmesh) out=$(mtls_in_cli "$CG/mesh-a" "$BUILD/bench/mtls" rr --addr "$MTLS_SRV" \
+				--count "${MTLS_RR_SLICE:-1000}" --warmup 100 2>&1) ;;
+			esac || out=$(python3 -c 'import json, sys; print(json.dumps({"error": " ".join(sys.argv[1].split())[:300]}))' "$out")
+			printf '{"slice":%d,"target":"%s","run":%s}\n' "$i" "$t" "$out"
+		done
+	done
+}
+
 section_mtls() {
 	local n name target round addr cg pids err rows="$TMP/mtls-rows" suite group
 	for n in haproxy openssl curl python3; do
@@ -1316,6 +1336,15 @@ section_mtls() {
 		done
 	done
 
+	# Request/response in slices, the targets interleaved (MTLS_RR_SLICES of MTLS_RR_SLICE exchanges each, the
+	# order turned every slice): each target's p50 then comes from the same minutes as the others', so the
+	# VM's drift (idle-vCPU wake-ups, other tenants) falls on all alike, unlike the rounds' back-to-back runs.
+	: >"$TMP/mtls-rr-slices.res"
+	if [ "$(grep -c $'\tok\t' "$rows")" -ge 3 ] && [ "${MTLS_RR_SLICES:-10}" -gt 0 ]; then
+		log "mtls: request/response in ${MTLS_RR_SLICES:-10} interleaved slices of ${MTLS_RR_SLICE:-1000}"
+		mtls_rr_slices >>"$TMP/mtls-rr-slices.res"
+	fi
+
 	# Handshake CPU: MTLS_HS handshakes from node A against each server, full then resumed.
 	: >"$TMP/mtls-hs.res"
 	for n in full resumed; do
@@ -1335,7 +1364,8 @@ section_mtls() {
 		"$(haproxy -v 2>/dev/null | head -n 1)" "$(openssl version)" "$(uname -r)" \
 		"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
 		"$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(cat /proc/loadavg)" \
-		"$MTLS_CPU_APP" "$MTLS_CPU_TUNNEL" "${MTLS_SECS:-3}" <bench/mtls_report.py || die "mtls: report"
+		"$MTLS_CPU_APP" "$MTLS_CPU_TUNNEL" "${MTLS_SECS:-3}" "$TMP/mtls-rr-slices.res" <bench/mtls_report.py ||
+		die "mtls: report"
 }
 # END section mtls
 
