@@ -14,6 +14,7 @@
 #include "core/strbuf.h"
 #include "daemon/daemon.h"
 #include "daemon/module.h"
+#include "daemon/plain_sweep.h"
 #include "datapath/peer_auth.h"
 #include "metrics/peer_auth_metrics.h"
 
@@ -23,6 +24,7 @@ struct peer_auth_mod {
 	/* Whose plaintext AuthorizationPolicy table xm_authz_plain holds (a table too big keeps the one before). */
 	struct xm_snapshot *published_authz;
 	bool enforcing; /* a STRICT port or a plaintext denial was seen: veths are watched from then on */
+	struct plain_sweeper *sweeper; /* closes established connections a change denies; NULL: could not start */
 };
 
 static int peer_auth_mod_init(struct xm_agent *a, void **state)
@@ -39,8 +41,23 @@ static int peer_auth_mod_init(struct xm_agent *a, void **state)
 		free(m);
 		return err;
 	}
+	m->sweeper = plain_sweeper_new(NULL);
+	if (!m->sweeper)
+		log_warn("peerauthentication: established plaintext connections will not be closed when a policy "
+			 "change denies them (no sweeper: %s)",
+			 strerror(errno));
 	*state = m;
 	return 0;
+}
+
+static bool mtls_same(const struct xm_mtls_table *a, const struct xm_mtls_table *b)
+{
+	return a->n == b->n && (!a->n || !memcmp(a->items, b->items, a->n * sizeof(*a->items)));
+}
+
+static bool authz_same(const struct xm_authz_plain_table *a, const struct xm_authz_plain_table *b)
+{
+	return a->n == b->n && (!a->n || !memcmp(a->items, b->items, a->n * sizeof(*a->items)));
 }
 
 static void scan(struct peer_auth_mod *m)
@@ -56,6 +73,7 @@ static void scan(struct peer_auth_mod *m)
 static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
 {
 	struct peer_auth_mod *m = state;
+	bool changed;
 	int err;
 
 	/* Attach before the first entry is published: a STRICT port or a denied client is never served unguarded. */
@@ -67,21 +85,31 @@ static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
 	}
 	if (m->enforcing)
 		scan(m);
+	/*
+	 * What the kernel refuses changed (STRICT ports, plaintext AuthorizationPolicy): the connections it let
+	 * in before are judged again once the new tables are in the maps (docs/mtls.md "Closing what a change
+	 * denies"). Unknown before (a start, a failed sync): judged as well.
+	 */
+	changed = !m->published || !mtls_same(&m->published->mtls, &next->mtls) ||
+		  (!next->authz_plain_err &&
+		   (!m->published_authz || !authz_same(&m->published_authz->authz_plain, &next->authz_plain)));
 	err = peer_auth_dp_sync_local(&m->dp, m->published ? &m->published->local : NULL, &next->local);
 	if (peer_auth_dp_sync(&m->dp, m->published ? &m->published->mtls : NULL, &next->mtls))
 		err = -EIO;
 	snapshot_put(m->published);
 	m->published = err ? NULL : snapshot_get(next);
-	if (next->authz_plain_err) /* logged by the build; the kernel keeps judging by the previous table */
-		return err;
-	if (peer_auth_dp_sync_authz(&m->dp, m->published_authz ? &m->published_authz->authz_plain : NULL,
-				    &next->authz_plain)) {
+	if (!next->authz_plain_err) { /* else logged by the build; the kernel keeps judging by the previous table */
+		if (peer_auth_dp_sync_authz(&m->dp, m->published_authz ? &m->published_authz->authz_plain : NULL,
+					    &next->authz_plain)) {
+			snapshot_put(m->published_authz);
+			m->published_authz = NULL;
+			return -EIO;
+		}
 		snapshot_put(m->published_authz);
-		m->published_authz = NULL;
-		return -EIO;
+		m->published_authz = snapshot_get(next);
 	}
-	snapshot_put(m->published_authz);
-	m->published_authz = snapshot_get(next);
+	if (!err && changed && m->sweeper && (next->mtls.n || next->authz_plain.n))
+		plain_sweeper_request(m->sweeper, next);
 	return err;
 }
 
@@ -110,6 +138,8 @@ static void peer_auth_mod_status(void *state, const struct xm_snapshot *cur, boo
 			  "peerauthentication: %zu pod port entries with STRICT, %zu AuthorizationPolicy entries for "
 			  "plaintext, TC egress on %zu veth(s)\n",
 			  m->dp.n_entries, m->dp.n_authz_entries, m->dp.n_attached);
+	if (m->sweeper)
+		plain_sweeper_status(m->sweeper, json, out);
 }
 
 static void peer_auth_mod_collect(void *state, const struct xm_snapshot *cur, struct xm_scrape *sc)
@@ -118,12 +148,23 @@ static void peer_auth_mod_collect(void *state, const struct xm_snapshot *cur, st
 
 	peer_auth_metrics_collect(peer_auth_dp_rejected_fd(&m->dp), cur, sc);
 	authz_plain_metrics_collect(peer_auth_dp_authz_denied_fd(&m->dp), cur, sc);
+	if (m->sweeper) {
+		struct plain_close_count *v;
+		struct plain_sweep_problems p;
+		size_t n;
+
+		if (!plain_sweeper_counts(m->sweeper, &v, &n, &p)) {
+			authz_plain_closed_metrics_collect(v, n, &p, cur, sc);
+			free(v);
+		}
+	}
 }
 
 static void peer_auth_mod_close(void *state)
 {
 	struct peer_auth_mod *m = state;
 
+	plain_sweeper_free(m->sweeper); /* first: a running sweep holds a snapshot, never the maps */
 	snapshot_put(m->published);
 	snapshot_put(m->published_authz);
 	peer_auth_dp_close(&m->dp);
