@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Closing established plaintext connections with real sockets, each test in network namespaces of its own
+ * (the test process unshares one: "the node"): sock_diag's dump and SOCK_DESTROY of an accepted dual-stack
+ * connection (v4-mapped), and a whole sweep: a "pod" namespace behind a veth, found through a namespace file
+ * (its link-netnsid), its connections judged against a snapshot's tables, the denied one destroyed (its client
+ * sees a reset), the allowed one and the pod's own outbound connection left alone, and the close counted.
+ * Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN): the unit tests run as root on this machine.
+ */
+#include "test_config.h"
+
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "compile/snapshot.h"
+#include "daemon/plain_sweep.h"
+#include "datapath/nl_raw.h"
+#include "datapath/sock_diag.h"
+
+static void new_netns(void)
+{
+	cr_assert_eq(unshare(CLONE_NEWNET), 0, "unshare(CLONE_NEWNET): %s (the unit tests need root)", strerror(errno));
+	cr_assert_eq(system("ip link set lo up"), 0);
+}
+
+/* A listening TCP socket on [::]:port (dual-stack), or on addr (IPv4) when given. */
+static int listener(const char *addr, uint16_t port)
+{
+	int one = 1, off = 0, fd;
+
+	if (addr) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		inet_pton(AF_INET, addr, &a.sin_addr);
+		cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind %s: %s", addr, strerror(errno));
+	} else {
+		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+
+		fd = socket(AF_INET6, SOCK_STREAM, 0);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	cr_assert_eq(listen(fd, 8), 0);
+	return fd;
+}
+
+/* A connected TCP client from src (NULL: any) to dst:port. */
+static int client(const char *src, const char *dst, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (src) {
+		struct sockaddr_in b = { .sin_family = AF_INET };
+
+		inet_pton(AF_INET, src, &b.sin_addr);
+		cr_assert_eq(bind(fd, (struct sockaddr *)&b, sizeof(b)), 0, "bind %s: %s", src, strerror(errno));
+	}
+	inet_pton(AF_INET, dst, &a.sin_addr);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect %s: %s", dst, strerror(errno));
+	return fd;
+}
+
+/* What a read on fd ends with within 1 s: 0 (EOF), -errno, or 1 (data or nothing: still open). */
+static int read_outcome(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+	ssize_t n;
+
+	if (poll(&p, 1, 1000) <= 0)
+		return 1;
+	n = recv(fd, &c, 1, MSG_DONTWAIT);
+	return n < 0 ? -errno : n == 0 ? 0 : 1;
+}
+
+struct found {
+	uint16_t port;
+	int n;
+	struct xm_diag_sock s;
+};
+
+static int find_port(const struct xm_diag_sock *s, void *arg)
+{
+	struct found *f = arg;
+
+	if (s->state == TCP_ESTABLISHED && ntohs(s->id.idiag_sport) == f->port) {
+		f->s = *s;
+		f->n++;
+	}
+	return 0;
+}
+
+Test(plain_sweep, sock_diag_dumps_and_destroys_an_accepted_v4_mapped_connection)
+{
+	int l, c, a, fd;
+	struct found f = { .port = 9080 };
+
+	new_netns();
+	l = listener(NULL, 9080);
+	c = client(NULL, "127.0.0.1", 9080);
+	a = accept(l, NULL, NULL);
+	cr_assert_geq(a, 0);
+	fd = nl_raw_open(NETLINK_SOCK_DIAG);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(sock_diag_dump_tcp(fd, AF_INET6, 1u << TCP_ESTABLISHED, find_port, &f), 0);
+	cr_assert_eq(f.n, 1, "the accepted socket once in the AF_INET6 dump, got %d", f.n);
+	cr_assert_eq(f.s.family, AF_INET6);
+	cr_assert_eq(((uint8_t *)f.s.id.idiag_dst)[10], 0xff, "a v4-mapped peer");
+	cr_assert_eq(sock_diag_destroy_tcp(fd, &f.s), 0);
+	cr_assert_eq(read_outcome(c), -ECONNRESET, "the client sees a reset");
+	cr_assert_eq(read_outcome(a), -ECONNABORTED, "the pod's application sees ECONNABORTED");
+	cr_assert_eq(sock_diag_destroy_tcp(fd, &f.s), -ENOENT, "gone");
+	close(fd);
+	close(a);
+	close(c);
+	close(l);
+}
+
+/* Runs in the child, in the "pod" namespace: sockets, then what became of them. */
+static int pod_side(int go, int ready, int check)
+{
+	char b;
+	int l, out_l, denied, allowed, outbound, r1, r2, r3;
+
+	if (read(go, &b, 1) != 1 || system("ip link set lo up && ip addr add 10.2.0.7/32 dev lo && "
+					   "ip addr add 10.3.0.7/32 dev lo && ip addr add 10.1.0.5/24 dev eth0 && "
+					   "ip link set eth0 up && ip addr add 10.2.0.9/32 dev lo"))
+		return 10;
+	l = listener(NULL, 9080);
+	out_l = listener("10.2.0.9", 7000); /* the peer of the pod's outbound connection: in the denied CIDR */
+	denied = client("10.2.0.7", "10.1.0.5", 9080);
+	allowed = client("10.3.0.7", "10.1.0.5", 9080);
+	outbound = client("10.1.0.5", "10.2.0.9", 7000); /* the pod as the client: never judged */
+	if (accept(l, NULL, NULL) < 0 || accept(l, NULL, NULL) < 0 || accept(out_l, NULL, NULL) < 0)
+		return 11;
+	if (write(ready, "r", 1) != 1 || read(check, &b, 1) != 1)
+		return 12;
+	r1 = read_outcome(denied);
+	r2 = read_outcome(allowed);
+	r3 = read_outcome(outbound);
+	return r1 == -ECONNRESET && r2 == 1 && r3 == 1 ? 0 : 20 + (r1 != -ECONNRESET) + 2 * (r2 != 1) + 4 * (r3 != 1);
+}
+
+#define POD_WEB                                                                                                        \
+	"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: default\n  labels:\n    app: web\n"      \
+	"spec:\n  nodeName: n\n  serviceAccountName: web\nstatus:\n  podIP: 10.1.0.5\n"
+#define DENY_10_2                                                                                                      \
+	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-2\n  namespace: "   \
+	"default\nspec:\n  selector: {matchLabels: {app: web}}\n  action: DENY\n  rules:\n  - from:\n    - source:\n"  \
+	"        ipBlocks: [10.2.0.0/16]\n"
+
+Test(plain_sweep, a_sweep_destroys_the_denied_connection_of_a_pod_found_by_its_veth)
+{
+	int go[2], ready[2], check[2], status;
+	char dir[] = "/tmp/xm-netns-XXXXXX", link[64], target[64], cmd[160], b;
+	const char *dirs[] = { dir, NULL };
+	struct plain_close_count *v;
+	struct plain_sweep_problems p;
+	struct plain_sweeper *sw;
+	struct xm_snapshot *s;
+	struct xm_config cfg;
+	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
+	char *path = temp_yaml(POD_WEB DENY_10_2);
+	const char *paths[] = { path };
+	size_t n;
+	pid_t pid;
+	int err;
+
+	load_clean(paths, 1, &cfg);
+	unlink(path);
+	free(path);
+	s = snapshot_build(&cfg, &opts, &err);
+	config_free(&cfg);
+	cr_assert_not_null(s);
+	cr_assert_gt(s->authz_plain.n, 0);
+
+	new_netns(); /* the node */
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(ready), 0);
+	cr_assert_eq(pipe(check), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNET))
+			_exit(9);
+		_exit(pod_side(go[0], ready[1], check[0]));
+	}
+	usleep(100000); /* the child's unshare */
+	snprintf(cmd, sizeof(cmd),
+		 "ip link add vpod type veth peer name eth0 netns %d && ip link set vpod up && "
+		 "ip addr add 10.1.0.1/24 dev vpod",
+		 (int)pid);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	cr_assert_neq(mkdtemp(dir), NULL);
+	snprintf(link, sizeof(link), "%s/cni-pod", dir);
+	snprintf(target, sizeof(target), "/proc/%d/ns/net", (int)pid);
+	cr_assert_eq(symlink(target, link), 0);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	cr_assert_eq(read(ready[0], &b, 1), 1, "the pod's sockets");
+
+	sw = plain_sweeper_new(dirs);
+	cr_assert_not_null(sw);
+	plain_sweeper_request(sw, s);
+	plain_sweeper_wait(sw);
+	cr_assert_eq(write(check[1], "c", 1), 1);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	cr_assert_eq(
+	    WEXITSTATUS(status), 0,
+	    "pod side %d (20 + 1: the denied one not reset, 2: the allowed one closed, 4: the outbound one closed)",
+	    WEXITSTATUS(status));
+	cr_assert_eq(plain_sweeper_counts(sw, &v, &n, &p), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(v[0].n, 1);
+	cr_assert_eq(v[0].port, 9080);
+	cr_assert_not(v[0].strict);
+	cr_assert_eq(v[0].policy, authz_policy_id("default", "deny-2"));
+	cr_assert_eq(p.netns_not_found, 0);
+	cr_assert_eq(p.destroy_unsupported + p.destroy_failed, 0);
+	free(v);
+	plain_sweeper_free(sw);
+	snapshot_put(s);
+	unlink(link);
+	rmdir(dir);
+}
+
+Test(plain_sweep, a_pod_without_a_namespace_is_counted_not_fatal)
+{
+	char dir[] = "/tmp/xm-netns-XXXXXX";
+	const char *dirs[] = { dir, NULL };
+	struct plain_close_count *v;
+	struct plain_sweep_problems p;
+	struct plain_sweeper *sw;
+	struct xm_snapshot *s;
+	struct xm_config cfg;
+	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
+	char *path = temp_yaml(POD_WEB DENY_10_2);
+	const char *paths[] = { path };
+	size_t n;
+	int err;
+
+	load_clean(paths, 1, &cfg);
+	unlink(path);
+	free(path);
+	s = snapshot_build(&cfg, &opts, &err);
+	config_free(&cfg);
+	cr_assert_not_null(s);
+	new_netns();
+	cr_assert_neq(mkdtemp(dir), NULL);
+	sw = plain_sweeper_new(dirs);
+	cr_assert_not_null(sw);
+	plain_sweeper_request(sw, s);
+	plain_sweeper_request(sw, s); /* coalesced: at most one more sweep */
+	plain_sweeper_wait(sw);
+	cr_assert_eq(plain_sweeper_counts(sw, &v, &n, &p), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_geq(p.netns_not_found, 1);
+	cr_assert_leq(p.netns_not_found, 2);
+	free(v);
+	plain_sweeper_free(sw);
+	snapshot_put(s);
+	rmdir(dir);
+}
