@@ -100,3 +100,66 @@ bool plain_pods_has(const struct xm_local_ip_key *set, size_t n, const struct xm
 {
 	return n && bsearch(k, set, n, sizeof(*k), ip_key_cmp);
 }
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= ((const uint8_t *)p)[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/*
+ * A digest per pod of pods (sorted, n) of its entries in r, in table order (the tables are sorted: the order of
+ * one pod's entries is canonical). A pod without entries keeps the offset basis.
+ */
+static void digests(const struct plain_rules *r, const struct xm_local_ip_key *pods, size_t n, uint64_t *h)
+{
+	for (size_t i = 0; i < n; i++)
+		h[i] = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; r->mtls && i < r->mtls->n; i++) {
+		const struct xm_mtls_entry *e = &r->mtls->items[i];
+		struct xm_local_ip_key k = ip_key(e->key.family, &e->key.addr);
+		const struct xm_local_ip_key *at = n ? bsearch(&k, pods, n, sizeof(k), ip_key_cmp) : NULL;
+
+		if (at)
+			h[at - pods] = fnv(h[at - pods], e, sizeof(*e));
+	}
+	for (size_t i = 0; r->authz && i < r->authz->n; i++) {
+		const struct xm_authz_plain_entry *e = &r->authz->items[i];
+		struct xm_local_ip_key k = ip_key(e->key.family, &e->key.dst);
+		const struct xm_local_ip_key *at = n ? bsearch(&k, pods, n, sizeof(k), ip_key_cmp) : NULL;
+
+		if (at)
+			h[at - pods] = fnv(fnv(h[at - pods], "a", 1), e, sizeof(*e));
+	}
+}
+
+long plain_rules_changed_pods(const struct plain_rules *old, const struct plain_rules *next,
+			      struct xm_local_ip_key **out)
+{
+	long n = plain_rules_pods(next, out);
+	uint64_t *a, *b;
+	size_t u = 0;
+
+	if (n <= 0 || !old)
+		return n;
+	a = calloc((size_t)n, sizeof(*a));
+	b = calloc((size_t)n, sizeof(*b));
+	if (!a || !b) {
+		free(a);
+		free(b);
+		free(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	digests(old, *out, (size_t)n, a);
+	digests(next, *out, (size_t)n, b);
+	for (size_t i = 0; i < (size_t)n; i++)
+		if (a[i] != b[i])
+			(*out)[u++] = (*out)[i];
+	free(a);
+	free(b);
+	return (long)u;
+}

@@ -52,6 +52,14 @@ enum plain_verdict plain_judge(const struct plain_rules *r, uint8_t family, cons
  */
 long plain_rules_pods(const struct plain_rules *r, struct xm_local_ip_key **out);
 
+/*
+ * Of the pods next guards (plain_rules_pods), those whose STRICT or AuthorizationPolicy entries differ from
+ * old's (NULL: all): the only ones whose connections a change can newly refuse (an entry names its pod, and a
+ * same-node client whose identity matters has a /32 entry of its own). Same contract as plain_rules_pods.
+ */
+long plain_rules_changed_pods(const struct plain_rules *old, const struct plain_rules *next,
+			      struct xm_local_ip_key **out);
+
 /* Whether k is in the sorted set of n keys. */
 bool plain_pods_has(const struct xm_local_ip_key *set, size_t n, const struct xm_local_ip_key *k);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compile/plain_judge.h"
 #include "compile/snapshot.h"
 #include "core/log.h"
 #include "core/strbuf.h"
@@ -50,14 +51,26 @@ static int peer_auth_mod_init(struct xm_agent *a, void **state)
 	return 0;
 }
 
-static bool mtls_same(const struct xm_mtls_table *a, const struct xm_mtls_table *b)
+/*
+ * After next's tables are in the maps: the pods whose STRICT or AuthorizationPolicy entries changed since old
+ * (NULL: unknown, all guarded pods) get their established connections judged again (docs/mtls.md "Closing
+ * what a change denies").
+ */
+static void sweep_changed(struct peer_auth_mod *m, const struct xm_snapshot *old, struct xm_snapshot *next)
 {
-	return a->n == b->n && (!a->n || !memcmp(a->items, b->items, a->n * sizeof(*a->items)));
-}
+	struct plain_rules o = { .authz = old ? &old->authz_plain : NULL, .mtls = old ? &old->mtls : NULL },
+			   n = { .authz = &next->authz_plain, .mtls = &next->mtls };
+	struct xm_local_ip_key *pods;
+	long changed;
 
-static bool authz_same(const struct xm_authz_plain_table *a, const struct xm_authz_plain_table *b)
-{
-	return a->n == b->n && (!a->n || !memcmp(a->items, b->items, a->n * sizeof(*a->items)));
+	if (!m->sweeper || (!next->mtls.n && !next->authz_plain.n))
+		return;
+	changed = plain_rules_changed_pods(old ? &o : NULL, &n, &pods);
+	if (changed > 0)
+		plain_sweeper_request(m->sweeper, next, pods, (size_t)changed);
+	else if (changed < 0)
+		log_warn("peerauthentication: out of memory: established plaintext connections not judged again");
+	free(pods);
 }
 
 static void scan(struct peer_auth_mod *m)
@@ -73,7 +86,7 @@ static void scan(struct peer_auth_mod *m)
 static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
 {
 	struct peer_auth_mod *m = state;
-	bool changed;
+	struct xm_snapshot *before;
 	int err;
 
 	/* Attach before the first entry is published: a STRICT port or a denied client is never served unguarded. */
@@ -85,14 +98,9 @@ static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
 	}
 	if (m->enforcing)
 		scan(m);
-	/*
-	 * What the kernel refuses changed (STRICT ports, plaintext AuthorizationPolicy): the connections it let
-	 * in before are judged again once the new tables are in the maps (docs/mtls.md "Closing what a change
-	 * denies"). Unknown before (a start, a failed sync): judged as well.
-	 */
-	changed = !m->published || !mtls_same(&m->published->mtls, &next->mtls) ||
-		  (!next->authz_plain_err &&
-		   (!m->published_authz || !authz_same(&m->published_authz->authz_plain, &next->authz_plain)));
+	/* What the kernel enforced before (both tables known), to tell which pods' entries change. */
+	before = m->published && m->published_authz && m->published == m->published_authz ? snapshot_get(m->published)
+											  : NULL;
 	err = peer_auth_dp_sync_local(&m->dp, m->published ? &m->published->local : NULL, &next->local);
 	if (peer_auth_dp_sync(&m->dp, m->published ? &m->published->mtls : NULL, &next->mtls))
 		err = -EIO;
@@ -103,13 +111,15 @@ static int peer_auth_mod_apply(void *state, struct xm_snapshot *next)
 					    &next->authz_plain)) {
 			snapshot_put(m->published_authz);
 			m->published_authz = NULL;
+			snapshot_put(before);
 			return -EIO;
 		}
 		snapshot_put(m->published_authz);
 		m->published_authz = snapshot_get(next);
 	}
-	if (!err && changed && m->sweeper && (next->mtls.n || next->authz_plain.n))
-		plain_sweeper_request(m->sweeper, next);
+	if (!err)
+		sweep_changed(m, before, next);
+	snapshot_put(before);
 	return err;
 }
 

@@ -32,8 +32,10 @@ struct plain_sweeper {
 	pthread_mutex_t mu;
 	pthread_cond_t idle;
 	const char *const *dirs;
-	int node_ns;		     /* the agent's network namespace: where each sweep starts */
-	struct xm_snapshot *waiting; /* the next sweep's tables */
+	int node_ns;			      /* the agent's network namespace: where each sweep starts */
+	struct xm_snapshot *waiting;	      /* the next sweep's tables */
+	struct xm_local_ip_key *waiting_pods; /* and the pod addresses it visits: sorted, unique */
+	size_t n_waiting_pods;
 	bool running;
 	/* counts, under mu */
 	struct plain_close_count *counts;
@@ -293,25 +295,27 @@ static void log_missing(const struct sweep_run *r, size_t missing)
 		 missing, first);
 }
 
-/* One sweep against snap's tables, on the calling (sweep) thread: it may end in any pod's namespace. */
-static void sweep(struct plain_sweeper *sw, const struct xm_snapshot *snap)
+/*
+ * One sweep against snap's tables of the pods (sorted, unique; freed here), on the calling (sweep) thread: it
+ * may end in any pod's namespace.
+ */
+static void sweep(struct plain_sweeper *sw, const struct xm_snapshot *snap, struct xm_local_ip_key *pods, size_t n_pods)
 {
-	struct xm_local_ip_key *node_ips = NULL, *pods = NULL;
+	struct xm_local_ip_key *node_ips = NULL;
 	struct plain_rules rules = { .authz = &snap->authz_plain, .mtls = &snap->mtls, .local = &snap->local };
 	struct sweep_run r = { .sw = sw, .rules = &rules };
 	struct pod_netns *ns = NULL;
 	uint64_t t0 = now_ms();
 	size_t n_node = 0, missing = 0;
-	long n_pods, n_ns = 0;
+	long n_ns = 0;
 	bool log_unsupported = false;
 
-	n_pods = plain_rules_pods(&rules, &pods);
-	if (n_pods <= 0) {
+	if (!n_pods) {
 		free(pods);
 		return;
 	}
 	r.pods = pods;
-	r.n_pods = (size_t)n_pods;
+	r.n_pods = n_pods;
 	r.found = calloc(r.n_pods, sizeof(*r.found));
 	/* Still in the agent's namespace: the node's own addresses, and the pods' namespaces */
 	if (!r.found || ns_addrs(&node_ips, &n_node))
@@ -379,14 +383,20 @@ static void *sweep_thread(void *arg)
 	pthread_mutex_lock(&sw->mu);
 	while (sw->waiting) {
 		struct xm_snapshot *snap = sw->waiting;
+		struct xm_local_ip_key *pods = sw->waiting_pods;
+		size_t n_pods = sw->n_waiting_pods;
 
 		sw->waiting = NULL;
+		sw->waiting_pods = NULL;
+		sw->n_waiting_pods = 0;
 		pthread_mutex_unlock(&sw->mu);
-		if (setns(sw->node_ns, CLONE_NEWNET))
+		if (setns(sw->node_ns, CLONE_NEWNET)) {
 			log_warn("authz: closing denied plaintext connections: back to the node's netns: %s",
 				 strerror(errno));
-		else
-			sweep(sw, snap);
+			free(pods);
+		} else {
+			sweep(sw, snap, pods, n_pods);
+		}
 		snapshot_put(snap);
 		pthread_mutex_lock(&sw->mu);
 	}
@@ -396,13 +406,46 @@ static void *sweep_thread(void *arg)
 	return NULL;
 }
 
-void plain_sweeper_request(struct plain_sweeper *sw, struct xm_snapshot *snap)
+/* a ∪ b (both sorted, unique) into a new array; NULL on -ENOMEM. */
+static struct xm_local_ip_key *pods_union(const struct xm_local_ip_key *a, size_t na, const struct xm_local_ip_key *b,
+					  size_t nb, size_t *n)
+{
+	struct xm_local_ip_key *v = malloc((na + nb ? na + nb : 1) * sizeof(*v));
+	size_t i = 0, j = 0;
+
+	*n = 0;
+	if (!v)
+		return NULL;
+	while (i < na || j < nb) {
+		int c = i == na ? 1 : j == nb ? -1 : key_cmp(&a[i], &b[j]);
+
+		v[(*n)++] = c <= 0 ? a[i] : b[j];
+		i += c <= 0;
+		j += c >= 0;
+	}
+	return v;
+}
+
+void plain_sweeper_request(struct plain_sweeper *sw, struct xm_snapshot *snap, const struct xm_local_ip_key *pods,
+			   size_t n_pods)
 {
 	struct xm_snapshot *dropped;
+	struct xm_local_ip_key *merged;
 	pthread_attr_t attr;
 	pthread_t t;
+	size_t n;
 
 	pthread_mutex_lock(&sw->mu);
+	/* A sweep still waiting: the newer tables judge, the pods of both are visited. */
+	merged = pods_union(sw->waiting_pods, sw->n_waiting_pods, pods, n_pods, &n);
+	if (!merged) {
+		pthread_mutex_unlock(&sw->mu);
+		log_warn("authz: closing denied plaintext connections: out of memory, this change is not swept");
+		return;
+	}
+	free(sw->waiting_pods);
+	sw->waiting_pods = merged;
+	sw->n_waiting_pods = n;
 	dropped = sw->waiting;
 	sw->waiting = snapshot_get(snap);
 	if (!sw->running) {
@@ -414,6 +457,9 @@ void plain_sweeper_request(struct plain_sweeper *sw, struct xm_snapshot *snap)
 			log_warn("authz: closing denied plaintext connections: no thread for the sweep");
 			snapshot_put(sw->waiting);
 			sw->waiting = NULL;
+			free(sw->waiting_pods);
+			sw->waiting_pods = NULL;
+			sw->n_waiting_pods = 0;
 		}
 	}
 	pthread_mutex_unlock(&sw->mu);
@@ -470,6 +516,9 @@ void plain_sweeper_free(struct plain_sweeper *sw)
 	pthread_mutex_lock(&sw->mu);
 	snapshot_put(sw->waiting);
 	sw->waiting = NULL;
+	free(sw->waiting_pods);
+	sw->waiting_pods = NULL;
+	sw->n_waiting_pods = 0;
 	while (sw->running)
 		pthread_cond_wait(&sw->idle, &sw->mu);
 	pthread_mutex_unlock(&sw->mu);

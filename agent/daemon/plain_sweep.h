@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <xmesh/sockmap.h>
+
 #include "metrics/peer_auth_metrics.h"
 
 struct xm_snapshot;
@@ -28,8 +30,12 @@ struct strbuf;
  * /proc/thread-self/ns/net). */
 struct plain_sweeper *plain_sweeper_new(const char *const *dirs);
 
-/* Sweeps against snap's tables (a reference is taken) once the running sweep, if any, is done. */
-void plain_sweeper_request(struct plain_sweeper *sw, struct xm_snapshot *snap);
+/*
+ * Sweeps the pods (sorted, unique pod addresses: plain_rules_changed_pods; copied) against snap's tables (a
+ * reference is taken) once the running sweep, if any, is done.
+ */
+void plain_sweeper_request(struct plain_sweeper *sw, struct xm_snapshot *snap, const struct xm_local_ip_key *pods,
+			   size_t n_pods);
 
 /* The counts so far (a copy into *out, malloc'd; n in *n) and the problems. Thread-safe. 0 or -ENOMEM. */
 int plain_sweeper_counts(struct plain_sweeper *sw, struct plain_close_count **out, size_t *n,

@@ -164,5 +164,9 @@ closed_within ext-pb81b "$t0" 1000
 still_alive pc-pb81
 n=$(closed pb 9081 strict)
 [ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9081,policy=strict} is $n, want 1: $(scrape | grep closed_total)"
+# only pb's entries changed: only pb is swept (sa's connections are not judged again)
+out=$(grep 'plaintext connections after the policy change' "$XMT_AGENT_LOG" | tail -n 1)
+[[ "$out" == *" judged, 1 closed, 1 pod address(es) in "* ]] || xmt_fail "the STRICT sweep: $out, want 1 closed of 1 pod"
+xmt_note "$out"
 
 xmt_pass "established plaintext connections a policy change denies are reset within 1 s (DENY, ALLOW, STRICT); allowed ones, the node's and a same-node mesh pod's keep echoing; counted per policy"

@@ -183,3 +183,32 @@ Test(plain_judge, ipv6_longest_prefix)
 	cr_assert_eq(judge(&r, "fd00:1::5", 80, "fd00:8::1", &policy), PLAIN_ALLOWED);
 	snapshot_put(s);
 }
+
+/* A sweep after a change visits only the pods whose entries changed; after a start (no old tables) all. */
+Test(plain_judge, changed_pods_are_those_whose_entries_differ)
+{
+#define DENY_OF(app, cidr)                                                                                             \
+	AP("deny-" app, "  selector: {matchLabels: {app: " app "}}\n  action: DENY\n  rules:\n  - from:\n"             \
+			"    - source:\n        ipBlocks: [" cidr "]\n")
+	struct xm_snapshot *a = snap(NODE POD("web", "web", "10.1.0.5") POD("api", "api", "10.1.0.6")
+					 DENY_OF("web", "10.2.0.0/16") DENY_OF("api", "10.3.0.0/16")),
+			   *b = snap(NODE POD("web", "web", "10.1.0.5") POD("api", "api", "10.1.0.6")
+					 DENY_OF("web", "10.4.0.0/16") DENY_OF("api", "10.3.0.0/16"));
+	struct plain_rules ra = rules_of(a), rb = rules_of(b);
+	struct xm_local_ip_key *pods;
+	long n;
+
+	n = plain_rules_changed_pods(NULL, &rb, &pods);
+	cr_assert_eq(n, 2);
+	free(pods);
+	n = plain_rules_changed_pods(&ra, &rb, &pods);
+	cr_assert_eq(n, 1, "only web's entries changed");
+	cr_assert_eq(pods[0].addr.bytes[3], 5);
+	free(pods);
+	n = plain_rules_changed_pods(&rb, &rb, &pods);
+	cr_assert_eq(n, 0);
+	free(pods);
+	snapshot_put(a);
+	snapshot_put(b);
+#undef DENY_OF
+}
