@@ -475,9 +475,9 @@ int plain_sweeper_counts(struct plain_sweeper *sw, struct plain_close_count **ou
 	*n = sw->n_counts;
 	*p = sw->problems;
 	*out = malloc((sw->n_counts ? sw->n_counts : 1) * sizeof(**out));
-	if (*out)
+	if (*out && sw->n_counts) /* counts is NULL until the first close */
 		memcpy(*out, sw->counts, sw->n_counts * sizeof(**out));
-	else
+	else if (!*out)
 		err = -ENOMEM;
 	pthread_mutex_unlock(&sw->mu);
 	return err;
