@@ -150,6 +150,15 @@ xmt_note "$(grep 'plaintext connections after' "$XMT_AGENT_LOG" | tail -n 1)"
 out=$(scrape | grep '^xmesh_authz_plaintext_close_failures_total' | awk '$2 != 0')
 [ -z "$out" ] || xmt_fail "sweep failures: $out"
 
+XMT_SUBTEST="status"
+out=$(xmx_status b)
+grep -E '^plaintext sweeps: 1 \(6 connections judged, 3 closed\)' <<<"$out" >/dev/null ||
+	xmt_fail "status: $(grep -i sweep <<<"$out")"
+out=$(timeout -k 5 20 "$XMESH" status --json --admin "$XMT_TMP/admin-b.sock" |
+	python3 -c 'import json, sys; s = json.load(sys.stdin)["plaintext_sweeps"]; print(s["sweeps"], s["closed"])') ||
+	xmt_fail "status --json: no plaintext_sweeps or not JSON"
+[ "$out" = "1 3" ] || xmt_fail "status --json plaintext_sweeps: $out, want 1 sweep, 3 closed"
+
 XMT_SUBTEST="new connections still refused in the kernel"
 out=$(xmt_nsrun ext "$XM_CLIENT" refuse --addr "$PB:9080" --timeout-ms 2000 2>&1) ||
 	xmt_fail "ext -> $PB:9080 was not refused: $out"
