@@ -44,7 +44,11 @@ struct plain_sweeper {
 	uint64_t sweeps, judged, closed, last_ms, last_judged, last_closed;
 	size_t last_netns, last_pods, last_missing;
 	bool unsupported_logged;
+	uint64_t missing_logged_ms; /* when pods without a namespace were last logged (sweep threads only) */
 };
+
+/* Pods whose namespace is not found are counted every sweep, logged at most once a minute. */
+#define MISSING_LOG_MS 60000
 
 struct plain_sweeper *plain_sweeper_new(const char *const *dirs)
 {
@@ -360,8 +364,10 @@ out:
 		    "authz: the kernel cannot destroy sockets (SOCK_DESTROY: %s; CONFIG_INET_DIAG_DESTROY is off): "
 		    "plaintext connections a policy change denies stay open until they end",
 		    strerror(EOPNOTSUPP));
-	if (missing)
+	if (missing && (!sw->missing_logged_ms || now_ms() - sw->missing_logged_ms >= MISSING_LOG_MS)) {
+		sw->missing_logged_ms = now_ms(); /* sweep threads only, one at a time */
 		log_missing(&r, missing);
+	}
 	log_info("authz: plaintext connections after the policy change: %" PRIu64 " judged, %" PRIu64
 		 " closed, %zu pod address(es) in %ld netns, %zu not found, in %" PRIu64 " ms",
 		 r.judged, r.closed, r.n_pods, n_ns, missing, now_ms() - t0);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int nl_raw_open(int protocol)
@@ -29,20 +30,24 @@ int nl_raw_request(int fd, struct nlmsghdr *req, nl_raw_fn fn, void *arg)
 	static __thread uint32_t seq;
 	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	bool once = !(req->nlmsg_flags & (NLM_F_DUMP | NLM_F_ACK));
-	long buf[8192 / sizeof(long)];
+	long buf[32768 / sizeof(long)]; /* the kernel's largest dump message batch */
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int stop = 0;
 
 	req->nlmsg_seq = ++seq;
 	if (sendto(fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
 		return -errno;
 	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		ssize_t n = recvmsg(fd, &mh, 0);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (mh.msg_flags & MSG_TRUNC) /* an answer cut short: never judge on part of it */
+			return -EMSGSIZE;
 		for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n); nh = NLMSG_NEXT(nh, n)) {
 			if (nh->nlmsg_seq != req->nlmsg_seq)
 				continue;
