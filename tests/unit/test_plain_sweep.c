@@ -3,8 +3,9 @@
  * Closing established plaintext connections with real sockets, each test in network namespaces of its own
  * (the test process unshares one: "the node"): sock_diag's dump and SOCK_DESTROY of an accepted dual-stack
  * connection (v4-mapped), and a whole sweep: a "pod" namespace behind a veth, found through a namespace file
- * (its link-netnsid), its connections judged against a snapshot's tables, the denied one destroyed (its client
- * sees a reset), the allowed one and the pod's own outbound connection left alone, and the close counted.
+ * (its link-netnsid), its connections judged against a snapshot's tables, the denied ones destroyed (their
+ * clients see a reset) over IPv4 (v4-mapped) and IPv6, the allowed ones and the pod's own outbound connection
+ * left alone, the closes counted; a missing namespace counted; the time a sweep takes.
  * Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN): the unit tests run as root on this machine.
  */
 #include "test_config.h"
@@ -146,29 +147,54 @@ Test(plain_sweep, sock_diag_dumps_and_destroys_an_accepted_v4_mapped_connection)
 	close(l);
 }
 
-/* Runs in the child, in the "pod" namespace: sockets, then what became of them. */
+/* A connected TCP client from src to dst:port over IPv6, or -1. */
+static int client6(const char *src, const char *dst, uint16_t port)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port) }, b = { .sin6_family = AF_INET6 };
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+
+	inet_pton(AF_INET6, src, &b.sin6_addr);
+	inet_pton(AF_INET6, dst, &a.sin6_addr);
+	if (bind(fd, (struct sockaddr *)&b, sizeof(b)) || connect(fd, (struct sockaddr *)&a, sizeof(a)))
+		return -1;
+	return fd;
+}
+
+/*
+ * Runs in the child, in the "pod" namespace (10.1.0.5, fd00:1::5): sockets, then what became of them. Exit 0,
+ * or 20 + a bit per socket whose fate is wrong.
+ */
 static int pod_side(int go, int ready, int check)
 {
 	char b;
-	int l, out_l, denied, allowed, outbound, r1, r2, r3;
+	int l, out_l, fd[5], want[5] = { -ECONNRESET, 1, 1, -ECONNRESET, 1 }, bad = 0;
 
-	if (read(go, &b, 1) != 1 || system("ip link set lo up && ip addr add 10.2.0.7/32 dev lo && "
-					   "ip addr add 10.3.0.7/32 dev lo && ip addr add 10.1.0.5/24 dev eth0 && "
-					   "ip link set eth0 up && ip addr add 10.2.0.9/32 dev lo"))
+	if (read(go, &b, 1) != 1 ||
+	    system("ip link set lo up && ip addr add 10.2.0.7/32 dev lo && ip addr add 10.3.0.7/32 dev lo && "
+		   "ip addr add 10.1.0.5/24 dev eth0 && ip link set eth0 up && ip addr add 10.2.0.9/32 dev lo && "
+		   "ip addr add fd00:1::5/64 dev eth0 nodad && ip addr add fd00:2::7/128 dev lo nodad && "
+		   "ip addr add fd00:3::7/128 dev lo nodad"))
 		return 10;
 	l = listener(NULL, 9080);
 	out_l = listener("10.2.0.9", 7000); /* the peer of the pod's outbound connection: in the denied CIDR */
-	denied = client("10.2.0.7", "10.1.0.5", 9080);
-	allowed = client("10.3.0.7", "10.1.0.5", 9080);
-	outbound = client("10.1.0.5", "10.2.0.9", 7000); /* the pod as the client: never judged */
-	if (accept(l, NULL, NULL) < 0 || accept(l, NULL, NULL) < 0 || accept(out_l, NULL, NULL) < 0)
+	fd[0] = client("10.2.0.7", "10.1.0.5", 9080); /* denied */
+	fd[1] = client("10.3.0.7", "10.1.0.5", 9080);
+	fd[2] = client("10.1.0.5", "10.2.0.9", 7000);	 /* the pod as the client: never judged */
+	fd[3] = client6("fd00:2::7", "fd00:1::5", 9080); /* denied */
+	fd[4] = client6("fd00:3::7", "fd00:1::5", 9080);
+	if (fd[3] < 0 || fd[4] < 0)
+		return 13;
+	for (int i = 0; i < 4; i++)
+		if (accept(l, NULL, NULL) < 0)
+			return 11;
+	if (accept(out_l, NULL, NULL) < 0)
 		return 11;
 	if (write(ready, "r", 1) != 1 || read(check, &b, 1) != 1)
 		return 12;
-	r1 = read_outcome(denied);
-	r2 = read_outcome(allowed);
-	r3 = read_outcome(outbound);
-	return r1 == -ECONNRESET && r2 == 1 && r3 == 1 ? 0 : 20 + (r1 != -ECONNRESET) + 2 * (r2 != 1) + 4 * (r3 != 1);
+	for (int i = 0; i < 5; i++)
+		if (read_outcome(fd[i]) != want[i])
+			bad |= 1 << i;
+	return bad ? 20 + bad : 0;
 }
 
 #define POD_WEB                                                                                                        \
@@ -179,7 +205,15 @@ static int pod_side(int go, int ready, int check)
 	"default\nspec:\n  selector: {matchLabels: {app: web}}\n  action: DENY\n  rules:\n  - from:\n    - source:\n"  \
 	"        ipBlocks: [10.2.0.0/16]\n"
 
-Test(plain_sweep, a_sweep_destroys_the_denied_connection_of_a_pod_found_by_its_veth)
+#define POD_WEB_DUAL                                                                                                   \
+	"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: default\n  labels:\n    app: web\n"      \
+	"spec:\n  nodeName: n\n  serviceAccountName: web\nstatus:\n  podIPs: [{ip: 10.1.0.5}, {ip: \"fd00:1::5\"}]\n"
+#define DENY_DUAL                                                                                                      \
+	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-2\n  namespace: "   \
+	"default\nspec:\n  selector: {matchLabels: {app: web}}\n  action: DENY\n  rules:\n  - from:\n    - source:\n"  \
+	"        ipBlocks: [10.2.0.0/16, \"fd00:2::/32\"]\n"
+
+Test(plain_sweep, a_sweep_destroys_the_denied_connections_of_a_dual_stack_pod_found_by_its_veth)
 {
 	int go[2], ready[2], check[2], status;
 	char dir[] = "/tmp/xm-netns-XXXXXX", link[64], target[64], cmd[160], b;
@@ -190,7 +224,7 @@ Test(plain_sweep, a_sweep_destroys_the_denied_connection_of_a_pod_found_by_its_v
 	struct xm_snapshot *s;
 	struct xm_config cfg;
 	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
-	char *path = temp_yaml(POD_WEB DENY_10_2);
+	char *path = temp_yaml(POD_WEB_DUAL DENY_DUAL);
 	const char *paths[] = { path };
 	size_t n;
 	pid_t pid;
@@ -235,16 +269,19 @@ Test(plain_sweep, a_sweep_destroys_the_denied_connection_of_a_pod_found_by_its_v
 	cr_assert_eq(write(check[1], "c", 1), 1);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status));
-	cr_assert_eq(
-	    WEXITSTATUS(status), 0,
-	    "pod side %d (20 + 1: the denied one not reset, 2: the allowed one closed, 4: the outbound one closed)",
-	    WEXITSTATUS(status));
+	cr_assert_eq(WEXITSTATUS(status), 0,
+		     "pod side %d (20 + bits: 1 the denied IPv4 one not reset, 2 the allowed one closed, 4 the "
+		     "outbound one closed, 8 the denied IPv6 one not reset, 16 the allowed IPv6 one closed)",
+		     WEXITSTATUS(status));
 	cr_assert_eq(plain_sweeper_counts(sw, &v, &n, &p), 0);
-	cr_assert_eq(n, 1);
-	cr_assert_eq(v[0].n, 1);
-	cr_assert_eq(v[0].port, 9080);
-	cr_assert_not(v[0].strict);
-	cr_assert_eq(v[0].policy, authz_policy_id("default", "deny-2"));
+	cr_assert_eq(n, 2, "one close per family of the pod's address");
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(v[i].n, 1);
+		cr_assert_eq(v[i].port, 9080);
+		cr_assert_not(v[i].strict);
+		cr_assert_eq(v[i].policy, authz_policy_id("default", "deny-2"));
+	}
+	cr_assert_neq(v[0].family, v[1].family);
 	cr_assert_eq(p.netns_not_found, 0);
 	cr_assert_eq(p.destroy_unsupported + p.destroy_failed, 0);
 	free(v);
