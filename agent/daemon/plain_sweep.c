@@ -139,15 +139,22 @@ static int ns_addrs(struct xm_local_ip_key **out, size_t *n_out)
 	return 0;
 }
 
+/* The sockets of one namespace: the listeners apart (few), to tell accepted connections cheaply. */
 struct socks {
-	struct xm_diag_sock *v;
-	size_t n, cap;
+	struct xm_diag_sock *v, *listeners;
+	size_t n, cap, n_listeners, cap_listeners;
 };
 
 static int keep_sock(const struct xm_diag_sock *s, void *arg)
 {
 	struct socks *ss = arg;
 
+	if (s->state == TCP_LISTEN) {
+		if (XM_GROW(ss->listeners, ss->cap_listeners, ss->n_listeners + 1))
+			return -ENOMEM;
+		ss->listeners[ss->n_listeners++] = *s;
+		return 0;
+	}
 	if (XM_GROW(ss->v, ss->cap, ss->n + 1))
 		return -ENOMEM;
 	ss->v[ss->n++] = *s;
@@ -160,12 +167,13 @@ static int keep_sock(const struct xm_diag_sock *s, void *arg)
  */
 static bool accepted(const struct socks *ss, const struct xm_diag_sock *s, const struct xm_local_ip_key *local)
 {
-	for (size_t i = 0; i < ss->n; i++) {
-		const struct xm_diag_sock *l = &ss->v[i];
-		struct xm_local_ip_key lk;
-		static const __be32 any[4];
+	static const __be32 any[4];
 
-		if (l->state != TCP_LISTEN || l->id.idiag_sport != s->id.idiag_sport)
+	for (size_t i = 0; i < ss->n_listeners; i++) {
+		const struct xm_diag_sock *l = &ss->listeners[i];
+		struct xm_local_ip_key lk;
+
+		if (l->id.idiag_sport != s->id.idiag_sport)
 			continue;
 		if (!memcmp(l->id.idiag_src, any, l->family == AF_INET ? 4 : 16))
 			return true;
@@ -257,8 +265,6 @@ static void sweep_netns(struct sweep_run *r, const char *name)
 		uint16_t port = ntohs(s->id.idiag_sport);
 		uint32_t policy;
 
-		if (s->state == TCP_LISTEN)
-			continue;
 		local = norm(s->family, s->id.idiag_src);
 		if (!plain_pods_has(r->pods, r->n_pods, &local) || !accepted(&ss, s, &local))
 			continue;
@@ -283,6 +289,7 @@ static void sweep_netns(struct sweep_run *r, const char *name)
 		}
 	}
 	free(ss.v);
+	free(ss.listeners);
 	close(fd);
 }
 
