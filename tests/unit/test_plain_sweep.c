@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -356,20 +357,18 @@ static int many_side(int k, int conns, int go, int ready, int check)
 }
 
 /*
- * The cost of a sweep: 20 pods behind veths, 50 connections each (1,000 judged, 500 denied and destroyed).
- * Printed (cr_log_info); asserted only to finish, and to close exactly the denied ones.
+ * The cost of a sweep of PODS pods behind veths with CONNS connections each, half of them denied. Printed
+ * (cr_log_info); asserted only to finish, and to close exactly the denied ones. XM_SWEEP_CHILD_EHASH=N: the pods'
+ * namespaces get TCP hash tables of their own (net.ipv4.tcp_child_ehash_entries).
  */
-Test(plain_sweep, sweep_time_20_pods_1000_connections, .timeout = 60)
+static void sweep_timed(const int PODS, const int CONNS)
 {
-	enum {
-		PODS = 20,
-		CONNS = 50
-	};
 	struct strbuf yaml = { 0 };
 	char dir[] = "/tmp/xm-netns-XXXXXX", link[64], target[64], cmd[200], b, *path;
 	const char *dirs[] = { dir, NULL }, *paths[1];
-	int go[PODS][2], ready[PODS][2], check[PODS][2], status;
-	pid_t pid[PODS];
+	int(*go)[2] = calloc((size_t)PODS, sizeof(*go)), (*ready)[2] = calloc((size_t)PODS, sizeof(*ready)),
+	(*check)[2] = calloc((size_t)PODS, sizeof(*check)), status;
+	pid_t *pid = calloc((size_t)PODS, sizeof(*pid));
 	struct plain_close_count *v;
 	struct plain_sweep_problems p;
 	struct plain_sweeper *sw;
@@ -412,7 +411,9 @@ Test(plain_sweep, sweep_time_20_pods_1000_connections, .timeout = 60)
 		pid[k] = fork();
 		cr_assert_geq(pid[k], 0);
 		if (pid[k] == 0) {
-			if (unshare(CLONE_NEWNET))
+			struct rlimit fds = { .rlim_cur = 2 * (rlim_t)CONNS + 64, .rlim_max = 2 * (rlim_t)CONNS + 64 };
+
+			if (unshare(CLONE_NEWNET) || (CONNS > 400 && setrlimit(RLIMIT_NOFILE, &fds)))
 				_exit(9);
 			_exit(many_side(k, CONNS, go[k][0], ready[k][1], check[k][0]));
 		}
@@ -455,4 +456,19 @@ Test(plain_sweep, sweep_time_20_pods_1000_connections, .timeout = 60)
 		unlink(link);
 	}
 	rmdir(dir);
+	free(go);
+	free(ready);
+	free(check);
+	free(pid);
+}
+
+Test(plain_sweep, sweep_time_20_pods_1000_connections, .timeout = 60)
+{
+	sweep_timed(20, 50);
+}
+
+/* One busy pod: the cost grows with its connections, linearly. */
+Test(plain_sweep, sweep_time_1_pod_8000_connections, .timeout = 60)
+{
+	sweep_timed(1, 8000);
 }
