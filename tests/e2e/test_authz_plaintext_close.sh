@@ -7,7 +7,8 @@
 # ALLOW of one principal), pd (another service account) to sa (denied), and ones that stay allowed: ext to
 # pb:9081, pc (the allowed principal) to sa, and the node itself to sa. Then STRICT on pb:9081 closes the
 # external host's connection there and keeps pc's (a mesh pod of this node). Each close within 1 s of the
-# config write; counted per pod, port and policy (xmesh_authz_plaintext_closed_total).
+# config write; counted per pod, port and policy (xmesh_authz_plaintext_closed_total). Last, a DENY of pd to pb
+# written while the agent is down: the restarted agent sweeps every guarded pod and closes pd's connection.
 #
 # The two-node topology (xdp_lib.sh), the agent on node B only:
 #               l2: br0
@@ -51,8 +52,9 @@ pod_yaml() { # NAME IP APP SERVICEACCOUNT
 		"    app: $3" "spec:" "  nodeName: nodeb" "  serviceAccountName: $4" "status:" "  podIP: $2"
 }
 
-# config [policies] [strict]: the pods; with "policies" a DENY of the external host to pb:9080 and an ALLOW
-# of sa to the service account "client" only; with "strict" pb:9081 STRICT as well.
+# config [policies] [strict] [deny-pd]: the pods; with "policies" a DENY of the external host to pb:9080 and an
+# ALLOW of sa to the service account "client" only; with "strict" pb:9081 STRICT as well; with "deny-pd" a DENY
+# of pd's service account to pb.
 config() {
 	{
 		pod_yaml sa "$SA" sa server
@@ -69,6 +71,12 @@ config() {
 				"  name: only-client" "  namespace: default" "spec:" "  selector:" "    matchLabels:" \
 				"      app: sa" "  action: ALLOW" "  rules:" "  - from:" "    - source:" \
 				"        principals: [\"cluster.local/ns/default/sa/client\"]"
+		fi
+		if [ "${3:-}" = deny-pd ]; then
+			printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: AuthorizationPolicy" "metadata:" \
+				"  name: deny-pd" "  namespace: default" "spec:" "  selector:" "    matchLabels:" \
+				"      app: pb" "  action: DENY" "  rules:" "  - from:" "    - source:" \
+				"        principals: [\"cluster.local/ns/default/sa/other\"]"
 		fi
 		if [ "${2:-}" = strict ]; then
 			printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
@@ -177,5 +185,23 @@ n=$(closed pb 9081 strict)
 out=$(grep 'plaintext connections after the policy change' "$XMT_AGENT_LOG" | tail -n 1)
 [[ "$out" == *" judged, 1 closed, 1 pod address(es) in "* ]] || xmt_fail "the STRICT sweep: $out, want 1 closed of 1 pod"
 xmt_note "$out"
+
+XMT_SUBTEST="a policy written while the agent was down: its start sweeps every guarded pod"
+kill -TERM "${XMX_AGENTS[0]}"
+wait "${XMX_AGENTS[0]}" || xmt_fail "the agent exited with status $? on SIGTERM"
+XMX_AGENTS=()
+hold pd-pb pd "$PB" 9080 "$XMT_TMP/restarted"
+hold pc-pb pc "$PB" 9080 "$XMT_TMP/restarted"
+config policies strict deny-pd
+xmx_agent b nodeb nodeb up0
+touch "$XMT_TMP/restarted"
+out=$(outcome pd-pb)
+[[ "$out" == "closed how="* ]] || xmt_fail "pd -> pb:9080 was not closed by the restarted agent: $out"
+still_alive pc-pb
+n=$(closed pb 9080 default/deny-pd)
+[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-pd} is $n, want 1: $(scrape | grep closed_total)"
+out=$(grep 'plaintext connections after the policy change' "$XMT_AGENT_LOG" | head -n 1)
+[[ "$out" == *" 1 closed, 2 pod address(es) in "* ]] || xmt_fail "the start's sweep: $out, want 1 closed of 2 pods"
+xmt_note "after a restart: $out"
 
 xmt_pass "established plaintext connections a policy change denies are reset within 1 s (DENY, ALLOW, STRICT); allowed ones, the node's and a same-node mesh pod's keep echoing; counted per policy"
