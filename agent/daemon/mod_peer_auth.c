@@ -3,7 +3,8 @@
  * PeerAuthentication STRICT and AuthorizationPolicy for plaintext clients in the kernel as a module: the TC
  * program on the pods' host-side veths (attached once the config has a STRICT pod port or a pod whose
  * policies deny some plaintext client on this node, and to each veth that appears after), the policy maps in
- * step with each snapshot, xmesh_plaintext_rejected_total and xmesh_authz_plaintext_denied_total.
+ * step with each snapshot, xmesh_plaintext_rejected_total and xmesh_authz_plaintext_denied_total; after a
+ * change, the established plaintext connections it now denies closed (daemon/plain_sweep.h).
  */
 #include <errno.h>
 #include <stdlib.h>
