@@ -503,6 +503,53 @@ const struct xm_authz_plain_entry *authz_plain_find(const struct xm_authz_plain_
 	return t->n ? bsearch(&probe, t->items, t->n, sizeof(*t->items), entry_cmp) : NULL;
 }
 
+/* The entry the trie matches for (family, pod, port, client): an exact find at each prefix length, longest first. */
+static const struct xm_authz_plain_entry *plain_lpm(const struct xm_authz_plain_table *t, uint8_t family,
+						    const union xm_addr *pod, uint16_t port,
+						    const union xm_addr *client)
+{
+	size_t len = addr_len(family);
+	struct xm_authz_plain_key k;
+
+	memset(&k, 0, sizeof(k));
+	k.family = family;
+	k.port = port;
+	memcpy(k.dst.bytes, pod->bytes, len);
+	for (unsigned bits = full_bits(family) + 1; bits-- > 0;) {
+		const struct xm_authz_plain_entry *e;
+
+		memset(k.src.bytes, 0, sizeof(k.src.bytes));
+		memcpy(k.src.bytes, client->bytes, len);
+		for (unsigned i = 0; i < len; i++) /* the bits past the prefix cleared, as the trie ignores them */
+			k.src.bytes[i] = bits <= i * 8 ? 0
+					 : bits >= i * 8 + 8
+					     ? k.src.bytes[i]
+					     : (uint8_t)(k.src.bytes[i] & (0xff << (8 - (bits - i * 8))));
+		k.prefixlen = XM_AUTHZ_PLAIN_FIXED_BITS + bits;
+		e = authz_plain_find(t, &k);
+		if (e)
+			return e;
+	}
+	return NULL;
+}
+
+bool authz_plain_judge(const struct xm_authz_plain_table *t, uint8_t family, const union xm_addr *pod, uint16_t port,
+		       const union xm_addr *client, bool from_local_pod, uint32_t *policy)
+{
+	const struct xm_authz_plain_entry *e;
+
+	*policy = 0;
+	if (!t->n || (family != XM_FAMILY_V4 && family != XM_FAMILY_V6))
+		return false;
+	e = plain_lpm(t, family, pod, port, client);
+	if (!e && port)
+		e = plain_lpm(t, family, pod, 0, client);
+	if (!e || !(from_local_pod ? e->val.deny_local : e->val.deny))
+		return false;
+	*policy = from_local_pod ? e->val.policy_local : e->val.policy;
+	return true;
+}
+
 const char *authz_plain_policy_name(const struct xm_authz_table *t, uint32_t id, char *buf, size_t len)
 {
 	if (id == XM_AUTHZ_POLICY_NO_ALLOW)

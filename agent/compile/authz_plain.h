@@ -31,6 +31,7 @@
 #ifndef XMESH_COMPILE_AUTHZ_PLAIN_H
 #define XMESH_COMPILE_AUTHZ_PLAIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,15 @@ int authz_plain_build(const struct xm_identities *ids, const struct xm_authz_tab
 void authz_plain_free(struct xm_authz_plain_table *t);
 const struct xm_authz_plain_entry *authz_plain_find(const struct xm_authz_plain_table *t,
 						    const struct xm_authz_plain_key *key);
+
+/*
+ * What the kernel's lookup answers for a client at client (family XM_FAMILY_*) reaching pod:port: the longest
+ * client prefix among the (pod, port) entries, else among the (pod, 0) ones, else allowed. from_local_pod: the
+ * client is a mesh pod of this node (deny_local/policy_local). Returns true when denied, with the policy id to
+ * count in *policy (authz_policy_id, or XM_AUTHZ_POLICY_NO_ALLOW).
+ */
+bool authz_plain_judge(const struct xm_authz_plain_table *t, uint8_t family, const union xm_addr *pod, uint16_t port,
+		       const union xm_addr *client, bool from_local_pod, uint32_t *policy);
 
 /*
  * The name of policy id: "ns/name" of a DENY policy of t with that id (in buf), "allow-not-matched" for

@@ -77,3 +77,47 @@ int authz_plain_metrics_collect(int denied_fd, const struct xm_snapshot *snap, s
 	}
 	return 0;
 }
+
+int authz_plain_closed_metrics_collect(const struct plain_close_count *v, size_t n,
+				       const struct plain_sweep_problems *p, const struct xm_snapshot *snap,
+				       struct xm_scrape *sc)
+{
+	static const char *const names[] = { "namespace", "pod", "port", "policy" };
+	static const char *const reason[] = { "reason" };
+	struct xm_scrape_family *f;
+
+	f = scrape_family(
+	    sc, "xmesh_authz_plaintext_closed_total", "counter",
+	    "Established plaintext TCP connections to local pods the agent closed (SOCK_DESTROY) because a "
+	    "policy change denies them now, by pod, port and the policy that denies (\"strict\": "
+	    "PeerAuthentication STRICT).");
+	for (size_t i = 0; i < n; i++) {
+		const struct xm_identity *id =
+		    snap ? identities_find(&snap->identities, &v[i].addr, v[i].family) : NULL;
+		char port[8], buf[64 + XM_NAME_MAX + 1];
+		const char *policy = v[i].strict ? "strict"
+				     : snap	 ? authz_plain_policy_name(&snap->authz, v[i].policy, buf, sizeof(buf))
+						 : NULL;
+
+		snprintf(port, sizeof(port), "%u", v[i].port);
+		{
+			const char *values[] = { id ? id->ns : "unknown", id && id->wl ? id->wl->pod : "unknown", port,
+						 policy ? policy : "unknown" };
+
+			scrape_u64(f, names, values, 4, v[i].n);
+		}
+	}
+	f = scrape_family(sc, "xmesh_authz_plaintext_close_failures_total", "counter",
+			  "What the sweeps closing denied plaintext connections could not do: pods whose network "
+			  "namespace was not found (netns_not_found), connections the kernel would not destroy "
+			  "(destroy_unsupported: no CONFIG_INET_DIAG_DESTROY; destroy_failed).");
+	{
+		const char *nf[] = { "netns_not_found" }, *un[] = { "destroy_unsupported" },
+			   *fa[] = { "destroy_failed" };
+
+		scrape_u64(f, reason, nf, 1, p->netns_not_found);
+		scrape_u64(f, reason, un, 1, p->destroy_unsupported);
+		scrape_u64(f, reason, fa, 1, p->destroy_failed);
+	}
+	return 0;
+}

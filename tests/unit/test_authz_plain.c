@@ -235,6 +235,19 @@ static void expect_same(const struct xm_snapshot *s, const struct xm_workload *w
 
 	authz_evaluate(&s->authz, wl->ns, wl->labels, wl->n_labels, &req, &v);
 	denied = kernel_denies(&s->authz_plain, port, dst, src, peer_id != NULL, &policy);
+	{ /* the agent's judge (what the sweep of established connections asks) answers as the kernel */
+		union xm_addr da = { 0 }, sa = { 0 };
+		uint32_t judged_policy = 0xdeadbeef;
+		bool judged;
+
+		memcpy(da.bytes, dst->bytes, addr_len(dst->family));
+		memcpy(sa.bytes, src->bytes, addr_len(src->family));
+		judged =
+		    authz_plain_judge(&s->authz_plain, dst->family, &da, port, &sa, peer_id != NULL, &judged_policy);
+		cr_assert_eq(judged, denied, "authz_plain_judge disagrees with the kernel's lookup at port %u", port);
+		if (denied)
+			cr_assert_eq(judged_policy, policy, "authz_plain_judge names another policy");
+	}
 	inet_ntop(dst->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, dst->bytes, a, sizeof(a));
 	inet_ntop(src->family == XM_FAMILY_V4 ? AF_INET : AF_INET6, src->bytes, b, sizeof(b));
 	cr_assert_eq(denied, !v.allowed, "%s port %u from %s (%s): kernel %s, authz_evaluate %s", a, port, b,

@@ -277,15 +277,19 @@ static void on_daemonset(const struct ynode *root, void *arg)
 	mounts = ymap_get(c, "volumeMounts", NULL);
 	cr_assert_not_null(mounts);
 	{
-		static const char *const want[] = { "/sys/fs/bpf", "/sys/fs/cgroup", "/run/xmesh" };
+		static const char *const want[] = { "/sys/fs/bpf", "/sys/fs/cgroup", "/run/xmesh", "/run/netns" };
 
-		for (size_t w = 0; w < 3; w++) {
+		for (size_t w = 0; w < 4; w++) {
 			bool found = false;
 
 			for (size_t i = 0; i < mounts->n; i++)
 				found = found || !strcmp(ynode_str(mounts->kids[i], "mountPath"), want[w]);
 			cr_expect(found, "no volume mounted at %s", want[w]);
 		}
+		/* the pods' namespaces appear after the agent starts: the host's later mounts must propagate */
+		for (size_t i = 0; i < mounts->n; i++)
+			if (!strcmp(ynode_str(mounts->kids[i], "mountPath"), "/run/netns"))
+				cr_expect_str_eq(ynode_str(mounts->kids[i], "mountPropagation"), "HostToContainer");
 	}
 }
 

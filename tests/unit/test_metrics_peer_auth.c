@@ -142,3 +142,39 @@ Test(metrics_peer_auth, strict_rejections_by_pod_and_port)
 	close(fd);
 	snapshot_put(snap);
 }
+
+Test(metrics_peer_auth, closed_connections_by_pod_port_and_policy_strict_and_failures)
+{
+	struct xm_snapshot *snap = snapshot_of_config();
+	struct plain_close_count v[3] = {
+		{ .family = XM_FAMILY_V4, .port = 8080, .policy = authz_policy_id("shop", "deny-range"), .n = 4 },
+		{ .family = XM_FAMILY_V4, .port = 9090, .strict = true, .n = 2 },
+		{ .family = XM_FAMILY_V4, .port = 7070, .policy = XM_AUTHZ_POLICY_NO_ALLOW, .n = 1 },
+	};
+	struct plain_sweep_problems p = { .netns_not_found = 3, .destroy_unsupported = 5 };
+	struct xm_scrape *sc = scrape_new();
+	struct strbuf sb = { 0 };
+
+	for (int i = 0; i < 3; i++)
+		inet_pton(AF_INET, i == 2 ? "10.9.9.9" : "10.1.0.5", &v[i].addr.v4);
+	cr_assert_not_null(sc);
+	cr_assert_eq(authz_plain_closed_metrics_collect(v, 3, &p, snap, sc), 0);
+	scrape_render(sc, &sb);
+	expect_line(&sb,
+		    "xmesh_authz_plaintext_closed_total{namespace=\"shop\",pod=\"web\",port=\"8080\","
+		    "policy=\"shop/deny-range\"}",
+		    4);
+	expect_line(
+	    &sb, "xmesh_authz_plaintext_closed_total{namespace=\"shop\",pod=\"web\",port=\"9090\",policy=\"strict\"}",
+	    2);
+	expect_line(&sb,
+		    "xmesh_authz_plaintext_closed_total{namespace=\"unknown\",pod=\"unknown\",port=\"7070\","
+		    "policy=\"allow-not-matched\"}",
+		    1);
+	expect_line(&sb, "xmesh_authz_plaintext_close_failures_total{reason=\"netns_not_found\"}", 3);
+	expect_line(&sb, "xmesh_authz_plaintext_close_failures_total{reason=\"destroy_unsupported\"}", 5);
+	expect_line(&sb, "xmesh_authz_plaintext_close_failures_total{reason=\"destroy_failed\"}", 0);
+	sb_free(&sb);
+	scrape_free(sc);
+	snapshot_put(snap);
+}
