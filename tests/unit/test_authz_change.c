@@ -5,7 +5,7 @@
  * address), while a policy is enforced. What the decision does not read (config order, pod names, nodes) is
  * no change. And the re-check's decision does follow a label change (daemon/hbone_authz.c).
  */
-#include "test_config.h"
+#include "test_snapshot_of.h"
 
 #include "compile/authz_change.h"
 #include "compile/snapshot.h"
@@ -13,20 +13,9 @@
 
 static struct xm_snapshot *snapshot_of(const char *text)
 {
-	char *path = temp_yaml(text);
-	const char *paths[] = { path };
-	struct xm_config cfg;
 	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
-	struct xm_snapshot *s;
-	int err;
 
-	load_clean(paths, 1, &cfg);
-	unlink(path);
-	free(path);
-	s = snapshot_build(&cfg, &opts, &err);
-	config_free(&cfg);
-	cr_assert_not_null(s);
-	return s;
+	return snapshot_from_yaml(text, &opts);
 }
 
 /* Whether the pods of the two configs are the same to a policy decision. */

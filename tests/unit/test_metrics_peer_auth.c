@@ -4,7 +4,7 @@
  * per-CPU hash like xm_mtls_rejected and xmesh_authz_plaintext_denied_total from one like xm_authz_plain_denied,
  * summed over CPUs and named through a snapshot (pods by address, policies by id).
  */
-#include "test_config.h"
+#include "test_snapshot_of.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -27,19 +27,8 @@ static const char config_text[] = "---\napiVersion: v1\nkind: Pod\nmetadata:\n  
 static struct xm_snapshot *snapshot_of_config(void)
 {
 	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
-	char *path = temp_yaml(config_text);
-	const char *paths[] = { path };
-	struct xm_snapshot *s;
-	struct xm_config cfg;
-	int err;
 
-	load_clean(paths, 1, &cfg);
-	unlink(path);
-	free(path);
-	s = snapshot_build(&cfg, &opts, &err);
-	config_free(&cfg);
-	cr_assert_not_null(s);
-	return s;
+	return snapshot_from_yaml(config_text, &opts);
 }
 
 /* A per-CPU hash holding, for key, the values base, base + 1, ... on the CPUs; returns the fd. */

@@ -6,26 +6,16 @@
  * the policies, the node's addresses (config InternalIPs and interface addresses) exempt. Agreement with the
  * kernel's lookup over many configurations is in test_authz_plain.c (expect_same).
  */
-#include "test_config.h"
+#include "test_snapshot_of.h"
 
 #include "compile/plain_judge.h"
 #include "compile/snapshot.h"
 
 static struct xm_snapshot *snap(const char *text)
 {
-	char *path = temp_yaml(text);
-	const char *paths[] = { path };
-	struct xm_config cfg;
 	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
-	struct xm_snapshot *s;
-	int err;
+	struct xm_snapshot *s = snapshot_from_yaml(text, &opts);
 
-	load_clean(paths, 1, &cfg);
-	unlink(path);
-	free(path);
-	s = snapshot_build(&cfg, &opts, &err);
-	config_free(&cfg);
-	cr_assert_not_null(s);
 	cr_assert_eq(s->authz_plain_err, 0);
 	return s;
 }

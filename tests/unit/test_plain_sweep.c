@@ -8,7 +8,7 @@
  * left alone, the closes counted; a missing namespace counted; the time a sweep takes.
  * Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN): the unit tests run as root on this machine.
  */
-#include "test_config.h"
+#include "test_snapshot_of.h"
 
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -222,21 +222,11 @@ Test(plain_sweep, a_sweep_destroys_the_denied_connections_of_a_dual_stack_pod_fo
 	struct plain_close_count *v;
 	struct plain_sweep_problems p;
 	struct plain_sweeper *sw;
-	struct xm_snapshot *s;
-	struct xm_config cfg;
 	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
-	char *path = temp_yaml(POD_WEB_DUAL DENY_DUAL);
-	const char *paths[] = { path };
+	struct xm_snapshot *s = snapshot_from_yaml(POD_WEB_DUAL DENY_DUAL, &opts);
 	size_t n;
 	pid_t pid;
-	int err;
 
-	load_clean(paths, 1, &cfg);
-	unlink(path);
-	free(path);
-	s = snapshot_build(&cfg, &opts, &err);
-	config_free(&cfg);
-	cr_assert_not_null(s);
 	cr_assert_gt(s->authz_plain.n, 0);
 
 	new_netns(); /* the node */
@@ -299,20 +289,10 @@ Test(plain_sweep, a_pod_without_a_namespace_is_counted_not_fatal)
 	struct plain_close_count *v;
 	struct plain_sweep_problems p;
 	struct plain_sweeper *sw;
-	struct xm_snapshot *s;
-	struct xm_config cfg;
 	struct xm_compile_opts opts = { .node_name = "n", .maglev_size = 251 };
-	char *path = temp_yaml(POD_WEB DENY_10_2);
-	const char *paths[] = { path };
+	struct xm_snapshot *s = snapshot_from_yaml(POD_WEB DENY_10_2, &opts);
 	size_t n;
-	int err;
 
-	load_clean(paths, 1, &cfg);
-	unlink(path);
-	free(path);
-	s = snapshot_build(&cfg, &opts, &err);
-	config_free(&cfg);
-	cr_assert_not_null(s);
 	new_netns();
 	cr_assert_neq(mkdtemp(dir), NULL);
 	sw = plain_sweeper_new(dirs);

@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "test_config.h"
+#include "test_snapshot_of.h"
 
 #include "compile/snapshot.h"
 #include "core/strbuf.h"
@@ -144,19 +144,8 @@ static const char world[] = POD("client", "10.200.1.11", "node-a", "client") POD
 static struct xm_snapshot *snap_of(const char *text)
 {
 	struct xm_compile_opts o = { .node_name = "node-b", .maglev_size = 251 };
-	char *path = temp_yaml(text);
-	const char *paths[] = { path };
-	struct xm_config cfg = { 0 };
-	struct xm_snapshot *s;
-	int err;
 
-	load_clean(paths, 1, &cfg);
-	unlink(path);
-	free(path);
-	s = snapshot_build(&cfg, &o, &err);
-	cr_assert_not_null(s, "snapshot_build: %d", err);
-	config_free(&cfg);
-	return s;
+	return snapshot_from_yaml(text, &o);
 }
 
 static struct sockaddr_storage v4(const char *ip, uint16_t port)
