@@ -36,14 +36,6 @@ static const struct xm_module *const module_order[XM_N_MODULES] = {
 	&xm_module_l7, /* last: the services it captures are published when it applies, and it drains first */
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 const struct xm_agent_opts *daemon_opts(const struct xm_agent *a)
 {
 	return &a->opts;
@@ -226,7 +218,7 @@ static void on_config_change(void *ctx)
 static void on_tick(struct xm_loop *loop, struct xm_timer *timer, void *ctx)
 {
 	struct xm_agent *a = ctx;
-	uint64_t now = now_ms();
+	uint64_t now = loop_now_ms();
 
 	(void)loop, (void)timer;
 	for (size_t i = 0; i < a->n_inited; i++)
@@ -357,7 +349,7 @@ static int start_kube(struct xm_agent *a)
 		log_error("kubernetes: %s", err);
 		return -EINVAL;
 	}
-	a->kube_sync_until = now_ms() + (o->kube_sync_wait_ms ? o->kube_sync_wait_ms : 30000);
+	a->kube_sync_until = loop_now_ms() + (o->kube_sync_wait_ms ? o->kube_sync_wait_ms : 30000);
 	return 0;
 }
 
@@ -366,7 +358,7 @@ static void on_sync_poll(struct xm_loop *loop, struct xm_timer *timer, void *ctx
 	struct xm_agent *a = ctx;
 
 	(void)timer;
-	if (kube_client_synced(a->kube) || now_ms() >= a->kube_sync_until)
+	if (kube_client_synced(a->kube) || loop_now_ms() >= a->kube_sync_until)
 		loop_stop(loop);
 }
 

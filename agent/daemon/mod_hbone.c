@@ -991,14 +991,6 @@ static void drain_on_loop(struct xm_loop *loop, void *arg)
 	atomic_store(&m->drained, true); /* drained_ob is read after this (sequentially consistent) */
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static unsigned long long tls_open(struct hbone_mod *m)
 {
 	return atomic_load(&m->ctr.connections_open[HBONE_SIDE_SERVER]) +
@@ -1012,7 +1004,7 @@ static unsigned long long tls_open(struct hbone_mod *m)
  */
 static bool drain_and_hand_over(struct hbone_mod *m)
 {
-	uint64_t start = now_ms(), deadline = start + HBONE_DRAIN_TIMEOUT_MS;
+	uint64_t start = loop_now_ms(), deadline = start + HBONE_DRAIN_TIMEOUT_MS;
 	int fds[1 + HBONE_OB_FAMILIES];
 	size_t n = 0;
 	bool held = false;
@@ -1022,7 +1014,7 @@ static bool drain_and_hand_over(struct hbone_mod *m)
 		log_warn("hbone: could not post the drain: open streams are reset");
 		return false;
 	}
-	while (!atomic_load(&m->drained) && now_ms() < start + 1000)
+	while (!atomic_load(&m->drained) && loop_now_ms() < start + 1000)
 		usleep(1000);
 	if (!atomic_load(&m->drained)) {
 		log_warn("hbone: the tunnel's thread did not drain in 1 s: open streams are reset");
@@ -1061,13 +1053,13 @@ static bool drain_and_hand_over(struct hbone_mod *m)
 	if (!held)
 		set_capture(m, false, false);
 	log_info("hbone: draining %llu TLS connection(s) (at most %d ms)", tls_open(m), HBONE_DRAIN_TIMEOUT_MS);
-	while (tls_open(m) && now_ms() < deadline)
+	while (tls_open(m) && loop_now_ms() < deadline)
 		usleep(10000);
 	if (tls_open(m))
 		log_warn("hbone: %llu TLS connection(s) still open after the drain deadline: their streams are reset",
 			 tls_open(m));
 	else
-		log_info("hbone: drained in %llu ms", (unsigned long long)(now_ms() - start));
+		log_info("hbone: drained in %llu ms", (unsigned long long)(loop_now_ms() - start));
 	return held;
 }
 

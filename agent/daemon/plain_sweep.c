@@ -21,6 +21,7 @@
 #include "core/background.h"
 #include "core/grow.h"
 #include "core/log.h"
+#include "core/loop.h"
 #include "core/strbuf.h"
 #include "datapath/nl_raw.h"
 #include "datapath/pod_netns.h"
@@ -65,14 +66,6 @@ struct plain_sweeper *plain_sweeper_new(const char *const *dirs)
 		return NULL;
 	}
 	return sw;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -316,7 +309,7 @@ static void sweep(struct plain_sweeper *sw, const struct xm_snapshot *snap, stru
 	struct plain_rules rules = { .authz = &snap->authz_plain, .mtls = &snap->mtls, .local = &snap->local };
 	struct sweep_run r = { .sw = sw, .rules = &rules };
 	struct pod_netns *ns = NULL;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = loop_now_ms();
 	size_t n_node = 0, missing = 0;
 	long n_ns = 0;
 	bool log_unsupported = false;
@@ -359,7 +352,7 @@ out:
 	sw->last_netns = (size_t)n_ns;
 	sw->last_pods = r.n_pods;
 	sw->last_missing = missing;
-	sw->last_ms = now_ms() - t0;
+	sw->last_ms = loop_now_ms() - t0;
 	sw->problems.netns_not_found += missing;
 	sw->problems.destroy_unsupported += r.unsupported;
 	sw->problems.destroy_failed += r.failed;
@@ -371,13 +364,13 @@ out:
 		    "authz: the kernel cannot destroy sockets (SOCK_DESTROY: %s; CONFIG_INET_DIAG_DESTROY is off): "
 		    "plaintext connections a policy change denies stay open until they end",
 		    strerror(EOPNOTSUPP));
-	if (missing && (!sw->missing_logged_ms || now_ms() - sw->missing_logged_ms >= MISSING_LOG_MS)) {
-		sw->missing_logged_ms = now_ms(); /* sweep threads only, one at a time */
+	if (missing && (!sw->missing_logged_ms || loop_now_ms() - sw->missing_logged_ms >= MISSING_LOG_MS)) {
+		sw->missing_logged_ms = loop_now_ms(); /* sweep threads only, one at a time */
 		log_missing(&r, missing);
 	}
 	log_info("authz: plaintext connections after the policy change: %" PRIu64 " judged, %" PRIu64
 		 " closed, %zu pod address(es) in %ld netns, %zu not found, in %" PRIu64 " ms",
-		 r.judged, r.closed, r.n_pods, n_ns, missing, now_ms() - t0);
+		 r.judged, r.closed, r.n_pods, n_ns, missing, loop_now_ms() - t0);
 	pod_netns_close(ns, n_ns > 0 ? (size_t)n_ns : 0);
 	free(node_ips);
 	free(pods);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/background.h"
+#include "core/loop.h"
 #include "core/log.h"
 #include "core/spsc_ring.h"
 #include "http/h1.h"
@@ -44,14 +45,6 @@ struct l7_span_export {
 	pthread_t thread;
 	bool started;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static inline void bump(uint64_t *c)
 {
@@ -150,7 +143,7 @@ static void gather(struct l7_span_export *e)
 			if (at(iov, j) != '\n')
 				continue;
 			if (!e->pending)
-				e->first_pending_ms = now_ms();
+				e->first_pending_ms = loop_now_ms();
 			e->body[e->body_len++] = e->pending ? ',' : '[';
 			for (size_t k = start; k < j; k++)
 				e->body[e->body_len++] = at(iov, k);
@@ -285,8 +278,8 @@ static void *exporter_main(void *arg)
 		bool stopping = atomic_load(&e->stop);
 
 		gather(e);
-		if (e->pending &&
-		    (e->pending >= L7_SPAN_BATCH || now_ms() - e->first_pending_ms >= L7_SPAN_FLUSH_MS || stopping)) {
+		if (e->pending && (e->pending >= L7_SPAN_BATCH ||
+				   loop_now_ms() - e->first_pending_ms >= L7_SPAN_FLUSH_MS || stopping)) {
 			if (!flush(e) && stopping) {
 				fail_queued(e);
 				break;
