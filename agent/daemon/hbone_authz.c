@@ -87,3 +87,25 @@ int hbone_authz_recheck(const struct xm_snapshot *s, const char *trust_domain, c
 {
 	return decide(s, trust_domain, req, closed, true);
 }
+
+static bool addr_in_scope(const struct authz_recheck_scope *scope, const struct sockaddr_storage *ss)
+{
+	union xm_addr a;
+	uint16_t port;
+	uint8_t family;
+
+	return ss && !sock_ends_addr_of(ss, &a, &port, &family) && authz_recheck_scope_has(scope, family, &a);
+}
+
+bool hbone_authz_recheck_affected(const struct authz_recheck_scope *scope, const struct hbone_admit *req)
+{
+	struct hbone_forwarded fw;
+
+	if (scope->all)
+		return true;
+	if (addr_in_scope(scope, req->target) || addr_in_scope(scope, req->peer))
+		return true;
+	return req->forwarded && req->forwarded[0] &&
+	       !hbone_parse_forwarded(req->forwarded, strlen(req->forwarded), &fw) && fw.has_for &&
+	       addr_in_scope(scope, &fw.for_addr);
+}

@@ -7,6 +7,7 @@
 #ifndef XMESH_DAEMON_HBONE_AUTHZ_H
 #define XMESH_DAEMON_HBONE_AUTHZ_H
 
+#include "compile/authz_change.h"
 #include "compile/snapshot.h"
 #include "hbone/hbone.h"
 #include "metrics/authz_denied.h"
@@ -24,5 +25,11 @@ int hbone_authz_check(const struct xm_snapshot *s, const char *trust_domain, con
  */
 int hbone_authz_recheck(const struct xm_snapshot *s, const char *trust_domain, const struct hbone_admit *req,
 			struct authz_denied *closed);
+/*
+ * Whether a change of scope may change the decision of an admitted stream: the policies changed, or the
+ * identity changed at an address the decision reads (the target, the Forwarded for= client, the TLS peer).
+ * A stream it says no to keeps the decision it had: the walk skips it without evaluating.
+ */
+bool hbone_authz_recheck_affected(const struct authz_recheck_scope *scope, const struct hbone_admit *req);
 
 #endif

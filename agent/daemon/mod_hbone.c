@@ -95,7 +95,10 @@ struct hbone_mod {
 	struct tunnel_tcp_table *tcp; /* istio_tcp_* of tunnelled streams: the hbone thread adds, the scrape reads */
 	struct authz_denied denied;   /* xmesh_authz_denied_total: the hbone thread adds, the scrape reads */
 	struct authz_denied closed;   /* xmesh_authz_closed_total: streams a policy change ended (the same) */
-	atomic_bool authz_recheck_posted; /* a policy change's recheck waits on the hbone thread: one is enough */
+	/* The re-check walk a change asked for: the streams it may affect (merged while one waits), posted once. */
+	pthread_mutex_t recheck_mu;
+	struct authz_recheck_scope recheck_pending;
+	bool recheck_posted;
 	/* The client side (hbone_outbound.h). */
 	int proxy_map, dsts_map, origdst_map; /* xm_hbone_proxy, xm_hbone_dsts, xm_hbone_origdst */
 	struct hbone_outbound *ob;
@@ -319,13 +322,23 @@ static struct hbone_stream_counts *hb_account(void *ctx, const struct hbone_admi
 struct recheck_walk {
 	struct hbone_mod *m;
 	const struct xm_snapshot *s;
+	const struct authz_recheck_scope *scope;
+	size_t judged, skipped;
 };
 
-/* hbone thread: a stream admitted before a policy change, against the policies in force now. */
+/*
+ * hbone thread: a stream admitted before a change, against the policies in force now; one the change cannot
+ * affect (its addresses' identities are the same, the policies too) keeps its decision without an evaluation.
+ */
 static int hb_recheck(void *ctx, const struct hbone_admit *req)
 {
 	struct recheck_walk *w = ctx;
 
+	if (!hbone_authz_recheck_affected(w->scope, req)) {
+		w->skipped++;
+		return 200;
+	}
+	w->judged++;
 	return hbone_authz_recheck(w->s, w->m->trust_domain, req, &w->m->closed);
 }
 
@@ -337,20 +350,47 @@ static int hb_recheck(void *ctx, const struct hbone_admit *req)
 static void recheck_on_loop(struct xm_loop *loop, void *arg)
 {
 	struct hbone_mod *m = arg;
+	struct authz_recheck_scope scope;
 	struct xm_snapshot *s;
-	struct recheck_walk w = { .m = m };
+	struct recheck_walk w = { .m = m, .scope = &scope };
 	size_t ended;
 
 	(void)loop;
-	atomic_store(&m->authz_recheck_posted, false); /* a change applied from now on posts again */
-	if (!m->srv)
-		return;
-	s = serving(m);
-	w.s = s;
-	ended = hbone_server_recheck(m->srv, hb_recheck, &w);
-	snapshot_put(s);
-	if (ended)
-		log_info("hbone: AuthorizationPolicy re-checked: %zu stream(s) no longer allowed were closed", ended);
+	pthread_mutex_lock(&m->recheck_mu); /* a change applied from now on posts again */
+	scope = m->recheck_pending;
+	m->recheck_pending = (struct authz_recheck_scope){ 0 };
+	m->recheck_posted = false;
+	pthread_mutex_unlock(&m->recheck_mu);
+	if (m->srv) {
+		s = serving(m);
+		w.s = s;
+		ended = hbone_server_recheck(m->srv, hb_recheck, &w);
+		snapshot_put(s);
+		if (ended)
+			log_info("hbone: AuthorizationPolicy re-checked: %zu stream(s) no longer allowed were closed "
+				 "(%zu judged, %zu the change could not affect)",
+				 ended, w.judged, w.skipped);
+	}
+	authz_recheck_scope_free(&scope);
+}
+
+/* Control loop: asks the hbone thread for a walk over the streams scope may affect (merged into one waiting). */
+static void request_recheck(struct hbone_mod *m, const struct authz_recheck_scope *scope)
+{
+	bool post;
+
+	pthread_mutex_lock(&m->recheck_mu);
+	authz_recheck_scope_merge(&m->recheck_pending, scope); /* -ENOMEM: it becomes "all" */
+	post = !m->recheck_posted;
+	m->recheck_posted = true;
+	pthread_mutex_unlock(&m->recheck_mu);
+	if (post && loop_post(m->loop, recheck_on_loop, m)) {
+		pthread_mutex_lock(&m->recheck_mu);
+		m->recheck_posted = false; /* the scope waits for the next change's post */
+		pthread_mutex_unlock(&m->recheck_mu);
+		log_warn("hbone: out of memory; open streams are checked against the new AuthorizationPolicies at "
+			 "the next change");
+	}
 }
 
 static void *hbone_thread(void *arg)
@@ -505,7 +545,7 @@ static int hbone_mod_init(struct xm_agent *a, void **state)
 	m->lfd = -1;
 	m->taken_ob[0] = m->taken_ob[1] = -1;
 	atomic_init(&m->drained, false);
-	atomic_init(&m->authz_recheck_posted, false);
+	pthread_mutex_init(&m->recheck_mu, NULL);
 	atomic_init(&m->certs_recheck_posted, false);
 	pthread_mutex_init(&m->snap_mu, NULL);
 	snprintf(m->handover_path, sizeof(m->handover_path), "%s.hbone", o->admin_path ? o->admin_path : "");
@@ -858,11 +898,13 @@ static int hbone_mod_apply(void *state, struct xm_snapshot *next)
 	 * The hbone thread owns the streams: it walks them (ztunnel closes what a policy change denies; here also
 	 * what a pod's labels, namespace or principal change denies under the same policies).
 	 */
-	if (m->running && old && authz_recheck_needed(old, next) && !atomic_exchange(&m->authz_recheck_posted, true) &&
-	    loop_post(m->loop, recheck_on_loop, m)) {
-		atomic_store(&m->authz_recheck_posted, false);
-		log_warn("hbone: out of memory; open streams are checked against the new AuthorizationPolicies at "
-			 "the next change");
+	if (m->running && old) {
+		struct authz_recheck_scope scope;
+
+		authz_recheck_scope(old, next, &scope); /* -ENOMEM: "all" */
+		if (!authz_recheck_scope_empty(&scope))
+			request_recheck(m, &scope);
+		authz_recheck_scope_free(&scope);
 	}
 	snapshot_put(old);
 
@@ -1085,6 +1127,8 @@ static void hbone_mod_close(void *state)
 	snapshot_put(m->published);
 	snapshot_put(m->snap);
 	pthread_mutex_destroy(&m->snap_mu);
+	authz_recheck_scope_free(&m->recheck_pending);
+	pthread_mutex_destroy(&m->recheck_mu);
 	close_maps(m);
 	hbone_server_free(m->srv);
 	cert_put(m->presenting);

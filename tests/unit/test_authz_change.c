@@ -144,3 +144,121 @@ Test(authz_change, the_recheck_denies_the_stream_a_relabelled_pod_no_longer_allo
 	snapshot_put(before);
 	snapshot_put(after);
 }
+
+/* The scope of an apply from config a to config b, as "all", "-" (nothing) or the addresses it names. */
+static void scope_of(const char *a, const char *b, char *out, size_t len)
+{
+	struct xm_snapshot *x = snapshot_of(a), *y = snapshot_of(b);
+	struct authz_recheck_scope sc;
+	size_t off = 0;
+
+	cr_assert_eq(authz_recheck_scope(x, y, &sc), 0);
+	cr_expect_eq(!authz_recheck_scope_empty(&sc), authz_recheck_needed(x, y), "the scope and the walk agree");
+	if (sc.all)
+		snprintf(out, len, "all");
+	else if (!sc.n)
+		snprintf(out, len, "-");
+	for (size_t i = 0; !sc.all && i < sc.n && off < len; i++) {
+		char ip[INET6_ADDRSTRLEN];
+
+		inet_ntop(sc.addrs[i].family == XM_FAMILY_V4 ? AF_INET : AF_INET6, sc.addrs[i].addr.bytes, ip,
+			  sizeof(ip));
+		off += (size_t)snprintf(out + off, len - off, "%s%s", i ? " " : "", ip);
+	}
+	authz_recheck_scope_free(&sc);
+	snapshot_put(x);
+	snapshot_put(y);
+}
+
+#define EXPECT_SCOPE(a, b, want)                                                                                       \
+	do {                                                                                                           \
+		char got_[256];                                                                                        \
+		scope_of(a, b, got_, sizeof(got_));                                                                    \
+		cr_expect_str_eq(got_, want);                                                                          \
+	} while (0)
+
+Test(authz_change, the_scope_names_the_addresses_whose_identity_changed)
+{
+	/* the policies changed: every stream */
+	EXPECT_SCOPE(PODS, PODS DENY_LOCKED, "all");
+	/* a label of web: its address only, not sleep's */
+	EXPECT_SCOPE(PODS DENY_LOCKED, LOCKED DENY_LOCKED, "10.1.0.5");
+	/* another node's pod's principal: its address (a Forwarded client there) */
+	EXPECT_SCOPE(PODS DENY_LOCKED, WEB(WEB_LABELS) SLEEP("other") DENY_LOCKED, "10.2.0.9");
+	/* a pod added, and one moved to a new address: the new address, and the old one and the new one */
+	EXPECT_SCOPE(PODS DENY_LOCKED, PODS POD("x", "foo", "x", "10.1.0.6", "app: x") DENY_LOCKED, "10.1.0.6");
+	EXPECT_SCOPE(PODS DENY_LOCKED, POD("web", "foo", "web", "10.1.0.7", WEB_LABELS) SLEEP("sleep") DENY_LOCKED,
+		     "10.1.0.5 10.1.0.7");
+	/* two changes at once, in address order; IPv6 after IPv4 */
+	EXPECT_SCOPE(PODS DENY_LOCKED,
+		     POD_AT("web", "foo", "web", "n", "{ip: 10.1.0.5}, {ip: 'fd00::5'}", WEB_LABELS ", locked: \"yes\"")
+			 SLEEP("other") DENY_LOCKED,
+		     "10.1.0.5 10.2.0.9 fd00::5");
+	/* nothing a decision reads, or no policy enforced: nothing */
+	EXPECT_SCOPE(PODS DENY_LOCKED, SLEEP("sleep") WEB("tier: front, app: web, version: v1") DENY_LOCKED, "-");
+	EXPECT_SCOPE(PODS DENY_LOCKED, LOCKED, "-");
+}
+
+static struct authz_recheck_scope scope_v4(const char *const *ips, size_t n)
+{
+	struct authz_recheck_scope sc = { .addrs = calloc(n ? n : 1, sizeof(*sc.addrs)), .n = n };
+
+	cr_assert_not_null(sc.addrs);
+	for (size_t i = 0; i < n; i++) {
+		sc.addrs[i].family = XM_FAMILY_V4;
+		cr_assert_eq(inet_pton(AF_INET, ips[i], sc.addrs[i].addr.bytes), 1);
+	}
+	return sc;
+}
+
+Test(authz_change, scopes_merge_in_order_and_all_wins)
+{
+	static const char *const a_ips[] = { "10.0.0.1", "10.0.0.5" }, *const b_ips[] = { "10.0.0.3", "10.0.0.5" };
+	struct authz_recheck_scope a = scope_v4(a_ips, 2), b = scope_v4(b_ips, 2), all = { .all = true };
+	union xm_addr x = { 0 };
+
+	cr_assert_eq(authz_recheck_scope_merge(&a, &b), 0);
+	cr_assert_eq(a.n, 3, "the union, without the shared address twice");
+	for (int last = 0, i = 0; i < 3; i++) {
+		int octet = a.addrs[i].addr.bytes[3];
+
+		cr_expect_gt(octet, last, "sorted");
+		last = octet;
+	}
+	inet_pton(AF_INET, "10.0.0.3", x.bytes);
+	cr_expect(authz_recheck_scope_has(&a, XM_FAMILY_V4, &x));
+	inet_pton(AF_INET, "10.0.0.4", x.bytes);
+	cr_expect_not(authz_recheck_scope_has(&a, XM_FAMILY_V4, &x));
+	cr_expect_not(authz_recheck_scope_has(&a, XM_FAMILY_V6, &a.addrs[0].addr), "the family counts");
+	cr_assert_eq(authz_recheck_scope_merge(&a, &all), 0);
+	cr_expect(a.all && authz_recheck_scope_has(&a, XM_FAMILY_V4, &x));
+	authz_recheck_scope_free(&a);
+	authz_recheck_scope_free(&b);
+}
+
+Test(authz_change, the_walk_judges_only_streams_whose_addresses_changed)
+{
+	static const char *const web[] = { "10.1.0.5" }, *const sleep_ip[] = { "10.2.0.9" };
+	struct authz_recheck_scope to_web = scope_v4(web, 1), to_sleep = scope_v4(sleep_ip, 1), all = { .all = true },
+				   none = { 0 };
+	struct sockaddr_storage target = sin4("10.1.0.5", 8080), other = sin4("10.1.0.8", 8080),
+				peer = sin4("10.0.0.2", 40000);
+	struct hbone_admit req = { .peer_id = "spiffe://cluster.local/ns/default/sa/sleep",
+				   .target = &target,
+				   .local = &target,
+				   .peer = &peer,
+				   .forwarded = "for=\"10.2.0.9:41000\"",
+				   .baggage = "",
+				   .traceparent = "" };
+
+	cr_expect(hbone_authz_recheck_affected(&to_web, &req), "its target changed");
+	cr_expect(hbone_authz_recheck_affected(&to_sleep, &req), "its Forwarded client changed");
+	cr_expect(hbone_authz_recheck_affected(&all, &req));
+	cr_expect_not(hbone_authz_recheck_affected(&none, &req));
+	req.target = req.local = &other;
+	cr_expect_not(hbone_authz_recheck_affected(&to_web, &req), "another target, unchanged");
+	req.forwarded = "";
+	cr_expect_not(hbone_authz_recheck_affected(&to_sleep, &req), "no Forwarded: the client is the node");
+	authz_recheck_scope_free(&to_web);
+	authz_recheck_scope_free(&to_sleep);
+}
