@@ -149,7 +149,7 @@ struct hb_conn {
 	nghttp2_session *h2;
 	bool readable, writable, in_progress, again, kick_posted, counted_open;
 	struct hb_edge edge; /* the TLS read side's, set by on_event */
-	int refs; /* posted work that still points here */
+	int refs;	     /* posted work that still points here */
 	uint8_t out[HB_OUT_CAP];
 	size_t out_off, out_len;
 	/* a memory transport (tests and the fuzzer): output goes to mem_sink (or is only counted) */
