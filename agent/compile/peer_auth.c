@@ -246,17 +246,24 @@ const struct xm_mtls_entry *mtls_table_find(const struct xm_mtls_table *t, const
 	return t->n ? bsearch(&key, t->items, t->n, sizeof(*t->items), entry_cmp) : NULL;
 }
 
-bool mtls_remote_tunnelled(const struct xm_mtls_table *remote, const union xm_addr *addr, uint8_t family, uint16_t port)
+const struct xm_mtls_entry *mtls_table_effective(const struct xm_mtls_table *t, const union xm_addr *addr,
+						 uint8_t family, uint16_t port)
 {
 	struct xm_mtls_key k = { .addr = *addr, .port = port, .family = family };
+	const struct xm_mtls_entry *e = mtls_table_find(t, &k);
+
+	if (e || !port)
+		return e;
+	k.port = 0;
+	return mtls_table_find(t, &k);
+}
+
+bool mtls_remote_tunnelled(const struct xm_mtls_table *remote, const union xm_addr *addr, uint8_t family, uint16_t port)
+{
 	const struct xm_mtls_entry *e;
 
 	if (port == 15008)
 		return false;
-	e = mtls_table_find(remote, &k);
-	if (!e) {
-		k.port = 0;
-		e = mtls_table_find(remote, &k);
-	}
+	e = mtls_table_effective(remote, addr, family, port);
 	return e && e->val.mode != XM_MTLS_MODE_DISABLE;
 }

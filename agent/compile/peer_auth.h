@@ -68,5 +68,8 @@ bool mtls_remote_tunnelled(const struct xm_mtls_table *remote, const union xm_ad
 			   uint16_t port);
 /* The entry with key k, or NULL. */
 const struct xm_mtls_entry *mtls_table_find(const struct xm_mtls_table *t, const struct xm_mtls_key *k);
+/* The entry that decides (addr, port): its own, else the address's port 0 (the pod's default), else NULL. */
+const struct xm_mtls_entry *mtls_table_effective(const struct xm_mtls_table *t, const union xm_addr *addr,
+						 uint8_t family, uint16_t port);
 
 #endif

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fnv.h"
+
 static int ip_key_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, sizeof(struct xm_local_ip_key));
@@ -35,26 +37,6 @@ static bool is_node(const struct plain_rules *r, const struct xm_local_ip_key *k
 	       (r->n_node_ips && bsearch(k, r->node_ips, r->n_node_ips, sizeof(*k), ip_key_cmp));
 }
 
-/* The effective STRICT-table entry of (pod, port): its own, else the pod's port 0, else NULL (PERMISSIVE). */
-static const struct xm_mtls_entry *mtls_of(const struct xm_mtls_table *t, uint8_t family, const union xm_addr *pod,
-					   uint16_t port)
-{
-	struct xm_mtls_key k;
-	const struct xm_mtls_entry *e;
-
-	if (!t || !t->n)
-		return NULL;
-	memset(&k, 0, sizeof(k));
-	memcpy(k.addr.bytes, pod->bytes, family == XM_FAMILY_V4 ? 4 : 16);
-	k.family = family;
-	k.port = port;
-	e = mtls_table_find(t, &k);
-	if (e)
-		return e;
-	k.port = 0;
-	return mtls_table_find(t, &k);
-}
-
 enum plain_verdict plain_judge(const struct plain_rules *r, uint8_t family, const union xm_addr *pod, uint16_t port,
 			       const union xm_addr *client, uint32_t *policy)
 {
@@ -66,7 +48,7 @@ enum plain_verdict plain_judge(const struct plain_rules *r, uint8_t family, cons
 	if (is_node(r, &ck))
 		return PLAIN_NODE;
 	local = local_flags(r->local, &ck) & XM_LOCAL_IP_POD;
-	m = mtls_of(r->mtls, family, pod, port);
+	m = r->mtls ? mtls_table_effective(r->mtls, pod, family, port) : NULL;
 	if (m && m->val.mode == XM_MTLS_MODE_STRICT && !local)
 		return PLAIN_STRICT;
 	if (r->authz && authz_plain_judge(r->authz, family, pod, port, client, local, policy))
@@ -101,15 +83,6 @@ bool plain_pods_has(const struct xm_local_ip_key *set, size_t n, const struct xm
 	return n && bsearch(k, set, n, sizeof(*k), ip_key_cmp);
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		h ^= ((const uint8_t *)p)[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 /*
  * A digest per pod of pods (sorted, n) of its entries in r, in table order (the tables are sorted: the order of
  * one pod's entries is canonical). A pod without entries keeps the offset basis.
@@ -117,14 +90,14 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 static void digests(const struct plain_rules *r, const struct xm_local_ip_key *pods, size_t n, uint64_t *h)
 {
 	for (size_t i = 0; i < n; i++)
-		h[i] = 0xcbf29ce484222325ULL;
+		h[i] = XM_FNV1A64_BASIS;
 	for (size_t i = 0; r->mtls && i < r->mtls->n; i++) {
 		const struct xm_mtls_entry *e = &r->mtls->items[i];
 		struct xm_local_ip_key k = ip_key(e->key.family, &e->key.addr);
 		const struct xm_local_ip_key *at = n ? bsearch(&k, pods, n, sizeof(k), ip_key_cmp) : NULL;
 
 		if (at)
-			h[at - pods] = fnv(h[at - pods], e, sizeof(*e));
+			h[at - pods] = xm_fnv1a64(h[at - pods], e, sizeof(*e));
 	}
 	for (size_t i = 0; r->authz && i < r->authz->n; i++) {
 		const struct xm_authz_plain_entry *e = &r->authz->items[i];
@@ -132,7 +105,7 @@ static void digests(const struct plain_rules *r, const struct xm_local_ip_key *p
 		const struct xm_local_ip_key *at = n ? bsearch(&k, pods, n, sizeof(k), ip_key_cmp) : NULL;
 
 		if (at)
-			h[at - pods] = fnv(fnv(h[at - pods], "a", 1), e, sizeof(*e));
+			h[at - pods] = xm_fnv1a64(xm_fnv1a64(h[at - pods], "a", 1), e, sizeof(*e));
 	}
 }
 

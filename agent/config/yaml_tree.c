@@ -9,6 +9,7 @@
 #include <yaml.h>
 
 #include "config/diag.h"
+#include "core/fnv.h"
 #include "core/grow.h"
 
 #define MERGE_MAX_DEPTH 16 /* "<<" chains: plenty for hand-written YAML, bounded for hostile YAML */
@@ -44,13 +45,7 @@ struct builder {
 
 static uint64_t hash_str(const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	return xm_fnv1a64(XM_FNV1A64_BASIS, s, strlen(s));
 }
 
 static void anchors_clear(struct anchor_table *t)

@@ -105,24 +105,17 @@ static int ns_addrs(struct xm_local_ip_key **out, size_t *n_out)
 	if (getifaddrs(&ifa))
 		return -errno;
 	for (i = ifa; i; i = i->ifa_next) {
-		struct xm_local_ip_key k;
+		int af = i->ifa_addr ? i->ifa_addr->sa_family : AF_UNSPEC;
 
-		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+		if (af != AF_INET && af != AF_INET6)
 			continue;
-		memset(&k, 0, sizeof(k));
-		if (i->ifa_addr->sa_family == AF_INET) {
-			memcpy(k.addr.bytes, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
-			k.family = XM_FAMILY_V4;
-		} else {
-			memcpy(k.addr.bytes, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
-			k.family = XM_FAMILY_V6;
-		}
 		if (XM_GROW(v, cap, n + 1)) {
 			freeifaddrs(ifa);
 			free(v);
 			return -ENOMEM;
 		}
-		v[n++] = k;
+		v[n++] = norm(af, af == AF_INET ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+						: (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr);
 	}
 	freeifaddrs(ifa);
 	if (n)

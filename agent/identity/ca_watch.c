@@ -9,23 +9,14 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "core/fnv.h"
 #include "identity/identity.h"
 
 static const char *const ca_files[] = { "ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem" };
 
-/* FNV-1a over the bytes of v. */
-static uint64_t fold(uint64_t h, const void *v, size_t n)
-{
-	const unsigned char *p = v;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;
-	return h;
-}
-
 uint64_t ca_files_stamp(const char *dir)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
+	uint64_t h = XM_FNV1A64_BASIS;
 	char path[4200];
 	struct stat st;
 
@@ -42,7 +33,7 @@ uint64_t ca_files_stamp(const char *dir)
 			v[5] = (uint64_t)st.st_ctim.tv_sec;
 			v[6] = (uint64_t)st.st_ctim.tv_nsec;
 		}
-		h = fold(h, v, sizeof(v));
+		h = xm_fnv1a64(h, v, sizeof(v));
 	}
 	return h;
 }
