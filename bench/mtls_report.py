@@ -131,6 +131,17 @@ for sfx, g in goals.items():
                   g["added_rr_p50_us_one_cpu"]["xmesh"], g["added_rr_p50_us_one_cpu"]["haproxy"],
                   g["added_rr_p50_one_cpu_vs_haproxy"] or 0))
 
+# Per request/response exchange, per tunnel: its processes' CPU, their context switches, and the TCP segments
+# all the section's namespaces sent. Equal switches and segments mean the two tunnels do the same steps; then
+# the latency difference is the work per step (or noise).
+for name, r in results.items():
+    if base(name) != "plain" and "error" not in r and "rr_tunnel_ctxsw" in r:
+        print("  %s per exchange: %s" % (name, "; ".join(
+            "%s %.0f us CPU, %.2f context switches, %.2f TCP segments" % (
+                "two CPUs" if k == "rr" else "one CPU", r["tunnel_cpu_ms"][k] * 1000.0 / r[k]["count"],
+                r[k + "_tunnel_ctxsw"] / r[k]["count"], r[k + "_tcp_segments"] / r[k]["count"])
+            for k in ("rr", "rr1"))))
+
 # The same-node hops through the sockmap (sk_msg redirected bytes on each node during the stream run): node A's
 # is the client pod <-> agent A hop, node B's the agent B <-> server pod hop; 0 means that hop took TCP/IP.
 for name, r in results.items():

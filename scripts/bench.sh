@@ -960,7 +960,8 @@ section_l7hop() {
 # to CPU MTLS_CPU_APP (taskset -a -p) and back. Options (env): MTLS_SECS (3), MTLS_RR (10000), MTLS_CONNS (2000),
 # MTLS_TARGETS ("plain haproxy xmesh"), MTLS_ROUNDS (3), MTLS_RR_SLICES (10) of MTLS_RR_SLICE (1000) exchanges
 # (request/response with the three targets interleaved, after the rounds; 0: none), MTLS_HS (500 handshakes per server and kind), MTLS_PERF
-# (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt}),
+# (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt};
+# "rr" or "rr1": during that request/response run instead),
 # MTLS_STRACE (set: strace -c -f of both tunnel ends during each stream run, BUILD/bench/mtls-strace-NAME.txt;
 # "rr": during the request/response run instead, for system calls per exchange; it slows the tunnel: for
 # system calls, not for throughput or latency).
@@ -1090,10 +1091,26 @@ mtls_ticks() { # CPU ticks (utime+stime, all threads) of the PIDs given, summed
 	echo "$t"
 }
 
+mtls_ctxsw() { # context switches (voluntary + involuntary) of all threads of the PIDs given, summed
+	local p t=0
+	for p in "$@"; do
+		t=$((t + $(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }')))
+	done
+	echo "$t"
+}
+
+mtls_segs() { # TCP segments sent so far in the section's network namespaces (both nodes, the pods), summed
+	local ns t=0
+	for ns in nodea nodeb cli srv; do
+		t=$((t + $(ip netns exec "$P$ns" awk '/^Tcp: [0-9]/ { print $12 }' /proc/net/snmp 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
 # mtls_measure NAME ADDR CG TUNNEL_PIDS...: the three runs of one target into $TMP/mtls-NAME.res (key=value);
 # returns nonzero with the reason on stderr when the target is broken.
 mtls_measure() {
-	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 hs0 hs1 st0 st1 rd0 rd1 k perf_pid strace_pid
+	local name=$1 addr=$2 cg=$3 res="$TMP/mtls-$1.res" t0 t1 cs0 cs1 sg0 sg1 hs0 hs1 st0 st1 rd0 rd1 k perf_pid strace_pid
 	shift 3
 	: >"$res"
 	# Probe: 20 exchanges; for xmesh, agent A must have opened a client TLS connection, i.e. the capture works.
@@ -1118,7 +1135,9 @@ mtls_measure() {
 		# cross-CPU wakeup: what the tunnel's own processing adds, rather than the VM's IPI latency)
 		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_APP" "$@"
 		perf_pid=""
-		if [ -n "${MTLS_PERF:-}" ] && [ "$k" = stream ] && [ $# -gt 0 ]; then # where the tunnel's CPU goes
+		# where the tunnel's CPU goes: during the stream run, or the run MTLS_PERF names (rr, rr1)
+		if [ -n "${MTLS_PERF:-}" ] && [ "$k" = "$(case $MTLS_PERF in rr | rr1) echo "$MTLS_PERF" ;; *) echo stream ;; esac)" ] &&
+			[ $# -gt 0 ]; then
 			perf record -q -g -o "$BUILD/bench/mtls-perf-$name.data" -p "$(
 				IFS=,
 				echo "$*"
@@ -1138,6 +1157,8 @@ mtls_measure() {
 			sleep 0.5
 		fi
 		t0=$(mtls_ticks "$@")
+		cs0=$(mtls_ctxsw "$@")
+		sg0=$(mtls_segs)
 		rd0="$(mtls_redirected a) $(mtls_redirected b)"
 		hs0=$(mtls_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 		st0=$(mtls_b_streams)
@@ -1152,6 +1173,8 @@ mtls_measure() {
 		}
 		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_TUNNEL" "$@"
 		t1=$(mtls_ticks "$@")
+		cs1=$(mtls_ctxsw "$@")
+		sg1=$(mtls_segs)
 		if [ -n "$strace_pid" ]; then
 			kill -INT "$strace_pid" 2>/dev/null
 			wait "$strace_pid" 2>/dev/null || true
@@ -1168,6 +1191,8 @@ mtls_measure() {
 		{
 			echo "$k=$(cat "$TMP/mtls-$name-$k.json")"
 			echo "${k}_tunnel_ticks=$((t1 - t0))"
+			echo "${k}_tunnel_ctxsw=$((cs1 - cs0))"
+			echo "${k}_tcp_segments=$((sg1 - sg0))"
 			echo "${k}_client_handshakes=$((hs1 - hs0))"
 			echo "${k}_server_streams=$((st1 - st0))"
 			# same-node hops through the sockmap on node A and node B (sk_msg redirected bytes)
