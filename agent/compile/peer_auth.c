@@ -167,6 +167,24 @@ static void finish_table(struct xm_mtls_table *out)
 	}
 }
 
+/*
+ * Each address of pod: its mode for any port (port 0, with flags) and one entry per port of portLevelMtls.
+ * -ENOMEM, or 0.
+ */
+static int push_pod(struct xm_mtls_table *out, size_t *cap, const struct xm_pod *pod, const struct xm_pa_effective *e,
+		    uint8_t flags)
+{
+	for (size_t a = 0; a < pod->n_ips; a++) {
+		if (push(out, cap, &pod->ips[a], 0, kernel_mode(e->mode), flags))
+			return -ENOMEM;
+		for (size_t p = 0; p < e->n_ports; p++)
+			if (push(out, cap, &pod->ips[a], e->ports[p].port,
+				 kernel_mode(peer_auth_port_mode(e, e->ports[p].port)), 0))
+				return -ENOMEM;
+	}
+	return 0;
+}
+
 int mtls_table_build(const struct xm_config *cfg, const char *node, const char *root_ns, struct xm_mtls_table *out)
 {
 	size_t cap = 0;
@@ -188,14 +206,8 @@ int mtls_table_build(const struct xm_config *cfg, const char *node, const char *
 		/* Pods without a STRICT port need no entry: absent means PERMISSIVE to the kernel. */
 		if (!any_strict)
 			continue;
-		for (size_t a = 0; a < pod->n_ips; a++) {
-			if (push(out, &cap, &pod->ips[a], 0, kernel_mode(e.mode), XM_MTLS_F_ANY_STRICT))
-				goto nomem;
-			for (size_t p = 0; p < e.n_ports; p++)
-				if (push(out, &cap, &pod->ips[a], e.ports[p].port,
-					 kernel_mode(peer_auth_port_mode(&e, e.ports[p].port)), 0))
-					goto nomem;
-		}
+		if (push_pod(out, &cap, pod, &e, XM_MTLS_F_ANY_STRICT))
+			goto nomem;
 	}
 	finish_table(out);
 	return 0;
@@ -217,14 +229,8 @@ int mtls_remote_build(const struct xm_config *cfg, const char *node, const char 
 		if (!pod->node_name[0] || (node && !strcmp(pod->node_name, node)))
 			continue;
 		peer_auth_resolve(cfg, root_ns, pod->ns, pod->labels, pod->n_labels, &e);
-		for (size_t a = 0; a < pod->n_ips; a++) {
-			if (push(out, &cap, &pod->ips[a], 0, kernel_mode(e.mode), 0))
-				goto nomem;
-			for (size_t p = 0; p < e.n_ports; p++)
-				if (push(out, &cap, &pod->ips[a], e.ports[p].port,
-					 kernel_mode(peer_auth_port_mode(&e, e.ports[p].port)), 0))
-					goto nomem;
-		}
+		if (push_pod(out, &cap, pod, &e, 0))
+			goto nomem;
 	}
 	finish_table(out);
 	return 0;

@@ -244,29 +244,24 @@ static void *alloc_objs(size_t n, size_t size, bool *failed)
 	return p;
 }
 
+/* The i-th source of a merge (the files named, in order, then the API's objects), or NULL when excluded. */
+static const struct xm_config *merge_source(const struct xm_config_cache *c, size_t i)
+{
+	if (i < c->n_order)
+		return &c->files[c->order[i]].objs;
+	return c->api[i - c->n_order]->excluded ? NULL : &c->api[i - c->n_order]->objs;
+}
+
 int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diags *diags, int *n_errors)
 {
 	size_t n_svc = 0, n_sl = 0, n_pod = 0, n_node = 0, n_rule = 0, n_vs = 0, n_ef = 0, n_pa = 0, n_az = 0, kept = 0;
 	bool failed = false;
 	int err = 0;
 
-	for (size_t i = 0; i < c->n_order; i++) {
-		const struct xm_config *o = &c->files[c->order[i]].objs;
+	for (size_t i = 0; i < c->n_order + c->n_api; i++) {
+		const struct xm_config *o = merge_source(c, i);
 
-		n_svc += o->n_services;
-		n_sl += o->n_slices;
-		n_pod += o->n_pods;
-		n_node += o->n_nodes;
-		n_rule += o->n_rules;
-		n_vs += o->n_virtual_services;
-		n_ef += o->n_envoy_filters;
-		n_pa += o->n_peer_auths;
-		n_az += o->n_authz_policies;
-	}
-	for (size_t i = 0; i < c->n_api; i++) {
-		const struct xm_config *o = &c->api[i]->objs;
-
-		if (c->api[i]->excluded)
+		if (!o)
 			continue;
 		n_svc += o->n_services;
 		n_sl += o->n_slices;
@@ -294,9 +289,9 @@ int cache_merge(struct xm_config_cache *c, struct xm_config *cfg, struct xm_diag
 	}
 	for (size_t i = 0; i < c->n_order + c->n_api; i++) {
 		const struct cached_file *cf = i < c->n_order ? &c->files[c->order[i]] : NULL;
-		const struct xm_config *o = cf ? &cf->objs : &c->api[i - c->n_order]->objs;
+		const struct xm_config *o = merge_source(c, i);
 
-		if (!cf && c->api[i - c->n_order]->excluded)
+		if (!o)
 			continue;
 
 		append(cfg->services, &cfg->n_services, o->services, o->n_services, sizeof(*o->services));

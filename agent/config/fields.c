@@ -24,35 +24,38 @@ struct xm_loc obj_loc_of(const struct obj_ctx *c, const struct ynode *n)
 	return loc;
 }
 
-void obj_error(struct obj_ctx *c, const struct ynode *at, const char *fmt, ...)
+/* One diagnostic at `at`, prefixed with the object (and the sub-object being read, if any). */
+static void __attribute__((format(printf, 4, 0)))
+obj_diag(struct obj_ctx *c, const struct ynode *at, bool warning, const char *fmt, va_list ap)
 {
 	struct xm_loc loc = obj_loc_of(c, at);
 	char msg[sizeof(((struct xm_diag *)0)->msg)];
+	int (*add)(struct xm_diags *, const struct xm_loc *, const char *, ...) = warning ? diags_warn : diags_add;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (c->sub[0])
+		add(c->diags, &loc, "%s: %s: %s", c->what, c->sub, msg);
+	else
+		add(c->diags, &loc, "%s: %s", c->what, msg);
+}
+
+void obj_error(struct obj_ctx *c, const struct ynode *at, const char *fmt, ...)
+{
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	obj_diag(c, at, false, fmt, ap);
 	va_end(ap);
-	if (c->sub[0])
-		diags_add(c->diags, &loc, "%s: %s: %s", c->what, c->sub, msg);
-	else
-		diags_add(c->diags, &loc, "%s: %s", c->what, msg);
 	(*c->n_errors)++;
 }
 
 void obj_warn(struct obj_ctx *c, const struct ynode *at, const char *fmt, ...)
 {
-	struct xm_loc loc = obj_loc_of(c, at);
-	char msg[sizeof(((struct xm_diag *)0)->msg)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	obj_diag(c, at, true, fmt, ap);
 	va_end(ap);
-	if (c->sub[0])
-		diags_warn(c->diags, &loc, "%s: %s: %s", c->what, c->sub, msg);
-	else
-		diags_warn(c->diags, &loc, "%s: %s", c->what, msg);
 }
 
 const char *quoted(char buf[QUOTE_BUF], const char *s)

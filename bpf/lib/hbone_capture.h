@@ -41,17 +41,7 @@ struct {
 /* The outbound listener when one is set for this family, else NULL. One array lookup. */
 static __always_inline const struct xm_l7_proxy *xm_hbone_proxy_for(__u8 family)
 {
-	const struct xm_l7_proxy *p;
-	__u32 zero = 0;
-
-	p = bpf_map_lookup_elem(&xm_hbone_proxy, &zero);
-	if (!p || !p->port)
-		return NULL;
-	if (family == XM_FAMILY_V4 && (p->flags & XM_L7_PROXY_F_V4))
-		return p;
-	if (family == XM_FAMILY_V6 && (p->flags & XM_L7_PROXY_F_V6))
-		return p;
-	return NULL;
+	return xm_capture_listener_for(&xm_hbone_proxy, family);
 }
 
 /*

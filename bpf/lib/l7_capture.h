@@ -30,13 +30,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xm_l7_origdst SEC(".maps");
 
-/* The proxy for a service of this family, or NULL when none is configured for it. */
-static __always_inline const struct xm_l7_proxy *xm_l7_proxy_for(__u8 family)
+/*
+ * The listener a one-entry xm_l7_proxy array (the L7 proxy's, the tunnel's) holds for this family, or NULL
+ * when it holds none for it. One array lookup.
+ */
+static __always_inline const struct xm_l7_proxy *xm_capture_listener_for(void *proxy_map, __u8 family)
 {
 	const struct xm_l7_proxy *p;
 	__u32 zero = 0;
 
-	p = bpf_map_lookup_elem(&xm_l7_proxy, &zero);
+	p = bpf_map_lookup_elem(proxy_map, &zero);
 	if (!p || !p->port)
 		return NULL;
 	if (family == XM_FAMILY_V4 && (p->flags & XM_L7_PROXY_F_V4))
@@ -44,6 +47,12 @@ static __always_inline const struct xm_l7_proxy *xm_l7_proxy_for(__u8 family)
 	if (family == XM_FAMILY_V6 && (p->flags & XM_L7_PROXY_F_V6))
 		return p;
 	return NULL;
+}
+
+/* The proxy for a service of this family, or NULL when none is configured for it. */
+static __always_inline const struct xm_l7_proxy *xm_l7_proxy_for(__u8 family)
+{
+	return xm_capture_listener_for(&xm_l7_proxy, family);
 }
 
 static __always_inline bool xm_l7_v4_mapped(const __u32 a[4])
