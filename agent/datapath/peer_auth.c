@@ -20,6 +20,7 @@
 #include "datapath/map_sync.h"
 #include "datapath/mtls_map.h"
 #include "datapath/pins.h"
+#include "datapath/tc_egress.h"
 #include "skel/peer_auth.skel.h"
 
 XM_BPF_SKEL_OPS(peer_auth);
@@ -55,23 +56,17 @@ static bool listed(const int *v, size_t n, int x)
 	return false;
 }
 
+static const struct tc_egress_filter pa_filter = { .handle = XM_PA_TC_HANDLE,
+						   .priority = XM_PA_TC_PRIORITY,
+						   .prog_name = "xm_peer_auth" };
+
 static int attach_tc(struct xm_peer_auth_dp *d, int ifindex, const char *name)
 {
-	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = XM_PA_TC_HANDLE, .priority = XM_PA_TC_PRIORITY,
-			    .flags = BPF_TC_F_REPLACE, .prog_fd = bpf_program__fd(d->skel->progs.xm_peer_auth));
-	int err;
+	const char *step = "";
+	int err = tc_egress_attach(&pa_filter, ifindex, bpf_program__fd(d->skel->progs.xm_peer_auth), &step);
 
-	bpf_loader_expect("Exclusivity flag on");
-	err = bpf_tc_hook_create(&hook);
-	bpf_loader_expect(NULL);
-	if (err && err != -EEXIST) {
-		log_warn("peerauthentication: %s: create clsact: %s", name, strerror(-err));
-		return err;
-	}
-	err = bpf_tc_attach(&hook, &opts);
 	if (err)
-		log_warn("peerauthentication: %s: attach TC egress: %s", name, strerror(-err));
+		log_warn("peerauthentication: %s: %s: %s", name, step, strerror(-err));
 	return err;
 }
 
@@ -233,24 +228,8 @@ void peer_auth_dp_close(struct xm_peer_auth_dp *d)
 
 static int detach_tc(int ifindex, const char *name)
 {
-	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = XM_PA_TC_HANDLE, .priority = XM_PA_TC_PRIORITY);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, del, .handle = XM_PA_TC_HANDLE, .priority = XM_PA_TC_PRIORITY);
-	struct bpf_prog_info info;
-	__u32 len = sizeof(info);
-	int fd, err;
+	int err = tc_egress_detach_ours(&pa_filter, ifindex);
 
-	if (bpf_tc_query(&hook, &q))
-		return 0;
-	fd = bpf_prog_get_fd_by_id(q.prog_id);
-	if (fd < 0)
-		return 0;
-	memset(&info, 0, sizeof(info));
-	err = bpf_obj_get_info_by_fd(fd, &info, &len);
-	close(fd);
-	if (err || strcmp(info.name, "xm_peer_auth"))
-		return 0; /* someone else's filter at our handle */
-	err = bpf_tc_detach(&hook, &del);
 	if (err)
 		log_error("%s: detach PeerAuthentication TC egress: %s", name, strerror(-err));
 	return err;

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "datapath/bpf_loader.h"
 #include "datapath/pins.h"
+#include "datapath/tc_egress.h"
 #include "datapath/xdp.h"
 #include "skel/xdp_lb.skel.h"
 
@@ -58,48 +59,24 @@ static int uplink_addrs(const char *name, struct xm_xdp_iface *ifc)
 	return 0;
 }
 
+static const struct tc_egress_filter nat_filter = { .handle = XM_TC_HANDLE,
+						    .priority = XM_TC_PRIORITY,
+						    .prog_name = "xm_tc_nat" };
+
 static int attach_tc(struct xm_xdp *x, const struct xm_xdp_uplink *u)
 {
-	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = u->ifindex, .attach_point = BPF_TC_EGRESS);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = XM_TC_HANDLE, .priority = XM_TC_PRIORITY,
-			    .flags = BPF_TC_F_REPLACE, .prog_fd = bpf_program__fd(x->skel->progs.xm_tc_nat));
-	int err;
+	const char *step = "";
+	int err = tc_egress_attach(&nat_filter, u->ifindex, bpf_program__fd(x->skel->progs.xm_tc_nat), &step);
 
-	/* The qdisc of a previous agent (or someone else's) is fine: -EEXIST, whose kernel message is no warning. */
-	bpf_loader_expect("Exclusivity flag on");
-	err = bpf_tc_hook_create(&hook);
-	bpf_loader_expect(NULL);
-	if (err && err != -EEXIST) {
-		log_error("uplink %s: create clsact: %s", u->name, strerror(-err));
-		return err;
-	}
-	/* TC filters are not links: REPLACE by our handle/priority swaps the program in place on restart. */
-	err = bpf_tc_attach(&hook, &opts);
 	if (err)
-		log_error("uplink %s: attach TC egress: %s", u->name, strerror(-err));
+		log_error("uplink %s: %s: %s", u->name, step, strerror(-err));
 	return err;
 }
 
 static int detach_tc(int ifindex, const char *what)
 {
-	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = XM_TC_HANDLE, .priority = XM_TC_PRIORITY);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, d, .handle = XM_TC_HANDLE, .priority = XM_TC_PRIORITY);
-	struct bpf_prog_info info;
-	__u32 len = sizeof(info);
-	int fd, err;
+	int err = tc_egress_detach_ours(&nat_filter, ifindex);
 
-	if (bpf_tc_query(&hook, &q))
-		return 0; /* nothing of ours there */
-	fd = bpf_prog_get_fd_by_id(q.prog_id);
-	if (fd < 0)
-		return 0;
-	memset(&info, 0, sizeof(info));
-	err = bpf_obj_get_info_by_fd(fd, &info, &len);
-	close(fd);
-	if (err || strcmp(info.name, "xm_tc_nat"))
-		return 0; /* someone else's filter at our handle: leave it */
-	err = bpf_tc_detach(&hook, &d);
 	if (err)
 		log_error("%s: detach TC egress: %s", what, strerror(-err));
 	return err;
