@@ -484,6 +484,11 @@ int authz_plain_build(const struct xm_identities *ids, const struct xm_authz_tab
 	}
 	if (t.n)
 		qsort(t.items, t.n, sizeof(*t.items), entry_cmp);
+	for (size_t i = 0; i < t.n; i++) {
+		unsigned bits = t.items[i].key.prefixlen - XM_AUTHZ_PLAIN_FIXED_BITS;
+
+		t.src_bits[bits / 64] |= 1ull << (bits % 64);
+	}
 	*out = t;
 	return 0;
 }
@@ -491,8 +496,7 @@ int authz_plain_build(const struct xm_identities *ids, const struct xm_authz_tab
 void authz_plain_free(struct xm_authz_plain_table *t)
 {
 	free(t->items);
-	t->items = NULL;
-	t->n = 0;
+	memset(t, 0, sizeof(*t));
 }
 
 const struct xm_authz_plain_entry *authz_plain_find(const struct xm_authz_plain_table *t,
@@ -517,6 +521,9 @@ static const struct xm_authz_plain_entry *plain_lpm(const struct xm_authz_plain_
 	memcpy(k.dst.bytes, pod->bytes, len);
 	for (unsigned bits = full_bits(family) + 1; bits-- > 0;) {
 		const struct xm_authz_plain_entry *e;
+
+		if (!(t->src_bits[bits / 64] & (1ull << (bits % 64))))
+			continue; /* no entry of any pod has a client prefix this long */
 
 		memset(k.src.bytes, 0, sizeof(k.src.bytes));
 		memcpy(k.src.bytes, client->bytes, len);

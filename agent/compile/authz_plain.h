@@ -48,6 +48,8 @@ struct xm_authz_plain_entry {
 struct xm_authz_plain_table {
 	struct xm_authz_plain_entry *items; /* sorted by key (memcmp), keys unique */
 	size_t n;
+	/* Bit b set: some entry has a client prefix of b bits (0..128), so a lookup tries only those lengths. */
+	uint64_t src_bits[3];
 };
 
 /* FNV-1a 32 of "ns/name", never XM_AUTHZ_POLICY_NO_ALLOW (0 becomes 1): the id the kernel counts denials by. */
