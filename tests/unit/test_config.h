@@ -77,6 +77,29 @@ static inline void load_clean(const char *const *paths, size_t n, struct xm_conf
 	diags_free(&d);
 }
 
+/* Loads text (which must be clean) into cfg, through a temporary file. */
+static inline void load_text_clean(const char *text, struct xm_config *cfg)
+{
+	char *path = temp_yaml(text);
+	const char *paths[] = { path };
+
+	load_clean(paths, 1, cfg);
+	unlink(path);
+	free(path);
+}
+
+/* Loads text that must fail; returns the file name (the caller frees it): cfg keeps pointing the diagnostics at it. */
+static inline char *load_text_bad(const char *text, struct xm_config *cfg, struct xm_diags *d)
+{
+	char *path = temp_yaml(text);
+	const char *paths[] = { path };
+
+	memset(d, 0, sizeof(*d));
+	cr_assert_eq(config_load(paths, 1, cfg, d), -EINVAL);
+	unlink(path);
+	return path;
+}
+
 /* The diagnostic at file (suffix match) line:col whose message contains every given fragment; fails if none. */
 static inline const struct xm_diag *find_diag(const struct xm_diags *d, const char *file_suffix, int line, int col,
 					      const char *frag1, const char *frag2)
