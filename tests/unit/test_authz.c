@@ -96,12 +96,6 @@ Test(authz_parse, http_attributes_audit_and_target_refs_are_warnings)
 	free(path);
 }
 
-struct bad_case {
-	const char *yaml;
-	int line, col;
-	const char *msg;
-};
-
 static const struct bad_case bad_cases[] = {
 	{ AP("foo", "custom", "  action: CUSTOM\n  provider: {name: ext}\n"), 8, 11, "CUSTOM is not supported" },
 	{ AP("foo", "act", "  action: deny\n"), 8, 11, "is not one of ALLOW, DENY, AUDIT, CUSTOM" },
@@ -129,18 +123,7 @@ static const struct bad_case bad_cases[] = {
 
 Test(authz_parse, errors_at_their_node)
 {
-	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
-		const struct bad_case *c = &bad_cases[i];
-		struct xm_config cfg;
-		struct xm_diags d;
-		char *file = load_text_bad(c->yaml, &cfg, &d);
-
-		cr_log_info("case %zu: %s", i, c->msg);
-		find_diag(&d, strrchr(file, '/') + 1, c->line, c->col, c->msg, NULL);
-		diags_free(&d);
-		config_free(&cfg);
-		free(file);
-	}
+	expect_bad_cases(bad_cases, sizeof(bad_cases) / sizeof(bad_cases[0]));
 }
 
 Test(authz_parse, cidrs)

@@ -123,6 +123,30 @@ static inline const struct xm_diag *find_diag(const struct xm_diags *d, const ch
 	return NULL;
 }
 
+/* A text that must fail to load, and the diagnostic it must give: at line:col, with msg in its message. */
+struct bad_case {
+	const char *yaml;
+	int line, col;
+	const char *msg;
+};
+
+/* Loads each case, asserting its diagnostic (find_diag). */
+static inline void expect_bad_cases(const struct bad_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct bad_case *c = &cases[i];
+		struct xm_config cfg;
+		struct xm_diags d;
+		char *file = load_text_bad(c->yaml, &cfg, &d);
+
+		cr_log_info("case %zu: %s", i, c->msg);
+		find_diag(&d, strrchr(file, '/') + 1, c->line, c->col, c->msg, NULL);
+		diags_free(&d);
+		config_free(&cfg);
+		free(file);
+	}
+}
+
 static inline bool ip_eq(const struct xm_ip *ip, const char *text)
 {
 	struct xm_ip want = { 0 };

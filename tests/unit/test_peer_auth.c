@@ -53,12 +53,6 @@ Test(peer_auth_parse, timestamps_with_offsets_and_fractions)
 	config_free(&cfg);
 }
 
-struct bad_case {
-	const char *yaml;
-	int line, col;
-	const char *msg;
-};
-
 /* Istio's ValidatePeerAuthentication and ours, each error at its node. */
 static const struct bad_case bad_cases[] = {
 	{ PA("foo", "ns-wide", "spec:\n  mtls: {mode: STRICT}\n  portLevelMtls:\n    8080: {mode: DISABLE}\n"), 10, 5,
@@ -88,18 +82,7 @@ static const struct bad_case bad_cases[] = {
 
 Test(peer_auth_parse, errors_at_their_node)
 {
-	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
-		const struct bad_case *c = &bad_cases[i];
-		struct xm_config cfg;
-		struct xm_diags d;
-		char *file = load_text_bad(c->yaml, &cfg, &d);
-
-		cr_log_info("case %zu: %s", i, c->msg);
-		find_diag(&d, strrchr(file, '/') + 1, c->line, c->col, c->msg, NULL);
-		diags_free(&d);
-		config_free(&cfg);
-		free(file);
-	}
+	expect_bad_cases(bad_cases, sizeof(bad_cases) / sizeof(bad_cases[0]));
 }
 
 /* --- composition: Istio's examples (istio.io, reference/config/security/peer_authentication) --- */
