@@ -261,14 +261,20 @@ static int fake_tunnel(void *ctx, int fd, const struct l7_tunnel_req *req, const
 	return 0;
 }
 
-static int calls_count(void)
+/* *v, read under lock (the fake tunnel's threads and the proxy's hooks write it). */
+static int locked_read(const int *v)
 {
 	int n;
 
 	pthread_mutex_lock(&lock);
-	n = n_calls;
+	n = *v;
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+static int calls_count(void)
+{
+	return locked_read(&n_calls);
 }
 
 /* ---- a plaintext trap: pod trap-0 of node-b (127.0.0.11) listens in plaintext; nothing may reach it ---- */
@@ -584,12 +590,7 @@ static struct rec get_503(const char *ip, const char *host, const char *path)
 /* How many connect failures the proxy reported to outlier detection. */
 static int connect_failures(void)
 {
-	int n;
-
-	pthread_mutex_lock(&lock);
-	n = connect_failed_reports;
-	pthread_mutex_unlock(&lock);
-	return n;
+	return locked_read(&connect_failed_reports);
 }
 
 Test(l7_tunnel, through_the_tunnel_as_the_client_pod_pooled_per_identity)
