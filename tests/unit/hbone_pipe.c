@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "hbone_fixture.h"
@@ -35,9 +36,9 @@ static void p_open(struct hbone_stream *s, void *ctx, int status)
 {
 	struct hbt_pipe *p = ctx;
 
-	(void)s;
 	p->status = status;
 	p->opened = true;
+	snprintf(p->peer, sizeof(p->peer), "%s", hbone_stream_peer_id(s));
 	if (status == 200)
 		hbt_pipe_pump(p);
 }

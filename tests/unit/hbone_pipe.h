@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A client stream of the HBONE tests: writes total bytes of the pattern hbt_byte(seed, i), reads the echo back
- * and checks it, shuts its side down when all went (unless hold). Shared by test_hbone.c and
- * test_hbone_accounting.c.
+ * and checks it, shuts its side down when all went (unless hold). Shared by test_hbone.c,
+ * test_hbone_accounting.c and test_hbone_interop.c.
  */
 #ifndef XMESH_TEST_HBONE_PIPE_H
 #define XMESH_TEST_HBONE_PIPE_H
@@ -20,6 +20,7 @@ struct hbt_pipe {
 	bool hold; /* never shut down: a long-lived stream */
 	int status, close_err;
 	bool opened, closed, mismatch;
+	char peer[HBONE_ID_MAX]; /* the server's identity, as the stream saw it opening */
 };
 
 extern const struct hbone_stream_ops hbt_pipe_ops;
