@@ -14,27 +14,6 @@
 #include "daemon/hbone_authz.h"
 #include "metrics/registry.h"
 
-static void load_text(const char *text, struct xm_config *cfg)
-{
-	char *path = temp_yaml(text);
-	const char *paths[] = { path };
-
-	load_clean(paths, 1, cfg);
-	unlink(path);
-	free(path);
-}
-
-static char *load_bad(const char *text, struct xm_config *cfg, struct xm_diags *d)
-{
-	char *path = temp_yaml(text);
-	const char *paths[] = { path };
-
-	memset(d, 0, sizeof(*d));
-	cr_assert_eq(config_load(paths, 1, cfg, d), -EINVAL);
-	unlink(path);
-	return path;
-}
-
 #define AP(ns, name, spec)                                                                                             \
 	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: " name                   \
 	"\n  namespace: " ns "\nspec:\n" spec
@@ -47,14 +26,14 @@ Test(authz_parse, rules_as_clauses_of_alternatives)
 	const struct xm_authz_policy *p;
 	const struct xm_authz_rule *r;
 
-	load_text(AP("foo", "httpbin",
-		     "  selector:\n    matchLabels:\n      app: httpbin\n  action: ALLOW\n  rules:\n"
-		     "  - from:\n    - source:\n        principals: [\"cluster.local/ns/default/sa/sleep\"]\n"
-		     "    - source:\n        namespaces: [test]\n        notIpBlocks: [\"10.0.0.0/8\"]\n"
-		     "    to:\n    - operation:\n        ports: [\"8080\"]\n"
-		     "    when:\n    - key: source.namespace\n      values: [a]\n      notValues: [b]\n"
-		     "  - from:\n    - source:\n        serviceAccounts: [sleep, \"other/x\"]\n"),
-		  &cfg);
+	load_text_clean(AP("foo", "httpbin",
+			   "  selector:\n    matchLabels:\n      app: httpbin\n  action: ALLOW\n  rules:\n"
+			   "  - from:\n    - source:\n        principals: [\"cluster.local/ns/default/sa/sleep\"]\n"
+			   "    - source:\n        namespaces: [test]\n        notIpBlocks: [\"10.0.0.0/8\"]\n"
+			   "    to:\n    - operation:\n        ports: [\"8080\"]\n"
+			   "    when:\n    - key: source.namespace\n      values: [a]\n      notValues: [b]\n"
+			   "  - from:\n    - source:\n        serviceAccounts: [sleep, \"other/x\"]\n"),
+			&cfg);
 	cr_assert_eq(cfg.n_authz_policies, 1);
 	p = &cfg.authz_policies[0];
 	cr_assert_str_eq(p->ns, "foo");
@@ -117,12 +96,6 @@ Test(authz_parse, http_attributes_audit_and_target_refs_are_warnings)
 	free(path);
 }
 
-struct bad_case {
-	const char *yaml;
-	int line, col;
-	const char *msg;
-};
-
 static const struct bad_case bad_cases[] = {
 	{ AP("foo", "custom", "  action: CUSTOM\n  provider: {name: ext}\n"), 8, 11, "CUSTOM is not supported" },
 	{ AP("foo", "act", "  action: deny\n"), 8, 11, "is not one of ALLOW, DENY, AUDIT, CUSTOM" },
@@ -150,18 +123,7 @@ static const struct bad_case bad_cases[] = {
 
 Test(authz_parse, errors_at_their_node)
 {
-	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
-		const struct bad_case *c = &bad_cases[i];
-		struct xm_config cfg;
-		struct xm_diags d;
-		char *file = load_bad(c->yaml, &cfg, &d);
-
-		cr_log_info("case %zu: %s", i, c->msg);
-		find_diag(&d, strrchr(file, '/') + 1, c->line, c->col, c->msg, NULL);
-		diags_free(&d);
-		config_free(&cfg);
-		free(file);
-	}
+	expect_bad_cases(bad_cases, sizeof(bad_cases) / sizeof(bad_cases[0]));
 }
 
 Test(authz_parse, cidrs)
@@ -317,7 +279,7 @@ static void run_case(const struct eval_case *c, const char *trust_domain)
 
 	cr_log_info("case: %s", c->name);
 	if (c->policies[0])
-		load_text(c->policies, &cfg);
+		load_text_clean(c->policies, &cfg);
 	else
 		memset(&cfg, 0, sizeof(cfg));
 	cr_assert_eq(authz_table_build(&cfg, NULL, &t), 0);
@@ -424,10 +386,11 @@ Test(authz_hbone, the_forwarded_address_counts_when_its_pod_is_the_peer)
 	struct strbuf text = { 0 };
 	int err;
 
-	load_text(POD("web", "foo", "web", "10.1.0.5") POD("sleep", "default", "sleep",
-							   "10.2.0.9") POD("other", "default", "other", "10.2.0.10")
-		      AP("foo", "from-sleep-ip", "  rules:\n  - from:\n    - source:\n        ipBlocks: [10.2.0.9]\n"),
-		  &cfg);
+	load_text_clean(
+	    POD("web", "foo", "web", "10.1.0.5") POD("sleep", "default", "sleep", "10.2.0.9")
+		POD("other", "default", "other", "10.2.0.10")
+		    AP("foo", "from-sleep-ip", "  rules:\n  - from:\n    - source:\n        ipBlocks: [10.2.0.9]\n"),
+	    &cfg);
 	s = snapshot_build(&cfg, &opts, &err);
 	config_free(&cfg);
 	cr_assert_not_null(s);
@@ -476,7 +439,7 @@ static struct xm_snapshot *snapshot_of(const char *text)
 	struct xm_snapshot *s;
 	int err;
 
-	load_text(text, &cfg);
+	load_text_clean(text, &cfg);
 	s = snapshot_build(&cfg, &opts, &err);
 	config_free(&cfg);
 	cr_assert_not_null(s);
@@ -614,7 +577,7 @@ Test(authz_compile, the_table_decides_as_the_config_policy)
 	struct xm_authz_table t;
 	size_t checked = 0;
 
-	load_text(
+	load_text_clean(
 	    AP("foo", "a",
 	       "  rules:\n  - from:\n    - source:\n        principals: [\"*/sa/admin\", \"cluster.local/ns/def*\"]\n"
 	       "    - source:\n        ipBlocks: [10.9.0.0/16, \"fd00::/64\"]\n        notNamespaces: [x]\n"

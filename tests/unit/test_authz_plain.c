@@ -16,16 +16,6 @@
 #include "core/strbuf.h"
 #include "metrics/authz_denied.h"
 
-static void load_text(const char *text, struct xm_config *cfg)
-{
-	char *path = temp_yaml(text);
-	const char *paths[] = { path };
-
-	load_clean(paths, 1, cfg);
-	unlink(path);
-	free(path);
-}
-
 #define AP(ns, name, spec)                                                                                             \
 	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: " name                   \
 	"\n  namespace: " ns "\nspec:\n" spec
@@ -45,7 +35,7 @@ static struct xm_snapshot *snapshot_of(const char *text)
 	struct xm_snapshot *s;
 	int err;
 
-	load_text(text, &cfg);
+	load_text_clean(text, &cfg);
 	s = snapshot_build(&cfg, &opts, &err);
 	config_free(&cfg);
 	cr_assert_not_null(s);
@@ -579,7 +569,7 @@ Test(authz_plain, build_time_100_pods_10_policies_5_cidrs)
 	char *text = many_pods(100, pol.buf);
 
 	sb_free(&pol);
-	load_text(text, &cfg);
+	load_text_clean(text, &cfg);
 	free(text);
 	s = snapshot_build(&cfg, &opts, &err);
 	config_free(&cfg);
@@ -608,7 +598,7 @@ Test(authz_plain, too_many_entries_is_e2big_and_the_snapshot_still_builds)
 	struct xm_authz_plain_table t = { 0 };
 	int err;
 
-	load_text(text, &cfg);
+	load_text_clean(text, &cfg);
 	free(text);
 	s = snapshot_build(&cfg, &opts, &err);
 	config_free(&cfg);

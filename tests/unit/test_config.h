@@ -77,6 +77,29 @@ static inline void load_clean(const char *const *paths, size_t n, struct xm_conf
 	diags_free(&d);
 }
 
+/* Loads text (which must be clean) into cfg, through a temporary file. */
+static inline void load_text_clean(const char *text, struct xm_config *cfg)
+{
+	char *path = temp_yaml(text);
+	const char *paths[] = { path };
+
+	load_clean(paths, 1, cfg);
+	unlink(path);
+	free(path);
+}
+
+/* Loads text that must fail; returns the file name (the caller frees it): cfg keeps pointing the diagnostics at it. */
+static inline char *load_text_bad(const char *text, struct xm_config *cfg, struct xm_diags *d)
+{
+	char *path = temp_yaml(text);
+	const char *paths[] = { path };
+
+	memset(d, 0, sizeof(*d));
+	cr_assert_eq(config_load(paths, 1, cfg, d), -EINVAL);
+	unlink(path);
+	return path;
+}
+
 /* The diagnostic at file (suffix match) line:col whose message contains every given fragment; fails if none. */
 static inline const struct xm_diag *find_diag(const struct xm_diags *d, const char *file_suffix, int line, int col,
 					      const char *frag1, const char *frag2)
@@ -98,6 +121,30 @@ static inline const struct xm_diag *find_diag(const struct xm_diags *d, const ch
 	cr_assert_fail("no diagnostic %s:%d:%d containing \"%s\" and \"%s\"", file_suffix, line, col,
 		       frag1 ? frag1 : "", frag2 ? frag2 : "");
 	return NULL;
+}
+
+/* A text that must fail to load, and the diagnostic it must give: at line:col, with msg in its message. */
+struct bad_case {
+	const char *yaml;
+	int line, col;
+	const char *msg;
+};
+
+/* Loads each case, asserting its diagnostic (find_diag). */
+static inline void expect_bad_cases(const struct bad_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct bad_case *c = &cases[i];
+		struct xm_config cfg;
+		struct xm_diags d;
+		char *file = load_text_bad(c->yaml, &cfg, &d);
+
+		cr_log_info("case %zu: %s", i, c->msg);
+		find_diag(&d, strrchr(file, '/') + 1, c->line, c->col, c->msg, NULL);
+		diags_free(&d);
+		config_free(&cfg);
+		free(file);
+	}
 }
 
 static inline bool ip_eq(const struct xm_ip *ip, const char *text)

@@ -22,6 +22,7 @@
 #include "core/loop.h"
 #include "hbone/internal.h"
 #include "hbone_fixture.h"
+#include "hbone_pipe.h"
 
 #define SRC_ID "spiffe://cluster.local/ns/a/sa/client"
 #define DST_ID "spiffe://cluster.local/ns/b/sa/server"
@@ -125,89 +126,8 @@ static void teardown(void)
 
 /* ---- a stream that writes a pattern and checks what comes back ---- */
 
-struct pipe_t {
-	struct hbone_stream *s;
-	uint64_t seed, total; /* bytes to send */
-	uint64_t sent, got;
-	bool shut, paused_reader;
-	bool hold; /* never shut down: a long-lived stream */
-	int status, close_err;
-	bool opened, closed, mismatch;
-};
-
-static void pipe_pump(struct pipe_t *p)
+static void open_pipe(struct hbt_pipe *p, uint64_t seed, uint64_t total, const struct sockaddr_storage *target)
 {
-	uint8_t buf[32768];
-
-	while (p->sent < p->total) {
-		size_t n = p->total - p->sent < sizeof(buf) ? (size_t)(p->total - p->sent) : sizeof(buf);
-		ssize_t w;
-		size_t i;
-
-		for (i = 0; i < n; i++)
-			buf[i] = hbt_byte(p->seed, p->sent + i);
-		w = hbone_stream_write(p->s, buf, n);
-		if (w <= 0)
-			return;
-		p->sent += (uint64_t)w;
-	}
-	if (!p->shut && !p->hold) {
-		p->shut = true;
-		hbone_stream_shutdown(p->s);
-	}
-}
-
-static void p_open(struct hbone_stream *s, void *ctx, int status)
-{
-	struct pipe_t *p = ctx;
-
-	(void)s;
-	p->status = status;
-	p->opened = true;
-	if (status == 200)
-		pipe_pump(p);
-}
-
-static void p_readable(struct hbone_stream *s, void *ctx)
-{
-	struct pipe_t *p = ctx;
-	uint8_t buf[65536];
-	ssize_t n;
-
-	if (p->paused_reader)
-		return;
-	while ((n = hbone_stream_read(s, buf, sizeof(buf))) > 0) {
-		ssize_t i;
-
-		for (i = 0; i < n; i++)
-			if (buf[i] != hbt_byte(p->seed, p->got + (uint64_t)i))
-				p->mismatch = true;
-		p->got += (uint64_t)n;
-	}
-}
-
-static void p_writable(struct hbone_stream *s, void *ctx)
-{
-	(void)s;
-	pipe_pump(ctx);
-}
-
-static void p_close(struct hbone_stream *s, void *ctx, int err)
-{
-	struct pipe_t *p = ctx;
-
-	(void)s;
-	p->closed = true;
-	p->close_err = err;
-	p->s = NULL;
-}
-
-static const struct hbone_stream_ops pipe_ops = { p_open, p_readable, p_writable, p_close };
-
-static void open_pipe(struct pipe_t *p, uint64_t seed, uint64_t total, const struct sockaddr_storage *target)
-{
-	struct sockaddr_storage client;
-	struct sockaddr_in *ci = (struct sockaddr_in *)&client;
 	struct hbone_open req = {
 		.src_id = SRC_ID,
 		.dst_id = DST_ID,
@@ -215,31 +135,10 @@ static void open_pipe(struct pipe_t *p, uint64_t seed, uint64_t total, const str
 		.cert = fx.client_leaf.cert,
 		.key = fx.client_leaf.key,
 		.target = target,
-		.client = &client,
 		.baggage = "k8s.cluster.name=Kubernetes,k8s.namespace.name=a",
 	};
 
-	memset(&client, 0, sizeof(client));
-	ci->sin_family = AF_INET;
-	ci->sin_port = htons(40000);
-	inet_pton(AF_INET, "10.1.2.3", &ci->sin_addr);
-	memset(p, 0, sizeof(*p));
-	p->seed = seed;
-	p->total = total;
-	p->s = hbone_client_open(fx.cl, &req, &pipe_ops, p);
-	cr_assert_not_null(p->s);
-}
-
-static bool pipe_done(void *arg)
-{
-	struct pipe_t *p = arg;
-
-	return p->closed;
-}
-
-static bool opened(void *arg)
-{
-	return ((struct pipe_t *)arg)->opened;
+	hbt_pipe_open(p, fx.cl, &req, seed, total);
 }
 
 TestSuite(hbone, .init = setup, .fini = teardown, .timeout = 60);
@@ -332,11 +231,11 @@ Test(hbone, authority_ipv6)
 
 Test(hbone, echo_10mib_byte_exact)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 	uint64_t t0 = loop_now_ms();
 
 	open_pipe(&p, 7, 10u << 20, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 30000), "sent %lu got %lu", p.sent, p.got);
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 30000), "sent %lu got %lu", p.sent, p.got);
 	cr_log_info("10 MiB echoed in %lu ms (client, server and echo on one thread)", loop_now_ms() - t0);
 	cr_expect_eq(p.status, 200);
 	cr_expect_eq(p.close_err, 0);
@@ -356,7 +255,7 @@ Test(hbone, echo_10mib_byte_exact)
 }
 
 struct many {
-	struct pipe_t p[120];
+	struct hbt_pipe p[120];
 	size_t n;
 };
 
@@ -448,7 +347,7 @@ Test(hbone_limits, server_limit_queues_the_101st)
 		cr_assert_not(m.p[i].closed, "stream %zu closed: status %d err %d", i, m.p[i].status, m.p[i].close_err);
 	cr_expect_eq(hbone_client_connections(fx.cl), 1);
 	hbone_stream_shutdown(m.p[0].s);
-	cr_assert(hbt_run_until(fx.loop, opened, &m.p[100], 5000), "the 101st never opened");
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_opened, &m.p[100], 5000), "the 101st never opened");
 	for (i = 1; i < m.n; i++)
 		hbone_stream_shutdown(m.p[i].s);
 	cr_assert(hbt_run_until(fx.loop, all_done, &m, 10000));
@@ -459,14 +358,14 @@ Test(hbone_limits, server_limit_queues_the_101st)
 
 static bool write_blocked(void *arg)
 {
-	struct pipe_t *p = arg;
+	struct hbt_pipe *p = arg;
 
 	return p->opened && p->sent < p->total && p->s && p->s->want_writable;
 }
 
 Test(hbone, backpressure_slow_reader_bounded)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 	struct hbone_stream *ss;
 	size_t server_rx = 0, server_tx = 0;
 	uint64_t sent;
@@ -499,9 +398,9 @@ Test(hbone, backpressure_slow_reader_bounded)
 	/* reading resumes: everything arrives, byte-exact */
 	p.paused_reader = false;
 	p.total = p.sent + (1u << 20);
-	p_readable(p.s, &p);
-	pipe_pump(&p);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 60000), "sent %lu got %lu", p.sent, p.got);
+	hbt_pipe_ops.on_readable(p.s, &p);
+	hbt_pipe_pump(&p);
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 60000), "sent %lu got %lu", p.sent, p.got);
 	cr_expect_eq(p.got, p.total);
 	cr_expect_not(p.mismatch);
 }
@@ -510,11 +409,11 @@ Test(hbone, backpressure_slow_reader_bounded)
 
 static void refused_by_policy(int verdict, int want_status, enum hbone_refusal why)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	fx.verdict = verdict;
 	open_pipe(&p, 1, 1000, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.status, want_status);
 	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[why]), 1);
 	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_STATUS]), 1);
@@ -522,7 +421,7 @@ static void refused_by_policy(int verdict, int want_status, enum hbone_refusal w
 	/* the connection keeps working */
 	fx.verdict = 200;
 	open_pipe(&p, 2, 5000, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.status, 200);
 	cr_expect_eq(p.got, 5000);
 	cr_expect_eq(hbone_client_connections(fx.cl), 1);
@@ -541,11 +440,11 @@ Test(hbone, not_local_400)
 Test(hbone, target_refuses_503)
 {
 	struct sockaddr_storage closed;
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	hbt_closed_port(&closed);
 	open_pipe(&p, 1, 1000, &closed);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.status, 503);
 	cr_expect_eq(atomic_load(&fx.ctr.streams_refused[HBONE_REFUSED_TARGET]), 1);
 }
@@ -570,14 +469,14 @@ static int recheck_port(void *ctx, const struct hbone_admit *a)
 
 static bool got_all(void *arg)
 {
-	struct pipe_t *p = arg;
+	struct hbt_pipe *p = arg;
 
 	return p->got >= p->total;
 }
 
 static bool both_got_all(void *arg)
 {
-	struct pipe_t *p = arg;
+	struct hbt_pipe *p = arg;
 
 	return got_all(&p[0]) && got_all(&p[1]);
 }
@@ -592,7 +491,7 @@ Test(hbone, recheck_resets_the_denied_stream_and_its_target_only)
 	struct sockaddr_storage other_addr;
 	struct hbt_echo *other = hbt_echo_start(fx.loop, &other_addr);
 	/* [0] stays allowed, [1] (to other) is denied; static: teardown closes [0]'s stream after the return */
-	static struct pipe_t p[2];
+	static struct hbt_pipe p[2];
 	struct recheck_ctx r = { .deny_port = ((struct sockaddr_in *)&other_addr)->sin_port };
 	uint64_t admits = 0;
 
@@ -610,13 +509,13 @@ Test(hbone, recheck_resets_the_denied_stream_and_its_target_only)
 	cr_expect_eq(r.asked, 2);
 	cr_expect_str_eq(r.peer, SRC_ID);
 	cr_expect_str_eq(r.forwarded, "for=\"10.1.2.3:40000\"");
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p[1], 5000), "the denied stream was not closed");
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p[1], 5000), "the denied stream was not closed");
 	cr_expect_eq(p[1].close_err, -ECONNRESET);
 	cr_assert(hbt_run_until(fx.loop, echo_idle, other, 5000), "the denied stream's target connection stayed");
 
 	/* the allowed stream is untouched: it still echoes, on the same TLS connection */
 	p[0].total += 70000;
-	pipe_pump(&p[0]);
+	hbt_pipe_pump(&p[0]);
 	cr_assert(hbt_run_until(fx.loop, got_all, &p[0], 5000));
 	cr_expect_not(p[0].closed);
 	cr_expect_not(p[0].mismatch);
@@ -634,7 +533,7 @@ Test(hbone, recheck_resets_the_denied_stream_and_its_target_only)
 
 Test(hbone, recheck_skips_the_streams_being_reset)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 	struct recheck_ctx r = { .deny_port = ((struct sockaddr_in *)&fx.echo_addr)->sin_port };
 
 	open_pipe(&p, 3, 1000, &fx.echo_addr);
@@ -644,7 +543,7 @@ Test(hbone, recheck_skips_the_streams_being_reset)
 	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 1);
 	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 0);
 	cr_expect_eq(r.asked, 1);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.close_err, -ECONNRESET);
 	cr_assert(hbt_run_until(fx.loop, echo_idle, fx.echo, 5000));
 }
@@ -664,7 +563,7 @@ Test(hbone, recheck_answers_401_to_a_stream_still_connecting)
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
 	    filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct recheck_ctx r = { 0 };
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	/* A listener whose accept queue is full: the kernel drops the next SYN, that connect stays in progress. */
 	memset(&slow, 0, sizeof(slow));
@@ -681,14 +580,14 @@ Test(hbone, recheck_answers_401_to_a_stream_still_connecting)
 	cr_assert_not(p.opened, "the target connection was not left in progress (status %d)", p.status);
 	cr_expect_eq(hbone_server_recheck(fx.srv, recheck_port, &r), 1);
 	cr_expect_eq(r.asked, 1);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.status, 401);
 	cr_expect(refused_denied(NULL));
 	close(filler);
 	close(lfd);
 }
 
-static void open_with(struct pipe_t *p, const struct hbt_cert *cert, const char *dst_id)
+static void open_with(struct hbt_pipe *p, const struct hbt_cert *cert, const char *dst_id)
 {
 	struct hbone_open req = {
 		.src_id = SRC_ID,
@@ -701,7 +600,7 @@ static void open_with(struct pipe_t *p, const struct hbt_cert *cert, const char 
 
 	memset(p, 0, sizeof(*p));
 	p->total = 100;
-	p->s = hbone_client_open(fx.cl, &req, &pipe_ops, p);
+	p->s = hbone_client_open(fx.cl, &req, &hbt_pipe_ops, p);
 	cr_assert_not_null(p->s);
 }
 
@@ -713,10 +612,10 @@ static bool server_failed_handshake(void *arg)
 
 Test(hbone, client_cert_from_another_root_refused)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	open_with(&p, &fx.foreign_leaf, DST_ID);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_lt(p.status, 0, "status %d", p.status);
 	cr_assert(hbt_run_until(fx.loop, server_failed_handshake, NULL, 5000));
 	cr_expect_eq(atomic_load(&fx.ctr.handshakes[HBONE_SIDE_SERVER][HBONE_HS_SUCCESS]), 0);
@@ -726,10 +625,10 @@ Test(hbone, client_cert_from_another_root_refused)
 
 Test(hbone, server_identity_not_the_expected_one)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	open_with(&p, &fx.client_leaf, "spiffe://cluster.local/ns/b/sa/someone-else");
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_lt(p.status, 0, "status %d", p.status);
 	cr_expect_eq(atomic_load(&fx.ctr.handshakes[HBONE_SIDE_CLIENT][HBONE_HS_FAILURE]), 1);
 	cr_expect_eq(fx.admits, 0);
@@ -801,13 +700,13 @@ static bool no_connections(void *arg)
 
 Test(hbone_limits, idle_connection_closes_after_timeout)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 	uint64_t t0;
 
 	setup_with(0);
 	start_client(0, 300);
 	open_pipe(&p, 5, 1000, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.got, 1000);
 	t0 = loop_now_ms();
 	hbt_run_for(fx.loop, 150);
@@ -816,7 +715,7 @@ Test(hbone_limits, idle_connection_closes_after_timeout)
 	cr_expect_geq(loop_now_ms() - t0, 250);
 	/* a new stream opens a new connection */
 	open_pipe(&p, 6, 1000, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.got, 1000);
 	cr_expect_eq(atomic_load(&fx.ctr.handshakes[HBONE_SIDE_CLIENT][HBONE_HS_SUCCESS]), 2);
 }
@@ -965,7 +864,7 @@ Test(hbone, bad_requests_400)
 Test(hbone, stream_flood_refused)
 {
 	struct raw r;
-	struct pipe_t p;
+	struct hbt_pipe p;
 	int i;
 
 	fx.verdict = 401; /* the streams need no target */
@@ -983,7 +882,7 @@ Test(hbone, stream_flood_refused)
 	/* every other connection keeps working */
 	fx.verdict = 200;
 	open_pipe(&p, 9, 20000, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.got, 20000);
 }
 
@@ -1039,20 +938,20 @@ static void setup_fast_pings(uint64_t interval, uint64_t timeout, uint64_t hs_ti
 /* PINGs answered keep an idle stream's connection up across many intervals. */
 Test(hbone_limits, keepalive_pings_answered)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	setup_fast_pings(30, 60, 0);
 	open_pipe(&p, 11, 1000, &fx.echo_addr);
 	p.shut = true; /* send nothing yet */
 	p.total = 0;
-	cr_assert(hbt_run_until(fx.loop, opened, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_opened, &p, 5000));
 	hbt_run_for(fx.loop, 400);
 	cr_expect_not(p.closed, "the connection died: %d", p.close_err);
 	cr_expect_eq(hbone_client_connections(fx.cl), 1);
 	cr_assert_eq(hbone_stream_write(p.s, "ping", 4), 4);
 	hbone_stream_shutdown(p.s);
 	p.seed = 0;
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.got, 4);
 	cr_expect_eq(p.close_err, 0);
 }
@@ -1111,7 +1010,7 @@ static void *silent_server(void *arg)
 Test(hbone_limits, keepalive_ping_timeout)
 {
 	struct silent sv = { 0 };
-	struct pipe_t p;
+	struct hbt_pipe p;
 	pthread_t t;
 	uint64_t t0;
 	struct hbone_open req = {
@@ -1128,9 +1027,9 @@ Test(hbone_limits, keepalive_ping_timeout)
 	cr_assert_eq(pthread_create(&t, NULL, silent_server, &sv), 0);
 	memset(&p, 0, sizeof(p));
 	t0 = loop_now_ms();
-	p.s = hbone_client_open(fx.cl, &req, &pipe_ops, &p);
+	p.s = hbone_client_open(fx.cl, &req, &hbt_pipe_ops, &p);
 	cr_assert_not_null(p.s);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000), "the connection outlived its unanswered PING");
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000), "the connection outlived its unanswered PING");
 	atomic_store(&sv.stop, true);
 	pthread_join(t, NULL);
 	close(sv.lfd);
@@ -1147,7 +1046,7 @@ static bool hs_failures(void *arg)
 /* Plaintext on the HBONE port fails the handshake at once; a silent client fails it at the timeout. */
 Test(hbone_limits, plaintext_and_silence_on_hbone_port)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 	int plain = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	uint64_t t0;
@@ -1165,19 +1064,19 @@ Test(hbone_limits, plaintext_and_silence_on_hbone_port)
 	close(silent);
 	/* and the server goes on */
 	open_pipe(&p, 12, 3000, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000));
 	cr_expect_eq(p.got, 3000);
 }
 
 /* A stream closed before its connection is ready never calls back; the connection serves the next. */
 Test(hbone, close_before_open)
 {
-	struct pipe_t a, b;
+	struct hbt_pipe a, b;
 
 	open_pipe(&a, 1, 1000, &fx.echo_addr);
 	hbone_stream_close(a.s);
 	open_pipe(&b, 2, 1000, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &b, 5000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &b, 5000));
 	cr_expect_eq(b.got, 1000);
 	cr_expect_not(a.opened);
 	cr_expect_not(a.closed);
@@ -1215,7 +1114,7 @@ Test(hbone_limits, ipv6)
 	struct hbt_echo *echo6_srv;
 	struct hbone_server *srv6;
 	int lfd6;
-	struct pipe_t p;
+	struct hbt_pipe p;
 	struct hbone_open req = {
 		.src_id = SRC_ID,
 		.dst_id = DST_ID,
@@ -1240,9 +1139,9 @@ Test(hbone_limits, ipv6)
 	memset(&p, 0, sizeof(p));
 	p.seed = 77;
 	p.total = 1u << 20;
-	p.s = hbone_client_open(fx.cl, &req, &pipe_ops, &p);
+	p.s = hbone_client_open(fx.cl, &req, &hbt_pipe_ops, &p);
 	cr_assert_not_null(p.s);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 10000), "sent %lu got %lu", p.sent, p.got);
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 10000), "sent %lu got %lu", p.sent, p.got);
 	cr_expect_eq(p.status, 200);
 	cr_expect_eq(p.got, p.total);
 	cr_expect_not(p.mismatch);
@@ -1458,7 +1357,7 @@ static void late_server(uint64_t handshake_timeout_ms, bool want_carried)
 		.connect_timeout_ms = 200,
 		.handshake_timeout_ms = handshake_timeout_ms,
 	};
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	setup_with(0);
 	hbone_server_free(fx.srv); /* the stopped agent: the listener stays, connects queue */
@@ -1475,7 +1374,7 @@ static void late_server(uint64_t handshake_timeout_ms, bool want_carried)
 	cr_expect_not(p.closed, "the stream failed while the listener waited for its server (status %d)", p.status);
 	fx.srv = hbone_server_new(fx.loop, fx.lfd, &scfg, &fx.ctr);
 	cr_assert_not_null(fx.srv);
-	cr_assert(hbt_run_until(fx.loop, pipe_done, &p, 5000), "not carried once the server came");
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 5000), "not carried once the server came");
 	cr_expect_eq(p.got, 4000);
 	cr_expect_not(p.mismatch);
 }

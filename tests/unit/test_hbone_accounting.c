@@ -14,6 +14,7 @@
 #include "core/loop.h"
 #include "hbone/hbone.h"
 #include "hbone_fixture.h"
+#include "hbone_pipe.h"
 
 #define SRC_ID "spiffe://cluster.local/ns/a/sa/client"
 #define DST_ID "spiffe://cluster.local/ns/b/sa/server"
@@ -105,74 +106,8 @@ static void teardown(void)
 
 TestSuite(hbone_accounting, .init = setup, .fini = teardown, .timeout = 60);
 
-/* A client stream writing total bytes, reading the echo; shuts down its side when all went (unless hold). */
-struct pipe_t {
-	struct hbone_stream *s;
-	uint64_t total, sent, got;
-	bool hold, shut, opened, closed;
-	int status;
-};
-
-static void pump(struct pipe_t *p)
+static void open_pipe(struct hbt_pipe *p, uint64_t total, const struct sockaddr_storage *target)
 {
-	static uint8_t buf[32768];
-
-	while (p->sent < p->total) {
-		size_t n = p->total - p->sent < sizeof(buf) ? (size_t)(p->total - p->sent) : sizeof(buf);
-		ssize_t w = hbone_stream_write(p->s, buf, n);
-
-		if (w <= 0)
-			return;
-		p->sent += (uint64_t)w;
-	}
-	if (!p->shut && !p->hold) {
-		p->shut = true;
-		hbone_stream_shutdown(p->s);
-	}
-}
-
-static void p_open(struct hbone_stream *s, void *ctx, int status)
-{
-	struct pipe_t *p = ctx;
-
-	(void)s;
-	p->opened = true;
-	p->status = status;
-	if (status == 200)
-		pump(p);
-}
-
-static void p_readable(struct hbone_stream *s, void *ctx)
-{
-	struct pipe_t *p = ctx;
-	uint8_t buf[65536];
-	ssize_t n;
-
-	while ((n = hbone_stream_read(s, buf, sizeof(buf))) > 0)
-		p->got += (uint64_t)n;
-}
-
-static void p_writable(struct hbone_stream *s, void *ctx)
-{
-	(void)s;
-	pump(ctx);
-}
-
-static void p_close(struct hbone_stream *s, void *ctx, int err)
-{
-	struct pipe_t *p = ctx;
-
-	(void)s, (void)err;
-	p->closed = true;
-	p->s = NULL;
-}
-
-static const struct hbone_stream_ops ops = { p_open, p_readable, p_writable, p_close };
-
-static void open_pipe(struct pipe_t *p, uint64_t total, const struct sockaddr_storage *target)
-{
-	struct sockaddr_storage client = { 0 };
-	struct sockaddr_in *ci = (struct sockaddr_in *)&client;
 	struct hbone_open req = {
 		.src_id = SRC_ID,
 		.dst_id = DST_ID,
@@ -180,16 +115,9 @@ static void open_pipe(struct pipe_t *p, uint64_t total, const struct sockaddr_st
 		.cert = fx.client_leaf.cert,
 		.key = fx.client_leaf.key,
 		.target = target,
-		.client = &client,
 	};
 
-	ci->sin_family = AF_INET;
-	ci->sin_port = htons(40000);
-	inet_pton(AF_INET, "10.1.2.3", &ci->sin_addr);
-	memset(p, 0, sizeof(*p));
-	p->total = total;
-	p->s = hbone_client_open(fx.cl, &req, &ops, p);
-	cr_assert_not_null(p->s);
+	hbt_pipe_open(p, fx.cl, &req, 0, total);
 }
 
 static bool closed_n(void *arg)
@@ -197,26 +125,21 @@ static bool closed_n(void *arg)
 	return atomic_load(&fx.counts.closed) >= (uint64_t)(uintptr_t)arg;
 }
 
-static bool closed_p(void *arg)
-{
-	return ((struct pipe_t *)arg)->closed;
-}
-
 static bool both_closed(void *arg)
 {
-	struct pipe_t *p = arg;
+	struct hbt_pipe *p = arg;
 
 	return p[0].closed && p[1].closed;
 }
 
 Test(hbone_accounting, a_stream_counted_opened_closed_and_bytes)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	open_pipe(&p, 1u << 20, &fx.echo_addr);
 	cr_assert(hbt_run_until(fx.loop, closed_n, (void *)1, 20000), "closed %llu, got %lu",
 		  atomic_load(&fx.counts.closed), p.got);
-	cr_assert(hbt_run_until(fx.loop, closed_p, &p, 20000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 20000));
 	cr_expect_eq(p.got, 1u << 20);
 	cr_expect_eq(fx.accounted, 1);
 	cr_expect_eq(atomic_load(&fx.counts.opened), 1);
@@ -231,7 +154,7 @@ Test(hbone_accounting, a_stream_counted_opened_closed_and_bytes)
 
 Test(hbone_accounting, two_streams_one_series_and_no_series)
 {
-	struct pipe_t p[2];
+	struct hbt_pipe p[2];
 
 	open_pipe(&p[0], 1000, &fx.echo_addr);
 	open_pipe(&p[1], 3000, &fx.echo_addr);
@@ -254,19 +177,19 @@ Test(hbone_accounting, two_streams_one_series_and_no_series)
 Test(hbone_accounting, refused_streams_are_not_counted)
 {
 	struct sockaddr_storage closed;
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	hbt_closed_port(&closed);
 	open_pipe(&p, 100, &closed);
-	cr_assert(hbt_run_until(fx.loop, closed_p, &p, 20000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 20000));
 	cr_expect_eq(p.status, 503);
 	fx.verdict = 401;
 	open_pipe(&p, 100, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, closed_p, &p, 20000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 20000));
 	cr_expect_eq(p.status, 401);
 	fx.verdict = 400;
 	open_pipe(&p, 100, &fx.echo_addr);
-	cr_assert(hbt_run_until(fx.loop, closed_p, &p, 20000));
+	cr_assert(hbt_run_until(fx.loop, hbt_pipe_closed, &p, 20000));
 	cr_expect_eq(p.status, 400);
 	hbt_run_for(fx.loop, 20);
 	cr_expect_eq(fx.accounted, 0);
@@ -276,14 +199,14 @@ Test(hbone_accounting, refused_streams_are_not_counted)
 
 static bool got_all(void *arg)
 {
-	struct pipe_t *p = arg;
+	struct hbt_pipe *p = arg;
 
 	return p->got == p->total;
 }
 
 Test(hbone_accounting, closed_when_the_connection_dies)
 {
-	struct pipe_t p;
+	struct hbt_pipe p;
 
 	/* the stream stays open (no END_STREAM) until the client goes away with its connection */
 	open_pipe(&p, 10000, &fx.echo_addr);

@@ -21,6 +21,7 @@
 #include "core/loop.h"
 #include "hbone/hbone.h"
 #include "hbone_fixture.h"
+#include "hbone_pipe.h"
 
 #define PEER   "tests/tools/hbone_peer.py"
 #define PYTHON "/usr/bin/python3" /* Debian's, where python3-h2 is */
@@ -201,85 +202,9 @@ Test(hbone_interop, python_client_from_another_root_refused)
 
 /* ---- our client, their server ---- */
 
-struct echo_check {
-	struct hbone_stream *s;
-	uint64_t total, sent, got;
-	int status, close_err;
-	bool shut, closed, mismatch;
-	char peer[HBONE_ID_MAX];
-};
-
-static void ec_pump(struct echo_check *e)
-{
-	uint8_t buf[16384];
-
-	while (e->sent < e->total) {
-		size_t n = e->total - e->sent < sizeof(buf) ? (size_t)(e->total - e->sent) : sizeof(buf);
-		ssize_t w;
-		size_t i;
-
-		for (i = 0; i < n; i++)
-			buf[i] = hbt_byte(42, e->sent + i);
-		w = hbone_stream_write(e->s, buf, n);
-		if (w <= 0)
-			return;
-		e->sent += (uint64_t)w;
-	}
-	if (!e->shut) {
-		e->shut = true;
-		hbone_stream_shutdown(e->s);
-	}
-}
-
-static void ec_open(struct hbone_stream *s, void *ctx, int status)
-{
-	struct echo_check *e = ctx;
-
-	e->status = status;
-	snprintf(e->peer, sizeof(e->peer), "%s", hbone_stream_peer_id(s));
-	if (status == 200)
-		ec_pump(e);
-}
-
-static void ec_readable(struct hbone_stream *s, void *ctx)
-{
-	struct echo_check *e = ctx;
-	uint8_t buf[65536];
-	ssize_t n, i;
-
-	while ((n = hbone_stream_read(s, buf, sizeof(buf))) > 0) {
-		for (i = 0; i < n; i++)
-			if (buf[i] != hbt_byte(42, e->got + (uint64_t)i))
-				e->mismatch = true;
-		e->got += (uint64_t)n;
-	}
-}
-
-static void ec_writable(struct hbone_stream *s, void *ctx)
-{
-	(void)s;
-	ec_pump(ctx);
-}
-
-static void ec_close(struct hbone_stream *s, void *ctx, int err)
-{
-	struct echo_check *e = ctx;
-
-	(void)s;
-	e->closed = true;
-	e->close_err = err;
-}
-
-static const struct hbone_stream_ops ec_ops = { ec_open, ec_readable, ec_writable, ec_close };
-
 static bool port_file_ready(void *arg)
 {
 	return access(arg, R_OK) == 0 || child_exited(NULL);
-}
-
-static bool ec_done(void *arg)
-{
-	return ((struct echo_check *)arg)->closed;
 }
 
 #define BAGGAGE                                                                                                        \
@@ -312,7 +237,7 @@ Test(hbone_interop, c_client_to_python_server)
 			 NULL };
 	struct sockaddr_storage dst, target;
 	struct sockaddr_in *in = (struct sockaddr_in *)&dst;
-	struct echo_check e = { .total = 1u << 20 };
+	struct hbt_pipe e;
 	struct hbone_open req = {
 		.src_id = SRC_ID,
 		.dst_id = DST_ID,
@@ -345,9 +270,8 @@ Test(hbone_interop, c_client_to_python_server)
 	in->sin_port = htons((uint16_t)port);
 	in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	cr_assert_eq(hbone_parse_authority("10.9.8.7:80", 11, &target), 0);
-	e.s = hbone_client_open(ix.cl, &req, &ec_ops, &e);
-	cr_assert_not_null(e.s);
-	cr_assert(hbt_run_until(ix.loop, ec_done, &e, 30000), "sent %lu got %lu", e.sent, e.got);
+	hbt_pipe_open(&e, ix.cl, &req, 42, 1u << 20);
+	cr_assert(hbt_run_until(ix.loop, hbt_pipe_closed, &e, 30000), "sent %lu got %lu", e.sent, e.got);
 	cr_expect_eq(e.status, 200);
 	cr_expect_eq(e.close_err, 0);
 	cr_expect_eq(e.got, e.total);

@@ -16,25 +16,7 @@
 #include "core/strbuf.h"
 #include "l7/access_log.h"
 #include "metrics/registry.h"
-
-static struct xm_workload productpage = {
-	.ns = "default",
-	.name = "productpage-v1",
-	.app = "productpage",
-	.version = "v1",
-	.canonical_service = "productpage",
-	.canonical_revision = "v1",
-	.principal = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
-};
-
-static struct l7_cluster reviews = {
-	.name = "outbound|9080|v2|reviews.default.svc.cluster.local",
-	.host_fqdn = "reviews.default.svc.cluster.local",
-	.svc_name = "reviews",
-	.svc_ns = "default",
-	.subset = "v2",
-	.port = 9080,
-};
+#include "bookinfo_fixture.h"
 
 static struct xm_lb_backend reviews_pod = { .port = 9080, .family = XM_FAMILY_V4 };
 static struct l7_route v2_route = { .name = "reviews-v2", .action = L7_ACTION_ROUTE };
@@ -59,8 +41,8 @@ static struct l7_record full_record(void)
 		.authority = "reviews:9080",
 		.user_agent = "curl/7.88.1",
 		.protocol = "HTTP/1.1",
-		.source = &productpage,
-		.cluster = &reviews,
+		.source = &bookinfo_productpage,
+		.cluster = &bookinfo_reviews,
 		.upstream = &reviews_pod,
 		.upstream_service_ns = 5200000,
 		.forwarded_for = "10.1.0.7",

@@ -19,24 +19,10 @@
 #include "core/strbuf.h"
 #include "l7/proxy.h"
 #include "metrics/registry.h"
-#include "l7_proxy_fixture.h"
+#include "l7_web_proxy.h"
 #include "test_config.h"
 
-static struct l7_proxy *proxy;
-static struct xm_snapshot *snap;
-static uint16_t port;
-
-static int resolve_web(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
-{
-	(void)ctx, (void)listen_fd, (void)fd;
-	memset(vip, 0, sizeof(*vip));
-	vip->vip.v4 = htonl(0x0a60000a); /* 10.96.0.10:80, web */
-	vip->port = htons(80);
-	vip->proto = XM_PROTO_TCP;
-	vip->family = XM_FAMILY_V4;
-	*svc_id = 0;
-	return 0;
-}
+static struct l7_web_proxy web;
 
 #define SERVICE(name, ip)                                                                                              \
 	"---\n"                                                                                                        \
@@ -89,46 +75,15 @@ static const char config_fmt[] = SERVICE("web", "10.96.0.10") SERVICE("cb", "10.
 
 static void setup(void)
 {
-	struct l7_proxy_opts opts = { .n_workers = 1, .resolve = resolve_web, .on_record = records_hook };
-	struct l7_proxy_addr addr = { .family = XM_FAMILY_V4, .addr.v4 = htonl(0x7f000001) };
-	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
-	uint16_t up = upstream_start();
-	char text[sizeof(config_fmt) + 64];
-	int err;
-
-	cr_assert_neq(up, 0, "upstream did not start");
-	snprintf(text, sizeof(text), config_fmt, up);
-	snap = fixture_snapshot(text, &copts);
-	proxy = l7_proxy_new(&opts, &err);
-	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
-	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
-	cr_assert_eq(l7_proxy_listen(proxy, &addr, 1), 0);
-	port = l7_proxy_port(proxy);
-	cr_assert_neq(port, 0);
+	l7_web_proxy_start(&web, config_fmt);
 }
 
 static void teardown(void)
 {
-	l7_proxy_free(proxy);
-	snapshot_put(snap);
-	upstream_stop();
+	l7_web_proxy_stop(&web);
 }
 
 TestSuite(l7_admission, .init = setup, .fini = teardown, .timeout = 60);
-
-static void send_get(struct hclient *c, const char *path)
-{
-	char req[512];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: web\r\n\r\n", path);
-
-	hc_send(c, req, (size_t)n);
-}
-
-static void get(struct hclient *c, const char *path, struct response *r)
-{
-	send_get(c, path);
-	cr_assert(hc_read(c, r, false), "no response to GET %s", path);
-}
 
 static long conn_of(const struct response *r)
 {
@@ -145,7 +100,7 @@ static uint64_t overflows(const char *kind)
 	uint64_t v = UINT64_MAX;
 	char key[128];
 
-	l7_proxy_collect(proxy, sc);
+	l7_proxy_collect(web.proxy, sc);
 	scrape_render(sc, &out);
 	snprintf(key, sizeof(key), "xmesh_l7_overflow_total{kind=\"%s\"} ", kind);
 	p = out.buf ? strstr(out.buf, key) : NULL;
@@ -164,14 +119,14 @@ Test(l7_admission, pending_request_waits_for_the_one_connection_and_the_next_ove
 	struct response ra, rb, rc;
 	uint64_t t0 = loop_now_ms();
 
-	hc_open(&a, "127.0.0.1", port);
-	hc_open(&b, "127.0.0.1", port);
-	hc_open(&c, "127.0.0.1", port);
-	send_get(&a, "/cb/slow?ms=400"); /* takes the destination's one connection */
+	hc_open(&a, "127.0.0.1", web.port);
+	hc_open(&b, "127.0.0.1", web.port);
+	hc_open(&c, "127.0.0.1", web.port);
+	web_send_get(&a, "/cb/slow?ms=400"); /* takes the destination's one connection */
 	usleep(100000);
-	send_get(&b, "/cb/echo"); /* no connection may be opened: pending */
+	web_send_get(&b, "/cb/echo"); /* no connection may be opened: pending */
 	usleep(100000);
-	get(&c, "/cb/echo", &rc); /* the pending slot is taken: overflow, at once */
+	web_get(&c, "/cb/echo", &rc); /* the pending slot is taken: overflow, at once */
 	cr_expect_eq(rc.status, 503);
 	cr_expect_str_eq(rc.body, OVERFLOW_BODY);
 	cr_expect_lt(loop_now_ms() - t0, 350, "the overflow was answered at once");
@@ -202,16 +157,16 @@ Test(l7_admission, a_waiting_client_that_leaves_gives_its_place_back)
 	struct hclient a, b, c;
 	struct response ra, rc;
 
-	hc_open(&a, "127.0.0.1", port);
-	hc_open(&b, "127.0.0.1", port);
-	hc_open(&c, "127.0.0.1", port);
-	send_get(&a, "/cb/slow?ms=400");
+	hc_open(&a, "127.0.0.1", web.port);
+	hc_open(&b, "127.0.0.1", web.port);
+	hc_open(&c, "127.0.0.1", web.port);
+	web_send_get(&a, "/cb/slow?ms=400");
 	usleep(100000);
-	send_get(&b, "/cb/echo");
+	web_send_get(&b, "/cb/echo");
 	usleep(50000);
 	hc_close(&b); /* DC while pending */
 	usleep(50000);
-	send_get(&c, "/cb/echo"); /* b's place is free: c waits instead of overflowing */
+	web_send_get(&c, "/cb/echo"); /* b's place is free: c waits instead of overflowing */
 	cr_assert(hc_read(&c, &rc, false));
 	cr_expect_eq(rc.status, 200);
 	cr_assert(hc_read(&a, &ra, false));
@@ -231,12 +186,12 @@ Test(l7_admission, a_waiting_request_ends_at_the_route_timeout)
 	struct response ra, rb;
 	uint64_t t0;
 
-	hc_open(&a, "127.0.0.1", port);
-	hc_open(&b, "127.0.0.1", port);
-	send_get(&a, "/cb/slow?ms=600");
+	hc_open(&a, "127.0.0.1", web.port);
+	hc_open(&b, "127.0.0.1", web.port);
+	web_send_get(&a, "/cb/slow?ms=600");
 	usleep(100000);
 	t0 = loop_now_ms();
-	get(&b, "/t/echo", &rb); /* the same destination, a 150 ms route timeout: it never gets the connection */
+	web_get(&b, "/t/echo", &rb); /* the same destination, a 150 ms route timeout: it never gets the connection */
 	cr_expect_eq(rb.status, 504);
 	cr_expect_geq(loop_now_ms() - t0, 150);
 	cr_expect_lt(loop_now_ms() - t0, 450);
@@ -244,7 +199,7 @@ Test(l7_admission, a_waiting_request_ends_at_the_route_timeout)
 	cr_expect_eq(ra.status, 200);
 	response_free(&ra);
 	response_free(&rb);
-	get(&b, "/cb/echo", &rb); /* nothing stayed counted: admitted at once on the freed connection */
+	web_get(&b, "/cb/echo", &rb); /* nothing stayed counted: admitted at once on the freed connection */
 	cr_expect_eq(rb.status, 200);
 	response_free(&rb);
 	hc_close(&a);
@@ -259,11 +214,11 @@ Test(l7_admission, max_requests_overflow_at_once_then_admits_again)
 	struct response ra, rb;
 	uint64_t t0 = loop_now_ms();
 
-	hc_open(&a, "127.0.0.1", port);
-	hc_open(&b, "127.0.0.1", port);
-	send_get(&a, "/lim/slow?ms=300");
+	hc_open(&a, "127.0.0.1", web.port);
+	hc_open(&b, "127.0.0.1", web.port);
+	web_send_get(&a, "/lim/slow?ms=300");
 	usleep(100000);
-	get(&b, "/lim/echo", &rb);
+	web_get(&b, "/lim/echo", &rb);
 	cr_expect_eq(rb.status, 503);
 	cr_expect_str_eq(rb.body, OVERFLOW_BODY);
 	cr_expect_lt(loop_now_ms() - t0, 280);
@@ -271,10 +226,10 @@ Test(l7_admission, max_requests_overflow_at_once_then_admits_again)
 	cr_assert(hc_read(&a, &ra, false));
 	cr_expect_eq(ra.status, 200);
 	response_free(&ra);
-	get(&b, "/lim/echo", &rb);
+	web_get(&b, "/lim/echo", &rb);
 	cr_expect_eq(rb.status, 200);
 	response_free(&rb);
-	get(&b, "/echo", &rb); /* another destination is not limited by lim's count */
+	web_get(&b, "/echo", &rb); /* another destination is not limited by lim's count */
 	cr_expect_eq(rb.status, 200);
 	response_free(&rb);
 	hc_close(&a);
@@ -289,15 +244,15 @@ Test(l7_admission, max_connection_duration_retires_old_connections)
 	struct response r;
 	long first, second, third;
 
-	hc_open(&c, "127.0.0.1", port);
-	get(&c, "/aged/echo", &r);
+	hc_open(&c, "127.0.0.1", web.port);
+	web_get(&c, "/aged/echo", &r);
 	first = conn_of(&r);
 	response_free(&r);
-	get(&c, "/aged/echo", &r);
+	web_get(&c, "/aged/echo", &r);
 	second = conn_of(&r);
 	response_free(&r);
 	usleep(400000);
-	get(&c, "/aged/echo", &r);
+	web_get(&c, "/aged/echo", &r);
 	third = conn_of(&r);
 	cr_expect_eq(r.status, 200);
 	response_free(&r);
@@ -310,18 +265,18 @@ Test(l7_admission, destinations_do_not_share_pooled_connections)
 {
 	struct hclient c;
 	struct response r;
-	long web, aged;
+	long to_web, aged;
 
-	hc_open(&c, "127.0.0.1", port);
-	get(&c, "/echo", &r);
-	web = conn_of(&r);
+	hc_open(&c, "127.0.0.1", web.port);
+	web_get(&c, "/echo", &r);
+	to_web = conn_of(&r);
 	response_free(&r);
-	get(&c, "/aged/echo", &r); /* the same endpoint, another destination: its own connection */
+	web_get(&c, "/aged/echo", &r); /* the same endpoint, another destination: its own connection */
 	aged = conn_of(&r);
 	response_free(&r);
-	get(&c, "/echo", &r);
-	cr_expect_eq(conn_of(&r), web);
+	web_get(&c, "/echo", &r);
+	cr_expect_eq(conn_of(&r), to_web);
 	response_free(&r);
 	hc_close(&c);
-	cr_expect_neq(web, aged);
+	cr_expect_neq(to_web, aged);
 }

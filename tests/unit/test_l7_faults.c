@@ -16,24 +16,10 @@
 #include "core/loop.h"
 #include "core/strbuf.h"
 #include "l7/proxy.h"
-#include "l7_proxy_fixture.h"
+#include "l7_web_proxy.h"
 #include "test_config.h"
 
-static struct l7_proxy *proxy;
-static struct xm_snapshot *snap;
-static uint16_t port;
-
-static int resolve_web(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
-{
-	(void)ctx, (void)listen_fd, (void)fd;
-	memset(vip, 0, sizeof(*vip));
-	vip->vip.v4 = htonl(0x0a60000a); /* 10.96.0.10:80, web */
-	vip->port = htons(80);
-	vip->proto = XM_PROTO_TCP;
-	vip->family = XM_FAMILY_V4;
-	*svc_id = 0;
-	return 0;
-}
+static struct l7_web_proxy web;
 
 static const char config_fmt[] =
     "apiVersion: v1\n"
@@ -41,14 +27,14 @@ static const char config_fmt[] =
     "metadata: {name: web, namespace: default}\n"
     "spec:\n"
     "  clusterIP: 10.96.0.10\n"
-    "  ports: [{name: http, port: 80, targetPort: %u}]\n"
+    "  ports: [{name: http, port: 80, targetPort: %1$u}]\n"
     "---\n"
     "apiVersion: discovery.k8s.io/v1\n"
     "kind: EndpointSlice\n"
     "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
     "addressType: IPv4\n"
     "endpoints: [{addresses: [\"127.0.0.1\"], conditions: {ready: true}}]\n"
-    "ports: [{name: http, port: %u}]\n"
+    "ports: [{name: http, port: %1$u}]\n"
     "---\n"
     "apiVersion: networking.istio.io/v1\n"
     "kind: VirtualService\n"
@@ -80,53 +66,27 @@ static const char config_fmt[] =
 
 static void setup(void)
 {
-	struct l7_proxy_opts opts = { .n_workers = 1, .resolve = resolve_web, .on_record = records_hook };
-	struct l7_proxy_addr addr = { .family = XM_FAMILY_V4, .addr.v4 = htonl(0x7f000001) };
-	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
-	uint16_t up = upstream_start();
-	char text[sizeof(config_fmt) + 32];
-	int err;
-
-	cr_assert_neq(up, 0, "upstream did not start");
-	snprintf(text, sizeof(text), config_fmt, up, up);
-	snap = fixture_snapshot(text, &copts);
-	proxy = l7_proxy_new(&opts, &err);
-	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
-	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
-	cr_assert_eq(l7_proxy_listen(proxy, &addr, 1), 0);
-	port = l7_proxy_port(proxy);
-	cr_assert_neq(port, 0);
+	l7_web_proxy_start(&web, config_fmt);
 }
 
 static void teardown(void)
 {
-	l7_proxy_free(proxy);
-	snapshot_put(snap);
-	upstream_stop();
+	l7_web_proxy_stop(&web);
 }
 
 TestSuite(l7_faults, .init = setup, .fini = teardown, .timeout = 60);
-
-static void get(struct hclient *c, const char *path, struct response *r)
-{
-	char req[512];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: web\r\n\r\n", path);
-
-	hc_send(c, req, (size_t)n);
-	cr_assert(hc_read(c, r, false), "no response to GET %s", path);
-}
 
 Test(l7_faults, abort_answers_locally_with_fi)
 {
 	struct hclient c;
 	struct response r;
 
-	hc_open(&c, "127.0.0.1", port);
-	get(&c, "/abort", &r);
+	hc_open(&c, "127.0.0.1", web.port);
+	web_get(&c, "/abort", &r);
 	cr_expect_eq(r.status, 503);
 	cr_expect_str_eq(r.body, "fault filter abort");
 	response_free(&r);
-	get(&c, "/never", &r); /* percentage 0: never aborted, the connection kept */
+	web_get(&c, "/never", &r); /* percentage 0: never aborted, the connection kept */
 	cr_expect_eq(r.status, 200);
 	response_free(&r);
 	hc_close(&c);
@@ -142,13 +102,13 @@ Test(l7_faults, delay_is_honoured_then_the_request_goes_on)
 	struct response r;
 	uint64_t t0 = loop_now_ms();
 
-	hc_open(&c, "127.0.0.1", port);
-	get(&c, "/delay", &r);
+	hc_open(&c, "127.0.0.1", web.port);
+	web_get(&c, "/delay", &r);
 	cr_expect_eq(r.status, 200);
 	cr_expect_geq(loop_now_ms() - t0, 300, "answered before the 300 ms delay");
 	response_free(&r);
 	t0 = loop_now_ms();
-	get(&c, "/echo", &r); /* the same connection serves the next request at once */
+	web_get(&c, "/echo", &r); /* the same connection serves the next request at once */
 	cr_expect_eq(r.status, 200);
 	cr_expect_lt(loop_now_ms() - t0, 250);
 	response_free(&r);
@@ -164,8 +124,8 @@ Test(l7_faults, delay_comes_before_abort)
 	struct response r;
 	uint64_t t0 = loop_now_ms();
 
-	hc_open(&c, "127.0.0.1", port);
-	get(&c, "/delay-abort", &r);
+	hc_open(&c, "127.0.0.1", web.port);
+	web_get(&c, "/delay-abort", &r);
 	cr_expect_eq(r.status, 418);
 	cr_expect_geq(loop_now_ms() - t0, 200, "aborted before the 200 ms delay");
 	response_free(&r);
@@ -181,10 +141,10 @@ Test(l7_faults, route_timeout_is_504_ut_while_a_fast_route_works)
 	uint64_t t0 = loop_now_ms();
 	char req[] = "GET /slow?ms=1500 HTTP/1.1\r\nHost: web\r\n\r\n";
 
-	hc_open(&slow, "127.0.0.1", port);
-	hc_open(&fast, "127.0.0.1", port);
+	hc_open(&slow, "127.0.0.1", web.port);
+	hc_open(&fast, "127.0.0.1", web.port);
 	hc_send(&slow, req, sizeof(req) - 1);
-	get(&fast, "/echo", &r); /* served while the slow one waits */
+	web_get(&fast, "/echo", &r); /* served while the slow one waits */
 	cr_expect_eq(r.status, 200);
 	cr_expect_lt(loop_now_ms() - t0, 250);
 	response_free(&r);
@@ -194,7 +154,7 @@ Test(l7_faults, route_timeout_is_504_ut_while_a_fast_route_works)
 	cr_expect_geq(loop_now_ms() - t0, 300);
 	cr_expect_lt(loop_now_ms() - t0, 1200, "the 300 ms timeout waited for the upstream");
 	response_free(&r);
-	get(&slow, "/slow?ms=10", &r); /* the downstream connection is kept; the half-read upstream one is not */
+	web_get(&slow, "/slow?ms=10", &r); /* the downstream connection is kept; the half-read upstream one is not */
 	cr_expect_eq(r.status, 200);
 	response_free(&r);
 	hc_close(&slow);
@@ -211,7 +171,7 @@ Test(l7_faults, route_timeout_after_the_response_started_resets_the_client)
 	char req[] = "GET /slowbody?ms=1500 HTTP/1.1\r\nHost: web\r\n\r\n";
 	uint64_t t0 = loop_now_ms();
 
-	hc_open(&c, "127.0.0.1", port);
+	hc_open(&c, "127.0.0.1", web.port);
 	hc_send(&c, req, sizeof(req) - 1);
 	cr_expect_not(hc_read(&c, &r, false), "a complete response although it was cut at 300 ms");
 	cr_expect_lt(loop_now_ms() - t0, 1200);
@@ -227,13 +187,13 @@ Test(l7_faults, a_delayed_request_still_honours_the_route_timeout)
 	struct response r;
 	uint64_t t0 = loop_now_ms();
 
-	hc_open(&c, "127.0.0.1", port);
-	get(&c, "/delay-timeout?ms=1500", &r); /* upstream: /slow?ms=1500 after the 500 ms delay */
+	hc_open(&c, "127.0.0.1", web.port);
+	web_get(&c, "/delay-timeout?ms=1500", &r); /* upstream: /slow?ms=1500 after the 500 ms delay */
 	cr_expect_eq(r.status, 504);
 	cr_expect_geq(loop_now_ms() - t0, 800, "the 300 ms timeout counted the 500 ms delay");
 	cr_expect_lt(loop_now_ms() - t0, 1800, "the timeout waited for the upstream");
 	response_free(&r);
-	get(&c, "/echo", &r);
+	web_get(&c, "/echo", &r);
 	cr_expect_eq(r.status, 200);
 	response_free(&r);
 	hc_close(&c);
@@ -248,7 +208,7 @@ Test(l7_faults, client_gone_during_a_delay_ends_the_exchange)
 	char req[] = "GET /delay-timeout HTTP/1.1\r\nHost: web\r\n\r\n";
 	uint64_t t0 = loop_now_ms();
 
-	hc_open(&c, "127.0.0.1", port);
+	hc_open(&c, "127.0.0.1", web.port);
 	hc_send(&c, req, sizeof(req) - 1);
 	usleep(50000);
 	hc_close(&c);
@@ -261,12 +221,12 @@ Test(l7_faults, routes_show_the_faults)
 {
 	struct strbuf sb = { 0 };
 
-	l7_routes_render(&snap->routes, false, &sb);
+	l7_routes_render(&web.snap->routes, false, &sb);
 	cr_expect(strstr(sb.buf, "fault abort 503 100%"), "%s", sb.buf);
 	cr_expect(strstr(sb.buf, "fault delay 200ms 100%"), "%s", sb.buf);
 	cr_expect(strstr(sb.buf, "fault abort 500 0%"), "%s", sb.buf);
 	sb_free(&sb);
-	l7_routes_render(&snap->routes, true, &sb);
+	l7_routes_render(&web.snap->routes, true, &sb);
 	cr_expect(strstr(sb.buf, "\"fault\":{\"delay\":{\"ms\":200,\"percent\":100},\"abort\":{\"status\":418,"
 				 "\"percent\":100}}"),
 		  "%s", sb.buf);

@@ -17,24 +17,10 @@
 #include "l7/proxy.h"
 #include "l7/ratelimit.h"
 #include "l7/routes.h"
-#include "l7_proxy_fixture.h"
+#include "l7_web_proxy.h"
 #include "test_config.h"
 
-static struct l7_proxy *proxy;
-static struct xm_snapshot *snap;
-static uint16_t port;
-
-static int resolve_web(void *ctx, int listen_fd, int fd, struct xm_svc_key *vip, uint32_t *svc_id)
-{
-	(void)ctx, (void)listen_fd, (void)fd;
-	memset(vip, 0, sizeof(*vip));
-	vip->vip.v4 = htonl(0x0a60000a); /* 10.96.0.10:80, web */
-	vip->port = htons(80);
-	vip->proto = XM_PROTO_TCP;
-	vip->family = XM_FAMILY_V4;
-	*svc_id = 0;
-	return 0;
-}
+static struct l7_web_proxy web;
 
 static const char config_fmt[] =
     "apiVersion: v1\n"
@@ -42,14 +28,14 @@ static const char config_fmt[] =
     "metadata: {name: web, namespace: default}\n"
     "spec:\n"
     "  clusterIP: 10.96.0.10\n"
-    "  ports: [{name: http, port: 80, targetPort: %u}]\n"
+    "  ports: [{name: http, port: 80, targetPort: %1$u}]\n"
     "---\n"
     "apiVersion: discovery.k8s.io/v1\n"
     "kind: EndpointSlice\n"
     "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
     "addressType: IPv4\n"
     "endpoints: [{addresses: [\"127.0.0.1\"], conditions: {ready: true}, targetRef: {kind: Pod, name: web-0}}]\n"
-    "ports: [{name: http, port: %u}]\n"
+    "ports: [{name: http, port: %1$u}]\n"
     "---\n"
     "apiVersion: v1\n"
     "kind: Pod\n"
@@ -100,47 +86,21 @@ static const char config_fmt[] =
 
 static void setup(void)
 {
-	struct l7_proxy_opts opts = { .n_workers = 1, .resolve = resolve_web, .on_record = records_hook };
-	struct l7_proxy_addr addr = { .family = XM_FAMILY_V4, .addr.v4 = htonl(0x7f000001) };
-	struct xm_compile_opts copts = { .node_name = "node-a", .maglev_size = 251 };
-	uint16_t up = upstream_start();
-	char text[sizeof(config_fmt) + 32];
-	int err;
-
-	cr_assert_neq(up, 0, "upstream did not start");
-	snprintf(text, sizeof(text), config_fmt, up, up);
-	snap = fixture_snapshot(text, &copts);
-	proxy = l7_proxy_new(&opts, &err);
-	cr_assert_not_null(proxy, "l7_proxy_new: %d", err);
-	cr_assert_eq(l7_proxy_apply(proxy, snap, &snap->routes), 0);
-	cr_assert_eq(l7_proxy_listen(proxy, &addr, 1), 0);
-	port = l7_proxy_port(proxy);
-	cr_assert_neq(port, 0);
+	l7_web_proxy_start(&web, config_fmt);
 }
 
 static void teardown(void)
 {
-	l7_proxy_free(proxy);
-	snapshot_put(snap);
-	upstream_stop();
+	l7_web_proxy_stop(&web);
 }
 
 TestSuite(l7_ratelimit_proxy, .init = setup, .fini = teardown, .timeout = 60);
 
-static void get(struct hclient *c, const char *path, struct response *r)
-{
-	char req[512];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: web\r\n\r\n", path);
-
-	hc_send(c, req, (size_t)n);
-	cr_assert(hc_read(c, r, false), "no response to GET %s", path);
-}
-
 static const struct l7_ratelimit *limit_named(const char *filter)
 {
-	for (size_t i = 0; i < snap->routes.n_ratelimits; i++)
-		if (!strcmp(snap->routes.ratelimits[i]->filter, filter))
-			return snap->routes.ratelimits[i];
+	for (size_t i = 0; i < web.snap->routes.n_ratelimits; i++)
+		if (!strcmp(web.snap->routes.ratelimits[i]->filter, filter))
+			return web.snap->routes.ratelimits[i];
 	cr_assert_fail("no limit of %s", filter);
 	return NULL;
 }
@@ -152,22 +112,22 @@ Test(l7_ratelimit_proxy, limited_requests_get_429_rl_and_not_enforced_ones_pass)
 	struct response r;
 	char v[64];
 
-	hc_open(&c, "127.0.0.1", port);
+	hc_open(&c, "127.0.0.1", web.port);
 	/* 1: both buckets have a token; 2: the client's is empty but not enforced, the pod's has one left */
 	for (int i = 0; i < 2; i++) {
-		get(&c, "/echo", &r);
+		web_get(&c, "/echo", &r);
 		cr_expect_eq(r.status, 200, "request %d", i + 1);
 		cr_expect_not(response_header(&r, "x-local-rate-limit", v, sizeof(v)));
 		response_free(&r);
 	}
 	/* 3: the pod's bucket is empty: 429 from the proxy, the connection kept */
-	get(&c, "/echo", &r);
+	web_get(&c, "/echo", &r);
 	cr_expect_eq(r.status, 429);
 	cr_expect_str_eq(r.body, "local_rate_limited");
 	cr_expect(response_header(&r, "x-local-rate-limit", v, sizeof(v)));
 	cr_expect_str_eq(v, "true");
 	response_free(&r);
-	get(&c, "/echo", &r);
+	web_get(&c, "/echo", &r);
 	cr_expect_eq(r.status, 429);
 	response_free(&r);
 	hc_close(&c);

@@ -14,39 +14,7 @@
 #include "l7/stats.h"
 #include "metrics/registry.h"
 #include "test_metrics.h"
-
-static struct xm_workload productpage = {
-	.ns = "default",
-	.pod = "productpage-v1-7d6cfb7dfd-abcde",
-	.name = "productpage-v1",
-	.app = "productpage",
-	.version = "v1",
-	.canonical_service = "productpage",
-	.canonical_revision = "v1",
-	.service_account = "bookinfo-productpage",
-	.principal = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
-};
-
-static struct xm_workload reviews_v2 = {
-	.ns = "default",
-	.pod = "reviews-v2-5b667bcbf8-xyz12",
-	.name = "reviews-v2",
-	.app = "reviews",
-	.version = "v2",
-	.canonical_service = "reviews",
-	.canonical_revision = "v2",
-	.service_account = "bookinfo-reviews",
-	.principal = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
-};
-
-static struct l7_cluster reviews = {
-	.name = "outbound|9080|v2|reviews.default.svc.cluster.local",
-	.host_fqdn = "reviews.default.svc.cluster.local",
-	.svc_name = "reviews",
-	.svc_ns = "default",
-	.subset = "v2",
-	.port = 9080,
-};
+#include "bookinfo_fixture.h"
 
 static struct l7_cluster ratings = {
 	.name = "outbound|9080||ratings.default.svc.cluster.local",
@@ -83,9 +51,9 @@ static struct l7_record request(uint16_t status, uint64_t duration_ns, uint64_t 
 		.path = "/reviews/0",
 		.authority = "reviews:9080",
 		.protocol = "HTTP/1.1",
-		.source = &productpage,
-		.cluster = &reviews,
-		.upstream_wl = &reviews_v2,
+		.source = &bookinfo_productpage,
+		.cluster = &bookinfo_reviews,
+		.upstream_wl = &bookinfo_reviews_v2,
 	};
 }
 
@@ -155,7 +123,7 @@ Test(l7_stats, shards_sum_to_exact_values_and_buckets)
 	l7_stats_record(shards[1], (r = request(200, 3700000000000ULL, 0, 0), &r));
 	r = request(503, 1000000, 0, 19);
 	r.flags = L7_RF_UH;
-	r.upstream_wl = &reviews_v2;
+	r.upstream_wl = &bookinfo_reviews_v2;
 	l7_stats_record(shards[1], &r);
 	scrape_text(shards, 2, &out);
 
@@ -249,7 +217,7 @@ Test(l7_stats, labels_outlive_the_snapshot)
 	struct l7_record r = request(200, 1, 0, 0);
 
 	cr_assert(sh && wl && c);
-	*wl = reviews_v2;
+	*wl = bookinfo_reviews_v2;
 	*c = ratings;
 	r.upstream_wl = wl;
 	r.cluster = c;
@@ -269,7 +237,7 @@ Test(l7_stats, labels_outlive_the_snapshot)
 Test(l7_stats, a_new_snapshot_is_new_labels_at_the_same_addresses)
 {
 	struct l7_stats_shard *sh = l7_stats_shard_new();
-	struct xm_workload wl = reviews_v2;
+	struct xm_workload wl = bookinfo_reviews_v2;
 	struct strbuf out = { 0 };
 	struct l7_record r = request(200, 1, 0, 0);
 
@@ -630,7 +598,7 @@ Test(l7_stats, every_series_of_several_workers_and_snapshots_is_scraped)
 			for (int i = 0; i < 50; i++) {
 				r = request(200, 1, 0, 0);
 				r.snapshot_generation = gen;
-				r.cluster = i % 2 ? &reviews : &ratings;
+				r.cluster = i % 2 ? &bookinfo_reviews : &ratings;
 				l7_stats_record(shards[(w + i) % 2], &r);
 			}
 		}

@@ -261,14 +261,20 @@ static int fake_tunnel(void *ctx, int fd, const struct l7_tunnel_req *req, const
 	return 0;
 }
 
-static int calls_count(void)
+/* *v, read under lock (the fake tunnel's threads and the proxy's hooks write it). */
+static int locked_read(const int *v)
 {
 	int n;
 
 	pthread_mutex_lock(&lock);
-	n = n_calls;
+	n = *v;
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+static int calls_count(void)
+{
+	return locked_read(&n_calls);
 }
 
 /* ---- a plaintext trap: pod trap-0 of node-b (127.0.0.11) listens in plaintext; nothing may reach it ---- */
@@ -519,24 +525,32 @@ static void teardown(void)
 TestSuite(l7_tunnel, .init = setup, .fini = teardown, .timeout = 30);
 
 /* The value of the proxy's metric line starting with series (name and labels), -1 when absent. */
-static long long metric(const char *series)
+/* The proxy's own metrics as the scrape renders them (the caller frees), NULL when there are none. */
+static char *proxy_metrics(void)
 {
 	struct xm_scrape *sc = scrape_new();
 	struct strbuf out = { 0 };
-	long long v = -1;
-	const char *p;
 
 	cr_assert_not_null(sc);
 	l7_proxy_collect(proxy, sc);
 	scrape_render(sc, &out);
 	scrape_free(sc);
 	cr_assert(!out.oom);
-	for (p = out.buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+	return out.buf;
+}
+
+static long long metric(const char *series)
+{
+	char *text = proxy_metrics();
+	long long v = -1;
+	const char *p;
+
+	for (p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
 		if (!strncmp(p, series, strlen(series)) && p[strlen(series)] == ' ') {
 			v = strtoll(p + strlen(series) + 1, NULL, 10);
 			break;
 		}
-	free(out.buf);
+	free(text);
 	return v;
 }
 
@@ -557,6 +571,26 @@ static void get(struct hclient *c, const char *host, const char *path, struct re
 
 	hc_send(c, head, (size_t)n);
 	cr_assert(hc_read(c, r, false), "no response to %s", path);
+}
+
+/* GET host path on a fresh connection from ip, expected to be answered 503: the record it left. */
+static struct rec get_503(const char *ip, const char *host, const char *path)
+{
+	struct hclient a;
+	struct response r;
+
+	hc_open(&a, ip, port);
+	get(&a, host, path, &r);
+	cr_expect_eq(r.status, 503);
+	response_free(&r);
+	hc_close(&a);
+	return rec_wait(0);
+}
+
+/* How many connect failures the proxy reported to outlier detection. */
+static int connect_failures(void)
+{
+	return locked_read(&connect_failed_reports);
 }
 
 Test(l7_tunnel, through_the_tunnel_as_the_client_pod_pooled_per_identity)
@@ -669,24 +703,15 @@ Test(l7_tunnel, request_metric_says_mutual_tls)
 
 Test(l7_tunnel, a_refused_stream_is_a_connect_failure)
 {
-	struct hclient a;
-	struct response r;
 	struct rec x;
 
 	/* Istio's default retries (2, connect-failure among them) try the only endpoint three times. */
-	hc_open(&a, "127.0.0.5", port);
-	get(&a, "refused", "/echo/r", &r);
-	cr_expect_eq(r.status, 503);
-	response_free(&r);
-	hc_close(&a);
-	x = rec_wait(0);
+	x = get_503("127.0.0.5", "refused", "/echo/r");
 	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
 	cr_expect(!(x.flags & L7_RF_UC), "flags %#x: a refusal is no reset after connect", x.flags);
 	cr_expect(x.flags & L7_RF_URX, "flags %#x: retries exhausted, as for a refused TCP connect", x.flags);
 	cr_expect_eq(calls_count(), 3, "retried as a connect failure");
-	pthread_mutex_lock(&lock);
-	cr_expect_eq(connect_failed_reports, 3, "each try reported to outlier detection as a connect failure");
-	pthread_mutex_unlock(&lock);
+	cr_expect_eq(connect_failures(), 3, "each try reported to outlier detection as a connect failure");
 	cr_expect_eq(metric("xmesh_l7_tunnel_answers_total{outcome=\"refused\"}"), 3);
 	cr_expect_eq(metric("xmesh_l7_tunnel_answers_total{outcome=\"opened\"}"), 0);
 	cr_expect_eq(metric("xmesh_l7_tunnel_refused_total{reason=\"connect\"}"), 3);
@@ -713,9 +738,7 @@ Test(l7_tunnel, a_refusal_with_a_clean_close_is_a_connect_failure)
 	cr_expect(!(x.flags & L7_RF_UC), "flags %#x", x.flags);
 	cr_expect(x.flags & L7_RF_URX, "flags %#x", x.flags);
 	cr_expect_eq(calls_count(), 3, "retried as a connect failure (Istio's default retryOn)");
-	pthread_mutex_lock(&lock);
-	cr_expect_eq(connect_failed_reports, 3, "each try reported to outlier detection");
-	pthread_mutex_unlock(&lock);
+	cr_expect_eq(connect_failures(), 3, "each try reported to outlier detection");
 	cr_expect_eq(metric("xmesh_l7_tunnel_answers_total{outcome=\"refused\"}"), 3);
 }
 
@@ -753,16 +776,9 @@ Test(l7_tunnel, an_opened_tunnel_that_reads_late_is_no_connect_failure)
 
 Test(l7_tunnel, closed_before_a_byte_is_a_connect_failure)
 {
-	struct hclient a;
-	struct response r;
 	struct rec x;
 
-	hc_open(&a, "127.0.0.6", port);
-	get(&a, "closed", "/echo/c", &r);
-	cr_expect_eq(r.status, 503);
-	response_free(&r);
-	hc_close(&a);
-	x = rec_wait(0);
+	x = get_503("127.0.0.6", "closed", "/echo/c");
 	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
 	cr_expect_eq(calls_count(), 1, "attempts: 0");
 	cr_expect_eq(metric("xmesh_l7_tunnel_answers_total{outcome=\"failed\"}"), 1);
@@ -774,8 +790,7 @@ Test(l7_tunnel, a_client_that_is_no_pod_is_refused_never_plaintext)
 	struct hclient a;
 	struct response r;
 	struct rec x;
-	struct strbuf out = { 0 };
-	struct xm_scrape *sc;
+	char *text;
 	size_t n;
 
 	/* The trap's endpoint is a pod of node-b: tunnelled, and reachable in plaintext if the proxy fell back. */
@@ -791,18 +806,12 @@ Test(l7_tunnel, a_client_that_is_no_pod_is_refused_never_plaintext)
 			 "upstream_reset_before_response_started{connection_failure,tunnel:no_client_identity}");
 	cr_expect_eq(calls_count(), 0, "no tunnel without an identity");
 	cr_expect_eq(atomic_load(&trap_conns), 0, "never sent in plaintext");
-	pthread_mutex_lock(&lock);
-	cr_expect_eq(connect_failed_reports, 0, "not held against the endpoint");
-	pthread_mutex_unlock(&lock);
+	cr_expect_eq(connect_failures(), 0, "not held against the endpoint");
 	shards = l7_proxy_shards(proxy, &n);
 	(void)shards;
-	sc = scrape_new();
-	cr_assert_not_null(sc);
-	l7_proxy_collect(proxy, sc);
-	scrape_render(sc, &out);
-	scrape_free(sc);
-	cr_expect_not_null(strstr(out.buf, "xmesh_l7_tunnel_refused_total{reason=\"no_identity\"} 3\n"), "%s", out.buf);
-	free(out.buf);
+	text = proxy_metrics();
+	cr_expect_not_null(strstr(text, "xmesh_l7_tunnel_refused_total{reason=\"no_identity\"} 3\n"), "%s", text);
+	free(text);
 }
 
 Test(l7_tunnel, connect_timeout_covers_the_tunnels_opening)
@@ -831,16 +840,9 @@ Test(l7_tunnel, connect_timeout_covers_the_tunnels_opening)
 
 Test(l7_tunnel, a_close_after_the_tunnel_opened_is_a_reset)
 {
-	struct hclient a;
-	struct response r;
 	struct rec x;
 
-	hc_open(&a, "127.0.0.8", port);
-	get(&a, "drop", "/echo/d", &r);
-	cr_expect_eq(r.status, 503);
-	response_free(&r);
-	hc_close(&a);
-	x = rec_wait(0);
+	x = get_503("127.0.0.8", "drop", "/echo/d");
 	cr_expect(x.flags & L7_RF_UC, "flags %#x: the tunnel had read the head", x.flags);
 	cr_expect(!(x.flags & L7_RF_UF), "flags %#x", x.flags);
 	cr_expect_eq(calls_count(), 1, "a reset is not retried by Istio's default policy");
@@ -874,31 +876,17 @@ Test(l7_tunnel, a_slow_reader_opened_the_tunnel)
 
 Test(l7_tunnel, no_tunnel_running_is_503_never_plaintext)
 {
-	struct xm_scrape *sc;
-	struct strbuf out = { 0 };
-	struct hclient a;
-	struct response r;
+	char *text;
 	struct rec x;
 
 	atomic_store(&fake_unavailable, true);
-	hc_open(&a, "127.0.0.10", port);
-	get(&a, "trap", "/echo/u", &r);
-	cr_expect_eq(r.status, 503);
-	response_free(&r);
-	hc_close(&a);
-	x = rec_wait(0);
+	x = get_503("127.0.0.10", "trap", "/echo/u");
 	cr_expect(x.flags & L7_RF_UF, "flags %#x", x.flags);
 	cr_expect_str_eq(x.details, "upstream_reset_before_response_started{connection_failure,tunnel:unavailable}");
 	cr_expect_eq(atomic_load(&trap_conns), 0, "never sent in plaintext");
-	pthread_mutex_lock(&lock);
-	cr_expect_eq(connect_failed_reports, 0, "not held against the endpoint");
-	pthread_mutex_unlock(&lock);
-	sc = scrape_new();
-	cr_assert_not_null(sc);
-	l7_proxy_collect(proxy, sc);
-	scrape_render(sc, &out);
-	scrape_free(sc);
-	cr_expect_not_null(strstr(out.buf, "xmesh_l7_tunnel_refused_total{reason=\"unavailable\"} 3\n"), "%s", out.buf);
-	free(out.buf);
+	cr_expect_eq(connect_failures(), 0, "not held against the endpoint");
+	text = proxy_metrics();
+	cr_expect_not_null(strstr(text, "xmesh_l7_tunnel_refused_total{reason=\"unavailable\"} 3\n"), "%s", text);
+	free(text);
 	atomic_store(&fake_unavailable, false);
 }

@@ -9,29 +9,6 @@
 #include "compile/peer_auth.h"
 #include "compile/snapshot.h"
 
-/* Loads text (which must be clean) into cfg. */
-static void load_text(const char *text, struct xm_config *cfg)
-{
-	char *path = temp_yaml(text);
-	const char *paths[] = { path };
-
-	load_clean(paths, 1, cfg);
-	unlink(path);
-	free(path);
-}
-
-/* Loads text that must fail; returns the file name. cfg holds the file names the diagnostics point at. */
-static char *load_bad(const char *text, struct xm_config *cfg, struct xm_diags *d)
-{
-	char *path = temp_yaml(text);
-	const char *paths[] = { path };
-
-	memset(d, 0, sizeof(*d));
-	cr_assert_eq(config_load(paths, 1, cfg, d), -EINVAL);
-	unlink(path);
-	return path;
-}
-
 #define PA(ns, name, extra)                                                                                            \
 	"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: " name                    \
 	"\n  namespace: " ns "\n" extra
@@ -41,14 +18,14 @@ Test(peer_auth_parse, fields_of_v1_and_v1beta1)
 	struct xm_config cfg;
 	const struct xm_peer_authentication *pa;
 
-	load_text(PA("foo", "finance",
-		     "  creationTimestamp: \"2024-05-01T10:20:30Z\"\nspec:\n  selector:\n"
-		     "    matchLabels:\n      app: finance\n  mtls:\n    mode: STRICT\n"
-		     "  portLevelMtls:\n    \"9090\":\n      mode: PERMISSIVE\n    8080:\n      mode: DISABLE\n"
-		     "    7070: {}\n") "---\napiVersion: security.istio.io/v1beta1\nkind: "
-				       "PeerAuthentication\nmetadata:\n  name: default\n"
-				       "  namespace: istio-system\nspec: {}\n",
-		  &cfg);
+	load_text_clean(PA("foo", "finance",
+			   "  creationTimestamp: \"2024-05-01T10:20:30Z\"\nspec:\n  selector:\n"
+			   "    matchLabels:\n      app: finance\n  mtls:\n    mode: STRICT\n"
+			   "  portLevelMtls:\n    \"9090\":\n      mode: PERMISSIVE\n    8080:\n      mode: DISABLE\n"
+			   "    7070: {}\n") "---\napiVersion: security.istio.io/v1beta1\nkind: "
+					     "PeerAuthentication\nmetadata:\n  name: default\n"
+					     "  namespace: istio-system\nspec: {}\n",
+			&cfg);
 	cr_assert_eq(cfg.n_peer_auths, 2);
 	pa = &cfg.peer_auths[0]; /* sorted: foo/finance, istio-system/default */
 	cr_assert_str_eq(pa->ns, "foo");
@@ -71,16 +48,10 @@ Test(peer_auth_parse, timestamps_with_offsets_and_fractions)
 {
 	struct xm_config cfg;
 
-	load_text(PA("a", "x", "  creationTimestamp: \"2024-05-01T12:20:30.25+02:00\"\n"), &cfg);
+	load_text_clean(PA("a", "x", "  creationTimestamp: \"2024-05-01T12:20:30.25+02:00\"\n"), &cfg);
 	cr_assert_eq(cfg.peer_auths[0].created, 1714558830);
 	config_free(&cfg);
 }
-
-struct bad_case {
-	const char *yaml;
-	int line, col;
-	const char *msg;
-};
 
 /* Istio's ValidatePeerAuthentication and ours, each error at its node. */
 static const struct bad_case bad_cases[] = {
@@ -111,18 +82,7 @@ static const struct bad_case bad_cases[] = {
 
 Test(peer_auth_parse, errors_at_their_node)
 {
-	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
-		const struct bad_case *c = &bad_cases[i];
-		struct xm_config cfg;
-		struct xm_diags d;
-		char *file = load_bad(c->yaml, &cfg, &d);
-
-		cr_log_info("case %zu: %s", i, c->msg);
-		find_diag(&d, strrchr(file, '/') + 1, c->line, c->col, c->msg, NULL);
-		diags_free(&d);
-		config_free(&cfg);
-		free(file);
-	}
+	expect_bad_cases(bad_cases, sizeof(bad_cases) / sizeof(bad_cases[0]));
 }
 
 /* --- composition: Istio's examples (istio.io, reference/config/security/peer_authentication) --- */
@@ -255,7 +215,7 @@ Test(peer_auth_compose, istio_examples)
 
 		for (int d = 0; d < 3 && c->docs[d]; d++)
 			strncat(text, c->docs[d], sizeof(text) - strlen(text) - 1);
-		load_text(text, &cfg);
+		load_text_clean(text, &cfg);
 		snprintf(label.value, sizeof(label.value), "%s", c->app);
 		peer_auth_resolve(&cfg, NULL, c->ns, &label, 1, &e);
 		cr_expect_eq(peer_auth_port_mode(&e, c->port), c->want, "%s: got %s, want %s", c->name,
@@ -269,7 +229,7 @@ Test(peer_auth_compose, root_namespace_flag)
 	struct xm_config cfg;
 	struct xm_pa_effective e;
 
-	load_text(PA("mesh-root", "default", "spec:\n  mtls: {mode: STRICT}\n"), &cfg);
+	load_text_clean(PA("mesh-root", "default", "spec:\n  mtls: {mode: STRICT}\n"), &cfg);
 	peer_auth_resolve(&cfg, "mesh-root", "foo", NULL, 0, &e);
 	cr_assert_eq(e.mode, XM_MTLS_STRICT);
 	cr_assert_not_null(e.mesh);
@@ -316,7 +276,7 @@ Test(peer_auth_table, local_pods_with_strict_ports_only)
 	struct xm_config cfg;
 
 	snprintf(text, sizeof(text), "%s%s%s", pods, FOO_PERMISSIVE, FOO_FINANCE_8080_DISABLE);
-	load_text(text, &cfg);
+	load_text_clean(text, &cfg);
 	cr_assert_eq(mtls_table_build(&cfg, "node-a", NULL, &t), 0);
 	/* fin-1's two addresses, each with the workload entry and 8080; web-1 is PERMISSIVE: no entry; fin-2 is
 	 * on another node. */
@@ -343,7 +303,7 @@ Test(peer_auth_table, a_strict_port_under_a_permissive_workload)
 	snprintf(text, sizeof(text), "%s%s", pods,
 		 PA("foo", "web",
 		    "spec:\n  selector: {matchLabels: {app: web}}\n  portLevelMtls:\n    9000: {mode: STRICT}\n"));
-	load_text(text, &cfg);
+	load_text_clean(text, &cfg);
 	cr_assert_eq(mtls_table_build(&cfg, "node-a", NULL, &t), 0);
 	cr_assert_eq(t.n, 2);
 	assert_entry(&t, "10.200.1.12", 0, XM_MTLS_MODE_PERMISSIVE, XM_MTLS_F_ANY_STRICT);
@@ -366,7 +326,7 @@ Test(peer_auth_table, remote_pods_every_mode)
 	struct xm_config cfg;
 
 	snprintf(text, sizeof(text), "%s%s%s", pods, FOO_PERMISSIVE, FOO_FINANCE_8080_DISABLE);
-	load_text(text, &cfg);
+	load_text_clean(text, &cfg);
 	/* From node-b: fin-1 (two addresses, STRICT with 8080 DISABLE) and web-1 (PERMISSIVE: an entry too, it
 	 * is tunnelled); fin-2 is local. */
 	cr_assert_eq(mtls_remote_build(&cfg, "node-b", NULL, &t), 0);
@@ -391,7 +351,7 @@ Test(peer_auth_table, remote_pods_without_any_policy_are_permissive)
 	struct xm_mtls_table t;
 	struct xm_config cfg;
 
-	load_text(pods, &cfg);
+	load_text_clean(pods, &cfg);
 	cr_assert_eq(mtls_remote_build(&cfg, "node-a", NULL, &t), 0);
 	cr_assert_eq(t.n, 1);
 	assert_entry(&t, "10.200.2.11", 0, XM_MTLS_MODE_PERMISSIVE, 0);
@@ -414,7 +374,7 @@ Test(peer_auth_table, remote_tunnelled_decision)
 	struct xm_config cfg;
 
 	snprintf(text, sizeof(text), "%s%s%s", pods, FOO_PERMISSIVE, FOO_FINANCE_8080_DISABLE);
-	load_text(text, &cfg);
+	load_text_clean(text, &cfg);
 	cr_assert_eq(mtls_remote_build(&cfg, "node-b", NULL, &t), 0);
 	cr_assert(tunnelled(&t, "10.200.1.11", 9090), "STRICT pod, a port without its own mode");
 	cr_assert_not(tunnelled(&t, "10.200.1.11", 8080), "its DISABLE port");

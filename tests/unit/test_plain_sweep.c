@@ -10,7 +10,10 @@
  */
 #include "test_snapshot_of.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
@@ -39,6 +42,61 @@ static void request_all(struct plain_sweeper *sw, struct xm_snapshot *s)
 	cr_assert_gt(n, 0);
 	plain_sweeper_request(sw, s, pods, (size_t)n);
 	free(pods);
+}
+
+/*
+ * What a test leaves outside its own process: the namespace directory of symlinks under /tmp and the pod
+ * children (blocked on a pipe, holding their namespaces and veths). Removed by the .fini below, which criterion
+ * runs after the test body also when an assertion failed (each test in a process of its own).
+ */
+static struct {
+	char dir[32];
+	pid_t pods[32];
+	int n_pods;
+} leftovers;
+
+/* A fresh /tmp/xm-netns-XXXXXX, remembered for sweep_cleanup; its path copied into dir. */
+static void netns_dir(char *dir, size_t size)
+{
+	snprintf(leftovers.dir, sizeof(leftovers.dir), "/tmp/xm-netns-XXXXXX");
+	cr_assert_neq(mkdtemp(leftovers.dir), NULL);
+	snprintf(dir, size, "%s", leftovers.dir);
+}
+
+/* fork() of a pod child, remembered for sweep_cleanup. */
+static pid_t fork_pod(void)
+{
+	pid_t pid;
+
+	cr_assert_lt(leftovers.n_pods, (int)(sizeof(leftovers.pods) / sizeof(leftovers.pods[0])));
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid > 0)
+		leftovers.pods[leftovers.n_pods++] = pid;
+	else /* the child's own exit must not clean up its siblings */
+		memset(&leftovers, 0, sizeof(leftovers));
+	return pid;
+}
+
+/* The test's children killed and reaped (a no-op for those already reaped), its namespace directory removed. */
+static void sweep_cleanup(void)
+{
+	DIR *d;
+	struct dirent *e;
+	char path[PATH_MAX];
+
+	for (int i = 0; i < leftovers.n_pods; i++)
+		if (kill(leftovers.pods[i], SIGKILL) == 0)
+			waitpid(leftovers.pods[i], NULL, 0);
+	if (!leftovers.dir[0] || !(d = opendir(leftovers.dir)))
+		return;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", leftovers.dir, e->d_name);
+			unlink(path);
+		}
+	closedir(d);
+	rmdir(leftovers.dir);
 }
 
 static void new_netns(void)
@@ -122,7 +180,7 @@ static int find_port(const struct xm_diag_sock *s, void *arg)
 	return 0;
 }
 
-Test(plain_sweep, sock_diag_dumps_and_destroys_an_accepted_v4_mapped_connection)
+Test(plain_sweep, sock_diag_dumps_and_destroys_an_accepted_v4_mapped_connection, .fini = sweep_cleanup)
 {
 	int l, c, a, fd;
 	struct found f = { .port = 9080 };
@@ -214,10 +272,10 @@ static int pod_side(int go, int ready, int check)
 	"default\nspec:\n  selector: {matchLabels: {app: web}}\n  action: DENY\n  rules:\n  - from:\n    - source:\n"  \
 	"        ipBlocks: [10.2.0.0/16, \"fd00:2::/32\"]\n"
 
-Test(plain_sweep, a_sweep_destroys_the_denied_connections_of_a_dual_stack_pod_found_by_its_veth)
+Test(plain_sweep, a_sweep_destroys_the_denied_connections_of_a_dual_stack_pod_found_by_its_veth, .fini = sweep_cleanup)
 {
 	int go[2], ready[2], check[2], status;
-	char dir[] = "/tmp/xm-netns-XXXXXX", link[64], target[64], cmd[160], b;
+	char dir[32], link[64], target[64], cmd[160], b;
 	const char *dirs[] = { dir, NULL };
 	struct plain_close_count *v;
 	struct plain_sweep_problems p;
@@ -233,8 +291,7 @@ Test(plain_sweep, a_sweep_destroys_the_denied_connections_of_a_dual_stack_pod_fo
 	cr_assert_eq(pipe(go), 0);
 	cr_assert_eq(pipe(ready), 0);
 	cr_assert_eq(pipe(check), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
+	pid = fork_pod();
 	if (pid == 0) {
 		if (unshare(CLONE_NEWNET))
 			_exit(9);
@@ -246,7 +303,7 @@ Test(plain_sweep, a_sweep_destroys_the_denied_connections_of_a_dual_stack_pod_fo
 		 "ip addr add 10.1.0.1/24 dev vpod",
 		 (int)pid);
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
-	cr_assert_neq(mkdtemp(dir), NULL);
+	netns_dir(dir, sizeof(dir));
 	snprintf(link, sizeof(link), "%s/cni-pod", dir);
 	snprintf(target, sizeof(target), "/proc/%d/ns/net", (int)pid);
 	cr_assert_eq(symlink(target, link), 0);
@@ -278,13 +335,11 @@ Test(plain_sweep, a_sweep_destroys_the_denied_connections_of_a_dual_stack_pod_fo
 	free(v);
 	plain_sweeper_free(sw);
 	snapshot_put(s);
-	unlink(link);
-	rmdir(dir);
 }
 
-Test(plain_sweep, a_pod_without_a_namespace_is_counted_not_fatal)
+Test(plain_sweep, a_pod_without_a_namespace_is_counted_not_fatal, .fini = sweep_cleanup)
 {
-	char dir[] = "/tmp/xm-netns-XXXXXX";
+	char dir[32];
 	const char *dirs[] = { dir, NULL };
 	struct plain_close_count *v;
 	struct plain_sweep_problems p;
@@ -294,7 +349,7 @@ Test(plain_sweep, a_pod_without_a_namespace_is_counted_not_fatal)
 	size_t n;
 
 	new_netns();
-	cr_assert_neq(mkdtemp(dir), NULL);
+	netns_dir(dir, sizeof(dir));
 	sw = plain_sweeper_new(dirs);
 	cr_assert_not_null(sw);
 	request_all(sw, s);
@@ -307,7 +362,6 @@ Test(plain_sweep, a_pod_without_a_namespace_is_counted_not_fatal)
 	free(v);
 	plain_sweeper_free(sw);
 	snapshot_put(s);
-	rmdir(dir);
 }
 
 /* Pod k of the timing test, in its namespace: conns connections, the even ones from a denied address. */
@@ -344,7 +398,7 @@ static int many_side(int k, int conns, int go, int ready, int check)
 static void sweep_timed(const int PODS, const int CONNS)
 {
 	struct strbuf yaml = { 0 };
-	char dir[] = "/tmp/xm-netns-XXXXXX", link[64], target[64], cmd[200], b, *path;
+	char dir[32], link[64], target[64], cmd[200], b, *path;
 	const char *dirs[] = { dir, NULL }, *paths[1];
 	int(*go)[2] = calloc((size_t)PODS, sizeof(*go)), (*ready)[2] = calloc((size_t)PODS, sizeof(*ready)),
 	(*check)[2] = calloc((size_t)PODS, sizeof(*check)), status;
@@ -383,13 +437,12 @@ static void sweep_timed(const int PODS, const int CONNS)
 			 getenv("XM_SWEEP_CHILD_EHASH"));
 		cr_assert_eq(system(cmd), 0, "%s", cmd);
 	}
-	cr_assert_neq(mkdtemp(dir), NULL);
+	netns_dir(dir, sizeof(dir));
 	for (int k = 0; k < PODS; k++) {
 		cr_assert_eq(pipe(go[k]), 0);
 		cr_assert_eq(pipe(ready[k]), 0);
 		cr_assert_eq(pipe(check[k]), 0);
-		pid[k] = fork();
-		cr_assert_geq(pid[k], 0);
+		pid[k] = fork_pod();
 		if (pid[k] == 0) {
 			struct rlimit fds = { .rlim_cur = 2 * (rlim_t)CONNS + 64, .rlim_max = 2 * (rlim_t)CONNS + 64 };
 
@@ -431,24 +484,19 @@ static void sweep_timed(const int PODS, const int CONNS)
 	free(v);
 	plain_sweeper_free(sw);
 	snapshot_put(s);
-	for (int k = 0; k < PODS; k++) {
-		snprintf(link, sizeof(link), "%s/cni-%d", dir, k);
-		unlink(link);
-	}
-	rmdir(dir);
 	free(go);
 	free(ready);
 	free(check);
 	free(pid);
 }
 
-Test(plain_sweep, sweep_time_20_pods_1000_connections, .timeout = 60)
+Test(plain_sweep, sweep_time_20_pods_1000_connections, .timeout = 60, .fini = sweep_cleanup)
 {
 	sweep_timed(20, 50);
 }
 
 /* One busy pod: the cost grows with its connections, linearly. */
-Test(plain_sweep, sweep_time_1_pod_8000_connections, .timeout = 60)
+Test(plain_sweep, sweep_time_1_pod_8000_connections, .timeout = 60, .fini = sweep_cleanup)
 {
 	sweep_timed(1, 8000);
 }
