@@ -118,8 +118,27 @@ xmh_hbone_proxy_state() {
 		"$(bpftool -j map dump pinned "$XMT_PIN-a/xm_hbone_proxy")"
 }
 
-# XMH_RR_PY ADDR PORT SECONDS: one connection, request/response with random payloads (each reply compared) for
-# SECONDS, then a clean end; prints "rr ok exchanges=N bytes=N".
+# xmh_bg_py NAME SCRIPT ARGS...: xmh_bg_pa of a Python SCRIPT that may call echo_exact(sock, data): sends
+# data, reads its echo; None when byte-exact, else what went wrong (the one check of every client here).
+xmh_bg_py() {
+	local name=$1 script=$2
+	shift 2
+	xmh_bg_pa "$name" python3 -c "$XMH_PY_ECHO$script" "$@"
+}
+XMH_PY_ECHO='
+def echo_exact(s, m):
+    s.sendall(m)
+    got = bytearray()
+    while len(got) < len(m):
+        b = s.recv(len(m) - len(got))
+        if not b:
+            return "EOF after %d of %d bytes" % (len(got), len(m))
+        got += b
+    return None if bytes(got) == m else "reply differs"
+'
+
+# XMH_RR_PY ADDR PORT SECONDS (for xmh_bg_py): one connection, request/response with random payloads (each reply
+# compared) for SECONDS, then a clean end; prints "rr ok exchanges=N bytes=N".
 # shellcheck disable=SC2034 # run by the sourcing tests
 XMH_RR_PY='
 import os, random, socket, sys, time
@@ -128,15 +147,9 @@ s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
 n = nbytes = 0
 while time.monotonic() < end:
     m = os.urandom(random.randint(1, 8192))
-    s.sendall(m)
-    got = bytearray()
-    while len(got) < len(m):
-        b = s.recv(len(m) - len(got))
-        if not b:
-            sys.exit("rr: EOF after %d exchanges" % n)
-        got += b
-    if bytes(got) != m:
-        sys.exit("rr: reply %d differs" % n)
+    err = echo_exact(s, m)
+    if err:
+        sys.exit("rr: exchange %d: %s" % (n, err))
     n += 1
     nbytes += len(m)
     time.sleep(0.005)

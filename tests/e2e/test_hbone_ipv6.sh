@@ -220,7 +220,8 @@ XMT_SUBTEST="restart of agent a: an IPv6 tunnelled connection lives on, both out
 config STRICT
 ms=$(xmh_wait_captured yes "[$SA6]:8080" "$(date +%s%3N)")
 xmt_log "captured again after $ms ms"
-# conns ADDR PORT SECONDS: new connections one after another, one exchange each; "conn START_MS" per success.
+# conns ADDR PORT SECONDS (for xmh_bg_py): new connections one after another, one exchange each; "conn START_MS"
+# per success.
 CONNS='
 import os, socket, sys, time
 end = time.monotonic() + float(sys.argv[3])
@@ -230,23 +231,17 @@ while time.monotonic() < end:
     s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
     s.settimeout(30)
     m = os.urandom(512)
-    s.sendall(m)
-    got = bytearray()
-    while len(got) < len(m):
-        b = s.recv(len(m) - len(got))
-        if not b:
-            sys.exit("conns: EOF after %d connections" % ok)
-        got += b
-    if bytes(got) != m:
-        sys.exit("conns: reply differs")
+    err = echo_exact(s, m)
+    if err:
+        sys.exit("conns: connection %d: %s" % (ok, err))
     s.close()
     ok += 1
     print("conn %d" % (t0 * 1000), flush=True)
     time.sleep(0.02)
 print("conns ok=%d" % ok)
 '
-xmh_bg_pa rr6 python3 -c "$XMH_RR_PY" "$SA6" 9000 4
-xmh_bg_pa conns6 python3 -c "$CONNS" "$SA6" 9000 9
+xmh_bg_py rr6 "$XMH_RR_PY" "$SA6" 9000 4
+xmh_bg_py conns6 "$CONNS" "$SA6" 9000 9
 sleep 1
 stop_ms=$(date +%s%3N)
 xmh_stop_agent "${XMX_AGENTS[0]}" a

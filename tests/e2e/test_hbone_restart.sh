@@ -42,8 +42,8 @@ xmx_pod nodea pa "$PA" 10.200.1.1
 
 xmh_agents 'hbone: capturing'
 
-# loop SECONDS: 4 threads open new connections to sa:9000 for SECONDS, each one exchange checked byte for byte;
-# prints one "conn START_MS DURATION_MS" line per connection, then a summary; exits 1 on any error.
+# loop SECONDS (for xmh_bg_py): 4 threads open new connections to sa:9000 for SECONDS, each one exchange checked
+# byte for byte; prints one "conn START_MS DURATION_MS" line per connection, then a summary; exits 1 on any error.
 LOOP='
 import os, random, socket, sys, threading, time
 end = time.monotonic() + float(sys.argv[3])
@@ -57,15 +57,9 @@ def worker():
             s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
             s.settimeout(30)
             m = os.urandom(random.randint(1, 4096))
-            s.sendall(m)
-            got = bytearray()
-            while len(got) < len(m):
-                b = s.recv(len(m) - len(got))
-                if not b:
-                    raise Exception("EOF after %d of %d bytes" % (len(got), len(m)))
-                got += b
-            if bytes(got) != m:
-                raise Exception("reply differs")
+            err = echo_exact(s, m)
+            if err:
+                raise Exception(err)
             s.close()
         except Exception as e:
             with lock:
@@ -101,8 +95,8 @@ restart() {
 across() {
 	local name=$1 node=$2 idx=$3 out during
 	XMT_SUBTEST="restart of agent $name under tunnelled traffic"
-	xmh_bg_pa "rr-$name" python3 -c "$XMH_RR_PY" "$SA" 9000 5
-	xmh_bg_pa "loop-$name" python3 -c "$LOOP" "$SA" 9000 12
+	xmh_bg_py "rr-$name" "$XMH_RR_PY" "$SA" 9000 5
+	xmh_bg_py "loop-$name" "$LOOP" "$SA" 9000 12
 	sleep 1.5
 	restart "$name" "$node" "$idx"
 	wait "${XMT_BG[rr-$name]}" || xmt_fail "(a) the tunnelled connection broke across the restart of agent $name: $(tail -n 3 "$XMT_TMP/rr-$name.log")"
