@@ -11,23 +11,11 @@ set -euo pipefail
 # shellcheck source=tests/e2e/ratelimit_lib.sh
 . "$(dirname "$0")/ratelimit_lib.sh"
 xmt_init "$@"
-for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-if [ ! -x "$XM_HTTP" ]; then xmt_skip "xm-http not built (make tools)"; fi
-xmt_node_create
-xmt_pod_add b1 11
-xmt_pod_add b2 12
-xmt_pod_add c1 101
-xmt_http_server b1
-xmt_http_server b2
+xmr_reviews 2
 t="$XMT_TMP"
 
 {
-	xmt_yaml_node
-	xmt_yaml_pod b1 app=reviews version=v1
-	xmt_yaml_pod b2 app=reviews version=v2
-	xmt_yaml_pod c1 app=productpage version=v1
-	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
-	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)" "$(xmt_pod_ip b2)"
+	xmr_yaml_reviews 2
 	cat <<'YAML'
 ---
 apiVersion: networking.istio.io/v1

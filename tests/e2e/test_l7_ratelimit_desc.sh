@@ -10,20 +10,11 @@ set -euo pipefail
 # shellcheck source=tests/e2e/ratelimit_lib.sh
 . "$(dirname "$0")/ratelimit_lib.sh"
 xmt_init "$@"
-for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-if [ ! -x "$XM_HTTP" ]; then xmt_skip "xm-http not built (make tools)"; fi
-xmt_node_create
-xmt_pod_add b1 11
-xmt_pod_add c1 101
-xmt_http_server b1
+xmr_reviews 1
 t="$XMT_TMP"
 
 {
-	xmt_yaml_node
-	xmt_yaml_pod b1 app=reviews version=v1
-	xmt_yaml_pod c1 app=productpage version=v1
-	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
-	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)"
+	xmr_yaml_reviews 1
 	xmr_ratelimit_filter_head "app: reviews"
 	cat <<YAML
     - applyTo: HTTP_ROUTE
