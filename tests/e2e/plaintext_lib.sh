@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Plaintext to node B's pods as the kernel judges it (bpf/peer_auth.bpf.c): the set-up and probes shared by
 # test_authz_plaintext.sh, test_authz_plaintext_close.sh and test_peer_auth_strict.sh, so that they build the
-# same topology and judge refusals, acceptances and counters the same way. Sourced after lib.sh, xdp_lib.sh
+# same topology and judge refusals and acceptances the same way. Sourced after lib.sh, xdp_lib.sh
 # and xmx_init.
 
 # xmp_two_nodes_ext [pods-on-a]: xmx_two_nodes (xmx_two_nodes_pods with pods-on-a) with the external host
@@ -60,7 +60,3 @@ xmp_wait_ext() {
 		sleep 0.05
 	done
 }
-
-# xmp_scrape: node B's agent's metrics. xmp_metric SERIES: one series' value (0 when absent).
-xmp_scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-xmp_metric() { xmp_scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }

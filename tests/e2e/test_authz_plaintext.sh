@@ -46,7 +46,7 @@ config() {
 }
 
 # denied POD PORT POLICY: xmesh_authz_plaintext_denied_total of the series (0 when absent).
-denied() { xmp_metric "xmesh_authz_plaintext_denied_total{namespace=\"default\",pod=\"$1\",port=\"$2\",policy=\"$3\"}"; }
+denied() { xmx_metric nodeb "xmesh_authz_plaintext_denied_total{namespace=\"default\",pod=\"$1\",port=\"$2\",policy=\"$3\"}"; }
 
 config allow
 xmx_agent b nodeb nodeb up0
@@ -79,7 +79,7 @@ n=$(denied sa 8080 allow-not-matched)
 [ "$n" = 3 ] || xmt_fail "denied{pod=sa,port=8080,policy=allow-not-matched} is $n, want 3 (2 external, 1 from pd)"
 n=$(denied pb 8080 default/deny-ext)
 [ "$n" = 1 ] || xmt_fail "denied{pod=pb,port=8080,policy=default/deny-ext} is $n, want 1"
-out=$(xmp_scrape | grep '^xmesh_plaintext_rejected_total' || true)
+out=$(xmx_scrape nodeb | grep '^xmesh_plaintext_rejected_total' || true)
 [ -z "$out" ] || xmt_fail "authz denials counted as STRICT rejections: $out"
 
 XMT_SUBTEST="policy removed"

@@ -98,7 +98,7 @@ still_alive() {
 }
 
 # closed POD PORT POLICY: xmesh_authz_plaintext_closed_total of the series (0 when absent).
-closed() { xmp_metric "xmesh_authz_plaintext_closed_total{namespace=\"default\",pod=\"$1\",port=\"$2\",policy=\"$3\"}"; }
+closed() { xmx_metric nodeb "xmesh_authz_plaintext_closed_total{namespace=\"default\",pod=\"$1\",port=\"$2\",policy=\"$3\"}"; }
 
 config
 xmx_agent b nodeb nodeb up0
@@ -124,13 +124,13 @@ still_alive node-sa
 
 XMT_SUBTEST="metrics and log"
 n=$(closed pb 9080 default/deny-ext)
-[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-ext} is $n, want 1: $(xmp_scrape | grep closed_total)"
+[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-ext} is $n, want 1: $(xmx_scrape nodeb | grep closed_total)"
 n=$(closed sa 9080 allow-not-matched)
-[ "$n" = 2 ] || xmt_fail "closed{pod=sa,port=9080,policy=allow-not-matched} is $n, want 2 (ext, pd): $(xmp_scrape | grep closed_total)"
+[ "$n" = 2 ] || xmt_fail "closed{pod=sa,port=9080,policy=allow-not-matched} is $n, want 2 (ext, pd): $(xmx_scrape nodeb | grep closed_total)"
 grep -E 'plaintext connections after the policy change: [0-9]+ judged, 3 closed' "$XMT_AGENT_LOG" >/dev/null ||
 	xmt_fail "no sweep log line with 3 closed: $(grep 'plaintext connections' "$XMT_AGENT_LOG")"
 xmt_note "$(grep 'plaintext connections after' "$XMT_AGENT_LOG" | tail -n 1)"
-out=$(xmp_scrape | grep '^xmesh_authz_plaintext_close_failures_total' | awk '$2 != 0')
+out=$(xmx_scrape nodeb | grep '^xmesh_authz_plaintext_close_failures_total' | awk '$2 != 0')
 [ -z "$out" ] || xmt_fail "sweep failures: $out"
 
 XMT_SUBTEST="status"
@@ -154,7 +154,7 @@ touch "$XMT_TMP/strict"
 closed_within ext-pb81b "$t0" 1000
 still_alive pc-pb81
 n=$(closed pb 9081 strict)
-[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9081,policy=strict} is $n, want 1: $(xmp_scrape | grep closed_total)"
+[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9081,policy=strict} is $n, want 1: $(xmx_scrape nodeb | grep closed_total)"
 # only pb's entries changed: only pb is swept (sa's connections are not judged again)
 out=$(grep 'plaintext connections after the policy change' "$XMT_AGENT_LOG" | tail -n 1)
 [[ "$out" == *" judged, 1 closed, 1 pod address(es) in "* ]] || xmt_fail "the STRICT sweep: $out, want 1 closed of 1 pod"
@@ -173,7 +173,7 @@ out=$(outcome pd-pb)
 [[ "$out" == "closed how="* ]] || xmt_fail "pd -> pb:9080 was not closed by the restarted agent: $out"
 still_alive pc-pb
 n=$(closed pb 9080 default/deny-pd)
-[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-pd} is $n, want 1: $(xmp_scrape | grep closed_total)"
+[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-pd} is $n, want 1: $(xmx_scrape nodeb | grep closed_total)"
 out=$(grep 'plaintext connections after the policy change' "$XMT_AGENT_LOG" | head -n 1)
 [[ "$out" == *" 1 closed, 2 pod address(es) in "* ]] || xmt_fail "the start's sweep: $out, want 1 closed of 2 pods"
 xmt_note "after a restart: $out"

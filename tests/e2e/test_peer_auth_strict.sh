@@ -69,7 +69,7 @@ except OSError as e:
 }
 
 # rejected POD PORT: the value of xmesh_plaintext_rejected_total for the pod's port (0 when absent).
-rejected() { xmp_metric "xmesh_plaintext_rejected_total{pod=\"$1\",namespace=\"default\",port=\"$2\"}"; }
+rejected() { xmx_metric nodeb "xmesh_plaintext_rejected_total{pod=\"$1\",namespace=\"default\",port=\"$2\"}"; }
 
 config STRICT
 xmx_agent b nodeb nodeb up0
