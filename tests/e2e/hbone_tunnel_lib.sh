@@ -1,26 +1,39 @@
 # shellcheck shell=bash
-# The HBONE tunnel between two nodes as test_hbone_tunnel.sh, test_hbone_ipv6.sh and test_hbone_restart.sh
-# drive it: both agents (--hbone), the client pod pa of node A inside agent a's mesh cgroup, agent A's capture
-# counter, tcpdump on node A's uplink, and the byte-checking clients. One copy, so the three tests start,
-# observe and stop the tunnel the same way. Sourced after lib.sh, xdp_lib.sh and xmx_init (topology:
-# xmx_two_nodes_pods, pa on node A, sa on node B).
+# The HBONE tunnel between two nodes as the tests that run both agents drive it (test_hbone_tunnel.sh,
+# test_hbone_ipv6.sh, test_hbone_restart.sh, test_hbone_pool_rotation.sh, test_ca_reload.sh): the agents
+# (--hbone), the client pod pa of node A inside agent a's mesh cgroup, agent A's capture counter, tcpdump on
+# node A's uplink, and the byte-checking clients. One copy, so the tests start, observe and stop the tunnel the
+# same way. Sourced after lib.sh, xdp_lib.sh and xmx_init (topology: xmx_two_nodes_pods, pa on node A, sa on
+# node B).
 
-# xmh_yaml_sa_mode MODE: the PeerAuthentication of pod sa (app: sa), the mode the tests switch.
+# xmh_yaml_nodes_pods SA_IP PA_IP: the Nodes (InternalIPs on the uplinks), pod sa of node B (app: sa,
+# serviceAccount web) and pod pa of node A (app: pa).
+xmh_yaml_nodes_pods() {
+	xmx_yaml_node nodea 10.199.0.1
+	xmx_yaml_node nodeb 10.199.0.2
+	xmx_yaml_pod sa "$1" nodeb web
+	xmx_yaml_pod pa "$2" nodea
+}
+
+# xmh_yaml_sa_mode MODE [NAME]: the PeerAuthentication NAME (sa-mode) of pod sa (app: sa) with MODE.
 xmh_yaml_sa_mode() {
 	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-mode" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
+		"  name: ${2:-sa-mode}" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
 		"  mtls:" "    mode: $1"
 }
 
-# xmh_agents CAPTURING_REGEX [ARGS_A...]: agent a first (it generates the root under the shared --state-dir,
-# which agent b then loads), until its log matches CAPTURING_REGEX; then agent b, until it serves HBONE.
-xmh_agents() {
+# xmh_agent_a CAPTURING_REGEX [ARGS...]: agent a (--hbone ARGS) until its log matches CAPTURING_REGEX. It
+# starts before agent b: it generates the root under the shared --state-dir, which agent b then loads.
+xmh_agent_a() {
 	local capturing=$1
 	shift
 	xmx_agent a nodea nodea up0 --hbone "$@"
 	xmt_wait_for "$XMT_TMP/agent-a.log" "$capturing" 5 ||
 		xmt_fail "agent a does not capture ($capturing): $(tail -n 5 "$XMT_TMP/agent-a.log")"
-	xmx_agent b nodeb nodeb up0 --hbone
+}
+# xmh_agent_b [ARGS...]: agent b (--hbone ARGS) until it serves HBONE.
+xmh_agent_b() {
+	xmx_agent b nodeb nodeb up0 --hbone "$@"
 	xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$XMT_TMP/agent-b.log")"
 }
 
@@ -72,11 +85,8 @@ print(ident, s.getpeername()[0], *([s.getsockname()[0]] if len(sys.argv) > 4 els
 ' "$@"
 }
 
-# xmh_scrape NODE: that node's agent's metrics. xmh_metric NODE SERIES: one series' value (0 when absent).
-xmh_scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-xmh_metric() { xmh_scrape "$1" | awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'; }
 # xmh_captured: how many connections agent a's capture sent into the tunnel.
-xmh_captured() { xmh_metric nodea 'xmesh_hbone_outbound_connections_total{source="capture"}'; }
+xmh_captured() { xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="capture"}'; }
 
 # xmh_wait_captured yes|no ADDR:PORT START_MS: a fresh connection from pa every 50 ms until agent a's capture
 # counter moves (yes) or stays (no) for it; fails 3 s after START_MS; prints the milliseconds since START_MS.

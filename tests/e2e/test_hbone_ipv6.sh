@@ -112,7 +112,8 @@ config() {
 }
 config STRICT
 
-xmh_agents 'hbone: capturing .* IPv6 connections' --proxy-workers 1
+xmh_agent_a 'hbone: capturing .* IPv6 connections' --proxy-workers 1
+xmh_agent_b
 
 XMT_SUBTEST="the outbound listener on node A's IPv6 InternalIP, the steering rule on node B"
 st=$(xmx_status a)
@@ -159,10 +160,10 @@ n=$(($(xmh_captured) - n0))
 [ "$n" = 5 ] || xmt_fail "$n of 5 connections to the IPv6 VIP went through the tunnel"
 
 XMT_SUBTEST="STRICT over IPv6: external plaintext refused by the kernel, the tunnelled pod reaches sa"
-rej0=$(xmh_scrape nodeb | awk '$1 ~ /^xmesh_plaintext_rejected_total/ { s += $2 } END { print s + 0 }')
+rej0=$(xmx_scrape nodeb | awk '$1 ~ /^xmesh_plaintext_rejected_total/ { s += $2 } END { print s + 0 }')
 out=$(xmt_nsrun ext "$XM_CLIENT" refuse --addr "[$SA6]:8080" --timeout-ms 2000 2>&1) ||
 	xmt_fail "the external host's IPv6 plaintext to the STRICT pod was not refused: $out"
-rej=$(xmh_scrape nodeb | awk '$1 ~ /^xmesh_plaintext_rejected_total/ { s += $2 } END { print s + 0 }')
+rej=$(xmx_scrape nodeb | awk '$1 ~ /^xmesh_plaintext_rejected_total/ { s += $2 } END { print s + 0 }')
 [ "$rej" -gt "$rej0" ] || xmt_fail "agent b's kernel program did not count the refusal: $rej0 -> $rej"
 out=$(xmh_marker "$SA6" 8080 "$MARK" with-local) || xmt_fail "tunnelled pod to the STRICT pod: $out"
 
@@ -176,7 +177,7 @@ n=$(($(xmh_captured) - n0))
 [ "$n" = 4 ] || xmt_fail "$n of 4 IPv4 connections went through the tunnel"
 
 XMT_SUBTEST="IPv6 HTTP Service: the L7 proxy's upstream to sa's IPv6 address rides the tunnel"
-h0=$(xmh_metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
+h0=$(xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
 code=$(xmh_in_pod pa curl -g -sS -o "$XMT_TMP/echo6.json" -w '%{http_code}' --max-time 5 -H 'Host: webh' "http://[$HVIP6]/echo" 2>&1) ||
 	xmt_fail "pa -> [$HVIP6]: $code"
 [ "$code" = 200 ] || xmt_fail "pa -> [$HVIP6]: $code; $(tail -n 3 "$XMT_TMP/agent-a.log")"
@@ -187,7 +188,7 @@ assert e["id"] == "sa", e
 h = {k.lower(): v for k, v in e["headers"]}
 assert h.get("x-forwarded-for") == sys.argv[2], h  # through agent a's proxy: pa is the client
 PY
-h=$(($(xmh_metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}') - h0))
+h=$(($(xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}') - h0))
 [ "$h" -ge 1 ] || xmt_fail "the proxy's IPv6 upstream was not handed to the tunnel ($h)"
 
 XMT_SUBTEST="PERMISSIVE over IPv6: tunnelled, external plaintext accepted"

@@ -33,14 +33,12 @@ xmt_bg stream-sa sa plain "$XM_STREAM" serve --port 9000
 xmt_wait_for "$(xmt_bg_log stream-sa)" 'ready' 5 || xmt_fail "xm-stream in sa did not start"
 xmx_pod nodea pa "$PA" 10.200.1.1
 {
-	xmx_yaml_node nodea 10.199.0.1
-	xmx_yaml_node nodeb 10.199.0.2
-	xmx_yaml_pod sa "$SA" nodeb web
-	xmx_yaml_pod pa "$PA" nodea
+	xmh_yaml_nodes_pods "$SA" "$PA"
 	xmh_yaml_sa_mode STRICT
 } | xmt_config_write mesh.yaml
 
-xmh_agents 'hbone: capturing'
+xmh_agent_a 'hbone: capturing'
+xmh_agent_b
 
 # loop SECONDS (for xmh_bg_py): 4 threads open new connections to sa:9000 for SECONDS, each one exchange checked
 # byte for byte; prints one "conn START_MS DURATION_MS" line per connection, then a summary; exits 1 on any error.

@@ -45,10 +45,7 @@ xmx_pod nodea px 10.200.1.12 10.200.1.1 # in agent a's cgroup, but no Pod of the
 # config MODE: sa's PeerAuthentication mode; the rest never changes.
 config() {
 	{
-		xmx_yaml_node nodea 10.199.0.1
-		xmx_yaml_node nodeb 10.199.0.2
-		xmx_yaml_pod sa "$SA" nodeb web
-		xmx_yaml_pod pa "$PA" nodea
+		xmh_yaml_nodes_pods "$SA" "$PA"
 		printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: web" "  namespace: default" \
 			"spec:" "  clusterIP: $VIP" "  clusterIPs:" "  - $VIP" "  ports:" "  - name: tcp" "    port: 80" \
 			"    protocol: TCP" "    targetPort: 8080"
@@ -58,7 +55,8 @@ config() {
 }
 config STRICT
 
-xmh_agents 'hbone: capturing'
+xmh_agent_a 'hbone: capturing'
+xmh_agent_b
 
 XMT_SUBTEST="the marker stays inside the tunnel, TLS on 15008"
 xmh_capture_start tunnel
@@ -82,12 +80,12 @@ n=$(xmh_captured)
 [ "$n" = 2 ] || xmt_fail "agent a captured $n connections, want 2"
 
 XMT_SUBTEST="200 concurrent connections ride 2 TLS connections"
-hs0=$(xmh_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
+hs0=$(xmx_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 xmh_bg_pa hold "$XM_CLIENT" hold --addr "$SA:8080" -k 200 --duration-ms 20000 --ping-ms 1000
 xmt_wait_for "$XMT_TMP/hold.log" '^holding 200' 20 "${XMT_BG[hold]}" || xmt_fail "200 connections not held: $(tail -n 5 "$XMT_TMP/hold.log")"
 grep -E "^id sa 200$" "$XMT_TMP/hold.log" >/dev/null || xmt_fail "hold: $(cat "$XMT_TMP/hold.log")"
-pool=$(xmh_metric nodea xmesh_hbone_client_connections)
-hs=$(($(xmh_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}') - hs0))
+pool=$(xmx_metric nodea xmesh_hbone_client_connections)
+hs=$(($(xmx_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}') - hs0))
 srv=$(xmx_status b | sed -n 's/.*serving on port 15008, \([0-9]*\) TLS connection(s) open.*/\1/p')
 st=$(xmx_status a)
 xmt_log "holding 200: pool $pool TLS connection(s), $hs new handshake(s), node B serves $srv; $(grep 'hbone: client' <<<"$st")"
@@ -114,7 +112,7 @@ grep -E "^id sa 5$" <<<"$out" >/dev/null || xmt_fail "through the VIP: $out"
 n=$(($(xmh_captured) - n0))
 [ "$n" = 5 ] || xmt_fail "$n of 5 connections to the VIP went through the tunnel"
 # Node A's kernel counted them for Istio's TCP metrics (reporter source), marked as carried in mutual TLS.
-src=$(xmh_scrape nodea | grep '^istio_tcp_connections_opened_total{reporter="source"' | grep 'destination_service="web.default.svc.cluster.local"')
+src=$(xmx_scrape nodea | grep '^istio_tcp_connections_opened_total{reporter="source"' | grep 'destination_service="web.default.svc.cluster.local"')
 grep 'connection_security_policy="mutual_tls"' <<<"$src" | grep 'source_principal="spiffe://cluster.local/ns/default/sa/default"' |
 	grep 'destination_principal="spiffe://cluster.local/ns/default/sa/web"' | grep ' 5$' >/dev/null ||
 	xmt_fail "node A's source-side TCP metrics of the tunnelled VIP connections: $src"
@@ -138,9 +136,9 @@ xmt_log "DISABLE -> STRICT: tunnelled after $ms ms"
 [ "$ms" -le 1000 ] || xmt_fail "STRICT took $ms ms to apply"
 
 XMT_SUBTEST="refusals: no original destination, a client that is no pod of node A"
-refused() { xmh_metric nodea "xmesh_hbone_outbound_refused_total{reason=\"$1\"}"; }
+refused() { xmx_metric nodea "xmesh_hbone_outbound_refused_total{reason=\"$1\"}"; }
 [ "$(refused no_origdst)" = 0 ] && [ "$(refused not_local_pod)" = 0 ] ||
-	xmt_fail "refusals before any was provoked: $(xmh_scrape nodea | grep outbound_refused)"
+	xmt_fail "refusals before any was provoked: $(xmx_scrape nodea | grep outbound_refused)"
 # The node itself dials the outbound listener: nothing was captured, so there is no original destination.
 out=$(xmt_nsrun nodea python3 -c '
 import socket
