@@ -5,7 +5,10 @@
 # h2) on node A holds certificates of the agent's root for each service account of $AUTHZ_CLIENTS.
 # The sourcing test defines extra_policies (more AuthorizationPolicies, printed with ap) before it sources this.
 # Defines: config [with-deny-sleep] (deny-sleep: DENY principals */sa/sleep; $SA_LABEL, "key: value": one more
-# label of sa), streams, scrape, metric.
+# label of sa), streams. Node B's metrics: xmx_scrape nodeb, xmx_metric nodeb SERIES (xdp_lib.sh).
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
+
 STREAMS="$(cd "$(dirname "$0")/../tools" && pwd)/hbone_streams.py"
 
 SA=10.200.2.11
@@ -26,9 +29,7 @@ config() { # [with-deny-sleep]
 	xmx_yaml_pod sa "$SA" nodeb web |
 		awk -v more="${SA_LABEL:-}" '{ print } $0 == "    app: sa" && more != "" { print "    " more }'
 	xmx_yaml_pod pa "$PA" nodea
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-		"  mtls:" "    mode: STRICT"
+	xmh_yaml_sa_mode STRICT sa-strict
 	ap allow-listed ALLOW "  selector:" "    matchLabels:" "      app: sa" "  rules:" "  - from:" "    - source:" \
 		"        principals: [cluster.local/ns/default/sa/sleep, cluster.local/ns/default/sa/other]"
 	extra_policies
@@ -37,8 +38,7 @@ config() { # [with-deny-sleep]
 }
 config | xmt_config_write hbone.yaml
 
-xmx_agent b nodeb nodeb up0 --hbone
-xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server not started: $(tail -n 5 "$XMT_AGENT_LOG")"
+xmh_agent_b
 
 t="$XMT_TMP/pki"
 mkdir -p "$t"
@@ -60,8 +60,6 @@ streams() { # SA_NAME STEPS...: one TLS connection from node A to sa:15008 as SA
 	xmt_nsrun nodea "$PY" "$STREAMS" --ca "$ca/root-cert.pem" --cert "$t/$who.pem" --key "$t/$who.key" \
 		--connect "$SA:15008" --forwarded "for=\"$PA:40000\"" --expect-prefix $'sa\n' "$@" 2>&1
 }
-scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
 
 # two_long_streams: sleep's and other's long-lived allowed streams to sa, each echoing 4 KiB, then waiting:
 # sleep's for $XMT_TMP/changed and then a reset within 2 s, other's for $XMT_TMP/after and then 64 KiB more

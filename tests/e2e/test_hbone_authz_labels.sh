@@ -28,7 +28,7 @@ extra_policies() {
 
 XMT_SUBTEST="two long-lived allowed streams"
 two_long_streams
-denied_before=$(scrape | awk '$1 ~ /^xmesh_authz_denied_total/ { s += $2 } END { print s + 0 }')
+denied_before=$(xmx_scrape nodeb | awk '$1 ~ /^xmesh_authz_denied_total/ { s += $2 } END { print s + 0 }')
 
 XMT_SUBTEST="sa labelled locked: sleep's stream reset within 2 s"
 SA_LABEL='locked: "yes"' config | xmt_config_write hbone.yaml
@@ -46,9 +46,9 @@ wait "$other_pid" || xmt_fail "other's stream after the relabel: $(cat "$XMT_TMP
 grep -q '^echo a: 69635 bytes byte-exact' "$XMT_TMP/other.out" || xmt_fail "other: $(cat "$XMT_TMP/other.out")"
 
 XMT_SUBTEST="xmesh_authz_closed_total"
-closed=$(metric 'xmesh_authz_closed_total{namespace="default",pod="sa",policy="default/deny-locked"}')
+closed=$(xmx_metric nodeb 'xmesh_authz_closed_total{namespace="default",pod="sa",policy="default/deny-locked"}')
 [ "$closed" = 1 ] || xmt_fail "streams closed by deny-locked: $closed, want 1"
-denied_after=$(scrape | awk '$1 ~ /^xmesh_authz_denied_total/ { s += $2 } END { print s + 0 }')
+denied_after=$(xmx_scrape nodeb | awk '$1 ~ /^xmesh_authz_denied_total/ { s += $2 } END { print s + 0 }')
 [ "$denied_after" = "$denied_before" ] || xmt_fail "xmesh_authz_denied_total moved: $denied_before -> $denied_after"
 grep -q "AuthorizationPolicy re-checked: closed a stream of spiffe://cluster.local/ns/default/sa/sleep to default/sa" \
 	"$XMT_AGENT_LOG" || xmt_fail "no log line of the closed stream: $(grep -i authorization "$XMT_AGENT_LOG" | head -n 5)"

@@ -23,8 +23,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
-# shellcheck source=tests/e2e/hbone_tunnel_lib.sh
-. "$(dirname "$0")/hbone_tunnel_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 command -v tcpdump >/dev/null || xmt_fail "tcpdump missing (scripts/install-deps.sh installs it)"

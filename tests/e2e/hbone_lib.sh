@@ -1,10 +1,9 @@
 # shellcheck shell=bash
-# The HBONE tunnel between two nodes as the tests that run both agents drive it (test_hbone_tunnel.sh,
-# test_hbone_ipv6.sh, test_hbone_restart.sh, test_hbone_pool_rotation.sh, test_ca_reload.sh): the agents
-# (--hbone), the client pod pa of node A inside agent a's mesh cgroup, agent A's capture counter, tcpdump on
-# node A's uplink, and the byte-checking clients. One copy, so the tests start, observe and stop the tunnel the
-# same way. Sourced after lib.sh, xdp_lib.sh and xmx_init (topology: xmx_two_nodes_pods, pa on node A, sa on
-# node B).
+# HBONE between two nodes as the HBONE e2e tests drive it: the agents (--hbone; agent b alone when node A runs
+# an independent client), sa's PeerAuthentication, the client pod pa of node A inside agent a's mesh cgroup,
+# agent A's capture counter, tcpdump on node A's uplink, and the byte-checking clients. One copy, so the tests
+# start, observe and stop the tunnel the same way. Sourced after lib.sh, xdp_lib.sh and xmx_init (topology:
+# xmx_two_nodes_pods or xmx_two_nodes, pa on node A, sa on node B).
 
 # xmh_yaml_nodes_pods SA_IP PA_IP: the Nodes (InternalIPs on the uplinks), pod sa of node B (app: sa,
 # serviceAccount web) and pod pa of node A (app: pa).
