@@ -5,7 +5,7 @@
 # h2) on node A holds certificates of the agent's root for each service account of $AUTHZ_CLIENTS.
 # The sourcing test defines extra_policies (more AuthorizationPolicies, printed with ap) before it sources this.
 # Defines: config [with-deny-sleep] (deny-sleep: DENY principals */sa/sleep; $SA_LABEL, "key: value": one more
-# label of sa), streams. Node B's metrics: xmx_scrape nodeb, xmx_metric nodeb SERIES (xdp_lib.sh).
+# label of sa), streams, two_long_streams and the checks of a change under them. Node B's metrics: xmx_scrape nodeb, xmx_metric nodeb SERIES (xdp_lib.sh).
 # shellcheck source=tests/e2e/hbone_lib.sh
 . "$(dirname "$0")/hbone_lib.sh"
 
@@ -79,4 +79,36 @@ two_long_streams() {
 			xmt_fail "$w before the change: $(cat "$XMT_TMP/$w.out")"
 		}
 	done
+}
+
+# denied_total: xmesh_authz_denied_total summed over its series (new streams refused by a policy).
+denied_total() { xmx_scrape nodeb | awk '$1 ~ /^xmesh_authz_denied_total/ { s += $2 } END { print s + 0 }'; }
+
+# sleep_reset CHANGE: after CHANGE (written), sleep's stream of two_long_streams is reset within 2 s.
+sleep_reset() {
+	touch "$XMT_TMP/changed"
+	wait "$sleep_pid" || {
+		kill "$other_pid" 2>/dev/null
+		xmt_fail "sleep's stream after the $1: $(cat "$XMT_TMP/sleep.out")"
+	}
+	xmt_log "$(grep -E '^reset' "$XMT_TMP/sleep.out")"
+}
+
+# other_echoes CHANGE: after CHANGE, other's stream, still allowed, echoes 64 KiB more and closes cleanly.
+other_echoes() {
+	touch "$XMT_TMP/after"
+	wait "$other_pid" || xmt_fail "other's stream after the $1: $(cat "$XMT_TMP/other.out")"
+	grep -q '^echo a: 69635 bytes byte-exact' "$XMT_TMP/other.out" || xmt_fail "other: $(cat "$XMT_TMP/other.out")"
+}
+
+# closed_by_recheck POLICY DENIED_BEFORE: the re-check closed exactly one stream for default/POLICY and said so
+# in the log; no new stream was denied since denied_total was DENIED_BEFORE.
+closed_by_recheck() {
+	local closed denied_after
+	closed=$(xmx_metric nodeb "xmesh_authz_closed_total{namespace=\"default\",pod=\"sa\",policy=\"default/$1\"}")
+	[ "$closed" = 1 ] || xmt_fail "streams closed by $1: $closed, want 1"
+	denied_after=$(denied_total)
+	[ "$denied_after" = "$2" ] || xmt_fail "xmesh_authz_denied_total moved: $2 -> $denied_after"
+	grep -q "AuthorizationPolicy re-checked: closed a stream of spiffe://cluster.local/ns/default/sa/sleep to default/sa" \
+		"$XMT_AGENT_LOG" || xmt_fail "no log line of the closed stream: $(grep -i authorization "$XMT_AGENT_LOG" | head -n 5)"
 }
