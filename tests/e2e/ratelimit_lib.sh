@@ -2,31 +2,7 @@
 # Local rate limiting as test_l7_ratelimit.sh and test_l7_ratelimit_desc.sh drive it: the EnvoyFilter that
 # inserts envoy.filters.http.local_ratelimit (Istio's recipe) and the client pod c1's requests to Service
 # reviews through the agent's proxy. One copy, so both tests configure and judge the limit the same way.
-# Sourced after lib.sh and xmt_init; the test made pod c1 and the Service reviews on $XMT_VIP:$XMT_PORT.
-
-# xmr_reviews N: the node, Service reviews' backends b1..bN (pod indexes 11.., each serving xm-http) and the
-# client pod c1 (101); skips without curl, python3 or xm-http.
-xmr_reviews() {
-	local c i
-	for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-	if [ ! -x "$XM_HTTP" ]; then xmt_skip "xm-http not built (make tools)"; fi
-	xmt_node_create
-	for ((i = 1; i <= $1; i++)); do xmt_pod_add "b$i" $((10 + i)); done
-	xmt_pod_add c1 101
-	for ((i = 1; i <= $1; i++)); do xmt_http_server "b$i"; done
-}
-
-# xmr_yaml_reviews N: the Node, pods b1..bN (app=reviews, version=vI), c1 (app=productpage), the Service
-# reviews (http) and its EndpointSlice of b1..bN.
-xmr_yaml_reviews() {
-	local i ips=()
-	xmt_yaml_node
-	for ((i = 1; i <= $1; i++)); do xmt_yaml_pod "b$i" app=reviews "version=v$i"; done
-	xmt_yaml_pod c1 app=productpage version=v1
-	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
-	for ((i = 1; i <= $1; i++)); do ips+=("$(xmt_pod_ip "b$i")"); done
-	xmt_yaml_slice --service reviews --port-name http "${ips[@]}"
-}
+# Sourced after lib.sh and xmt_init, with the Service reviews of l7_reviews_lib.sh.
 
 # xmr_ratelimit_filter_head LABEL...: the EnvoyFilter filter-local-ratelimit-svc (istio-system) of the pods with
 # the labels ("key: value" each), up to its HTTP_FILTER patch's "stat_prefix:" line; the test appends the rest

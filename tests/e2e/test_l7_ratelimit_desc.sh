@@ -7,14 +7,16 @@
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/e2e/l7_reviews_lib.sh
+. "$(dirname "$0")/l7_reviews_lib.sh"
 # shellcheck source=tests/e2e/ratelimit_lib.sh
 . "$(dirname "$0")/ratelimit_lib.sh"
 xmt_init "$@"
-xmr_reviews 1
+xml_reviews 1
 t="$XMT_TMP"
 
 {
-	xmr_yaml_reviews 1
+	xml_yaml_reviews 1
 	xmr_ratelimit_filter_head "app: reviews"
 	cat <<YAML
     - applyTo: HTTP_ROUTE
