@@ -64,6 +64,7 @@ YAML
 YAML
 } | xmt_config_write reviews.yaml
 xmt_agent_start --proxy-workers 2
+
 XMT_SUBTEST="burst"
 t0=$(date +%s%N)
 got=$(xmr_statuses / 6)
