@@ -5,7 +5,10 @@
 # h2) on node A holds certificates of the agent's root for each service account of $AUTHZ_CLIENTS.
 # The sourcing test defines extra_policies (more AuthorizationPolicies, printed with ap) before it sources this.
 # Defines: config [with-deny-sleep] (deny-sleep: DENY principals */sa/sleep; $SA_LABEL, "key: value": one more
-# label of sa), streams, scrape, metric.
+# label of sa), streams, two_long_streams and the checks of a change under them. Node B's metrics: xmx_scrape nodeb, xmx_metric nodeb SERIES (xdp_lib.sh).
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
+
 STREAMS="$(cd "$(dirname "$0")/../tools" && pwd)/hbone_streams.py"
 
 SA=10.200.2.11
@@ -26,9 +29,7 @@ config() { # [with-deny-sleep]
 	xmx_yaml_pod sa "$SA" nodeb web |
 		awk -v more="${SA_LABEL:-}" '{ print } $0 == "    app: sa" && more != "" { print "    " more }'
 	xmx_yaml_pod pa "$PA" nodea
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-		"  mtls:" "    mode: STRICT"
+	xmh_yaml_sa_mode STRICT sa-strict
 	ap allow-listed ALLOW "  selector:" "    matchLabels:" "      app: sa" "  rules:" "  - from:" "    - source:" \
 		"        principals: [cluster.local/ns/default/sa/sleep, cluster.local/ns/default/sa/other]"
 	extra_policies
@@ -37,8 +38,7 @@ config() { # [with-deny-sleep]
 }
 config | xmt_config_write hbone.yaml
 
-xmx_agent b nodeb nodeb up0 --hbone
-xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server not started: $(tail -n 5 "$XMT_AGENT_LOG")"
+xmh_agent_b
 
 t="$XMT_TMP/pki"
 mkdir -p "$t"
@@ -60,8 +60,6 @@ streams() { # SA_NAME STEPS...: one TLS connection from node A to sa:15008 as SA
 	xmt_nsrun nodea "$PY" "$STREAMS" --ca "$ca/root-cert.pem" --cert "$t/$who.pem" --key "$t/$who.key" \
 		--connect "$SA:15008" --forwarded "for=\"$PA:40000\"" --expect-prefix $'sa\n' "$@" 2>&1
 }
-scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
 
 # two_long_streams: sleep's and other's long-lived allowed streams to sa, each echoing 4 KiB, then waiting:
 # sleep's for $XMT_TMP/changed and then a reset within 2 s, other's for $XMT_TMP/after and then 64 KiB more
@@ -81,4 +79,36 @@ two_long_streams() {
 			xmt_fail "$w before the change: $(cat "$XMT_TMP/$w.out")"
 		}
 	done
+}
+
+# denied_total: xmesh_authz_denied_total summed over its series (new streams refused by a policy).
+denied_total() { xmx_scrape nodeb | awk '$1 ~ /^xmesh_authz_denied_total/ { s += $2 } END { print s + 0 }'; }
+
+# sleep_reset CHANGE: after CHANGE (written), sleep's stream of two_long_streams is reset within 2 s.
+sleep_reset() {
+	touch "$XMT_TMP/changed"
+	wait "$sleep_pid" || {
+		kill "$other_pid" 2>/dev/null
+		xmt_fail "sleep's stream after the $1: $(cat "$XMT_TMP/sleep.out")"
+	}
+	xmt_log "$(grep -E '^reset' "$XMT_TMP/sleep.out")"
+}
+
+# other_echoes CHANGE: after CHANGE, other's stream, still allowed, echoes 64 KiB more and closes cleanly.
+other_echoes() {
+	touch "$XMT_TMP/after"
+	wait "$other_pid" || xmt_fail "other's stream after the $1: $(cat "$XMT_TMP/other.out")"
+	grep -q '^echo a: 69635 bytes byte-exact' "$XMT_TMP/other.out" || xmt_fail "other: $(cat "$XMT_TMP/other.out")"
+}
+
+# closed_by_recheck POLICY DENIED_BEFORE: the re-check closed exactly one stream for default/POLICY and said so
+# in the log; no new stream was denied since denied_total was DENIED_BEFORE.
+closed_by_recheck() {
+	local closed denied_after
+	closed=$(xmx_metric nodeb "xmesh_authz_closed_total{namespace=\"default\",pod=\"sa\",policy=\"default/$1\"}")
+	[ "$closed" = 1 ] || xmt_fail "streams closed by $1: $closed, want 1"
+	denied_after=$(denied_total)
+	[ "$denied_after" = "$2" ] || xmt_fail "xmesh_authz_denied_total moved: $2 -> $denied_after"
+	grep -q "AuthorizationPolicy re-checked: closed a stream of spiffe://cluster.local/ns/default/sa/sleep to default/sa" \
+		"$XMT_AGENT_LOG" || xmt_fail "no log line of the closed stream: $(grep -i authorization "$XMT_AGENT_LOG" | head -n 5)"
 }

@@ -20,6 +20,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/plaintext_lib.sh
+. "$(dirname "$0")/plaintext_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls"
 
@@ -29,13 +31,8 @@ XM_STREAM="$XMT_BUILD/tools/xm-stream"
 HOLD="$(cd "$(dirname "$0")/../tools" && pwd)/plain_hold.py"
 [ -x "$XM_STREAM" ] || xmt_fail "test tool $XM_STREAM not built (make tools)"
 
-xmx_two_nodes
-ip -n "${XMT_P}ext" route add 10.200.2.0/24 via 10.199.0.2
-xmx_tx_csum_off ext eth0
-xmx_pod nodeb sa "$SA" 10.200.2.1
-xmx_pod nodeb pb "$PB" 10.200.2.1
-xmx_pod nodeb pc 10.200.2.13 10.200.2.1
-xmx_pod nodeb pd 10.200.2.14 10.200.2.1
+xmp_two_nodes_ext
+xmp_nodeb_pods sa="$SA" pb="$PB" pc=10.200.2.13 pd=10.200.2.14
 
 # echo servers (dual-stack listeners: the IPv4 connections show as v4-mapped AF_INET6 sockets)
 echo_server() { # NAME POD PORT
@@ -47,37 +44,20 @@ echo_server echo-sa sa 9080
 echo_server echo-pb pb 9080
 echo_server echo-pb81 pb 9081
 
-pod_yaml() { # NAME IP APP SERVICEACCOUNT
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: $1" "  namespace: default" "  labels:" \
-		"    app: $3" "spec:" "  nodeName: nodeb" "  serviceAccountName: $4" "status:" "  podIP: $2"
-}
-
 # config [policies] [strict] [deny-pd]: the pods; with "policies" a DENY of the external host to pb:9080 and an
 # ALLOW of sa to the service account "client" only; with "strict" pb:9081 STRICT as well; with "deny-pd" a DENY
 # of pd's service account to pb.
 config() {
 	{
-		pod_yaml sa "$SA" sa server
-		pod_yaml pb "$PB" pb server
-		pod_yaml pc 10.200.2.13 pc client
-		pod_yaml pd 10.200.2.14 pd other
+		xmx_yaml_pod sa "$SA" nodeb server
+		xmx_yaml_pod pb "$PB" nodeb server
+		xmx_yaml_pod pc 10.200.2.13 nodeb client
+		xmx_yaml_pod pd 10.200.2.14 nodeb other
 		if [ "${1:-}" = policies ]; then
-			printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: AuthorizationPolicy" "metadata:" \
-				"  name: deny-ext" "  namespace: default" "spec:" "  selector:" "    matchLabels:" \
-				"      app: pb" "  action: DENY" "  rules:" "  - from:" "    - source:" \
-				"        ipBlocks: [\"10.199.0.100/32\"]" "    to:" "    - operation:" \
-				"        ports: [\"9080\"]"
-			printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: AuthorizationPolicy" "metadata:" \
-				"  name: only-client" "  namespace: default" "spec:" "  selector:" "    matchLabels:" \
-				"      app: sa" "  action: ALLOW" "  rules:" "  - from:" "    - source:" \
-				"        principals: [\"cluster.local/ns/default/sa/client\"]"
+			xmp_policy deny-ext pb DENY 'ipBlocks: ["10.199.0.100/32"]' 9080
+			xmp_policy only-client sa ALLOW 'principals: ["cluster.local/ns/default/sa/client"]'
 		fi
-		if [ "${3:-}" = deny-pd ]; then
-			printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: AuthorizationPolicy" "metadata:" \
-				"  name: deny-pd" "  namespace: default" "spec:" "  selector:" "    matchLabels:" \
-				"      app: pb" "  action: DENY" "  rules:" "  - from:" "    - source:" \
-				"        principals: [\"cluster.local/ns/default/sa/other\"]"
-		fi
+		[ "${3:-}" != deny-pd ] || xmp_policy deny-pd pb DENY 'principals: ["cluster.local/ns/default/sa/other"]'
 		if [ "${2:-}" = strict ]; then
 			printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
 				"  name: pb-9081" "  namespace: default" "spec:" "  selector:" "    matchLabels:" \
@@ -117,13 +97,8 @@ still_alive() {
 	[[ "$out" == "alive echoed="* ]] || xmt_fail "$1 should have stayed open and echoing: $out"
 }
 
-scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-
 # closed POD PORT POLICY: xmesh_authz_plaintext_closed_total of the series (0 when absent).
-closed() {
-	scrape | awk -v s="xmesh_authz_plaintext_closed_total{namespace=\"default\",pod=\"$1\",port=\"$2\",policy=\"$3\"}" \
-		'$1 == s { v = $2 } END { print v + 0 }'
-}
+closed() { xmx_metric nodeb "xmesh_authz_plaintext_closed_total{namespace=\"default\",pod=\"$1\",port=\"$2\",policy=\"$3\"}"; }
 
 config
 xmx_agent b nodeb nodeb up0
@@ -149,13 +124,13 @@ still_alive node-sa
 
 XMT_SUBTEST="metrics and log"
 n=$(closed pb 9080 default/deny-ext)
-[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-ext} is $n, want 1: $(scrape | grep closed_total)"
+[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-ext} is $n, want 1: $(xmx_scrape nodeb | grep closed_total)"
 n=$(closed sa 9080 allow-not-matched)
-[ "$n" = 2 ] || xmt_fail "closed{pod=sa,port=9080,policy=allow-not-matched} is $n, want 2 (ext, pd): $(scrape | grep closed_total)"
+[ "$n" = 2 ] || xmt_fail "closed{pod=sa,port=9080,policy=allow-not-matched} is $n, want 2 (ext, pd): $(xmx_scrape nodeb | grep closed_total)"
 grep -E 'plaintext connections after the policy change: [0-9]+ judged, 3 closed' "$XMT_AGENT_LOG" >/dev/null ||
 	xmt_fail "no sweep log line with 3 closed: $(grep 'plaintext connections' "$XMT_AGENT_LOG")"
 xmt_note "$(grep 'plaintext connections after' "$XMT_AGENT_LOG" | tail -n 1)"
-out=$(scrape | grep '^xmesh_authz_plaintext_close_failures_total' | awk '$2 != 0')
+out=$(xmx_scrape nodeb | grep '^xmesh_authz_plaintext_close_failures_total' | awk '$2 != 0')
 [ -z "$out" ] || xmt_fail "sweep failures: $out"
 
 XMT_SUBTEST="status"
@@ -168,8 +143,7 @@ out=$(timeout -k 5 20 "$XMESH" status --json --admin "$XMT_TMP/admin-b.sock" |
 [ "$out" = "1 3" ] || xmt_fail "status --json plaintext_sweeps: $out, want 1 sweep, 3 closed"
 
 XMT_SUBTEST="new connections still refused in the kernel"
-out=$(xmt_nsrun ext "$XM_CLIENT" refuse --addr "$PB:9080" --timeout-ms 2000 2>&1) ||
-	xmt_fail "ext -> $PB:9080 was not refused: $out"
+xmp_refused ext "$PB:9080"
 
 XMT_SUBTEST="STRICT on pb:9081: the external host's connection is reset, the mesh pod's stays"
 hold ext-pb81b ext "$PB" 9081 "$XMT_TMP/strict"
@@ -180,7 +154,7 @@ touch "$XMT_TMP/strict"
 closed_within ext-pb81b "$t0" 1000
 still_alive pc-pb81
 n=$(closed pb 9081 strict)
-[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9081,policy=strict} is $n, want 1: $(scrape | grep closed_total)"
+[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9081,policy=strict} is $n, want 1: $(xmx_scrape nodeb | grep closed_total)"
 # only pb's entries changed: only pb is swept (sa's connections are not judged again)
 out=$(grep 'plaintext connections after the policy change' "$XMT_AGENT_LOG" | tail -n 1)
 [[ "$out" == *" judged, 1 closed, 1 pod address(es) in "* ]] || xmt_fail "the STRICT sweep: $out, want 1 closed of 1 pod"
@@ -199,7 +173,7 @@ out=$(outcome pd-pb)
 [[ "$out" == "closed how="* ]] || xmt_fail "pd -> pb:9080 was not closed by the restarted agent: $out"
 still_alive pc-pb
 n=$(closed pb 9080 default/deny-pd)
-[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-pd} is $n, want 1: $(scrape | grep closed_total)"
+[ "$n" = 1 ] || xmt_fail "closed{pod=pb,port=9080,policy=default/deny-pd} is $n, want 1: $(xmx_scrape nodeb | grep closed_total)"
 out=$(grep 'plaintext connections after the policy change' "$XMT_AGENT_LOG" | head -n 1)
 [[ "$out" == *" 1 closed, 2 pod address(es) in "* ]] || xmt_fail "the start's sweep: $out, want 1 closed of 2 pods"
 xmt_note "after a restart: $out"

@@ -21,6 +21,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 command -v openssl >/dev/null || xmt_skip "command openssl not installed"
@@ -89,24 +91,12 @@ xmx_two_nodes_pods
 xmx_pod nodeb sa "$SA" 10.200.2.1
 xmx_pod nodea pa "$PA" 10.200.1.1
 {
-	xmx_yaml_node nodea 10.199.0.1
-	xmx_yaml_node nodeb 10.199.0.2
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: sa" "  namespace: default" "  labels:" \
-		"    app: sa" "spec:" "  nodeName: nodeb" "  serviceAccountName: web" "status:" "  podIP: $SA"
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: pa" "  namespace: default" "  labels:" \
-		"    app: pa" "spec:" "  nodeName: nodea" "status:" "  podIP: $PA"
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-		"  mtls:" "    mode: STRICT"
+	xmh_yaml_nodes_pods "$SA" "$PA"
+	xmh_yaml_sa_mode STRICT sa-strict
 } | xmt_config_write mesh.yaml
-xmx_agent a nodea nodea up0 --hbone --ca-dir "$ca"
-xmt_wait_for "$XMT_TMP/agent-a.log" 'hbone: capturing' 5 || xmt_fail "agent a does not capture: $(tail -n 5 "$XMT_TMP/agent-a.log")"
-xmx_agent b nodeb nodeb up0 --hbone --ca-dir "$ca"
-xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$XMT_TMP/agent-b.log")"
+xmh_agent_a 'hbone: capturing' --ca-dir "$ca"
+xmh_agent_b --ca-dir "$ca"
 
-in_pod() { XMT_POD_CG="$XMT_CG/a" xmt_in_pod "$@"; }
-scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape "$1" | awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'; }
 # certs NODE EXPR: EXPR of c = `xmesh certs --json` of agent NODE (a|b), ids = {identity: entry}
 certs() {
 	xmt_xmesh certs --json --admin "$XMT_TMP/admin-$1.sock" >"$t/certs-$1.json" || xmt_fail "xmesh certs ($1) failed"
@@ -154,7 +144,7 @@ XMT_BG[held]=$!
 XMT_PIDS+=("$!")
 xmt_wait_for "$t/held.log" '^holding 1' 10 "${XMT_BG[held]}" || xmt_fail "not held: $(cat "$t/held.log")"
 grep -E "^id sa 1$" "$t/held.log" >/dev/null || xmt_fail "held: $(cat "$t/held.log")"
-n=$(metric nodea 'xmesh_hbone_outbound_connections_total{source="capture"}')
+n=$(xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="capture"}')
 [ "$n" -ge 1 ] || xmt_fail "the held connection was not tunnelled (captured $n)"
 
 XMT_SUBTEST="a half-written set is refused, nothing changes"
@@ -166,8 +156,8 @@ done
 grep 'CA files in .* are not used' "$XMT_TMP/agent-b.log" | grep -F 'ca-key.pem is not the key of ca-cert.pem' >/dev/null ||
 	xmt_fail "the refusal does not say which file and why: $(grep 'CA files' "$XMT_TMP/agent-b.log")"
 for n in nodea nodeb; do
-	[ "$(metric $n 'xmesh_ca_reload_total{result="error"}')" = 1 ] || xmt_fail "$n: $(scrape $n | grep ca_reload)"
-	[ "$(metric $n 'xmesh_ca_reload_total{result="ok"}')" = 0 ] || xmt_fail "$n: $(scrape $n | grep ca_reload)"
+	[ "$(xmx_metric $n 'xmesh_ca_reload_total{result="error"}')" = 1 ] || xmt_fail "$n: $(xmx_scrape $n | grep ca_reload)"
+	[ "$(xmx_metric $n 'xmesh_ca_reload_total{result="ok"}')" = 0 ] || xmt_fail "$n: $(xmx_scrape $n | grep ca_reload)"
 done
 [ "$(state b "$WEB")" = "$FP1 $FP1 $sb0" ] || xmt_fail "agent b changed on a refused set: $(state b "$WEB")"
 [ "$(peer "$t/root1.pem")" = "$(norm "$sb0")" ] || xmt_fail "after a refused set a new connection saw another serial"
@@ -186,12 +176,12 @@ if [ "$sb1" = "$sb0" ] || [ "$sa1" = "$sa0" ]; then xmt_fail "serials did not ch
 grep 'CA reloaded from .*: a new signing certificate' "$XMT_TMP/agent-b.log" >/dev/null || xmt_fail "no reload logged"
 grep 'CA reloaded: .* renewed (1 of another issuer)' "$XMT_TMP/agent-b.log" >/dev/null ||
 	xmt_fail "the reissue is not logged: $(grep 'identity:' "$XMT_TMP/agent-b.log" | tail -n 3)"
-out=$(in_pod pa "$XM_CLIENT" spread --addr "$SA:8080" -n 3 2>&1) || xmt_fail "new tunnelled connections: $out"
+out=$(xmh_in_pod pa "$XM_CLIENT" spread --addr "$SA:8080" -n 3 2>&1) || xmt_fail "new tunnelled connections: $out"
 grep "total=3 ok=3 errors=0" <<<"$out" >/dev/null || xmt_fail "new tunnelled connections: $out"
 
 XMT_SUBTEST="root rotation (root1 and root2 trusted, int3 of root2 signs) by an atomic ..data swap"
 version ..v2 int3 root1 root2
-hs0=$(metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
+hs0=$(xmx_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
 t0=$(date +%s%3N)
 ln -s ..v2 "$ca/..data_tmp" && mv -T "$ca/..data_tmp" "$ca/..data"
 msb=$(switched b "$WEB" "$FP3")
@@ -211,13 +201,13 @@ timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/${XMT_P}pa" -- sh -c 'e
 if ! grep -E "^id sa 100$" "$t/hold100.log" >/dev/null || ! grep "dead=0" "$t/hold100.log" >/dev/null; then
 	xmt_fail "100 new tunnelled connections: $(cat "$t/hold100.log")"
 fi
-hs=$(($(metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}') - hs0))
+hs=$(($(xmx_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}') - hs0))
 [ "$hs" -ge 1 ] || xmt_fail "no new agent-to-agent handshake after the root rotation"
 xmt_log "after the root rotation: $hs new agent-to-agent handshake(s)"
 for n in nodea nodeb; do
-	f=$(scrape $n | awk '/^xmesh_cert_verify_failures_total/ { s += $2 } END { print s + 0 }')
-	[ "$f" = 0 ] || xmt_fail "$n refused $f peer certificate(s): $(scrape $n | grep '^xmesh_cert_verify_failures_total' | grep -v ' 0$')"
-	[ "$(metric $n 'xmesh_ca_reload_total{result="ok"}')" = 2 ] || xmt_fail "$n: $(scrape $n | grep ca_reload)"
+	f=$(xmx_scrape $n | awk '/^xmesh_cert_verify_failures_total/ { s += $2 } END { print s + 0 }')
+	[ "$f" = 0 ] || xmt_fail "$n refused $f peer certificate(s): $(xmx_scrape $n | grep '^xmesh_cert_verify_failures_total' | grep -v ' 0$')"
+	[ "$(xmx_metric $n 'xmesh_ca_reload_total{result="ok"}')" = 2 ] || xmt_fail "$n: $(xmx_scrape $n | grep ca_reload)"
 done
 
 XMT_SUBTEST="root1 removed from root-cert.pem: a certificate of it is refused from then on"
@@ -234,7 +224,7 @@ done
 out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$t/root2.pem" --connect "$SA:15008" --cert "$t/client.pem" \
 	--key "$t/client.key" --authority "$SA:8080" --bytes 1024 --expect-refused 2>&1) ||
 	xmt_fail "a certificate of the removed root was accepted: $out"
-n=$(metric nodeb 'xmesh_cert_verify_failures_total{reason="unknown_ca"}')
+n=$(xmx_metric nodeb 'xmesh_cert_verify_failures_total{reason="unknown_ca"}')
 [ "$n" = 1 ] || xmt_fail "node B counted $n unknown_ca refusals, want 1"
 
 XMT_SUBTEST="the connection held from the start echoed every ping"

@@ -26,7 +26,7 @@ extra_policies() {
 }
 # shellcheck source=tests/e2e/hbone_authz_lib.sh
 . "$(dirname "$0")/hbone_authz_lib.sh"
-denied() { metric "xmesh_authz_denied_total{namespace=\"default\",pod=\"sa\",policy=\"$1\"}"; }
+denied() { xmx_metric nodeb "xmesh_authz_denied_total{namespace=\"default\",pod=\"sa\",policy=\"$1\"}"; }
 
 XMT_SUBTEST="200: an allowed principal"
 out=$(streams sleep "open:a:$SA:8080:200" "echo:a:65536" "close:a") || xmt_fail "sleep: $out"
@@ -58,9 +58,9 @@ XMT_SUBTEST="xmesh_authz_denied_total"
 [ "$(denied default/deny-sleep)" = 1 ] || xmt_fail "deny-sleep denials: $(denied default/deny-sleep), want 1"
 # Stream a, and any stream of `until` that got its 200 just before the change and was still ending when the
 # re-check ran (test_hbone_authz_change.sh counts exactly).
-closed=$(metric 'xmesh_authz_closed_total{namespace="default",pod="sa",policy="default/deny-sleep"}')
+closed=$(xmx_metric nodeb 'xmesh_authz_closed_total{namespace="default",pod="sa",policy="default/deny-sleep"}')
 [ "$closed" -ge 1 ] || xmt_fail "streams closed by deny-sleep: $closed, want at least 1 (stream a)"
-dn=$(metric 'xmesh_hbone_streams_refused_total{reason="denied"}')
+dn=$(xmx_metric nodeb 'xmesh_hbone_streams_refused_total{reason="denied"}')
 [ "$dn" = 4 ] || xmt_fail "streams refused denied: $dn, want 4"
 grep -q "AuthorizationPolicy denied spiffe://cluster.local/ns/default/sa/other to default/sa port 8080" "$XMT_AGENT_LOG" ||
 	xmt_fail "no log line of the first denial: $(grep -i authorization "$XMT_AGENT_LOG" | head -n 5)"

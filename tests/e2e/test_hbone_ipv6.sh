@@ -23,6 +23,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 command -v tcpdump >/dev/null || xmt_fail "tcpdump missing (scripts/install-deps.sh installs it)"
@@ -105,18 +107,13 @@ config() {
 			"spec:" "  clusterIP: $HVIP6" "  clusterIPs:" "  - $HVIP6" "  ipFamilies:" "  - IPv6" "  ports:" \
 			"  - name: http" "    port: 80" "    protocol: TCP" "    targetPort: 9080"
 		slice webh IPv6 "$SA6" http 9080
-		printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-			"  name: sa-mode" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-			"  mtls:" "    mode: $1"
+		xmh_yaml_sa_mode "$1"
 	} | xmt_config_write mesh.yaml
 }
 config STRICT
 
-xmx_agent a nodea nodea up0 --hbone --proxy-workers 1
-xmt_wait_for "$XMT_TMP/agent-a.log" 'hbone: capturing .* IPv6 connections' 5 ||
-	xmt_fail "agent a does not capture IPv6: $(tail -n 5 "$XMT_TMP/agent-a.log")"
-xmx_agent b nodeb nodeb up0 --hbone
-xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$XMT_TMP/agent-b.log")"
+xmh_agent_a 'hbone: capturing .* IPv6 connections' --proxy-workers 1
+xmh_agent_b
 
 XMT_SUBTEST="the outbound listener on node A's IPv6 InternalIP, the steering rule on node B"
 st=$(xmx_status a)
@@ -128,91 +125,60 @@ grep -E "iif up0 ipproto tcp dport 15008 lookup 15008" <<<"$rules" >/dev/null ||
 ip -n "${XMT_P}nodeb" -6 route show table 15008 | grep -E "^local default dev lo" >/dev/null ||
 	xmt_fail "node B's IPv6 table 15008: $(ip -n "${XMT_P}nodeb" -6 route show table 15008)"
 
-in_pod() {
-	XMT_POD_CG="$XMT_CG/a" xmt_in_pod "$@"
-}
-# marker ADDR PORT TEXT: reads the server's id line, sends TEXT, expects it echoed; prints "ID PEER".
-marker() {
-	in_pod pa python3 -c '
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-f = s.makefile("rb")
-ident = f.readline().strip().decode()
-m = sys.argv[3].encode()
-s.sendall(m)
-got = f.read(len(m))
-if got != m:
-    sys.exit("echo differs: %r" % got)
-print(ident, s.getpeername()[0], s.getsockname()[0])
-' "$@"
-}
-scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape "$1" | awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'; }
-captured() { metric nodea 'xmesh_hbone_outbound_connections_total{source="capture"}'; }
-capture_start() {
-	xmt_bg "tcpdump-$1" nodea plain tcpdump -i up0 --immediate-mode -U -n -s 0 -w "$XMT_TMP/$1.pcap" tcp
-	xmt_wait_for "$(xmt_bg_log "tcpdump-$1")" 'listening on' 5 || xmt_fail "tcpdump did not start: $(cat "$(xmt_bg_log "tcpdump-$1")")"
-}
-capture_stop() {
-	sleep 0.2
-	xmt_bg_stop "tcpdump-$1" || true
-}
-pcap_has() { # NAME FILTER [GREP]: whether a packet matches FILTER (and its ASCII dump holds GREP)
-	tcpdump -n -r "$XMT_TMP/$1.pcap" -A "$2" 2>/dev/null | grep -F -- "${3:-IP6 }" >/dev/null
-}
+XMH_PCAP_ANY="IP6 "
 # The first payload byte of an IPv6 TCP segment without extension headers (tcpdump's tcp[] is IPv4 only).
 TLS6='ip6[6] = 6 and ip6[40 + ((ip6[52] & 0xf0) >> 2)]'
 
 XMT_SUBTEST="IPv6: the marker stays inside the tunnel, TLS on 15008"
-capture_start tunnel
-out=$(marker "$SA6" 8080 "$MARK") || xmt_fail "marker through the tunnel: $out"
+xmh_capture_start tunnel
+out=$(xmh_marker "$SA6" 8080 "$MARK" with-local) || xmt_fail "marker through the tunnel: $out"
 [ "$out" = "sa $SA6 $PA6" ] || xmt_fail "marker: got '$out', want 'sa $SA6 $PA6'"
 
 XMT_SUBTEST="IPv6: 10 MiB byte-exact"
-out=$(in_pod pa "$XM_STREAM" echo --addr "[$SA6]:9000" --bytes $((10 << 20)) --timeout-ms 20000 2>&1) ||
+out=$(xmh_in_pod pa "$XM_STREAM" echo --addr "[$SA6]:9000" --bytes $((10 << 20)) --timeout-ms 20000 2>&1) ||
 	xmt_fail "10 MiB through the tunnel: $out"
 grep "first_bad=-1" <<<"$out" >/dev/null || xmt_fail "10 MiB: $out"
 xmt_log "10 MiB over IPv6: $out"
-capture_stop tunnel
-pcap_has tunnel "" "$MARK" && xmt_fail "the marker crossed node A's uplink in plaintext"
-pcap_has tunnel "tcp dst port 8080 or tcp dst port 9000" "IP" && xmt_fail "plaintext TCP to sa's ports on node A's uplink"
-pcap_has tunnel "ip6 and dst host $SA6 and tcp dst port 15008" || xmt_fail "no IPv6 connection to [$SA6]:15008"
-pcap_has tunnel "ip6 and tcp dst port 15008 and $TLS6 = 0x16" || xmt_fail "no TLS handshake to port 15008 over IPv6"
-pcap_has tunnel "ip6 and tcp src port 15008 and $TLS6 = 0x17" || xmt_fail "no TLS application data from port 15008 over IPv6"
-pcap_has tunnel "ip and tcp port 15008" "IP " && xmt_fail "the IPv6 connections went over IPv4"
-n=$(captured)
+xmh_capture_stop tunnel
+xmh_pcap_has tunnel "" "$MARK" && xmt_fail "the marker crossed node A's uplink in plaintext"
+xmh_pcap_has tunnel "tcp dst port 8080 or tcp dst port 9000" "IP" && xmt_fail "plaintext TCP to sa's ports on node A's uplink"
+xmh_pcap_has tunnel "ip6 and dst host $SA6 and tcp dst port 15008" || xmt_fail "no IPv6 connection to [$SA6]:15008"
+xmh_pcap_has tunnel "ip6 and tcp dst port 15008 and $TLS6 = 0x16" || xmt_fail "no TLS handshake to port 15008 over IPv6"
+xmh_pcap_has tunnel "ip6 and tcp src port 15008 and $TLS6 = 0x17" || xmt_fail "no TLS application data from port 15008 over IPv6"
+xmh_pcap_has tunnel "ip and tcp port 15008" "IP " && xmt_fail "the IPv6 connections went over IPv4"
+n=$(xmh_captured)
 [ "$n" = 2 ] || xmt_fail "agent a captured $n connections, want 2"
 srv=$(xmx_status b | sed -n 's/.*serving on port 15008, \([0-9]*\) TLS connection(s) open.*/\1/p')
 [ "$srv" -ge 1 ] || xmt_fail "node B serves $srv TLS connections"
 
 XMT_SUBTEST="IPv6 Service VIP: the socket LB's backend is tunnelled, getpeername the VIP"
-n0=$(captured)
-out=$(in_pod pa "$XM_CLIENT" spread --addr "[$VIP6]:80" -n 5 2>&1) || xmt_fail "through the VIP: $out"
+n0=$(xmh_captured)
+out=$(xmh_in_pod pa "$XM_CLIENT" spread --addr "[$VIP6]:80" -n 5 2>&1) || xmt_fail "through the VIP: $out"
 grep "total=5 ok=5 errors=0 getpeername_mismatch=0" <<<"$out" >/dev/null || xmt_fail "through the VIP: $out"
 grep -E "^id sa 5$" <<<"$out" >/dev/null || xmt_fail "through the VIP: $out"
-n=$(($(captured) - n0))
+n=$(($(xmh_captured) - n0))
 [ "$n" = 5 ] || xmt_fail "$n of 5 connections to the IPv6 VIP went through the tunnel"
 
 XMT_SUBTEST="STRICT over IPv6: external plaintext refused by the kernel, the tunnelled pod reaches sa"
-rej0=$(scrape nodeb | awk '$1 ~ /^xmesh_plaintext_rejected_total/ { s += $2 } END { print s + 0 }')
+rej0=$(xmx_scrape nodeb | awk '$1 ~ /^xmesh_plaintext_rejected_total/ { s += $2 } END { print s + 0 }')
 out=$(xmt_nsrun ext "$XM_CLIENT" refuse --addr "[$SA6]:8080" --timeout-ms 2000 2>&1) ||
 	xmt_fail "the external host's IPv6 plaintext to the STRICT pod was not refused: $out"
-rej=$(scrape nodeb | awk '$1 ~ /^xmesh_plaintext_rejected_total/ { s += $2 } END { print s + 0 }')
+rej=$(xmx_scrape nodeb | awk '$1 ~ /^xmesh_plaintext_rejected_total/ { s += $2 } END { print s + 0 }')
 [ "$rej" -gt "$rej0" ] || xmt_fail "agent b's kernel program did not count the refusal: $rej0 -> $rej"
-out=$(marker "$SA6" 8080 "$MARK") || xmt_fail "tunnelled pod to the STRICT pod: $out"
+out=$(xmh_marker "$SA6" 8080 "$MARK" with-local) || xmt_fail "tunnelled pod to the STRICT pod: $out"
 
 XMT_SUBTEST="IPv4 next to it: the same pods' IPv4 addresses are tunnelled too"
-n0=$(captured)
-out=$(marker "$SA" 8080 "$MARK") || xmt_fail "IPv4 marker: $out"
+n0=$(xmh_captured)
+out=$(xmh_marker "$SA" 8080 "$MARK" with-local) || xmt_fail "IPv4 marker: $out"
 [ "$out" = "sa $SA $PA" ] || xmt_fail "IPv4 marker: got '$out'"
-out=$(in_pod pa "$XM_CLIENT" spread --addr "$VIP:80" -n 3 2>&1) || xmt_fail "IPv4 VIP: $out"
+out=$(xmh_in_pod pa "$XM_CLIENT" spread --addr "$VIP:80" -n 3 2>&1) || xmt_fail "IPv4 VIP: $out"
 grep "total=3 ok=3 errors=0 getpeername_mismatch=0" <<<"$out" >/dev/null || xmt_fail "IPv4 VIP: $out"
-n=$(($(captured) - n0))
+n=$(($(xmh_captured) - n0))
 [ "$n" = 4 ] || xmt_fail "$n of 4 IPv4 connections went through the tunnel"
 
 XMT_SUBTEST="IPv6 HTTP Service: the L7 proxy's upstream to sa's IPv6 address rides the tunnel"
-h0=$(metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
-code=$(in_pod pa curl -g -sS -o "$XMT_TMP/echo6.json" -w '%{http_code}' --max-time 5 -H 'Host: webh' "http://[$HVIP6]/echo" 2>&1) ||
+h0=$(xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
+code=$(xmh_in_pod pa curl -g -sS -o "$XMT_TMP/echo6.json" -w '%{http_code}' --max-time 5 -H 'Host: webh' "http://[$HVIP6]/echo" 2>&1) ||
 	xmt_fail "pa -> [$HVIP6]: $code"
 [ "$code" = 200 ] || xmt_fail "pa -> [$HVIP6]: $code; $(tail -n 3 "$XMT_TMP/agent-a.log")"
 python3 - "$XMT_TMP/echo6.json" "$PA6" <<'PY' || xmt_fail "sa's view: $(cat "$XMT_TMP/echo6.json")"
@@ -222,24 +188,8 @@ assert e["id"] == "sa", e
 h = {k.lower(): v for k, v in e["headers"]}
 assert h.get("x-forwarded-for") == sys.argv[2], h  # through agent a's proxy: pa is the client
 PY
-h=$(($(metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}') - h0))
+h=$(($(xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}') - h0))
 [ "$h" -ge 1 ] || xmt_fail "the proxy's IPv6 upstream was not handed to the tunnel ($h)"
-
-# wait_captured yes|no: a fresh IPv6 connection from pa every 50 ms until agent a's capture counter moves (yes)
-# or stays (no) for it, within 3 s.
-wait_captured() {
-	local before out start
-	start=$(date +%s%3N)
-	while :; do
-		before=$(captured)
-		out=$(in_pod pa "$XM_CLIENT" spread --addr "[$SA6]:8080" -n 1 2>&1) || xmt_fail "pa -> sa: $out"
-		if { [ "$1" = yes ] && [ "$(captured)" != "$before" ]; } || { [ "$1" = no ] && [ "$(captured)" = "$before" ]; }; then
-			return 0
-		fi
-		[ $(($(date +%s%3N) - start)) -lt 3000 ] || xmt_fail "pa -> [$SA6] still not captured=$1 after 3 s"
-		sleep 0.05
-	done
-}
 
 XMT_SUBTEST="PERMISSIVE over IPv6: tunnelled, external plaintext accepted"
 config PERMISSIVE
@@ -250,49 +200,29 @@ for _ in $(seq 1 60); do
 done
 out=$(xmt_nsrun ext "$XM_CLIENT" spread --addr "[$SA6]:8080" -n 3 2>&1) || xmt_fail "external plaintext under PERMISSIVE: $out"
 grep -E "^id sa 3$" <<<"$out" >/dev/null || xmt_fail "external plaintext under PERMISSIVE: $out"
-wait_captured yes
-capture_start permissive
-out=$(marker "$SA6" 8080 "$MARK") || xmt_fail "marker under PERMISSIVE: $out"
-capture_stop permissive
-pcap_has permissive "" "$MARK" && xmt_fail "under PERMISSIVE the marker crossed node A's uplink in plaintext"
-pcap_has permissive "ip6 and tcp dst port 15008 and $TLS6 = 0x17" || xmt_fail "no TLS application data to 15008 under PERMISSIVE"
+ms=$(xmh_wait_captured yes "[$SA6]:8080" "$(date +%s%3N)")
+xmt_log "captured again after $ms ms"
+xmh_capture_start permissive
+out=$(xmh_marker "$SA6" 8080 "$MARK" with-local) || xmt_fail "marker under PERMISSIVE: $out"
+xmh_capture_stop permissive
+xmh_pcap_has permissive "" "$MARK" && xmt_fail "under PERMISSIVE the marker crossed node A's uplink in plaintext"
+xmh_pcap_has permissive "ip6 and tcp dst port 15008 and $TLS6 = 0x17" || xmt_fail "no TLS application data to 15008 under PERMISSIVE"
 
 XMT_SUBTEST="DISABLE over IPv6: plaintext again"
 config DISABLE
-wait_captured no
-capture_start plain
-out=$(marker "$SA6" 8080 "$MARK") || xmt_fail "plaintext marker: $out"
-capture_stop plain
-pcap_has plain "ip6 and tcp dst port 8080" "$MARK" || xmt_fail "under DISABLE the marker is not on the wire in plaintext"
+ms=$(xmh_wait_captured no "[$SA6]:8080" "$(date +%s%3N)")
+xmt_log "plaintext again after $ms ms"
+xmh_capture_start plain
+out=$(xmh_marker "$SA6" 8080 "$MARK" with-local) || xmt_fail "plaintext marker: $out"
+xmh_capture_stop plain
+xmh_pcap_has plain "ip6 and tcp dst port 8080" "$MARK" || xmt_fail "under DISABLE the marker is not on the wire in plaintext"
 
 XMT_SUBTEST="restart of agent a: an IPv6 tunnelled connection lives on, both outbound listeners handed over"
 config STRICT
-wait_captured yes
-# rr ADDR PORT SECONDS: one connection, request/response with random payloads (each reply compared), clean end.
-RR='
-import os, random, socket, sys, time
-end = time.monotonic() + float(sys.argv[3])
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
-n = 0
-while time.monotonic() < end:
-    m = os.urandom(random.randint(1, 8192))
-    s.sendall(m)
-    got = bytearray()
-    while len(got) < len(m):
-        b = s.recv(len(m) - len(got))
-        if not b:
-            sys.exit("rr: EOF after %d exchanges" % n)
-        got += b
-    if bytes(got) != m:
-        sys.exit("rr: reply %d differs" % n)
-    n += 1
-    time.sleep(0.005)
-s.shutdown(socket.SHUT_WR)
-if s.recv(1) != b"":
-    sys.exit("rr: data after the end")
-print("rr ok exchanges=%d" % n)
-'
-# conns ADDR PORT SECONDS: new connections one after another, one exchange each; "conn START_MS" per success.
+ms=$(xmh_wait_captured yes "[$SA6]:8080" "$(date +%s%3N)")
+xmt_log "captured again after $ms ms"
+# conns ADDR PORT SECONDS (for xmh_bg_py): new connections one after another, one exchange each; "conn START_MS"
+# per success.
 CONNS='
 import os, socket, sys, time
 end = time.monotonic() + float(sys.argv[3])
@@ -302,47 +232,20 @@ while time.monotonic() < end:
     s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
     s.settimeout(30)
     m = os.urandom(512)
-    s.sendall(m)
-    got = bytearray()
-    while len(got) < len(m):
-        b = s.recv(len(m) - len(got))
-        if not b:
-            sys.exit("conns: EOF after %d connections" % ok)
-        got += b
-    if bytes(got) != m:
-        sys.exit("conns: reply differs")
+    err = echo_exact(s, m)
+    if err:
+        sys.exit("conns: connection %d: %s" % (ok, err))
     s.close()
     ok += 1
     print("conn %d" % (t0 * 1000), flush=True)
     time.sleep(0.02)
 print("conns ok=%d" % ok)
 '
-# bg_pa NAME SCRIPT ARGS...: python3 in pa, inside agent a's mesh cgroup, in the background.
-bg_pa() {
-	local name=$1 script=$2
-	shift 2
-	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-	timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/${XMT_P}pa" -- sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' \
-		"$XMT_CG/a" python3 -c "$script" "$@" >"$XMT_TMP/$name.log" 2>&1 &
-	XMT_BG[$name]=$!
-	XMT_PIDS+=("$!")
-}
-# stop_agent PID: SIGTERM, then up to 15 s for its exit (its drain takes up to 10 s); fails on a non-zero status.
-stop_agent() {
-	local pid=$1 i
-	kill -TERM "$pid"
-	for ((i = 0; i < 300; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -0 "$pid" 2>/dev/null && xmt_fail "agent pid $pid still running 15 s after SIGTERM"
-	wait "$pid" || xmt_fail "agent pid $pid exited with status $? on SIGTERM"
-}
-bg_pa rr6 "$RR" "$SA6" 9000 4
-bg_pa conns6 "$CONNS" "$SA6" 9000 9
+xmh_bg_py rr6 "$XMH_RR_PY" "$SA6" 9000 4
+xmh_bg_py conns6 "$CONNS" "$SA6" 9000 9
 sleep 1
 stop_ms=$(date +%s%3N)
-stop_agent "${XMX_AGENTS[0]}"
+xmh_stop_agent "${XMX_AGENTS[0]}" a
 mv "$XMT_TMP/agent-a.log" "$XMT_TMP/agent-a-old.log"
 XMX_AGENTS=("${XMX_AGENTS[1]}")
 xmx_agent a nodea nodea up0 --hbone --proxy-workers 1
@@ -359,11 +262,11 @@ st=$(xmx_status a)
 grep -F "outbound listener 10.199.0.1:15002 and [fd00:199::1]:15002" <<<"$st" >/dev/null ||
 	xmt_fail "status a after the restart: $(grep 'hbone' <<<"$st")"
 grep -F "hbone: capture on (IPv4, IPv6)" <<<"$st" >/dev/null || xmt_fail "status a after the restart: $(grep 'hbone' <<<"$st")"
-out=$(marker "$SA6" 8080 "$MARK") || xmt_fail "marker after the restart: $out"
+out=$(xmh_marker "$SA6" 8080 "$MARK" with-local) || xmt_fail "marker after the restart: $out"
 xmt_log "restart of agent a over IPv6: $(tail -n 1 "$XMT_TMP/rr6.log"), $(tail -n 1 "$XMT_TMP/conns6.log"), $during during the restart"
 
 XMT_SUBTEST="stop: node B's IPv4 and IPv6 steering stay with its holder, then go"
-stop_agent "${XMX_AGENTS[0]}"
+xmh_stop_agent "${XMX_AGENTS[0]}" b
 XMX_AGENTS=("${XMX_AGENTS[1]}")
 # The holder keeps the dual-stack 15008 listener for a next agent: both families' rules stay meanwhile.
 ip -n "${XMT_P}nodeb" -6 rule show | grep "lookup 15008" >/dev/null || xmt_fail "the IPv6 steering rule went with the agent although its listener is held"

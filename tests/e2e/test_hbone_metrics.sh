@@ -17,6 +17,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls"
 for c in openssl curl; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
@@ -39,13 +41,10 @@ xmx_pod nodeb pb "$PB" 10.200.2.1
 	xmx_yaml_pod pc "$PC" nodea other
 	xmt_yaml_service --name web --vip 10.96.0.80
 	XMT_NODE_NAME=nodeb xmt_yaml_slice --service web "$SA"
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-		"  mtls:" "    mode: STRICT"
+	xmh_yaml_sa_mode STRICT sa-strict
 } | xmt_config_write hbone.yaml
 
-xmx_agent b nodeb nodeb up0 --hbone
-xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server not started: $(tail -n 5 "$XMT_AGENT_LOG")"
+xmh_agent_b
 
 # The client's certificate, from the agent's root (generated under --state-dir).
 t="$XMT_TMP/pki"
@@ -66,7 +65,6 @@ hbone() {
 	xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect "$ip:15008" --cert "$t/client.pem" \
 		--key "$t/client.key" --authority "$auth" --bytes "$bytes" --forwarded "$fwd" "$@" 2>&1
 }
-scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
 # series FILE FAMILY LABEL=VALUE...: the value of the one sample of FAMILY having every label given ("" if none).
 series() {
 	local f=$1 fam=$2
@@ -107,7 +105,7 @@ pb_labels=(reporter=\"destination\" source_workload=\"unknown\" source_workload_
 	destination_service_name=\"unknown\" destination_workload=\"pb\"
 	destination_principal=\"spiffe://cluster.local/ns/default/sa/default\" connection_security_policy=\"mutual_tls\")
 for _ in $(seq 1 20); do
-	scrape >"$s"
+	xmx_scrape nodeb >"$s"
 	[ "$(series "$s" istio_tcp_connections_closed_total "${pb_labels[@]}")" = 2 ] &&
 		[ "$(series "$s" istio_tcp_connections_closed_total "${sa_labels[@]}")" = 1 ] && break
 	sleep 0.1

@@ -21,6 +21,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 command -v openssl >/dev/null || xmt_skip "command openssl not installed"
@@ -83,28 +85,16 @@ xmx_two_nodes_pods
 xmx_pod nodeb sa "$SA" 10.200.2.1
 xmx_pod nodea pa "$PA" 10.200.1.1
 {
-	xmx_yaml_node nodea 10.199.0.1
-	xmx_yaml_node nodeb 10.199.0.2
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: sa" "  namespace: default" "  labels:" \
-		"    app: sa" "spec:" "  nodeName: nodeb" "  serviceAccountName: web" "status:" "  podIP: $SA"
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: pa" "  namespace: default" "  labels:" \
-		"    app: pa" "spec:" "  nodeName: nodea" "status:" "  podIP: $PA"
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-		"  mtls:" "    mode: STRICT"
+	xmh_yaml_nodes_pods "$SA" "$PA"
+	xmh_yaml_sa_mode STRICT sa-strict
 } | xmt_config_write mesh.yaml
-xmx_agent a nodea nodea up0 --hbone --ca-dir "$t/ca-a" --log-level debug
+xmh_agent_a 'hbone: capturing' --ca-dir "$t/ca-a" --log-level debug
+xmh_agent_b --ca-dir "$t/ca-b" --log-level debug
 LOG_A="$XMT_TMP/agent-a.log"
-xmt_wait_for "$LOG_A" 'hbone: capturing' 5 || xmt_fail "agent a does not capture: $(tail -n 5 "$LOG_A")"
-xmx_agent b nodeb nodeb up0 --hbone --ca-dir "$t/ca-b" --log-level debug
 LOG_B="$XMT_TMP/agent-b.log"
-xmt_wait_for "$LOG_B" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$LOG_B")"
 
-in_pod() { XMT_POD_CG="$XMT_CG/a" xmt_in_pod "$@"; }
-scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape "$1" | awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'; }
-server_hs() { metric nodeb 'xmesh_tls_handshakes_total{side="server",result="success"}'; }
-retired() { metric nodea "xmesh_hbone_client_connections_retired_total{reason=\"$1\"}"; }
+server_hs() { xmx_metric nodeb 'xmesh_tls_handshakes_total{side="server",result="success"}'; }
+retired() { xmx_metric nodea "xmesh_hbone_client_connections_retired_total{reason=\"$1\"}"; }
 # serial AGENT ID: the serial of identity ID on agent AGENT (a|b), upper-case hex without leading zeros
 serial() {
 	xmt_xmesh certs --json --admin "$XMT_TMP/admin-$1.sock" >"$t/certs-$1.json" || xmt_fail "xmesh certs ($1) failed"
@@ -127,7 +117,7 @@ conns15008() { xmt_nsrun nodeb ss -Htn state established '( sport = :15008 )' | 
 # tunnel N: N new tunnelled connections from pa to sa, each echoed
 tunnel() {
 	local out
-	out=$(in_pod pa "$XM_CLIENT" spread --addr "$SA:8080" -n "$1" 2>&1) || xmt_fail "new tunnelled connections: $out"
+	out=$(xmh_in_pod pa "$XM_CLIENT" spread --addr "$SA:8080" -n "$1" 2>&1) || xmt_fail "new tunnelled connections: $out"
 	grep "total=$1 ok=$1 errors=0" <<<"$out" >/dev/null || xmt_fail "new tunnelled connections: $out"
 }
 # wait_eq DESC CMD WANT: waits (at most 5 s) until CMD prints WANT
@@ -149,7 +139,7 @@ XMT_BG[held]=$!
 XMT_PIDS+=("$!")
 xmt_wait_for "$t/held.log" '^holding 1' 10 "${XMT_BG[held]}" || xmt_fail "not held: $(cat "$t/held.log")"
 grep -E "^id sa 1$" "$t/held.log" >/dev/null || xmt_fail "held: $(cat "$t/held.log")"
-[ "$(metric nodea 'xmesh_hbone_outbound_connections_total{source="capture"}')" -ge 1 ] ||
+[ "$(xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="capture"}')" -ge 1 ] ||
 	xmt_fail "the held connection was not tunnelled"
 hs0=$(server_hs)
 [ "$hs0" = 1 ] || xmt_fail "node B counted $hs0 handshakes for one tunnelled connection, want 1"
@@ -187,8 +177,8 @@ seen "$LOG_A" server "$WEB" | grep -Fx "$sb1" >/dev/null ||
 	xmt_fail "node A never saw agent b's new serial $sb1: $(seen "$LOG_A" server "$WEB" | tr '\n' ' ')"
 [ "$(retired own_certificate_replaced)" = 1 ] || xmt_fail "retired{own_certificate_replaced} $(retired own_certificate_replaced), want 1"
 # the recheck's refusal is counted as a handshake's would be
-[ "$(metric nodea 'xmesh_cert_verify_failures_total{reason="unknown_ca"}')" = 1 ] ||
-	xmt_fail "node A: $(scrape nodea | grep '^xmesh_cert_verify_failures_total' | grep -v ' 0$')"
+[ "$(xmx_metric nodea 'xmesh_cert_verify_failures_total{reason="unknown_ca"}')" = 1 ] ||
+	xmt_fail "node A: $(xmx_scrape nodea | grep '^xmesh_cert_verify_failures_total' | grep -v ' 0$')"
 xmt_log "agent b's serial $sb0 -> $sb1; the pooled connection verified by root1 retired, a new one saw $sb1"
 
 XMT_SUBTEST="the held connection echoed every ping over its first TLS connection"

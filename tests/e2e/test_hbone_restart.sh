@@ -17,6 +17,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 XM_STREAM="$XMT_BUILD/tools/xm-stream"
@@ -31,49 +33,15 @@ xmt_bg stream-sa sa plain "$XM_STREAM" serve --port 9000
 xmt_wait_for "$(xmt_bg_log stream-sa)" 'ready' 5 || xmt_fail "xm-stream in sa did not start"
 xmx_pod nodea pa "$PA" 10.200.1.1
 {
-	xmx_yaml_node nodea 10.199.0.1
-	xmx_yaml_node nodeb 10.199.0.2
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: sa" "  namespace: default" "  labels:" \
-		"    app: sa" "spec:" "  nodeName: nodeb" "  serviceAccountName: web" "status:" "  podIP: $SA"
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: pa" "  namespace: default" "spec:" \
-		"  nodeName: nodea" "status:" "  podIP: $PA"
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-mode" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-		"  mtls:" "    mode: STRICT"
+	xmh_yaml_nodes_pods "$SA" "$PA"
+	xmh_yaml_sa_mode STRICT
 } | xmt_config_write mesh.yaml
 
-xmx_agent a nodea nodea up0 --hbone
-xmt_wait_for "$XMT_TMP/agent-a.log" 'hbone: capturing' 5 || xmt_fail "agent a does not capture: $(tail -n 5 "$XMT_TMP/agent-a.log")"
-xmx_agent b nodeb nodeb up0 --hbone
-xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$XMT_TMP/agent-b.log")"
+xmh_agent_a 'hbone: capturing'
+xmh_agent_b
 
-# rr SECONDS: one connection to sa:9000, request/response with random payloads for SECONDS, then a clean end.
-RR='
-import os, random, socket, sys, time
-end = time.monotonic() + float(sys.argv[3])
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
-n = nbytes = 0
-while time.monotonic() < end:
-    m = os.urandom(random.randint(1, 8192))
-    s.sendall(m)
-    got = bytearray()
-    while len(got) < len(m):
-        b = s.recv(len(m) - len(got))
-        if not b:
-            sys.exit("rr: EOF after %d exchanges" % n)
-        got += b
-    if bytes(got) != m:
-        sys.exit("rr: reply %d differs" % n)
-    n += 1
-    nbytes += len(m)
-    time.sleep(0.005)
-s.shutdown(socket.SHUT_WR)
-if s.recv(1) != b"":
-    sys.exit("rr: data after the end")
-print("rr ok exchanges=%d bytes=%d" % (n, nbytes))
-'
-# loop SECONDS: 4 threads open new connections to sa:9000 for SECONDS, each one exchange checked byte for byte;
-# prints one "conn START_MS DURATION_MS" line per connection, then a summary; exits 1 on any error.
+# loop SECONDS (for xmh_bg_py): 4 threads open new connections to sa:9000 for SECONDS, each one exchange checked
+# byte for byte; prints one "conn START_MS DURATION_MS" line per connection, then a summary; exits 1 on any error.
 LOOP='
 import os, random, socket, sys, threading, time
 end = time.monotonic() + float(sys.argv[3])
@@ -87,15 +55,9 @@ def worker():
             s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
             s.settimeout(30)
             m = os.urandom(random.randint(1, 4096))
-            s.sendall(m)
-            got = bytearray()
-            while len(got) < len(m):
-                b = s.recv(len(m) - len(got))
-                if not b:
-                    raise Exception("EOF after %d of %d bytes" % (len(got), len(m)))
-                got += b
-            if bytes(got) != m:
-                raise Exception("reply differs")
+            err = echo_exact(s, m)
+            if err:
+                raise Exception(err)
             s.close()
         except Exception as e:
             with lock:
@@ -111,29 +73,12 @@ print("\n".join(lines))
 print("loop conns=%d errors=%d %s" % (len(lines), len(errors), "; ".join(errors[:5])))
 sys.exit(1 if errors else 0)
 '
-# bg_pa NAME SCRIPT ARGS...: python3 in pa, inside agent a's mesh cgroup, in the background.
-bg_pa() {
-	local name=$1 script=$2
-	shift 2
-	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-	timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/${XMT_P}pa" -- sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' \
-		"$XMT_CG/a" python3 -c "$script" "$@" >"$XMT_TMP/$name.log" 2>&1 &
-	XMT_BG[$name]=$!
-	XMT_PIDS+=("$!")
-}
-
 # restart NAME NODE INDEX: SIGTERM agent NAME (XMX_AGENTS[INDEX]), waits for it to exit (its drain: at most
 # 10 s), starts it again; sets STOP_MS, EXIT_MS, READY_MS (epoch ms); the old log is agent-NAME-old.log.
 restart() {
-	local name=$1 node=$2 idx=$3 pid=${XMX_AGENTS[$3]} i
+	local name=$1 node=$2 idx=$3 pid=${XMX_AGENTS[$3]}
 	STOP_MS=$(date +%s%3N)
-	kill -TERM "$pid"
-	for ((i = 0; i < 300; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -0 "$pid" 2>/dev/null && xmt_fail "agent $name still running 15 s after SIGTERM"
-	wait "$pid" || xmt_fail "agent $name exited with status $? on SIGTERM"
+	xmh_stop_agent "$pid" "$name"
 	EXIT_MS=$(date +%s%3N)
 	# No agent runs now: the 15008 steering must still be there (a peer's connect waits in the held listener).
 	ip -n "$XMT_P$node" rule show | grep "lookup 15008" >/dev/null || xmt_fail "the steering rule went with agent $name"
@@ -148,8 +93,8 @@ restart() {
 across() {
 	local name=$1 node=$2 idx=$3 out during
 	XMT_SUBTEST="restart of agent $name under tunnelled traffic"
-	bg_pa "rr-$name" "$RR" "$SA" 9000 5
-	bg_pa "loop-$name" "$LOOP" "$SA" 9000 12
+	xmh_bg_py "rr-$name" "$XMH_RR_PY" "$SA" 9000 5
+	xmh_bg_py "loop-$name" "$LOOP" "$SA" 9000 12
 	sleep 1.5
 	restart "$name" "$node" "$idx"
 	wait "${XMT_BG[rr-$name]}" || xmt_fail "(a) the tunnelled connection broke across the restart of agent $name: $(tail -n 3 "$XMT_TMP/rr-$name.log")"
@@ -176,24 +121,15 @@ across a nodea 0
 across b nodeb 1
 
 XMT_SUBTEST="no agent comes back: the holder turns the capture off, removes the steering"
-kill -TERM "${XMX_AGENTS[0]}"
-for ((i = 0; i < 300; i++)); do
-	kill -0 "${XMX_AGENTS[0]}" 2>/dev/null || break
-	sleep 0.05
-done
-wait "${XMX_AGENTS[0]}" || xmt_fail "agent a exited with status $? on SIGTERM"
+xmh_stop_agent "${XMX_AGENTS[0]}" a
 XMX_AGENTS=("${XMX_AGENTS[1]}")
-hbone_proxy_set() {
-	python3 -c 'import json, sys; v = json.loads(sys.argv[1])[0]["value"]; sys.exit(0 if any(int(b, 16) for b in v) else 1)' \
-		"$(bpftool -j map dump pinned "$XMT_PIN-a/xm_hbone_proxy")"
-}
-hbone_proxy_set || xmt_fail "the capture went off at once although a holder keeps the listener"
+[ "$(xmh_hbone_proxy_state)" = set ] || xmt_fail "the capture went off at once although a holder keeps the listener"
 [ -S "$XMT_TMP/admin-a.sock.hbone" ] || xmt_fail "no holder socket at $XMT_TMP/admin-a.sock.hbone"
 for ((i = 0; i < 150; i++)); do
-	hbone_proxy_set || break
+	[ "$(xmh_hbone_proxy_state)" = clear ] && break
 	sleep 0.1
 done
-hbone_proxy_set && xmt_fail "xm_hbone_proxy still set 15 s after agent a stopped with nobody taking over"
+[ "$(xmh_hbone_proxy_state)" = clear ] || xmt_fail "xm_hbone_proxy still set 15 s after agent a stopped with nobody taking over"
 [ ! -e "$XMT_TMP/admin-a.sock.hbone" ] || xmt_fail "the holder left its socket behind"
 ! ip -n "${XMT_P}nodea" rule show | grep "lookup 15008" >/dev/null || xmt_fail "the steering rule outlived agent a's holder"
 

@@ -18,6 +18,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls"
 command -v openssl >/dev/null || xmt_skip "command openssl not installed"
@@ -30,15 +32,11 @@ xmx_two_nodes
 ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
 xmx_pod nodeb sa "$SA" 10.200.2.1
 {
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: sa" "  namespace: default" "  labels:" \
-		"    app: sa" "spec:" "  nodeName: nodeb" "  serviceAccountName: web" "status:" "  podIP: $SA"
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-		"  mtls:" "    mode: STRICT"
+	xmx_yaml_pod sa "$SA" nodeb web
+	xmh_yaml_sa_mode STRICT sa-strict
 } | xmt_config_write rotation.yaml
 
-xmx_agent b nodeb nodeb up0 --hbone --cert-ttl 10s
-xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server not started: $(tail -n 5 "$XMT_AGENT_LOG")"
+xmh_agent_b --cert-ttl 10s
 
 # The client's certificate, from the agent's root (generated under --state-dir) by the openssl CLI.
 t="$XMT_TMP/pki"
@@ -130,10 +128,8 @@ wait "$again_pid" || r=$?
 	xmt_fail "a ticket of the renewed certificate resumed: $(cat "$t/again.out")"
 after=$(sed -n 's/^server-cert serial=\([0-9A-Fa-f]*\) .*/\1/p' "$t/again.out" | tail -n 1 | tr a-f A-F | sed 's/^0*//')
 [ "$after" = "$s2" ] || xmt_fail "after the renewal the ticket's connection saw $after, want $s2"
-scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
-resumed=$(metric 'xmesh_tls_resumptions_total{side="server"}')
-rejected=$(metric 'xmesh_tls_tickets_rejected_total{side="server"}')
+resumed=$(xmx_metric nodeb 'xmesh_tls_resumptions_total{side="server"}')
+rejected=$(xmx_metric nodeb 'xmesh_tls_tickets_rejected_total{side="server"}')
 [ "$resumed" = $((4 - declined)) ] ||
 	xmt_fail "xmesh_tls_resumptions_total{side=\"server\"} is $resumed, want $((4 - declined))"
 [ "$rejected" = $((1 + declined)) ] ||

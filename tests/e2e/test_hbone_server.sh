@@ -18,6 +18,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls"
 for c in openssl curl; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
@@ -37,13 +39,10 @@ xmx_pod nodea pa "$PA" 10.200.1.1
 	xmx_yaml_pod sa "$SA" nodeb web
 	xmx_yaml_pod pb "$PB" nodeb
 	xmx_yaml_pod pa "$PA" nodea
-	printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-		"  name: sa-strict" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-		"  mtls:" "    mode: STRICT"
+	xmh_yaml_sa_mode STRICT sa-strict
 } | xmt_config_write hbone.yaml
 
-xmx_agent b nodeb nodeb up0 --hbone
-xmt_wait_for "$XMT_AGENT_LOG" 'hbone: serving HBONE' 5 || xmt_fail "hbone server not started: $(tail -n 5 "$XMT_AGENT_LOG")"
+xmh_agent_b
 
 XMT_SUBTEST="steering in place"
 rules=$(ip -n "${XMT_P}nodeb" rule show)
@@ -75,8 +74,6 @@ hbone() {
 	shift
 	xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect "$SA:15008" "$@" 2>&1
 }
-scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape | awk -v s="$1" '$1 == s { v = $2 } END { print v + 0 }'; }
 
 XMT_SUBTEST="tunnelled to a STRICT pod, 1 MiB byte-exact"
 out=$(hbone ok --cert "$t/client.pem" --key "$t/client.key" --authority "$SA:8080" --bytes $((1 << 20)) \
@@ -126,19 +123,19 @@ out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect 10
 	--key "$t/client.key" --authority "$SA:8080" --bytes 1024 --expect-refused 2>&1) || xmt_fail "node B's own IP: $out"
 out=$(xmt_nsrun nodea "$PY" "$PEER" client --ca "$ca/root-cert.pem" --connect 10.200.2.99:15008 --cert "$t/client.pem" \
 	--key "$t/client.key" --authority "10.200.2.99:8080" --bytes 1024 --expect-refused 2>&1) || xmt_fail "no pod: $out"
-dropped=$(metric xmesh_hbone_connections_dropped_total)
+dropped=$(xmx_metric nodeb xmesh_hbone_connections_dropped_total)
 [ "$dropped" = 2 ] || xmt_fail "xmesh_hbone_connections_dropped_total is $dropped, want 2"
 
 XMT_SUBTEST="metrics"
-ok=$(metric 'xmesh_tls_handshakes_total{side="server",result="success"}')
-bad=$(metric 'xmesh_tls_handshakes_total{side="server",result="failure"}')
+ok=$(xmx_metric nodeb 'xmesh_tls_handshakes_total{side="server",result="success"}')
+bad=$(xmx_metric nodeb 'xmesh_tls_handshakes_total{side="server",result="failure"}')
 # sa, pb, the two 400s and the 503 succeeded; no certificate, another root's, the plaintext one and the two
 # dropped ones failed.
 [ "$ok" = 5 ] || xmt_fail "server handshakes succeeded: $ok, want 5"
 [ "$bad" = 5 ] || xmt_fail "server handshakes failed: $bad, want 5"
-tg=$(metric 'xmesh_hbone_streams_refused_total{reason="target_unreachable"}')
+tg=$(xmx_metric nodeb 'xmesh_hbone_streams_refused_total{reason="target_unreachable"}')
 [ "$tg" = 1 ] || xmt_fail "streams refused target_unreachable: $tg, want 1"
-nl=$(metric 'xmesh_hbone_streams_refused_total{reason="not_local"}')
+nl=$(xmx_metric nodeb 'xmesh_hbone_streams_refused_total{reason="not_local"}')
 [ "$nl" = 2 ] || xmt_fail "streams refused not_local: $nl, want 2"
 xmt_log "handshakes: $ok succeeded, $bad failed"
 

@@ -19,6 +19,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 command -v curl >/dev/null || xmt_skip "command curl not installed"
@@ -43,98 +45,47 @@ xmx_pod nodea px 10.200.1.12 10.200.1.1 # in agent a's cgroup, but no Pod of the
 # config MODE: sa's PeerAuthentication mode; the rest never changes.
 config() {
 	{
-		xmx_yaml_node nodea 10.199.0.1
-		xmx_yaml_node nodeb 10.199.0.2
-		printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: sa" "  namespace: default" "  labels:" \
-			"    app: sa" "spec:" "  nodeName: nodeb" "  serviceAccountName: web" "status:" "  podIP: $SA"
-		printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: pa" "  namespace: default" "  labels:" \
-			"    app: pa" "spec:" "  nodeName: nodea" "status:" "  podIP: $PA"
+		xmh_yaml_nodes_pods "$SA" "$PA"
 		printf '%s\n' "---" "apiVersion: v1" "kind: Service" "metadata:" "  name: web" "  namespace: default" \
 			"spec:" "  clusterIP: $VIP" "  clusterIPs:" "  - $VIP" "  ports:" "  - name: tcp" "    port: 80" \
 			"    protocol: TCP" "    targetPort: 8080"
 		xmx_yaml_slice web nodeb "$SA"
-		printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
-			"  name: sa-mode" "  namespace: default" "spec:" "  selector:" "    matchLabels:" "      app: sa" \
-			"  mtls:" "    mode: $1"
+		xmh_yaml_sa_mode "$1"
 	} | xmt_config_write mesh.yaml
 }
 config STRICT
 
-# Agent a first: it generates the root under the shared --state-dir, which agent b then loads.
-xmx_agent a nodea nodea up0 --hbone
-xmt_wait_for "$XMT_TMP/agent-a.log" 'hbone: capturing' 5 || xmt_fail "agent a does not capture: $(tail -n 5 "$XMT_TMP/agent-a.log")"
-xmx_agent b nodeb nodeb up0 --hbone
-xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$XMT_TMP/agent-b.log")"
-
-# in_pod POD CMD...: CMD in POD's namespace, inside agent a's mesh cgroup.
-in_pod() {
-	XMT_POD_CG="$XMT_CG/a" xmt_in_pod "$@"
-}
-# marker ADDR PORT TEXT: reads the server's id line, sends TEXT, expects it echoed; prints "ID PEER".
-marker() {
-	in_pod pa python3 -c '
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-f = s.makefile("rb")
-ident = f.readline().strip().decode()
-m = sys.argv[3].encode()
-s.sendall(m)
-got = f.read(len(m))
-if got != m:
-    sys.exit("echo differs: %r" % got)
-print(ident, s.getpeername()[0])
-' "$@"
-}
-scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape "$1" | awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'; }
-captured() { metric nodea 'xmesh_hbone_outbound_connections_total{source="capture"}'; }
-# capture_start NAME / capture_stop NAME: tcpdump on node A's uplink into $XMT_TMP/NAME.pcap.
-capture_start() {
-	xmt_bg "tcpdump-$1" nodea plain tcpdump -i up0 --immediate-mode -U -n -s 0 -w "$XMT_TMP/$1.pcap" tcp
-	xmt_wait_for "$(xmt_bg_log "tcpdump-$1")" 'listening on' 5 || xmt_fail "tcpdump did not start: $(cat "$(xmt_bg_log "tcpdump-$1")")"
-}
-capture_stop() {
-	sleep 0.2 # what the last exchange sent is written (immediate mode, packet-buffered)
-	xmt_bg_stop "tcpdump-$1" || true
-}
-pcap_has() { # NAME FILTER [GREP]: whether a packet matches FILTER (and its ASCII dump holds GREP)
-	tcpdump -n -r "$XMT_TMP/$1.pcap" -A "$2" 2>/dev/null | grep -F -- "${3:-IP }" >/dev/null
-}
+xmh_agent_a 'hbone: capturing'
+xmh_agent_b
 
 XMT_SUBTEST="the marker stays inside the tunnel, TLS on 15008"
-capture_start tunnel
-out=$(marker "$SA" 8080 "$MARK") || xmt_fail "marker through the tunnel: $out"
+xmh_capture_start tunnel
+out=$(xmh_marker "$SA" 8080 "$MARK") || xmt_fail "marker through the tunnel: $out"
 [ "$out" = "sa $SA" ] || xmt_fail "marker: got '$out', want 'sa $SA'"
 
 XMT_SUBTEST="10 MiB byte-exact"
-out=$(in_pod pa "$XM_STREAM" echo --addr "$SA:9000" --bytes $((10 << 20)) --timeout-ms 20000 2>&1) ||
+out=$(xmh_in_pod pa "$XM_STREAM" echo --addr "$SA:9000" --bytes $((10 << 20)) --timeout-ms 20000 2>&1) ||
 	xmt_fail "10 MiB through the tunnel: $out"
 grep "first_bad=-1" <<<"$out" >/dev/null || xmt_fail "10 MiB: $out"
 xmt_log "10 MiB: $out"
-capture_stop tunnel
-pcap_has tunnel "" "$MARK" && xmt_fail "the marker crossed node A's uplink in plaintext"
-pcap_has tunnel "tcp dst port 8080 or tcp dst port 9000" && xmt_fail "plaintext TCP to sa's ports on node A's uplink"
+xmh_capture_stop tunnel
+xmh_pcap_has tunnel "" "$MARK" && xmt_fail "the marker crossed node A's uplink in plaintext"
+xmh_pcap_has tunnel "tcp dst port 8080 or tcp dst port 9000" && xmt_fail "plaintext TCP to sa's ports on node A's uplink"
 # A TLS handshake record (content type 22) opening the client's payload to 15008, and data both ways.
-pcap_has tunnel "tcp dst port 15008 and tcp[((tcp[12] & 0xf0) >> 2)] = 0x16" ||
+xmh_pcap_has tunnel "tcp dst port 15008 and tcp[((tcp[12] & 0xf0) >> 2)] = 0x16" ||
 	xmt_fail "no TLS handshake to port 15008 on node A's uplink"
-pcap_has tunnel "tcp src port 15008 and tcp[((tcp[12] & 0xf0) >> 2)] = 0x17" ||
+xmh_pcap_has tunnel "tcp src port 15008 and tcp[((tcp[12] & 0xf0) >> 2)] = 0x17" ||
 	xmt_fail "no TLS application data from port 15008"
-n=$(captured)
+n=$(xmh_captured)
 [ "$n" = 2 ] || xmt_fail "agent a captured $n connections, want 2"
 
 XMT_SUBTEST="200 concurrent connections ride 2 TLS connections"
-hs0=$(metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
-# In the background, in agent a's cgroup (xmt_bg's "mesh" is XMT_CG itself).
-# shellcheck disable=SC2016
-timeout -k 5 "$XMT_BG_TIMEOUT" nsenter --net="/run/netns/${XMT_P}pa" -- sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' \
-	"$XMT_CG/a" "$XM_CLIENT" hold --addr "$SA:8080" -k 200 --duration-ms 20000 --ping-ms 1000 \
-	>"$XMT_TMP/hold.log" 2>&1 &
-XMT_BG[hold]=$!
-XMT_PIDS+=("$!")
+hs0=$(xmx_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}')
+xmh_bg_pa hold "$XM_CLIENT" hold --addr "$SA:8080" -k 200 --duration-ms 20000 --ping-ms 1000
 xmt_wait_for "$XMT_TMP/hold.log" '^holding 200' 20 "${XMT_BG[hold]}" || xmt_fail "200 connections not held: $(tail -n 5 "$XMT_TMP/hold.log")"
 grep -E "^id sa 200$" "$XMT_TMP/hold.log" >/dev/null || xmt_fail "hold: $(cat "$XMT_TMP/hold.log")"
-pool=$(metric nodea xmesh_hbone_client_connections)
-hs=$(($(metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}') - hs0))
+pool=$(xmx_metric nodea xmesh_hbone_client_connections)
+hs=$(($(xmx_metric nodea 'xmesh_tls_handshakes_total{side="client",result="success"}') - hs0))
 srv=$(xmx_status b | sed -n 's/.*serving on port 15008, \([0-9]*\) TLS connection(s) open.*/\1/p')
 st=$(xmx_status a)
 xmt_log "holding 200: pool $pool TLS connection(s), $hs new handshake(s), node B serves $srv; $(grep 'hbone: client' <<<"$st")"
@@ -151,60 +102,43 @@ grep "dead=0" "$XMT_TMP/hold.log" >/dev/null || xmt_fail "hold: $(tail -n 3 "$XM
 XMT_SUBTEST="STRICT: external plaintext refused, the tunnelled pod reaches sa"
 out=$(xmt_nsrun ext "$XM_CLIENT" refuse --addr "$SA:8080" --timeout-ms 2000 2>&1) ||
 	xmt_fail "the external host's plaintext to the STRICT pod was not refused: $out"
-out=$(marker "$SA" 8080 "$MARK") || xmt_fail "tunnelled pod to the STRICT pod: $out"
+out=$(xmh_marker "$SA" 8080 "$MARK") || xmt_fail "tunnelled pod to the STRICT pod: $out"
 
 XMT_SUBTEST="a Service VIP with its backend on node B, getpeername the VIP"
-n0=$(captured)
-out=$(in_pod pa "$XM_CLIENT" spread --addr "$VIP:80" -n 5 2>&1) || xmt_fail "through the VIP: $out"
+n0=$(xmh_captured)
+out=$(xmh_in_pod pa "$XM_CLIENT" spread --addr "$VIP:80" -n 5 2>&1) || xmt_fail "through the VIP: $out"
 grep "total=5 ok=5 errors=0 getpeername_mismatch=0" <<<"$out" >/dev/null || xmt_fail "through the VIP: $out"
 grep -E "^id sa 5$" <<<"$out" >/dev/null || xmt_fail "through the VIP: $out"
-n=$(($(captured) - n0))
+n=$(($(xmh_captured) - n0))
 [ "$n" = 5 ] || xmt_fail "$n of 5 connections to the VIP went through the tunnel"
 # Node A's kernel counted them for Istio's TCP metrics (reporter source), marked as carried in mutual TLS.
-src=$(scrape nodea | grep '^istio_tcp_connections_opened_total{reporter="source"' | grep 'destination_service="web.default.svc.cluster.local"')
+src=$(xmx_scrape nodea | grep '^istio_tcp_connections_opened_total{reporter="source"' | grep 'destination_service="web.default.svc.cluster.local"')
 grep 'connection_security_policy="mutual_tls"' <<<"$src" | grep 'source_principal="spiffe://cluster.local/ns/default/sa/default"' |
 	grep 'destination_principal="spiffe://cluster.local/ns/default/sa/web"' | grep ' 5$' >/dev/null ||
 	xmt_fail "node A's source-side TCP metrics of the tunnelled VIP connections: $src"
 
-# wait_captured yes|no: writes the mode change's effect time: polls a fresh connection from pa every 50 ms
-# until agent a's capture counter moves (yes) or stays (no) for it; prints the milliseconds since $start.
-wait_captured() {
-	local before now out
-	while :; do
-		before=$(captured)
-		out=$(in_pod pa "$XM_CLIENT" spread --addr "$SA:8080" -n 1 2>&1) || xmt_fail "pa -> sa: $out"
-		now=$(date +%s%3N)
-		if { [ "$1" = yes ] && [ "$(captured)" != "$before" ]; } || { [ "$1" = no ] && [ "$(captured)" = "$before" ]; }; then
-			echo $((now - start))
-			return 0
-		fi
-		[ $((now - start)) -lt 3000 ] || xmt_fail "pa -> sa still not captured=$1 after $((now - start)) ms"
-		sleep 0.05
-	done
-}
-
 XMT_SUBTEST="DISABLE: plaintext again, within 1 s"
 start=$(date +%s%3N)
 config DISABLE
-ms=$(wait_captured no)
+ms=$(xmh_wait_captured no "$SA:8080" "$start")
 xmt_log "STRICT -> DISABLE: plaintext after $ms ms"
 [ "$ms" -le 1000 ] || xmt_fail "DISABLE took $ms ms to apply"
-capture_start plain
-out=$(marker "$SA" 8080 "$MARK") || xmt_fail "plaintext marker: $out"
-capture_stop plain
-pcap_has plain "tcp dst port 8080" "$MARK" || xmt_fail "under DISABLE the marker is not on the wire in plaintext"
+xmh_capture_start plain
+out=$(xmh_marker "$SA" 8080 "$MARK") || xmt_fail "plaintext marker: $out"
+xmh_capture_stop plain
+xmh_pcap_has plain "tcp dst port 8080" "$MARK" || xmt_fail "under DISABLE the marker is not on the wire in plaintext"
 
 XMT_SUBTEST="back to STRICT: tunnelled again, within 1 s"
 start=$(date +%s%3N)
 config STRICT
-ms=$(wait_captured yes)
+ms=$(xmh_wait_captured yes "$SA:8080" "$start")
 xmt_log "DISABLE -> STRICT: tunnelled after $ms ms"
 [ "$ms" -le 1000 ] || xmt_fail "STRICT took $ms ms to apply"
 
 XMT_SUBTEST="refusals: no original destination, a client that is no pod of node A"
-refused() { metric nodea "xmesh_hbone_outbound_refused_total{reason=\"$1\"}"; }
+refused() { xmx_metric nodea "xmesh_hbone_outbound_refused_total{reason=\"$1\"}"; }
 [ "$(refused no_origdst)" = 0 ] && [ "$(refused not_local_pod)" = 0 ] ||
-	xmt_fail "refusals before any was provoked: $(scrape nodea | grep outbound_refused)"
+	xmt_fail "refusals before any was provoked: $(xmx_scrape nodea | grep outbound_refused)"
 # The node itself dials the outbound listener: nothing was captured, so there is no original destination.
 out=$(xmt_nsrun nodea python3 -c '
 import socket
@@ -217,7 +151,7 @@ except ConnectionResetError:
 [ "$out" = reset ] || xmt_fail "an uncaptured connection to the outbound listener: $out, want reset"
 [ "$(refused no_origdst)" = 1 ] || xmt_fail "no_origdst: $(refused no_origdst), want 1"
 # px is in the mesh cgroup but no Pod of the config: captured, then reset (no identity to present).
-out=$(in_pod px "$XM_CLIENT" spread --addr "$SA:8080" -n 1 2>&1) && xmt_fail "px was carried: $out"
+out=$(xmh_in_pod px "$XM_CLIENT" spread --addr "$SA:8080" -n 1 2>&1) && xmt_fail "px was carried: $out"
 grep "errors=1" <<<"$out" >/dev/null || xmt_fail "px: $out"
 [ "$(refused not_local_pod)" = 1 ] || xmt_fail "not_local_pod: $(refused not_local_pod), want 1"
 st=$(xmx_status a)
@@ -229,11 +163,10 @@ XMX_AGENTS=("${XMX_AGENTS[1]}")
 # Its programs stay attached; its listeners wait in a holder for the next agent (test_hbone_restart.sh), and
 # when none comes within 10 s the capture goes off: no pod connection is sent to a listener that is gone.
 for ((i = 0; i < 150; i++)); do
-	out=$(bpftool -j map dump pinned "$XMT_PIN-a/xm_hbone_proxy")
-	python3 -c 'import json, sys; v = json.loads(sys.argv[1])[0]["value"]; sys.exit(any(int(b, 16) for b in v))' "$out" && break
+	[ "$(xmh_hbone_proxy_state)" = clear ] && break
 	sleep 0.1
 done
-python3 -c 'import json, sys; v = json.loads(sys.argv[1])[0]["value"]; sys.exit(any(int(b, 16) for b in v))' "$out" ||
-	xmt_fail "xm_hbone_proxy still set 15 s after agent a stopped: $out"
+[ "$(xmh_hbone_proxy_state)" = clear ] ||
+	xmt_fail "xm_hbone_proxy still set 15 s after agent a stopped: $(bpftool -j map dump pinned "$XMT_PIN-a/xm_hbone_proxy")"
 
 xmt_pass "tunnel: marker never on node A's uplink, 10 MiB exact, 200 connections on 2 TLS connections, STRICT/DISABLE applied in time, VIP tunnelled"

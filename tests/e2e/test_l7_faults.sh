@@ -6,22 +6,15 @@
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/e2e/l7_reviews_lib.sh
+. "$(dirname "$0")/l7_reviews_lib.sh"
 xmt_init "$@"
-for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-if [ ! -x "$XM_HTTP" ] || [ ! -x "$XM_HTTP_LOAD" ]; then xmt_skip "xm-http / xm-http-load not built (make tools)"; fi
-xmt_node_create
-xmt_pod_add b1 11
-xmt_pod_add c1 101
-xmt_http_server b1
+xml_reviews 1 with-load
 t="$XMT_TMP"
 vip="http://$XMT_VIP:$XMT_PORT"
 
 {
-	xmt_yaml_node
-	xmt_yaml_pod b1 app=reviews version=v1
-	xmt_yaml_pod c1 app=productpage version=v1
-	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
-	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)"
+	xml_yaml_reviews 1
 	cat <<'YAML'
 ---
 apiVersion: networking.istio.io/v1

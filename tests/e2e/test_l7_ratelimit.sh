@@ -8,25 +8,16 @@
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/e2e/l7_reviews_lib.sh
+. "$(dirname "$0")/l7_reviews_lib.sh"
+# shellcheck source=tests/e2e/ratelimit_lib.sh
+. "$(dirname "$0")/ratelimit_lib.sh"
 xmt_init "$@"
-for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-if [ ! -x "$XM_HTTP" ]; then xmt_skip "xm-http not built (make tools)"; fi
-xmt_node_create
-xmt_pod_add b1 11
-xmt_pod_add b2 12
-xmt_pod_add c1 101
-xmt_http_server b1
-xmt_http_server b2
+xml_reviews 2
 t="$XMT_TMP"
-vip="http://$XMT_VIP:$XMT_PORT"
 
 {
-	xmt_yaml_node
-	xmt_yaml_pod b1 app=reviews version=v1
-	xmt_yaml_pod b2 app=reviews version=v2
-	xmt_yaml_pod c1 app=productpage version=v1
-	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
-	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)" "$(xmt_pod_ip b2)"
+	xml_yaml_reviews 2
 	cat <<'YAML'
 ---
 apiVersion: networking.istio.io/v1
@@ -48,34 +39,9 @@ spec:
     rewrite: {uri: /}
     route: [{destination: {host: reviews, subset: v2}}]
   - route: [{destination: {host: reviews, subset: v1}}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata:
-  name: filter-local-ratelimit-svc
-  namespace: istio-system
-spec:
-  workloadSelector:
-    labels:
-      app: reviews
-      version: v1
-  configPatches:
-    - applyTo: HTTP_FILTER
-      match:
-        context: SIDECAR_INBOUND
-        listener:
-          filterChain:
-            filter:
-              name: "envoy.filters.network.http_connection_manager"
-      patch:
-        operation: INSERT_BEFORE
-        value:
-          name: envoy.filters.http.local_ratelimit
-          typed_config:
-            "@type": type.googleapis.com/udpa.type.v1.TypedStruct
-            type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-            value:
-              stat_prefix: http_local_rate_limiter
+YAML
+	xmr_ratelimit_filter_head "app: reviews" "version: v1"
+	cat <<'YAML'
               token_bucket:
                 max_tokens: 4
                 tokens_per_fill: 4
@@ -98,33 +64,26 @@ spec:
 YAML
 } | xmt_config_write reviews.yaml
 xmt_agent_start --proxy-workers 2
-# The status of each URL, one keep-alive connection: a burst well inside the 0.5 s a token takes to come back.
-burst() { xmt_in_pod c1 curl -sS --max-time 10 -H 'Host: reviews' -w '%{http_code} ' "$@"; }
-urls() { local i; for ((i = 0; i < $2; i++)); do printf -- '-o\n/dev/null\n%s\n' "$vip$1"; done; }
 
 XMT_SUBTEST="burst"
-mapfile -t six < <(urls / 6)
 t0=$(date +%s%N)
-got=$(burst "${six[@]}")
+got=$(xmr_statuses / 6)
 ms=$((($(date +%s%N) - t0) / 1000000))
 # A token comes back every 0.5 s: a burst slower than that (a loaded machine) would see a fifth 200.
 [ "$got" = "200 200 200 200 429 429 " ] || xmt_fail "4 tokens then 429: got $got in ${ms} ms"
 
 XMT_SUBTEST="429 answer"
-xmt_in_pod c1 curl -sS --max-time 10 -H 'Host: reviews' -D "$t/head" -o "$t/body" "$vip/" || true
-grep -q '^HTTP/1.1 429' "$t/head" || xmt_fail "429 expected: $(cat "$t/head")"
-grep -qi '^x-local-rate-limit: true' "$t/head" || xmt_fail "the configured header: $(cat "$t/head")"
+xmr_assert_limited
 [ "$(cat "$t/body")" = local_rate_limited ] || xmt_fail "Envoy's body local_rate_limited: $(cat "$t/body")"
 
 XMT_SUBTEST="pod not selected"
-mapfile -t ten < <(urls /v2 10)
-got=$(burst "${ten[@]}")
+got=$(xmr_statuses /v2 10)
 [ "$got" = "$(printf '200 %.0s' {1..10})" ] || xmt_fail "v2 is not limited: got $got"
 
 XMT_SUBTEST="refill"
 sleep 2.2
 t0=$(date +%s%N)
-got=$(burst "${six[@]}")
+got=$(xmr_statuses / 6)
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$got" = "200 200 200 200 429 429 " ] || xmt_fail "full again after the fill interval: got $got in ${ms} ms"
 

@@ -7,50 +7,18 @@
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/e2e/l7_reviews_lib.sh
+. "$(dirname "$0")/l7_reviews_lib.sh"
+# shellcheck source=tests/e2e/ratelimit_lib.sh
+. "$(dirname "$0")/ratelimit_lib.sh"
 xmt_init "$@"
-for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-if [ ! -x "$XM_HTTP" ]; then xmt_skip "xm-http not built (make tools)"; fi
-xmt_node_create
-xmt_pod_add b1 11
-xmt_pod_add c1 101
-xmt_http_server b1
+xml_reviews 1
 t="$XMT_TMP"
-vip="http://$XMT_VIP:$XMT_PORT"
 
 {
-	xmt_yaml_node
-	xmt_yaml_pod b1 app=reviews version=v1
-	xmt_yaml_pod c1 app=productpage version=v1
-	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
-	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)"
+	xml_yaml_reviews 1
+	xmr_ratelimit_filter_head "app: reviews"
 	cat <<YAML
----
-apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata:
-  name: filter-local-ratelimit-svc
-  namespace: istio-system
-spec:
-  workloadSelector:
-    labels:
-      app: reviews
-  configPatches:
-    - applyTo: HTTP_FILTER
-      match:
-        context: SIDECAR_INBOUND
-        listener:
-          filterChain:
-            filter:
-              name: "envoy.filters.network.http_connection_manager"
-      patch:
-        operation: INSERT_BEFORE
-        value:
-          name: envoy.filters.http.local_ratelimit
-          typed_config:
-            "@type": type.googleapis.com/udpa.type.v1.TypedStruct
-            type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-            value:
-              stat_prefix: http_local_rate_limiter
     - applyTo: HTTP_ROUTE
       match:
         context: SIDECAR_INBOUND
@@ -102,25 +70,16 @@ spec:
 YAML
 } | xmt_config_write reviews.yaml
 xmt_agent_start --proxy-workers 2
-# The status of each of n requests on one keep-alive connection, with the extra curl arguments given.
-statuses() {
-	local n=$1 i args=()
-	shift
-	for ((i = 0; i < n; i++)); do args+=(-o /dev/null "$vip/"); done
-	xmt_in_pod c1 curl -sS --max-time 10 -H 'Host: reviews' "$@" -w '%{http_code} ' "${args[@]}"
-}
 
 XMT_SUBTEST="descriptor bucket"
-got=$(statuses 5 -H 'x-tier: free')
+got=$(xmr_statuses / 5 -H 'x-tier: free')
 [ "$got" = "200 200 429 429 429 " ] || xmt_fail "x-tier: free gets its descriptor's 2 tokens: got $got"
-xmt_in_pod c1 curl -sS --max-time 10 -H 'Host: reviews' -H 'x-tier: free' -D "$t/head" -o "$t/body" "$vip/" || true
-grep -q '^HTTP/1.1 429' "$t/head" || xmt_fail "429 expected: $(cat "$t/head")"
-grep -qi '^x-local-rate-limit: true' "$t/head" || xmt_fail "the configured header: $(cat "$t/head")"
+xmr_assert_limited -H 'x-tier: free'
 
 XMT_SUBTEST="default bucket"
-got=$(statuses 10)
+got=$(xmr_statuses / 10)
 [ "$got" = "$(printf '200 %.0s' {1..10})" ] || xmt_fail "no header: the default bucket of 100: got $got"
-got=$(statuses 5 -H 'x-tier: paid')
+got=$(xmr_statuses / 5 -H 'x-tier: paid')
 [ "$got" = "200 200 200 200 200 " ] || xmt_fail "x-tier: paid matches no descriptor: got $got"
 
 XMT_SUBTEST="xmesh routes"

@@ -7,22 +7,15 @@
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/e2e/l7_reviews_lib.sh
+. "$(dirname "$0")/l7_reviews_lib.sh"
 xmt_init "$@"
-for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
-[ -x "$XM_HTTP" ] || xmt_skip "xm-http not built (make tools)"
-xmt_node_create
-xmt_pod_add b1 11
-xmt_pod_add c1 101
-xmt_http_server b1
+xml_reviews 1
 t="$XMT_TMP"
 vip="http://$XMT_VIP:$XMT_PORT"
 
 {
-	xmt_yaml_node
-	xmt_yaml_pod b1 app=reviews version=v1
-	xmt_yaml_pod c1 app=productpage version=v1
-	xmt_yaml_service --name reviews --vip "$XMT_VIP" --port-name http
-	xmt_yaml_slice --service reviews --port-name http "$(xmt_pod_ip b1)"
+	xml_yaml_reviews 1
 } | xmt_config_write reviews.yaml
 # A Zipkin collector in the node's namespace: each POST body (a JSON array of spans) one line of spans.jsonl.
 xmt_bg collector node plain python3 -c '

@@ -22,6 +22,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/hbone_lib.sh
+. "$(dirname "$0")/hbone_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls" "program_type cgroup_sock_addr" "program_type sock_ops"
 for c in curl python3; do command -v "$c" >/dev/null || xmt_skip "command $c not installed"; done
@@ -74,20 +76,13 @@ config STRICT
 
 # Agent a first: it generates the root under the shared --state-dir, which agent b then loads.
 xmx_agent a nodea nodea up0 --hbone --proxy-workers 1 --access-log "$XMT_TMP/access-a.log" --access-log-format json
-xmx_agent b nodeb nodeb up0 --hbone --proxy-workers 1
-xmt_wait_for "$XMT_TMP/agent-b.log" 'hbone: serving HBONE' 5 || xmt_fail "agent b not serving: $(tail -n 5 "$XMT_TMP/agent-b.log")"
-
-in_pod() { # POD CMD...: CMD in POD's namespace, inside agent a's mesh cgroup
-	XMT_POD_CG="$XMT_CG/a" xmt_in_pod "$@"
-}
-scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-metric() { scrape "$1" | awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'; }
+xmh_agent_b --proxy-workers 1
 
 XMT_SUBTEST="pa -> web (on node B) through agent a's proxy and the tunnel"
 # The tunnel's client may still be waiting for the trust bundle: the first requests may get 503 UF.
 ok=0
 for _ in $(seq 1 50); do
-	code=$(in_pod pa curl -sS -o "$XMT_TMP/echo.json" -w '%{http_code}' --max-time 5 -H 'Host: web' \
+	code=$(xmh_in_pod pa curl -sS -o "$XMT_TMP/echo.json" -w '%{http_code}' --max-time 5 -H 'Host: web' \
 		"http://$VIP/echo" 2>/dev/null || true)
 	if [ "$code" = 200 ]; then
 		ok=1
@@ -104,13 +99,13 @@ h = {k.lower(): v for k, v in e["headers"]}
 assert h.get("x-forwarded-for") == sys.argv[2], h  # the proxy forwarded it: pa is the client
 PY
 for _ in 1 2 3 4; do
-	code=$(in_pod pa curl -sS -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: web' "http://$VIP/" || true)
+	code=$(xmh_in_pod pa curl -sS -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: web' "http://$VIP/" || true)
 	[ "$code" = 200 ] || xmt_fail "pa -> web: $code"
 done
 
 XMT_SUBTEST="node A's request metric: mutual_tls and both principals"
 sleep 1
-scrape nodea >"$XMT_TMP/metrics-a"
+xmx_scrape nodea >"$XMT_TMP/metrics-a"
 python3 - "$XMT_TMP/metrics-a" <<'PY' || xmt_fail "metrics: $(grep -E '^istio_requests_total|xmesh_l7_tunnel' "$XMT_TMP/metrics-a")"
 import re, sys
 n = 0
@@ -128,7 +123,7 @@ for line in open(sys.argv[1]):
     n += float(m.group(2))
 assert n == 5, n
 PY
-n=$(metric nodea xmesh_l7_tunnel_upstream_connections_total)
+n=$(xmx_metric nodea xmesh_l7_tunnel_upstream_connections_total)
 [ "$n" -ge 1 ] || xmt_fail "xmesh_l7_tunnel_upstream_connections_total=$n"
 grep -F '"connection_security_policy":"mutual_tls"' "$XMT_TMP/access-a.log" >/dev/null ||
 	xmt_fail "access log: $(tail -n 2 "$XMT_TMP/access-a.log")"
@@ -140,26 +135,26 @@ xmt_log "node A: $n tunnelled upstream connection(s) for 5 requests, all handed 
 
 XMT_SUBTEST="400 keep-alive requests on 4 connections reuse the pooled tunnelled connections"
 t0=$(date +%s%3N)
-out=$(in_pod pa "$XM_HTTP_LOAD" --addr "$VIP:80" --host web --path / --conns 4 --requests 100 2>&1) ||
+out=$(xmh_in_pod pa "$XM_HTTP_LOAD" --addr "$VIP:80" --host web --path / --conns 4 --requests 100 2>&1) ||
 	xmt_fail "load through the tunnel: $out"
 ms=$(($(date +%s%3N) - t0))
 grep -E "^status 200 400$" <<<"$out" >/dev/null || xmt_fail "load through the tunnel: $out"
-n2=$(metric nodea xmesh_l7_tunnel_upstream_connections_total)
+n2=$(xmx_metric nodea xmesh_l7_tunnel_upstream_connections_total)
 [ "$n2" -le $((n + 4)) ] || xmt_fail "$((n2 - n)) new tunnelled connections for 4 client connections"
 xmt_log "400 requests (4 connections) through the tunnel in $ms ms, $((n2 - n)) new tunnelled connection(s); $(tail -n 1 <<<"$out")"
 
 XMT_SUBTEST="a closed port on the remote pod: the tunnel's answer is refused, 503 UF,URX after 2 retries"
-opened=$(metric nodea 'xmesh_l7_tunnel_answers_total{outcome="opened"}')
+opened=$(xmx_metric nodea 'xmesh_l7_tunnel_answers_total{outcome="opened"}')
 [ "$opened" -ge 1 ] || xmt_fail "the proxy heard no 'opened' answer for its tunnelled connections: $opened"
-refused0=$(metric nodea 'xmesh_l7_tunnel_answers_total{outcome="refused"}')
-hand0=$(metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
-code=$(in_pod pa curl -sS -o "$XMT_TMP/gone.body" -w '%{http_code}' --max-time 10 -H 'Host: gone' "http://$VIP_GONE/" ||
+refused0=$(xmx_metric nodea 'xmesh_l7_tunnel_answers_total{outcome="refused"}')
+hand0=$(xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
+code=$(xmh_in_pod pa curl -sS -o "$XMT_TMP/gone.body" -w '%{http_code}' --max-time 10 -H 'Host: gone' "http://$VIP_GONE/" ||
 	true)
 [ "$code" = 503 ] || xmt_fail "pa -> gone: $code, not 503"
 printf '%s' "upstream connect error or disconnect/reset before headers. reset reason: connection failure" |
 	cmp -s - "$XMT_TMP/gone.body" || xmt_fail "pa -> gone: body $(cat "$XMT_TMP/gone.body")"
-refused=$(metric nodea 'xmesh_l7_tunnel_answers_total{outcome="refused"}')
-hand=$(metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
+refused=$(xmx_metric nodea 'xmesh_l7_tunnel_answers_total{outcome="refused"}')
+hand=$(xmx_metric nodea 'xmesh_hbone_outbound_connections_total{source="handoff"}')
 [ $((refused - refused0)) = 3 ] || xmt_fail "answers refused: $((refused - refused0)), want 3 (1 try + 2 retries)"
 [ $((hand - hand0)) = 3 ] || xmt_fail "hand-offs to the tunnel: $((hand - hand0)), want 3"
 python3 - "$XMT_TMP/access-a.log" <<'PY' || xmt_fail "access log: $(grep -F '"gone' "$XMT_TMP/access-a.log" | tail -n 1)"
@@ -175,9 +170,9 @@ xmt_log "a closed remote port: 503 UF,URX after 3 tunnel CONNECTs, each answered
 
 XMT_SUBTEST="a client that is no pod gets 503 UF, never plaintext"
 # A process of node A's own namespace inside agent a's mesh cgroup: captured by the proxy, but no identity.
-code=$(in_pod nodea curl -sS -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: web' "http://$VIP/" || true)
+code=$(xmh_in_pod nodea curl -sS -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: web' "http://$VIP/" || true)
 [ "$code" = 503 ] || xmt_fail "a client that is no pod got $code"
-n=$(metric nodea 'xmesh_l7_tunnel_refused_total{reason="no_identity"}')
+n=$(xmx_metric nodea 'xmesh_l7_tunnel_refused_total{reason="no_identity"}')
 [ "$n" -ge 1 ] || xmt_fail "xmesh_l7_tunnel_refused_total{reason=\"no_identity\"}=$n"
 
 XMT_SUBTEST="node A's plaintext to sa is refused (STRICT)"
@@ -189,17 +184,17 @@ config DISABLE
 ok=0
 for _ in $(seq 1 30); do
 	sleep 0.1
-	before=$(metric nodea xmesh_l7_tunnel_upstream_connections_total)
-	in_pod pa curl -sS -o /dev/null --max-time 5 -H 'Host: web' -H 'Connection: close' "http://$VIP/" || true
-	if [ "$(metric nodea xmesh_l7_tunnel_upstream_connections_total)" = "$before" ] &&
-		scrape nodea | grep -E '^istio_requests_total\{.*destination_service_name="web".*connection_security_policy="unknown",response_code="200"' >/dev/null; then
+	before=$(xmx_metric nodea xmesh_l7_tunnel_upstream_connections_total)
+	xmh_in_pod pa curl -sS -o /dev/null --max-time 5 -H 'Host: web' -H 'Connection: close' "http://$VIP/" || true
+	if [ "$(xmx_metric nodea xmesh_l7_tunnel_upstream_connections_total)" = "$before" ] &&
+		xmx_scrape nodea | grep -E '^istio_requests_total\{.*destination_service_name="web".*connection_security_policy="unknown",response_code="200"' >/dev/null; then
 		ok=1
 		break
 	fi
 done
-[ "$ok" = 1 ] || xmt_fail "under DISABLE the proxy still tunnels: $(scrape nodea | grep -E '^istio_requests_total.*web' | head -n 3)"
+[ "$ok" = 1 ] || xmt_fail "under DISABLE the proxy still tunnels: $(xmx_scrape nodea | grep -E '^istio_requests_total.*web' | head -n 3)"
 t0=$(date +%s%3N)
-out=$(in_pod pa "$XM_HTTP_LOAD" --addr "$VIP:80" --host web --path / --conns 4 --requests 100 2>&1) ||
+out=$(xmh_in_pod pa "$XM_HTTP_LOAD" --addr "$VIP:80" --host web --path / --conns 4 --requests 100 2>&1) ||
 	xmt_fail "plaintext load: $out"
 xmt_log "400 requests (4 connections) in plaintext in $(($(date +%s%3N) - t0)) ms; $(tail -n 1 <<<"$out")"
 

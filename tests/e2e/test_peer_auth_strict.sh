@@ -17,6 +17,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/e2e/xdp_lib.sh
 . "$(dirname "$0")/xdp_lib.sh"
+# shellcheck source=tests/e2e/plaintext_lib.sh
+. "$(dirname "$0")/plaintext_lib.sh"
 xmx_init "$@"
 xmt_require_kernel "program_type sched_cls"
 
@@ -24,34 +26,20 @@ SA=10.200.2.11
 PB=10.200.2.12
 MARK=$((0x584d0015)) # XM_MTLS_AGENT_MARK (include/xmesh/mtls.h)
 
-xmx_two_nodes
-ip -n "${XMT_P}ext" route add 10.200.2.0/24 via 10.199.0.2
-# Node A gets a pod of its own: a mesh pod of another node, whose plaintext must take the tunnel.
-ip -n "${XMT_P}nodea" link add br0 type bridge
-ip -n "${XMT_P}nodea" addr add 10.200.1.1/24 dev br0
-ip -n "${XMT_P}nodea" link set br0 up
-ip -n "${XMT_P}nodea" route add 10.200.2.0/24 via 10.199.0.2
-ip -n "${XMT_P}nodeb" route add 10.200.1.0/24 via 10.199.0.1
-# The external host's frames cross a "wire": full checksums (node A's pod's SYNs cross veths only and keep CHECKSUM_PARTIAL, so
-# both kinds of reset are exercised).
-xmx_tx_csum_off ext eth0
-xmx_pod nodeb sa "$SA" 10.200.2.1
-xmx_pod nodeb pb "$PB" 10.200.2.1
-xmx_pod nodeb pc 10.200.2.13 10.200.2.1
+# Node A gets a pod bridge too: a mesh pod of another node, whose plaintext must take the tunnel. The external
+# host's frames have full checksums, node A's pod's SYNs cross veths only and keep CHECKSUM_PARTIAL: both kinds
+# of reset are exercised.
+xmp_two_nodes_ext pods-on-a
+xmp_nodeb_pods sa="$SA" pb="$PB" pc=10.200.2.13
 xmx_pod nodea pa 10.200.1.11 10.200.1.1
-
-pod_yaml() { # NAME IP APP
-	printf '%s\n' "---" "apiVersion: v1" "kind: Pod" "metadata:" "  name: $1" "  namespace: default" "  labels:" \
-		"    app: $3" "spec:" "  nodeName: nodeb" "status:" "  podIP: $2"
-}
 
 # config MODE: the mesh-wide policy PERMISSIVE, pod sa's workload policy MODE.
 config() {
 	{
-		pod_yaml sa "$SA" sa
-		pod_yaml pb "$PB" pb
-		pod_yaml pc 10.200.2.13 pc
-		pod_yaml pa 10.200.1.11 pa | sed 's/nodeName: nodeb/nodeName: nodea/'
+		xmx_yaml_pod sa "$SA" nodeb
+		xmx_yaml_pod pb "$PB" nodeb
+		xmx_yaml_pod pc 10.200.2.13 nodeb
+		xmx_yaml_pod pa 10.200.1.11 nodea
 		printf '%s\n' "---" "apiVersion: security.istio.io/v1beta1" "kind: PeerAuthentication" "metadata:" \
 			"  name: default" "  namespace: istio-system" "spec:" "  mtls:" "    mode: PERMISSIVE"
 		printf '%s\n' "---" "apiVersion: security.istio.io/v1" "kind: PeerAuthentication" "metadata:" \
@@ -60,20 +48,9 @@ config() {
 	} | xmt_config_write peer-auth.yaml
 }
 
-# refused NS ADDR: one plaintext connect from NS is refused by a reset (ECONNREFUSED, not a timeout).
-refused() {
-	local out
-	out=$(xmt_nsrun "$1" "$XM_CLIENT" refuse --addr "$2:8080" --timeout-ms 2000 2>&1) ||
-		xmt_fail "$1 -> $2:8080 was not refused: $out"
-	xmt_log "$1 -> $2:8080: $out"
-}
-
-# accepted NS ADDR: three plaintext connections from NS reach the server.
-accepted() {
-	local out
-	out=$(xmt_nsrun "$1" "$XM_CLIENT" spread --addr "$2:8080" -n 3 --timeout-ms 2000 2>&1) ||
-		xmt_fail "$1 -> $2:8080 was not accepted: $out"
-}
+# refused NS ADDR / accepted NS ADDR: plaintext to ADDR:8080 from NS is refused by a reset / reaches the server.
+refused() { xmp_refused "$1" "$2:8080"; }
+accepted() { xmp_accepted "$1" "$2:8080"; }
 
 # marked ADDR: a connection from the node's namespace with the agent's SO_MARK; prints the server's id.
 marked() {
@@ -91,30 +68,8 @@ except OSError as e:
 ' "$1" "$2"
 }
 
-scrape() { xmt_nsrun nodeb curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
-
 # rejected POD PORT: the value of xmesh_plaintext_rejected_total for the pod's port (0 when absent).
-rejected() {
-	scrape | awk -v s="xmesh_plaintext_rejected_total{pod=\"$1\",namespace=\"default\",port=\"$2\"}" \
-		'$1 == s { v = $2 } END { print v + 0 }'
-}
-
-# wait_mode ADDR refused|accepted: polls the external host's connect every 50 ms; prints the milliseconds.
-wait_mode() {
-	local start now out rc
-	start=$(date +%s%3N)
-	while :; do
-		rc=0
-		out=$(xmt_nsrun ext "$XM_CLIENT" refuse --addr "$1:8080" --timeout-ms 500 2>&1) || rc=$?
-		now=$(date +%s%3N)
-		if { [ "$2" = refused ] && [ "$rc" = 0 ]; } || { [ "$2" = accepted ] && [[ "$out" == *result=connected* ]]; }; then
-			echo $((now - start))
-			return 0
-		fi
-		[ $((now - start)) -lt 3000 ] || xmt_fail "$1:8080 still not $2 after $((now - start)) ms: $out"
-		sleep 0.05
-	done
-}
+rejected() { xmx_metric nodeb "xmesh_plaintext_rejected_total{pod=\"$1\",namespace=\"default\",port=\"$2\"}"; }
 
 config STRICT
 xmx_agent b nodeb nodeb up0
@@ -160,11 +115,11 @@ grep -q "address=$SA port=8080 family=4 syns=3 fragments=0" <<<"$out" || xmt_fai
 
 XMT_SUBTEST="mode changes"
 config PERMISSIVE
-ms=$(wait_mode "$SA" accepted)
+ms=$(xmp_wait_ext "$SA:8080" accepted)
 xmt_note "STRICT -> PERMISSIVE applied in ${ms} ms"
 [ "$ms" -le 1000 ] || xmt_fail "PERMISSIVE took ${ms} ms, want <= 1000"
 config STRICT
-ms=$(wait_mode "$SA" refused)
+ms=$(xmp_wait_ext "$SA:8080" refused)
 xmt_note "PERMISSIVE -> STRICT applied in ${ms} ms"
 [ "$ms" -le 1000 ] || xmt_fail "STRICT took ${ms} ms, want <= 1000"
 

@@ -194,6 +194,11 @@ xmx_agent() {
 
 xmx_status() { timeout -k 5 20 "$XMESH" status --admin "$XMT_TMP/admin-$1.sock"; }
 
+# xmx_scrape NODE_NS: the metrics of the agent in NODE_NS (xmx_agent serves them on 127.0.0.1:15090).
+xmx_scrape() { xmt_nsrun "$1" curl -sS --max-time 10 http://127.0.0.1:15090/metrics; }
+# xmx_metric NODE_NS SERIES: the value of one series of that agent's metrics (0 when absent).
+xmx_metric() { xmx_scrape "$1" | awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'; }
+
 # xmx_verdict AGENT NAME: one of the "xdp: verdicts" counters of `xmesh status` (0 when absent).
 xmx_verdict() {
 	xmx_status "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { v = $2 } END { print v + 0 }'
