@@ -963,7 +963,7 @@ section_l7hop() {
 # (set: perf record -g of both tunnel ends during each stream run, BUILD/bench/mtls-perf-NAME.{data,txt};
 # "rr" or "rr1": during that request/response run instead),
 # MTLS_STRACE (set: strace -c -f of both tunnel ends during each stream run, BUILD/bench/mtls-strace-NAME.txt;
-# "rr": during the request/response run instead, for system calls per exchange; it slows the tunnel: for
+# "rr" or "rr1": during that request/response run instead, for system calls per exchange; it slows the tunnel: for
 # system calls, not for throughput or latency).
 
 MTLS_A=10.200.5
@@ -1091,6 +1091,13 @@ mtls_ticks() { # CPU ticks (utime+stime, all threads) of the PIDs given, summed
 	echo "$t"
 }
 
+mtls_observed_run() { # which run MTLS_PERF / MTLS_STRACE=VALUE observes: rr or rr1 when named, else stream
+	case $1 in
+	rr | rr1) echo "$1" ;;
+	*) echo stream ;;
+	esac
+}
+
 mtls_ctxsw() { # context switches (voluntary + involuntary) of all threads of the PIDs given, summed
 	local p t=0
 	for p in "$@"; do
@@ -1136,8 +1143,7 @@ mtls_measure() {
 		[ "$k" != rr1 ] || mtls_pin "$MTLS_CPU_APP" "$@"
 		perf_pid=""
 		# where the tunnel's CPU goes: during the stream run, or the run MTLS_PERF names (rr, rr1)
-		if [ -n "${MTLS_PERF:-}" ] && [ "$k" = "$(case $MTLS_PERF in rr | rr1) echo "$MTLS_PERF" ;; *) echo stream ;; esac)" ] &&
-			[ $# -gt 0 ]; then
+		if [ -n "${MTLS_PERF:-}" ] && [ "$k" = "$(mtls_observed_run "$MTLS_PERF")" ] && [ $# -gt 0 ]; then
 			perf record -q -g -o "$BUILD/bench/mtls-perf-$name.data" -p "$(
 				IFS=,
 				echo "$*"
@@ -1147,9 +1153,8 @@ mtls_measure() {
 			sleep 0.5
 		fi
 		strace_pid=""
-		# system calls of the tunnel: during the stream run, or the request/response run with MTLS_STRACE=rr
-		if [ -n "${MTLS_STRACE:-}" ] && [ "$k" = "$([ "$MTLS_STRACE" = rr ] && echo rr || echo stream)" ] &&
-			[ $# -gt 0 ]; then
+		# system calls of the tunnel: during the stream run, or the run MTLS_STRACE names (rr, rr1)
+		if [ -n "${MTLS_STRACE:-}" ] && [ "$k" = "$(mtls_observed_run "$MTLS_STRACE")" ] && [ $# -gt 0 ]; then
 			# shellcheck disable=SC2046 # one -p per PID
 			timeout -k 5 60 strace -c -f -qq -o "$BUILD/bench/mtls-strace-$name.txt" $(printf -- '-p %s ' "$@") &
 			strace_pid=$!
